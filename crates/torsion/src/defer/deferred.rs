@@ -1,0 +1,526 @@
+//! `Deferred<T>` and its firing side, `Trigger<T>`.
+//!
+//! Each step of a chain is a node holding the step's result (or the continuation waiting for
+//! it). Adding a callback consumes a `Deferred<T>` and returns the `Deferred<U>` of the next
+//! node, so types flow and no handle can fire the chain with the wrong type. A node remembers
+//! the node it waits on (weakly), so cancelling the end of a chain cancels where the chain is
+//! stuck. Continuations run synchronously when a node fires, as in Twisted; past a depth of
+//! [`MAX_DEPTH`] nested firings they are queued and run by the outermost firing, so very long
+//! chains cannot overflow the stack.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::mem;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+
+use crate::error::{AlreadyCalledError, CancelledError, TimeoutError};
+use crate::reactor::ReactorTime;
+use crate::Failure;
+
+type Outcome<T> = Result<T, Failure>;
+
+/// Nested firings deeper than this are queued instead of recursing.
+const MAX_DEPTH: u32 = 64;
+
+pub(crate) struct Node<T> {
+    slot: RefCell<Slot<T>>,
+}
+
+struct Slot<T> {
+    /// Fired (or cancelled): no more firing accepted.
+    fired: bool,
+    /// Cancelled: later firings are silently ignored, as in Twisted.
+    cancelled: bool,
+    /// The result, once fired, until someone takes it.
+    result: Option<Outcome<T>>,
+    waiter: Waiter<T>,
+    canceller: Option<Box<dyn FnOnce(Trigger<T>)>>,
+    /// The node this one is waiting on, for cancellation.
+    upstream: Option<Weak<dyn Upstream>>,
+}
+
+enum Waiter<T> {
+    Nobody,
+    Then(Box<dyn FnOnce(Outcome<T>)>),
+    Task(Waker),
+}
+
+/// Something that can be cancelled from downstream, whatever its value type.
+pub(crate) trait Upstream {
+    fn cancel_node(self: Rc<Self>);
+}
+
+impl<T: 'static> Upstream for Node<T> {
+    fn cancel_node(self: Rc<Self>) {
+        cancel(&self);
+    }
+}
+
+impl<T> Drop for Node<T> {
+    fn drop(&mut self) {
+        if let Some(Err(failure)) = self.slot.get_mut().result.take() {
+            crate::log::error_event(format_args!(
+                "Unhandled error in Deferred:\n{}",
+                failure.report()
+            ));
+        }
+    }
+}
+
+fn new_node<T>() -> Rc<Node<T>> {
+    Rc::new(Node {
+        slot: RefCell::new(Slot {
+            fired: false,
+            cancelled: false,
+            result: None,
+            waiter: Waiter::Nobody,
+            canceller: None,
+            upstream: None,
+        }),
+    })
+}
+
+thread_local! {
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    static QUEUE: RefCell<VecDeque<Box<dyn FnOnce()>>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Runs a continuation now, or queues it when the firing stack is deep; the outermost firing
+/// drains the queue before it returns, so firing stays synchronous for its caller.
+fn run_continuation<T: 'static>(k: Box<dyn FnOnce(Outcome<T>)>, out: Outcome<T>) {
+    let depth = DEPTH.get();
+    if depth >= MAX_DEPTH {
+        QUEUE.with_borrow_mut(|q| q.push_back(Box::new(move || k(out))));
+        return;
+    }
+    DEPTH.set(depth + 1);
+    k(out);
+    DEPTH.set(depth);
+    if depth == 0 {
+        while let Some(job) = QUEUE.with_borrow_mut(|q| q.pop_front()) {
+            DEPTH.set(1);
+            job();
+            DEPTH.set(0);
+        }
+    }
+}
+
+/// Fires `node`. Firing a cancelled node is silently ignored.
+fn fire<T: 'static>(
+    node: &Rc<Node<T>>,
+    out: Outcome<T>,
+    what: &'static str,
+) -> Result<(), AlreadyCalledError> {
+    let mut s = node.slot.borrow_mut();
+    if s.fired {
+        return if s.cancelled {
+            Ok(())
+        } else {
+            Err(AlreadyCalledError { what })
+        };
+    }
+    s.fired = true;
+    let canceller = s.canceller.take();
+    let upstream = s.upstream.take();
+    match mem::replace(&mut s.waiter, Waiter::Nobody) {
+        Waiter::Then(k) => {
+            drop(s);
+            run_continuation(k, out);
+        }
+        Waiter::Task(waker) => {
+            s.result = Some(out);
+            drop(s);
+            waker.wake();
+        }
+        Waiter::Nobody => s.result = Some(out),
+    }
+    drop((canceller, upstream));
+    Ok(())
+}
+
+/// Runs `k` with the node's result now if it has one, or when it fires.
+fn attach<T: 'static>(node: Rc<Node<T>>, k: impl FnOnce(Outcome<T>) + 'static) {
+    let mut s = node.slot.borrow_mut();
+    if let Some(out) = s.result.take() {
+        drop(s);
+        k(out);
+    } else {
+        assert!(
+            !s.fired,
+            "the result of this Deferred was already taken (by .await or result())"
+        );
+        s.waiter = Waiter::Then(Box::new(k));
+    }
+}
+
+fn cancel<T: 'static>(node: &Rc<Node<T>>) {
+    let (canceller, upstream) = {
+        let mut s = node.slot.borrow_mut();
+        if s.fired {
+            return;
+        }
+        (s.canceller.take(), s.upstream.take())
+    };
+    if let Some(canceller) = canceller {
+        let trigger = Trigger { node: node.clone() };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || canceller(trigger))) {
+            crate::log::err(
+                &Failure::from_panic(payload),
+                "panic in a Deferred's canceller",
+            );
+        }
+    } else if let Some(up) = upstream.and_then(|w| w.upgrade()) {
+        up.cancel_node();
+    }
+    let mut s = node.slot.borrow_mut();
+    if !s.fired {
+        drop(s);
+        let _ = fire(node, Err(Failure::new(CancelledError)), "cancel");
+        s = node.slot.borrow_mut();
+    }
+    // Whatever the chain does later, this node has been dealt with.
+    s.cancelled = true;
+}
+
+/// What a step of the chain produced: a result, or a Deferred to wait for.
+enum Step<U> {
+    Done(Outcome<U>),
+    Chain(Deferred<U>),
+}
+
+/// A placeholder for a value of type `T` that you don't have yet (Twisted's `Deferred`).
+///
+/// See the [module documentation](crate::defer) for the callback rules. A `Deferred` is not
+/// `Clone`: a chain has one end. Keep a [`Trigger`] to fire it, and chain on the `Deferred`.
+pub struct Deferred<T> {
+    pub(crate) node: Rc<Node<T>>,
+}
+
+/// The firing side of a [`Deferred`]: fires it once, with a value or a failure.
+///
+/// Made by [`Deferred::trigger`]; consumed by [`callback`](Trigger::callback) and
+/// [`errback`](Trigger::errback), so one trigger cannot fire twice. Keep it in an `Option` and
+/// `take()` it when the answer may come more than once (seed 002's `ReverseClientProtocol`).
+pub struct Trigger<T> {
+    node: Rc<Node<T>>,
+}
+
+impl<T: 'static> Default for Deferred<T> {
+    fn default() -> Self {
+        Deferred::new()
+    }
+}
+
+impl<T: 'static> Deferred<T> {
+    /// A new, unfired Deferred.
+    pub fn new() -> Deferred<T> {
+        Deferred { node: new_node() }
+    }
+
+    /// A new Deferred whose cancellation calls `canceller` (Twisted's `Deferred(canceller)`).
+    ///
+    /// The canceller gets the Deferred's trigger, so it can fire the Deferred with an error of
+    /// its own; if it does not, the Deferred fails with [`CancelledError`].
+    pub fn with_canceller(canceller: impl FnOnce(Trigger<T>) + 'static) -> Deferred<T> {
+        let d = Deferred::new();
+        d.node.slot.borrow_mut().canceller = Some(Box::new(canceller));
+        d
+    }
+
+    /// A new trigger that fires this Deferred.
+    pub fn trigger(&self) -> Trigger<T> {
+        Trigger {
+            node: self.node.clone(),
+        }
+    }
+
+    /// Fires this Deferred with a value (Twisted's `d.callback(v)`).
+    ///
+    /// # Panics
+    /// With [`AlreadyCalledError`] if it has already fired; see
+    /// [`try_callback`](Self::try_callback).
+    #[track_caller]
+    pub fn callback(&self, value: T) {
+        if let Err(e) = self.try_callback(value) {
+            panic!("{e}");
+        }
+    }
+
+    /// Fires this Deferred with a failure (Twisted's `d.errback(f)`).
+    ///
+    /// # Panics
+    /// With [`AlreadyCalledError`] if it has already fired.
+    #[track_caller]
+    pub fn errback(&self, failure: impl Into<Failure>) {
+        if let Err(e) = self.try_errback(failure) {
+            panic!("{e}");
+        }
+    }
+
+    /// Fires this Deferred with a value, or says it had already fired.
+    pub fn try_callback(&self, value: T) -> Result<(), AlreadyCalledError> {
+        fire(&self.node, Ok(value), "callback")
+    }
+
+    /// Fires this Deferred with a failure, or says it had already fired.
+    pub fn try_errback(&self, failure: impl Into<Failure>) -> Result<(), AlreadyCalledError> {
+        fire(&self.node, Err(failure.into()), "errback")
+    }
+
+    /// True once the Deferred has fired (Twisted's `d.called`).
+    pub fn called(&self) -> bool {
+        self.node.slot.borrow().fired
+    }
+
+    /// Takes the result out if the Deferred has fired (for tests and synchronous code, like
+    /// trial's `successResultOf`). Returns `None` if it has not fired yet. Afterwards the
+    /// Deferred is spent: its failure, if any, is now yours to handle.
+    pub fn result(&self) -> Option<Result<T, Failure>> {
+        self.node.slot.borrow_mut().result.take()
+    }
+
+    /// Cancels the Deferred (Twisted's `d.cancel()`): if it has not fired, its canceller runs
+    /// (or, for a chained Deferred, the Deferred it waits on is cancelled), and unless that fired
+    /// it, it fails with [`CancelledError`]. Cancelling a fired Deferred does nothing.
+    pub fn cancel(&self) {
+        cancel(&self.node);
+    }
+
+    fn then_step<U: 'static>(
+        self,
+        step: impl FnOnce(Outcome<T>) -> Step<U> + 'static,
+    ) -> Deferred<U> {
+        let child: Rc<Node<U>> = new_node();
+        {
+            let mut c = child.slot.borrow_mut();
+            if !self.node.slot.borrow().fired {
+                let up: Weak<Node<T>> = Rc::downgrade(&self.node);
+                c.upstream = Some(up);
+            }
+        }
+        let target = child.clone();
+        attach(self.node, move |out| {
+            let step = catch_unwind(AssertUnwindSafe(move || step(out)))
+                .unwrap_or_else(|payload| Step::Done(Err(Failure::from_panic(payload))));
+            match step {
+                Step::Done(out) => {
+                    let _ = fire(&target, out, "callback");
+                }
+                Step::Chain(inner) => {
+                    {
+                        let mut t = target.slot.borrow_mut();
+                        if !t.fired {
+                            let up: Weak<Node<U>> = Rc::downgrade(&inner.node);
+                            t.upstream = Some(up);
+                        }
+                    }
+                    attach(inner.node, move |out| {
+                        let _ = fire(&target, out, "callback");
+                    });
+                }
+            }
+        });
+        Deferred { node: child }
+    }
+
+    /// Adds a callback: on success, `f` gets the value and its return value is the next
+    /// result. Failures pass by untouched. A panic in `f` becomes a [`Failure`].
+    pub fn add_callback<U: 'static>(self, f: impl FnOnce(T) -> U + 'static) -> Deferred<U> {
+        self.then_step(move |out| Step::Done(out.map(f)))
+    }
+
+    /// Adds a callback that may fail: an `Err` it returns starts the errback chain.
+    pub fn add_callback_result<U: 'static, E: Into<Failure>>(
+        self,
+        f: impl FnOnce(T) -> Result<U, E> + 'static,
+    ) -> Deferred<U> {
+        self.then_step(move |out| Step::Done(out.and_then(|v| f(v).map_err(Into::into))))
+    }
+
+    /// Adds a callback that returns a Deferred: the chain pauses until that Deferred fires,
+    /// and continues with its result (Twisted's callback returning a Deferred).
+    pub fn add_callback_deferred<U: 'static>(
+        self,
+        f: impl FnOnce(T) -> Deferred<U> + 'static,
+    ) -> Deferred<U> {
+        self.then_step(move |out| match out {
+            Ok(v) => Step::Chain(f(v)),
+            Err(e) => Step::Done(Err(e)),
+        })
+    }
+
+    /// Adds an errback: on failure, `f` gets the [`Failure`]. Return `Ok(v)` to recover (the
+    /// callbacks after it run with `v`) or `Err(f)` to pass a failure on. Values pass by
+    /// untouched.
+    pub fn add_errback(
+        self,
+        f: impl FnOnce(Failure) -> Result<T, Failure> + 'static,
+    ) -> Deferred<T> {
+        self.then_step(move |out| Step::Done(out.or_else(f)))
+    }
+
+    /// Adds a callback and an errback at the same level: exactly one of them runs, and the
+    /// errback does not see failures from the callback (Twisted's `addCallbacks`).
+    pub fn add_callbacks<U: 'static>(
+        self,
+        callback: impl FnOnce(T) -> U + 'static,
+        errback: impl FnOnce(Failure) -> Result<U, Failure> + 'static,
+    ) -> Deferred<U> {
+        self.then_step(move |out| {
+            Step::Done(match out {
+                Ok(v) => Ok(callback(v)),
+                Err(e) => errback(e),
+            })
+        })
+    }
+
+    /// Adds a function that runs on success or failure (Twisted's `addBoth`), like `finally`:
+    /// return the outcome unchanged to pass it on.
+    pub fn add_both<U: 'static>(
+        self,
+        f: impl FnOnce(Result<T, Failure>) -> Result<U, Failure> + 'static,
+    ) -> Deferred<U> {
+        self.then_step(move |out| Step::Done(f(out)))
+    }
+
+    /// Cancels this Deferred if it has not fired `seconds` from now on `clock`, turning the
+    /// cancellation into a [`TimeoutError`] (Twisted's `addTimeout`).
+    pub fn add_timeout(self, seconds: f64, clock: &dyn ReactorTime) -> Deferred<T> {
+        let timed_out = Rc::new(Cell::new(false));
+        let flag = timed_out.clone();
+        // The timer holds the node: a Deferred nobody else can fire still times out.
+        let node = self.node.clone();
+        let timer = clock.call_later_boxed(
+            seconds,
+            Box::new(move || {
+                if !node.slot.borrow().fired {
+                    flag.set(true);
+                    cancel(&node);
+                }
+            }),
+        );
+        self.add_both(move |out| {
+            if timer.active() {
+                let _ = timer.cancel();
+            }
+            match out {
+                Err(f) if timed_out.get() && f.check::<CancelledError>() => {
+                    Err(Failure::new(TimeoutError))
+                }
+                other => other,
+            }
+        })
+    }
+
+    /// Runs `k` with the result, now or when it arrives, without making a new Deferred.
+    pub(crate) fn on_result(self, k: impl FnOnce(Outcome<T>) + 'static) {
+        attach(self.node, k);
+    }
+
+    pub(crate) fn weak_upstream(&self) -> Weak<dyn Upstream> {
+        let w: Weak<Node<T>> = Rc::downgrade(&self.node);
+        w
+    }
+}
+
+impl<T: 'static> Trigger<T> {
+    /// Fires the Deferred with a value.
+    ///
+    /// # Panics
+    /// With [`AlreadyCalledError`] if the Deferred was already fired by another trigger. A
+    /// cancelled Deferred ignores the firing, as in Twisted.
+    #[track_caller]
+    pub fn callback(self, value: T) {
+        if let Err(e) = self.try_callback(value) {
+            panic!("{e}");
+        }
+    }
+
+    /// Fires the Deferred with a failure.
+    ///
+    /// # Panics
+    /// With [`AlreadyCalledError`] if the Deferred was already fired by another trigger.
+    #[track_caller]
+    pub fn errback(self, failure: impl Into<Failure>) {
+        if let Err(e) = self.try_errback(failure) {
+            panic!("{e}");
+        }
+    }
+
+    /// Fires the Deferred with a value, or says it had already fired.
+    pub fn try_callback(self, value: T) -> Result<(), AlreadyCalledError> {
+        fire(&self.node, Ok(value), "callback")
+    }
+
+    /// Fires the Deferred with a failure, or says it had already fired.
+    pub fn try_errback(self, failure: impl Into<Failure>) -> Result<(), AlreadyCalledError> {
+        fire(&self.node, Err(failure.into()), "errback")
+    }
+
+    /// Fires the Deferred with an outcome.
+    pub fn fire(self, outcome: Result<T, Failure>) -> Result<(), AlreadyCalledError> {
+        fire(&self.node, outcome, "callback")
+    }
+
+    /// True once the Deferred has fired or been cancelled.
+    pub fn is_called(&self) -> bool {
+        self.node.slot.borrow().fired
+    }
+}
+
+impl<T: 'static> Future for Deferred<T> {
+    type Output = Result<T, Failure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut s = self.node.slot.borrow_mut();
+        if let Some(out) = s.result.take() {
+            return Poll::Ready(out);
+        }
+        assert!(!s.fired, "Deferred polled after its result was taken");
+        match &mut s.waiter {
+            Waiter::Task(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Waiter::Task(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> fmt::Debug for Deferred<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.node.slot.borrow();
+        let state = match (&s.result, s.fired) {
+            (Some(Ok(_)), _) => "fired with a value",
+            (Some(Err(_)), _) => "fired with a failure",
+            (None, true) => "fired, result taken",
+            (None, false) => "waiting",
+        };
+        f.debug_struct("Deferred").field("state", &state).finish()
+    }
+}
+
+impl<T> fmt::Debug for Trigger<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trigger")
+            .field("called", &self.node.slot.borrow().fired)
+            .finish()
+    }
+}
+
+/// A Deferred that has already fired with `value` (Twisted's `defer.succeed`).
+pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
+    let d = Deferred::new();
+    d.callback(value);
+    d
+}
+
+/// A Deferred that has already failed with `failure` (Twisted's `defer.fail`).
+pub fn fail<T: 'static>(failure: impl Into<Failure>) -> Deferred<T> {
+    let d = Deferred::new();
+    d.errback(failure);
+    d
+}

@@ -1,0 +1,288 @@
+//! The error types Torsion reports, named as in Twisted (`twisted.internet.error` and
+//! `twisted.internet.defer`).
+//!
+//! They travel inside a [`Failure`](crate::Failure); errbacks test them with
+//! [`Failure::check`](crate::Failure::check) and [`Failure::trap`](crate::Failure::trap):
+//!
+//! ```
+//! use torsion::{Failure, error::ConnectionDone};
+//!
+//! let reason = Failure::new(ConnectionDone);
+//! assert!(reason.check::<ConnectionDone>());
+//! assert_eq!(reason.to_string(), "Connection was closed cleanly.");
+//! ```
+
+use std::fmt;
+use std::io;
+
+use crate::Failure;
+
+macro_rules! unit_error {
+    ($(#[$doc:meta])* $name:ident, $msg:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        pub struct $name;
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($msg)
+            }
+        }
+
+        impl std::error::Error for $name {}
+    };
+}
+
+unit_error!(
+    /// A Deferred was cancelled (Twisted's `defer.CancelledError`).
+    CancelledError,
+    "The Deferred was cancelled."
+);
+unit_error!(
+    /// An operation did not finish in time (Twisted's `error.TimeoutError`).
+    TimeoutError,
+    "User timeout caused connection failure."
+);
+unit_error!(
+    /// The connection was closed cleanly (Twisted's `error.ConnectionDone`).
+    ConnectionDone,
+    "Connection was closed cleanly."
+);
+unit_error!(
+    /// The connection was closed on purpose without flushing (Twisted's
+    /// `error.ConnectionAborted`).
+    ConnectionAborted,
+    "Connection was aborted locally."
+);
+unit_error!(
+    /// The reactor is not running, so it cannot be stopped (Twisted's
+    /// `error.ReactorNotRunning`).
+    ReactorNotRunning,
+    "Can't stop reactor that isn't running."
+);
+unit_error!(
+    /// The reactor is already running (Twisted's `error.ReactorAlreadyRunning`).
+    ReactorAlreadyRunning,
+    "The reactor is already running."
+);
+unit_error!(
+    /// A reactor that has stopped cannot run again (Twisted's `error.ReactorNotRestartable`).
+    ReactorNotRestartable,
+    "The reactor has stopped and cannot be restarted."
+);
+/// A [`DelayedCall`](crate::reactor::DelayedCall) can no longer be cancelled or moved
+/// (Twisted's `error.AlreadyCalled` and `error.AlreadyCancelled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelayedCallError {
+    /// It has already run.
+    AlreadyCalled,
+    /// It was already cancelled.
+    AlreadyCancelled,
+}
+
+impl fmt::Display for DelayedCallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DelayedCallError::AlreadyCalled => "Tried to cancel an already-called event.",
+            DelayedCallError::AlreadyCancelled => "Tried to cancel an already-cancelled event.",
+        })
+    }
+}
+
+impl std::error::Error for DelayedCallError {}
+
+/// A Deferred (or a trigger of one) was fired twice (Twisted's `defer.AlreadyCalledError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlreadyCalledError {
+    pub(crate) what: &'static str,
+}
+
+impl fmt::Display for AlreadyCalledError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AlreadyCalledError: {} on a Deferred that has already fired",
+            self.what
+        )
+    }
+}
+
+impl std::error::Error for AlreadyCalledError {}
+
+/// A panic caught in user code, turned into an error so it can travel as a [`Failure`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanicError {
+    message: String,
+}
+
+impl PanicError {
+    /// Makes one from the panic's message.
+    pub fn new(message: impl Into<String>) -> PanicError {
+        PanicError {
+            message: message.into(),
+        }
+    }
+
+    /// The panic's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for PanicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "panic: {}", self.message)
+    }
+}
+
+impl std::error::Error for PanicError {}
+
+/// The connection was lost in a non-clean way (Twisted's `error.ConnectionLost`), with the
+/// operating system's error when there was one.
+#[derive(Debug)]
+pub struct ConnectionLost {
+    source: Option<io::Error>,
+}
+
+impl ConnectionLost {
+    /// A lost connection caused by `source`.
+    pub fn new(source: Option<io::Error>) -> ConnectionLost {
+        ConnectionLost { source }
+    }
+
+    /// The I/O error that ended the connection, if any.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+}
+
+impl fmt::Display for ConnectionLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(e) => write!(
+                f,
+                "Connection to the other side was lost in a non-clean fashion: {e}"
+            ),
+            None => f.write_str("Connection to the other side was lost in a non-clean fashion."),
+        }
+    }
+}
+
+impl std::error::Error for ConnectionLost {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+/// The peer refused the connection (Twisted's `error.ConnectionRefusedError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRefusedError {
+    destination: String,
+}
+
+impl ConnectionRefusedError {
+    /// A refusal from `destination` (`host:port`).
+    pub fn new(destination: impl Into<String>) -> ConnectionRefusedError {
+        ConnectionRefusedError {
+            destination: destination.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConnectionRefusedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Connection was refused by other side: {}",
+            self.destination
+        )
+    }
+}
+
+impl std::error::Error for ConnectionRefusedError {}
+
+/// A connection attempt failed for a reason other than refusal or time-out (Twisted's
+/// `error.ConnectError`), or a host name did not resolve (`error.DNSLookupError`).
+#[derive(Debug)]
+pub struct ConnectError {
+    destination: String,
+    source: io::Error,
+}
+
+impl ConnectError {
+    /// A failure to connect to `destination`.
+    pub fn new(destination: impl Into<String>, source: io::Error) -> ConnectError {
+        ConnectError {
+            destination: destination.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "An error occurred while connecting to {}: {}",
+            self.destination, self.source
+        )
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// A port could not be listened on (Twisted's `error.CannotListenError`).
+#[derive(Debug)]
+pub struct CannotListenError {
+    address: String,
+    source: io::Error,
+}
+
+impl CannotListenError {
+    /// A failure to listen on `address`.
+    pub fn new(address: impl Into<String>, source: io::Error) -> CannotListenError {
+        CannotListenError {
+            address: address.into(),
+            source,
+        }
+    }
+
+    /// The operating system's error.
+    pub fn io_error(&self) -> &io::Error {
+        &self.source
+    }
+}
+
+impl fmt::Display for CannotListenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Couldn't listen on {}: {}", self.address, self.source)
+    }
+}
+
+impl std::error::Error for CannotListenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// The first failure of a [`DeferredList`](crate::defer::DeferredList) made with
+/// `fire_on_one_errback` (Twisted's `defer.FirstError`): which Deferred failed, and how.
+#[derive(Debug)]
+pub struct FirstError {
+    /// The index of the failed Deferred in the list.
+    pub index: usize,
+    /// Its failure.
+    pub failure: Failure,
+}
+
+impl fmt::Display for FirstError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FirstError[#{}, {}]", self.index, self.failure)
+    }
+}
+
+impl std::error::Error for FirstError {}

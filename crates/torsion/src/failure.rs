@@ -1,0 +1,243 @@
+//! [`Failure`]: an error travelling through a Deferred chain, with where it arose.
+//!
+//! Twisted wraps every exception that passes through a Deferred in a `Failure`, which
+//! remembers the exception, its type and its traceback. Torsion's `Failure` does the same for
+//! any Rust error (`std::error::Error + Send + Sync`) and for a caught panic: it keeps the
+//! error, its type name, the source location where the `Failure` was made, and a backtrace when
+//! `RUST_BACKTRACE` asks for one.
+//!
+//! Errbacks use [`Failure::check`] to test the error's type and [`Failure::trap`] to take it
+//! out or pass the failure on with `?`:
+//!
+//! ```
+//! use torsion::{Failure, error::ConnectionRefusedError};
+//!
+//! fn handle(f: Failure) -> Result<&'static str, Failure> {
+//!     f.trap::<ConnectionRefusedError>()?; // any other error goes on down the chain
+//!     Ok("the server is down, try later")
+//! }
+//!
+//! let refused = Failure::new(ConnectionRefusedError::new("127.0.0.1:1"));
+//! assert_eq!(handle(refused).unwrap(), "the server is down, try later");
+//!
+//! let other = Failure::new(std::io::Error::other("disk full"));
+//! let passed_on = handle(other).unwrap_err();
+//! assert!(passed_on.check::<std::io::Error>());
+//! ```
+
+use std::any::Any;
+use std::backtrace::{Backtrace, BacktraceStatus};
+use std::error::Error as StdError;
+use std::fmt;
+use std::panic::Location;
+
+use crate::error::PanicError;
+
+/// The error type a [`Failure`] can carry: any thread-safe error.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// An error with its context: the error value, its type name, where the failure was made, and
+/// (when enabled by `RUST_BACKTRACE`) a backtrace.
+///
+/// Any `E: Error + Send + Sync + 'static` converts into a `Failure` with `?` or `.into()`, so
+/// async code and errbacks can use ordinary error handling. `Failure` is `Send`, so failures made
+/// on worker threads can be delivered to the reactor.
+pub struct Failure {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    error: BoxError,
+    type_name: &'static str,
+    location: &'static Location<'static>,
+    backtrace: Backtrace,
+}
+
+impl Failure {
+    /// Wraps `error`, remembering the caller's location as where the failure arose.
+    #[track_caller]
+    pub fn new<E: StdError + Send + Sync + 'static>(error: E) -> Failure {
+        Failure::from_parts(
+            Box::new(error),
+            std::any::type_name::<E>(),
+            Location::caller(),
+        )
+    }
+
+    /// Wraps an already boxed error.
+    #[track_caller]
+    pub fn from_boxed(error: BoxError) -> Failure {
+        Failure::from_parts(error, "dyn Error", Location::caller())
+    }
+
+    /// Makes a failure from a panic payload caught with `catch_unwind`.
+    #[track_caller]
+    pub fn from_panic(payload: Box<dyn Any + Send>) -> Failure {
+        let message = panic_message(payload.as_ref());
+        Failure::new(PanicError::new(message))
+    }
+
+    fn from_parts(
+        error: BoxError,
+        type_name: &'static str,
+        location: &'static Location<'static>,
+    ) -> Failure {
+        Failure {
+            inner: Box::new(Inner {
+                error,
+                type_name,
+                location,
+                backtrace: Backtrace::capture(),
+            }),
+        }
+    }
+
+    /// True when the error is of type `E` (Twisted's `Failure.check`).
+    pub fn check<E: StdError + 'static>(&self) -> bool {
+        self.inner.error.is::<E>()
+    }
+
+    /// Takes the error out if it is of type `E`; otherwise gives the failure back, so that
+    /// `f.trap::<E>()?` inside an errback passes other errors on (Twisted's `Failure.trap`).
+    pub fn trap<E: StdError + 'static>(self) -> Result<E, Failure> {
+        if !self.check::<E>() {
+            return Err(self);
+        }
+        let inner = *self.inner;
+        match inner.error.downcast::<E>() {
+            Ok(e) => Ok(*e),
+            Err(_) => unreachable!("checked type above"),
+        }
+    }
+
+    /// A reference to the error if it is of type `E`.
+    pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
+        self.inner.error.downcast_ref::<E>()
+    }
+
+    /// The wrapped error.
+    pub fn error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.inner.error
+    }
+
+    /// Takes the wrapped error out, dropping the context.
+    pub fn into_error(self) -> BoxError {
+        self.inner.error
+    }
+
+    /// The Rust type name of the error, when it was known at construction.
+    pub fn type_name(&self) -> &'static str {
+        self.inner.type_name
+    }
+
+    /// The source location where this failure was made.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.inner.location
+    }
+
+    /// The error's message (Twisted's `getErrorMessage`).
+    pub fn error_message(&self) -> String {
+        self.inner.error.to_string()
+    }
+
+    /// True when the failure comes from a caught panic.
+    pub fn is_panic(&self) -> bool {
+        self.check::<PanicError>()
+    }
+
+    /// A readable multi-line report: the error type and message, where it arose, the chain of
+    /// causes, and the backtrace when one was captured (Twisted's `getTraceback`).
+    pub fn report(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "Failure: {}: {}\n  at {}",
+            self.inner.type_name, self.inner.error, self.inner.location
+        );
+        let mut source = self.inner.error.source();
+        while let Some(cause) = source {
+            let _ = write!(out, "\n  caused by: {cause}");
+            source = cause.source();
+        }
+        if self.inner.backtrace.status() == BacktraceStatus::Captured {
+            let _ = write!(out, "\n{}", self.inner.backtrace);
+        }
+        out
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for Failure {
+    #[track_caller]
+    fn from(error: E) -> Failure {
+        Failure::new(error)
+    }
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failure")
+            .field("type", &self.inner.type_name)
+            .field("error", &self.inner.error)
+            .field("location", &format_args!("{}", self.inner.location))
+            .finish()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.inner.error)
+    }
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{CancelledError, TimeoutError};
+
+    #[test]
+    fn check_and_trap_match_the_type() {
+        let f = Failure::new(CancelledError);
+        assert!(f.check::<CancelledError>());
+        assert!(!f.check::<TimeoutError>());
+        let f = f.trap::<TimeoutError>().unwrap_err();
+        assert!(f.trap::<CancelledError>().is_ok());
+    }
+
+    #[test]
+    fn report_names_type_message_and_location() {
+        let f = Failure::new(std::io::Error::other("boom"));
+        let r = f.report();
+        assert!(r.contains("std::io::error::Error"), "{r}");
+        assert!(r.contains("boom"), "{r}");
+        assert!(r.contains("failure.rs"), "{r}");
+    }
+
+    #[test]
+    fn from_panic_keeps_the_message() {
+        let payload = std::panic::catch_unwind(|| panic!("oh no {}", 7)).unwrap_err();
+        let f = Failure::from_panic(payload);
+        assert!(f.is_panic());
+        assert_eq!(f.error_message(), "panic: oh no 7");
+    }
+
+    #[test]
+    fn question_mark_converts_errors() {
+        fn parse(s: &str) -> Result<i32, Failure> {
+            Ok(s.parse::<i32>()?)
+        }
+        let f = parse("x").unwrap_err();
+        assert!(f.check::<std::num::ParseIntError>());
+    }
+}

@@ -1,0 +1,54 @@
+//! # Torsion: Twisted's event-driven networking, in Rust
+//!
+//! Torsion is Twisted's programming model — a [reactor](reactor) that calls your code when
+//! events happen, [Deferreds](defer) for results you don't have yet, and [protocols](protocol),
+//! [factories](protocol::Factory) and [transports](transport) that separate the meaning of
+//! bytes from moving them — written as idiomatic, fast Rust on tokio.
+//!
+//! ```text
+//!   your Protocol  (data_received, connection_lost)      <- meaning
+//!        ^   | write, lose_connection
+//!   Transport handle (buffered, coalesced writes)        <- byte pipe
+//!        ^
+//!   Reactor: one per thread, tokio LocalRuntime,          <- events: I/O, timers,
+//!            timers, triggers, call_from_thread               signals, other threads
+//! ```
+//!
+//! The seed's echo server, complete:
+//!
+//! ```no_run
+//! use torsion::{factory, reactor, Protocol, Transport};
+//!
+//! struct Echo;
+//!
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
+//!         transport.write(data);
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), torsion::Failure> {
+//!     reactor().listen_tcp(1033, factory(|| Echo))?;
+//!     reactor().run()
+//! }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod defer;
+pub mod error;
+mod failure;
+pub mod log;
+pub mod protocol;
+pub mod reactor;
+mod stream;
+pub mod tcp;
+pub mod testing;
+pub mod transport;
+mod util;
+
+pub use defer::Deferred;
+pub use failure::{BoxError, Failure};
+pub use protocol::{factory, ClientFactory, Factory, Protocol};
+pub use reactor::{reactor, Reactor};
+pub use transport::Transport;

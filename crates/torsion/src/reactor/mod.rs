@@ -1,0 +1,594 @@
+//! The reactor: Twisted's event loop, one per thread, on tokio's `LocalRuntime`.
+//!
+//! The reactor calls your code when something happens — a connection arrives, bytes come in,
+//! a timer is due — and your code returns quickly and lets it go on. It is started with
+//! [`run`](Reactor::run), which blocks until [`stop`](Reactor::stop); it cannot be restarted.
+//! [`reactor()`] reaches the current thread's reactor from anywhere, so seed programs read as
+//! in Twisted:
+//!
+//! ```
+//! use torsion::reactor;
+//!
+//! let r = torsion::Reactor::new(); // or `reactor()` for this thread's default reactor
+//! r.call_when_running(|| println!("World!"));
+//! r.call_later(0.01, || reactor().stop().unwrap());
+//! print!("Hello ");
+//! r.run().unwrap();
+//! ```
+//!
+//! Underneath is a current-thread tokio runtime (`LocalRuntime`), so any async Rust code —
+//! tokio-based libraries included — runs on the reactor ([`Reactor::spawn`],
+//! [`ensure_deferred`]) and protocol code can `await` it. Protocols are `!Send`: share state
+//! with `Rc` and `RefCell`. Other threads talk to the reactor through a [`ReactorHandle`].
+
+mod timer;
+mod triggers;
+
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+
+use tokio::runtime::{LocalOptions, LocalRuntime};
+use tokio::sync::mpsc;
+
+pub use timer::DelayedCall;
+pub(crate) use timer::TimerCore;
+pub use triggers::{Event, Phase, TriggerId, TriggerOutcome};
+
+use crate::defer::{Deferred, DeferredList};
+use crate::error::{ReactorAlreadyRunning, ReactorNotRestartable, ReactorNotRunning};
+use crate::util::Slab;
+use crate::Failure;
+
+/// Something that knows the time and can schedule calls (Twisted's `IReactorTime`).
+///
+/// Implemented by [`Reactor`] and by the test [`Clock`](crate::testing::Clock), so code written
+/// against it (timeouts, `add_timeout`, looping calls) is tested without waiting.
+pub trait ReactorTime {
+    /// The current time in seconds.
+    fn seconds(&self) -> f64;
+
+    /// Schedules `f` to run `seconds` from now.
+    fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunState {
+    NotStarted,
+    Running,
+    Stopping,
+    Stopped,
+}
+
+type RemoteJob = Box<dyn FnOnce() + Send>;
+
+/// Something the reactor closes when it shuts down: a listening port or a connection.
+pub(crate) trait Disconnect {
+    fn disconnect_for_shutdown(&self);
+}
+
+struct Inner {
+    rt: RefCell<Option<LocalRuntime>>,
+    state: Cell<RunState>,
+    timers: Rc<TimerCore>,
+    triggers: RefCell<triggers::Triggers>,
+    exit: Cell<bool>,
+    exit_waker: RefCell<Option<Waker>>,
+    remote_tx: mpsc::UnboundedSender<RemoteJob>,
+    remote_rx: RefCell<Option<mpsc::UnboundedReceiver<RemoteJob>>>,
+    live: RefCell<Slab<Weak<dyn Disconnect>>>,
+    install_signal_handlers: Cell<bool>,
+}
+
+/// A reactor: an event loop on the current thread (Twisted's reactor).
+///
+/// Cheap to clone: every clone is the same reactor. Made with [`Reactor::new`], or reached with
+/// [`reactor()`]. Not `Send`; use [`Reactor::handle`] to reach it from other threads.
+#[derive(Clone)]
+pub struct Reactor {
+    inner: Rc<Inner>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Reactor>> = const { RefCell::new(None) };
+    static DEFAULT: RefCell<Option<Reactor>> = const { RefCell::new(None) };
+}
+
+/// The current thread's reactor: the one running on this thread, or else this thread's
+/// default reactor (made on first use). Seed programs use this one; tests make their own with
+/// [`Reactor::new`].
+pub fn reactor() -> Reactor {
+    if let Some(r) = CURRENT.with_borrow(|c| c.clone()) {
+        return r;
+    }
+    DEFAULT.with_borrow_mut(|d| d.get_or_insert_with(Reactor::new).clone())
+}
+
+impl Default for Reactor {
+    fn default() -> Self {
+        Reactor::new()
+    }
+}
+
+impl Reactor {
+    /// A new reactor for this thread, not yet running.
+    ///
+    /// # Panics
+    /// If the operating system refuses the resources of an event loop (an epoll descriptor).
+    pub fn new() -> Reactor {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build_local(LocalOptions::default())
+            .expect("cannot create the reactor's event loop");
+        let (tx, rx) = mpsc::unbounded_channel();
+        Reactor {
+            inner: Rc::new(Inner {
+                rt: RefCell::new(Some(rt)),
+                state: Cell::new(RunState::NotStarted),
+                timers: TimerCore::new_real(),
+                triggers: RefCell::new(triggers::Triggers::default()),
+                exit: Cell::new(false),
+                exit_waker: RefCell::new(None),
+                remote_tx: tx,
+                remote_rx: RefCell::new(Some(rx)),
+                live: RefCell::new(Slab::default()),
+                install_signal_handlers: Cell::new(true),
+            }),
+        }
+    }
+
+    /// Whether `run` makes SIGINT and SIGTERM stop the reactor (default: yes, as Twisted's
+    /// `installSignalHandlers`). A second signal during shutdown stops at once.
+    pub fn set_install_signal_handlers(&self, install: bool) {
+        self.inner.install_signal_handlers.set(install);
+    }
+
+    /// True while the reactor is running (including while it shuts down).
+    pub fn running(&self) -> bool {
+        matches!(
+            self.inner.state.get(),
+            RunState::Running | RunState::Stopping
+        )
+    }
+
+    /// Runs the event loop until [`stop`](Self::stop) is called and shutdown completes.
+    ///
+    /// Fires the startup event first (`call_when_running` calls run then). Errors: the reactor
+    /// is already running ([`ReactorAlreadyRunning`]) or has already stopped
+    /// ([`ReactorNotRestartable`]).
+    pub fn run(&self) -> Result<(), Failure> {
+        match self.inner.state.get() {
+            RunState::NotStarted => {}
+            RunState::Running | RunState::Stopping => {
+                return Err(Failure::new(ReactorAlreadyRunning))
+            }
+            RunState::Stopped => return Err(Failure::new(ReactorNotRestartable)),
+        }
+        self.inner.state.set(RunState::Running);
+        let previous = CURRENT.with_borrow_mut(|c| c.replace(self.clone()));
+        {
+            let rt = self.inner.rt.borrow();
+            let rt = rt
+                .as_ref()
+                .expect("a reactor that never ran has its runtime");
+            rt.block_on(self.main_loop());
+        }
+        CURRENT.with_borrow_mut(|c| *c = previous);
+        self.inner.state.set(RunState::Stopped);
+        self.finish();
+        Ok(())
+    }
+
+    async fn main_loop(&self) {
+        self.spawn_task(timer_driver(self.inner.timers.clone()));
+        if let Some(rx) = self.inner.remote_rx.borrow_mut().take() {
+            self.spawn_task(remote_calls(rx));
+        }
+        if self.inner.install_signal_handlers.get() {
+            self.spawn_task(watch_signals());
+        }
+        self.fire_event(Event::Startup).await;
+        poll_fn(|cx| {
+            if self.inner.exit.get() {
+                Poll::Ready(())
+            } else {
+                *self.inner.exit_waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    /// After `run`: drops the event loop, its tasks and pending calls. A reactor cannot be
+    /// restarted, so nothing is lost, and this breaks the reference cycles between the reactor
+    /// and the tasks that hold it.
+    fn finish(&self) {
+        self.inner.timers.clear();
+        self.inner.triggers.borrow_mut().clear();
+        let rt = self.inner.rt.borrow_mut().take();
+        drop(rt);
+        let live = self.inner.live.borrow_mut().drain();
+        drop(live);
+    }
+
+    /// Stops the reactor: fires the shutdown event (before, during, after; "before" triggers
+    /// that return Deferreds are waited for), closes ports and connections, and makes `run`
+    /// return. Fails with [`ReactorNotRunning`] if the reactor is not running or already
+    /// stopping.
+    pub fn stop(&self) -> Result<(), Failure> {
+        if self.inner.state.get() != RunState::Running {
+            return Err(Failure::new(ReactorNotRunning));
+        }
+        self.inner.state.set(RunState::Stopping);
+        let r = self.clone();
+        self.spawn_task(async move { r.shutdown().await });
+        Ok(())
+    }
+
+    /// Stops at once, without waiting for "before shutdown" triggers (a second signal).
+    pub(crate) fn stop_now(&self) {
+        self.inner.state.set(RunState::Stopping);
+        self.disconnect_all();
+        self.set_exit();
+    }
+
+    async fn shutdown(&self) {
+        self.fire_event(Event::Shutdown).await;
+        self.set_exit();
+    }
+
+    fn set_exit(&self) {
+        self.inner.exit.set(true);
+        if let Some(w) = self.inner.exit_waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    async fn fire_event(&self, event: Event) {
+        let waits = self.run_triggers(Phase::Before, event);
+        if !waits.is_empty() {
+            // Failures are reported by the triggers' own Deferreds; the event goes on.
+            if let Ok(results) = DeferredList::new(waits).await {
+                for failure in results.into_iter().filter_map(Result::err) {
+                    crate::log::err(&failure, &format!("a 'before {event:?}' trigger failed:"));
+                }
+            }
+        }
+        self.run_triggers(Phase::During, event);
+        if event == Event::Shutdown {
+            self.disconnect_all();
+            // Let the connection tasks woken by disconnect_all deliver connection_lost.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+        }
+        self.run_triggers(Phase::After, event);
+    }
+
+    fn run_triggers(&self, phase: Phase, event: Event) -> Vec<Deferred<()>> {
+        let due = self.inner.triggers.borrow_mut().take(phase, event);
+        let mut waits = Vec::new();
+        for f in due {
+            match catch_unwind(AssertUnwindSafe(f)) {
+                Ok(Some(d)) => waits.push(d),
+                Ok(None) => {}
+                Err(payload) => crate::log::err(
+                    &Failure::from_panic(payload),
+                    &format!("a '{phase:?} {event:?}' trigger panicked:"),
+                ),
+            }
+        }
+        waits
+    }
+
+    fn disconnect_all(&self) {
+        let live: Vec<_> = self
+            .inner
+            .live
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for thing in live {
+            thing.disconnect_for_shutdown();
+        }
+    }
+
+    pub(crate) fn register_live(&self, thing: Weak<dyn Disconnect>) -> usize {
+        self.inner.live.borrow_mut().insert(thing)
+    }
+
+    pub(crate) fn unregister_live(&self, id: usize) {
+        self.inner.live.borrow_mut().remove(id);
+    }
+
+    /// How many ports and connections are open on this reactor.
+    pub fn open_handles(&self) -> usize {
+        self.inner.live.borrow().len()
+    }
+
+    /// Adds a function to run at a phase of a system event (Twisted's
+    /// `addSystemEventTrigger`). It may return `()` or a `Deferred`; in the `Before` phase, the
+    /// event waits for returned Deferreds (graceful draining stands on this).
+    ///
+    /// ```
+    /// use torsion::{Reactor, reactor::{Phase, Event}, defer::Deferred};
+    /// let r = Reactor::new();
+    /// r.add_system_event_trigger(Phase::Before, Event::Shutdown, || {
+    ///     let done = Deferred::new();
+    ///     let fire = done.trigger();
+    ///     torsion::reactor().call_later(0.01, move || fire.callback(()));
+    ///     done // shutdown waits for this
+    /// });
+    /// r.call_when_running(|| torsion::reactor().stop().unwrap());
+    /// r.run().unwrap();
+    /// ```
+    pub fn add_system_event_trigger<R: TriggerOutcome>(
+        &self,
+        phase: Phase,
+        event: Event,
+        f: impl FnOnce() -> R + 'static,
+    ) -> TriggerId {
+        self.inner
+            .triggers
+            .borrow_mut()
+            .add(phase, event, Box::new(move || f().into_wait()))
+    }
+
+    /// Removes a trigger that has not run yet. Returns false if it had already run or been
+    /// removed.
+    pub fn remove_system_event_trigger(&self, id: TriggerId) -> bool {
+        self.inner.triggers.borrow_mut().remove(id)
+    }
+
+    /// Calls `f` once the reactor is running: at once if it already is, else when `run` starts
+    /// (Twisted's `callWhenRunning`).
+    pub fn call_when_running(&self, f: impl FnOnce() + 'static) {
+        if self.inner.state.get() == RunState::Running && self.inner.triggers.borrow().started() {
+            f();
+        } else {
+            self.add_system_event_trigger(Phase::After, Event::Startup, f);
+        }
+    }
+
+    /// Calls `f` in `seconds` seconds (Twisted's `callLater`). Returns the [`DelayedCall`] to
+    /// cancel or move it.
+    pub fn call_later(&self, seconds: f64, f: impl FnOnce() + 'static) -> DelayedCall {
+        self.inner.timers.schedule(seconds, Box::new(f))
+    }
+
+    /// The current time in seconds since the Unix epoch, advancing monotonically while the
+    /// reactor lives (Twisted's `reactor.seconds()`).
+    pub fn seconds(&self) -> f64 {
+        self.inner.timers.seconds()
+    }
+
+    /// The calls still pending (Twisted's `getDelayedCalls`), as their due times.
+    pub fn pending_call_times(&self) -> Vec<f64> {
+        self.inner.timers.pending_times()
+    }
+
+    /// A `Send + Sync` handle for other threads.
+    pub fn handle(&self) -> ReactorHandle {
+        ReactorHandle {
+            tx: self.inner.remote_tx.clone(),
+        }
+    }
+
+    /// Runs a future on the reactor and returns a Deferred of its output. A panic in the
+    /// future becomes a [`Failure`]; cancelling the Deferred drops the future.
+    pub fn spawn<T: 'static>(&self, fut: impl Future<Output = T> + 'static) -> Deferred<T> {
+        let abort: Rc<RefCell<Option<tokio::task::AbortHandle>>> = Rc::default();
+        let abort2 = abort.clone();
+        let d = Deferred::with_canceller(move |_| {
+            if let Some(a) = abort2.borrow_mut().take() {
+                a.abort();
+            }
+        });
+        let trigger = d.trigger();
+        let handle = self.spawn_task(async move {
+            let out = CatchUnwind(Box::pin(fut)).await;
+            let _ = trigger.fire(out);
+        });
+        match handle {
+            Some(h) => *abort.borrow_mut() = Some(h),
+            None => {
+                if !d.called() {
+                    d.errback(ReactorNotRestartable);
+                }
+            }
+        }
+        d
+    }
+
+    /// True once `run` has returned and the event loop is gone.
+    pub(crate) fn finished(&self) -> bool {
+        self.inner.rt.borrow().is_none()
+    }
+
+    /// Spawns a task; `None` when the reactor has finished and its event loop is gone.
+    pub(crate) fn spawn_task(
+        &self,
+        fut: impl Future<Output = ()> + 'static,
+    ) -> Option<tokio::task::AbortHandle> {
+        let rt = self.inner.rt.borrow();
+        rt.as_ref().map(|rt| rt.spawn_local(fut).abort_handle())
+    }
+
+    /// Enters the event loop's context, for tokio calls made outside `run`.
+    pub(crate) fn with_context<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        let rt = self.inner.rt.borrow();
+        let rt = rt.as_ref()?;
+        let _guard = rt.enter();
+        Some(f())
+    }
+}
+
+impl ReactorTime for Reactor {
+    fn seconds(&self) -> f64 {
+        Reactor::seconds(self)
+    }
+
+    fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall {
+        self.inner.timers.schedule(seconds, f)
+    }
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("state", &self.inner.state.get())
+            .field("pending_calls", &self.inner.timers.pending())
+            .field("open_handles", &self.open_handles())
+            .finish()
+    }
+}
+
+/// A handle to a reactor that other threads can hold (`Send + Sync`, cheap to clone).
+#[derive(Clone, Debug)]
+pub struct ReactorHandle {
+    tx: mpsc::UnboundedSender<RemoteJob>,
+}
+
+impl ReactorHandle {
+    /// Runs `f` on the reactor's thread, soon (Twisted's `callFromThread`). Calls made before
+    /// the reactor runs wait for it; calls made after it finished are dropped (and `false` is
+    /// returned).
+    pub fn call_from_thread(&self, f: impl FnOnce() + Send + 'static) -> bool {
+        self.tx.send(Box::new(f)).is_ok()
+    }
+
+    /// Asks the reactor to stop, from any thread.
+    pub fn stop(&self) -> bool {
+        self.call_from_thread(|| {
+            let _ = reactor().stop();
+        })
+    }
+}
+
+/// Runs async code on the current reactor and returns a Deferred of its result (Twisted's
+/// `ensureDeferred`, the Rust form of `inlineCallbacks`). Errors returned with `?` become the
+/// Deferred's failure.
+///
+/// ```
+/// use std::{cell::Cell, rc::Rc};
+/// use torsion::{defer::{ensure_deferred, succeed}, reactor, Failure, Reactor};
+///
+/// let r = Reactor::new();
+/// let answer = Rc::new(Cell::new(0));
+/// let a = answer.clone();
+/// r.call_when_running(move || {
+///     ensure_deferred(async {
+///         let x = succeed(20).await?;   // await any Deferred
+///         let y: i32 = "22".parse()?;   // any error converts into a Failure
+///         Ok::<_, Failure>(x + y)
+///     })
+///     .add_callback(move |v| {
+///         a.set(v);
+///         reactor().stop().unwrap();
+///     });
+/// });
+/// r.run().unwrap();
+/// assert_eq!(answer.get(), 42);
+/// ```
+pub fn ensure_deferred<T: 'static, E: Into<Failure> + 'static>(
+    fut: impl Future<Output = Result<T, E>> + 'static,
+) -> Deferred<T> {
+    reactor()
+        .spawn(fut)
+        .add_callback_result(|out| out.map_err(Into::into))
+}
+
+/// A future that turns a panic into a Failure.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Failure>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(Failure::from_panic(payload))),
+        }
+    }
+}
+
+/// Drives the reactor's timers: one tokio sleep, armed for the earliest deadline.
+async fn timer_driver(core: Rc<TimerCore>) {
+    let mut sleep = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600)));
+    poll_fn(move |cx| loop {
+        let now = core.now_ns();
+        core.run_due(now, true);
+        match core.next_deadline() {
+            None => {
+                core.set_driver(cx.waker(), u64::MAX);
+                return Poll::Pending;
+            }
+            Some(deadline) if deadline <= core.now_ns() => {
+                // More is due already (calls scheduled by the calls that just ran): let I/O
+                // run first, then come back.
+                core.set_driver(cx.waker(), 0);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Some(deadline) => {
+                let at = core.instant_of(deadline).expect("real time source");
+                if sleep.deadline() != at {
+                    sleep.as_mut().reset(at);
+                }
+                core.set_driver(cx.waker(), deadline);
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Runs the calls other threads sent with `call_from_thread`.
+async fn remote_calls(mut rx: mpsc::UnboundedReceiver<RemoteJob>) {
+    while let Some(job) = rx.recv().await {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
+            crate::log::err(
+                &Failure::from_panic(payload),
+                "Unhandled error in call_from_thread:",
+            );
+        }
+    }
+}
+
+/// SIGINT and SIGTERM stop the reactor; a second one stops it at once.
+async fn watch_signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        crate::log::error_event(format_args!("cannot install the SIGINT/SIGTERM handlers"));
+        return;
+    };
+    loop {
+        let name = poll_fn(|cx| {
+            if int.poll_recv(cx).is_ready() {
+                Poll::Ready("SIGINT")
+            } else if term.poll_recv(cx).is_ready() {
+                Poll::Ready("SIGTERM")
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        let r = reactor();
+        if r.stop().is_ok() {
+            tracing::info!(target: "torsion", "Received {name}, shutting down.");
+        } else {
+            tracing::warn!(target: "torsion", "Received {name} again, stopping now.");
+            r.stop_now();
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The reactor's timers: one binary heap per reactor, with lazy cancellation.
+//!
+//! Scheduling is O(log n); cancelling is O(1) (the heap entry is left behind and skipped when it
+//! surfaces; the heap is rebuilt when stale entries outnumber live ones). `reset` and `delay`
+//! push a new heap entry and leave the old one stale. The same structure runs the real reactor
+//! (driven by one tokio sleep to the earliest deadline) and the test [`Clock`](crate::testing::Clock)
+//! (driven by `advance`).
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::{Rc, Weak};
+use std::task::Waker;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::DelayedCallError;
+use crate::util::Slab;
+use crate::Failure;
+
+/// Where a timer core reads the time from.
+enum TimeSource {
+    /// Monotonic time since `base`, reported as wall-clock seconds from `epoch`.
+    Real {
+        base: tokio::time::Instant,
+        epoch: f64,
+    },
+    /// Time that moves only when told to (the test clock), in nanoseconds.
+    Manual(Cell<u64>),
+}
+
+struct Entry {
+    deadline: u64,
+    id: u64,
+    callback: Box<dyn FnOnce()>,
+}
+
+/// (deadline ns, insertion order, slab index, entry id)
+type HeapItem = Reverse<(u64, u64, usize, u64)>;
+
+#[derive(Default)]
+struct Queue {
+    heap: BinaryHeap<HeapItem>,
+    entries: Slab<Entry>,
+    order: u64,
+    next_id: u64,
+    stale: usize,
+}
+
+impl Queue {
+    fn push_heap(&mut self, deadline: u64, index: usize, id: u64) {
+        self.order += 1;
+        self.heap.push(Reverse((deadline, self.order, index, id)));
+    }
+
+    fn is_live(&self, item: &HeapItem) -> bool {
+        let (deadline, _, index, id) = item.0;
+        matches!(self.entries.get(index), Some(e) if e.id == id && e.deadline == deadline)
+    }
+
+    fn compact_if_needed(&mut self) {
+        if self.stale > 1024 && self.stale > self.heap.len() / 2 {
+            let heap = std::mem::take(&mut self.heap);
+            let live: Vec<HeapItem> = heap.into_iter().filter(|i| self.is_live(i)).collect();
+            self.heap = BinaryHeap::from(live);
+            self.stale = 0;
+        }
+    }
+
+    /// Drops stale entries from the top; returns the earliest live deadline.
+    fn peek_deadline(&mut self) -> Option<u64> {
+        while let Some(top) = self.heap.peek() {
+            if self.is_live(top) {
+                return Some(top.0 .0);
+            }
+            self.heap.pop();
+            self.stale = self.stale.saturating_sub(1);
+        }
+        None
+    }
+}
+
+/// A reactor's (or test clock's) timers and its notion of the current time.
+pub(crate) struct TimerCore {
+    queue: RefCell<Queue>,
+    source: TimeSource,
+    /// The deadline the driver's sleep is armed for (u64::MAX when none).
+    armed: Cell<u64>,
+    driver: RefCell<Option<Waker>>,
+}
+
+impl TimerCore {
+    pub(crate) fn new_real() -> Rc<TimerCore> {
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        TimerCore::with_source(TimeSource::Real {
+            base: tokio::time::Instant::now(),
+            epoch,
+        })
+    }
+
+    pub(crate) fn new_manual() -> Rc<TimerCore> {
+        TimerCore::with_source(TimeSource::Manual(Cell::new(0)))
+    }
+
+    fn with_source(source: TimeSource) -> Rc<TimerCore> {
+        Rc::new(TimerCore {
+            queue: RefCell::new(Queue::default()),
+            source,
+            armed: Cell::new(u64::MAX),
+            driver: RefCell::new(None),
+        })
+    }
+
+    /// Nanoseconds since this core's base.
+    pub(crate) fn now_ns(&self) -> u64 {
+        match &self.source {
+            TimeSource::Real { base, .. } => base.elapsed().as_nanos() as u64,
+            TimeSource::Manual(t) => t.get(),
+        }
+    }
+
+    /// The current time in seconds (Twisted's `seconds()`).
+    pub(crate) fn seconds(&self) -> f64 {
+        self.ns_to_seconds(self.now_ns())
+    }
+
+    fn ns_to_seconds(&self, ns: u64) -> f64 {
+        let epoch = match &self.source {
+            TimeSource::Real { epoch, .. } => *epoch,
+            TimeSource::Manual(_) => 0.0,
+        };
+        epoch + ns as f64 / 1e9
+    }
+
+    pub(crate) fn instant_of(&self, ns: u64) -> Option<tokio::time::Instant> {
+        match &self.source {
+            TimeSource::Real { base, .. } => Some(*base + Duration::from_nanos(ns)),
+            TimeSource::Manual(_) => None,
+        }
+    }
+
+    /// Moves manual time forward (the test clock).
+    pub(crate) fn advance_manual(&self, ns: u64) {
+        if let TimeSource::Manual(t) = &self.source {
+            t.set(t.get().saturating_add(ns));
+        }
+    }
+
+    fn delay_ns(seconds: f64) -> u64 {
+        if seconds.is_nan() || seconds <= 0.0 {
+            0
+        } else {
+            Duration::try_from_secs_f64(seconds)
+                .map(|d| d.as_nanos().min(u64::MAX as u128 / 2) as u64)
+                .unwrap_or(u64::MAX / 2)
+        }
+    }
+
+    /// Schedules `callback` to run `seconds` from now.
+    pub(crate) fn schedule(
+        self: &Rc<Self>,
+        seconds: f64,
+        callback: Box<dyn FnOnce()>,
+    ) -> DelayedCall {
+        let deadline = self.now_ns().saturating_add(Self::delay_ns(seconds));
+        let (index, id) = {
+            let mut q = self.queue.borrow_mut();
+            q.next_id += 1;
+            let id = q.next_id;
+            let index = q.entries.insert(Entry {
+                deadline,
+                id,
+                callback,
+            });
+            q.push_heap(deadline, index, id);
+            (index, id)
+        };
+        self.poke(deadline);
+        DelayedCall {
+            core: Rc::downgrade(self),
+            index,
+            id,
+            cancelled: Cell::new(false),
+        }
+    }
+
+    /// Wakes the driver if `deadline` is earlier than what it sleeps for.
+    fn poke(&self, deadline: u64) {
+        if deadline < self.armed.get() {
+            if let Some(w) = self.driver.borrow().as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    pub(crate) fn set_driver(&self, waker: &Waker, armed: u64) {
+        self.armed.set(armed);
+        let mut d = self.driver.borrow_mut();
+        match d.as_ref() {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *d = Some(waker.clone()),
+        }
+    }
+
+    /// The earliest pending deadline, in nanoseconds.
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
+        self.queue.borrow_mut().peek_deadline()
+    }
+
+    /// Runs the calls due at `now`. With `only_existing`, calls scheduled while this runs wait
+    /// for the next pass (so a call that reschedules itself with delay 0 cannot starve I/O);
+    /// without it (the test clock), they run too if due, as Twisted's `Clock.advance` does.
+    /// Returns how many ran.
+    pub(crate) fn run_due(&self, now: u64, only_existing: bool) -> usize {
+        let limit = self.queue.borrow().order;
+        let mut ran = 0;
+        loop {
+            let callback = {
+                let mut q = self.queue.borrow_mut();
+                let Some(deadline) = q.peek_deadline() else {
+                    break;
+                };
+                let Reverse((_, order, index, _)) = *q.heap.peek().expect("peeked");
+                if deadline > now || (only_existing && order > limit) {
+                    break;
+                }
+                q.heap.pop();
+                q.entries.remove(index).expect("live entry").callback
+            };
+            ran += 1;
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
+                crate::log::err(
+                    &Failure::from_panic(payload),
+                    "Unhandled error in a delayed call:",
+                );
+            }
+        }
+        ran
+    }
+
+    /// How many calls are pending.
+    pub(crate) fn pending(&self) -> usize {
+        self.queue.borrow().entries.len()
+    }
+
+    /// The times (in seconds) of the pending calls, soonest first.
+    pub(crate) fn pending_times(&self) -> Vec<f64> {
+        let q = self.queue.borrow();
+        let mut times: Vec<u64> = q.entries.iter().map(|e| e.deadline).collect();
+        times.sort_unstable();
+        times.into_iter().map(|t| self.ns_to_seconds(t)).collect()
+    }
+
+    /// Drops every pending call (when the reactor is done), breaking reference cycles.
+    pub(crate) fn clear(&self) {
+        let old = std::mem::take(&mut *self.queue.borrow_mut());
+        drop(old);
+    }
+}
+
+/// A call scheduled with `call_later` (Twisted's `IDelayedCall`): cancel it, move it, or ask
+/// whether it is still pending.
+///
+/// ```
+/// use torsion::testing::Clock;
+/// use std::{cell::Cell, rc::Rc};
+///
+/// let clock = Clock::new();
+/// let rang = Rc::new(Cell::new(false));
+/// let r = rang.clone();
+/// let call = clock.call_later(5.0, move || r.set(true));
+/// call.delay(2.0).unwrap();           // now due at 7
+/// clock.advance(6.0);
+/// assert!(!rang.get() && call.active());
+/// clock.advance(1.0);
+/// assert!(rang.get() && !call.active());
+/// ```
+pub struct DelayedCall {
+    core: Weak<TimerCore>,
+    index: usize,
+    id: u64,
+    cancelled: Cell<bool>,
+}
+
+impl DelayedCall {
+    fn with_entry<R>(
+        &self,
+        f: impl FnOnce(&mut Queue, &TimerCore) -> R,
+    ) -> Result<R, DelayedCallError> {
+        let gone = if self.cancelled.get() {
+            DelayedCallError::AlreadyCancelled
+        } else {
+            DelayedCallError::AlreadyCalled
+        };
+        let Some(core) = self.core.upgrade() else {
+            return Err(gone);
+        };
+        let mut q = core.queue.borrow_mut();
+        match q.entries.get(self.index) {
+            Some(e) if e.id == self.id => Ok(f(&mut q, &core)),
+            _ => Err(gone),
+        }
+    }
+
+    /// True while the call has neither run nor been cancelled.
+    pub fn active(&self) -> bool {
+        self.with_entry(|_, _| ()).is_ok()
+    }
+
+    /// Cancels the call.
+    pub fn cancel(&self) -> Result<(), DelayedCallError> {
+        let callback = self.with_entry(|q, _| {
+            q.stale += 1;
+            let entry = q.entries.remove(self.index).expect("live entry");
+            q.compact_if_needed();
+            entry.callback
+        })?;
+        self.cancelled.set(true);
+        drop(callback);
+        Ok(())
+    }
+
+    /// Reschedules the call to run `seconds` from now.
+    pub fn reset(&self, seconds: f64) -> Result<(), DelayedCallError> {
+        let (core, deadline) = self
+            .with_entry(|q, core| {
+                let deadline = core.now_ns().saturating_add(TimerCore::delay_ns(seconds));
+                q.entries.get_mut(self.index).expect("live").deadline = deadline;
+                q.stale += 1;
+                q.push_heap(deadline, self.index, self.id);
+                deadline
+            })
+            .map(|d| (self.core.upgrade(), d))?;
+        if let Some(core) = core {
+            core.poke(deadline);
+        }
+        Ok(())
+    }
+
+    /// Moves the call `seconds` later than it was due.
+    pub fn delay(&self, seconds: f64) -> Result<(), DelayedCallError> {
+        self.with_entry(|q, _| {
+            let e = q.entries.get_mut(self.index).expect("live");
+            e.deadline = e.deadline.saturating_add(TimerCore::delay_ns(seconds));
+            let deadline = e.deadline;
+            q.stale += 1;
+            q.push_heap(deadline, self.index, self.id);
+        })
+    }
+
+    /// When the call is due, in the same seconds as `seconds()`.
+    pub fn get_time(&self) -> Result<f64, DelayedCallError> {
+        self.with_entry(|q, core| {
+            let e = q.entries.get(self.index).expect("live");
+            core.ns_to_seconds(e.deadline)
+        })
+    }
+}
+
+impl fmt::Debug for DelayedCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DelayedCall")
+            .field("active", &self.active())
+            .field("time", &self.get_time().ok())
+            .finish()
+    }
+}

@@ -1,0 +1,91 @@
+//! System event triggers: code that runs at startup and shutdown (Twisted's
+//! `addSystemEventTrigger`).
+
+use crate::defer::Deferred;
+
+/// A system event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The reactor starts running.
+    Startup,
+    /// The reactor stops.
+    Shutdown,
+}
+
+/// When, around an event, a trigger runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before the event; returned Deferreds are waited for.
+    Before,
+    /// During the event (the reactor closes its ports and connections here at shutdown).
+    During,
+    /// After the event.
+    After,
+}
+
+/// Identifies a trigger, to remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TriggerId(u64);
+
+/// What a trigger may return: nothing, or a Deferred to wait for.
+pub trait TriggerOutcome {
+    /// The Deferred to wait for, if any.
+    fn into_wait(self) -> Option<Deferred<()>>;
+}
+
+impl TriggerOutcome for () {
+    fn into_wait(self) -> Option<Deferred<()>> {
+        None
+    }
+}
+
+impl<T: 'static> TriggerOutcome for Deferred<T> {
+    fn into_wait(self) -> Option<Deferred<()>> {
+        Some(self.add_callback(|_| ()))
+    }
+}
+
+type TriggerFn = Box<dyn FnOnce() -> Option<Deferred<()>>>;
+
+#[derive(Default)]
+pub(crate) struct Triggers {
+    next: u64,
+    list: Vec<(TriggerId, Phase, Event, TriggerFn)>,
+    started: bool,
+}
+
+impl Triggers {
+    pub(crate) fn add(&mut self, phase: Phase, event: Event, f: TriggerFn) -> TriggerId {
+        self.next += 1;
+        let id = TriggerId(self.next);
+        self.list.push((id, phase, event, f));
+        id
+    }
+
+    pub(crate) fn remove(&mut self, id: TriggerId) -> bool {
+        let before = self.list.len();
+        self.list.retain(|t| t.0 != id);
+        self.list.len() != before
+    }
+
+    /// Takes the triggers of one phase of one event, in the order they were added.
+    pub(crate) fn take(&mut self, phase: Phase, event: Event) -> Vec<TriggerFn> {
+        if event == Event::Startup && phase == Phase::After {
+            self.started = true;
+        }
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.list)
+            .into_iter()
+            .partition(|t| t.1 == phase && t.2 == event);
+        self.list = rest;
+        due.into_iter().map(|t| t.3).collect()
+    }
+
+    /// True once the startup event has reached its last phase.
+    pub(crate) fn started(&self) -> bool {
+        self.started
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.list.clear();
+    }
+}

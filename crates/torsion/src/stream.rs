@@ -1,0 +1,444 @@
+//! The engine under every stream connection (TCP now, Unix sockets later): it reads into a
+//! buffer owned by the thread, calls the protocol, and flushes the connection's write buffer.
+//!
+//! Hot path per readiness event: one `read` into the shared buffer, one call into the
+//! protocol, one `write` of everything the protocol wrote meanwhile. Nothing is allocated per
+//! message; a connection's own write buffer is allocated on its first buffered write and kept
+//! small. Reads are bounded per wake-up, so one busy connection cannot starve the others.
+//!
+//! Protocol methods are never re-entered: transport calls made inside a callback only set
+//! flags, which the engine acts on after the callback returns.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, BytesMut};
+
+use crate::error::{ConnectionAborted, ConnectionDone, ConnectionLost};
+use crate::protocol::Protocol;
+use crate::reactor::{Disconnect, Reactor};
+use crate::transport::{Address, Transport, TransportImpl};
+use crate::Failure;
+
+/// Size of the thread's shared read buffer.
+const READ_BUF_SIZE: usize = 64 * 1024;
+/// Reads per wake-up before yielding to other connections.
+const READS_PER_POLL: usize = 16;
+/// A write buffer larger than this is released once it drains.
+const KEEP_WRITE_CAPACITY: usize = 64 * 1024;
+
+thread_local! {
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What the engine needs of a non-blocking stream socket.
+pub(crate) trait StreamSocket: 'static {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    fn shutdown_write(&self) -> io::Result<()>;
+    fn set_no_delay(&self, _on: bool) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    fn no_delay(&self) -> io::Result<bool> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    fn set_keep_alive(&self, _on: bool) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    fn keep_alive(&self) -> io::Result<bool> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+const IN_CALLBACK: u16 = 1;
+const LOSE: u16 = 1 << 1;
+const ABORT: u16 = 1 << 2;
+const SHUT_WRITE_REQUESTED: u16 = 1 << 3;
+const WRITE_SHUT: u16 = 1 << 4;
+const READ_CLOSED: u16 = 1 << 5;
+const CLOSED: u16 = 1 << 6;
+const PAUSED: u16 = 1 << 7;
+const SHUTDOWN: u16 = 1 << 8;
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    Done,
+    Aborted,
+    Lost(io::Error),
+    Shutdown,
+    Panicked(crate::error::PanicError),
+}
+
+impl End {
+    /// The reason as a Failure (may be called more than once).
+    pub(crate) fn reason(&self) -> Failure {
+        match self {
+            End::Done => Failure::new(ConnectionDone),
+            End::Aborted => Failure::new(ConnectionAborted),
+            End::Lost(e) => Failure::new(ConnectionLost::new(Some(io::Error::new(
+                e.kind(),
+                e.to_string(),
+            )))),
+            End::Shutdown => Failure::new(ConnectionLost::new(None)),
+            End::Panicked(p) => Failure::new(p.clone()),
+        }
+    }
+}
+
+/// One connection's shared state: the socket, the write buffer, and flags set by transport
+/// calls. The connection's task and every `Transport` handle point here.
+pub(crate) struct Conn<S> {
+    sock: RefCell<Option<S>>,
+    wbuf: RefCell<BytesMut>,
+    flags: Cell<u16>,
+    write_error: RefCell<Option<io::Error>>,
+    waker: RefCell<Option<Waker>>,
+    peer: Address,
+    host: Address,
+}
+
+impl<S: StreamSocket> Conn<S> {
+    pub(crate) fn new(sock: S, peer: Address, host: Address) -> Rc<Conn<S>> {
+        Rc::new(Conn {
+            sock: RefCell::new(Some(sock)),
+            wbuf: RefCell::new(BytesMut::new()),
+            flags: Cell::new(0),
+            write_error: RefCell::new(None),
+            waker: RefCell::new(None),
+            peer,
+            host,
+        })
+    }
+
+    fn has(&self, flag: u16) -> bool {
+        self.flags.get() & flag != 0
+    }
+
+    fn set(&self, flag: u16) {
+        self.flags.set(self.flags.get() | flag);
+    }
+
+    fn clear(&self, flag: u16) {
+        self.flags.set(self.flags.get() & !flag);
+    }
+
+    /// Wakes the connection's task, unless the event happened inside its own callback (the
+    /// task looks at the flags when the callback returns).
+    fn notify(&self) {
+        if !self.has(IN_CALLBACK) {
+            if let Some(w) = self.waker.borrow().as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    /// Sends as much of the write buffer as the socket takes. Ok(true) when it is empty.
+    fn flush(&self) -> io::Result<bool> {
+        let sock = self.sock.borrow();
+        let Some(sock) = sock.as_ref() else {
+            return Ok(true);
+        };
+        let mut buf = self.wbuf.borrow_mut();
+        while !buf.is_empty() {
+            match sock.try_write(&buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if buf.capacity() > KEEP_WRITE_CAPACITY {
+            *buf = BytesMut::new();
+        }
+        Ok(true)
+    }
+
+    /// Calls into the protocol with panics contained.
+    fn call(&self, f: impl FnOnce()) -> Result<(), crate::error::PanicError> {
+        self.set(IN_CALLBACK);
+        let r = catch_unwind(AssertUnwindSafe(f));
+        self.clear(IN_CALLBACK);
+        r.map_err(|payload| {
+            crate::error::PanicError::new(crate::failure::panic_message(payload.as_ref()))
+        })
+    }
+
+    /// Drives the connection until it ends.
+    fn poll_drive<P: Protocol>(
+        &self,
+        cx: &mut Context<'_>,
+        proto: &mut P,
+        transport: &Transport,
+    ) -> Poll<End> {
+        let mut reads = 0;
+        loop {
+            if self.has(ABORT) {
+                return Poll::Ready(End::Aborted);
+            }
+            if self.has(SHUTDOWN) {
+                return Poll::Ready(End::Shutdown);
+            }
+            if let Some(e) = self.write_error.borrow_mut().take() {
+                return Poll::Ready(End::Lost(e));
+            }
+            // Write side.
+            if !self.wbuf.borrow().is_empty() {
+                match self.flush() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let ready = match self.sock.borrow().as_ref() {
+                            Some(s) => s.poll_write_ready(cx),
+                            None => Poll::Ready(Ok(())),
+                        };
+                        match ready {
+                            Poll::Ready(Ok(())) => continue,
+                            Poll::Ready(Err(e)) => return Poll::Ready(End::Lost(e)),
+                            Poll::Pending => {}
+                        }
+                    }
+                    Err(e) => return Poll::Ready(End::Lost(e)),
+                }
+            }
+            if self.wbuf.borrow().is_empty() {
+                if self.has(LOSE) {
+                    return Poll::Ready(End::Done);
+                }
+                if self.has(SHUT_WRITE_REQUESTED) && !self.has(WRITE_SHUT) {
+                    self.set(WRITE_SHUT);
+                    if let Some(s) = self.sock.borrow().as_ref() {
+                        if let Err(e) = s.shutdown_write() {
+                            return Poll::Ready(End::Lost(e));
+                        }
+                    }
+                }
+                if self.has(WRITE_SHUT) && self.has(READ_CLOSED) {
+                    return Poll::Ready(End::Done);
+                }
+            }
+            // Read side.
+            if self.has(READ_CLOSED | PAUSED | LOSE) {
+                // Closing (as Twisted, stop reading once lose_connection is called) or paused.
+                break;
+            }
+            let ready = match self.sock.borrow().as_ref() {
+                Some(s) => s.poll_read_ready(cx),
+                None => return Poll::Ready(End::Done),
+            };
+            match ready {
+                Poll::Pending => break,
+                Poll::Ready(Err(e)) => return Poll::Ready(End::Lost(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            if reads >= READS_PER_POLL {
+                // Fair share used: let other connections run, then come back.
+                cx.waker().wake_by_ref();
+                break;
+            }
+            reads += 1;
+            match self.read_once(proto, transport) {
+                Ok(()) => {}
+                Err(end) => return Poll::Ready(end),
+            }
+        }
+        let mut w = self.waker.borrow_mut();
+        match w.as_ref() {
+            Some(old) if old.will_wake(cx.waker()) => {}
+            _ => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// One read into the shared buffer and one delivery to the protocol.
+    fn read_once<P: Protocol>(&self, proto: &mut P, transport: &Transport) -> Result<(), End> {
+        READ_BUF.with_borrow_mut(|buf| {
+            if buf.len() < READ_BUF_SIZE {
+                buf.resize(READ_BUF_SIZE, 0);
+            }
+            let n = {
+                let sock = self.sock.borrow();
+                let Some(sock) = sock.as_ref() else {
+                    return Err(End::Done);
+                };
+                match sock.try_read(buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+                    Err(e) => return Err(End::Lost(e)),
+                }
+            };
+            if n == 0 {
+                self.set(READ_CLOSED);
+                return self
+                    .call(|| proto.read_connection_lost(transport))
+                    .map_err(End::Panicked);
+            }
+            self.call(|| proto.data_received(transport, &buf[..n]))
+                .map_err(End::Panicked)
+        })
+    }
+
+    fn close_socket(&self) {
+        self.set(CLOSED);
+        let sock = self.sock.borrow_mut().take();
+        drop(sock);
+        *self.wbuf.borrow_mut() = BytesMut::new();
+    }
+}
+
+impl<S: StreamSocket> TransportImpl for Conn<S> {
+    fn write(&self, data: &[u8]) {
+        if data.is_empty() || self.has(CLOSED | WRITE_SHUT | ABORT) {
+            return;
+        }
+        let mut buf = self.wbuf.borrow_mut();
+        if buf.is_empty() && !self.has(IN_CALLBACK) {
+            // Written from outside this connection's callbacks: send at once.
+            let sock = self.sock.borrow();
+            let Some(sock) = sock.as_ref() else { return };
+            match sock.try_write(data) {
+                Ok(n) if n == data.len() => return,
+                Ok(n) => buf.extend_from_slice(&data[n..]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf.extend_from_slice(data),
+                Err(e) => {
+                    *self.write_error.borrow_mut() = Some(e);
+                }
+            }
+        } else {
+            buf.extend_from_slice(data);
+        }
+        drop(buf);
+        self.notify();
+    }
+
+    fn lose_connection(&self) {
+        self.set(LOSE);
+        self.notify();
+    }
+
+    fn abort_connection(&self) {
+        self.set(ABORT);
+        self.notify();
+    }
+
+    fn lose_write_connection(&self) {
+        self.set(SHUT_WRITE_REQUESTED);
+        self.notify();
+    }
+
+    fn get_peer(&self) -> Address {
+        self.peer.clone()
+    }
+
+    fn get_host(&self) -> Address {
+        self.host.clone()
+    }
+
+    fn buffered_size(&self) -> usize {
+        self.wbuf.borrow().len()
+    }
+
+    fn is_connected(&self) -> bool {
+        !self.has(CLOSED)
+    }
+
+    fn pause_producing(&self) {
+        self.set(PAUSED);
+    }
+
+    fn resume_producing(&self) {
+        if self.has(PAUSED) {
+            self.clear(PAUSED);
+            self.notify();
+        }
+    }
+
+    fn set_tcp_no_delay(&self, enabled: bool) -> io::Result<()> {
+        match self.sock.borrow().as_ref() {
+            Some(s) => s.set_no_delay(enabled),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn get_tcp_no_delay(&self) -> io::Result<bool> {
+        match self.sock.borrow().as_ref() {
+            Some(s) => s.no_delay(),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn set_tcp_keep_alive(&self, enabled: bool) -> io::Result<()> {
+        match self.sock.borrow().as_ref() {
+            Some(s) => s.set_keep_alive(enabled),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn get_tcp_keep_alive(&self) -> io::Result<bool> {
+        match self.sock.borrow().as_ref() {
+            Some(s) => s.keep_alive(),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl<S: StreamSocket> Disconnect for Conn<S> {
+    fn disconnect_for_shutdown(&self) {
+        self.set(SHUTDOWN);
+        if let Some(w) = self.waker.borrow().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// Runs a connection from `connection_made` to `connection_lost`, and says how it ended.
+///
+/// `on_made` runs after `connection_made` (a client connector keeps the transport there).
+pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
+    reactor: &Reactor,
+    conn: Rc<Conn<S>>,
+    mut proto: P,
+    on_made: impl FnOnce(&Transport),
+) -> End {
+    let live_id = {
+        let weak: std::rc::Weak<dyn Disconnect> = {
+            let w: std::rc::Weak<Conn<S>> = Rc::downgrade(&conn);
+            w
+        };
+        reactor.register_live(weak)
+    };
+    let transport = Transport::new(conn.clone());
+    let end = match conn.call(|| proto.connection_made(&transport)) {
+        Err(p) => End::Panicked(p),
+        Ok(()) => {
+            on_made(&transport);
+            poll_fn(|cx| conn.poll_drive(cx, &mut proto, &transport)).await
+        }
+    };
+    if let End::Panicked(p) = &end {
+        crate::log::error_event(format_args!(
+            "protocol {} for {} panicked ({}); closing that connection",
+            std::any::type_name::<P>(),
+            conn.peer,
+            p.message()
+        ));
+    }
+    conn.close_socket();
+    reactor.unregister_live(live_id);
+    if let Err(p) = conn.call(|| proto.connection_lost(end.reason())) {
+        crate::log::error_event(format_args!(
+            "protocol {} for {} panicked in connection_lost ({})",
+            std::any::type_name::<P>(),
+            conn.peer,
+            p.message()
+        ));
+    }
+    end
+}

@@ -1,0 +1,514 @@
+//! TCP: listening ports and outgoing connections (Twisted's `listenTCP` and `connectTCP`).
+//!
+//! ```
+//! use torsion::{factory, Protocol, Reactor, Transport};
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, t: &Transport, data: &[u8]) { t.write(data) }
+//! }
+//!
+//! let r = Reactor::new();
+//! let port = r.listen_tcp(0, factory(|| Echo)).unwrap(); // port 0: any free port
+//! let addr = port.get_host().socket_addr().unwrap();
+//! assert_ne!(addr.port(), 0);
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use socket2::{Domain, SockRef, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::defer::{succeed, Deferred};
+use crate::error::{
+    CannotListenError, ConnectError, ConnectionRefusedError, ReactorNotRestartable, TimeoutError,
+};
+use crate::protocol::{ClientFactory, Factory};
+use crate::reactor::{Disconnect, Reactor};
+use crate::stream::{run_connection, Conn, StreamSocket};
+use crate::transport::{Address, Transport};
+use crate::Failure;
+
+/// The default time allowed for a connection attempt, in seconds (Twisted's 30).
+pub const DEFAULT_CONNECT_TIMEOUT: f64 = 30.0;
+
+/// The listen backlog.
+const BACKLOG: i32 = 1024;
+
+impl StreamSocket for TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_write_ready(self, cx)
+    }
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        TcpStream::try_read(self, buf)
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        TcpStream::try_write(self, buf)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        SockRef::from(self).shutdown(std::net::Shutdown::Write)
+    }
+    fn set_no_delay(&self, on: bool) -> io::Result<()> {
+        self.set_nodelay(on)
+    }
+    fn no_delay(&self) -> io::Result<bool> {
+        self.nodelay()
+    }
+    fn set_keep_alive(&self, on: bool) -> io::Result<()> {
+        SockRef::from(self).set_keepalive(on)
+    }
+    fn keep_alive(&self) -> io::Result<bool> {
+        SockRef::from(self).keepalive()
+    }
+}
+
+fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+struct PortShared {
+    listener: RefCell<Option<TcpListener>>,
+    host: SocketAddr,
+    waker: RefCell<Option<Waker>>,
+    live_id: Cell<Option<usize>>,
+    stop_factory: RefCell<Option<Box<dyn FnOnce()>>>,
+    reactor: Reactor,
+}
+
+impl PortShared {
+    fn close(&self) {
+        let listener = self.listener.borrow_mut().take();
+        if listener.is_none() {
+            return;
+        }
+        drop(listener);
+        if let Some(id) = self.live_id.take() {
+            self.reactor.unregister_live(id);
+        }
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+        if let Some(stop) = self.stop_factory.borrow_mut().take() {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(stop)) {
+                crate::log::err(&Failure::from_panic(p), "stop_factory panicked:");
+            }
+        }
+    }
+
+    fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<(TcpStream, SocketAddr)>>> {
+        let listener = self.listener.borrow();
+        let Some(l) = listener.as_ref() else {
+            return Poll::Ready(None);
+        };
+        match l.poll_accept(cx) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Disconnect for PortShared {
+    fn disconnect_for_shutdown(&self) {
+        self.close();
+    }
+}
+
+/// A listening TCP port (Twisted's `IListeningPort`). The port keeps listening when this
+/// handle is dropped, until [`stop_listening`](Self::stop_listening) or reactor shutdown.
+pub struct ListeningPort {
+    shared: Rc<PortShared>,
+}
+
+impl ListeningPort {
+    /// The address the port listens on; with port 0 this tells the port the system chose.
+    pub fn get_host(&self) -> Address {
+        Address::Tcp(self.shared.host)
+    }
+
+    /// Stops accepting connections and closes the listening socket (connections already made
+    /// go on). The Deferred fires once the socket is closed.
+    pub fn stop_listening(&self) -> Deferred<()> {
+        self.shared.close();
+        succeed(())
+    }
+
+    /// True until the port stops listening.
+    pub fn listening(&self) -> bool {
+        self.shared.listener.borrow().is_some()
+    }
+}
+
+impl fmt::Debug for ListeningPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListeningPort")
+            .field("host", &self.shared.host)
+            .field("listening", &self.listening())
+            .finish()
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) // ENFILE, EMFILE, ENOBUFS, ENOMEM
+}
+
+impl Reactor {
+    /// Listens on `port` on all IPv4 interfaces (Twisted's `listenTCP(port, factory)`); port 0
+    /// picks a free port, readable with [`ListeningPort::get_host`].
+    pub fn listen_tcp<F: Factory>(&self, port: u16, factory: F) -> Result<ListeningPort, Failure> {
+        self.listen_tcp_on(port, factory, "0.0.0.0")
+    }
+
+    /// Listens on `port` on one interface (Twisted's `interface=` argument): an IPv4 or IPv6
+    /// address such as `"127.0.0.1"`, `"::1"`, or `"::"` for every IPv6 (and, on Linux,
+    /// IPv4) interface.
+    pub fn listen_tcp_on<F: Factory>(
+        &self,
+        port: u16,
+        factory: F,
+        interface: &str,
+    ) -> Result<ListeningPort, Failure> {
+        let ip: IpAddr = interface
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse()
+            .map_err(|_| {
+                CannotListenError::new(
+                    format!("{interface}:{port}"),
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "interface is not an IP address",
+                    ),
+                )
+            })?;
+        let addr = SocketAddr::new(ip, port);
+        let std_listener =
+            bind_listener(addr).map_err(|e| CannotListenError::new(addr.to_string(), e))?;
+        let listener = self
+            .with_context(|| TcpListener::from_std(std_listener))
+            .ok_or(ReactorNotRestartable)?
+            .map_err(|e| CannotListenError::new(addr.to_string(), e))?;
+        let host = listener
+            .local_addr()
+            .map_err(|e| CannotListenError::new(addr.to_string(), e))?;
+
+        let factory = Rc::new(factory);
+        factory.start_factory();
+        let stopping = factory.clone();
+        let shared = Rc::new(PortShared {
+            listener: RefCell::new(Some(listener)),
+            host,
+            waker: RefCell::new(None),
+            live_id: Cell::new(None),
+            stop_factory: RefCell::new(Some(Box::new(move || stopping.stop_factory()))),
+            reactor: self.clone(),
+        });
+        let weak: std::rc::Weak<dyn Disconnect> = {
+            let w: std::rc::Weak<PortShared> = Rc::downgrade(&shared);
+            w
+        };
+        shared.live_id.set(Some(self.register_live(weak)));
+        let task = accept_loop(self.clone(), shared.clone(), factory);
+        self.spawn_task(task).ok_or(ReactorNotRestartable)?;
+        Ok(ListeningPort { shared })
+    }
+
+    /// Connects to `host:port` (Twisted's `connectTCP`), resolving host names, with the
+    /// default 30 s timeout. The factory hears how it goes: `build_protocol` on success,
+    /// `client_connection_failed` with a [`Failure`] on refusal, time-out or error.
+    pub fn connect_tcp<F: ClientFactory>(&self, host: &str, port: u16, factory: F) -> Connector {
+        self.connect_tcp_timeout(host, port, factory, DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    /// [`connect_tcp`](Self::connect_tcp) with a time-out in seconds.
+    pub fn connect_tcp_timeout<F: ClientFactory>(
+        &self,
+        host: &str,
+        port: u16,
+        factory: F,
+        timeout: f64,
+    ) -> Connector {
+        let factory = Rc::new(factory);
+        factory.start_factory();
+        let attempt_factory = factory.clone();
+        let connector = Connector {
+            inner: Rc::new(ConnectorInner {
+                host: host.trim_matches(|c| c == '[' || c == ']').to_owned(),
+                port,
+                timeout,
+                reactor: self.clone(),
+                state: Cell::new(ConnectorState::Disconnected),
+                attempt: RefCell::new(None),
+                transport: RefCell::new(None),
+                start: Box::new(move |c: &Connector| start_attempt(c, attempt_factory.clone())),
+            }),
+        };
+        connector.connect();
+        connector
+    }
+}
+
+async fn accept_loop<F: Factory>(reactor: Reactor, port: Rc<PortShared>, factory: Rc<F>) {
+    while let Some(accepted) = poll_fn(|cx| port.poll_accept(cx)).await {
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) if is_resource_exhaustion(&e) => {
+                crate::log::error_event(format_args!(
+                    "accept on {} failed: {e}; pausing accepts for 100 ms",
+                    port.host
+                ));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(_) => continue, // the peer gave up before we accepted (ECONNABORTED)
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = Address::Tcp(peer);
+        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build_protocol(&peer))) {
+            Ok(Some(p)) => p,
+            Ok(None) => continue, // refused: dropping the stream closes it
+            Err(payload) => {
+                crate::log::err(
+                    &Failure::from_panic(payload),
+                    &format!("build_protocol panicked for {peer}; connection closed"),
+                );
+                continue;
+            }
+        };
+        let conn = Conn::new(stream, peer, Address::Tcp(port.host));
+        let r = reactor.clone();
+        reactor.spawn_task(async move {
+            run_connection(&r, conn, proto, |_| {}).await;
+        });
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectorState {
+    Disconnected,
+    Connecting,
+    Connected,
+}
+
+struct ConnectorInner {
+    host: String,
+    port: u16,
+    timeout: f64,
+    reactor: Reactor,
+    state: Cell<ConnectorState>,
+    attempt: RefCell<Option<tokio::task::AbortHandle>>,
+    transport: RefCell<Option<Transport>>,
+    start: Box<dyn Fn(&Connector)>,
+}
+
+/// An outgoing connection in the making (Twisted's `IConnector`): retry it, stop it, or
+/// drop the connection it made. Cheap to clone.
+#[derive(Clone)]
+pub struct Connector {
+    inner: Rc<ConnectorInner>,
+}
+
+impl Connector {
+    /// Starts a (new) connection attempt, if not already connecting or connected. Client
+    /// factories call this from `client_connection_failed`/`client_connection_lost` to retry.
+    pub fn connect(&self) {
+        if self.inner.state.get() == ConnectorState::Disconnected && !self.inner.reactor.finished()
+        {
+            self.inner.state.set(ConnectorState::Connecting);
+            (self.inner.start)(self);
+        }
+    }
+
+    /// Stops an attempt in progress; the factory hears `client_connection_failed` with a
+    /// [`CancelledError`](crate::error::CancelledError).
+    pub fn stop_connecting(&self) {
+        if self.inner.state.get() != ConnectorState::Connecting {
+            return;
+        }
+        if let Some(a) = self.inner.attempt.borrow_mut().take() {
+            a.abort();
+        }
+    }
+
+    /// Closes the connection if connected, or stops connecting.
+    pub fn disconnect(&self) {
+        match self.inner.state.get() {
+            ConnectorState::Connected => {
+                if let Some(t) = self.inner.transport.borrow().as_ref() {
+                    t.lose_connection();
+                }
+            }
+            ConnectorState::Connecting => self.stop_connecting(),
+            ConnectorState::Disconnected => {}
+        }
+    }
+
+    /// Where this connector connects to.
+    pub fn get_destination(&self) -> (String, u16) {
+        (self.inner.host.clone(), self.inner.port)
+    }
+
+    /// The connection's transport, while connected.
+    pub fn transport(&self) -> Option<Transport> {
+        self.inner.transport.borrow().clone()
+    }
+
+    fn destination(&self) -> String {
+        if self.inner.host.contains(':') {
+            format!("[{}]:{}", self.inner.host, self.inner.port)
+        } else {
+            format!("{}:{}", self.inner.host, self.inner.port)
+        }
+    }
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("destination", &self.destination())
+            .field("state", &self.inner.state.get())
+            .finish()
+    }
+}
+
+/// Calls a client-factory hook with panics contained.
+fn hook(what: &str, f: impl FnOnce()) {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+        crate::log::err(&Failure::from_panic(p), &format!("{what} panicked:"));
+    }
+}
+
+/// Guards an attempt: if the attempt's task is dropped before it finishes (stop_connecting,
+/// reactor shutdown), the factory still hears that it failed.
+struct AttemptGuard<F: ClientFactory> {
+    connector: Connector,
+    factory: Rc<F>,
+    armed: bool,
+}
+
+impl<F: ClientFactory> AttemptGuard<F> {
+    fn fail(&mut self, reason: Failure) {
+        self.armed = false;
+        self.connector.inner.state.set(ConnectorState::Disconnected);
+        self.connector.inner.attempt.borrow_mut().take();
+        let (c, f) = (&self.connector, &self.factory);
+        hook("client_connection_failed", || {
+            f.client_connection_failed(c, reason)
+        });
+    }
+}
+
+impl<F: ClientFactory> Drop for AttemptGuard<F> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.fail(Failure::new(crate::error::CancelledError));
+        }
+    }
+}
+
+fn start_attempt<F: ClientFactory>(connector: &Connector, factory: Rc<F>) {
+    hook("started_connecting", || {
+        factory.started_connecting(connector)
+    });
+    if connector.inner.state.get() != ConnectorState::Connecting {
+        return; // the hook stopped it
+    }
+    let mut guard = AttemptGuard {
+        connector: connector.clone(),
+        factory,
+        armed: true,
+    };
+    let reactor = connector.inner.reactor.clone();
+    let task = async move {
+        let c = guard.connector.clone();
+        let dest = c.destination();
+        let timeout = Duration::try_from_secs_f64(c.inner.timeout.max(0.0))
+            .unwrap_or(Duration::from_secs(u32::MAX as u64));
+        let connected =
+            tokio::time::timeout(timeout, open_stream(&c.inner.host, c.inner.port)).await;
+        let stream = match connected {
+            Err(_) => return guard.fail(Failure::new(TimeoutError)),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                return guard.fail(Failure::new(ConnectionRefusedError::new(dest)))
+            }
+            Ok(Err(e)) => return guard.fail(Failure::new(ConnectError::new(dest, e))),
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        let (peer, host) = match (stream.peer_addr(), stream.local_addr()) {
+            (Ok(p), Ok(h)) => (p, h),
+            (Err(e), _) | (_, Err(e)) => {
+                return guard.fail(Failure::new(ConnectError::new(dest, e)))
+            }
+        };
+        let peer = Address::Tcp(peer);
+        let proto = match catch_unwind(AssertUnwindSafe(|| guard.factory.build_protocol(&peer))) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                let e = io::Error::new(io::ErrorKind::ConnectionAborted, "build_protocol refused");
+                return guard.fail(Failure::new(ConnectError::new(dest, e)));
+            }
+            Err(payload) => return guard.fail(Failure::from_panic(payload)),
+        };
+        guard.armed = false;
+        c.inner.attempt.borrow_mut().take();
+        c.inner.state.set(ConnectorState::Connected);
+        let conn = Conn::new(stream, peer, Address::Tcp(host));
+        let r = c.inner.reactor.clone();
+        let keep = c.clone();
+        let end = run_connection(&r, conn, proto, move |t| {
+            *keep.inner.transport.borrow_mut() = Some(t.clone());
+        })
+        .await;
+        c.inner.transport.borrow_mut().take();
+        c.inner.state.set(ConnectorState::Disconnected);
+        let f = guard.factory.clone();
+        hook("client_connection_lost", || {
+            f.client_connection_lost(&c, end.reason())
+        });
+    };
+    // If the reactor has finished, the task (and its guard) is dropped at once and the
+    // factory hears CancelledError.
+    if let Some(abort) = reactor.spawn_task(task) {
+        if connector.inner.state.get() == ConnectorState::Connecting {
+            *connector.inner.attempt.borrow_mut() = Some(abort);
+        }
+    }
+}
+
+/// Resolves `host` and connects to the first address that answers.
+async fn open_stream(host: &str, port: u16) -> io::Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) if host.is_empty() => vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)],
+        Err(_) => tokio::net::lookup_host((host, port)).await?.collect(),
+    };
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}"));
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}

@@ -1,0 +1,192 @@
+//! Transports: the byte pipes protocols talk through (Twisted's `ITransport`).
+//!
+//! A [`Transport`] is a cheap handle (an `Rc`) to one connection's write side. A protocol gets
+//! it with every event; keep a clone to write to that connection from elsewhere — "keep
+//! transports, not protocols". Writes are buffered and sent when the current callback
+//! returns (coalescing many small writes into one system call), or at once when written from
+//! outside the connection's own callbacks.
+//!
+//! New kinds of transport (TLS, in-memory, test doubles) implement [`TransportImpl`]:
+//!
+//! ```
+//! use std::{cell::RefCell, rc::Rc};
+//! use torsion::transport::{Address, Transport, TransportImpl};
+//!
+//! #[derive(Default)]
+//! struct Recorder(RefCell<Vec<u8>>);
+//!
+//! impl TransportImpl for Recorder {
+//!     fn write(&self, data: &[u8]) { self.0.borrow_mut().extend_from_slice(data) }
+//!     fn lose_connection(&self) {}
+//!     fn abort_connection(&self) {}
+//!     fn get_peer(&self) -> Address { Address::Named("peer".into()) }
+//!     fn get_host(&self) -> Address { Address::Named("host".into()) }
+//! }
+//!
+//! let rec = Rc::new(Recorder::default());
+//! let t = Transport::new(rec.clone());
+//! t.write_sequence(&[b"Hello, ", b"world"]);
+//! assert_eq!(&*rec.0.borrow(), b"Hello, world");
+//! ```
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+/// Where a connection's end is (Twisted's `IAddress`: `IPv4Address`, `UNIXAddress`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Address {
+    /// A TCP address (IPv4 or IPv6).
+    Tcp(SocketAddr),
+    /// A UDP address.
+    Udp(SocketAddr),
+    /// A Unix socket path (`None` for an unnamed socket).
+    Unix(Option<PathBuf>),
+    /// Any other endpoint, named for humans (test transports, processes, stdio).
+    Named(String),
+}
+
+impl Address {
+    /// The IP socket address, for TCP and UDP.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Address::Tcp(a) | Address::Udp(a) => Some(*a),
+            _ => None,
+        }
+    }
+
+    /// The port, for TCP and UDP.
+    pub fn port(&self) -> Option<u16> {
+        self.socket_addr().map(|a| a.port())
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(a) => write!(f, "tcp:{a}"),
+            Address::Udp(a) => write!(f, "udp:{a}"),
+            Address::Unix(Some(p)) => write!(f, "unix:{}", p.display()),
+            Address::Unix(None) => f.write_str("unix:(unnamed)"),
+            Address::Named(n) => f.write_str(n),
+        }
+    }
+}
+
+fn unsupported<T>() -> io::Result<T> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "not supported by this transport",
+    ))
+}
+
+/// What a transport does; implement it to make a new kind of transport.
+///
+/// Only `write`, `lose_connection`, `abort_connection`, `get_peer` and `get_host` are required.
+pub trait TransportImpl {
+    /// Queues bytes to send. Never blocks; writes after the connection closed are dropped.
+    fn write(&self, data: &[u8]);
+
+    /// Queues several buffers, in order (Twisted's `writeSequence`).
+    fn write_sequence(&self, data: &[&[u8]]) {
+        for chunk in data {
+            self.write(chunk);
+        }
+    }
+
+    /// Closes the connection once everything written has been sent (Twisted's
+    /// `loseConnection`). The protocol's `connection_lost` follows.
+    fn lose_connection(&self);
+
+    /// Closes the connection now, dropping unsent data (Twisted's `abortConnection`).
+    fn abort_connection(&self);
+
+    /// Closes the sending half once everything written has been sent, and keeps reading
+    /// (Twisted's `loseWriteConnection`, half-close).
+    fn lose_write_connection(&self) {
+        self.lose_connection();
+    }
+
+    /// The other end's address.
+    fn get_peer(&self) -> Address;
+
+    /// This end's address.
+    fn get_host(&self) -> Address;
+
+    /// How many written bytes wait to be sent (for flow control).
+    fn buffered_size(&self) -> usize {
+        0
+    }
+
+    /// True until the connection has closed.
+    fn is_connected(&self) -> bool {
+        true
+    }
+
+    /// Stops delivering received data until `resume_producing` (a transport is a producer).
+    fn pause_producing(&self) {}
+
+    /// Resumes delivering received data.
+    fn resume_producing(&self) {}
+
+    /// Sets `TCP_NODELAY` (on by default for TCP connections).
+    fn set_tcp_no_delay(&self, _enabled: bool) -> io::Result<()> {
+        unsupported()
+    }
+
+    /// Reads `TCP_NODELAY`.
+    fn get_tcp_no_delay(&self) -> io::Result<bool> {
+        unsupported()
+    }
+
+    /// Sets `SO_KEEPALIVE`.
+    fn set_tcp_keep_alive(&self, _enabled: bool) -> io::Result<()> {
+        unsupported()
+    }
+
+    /// Reads `SO_KEEPALIVE`.
+    fn get_tcp_keep_alive(&self) -> io::Result<bool> {
+        unsupported()
+    }
+}
+
+/// A handle to a connection's transport: cheap to clone, every clone the same connection.
+///
+/// All of [`TransportImpl`]'s methods are available on it.
+#[derive(Clone)]
+pub struct Transport {
+    inner: Rc<dyn TransportImpl>,
+}
+
+impl Transport {
+    /// Wraps a transport implementation.
+    pub fn new(inner: Rc<dyn TransportImpl>) -> Transport {
+        Transport { inner }
+    }
+
+    /// True when both handles are the same connection.
+    pub fn same(&self, other: &Transport) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Deref for Transport {
+    type Target = dyn TransportImpl;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.inner
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("peer", &self.inner.get_peer())
+            .field("host", &self.inner.get_host())
+            .finish()
+    }
+}

@@ -1,0 +1,5 @@
+//! Small internal helpers.
+
+mod slab;
+
+pub(crate) use slab::Slab;
