@@ -113,6 +113,7 @@ impl std::error::Error for AlreadyCalledError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PanicError {
     message: String,
+    location: Option<String>,
 }
 
 impl PanicError {
@@ -120,18 +121,34 @@ impl PanicError {
     pub fn new(message: impl Into<String>) -> PanicError {
         PanicError {
             message: message.into(),
+            location: None,
         }
+    }
+
+    /// Adds where the panic happened (`file:line:column`).
+    pub fn with_location(mut self, location: Option<String>) -> PanicError {
+        self.location = location;
+        self
     }
 
     /// The panic's message.
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// Where the panic happened, when known.
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
 }
 
 impl fmt::Display for PanicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "panic: {}", self.message)
+        write!(f, "panic: {}", self.message)?;
+        if let Some(at) = &self.location {
+            write!(f, " (at {at})")?;
+        }
+        Ok(())
     }
 }
 

@@ -70,11 +70,11 @@ impl Failure {
         Failure::from_parts(error, "dyn Error", Location::caller())
     }
 
-    /// Makes a failure from a panic payload caught with `catch_unwind`.
+    /// Makes a failure from a panic payload caught with `catch_unwind`. When the panic
+    /// happened on this thread after a reactor was created, the failure knows where.
     #[track_caller]
     pub fn from_panic(payload: Box<dyn Any + Send>) -> Failure {
-        let message = panic_message(payload.as_ref());
-        Failure::new(PanicError::new(message))
+        Failure::new(panic_error(payload.as_ref()))
     }
 
     fn from_parts(
@@ -190,6 +190,33 @@ impl fmt::Display for Failure {
     }
 }
 
+thread_local! {
+    static LAST_PANIC_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (once per process) a panic hook that remembers where each panic happened on its
+/// thread, then calls the hook that was there before, so panic output is unchanged.
+pub(crate) fn remember_panic_locations() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let at = info.location().map(|l| l.to_string());
+            let _ = LAST_PANIC_AT.try_with(|last| *last.borrow_mut() = at);
+            previous(info);
+        }));
+    });
+}
+
+/// A [`PanicError`] from a caught panic's payload, with where it happened when known.
+pub(crate) fn panic_error(payload: &(dyn Any + Send)) -> PanicError {
+    let at = LAST_PANIC_AT
+        .try_with(|l| l.borrow_mut().take())
+        .ok()
+        .flatten();
+    PanicError::new(panic_message(payload)).with_location(at)
+}
+
 /// The text of a panic payload (`&str` or `String`), or a placeholder.
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -226,10 +253,13 @@ mod tests {
 
     #[test]
     fn from_panic_keeps_the_message() {
+        remember_panic_locations();
         let payload = std::panic::catch_unwind(|| panic!("oh no {}", 7)).unwrap_err();
         let f = Failure::from_panic(payload);
         assert!(f.is_panic());
-        assert_eq!(f.error_message(), "panic: oh no 7");
+        let message = f.error_message();
+        assert!(message.starts_with("panic: oh no 7 (at "), "{message}");
+        assert!(message.contains("failure.rs"), "{message}");
     }
 
     #[test]

@@ -25,11 +25,13 @@ pub fn err(failure: &Failure, why: &str) {
     error_event(format_args!("{why}\n{}", failure.report()));
 }
 
-/// Logs an error-level line; falls back to standard error when no subscriber is installed.
+/// Logs an error-level line; falls back to standard error when no subscriber (global or
+/// scoped to this thread) is installed.
 pub(crate) fn error_event(args: std::fmt::Arguments<'_>) {
-    if tracing::dispatcher::has_been_set() {
-        tracing::error!(target: "torsion", "{args}");
-    } else {
+    let silent = tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>());
+    if silent {
         eprintln!("torsion: {args}");
+    } else {
+        tracing::error!(target: "torsion", "{args}");
     }
 }

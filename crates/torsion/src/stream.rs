@@ -166,9 +166,7 @@ impl<S: StreamSocket> Conn<S> {
         self.set(IN_CALLBACK);
         let r = catch_unwind(AssertUnwindSafe(f));
         self.clear(IN_CALLBACK);
-        r.map_err(|payload| {
-            crate::error::PanicError::new(crate::failure::panic_message(payload.as_ref()))
-        })
+        r.map_err(|payload| crate::failure::panic_error(payload.as_ref()))
     }
 
     /// Drives the connection until it ends.

@@ -119,6 +119,7 @@ impl Reactor {
     /// # Panics
     /// If the operating system refuses the resources of an event loop (an epoll descriptor).
     pub fn new() -> Reactor {
+        crate::failure::remember_panic_locations();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build_local(LocalOptions::default())

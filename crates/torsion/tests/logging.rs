@@ -1,0 +1,105 @@
+//! What the framework logs: unhandled failures in Deferreds, panics in user callbacks, with
+//! their context. Captured with a `tracing` subscriber scoped to the test's thread.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use torsion::defer::{fail, Deferred};
+use torsion::error::TimeoutError;
+use torsion::{Failure, Reactor};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Runs `f` with log output going to this capture.
+    fn during(&self, f: impl FnOnce()) {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+    }
+}
+
+/// Runs `f` with log output captured, and returns the output.
+fn captured(f: impl FnOnce()) -> String {
+    let capture = Capture::default();
+    capture.during(f);
+    capture.text()
+}
+
+#[test]
+fn dropping_a_failed_deferred_logs_the_unhandled_failure() {
+    let out = captured(|| {
+        let d: Deferred<i32> = fail(TimeoutError);
+        drop(d);
+    });
+    assert!(out.contains("Unhandled error in Deferred"), "{out}");
+    assert!(out.contains("TimeoutError"), "{out}");
+}
+
+#[test]
+fn a_handled_failure_is_not_logged() {
+    let out = captured(|| {
+        let d: Deferred<i32> = fail(TimeoutError);
+        let d = d.add_errback(|_| Ok(0));
+        drop(d);
+    });
+    assert!(!out.contains("Unhandled"), "{out}");
+}
+
+#[test]
+fn the_failure_is_logged_when_the_last_handle_drops_not_before() {
+    let capture = Capture::default();
+    let check = capture.clone();
+    capture.during(move || {
+        let d: Deferred<i32> = Deferred::new();
+        d.trigger().errback(TimeoutError);
+        assert!(!check.text().contains("Unhandled"), "logged too early");
+        drop(d);
+        assert!(check.text().contains("Unhandled"));
+    });
+}
+
+#[test]
+fn a_panicking_delayed_call_is_logged_with_its_message_and_location() {
+    let out = captured(|| {
+        let r = Reactor::new();
+        r.set_install_signal_handlers(false);
+        r.call_later(0.0, || panic!("the oven caught fire"));
+        let stopper = r.clone();
+        r.call_later(0.0, move || stopper.stop().unwrap());
+        r.run().unwrap();
+    });
+    assert!(out.contains("Unhandled error in a delayed call"), "{out}");
+    assert!(out.contains("the oven caught fire"), "{out}");
+    assert!(
+        out.contains("logging.rs"),
+        "the panic's location is reported: {out}"
+    );
+}
+
+#[test]
+fn log_err_reports_the_failure() {
+    let out = captured(|| {
+        torsion::log::err(&Failure::new(std::io::Error::other("disk full")), "saving");
+    });
+    assert!(out.contains("saving"), "{out}");
+    assert!(out.contains("disk full"), "{out}");
+}
