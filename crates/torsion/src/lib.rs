@@ -40,6 +40,7 @@ pub mod error;
 mod failure;
 pub mod log;
 pub mod protocol;
+pub mod protocols;
 pub mod reactor;
 mod stream;
 pub mod tcp;

@@ -347,6 +347,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
         !self.has(CLOSED)
     }
 
+    fn disconnecting(&self) -> bool {
+        self.has(CLOSED | LOSE | ABORT | SHUTDOWN)
+    }
+
     fn pause_producing(&self) {
         self.set(PAUSED);
     }

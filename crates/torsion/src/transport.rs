@@ -127,6 +127,12 @@ pub trait TransportImpl {
         true
     }
 
+    /// True once the connection is closing (`lose_connection` or `abort_connection` was
+    /// called) or closed. Framing protocols stop delivering messages then, as Twisted's do.
+    fn disconnecting(&self) -> bool {
+        !self.is_connected()
+    }
+
     /// Stops delivering received data until `resume_producing` (a transport is a producer).
     fn pause_producing(&self) {}
 

@@ -1,0 +1,500 @@
+//! `LineReceiver` and `LineOnlyReceiver`: protocols made of delimited lines.
+
+use std::ops::Deref;
+
+use crate::protocol::Protocol;
+use crate::transport::Transport;
+use crate::Failure;
+
+/// The default line delimiter, as in Twisted.
+pub const DEFAULT_DELIMITER: &[u8] = b"\r\n";
+/// The default maximum line length, as in Twisted.
+pub const DEFAULT_MAX_LINE_LENGTH: usize = 16384;
+
+/// Finds the first `delimiter` in `data`.
+fn find(data: &[u8], delimiter: &[u8]) -> Option<usize> {
+    match delimiter {
+        [b] => memchr::memchr(*b, data),
+        d => memchr::memmem::find(data, d),
+    }
+}
+
+/// A transport that sends lines: what line handlers get with each event. Derefs to the
+/// [`Transport`], so `write`, `lose_connection` and the rest are there too.
+pub struct LineSender<'a> {
+    transport: &'a Transport,
+    delimiter: &'a [u8],
+}
+
+impl LineSender<'_> {
+    /// Writes `line` followed by the delimiter (Twisted's `sendLine`).
+    pub fn send_line(&self, line: &[u8]) {
+        self.transport.write_sequence(&[line, self.delimiter]);
+    }
+
+    /// The delimiter lines end with.
+    pub fn delimiter(&self) -> &[u8] {
+        self.delimiter
+    }
+
+    /// The underlying transport handle (clone it to keep it).
+    pub fn transport(&self) -> &Transport {
+        self.transport
+    }
+}
+
+impl Deref for LineSender<'_> {
+    type Target = Transport;
+
+    fn deref(&self) -> &Transport {
+        self.transport
+    }
+}
+
+#[derive(Default)]
+struct Control {
+    raw: bool,
+    /// `set_line_mode(extra)` was called in raw mode: go back to lines with these bytes.
+    line_mode_extra: Option<Vec<u8>>,
+    /// `clear_line_buffer` was called: drop what is still unprocessed.
+    clear: bool,
+}
+
+/// What a [`LineReceiver`] gets with each event: a [`LineSender`] (it derefs to one) plus the
+/// switches between line and raw mode.
+pub struct LineTransport<'a> {
+    sender: LineSender<'a>,
+    control: &'a mut Control,
+    rest: &'a [u8],
+}
+
+impl LineTransport<'_> {
+    /// From now on, received bytes go to `raw_data_received` — including the rest of the
+    /// data that held the current line (Twisted's `setRawMode`).
+    pub fn set_raw_mode(&mut self) {
+        self.control.raw = true;
+        self.control.line_mode_extra = None;
+    }
+
+    /// Back to lines; `extra` is parsed as line data first (Twisted's `setLineMode(extra)`).
+    pub fn set_line_mode(&mut self, extra: &[u8]) {
+        self.control.raw = false;
+        self.control.line_mode_extra = Some(extra.to_vec());
+    }
+
+    /// Drops the bytes received but not yet parsed, and returns them (Twisted's
+    /// `clearLineBuffer`).
+    pub fn clear_line_buffer(&mut self) -> Vec<u8> {
+        self.control.clear = true;
+        self.rest.to_vec()
+    }
+
+    /// True in raw mode.
+    pub fn is_raw(&self) -> bool {
+        self.control.raw
+    }
+}
+
+impl<'a> Deref for LineTransport<'a> {
+    type Target = LineSender<'a>;
+
+    fn deref(&self) -> &LineSender<'a> {
+        &self.sender
+    }
+}
+
+/// A protocol of lines (Twisted's `LineReceiver`): implement [`line_received`] on a plain
+/// struct and wrap it in [`Lines`] to get a [`Protocol`].
+///
+/// Lines end with [`delimiter`](Self::delimiter) (default `\r\n`); a line longer than
+/// [`max_length`](Self::max_length) (default 16384) goes to
+/// [`line_length_exceeded`](Self::line_length_exceeded), which closes the connection with a
+/// log line by default — a peer never makes the receiver buffer without bound. Protocols that
+/// switch to raw bytes (HTTP bodies, file transfers) call
+/// [`set_raw_mode`](LineTransport::set_raw_mode).
+///
+/// Seed 002's ReverseLineProtocol:
+///
+/// ```
+/// use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
+/// use torsion::{testing::StringTransport, Protocol};
+///
+/// #[derive(Default)]
+/// struct ReverseLine { lines_received: usize }
+///
+/// impl LineReceiver for ReverseLine {
+///     fn line_received(&mut self, t: &mut LineTransport<'_>, line: &[u8]) {
+///         let reversed: Vec<u8> = line.iter().rev().copied().collect();
+///         t.send_line(&reversed);
+///         self.lines_received += 1;
+///         if self.lines_received >= 10 {
+///             t.lose_connection();
+///         }
+///     }
+/// }
+///
+/// let st = StringTransport::new();
+/// let mut p = Lines::new(ReverseLine::default());
+/// p.data_received(&st.transport(), b"hello\r\nwor");
+/// p.data_received(&st.transport(), b"ld\r\n");
+/// assert_eq!(st.value(), b"olleh\r\ndlrow\r\n");
+/// ```
+///
+/// [`line_received`]: Self::line_received
+pub trait LineReceiver: 'static {
+    /// The delimiter (read once, when the [`Lines`] wrapper is made).
+    fn delimiter(&self) -> &[u8] {
+        DEFAULT_DELIMITER
+    }
+
+    /// The longest line accepted (read once, when the [`Lines`] wrapper is made).
+    fn max_length(&self) -> usize {
+        DEFAULT_MAX_LINE_LENGTH
+    }
+
+    /// The connection is up.
+    fn connection_made(&mut self, transport: &mut LineTransport<'_>) {
+        let _ = transport;
+    }
+
+    /// A complete line arrived, without its delimiter.
+    fn line_received(&mut self, transport: &mut LineTransport<'_>, line: &[u8]);
+
+    /// Bytes arrived in raw mode.
+    fn raw_data_received(&mut self, transport: &mut LineTransport<'_>, data: &[u8]) {
+        let _ = (transport, data);
+    }
+
+    /// A line (or unterminated data) longer than `max_length` arrived; `line` holds it and
+    /// whatever followed in the buffer, which is dropped. By default: log and close.
+    fn line_length_exceeded(&mut self, transport: &mut LineTransport<'_>, line: &[u8]) {
+        crate::log::error_event(format_args!(
+            "line of {} bytes or more from {} exceeds the maximum; closing the connection",
+            line.len(),
+            transport.get_peer()
+        ));
+        transport.lose_connection();
+    }
+
+    /// The peer closed its sending half; by default the connection is closed.
+    fn read_connection_lost(&mut self, transport: &mut LineTransport<'_>) {
+        transport.lose_connection();
+    }
+
+    /// The connection is gone.
+    fn connection_lost(&mut self, reason: Failure) {
+        let _ = reason;
+    }
+}
+
+/// The [`Protocol`] for a [`LineReceiver`]: splits bytes into lines and calls the handler.
+///
+/// Lines are cut straight out of the received bytes; only an incomplete line is copied, into
+/// a buffer that exists while one is pending.
+pub struct Lines<R> {
+    handler: R,
+    buf: Vec<u8>,
+    delimiter: Box<[u8]>,
+    max_length: usize,
+    control: Control,
+}
+
+impl<R: LineReceiver> Lines<R> {
+    /// Wraps a line handler.
+    ///
+    /// # Panics
+    /// If the handler's delimiter is empty.
+    pub fn new(handler: R) -> Lines<R> {
+        let delimiter: Box<[u8]> = handler.delimiter().into();
+        assert!(!delimiter.is_empty(), "a line delimiter cannot be empty");
+        let max_length = handler.max_length();
+        Lines {
+            handler,
+            buf: Vec::new(),
+            delimiter,
+            max_length,
+            control: Control::default(),
+        }
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &R {
+        &self.handler
+    }
+
+    /// The handler, mutably.
+    pub fn handler_mut(&mut self) -> &mut R {
+        &mut self.handler
+    }
+
+    /// The bytes received but not yet parsed into a line.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Parses `data`; whatever is left incomplete is kept in `self.buf`.
+    fn process(&mut self, t: &Transport, data: &[u8]) {
+        let mut again = self.process_once(t, data);
+        while let Some(more) = again {
+            again = self.process_once(t, &more);
+        }
+    }
+
+    /// Parses until the data runs out or a mode switch hands back bytes to parse again.
+    fn process_once(&mut self, t: &Transport, mut data: &[u8]) -> Option<Vec<u8>> {
+        let Lines {
+            handler,
+            buf,
+            delimiter,
+            max_length,
+            control,
+        } = self;
+        loop {
+            if t.disconnecting() {
+                return None;
+            }
+            if control.raw {
+                if !data.is_empty() {
+                    let mut lt = LineTransport {
+                        sender: LineSender {
+                            transport: t,
+                            delimiter,
+                        },
+                        control,
+                        rest: &[],
+                    };
+                    handler.raw_data_received(&mut lt, data);
+                }
+                // Back to line mode: parse what the handler handed back.
+                return control.line_mode_extra.take().filter(|_| !control.raw);
+            }
+            match find(data, delimiter) {
+                Some(i) => {
+                    let line = &data[..i];
+                    let rest = &data[i + delimiter.len()..];
+                    if line.len() > *max_length {
+                        let mut all = Vec::with_capacity(data.len());
+                        all.extend_from_slice(data);
+                        let mut lt = LineTransport {
+                            sender: LineSender {
+                                transport: t,
+                                delimiter,
+                            },
+                            control,
+                            rest: &[],
+                        };
+                        handler.line_length_exceeded(&mut lt, &all);
+                        return None;
+                    }
+                    let mut lt = LineTransport {
+                        sender: LineSender {
+                            transport: t,
+                            delimiter,
+                        },
+                        control,
+                        rest,
+                    };
+                    handler.line_received(&mut lt, line);
+                    if control.clear {
+                        control.clear = false;
+                        return None;
+                    }
+                    data = rest;
+                    if let Some(extra) = control.line_mode_extra.take() {
+                        // set_line_mode while already in line mode: parse the extra first.
+                        let mut joined = extra;
+                        joined.extend_from_slice(data);
+                        return Some(joined);
+                    }
+                }
+                None => {
+                    if data.len() > *max_length {
+                        let mut lt = LineTransport {
+                            sender: LineSender {
+                                transport: t,
+                                delimiter,
+                            },
+                            control,
+                            rest: &[],
+                        };
+                        handler.line_length_exceeded(&mut lt, data);
+                        return None;
+                    }
+                    buf.extend_from_slice(data);
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn with_transport<T>(
+        &mut self,
+        t: &Transport,
+        f: impl FnOnce(&mut R, &mut LineTransport<'_>) -> T,
+    ) -> T {
+        let mut lt = LineTransport {
+            sender: LineSender {
+                transport: t,
+                delimiter: &self.delimiter,
+            },
+            control: &mut self.control,
+            rest: &self.buf,
+        };
+        f(&mut self.handler, &mut lt)
+    }
+}
+
+impl<R: LineReceiver> Protocol for Lines<R> {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.with_transport(transport, |h, t| h.connection_made(t));
+    }
+
+    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
+        if self.buf.is_empty() {
+            self.process(transport, data);
+        } else {
+            let mut pending = std::mem::take(&mut self.buf);
+            pending.extend_from_slice(data);
+            self.process(transport, &pending);
+            if self.buf.is_empty() {
+                // Keep the allocation for the next partial line.
+                pending.clear();
+                self.buf = pending;
+            }
+        }
+    }
+
+    fn read_connection_lost(&mut self, transport: &Transport) {
+        self.with_transport(transport, |h, t| h.read_connection_lost(t));
+    }
+
+    fn connection_lost(&mut self, reason: Failure) {
+        self.handler.connection_lost(reason);
+    }
+}
+
+/// A protocol of lines only, without raw mode (Twisted's `LineOnlyReceiver`): wrap it in
+/// [`LineOnly`].
+pub trait LineOnlyReceiver: 'static {
+    /// The delimiter (read once, when the [`LineOnly`] wrapper is made).
+    fn delimiter(&self) -> &[u8] {
+        DEFAULT_DELIMITER
+    }
+
+    /// The longest line accepted.
+    fn max_length(&self) -> usize {
+        DEFAULT_MAX_LINE_LENGTH
+    }
+
+    /// The connection is up.
+    fn connection_made(&mut self, transport: &LineSender<'_>) {
+        let _ = transport;
+    }
+
+    /// A complete line arrived, without its delimiter.
+    fn line_received(&mut self, transport: &LineSender<'_>, line: &[u8]);
+
+    /// A line longer than `max_length` arrived. By default: log and close.
+    fn line_length_exceeded(&mut self, transport: &LineSender<'_>, line: &[u8]) {
+        crate::log::error_event(format_args!(
+            "line of {} bytes or more from {} exceeds the maximum; closing the connection",
+            line.len(),
+            transport.get_peer()
+        ));
+        transport.lose_connection();
+    }
+
+    /// The connection is gone.
+    fn connection_lost(&mut self, reason: Failure) {
+        let _ = reason;
+    }
+}
+
+/// The [`Protocol`] for a [`LineOnlyReceiver`].
+pub struct LineOnly<R> {
+    handler: R,
+    buf: Vec<u8>,
+    delimiter: Box<[u8]>,
+    max_length: usize,
+}
+
+impl<R: LineOnlyReceiver> LineOnly<R> {
+    /// Wraps a line handler.
+    ///
+    /// # Panics
+    /// If the handler's delimiter is empty.
+    pub fn new(handler: R) -> LineOnly<R> {
+        let delimiter: Box<[u8]> = handler.delimiter().into();
+        assert!(!delimiter.is_empty(), "a line delimiter cannot be empty");
+        let max_length = handler.max_length();
+        LineOnly {
+            handler,
+            buf: Vec::new(),
+            delimiter,
+            max_length,
+        }
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &R {
+        &self.handler
+    }
+
+    /// The handler, mutably.
+    pub fn handler_mut(&mut self) -> &mut R {
+        &mut self.handler
+    }
+
+    fn process(&mut self, t: &Transport, mut data: &[u8]) {
+        let sender = LineSender {
+            transport: t,
+            delimiter: &self.delimiter,
+        };
+        while !t.disconnecting() {
+            match find(data, &self.delimiter) {
+                Some(i) if i > self.max_length => {
+                    return self.handler.line_length_exceeded(&sender, data);
+                }
+                Some(i) => {
+                    self.handler.line_received(&sender, &data[..i]);
+                    data = &data[i + self.delimiter.len()..];
+                }
+                None if data.len() > self.max_length => {
+                    return self.handler.line_length_exceeded(&sender, data);
+                }
+                None => {
+                    self.buf.extend_from_slice(data);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl<R: LineOnlyReceiver> Protocol for LineOnly<R> {
+    fn connection_made(&mut self, transport: &Transport) {
+        let sender = LineSender {
+            transport,
+            delimiter: &self.delimiter,
+        };
+        self.handler.connection_made(&sender);
+    }
+
+    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
+        if self.buf.is_empty() {
+            self.process(transport, data);
+        } else {
+            let mut pending = std::mem::take(&mut self.buf);
+            pending.extend_from_slice(data);
+            self.process(transport, &pending);
+            if self.buf.is_empty() {
+                pending.clear();
+                self.buf = pending;
+            }
+        }
+    }
+
+    fn connection_lost(&mut self, reason: Failure) {
+        self.handler.connection_lost(reason);
+    }
+}

@@ -1,0 +1,43 @@
+//! Framing protocols (Twisted's `twisted.protocols.basic`), wire-compatible with Twisted.
+//!
+//! Most protocols are lines or length-prefixed messages, not raw bytes. Implement a handler
+//! trait on a plain struct and wrap it to get a [`Protocol`](crate::Protocol):
+//!
+//! | Twisted | handler trait | wrapper |
+//! |---|---|---|
+//! | `LineReceiver` | [`LineReceiver`] | [`Lines`] |
+//! | `LineOnlyReceiver` | [`LineOnlyReceiver`] | [`LineOnly`] |
+//! | `NetstringReceiver` | [`StringReceiver`] with `Framing = Netstring` | [`Strings`] |
+//! | `Int32StringReceiver` (16, 8) | [`StringReceiver`] with `Framing = Int32` | [`Strings`] |
+//!
+//! Every decoder has a maximum frame length and rejects an oversized or malformed frame from
+//! its header, without buffering it; the default reaction closes the connection with a log
+//! line.
+//!
+//! ```
+//! use torsion::protocols::basic::{Lines, LineReceiver, LineTransport};
+//! use torsion::{factory, Reactor};
+//!
+//! struct Shout;
+//! impl LineReceiver for Shout {
+//!     fn line_received(&mut self, t: &mut LineTransport<'_>, line: &[u8]) {
+//!         t.send_line(&line.to_ascii_uppercase());
+//!     }
+//! }
+//!
+//! let r = Reactor::new();
+//! let port = r.listen_tcp(0, factory(|| Lines::new(Shout))).unwrap();
+//! # let _ = port;
+//! ```
+
+mod line;
+mod string;
+
+pub use line::{
+    LineOnly, LineOnlyReceiver, LineReceiver, LineSender, LineTransport, Lines, DEFAULT_DELIMITER,
+    DEFAULT_MAX_LINE_LENGTH,
+};
+pub use string::{
+    FrameError, Framing, Int16, Int32, Int8, Netstring, NetstringFraming, PrefixFraming,
+    StringReceiver, StringSender, StringTooLongError, Strings, DEFAULT_MAX_STRING_LENGTH,
+};

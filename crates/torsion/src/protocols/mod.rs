@@ -1,0 +1,3 @@
+//! Protocol building blocks (Twisted's `twisted.protocols`).
+
+pub mod basic;
