@@ -12,9 +12,11 @@ use torsion::protocols::basic::{
 use torsion::testing::StringTransport;
 use torsion::Protocol;
 
+type Frames = Rc<RefCell<Vec<Vec<u8>>>>;
+
 /// Records every frame and error it gets.
 struct Recorder<F> {
-    frames: Rc<RefCell<Vec<Vec<u8>>>>,
+    frames: Frames,
     errors: Rc<RefCell<Vec<FrameError>>>,
     max: usize,
     framing: std::marker::PhantomData<F>,
@@ -34,7 +36,7 @@ impl<F: Framing> StringReceiver for Recorder<F> {
     }
 }
 
-fn recorder<F: Framing>(max: usize) -> (Strings<Recorder<F>>, Rc<RefCell<Vec<Vec<u8>>>>) {
+fn recorder<F: Framing>(max: usize) -> (Strings<Recorder<F>>, Frames) {
     let frames = Rc::new(RefCell::new(Vec::new()));
     let p = Strings::new(Recorder::<F> {
         frames: frames.clone(),
