@@ -43,6 +43,7 @@ pub mod protocol;
 pub mod protocols;
 pub mod reactor;
 mod stream;
+pub mod task;
 pub mod tcp;
 pub mod testing;
 pub mod transport;

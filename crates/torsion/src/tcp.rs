@@ -249,7 +249,6 @@ impl Reactor {
         timeout: f64,
     ) -> Connector {
         let factory = Rc::new(factory);
-        factory.start_factory();
         let attempt_factory = factory.clone();
         let connector = Connector {
             inner: Rc::new(ConnectorInner {
@@ -283,6 +282,9 @@ async fn accept_loop<F: Factory>(reactor: Reactor, port: Rc<PortShared>, factory
             Err(_) => continue, // the peer gave up before we accepted (ECONNABORTED)
         };
         let _ = stream.set_nodelay(true);
+        // This end's address is the accepted socket's (127.0.0.1 for a loopback client of a
+        // port bound to 0.0.0.0), as Twisted's getHost.
+        let host = stream.local_addr().unwrap_or(port.host);
         let peer = Address::Tcp(peer);
         let proto = match catch_unwind(AssertUnwindSafe(|| factory.build_protocol(&peer))) {
             Ok(Some(p)) => p,
@@ -295,7 +297,7 @@ async fn accept_loop<F: Factory>(reactor: Reactor, port: Rc<PortShared>, factory
                 continue;
             }
         };
-        let conn = Conn::new(stream, peer, Address::Tcp(port.host));
+        let conn = Conn::new(stream, peer, Address::Tcp(host));
         let r = reactor.clone();
         reactor.spawn_task(async move {
             run_connection(&r, conn, proto, |_| {}).await;

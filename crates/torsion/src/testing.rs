@@ -40,9 +40,14 @@ impl Clock {
         }
     }
 
-    /// Schedules `f` in `seconds` of clock time.
-    pub fn call_later(&self, seconds: f64, f: impl FnOnce() + 'static) -> DelayedCall {
-        self.core.schedule(seconds, Box::new(f))
+    /// Schedules `f` in `seconds` of clock time (see [`Reactor::call_later`](crate::Reactor::call_later)).
+    pub fn call_later<R: crate::reactor::CallOutcome>(
+        &self,
+        seconds: f64,
+        f: impl FnOnce() -> R + 'static,
+    ) -> DelayedCall {
+        self.core
+            .schedule(seconds, Box::new(move || drop(f().into_wait())))
     }
 
     /// The clock's current time.

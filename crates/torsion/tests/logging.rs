@@ -82,7 +82,7 @@ fn a_panicking_delayed_call_is_logged_with_its_message_and_location() {
     let out = captured(|| {
         let r = Reactor::new();
         r.set_install_signal_handlers(false);
-        r.call_later(0.0, || panic!("the oven caught fire"));
+        r.call_later(0.0, || -> () { panic!("the oven caught fire") });
         let stopper = r.clone();
         r.call_later(0.0, move || stopper.stop().unwrap());
         r.run().unwrap();

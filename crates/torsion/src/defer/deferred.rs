@@ -4,12 +4,14 @@
 //! it). Adding a callback consumes a `Deferred<T>` and returns the `Deferred<U>` of the next
 //! node, so types flow and no handle can fire the chain with the wrong type. A node remembers
 //! the node it waits on (weakly), so cancelling the end of a chain cancels where the chain is
-//! stuck. Continuations run synchronously when a node fires, as in Twisted; past a depth of
-//! [`MAX_DEPTH`] nested firings they are queued and run by the outermost firing, so very long
-//! chains cannot overflow the stack.
+//! stuck; the end's handle keeps the chain's root alive, so a root with a canceller can be
+//! reached even when nobody kept its trigger. Continuations run synchronously when a node
+//! fires, as in Twisted. Firing, dropping and cancelling recurse along the chain; the
+//! recursion runs on a stack that grows on demand ([`stacker`]), so chains of any length are
+//! safe and `callback()` still returns only after every callback ran.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::mem;
@@ -24,8 +26,15 @@ use crate::Failure;
 
 type Outcome<T> = Result<T, Failure>;
 
-/// Nested firings deeper than this are queued instead of recursing.
-const MAX_DEPTH: u32 = 64;
+/// Below this much free stack, recursion continues on a new stack segment.
+const RED_ZONE: usize = 128 * 1024;
+/// The size of each new stack segment.
+const SEGMENT: usize = 2 * 1024 * 1024;
+
+/// Runs `f`, on a fresh stack segment if this one is nearly used up.
+fn deep<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(RED_ZONE, SEGMENT, f)
+}
 
 pub(crate) struct Node<T> {
     slot: RefCell<Slot<T>>,
@@ -63,11 +72,17 @@ impl<T: 'static> Upstream for Node<T> {
 
 impl<T> Drop for Node<T> {
     fn drop(&mut self) {
-        if let Some(Err(failure)) = self.slot.get_mut().result.take() {
+        let slot = self.slot.get_mut();
+        if let Some(Err(failure)) = slot.result.take() {
             crate::log::error_event(format_args!(
                 "Unhandled error in Deferred:\n{}",
                 failure.report()
             ));
+        }
+        // Dropping a continuation drops the rest of the chain: recursion as deep as the chain.
+        let waiter = std::mem::replace(&mut slot.waiter, Waiter::Nobody);
+        if matches!(waiter, Waiter::Then(_)) {
+            deep(move || drop(waiter));
         }
     }
 }
@@ -85,29 +100,9 @@ fn new_node<T>() -> Rc<Node<T>> {
     })
 }
 
-thread_local! {
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
-    static QUEUE: RefCell<VecDeque<Box<dyn FnOnce()>>> = const { RefCell::new(VecDeque::new()) };
-}
-
-/// Runs a continuation now, or queues it when the firing stack is deep; the outermost firing
-/// drains the queue before it returns, so firing stays synchronous for its caller.
+/// Runs a continuation (and, through it, the rest of the chain).
 fn run_continuation<T: 'static>(k: Box<dyn FnOnce(Outcome<T>)>, out: Outcome<T>) {
-    let depth = DEPTH.get();
-    if depth >= MAX_DEPTH {
-        QUEUE.with_borrow_mut(|q| q.push_back(Box::new(move || k(out))));
-        return;
-    }
-    DEPTH.set(depth + 1);
-    k(out);
-    DEPTH.set(depth);
-    if depth == 0 {
-        while let Some(job) = QUEUE.with_borrow_mut(|q| q.pop_front()) {
-            DEPTH.set(1);
-            job();
-            DEPTH.set(0);
-        }
-    }
+    deep(move || k(out));
 }
 
 /// Fires `node`. Firing a cancelled node is silently ignored.
@@ -175,7 +170,7 @@ fn cancel<T: 'static>(node: &Rc<Node<T>>) {
             );
         }
     } else if let Some(up) = upstream.and_then(|w| w.upgrade()) {
-        up.cancel_node();
+        deep(move || up.cancel_node());
     }
     let mut s = node.slot.borrow_mut();
     if !s.fired {
@@ -199,6 +194,9 @@ enum Step<U> {
 /// `Clone`: a chain has one end. Keep a [`Trigger`] to fire it, and chain on the `Deferred`.
 pub struct Deferred<T> {
     pub(crate) node: Rc<Node<T>>,
+    /// Keeps the chain's root (and so the whole chain up to this node) alive while this end
+    /// is held, so cancellation can reach a root nobody else holds.
+    anchor: Option<Rc<dyn Any>>,
 }
 
 /// The firing side of a [`Deferred`]: fires it once, with a value or a failure.
@@ -219,7 +217,16 @@ impl<T: 'static> Default for Deferred<T> {
 impl<T: 'static> Deferred<T> {
     /// A new, unfired Deferred.
     pub fn new() -> Deferred<T> {
-        Deferred { node: new_node() }
+        Deferred {
+            node: new_node(),
+            anchor: None,
+        }
+    }
+
+    /// The same Deferred, also keeping `anchor` alive while held.
+    pub(crate) fn anchored(mut self, anchor: Rc<dyn Any>) -> Deferred<T> {
+        self.anchor = Some(anchor);
+        self
     }
 
     /// A new Deferred whose cancellation calls `canceller` (Twisted's `Deferred(canceller)`).
@@ -296,12 +303,14 @@ impl<T: 'static> Deferred<T> {
         step: impl FnOnce(Outcome<T>) -> Step<U> + 'static,
     ) -> Deferred<U> {
         let child: Rc<Node<U>> = new_node();
-        {
-            let mut c = child.slot.borrow_mut();
-            if !self.node.slot.borrow().fired {
-                let up: Weak<Node<T>> = Rc::downgrade(&self.node);
-                c.upstream = Some(up);
-            }
+        let mut anchor = None;
+        if !self.node.slot.borrow().fired {
+            let up: Weak<Node<T>> = Rc::downgrade(&self.node);
+            child.slot.borrow_mut().upstream = Some(up);
+            anchor = Some(match self.anchor {
+                Some(a) => a,
+                None => self.node.clone() as Rc<dyn Any>,
+            });
         }
         let target = child.clone();
         attach(self.node, move |out| {
@@ -325,7 +334,10 @@ impl<T: 'static> Deferred<T> {
                 }
             }
         });
-        Deferred { node: child }
+        Deferred {
+            node: child,
+            anchor,
+        }
     }
 
     /// Adds a callback: on success, `f` gets the value and its return value is the next
@@ -425,6 +437,14 @@ impl<T: 'static> Deferred<T> {
     pub(crate) fn weak_upstream(&self) -> Weak<dyn Upstream> {
         let w: Weak<Node<T>> = Rc::downgrade(&self.node);
         w
+    }
+
+    /// What keeps this Deferred's chain alive: its root.
+    pub(crate) fn anchor(&self) -> Rc<dyn Any> {
+        match &self.anchor {
+            Some(a) => a.clone(),
+            None => self.node.clone(),
+        }
     }
 }
 

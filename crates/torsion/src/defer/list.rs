@@ -60,6 +60,9 @@ fn list_deferred<T: 'static, R: 'static>(
     ds: &[Deferred<T>],
 ) -> (Deferred<R>, Rc<RefCell<Shared<T, R>>>) {
     let members: Vec<Weak<dyn Upstream>> = ds.iter().map(|d| d.weak_upstream()).collect();
+    // The list's handle keeps the members' chains alive, so cancelling the list reaches
+    // members nobody else holds.
+    let anchors: Vec<Rc<dyn std::any::Any>> = ds.iter().map(|d| d.anchor()).collect();
     let d = Deferred::with_canceller(move |_trigger| {
         for m in &members {
             if let Some(m) = m.upgrade() {
@@ -72,7 +75,7 @@ fn list_deferred<T: 'static, R: 'static>(
         remaining: ds.len(),
         trigger: Some(d.trigger()),
     }));
-    (d, shared)
+    (d.anchored(Rc::new(anchors)), shared)
 }
 
 fn fire_shared<T, R: 'static>(shared: &Rc<RefCell<Shared<T, R>>>, out: Result<R, Failure>) {

@@ -39,9 +39,11 @@
 
 mod deferred;
 mod list;
+mod sync;
 
 pub use deferred::{fail, succeed, Deferred, Trigger};
 pub use list::{gather_results, AllFailedError, DeferredList};
+pub use sync::{DeferredLock, DeferredQueue, DeferredSemaphore, QueueOverflow, QueueUnderflow};
 
 pub use crate::error::{AlreadyCalledError, CancelledError, FirstError, TimeoutError};
 pub use crate::reactor::ensure_deferred;

@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 
 pub use timer::DelayedCall;
 pub(crate) use timer::TimerCore;
-pub use triggers::{Event, Phase, TriggerId, TriggerOutcome};
+pub use triggers::{CallOutcome, Event, Phase, TriggerId};
 
 use crate::defer::{Deferred, DeferredList};
 use crate::error::{ReactorAlreadyRunning, ReactorNotRestartable, ReactorNotRunning};
@@ -94,17 +94,16 @@ pub struct Reactor {
 
 thread_local! {
     static CURRENT: RefCell<Option<Reactor>> = const { RefCell::new(None) };
-    static DEFAULT: RefCell<Option<Reactor>> = const { RefCell::new(None) };
 }
 
-/// The current thread's reactor: the one running on this thread, or else this thread's
-/// default reactor (made on first use). Seed programs use this one; tests make their own with
-/// [`Reactor::new`].
+/// The current thread's reactor: the one running on this thread, or else the one most
+/// recently made on it with [`Reactor::new`], or else a new one. Seed programs use only this
+/// one; a test that makes its own reactor can still call code that uses `reactor()`.
 pub fn reactor() -> Reactor {
     if let Some(r) = CURRENT.with_borrow(|c| c.clone()) {
         return r;
     }
-    DEFAULT.with_borrow_mut(|d| d.get_or_insert_with(Reactor::new).clone())
+    Reactor::new()
 }
 
 impl Default for Reactor {
@@ -114,11 +113,18 @@ impl Default for Reactor {
 }
 
 impl Reactor {
-    /// A new reactor for this thread, not yet running.
+    /// A new reactor for this thread, not yet running. It becomes the thread's current
+    /// reactor (what [`reactor()`] returns).
     ///
     /// # Panics
     /// If the operating system refuses the resources of an event loop (an epoll descriptor).
     pub fn new() -> Reactor {
+        let r = Reactor::detached();
+        CURRENT.with_borrow_mut(|c| *c = Some(r.clone()));
+        r
+    }
+
+    fn detached() -> Reactor {
         crate::failure::remember_panic_locations();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -177,13 +183,19 @@ impl Reactor {
                 .expect("a reactor that never ran has its runtime");
             rt.block_on(self.main_loop());
         }
-        CURRENT.with_borrow_mut(|c| *c = previous);
+        // A finished reactor is nobody's current reactor any more.
+        CURRENT.with_borrow_mut(|c| *c = previous.filter(|p| !Rc::ptr_eq(&p.inner, &self.inner)));
         self.inner.state.set(RunState::Stopped);
         self.finish();
         Ok(())
     }
 
     async fn main_loop(&self) {
+        // Startup runs first, as its own task: the first timers and I/O come after it (tasks
+        // run in the order spawned), and stop() while a "before startup" Deferred is pending
+        // still ends run(), as Twisted's does.
+        let r = self.clone();
+        self.spawn_task(async move { r.fire_event(Event::Startup).await });
         self.spawn_task(timer_driver(self.inner.timers.clone()));
         if let Some(rx) = self.inner.remote_rx.borrow_mut().take() {
             self.spawn_task(remote_calls(rx));
@@ -191,7 +203,6 @@ impl Reactor {
         if self.inner.install_signal_handlers.get() {
             self.spawn_task(watch_signals());
         }
-        self.fire_event(Event::Startup).await;
         poll_fn(|cx| {
             if self.inner.exit.get() {
                 Poll::Ready(())
@@ -326,7 +337,7 @@ impl Reactor {
     /// r.call_when_running(|| torsion::reactor().stop().unwrap());
     /// r.run().unwrap();
     /// ```
-    pub fn add_system_event_trigger<R: TriggerOutcome>(
+    pub fn add_system_event_trigger<R: CallOutcome>(
         &self,
         phase: Phase,
         event: Event,
@@ -346,18 +357,27 @@ impl Reactor {
 
     /// Calls `f` once the reactor is running: at once if it already is, else when `run` starts
     /// (Twisted's `callWhenRunning`).
-    pub fn call_when_running(&self, f: impl FnOnce() + 'static) {
-        if self.inner.state.get() == RunState::Running && self.inner.triggers.borrow().started() {
-            f();
+    pub fn call_when_running<R: CallOutcome>(&self, f: impl FnOnce() -> R + 'static) {
+        let started = self.inner.triggers.borrow().started();
+        let state = self.inner.state.get();
+        if state == RunState::Stopping || (state == RunState::Running && started) {
+            drop(f().into_wait());
         } else {
             self.add_system_event_trigger(Phase::After, Event::Startup, f);
         }
     }
 
     /// Calls `f` in `seconds` seconds (Twisted's `callLater`). Returns the [`DelayedCall`] to
-    /// cancel or move it.
-    pub fn call_later(&self, seconds: f64, f: impl FnOnce() + 'static) -> DelayedCall {
-        self.inner.timers.schedule(seconds, Box::new(f))
+    /// cancel or move it. `f` may return `()`, or a `Result` or `Deferred` whose failure is
+    /// logged, so `r.call_later(5.0, || reactor().stop())` reads as in Twisted.
+    pub fn call_later<R: CallOutcome>(
+        &self,
+        seconds: f64,
+        f: impl FnOnce() -> R + 'static,
+    ) -> DelayedCall {
+        self.inner
+            .timers
+            .schedule(seconds, Box::new(move || drop(f().into_wait())))
     }
 
     /// The current time in seconds since the Unix epoch, advancing monotonically while the
@@ -379,8 +399,30 @@ impl Reactor {
     }
 
     /// Runs a future on the reactor and returns a Deferred of its output. A panic in the
-    /// future becomes a [`Failure`]; cancelling the Deferred drops the future.
+    /// future becomes a [`Failure`]; cancelling the Deferred drops the future. Like tokio's
+    /// `spawn`, the future first runs on the next turn of the loop; [`ensure_deferred`] runs
+    /// it at once, up to its first wait.
     pub fn spawn<T: 'static>(&self, fut: impl Future<Output = T> + 'static) -> Deferred<T> {
+        self.spawn_deferred(Box::pin(CatchUnwind(Box::pin(fut))), false)
+    }
+
+    fn spawn_deferred<T: 'static>(
+        &self,
+        mut fut: Pin<Box<CatchUnwind<impl Future<Output = T> + 'static>>>,
+        eager: bool,
+    ) -> Deferred<T> {
+        if eager {
+            // Run until the first wait, as Twisted's ensureDeferred does. Anything the future
+            // registers with this no-op waker is registered again with the task's real waker
+            // on the task's first poll.
+            let mut cx = Context::from_waker(Waker::noop());
+            let first = self.with_context(|| fut.as_mut().poll(&mut cx));
+            if let Some(Poll::Ready(out)) = first {
+                let d = Deferred::new();
+                let _ = d.trigger().fire(out);
+                return d;
+            }
+        }
         let abort: Rc<RefCell<Option<tokio::task::AbortHandle>>> = Rc::default();
         let abort2 = abort.clone();
         let d = Deferred::with_canceller(move |_| {
@@ -390,7 +432,7 @@ impl Reactor {
         });
         let trigger = d.trigger();
         let handle = self.spawn_task(async move {
-            let out = CatchUnwind(Box::pin(fut)).await;
+            let out = fut.await;
             let _ = trigger.fire(out);
         });
         match handle {
@@ -471,7 +513,8 @@ impl ReactorHandle {
 
 /// Runs async code on the current reactor and returns a Deferred of its result (Twisted's
 /// `ensureDeferred`, the Rust form of `inlineCallbacks`). Errors returned with `?` become the
-/// Deferred's failure.
+/// Deferred's failure. As in Twisted, the code runs at once, up to its first wait for
+/// something not yet there; code that never waits has fired its Deferred on return.
 ///
 /// ```
 /// use std::{cell::Cell, rc::Rc};
@@ -498,7 +541,7 @@ pub fn ensure_deferred<T: 'static, E: Into<Failure> + 'static>(
     fut: impl Future<Output = Result<T, E>> + 'static,
 ) -> Deferred<T> {
     reactor()
-        .spawn(fut)
+        .spawn_deferred(Box::pin(CatchUnwind(Box::pin(fut))), true)
         .add_callback_result(|out| out.map_err(Into::into))
 }
 

@@ -349,6 +349,7 @@ impl DelayedCall {
             let deadline = e.deadline;
             q.stale += 1;
             q.push_heap(deadline, self.index, self.id);
+            q.compact_if_needed();
         })
     }
 

@@ -27,21 +27,32 @@ pub enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TriggerId(u64);
 
-/// What a trigger may return: nothing, or a Deferred to wait for.
-pub trait TriggerOutcome {
+/// What a scheduled call, trigger, looping call or cooperative step may return: nothing, a
+/// `Result` (an error is a failure: logged, or reported to whoever waits), or a Deferred to
+/// wait for.
+pub trait CallOutcome {
     /// The Deferred to wait for, if any.
     fn into_wait(self) -> Option<Deferred<()>>;
 }
 
-impl TriggerOutcome for () {
+impl CallOutcome for () {
     fn into_wait(self) -> Option<Deferred<()>> {
         None
     }
 }
 
-impl<T: 'static> TriggerOutcome for Deferred<T> {
+impl<T: 'static> CallOutcome for Deferred<T> {
     fn into_wait(self) -> Option<Deferred<()>> {
         Some(self.add_callback(|_| ()))
+    }
+}
+
+impl<E: Into<crate::Failure>> CallOutcome for Result<(), E> {
+    fn into_wait(self) -> Option<Deferred<()>> {
+        match self {
+            Ok(()) => None,
+            Err(e) => Some(crate::defer::fail(e)),
+        }
     }
 }
 
