@@ -35,6 +35,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// Lets `#[torsion::test]` (which names `::torsion`) work in this crate's own tests.
+extern crate self as torsion;
+
 pub mod defer;
 pub mod error;
 mod failure;
@@ -54,3 +57,7 @@ pub use failure::{BoxError, Failure};
 pub use protocol::{factory, ClientFactory, Factory, Protocol};
 pub use reactor::{reactor, Reactor};
 pub use transport::Transport;
+
+/// Runs an async test in a fresh reactor, failing it on error, time-out or a dirty reactor;
+/// see [`testing::run_test`].
+pub use torsion_macros::test;

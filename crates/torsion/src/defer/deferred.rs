@@ -70,10 +70,20 @@ impl<T: 'static> Upstream for Node<T> {
     }
 }
 
+thread_local! {
+    static UNHANDLED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many unhandled Deferred failures this thread has logged (the test runner checks it).
+pub(crate) fn unhandled_failures() -> u64 {
+    UNHANDLED.get()
+}
+
 impl<T> Drop for Node<T> {
     fn drop(&mut self) {
         let slot = self.slot.get_mut();
         if let Some(Err(failure)) = slot.result.take() {
+            UNHANDLED.set(UNHANDLED.get() + 1);
             crate::log::error_event(format_args!(
                 "Unhandled error in Deferred:\n{}",
                 failure.report()

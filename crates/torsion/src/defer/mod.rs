@@ -41,6 +41,7 @@ mod deferred;
 mod list;
 mod sync;
 
+pub(crate) use deferred::unhandled_failures;
 pub use deferred::{fail, succeed, Deferred, Trigger};
 pub use list::{gather_results, AllFailedError, DeferredList};
 pub use sync::{DeferredLock, DeferredQueue, DeferredSemaphore, QueueOverflow, QueueUnderflow};

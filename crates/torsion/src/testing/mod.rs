@@ -1,0 +1,115 @@
+//! The testing kit (Twisted's trial, `proto_helpers`, `iosim` and `task.Clock`).
+//!
+//! - [`#[torsion::test]`](crate::test) runs an async test in a fresh reactor, with a
+//!   time-out, and fails it if it leaves the reactor dirty.
+//! - [`Clock`]: time that moves only when the test says so.
+//! - [`StringTransport`]: a transport that records writes, to drive a protocol by hand.
+//! - [`connected_pair`]: two protocols talking through memory, moved along by a [`Pump`].
+//! - [`success_result_of`], [`failure_result_of`], [`assert_no_result`]: look at a Deferred
+//!   without running a reactor.
+//!
+//! [`Clock`] is a [`ReactorTime`], so code that schedules work is tested without waiting:
+//!
+//! ```
+//! use torsion::{testing::Clock, defer::Deferred, error::TimeoutError};
+//!
+//! let clock = Clock::new();
+//! let d: Deferred<()> = Deferred::new();
+//! let d = d.add_timeout(5.0, &clock);
+//! clock.advance(4.9);
+//! assert!(!d.called());
+//! clock.advance(0.1);
+//! assert!(d.result().unwrap().unwrap_err().check::<TimeoutError>());
+//! ```
+
+mod iosim;
+mod string_transport;
+mod trial;
+
+use std::rc::Rc;
+
+pub use iosim::{connected_pair, Pump};
+pub use string_transport::StringTransport;
+pub use trial::{assert_no_result, failure_result_of, run_test, success_result_of, TestResult};
+
+use crate::reactor::{DelayedCall, ReactorTime, TimerCore};
+
+/// A manual clock (Twisted's `task.Clock`): time starts at 0 and moves with
+/// [`advance`](Clock::advance); due calls run then, in order.
+#[derive(Clone)]
+pub struct Clock {
+    core: Rc<TimerCore>,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+impl Clock {
+    /// A clock at time 0 with nothing scheduled.
+    pub fn new() -> Clock {
+        Clock {
+            core: TimerCore::new_manual(),
+        }
+    }
+
+    /// Schedules `f` in `seconds` of clock time (see [`Reactor::call_later`](crate::Reactor::call_later)).
+    pub fn call_later<R: crate::reactor::CallOutcome>(
+        &self,
+        seconds: f64,
+        f: impl FnOnce() -> R + 'static,
+    ) -> DelayedCall {
+        self.core
+            .schedule(seconds, Box::new(move || drop(f().into_wait())))
+    }
+
+    /// The clock's current time.
+    pub fn seconds(&self) -> f64 {
+        self.core.seconds()
+    }
+
+    /// Moves time forward by `seconds` and runs every call that is due, including calls that
+    /// those calls schedule within the new time.
+    pub fn advance(&self, seconds: f64) {
+        let ns = if seconds > 0.0 {
+            (seconds * 1e9).round() as u64
+        } else {
+            0
+        };
+        self.core.advance_manual(ns);
+        self.core.run_due(self.core.now_ns(), false);
+    }
+
+    /// Advances through `steps`, one after another (Twisted's `Clock.pump`).
+    pub fn pump(&self, steps: &[f64]) {
+        for s in steps {
+            self.advance(*s);
+        }
+    }
+
+    /// The due times of the pending calls, soonest first (Twisted's `getDelayedCalls`).
+    pub fn pending_call_times(&self) -> Vec<f64> {
+        self.core.pending_times()
+    }
+}
+
+impl ReactorTime for Clock {
+    fn seconds(&self) -> f64 {
+        self.core.seconds()
+    }
+
+    fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall {
+        self.core.schedule(seconds, f)
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clock")
+            .field("seconds", &self.seconds())
+            .field("pending", &self.core.pending())
+            .finish()
+    }
+}

@@ -1,0 +1,168 @@
+//! The testing kit: `#[torsion::test]` (results, time-outs, dirty-reactor checks), the
+//! in-memory connected pair and its pump, and the Deferred result helpers.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use torsion::defer::{fail, succeed, Deferred};
+use torsion::error::{ConnectionDone, TimeoutError};
+use torsion::testing::{assert_no_result, connected_pair, failure_result_of, success_result_of};
+use torsion::{factory, reactor, Failure, Protocol, Transport};
+
+struct Echo;
+
+impl Protocol for Echo {
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        t.write(data);
+    }
+}
+
+#[torsion::test]
+async fn an_async_test_can_await_deferreds_and_tokio_io() -> Result<(), Failure> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = reactor().listen_tcp_on(0, factory(|| Echo), "127.0.0.1")?;
+    let addr = port.get_host().socket_addr().unwrap();
+    // A tokio client on the reactor's own loop talks to the Torsion server.
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(b"ping").await?;
+    let mut buf = [0u8; 4];
+    stream.read_exact(&mut buf).await?;
+    assert_eq!(&buf, b"ping");
+    drop(stream);
+    port.stop_listening().await?;
+    Ok(())
+}
+
+#[torsion::test]
+fn a_test_may_return_a_deferred() -> Deferred<u32> {
+    succeed(7)
+}
+
+#[torsion::test]
+#[should_panic(expected = "TimeoutError")]
+async fn an_error_result_fails_the_test() -> Result<(), Failure> {
+    fail::<()>(TimeoutError).await
+}
+
+#[torsion::test(timeout = 0.2)]
+#[should_panic(expected = "timed out after 0.2 s")]
+async fn a_test_that_never_finishes_times_out() {
+    let never: Deferred<()> = Deferred::new();
+    let _keep = never.trigger();
+    let _ = never.await;
+}
+
+#[torsion::test]
+#[should_panic(expected = "1 pending delayed call(s)")]
+async fn a_pending_delayed_call_makes_the_reactor_dirty() {
+    reactor().call_later(60.0, || ());
+}
+
+#[torsion::test]
+#[should_panic(expected = "1 port(s) or connection(s) still open")]
+async fn an_open_port_makes_the_reactor_dirty() {
+    reactor()
+        .listen_tcp_on(0, factory(|| Echo), "127.0.0.1")
+        .unwrap();
+}
+
+#[torsion::test]
+#[should_panic(expected = "1 Deferred failure(s) nobody handled")]
+async fn an_unhandled_failure_makes_the_reactor_dirty() {
+    drop(fail::<()>(TimeoutError));
+}
+
+#[torsion::test]
+async fn closing_everything_leaves_the_reactor_clean() -> Result<(), Failure> {
+    let port = reactor().listen_tcp_on(0, factory(|| Echo), "127.0.0.1")?;
+    let call = reactor().call_later(60.0, || ());
+    call.cancel()?;
+    port.stop_listening().await?;
+    Ok(())
+}
+
+/// Records what its connection saw.
+#[derive(Default)]
+struct Recorder {
+    greeting: Option<&'static [u8]>,
+    got: Rc<RefCell<Vec<u8>>>,
+    lost: Rc<RefCell<Option<String>>>,
+    half_closed: Rc<RefCell<bool>>,
+}
+
+impl Protocol for Recorder {
+    fn connection_made(&mut self, t: &Transport) {
+        if let Some(g) = self.greeting {
+            t.write(g);
+        }
+    }
+    fn data_received(&mut self, _: &Transport, data: &[u8]) {
+        self.got.borrow_mut().extend_from_slice(data);
+    }
+    fn read_connection_lost(&mut self, t: &Transport) {
+        *self.half_closed.borrow_mut() = true;
+        t.write(b"bye");
+        t.lose_connection();
+    }
+    fn connection_lost(&mut self, reason: Failure) {
+        *self.lost.borrow_mut() = Some(reason.error_message());
+    }
+}
+
+#[test]
+fn the_pump_moves_bytes_only_when_asked() {
+    let client = Recorder {
+        greeting: Some(b"hello"),
+        ..Recorder::default()
+    };
+    let got = client.got.clone();
+    let mut pump = connected_pair(client, Echo);
+    assert!(got.borrow().is_empty());
+    pump.pump(); // client -> server, and the echo waits
+    assert!(got.borrow().is_empty());
+    pump.pump(); // server -> client
+    assert_eq!(&*got.borrow(), b"hello");
+}
+
+#[test]
+fn lose_connection_ends_both_sides_with_connection_done() {
+    let (client, server) = (Recorder::default(), Recorder::default());
+    let (cl, sl) = (client.lost.clone(), server.lost.clone());
+    let mut pump = connected_pair(client, server);
+    pump.client_transport().write(b"last words");
+    pump.client_transport().lose_connection();
+    pump.flush();
+    assert!(pump.is_closed());
+    assert_eq!(&*pump.server().got.borrow(), b"last words");
+    let done = ConnectionDone.to_string();
+    assert_eq!(cl.borrow().as_deref(), Some(done.as_str()));
+    assert_eq!(sl.borrow().as_deref(), Some(done.as_str()));
+}
+
+#[test]
+fn a_half_close_reaches_the_other_side_which_can_still_answer() {
+    let (client, server) = (Recorder::default(), Recorder::default());
+    let half = server.half_closed.clone();
+    let mut pump = connected_pair(client, server);
+    pump.client_transport().write(b"question");
+    pump.client_transport().lose_write_connection();
+    pump.flush();
+    assert!(*half.borrow());
+    assert_eq!(&*pump.client().got.borrow(), b"bye");
+    assert!(pump.is_closed());
+}
+
+#[test]
+fn result_helpers_look_at_deferreds_without_a_reactor() {
+    assert_eq!(success_result_of(&succeed(3)), 3);
+    assert!(failure_result_of(&fail::<()>(TimeoutError)).check::<TimeoutError>());
+    let pending: Deferred<()> = Deferred::new();
+    assert_no_result(&pending);
+}
+
+#[test]
+#[should_panic(expected = "has not fired")]
+fn success_result_of_an_unfired_deferred_fails_clearly() {
+    let pending: Deferred<()> = Deferred::new();
+    success_result_of(&pending);
+}
