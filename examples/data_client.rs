@@ -1,0 +1,125 @@
+//! Seed 001: the simple data client, take 3 with a DeferredList. Connects to every server
+//! given, collects what each sends until it hangs up, and prints a summary per server, in
+//! the order given. Exits with status 1 if any server failed.
+//!
+//! ```text
+//! cargo run --release --example data_client -- localhost:8000 localhost:8001
+//! ```
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use torsion::defer::{DeferredList, Trigger};
+use torsion::error::ConnectionDone;
+use torsion::tcp::Connector;
+use torsion::transport::Address;
+use torsion::{reactor, ClientFactory, Deferred, Factory, Failure, Protocol, Transport};
+use torsion_examples::{init_logging, Args};
+
+/// Collects data until the connection is closed, then fires its Deferred with it.
+struct SimpleData {
+    data: Vec<u8>,
+    deferred: Option<Trigger<Vec<u8>>>,
+}
+
+impl Protocol for SimpleData {
+    fn data_received(&mut self, _transport: &Transport, data: &[u8]) {
+        self.data.extend_from_slice(data);
+    }
+
+    fn connection_lost(&mut self, reason: Failure) {
+        let Some(d) = self.deferred.take() else {
+            return;
+        };
+        if reason.check::<ConnectionDone>() {
+            d.callback(std::mem::take(&mut self.data));
+        } else {
+            d.errback(reason); // a transport error is not a success
+        }
+    }
+}
+
+/// The factory gets a Deferred: it hands it to its protocol, or fails it if connecting fails.
+struct SimpleDataClientFactory {
+    deferred: RefCell<Option<Trigger<Vec<u8>>>>,
+}
+
+impl Factory for SimpleDataClientFactory {
+    type Protocol = SimpleData;
+
+    fn build_protocol(&self, _addr: &Address) -> Option<SimpleData> {
+        Some(SimpleData {
+            data: Vec::new(),
+            deferred: self.deferred.take(),
+        })
+    }
+}
+
+impl ClientFactory for SimpleDataClientFactory {
+    fn client_connection_failed(&self, _connector: &Connector, reason: Failure) {
+        if let Some(d) = self.deferred.take() {
+            d.errback(reason);
+        }
+    }
+}
+
+/// Everything `host:port` sends before it hangs up.
+fn get_data(host: &str, port: u16) -> Deferred<Vec<u8>> {
+    let d = Deferred::new();
+    let factory = SimpleDataClientFactory {
+        deferred: RefCell::new(Some(d.trigger())),
+    };
+    reactor().connect_tcp(host, port, factory);
+    d
+}
+
+/// "N bytes: " and the first line of `data`, at most 60 characters of it.
+fn summary(data: &[u8]) -> String {
+    let first = data.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first = String::from_utf8_lossy(first.strip_suffix(b"\r").unwrap_or(first));
+    let first: String = first.chars().take(60).collect();
+    format!("{} bytes: {first}", data.len())
+}
+
+/// Splits `HOST:PORT`.
+fn parse_server(server: &str) -> Option<(&str, u16)> {
+    let (host, port) = server.rsplit_once(':')?;
+    Some((host, port.parse().ok()?))
+}
+
+/// Stops the reactor, unless it is already stopping (after Ctrl-C, say).
+fn stop_reactor<T>(_: Result<T, Failure>) -> Result<(), Failure> {
+    let _ = reactor().stop();
+    Ok(())
+}
+
+fn main() -> Result<(), Failure> {
+    init_logging();
+    let servers = Args::from_env().positional().to_vec();
+    if servers.is_empty() || servers.iter().any(|s| parse_server(s).is_none()) {
+        eprintln!("usage: data_client HOST:PORT...");
+        std::process::exit(2)
+    }
+    let exit_code = Rc::new(Cell::new(0));
+
+    let downloads = servers
+        .iter()
+        .filter_map(|s| parse_server(s))
+        .map(|(host, port)| get_data(host, port).add_callback(|data| summary(&data)))
+        .collect();
+    let code = exit_code.clone();
+    DeferredList::new(downloads)
+        .add_callback(move |results| {
+            for (server, result) in servers.iter().zip(results) {
+                match result {
+                    Ok(summary) => println!("{server}: {summary}"),
+                    Err(failure) => {
+                        println!("{server}: failed: {failure}");
+                        code.set(1);
+                    }
+                }
+            }
+        })
+        .add_both(stop_reactor);
+    reactor().run()?;
+    std::process::exit(exit_code.get())
+}
