@@ -191,17 +191,19 @@ impl Reactor {
     }
 
     async fn main_loop(&self) {
-        // Startup runs first, as its own task: the first timers and I/O come after it (tasks
-        // run in the order spawned), and stop() while a "before startup" Deferred is pending
-        // still ends run(), as Twisted's does.
+        // Signal handlers go in before anything runs, so a signal during startup already
+        // stops the reactor instead of killing the process.
+        if self.inner.install_signal_handlers.get() {
+            self.spawn_task(watch_signals(install_signal_handlers()));
+        }
+        // Startup runs as its own task, before the first timers and I/O (tasks run in the
+        // order spawned); stop() while a "before startup" Deferred is pending still ends
+        // run(), as Twisted's does.
         let r = self.clone();
         self.spawn_task(async move { r.fire_event(Event::Startup).await });
         self.spawn_task(timer_driver(self.inner.timers.clone()));
         if let Some(rx) = self.inner.remote_rx.borrow_mut().take() {
             self.spawn_task(remote_calls(rx));
-        }
-        if self.inner.install_signal_handlers.get() {
-            self.spawn_task(watch_signals());
         }
         poll_fn(|cx| {
             if self.inner.exit.get() {
@@ -606,14 +608,26 @@ async fn remote_calls(mut rx: mpsc::UnboundedReceiver<RemoteJob>) {
     }
 }
 
-/// SIGINT and SIGTERM stop the reactor; a second one stops it at once.
-async fn watch_signals() {
+type SignalStreams = (tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+
+/// Installs the SIGINT and SIGTERM handlers (must run inside the event loop's context).
+fn install_signal_handlers() -> Option<SignalStreams> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
+    match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        crate::log::error_event(format_args!("cannot install the SIGINT/SIGTERM handlers"));
+    ) {
+        (Ok(int), Ok(term)) => Some((int, term)),
+        _ => {
+            crate::log::error_event(format_args!("cannot install the SIGINT/SIGTERM handlers"));
+            None
+        }
+    }
+}
+
+/// SIGINT and SIGTERM stop the reactor; a second one stops it at once.
+async fn watch_signals(streams: Option<SignalStreams>) {
+    let Some((mut int, mut term)) = streams else {
         return;
     };
     loop {
