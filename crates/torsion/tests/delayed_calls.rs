@@ -479,3 +479,21 @@ fn a_call_rescheduling_itself_with_zero_delay_does_not_starve_tcp_or_other_timer
     assert!(s.echo_at_spin.get().unwrap() >= 1);
     assert!(s.spins.get() > 1);
 }
+
+#[test]
+fn resetting_a_call_very_often_keeps_the_timer_heap_small() {
+    // One stale heap entry per reset would grow without bound; compaction keeps the heap
+    // within a constant factor of the live calls.
+    let clock = torsion::testing::Clock::new();
+    let call = clock.call_later(1800.0, || ());
+    for _ in 0..200_000 {
+        call.reset(1800.0).unwrap();
+    }
+    assert!(call.active());
+    assert_eq!(clock.pending_call_times().len(), 1);
+    assert!(
+        clock.heap_len_for_tests() < 4096,
+        "heap holds {} entries for one call",
+        clock.heap_len_for_tests()
+    );
+}

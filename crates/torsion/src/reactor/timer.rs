@@ -33,6 +33,8 @@ enum TimeSource {
 struct Entry {
     deadline: u64,
     id: u64,
+    /// The insertion order of this entry's live heap item; older items are stale.
+    order: u64,
     callback: Box<dyn FnOnce()>,
 }
 
@@ -49,14 +51,19 @@ struct Queue {
 }
 
 impl Queue {
+    /// Pushes the heap item for entry `index`, making it the entry's live item.
     fn push_heap(&mut self, deadline: u64, index: usize, id: u64) {
         self.order += 1;
-        self.heap.push(Reverse((deadline, self.order, index, id)));
+        let order = self.order;
+        if let Some(e) = self.entries.get_mut(index) {
+            e.order = order;
+        }
+        self.heap.push(Reverse((deadline, order, index, id)));
     }
 
     fn is_live(&self, item: &HeapItem) -> bool {
-        let (deadline, _, index, id) = item.0;
-        matches!(self.entries.get(index), Some(e) if e.id == id && e.deadline == deadline)
+        let (_, order, index, id) = item.0;
+        matches!(self.entries.get(index), Some(e) if e.id == id && e.order == order)
     }
 
     fn compact_if_needed(&mut self) {
@@ -174,6 +181,7 @@ impl TimerCore {
             let index = q.entries.insert(Entry {
                 deadline,
                 id,
+                order: 0,
                 callback,
             });
             q.push_heap(deadline, index, id);
@@ -240,6 +248,11 @@ impl TimerCore {
             }
         }
         ran
+    }
+
+    /// How many heap entries there are, stale ones included.
+    pub(crate) fn heap_len(&self) -> usize {
+        self.queue.borrow().heap.len()
     }
 
     /// How many calls are pending.
@@ -332,6 +345,7 @@ impl DelayedCall {
                 q.entries.get_mut(self.index).expect("live").deadline = deadline;
                 q.stale += 1;
                 q.push_heap(deadline, self.index, self.id);
+                q.compact_if_needed();
                 deadline
             })
             .map(|d| (self.core.upgrade(), d))?;

@@ -89,6 +89,13 @@ impl Clock {
         }
     }
 
+    /// How many entries the timer heap holds, stale ones included (to test that rescheduling
+    /// does not grow it without bound).
+    #[doc(hidden)]
+    pub fn heap_len_for_tests(&self) -> usize {
+        self.core.heap_len()
+    }
+
     /// The due times of the pending calls, soonest first (Twisted's `getDelayedCalls`).
     pub fn pending_call_times(&self) -> Vec<f64> {
         self.core.pending_times()
