@@ -1,0 +1,460 @@
+//! The HTTP/1.1 connection protocol (Twisted's `HTTPChannel`): reads requests, hands them to
+//! the site's resources, and writes the responses back in order.
+//!
+//! Limits, each with its status: malformed request 400, URI too long 414, head too large or too
+//! many headers 431, body too large 413, unknown framing 400/501. A client that sends its head
+//! too slowly is answered 408 and closed (slowloris); an idle keep-alive connection is closed.
+//! Pipelined requests are parsed while earlier ones are still rendering, up to a depth, then
+//! reading pauses. Nothing here panics on input or buffers past a limit.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::{Rc, Weak};
+
+use torsion::reactor::DelayedCall;
+use torsion::transport::Address;
+use torsion::{Failure, Protocol, Transport};
+
+use crate::proto::{
+    html_escape, parse_request_head, reason_phrase, request_body_kind, BodyKind, ChunkedDecoder,
+    ParseError, Version,
+};
+use crate::request::Request;
+use crate::resource::{resource_for_request, Render};
+use crate::site::SiteInner;
+
+/// What the channel is reading.
+enum ReadState {
+    Head,
+    Body {
+        request: Request,
+        body: Vec<u8>,
+        framing: BodyFraming,
+    },
+    /// An error response was sent; the connection is closing.
+    Done,
+}
+
+enum BodyFraming {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    Idle,
+    Head,
+}
+
+/// The part of a channel its requests talk to.
+pub(crate) struct ChannelShared {
+    transport: RefCell<Option<Transport>>,
+    queue: RefCell<VecDeque<Request>>,
+    site: Rc<SiteInner>,
+    /// Close once the queued responses are out.
+    closing: Cell<bool>,
+    paused: Cell<bool>,
+    timer: RefCell<Option<(TimerKind, DelayedCall)>>,
+    me: RefCell<Weak<ChannelShared>>,
+}
+
+impl ChannelShared {
+    pub(crate) fn server_name(&self) -> String {
+        self.site.config.server_name.clone()
+    }
+
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    pub(crate) fn logs_access(&self) -> bool {
+        self.site.access_log.borrow().is_some()
+    }
+
+    pub(crate) fn log_access(&self, line: &str) {
+        if let Some(log) = self.site.access_log.borrow().as_ref() {
+            log(line);
+        }
+    }
+
+    /// Sends what the front requests have ready, in order; starts the idle timer or closes the
+    /// connection when the queue empties.
+    pub(crate) fn pump(&self) {
+        let Some(t) = self.transport.borrow().clone() else {
+            return;
+        };
+        loop {
+            let front = self.queue.borrow().front().cloned();
+            let Some(front) = front else { break };
+            let out = front.take_output();
+            if !out.is_empty() {
+                t.write(&out);
+            }
+            if !front.finished() {
+                return;
+            }
+            self.queue.borrow_mut().pop_front();
+            if front.wants_close() {
+                self.closing.set(true);
+            }
+            if self.closing.get() {
+                self.queue.borrow_mut().clear();
+                t.lose_connection();
+                return;
+            }
+        }
+        if self.paused.replace(false) {
+            t.resume_producing();
+        }
+        self.arm(TimerKind::Idle);
+    }
+
+    /// Starts (or restarts) the connection's timer.
+    fn arm(&self, kind: TimerKind) {
+        let secs = match kind {
+            TimerKind::Idle => self.site.config.idle_timeout,
+            TimerKind::Head => self.site.config.header_timeout,
+        };
+        self.disarm();
+        let Some(secs) = secs else { return };
+        let me = self.me.borrow().clone();
+        let call = self.site.clock().call_later_boxed(
+            secs,
+            Box::new(move || {
+                if let Some(c) = me.upgrade() {
+                    c.timed_out(kind);
+                }
+            }),
+        );
+        *self.timer.borrow_mut() = Some((kind, call));
+    }
+
+    fn disarm(&self) {
+        if let Some((_, call)) = self.timer.borrow_mut().take() {
+            let _ = call.cancel();
+        }
+    }
+
+    fn timer_kind(&self) -> Option<TimerKind> {
+        self.timer.borrow().as_ref().map(|(k, _)| *k)
+    }
+
+    fn timed_out(&self, kind: TimerKind) {
+        self.timer.borrow_mut().take();
+        let Some(t) = self.transport.borrow().clone() else {
+            return;
+        };
+        match kind {
+            TimerKind::Idle => t.lose_connection(),
+            TimerKind::Head => {
+                tracing::info!(target: "torsion_web", peer = %t.get_peer(), "request head not received in time; closing");
+                if self.queue.borrow().is_empty() {
+                    t.write(&error_response(408, "The request took too long to arrive."));
+                }
+                t.lose_connection();
+            }
+        }
+    }
+}
+
+/// The HTTP/1.1 server protocol for one connection. Made by [`Site`](crate::site::Site).
+pub struct HttpChannel {
+    shared: Rc<ChannelShared>,
+    buf: Vec<u8>,
+    state: ReadState,
+    client: Address,
+}
+
+impl HttpChannel {
+    pub(crate) fn new(site: Rc<SiteInner>, client: Address) -> HttpChannel {
+        let shared = Rc::new(ChannelShared {
+            transport: RefCell::new(None),
+            queue: RefCell::default(),
+            site,
+            closing: Cell::new(false),
+            paused: Cell::new(false),
+            timer: RefCell::new(None),
+            me: RefCell::new(Weak::new()),
+        });
+        *shared.me.borrow_mut() = Rc::downgrade(&shared);
+        HttpChannel {
+            shared,
+            buf: Vec::new(),
+            state: ReadState::Head,
+            client,
+        }
+    }
+
+    /// Answers a request that could not be read, and closes.
+    fn reject(&mut self, t: &Transport, error: &ParseError) {
+        tracing::info!(target: "torsion_web", peer = %self.client, "bad request: {error}; closing");
+        self.state = ReadState::Done;
+        self.buf = Vec::new();
+        self.shared.disarm();
+        self.shared.closing.set(true);
+        if self.shared.queue.borrow().is_empty() {
+            t.write(&error_response(error.status(), &error.to_string()));
+            t.lose_connection();
+        }
+        // Otherwise earlier responses go out first; pump() closes after them.
+    }
+
+    /// Parses as much as the buffer holds.
+    fn process(&mut self, t: &Transport) {
+        loop {
+            match &mut self.state {
+                ReadState::Done => return,
+                ReadState::Head => {
+                    if self.buf.is_empty() {
+                        return;
+                    }
+                    if self.shared.queue.borrow().len() >= self.shared.site.config.max_pipeline {
+                        // Too many requests in flight: stop reading until responses go out.
+                        self.shared.paused.set(true);
+                        t.pause_producing();
+                        return;
+                    }
+                    let limits = &self.shared.site.config.limits;
+                    match parse_request_head(&self.buf, limits) {
+                        Err(e) => return self.reject(t, &e),
+                        Ok(None) => {
+                            if self.shared.timer_kind() != Some(TimerKind::Head) {
+                                self.shared.arm(TimerKind::Head);
+                            }
+                            return;
+                        }
+                        Ok(Some((head, used))) => {
+                            self.buf.drain(..used);
+                            self.shared.disarm();
+                            let framing = match request_body_kind(&head) {
+                                Err(e) => return self.reject(t, &e),
+                                Ok(kind) => kind,
+                            };
+                            let max_body = self.shared.site.config.max_body;
+                            let continue_ok = head.version == Version::Http11
+                                && head.headers.has_token("expect", "100-continue");
+                            let request = Request::new(
+                                head,
+                                self.client.clone(),
+                                t.get_host(),
+                                Rc::downgrade(&self.shared),
+                            );
+                            let framing = match framing {
+                                BodyKind::Empty => {
+                                    self.dispatch(request);
+                                    continue;
+                                }
+                                BodyKind::Length(n) if n > max_body => {
+                                    return self.reject(t, &ParseError::BodyTooLarge)
+                                }
+                                BodyKind::Length(0) => {
+                                    self.dispatch(request);
+                                    continue;
+                                }
+                                BodyKind::Length(n) => BodyFraming::Length(n),
+                                BodyKind::Chunked => {
+                                    BodyFraming::Chunked(ChunkedDecoder::new(max_body))
+                                }
+                                BodyKind::UntilClose => {
+                                    return self.reject(
+                                        t,
+                                        &ParseError::Malformed("request body without a length"),
+                                    )
+                                }
+                            };
+                            if continue_ok && self.shared.queue.borrow().is_empty() {
+                                t.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+                            }
+                            self.state = ReadState::Body {
+                                request,
+                                body: Vec::new(),
+                                framing,
+                            };
+                        }
+                    }
+                }
+                ReadState::Body { body, framing, .. } => {
+                    let complete = match framing {
+                        BodyFraming::Length(remaining) => {
+                            let take = (*remaining).min(self.buf.len() as u64) as usize;
+                            body.extend_from_slice(&self.buf[..take]);
+                            self.buf.drain(..take);
+                            *remaining -= take as u64;
+                            *remaining == 0
+                        }
+                        BodyFraming::Chunked(decoder) => match decoder.decode(&self.buf, body) {
+                            Ok(used) => {
+                                self.buf.drain(..used);
+                                decoder.is_done()
+                            }
+                            Err(e) => return self.reject(t, &e),
+                        },
+                    };
+                    if !complete {
+                        return;
+                    }
+                    let ReadState::Body { request, body, .. } =
+                        std::mem::replace(&mut self.state, ReadState::Head)
+                    else {
+                        unreachable!()
+                    };
+                    request.set_body(body);
+                    self.dispatch(request);
+                }
+            }
+        }
+    }
+
+    /// Finds the resource and renders the request.
+    fn dispatch(&mut self, request: Request) {
+        self.shared.queue.borrow_mut().push_back(request.clone());
+        let root = self.shared.site.root.clone();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            match resource_for_request(&root, &request) {
+                None => Some(Render::Body(no_resource(&request))),
+                Some(resource) => {
+                    let render = resource.render(&request);
+                    if let Render::NotAllowed = render {
+                        let allow = resource.allowed_methods().join(", ");
+                        request.set_header("Allow", allow.clone());
+                        request.set_response_code(405);
+                        return Some(Render::Body(error_page(
+                        405,
+                        &format!("Your browser approached me (at {}) with the method \"{}\". I only allow the method{} {} here.",
+                            html_escape(request.uri()), html_escape(request.method()),
+                            if allow.contains(',') { "s" } else { "" }, allow),
+                    )));
+                    }
+                    Some(render)
+                }
+            }
+        }));
+        let render = match outcome {
+            Ok(r) => r,
+            Err(payload) => {
+                let f = Failure::from_panic(payload);
+                torsion::log::err(
+                    &f,
+                    &format!("rendering {} {} panicked", request.method(), request.uri()),
+                );
+                server_error(&request);
+                return;
+            }
+        };
+        match render {
+            Some(Render::Body(body)) => finish_with(&request, body),
+            Some(Render::NotDoneYet) | None => {}
+            Some(Render::Later(d)) => {
+                let req = request.clone();
+                d.add_both(move |out| {
+                    match out {
+                        Ok(body) => finish_with(&req, body),
+                        Err(f) => {
+                            torsion::log::err(
+                                &f,
+                                &format!("rendering {} {} failed", req.method(), req.uri()),
+                            );
+                            server_error(&req);
+                        }
+                    }
+                    Ok::<(), Failure>(())
+                });
+            }
+            Some(Render::NotAllowed) => unreachable!("handled above"),
+        }
+    }
+}
+
+/// Sends a whole body with its length, and finishes.
+fn finish_with(request: &Request, body: Vec<u8>) {
+    if request.finished() {
+        return;
+    }
+    if !request.started() && request.response_header("content-length").is_none() {
+        request.set_header("Content-Length", body.len().to_string());
+    }
+    request.write(&body);
+    request.finish();
+}
+
+/// A 500 page, or (if the head already went out) an aborted response.
+fn server_error(request: &Request) {
+    if request.started() {
+        if let Some(c) = request.inner_channel() {
+            c.closing.set(true);
+        }
+        request.finish();
+        return;
+    }
+    request.set_response_code(500);
+    finish_with(
+        request,
+        error_page(
+            500,
+            "An error occurred while rendering this resource; it has been logged.",
+        ),
+    );
+}
+
+fn no_resource(request: &Request) -> Vec<u8> {
+    request.set_response_code(404);
+    error_page(404, "Sorry. No luck finding that resource.")
+}
+
+/// A small HTML error page, as Twisted's `ErrorPage`.
+pub(crate) fn error_page(code: u16, detail: &str) -> Vec<u8> {
+    let title = reason_phrase(code);
+    format!(
+        "<html>\n  <head><title>{code} - {title}</title></head>\n  <body>\n    <h1>{title}</h1>\n    <p>{detail}</p>\n  </body>\n</html>\n"
+    )
+    .into_bytes()
+}
+
+/// A whole error response, for requests that could not be read.
+fn error_response(code: u16, detail: &str) -> Vec<u8> {
+    let body = error_page(code, &html_escape(detail));
+    let mut out = format!(
+        "HTTP/1.1 {code} {}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reason_phrase(code),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+impl Protocol for HttpChannel {
+    fn connection_made(&mut self, transport: &Transport) {
+        *self.shared.transport.borrow_mut() = Some(transport.clone());
+        self.shared.arm(TimerKind::Idle);
+    }
+
+    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
+        if let ReadState::Done = self.state {
+            return;
+        }
+        if self.shared.timer_kind() == Some(TimerKind::Idle) {
+            self.shared.disarm();
+        }
+        self.buf.extend_from_slice(data);
+        self.process(transport);
+        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
+            self.buf = Vec::new();
+        }
+    }
+
+    fn connection_lost(&mut self, reason: Failure) {
+        self.shared.disarm();
+        let clean = reason.check::<torsion::error::ConnectionDone>();
+        let pending: Vec<Request> = self.shared.queue.borrow_mut().drain(..).collect();
+        if let ReadState::Body { request, .. } = &self.state {
+            request.connection_lost(clean);
+        }
+        for r in pending {
+            r.connection_lost(clean);
+        }
+        self.shared.transport.borrow_mut().take();
+        self.state = ReadState::Done;
+    }
+}

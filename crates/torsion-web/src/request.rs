@@ -1,0 +1,550 @@
+//! [`Request`]: one HTTP request and its response (Twisted's `twisted.web.server.Request`).
+//!
+//! A `Request` is a cheap handle: resources that answer later ([`Render::NotDoneYet`]) keep a
+//! clone, [`write`](Request::write) the body in pieces and [`finish`](Request::finish) it. The
+//! response head goes out with the first write: with a `Content-Length` if the resource set
+//! one, else chunked (HTTP/1.1) or ended by closing the connection (HTTP/1.0). Responses to
+//! pipelined requests are sent in order: a later request's output waits in its own buffer.
+//!
+//! [`Render::NotDoneYet`]: crate::resource::Render::NotDoneYet
+
+use std::cell::{Cell, Ref, RefCell};
+use std::fmt;
+use std::rc::{Rc, Weak};
+
+use torsion::defer::{Deferred, Trigger};
+use torsion::error::{ConnectionDone, ConnectionLost};
+use torsion::transport::Address;
+use torsion::Failure;
+
+use crate::channel::ChannelShared;
+use crate::proto::{
+    encode_chunk, encode_last_chunk, http_date, parse_query, percent_decode, reason_phrase,
+    write_response_head, Headers, RequestHead, Version,
+};
+
+/// The response being built.
+struct Response {
+    code: u16,
+    reason: Option<String>,
+    headers: Headers,
+    started: bool,
+    finished: bool,
+    chunked: bool,
+    /// The body is not sent (HEAD, 204, 304).
+    no_body: bool,
+    /// Output not yet handed to the connection (waiting for earlier pipelined responses).
+    out: Vec<u8>,
+    body_bytes: u64,
+}
+
+pub(crate) struct Inner {
+    head: RequestHead,
+    path: Vec<u8>,
+    query: Vec<u8>,
+    prepath: RefCell<Vec<Vec<u8>>>,
+    postpath: RefCell<std::collections::VecDeque<Vec<u8>>>,
+    body: RefCell<Vec<u8>>,
+    args: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
+    client: Address,
+    host: Address,
+    response: RefCell<Response>,
+    channel: Weak<ChannelShared>,
+    /// The connection went away before the response finished.
+    lost: Cell<bool>,
+    finish_waiters: RefCell<Vec<Trigger<()>>>,
+    /// The client asked to close the connection after this response.
+    close: Cell<bool>,
+    started_at: std::time::SystemTime,
+}
+
+/// An HTTP request and its response. Cheap to clone; every clone is the same request.
+#[derive(Clone)]
+pub struct Request {
+    pub(crate) inner: Rc<Inner>,
+}
+
+impl Request {
+    pub(crate) fn new(
+        head: RequestHead,
+        client: Address,
+        host: Address,
+        channel: Weak<ChannelShared>,
+    ) -> Request {
+        let target = head.target.as_bytes();
+        let (path, query) = match memchr::memchr(b'?', target) {
+            Some(i) => (target[..i].to_vec(), target[i + 1..].to_vec()),
+            None => (target.to_vec(), Vec::new()),
+        };
+        // Absolute-form targets (proxies): keep only the path.
+        let path = match path.windows(3).position(|w| w == b"://") {
+            Some(i) => {
+                let rest = &path[i + 3..];
+                match memchr::memchr(b'/', rest) {
+                    Some(j) => rest[j..].to_vec(),
+                    None => b"/".to_vec(),
+                }
+            }
+            None => path,
+        };
+        let postpath = path
+            .strip_prefix(b"/")
+            .unwrap_or(&path)
+            .split(|&b| b == b'/')
+            .map(percent_decode)
+            .collect();
+        let args = parse_query(&query);
+        let close = match head.version {
+            Version::Http10 => !head.headers.has_token("connection", "keep-alive"),
+            Version::Http11 => head.headers.has_token("connection", "close"),
+        };
+        let no_body = head.method == "HEAD";
+        Request {
+            inner: Rc::new(Inner {
+                head,
+                path,
+                query,
+                prepath: RefCell::default(),
+                postpath: RefCell::new(postpath),
+                body: RefCell::default(),
+                args: RefCell::new(args),
+                client,
+                host,
+                response: RefCell::new(Response {
+                    code: 200,
+                    reason: None,
+                    headers: Headers::new(),
+                    started: false,
+                    finished: false,
+                    chunked: false,
+                    no_body,
+                    out: Vec::new(),
+                    body_bytes: 0,
+                }),
+                channel,
+                lost: Cell::new(false),
+                finish_waiters: RefCell::default(),
+                close: Cell::new(close),
+                started_at: std::time::SystemTime::now(),
+            }),
+        }
+    }
+
+    // ---- the request ----
+
+    /// The method (`GET`, `POST`, ...).
+    pub fn method(&self) -> &str {
+        &self.inner.head.method
+    }
+
+    /// The request target as sent (`/a/b?x=1`).
+    pub fn uri(&self) -> &str {
+        &self.inner.head.target
+    }
+
+    /// The path part of the URI, still percent-encoded.
+    pub fn path(&self) -> &[u8] {
+        &self.inner.path
+    }
+
+    /// The query string (after `?`), still encoded.
+    pub fn query(&self) -> &[u8] {
+        &self.inner.query
+    }
+
+    /// The HTTP version.
+    pub fn version(&self) -> Version {
+        self.inner.head.version
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &Headers {
+        &self.inner.head.headers
+    }
+
+    /// A request header as text.
+    pub fn get_header(&self, name: &str) -> Option<&str> {
+        self.inner.head.headers.get_str(name)
+    }
+
+    /// The path segments already walked to reach the resource (Twisted's `prepath`).
+    pub fn prepath(&self) -> Vec<Vec<u8>> {
+        self.inner.prepath.borrow().clone()
+    }
+
+    /// The path segments below the resource (Twisted's `postpath`), percent-decoded.
+    pub fn postpath(&self) -> Vec<Vec<u8>> {
+        self.inner.postpath.borrow().iter().cloned().collect()
+    }
+
+    /// Moves the next segment from postpath to prepath.
+    pub(crate) fn advance_path(&self) -> Option<Vec<u8>> {
+        let name = self.inner.postpath.borrow_mut().pop_front()?;
+        self.inner.prepath.borrow_mut().push(name.clone());
+        Some(name)
+    }
+
+    /// The request body.
+    pub fn content(&self) -> Ref<'_, [u8]> {
+        Ref::map(self.inner.body.borrow(), |b| b.as_slice())
+    }
+
+    pub(crate) fn set_body(&self, body: Vec<u8>) {
+        let form = self
+            .get_header("content-type")
+            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+        if form {
+            self.inner.args.borrow_mut().extend(parse_query(&body));
+        }
+        *self.inner.body.borrow_mut() = body;
+    }
+
+    /// All arguments (query string and url-encoded form body), decoded, in order (Twisted's
+    /// `request.args`).
+    pub fn args(&self) -> Ref<'_, Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.args.borrow()
+    }
+
+    /// The first value of argument `name`, as text (invalid UTF-8 replaced).
+    pub fn arg(&self, name: &str) -> Option<String> {
+        self.inner
+            .args
+            .borrow()
+            .iter()
+            .find(|(k, _)| k == name.as_bytes())
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// A cookie the client sent.
+    pub fn get_cookie(&self, name: &str) -> Option<String> {
+        self.inner.head.headers.get_all("cookie").find_map(|h| {
+            let h = std::str::from_utf8(h).ok()?;
+            h.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name).then(|| v.trim_matches('"').to_owned())
+            })
+        })
+    }
+
+    /// The client's address.
+    pub fn get_client_address(&self) -> &Address {
+        &self.inner.client
+    }
+
+    /// The server's address for this connection.
+    pub fn get_host(&self) -> &Address {
+        &self.inner.host
+    }
+
+    // ---- the response ----
+
+    /// Sets the status code (default 200).
+    pub fn set_response_code(&self, code: u16) {
+        let mut r = self.inner.response.borrow_mut();
+        r.code = code;
+        r.reason = None;
+        if matches!(code, 204 | 304) || (100..200).contains(&code) {
+            r.no_body = true;
+        }
+    }
+
+    /// Sets the status code and its reason phrase.
+    pub fn set_response_code_with_message(&self, code: u16, reason: &str) {
+        self.set_response_code(code);
+        self.inner.response.borrow_mut().reason = Some(reason.to_owned());
+    }
+
+    /// The status code so far.
+    pub fn code(&self) -> u16 {
+        self.inner.response.borrow().code
+    }
+
+    /// Sets a response header, replacing earlier values.
+    pub fn set_header(&self, name: &str, value: impl Into<Vec<u8>>) {
+        self.inner.response.borrow_mut().headers.set(name, value);
+    }
+
+    /// Adds a response header, keeping earlier values (for `Set-Cookie`, say).
+    pub fn add_header(&self, name: &str, value: impl Into<Vec<u8>>) {
+        self.inner.response.borrow_mut().headers.add(name, value);
+    }
+
+    /// A response header set so far.
+    pub fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.inner
+            .response
+            .borrow()
+            .headers
+            .get(name)
+            .map(<[u8]>::to_vec)
+    }
+
+    /// Adds a `Set-Cookie` header. `attributes` are appended as given (`"Path=/; HttpOnly"`).
+    pub fn add_cookie(&self, name: &str, value: &str, attributes: &str) {
+        let mut c = format!("{name}={value}");
+        if !attributes.is_empty() {
+            c.push_str("; ");
+            c.push_str(attributes);
+        }
+        self.add_header("Set-Cookie", c);
+    }
+
+    /// Redirects to `url` with 302 Found (Twisted's `redirect`); finish the request after.
+    pub fn redirect(&self, url: &str) {
+        self.set_response_code(302);
+        self.set_header("Location", url);
+    }
+
+    /// True once the response head has been sent (or queued).
+    pub fn started(&self) -> bool {
+        self.inner.response.borrow().started
+    }
+
+    /// True once `finish` was called.
+    pub fn finished(&self) -> bool {
+        self.inner.response.borrow().finished
+    }
+
+    /// True if the connection went away before the response finished.
+    pub fn lost(&self) -> bool {
+        self.inner.lost.get()
+    }
+
+    /// Writes part of the body (Twisted's `request.write`). The head goes first, with the
+    /// first write. Writes after `finish` or after the client left are dropped.
+    pub fn write(&self, data: &[u8]) {
+        if self.inner.lost.get() {
+            return;
+        }
+        {
+            let mut r = self.inner.response.borrow_mut();
+            if r.finished {
+                return;
+            }
+            if !r.started {
+                self.start(&mut r, false);
+            }
+            if !r.no_body && !data.is_empty() {
+                r.body_bytes += data.len() as u64;
+                if r.chunked {
+                    let mut out = std::mem::take(&mut r.out);
+                    encode_chunk(&mut out, data);
+                    r.out = out;
+                } else {
+                    r.out.extend_from_slice(data);
+                }
+            }
+        }
+        self.flush();
+    }
+
+    /// Ends the response (Twisted's `request.finish`). Afterwards nothing more is written.
+    pub fn finish(&self) {
+        {
+            let mut r = self.inner.response.borrow_mut();
+            if r.finished {
+                return;
+            }
+            if !r.started {
+                self.start(&mut r, true);
+            } else if r.chunked {
+                encode_last_chunk(&mut r.out);
+            }
+            r.finished = true;
+        }
+        self.log_access();
+        self.flush();
+        let waiters = std::mem::take(&mut *self.inner.finish_waiters.borrow_mut());
+        for t in waiters {
+            let _ = t.fire(Ok(()));
+        }
+    }
+
+    /// A Deferred that fires when the response has finished, or fails if the client went away
+    /// first (Twisted's `notifyFinish`) — long polling stops on that failure.
+    pub fn notify_finish(&self) -> Deferred<()> {
+        let d = Deferred::new();
+        if self.finished() {
+            d.callback(());
+        } else if self.inner.lost.get() {
+            d.errback(ConnectionLost::new(None));
+        } else {
+            self.inner.finish_waiters.borrow_mut().push(d.trigger());
+        }
+        d
+    }
+
+    /// Writes the response head into the output buffer and decides the framing.
+    fn start(&self, r: &mut Response, finishing: bool) {
+        r.started = true;
+        let version = self.inner.head.version;
+        if !r.headers.contains("date") {
+            r.headers.set("Date", cached_date());
+        }
+        if !r.headers.contains("server") {
+            let name = self
+                .inner
+                .channel
+                .upgrade()
+                .map(|c| c.server_name())
+                .unwrap_or_else(|| "Torsion".to_owned());
+            r.headers.set("Server", name);
+        }
+        let bodiless_status = matches!(r.code, 204 | 304) || (100..200).contains(&r.code);
+        if !r.headers.contains("content-type") && !bodiless_status {
+            r.headers.set("Content-Type", "text/html");
+        }
+        if bodiless_status {
+            r.headers.remove("content-length");
+        } else if r.headers.contains("content-length") {
+            // The resource said how long the body is.
+        } else if finishing {
+            r.headers.set("Content-Length", "0");
+        } else if version == Version::Http11 {
+            r.chunked = !r.no_body;
+            if r.chunked {
+                r.headers.set("Transfer-Encoding", "chunked");
+            }
+        } else {
+            // HTTP/1.0 without a length: the end of the body is the end of the connection.
+            self.inner.close.set(true);
+        }
+        if self.inner.close.get() || self.channel_closing() {
+            self.inner.close.set(true);
+            r.headers.set("Connection", "close");
+        } else if version == Version::Http10 {
+            r.headers.set("Connection", "keep-alive");
+        }
+        let reason = r.reason.clone();
+        let reason = reason.as_deref().unwrap_or_else(|| reason_phrase(r.code));
+        let mut out = std::mem::take(&mut r.out);
+        write_response_head(&mut out, Version::Http11, r.code, reason, &r.headers);
+        r.out = out;
+        if finishing && r.chunked {
+            encode_last_chunk(&mut r.out);
+        }
+    }
+
+    pub(crate) fn inner_channel(&self) -> Option<Rc<ChannelShared>> {
+        self.inner.channel.upgrade()
+    }
+
+    fn channel_closing(&self) -> bool {
+        self.inner.channel.upgrade().is_some_and(|c| c.closing())
+    }
+
+    /// Hands output to the connection if this request's turn has come.
+    fn flush(&self) {
+        if let Some(c) = self.inner.channel.upgrade() {
+            c.pump();
+        }
+    }
+
+    /// Output waiting to be sent, taken.
+    pub(crate) fn take_output(&self) -> Vec<u8> {
+        std::mem::take(&mut self.inner.response.borrow_mut().out)
+    }
+
+    /// True when the connection must close after this response.
+    pub(crate) fn wants_close(&self) -> bool {
+        self.inner.close.get()
+    }
+
+    /// The connection went away: fail the waiters.
+    pub(crate) fn connection_lost(&self, clean: bool) {
+        if self.finished() {
+            return;
+        }
+        self.inner.lost.set(true);
+        let waiters = std::mem::take(&mut *self.inner.finish_waiters.borrow_mut());
+        for t in waiters {
+            let f = if clean {
+                Failure::new(ConnectionDone)
+            } else {
+                Failure::new(ConnectionLost::new(None))
+            };
+            let _ = t.fire(Err(f));
+        }
+    }
+
+    fn log_access(&self) {
+        let Some(c) = self.inner.channel.upgrade() else {
+            return;
+        };
+        if !c.logs_access() {
+            return;
+        }
+        let r = self.inner.response.borrow();
+        let line = combined_log_line(self, r.code, r.body_bytes);
+        drop(r);
+        c.log_access(&line);
+    }
+}
+
+/// A line in the combined log format (Apache's, as Twisted's `combinedLogFormatter`).
+fn combined_log_line(req: &Request, code: u16, bytes: u64) -> String {
+    let client = match req.get_client_address() {
+        Address::Tcp(a) => a.ip().to_string(),
+        other => other.to_string(),
+    };
+    let quote = |s: Option<&str>| s.unwrap_or("-").replace('"', "\\\"");
+    let version = match req.version() {
+        Version::Http10 => "HTTP/1.0",
+        Version::Http11 => "HTTP/1.1",
+    };
+    format!(
+        "{client} - - [{}] \"{} {} {version}\" {code} {} \"{}\" \"{}\"",
+        clf_date(req.inner.started_at),
+        req.method(),
+        req.uri().replace('"', "%22"),
+        if bytes == 0 {
+            "-".to_owned()
+        } else {
+            bytes.to_string()
+        },
+        quote(req.get_header("referer")),
+        quote(req.get_header("user-agent")),
+    )
+}
+
+/// `22/Nov/2026:04:50:12 +0000`, from the HTTP date form.
+fn clf_date(t: std::time::SystemTime) -> String {
+    let d = http_date(t); // "Sun, 06 Nov 1994 08:49:37 GMT"
+    let parts: Vec<&str> = d.split(' ').collect();
+    match parts.as_slice() {
+        [_, day, month, year, time, _] => format!("{day}/{month}/{year}:{time} +0000"),
+        _ => d,
+    }
+}
+
+thread_local! {
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// The `Date` header value, formatted at most once a second per thread.
+fn cached_date() -> String {
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = http_date(now);
+        }
+        text.clone()
+    })
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method())
+            .field("uri", &self.uri())
+            .field("client", &self.inner.client)
+            .field("code", &self.code())
+            .field("finished", &self.finished())
+            .finish()
+    }
+}

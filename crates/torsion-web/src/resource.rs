@@ -1,0 +1,250 @@
+//! Resources: the tree a [`Site`](crate::site::Site) serves (Twisted's `twisted.web.resource`).
+//!
+//! A request's path is walked from the root: each segment asks the current resource for a
+//! child ([`get_child`](Resource::get_child), after the children added with
+//! [`put_child`](Resource::put_child)), until the path runs out or a resource says it is a
+//! leaf ([`is_leaf`](Resource::is_leaf)). The resource reached renders the request with the
+//! `render_*` method for its HTTP method.
+//!
+//! Seed 000's counter, complete:
+//!
+//! ```
+//! use std::cell::Cell;
+//! use torsion_web::resource::{Render, Resource};
+//! use torsion_web::request::Request;
+//!
+//! #[derive(Default)]
+//! struct Counter { users: Cell<u32> }
+//!
+//! impl Resource for Counter {
+//!     fn is_leaf(&self) -> bool { true }
+//!     fn render_get(&self, _request: &Request) -> Render {
+//!         self.users.set(self.users.get() + 1);
+//!         format!("Welcome user number {}", self.users.get()).into()
+//!     }
+//! }
+//! ```
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+
+use torsion::defer::{ensure_deferred, Deferred};
+use torsion::Failure;
+
+use crate::request::Request;
+
+/// What rendering produced (Twisted's bytes or `NOT_DONE_YET`).
+pub enum Render {
+    /// The whole body, now. The response gets a `Content-Length` and goes out in one write.
+    Body(Vec<u8>),
+    /// The resource will write the body with [`Request::write`] and end it with
+    /// [`Request::finish`] later (Twisted's `NOT_DONE_YET`).
+    NotDoneYet,
+    /// The body comes later, from a Deferred (a failure becomes a 500 page).
+    Later(Deferred<Vec<u8>>),
+    /// The resource does not handle this method: 405 with an `Allow` header.
+    NotAllowed,
+}
+
+impl Render {
+    /// Renders from async code: the future's body, or its error as a 500 page.
+    pub fn future<E: Into<Failure> + 'static>(
+        fut: impl Future<Output = Result<Vec<u8>, E>> + 'static,
+    ) -> Render {
+        Render::Later(ensure_deferred(fut))
+    }
+}
+
+impl From<Vec<u8>> for Render {
+    fn from(v: Vec<u8>) -> Render {
+        Render::Body(v)
+    }
+}
+
+impl From<&[u8]> for Render {
+    fn from(v: &[u8]) -> Render {
+        Render::Body(v.to_vec())
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Render {
+    fn from(v: &[u8; N]) -> Render {
+        Render::Body(v.to_vec())
+    }
+}
+
+impl From<String> for Render {
+    fn from(v: String) -> Render {
+        Render::Body(v.into_bytes())
+    }
+}
+
+impl From<&str> for Render {
+    fn from(v: &str) -> Render {
+        Render::Body(v.as_bytes().to_vec())
+    }
+}
+
+impl From<Deferred<Vec<u8>>> for Render {
+    fn from(d: Deferred<Vec<u8>>) -> Render {
+        Render::Later(d)
+    }
+}
+
+/// Children added with `put_child`: embed one in a resource and return it from
+/// [`Resource::children`].
+#[derive(Default)]
+pub struct Children {
+    map: RefCell<HashMap<Vec<u8>, Rc<dyn Resource>>>,
+}
+
+impl Children {
+    /// No children yet.
+    pub fn new() -> Children {
+        Children::default()
+    }
+
+    /// Adds (or replaces) the child at path segment `name`.
+    pub fn put(&self, name: &[u8], child: Rc<dyn Resource>) {
+        self.map.borrow_mut().insert(name.to_vec(), child);
+    }
+
+    /// The child at `name`.
+    pub fn get(&self, name: &[u8]) -> Option<Rc<dyn Resource>> {
+        self.map.borrow().get(name).cloned()
+    }
+
+    /// The children's names, sorted.
+    pub fn names(&self) -> Vec<Vec<u8>> {
+        let mut names: Vec<Vec<u8>> = self.map.borrow().keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+/// A web resource (Twisted's `IResource`). Every method has a default; implement the ones
+/// you need. Methods take `&self`: keep changing state in `Cell`/`RefCell`.
+pub trait Resource: 'static {
+    /// True when this resource renders every path below it itself (Twisted's `isLeaf`).
+    fn is_leaf(&self) -> bool {
+        false
+    }
+
+    /// The children added with `put_child`, if this resource keeps any.
+    fn children(&self) -> Option<&Children> {
+        None
+    }
+
+    /// Adds a child at path segment `name` (Twisted's `putChild`).
+    ///
+    /// # Panics
+    /// If the resource keeps no [`Children`].
+    fn put_child(&self, name: &[u8], child: Rc<dyn Resource>) {
+        match self.children() {
+            Some(c) => c.put(name, child),
+            None => panic!(
+                "{} keeps no children; return a Children from children() to use put_child",
+                std::any::type_name::<Self>()
+            ),
+        }
+    }
+
+    /// The child for a path segment not found among the children (Twisted's `getChild`);
+    /// `None` gives 404.
+    fn get_child(&self, name: &[u8], request: &Request) -> Option<Rc<dyn Resource>> {
+        let _ = (name, request);
+        None
+    }
+
+    /// Renders the request: calls the `render_*` method for its HTTP method.
+    fn render(&self, request: &Request) -> Render {
+        match request.method() {
+            "GET" => self.render_get(request),
+            "HEAD" => self.render_head(request),
+            "POST" => self.render_post(request),
+            "PUT" => self.render_put(request),
+            "DELETE" => self.render_delete(request),
+            "PATCH" => self.render_patch(request),
+            "OPTIONS" => self.render_options(request),
+            _ => Render::NotAllowed,
+        }
+    }
+
+    /// The methods this resource renders, for `Allow` headers. Override when you implement
+    /// other methods than GET (and HEAD, which comes from GET).
+    fn allowed_methods(&self) -> Vec<&'static str> {
+        vec!["GET", "HEAD"]
+    }
+
+    /// Renders GET.
+    fn render_get(&self, request: &Request) -> Render {
+        let _ = request;
+        Render::NotAllowed
+    }
+
+    /// Renders HEAD: by default as GET, without sending the body.
+    fn render_head(&self, request: &Request) -> Render {
+        self.render_get(request)
+    }
+
+    /// Renders POST.
+    fn render_post(&self, request: &Request) -> Render {
+        let _ = request;
+        Render::NotAllowed
+    }
+
+    /// Renders PUT.
+    fn render_put(&self, request: &Request) -> Render {
+        let _ = request;
+        Render::NotAllowed
+    }
+
+    /// Renders DELETE.
+    fn render_delete(&self, request: &Request) -> Render {
+        let _ = request;
+        Render::NotAllowed
+    }
+
+    /// Renders PATCH.
+    fn render_patch(&self, request: &Request) -> Render {
+        let _ = request;
+        Render::NotAllowed
+    }
+
+    /// Renders OPTIONS.
+    fn render_options(&self, request: &Request) -> Render {
+        let _ = request;
+        Render::NotAllowed
+    }
+}
+
+/// The child of `resource` for `name`: among its children first, then `get_child` (Twisted's
+/// `getChildWithDefault`).
+pub fn child_with_default(
+    resource: &Rc<dyn Resource>,
+    name: &[u8],
+    request: &Request,
+) -> Option<Rc<dyn Resource>> {
+    if let Some(c) = resource.children().and_then(|c| c.get(name)) {
+        return Some(c);
+    }
+    resource.get_child(name, request)
+}
+
+/// Walks the request's remaining path from `root` (Twisted's `getChildForRequest`), moving
+/// segments from `postpath` to `prepath`. `None` when a segment has no resource (404).
+pub fn resource_for_request(
+    root: &Rc<dyn Resource>,
+    request: &Request,
+) -> Option<Rc<dyn Resource>> {
+    let mut current = root.clone();
+    while !current.is_leaf() {
+        let Some(name) = request.advance_path() else {
+            break;
+        };
+        current = child_with_default(&current, &name, request)?;
+    }
+    Some(current)
+}
