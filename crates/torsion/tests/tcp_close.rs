@@ -2,21 +2,25 @@
 //! dropping them, half-close (`lose_write_connection` and `read_connection_lost`), a factory
 //! refusing a connection, and reactor shutdown closing connections and ports.
 //!
-//! Ports are ephemeral. Every test arms a 10 s safety timer that records a time-out and stops
-//! the reactor, so a bug fails the test instead of hanging it.
+//! Ports are ephemeral. Most tests are async `#[torsion::test]`s: they fail if they take more
+//! than 10 s, and they wait for every connection they made to end, and stop listening, before
+//! they return (the kit fails a test that leaves a port or connection open). The tests of
+//! reactor shutdown run their own reactor, and arm a 10 s safety timer that records a time-out
+//! and stops the reactor, so a bug fails the test instead of hanging it.
 
 use std::cell::{Cell, RefCell};
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt;
+use torsion::defer::DeferredQueue;
 use torsion::error::{ConnectionAborted, ConnectionDone, ConnectionLost};
 use torsion::reactor::{Event, Phase};
 use torsion::tcp::Connector;
 use torsion::transport::Address;
-use torsion::{factory, ClientFactory, Factory, Failure, Protocol, Reactor, Transport};
+use torsion::{factory, reactor, ClientFactory, Factory, Failure, Protocol, Reactor, Transport};
 
 /// A reactor for one test, without signal handlers (tests run in parallel threads).
 fn new_reactor() -> Reactor {
@@ -39,10 +43,34 @@ fn safety_timeout(r: &Reactor) -> Rc<Cell<bool>> {
 }
 
 /// The reasons connections ended, by name of the side, in the order they ended.
-type Losses = Rc<RefCell<Vec<(&'static str, Failure)>>>;
+#[derive(Clone, Default)]
+struct Losses {
+    list: Rc<RefCell<Vec<(&'static str, Failure)>>>,
+    /// One item per loss, for [`Losses::wait_for`].
+    ended: DeferredQueue<()>,
+}
+
+impl Losses {
+    fn record(&self, side: &'static str, reason: Failure) {
+        self.list.borrow_mut().push((side, reason));
+        self.ended.put(()).unwrap();
+    }
+
+    fn len(&self) -> usize {
+        self.list.borrow().len()
+    }
+
+    /// Waits until `n` losses have been recorded.
+    async fn wait_for(&self, n: usize) {
+        while self.len() < n {
+            let next = self.ended.get().expect("no other reader waits");
+            next.await.expect("a queued item");
+        }
+    }
+}
 
 fn reason_of(losses: &Losses, side: &str) -> Failure {
-    let mut losses = losses.borrow_mut();
+    let mut losses = losses.list.borrow_mut();
     let i = losses
         .iter()
         .position(|(s, _)| *s == side)
@@ -50,40 +78,27 @@ fn reason_of(losses: &Losses, side: &str) -> Failure {
     losses.remove(i).1
 }
 
-/// What a plain std socket peer, run on its own thread, reports back.
+/// What a plain tokio socket peer reports back.
 struct PeerReport {
     bytes: usize,
     end: std::io::Result<()>,
 }
 
-/// Connects a plain std socket to `addr` from another thread and reads until the connection
-/// ends (or 5 s pass without data), then stops the reactor.
-fn spawn_reading_peer(
-    r: &Reactor,
-    addr: SocketAddr,
-) -> Rc<RefCell<Option<JoinHandle<PeerReport>>>> {
-    let handle = r.handle();
-    let slot: Rc<RefCell<Option<JoinHandle<PeerReport>>>> = Rc::default();
-    let s = slot.clone();
-    r.call_when_running(move || {
-        *s.borrow_mut() = Some(thread::spawn(move || {
-            let mut bytes = 0;
-            let end = (|| {
-                let mut sock = TcpStream::connect(addr)?;
-                sock.set_read_timeout(Some(Duration::from_secs(5)))?;
-                let mut buf = vec![0; 64 * 1024];
-                loop {
-                    match sock.read(&mut buf)? {
-                        0 => return Ok(()),
-                        n => bytes += n,
-                    }
-                }
-            })();
-            handle.stop();
-            PeerReport { bytes, end }
-        }));
-    });
-    slot
+/// Connects a plain tokio socket to `addr` and reads until the connection ends.
+async fn read_until_closed(addr: SocketAddr) -> PeerReport {
+    let mut bytes = 0;
+    let end = async {
+        let mut sock = tokio::net::TcpStream::connect(addr).await?;
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            match sock.read(&mut buf).await? {
+                0 => return Ok(()),
+                n => bytes += n,
+            }
+        }
+    }
+    .await;
+    PeerReport { bytes, end }
 }
 
 /// True for the ways a reader learns that its peer closed: end of file or a reset.
@@ -117,11 +132,11 @@ impl Protocol for BigWriter {
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.losses.borrow_mut().push(("server", reason));
+        self.losses.record("server", reason);
     }
 }
 
-/// Counts and checks the bytes of a [`BigWriter`]; stops the reactor when the connection ends.
+/// Counts and checks the bytes of a [`BigWriter`]; records the connection's end.
 struct BigReader {
     count: Rc<Cell<usize>>,
     intact: Rc<Cell<bool>>,
@@ -142,32 +157,28 @@ impl Protocol for BigReader {
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.losses.borrow_mut().push(("client", reason));
-        let _ = torsion::reactor().stop();
+        self.losses.record("client", reason);
     }
 }
 
-#[test]
-fn lose_connection_flushes_ten_megabytes_of_pending_writes_before_closing() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let losses: Losses = Rc::default();
+#[torsion::test(timeout = 10)]
+async fn lose_connection_flushes_ten_megabytes_of_pending_writes_before_closing(
+) -> Result<(), Failure> {
+    let losses = Losses::default();
     let server_transport: Rc<RefCell<Option<Transport>>> = Rc::default();
     let (l, st) = (losses.clone(), server_transport.clone());
-    let port = r
-        .listen_tcp_on(
-            0,
-            factory(move || BigWriter {
-                losses: l.clone(),
-                transport: st.clone(),
-            }),
-            "127.0.0.1",
-        )
-        .unwrap();
+    let port = reactor().listen_tcp_on(
+        0,
+        factory(move || BigWriter {
+            losses: l.clone(),
+            transport: st.clone(),
+        }),
+        "127.0.0.1",
+    )?;
     let count = Rc::new(Cell::new(0));
     let intact = Rc::new(Cell::new(true));
     let (c, i, l) = (count.clone(), intact.clone(), losses.clone());
-    r.connect_tcp(
+    reactor().connect_tcp(
         "127.0.0.1",
         port.get_host().port().unwrap(),
         factory(move || BigReader {
@@ -176,8 +187,8 @@ fn lose_connection_flushes_ten_megabytes_of_pending_writes_before_closing() {
             losses: l.clone(),
         }),
     );
-    r.run().unwrap();
-    assert!(!timed_out.get(), "got {} bytes", count.get());
+    losses.wait_for(2).await;
+    port.stop_listening().await?;
     assert_eq!(count.get(), TEN_MB);
     assert!(intact.get(), "the bytes arrived altered or out of order");
     let client = reason_of(&losses, "client");
@@ -186,6 +197,7 @@ fn lose_connection_flushes_ten_megabytes_of_pending_writes_before_closing() {
     assert!(server.check::<ConnectionDone>(), "{server:?}");
     let st = server_transport.borrow();
     assert!(!st.as_ref().unwrap().is_connected());
+    Ok(())
 }
 
 /// Aborts the connection as soon as it is made, optionally after writing `unsent` bytes.
@@ -205,48 +217,47 @@ impl Protocol for Aborter {
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.losses.borrow_mut().push(("server", reason));
+        self.losses.record("server", reason);
     }
 }
 
-fn run_aborter(unsent: usize) -> (PeerReport, Losses) {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let losses: Losses = Rc::default();
+/// Listens with an [`Aborter`], connects a reading peer, and waits for both ends to close.
+async fn run_aborter(unsent: usize) -> Result<(PeerReport, Losses), Failure> {
+    let losses = Losses::default();
     let l = losses.clone();
-    let port = r
-        .listen_tcp_on(
-            0,
-            factory(move || Aborter {
-                unsent,
-                losses: l.clone(),
-            }),
-            "127.0.0.1",
-        )
-        .unwrap();
-    let peer = spawn_reading_peer(&r, port.get_host().socket_addr().unwrap());
-    r.run().unwrap();
-    let report = peer.borrow_mut().take().unwrap().join().unwrap();
-    assert!(!timed_out.get());
-    (report, losses)
+    let port = reactor().listen_tcp_on(
+        0,
+        factory(move || Aborter {
+            unsent,
+            losses: l.clone(),
+        }),
+        "127.0.0.1",
+    )?;
+    let report = read_until_closed(port.get_host().socket_addr().unwrap()).await;
+    losses.wait_for(1).await;
+    port.stop_listening().await?;
+    Ok((report, losses))
 }
 
-#[test]
-fn abort_connection_closes_the_connection_for_the_peer() {
-    let (report, _) = run_aborter(0);
+#[torsion::test(timeout = 10)]
+async fn abort_connection_closes_the_connection_for_the_peer() -> Result<(), Failure> {
+    let (report, _) = run_aborter(0).await?;
     assert!(peer_saw_close(&report.end), "{:?}", report.end);
+    Ok(())
 }
 
-#[test]
-fn abort_connection_reports_connection_aborted_to_the_local_protocol() {
-    let (_, losses) = run_aborter(0);
+#[torsion::test(timeout = 10)]
+async fn abort_connection_reports_connection_aborted_to_the_local_protocol() -> Result<(), Failure>
+{
+    let (_, losses) = run_aborter(0).await?;
     let reason = reason_of(&losses, "server");
     assert!(reason.check::<ConnectionAborted>(), "{reason:?}");
+    Ok(())
 }
 
-#[test]
-fn abort_connection_discards_unsent_writes() {
-    let (report, losses) = run_aborter(TEN_MB);
+#[torsion::test(timeout = 10)]
+async fn abort_connection_discards_unsent_writes() -> Result<(), Failure> {
+    let (report, losses) = run_aborter(TEN_MB).await?;
     assert!(peer_saw_close(&report.end), "{:?}", report.end);
     assert!(
         report.bytes < TEN_MB,
@@ -254,9 +265,10 @@ fn abort_connection_discards_unsent_writes() {
         report.bytes
     );
     assert!(reason_of(&losses, "server").check::<ConnectionAborted>());
+    Ok(())
 }
 
-/// Greets the peer; records how the connection ended and stops the reactor.
+/// Greets the peer; records how the connection ended.
 struct Greeter {
     losses: Losses,
 }
@@ -269,43 +281,28 @@ impl Protocol for Greeter {
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.losses.borrow_mut().push(("server", reason));
-        let _ = torsion::reactor().stop();
+        self.losses.record("server", reason);
     }
 }
 
-#[test]
-fn a_reset_by_the_peer_is_reported_as_connection_lost() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let losses: Losses = Rc::default();
+#[torsion::test(timeout = 10)]
+async fn a_reset_by_the_peer_is_reported_as_connection_lost() -> Result<(), Failure> {
+    let losses = Losses::default();
     let l = losses.clone();
-    let port = r
-        .listen_tcp_on(
-            0,
-            factory(move || Greeter { losses: l.clone() }),
-            "127.0.0.1",
-        )
-        .unwrap();
-    let addr = port.get_host().socket_addr().unwrap();
-    let peer: Rc<RefCell<Option<JoinHandle<std::io::Result<()>>>>> = Rc::default();
-    let slot = peer.clone();
-    r.call_when_running(move || {
-        *slot.borrow_mut() = Some(thread::spawn(move || {
-            let mut sock = TcpStream::connect(addr)?;
-            sock.set_read_timeout(Some(Duration::from_secs(5)))?;
-            // Once the server has greeted us, it is connected: reset the connection
-            // (SO_LINGER 0 makes close send RST).
-            let mut hello = [0; 5];
-            sock.read_exact(&mut hello)?;
-            socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO))?;
-            drop(sock);
-            Ok(())
-        }));
-    });
-    r.run().unwrap();
-    peer.borrow_mut().take().unwrap().join().unwrap().unwrap();
-    assert!(!timed_out.get());
+    let port = reactor().listen_tcp_on(
+        0,
+        factory(move || Greeter { losses: l.clone() }),
+        "127.0.0.1",
+    )?;
+    let mut sock = tokio::net::TcpStream::connect(port.get_host().socket_addr().unwrap()).await?;
+    // Once the server has greeted us, it is connected: reset the connection (SO_LINGER 0
+    // makes close send RST).
+    let mut hello = [0; 5];
+    sock.read_exact(&mut hello).await?;
+    socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO))?;
+    drop(sock);
+    losses.wait_for(1).await;
+    port.stop_listening().await?;
     let reason = reason_of(&losses, "server");
     assert!(reason.check::<ConnectionLost>(), "{reason:?}");
     let io = reason
@@ -313,6 +310,7 @@ fn a_reset_by_the_peer_is_reported_as_connection_lost() {
         .and_then(ConnectionLost::io_error)
         .map(std::io::Error::kind);
     assert_eq!(io, Some(ErrorKind::ConnectionReset), "{reason:?}");
+    Ok(())
 }
 
 /// Half-close server: collects the request until the client stops writing, then answers and
@@ -352,32 +350,27 @@ impl Protocol for Asker {
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.losses.borrow_mut().push(("client", reason));
-        let _ = torsion::reactor().stop();
+        self.losses.record("client", reason);
     }
 }
 
-#[test]
-fn half_close_lets_the_server_answer_after_the_client_stops_writing() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
+#[torsion::test(timeout = 10)]
+async fn half_close_lets_the_server_answer_after_the_client_stops_writing() -> Result<(), Failure> {
     let request: Rc<RefCell<Vec<u8>>> = Rc::default();
     let read_lost = Rc::new(Cell::new(0));
     let (q, rl) = (request.clone(), read_lost.clone());
-    let port = r
-        .listen_tcp_on(
-            0,
-            factory(move || Answerer {
-                request: q.clone(),
-                read_lost: rl.clone(),
-            }),
-            "127.0.0.1",
-        )
-        .unwrap();
+    let port = reactor().listen_tcp_on(
+        0,
+        factory(move || Answerer {
+            request: q.clone(),
+            read_lost: rl.clone(),
+        }),
+        "127.0.0.1",
+    )?;
     let answer: Rc<RefCell<Vec<u8>>> = Rc::default();
-    let losses: Losses = Rc::default();
+    let losses = Losses::default();
     let (a, l) = (answer.clone(), losses.clone());
-    r.connect_tcp(
+    reactor().connect_tcp(
         "127.0.0.1",
         port.get_host().port().unwrap(),
         factory(move || Asker {
@@ -385,8 +378,9 @@ fn half_close_lets_the_server_answer_after_the_client_stops_writing() {
             losses: l.clone(),
         }),
     );
-    r.run().unwrap();
-    assert!(!timed_out.get());
+    // The server closes first, once it has answered; then the client's end closes.
+    losses.wait_for(1).await;
+    port.stop_listening().await?;
     assert_eq!(&*request.borrow(), b"question");
     assert_eq!(read_lost.get(), 1);
     assert_eq!(
@@ -395,6 +389,7 @@ fn half_close_lets_the_server_answer_after_the_client_stops_writing() {
     );
     let reason = reason_of(&losses, "client");
     assert!(reason.check::<ConnectionDone>(), "{reason:?}");
+    Ok(())
 }
 
 /// A server protocol with the default `read_connection_lost`.
@@ -406,22 +401,19 @@ impl Protocol for Sink {
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.losses.borrow_mut().push(("server", reason));
+        self.losses.record("server", reason);
     }
 }
 
-#[test]
-fn by_default_the_end_of_the_peers_writing_closes_the_connection() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let losses: Losses = Rc::default();
+#[torsion::test(timeout = 10)]
+async fn by_default_the_end_of_the_peers_writing_closes_the_connection() -> Result<(), Failure> {
+    let losses = Losses::default();
     let l = losses.clone();
-    let port = r
-        .listen_tcp_on(0, factory(move || Sink { losses: l.clone() }), "127.0.0.1")
-        .unwrap();
+    let port =
+        reactor().listen_tcp_on(0, factory(move || Sink { losses: l.clone() }), "127.0.0.1")?;
     let answer: Rc<RefCell<Vec<u8>>> = Rc::default();
     let (a, l) = (answer.clone(), losses.clone());
-    r.connect_tcp(
+    reactor().connect_tcp(
         "127.0.0.1",
         port.get_host().port().unwrap(),
         factory(move || Asker {
@@ -429,13 +421,14 @@ fn by_default_the_end_of_the_peers_writing_closes_the_connection() {
             losses: l.clone(),
         }),
     );
-    r.run().unwrap();
-    assert!(!timed_out.get(), "the half-closed connection never ended");
+    losses.wait_for(2).await;
+    port.stop_listening().await?;
     assert!(answer.borrow().is_empty());
     let server = reason_of(&losses, "server");
     assert!(server.check::<ConnectionDone>(), "{server:?}");
     let client = reason_of(&losses, "client");
     assert!(client.check::<ConnectionDone>(), "{client:?}");
+    Ok(())
 }
 
 /// A server factory that refuses every connection.
@@ -453,27 +446,22 @@ impl Factory for Refuser {
     }
 }
 
-#[test]
-fn a_factory_building_no_protocol_closes_the_connection() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
+#[torsion::test(timeout = 10)]
+async fn a_factory_building_no_protocol_closes_the_connection() -> Result<(), Failure> {
     let asked = Rc::new(Cell::new(0));
-    let port = r
-        .listen_tcp_on(
-            0,
-            Refuser {
-                asked: asked.clone(),
-            },
-            "127.0.0.1",
-        )
-        .unwrap();
-    let peer = spawn_reading_peer(&r, port.get_host().socket_addr().unwrap());
-    r.run().unwrap();
-    let report = peer.borrow_mut().take().unwrap().join().unwrap();
-    assert!(!timed_out.get());
+    let port = reactor().listen_tcp_on(
+        0,
+        Refuser {
+            asked: asked.clone(),
+        },
+        "127.0.0.1",
+    )?;
+    let report = read_until_closed(port.get_host().socket_addr().unwrap()).await;
+    port.stop_listening().await?;
     assert_eq!(asked.get(), 1);
     assert!(peer_saw_close(&report.end), "{:?}", report.end);
     assert_eq!(report.bytes, 0);
+    Ok(())
 }
 
 /// Echoes; records its end.
@@ -487,7 +475,7 @@ impl Protocol for Echo {
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.losses.borrow_mut().push(("server", reason));
+        self.losses.record("server", reason);
     }
 }
 
@@ -506,7 +494,7 @@ impl Protocol for HelloThenStop {
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.losses.borrow_mut().push(("client", reason));
+        self.losses.record("client", reason);
     }
 }
 
@@ -527,7 +515,7 @@ impl Factory for RecordingClientFactory {
 
 impl ClientFactory for RecordingClientFactory {
     fn client_connection_lost(&self, _connector: &Connector, reason: Failure) {
-        self.losses.borrow_mut().push(("client factory", reason));
+        self.losses.record("client factory", reason);
     }
 }
 
@@ -536,7 +524,7 @@ impl ClientFactory for RecordingClientFactory {
 fn stop_while_connected() -> (Losses, usize, torsion::tcp::ListeningPort) {
     let r = new_reactor();
     let timed_out = safety_timeout(&r);
-    let losses: Losses = Rc::default();
+    let losses = Losses::default();
     let l = losses.clone();
     let port = r
         .listen_tcp_on(0, factory(move || Echo { losses: l.clone() }), "127.0.0.1")
@@ -550,9 +538,7 @@ fn stop_while_connected() -> (Losses, usize, torsion::tcp::ListeningPort) {
     );
     let seen_by_after = Rc::new(Cell::new(usize::MAX));
     let (seen, l) = (seen_by_after.clone(), losses.clone());
-    r.add_system_event_trigger(Phase::After, Event::Shutdown, move || {
-        seen.set(l.borrow().len())
-    });
+    r.add_system_event_trigger(Phase::After, Event::Shutdown, move || seen.set(l.len()));
     r.run().unwrap();
     assert!(!timed_out.get());
     (losses, seen_by_after.get(), port)

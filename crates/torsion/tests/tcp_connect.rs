@@ -3,39 +3,29 @@
 //! transport and destination, host name resolution; and `stop_listening`, after which new
 //! connections are refused while existing ones go on.
 //!
-//! Ports are ephemeral. Every test arms a 10 s safety timer that records a time-out and stops
-//! the reactor, so a bug fails the test instead of hanging it.
+//! Ports are ephemeral. Tests that run the reactor are async `#[torsion::test]`s: they fail if
+//! they take more than 10 s, and they wait for every connection they made to end, and stop
+//! listening, before they return (the kit fails a test that leaves a port or connection open).
 
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::net::TcpStream;
 use std::rc::Rc;
 
+use torsion::defer::DeferredQueue;
 use torsion::error::{
     CancelledError, CannotListenError, ConnectError, ConnectionDone, ConnectionRefusedError,
 };
-use torsion::tcp::Connector;
+use torsion::tcp::{Connector, ListeningPort};
 use torsion::transport::Address;
-use torsion::{factory, ClientFactory, Factory, Failure, Protocol, Reactor, Transport};
+use torsion::{factory, reactor, ClientFactory, Factory, Failure, Protocol, Reactor, Transport};
 
-/// A reactor for one test, without signal handlers (tests run in parallel threads).
-fn new_reactor() -> Reactor {
-    let r = Reactor::new();
-    r.set_install_signal_handlers(false);
-    r
-}
-
-/// Stops the reactor after 10 s, so that no bug can hang the test; the flag says whether it
-/// had to.
-fn safety_timeout(r: &Reactor) -> Rc<Cell<bool>> {
-    let timed_out = Rc::new(Cell::new(false));
-    let flag = timed_out.clone();
-    let stopper = r.clone();
-    r.call_later(10.0, move || {
-        flag.set(true);
-        let _ = stopper.stop();
-    });
-    timed_out
+/// The next item protocol code put on `q`, once there is one.
+async fn next<T: 'static>(q: &DeferredQueue<T>) -> T {
+    q.get()
+        .expect("no other reader waits")
+        .await
+        .expect("a queued item")
 }
 
 /// A loopback port nobody listens on: bound by the system, then released.
@@ -51,10 +41,14 @@ struct ClientLog {
     built: Cell<usize>,
     failed: RefCell<Vec<Failure>>,
     lost: RefCell<Vec<Failure>>,
+    /// One item when the factory is done: its attempt failed, or its connection ended and it
+    /// does not reconnect.
+    done: DeferredQueue<()>,
 }
 
 /// A client factory that records every hook, reconnects from `client_connection_lost` while
-/// `reconnects` lasts, and otherwise stops the reactor when the attempt or connection ends.
+/// `reconnects` lasts, and otherwise reports on its log's `done` when the attempt or
+/// connection ends.
 struct TestClientFactory<P, F> {
     make: F,
     log: Rc<ClientLog>,
@@ -90,7 +84,7 @@ impl<P: Protocol, F: Fn() -> Option<P> + 'static> ClientFactory for TestClientFa
 
     fn client_connection_failed(&self, _connector: &Connector, reason: Failure) {
         self.log.failed.borrow_mut().push(reason);
-        let _ = torsion::reactor().stop();
+        self.log.done.put(()).unwrap();
     }
 
     fn client_connection_lost(&self, connector: &Connector, reason: Failure) {
@@ -99,16 +93,24 @@ impl<P: Protocol, F: Fn() -> Option<P> + 'static> ClientFactory for TestClientFa
             self.reconnects.set(self.reconnects.get() - 1);
             connector.connect();
         } else {
-            let _ = torsion::reactor().stop();
+            self.log.done.put(()).unwrap();
         }
     }
 }
 
-struct Echo;
+/// Echoes; reports on `ended` when its connection ends.
+#[derive(Default)]
+struct Echo {
+    ended: DeferredQueue<()>,
+}
 
 impl Protocol for Echo {
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
         t.write(data);
+    }
+
+    fn connection_lost(&mut self, _reason: Failure) {
+        self.ended.put(()).unwrap();
     }
 }
 
@@ -140,25 +142,28 @@ fn pinger(received: &Rc<RefCell<Vec<u8>>>) -> impl Fn() -> Option<Pinger> + 'sta
     }
 }
 
-/// Listens with an echo server on 127.0.0.1; returns the port number.
-fn listen_echo(r: &Reactor) -> u16 {
-    let port = r.listen_tcp_on(0, factory(|| Echo), "127.0.0.1").unwrap();
-    port.get_host().port().unwrap()
+/// Listens with an echo server on 127.0.0.1; returns the port, its number, and the queue on
+/// which the server's connections report their ends.
+fn listen_echo() -> (ListeningPort, u16, DeferredQueue<()>) {
+    let ended = DeferredQueue::new();
+    let e = ended.clone();
+    let port = reactor()
+        .listen_tcp_on(0, factory(move || Echo { ended: e.clone() }), "127.0.0.1")
+        .unwrap();
+    let number = port.get_host().port().unwrap();
+    (port, number, ended)
 }
 
-#[test]
-fn connecting_to_a_port_nobody_listens_on_fails_with_connection_refused() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
+#[torsion::test(timeout = 10)]
+async fn connecting_to_a_port_nobody_listens_on_fails_with_connection_refused() {
     let port = free_port();
     let log: Rc<ClientLog> = Rc::default();
-    r.connect_tcp(
+    reactor().connect_tcp(
         "127.0.0.1",
         port,
         client_factory(&log, pinger(&Rc::default())),
     );
-    r.run().unwrap();
-    assert!(!timed_out.get(), "the factory was never told");
+    next(&log.done).await;
     let failed = log.failed.borrow();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(
@@ -173,93 +178,90 @@ fn connecting_to_a_port_nobody_listens_on_fails_with_connection_refused() {
     );
 }
 
-#[test]
-fn a_refused_attempt_starts_connecting_but_never_builds_a_protocol_or_loses_a_connection() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
+#[torsion::test(timeout = 10)]
+async fn a_refused_attempt_starts_connecting_but_never_builds_a_protocol_or_loses_a_connection() {
     let log: Rc<ClientLog> = Rc::default();
-    r.connect_tcp(
+    reactor().connect_tcp(
         "127.0.0.1",
         free_port(),
         client_factory(&log, pinger(&Rc::default())),
     );
-    r.run().unwrap();
-    assert!(!timed_out.get());
+    next(&log.done).await;
     assert_eq!(log.started.get(), 1);
     assert_eq!(log.built.get(), 0);
     assert!(log.lost.borrow().is_empty());
     assert_eq!(log.failed.borrow().len(), 1);
 }
 
-#[test]
-fn client_connection_lost_reports_connection_done_after_a_clean_close() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let port = listen_echo(&r);
+#[torsion::test(timeout = 10)]
+async fn client_connection_lost_reports_connection_done_after_a_clean_close() -> Result<(), Failure>
+{
+    let (listening, port, server_ended) = listen_echo();
     let log: Rc<ClientLog> = Rc::default();
     let received: Rc<RefCell<Vec<u8>>> = Rc::default();
-    r.connect_tcp("127.0.0.1", port, client_factory(&log, pinger(&received)));
-    r.run().unwrap();
-    assert!(!timed_out.get());
+    reactor().connect_tcp("127.0.0.1", port, client_factory(&log, pinger(&received)));
+    next(&log.done).await;
+    next(&server_ended).await;
+    listening.stop_listening().await?;
     assert_eq!(&*received.borrow(), b"ping");
     assert_eq!(log.built.get(), 1);
     assert!(log.failed.borrow().is_empty());
     let lost = log.lost.borrow();
     assert_eq!(lost.len(), 1);
     assert!(lost[0].check::<ConnectionDone>(), "{:?}", lost[0]);
+    Ok(())
 }
 
-#[test]
-fn connecting_by_host_name_resolves_localhost() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let port = listen_echo(&r);
+#[torsion::test(timeout = 10)]
+async fn connecting_by_host_name_resolves_localhost() -> Result<(), Failure> {
+    let (listening, port, server_ended) = listen_echo();
     let log: Rc<ClientLog> = Rc::default();
     let received: Rc<RefCell<Vec<u8>>> = Rc::default();
-    r.connect_tcp("localhost", port, client_factory(&log, pinger(&received)));
-    r.run().unwrap();
-    assert!(!timed_out.get());
+    reactor().connect_tcp("localhost", port, client_factory(&log, pinger(&received)));
+    next(&log.done).await;
     assert!(log.failed.borrow().is_empty(), "{:?}", log.failed.borrow());
+    next(&server_ended).await;
+    listening.stop_listening().await?;
     assert_eq!(&*received.borrow(), b"ping");
+    Ok(())
 }
 
-#[test]
-fn stop_connecting_before_the_attempt_runs_fails_it_with_cancelled_error() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let port = listen_echo(&r);
+#[torsion::test(timeout = 10)]
+async fn stop_connecting_before_the_attempt_runs_fails_it_with_cancelled_error(
+) -> Result<(), Failure> {
+    let (listening, port, _) = listen_echo();
     let log: Rc<ClientLog> = Rc::default();
-    let (l, inner) = (log.clone(), r.clone());
-    r.call_when_running(move || {
-        let connector = inner.connect_tcp(
-            "127.0.0.1",
-            port,
-            client_factory(&l, pinger(&Rc::default())),
-        );
-        connector.stop_connecting();
-    });
-    r.run().unwrap();
-    assert!(!timed_out.get(), "the factory was never told");
+    let connector = reactor().connect_tcp(
+        "127.0.0.1",
+        port,
+        client_factory(&log, pinger(&Rc::default())),
+    );
+    connector.stop_connecting();
+    next(&log.done).await;
+    listening.stop_listening().await?;
     assert_eq!(log.built.get(), 0);
     let failed = log.failed.borrow();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(failed[0].check::<CancelledError>(), "{:?}", failed[0]);
+    Ok(())
 }
 
-#[test]
-fn a_client_factory_building_no_protocol_fails_the_attempt_with_connect_error() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let port = listen_echo(&r);
+#[torsion::test(timeout = 10)]
+async fn a_client_factory_building_no_protocol_fails_the_attempt_with_connect_error(
+) -> Result<(), Failure> {
+    let (listening, port, server_ended) = listen_echo();
     let log: Rc<ClientLog> = Rc::default();
-    r.connect_tcp("127.0.0.1", port, client_factory(&log, || None::<Pinger>));
-    r.run().unwrap();
-    assert!(!timed_out.get());
+    reactor().connect_tcp("127.0.0.1", port, client_factory(&log, || None::<Pinger>));
+    next(&log.done).await;
+    // The server had accepted the connection, and sees it close.
+    next(&server_ended).await;
+    listening.stop_listening().await?;
     assert_eq!(log.built.get(), 1);
     assert!(log.lost.borrow().is_empty());
     let failed = log.failed.borrow();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(failed[0].check::<ConnectError>(), "{:?}", failed[0]);
+    Ok(())
 }
 
 /// A server protocol that counts connections and closes each at once.
@@ -283,22 +285,20 @@ impl Protocol for Quiet {
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 }
 
-#[test]
-fn connector_connect_from_client_connection_lost_reconnects() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
+#[torsion::test(timeout = 10)]
+async fn connector_connect_from_client_connection_lost_reconnects() -> Result<(), Failure> {
     let accepted = Rc::new(Cell::new(0));
     let a = accepted.clone();
-    let port = r
-        .listen_tcp_on(0, factory(move || Closer { count: a.clone() }), "127.0.0.1")
-        .unwrap();
-    let port = port.get_host().port().unwrap();
+    let listening =
+        reactor().listen_tcp_on(0, factory(move || Closer { count: a.clone() }), "127.0.0.1")?;
+    let port = listening.get_host().port().unwrap();
     let log: Rc<ClientLog> = Rc::default();
     let f = client_factory(&log, || Some(Quiet));
     f.reconnects.set(1);
-    r.connect_tcp("127.0.0.1", port, f);
-    r.run().unwrap();
-    assert!(!timed_out.get());
+    reactor().connect_tcp("127.0.0.1", port, f);
+    // The server closes each connection first, so both of its ends are gone by now.
+    next(&log.done).await;
+    listening.stop_listening().await?;
     assert_eq!(
         accepted.get(),
         2,
@@ -309,6 +309,7 @@ fn connector_connect_from_client_connection_lost_reconnects() {
     let lost = log.lost.borrow();
     assert_eq!(lost.len(), 2);
     assert!(lost.iter().all(|f| f.check::<ConnectionDone>()), "{lost:?}");
+    Ok(())
 }
 
 /// Checks, once the echo is back, that the connector's transport is this connection's.
@@ -331,16 +332,15 @@ impl Protocol for ConnectorChecker {
     }
 }
 
-#[test]
-fn connector_transport_is_the_connection_while_connected_and_none_after() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let port = listen_echo(&r);
+#[torsion::test(timeout = 10)]
+async fn connector_transport_is_the_connection_while_connected_and_none_after(
+) -> Result<(), Failure> {
+    let (listening, port, server_ended) = listen_echo();
     let log: Rc<ClientLog> = Rc::default();
     let slot: Rc<RefCell<Option<Connector>>> = Rc::default();
     let same = Rc::new(Cell::new(None));
     let (s, m) = (slot.clone(), same.clone());
-    let connector = r.connect_tcp(
+    let connector = reactor().connect_tcp(
         "127.0.0.1",
         port,
         client_factory(&log, move || {
@@ -352,11 +352,13 @@ fn connector_transport_is_the_connection_while_connected_and_none_after() {
     );
     *slot.borrow_mut() = Some(connector.clone());
     assert!(connector.transport().is_none(), "not connected yet");
-    r.run().unwrap();
-    assert!(!timed_out.get());
+    next(&log.done).await;
+    next(&server_ended).await;
+    listening.stop_listening().await?;
     assert_eq!(same.get(), Some(true));
     assert!(connector.transport().is_none(), "no longer connected");
     assert_eq!(log.lost.borrow().len(), 1);
+    Ok(())
 }
 
 /// Once connected, asks its connector (from outside its own callbacks) to disconnect.
@@ -367,7 +369,7 @@ struct DisconnectViaConnector {
 impl Protocol for DisconnectViaConnector {
     fn connection_made(&mut self, _t: &Transport) {
         let connector = self.connector.clone();
-        torsion::reactor().call_later(0.0, move || {
+        reactor().call_later(0.0, move || {
             if let Some(c) = connector.borrow().as_ref() {
                 c.disconnect();
             }
@@ -377,15 +379,13 @@ impl Protocol for DisconnectViaConnector {
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 }
 
-#[test]
-fn connector_disconnect_closes_an_established_connection_cleanly() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let port = listen_echo(&r);
+#[torsion::test(timeout = 10)]
+async fn connector_disconnect_closes_an_established_connection_cleanly() -> Result<(), Failure> {
+    let (listening, port, server_ended) = listen_echo();
     let log: Rc<ClientLog> = Rc::default();
     let slot: Rc<RefCell<Option<Connector>>> = Rc::default();
     let s = slot.clone();
-    let connector = r.connect_tcp(
+    let connector = reactor().connect_tcp(
         "127.0.0.1",
         port,
         client_factory(&log, move || {
@@ -395,43 +395,39 @@ fn connector_disconnect_closes_an_established_connection_cleanly() {
         }),
     );
     *slot.borrow_mut() = Some(connector);
-    r.run().unwrap();
-    assert!(!timed_out.get(), "the connection was not closed");
+    next(&log.done).await;
+    next(&server_ended).await;
+    listening.stop_listening().await?;
     assert!(log.failed.borrow().is_empty());
     let lost = log.lost.borrow();
     assert_eq!(lost.len(), 1);
     assert!(lost[0].check::<ConnectionDone>(), "{:?}", lost[0]);
+    Ok(())
 }
 
 #[test]
 fn connector_get_destination_reports_host_and_port() {
-    let r = new_reactor();
+    let r = Reactor::new();
     let log: Rc<ClientLog> = Rc::default();
     let port = free_port();
     let connector = r.connect_tcp("::1", port, client_factory(&log, || Some(Quiet)));
     assert_eq!(connector.get_destination(), ("::1".to_owned(), port));
 }
 
-#[test]
-fn stop_listening_refuses_new_connections() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let port = r.listen_tcp_on(0, factory(|| Echo), "127.0.0.1").unwrap();
-    let number = port.get_host().port().unwrap();
+#[torsion::test(timeout = 10)]
+async fn stop_listening_refuses_new_connections() -> Result<(), Failure> {
+    let (port, number, _) = listen_echo();
+    let stopped = port.stop_listening();
+    assert!(stopped.called(), "closing a TCP port is immediate");
+    stopped.await?;
+    assert!(!port.listening());
     let log: Rc<ClientLog> = Rc::default();
-    let (l, inner) = (log.clone(), r.clone());
-    r.call_when_running(move || {
-        let stopped = port.stop_listening();
-        assert!(stopped.called(), "closing a TCP port is immediate");
-        assert!(!port.listening());
-        inner.connect_tcp(
-            "127.0.0.1",
-            number,
-            client_factory(&l, pinger(&Rc::default())),
-        );
-    });
-    r.run().unwrap();
-    assert!(!timed_out.get());
+    reactor().connect_tcp(
+        "127.0.0.1",
+        number,
+        client_factory(&log, pinger(&Rc::default())),
+    );
+    next(&log.done).await;
     assert_eq!(log.built.get(), 0);
     let failed = log.failed.borrow();
     assert_eq!(failed.len(), 1, "{failed:?}");
@@ -440,12 +436,15 @@ fn stop_listening_refuses_new_connections() {
         "{:?}",
         failed[0]
     );
+    Ok(())
 }
 
 #[test]
 fn stop_listening_refuses_plain_socket_connections_too() {
-    let r = new_reactor();
-    let port = r.listen_tcp_on(0, factory(|| Echo), "127.0.0.1").unwrap();
+    let r = Reactor::new();
+    let port = r
+        .listen_tcp_on(0, factory(Echo::default), "127.0.0.1")
+        .unwrap();
     let addr = port.get_host().socket_addr().unwrap();
     TcpStream::connect(addr).expect("the port listens");
     port.stop_listening();
@@ -463,7 +462,7 @@ impl Factory for CountingFactory {
     type Protocol = Echo;
 
     fn build_protocol(&self, _addr: &Address) -> Option<Echo> {
-        Some(Echo)
+        Some(Echo::default())
     }
 
     fn start_factory(&self) {
@@ -477,7 +476,7 @@ impl Factory for CountingFactory {
 
 #[test]
 fn stop_listening_calls_stop_factory_once() {
-    let r = new_reactor();
+    let r = Reactor::new();
     let (started, stopped) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
     let port = r
         .listen_tcp_on(
@@ -520,17 +519,14 @@ impl Protocol for PingAcrossStopListening {
     }
 }
 
-#[test]
-fn stop_listening_keeps_existing_connections_open() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let listening = r.listen_tcp_on(0, factory(|| Echo), "127.0.0.1").unwrap();
-    let port = listening.get_host().port().unwrap();
+#[torsion::test(timeout = 10)]
+async fn stop_listening_keeps_existing_connections_open() {
+    let (listening, port, server_ended) = listen_echo();
     let slot = Rc::new(RefCell::new(Some(listening)));
     let log: Rc<ClientLog> = Rc::default();
     let received: Rc<RefCell<Vec<u8>>> = Rc::default();
     let (s, rec) = (slot.clone(), received.clone());
-    r.connect_tcp(
+    reactor().connect_tcp(
         "127.0.0.1",
         port,
         client_factory(&log, move || {
@@ -540,8 +536,8 @@ fn stop_listening_keeps_existing_connections_open() {
             })
         }),
     );
-    r.run().unwrap();
-    assert!(!timed_out.get());
+    next(&log.done).await;
+    next(&server_ended).await;
     assert!(
         slot.borrow().is_none(),
         "the port was closed mid-connection"
@@ -554,11 +550,11 @@ fn stop_listening_keeps_existing_connections_open() {
 
 #[test]
 fn listening_on_a_port_already_in_use_fails_with_cannot_listen_error() {
-    let r = new_reactor();
+    let r = Reactor::new();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let err = r
-        .listen_tcp_on(port, factory(|| Echo), "127.0.0.1")
+        .listen_tcp_on(port, factory(Echo::default), "127.0.0.1")
         .expect_err("the port is taken");
     let cannot = err
         .downcast_ref::<CannotListenError>()
@@ -569,9 +565,9 @@ fn listening_on_a_port_already_in_use_fails_with_cannot_listen_error() {
 
 #[test]
 fn listening_on_an_interface_that_is_not_an_ip_address_fails_with_cannot_listen_error() {
-    let r = new_reactor();
+    let r = Reactor::new();
     let err = r
-        .listen_tcp_on(0, factory(|| Echo), "not-an-address")
+        .listen_tcp_on(0, factory(Echo::default), "not-an-address")
         .expect_err("not an IP address");
     assert!(err.check::<CannotListenError>(), "{err:?}");
 }

@@ -1,40 +1,28 @@
-//! TCP data transfer over real loopback sockets: echo round trips (IPv4, IPv6, a plain std
+//! TCP data transfer over real loopback sockets: echo round trips (IPv4, IPv6, a plain tokio
 //! socket as an independent peer, a large payload), the addresses each side reports, writes to
 //! one connection from another connection's callback (a two-client chat), and write buffering
 //! when the peer does not read.
 //!
-//! Ports are ephemeral (port 0). Every test arms a 10 s safety timer that records a time-out
-//! and stops the reactor, so a bug fails the test instead of hanging it.
+//! Ports are ephemeral (port 0). Each test is an async `#[torsion::test]`: it fails if it takes
+//! more than 10 s, and it waits for every connection it made to end, and stops listening,
+//! before it returns (the kit fails a test that leaves a port or connection open).
 
-use std::cell::{Cell, RefCell};
-use std::io::{Read, Write};
+use std::cell::RefCell;
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use torsion::defer::DeferredQueue;
 use torsion::error::ConnectionDone;
 use torsion::transport::Address;
-use torsion::{factory, Failure, Protocol, Reactor, Transport};
+use torsion::{factory, reactor, Failure, Protocol, Reactor, Transport};
 
-/// A reactor for one test, without signal handlers (tests run in parallel threads).
-fn new_reactor() -> Reactor {
-    let r = Reactor::new();
-    r.set_install_signal_handlers(false);
-    r
-}
-
-/// Stops the reactor after 10 s, so that no bug can hang the test; the flag says whether it
-/// had to.
-fn safety_timeout(r: &Reactor) -> Rc<Cell<bool>> {
-    let timed_out = Rc::new(Cell::new(false));
-    let flag = timed_out.clone();
-    let stopper = r.clone();
-    r.call_later(10.0, move || {
-        flag.set(true);
-        let _ = stopper.stop();
-    });
-    timed_out
+/// The next item protocol code put on `q`, once there is one.
+async fn next<T: 'static>(q: &DeferredQueue<T>) -> T {
+    q.get()
+        .expect("no other reader waits")
+        .await
+        .expect("a queued item")
 }
 
 /// What one side of a connection saw.
@@ -44,12 +32,19 @@ struct Record {
     peer: RefCell<Option<Address>>,
     received: RefCell<Vec<u8>>,
     lost: RefCell<Option<Failure>>,
+    /// One item per connection of this side that ended.
+    ended: DeferredQueue<()>,
 }
 
 impl Record {
     fn made(&self, t: &Transport) {
         *self.host.borrow_mut() = Some(t.get_host());
         *self.peer.borrow_mut() = Some(t.get_peer());
+    }
+
+    fn lost(&self, reason: Failure) {
+        *self.lost.borrow_mut() = Some(reason);
+        self.ended.put(()).unwrap();
     }
 }
 
@@ -69,12 +64,11 @@ impl Protocol for Echo {
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        *self.rec.lost.borrow_mut() = Some(reason);
+        self.rec.lost(reason);
     }
 }
 
-/// Sends `message`, closes once it all came back, and stops the reactor when the connection
-/// is gone.
+/// Sends `message` and closes once it all came back.
 struct EchoClient {
     message: Rc<Vec<u8>>,
     rec: Rc<Record>,
@@ -95,102 +89,96 @@ impl Protocol for EchoClient {
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        *self.rec.lost.borrow_mut() = Some(reason);
-        let _ = torsion::reactor().stop();
+        self.rec.lost(reason);
     }
 }
 
-/// Listens with an [`Echo`] server on `interface`, connects an [`EchoClient`] sending
-/// `message` to `connect_host`, runs the reactor, and returns (server, client) records.
-fn echo_round_trip(
+/// Connects an [`EchoClient`] sending `message` to `host:port`, and waits for the client's
+/// and the server's ends of the connection to close. Returns the client's record.
+async fn round_trip(server: &Record, host: &str, port: u16, message: Vec<u8>) -> Rc<Record> {
+    let client: Rc<Record> = Rc::default();
+    let (c, message) = (client.clone(), Rc::new(message));
+    reactor().connect_tcp(
+        host,
+        port,
+        factory(move || EchoClient {
+            message: message.clone(),
+            rec: c.clone(),
+        }),
+    );
+    next(&client.ended).await;
+    next(&server.ended).await;
+    client
+}
+
+/// Listens with an [`Echo`] server on `interface`, runs a [`round_trip`] to `connect_host`,
+/// stops listening, and returns the (server, client) records and the port.
+async fn echo_round_trip(
     interface: &str,
     connect_host: &str,
     message: Vec<u8>,
-) -> (Rc<Record>, Rc<Record>, u16) {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
+) -> Result<(Rc<Record>, Rc<Record>, u16), Failure> {
     let server: Rc<Record> = Rc::default();
-    let client: Rc<Record> = Rc::default();
     let s = server.clone();
-    let port = r
-        .listen_tcp_on(0, factory(move || Echo { rec: s.clone() }), interface)
-        .unwrap();
-    let port = port.get_host().port().unwrap();
+    let listening =
+        reactor().listen_tcp_on(0, factory(move || Echo { rec: s.clone() }), interface)?;
+    let port = listening.get_host().port().unwrap();
     assert_ne!(
         port, 0,
         "port 0 must be replaced by the port the system chose"
     );
-    let (c, message) = (client.clone(), Rc::new(message));
-    r.connect_tcp(
-        connect_host,
-        port,
-        factory(move || EchoClient {
-            message: message.clone(),
-            rec: c.clone(),
-        }),
-    );
-    r.run().unwrap();
-    assert!(!timed_out.get(), "the round trip did not finish");
-    (server, client, port)
+    let client = round_trip(&server, connect_host, port, message).await;
+    listening.stop_listening().await?;
+    Ok((server, client, port))
 }
 
-#[test]
-fn echo_round_trip_on_an_ephemeral_port() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
+#[torsion::test(timeout = 10)]
+async fn echo_round_trip_on_an_ephemeral_port() -> Result<(), Failure> {
     let server: Rc<Record> = Rc::default();
-    let client: Rc<Record> = Rc::default();
     let s = server.clone();
-    let listening = r
-        .listen_tcp(0, factory(move || Echo { rec: s.clone() }))
-        .unwrap();
+    let listening = reactor().listen_tcp(0, factory(move || Echo { rec: s.clone() }))?;
     let port = listening.get_host().port().unwrap();
     assert_ne!(port, 0);
-    let message = Rc::new(b"hello, torsion".to_vec());
-    let c = client.clone();
-    r.connect_tcp(
-        "127.0.0.1",
-        port,
-        factory(move || EchoClient {
-            message: message.clone(),
-            rec: c.clone(),
-        }),
-    );
-    r.run().unwrap();
-    assert!(!timed_out.get(), "the round trip did not finish");
+    let client = round_trip(&server, "127.0.0.1", port, b"hello, torsion".to_vec()).await;
+    listening.stop_listening().await?;
     assert_eq!(&*client.received.borrow(), b"hello, torsion");
     assert_eq!(&*server.received.borrow(), b"hello, torsion");
     let reason = client.lost.borrow_mut().take().expect("connection_lost");
     assert!(reason.check::<ConnectionDone>(), "{reason:?}");
+    Ok(())
 }
 
-#[test]
-fn echo_round_trip_over_ipv6_loopback() {
-    let (server, client, port) = echo_round_trip("::1", "::1", b"hello over IPv6".to_vec());
+#[torsion::test(timeout = 10)]
+async fn echo_round_trip_over_ipv6_loopback() -> Result<(), Failure> {
+    let (server, client, port) = echo_round_trip("::1", "::1", b"hello over IPv6".to_vec()).await?;
     assert_eq!(&*client.received.borrow(), b"hello over IPv6");
     assert_eq!(&*server.received.borrow(), b"hello over IPv6");
     let expected: SocketAddr = format!("[::1]:{port}").parse().unwrap();
     assert_eq!(*client.peer.borrow(), Some(Address::Tcp(expected)));
+    Ok(())
 }
 
-#[test]
-fn listening_on_the_ipv6_wildcard_also_accepts_ipv4_connections() {
-    let (server, client, _) = echo_round_trip("::", "127.0.0.1", b"v4 to a v6 port".to_vec());
+#[torsion::test(timeout = 10)]
+async fn listening_on_the_ipv6_wildcard_also_accepts_ipv4_connections() -> Result<(), Failure> {
+    let (server, client, _) =
+        echo_round_trip("::", "127.0.0.1", b"v4 to a v6 port".to_vec()).await?;
     assert_eq!(&*client.received.borrow(), b"v4 to a v6 port");
     assert_eq!(&*server.received.borrow(), b"v4 to a v6 port");
+    Ok(())
 }
 
-#[test]
-fn a_one_megabyte_echo_arrives_intact_and_in_order() {
+#[torsion::test(timeout = 10)]
+async fn a_one_megabyte_echo_arrives_intact_and_in_order() -> Result<(), Failure> {
     let message: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
-    let (server, client, _) = echo_round_trip("127.0.0.1", "127.0.0.1", message.clone());
+    let (server, client, _) = echo_round_trip("127.0.0.1", "127.0.0.1", message.clone()).await?;
     assert_eq!(server.received.borrow().len(), message.len());
     assert!(*client.received.borrow() == message, "the echo differs");
+    Ok(())
 }
 
-#[test]
-fn client_and_server_addresses_mirror_each_other() {
-    let (server, client, port) = echo_round_trip("127.0.0.1", "127.0.0.1", b"hi".to_vec());
+#[torsion::test(timeout = 10)]
+async fn client_and_server_addresses_mirror_each_other() -> Result<(), Failure> {
+    let (server, client, port) = echo_round_trip("127.0.0.1", "127.0.0.1", b"hi".to_vec()).await?;
     let server_host = server.host.borrow().clone().unwrap();
     let server_peer = server.peer.borrow().clone().unwrap();
     let client_host = client.host.borrow().clone().unwrap();
@@ -199,13 +187,15 @@ fn client_and_server_addresses_mirror_each_other() {
     assert_eq!(server_peer, client_host);
     assert_eq!(server_host.port(), Some(port));
     assert_ne!(client_host.port(), Some(port));
+    Ok(())
 }
 
-#[test]
-fn server_get_host_is_the_connections_local_address_when_listening_on_all_interfaces() {
+#[torsion::test(timeout = 10)]
+async fn server_get_host_is_the_connections_local_address_when_listening_on_all_interfaces(
+) -> Result<(), Failure> {
     // Twisted's Server.getHost() is the accepted socket's getsockname(): 127.0.0.1 here, the
     // address the client connected to, not the port's wildcard bind address 0.0.0.0.
-    let (server, client, port) = echo_round_trip("0.0.0.0", "127.0.0.1", b"hi".to_vec());
+    let (server, client, port) = echo_round_trip("0.0.0.0", "127.0.0.1", b"hi".to_vec()).await?;
     let server_host = server.host.borrow().clone().unwrap();
     let client_peer = client.peer.borrow().clone().unwrap();
     let expected: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -214,11 +204,13 @@ fn server_get_host_is_the_connections_local_address_when_listening_on_all_interf
         server_host, client_peer,
         "the server side's get_host() should be the connection's local address"
     );
+    Ok(())
 }
 
 #[test]
 fn listening_port_get_host_reports_the_interface_and_the_chosen_port() {
-    let r = new_reactor();
+    // The reactor never runs: the kernel completes the handshake from the listen backlog.
+    let r = Reactor::new();
     let port = r
         .listen_tcp_on(0, factory(|| Echo { rec: Rc::default() }), "127.0.0.1")
         .unwrap();
@@ -229,81 +221,47 @@ fn listening_port_get_host_reports_the_interface_and_the_chosen_port() {
     TcpStream::connect(addr).expect("connect to the listening port");
 }
 
-/// What the plain std socket peer got back.
-type PeerResult = std::io::Result<Vec<u8>>;
-
-#[test]
-fn echo_round_trip_with_a_plain_std_socket_peer() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let port = r
-        .listen_tcp_on(0, factory(|| Echo { rec: Rc::default() }), "127.0.0.1")
-        .unwrap();
-    let addr = port.get_host().socket_addr().unwrap();
-    let handle = r.handle();
-    let peer: Rc<RefCell<Option<JoinHandle<PeerResult>>>> = Rc::default();
-    let slot = peer.clone();
-    r.call_when_running(move || {
-        *slot.borrow_mut() = Some(thread::spawn(move || {
-            let result = (|| {
-                let mut s = TcpStream::connect(addr)?;
-                s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                s.write_all(b"from a std socket")?;
-                let mut back = vec![0; b"from a std socket".len()];
-                s.read_exact(&mut back)?;
-                Ok(back)
-            })();
-            handle.stop();
-            result
-        }));
-    });
-    r.run().unwrap();
-    let echoed = peer.borrow_mut().take().unwrap().join().unwrap();
-    assert!(!timed_out.get());
-    assert_eq!(echoed.unwrap(), b"from a std socket");
+#[torsion::test(timeout = 10)]
+async fn echo_round_trip_with_a_plain_tokio_socket_peer() -> Result<(), Failure> {
+    let server: Rc<Record> = Rc::default();
+    let s = server.clone();
+    let port = reactor().listen_tcp_on(0, factory(move || Echo { rec: s.clone() }), "127.0.0.1")?;
+    let mut peer = tokio::net::TcpStream::connect(port.get_host().socket_addr().unwrap()).await?;
+    peer.write_all(b"from a tokio socket").await?;
+    let mut back = vec![0; b"from a tokio socket".len()];
+    peer.read_exact(&mut back).await?;
+    assert_eq!(back, b"from a tokio socket");
+    drop(peer);
+    next(&server.ended).await;
+    port.stop_listening().await?;
+    Ok(())
 }
 
-#[test]
-fn a_peer_that_stops_writing_still_gets_every_echoed_byte() {
+#[torsion::test(timeout = 10)]
+async fn a_peer_that_stops_writing_still_gets_every_echoed_byte() -> Result<(), Failure> {
     // The peer sends 1 MB and closes its sending half at once; the server's default
     // read_connection_lost closes the connection, but only after the echo is flushed.
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let port = r
-        .listen_tcp_on(0, factory(|| Echo { rec: Rc::default() }), "127.0.0.1")
-        .unwrap();
-    let addr = port.get_host().socket_addr().unwrap();
-    let handle = r.handle();
-    let peer: Rc<RefCell<Option<JoinHandle<PeerResult>>>> = Rc::default();
-    let slot = peer.clone();
+    let server: Rc<Record> = Rc::default();
+    let s = server.clone();
+    let port = reactor().listen_tcp_on(0, factory(move || Echo { rec: s.clone() }), "127.0.0.1")?;
+    let peer = tokio::net::TcpStream::connect(port.get_host().socket_addr().unwrap()).await?;
     let message: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 253) as u8).collect();
-    let sent = message.clone();
-    r.call_when_running(move || {
-        *slot.borrow_mut() = Some(thread::spawn(move || {
-            let result = (|| {
-                let mut s = TcpStream::connect(addr)?;
-                s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                let mut writer = s.try_clone()?;
-                // Write from another thread, so that reading the echo meanwhile keeps both
-                // sides' buffers from filling up.
-                let w = thread::spawn(move || {
-                    writer.write_all(&sent)?;
-                    writer.shutdown(std::net::Shutdown::Write)
-                });
-                let mut back = Vec::new();
-                s.read_to_end(&mut back)?;
-                w.join().expect("writer thread")?;
-                Ok(back)
-            })();
-            handle.stop();
-            result
-        }));
-    });
-    r.run().unwrap();
-    let echoed = peer.borrow_mut().take().unwrap().join().unwrap().unwrap();
-    assert!(!timed_out.get());
+    let (mut reader, mut writer) = peer.into_split();
+    // Write and read at the same time, so that reading the echo meanwhile keeps both sides'
+    // buffers from filling up.
+    let write = async {
+        writer.write_all(&message).await?;
+        writer.shutdown().await
+    };
+    let mut echoed = Vec::new();
+    let (written, read) = tokio::join!(write, reader.read_to_end(&mut echoed));
+    written?;
+    read?;
+    next(&server.ended).await;
+    port.stop_listening().await?;
     assert_eq!(echoed.len(), message.len());
     assert!(echoed == message, "the echo differs");
+    Ok(())
 }
 
 /// A chat server: each line from one client goes to every other client; when the second
@@ -311,6 +269,7 @@ fn a_peer_that_stops_writing_still_gets_every_echoed_byte() {
 struct ChatServer {
     clients: Rc<RefCell<Vec<Transport>>>,
     me: Option<Transport>,
+    ended: DeferredQueue<()>,
 }
 
 impl Protocol for ChatServer {
@@ -335,14 +294,18 @@ impl Protocol for ChatServer {
         if let Some(me) = self.me.take() {
             self.clients.borrow_mut().retain(|c| !c.same(&me));
         }
+        self.ended.put(()).unwrap();
     }
 }
 
-/// A chat client: client 0 speaks first once `ready`; client 1 answers what it hears.
+/// A chat client: client 0 speaks first once `ready`; client 1 answers what it hears. Client
+/// 0 reports on `done` when the answer arrives.
 struct ChatClient {
     id: usize,
     buf: Vec<u8>,
     lines: Rc<RefCell<Vec<String>>>,
+    done: DeferredQueue<()>,
+    ended: DeferredQueue<()>,
 }
 
 impl Protocol for ChatClient {
@@ -355,48 +318,61 @@ impl Protocol for ChatClient {
             match (self.id, line.as_str()) {
                 (0, "ready") => t.write(b"hi from 0\n"),
                 (1, "hi from 0") => t.write(b"hi from 1\n"),
-                (0, "hi from 1") => {
-                    let _ = torsion::reactor().stop();
-                }
+                (0, "hi from 1") => self.done.put(()).unwrap(),
                 _ => {}
             }
         }
     }
+
+    fn connection_lost(&mut self, _reason: Failure) {
+        self.ended.put(()).unwrap();
+    }
 }
 
-#[test]
-fn writes_to_another_connection_from_a_callback_are_delivered() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
+#[torsion::test(timeout = 10)]
+async fn writes_to_another_connection_from_a_callback_are_delivered() -> Result<(), Failure> {
     let clients: Rc<RefCell<Vec<Transport>>> = Rc::default();
-    let port = r
-        .listen_tcp_on(
-            0,
-            factory(move || ChatServer {
-                clients: clients.clone(),
-                me: None,
-            }),
-            "127.0.0.1",
-        )
-        .unwrap();
-    let port = port.get_host().port().unwrap();
+    let (server_ended, client_ended) = (DeferredQueue::new(), DeferredQueue::new());
+    let done = DeferredQueue::new();
+    let (c, e) = (clients.clone(), server_ended.clone());
+    let port = reactor().listen_tcp_on(
+        0,
+        factory(move || ChatServer {
+            clients: c.clone(),
+            me: None,
+            ended: e.clone(),
+        }),
+        "127.0.0.1",
+    )?;
     let transcripts: Vec<Rc<RefCell<Vec<String>>>> = vec![Rc::default(), Rc::default()];
     for (id, lines) in transcripts.iter().enumerate() {
-        let lines = lines.clone();
-        r.connect_tcp(
+        let (lines, done, ended) = (lines.clone(), done.clone(), client_ended.clone());
+        reactor().connect_tcp(
             "127.0.0.1",
-            port,
+            port.get_host().port().unwrap(),
             factory(move || ChatClient {
                 id,
                 buf: Vec::new(),
                 lines: lines.clone(),
+                done: done.clone(),
+                ended: ended.clone(),
             }),
         );
     }
-    r.run().unwrap();
-    assert!(!timed_out.get(), "the chat did not finish");
+    next(&done).await;
     assert_eq!(*transcripts[0].borrow(), ["ready", "hi from 1"]);
     assert_eq!(*transcripts[1].borrow(), ["ready", "hi from 0"]);
+    // The server hangs up on both clients.
+    let server_sides = clients.borrow().clone();
+    for t in server_sides {
+        t.lose_connection();
+    }
+    for _ in 0..2 {
+        next(&server_ended).await;
+        next(&client_ended).await;
+    }
+    port.stop_listening().await?;
+    Ok(())
 }
 
 /// Writes 1 MB chunks to a peer that never reads, one per reactor turn, sampling
@@ -404,6 +380,7 @@ fn writes_to_another_connection_from_a_callback_are_delivered() {
 struct Flood {
     transport: Transport,
     samples: RefCell<Vec<usize>>,
+    done: DeferredQueue<()>,
 }
 
 const MB: usize = 1 << 20;
@@ -421,15 +398,18 @@ fn flood(f: Rc<Flood>) {
         samples.iter().filter(|&&b| b > 0).count() >= GROWING_SAMPLES || samples.len() >= MAX_CHUNKS
     };
     if done {
-        let _ = torsion::reactor().stop();
+        f.done.put(()).unwrap();
     } else {
-        torsion::reactor().call_later(0.0, move || flood(f));
+        reactor().call_later(0.0, move || flood(f));
     }
 }
 
-/// Starts a [`Flood`] on each connection; records it for the test.
+/// Starts a [`Flood`] on each connection; records it for the test, and reports on `ended` when
+/// the connection ends.
 struct FloodServer {
     started: Rc<RefCell<Option<Rc<Flood>>>>,
+    done: DeferredQueue<()>,
+    ended: DeferredQueue<()>,
 }
 
 impl Protocol for FloodServer {
@@ -437,37 +417,46 @@ impl Protocol for FloodServer {
         let f = Rc::new(Flood {
             transport: t.clone(),
             samples: RefCell::default(),
+            done: self.done.clone(),
         });
         *self.started.borrow_mut() = Some(f.clone());
-        torsion::reactor().call_later(0.0, move || flood(f));
+        reactor().call_later(0.0, move || flood(f));
     }
 
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
+
+    fn connection_lost(&mut self, _reason: Failure) {
+        self.ended.put(()).unwrap();
+    }
 }
 
-#[test]
-fn buffered_size_grows_while_the_peer_does_not_read() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
+#[torsion::test(timeout = 10)]
+async fn buffered_size_grows_while_the_peer_does_not_read() -> Result<(), Failure> {
     let started: Rc<RefCell<Option<Rc<Flood>>>> = Rc::default();
-    let s = started.clone();
-    let port = r
-        .listen_tcp_on(
-            0,
-            factory(move || FloodServer { started: s.clone() }),
-            "127.0.0.1",
-        )
-        .unwrap();
-    // A peer that connects and never reads: the kernel completes the handshake from the
-    // listen backlog, before the reactor runs.
-    let silent_peer = TcpStream::connect(port.get_host().socket_addr().unwrap()).unwrap();
-    r.run().unwrap();
-    drop(silent_peer);
-    assert!(!timed_out.get());
+    let (done, ended) = (DeferredQueue::new(), DeferredQueue::new());
+    let (s, d, e) = (started.clone(), done.clone(), ended.clone());
+    let port = reactor().listen_tcp_on(
+        0,
+        factory(move || FloodServer {
+            started: s.clone(),
+            done: d.clone(),
+            ended: e.clone(),
+        }),
+        "127.0.0.1",
+    )?;
+    // A peer that connects and never reads.
+    let silent_peer =
+        tokio::net::TcpStream::connect(port.get_host().socket_addr().unwrap()).await?;
+    next(&done).await;
     let flood = started
         .borrow_mut()
         .take()
         .expect("the server connection was made");
+    // Drop what is still buffered and close.
+    flood.transport.abort_connection();
+    next(&ended).await;
+    drop(silent_peer);
+    port.stop_listening().await?;
     let samples = flood.samples.borrow();
     let first = samples
         .iter()
@@ -483,4 +472,5 @@ fn buffered_size_grows_while_the_peer_does_not_read() {
         growing[growing.len() - 1] >= growing[0] + 2 * MB,
         "{samples:?}"
     );
+    Ok(())
 }

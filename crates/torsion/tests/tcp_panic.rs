@@ -2,36 +2,26 @@
 //! connection closes (its protocol hears `connection_lost` with the panic), the panic is
 //! logged, other connections on the same port go on, and the port keeps accepting.
 //!
-//! Ports are ephemeral. Every test arms a 10 s safety timer that records a time-out and stops
-//! the reactor, so a bug fails the test instead of hanging it.
+//! Ports are ephemeral. Each test is an async `#[torsion::test]`: it fails if it takes more
+//! than 10 s, and it waits for every connection it made to end, and stops listening, before it
+//! returns (the kit fails a test that leaves a port or connection open).
 
 use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use torsion::defer::DeferredQueue;
 use torsion::tcp::Connector;
 use torsion::transport::Address;
-use torsion::{factory, ClientFactory, Factory, Failure, Protocol, Reactor, Transport};
+use torsion::{factory, reactor, ClientFactory, Factory, Failure, Protocol, Transport};
 
-/// A reactor for one test, without signal handlers (tests run in parallel threads).
-fn new_reactor() -> Reactor {
-    let r = Reactor::new();
-    r.set_install_signal_handlers(false);
-    r
-}
-
-/// Stops the reactor after 10 s, so that no bug can hang the test; the flag says whether it
-/// had to.
-fn safety_timeout(r: &Reactor) -> Rc<Cell<bool>> {
-    let timed_out = Rc::new(Cell::new(false));
-    let flag = timed_out.clone();
-    let stopper = r.clone();
-    r.call_later(10.0, move || {
-        flag.set(true);
-        let _ = stopper.stop();
-    });
-    timed_out
+/// The next item protocol code put on `q`, once there is one.
+async fn next<T: 'static>(q: &DeferredQueue<T>) -> T {
+    q.get()
+        .expect("no other reader waits")
+        .await
+        .expect("a queued item")
 }
 
 /// Panics with `message` (a function, so that closures calling it return `()`).
@@ -53,24 +43,28 @@ impl Write for Capture {
     }
 }
 
-/// Runs `f` with log output captured; returns its result and the output.
-fn captured_log<T>(f: impl FnOnce() -> T) -> (T, String) {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let out = tracing::subscriber::with_default(subscriber, f);
-    let bytes = capture.0.lock().unwrap().clone();
-    (out, String::from_utf8_lossy(&bytes).into_owned())
+impl Capture {
+    /// Captures this thread's log output until the returned guard is dropped.
+    fn start(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    /// The output captured so far.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
 }
 
 const BOOM: &str = "boom in data_received";
 
 /// Echoes, except that a message containing `boom` makes it panic.
 struct Fragile {
-    losses: Rc<RefCell<Vec<Failure>>>,
+    losses: DeferredQueue<Failure>,
 }
 
 impl Protocol for Fragile {
@@ -82,7 +76,7 @@ impl Protocol for Fragile {
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.losses.borrow_mut().push(reason);
+        self.losses.put(reason).unwrap();
     }
 }
 
@@ -92,10 +86,11 @@ struct Scenario {
     port: Cell<u16>,
     survivor: RefCell<Option<Transport>>,
     survivor_got: RefCell<Vec<u8>>,
+    survivor_ended: DeferredQueue<()>,
     victim_got: RefCell<Vec<u8>>,
     victim_lost: RefCell<Option<Failure>>,
-    server_losses: Rc<RefCell<Vec<Failure>>>,
-    timed_out: Cell<bool>,
+    /// How the server's two connections ended.
+    server_losses: RefCell<Vec<Failure>>,
 }
 
 /// The connection that must survive: echoes `one`, then (once the victim is gone) `two`.
@@ -115,7 +110,7 @@ impl Protocol for Survivor {
         if &got[..] == b"one" {
             // Established and echoing: now the victim connects to the same port.
             let s = self.s.clone();
-            torsion::reactor().connect_tcp(
+            reactor().connect_tcp(
                 "127.0.0.1",
                 self.s.port.get(),
                 factory(move || Victim { s: s.clone() }),
@@ -126,7 +121,7 @@ impl Protocol for Survivor {
     }
 
     fn connection_lost(&mut self, _reason: Failure) {
-        let _ = torsion::reactor().stop();
+        self.s.survivor_ended.put(()).unwrap();
     }
 }
 
@@ -153,36 +148,36 @@ impl Protocol for Victim {
     }
 }
 
-fn run_data_received_scenario() -> Rc<Scenario> {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
+/// Runs the scenario: the survivor connects, then the victim, whose server protocol panics;
+/// the survivor goes on, then closes. Returns once both server connections have ended too.
+async fn run_data_received_scenario() -> Result<Rc<Scenario>, Failure> {
     let s: Rc<Scenario> = Rc::default();
-    let losses = s.server_losses.clone();
-    let port = r
-        .listen_tcp_on(
-            0,
-            factory(move || Fragile {
-                losses: losses.clone(),
-            }),
-            "127.0.0.1",
-        )
-        .unwrap();
+    let losses = DeferredQueue::new();
+    let l = losses.clone();
+    let port = reactor().listen_tcp_on(
+        0,
+        factory(move || Fragile { losses: l.clone() }),
+        "127.0.0.1",
+    )?;
     s.port.set(port.get_host().port().unwrap());
     let s2 = s.clone();
-    r.connect_tcp(
+    reactor().connect_tcp(
         "127.0.0.1",
         s.port.get(),
         factory(move || Survivor { s: s2.clone() }),
     );
-    r.run().unwrap();
-    s.timed_out.set(timed_out.get());
-    s
+    next(&s.survivor_ended).await;
+    for _ in 0..2 {
+        let reason = next(&losses).await;
+        s.server_losses.borrow_mut().push(reason);
+    }
+    port.stop_listening().await?;
+    Ok(s)
 }
 
-#[test]
-fn a_panic_in_data_received_closes_only_that_connection() {
-    let s = run_data_received_scenario();
-    assert!(!s.timed_out.get(), "the scenario did not finish");
+#[torsion::test(timeout = 10)]
+async fn a_panic_in_data_received_closes_only_that_connection() -> Result<(), Failure> {
+    let s = run_data_received_scenario().await?;
     assert!(
         s.victim_lost.borrow().is_some(),
         "the panicking connection was not closed"
@@ -196,25 +191,31 @@ fn a_panic_in_data_received_closes_only_that_connection() {
         b"onetwo",
         "the other connection should keep echoing"
     );
+    Ok(())
 }
 
-#[test]
-fn a_panic_in_data_received_gives_that_protocol_connection_lost_with_the_panic() {
-    let s = run_data_received_scenario();
-    assert!(!s.timed_out.get());
+#[torsion::test(timeout = 10)]
+async fn a_panic_in_data_received_gives_that_protocol_connection_lost_with_the_panic(
+) -> Result<(), Failure> {
+    let s = run_data_received_scenario().await?;
     let losses = s.server_losses.borrow();
     let panics: Vec<&Failure> = losses.iter().filter(|f| f.is_panic()).collect();
     assert_eq!(panics.len(), 1, "{losses:?}");
     assert!(panics[0].error_message().contains(BOOM), "{:?}", panics[0]);
+    Ok(())
 }
 
-#[test]
-fn a_panic_in_data_received_is_logged_with_its_message() {
-    let (s, log) = captured_log(run_data_received_scenario);
-    assert!(!s.timed_out.get());
+#[torsion::test(timeout = 10)]
+async fn a_panic_in_data_received_is_logged_with_its_message() -> Result<(), Failure> {
+    let capture = Capture::default();
+    let guard = capture.start();
+    run_data_received_scenario().await?;
+    drop(guard);
+    let log = capture.text();
     assert!(log.contains("panicked"), "{log}");
     assert!(log.contains(BOOM), "{log}");
     assert!(log.contains("Fragile"), "the protocol is named: {log}");
+    Ok(())
 }
 
 /// Which part of the server fails, for the first connection only.
@@ -225,10 +226,11 @@ enum FailIn {
     ConnectionLost,
 }
 
-/// Echoes; the first connection panics in `fail_in`.
+/// Echoes; the first connection panics in `fail_in`. The others report their end on `ended`.
 struct FirstFails {
     fail_in: FailIn,
     first: bool,
+    ended: DeferredQueue<()>,
 }
 
 impl Protocol for FirstFails {
@@ -250,12 +252,16 @@ impl Protocol for FirstFails {
         if self.first && self.fail_in == FailIn::ConnectionLost {
             explode("boom in connection_lost");
         }
+        if !self.first {
+            self.ended.put(()).unwrap();
+        }
     }
 }
 
 struct FirstFailsFactory {
     fail_in: FailIn,
     built: Cell<usize>,
+    ended: DeferredQueue<()>,
 }
 
 impl Factory for FirstFailsFactory {
@@ -270,6 +276,7 @@ impl Factory for FirstFailsFactory {
         Some(FirstFails {
             fail_in: self.fail_in,
             first: n == 1,
+            ended: self.ended.clone(),
         })
     }
 }
@@ -279,6 +286,7 @@ struct ClientOne {
     port: u16,
     lost: Rc<Cell<bool>>,
     pong: Rc<RefCell<Vec<u8>>>,
+    two_ended: DeferredQueue<()>,
 }
 
 impl Protocol for ClientOne {
@@ -286,18 +294,22 @@ impl Protocol for ClientOne {
 
     fn connection_lost(&mut self, _reason: Failure) {
         self.lost.set(true);
-        let pong = self.pong.clone();
-        torsion::reactor().connect_tcp(
+        let (pong, ended) = (self.pong.clone(), self.two_ended.clone());
+        reactor().connect_tcp(
             "127.0.0.1",
             self.port,
-            factory(move || ClientTwo { pong: pong.clone() }),
+            factory(move || ClientTwo {
+                pong: pong.clone(),
+                ended: ended.clone(),
+            }),
         );
     }
 }
 
-/// Pings; stops the reactor once the echo is back.
+/// Pings; closes once the echo is back, and reports its end on `ended`.
 struct ClientTwo {
     pong: Rc<RefCell<Vec<u8>>>,
+    ended: DeferredQueue<()>,
 }
 
 impl Protocol for ClientTwo {
@@ -305,74 +317,88 @@ impl Protocol for ClientTwo {
         t.write(b"ping");
     }
 
-    fn data_received(&mut self, _t: &Transport, data: &[u8]) {
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
         let mut pong = self.pong.borrow_mut();
         pong.extend_from_slice(data);
         if pong.len() >= 4 {
-            let _ = torsion::reactor().stop();
+            t.lose_connection();
         }
+    }
+
+    fn connection_lost(&mut self, _reason: Failure) {
+        self.ended.put(()).unwrap();
     }
 }
 
-/// Runs the two-client scenario against a server whose first connection fails in `fail_in`.
-/// Returns whether client one's connection ended, what client two got back, and the log.
-fn run_first_fails(fail_in: FailIn) -> (bool, Vec<u8>, String) {
-    let ((lost, pong, timed_out), log) = captured_log(|| {
-        let r = new_reactor();
-        let timed_out = safety_timeout(&r);
-        let port = r
-            .listen_tcp_on(
-                0,
-                FirstFailsFactory {
-                    fail_in,
-                    built: Cell::new(0),
-                },
-                "127.0.0.1",
-            )
-            .unwrap();
-        let port = port.get_host().port().unwrap();
-        let lost = Rc::new(Cell::new(false));
-        let pong: Rc<RefCell<Vec<u8>>> = Rc::default();
-        let (l, p) = (lost.clone(), pong.clone());
-        r.connect_tcp(
-            "127.0.0.1",
+/// Runs the two-client scenario against a server whose first connection fails in `fail_in`,
+/// until client two and its server connection have closed. Returns whether client one's
+/// connection ended, what client two got back, and the log.
+async fn run_first_fails(fail_in: FailIn) -> Result<(bool, Vec<u8>, String), Failure> {
+    let capture = Capture::default();
+    let guard = capture.start();
+    let server_ended = DeferredQueue::new();
+    let listening = reactor().listen_tcp_on(
+        0,
+        FirstFailsFactory {
+            fail_in,
+            built: Cell::new(0),
+            ended: server_ended.clone(),
+        },
+        "127.0.0.1",
+    )?;
+    let port = listening.get_host().port().unwrap();
+    let lost = Rc::new(Cell::new(false));
+    let pong: Rc<RefCell<Vec<u8>>> = Rc::default();
+    let two_ended = DeferredQueue::new();
+    let (l, p, e) = (lost.clone(), pong.clone(), two_ended.clone());
+    reactor().connect_tcp(
+        "127.0.0.1",
+        port,
+        factory(move || ClientOne {
             port,
-            factory(move || ClientOne {
-                port,
-                lost: l.clone(),
-                pong: p.clone(),
-            }),
-        );
-        r.run().unwrap();
-        let pong = pong.borrow().clone();
-        (lost.get(), pong, timed_out.get())
-    });
-    assert!(!timed_out, "the scenario did not finish; log:\n{log}");
-    (lost, pong, log)
+            lost: l.clone(),
+            pong: p.clone(),
+            two_ended: e.clone(),
+        }),
+    );
+    // The first server connection closed before client one heard of it; the second closes
+    // when client two has closed.
+    next(&two_ended).await;
+    next(&server_ended).await;
+    listening.stop_listening().await?;
+    drop(guard);
+    let pong = pong.borrow().clone();
+    Ok((lost.get(), pong, capture.text()))
 }
 
-#[test]
-fn a_panic_in_connection_made_closes_that_connection_and_the_port_keeps_accepting() {
-    let (lost, pong, log) = run_first_fails(FailIn::ConnectionMade);
+#[torsion::test(timeout = 10)]
+async fn a_panic_in_connection_made_closes_that_connection_and_the_port_keeps_accepting(
+) -> Result<(), Failure> {
+    let (lost, pong, log) = run_first_fails(FailIn::ConnectionMade).await?;
     assert!(lost, "the panicking connection was not closed");
     assert_eq!(pong, b"ping");
     assert!(log.contains("boom in connection_made"), "{log}");
+    Ok(())
 }
 
-#[test]
-fn a_panic_in_build_protocol_closes_that_connection_and_the_port_keeps_accepting() {
-    let (lost, pong, log) = run_first_fails(FailIn::BuildProtocol);
+#[torsion::test(timeout = 10)]
+async fn a_panic_in_build_protocol_closes_that_connection_and_the_port_keeps_accepting(
+) -> Result<(), Failure> {
+    let (lost, pong, log) = run_first_fails(FailIn::BuildProtocol).await?;
     assert!(lost, "the refused connection was not closed");
     assert_eq!(pong, b"ping");
     assert!(log.contains("boom in build_protocol"), "{log}");
+    Ok(())
 }
 
-#[test]
-fn a_panic_in_connection_lost_is_logged_and_the_port_keeps_accepting() {
-    let (lost, pong, log) = run_first_fails(FailIn::ConnectionLost);
+#[torsion::test(timeout = 10)]
+async fn a_panic_in_connection_lost_is_logged_and_the_port_keeps_accepting() -> Result<(), Failure>
+{
+    let (lost, pong, log) = run_first_fails(FailIn::ConnectionLost).await?;
     assert!(lost);
     assert_eq!(pong, b"ping");
     assert!(log.contains("boom in connection_lost"), "{log}");
+    Ok(())
 }
 
 /// A client protocol that panics on the first data it receives.
@@ -389,7 +415,7 @@ impl Protocol for PanickyClient {
 }
 
 struct PanickyClientFactory {
-    lost: Rc<RefCell<Option<Failure>>>,
+    lost: DeferredQueue<Failure>,
 }
 
 impl Factory for PanickyClientFactory {
@@ -402,36 +428,45 @@ impl Factory for PanickyClientFactory {
 
 impl ClientFactory for PanickyClientFactory {
     fn client_connection_lost(&self, _connector: &Connector, reason: Failure) {
-        *self.lost.borrow_mut() = Some(reason);
-        let _ = torsion::reactor().stop();
+        self.lost.put(reason).unwrap();
     }
 }
 
-struct Echo;
+/// Echoes; reports on `ended` when its connection ends.
+struct Echo {
+    ended: DeferredQueue<()>,
+}
 
 impl Protocol for Echo {
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
         t.write(data);
     }
+
+    fn connection_lost(&mut self, _reason: Failure) {
+        self.ended.put(()).unwrap();
+    }
 }
 
-#[test]
-fn a_panicking_client_protocol_closes_its_connection_and_the_factory_hears_the_panic() {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let port = r.listen_tcp_on(0, factory(|| Echo), "127.0.0.1").unwrap();
-    let lost: Rc<RefCell<Option<Failure>>> = Rc::default();
-    r.connect_tcp(
+#[torsion::test(timeout = 10)]
+async fn a_panicking_client_protocol_closes_its_connection_and_the_factory_hears_the_panic(
+) -> Result<(), Failure> {
+    let server_ended = DeferredQueue::new();
+    let e = server_ended.clone();
+    let port =
+        reactor().listen_tcp_on(0, factory(move || Echo { ended: e.clone() }), "127.0.0.1")?;
+    let lost = DeferredQueue::new();
+    reactor().connect_tcp(
         "127.0.0.1",
         port.get_host().port().unwrap(),
         PanickyClientFactory { lost: lost.clone() },
     );
-    r.run().unwrap();
-    assert!(!timed_out.get(), "the client connection never ended");
-    let reason = lost.borrow_mut().take().expect("client_connection_lost");
+    let reason = next(&lost).await;
+    next(&server_ended).await;
+    port.stop_listening().await?;
     assert!(reason.is_panic(), "{reason:?}");
     assert!(
         reason.error_message().contains("boom in the client"),
         "{reason}"
     );
+    Ok(())
 }
