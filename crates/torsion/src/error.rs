@@ -1,7 +1,7 @@
 //! The error types Torsion reports, named as in Twisted (`twisted.internet.error` and
 //! `twisted.internet.defer`).
 //!
-//! They travel inside a [`Failure`](crate::Failure); errbacks test them with
+//! They travel inside a [`Failure`]; errbacks test them with
 //! [`Failure::check`](crate::Failure::check) and [`Failure::trap`](crate::Failure::trap):
 //!
 //! ```

@@ -1,6 +1,6 @@
 //! # Torsion: Twisted's event-driven networking, in Rust
 //!
-//! Torsion is Twisted's programming model — a [reactor](reactor) that calls your code when
+//! Torsion is Twisted's programming model — a [reactor](mod@reactor) that calls your code when
 //! events happen, [Deferreds](defer) for results you don't have yet, and [protocols](protocol),
 //! [factories](protocol::Factory) and [transports](transport) that separate the meaning of
 //! bytes from moving them — written as idiomatic, fast Rust on tokio.

@@ -1,6 +1,6 @@
 //! Deferreds: a result you don't have yet (Twisted's `twisted.internet.defer`).
 //!
-//! A [`Deferred<T>`] stands for a value of type `T` that will arrive later, or a [`Failure`].
+//! A [`Deferred<T>`] stands for a value of type `T` that will arrive later, or a [`Failure`](crate::Failure).
 //! You add callbacks (run on success) and errbacks (run on failure) to it; each one's return
 //! value is passed to the next, exactly as in Twisted:
 //!
@@ -34,7 +34,7 @@
 //!
 //! A callback that returns a Deferred pauses the chain until that Deferred fires
 //! ([`add_callback_deferred`](Deferred::add_callback_deferred)); a `Deferred` is also a
-//! [`Future`], and [`ensure_deferred`] turns `async` code into a Deferred, which is how Twisted's
+//! [`Future`](std::future::Future), and [`ensure_deferred`] turns `async` code into a Deferred, which is how Twisted's
 //! `inlineCallbacks` reads in Rust.
 
 mod deferred;
