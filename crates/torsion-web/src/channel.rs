@@ -60,6 +60,10 @@ pub(crate) struct ChannelShared {
 }
 
 impl ChannelShared {
+    pub(crate) fn site(&self) -> &Rc<SiteInner> {
+        &self.site
+    }
+
     pub(crate) fn server_name(&self) -> String {
         self.site.config.server_name.clone()
     }

@@ -17,6 +17,7 @@ pub mod proto;
 pub mod request;
 pub mod resource;
 pub mod resources;
+pub mod session;
 pub mod site;
 
 pub use request::Request;

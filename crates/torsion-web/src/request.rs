@@ -56,6 +56,7 @@ pub(crate) struct Inner {
     /// The client asked to close the connection after this response.
     close: Cell<bool>,
     started_at: std::time::SystemTime,
+    session: RefCell<Option<crate::session::Session>>,
 }
 
 /// An HTTP request and its response. Cheap to clone; every clone is the same request.
@@ -126,6 +127,7 @@ impl Request {
                 finish_waiters: RefCell::default(),
                 close: Cell::new(close),
                 started_at: std::time::SystemTime::now(),
+                session: RefCell::new(None),
             }),
         }
     }
@@ -224,6 +226,41 @@ impl Request {
                 (k == name).then(|| v.trim_matches('"').to_owned())
             })
         })
+    }
+
+    /// The session named by the request's session cookie, or a new one (setting the cookie)
+    /// — Twisted's `request.getSession()`. Each call notes activity on the session.
+    ///
+    /// # Panics
+    /// If the request's connection is already gone (a session needs its site).
+    pub fn get_session(&self) -> crate::session::Session {
+        use crate::session::{Session, SESSION_COOKIE};
+        if let Some(s) = self.inner.session.borrow().as_ref() {
+            return s.clone();
+        }
+        let channel = self
+            .inner_channel()
+            .expect("get_session on a request whose connection is gone");
+        let site = channel.site().clone();
+        let found = self
+            .get_cookie(SESSION_COOKIE)
+            .and_then(|uid| site.sessions.borrow().get(&uid).cloned());
+        let session = match found {
+            Some(s) => {
+                s.touch();
+                s
+            }
+            None => {
+                let s = Session::start(&site);
+                site.sessions
+                    .borrow_mut()
+                    .insert(s.uid().to_owned(), s.clone());
+                self.add_cookie(SESSION_COOKIE, s.uid(), "Path=/; HttpOnly; SameSite=Lax");
+                s
+            }
+        };
+        *self.inner.session.borrow_mut() = Some(session.clone());
+        session
     }
 
     /// The client's address.

@@ -20,6 +20,7 @@
 //! ```
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use torsion::reactor::ReactorTime;
@@ -29,6 +30,7 @@ use torsion::Factory;
 use crate::channel::HttpChannel;
 use crate::proto::Limits;
 use crate::resource::Resource;
+use crate::session::Session;
 
 /// A site's limits and time-outs.
 #[derive(Debug, Clone)]
@@ -45,6 +47,8 @@ pub struct SiteConfig {
     pub max_pipeline: usize,
     /// The `Server` header. Default `Torsion`.
     pub server_name: String,
+    /// Seconds a session lives without a request (Twisted's `sessionTimeout`). Default 900.
+    pub session_timeout: f64,
 }
 
 impl Default for SiteConfig {
@@ -56,6 +60,7 @@ impl Default for SiteConfig {
             idle_timeout: Some(60.0),
             max_pipeline: 16,
             server_name: "Torsion".to_owned(),
+            session_timeout: 900.0,
         }
     }
 }
@@ -64,6 +69,7 @@ type AccessLog = Box<dyn Fn(&str)>;
 
 pub(crate) struct SiteInner {
     pub(crate) root: Rc<dyn Resource>,
+    pub(crate) sessions: RefCell<HashMap<String, Session>>,
     pub(crate) config: SiteConfig,
     pub(crate) access_log: RefCell<Option<AccessLog>>,
     clock: RefCell<Option<Rc<dyn ReactorTime>>>,
@@ -95,6 +101,7 @@ impl Site {
         Site {
             inner: Rc::new(SiteInner {
                 root,
+                sessions: RefCell::default(),
                 config,
                 access_log: RefCell::new(None),
                 clock: RefCell::new(None),
@@ -120,6 +127,24 @@ impl Site {
     /// The limits and time-outs.
     pub fn config(&self) -> &SiteConfig {
         &self.inner.config
+    }
+
+    /// The live session with id `uid` (Twisted's `getSession`).
+    pub fn get_session(&self, uid: &str) -> Option<Session> {
+        self.inner.sessions.borrow().get(uid).cloned()
+    }
+
+    /// How many sessions are live.
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.borrow().len()
+    }
+
+    /// Expires every live session (for shutdown, and tests).
+    pub fn expire_sessions(&self) {
+        let all: Vec<Session> = self.inner.sessions.borrow().values().cloned().collect();
+        for s in all {
+            s.expire();
+        }
     }
 }
 
