@@ -60,6 +60,14 @@ pub(crate) struct ChannelShared {
 }
 
 impl ChannelShared {
+    /// Bytes written to the connection and not yet sent.
+    pub(crate) fn buffered_size(&self) -> usize {
+        self.transport
+            .borrow()
+            .as_ref()
+            .map_or(0, |t| t.buffered_size())
+    }
+
     pub(crate) fn site(&self) -> &Rc<SiteInner> {
         &self.site
     }

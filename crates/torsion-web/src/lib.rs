@@ -19,6 +19,7 @@ pub mod resource;
 pub mod resources;
 pub mod session;
 pub mod site;
+pub mod static_file;
 
 pub use request::Request;
 pub use resource::{Render, Resource};

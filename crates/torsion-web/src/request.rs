@@ -332,6 +332,18 @@ impl Request {
         self.set_header("Location", url);
     }
 
+    /// Bytes of this response not yet sent: output held back behind earlier pipelined
+    /// responses, plus the connection's write buffer. Producers of long bodies wait while it
+    /// is large, so a slow client cannot make the server buffer a whole file.
+    pub fn buffered_size(&self) -> usize {
+        self.inner.response.borrow().out.len()
+            + self
+                .inner
+                .channel
+                .upgrade()
+                .map_or(0, |c| c.buffered_size())
+    }
+
     /// True once the response head has been sent (or queued).
     pub fn started(&self) -> bool {
         self.inner.response.borrow().started

@@ -1,0 +1,587 @@
+//! Static files (Twisted's `twisted.web.static.File`): serves one file, or a folder tree.
+//!
+//! A [`File`] on a folder finds its children by path segment; a folder asked for with a
+//! trailing slash is answered with its index page (`index.html`, or the names given to
+//! [`File::index_names`]) or else an HTML listing; without the slash it is redirected (301) to
+//! the slash form. A file is sent with its content type (by extension), `Last-Modified`, a
+//! strong `ETag` and `Accept-Ranges: bytes`, and the server answers what HTTP lets a client
+//! ask of it:
+//!
+//! - conditional requests: `If-None-Match` (and, without it, `If-Modified-Since`) give 304;
+//!   `If-Match` and `If-Unmodified-Since` give 412;
+//! - ranges: `bytes=a-b`, `a-` and `-n` give 206 with `Content-Range`, several ranges give a
+//!   `multipart/byteranges` body, ranges outside the file give 416 (`Content-Range: bytes
+//!   */size`), malformed Range headers are ignored, and `If-Range` lets a range apply only to
+//!   the version the client has;
+//! - HEAD: the same head as GET, no body.
+//!
+//! Files up to 64 KiB go out in one write; larger ones are read and written 64 KiB at a time,
+//! one chunk per reactor turn, so only one chunk of a file is held here at once. (The
+//! connection's write buffer is not visible from a [`Request`] yet, so a client that reads
+//! slower than that can still make it grow; see `producer.rs`.)
+//!
+//! Requests never leave the root: a segment that is `.` or `..` or holds `/`, `\` or NUL
+//! (also once percent-decoded) is not found, and a symbolic link that resolves outside the
+//! root is refused with 403 unless [`File::allow_symlinks_outside`] says otherwise. Hidden
+//! files are served, as in Twisted. A file that cannot be read is answered 403 or 404 and
+//! logged, never a panic.
+//!
+//! Seed 004's `File('.')`, fetched once:
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use torsion::reactor;
+//! use torsion_web::{site::Site, static_file::File};
+//!
+//! let dir = std::env::temp_dir().join(format!("torsion-static-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! std::fs::write(dir.join("index.html"), "<h1>Hello</h1>")?;
+//!
+//! let port = reactor().listen_tcp_on(0, Site::new(File::new(&dir)), "127.0.0.1")?;
+//! let addr = port.get_host().socket_addr().unwrap();
+//! let handle = reactor().handle();
+//! let client = std::thread::spawn(move || {
+//!     let mut s = std::net::TcpStream::connect(addr).unwrap();
+//!     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+//!     let mut answer = String::new();
+//!     s.read_to_string(&mut answer).unwrap();
+//!     handle.stop();
+//!     answer
+//! });
+//! reactor().run()?;
+//! let answer = client.join().unwrap();
+//! assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+//! assert!(answer.contains("Content-Type: text/html\r\n"), "{answer}");
+//! assert!(answer.ends_with("\r\n\r\n<h1>Hello</h1>"), "{answer}");
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), torsion::Failure>(())
+//! ```
+
+mod listing;
+mod producer;
+mod range;
+mod validators;
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::channel::error_page;
+use crate::proto::{html_escape, http_date, percent_decode};
+use crate::request::Request;
+use crate::resource::{Children, Render, Resource};
+use crate::resources::ErrorPage;
+
+use listing::{render_listing, Entry};
+use producer::{body_len, read_body, stream, Piece, CHUNK};
+use range::{parse_range, Ranges};
+use validators::{evaluate, if_range_holds, Precondition, Validators};
+
+/// Settings shared by a [`File`] and every `File` made for what lies below it.
+#[derive(Clone)]
+struct Config {
+    root: PathBuf,
+    /// The root with every symbolic link resolved, found on first use.
+    canonical_root: OnceCell<PathBuf>,
+    index_names: Vec<String>,
+    directory_listing: bool,
+    allow_symlinks_outside: bool,
+    default_type: String,
+    /// Lower-case extension (without the dot) to content type; checked before `mime_guess`.
+    content_types: HashMap<String, String>,
+}
+
+impl Config {
+    fn canonical_root(&self) -> io::Result<&Path> {
+        if self.canonical_root.get().is_none() {
+            let _ = self.canonical_root.set(fs::canonicalize(&self.root)?);
+        }
+        Ok(self
+            .canonical_root
+            .get()
+            .map_or(self.root.as_path(), PathBuf::as_path))
+    }
+
+    /// True when `path` (which exists) resolves to a place inside the root.
+    fn inside_root(&self, path: &Path) -> io::Result<bool> {
+        let real = fs::canonicalize(path)?;
+        Ok(real.starts_with(self.canonical_root()?))
+    }
+
+    /// The content type for a file name: the types set with [`File::content_type`], then
+    /// `mime_guess`, then the default type.
+    fn content_type_of(&self, path: &Path) -> String {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        if let Some(t) = ext.as_ref().and_then(|e| self.content_types.get(e)) {
+            return t.clone();
+        }
+        match mime_guess::from_path(path).first_raw() {
+            Some(t) => t.to_owned(),
+            None => self.default_type.clone(),
+        }
+    }
+}
+
+/// A file or folder on disk, served over HTTP (Twisted's `static.File`).
+///
+/// ```
+/// use std::rc::Rc;
+/// use torsion_web::resource::Resource;
+/// use torsion_web::resources::Data;
+/// use torsion_web::static_file::File;
+///
+/// let root = File::new("./public")
+///     .index_names(["index.html", "index.htm"])
+///     .directory_listing(false)
+///     .content_type("md", "text/markdown");
+/// root.put_child(b"status", Rc::new(Data::new("ok", "text/plain")));
+/// ```
+pub struct File {
+    path: PathBuf,
+    config: Rc<Config>,
+    children: Children,
+}
+
+impl File {
+    /// Serves the file or folder at `path`. The path need not exist yet: requests for it are
+    /// answered 404 until it does.
+    pub fn new(path: impl Into<PathBuf>) -> File {
+        let path = path.into();
+        File {
+            config: Rc::new(Config {
+                root: path.clone(),
+                canonical_root: OnceCell::new(),
+                index_names: vec!["index.html".to_owned()],
+                directory_listing: true,
+                allow_symlinks_outside: false,
+                default_type: "application/octet-stream".to_owned(),
+                content_types: HashMap::new(),
+            }),
+            path,
+            children: Children::new(),
+        }
+    }
+
+    /// The names tried, in order, for a folder's index page (Twisted's `indexNames`); the
+    /// default is `index.html`.
+    pub fn index_names<I, S>(mut self, names: I) -> File
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config_mut().index_names = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Lists folders that have no index page (the default); when off, such a folder is
+    /// answered 403 Forbidden.
+    pub fn directory_listing(mut self, on: bool) -> File {
+        self.config_mut().directory_listing = on;
+        self
+    }
+
+    /// Follows symbolic links that lead outside the root. Off by default: such links are
+    /// answered 403 Forbidden and left out of listings.
+    pub fn allow_symlinks_outside(mut self, allow: bool) -> File {
+        self.config_mut().allow_symlinks_outside = allow;
+        self
+    }
+
+    /// The content type of files whose type is not known (Twisted's `defaultType`); the
+    /// default is `application/octet-stream`.
+    pub fn default_type(mut self, content_type: &str) -> File {
+        self.config_mut().default_type = content_type.to_owned();
+        self
+    }
+
+    /// Serves files ending in `.extension` as `content_type` (Twisted's `contentTypes`),
+    /// before the types `mime_guess` knows. The extension is matched without case.
+    pub fn content_type(mut self, extension: &str, content_type: &str) -> File {
+        let ext = extension.trim_start_matches('.').to_ascii_lowercase();
+        self.config_mut()
+            .content_types
+            .insert(ext, content_type.to_owned());
+        self
+    }
+
+    /// The path this resource serves.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Rc::make_mut(&mut self.config)
+    }
+
+    /// A `File` for a path below this one, with the same settings (Twisted's
+    /// `createSimilarFile`).
+    fn create_similar_file(&self, path: PathBuf) -> File {
+        File {
+            path,
+            config: self.config.clone(),
+            children: Children::new(),
+        }
+    }
+
+    /// Finds the entry called `name` in this folder.
+    fn lookup(&self, name: &[u8]) -> Lookup {
+        let Some(name) = safe_segment(name) else {
+            return Lookup::Missing;
+        };
+        let path = self.path.join(name);
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            return Lookup::Missing;
+        };
+        if meta.file_type().is_symlink() && !self.config.allow_symlinks_outside {
+            match self.config.inside_root(&path) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(target: "torsion_web", path = %path.display(), "refused: a symbolic link leading outside the served folder");
+                    return Lookup::Forbidden;
+                }
+                // A dangling link, or one in a loop.
+                Err(_) => return Lookup::Missing,
+            }
+        }
+        Lookup::Found(path)
+    }
+
+    /// What a folder answers for its own URL with a trailing slash.
+    fn index(&self) -> Rc<dyn Resource> {
+        for name in &self.config.index_names {
+            if let Lookup::Found(path) = self.lookup(name.as_bytes()) {
+                if fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                    return Rc::new(self.create_similar_file(path));
+                }
+            }
+        }
+        if self.config.directory_listing {
+            Rc::new(DirectoryLister {
+                path: self.path.clone(),
+                config: self.config.clone(),
+            })
+        } else {
+            Rc::new(ErrorPage::new(
+                403,
+                "Directory listing is not allowed here.",
+            ))
+        }
+    }
+}
+
+/// What looking a name up in a folder found.
+enum Lookup {
+    Found(PathBuf),
+    Missing,
+    Forbidden,
+}
+
+/// The file-system name for a decoded path segment, unless it could step out of its folder:
+/// `.` and `..`, and names holding `/`, `\` or NUL, are refused.
+fn safe_segment(name: &[u8]) -> Option<OsString> {
+    if name.is_empty()
+        || name == b"."
+        || name == b".."
+        || name.iter().any(|&b| matches!(b, b'/' | b'\\' | 0))
+    {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Some(std::ffi::OsStr::from_bytes(name).to_owned())
+    }
+    #[cfg(not(unix))]
+    {
+        let name = std::str::from_utf8(name).ok()?;
+        // Drive letters and alternate data streams.
+        (!name.contains(':')).then(|| OsString::from(name))
+    }
+}
+
+impl Resource for File {
+    fn children(&self) -> Option<&Children> {
+        Some(&self.children)
+    }
+
+    fn get_child(&self, name: &[u8], _request: &Request) -> Option<Rc<dyn Resource>> {
+        if !fs::metadata(&self.path).is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
+        if name.is_empty() {
+            return Some(self.index());
+        }
+        match self.lookup(name) {
+            Lookup::Found(path) => Some(Rc::new(self.create_similar_file(path))),
+            Lookup::Missing => None,
+            Lookup::Forbidden => Some(Rc::new(ErrorPage::new(
+                403,
+                "You don't have permission to access this resource.",
+            ))),
+        }
+    }
+
+    fn render_get(&self, request: &Request) -> Render {
+        let meta = match fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) => return io_error(request, &self.path, &e),
+        };
+        if meta.is_dir() {
+            return redirect_with_slash(request);
+        }
+        if !meta.is_file() {
+            tracing::warn!(target: "torsion_web", path = %self.path.display(), "refused: not a regular file");
+            return forbidden(request);
+        }
+        serve_file(
+            request,
+            &self.path,
+            &meta,
+            &self.config.content_type_of(&self.path),
+        )
+    }
+}
+
+/// Sends a regular file, or the part of it the request asks for.
+fn serve_file(request: &Request, path: &Path, meta: &fs::Metadata, content_type: &str) -> Render {
+    let size = meta.len();
+    let mtime = meta.modified().ok();
+    let validators = Validators::new(size, mtime);
+    request.set_header("Accept-Ranges", "bytes");
+    request.set_header("ETag", validators.etag.clone());
+    if let Some(t) = validators.last_modified {
+        request.set_header("Last-Modified", http_date(t));
+    }
+    match evaluate(request.headers(), &validators) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            request.set_response_code(304);
+            return Render::Body(Vec::new());
+        }
+        Precondition::Failed => {
+            request.set_response_code(412);
+            return Render::Body(error_page(
+                412,
+                "The file is not in the state the request's conditions ask for.",
+            ));
+        }
+    }
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return io_error(request, path, &e),
+    };
+    let ranges = match request.headers().get("range") {
+        Some(range) => {
+            let applies = request
+                .headers()
+                .get("if-range")
+                .is_none_or(|v| if_range_holds(v, &validators));
+            if applies {
+                parse_range(range, size)
+            } else {
+                Ranges::Whole
+            }
+        }
+        None => Ranges::Whole,
+    };
+    let pieces = match ranges {
+        Ranges::Whole => {
+            request.set_header("Content-Type", content_type);
+            vec![Piece::File {
+                offset: 0,
+                len: size,
+            }]
+        }
+        Ranges::Unsatisfiable => {
+            request.set_response_code(416);
+            request.set_header("Content-Range", format!("bytes */{size}"));
+            request.set_header("Content-Type", "text/html; charset=utf-8");
+            return Render::Body(error_page(
+                416,
+                "None of the requested ranges lies within the file.",
+            ));
+        }
+        Ranges::Parts(parts) => {
+            request.set_response_code(206);
+            if let [(first, last)] = parts[..] {
+                request.set_header("Content-Type", content_type);
+                request.set_header("Content-Range", format!("bytes {first}-{last}/{size}"));
+                vec![Piece::File {
+                    offset: first,
+                    len: last - first + 1,
+                }]
+            } else {
+                multipart(request, &parts, size, content_type)
+            }
+        }
+    };
+    let len = body_len(&pieces);
+    request.set_header("Content-Length", len.to_string());
+    if request.method() == "HEAD" {
+        return Render::Body(Vec::new());
+    }
+    if len <= CHUNK as u64 {
+        return match read_body(&mut file, pieces) {
+            Ok(body) => Render::Body(body),
+            Err(e) => {
+                tracing::warn!(target: "torsion_web", path = %path.display(), "reading the file failed: {e}");
+                request.set_response_code(500);
+                request.set_header("Content-Type", "text/html");
+                let page = error_page(500, "The file changed while it was being read.");
+                request.set_header("Content-Length", page.len().to_string());
+                Render::Body(page)
+            }
+        };
+    }
+    Render::Later(stream(request, file, path.to_owned(), pieces))
+}
+
+/// The body of a multi-range answer (`multipart/byteranges`, RFC 9110 section 14.6).
+fn multipart(request: &Request, parts: &[(u64, u64)], size: u64, content_type: &str) -> Vec<Piece> {
+    let boundary = boundary();
+    request.set_header(
+        "Content-Type",
+        format!("multipart/byteranges; boundary={boundary}"),
+    );
+    let mut pieces = Vec::with_capacity(parts.len() * 2 + 1);
+    for (i, &(first, last)) in parts.iter().enumerate() {
+        let head = format!(
+            "{}--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {first}-{last}/{size}\r\n\r\n",
+            if i == 0 { "" } else { "\r\n" }
+        );
+        pieces.push(Piece::Bytes(head.into_bytes()));
+        pieces.push(Piece::File {
+            offset: first,
+            len: last - first + 1,
+        });
+    }
+    pieces.push(Piece::Bytes(format!("\r\n--{boundary}--\r\n").into_bytes()));
+    pieces
+}
+
+/// A boundary no file is likely to hold: 64 random bits from the standard library's hasher
+/// keys, over the time.
+fn boundary() -> String {
+    use std::hash::BuildHasher;
+    let bits =
+        std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
+    format!("torsion-{bits:016x}")
+}
+
+/// 301 to the same path with a trailing slash (and the same query).
+fn redirect_with_slash(request: &Request) -> Render {
+    let path = String::from_utf8_lossy(request.path());
+    // Never `//host`: that would send the client to another site.
+    let mut location = format!("/{}/", path.trim_start_matches(['/', '\\']));
+    if !request.query().is_empty() {
+        location.push('?');
+        location.push_str(&String::from_utf8_lossy(request.query()));
+    }
+    request.set_response_code(301);
+    request.set_header("Location", location.clone());
+    request.set_header("Content-Type", "text/html; charset=utf-8");
+    let url = html_escape(&location);
+    format!("<html><head><meta http-equiv=\"refresh\" content=\"0;URL={url}\"></head><body bgcolor=\"#FFFFFF\" text=\"#000000\"><a href=\"{url}\">click here</a></body></html>").into()
+}
+
+fn forbidden(request: &Request) -> Render {
+    request.set_response_code(403);
+    Render::Body(error_page(
+        403,
+        "You don't have permission to access this resource.",
+    ))
+}
+
+/// A file-system error as an answer: 404 for what is not there, 403 for what may not be
+/// read, 500 for the rest. Logged.
+fn io_error(request: &Request, path: &Path, e: &io::Error) -> Render {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
+            tracing::info!(target: "torsion_web", path = %path.display(), "not found: {e}");
+            request.set_response_code(404);
+            Render::Body(error_page(404, "Sorry. No luck finding that resource."))
+        }
+        io::ErrorKind::PermissionDenied => {
+            tracing::warn!(target: "torsion_web", path = %path.display(), "cannot read: {e}");
+            forbidden(request)
+        }
+        _ => {
+            tracing::error!(target: "torsion_web", path = %path.display(), "cannot read: {e}");
+            request.set_response_code(500);
+            Render::Body(error_page(
+                500,
+                "The file could not be read; the error has been logged.",
+            ))
+        }
+    }
+}
+
+/// The HTML listing of a folder (Twisted's `static.DirectoryLister`).
+struct DirectoryLister {
+    path: PathBuf,
+    config: Rc<Config>,
+}
+
+impl DirectoryLister {
+    /// The folder's entries, without symbolic links that lead outside the root (unless
+    /// allowed) or nowhere.
+    fn entries(&self) -> io::Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        for entry in fs::read_dir(&self.path)? {
+            let Ok(entry) = entry else { continue };
+            let path = entry.path();
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            if is_link
+                && !self.config.allow_symlinks_outside
+                && !self.config.inside_root(&path).unwrap_or(false)
+            {
+                continue;
+            }
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            let name = os_bytes(entry.file_name());
+            entries.push(Entry {
+                is_dir: meta.is_dir(),
+                size: meta.len(),
+                content_type: if meta.is_dir() {
+                    String::new()
+                } else {
+                    self.config.content_type_of(&path)
+                },
+                name,
+            });
+        }
+        Ok(entries)
+    }
+}
+
+fn os_bytes(name: OsString) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        name.into_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        name.to_string_lossy().into_owned().into_bytes()
+    }
+}
+
+impl Resource for DirectoryLister {
+    fn render_get(&self, request: &Request) -> Render {
+        let entries = match self.entries() {
+            Ok(e) => e,
+            Err(e) => return io_error(request, &self.path, &e),
+        };
+        let title = String::from_utf8_lossy(&percent_decode(request.path())).into_owned();
+        request.set_header("Content-Type", "text/html; charset=utf-8");
+        render_listing(&title, entries).into()
+    }
+}
