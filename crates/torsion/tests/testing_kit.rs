@@ -166,3 +166,14 @@ fn success_result_of_an_unfired_deferred_fails_clearly() {
     let pending: Deferred<()> = Deferred::new();
     success_result_of(&pending);
 }
+
+#[test]
+fn a_string_transport_reports_the_addresses_it_was_given() {
+    use torsion::testing::StringTransport;
+    use torsion::transport::Address;
+    let peer = Address::Tcp("10.0.0.7:4242".parse().unwrap());
+    let host = Address::Tcp("127.0.0.1:80".parse().unwrap());
+    let st = StringTransport::with_addresses(peer.clone(), host.clone());
+    let t = st.transport();
+    assert_eq!((t.get_peer(), t.get_host()), (peer, host));
+}

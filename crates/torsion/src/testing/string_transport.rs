@@ -33,12 +33,26 @@ struct StringTransportInner {
     aborted: std::cell::Cell<bool>,
     write_closed: std::cell::Cell<bool>,
     paused: std::cell::Cell<bool>,
+    peer: std::cell::RefCell<Option<crate::transport::Address>>,
+    host: std::cell::RefCell<Option<crate::transport::Address>>,
 }
 
 impl StringTransport {
     /// A fresh transport with nothing written.
     pub fn new() -> StringTransport {
         StringTransport::default()
+    }
+
+    /// A recorder reporting `peer` and `host` as the connection's addresses (Twisted's
+    /// `StringTransport(peerAddress=..., hostAddress=...)`).
+    pub fn with_addresses(
+        peer: crate::transport::Address,
+        host: crate::transport::Address,
+    ) -> StringTransport {
+        let t = StringTransport::new();
+        *t.inner.peer.borrow_mut() = Some(peer);
+        *t.inner.host.borrow_mut() = Some(host);
+        t
     }
 
     /// A [`Transport`](crate::Transport) handle writing into this recorder.
@@ -93,10 +107,16 @@ impl crate::transport::TransportImpl for StringTransportInner {
         self.write_closed.set(true);
     }
     fn get_peer(&self) -> crate::transport::Address {
-        crate::transport::Address::Named("string-transport-peer".into())
+        self.peer
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| crate::transport::Address::Named("string-transport-peer".into()))
     }
     fn get_host(&self) -> crate::transport::Address {
-        crate::transport::Address::Named("string-transport-host".into())
+        self.host
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| crate::transport::Address::Named("string-transport-host".into()))
     }
     fn buffered_size(&self) -> usize {
         0
