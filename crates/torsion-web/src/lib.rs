@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod channel;
+pub mod client;
 pub mod proto;
 pub mod request;
 pub mod resource;

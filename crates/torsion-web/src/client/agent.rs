@@ -1,0 +1,484 @@
+//! [`Agent`]: makes HTTP requests (Twisted's `Agent`, with `RedirectAgent` and
+//! `ContentDecoderAgent` as options), and [`get_page`] (Twisted's `getPage`).
+//!
+//! ```no_run
+//! use torsion::{reactor, Failure};
+//! use torsion_web::client::{read_body, Agent};
+//! use torsion_web::proto::Headers;
+//!
+//! let agent = Agent::new().with_redirects(20).with_gzip().with_timeout(10.0);
+//! let mut headers = Headers::new();
+//! headers.add("Accept", "text/html");
+//! agent
+//!     .request("GET", "http://example.com/", headers, None)
+//!     .add_callback_deferred(|response| {
+//!         println!("{} {}", response.code, response.phrase);
+//!         read_body(response)
+//!     })
+//!     .add_callbacks(
+//!         |body| println!("{} bytes", body.len()),
+//!         |failure: Failure| {
+//!             println!("failed: {failure}");
+//!             Ok(())
+//!         },
+//!     )
+//!     .add_both(|_| reactor().stop());
+//! reactor().run().unwrap();
+//! ```
+
+use std::fmt;
+use std::rc::Rc;
+
+use torsion::defer::{fail, succeed, Deferred};
+use torsion::error::TimeoutError;
+use torsion::tcp::{Connector, DEFAULT_CONNECT_TIMEOUT};
+use torsion::{Failure, Reactor};
+
+use super::connection::{encode_request, EncodeOptions, HttpClientFactory, PreparedRequest};
+use super::error::{
+    HttpError, InfiniteRedirection, RedirectWithNoLocation, ResponseNeverReceived,
+    SchemeNotSupported,
+};
+use super::pool::{HttpConnectionPool, PoolKey};
+use super::response::{read_body, Response};
+use super::url::Url;
+use crate::proto::{Headers, Limits};
+
+/// How many redirects are followed by default (Twisted's `redirectLimit`).
+pub const DEFAULT_REDIRECT_LIMIT: usize = 20;
+
+/// The largest response body read by default: 100 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 100 * 1024 * 1024;
+
+/// Opens TLS connections for `https` URLs: the hook the TLS support plugs into.
+///
+/// An implementation connects to `host:port` (with `reactor.connect_tcp_timeout`, say), runs
+/// the TLS handshake checking the certificate for `host`, and runs `factory`'s protocol over
+/// the TLS transport: `connection_made` once the handshake is done, decrypted bytes to
+/// `data_received`, and `client_connection_failed` on the factory if connecting or the
+/// handshake fails. It returns the TCP connector, so a cancelled request can stop it.
+pub trait TlsConnector {
+    /// Connects to `host:port` over TLS within `timeout` seconds; see the trait's
+    /// documentation.
+    fn connect_tls(
+        &self,
+        reactor: &Reactor,
+        host: &str,
+        port: u16,
+        factory: HttpClientFactory,
+        timeout: f64,
+    ) -> Connector;
+}
+
+#[derive(Clone)]
+struct AgentConfig {
+    connect_timeout: f64,
+    timeout: Option<f64>,
+    max_body: u64,
+    redirect_limit: Option<usize>,
+    gzip: bool,
+    user_agent: Option<String>,
+    limits: Limits,
+    tls: Option<Rc<dyn TlsConnector>>,
+}
+
+/// Makes HTTP/1.1 requests over a pool of keep-alive connections (Twisted's `Agent`).
+///
+/// Cheap to clone; clones share the pool and the settings. The `with_*` methods set it up:
+///
+/// - [`with_redirects`](Self::with_redirects): follow redirects (Twisted's `RedirectAgent`,
+///   browser-like: 301, 302 and 303 become a GET, 307 and 308 keep the method and body);
+/// - [`with_gzip`](Self::with_gzip): ask for and decode gzip bodies (Twisted's
+///   `ContentDecoderAgent` with `GzipDecoder`);
+/// - [`with_timeout`](Self::with_timeout) and [`with_connect_timeout`](Self::with_connect_timeout);
+/// - [`with_max_body`](Self::with_max_body): the largest body read (100 MiB by default);
+/// - [`with_pool`](Self::with_pool): share a [`HttpConnectionPool`] or use a non-persistent one;
+/// - [`with_tls`](Self::with_tls): a [`TlsConnector`] for `https` URLs.
+///
+/// Each agent made with [`new`](Self::new) has its own persistent pool; call
+/// [`close_cached_connections`](Self::close_cached_connections) when done with it (tests
+/// must, to leave no connection open).
+#[derive(Clone)]
+pub struct Agent {
+    pool: HttpConnectionPool,
+    config: Rc<AgentConfig>,
+}
+
+impl Default for Agent {
+    fn default() -> Self {
+        Agent::new()
+    }
+}
+
+/// What one hop of a request needs.
+#[derive(Clone)]
+struct Spec {
+    method: String,
+    url: Url,
+    headers: Headers,
+    body: Option<Vec<u8>>,
+}
+
+type Opener = Rc<dyn Fn(HttpClientFactory) -> Connector>;
+
+/// Methods whose requests may be sent twice (RFC 9110 section 9.2.2).
+fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
+/// A Deferred already fired with `out`.
+fn from_result<T: 'static>(out: Result<T, Failure>) -> Deferred<T> {
+    match out {
+        Ok(v) => succeed(v),
+        Err(f) => fail(f),
+    }
+}
+
+impl Agent {
+    /// An agent on the current thread's reactor, with its own persistent pool, no redirect
+    /// following, no gzip, no overall time-out, a 30 s connect time-out and a 100 MiB body
+    /// limit. It sends `User-Agent: Torsion`.
+    pub fn new() -> Agent {
+        Agent {
+            pool: HttpConnectionPool::new(true),
+            config: Rc::new(AgentConfig {
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                timeout: None,
+                max_body: DEFAULT_MAX_BODY,
+                redirect_limit: None,
+                gzip: false,
+                user_agent: Some("Torsion".to_owned()),
+                limits: Limits {
+                    max_head: 64 * 1024,
+                    max_headers: 128,
+                    ..Limits::default()
+                },
+                tls: None,
+            }),
+        }
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut AgentConfig)) -> Agent {
+        f(Rc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Uses `pool` for connections (shared with other agents, or non-persistent).
+    pub fn with_pool(mut self, pool: HttpConnectionPool) -> Agent {
+        self.pool = pool;
+        self
+    }
+
+    /// Follows up to `limit` redirects (Twisted's `RedirectAgent`; the usual limit is
+    /// [`DEFAULT_REDIRECT_LIMIT`]): 301, 302 and 303 are followed with a GET (HEAD stays
+    /// HEAD) and no body, 307 and 308 with the same method and body. Relative `Location`s are
+    /// resolved against the request's URL; credentials and cookies are not sent to another
+    /// origin. One more redirect than `limit` fails with
+    /// [`InfiniteRedirection`](super::InfiniteRedirection).
+    pub fn with_redirects(self, limit: usize) -> Agent {
+        self.configure(|c| c.redirect_limit = Some(limit))
+    }
+
+    /// Sends `Accept-Encoding: gzip` and decodes `Content-Encoding: gzip` bodies (Twisted's
+    /// `ContentDecoderAgent`). The body limit applies to the decoded size.
+    pub fn with_gzip(self) -> Agent {
+        self.configure(|c| c.gzip = true)
+    }
+
+    /// Seconds allowed to make each connection (default 30); failing fails the request with
+    /// [`TimeoutError`].
+    pub fn with_connect_timeout(self, seconds: f64) -> Agent {
+        self.configure(|c| c.connect_timeout = seconds)
+    }
+
+    /// Seconds allowed for the whole request: connecting, the response head and the body,
+    /// redirects included. Past it, whatever is pending (the response, or reading its body)
+    /// fails with [`TimeoutError`] and the connection is closed.
+    pub fn with_timeout(self, seconds: f64) -> Agent {
+        self.configure(|c| c.timeout = Some(seconds))
+    }
+
+    /// The largest response body read, in bytes (decoded bytes for gzip). A larger body fails
+    /// with [`BodyTooLarge`](super::BodyTooLarge).
+    pub fn with_max_body(self, bytes: u64) -> Agent {
+        self.configure(|c| c.max_body = bytes)
+    }
+
+    /// The `User-Agent` sent when the request has none (default `Torsion`); `None` sends none.
+    pub fn with_user_agent(self, user_agent: Option<&str>) -> Agent {
+        self.configure(|c| c.user_agent = user_agent.map(str::to_owned))
+    }
+
+    /// Fetches `https` URLs through `connector`.
+    pub fn with_tls(self, connector: impl TlsConnector + 'static) -> Agent {
+        self.configure(|c| c.tls = Some(Rc::new(connector)))
+    }
+
+    /// The agent's connection pool.
+    pub fn pool(&self) -> &HttpConnectionPool {
+        &self.pool
+    }
+
+    /// Closes the pool's idle connections; see
+    /// [`HttpConnectionPool::close_cached_connections`].
+    pub fn close_cached_connections(&self) -> Deferred<()> {
+        self.pool.close_cached_connections()
+    }
+
+    /// Sends a request (Twisted's `Agent.request`). The Deferred fires with the
+    /// [`Response`] once its head has arrived; read the body with [`read_body`].
+    ///
+    /// `Host`, `User-Agent` (unless given), `Content-Length` (for a body, and an empty POST,
+    /// PUT or PATCH) and `Connection: close` (for a non-persistent pool) are added; any
+    /// `Content-Length` or `Transfer-Encoding` in `headers` is replaced.
+    ///
+    /// Failures: [`InvalidUrl`](super::InvalidUrl), [`SchemeNotSupported`],
+    /// [`InvalidRequest`](super::InvalidRequest), the connection's own
+    /// ([`ConnectionRefusedError`](torsion::error::ConnectionRefusedError),
+    /// [`ConnectError`](torsion::error::ConnectError), [`TimeoutError`]),
+    /// [`ResponseNeverReceived`], [`ResponseFailed`](super::ResponseFailed),
+    /// [`MalformedResponse`](super::MalformedResponse), and for redirects
+    /// [`InfiniteRedirection`] and [`RedirectWithNoLocation`]. Cancelling the Deferred stops
+    /// the request and closes its connection.
+    pub fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: Headers,
+        body: Option<Vec<u8>>,
+    ) -> Deferred<Response> {
+        let url = match Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => return fail(e),
+        };
+        let deadline = self
+            .config
+            .timeout
+            .map(|t| self.pool.reactor().seconds() + t);
+        let spec = Spec {
+            method: method.to_owned(),
+            url,
+            headers,
+            body,
+        };
+        match self.config.redirect_limit {
+            None => self.request_once(&spec, deadline),
+            Some(limit) => self.clone().follow(spec, deadline, 0, limit),
+        }
+    }
+
+    /// A GET of `url` with no extra headers.
+    pub fn get(&self, url: &str) -> Deferred<Response> {
+        self.request("GET", url, Headers::new(), None)
+    }
+
+    /// Sends one hop, following redirects from its response while `hops < limit`.
+    fn follow(
+        self,
+        spec: Spec,
+        deadline: Option<f64>,
+        hops: usize,
+        limit: usize,
+    ) -> Deferred<Response> {
+        self.request_once(&spec, deadline)
+            .add_callback_deferred(move |response| match next_hop(&spec, &response) {
+                Ok(None) => succeed(response),
+                Err(f) => fail(f),
+                Ok(Some(next)) if hops >= limit => fail(InfiniteRedirection {
+                    limit,
+                    location: next.url.to_string(),
+                }),
+                Ok(Some(next)) => {
+                    drop(response); // its body is read and thrown away; the connection goes back
+                    self.follow(next, deadline, hops + 1, limit)
+                }
+            })
+    }
+
+    /// How to connect for `url`, within what is left of the deadline.
+    fn opener(&self, url: &Url, deadline: Option<f64>) -> Result<Opener, Failure> {
+        let reactor = self.pool.reactor().clone();
+        let mut timeout = self.config.connect_timeout;
+        if let Some(at) = deadline {
+            let left = at - reactor.seconds();
+            if left <= 0.0 {
+                return Err(Failure::new(TimeoutError));
+            }
+            timeout = timeout.min(left);
+        }
+        let (host, port) = (url.host().to_owned(), url.port());
+        match url.scheme() {
+            "http" => Ok(Rc::new(move |f| {
+                reactor.connect_tcp_timeout(&host, port, f, timeout)
+            })),
+            "https" => match &self.config.tls {
+                Some(tls) => {
+                    let tls = tls.clone();
+                    Ok(Rc::new(move |f| {
+                        tls.connect_tls(&reactor, &host, port, f, timeout)
+                    }))
+                }
+                None => Err(Failure::new(SchemeNotSupported {
+                    scheme: "https".to_owned(),
+                })),
+            },
+            other => Err(Failure::new(SchemeNotSupported {
+                scheme: other.to_owned(),
+            })),
+        }
+    }
+
+    /// Sends one request without following redirects, on an idle connection if there is one;
+    /// retries once on a new connection when a reused one was dead.
+    fn request_once(&self, spec: &Spec, deadline: Option<f64>) -> Deferred<Response> {
+        let connect = match self.opener(&spec.url, deadline) {
+            Ok(c) => c,
+            Err(f) => return fail(f),
+        };
+        let close = !self.pool.persistent() || spec.headers.has_token("connection", "close");
+        let opts = EncodeOptions {
+            user_agent: self.config.user_agent.as_deref(),
+            gzip: self.config.gzip,
+            close,
+        };
+        let bytes = match encode_request(
+            &spec.method,
+            &spec.url,
+            &spec.headers,
+            spec.body.as_deref(),
+            &opts,
+        ) {
+            Ok(b) => b,
+            Err(e) => return fail(e),
+        };
+        let request = Rc::new(PreparedRequest {
+            method: spec.method.clone(),
+            url: spec.url.clone(),
+            bytes,
+            close,
+            gzip: self.config.gzip,
+            max_body: self.config.max_body,
+            limits: self.config.limits,
+        });
+        let key = PoolKey {
+            scheme: spec.url.scheme().to_owned(),
+            host: spec.url.host().to_owned(),
+            port: spec.url.port(),
+        };
+        let retry = self.pool.retry_automatically() && is_idempotent(&spec.method);
+        let pool = self.pool.clone();
+        let first = connect.clone();
+        self.pool
+            .get_connection(&key, move |f| first(f))
+            .add_callback_deferred(move |(conn, reused)| {
+                let sent = conn.send_request(request.clone(), deadline);
+                if !(reused && retry) {
+                    return sent;
+                }
+                sent.add_both(Ok::<_, Failure>)
+                    .add_callback_deferred(move |out| match out {
+                        Err(f) if f.check::<ResponseNeverReceived>() => pool
+                            .new_connection(&key, move |f| connect(f))
+                            .add_callback_deferred(move |(conn, _)| {
+                                conn.send_request(request, deadline)
+                            }),
+                        other => from_result(other),
+                    })
+            })
+    }
+}
+
+/// The request a redirect response asks for, if it is one.
+fn next_hop(spec: &Spec, response: &Response) -> Result<Option<Spec>, Failure> {
+    let code = response.code;
+    let (method, body) = match code {
+        301..=303 if spec.method == "HEAD" => ("HEAD".to_owned(), None),
+        301..=303 => ("GET".to_owned(), None),
+        307 | 308 => (spec.method.clone(), spec.body.clone()),
+        _ => return Ok(None),
+    };
+    let Some(location) = response.headers.get("location") else {
+        return Err(Failure::new(RedirectWithNoLocation {
+            status: code,
+            url: spec.url.to_string(),
+        }));
+    };
+    let url = spec.url.join(&String::from_utf8_lossy(location))?;
+    let mut headers = spec.headers.clone();
+    if body.is_none() {
+        headers.remove("content-type");
+    }
+    if !url.same_origin(&spec.url) {
+        for sensitive in [
+            "authorization",
+            "proxy-authorization",
+            "cookie",
+            "cookie2",
+            "host",
+        ] {
+            headers.remove(sensitive);
+        }
+    }
+    Ok(Some(Spec {
+        method,
+        url,
+        headers,
+        body,
+    }))
+}
+
+impl fmt::Debug for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        f.debug_struct("Agent")
+            .field("pool", &self.pool)
+            .field("connect_timeout", &c.connect_timeout)
+            .field("timeout", &c.timeout)
+            .field("max_body", &c.max_body)
+            .field("redirect_limit", &c.redirect_limit)
+            .field("gzip", &c.gzip)
+            .field("user_agent", &c.user_agent)
+            .field("tls", &c.tls.is_some())
+            .finish()
+    }
+}
+
+/// Fetches `url` and gives its body (Twisted's `getPage`): a GET that follows up to
+/// [`DEFAULT_REDIRECT_LIMIT`] redirects and decodes gzip, on a connection of its own that
+/// is closed afterwards. A status of 400 or more fails with [`HttpError`], which carries the
+/// status and the error page.
+///
+/// ```no_run
+/// use torsion::{reactor, Failure};
+/// use torsion_web::client::get_page;
+///
+/// get_page("http://python.org")
+///     .add_callbacks(
+///         |html| println!("{}", String::from_utf8_lossy(&html)),
+///         |_: Failure| {
+///             println!("Unable to fetch.");
+///             Ok(())
+///         },
+///     )
+///     .add_both(|_| reactor().stop());
+/// reactor().run().unwrap();
+/// ```
+pub fn get_page(url: &str) -> Deferred<Vec<u8>> {
+    let agent = Agent::new()
+        .with_pool(HttpConnectionPool::new(false))
+        .with_redirects(DEFAULT_REDIRECT_LIMIT)
+        .with_gzip();
+    agent.get(url).add_callback_deferred(|response| {
+        let (code, phrase) = (response.code, response.phrase.clone());
+        read_body(response).add_callback_result(move |body| {
+            if code >= 400 {
+                Err(HttpError::new(code, &phrase, body))
+            } else {
+                Ok(body)
+            }
+        })
+    })
+}

@@ -1,0 +1,72 @@
+//! The HTTP client (Twisted's `twisted.web.client.Agent` and `getPage`).
+//!
+//! - [`Agent`] sends requests over a pool of keep-alive connections ([`HttpConnectionPool`])
+//!   and gives a Deferred [`Response`] as soon as the head arrives; [`read_body`] gives the
+//!   body. Options follow redirects (Twisted's `RedirectAgent`), decode gzip
+//!   (`ContentDecoderAgent`), bound time and body size.
+//! - [`get_page`] is seed 004's `getPage`: the body of a URL, or a failure.
+//!
+//! ```text
+//!   Agent.request ── pool: an idle connection for (scheme, host, port), or connect_tcp
+//!        │             (TlsConnector for https)
+//!        └─ Http11ClientProtocol: writes the request, parses the head (proto) ──► Response
+//!              body: Content-Length | chunked | until close ──► read_body ──► Vec<u8>
+//!              complete and keep-alive ──► back to the pool (closed after 240 s idle)
+//! ```
+//!
+//! Only `http` URLs are fetched until a [`TlsConnector`] is installed with
+//! [`Agent::with_tls`]; `https` fails with [`SchemeNotSupported`] saying so.
+//!
+//! A complete round trip, server included:
+//!
+//! ```
+//! use std::{cell::RefCell, rc::Rc};
+//! use torsion::{defer::ensure_deferred, Failure, Reactor};
+//! use torsion_web::client::{read_body, Agent};
+//! use torsion_web::{resources::Data, Site};
+//!
+//! let reactor = Reactor::new();
+//! let site = Site::new(Data::new("Hello, world", "text/plain"));
+//! let port = reactor.listen_tcp_on(0, site, "127.0.0.1")?;
+//! let url = format!("http://127.0.0.1:{}/", port.get_host().port().unwrap());
+//!
+//! let got = Rc::new(RefCell::new(None));
+//! let keep = got.clone();
+//! reactor.call_when_running(move || {
+//!     ensure_deferred(async move {
+//!         let agent = Agent::new();
+//!         let response = agent.get(&url).await?;
+//!         assert_eq!((response.code, response.phrase.as_str()), (200, "OK"));
+//!         let body = read_body(response).await?;
+//!         agent.close_cached_connections().await?;
+//!         port.stop_listening().await?;
+//!         Ok::<_, Failure>(body)
+//!     })
+//!     .add_both(move |out| {
+//!         *keep.borrow_mut() = Some(out);
+//!         torsion::reactor().stop()
+//!     });
+//! });
+//! reactor.run()?;
+//! let body = got.borrow_mut().take().unwrap()?;
+//! assert_eq!(body, b"Hello, world");
+//! # Ok::<(), Failure>(())
+//! ```
+
+mod agent;
+mod connection;
+mod error;
+mod pool;
+mod response;
+mod url;
+
+pub use agent::{get_page, Agent, TlsConnector, DEFAULT_MAX_BODY, DEFAULT_REDIRECT_LIMIT};
+pub use connection::{Http11ClientProtocol, HttpClientFactory};
+pub use error::{
+    BodyTooLarge, ContentDecodingError, HttpError, InfiniteRedirection, InvalidRequest, InvalidUrl,
+    MalformedResponse, RedirectWithNoLocation, ResponseFailed, ResponseNeverReceived,
+    SchemeNotSupported,
+};
+pub use pool::HttpConnectionPool;
+pub use response::{read_body, Response};
+pub use url::Url;

@@ -1,0 +1,90 @@
+//! Seed 004: `getPage`. Fetches a URL and prints the page; on any failure prints
+//! "Unable to fetch." and exits with status 1. By default in the callback style
+//! (`add_callback(print_result)`, `add_errback(print_error)`); with `--async`, as async code
+//! awaiting the Deferred, Twisted's `inlineCallbacks` with `try`/`except`/`finally`.
+//!
+//! ```text
+//! cargo run --example get_page -- http://python.org [--async]
+//! ```
+use std::cell::Cell;
+use std::io::Write;
+use std::process::ExitCode;
+use std::rc::Rc;
+
+use torsion::defer::ensure_deferred;
+use torsion::{reactor, Failure};
+use torsion_examples::{init_logging, Args};
+use torsion_web::client::get_page;
+
+/// Prints the page, as Python's `print(html)` would.
+fn print_page(html: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(html);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// Prints why, for the curious, and the seed's message.
+fn print_failure(err: &Failure) {
+    eprintln!("get_page: {err}");
+    println!("Unable to fetch.");
+}
+
+/// The callback style: one callback, one errback, each stops the reactor.
+fn with_callbacks(url: &str, failed: Rc<Cell<bool>>) {
+    let print_result = |html: Vec<u8>| {
+        print_page(&html);
+        let _ = reactor().stop();
+    };
+    let print_error = move |err: Failure| {
+        print_failure(&err);
+        failed.set(true);
+        let _ = reactor().stop();
+        Ok(())
+    };
+    let d = get_page(url);
+    d.add_callback(print_result).add_errback(print_error);
+}
+
+/// The async style: try, except, finally.
+fn with_async(url: String, failed: Rc<Cell<bool>>) {
+    ensure_deferred(async move {
+        match get_page(&url).await {
+            Ok(html) => print_page(&html),
+            Err(err) => {
+                print_failure(&err);
+                failed.set(true);
+            }
+        }
+        let _ = reactor().stop(); // finally
+        Ok::<_, Failure>(())
+    });
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let args = Args::from_env();
+    let Some(url) = args.positional().first().cloned() else {
+        eprintln!("usage: get_page URL [--async]");
+        return ExitCode::from(2);
+    };
+    let failed = Rc::new(Cell::new(false));
+    let flag = failed.clone();
+    let use_async = args.flag("--async");
+    reactor().call_when_running(move || {
+        if use_async {
+            with_async(url, flag);
+        } else {
+            with_callbacks(&url, flag);
+        }
+    });
+    if let Err(f) = reactor().run() {
+        eprintln!("{}", f.report());
+        return ExitCode::FAILURE;
+    }
+    if failed.get() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
