@@ -15,6 +15,7 @@
 pub mod channel;
 pub mod client;
 pub mod proto;
+pub mod proxy;
 pub mod request;
 pub mod resource;
 pub mod resources;
