@@ -186,6 +186,13 @@ impl Request {
         Some(name)
     }
 
+    /// Moves the last walked segment back from prepath to postpath.
+    pub(crate) fn unadvance_path(&self) {
+        if let Some(name) = self.inner.prepath.borrow_mut().pop() {
+            self.inner.postpath.borrow_mut().push_front(name);
+        }
+    }
+
     /// The request body.
     pub fn content(&self) -> Ref<'_, [u8]> {
         Ref::map(self.inner.body.borrow(), |b| b.as_slice())

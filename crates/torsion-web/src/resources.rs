@@ -181,6 +181,11 @@ impl NameVirtualHost {
 impl Resource for NameVirtualHost {
     fn get_child(&self, name: &[u8], request: &Request) -> Option<Rc<dyn Resource>> {
         let host = self.pick(request)?;
+        if host.is_leaf() {
+            // A leaf renders the whole path itself: give the segment back (as Twisted does).
+            request.unadvance_path();
+            return Some(host);
+        }
         crate::resource::child_with_default(&host, name, request)
     }
     fn render(&self, request: &Request) -> Render {
