@@ -344,24 +344,22 @@ impl<R: LineReceiver> Lines<R> {
     }
 }
 
+impl<R: LineReceiver> super::Framer for Lines<R> {
+    fn pending(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+    fn parse(&mut self, t: &Transport, data: &[u8]) {
+        self.process(t, data);
+    }
+}
+
 impl<R: LineReceiver> Protocol for Lines<R> {
     fn connection_made(&mut self, transport: &Transport) {
         self.with_transport(transport, |h, t| h.connection_made(t));
     }
 
     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
-        if self.buf.is_empty() {
-            self.process(transport, data);
-        } else {
-            let mut pending = std::mem::take(&mut self.buf);
-            pending.extend_from_slice(data);
-            self.process(transport, &pending);
-            if self.buf.is_empty() {
-                // Keep the allocation for the next partial line.
-                pending.clear();
-                self.buf = pending;
-            }
-        }
+        super::feed(self, transport, data);
     }
 
     fn read_connection_lost(&mut self, transport: &Transport) {
@@ -471,6 +469,15 @@ impl<R: LineOnlyReceiver> LineOnly<R> {
     }
 }
 
+impl<R: LineOnlyReceiver> super::Framer for LineOnly<R> {
+    fn pending(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+    fn parse(&mut self, t: &Transport, data: &[u8]) {
+        self.process(t, data);
+    }
+}
+
 impl<R: LineOnlyReceiver> Protocol for LineOnly<R> {
     fn connection_made(&mut self, transport: &Transport) {
         let sender = LineSender {
@@ -481,17 +488,7 @@ impl<R: LineOnlyReceiver> Protocol for LineOnly<R> {
     }
 
     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
-        if self.buf.is_empty() {
-            self.process(transport, data);
-        } else {
-            let mut pending = std::mem::take(&mut self.buf);
-            pending.extend_from_slice(data);
-            self.process(transport, &pending);
-            if self.buf.is_empty() {
-                pending.clear();
-                self.buf = pending;
-            }
-        }
+        super::feed(self, transport, data);
     }
 
     fn connection_lost(&mut self, reason: Failure) {

@@ -33,6 +33,33 @@
 mod line;
 mod string;
 
+use crate::Transport;
+
+/// A decoder that parses frames straight out of received bytes and keeps only an incomplete
+/// frame in its own buffer.
+pub(crate) trait Framer {
+    /// The incomplete frame kept between reads.
+    fn pending(&mut self) -> &mut Vec<u8>;
+    /// Parses `data`; leaves whatever is incomplete in `pending()`.
+    fn parse(&mut self, t: &Transport, data: &[u8]);
+}
+
+/// Feeds received bytes to a framer: parsed in place when nothing is pending (no copy), else
+/// appended to the pending bytes; the buffer's allocation is kept for the next partial frame.
+pub(crate) fn feed<F: Framer>(framer: &mut F, t: &Transport, data: &[u8]) {
+    if framer.pending().is_empty() {
+        framer.parse(t, data);
+        return;
+    }
+    let mut pending = std::mem::take(framer.pending());
+    pending.extend_from_slice(data);
+    framer.parse(t, &pending);
+    if framer.pending().is_empty() {
+        pending.clear();
+        *framer.pending() = pending;
+    }
+}
+
 pub use line::{
     LineOnly, LineOnlyReceiver, LineReceiver, LineSender, LineTransport, Lines, DEFAULT_DELIMITER,
     DEFAULT_MAX_LINE_LENGTH,

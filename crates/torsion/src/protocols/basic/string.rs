@@ -311,6 +311,15 @@ impl<R: StringReceiver> Strings<R> {
     }
 }
 
+impl<R: StringReceiver> super::Framer for Strings<R> {
+    fn pending(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+    fn parse(&mut self, t: &Transport, data: &[u8]) {
+        self.process(t, data);
+    }
+}
+
 impl<R: StringReceiver> Protocol for Strings<R> {
     fn connection_made(&mut self, transport: &Transport) {
         let sender = StringSender {
@@ -324,17 +333,7 @@ impl<R: StringReceiver> Protocol for Strings<R> {
         if self.failed {
             return; // after a framing error nothing more is parsed
         }
-        if self.buf.is_empty() {
-            self.process(transport, data);
-        } else {
-            let mut pending = std::mem::take(&mut self.buf);
-            pending.extend_from_slice(data);
-            self.process(transport, &pending);
-            if self.buf.is_empty() {
-                pending.clear();
-                self.buf = pending;
-            }
-        }
+        super::feed(self, transport, data);
     }
 
     fn connection_lost(&mut self, reason: Failure) {
