@@ -217,6 +217,13 @@ impl HttpChannel {
         loop {
             match &mut self.state {
                 ReadState::Done => return,
+                ReadState::Head if self.shared.closing.get() => {
+                    // Nothing after a request that closes the connection is read (RFC 9112
+                    // 9.6): drop the rest.
+                    self.state = ReadState::Done;
+                    self.buf = Vec::new();
+                    return;
+                }
                 ReadState::Head => {
                     if self.buf.is_empty() {
                         return;
@@ -320,6 +327,9 @@ impl HttpChannel {
 
     /// Finds the resource and renders the request.
     fn dispatch(&mut self, request: Request) {
+        if request.wants_close() {
+            self.shared.closing.set(true);
+        }
         self.shared.queue.borrow_mut().push_back(request.clone());
         let root = self.shared.site.root.clone();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -393,10 +403,12 @@ fn finish_with(request: &Request, body: Vec<u8>) {
 /// A 500 page, or (if the head already went out) an aborted response.
 fn server_error(request: &Request) {
     if request.started() {
+        // The head is out: end the response without completing its framing (no final
+        // chunk) and close, so the client can tell the body was cut short.
         if let Some(c) = request.inner_channel() {
             c.closing.set(true);
         }
-        request.finish();
+        request.abort_response();
         return;
     }
     request.set_response_code(500);

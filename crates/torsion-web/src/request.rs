@@ -416,6 +416,24 @@ impl Request {
         }
     }
 
+    /// Ends a response whose head is out without completing its framing (no final chunk),
+    /// and closes the connection after it: for failures after the head was sent.
+    pub(crate) fn abort_response(&self) {
+        {
+            let mut r = self.inner.response.borrow_mut();
+            if r.finished {
+                return;
+            }
+            r.finished = true;
+        }
+        self.inner.close.set(true);
+        self.flush();
+        let waiters = std::mem::take(&mut *self.inner.finish_waiters.borrow_mut());
+        for t in waiters {
+            let _ = t.fire(Err(Failure::new(ConnectionLost::new(None))));
+        }
+    }
+
     /// A Deferred that fires when the response has finished, or fails if the client went away
     /// first (Twisted's `notifyFinish`) — long polling stops on that failure.
     pub fn notify_finish(&self) -> Deferred<()> {

@@ -439,3 +439,40 @@ async fn the_access_log_gets_one_combined_format_line_per_request() -> Result<()
     assert!(line.ends_with(" \"-\" \"test/1.0\""), "{line}");
     port.stop_listening().await
 }
+
+#[torsion::test]
+async fn nothing_after_a_connection_close_request_is_answered() -> Result<(), Failure> {
+    let (port, addr) = listen(Site::new(tree()));
+    let out = exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /mirror HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+    assert!(out.ends_with("home"), "{out}");
+    port.stop_listening().await
+}
+
+/// Streams a piece, then fails.
+struct FailsMidway;
+
+impl Resource for FailsMidway {
+    fn is_leaf(&self) -> bool {
+        true
+    }
+    fn render_get(&self, r: &Request) -> Render {
+        r.write(b"partial");
+        Render::Later(torsion::defer::fail(std::io::Error::other(
+            "database went away",
+        )))
+    }
+}
+
+#[torsion::test]
+async fn a_failure_after_the_head_cuts_the_chunked_body_short_and_closes() -> Result<(), Failure> {
+    let (port, addr) = listen(Site::new(FailsMidway));
+    let out = exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    assert!(out.ends_with("7\r\npartial\r\n"), "no final chunk: {out:?}");
+    port.stop_listening().await
+}
