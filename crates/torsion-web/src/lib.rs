@@ -22,6 +22,7 @@ pub mod resources;
 pub mod session;
 pub mod site;
 pub mod static_file;
+pub mod tower;
 
 pub use request::Request;
 pub use resource::{Render, Resource};
