@@ -234,3 +234,44 @@ print("|".join(out))
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn python_http_client_parses_pipelined_responses_in_order() {
+    // No common client sends pipelined requests any more (curl removed it), so the requests
+    // go out raw, all at once, and Python's http.client parses the responses off the socket.
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("\n*** SKIPPING the pipelining test: python3 is not installed ***\n");
+        return;
+    }
+    let s = serve();
+    let script = format!(
+        r#"
+import http.client, socket
+sock = socket.create_connection(("127.0.0.1", {port}), timeout=20)
+reqs = b"".join(
+    b"POST /mirror HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b)
+    for b in [b"one", b"two", b"three"])
+sock.sendall(reqs + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+f = sock.makefile("rb")
+out = []
+for _ in range(4):
+    r = http.client.HTTPResponse(sock)
+    r.fp = f
+    r._close_conn = lambda: None  # keep the shared file open for the next response
+    r.begin()
+    out.append("%d %s" % (r.status, r.read().decode()))
+print("|".join(out))
+"#,
+        port = s.port
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "200 POST 3 bytes: one|200 POST 3 bytes: two|200 POST 5 bytes: three|200 home",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
