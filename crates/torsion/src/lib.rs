@@ -38,7 +38,9 @@
 // Lets `#[torsion::test]` (which names `::torsion`) work in this crate's own tests.
 extern crate self as torsion;
 
+pub mod application;
 pub mod defer;
+pub mod endpoints;
 pub mod error;
 mod failure;
 pub mod log;
@@ -49,7 +51,9 @@ mod stream;
 pub mod task;
 pub mod tcp;
 pub mod testing;
+pub mod threads;
 pub mod transport;
+pub mod unix;
 mod util;
 
 pub use defer::Deferred;

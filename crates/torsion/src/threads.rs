@@ -1,0 +1,1 @@
+//! Threads: run blocking work off the reactor (Twisted's `twisted.internet.threads`).
