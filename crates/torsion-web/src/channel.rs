@@ -108,13 +108,16 @@ impl ChannelShared {
             }
             self.queue.borrow_mut().pop_front();
             if front.wants_close() {
-                self.closing.set(true);
-            }
-            if self.closing.get() {
+                // Nothing after a request that closes was read, so nothing else is queued.
                 self.queue.borrow_mut().clear();
                 t.lose_connection();
                 return;
             }
+        }
+        if self.closing.get() {
+            // Every queued response is out; the connection was to close after them.
+            t.lose_connection();
+            return;
         }
         if self.paused.replace(false) {
             t.resume_producing();
@@ -173,6 +176,8 @@ impl ChannelShared {
 /// The HTTP/1.1 server protocol for one connection. Made by [`Site`](crate::site::Site).
 pub struct HttpChannel {
     shared: Rc<ChannelShared>,
+    /// A request asked to close the connection: nothing after it is read.
+    stop_reading: bool,
     buf: Vec<u8>,
     state: ReadState,
     client: Address,
@@ -192,6 +197,7 @@ impl HttpChannel {
         *shared.me.borrow_mut() = Rc::downgrade(&shared);
         HttpChannel {
             shared,
+            stop_reading: false,
             buf: Vec::new(),
             state: ReadState::Head,
             client,
@@ -217,7 +223,7 @@ impl HttpChannel {
         loop {
             match &mut self.state {
                 ReadState::Done => return,
-                ReadState::Head if self.shared.closing.get() => {
+                ReadState::Head if self.stop_reading || self.shared.closing.get() => {
                     // Nothing after a request that closes the connection is read (RFC 9112
                     // 9.6): drop the rest.
                     self.state = ReadState::Done;
@@ -328,7 +334,8 @@ impl HttpChannel {
     /// Finds the resource and renders the request.
     fn dispatch(&mut self, request: Request) {
         if request.wants_close() {
-            self.shared.closing.set(true);
+            // Read no further requests; the connection closes after this one's response.
+            self.stop_reading = true;
         }
         self.shared.queue.borrow_mut().push_back(request.clone());
         let root = self.shared.site.root.clone();
@@ -404,10 +411,7 @@ fn finish_with(request: &Request, body: Vec<u8>) {
 fn server_error(request: &Request) {
     if request.started() {
         // The head is out: end the response without completing its framing (no final
-        // chunk) and close, so the client can tell the body was cut short.
-        if let Some(c) = request.inner_channel() {
-            c.closing.set(true);
-        }
+        // chunk) and close after it, so the client can tell the body was cut short.
         request.abort_response();
         return;
     }
