@@ -1,0 +1,73 @@
+//! Runs the `threads_demo` seed program and checks that the reactor kept ticking while the
+//! worker thread computed.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// How long the example may take, building included.
+const DEADLINE: Duration = Duration::from_secs(300);
+
+#[test]
+fn threads_demo_ticks_while_the_thread_computes() {
+    let mut child = Command::new(env!("CARGO"))
+        .args([
+            "run",
+            "--quiet",
+            "--example",
+            "threads_demo",
+            "--",
+            "--n",
+            "200000",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cannot start cargo run");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        let _ = tx.send(out);
+    });
+    let out = match rx.recv_timeout(DEADLINE) {
+        Ok(out) => out,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("threads_demo did not finish in {DEADLINE:?}");
+        }
+    };
+    let status = child.wait().expect("wait for the example");
+    assert!(
+        status.success(),
+        "threads_demo exited with {status}:\n{out}"
+    );
+
+    let lines: Vec<&str> = out.lines().collect();
+    let result = lines
+        .iter()
+        .position(|l| l.starts_with("result:"))
+        .unwrap_or_else(|| panic!("no result line:\n{out}"));
+    assert!(
+        lines[result].contains("the primes below 200000 sum to 1709600813"),
+        "{out}"
+    );
+    let ticks_before = lines[..result]
+        .iter()
+        .filter(|l| l.starts_with("tick"))
+        .count();
+    assert!(
+        ticks_before >= 2,
+        "only {ticks_before} tick(s) before the result:\n{out}"
+    );
+    assert!(
+        !lines[result + 1..].iter().any(|l| l.starts_with("tick")),
+        "ticks after the result:\n{out}"
+    );
+}
