@@ -169,7 +169,7 @@ impl fmt::Debug for ListeningPort {
     }
 }
 
-fn is_resource_exhaustion(e: &io::Error) -> bool {
+pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) // ENFILE, EMFILE, ENOBUFS, ENOMEM
 }
 
@@ -306,28 +306,28 @@ async fn accept_loop<F: Factory>(reactor: Reactor, port: Rc<PortShared>, factory
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConnectorState {
+pub(crate) enum ConnectorState {
     Disconnected,
     Connecting,
     Connected,
 }
 
-struct ConnectorInner {
-    host: String,
-    port: u16,
-    timeout: f64,
-    reactor: Reactor,
-    state: Cell<ConnectorState>,
-    attempt: RefCell<Option<tokio::task::AbortHandle>>,
-    transport: RefCell<Option<Transport>>,
-    start: Box<dyn Fn(&Connector)>,
+pub(crate) struct ConnectorInner {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) timeout: f64,
+    pub(crate) reactor: Reactor,
+    pub(crate) state: Cell<ConnectorState>,
+    pub(crate) attempt: RefCell<Option<tokio::task::AbortHandle>>,
+    pub(crate) transport: RefCell<Option<Transport>>,
+    pub(crate) start: Box<dyn Fn(&Connector)>,
 }
 
 /// An outgoing connection in the making (Twisted's `IConnector`): retry it, stop it, or
 /// drop the connection it made. Cheap to clone.
 #[derive(Clone)]
 pub struct Connector {
-    inner: Rc<ConnectorInner>,
+    pub(crate) inner: Rc<ConnectorInner>,
 }
 
 impl Connector {
@@ -394,7 +394,7 @@ impl fmt::Debug for Connector {
 }
 
 /// Calls a client-factory hook with panics contained.
-fn hook(what: &str, f: impl FnOnce()) {
+pub(crate) fn hook(what: &str, f: impl FnOnce()) {
     if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
         crate::log::err(&Failure::from_panic(p), &format!("{what} panicked:"));
     }
@@ -402,14 +402,14 @@ fn hook(what: &str, f: impl FnOnce()) {
 
 /// Guards an attempt: if the attempt's task is dropped before it finishes (stop_connecting,
 /// reactor shutdown), the factory still hears that it failed.
-struct AttemptGuard<F: ClientFactory> {
-    connector: Connector,
-    factory: Rc<F>,
-    armed: bool,
+pub(crate) struct AttemptGuard<F: ClientFactory> {
+    pub(crate) connector: Connector,
+    pub(crate) factory: Rc<F>,
+    pub(crate) armed: bool,
 }
 
 impl<F: ClientFactory> AttemptGuard<F> {
-    fn fail(&mut self, reason: Failure) {
+    pub(crate) fn fail(&mut self, reason: Failure) {
         self.armed = false;
         self.connector.inner.state.set(ConnectorState::Disconnected);
         self.connector.inner.attempt.borrow_mut().take();

@@ -1,1 +1,668 @@
 //! Unix domain sockets (Twisted's `listenUNIX`/`connectUNIX`).
+//!
+//! [`Reactor::listen_unix`] listens on a socket file and [`Reactor::connect_unix`] connects
+//! to one; connections run on the same engine as TCP, so protocols, half-close,
+//! `lose_connection` and flow control behave exactly as over TCP (the TCP-only options such
+//! as `set_tcp_no_delay` answer `Unsupported`). A stale socket file left by a dead server is
+//! removed before binding, and [`UnixListeningPort::stop_listening`] removes the file.
+//!
+//! ```
+//! use torsion::transport::Address;
+//! use torsion::{factory, Protocol, Reactor, Transport};
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, t: &Transport, data: &[u8]) { t.write(data) }
+//! }
+//!
+//! let path = std::env::temp_dir().join(format!("torsion-doc-{}.sock", std::process::id()));
+//! let r = Reactor::new();
+//! let port = r.listen_unix(&path, factory(|| Echo)).unwrap();
+//! assert_eq!(port.get_host(), Address::Unix(Some(path.clone())));
+//! assert!(path.exists() && port.listening());
+//! port.stop_listening();
+//! assert!(!port.listening());
+//! assert!(!path.exists()); // stop_listening removes the socket file
+//! ```
+//!
+//! [`Reactor::listen_unix_with`] takes [`UnixListenOptions`]: the socket file's permissions,
+//! and whether to clean up a stale file. A name starting with `@` (or a NUL byte) is a Linux
+//! abstract socket name, which has no file at all:
+//!
+//! ```
+//! # #[cfg(target_os = "linux")] {
+//! use torsion::unix::UnixListenOptions;
+//! use torsion::{factory, Protocol, Reactor, Transport};
+//!
+//! struct Quiet;
+//! impl Protocol for Quiet {
+//!     fn data_received(&mut self, _: &Transport, _: &[u8]) {}
+//! }
+//!
+//! let r = Reactor::new();
+//! let path = std::env::temp_dir().join(format!("torsion-doc-mode-{}.sock", std::process::id()));
+//! let options = UnixListenOptions { mode: Some(0o600), ..UnixListenOptions::default() };
+//! let port = r.listen_unix_with(&path, factory(|| Quiet), options).unwrap();
+//! use std::os::unix::fs::PermissionsExt;
+//! assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+//! port.stop_listening();
+//!
+//! let name = format!("@torsion-doc-{}", std::process::id());
+//! let abstract_port = r.listen_unix(&name, factory(|| Quiet)).unwrap();
+//! abstract_port.stop_listening();
+//! # }
+//! ```
+//!
+//! A client connects with any [`ClientFactory`]; the [`Connector`] it gets is the same as
+//! TCP's (its `get_destination()` is `(path, 0)`). A protocol reads the peer process's
+//! credentials with [`peer_credentials`]:
+//!
+//! ```
+//! use torsion::unix::{peer_credentials, PeerCredentials};
+//! use torsion::{Protocol, Transport};
+//!
+//! struct WhoIsThere;
+//! impl Protocol for WhoIsThere {
+//!     fn connection_made(&mut self, t: &Transport) {
+//!         if let Some(PeerCredentials { uid, .. }) = peer_credentials(t) {
+//!             t.write(format!("hello, uid {uid}\n").as_bytes());
+//!         }
+//!     }
+//!     fn data_received(&mut self, _: &Transport, _: &[u8]) {}
+//! }
+//! ```
+//!
+//! A whole exchange: a client connects (here with a 5 s time-out), checks the server's
+//! credentials, sends a line, and stops the reactor when the echo server closes on it.
+//!
+//! ```
+//! use torsion::unix::peer_credentials;
+//! use torsion::{factory, Failure, Protocol, Reactor, Transport};
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, t: &Transport, data: &[u8]) {
+//!         t.write(data);
+//!         t.lose_connection();
+//!     }
+//! }
+//!
+//! struct Client;
+//! impl Protocol for Client {
+//!     fn connection_made(&mut self, t: &Transport) {
+//!         assert_eq!(peer_credentials(t).unwrap().pid, Some(std::process::id() as i32));
+//!         t.write(b"hello\n");
+//!     }
+//!     fn data_received(&mut self, _: &Transport, data: &[u8]) {
+//!         assert_eq!(data, b"hello\n");
+//!     }
+//!     fn connection_lost(&mut self, _: Failure) {
+//!         torsion::reactor().stop().unwrap();
+//!     }
+//! }
+//!
+//! let path = std::env::temp_dir().join(format!("torsion-doc-c-{}.sock", std::process::id()));
+//! let r = Reactor::new();
+//! let port = r.listen_unix(&path, factory(|| Echo)).unwrap();
+//! let connector = r.connect_unix_timeout(&path, factory(|| Client), 5.0);
+//! assert_eq!(connector.get_destination().0, path.display().to_string());
+//! r.run().unwrap();
+//! port.stop_listening();
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use socket2::SockRef;
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::defer::{succeed, Deferred};
+use crate::error::{
+    CannotListenError, ConnectError, ConnectionRefusedError, ReactorNotRestartable, TimeoutError,
+};
+use crate::protocol::{ClientFactory, Factory, Protocol};
+use crate::reactor::{Disconnect, Reactor};
+use crate::stream::{run_connection, Conn, End, StreamSocket};
+use crate::tcp::{
+    hook, is_resource_exhaustion, AttemptGuard, Connector, ConnectorInner, ConnectorState,
+    DEFAULT_CONNECT_TIMEOUT,
+};
+use crate::transport::{Address, Transport, TransportImpl};
+use crate::Failure;
+
+impl StreamSocket for UnixStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        UnixStream::poll_read_ready(self, cx)
+    }
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        UnixStream::poll_write_ready(self, cx)
+    }
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        UnixStream::try_read(self, buf)
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        UnixStream::try_write(self, buf)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        SockRef::from(self).shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// Options for [`Reactor::listen_unix_with`] (Twisted's `mode=` argument, and its stale
+/// socket clean-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixListenOptions {
+    /// Permissions given to the socket file after binding (for example `0o660`); `None`
+    /// leaves what the umask gives. Ignored for abstract names.
+    pub mode: Option<u32>,
+    /// If the path already exists as a socket that nobody accepts on (a connection to it is
+    /// refused), remove it and bind. A socket somebody listens on is never removed: listening
+    /// fails with [`CannotListenError`] "address in use". Defaults to `true`.
+    pub cleanup_stale: bool,
+}
+
+impl Default for UnixListenOptions {
+    fn default() -> Self {
+        UnixListenOptions {
+            mode: None,
+            cleanup_stale: true,
+        }
+    }
+}
+
+/// The credentials of the process at the other end of a Unix connection, as the kernel saw
+/// them when the connection was made (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerCredentials {
+    /// The peer's process id, where the platform tells it.
+    pub pid: Option<i32>,
+    /// The peer's user id.
+    pub uid: u32,
+    /// The peer's group id.
+    pub gid: u32,
+}
+
+thread_local! {
+    /// Credentials of this thread's live Unix connections, keyed by their `Conn`'s address.
+    static CREDENTIALS: RefCell<HashMap<usize, PeerCredentials>> = RefCell::new(HashMap::new());
+}
+
+/// The credentials of the peer process of `transport`'s Unix connection (`SO_PEERCRED`);
+/// `None` for other transports, after the connection ended, or where the platform does not
+/// tell them. Call it from any protocol method
+/// (`connection_made` included).
+pub fn peer_credentials(transport: &Transport) -> Option<PeerCredentials> {
+    let key = std::ptr::from_ref::<dyn TransportImpl>(&**transport)
+        .cast::<()>()
+        .addr();
+    CREDENTIALS.with_borrow(|c| c.get(&key).copied())
+}
+
+/// Keeps a connection's credentials in the side table while the connection runs.
+struct CredentialsEntry(usize);
+
+impl CredentialsEntry {
+    fn new(conn: &Rc<Conn<UnixStream>>, creds: Option<PeerCredentials>) -> Option<Self> {
+        let key = Rc::as_ptr(conn).cast::<()>().addr();
+        let creds = creds?;
+        CREDENTIALS.with_borrow_mut(|c| c.insert(key, creds));
+        Some(CredentialsEntry(key))
+    }
+}
+
+impl Drop for CredentialsEntry {
+    fn drop(&mut self) {
+        // `try_with`: the thread-local may already be gone when a task is dropped at exit.
+        let _ = CREDENTIALS.try_with(|c| c.borrow_mut().remove(&self.0));
+    }
+}
+
+/// Where a Unix socket is: a file, or (Linux) an abstract name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Path(PathBuf),
+    Abstract(Vec<u8>),
+}
+
+impl Target {
+    fn new(path: &Path) -> Target {
+        match path.as_os_str().as_bytes() {
+            [b'@' | 0, name @ ..] => Target::Abstract(name.to_vec()),
+            _ => Target::Path(path.to_path_buf()),
+        }
+    }
+
+    /// For messages: the path, or `@name`.
+    fn describe(&self) -> String {
+        match self {
+            Target::Path(p) => p.display().to_string(),
+            Target::Abstract(name) => format!("@{}", String::from_utf8_lossy(name)),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn abstract_addr(name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(name)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn abstract_addr(_name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract socket names are Linux-only",
+    ))
+}
+
+fn address_of(addr: &tokio::net::unix::SocketAddr) -> Address {
+    Address::Unix(addr.as_pathname().map(Path::to_path_buf))
+}
+
+fn credentials_of(stream: &UnixStream) -> Option<PeerCredentials> {
+    stream.peer_cred().ok().map(|c| PeerCredentials {
+        pid: c.pid(),
+        uid: c.uid(),
+        gid: c.gid(),
+    })
+}
+
+/// Binds a listening socket file, removing a stale one first if allowed.
+fn bind_path(
+    path: &Path,
+    options: &UnixListenOptions,
+) -> io::Result<std::os::unix::net::UnixListener> {
+    if options.cleanup_stale {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if meta.file_type().is_socket() {
+                match std::os::unix::net::UnixStream::connect(path) {
+                    Ok(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AddrInUse,
+                            "address in use: another process listens on this socket",
+                        ))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        std::fs::remove_file(path)?;
+                    }
+                    Err(_) => {} // let bind report the problem
+                }
+            }
+        }
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    if let Some(mode) = options.mode {
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            drop(listener);
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+    }
+    Ok(listener)
+}
+
+fn bind(
+    target: &Target,
+    options: &UnixListenOptions,
+) -> io::Result<std::os::unix::net::UnixListener> {
+    let listener = match target {
+        Target::Path(path) => bind_path(path, options)?,
+        Target::Abstract(name) => {
+            std::os::unix::net::UnixListener::bind_addr(&abstract_addr(name)?)?
+        }
+    };
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// The socket file's identity, so that only our own file is removed.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+struct PortShared {
+    listener: RefCell<Option<UnixListener>>,
+    path: PathBuf,
+    target: Target,
+    file: Option<(u64, u64)>,
+    waker: RefCell<Option<Waker>>,
+    live_id: Cell<Option<usize>>,
+    stop_factory: RefCell<Option<Box<dyn FnOnce()>>>,
+    reactor: Reactor,
+}
+
+impl PortShared {
+    fn close(&self) {
+        let listener = self.listener.borrow_mut().take();
+        if listener.is_none() {
+            return;
+        }
+        drop(listener);
+        if let Target::Path(path) = &self.target {
+            if self.file.is_some() && file_id(path) == self.file {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        if let Some(id) = self.live_id.take() {
+            self.reactor.unregister_live(id);
+        }
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+        if let Some(stop) = self.stop_factory.borrow_mut().take() {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(stop)) {
+                crate::log::err(&Failure::from_panic(p), "stop_factory panicked:");
+            }
+        }
+    }
+
+    fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<(UnixStream, tokio::net::unix::SocketAddr)>>> {
+        let listener = self.listener.borrow();
+        let Some(l) = listener.as_ref() else {
+            return Poll::Ready(None);
+        };
+        match l.poll_accept(cx) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Disconnect for PortShared {
+    fn disconnect_for_shutdown(&self) {
+        self.close();
+    }
+}
+
+/// A listening Unix socket (Twisted's `IListeningPort` for `listenUNIX`). It keeps
+/// listening when this handle is dropped, until [`stop_listening`](Self::stop_listening) or
+/// reactor shutdown, both of which remove the socket file.
+pub struct UnixListeningPort {
+    shared: Rc<PortShared>,
+}
+
+impl UnixListeningPort {
+    /// The path listened on, as given (`@name` for an abstract name).
+    pub fn get_host(&self) -> Address {
+        Address::Unix(Some(self.shared.path.clone()))
+    }
+
+    /// Stops accepting connections, closes the socket and removes its file (connections
+    /// already made go on). The Deferred fires once that is done.
+    pub fn stop_listening(&self) -> Deferred<()> {
+        self.shared.close();
+        succeed(())
+    }
+
+    /// True until the port stops listening.
+    pub fn listening(&self) -> bool {
+        self.shared.listener.borrow().is_some()
+    }
+}
+
+impl fmt::Debug for UnixListeningPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnixListeningPort")
+            .field("path", &self.shared.target.describe())
+            .field("listening", &self.listening())
+            .finish()
+    }
+}
+
+impl Reactor {
+    /// Listens on the Unix socket `path` (Twisted's `listenUNIX(path, factory)`) with the
+    /// default [`UnixListenOptions`]. A path starting with `@` or a NUL byte is a Linux
+    /// abstract name.
+    pub fn listen_unix<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+    ) -> Result<UnixListeningPort, Failure> {
+        self.listen_unix_with(path, factory, UnixListenOptions::default())
+    }
+
+    /// [`listen_unix`](Self::listen_unix) with options: the file's mode, and whether to
+    /// remove a stale socket file. Fails with [`CannotListenError`] naming the path.
+    pub fn listen_unix_with<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+        options: UnixListenOptions,
+    ) -> Result<UnixListeningPort, Failure> {
+        let path = path.as_ref();
+        let target = Target::new(path);
+        let name = target.describe();
+        let std_listener =
+            bind(&target, &options).map_err(|e| CannotListenError::new(&*name, e))?;
+        let file = match &target {
+            Target::Path(p) => file_id(p),
+            Target::Abstract(_) => None,
+        };
+        let listener = match self.with_context(|| UnixListener::from_std(std_listener)) {
+            Some(Ok(l)) => l,
+            failed => {
+                if let Target::Path(p) = &target {
+                    let _ = std::fs::remove_file(p);
+                }
+                return match failed {
+                    Some(Err(e)) => Err(CannotListenError::new(name, e).into()),
+                    _ => Err(ReactorNotRestartable.into()),
+                };
+            }
+        };
+
+        let factory = Rc::new(factory);
+        factory.start_factory();
+        let stopping = factory.clone();
+        let shared = Rc::new(PortShared {
+            listener: RefCell::new(Some(listener)),
+            path: path.to_path_buf(),
+            target,
+            file,
+            waker: RefCell::new(None),
+            live_id: Cell::new(None),
+            stop_factory: RefCell::new(Some(Box::new(move || stopping.stop_factory()))),
+            reactor: self.clone(),
+        });
+        let weak: std::rc::Weak<dyn Disconnect> = {
+            let w: std::rc::Weak<PortShared> = Rc::downgrade(&shared);
+            w
+        };
+        shared.live_id.set(Some(self.register_live(weak)));
+        let task = accept_loop(self.clone(), shared.clone(), factory);
+        if self.spawn_task(task).is_none() {
+            shared.close();
+            return Err(ReactorNotRestartable.into());
+        }
+        Ok(UnixListeningPort { shared })
+    }
+
+    /// Connects to the Unix socket `path` (Twisted's `connectUNIX`), with the default 30 s
+    /// time-out. The factory hears how it goes as with [`connect_tcp`](Self::connect_tcp):
+    /// `client_connection_failed` with [`ConnectionRefusedError`] when nobody listens there,
+    /// [`ConnectError`] when the path does not exist; `client_connection_lost` when an
+    /// established connection ends.
+    pub fn connect_unix<F: ClientFactory>(&self, path: impl AsRef<Path>, factory: F) -> Connector {
+        self.connect_unix_timeout(path, factory, DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    /// [`connect_unix`](Self::connect_unix) with a time-out in seconds.
+    pub fn connect_unix_timeout<F: ClientFactory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+        timeout: f64,
+    ) -> Connector {
+        let path = path.as_ref().to_path_buf();
+        let target = Rc::new(Target::new(&path));
+        let factory = Rc::new(factory);
+        let connector = Connector {
+            inner: Rc::new(ConnectorInner {
+                host: lossy(path.as_os_str()),
+                port: 0,
+                timeout,
+                reactor: self.clone(),
+                state: Cell::new(ConnectorState::Disconnected),
+                attempt: RefCell::new(None),
+                transport: RefCell::new(None),
+                start: Box::new(move |c: &Connector| {
+                    start_attempt(c, path.clone(), target.clone(), factory.clone())
+                }),
+            }),
+        };
+        connector.connect();
+        connector
+    }
+}
+
+fn lossy(s: &OsStr) -> String {
+    s.to_string_lossy().into_owned()
+}
+
+/// Runs one accepted or connected stream to its end, with its credentials on record.
+async fn run_unix<P: Protocol>(
+    reactor: &Reactor,
+    stream: UnixStream,
+    peer: Address,
+    host: Address,
+    proto: P,
+    on_made: impl FnOnce(&Transport),
+) -> End {
+    let creds = credentials_of(&stream);
+    let conn = Conn::new(stream, peer, host);
+    let _entry = CredentialsEntry::new(&conn, creds);
+    run_connection(reactor, conn, proto, on_made).await
+}
+
+async fn accept_loop<F: Factory>(reactor: Reactor, port: Rc<PortShared>, factory: Rc<F>) {
+    while let Some(accepted) = poll_fn(|cx| port.poll_accept(cx)).await {
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) if is_resource_exhaustion(&e) => {
+                crate::log::error_event(format_args!(
+                    "accept on {} failed: {e}; pausing accepts for 100 ms",
+                    port.target.describe()
+                ));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let peer = address_of(&peer);
+        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build_protocol(&peer))) {
+            Ok(Some(p)) => p,
+            Ok(None) => continue,
+            Err(payload) => {
+                crate::log::err(
+                    &Failure::from_panic(payload),
+                    &format!("build_protocol panicked for {peer}; connection closed"),
+                );
+                continue;
+            }
+        };
+        let host = Address::Unix(Some(port.path.clone()));
+        let r = reactor.clone();
+        reactor.spawn_task(async move {
+            run_unix(&r, stream, peer, host, proto, |_| {}).await;
+        });
+    }
+}
+
+/// Opens a stream to `target`.
+async fn open_stream(target: &Target) -> io::Result<UnixStream> {
+    match target {
+        Target::Path(path) => UnixStream::connect(path).await,
+        Target::Abstract(name) => {
+            // A Unix connect completes at once (or fails with EAGAIN when the backlog is full).
+            let std = std::os::unix::net::UnixStream::connect_addr(&abstract_addr(name)?)?;
+            std.set_nonblocking(true)?;
+            UnixStream::from_std(std)
+        }
+    }
+}
+
+fn start_attempt<F: ClientFactory>(
+    connector: &Connector,
+    path: PathBuf,
+    target: Rc<Target>,
+    factory: Rc<F>,
+) {
+    hook("started_connecting", || {
+        factory.started_connecting(connector)
+    });
+    if connector.inner.state.get() != ConnectorState::Connecting {
+        return; // the hook stopped it
+    }
+    let mut guard = AttemptGuard {
+        connector: connector.clone(),
+        factory,
+        armed: true,
+    };
+    let reactor = connector.inner.reactor.clone();
+    let task = async move {
+        let c = guard.connector.clone();
+        let dest = target.describe();
+        let timeout = Duration::try_from_secs_f64(c.inner.timeout.max(0.0))
+            .unwrap_or(Duration::from_secs(u32::MAX as u64));
+        let stream = match tokio::time::timeout(timeout, open_stream(&target)).await {
+            Err(_) => return guard.fail(Failure::new(TimeoutError)),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                return guard.fail(Failure::new(ConnectionRefusedError::new(dest)))
+            }
+            Ok(Err(e)) => return guard.fail(Failure::new(ConnectError::new(dest, e))),
+            Ok(Ok(s)) => s,
+        };
+        let host = match stream.local_addr() {
+            Ok(a) => address_of(&a),
+            Err(e) => return guard.fail(Failure::new(ConnectError::new(dest, e))),
+        };
+        let peer = Address::Unix(Some(path));
+        let proto = match catch_unwind(AssertUnwindSafe(|| guard.factory.build_protocol(&peer))) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                let e = io::Error::new(io::ErrorKind::ConnectionAborted, "build_protocol refused");
+                return guard.fail(Failure::new(ConnectError::new(dest, e)));
+            }
+            Err(payload) => return guard.fail(Failure::from_panic(payload)),
+        };
+        guard.armed = false;
+        c.inner.attempt.borrow_mut().take();
+        c.inner.state.set(ConnectorState::Connected);
+        let r = c.inner.reactor.clone();
+        let keep = c.clone();
+        let end = run_unix(&r, stream, peer, host, proto, move |t| {
+            *keep.inner.transport.borrow_mut() = Some(t.clone());
+        })
+        .await;
+        c.inner.transport.borrow_mut().take();
+        c.inner.state.set(ConnectorState::Disconnected);
+        let f = guard.factory.clone();
+        hook("client_connection_lost", || {
+            f.client_connection_lost(&c, end.reason())
+        });
+    };
+    if let Some(abort) = reactor.spawn_task(task) {
+        if connector.inner.state.get() == ConnectorState::Connecting {
+            *connector.inner.attempt.borrow_mut() = Some(abort);
+        }
+    }
+}
