@@ -110,5 +110,6 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .with_max_level(level)
         .with_target(false)
+        .log_internal_errors(false)
         .try_init();
 }

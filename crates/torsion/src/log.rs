@@ -30,7 +30,9 @@ pub fn err(failure: &Failure, why: &str) {
 pub(crate) fn error_event(args: std::fmt::Arguments<'_>) {
     let silent = tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>());
     if silent {
-        eprintln!("torsion: {args}");
+        // Not eprintln!: a closed stderr must not turn a log line into a panic.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "torsion: {args}");
     } else {
         tracing::error!(target: "torsion", "{args}");
     }

@@ -14,6 +14,7 @@ mod cooperate;
 mod looping;
 
 use std::cell::RefCell;
+use std::io::Write;
 use std::process::ExitCode;
 use std::rc::Rc;
 
@@ -75,7 +76,11 @@ pub fn react<T: 'static>(main: impl FnOnce(&Reactor) -> Deferred<T> + 'static) -
     r.call_when_running(move || {
         main(&me).add_both(move |out| {
             if let Err(f) = out {
-                eprintln!("main function encountered error\n{}", f.report());
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "main function encountered error\n{}",
+                    f.report()
+                );
                 *set.borrow_mut() = ExitCode::FAILURE;
             }
             if reactor().running() {
@@ -85,7 +90,7 @@ pub fn react<T: 'static>(main: impl FnOnce(&Reactor) -> Deferred<T> + 'static) -
         });
     });
     if let Err(f) = r.run() {
-        eprintln!("{}", f.report());
+        let _ = writeln!(std::io::stderr(), "{}", f.report());
         return ExitCode::FAILURE;
     }
     let code = *code.borrow();
