@@ -1,0 +1,301 @@
+//! The `torsiond` binary, run for real: help, the web and echo plugins, signals, and misuse.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Kills the server when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    /// Sends SIGTERM and waits (at most 10 s) for the exit status.
+    fn terminate(&mut self) -> ExitStatus {
+        let pid = self.0.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "torsiond did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn torsiond() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_torsiond"));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs torsiond to completion (killed after 10 s).
+fn run(args: &[&str]) -> Output {
+    let child = torsiond()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("torsiond {args:?} did not exit within 10 s");
+        }
+    }
+}
+
+/// Starts a server and returns it with the ports of its first `count` "listening on" lines.
+fn start(args: &[&str], count: usize) -> (Running, Vec<u16>) {
+    let mut child = torsiond()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let running = Running(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Reads to the end, so the server never writes into a closed pipe.
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let mut ports = Vec::new();
+    while ports.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("torsiond printed 'listening on'");
+        if let Some((_, addr)) = line.split_once("listening on tcp:") {
+            let port = addr.trim().rsplit(':').next().unwrap().parse().unwrap();
+            ports.push(port);
+        }
+    }
+    (running, ports)
+}
+
+/// A fresh folder under the system's temporary folder.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("torsiond-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(TIMEOUT)).unwrap();
+    s
+}
+
+/// GETs `path`; returns the whole response.
+fn get(port: u16, path: &str) -> String {
+    let mut s = connect(port);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn help_lists_the_plugins() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("web") && help.contains("Serve the files"),
+        "{help}"
+    );
+    assert!(
+        help.contains("echo") && help.contains("Echo back"),
+        "{help}"
+    );
+    assert!(help.contains("--nodaemon"), "{help}");
+}
+
+#[test]
+fn web_serves_a_file_and_stops_on_sigterm() {
+    let dir = temp_dir("web");
+    std::fs::write(dir.join("hello.txt"), "hello from torsiond\n").unwrap();
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    let (mut server, ports) = start(
+        &[
+            "-n",
+            "web",
+            "--path",
+            dir.to_str().unwrap(),
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        ],
+        1,
+    );
+    let response = get(ports[0], "/hello.txt");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.ends_with("\r\n\r\nhello from torsiond\n"),
+        "{response}"
+    );
+    let listing = get(ports[0], "/sub/");
+    assert!(listing.starts_with("HTTP/1.1 200"), "{listing}");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn web_no_listing_forbids_folders() {
+    let dir = temp_dir("nolisting");
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    let (mut server, ports) = start(
+        &[
+            "web",
+            "--path",
+            dir.to_str().unwrap(),
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--no-listing",
+        ],
+        1,
+    );
+    let response = get(ports[0], "/sub/");
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn web_port_alias_listens() {
+    let dir = temp_dir("port");
+    std::fs::write(dir.join("a.txt"), "alias").unwrap();
+    let (mut server, ports) = start(&["web", "--path", dir.to_str().unwrap(), "--port", "0"], 1);
+    let response = get(ports[0], "/a.txt");
+    assert!(response.ends_with("\r\n\r\nalias"), "{response}");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_missing_folder_is_one_line_and_status_1() {
+    let dir = temp_dir("missing").join("not-there");
+    let out = run(&[
+        "web",
+        "--path",
+        dir.to_str().unwrap(),
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("not-there"), "{err}");
+}
+
+#[test]
+fn a_bad_endpoint_names_the_bad_part() {
+    let out = run(&["web", "--listen", "tcp:80x"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("80x"), "{err}");
+}
+
+#[test]
+fn an_unknown_plugin_is_a_usage_error() {
+    let out = run(&["nosuchplugin"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr_of(&out).lines().count(), 1);
+}
+
+#[test]
+fn a_port_in_use_is_status_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = run(&[
+        "echo",
+        "--listen",
+        &format!("tcp:{port}:interface=127.0.0.1"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    let failure: Vec<&str> = err.lines().filter(|l| l.starts_with("torsiond:")).collect();
+    assert_eq!(failure.len(), 1, "{err}");
+    assert!(failure[0].contains(&port.to_string()), "{err}");
+    assert!(!err.contains("Failure:"), "{err}");
+}
+
+#[test]
+fn echo_round_trip() {
+    let (mut server, ports) = start(&["echo", "--listen", "tcp:0:interface=127.0.0.1"], 1);
+    let mut s = connect(ports[0]);
+    s.write_all(b"ping\r\n").unwrap();
+    let mut buf = [0u8; 6];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping\r\n");
+    drop(s);
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_closed_stderr_does_not_turn_shutdown_into_a_panic() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_torsiond"))
+        .args(["echo", "--listen", "tcp:0:interface=127.0.0.1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut first = [0u8; 1];
+    stderr.read_exact(&mut first).unwrap(); // it is running and logging
+    drop(stderr); // whoever started it stops reading
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(
+        exit.success(),
+        "exit status {exit:?} (101 would be a panic)"
+    );
+}
