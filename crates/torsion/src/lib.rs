@@ -44,6 +44,7 @@ pub mod endpoints;
 pub mod error;
 mod failure;
 pub mod log;
+mod port;
 pub mod protocol;
 pub mod protocols;
 pub mod reactor;

@@ -16,23 +16,23 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::defer::{succeed, Deferred};
 use crate::error::{
     CannotListenError, ConnectError, ConnectionRefusedError, ReactorNotRestartable, TimeoutError,
 };
+use crate::port::Acceptor;
+pub use crate::port::ListeningPort;
 use crate::protocol::{ClientFactory, Factory};
-use crate::reactor::{Disconnect, Reactor};
+use crate::reactor::Reactor;
 use crate::stream::{run_connection, Conn, StreamSocket};
 use crate::transport::{Address, Transport};
 use crate::Failure;
@@ -82,95 +82,18 @@ fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-struct PortShared {
-    listener: RefCell<Option<TcpListener>>,
-    host: SocketAddr,
-    waker: RefCell<Option<Waker>>,
-    live_id: Cell<Option<usize>>,
-    stop_factory: RefCell<Option<Box<dyn FnOnce()>>>,
-    reactor: Reactor,
-}
+/// A TCP listener as a port's acceptor.
+impl Acceptor for TcpListener {
+    type Stream = TcpStream;
 
-impl PortShared {
-    fn close(&self) {
-        let listener = self.listener.borrow_mut().take();
-        if listener.is_none() {
-            return;
-        }
-        drop(listener);
-        if let Some(id) = self.live_id.take() {
-            self.reactor.unregister_live(id);
-        }
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
-        }
-        if let Some(stop) = self.stop_factory.borrow_mut().take() {
-            if let Err(p) = catch_unwind(AssertUnwindSafe(stop)) {
-                crate::log::err(&Failure::from_panic(p), "stop_factory panicked:");
-            }
-        }
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, Address, Address)>> {
+        let (stream, peer) = std::task::ready!(TcpListener::poll_accept(self, cx))?;
+        let _ = stream.set_nodelay(true);
+        // This end's address is the accepted socket's (127.0.0.1 for a loopback client of a
+        // port bound to 0.0.0.0), as Twisted's getHost.
+        let host = stream.local_addr().or_else(|_| self.local_addr())?;
+        Poll::Ready(Ok((stream, Address::Tcp(peer), Address::Tcp(host))))
     }
-
-    fn poll_accept(
-        &self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<io::Result<(TcpStream, SocketAddr)>>> {
-        let listener = self.listener.borrow();
-        let Some(l) = listener.as_ref() else {
-            return Poll::Ready(None);
-        };
-        match l.poll_accept(cx) {
-            Poll::Ready(r) => Poll::Ready(Some(r)),
-            Poll::Pending => {
-                *self.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
-
-impl Disconnect for PortShared {
-    fn disconnect_for_shutdown(&self) {
-        self.close();
-    }
-}
-
-/// A listening TCP port (Twisted's `IListeningPort`). The port keeps listening when this
-/// handle is dropped, until [`stop_listening`](Self::stop_listening) or reactor shutdown.
-pub struct ListeningPort {
-    shared: Rc<PortShared>,
-}
-
-impl ListeningPort {
-    /// The address the port listens on; with port 0 this tells the port the system chose.
-    pub fn get_host(&self) -> Address {
-        Address::Tcp(self.shared.host)
-    }
-
-    /// Stops accepting connections and closes the listening socket (connections already made
-    /// go on). The Deferred fires once the socket is closed.
-    pub fn stop_listening(&self) -> Deferred<()> {
-        self.shared.close();
-        succeed(())
-    }
-
-    /// True until the port stops listening.
-    pub fn listening(&self) -> bool {
-        self.shared.listener.borrow().is_some()
-    }
-}
-
-impl fmt::Debug for ListeningPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ListeningPort")
-            .field("host", &self.shared.host)
-            .field("listening", &self.listening())
-            .finish()
-    }
-}
-
-pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) // ENFILE, EMFILE, ENOBUFS, ENOMEM
 }
 
 impl Reactor {
@@ -212,25 +135,7 @@ impl Reactor {
             .local_addr()
             .map_err(|e| CannotListenError::new(addr.to_string(), e))?;
 
-        let factory = Rc::new(factory);
-        factory.start_factory();
-        let stopping = factory.clone();
-        let shared = Rc::new(PortShared {
-            listener: RefCell::new(Some(listener)),
-            host,
-            waker: RefCell::new(None),
-            live_id: Cell::new(None),
-            stop_factory: RefCell::new(Some(Box::new(move || stopping.stop_factory()))),
-            reactor: self.clone(),
-        });
-        let weak: std::rc::Weak<dyn Disconnect> = {
-            let w: std::rc::Weak<PortShared> = Rc::downgrade(&shared);
-            w
-        };
-        shared.live_id.set(Some(self.register_live(weak)));
-        let task = accept_loop(self.clone(), shared.clone(), factory);
-        self.spawn_task(task).ok_or(ReactorNotRestartable)?;
-        Ok(ListeningPort { shared })
+        crate::port::listen(self, listener, Address::Tcp(host), factory)
     }
 
     /// Connects to `host:port` (Twisted's `connectTCP`), resolving host names, with the
@@ -264,44 +169,6 @@ impl Reactor {
         };
         connector.connect();
         connector
-    }
-}
-
-async fn accept_loop<F: Factory>(reactor: Reactor, port: Rc<PortShared>, factory: Rc<F>) {
-    while let Some(accepted) = poll_fn(|cx| port.poll_accept(cx)).await {
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) if is_resource_exhaustion(&e) => {
-                crate::log::error_event(format_args!(
-                    "accept on {} failed: {e}; pausing accepts for 100 ms",
-                    port.host
-                ));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            Err(_) => continue, // the peer gave up before we accepted (ECONNABORTED)
-        };
-        let _ = stream.set_nodelay(true);
-        // This end's address is the accepted socket's (127.0.0.1 for a loopback client of a
-        // port bound to 0.0.0.0), as Twisted's getHost.
-        let host = stream.local_addr().unwrap_or(port.host);
-        let peer = Address::Tcp(peer);
-        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build_protocol(&peer))) {
-            Ok(Some(p)) => p,
-            Ok(None) => continue, // refused: dropping the stream closes it
-            Err(payload) => {
-                crate::log::err(
-                    &Failure::from_panic(payload),
-                    &format!("build_protocol panicked for {peer}; connection closed"),
-                );
-                continue;
-            }
-        };
-        let conn = Conn::new(stream, peer, Address::Tcp(host));
-        let r = reactor.clone();
-        reactor.spawn_task(async move {
-            run_connection(&r, conn, proto, |_| {}).await;
-        });
     }
 }
 

@@ -113,30 +113,27 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use socket2::SockRef;
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::defer::{succeed, Deferred};
 use crate::error::{
     CannotListenError, ConnectError, ConnectionRefusedError, ReactorNotRestartable, TimeoutError,
 };
+use crate::port::{Acceptor, ListeningPort};
 use crate::protocol::{ClientFactory, Factory, Protocol};
-use crate::reactor::{Disconnect, Reactor};
+use crate::reactor::Reactor;
 use crate::stream::{run_connection, Conn, End, StreamSocket};
 use crate::tcp::{
-    hook, is_resource_exhaustion, AttemptGuard, Connector, ConnectorInner, ConnectorState,
-    DEFAULT_CONNECT_TIMEOUT,
+    hook, AttemptGuard, Connector, ConnectorInner, ConnectorState, DEFAULT_CONNECT_TIMEOUT,
 };
 use crate::transport::{Address, Transport, TransportImpl};
 use crate::Failure;
@@ -333,100 +330,54 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
         .map(|m| (m.dev(), m.ino()))
 }
 
-struct PortShared {
-    listener: RefCell<Option<UnixListener>>,
+/// A Unix listener as a port's acceptor. Dropping it (the port closing, or the reactor
+/// finishing) removes the socket file, if it is still the one this port created.
+struct UnixAcceptor {
+    listener: UnixListener,
     path: PathBuf,
     target: Target,
     file: Option<(u64, u64)>,
-    waker: RefCell<Option<Waker>>,
-    live_id: Cell<Option<usize>>,
-    stop_factory: RefCell<Option<Box<dyn FnOnce()>>>,
-    reactor: Reactor,
 }
 
-impl PortShared {
-    fn close(&self) {
-        let listener = self.listener.borrow_mut().take();
-        if listener.is_none() {
-            return;
-        }
-        drop(listener);
+impl Drop for UnixAcceptor {
+    fn drop(&mut self) {
         if let Target::Path(path) = &self.target {
             if self.file.is_some() && file_id(path) == self.file {
                 let _ = std::fs::remove_file(path);
             }
         }
-        if let Some(id) = self.live_id.take() {
-            self.reactor.unregister_live(id);
-        }
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
-        }
-        if let Some(stop) = self.stop_factory.borrow_mut().take() {
-            if let Err(p) = catch_unwind(AssertUnwindSafe(stop)) {
-                crate::log::err(&Failure::from_panic(p), "stop_factory panicked:");
-            }
-        }
     }
+}
+
+impl Acceptor for UnixAcceptor {
+    type Stream = UnixStream;
 
     fn poll_accept(
         &self,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<io::Result<(UnixStream, tokio::net::unix::SocketAddr)>>> {
-        let listener = self.listener.borrow();
-        let Some(l) = listener.as_ref() else {
-            return Poll::Ready(None);
-        };
-        match l.poll_accept(cx) {
-            Poll::Ready(r) => Poll::Ready(Some(r)),
-            Poll::Pending => {
-                *self.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
+    ) -> Poll<io::Result<(UnixStream, Address, Address)>> {
+        let (stream, peer) = std::task::ready!(self.listener.poll_accept(cx))?;
+        Poll::Ready(Ok((
+            stream,
+            address_of(&peer),
+            Address::Unix(Some(self.path.clone())),
+        )))
+    }
+
+    async fn serve<P: Protocol>(
+        reactor: Reactor,
+        stream: UnixStream,
+        peer: Address,
+        host: Address,
+        proto: P,
+    ) {
+        run_unix(&reactor, stream, peer, host, proto, |_| {}).await;
     }
 }
 
-impl Disconnect for PortShared {
-    fn disconnect_for_shutdown(&self) {
-        self.close();
-    }
-}
-
-/// A listening Unix socket (Twisted's `IListeningPort` for `listenUNIX`). It keeps
-/// listening when this handle is dropped, until [`stop_listening`](Self::stop_listening) or
-/// reactor shutdown, both of which remove the socket file.
-pub struct UnixListeningPort {
-    shared: Rc<PortShared>,
-}
-
-impl UnixListeningPort {
-    /// The path listened on, as given (`@name` for an abstract name).
-    pub fn get_host(&self) -> Address {
-        Address::Unix(Some(self.shared.path.clone()))
-    }
-
-    /// Stops accepting connections, closes the socket and removes its file (connections
-    /// already made go on). The Deferred fires once that is done.
-    pub fn stop_listening(&self) -> Deferred<()> {
-        self.shared.close();
-        succeed(())
-    }
-
-    /// True until the port stops listening.
-    pub fn listening(&self) -> bool {
-        self.shared.listener.borrow().is_some()
-    }
-}
-
-impl fmt::Debug for UnixListeningPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnixListeningPort")
-            .field("path", &self.shared.target.describe())
-            .field("listening", &self.listening())
-            .finish()
-    }
-}
+/// A listening Unix socket: the same [`ListeningPort`] as every stream transport. Stopping
+/// it, or reactor shutdown, removes the socket file.
+pub type UnixListeningPort = ListeningPort;
 
 impl Reactor {
     /// Listens on the Unix socket `path` (Twisted's `listenUNIX(path, factory)`) with the
@@ -470,30 +421,18 @@ impl Reactor {
             }
         };
 
-        let factory = Rc::new(factory);
-        factory.start_factory();
-        let stopping = factory.clone();
-        let shared = Rc::new(PortShared {
-            listener: RefCell::new(Some(listener)),
+        let acceptor = UnixAcceptor {
+            listener,
             path: path.to_path_buf(),
             target,
             file,
-            waker: RefCell::new(None),
-            live_id: Cell::new(None),
-            stop_factory: RefCell::new(Some(Box::new(move || stopping.stop_factory()))),
-            reactor: self.clone(),
-        });
-        let weak: std::rc::Weak<dyn Disconnect> = {
-            let w: std::rc::Weak<PortShared> = Rc::downgrade(&shared);
-            w
         };
-        shared.live_id.set(Some(self.register_live(weak)));
-        let task = accept_loop(self.clone(), shared.clone(), factory);
-        if self.spawn_task(task).is_none() {
-            shared.close();
-            return Err(ReactorNotRestartable.into());
-        }
-        Ok(UnixListeningPort { shared })
+        crate::port::listen(
+            self,
+            acceptor,
+            Address::Unix(Some(path.to_path_buf())),
+            factory,
+        )
     }
 
     /// Connects to the Unix socket `path` (Twisted's `connectUNIX`), with the default 30 s
@@ -551,40 +490,6 @@ async fn run_unix<P: Protocol>(
     let conn = Conn::new(stream, peer, host);
     let _entry = CredentialsEntry::new(&conn, creds);
     run_connection(reactor, conn, proto, on_made).await
-}
-
-async fn accept_loop<F: Factory>(reactor: Reactor, port: Rc<PortShared>, factory: Rc<F>) {
-    while let Some(accepted) = poll_fn(|cx| port.poll_accept(cx)).await {
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) if is_resource_exhaustion(&e) => {
-                crate::log::error_event(format_args!(
-                    "accept on {} failed: {e}; pausing accepts for 100 ms",
-                    port.target.describe()
-                ));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            Err(_) => continue,
-        };
-        let peer = address_of(&peer);
-        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build_protocol(&peer))) {
-            Ok(Some(p)) => p,
-            Ok(None) => continue,
-            Err(payload) => {
-                crate::log::err(
-                    &Failure::from_panic(payload),
-                    &format!("build_protocol panicked for {peer}; connection closed"),
-                );
-                continue;
-            }
-        };
-        let host = Address::Unix(Some(port.path.clone()));
-        let r = reactor.clone();
-        reactor.spawn_task(async move {
-            run_unix(&r, stream, peer, host, proto, |_| {}).await;
-        });
-    }
 }
 
 /// Opens a stream to `target`.
