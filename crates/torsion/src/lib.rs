@@ -45,6 +45,7 @@ pub mod error;
 mod failure;
 pub mod log;
 mod port;
+pub mod producer;
 pub mod protocol;
 pub mod protocols;
 pub mod reactor;

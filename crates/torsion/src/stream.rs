@@ -19,6 +19,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Buf, BytesMut};
 
 use crate::error::{ConnectionAborted, ConnectionDone, ConnectionLost};
+use crate::producer::{Due, Producer, ProducerError, ProducerSlot};
 use crate::protocol::Protocol;
 use crate::reactor::{Disconnect, Reactor};
 use crate::transport::{Address, Transport, TransportImpl};
@@ -30,6 +31,8 @@ const READ_BUF_SIZE: usize = 64 * 1024;
 const READS_PER_POLL: usize = 16;
 /// A write buffer larger than this is released once it drains.
 const KEEP_WRITE_CAPACITY: usize = 64 * 1024;
+/// Calls into the registered producer per wake-up before yielding to other connections.
+const PRODUCER_CALLS_PER_POLL: usize = 16;
 
 thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -102,6 +105,8 @@ pub(crate) struct Conn<S> {
     waker: RefCell<Option<Waker>>,
     peer: Address,
     host: Address,
+    /// Flow control: the registered producer and the watermarks.
+    producer: ProducerSlot,
 }
 
 impl<S: StreamSocket> Conn<S> {
@@ -114,6 +119,7 @@ impl<S: StreamSocket> Conn<S> {
             waker: RefCell::new(None),
             peer,
             host,
+            producer: ProducerSlot::default(),
         })
     }
 
@@ -177,6 +183,7 @@ impl<S: StreamSocket> Conn<S> {
         transport: &Transport,
     ) -> Poll<End> {
         let mut reads = 0;
+        let mut producer_calls = 0;
         loop {
             if self.has(ABORT) {
                 return Poll::Ready(End::Aborted);
@@ -220,6 +227,17 @@ impl<S: StreamSocket> Conn<S> {
                 if self.has(WRITE_SHUT) && self.has(READ_CLOSED) {
                     return Poll::Ready(End::Done);
                 }
+            }
+            // Flow control: pause, resume or pull the registered producer, now that the
+            // buffer's size is known; then flush what it wrote.
+            if self.producer.is_due(self.wbuf.borrow().len()) {
+                if producer_calls < PRODUCER_CALLS_PER_POLL {
+                    producer_calls += 1;
+                    self.call_producer();
+                    continue;
+                }
+                // Fair share used: come back after the other connections.
+                cx.waker().wake_by_ref();
             }
             // Read side.
             if self.has(READ_CLOSED | PAUSED | LOSE) {
@@ -283,6 +301,47 @@ impl<S: StreamSocket> Conn<S> {
         })
     }
 
+    /// Makes the call the producer is owed. A panic in it is logged and aborts the
+    /// connection; the producer is dropped and not called again.
+    fn call_producer(&self) {
+        let Some((producer, due)) = self.producer.due(self.wbuf.borrow().len()) else {
+            return;
+        };
+        let r = self.call(|| match due {
+            Due::Pause => producer.pause_producing(),
+            Due::Resume => producer.resume_producing(),
+        });
+        if let Err(p) = r {
+            crate::log::error_event(format_args!(
+                "producer for {} panicked in {} ({}); aborting that connection",
+                self.peer,
+                if due == Due::Pause {
+                    "pause_producing"
+                } else {
+                    "resume_producing"
+                },
+                p.message()
+            ));
+            self.producer.unregister();
+            self.set(ABORT);
+        }
+    }
+
+    /// The connection has ended: tells the registered producer to stop (Twisted does so
+    /// before the protocol's `connectionLost`).
+    fn stop_producer(&self) {
+        let Some(producer) = self.producer.unregister() else {
+            return;
+        };
+        if let Err(p) = self.call(|| producer.stop_producing()) {
+            crate::log::error_event(format_args!(
+                "producer for {} panicked in stop_producing ({})",
+                self.peer,
+                p.message()
+            ));
+        }
+    }
+
     fn close_socket(&self) {
         self.set(CLOSED);
         let sock = self.sock.borrow_mut().take();
@@ -295,6 +354,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     fn write(&self, data: &[u8]) {
         if data.is_empty() || self.has(CLOSED | WRITE_SHUT | ABORT) {
             return;
+        }
+        if self.producer.wrote() {
+            // A pull producer is owed a call once this is sent, even if it goes out at once.
+            self.notify();
         }
         let mut buf = self.wbuf.borrow_mut();
         if buf.is_empty() && !self.has(IN_CALLBACK) {
@@ -362,6 +425,34 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
         }
     }
 
+    fn register_producer(
+        &self,
+        producer: Rc<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), ProducerError> {
+        if self.has(CLOSED | LOSE | ABORT | SHUTDOWN | WRITE_SHUT) {
+            return Err(ProducerError::Disconnected);
+        }
+        self.producer.register(producer, streaming)?;
+        // The task makes the first calls (a pull producer's first resume) after the current
+        // callback returns, never from here.
+        self.notify();
+        Ok(())
+    }
+
+    fn unregister_producer(&self) {
+        drop(self.producer.unregister());
+    }
+
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        self.producer.set_limits(high, low);
+        self.notify();
+    }
+
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        self.producer.limits()
+    }
+
     fn set_tcp_no_delay(&self, enabled: bool) -> io::Result<()> {
         match self.sock.borrow().as_ref() {
             Some(s) => s.set_no_delay(enabled),
@@ -416,6 +507,8 @@ pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
         };
         reactor.register_live(weak)
     };
+    // Breaks the producer <-> transport reference cycle even if this future is dropped.
+    let _release = ReleaseProducer(&conn);
     let transport = Transport::new(conn.clone());
     let end = match conn.call(|| proto.connection_made(&transport)) {
         Err(p) => End::Panicked(p),
@@ -433,6 +526,7 @@ pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
         ));
     }
     conn.close_socket();
+    conn.stop_producer();
     reactor.unregister_live(live_id);
     if let Err(p) = conn.call(|| proto.connection_lost(end.reason())) {
         crate::log::error_event(format_args!(
@@ -443,4 +537,14 @@ pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
         ));
     }
     end
+}
+
+/// Drops a connection's registered producer (which usually holds the connection's transport)
+/// when the connection's task ends or is dropped.
+struct ReleaseProducer<'a, S: StreamSocket>(&'a Conn<S>);
+
+impl<S: StreamSocket> Drop for ReleaseProducer<'_, S> {
+    fn drop(&mut self) {
+        drop(self.0.producer.unregister());
+    }
 }

@@ -36,6 +36,8 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use crate::producer::{Producer, ProducerError, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
+
 /// Where a connection's end is (Twisted's `IAddress`: `IPv4Address`, `UNIXAddress`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -138,6 +140,36 @@ pub trait TransportImpl {
 
     /// Resumes delivering received data.
     fn resume_producing(&self) {}
+
+    /// Registers `producer` to write to this transport, with flow control (Twisted's
+    /// `IConsumer.registerProducer`): a streaming producer is paused above the high
+    /// watermark and resumed at the low one; a pull producer is asked for a chunk now and
+    /// whenever the write buffer empties. It gets `stop_producing` when the connection ends.
+    /// See [`producer`](crate::producer). Fails if a producer is already registered or the
+    /// connection is closing; transports without flow control return `Unsupported`.
+    fn register_producer(
+        &self,
+        producer: Rc<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), ProducerError> {
+        let _ = (producer, streaming);
+        Err(ProducerError::Unsupported)
+    }
+
+    /// Forgets the registered producer without telling it (Twisted's
+    /// `IConsumer.unregisterProducer`); a producer calls it when it has written everything.
+    fn unregister_producer(&self) {}
+
+    /// Sets the write-buffer watermarks for the registered producer: pause above `high`
+    /// unsent bytes, resume at `low` or fewer (`low` is capped at `high`).
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        let _ = (high, low);
+    }
+
+    /// The write-buffer watermarks, `(high, low)`.
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        (DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER)
+    }
 
     /// Sets `TCP_NODELAY` (on by default for TCP connections).
     fn set_tcp_no_delay(&self, _enabled: bool) -> io::Result<()> {

@@ -2,6 +2,8 @@
 
 use std::rc::Rc;
 
+use crate::producer::{Producer, ProducerError, ProducerSlot};
+
 /// A transport that records what is written to it (Twisted's `proto_helpers.StringTransport`),
 /// for testing protocols without sockets.
 ///
@@ -21,6 +23,35 @@ use std::rc::Rc;
 /// assert_eq!(st.value(), b"hello");
 /// assert!(!st.disconnecting());
 /// ```
+///
+/// It is a consumer too, as Twisted's: a registered producer is kept
+/// ([`producer`](Self::producer), [`streaming`](Self::streaming)), and a test simulates a
+/// full or draining write buffer with [`set_buffered_size`](Self::set_buffered_size), which
+/// pauses and resumes a streaming producer at the watermarks:
+///
+/// ```
+/// use std::{cell::Cell, rc::Rc};
+/// use torsion::{producer::Producer, testing::StringTransport};
+///
+/// #[derive(Default)]
+/// struct Flag(Cell<bool>);
+/// impl Producer for Flag {
+///     fn pause_producing(&self) { self.0.set(true) }
+///     fn resume_producing(&self) { self.0.set(false) }
+///     fn stop_producing(&self) {}
+/// }
+///
+/// let st = StringTransport::new();
+/// let p = Rc::new(Flag::default());
+/// st.transport().set_write_buffer_limits(100, 10);
+/// st.transport().register_producer(p.clone(), true).unwrap();
+/// st.set_buffered_size(101);
+/// assert!(p.0.get() && st.producer_paused());
+/// st.set_buffered_size(50);
+/// assert!(p.0.get()); // still above the low watermark
+/// st.set_buffered_size(10);
+/// assert!(!p.0.get());
+/// ```
 #[derive(Clone, Default)]
 pub struct StringTransport {
     inner: Rc<StringTransportInner>,
@@ -35,6 +66,9 @@ struct StringTransportInner {
     paused: std::cell::Cell<bool>,
     peer: std::cell::RefCell<Option<crate::transport::Address>>,
     host: std::cell::RefCell<Option<crate::transport::Address>>,
+    producer: ProducerSlot,
+    /// The simulated number of unsent bytes.
+    buffered: std::cell::Cell<usize>,
 }
 
 impl StringTransport {
@@ -90,10 +124,50 @@ impl StringTransport {
     pub fn paused(&self) -> bool {
         self.inner.paused.get()
     }
+
+    /// The registered producer (Twisted's `StringTransport.producer`).
+    pub fn producer(&self) -> Option<Rc<dyn Producer>> {
+        self.inner.producer.producer()
+    }
+
+    /// True if the registered producer is a streaming one (Twisted's `streaming`).
+    pub fn streaming(&self) -> bool {
+        self.inner.producer.is_registered() && self.inner.producer.streaming()
+    }
+
+    /// True while the simulated buffer keeps the streaming producer paused.
+    pub fn producer_paused(&self) -> bool {
+        self.inner.producer.paused()
+    }
+
+    /// Pretends `n` written bytes wait to be sent (`buffered_size` reports it), and makes the
+    /// calls a real transport would: a streaming producer is paused above the high watermark
+    /// and resumed at the low one; a pull producer that wrote since its last call is resumed
+    /// when `n` is 0. Call it from the test, not from inside the producer.
+    pub fn set_buffered_size(&self, n: usize) {
+        self.inner.buffered.set(n);
+        // One call at most, as one change of the buffer's size makes (a pull producer is
+        // asked for one chunk, not drained in a loop).
+        if let Some((producer, due)) = self.inner.producer.due(n) {
+            match due {
+                crate::producer::Due::Pause => producer.pause_producing(),
+                crate::producer::Due::Resume => producer.resume_producing(),
+            }
+        }
+    }
+
+    /// Ends production as a closing connection does: the registered producer is
+    /// unregistered and told `stop_producing`.
+    pub fn stop_producer(&self) {
+        if let Some(p) = self.inner.producer.unregister() {
+            p.stop_producing();
+        }
+    }
 }
 
 impl crate::transport::TransportImpl for StringTransportInner {
     fn write(&self, data: &[u8]) {
+        self.producer.wrote();
         self.written.borrow_mut().extend_from_slice(data);
     }
     fn lose_connection(&self) {
@@ -119,7 +193,7 @@ impl crate::transport::TransportImpl for StringTransportInner {
             .unwrap_or_else(|| crate::transport::Address::Named("string-transport-host".into()))
     }
     fn buffered_size(&self) -> usize {
-        0
+        self.buffered.get()
     }
     fn is_connected(&self) -> bool {
         !self.disconnecting.get()
@@ -132,6 +206,25 @@ impl crate::transport::TransportImpl for StringTransportInner {
     }
     fn resume_producing(&self) {
         self.paused.set(false);
+    }
+    fn register_producer(
+        &self,
+        producer: Rc<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), ProducerError> {
+        if self.disconnecting.get() {
+            return Err(ProducerError::Disconnected);
+        }
+        self.producer.register(producer, streaming)
+    }
+    fn unregister_producer(&self) {
+        drop(self.producer.unregister());
+    }
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        self.producer.set_limits(high, low);
+    }
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        self.producer.limits()
     }
 }
 

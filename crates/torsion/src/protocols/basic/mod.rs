@@ -10,6 +10,8 @@
 //! | `NetstringReceiver` | [`StringReceiver`] with `Framing = Netstring` | [`Strings`] |
 //! | `Int32StringReceiver` (16, 8) | [`StringReceiver`] with `Framing = Int32` | [`Strings`] |
 //!
+//! [`FileSender`] streams a file to a transport as a pull producer (flow-controlled).
+//!
 //! Every decoder has a maximum frame length and rejects an oversized or malformed frame from
 //! its header, without buffering it; the default reaction closes the connection with a log
 //! line.
@@ -30,6 +32,7 @@
 //! # let _ = port;
 //! ```
 
+mod file_sender;
 mod line;
 mod string;
 
@@ -60,6 +63,7 @@ pub(crate) fn feed<F: Framer>(framer: &mut F, t: &Transport, data: &[u8]) {
     }
 }
 
+pub use file_sender::FileSender;
 pub use line::{
     LineOnly, LineOnlyReceiver, LineReceiver, LineSender, LineTransport, Lines, DEFAULT_DELIMITER,
     DEFAULT_MAX_LINE_LENGTH,

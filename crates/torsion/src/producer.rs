@@ -1,0 +1,296 @@
+//! Producers and consumers: flow control between code that makes bytes and the transports
+//! that send them (Twisted's `IProducer`, `IPushProducer`, `IPullProducer` and `IConsumer`).
+//!
+//! A transport is a *consumer*: it takes bytes with `write`. Something that makes a lot of
+//! bytes (a file, a proxied connection, a generated response) is a [`Producer`], registered
+//! with the transport by [`register_producer`](crate::transport::TransportImpl::register_producer):
+//!
+//! - A **streaming** (push) producer writes whenever it likes. When the transport's write
+//!   buffer passes its *high watermark* the transport calls
+//!   [`pause_producing`](Producer::pause_producing); when the buffer drains to the *low
+//!   watermark* it calls [`resume_producing`](Producer::resume_producing). A server that
+//!   writes faster than its client reads pauses instead of buffering without bound.
+//! - A **pull** producer writes only when asked: the transport calls `resume_producing` once
+//!   at registration and again each time its write buffer is empty after a write. Each call
+//!   should write one chunk (or finish, and unregister).
+//! - When the connection ends, the registered producer gets
+//!   [`stop_producing`](Producer::stop_producing), before the protocol's `connection_lost`.
+//!
+//! The watermarks default to [`DEFAULT_HIGH_WATER`] and [`DEFAULT_LOW_WATER`] and are set per
+//! transport with
+//! [`set_write_buffer_limits`](crate::transport::TransportImpl::set_write_buffer_limits).
+//!
+//! **Calls are never re-entrant.** A transport never calls its producer from inside `write`
+//! or from inside another callback of the same connection: the call is made by the
+//! connection's task once the current callback has returned, as protocol events are. So a
+//! producer may keep `RefCell` state borrowed while it writes, and a protocol may register
+//! (an `Rc` of) itself. The flip side: a streaming producer learns that it must pause only
+//! after the write that filled the buffer returns, so it should write a chunk at a time
+//! (one per reactor turn, or one per resume), not loop until paused.
+//!
+//! A pull producer that sends a few chunks to a [`StringTransport`](crate::testing::StringTransport),
+//! driven by hand as a test would:
+//!
+//! ```
+//! use std::{cell::Cell, rc::Rc};
+//! use torsion::producer::Producer;
+//! use torsion::{testing::StringTransport, Transport};
+//!
+//! struct Countdown { t: Transport, left: Cell<u32> }
+//!
+//! impl Producer for Countdown {
+//!     fn resume_producing(&self) {
+//!         match self.left.get() {
+//!             0 => self.t.unregister_producer(),
+//!             n => { self.t.write(format!("{n}..").as_bytes()); self.left.set(n - 1); }
+//!         }
+//!     }
+//!     fn stop_producing(&self) { self.left.set(0) }
+//! }
+//!
+//! let st = StringTransport::new();
+//! let p = Rc::new(Countdown { t: st.transport(), left: Cell::new(3) });
+//! st.transport().register_producer(p, false).unwrap();
+//! while let Some(p) = st.producer() {
+//!     p.resume_producing();
+//! }
+//! assert_eq!(st.value(), b"3..2..1..");
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::Rc;
+
+use crate::transport::Transport;
+
+/// The high watermark transports start with: above this many unsent bytes a streaming
+/// producer is paused (Twisted's `FileDescriptor.bufferSize`).
+pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+
+/// The low watermark transports start with: a paused streaming producer is resumed once no
+/// more than this many bytes wait to be sent.
+pub const DEFAULT_LOW_WATER: usize = 16 * 1024;
+
+/// Something that writes bytes to a consumer and can be told to slow down (Twisted's
+/// `IPushProducer` and `IPullProducer` in one trait).
+///
+/// Methods take `&self`: keep changing state in `Cell`s and `RefCell`s. A transport calls
+/// them from its own task, never from inside a callback of the same connection (see the
+/// [module documentation](self)), and catches a panic in them: the panic is logged and the
+/// connection is aborted.
+pub trait Producer: 'static {
+    /// Stop writing until [`resume_producing`](Self::resume_producing) (streaming producers
+    /// only; pull producers are never paused).
+    fn pause_producing(&self) {}
+
+    /// A streaming producer: write again. A pull producer: write the next chunk now.
+    fn resume_producing(&self);
+
+    /// The consumer is gone (the connection ended) or no longer wants the data: stop for
+    /// good and release what the producer holds.
+    fn stop_producing(&self);
+}
+
+/// A transport is itself a producer of the bytes it receives, so one connection can be
+/// registered as the producer for another (a proxy): pausing it stops reading, stopping it
+/// closes it (as Twisted's transports).
+impl Producer for Transport {
+    fn pause_producing(&self) {
+        (**self).pause_producing();
+    }
+
+    fn resume_producing(&self) {
+        (**self).resume_producing();
+    }
+
+    fn stop_producing(&self) {
+        self.lose_connection();
+    }
+}
+
+/// Why [`register_producer`](crate::transport::TransportImpl::register_producer) refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProducerError {
+    /// Another producer is registered; unregister it first (Twisted raises `RuntimeError`).
+    AlreadyRegistered,
+    /// The connection is closing or closed; it will not consume anything more.
+    Disconnected,
+    /// This kind of transport does not do flow control.
+    Unsupported,
+}
+
+impl fmt::Display for ProducerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProducerError::AlreadyRegistered => {
+                "cannot register a producer: another producer was never unregistered"
+            }
+            ProducerError::Disconnected => "cannot register a producer: the connection is closed",
+            ProducerError::Unsupported => "this transport does not take producers",
+        })
+    }
+}
+
+impl std::error::Error for ProducerError {}
+
+/// What a consumer owes its producer next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    Pause,
+    Resume,
+}
+
+/// A consumer's side of flow control: the registered producer, its kind, and the
+/// watermarks. Transports keep one and ask it what is [due](ProducerSlot::due) whenever the
+/// size of their write buffer may have changed, outside their callbacks.
+pub(crate) struct ProducerSlot {
+    producer: RefCell<Option<Rc<dyn Producer>>>,
+    streaming: Cell<bool>,
+    /// The streaming producer was paused by the watermark and not yet resumed.
+    paused: Cell<bool>,
+    /// The pull producer is owed a `resume_producing` once the buffer is empty.
+    pull_due: Cell<bool>,
+    high: Cell<usize>,
+    low: Cell<usize>,
+}
+
+impl Default for ProducerSlot {
+    fn default() -> Self {
+        ProducerSlot {
+            producer: RefCell::new(None),
+            streaming: Cell::new(false),
+            paused: Cell::new(false),
+            pull_due: Cell::new(false),
+            high: Cell::new(DEFAULT_HIGH_WATER),
+            low: Cell::new(DEFAULT_LOW_WATER),
+        }
+    }
+}
+
+impl ProducerSlot {
+    pub(crate) fn register(
+        &self,
+        producer: Rc<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), ProducerError> {
+        let mut slot = self.producer.borrow_mut();
+        if slot.is_some() {
+            return Err(ProducerError::AlreadyRegistered);
+        }
+        *slot = Some(producer);
+        self.streaming.set(streaming);
+        self.paused.set(false);
+        // A pull producer is asked for its first chunk at once (Twisted does the same).
+        self.pull_due.set(!streaming);
+        Ok(())
+    }
+
+    /// Forgets the producer, without telling it.
+    pub(crate) fn unregister(&self) -> Option<Rc<dyn Producer>> {
+        self.paused.set(false);
+        self.pull_due.set(false);
+        self.producer.borrow_mut().take()
+    }
+
+    /// The registered producer.
+    pub(crate) fn producer(&self) -> Option<Rc<dyn Producer>> {
+        self.producer.borrow().clone()
+    }
+
+    pub(crate) fn is_registered(&self) -> bool {
+        self.producer.borrow().is_some()
+    }
+
+    pub(crate) fn streaming(&self) -> bool {
+        self.streaming.get()
+    }
+
+    /// True while the watermark keeps the streaming producer paused.
+    pub(crate) fn paused(&self) -> bool {
+        self.paused.get()
+    }
+
+    /// Notes a write. True when a pull producer is registered: it is owed a call once the
+    /// buffer is empty, so the consumer should look even if the write went straight out.
+    pub(crate) fn wrote(&self) -> bool {
+        if self.streaming.get() || !self.is_registered() {
+            return false;
+        }
+        self.pull_due.set(true);
+        true
+    }
+
+    pub(crate) fn set_limits(&self, high: usize, low: usize) {
+        self.high.set(high);
+        self.low.set(low.min(high));
+    }
+
+    pub(crate) fn limits(&self) -> (usize, usize) {
+        (self.high.get(), self.low.get())
+    }
+
+    /// True when [`due`](Self::due) would return a call for this buffer size.
+    pub(crate) fn is_due(&self, buffered: usize) -> bool {
+        if !self.is_registered() {
+            return false;
+        }
+        if self.streaming.get() {
+            if self.paused.get() {
+                buffered <= self.low.get()
+            } else {
+                buffered > self.high.get()
+            }
+        } else {
+            self.pull_due.get() && buffered == 0
+        }
+    }
+
+    /// The call the producer is owed now that `buffered` bytes wait to be sent, if any, with
+    /// the state updated as if it were made. The caller makes the call, outside any borrow.
+    pub(crate) fn due(&self, buffered: usize) -> Option<(Rc<dyn Producer>, Due)> {
+        if !self.is_due(buffered) {
+            return None;
+        }
+        let producer = self.producer()?;
+        let call = if self.streaming.get() {
+            let pause = !self.paused.get();
+            self.paused.set(pause);
+            if pause {
+                Due::Pause
+            } else {
+                Due::Resume
+            }
+        } else {
+            self.pull_due.set(false);
+            Due::Resume
+        };
+        Some((producer, call))
+    }
+}
+
+impl fmt::Debug for ProducerSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProducerSlot")
+            .field("registered", &self.is_registered())
+            .field("streaming", &self.streaming.get())
+            .field("paused", &self.paused.get())
+            .field("high", &self.high.get())
+            .field("low", &self.low.get())
+            .finish()
+    }
+}
+
+/// The consumer stopped a producer before it had written everything (the connection ended):
+/// what a [`FileSender`](crate::protocols::basic::FileSender) transfer fails with then
+/// (Twisted's "Consumer asked us to stop producing").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProducerStopped;
+
+impl fmt::Display for ProducerStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the consumer asked the producer to stop producing")
+    }
+}
+
+impl std::error::Error for ProducerStopped {}
