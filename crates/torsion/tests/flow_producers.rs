@@ -191,7 +191,9 @@ fn listen(
 }
 
 /// A client socket with a small receive buffer.
-async fn small_client(port: &torsion::tcp::ListeningPort) -> std::io::Result<tokio::net::TcpStream> {
+async fn small_client(
+    port: &torsion::tcp::ListeningPort,
+) -> std::io::Result<tokio::net::TcpStream> {
     let sock = tokio::net::TcpSocket::new_v4()?;
     sock.set_recv_buffer_size(16 * 1024)?;
     sock.connect(port.get_host().socket_addr().unwrap()).await
@@ -231,7 +233,11 @@ async fn a_streaming_producer_pauses_at_the_high_watermark_and_resumes_at_the_lo
     assert_eq!(read, TOTAL);
     let pauses = figures(&events, "pause");
     let resumes = figures(&events, "resume");
-    assert!(!pauses.is_empty() && !resumes.is_empty(), "{:?}", events.all());
+    assert!(
+        !pauses.is_empty() && !resumes.is_empty(),
+        "{:?}",
+        events.all()
+    );
     for p in &pauses {
         assert!(
             *p > DEFAULT_HIGH_WATER && *p <= DEFAULT_HIGH_WATER + CHUNK,
@@ -332,7 +338,11 @@ async fn a_pull_producer_is_asked_for_each_chunk_until_it_is_done() -> Result<()
     port.stop_listening().await?;
     assert_eq!(read, total);
     let p = pull.borrow_mut().take().unwrap();
-    assert_eq!(p.calls.get(), sizes.len() + 1, "one call per chunk, and one to end");
+    assert_eq!(
+        p.calls.get(),
+        sizes.len() + 1,
+        "one call per chunk, and one to end"
+    );
     assert!(
         p.buffered_at_call.borrow().iter().all(|&b| b == 0),
         "a pull producer is only asked when the buffer is empty"
@@ -355,8 +365,14 @@ async fn the_producer_is_stopped_when_the_connection_ends_before_connection_lost
     events.wait_for("connection_lost").await;
     port.stop_listening().await?;
     let all = events.all();
-    let stop = all.iter().position(|e| e == "stop").expect("stop_producing");
-    let lost = all.iter().position(|e| e.starts_with("connection_lost")).unwrap();
+    let stop = all
+        .iter()
+        .position(|e| e == "stop")
+        .expect("stop_producing");
+    let lost = all
+        .iter()
+        .position(|e| e.starts_with("connection_lost"))
+        .unwrap();
     assert!(stop < lost, "{all:?}");
     assert_eq!(all.iter().filter(|e| *e == "stop").count(), 1);
     Ok(())
@@ -481,7 +497,7 @@ impl Protocol for SelfProducer {
         SelfHandle(self.state.clone()).burst();
     }
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, _reason: Failure) {
         let s = self.state.borrow();
         s.events.push("connection_lost");
     }
