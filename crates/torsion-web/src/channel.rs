@@ -60,6 +60,11 @@ pub(crate) struct ChannelShared {
 }
 
 impl ChannelShared {
+    /// The connection's transport, while it is up.
+    pub(crate) fn transport(&self) -> Option<Transport> {
+        self.transport.borrow().clone()
+    }
+
     /// Bytes written to the connection and not yet sent.
     pub(crate) fn buffered_size(&self) -> usize {
         self.transport
@@ -104,6 +109,8 @@ impl ChannelShared {
                 t.write(&out);
             }
             if !front.finished() {
+                // Its output goes straight out now: its body producer may start.
+                front.attach_producer(&t);
                 return;
             }
             self.queue.borrow_mut().pop_front();

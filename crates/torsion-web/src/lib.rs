@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod body_producer;
 pub mod channel;
 pub mod client;
 pub mod proto;

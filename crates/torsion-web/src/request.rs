@@ -15,8 +15,10 @@ use std::rc::{Rc, Weak};
 use torsion::defer::{Deferred, Trigger};
 use torsion::error::{ConnectionDone, ConnectionLost};
 use torsion::transport::Address;
+use torsion::producer::{Producer, ProducerError};
 use torsion::Failure;
 
+use crate::body_producer::BodyProducer;
 use crate::channel::ChannelShared;
 use crate::proto::{
     encode_chunk, encode_last_chunk, http_date, parse_query, percent_decode, reason_phrase,
@@ -57,6 +59,8 @@ pub(crate) struct Inner {
     close: Cell<bool>,
     started_at: std::time::SystemTime,
     session: RefCell<Option<crate::session::Session>>,
+    /// The producer of the response body, if one is registered.
+    producer: RefCell<Option<Rc<BodyProducer>>>,
 }
 
 /// An HTTP request and its response. Cheap to clone; every clone is the same request.
@@ -128,6 +132,7 @@ impl Request {
                 close: Cell::new(close),
                 started_at: std::time::SystemTime::now(),
                 session: RefCell::new(None),
+                producer: RefCell::new(None),
             }),
         }
     }
@@ -351,6 +356,73 @@ impl Request {
                 .map_or(0, |c| c.buffered_size())
     }
 
+    /// Registers the producer of the response body (Twisted's `Request.registerProducer`):
+    /// it writes with [`write`](Self::write) and [`finish`](Self::finish)es the request when
+    /// done. Flow control is the connection's: a streaming producer is paused while the
+    /// connection's write buffer is over its high watermark, a pull producer is asked for
+    /// each chunk when the buffer is empty. While the request waits behind earlier pipelined
+    /// responses, a pull producer is not asked and a streaming producer is paused. The
+    /// producer is unregistered when the request finishes, and stopped if the client leaves
+    /// first. Calls to it never come from inside `register_producer` or `write`.
+    ///
+    /// Fails if a producer is already registered, or the request has finished or lost its
+    /// client.
+    pub fn register_producer(
+        &self,
+        producer: Rc<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), ProducerError> {
+        if self.finished() || self.lost() {
+            return Err(ProducerError::Disconnected);
+        }
+        if self.inner.producer.borrow().is_some() {
+            return Err(ProducerError::AlreadyRegistered);
+        }
+        let body = BodyProducer::new(producer, streaming);
+        *self.inner.producer.borrow_mut() = Some(body.clone());
+        body.hold();
+        // Attaches it to the transport now if this request's output goes straight out.
+        self.flush();
+        Ok(())
+    }
+
+    /// Unregisters the body's producer without telling it (Twisted's
+    /// `Request.unregisterProducer`). [`finish`](Self::finish) does it too.
+    pub fn unregister_producer(&self) {
+        self.detach_producer();
+    }
+
+    fn detach_producer(&self) {
+        let producer = self.inner.producer.borrow_mut().take();
+        if let Some(p) = producer {
+            let t = self.inner.channel.upgrade().and_then(|c| c.transport());
+            p.detach(t.as_ref());
+        }
+    }
+
+    /// This request's turn has come (its output goes straight to `t`): registers its body
+    /// producer with the transport.
+    pub(crate) fn attach_producer(&self, t: &torsion::Transport) {
+        let producer = self.inner.producer.borrow().clone();
+        if let Some(p) = producer {
+            if !p.attached() {
+                if let Err(e) = p.attach(t) {
+                    tracing::debug!(target: "torsion_web", "body producer not attached: {e}");
+                }
+            }
+        }
+    }
+
+    /// The registered body producer, as the resource gave it (for tests that drive it).
+    #[cfg(test)]
+    pub(crate) fn producer(&self) -> Option<Rc<dyn Producer>> {
+        self.inner
+            .producer
+            .borrow()
+            .as_ref()
+            .map(|p| p.inner().clone())
+    }
+
     /// True once the response head has been sent (or queued).
     pub fn started(&self) -> bool {
         self.inner.response.borrow().started
@@ -408,6 +480,7 @@ impl Request {
             }
             r.finished = true;
         }
+        self.detach_producer();
         self.log_access();
         self.flush();
         let waiters = std::mem::take(&mut *self.inner.finish_waiters.borrow_mut());
@@ -426,6 +499,7 @@ impl Request {
             }
             r.finished = true;
         }
+        self.detach_producer();
         self.inner.close.set(true);
         self.flush();
         let waiters = std::mem::take(&mut *self.inner.finish_waiters.borrow_mut());
@@ -524,10 +598,15 @@ impl Request {
         self.inner.close.get()
     }
 
-    /// The connection went away: fail the waiters.
+    /// The connection went away: stop the body's producer (unless the transport already
+    /// did) and fail the waiters.
     pub(crate) fn connection_lost(&self, clean: bool) {
         if self.finished() {
             return;
+        }
+        let producer = self.inner.producer.borrow_mut().take();
+        if let Some(p) = producer {
+            p.stop();
         }
         self.inner.lost.set(true);
         let waiters = std::mem::take(&mut *self.inner.finish_waiters.borrow_mut());

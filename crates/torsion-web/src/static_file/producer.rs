@@ -1,15 +1,19 @@
 //! Sending a file's bytes (Twisted's `static.NoRangeStaticProducer`,
 //! `SingleRangeStaticProducer` and `MultipleRangeStaticProducer` in one): a body is a list of
 //! [`Piece`]s, fixed bytes and ranges of the open file. A small body is read at once; a large
-//! one is streamed a chunk at a time, one chunk per reactor turn, so only one chunk of the file
-//! is in this module's memory at any moment.
+//! one is sent by a pull producer registered on the request: the connection asks for the next
+//! chunk each time its write buffer has emptied, so a slow client slows the reading and only
+//! one chunk of the file is in this module's memory at any moment.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use torsion::defer::{Deferred, Trigger};
+use torsion::producer::Producer;
 use torsion::Failure;
 
 use crate::request::Request;
@@ -17,19 +21,6 @@ use crate::request::Request;
 /// The size of one chunk read from a file and written to the connection; bodies up to this
 /// size go out in one write.
 pub(super) const CHUNK: usize = 64 * 1024;
-
-/// Above this many bytes waiting to be sent, the producer waits instead of writing.
-const HIGH_WATER: usize = 4 * CHUNK;
-
-/// How long the producer waits, in seconds, before looking at the backlog again.
-const BACKLOG_POLL: f64 = 0.001;
-
-/// Bytes of this response written but not yet sent: the connection's write buffer, and the
-/// request's own output held back behind earlier pipelined responses. The producer holds at
-/// [`HIGH_WATER`], so a slow client cannot make the server buffer a whole file.
-fn backlog(request: &Request) -> usize {
-    request.buffered_size()
-}
 
 /// A part of a response body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,55 +75,89 @@ pub(super) fn stream(
     pieces: Vec<Piece>,
 ) -> Deferred<Vec<u8>> {
     let d = Deferred::new();
-    let producer = Producer {
+    let body = Rc::new(FileBody {
         request: request.clone(),
-        file,
-        path,
-        position: None,
-        pieces: pieces.into(),
-        buf: Vec::with_capacity(CHUNK + 256),
-        done: d.trigger(),
-    };
-    producer.step();
+        state: RefCell::new(Reading {
+            file,
+            path,
+            position: None,
+            pieces: pieces.into(),
+            buf: Vec::new(),
+        }),
+        done: RefCell::new(Some(d.trigger())),
+    });
+    if let Err(e) = request.register_producer(body.clone(), false) {
+        body.end(Err(Failure::new(e)));
+    }
     d
 }
 
-struct Producer {
+/// The pull producer of a file body.
+struct FileBody {
     request: Request,
+    state: RefCell<Reading>,
+    done: RefCell<Option<Trigger<Vec<u8>>>>,
+}
+
+/// Where the reading is.
+struct Reading {
     file: fs::File,
     path: PathBuf,
     /// Where the file's cursor is, when known.
     position: Option<u64>,
     pieces: VecDeque<Piece>,
+    /// One chunk, allocated on the first read and reused.
     buf: Vec<u8>,
-    done: Trigger<Vec<u8>>,
 }
 
-impl Producer {
-    /// Writes the next chunk, then comes back on the next reactor turn for the one after, so
-    /// the connection flushes between chunks and other connections get their turn.
-    fn step(mut self) {
+impl FileBody {
+    fn end(&self, outcome: Result<Vec<u8>, Failure>) {
+        let done = self.done.borrow_mut().take();
+        if let Some(t) = done {
+            let _ = t.fire(outcome);
+        }
+    }
+}
+
+impl Producer for FileBody {
+    /// Writes the next chunk; the connection asks again once it has sent it.
+    fn resume_producing(&self) {
+        if self.done.borrow().is_none() {
+            return;
+        }
         if self.request.lost() || self.request.finished() {
-            let _ = self.done.try_callback(Vec::new());
-            return;
+            self.request.unregister_producer();
+            return self.end(Ok(Vec::new()));
         }
-        if backlog(&self.request) > HIGH_WATER {
-            torsion::reactor().call_later(BACKLOG_POLL, move || self.step());
-            return;
+        let (filled, last) = {
+            let mut reading = self.state.borrow_mut();
+            let filled = reading.fill();
+            if let Err(e) = &filled {
+                tracing::warn!(target: "torsion_web", path = %reading.path.display(), "reading the file failed while sending it: {e}");
+            } else {
+                self.request.write(&reading.buf);
+            }
+            (filled, reading.pieces.is_empty())
+        };
+        match filled {
+            Err(e) => {
+                self.request.unregister_producer();
+                self.end(Err(Failure::new(e)));
+            }
+            Ok(()) if last => {
+                self.request.unregister_producer();
+                self.end(Ok(Vec::new()));
+            }
+            Ok(()) => {}
         }
-        if let Err(e) = self.fill() {
-            tracing::warn!(target: "torsion_web", path = %self.path.display(), "reading the file failed while sending it: {e}");
-            let _ = self.done.try_errback(Failure::new(e));
-            return;
-        }
-        self.request.write(&self.buf);
-        if self.pieces.is_empty() {
-            let _ = self.done.try_callback(Vec::new());
-            return;
-        }
-        torsion::reactor().call_later(0.0, move || self.step());
     }
 
+    fn stop_producing(&self) {
+        self.end(Ok(Vec::new()));
+    }
+}
+
+impl Reading {
     /// Puts the next chunk of the body in `buf`.
     fn fill(&mut self) -> io::Result<()> {
         self.buf.clear();
@@ -206,12 +231,16 @@ mod tests {
                 offset: 0,
                 len: 5 * CHUNK as u64,
             }];
-            // The first chunk is written at once; the rest come on later turns.
+            // A detached request: the test asks for each chunk, as a connection would.
             let d = stream(&request, file, path.clone(), whole);
+            let producer = request.producer().expect("a registered producer");
+            producer.resume_producing();
             fs::OpenOptions::new()
                 .write(true)
                 .open(&path)?
                 .set_len(CHUNK as u64 + 10)?;
+            producer.resume_producing();
+            assert!(request.producer().is_none(), "unregistered after the error");
             let out = d.await;
             fs::remove_file(&path)?;
             let f = out.expect_err("the body could not be completed");
@@ -231,6 +260,7 @@ mod tests {
                 len: 5 * CHUNK as u64,
             }];
             let d = stream(&request, file, path.clone(), whole);
+            request.producer().unwrap().resume_producing();
             request.connection_lost(false);
             let out = d.await;
             fs::remove_file(&path)?;
