@@ -75,6 +75,7 @@ use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use torsion::defer::Deferred;
+use torsion::producer::Backpressure;
 use torsion::{BoxError, Failure};
 use tower_service::Service;
 
@@ -85,12 +86,6 @@ use crate::resource::{Render, Resource};
 
 /// The request a hosted service receives: the body is already read whole.
 pub type HttpRequest = http::Request<Full<Bytes>>;
-
-/// Above this many bytes waiting to be sent, the body is not read further until they drain.
-const HIGH_WATER: usize = 256 * 1024;
-
-/// How long to wait, in seconds, before looking at the backlog again.
-const BACKLOG_POLL: f64 = 0.001;
 
 /// A resource that hands every request below it to a [`tower_service::Service`] over
 /// [`http`] types — an axum `Router`, a `tower::ServiceBuilder` stack, a hand-written
@@ -266,8 +261,13 @@ where
     let mut head = Some(Head { parts, add_length });
     let mut body = Box::pin(body);
     let mut sent: u64 = 0;
+    // Flow control: the connection pauses this gate while its write buffer is over the high
+    // watermark; the body is not read further until it resumes. (It fails only for a request
+    // already finished or lost, whose writes are dropped anyway.)
+    let gate = Backpressure::new();
+    let _ = request.register_producer(gate.clone(), true);
     loop {
-        if !room_to_write(&request).await {
+        if !room_to_write(&request, &gate).await {
             return Ok(Vec::new());
         }
         let mut next = body.frame();
@@ -372,11 +372,12 @@ fn stated_length(headers: &http::HeaderMap) -> Result<Option<u64>, Failure> {
     Ok(length)
 }
 
-/// Waits while the connection holds more than [`HIGH_WATER`] unsent bytes; false once the
-/// client has gone away.
-async fn room_to_write(request: &Request) -> bool {
-    while request.buffered_size() > HIGH_WATER && !request.lost() {
-        let _ = torsion::task::defer_later(&torsion::reactor(), BACKLOG_POLL, || ()).await;
+/// Waits while the connection has the body's producer paused; false once the client has
+/// gone away.
+async fn room_to_write(request: &Request, gate: &Backpressure) -> bool {
+    if gate.is_paused() && !request.lost() {
+        // Fires with false if the connection ends first.
+        return gate.ready().await.unwrap_or(false) && !request.lost();
     }
     !request.lost()
 }

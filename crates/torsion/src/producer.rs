@@ -294,3 +294,96 @@ impl fmt::Display for ProducerStopped {
 }
 
 impl std::error::Error for ProducerStopped {}
+
+/// A streaming producer for async code that writes in a loop: register it with the
+/// transport, and `await` [`ready`](Backpressure::ready) before each write. It is paused and
+/// resumed by the transport's watermarks like any streaming producer; `ready` waits while it
+/// is paused, without polling.
+///
+/// ```
+/// use torsion::producer::{Backpressure, Producer};
+/// use torsion::testing::{success_result_of, StringTransport};
+///
+/// let st = StringTransport::new();
+/// let gate = Backpressure::new();
+/// st.transport().set_write_buffer_limits(100, 10);
+/// st.transport().register_producer(gate.clone(), true).unwrap();
+/// assert!(success_result_of(&gate.ready()));      // room to write
+/// st.set_buffered_size(500);                         // the peer is slow
+/// let ready = gate.ready();
+/// assert!(ready.result().is_none());                 // an async writer would wait here
+/// st.set_buffered_size(0);
+/// assert!(success_result_of(&ready));
+/// st.stop_producer();                                // the connection ended
+/// assert!(!success_result_of(&gate.ready()));
+/// ```
+#[derive(Default)]
+pub struct Backpressure {
+    paused: Cell<bool>,
+    stopped: Cell<bool>,
+    waiters: RefCell<Vec<crate::defer::Trigger<bool>>>,
+}
+
+impl Backpressure {
+    /// A gate that is open (not paused) until the transport says otherwise.
+    pub fn new() -> Rc<Backpressure> {
+        Rc::new(Backpressure::default())
+    }
+
+    /// True while the transport has it paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.get()
+    }
+
+    /// True once the transport stopped it (the connection ended).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.get()
+    }
+
+    /// Fires with `true` when writing may go on (at once if it is not paused), or `false`
+    /// once production was stopped.
+    pub fn ready(&self) -> crate::Deferred<bool> {
+        let d = crate::Deferred::new();
+        if self.stopped.get() {
+            d.callback(false);
+        } else if !self.paused.get() {
+            d.callback(true);
+        } else {
+            self.waiters.borrow_mut().push(d.trigger());
+        }
+        d
+    }
+
+    fn wake(&self, value: bool) {
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters {
+            let _ = w.try_callback(value);
+        }
+    }
+}
+
+impl Producer for Backpressure {
+    fn pause_producing(&self) {
+        self.paused.set(true);
+    }
+
+    fn resume_producing(&self) {
+        self.paused.set(false);
+        self.wake(true);
+    }
+
+    fn stop_producing(&self) {
+        self.stopped.set(true);
+        self.wake(false);
+    }
+}
+
+impl fmt::Debug for Backpressure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backpressure")
+            .field("paused", &self.paused.get())
+            .field("stopped", &self.stopped.get())
+            .field("waiting", &self.waiters.borrow().len())
+            .finish()
+    }
+}

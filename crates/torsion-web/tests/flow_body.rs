@@ -1,0 +1,246 @@
+//! Response bodies with flow control: a large static file sent to a slow client keeps the
+//! connection's write buffer under its high watermark plus one chunk, and a streaming body
+//! producer on a pipelined request waits (paused) until the responses before it are out.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use torsion::producer::{Producer, DEFAULT_HIGH_WATER};
+use torsion::task::LoopingCall;
+use torsion::{reactor, Failure};
+use torsion_web::static_file::File;
+use torsion_web::{Render, Request, Resource, Site};
+
+const BIG: usize = 16 << 20;
+const CHUNK: usize = 64 * 1024;
+
+fn content(i: usize) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 11) as u8
+}
+
+/// Serves a file and keeps every request it sees, to watch their backlog.
+struct Watched {
+    file: File,
+    requests: Rc<RefCell<Vec<Request>>>,
+}
+
+impl Resource for Watched {
+    fn is_leaf(&self) -> bool {
+        true
+    }
+    fn render(&self, request: &Request) -> Render {
+        self.requests.borrow_mut().push(request.clone());
+        self.file.render(request)
+    }
+}
+
+/// A client with a small receive buffer that reads 8 KiB at a time, pausing 1 ms every
+/// 256 KiB: returns everything it read until the server closed.
+async fn slow_client(addr: std::net::SocketAddr, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.set_recv_buffer_size(16 * 1024)?;
+    let mut sock = sock.connect(addr).await?;
+    sock.write_all(request).await?;
+    let (mut out, mut since) = (Vec::new(), 0);
+    let mut buf = [0u8; 8 * 1024];
+    loop {
+        let n = sock.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n]);
+        since += n;
+        if since >= 256 * 1024 {
+            since = 0;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+fn body_of(response: &[u8]) -> &[u8] {
+    let end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    &response[end + 4..]
+}
+
+#[torsion::test(timeout = 60)]
+async fn a_large_file_to_a_slow_client_keeps_the_write_buffer_bounded() -> Result<(), Failure> {
+    let path = std::env::temp_dir().join(format!("torsion-flow-body-{}", std::process::id()));
+    std::fs::write(&path, (0..BIG).map(content).collect::<Vec<u8>>())?;
+    let requests: Rc<RefCell<Vec<Request>>> = Rc::default();
+    let port = reactor().listen_tcp_on(
+        0,
+        Site::new(Watched {
+            file: File::new(&path),
+            requests: requests.clone(),
+        }),
+        "127.0.0.1",
+    )?;
+    let addr = port.get_host().socket_addr().unwrap();
+    let max = Rc::new(Cell::new(0usize));
+    let (m, rs) = (max.clone(), requests.clone());
+    let sampler = LoopingCall::new(move || {
+        for r in rs.borrow().iter() {
+            m.set(m.get().max(r.buffered_size()));
+        }
+    });
+    let sampling = sampler.start(0.001, true);
+    let out = slow_client(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await?;
+    sampler.stop();
+    sampling.await?;
+    port.stop_listening().await?;
+    std::fs::remove_file(&path)?;
+    let body = body_of(&out);
+    assert_eq!(body.len(), BIG);
+    assert!(
+        body.iter().enumerate().all(|(i, &b)| b == content(i)),
+        "the file arrived altered"
+    );
+    eprintln!(
+        "flow_body: {} MiB file; response backlog max sampled {} bytes (high watermark {}, chunk {CHUNK})",
+        BIG >> 20,
+        max.get(),
+        DEFAULT_HIGH_WATER
+    );
+    assert!(max.get() <= DEFAULT_HIGH_WATER + CHUNK, "{}", max.get());
+    Ok(())
+}
+
+/// Finishes its response after 100 ms.
+struct Slow;
+
+impl Resource for Slow {
+    fn is_leaf(&self) -> bool {
+        true
+    }
+    fn render_get(&self, request: &Request) -> Render {
+        let r = request.clone();
+        reactor().call_later(0.1, move || {
+            r.write(b"slow done");
+            r.finish();
+        });
+        Render::NotDoneYet
+    }
+}
+
+/// A streaming body: 1 MiB in 64 KiB chunks, one per reactor turn while not paused.
+struct Pushed {
+    request: Request,
+    left: Cell<usize>,
+    paused: Cell<bool>,
+    scheduled: Cell<bool>,
+    log: Rc<RefCell<Vec<String>>>,
+    me: RefCell<Weak<Pushed>>,
+}
+
+impl Pushed {
+    fn schedule(&self) {
+        if self.scheduled.replace(true) {
+            return;
+        }
+        let me = self.me.borrow().clone();
+        reactor().call_later(0.0, move || {
+            if let Some(p) = me.upgrade() {
+                p.scheduled.set(false);
+                p.step();
+            }
+        });
+    }
+
+    fn step(&self) {
+        if self.paused.get() || self.left.get() == 0 {
+            return;
+        }
+        self.request.write(&[b'p'; CHUNK]);
+        self.left.set(self.left.get() - CHUNK);
+        self.log.borrow_mut().push("write".into());
+        if self.left.get() == 0 {
+            self.request.finish();
+            return;
+        }
+        self.schedule();
+    }
+}
+
+impl Producer for Pushed {
+    fn pause_producing(&self) {
+        self.paused.set(true);
+        self.log.borrow_mut().push("pause".into());
+    }
+    fn resume_producing(&self) {
+        self.paused.set(false);
+        self.log.borrow_mut().push("resume".into());
+        self.schedule();
+    }
+    fn stop_producing(&self) {
+        self.log.borrow_mut().push("stop".into());
+    }
+}
+
+struct Push {
+    log: Rc<RefCell<Vec<String>>>,
+}
+
+impl Resource for Push {
+    fn is_leaf(&self) -> bool {
+        true
+    }
+    fn render_get(&self, request: &Request) -> Render {
+        request.set_header("Content-Length", (1usize << 20).to_string());
+        let p = Rc::new(Pushed {
+            request: request.clone(),
+            left: Cell::new(1 << 20),
+            paused: Cell::new(false),
+            scheduled: Cell::new(false),
+            log: self.log.clone(),
+            me: RefCell::new(Weak::new()),
+        });
+        *p.me.borrow_mut() = Rc::downgrade(&p);
+        request.register_producer(p.clone(), true).unwrap();
+        assert_eq!(
+            request.register_producer(p.clone(), true),
+            Err(torsion::producer::ProducerError::AlreadyRegistered)
+        );
+        p.schedule();
+        Render::NotDoneYet
+    }
+}
+
+#[torsion::test(timeout = 60)]
+async fn a_streaming_body_behind_a_pipelined_response_waits_paused() -> Result<(), Failure> {
+    let log: Rc<RefCell<Vec<String>>> = Rc::default();
+    let root = torsion_web::resources::Directory::new();
+    root.put_child(b"slow", Rc::new(Slow));
+    root.put_child(b"push", Rc::new(Push { log: log.clone() }));
+    let port = reactor().listen_tcp_on(0, Site::new(root), "127.0.0.1")?;
+    let addr = port.get_host().socket_addr().unwrap();
+    let out = slow_client(
+        addr,
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /push HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await?;
+    port.stop_listening().await?;
+    let log = log.borrow().clone();
+    // Paused before it wrote anything (its first step came after the pause), resumed when
+    // the slow response was out, and never stopped.
+    assert_eq!(log.first().map(String::as_str), Some("pause"), "{log:?}");
+    assert_eq!(log.get(1).map(String::as_str), Some("resume"), "{log:?}");
+    assert_eq!(log.iter().filter(|e| *e == "write").count(), 16);
+    assert!(!log.iter().any(|e| e == "stop"));
+    let text = String::from_utf8_lossy(&out);
+    let first = text.find("slow done").expect("the first response");
+    let second = text
+        .rfind("HTTP/1.1 200 OK\r\n")
+        .expect("the second response");
+    assert!(second > first, "responses in order");
+    assert_eq!(body_of(&out[second..]), &vec![b'p'; 1 << 20][..]);
+    Ok(())
+}
