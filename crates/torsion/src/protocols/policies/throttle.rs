@@ -8,6 +8,7 @@ use std::rc::{Rc, Weak};
 use bytes::{Buf, BytesMut};
 
 use super::wrapper::{Next, ProtocolWrapper, Wrapped, Wrapper, Wrapping, WrappingFactory};
+use crate::producer::{Producer, ProducerError};
 use crate::protocol::Factory;
 use crate::reactor::{reactor, DelayedCall, ReactorTime};
 use crate::transport::Address;
@@ -29,12 +30,114 @@ pub struct ThrottledConnection {
     held: RefCell<BytesMut>,
     /// `lose_connection` (or `lose_write_connection`) waiting for `held` to drain.
     close: Cell<Option<Close>>,
+    /// The wrapped protocol's producer, as registered with the real transport.
+    producer: RefCell<Option<Rc<ThrottledProducer>>>,
 }
 
 impl ThrottledConnection {
     /// How many written bytes are held back by the write limit.
     pub fn held_back(&self) -> usize {
         self.held.borrow().len()
+    }
+
+    /// Tells the registered producer (later, from a timer) whether writes are held back.
+    fn throttle_producer(&self, held: bool, clock: &Rc<dyn ReactorTime>) {
+        let producer = self.producer.borrow().clone();
+        if let Some(p) = producer {
+            p.throttled.set(held);
+            p.schedule_sync(clock);
+        }
+    }
+}
+
+/// A producer registered through a throttled connection (Twisted's
+/// `ThrottlingProtocol.registerProducer`): registered with the real transport, which pauses
+/// it at its watermarks, and paused as well while the write limit holds writes back — each
+/// reason on its own, so that neither undoes the other. A pull producer is not asked for
+/// more while writes are held back; it is asked once they are sent.
+struct ThrottledProducer {
+    inner: Rc<dyn Producer>,
+    streaming: bool,
+    /// The real transport paused it.
+    transport_paused: Cell<bool>,
+    /// The write limit holds this connection's writes back.
+    throttled: Cell<bool>,
+    /// What `inner` last heard.
+    delivered_paused: Cell<bool>,
+    /// A pull producer was asked for more while throttled.
+    pull_owed: Cell<bool>,
+    detached: Cell<bool>,
+    sync_scheduled: Cell<bool>,
+    me: Weak<ThrottledProducer>,
+}
+
+impl ThrottledProducer {
+    /// Makes the calls the throttle owes on a timer turn of its own, never from inside the
+    /// write that changed the state.
+    fn schedule_sync(&self, clock: &Rc<dyn ReactorTime>) {
+        if self.sync_scheduled.replace(true) {
+            return;
+        }
+        let me = self.me.clone();
+        clock.call_later_boxed(
+            0.0,
+            Box::new(move || {
+                if let Some(p) = me.upgrade() {
+                    p.sync_scheduled.set(false);
+                    p.sync();
+                }
+            }),
+        );
+    }
+
+    fn sync(&self) {
+        if self.detached.get() {
+            return;
+        }
+        if self.streaming {
+            let want = self.transport_paused.get() || self.throttled.get();
+            if want != self.delivered_paused.replace(want) {
+                if want {
+                    self.inner.pause_producing();
+                } else {
+                    self.inner.resume_producing();
+                }
+            }
+        } else if !self.throttled.get() && self.pull_owed.replace(false) {
+            self.inner.resume_producing();
+        }
+    }
+}
+
+impl fmt::Debug for ThrottledProducer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThrottledProducer")
+            .field("streaming", &self.streaming)
+            .field("transport_paused", &self.transport_paused.get())
+            .field("throttled", &self.throttled.get())
+            .finish()
+    }
+}
+
+impl Producer for ThrottledProducer {
+    fn pause_producing(&self) {
+        self.transport_paused.set(true);
+        self.sync();
+    }
+
+    fn resume_producing(&self) {
+        if self.streaming {
+            self.transport_paused.set(false);
+        } else {
+            self.pull_owed.set(true);
+        }
+        self.sync();
+    }
+
+    fn stop_producing(&self) {
+        if !self.detached.replace(true) {
+            self.inner.stop_producing();
+        }
     }
 }
 
@@ -181,6 +284,7 @@ impl ThrottlingPolicy {
         self.count_written(n);
         if drained {
             self.holding.set(self.holding.get().saturating_sub(1));
+            state.throttle_producer(false, &self.clock());
             match state.close.take() {
                 Some(Close::Lose) => conn.transport().lose_connection(),
                 Some(Close::LoseWrite) => conn.transport().lose_write_connection(),
@@ -232,6 +336,7 @@ impl ThrottlingPolicy {
             state.held.borrow_mut().extend_from_slice(&data[n..]);
             if !held_before {
                 self.holding.set(self.holding.get() + 1);
+                state.throttle_producer(true, &self.clock());
             }
             self.ensure_ticking(conn);
         } else if n > 0 {
@@ -277,6 +382,7 @@ impl Wrapper for ThrottlingPolicy {
             self.holding.set(self.holding.get().saturating_sub(1));
         }
         state.close.set(None);
+        drop(state.producer.borrow_mut().take());
     }
 
     fn connection_made(&self, conn: &Wrapped<Self>, mut next: Next<'_>) {
@@ -370,6 +476,44 @@ impl Wrapper for ThrottlingPolicy {
         }
     }
 
+    fn register_producer(
+        &self,
+        conn: &Wrapped<Self>,
+        producer: Rc<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), ProducerError> {
+        let state = conn.state();
+        if state.producer.borrow().is_some() {
+            return Err(ProducerError::AlreadyRegistered);
+        }
+        let adapter = Rc::new_cyclic(|me| ThrottledProducer {
+            inner: producer,
+            streaming,
+            transport_paused: Cell::new(false),
+            throttled: Cell::new(false),
+            delivered_paused: Cell::new(false),
+            pull_owed: Cell::new(false),
+            detached: Cell::new(false),
+            sync_scheduled: Cell::new(false),
+            me: me.clone(),
+        });
+        conn.transport()
+            .register_producer(adapter.clone(), streaming)?;
+        *state.producer.borrow_mut() = Some(adapter);
+        if state.held_back() > 0 {
+            state.throttle_producer(true, &self.clock());
+        }
+        Ok(())
+    }
+
+    fn unregister_producer(&self, conn: &Wrapped<Self>) {
+        let adapter = conn.state().producer.borrow_mut().take();
+        if let Some(a) = adapter {
+            a.detached.set(true);
+            conn.transport().unregister_producer();
+        }
+    }
+
     fn buffered_size(&self, conn: &Wrapped<Self>) -> usize {
         conn.state().held_back() + conn.transport().buffered_size()
     }
@@ -395,10 +539,12 @@ pub type ThrottlingProtocol<P> = ProtocolWrapper<P, ThrottlingPolicy>;
 ///   seconds. A connection the protocol paused itself stays paused.
 /// - **Writes**: bytes past the write limit are held back by the wrapper, in order, and
 ///   sent in the following seconds, each second's budget shared equally among the waiting
-///   connections. The wrapped protocol's `buffered_size` includes them, so a producer that
-///   watches it slows down; `lose_connection` waits until they are sent, `abort_connection`
-///   drops them. (Twisted pauses the protocol's registered producer instead; Torsion's
-///   transports have no producer registry, and holding back works for every protocol.)
+///   connections. The wrapped protocol's `buffered_size` includes them; `lose_connection`
+///   waits until they are sent, `abort_connection` drops them. A producer the wrapped
+///   protocol registers (see [`producer`](crate::producer)) is paused while its writes are
+///   held back and resumed once they are sent (a pull producer is not asked for more
+///   meanwhile), on top of the transport's own watermarks — Twisted's `throttleWrites`.
+///   Holding back still bounds protocols that write without a producer.
 ///
 /// ```
 /// use torsion::protocols::policies::ThrottlingFactory;

@@ -12,6 +12,7 @@ use std::fmt;
 use std::io;
 use std::rc::{Rc, Weak};
 
+use crate::producer::{Producer, ProducerError};
 use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::tcp::Connector;
 use crate::transport::{Address, Transport, TransportImpl};
@@ -140,6 +141,21 @@ pub trait Wrapper: Sized + 'static {
     /// The wrapped protocol resumes reading.
     fn resume_producing(&self, conn: &Wrapped<Self>) {
         conn.transport().resume_producing();
+    }
+
+    /// The wrapped protocol registers a producer (see [`producer`](crate::producer)).
+    fn register_producer(
+        &self,
+        conn: &Wrapped<Self>,
+        producer: Rc<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), ProducerError> {
+        conn.transport().register_producer(producer, streaming)
+    }
+
+    /// The wrapped protocol unregisters its producer.
+    fn unregister_producer(&self, conn: &Wrapped<Self>) {
+        conn.transport().unregister_producer();
     }
 
     /// How many written bytes wait to be sent, as the wrapped protocol sees it.
@@ -484,6 +500,28 @@ impl<W: Wrapper> TransportImpl for WrappingTransport<W> {
 
     fn resume_producing(&self) {
         self.wrapping.wrapper.resume_producing(&self.conn);
+    }
+
+    fn register_producer(
+        &self,
+        producer: Rc<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), ProducerError> {
+        self.wrapping
+            .wrapper
+            .register_producer(&self.conn, producer, streaming)
+    }
+
+    fn unregister_producer(&self) {
+        self.wrapping.wrapper.unregister_producer(&self.conn);
+    }
+
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        self.real().set_write_buffer_limits(high, low);
+    }
+
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        self.real().write_buffer_limits()
     }
 
     fn set_tcp_no_delay(&self, enabled: bool) -> io::Result<()> {
