@@ -4,6 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::error::{ConnectionAborted, ConnectionDone};
+use crate::producer::{Due, Producer, ProducerError, ProducerSlot};
 use crate::transport::{Address, Transport, TransportImpl};
 use crate::{Failure, Protocol};
 
@@ -19,6 +20,8 @@ struct Side {
     eof_sent: Cell<bool>,
     host: Address,
     peer: Address,
+    /// Flow control: the producer writing to this side, and the watermarks.
+    producer: ProducerSlot,
 }
 
 impl Side {
@@ -33,13 +36,33 @@ impl Side {
             eof_sent: Cell::new(false),
             host: Address::Named(host.to_owned()),
             peer: Address::Named(peer.to_owned()),
+            producer: ProducerSlot::default(),
         })
+    }
+
+    /// Makes the call the producer is owed for the bytes waiting now; true if one was made.
+    fn drive_producer(&self) -> bool {
+        let due = self.producer.due(self.outgoing.borrow().len());
+        match due {
+            Some((p, Due::Pause)) => p.pause_producing(),
+            Some((p, Due::Resume)) => p.resume_producing(),
+            None => return false,
+        }
+        true
+    }
+
+    /// The connection ended: stops the producer.
+    fn stop_producer(&self) {
+        if let Some(p) = self.producer.unregister() {
+            p.stop_producing();
+        }
     }
 }
 
 impl TransportImpl for Side {
     fn write(&self, data: &[u8]) {
         if !self.closed.get() && !self.write_closed.get() && !self.abort.get() {
+            self.producer.wrote();
             self.outgoing.borrow_mut().extend_from_slice(data);
         }
     }
@@ -72,6 +95,25 @@ impl TransportImpl for Side {
     }
     fn resume_producing(&self) {
         self.paused.set(false);
+    }
+    fn register_producer(
+        &self,
+        producer: Rc<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), ProducerError> {
+        if self.closed.get() || self.lose.get() || self.abort.get() || self.write_closed.get() {
+            return Err(ProducerError::Disconnected);
+        }
+        self.producer.register(producer, streaming)
+    }
+    fn unregister_producer(&self) {
+        drop(self.producer.unregister());
+    }
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        self.producer.set_limits(high, low);
+    }
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        self.producer.limits()
     }
 }
 
@@ -167,10 +209,17 @@ impl<C: Protocol, S: Protocol> Pump<C, S> {
 
     /// Moves pending bytes once in each direction, then handles closes. Returns true if
     /// anything moved.
+    ///
+    /// Registered producers are driven as a socket would: before the bytes move, a
+    /// streaming producer with more than its high watermark waiting is paused; after, the
+    /// buffer is empty, so a paused one is resumed and a pull producer is asked for more
+    /// (a call counts as movement, so [`flush`](Self::flush) runs a pull producer to its end).
     pub fn pump(&mut self) -> bool {
         if self.closed {
             return false;
         }
+        self.client_side.drive_producer();
+        self.server_side.drive_producer();
         // As Twisted's IOPump: take both directions' bytes first, then deliver them, so a
         // reply travels on the next pump.
         let take = |from: &Side, to: &Side| {
@@ -191,6 +240,8 @@ impl<C: Protocol, S: Protocol> Pump<C, S> {
             moved = true;
             self.client.data_received(&self.client_t, &to_client);
         }
+        moved |= self.client_side.drive_producer();
+        moved |= self.server_side.drive_producer();
         moved |= self.half_close(true) | self.half_close(false);
         let done = |s: &Side| s.abort.get() || (s.lose.get() && s.outgoing.borrow().is_empty());
         if done(&self.client_side) || done(&self.server_side) || self.both_halves_closed() {
@@ -230,6 +281,9 @@ impl<C: Protocol, S: Protocol> Pump<C, S> {
         self.closed = true;
         self.client_side.closed.set(true);
         self.server_side.closed.set(true);
+        // As a real transport, producers are stopped before `connection_lost`.
+        self.server_side.stop_producer();
+        self.client_side.stop_producer();
         let reason = || {
             if aborted {
                 Failure::new(ConnectionAborted)
