@@ -14,8 +14,8 @@ use std::rc::{Rc, Weak};
 
 use torsion::defer::{Deferred, Trigger};
 use torsion::error::{ConnectionDone, ConnectionLost};
-use torsion::transport::Address;
 use torsion::producer::{Producer, ProducerError};
+use torsion::transport::Address;
 use torsion::Failure;
 
 use crate::body_producer::BodyProducer;
