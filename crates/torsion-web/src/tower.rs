@@ -75,7 +75,7 @@ use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use torsion::defer::Deferred;
-use torsion::producer::Backpressure;
+use torsion::producer::{Backpressure, DEFAULT_HIGH_WATER};
 use torsion::{BoxError, Failure};
 use tower_service::Service;
 
@@ -374,12 +374,47 @@ fn stated_length(headers: &http::HeaderMap) -> Result<Option<u64>, Failure> {
 
 /// Waits while the connection has the body's producer paused; false once the client has
 /// gone away.
+///
+/// The connection pauses the gate from its own task, after a write has filled its buffer,
+/// never from inside the write. A body whose frames are all ready would be written in one
+/// tight loop that never lets that task run, so when bytes are waiting this first yields a
+/// reactor turn (and, while more than the high watermark waits and the pause has not come
+/// yet, a few more), then waits on the gate.
 async fn room_to_write(request: &Request, gate: &Backpressure) -> bool {
+    /// Turns to wait for a pause that is due, before going on regardless.
+    const MAX_TURNS: usize = 64;
+    if request.buffered_size() > 0 {
+        yield_turn().await;
+        let mut turns = 1;
+        while request.buffered_size() > DEFAULT_HIGH_WATER
+            && !gate.is_paused()
+            && !request.lost()
+            && turns < MAX_TURNS
+        {
+            yield_turn().await;
+            turns += 1;
+        }
+    }
     if gate.is_paused() && !request.lost() {
         // Fires with false if the connection ends first.
         return gate.ready().await.unwrap_or(false) && !request.lost();
     }
     !request.lost()
+}
+
+/// Lets every other ready task of the reactor run once (the connection's among them).
+async fn yield_turn() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Becomes ready when the request's client goes away (it cannot finish before: the request

@@ -244,3 +244,107 @@ async fn a_streaming_body_behind_a_pipelined_response_waits_paused() -> Result<(
     assert_eq!(body_of(&out[second..]), &vec![b'p'; 1 << 20][..]);
     Ok(())
 }
+
+/// A body of `total` frames of 64 KiB, made only when asked for; counts how many were made.
+#[cfg(feature = "tower")]
+struct Lazy {
+    made: Rc<Cell<usize>>,
+    total: usize,
+}
+
+#[cfg(feature = "tower")]
+impl http_body::Body for Lazy {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        let made = self.made.get();
+        if made == self.total {
+            return std::task::Poll::Ready(None);
+        }
+        self.made.set(made + 1);
+        let frame = bytes::Bytes::from(vec![b'a' + (made % 26) as u8; CHUNK]);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(frame))))
+    }
+}
+
+/// Answers every request with a fresh [`Lazy`] body.
+#[cfg(feature = "tower")]
+#[derive(Clone)]
+struct LazyService {
+    made: Rc<Cell<usize>>,
+    total: usize,
+}
+
+#[cfg(feature = "tower")]
+impl tower_service::Service<torsion_web::tower::HttpRequest> for LazyService {
+    type Response = http::Response<Lazy>;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<http::Response<Lazy>, std::io::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::io::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: torsion_web::tower::HttpRequest) -> Self::Future {
+        std::future::ready(Ok(http::Response::new(Lazy {
+            made: self.made.clone(),
+            total: self.total,
+        })))
+    }
+}
+
+#[cfg(feature = "tower")]
+#[torsion::test(timeout = 60)]
+async fn a_service_body_is_not_read_further_while_the_client_does_not_read() -> Result<(), Failure>
+{
+    const FRAMES: usize = 512; // 32 MiB
+    let made = Rc::new(Cell::new(0));
+    let service = LazyService {
+        made: made.clone(),
+        total: FRAMES,
+    };
+    let port = reactor().listen_tcp_on(
+        0,
+        Site::new(torsion_web::tower::ServiceResource::new(service)),
+        "127.0.0.1",
+    )?;
+    let addr = port.get_host().socket_addr().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.set_recv_buffer_size(16 * 1024)?;
+    let mut sock = sock.connect(addr).await?;
+    sock.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await?;
+    // Wait (polling, with a deadline) until the server stops taking frames: the client
+    // reads nothing, so the connection pauses the body.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut stable = 0;
+    let mut last = usize::MAX;
+    while stable < 20 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = made.get();
+        stable = if now == last { stable + 1 } else { 0 };
+        last = now;
+    }
+    let held = made.get();
+    eprintln!(
+        "flow_body: a non-reading client let the server take {held} of {FRAMES} frames of {CHUNK} bytes"
+    );
+    assert!(held > 0 && held < FRAMES / 2, "{held} frames taken");
+    // Then everything arrives once the client reads.
+    let mut out = Vec::new();
+    sock.read_to_end(&mut out).await?;
+    port.stop_listening().await?;
+    let body = &out[out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    // Chunked: count the payload bytes by their letters.
+    let payload = body.iter().filter(|b| b.is_ascii_lowercase()).count();
+    assert_eq!(payload, FRAMES * CHUNK); // chunk sizes are hex digits ("10000")
+    assert_eq!(made.get(), FRAMES);
+    Ok(())
+}

@@ -9,7 +9,9 @@
 //!   buffer passes its *high watermark* the transport calls
 //!   [`pause_producing`](Producer::pause_producing); when the buffer drains to the *low
 //!   watermark* it calls [`resume_producing`](Producer::resume_producing). A server that
-//!   writes faster than its client reads pauses instead of buffering without bound.
+//!   writes faster than its client reads pauses instead of buffering without bound. A write
+//!   that crosses the high watermark always earns a pause (and then a resume), even if the
+//!   socket drains the buffer before the call is made.
 //! - A **pull** producer writes only when asked: the transport calls `resume_producing` once
 //!   at registration and again each time its write buffer is empty after a write. Each call
 //!   should write one chunk (or finish, and unregister).
@@ -151,6 +153,9 @@ pub(crate) struct ProducerSlot {
     paused: Cell<bool>,
     /// The pull producer is owed a `resume_producing` once the buffer is empty.
     pull_due: Cell<bool>,
+    /// A write took the buffer over the high watermark: the streaming producer is owed a
+    /// pause even if the buffer drains before the consumer gets to make the call.
+    pause_owed: Cell<bool>,
     high: Cell<usize>,
     low: Cell<usize>,
 }
@@ -162,6 +167,7 @@ impl Default for ProducerSlot {
             streaming: Cell::new(false),
             paused: Cell::new(false),
             pull_due: Cell::new(false),
+            pause_owed: Cell::new(false),
             high: Cell::new(DEFAULT_HIGH_WATER),
             low: Cell::new(DEFAULT_LOW_WATER),
         }
@@ -181,6 +187,7 @@ impl ProducerSlot {
         *slot = Some(producer);
         self.streaming.set(streaming);
         self.paused.set(false);
+        self.pause_owed.set(false);
         // A pull producer is asked for its first chunk at once (Twisted does the same).
         self.pull_due.set(!streaming);
         Ok(())
@@ -189,6 +196,7 @@ impl ProducerSlot {
     /// Forgets the producer, without telling it.
     pub(crate) fn unregister(&self) -> Option<Rc<dyn Producer>> {
         self.paused.set(false);
+        self.pause_owed.set(false);
         self.pull_due.set(false);
         self.producer.borrow_mut().take()
     }
@@ -221,6 +229,14 @@ impl ProducerSlot {
         true
     }
 
+    /// Notes the buffer's size after a write: past the high watermark, a streaming producer
+    /// is owed a pause (then a resume at the low watermark), however fast the buffer drains.
+    pub(crate) fn note_buffered(&self, buffered: usize) {
+        if buffered > self.high.get() && self.streaming.get() && !self.paused.get() {
+            self.pause_owed.set(self.is_registered());
+        }
+    }
+
     pub(crate) fn set_limits(&self, high: usize, low: usize) {
         self.high.set(high);
         self.low.set(low.min(high));
@@ -239,7 +255,7 @@ impl ProducerSlot {
             if self.paused.get() {
                 buffered <= self.low.get()
             } else {
-                buffered > self.high.get()
+                self.pause_owed.get() || buffered > self.high.get()
             }
         } else {
             self.pull_due.get() && buffered == 0
@@ -256,6 +272,7 @@ impl ProducerSlot {
         let call = if self.streaming.get() {
             let pause = !self.paused.get();
             self.paused.set(pause);
+            self.pause_owed.set(false);
             if pause {
                 Due::Pause
             } else {
@@ -300,14 +317,18 @@ impl std::error::Error for ProducerStopped {}
 /// resumed by the transport's watermarks like any streaming producer; `ready` waits while it
 /// is paused, without polling.
 ///
+/// The transport pauses it from its own task, after the write that filled the buffer, and an
+/// async loop whose data is always ready might not let that task run in between. A gate made
+/// with [`register`](Backpressure::register) knows its transport, so `ready` also waits when
+/// the buffer is over the high watermark and the pause is still on its way:
+///
 /// ```
-/// use torsion::producer::{Backpressure, Producer};
+/// use torsion::producer::Backpressure;
 /// use torsion::testing::{success_result_of, StringTransport};
 ///
 /// let st = StringTransport::new();
-/// let gate = Backpressure::new();
 /// st.transport().set_write_buffer_limits(100, 10);
-/// st.transport().register_producer(gate.clone(), true).unwrap();
+/// let gate = Backpressure::register(&st.transport()).unwrap();
 /// assert!(success_result_of(&gate.ready()));      // room to write
 /// st.set_buffered_size(500);                         // the peer is slow
 /// let ready = gate.ready();
@@ -322,12 +343,23 @@ pub struct Backpressure {
     paused: Cell<bool>,
     stopped: Cell<bool>,
     waiters: RefCell<Vec<crate::defer::Trigger<bool>>>,
+    /// The transport it is registered with, if made by `register` (dropped when stopped).
+    consumer: RefCell<Option<Transport>>,
 }
 
 impl Backpressure {
-    /// A gate that is open (not paused) until the transport says otherwise.
+    /// A gate that is open (not paused) until whoever it is registered with says otherwise
+    /// (for consumers other than a transport, such as a web request).
     pub fn new() -> Rc<Backpressure> {
         Rc::new(Backpressure::default())
+    }
+
+    /// A gate registered with `transport` as its streaming producer.
+    pub fn register(transport: &Transport) -> Result<Rc<Backpressure>, ProducerError> {
+        let gate = Backpressure::new();
+        transport.register_producer(gate.clone(), true)?;
+        *gate.consumer.borrow_mut() = Some(transport.clone());
+        Ok(gate)
     }
 
     /// True while the transport has it paused.
@@ -340,13 +372,19 @@ impl Backpressure {
         self.stopped.get()
     }
 
-    /// Fires with `true` when writing may go on (at once if it is not paused), or `false`
+    /// Fires with `true` when writing may go on (at once if it is not paused and, for a
+    /// registered gate, its transport's buffer is not over the high watermark), or `false`
     /// once production was stopped.
     pub fn ready(&self) -> crate::Deferred<bool> {
         let d = crate::Deferred::new();
+        let pause_due = self
+            .consumer
+            .borrow()
+            .as_ref()
+            .is_some_and(|t| t.buffered_size() > t.write_buffer_limits().0);
         if self.stopped.get() {
             d.callback(false);
-        } else if !self.paused.get() {
+        } else if !self.paused.get() && !pause_due {
             d.callback(true);
         } else {
             self.waiters.borrow_mut().push(d.trigger());
@@ -374,6 +412,7 @@ impl Producer for Backpressure {
 
     fn stop_producing(&self) {
         self.stopped.set(true);
+        drop(self.consumer.borrow_mut().take());
         self.wake(false);
     }
 }

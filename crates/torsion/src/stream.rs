@@ -375,7 +375,9 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
         } else {
             buf.extend_from_slice(data);
         }
+        let buffered = buf.len();
         drop(buf);
+        self.producer.note_buffered(buffered);
         self.notify();
     }
 

@@ -607,3 +607,43 @@ async fn a_transport_is_a_producer_for_another() -> Result<(), Failure> {
     assert!(!ta.is_connected() && !tb.is_connected());
     Ok(())
 }
+
+#[torsion::test(timeout = 30)]
+async fn an_async_writer_awaits_a_backpressure_gate() -> Result<(), Failure> {
+    // Data that is always ready, written in a loop that awaits the gate before each chunk:
+    // the loop never runs ahead of the transport's high watermark.
+    const CHUNKS: usize = 256; // 16 MiB
+    let events = Events::default();
+    let max = Rc::new(Cell::new(0usize));
+    let (ev, m) = (events.clone(), max.clone());
+    let port = listen(&events, move |t| {
+        let gate = torsion::producer::Backpressure::register(t).unwrap();
+        let (t, ev, m) = (t.clone(), ev.clone(), m.clone());
+        reactor().spawn(async move {
+            for _ in 0..CHUNKS {
+                if !gate.ready().await? {
+                    ev.push("stopped");
+                    return Ok::<(), Failure>(());
+                }
+                t.write(&[b'g'; CHUNK]);
+                m.set(m.get().max(t.buffered_size()));
+            }
+            t.unregister_producer();
+            t.lose_connection();
+            ev.push("done");
+            Ok(())
+        });
+    })?;
+    let client = small_client(&port).await?;
+    let read = read_all(client).await?;
+    events.wait_for("connection_lost").await;
+    port.stop_listening().await?;
+    assert_eq!(read, CHUNKS * CHUNK);
+    assert!(events.has("done"), "{:?}", events.all());
+    assert!(
+        max.get() <= DEFAULT_HIGH_WATER + CHUNK,
+        "the writer ran ahead: {} bytes buffered",
+        max.get()
+    );
+    Ok(())
+}
