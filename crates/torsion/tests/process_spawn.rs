@@ -131,12 +131,17 @@ async fn exit_code_is_reported() {
     let (p, rec) = Recorder::new(|_| {});
     spawn(ProcessSpec::new("sh").args(["-c", "exit 3"]), p);
     let reason = ended(&rec).await;
-    let t = reason.downcast_ref::<ProcessTerminated>().expect("ProcessTerminated");
+    let t = reason
+        .downcast_ref::<ProcessTerminated>()
+        .expect("ProcessTerminated");
     assert_eq!((t.exit_code, t.signal), (Some(3), None));
     assert!(reason.to_string().contains("exit code 3"), "{reason}");
     let exited = rec.exited.borrow_mut().take().unwrap();
     assert_eq!(
-        exited.downcast_ref::<ProcessTerminated>().unwrap().exit_code,
+        exited
+            .downcast_ref::<ProcessTerminated>()
+            .unwrap()
+            .exit_code,
         Some(3)
     );
 }
@@ -148,8 +153,14 @@ async fn signals_are_sent_and_reported() {
         let t = spawn(ProcessSpec::new("sleep").arg("30"), p);
         t.signal_process(name).unwrap();
         let reason = ended(&rec).await;
-        let term = reason.downcast_ref::<ProcessTerminated>().expect("ProcessTerminated");
-        assert_eq!((term.exit_code, term.signal), (None, Some(number)), "{name}");
+        let term = reason
+            .downcast_ref::<ProcessTerminated>()
+            .expect("ProcessTerminated");
+        assert_eq!(
+            (term.exit_code, term.signal),
+            (None, Some(number)),
+            "{name}"
+        );
         assert!(reason.to_string().contains(&format!("signal {number}")));
         let again = t.signal_process("KILL").unwrap_err();
         assert!(again.check::<ProcessExitedAlready>(), "{again:?}");
@@ -204,7 +215,13 @@ async fn a_missing_program_fails_with_its_name() {
 
     let (p, _rec) = Recorder::new(|_| panic!("never started"));
     let f = reactor()
-        .spawn_process(p, "sh", &["-c", "true"], Env::Inherit, Some(Path::new("/no/such/dir")))
+        .spawn_process(
+            p,
+            "sh",
+            &["-c", "true"],
+            Env::Inherit,
+            Some(Path::new("/no/such/dir")),
+        )
         .unwrap_err();
     assert!(f.check::<SpawnError>(), "{f:?}");
 }
@@ -217,7 +234,10 @@ async fn environment_and_working_directory_are_passed() {
         .spawn_process(
             p,
             "sh",
-            &["-c", "echo \"$TORSION_TEST_VAR\"; pwd; echo \"${HOME:+home-set}\""],
+            &[
+                "-c",
+                "echo \"$TORSION_TEST_VAR\"; pwd; echo \"${HOME:+home-set}\"",
+            ],
             Env::extend([("TORSION_TEST_VAR", "forty two")]),
             Some(&dir),
         )
@@ -333,7 +353,10 @@ async fn a_panic_in_out_received_is_contained() {
     let (mut p, rec) = Recorder::new(|_| {});
     p.panic_on_out = true;
     // The child would print forever; the panic closes its pipes, so it dies of SIGPIPE.
-    spawn(ProcessSpec::new("sh").args(["-c", "while echo x; do :; done"]), p);
+    spawn(
+        ProcessSpec::new("sh").args(["-c", "while echo x; do :; done"]),
+        p,
+    );
     let reason = ended(&rec).await;
     assert!(
         reason.check::<ProcessTerminated>() || reason.check::<ProcessDone>(),

@@ -2,11 +2,11 @@
 //! give, how stderr and signals are treated, and a program that cannot start.
 
 use torsion::defer::Deferred;
-use torsion::reactor;
 use torsion::process::{
     get_process_output, get_process_output_and_value, get_process_value, Env, ProcessOutput,
     ProcessSignalled, ProcessSpec, ProcessTerminated, SpawnError, UnexpectedErrorOutput,
 };
+use torsion::reactor;
 
 /// Waits (polling, up to 10 s) until every child has ended and no handle is left open.
 async fn children_gone() {
@@ -45,7 +45,9 @@ async fn stderr_fails_output_unless_errortoo() {
     let f = get_process_output(sh("echo fine; echo oops >&2; sleep 0.5"), false)
         .await
         .unwrap_err();
-    let e = f.downcast_ref::<UnexpectedErrorOutput>().expect("UnexpectedErrorOutput");
+    let e = f
+        .downcast_ref::<UnexpectedErrorOutput>()
+        .expect("UnexpectedErrorOutput");
     assert_eq!(e.stderr, b"oops\n");
     assert!(f.to_string().contains("got stderr"), "{f}");
     assert_eq!(reactor().open_handles(), 1, "the child still runs");
@@ -63,9 +65,14 @@ async fn stderr_fails_output_unless_errortoo() {
 #[torsion::test(timeout = 30)]
 async fn value_is_the_exit_code() {
     assert_eq!(get_process_value(sh("exit 0")).await.unwrap(), 0);
-    assert_eq!(get_process_value(sh("echo noise; exit 7")).await.unwrap(), 7);
+    assert_eq!(
+        get_process_value(sh("echo noise; exit 7")).await.unwrap(),
+        7
+    );
     let f = get_process_value(sh("kill -TERM $$")).await.unwrap_err();
-    let t = f.downcast_ref::<ProcessTerminated>().expect("ProcessTerminated");
+    let t = f
+        .downcast_ref::<ProcessTerminated>()
+        .expect("ProcessTerminated");
     assert_eq!(t.signal, Some(15));
 }
 
@@ -85,7 +92,9 @@ async fn output_and_value_together() {
     let f = get_process_output_and_value(sh("echo before; kill -KILL $$"))
         .await
         .unwrap_err();
-    let s = f.downcast_ref::<ProcessSignalled>().expect("ProcessSignalled");
+    let s = f
+        .downcast_ref::<ProcessSignalled>()
+        .expect("ProcessSignalled");
     assert_eq!((s.stdout.as_slice(), s.signal), (&b"before\n"[..], 9));
 }
 
@@ -103,8 +112,10 @@ async fn a_program_that_cannot_start_fails_the_deferred() {
     let e = f.downcast_ref::<SpawnError>().expect("SpawnError");
     assert_eq!(e.program(), "torsion-no-such-program");
     assert!(f.to_string().contains("torsion-no-such-program"), "{f}");
-    assert!(get_process_value(ProcessSpec::new("torsion-no-such-program"))
-        .await
-        .unwrap_err()
-        .check::<SpawnError>());
+    assert!(
+        get_process_value(ProcessSpec::new("torsion-no-such-program"))
+            .await
+            .unwrap_err()
+            .check::<SpawnError>()
+    );
 }

@@ -101,7 +101,10 @@ fn wait_exit(child: &mut Running) -> std::process::ExitStatus {
         if let Some(status) = child.0.try_wait().expect("try_wait") {
             return status;
         }
-        assert!(start.elapsed() < DEADLINE, "the child did not exit in {DEADLINE:?}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the child did not exit in {DEADLINE:?}"
+        );
         thread::sleep(Duration::from_millis(10));
     }
 }
@@ -179,7 +182,9 @@ fn dev_null_input() {
 fn lose_connection_closes_stdout() {
     let mut child = spawn_child("close", Stdio::piped(), Stdio::piped());
     let out = read_all_later(child.0.stdout.take().unwrap());
-    let got = out.recv_timeout(DEADLINE).expect("end of file on the child's stdout");
+    let got = out
+        .recv_timeout(DEADLINE)
+        .expect("end of file on the child's stdout");
     assert_eq!(got, b"bye\n");
     assert!(
         child.0.try_wait().unwrap().is_none(),
@@ -198,7 +203,10 @@ fn main() {
         ("echo_over_pipes", echo_over_pipes),
         ("echo_between_files", echo_between_files),
         ("dev_null_input", dev_null_input),
-        ("lose_connection_closes_stdout", lose_connection_closes_stdout),
+        (
+            "lose_connection_closes_stdout",
+            lose_connection_closes_stdout,
+        ),
     ];
     let filter: Vec<String> = std::env::args()
         .skip(1)
