@@ -280,9 +280,11 @@ async fn megabytes_each_way_arrive_complete() {
     spawn(ProcessSpec::new("cat"), p);
     let reason = ended(&rec).await;
     assert!(reason.check::<ProcessDone>(), "{reason:?}");
-    let out = rec.out.borrow();
-    assert_eq!(out.len(), SIZE);
-    assert!(*out == data, "the output differs from the input");
+    {
+        let out = rec.out.borrow();
+        assert_eq!(out.len(), SIZE);
+        assert!(*out == data, "the output differs from the input");
+    }
 
     // A child that only writes: several megabytes of output.
     let (p, rec) = Recorder::new(|_| {});
@@ -363,8 +365,11 @@ async fn a_panic_in_out_received_is_contained() {
         "{reason:?}"
     );
     assert!(!reason.check::<PanicError>());
-    let events = rec.events.borrow();
-    assert!(events.contains(&"lost 1".to_string()), "{events:?}");
+    assert!(
+        rec.events.borrow().contains(&"lost 1".to_string()),
+        "{:?}",
+        rec.events.borrow()
+    );
 
     // The reactor goes on: another child runs normally.
     let (p, rec) = Recorder::new(|t| t.close_stdin());
