@@ -397,3 +397,53 @@ async fn output_can_be_paused() {
     assert_eq!(&*rec.out.borrow(), b"later\n");
     assert!(!t.as_transport().is_connected());
 }
+
+#[torsion::test(timeout = 30)]
+async fn a_child_that_closes_its_stdin_early_loses_fd_0_first() {
+    let (p, rec) = Recorder::new(|t| {
+        // Far more than a pipe holds: the rest waits in the buffer until EPIPE.
+        t.write(&vec![b'x'; 4 * 1024 * 1024]);
+    });
+    spawn(
+        ProcessSpec::new("sh").args(["-c", "exec 0<&-; sleep 0.3; echo after"]),
+        p,
+    );
+    let reason = ended(&rec).await;
+    assert!(reason.check::<ProcessDone>(), "{reason:?}");
+    assert_eq!(&*rec.out.borrow(), b"after\n");
+    let events = rec.events.borrow();
+    let lost0 = events.iter().position(|e| e == "lost 0").unwrap();
+    let exited = events.iter().position(|e| e == "exited").unwrap();
+    assert!(lost0 < exited, "{events:?}");
+}
+
+/// At reactor shutdown a running child's pipes are closed and `process_ended` says so; the
+/// child itself is left running, as in Twisted.
+#[test]
+fn reactor_shutdown_ends_the_protocol_but_not_the_child() {
+    let r = torsion::Reactor::new();
+    r.set_install_signal_handlers(false);
+    let (p, rec) = Recorder::new(|_| {});
+    let t = r
+        .spawn_process_spec(p, ProcessSpec::new("sleep").arg("30"))
+        .unwrap();
+    let pid = t.pid().unwrap();
+    r.call_later(0.05, || reactor().stop().unwrap());
+    r.run().unwrap();
+    let events = rec.events.borrow().clone();
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("ended"),
+        "{events:?}"
+    );
+    assert!(!events.contains(&"exited".to_string()), "{events:?}");
+    // Still alive (checked with kill -0), then cleaned up.
+    let alive = std::process::Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(alive.success(), "the child was killed");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+}
