@@ -425,32 +425,33 @@ impl Reactor {
             if fd < 0 {
                 return Err(invalid(&program, format!("bad descriptor number {fd}")));
             }
-            let child_end =
-                match what {
-                    ChildFd::Read => {
-                        let (r, w) = new_pipe(&program)?;
-                        extra_read.push((fd, r));
-                        w
-                    }
-                    ChildFd::Write => {
-                        let (r, w) = new_pipe(&program)?;
-                        extra_write.push((fd, w));
-                        r
-                    }
-                    ChildFd::Fd(owned) => owned,
-                    ChildFd::Null => std::fs::OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open("/dev/null")
-                        .map_err(|e| Failure::new(SpawnError::new(&program, e)))?
-                        .into(),
-                    ChildFd::Inherit => return Err(invalid(
+            let child_end = match what {
+                ChildFd::Read => {
+                    let (r, w) = new_pipe(&program)?;
+                    extra_read.push((fd, r));
+                    w
+                }
+                ChildFd::Write => {
+                    let (r, w) = new_pipe(&program)?;
+                    extra_write.push((fd, w));
+                    r
+                }
+                ChildFd::Fd(owned) => owned,
+                ChildFd::Null => std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .map_err(|e| Failure::new(SpawnError::new(&program, e)))?
+                    .into(),
+                ChildFd::Inherit => {
+                    return Err(invalid(
                         &program,
                         format!(
                             "descriptor {fd}: only 0, 1 and 2 can be inherited; pass ChildFd::Fd"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             mappings.push(FdMapping {
                 parent_fd: child_end,
                 child_fd: fd,
