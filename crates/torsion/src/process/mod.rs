@@ -205,7 +205,8 @@ pub enum Env {
     /// This process's environment with these variables set or replaced.
     Extend(Vec<(OsString, OsString)>),
     /// Only these variables (Twisted's `env=` argument; `Exactly(vec![])` is Twisted's
-    /// default empty environment).
+    /// default empty environment). A program named without a `/` is still found on this
+    /// process's `PATH` unless the variables set `PATH`.
     Exactly(Vec<(OsString, OsString)>),
 }
 
