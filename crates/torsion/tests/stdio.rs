@@ -48,11 +48,30 @@ impl Protocol for CloseEarly {
     }
 }
 
+/// Panics on the first data; the panic must end only this connection, cleanly.
+struct Fragile;
+
+impl Protocol for Fragile {
+    fn data_received(&mut self, _: &Transport, _: &[u8]) {
+        panic!("fragile protocol broke");
+    }
+    fn connection_lost(&mut self, reason: Failure) {
+        if reason.is_panic() {
+            eprintln!("stdio child: panic contained: {reason}");
+            let _ = reactor().stop();
+        } else {
+            eprintln!("stdio child: expected a panic, got {reason}");
+            std::process::exit(4);
+        }
+    }
+}
+
 fn child(mode: &str) -> ! {
     let r = Reactor::new();
     let result = match mode {
         "echo" => StandardIO::new(Echo).map(drop),
         "close" => StandardIO::new(CloseEarly).map(drop),
+        "panic" => StandardIO::new(Fragile).map(drop),
         other => {
             eprintln!("unknown child mode {other}");
             std::process::exit(2);
@@ -195,11 +214,40 @@ fn lose_connection_closes_stdout() {
     assert!(status.success(), "close child: {status}");
 }
 
+/// A panic in `data_received` is caught: stdout is closed, `connection_lost` gets the panic,
+/// and the program goes on to exit normally.
+fn panic_is_contained() {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Running(
+        Command::new(exe)
+            .env(CHILD_ENV, "panic")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the child"),
+    );
+    let out = read_all_later(child.0.stdout.take().unwrap());
+    let err = read_all_later(child.0.stderr.take().unwrap());
+    let mut stdin = child.0.stdin.take().unwrap();
+    stdin.write_all(b"boom").unwrap();
+    let got = out.recv_timeout(DEADLINE).expect("end of file on stdout");
+    drop(stdin);
+    let status = wait_exit(&mut child);
+    let err = String::from_utf8_lossy(&err.recv_timeout(DEADLINE).unwrap()).into_owned();
+    assert!(status.success(), "panic child: {status}\n{err}");
+    assert!(got.is_empty());
+    assert!(
+        err.contains("panic contained: panic: fragile protocol broke"),
+        "{err}"
+    );
+}
+
 fn main() {
     if let Ok(mode) = std::env::var(CHILD_ENV) {
         child(&mode);
     }
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 5] = [
         ("echo_over_pipes", echo_over_pipes),
         ("echo_between_files", echo_between_files),
         ("dev_null_input", dev_null_input),
@@ -207,6 +255,7 @@ fn main() {
             "lose_connection_closes_stdout",
             lose_connection_closes_stdout,
         ),
+        ("panic_is_contained", panic_is_contained),
     ];
     let filter: Vec<String> = std::env::args()
         .skip(1)
