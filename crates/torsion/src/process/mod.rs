@@ -329,7 +329,7 @@ fn invalid(program: &str, why: String) -> Failure {
     ))
 }
 
-/// The standard descriptor `fd` as `Stdio`, and whether the parent keeps a pipe to it.
+/// The standard descriptor `fd` (0, 1 or 2) as `Stdio`; pipes must go the right way.
 fn std_fd(program: &str, fd: i32, what: Option<ChildFd>) -> Result<Stdio, Failure> {
     let pipe_dir_ok = |read: bool| {
         if (fd == 0) != read {
