@@ -50,7 +50,11 @@ impl Plugin for PortForwardPlugin {
 
     fn command(&self) -> Command {
         Command::new("portforward")
-            .arg(listen_arg("none; at least one is required").required(true))
+            .arg(
+                listen_arg("")
+                    .required(true)
+                    .help("Where to listen, as an endpoint string (repeatable; at least one)"),
+            )
             .arg(
                 Arg::new("dest")
                     .long("dest")
