@@ -995,9 +995,49 @@ fn unsupported_listen(description: &ServerDescription, why: &str) -> Failure {
     ))
 }
 
-/// The sockets systemd passed to this process, taken out one at a time: each descriptor
-/// gets one owner, however many endpoints ask for it.
-static INHERITED: std::sync::Mutex<Option<listenfd::ListenFd>> = std::sync::Mutex::new(None);
+/// What systemd passed to this process, read from the environment once (`listenfd` then
+/// removes `LISTEN_PID` and `LISTEN_FDS`, as `sd_listen_fds` does, so that child processes
+/// do not take them for theirs). Each descriptor is taken out once: it gets one owner,
+/// however many endpoints ask for it.
+struct Inherited {
+    /// Whether `LISTEN_PID` named this process.
+    ours: bool,
+    /// `LISTEN_FDS`.
+    count: usize,
+    /// `LISTEN_FDNAMES`, split at colons.
+    names: Vec<String>,
+    fds: listenfd::ListenFd,
+}
+
+impl Inherited {
+    fn from_env() -> Inherited {
+        let ours = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            == Some(std::process::id());
+        let count = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let names = std::env::var("LISTEN_FDNAMES")
+            .map(|n| n.split(':').map(str::to_owned).collect())
+            .unwrap_or_default();
+        // Only descriptors meant for this process are adopted.
+        let fds = if ours {
+            listenfd::ListenFd::from_env()
+        } else {
+            listenfd::ListenFd::empty()
+        };
+        Inherited {
+            ours,
+            count,
+            names,
+            fds,
+        }
+    }
+}
+
+static INHERITED: std::sync::Mutex<Option<Inherited>> = std::sync::Mutex::new(None);
 
 /// Why a systemd endpoint cannot listen.
 fn systemd_error(index: usize, why: impl Into<String>) -> Failure {
@@ -1010,44 +1050,39 @@ fn systemd_error(index: usize, why: impl Into<String>) -> Failure {
 /// Systemd socket activation (`sd_listen_fds`): takes descriptor `3 + index` that systemd
 /// (or `systemd-socket-activate`, or any launcher speaking the protocol) passed, checked
 /// with `LISTEN_PID` and `LISTEN_FDS`. The descriptor is adopted through the `listenfd`
-/// crate, which checks that it is a listening stream socket of the right kind.
+/// crate, which checks that it is a socket of the right kind.
 fn listen_systemd<F: Factory>(
     reactor: &Reactor,
     domain: SystemdDomain,
     index: usize,
     factory: F,
 ) -> Result<ListeningPort, Failure> {
-    let pid = std::env::var("LISTEN_PID").ok();
-    if pid.as_deref().map(str::trim).and_then(|p| p.parse::<u32>().ok())
-        != Some(std::process::id())
-    {
+    let mut guard = INHERITED.lock().unwrap_or_else(|p| p.into_inner());
+    let inherited = guard.get_or_insert_with(Inherited::from_env);
+    if !inherited.ours {
         return Err(systemd_error(
             index,
             "no sockets were passed to this process (LISTEN_PID is not our pid)",
         ));
     }
-    let fds = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    if fds <= index {
+    if inherited.count <= index {
         return Err(systemd_error(
             index,
-            format!("systemd passed {fds} socket(s), so there is no index {index}"),
+            format!(
+                "systemd passed {} socket(s), so there is no index {index}",
+                inherited.count
+            ),
         ));
     }
-    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
-    let name = names.split(':').nth(index).filter(|n| !n.is_empty());
-    let what = match name {
+    let what = match inherited.names.get(index).filter(|n| !n.is_empty()) {
         Some(n) => format!("socket {index} ('{n}')"),
         None => format!("socket {index}"),
     };
-    let mut inherited = INHERITED.lock().unwrap_or_else(|p| p.into_inner());
-    let fds = inherited.get_or_insert_with(listenfd::ListenFd::from_env);
+    let fds = &mut inherited.fds;
     match domain {
         SystemdDomain::Inet | SystemdDomain::Inet6 => match fds.take_tcp_listener(index) {
             Ok(Some(l)) => {
-                drop(inherited);
+                drop(guard);
                 reactor.listen_tcp_adopt(l, factory)
             }
             Ok(None) => Err(systemd_error(index, format!("{what} was already taken"))),
@@ -1058,7 +1093,7 @@ fn listen_systemd<F: Factory>(
         },
         SystemdDomain::Unix => match fds.take_unix_listener(index) {
             Ok(Some(l)) => {
-                drop(inherited);
+                drop(guard);
                 reactor.listen_unix_adopt(l, factory)
             }
             Ok(None) => Err(systemd_error(index, format!("{what} was already taken"))),
