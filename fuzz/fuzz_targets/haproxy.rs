@@ -21,7 +21,9 @@ impl Protocol for Collect {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, rest)) = data.split_first() else { return };
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
     let whole = parse_header(rest, DEFAULT_MAX_V2_LENGTH);
     if let Ok(Some((_, n))) = &whole {
         assert!(*n <= rest.len());

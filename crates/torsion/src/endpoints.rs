@@ -1184,7 +1184,10 @@ impl fmt::Display for ClientEndpoint {
 /// (`10.0.0.2:4000`, `[::1]:4000`).
 fn parse_bind_address(s: &str) -> Option<std::net::SocketAddr> {
     let s = s.trim();
-    if let Ok(ip) = s.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>() {
+    if let Ok(ip) = s
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+    {
         return Some(std::net::SocketAddr::new(ip, 0));
     }
     s.parse().ok()

@@ -138,8 +138,8 @@ impl Reactor {
                 )
             })?;
         let addr = SocketAddr::new(ip, port);
-        let std_listener =
-            bind_listener(addr, backlog).map_err(|e| CannotListenError::new(addr.to_string(), e))?;
+        let std_listener = bind_listener(addr, backlog)
+            .map_err(|e| CannotListenError::new(addr.to_string(), e))?;
         let listener = self
             .with_context(|| TcpListener::from_std(std_listener))
             .ok_or(ReactorNotRestartable)?
@@ -372,9 +372,11 @@ fn start_attempt<F: ClientFactory>(
         let dest = c.destination();
         let timeout = Duration::try_from_secs_f64(c.inner.timeout.max(0.0))
             .unwrap_or(Duration::from_secs(u32::MAX as u64));
-        let connected =
-            tokio::time::timeout(timeout, open_stream(&c.inner.host, c.inner.port, bind_address))
-                .await;
+        let connected = tokio::time::timeout(
+            timeout,
+            open_stream(&c.inner.host, c.inner.port, bind_address),
+        )
+        .await;
         let stream = match connected {
             Err(_) => return guard.fail(Failure::new(TimeoutError)),
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {

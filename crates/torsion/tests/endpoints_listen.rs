@@ -110,7 +110,9 @@ async fn exchange(endpoint: &str, msg: &'static [u8]) -> Result<Vec<u8>, Failure
         got: Rc::default(),
         done: RefCell::new(Some(d.trigger())),
     };
-    client_from_string(&reactor(), endpoint).unwrap().connect(f)?;
+    client_from_string(&reactor(), endpoint)
+        .unwrap()
+        .connect(f)?;
     d.await
 }
 
@@ -130,7 +132,9 @@ async fn unix_endpoints_listen_and_connect() -> Result<(), Failure> {
     assert!(!path.0.exists());
 
     // Nobody listens now: the client endpoint fails as connect_unix does.
-    let err = exchange(&format!("unix:{}", path.esc()), b"x").await.unwrap_err();
+    let err = exchange(&format!("unix:{}", path.esc()), b"x")
+        .await
+        .unwrap_err();
     assert!(err.check::<ConnectError>() || err.error_message().contains("No such file"));
     Ok(())
 }
@@ -147,7 +151,10 @@ fn ss_backlog(args: &[&str], column: usize, needle: &str) -> Option<u32> {
         .lines()
         .find(|l| l.contains(needle))
         .unwrap_or_else(|| panic!("ss {args:?} does not list {needle}:\n{text}"));
-    let backlog = line.split_whitespace().nth(column).and_then(|n| n.parse().ok());
+    let backlog = line
+        .split_whitespace()
+        .nth(column)
+        .and_then(|n| n.parse().ok());
     Some(backlog.unwrap_or_else(|| panic!("no Send-Q in {line}")))
 }
 
@@ -198,19 +205,27 @@ async fn bind_address_sets_the_clients_own_address() -> Result<(), Failure> {
     assert!(seen.starts_with("tcp:127.0.0.7:"), "{seen}");
 
     // With a port too (escaped colon).
-    let free = std::net::TcpListener::bind("127.0.0.8:0")?.local_addr()?.port();
+    let free = std::net::TcpListener::bind("127.0.0.8:0")?
+        .local_addr()?
+        .port();
     let got = exchange(
         &format!("tcp:127.0.0.1:{p}:bindAddress=127.0.0.8\\:{free}"),
         b"",
     )
     .await?;
-    assert_eq!(String::from_utf8(got).unwrap(), format!("tcp:127.0.0.8:{free}"));
+    assert_eq!(
+        String::from_utf8(got).unwrap(),
+        format!("tcp:127.0.0.8:{free}")
+    );
 
     // Not an address: refused at once, the factory never called.
-    let err = client_from_string(&reactor(), &format!("tcp:127.0.0.1:{p}:bindAddress=nowhere"))
-        .unwrap()
-        .connect(factory(|| Echo))
-        .unwrap_err();
+    let err = client_from_string(
+        &reactor(),
+        &format!("tcp:127.0.0.1:{p}:bindAddress=nowhere"),
+    )
+    .unwrap()
+    .connect(factory(|| Echo))
+    .unwrap_err();
     assert!(err.check::<ConnectError>());
     port.stop_listening().await?;
     Ok(())
@@ -227,11 +242,19 @@ fn haproxy_descriptions_parse_and_print() {
     let again: ServerDescription = d.to_string().parse().unwrap();
     assert_eq!(again, d);
     assert_eq!(
-        "HAPROXY:unix:/s".parse::<ServerDescription>().unwrap().to_string(),
+        "HAPROXY:unix:/s"
+            .parse::<ServerDescription>()
+            .unwrap()
+            .to_string(),
         "haproxy:unix:/s"
     );
-    let nested = "haproxy:haproxy:tcp:1".parse::<ServerDescription>().unwrap_err();
-    assert!(nested.to_string().contains("one PROXY protocol layer"), "{nested}");
+    let nested = "haproxy:haproxy:tcp:1"
+        .parse::<ServerDescription>()
+        .unwrap_err();
+    assert!(
+        nested.to_string().contains("one PROXY protocol layer"),
+        "{nested}"
+    );
     assert!("haproxy:tcp:port=x".parse::<ServerDescription>().is_err());
     assert!("haproxy:".parse::<ServerDescription>().is_err());
 }
@@ -293,6 +316,10 @@ async fn systemd_without_sockets_refuses_clearly() -> Result<(), Failure> {
         .await
         .unwrap_err();
     assert!(err.check::<CannotListenError>());
-    assert!(err.error_message().contains("LISTEN_PID"), "{}", err.error_message());
+    assert!(
+        err.error_message().contains("LISTEN_PID"),
+        "{}",
+        err.error_message()
+    );
     Ok(())
 }

@@ -147,7 +147,8 @@ fn v1_tcp4_gives_the_client_address_and_passes_the_rest_on() {
     assert_eq!(c.data(), b"GET / HTTP/1.0\r\n\r\nmore");
     c.proto.transport().unwrap().write(b"reply");
     assert_eq!(c.st.value(), b"reply");
-    c.proto.connection_lost(Failure::new(std::io::Error::other("done")));
+    c.proto
+        .connection_lost(Failure::new(std::io::Error::other("done")));
     assert_eq!(c.seen.borrow().lost, 1);
 }
 
@@ -179,14 +180,14 @@ fn v1_unknown_keeps_the_real_addresses() {
 fn v1_malformed_headers_are_refused() {
     for bad in [
         &b"PROXY TCP4 192.0.2.1 198.51.100.7 56324\r\n"[..], // a port missing
-        b"PROXY TCP4 2001:db8::1 198.51.100.7 1 2\r\n",       // v6 address in TCP4
-        b"PROXY TCP6 192.0.2.1 2001:db8::2 1 2\r\n",          // v4 address in TCP6
-        b"PROXY TCP4 192.0.2.1 198.51.100.7 65536 1\r\n",     // port out of range
-        b"PROXY TCP4 192.0.2.1 198.51.100.7 +1 1\r\n",        // not digits
-        b"PROXY TCP4  192.0.2.1 198.51.100.7 1 1\r\n",        // two spaces
-        b"PROXY UDP4 192.0.2.1 198.51.100.7 1 1\r\n",         // not TCP
-        b"PROXY TCP4 192.0.2.1 198.51.100.7 1 1\n",           // LF without CR
-        b"PROXY \xff\r\n",                                    // not ASCII
+        b"PROXY TCP4 2001:db8::1 198.51.100.7 1 2\r\n",      // v6 address in TCP4
+        b"PROXY TCP6 192.0.2.1 2001:db8::2 1 2\r\n",         // v4 address in TCP6
+        b"PROXY TCP4 192.0.2.1 198.51.100.7 65536 1\r\n",    // port out of range
+        b"PROXY TCP4 192.0.2.1 198.51.100.7 +1 1\r\n",       // not digits
+        b"PROXY TCP4  192.0.2.1 198.51.100.7 1 1\r\n",       // two spaces
+        b"PROXY UDP4 192.0.2.1 198.51.100.7 1 1\r\n",        // not TCP
+        b"PROXY TCP4 192.0.2.1 198.51.100.7 1 1\n",          // LF without CR
+        b"PROXY \xff\r\n",                                   // not ASCII
     ] {
         let mut c = Conn::new();
         c.feed(bad);
@@ -246,7 +247,12 @@ fn v2_proxy_inet_with_tlvs() {
 #[test]
 fn v2_proxy_inet6_udp_and_unix() {
     let mut block = Vec::new();
-    block.extend_from_slice(&"2001:db8::5".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    block.extend_from_slice(
+        &"2001:db8::5"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
     block.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
     block.extend_from_slice(&[0x1f, 0x90, 0x00, 0x50]);
     let mut c = Conn::new();
@@ -265,7 +271,10 @@ fn v2_proxy_inet6_udp_and_unix() {
     block[109..112].copy_from_slice(b"abs");
     let mut c = Conn::new();
     c.feed(&v2(1, 0x31, &block, &some_tlvs()));
-    assert_eq!(c.peer(), Some(Address::Unix(Some(PathBuf::from("/tmp/in.s")))));
+    assert_eq!(
+        c.peer(),
+        Some(Address::Unix(Some(PathBuf::from("/tmp/in.s"))))
+    );
     assert_eq!(c.host(), Some(Address::Unix(None)));
 }
 
@@ -299,11 +308,11 @@ fn v2_malformed_headers_are_refused() {
     for bad in [
         wrong_version,
         bad_command,
-        v2(1, 0x13, &inet4_block(), &[]),   // transport 3 does not exist
-        v2(1, 0x10, &inet4_block(), &[]),   // INET with an unspecified transport
-        v2(1, 0x41, &inet4_block(), &[]),   // family 4 does not exist
+        v2(1, 0x13, &inet4_block(), &[]), // transport 3 does not exist
+        v2(1, 0x10, &inet4_block(), &[]), // INET with an unspecified transport
+        v2(1, 0x41, &inet4_block(), &[]), // family 4 does not exist
         v2(1, 0x11, &inet4_block()[..11], &[]), // address block too short
-        v2(1, 0x21, &inet4_block(), &[]),   // an IPv4 block for INET6
+        v2(1, 0x21, &inet4_block(), &[]), // an IPv4 block for INET6
     ] {
         let mut c = Conn::new();
         c.feed(&bad);
@@ -369,7 +378,8 @@ fn a_connection_lost_before_the_header_is_not_passed_on() {
     c.feed(b"PROXY TCP4 1.2");
     c.proto.read_connection_lost(&c.st.transport());
     assert!(c.st.disconnecting());
-    c.proto.connection_lost(Failure::new(std::io::Error::other("gone")));
+    c.proto
+        .connection_lost(Failure::new(std::io::Error::other("gone")));
     assert_eq!((c.seen.borrow().made, c.seen.borrow().lost), (0, 0));
     assert!(c.clock.pending_call_times().is_empty());
 }

@@ -95,7 +95,10 @@ async fn curl_haproxy_protocol_reaches_get_peer() -> Result<(), Failure> {
     assert!(body.starts_with("peer=tcp:127.0.0.1:"), "{body}");
     assert!(body.ends_with(&format!("host=tcp:127.0.0.1:{p}")), "{body}");
     // Without the header, the server refuses the connection (curl gets an empty reply).
-    assert!(!without.status.success(), "a request without a header was served");
+    assert!(
+        !without.status.success(),
+        "a request without a header was served"
+    );
     assert!(without.stdout.is_empty());
     port.stop_listening().await?;
     Ok(())
@@ -126,7 +129,10 @@ fn free_port() -> u16 {
 /// ports once both accept connections.
 fn start_haproxy(backend: u16) -> (HAProxy, u16, u16) {
     let (v1, v2) = (free_port(), free_port());
-    let cfg = std::env::temp_dir().join(format!("torsion-haproxy-{}-{backend}.cfg", std::process::id()));
+    let cfg = std::env::temp_dir().join(format!(
+        "torsion-haproxy-{}-{backend}.cfg",
+        std::process::id()
+    ));
     std::fs::write(
         &cfg,
         format!(

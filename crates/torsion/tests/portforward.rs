@@ -124,7 +124,11 @@ async fn large_transfers_both_ways_at_once() -> Result<(), Failure> {
     // The destination has all of the client's bytes, in order.
     let deadline = Instant::now() + TIMEOUT;
     while received.get() < TOTAL {
-        assert!(Instant::now() < deadline, "only {} bytes arrived", received.get());
+        assert!(
+            Instant::now() < deadline,
+            "only {} bytes arrived",
+            received.get()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(received.get(), TOTAL);
@@ -243,7 +247,9 @@ fn a_refused_destination_closes_the_client_with_a_log_line() {
     tracing::subscriber::with_default(subscriber, || {
         torsion::testing::run_test("refused", 30.0, || async {
             // A port nobody listens on.
-            let nobody = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let nobody = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
             let fwd = forwarder_to(nobody);
             let p = fwd.get_host().port().unwrap();
             let got = defer_to_thread(move || {
@@ -285,9 +291,13 @@ async fn curl_through_the_forwarder_to_python_http_server() -> Result<(), Failur
     }
     let dir = std::env::temp_dir().join(format!("torsion-pf-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let body: String = (0..200_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let body: String = (0..200_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
     std::fs::write(dir.join("big.txt"), &body)?;
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let child = Command::new("python3")
         .args(["-m", "http.server", "--bind", "127.0.0.1"])
         .arg(http_port.to_string())
@@ -312,7 +322,11 @@ async fn curl_through_the_forwarder_to_python_http_server() -> Result<(), Failur
             .unwrap()
     })
     .await?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), body);
     fwd.stop_listening().await?;
     Ok(())

@@ -80,7 +80,9 @@ impl Plugin for PortForwardPlugin {
             .ok_or("--dest HOST:PORT is required")?;
         let timeout = matches.get_one::<f64>("timeout").copied().unwrap_or(30.0);
         if !(timeout.is_finite() && timeout > 0.0) {
-            return Err(format!("--timeout must be a positive number, not {timeout}"));
+            return Err(format!(
+                "--timeout must be a positive number, not {timeout}"
+            ));
         }
         let endpoints = endpoints_of(matches, "listen");
         tracing::info!("forwarding to {host}:{port}");

@@ -71,7 +71,10 @@ impl Running {
             if let Some(status) = self.0.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "torsiond did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "torsiond did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -112,7 +115,8 @@ fn forwards_to_torsiond_echo() {
 
     // The haproxy: endpoint takes the header off before forwarding.
     let mut s = connect(behind_balancer);
-    s.write_all(b"PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\nping").unwrap();
+    s.write_all(b"PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\nping")
+        .unwrap();
     let mut got = [0u8; 4];
     s.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"ping");

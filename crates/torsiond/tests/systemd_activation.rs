@@ -68,7 +68,10 @@ impl Running {
             if let Some(status) = self.0.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "torsiond did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "torsiond did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -140,22 +143,30 @@ fn systemd_socket_activate_passes_two_tcp_sockets() {
     }
     let (a, b) = (free_port(), free_port());
     let mut c = Command::new("systemd-socket-activate");
-    c.args(["-l", &format!("127.0.0.1:{a}"), "-l", &format!("127.0.0.1:{b}")])
-        .arg(env!("CARGO_BIN_EXE_torsiond"))
-        .args([
-            "echo",
-            "--listen",
-            "systemd:domain=INET:index=0",
-            "--listen",
-            "systemd:domain=INET:index=1",
-        ]);
+    c.args([
+        "-l",
+        &format!("127.0.0.1:{a}"),
+        "-l",
+        &format!("127.0.0.1:{b}"),
+    ])
+    .arg(env!("CARGO_BIN_EXE_torsiond"))
+    .args([
+        "echo",
+        "--listen",
+        "systemd:domain=INET:index=0",
+        "--listen",
+        "systemd:domain=INET:index=1",
+    ]);
     let mut server = Running::spawn(c);
     // systemd-socket-activate starts torsiond on the first connection.
     let first = connect_tcp(a);
     server.wait_for(&format!("listening on tcp:127.0.0.1:{a}"));
     server.wait_for(&format!("listening on tcp:127.0.0.1:{b}"));
     assert_eq!(echo_over(first, b"activated"), b"activated");
-    assert_eq!(echo_over(connect_tcp(b), b"second socket"), b"second socket");
+    assert_eq!(
+        echo_over(connect_tcp(b), b"second socket"),
+        b"second socket"
+    );
     assert!(server.terminate().success());
 }
 
@@ -192,7 +203,10 @@ fn a_unix_socket_passed_as_fd_3_is_served() {
     server.wait_for(&format!("listening on unix:{}", path.display()));
     let s = UnixStream::connect(&path).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    assert_eq!(echo_over(s, b"over an inherited socket"), b"over an inherited socket");
+    assert_eq!(
+        echo_over(s, b"over an inherited socket"),
+        b"over an inherited socket"
+    );
     assert!(server.terminate().success());
     // The socket file belongs to whoever made it: torsiond leaves it.
     assert!(path.exists());
@@ -221,7 +235,10 @@ fn refused(listen: &str, pid_ok: bool) -> (ExitStatus, String) {
         .output()
         .unwrap();
     let _ = std::fs::remove_file(&path);
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]

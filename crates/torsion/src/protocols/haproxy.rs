@@ -276,10 +276,7 @@ fn parse_v2(
 }
 
 /// The addresses of a version 2 `PROXY` header; what follows them (TLVs) is skipped.
-fn v2_addresses(
-    family: u8,
-    body: &[u8],
-) -> Result<Option<(Address, Address)>, InvalidProxyHeader> {
+fn v2_addresses(family: u8, body: &[u8]) -> Result<Option<(Address, Address)>, InvalidProxyHeader> {
     let need = match family >> 4 {
         0 => return Ok(None), // AF_UNSPEC: keep the real addresses
         1 => 12,
@@ -328,7 +325,9 @@ fn unix_address(raw: &[u8]) -> Address {
     if end == 0 {
         Address::Unix(None)
     } else {
-        Address::Unix(Some(PathBuf::from(std::ffi::OsStr::from_bytes(&raw[..end]))))
+        Address::Unix(Some(PathBuf::from(std::ffi::OsStr::from_bytes(
+            &raw[..end],
+        ))))
     }
 }
 
@@ -531,9 +530,9 @@ impl<P: Protocol> Protocol for HAProxyProtocol<P> {
                     let take = data.len().min(limit.saturating_sub(buf.len()));
                     buf.extend_from_slice(&data[..take]);
                     match parse_header(buf, max) {
-                        Ok(None) if take < data.len() => Err(InvalidProxyHeader::new(
-                            "header longer than the limit",
-                        )),
+                        Ok(None) if take < data.len() => {
+                            Err(InvalidProxyHeader::new("header longer than the limit"))
+                        }
                         Ok(None) => return,
                         Ok(Some((h, n))) => {
                             // n <= buf.len(); the header ended inside `buf`, the rest is
