@@ -33,9 +33,8 @@
 //! What listens and connects today: `tcp`, `tcp6` and `unix` (with `backlog=`, `mode=`
 //! and a client's `bindAddress=`); `systemd` adopts the socket systemd passed (checked with
 //! `LISTEN_PID` and `LISTEN_FDS`; `INET` and `INET6` take a TCP socket, `UNIX` a Unix one);
-//! `haproxy:` wraps any of them in a
-//! [`HAProxyWrappingFactory`](crate::protocols::haproxy::HAProxyWrappingFactory), so the
-//! protocols see the client addresses the load balancer sends. `tls` is parsed and fails
+//! `haproxy:` wraps any of them in a [`HAProxyWrappingFactory`], so the protocols see the
+//! client addresses the load balancer sends. `tls` is parsed and fails
 //! with a clear error until the TLS transport arrives. Unix `lockfile=` and `checkPID=` are
 //! accepted; a Unix port never replaces a socket that another process listens on.
 //!
@@ -507,7 +506,7 @@ pub enum ServerDescription {
     },
     /// `haproxy:ENDPOINT` (`haproxy:tcp:8080`, `haproxy:unix:/path`) — any other server
     /// endpoint whose connections start with a PROXY protocol header, read by an
-    /// [`HAProxyWrappingFactory`](crate::protocols::haproxy::HAProxyWrappingFactory).
+    /// [`HAProxyWrappingFactory`].
     HAProxy(Box<ServerDescription>),
 }
 
