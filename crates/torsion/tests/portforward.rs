@@ -331,3 +331,61 @@ async fn curl_through_the_forwarder_to_python_http_server() -> Result<(), Failur
     fwd.stop_listening().await?;
     Ok(())
 }
+
+#[test]
+fn shutting_down_while_the_destination_connects_stops_the_attempt() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let (_full, dest) = full_listener();
+    let client_done = tracing::subscriber::with_default(subscriber, || {
+        let r = torsion::Reactor::new();
+        r.set_install_signal_handlers(false);
+        // The destination's accept queue is full: connecting to it hangs.
+        let fwd = r
+            .listen_tcp_on(0, ProxyFactory::new("127.0.0.1", dest), "127.0.0.1")
+            .unwrap();
+        let p = fwd.get_host().port().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let client = std::thread::spawn(move || {
+            let mut s = connect(p);
+            tx.send(()).unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).map(|_| out)
+        });
+        // Stop once the forwarder has the connection and is connecting onwards.
+        r.call_later(0.0, move || {
+            let _ = rx.recv_timeout(TIMEOUT);
+            let _ = reactor().call_later(0.2, || reactor().stop());
+        });
+        r.run().unwrap();
+        client.join().unwrap()
+    });
+    // The client's connection was closed by the shutdown, with nothing sent.
+    assert!(client_done.map(|o| o.is_empty()).unwrap_or(true));
+    let out = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    assert!(!out.contains("panicked"), "{out}");
+}
+
+/// A listener that never accepts, its queue filled until one more connection attempt hangs;
+/// returned with the connections that fill it, and its port.
+fn full_listener() -> ((socket2::Socket, Vec<TcpStream>), u16) {
+    use socket2::{Domain, Socket, Type};
+    let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    l.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    l.listen(0).unwrap();
+    let port = l.local_addr().unwrap().as_socket().unwrap().port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut filling = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => filling.push(s),
+            Err(_) => return ((l, filling), port), // the queue is full
+        }
+    }
+    panic!("the accept queue never filled");
+}

@@ -181,7 +181,9 @@ impl Link {
         if let Some(t) = other {
             t.lose_connection();
         }
-        if let Some(c) = self.connector.borrow_mut().take() {
+        // Taken out first: stopping calls client_connection_failed, which looks again.
+        let connector = self.connector.borrow_mut().take();
+        if let Some(c) = connector {
             c.stop_connecting();
         }
         self.server.borrow_mut().take();
