@@ -44,7 +44,7 @@
 //! let server: ServerDescription = r"tcp6:8080:interface=\:\:1".parse().unwrap();
 //! assert_eq!(
 //!     server,
-//!     ServerDescription::Tcp6 { port: 8080, interface: "::1".into(), backlog: 50 }
+//!     ServerDescription::Tcp6 { port: 8080, interface: "::1".into(), backlog: 1024 }
 //! );
 //! assert_eq!(server.to_string(), r"tcp6:8080:interface=\:\:1");
 //!
@@ -85,8 +85,12 @@ use crate::protocols::haproxy::{BoxedFactory, HAProxyWrappingFactory};
 use crate::tcp::{Connector, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
 use crate::{Failure, Reactor};
 
-/// Twisted's default listen backlog for endpoint strings.
-pub const DEFAULT_BACKLOG: u32 = 50;
+/// The listen backlog for endpoint strings without `backlog=`: 1024, as tokio and Go use.
+///
+/// Twisted's default is 50; a burst of new connections (a load balancer's warm-up, thousands
+/// of clients reconnecting after a restart) overflows so short a queue and clients wait
+/// for SYN retries, so Torsion keeps the larger figure it used before `backlog=` was applied.
+pub const DEFAULT_BACKLOG: u32 = 1024;
 
 /// Twisted's default file mode for a Unix socket, `0o666`.
 pub const DEFAULT_UNIX_MODE: u32 = 0o666;
@@ -457,7 +461,7 @@ pub enum ServerDescription {
         port: u16,
         /// The interface to listen on; `None` for every IPv4 interface.
         interface: Option<String>,
-        /// The listen backlog (default 50).
+        /// The listen backlog (default 1024).
         backlog: u32,
     },
     /// `tcp6:PORT:interface=IP:backlog=N` — TCP over IPv6.
@@ -466,7 +470,7 @@ pub enum ServerDescription {
         port: u16,
         /// The interface to listen on (default `::`).
         interface: String,
-        /// The listen backlog (default 50).
+        /// The listen backlog (default 1024).
         backlog: u32,
     },
     /// `unix:PATH:mode=OCTAL:backlog=N:lockfile=0|1` — a Unix socket.

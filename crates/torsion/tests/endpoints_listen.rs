@@ -185,7 +185,7 @@ async fn backlog_is_applied_to_tcp_and_unix() -> Result<(), Failure> {
     })
     .await?;
     if let (Some(t), Some(u), Some(dflt)) = (t, u, dflt) {
-        assert_eq!((t, u, dflt), (7, 9, 50));
+        assert_eq!((t, u, dflt), (7, 9, 1024));
     }
     for port in [tcp, unix, default] {
         port.stop_listening().await?;
