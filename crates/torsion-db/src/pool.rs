@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use torsion::defer::{fail, Deferred, Trigger};
 use torsion::reactor::{Event, Phase, TriggerId};
@@ -17,20 +17,34 @@ use crate::row::Row;
 use crate::value::{Params, Value};
 use crate::DbError;
 
-thread_local! {
-    /// The connection of this worker thread, with the id of the pool it belongs to. A worker
-    /// serves one pool; the id guards against any mix-up. Dropped (closed) when the thread
-    /// exits — when the pool shrinks or stops.
-    static CONNECTION: RefCell<Option<(u64, Box<dyn Connection>)>> = const { RefCell::new(None) };
-}
-
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Counters shared with the workers.
-#[derive(Default)]
-struct Stats {
+/// What the workers share: the backend, the idle connections, counters.
+///
+/// A worker takes a connection for the length of a call and owns it meanwhile; connections
+/// are never shared by two threads at once. (They are not kept in thread-locals: a driver
+/// may not be dropped safely in a thread-local destructor — the `postgres` client's tokio
+/// runtime panics there — so connections are closed explicitly, by a normal thread.) There
+/// are never more connections than workers, at most `max`.
+struct Workers {
+    backend: Backend,
+    idle: Mutex<Vec<Box<dyn Connection>>>,
     opened: AtomicU64,
     lost: AtomicU64,
+}
+
+impl Workers {
+    fn idle(&self) -> MutexGuard<'_, Vec<Box<dyn Connection>>> {
+        // Connections are only pushed and popped under the lock: a poisoned lock holds a
+        // consistent list.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes the idle connections (once the workers are stopped, that is all of them).
+    fn close_connections(&self) {
+        let idle = std::mem::take(&mut *self.idle());
+        drop(idle);
+    }
 }
 
 /// A pool of database connections, each in its own worker thread (Twisted's
@@ -42,8 +56,9 @@ struct Stats {
 /// [`Failure`] carrying a [`DbError`] (or, for [`run_interaction`](Self::run_interaction),
 /// the interaction's own error).
 ///
-/// - Workers start as calls arrive, up to `max`; connections open lazily, one per worker,
-///   and workers above `min` exit (closing their connection) after idling 5 s.
+/// - Workers start as calls arrive, up to `max`, and those above `min` exit after idling
+///   5 s. Connections open lazily; a worker takes one for the length of a call (so never
+///   more than `max`), and idle ones wait for the next call.
 /// - [`run_query`](Self::run_query) and [`run_operation`](Self::run_operation) run one
 ///   statement in autocommit mode (a single statement is atomic by itself);
 ///   [`run_interaction`](Self::run_interaction) runs a closure in a transaction.
@@ -80,10 +95,8 @@ pub struct ConnectionPool {
 }
 
 struct Inner {
-    id: u64,
-    backend: Arc<Backend>,
+    workers: Arc<Workers>,
     threads: ThreadPool,
-    stats: Arc<Stats>,
     /// Calls submitted whose Deferred has not fired yet.
     in_flight: Cell<usize>,
     /// `close()` was called (or the reactor is shutting down): no new calls.
@@ -126,10 +139,13 @@ impl ConnectionPool {
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
         let threads = ThreadPool::with_name(min, max, &format!("torsion-db-{id}"));
         let inner = Rc::new(Inner {
-            id,
-            backend: Arc::new(backend),
+            workers: Arc::new(Workers {
+                backend,
+                idle: Mutex::new(Vec::new()),
+                opened: AtomicU64::new(0),
+                lost: AtomicU64::new(0),
+            }),
             threads,
-            stats: Arc::default(),
             in_flight: Cell::new(0),
             closed: Cell::new(false),
             stopping: Cell::new(false),
@@ -150,7 +166,7 @@ impl ConnectionPool {
 
     /// The backend this pool connects to.
     pub fn backend(&self) -> &Backend {
-        &self.inner.backend
+        &self.inner.workers.backend
     }
 
     /// Runs `sql` with `params` and returns its rows (Twisted's `runQuery`).
@@ -271,12 +287,12 @@ impl ConnectionPool {
 
     /// How many connections the workers have opened so far (reconnections included).
     pub fn connections_opened(&self) -> u64 {
-        self.inner.stats.opened.load(Ordering::Relaxed)
+        self.inner.workers.opened.load(Ordering::Relaxed)
     }
 
     /// How many connections were found dropped (each is reopened by the next call).
     pub fn connections_lost(&self) -> u64 {
-        self.inner.stats.lost.load(Ordering::Relaxed)
+        self.inner.workers.lost.load(Ordering::Relaxed)
     }
 
     /// Sets how many calls may wait for a worker before calls fail with
@@ -293,16 +309,10 @@ impl ConnectionPool {
         if self.inner.closed.get() {
             return fail(DbError::PoolClosed);
         }
-        let (id, backend, stats) = (
-            self.inner.id,
-            self.inner.backend.clone(),
-            self.inner.stats.clone(),
-        );
+        let workers = self.inner.workers.clone();
         self.inner.in_flight.set(self.inner.in_flight.get() + 1);
         let inner = self.inner.clone();
-        defer_to_thread_pool(&self.inner.threads, move || {
-            on_worker(id, &backend, &stats, job)
-        })
+        defer_to_thread_pool(&self.inner.threads, move || on_worker(&workers, job))
         .add_both(move |outcome| {
             inner.in_flight.set(inner.in_flight.get() - 1);
             Inner::maybe_stop(&inner);
@@ -327,12 +337,17 @@ impl Inner {
         if !this.closed.get() || this.in_flight.get() > 0 || this.stopping.replace(true) {
             return;
         }
-        let threads = this.threads.clone();
+        let (threads, workers) = (this.threads.clone(), this.workers.clone());
         let inner = this.clone();
-        defer_to_thread(move || threads.stop()).add_both(move |joined| {
-            if joined.is_err() {
-                // No thread to join in: stop here (the workers are idle, this is quick).
+        defer_to_thread(move || {
+            threads.stop();
+            workers.close_connections();
+        })
+        .add_both(move |stopped| {
+            if stopped.is_err() {
+                // No thread to do it in: do it here (the workers are idle, this is quick).
                 inner.threads.stop();
+                inner.workers.close_connections();
             }
             inner.stopped.set(true);
             for waiter in inner.close_waiters.take() {
@@ -347,28 +362,30 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if !self.stopping.get() {
             // Dropped without close(): stop the workers without blocking this thread.
-            let threads = self.threads.clone();
+            let (threads, workers) = (self.threads.clone(), self.workers.clone());
             let _ = std::thread::Builder::new()
                 .name("torsion-db-stop".into())
-                .spawn(move || threads.stop());
+                .spawn(move || {
+                    threads.stop();
+                    workers.close_connections();
+                });
         }
     }
 }
 
-/// Runs `job` on this worker's connection, opening one if needed; a dropped connection is
-/// discarded (and its error reported as [`DbError::ConnectionLost`]).
+/// Runs `job` on an idle connection, or a new one; a dropped connection is discarded (and
+/// its error reported as [`DbError::ConnectionLost`]).
 fn on_worker<T>(
-    pool: u64,
-    backend: &Backend,
-    stats: &Stats,
+    workers: &Workers,
     job: impl FnOnce(&mut dyn Connection) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
-    let mut conn = match CONNECTION.take() {
-        Some((id, conn)) if id == pool && !conn.is_broken() => conn,
+    let taken = workers.idle().pop();
+    let mut conn = match taken {
+        Some(conn) if !conn.is_broken() => conn,
         stale => {
             drop(stale);
-            let conn = backend.connect().map_err(Failure::new)?;
-            stats.opened.fetch_add(1, Ordering::Relaxed);
+            let conn = workers.backend.connect().map_err(Failure::new)?;
+            workers.opened.fetch_add(1, Ordering::Relaxed);
             conn
         }
     };
@@ -377,8 +394,8 @@ fn on_worker<T>(
     // the call's Failure.
     let result = job(&mut *conn);
     if conn.is_broken() {
-        stats.lost.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("{backend}: connection lost; the next call reconnects");
+        workers.lost.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("{}: connection lost; the next call reconnects", workers.backend);
         return result.map_err(|failure| match failure.trap::<DbError>() {
             Ok(DbError::Sql { message, .. }) | Ok(DbError::ConnectionLost { message }) => {
                 Failure::new(DbError::ConnectionLost { message })
@@ -389,7 +406,7 @@ fn on_worker<T>(
             Err(other) => other,
         });
     }
-    CONNECTION.set(Some((pool, conn)));
+    workers.idle().push(conn);
     result
 }
 

@@ -57,9 +57,16 @@ fn sql_error(e: rusqlite::Error) -> DbError {
             message: message.unwrap_or_else(|| err.to_string()),
             code: Some(format!("{:?}", err.code)),
         },
+        // `bundled` brings `modern_sqlite`, which reports syntax errors with their place.
+        rusqlite::Error::SqlInputError {
+            error, msg, offset, ..
+        } => DbError::Sql {
+            message: format!("{msg} (at byte {offset})"),
+            code: Some(format!("{:?}", error.code)),
+        },
         other => DbError::Sql {
+            code: other.sqlite_error_code().map(|c| format!("{c:?}")),
             message: other.to_string(),
-            code: None,
         },
     }
 }
