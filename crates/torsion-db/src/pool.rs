@@ -128,7 +128,7 @@ impl ConnectionPool {
     pub fn with_backend(backend: Backend, min: usize, max: usize) -> ConnectionPool {
         let (min, max) = if backend.is_memory() {
             if max > 1 {
-                tracing::info!(
+                tracing::debug!(
                     "sqlite::memory: pool limited to one connection (each connection would be its own database)"
                 );
             }
