@@ -26,8 +26,8 @@
 //! ```
 //!
 //! Replies come in the order of the lines they answer: while a score is being saved, the
-//! player's next lines wait (reading pauses; at most 64 lines are held, then the connection
-//! is closed). A database error fails that one save, told to that one player.
+//! player's next lines wait (reading pauses; past 64 KiB of waiting lines the connection is
+//! closed). A database error fails that one save, told to that one player.
 //!
 //! The game and the web pages share plain objects, as the seed's Counter does: a
 //! `Scoreboard` (the top 100, loaded from the database at start and updated after each
@@ -54,8 +54,9 @@ const HIGHEST: u32 = 100;
 const MAX_LINE: usize = 256;
 /// The longest name, in characters.
 const MAX_NAME: usize = 32;
-/// Lines a player may send while their score is being saved.
-const MAX_WAITING_LINES: usize = 64;
+/// Bytes of lines a player may send while their score is being saved (reading pauses
+/// meanwhile, so this is at most what one read brought).
+const MAX_WAITING_BYTES: usize = 64 * 1024;
 /// How many players the scoreboard (and the pages) keep.
 const TABLE_SIZE: usize = 100;
 
@@ -125,6 +126,7 @@ struct Session {
     /// A save is in flight: lines wait in `waiting`.
     saving: bool,
     waiting: VecDeque<Vec<u8>>,
+    waiting_bytes: usize,
     /// The peer closed its side: close once the waiting lines are answered.
     close_when_done: bool,
     gone: bool,
@@ -149,7 +151,7 @@ impl LineReceiver for Player {
     fn line_received(&mut self, t: &mut LineTransport<'_>, line: &[u8]) {
         let mut s = self.session.borrow_mut();
         if s.saving {
-            if s.waiting.len() >= MAX_WAITING_LINES {
+            if s.waiting_bytes + line.len() > MAX_WAITING_BYTES {
                 drop(s);
                 torsion::log::msg(&format!(
                     "{}: too many lines while saving; closing",
@@ -158,6 +160,7 @@ impl LineReceiver for Player {
                 t.lose_connection();
                 return;
             }
+            s.waiting_bytes += line.len();
             s.waiting.push_back(line.to_vec());
             return;
         }
@@ -319,7 +322,11 @@ fn finish_save(game: &Rc<Game>, session: &Rc<RefCell<Session>>, t: &Transport, r
             if s.saving || t.disconnecting() {
                 return;
             }
-            s.waiting.pop_front()
+            let line = s.waiting.pop_front();
+            if let Some(l) = &line {
+                s.waiting_bytes -= l.len();
+            }
+            line
         };
         match next {
             Some(line) => handle_line(game, session, t, &line),
@@ -455,6 +462,7 @@ fn main() -> Result<(), Failure> {
                         guesses: 0,
                         saving: false,
                         waiting: VecDeque::new(),
+                        waiting_bytes: 0,
                         close_when_done: false,
                         gone: false,
                     })),
