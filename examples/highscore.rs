@@ -144,7 +144,10 @@ impl LineReceiver for Player {
     }
 
     fn connection_made(&mut self, t: &mut LineTransport<'_>) {
-        self.game.scores.online.set(self.game.scores.online.get() + 1);
+        self.game
+            .scores
+            .online
+            .set(self.game.scores.online.get() + 1);
         t.send_line(b"welcome to highscore: send NAME <name>, then guess my number (1-100)");
     }
 
@@ -179,7 +182,10 @@ impl LineReceiver for Player {
 
     fn connection_lost(&mut self, _reason: Failure) {
         self.session.borrow_mut().gone = true;
-        self.game.scores.online.set(self.game.scores.online.get() - 1);
+        self.game
+            .scores
+            .online
+            .set(self.game.scores.online.get() - 1);
     }
 }
 
@@ -282,7 +288,9 @@ fn save_score(
     saved.add_both(move |result| {
         let reply = match result {
             Ok((best, games)) => {
-                game.scores.games_played.set(game.scores.games_played.get() + 1);
+                game.scores
+                    .games_played
+                    .set(game.scores.games_played.get() + 1);
                 let rank = game.scores.update(Entry { name, best, games });
                 match rank {
                     Some(rank) => format!("saved: best {best}, rank {rank}"),
@@ -433,7 +441,10 @@ fn main() -> Result<(), Failure> {
     let args = Args::from_env();
     let game_port: u16 = args.get("--game-port", 1079);
     let web_port: u16 = args.get("--web-port", 1080);
-    let db = args.text("--db").unwrap_or("sqlite:highscore.db").to_owned();
+    let db = args
+        .text("--db")
+        .unwrap_or("sqlite:highscore.db")
+        .to_owned();
 
     let failed: Rc<RefCell<Option<Failure>>> = Rc::default();
     let failure = failed.clone();

@@ -122,7 +122,10 @@ impl Player {
     /// The next line, without its `\r\n`; panics at end of stream.
     fn line(&mut self) -> String {
         let mut buf = Vec::new();
-        let n = self.reader.read_until(b'\n', &mut buf).expect("read a line");
+        let n = self
+            .reader
+            .read_until(b'\n', &mut buf)
+            .expect("read a line");
         assert!(n > 0, "the server closed the connection");
         String::from_utf8(buf)
             .expect("UTF-8 reply")
@@ -188,7 +191,9 @@ fn get(port: u16, path: &str) -> (String, String) {
     s.read_to_string(&mut response).expect("read the response");
     let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"));
+    assert!(!head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked"));
     let content_type = head
         .lines()
         .find_map(|l| {
@@ -252,7 +257,10 @@ fn games_web_hostile_input_restart_and_database_errors() {
 
     // Hostile input: bad names and guesses get errors and the connection stays...
     let mut rogue = Player::connect(game_port);
-    assert_eq!(rogue.ask(b"NAME \xff\xfe bad"), "error: names must be UTF-8 text");
+    assert_eq!(
+        rogue.ask(b"NAME \xff\xfe bad"),
+        "error: names must be UTF-8 text"
+    );
     assert_eq!(rogue.ask(b"NAME "), "error: names have 1 to 32 characters");
     assert_eq!(
         rogue.ask(format!("NAME {}", "x".repeat(40)).as_bytes()),
@@ -263,14 +271,20 @@ fn games_web_hostile_input_restart_and_database_errors() {
         "error: names cannot hold control characters"
     );
     rogue.name("rogue");
-    assert_eq!(rogue.ask(b"1000"), "error: guess a number between 1 and 100");
+    assert_eq!(
+        rogue.ask(b"1000"),
+        "error: guess a number between 1 and 100"
+    );
     assert_eq!(
         rogue.ask(b"\x00\x01 garbage \xff"),
         "error: unknown command; send NAME <name>, a number, or QUIT"
     );
     // ... and an oversized line closes only that connection.
     rogue.send(&[b'9'; 10_000]);
-    assert!(rogue.closed(), "an oversized line must close the connection");
+    assert!(
+        rogue.closed(),
+        "an oversized line must close the connection"
+    );
     let (a3, _) = alice.play(); // alice is unaffected
     let alice_best = alice_best.min(a3);
 
@@ -313,12 +327,18 @@ fn games_web_hostile_input_restart_and_database_errors() {
     );
     // The JSON: what the players saw.
     let (json, table) = json_scores(web_port);
-    assert_eq!(entry(&table, "alice"), &("alice".into(), alice_best.into(), 3));
+    assert_eq!(
+        entry(&table, "alice"),
+        &("alice".into(), alice_best.into(), 3)
+    );
     assert_eq!(entry(&table, HTML_NAME), &(HTML_NAME.into(), h1.into(), 1));
     assert_eq!(entry(&table, "pipe").2, pipe_games);
     assert_eq!(json["games_played"].as_u64(), Some(4 + pipe_games));
     let bests: Vec<u64> = table.iter().map(|e| e.1).collect();
-    assert!(bests.windows(2).all(|w| w[0] <= w[1]), "not sorted: {table:?}");
+    assert!(
+        bests.windows(2).all(|w| w[0] <= w[1]),
+        "not sorted: {table:?}"
+    );
     drop((alice, html));
     drop(server);
 
@@ -334,7 +354,10 @@ fn games_web_hostile_input_restart_and_database_errors() {
     // Restarted on the same database: the scores are still there.
     let (_server, game_port, web_port) = start(&db);
     let (json, table) = json_scores(web_port);
-    assert_eq!(entry(&table, "alice"), &("alice".into(), alice_best.into(), 3));
+    assert_eq!(
+        entry(&table, "alice"),
+        &("alice".into(), alice_best.into(), 3)
+    );
     assert_eq!(entry(&table, HTML_NAME).2, 1);
     assert_eq!(json["games_played"].as_u64(), Some(0));
 
@@ -363,7 +386,10 @@ fn hundreds_of_concurrent_players() {
     // Everyone connects first, so that all are online at once; then all play together.
     let players: Vec<Player> = (0..PLAYERS).map(|_| Player::connect(game_port)).collect();
     let (_, page) = get(web_port, "/");
-    assert!(page.contains(&format!("<p>{PLAYERS} playing now")), "{page}");
+    assert!(
+        page.contains(&format!("<p>{PLAYERS} playing now")),
+        "{page}"
+    );
     let handles: Vec<_> = players
         .into_iter()
         .enumerate()

@@ -111,7 +111,10 @@ impl fmt::Display for DbError {
             }
             DbError::PoolClosed => f.write_str("the connection pool is closed"),
             DbError::QueueFull { limit } => {
-                write!(f, "the connection pool's queue is full ({limit} calls waiting)")
+                write!(
+                    f,
+                    "the connection pool's queue is full ({limit} calls waiting)"
+                )
             }
         }
     }

@@ -154,12 +154,13 @@ impl ConnectionPool {
             shutdown_trigger: Cell::new(None),
         });
         let weak: Weak<Inner> = Rc::downgrade(&inner);
-        let trigger = reactor().add_system_event_trigger(Phase::Before, Event::Shutdown, move || {
-            match weak.upgrade() {
+        let trigger =
+            reactor().add_system_event_trigger(Phase::Before, Event::Shutdown, move || match weak
+                .upgrade()
+            {
                 Some(inner) => ConnectionPool { inner }.close(),
                 None => torsion::defer::succeed(()),
-            }
-        });
+            });
         inner.shutdown_trigger.set(Some(trigger));
         ConnectionPool { inner }
     }
@@ -236,7 +237,9 @@ impl ConnectionPool {
     {
         self.submit(move |conn| {
             conn.begin().map_err(Failure::new)?;
-            let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut Transaction { conn: &mut *conn })));
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                f(&mut Transaction { conn: &mut *conn })
+            }));
             match outcome {
                 Ok(Ok(value)) => match conn.commit() {
                     Ok(()) => Ok(value),
@@ -312,21 +315,22 @@ impl ConnectionPool {
         let workers = self.inner.workers.clone();
         self.inner.in_flight.set(self.inner.in_flight.get() + 1);
         let inner = self.inner.clone();
-        defer_to_thread_pool(&self.inner.threads, move || on_worker(&workers, job))
-        .add_both(move |outcome| {
-            inner.in_flight.set(inner.in_flight.get() - 1);
-            Inner::maybe_stop(&inner);
-            match outcome {
-                Ok(result) => result,
-                Err(failure) => Err(match failure.trap::<ThreadPoolError>() {
-                    Ok(ThreadPoolError::QueueFull { limit }) => {
-                        Failure::new(DbError::QueueFull { limit })
-                    }
-                    Ok(_) => Failure::new(DbError::PoolClosed),
-                    Err(other) => other,
-                }),
-            }
-        })
+        defer_to_thread_pool(&self.inner.threads, move || on_worker(&workers, job)).add_both(
+            move |outcome| {
+                inner.in_flight.set(inner.in_flight.get() - 1);
+                Inner::maybe_stop(&inner);
+                match outcome {
+                    Ok(result) => result,
+                    Err(failure) => Err(match failure.trap::<ThreadPoolError>() {
+                        Ok(ThreadPoolError::QueueFull { limit }) => {
+                            Failure::new(DbError::QueueFull { limit })
+                        }
+                        Ok(_) => Failure::new(DbError::PoolClosed),
+                        Err(other) => other,
+                    }),
+                }
+            },
+        )
     }
 }
 
@@ -395,7 +399,10 @@ fn on_worker<T>(
     let result = job(&mut *conn);
     if conn.is_broken() {
         workers.lost.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("{}: connection lost; the next call reconnects", workers.backend);
+        tracing::warn!(
+            "{}: connection lost; the next call reconnects",
+            workers.backend
+        );
         return result.map_err(|failure| match failure.trap::<DbError>() {
             Ok(DbError::Sql { message, .. }) | Ok(DbError::ConnectionLost { message }) => {
                 Failure::new(DbError::ConnectionLost { message })

@@ -97,9 +97,7 @@ fn bind(stmt: &mut Statement<'_>, params: &[Value]) -> Result<(), DbError> {
                 .ok()
                 .filter(|n| *n >= 1 && (name.starts_with('?') || name.starts_with('$')))
                 .ok_or_else(|| DbError::Parameters {
-                    message: format!(
-                        "named placeholder {name} is not supported; use $1, $2, ..."
-                    ),
+                    message: format!("named placeholder {name} is not supported; use $1, $2, ..."),
                 })?,
         };
         highest = highest.max(n);
@@ -151,11 +149,7 @@ impl Connection for Sqlite {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(sql_error)?;
         bind(&mut stmt, params)?;
-        let columns: Arc<[String]> = stmt
-            .column_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let columns: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
         let width = columns.len();
         let mut rows = stmt.raw_query();
         let mut out = Vec::new();

@@ -86,7 +86,9 @@ async fn reconnects_after_the_server_drops_the_connection() -> Result<(), Failur
 #[torsion::test(timeout = 180)]
 async fn unreachable_server_is_a_connect_error() -> Result<(), Failure> {
     // Needs no server: a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let pool = ConnectionPool::new(
         &format!("postgres://nobody@127.0.0.1:{port}/x?connect_timeout=5"),
         1,
@@ -94,7 +96,13 @@ async fn unreachable_server_is_a_connect_error() -> Result<(), Failure> {
     )?;
     let err = pool.run_query("SELECT 1", ()).await.unwrap_err();
     assert!(
-        matches!(db_error(&err), DbError::Connect { backend: "postgres", .. }),
+        matches!(
+            db_error(&err),
+            DbError::Connect {
+                backend: "postgres",
+                ..
+            }
+        ),
         "{err}"
     );
     pool.close().await?;
@@ -114,14 +122,19 @@ async fn postgres_types() -> Result<(), Failure> {
     )
     .await?;
     // Integers and floats fit the column's own type; values out of its range are refused.
-    pool.run_operation(format!("INSERT INTO {t} (a, b, c) VALUES ($1, $2, $3)"), (7, 1.5, "x"))
-        .await?;
+    pool.run_operation(
+        format!("INSERT INTO {t} (a, b, c) VALUES ($1, $2, $3)"),
+        (7, 1.5, "x"),
+    )
+    .await?;
     let err = pool
         .run_operation(format!("INSERT INTO {t} (a) VALUES ($1)"), (100_000,))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("parameter"), "{err}");
-    let rows = pool.run_query(format!("SELECT a, b, c FROM {t}"), ()).await?;
+    let rows = pool
+        .run_query(format!("SELECT a, b, c FROM {t}"), ())
+        .await?;
     assert_eq!(rows[0].get::<i16>("a")?, 7);
     assert_eq!(rows[0].get::<f32>("b")?, 1.5);
     assert_eq!(rows[0].get::<String>("c")?, "x");

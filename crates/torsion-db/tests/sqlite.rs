@@ -89,13 +89,24 @@ async fn placeholders() -> Result<(), Failure> {
 
 #[torsion::test(timeout = 60)]
 async fn bad_connection_strings_and_unopenable_files() -> Result<(), Failure> {
-    let err = ConnectionPool::new("mysql://localhost/x", 1, 1).err().unwrap();
-    assert!(matches!(err, DbError::InvalidConnectionString { .. }), "{err}");
+    let err = ConnectionPool::new("mysql://localhost/x", 1, 1)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, DbError::InvalidConnectionString { .. }),
+        "{err}"
+    );
     // A file in a folder that does not exist: the call fails with Connect, clearly.
     let pool = ConnectionPool::new("sqlite:/nonexistent-torsion-dir/x.db", 1, 1)?;
     let err = pool.run_query("SELECT 1", ()).await.unwrap_err();
     assert!(
-        matches!(conformance::db_error(&err), DbError::Connect { backend: "sqlite", .. }),
+        matches!(
+            conformance::db_error(&err),
+            DbError::Connect {
+                backend: "sqlite",
+                ..
+            }
+        ),
         "{err}"
     );
     pool.close().await?;
@@ -119,7 +130,11 @@ async fn the_reactor_stays_responsive() -> Result<(), Failure> {
     let rows = slow.await?;
     looping.stop();
     assert_eq!(rows[0].get::<i64>(0)?, 3_000_000);
-    assert!(ticks.get() > 1, "the reactor was blocked: {} ticks", ticks.get());
+    assert!(
+        ticks.get() > 1,
+        "the reactor was blocked: {} ticks",
+        ticks.get()
+    );
     pool.close().await?;
     Ok(())
 }

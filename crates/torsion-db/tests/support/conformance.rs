@@ -78,10 +78,7 @@ pub async fn types_round_trip(url: &str) -> Result<(), Failure> {
     let n = &rows[1];
     assert_eq!(n.get::<Option<String>>("name")?, None);
     assert_eq!(n.get::<Option<i64>>(1)?, None);
-    assert!(matches!(
-        n.get::<String>("name"),
-        Err(DbError::Type { .. })
-    ));
+    assert!(matches!(n.get::<String>("name"), Err(DbError::Type { .. })));
     // Type mismatches, out-of-range integers, missing columns.
     match r.get::<i64>("name") {
         Err(DbError::Type { column, found, .. }) => {
@@ -91,10 +88,16 @@ pub async fn types_round_trip(url: &str) -> Result<(), Failure> {
         other => panic!("expected a type error, got {other:?}"),
     }
     assert!(matches!(r.get::<i32>("big"), Err(DbError::Type { .. })));
-    assert!(matches!(r.get::<i64>("nope"), Err(DbError::NoSuchColumn(_))));
+    assert!(matches!(
+        r.get::<i64>("nope"),
+        Err(DbError::NoSuchColumn(_))
+    ));
     assert!(matches!(
         r.get::<i64>(6),
-        Err(DbError::IndexOutOfRange { index: 6, columns: 6 })
+        Err(DbError::IndexOutOfRange {
+            index: 6,
+            columns: 6
+        })
     ));
     // Parameters bind by number, and may repeat.
     let rows = pool
@@ -117,7 +120,10 @@ pub async fn errors_are_clear(url: &str) -> Result<(), Failure> {
     let err = pool.run_query("SELEKT 1", ()).await.unwrap_err();
     match db_error(&err) {
         DbError::Sql { message, code } => {
-            assert!(message.contains("syntax") || message.contains("SELEKT"), "{message}");
+            assert!(
+                message.contains("syntax") || message.contains("SELEKT"),
+                "{message}"
+            );
             assert!(code.is_some(), "no code for {message:?}");
         }
         other => panic!("expected an SQL error, got {other:?}"),
@@ -152,7 +158,10 @@ pub async fn errors_are_clear(url: &str) -> Result<(), Failure> {
         .run_query(format!("SELECT k FROM {t} WHERE k = $1"), (1, 2))
         .await
         .unwrap_err();
-    assert!(matches!(db_error(&err), DbError::Parameters { .. }), "{err}");
+    assert!(
+        matches!(db_error(&err), DbError::Parameters { .. }),
+        "{err}"
+    );
     // The connection survives all that.
     let rows = pool.run_query(format!("SELECT k FROM {t}"), ()).await?;
     assert_eq!(rows.len(), 1);

@@ -17,10 +17,7 @@ impl TempDb {
     pub fn new(tag: &str) -> TempDb {
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        TempDb(std::env::temp_dir().join(format!(
-            "torsion-db-{tag}-{}-{n}.db",
-            std::process::id()
-        )))
+        TempDb(std::env::temp_dir().join(format!("torsion-db-{tag}-{}-{n}.db", std::process::id())))
     }
 
     /// `sqlite:PATH`.

@@ -142,7 +142,9 @@ fn find_bin() -> Result<PathBuf, String> {
 /// Installs Debian's `postgresql`, once per machine: concurrent test processes wait on a
 /// lock, and a failed attempt leaves a marker so later runs fail fast instead of retrying.
 fn install() -> Result<(), String> {
-    eprintln!("PostgreSQL is missing: installing Debian's postgresql package (once per machine)...");
+    eprintln!(
+        "PostgreSQL is missing: installing Debian's postgresql package (once per machine)..."
+    );
     let script = format!(
         "ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && exit 0; \
          if [ -e {INSTALL_FAILED} ]; then echo 'an earlier install failed (remove {INSTALL_FAILED} to retry)'; exit 1; fi; \
@@ -210,7 +212,11 @@ fn run(as_root: bool, program: &Path, args: &[&str]) -> Result<(), String> {
 /// removes its folder.
 fn guard(bin: &Path, dir: &Path, as_root: bool) {
     let pg_ctl = bin.join("pg_ctl");
-    let runner = if as_root { "runuser -u postgres -- " } else { "" };
+    let runner = if as_root {
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 0.2; done; \
          {runner}{pg_ctl} -D {data} stop -m immediate -w >/dev/null 2>&1; rm -rf {dir}",
