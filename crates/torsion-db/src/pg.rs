@@ -18,6 +18,9 @@ const STATEMENT_CACHE: usize = 64;
 
 pub(crate) struct Pg {
     client: Client,
+    /// The server said the session is over (a FATAL error, a connection exception), which
+    /// the client may not have noticed yet.
+    broken: bool,
     statements: HashMap<String, (Statement, Arc<[String]>)>,
 }
 
@@ -28,6 +31,7 @@ pub(crate) fn connect(config: &postgres::Config) -> Result<Pg, DbError> {
     })?;
     Ok(Pg {
         client,
+        broken: false,
         statements: HashMap::new(),
     })
 }
@@ -116,7 +120,10 @@ impl Pg {
         if let Some((stmt, cols)) = self.statements.get(sql) {
             return Ok((stmt.clone(), cols.clone()));
         }
-        let stmt = self.client.prepare(sql).map_err(sql_error)?;
+        let stmt = match self.client.prepare(sql) {
+            Ok(stmt) => stmt,
+            Err(e) => return Err(self.error(e)),
+        };
         let cols: Arc<[String]> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
         if self.statements.len() >= STATEMENT_CACHE {
             self.statements.clear();
@@ -124,6 +131,36 @@ impl Pg {
         self.statements
             .insert(sql.to_owned(), (stmt.clone(), cols.clone()));
         Ok((stmt, cols))
+    }
+
+    /// After a statement failed: forgets its prepared form, which may be what failed (a
+    /// table changed under it: "cached plan must not change result type"), so the next call
+    /// prepares it afresh.
+    fn failed(&mut self, sql: &str, e: postgres::Error) -> DbError {
+        self.statements.remove(sql);
+        self.error(e)
+    }
+
+    /// Converts an error, noting when it ended the session: severity FATAL or PANIC (the
+    /// server closes the connection after those, e.g. `57P01` on `pg_terminate_backend`),
+    /// SQLSTATE class 08 (connection exception), or the socket failed.
+    fn error(&mut self, e: postgres::Error) -> DbError {
+        let io = e
+            .source()
+            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
+        if e.is_closed() || io {
+            self.broken = true;
+        }
+        if let Some(db) = e.as_db_error() {
+            if matches!(db.severity(), "FATAL" | "PANIC") || db.code().code().starts_with("08") {
+                self.broken = true;
+            }
+        }
+        sql_error(e)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        self.client.batch_execute(sql).map_err(|e| self.error(e))
     }
 
     fn bound<'a>(
@@ -139,21 +176,24 @@ impl Pg {
 
 impl Connection for Pg {
     fn begin(&mut self) -> Result<(), DbError> {
-        self.client.batch_execute("BEGIN").map_err(sql_error)
+        self.batch("BEGIN")
     }
 
     fn commit(&mut self) -> Result<(), DbError> {
-        self.client.batch_execute("COMMIT").map_err(sql_error)
+        self.batch("COMMIT")
     }
 
     fn rollback(&mut self) -> Result<(), DbError> {
-        self.client.batch_execute("ROLLBACK").map_err(sql_error)
+        self.batch("ROLLBACK")
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
         let (stmt, columns) = self.prepare(sql)?;
         let bound = Pg::bound(&stmt, params)?;
-        let rows = self.client.query(&stmt, &bound).map_err(sql_error)?;
+        let rows = match self.client.query(&stmt, &bound) {
+            Ok(rows) => rows,
+            Err(e) => return Err(self.failed(sql, e)),
+        };
         rows.iter()
             .map(|row| {
                 let values = (0..columns.len())
@@ -167,14 +207,16 @@ impl Connection for Pg {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let (stmt, _) = self.prepare(sql)?;
         let bound = Pg::bound(&stmt, params)?;
-        self.client.execute(&stmt, &bound).map_err(sql_error)
+        self.client
+            .execute(&stmt, &bound)
+            .map_err(|e| self.failed(sql, e))
     }
 
     fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
-        self.client.batch_execute(sql).map_err(sql_error)
+        self.batch(sql)
     }
 
     fn is_broken(&self) -> bool {
-        self.client.is_closed()
+        self.broken || self.client.is_closed()
     }
 }

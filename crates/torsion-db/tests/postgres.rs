@@ -155,3 +155,33 @@ async fn postgres_types() -> Result<(), Failure> {
     pool.close().await?;
     Ok(())
 }
+
+#[torsion::test(timeout = 180)]
+async fn statements_survive_schema_changes() -> Result<(), Failure> {
+    let Some(url) = postgres_url() else {
+        return Ok(());
+    };
+    // Prepared statements are cached per connection; a table rebuilt with other columns
+    // makes the cached plan fail once, and the next call prepares it again.
+    let pool = ConnectionPool::new(&url, 1, 1)?;
+    let t = table("schema");
+    let select = format!("SELECT * FROM {t}");
+    pool.run_operation(format!("CREATE TABLE {t} (a INTEGER)"), ())
+        .await?;
+    pool.run_operation(format!("INSERT INTO {t} VALUES (1)"), ())
+        .await?;
+    assert_eq!(pool.run_query(select.clone(), ()).await?[0].len(), 1);
+    pool.run_operation(format!("DROP TABLE {t}"), ()).await?;
+    pool.run_operation(format!("CREATE TABLE {t} (a INTEGER, b TEXT)"), ())
+        .await?;
+    pool.run_operation(format!("INSERT INTO {t} VALUES (1, 'x')"), ())
+        .await?;
+    let rows = match pool.run_query(select.clone(), ()).await {
+        Ok(rows) => rows,
+        Err(_) => pool.run_query(select.clone(), ()).await?,
+    };
+    assert_eq!(rows[0].get::<String>("b")?, "x");
+    pool.run_operation(format!("DROP TABLE {t}"), ()).await?;
+    pool.close().await?;
+    Ok(())
+}
