@@ -4,6 +4,11 @@
 //! a database that refuses one player's scores (that player is told; the others play on).
 //! The web page and the JSON endpoint are checked against what the players saw.
 
+// The throwaway PostgreSQL server of torsion-db's tests.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../crates/torsion-db/tests/support/pg.rs"]
+mod pg;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -59,9 +64,14 @@ impl Drop for TempDb {
 
 /// Starts the game on ephemeral ports; returns it with its game and web ports.
 fn start(db: &TempDb) -> (Running, u16, u16) {
+    start_on(&db.url())
+}
+
+/// Starts the game on the database `url`.
+fn start_on(url: &str) -> (Running, u16, u16) {
     let mut child = Command::new(env!("CARGO"))
         .args(["run", "--quiet", "--example", "highscore", "--"])
-        .args(["--game-port", "0", "--web-port", "0", "--db", &db.url()])
+        .args(["--game-port", "0", "--web-port", "0", "--db", url])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -420,4 +430,43 @@ fn hundreds_of_concurrent_players() {
         .iter()
         .filter(|r| u64::from(r.1) < worst_listed)
         .all(|r| table.iter().any(|e| e.0 == r.0)));
+}
+
+#[test]
+fn scores_on_postgresql_persist() {
+    let Some(url) = pg::postgres_url() else {
+        return;
+    };
+    // Names of this run only: the server may be a shared one (TORSION_PG_URL).
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let (pat, html) = (
+        format!("pat{}_{nanos}", std::process::id()),
+        format!("<i>{nanos}</i>"),
+    );
+    let (server, game_port, web_port) = start_on(&url);
+    let mut p = Player::connect(game_port);
+    p.name(&pat);
+    let (g1, saved) = p.play();
+    assert!(saved.starts_with(&format!("saved: best {g1}, ")), "{saved}");
+    let (g2, _) = p.play();
+    let mut h = Player::connect(game_port);
+    h.name(&html);
+    let (g3, _) = h.play();
+    let (json, table) = json_scores(web_port);
+    assert_eq!(json["games_played"].as_u64(), Some(3));
+    assert_eq!(entry(&table, &pat), &(pat.clone(), g1.min(g2).into(), 2));
+    drop((p, h));
+    drop(server);
+    let (_server, _, web_port) = start_on(&url);
+    let (_, table) = json_scores(web_port);
+    assert_eq!(entry(&table, &pat), &(pat.clone(), g1.min(g2).into(), 2));
+    assert_eq!(entry(&table, &html), &(html.clone(), g3.into(), 1));
+    let (_, page) = get(web_port, "/");
+    assert!(
+        page.contains(&format!("&lt;i&gt;{nanos}&lt;/i&gt;")),
+        "{page}"
+    );
 }
