@@ -58,7 +58,7 @@ impl Workers {
 ///
 /// - Workers start as calls arrive, up to `max`, and those above `min` exit after idling
 ///   5 s. Connections open lazily; a worker takes one for the length of a call (so never
-///   more than `max`), and idle ones wait for the next call.
+///   more than `max`), and idle ones stay open for the next call until `close()`.
 /// - [`run_query`](Self::run_query) and [`run_operation`](Self::run_operation) run one
 ///   statement in autocommit mode (a single statement is atomic by itself);
 ///   [`run_interaction`](Self::run_interaction) runs a closure in a transaction.
@@ -334,6 +334,17 @@ impl ConnectionPool {
     }
 }
 
+impl std::fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionPool")
+            .field("backend", &self.inner.workers.backend)
+            .field("threads", &self.inner.threads)
+            .field("in_flight", &self.inner.in_flight.get())
+            .field("closed", &self.inner.closed.get())
+            .finish()
+    }
+}
+
 impl Inner {
     /// Once closed and idle, stops the workers (joining them in the reactor's thread pool,
     /// not on the reactor) and fires the `close()` Deferreds.
@@ -440,6 +451,12 @@ fn to_failure(error: BoxError) -> Failure {
 /// a cursor). Lives on a worker thread for the length of the interaction.
 pub struct Transaction<'a> {
     conn: &'a mut dyn Connection,
+}
+
+impl std::fmt::Debug for Transaction<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transaction")
+    }
 }
 
 impl Transaction<'_> {
