@@ -276,7 +276,21 @@ pub async fn concurrent_calls_and_close(url: &str) -> Result<(), Failure> {
 pub async fn queue_is_bounded(url: &str) -> Result<(), Failure> {
     let pool = ConnectionPool::new(url, 1, 1)?;
     pool.set_queue_limit(5);
+    // The only worker is held busy until every call below has been submitted.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started, running) = std::sync::mpsc::channel::<()>();
+    let busy = pool.run_interaction(move |_txn| {
+        started.send(()).map_err(|e| e.to_string())?;
+        held.recv().map_err(|e| e.to_string())
+    });
+    // Once the worker has taken that call, the queue is empty (the wait is short: the
+    // worker only has to connect).
+    running
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the worker never started");
     let calls: Vec<_> = (0..50).map(|_| pool.run_query("SELECT 1", ())).collect();
+    release.send(()).unwrap();
+    busy.await?;
     let mut full = 0;
     let mut ok = 0;
     for call in calls {
@@ -286,7 +300,7 @@ pub async fn queue_is_bounded(url: &str) -> Result<(), Failure> {
             Err(f) => return Err(f),
         }
     }
-    assert!(full > 0 && ok >= 5, "{ok} answered, {full} refused");
+    assert_eq!((ok, full), (5, 45));
     pool.close().await?;
     Ok(())
 }
