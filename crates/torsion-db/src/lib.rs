@@ -16,7 +16,8 @@
 //!   runs a statement for its effect, [`run_interaction`](ConnectionPool::run_interaction)
 //!   runs a closure in a transaction (commit on `Ok`, rollback on `Err` or panic), and
 //!   [`close`](ConnectionPool::close) waits for calls in flight and closes the connections.
-//! - [`Row`]s are read by index or column name into Rust types ([`Row::get`]); parameters
+//! - [`Row`]s are read by index or column name into Rust types ([`Row::get`]), or whole
+//!   into tuples ([`Row::decode`]); parameters
 //!   are tuples of Rust values ([`Params`]), written `$1`, `$2`, ... in SQL for every backend.
 //! - Errors are [`DbError`]s: SQL errors (with the database's code), type mismatches,
 //!   parameter mismatches, a lost connection (the worker reconnects for the next call), a
@@ -40,6 +41,7 @@
 //!     pool.run_query("SELECT name, age FROM users WHERE age > $1", (30,))
 //!         .add_callback(|rows| {
 //!             for row in rows {
+//!                 // By column name, or the whole row as a tuple: `row.decode()`.
 //!                 let (name, age): (String, i64) =
 //!                     (row.get("name").unwrap(), row.get("age").unwrap());
 //!                 println!("{name} is {age}");
@@ -128,5 +130,5 @@ mod value;
 pub use backend::Backend;
 pub use error::DbError;
 pub use pool::{ConnectionPool, Transaction};
-pub use row::{ColumnIndex, Row};
+pub use row::{ColumnIndex, FromRow, Row};
 pub use value::{FromValue, Params, Value};

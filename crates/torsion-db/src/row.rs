@@ -77,6 +77,24 @@ impl Row {
         })
     }
 
+    /// The whole row as a tuple, column by column (`(String, i64)` for two columns); the
+    /// tuple must have as many elements as the row has columns.
+    ///
+    /// ```
+    /// use torsion_db::{Row, Value};
+    ///
+    /// let row = Row::new(
+    ///     vec!["name".to_string(), "best".to_string()].into(),
+    ///     vec![Value::Text("ann".into()), Value::Int(4)],
+    /// );
+    /// let (name, best): (String, u32) = row.decode().unwrap();
+    /// assert_eq!((name.as_str(), best), ("ann", 4));
+    /// assert!(row.decode::<(String,)>().is_err()); // two columns, not one
+    /// ```
+    pub fn decode<T: FromRow>(&self) -> Result<T, DbError> {
+        T::from_row(self)
+    }
+
     /// The raw value of the column `index`.
     pub fn value(&self, index: impl ColumnIndex) -> Result<&Value, DbError> {
         Ok(&self.values[index.position(self)?])
@@ -114,3 +132,34 @@ impl Row {
         }
     }
 }
+
+/// A tuple a whole [`Row`] converts into ([`Row::decode`]).
+pub trait FromRow: Sized {
+    /// Converts `row`, column by column.
+    fn from_row(row: &Row) -> Result<Self, DbError>;
+}
+
+macro_rules! tuple_from_row {
+    ($n:expr; $($t:ident $i:tt),+) => {
+        impl<$($t: FromValue),+> FromRow for ($($t,)+) {
+            fn from_row(row: &Row) -> Result<Self, DbError> {
+                if row.len() != $n {
+                    return Err(DbError::Type {
+                        column: "(the whole row)".to_owned(),
+                        expected: std::any::type_name::<Self>(),
+                        found: format!("{} columns", row.len()),
+                    });
+                }
+                Ok(($(row.get::<$t>($i)?,)+))
+            }
+        }
+    };
+}
+tuple_from_row!(1; A 0);
+tuple_from_row!(2; A 0, B 1);
+tuple_from_row!(3; A 0, B 1, C 2);
+tuple_from_row!(4; A 0, B 1, C 2, D 3);
+tuple_from_row!(5; A 0, B 1, C 2, D 3, E 4);
+tuple_from_row!(6; A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_from_row!(7; A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_from_row!(8; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);

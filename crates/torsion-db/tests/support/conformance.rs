@@ -99,6 +99,16 @@ pub async fn types_round_trip(url: &str) -> Result<(), Failure> {
             columns: 6
         })
     ));
+    // Whole rows into tuples.
+    let (id, big, name): (i64, Option<i64>, Option<String>) = pool
+        .run_query(format!("SELECT id, big, name FROM {t} WHERE id = $1"), (2,))
+        .await?[0]
+        .decode()?;
+    assert_eq!((id, big, name), (2, None, None));
+    assert!(matches!(
+        r.decode::<(i64, i64)>(),
+        Err(DbError::Type { .. })
+    ));
     // Parameters bind by number, and may repeat.
     let rows = pool
         .run_query(
