@@ -2,11 +2,11 @@
 //!
 //! Most database drivers block: a query waits for the server. The reactor is one thread and
 //! must never wait, so — as Twisted's `twisted.enterprise.adbapi` does — a [`ConnectionPool`]
-//! runs database calls in a dedicated pool of worker threads, each owning one connection,
-//! and hands results back to the reactor thread as [`Deferred`](torsion::Deferred)s:
+//! runs database calls in a dedicated pool of worker threads — a worker owns one connection
+//! for the length of a call, never shared with another thread — and hands results back to the reactor thread as [`Deferred`](torsion::Deferred)s:
 //!
 //! ```text
-//!  reactor thread                         worker threads (min..max), one connection each
+//!  reactor thread                         worker threads (min..max), a connection each
 //!  pool.run_query(sql, params) ──queue──▶ [worker 1: conn] ─ blocks on the database
 //!     -> Deferred<Vec<Row>>     (bounded) [worker 2: conn]
 //!        fired on the reactor ◀── call_from_thread ── result or Failure(DbError)
