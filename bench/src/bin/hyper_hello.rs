@@ -44,7 +44,8 @@ fn main() -> std::io::Result<()> {
             };
             let _ = sock.set_nodelay(true);
             tokio::spawn(async move {
-                let conn = http1::Builder::new().serve_connection(TokioIo::new(sock), service_fn(hello));
+                let conn =
+                    http1::Builder::new().serve_connection(TokioIo::new(sock), service_fn(hello));
                 if let Err(e) = conn.await {
                     if !e.is_incomplete_message() {
                         eprintln!("connection error: {e}");

@@ -1,9 +1,10 @@
 //! The load generator of the benchmark, on one thread (pin it with `taskset`).
 //!
 //! ```text
-//! loadgen echo --port P [--conns 50] [--size 64] [--duration 10]
+//! loadgen echo --port P [--conns 50] [--size 64] [--duration 10] [--messages K]
 //!     N connections ping-pong M-byte messages for D seconds (one message in flight per
-//!     connection); prints one line of figures:
+//!     connection), or until each has made K round trips (a fixed amount of work, for
+//!     instruction counts under callgrind); prints one line of figures:
 //!     msgs=… secs=… msgs_per_s=… p50_us=… p99_us=…
 //! loadgen idle --port P [--conns 10000] [--http] [--size 64]
 //!     opens N connections, makes one exchange on each (an echo of M bytes, or with --http one
@@ -42,6 +43,7 @@ fn main() {
             torsion_bench::arg_in(&args, "--conns", 50),
             torsion_bench::arg_in(&args, "--size", 64),
             Duration::from_secs_f64(torsion_bench::arg_in(&args, "--duration", 10.0)),
+            torsion_bench::arg_in(&args, "--messages", u64::MAX),
         )),
         "idle" => rt.block_on(idle(
             port,
@@ -67,6 +69,7 @@ async fn ping_pong(
     port: u16,
     size: usize,
     deadline: Instant,
+    messages: u64,
 ) -> Result<(u64, Histogram<u64>), String> {
     let mut sock = TcpStream::connect(("127.0.0.1", port))
         .await
@@ -78,10 +81,12 @@ async fn ping_pong(
     let mut count = 0u64;
     loop {
         let start = Instant::now();
-        if start >= deadline {
+        if start >= deadline || count >= messages {
             return Ok((count, hist));
         }
-        sock.write_all(&msg).await.map_err(|e| format!("write: {e}"))?;
+        sock.write_all(&msg)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         sock.read_exact(&mut back)
             .await
             .map_err(|e| format!("read: {e}"))?;
@@ -93,11 +98,11 @@ async fn ping_pong(
     }
 }
 
-async fn echo(port: u16, conns: usize, size: usize, duration: Duration) -> bool {
+async fn echo(port: u16, conns: usize, size: usize, duration: Duration, messages: u64) -> bool {
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = (0..conns)
-        .map(|_| tokio::spawn(ping_pong(port, size.max(1), deadline)))
+        .map(|_| tokio::spawn(ping_pong(port, size.max(1), deadline, messages)))
         .collect();
     let mut total = 0u64;
     let mut hist = new_histogram();
@@ -141,7 +146,10 @@ async fn open_one(port: u16, size: usize, http: bool) -> Result<TcpStream, Strin
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
         while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = sock.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+            let n = sock
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
             if n == 0 || got.len() > 64 * 1024 {
                 return Err("no complete response head".into());
             }
@@ -156,7 +164,9 @@ async fn open_one(port: u16, size: usize, http: bool) -> Result<TcpStream, Strin
     } else {
         let msg = vec![b'x'; size];
         let mut back = vec![0u8; size];
-        sock.write_all(&msg).await.map_err(|e| format!("write: {e}"))?;
+        sock.write_all(&msg)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         sock.read_exact(&mut back)
             .await
             .map_err(|e| format!("read: {e}"))?;

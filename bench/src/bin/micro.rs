@@ -98,7 +98,9 @@ fn main() -> Result<(), Failure> {
     });
     r.run()?;
     if failed.get() {
-        return Err(Failure::from_boxed("a micro benchmark did not complete".into()));
+        return Err(Failure::from_boxed(
+            "a micro benchmark did not complete".into(),
+        ));
     }
     Ok(())
 }
