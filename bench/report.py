@@ -7,6 +7,7 @@ the report quotes the median of the runs. meta: key, value. notes: one line each
 The chart needs matplotlib; without it a full run fails and a quick run notes its absence.
 """
 import argparse
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -213,6 +214,10 @@ def main():
     out += ["## Targets (issue 7)", "", "| target | figure | |", "|---|---:|---|"]
     out += [f"| {t} | {f} | {m} |" for t, f, m in targets]
     out.append("")
+    findings = os.path.join(os.path.dirname(os.path.abspath(__file__)), "findings.md")
+    if os.path.exists(findings):
+        out += ["## What limits Torsion (profiling notes, `bench/findings.md`)", "",
+                open(findings).read().strip(), ""]
     if notes:
         out += ["## Notes from this run", ""] + [f"- {n}" for n in notes] + [""]
     with open(args.md, "w") as f:
