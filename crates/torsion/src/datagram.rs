@@ -137,7 +137,8 @@ pub trait DatagramTransportImpl {
     /// send buffer was full, dropped and counted in [`dropped_writes`](Self::dropped_writes).
     /// Errors: the port is closed (`NotConnected`), `addr` is not this transport's kind of
     /// address (`InvalidInput`), the datagram is too long (`EMSGSIZE`), and other socket
-    /// errors. On a connected socket `addr` must be the peer, or the system refuses it.
+    /// errors. On a connected socket `addr` must be the peer (`InvalidInput` otherwise, as
+    /// Twisted asserts).
     fn write(&self, data: &[u8], addr: &Address) -> io::Result<()>;
 
     /// Sends one datagram to the connected peer (Twisted's `write(datagram)` after
@@ -368,6 +369,18 @@ impl<S: DatagramSocket> Port<S> {
                 }
                 Err(e) => Err(e),
             };
+        }
+    }
+
+    /// On a connected port, refuses destinations other than the peer (the system would send
+    /// there anyway).
+    pub(crate) fn check_destination(&self, addr: &Address) -> io::Result<()> {
+        match &*self.peer.borrow() {
+            Some(peer) if peer != addr => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("this port is connected to {peer}; it cannot write to {addr}"),
+            )),
+            _ => Ok(()),
         }
     }
 

@@ -317,6 +317,7 @@ fn v4_membership_by_index(
 
 impl DatagramTransportImpl for Port<UdpSocket> {
     fn write(&self, data: &[u8], addr: &Address) -> io::Result<()> {
+        self.check_destination(addr)?;
         let dest = self.destination(addr)?;
         let to = SockAddr::from(dest);
         self.send_with(data.len(), &dest, true, |s| s.send_to(data, &to))
