@@ -126,7 +126,8 @@ async fn a_refusal_during_a_callback_waits_for_the_callback_to_return() -> Resul
     impl DatagramProtocol for Pusher {
         fn datagram_received(&mut self, t: &DatagramTransport, _: &[u8], _: &Address) {
             self.depth.set(self.depth.get() + 1);
-            self.max_depth.set(self.max_depth.get().max(self.depth.get()));
+            self.max_depth
+                .set(self.max_depth.get().max(self.depth.get()));
             for _ in 0..20 {
                 let _ = t.send(b"x");
             }
@@ -134,7 +135,8 @@ async fn a_refusal_during_a_callback_waits_for_the_callback_to_return() -> Resul
         }
         fn connection_refused(&mut self, _: &DatagramTransport) {
             self.depth.set(self.depth.get() + 1);
-            self.max_depth.set(self.max_depth.get().max(self.depth.get()));
+            self.max_depth
+                .set(self.max_depth.get().max(self.depth.get()));
             self.refusals.set(self.refusals.get() + 1);
             self.depth.set(self.depth.get() - 1);
         }

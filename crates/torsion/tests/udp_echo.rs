@@ -46,7 +46,10 @@ async fn echo_round_trip(options: UdpOptions) -> Result<(), Failure> {
     let (client, client_events) = Recorder::new(false);
     let client_port = reactor().listen_udp_with(0, client, options)?;
     let client_host = client_port.get_host();
-    assert_eq!(next(&client_events).await, Event::Started(client_host.clone()));
+    assert_eq!(
+        next(&client_events).await,
+        Event::Started(client_host.clone())
+    );
 
     for message in [&b"hello"[..], b"", &[0xffu8; 1500][..]] {
         client_port.write(message, &host)?;
@@ -148,8 +151,15 @@ async fn a_panic_in_datagram_received_is_logged_and_the_port_goes_on() -> Result
     assert!(port.listening());
 
     let log = capture.text();
-    assert_eq!(log.matches("panicked in datagram_received").count(), 3, "{log}");
-    assert!(log.contains("Recorder"), "the log names the protocol: {log}");
+    assert_eq!(
+        log.matches("panicked in datagram_received").count(),
+        3,
+        "{log}"
+    );
+    assert!(
+        log.contains("Recorder"),
+        "the log names the protocol: {log}"
+    );
     assert!(log.contains("recorder told to panic"), "{log}");
     port.stop_listening().await?;
     Ok(())
@@ -178,7 +188,10 @@ async fn datagrams_longer_than_max_packet_size_are_dropped_not_cut() -> Result<(
     let (data, _) = next_datagram(&events).await;
     assert_eq!(data, b"small");
     assert_eq!(
-        capture.text().matches("longer than max_packet_size").count(),
+        capture
+            .text()
+            .matches("longer than max_packet_size")
+            .count(),
         2,
         "{}",
         capture.text()
@@ -222,9 +235,14 @@ async fn bad_options_and_taken_ports_fail_to_listen() -> Result<(), Failure> {
     let e = reactor()
         .listen_udp_with(taken.local_addr()?.port(), server, v4())
         .unwrap_err();
-    let err = e.downcast_ref::<CannotListenError>().expect("CannotListenError");
+    let err = e
+        .downcast_ref::<CannotListenError>()
+        .expect("CannotListenError");
     assert_eq!(err.io_error().kind(), std::io::ErrorKind::AddrInUse);
-    assert!(events.is_empty(), "start_protocol does not run for a port that never opened");
+    assert!(
+        events.is_empty(),
+        "start_protocol does not run for a port that never opened"
+    );
     Ok(())
 }
 

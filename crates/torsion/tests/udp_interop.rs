@@ -4,10 +4,10 @@
 //!
 //! Skipped, loudly, only where `python3` is missing; a failed Twisted install is a failure.
 
-#[path = "support/datagram.rs"]
-mod support;
 #[path = "support/peer.rs"]
 mod peer;
+#[path = "support/datagram.rs"]
+mod support;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -21,7 +21,11 @@ use torsion::{reactor, Failure};
 const MESSAGES: [&[u8]; 4] = [b"hello", b"", b"a somewhat longer datagram", &[0xab; 1400]];
 
 /// A Torsion echo port on `ip`; the peer sends to it and checks what comes back.
-async fn peer_client_against_torsion_echo(python: &Path, mode: &str, ip: IpAddr) -> Result<(), Failure> {
+async fn peer_client_against_torsion_echo(
+    python: &Path,
+    mode: &str,
+    ip: IpAddr,
+) -> Result<(), Failure> {
     let (echo, events) = Recorder::new(true);
     let options = UdpOptions {
         interface: ip,
@@ -71,13 +75,17 @@ async fn torsion_client_against_peer_server(python: &Path, mode: &str) -> Result
 
 #[torsion::test(timeout = 90)]
 async fn python_socket_client_gets_its_datagrams_echoed_over_ipv4() -> Result<(), Failure> {
-    let Some(py) = peer::python3() else { return Ok(()) };
+    let Some(py) = peer::python3() else {
+        return Ok(());
+    };
     peer_client_against_torsion_echo(&py, "udp-client", Ipv4Addr::LOCALHOST.into()).await
 }
 
 #[torsion::test(timeout = 90)]
 async fn python_socket_client_gets_its_datagrams_echoed_over_ipv6() -> Result<(), Failure> {
-    let Some(py) = peer::python3() else { return Ok(()) };
+    let Some(py) = peer::python3() else {
+        return Ok(());
+    };
     if std::net::UdpSocket::bind("[::1]:0").is_err() {
         eprintln!("SKIPPED: ::1 is not available here; the IPv6 interop did not run");
         return Ok(());
@@ -87,18 +95,24 @@ async fn python_socket_client_gets_its_datagrams_echoed_over_ipv6() -> Result<()
 
 #[torsion::test(timeout = 90)]
 async fn a_torsion_client_talks_to_a_python_socket_server() -> Result<(), Failure> {
-    let Some(py) = peer::python3() else { return Ok(()) };
+    let Some(py) = peer::python3() else {
+        return Ok(());
+    };
     torsion_client_against_peer_server(&py, "udp-server").await
 }
 
 #[torsion::test(timeout = 300)]
 async fn a_twisted_client_gets_its_datagrams_echoed() -> Result<(), Failure> {
-    let Some(py) = peer::twisted_python() else { return Ok(()) };
+    let Some(py) = peer::twisted_python() else {
+        return Ok(());
+    };
     peer_client_against_torsion_echo(&py, "twisted-udp-client", Ipv4Addr::LOCALHOST.into()).await
 }
 
 #[torsion::test(timeout = 300)]
 async fn a_torsion_client_talks_to_a_twisted_server() -> Result<(), Failure> {
-    let Some(py) = peer::twisted_python() else { return Ok(()) };
+    let Some(py) = peer::twisted_python() else {
+        return Ok(());
+    };
     torsion_client_against_peer_server(&py, "twisted-udp-server").await
 }

@@ -20,8 +20,7 @@ fn group(n: u8) -> Ipv4Addr {
 }
 
 #[torsion::test(timeout = 20)]
-async fn two_listeners_on_one_port_both_hear_the_group_until_they_leave() -> Result<(), Failure>
-{
+async fn two_listeners_on_one_port_both_hear_the_group_until_they_leave() -> Result<(), Failure> {
     let g = IpAddr::V4(group(1));
     let shared = UdpOptions {
         listen_multiple: true,
@@ -93,12 +92,13 @@ async fn group_calls_report_errors() -> Result<(), Failure> {
     next(&events).await;
     // Not a multicast address.
     assert!(port
-        .join_group(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), MulticastInterface::Default)
+        .join_group(
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            MulticastInterface::Default
+        )
         .is_err());
     // Leaving a group never joined.
-    assert!(port
-        .leave_group(IpAddr::V4(group(2)), LOOPBACK_IF)
-        .is_err());
+    assert!(port.leave_group(IpAddr::V4(group(2)), LOOPBACK_IF).is_err());
     // An interface address that is no interface of this machine.
     assert!(port
         .join_group(
@@ -118,7 +118,9 @@ async fn group_calls_report_errors() -> Result<(), Failure> {
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     port.stop_listening().await?;
     // A closed port answers every call with NotConnected.
-    let e = port.join_group(IpAddr::V4(group(4)), LOOPBACK_IF).unwrap_err();
+    let e = port
+        .join_group(IpAddr::V4(group(4)), LOOPBACK_IF)
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotConnected);
     assert!(port.get_ttl().is_err());
     Ok(())
@@ -169,7 +171,10 @@ async fn ipv6_ports_set_hops_and_loopback() -> Result<(), Failure> {
     // Joining a link-local group on the loopback interface (index 1 on Linux) may or may
     // not be allowed; leaving one never joined is an error either way.
     assert!(port
-        .leave_group(IpAddr::V6("ff02::1:3".parse().unwrap()), MulticastInterface::Index(1))
+        .leave_group(
+            IpAddr::V6("ff02::1:3".parse().unwrap()),
+            MulticastInterface::Index(1)
+        )
         .is_err());
     // IPv4 destinations reach IPv4 peers through the IPv4-mapped form... on a socket bound
     // to ::1 they cannot (no route), which the system reports.

@@ -3,10 +3,10 @@
 //! removal on close), connection failures, `connection_refused` when the peer goes away, the
 //! UDP-only options answering `Unsupported`, and Python's socket module as a peer.
 
-#[path = "support/datagram.rs"]
-mod support;
 #[path = "support/peer.rs"]
 mod peer;
+#[path = "support/datagram.rs"]
+mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
@@ -56,10 +56,14 @@ async fn a_connected_client_round_trips_with_an_autobound_name() -> Result<(), F
 
     let (client, client_events) = Recorder::new(false);
     let c = reactor().connect_unix_datagram(&path, client, None)?;
-    let Event::Started(client_host) = next(&client_events).await else { panic!() };
+    let Event::Started(client_host) = next(&client_events).await else {
+        panic!()
+    };
     assert_eq!(c.get_peer(), Some(path.address()));
     // Linux gives the client an automatic abstract name, so the server can answer it.
-    let Address::Unix(Some(name)) = &client_host else { panic!("{client_host:?}") };
+    let Address::Unix(Some(name)) = &client_host else {
+        panic!("{client_host:?}")
+    };
     assert!(name.to_string_lossy().starts_with('@'), "{name:?}");
 
     for m in [&b"one"[..], b"", &[9u8; 4000][..]] {
@@ -119,12 +123,18 @@ async fn abstract_names_serve_and_bind_without_files() -> Result<(), Failure> {
     let (server, server_events) = Recorder::new(true);
     let port = reactor().listen_unix_datagram(&name, server)?;
     let server_addr = Address::Unix(Some(PathBuf::from(&name)));
-    assert_eq!(next(&server_events).await, Event::Started(server_addr.clone()));
+    assert_eq!(
+        next(&server_events).await,
+        Event::Started(server_addr.clone())
+    );
 
     let (client, client_events) = Recorder::new(false);
     let c = reactor().connect_unix_datagram(&name, client, Some(Path::new(&client_name)))?;
     let client_addr = Address::Unix(Some(PathBuf::from(&client_name)));
-    assert_eq!(next(&client_events).await, Event::Started(client_addr.clone()));
+    assert_eq!(
+        next(&client_events).await,
+        Event::Started(client_addr.clone())
+    );
     c.send(b"abstract")?;
     let (data, from) = next_datagram(&server_events).await;
     assert_eq!((&data[..], &from), (&b"abstract"[..], &client_addr));
@@ -148,7 +158,10 @@ async fn a_client_bound_to_a_path_removes_its_file_when_closed() -> Result<(), F
     next(&server_events).await;
     let (client, client_events) = Recorder::new(false);
     let c = reactor().connect_unix_datagram(&path, client, Some(client_path.as_ref()))?;
-    assert_eq!(next(&client_events).await, Event::Started(client_path.address()));
+    assert_eq!(
+        next(&client_events).await,
+        Event::Started(client_path.address())
+    );
     c.send(b"hi")?;
     assert_eq!(next_datagram(&server_events).await.1, client_path.address());
     assert_eq!(next_datagram(&client_events).await.0, b"hi");
@@ -178,7 +191,9 @@ async fn mode_stale_files_and_addresses_in_use() -> Result<(), Failure> {
     // In use: refused, and the file stays.
     let (other, other_events) = Recorder::new(false);
     let e = reactor().listen_unix_datagram(&path, other).unwrap_err();
-    let err = e.downcast_ref::<CannotListenError>().expect("CannotListenError");
+    let err = e
+        .downcast_ref::<CannotListenError>()
+        .expect("CannotListenError");
     assert_eq!(err.io_error().kind(), std::io::ErrorKind::AddrInUse);
     assert!(other_events.is_empty());
     assert!(path.0.exists());
@@ -263,13 +278,20 @@ async fn udp_options_are_unsupported() -> Result<(), Failure> {
     let unsupported = std::io::ErrorKind::Unsupported;
     assert_eq!(port.set_ttl(3).unwrap_err().kind(), unsupported);
     assert_eq!(port.get_loopback_mode().unwrap_err().kind(), unsupported);
-    assert_eq!(port.set_broadcast_allowed(true).unwrap_err().kind(), unsupported);
-    let g = IpAddr::V4(Ipv4Addr::new(239, 1, 1, 1));
     assert_eq!(
-        port.join_group(g, MulticastInterface::Default).unwrap_err().kind(),
+        port.set_broadcast_allowed(true).unwrap_err().kind(),
         unsupported
     );
-    let e = port.write(b"x", &Address::Udp("127.0.0.1:9".parse().unwrap())).unwrap_err();
+    let g = IpAddr::V4(Ipv4Addr::new(239, 1, 1, 1));
+    assert_eq!(
+        port.join_group(g, MulticastInterface::Default)
+            .unwrap_err()
+            .kind(),
+        unsupported
+    );
+    let e = port
+        .write(b"x", &Address::Udp("127.0.0.1:9".parse().unwrap()))
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     port.stop_listening().await?;
     Ok(())
@@ -277,7 +299,9 @@ async fn udp_options_are_unsupported() -> Result<(), Failure> {
 
 #[torsion::test(timeout = 90)]
 async fn a_python_socket_client_gets_its_datagrams_echoed() -> Result<(), Failure> {
-    let Some(py) = peer::python3() else { return Ok(()) };
+    let Some(py) = peer::python3() else {
+        return Ok(());
+    };
     let path = TempPath::new("python-server");
     let client_path = TempPath::new("python-client");
     let (server, events) = Recorder::new(true);

@@ -48,7 +48,10 @@ impl DatagramProtocol for Recorder {
 
     fn datagram_received(&mut self, t: &DatagramTransport, data: &[u8], addr: &Address) {
         if self.panic_on == Some(data) {
-            panic!("recorder told to panic on {:?}", String::from_utf8_lossy(data));
+            panic!(
+                "recorder told to panic on {:?}",
+                String::from_utf8_lossy(data)
+            );
         }
         self.events
             .put(Event::Datagram(data.to_vec(), addr.clone()))

@@ -9,7 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
-pub const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/datagram_peer.py");
+pub const PEER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/interop/datagram_peer.py"
+);
 
 /// How long a peer may take.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -44,7 +47,11 @@ pub fn twisted_python() -> Option<PathBuf> {
                 .arg(&venv)
                 .output()
                 .unwrap();
-            assert!(made.status.success(), "venv: {}", String::from_utf8_lossy(&made.stderr));
+            assert!(
+                made.status.success(),
+                "venv: {}",
+                String::from_utf8_lossy(&made.stderr)
+            );
             let pip = Command::new(&py)
                 .args(["-m", "pip", "install", "--quiet", "twisted>=22"])
                 .output()
@@ -109,7 +116,10 @@ impl Peer {
                 }
                 Err(mpsc::TryRecvError::Empty) => {}
             }
-            assert!(Instant::now() < give_up, "the peer said nothing for {DEADLINE:?}");
+            assert!(
+                Instant::now() < give_up,
+                "the peer said nothing for {DEADLINE:?}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -121,7 +131,10 @@ impl Peer {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.success();
             }
-            assert!(Instant::now() < give_up, "the peer did not finish in {DEADLINE:?}");
+            assert!(
+                Instant::now() < give_up,
+                "the peer did not finish in {DEADLINE:?}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
