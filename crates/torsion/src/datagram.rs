@@ -373,10 +373,14 @@ impl<S: DatagramSocket> Port<S> {
     }
 
     /// On a connected port, refuses destinations other than the peer (the system would send
-    /// there anyway).
-    pub(crate) fn check_destination(&self, addr: &Address) -> io::Result<()> {
+    /// there anyway). `same` compares two addresses of this kind of socket.
+    pub(crate) fn check_destination(
+        &self,
+        addr: &Address,
+        same: impl Fn(&Address, &Address) -> bool,
+    ) -> io::Result<()> {
         match &*self.peer.borrow() {
-            Some(peer) if peer != addr => Err(io::Error::new(
+            Some(peer) if !same(peer, addr) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("this port is connected to {peer}; it cannot write to {addr}"),
             )),

@@ -317,8 +317,9 @@ fn v4_membership_by_index(
 
 impl DatagramTransportImpl for Port<UdpSocket> {
     fn write(&self, data: &[u8], addr: &Address) -> io::Result<()> {
-        self.check_destination(addr)?;
         let dest = self.destination(addr)?;
+        // 192.0.2.1 and ::ffff:192.0.2.1 are the same peer to an IPv6 socket.
+        self.check_destination(addr, |peer, _| self.destination(peer).ok() == Some(dest))?;
         let to = SockAddr::from(dest);
         self.send_with(data.len(), &dest, true, |s| s.send_to(data, &to))
     }

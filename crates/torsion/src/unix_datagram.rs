@@ -395,7 +395,7 @@ fn unix_target(addr: &Address) -> io::Result<(&Path, SockAddr)> {
 
 impl DatagramTransportImpl for Port<UnixDatagramSocket> {
     fn write(&self, data: &[u8], addr: &Address) -> io::Result<()> {
-        self.check_destination(addr)?;
+        self.check_destination(addr, |peer, addr| peer == addr)?;
         let (path, to) = unix_target(addr)?;
         self.send_with(data.len(), &path.display(), false, |s| s.send_to(data, &to))
     }

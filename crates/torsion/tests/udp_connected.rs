@@ -165,3 +165,36 @@ async fn a_refusal_during_a_callback_waits_for_the_callback_to_return() -> Resul
     port.stop_listening().await?;
     Ok(())
 }
+
+#[torsion::test(timeout = 20)]
+async fn a_dual_stack_port_connected_to_an_ipv4_peer_answers_its_mapped_address(
+) -> Result<(), Failure> {
+    let options = UdpOptions {
+        interface: std::net::Ipv6Addr::UNSPECIFIED.into(),
+        ..UdpOptions::default()
+    };
+    let (client, events) = Recorder::new(true);
+    let port = match reactor().listen_udp_with(0, client, options) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("SKIPPED: no IPv6 socket here ({e}); the dual-stack test did not run");
+            return Ok(());
+        }
+    };
+    next(&events).await;
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    port.connect(&Address::Udp(peer.local_addr()?))?;
+    let to = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port.get_host().port().unwrap());
+    peer.send_to(b"mapped", to).await?;
+    // The port sees the IPv4-mapped form, and the echo to it is allowed (same peer).
+    let (_, from) = next_datagram(&events).await;
+    let Address::Udp(SocketAddr::V6(mapped)) = from else {
+        panic!("{from:?}")
+    };
+    assert_eq!(mapped.ip().to_ipv4_mapped(), Some(Ipv4Addr::LOCALHOST));
+    let mut buf = [0u8; 16];
+    let n = peer.recv(&mut buf).await?;
+    assert_eq!(&buf[..n], b"mapped");
+    port.stop_listening().await?;
+    Ok(())
+}
