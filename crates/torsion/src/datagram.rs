@@ -36,7 +36,7 @@
 //!   a malformed message, and a protocol cannot tell it was cut).
 //! - Writes go straight to the socket: one system call per datagram, no buffer. When the
 //!   socket's send buffer is full the datagram is dropped with a debug log line and counted
-//!   ([`DatagramTransport::dropped_writes`]) — the loss UDP allows anyway, and what keeps a
+//!   ([`dropped_writes`](DatagramTransportImpl::dropped_writes)) — the loss UDP allows anyway, and what keeps a
 //!   flood of writes from growing memory. (Twisted raises the `EAGAIN` instead; few callers
 //!   can do better than drop.) A datagram too long for the socket is an error
 //!   (`EMSGSIZE`, Twisted's `MessageLengthError`).
