@@ -324,3 +324,41 @@ async fn a_python_socket_client_gets_its_datagrams_echoed() -> Result<(), Failur
     port.stop_listening().await?;
     Ok(())
 }
+
+#[torsion::test(timeout = 20)]
+async fn a_full_peer_queue_drops_datagrams_and_counts_them() -> Result<(), Failure> {
+    let capture = support::Capture::default();
+    let _guard = capture.start();
+    // A peer that never reads: its queue fills, and the kernel says "would block".
+    let path = TempPath::new("never-reads");
+    let sleeper = std::os::unix::net::UnixDatagram::bind(&path)?;
+    let (client, events) = Recorder::new(false);
+    let c = reactor().connect_unix_datagram(&path, client, None)?;
+    next(&events).await;
+    let mut sent = 0u64;
+    while c.dropped_writes() == 0 {
+        c.send(&[0u8; 1000])?; // never an error: dropped, not failed
+        sent += 1;
+        assert!(sent < 1_000_000, "the queue never filled");
+    }
+    for _ in 0..9 {
+        c.send(b"more")?;
+    }
+    assert_eq!(c.dropped_writes(), 10);
+    assert!(
+        capture.text().contains("send buffer full"),
+        "{}",
+        capture.text()
+    );
+    // What was queued before is intact, in order.
+    sleeper.set_nonblocking(true)?;
+    let mut buf = [0u8; 2000];
+    let mut queued = 0u64;
+    while let Ok(n) = sleeper.recv(&mut buf) {
+        assert_eq!(n, 1000);
+        queued += 1;
+    }
+    assert_eq!(queued, sent - 1);
+    c.stop_listening().await?;
+    Ok(())
+}
