@@ -426,23 +426,19 @@ impl<S: DatagramSocket> Port<S> {
         }
     }
 
-    /// Calls into the protocol with panics contained and logged; false when it panicked.
-    fn call<P>(&self, what: &str, f: impl FnOnce()) -> bool {
+    /// Calls into the protocol with panics contained and logged.
+    fn call<P>(&self, what: &str, f: impl FnOnce()) {
         self.set(IN_CALLBACK);
         let r = catch_unwind(AssertUnwindSafe(f));
         self.clear(IN_CALLBACK);
-        match r {
-            Ok(()) => true,
-            Err(payload) => {
-                let p = crate::failure::panic_error(payload.as_ref());
-                crate::log::error_event(format_args!(
-                    "datagram protocol {} on {} panicked in {what} ({}); the port goes on",
-                    std::any::type_name::<P>(),
-                    self.host,
-                    p.message()
-                ));
-                false
-            }
+        if let Err(payload) = r {
+            let p = crate::failure::panic_error(payload.as_ref());
+            crate::log::error_event(format_args!(
+                "datagram protocol {} on {} panicked in {what} ({}); the port goes on",
+                std::any::type_name::<P>(),
+                self.host,
+                p.message()
+            ));
         }
     }
 }
