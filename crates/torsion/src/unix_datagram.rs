@@ -313,13 +313,7 @@ impl Reactor {
     ) -> Result<DatagramTransport, Failure> {
         let path = path.as_ref();
         let cannot = |e| CannotListenError::new(describe(path), e);
-        if !(1..=MAX_PACKET_SIZE_LIMIT).contains(&options.max_packet_size) {
-            return Err(cannot(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("max_packet_size must be 1 to {MAX_PACKET_SIZE_LIMIT}"),
-            ))
-            .into());
-        }
+        check_max_packet_size(options.max_packet_size).map_err(cannot)?;
         let sock = self
             .with_context(|| bind(Some(path), options.mode, options.cleanup_stale))
             .ok_or(ReactorNotRestartable)?
@@ -338,8 +332,8 @@ impl Reactor {
 
     /// Opens a Unix datagram socket connected to `path` (Twisted's `connectUNIXDatagram`):
     /// [`send`](DatagramTransportImpl::send) goes there and only its datagrams arrive. The
-    /// socket is bound to `bind` (a path or `@name`, removed again when the port closes) or,
-    /// with `None`, to an automatic abstract name on Linux so the peer can answer.
+    /// socket is bound to `bind_to` (a path or `@name`, removed again when the port closes)
+    /// or, with `None`, to an automatic abstract name on Linux so the peer can answer.
     ///
     /// Fails with [`ConnectionRefusedError`] when nobody has bound `path`, and
     /// [`ConnectError`] for other errors (the path does not exist, say).
@@ -349,10 +343,25 @@ impl Reactor {
         protocol: P,
         bind_to: Option<&Path>,
     ) -> Result<DatagramTransport, Failure> {
+        self.connect_unix_datagram_with(path, protocol, bind_to, UnixDatagramOptions::default())
+    }
+
+    /// [`connect_unix_datagram`](Self::connect_unix_datagram) with options for this end: the
+    /// mode of its socket file, stale-file clean-up for `bind_to`, and the largest datagram
+    /// (Twisted's `maxPacketSize` and `mode`).
+    pub fn connect_unix_datagram_with<P: DatagramProtocol>(
+        &self,
+        path: impl AsRef<Path>,
+        protocol: P,
+        bind_to: Option<&Path>,
+        options: UnixDatagramOptions,
+    ) -> Result<DatagramTransport, Failure> {
         let path = path.as_ref();
         let dest = describe(path);
+        check_max_packet_size(options.max_packet_size)
+            .map_err(|e| ConnectError::new(dest.clone(), e))?;
         let sock = self
-            .with_context(|| bind(bind_to, None, true))
+            .with_context(|| bind(bind_to, options.mode, options.cleanup_stale))
             .ok_or(ReactorNotRestartable)?
             .map_err(|e| ConnectError::new(dest.clone(), e))?;
         let connected = sock_addr(path).and_then(|a| socket2::SockRef::from(&sock).connect(&a));
@@ -372,10 +381,21 @@ impl Reactor {
             sock,
             host,
             Some(Address::Unix(Some(path.to_path_buf()))),
-            DEFAULT_MAX_PACKET_SIZE,
+            options.max_packet_size,
             protocol,
             |port| DatagramTransport::new(port),
         )
+    }
+}
+
+fn check_max_packet_size(size: usize) -> io::Result<()> {
+    if (1..=MAX_PACKET_SIZE_LIMIT).contains(&size) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("max_packet_size must be 1 to {MAX_PACKET_SIZE_LIMIT}"),
+        ))
     }
 }
 

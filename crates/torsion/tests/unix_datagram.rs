@@ -362,3 +362,39 @@ async fn a_full_peer_queue_drops_datagrams_and_counts_them() -> Result<(), Failu
     c.stop_listening().await?;
     Ok(())
 }
+
+#[torsion::test(timeout = 20)]
+async fn a_client_takes_options_for_its_own_end() -> Result<(), Failure> {
+    let path = TempPath::new("opts-server");
+    let client_path = TempPath::new("opts-client");
+    let (server, server_events) = Recorder::new(false);
+    let port = reactor().listen_unix_datagram(&path, server)?;
+    next(&server_events).await;
+    let options = UnixDatagramOptions {
+        mode: Some(0o640),
+        max_packet_size: 16,
+        ..UnixDatagramOptions::default()
+    };
+    let (client, client_events) = Recorder::new(false);
+    let c =
+        reactor().connect_unix_datagram_with(&path, client, Some(client_path.as_ref()), options)?;
+    next(&client_events).await;
+    let mode = std::fs::metadata(&client_path)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    port.write(&[1u8; 17], &client_path.address())?;
+    port.write(&[2u8; 16], &client_path.address())?;
+    assert_eq!(next_datagram(&client_events).await.0, [2u8; 16]);
+
+    let (bad, _) = Recorder::new(false);
+    let too_big = UnixDatagramOptions {
+        max_packet_size: 70_000,
+        ..UnixDatagramOptions::default()
+    };
+    let e = reactor()
+        .connect_unix_datagram_with(&path, bad, None, too_big)
+        .unwrap_err();
+    assert!(e.check::<ConnectError>(), "{e}");
+    c.stop_listening().await?;
+    port.stop_listening().await?;
+    Ok(())
+}
