@@ -176,7 +176,7 @@ async fn a_client_bound_to_a_path_removes_its_file_when_closed() -> Result<(), F
 async fn mode_stale_files_and_addresses_in_use() -> Result<(), Failure> {
     let path = TempPath::new("life");
     // A stale socket file: bound by a socket that is gone.
-    drop(std::os::unix::net::UnixDatagram::bind(&path)?);
+    peer::close_now(std::os::unix::net::UnixDatagram::bind(&path)?);
     assert!(path.0.exists());
     let (server, events) = Recorder::new(false);
     let options = UnixDatagramOptions {
@@ -201,7 +201,7 @@ async fn mode_stale_files_and_addresses_in_use() -> Result<(), Failure> {
     assert!(!path.0.exists());
 
     // Without clean-up, a stale file is an error.
-    drop(std::os::unix::net::UnixDatagram::bind(&path)?);
+    peer::close_now(std::os::unix::net::UnixDatagram::bind(&path)?);
     let (third, _) = Recorder::new(false);
     let options = UnixDatagramOptions {
         cleanup_stale: false,
@@ -223,7 +223,7 @@ async fn mode_stale_files_and_addresses_in_use() -> Result<(), Failure> {
 #[torsion::test]
 async fn connecting_to_nobody_fails() -> Result<(), Failure> {
     let stale = TempPath::new("nobody");
-    drop(std::os::unix::net::UnixDatagram::bind(&stale)?);
+    peer::close_now(std::os::unix::net::UnixDatagram::bind(&stale)?);
     let (client, _) = Recorder::new(false);
     let e = reactor()
         .connect_unix_datagram(&stale, client, None)
@@ -251,8 +251,15 @@ async fn the_peer_going_away_calls_connection_refused() -> Result<(), Failure> {
     next_datagram(&server_events).await;
     port.stop_listening().await?;
     // Writing to a connected peer that closed is refused: the protocol hears of it, the
-    // write itself does not fail.
-    c.send(b"hello?")?;
+    // write itself does not fail. (A peer process starting on another thread may hold the
+    // closed socket open for a moment, between its fork and exec: so keep writing, with a
+    // generous deadline, until the refusal comes.)
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while client_events.is_empty() {
+        assert!(std::time::Instant::now() < give_up, "no refusal");
+        c.send(b"hello?")?;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     assert_eq!(next(&client_events).await, Event::Refused);
     // Writing to an unconnected path nobody serves is an error at once.
     let (lone, lone_events) = Recorder::new(false);

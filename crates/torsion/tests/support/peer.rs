@@ -6,13 +6,25 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const PEER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/interop/datagram_peer.py"
 );
+
+/// Held while a peer process starts. Between fork and exec a child holds copies of every
+/// file descriptor, so a socket closed meanwhile stays open until the exec: tests that need
+/// a socket closed *now* (to see a refusal) close it holding this lock; see [`close_now`].
+pub static FORK_LOCK: Mutex<()> = Mutex::new(());
+
+/// Drops `thing` (a socket) while no peer process is being started, so that it is really
+/// closed when this returns.
+pub fn close_now<T>(thing: T) {
+    let _guard = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    drop(thing);
+}
 
 /// How long a peer may take.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -83,6 +95,8 @@ impl Drop for Peer {
 impl Peer {
     /// Starts `python datagram_peer.py ARGS`.
     pub fn start(python: &Path, args: &[&str]) -> Peer {
+        // `spawn` returns once the child has exec'd (and so closed its copies of our sockets).
+        let guard = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let mut child = Command::new(python)
             .arg(PEER)
             .args(args)
@@ -91,6 +105,7 @@ impl Peer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the python peer");
+        drop(guard);
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
