@@ -39,6 +39,7 @@
 extern crate self as torsion;
 
 pub mod application;
+pub mod datagram;
 pub mod defer;
 pub mod endpoints;
 pub mod error;
@@ -56,7 +57,9 @@ pub mod tcp;
 pub mod testing;
 pub mod threads;
 pub mod transport;
+pub mod udp;
 pub mod unix;
+pub mod unix_datagram;
 mod util;
 
 pub use defer::Deferred;
