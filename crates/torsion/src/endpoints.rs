@@ -16,10 +16,12 @@
 //! | `unix:/path/sock:mode=660:lockfile=0` | a Unix socket (mode in octal) |
 //! | `tls:8443:privateKey=key.pem:certKey=cert.pem` | TLS over TCP (`ssl:` is an alias) |
 //! | `systemd:domain=INET:index=0` | a socket passed by systemd socket activation |
+//! | `haproxy:tcp:8080` | any of these, behind a load balancer speaking the PROXY protocol |
 //!
 //! | client string | meaning |
 //! |---|---|
 //! | `tcp:host=example.com:port=80:timeout=30` or `tcp:example.com:80` | TCP |
+//! | `tcp:example.com:80:bindAddress=10.0.0.2` | TCP from a chosen local address |
 //! | `unix:path=/path/sock:timeout=5` or `unix:/path/sock` | a Unix socket |
 //! | `tls:host=example.com:port=443` | TLS over TCP |
 //!
@@ -28,12 +30,13 @@
 //! clients. [`Display`](std::fmt::Display) writes a description back as a string that parses
 //! to the same description, leaving out arguments that have their default values.
 //!
-//! What listens and connects today: `tcp` and `tcp6`. `unix` is parsed fully and will work
-//! once `torsion::unix` lands; `tls` is parsed and fails with a clear error until the TLS
-//! transport arrives; `systemd` is parsed and checks `LISTEN_PID`/`LISTEN_FDS`, but adopting
-//! an inherited descriptor needs `unsafe` (`FromRawFd`), which this crate forbids, so it
-//! fails with a clear error too. The `backlog` argument is parsed but not yet applied (the
-//! TCP listener uses a fixed backlog of 1024), nor is a client's `bindAddress`.
+//! What listens and connects today: `tcp`, `tcp6` and `unix` (with `backlog=`, `mode=`
+//! and a client's `bindAddress=`); `systemd` adopts the socket systemd passed (checked with
+//! `LISTEN_PID` and `LISTEN_FDS`; `INET` and `INET6` take a TCP socket, `UNIX` a Unix one);
+//! `haproxy:` wraps any of them in a [`HAProxyWrappingFactory`], so the protocols see the
+//! client addresses the load balancer sends. `tls` is parsed and fails
+//! with a clear error until the TLS transport arrives. Unix `lockfile=` and `checkPID=` are
+//! accepted; a Unix port never replaces a socket that another process listens on.
 //!
 //! ```
 //! use torsion::endpoints::{ClientDescription, ServerDescription};
@@ -41,7 +44,7 @@
 //! let server: ServerDescription = r"tcp6:8080:interface=\:\:1".parse().unwrap();
 //! assert_eq!(
 //!     server,
-//!     ServerDescription::Tcp6 { port: 8080, interface: "::1".into(), backlog: 50 }
+//!     ServerDescription::Tcp6 { port: 8080, interface: "::1".into(), backlog: 1024 }
 //! );
 //! assert_eq!(server.to_string(), r"tcp6:8080:interface=\:\:1");
 //!
@@ -78,11 +81,16 @@ use std::str::FromStr;
 use crate::defer::{fail, succeed, Deferred};
 use crate::error::{CannotListenError, ConnectError};
 use crate::protocol::{ClientFactory, Factory};
+use crate::protocols::haproxy::{BoxedFactory, HAProxyWrappingFactory};
 use crate::tcp::{Connector, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
 use crate::{Failure, Reactor};
 
-/// Twisted's default listen backlog for endpoint strings.
-pub const DEFAULT_BACKLOG: u32 = 50;
+/// The listen backlog for endpoint strings without `backlog=`: 1024, as tokio and Go use.
+///
+/// Twisted's default is 50; a burst of new connections (a load balancer's warm-up, thousands
+/// of clients reconnecting after a restart) overflows so short a queue and clients wait
+/// for SYN retries, so Torsion keeps the larger figure it used before `backlog=` was applied.
+pub const DEFAULT_BACKLOG: u32 = 1024;
 
 /// Twisted's default file mode for a Unix socket, `0o666`.
 pub const DEFAULT_UNIX_MODE: u32 = 0o666;
@@ -369,6 +377,14 @@ impl Bound {
     }
 }
 
+/// The rest of `s` after `kind:` (the kind matched case-insensitively), for kinds that wrap
+/// a whole other endpoint string.
+fn strip_kind<'a>(s: &'a str, kind: &str) -> Option<&'a str> {
+    let head = s.get(..=kind.len())?;
+    (head[..kind.len()].eq_ignore_ascii_case(kind) && head.ends_with(':'))
+        .then(|| &s[kind.len() + 1..])
+}
+
 fn split_kind(
     s: &str,
     side: &'static str,
@@ -445,7 +461,7 @@ pub enum ServerDescription {
         port: u16,
         /// The interface to listen on; `None` for every IPv4 interface.
         interface: Option<String>,
-        /// The listen backlog (parsed; not yet applied).
+        /// The listen backlog (default 1024).
         backlog: u32,
     },
     /// `tcp6:PORT:interface=IP:backlog=N` — TCP over IPv6.
@@ -454,7 +470,7 @@ pub enum ServerDescription {
         port: u16,
         /// The interface to listen on (default `::`).
         interface: String,
-        /// The listen backlog (parsed; not yet applied).
+        /// The listen backlog (default 1024).
         backlog: u32,
     },
     /// `unix:PATH:mode=OCTAL:backlog=N:lockfile=0|1` — a Unix socket.
@@ -492,6 +508,10 @@ pub enum ServerDescription {
         /// Which passed socket, counting from 0.
         index: usize,
     },
+    /// `haproxy:ENDPOINT` (`haproxy:tcp:8080`, `haproxy:unix:/path`) — any other server
+    /// endpoint whose connections start with a PROXY protocol header, read by an
+    /// [`HAProxyWrappingFactory`].
+    HAProxy(Box<ServerDescription>),
 }
 
 const TCP_SERVER: &[&str] = &["port", "interface", "backlog"];
@@ -512,6 +532,18 @@ impl FromStr for ServerDescription {
 
     /// Parses a server endpoint string (Twisted's `_parseServer`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(inner) = strip_kind(s, "haproxy") {
+            let inner: ServerDescription = inner.parse()?;
+            if let ServerDescription::HAProxy(_) = inner {
+                return Err(EndpointError::BadValue {
+                    name: "haproxy",
+                    value: s.to_owned(),
+                    expected: "one PROXY protocol layer, around a tcp, tcp6, unix, tls or \
+                               systemd endpoint",
+                });
+            }
+            return Ok(ServerDescription::HAProxy(Box::new(inner)));
+        }
         let (kind, args, kw) = split_kind(s, "server")?;
         match kind.as_str() {
             "tcp" | "tcp6" => {
@@ -669,6 +701,7 @@ impl fmt::Display for ServerDescription {
                 w.kw("domain", domain)?;
                 w.kw("index", index)
             }
+            ServerDescription::HAProxy(inner) => write!(f, "haproxy:{inner}"),
         }
     }
 }
@@ -688,7 +721,7 @@ pub enum ClientDescription {
         port: u16,
         /// The connection time-out in seconds (default 30).
         timeout: f64,
-        /// The local address to connect from (parsed; not yet supported when connecting).
+        /// The local address to connect from: an IP address, or `address:port`.
         bind_address: Option<String>,
     },
     /// `unix:path=PATH:timeout=S:checkPID=0|1` or `unix:PATH` — a Unix socket.
@@ -894,15 +927,22 @@ impl ServerEndpoint {
     pub fn listen<F: Factory>(&self, factory: F) -> Deferred<ListeningPort> {
         let result = match &self.description {
             ServerDescription::Tcp {
-                port, interface, ..
-            } => self.reactor.listen_tcp_on(
+                port,
+                interface,
+                backlog,
+            } => self.reactor.listen_tcp_backlog(
                 *port,
                 factory,
                 interface.as_deref().unwrap_or("0.0.0.0"),
+                *backlog,
             ),
             ServerDescription::Tcp6 {
-                port, interface, ..
-            } => self.reactor.listen_tcp_on(*port, factory, interface),
+                port,
+                interface,
+                backlog,
+            } => self
+                .reactor
+                .listen_tcp_backlog(*port, factory, interface, *backlog),
             ServerDescription::Unix {
                 address,
                 mode,
@@ -920,8 +960,14 @@ impl ServerEndpoint {
                 &self.description,
                 "TLS endpoints arrive with the TLS transport (see the transports issue)",
             )),
-            ServerDescription::Systemd { index, .. } => {
-                Err(listen_systemd(&self.description, *index))
+            ServerDescription::Systemd { domain, index } => {
+                listen_systemd(&self.reactor, *domain, *index, factory)
+            }
+            // The factory is boxed so that this arm's wrapping type does not depend on `F`
+            // (the wrapping would otherwise nest without end at compile time).
+            ServerDescription::HAProxy(inner) => {
+                let wrapped = HAProxyWrappingFactory::new(BoxedFactory::new(factory));
+                return ServerEndpoint::new(&self.reactor, (**inner).clone()).listen(wrapped);
             }
         };
         match result {
@@ -952,29 +998,114 @@ fn unsupported_listen(description: &ServerDescription, why: &str) -> Failure {
     ))
 }
 
-/// Systemd socket activation: checks what systemd passed, then explains that adopting the
-/// descriptor needs `unsafe` (`FromRawFd`), which this crate forbids.
-fn listen_systemd(description: &ServerDescription, index: usize) -> Failure {
-    let pid_matches = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.trim().parse::<u32>().ok())
-        == Some(std::process::id());
-    let fds = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    let why = if !pid_matches {
-        "no sockets were passed to this process (LISTEN_PID is not our pid)".to_owned()
-    } else if fds <= index {
-        format!("systemd passed {fds} socket(s), so there is no index {index}")
-    } else {
-        format!(
-            "adopting inherited descriptor {} needs unsafe code (FromRawFd), which torsion \
-             forbids; systemd endpoints are not supported yet",
-            LISTEN_FDS_START + index
-        )
+/// What systemd passed to this process, read from the environment once (`listenfd` then
+/// removes `LISTEN_PID` and `LISTEN_FDS`, as `sd_listen_fds` does, so that child processes
+/// do not take them for theirs). Each descriptor is taken out once: it gets one owner,
+/// however many endpoints ask for it.
+struct Inherited {
+    /// Whether `LISTEN_PID` named this process.
+    ours: bool,
+    /// `LISTEN_FDS`.
+    count: usize,
+    /// `LISTEN_FDNAMES`, split at colons.
+    names: Vec<String>,
+    fds: listenfd::ListenFd,
+}
+
+impl Inherited {
+    fn from_env() -> Inherited {
+        let ours = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            == Some(std::process::id());
+        let count = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let names = std::env::var("LISTEN_FDNAMES")
+            .map(|n| n.split(':').map(str::to_owned).collect())
+            .unwrap_or_default();
+        // Only descriptors meant for this process are adopted.
+        let fds = if ours {
+            listenfd::ListenFd::from_env()
+        } else {
+            listenfd::ListenFd::empty()
+        };
+        Inherited {
+            ours,
+            count,
+            names,
+            fds,
+        }
+    }
+}
+
+static INHERITED: std::sync::Mutex<Option<Inherited>> = std::sync::Mutex::new(None);
+
+/// Why a systemd endpoint cannot listen.
+fn systemd_error(index: usize, why: impl Into<String>) -> Failure {
+    Failure::new(CannotListenError::new(
+        format!("systemd socket {index} (fd {})", LISTEN_FDS_START + index),
+        io::Error::new(io::ErrorKind::NotFound, why.into()),
+    ))
+}
+
+/// Systemd socket activation (`sd_listen_fds`): takes descriptor `3 + index` that systemd
+/// (or `systemd-socket-activate`, or any launcher speaking the protocol) passed, checked
+/// with `LISTEN_PID` and `LISTEN_FDS`. The descriptor is adopted through the `listenfd`
+/// crate, which checks that it is a socket of the right kind.
+fn listen_systemd<F: Factory>(
+    reactor: &Reactor,
+    domain: SystemdDomain,
+    index: usize,
+    factory: F,
+) -> Result<ListeningPort, Failure> {
+    let mut guard = INHERITED.lock().unwrap_or_else(|p| p.into_inner());
+    let inherited = guard.get_or_insert_with(Inherited::from_env);
+    if !inherited.ours {
+        return Err(systemd_error(
+            index,
+            "no sockets were passed to this process (LISTEN_PID is not our pid)",
+        ));
+    }
+    if inherited.count <= index {
+        return Err(systemd_error(
+            index,
+            format!(
+                "systemd passed {} socket(s), so there is no index {index}",
+                inherited.count
+            ),
+        ));
+    }
+    let what = match inherited.names.get(index).filter(|n| !n.is_empty()) {
+        Some(n) => format!("socket {index} ('{n}')"),
+        None => format!("socket {index}"),
     };
-    unsupported_listen(description, &why)
+    let fds = &mut inherited.fds;
+    match domain {
+        SystemdDomain::Inet | SystemdDomain::Inet6 => match fds.take_tcp_listener(index) {
+            Ok(Some(l)) => {
+                drop(guard);
+                reactor.listen_tcp_adopt(l, factory)
+            }
+            Ok(None) => Err(systemd_error(index, format!("{what} was already taken"))),
+            Err(e) => Err(systemd_error(
+                index,
+                format!("{what} is not a listening TCP socket: {e}"),
+            )),
+        },
+        SystemdDomain::Unix => match fds.take_unix_listener(index) {
+            Ok(Some(l)) => {
+                drop(guard);
+                reactor.listen_unix_adopt(l, factory)
+            }
+            Ok(None) => Err(systemd_error(index, format!("{what} was already taken"))),
+            Err(e) => Err(systemd_error(
+                index,
+                format!("{what} is not a listening Unix socket: {e}"),
+            )),
+        },
+    }
 }
 
 /// A place to connect to, bound to a reactor (Twisted's `IStreamClientEndpoint`).
@@ -1002,22 +1133,29 @@ impl ClientEndpoint {
     /// [`Reactor::connect_tcp`].
     ///
     /// # Errors
-    /// A [`ConnectError`] failure, at once, when the kind cannot connect yet (TLS, Unix until
-    /// `torsion::unix` lands, a TCP `bindAddress`); the factory is not called then.
+    /// A [`ConnectError`] failure, at once, when the kind cannot connect yet (TLS) or a TCP
+    /// `bindAddress` is not an address; the factory is not called then.
     pub fn connect<F: ClientFactory>(&self, factory: F) -> Result<Connector, Failure> {
         match &self.description {
             ClientDescription::Tcp {
                 host,
                 port,
                 timeout,
-                bind_address: None,
-            } => Ok(self
-                .reactor
-                .connect_tcp_timeout(host, *port, factory, *timeout)),
-            ClientDescription::Tcp { .. } => Err(unsupported_connect(
-                &self.description,
-                "bindAddress is not supported yet",
-            )),
+                bind_address,
+            } => {
+                let bind = match bind_address {
+                    None => None,
+                    Some(b) => Some(parse_bind_address(b).ok_or_else(|| {
+                        unsupported_connect(
+                            &self.description,
+                            "bindAddress is not an IP address (or address:port)",
+                        )
+                    })?),
+                };
+                Ok(self
+                    .reactor
+                    .connect_tcp_from(host, *port, factory, *timeout, bind))
+            }
             ClientDescription::Unix {
                 path,
                 timeout,
@@ -1045,6 +1183,19 @@ impl fmt::Display for ClientEndpoint {
     }
 }
 
+/// A client's `bindAddress`: an IP address (any port), or an address with a port
+/// (`10.0.0.2:4000`, `[::1]:4000`).
+fn parse_bind_address(s: &str) -> Option<std::net::SocketAddr> {
+    let s = s.trim();
+    if let Ok(ip) = s
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+    {
+        return Some(std::net::SocketAddr::new(ip, 0));
+    }
+    s.parse().ok()
+}
+
 fn unsupported_connect(description: &ClientDescription, why: &str) -> Failure {
     Failure::new(ConnectError::new(
         description.to_string(),
@@ -1053,35 +1204,35 @@ fn unsupported_connect(description: &ClientDescription, why: &str) -> Failure {
 }
 
 // ---------------------------------------------------------------------------------------
-// Unix sockets: the one place to point at `torsion::unix` when it lands.
+// Unix sockets
 
-const UNIX_NOT_YET: &str = "unix endpoints arrive with torsion::unix";
-
-/// Listens on a Unix socket. Until `torsion::unix` lands: a clear [`CannotListenError`].
+/// Listens on a Unix socket with the endpoint's mode and backlog. `lockfile` is accepted for
+/// Twisted compatibility: a socket file that another process listens on is never replaced,
+/// and a stale one is cleaned up, which is what the lock file guards in Twisted.
 fn listen_unix<F: Factory>(
-    _reactor: &Reactor,
+    reactor: &Reactor,
     address: PathBuf,
-    _mode: u32,
-    _backlog: u32,
+    mode: u32,
+    backlog: u32,
     _lockfile: bool,
-    _factory: F,
+    factory: F,
 ) -> Result<ListeningPort, Failure> {
-    Err(Failure::new(CannotListenError::new(
-        address.display().to_string(),
-        io::Error::new(io::ErrorKind::Unsupported, UNIX_NOT_YET),
-    )))
+    let options = crate::unix::UnixListenOptions {
+        mode: Some(mode),
+        backlog: Some(backlog),
+        ..crate::unix::UnixListenOptions::default()
+    };
+    reactor.listen_unix_with(address, factory, options)
 }
 
-/// Connects to a Unix socket. Until `torsion::unix` lands: a clear [`ConnectError`].
+/// Connects to a Unix socket. `check_pid` is accepted for Twisted compatibility; Torsion's
+/// Unix ports keep no lock file to check.
 fn connect_unix<F: ClientFactory>(
-    _reactor: &Reactor,
+    reactor: &Reactor,
     path: PathBuf,
-    _timeout: f64,
+    timeout: f64,
     _check_pid: bool,
-    _factory: F,
+    factory: F,
 ) -> Result<Connector, Failure> {
-    Err(Failure::new(ConnectError::new(
-        path.display().to_string(),
-        io::Error::new(io::ErrorKind::Unsupported, UNIX_NOT_YET),
-    )))
+    Ok(reactor.connect_unix_timeout(path, factory, timeout))
 }

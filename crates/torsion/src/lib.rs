@@ -39,23 +39,28 @@
 extern crate self as torsion;
 
 pub mod application;
+pub mod datagram;
 pub mod defer;
 pub mod endpoints;
 pub mod error;
 mod failure;
 pub mod log;
 mod port;
+pub mod process;
 pub mod producer;
 pub mod protocol;
 pub mod protocols;
 pub mod reactor;
+pub mod stdio;
 mod stream;
 pub mod task;
 pub mod tcp;
 pub mod testing;
 pub mod threads;
 pub mod transport;
+pub mod udp;
 pub mod unix;
+pub mod unix_datagram;
 mod util;
 
 pub use defer::Deferred;

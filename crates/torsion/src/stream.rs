@@ -26,7 +26,7 @@ use crate::transport::{Address, Transport, TransportImpl};
 use crate::Failure;
 
 /// Size of the thread's shared read buffer.
-const READ_BUF_SIZE: usize = 64 * 1024;
+pub(crate) const READ_BUF_SIZE: usize = 64 * 1024;
 /// Reads per wake-up before yielding to other connections.
 const READS_PER_POLL: usize = 16;
 /// A write buffer larger than this is released once it drains.
@@ -35,7 +35,7 @@ const KEEP_WRITE_CAPACITY: usize = 64 * 1024;
 const PRODUCER_CALLS_PER_POLL: usize = 16;
 
 thread_local! {
-    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// What the engine needs of a non-blocking stream socket.

@@ -41,7 +41,7 @@ use crate::Failure;
 pub const DEFAULT_CONNECT_TIMEOUT: f64 = 30.0;
 
 /// The listen backlog.
-const BACKLOG: i32 = 1024;
+const BACKLOG: u32 = 1024;
 
 impl StreamSocket for TcpStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -73,12 +73,12 @@ impl StreamSocket for TcpStream {
     }
 }
 
-fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
 }
 
@@ -112,6 +112,19 @@ impl Reactor {
         factory: F,
         interface: &str,
     ) -> Result<ListeningPort, Failure> {
+        self.listen_tcp_backlog(port, factory, interface, BACKLOG)
+    }
+
+    /// [`listen_tcp_on`](Self::listen_tcp_on) with a listen backlog (Twisted's `backlog=`):
+    /// how many connections the system queues before they are accepted (capped by the
+    /// system's `somaxconn`).
+    pub fn listen_tcp_backlog<F: Factory>(
+        &self,
+        port: u16,
+        factory: F,
+        interface: &str,
+        backlog: u32,
+    ) -> Result<ListeningPort, Failure> {
         let ip: IpAddr = interface
             .trim_matches(|c| c == '[' || c == ']')
             .parse()
@@ -125,8 +138,8 @@ impl Reactor {
                 )
             })?;
         let addr = SocketAddr::new(ip, port);
-        let std_listener =
-            bind_listener(addr).map_err(|e| CannotListenError::new(addr.to_string(), e))?;
+        let std_listener = bind_listener(addr, backlog)
+            .map_err(|e| CannotListenError::new(addr.to_string(), e))?;
         let listener = self
             .with_context(|| TcpListener::from_std(std_listener))
             .ok_or(ReactorNotRestartable)?
@@ -135,6 +148,31 @@ impl Reactor {
             .local_addr()
             .map_err(|e| CannotListenError::new(addr.to_string(), e))?;
 
+        crate::port::listen(self, listener, Address::Tcp(host), factory)
+    }
+
+    /// Listens on a TCP socket that is already bound and listening (one inherited from
+    /// systemd socket activation). It is made non-blocking and close-on-exec.
+    pub(crate) fn listen_tcp_adopt<F: Factory>(
+        &self,
+        listener: std::net::TcpListener,
+        factory: F,
+    ) -> Result<ListeningPort, Failure> {
+        let name = listener
+            .local_addr()
+            .map_or_else(|_| "inherited socket".to_owned(), |a| a.to_string());
+        let prepare = |l: &std::net::TcpListener| -> io::Result<()> {
+            l.set_nonblocking(true)?;
+            SockRef::from(l).set_cloexec(true)
+        };
+        prepare(&listener).map_err(|e| CannotListenError::new(&*name, e))?;
+        let listener = self
+            .with_context(|| TcpListener::from_std(listener))
+            .ok_or(ReactorNotRestartable)?
+            .map_err(|e| CannotListenError::new(&*name, e))?;
+        let host = listener
+            .local_addr()
+            .map_err(|e| CannotListenError::new(&*name, e))?;
         crate::port::listen(self, listener, Address::Tcp(host), factory)
     }
 
@@ -153,6 +191,21 @@ impl Reactor {
         factory: F,
         timeout: f64,
     ) -> Connector {
+        self.connect_tcp_from(host, port, factory, timeout, None)
+    }
+
+    /// [`connect_tcp_timeout`](Self::connect_tcp_timeout) from a local address (Twisted's
+    /// `bindAddress`): the connection's own end is bound to `bind_address` (port 0 for any
+    /// port) before connecting; `None` lets the system choose. Only addresses of the same
+    /// family as `bind_address` are tried.
+    pub fn connect_tcp_from<F: ClientFactory>(
+        &self,
+        host: &str,
+        port: u16,
+        factory: F,
+        timeout: f64,
+        bind_address: Option<SocketAddr>,
+    ) -> Connector {
         let factory = Rc::new(factory);
         let attempt_factory = factory.clone();
         let connector = Connector {
@@ -164,7 +217,9 @@ impl Reactor {
                 state: Cell::new(ConnectorState::Disconnected),
                 attempt: RefCell::new(None),
                 transport: RefCell::new(None),
-                start: Box::new(move |c: &Connector| start_attempt(c, attempt_factory.clone())),
+                start: Box::new(move |c: &Connector| {
+                    start_attempt(c, attempt_factory.clone(), bind_address)
+                }),
             }),
         };
         connector.connect();
@@ -295,7 +350,11 @@ impl<F: ClientFactory> Drop for AttemptGuard<F> {
     }
 }
 
-fn start_attempt<F: ClientFactory>(connector: &Connector, factory: Rc<F>) {
+fn start_attempt<F: ClientFactory>(
+    connector: &Connector,
+    factory: Rc<F>,
+    bind_address: Option<SocketAddr>,
+) {
     hook("started_connecting", || {
         factory.started_connecting(connector)
     });
@@ -313,8 +372,11 @@ fn start_attempt<F: ClientFactory>(connector: &Connector, factory: Rc<F>) {
         let dest = c.destination();
         let timeout = Duration::try_from_secs_f64(c.inner.timeout.max(0.0))
             .unwrap_or(Duration::from_secs(u32::MAX as u64));
-        let connected =
-            tokio::time::timeout(timeout, open_stream(&c.inner.host, c.inner.port)).await;
+        let connected = tokio::time::timeout(
+            timeout,
+            open_stream(&c.inner.host, c.inner.port, bind_address),
+        )
+        .await;
         let stream = match connected {
             Err(_) => return guard.fail(Failure::new(TimeoutError)),
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -366,7 +428,11 @@ fn start_attempt<F: ClientFactory>(connector: &Connector, factory: Rc<F>) {
 }
 
 /// Resolves `host` and connects to the first address that answers.
-async fn open_stream(host: &str, port: u16) -> io::Result<TcpStream> {
+async fn open_stream(
+    host: &str,
+    port: u16,
+    bind_address: Option<SocketAddr>,
+) -> io::Result<TcpStream> {
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) if host.is_empty() => vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)],
@@ -374,10 +440,26 @@ async fn open_stream(host: &str, port: u16) -> io::Result<TcpStream> {
     };
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}"));
     for addr in addrs {
-        match TcpStream::connect(addr).await {
+        let attempt = match bind_address {
+            None => TcpStream::connect(addr).await,
+            Some(local) if local.is_ipv4() != addr.is_ipv4() => continue,
+            Some(local) => connect_from(local, addr).await,
+        };
+        match attempt {
             Ok(s) => return Ok(s),
             Err(e) => last = e,
         }
     }
     Err(last)
+}
+
+/// Connects to `addr` from the local address `local`.
+async fn connect_from(local: SocketAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(local)?;
+    socket.connect(addr).await
 }

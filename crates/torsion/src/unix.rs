@@ -167,6 +167,8 @@ pub struct UnixListenOptions {
     /// refused), remove it and bind. A socket somebody listens on is never removed: listening
     /// fails with [`CannotListenError`] "address in use". Defaults to `true`.
     pub cleanup_stale: bool,
+    /// The listen backlog (Twisted's `backlog=`); `None` keeps the standard library's.
+    pub backlog: Option<u32>,
 }
 
 impl Default for UnixListenOptions {
@@ -174,6 +176,7 @@ impl Default for UnixListenOptions {
         UnixListenOptions {
             mode: None,
             cleanup_stale: true,
+            backlog: None,
         }
     }
 }
@@ -319,6 +322,10 @@ fn bind(
             std::os::unix::net::UnixListener::bind_addr(&abstract_addr(name)?)?
         }
     };
+    if let Some(backlog) = options.backlog {
+        // Listening again on a listening socket changes its backlog.
+        SockRef::from(&listener).listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    }
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
@@ -433,6 +440,40 @@ impl Reactor {
             Address::Unix(Some(path.to_path_buf())),
             factory,
         )
+    }
+
+    /// Listens on a Unix socket that is already bound and listening (one inherited from
+    /// systemd socket activation). The socket file belongs to whoever made it: it is not
+    /// removed when the port stops.
+    pub(crate) fn listen_unix_adopt<F: Factory>(
+        &self,
+        listener: std::os::unix::net::UnixListener,
+        factory: F,
+    ) -> Result<UnixListeningPort, Failure> {
+        let path = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let name = path.display().to_string();
+        let prepare = |l: &std::os::unix::net::UnixListener| -> io::Result<()> {
+            l.set_nonblocking(true)?;
+            SockRef::from(l).set_cloexec(true)
+        };
+        prepare(&listener).map_err(|e| CannotListenError::new(&*name, e))?;
+        let listener = match self.with_context(|| UnixListener::from_std(listener)) {
+            Some(Ok(l)) => l,
+            Some(Err(e)) => return Err(CannotListenError::new(name, e).into()),
+            None => return Err(ReactorNotRestartable.into()),
+        };
+        let acceptor = UnixAcceptor {
+            listener,
+            path: path.clone(),
+            target: Target::Path(path.clone()),
+            file: None, // not ours: never removed
+        };
+        let host = Address::Unix((!path.as_os_str().is_empty()).then_some(path));
+        crate::port::listen(self, acceptor, host, factory)
     }
 
     /// Connects to the Unix socket `path` (Twisted's `connectUNIX`), with the default 30 s

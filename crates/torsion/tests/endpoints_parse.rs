@@ -54,15 +54,15 @@ fn tcp_server_forms() {
         ServerDescription::Tcp {
             port: 8080,
             interface: None,
-            backlog: 50
+            backlog: 1024
         }
     );
     assert_eq!(
-        server("tcp:port=8080:interface=127.0.0.1:backlog=50"),
+        server("tcp:port=8080:interface=127.0.0.1:backlog=1024"),
         ServerDescription::Tcp {
             port: 8080,
             interface: Some("127.0.0.1".into()),
-            backlog: 50
+            backlog: 1024
         }
     );
     assert_eq!(
@@ -79,7 +79,7 @@ fn tcp_server_forms() {
         ServerDescription::Tcp6 {
             port: 8080,
             interface: "::1".into(),
-            backlog: 50
+            backlog: 1024
         }
     );
     assert_eq!(
@@ -87,7 +87,7 @@ fn tcp_server_forms() {
         ServerDescription::Tcp6 {
             port: 443,
             interface: "::".into(),
-            backlog: 50
+            backlog: 1024
         }
     );
 }
@@ -99,7 +99,7 @@ fn unix_server_forms() {
         ServerDescription::Unix {
             address: "/path/sock".into(),
             mode: 0o660,
-            backlog: 50,
+            backlog: 1024,
             lockfile: false
         }
     );
@@ -108,7 +108,7 @@ fn unix_server_forms() {
         ServerDescription::Unix {
             address: "/tmp/a:b".into(),
             mode: 0o666,
-            backlog: 50,
+            backlog: 1024,
             lockfile: true
         }
     );
@@ -121,7 +121,7 @@ fn tls_and_systemd_server_forms() {
         ServerDescription::Tls {
             port: 8443,
             interface: None,
-            backlog: 50,
+            backlog: 1024,
             private_key: "key.pem".into(),
             cert_key: Some("cert.pem".into()),
             extra_cert_chain: None,
@@ -303,7 +303,7 @@ fn display_round_trips() {
     let servers = [
         ("tcp:8080", "tcp:8080"),
         (
-            "tcp:port=8080:interface=127.0.0.1:backlog=50",
+            "tcp:port=8080:interface=127.0.0.1:backlog=1024",
             "tcp:8080:interface=127.0.0.1",
         ),
         ("tcp:0:backlog=7", "tcp:0:backlog=7"),

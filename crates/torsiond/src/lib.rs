@@ -50,6 +50,8 @@
 //! }
 //! ```
 
+pub mod portforward;
+
 use std::cell::Cell;
 use std::ffi::OsString;
 use std::fmt;
@@ -90,7 +92,11 @@ pub trait Plugin {
 
 /// The plugins built into `torsiond`: [`WebPlugin`] and [`EchoPlugin`].
 pub fn builtin_plugins() -> Vec<Box<dyn Plugin>> {
-    vec![Box::new(WebPlugin), Box::new(EchoPlugin)]
+    vec![
+        Box::new(WebPlugin),
+        Box::new(EchoPlugin),
+        Box::new(portforward::PortForwardPlugin),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------

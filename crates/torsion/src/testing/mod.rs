@@ -4,6 +4,7 @@
 //!   time-out, and fails it if it leaves the reactor dirty.
 //! - [`Clock`]: time that moves only when the test says so.
 //! - [`StringTransport`]: a transport that records writes, to drive a protocol by hand.
+//! - [`FakeDatagramTransport`]: the same for datagram protocols.
 //! - [`connected_pair`]: two protocols talking through memory, moved along by a [`Pump`].
 //! - [`success_result_of`], [`failure_result_of`], [`assert_no_result`]: look at a Deferred
 //!   without running a reactor.
@@ -22,12 +23,14 @@
 //! assert!(d.result().unwrap().unwrap_err().check::<TimeoutError>());
 //! ```
 
+mod datagram;
 mod iosim;
 mod string_transport;
 mod trial;
 
 use std::rc::Rc;
 
+pub use datagram::FakeDatagramTransport;
 pub use iosim::{connected_pair, Pump};
 pub use string_transport::StringTransport;
 pub use trial::{assert_no_result, failure_result_of, run_test, success_result_of, TestResult};

@@ -1,0 +1,257 @@
+"""Writes docs/benchmarks.md and docs/benchmarks.png from a bench/run results file.
+
+    python report.py --results R.tsv --meta M.tsv --notes N.txt --md OUT.md --png OUT.png [--quick]
+
+results: scenario, contender, run, metric, value (tab-separated), one line per figure;
+the report quotes the median of the runs. meta: key, value. notes: one line each.
+The chart needs matplotlib; without it a full run fails and a quick run notes its absence.
+"""
+import argparse
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+SCENARIOS = [
+    ("echo50", "1. TCP echo, 50 connections, 64 B ping-pong", "msgs/s", "µs per message"),
+    ("echo1", "1. TCP echo, 1 connection (latency), 64 B", "msgs/s", "µs per message"),
+    ("http", "2. HTTP hello, keep-alive, wrk -t1 -c50", "req/s", "µs per request"),
+    ("static1k", "3. Static file, 1 KiB, wrk -t1 -c50", "req/s", "µs per request"),
+    ("static1m", "3. Static file, 1 MiB, wrk -t1 -c50", "req/s", "µs per request"),
+    ("workers", "6. torsiond web --workers 2 against --workers 1 (1 KiB-ish index.html)", "req/s",
+     "µs per request"),
+]
+
+LABELS = {
+    "torsion": "Torsion", "tokio": "raw tokio", "twisted": "Twisted", "node": "Node",
+    "hyper": "hyper", "axum": "axum", "nginx": "nginx",
+    "torsion-echo": "Torsion echo_server", "torsion-web": "Torsion hello_web",
+    "twisted-echo": "Twisted echo", "twisted-web": "twisted.web",
+    "workers-1": "torsiond --workers 1", "workers-2": "torsiond --workers 2",
+}
+
+CONTENDER_NOTES = {
+    "echo50": "Torsion: examples/echo_server.rs; raw tokio: bench/src/bin/tokio_echo.rs (8 KiB "
+              "buffer per connection); Twisted: epoll reactor; Node: `net`.",
+    "http": "Torsion: examples/hello_web.rs (a leaf Resource in a Site); hyper 1.x and axum on a "
+            "current-thread runtime (bench/src/bin); twisted.web Site without access log; nginx "
+            "`return 200`; Node `http`.",
+    "static1k": "Torsion: `torsiond web --path`; nginx with one worker process and sendfile on; "
+                "`twistd -n web --path` (which writes its access log).",
+}
+
+
+def load(args):
+    figures = defaultdict(list)
+    for line in open(args.results):
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 5 or not parts[4]:
+            continue
+        scen, who, _run, metric, value = parts
+        try:
+            figures[(scen, who, metric)].append(float(value))
+        except ValueError:
+            continue
+    med = {k: statistics.median(v) for k, v in figures.items()}
+    meta = []
+    for line in open(args.meta):
+        if "\t" in line:
+            meta.append(line.rstrip("\n").split("\t", 1))
+    notes = [n.strip() for n in open(args.notes) if n.strip()]
+    return med, dict(meta), meta, notes, figures
+
+
+def fmt(v):
+    if v is None:
+        return "—"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def contenders(med, scen):
+    seen = []
+    for (s, who, _m) in med:
+        if s == scen and who not in seen:
+            seen.append(who)
+    order = list(LABELS)
+    return sorted(seen, key=lambda w: order.index(w) if w in order else 99)
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def main():
+    p = argparse.ArgumentParser()
+    for opt in ("--results", "--meta", "--notes", "--md", "--png"):
+        p.add_argument(opt, required=True)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args()
+    med, meta, meta_list, notes, raw = load(args)
+    g = lambda s, w, m: med.get((s, w, m))  # noqa: E731
+
+    out = ["# Benchmarks", ""]
+    if args.quick:
+        out += ["**Quick run (`bench/run --quick`): debug build, one short run each. These "
+                "figures check that every scenario works and say nothing about speed.**", ""]
+    out += ["Written by `bench/run` (the whole method is in that script). The server is pinned "
+            "to core 0 and the load generator to core 1 with `taskset`; each measurement follows "
+            "a warm-up; the runs of the contenders are interleaved and the tables quote the "
+            "median. *CPU* is the server's utime+stime from `/proc/PID/stat` over the "
+            "measurement divided by the messages or requests served: on a two-core machine "
+            "where server and load generator both saturate a core, it is the figure that "
+            "separates fast servers. Ratios are Torsion's figure over the peer's (for CPU, "
+            "latency and memory lower is better; for throughput higher is better).", ""]
+    out += ["![Torsion against each peer](benchmarks.png)", ""]
+    out += ["## Machine and versions", "", "| | |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in meta_list]
+    out.append("")
+
+    chart = []  # (label, advantage) where advantage > 1 means Torsion does better
+    targets = []  # (target text, figure text, met)
+
+    for scen, title, unit, cpu_unit in SCENARIOS:
+        whos = contenders(med, scen)
+        if not whos:
+            continue
+        out += [f"## {title}", ""]
+        if scen in CONTENDER_NOTES:
+            out += [CONTENDER_NOTES[scen], ""]
+        out += [f"| contender | {unit} | p50 µs | p99 µs | server CPU, {cpu_unit} | runs |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for w in whos:
+            runs = len(raw.get((scen, w, "rate"), []))
+            out.append(f"| {LABELS.get(w, w)} | {fmt(g(scen, w, 'rate'))} | "
+                       f"{fmt(g(scen, w, 'p50_us'))} | {fmt(g(scen, w, 'p99_us'))} | "
+                       f"{fmt(g(scen, w, 'cpu_us'))} | {runs} |")
+        out.append("")
+        base = "workers-2" if scen == "workers" else "torsion"
+        peers = [w for w in whos if w != base]
+        if base in whos and peers:
+            out += [f"Ratios, {LABELS.get(base, base)} ÷ peer:", "",
+                    "| peer | throughput | p99 | CPU per op |", "|---|---:|---:|---:|"]
+            for w in peers:
+                rt = ratio(g(scen, base, "rate"), g(scen, w, "rate"))
+                rp = ratio(g(scen, base, "p99_us"), g(scen, w, "p99_us"))
+                rc = ratio(g(scen, base, "cpu_us"), g(scen, w, "cpu_us"))
+                out.append(f"| {LABELS.get(w, w)} | {fmt(rt)}× | {fmt(rp)}× | {fmt(rc)}× |")
+                if scen in ("echo50", "http", "static1k", "static1m") and rc:
+                    chart.append((f"{scen}: CPU/op vs {LABELS.get(w, w)}", 1 / rc))
+            out.append("")
+
+    micro_metrics = [("chains_per_s", "Deferred with 10 callbacks, created and fired (chains/s)"),
+                     ("timers_per_s", "call_later scheduled and cancelled, 10⁶ a round (pairs/s)"),
+                     ("awaits_per_s", "awaits of fired Deferreds in an async fn (awaits/s)")]
+    if any(s == "micro" for (s, _w, _m) in med):
+        out += ["## 4. Deferreds and timers, in-process", "",
+                "Torsion: `bench/src/bin/micro.rs`; Twisted: `bench/twisted_peers.py micro` "
+                "(awaits through `Deferred.fromCoroutine` of an `async def`, Twisted's fastest "
+                "path).", "", "| measurement | Torsion | Twisted | ratio |", "|---|---:|---:|---:|"]
+        for m, text in micro_metrics:
+            t, tw = g("micro", "torsion", m), g("micro", "twisted", m)
+            r = ratio(t, tw)
+            out.append(f"| {text} | {fmt(t)} | {fmt(tw)} | {fmt(r)}× |")
+            if r:
+                chart.append((f"micro: {m.split('_')[0]} vs Twisted", r))
+        out.append("")
+
+    if any(s == "memory" for (s, _w, _m) in med):
+        out += ["## 5. Memory: server RSS growth per idle connection", "",
+                "Each idle connection made one exchange (an echo, or one GET) and then stayed "
+                "open; RSS from `/proc/PID/status` before and after.", "",
+                "| server | KiB per idle connection | RSS at start, KiB |", "|---|---:|---:|"]
+        for w in contenders(med, "memory"):
+            out.append(f"| {LABELS.get(w, w)} | {fmt(g('memory', w, 'rss_kib_per_conn'))} | "
+                       f"{fmt(g('memory', w, 'rss_start_kib'))} |")
+        out.append("")
+        for w in ("tokio", "hyper", "twisted-echo", "twisted-web", "nginx"):
+            base = "torsion-echo" if w in ("tokio", "twisted-echo") else "torsion-web"
+            a, b = g("memory", base, "rss_kib_per_conn"), g("memory", w, "rss_kib_per_conn")
+            if a is not None and b:
+                chart.append((f"memory vs {LABELS[w]}", b / max(a, 0.01)))
+
+    # The targets of issue 7.
+    def target(text, a, b, limit, higher_is_better):
+        r = ratio(a, b)
+        if r is None:
+            targets.append((text, "not measured", "—"))
+            return
+        met = r >= limit if higher_is_better else r <= limit
+        targets.append((text, f"{r:.2f}×", "met" if met else "**missed**"))
+
+    target("echo, 50 conns: server CPU per message ≤ 1.05× raw tokio",
+           g("echo50", "torsion", "cpu_us"), g("echo50", "tokio", "cpu_us"), 1.05, False)
+    target("echo, 50 conns: p99 ≤ 1.1× raw tokio",
+           g("echo50", "torsion", "p99_us"), g("echo50", "tokio", "p99_us"), 1.1, False)
+    target("echo, 1 conn: p99 ≤ 1.1× raw tokio",
+           g("echo1", "torsion", "p99_us"), g("echo1", "tokio", "p99_us"), 1.1, False)
+    target("HTTP hello: server CPU per request ≤ hyper's",
+           g("http", "torsion", "cpu_us"), g("http", "hyper", "cpu_us"), 1.0, False)
+    target("static 1 KiB: req/s ≥ 1.0× nginx",
+           g("static1k", "torsion", "rate"), g("static1k", "nginx", "rate"), 1.0, True)
+    target("static 1 MiB: req/s ≥ 0.9× nginx",
+           g("static1m", "torsion", "rate"), g("static1m", "nginx", "rate"), 0.9, True)
+    target("Deferred chains ≥ 50× Twisted", g("micro", "torsion", "chains_per_s"),
+           g("micro", "twisted", "chains_per_s"), 50, True)
+    target("timers ≥ 50× Twisted", g("micro", "torsion", "timers_per_s"),
+           g("micro", "twisted", "timers_per_s"), 50, True)
+    target("awaits ≥ 10× Twisted's fastest path", g("micro", "torsion", "awaits_per_s"),
+           g("micro", "twisted", "awaits_per_s"), 10, True)
+    for w in ("torsion-echo", "torsion-web"):
+        v = g("memory", w, "rss_kib_per_conn")
+        targets.append((f"memory, {LABELS[w]}: ≤ 0.5 KiB per idle connection",
+                        "not measured" if v is None else f"{v:.2f} KiB",
+                        "—" if v is None else ("met" if v <= 0.5 else "**missed**")))
+    w1, w2 = g("workers", "workers-1", "rate"), g("workers", "workers-2", "rate")
+    targets.append(("torsiond web --workers 2 ÷ --workers 1 (report only)",
+                    "not measured" if ratio(w2, w1) is None else f"{ratio(w2, w1):.2f}×", "—"))
+
+    out += ["## Targets (issue 7)", "", "| target | figure | |", "|---|---:|---|"]
+    out += [f"| {t} | {f} | {m} |" for t, f, m in targets]
+    out.append("")
+    findings = os.path.join(os.path.dirname(os.path.abspath(__file__)), "findings.md")
+    if os.path.exists(findings):
+        out += ["## What limits Torsion (profiling notes, `bench/findings.md`)", "",
+                open(findings).read().strip(), ""]
+    if notes:
+        out += ["## Notes from this run", ""] + [f"- {n}" for n in notes] + [""]
+    with open(args.md, "w") as f:
+        f.write("\n".join(out))
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        if args.quick:
+            print("report: matplotlib missing, no chart in a quick run", file=sys.stderr)
+            return 0
+        print("report: matplotlib is needed for the chart", file=sys.stderr)
+        return 1
+    if not chart:
+        chart = [("no figures", 1.0)]
+    labels = [c[0] for c in chart]
+    values = [c[1] for c in chart]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(chart) + 1.5))
+    colors = ["#2a7" if v >= 1 else "#c43" for v in values]
+    ax.barh(range(len(values)), values, color=colors)
+    ax.set_yticks(range(len(values)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("Torsion's advantage (peer ÷ Torsion for costs, Torsion ÷ peer for rates); "
+                  "> 1 is better", fontsize=8)
+    ax.set_title("Torsion against its peers" + (" (quick run: meaningless)" if args.quick else ""))
+    fig.tight_layout()
+    fig.savefig(args.png, dpi=110)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Twisted's side of the benchmark (run by bench/run with a venv's python).
+
+    python twisted_peers.py echo PORT      # the Echo protocol on the epoll reactor
+    python twisted_peers.py web PORT       # a leaf Resource in a Site (seed 004's HelloPage)
+    python twisted_peers.py micro SECONDS  # scenario 4: Deferred chains, callLater, awaits
+
+Static files use twistd itself: `twistd -n web --path DIR --listen tcp:PORT`.
+"""
+import sys
+import time
+
+
+def serve_echo(port):
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import protocol, reactor
+
+    class Echo(protocol.Protocol):
+        def dataReceived(self, data):
+            self.transport.write(data)
+
+    factory = protocol.Factory.forProtocol(Echo)
+    reactor.listenTCP(port, factory, backlog=4096, interface="127.0.0.1")
+    print("twisted echo listening on", port, flush=True)
+    reactor.run()
+
+
+def serve_web(port):
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import reactor
+    from twisted.web import resource, server
+
+    class HelloPage(resource.Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            request.setHeader(b"content-type", b"text/html")
+            return b"<html><body>Hello Twisted</body></html>"
+
+    site = server.Site(HelloPage())
+    site.displayTracebacks = False
+    # No access log: the other contenders write none either.
+    site.log = lambda request: None
+    reactor.listenTCP(port, site, backlog=4096, interface="127.0.0.1")
+    print("twisted web listening on", port, flush=True)
+    reactor.run()
+
+
+def rate(budget, per_round, round_fn):
+    start = time.perf_counter()
+    ops = 0
+    while ops == 0 or time.perf_counter() - start < budget:
+        round_fn()
+        ops += per_round
+    return ops / (time.perf_counter() - start)
+
+
+def micro(budget):
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred, succeed
+
+    def inc(x):
+        return x + 1
+
+    def chains():
+        for _ in range(1000):
+            d = Deferred()
+            for _ in range(10):
+                d.addCallback(inc)
+            out = []
+            d.addCallback(out.append)
+            d.callback(0)
+            assert out == [10]
+
+    print("chains_per_s %.0f" % rate(budget, 1000, chains), flush=True)
+
+    def noop():
+        pass
+
+    def timers():
+        calls = [reactor.callLater(3600.0, noop) for _ in range(1_000_000)]
+        for c in calls:
+            c.cancel()
+
+    print("timers_per_s %.0f" % rate(budget, 1_000_000, timers), flush=True)
+
+    async def awaiter():
+        total = 0
+        for i in range(100_000):
+            total += await succeed(i)
+        return total
+
+    def awaits():
+        out = []
+        Deferred.fromCoroutine(awaiter()).addCallback(out.append)
+        assert out == [100_000 * 99_999 // 2], out
+
+    print("awaits_per_s %.0f" % rate(budget, 100_000, awaits), flush=True)
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("echo", "web", "micro"):
+        sys.exit(__doc__)
+    mode, value = sys.argv[1], sys.argv[2]
+    if mode == "echo":
+        serve_echo(int(value))
+    elif mode == "web":
+        serve_web(int(value))
+    else:
+        micro(float(value))
+
+
+if __name__ == "__main__":
+    main()

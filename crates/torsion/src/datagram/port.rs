@@ -1,0 +1,409 @@
+//! The datagram engine: a port's shared state, and the task that reads datagrams and calls
+//! the protocol. Generic over the socket (UDP, Unix datagram); each socket kind implements
+//! [`DatagramTransportImpl`](super::DatagramTransportImpl) for its `Port` in its own module.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::os::fd::AsFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
+use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
+
+use socket2::SockRef;
+use tokio::io::{Interest, Ready};
+
+use super::{DatagramProtocol, DatagramTransport, MAX_PACKET_SIZE_LIMIT};
+use crate::defer::{succeed, Deferred, Trigger};
+use crate::error::ReactorNotRestartable;
+use crate::reactor::{Disconnect, Reactor};
+use crate::stream::{READ_BUF, READ_BUF_SIZE};
+use crate::transport::Address;
+use crate::Failure;
+
+/// Datagrams read per wake-up before the port lets other tasks run.
+const READS_PER_POLL: usize = 32;
+
+/// What the engine needs of a non-blocking datagram socket (tokio's `UdpSocket` and
+/// `UnixDatagram`).
+pub(crate) trait DatagramSocket: AsFd + 'static {
+    /// The sender's address as the socket reports it.
+    type Peer;
+
+    /// Waits for readiness (tokio's `ready`).
+    fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + '_;
+
+    /// Runs `f`, clearing the readiness it reports `WouldBlock` for (tokio's `try_io`).
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+
+    /// Reads one datagram (tokio's `try_recv_from`).
+    fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Self::Peer)>;
+
+    /// Makes `cached` the address of `peer`, allocating only when it changed.
+    fn cache_peer(peer: &Self::Peer, cached: &mut Address);
+
+    /// The cache's starting value.
+    fn blank_peer() -> Address;
+}
+
+const STOPPING: u8 = 1;
+const REFUSED: u8 = 1 << 1;
+const IN_CALLBACK: u8 = 1 << 2;
+const CLOSED: u8 = 1 << 3;
+
+/// A datagram port's shared state: the socket, flags set by transport calls, and who waits for
+/// it to close. The port's task and every `DatagramTransport` point here.
+pub(crate) struct Port<S> {
+    sock: RefCell<Option<Rc<S>>>,
+    pub(crate) host: Address,
+    pub(crate) peer: RefCell<Option<Address>>,
+    flags: Cell<u8>,
+    waker: RefCell<Option<Waker>>,
+    closed_waiters: RefCell<Vec<Trigger<()>>>,
+    dropped: Cell<u64>,
+    max_packet_size: usize,
+    live_id: Cell<Option<usize>>,
+    reactor: Reactor,
+}
+
+impl<S: DatagramSocket> Port<S> {
+    fn has(&self, flag: u8) -> bool {
+        self.flags.get() & flag != 0
+    }
+
+    fn set(&self, flag: u8) {
+        self.flags.set(self.flags.get() | flag);
+    }
+
+    fn clear(&self, flag: u8) {
+        self.flags.set(self.flags.get() & !flag);
+    }
+
+    /// Wakes the port's task, unless the event happened inside its own callback (the task
+    /// looks at the flags when the callback returns).
+    fn notify(&self) {
+        if !self.has(IN_CALLBACK) {
+            if let Some(w) = self.waker.borrow().as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    /// The open socket, or `NotConnected` once the port is stopping.
+    pub(crate) fn socket(&self) -> io::Result<Rc<S>> {
+        if self.has(STOPPING | CLOSED) {
+            return Err(not_listening());
+        }
+        self.sock.borrow().clone().ok_or_else(not_listening)
+    }
+
+    /// Sends one datagram with `send` (which gets the socket), applying the engine's rules:
+    /// retry on `EINTR`, drop and count on `EAGAIN`, `connection_refused` on `ECONNREFUSED`
+    /// when connected. Unconnected, `ECONNREFUSED` is ignored when `stale_refusals` (UDP: it
+    /// reports an earlier datagram's ICMP error, not this one's) and returned otherwise.
+    pub(crate) fn send_with(
+        &self,
+        len: usize,
+        dest: &dyn fmt::Display,
+        stale_refusals: bool,
+        send: impl Fn(SockRef<'_>) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        let sock = self.socket()?;
+        loop {
+            return match send(SockRef::from(&*sock)) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.dropped.set(self.dropped.get() + 1);
+                    tracing::debug!(
+                        target: "torsion",
+                        "{}: send buffer full, dropped a {len}-byte datagram to {dest}",
+                        self.host
+                    );
+                    Ok(())
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    if self.peer.borrow().is_some() {
+                        self.set(REFUSED);
+                        self.notify();
+                        Ok(())
+                    } else if stale_refusals {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                }
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    /// On a connected port, refuses destinations other than the peer (the system would send
+    /// there anyway). `same` compares two addresses of this kind of socket.
+    pub(crate) fn check_destination(
+        &self,
+        addr: &Address,
+        same: impl Fn(&Address, &Address) -> bool,
+    ) -> io::Result<()> {
+        match &*self.peer.borrow() {
+            Some(peer) if !same(peer, addr) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("this port is connected to {peer}; it cannot write to {addr}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn dropped_writes(&self) -> u64 {
+        self.dropped.get()
+    }
+
+    pub(crate) fn listening(&self) -> bool {
+        !self.has(STOPPING | CLOSED)
+    }
+
+    pub(crate) fn stop_listening(&self) -> Deferred<()> {
+        if self.has(CLOSED) {
+            return succeed(());
+        }
+        let d = Deferred::new();
+        self.closed_waiters.borrow_mut().push(d.trigger());
+        self.set(STOPPING);
+        if self.reactor.finished() {
+            // The port's task went with the event loop: nobody else will close the socket.
+            self.close();
+        } else {
+            self.notify();
+        }
+        d
+    }
+
+    /// Closes the socket and fires whoever waits for that.
+    fn close(&self) {
+        self.set(STOPPING | CLOSED);
+        let sock = self.sock.borrow_mut().take();
+        drop(sock);
+        if let Some(id) = self.live_id.take() {
+            self.reactor.unregister_live(id);
+        }
+        let waiters = std::mem::take(&mut *self.closed_waiters.borrow_mut());
+        for t in waiters {
+            let _ = t.try_callback(());
+        }
+    }
+
+    /// Calls into the protocol with panics contained and logged.
+    fn call<P>(&self, what: &str, f: impl FnOnce()) {
+        self.set(IN_CALLBACK);
+        let r = catch_unwind(AssertUnwindSafe(f));
+        self.clear(IN_CALLBACK);
+        if let Err(payload) = r {
+            let p = crate::failure::panic_error(payload.as_ref());
+            crate::log::error_event(format_args!(
+                "datagram protocol {} on {} panicked in {what} ({}); the port goes on",
+                std::any::type_name::<P>(),
+                self.host,
+                p.message()
+            ));
+        }
+    }
+}
+
+fn not_listening() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the port is not listening")
+}
+
+impl<S: DatagramSocket> Disconnect for Port<S> {
+    fn disconnect_for_shutdown(&self) {
+        self.set(STOPPING);
+        if let Some(w) = self.waker.borrow().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// Opens a datagram port on `sock`: records it with the reactor, runs the protocol's
+/// `start_protocol`, and spawns the task that reads datagrams. `wrap` makes the transport
+/// handle from the port (each socket kind implements
+/// [`DatagramTransportImpl`](super::DatagramTransportImpl) itself).
+pub(crate) fn open<S: DatagramSocket, P: DatagramProtocol>(
+    reactor: &Reactor,
+    sock: S,
+    host: Address,
+    peer: Option<Address>,
+    max_packet_size: usize,
+    mut proto: P,
+    wrap: impl FnOnce(Rc<Port<S>>) -> DatagramTransport,
+) -> Result<DatagramTransport, Failure> {
+    let sock = Rc::new(sock);
+    let port = Rc::new(Port {
+        sock: RefCell::new(Some(sock.clone())),
+        host,
+        peer: RefCell::new(peer),
+        flags: Cell::new(0),
+        waker: RefCell::new(None),
+        closed_waiters: RefCell::new(Vec::new()),
+        dropped: Cell::new(0),
+        max_packet_size: max_packet_size.clamp(1, MAX_PACKET_SIZE_LIMIT),
+        live_id: Cell::new(None),
+        reactor: reactor.clone(),
+    });
+    let weak: Weak<dyn Disconnect> = {
+        let w: Weak<Port<S>> = Rc::downgrade(&port);
+        w
+    };
+    port.live_id.set(Some(reactor.register_live(weak)));
+    let transport = wrap(port.clone());
+
+    port.set(IN_CALLBACK);
+    let started = catch_unwind(AssertUnwindSafe(|| proto.start_protocol(&transport)));
+    port.clear(IN_CALLBACK);
+    if let Err(payload) = started {
+        port.close();
+        return Err(Failure::from_panic(payload));
+    }
+    let task = run_port(port.clone(), sock, proto, transport.clone());
+    if reactor.spawn_task(task).is_none() {
+        port.close();
+        return Err(ReactorNotRestartable.into());
+    }
+    Ok(transport)
+}
+
+/// What woke the port's task.
+enum Wake {
+    Flags,
+    Ready(io::Result<Ready>),
+}
+
+/// The port's task: reads datagrams and delivers them until the port stops.
+async fn run_port<S: DatagramSocket, P: DatagramProtocol>(
+    port: Rc<Port<S>>,
+    sock: Rc<S>,
+    mut proto: P,
+    transport: DatagramTransport,
+) {
+    let mut from = S::blank_peer();
+    loop {
+        if port.has(REFUSED) {
+            port.clear(REFUSED);
+            port.call::<P>("connection_refused", || {
+                proto.connection_refused(&transport)
+            });
+        }
+        if port.has(STOPPING) {
+            break;
+        }
+        let woke = {
+            let mut ready = pin!(sock.ready(Interest::READABLE | Interest::ERROR));
+            poll_fn(|cx| {
+                if port.has(STOPPING | REFUSED) {
+                    return Poll::Ready(Wake::Flags);
+                }
+                {
+                    let mut w = port.waker.borrow_mut();
+                    match w.as_ref() {
+                        Some(old) if old.will_wake(cx.waker()) => {}
+                        _ => *w = Some(cx.waker().clone()),
+                    }
+                }
+                ready.as_mut().poll(cx).map(Wake::Ready)
+            })
+            .await
+        };
+        let ready = match woke {
+            Wake::Flags => continue,
+            Wake::Ready(Ok(r)) => r,
+            Wake::Ready(Err(e)) => {
+                crate::log::error_event(format_args!(
+                    "datagram port {} cannot wait for its socket ({e}); closing it",
+                    port.host
+                ));
+                break;
+            }
+        };
+        if ready.is_error() {
+            take_socket_error(&port, &sock);
+        }
+        if ready.is_readable() && read_batch(&port, &sock, &mut proto, &transport, &mut from) {
+            // Fair share used, datagrams remain: let other tasks run, then come back.
+            tokio::task::yield_now().await;
+        }
+    }
+    port.call::<P>("stop_protocol", || proto.stop_protocol());
+    drop(sock);
+    port.close();
+}
+
+/// Reads the socket's pending error (`SO_ERROR`) and clears tokio's error readiness, in that
+/// order inside `try_io` so that an error arriving meanwhile is not lost.
+fn take_socket_error<S: DatagramSocket>(port: &Port<S>, sock: &S) {
+    let mut taken = None;
+    let _ = sock.try_io(Interest::ERROR, || {
+        taken = SockRef::from(sock).take_error().ok().flatten();
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
+    if let Some(e) = taken {
+        socket_error(port, e);
+    }
+}
+
+/// An error the socket reported on a read or as `SO_ERROR`.
+fn socket_error<S: DatagramSocket>(port: &Port<S>, e: io::Error) {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        if port.peer.borrow().is_some() {
+            port.set(REFUSED);
+        }
+    } else {
+        tracing::debug!(target: "torsion", "datagram port {}: socket error {e}", port.host);
+    }
+}
+
+/// Reads and delivers up to [`READS_PER_POLL`] datagrams. True when it stopped because the
+/// budget ran out (more may be waiting).
+fn read_batch<S: DatagramSocket, P: DatagramProtocol>(
+    port: &Port<S>,
+    sock: &S,
+    proto: &mut P,
+    transport: &DatagramTransport,
+    from: &mut Address,
+) -> bool {
+    READ_BUF.with_borrow_mut(|buf| {
+        if buf.len() < READ_BUF_SIZE {
+            buf.resize(READ_BUF_SIZE, 0);
+        }
+        // One byte more than the largest datagram delivered, to see a longer one.
+        let limit = port.max_packet_size + 1;
+        for _ in 0..READS_PER_POLL {
+            if port.has(STOPPING | REFUSED) {
+                return false;
+            }
+            let (n, peer) = match sock.try_recv_from(&mut buf[..limit]) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    socket_error(port, e);
+                    continue;
+                }
+            };
+            S::cache_peer(&peer, from);
+            if n == limit {
+                tracing::debug!(
+                    target: "torsion",
+                    "datagram port {}: dropped a datagram from {from} longer than \
+                     max_packet_size ({} bytes)",
+                    port.host,
+                    port.max_packet_size
+                );
+                continue;
+            }
+            port.call::<P>("datagram_received", || {
+                proto.datagram_received(transport, &buf[..n], from)
+            });
+        }
+        true
+    })
+}

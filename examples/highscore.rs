@@ -1,0 +1,512 @@
+//! Seed 000's multiprotocol showcase: a game played over a line protocol, whose high-score
+//! table is on the web while the players keep playing. Scores are stored through a
+//! `torsion_db::ConnectionPool`, so they survive a restart.
+//!
+//! ```text
+//! cargo run --release --example highscore -- --game-port 1079 --web-port 1080 --db sqlite:highscore.db
+//! telnet localhost 1079          # play
+//! curl localhost:1080/           # the table (HTML); /scores.json for JSON
+//! ```
+//!
+//! The game protocol, one line each way (`\r\n`, at most 256 bytes; longer lines close the
+//! connection):
+//!
+//! ```text
+//! S: welcome to highscore: send NAME <name>, then guess my number (1-100)
+//! C: NAME alice                     (1-32 characters of UTF-8 text)
+//! S: hello alice: guess my number between 1 and 100
+//! C: 50
+//! S: higher                         (or lower)
+//! C: 75
+//! S: correct in 2
+//! S: saved: best 2, rank 1          (or: error: score not saved: <why>)
+//! S: new game: guess my number between 1 and 100
+//! C: QUIT
+//! S: bye
+//! ```
+//!
+//! Replies come in the order of the lines they answer: while a score is being saved, the
+//! player's next lines wait (reading pauses; past 64 KiB of waiting lines the connection is
+//! closed). A database error fails that one save, told to that one player.
+//!
+//! The game and the web pages share plain objects, as the seed's Counter does: a
+//! `Scoreboard` (the top 100, loaded from the database at start and updated after each
+//! save) that the pages render without touching the database.
+use std::cell::{Cell, RefCell};
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use torsion::defer::ensure_deferred;
+use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
+use torsion::{factory, reactor, Failure, Transport};
+use torsion_db::{ConnectionPool, DbError};
+use torsion_examples::{init_logging, Args};
+use torsion_web::proto::html_escape;
+use torsion_web::resources::Directory;
+use torsion_web::{Render, Request, Resource, Site};
+
+/// The secret number is in `1..=HIGHEST`.
+const HIGHEST: u32 = 100;
+/// The longest line a player may send.
+const MAX_LINE: usize = 256;
+/// The longest name, in characters.
+const MAX_NAME: usize = 32;
+/// Bytes of lines a player may send while their score is being saved (reading pauses
+/// meanwhile, so this is at most what one read brought).
+const MAX_WAITING_BYTES: usize = 64 * 1024;
+/// How many players the scoreboard (and the pages) keep.
+const TABLE_SIZE: usize = 100;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS games (\
+    name TEXT NOT NULL, guesses INTEGER NOT NULL, played_at BIGINT NOT NULL)";
+const INDEX: &str = "CREATE INDEX IF NOT EXISTS games_by_name ON games (name)";
+
+/// One line of the high-score table.
+#[derive(Clone)]
+struct Entry {
+    name: String,
+    best: u32,
+    games: u64,
+}
+
+/// The plain object shared by the game and the web pages.
+#[derive(Default)]
+struct Scoreboard {
+    /// The best players: fewest guesses first, then most games, then by name.
+    top: RefCell<Vec<Entry>>,
+    online: Cell<usize>,
+    games_played: Cell<u64>,
+}
+
+impl Scoreboard {
+    /// Records a player's best and game count (from the database); returns their rank.
+    fn update(&self, entry: Entry) -> Option<usize> {
+        let mut top = self.top.borrow_mut();
+        top.retain(|e| e.name != entry.name);
+        let name = entry.name.clone();
+        top.push(entry);
+        top.sort_by(|a, b| {
+            (a.best, std::cmp::Reverse(a.games), &a.name).cmp(&(
+                b.best,
+                std::cmp::Reverse(b.games),
+                &b.name,
+            ))
+        });
+        top.truncate(TABLE_SIZE);
+        top.iter().position(|e| e.name == name).map(|i| i + 1)
+    }
+}
+
+/// What every connection shares.
+struct Game {
+    scores: Rc<Scoreboard>,
+    pool: ConnectionPool,
+    random: RandomState,
+    games_started: Cell<u64>,
+}
+
+impl Game {
+    fn new_secret(&self) -> u32 {
+        let n = self.games_started.get() + 1;
+        self.games_started.set(n);
+        let mut h = self.random.build_hasher();
+        h.write_u64(n);
+        (h.finish() % u64::from(HIGHEST)) as u32 + 1
+    }
+}
+
+/// One player's state, shared between the protocol and the callbacks of its saves.
+struct Session {
+    name: Option<String>,
+    secret: u32,
+    guesses: u32,
+    /// A save is in flight: lines wait in `waiting`.
+    saving: bool,
+    waiting: VecDeque<Vec<u8>>,
+    waiting_bytes: usize,
+    /// The peer closed its side: close once the waiting lines are answered.
+    close_when_done: bool,
+    gone: bool,
+}
+
+/// The game protocol: a `LineReceiver` handing each line to [`handle_line`].
+struct Player {
+    game: Rc<Game>,
+    session: Rc<RefCell<Session>>,
+}
+
+impl LineReceiver for Player {
+    fn max_length(&self) -> usize {
+        MAX_LINE
+    }
+
+    fn connection_made(&mut self, t: &mut LineTransport<'_>) {
+        self.game
+            .scores
+            .online
+            .set(self.game.scores.online.get() + 1);
+        t.send_line(b"welcome to highscore: send NAME <name>, then guess my number (1-100)");
+    }
+
+    fn line_received(&mut self, t: &mut LineTransport<'_>, line: &[u8]) {
+        let mut s = self.session.borrow_mut();
+        if s.saving {
+            if s.waiting_bytes + line.len() > MAX_WAITING_BYTES {
+                drop(s);
+                torsion::log::msg(&format!(
+                    "{}: too many lines while saving; closing",
+                    t.get_peer()
+                ));
+                t.lose_connection();
+                return;
+            }
+            s.waiting_bytes += line.len();
+            s.waiting.push_back(line.to_vec());
+            return;
+        }
+        drop(s);
+        handle_line(&self.game, &self.session, t.transport(), line);
+    }
+
+    fn read_connection_lost(&mut self, t: &mut LineTransport<'_>) {
+        let mut s = self.session.borrow_mut();
+        if s.saving {
+            s.close_when_done = true;
+        } else {
+            t.lose_connection();
+        }
+    }
+
+    fn connection_lost(&mut self, _reason: Failure) {
+        self.session.borrow_mut().gone = true;
+        self.game
+            .scores
+            .online
+            .set(self.game.scores.online.get() - 1);
+    }
+}
+
+fn send(t: &Transport, line: &str) {
+    t.write_sequence(&[line.as_bytes(), b"\r\n"]);
+}
+
+/// Answers one line. Called by the protocol, and by a save's callback for the lines that
+/// waited.
+fn handle_line(game: &Rc<Game>, session: &Rc<RefCell<Session>>, t: &Transport, line: &[u8]) {
+    let line = line.trim_ascii();
+    let (command, arg) = match line.iter().position(|b| *b == b' ') {
+        Some(i) => (&line[..i], line[i + 1..].trim_ascii()),
+        None => (line, &b""[..]),
+    };
+    let mut s = session.borrow_mut();
+    if command.eq_ignore_ascii_case(b"NAME") {
+        match valid_name(arg) {
+            Ok(name) => {
+                send(
+                    t,
+                    &format!("hello {name}: guess my number between 1 and {HIGHEST}"),
+                );
+                if s.name.is_none() {
+                    s.secret = game.new_secret();
+                    s.guesses = 0;
+                }
+                s.name = Some(name);
+            }
+            Err(why) => send(t, &format!("error: {why}")),
+        }
+    } else if command.eq_ignore_ascii_case(b"QUIT") {
+        send(t, "bye");
+        t.lose_connection();
+    } else if let Ok(guess) = std::str::from_utf8(line).unwrap_or("").parse::<u32>() {
+        let Some(name) = s.name.clone() else {
+            return send(t, "error: send NAME <name> first");
+        };
+        if !(1..=HIGHEST).contains(&guess) {
+            return send(t, &format!("error: guess a number between 1 and {HIGHEST}"));
+        }
+        s.guesses += 1;
+        if guess < s.secret {
+            send(t, "higher");
+        } else if guess > s.secret {
+            send(t, "lower");
+        } else {
+            send(t, &format!("correct in {}", s.guesses));
+            s.saving = true;
+            t.pause_producing();
+            let guesses = s.guesses;
+            drop(s);
+            save_score(game, session, t, name, guesses);
+        }
+    } else {
+        send(
+            t,
+            "error: unknown command; send NAME <name>, a number, or QUIT",
+        );
+    }
+}
+
+/// A name: UTF-8 text of 1 to 32 characters, no control characters.
+fn valid_name(arg: &[u8]) -> Result<String, &'static str> {
+    let name = std::str::from_utf8(arg).map_err(|_| "names must be UTF-8 text")?;
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME {
+        return Err("names have 1 to 32 characters");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("names cannot hold control characters");
+    }
+    Ok(name.to_owned())
+}
+
+/// Stores a finished game, then tells the player and answers the lines that waited.
+fn save_score(
+    game: &Rc<Game>,
+    session: &Rc<RefCell<Session>>,
+    t: &Transport,
+    name: String,
+    guesses: u32,
+) {
+    let played_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let who = name.clone();
+    let saved = game.pool.run_interaction(move |txn| {
+        txn.execute(
+            "INSERT INTO games (name, guesses, played_at) VALUES ($1, $2, $3)",
+            (who.as_str(), guesses, played_at),
+        )?;
+        let row = txn.query(
+            "SELECT min(guesses), count(*) FROM games WHERE name = $1",
+            (who.as_str(),),
+        )?;
+        Ok::<_, DbError>((row[0].get::<u32>(0)?, row[0].get::<u64>(1)?))
+    });
+    let (game, session, t) = (game.clone(), session.clone(), t.clone());
+    saved.add_both(move |result| {
+        let reply = match result {
+            Ok((best, games)) => {
+                game.scores
+                    .games_played
+                    .set(game.scores.games_played.get() + 1);
+                let rank = game.scores.update(Entry { name, best, games });
+                match rank {
+                    Some(rank) => format!("saved: best {best}, rank {rank}"),
+                    None => format!("saved: best {best}, unranked"),
+                }
+            }
+            Err(failure) => {
+                torsion::log::err(&failure, "saving a score failed:");
+                let why = failure.to_string().replace(['\r', '\n'], " ");
+                format!("error: score not saved: {why}")
+            }
+        };
+        finish_save(&game, &session, &t, &reply);
+        Ok::<(), Failure>(())
+    });
+}
+
+fn finish_save(game: &Rc<Game>, session: &Rc<RefCell<Session>>, t: &Transport, reply: &str) {
+    {
+        let mut s = session.borrow_mut();
+        if s.gone {
+            return;
+        }
+        send(t, reply);
+        send(
+            t,
+            &format!("new game: guess my number between 1 and {HIGHEST}"),
+        );
+        s.secret = game.new_secret();
+        s.guesses = 0;
+        s.saving = false;
+    }
+    // Answer the lines that arrived meanwhile, until one starts another save.
+    loop {
+        let next = {
+            let mut s = session.borrow_mut();
+            if s.saving || t.disconnecting() {
+                return;
+            }
+            let line = s.waiting.pop_front();
+            if let Some(l) = &line {
+                s.waiting_bytes -= l.len();
+            }
+            line
+        };
+        match next {
+            Some(line) => handle_line(game, session, t, &line),
+            None => break,
+        }
+    }
+    if session.borrow().close_when_done {
+        t.lose_connection();
+    } else {
+        t.resume_producing();
+    }
+}
+
+/// `/`: the table as HTML (names escaped), refreshing itself every 5 s.
+struct TablePage {
+    scores: Rc<Scoreboard>,
+}
+
+impl Resource for TablePage {
+    fn is_leaf(&self) -> bool {
+        true
+    }
+
+    fn render_get(&self, request: &Request) -> Render {
+        request.set_header("Content-Type", "text/html; charset=utf-8");
+        let mut html = format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>High scores</title>\
+             <meta http-equiv=\"refresh\" content=\"5\"></head><body>\n<h1>High scores</h1>\n\
+             <p>{} playing now, {} games since the server started.</p>\n<table>\n\
+             <tr><th>#</th><th>Player</th><th>Best (guesses)</th><th>Games</th></tr>\n",
+            self.scores.online.get(),
+            self.scores.games_played.get()
+        );
+        for (i, e) in self.scores.top.borrow().iter().enumerate() {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                i + 1,
+                html_escape(&e.name),
+                e.best,
+                e.games
+            ));
+        }
+        html.push_str("</table>\n</body></html>\n");
+        html.into()
+    }
+}
+
+/// `/scores.json`: the same table as JSON.
+struct JsonScores {
+    scores: Rc<Scoreboard>,
+}
+
+impl Resource for JsonScores {
+    fn is_leaf(&self) -> bool {
+        true
+    }
+
+    fn render_get(&self, request: &Request) -> Render {
+        request.set_header("Content-Type", "application/json");
+        let table: Vec<serde_json::Value> = self
+            .scores
+            .top
+            .borrow()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                serde_json::json!({
+                    "rank": i + 1, "name": e.name, "best": e.best, "games": e.games,
+                })
+            })
+            .collect();
+        let body = serde_json::json!({
+            "online": self.scores.online.get(),
+            "games_played": self.scores.games_played.get(),
+            "scores": table,
+        });
+        body.to_string().into()
+    }
+}
+
+/// Creates the table if needed and loads the scoreboard.
+async fn load(pool: &ConnectionPool, scores: &Scoreboard) -> Result<(), Failure> {
+    pool.run_operation(SCHEMA, ()).await?;
+    pool.run_operation(INDEX, ()).await?;
+    let rows = pool
+        .run_query(
+            "SELECT name, min(guesses) AS best, count(*) AS games FROM games \
+             GROUP BY name ORDER BY best, games DESC, name LIMIT $1",
+            (TABLE_SIZE as i64,),
+        )
+        .await?;
+    for row in rows {
+        scores.update(Entry {
+            name: row.get("name")?,
+            best: row.get("best")?,
+            games: row.get("games")?,
+        });
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Failure> {
+    init_logging();
+    let args = Args::from_env();
+    let game_port: u16 = args.get("--game-port", 1079);
+    let web_port: u16 = args.get("--web-port", 1080);
+    let db = args
+        .text("--db")
+        .unwrap_or("sqlite:highscore.db")
+        .to_owned();
+
+    let failed: Rc<RefCell<Option<Failure>>> = Rc::default();
+    let failure = failed.clone();
+    reactor().call_when_running(move || {
+        ensure_deferred(async move {
+            let pool = ConnectionPool::new(&db, 1, 4)?;
+            let scores = Rc::new(Scoreboard::default());
+            load(&pool, &scores).await?;
+            println!(
+                "highscore: {} players on the table, from {}",
+                scores.top.borrow().len(),
+                pool.backend()
+            );
+            let game = Rc::new(Game {
+                scores: scores.clone(),
+                pool,
+                random: RandomState::new(),
+                games_started: Cell::new(0),
+            });
+            let players = factory(move || {
+                Lines::new(Player {
+                    game: game.clone(),
+                    session: Rc::new(RefCell::new(Session {
+                        name: None,
+                        secret: 0,
+                        guesses: 0,
+                        saving: false,
+                        waiting: VecDeque::new(),
+                        waiting_bytes: 0,
+                        close_when_done: false,
+                        gone: false,
+                    })),
+                })
+            });
+            let root = Directory::new();
+            root.put_child(
+                b"",
+                Rc::new(TablePage {
+                    scores: scores.clone(),
+                }),
+            );
+            root.put_child(b"scores.json", Rc::new(JsonScores { scores }));
+            let game_listening = reactor().listen_tcp(game_port, players)?;
+            let web_listening = reactor().listen_tcp(web_port, Site::new(root))?;
+            println!("highscore game listening on {}", game_listening.get_host());
+            println!("highscore web listening on {}", web_listening.get_host());
+            Ok::<(), Failure>(())
+        })
+        .add_both(move |started| {
+            if let Err(f) = started {
+                *failure.borrow_mut() = Some(f);
+                reactor().stop()?;
+            }
+            Ok::<(), Failure>(())
+        })
+    });
+    reactor().run()?;
+    match failed.take() {
+        Some(f) => {
+            eprintln!("highscore: cannot start: {f}");
+            Err(f)
+        }
+        None => Ok(()),
+    }
+}
