@@ -14,7 +14,7 @@
 use std::cell::Cell;
 use std::rc::{Rc, Weak};
 
-use torsion::producer::{Producer, ProducerError};
+use torsion::producer::{Producer, ProducerError, DEFAULT_HIGH_WATER};
 use torsion::Transport;
 
 pub(crate) struct BodyProducer {
@@ -69,17 +69,49 @@ impl BodyProducer {
 
     /// The request's turn: registers with the transport (which asks a pull producer for its
     /// first chunk), and resumes a streaming producer paused while queued.
+    ///
+    /// A transport without flow control (`Unsupported`) gets the body anyway: a pull
+    /// producer is asked for a chunk each reactor turn while that transport reports at most
+    /// the default high watermark unsent, and every millisecond otherwise.
     pub(crate) fn attach(self: &Rc<Self>, t: &Transport) -> Result<(), ProducerError> {
         if self.attached.get() || self.stopped.get() {
             return Ok(());
         }
-        t.register_producer(self.clone(), self.streaming)?;
+        match t.register_producer(self.clone(), self.streaming) {
+            Ok(()) => {}
+            Err(ProducerError::Unsupported) => {
+                if !self.streaming {
+                    self.pull_unmanaged(t.clone());
+                }
+            }
+            Err(e) => return Err(e),
+        }
         self.attached.set(true);
         self.queued.set(false);
         if self.streaming {
             self.schedule_sync();
         }
         Ok(())
+    }
+
+    /// Drives a pull producer on a transport that does not call producers.
+    fn pull_unmanaged(&self, t: Transport) {
+        let me = self.me.clone();
+        let delay = if t.buffered_size() > DEFAULT_HIGH_WATER {
+            0.001
+        } else {
+            0.0
+        };
+        torsion::reactor().call_later(delay, move || {
+            let Some(p) = me.upgrade() else { return };
+            if !p.attached.get() || p.stopped.get() {
+                return;
+            }
+            if t.buffered_size() <= DEFAULT_HIGH_WATER {
+                p.inner.resume_producing();
+            }
+            p.pull_unmanaged(t);
+        });
     }
 
     /// Unregisters from the transport, if registered; the producer is not told.
@@ -147,5 +179,71 @@ impl Producer for BodyProducer {
     fn stop_producing(&self) {
         self.attached.set(false);
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+
+    use torsion::transport::{Address, TransportImpl};
+    use torsion::Failure;
+
+    use super::*;
+
+    /// A transport without flow control that records what is written.
+    #[derive(Default)]
+    struct Plain(RefCell<Vec<u8>>);
+
+    impl TransportImpl for Plain {
+        fn write(&self, data: &[u8]) {
+            self.0.borrow_mut().extend_from_slice(data);
+        }
+        fn lose_connection(&self) {}
+        fn abort_connection(&self) {}
+        fn get_peer(&self) -> Address {
+            Address::Named("peer".into())
+        }
+        fn get_host(&self) -> Address {
+            Address::Named("host".into())
+        }
+    }
+
+    /// Writes three chunks, one per call.
+    struct Three {
+        t: Transport,
+        calls: Cell<u32>,
+    }
+
+    impl Producer for Three {
+        fn resume_producing(&self) {
+            if self.calls.get() < 3 {
+                self.calls.set(self.calls.get() + 1);
+                self.t.write(b"chunk");
+            }
+        }
+        fn stop_producing(&self) {}
+    }
+
+    #[test]
+    fn a_pull_body_reaches_a_transport_without_flow_control() {
+        torsion::testing::run_test("unmanaged", 10.0, || async {
+            let plain = Rc::new(Plain::default());
+            let t = Transport::new(plain.clone());
+            let three = Rc::new(Three {
+                t: t.clone(),
+                calls: Cell::new(0),
+            });
+            let body = BodyProducer::new(three.clone(), false);
+            body.attach(&t).expect("attached without flow control");
+            while three.calls.get() < 3 {
+                torsion::task::defer_later(&torsion::reactor(), 0.0, || ()).await?;
+            }
+            body.detach(Some(&t));
+            // One more turn: the driving loop notices and ends (no call left pending).
+            torsion::task::defer_later(&torsion::reactor(), 0.0, || ()).await?;
+            assert_eq!(&*plain.0.borrow(), b"chunkchunkchunk");
+            Ok::<(), Failure>(())
+        });
     }
 }

@@ -390,6 +390,22 @@ impl TransportImpl for HAProxyTransport {
     fn resume_producing(&self) {
         self.real.resume_producing();
     }
+    fn register_producer(
+        &self,
+        producer: std::rc::Rc<dyn crate::producer::Producer>,
+        streaming: bool,
+    ) -> Result<(), crate::producer::ProducerError> {
+        self.real.register_producer(producer, streaming)
+    }
+    fn unregister_producer(&self) {
+        self.real.unregister_producer();
+    }
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        self.real.set_write_buffer_limits(high, low);
+    }
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        self.real.write_buffer_limits()
+    }
     fn set_tcp_no_delay(&self, enabled: bool) -> io::Result<()> {
         self.real.set_tcp_no_delay(enabled)
     }
