@@ -7,10 +7,12 @@
 //! the other is closed once what was written to it has been sent. A destination that cannot
 //! be reached closes the accepted connection, with a log line.
 //!
-//! Flow control: when the side being written to has more than [`HIGH_WATER`] bytes waiting,
-//! the side being read from is paused until they drain below [`LOW_WATER`], so a fast sender
-//! and a slow receiver never make the forwarder buffer without bound. (Until transports
-//! tell producers when their buffer drains, the paused side checks every
+//! Flow control: each side's transport is registered as the streaming
+//! [producer](crate::producer) of the other (as Twisted's `ProxyClient` does), with
+//! watermarks [`HIGH_WATER`] and [`LOW_WATER`]: when the side being written to has more than
+//! `HIGH_WATER` bytes waiting, the side being read from is paused until they drain to
+//! `LOW_WATER`, so a fast sender and a slow receiver never make the forwarder buffer without
+//! bound. (A transport that takes no producers falls back to checking every
 //! [`DRAIN_CHECK_INTERVAL`] seconds.)
 //!
 //! ```
@@ -46,7 +48,7 @@ pub const HIGH_WATER: usize = 256 * 1024;
 pub const LOW_WATER: usize = 64 * 1024;
 
 /// How often a side paused for flow control checks whether the other side has drained, in
-/// seconds.
+/// seconds, when its transports take no producers.
 pub const DRAIN_CHECK_INTERVAL: f64 = 0.005;
 
 /// The most bytes kept from the accepted side while the destination connection is being
@@ -110,6 +112,8 @@ struct Link {
     /// Whether each side is paused for flow control (server side, client side).
     server_paused: Cell<bool>,
     client_paused: Cell<bool>,
+    /// Each transport is the registered producer of the other: they pause each other.
+    wired: Cell<bool>,
     closed: Cell<bool>,
 }
 
@@ -145,14 +149,17 @@ impl Link {
             return;
         };
         peer.write(data);
+        if self.wired.get() {
+            return; // the transports pause each other
+        }
         if peer.buffered_size() > HIGH_WATER && !self.paused(from).replace(true) {
             from_transport.pause_producing();
             self.watch_drain(from, from_transport.clone(), peer);
         }
     }
 
-    /// Resumes `side` once `peer` has drained below [`LOW_WATER`].
-    // A producer API (transports calling resume on drain) replaces this poll when it lands.
+    /// Resumes `side` once `peer` has drained below [`LOW_WATER`] (only for transports that
+    /// take no producers).
     fn watch_drain(self: &Rc<Self>, side: Side, transport: Transport, peer: Transport) {
         let link = Rc::downgrade(self);
         let _ = reactor().call_later(DRAIN_CHECK_INTERVAL, move || {
@@ -167,6 +174,29 @@ impl Link {
                 link.watch_drain(side, transport, peer);
             }
         });
+    }
+
+    /// Registers each transport as the streaming producer of the other (Twisted's
+    /// `ProxyClient.connectionMade`). If either refuses, neither is registered and the
+    /// polling fallback is used.
+    fn wire(&self, server: &Transport, client: &Transport) {
+        for t in [server, client] {
+            t.set_write_buffer_limits(HIGH_WATER, LOW_WATER);
+        }
+        if client
+            .register_producer(Rc::new(server.clone()), true)
+            .is_err()
+        {
+            return;
+        }
+        if server
+            .register_producer(Rc::new(client.clone()), true)
+            .is_err()
+        {
+            client.unregister_producer();
+            return;
+        }
+        self.wired.set(true);
     }
 
     /// One side is gone: close the other and break the cycles.
@@ -310,6 +340,7 @@ impl Protocol for ProxyClient {
         if !early.is_empty() {
             transport.write(&early);
         }
+        self.link.wire(&server, transport);
         server.resume_producing();
     }
 
