@@ -65,6 +65,10 @@ const READ_CLOSED: u16 = 1 << 5;
 const CLOSED: u16 = 1 << 6;
 const PAUSED: u16 = 1 << 7;
 const SHUTDOWN: u16 = 1 << 8;
+/// A graceful drain was requested; the protocol's `drain` has not been called yet.
+const DRAIN: u16 = 1 << 9;
+/// The protocol's `drain` has been called.
+const DRAINED: u16 = 1 << 10;
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -186,6 +190,12 @@ impl<S: StreamSocket> Conn<S> {
             }
             if let Some(e) = self.write_error.borrow_mut().take() {
                 return Poll::Ready(End::Lost(e));
+            }
+            if self.has(DRAIN) && !self.has(DRAINED) {
+                self.set(DRAINED);
+                if let Err(p) = self.call(|| proto.drain(transport)) {
+                    return Poll::Ready(End::Panicked(p));
+                }
             }
             // Write side.
             if !self.wbuf.borrow().is_empty() {
@@ -349,6 +359,13 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
 
     fn disconnecting(&self) -> bool {
         self.has(CLOSED | LOSE | ABORT | SHUTDOWN)
+    }
+
+    fn request_drain(&self) {
+        if !self.has(DRAIN | DRAINED | CLOSED) {
+            self.set(DRAIN);
+            self.notify();
+        }
     }
 
     fn pause_producing(&self) {
