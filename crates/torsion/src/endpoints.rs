@@ -78,7 +78,7 @@ use std::str::FromStr;
 use crate::defer::{fail, succeed, Deferred};
 use crate::error::{CannotListenError, ConnectError};
 use crate::protocol::{ClientFactory, Factory};
-use crate::tcp::{Connector, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
+use crate::tcp::{Connector, ListenOptions, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
 use crate::{Failure, Reactor};
 
 /// Twisted's default listen backlog for endpoint strings.
@@ -856,6 +856,7 @@ impl fmt::Display for ClientDescription {
 pub struct ServerEndpoint {
     reactor: Reactor,
     description: ServerDescription,
+    options: ListenOptions,
 }
 
 /// Parses `s` and binds it to `reactor` (Twisted's `serverFromString`).
@@ -880,7 +881,20 @@ impl ServerEndpoint {
         ServerEndpoint {
             reactor: reactor.clone(),
             description,
+            options: ListenOptions::default(),
         }
+    }
+
+    /// This endpoint with socket options for TCP listening ports (`SO_REUSEPORT`); other
+    /// kinds ignore them.
+    pub fn with_listen_options(mut self, options: ListenOptions) -> ServerEndpoint {
+        self.options = options;
+        self
+    }
+
+    /// The socket options for TCP listening ports.
+    pub fn listen_options(&self) -> ListenOptions {
+        self.options
     }
 
     /// What this endpoint listens on.
@@ -895,14 +909,17 @@ impl ServerEndpoint {
         let result = match &self.description {
             ServerDescription::Tcp {
                 port, interface, ..
-            } => self.reactor.listen_tcp_on(
+            } => self.reactor.listen_tcp_with(
                 *port,
                 factory,
                 interface.as_deref().unwrap_or("0.0.0.0"),
+                self.options,
             ),
             ServerDescription::Tcp6 {
                 port, interface, ..
-            } => self.reactor.listen_tcp_on(*port, factory, interface),
+            } => self
+                .reactor
+                .listen_tcp_with(*port, factory, interface, self.options),
             ServerDescription::Unix {
                 address,
                 mode,

@@ -73,9 +73,49 @@ impl StreamSocket for TcpStream {
     }
 }
 
-fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// Socket options for a TCP listening port, beyond the address.
+///
+/// ```
+/// use torsion::tcp::ListenOptions;
+/// use torsion::{factory, Protocol, Reactor, Transport};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, t: &Transport, data: &[u8]) { t.write(data) }
+/// }
+///
+/// let r = Reactor::new();
+/// let options = ListenOptions::default().reuse_port(true);
+/// let a = r.listen_tcp_with(0, factory(|| Echo), "127.0.0.1", options).unwrap();
+/// let port = a.get_host().port().unwrap();
+/// // With SO_REUSEPORT on both, a second socket binds the same port; the kernel spreads
+/// // the incoming connections over the two.
+/// let b = r.listen_tcp_with(port, factory(|| Echo), "127.0.0.1", options).unwrap();
+/// assert_eq!(b.get_host().port(), Some(port));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ListenOptions {
+    /// Sets `SO_REUSEPORT`: several sockets (in one process or several) may listen on the
+    /// same address and port, each with its own accept queue, and the kernel balances new
+    /// connections between them. Every socket sharing the port must set it.
+    pub reuse_port: bool,
+}
+
+impl ListenOptions {
+    /// These options with `SO_REUSEPORT` on or off.
+    pub fn reuse_port(mut self, on: bool) -> ListenOptions {
+        self.reuse_port = on;
+        self
+    }
+}
+
+fn bind_listener(addr: SocketAddr, options: ListenOptions) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if options.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
@@ -112,6 +152,18 @@ impl Reactor {
         factory: F,
         interface: &str,
     ) -> Result<ListeningPort, Failure> {
+        self.listen_tcp_with(port, factory, interface, ListenOptions::default())
+    }
+
+    /// [`listen_tcp_on`](Self::listen_tcp_on) with socket [`ListenOptions`] (such as
+    /// `SO_REUSEPORT`, for several reactor threads sharing one port).
+    pub fn listen_tcp_with<F: Factory>(
+        &self,
+        port: u16,
+        factory: F,
+        interface: &str,
+        options: ListenOptions,
+    ) -> Result<ListeningPort, Failure> {
         let ip: IpAddr = interface
             .trim_matches(|c| c == '[' || c == ']')
             .parse()
@@ -126,7 +178,7 @@ impl Reactor {
             })?;
         let addr = SocketAddr::new(ip, port);
         let std_listener =
-            bind_listener(addr).map_err(|e| CannotListenError::new(addr.to_string(), e))?;
+            bind_listener(addr, options).map_err(|e| CannotListenError::new(addr.to_string(), e))?;
         let listener = self
             .with_context(|| TcpListener::from_std(std_listener))
             .ok_or(ReactorNotRestartable)?
