@@ -366,7 +366,12 @@ impl HttpChannel {
                 let f = Failure::from_panic(payload);
                 torsion::log::err(
                     &f,
-                    &format!("rendering {} {} panicked", request.method(), request.uri()),
+                    &format!(
+                        "rendering {} {} for {} panicked",
+                        request.method(),
+                        request.uri(),
+                        request.get_client_address()
+                    ),
                 );
                 server_error(&request);
                 return;
@@ -383,7 +388,12 @@ impl HttpChannel {
                         Err(f) => {
                             torsion::log::err(
                                 &f,
-                                &format!("rendering {} {} failed", req.method(), req.uri()),
+                                &format!(
+                                    "rendering {} {} for {} failed",
+                                    req.method(),
+                                    req.uri(),
+                                    req.get_client_address()
+                                ),
                             );
                             server_error(&req);
                         }

@@ -417,6 +417,15 @@ impl<S: StreamSocket> Disconnect for Conn<S> {
     }
 }
 
+/// The protocol's type name for log lines, without the wrapper a listening port adds to
+/// count its connections.
+fn protocol_name<P>() -> &'static str {
+    let name = std::any::type_name::<P>();
+    name.strip_prefix("torsion::port::Tracked<")
+        .and_then(|inner| inner.strip_suffix('>'))
+        .unwrap_or(name)
+}
+
 /// Runs a connection from `connection_made` to `connection_lost`, and says how it ended.
 ///
 /// `on_made` runs after `connection_made` (a client connector keeps the transport there).
@@ -444,7 +453,7 @@ pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
     if let End::Panicked(p) = &end {
         crate::log::error_event(format_args!(
             "protocol {} for {} panicked ({}); closing that connection",
-            std::any::type_name::<P>(),
+            protocol_name::<P>(),
             conn.peer,
             p.message()
         ));
@@ -454,7 +463,7 @@ pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
     if let Err(p) = conn.call(|| proto.connection_lost(end.reason())) {
         crate::log::error_event(format_args!(
             "protocol {} for {} panicked in connection_lost ({})",
-            std::any::type_name::<P>(),
+            protocol_name::<P>(),
             conn.peer,
             p.message()
         ));

@@ -319,6 +319,20 @@ pub(crate) fn hook(what: &str, f: impl FnOnce()) {
     }
 }
 
+/// Calls a client-factory hook about `connector` with panics contained; the log line names
+/// the destination.
+pub(crate) fn connector_hook(connector: &Connector, what: &str, f: impl FnOnce()) {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+        crate::log::err(
+            &Failure::from_panic(p),
+            &format!(
+                "{what} panicked (connection to {}):",
+                connector.destination()
+            ),
+        );
+    }
+}
+
 /// Guards an attempt: if the attempt's task is dropped before it finishes (stop_connecting,
 /// reactor shutdown), the factory still hears that it failed.
 pub(crate) struct AttemptGuard<F: ClientFactory> {
@@ -333,7 +347,7 @@ impl<F: ClientFactory> AttemptGuard<F> {
         self.connector.inner.state.set(ConnectorState::Disconnected);
         self.connector.inner.attempt.borrow_mut().take();
         let (c, f) = (&self.connector, &self.factory);
-        hook("client_connection_failed", || {
+        connector_hook(c, "client_connection_failed", || {
             f.client_connection_failed(c, reason)
         });
     }
@@ -348,7 +362,7 @@ impl<F: ClientFactory> Drop for AttemptGuard<F> {
 }
 
 fn start_attempt<F: ClientFactory>(connector: &Connector, factory: Rc<F>) {
-    hook("started_connecting", || {
+    connector_hook(connector, "started_connecting", || {
         factory.started_connecting(connector)
     });
     if connector.inner.state.get() != ConnectorState::Connecting {
@@ -404,7 +418,7 @@ fn start_attempt<F: ClientFactory>(connector: &Connector, factory: Rc<F>) {
         c.inner.transport.borrow_mut().take();
         c.inner.state.set(ConnectorState::Disconnected);
         let f = guard.factory.clone();
-        hook("client_connection_lost", || {
+        connector_hook(&c, "client_connection_lost", || {
             f.client_connection_lost(&c, end.reason())
         });
     };
