@@ -177,8 +177,8 @@ impl Reactor {
                 )
             })?;
         let addr = SocketAddr::new(ip, port);
-        let std_listener =
-            bind_listener(addr, options).map_err(|e| CannotListenError::new(addr.to_string(), e))?;
+        let std_listener = bind_listener(addr, options)
+            .map_err(|e| CannotListenError::new(addr.to_string(), e))?;
         let listener = self
             .with_context(|| TcpListener::from_std(std_listener))
             .ok_or(ReactorNotRestartable)?

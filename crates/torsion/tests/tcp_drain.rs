@@ -73,7 +73,10 @@ async fn drain_closes_connections_that_finish_and_fires_early() -> Result<(), Fa
 
     let started = reactor().seconds();
     port.drain(30.0).await?;
-    assert!(reactor().seconds() - started < 5.0, "drain waited for the deadline");
+    assert!(
+        reactor().seconds() - started < 5.0,
+        "drain waited for the deadline"
+    );
     assert_eq!(drained.get(), 2);
     assert_eq!(port.connection_count(), 0);
     assert!(!port.listening());
@@ -130,8 +133,7 @@ async fn drain_with_no_connections_fires_at_once() -> Result<(), Failure> {
 }
 
 #[torsion::test(timeout = 10)]
-async fn a_service_with_a_drain_timeout_stops_once_its_connections_have() -> Result<(), Failure>
-{
+async fn a_service_with_a_drain_timeout_stops_once_its_connections_have() -> Result<(), Failure> {
     let drained = Rc::new(Cell::new(0));
     let d = drained.clone();
     let endpoint = server_from_string(&reactor(), "tcp:0:interface=127.0.0.1").unwrap();
@@ -169,7 +171,8 @@ async fn a_taken_port_needs_reuse_port_on_both_sockets() -> Result<(), Failure> 
     let number = plain.get_host().port().unwrap();
     let shared = ListenOptions::default().reuse_port(true);
     assert!(
-        r.listen_tcp_with(number, make(), "127.0.0.1", shared).is_err(),
+        r.listen_tcp_with(number, make(), "127.0.0.1", shared)
+            .is_err(),
         "SO_REUSEPORT on one socket only must not share the port"
     );
     plain.stop_listening().await?;

@@ -65,7 +65,8 @@ pub struct RotatingFile {
 
 /// Days since the Unix epoch, UTC.
 fn day_of(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
 }
 
 impl RotatingFile {
@@ -196,7 +197,8 @@ impl LogLayer {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let mut timestamp = String::with_capacity(32);
-        let _ = tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut timestamp));
+        let _ =
+            tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut timestamp));
         match self.format {
             LogFormat::Text => {
                 let mut line = format!("{timestamp} {:>5} ", meta.level());
@@ -246,7 +248,10 @@ impl<S: Subscriber> Layer<S> for LogLayer {
             Err(poisoned) => poisoned.into_inner(),
         };
         if let Err(e) = sink.write_line(line.as_bytes()) {
-            if !self.reported.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            if !self
+                .reported
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
                 let _ = writeln!(io::stderr(), "torsiond: cannot write the log: {e}");
             }
         }
@@ -315,7 +320,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         'K' => 10,
         'M' => 20,
         'G' => 30,
-        _ => return Err(format!("'{s}' is not a size (bytes, or a number with K, M or G)")),
+        _ => {
+            return Err(format!(
+                "'{s}' is not a size (bytes, or a number with K, M or G)"
+            ))
+        }
     };
     let n: u64 = digits
         .parse()

@@ -288,7 +288,7 @@ fn a_closed_stdout_and_stderr_do_not_turn_shutdown_into_a_panic() {
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 1];
     stdout.read_exact(&mut first).unwrap(); // it is running and logging
-    // Whoever started it stops reading: the log lines of the shutdown meet closed pipes.
+                                            // Whoever started it stops reading: the log lines of the shutdown meet closed pipes.
     drop(stdout);
     drop(child.stderr.take());
     let status = std::process::Command::new("kill")

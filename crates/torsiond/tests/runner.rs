@@ -281,8 +281,14 @@ fn two_workers_share_the_port_and_both_serve() {
                 .filter(|l| l.contains("listening on")),
         );
     }
-    assert!(listening.iter().any(|l| l.contains("[worker 0]")), "{listening:?}");
-    assert!(listening.iter().any(|l| l.contains("[worker 1]")), "{listening:?}");
+    assert!(
+        listening.iter().any(|l| l.contains("[worker 0]")),
+        "{listening:?}"
+    );
+    assert!(
+        listening.iter().any(|l| l.contains("[worker 1]")),
+        "{listening:?}"
+    );
     // The kernel spreads new connections over the two sockets by their address hash: with
     // 64 connections, the odds that one worker gets none are 2^-63.
     for _ in 0..64 {
@@ -302,7 +308,10 @@ fn two_workers_share_the_port_and_both_serve() {
         }
         seen == 64
     });
-    assert!(served[0] > 0 && served[1] > 0, "requests per worker: {served:?}");
+    assert!(
+        served[0] > 0 && served[1] > 0,
+        "requests per worker: {served:?}"
+    );
     assert_eq!(served[0] + served[1], 64);
     server.signal("TERM");
     assert!(server.wait().success());
@@ -385,12 +394,19 @@ fn sigterm_lets_a_slow_download_finish_and_refuses_new_connections() {
         curl.try_wait().unwrap().is_none(),
         "the download ended before the port closed: the test proves nothing"
     );
-    assert!(!server.exited(), "torsiond exited before the download finished");
+    assert!(
+        !server.exited(),
+        "torsiond exited before the download finished"
+    );
 
     let status = curl.wait().unwrap();
     assert!(status.success(), "curl failed: {status:?}");
     let got = std::fs::read(&out_path).unwrap();
-    assert!(got == data, "the download was cut short: {} bytes", got.len());
+    assert!(
+        got == data,
+        "the download was cut short: {} bytes",
+        got.len()
+    );
     assert!(server.wait().success());
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -437,7 +453,10 @@ fn a_second_signal_stops_at_once() {
     s.read_exact(&mut buf).unwrap();
     server.signal("TERM");
     server.lines_until(|l| l.contains("Received SIGTERM"));
-    assert!(!server.exited(), "the echo connection should hold the graceful stop");
+    assert!(
+        !server.exited(),
+        "the echo connection should hold the graceful stop"
+    );
     server.signal("INT");
     let status = server.wait();
     assert!(status.success(), "{status:?}");
@@ -530,7 +549,11 @@ fn the_log_file_rotates_by_size_and_keeps_a_count() {
     assert!(server.wait().success());
     for n in 1..=3 {
         let size = std::fs::metadata(numbered(n)).unwrap().len();
-        assert!(size > 0 && size <= 2048, "{}: {size} bytes", numbered(n).display());
+        assert!(
+            size > 0 && size <= 2048,
+            "{}: {size} bytes",
+            numbered(n).display()
+        );
     }
     assert!(!numbered(4).exists(), "more than 3 rotated files kept");
     assert!(read_log(&log).contains("stopped"));
@@ -550,7 +573,8 @@ fn json_log_lines_carry_timestamp_level_target_message_and_fields() {
     server.signal("TERM");
     assert!(server.wait().success());
     for line in &lines {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
         for key in ["timestamp", "level", "target", "message"] {
             assert!(v[key].is_string(), "{key} missing in {line}");
         }
@@ -559,7 +583,10 @@ fn json_log_lines_carry_timestamp_level_target_message_and_fields() {
     let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!(last["level"], "INFO");
     assert_eq!(last["target"], "torsiond");
-    assert!(last["message"].as_str().unwrap().starts_with("listening on tcp:"));
+    assert!(last["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("listening on tcp:"));
 }
 
 #[test]
