@@ -105,7 +105,12 @@ impl RotatingFile {
     /// # Errors
     /// Writing, renaming or creating the file failed.
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let today = day_of(SystemTime::now());
+        self.write_line_at(line, SystemTime::now())
+    }
+
+    /// [`write_line`](Self::write_line) as if the time were `now`.
+    fn write_line_at(&mut self, line: &[u8], now: SystemTime) -> io::Result<()> {
+        let today = day_of(now);
         let len = line.len() as u64;
         let too_big = self.max_size > 0 && self.size > 0 && self.size + len > self.max_size;
         let new_day = self.daily && self.size > 0 && today != self.day;
@@ -372,6 +377,38 @@ mod tests {
         f.write_line(b"abc\n").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "abc\n");
         assert!(!dir.join("x.log.1").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_new_day_rotates_when_daily() {
+        let dir = std::env::temp_dir().join(format!("torsiond-unit-{}-day", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.log");
+        let day = std::time::Duration::from_secs(86_400);
+        let monday = UNIX_EPOCH + day * 20_000 + std::time::Duration::from_secs(3600);
+        let mut f = RotatingFile::open(&path, 0, true, 5).unwrap();
+        f.write_line_at(b"monday 1\n", monday).unwrap();
+        f.write_line_at(b"monday 2\n", monday + std::time::Duration::from_secs(7200))
+            .unwrap();
+        f.write_line_at(b"tuesday\n", monday + day).unwrap();
+        f.write_line_at(b"thursday\n", monday + day * 3).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "thursday\n");
+        assert_eq!(
+            fs::read_to_string(dir.join("x.log.1")).unwrap(),
+            "tuesday\n"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("x.log.2")).unwrap(),
+            "monday 1\nmonday 2\n"
+        );
+        // Without `daily`, days do not matter.
+        let other = dir.join("y.log");
+        let mut g = RotatingFile::open(&other, 0, false, 5).unwrap();
+        g.write_line_at(b"a\n", monday).unwrap();
+        g.write_line_at(b"b\n", monday + day).unwrap();
+        assert_eq!(fs::read_to_string(&other).unwrap(), "a\nb\n");
         fs::remove_dir_all(&dir).unwrap();
     }
 
