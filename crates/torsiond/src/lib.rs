@@ -231,6 +231,16 @@ impl<F: Factory> ListenService<F> {
     pub fn new(endpoint: ServerEndpoint, factory: F) -> ListenService<F> {
         let settings = SETTINGS.with(Cell::get);
         let endpoint = if settings.workers > 1 {
+            let any_port = matches!(
+                endpoint.description(),
+                ServerDescription::Tcp { port: 0, .. } | ServerDescription::Tcp6 { port: 0, .. }
+            );
+            if any_port && settings.worker == Some(0) {
+                tracing::warn!(
+                    "{endpoint}: with port 0 and --workers {}, each worker listens on a port of its own; name a port to share it",
+                    settings.workers
+                );
+            }
             let options = endpoint.listen_options().reuse_port(true);
             endpoint.with_listen_options(options)
         } else {
