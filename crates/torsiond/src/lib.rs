@@ -689,6 +689,11 @@ fn worker(
     if let Err(failure) = r.run() {
         fail(failure.error_message());
     }
+    // The application stopped here (a signal, or a service called `reactor().stop()`):
+    // the other workers stop too (a reactor already stopping ignores this).
+    for handle in lock(&WORKERS).iter() {
+        handle.stop();
+    }
 }
 
 /// Runs `torsiond` with `plugins` and the command line `args` (program name first): parses
