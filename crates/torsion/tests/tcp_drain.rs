@@ -187,3 +187,34 @@ async fn a_taken_port_needs_reuse_port_on_both_sockets() -> Result<(), Failure> 
     second.stop_listening().await?;
     Ok(())
 }
+
+/// Answers each line; closes at once when asked to drain.
+struct Answer;
+
+impl torsion::protocols::basic::LineOnlyReceiver for Answer {
+    fn line_received(&mut self, t: &torsion::protocols::basic::LineSender<'_>, line: &[u8]) {
+        t.send_line(line);
+    }
+
+    fn drain(&mut self, t: &torsion::protocols::basic::LineSender<'_>) {
+        t.lose_connection();
+    }
+}
+
+#[torsion::test(timeout = 10)]
+async fn framing_receivers_hear_the_drain() -> Result<(), Failure> {
+    use torsion::protocols::basic::LineOnly;
+    let port = reactor().listen_tcp_on(0, factory(|| LineOnly::new(Answer)), "127.0.0.1")?;
+    let mut s = TcpStream::connect(("127.0.0.1", port.get_host().port().unwrap())).await?;
+    s.write_all(b"hi\r\n").await?;
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b).await?;
+    let started = reactor().seconds();
+    port.drain(30.0).await?;
+    assert!(
+        reactor().seconds() - started < 5.0,
+        "the line protocol did not drain"
+    );
+    assert!(closed_by_server(&mut s).await);
+    Ok(())
+}

@@ -18,7 +18,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use torsion::application::{MultiService, Service};
 use torsion::endpoints::{ServerDescription, ServerEndpoint};
 use torsion::protocols::basic::{LineOnly, LineOnlyReceiver, LineSender};
-use torsion::{factory, reactor, Protocol, Transport};
+use torsion::{factory, reactor};
 use torsiond::{builtin_plugins, listen_service, parse_endpoint, Plugin};
 
 /// `greeter`: answers each line `NAME` with `GREETING, NAME!`.
@@ -74,10 +74,10 @@ impl Plugin for GreeterPlugin {
             let (greeting, count) = (greeting.clone(), count.clone());
             let endpoint = ServerEndpoint::new(&reactor(), description);
             let make = factory(move || {
-                GreeterProtocol(LineOnly::new(Greeter {
+                LineOnly::new(Greeter {
                     greeting: greeting.clone(),
                     count: count.clone(),
-                }))
+                })
             });
             root.add_service(listen_service(endpoint, make))
                 .map_err(|e| e.to_string())?;
@@ -104,28 +104,11 @@ impl LineOnlyReceiver for Greeter {
         );
         transport.send_line(answer.as_bytes());
     }
-}
 
-/// The connection's protocol: the line framing around [`Greeter`], plus what to do on a
-/// graceful stop. Each line is answered as it arrives, so between two callbacks nothing is
-/// in progress: asked to drain, the connection closes at once (after sending what it wrote)
-/// instead of waiting for the runner's `--shutdown-timeout`.
-struct GreeterProtocol(LineOnly<Greeter>);
-
-impl Protocol for GreeterProtocol {
-    fn connection_made(&mut self, transport: &Transport) {
-        self.0.connection_made(transport);
-    }
-
-    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
-        self.0.data_received(transport, data);
-    }
-
-    fn connection_lost(&mut self, reason: torsion::Failure) {
-        self.0.connection_lost(reason);
-    }
-
-    fn drain(&mut self, transport: &Transport) {
+    /// A graceful stop (SIGTERM): each line is answered as it arrives, so between two calls
+    /// nothing is in progress. Close at once (what was written is still sent first) instead of
+    /// holding the stop until the runner's `--shutdown-timeout`.
+    fn drain(&mut self, transport: &LineSender<'_>) {
         transport.lose_connection();
     }
 }
