@@ -82,7 +82,7 @@ use crate::defer::{fail, succeed, Deferred};
 use crate::error::{CannotListenError, ConnectError};
 use crate::protocol::{ClientFactory, Factory};
 use crate::protocols::haproxy::{BoxedFactory, HAProxyWrappingFactory};
-use crate::tcp::{Connector, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
+use crate::tcp::{Connector, ListenOptions, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
 use crate::{Failure, Reactor};
 
 /// The listen backlog for endpoint strings without `backlog=`: 1024, as tokio and Go use.
@@ -889,6 +889,7 @@ impl fmt::Display for ClientDescription {
 pub struct ServerEndpoint {
     reactor: Reactor,
     description: ServerDescription,
+    options: ListenOptions,
 }
 
 /// Parses `s` and binds it to `reactor` (Twisted's `serverFromString`).
@@ -913,7 +914,20 @@ impl ServerEndpoint {
         ServerEndpoint {
             reactor: reactor.clone(),
             description,
+            options: ListenOptions::default(),
         }
+    }
+
+    /// This endpoint with socket options for TCP listening ports (`SO_REUSEPORT`); other
+    /// kinds ignore them.
+    pub fn with_listen_options(mut self, options: ListenOptions) -> ServerEndpoint {
+        self.options = options;
+        self
+    }
+
+    /// The socket options for TCP listening ports.
+    pub fn listen_options(&self) -> ListenOptions {
+        self.options
     }
 
     /// What this endpoint listens on.
@@ -930,19 +944,22 @@ impl ServerEndpoint {
                 port,
                 interface,
                 backlog,
-            } => self.reactor.listen_tcp_backlog(
+            } => self.reactor.listen_tcp_with(
                 *port,
                 factory,
                 interface.as_deref().unwrap_or("0.0.0.0"),
-                *backlog,
+                self.options.backlog(*backlog),
             ),
             ServerDescription::Tcp6 {
                 port,
                 interface,
                 backlog,
-            } => self
-                .reactor
-                .listen_tcp_backlog(*port, factory, interface, *backlog),
+            } => self.reactor.listen_tcp_with(
+                *port,
+                factory,
+                interface,
+                self.options.backlog(*backlog),
+            ),
             ServerDescription::Unix {
                 address,
                 mode,

@@ -65,6 +65,10 @@ const READ_CLOSED: u16 = 1 << 5;
 const CLOSED: u16 = 1 << 6;
 const PAUSED: u16 = 1 << 7;
 const SHUTDOWN: u16 = 1 << 8;
+/// A graceful drain was requested; the protocol's `drain` has not been called yet.
+const DRAIN: u16 = 1 << 9;
+/// The protocol's `drain` has been called.
+const DRAINED: u16 = 1 << 10;
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -186,6 +190,12 @@ impl<S: StreamSocket> Conn<S> {
             }
             if let Some(e) = self.write_error.borrow_mut().take() {
                 return Poll::Ready(End::Lost(e));
+            }
+            if self.has(DRAIN) && !self.has(DRAINED) {
+                self.set(DRAINED);
+                if let Err(p) = self.call(|| proto.drain(transport)) {
+                    return Poll::Ready(End::Panicked(p));
+                }
             }
             // Write side.
             if !self.wbuf.borrow().is_empty() {
@@ -351,6 +361,13 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
         self.has(CLOSED | LOSE | ABORT | SHUTDOWN)
     }
 
+    fn request_drain(&self) {
+        if !self.has(DRAIN | DRAINED | CLOSED) {
+            self.set(DRAIN);
+            self.notify();
+        }
+    }
+
     fn pause_producing(&self) {
         self.set(PAUSED);
     }
@@ -400,6 +417,15 @@ impl<S: StreamSocket> Disconnect for Conn<S> {
     }
 }
 
+/// The protocol's type name for log lines, without the wrapper a listening port adds to
+/// count its connections.
+fn protocol_name<P>() -> &'static str {
+    let name = std::any::type_name::<P>();
+    name.strip_prefix("torsion::port::Tracked<")
+        .and_then(|inner| inner.strip_suffix('>'))
+        .unwrap_or(name)
+}
+
 /// Runs a connection from `connection_made` to `connection_lost`, and says how it ended.
 ///
 /// `on_made` runs after `connection_made` (a client connector keeps the transport there).
@@ -427,7 +453,7 @@ pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
     if let End::Panicked(p) = &end {
         crate::log::error_event(format_args!(
             "protocol {} for {} panicked ({}); closing that connection",
-            std::any::type_name::<P>(),
+            protocol_name::<P>(),
             conn.peer,
             p.message()
         ));
@@ -437,7 +463,7 @@ pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
     if let Err(p) = conn.call(|| proto.connection_lost(end.reason())) {
         crate::log::error_event(format_args!(
             "protocol {} for {} panicked in connection_lost ({})",
-            std::any::type_name::<P>(),
+            protocol_name::<P>(),
             conn.peer,
             p.message()
         ));

@@ -133,6 +133,11 @@ pub trait TransportImpl {
         !self.is_connected()
     }
 
+    /// Asks the connection's protocol to finish its work and close, for a graceful shutdown:
+    /// the protocol's [`drain`](crate::Protocol::drain) runs soon on the connection's own task
+    /// (at most once). By default nothing happens (a transport that cannot reach its protocol).
+    fn request_drain(&self) {}
+
     /// Stops delivering received data until `resume_producing` (a transport is a producer).
     fn pause_producing(&self) {}
 

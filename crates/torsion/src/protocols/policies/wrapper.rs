@@ -363,6 +363,11 @@ impl<P: Protocol, W: Wrapper> Protocol for ProtocolWrapper<P, W> {
         self.wrapping.wrapper.connection_made(&self.conn, next);
     }
 
+    fn drain(&mut self, transport: &Transport) {
+        let t = self.transport.clone().unwrap_or_else(|| transport.clone());
+        self.wrapped.drain(&t);
+    }
+
     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
         match &self.transport {
             Some(t) => {
