@@ -24,6 +24,9 @@ use crate::reactor::{Disconnect, Reactor};
 use crate::transport::{Address, Transport, TransportImpl};
 use crate::Failure;
 
+#[cfg(feature = "tls")]
+mod tls;
+
 /// Size of the thread's shared read buffer.
 pub(crate) const READ_BUF_SIZE: usize = 64 * 1024;
 /// Reads per wake-up before yielding to other connections.
@@ -74,6 +77,8 @@ pub(crate) enum End {
     Lost(io::Error),
     Shutdown,
     Panicked(crate::error::PanicError),
+    #[cfg(feature = "tls")]
+    Tls(crate::error::TlsError),
 }
 
 impl End {
@@ -88,6 +93,8 @@ impl End {
             )))),
             End::Shutdown => Failure::new(ConnectionLost::new(None)),
             End::Panicked(p) => Failure::new(p.clone()),
+            #[cfg(feature = "tls")]
+            End::Tls(e) => Failure::new(e.clone()),
         }
     }
 }
@@ -102,6 +109,8 @@ pub(crate) struct Conn<S> {
     waker: RefCell<Option<Waker>>,
     peer: Address,
     host: Address,
+    #[cfg(feature = "tls")]
+    tls: tls::TlsSlot,
 }
 
 impl<S: StreamSocket> Conn<S> {
@@ -114,6 +123,8 @@ impl<S: StreamSocket> Conn<S> {
             waker: RefCell::new(None),
             peer,
             host,
+            #[cfg(feature = "tls")]
+            tls: tls::TlsSlot::default(),
         })
     }
 
@@ -272,6 +283,10 @@ impl<S: StreamSocket> Conn<S> {
                     Err(e) => return Err(End::Lost(e)),
                 }
             };
+            #[cfg(feature = "tls")]
+            if let Some(r) = self.tls_received(&buf[..n], proto, transport) {
+                return r;
+            }
             if n == 0 {
                 self.set(READ_CLOSED);
                 return self
@@ -296,6 +311,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
         if data.is_empty() || self.has(CLOSED | WRITE_SHUT | ABORT) {
             return;
         }
+        #[cfg(feature = "tls")]
+        if self.tls_write(data) {
+            return;
+        }
         let mut buf = self.wbuf.borrow_mut();
         if buf.is_empty() && !self.has(IN_CALLBACK) {
             // Written from outside this connection's callbacks: send at once.
@@ -317,6 +336,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn lose_connection(&self) {
+        #[cfg(feature = "tls")]
+        if self.tls_close(crate::tls::layer::PendingClose::Full) {
+            return;
+        }
         self.set(LOSE);
         self.notify();
     }
@@ -327,6 +350,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn lose_write_connection(&self) {
+        #[cfg(feature = "tls")]
+        if self.tls_close(crate::tls::layer::PendingClose::Write) {
+            return;
+        }
         self.set(SHUT_WRITE_REQUESTED);
         self.notify();
     }
@@ -388,6 +415,22 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
             Some(s) => s.keep_alive(),
             None => Err(io::ErrorKind::NotConnected.into()),
         }
+    }
+
+    #[cfg(feature = "tls")]
+    fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
+        let layer = context.layer_for(&self.peer).map_err(io::Error::other)?;
+        self.install_tls(layer)
+    }
+
+    #[cfg(feature = "tls")]
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.with_tls(|l| l.peer_certificate()).flatten()
+    }
+
+    #[cfg(feature = "tls")]
+    fn negotiated_protocol(&self) -> Option<Vec<u8>> {
+        self.with_tls(|l| l.negotiated_protocol()).flatten()
     }
 }
 
