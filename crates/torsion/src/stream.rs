@@ -467,6 +467,8 @@ pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
             poll_fn(|cx| conn.poll_drive(cx, &mut proto, &transport)).await
         }
     };
+    #[cfg(feature = "tls")]
+    let end = conn.tls_end(end);
     if let End::Panicked(p) = &end {
         crate::log::error_event(format_args!(
             "protocol {} for {} panicked ({}); closing that connection",

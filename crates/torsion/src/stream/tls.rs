@@ -191,6 +191,9 @@ impl<S: StreamSocket> Conn<S> {
             }
             match end {
                 Some(Plain::Closed) => {
+                    if let Some(layer) = self.tls.0.borrow_mut().as_mut() {
+                        layer.peer_closed = true;
+                    }
                     deliver(&plain[..filled], proto)?;
                     self.set(READ_CLOSED);
                     return self
@@ -216,6 +219,23 @@ impl<S: StreamSocket> Conn<S> {
             }
         }
         deliver(&plain[..filled], proto)
+    }
+
+    /// How a TLS connection ended: once the peer has closed its side with close_notify, a
+    /// failure to send ours because it also closed the socket (a broken pipe, a reset) is
+    /// still a clean end.
+    pub(super) fn tls_end(&self, end: End) -> End {
+        match end {
+            End::Lost(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) && self.with_tls(|l| l.peer_closed) == Some(true) =>
+            {
+                End::Done
+            }
+            end => end,
+        }
     }
 
     /// A fatal TLS error: logs it, sends the alert if the socket takes it now, and gives the

@@ -47,6 +47,8 @@ pub(crate) struct TlsLayer {
     pub(crate) failed: bool,
     /// close_notify has been sent.
     closed: bool,
+    /// The peer's close_notify has been received.
+    pub(crate) peer_closed: bool,
 }
 
 /// Appends everything written to a `BytesMut` (rustls writes records with `write_vectored`).
@@ -82,6 +84,7 @@ impl TlsLayer {
             pending_close: None,
             failed: false,
             closed: false,
+            peer_closed: false,
         }
     }
 
