@@ -375,6 +375,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn disconnecting(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls_closing() {
+            return true;
+        }
         self.has(CLOSED | LOSE | ABORT | SHUTDOWN)
     }
 

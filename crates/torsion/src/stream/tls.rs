@@ -109,6 +109,11 @@ impl<S: StreamSocket> Conn<S> {
         false
     }
 
+    /// True while `lose_connection` waits for the handshake to finish.
+    pub(super) fn tls_closing(&self) -> bool {
+        self.with_tls(|l| l.pending_close == Some(PendingClose::Full)) == Some(true)
+    }
+
     /// The read hook: handles `data` (ciphertext; empty at the socket's end) when the
     /// connection uses TLS, delivering the plaintext to the protocol. `None` otherwise.
     pub(super) fn tls_received<P: Protocol>(
