@@ -161,7 +161,9 @@ pub trait TransportImpl {
 
     /// Switches a running connection to TLS (Twisted's `ITLSTransport.startTLS`), for
     /// STARTTLS protocols: everything written before stays plaintext, everything after is
-    /// encrypted, and the handshake starts at once. A
+    /// encrypted, and the handshake starts at once. Bytes already delivered to the protocol
+    /// stay with it as plaintext (a client that pipelines its handshake behind the STARTTLS
+    /// command cannot inject plaintext into the TLS session). A
     /// [`ServerContext`](crate::tls::ServerContext) makes this end the TLS server, a
     /// [`ClientContext`](crate::tls::ClientContext) the client. Fails on transports that
     /// cannot (`Unsupported`), on a connection already using TLS or closing.
