@@ -298,9 +298,11 @@ fn endpoints_that_cannot_listen_yet_fail_clearly() {
     let bind = connect("tcp:127.0.0.1:1:bindAddress=nowhere");
     assert!(bind.check::<ConnectError>());
     assert!(bind.error_message().contains("bindAddress"));
-    assert!(connect("tls:example.com:443:trustRoots=/nonexistent/roots.pem")
-        .error_message()
-        .contains("cannot read /nonexistent/roots.pem"));
+    assert!(
+        connect("tls:example.com:443:trustRoots=/nonexistent/roots.pem")
+            .error_message()
+            .contains("cannot read /nonexistent/roots.pem")
+    );
 }
 
 #[test]

@@ -171,7 +171,10 @@ impl Protocol for WriteAndClose {
         t.write(&data[..self.size / 2]);
         t.write(&data[self.size / 2..]);
         t.lose_connection();
-        assert!(t.disconnecting(), "closing, though it waits for the handshake");
+        assert!(
+            t.disconnecting(),
+            "closing, though it waits for the handshake"
+        );
     }
 
     fn data_received(&mut self, _: &Transport, _: &[u8]) {}
