@@ -998,6 +998,7 @@ impl fmt::Display for ServerEndpoint {
     }
 }
 
+#[cfg(not(feature = "tls"))]
 fn unsupported_listen(description: &ServerDescription, why: &str) -> Failure {
     Failure::new(CannotListenError::new(
         description.to_string(),

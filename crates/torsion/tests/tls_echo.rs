@@ -5,6 +5,8 @@
 //! Certificates are made at test time by a test CA (rcgen). Ports are ephemeral; each test
 //! is an async `#[torsion::test]` that waits for its connections to end.
 
+#![cfg(feature = "tls")]
+
 mod tls_support;
 
 use std::rc::Rc;

@@ -2,6 +2,8 @@
 //! (separate, combined, with an extra chain), a client trusting a CA file or folder and
 //! showing a client certificate, and files that cannot be used named in the failure.
 
+#![cfg(feature = "tls")]
+
 mod tls_support;
 
 use std::rc::Rc;

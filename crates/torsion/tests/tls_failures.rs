@@ -3,6 +3,8 @@
 //! settings that cannot work. Client certificates that are shown are readable by the server.
 //! (Garbage instead of a ClientHello: `tls_garbage.rs`.)
 
+#![cfg(feature = "tls")]
+
 mod tls_support;
 
 use std::cell::RefCell;

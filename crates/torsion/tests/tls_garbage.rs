@@ -3,6 +3,8 @@
 //! captured with a subscriber for this thread, and `tracing` caches per call site whether
 //! anyone listens, which tests logging the same line on other threads would disturb.)
 
+#![cfg(feature = "tls")]
+
 mod tls_support;
 
 use std::io::Write;

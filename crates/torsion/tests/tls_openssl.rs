@@ -3,6 +3,8 @@
 //! Torsion TLS client talks to `openssl s_server -rev`. Debian's `openssl` is installed if
 //! missing; if it cannot be had, the tests say so loudly on stderr.
 
+#![cfg(feature = "tls")]
+
 mod tls_support;
 
 use std::io::{BufRead, BufReader, Read, Write};

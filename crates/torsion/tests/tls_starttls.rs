@@ -2,6 +2,8 @@
 //! connection to TLS with `start_tls` — over TCP and over a Unix socket (TLS is a layer of
 //! the connection, not a kind of socket).
 
+#![cfg(feature = "tls")]
+
 mod tls_support;
 
 use std::cell::RefCell;
