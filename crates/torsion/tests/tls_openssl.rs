@@ -11,33 +11,40 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
+use std::sync::OnceLock;
 
 use tls_support::{next, Ca, Record, Sender, TempFile};
 use torsion::error::ConnectionDone;
 use torsion::threads::defer_to_thread;
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 
-/// The `openssl` program, installed with apt-get if missing.
+/// The `openssl` program, installed with apt-get if missing (once per test process: the
+/// tests run in parallel and apt-get takes a lock).
 fn openssl() -> Option<PathBuf> {
-    let find = || {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join("openssl"))
-                .find(|p| p.is_file())
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let find = || {
+                std::env::var_os("PATH").and_then(|paths| {
+                    std::env::split_paths(&paths)
+                        .map(|p| p.join("openssl"))
+                        .find(|p| p.is_file())
+                })
+            };
+            if let Some(p) = find() {
+                return Some(p);
+            }
+            let _ = Command::new("sh")
+                .args(["-c", "apt-get update -qq && apt-get install -y -qq openssl"])
+                .stdout(Stdio::null())
+                .status();
+            find()
         })
-    };
-    if let Some(p) = find() {
-        return Some(p);
-    }
-    let _ = Command::new("sh")
-        .args(["-c", "apt-get update -qq && apt-get install -y -qq openssl"])
-        .stdout(Stdio::null())
-        .status();
-    let found = find();
-    if found.is_none() {
-        eprintln!("!!! openssl is missing and could not be installed: interop NOT tested !!!");
-    }
-    found
+        .clone()
+        .or_else(|| {
+            eprintln!("!!! openssl is missing and could not be installed: interop NOT tested !!!");
+            None
+        })
 }
 
 /// A child process, killed and reaped when dropped.
