@@ -24,6 +24,9 @@ use crate::reactor::{Disconnect, Reactor};
 use crate::transport::{Address, Transport, TransportImpl};
 use crate::Failure;
 
+#[cfg(feature = "tls")]
+mod tls;
+
 /// Size of the thread's shared read buffer.
 pub(crate) const READ_BUF_SIZE: usize = 64 * 1024;
 /// Reads per wake-up before yielding to other connections.
@@ -78,6 +81,8 @@ pub(crate) enum End {
     Lost(io::Error),
     Shutdown,
     Panicked(crate::error::PanicError),
+    #[cfg(feature = "tls")]
+    Tls(crate::error::TlsError),
 }
 
 impl End {
@@ -92,6 +97,8 @@ impl End {
             )))),
             End::Shutdown => Failure::new(ConnectionLost::new(None)),
             End::Panicked(p) => Failure::new(p.clone()),
+            #[cfg(feature = "tls")]
+            End::Tls(e) => Failure::new(e.clone()),
         }
     }
 }
@@ -106,6 +113,8 @@ pub(crate) struct Conn<S> {
     waker: RefCell<Option<Waker>>,
     peer: Address,
     host: Address,
+    #[cfg(feature = "tls")]
+    tls: tls::TlsSlot,
 }
 
 impl<S: StreamSocket> Conn<S> {
@@ -118,6 +127,8 @@ impl<S: StreamSocket> Conn<S> {
             waker: RefCell::new(None),
             peer,
             host,
+            #[cfg(feature = "tls")]
+            tls: tls::TlsSlot::default(),
         })
     }
 
@@ -282,6 +293,10 @@ impl<S: StreamSocket> Conn<S> {
                     Err(e) => return Err(End::Lost(e)),
                 }
             };
+            #[cfg(feature = "tls")]
+            if let Some(r) = self.tls_received(&buf[..n], proto, transport) {
+                return r;
+            }
             if n == 0 {
                 self.set(READ_CLOSED);
                 return self
@@ -306,6 +321,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
         if data.is_empty() || self.has(CLOSED | WRITE_SHUT | ABORT) {
             return;
         }
+        #[cfg(feature = "tls")]
+        if self.tls_write(data) {
+            return;
+        }
         let mut buf = self.wbuf.borrow_mut();
         if buf.is_empty() && !self.has(IN_CALLBACK) {
             // Written from outside this connection's callbacks: send at once.
@@ -327,6 +346,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn lose_connection(&self) {
+        #[cfg(feature = "tls")]
+        if self.tls_close(crate::tls::layer::PendingClose::Full) {
+            return;
+        }
         self.set(LOSE);
         self.notify();
     }
@@ -337,6 +360,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn lose_write_connection(&self) {
+        #[cfg(feature = "tls")]
+        if self.tls_close(crate::tls::layer::PendingClose::Write) {
+            return;
+        }
         self.set(SHUT_WRITE_REQUESTED);
         self.notify();
     }
@@ -358,6 +385,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn disconnecting(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls_closing() {
+            return true;
+        }
         self.has(CLOSED | LOSE | ABORT | SHUTDOWN)
     }
 
@@ -406,6 +437,22 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
+
+    #[cfg(feature = "tls")]
+    fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
+        let layer = context.layer_for(&self.peer).map_err(io::Error::other)?;
+        self.install_tls(layer)
+    }
+
+    #[cfg(feature = "tls")]
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.with_tls(|l| l.peer_certificate()).flatten()
+    }
+
+    #[cfg(feature = "tls")]
+    fn negotiated_protocol(&self) -> Option<Vec<u8>> {
+        self.with_tls(|l| l.negotiated_protocol()).flatten()
+    }
 }
 
 impl<S: StreamSocket> Disconnect for Conn<S> {
@@ -450,6 +497,8 @@ pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
             poll_fn(|cx| conn.poll_drive(cx, &mut proto, &transport)).await
         }
     };
+    #[cfg(feature = "tls")]
+    let end = conn.tls_end(end);
     if let End::Panicked(p) = &end {
         crate::log::error_event(format_args!(
             "protocol {} for {} panicked ({}); closing that connection",

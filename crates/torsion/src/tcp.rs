@@ -41,7 +41,7 @@ use crate::Failure;
 pub const DEFAULT_CONNECT_TIMEOUT: f64 = 30.0;
 
 /// The listen backlog.
-const BACKLOG: u32 = 1024;
+pub(crate) const BACKLOG: u32 = 1024;
 
 impl StreamSocket for TcpStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -182,6 +182,18 @@ impl Reactor {
         interface: &str,
         options: ListenOptions,
     ) -> Result<ListeningPort, Failure> {
+        let (listener, host) = self.bind_tcp(port, interface, backlog)?;
+        crate::port::listen(self, listener, Address::Tcp(host), factory)
+    }
+
+    /// Binds a listening TCP socket on `interface:port`, for this reactor: the socket and
+    /// the address it got.
+    pub(crate) fn bind_tcp(
+        &self,
+        port: u16,
+        interface: &str,
+        backlog: u32,
+    ) -> Result<(TcpListener, SocketAddr), Failure> {
         let ip: IpAddr = interface
             .trim_matches(|c| c == '[' || c == ']')
             .parse()
@@ -204,8 +216,7 @@ impl Reactor {
         let host = listener
             .local_addr()
             .map_err(|e| CannotListenError::new(addr.to_string(), e))?;
-
-        crate::port::listen(self, listener, Address::Tcp(host), factory)
+        Ok((listener, host))
     }
 
     /// Listens on a TCP socket that is already bound and listening (one inherited from
@@ -263,6 +274,20 @@ impl Reactor {
         timeout: f64,
         bind_address: Option<SocketAddr>,
     ) -> Connector {
+        self.connect_tcp_prepared(host, port, factory, timeout, bind_address, None)
+    }
+
+    /// [`connect_tcp_from`](Self::connect_tcp_from), with work done on each new connection
+    /// before its protocol is built (TLS installs its layer there).
+    pub(crate) fn connect_tcp_prepared<F: ClientFactory>(
+        &self,
+        host: &str,
+        port: u16,
+        factory: F,
+        timeout: f64,
+        bind_address: Option<SocketAddr>,
+        prepare: Option<Prepare>,
+    ) -> Connector {
         let factory = Rc::new(factory);
         let attempt_factory = factory.clone();
         let connector = Connector {
@@ -275,7 +300,7 @@ impl Reactor {
                 attempt: RefCell::new(None),
                 transport: RefCell::new(None),
                 start: Box::new(move |c: &Connector| {
-                    start_attempt(c, attempt_factory.clone(), bind_address)
+                    start_attempt(c, attempt_factory.clone(), bind_address, prepare.clone())
                 }),
             }),
         };
@@ -421,10 +446,15 @@ impl<F: ClientFactory> Drop for AttemptGuard<F> {
     }
 }
 
+/// Work done on a new outgoing connection (given the host it was asked for) before its
+/// protocol is built; an error fails the attempt.
+pub(crate) type Prepare = Rc<dyn Fn(&Conn<TcpStream>, &str) -> Result<(), Failure>>;
+
 fn start_attempt<F: ClientFactory>(
     connector: &Connector,
     factory: Rc<F>,
     bind_address: Option<SocketAddr>,
+    prepare: Option<Prepare>,
 ) {
     connector_hook(connector, "started_connecting", || {
         factory.started_connecting(connector)
@@ -464,6 +494,12 @@ fn start_attempt<F: ClientFactory>(
             }
         };
         let peer = Address::Tcp(peer);
+        let conn = Conn::new(stream, peer.clone(), Address::Tcp(host));
+        if let Some(prepare) = &prepare {
+            if let Err(f) = prepare(&conn, &c.inner.host) {
+                return guard.fail(f);
+            }
+        }
         let proto = match catch_unwind(AssertUnwindSafe(|| guard.factory.build_protocol(&peer))) {
             Ok(Some(p)) => p,
             Ok(None) => {
@@ -475,7 +511,6 @@ fn start_attempt<F: ClientFactory>(
         guard.armed = false;
         c.inner.attempt.borrow_mut().take();
         c.inner.state.set(ConnectorState::Connected);
-        let conn = Conn::new(stream, peer, Address::Tcp(host));
         let r = c.inner.reactor.clone();
         let keep = c.clone();
         let end = run_connection(&r, conn, proto, move |t| {

@@ -163,6 +163,31 @@ pub trait TransportImpl {
     fn get_tcp_keep_alive(&self) -> io::Result<bool> {
         unsupported()
     }
+
+    /// Switches a running connection to TLS (Twisted's `ITLSTransport.startTLS`), for
+    /// STARTTLS protocols: everything written before stays plaintext, everything after is
+    /// encrypted, and the handshake starts at once. Bytes already delivered to the protocol
+    /// stay with it as plaintext (a client that pipelines its handshake behind the STARTTLS
+    /// command cannot inject plaintext into the TLS session). A
+    /// [`ServerContext`](crate::tls::ServerContext) makes this end the TLS server, a
+    /// [`ClientContext`](crate::tls::ClientContext) the client. Fails on transports that
+    /// cannot (`Unsupported`), on a connection already using TLS or closing.
+    #[cfg(feature = "tls")]
+    fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
+        let _ = context;
+        unsupported()
+    }
+
+    /// The peer's TLS certificate (DER), once the handshake has delivered it; `None` on
+    /// plain connections and for a TLS client that showed none.
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// The application protocol TLS's ALPN agreed on (such as `b"h2"`), if any.
+    fn negotiated_protocol(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// A handle to a connection's transport: cheap to clone, every clone the same connection.

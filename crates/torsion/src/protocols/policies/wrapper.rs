@@ -506,6 +506,19 @@ impl<W: Wrapper> TransportImpl for WrappingTransport<W> {
     fn get_tcp_keep_alive(&self) -> io::Result<bool> {
         self.real().get_tcp_keep_alive()
     }
+
+    #[cfg(feature = "tls")]
+    fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
+        self.real().start_tls(context)
+    }
+
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.real().peer_certificate()
+    }
+
+    fn negotiated_protocol(&self) -> Option<Vec<u8>> {
+        self.real().negotiated_protocol()
+    }
 }
 
 /// Applies a [`Wrapper`] to the protocols of any factory (Twisted's `WrappingFactory`).
