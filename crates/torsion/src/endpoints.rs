@@ -983,7 +983,9 @@ impl ServerEndpoint {
                 *lockfile,
                 factory,
             ),
-            ServerDescription::Tls { .. } => listen_tls(&self.reactor, &self.description, factory),
+            ServerDescription::Tls { .. } => {
+                listen_tls(&self.reactor, &self.description, factory, self.options)
+            }
             ServerDescription::Systemd { domain, index } => {
                 listen_systemd(&self.reactor, *domain, *index, factory)
             }
@@ -1229,13 +1231,14 @@ fn unsupported_connect(description: &ClientDescription, why: &str) -> Failure {
 // TLS
 
 /// Listens on a `tls:` server description: loads the PEM files, then listens with
-/// [`Reactor::listen_tls_backlog`]. A file that cannot be used fails with a
+/// [`Reactor::listen_tls_with`]. A file that cannot be used fails with a
 /// [`CannotListenError`] naming it.
 #[cfg(feature = "tls")]
 fn listen_tls<F: Factory>(
     reactor: &Reactor,
     description: &ServerDescription,
     factory: F,
+    options: ListenOptions,
 ) -> Result<ListeningPort, Failure> {
     use crate::tls::{load_certificates, load_private_key, Identity, ServerContext};
     let ServerDescription::Tls {
@@ -1264,12 +1267,12 @@ fn listen_tls<F: Factory>(
             io::Error::new(io::ErrorKind::InvalidInput, e),
         )
     })?;
-    reactor.listen_tls_backlog(
+    reactor.listen_tls_with(
         *port,
         factory,
         context,
         interface.as_deref().unwrap_or("0.0.0.0"),
-        *backlog,
+        options.backlog(*backlog),
     )
 }
 
@@ -1278,6 +1281,7 @@ fn listen_tls<F: Factory>(
     _reactor: &Reactor,
     description: &ServerDescription,
     _factory: F,
+    _options: ListenOptions,
 ) -> Result<ListeningPort, Failure> {
     Err(unsupported_listen(description, TLS_OFF))
 }

@@ -41,7 +41,7 @@ use crate::Failure;
 pub const DEFAULT_CONNECT_TIMEOUT: f64 = 30.0;
 
 /// The listen backlog.
-pub(crate) const BACKLOG: u32 = 1024;
+const BACKLOG: u32 = 1024;
 
 impl StreamSocket for TcpStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -182,7 +182,7 @@ impl Reactor {
         interface: &str,
         options: ListenOptions,
     ) -> Result<ListeningPort, Failure> {
-        let (listener, host) = self.bind_tcp(port, interface, backlog)?;
+        let (listener, host) = self.bind_tcp(port, interface, options)?;
         crate::port::listen(self, listener, Address::Tcp(host), factory)
     }
 
@@ -192,7 +192,7 @@ impl Reactor {
         &self,
         port: u16,
         interface: &str,
-        backlog: u32,
+        options: ListenOptions,
     ) -> Result<(TcpListener, SocketAddr), Failure> {
         let ip: IpAddr = interface
             .trim_matches(|c| c == '[' || c == ']')

@@ -86,7 +86,7 @@ pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use crate::port::Acceptor;
 use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::stream::{run_connection, Conn, StreamSocket};
-use crate::tcp::{Connector, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
+use crate::tcp::{Connector, ListenOptions, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
 use crate::transport::Address;
 use crate::{Failure, Reactor};
 use layer::TlsLayer;
@@ -210,19 +210,20 @@ impl Reactor {
         context: ServerContext,
         interface: &str,
     ) -> Result<ListeningPort, Failure> {
-        self.listen_tls_backlog(port, factory, context, interface, crate::tcp::BACKLOG)
+        self.listen_tls_with(port, factory, context, interface, ListenOptions::default())
     }
 
-    /// [`listen_tls_on`](Self::listen_tls_on) with a listen backlog (Twisted's `backlog=`).
-    pub fn listen_tls_backlog<F: Factory>(
+    /// [`listen_tls_on`](Self::listen_tls_on) with socket [`ListenOptions`] (the listen
+    /// backlog, Twisted's `backlog=`; `SO_REUSEPORT`).
+    pub fn listen_tls_with<F: Factory>(
         &self,
         port: u16,
         factory: F,
         context: ServerContext,
         interface: &str,
-        backlog: u32,
+        options: ListenOptions,
     ) -> Result<ListeningPort, Failure> {
-        let (listener, host): (TcpListener, _) = self.bind_tcp(port, interface, backlog)?;
+        let (listener, host): (TcpListener, _) = self.bind_tcp(port, interface, options)?;
         let acceptor = TlsAcceptor {
             inner: listener,
             config: context.config().clone(),
