@@ -5,7 +5,8 @@
 //! many headers 431, body too large 413, unknown framing 400/501. A client that sends its head
 //! too slowly is answered 408 and closed (slowloris); an idle keep-alive connection is closed.
 //! Pipelined requests are parsed while earlier ones are still rendering, up to a depth, then
-//! reading pauses. Nothing here panics on input or buffers past a limit.
+//! reading pauses. Nothing here panics on input or buffers past a limit. Asked to drain (a
+//! graceful shutdown), an idle connection closes at once and a busy one after its response.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -372,7 +373,12 @@ impl HttpChannel {
                 let f = Failure::from_panic(payload);
                 torsion::log::err(
                     &f,
-                    &format!("rendering {} {} panicked", request.method(), request.uri()),
+                    &format!(
+                        "rendering {} {} for {} panicked",
+                        request.method(),
+                        request.uri(),
+                        request.get_client_address()
+                    ),
                 );
                 server_error(&request);
                 return;
@@ -389,7 +395,12 @@ impl HttpChannel {
                         Err(f) => {
                             torsion::log::err(
                                 &f,
-                                &format!("rendering {} {} failed", req.method(), req.uri()),
+                                &format!(
+                                    "rendering {} {} for {} failed",
+                                    req.method(),
+                                    req.uri(),
+                                    req.get_client_address()
+                                ),
                             );
                             server_error(&req);
                         }
@@ -476,6 +487,22 @@ impl Protocol for HttpChannel {
         self.process(transport);
         if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
             self.buf = Vec::new();
+        }
+    }
+
+    /// Graceful shutdown: between requests (an idle keep-alive connection, or one whose next
+    /// request head has not fully arrived) the connection closes at once; in a request, it
+    /// finishes the responses already asked for (marked `Connection: close` if their head
+    /// is not out yet), reads nothing more, and closes after them.
+    fn drain(&mut self, transport: &Transport) {
+        self.shared.closing.set(true);
+        let between_requests = self.shared.queue.borrow().is_empty()
+            && matches!(self.state, ReadState::Head | ReadState::Done);
+        if between_requests {
+            self.shared.disarm();
+            self.state = ReadState::Done;
+            self.buf = Vec::new();
+            transport.lose_connection();
         }
     }
 

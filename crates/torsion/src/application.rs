@@ -337,6 +337,7 @@ pub struct StreamServerEndpointService<F: Factory> {
     factory: Rc<F>,
     service: ServiceState,
     inner: Rc<StreamInner>,
+    drain_timeout: Cell<Option<f64>>,
 }
 
 impl<F: Factory> StreamServerEndpointService<F> {
@@ -350,7 +351,21 @@ impl<F: Factory> StreamServerEndpointService<F> {
                 state: RefCell::new(PortState::Stopped),
                 waiters: RefCell::default(),
             }),
+            drain_timeout: Cell::new(None),
         }
+    }
+
+    /// Makes [`stop_service`](Service::stop_service) graceful: besides closing the port, it
+    /// drains the connections the port accepted ([`ListeningPort::drain`]) and fires once
+    /// they have closed, or after `seconds`, when the rest are aborted. `None` (the default,
+    /// as Twisted) stops listening only, and leaves the connections to reactor shutdown.
+    pub fn set_drain_timeout(&self, seconds: Option<f64>) {
+        self.drain_timeout.set(seconds);
+    }
+
+    /// The drain time-out set with [`set_drain_timeout`](Self::set_drain_timeout).
+    pub fn drain_timeout(&self) -> Option<f64> {
+        self.drain_timeout.get()
     }
 
     /// Sets the name (Twisted's `setName`).
@@ -444,13 +459,17 @@ impl<F: Factory> Service for StreamServerEndpointService<F> {
         }
     }
 
-    /// Stops listening; the Deferred fires once the port has closed. Stopping while the
-    /// listen is in progress cancels it.
+    /// Stops listening; the Deferred fires once the port has closed (and, with a
+    /// [drain time-out](Self::set_drain_timeout), once its connections have). Stopping while
+    /// the listen is in progress cancels it.
     fn stop_service(&self) -> Deferred<()> {
         self.service.set_running(false);
         let state = std::mem::replace(&mut *self.inner.state.borrow_mut(), PortState::Stopped);
         match state {
-            PortState::Listening(port) => port.stop_listening(),
+            PortState::Listening(port) => match self.drain_timeout.get() {
+                Some(seconds) => port.drain(seconds),
+                None => port.stop_listening(),
+            },
             PortState::Waiting(d) => {
                 d.cancel();
                 succeed(())

@@ -25,6 +25,14 @@
 //! | `unix:path=/path/sock:timeout=5` or `unix:/path/sock` | a Unix socket |
 //! | `tls:host=example.com:port=443` | TLS over TCP |
 //!
+//! TLS servers take Twisted's arguments: `privateKey` (a PEM file with the key, default
+//! `server.pem`), `certKey` (the certificate chain; default: the `privateKey` file, which then
+//! holds both), `extraCertChain` (intermediates to send after it), `interface`, `backlog`;
+//! `sslmethod` and `dhParameters` are accepted and ignored (rustls negotiates TLS 1.2 or 1.3
+//! and uses only elliptic-curve key exchange). TLS clients take `trustRoots` (a PEM file, or
+//! a folder of them, with the CAs to trust; default: the system's roots), `certificate` and
+//! `privateKey` (a client certificate; the key defaults to the certificate's file).
+//!
 //! A bare port number such as `"8080"` (deprecated in Twisted) is refused with an error that
 //! says to write `tcp:8080`. Kinds are matched case-insensitively, as Twisted does for
 //! clients. [`Display`](std::fmt::Display) writes a description back as a string that parses
@@ -34,9 +42,10 @@
 //! and a client's `bindAddress=`); `systemd` adopts the socket systemd passed (checked with
 //! `LISTEN_PID` and `LISTEN_FDS`; `INET` and `INET6` take a TCP socket, `UNIX` a Unix one);
 //! `haproxy:` wraps any of them in a [`HAProxyWrappingFactory`], so the protocols see the
-//! client addresses the load balancer sends. `tls` is parsed and fails
-//! with a clear error until the TLS transport arrives. Unix `lockfile=` and `checkPID=` are
-//! accepted; a Unix port never replaces a socket that another process listens on.
+//! client addresses the load balancer sends. `tls` listens and connects with
+//! [`torsion::tls`](mod@crate::tls) (the `tls` feature, on by default). Unix `lockfile=` and
+//! `checkPID=` are accepted; a Unix port never replaces a socket that another process listens
+//! on.
 //!
 //! ```
 //! use torsion::endpoints::{ClientDescription, ServerDescription};
@@ -82,7 +91,7 @@ use crate::defer::{fail, succeed, Deferred};
 use crate::error::{CannotListenError, ConnectError};
 use crate::protocol::{ClientFactory, Factory};
 use crate::protocols::haproxy::{BoxedFactory, HAProxyWrappingFactory};
-use crate::tcp::{Connector, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
+use crate::tcp::{Connector, ListenOptions, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
 use crate::{Failure, Reactor};
 
 /// The listen backlog for endpoint strings without `backlog=`: 1024, as tokio and Go use.
@@ -520,6 +529,7 @@ const TLS_SERVER: &[&str] = &[
     "port",
     "privateKey",
     "certKey",
+    "sslmethod",
     "interface",
     "backlog",
     "extraCertChain",
@@ -889,6 +899,7 @@ impl fmt::Display for ClientDescription {
 pub struct ServerEndpoint {
     reactor: Reactor,
     description: ServerDescription,
+    options: ListenOptions,
 }
 
 /// Parses `s` and binds it to `reactor` (Twisted's `serverFromString`).
@@ -913,7 +924,20 @@ impl ServerEndpoint {
         ServerEndpoint {
             reactor: reactor.clone(),
             description,
+            options: ListenOptions::default(),
         }
+    }
+
+    /// This endpoint with socket options for TCP listening ports (`SO_REUSEPORT`); other
+    /// kinds ignore them.
+    pub fn with_listen_options(mut self, options: ListenOptions) -> ServerEndpoint {
+        self.options = options;
+        self
+    }
+
+    /// The socket options for TCP listening ports.
+    pub fn listen_options(&self) -> ListenOptions {
+        self.options
     }
 
     /// What this endpoint listens on.
@@ -930,19 +954,22 @@ impl ServerEndpoint {
                 port,
                 interface,
                 backlog,
-            } => self.reactor.listen_tcp_backlog(
+            } => self.reactor.listen_tcp_with(
                 *port,
                 factory,
                 interface.as_deref().unwrap_or("0.0.0.0"),
-                *backlog,
+                self.options.backlog(*backlog),
             ),
             ServerDescription::Tcp6 {
                 port,
                 interface,
                 backlog,
-            } => self
-                .reactor
-                .listen_tcp_backlog(*port, factory, interface, *backlog),
+            } => self.reactor.listen_tcp_with(
+                *port,
+                factory,
+                interface,
+                self.options.backlog(*backlog),
+            ),
             ServerDescription::Unix {
                 address,
                 mode,
@@ -956,10 +983,9 @@ impl ServerEndpoint {
                 *lockfile,
                 factory,
             ),
-            ServerDescription::Tls { .. } => Err(unsupported_listen(
-                &self.description,
-                "TLS endpoints arrive with the TLS transport (see the transports issue)",
-            )),
+            ServerDescription::Tls { .. } => {
+                listen_tls(&self.reactor, &self.description, factory, self.options)
+            }
             ServerDescription::Systemd { domain, index } => {
                 listen_systemd(&self.reactor, *domain, *index, factory)
             }
@@ -991,6 +1017,7 @@ impl fmt::Display for ServerEndpoint {
     }
 }
 
+#[cfg(not(feature = "tls"))]
 fn unsupported_listen(description: &ServerDescription, why: &str) -> Failure {
     Failure::new(CannotListenError::new(
         description.to_string(),
@@ -1133,8 +1160,8 @@ impl ClientEndpoint {
     /// [`Reactor::connect_tcp`].
     ///
     /// # Errors
-    /// A [`ConnectError`] failure, at once, when the kind cannot connect yet (TLS) or a TCP
-    /// `bindAddress` is not an address; the factory is not called then.
+    /// A [`ConnectError`] failure, at once, when a `bindAddress` is not an address or a TLS
+    /// file cannot be used; the factory is not called then.
     pub fn connect<F: ClientFactory>(&self, factory: F) -> Result<Connector, Failure> {
         match &self.description {
             ClientDescription::Tcp {
@@ -1161,10 +1188,7 @@ impl ClientEndpoint {
                 timeout,
                 check_pid,
             } => connect_unix(&self.reactor, path.into(), *timeout, *check_pid, factory),
-            ClientDescription::Tls { .. } => Err(unsupported_connect(
-                &self.description,
-                "TLS endpoints arrive with the TLS transport (see the transports issue)",
-            )),
+            ClientDescription::Tls { .. } => connect_tls(&self.reactor, &self.description, factory),
         }
     }
 }
@@ -1202,6 +1226,155 @@ fn unsupported_connect(description: &ClientDescription, why: &str) -> Failure {
         io::Error::new(io::ErrorKind::Unsupported, why.to_owned()),
     ))
 }
+
+// ---------------------------------------------------------------------------------------
+// TLS
+
+/// Listens on a `tls:` server description: loads the PEM files, then listens with
+/// [`Reactor::listen_tls_with`]. A file that cannot be used fails with a
+/// [`CannotListenError`] naming it.
+#[cfg(feature = "tls")]
+fn listen_tls<F: Factory>(
+    reactor: &Reactor,
+    description: &ServerDescription,
+    factory: F,
+    options: ListenOptions,
+) -> Result<ListeningPort, Failure> {
+    use crate::tls::{load_certificates, load_private_key, Identity, ServerContext};
+    let ServerDescription::Tls {
+        port,
+        interface,
+        backlog,
+        private_key,
+        cert_key,
+        extra_cert_chain,
+        ..
+    } = description
+    else {
+        unreachable!("listen_tls is called for tls descriptions only")
+    };
+    let context = (|| {
+        let chain = load_certificates(cert_key.as_deref().unwrap_or(private_key))?;
+        let mut identity = Identity::new(chain, load_private_key(private_key)?)?;
+        if let Some(extra) = extra_cert_chain {
+            identity = identity.with_extra_chain(load_certificates(extra)?);
+        }
+        ServerContext::new(identity)
+    })()
+    .map_err(|e| {
+        CannotListenError::new(
+            description.to_string(),
+            io::Error::new(io::ErrorKind::InvalidInput, e),
+        )
+    })?;
+    reactor.listen_tls_with(
+        *port,
+        factory,
+        context,
+        interface.as_deref().unwrap_or("0.0.0.0"),
+        options.backlog(*backlog),
+    )
+}
+
+#[cfg(not(feature = "tls"))]
+fn listen_tls<F: Factory>(
+    _reactor: &Reactor,
+    description: &ServerDescription,
+    _factory: F,
+    _options: ListenOptions,
+) -> Result<ListeningPort, Failure> {
+    Err(unsupported_listen(description, TLS_OFF))
+}
+
+/// Connects a `tls:` client description: loads the trusted roots and the client
+/// certificate, then connects with [`Reactor::connect_tls_from`]. A file that cannot be
+/// used fails at once with a [`ConnectError`] naming it.
+#[cfg(feature = "tls")]
+fn connect_tls<F: ClientFactory>(
+    reactor: &Reactor,
+    description: &ClientDescription,
+    factory: F,
+) -> Result<Connector, Failure> {
+    use crate::tls::{load_certificates, load_private_key, ClientContext, Identity};
+    let ClientDescription::Tls {
+        host,
+        port,
+        timeout,
+        bind_address,
+        certificate,
+        private_key,
+        trust_roots,
+    } = description
+    else {
+        unreachable!("connect_tls is called for tls descriptions only")
+    };
+    let bind = match bind_address {
+        None => None,
+        Some(b) => Some(parse_bind_address(b).ok_or_else(|| {
+            unsupported_connect(
+                description,
+                "bindAddress is not an IP address (or address:port)",
+            )
+        })?),
+    };
+    let context = (|| {
+        let mut builder = ClientContext::builder();
+        if let Some(roots) = trust_roots {
+            builder = builder.trust(load_roots(std::path::Path::new(roots))?);
+        }
+        if let Some(cert) = certificate {
+            let key = load_private_key(private_key.as_deref().unwrap_or(cert))?;
+            builder = builder.identity(Identity::new(load_certificates(cert)?, key)?);
+        }
+        builder.build()
+    })()
+    .map_err(|e| {
+        ConnectError::new(
+            description.to_string(),
+            io::Error::new(io::ErrorKind::InvalidInput, e),
+        )
+    })?;
+    Ok(reactor.connect_tls_from(host, *port, factory, context, *timeout, bind))
+}
+
+/// The CA certificates in a PEM file, or in every PEM file of a folder (Twisted's
+/// `trustRoots` folder); files without certificates in a folder are skipped.
+#[cfg(feature = "tls")]
+fn load_roots(
+    path: &std::path::Path,
+) -> Result<Vec<crate::tls::CertificateDer<'static>>, crate::tls::TlsError> {
+    use crate::tls::{load_certificates, TlsError};
+    if !path.is_dir() {
+        return load_certificates(path);
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| TlsError::Config(format!("cannot read {}: {e}", path.display())))?;
+    let mut roots = Vec::new();
+    for entry in entries.flatten() {
+        if entry.path().is_file() {
+            roots.extend(load_certificates(entry.path()).unwrap_or_default());
+        }
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Config(format!(
+            "no certificate found in the folder {}",
+            path.display()
+        )));
+    }
+    Ok(roots)
+}
+
+#[cfg(not(feature = "tls"))]
+fn connect_tls<F: ClientFactory>(
+    _reactor: &Reactor,
+    description: &ClientDescription,
+    _factory: F,
+) -> Result<Connector, Failure> {
+    Err(unsupported_connect(description, TLS_OFF))
+}
+
+#[cfg(not(feature = "tls"))]
+const TLS_OFF: &str = "TLS is not compiled in (torsion's `tls` feature is off)";
 
 // ---------------------------------------------------------------------------------------
 // Unix sockets

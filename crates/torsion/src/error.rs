@@ -303,3 +303,49 @@ impl fmt::Display for FirstError {
 }
 
 impl std::error::Error for FirstError {}
+
+/// A TLS failure: the handshake failed (an untrusted, expired or wrong-name certificate, a
+/// missing client certificate, no protocol in common, garbage instead of TLS, an alert from
+/// the peer), a TLS protocol error after it, or settings that cannot be used. Its message
+/// names the cause, as rustls words it.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The handshake failed.
+    Handshake(rustls::Error),
+    /// A TLS error after the handshake (a bad record, a fatal alert from the peer).
+    Protocol(rustls::Error),
+    /// Settings that cannot be used: an unreadable or empty PEM file, a key that does not
+    /// match its certificate, no trusted roots, a bad server name.
+    Config(String),
+}
+
+#[cfg(feature = "tls")]
+impl TlsError {
+    /// The rustls error, for handshake and protocol errors.
+    pub fn rustls_error(&self) -> Option<&rustls::Error> {
+        match self {
+            TlsError::Handshake(e) | TlsError::Protocol(e) => Some(e),
+            TlsError::Config(_) => None,
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::Handshake(e) => write!(f, "TLS handshake failed: {e}"),
+            TlsError::Protocol(e) => write!(f, "TLS error: {e}"),
+            TlsError::Config(why) => write!(f, "TLS settings error: {why}"),
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+impl std::error::Error for TlsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.rustls_error().map(|e| e as _)
+    }
+}

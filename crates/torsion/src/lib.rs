@@ -57,6 +57,8 @@ pub mod task;
 pub mod tcp;
 pub mod testing;
 pub mod threads;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod transport;
 pub mod udp;
 pub mod unix;

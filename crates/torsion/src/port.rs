@@ -1,5 +1,9 @@
 //! Listening ports for every stream transport (TCP, Unix sockets, later TLS): one port type
 //! and one accept loop, generic over what the listener accepts.
+//!
+//! A port keeps count of the connections it accepted, so that a server can stop gracefully
+//! with [`ListeningPort::drain`]: stop accepting, ask every connection to finish its work
+//! and close ([`Protocol::drain`]), and abort what is left when a deadline passes.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -10,12 +14,13 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crate::defer::{succeed, Deferred};
+use crate::defer::{succeed, Deferred, Trigger};
 use crate::error::ReactorNotRestartable;
 use crate::protocol::{Factory, Protocol};
 use crate::reactor::{Disconnect, Reactor};
 use crate::stream::{run_connection, Conn, StreamSocket};
-use crate::transport::Address;
+use crate::transport::{Address, Transport};
+use crate::util::Slab;
 use crate::Failure;
 
 /// An accepted connection: its stream, the peer's address and this end's address.
@@ -52,6 +57,96 @@ struct Port<A> {
     live_id: Cell<Option<usize>>,
     stop_factory: RefCell<Option<Box<dyn FnOnce()>>>,
     reactor: Reactor,
+    conns: Rc<ConnGroup>,
+}
+
+/// The connections a port accepted and that have not ended yet.
+#[derive(Default)]
+struct ConnGroup {
+    /// One slot per connection, from accept to its end; the transport once it is made.
+    conns: RefCell<Slab<Option<Transport>>>,
+    /// Set once a drain started: later connections are asked to drain when made.
+    draining: Cell<bool>,
+    /// Fired when the last connection ends.
+    waiters: RefCell<Vec<Trigger<()>>>,
+}
+
+impl ConnGroup {
+    fn made(&self, slot: usize, transport: &Transport) {
+        if let Some(t) = self.conns.borrow_mut().get_mut(slot) {
+            *t = Some(transport.clone());
+        }
+        if self.draining.get() {
+            transport.request_drain();
+        }
+    }
+
+    fn ended(&self, slot: usize) {
+        let empty = {
+            let mut conns = self.conns.borrow_mut();
+            conns.remove(slot);
+            conns.len() == 0
+        };
+        if empty {
+            let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+            for w in waiters {
+                let _ = w.try_callback(());
+            }
+        }
+    }
+
+    fn transports(&self) -> Vec<Transport> {
+        self.conns.borrow().iter().flatten().cloned().collect()
+    }
+
+    /// Fires once no connection is left (at once if none is).
+    fn when_empty(&self) -> Deferred<()> {
+        if self.conns.borrow().len() == 0 {
+            return succeed(());
+        }
+        let d = Deferred::new();
+        self.waiters.borrow_mut().push(d.trigger());
+        d
+    }
+}
+
+/// The protocol of an accepted connection, counted in its port's [`ConnGroup`] from accept
+/// to the end of its task. Every call goes straight to the inner protocol.
+struct Tracked<P> {
+    inner: P,
+    group: Rc<ConnGroup>,
+    slot: usize,
+}
+
+impl<P: Protocol> Protocol for Tracked<P> {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.group.made(self.slot, transport);
+        self.inner.connection_made(transport);
+    }
+
+    #[inline]
+    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
+        self.inner.data_received(transport, data);
+    }
+
+    fn read_connection_lost(&mut self, transport: &Transport) {
+        self.inner.read_connection_lost(transport);
+    }
+
+    fn connection_lost(&mut self, reason: Failure) {
+        self.inner.connection_lost(reason);
+    }
+
+    fn drain(&mut self, transport: &Transport) {
+        self.inner.drain(transport);
+    }
+}
+
+impl<P> Drop for Tracked<P> {
+    fn drop(&mut self) {
+        // Runs when the connection's task ends, or is dropped with the reactor.
+        self.group.ended(self.slot);
+    }
 }
 
 /// What a [`ListeningPort`] handle needs of a port, whatever it accepts.
@@ -59,6 +154,8 @@ trait PortControl {
     fn close(&self);
     fn host(&self) -> &Address;
     fn listening(&self) -> bool;
+    fn conns(&self) -> &Rc<ConnGroup>;
+    fn reactor(&self) -> &Reactor;
 }
 
 impl<A: Acceptor> PortControl for Port<A> {
@@ -87,6 +184,14 @@ impl<A: Acceptor> PortControl for Port<A> {
 
     fn listening(&self) -> bool {
         self.listener.borrow().is_some()
+    }
+
+    fn conns(&self) -> &Rc<ConnGroup> {
+        &self.conns
+    }
+
+    fn reactor(&self) -> &Reactor {
+        &self.reactor
     }
 }
 
@@ -136,6 +241,81 @@ impl ListeningPort {
     pub fn listening(&self) -> bool {
         self.port.listening()
     }
+
+    /// How many connections this port accepted that have not ended yet.
+    pub fn connection_count(&self) -> usize {
+        self.port.conns().conns.borrow().len()
+    }
+
+    /// Stops gracefully: stops listening (new connections are refused), asks every
+    /// connection this port accepted to finish its work and close ([`Protocol::drain`];
+    /// connections accepted meanwhile are asked too), and fires once none is left. When
+    /// `timeout` seconds pass first, the connections still open are aborted and the Deferred
+    /// fires then.
+    ///
+    /// Protocols that do not implement `drain` (the default does nothing) keep their
+    /// connection until the deadline; an HTTP channel closes an idle keep-alive connection at
+    /// once and a busy one after its response.
+    ///
+    /// ```
+    /// use torsion::{factory, Protocol, Reactor, Transport};
+    ///
+    /// struct Echo;
+    /// impl Protocol for Echo {
+    ///     fn data_received(&mut self, t: &Transport, data: &[u8]) { t.write(data) }
+    ///     // Echo has nothing in progress between reads: close at once when asked to drain.
+    ///     fn drain(&mut self, t: &Transport) { t.lose_connection() }
+    /// }
+    ///
+    /// let r = Reactor::new();
+    /// let port = r.listen_tcp_on(0, factory(|| Echo), "127.0.0.1").unwrap();
+    /// r.call_when_running(move || {
+    ///     assert_eq!(port.connection_count(), 0);
+    ///     // Stop listening and wait (at most 5 s) for the connections to close.
+    ///     port.drain(5.0).add_callback(|()| torsion::reactor().stop().unwrap());
+    /// });
+    /// r.run().unwrap();
+    /// ```
+    pub fn drain(&self, timeout: f64) -> Deferred<()> {
+        self.port.close();
+        let group = self.port.conns().clone();
+        group.draining.set(true);
+        for t in group.transports() {
+            t.request_drain();
+        }
+        let done = group.when_empty();
+        if done.called() {
+            return done;
+        }
+        let out = Deferred::new();
+        let fire = Rc::new(RefCell::new(Some(out.trigger())));
+        let deadline = {
+            let (group, fire) = (group.clone(), fire.clone());
+            self.port.reactor().call_later(timeout.max(0.0), move || {
+                let left = group.transports();
+                if !left.is_empty() {
+                    tracing::warn!(
+                        target: "torsion",
+                        "drain deadline passed: aborting {} connection(s)",
+                        left.len()
+                    );
+                }
+                for t in left {
+                    t.abort_connection();
+                }
+                if let Some(f) = fire.borrow_mut().take() {
+                    let _ = f.try_callback(());
+                }
+            })
+        };
+        done.add_callback(move |()| {
+            let _ = deadline.cancel();
+            if let Some(f) = fire.borrow_mut().take() {
+                let _ = f.try_callback(());
+            }
+        });
+        out
+    }
 }
 
 impl fmt::Debug for ListeningPort {
@@ -165,6 +345,7 @@ pub(crate) fn listen<A: Acceptor, F: Factory>(
         live_id: Cell::new(None),
         stop_factory: RefCell::new(Some(Box::new(move || stopping.stop_factory()))),
         reactor: reactor.clone(),
+        conns: Rc::default(),
     });
     let weak: std::rc::Weak<dyn Disconnect> = {
         let w: std::rc::Weak<Port<A>> = Rc::downgrade(&port);
@@ -209,6 +390,12 @@ async fn accept_loop<A: Acceptor, F: Factory>(reactor: Reactor, port: Rc<Port<A>
                 );
                 continue;
             }
+        };
+        let slot = port.conns.conns.borrow_mut().insert(None);
+        let proto = Tracked {
+            inner: proto,
+            group: port.conns.clone(),
+            slot,
         };
         reactor.spawn_task(A::serve(reactor.clone(), stream, peer, host, proto));
     }

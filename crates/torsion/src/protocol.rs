@@ -56,6 +56,17 @@ pub trait Protocol: 'static {
     fn connection_lost(&mut self, reason: Failure) {
         let _ = reason;
     }
+
+    /// The server is shutting down gracefully and asks this connection to finish what it is
+    /// doing and close (see [`ListeningPort::drain`](crate::tcp::ListeningPort::drain)):
+    /// close at once with `lose_connection` when idle, or after the work in progress (an
+    /// HTTP response being sent) is done. Called at most once, on the connection's own task.
+    ///
+    /// By default nothing: the connection stays up until the drain deadline, when it is
+    /// aborted.
+    fn drain(&mut self, transport: &Transport) {
+        let _ = transport;
+    }
 }
 
 impl Protocol for Box<dyn Protocol> {
@@ -70,6 +81,9 @@ impl Protocol for Box<dyn Protocol> {
     }
     fn connection_lost(&mut self, reason: Failure) {
         (**self).connection_lost(reason)
+    }
+    fn drain(&mut self, transport: &Transport) {
+        (**self).drain(transport)
     }
 }
 

@@ -25,6 +25,9 @@ use crate::reactor::{Disconnect, Reactor};
 use crate::transport::{Address, Transport, TransportImpl};
 use crate::Failure;
 
+#[cfg(feature = "tls")]
+mod tls;
+
 /// Size of the thread's shared read buffer.
 pub(crate) const READ_BUF_SIZE: usize = 64 * 1024;
 /// Reads per wake-up before yielding to other connections.
@@ -68,6 +71,10 @@ const READ_CLOSED: u16 = 1 << 5;
 const CLOSED: u16 = 1 << 6;
 const PAUSED: u16 = 1 << 7;
 const SHUTDOWN: u16 = 1 << 8;
+/// A graceful drain was requested; the protocol's `drain` has not been called yet.
+const DRAIN: u16 = 1 << 9;
+/// The protocol's `drain` has been called.
+const DRAINED: u16 = 1 << 10;
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -77,6 +84,8 @@ pub(crate) enum End {
     Lost(io::Error),
     Shutdown,
     Panicked(crate::error::PanicError),
+    #[cfg(feature = "tls")]
+    Tls(crate::error::TlsError),
 }
 
 impl End {
@@ -91,6 +100,8 @@ impl End {
             )))),
             End::Shutdown => Failure::new(ConnectionLost::new(None)),
             End::Panicked(p) => Failure::new(p.clone()),
+            #[cfg(feature = "tls")]
+            End::Tls(e) => Failure::new(e.clone()),
         }
     }
 }
@@ -107,6 +118,8 @@ pub(crate) struct Conn<S> {
     host: Address,
     /// Flow control: the registered producer and the watermarks.
     producer: ProducerSlot,
+    #[cfg(feature = "tls")]
+    tls: tls::TlsSlot,
 }
 
 impl<S: StreamSocket> Conn<S> {
@@ -120,6 +133,8 @@ impl<S: StreamSocket> Conn<S> {
             peer,
             host,
             producer: ProducerSlot::default(),
+            #[cfg(feature = "tls")]
+            tls: tls::TlsSlot::default(),
         })
     }
 
@@ -193,6 +208,12 @@ impl<S: StreamSocket> Conn<S> {
             }
             if let Some(e) = self.write_error.borrow_mut().take() {
                 return Poll::Ready(End::Lost(e));
+            }
+            if self.has(DRAIN) && !self.has(DRAINED) {
+                self.set(DRAINED);
+                if let Err(p) = self.call(|| proto.drain(transport)) {
+                    return Poll::Ready(End::Panicked(p));
+                }
             }
             // Write side.
             if !self.wbuf.borrow().is_empty() {
@@ -290,6 +311,10 @@ impl<S: StreamSocket> Conn<S> {
                     Err(e) => return Err(End::Lost(e)),
                 }
             };
+            #[cfg(feature = "tls")]
+            if let Some(r) = self.tls_received(&buf[..n], proto, transport) {
+                return r;
+            }
             if n == 0 {
                 self.set(READ_CLOSED);
                 return self
@@ -359,6 +384,12 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
             // A pull producer is owed a call once this is sent, even if it goes out at once.
             self.notify();
         }
+        #[cfg(feature = "tls")]
+        if self.tls_write(data) {
+            // The ciphertext is in the write buffer: the watermarks apply to it.
+            self.producer.note_buffered(self.wbuf.borrow().len());
+            return;
+        }
         let mut buf = self.wbuf.borrow_mut();
         if buf.is_empty() && !self.has(IN_CALLBACK) {
             // Written from outside this connection's callbacks: send at once.
@@ -382,6 +413,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn lose_connection(&self) {
+        #[cfg(feature = "tls")]
+        if self.tls_close(crate::tls::layer::PendingClose::Full) {
+            return;
+        }
         self.set(LOSE);
         self.notify();
     }
@@ -392,6 +427,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn lose_write_connection(&self) {
+        #[cfg(feature = "tls")]
+        if self.tls_close(crate::tls::layer::PendingClose::Write) {
+            return;
+        }
         self.set(SHUT_WRITE_REQUESTED);
         self.notify();
     }
@@ -413,7 +452,18 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn disconnecting(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls_closing() {
+            return true;
+        }
         self.has(CLOSED | LOSE | ABORT | SHUTDOWN)
+    }
+
+    fn request_drain(&self) {
+        if !self.has(DRAIN | DRAINED | CLOSED) {
+            self.set(DRAIN);
+            self.notify();
+        }
     }
 
     fn pause_producing(&self) {
@@ -482,6 +532,22 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
+
+    #[cfg(feature = "tls")]
+    fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
+        let layer = context.layer_for(&self.peer).map_err(io::Error::other)?;
+        self.install_tls(layer)
+    }
+
+    #[cfg(feature = "tls")]
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.with_tls(|l| l.peer_certificate()).flatten()
+    }
+
+    #[cfg(feature = "tls")]
+    fn negotiated_protocol(&self) -> Option<Vec<u8>> {
+        self.with_tls(|l| l.negotiated_protocol()).flatten()
+    }
 }
 
 impl<S: StreamSocket> Disconnect for Conn<S> {
@@ -491,6 +557,15 @@ impl<S: StreamSocket> Disconnect for Conn<S> {
             w.wake_by_ref();
         }
     }
+}
+
+/// The protocol's type name for log lines, without the wrapper a listening port adds to
+/// count its connections.
+fn protocol_name<P>() -> &'static str {
+    let name = std::any::type_name::<P>();
+    name.strip_prefix("torsion::port::Tracked<")
+        .and_then(|inner| inner.strip_suffix('>'))
+        .unwrap_or(name)
 }
 
 /// Runs a connection from `connection_made` to `connection_lost`, and says how it ended.
@@ -519,10 +594,12 @@ pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
             poll_fn(|cx| conn.poll_drive(cx, &mut proto, &transport)).await
         }
     };
+    #[cfg(feature = "tls")]
+    let end = conn.tls_end(end);
     if let End::Panicked(p) = &end {
         crate::log::error_event(format_args!(
             "protocol {} for {} panicked ({}); closing that connection",
-            std::any::type_name::<P>(),
+            protocol_name::<P>(),
             conn.peer,
             p.message()
         ));
@@ -533,7 +610,7 @@ pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
     if let Err(p) = conn.call(|| proto.connection_lost(end.reason())) {
         crate::log::error_event(format_args!(
             "protocol {} for {} panicked in connection_lost ({})",
-            std::any::type_name::<P>(),
+            protocol_name::<P>(),
             conn.peer,
             p.message()
         ));

@@ -73,12 +73,70 @@ impl StreamSocket for TcpStream {
     }
 }
 
-fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+/// Socket options for a TCP listening port, beyond the address.
+///
+/// ```
+/// use torsion::tcp::ListenOptions;
+/// use torsion::{factory, Protocol, Reactor, Transport};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, t: &Transport, data: &[u8]) { t.write(data) }
+/// }
+///
+/// let r = Reactor::new();
+/// let options = ListenOptions::default().reuse_port(true);
+/// let a = r.listen_tcp_with(0, factory(|| Echo), "127.0.0.1", options).unwrap();
+/// let port = a.get_host().port().unwrap();
+/// // With SO_REUSEPORT on both, a second socket binds the same port; the kernel spreads
+/// // the incoming connections over the two.
+/// let b = r.listen_tcp_with(port, factory(|| Echo), "127.0.0.1", options).unwrap();
+/// assert_eq!(b.get_host().port(), Some(port));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ListenOptions {
+    /// Sets `SO_REUSEPORT`: several sockets (in one process or several) may listen on the
+    /// same address and port, each with its own accept queue, and the kernel balances new
+    /// connections between them. Every socket sharing the port must set it.
+    pub reuse_port: bool,
+    /// The listen backlog (Twisted's `backlog=`): how many connections the system queues
+    /// before they are accepted, capped by the system's `somaxconn`. Default 1024.
+    pub backlog: u32,
+}
+
+impl Default for ListenOptions {
+    fn default() -> ListenOptions {
+        ListenOptions {
+            reuse_port: false,
+            backlog: BACKLOG,
+        }
+    }
+}
+
+impl ListenOptions {
+    /// These options with `SO_REUSEPORT` on or off.
+    pub fn reuse_port(mut self, on: bool) -> ListenOptions {
+        self.reuse_port = on;
+        self
+    }
+
+    /// These options with another listen backlog.
+    pub fn backlog(mut self, backlog: u32) -> ListenOptions {
+        self.backlog = backlog;
+        self
+    }
+}
+
+fn bind_listener(addr: SocketAddr, options: ListenOptions) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if options.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    socket.listen(i32::try_from(options.backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
 }
 
@@ -112,19 +170,30 @@ impl Reactor {
         factory: F,
         interface: &str,
     ) -> Result<ListeningPort, Failure> {
-        self.listen_tcp_backlog(port, factory, interface, BACKLOG)
+        self.listen_tcp_with(port, factory, interface, ListenOptions::default())
     }
 
-    /// [`listen_tcp_on`](Self::listen_tcp_on) with a listen backlog (Twisted's `backlog=`):
-    /// how many connections the system queues before they are accepted (capped by the
-    /// system's `somaxconn`).
-    pub fn listen_tcp_backlog<F: Factory>(
+    /// [`listen_tcp_on`](Self::listen_tcp_on) with socket [`ListenOptions`] (such as
+    /// `SO_REUSEPORT`, for several reactor threads sharing one port).
+    pub fn listen_tcp_with<F: Factory>(
         &self,
         port: u16,
         factory: F,
         interface: &str,
-        backlog: u32,
+        options: ListenOptions,
     ) -> Result<ListeningPort, Failure> {
+        let (listener, host) = self.bind_tcp(port, interface, options)?;
+        crate::port::listen(self, listener, Address::Tcp(host), factory)
+    }
+
+    /// Binds a listening TCP socket on `interface:port`, for this reactor: the socket and
+    /// the address it got.
+    pub(crate) fn bind_tcp(
+        &self,
+        port: u16,
+        interface: &str,
+        options: ListenOptions,
+    ) -> Result<(TcpListener, SocketAddr), Failure> {
         let ip: IpAddr = interface
             .trim_matches(|c| c == '[' || c == ']')
             .parse()
@@ -138,7 +207,7 @@ impl Reactor {
                 )
             })?;
         let addr = SocketAddr::new(ip, port);
-        let std_listener = bind_listener(addr, backlog)
+        let std_listener = bind_listener(addr, options)
             .map_err(|e| CannotListenError::new(addr.to_string(), e))?;
         let listener = self
             .with_context(|| TcpListener::from_std(std_listener))
@@ -147,8 +216,7 @@ impl Reactor {
         let host = listener
             .local_addr()
             .map_err(|e| CannotListenError::new(addr.to_string(), e))?;
-
-        crate::port::listen(self, listener, Address::Tcp(host), factory)
+        Ok((listener, host))
     }
 
     /// Listens on a TCP socket that is already bound and listening (one inherited from
@@ -206,6 +274,20 @@ impl Reactor {
         timeout: f64,
         bind_address: Option<SocketAddr>,
     ) -> Connector {
+        self.connect_tcp_prepared(host, port, factory, timeout, bind_address, None)
+    }
+
+    /// [`connect_tcp_from`](Self::connect_tcp_from), with work done on each new connection
+    /// before its protocol is built (TLS installs its layer there).
+    pub(crate) fn connect_tcp_prepared<F: ClientFactory>(
+        &self,
+        host: &str,
+        port: u16,
+        factory: F,
+        timeout: f64,
+        bind_address: Option<SocketAddr>,
+        prepare: Option<Prepare>,
+    ) -> Connector {
         let factory = Rc::new(factory);
         let attempt_factory = factory.clone();
         let connector = Connector {
@@ -218,7 +300,7 @@ impl Reactor {
                 attempt: RefCell::new(None),
                 transport: RefCell::new(None),
                 start: Box::new(move |c: &Connector| {
-                    start_attempt(c, attempt_factory.clone(), bind_address)
+                    start_attempt(c, attempt_factory.clone(), bind_address, prepare.clone())
                 }),
             }),
         };
@@ -322,6 +404,20 @@ pub(crate) fn hook(what: &str, f: impl FnOnce()) {
     }
 }
 
+/// Calls a client-factory hook about `connector` with panics contained; the log line names
+/// the destination.
+pub(crate) fn connector_hook(connector: &Connector, what: &str, f: impl FnOnce()) {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+        crate::log::err(
+            &Failure::from_panic(p),
+            &format!(
+                "{what} panicked (connection to {}):",
+                connector.destination()
+            ),
+        );
+    }
+}
+
 /// Guards an attempt: if the attempt's task is dropped before it finishes (stop_connecting,
 /// reactor shutdown), the factory still hears that it failed.
 pub(crate) struct AttemptGuard<F: ClientFactory> {
@@ -336,7 +432,7 @@ impl<F: ClientFactory> AttemptGuard<F> {
         self.connector.inner.state.set(ConnectorState::Disconnected);
         self.connector.inner.attempt.borrow_mut().take();
         let (c, f) = (&self.connector, &self.factory);
-        hook("client_connection_failed", || {
+        connector_hook(c, "client_connection_failed", || {
             f.client_connection_failed(c, reason)
         });
     }
@@ -350,12 +446,17 @@ impl<F: ClientFactory> Drop for AttemptGuard<F> {
     }
 }
 
+/// Work done on a new outgoing connection (given the host it was asked for) before its
+/// protocol is built; an error fails the attempt.
+pub(crate) type Prepare = Rc<dyn Fn(&Conn<TcpStream>, &str) -> Result<(), Failure>>;
+
 fn start_attempt<F: ClientFactory>(
     connector: &Connector,
     factory: Rc<F>,
     bind_address: Option<SocketAddr>,
+    prepare: Option<Prepare>,
 ) {
-    hook("started_connecting", || {
+    connector_hook(connector, "started_connecting", || {
         factory.started_connecting(connector)
     });
     if connector.inner.state.get() != ConnectorState::Connecting {
@@ -393,6 +494,12 @@ fn start_attempt<F: ClientFactory>(
             }
         };
         let peer = Address::Tcp(peer);
+        let conn = Conn::new(stream, peer.clone(), Address::Tcp(host));
+        if let Some(prepare) = &prepare {
+            if let Err(f) = prepare(&conn, &c.inner.host) {
+                return guard.fail(f);
+            }
+        }
         let proto = match catch_unwind(AssertUnwindSafe(|| guard.factory.build_protocol(&peer))) {
             Ok(Some(p)) => p,
             Ok(None) => {
@@ -404,7 +511,6 @@ fn start_attempt<F: ClientFactory>(
         guard.armed = false;
         c.inner.attempt.borrow_mut().take();
         c.inner.state.set(ConnectorState::Connected);
-        let conn = Conn::new(stream, peer, Address::Tcp(host));
         let r = c.inner.reactor.clone();
         let keep = c.clone();
         let end = run_connection(&r, conn, proto, move |t| {
@@ -414,7 +520,7 @@ fn start_attempt<F: ClientFactory>(
         c.inner.transport.borrow_mut().take();
         c.inner.state.set(ConnectorState::Disconnected);
         let f = guard.factory.clone();
-        hook("client_connection_lost", || {
+        connector_hook(&c, "client_connection_lost", || {
             f.client_connection_lost(&c, end.reason())
         });
     };

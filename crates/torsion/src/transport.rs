@@ -135,6 +135,11 @@ pub trait TransportImpl {
         !self.is_connected()
     }
 
+    /// Asks the connection's protocol to finish its work and close, for a graceful shutdown:
+    /// the protocol's [`drain`](crate::Protocol::drain) runs soon on the connection's own task
+    /// (at most once). By default nothing happens (a transport that cannot reach its protocol).
+    fn request_drain(&self) {}
+
     /// Stops delivering received data until `resume_producing` (a transport is a producer).
     fn pause_producing(&self) {}
 
@@ -189,6 +194,31 @@ pub trait TransportImpl {
     /// Reads `SO_KEEPALIVE`.
     fn get_tcp_keep_alive(&self) -> io::Result<bool> {
         unsupported()
+    }
+
+    /// Switches a running connection to TLS (Twisted's `ITLSTransport.startTLS`), for
+    /// STARTTLS protocols: everything written before stays plaintext, everything after is
+    /// encrypted, and the handshake starts at once. Bytes already delivered to the protocol
+    /// stay with it as plaintext (a client that pipelines its handshake behind the STARTTLS
+    /// command cannot inject plaintext into the TLS session). A
+    /// [`ServerContext`](crate::tls::ServerContext) makes this end the TLS server, a
+    /// [`ClientContext`](crate::tls::ClientContext) the client. Fails on transports that
+    /// cannot (`Unsupported`), on a connection already using TLS or closing.
+    #[cfg(feature = "tls")]
+    fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
+        let _ = context;
+        unsupported()
+    }
+
+    /// The peer's TLS certificate (DER), once the handshake has delivered it; `None` on
+    /// plain connections and for a TLS client that showed none.
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// The application protocol TLS's ALPN agreed on (such as `b"h2"`), if any.
+    fn negotiated_protocol(&self) -> Option<Vec<u8>> {
+        None
     }
 }
 

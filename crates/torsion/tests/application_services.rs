@@ -277,7 +277,7 @@ fn endpoints_that_cannot_listen_yet_fail_clearly() {
     let unix = message("unix:/nonexistent-torsion-dir/endpoint-test.sock");
     assert!(unix.contains("nonexistent-torsion-dir"), "{unix}");
     let tls = message("tls:0:privateKey=key.pem");
-    assert!(tls.contains("TLS endpoints arrive"), "{tls}");
+    assert!(tls.contains("cannot read key.pem"), "{tls}");
     let systemd = message("systemd:domain=INET:index=0");
     assert!(
         systemd.contains("systemd") || systemd.contains("LISTEN_PID"),
@@ -298,9 +298,11 @@ fn endpoints_that_cannot_listen_yet_fail_clearly() {
     let bind = connect("tcp:127.0.0.1:1:bindAddress=nowhere");
     assert!(bind.check::<ConnectError>());
     assert!(bind.error_message().contains("bindAddress"));
-    assert!(connect("tls:example.com:443")
-        .error_message()
-        .contains("TLS"));
+    assert!(
+        connect("tls:example.com:443:trustRoots=/nonexistent/roots.pem")
+            .error_message()
+            .contains("cannot read /nonexistent/roots.pem")
+    );
 }
 
 #[test]

@@ -3,14 +3,37 @@
 //! the reactor and stops it on SIGINT or SIGTERM.
 //!
 //! ```text
-//! torsiond [-n|--nodaemon] [--log-level LEVEL] <PLUGIN> [plugin options]
+//! torsiond [RUNNER OPTIONS] <PLUGIN> [plugin options]
+//! torsiond --workers 4 --pidfile /run/web.pid --logfile /var/log/web.log web --port 8080
 //! torsiond web --path ./public --listen tcp:8080 --listen tcp:8443:interface=127.0.0.1
 //! torsiond echo --listen tcp:1033
 //! ```
 //!
+//! Runner options (before the plugin's name):
+//!
+//! | option | meaning |
+//! |---|---|
+//! | `-n`, `--nodaemon` | run in the foreground (accepted for `twistd` compatibility: always so) |
+//! | `--log-level LEVEL` | `trace`, `debug`, `info` (default), `warn` or `error` |
+//! | `--log-format text\|json` | text lines (default) or JSON lines |
+//! | `-l`, `--logfile PATH` | log to a file instead of standard output (`-`: standard output) |
+//! | `--log-rotate-size SIZE` | rotate the log file past SIZE bytes (`K`/`M`/`G` suffixes; default 10M; 0: never) |
+//! | `--log-rotate-daily` | also rotate the log file when the day (UTC) changes |
+//! | `--log-rotate-keep N` | rotated files kept: `PATH.1` (newest) to `PATH.N` (default 10) |
+//! | `--pidfile PATH` | write the process ID there; refuse to start if it names a live process |
+//! | `--workers N` | N threads, each with its own reactor and its own copy of the services, sharing TCP ports with `SO_REUSEPORT` (default 1) |
+//! | `--umask OCTAL` | the file-creation mask, set before anything is created (e.g. `022`) |
+//! | `--shutdown-timeout SECONDS` | how long a graceful stop waits for connections (default 10) |
+//!
+//! Stopping: SIGTERM or SIGINT stops gracefully. Every listening port closes at once (new
+//! connections are refused), each connection is asked to finish ([`Protocol::drain`]: an
+//! idle HTTP keep-alive connection closes at once, one in the middle of a response closes
+//! after it), and what is still open after `--shutdown-timeout` is cut. A second signal
+//! stops at once.
+//!
 //! Exit status: 0 after a clean stop, 2 for a usage error (an unknown option, a bad endpoint
-//! string), 1 for a failure at run time (a missing folder, a port in use). Errors are one line
-//! on standard error, prefixed with `torsiond:`.
+//! string), 1 for a failure at run time (a missing folder, a port in use, a live pidfile).
+//! Errors are one line on standard error, prefixed with `torsiond:`.
 //!
 //! # A runner with plugins of your own
 //!
@@ -50,28 +73,36 @@
 //! }
 //! ```
 
+pub mod logging;
+pub mod pidfile;
 pub mod portforward;
 
 use std::cell::Cell;
 use std::ffi::OsString;
 use std::fmt;
-use std::io::IsTerminal;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use torsion::application::{start_application, MultiService, Service, StreamServerEndpointService};
 use torsion::defer::{succeed, Deferred};
 use torsion::endpoints::{EndpointError, ServerDescription, ServerEndpoint};
 use torsion::protocol::Factory;
-use torsion::{factory, reactor, Protocol, Transport};
+use torsion::reactor::ReactorHandle;
+use torsion::{factory, reactor, Protocol, Reactor, Transport};
 use torsion_web::static_file::File;
 use torsion_web::Site;
 
 /// A kind of application `torsiond` can run (Twisted's `IServiceMaker`): a name for the
 /// command line, its options, and how to build the service tree from them.
-pub trait Plugin {
+///
+/// Plugins are shared by the worker threads (`--workers`), hence `Send + Sync`; the
+/// services they build stay on their thread and need not be.
+pub trait Plugin: Send + Sync {
     /// The name given on the command line (`torsiond NAME ...`).
     fn name(&self) -> &'static str;
 
@@ -82,8 +113,10 @@ pub trait Plugin {
     /// [`name`](Self::name) and [`description`](Self::description).
     fn command(&self) -> clap::Command;
 
-    /// Builds the service tree from the parsed options (Twisted's `makeService`). Called before
-    /// the reactor runs; the runner starts the tree when it does.
+    /// Builds the service tree from the parsed options (Twisted's `makeService`). Called once
+    /// per worker thread, on that thread, before its reactor runs; the runner starts the tree
+    /// when it does. Listening services made with [`listen_service`] share their TCP ports
+    /// between the workers and stop gracefully.
     ///
     /// # Errors
     /// A one-line message for the user: the runner prints it and exits with status 1.
@@ -102,21 +135,70 @@ pub fn builtin_plugins() -> Vec<Box<dyn Plugin>> {
 // ---------------------------------------------------------------------------------------
 // Exit status
 
+/// The process's exit status, set by [`fail`].
+static EXIT_CODE: AtomicU8 = AtomicU8::new(0);
+
+/// The messages [`fail`] printed (each once, however many workers report it).
+static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Every worker's reactor, so that a failure in one stops them all.
+static WORKERS: Mutex<Vec<ReactorHandle>> = Mutex::new(Vec::new());
+
+/// What the runner tells the services built on a worker thread.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    /// This thread's worker number, when there are several.
+    worker: Option<usize>,
+    /// How many workers share the ports.
+    workers: usize,
+    /// Seconds a graceful stop waits for connections.
+    shutdown_timeout: f64,
+}
+
+const DEFAULT_SHUTDOWN_TIMEOUT: f64 = 10.0;
+
 thread_local! {
-    static EXIT_CODE: Cell<u8> = const { Cell::new(0) };
+    static SETTINGS: Cell<Settings> = const {
+        Cell::new(Settings { worker: None, workers: 1, shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT })
+    };
     /// Set while a [`ListenService`] starts listening: the framework's multi-line report of a
     /// failure to listen is then left out below debug level, as [`fail`] prints it in one line.
     static QUIET_LISTEN: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Reports a failure at run time: prints `torsiond: MESSAGE` on standard error, makes the
-/// runner exit with status 1, and stops the reactor (if it runs).
+/// This thread's worker number when `torsiond` runs several workers (`--workers`); `None`
+/// with one worker, or outside the runner.
+pub fn current_worker() -> Option<usize> {
+    SETTINGS.with(Cell::get).worker
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reports a failure at run time: prints `torsiond: MESSAGE` on standard error (once, however
+/// many workers report the same), makes the runner exit with status 1, and stops every
+/// worker's reactor.
 pub fn fail(message: impl fmt::Display) {
-    say(format_args!("torsiond: {message}"));
-    EXIT_CODE.with(|c| c.set(1));
+    let message = message.to_string();
+    let first = {
+        let mut seen = lock(&FAILURES);
+        let first = !seen.contains(&message);
+        if first {
+            seen.push(message.clone());
+        }
+        first
+    };
+    if first {
+        say(format_args!("torsiond: {message}"));
+    }
+    EXIT_CODE.store(1, Ordering::SeqCst);
     let r = reactor();
     if r.running() {
         let _ = r.stop();
+    }
+    for handle in lock(&WORKERS).iter() {
+        handle.stop();
     }
 }
 
@@ -147,11 +229,31 @@ pub struct ListenService<F: Factory> {
 }
 
 impl<F: Factory> ListenService<F> {
-    /// A stopped service that will listen on `endpoint` with `factory`.
+    /// A stopped service that will listen on `endpoint` with `factory`. Stopping it is
+    /// graceful (see [`StreamServerEndpointService::set_drain_timeout`]) within the runner's
+    /// `--shutdown-timeout`; with several workers, TCP ports are opened with `SO_REUSEPORT`
+    /// so that every worker listens on the same port.
     pub fn new(endpoint: ServerEndpoint, factory: F) -> ListenService<F> {
-        ListenService {
-            inner: StreamServerEndpointService::new(endpoint, factory),
-        }
+        let settings = SETTINGS.with(Cell::get);
+        let endpoint = if settings.workers > 1 {
+            let any_port = matches!(
+                endpoint.description(),
+                ServerDescription::Tcp { port: 0, .. } | ServerDescription::Tcp6 { port: 0, .. }
+            );
+            if any_port && settings.worker == Some(0) {
+                tracing::warn!(
+                    "{endpoint}: with port 0 and --workers {}, each worker listens on a port of its own; name a port to share it",
+                    settings.workers
+                );
+            }
+            let options = endpoint.listen_options().reuse_port(true);
+            endpoint.with_listen_options(options)
+        } else {
+            endpoint
+        };
+        let inner = StreamServerEndpointService::new(endpoint, factory);
+        inner.set_drain_timeout(Some(settings.shutdown_timeout));
+        ListenService { inner }
     }
 
     /// The wrapped service.
@@ -248,8 +350,10 @@ fn multi_listen<F: Factory + Clone>(
 /// [`File`] behind a [`Site`] on each endpoint.
 ///
 /// Options: `--path DIR` (default `.`), `--listen ENDPOINT` (repeatable, default
-/// `tcp:8080`), `--port N` (Twisted's alias for `--listen tcp:N`, repeatable), and
-/// `--no-listing` (answer 403 for folders without an index page).
+/// `tcp:8080`), `--port N` (Twisted's alias for `--listen tcp:N`, repeatable),
+/// `--no-listing` (answer 403 for folders without an index page), and `--no-access-log`
+/// (by default each request is logged, in the combined log format, with the target
+/// `torsion_web::access`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WebPlugin;
 
@@ -287,6 +391,12 @@ impl Plugin for WebPlugin {
                     .action(ArgAction::SetTrue)
                     .help("Answer 403 for folders without an index page instead of listing them"),
             )
+            .arg(
+                Arg::new("no-access-log")
+                    .long("no-access-log")
+                    .action(ArgAction::SetTrue)
+                    .help("Do not log a line per request"),
+            )
     }
 
     fn make_service(&self, matches: &ArgMatches) -> Result<Rc<dyn Service>, String> {
@@ -308,6 +418,9 @@ impl Plugin for WebPlugin {
         }
         let listing = !matches.get_flag("no-listing");
         let site = Site::new(File::new(&path).directory_listing(listing));
+        if !matches.get_flag("no-access-log") {
+            site.set_access_log(|line| tracing::info!(target: "torsion_web::access", "{line}"));
+        }
         tracing::info!("serving {}", path.display());
         Ok(multi_listen(endpoints, site))
     }
@@ -357,6 +470,22 @@ impl Plugin for EchoPlugin {
 // ---------------------------------------------------------------------------------------
 // The runner
 
+/// Parses `--umask`: an octal mask up to `777`.
+fn parse_umask(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s.trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("'{s}' is not an octal file mode mask (000 to 777)")),
+    }
+}
+
+/// Parses `--shutdown-timeout`: seconds, 0 or more.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!("'{s}' is not a number of seconds")),
+    }
+}
+
 /// The top-level command: the runner's options and one subcommand per plugin.
 pub fn command(plugins: &[Box<dyn Plugin>]) -> Command {
     Command::new("torsiond")
@@ -378,7 +507,75 @@ pub fn command(plugins: &[Box<dyn Plugin>]) -> Command {
                 .value_name("LEVEL")
                 .value_parser(["trace", "debug", "info", "warn", "error"])
                 .default_value("info")
-                .help("The least severe log events shown on standard error"),
+                .help("The least severe log events written"),
+        )
+        .arg(
+            Arg::new("log-format")
+                .long("log-format")
+                .value_name("FORMAT")
+                .value_parser(["text", "json"])
+                .default_value("text")
+                .help("Log lines as text, or as JSON objects (timestamp, level, target, message, fields)"),
+        )
+        .arg(
+            Arg::new("logfile")
+                .short('l')
+                .long("logfile")
+                .value_name("PATH")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Log to this file instead of standard output ('-' for standard output)"),
+        )
+        .arg(
+            Arg::new("log-rotate-size")
+                .long("log-rotate-size")
+                .value_name("SIZE")
+                .value_parser(logging::parse_size)
+                .default_value("10M")
+                .help("Rotate the log file when it would grow past SIZE bytes (K, M, G suffixes; 0: never)"),
+        )
+        .arg(
+            Arg::new("log-rotate-daily")
+                .long("log-rotate-daily")
+                .action(ArgAction::SetTrue)
+                .help("Also rotate the log file when the day (UTC) changes"),
+        )
+        .arg(
+            Arg::new("log-rotate-keep")
+                .long("log-rotate-keep")
+                .value_name("N")
+                .value_parser(clap::value_parser!(u16))
+                .default_value("10")
+                .help("How many rotated log files to keep (PATH.1 is the newest)"),
+        )
+        .arg(
+            Arg::new("pidfile")
+                .long("pidfile")
+                .value_name("PATH")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Write the process ID to this file (removed at exit); refuse to start if it names a running process"),
+        )
+        .arg(
+            Arg::new("workers")
+                .long("workers")
+                .value_name("N")
+                .value_parser(clap::value_parser!(u16).range(1..=1024))
+                .default_value("1")
+                .help("Threads, each with its own reactor and copy of the services, sharing the TCP ports (SO_REUSEPORT)"),
+        )
+        .arg(
+            Arg::new("umask")
+                .long("umask")
+                .value_name("OCTAL")
+                .value_parser(parse_umask)
+                .help("The file mode creation mask, set before anything is created (e.g. 022)"),
+        )
+        .arg(
+            Arg::new("shutdown-timeout")
+                .long("shutdown-timeout")
+                .value_name("SECONDS")
+                .value_parser(parse_seconds)
+                .default_value("10")
+                .help("On SIGTERM/SIGINT, how long to let open connections finish before closing them"),
         )
         .subcommands(
             plugins
@@ -387,9 +584,127 @@ pub fn command(plugins: &[Box<dyn Plugin>]) -> Command {
         )
 }
 
+/// Brings the worker threads together after they built their services: none runs unless
+/// every one built its tree.
+struct Gate {
+    state: Mutex<GateState>,
+    turn: std::sync::Condvar,
+}
+
+struct GateState {
+    arrived: usize,
+    expected: usize,
+    errors: Vec<(usize, String)>,
+}
+
+impl Gate {
+    fn new(expected: usize) -> Gate {
+        Gate {
+            state: Mutex::new(GateState {
+                arrived: 0,
+                expected,
+                errors: Vec::new(),
+            }),
+            turn: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Worker `index` could not build its services.
+    fn error(&self, index: usize, message: String) {
+        lock(&self.state).errors.push((index, message));
+    }
+
+    /// Only `count` workers exist (a thread could not be started).
+    fn shrink(&self, count: usize, message: String) {
+        let mut state = lock(&self.state);
+        state.expected = count;
+        state.errors.push((count, message));
+        self.turn.notify_all();
+    }
+
+    /// Waits for every worker; true when all built their services.
+    fn wait(&self) -> bool {
+        let mut state = lock(&self.state);
+        state.arrived += 1;
+        self.turn.notify_all();
+        while state.arrived < state.expected {
+            state = self
+                .turn
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        state.errors.is_empty()
+    }
+
+    /// The first worker's error, if any failed.
+    fn first_error(&self) -> Option<String> {
+        let state = lock(&self.state);
+        state
+            .errors
+            .iter()
+            .min_by_key(|(i, _)| *i)
+            .map(|(_, m)| m.clone())
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
+/// One worker: its own reactor and its own copy of the plugin's services.
+fn worker(
+    index: usize,
+    settings: Settings,
+    plugin: &dyn Plugin,
+    matches: &ArgMatches,
+    gate: &Gate,
+) {
+    SETTINGS.with(|s| {
+        s.set(Settings {
+            worker: (settings.workers > 1).then_some(index),
+            ..settings
+        })
+    });
+    let r = Reactor::new();
+    let built = catch_unwind(AssertUnwindSafe(|| plugin.make_service(matches)))
+        .unwrap_or_else(|p| Err(format!("the plugin panicked: {}", panic_text(p.as_ref()))));
+    let root = match built {
+        Ok(root) => {
+            lock(&WORKERS).push(r.handle());
+            Some(root)
+        }
+        Err(message) => {
+            gate.error(index, format!("{}: {message}", plugin.name()));
+            None
+        }
+    };
+    if !gate.wait() {
+        return;
+    }
+    let Some(root) = root else { return };
+    start_application(&r, root);
+    if settings.workers > 1 {
+        r.call_when_running(|| tracing::debug!("worker running"));
+    }
+    if let Err(failure) = r.run() {
+        fail(failure.error_message());
+    }
+    // The application stopped here (a signal, or a service called `reactor().stop()`):
+    // the other workers stop too (a reactor already stopping ignores this).
+    for handle in lock(&WORKERS).iter() {
+        handle.stop();
+    }
+}
+
 /// Runs `torsiond` with `plugins` and the command line `args` (program name first): parses
-/// the options, builds the chosen plugin's service tree, runs it on this thread's reactor
-/// until SIGINT or SIGTERM, and returns the exit status.
+/// the options, sets the umask, starts logging, writes the pidfile, builds the chosen
+/// plugin's service tree on each worker thread, runs them until SIGINT or SIGTERM, and
+/// returns the exit status.
 pub fn run<I, T>(plugins: Vec<Box<dyn Plugin>>, args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
@@ -399,63 +714,102 @@ where
         Ok(m) => m,
         Err(e) => return usage_error(&e),
     };
-    let level = match matches.get_one::<String>("log-level").map(String::as_str) {
-        Some("trace") => tracing::Level::TRACE,
-        Some("debug") => tracing::Level::DEBUG,
-        Some("warn") => tracing::Level::WARN,
-        Some("error") => tracing::Level::ERROR,
-        _ => tracing::Level::INFO,
-    };
-    init_logging(level);
-
+    if let Some(&mask) = matches.get_one::<u32>("umask") {
+        // umask(2) cannot fail; rustix makes the call without `unsafe` in this crate.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
+    }
+    if let Err(message) = init_logging(&matches) {
+        say(format_args!("torsiond: {message}"));
+        return ExitCode::from(1);
+    }
     let Some((name, sub)) = matches.subcommand() else {
         say(format_args!(
             "torsiond: no plugin given (see torsiond --help)"
         ));
         return ExitCode::from(2);
     };
-    let plugin = plugins
-        .iter()
-        .find(|p| p.name() == name)
-        .expect("clap only accepts known plugins");
-    let root = match plugin.make_service(sub) {
-        Ok(root) => root,
-        Err(message) => {
-            say(format_args!("torsiond: {name}: {message}"));
-            return ExitCode::from(1);
-        }
+    let Some(plugin) = plugins.iter().find(|p| p.name() == name) else {
+        say(format_args!("torsiond: no plugin named {name}"));
+        return ExitCode::from(2);
     };
-    let r = reactor();
-    start_application(&r, root);
-    if let Err(failure) = r.run() {
-        say(format_args!("torsiond: {}", failure.error_message()));
+    let pidfile = match matches.get_one::<PathBuf>("pidfile") {
+        None => None,
+        Some(path) => match pidfile::PidFile::create(path) {
+            Ok(p) => Some(p),
+            Err(message) => {
+                say(format_args!("torsiond: {message}"));
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let settings = Settings {
+        worker: None,
+        workers: usize::from(*matches.get_one::<u16>("workers").unwrap_or(&1)),
+        shutdown_timeout: *matches
+            .get_one::<f64>("shutdown-timeout")
+            .unwrap_or(&DEFAULT_SHUTDOWN_TIMEOUT),
+    };
+    let gate = Gate::new(settings.workers);
+    let plugin: &dyn Plugin = plugin.as_ref();
+    std::thread::scope(|scope| {
+        for index in 1..settings.workers {
+            let (gate, plugin) = (&gate, plugin);
+            let spawned = std::thread::Builder::new()
+                .name(format!("torsiond-worker-{index}"))
+                .spawn_scoped(scope, move || worker(index, settings, plugin, sub, gate));
+            if let Err(e) = spawned {
+                gate.shrink(index, format!("cannot start worker thread {index}: {e}"));
+                break;
+            }
+        }
+        worker(0, settings, plugin, sub, &gate);
+    });
+    if let Some(message) = gate.first_error() {
+        say(format_args!("torsiond: {message}"));
         return ExitCode::from(1);
     }
     tracing::info!("stopped");
-    ExitCode::from(EXIT_CODE.with(Cell::get))
+    drop(pidfile);
+    ExitCode::from(EXIT_CODE.load(Ordering::SeqCst))
 }
 
-/// Logs to standard error at `level` and above.
-fn init_logging(level: tracing::Level) {
+/// Sends log events to standard output or a rotating file, as text or JSON lines.
+fn init_logging(matches: &ArgMatches) -> Result<(), String> {
     use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer as _;
+    let level = logging::level_of(
+        matches
+            .get_one::<String>("log-level")
+            .map_or("info", String::as_str),
+    );
+    let format = match matches.get_one::<String>("log-format").map(String::as_str) {
+        Some("json") => logging::LogFormat::Json,
+        _ => logging::LogFormat::Text,
+    };
+    let sink = match matches.get_one::<PathBuf>("logfile") {
+        Some(path) if path.as_os_str() != "-" => {
+            let size = *matches.get_one::<u64>("log-rotate-size").unwrap_or(&0);
+            let daily = matches.get_flag("log-rotate-daily");
+            let keep = usize::from(*matches.get_one::<u16>("log-rotate-keep").unwrap_or(&10));
+            let file = logging::RotatingFile::open(path, size, daily, keep)
+                .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
+            logging::LogSink::File(file)
+        }
+        _ => logging::LogSink::Stdout,
+    };
     let verbose = level >= tracing::Level::DEBUG;
-    let quiet = tracing_subscriber::filter::filter_fn(move |m| {
-        verbose
-            || !(m.target() == "torsion"
-                && *m.level() == tracing::Level::ERROR
-                && QUIET_LISTEN.with(Cell::get))
-    });
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_max_level(level)
-        .with_target(false)
-        // A failed write to stderr (closed by whoever started us) must not be reported by
-        // printing to stderr, which would panic.
-        .log_internal_errors(false)
-        .finish()
-        .with(quiet);
+    let filter = tracing_subscriber::filter::filter_fn(move |m| {
+        *m.level() <= level
+            && (verbose
+                || !(m.target() == "torsion"
+                    && *m.level() == tracing::Level::ERROR
+                    && QUIET_LISTEN.with(Cell::get)))
+    })
+    .with_max_level_hint(level);
+    let subscriber = tracing_subscriber::registry()
+        .with(logging::LogLayer::new(format, sink).with_filter(filter));
     let _ = tracing::subscriber::set_global_default(subscriber);
+    Ok(())
 }
 
 /// Prints a clap error: help and version in full on standard output (status 0), anything

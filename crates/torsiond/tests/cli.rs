@@ -69,20 +69,21 @@ fn run(args: &[&str]) -> Output {
     }
 }
 
-/// Starts a server and returns it with the ports of its first `count` "listening on" lines.
+/// Starts a server and returns it with the ports of its first `count` "listening on" lines
+/// (the log goes to standard output).
 fn start(args: &[&str], count: usize) -> (Running, Vec<u16>) {
     let mut child = torsiond()
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
     let running = Running(child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         // Reads to the end, so the server never writes into a closed pipe.
-        for line in BufReader::new(stderr).lines() {
+        for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             let _ = tx.send(line);
         }
@@ -276,18 +277,20 @@ fn echo_round_trip() {
 }
 
 #[test]
-fn a_closed_stderr_does_not_turn_shutdown_into_a_panic() {
+fn a_closed_stdout_and_stderr_do_not_turn_shutdown_into_a_panic() {
     use std::io::Read;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_torsiond"))
         .args(["echo", "--listen", "tcp:0:interface=127.0.0.1"])
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 1];
-    stderr.read_exact(&mut first).unwrap(); // it is running and logging
-    drop(stderr); // whoever started it stops reading
+    stdout.read_exact(&mut first).unwrap(); // it is running and logging
+                                            // Whoever started it stops reading: the log lines of the shutdown meet closed pipes.
+    drop(stdout);
+    drop(child.stderr.take());
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -185,6 +185,13 @@ pub trait LineReceiver: 'static {
     fn connection_lost(&mut self, reason: Failure) {
         let _ = reason;
     }
+
+    /// A graceful stop asks the connection to finish and close ([`Protocol::drain`]); by
+    /// default nothing (the connection is cut at the deadline). A handler that answers each
+    /// message as it arrives can simply `lose_connection` here.
+    fn drain(&mut self, transport: &mut LineTransport<'_>) {
+        let _ = transport;
+    }
 }
 
 /// The [`Protocol`] for a [`LineReceiver`]: splits bytes into lines and calls the handler.
@@ -369,6 +376,10 @@ impl<R: LineReceiver> Protocol for Lines<R> {
     fn connection_lost(&mut self, reason: Failure) {
         self.handler.connection_lost(reason);
     }
+
+    fn drain(&mut self, transport: &Transport) {
+        self.with_transport(transport, |h, t| h.drain(t));
+    }
 }
 
 /// A protocol of lines only, without raw mode (Twisted's `LineOnlyReceiver`): wrap it in
@@ -405,6 +416,13 @@ pub trait LineOnlyReceiver: 'static {
     /// The connection is gone.
     fn connection_lost(&mut self, reason: Failure) {
         let _ = reason;
+    }
+
+    /// A graceful stop asks the connection to finish and close ([`Protocol::drain`]); by
+    /// default nothing (the connection is cut at the deadline). A handler that answers each
+    /// message as it arrives can simply `lose_connection` here.
+    fn drain(&mut self, transport: &LineSender<'_>) {
+        let _ = transport;
     }
 }
 
@@ -493,5 +511,13 @@ impl<R: LineOnlyReceiver> Protocol for LineOnly<R> {
 
     fn connection_lost(&mut self, reason: Failure) {
         self.handler.connection_lost(reason);
+    }
+
+    fn drain(&mut self, transport: &Transport) {
+        let sender = LineSender {
+            transport,
+            delimiter: &self.delimiter,
+        };
+        self.handler.drain(&sender);
     }
 }

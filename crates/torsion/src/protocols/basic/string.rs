@@ -245,6 +245,13 @@ pub trait StringReceiver: 'static {
     fn connection_lost(&mut self, reason: Failure) {
         let _ = reason;
     }
+
+    /// A graceful stop asks the connection to finish and close ([`Protocol::drain`]); by
+    /// default nothing (the connection is cut at the deadline). A handler that answers each
+    /// message as it arrives can simply `lose_connection` here.
+    fn drain(&mut self, transport: &StringSender<'_, Self::Framing>) {
+        let _ = transport;
+    }
 }
 
 /// The [`Protocol`] for a [`StringReceiver`]: cuts frames and calls the handler.
@@ -338,5 +345,13 @@ impl<R: StringReceiver> Protocol for Strings<R> {
 
     fn connection_lost(&mut self, reason: Failure) {
         self.handler.connection_lost(reason);
+    }
+
+    fn drain(&mut self, transport: &Transport) {
+        let sender = StringSender {
+            transport,
+            framing: PhantomData,
+        };
+        self.handler.drain(&sender);
     }
 }

@@ -379,6 +379,11 @@ impl<P: Protocol, W: Wrapper> Protocol for ProtocolWrapper<P, W> {
         self.wrapping.wrapper.connection_made(&self.conn, next);
     }
 
+    fn drain(&mut self, transport: &Transport) {
+        let t = self.transport.clone().unwrap_or_else(|| transport.clone());
+        self.wrapped.drain(&t);
+    }
+
     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
         match &self.transport {
             Some(t) => {
@@ -538,6 +543,19 @@ impl<W: Wrapper> TransportImpl for WrappingTransport<W> {
 
     fn get_tcp_keep_alive(&self) -> io::Result<bool> {
         self.real().get_tcp_keep_alive()
+    }
+
+    #[cfg(feature = "tls")]
+    fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
+        self.real().start_tls(context)
+    }
+
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.real().peer_certificate()
+    }
+
+    fn negotiated_protocol(&self) -> Option<Vec<u8>> {
+        self.real().negotiated_protocol()
     }
 }
 

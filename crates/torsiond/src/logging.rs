@@ -1,0 +1,431 @@
+//! The runner's log (Twisted's `twistd --logfile` and `twisted.logger`'s JSON output), on
+//! [`tracing`]: every event at or above the chosen level becomes one line, as text or as a
+//! JSON object, written to standard output or to a file that rotates by size, by day, or
+//! both, keeping a number of rotated files.
+//!
+//! Text lines read `TIMESTAMP LEVEL [worker N] TARGET: MESSAGE key=value...`; JSON lines
+//! are objects with `timestamp`, `level`, `target`, `message`, `fields` (the event's other
+//! fields) and, with several workers, `worker`. Rotated files are named as Twisted's
+//! `LogFile` names them: `torsiond.log.1` is the newest, `torsiond.log.2` the one before.
+//!
+//! ```
+//! use torsiond::logging::RotatingFile;
+//!
+//! let dir = std::env::temp_dir().join(format!("torsiond-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let path = dir.join("app.log");
+//! // Rotate past 64 bytes, keep 2 old files, no daily rotation.
+//! let mut log = RotatingFile::open(&path, 64, false, 2).unwrap();
+//! for i in 0..10 {
+//!     log.write_line(format!("line {i} of a log that rotates by size\n").as_bytes()).unwrap();
+//! }
+//! assert!(path.exists());
+//! assert!(dir.join("app.log.1").exists());
+//! assert!(dir.join("app.log.2").exists());
+//! assert!(!dir.join("app.log.3").exists()); // only 2 kept
+//! std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+
+use std::fmt::{self, Write as _};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::layer::{Context, Layer};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A log file that rotates: when a line would take it past `max_size` bytes, or when the
+/// day (UTC) changed since its last line, the file is renamed to `NAME.1` (older ones move
+/// up to `NAME.2`, ... and the oldest past `keep` is deleted) and a new one is started.
+#[derive(Debug)]
+pub struct RotatingFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_size: u64,
+    daily: bool,
+    day: u64,
+    keep: usize,
+}
+
+/// Days since the Unix epoch, UTC.
+fn day_of(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
+}
+
+impl RotatingFile {
+    /// Opens (appending to) or creates `path`. `max_size` 0 never rotates by size; `daily`
+    /// rotates at the first line of a new day; `keep` is how many rotated files are kept (0:
+    /// the file is emptied instead of rotated).
+    ///
+    /// # Errors
+    /// The file cannot be opened or created.
+    pub fn open(path: &Path, max_size: u64, daily: bool, keep: usize) -> io::Result<RotatingFile> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let meta = file.metadata()?;
+        let day = meta
+            .modified()
+            .ok()
+            .filter(|_| meta.len() > 0)
+            .map_or_else(|| day_of(SystemTime::now()), day_of);
+        Ok(RotatingFile {
+            path: path.to_owned(),
+            file,
+            size: meta.len(),
+            max_size,
+            daily,
+            day,
+            keep,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one line (which should end with a newline), rotating first if it is due.
+    ///
+    /// # Errors
+    /// Writing, renaming or creating the file failed.
+    pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.write_line_at(line, SystemTime::now())
+    }
+
+    /// [`write_line`](Self::write_line) as if the time were `now`.
+    fn write_line_at(&mut self, line: &[u8], now: SystemTime) -> io::Result<()> {
+        let today = day_of(now);
+        let len = line.len() as u64;
+        let too_big = self.max_size > 0 && self.size > 0 && self.size + len > self.max_size;
+        let new_day = self.daily && self.size > 0 && today != self.day;
+        if too_big || new_day {
+            self.rotate()?;
+        }
+        self.day = today;
+        self.file.write_all(line)?;
+        self.size += len;
+        Ok(())
+    }
+
+    fn numbered(&self, n: usize) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    }
+
+    /// Moves the current file to `NAME.1` (and the older ones up), and starts a new one.
+    fn rotate(&mut self) -> io::Result<()> {
+        if self.keep > 0 {
+            match fs::remove_file(self.numbered(self.keep)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            for n in (1..self.keep).rev() {
+                match fs::rename(self.numbered(n), self.numbered(n + 1)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            fs::rename(&self.path, self.numbered(1))?;
+        }
+        self.file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// Where log lines go.
+#[derive(Debug)]
+pub enum LogSink {
+    /// Standard output.
+    Stdout,
+    /// A rotating file.
+    File(RotatingFile),
+}
+
+impl LogSink {
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        match self {
+            LogSink::Stdout => {
+                let mut out = io::stdout().lock();
+                out.write_all(line)?;
+                out.flush()
+            }
+            LogSink::File(f) => f.write_line(line),
+        }
+    }
+}
+
+/// The `tracing` layer that writes the runner's log lines. Lines from every worker thread
+/// go through one lock, so they never interleave.
+#[derive(Debug)]
+pub struct LogLayer {
+    format: LogFormat,
+    sink: Mutex<LogSink>,
+    /// Whether a failed write was reported already (once, on standard error).
+    reported: std::sync::atomic::AtomicBool,
+}
+
+impl LogLayer {
+    /// A layer writing `format` lines to `sink`.
+    pub fn new(format: LogFormat, sink: LogSink) -> LogLayer {
+        LogLayer {
+            format,
+            sink: Mutex::new(sink),
+            reported: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Formats one event as a line (with its newline).
+    fn line(&self, event: &Event<'_>, worker: Option<usize>) -> String {
+        let meta = event.metadata();
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let mut timestamp = String::with_capacity(32);
+        let _ =
+            tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut timestamp));
+        match self.format {
+            LogFormat::Text => {
+                let mut line = format!("{timestamp} {:>5} ", meta.level());
+                if let Some(w) = worker {
+                    let _ = write!(line, "[worker {w}] ");
+                }
+                let _ = write!(line, "{}: {}", meta.target(), fields.message);
+                for (name, value) in &fields.rest {
+                    match value {
+                        Value::String(s) => {
+                            let _ = write!(line, " {name}={s}");
+                        }
+                        other => {
+                            let _ = write!(line, " {name}={other}");
+                        }
+                    }
+                }
+                line.push('\n');
+                line
+            }
+            LogFormat::Json => {
+                // Written by hand so the keys come in this order; values escaped by serde_json.
+                let text = |v: &str| Value::String(v.to_owned()).to_string();
+                let mut line = format!(
+                    "{{\"timestamp\":{},\"level\":{},\"target\":{},\"message\":{},\"fields\":{}",
+                    text(&timestamp),
+                    text(meta.level().as_str()),
+                    text(meta.target()),
+                    Value::String(fields.message),
+                    Value::Object(fields.rest),
+                );
+                if let Some(w) = worker {
+                    let _ = write!(line, ",\"worker\":{w}");
+                }
+                line.push_str("}\n");
+                line
+            }
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for LogLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let line = self.line(event, crate::current_worker());
+        let mut sink = match self.sink.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Err(e) = sink.write_line(line.as_bytes()) {
+            if !self
+                .reported
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                let _ = writeln!(io::stderr(), "torsiond: cannot write the log: {e}");
+            }
+        }
+    }
+}
+
+/// An event's message and other fields.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    rest: Map<String, Value>,
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: Value) {
+        if field.name() == "message" {
+            match value {
+                Value::String(s) => self.message = s,
+                other => self.message = other.to_string(),
+            }
+        } else {
+            self.rest.insert(field.name().to_owned(), value);
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, Value::String(format!("{value:?}")));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, Value::String(value.to_owned()));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, Value::from(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, Value::from(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, Value::from(value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, Value::from(value));
+    }
+}
+
+/// Parses a size: a number of bytes, optionally with a `K`, `M` or `G` suffix (powers of
+/// 1024). `0` means never.
+///
+/// # Errors
+/// A message naming what is wrong.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
+        _ => (t, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => {
+            return Err(format!(
+                "'{s}' is not a size (bytes, or a number with K, M or G)"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (bytes, or a number with K, M or G)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// The level a `--log-level` value names.
+pub(crate) fn level_of(name: &str) -> Level {
+    match name {
+        "trace" => Level::TRACE,
+        "debug" => Level::DEBUG,
+        "warn" => Level::WARN,
+        "error" => Level::ERROR,
+        _ => Level::INFO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1500"), Ok(1500));
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert_eq!(parse_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5T").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn keep_zero_empties_instead_of_rotating() {
+        let dir = std::env::temp_dir().join(format!("torsiond-unit-{}-k0", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.log");
+        let mut f = RotatingFile::open(&path, 10, false, 0).unwrap();
+        f.write_line(b"0123456789\n").unwrap();
+        f.write_line(b"abc\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "abc\n");
+        assert!(!dir.join("x.log.1").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_new_day_rotates_when_daily() {
+        let dir = std::env::temp_dir().join(format!("torsiond-unit-{}-day", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.log");
+        let day = std::time::Duration::from_secs(86_400);
+        let monday = UNIX_EPOCH + day * 20_000 + std::time::Duration::from_secs(3600);
+        let mut f = RotatingFile::open(&path, 0, true, 5).unwrap();
+        f.write_line_at(b"monday 1\n", monday).unwrap();
+        f.write_line_at(b"monday 2\n", monday + std::time::Duration::from_secs(7200))
+            .unwrap();
+        f.write_line_at(b"tuesday\n", monday + day).unwrap();
+        f.write_line_at(b"thursday\n", monday + day * 3).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "thursday\n");
+        assert_eq!(
+            fs::read_to_string(dir.join("x.log.1")).unwrap(),
+            "tuesday\n"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("x.log.2")).unwrap(),
+            "monday 1\nmonday 2\n"
+        );
+        // Without `daily`, days do not matter.
+        let other = dir.join("y.log");
+        let mut g = RotatingFile::open(&other, 0, false, 5).unwrap();
+        g.write_line_at(b"a\n", monday).unwrap();
+        g.write_line_at(b"b\n", monday + day).unwrap();
+        assert_eq!(fs::read_to_string(&other).unwrap(), "a\nb\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reopening_appends_and_counts_the_size() {
+        let dir = std::env::temp_dir().join(format!("torsiond-unit-{}-re", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.log");
+        RotatingFile::open(&path, 0, false, 3)
+            .unwrap()
+            .write_line(b"first\n")
+            .unwrap();
+        let mut f = RotatingFile::open(&path, 8, false, 3).unwrap();
+        f.write_line(b"second\n").unwrap(); // 6 + 7 > 8: rotates first
+        assert_eq!(fs::read_to_string(&path).unwrap(), "second\n");
+        assert_eq!(fs::read_to_string(dir.join("x.log.1")).unwrap(), "first\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
