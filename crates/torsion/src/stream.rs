@@ -46,6 +46,18 @@ pub(crate) trait StreamSocket: 'static {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Reads what is there, or registers for readiness. Sockets whose readiness can be
+    /// cleared after a short read (tokio's `AsyncRead`) override it, which saves the read
+    /// that would only return `EAGAIN` after every message.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        loop {
+            std::task::ready!(self.poll_read_ready(cx))?;
+            match self.try_read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return Poll::Ready(r),
+            }
+        }
+    }
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     fn shutdown_write(&self) -> io::Result<()>;
     fn set_no_delay(&self, _on: bool) -> io::Result<()> {
@@ -265,23 +277,15 @@ impl<S: StreamSocket> Conn<S> {
                 // Closing (as Twisted, stop reading once lose_connection is called) or paused.
                 break;
             }
-            let ready = match self.sock.borrow().as_ref() {
-                Some(s) => s.poll_read_ready(cx),
-                None => return Poll::Ready(End::Done),
-            };
-            match ready {
-                Poll::Pending => break,
-                Poll::Ready(Err(e)) => return Poll::Ready(End::Lost(e)),
-                Poll::Ready(Ok(())) => {}
-            }
             if reads >= READS_PER_POLL {
                 // Fair share used: let other connections run, then come back.
                 cx.waker().wake_by_ref();
                 break;
             }
             reads += 1;
-            match self.read_once(proto, transport) {
-                Ok(()) => {}
+            match self.read_once(cx, proto, transport) {
+                Ok(true) => {}
+                Ok(false) => break,
                 Err(end) => return Poll::Ready(end),
             }
         }
@@ -293,35 +297,48 @@ impl<S: StreamSocket> Conn<S> {
         Poll::Pending
     }
 
-    /// One read into the shared buffer and one delivery to the protocol.
-    fn read_once<P: Protocol>(&self, proto: &mut P, transport: &Transport) -> Result<(), End> {
+    /// One read into the shared buffer and one delivery to the protocol; `Ok(false)` when
+    /// there was nothing to read (the task is registered for readiness then).
+    fn read_once<P: Protocol>(
+        &self,
+        cx: &mut Context<'_>,
+        proto: &mut P,
+        transport: &Transport,
+    ) -> Result<bool, End> {
         READ_BUF.with_borrow_mut(|buf| {
             if buf.len() < READ_BUF_SIZE {
                 buf.resize(READ_BUF_SIZE, 0);
             }
             let n = {
-                let sock = self.sock.borrow();
-                let Some(sock) = sock.as_ref() else {
+                let mut sock = self.sock.borrow_mut();
+                let Some(sock) = sock.as_mut() else {
                     return Err(End::Done);
                 };
-                match sock.try_read(buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-                    Err(e) => return Err(End::Lost(e)),
+                match sock.poll_read(cx, buf) {
+                    Poll::Pending => return Ok(false),
+                    Poll::Ready(Ok(n)) => n,
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Ok(true)
+                    }
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                        return Ok(true)
+                    }
+                    Poll::Ready(Err(e)) => return Err(End::Lost(e)),
                 }
             };
             #[cfg(feature = "tls")]
             if let Some(r) = self.tls_received(&buf[..n], proto, transport) {
-                return r;
+                return r.map(|()| true);
             }
             if n == 0 {
                 self.set(READ_CLOSED);
                 return self
                     .call(|| proto.read_connection_lost(transport))
+                    .map(|()| true)
                     .map_err(End::Panicked);
             }
             self.call(|| proto.data_received(transport, &buf[..n]))
+                .map(|()| true)
                 .map_err(End::Panicked)
         })
     }
