@@ -36,11 +36,28 @@ fn deep<R>(f: impl FnOnce() -> R) -> R {
     stacker::maybe_grow(RED_ZONE, SEGMENT, f)
 }
 
-pub(crate) struct Node<T> {
+/// A node of a chain: the slot holding its result or continuation, and `X`, whatever else
+/// the node carries. The root of a chain carries nothing (`()`); every later node carries the
+/// step that computes its result from the previous node's ([`StepCell`]), so adding a callback
+/// costs one allocation: the node and its step live in the same `Rc`.
+pub(crate) struct Node<T, X> {
     slot: RefCell<Slot<T>>,
+    extra: X,
 }
 
-struct Slot<T> {
+/// A node seen from its value type: what a [`Deferred<T>`] and a [`Trigger<T>`] hold.
+pub(crate) trait Link<T>: Upstream + Any {
+    fn slot(&self) -> &RefCell<Slot<T>>;
+}
+
+/// A node waiting for the previous node's outcome, whatever its own value type.
+trait Listener<T> {
+    fn run(self: Rc<Self>, out: Outcome<T>);
+}
+
+type NodeRef<T> = Rc<dyn Link<T>>;
+
+pub(crate) struct Slot<T> {
     /// Fired (or cancelled): no more firing accepted.
     fired: bool,
     /// Cancelled: later firings are silently ignored, as in Twisted.
@@ -53,9 +70,25 @@ struct Slot<T> {
     upstream: Option<Weak<dyn Upstream>>,
 }
 
+impl<T> Slot<T> {
+    fn new() -> RefCell<Slot<T>> {
+        RefCell::new(Slot {
+            fired: false,
+            cancelled: false,
+            result: None,
+            waiter: Waiter::Nobody,
+            canceller: None,
+            upstream: None,
+        })
+    }
+}
+
 enum Waiter<T> {
     Nobody,
+    /// A continuation (awaiting a chained Deferred, `on_result`, lists).
     Then(Box<dyn FnOnce(Outcome<T>)>),
+    /// The next node of the chain, which runs its step with this outcome.
+    Next(Rc<dyn Listener<T>>),
     Task(Waker),
 }
 
@@ -64,9 +97,50 @@ pub(crate) trait Upstream {
     fn cancel_node(self: Rc<Self>);
 }
 
-impl<T: 'static> Upstream for Node<T> {
+impl<T: 'static, X: 'static> Link<T> for Node<T, X> {
+    fn slot(&self) -> &RefCell<Slot<T>> {
+        &self.slot
+    }
+}
+
+impl<T: 'static, X: 'static> Upstream for Node<T, X> {
     fn cancel_node(self: Rc<Self>) {
-        cancel(&self);
+        let node: NodeRef<T> = self;
+        cancel(&node);
+    }
+}
+
+/// The step a non-root node runs: taken out when the previous node fires.
+struct StepCell<F>(Cell<Option<F>>);
+
+impl<T: 'static, U: 'static, F> Listener<T> for Node<U, StepCell<F>>
+where
+    F: FnOnce(Outcome<T>) -> Step<U> + 'static,
+{
+    fn run(self: Rc<Self>, out: Outcome<T>) {
+        let Some(step) = self.extra.0.take() else {
+            return;
+        };
+        let step = catch_unwind(AssertUnwindSafe(move || step(out)))
+            .unwrap_or_else(|payload| Step::Done(Err(Failure::from_panic(payload))));
+        let target: NodeRef<U> = self;
+        match step {
+            Step::Done(out) => {
+                let _ = fire(&target, out, "callback");
+            }
+            Step::Chain(inner) => {
+                {
+                    let mut t = target.slot().borrow_mut();
+                    if !t.fired {
+                        let up: Weak<dyn Link<U>> = Rc::downgrade(&inner.node);
+                        t.upstream = Some(up);
+                    }
+                }
+                attach(inner.node, move |out| {
+                    let _ = fire(&target, out, "callback");
+                });
+            }
+        }
     }
 }
 
@@ -79,7 +153,7 @@ pub(crate) fn unhandled_failures() -> u64 {
     UNHANDLED.get()
 }
 
-impl<T> Drop for Node<T> {
+impl<T, X> Drop for Node<T, X> {
     fn drop(&mut self) {
         let slot = self.slot.get_mut();
         if let Some(Err(failure)) = slot.result.take() {
@@ -91,37 +165,26 @@ impl<T> Drop for Node<T> {
         }
         // Dropping a continuation drops the rest of the chain: recursion as deep as the chain.
         let waiter = std::mem::replace(&mut slot.waiter, Waiter::Nobody);
-        if matches!(waiter, Waiter::Then(_)) {
+        if matches!(waiter, Waiter::Then(_) | Waiter::Next(_)) {
             deep(move || drop(waiter));
         }
     }
 }
 
-fn new_node<T>() -> Rc<Node<T>> {
+fn new_node<T: 'static>() -> NodeRef<T> {
     Rc::new(Node {
-        slot: RefCell::new(Slot {
-            fired: false,
-            cancelled: false,
-            result: None,
-            waiter: Waiter::Nobody,
-            canceller: None,
-            upstream: None,
-        }),
+        slot: Slot::new(),
+        extra: (),
     })
-}
-
-/// Runs a continuation (and, through it, the rest of the chain).
-fn run_continuation<T: 'static>(k: Box<dyn FnOnce(Outcome<T>)>, out: Outcome<T>) {
-    deep(move || k(out));
 }
 
 /// Fires `node`. Firing a cancelled node is silently ignored.
 fn fire<T: 'static>(
-    node: &Rc<Node<T>>,
+    node: &NodeRef<T>,
     out: Outcome<T>,
     what: &'static str,
 ) -> Result<(), AlreadyCalledError> {
-    let mut s = node.slot.borrow_mut();
+    let mut s = node.slot().borrow_mut();
     if s.fired {
         return if s.cancelled {
             Ok(())
@@ -135,7 +198,12 @@ fn fire<T: 'static>(
     match mem::replace(&mut s.waiter, Waiter::Nobody) {
         Waiter::Then(k) => {
             drop(s);
-            run_continuation(k, out);
+            // Runs the rest of the chain.
+            deep(move || k(out));
+        }
+        Waiter::Next(next) => {
+            drop(s);
+            deep(move || next.run(out));
         }
         Waiter::Task(waker) => {
             s.result = Some(out);
@@ -148,24 +216,38 @@ fn fire<T: 'static>(
     Ok(())
 }
 
-/// Runs `k` with the node's result now if it has one, or when it fires.
-fn attach<T: 'static>(node: Rc<Node<T>>, k: impl FnOnce(Outcome<T>) + 'static) {
-    let mut s = node.slot.borrow_mut();
+/// Takes the node's result if it has one; otherwise leaves `waiter()` to receive it.
+fn take_or_wait<T: 'static>(
+    node: &NodeRef<T>,
+    waiter: impl FnOnce() -> Waiter<T>,
+) -> Option<Outcome<T>> {
+    let mut s = node.slot().borrow_mut();
     if let Some(out) = s.result.take() {
-        drop(s);
-        k(out);
+        Some(out)
     } else {
         assert!(
             !s.fired,
             "the result of this Deferred was already taken (by .await or result())"
         );
-        s.waiter = Waiter::Then(Box::new(k));
+        s.waiter = waiter();
+        None
     }
 }
 
-fn cancel<T: 'static>(node: &Rc<Node<T>>) {
+/// Runs `k` with the node's result now if it has one, or when it fires.
+fn attach<T: 'static>(node: NodeRef<T>, k: impl FnOnce(Outcome<T>) + 'static) {
+    let mut k = Some(k);
+    if let Some(out) = take_or_wait(&node, || {
+        let k = k.take().expect("unused");
+        Waiter::Then(Box::new(k))
+    }) {
+        (k.take().expect("unused"))(out);
+    }
+}
+
+fn cancel<T: 'static>(node: &NodeRef<T>) {
     let (canceller, upstream) = {
-        let mut s = node.slot.borrow_mut();
+        let mut s = node.slot().borrow_mut();
         if s.fired {
             return;
         }
@@ -182,11 +264,11 @@ fn cancel<T: 'static>(node: &Rc<Node<T>>) {
     } else if let Some(up) = upstream.and_then(|w| w.upgrade()) {
         deep(move || up.cancel_node());
     }
-    let mut s = node.slot.borrow_mut();
+    let mut s = node.slot().borrow_mut();
     if !s.fired {
         drop(s);
         let _ = fire(node, Err(Failure::new(CancelledError)), "cancel");
-        s = node.slot.borrow_mut();
+        s = node.slot().borrow_mut();
     }
     // Whatever the chain does later, this node has been dealt with.
     s.cancelled = true;
@@ -203,7 +285,7 @@ enum Step<U> {
 /// See the [module documentation](crate::defer) for the callback rules. A `Deferred` is not
 /// `Clone`: a chain has one end. Keep a [`Trigger`] to fire it, and chain on the `Deferred`.
 pub struct Deferred<T> {
-    pub(crate) node: Rc<Node<T>>,
+    pub(crate) node: NodeRef<T>,
     /// Keeps the chain's root (and so the whole chain up to this node) alive while this end
     /// is held, so cancellation can reach a root nobody else holds.
     anchor: Option<Rc<dyn Any>>,
@@ -215,7 +297,7 @@ pub struct Deferred<T> {
 /// [`errback`](Trigger::errback), so one trigger cannot fire twice. Keep it in an `Option` and
 /// `take()` it when the answer may come more than once (seed 002's `ReverseClientProtocol`).
 pub struct Trigger<T> {
-    node: Rc<Node<T>>,
+    node: NodeRef<T>,
 }
 
 impl<T: 'static> Default for Deferred<T> {
@@ -245,7 +327,7 @@ impl<T: 'static> Deferred<T> {
     /// its own; if it does not, the Deferred fails with [`CancelledError`].
     pub fn with_canceller(canceller: impl FnOnce(Trigger<T>) + 'static) -> Deferred<T> {
         let d = Deferred::new();
-        d.node.slot.borrow_mut().canceller = Some(Box::new(canceller));
+        d.node.slot().borrow_mut().canceller = Some(Box::new(canceller));
         d
     }
 
@@ -291,14 +373,14 @@ impl<T: 'static> Deferred<T> {
 
     /// True once the Deferred has fired (Twisted's `d.called`).
     pub fn called(&self) -> bool {
-        self.node.slot.borrow().fired
+        self.node.slot().borrow().fired
     }
 
     /// Takes the result out if the Deferred has fired (for tests and synchronous code, like
     /// trial's `successResultOf`). Returns `None` if it has not fired yet. Afterwards the
     /// Deferred is spent: its failure, if any, is now yours to handle.
     pub fn result(&self) -> Option<Result<T, Failure>> {
-        self.node.slot.borrow_mut().result.take()
+        self.node.slot().borrow_mut().result.take()
     }
 
     /// Cancels the Deferred (Twisted's `d.cancel()`): if it has not fired, its canceller runs
@@ -312,38 +394,26 @@ impl<T: 'static> Deferred<T> {
         self,
         step: impl FnOnce(Outcome<T>) -> Step<U> + 'static,
     ) -> Deferred<U> {
-        let child: Rc<Node<U>> = new_node();
+        let child = Rc::new(Node {
+            slot: Slot::new(),
+            extra: StepCell(Cell::new(Some(step))),
+        });
         let mut anchor = None;
-        if !self.node.slot.borrow().fired {
-            let up: Weak<Node<T>> = Rc::downgrade(&self.node);
+        if !self.node.slot().borrow().fired {
+            let up: Weak<dyn Link<T>> = Rc::downgrade(&self.node);
             child.slot.borrow_mut().upstream = Some(up);
             anchor = Some(match self.anchor {
                 Some(a) => a,
                 None => self.node.clone() as Rc<dyn Any>,
             });
         }
-        let target = child.clone();
-        attach(self.node, move |out| {
-            let step = catch_unwind(AssertUnwindSafe(move || step(out)))
-                .unwrap_or_else(|payload| Step::Done(Err(Failure::from_panic(payload))));
-            match step {
-                Step::Done(out) => {
-                    let _ = fire(&target, out, "callback");
-                }
-                Step::Chain(inner) => {
-                    {
-                        let mut t = target.slot.borrow_mut();
-                        if !t.fired {
-                            let up: Weak<Node<U>> = Rc::downgrade(&inner.node);
-                            t.upstream = Some(up);
-                        }
-                    }
-                    attach(inner.node, move |out| {
-                        let _ = fire(&target, out, "callback");
-                    });
-                }
-            }
-        });
+        let listener: Rc<dyn Listener<T>> = child.clone();
+        let mut listener = Some(listener);
+        if let Some(out) = take_or_wait(&self.node, || {
+            Waiter::Next(listener.take().expect("unused"))
+        }) {
+            listener.take().expect("unused").run(out);
+        }
         Deferred {
             node: child,
             anchor,
@@ -420,7 +490,7 @@ impl<T: 'static> Deferred<T> {
         let timer = clock.call_later_boxed(
             seconds,
             Box::new(move || {
-                if !node.slot.borrow().fired {
+                if !node.slot().borrow().fired {
                     flag.set(true);
                     cancel(&node);
                 }
@@ -445,7 +515,7 @@ impl<T: 'static> Deferred<T> {
     }
 
     pub(crate) fn weak_upstream(&self) -> Weak<dyn Upstream> {
-        let w: Weak<Node<T>> = Rc::downgrade(&self.node);
+        let w: Weak<dyn Link<T>> = Rc::downgrade(&self.node);
         w
     }
 
@@ -453,7 +523,7 @@ impl<T: 'static> Deferred<T> {
     pub(crate) fn anchor(&self) -> Rc<dyn Any> {
         match &self.anchor {
             Some(a) => a.clone(),
-            None => self.node.clone(),
+            None => self.node.clone() as Rc<dyn Any>,
         }
     }
 }
@@ -499,7 +569,7 @@ impl<T: 'static> Trigger<T> {
 
     /// True once the Deferred has fired or been cancelled.
     pub fn is_called(&self) -> bool {
-        self.node.slot.borrow().fired
+        self.node.slot().borrow().fired
     }
 }
 
@@ -507,7 +577,7 @@ impl<T: 'static> Future for Deferred<T> {
     type Output = Result<T, Failure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut s = self.node.slot.borrow_mut();
+        let mut s = self.node.slot().borrow_mut();
         if let Some(out) = s.result.take() {
             return Poll::Ready(out);
         }
@@ -520,9 +590,9 @@ impl<T: 'static> Future for Deferred<T> {
     }
 }
 
-impl<T> fmt::Debug for Deferred<T> {
+impl<T: 'static> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.node.slot.borrow();
+        let s = self.node.slot().borrow();
         let state = match (&s.result, s.fired) {
             (Some(Ok(_)), _) => "fired with a value",
             (Some(Err(_)), _) => "fired with a failure",
@@ -533,10 +603,10 @@ impl<T> fmt::Debug for Deferred<T> {
     }
 }
 
-impl<T> fmt::Debug for Trigger<T> {
+impl<T: 'static> fmt::Debug for Trigger<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Trigger")
-            .field("called", &self.node.slot.borrow().fired)
+            .field("called", &self.node.slot().borrow().fired)
             .finish()
     }
 }
