@@ -157,13 +157,16 @@ impl TimerCore {
         }
     }
 
+    /// A delay in seconds as nanoseconds, rounded to the nearest; negative and NaN delays are
+    /// 0, and delays beyond ~146 years are capped (a deadline never overflows).
     fn delay_ns(seconds: f64) -> u64 {
-        if seconds.is_nan() || seconds <= 0.0 {
-            0
+        const CAP: u64 = u64::MAX / 2;
+        let ns = seconds * 1e9 + 0.5;
+        if ns >= 1.0 {
+            // `as` saturates, so a huge or infinite delay lands on the cap.
+            (ns as u64).min(CAP)
         } else {
-            Duration::try_from_secs_f64(seconds)
-                .map(|d| d.as_nanos().min(u64::MAX as u128 / 2) as u64)
-                .unwrap_or(u64::MAX / 2)
+            0
         }
     }
 
@@ -382,5 +385,23 @@ impl fmt::Debug for DelayedCall {
             .field("active", &self.active())
             .field("time", &self.get_time().ok())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TimerCore;
+
+    #[test]
+    fn delays_round_to_the_nearest_nanosecond_and_never_overflow() {
+        assert_eq!(TimerCore::delay_ns(0.3), 300_000_000);
+        assert_eq!(TimerCore::delay_ns(1.0), 1_000_000_000);
+        assert_eq!(TimerCore::delay_ns(1.5e-9), 2);
+        assert_eq!(TimerCore::delay_ns(0.4e-9), 0);
+        assert_eq!(TimerCore::delay_ns(0.0), 0);
+        assert_eq!(TimerCore::delay_ns(-5.0), 0);
+        assert_eq!(TimerCore::delay_ns(f64::NAN), 0);
+        assert_eq!(TimerCore::delay_ns(f64::INFINITY), u64::MAX / 2);
+        assert_eq!(TimerCore::delay_ns(1e300), u64::MAX / 2);
     }
 }
