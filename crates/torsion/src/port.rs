@@ -44,10 +44,28 @@ pub(crate) trait Acceptor: 'static {
         host: Address,
         proto: P,
     ) -> impl Future<Output = ()> + 'static {
-        async move {
-            run_connection(&reactor, Conn::new(stream, peer, host), proto, |_| {}).await;
+        // The connection future itself, not an `async` block around it: a block would keep
+        // the stream and both addresses for the connection's whole life.
+        let conn = run_connection(
+            &reactor,
+            Conn::new(stream, peer, host),
+            proto,
+            |_: &Transport| {},
+        );
+        discard_output(conn)
+    }
+}
+
+/// `fut` with its output dropped, at no cost in size.
+fn discard_output<F: Future + Unpin>(fut: F) -> impl Future<Output = ()> {
+    struct Ignore<F>(F);
+    impl<F: Future + Unpin> Future for Ignore<F> {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
         }
     }
+    Ignore(fut)
 }
 
 struct Port<A> {

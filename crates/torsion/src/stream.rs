@@ -10,7 +10,6 @@
 //! flags, which the engine acts on after the callback returns.
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -588,29 +587,88 @@ fn protocol_name<P>() -> &'static str {
 /// Runs a connection from `connection_made` to `connection_lost`, and says how it ended.
 ///
 /// `on_made` runs after `connection_made` (a client connector keeps the transport there).
-pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
+pub(crate) fn run_connection<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)>(
     reactor: &Reactor,
     conn: Rc<Conn<S>>,
-    mut proto: P,
-    on_made: impl FnOnce(&Transport),
-) -> End {
-    let live_id = {
-        let weak: std::rc::Weak<dyn Disconnect> = {
-            let w: std::rc::Weak<Conn<S>> = Rc::downgrade(&conn);
-            w
+    proto: P,
+    on_made: M,
+) -> Connection<S, P, M> {
+    Connection {
+        reactor: reactor.clone(),
+        conn,
+        proto,
+        on_made: Some(on_made),
+        started: None,
+    }
+}
+
+/// The future of one connection, written out by hand rather than as an `async fn`: it is
+/// the body of every connection's task, so its size is paid per connection, and a compiler-
+/// made state machine would hold the protocol twice (as an argument and as a local) and every
+/// argument for the whole life of the connection. This one holds each thing once.
+pub(crate) struct Connection<S: StreamSocket, P, M> {
+    reactor: Reactor,
+    conn: Rc<Conn<S>>,
+    proto: P,
+    /// Taken once `connection_made` has run.
+    on_made: Option<M>,
+    /// Once started: the transport handed to the protocol, and the reactor's registration.
+    started: Option<(Transport, usize)>,
+}
+
+// No field is ever pinned: the protocol is only reached through `&mut`.
+impl<S: StreamSocket, P, M> Unpin for Connection<S, P, M> {}
+
+impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> std::future::Future
+    for Connection<S, P, M>
+{
+    type Output = End;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
+        let this = self.get_mut();
+        let conn = &this.conn;
+        let proto = &mut this.proto;
+        let (transport, live_id) = match &this.started {
+            Some((transport, id)) => (transport, *id),
+            None => {
+                let weak: std::rc::Weak<dyn Disconnect> = {
+                    let w: std::rc::Weak<Conn<S>> = Rc::downgrade(conn);
+                    w
+                };
+                let id = this.reactor.register_live(weak);
+                let (transport, _) = this.started.insert((Transport::new(conn.clone()), id));
+                if let Err(p) = conn.call(|| proto.connection_made(transport)) {
+                    return Poll::Ready(finish(&this.reactor, conn, proto, id, End::Panicked(p)));
+                }
+                if let Some(on_made) = this.on_made.take() {
+                    on_made(transport);
+                }
+                (&*transport, id)
+            }
         };
-        reactor.register_live(weak)
-    };
-    // Breaks the producer <-> transport reference cycle even if this future is dropped.
-    let _release = ReleaseProducer(&conn);
-    let transport = Transport::new(conn.clone());
-    let end = match conn.call(|| proto.connection_made(&transport)) {
-        Err(p) => End::Panicked(p),
-        Ok(()) => {
-            on_made(&transport);
-            poll_fn(|cx| conn.poll_drive(cx, &mut proto, &transport)).await
+        match conn.poll_drive(cx, proto, transport) {
+            Poll::Ready(end) => Poll::Ready(finish(&this.reactor, conn, proto, live_id, end)),
+            Poll::Pending => Poll::Pending,
         }
-    };
+    }
+}
+
+impl<S: StreamSocket, P, M> Drop for Connection<S, P, M> {
+    /// Breaks the producer <-> transport reference cycle even if the connection's task is
+    /// dropped before the connection ended.
+    fn drop(&mut self) {
+        drop(self.conn.producer.unregister());
+    }
+}
+
+/// The end of a connection: the socket closed, the protocol told why.
+fn finish<S: StreamSocket, P: Protocol>(
+    reactor: &Reactor,
+    conn: &Rc<Conn<S>>,
+    proto: &mut P,
+    live_id: usize,
+    end: End,
+) -> End {
     #[cfg(feature = "tls")]
     let end = conn.tls_end(end);
     if let End::Panicked(p) = &end {
@@ -633,14 +691,4 @@ pub(crate) async fn run_connection<S: StreamSocket, P: Protocol>(
         ));
     }
     end
-}
-
-/// Drops a connection's registered producer (which usually holds the connection's transport)
-/// when the connection's task ends or is dropped.
-struct ReleaseProducer<'a, S: StreamSocket>(&'a Conn<S>);
-
-impl<S: StreamSocket> Drop for ReleaseProducer<'_, S> {
-    fn drop(&mut self) {
-        drop(self.0.producer.unregister());
-    }
 }
