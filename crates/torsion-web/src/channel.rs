@@ -14,7 +14,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
 use torsion::reactor::DelayedCall;
-use torsion::transport::Address;
 use torsion::{Failure, Protocol, Transport};
 
 use crate::proto::{
@@ -28,13 +27,18 @@ use crate::site::SiteInner;
 /// What the channel is reading.
 enum ReadState {
     Head,
-    Body {
-        request: Request,
-        body: Vec<u8>,
-        framing: BodyFraming,
-    },
+    /// Boxed: only requests with a body need it, and the channel lives inside every
+    /// connection's task, idle or not.
+    Body(Box<Incoming>),
     /// An error response was sent; the connection is closing.
     Done,
+}
+
+/// A request whose body is being read.
+struct Incoming {
+    request: Request,
+    body: Vec<u8>,
+    framing: BodyFraming,
 }
 
 enum BodyFraming {
@@ -188,11 +192,10 @@ pub struct HttpChannel {
     stop_reading: bool,
     buf: Vec<u8>,
     state: ReadState,
-    client: Address,
 }
 
 impl HttpChannel {
-    pub(crate) fn new(site: Rc<SiteInner>, client: Address) -> HttpChannel {
+    pub(crate) fn new(site: Rc<SiteInner>) -> HttpChannel {
         let shared = Rc::new(ChannelShared {
             transport: RefCell::new(None),
             queue: RefCell::default(),
@@ -208,13 +211,12 @@ impl HttpChannel {
             stop_reading: false,
             buf: Vec::new(),
             state: ReadState::Head,
-            client,
         }
     }
 
     /// Answers a request that could not be read, and closes.
     fn reject(&mut self, t: &Transport, error: &ParseError) {
-        tracing::info!(target: "torsion_web", peer = %self.client, "bad request: {error}; closing");
+        tracing::info!(target: "torsion_web", peer = %t.get_peer(), "bad request: {error}; closing");
         self.state = ReadState::Done;
         self.buf = Vec::new();
         self.shared.disarm();
@@ -269,7 +271,7 @@ impl HttpChannel {
                                 && head.headers.has_token("expect", "100-continue");
                             let request = Request::new(
                                 head,
-                                self.client.clone(),
+                                t.get_peer(),
                                 t.get_host(),
                                 Rc::downgrade(&self.shared),
                             );
@@ -299,15 +301,16 @@ impl HttpChannel {
                             if continue_ok && self.shared.queue.borrow().is_empty() {
                                 t.write(b"HTTP/1.1 100 Continue\r\n\r\n");
                             }
-                            self.state = ReadState::Body {
+                            self.state = ReadState::Body(Box::new(Incoming {
                                 request,
                                 body: Vec::new(),
                                 framing,
-                            };
+                            }));
                         }
                     }
                 }
-                ReadState::Body { body, framing, .. } => {
+                ReadState::Body(incoming) => {
+                    let Incoming { body, framing, .. } = &mut **incoming;
                     let complete = match framing {
                         BodyFraming::Length(remaining) => {
                             let take = (*remaining).min(self.buf.len() as u64) as usize;
@@ -327,11 +330,12 @@ impl HttpChannel {
                     if !complete {
                         return;
                     }
-                    let ReadState::Body { request, body, .. } =
+                    let ReadState::Body(incoming) =
                         std::mem::replace(&mut self.state, ReadState::Head)
                     else {
                         unreachable!()
                     };
+                    let Incoming { request, body, .. } = *incoming;
                     request.set_body(body);
                     self.dispatch(request);
                 }
@@ -510,8 +514,8 @@ impl Protocol for HttpChannel {
         self.shared.disarm();
         let clean = reason.check::<torsion::error::ConnectionDone>();
         let pending: Vec<Request> = self.shared.queue.borrow_mut().drain(..).collect();
-        if let ReadState::Body { request, .. } = &self.state {
-            request.connection_lost(clean);
+        if let ReadState::Body(incoming) = &self.state {
+            incoming.request.connection_lost(clean);
         }
         for r in pending {
             r.connection_lost(clean);

@@ -151,7 +151,7 @@ impl Site {
 impl Factory for Site {
     type Protocol = HttpChannel;
 
-    fn build_protocol(&self, addr: &Address) -> Option<HttpChannel> {
-        Some(HttpChannel::new(self.inner.clone(), addr.clone()))
+    fn build_protocol(&self, _addr: &Address) -> Option<HttpChannel> {
+        Some(HttpChannel::new(self.inner.clone()))
     }
 }
