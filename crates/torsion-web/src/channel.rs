@@ -82,8 +82,8 @@ impl ChannelShared {
         &self.site
     }
 
-    pub(crate) fn server_name(&self) -> String {
-        self.site.config.server_name.clone()
+    pub(crate) fn server_name(&self) -> &str {
+        &self.site.config.server_name
     }
 
     pub(crate) fn closing(&self) -> bool {
@@ -102,6 +102,17 @@ impl ChannelShared {
 
     /// Sends what the front requests have ready, in order; starts the idle timer or closes the
     /// connection when the queue empties.
+    /// The transport, if `request` is at the front of the queue (what it writes now goes out
+    /// next).
+    pub(crate) fn front_transport(&self, request: &Request) -> Option<Transport> {
+        let front_is_it = self.queue.borrow().front().is_some_and(|f| f.same(request));
+        if front_is_it {
+            self.transport.borrow().clone()
+        } else {
+            None
+        }
+    }
+
     pub(crate) fn pump(&self) {
         let Some(t) = self.transport.borrow().clone() else {
             return;

@@ -108,10 +108,10 @@ impl Resource for ReverseProxyResource {
             {
                 continue;
             }
-            headers.add(name, value.to_vec());
+            headers.add(name, value);
         }
         if let Some(host) = request.get_header("host") {
-            headers.set("X-Forwarded-Host", host.to_owned());
+            headers.set("X-Forwarded-Host", host);
         }
         if let Address::Tcp(client) = request.get_client_address() {
             let chain = match request.get_header("x-forwarded-for") {
@@ -137,7 +137,7 @@ impl Resource for ReverseProxyResource {
                 for (name, value) in response.headers.iter() {
                     let lower = name.to_ascii_lowercase();
                     if !HOP_BY_HOP.contains(&lower.as_str()) && lower != "content-length" {
-                        req.add_header(name, value.to_vec());
+                        req.add_header(name, value);
                     }
                 }
                 read_body(response).add_callback(move |bytes| {

@@ -118,7 +118,9 @@ impl Request {
                 response: RefCell::new(Response {
                     code: 200,
                     reason: None,
-                    headers: Headers::new(),
+                    // Room for a typical response head (Date, Server, Content-Type, Content-Length,
+                    // validators): no reallocation while it is built.
+                    headers: Headers::with_capacity(10, 384),
                     started: false,
                     finished: false,
                     chunked: false,
@@ -309,12 +311,12 @@ impl Request {
     }
 
     /// Sets a response header, replacing earlier values.
-    pub fn set_header(&self, name: &str, value: impl Into<Vec<u8>>) {
+    pub fn set_header(&self, name: &str, value: impl AsRef<[u8]>) {
         self.inner.response.borrow_mut().headers.set(name, value);
     }
 
     /// Adds a response header, keeping earlier values (for `Set-Cookie`, say).
-    pub fn add_header(&self, name: &str, value: impl Into<Vec<u8>>) {
+    pub fn add_header(&self, name: &str, value: impl AsRef<[u8]>) {
         self.inner.response.borrow_mut().headers.add(name, value);
     }
 
@@ -402,6 +404,11 @@ impl Request {
 
     /// This request's turn has come (its output goes straight to `t`): registers its body
     /// producer with the transport.
+    /// True when both are the same request.
+    pub(crate) fn same(&self, other: &Request) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub(crate) fn attach_producer(&self, t: &torsion::Transport) {
         let producer = self.inner.producer.borrow().clone();
         if let Some(p) = producer {
@@ -449,8 +456,9 @@ impl Request {
             if r.finished {
                 return;
             }
+            let large = data.len() >= WRITE_THROUGH_MIN;
             if !r.started {
-                self.start(&mut r, false);
+                self.start(&mut r, false, if large { 0 } else { data.len() });
             }
             if !r.no_body && !data.is_empty() {
                 r.body_bytes += data.len() as u64;
@@ -458,12 +466,35 @@ impl Request {
                     let mut out = std::mem::take(&mut r.out);
                     encode_chunk(&mut out, data);
                     r.out = out;
+                } else if large {
+                    if let Some((c, t)) = self.front_of_its_channel() {
+                        // This response is the one on the wire: what is queued (the head,
+                        // perhaps) then `data` go to the transport as they are, without a
+                        // copy into the response's own buffer.
+                        let queued = std::mem::take(&mut r.out);
+                        drop(r);
+                        if !queued.is_empty() {
+                            t.write(&queued);
+                        }
+                        t.write(data);
+                        c.pump();
+                        return;
+                    }
+                    r.out.extend_from_slice(data);
                 } else {
                     r.out.extend_from_slice(data);
                 }
             }
         }
         self.flush();
+    }
+
+    /// The channel and its transport, when this request is at the front of the channel's
+    /// queue (its output goes straight to the connection).
+    fn front_of_its_channel(&self) -> Option<(Rc<ChannelShared>, torsion::Transport)> {
+        let c = self.inner.channel.upgrade()?;
+        let t = c.front_transport(self)?;
+        Some((c, t))
     }
 
     /// Ends the response (Twisted's `request.finish`). Afterwards nothing more is written.
@@ -474,7 +505,7 @@ impl Request {
                 return;
             }
             if !r.started {
-                self.start(&mut r, true);
+                self.start(&mut r, true, 0);
             } else if r.chunked {
                 encode_last_chunk(&mut r.out);
             }
@@ -523,20 +554,18 @@ impl Request {
     }
 
     /// Writes the response head into the output buffer and decides the framing.
-    fn start(&self, r: &mut Response, finishing: bool) {
+    /// Writes the head; `body_hint` bytes of body follow at once (room is made for them too).
+    fn start(&self, r: &mut Response, finishing: bool, body_hint: usize) {
         r.started = true;
         let version = self.inner.head.version;
         if !r.headers.contains("date") {
-            r.headers.set("Date", cached_date());
+            with_cached_date(|date| r.headers.set("Date", date));
         }
         if !r.headers.contains("server") {
-            let name = self
-                .inner
-                .channel
-                .upgrade()
-                .map(|c| c.server_name())
-                .unwrap_or_else(|| "Torsion".to_owned());
-            r.headers.set("Server", name);
+            match self.inner.channel.upgrade() {
+                Some(c) => r.headers.set("Server", c.server_name()),
+                None => r.headers.set("Server", "Torsion"),
+            }
         }
         let bodiless_status = matches!(r.code, 204 | 304) || (100..200).contains(&r.code);
         if !r.headers.contains("content-type") && !bodiless_status {
@@ -566,6 +595,8 @@ impl Request {
         let reason = r.reason.clone();
         let reason = reason.as_deref().unwrap_or_else(|| reason_phrase(r.code));
         let mut out = std::mem::take(&mut r.out);
+        // One allocation for the head and the first write (chunk framing included).
+        out.reserve(r.headers.wire_len() + reason.len() + 32 + body_hint);
         write_response_head(&mut out, Version::Http11, r.code, reason, &r.headers);
         r.out = out;
         if finishing && r.chunked {
@@ -670,12 +701,16 @@ fn clf_date(t: std::time::SystemTime) -> String {
     }
 }
 
+/// A body write at least this large goes to the transport without being copied into the
+/// response's buffer, when nothing is queued before it.
+const WRITE_THROUGH_MIN: usize = 16 * 1024;
+
 thread_local! {
     static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
-/// The `Date` header value, formatted at most once a second per thread.
-fn cached_date() -> String {
+/// Calls `f` with the `Date` header value, formatted at most once a second per thread.
+fn with_cached_date<R>(f: impl FnOnce(&str) -> R) -> R {
     let now = std::time::SystemTime::now();
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)
@@ -686,7 +721,7 @@ fn cached_date() -> String {
             *at = secs;
             *text = http_date(now);
         }
-        text.clone()
+        f(text)
     })
 }
 

@@ -62,6 +62,7 @@ mod producer;
 mod range;
 mod validators;
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -114,16 +115,18 @@ impl Config {
 
     /// The content type for a file name: the types set with [`File::content_type`], then
     /// `mime_guess`, then the default type.
-    fn content_type_of(&self, path: &Path) -> String {
-        let ext = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase());
-        if let Some(t) = ext.as_ref().and_then(|e| self.content_types.get(e)) {
-            return t.clone();
+    fn content_type_of(&self, path: &Path) -> Cow<'_, str> {
+        if !self.content_types.is_empty() {
+            let ext = path
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase());
+            if let Some(t) = ext.as_ref().and_then(|e| self.content_types.get(e)) {
+                return Cow::Borrowed(t);
+            }
         }
         match mime_guess::from_path(path).first_raw() {
-            Some(t) => t.to_owned(),
-            None => self.default_type.clone(),
+            Some(t) => Cow::Borrowed(t),
+            None => Cow::Borrowed(&self.default_type),
         }
     }
 }
@@ -146,6 +149,10 @@ pub struct File {
     path: PathBuf,
     config: Rc<Config>,
     children: Children,
+    /// What the parent's lookup found at `path`, when that was not a symbolic link: the
+    /// render uses it instead of asking the file system again. A `File` made by a lookup
+    /// serves one request, so this is never stale by more than that request.
+    looked_up: Option<fs::Metadata>,
 }
 
 impl File {
@@ -165,6 +172,7 @@ impl File {
             }),
             path,
             children: Children::new(),
+            looked_up: None,
         }
     }
 
@@ -221,11 +229,12 @@ impl File {
 
     /// A `File` for a path below this one, with the same settings (Twisted's
     /// `createSimilarFile`).
-    fn create_similar_file(&self, path: PathBuf) -> File {
+    fn create_similar_file(&self, path: PathBuf, looked_up: Option<fs::Metadata>) -> File {
         File {
             path,
             config: self.config.clone(),
             children: Children::new(),
+            looked_up,
         }
     }
 
@@ -238,7 +247,8 @@ impl File {
         let Ok(meta) = fs::symlink_metadata(&path) else {
             return Lookup::Missing;
         };
-        if meta.file_type().is_symlink() && !self.config.allow_symlinks_outside {
+        let is_link = meta.file_type().is_symlink();
+        if is_link && !self.config.allow_symlinks_outside {
             match self.config.inside_root(&path) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -249,15 +259,16 @@ impl File {
                 Err(_) => return Lookup::Missing,
             }
         }
-        Lookup::Found(path)
+        // A link's own metadata is not its target's.
+        Lookup::Found(path, (!is_link).then_some(meta))
     }
 
     /// What a folder answers for its own URL with a trailing slash.
     fn index(&self) -> Rc<dyn Resource> {
         for name in &self.config.index_names {
-            if let Lookup::Found(path) = self.lookup(name.as_bytes()) {
-                if fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-                    return Rc::new(self.create_similar_file(path));
+            if let Lookup::Found(path, _) = self.lookup(name.as_bytes()) {
+                if let Some(meta) = fs::metadata(&path).ok().filter(|m| m.is_file()) {
+                    return Rc::new(self.create_similar_file(path, Some(meta)));
                 }
             }
         }
@@ -277,7 +288,8 @@ impl File {
 
 /// What looking a name up in a folder found.
 enum Lookup {
-    Found(PathBuf),
+    /// The path, and its metadata unless it is a symbolic link.
+    Found(PathBuf, Option<fs::Metadata>),
     Missing,
     Forbidden,
 }
@@ -311,14 +323,16 @@ impl Resource for File {
     }
 
     fn get_child(&self, name: &[u8], _request: &Request) -> Option<Rc<dyn Resource>> {
-        if !fs::metadata(&self.path).is_ok_and(|m| m.is_dir()) {
-            return None;
-        }
         if name.is_empty() {
+            if !fs::metadata(&self.path).is_ok_and(|m| m.is_dir()) {
+                return None;
+            }
             return Some(self.index());
         }
+        // No need to check that this is a folder first: below anything else, the lookup
+        // finds nothing (ENOTDIR).
         match self.lookup(name) {
-            Lookup::Found(path) => Some(Rc::new(self.create_similar_file(path))),
+            Lookup::Found(path, meta) => Some(Rc::new(self.create_similar_file(path, meta))),
             Lookup::Missing => None,
             Lookup::Forbidden => Some(Rc::new(ErrorPage::new(
                 403,
@@ -328,7 +342,11 @@ impl Resource for File {
     }
 
     fn render_get(&self, request: &Request) -> Render {
-        let meta = match fs::metadata(&self.path) {
+        let meta = match self
+            .looked_up
+            .clone()
+            .map_or_else(|| fs::metadata(&self.path), Ok)
+        {
             Ok(m) => m,
             Err(e) => return io_error(request, &self.path, &e),
         };
@@ -354,7 +372,7 @@ fn serve_file(request: &Request, path: &Path, meta: &fs::Metadata, content_type:
     let mtime = meta.modified().ok();
     let validators = Validators::new(size, mtime);
     request.set_header("Accept-Ranges", "bytes");
-    request.set_header("ETag", validators.etag.clone());
+    request.set_header("ETag", &validators.etag);
     if let Some(t) = validators.last_modified {
         request.set_header("Last-Modified", http_date(t));
     }
@@ -372,7 +390,7 @@ fn serve_file(request: &Request, path: &Path, meta: &fs::Metadata, content_type:
             ));
         }
     }
-    let mut file = match fs::File::open(path) {
+    let file = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) => return io_error(request, path, &e),
     };
@@ -422,12 +440,12 @@ fn serve_file(request: &Request, path: &Path, meta: &fs::Metadata, content_type:
         }
     };
     let len = body_len(&pieces);
-    request.set_header("Content-Length", len.to_string());
+    request.set_header("Content-Length", itoa::Buffer::new().format(len));
     if request.method() == "HEAD" {
         return Render::Body(Vec::new());
     }
     if len <= CHUNK as u64 {
-        return match read_body(&mut file, pieces) {
+        return match read_body(&file, pieces) {
             Ok(body) => Render::Body(body),
             Err(e) => {
                 tracing::warn!(target: "torsion_web", path = %path.display(), "reading the file failed: {e}");
@@ -553,7 +571,7 @@ impl DirectoryLister {
                 content_type: if meta.is_dir() {
                     String::new()
                 } else {
-                    self.config.content_type_of(&path)
+                    self.config.content_type_of(&path).into_owned()
                 },
                 name,
             });

@@ -122,15 +122,14 @@ impl Headers {
     }
 
     /// Replaces every field called `name` by one field with this value, placed last.
-    pub fn set(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+    pub fn set(&mut self, name: &str, value: impl AsRef<[u8]>) {
         self.remove(name);
         self.add(name, value);
     }
 
     /// Appends a field, keeping any others of the same name.
-    pub fn add(&mut self, name: &str, value: impl Into<Vec<u8>>) {
-        let value = value.into();
-        self.push(name, &value);
+    pub fn add(&mut self, name: &str, value: impl AsRef<[u8]>) {
+        self.push(name, value.as_ref());
     }
 
     /// Removes every field called `name`.
@@ -208,7 +207,7 @@ impl Headers {
     }
 
     /// An upper bound of the bytes `name: value\r\n` lines take for every field.
-    pub(super) fn wire_len(&self) -> usize {
+    pub(crate) fn wire_len(&self) -> usize {
         self.names.len() + self.values.len() - self.dead + 4 * self.entries.len()
     }
 }
@@ -244,7 +243,7 @@ impl fmt::Debug for Headers {
     }
 }
 
-impl<N: AsRef<str>, V: Into<Vec<u8>>> FromIterator<(N, V)> for Headers {
+impl<N: AsRef<str>, V: AsRef<[u8]>> FromIterator<(N, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
         let mut h = Headers::new();
         h.extend(iter);
@@ -252,7 +251,7 @@ impl<N: AsRef<str>, V: Into<Vec<u8>>> FromIterator<(N, V)> for Headers {
     }
 }
 
-impl<N: AsRef<str>, V: Into<Vec<u8>>> Extend<(N, V)> for Headers {
+impl<N: AsRef<str>, V: AsRef<[u8]>> Extend<(N, V)> for Headers {
     fn extend<I: IntoIterator<Item = (N, V)>>(&mut self, iter: I) {
         for (n, v) in iter {
             self.add(n.as_ref(), v);

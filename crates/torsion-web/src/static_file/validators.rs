@@ -2,6 +2,7 @@
 //! `ETag` and `Last-Modified`, and what `If-Match`, `If-Unmodified-Since`, `If-None-Match`,
 //! `If-Modified-Since` and `If-Range` make of them.
 
+use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::proto::{parse_http_date, Headers};
@@ -20,8 +21,11 @@ impl Validators {
     pub(super) fn new(size: u64, mtime: Option<SystemTime>) -> Validators {
         let since = mtime.and_then(|t| t.duration_since(UNIX_EPOCH).ok());
         let nanos = since.map_or(0, |d| d.as_nanos());
+        // Sized once: `format!` would grow its string two or three times.
+        let mut etag = String::with_capacity(2 + 16 + 1 + 32);
+        let _ = write!(etag, "\"{size:x}-{nanos:x}\"");
         Validators {
-            etag: format!("\"{size:x}-{nanos:x}\""),
+            etag,
             last_modified: since.map(|d| UNIX_EPOCH + Duration::from_secs(d.as_secs())),
         }
     }
