@@ -434,7 +434,7 @@ fn finish_with(request: &Request, body: Vec<u8>) {
         return;
     }
     if !request.started() && request.response_header("content-length").is_none() {
-        request.set_header("Content-Length", body.len().to_string());
+        request.set_header("Content-Length", itoa::Buffer::new().format(body.len()));
     }
     request.write(&body);
     request.finish();

@@ -70,14 +70,28 @@ fn push_status(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// True if `bytes` holds a CR or an LF. Header parts are short: eight bytes a step with the
+/// zero-byte trick (a lane of `v ^ c` is zero where `v` has byte `c`) costs fewer
+/// instructions than a byte loop (which did not vectorise) or memchr's setup (callgrind).
+#[inline]
+fn has_cr_or_lf(bytes: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(LO) & !x & HI != 0;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        if has_zero(v ^ (LO * u64::from(b'\r'))) || has_zero(v ^ (LO * u64::from(b'\n'))) {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b == b'\r' || b == b'\n')
+}
+
 /// Appends `bytes`, with every CR and LF replaced by a space.
 #[inline]
 fn push_sanitized(out: &mut Vec<u8>, bytes: &[u8]) {
-    // Header parts are short: a branch-free scan (vectorised) beats memchr's setup here.
-    let has_newline = bytes
-        .iter()
-        .fold(false, |seen, &b| seen | (b == b'\r') | (b == b'\n'));
-    if !has_newline {
+    if !has_cr_or_lf(bytes) {
         out.extend_from_slice(bytes);
     } else {
         out.extend(
@@ -157,6 +171,25 @@ pub fn parse_response_head(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cr_and_lf_are_found_at_every_position_and_nothing_else_is() {
+        // Bytes next to CR (0x0d) and LF (0x0a), and with the high bit set, must not match.
+        let fillers = [b'a', 0x00, 0x09, 0x0b, 0x0c, 0x0e, 0x8a, 0x8d, 0xff, 0x01];
+        for len in 0..40 {
+            for &fill in &fillers {
+                let clean = vec![fill; len];
+                assert!(!has_cr_or_lf(&clean), "false match: {clean:?}");
+                for pos in 0..len {
+                    for bad in [b'\r', b'\n'] {
+                        let mut v = clean.clone();
+                        v[pos] = bad;
+                        assert!(has_cr_or_lf(&v), "missed {bad} at {pos} of {len}");
+                    }
+                }
+            }
+        }
+    }
 
     fn head_bytes(version: Version, status: u16, reason: &str, headers: &Headers) -> Vec<u8> {
         let mut out = Vec::new();
