@@ -60,7 +60,10 @@ pub(crate) struct ChannelShared {
     /// Close once the queued responses are out.
     closing: Cell<bool>,
     paused: Cell<bool>,
-    timer: RefCell<Option<(TimerKind, DelayedCall)>>,
+    /// The connection's timer: what it is armed for (`None`: disarmed) and its call. A
+    /// disarmed call is left scheduled (it does nothing when it fires) so that the next
+    /// `arm`, once per request, moves it instead of scheduling a new one.
+    timer: RefCell<(Option<TimerKind>, Option<DelayedCall>)>,
     me: RefCell<Weak<ChannelShared>>,
 }
 
@@ -154,32 +157,55 @@ impl ChannelShared {
             TimerKind::Idle => self.site.config.idle_timeout,
             TimerKind::Head => self.site.config.header_timeout,
         };
-        self.disarm();
-        let Some(secs) = secs else { return };
+        let Some(secs) = secs else {
+            return self.disarm();
+        };
+        {
+            let mut timer = self.timer.borrow_mut();
+            if timer
+                .1
+                .as_ref()
+                .is_some_and(|call| call.reset(secs).is_ok())
+            {
+                timer.0 = Some(kind);
+                return;
+            }
+        }
         let me = self.me.borrow().clone();
         let call = self.site.clock().call_later_boxed(
             secs,
             Box::new(move || {
                 if let Some(c) = me.upgrade() {
-                    c.timed_out(kind);
+                    c.timed_out();
                 }
             }),
         );
-        *self.timer.borrow_mut() = Some((kind, call));
+        *self.timer.borrow_mut() = (Some(kind), Some(call));
     }
 
+    /// Disarms the timer; its call stays scheduled for the next `arm` to move.
     fn disarm(&self) {
-        if let Some((_, call)) = self.timer.borrow_mut().take() {
+        self.timer.borrow_mut().0 = None;
+    }
+
+    /// Disarms the timer and cancels its call (the connection is ending).
+    fn cancel_timer(&self) {
+        let call = std::mem::take(&mut *self.timer.borrow_mut()).1;
+        if let Some(call) = call {
             let _ = call.cancel();
         }
     }
 
     fn timer_kind(&self) -> Option<TimerKind> {
-        self.timer.borrow().as_ref().map(|(k, _)| *k)
+        self.timer.borrow().0
     }
 
-    fn timed_out(&self, kind: TimerKind) {
-        self.timer.borrow_mut().take();
+    fn timed_out(&self) {
+        let kind = std::mem::take(&mut *self.timer.borrow_mut()).0;
+        let Some(kind) = kind else {
+            // Disarmed since it was scheduled.
+            return;
+        };
         let Some(t) = self.transport.borrow().clone() else {
             return;
         };
@@ -213,7 +239,7 @@ impl HttpChannel {
             site,
             closing: Cell::new(false),
             paused: Cell::new(false),
-            timer: RefCell::new(None),
+            timer: RefCell::new((None, None)),
             me: RefCell::new(Weak::new()),
         });
         *shared.me.borrow_mut() = Rc::downgrade(&shared);
@@ -230,7 +256,7 @@ impl HttpChannel {
         tracing::info!(target: "torsion_web", peer = %t.get_peer(), "bad request: {error}; closing");
         self.state = ReadState::Done;
         self.buf = Vec::new();
-        self.shared.disarm();
+        self.shared.cancel_timer();
         self.shared.closing.set(true);
         if self.shared.queue.borrow().is_empty() {
             t.write(&error_response(error.status(), &error.to_string()));
@@ -433,7 +459,7 @@ fn finish_with(request: &Request, body: Vec<u8>) {
     if request.finished() {
         return;
     }
-    if !request.started() && request.response_header("content-length").is_none() {
+    if !request.started() && !request.has_response_header("content-length") {
         request.set_header("Content-Length", itoa::Buffer::new().format(body.len()));
     }
     request.write(&body);
@@ -514,7 +540,7 @@ impl Protocol for HttpChannel {
         let between_requests = self.shared.queue.borrow().is_empty()
             && matches!(self.state, ReadState::Head | ReadState::Done);
         if between_requests {
-            self.shared.disarm();
+            self.shared.cancel_timer();
             self.state = ReadState::Done;
             self.buf = Vec::new();
             transport.lose_connection();
@@ -522,7 +548,7 @@ impl Protocol for HttpChannel {
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        self.shared.disarm();
+        self.shared.cancel_timer();
         let clean = reason.check::<torsion::error::ConnectionDone>();
         let pending: Vec<Request> = self.shared.queue.borrow_mut().drain(..).collect();
         if let ReadState::Body(incoming) = &self.state {

@@ -330,6 +330,11 @@ impl Request {
             .map(<[u8]>::to_vec)
     }
 
+    /// True if a response header called `name` is set.
+    pub fn has_response_header(&self, name: &str) -> bool {
+        self.inner.response.borrow().headers.contains(name)
+    }
+
     /// Adds a `Set-Cookie` header. `attributes` are appended as given (`"Path=/; HttpOnly"`).
     pub fn add_cookie(&self, name: &str, value: &str, attributes: &str) {
         let mut c = format!("{name}={value}");

@@ -65,7 +65,7 @@ mod validators;
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -296,7 +296,7 @@ enum Lookup {
 
 /// The file-system name for a decoded path segment, unless it could step out of its folder:
 /// `.` and `..`, and names holding `/`, `\` or NUL, are refused.
-fn safe_segment(name: &[u8]) -> Option<OsString> {
+fn safe_segment(name: &[u8]) -> Option<&OsStr> {
     if name.is_empty()
         || name == b"."
         || name == b".."
@@ -307,13 +307,13 @@ fn safe_segment(name: &[u8]) -> Option<OsString> {
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStrExt;
-        Some(std::ffi::OsStr::from_bytes(name).to_owned())
+        Some(OsStr::from_bytes(name))
     }
     #[cfg(not(unix))]
     {
         let name = std::str::from_utf8(name).ok()?;
         // Drive letters and alternate data streams.
-        (!name.contains(':')).then(|| OsString::from(name))
+        (!name.contains(':')).then(|| OsStr::new(name))
     }
 }
 
