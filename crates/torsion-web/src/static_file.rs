@@ -243,7 +243,10 @@ impl File {
         let Some(name) = safe_segment(name) else {
             return Lookup::Missing;
         };
-        let path = self.path.join(name);
+        // `join` would copy the folder's path and then grow it: one allocation instead.
+        let mut path = PathBuf::with_capacity(self.path.as_os_str().len() + 1 + name.len());
+        path.push(&self.path);
+        path.push(name);
         let Ok(meta) = fs::symlink_metadata(&path) else {
             return Lookup::Missing;
         };
