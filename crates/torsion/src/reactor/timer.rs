@@ -19,11 +19,23 @@ use crate::error::DelayedCallError;
 use crate::util::Slab;
 use crate::Failure;
 
+/// `CLOCK_MONOTONIC` in nanoseconds, the clock `std::time::Instant` reads on Linux. Read
+/// directly, it skips `Instant`'s checked subtraction on every `call_later` (~70 of ~500
+/// instructions for a `call_later` + `cancel`, callgrind).
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(t.tv_nsec as u64)
+}
+
 /// Where a timer core reads the time from.
 enum TimeSource {
     /// Monotonic time since `base`, reported as wall-clock seconds from `epoch`.
     Real {
         base: tokio::time::Instant,
+        /// `CLOCK_MONOTONIC` at `base`, in nanoseconds (the clock `Instant` reads on Linux).
+        base_raw: u64,
         epoch: f64,
     },
     /// Time that moves only when told to (the test clock), in nanoseconds.
@@ -103,8 +115,12 @@ impl TimerCore {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
+        // Raw clock first: `base` is then a few nanoseconds later, so a sleep until
+        // `base + deadline` never wakes before the raw clock reaches the deadline.
+        let base_raw = monotonic_ns();
         TimerCore::with_source(TimeSource::Real {
             base: tokio::time::Instant::now(),
+            base_raw,
             epoch,
         })
     }
@@ -125,7 +141,7 @@ impl TimerCore {
     /// Nanoseconds since this core's base.
     pub(crate) fn now_ns(&self) -> u64 {
         match &self.source {
-            TimeSource::Real { base, .. } => base.elapsed().as_nanos() as u64,
+            TimeSource::Real { base_raw, .. } => monotonic_ns().saturating_sub(*base_raw),
             TimeSource::Manual(t) => t.get(),
         }
     }
