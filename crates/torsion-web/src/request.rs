@@ -564,24 +564,25 @@ impl Request {
         r.started = true;
         let version = self.inner.head.version;
         if !r.headers.contains("date") {
-            with_cached_date(|date| r.headers.set("Date", date));
+            // Known to be absent: `add`, not `set` (which would search the list again).
+            with_cached_date(|date| r.headers.add("Date", date));
         }
         if !r.headers.contains("server") {
             match self.inner.channel.upgrade() {
-                Some(c) => r.headers.set("Server", c.server_name()),
-                None => r.headers.set("Server", "Torsion"),
+                Some(c) => r.headers.add("Server", c.server_name()),
+                None => r.headers.add("Server", "Torsion"),
             }
         }
         let bodiless_status = matches!(r.code, 204 | 304) || (100..200).contains(&r.code);
         if !r.headers.contains("content-type") && !bodiless_status {
-            r.headers.set("Content-Type", "text/html");
+            r.headers.add("Content-Type", "text/html");
         }
         if bodiless_status {
             r.headers.remove("content-length");
         } else if r.headers.contains("content-length") {
             // The resource said how long the body is.
         } else if finishing {
-            r.headers.set("Content-Length", "0");
+            r.headers.add("Content-Length", "0");
         } else if version == Version::Http11 {
             r.chunked = !r.no_body;
             if r.chunked {
