@@ -91,7 +91,7 @@ pub(super) fn read_body(file: &fs::File, pieces: Vec<Piece>) -> io::Result<Vec<u
 /// Stops quietly if the client goes away.
 pub(super) fn stream(
     request: &Request,
-    file: fs::File,
+    file: Rc<fs::File>,
     path: PathBuf,
     pieces: Vec<Piece>,
 ) -> Deferred<Vec<u8>> {
@@ -123,7 +123,8 @@ struct FileBody {
 
 /// Where the reading is.
 struct Reading {
-    file: fs::File,
+    /// Shared with the site's open-file cache, perhaps: only read at offsets (`pread`).
+    file: Rc<fs::File>,
     path: PathBuf,
     pieces: VecDeque<Piece>,
     /// One chunk, allocated (and zeroed) on the first read and reused.
@@ -281,7 +282,7 @@ mod tests {
                 len: 5 * CHUNK as u64,
             }];
             // A detached request: the test asks for each chunk, as a connection would.
-            let d = stream(&request, file, path.clone(), whole);
+            let d = stream(&request, Rc::new(file), path.clone(), whole);
             let producer = request.producer().expect("a registered producer");
             producer.resume_producing();
             fs::OpenOptions::new()
@@ -308,7 +309,7 @@ mod tests {
                 offset: 0,
                 len: 5 * CHUNK as u64,
             }];
-            let d = stream(&request, file, path.clone(), whole);
+            let d = stream(&request, Rc::new(file), path.clone(), whole);
             request.producer().unwrap().resume_producing();
             request.connection_lost(false);
             let out = d.await;
