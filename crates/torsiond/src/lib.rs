@@ -351,9 +351,11 @@ fn multi_listen<F: Factory + Clone>(
 ///
 /// Options: `--path DIR` (default `.`), `--listen ENDPOINT` (repeatable, default
 /// `tcp:8080`), `--port N` (Twisted's alias for `--listen tcp:N`, repeatable),
-/// `--no-listing` (answer 403 for folders without an index page), and `--no-access-log`
+/// `--no-listing` (answer 403 for folders without an index page), `--no-access-log`
 /// (by default each request is logged, in the combined log format, with the target
-/// `torsion_web::access`).
+/// `torsion_web::access`), and `--no-open-file-cache` (by default served files stay open for
+/// up to 10 s, at most 256 per worker, and are reused while their inode is unchanged; see
+/// [`File::open_file_cache`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WebPlugin;
 
@@ -397,6 +399,12 @@ impl Plugin for WebPlugin {
                     .action(ArgAction::SetTrue)
                     .help("Do not log a line per request"),
             )
+            .arg(
+                Arg::new("no-open-file-cache")
+                    .long("no-open-file-cache")
+                    .action(ArgAction::SetTrue)
+                    .help("Open and close each file per request instead of keeping it open up to 10 s"),
+            )
     }
 
     fn make_service(&self, matches: &ArgMatches) -> Result<Rc<dyn Service>, String> {
@@ -417,7 +425,12 @@ impl Plugin for WebPlugin {
             endpoints.push(parse_endpoint("tcp:8080").expect("a valid default"));
         }
         let listing = !matches.get_flag("no-listing");
-        let site = Site::new(File::new(&path).directory_listing(listing));
+        let cache = !matches.get_flag("no-open-file-cache");
+        let site = Site::new(
+            File::new(&path)
+                .directory_listing(listing)
+                .open_file_cache(cache),
+        );
         if !matches.get_flag("no-access-log") {
             site.set_access_log(|line| tracing::info!(target: "torsion_web::access", "{line}"));
         }

@@ -202,6 +202,56 @@ fn web_no_listing_forbids_folders() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Serves `dir` (with `extra` options), and checks that a file rewritten in place and a file
+/// replaced by a rename are served as they are now, whatever the server kept open.
+fn files_are_served_as_they_are_now(name: &str, extra: &[&str]) {
+    let dir = temp_dir(name);
+    let file = dir.join("a.txt");
+    std::fs::write(&file, "first version").unwrap();
+    let mut args = vec![
+        "web",
+        "--path",
+        dir.to_str().unwrap(),
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+    ];
+    args.extend_from_slice(extra);
+    let (mut server, ports) = start(&args, 1);
+    let first = get(ports[0], "/a.txt");
+    assert!(first.ends_with("\r\n\r\nfirst version"), "{first}");
+    // Rewritten in place, longer: same inode, new length and bytes.
+    std::fs::write(&file, "the second, longer version").unwrap();
+    let second = get(ports[0], "/a.txt");
+    assert!(
+        second.ends_with("\r\n\r\nthe second, longer version"),
+        "{second}"
+    );
+    assert!(second.contains("Content-Length: 26"), "{second}");
+    // Replaced by a rename, as deploy tools do: a new inode at the same path.
+    let next = dir.join("a.txt.next");
+    std::fs::write(&next, "third").unwrap();
+    std::fs::rename(&next, &file).unwrap();
+    let third = get(ports[0], "/a.txt");
+    assert!(third.ends_with("\r\n\r\nthird"), "{third}");
+    // Deleted: gone, whatever was open.
+    std::fs::remove_file(&file).unwrap();
+    let gone = get(ports[0], "/a.txt");
+    assert!(gone.starts_with("HTTP/1.1 404"), "{gone}");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn web_serves_changed_and_replaced_files_fresh() {
+    files_are_served_as_they_are_now("fresh", &[]);
+}
+
+#[test]
+fn web_without_the_open_file_cache_serves_the_same() {
+    files_are_served_as_they_are_now("nocache", &["--no-open-file-cache"]);
+}
+
 #[test]
 fn web_port_alias_listens() {
     let dir = temp_dir("port");
