@@ -81,6 +81,17 @@ impl<T> Slot<T> {
             upstream: None,
         })
     }
+
+    /// The result, if the node has fired and nobody took it yet; `None` if it has not fired
+    /// (the caller then sets the waiter).
+    fn take_ready(&mut self) -> Option<Outcome<T>> {
+        let out = self.result.take();
+        assert!(
+            out.is_some() || !self.fired,
+            "the result of this Deferred was already taken (by .await or result())"
+        );
+        out
+    }
 }
 
 enum Waiter<T> {
@@ -216,32 +227,15 @@ fn fire<T: 'static>(
     Ok(())
 }
 
-/// Takes the node's result if it has one; otherwise leaves `waiter()` to receive it.
-fn take_or_wait<T: 'static>(
-    node: &NodeRef<T>,
-    waiter: impl FnOnce() -> Waiter<T>,
-) -> Option<Outcome<T>> {
-    let mut s = node.slot().borrow_mut();
-    if let Some(out) = s.result.take() {
-        Some(out)
-    } else {
-        assert!(
-            !s.fired,
-            "the result of this Deferred was already taken (by .await or result())"
-        );
-        s.waiter = waiter();
-        None
-    }
-}
-
 /// Runs `k` with the node's result now if it has one, or when it fires.
 fn attach<T: 'static>(node: NodeRef<T>, k: impl FnOnce(Outcome<T>) + 'static) {
-    let mut k = Some(k);
-    if let Some(out) = take_or_wait(&node, || {
-        let k = k.take().expect("unused");
-        Waiter::Then(Box::new(k))
-    }) {
-        (k.take().expect("unused"))(out);
+    let mut s = node.slot().borrow_mut();
+    match s.take_ready() {
+        Some(out) => {
+            drop(s);
+            k(out);
+        }
+        None => s.waiter = Waiter::Then(Box::new(k)),
     }
 }
 
@@ -408,11 +402,13 @@ impl<T: 'static> Deferred<T> {
             });
         }
         let listener: Rc<dyn Listener<T>> = child.clone();
-        let mut listener = Some(listener);
-        if let Some(out) = take_or_wait(&self.node, || {
-            Waiter::Next(listener.take().expect("unused"))
-        }) {
-            listener.take().expect("unused").run(out);
+        let mut s = self.node.slot().borrow_mut();
+        match s.take_ready() {
+            Some(out) => {
+                drop(s);
+                listener.run(out);
+            }
+            None => s.waiter = Waiter::Next(listener),
         }
         Deferred {
             node: child,
