@@ -103,8 +103,6 @@ impl ChannelShared {
         }
     }
 
-    /// Sends what the front requests have ready, in order; starts the idle timer or closes the
-    /// connection when the queue empties.
     /// The transport, if `request` is at the front of the queue (what it writes now goes out
     /// next).
     pub(crate) fn front_transport(&self, request: &Request) -> Option<Transport> {
@@ -116,6 +114,8 @@ impl ChannelShared {
         }
     }
 
+    /// Sends what the front requests have ready, in order; starts the idle timer or closes the
+    /// connection when the queue empties.
     pub(crate) fn pump(&self) {
         let Some(t) = self.transport.borrow().clone() else {
             return;

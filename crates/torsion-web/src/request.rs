@@ -15,7 +15,7 @@ use std::rc::{Rc, Weak};
 use torsion::defer::{Deferred, Trigger};
 use torsion::error::{ConnectionDone, ConnectionLost};
 use torsion::producer::{Producer, ProducerError};
-use torsion::transport::Address;
+use torsion::transport::{Address, LARGE_WRITE};
 use torsion::Failure;
 
 use crate::body_producer::BodyProducer;
@@ -407,13 +407,13 @@ impl Request {
         }
     }
 
-    /// This request's turn has come (its output goes straight to `t`): registers its body
-    /// producer with the transport.
     /// True when both are the same request.
     pub(crate) fn same(&self, other: &Request) -> bool {
         Rc::ptr_eq(&self.inner, &other.inner)
     }
 
+    /// This request's turn has come (its output goes straight to `t`): registers its body
+    /// producer with the transport.
     pub(crate) fn attach_producer(&self, t: &torsion::Transport) {
         let producer = self.inner.producer.borrow().clone();
         if let Some(p) = producer {
@@ -456,14 +456,22 @@ impl Request {
         if self.inner.lost.get() {
             return;
         }
+        // A large write of the response on the wire goes to the transport as it is, after
+        // what is queued (the head, perhaps), without a copy into the response's buffer.
+        let mut through = None;
         {
             let mut r = self.inner.response.borrow_mut();
             if r.finished {
                 return;
             }
-            let large = data.len() >= WRITE_THROUGH_MIN;
+            let transport = if data.len() >= LARGE_WRITE {
+                self.transport_if_front()
+            } else {
+                None
+            };
             if !r.started {
-                self.start(&mut r, false, if large { 0 } else { data.len() });
+                let hint = if transport.is_some() { 0 } else { data.len() };
+                self.start(&mut r, false, hint);
             }
             if !r.no_body && !data.is_empty() {
                 r.body_bytes += data.len() as u64;
@@ -471,35 +479,26 @@ impl Request {
                     let mut out = std::mem::take(&mut r.out);
                     encode_chunk(&mut out, data);
                     r.out = out;
-                } else if large {
-                    if let Some((c, t)) = self.front_of_its_channel() {
-                        // This response is the one on the wire: what is queued (the head,
-                        // perhaps) then `data` go to the transport as they are, without a
-                        // copy into the response's own buffer.
-                        let queued = std::mem::take(&mut r.out);
-                        drop(r);
-                        if !queued.is_empty() {
-                            t.write(&queued);
-                        }
-                        t.write(data);
-                        c.pump();
-                        return;
-                    }
-                    r.out.extend_from_slice(data);
+                } else if let Some(t) = transport {
+                    through = Some((t, std::mem::take(&mut r.out)));
                 } else {
                     r.out.extend_from_slice(data);
                 }
             }
         }
+        if let Some((t, queued)) = through {
+            if !queued.is_empty() {
+                t.write(&queued);
+            }
+            t.write(data);
+        }
         self.flush();
     }
 
-    /// The channel and its transport, when this request is at the front of the channel's
-    /// queue (its output goes straight to the connection).
-    fn front_of_its_channel(&self) -> Option<(Rc<ChannelShared>, torsion::Transport)> {
-        let c = self.inner.channel.upgrade()?;
-        let t = c.front_transport(self)?;
-        Some((c, t))
+    /// The transport, when this request is at the front of its channel's queue (what it
+    /// writes goes out next).
+    fn transport_if_front(&self) -> Option<torsion::Transport> {
+        self.inner.channel.upgrade()?.front_transport(self)
     }
 
     /// Ends the response (Twisted's `request.finish`). Afterwards nothing more is written.
@@ -558,8 +557,8 @@ impl Request {
         d
     }
 
-    /// Writes the response head into the output buffer and decides the framing.
-    /// Writes the head; `body_hint` bytes of body follow at once (room is made for them too).
+    /// Writes the response head into the output buffer and decides the framing; room is made
+    /// for `body_hint` bytes of body that follow at once.
     fn start(&self, r: &mut Response, finishing: bool, body_hint: usize) {
         r.started = true;
         let version = self.inner.head.version;
@@ -706,10 +705,6 @@ fn clf_date(t: std::time::SystemTime) -> String {
         _ => d,
     }
 }
-
-/// A body write at least this large goes to the transport without being copied into the
-/// response's buffer, when nothing is queued before it.
-const WRITE_THROUGH_MIN: usize = 16 * 1024;
 
 thread_local! {
     static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };

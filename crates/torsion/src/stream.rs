@@ -33,9 +33,6 @@ pub(crate) const READ_BUF_SIZE: usize = 64 * 1024;
 const READS_PER_POLL: usize = 16;
 /// A write buffer larger than this is released once it drains.
 const KEEP_WRITE_CAPACITY: usize = 64 * 1024;
-/// A write at least this large goes straight to the socket when nothing is buffered, even
-/// from inside a callback (which otherwise buffers, so that its writes leave in one send).
-const DIRECT_WRITE_MIN: usize = 16 * 1024;
 /// Calls into the registered producer per wake-up before yielding to other connections.
 const PRODUCER_CALLS_PER_POLL: usize = 16;
 
@@ -409,7 +406,7 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
             self.producer.note_buffered(self.wbuf.borrow().len());
             return;
         }
-        let large = data.len() >= DIRECT_WRITE_MIN;
+        let large = data.len() >= crate::transport::LARGE_WRITE;
         if large && !self.wbuf.borrow().is_empty() {
             // Send what is buffered first, so that this write can follow it straight out.
             if let Err(e) = self.flush() {

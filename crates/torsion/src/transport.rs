@@ -86,6 +86,13 @@ fn unsupported<T>() -> io::Result<T> {
     ))
 }
 
+/// Writes of at least this many bytes are "large": the stream transports send them to the
+/// socket at once (after what is already buffered) even from inside a callback, and copy only
+/// what the socket does not take, instead of buffering them to coalesce with later writes.
+/// Layers that buffer output of their own (an HTTP response, say) can pass such writes
+/// through for the same reason.
+pub const LARGE_WRITE: usize = 16 * 1024;
+
 /// What a transport does; implement it to make a new kind of transport.
 ///
 /// Only `write`, `lose_connection`, `abort_connection`, `get_peer` and `get_host` are required.
