@@ -52,6 +52,15 @@ enum TimerKind {
     Head,
 }
 
+/// The connection's timer. A disarmed call is left scheduled (it does nothing when it fires)
+/// so that the next `arm`, once per request, moves it instead of scheduling a new one.
+#[derive(Default)]
+struct Timer {
+    /// What it is armed for; `None` when disarmed.
+    armed: Option<TimerKind>,
+    call: Option<DelayedCall>,
+}
+
 /// The part of a channel its requests talk to.
 pub(crate) struct ChannelShared {
     transport: RefCell<Option<Transport>>,
@@ -60,10 +69,7 @@ pub(crate) struct ChannelShared {
     /// Close once the queued responses are out.
     closing: Cell<bool>,
     paused: Cell<bool>,
-    /// The connection's timer: what it is armed for (`None`: disarmed) and its call. A
-    /// disarmed call is left scheduled (it does nothing when it fires) so that the next
-    /// `arm`, once per request, moves it instead of scheduling a new one.
-    timer: RefCell<(Option<TimerKind>, Option<DelayedCall>)>,
+    timer: RefCell<Timer>,
     me: RefCell<Weak<ChannelShared>>,
 }
 
@@ -163,11 +169,11 @@ impl ChannelShared {
         {
             let mut timer = self.timer.borrow_mut();
             if timer
-                .1
+                .call
                 .as_ref()
                 .is_some_and(|call| call.reset(secs).is_ok())
             {
-                timer.0 = Some(kind);
+                timer.armed = Some(kind);
                 return;
             }
         }
@@ -180,28 +186,31 @@ impl ChannelShared {
                 }
             }),
         );
-        *self.timer.borrow_mut() = (Some(kind), Some(call));
+        *self.timer.borrow_mut() = Timer {
+            armed: Some(kind),
+            call: Some(call),
+        };
     }
 
     /// Disarms the timer; its call stays scheduled for the next `arm` to move.
     fn disarm(&self) {
-        self.timer.borrow_mut().0 = None;
+        self.timer.borrow_mut().armed = None;
     }
 
     /// Disarms the timer and cancels its call (the connection is ending).
     fn cancel_timer(&self) {
-        let call = std::mem::take(&mut *self.timer.borrow_mut()).1;
+        let call = std::mem::take(&mut *self.timer.borrow_mut()).call;
         if let Some(call) = call {
             let _ = call.cancel();
         }
     }
 
     fn timer_kind(&self) -> Option<TimerKind> {
-        self.timer.borrow().0
+        self.timer.borrow().armed
     }
 
     fn timed_out(&self) {
-        let kind = std::mem::take(&mut *self.timer.borrow_mut()).0;
+        let kind = std::mem::take(&mut *self.timer.borrow_mut()).armed;
         let Some(kind) = kind else {
             // Disarmed since it was scheduled.
             return;
@@ -239,7 +248,7 @@ impl HttpChannel {
             site,
             closing: Cell::new(false),
             paused: Cell::new(false),
-            timer: RefCell::new((None, None)),
+            timer: RefCell::default(),
             me: RefCell::new(Weak::new()),
         });
         *shared.me.borrow_mut() = Rc::downgrade(&shared);

@@ -106,6 +106,13 @@ mod tests {
         dir
     }
 
+    /// Opens `path` as a request does: looked up first, then through the cache.
+    fn open(files: &OpenFiles, path: &Path) -> Rc<fs::File> {
+        files
+            .open(path, &fs::symlink_metadata(path).unwrap())
+            .unwrap()
+    }
+
     fn read_all(file: &fs::File, len: usize) -> Vec<u8> {
         let mut buf = vec![0; len];
         file.read_exact_at(&mut buf, 0).unwrap();
@@ -118,21 +125,15 @@ mod tests {
         let path = dir.join("a.txt");
         fs::write(&path, b"first").unwrap();
         let files = OpenFiles::default();
-        let f1 = files
-            .open(&path, &fs::symlink_metadata(&path).unwrap())
-            .unwrap();
-        let f2 = files
-            .open(&path, &fs::symlink_metadata(&path).unwrap())
-            .unwrap();
+        let f1 = open(&files, &path);
+        let f2 = open(&files, &path);
         assert!(
             Rc::ptr_eq(&f1, &f2),
             "the second request reuses the descriptor"
         );
         // Rewritten in place: same inode, the descriptor reads the new bytes.
         fs::write(&path, b"again").unwrap();
-        let f3 = files
-            .open(&path, &fs::symlink_metadata(&path).unwrap())
-            .unwrap();
+        let f3 = open(&files, &path);
         assert_eq!(read_all(&f3, 5), b"again");
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -143,16 +144,12 @@ mod tests {
         let path = dir.join("a.txt");
         fs::write(&path, b"old").unwrap();
         let files = OpenFiles::default();
-        let old = files
-            .open(&path, &fs::symlink_metadata(&path).unwrap())
-            .unwrap();
+        let old = open(&files, &path);
         // Replaced by rename, as deploy tools do: a new inode at the same path.
         let new_path = dir.join("a.txt.new");
         fs::write(&new_path, b"new!").unwrap();
         fs::rename(&new_path, &path).unwrap();
-        let new = files
-            .open(&path, &fs::symlink_metadata(&path).unwrap())
-            .unwrap();
+        let new = open(&files, &path);
         assert!(!Rc::ptr_eq(&old, &new));
         assert_eq!(read_all(&new, 4), b"new!");
         assert_eq!(files.len(), 1);
@@ -180,9 +177,7 @@ mod tests {
         for i in 0..MAX_OPEN + 10 {
             let path = dir.join(format!("f{i}"));
             fs::write(&path, b"x").unwrap();
-            files
-                .open(&path, &fs::symlink_metadata(&path).unwrap())
-                .unwrap();
+            open(&files, &path);
             assert!(files.len() <= MAX_OPEN);
         }
         fs::remove_dir_all(&dir).unwrap();
