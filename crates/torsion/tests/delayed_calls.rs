@@ -497,3 +497,69 @@ fn resetting_a_call_very_often_keeps_the_timer_heap_small() {
         clock.heap_len_for_tests()
     );
 }
+
+#[test]
+fn cancelling_every_call_empties_the_timer_heap() {
+    let clock = torsion::testing::Clock::new();
+    let calls: Vec<_> = (0..10_000)
+        .map(|i| clock.call_later(f64::from(i), || ()))
+        .collect();
+    assert_eq!(clock.heap_len_for_tests(), 10_000);
+    for c in &calls[..9_999] {
+        c.cancel().unwrap();
+    }
+    // Stale items are dropped lazily while a call is pending...
+    assert_eq!(clock.heap_len_for_tests(), 10_000);
+    calls[9_999].cancel().unwrap();
+    // ...and all at once when none is.
+    assert_eq!(clock.heap_len_for_tests(), 0);
+    assert!(clock.pending_call_times().is_empty());
+}
+
+#[test]
+fn stale_timer_items_are_dropped_when_they_surface_or_before_the_heap_grows() {
+    let clock = torsion::testing::Clock::new();
+    let ran = Rc::new(Cell::new(0));
+    let schedule = |n: u32, at: f64| -> Vec<DelayedCall> {
+        (0..n)
+            .map(|i| {
+                let r = ran.clone();
+                clock.call_later(at + f64::from(i), move || r.set(r.get() + 1))
+            })
+            .collect()
+    };
+    // 100,000 calls; all but the last (due last) cancelled, in the order they are due.
+    let calls = schedule(100_000, 0.0);
+    for c in &calls[..99_999] {
+        c.cancel().unwrap();
+    }
+    assert_eq!(clock.heap_len_for_tests(), 100_000);
+    // The next look at the earliest deadline finds them at the top and drops them in one go.
+    clock.advance(0.5);
+    assert_eq!(clock.heap_len_for_tests(), 1);
+
+    // Stale items below a live one stay until the heap would grow: then they go instead.
+    let later = schedule(100_000, 1e6);
+    for c in &later[..99_999] {
+        c.cancel().unwrap();
+    }
+    let more = schedule(100_000, 2e6);
+    assert_eq!(clock.pending_call_times().len(), 100_002);
+    assert!(
+        clock.heap_len_for_tests() < 200_000,
+        "the heap holds {} items for 100,002 pending calls",
+        clock.heap_len_for_tests()
+    );
+
+    // The live calls still run when due, not before.
+    clock.advance(99_998.0);
+    assert_eq!(ran.get(), 0);
+    clock.advance(1.0);
+    assert_eq!(ran.get(), 1);
+    for c in &more {
+        c.cancel().unwrap();
+    }
+    clock.advance(1e6);
+    assert_eq!(ran.get(), 2);
+    assert_eq!(clock.heap_len_for_tests(), 0);
+}

@@ -1,8 +1,17 @@
 //! A minimal slab: stable indexes, O(1) insert and remove, free slots reused.
 
+/// A slot: a value, or a link in the list of free slots.
+enum Slot<T> {
+    Full(T),
+    /// Free; the next free slot's index (`usize::MAX` ends the list).
+    Free(usize),
+}
+
 pub(crate) struct Slab<T> {
-    slots: Vec<Option<T>>,
-    free: Vec<usize>,
+    slots: Vec<Slot<T>>,
+    /// The first free slot (`usize::MAX` when none): the free list is threaded through the
+    /// free slots themselves, so inserting into a slot freed earlier is one read and one write.
+    free: usize,
     len: usize,
 }
 
@@ -10,7 +19,7 @@ impl<T> Default for Slab<T> {
     fn default() -> Self {
         Slab {
             slots: Vec::new(),
-            free: Vec::new(),
+            free: usize::MAX,
             len: 0,
         }
     }
@@ -19,31 +28,47 @@ impl<T> Default for Slab<T> {
 impl<T> Slab<T> {
     pub(crate) fn insert(&mut self, value: T) -> usize {
         self.len += 1;
-        match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(value);
+        let i = self.free;
+        match self.slots.get_mut(i) {
+            Some(slot) => {
+                if let Slot::Free(next) = *slot {
+                    self.free = next;
+                }
+                *slot = Slot::Full(value);
                 i
             }
             None => {
-                self.slots.push(Some(value));
+                self.slots.push(Slot::Full(value));
                 self.slots.len() - 1
             }
         }
     }
 
     pub(crate) fn remove(&mut self, index: usize) -> Option<T> {
-        let value = self.slots.get_mut(index)?.take()?;
-        self.free.push(index);
+        let slot = self.slots.get_mut(index)?;
+        if matches!(slot, Slot::Free(_)) {
+            return None;
+        }
+        let Slot::Full(value) = std::mem::replace(slot, Slot::Free(self.free)) else {
+            unreachable!("checked full above");
+        };
+        self.free = index;
         self.len -= 1;
         Some(value)
     }
 
     pub(crate) fn get(&self, index: usize) -> Option<&T> {
-        self.slots.get(index)?.as_ref()
+        match self.slots.get(index)? {
+            Slot::Full(v) => Some(v),
+            Slot::Free(_) => None,
+        }
     }
 
     pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut T> {
-        self.slots.get_mut(index)?.as_mut()
+        match self.slots.get_mut(index)? {
+            Slot::Full(v) => Some(v),
+            Slot::Free(_) => None,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -51,16 +76,22 @@ impl<T> Slab<T> {
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().filter_map(Option::as_ref)
+        self.slots.iter().filter_map(|s| match s {
+            Slot::Full(v) => Some(v),
+            Slot::Free(_) => None,
+        })
     }
 
     /// Takes every value out, leaving the slab empty.
     pub(crate) fn drain(&mut self) -> Vec<T> {
-        self.free.clear();
+        self.free = usize::MAX;
         self.len = 0;
         std::mem::take(&mut self.slots)
             .into_iter()
-            .flatten()
+            .filter_map(|s| match s {
+                Slot::Full(v) => Some(v),
+                Slot::Free(_) => None,
+            })
             .collect()
     }
 }
@@ -80,7 +111,15 @@ mod tests {
         assert_eq!(c, a);
         assert_eq!(s.get(b), Some(&"b"));
         assert_eq!(s.len(), 2);
-        assert_eq!(s.drain().len(), 2);
-        assert_eq!(s.len(), 0);
+        // Several freed slots are reused, most recently freed first, before the slab grows.
+        assert_eq!(s.remove(b), Some("b"));
+        assert_eq!(s.remove(c), Some("c"));
+        assert_eq!(s.insert("d"), c);
+        assert_eq!(s.insert("e"), b);
+        assert_eq!(s.insert("f"), 2);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.drain().len(), 3);
+        assert_eq!(s.insert("g"), 0);
+        assert_eq!(s.len(), 1);
     }
 }
