@@ -468,9 +468,7 @@ fn finish_with(request: &Request, body: Vec<u8>) {
     if request.finished() {
         return;
     }
-    if !request.started() && !request.has_response_header("content-length") {
-        request.set_header("Content-Length", itoa::Buffer::new().format(body.len()));
-    }
+    request.set_body_length(body.len());
     request.write(&body);
     request.finish();
 }

@@ -21,8 +21,8 @@ use torsion::Failure;
 use crate::body_producer::BodyProducer;
 use crate::channel::ChannelShared;
 use crate::proto::{
-    encode_chunk, encode_last_chunk, http_date, parse_query, percent_decode, reason_phrase,
-    write_response_head, Headers, RequestHead, Version,
+    encode_chunk, encode_last_chunk, http_date, parse_query, percent_decode, push_field,
+    push_status_line, reason_phrase, Headers, RequestHead, Version,
 };
 
 /// The response being built.
@@ -35,6 +35,9 @@ struct Response {
     chunked: bool,
     /// The body is not sent (HEAD, 204, 304).
     no_body: bool,
+    /// The body's length, when the whole body was given at once (a rendered body): sent as
+    /// `Content-Length` unless the resource set that header itself.
+    length: Option<usize>,
     /// Output not yet handed to the connection (waiting for earlier pipelined responses).
     out: Vec<u8>,
     body_bytes: u64,
@@ -118,13 +121,15 @@ impl Request {
                 response: RefCell::new(Response {
                     code: 200,
                     reason: None,
-                    // Room for a typical response head (Date, Server, Content-Type, Content-Length,
-                    // validators): no reallocation while it is built.
-                    headers: Headers::with_capacity(10, 384),
+                    // The resource's own headers; the defaults (Date, Server, Content-Type,
+                    // framing) go straight into the head, so a response that sets none
+                    // allocates nothing here.
+                    headers: Headers::new(),
                     started: false,
                     finished: false,
                     chunked: false,
                     no_body,
+                    length: None,
                     out: Vec::new(),
                     body_bytes: 0,
                 }),
@@ -559,53 +564,104 @@ impl Request {
 
     /// Writes the response head into the output buffer and decides the framing; room is made
     /// for `body_hint` bytes of body that follow at once.
+    /// Writes the response head into `r.out`: the resource's headers, then the defaults it did
+    /// not set (`Date`, `Server`, `Content-Type`), then the framing (`Content-Length` or
+    /// `Transfer-Encoding: chunked`) and `Connection`, which replace any the resource set.
+    /// The defaults are written directly, not added to the header list first: one pass over
+    /// the resource's headers, no allocation beyond the output buffer.
     fn start(&self, r: &mut Response, finishing: bool, body_hint: usize) {
         r.started = true;
         let version = self.inner.head.version;
-        if !r.headers.contains("date") {
-            // Known to be absent: `add`, not `set` (which would search the list again).
-            with_cached_date(|date| r.headers.add("Date", date));
-        }
-        if !r.headers.contains("server") {
-            match self.inner.channel.upgrade() {
-                Some(c) => r.headers.add("Server", c.server_name()),
-                None => r.headers.add("Server", "Torsion"),
+        let (mut has_date, mut has_server, mut has_type, mut has_length) =
+            (false, false, false, false);
+        for (name, _) in r.headers.iter() {
+            match name.len() {
+                4 => has_date |= name.eq_ignore_ascii_case("date"),
+                6 => has_server |= name.eq_ignore_ascii_case("server"),
+                12 => has_type |= name.eq_ignore_ascii_case("content-type"),
+                14 => has_length |= name.eq_ignore_ascii_case("content-length"),
+                _ => {}
             }
         }
         let bodiless_status = matches!(r.code, 204 | 304) || (100..200).contains(&r.code);
-        if !r.headers.contains("content-type") && !bodiless_status {
-            r.headers.add("Content-Type", "text/html");
-        }
-        if bodiless_status {
-            r.headers.remove("content-length");
-        } else if r.headers.contains("content-length") {
-            // The resource said how long the body is.
+        // The Content-Length this head states, if it states one of its own.
+        let mut length = None;
+        if bodiless_status || has_length {
+            // No length for a bodiless status (the resource's is dropped below); the
+            // resource's own otherwise.
+        } else if let Some(n) = r.length {
+            length = Some(n);
         } else if finishing {
-            r.headers.add("Content-Length", "0");
+            length = Some(0);
         } else if version == Version::Http11 {
             r.chunked = !r.no_body;
-            if r.chunked {
-                r.headers.set("Transfer-Encoding", "chunked");
-            }
         } else {
             // HTTP/1.0 without a length: the end of the body is the end of the connection.
             self.inner.close.set(true);
         }
-        if self.inner.close.get() || self.channel_closing() {
+        let connection = if self.inner.close.get() || self.channel_closing() {
             self.inner.close.set(true);
-            r.headers.set("Connection", "close");
+            Some("close")
         } else if version == Version::Http10 {
-            r.headers.set("Connection", "keep-alive");
-        }
-        let reason = r.reason.clone();
+            Some("keep-alive")
+        } else {
+            None
+        };
+        let channel = self.inner.channel.upgrade();
+        let server = channel.as_deref().map_or("Torsion", |c| c.server_name());
+        let reason = r.reason.take();
         let reason = reason.as_deref().unwrap_or_else(|| reason_phrase(r.code));
         let mut out = std::mem::take(&mut r.out);
-        // One allocation for the head and the first write (chunk framing included).
-        out.reserve(r.headers.wire_len() + reason.len() + 32 + body_hint);
-        write_response_head(&mut out, Version::Http11, r.code, reason, &r.headers);
+        // One allocation for the head and the first write (chunk framing included); 160
+        // bytes cover the default fields.
+        out.reserve(r.headers.wire_len() + reason.len() + server.len() + 160 + body_hint);
+        push_status_line(&mut out, Version::Http11, r.code, reason);
+        for (name, value) in r.headers.iter() {
+            let replaced = match name.len() {
+                14 => bodiless_status && name.eq_ignore_ascii_case("content-length"),
+                17 => r.chunked && name.eq_ignore_ascii_case("transfer-encoding"),
+                10 => connection.is_some() && name.eq_ignore_ascii_case("connection"),
+                _ => false,
+            };
+            if !replaced {
+                push_field(&mut out, name, value);
+            }
+        }
+        if !has_date {
+            with_cached_date(|date| push_field(&mut out, "Date", date.as_bytes()));
+        }
+        if !has_server {
+            push_field(&mut out, "Server", server.as_bytes());
+        }
+        if !has_type && !bodiless_status {
+            push_field(&mut out, "Content-Type", b"text/html");
+        }
+        if let Some(n) = length {
+            push_field(
+                &mut out,
+                "Content-Length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            );
+        }
+        if r.chunked {
+            push_field(&mut out, "Transfer-Encoding", b"chunked");
+        }
+        if let Some(c) = connection {
+            push_field(&mut out, "Connection", c.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
         r.out = out;
         if finishing && r.chunked {
             encode_last_chunk(&mut r.out);
+        }
+    }
+
+    /// The whole body is `n` bytes (a rendered body): the head states it unless the resource
+    /// set its own `Content-Length`. No effect once the head is out.
+    pub(crate) fn set_body_length(&self, n: usize) {
+        let mut r = self.inner.response.borrow_mut();
+        if !r.started {
+            r.length = Some(n);
         }
     }
 

@@ -476,3 +476,72 @@ async fn a_failure_after_the_head_cuts_the_chunked_body_short_and_closes() -> Re
     assert!(out.ends_with("7\r\npartial\r\n"), "no final chunk: {out:?}");
     port.stop_listening().await
 }
+
+/// Sets headers the server also writes by default or for framing.
+struct OwnHeaders;
+
+impl Resource for OwnHeaders {
+    fn is_leaf(&self) -> bool {
+        true
+    }
+    fn render_get(&self, r: &Request) -> Render {
+        r.set_header("Date", "Thu, 01 Jan 2026 00:00:00 GMT");
+        r.set_header("server", "mine");
+        r.set_header("Connection", "keep-alive");
+        r.add_header("X-Other", "kept");
+        match r.path() {
+            b"/not-modified" => {
+                r.set_response_code(304);
+                r.set_header("Content-Length", "99");
+                Render::Body(Vec::new())
+            }
+            b"/streamed" => {
+                r.set_header("Transfer-Encoding", "gzip");
+                r.write(b"part");
+                r.finish();
+                Render::NotDoneYet
+            }
+            _ => "body".into(),
+        }
+    }
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.to_ascii_lowercase().matches(needle).count()
+}
+
+#[torsion::test]
+async fn a_resources_own_headers_are_kept_and_framing_headers_replaced() -> Result<(), Failure> {
+    let (port, addr) = listen(Site::new(OwnHeaders));
+    let close = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+
+    let out = exchange(addr, close("/").as_bytes()).await;
+    assert!(
+        out.contains("\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("\r\nserver: mine\r\n"), "{out}");
+    assert!(out.contains("\r\nX-Other: kept\r\n"), "{out}");
+    assert_eq!(count(&out, "\r\ndate: "), 1, "{out}");
+    assert_eq!(count(&out, "\r\nserver: "), 1, "{out}");
+    // The request asked to close: one Connection header, the server's.
+    assert_eq!(count(&out, "\r\nconnection: "), 1, "{out}");
+    assert!(out.contains("\r\nConnection: close\r\n"), "{out}");
+    assert!(
+        out.contains("\r\nContent-Length: 4\r\n") && out.ends_with("\r\n\r\nbody"),
+        "{out}"
+    );
+
+    // A 304 has no body: the resource's Content-Length is dropped, no Content-Type added.
+    let out = exchange(addr, close("/not-modified").as_bytes()).await;
+    assert_eq!(status_line(&out), "HTTP/1.1 304 Not Modified");
+    assert_eq!(count(&out, "content-length"), 0, "{out}");
+    assert_eq!(count(&out, "content-type"), 0, "{out}");
+
+    // A body without a length is chunked: the resource's Transfer-Encoding is replaced.
+    let out = exchange(addr, close("/streamed").as_bytes()).await;
+    assert_eq!(count(&out, "\r\ntransfer-encoding: "), 1, "{out}");
+    assert!(out.contains("\r\nTransfer-Encoding: chunked\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\n4\r\npart\r\n0\r\n\r\n"), "{out}");
+    port.stop_listening().await
+}

@@ -90,6 +90,13 @@ impl Headers {
 
     #[inline]
     fn push(&mut self, name: &str, value: &[u8]) {
+        if self.entries.capacity() == 0 {
+            // The first field of a list made empty: room for a handful more at once, so that
+            // a resource setting a few response headers does not reallocate for each.
+            self.entries.reserve(8);
+            self.names.reserve(64 + name.len());
+            self.values.reserve(192 + value.len());
+        }
         let n = self.names.len();
         self.names.push_str(name);
         let v = self.values.len();

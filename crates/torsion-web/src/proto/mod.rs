@@ -89,6 +89,7 @@ pub use headers::Headers;
 pub use html::html_escape;
 pub use request::{parse_request_head, RequestHead};
 pub use response::{parse_response_head, write_response_head, ResponseHead};
+pub(crate) use response::{push_field, push_status_line};
 pub use status::reason_phrase;
 pub use url::{parse_query, percent_decode};
 

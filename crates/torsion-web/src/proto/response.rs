@@ -42,18 +42,30 @@ pub fn write_response_head(
     headers: &Headers,
 ) {
     out.reserve(version.as_str().len() + 7 + reason.len() + headers.wire_len() + 2);
+    push_status_line(out, version, status, reason);
+    for (name, value) in headers.iter() {
+        push_field(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `VERSION STATUS REASON\r\n` (CR and LF in the reason replaced).
+#[inline]
+pub(crate) fn push_status_line(out: &mut Vec<u8>, version: Version, status: u16, reason: &str) {
     out.extend_from_slice(version.as_str().as_bytes());
     out.push(b' ');
     push_status(out, status);
     out.push(b' ');
     push_sanitized(out, reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers.iter() {
-        push_sanitized(out, name.as_bytes());
-        out.extend_from_slice(b": ");
-        push_sanitized(out, value);
-        out.extend_from_slice(b"\r\n");
-    }
+}
+
+/// Writes one `name: value\r\n` line (CR and LF in either replaced).
+#[inline]
+pub(crate) fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    push_sanitized(out, name.as_bytes());
+    out.extend_from_slice(b": ");
+    push_sanitized(out, value);
     out.extend_from_slice(b"\r\n");
 }
 
