@@ -1,5 +1,5 @@
-//! An ordered list of header fields, stored in three buffers rather than two allocations per
-//! field, so that parsing a head costs the same few allocations however many fields it has.
+//! An ordered list of header fields, stored in two buffers rather than two allocations per
+//! field, so that parsing a head costs the same two allocations however many fields it has.
 
 use std::fmt;
 use std::ops::Range;
@@ -27,13 +27,12 @@ use std::ops::Range;
 /// ```
 #[derive(Clone, Default)]
 pub struct Headers {
-    /// Every name ever added, back to back.
-    names: String,
-    /// Every value ever added, back to back.
-    values: Vec<u8>,
-    /// The live fields, in order, as ranges into `names` and `values`.
+    /// Every name and value ever added, back to back. Names come from `&str` (or from
+    /// httparse, which admits only token characters), so a name's range is always UTF-8.
+    bytes: Vec<u8>,
+    /// The live fields, in order, as ranges into `bytes`.
     entries: Vec<Entry>,
-    /// Bytes of `names` and `values` no longer referred to (removed fields).
+    /// Bytes of `bytes` no longer referred to (removed fields).
     dead: usize,
 }
 
@@ -55,20 +54,17 @@ impl Headers {
     /// An empty list with room for `fields` fields holding `bytes` bytes of names and values.
     pub fn with_capacity(fields: usize, bytes: usize) -> Self {
         Headers {
-            names: String::with_capacity(bytes / 4),
-            values: Vec::with_capacity(bytes),
+            bytes: Vec::with_capacity(bytes),
             entries: Vec::with_capacity(fields),
             dead: 0,
         }
     }
 
-    /// Builds the list from httparse's fields with exactly three allocations.
+    /// Builds the list from httparse's fields with exactly two allocations.
     pub(super) fn from_httparse(fields: &[httparse::Header<'_>]) -> Self {
-        let names_len = fields.iter().map(|f| f.name.len()).sum();
-        let values_len = fields.iter().map(|f| f.value.len()).sum();
+        let len = fields.iter().map(|f| f.name.len() + f.value.len()).sum();
         let mut h = Headers {
-            names: String::with_capacity(names_len),
-            values: Vec::with_capacity(values_len),
+            bytes: Vec::with_capacity(len),
             entries: Vec::with_capacity(fields.len()),
             dead: 0,
         };
@@ -78,14 +74,26 @@ impl Headers {
         h
     }
 
+    /// A field's name, as bytes (lookups compare bytes).
+    #[inline]
+    fn name_bytes(&self, e: &Entry) -> &[u8] {
+        &self.bytes[e.name.clone()]
+    }
+
+    /// A field's name as text; names are stored from `&str`, so the check never fails.
     #[inline]
     fn name_of(&self, e: &Entry) -> &str {
-        &self.names[e.name.clone()]
+        std::str::from_utf8(self.name_bytes(e)).unwrap_or_default()
     }
 
     #[inline]
     fn value_of(&self, e: &Entry) -> &[u8] {
-        &self.values[e.value.clone()]
+        &self.bytes[e.value.clone()]
+    }
+
+    #[inline]
+    fn is_called(&self, e: &Entry, name: &str) -> bool {
+        self.name_bytes(e).eq_ignore_ascii_case(name.as_bytes())
     }
 
     #[inline]
@@ -94,16 +102,15 @@ impl Headers {
             // The first field of a list made empty: room for a handful more at once, so that
             // a resource setting a few response headers does not reallocate for each.
             self.entries.reserve(8);
-            self.names.reserve(64 + name.len());
-            self.values.reserve(192 + value.len());
+            self.bytes.reserve(256 + name.len() + value.len());
         }
-        let n = self.names.len();
-        self.names.push_str(name);
-        let v = self.values.len();
-        self.values.extend_from_slice(value);
+        let n = self.bytes.len();
+        self.bytes.extend_from_slice(name.as_bytes());
+        let v = self.bytes.len();
+        self.bytes.extend_from_slice(value);
         self.entries.push(Entry {
-            name: n..self.names.len(),
-            value: v..self.values.len(),
+            name: n..v,
+            value: v..self.bytes.len(),
         });
     }
 
@@ -111,7 +118,7 @@ impl Headers {
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.entries
             .iter()
-            .find(|e| self.name_of(e).eq_ignore_ascii_case(name))
+            .find(|e| self.is_called(e, name))
             .map(|e| self.value_of(e))
     }
 
@@ -124,7 +131,7 @@ impl Headers {
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
         self.entries
             .iter()
-            .filter(move |e| self.name_of(e).eq_ignore_ascii_case(name))
+            .filter(move |e| self.is_called(e, name))
             .map(move |e| self.value_of(e))
     }
 
@@ -142,10 +149,10 @@ impl Headers {
     /// Removes every field called `name`.
     pub fn remove(&mut self, name: &str) {
         let before = self.entries.len();
-        let names = &self.names;
+        let bytes = &self.bytes;
         let mut dead = 0;
         self.entries.retain(|e| {
-            let keep = !names[e.name.clone()].eq_ignore_ascii_case(name);
+            let keep = !bytes[e.name.clone()].eq_ignore_ascii_case(name.as_bytes());
             if !keep {
                 dead += e.name.len() + e.value.len();
             }
@@ -162,16 +169,12 @@ impl Headers {
     /// once removed bytes dominate (so `set` in a loop cannot grow the buffers without bound).
     fn reclaim(&mut self) {
         if self.entries.is_empty() {
-            self.names.clear();
-            self.values.clear();
+            self.bytes.clear();
             self.dead = 0;
-        } else if self.dead >= COMPACT_AT
-            && self.dead > self.names.len() + self.values.len() - self.dead
-        {
+        } else if self.dead >= COMPACT_AT && self.dead > self.bytes.len() - self.dead {
             let old = std::mem::take(self);
             let mut new = Headers {
-                names: String::with_capacity(old.entries.iter().map(|e| e.name.len()).sum()),
-                values: Vec::with_capacity(old.entries.iter().map(|e| e.value.len()).sum()),
+                bytes: Vec::with_capacity(old.bytes.len() - old.dead),
                 entries: Vec::with_capacity(old.entries.len()),
                 dead: 0,
             };
@@ -215,7 +218,7 @@ impl Headers {
 
     /// An upper bound of the bytes `name: value\r\n` lines take for every field.
     pub(crate) fn wire_len(&self) -> usize {
-        self.names.len() + self.values.len() - self.dead + 4 * self.entries.len()
+        self.bytes.len() - self.dead + 4 * self.entries.len()
     }
 }
 
@@ -322,7 +325,7 @@ mod tests {
             h.set("Date", format!("value number {i}"));
             h.set("Server", "torsion");
         }
-        assert!(h.values.len() < 4 * COMPACT_AT, "{}", h.values.len());
+        assert!(h.bytes.len() < 4 * COMPACT_AT, "{}", h.bytes.len());
         assert_eq!(
             h.iter().collect::<Vec<_>>(),
             [
