@@ -41,7 +41,7 @@
 //! let limits = Limits::default();
 //!
 //! let (first, used) = parse_request_head(wire, &limits)?.expect("a complete head");
-//! assert_eq!((first.method.as_str(), first.target.as_str()), ("GET", "/a"));
+//! assert_eq!((&*first.method, first.target.as_str()), ("GET", "/a"));
 //! assert_eq!(request_body_kind(&first)?, BodyKind::Empty);
 //!
 //! let rest = &wire[used..];

@@ -1,5 +1,6 @@
 //! Parsing request heads, with limits enforced before anything is buffered past them.
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 use super::error::{from_httparse, is_other_http_version};
@@ -8,8 +9,9 @@ use super::{Headers, Limits, ParseError, Version};
 /// The head of a request: request line and header fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    /// The method, such as `GET`, exactly as sent (methods are case-sensitive).
-    pub method: String,
+    /// The method, such as `GET`, exactly as sent (methods are case-sensitive). The standard
+    /// methods are borrowed from static strings; only others are allocated.
+    pub method: Cow<'static, str>,
     /// The raw request-target as sent, such as `/a%20b?x=1`, `*` or `http://host/path`.
     pub target: String,
     /// The HTTP version of the request line.
@@ -68,7 +70,7 @@ pub fn parse_request_head(
                 return Err(ParseError::UriTooLong);
             }
             let head = RequestHead {
-                method: req.method.unwrap_or_default().to_owned(),
+                method: method_name(req.method.unwrap_or_default()),
                 target: target.to_owned(),
                 version: Version::from_minor(req.version)?,
                 headers: Headers::from_httparse(req.headers),
@@ -86,6 +88,17 @@ pub fn parse_request_head(
         }
         Err(httparse::Error::Version) => Err(version_error(request_line(window))),
         Err(e) => Err(from_httparse(e)),
+    }
+}
+
+/// The method as a static string when it is one of RFC 9110's (or PATCH), else a copy.
+fn method_name(method: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match KNOWN.iter().find(|&&m| m == method) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.to_owned()),
     }
 }
 
