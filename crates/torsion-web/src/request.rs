@@ -8,8 +8,10 @@
 //!
 //! [`Render::NotDoneYet`]: crate::resource::Render::NotDoneYet
 
-use std::cell::{Cell, Ref, RefCell};
+use std::cell::{Cell, Ref, RefCell, RefMut};
+use std::collections::VecDeque;
 use std::fmt;
+use std::ops::Range;
 use std::rc::{Rc, Weak};
 
 use torsion::defer::{Deferred, Trigger};
@@ -45,10 +47,15 @@ struct Response {
 
 pub(crate) struct Inner {
     head: RequestHead,
-    path: Vec<u8>,
-    query: Vec<u8>,
+    /// Where the path sits in the request-target (`None`: an absolute-form target with no
+    /// path, which means `/`).
+    path: Option<Range<usize>>,
+    /// Where the query sits in the request-target (empty when there is none).
+    query: Range<usize>,
     prepath: RefCell<Vec<Vec<u8>>>,
-    postpath: RefCell<std::collections::VecDeque<Vec<u8>>>,
+    /// The segments not walked yet; split from the path on first use, so a request answered
+    /// by a leaf at the root never splits it.
+    postpath: RefCell<Option<VecDeque<Vec<u8>>>>,
     body: RefCell<Vec<u8>>,
     args: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
     client: Address,
@@ -80,28 +87,16 @@ impl Request {
         channel: Weak<ChannelShared>,
     ) -> Request {
         let target = head.target.as_bytes();
-        let (path, query) = match memchr::memchr(b'?', target) {
-            Some(i) => (target[..i].to_vec(), target[i + 1..].to_vec()),
-            None => (target.to_vec(), Vec::new()),
+        let (path_end, query) = match memchr::memchr(b'?', target) {
+            Some(i) => (i, i + 1..target.len()),
+            None => (target.len(), target.len()..target.len()),
         };
         // Absolute-form targets (proxies): keep only the path.
-        let path = match path.windows(3).position(|w| w == b"://") {
-            Some(i) => {
-                let rest = &path[i + 3..];
-                match memchr::memchr(b'/', rest) {
-                    Some(j) => rest[j..].to_vec(),
-                    None => b"/".to_vec(),
-                }
-            }
-            None => path,
+        let path = match memchr::memmem::find(&target[..path_end], b"://") {
+            Some(i) => memchr::memchr(b'/', &target[i + 3..path_end]).map(|j| i + 3 + j..path_end),
+            None => Some(0..path_end),
         };
-        let postpath = path
-            .strip_prefix(b"/")
-            .unwrap_or(&path)
-            .split(|&b| b == b'/')
-            .map(percent_decode)
-            .collect();
-        let args = parse_query(&query);
+        let args = parse_query(&target[query.clone()]);
         let close = match head.version {
             Version::Http10 => !head.headers.has_token("connection", "keep-alive"),
             Version::Http11 => head.headers.has_token("connection", "close"),
@@ -113,7 +108,7 @@ impl Request {
                 path,
                 query,
                 prepath: RefCell::default(),
-                postpath: RefCell::new(postpath),
+                postpath: RefCell::new(None),
                 body: RefCell::default(),
                 args: RefCell::new(args),
                 client,
@@ -158,12 +153,15 @@ impl Request {
 
     /// The path part of the URI, still percent-encoded.
     pub fn path(&self) -> &[u8] {
-        &self.inner.path
+        match &self.inner.path {
+            Some(range) => &self.inner.head.target.as_bytes()[range.clone()],
+            None => b"/",
+        }
     }
 
     /// The query string (after `?`), still encoded.
     pub fn query(&self) -> &[u8] {
-        &self.inner.query
+        &self.inner.head.target.as_bytes()[self.inner.query.clone()]
     }
 
     /// The HTTP version.
@@ -188,12 +186,26 @@ impl Request {
 
     /// The path segments below the resource (Twisted's `postpath`), percent-decoded.
     pub fn postpath(&self) -> Vec<Vec<u8>> {
-        self.inner.postpath.borrow().iter().cloned().collect()
+        self.postpath_mut().iter().cloned().collect()
+    }
+
+    /// The segments not walked yet, split from the path (and percent-decoded) on first use.
+    fn postpath_mut(&self) -> RefMut<'_, VecDeque<Vec<u8>>> {
+        RefMut::map(self.inner.postpath.borrow_mut(), |p| {
+            p.get_or_insert_with(|| {
+                let path = self.path();
+                path.strip_prefix(b"/")
+                    .unwrap_or(path)
+                    .split(|&b| b == b'/')
+                    .map(percent_decode)
+                    .collect()
+            })
+        })
     }
 
     /// Moves the next segment from postpath to prepath.
     pub(crate) fn advance_path(&self) -> Option<Vec<u8>> {
-        let name = self.inner.postpath.borrow_mut().pop_front()?;
+        let name = self.postpath_mut().pop_front()?;
         self.inner.prepath.borrow_mut().push(name.clone());
         Some(name)
     }
@@ -201,7 +213,7 @@ impl Request {
     /// Moves the last walked segment back from prepath to postpath.
     pub(crate) fn unadvance_path(&self) {
         if let Some(name) = self.inner.prepath.borrow_mut().pop() {
-            self.inner.postpath.borrow_mut().push_front(name);
+            self.postpath_mut().push_front(name);
         }
     }
 

@@ -545,3 +545,25 @@ async fn a_resources_own_headers_are_kept_and_framing_headers_replaced() -> Resu
     assert!(out.ends_with("\r\n\r\n4\r\npart\r\n0\r\n\r\n"), "{out}");
     port.stop_listening().await
 }
+
+#[torsion::test]
+async fn absolute_form_targets_are_walked_by_their_path() -> Result<(), Failure> {
+    let (port, addr) = listen(Site::new(tree()));
+    let get =
+        |target: &str| format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let out = exchange(
+        addr,
+        get("http://example.com/mirror/a%20b/c?x=1&y=2").as_bytes(),
+    )
+    .await;
+    assert!(
+        out.ends_with(r#"GET /mirror/a%20b/c post=["a b", "c"] args=x=1&y=2 body="#),
+        "{out}"
+    );
+    // No path at all is the root.
+    let out = exchange(addr, get("http://example.com").as_bytes()).await;
+    assert!(out.ends_with("\r\n\r\nhome"), "{out}");
+    let out = exchange(addr, get("http://example.com?q=1").as_bytes()).await;
+    assert!(out.ends_with("\r\n\r\nhome"), "{out}");
+    port.stop_listening().await
+}
