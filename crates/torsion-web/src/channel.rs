@@ -435,13 +435,14 @@ impl HttpChannel {
             }
         };
         match render {
-            Some(Render::Body(body)) => finish_with(&request, body),
+            Some(Render::Body(body)) => finish_with(&request, &body),
+            Some(Render::Bytes(body)) => finish_with(&request, &body),
             Some(Render::NotDoneYet) | None => {}
             Some(Render::Later(d)) => {
                 let req = request.clone();
                 d.add_both(move |out| {
                     match out {
-                        Ok(body) => finish_with(&req, body),
+                        Ok(body) => finish_with(&req, &body),
                         Err(f) => {
                             torsion::log::err(
                                 &f,
@@ -464,12 +465,12 @@ impl HttpChannel {
 }
 
 /// Sends a whole body with its length, and finishes.
-fn finish_with(request: &Request, body: Vec<u8>) {
+fn finish_with(request: &Request, body: &[u8]) {
     if request.finished() {
         return;
     }
     request.set_body_length(body.len());
-    request.write(&body);
+    request.write(body);
     request.finish();
 }
 
@@ -484,7 +485,7 @@ fn server_error(request: &Request) {
     request.set_response_code(500);
     finish_with(
         request,
-        error_page(
+        &error_page(
             500,
             "An error occurred while rendering this resource; it has been logged.",
         ),

@@ -39,6 +39,9 @@ use crate::request::Request;
 pub enum Render {
     /// The whole body, now. The response gets a `Content-Length` and goes out in one write.
     Body(Vec<u8>),
+    /// The whole body, now, without a copy: a static string (what `"...".into()` gives) or
+    /// bytes shared between responses. Sent as [`Render::Body`] is.
+    Bytes(bytes::Bytes),
     /// The resource will write the body with [`Request::write`] and end it with
     /// [`Request::finish`] later (Twisted's `NOT_DONE_YET`).
     NotDoneYet,
@@ -63,15 +66,21 @@ impl From<Vec<u8>> for Render {
     }
 }
 
-impl From<&[u8]> for Render {
-    fn from(v: &[u8]) -> Render {
-        Render::Body(v.to_vec())
+impl From<&'static [u8]> for Render {
+    fn from(v: &'static [u8]) -> Render {
+        Render::Bytes(bytes::Bytes::from_static(v))
     }
 }
 
-impl<const N: usize> From<&[u8; N]> for Render {
-    fn from(v: &[u8; N]) -> Render {
-        Render::Body(v.to_vec())
+impl<const N: usize> From<&'static [u8; N]> for Render {
+    fn from(v: &'static [u8; N]) -> Render {
+        Render::Bytes(bytes::Bytes::from_static(v))
+    }
+}
+
+impl From<bytes::Bytes> for Render {
+    fn from(v: bytes::Bytes) -> Render {
+        Render::Bytes(v)
     }
 }
 
@@ -81,9 +90,11 @@ impl From<String> for Render {
     }
 }
 
-impl From<&str> for Render {
-    fn from(v: &str) -> Render {
-        Render::Body(v.as_bytes().to_vec())
+/// A static string, sent without a copy. (A borrowed string that is not `'static` converts
+/// through `String`: `text.to_owned().into()`.)
+impl From<&'static str> for Render {
+    fn from(v: &'static str) -> Render {
+        Render::Bytes(bytes::Bytes::from_static(v.as_bytes()))
     }
 }
 

@@ -21,7 +21,8 @@ use crate::resource::{Children, Render, Resource};
 
 /// Fixed bytes with a content type (Twisted's `static.Data`).
 pub struct Data {
-    body: Vec<u8>,
+    /// Shared with each response, not copied.
+    body: bytes::Bytes,
     content_type: String,
 }
 
@@ -29,7 +30,7 @@ impl Data {
     /// Serves `body` as `content_type`.
     pub fn new(body: impl Into<Vec<u8>>, content_type: &str) -> Data {
         Data {
-            body: body.into(),
+            body: bytes::Bytes::from(body.into()),
             content_type: content_type.to_owned(),
         }
     }
@@ -40,8 +41,8 @@ impl Resource for Data {
         true
     }
     fn render_get(&self, request: &Request) -> Render {
-        request.set_header("Content-Type", self.content_type.clone());
-        Render::Body(self.body.clone())
+        request.set_header("Content-Type", &self.content_type);
+        Render::Bytes(self.body.clone())
     }
 }
 
