@@ -67,7 +67,6 @@ pub(crate) struct Inner {
     finish_waiters: RefCell<Vec<Trigger<()>>>,
     /// The client asked to close the connection after this response.
     close: Cell<bool>,
-    started_at: std::time::SystemTime,
     session: RefCell<Option<crate::session::Session>>,
     /// The producer of the response body, if one is registered.
     producer: RefCell<Option<Rc<BodyProducer>>>,
@@ -132,7 +131,6 @@ impl Request {
                 lost: Cell::new(false),
                 finish_waiters: RefCell::default(),
                 close: Cell::new(close),
-                started_at: std::time::SystemTime::now(),
                 session: RefCell::new(None),
                 producer: RefCell::new(None),
             }),
@@ -751,7 +749,8 @@ fn combined_log_line(req: &Request, code: u16, bytes: u64) -> String {
     };
     format!(
         "{client} - - [{}] \"{} {} {version}\" {code} {} \"{}\" \"{}\"",
-        clf_date(req.inner.started_at),
+        // The time the line is written, as Twisted's access log has it.
+        clf_date(std::time::SystemTime::now()),
         req.method(),
         req.uri().replace('"', "%22"),
         if bytes == 0 {
