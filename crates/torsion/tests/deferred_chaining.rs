@@ -298,3 +298,72 @@ fn firing_a_deferred_inside_any_callback_of_a_long_chain_runs_its_callbacks_at_o
         );
     }
 }
+
+#[test]
+fn callbacks_added_before_firing_keep_their_order_around_a_pausing_callback() {
+    let seen = log();
+    let (s1, s2, s3, s4) = (seen.clone(), seen.clone(), seen.clone(), seen.clone());
+    let inner: Deferred<i32> = Deferred::new();
+    let inner_trigger = inner.trigger();
+    let mut inner = Some(inner);
+    let d: Deferred<i32> = Deferred::new();
+    let t = d.trigger();
+    let d = d
+        .add_callback(move |x| {
+            s1.borrow_mut().push(format!("a{x}"));
+            x + 1
+        })
+        .add_errback(|f| Err(f))
+        .add_callback_deferred(move |x| {
+            s2.borrow_mut().push(format!("pause{x}"));
+            inner.take().unwrap().add_callback(move |y| x + y)
+        })
+        .add_callback(move |x| {
+            s3.borrow_mut().push(format!("b{x}"));
+            x * 10
+        })
+        .add_both(move |out| {
+            s4.borrow_mut().push(format!("both{out:?}"));
+            out
+        });
+    assert!(!d.called());
+    t.callback(1);
+    assert_eq!(entries(&seen), ["a1", "pause2"]);
+    assert!(!d.called());
+    inner_trigger.callback(5);
+    assert_eq!(entries(&seen), ["a1", "pause2", "b7", "bothOk(70)"]);
+    assert!(d.called());
+    assert_eq!(d.result().unwrap().unwrap(), 70);
+}
+
+#[test]
+fn callbacks_added_after_the_result_rests_run_at_once_and_result_can_be_awaited_later() {
+    let d: Deferred<i32> = Deferred::new();
+    let t = d.trigger();
+    let d = d.add_callback(|x| x + 1).add_callback(|x| x + 1);
+    t.callback(1);
+    assert!(d.called());
+    // The chain has run; these run now, on the resting result.
+    let d = d.add_callback(|x| x * 3).add_errback(|_| Ok(-1));
+    assert!(d.called());
+    let d = d.add_callback_deferred(|x| succeed(x + 1));
+    assert_eq!(d.result().unwrap().unwrap(), 10);
+}
+
+#[test]
+fn cancelling_callbacks_added_before_firing_cancels_the_root_and_errbacks_see_it() {
+    use torsion::error::CancelledError;
+    let cancelled = Rc::new(RefCell::new(false));
+    let c = cancelled.clone();
+    let d: Deferred<i32> = Deferred::with_canceller(move |_| *c.borrow_mut() = true);
+    let d = d
+        .add_callback(|x| x + 1)
+        .add_errback(|f| {
+            assert!(f.check::<CancelledError>());
+            Ok(-1)
+        })
+        .add_callback(|x| x * 2);
+    d.cancel();
+    assert!(*cancelled.borrow());
+    assert_eq!(d.result().unwrap().unwrap(), -2);
+}

@@ -103,3 +103,25 @@ fn log_err_reports_the_failure() {
     assert!(out.contains("saving"), "{out}");
     assert!(out.contains("disk full"), "{out}");
 }
+
+#[test]
+fn a_failure_at_the_end_of_callbacks_added_before_firing_is_logged_once_when_dropped() {
+    let capture = Capture::default();
+    let check = capture.clone();
+    capture.during(move || {
+        let d: Deferred<i32> = Deferred::new();
+        let t = d.trigger();
+        let d = d
+            .add_callback(|x| x + 1)
+            .add_callback_result(|_| Err::<i32, _>(TimeoutError))
+            .add_callback(|x| x * 2);
+        t.callback(1);
+        assert!(!check.text().contains("Unhandled"), "logged too early");
+        drop(d);
+        assert_eq!(
+            check.text().matches("Unhandled error in Deferred").count(),
+            1
+        );
+        assert!(check.text().contains("TimeoutError"));
+    });
+}

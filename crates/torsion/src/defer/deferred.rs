@@ -14,6 +14,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -143,11 +144,11 @@ where
                 {
                     let mut t = target.slot().borrow_mut();
                     if !t.fired {
-                        let up: Weak<dyn Link<U>> = Rc::downgrade(&inner.node);
+                        let up: Weak<dyn Link<U>> = Rc::downgrade(&inner.node());
                         t.upstream = Some(up);
                     }
                 }
-                attach(inner.node, move |out| {
+                attach(inner.node(), move |out| {
                     let _ = fire(&target, out, "callback");
                 });
             }
@@ -268,6 +269,219 @@ fn cancel<T: 'static>(node: &NodeRef<T>) {
     s.cancelled = true;
 }
 
+/// Runs one step, turning a panic into a [`Failure`].
+fn run_step<T, U>(f: impl FnOnce(Outcome<T>) -> Outcome<U>, out: Outcome<T>) -> Outcome<U> {
+    catch_unwind(AssertUnwindSafe(move || f(out)))
+        .unwrap_or_else(|payload| Err(Failure::from_panic(payload)))
+}
+
+/// The end of a chain, as a [`Deferred`] holds it.
+enum End<T> {
+    /// A node: the chain's root, a step that may pause the chain, or a materialized run.
+    Node(NodeRef<T>),
+    /// Callbacks fused into one run ending in a `T`.
+    Fused(Rc<Fused>, PhantomData<fn() -> T>),
+}
+
+/// Steps kept in place before a run spills into a vector.
+const INLINE_STEPS: usize = 8;
+
+/// A run of callbacks added one after the other to a Deferred that had not fired: Twisted's
+/// list of callbacks, where the node-per-step chain costs an allocation per callback.
+///
+/// The run waits on one node (as that node's listener) and holds its steps in order, each a
+/// boxed closure from `Outcome<In>` to `Outcome<Out>` with the types erased; a closure that
+/// captures nothing boxes without allocating. When the node fires, each step takes its input
+/// from the previous step's stack slot (seen as `&mut dyn Any` and downcast, so a type
+/// mismatch is impossible to miss) and passes its output on the same way; the last output
+/// rests in the run until it is taken. Anything the run cannot do itself (awaiting,
+/// cancelling, a step returning a Deferred) first turns the run's end into a node again
+/// ([`Fused::materialize`]), and the chain goes on as before.
+pub(crate) struct Fused {
+    state: RefCell<FusedState>,
+}
+
+struct FusedState {
+    /// The first steps, in place; `None` once run (or not added yet).
+    inline: [Option<Box<dyn ErasedStep>>; INLINE_STEPS],
+    /// Steps after the first `INLINE_STEPS`.
+    more: Vec<Option<Box<dyn ErasedStep>>>,
+    /// Steps added so far.
+    len: usize,
+    /// The next step to run.
+    next: usize,
+    /// Every step added has run: a step added now runs at once.
+    complete: bool,
+    /// The run's outcome, once complete and until taken.
+    result: Option<Rest>,
+    /// The node the run waits on, for cancellation.
+    upstream: Weak<dyn Upstream>,
+}
+
+/// A run's outcome at rest, its value type erased.
+enum Rest {
+    Value(Box<dyn Any>),
+    Failure(Failure),
+}
+
+impl Rest {
+    fn from_outcome<T: 'static>(out: Outcome<T>) -> Rest {
+        match out {
+            Ok(v) => Rest::Value(Box::new(v)),
+            Err(f) => Rest::Failure(f),
+        }
+    }
+
+    fn into_outcome<T: 'static>(self) -> Outcome<T> {
+        match self {
+            Rest::Value(v) => Ok(*v
+                .downcast::<T>()
+                .unwrap_or_else(|_| unreachable!("a fused run ends in the type its end names"))),
+            Rest::Failure(f) => Err(f),
+        }
+    }
+}
+
+/// One step of a run; `input` is the previous step's `Option<Outcome<In>>`.
+trait ErasedStep {
+    fn run(self: Box<Self>, input: &mut dyn Any, run: &Rc<Fused>, depth: usize);
+}
+
+/// A callback, errback or both, from `Outcome<T>` to `Outcome<U>`.
+struct FusedStep<T, U, F> {
+    f: F,
+    types: PhantomData<fn(T) -> U>,
+}
+
+/// Takes a step's input out of the previous step's slot.
+fn take_input<T: 'static>(input: &mut dyn Any) -> Outcome<T> {
+    input
+        .downcast_mut::<Option<Outcome<T>>>()
+        .and_then(Option::take)
+        .unwrap_or_else(|| unreachable!("each step gets the outcome of the step before"))
+}
+
+impl<T: 'static, U: 'static, F> ErasedStep for FusedStep<T, U, F>
+where
+    F: FnOnce(Outcome<T>) -> Outcome<U>,
+{
+    fn run(self: Box<Self>, input: &mut dyn Any, run: &Rc<Fused>, depth: usize) {
+        let out = run_step(self.f, take_input::<T>(input));
+        run.advance(&mut Some(out), depth + 1);
+    }
+}
+
+/// The last step of a run whose end became a node: fires that node.
+struct Deliver<T> {
+    node: NodeRef<T>,
+}
+
+impl<T: 'static> ErasedStep for Deliver<T> {
+    fn run(self: Box<Self>, input: &mut dyn Any, run: &Rc<Fused>, _depth: usize) {
+        let out = take_input::<T>(input);
+        run.state.borrow_mut().complete = true;
+        let _ = fire(&self.node, out, "callback");
+    }
+}
+
+impl FusedState {
+    fn push(&mut self, step: Box<dyn ErasedStep>) {
+        if self.len < INLINE_STEPS {
+            self.inline[self.len] = Some(step);
+        } else {
+            self.more.push(Some(step));
+        }
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<Box<dyn ErasedStep>> {
+        if self.next >= self.len {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        if i < INLINE_STEPS {
+            self.inline[i].take()
+        } else {
+            self.more[i - INLINE_STEPS].take()
+        }
+    }
+}
+
+impl Fused {
+    fn new(upstream: Weak<dyn Upstream>) -> Fused {
+        Fused {
+            state: RefCell::new(FusedState {
+                inline: [const { None }; INLINE_STEPS],
+                more: Vec::new(),
+                len: 0,
+                next: 0,
+                complete: false,
+                result: None,
+                upstream,
+            }),
+        }
+    }
+
+    /// Runs the next step on `value`, or lets `value` rest when there is none. Each step
+    /// calls this for the next, so the stack deepens with the run; every 64 steps the
+    /// recursion moves to a fresh segment when the stack runs low, as the node chain's does.
+    fn advance<T: 'static>(self: &Rc<Self>, value: &mut Option<Outcome<T>>, depth: usize) {
+        let next = self.state.borrow_mut().pop();
+        match next {
+            Some(step) if depth % 64 == 63 => deep(|| step.run(value, self, depth)),
+            Some(step) => step.run(value, self, depth),
+            None => {
+                let out = value
+                    .take()
+                    .unwrap_or_else(|| unreachable!("the last step's outcome"));
+                let mut s = self.state.borrow_mut();
+                s.complete = true;
+                s.result = Some(Rest::from_outcome(out));
+            }
+        }
+    }
+
+    /// A node of type `T` standing for the run's end: fired with the result if the run is
+    /// complete, else fired by a last step when the run gets there (and, meanwhile, waiting
+    /// on the run's node for cancellation).
+    fn materialize<T: 'static>(&self) -> NodeRef<T> {
+        let node = new_node::<T>();
+        let mut s = self.state.borrow_mut();
+        {
+            let mut slot = node.slot().borrow_mut();
+            if s.complete {
+                slot.fired = true;
+                slot.result = s.result.take().map(Rest::into_outcome);
+            } else {
+                slot.upstream = Some(s.upstream.clone());
+            }
+        }
+        if !s.complete {
+            s.push(Box::new(Deliver { node: node.clone() }));
+        }
+        node
+    }
+}
+
+impl<T: 'static> Listener<T> for Fused {
+    fn run(self: Rc<Self>, out: Outcome<T>) {
+        self.advance(&mut Some(out), 0);
+    }
+}
+
+impl Drop for Fused {
+    fn drop(&mut self) {
+        if let Some(Rest::Failure(failure)) = self.state.get_mut().result.take() {
+            UNHANDLED.set(UNHANDLED.get() + 1);
+            crate::log::error_event(format_args!(
+                "Unhandled error in Deferred:\n{}",
+                failure.report()
+            ));
+        }
+    }
+}
+
 /// What a step of the chain produced: a result, or a Deferred to wait for.
 enum Step<U> {
     Done(Outcome<U>),
@@ -279,7 +493,8 @@ enum Step<U> {
 /// See the [module documentation](crate::defer) for the callback rules. A `Deferred` is not
 /// `Clone`: a chain has one end. Keep a [`Trigger`] to fire it, and chain on the `Deferred`.
 pub struct Deferred<T> {
-    pub(crate) node: NodeRef<T>,
+    /// The end of the chain: a node, or a run of fused callbacks (see [`Fused`]).
+    end: RefCell<End<T>>,
     /// Keeps the chain's root (and so the whole chain up to this node) alive while this end
     /// is held, so cancellation can reach a root nobody else holds.
     anchor: Option<Rc<dyn Any>>,
@@ -304,7 +519,7 @@ impl<T: 'static> Deferred<T> {
     /// A new, unfired Deferred.
     pub fn new() -> Deferred<T> {
         Deferred {
-            node: new_node(),
+            end: RefCell::new(End::Node(new_node())),
             anchor: None,
         }
     }
@@ -321,15 +536,13 @@ impl<T: 'static> Deferred<T> {
     /// its own; if it does not, the Deferred fails with [`CancelledError`].
     pub fn with_canceller(canceller: impl FnOnce(Trigger<T>) + 'static) -> Deferred<T> {
         let d = Deferred::new();
-        d.node.slot().borrow_mut().canceller = Some(Box::new(canceller));
+        d.node().slot().borrow_mut().canceller = Some(Box::new(canceller));
         d
     }
 
     /// A new trigger that fires this Deferred.
     pub fn trigger(&self) -> Trigger<T> {
-        Trigger {
-            node: self.node.clone(),
-        }
+        Trigger { node: self.node() }
     }
 
     /// Fires this Deferred with a value (Twisted's `d.callback(v)`).
@@ -357,31 +570,55 @@ impl<T: 'static> Deferred<T> {
 
     /// Fires this Deferred with a value, or says it had already fired.
     pub fn try_callback(&self, value: T) -> Result<(), AlreadyCalledError> {
-        fire(&self.node, Ok(value), "callback")
+        fire(&self.node(), Ok(value), "callback")
     }
 
     /// Fires this Deferred with a failure, or says it had already fired.
     pub fn try_errback(&self, failure: impl Into<Failure>) -> Result<(), AlreadyCalledError> {
-        fire(&self.node, Err(failure.into()), "errback")
+        fire(&self.node(), Err(failure.into()), "errback")
     }
 
     /// True once the Deferred has fired (Twisted's `d.called`).
     pub fn called(&self) -> bool {
-        self.node.slot().borrow().fired
+        match &*self.end.borrow() {
+            End::Node(node) => node.slot().borrow().fired,
+            End::Fused(fused, _) => fused.state.borrow().complete,
+        }
     }
 
     /// Takes the result out if the Deferred has fired (for tests and synchronous code, like
     /// trial's `successResultOf`). Returns `None` if it has not fired yet. Afterwards the
     /// Deferred is spent: its failure, if any, is now yours to handle.
     pub fn result(&self) -> Option<Result<T, Failure>> {
-        self.node.slot().borrow_mut().result.take()
+        match &*self.end.borrow() {
+            End::Node(node) => node.slot().borrow_mut().result.take(),
+            End::Fused(fused, _) => fused
+                .state
+                .borrow_mut()
+                .result
+                .take()
+                .map(Rest::into_outcome),
+        }
     }
 
     /// Cancels the Deferred (Twisted's `d.cancel()`): if it has not fired, its canceller runs
     /// (or, for a chained Deferred, the Deferred it waits on is cancelled), and unless that fired
     /// it, it fails with [`CancelledError`]. Cancelling a fired Deferred does nothing.
     pub fn cancel(&self) {
-        cancel(&self.node);
+        cancel(&self.node());
+    }
+
+    /// The node at the end of the chain, made now if the chain ends in fused callbacks.
+    pub(crate) fn node(&self) -> NodeRef<T> {
+        let mut end = self.end.borrow_mut();
+        if let End::Fused(fused, _) = &*end {
+            let node = fused.materialize::<T>();
+            *end = End::Node(node);
+        }
+        match &*end {
+            End::Node(node) => node.clone(),
+            End::Fused(..) => unreachable!("materialized above"),
+        }
     }
 
     fn then_step<U: 'static>(
@@ -392,17 +629,18 @@ impl<T: 'static> Deferred<T> {
             slot: Slot::new(),
             extra: StepCell(Cell::new(Some(step))),
         });
+        let node = self.node();
         let mut anchor = None;
-        if !self.node.slot().borrow().fired {
-            let up: Weak<dyn Link<T>> = Rc::downgrade(&self.node);
+        if !node.slot().borrow().fired {
+            let up: Weak<dyn Link<T>> = Rc::downgrade(&node);
             child.slot.borrow_mut().upstream = Some(up);
             anchor = Some(match self.anchor {
                 Some(a) => a,
-                None => self.node.clone() as Rc<dyn Any>,
+                None => node.clone() as Rc<dyn Any>,
             });
         }
         let listener: Rc<dyn Listener<T>> = child.clone();
-        let mut s = self.node.slot().borrow_mut();
+        let mut s = node.slot().borrow_mut();
         match s.take_ready() {
             Some(out) => {
                 drop(s);
@@ -411,15 +649,75 @@ impl<T: 'static> Deferred<T> {
             None => s.waiter = Waiter::Next(listener),
         }
         Deferred {
-            node: child,
+            end: RefCell::new(End::Node(child)),
             anchor,
+        }
+    }
+
+    /// Adds a step that cannot pause the chain. While the chain has not fired, consecutive
+    /// such steps are fused: kept in one [`Fused`] run instead of a node each, so adding one
+    /// allocates nothing (for a closure that captures nothing) and firing runs them in a row.
+    fn then_fused<U: 'static>(
+        self,
+        f: impl FnOnce(Outcome<T>) -> Outcome<U> + 'static,
+    ) -> Deferred<U> {
+        let Deferred { end, anchor } = self;
+        match end.into_inner() {
+            End::Fused(fused, _) => {
+                let mut s = fused.state.borrow_mut();
+                if s.complete {
+                    // Everything before ran already: this step runs now, on the result.
+                    let out = s.result.take().map(Rest::into_outcome);
+                    drop(s);
+                    let out = out.expect(
+                        "the result of this Deferred was already taken (by .await or result())",
+                    );
+                    let out = run_step(f, out);
+                    fused.state.borrow_mut().result = Some(Rest::from_outcome(out));
+                } else {
+                    s.push(Box::new(FusedStep {
+                        f,
+                        types: PhantomData,
+                    }));
+                    drop(s);
+                }
+                Deferred {
+                    end: RefCell::new(End::Fused(fused, PhantomData)),
+                    anchor,
+                }
+            }
+            End::Node(node) => {
+                let fresh = {
+                    let s = node.slot().borrow();
+                    !s.fired && matches!(s.waiter, Waiter::Nobody)
+                };
+                if !fresh {
+                    let d = Deferred {
+                        end: RefCell::new(End::Node(node)),
+                        anchor,
+                    };
+                    return d.then_step(move |out| Step::Done(f(out)));
+                }
+                let up: Weak<dyn Link<T>> = Rc::downgrade(&node);
+                let fused = Rc::new(Fused::new(up));
+                fused.state.borrow_mut().push(Box::new(FusedStep {
+                    f,
+                    types: PhantomData,
+                }));
+                let listener: Rc<dyn Listener<T>> = fused.clone();
+                node.slot().borrow_mut().waiter = Waiter::Next(listener);
+                Deferred {
+                    end: RefCell::new(End::Fused(fused, PhantomData)),
+                    anchor: Some(anchor.unwrap_or_else(|| node.clone() as Rc<dyn Any>)),
+                }
+            }
         }
     }
 
     /// Adds a callback: on success, `f` gets the value and its return value is the next
     /// result. Failures pass by untouched. A panic in `f` becomes a [`Failure`].
     pub fn add_callback<U: 'static>(self, f: impl FnOnce(T) -> U + 'static) -> Deferred<U> {
-        self.then_step(move |out| Step::Done(out.map(f)))
+        self.then_fused(move |out| out.map(f))
     }
 
     /// Adds a callback that may fail: an `Err` it returns starts the errback chain.
@@ -427,7 +725,7 @@ impl<T: 'static> Deferred<T> {
         self,
         f: impl FnOnce(T) -> Result<U, E> + 'static,
     ) -> Deferred<U> {
-        self.then_step(move |out| Step::Done(out.and_then(|v| f(v).map_err(Into::into))))
+        self.then_fused(move |out| out.and_then(|v| f(v).map_err(Into::into)))
     }
 
     /// Adds a callback that returns a Deferred: the chain pauses until that Deferred fires,
@@ -449,7 +747,7 @@ impl<T: 'static> Deferred<T> {
         self,
         f: impl FnOnce(Failure) -> Result<T, Failure> + 'static,
     ) -> Deferred<T> {
-        self.then_step(move |out| Step::Done(out.or_else(f)))
+        self.then_fused(move |out| out.or_else(f))
     }
 
     /// Adds a callback and an errback at the same level: exactly one of them runs, and the
@@ -459,11 +757,9 @@ impl<T: 'static> Deferred<T> {
         callback: impl FnOnce(T) -> U + 'static,
         errback: impl FnOnce(Failure) -> Result<U, Failure> + 'static,
     ) -> Deferred<U> {
-        self.then_step(move |out| {
-            Step::Done(match out {
-                Ok(v) => Ok(callback(v)),
-                Err(e) => errback(e),
-            })
+        self.then_fused(move |out| match out {
+            Ok(v) => Ok(callback(v)),
+            Err(e) => errback(e),
         })
     }
 
@@ -473,7 +769,7 @@ impl<T: 'static> Deferred<T> {
         self,
         f: impl FnOnce(Result<T, Failure>) -> Result<U, Failure> + 'static,
     ) -> Deferred<U> {
-        self.then_step(move |out| Step::Done(f(out)))
+        self.then_fused(f)
     }
 
     /// Cancels this Deferred if it has not fired `seconds` from now on `clock`, turning the
@@ -482,7 +778,7 @@ impl<T: 'static> Deferred<T> {
         let timed_out = Rc::new(Cell::new(false));
         let flag = timed_out.clone();
         // The timer holds the node: a Deferred nobody else can fire still times out.
-        let node = self.node.clone();
+        let node = self.node();
         let timer = clock.call_later_boxed(
             seconds,
             Box::new(move || {
@@ -507,11 +803,11 @@ impl<T: 'static> Deferred<T> {
 
     /// Runs `k` with the result, now or when it arrives, without making a new Deferred.
     pub(crate) fn on_result(self, k: impl FnOnce(Outcome<T>) + 'static) {
-        attach(self.node, k);
+        attach(self.node(), k);
     }
 
     pub(crate) fn weak_upstream(&self) -> Weak<dyn Upstream> {
-        let w: Weak<dyn Link<T>> = Rc::downgrade(&self.node);
+        let w: Weak<dyn Link<T>> = Rc::downgrade(&self.node());
         w
     }
 
@@ -519,7 +815,7 @@ impl<T: 'static> Deferred<T> {
     pub(crate) fn anchor(&self) -> Rc<dyn Any> {
         match &self.anchor {
             Some(a) => a.clone(),
-            None => self.node.clone() as Rc<dyn Any>,
+            None => self.node() as Rc<dyn Any>,
         }
     }
 }
@@ -573,7 +869,8 @@ impl<T: 'static> Future for Deferred<T> {
     type Output = Result<T, Failure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut s = self.node.slot().borrow_mut();
+        let node = self.node();
+        let mut s = node.slot().borrow_mut();
         if let Some(out) = s.result.take() {
             return Poll::Ready(out);
         }
@@ -588,7 +885,8 @@ impl<T: 'static> Future for Deferred<T> {
 
 impl<T: 'static> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.node.slot().borrow();
+        let node = self.node();
+        let s = node.slot().borrow();
         let state = match (&s.result, s.fired) {
             (Some(Ok(_)), _) => "fired with a value",
             (Some(Err(_)), _) => "fired with a failure",
