@@ -313,7 +313,7 @@ fn callbacks_added_before_firing_keep_their_order_around_a_pausing_callback() {
             s1.borrow_mut().push(format!("a{x}"));
             x + 1
         })
-        .add_errback(|f| Err(f))
+        .add_errback(Err)
         .add_callback_deferred(move |x| {
             s2.borrow_mut().push(format!("pause{x}"));
             inner.take().unwrap().add_callback(move |y| x + y)
