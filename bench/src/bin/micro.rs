@@ -103,7 +103,7 @@ fn main() -> Result<(), Failure> {
                 let d = ensure_deferred(async {
                     let mut sum = 0u64;
                     for i in 0..100_000u64 {
-                        sum += succeed(i).await?;
+                        sum += succeed(black_box(i)).await?;
                     }
                     Ok::<_, Failure>(sum)
                 });

@@ -233,3 +233,41 @@ fn a_chain_end_is_called_only_once_its_callbacks_have_run() {
     fire.callback(0);
     assert!(end.called());
 }
+
+#[test]
+fn a_succeeded_deferred_behaves_as_a_fired_one_without_a_node() {
+    // Fired: cannot be fired again, through itself or a trigger; cancelling does nothing.
+    let d = succeed(1);
+    assert!(d.try_callback(2).is_err());
+    let d = succeed(1);
+    assert!(d.trigger().try_errback(TimeoutError).is_err());
+    d.cancel();
+    assert!(d.called());
+    assert_eq!(d.result().unwrap().unwrap(), 1);
+    // Taken: spent.
+    assert!(d.result().is_none());
+    assert!(d.called());
+
+    // Callbacks run at once; a failure they make goes on down the chain.
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let d = succeed(2)
+        .add_callback(|x| x * 10)
+        .add_callback_result(|x| if x > 5 { Err(TimeoutError) } else { Ok(x) })
+        .add_callback(|x: i32| x + 1)
+        .add_errback(move |f| {
+            s.borrow_mut().push(f.check::<TimeoutError>());
+            Ok(-1)
+        })
+        .add_callback_deferred(|x| succeed(x - 1));
+    assert_eq!(*seen.borrow(), [true]);
+    assert_eq!(d.result().unwrap().unwrap(), -2);
+}
+
+#[test]
+#[should_panic(expected = "already taken")]
+fn adding_a_callback_after_taking_a_succeeded_result_panics() {
+    let d = succeed(1);
+    let _ = d.result();
+    drop(d.add_callback(|x| x + 1));
+}

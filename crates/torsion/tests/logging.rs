@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use torsion::defer::{fail, Deferred};
+use torsion::defer::{fail, succeed, Deferred};
 use torsion::error::TimeoutError;
 use torsion::{Failure, Reactor};
 
@@ -124,4 +124,17 @@ fn a_failure_at_the_end_of_callbacks_added_before_firing_is_logged_once_when_dro
         );
         assert!(check.text().contains("TimeoutError"));
     });
+}
+
+#[test]
+fn a_failure_made_by_a_callback_on_a_succeeded_deferred_is_logged_when_dropped() {
+    let out = captured(|| {
+        let d = succeed(1).add_callback_result(|_| Err::<i32, _>(TimeoutError));
+        drop(d);
+    });
+    assert_eq!(
+        out.matches("Unhandled error in Deferred").count(),
+        1,
+        "{out}"
+    );
 }

@@ -281,6 +281,20 @@ enum End<T> {
     Node(NodeRef<T>),
     /// Callbacks fused into one run ending in a `T`.
     Fused(Rc<Fused>, PhantomData<fn() -> T>),
+    /// Fired with a value from the start ([`succeed`]), no node needed: `None` once the value
+    /// is taken. (A failure always lives in a node, whose drop logs it if unhandled.)
+    Ready(Option<T>),
+}
+
+/// A node already fired with `out`, or whose result was taken (`None`).
+fn fired_node<T: 'static>(out: Option<Outcome<T>>) -> NodeRef<T> {
+    let node = new_node::<T>();
+    {
+        let mut s = node.slot().borrow_mut();
+        s.fired = true;
+        s.result = out;
+    }
+    node
 }
 
 /// Steps kept in place before a run spills into a vector.
@@ -583,6 +597,7 @@ impl<T: 'static> Deferred<T> {
         match &*self.end.borrow() {
             End::Node(node) => node.slot().borrow().fired,
             End::Fused(fused, _) => fused.state.borrow().complete,
+            End::Ready(_) => true,
         }
     }
 
@@ -590,7 +605,8 @@ impl<T: 'static> Deferred<T> {
     /// trial's `successResultOf`). Returns `None` if it has not fired yet. Afterwards the
     /// Deferred is spent: its failure, if any, is now yours to handle.
     pub fn result(&self) -> Option<Result<T, Failure>> {
-        match &*self.end.borrow() {
+        match &mut *self.end.borrow_mut() {
+            End::Ready(value) => value.take().map(Ok),
             End::Node(node) => node.slot().borrow_mut().result.take(),
             End::Fused(fused, _) => fused
                 .state
@@ -611,13 +627,20 @@ impl<T: 'static> Deferred<T> {
     /// The node at the end of the chain, made now if the chain ends in fused callbacks.
     pub(crate) fn node(&self) -> NodeRef<T> {
         let mut end = self.end.borrow_mut();
-        if let End::Fused(fused, _) = &*end {
-            let node = fused.materialize::<T>();
-            *end = End::Node(node);
+        match &mut *end {
+            End::Node(node) => return node.clone(),
+            End::Fused(fused, _) => {
+                let node = fused.materialize::<T>();
+                *end = End::Node(node);
+            }
+            End::Ready(value) => {
+                let node = fired_node(value.take().map(Ok));
+                *end = End::Node(node);
+            }
         }
         match &*end {
             End::Node(node) => node.clone(),
-            End::Fused(..) => unreachable!("materialized above"),
+            _ => unreachable!("made a node above"),
         }
     }
 
@@ -663,6 +686,20 @@ impl<T: 'static> Deferred<T> {
     ) -> Deferred<U> {
         let Deferred { end, anchor } = self;
         match end.into_inner() {
+            End::Ready(value) => {
+                // Fired from the start: the step runs now; a value stays without a node.
+                let value = value.expect(
+                    "the result of this Deferred was already taken (by .await or result())",
+                );
+                let end = match run_step(f, Ok(value)) {
+                    Ok(v) => End::Ready(Some(v)),
+                    Err(failure) => End::Node(fired_node(Some(Err(failure)))),
+                };
+                Deferred {
+                    end: RefCell::new(end),
+                    anchor,
+                }
+            }
             End::Fused(fused, _) => {
                 let mut s = fused.state.borrow_mut();
                 if s.complete {
@@ -865,11 +902,28 @@ impl<T: 'static> Trigger<T> {
     }
 }
 
+// A value held in `End::Ready` is moved out, never pinned, so a Deferred is always `Unpin`.
+impl<T> Unpin for Deferred<T> {}
+
 impl<T: 'static> Future for Deferred<T> {
     type Output = Result<T, Failure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let node = self.node();
+        let end = self.get_mut().end.get_mut();
+        match end {
+            End::Ready(value) => match value.take() {
+                Some(v) => return Poll::Ready(Ok(v)),
+                None => panic!("Deferred polled after its result was taken"),
+            },
+            End::Fused(fused, _) => {
+                let node = fused.materialize::<T>();
+                *end = End::Node(node);
+            }
+            End::Node(_) => {}
+        }
+        let End::Node(node) = end else {
+            unreachable!("materialized above")
+        };
         let mut s = node.slot().borrow_mut();
         if let Some(out) = s.result.take() {
             return Poll::Ready(out);
@@ -905,11 +959,13 @@ impl<T: 'static> fmt::Debug for Trigger<T> {
     }
 }
 
-/// A Deferred that has already fired with `value` (Twisted's `defer.succeed`).
+/// A Deferred that has already fired with `value` (Twisted's `defer.succeed`). It holds the
+/// value itself, with no allocation, until something needs a chain node.
 pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
-    let d = Deferred::new();
-    d.callback(value);
-    d
+    Deferred {
+        end: RefCell::new(End::Ready(Some(value))),
+        anchor: None,
+    }
 }
 
 /// A Deferred that has already failed with `failure` (Twisted's `defer.fail`).
