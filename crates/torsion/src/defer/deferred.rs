@@ -506,6 +506,9 @@ enum Step<U> {
 ///
 /// See the [module documentation](crate::defer) for the callback rules. A `Deferred` is not
 /// `Clone`: a chain has one end. Keep a [`Trigger`] to fire it, and chain on the `Deferred`.
+///
+/// A Deferred made by [`succeed`] holds its value in the handle itself (no allocation until
+/// something needs a chain), so a handle is at least as large as a `T`: box a very large `T`.
 pub struct Deferred<T> {
     /// The end of the chain: a node, or a run of fused callbacks (see [`Fused`]).
     end: RefCell<End<T>>,

@@ -20,6 +20,12 @@ use super::layer::TlsLayer;
 
 /// The crypto provider every context uses: rustls' `ring` provider (pure Rust and assembly,
 /// no OpenSSL), made once per process.
+///
+/// rustls 0.23.48 deprecates `ring::default_provider` because ring has no post-quantum key
+/// exchange; the provider that has one (aws-lc-rs) needs a C toolchain and CMake to build,
+/// which the project's machines are not required to have. Until ring gains it, Torsion stays
+/// on ring and accepts classical key exchange.
+#[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
