@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use torsion::defer::{succeed, Deferred};
+use torsion::defer::{succeed, Deferred, Trigger};
 use torsion::error::{CancelledError, ConnectionDone, TimeoutError};
 use torsion::testing::Clock;
 
@@ -291,4 +291,39 @@ fn add_timeout_times_out_a_chain_paused_on_an_inner_deferred() {
     clock.advance(3.0);
     assert!(inner_cancelled.get());
     assert!(d.result().unwrap().unwrap_err().check::<TimeoutError>());
+}
+
+#[test]
+fn cancelling_the_end_of_a_chain_that_pauses_on_a_returned_deferred_lets_it_go_on() {
+    // Twisted: cancel() errbacks the Deferred; an errback recovers and a callback returns
+    // a Deferred, so the chain pauses on it; when that one fires, the chain goes on. A
+    // second cancel() cancels the Deferred the chain waits on.
+    for second_cancel in [false, true] {
+        let inner: Rc<RefCell<Option<Trigger<i32>>>> = Rc::default();
+        let keep = inner.clone();
+        let d: Deferred<i32> = Deferred::new();
+        let trigger = d.trigger();
+        let d = d
+            .add_errback(|f| {
+                assert!(f.check::<CancelledError>());
+                Ok(1)
+            })
+            .add_callback_deferred(move |x| {
+                let next = Deferred::new();
+                *keep.borrow_mut() = Some(next.trigger());
+                next.add_callback(move |y: i32| x + y)
+            })
+            .add_callback(|x| x * 10);
+        d.cancel();
+        assert!(!d.called(), "paused on the returned Deferred");
+        // The original trigger is spent: firing it now is ignored.
+        trigger.callback(5);
+        if second_cancel {
+            d.cancel();
+            assert!(d.result().unwrap().unwrap_err().check::<CancelledError>());
+        } else {
+            inner.borrow_mut().take().unwrap().callback(2);
+            assert_eq!(d.result().unwrap().unwrap(), 30);
+        }
+    }
 }

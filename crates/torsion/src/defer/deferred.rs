@@ -241,6 +241,7 @@ fn attach<T: 'static>(node: NodeRef<T>, k: impl FnOnce(Outcome<T>) + 'static) {
 }
 
 fn cancel<T: 'static>(node: &NodeRef<T>) {
+    let mut handed_up = false;
     let (canceller, upstream) = {
         let mut s = node.slot().borrow_mut();
         if s.fired {
@@ -257,10 +258,15 @@ fn cancel<T: 'static>(node: &NodeRef<T>) {
             );
         }
     } else if let Some(up) = upstream.and_then(|w| w.upgrade()) {
+        handed_up = true;
         deep(move || up.cancel_node());
     }
     let mut s = node.slot().borrow_mut();
-    if !s.fired {
+    // Cancelling upstream fails the chain's root, and the chain runs: this node fires, or the
+    // chain pauses on a Deferred a callback returned, as Twisted's does after `cancel()`
+    // errbacks its Deferred; it goes on when that one fires (a second cancel cancels it).
+    // Only with nothing upstream to cancel does this node fail here.
+    if !s.fired && !handed_up {
         drop(s);
         let _ = fire(node, Err(Failure::new(CancelledError)), "cancel");
         s = node.slot().borrow_mut();
