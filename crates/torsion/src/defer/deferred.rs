@@ -627,8 +627,10 @@ impl<T: 'static> Deferred<T> {
     }
 
     /// Cancels the Deferred (Twisted's `d.cancel()`): if it has not fired, its canceller runs
-    /// (or, for a chained Deferred, the Deferred it waits on is cancelled), and unless that fired
-    /// it, it fails with [`CancelledError`]. Cancelling a fired Deferred does nothing.
+    /// and, unless that fired it, it fails with [`CancelledError`]. For a chain, the Deferred
+    /// it waits on is cancelled instead: the failure runs down the chain's errbacks, and if a
+    /// callback on the way returns a Deferred, the chain waits for that one as usual (cancel
+    /// again to cancel it). Cancelling a fired Deferred does nothing.
     pub fn cancel(&self) {
         cancel(&self.node());
     }
