@@ -160,6 +160,15 @@ thread_local! {
     static UNHANDLED: Cell<u64> = const { Cell::new(0) };
 }
 
+/// Logs a failure nobody handled, at the drop of the chain end that held it, and counts it.
+fn log_unhandled(failure: &Failure) {
+    UNHANDLED.set(UNHANDLED.get() + 1);
+    crate::log::error_event(format_args!(
+        "Unhandled error in Deferred:\n{}",
+        failure.report()
+    ));
+}
+
 /// How many unhandled Deferred failures this thread has logged (the test runner checks it).
 pub(crate) fn unhandled_failures() -> u64 {
     UNHANDLED.get()
@@ -169,11 +178,7 @@ impl<T, X> Drop for Node<T, X> {
     fn drop(&mut self) {
         let slot = self.slot.get_mut();
         if let Some(Err(failure)) = slot.result.take() {
-            UNHANDLED.set(UNHANDLED.get() + 1);
-            crate::log::error_event(format_args!(
-                "Unhandled error in Deferred:\n{}",
-                failure.report()
-            ));
+            log_unhandled(&failure);
         }
         // Dropping a continuation drops the rest of the chain: recursion as deep as the chain.
         let waiter = std::mem::replace(&mut slot.waiter, Waiter::Nobody);
@@ -373,6 +378,15 @@ struct FusedStep<T, U, F> {
     types: PhantomData<fn(T) -> U>,
 }
 
+impl<T: 'static, U: 'static, F: FnOnce(Outcome<T>) -> Outcome<U> + 'static> FusedStep<T, U, F> {
+    fn boxed(f: F) -> Box<dyn ErasedStep> {
+        Box::new(FusedStep {
+            f,
+            types: PhantomData,
+        })
+    }
+}
+
 /// Takes a step's input out of the previous step's slot.
 fn take_input<T: 'static>(input: &mut dyn Any) -> Outcome<T> {
     input
@@ -466,20 +480,13 @@ impl Fused {
     /// complete, else fired by a last step when the run gets there (and, meanwhile, waiting
     /// on the run's node for cancellation).
     fn materialize<T: 'static>(&self) -> NodeRef<T> {
-        let node = new_node::<T>();
         let mut s = self.state.borrow_mut();
-        {
-            let mut slot = node.slot().borrow_mut();
-            if s.complete {
-                slot.fired = true;
-                slot.result = s.result.take().map(Rest::into_outcome);
-            } else {
-                slot.upstream = Some(s.upstream.clone());
-            }
+        if s.complete {
+            return fired_node(s.result.take().map(Rest::into_outcome));
         }
-        if !s.complete {
-            s.push(Box::new(Deliver { node: node.clone() }));
-        }
+        let node = new_node::<T>();
+        node.slot().borrow_mut().upstream = Some(s.upstream.clone());
+        s.push(Box::new(Deliver { node: node.clone() }));
         node
     }
 }
@@ -493,11 +500,7 @@ impl<T: 'static> Listener<T> for Fused {
 impl Drop for Fused {
     fn drop(&mut self) {
         if let Some(Rest::Failure(failure)) = self.state.get_mut().result.take() {
-            UNHANDLED.set(UNHANDLED.get() + 1);
-            crate::log::error_event(format_args!(
-                "Unhandled error in Deferred:\n{}",
-                failure.report()
-            ));
+            log_unhandled(&failure);
         }
     }
 }
@@ -723,10 +726,7 @@ impl<T: 'static> Deferred<T> {
                     let out = run_step(f, out);
                     fused.state.borrow_mut().result = Some(Rest::from_outcome(out));
                 } else {
-                    s.push(Box::new(FusedStep {
-                        f,
-                        types: PhantomData,
-                    }));
+                    s.push(FusedStep::boxed(f));
                     drop(s);
                 }
                 Deferred {
@@ -748,10 +748,7 @@ impl<T: 'static> Deferred<T> {
                 }
                 let up: Weak<dyn Link<T>> = Rc::downgrade(&node);
                 let fused = Rc::new(Fused::new(up));
-                fused.state.borrow_mut().push(Box::new(FusedStep {
-                    f,
-                    types: PhantomData,
-                }));
+                fused.state.borrow_mut().push(FusedStep::boxed(f));
                 let listener: Rc<dyn Listener<T>> = fused.clone();
                 node.slot().borrow_mut().waiter = Waiter::Next(listener);
                 Deferred {
