@@ -77,19 +77,21 @@ impl Queue {
         self.heap.push(Reverse((deadline, order, index)));
     }
 
-    /// Pushes a new heap item for entry `index`, making it the entry's live item.
-    fn push_heap(&mut self, deadline: u64, index: usize) {
+    /// The insertion order for the next heap item.
+    fn next_order(&mut self) -> u64 {
         self.order += 1;
-        let order = self.order;
+        self.order
+    }
+
+    /// Makes the live entry `index` due at `deadline`: a new heap item, the old one stale.
+    fn move_to(&mut self, index: usize, deadline: u64) {
+        let order = self.next_order();
         if let Some(e) = self.entries.get_mut(index) {
+            e.deadline = deadline;
             e.order = order;
         }
         self.push_item(deadline, order, index);
-    }
-
-    fn is_live(&self, item: &HeapItem) -> bool {
-        let (_, order, index) = item.0;
-        matches!(self.entries.get(index), Some(e) if e.order == order)
+        self.one_more_stale();
     }
 
     /// Counts one more stale heap item (a call cancelled or moved); when no call is pending
@@ -105,9 +107,7 @@ impl Queue {
     /// Rebuilds the heap without its stale items, in place (it keeps its allocation).
     fn drop_stale(&mut self) {
         let Queue { heap, entries, .. } = self;
-        heap.retain(
-            |&Reverse((_, order, index))| matches!(entries.get(index), Some(e) if e.order == order),
-        );
+        heap.retain(|item| is_live(entries, item));
         self.stale = 0;
     }
 
@@ -117,7 +117,7 @@ impl Queue {
     /// million calls costs the next reactor turn milliseconds, not a second.
     fn peek_deadline(&mut self) -> Option<u64> {
         while let Some(top) = self.heap.peek() {
-            if self.is_live(top) {
+            if is_live(&self.entries, top) {
                 return Some(top.0 .0);
             }
             if self.stale > 1024 && self.stale > self.heap.len() / 2 {
@@ -129,6 +129,12 @@ impl Queue {
         }
         None
     }
+}
+
+/// Whether `item` is its entry's live heap item (the insertion order names both).
+fn is_live(entries: &Slab<Entry>, item: &HeapItem) -> bool {
+    let (_, order, index) = item.0;
+    matches!(entries.get(index), Some(e) if e.order == order)
 }
 
 /// A reactor's (or test clock's) timers and its notion of the current time.
@@ -228,8 +234,7 @@ impl TimerCore {
             let mut q = self.queue.borrow_mut();
             q.next_id += 1;
             let id = q.next_id;
-            q.order += 1;
-            let order = q.order;
+            let order = q.next_order();
             let index = q.entries.insert(Entry {
                 deadline,
                 id,
@@ -352,10 +357,6 @@ pub struct DelayedCall {
 }
 
 impl DelayedCall {
-    fn slot(&self) -> usize {
-        self.index
-    }
-
     fn with_entry<R>(
         &self,
         f: impl FnOnce(&mut Queue, &TimerCore) -> R,
@@ -369,7 +370,7 @@ impl DelayedCall {
             return Err(gone);
         };
         let mut q = core.queue.borrow_mut();
-        match q.entries.get(self.slot()) {
+        match q.entries.get(self.index) {
             Some(e) if e.id == self.id => Ok(f(&mut q, &core)),
             _ => Err(gone),
         }
@@ -383,7 +384,7 @@ impl DelayedCall {
     /// Cancels the call.
     pub fn cancel(&self) -> Result<(), DelayedCallError> {
         let callback = self.with_entry(|q, _| {
-            let entry = q.entries.remove(self.slot()).expect("live entry");
+            let entry = q.entries.remove(self.index).expect("live entry");
             q.one_more_stale();
             entry.callback
         })?;
@@ -397,9 +398,7 @@ impl DelayedCall {
         let (core, deadline) = self
             .with_entry(|q, core| {
                 let deadline = core.now_ns().saturating_add(TimerCore::delay_ns(seconds));
-                q.entries.get_mut(self.slot()).expect("live").deadline = deadline;
-                q.push_heap(deadline, self.slot());
-                q.one_more_stale();
+                q.move_to(self.index, deadline);
                 deadline
             })
             .map(|d| (self.core.upgrade(), d))?;
@@ -412,18 +411,15 @@ impl DelayedCall {
     /// Moves the call `seconds` later than it was due.
     pub fn delay(&self, seconds: f64) -> Result<(), DelayedCallError> {
         self.with_entry(|q, _| {
-            let e = q.entries.get_mut(self.slot()).expect("live");
-            e.deadline = e.deadline.saturating_add(TimerCore::delay_ns(seconds));
-            let deadline = e.deadline;
-            q.push_heap(deadline, self.slot());
-            q.one_more_stale();
+            let due = q.entries.get(self.index).expect("live").deadline;
+            q.move_to(self.index, due.saturating_add(TimerCore::delay_ns(seconds)));
         })
     }
 
     /// When the call is due, in the same seconds as `seconds()`.
     pub fn get_time(&self) -> Result<f64, DelayedCallError> {
         self.with_entry(|q, core| {
-            let e = q.entries.get(self.slot()).expect("live");
+            let e = q.entries.get(self.index).expect("live");
             core.ns_to_seconds(e.deadline)
         })
     }
