@@ -27,6 +27,34 @@ use crate::proto::{
     push_status_line, reason_phrase, Headers, RequestHead, Version,
 };
 
+/// The response headers the server writes itself, or replaces.
+#[derive(Clone, Copy)]
+enum Known {
+    Date,
+    Server,
+    ContentType,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+}
+
+impl Known {
+    /// Which one `name` is, compared ASCII-case-insensitively (by length first: most names
+    /// are none of these).
+    fn of(name: &str) -> Option<Known> {
+        let (known, spelled) = match name.len() {
+            4 => (Known::Date, "date"),
+            6 => (Known::Server, "server"),
+            10 => (Known::Connection, "connection"),
+            12 => (Known::ContentType, "content-type"),
+            14 => (Known::ContentLength, "content-length"),
+            17 => (Known::TransferEncoding, "transfer-encoding"),
+            _ => return None,
+        };
+        name.eq_ignore_ascii_case(spelled).then_some(known)
+    }
+}
+
 /// The response being built.
 struct Response {
     code: u16,
@@ -572,24 +600,23 @@ impl Request {
         d
     }
 
-    /// Writes the response head into the output buffer and decides the framing; room is made
-    /// for `body_hint` bytes of body that follow at once.
-    /// Writes the response head into `r.out`: the resource's headers, then the defaults it did
-    /// not set (`Date`, `Server`, `Content-Type`), then the framing (`Content-Length` or
-    /// `Transfer-Encoding: chunked`) and `Connection`, which replace any the resource set.
-    /// The defaults are written directly, not added to the header list first: one pass over
-    /// the resource's headers, no allocation beyond the output buffer.
+    /// Writes the response head into `r.out` and decides the framing, with room for
+    /// `body_hint` bytes of body that follow at once: the resource's headers, then the
+    /// defaults it did not set (`Date`, `Server`, `Content-Type`), then the framing
+    /// (`Content-Length` or `Transfer-Encoding: chunked`) and `Connection`, which replace any
+    /// the resource set. The defaults are written directly, not added to the header list
+    /// first: no allocation beyond the output buffer.
     fn start(&self, r: &mut Response, finishing: bool, body_hint: usize) {
         r.started = true;
         let version = self.inner.head.version;
         let (mut has_date, mut has_server, mut has_type, mut has_length) =
             (false, false, false, false);
         for (name, _) in r.headers.iter() {
-            match name.len() {
-                4 => has_date |= name.eq_ignore_ascii_case("date"),
-                6 => has_server |= name.eq_ignore_ascii_case("server"),
-                12 => has_type |= name.eq_ignore_ascii_case("content-type"),
-                14 => has_length |= name.eq_ignore_ascii_case("content-length"),
+            match Known::of(name) {
+                Some(Known::Date) => has_date = true,
+                Some(Known::Server) => has_server = true,
+                Some(Known::ContentType) => has_type = true,
+                Some(Known::ContentLength) => has_length = true,
                 _ => {}
             }
         }
@@ -609,7 +636,9 @@ impl Request {
             // HTTP/1.0 without a length: the end of the body is the end of the connection.
             self.inner.close.set(true);
         }
-        let connection = if self.inner.close.get() || self.channel_closing() {
+        let channel = self.inner.channel.upgrade();
+        let connection = if self.inner.close.get() || channel.as_ref().is_some_and(|c| c.closing())
+        {
             self.inner.close.set(true);
             Some("close")
         } else if version == Version::Http10 {
@@ -617,7 +646,6 @@ impl Request {
         } else {
             None
         };
-        let channel = self.inner.channel.upgrade();
         let server = channel.as_deref().map_or("Torsion", |c| c.server_name());
         let reason = r.reason.take();
         let reason = reason.as_deref().unwrap_or_else(|| reason_phrase(r.code));
@@ -627,10 +655,10 @@ impl Request {
         out.reserve(r.headers.wire_len() + reason.len() + server.len() + 160 + body_hint);
         push_status_line(&mut out, Version::Http11, r.code, reason);
         for (name, value) in r.headers.iter() {
-            let replaced = match name.len() {
-                14 => bodiless_status && name.eq_ignore_ascii_case("content-length"),
-                17 => r.chunked && name.eq_ignore_ascii_case("transfer-encoding"),
-                10 => connection.is_some() && name.eq_ignore_ascii_case("connection"),
+            let replaced = match Known::of(name) {
+                Some(Known::ContentLength) => bodiless_status,
+                Some(Known::TransferEncoding) => r.chunked,
+                Some(Known::Connection) => connection.is_some(),
                 _ => false,
             };
             if !replaced {
@@ -677,10 +705,6 @@ impl Request {
 
     pub(crate) fn inner_channel(&self) -> Option<Rc<ChannelShared>> {
         self.inner.channel.upgrade()
-    }
-
-    fn channel_closing(&self) -> bool {
-        self.inner.channel.upgrade().is_some_and(|c| c.closing())
     }
 
     /// Hands output to the connection if this request's turn has come.
