@@ -45,6 +45,7 @@ pub mod endpoints;
 pub mod error;
 mod failure;
 pub mod log;
+mod poller;
 mod port;
 pub mod process;
 pub mod producer;

@@ -7,7 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -31,41 +31,36 @@ pub(crate) type Accepted<S> = (S, Address, Address);
 /// socket file).
 pub(crate) trait Acceptor: 'static {
     /// The accepted connection's socket.
-    type Stream: StreamSocket;
+    type Stream: 'static;
 
     /// Accepts a connection: the stream, the peer's address and this end's address.
     fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted<Self::Stream>>>;
 
-    /// Runs one accepted connection to its end.
+    /// Starts one accepted connection, which then runs to its end on its own.
     fn serve<P: Protocol>(
-        reactor: Reactor,
+        reactor: &Reactor,
         stream: Self::Stream,
         peer: Address,
         host: Address,
         proto: P,
-    ) -> impl Future<Output = ()> + 'static {
-        // The connection future itself, not an `async` block around it: a block would keep
-        // the stream and both addresses for the connection's whole life.
-        let conn = run_connection(
-            &reactor,
-            Conn::new(stream, peer, host),
-            proto,
-            |_: &Transport| {},
-        );
-        discard_output(conn)
-    }
+    );
 }
 
-/// `fut` with its output dropped, at no cost in size.
-fn discard_output<F: Future + Unpin>(fut: F) -> impl Future<Output = ()> {
-    struct Ignore<F>(F);
-    impl<F: Future + Unpin> Future for Ignore<F> {
-        type Output = ();
-        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-            std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
-        }
-    }
-    Ignore(fut)
+/// Starts an accepted connection on the engine: the usual [`Acceptor::serve`].
+pub(crate) fn serve_plain<S: StreamSocket, P: Protocol>(
+    reactor: &Reactor,
+    stream: S,
+    peer: Address,
+    host: Address,
+    proto: P,
+) {
+    let conn = run_connection(
+        reactor,
+        Conn::new(stream, peer, host),
+        proto,
+        |_: &Transport| {},
+    );
+    S::start(reactor, conn);
 }
 
 struct Port<A> {
@@ -415,6 +410,6 @@ async fn accept_loop<A: Acceptor, F: Factory>(reactor: Reactor, port: Rc<Port<A>
             group: port.conns.clone(),
             slot,
         };
-        reactor.spawn_task(A::serve(reactor.clone(), stream, peer, host, proto));
+        A::serve(&reactor, stream, peer, host, proto);
     }
 }

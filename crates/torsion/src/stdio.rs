@@ -85,7 +85,7 @@ use tokio::net::unix::pipe;
 use crate::error::ReactorNotRestartable;
 use crate::protocol::Protocol;
 use crate::reactor::{reactor, Reactor};
-use crate::stream::{run_connection, Conn, StreamSocket};
+use crate::stream::{run_connection, Conn, SocketIo, Tasked};
 use crate::transport::{Address, Transport};
 use crate::Failure;
 
@@ -128,7 +128,7 @@ impl StandardIO {
             .with_context(|| StdioSocket::new(input, output, real_stdout))
             .ok_or_else(|| Failure::new(ReactorNotRestartable))??;
         let conn = Conn::new(
-            sock,
+            Tasked::new(sock),
             Address::Named("stdio".into()),
             Address::Named("stdio".into()),
         );
@@ -266,7 +266,7 @@ impl Drop for StdioSocket {
     }
 }
 
-impl StreamSocket for StdioSocket {
+impl SocketIo for StdioSocket {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &self.input.side {
             Side::Polled(p) => p.poll_read_ready(cx),

@@ -1,5 +1,9 @@
-//! The engine under every stream connection (TCP now, Unix sockets later): it reads into a
+//! The engine under every stream connection (TCP, TLS, Unix sockets, stdio): it reads into a
 //! buffer owned by the thread, calls the protocol, and flushes the connection's write buffer.
+//!
+//! Accepted TCP connections run in the reactor's own poller ([`crate::poller`]): one epoll
+//! set and one task for all of them. Other sockets ([`Tasked`]) run each connection as a
+//! tokio task of its own. The engine is the same; only how it is woken differs.
 //!
 //! Hot path per readiness event: one `read` into the shared buffer, one call into the
 //! protocol, one `write` of everything the protocol wrote meanwhile. Nothing is allocated per
@@ -10,6 +14,7 @@
 //! flags, which the engine acts on after the callback returns.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -40,8 +45,8 @@ thread_local! {
     pub(crate) static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// What the engine needs of a non-blocking stream socket.
-pub(crate) trait StreamSocket: 'static {
+/// The I/O the engine needs of a non-blocking stream socket.
+pub(crate) trait SocketIo: 'static {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
@@ -71,6 +76,118 @@ pub(crate) trait StreamSocket: 'static {
     fn keep_alive(&self) -> io::Result<bool> {
         Err(io::ErrorKind::Unsupported.into())
     }
+}
+
+/// A socket the engine can run a connection on: its I/O, and how the connection's driver is
+/// woken. A socket tokio drives ([`Tasked`]) runs each connection as a task of its own; a
+/// socket in the reactor's poller ([`crate::poller`]) runs in the poller's one task.
+pub(crate) trait StreamSocket: SocketIo {
+    /// Remembers what to wake for [`wake`](Self::wake); called each time the connection
+    /// returns `Pending`.
+    fn park(&self, cx: &mut Context<'_>);
+    /// Wakes the connection's driver (a transport call made outside its callbacks needs it).
+    fn wake(&self);
+    /// Asks to be driven again after the other connections: the fair share of one turn is
+    /// used.
+    fn wake_soon(&self, cx: &mut Context<'_>) {
+        cx.waker().wake_by_ref();
+    }
+    /// Runs the connection to its end: as a task of its own, or in the poller that drives
+    /// this socket.
+    fn start<P: Protocol, M: FnOnce(&Transport) + 'static>(
+        reactor: &Reactor,
+        connection: Connection<Self, P, M>,
+    ) where
+        Self: Sized;
+}
+
+/// A socket tokio drives: its connection runs as a task of its own, woken through the waker
+/// kept here.
+pub(crate) struct Tasked<T> {
+    io: T,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl<T> Tasked<T> {
+    pub(crate) fn new(io: T) -> Tasked<T> {
+        Tasked {
+            io,
+            waker: RefCell::new(None),
+        }
+    }
+
+    pub(crate) fn into_inner(self) -> T {
+        self.io
+    }
+}
+
+impl<T: SocketIo> SocketIo for Tasked<T> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_read_ready(cx)
+    }
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_write_ready(cx)
+    }
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io.try_read(buf)
+    }
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.io.poll_read(cx, buf)
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io.try_write(buf)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.io.shutdown_write()
+    }
+    fn set_no_delay(&self, on: bool) -> io::Result<()> {
+        self.io.set_no_delay(on)
+    }
+    fn no_delay(&self) -> io::Result<bool> {
+        self.io.no_delay()
+    }
+    fn set_keep_alive(&self, on: bool) -> io::Result<()> {
+        self.io.set_keep_alive(on)
+    }
+    fn keep_alive(&self) -> io::Result<bool> {
+        self.io.keep_alive()
+    }
+}
+
+impl<T: SocketIo> StreamSocket for Tasked<T> {
+    fn park(&self, cx: &mut Context<'_>) {
+        let mut w = self.waker.borrow_mut();
+        match w.as_ref() {
+            Some(old) if old.will_wake(cx.waker()) => {}
+            _ => *w = Some(cx.waker().clone()),
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.borrow().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    fn start<P: Protocol, M: FnOnce(&Transport) + 'static>(
+        reactor: &Reactor,
+        connection: Connection<Self, P, M>,
+    ) {
+        // If the reactor has finished, the connection is dropped (its socket closed) here.
+        reactor.spawn_task(discard_output(connection));
+    }
+}
+
+/// `fut` with its output dropped, at no cost in size.
+pub(crate) fn discard_output<F: Future + Unpin>(fut: F) -> impl Future<Output = ()> {
+    struct Ignore<F>(F);
+    impl<F: Future + Unpin> Future for Ignore<F> {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
+        }
+    }
+    Ignore(fut)
 }
 
 const IN_CALLBACK: u16 = 1;
@@ -124,7 +241,6 @@ pub(crate) struct Conn<S> {
     wbuf: RefCell<BytesMut>,
     flags: Cell<u16>,
     write_error: RefCell<Option<io::Error>>,
-    waker: RefCell<Option<Waker>>,
     peer: Address,
     host: Address,
     /// Flow control: the registered producer and the watermarks.
@@ -140,7 +256,6 @@ impl<S: StreamSocket> Conn<S> {
             wbuf: RefCell::new(BytesMut::new()),
             flags: Cell::new(0),
             write_error: RefCell::new(None),
-            waker: RefCell::new(None),
             peer,
             host,
             producer: ProducerSlot::default(),
@@ -165,8 +280,8 @@ impl<S: StreamSocket> Conn<S> {
     /// task looks at the flags when the callback returns).
     fn notify(&self) {
         if !self.has(IN_CALLBACK) {
-            if let Some(w) = self.waker.borrow().as_ref() {
-                w.wake_by_ref();
+            if let Some(s) = self.sock.borrow().as_ref() {
+                s.wake();
             }
         }
     }
@@ -269,7 +384,7 @@ impl<S: StreamSocket> Conn<S> {
                     continue;
                 }
                 // Fair share used: come back after the other connections.
-                cx.waker().wake_by_ref();
+                self.wake_soon(cx);
             }
             // Read side.
             if self.has(READ_CLOSED | PAUSED | LOSE) {
@@ -278,7 +393,7 @@ impl<S: StreamSocket> Conn<S> {
             }
             if reads >= READS_PER_POLL {
                 // Fair share used: let other connections run, then come back.
-                cx.waker().wake_by_ref();
+                self.wake_soon(cx);
                 break;
             }
             reads += 1;
@@ -288,12 +403,16 @@ impl<S: StreamSocket> Conn<S> {
                 Err(end) => return Poll::Ready(end),
             }
         }
-        let mut w = self.waker.borrow_mut();
-        match w.as_ref() {
-            Some(old) if old.will_wake(cx.waker()) => {}
-            _ => *w = Some(cx.waker().clone()),
+        if let Some(s) = self.sock.borrow().as_ref() {
+            s.park(cx);
         }
         Poll::Pending
+    }
+
+    fn wake_soon(&self, cx: &mut Context<'_>) {
+        if let Some(s) = self.sock.borrow().as_ref() {
+            s.wake_soon(cx);
+        }
     }
 
     /// One read into the shared buffer and one delivery to the protocol; `Ok(false)` when
@@ -580,8 +699,8 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
 impl<S: StreamSocket> Disconnect for Conn<S> {
     fn disconnect_for_shutdown(&self) {
         self.set(SHUTDOWN);
-        if let Some(w) = self.waker.borrow().as_ref() {
-            w.wake_by_ref();
+        if let Some(s) = self.sock.borrow().as_ref() {
+            s.wake();
         }
     }
 }
@@ -625,6 +744,13 @@ pub(crate) struct Connection<S: StreamSocket, P, M> {
     on_made: Option<M>,
     /// Once started: the transport handed to the protocol, and the reactor's registration.
     started: Option<(Transport, usize)>,
+}
+
+impl<S: StreamSocket, P, M> Connection<S, P, M> {
+    /// Calls `f` with the connection's socket, unless it is closed.
+    pub(crate) fn with_socket<R>(&self, f: impl FnOnce(&S) -> R) -> Option<R> {
+        self.conn.sock.borrow().as_ref().map(f)
+    }
 }
 
 // No field is ever pinned: the protocol is only reached through `&mut`.

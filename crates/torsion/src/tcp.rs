@@ -24,16 +24,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+use crate::poller::PolledListener;
 
 use crate::error::{
     CannotListenError, ConnectError, ConnectionRefusedError, ReactorNotRestartable, TimeoutError,
 };
-use crate::port::Acceptor;
 pub use crate::port::ListeningPort;
 use crate::protocol::{ClientFactory, Factory};
 use crate::reactor::Reactor;
-use crate::stream::{run_connection, Conn, StreamSocket};
+use crate::stream::{run_connection, Conn, SocketIo, Tasked};
 use crate::transport::{Address, Transport};
 use crate::Failure;
 
@@ -43,7 +44,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: f64 = 30.0;
 /// The listen backlog.
 const BACKLOG: u32 = 1024;
 
-impl StreamSocket for TcpStream {
+impl SocketIo for TcpStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         TcpStream::poll_read_ready(self, cx)
     }
@@ -151,20 +152,6 @@ fn bind_listener(addr: SocketAddr, options: ListenOptions) -> io::Result<std::ne
     Ok(socket.into())
 }
 
-/// A TCP listener as a port's acceptor.
-impl Acceptor for TcpListener {
-    type Stream = TcpStream;
-
-    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, Address, Address)>> {
-        let (stream, peer) = std::task::ready!(TcpListener::poll_accept(self, cx))?;
-        let _ = stream.set_nodelay(true);
-        // This end's address is the accepted socket's (127.0.0.1 for a loopback client of a
-        // port bound to 0.0.0.0), as Twisted's getHost.
-        let host = stream.local_addr().or_else(|_| self.local_addr())?;
-        Poll::Ready(Ok((stream, Address::Tcp(peer), Address::Tcp(host))))
-    }
-}
-
 impl Reactor {
     /// Listens on `port` on all IPv4 interfaces (Twisted's `listenTCP(port, factory)`); port 0
     /// picks a free port, readable with [`ListeningPort::get_host`].
@@ -204,7 +191,7 @@ impl Reactor {
         port: u16,
         interface: &str,
         options: ListenOptions,
-    ) -> Result<(TcpListener, SocketAddr), Failure> {
+    ) -> Result<(PolledListener, SocketAddr), Failure> {
         let ip: IpAddr = interface
             .trim_matches(|c| c == '[' || c == ']')
             .parse()
@@ -221,7 +208,7 @@ impl Reactor {
         let std_listener = bind_listener(addr, options)
             .map_err(|e| CannotListenError::new(addr.to_string(), e))?;
         let listener = self
-            .with_context(|| TcpListener::from_std(std_listener))
+            .with_context(|| PolledListener::new(self, std_listener))
             .ok_or(ReactorNotRestartable)?
             .map_err(|e| CannotListenError::new(addr.to_string(), e))?;
         let host = listener
@@ -246,7 +233,7 @@ impl Reactor {
         };
         prepare(&listener).map_err(|e| CannotListenError::new(&*name, e))?;
         let listener = self
-            .with_context(|| TcpListener::from_std(listener))
+            .with_context(|| PolledListener::new(self, listener))
             .ok_or(ReactorNotRestartable)?
             .map_err(|e| CannotListenError::new(&*name, e))?;
         let host = listener
@@ -459,7 +446,7 @@ impl<F: ClientFactory> Drop for AttemptGuard<F> {
 
 /// Work done on a new outgoing connection (given the host it was asked for) before its
 /// protocol is built; an error fails the attempt.
-pub(crate) type Prepare = Rc<dyn Fn(&Conn<TcpStream>, &str) -> Result<(), Failure>>;
+pub(crate) type Prepare = Rc<dyn Fn(&Conn<Tasked<TcpStream>>, &str) -> Result<(), Failure>>;
 
 fn start_attempt<F: ClientFactory>(
     connector: &Connector,
@@ -505,7 +492,7 @@ fn start_attempt<F: ClientFactory>(
             }
         };
         let peer = Address::Tcp(peer);
-        let conn = Conn::new(stream, peer.clone(), Address::Tcp(host));
+        let conn = Conn::new(Tasked::new(stream), peer.clone(), Address::Tcp(host));
         if let Some(prepare) = &prepare {
             if let Err(f) = prepare(&conn, &c.inner.host) {
                 return guard.fail(f);

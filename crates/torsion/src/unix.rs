@@ -131,14 +131,14 @@ use crate::error::{
 use crate::port::{Acceptor, ListeningPort};
 use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::reactor::Reactor;
-use crate::stream::{run_connection, Conn, End, StreamSocket};
+use crate::stream::{run_connection, Conn, End, SocketIo, Tasked};
 use crate::tcp::{
     hook, AttemptGuard, Connector, ConnectorInner, ConnectorState, DEFAULT_CONNECT_TIMEOUT,
 };
 use crate::transport::{Address, Transport, TransportImpl};
 use crate::Failure;
 
-impl StreamSocket for UnixStream {
+impl SocketIo for UnixStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         UnixStream::poll_read_ready(self, cx)
     }
@@ -224,7 +224,7 @@ pub fn peer_credentials(transport: &Transport) -> Option<PeerCredentials> {
 struct CredentialsEntry(usize);
 
 impl CredentialsEntry {
-    fn new(conn: &Rc<Conn<UnixStream>>, creds: Option<PeerCredentials>) -> Option<Self> {
+    fn new(conn: &Rc<Conn<Tasked<UnixStream>>>, creds: Option<PeerCredentials>) -> Option<Self> {
         let key = Rc::as_ptr(conn).cast::<()>().addr();
         let creds = creds?;
         CREDENTIALS.with_borrow_mut(|c| c.insert(key, creds));
@@ -368,28 +368,31 @@ impl Drop for UnixAcceptor {
 }
 
 impl Acceptor for UnixAcceptor {
-    type Stream = UnixStream;
+    type Stream = Tasked<UnixStream>;
 
     fn poll_accept(
         &self,
         cx: &mut Context<'_>,
-    ) -> Poll<io::Result<(UnixStream, Address, Address)>> {
+    ) -> Poll<io::Result<(Tasked<UnixStream>, Address, Address)>> {
         let (stream, peer) = std::task::ready!(self.listener.poll_accept(cx))?;
         Poll::Ready(Ok((
-            stream,
+            Tasked::new(stream),
             address_of(&peer),
             Address::Unix(Some(self.path.clone())),
         )))
     }
 
-    async fn serve<P: Protocol>(
-        reactor: Reactor,
-        stream: UnixStream,
+    fn serve<P: Protocol>(
+        reactor: &Reactor,
+        stream: Tasked<UnixStream>,
         peer: Address,
         host: Address,
         proto: P,
     ) {
-        run_unix(&reactor, stream, peer, host, proto, |_| {}).await;
+        let r = reactor.clone();
+        reactor.spawn_task(async move {
+            run_unix(&r, stream.into_inner(), peer, host, proto, |_| {}).await;
+        });
     }
 }
 
@@ -539,7 +542,7 @@ async fn run_unix<P: Protocol>(
     on_made: impl FnOnce(&Transport),
 ) -> End {
     let creds = credentials_of(&stream);
-    let conn = Conn::new(stream, peer, host);
+    let conn = Conn::new(Tasked::new(stream), peer, host);
     let _entry = CredentialsEntry::new(&conn, creds);
     run_connection(reactor, conn, proto, on_made).await
 }

@@ -81,6 +81,9 @@ struct Inner {
     remote_rx: RefCell<Option<mpsc::UnboundedReceiver<RemoteJob>>>,
     live: RefCell<Slab<Weak<dyn Disconnect>>>,
     install_signal_handlers: Cell<bool>,
+    /// The poller accepted TCP connections run in, once one has been accepted (its driver
+    /// task owns it).
+    poller: RefCell<Weak<crate::poller::Poller>>,
 }
 
 /// A reactor: an event loop on the current thread (Twisted's reactor).
@@ -143,6 +146,7 @@ impl Reactor {
                 remote_rx: RefCell::new(Some(rx)),
                 live: RefCell::new(Slab::default()),
                 install_signal_handlers: Cell::new(true),
+                poller: RefCell::new(Weak::new()),
             }),
         }
     }
@@ -460,6 +464,19 @@ impl Reactor {
     ) -> Option<tokio::task::AbortHandle> {
         let rt = self.inner.rt.borrow();
         rt.as_ref().map(|rt| rt.spawn_local(fut).abort_handle())
+    }
+
+    /// The reactor's poller for accepted TCP connections, started on first use; `None` when
+    /// the event loop is gone.
+    pub(crate) fn poller(&self) -> std::io::Result<Option<Rc<crate::poller::Poller>>> {
+        if let Some(p) = self.inner.poller.borrow().upgrade() {
+            return Ok(Some(p));
+        }
+        let p = crate::poller::Poller::start(self)?;
+        if let Some(p) = &p {
+            *self.inner.poller.borrow_mut() = Rc::downgrade(p);
+        }
+        Ok(p)
     }
 
     /// Enters the event loop's context, for tokio calls made outside `run`.

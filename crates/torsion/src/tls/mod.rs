@@ -74,7 +74,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rustls::ServerConfig;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 pub use crate::error::TlsError;
 pub use context::{
@@ -85,7 +85,7 @@ pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::port::Acceptor;
 use crate::protocol::{ClientFactory, Factory, Protocol};
-use crate::stream::{run_connection, Conn, StreamSocket};
+use crate::stream::{run_connection, Conn, StreamSocket, Tasked};
 use crate::tcp::{Connector, ListenOptions, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
 use crate::transport::Address;
 use crate::{Failure, Reactor};
@@ -130,33 +130,16 @@ pub(crate) struct TlsStream<S> {
     config: Arc<ServerConfig>,
 }
 
-/// Only there to satisfy the acceptor's bound: `serve` unwraps the stream before the engine
-/// runs it.
-impl<S: StreamSocket> StreamSocket for TlsStream<S> {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.sock.poll_read_ready(cx)
-    }
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.sock.poll_write_ready(cx)
-    }
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.try_read(buf)
-    }
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.sock.try_write(buf)
-    }
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.sock.shutdown_write()
-    }
-}
-
 /// A listener whose connections start with a server TLS layer.
 struct TlsAcceptor<A> {
     inner: A,
     config: Arc<ServerConfig>,
 }
 
-impl<A: Acceptor> Acceptor for TlsAcceptor<A> {
+impl<A: Acceptor> Acceptor for TlsAcceptor<A>
+where
+    A::Stream: StreamSocket,
+{
     type Stream = TlsStream<A::Stream>;
 
     fn poll_accept(
@@ -168,8 +151,8 @@ impl<A: Acceptor> Acceptor for TlsAcceptor<A> {
         Poll::Ready(Ok((TlsStream { sock, config }, peer, host)))
     }
 
-    async fn serve<P: Protocol>(
-        reactor: Reactor,
+    fn serve<P: Protocol>(
+        reactor: &Reactor,
         stream: Self::Stream,
         peer: Address,
         host: Address,
@@ -185,7 +168,7 @@ impl<A: Acceptor> Acceptor for TlsAcceptor<A> {
         let conn = Conn::new(stream.sock, peer, host);
         // A new connection is neither closing nor TLS yet, so this cannot fail.
         if conn.install_tls(layer).is_ok() {
-            run_connection(&reactor, conn, proto, |_| {}).await;
+            A::Stream::start(reactor, run_connection(reactor, conn, proto, |_| {}));
         }
     }
 }
@@ -223,7 +206,7 @@ impl Reactor {
         interface: &str,
         options: ListenOptions,
     ) -> Result<ListeningPort, Failure> {
-        let (listener, host): (TcpListener, _) = self.bind_tcp(port, interface, options)?;
+        let (listener, host) = self.bind_tcp(port, interface, options)?;
         let acceptor = TlsAcceptor {
             inner: listener,
             config: context.config().clone(),
@@ -267,7 +250,7 @@ impl Reactor {
         timeout: f64,
         bind_address: Option<std::net::SocketAddr>,
     ) -> Connector {
-        let prepare = Rc::new(move |conn: &Conn<TcpStream>, host: &str| {
+        let prepare = Rc::new(move |conn: &Conn<Tasked<TcpStream>>, host: &str| {
             let layer = context.layer(host)?;
             conn.install_tls(layer).map_err(Failure::new)
         });
