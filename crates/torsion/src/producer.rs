@@ -146,7 +146,13 @@ pub(crate) enum Due {
 /// A consumer's side of flow control: the registered producer, its kind, and the
 /// watermarks. Transports keep one and ask it what is [due](ProducerSlot::due) whenever the
 /// size of their write buffer may have changed, outside their callbacks.
-pub(crate) struct ProducerSlot {
+///
+/// Made on first use (a producer registered or limits set): until then a slot is one null
+/// pointer, which every connection carries, and the checks on the write path are one test.
+#[derive(Default)]
+pub(crate) struct ProducerSlot(std::cell::OnceCell<Box<SlotState>>);
+
+struct SlotState {
     producer: RefCell<Option<Rc<dyn Producer>>>,
     streaming: Cell<bool>,
     /// The streaming producer was paused by the watermark and not yet resumed.
@@ -160,9 +166,9 @@ pub(crate) struct ProducerSlot {
     low: Cell<usize>,
 }
 
-impl Default for ProducerSlot {
+impl Default for SlotState {
     fn default() -> Self {
-        ProducerSlot {
+        SlotState {
             producer: RefCell::new(None),
             streaming: Cell::new(false),
             paused: Cell::new(false),
@@ -175,90 +181,111 @@ impl Default for ProducerSlot {
 }
 
 impl ProducerSlot {
+    fn state(&self) -> &SlotState {
+        self.0.get_or_init(Box::default)
+    }
+
+    /// The state, if a producer is registered.
+    fn registered(&self) -> Option<&SlotState> {
+        self.0
+            .get()
+            .map(|s| &**s)
+            .filter(|s| s.producer.borrow().is_some())
+    }
+
     pub(crate) fn register(
         &self,
         producer: Rc<dyn Producer>,
         streaming: bool,
     ) -> Result<(), ProducerError> {
-        let mut slot = self.producer.borrow_mut();
+        let st = self.state();
+        let mut slot = st.producer.borrow_mut();
         if slot.is_some() {
             return Err(ProducerError::AlreadyRegistered);
         }
         *slot = Some(producer);
-        self.streaming.set(streaming);
-        self.paused.set(false);
-        self.pause_owed.set(false);
+        st.streaming.set(streaming);
+        st.paused.set(false);
+        st.pause_owed.set(false);
         // A pull producer is asked for its first chunk at once (Twisted does the same).
-        self.pull_due.set(!streaming);
+        st.pull_due.set(!streaming);
         Ok(())
     }
 
     /// Forgets the producer, without telling it.
     pub(crate) fn unregister(&self) -> Option<Rc<dyn Producer>> {
-        self.paused.set(false);
-        self.pause_owed.set(false);
-        self.pull_due.set(false);
-        self.producer.borrow_mut().take()
+        let st = self.0.get()?;
+        st.paused.set(false);
+        st.pause_owed.set(false);
+        st.pull_due.set(false);
+        st.producer.borrow_mut().take()
     }
 
     /// The registered producer.
     pub(crate) fn producer(&self) -> Option<Rc<dyn Producer>> {
-        self.producer.borrow().clone()
+        self.0.get()?.producer.borrow().clone()
     }
 
     pub(crate) fn is_registered(&self) -> bool {
-        self.producer.borrow().is_some()
+        self.registered().is_some()
     }
 
     pub(crate) fn streaming(&self) -> bool {
-        self.streaming.get()
+        self.0.get().is_some_and(|s| s.streaming.get())
     }
 
     /// True while the watermark keeps the streaming producer paused.
     pub(crate) fn paused(&self) -> bool {
-        self.paused.get()
+        self.0.get().is_some_and(|s| s.paused.get())
     }
 
     /// Notes a write. True when a pull producer is registered: it is owed a call once the
     /// buffer is empty, so the consumer should look even if the write went straight out.
     pub(crate) fn wrote(&self) -> bool {
-        if self.streaming.get() || !self.is_registered() {
-            return false;
+        match self.registered() {
+            Some(st) if !st.streaming.get() => {
+                st.pull_due.set(true);
+                true
+            }
+            _ => false,
         }
-        self.pull_due.set(true);
-        true
     }
 
     /// Notes the buffer's size after a write: past the high watermark, a streaming producer
     /// is owed a pause (then a resume at the low watermark), however fast the buffer drains.
     pub(crate) fn note_buffered(&self, buffered: usize) {
-        if buffered > self.high.get() && self.streaming.get() && !self.paused.get() {
-            self.pause_owed.set(self.is_registered());
+        let Some(st) = self.0.get() else { return };
+        if buffered > st.high.get() && st.streaming.get() && !st.paused.get() {
+            st.pause_owed.set(st.producer.borrow().is_some());
         }
     }
 
     pub(crate) fn set_limits(&self, high: usize, low: usize) {
-        self.high.set(high);
-        self.low.set(low.min(high));
+        let st = self.state();
+        st.high.set(high);
+        st.low.set(low.min(high));
     }
 
     pub(crate) fn limits(&self) -> (usize, usize) {
-        (self.high.get(), self.low.get())
+        match self.0.get() {
+            Some(st) => (st.high.get(), st.low.get()),
+            None => (DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER),
+        }
     }
 
     /// True when [`due`](Self::due) would return a call for this buffer size.
     pub(crate) fn is_due(&self, buffered: usize) -> bool {
-        if !self.is_registered() {
+        let Some(st) = self.registered() else {
             return false;
-        }
-        if self.streaming.get() {
-            if self.paused.get() {
-                buffered <= self.low.get()
+        };
+        if st.streaming.get() {
+            if st.paused.get() {
+                buffered <= st.low.get()
             } else {
-                self.pause_owed.get() || buffered > self.high.get()
+                st.pause_owed.get() || buffered > st.high.get()
             }
         } else {
-            self.pull_due.get() && buffered == 0
+            st.pull_due.get() && buffered == 0
         }
     }
 
@@ -268,18 +295,19 @@ impl ProducerSlot {
         if !self.is_due(buffered) {
             return None;
         }
-        let producer = self.producer()?;
-        let call = if self.streaming.get() {
-            let pause = !self.paused.get();
-            self.paused.set(pause);
-            self.pause_owed.set(false);
+        let st = self.0.get()?;
+        let producer = st.producer.borrow().clone()?;
+        let call = if st.streaming.get() {
+            let pause = !st.paused.get();
+            st.paused.set(pause);
+            st.pause_owed.set(false);
             if pause {
                 Due::Pause
             } else {
                 Due::Resume
             }
         } else {
-            self.pull_due.set(false);
+            st.pull_due.set(false);
             Due::Resume
         };
         Some((producer, call))
@@ -290,10 +318,9 @@ impl fmt::Debug for ProducerSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProducerSlot")
             .field("registered", &self.is_registered())
-            .field("streaming", &self.streaming.get())
-            .field("paused", &self.paused.get())
-            .field("high", &self.high.get())
-            .field("low", &self.low.get())
+            .field("streaming", &self.streaming())
+            .field("paused", &self.paused())
+            .field("limits", &self.limits())
             .finish()
     }
 }

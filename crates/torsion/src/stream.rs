@@ -43,7 +43,25 @@ const PRODUCER_CALLS_PER_POLL: usize = 16;
 
 thread_local! {
     pub(crate) static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// What the connection now in a callback wrote, gathered so that it goes out in one
+    /// system call when the callback returns, without a buffer of the connection's own.
+    static STAGED: RefCell<Staged> = const {
+        RefCell::new(Staged {
+            owner: 0,
+            bytes: Vec::new(),
+        })
+    };
 }
+
+/// The thread's write-gathering buffer and the connection whose bytes it holds.
+struct Staged {
+    /// The address of the owning `Conn` (only compared, never followed).
+    owner: usize,
+    bytes: Vec<u8>,
+}
+
+/// The thread's gathering buffer is released when it drains if it grew past this.
+const KEEP_STAGED_CAPACITY: usize = 64 * 1024;
 
 /// The I/O the engine needs of a non-blocking stream socket.
 pub(crate) trait SocketIo: 'static {
@@ -203,6 +221,9 @@ const SHUTDOWN: u16 = 1 << 8;
 const DRAIN: u16 = 1 << 9;
 /// The protocol's `drain` has been called.
 const DRAINED: u16 = 1 << 10;
+/// Bytes written in the current callback wait in the thread's gathering buffer ([`STAGED`]),
+/// after everything in the connection's own write buffer.
+const STAGED_WRITES: u16 = 1 << 11;
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -240,7 +261,7 @@ pub(crate) struct Conn<S> {
     sock: RefCell<Option<S>>,
     wbuf: RefCell<BytesMut>,
     flags: Cell<u16>,
-    write_error: RefCell<Option<io::Error>>,
+    write_error: Cell<Option<io::Error>>,
     peer: Address,
     host: Address,
     /// Flow control: the registered producer and the watermarks.
@@ -255,7 +276,7 @@ impl<S: StreamSocket> Conn<S> {
             sock: RefCell::new(Some(sock)),
             wbuf: RefCell::new(BytesMut::new()),
             flags: Cell::new(0),
-            write_error: RefCell::new(None),
+            write_error: Cell::new(None),
             peer,
             host,
             producer: ProducerSlot::default(),
@@ -308,12 +329,90 @@ impl<S: StreamSocket> Conn<S> {
         Ok(true)
     }
 
-    /// Calls into the protocol with panics contained.
+    /// Calls into the protocol with panics contained; what it wrote is sent when it returns.
     fn call(&self, f: impl FnOnce()) -> Result<(), crate::error::PanicError> {
         self.set(IN_CALLBACK);
         let r = catch_unwind(AssertUnwindSafe(f));
         self.clear(IN_CALLBACK);
+        // After a panic the connection closes; what the callback wrote is dropped with it.
+        self.unstage(r.is_ok());
         r.map_err(|payload| crate::failure::panic_error(payload.as_ref()))
+    }
+
+    /// The address that marks this connection's bytes in the gathering buffer.
+    fn stage_key(&self) -> usize {
+        std::ptr::from_ref(self).addr()
+    }
+
+    /// Gathers a write made in a callback in the thread's buffer; false when the buffer holds
+    /// another connection's bytes (the caller buffers them itself then).
+    fn stage(&self, data: &[u8]) -> bool {
+        let key = self.stage_key();
+        STAGED.with_borrow_mut(|s| {
+            if !s.bytes.is_empty() && s.owner != key {
+                return false;
+            }
+            s.owner = key;
+            s.bytes.extend_from_slice(data);
+            self.set(STAGED_WRITES);
+            true
+        })
+    }
+
+    /// How many bytes this connection has gathered.
+    fn staged_len(&self) -> usize {
+        if !self.has(STAGED_WRITES) {
+            return 0;
+        }
+        let key = self.stage_key();
+        STAGED.with_borrow(|s| if s.owner == key { s.bytes.len() } else { 0 })
+    }
+
+    /// Takes this connection's gathered bytes out of the thread's buffer: sent now (`send`),
+    /// what the socket does not take kept in the connection's own buffer; or, without `send`,
+    /// all moved to the connection's buffer (to keep them ahead of a write that does not go
+    /// through the gathering buffer). Dropped if the connection was aborted or closed.
+    fn unstage(&self, send: bool) {
+        if !self.has(STAGED_WRITES) {
+            return;
+        }
+        self.clear(STAGED_WRITES);
+        let key = self.stage_key();
+        STAGED.with_borrow_mut(|s| {
+            if s.owner != key || s.bytes.is_empty() {
+                return;
+            }
+            if !self.has(ABORT | CLOSED) {
+                self.send_staged(&s.bytes, send);
+            }
+            s.bytes.clear();
+            if s.bytes.capacity() > KEEP_STAGED_CAPACITY {
+                s.bytes = Vec::new();
+            }
+        });
+    }
+
+    fn send_staged(&self, bytes: &[u8], send: bool) {
+        let mut buf = self.wbuf.borrow_mut();
+        if !send || !buf.is_empty() {
+            buf.extend_from_slice(bytes);
+            return;
+        }
+        let sock = self.sock.borrow();
+        let Some(sock) = sock.as_ref() else { return };
+        match sock.try_write(bytes) {
+            Ok(n) if n == bytes.len() => {}
+            Ok(n) => buf.extend_from_slice(&bytes[n..]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                buf.extend_from_slice(bytes);
+            }
+            Err(e) => self.write_error.set(Some(e)),
+        }
     }
 
     /// Drives the connection until it ends.
@@ -332,7 +431,7 @@ impl<S: StreamSocket> Conn<S> {
             if self.has(SHUTDOWN) {
                 return Poll::Ready(End::Shutdown);
             }
-            if let Some(e) = self.write_error.borrow_mut().take() {
+            if let Some(e) = self.write_error.take() {
                 return Poll::Ready(End::Lost(e));
             }
             if self.has(DRAIN) && !self.has(DRAINED) {
@@ -526,18 +625,36 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
             return;
         }
         let large = data.len() >= crate::transport::LARGE_WRITE;
+        if self.has(STAGED_WRITES) {
+            if !large && self.stage(data) {
+                let buffered = self.wbuf.borrow().len() + self.staged_len();
+                self.producer.note_buffered(buffered);
+                return;
+            }
+            // What was gathered goes ahead of this write.
+            self.unstage(false);
+        }
         if large && !self.wbuf.borrow().is_empty() {
             // Send what is buffered first, so that this write can follow it straight out.
             if let Err(e) = self.flush() {
-                *self.write_error.borrow_mut() = Some(e);
+                self.write_error.set(Some(e));
                 self.notify();
                 return;
             }
         }
         let mut buf = self.wbuf.borrow_mut();
-        if buf.is_empty() && (!self.has(IN_CALLBACK) || large) {
+        if buf.is_empty() && self.has(IN_CALLBACK) && !large {
+            // Gathered with what the callback writes next, and sent when it returns.
+            drop(buf);
+            if self.stage(data) {
+                self.producer.note_buffered(self.staged_len());
+                return;
+            }
+            buf = self.wbuf.borrow_mut();
+            buf.extend_from_slice(data);
+        } else if buf.is_empty() {
             // Written from outside this connection's callbacks, or too large to gain from
-            // being coalesced with what the callback writes next: send at once, and copy
+            // being gathered with what the callback writes next: send at once, and copy
             // only what the socket did not take.
             let sock = self.sock.borrow();
             let Some(sock) = sock.as_ref() else { return };
@@ -546,7 +663,7 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
                 Ok(n) => buf.extend_from_slice(&data[n..]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf.extend_from_slice(data),
                 Err(e) => {
-                    *self.write_error.borrow_mut() = Some(e);
+                    self.write_error.set(Some(e));
                 }
             }
         } else {
@@ -590,7 +707,7 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn buffered_size(&self) -> usize {
-        self.wbuf.borrow().len()
+        self.wbuf.borrow().len() + self.staged_len()
     }
 
     fn is_connected(&self) -> bool {

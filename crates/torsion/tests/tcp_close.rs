@@ -672,3 +672,44 @@ fn a_connection_attempt_racing_reactor_stop_ends_with_connection_lost_or_failure
         );
     }
 }
+
+#[torsion::test(timeout = 10)]
+async fn abort_connection_discards_a_small_write_from_the_same_callback() -> Result<(), Failure> {
+    // Small writes made in a callback are gathered and sent when it returns: an abort in the
+    // same callback must drop them, as it drops a buffer.
+    let (report, losses) = run_aborter(100).await?;
+    assert!(peer_saw_close(&report.end), "{:?}", report.end);
+    assert_eq!(report.bytes, 0, "bytes written before the abort were sent");
+    assert!(reason_of(&losses, "server").check::<ConnectionAborted>());
+    Ok(())
+}
+
+/// Writes small pieces around a large one in one callback, then closes.
+struct Mixed;
+
+impl Protocol for Mixed {
+    fn connection_made(&mut self, t: &Transport) {
+        t.write(b"first ");
+        t.write(b"second ");
+        t.write(&vec![b'L'; 100 * 1024]);
+        t.write(b" third");
+        t.lose_connection();
+    }
+
+    fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
+}
+
+#[torsion::test(timeout = 10)]
+async fn writes_in_one_callback_arrive_in_order_around_a_large_one() -> Result<(), Failure> {
+    let port = reactor().listen_tcp_on(0, factory(|| Mixed), "127.0.0.1")?;
+    let mut sock = tokio::net::TcpStream::connect(port.get_host().socket_addr().unwrap()).await?;
+    let mut got = Vec::new();
+    sock.read_to_end(&mut got).await?;
+    port.stop_listening().await?;
+    let mut want = b"first second ".to_vec();
+    want.extend_from_slice(&vec![b'L'; 100 * 1024]);
+    want.extend_from_slice(b" third");
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the writes arrived out of order");
+    Ok(())
+}

@@ -56,6 +56,8 @@ impl<S: StreamSocket> Conn<S> {
                 "cannot start TLS: the connection already uses TLS",
             ));
         }
+        // Plaintext written earlier in this callback goes out before the handshake.
+        self.unstage(false);
         let mut layer = Box::new(layer);
         layer.drain(&mut self.wbuf.borrow_mut());
         *slot = Some(layer);
@@ -80,7 +82,7 @@ impl<S: StreamSocket> Conn<S> {
         if !self.has(IN_CALLBACK) {
             // Written from outside this connection's callbacks: send at once.
             if let Err(e) = self.flush() {
-                *self.write_error.borrow_mut() = Some(e);
+                self.write_error.set(Some(e));
             }
         }
         self.notify();
