@@ -61,16 +61,64 @@ struct Timer {
     call: Option<DelayedCall>,
 }
 
+/// The requests read and not yet answered, in order. The first is held in place: a
+/// connection that is not pipelining (nearly all of them) allocates nothing for its queue.
+#[derive(Default)]
+struct Pipeline {
+    /// The front request; `None` only when the queue is empty.
+    head: Option<Request>,
+    more: VecDeque<Request>,
+}
+
+impl Pipeline {
+    fn front(&self) -> Option<&Request> {
+        self.head.as_ref()
+    }
+
+    fn push_back(&mut self, request: Request) {
+        if self.head.is_none() {
+            self.head = Some(request);
+        } else {
+            self.more.push_back(request);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Request> {
+        let front = self.head.take();
+        self.head = self.more.pop_front();
+        front
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.head.is_some()) + self.more.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    fn clear(&mut self) {
+        self.head = None;
+        self.more = VecDeque::new();
+    }
+
+    fn take_all(&mut self) -> Vec<Request> {
+        let mut all: Vec<Request> = self.head.take().into_iter().collect();
+        all.extend(std::mem::take(&mut self.more));
+        all
+    }
+}
+
 /// The part of a channel its requests talk to.
 pub(crate) struct ChannelShared {
     transport: RefCell<Option<Transport>>,
-    queue: RefCell<VecDeque<Request>>,
+    queue: RefCell<Pipeline>,
     site: Rc<SiteInner>,
     /// Close once the queued responses are out.
     closing: Cell<bool>,
     paused: Cell<bool>,
     timer: RefCell<Timer>,
-    me: RefCell<Weak<ChannelShared>>,
+    me: Weak<ChannelShared>,
 }
 
 impl ChannelShared {
@@ -177,7 +225,7 @@ impl ChannelShared {
                 return;
             }
         }
-        let me = self.me.borrow().clone();
+        let me = self.me.clone();
         let call = self.site.clock().call_later_boxed(
             secs,
             Box::new(move || {
@@ -242,16 +290,15 @@ pub struct HttpChannel {
 
 impl HttpChannel {
     pub(crate) fn new(site: Rc<SiteInner>) -> HttpChannel {
-        let shared = Rc::new(ChannelShared {
+        let shared = Rc::new_cyclic(|me| ChannelShared {
             transport: RefCell::new(None),
             queue: RefCell::default(),
             site,
             closing: Cell::new(false),
             paused: Cell::new(false),
             timer: RefCell::default(),
-            me: RefCell::new(Weak::new()),
+            me: me.clone(),
         });
-        *shared.me.borrow_mut() = Rc::downgrade(&shared);
         HttpChannel {
             shared,
             stop_reading: false,
@@ -260,8 +307,8 @@ impl HttpChannel {
         }
     }
 
-    /// Answers a request that could not be read, and closes.
-    fn reject(&mut self, t: &Transport, error: &ParseError) {
+    /// Answers a request that could not be read, and closes; all of `input` counts as used.
+    fn reject(&mut self, t: &Transport, error: &ParseError, input: &[u8]) -> usize {
         tracing::info!(target: "torsion_web", peer = %t.get_peer(), "bad request: {error}; closing");
         self.state = ReadState::Done;
         self.buf = Vec::new();
@@ -272,44 +319,47 @@ impl HttpChannel {
             t.lose_connection();
         }
         // Otherwise earlier responses go out first; pump() closes after them.
+        input.len()
     }
 
-    /// Parses as much as the buffer holds.
-    fn process(&mut self, t: &Transport) {
+    /// Parses as much of `input` as it can; returns how much was used (all of it once the
+    /// channel reads no more).
+    fn process(&mut self, t: &Transport, input: &[u8]) -> usize {
+        let mut pos = 0;
         loop {
+            let rest = &input[pos..];
             match &mut self.state {
-                ReadState::Done => return,
+                ReadState::Done => return input.len(),
                 ReadState::Head if self.stop_reading || self.shared.closing.get() => {
                     // Nothing after a request that closes the connection is read (RFC 9112
                     // 9.6): drop the rest.
                     self.state = ReadState::Done;
-                    self.buf = Vec::new();
-                    return;
+                    return input.len();
                 }
                 ReadState::Head => {
-                    if self.buf.is_empty() {
-                        return;
+                    if rest.is_empty() {
+                        return pos;
                     }
                     if self.shared.queue.borrow().len() >= self.shared.site.config.max_pipeline {
                         // Too many requests in flight: stop reading until responses go out.
                         self.shared.paused.set(true);
                         t.pause_producing();
-                        return;
+                        return pos;
                     }
                     let limits = &self.shared.site.config.limits;
-                    match parse_request_head(&self.buf, limits) {
-                        Err(e) => return self.reject(t, &e),
+                    match parse_request_head(rest, limits) {
+                        Err(e) => return self.reject(t, &e, input),
                         Ok(None) => {
                             if self.shared.timer_kind() != Some(TimerKind::Head) {
                                 self.shared.arm(TimerKind::Head);
                             }
-                            return;
+                            return pos;
                         }
                         Ok(Some((head, used))) => {
-                            self.buf.drain(..used);
+                            pos += used;
                             self.shared.disarm();
                             let framing = match request_body_kind(&head) {
-                                Err(e) => return self.reject(t, &e),
+                                Err(e) => return self.reject(t, &e, input),
                                 Ok(kind) => kind,
                             };
                             let max_body = self.shared.site.config.max_body;
@@ -327,7 +377,7 @@ impl HttpChannel {
                                     continue;
                                 }
                                 BodyKind::Length(n) if n > max_body => {
-                                    return self.reject(t, &ParseError::BodyTooLarge)
+                                    return self.reject(t, &ParseError::BodyTooLarge, input)
                                 }
                                 BodyKind::Length(0) => {
                                     self.dispatch(request);
@@ -341,6 +391,7 @@ impl HttpChannel {
                                     return self.reject(
                                         t,
                                         &ParseError::Malformed("request body without a length"),
+                                        input,
                                     )
                                 }
                             };
@@ -359,22 +410,22 @@ impl HttpChannel {
                     let Incoming { body, framing, .. } = &mut **incoming;
                     let complete = match framing {
                         BodyFraming::Length(remaining) => {
-                            let take = (*remaining).min(self.buf.len() as u64) as usize;
-                            body.extend_from_slice(&self.buf[..take]);
-                            self.buf.drain(..take);
+                            let take = (*remaining).min(rest.len() as u64) as usize;
+                            body.extend_from_slice(&rest[..take]);
+                            pos += take;
                             *remaining -= take as u64;
                             *remaining == 0
                         }
-                        BodyFraming::Chunked(decoder) => match decoder.decode(&self.buf, body) {
+                        BodyFraming::Chunked(decoder) => match decoder.decode(rest, body) {
                             Ok(used) => {
-                                self.buf.drain(..used);
+                                pos += used;
                                 decoder.is_done()
                             }
-                            Err(e) => return self.reject(t, &e),
+                            Err(e) => return self.reject(t, &e, input),
                         },
                     };
                     if !complete {
-                        return;
+                        return pos;
                     }
                     let ReadState::Body(incoming) =
                         std::mem::replace(&mut self.state, ReadState::Head)
@@ -532,10 +583,21 @@ impl Protocol for HttpChannel {
         if self.shared.timer_kind() == Some(TimerKind::Idle) {
             self.shared.disarm();
         }
-        self.buf.extend_from_slice(data);
-        self.process(transport);
-        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
-            self.buf = Vec::new();
+        if self.buf.is_empty() {
+            // The usual case: requests parsed straight from the read, and only a partial one
+            // copied, so that an idle connection keeps no buffer.
+            let used = self.process(transport, data);
+            if used < data.len() && !matches!(self.state, ReadState::Done) {
+                self.buf.extend_from_slice(&data[used..]);
+            }
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.extend_from_slice(data);
+        let used = self.process(transport, &buf);
+        if used < buf.len() && !matches!(self.state, ReadState::Done) {
+            buf.drain(..used);
+            self.buf = buf;
         }
     }
 
@@ -558,7 +620,7 @@ impl Protocol for HttpChannel {
     fn connection_lost(&mut self, reason: Failure) {
         self.shared.cancel_timer();
         let clean = reason.check::<torsion::error::ConnectionDone>();
-        let pending: Vec<Request> = self.shared.queue.borrow_mut().drain(..).collect();
+        let pending: Vec<Request> = self.shared.queue.borrow_mut().take_all();
         if let ReadState::Body(incoming) = &self.state {
             incoming.request.connection_lost(clean);
         }
