@@ -349,6 +349,9 @@ impl Future for Driver {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        // While the driver runs, connections queued (by events or by each other) need no
+        // wake-up: the next round takes them.
+        this.poller.state.borrow_mut().running = true;
         for _ in 0..ROUNDS_PER_TURN {
             let more = this.harvest(cx);
             let poller = &*this.poller;
@@ -363,7 +366,6 @@ impl Future for Driver {
                     }
                     return Poll::Pending;
                 }
-                st.running = true;
             }
             for &key in &this.batch {
                 poller.run(key, cx);

@@ -1,0 +1,72 @@
+//! Accepted TCP connections run in the reactor's poller (one epoll set, one task): these
+//! tests cover what the poller itself must get right. A connection woken by a transport call
+//! made outside its callbacks (a timer) runs; many connections come and go, their slots are
+//! reused, and nothing is left registered.
+//!
+//! Ports are ephemeral; each test fails after 10 s and checks that no port or connection is
+//! left open.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use torsion::{factory, reactor, Failure, Protocol, Transport};
+
+/// Writes `late` from a timer, outside any callback of its connection, then closes.
+struct LateWriter;
+
+impl Protocol for LateWriter {
+    fn connection_made(&mut self, t: &Transport) {
+        let t = t.clone();
+        reactor().call_later(0.01, move || {
+            t.write(b"late");
+            t.lose_connection();
+        });
+    }
+
+    fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
+}
+
+#[torsion::test(timeout = 10)]
+async fn a_write_from_a_timer_wakes_an_idle_connection() -> Result<(), Failure> {
+    let port = reactor().listen_tcp_on(0, factory(|| LateWriter), "127.0.0.1")?;
+    let mut sock = tokio::net::TcpStream::connect(port.get_host().socket_addr().unwrap()).await?;
+    let mut got = Vec::new();
+    sock.read_to_end(&mut got).await?;
+    port.stop_listening().await?;
+    assert_eq!(got, b"late");
+    Ok(())
+}
+
+/// Echoes.
+struct Echo;
+
+impl Protocol for Echo {
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        t.write(data);
+    }
+}
+
+#[torsion::test(timeout = 10)]
+async fn many_connections_come_and_go_and_leave_nothing_open() -> Result<(), Failure> {
+    let port = reactor().listen_tcp_on(0, factory(|| Echo), "127.0.0.1")?;
+    let addr = port.get_host().socket_addr().unwrap();
+    for round in 0..3 {
+        let mut socks = Vec::new();
+        for _ in 0..200 {
+            socks.push(tokio::net::TcpStream::connect(addr).await?);
+        }
+        for (i, s) in socks.iter_mut().enumerate() {
+            s.write_all(format!("{round}:{i};").as_bytes()).await?;
+        }
+        for (i, s) in socks.iter_mut().enumerate() {
+            let want = format!("{round}:{i};");
+            let mut got = vec![0; want.len()];
+            s.read_exact(&mut got).await?;
+            assert_eq!(got, want.as_bytes());
+        }
+        drop(socks);
+        while port.connection_count() > 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    port.stop_listening().await?;
+    Ok(())
+}
