@@ -255,6 +255,35 @@ impl End {
     }
 }
 
+/// A connection's address, kept small: an IPv4 address in place (8 bytes), any other boxed.
+/// Every connection holds two, for its whole life.
+enum ConnAddr {
+    V4(std::net::SocketAddrV4),
+    Other(Box<Address>),
+}
+
+impl ConnAddr {
+    fn new(address: Address) -> ConnAddr {
+        match address {
+            Address::Tcp(std::net::SocketAddr::V4(a)) => ConnAddr::V4(a),
+            other => ConnAddr::Other(Box::new(other)),
+        }
+    }
+
+    fn get(&self) -> Address {
+        match self {
+            ConnAddr::V4(a) => Address::Tcp(std::net::SocketAddr::V4(*a)),
+            ConnAddr::Other(a) => (**a).clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConnAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
 /// One connection's shared state: the socket, the write buffer, and flags set by transport
 /// calls. The connection's task and every `Transport` handle point here.
 pub(crate) struct Conn<S> {
@@ -262,8 +291,8 @@ pub(crate) struct Conn<S> {
     wbuf: RefCell<BytesMut>,
     flags: Cell<u16>,
     write_error: Cell<Option<io::Error>>,
-    peer: Address,
-    host: Address,
+    peer: ConnAddr,
+    host: ConnAddr,
     /// Flow control: the registered producer and the watermarks.
     producer: ProducerSlot,
     #[cfg(feature = "tls")]
@@ -277,8 +306,8 @@ impl<S: StreamSocket> Conn<S> {
             wbuf: RefCell::new(BytesMut::new()),
             flags: Cell::new(0),
             write_error: Cell::new(None),
-            peer,
-            host,
+            peer: ConnAddr::new(peer),
+            host: ConnAddr::new(host),
             producer: ProducerSlot::default(),
             #[cfg(feature = "tls")]
             tls: tls::TlsSlot::default(),
@@ -699,11 +728,11 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn get_peer(&self) -> Address {
-        self.peer.clone()
+        self.peer.get()
     }
 
     fn get_host(&self) -> Address {
-        self.host.clone()
+        self.host.get()
     }
 
     fn buffered_size(&self) -> usize {
@@ -798,7 +827,7 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
 
     #[cfg(feature = "tls")]
     fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
-        let layer = context.layer_for(&self.peer).map_err(io::Error::other)?;
+        let layer = context.layer_for(&self.peer.get()).map_err(io::Error::other)?;
         self.install_tls(layer)
     }
 
@@ -845,7 +874,7 @@ pub(crate) fn run_connection<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)
         conn,
         proto,
         on_made: Some(on_made),
-        started: None,
+        live_id: None,
     }
 }
 
@@ -859,8 +888,8 @@ pub(crate) struct Connection<S: StreamSocket, P, M> {
     proto: P,
     /// Taken once `connection_made` has run.
     on_made: Option<M>,
-    /// Once started: the transport handed to the protocol, and the reactor's registration.
-    started: Option<(Transport, usize)>,
+    /// Once started: the reactor's registration.
+    live_id: Option<usize>,
 }
 
 impl<S: StreamSocket, P, M> Connection<S, P, M> {
@@ -882,25 +911,28 @@ impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> std::future::Future
         let this = self.get_mut();
         let conn = &this.conn;
         let proto = &mut this.proto;
-        let (transport, live_id) = match &this.started {
-            Some((transport, id)) => (transport, *id),
+        // The handle the protocol is given: the connection itself, made for each turn rather
+        // than kept (every idle connection would carry it).
+        let transport = Transport::new(conn.clone());
+        let live_id = match this.live_id {
+            Some(id) => id,
             None => {
                 let weak: std::rc::Weak<dyn Disconnect> = {
                     let w: std::rc::Weak<Conn<S>> = Rc::downgrade(conn);
                     w
                 };
                 let id = this.reactor.register_live(weak);
-                let (transport, _) = this.started.insert((Transport::new(conn.clone()), id));
-                if let Err(p) = conn.call(|| proto.connection_made(transport)) {
+                this.live_id = Some(id);
+                if let Err(p) = conn.call(|| proto.connection_made(&transport)) {
                     return Poll::Ready(finish(&this.reactor, conn, proto, id, End::Panicked(p)));
                 }
                 if let Some(on_made) = this.on_made.take() {
-                    on_made(transport);
+                    on_made(&transport);
                 }
-                (&*transport, id)
+                id
             }
         };
-        match conn.poll_drive(cx, proto, transport) {
+        match conn.poll_drive(cx, proto, &transport) {
             Poll::Ready(end) => Poll::Ready(finish(&this.reactor, conn, proto, live_id, end)),
             Poll::Pending => Poll::Pending,
         }
