@@ -306,9 +306,29 @@ struct Driver {
 impl Driver {
     /// Takes what the epoll set holds and marks it. True when the set may hold more than was
     /// taken (the driver must come back); otherwise tokio will wake the driver when the set
-    /// becomes readable again.
-    fn harvest(&mut self, cx: &mut Context<'_>) -> bool {
+    /// becomes readable again. With `speculate`, the set is asked first whatever tokio last
+    /// saw of it.
+    fn harvest(&mut self, cx: &mut Context<'_>, speculate: bool) -> bool {
         let poller = &*self.poller;
+        if speculate {
+            // Events that came while the last round ran, taken without a trip through
+            // tokio's event loop (which would make its own epoll_wait first).
+            self.events.clear();
+            let zero = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            if let Ok(n) = epoll::wait(
+                poller.epoll.get_ref(),
+                spare_capacity(&mut self.events),
+                Some(&zero),
+            ) {
+                poller.mark(&self.events);
+                if n > 0 {
+                    return n == EVENTS;
+                }
+            }
+        }
         loop {
             let mut guard = match poller.epoll.poll_read_ready(cx) {
                 Poll::Pending => return false,
@@ -352,8 +372,13 @@ impl Future for Driver {
         // While the driver runs, connections queued (by events or by each other) need no
         // wake-up: the next round takes them.
         this.poller.state.borrow_mut().running = true;
+        // After a round that served several connections, more events have likely come
+        // meanwhile: the next round asks the epoll set at once instead of going through
+        // tokio's loop (which would make an epoll_wait of its own first). After a round of
+        // one connection (a lone client, say) that would mostly be a wasted system call.
+        let mut busy = false;
         for _ in 0..ROUNDS_PER_TURN {
-            let more = this.harvest(cx);
+            let more = this.harvest(cx, busy);
             let poller = &*this.poller;
             {
                 let mut st = poller.state.borrow_mut();
@@ -370,6 +395,7 @@ impl Future for Driver {
             for &key in &this.batch {
                 poller.run(key, cx);
             }
+            busy = this.batch.len() > 1;
             this.batch.clear();
         }
         // Fair share used: the other tasks run, then this one again.

@@ -827,7 +827,9 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
 
     #[cfg(feature = "tls")]
     fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
-        let layer = context.layer_for(&self.peer.get()).map_err(io::Error::other)?;
+        let layer = context
+            .layer_for(&self.peer.get())
+            .map_err(io::Error::other)?;
         self.install_tls(layer)
     }
 
