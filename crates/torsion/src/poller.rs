@@ -270,8 +270,14 @@ impl Poller {
         if done {
             st.entries.remove(key as usize);
             drop(st);
-            // Dropped with no borrow held: the protocol's drop may start new connections.
-            drop(task);
+            // Dropped with no borrow held (the protocol's drop may start new connections),
+            // and with a panic in it contained, as a task's would be.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(task))) {
+                crate::log::error_event(format_args!(
+                    "dropping a finished connection panicked ({})",
+                    crate::failure::panic_error(payload.as_ref()).message()
+                ));
+            }
         } else if let Some(e) = st.entries.get_mut(key as usize) {
             e.task = Some(task);
         }

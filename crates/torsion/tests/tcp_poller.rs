@@ -70,3 +70,45 @@ async fn many_connections_come_and_go_and_leave_nothing_open() -> Result<(), Fai
     port.stop_listening().await?;
     Ok(())
 }
+
+/// Echoes, and panics when dropped.
+struct PanicsOnDrop;
+
+impl Protocol for PanicsOnDrop {
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        t.write(data);
+    }
+}
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("PanicsOnDrop dropped");
+    }
+}
+
+#[torsion::test(timeout = 10)]
+async fn a_protocol_that_panics_when_dropped_takes_no_other_connection_with_it(
+) -> Result<(), Failure> {
+    let port = reactor().listen_tcp_on(0, factory(|| PanicsOnDrop), "127.0.0.1")?;
+    let addr = port.get_host().socket_addr().unwrap();
+    let mut other = tokio::net::TcpStream::connect(addr).await?;
+    other.write_all(b"before").await?;
+    let mut got = [0; 6];
+    other.read_exact(&mut got).await?;
+    // The first connection ends; its protocol's drop panics.
+    let first = tokio::net::TcpStream::connect(addr).await?;
+    drop(first);
+    while port.connection_count() > 1 {
+        tokio::task::yield_now().await;
+    }
+    // The other connection, in the same poller, is still served.
+    other.write_all(b"after!").await?;
+    other.read_exact(&mut got).await?;
+    assert_eq!(&got, b"after!");
+    drop(other);
+    while port.connection_count() > 0 {
+        tokio::task::yield_now().await;
+    }
+    port.stop_listening().await?;
+    Ok(())
+}
