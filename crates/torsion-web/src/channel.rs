@@ -67,7 +67,8 @@ struct Timer {
 struct Pipeline {
     /// The front request; `None` only when the queue is empty.
     head: Option<Request>,
-    more: VecDeque<Request>,
+    /// The requests behind it, boxed: a connection that never pipelines carries one pointer.
+    more: Option<Box<VecDeque<Request>>>,
 }
 
 impl Pipeline {
@@ -79,18 +80,20 @@ impl Pipeline {
         if self.head.is_none() {
             self.head = Some(request);
         } else {
-            self.more.push_back(request);
+            self.more
+                .get_or_insert_with(Box::default)
+                .push_back(request);
         }
     }
 
     fn pop_front(&mut self) -> Option<Request> {
         let front = self.head.take();
-        self.head = self.more.pop_front();
+        self.head = self.more.as_mut().and_then(|m| m.pop_front());
         front
     }
 
     fn len(&self) -> usize {
-        usize::from(self.head.is_some()) + self.more.len()
+        usize::from(self.head.is_some()) + self.more.as_ref().map_or(0, |m| m.len())
     }
 
     fn is_empty(&self) -> bool {
@@ -99,12 +102,12 @@ impl Pipeline {
 
     fn clear(&mut self) {
         self.head = None;
-        self.more = VecDeque::new();
+        self.more = None;
     }
 
     fn take_all(&mut self) -> Vec<Request> {
         let mut all: Vec<Request> = self.head.take().into_iter().collect();
-        all.extend(std::mem::take(&mut self.more));
+        all.extend(self.more.take().into_iter().flat_map(|m| *m));
         all
     }
 }
