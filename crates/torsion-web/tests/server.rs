@@ -421,6 +421,43 @@ async fn a_slow_head_gets_408_and_an_idle_connection_is_closed() -> Result<(), F
 }
 
 #[torsion::test]
+async fn each_request_restarts_the_idle_time_out() -> Result<(), Failure> {
+    let clock = Clock::new();
+    let site = Site::new(tree());
+    site.set_clock(clock.clone());
+    let (port, addr) = listen(site);
+    let mut s = TcpStream::connect(addr).await?;
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..3 {
+        // 40 s apart: more than the idle time-out (60 s) since the first request, less
+        // since the one before.
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+        let n = s.read(&mut buf).await?;
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).ends_with("home"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        clock.advance(40.0);
+        tokio::task::yield_now().await;
+    }
+    // 40 s after the last request: still open (nothing to read, no end of stream).
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    match s.try_read(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the connection should be open and idle: {other:?}"),
+    }
+    // 61 s after it: closed.
+    clock.advance(21.0);
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await?;
+    assert!(rest.is_empty());
+    port.stop_listening().await
+}
+
+#[torsion::test]
 async fn the_access_log_gets_one_combined_format_line_per_request() -> Result<(), Failure> {
     let lines = Rc::new(RefCell::new(Vec::new()));
     let site = Site::new(tree());
