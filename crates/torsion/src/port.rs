@@ -124,7 +124,7 @@ impl ConnGroup {
 }
 
 /// The protocol of an accepted connection, counted in its port's [`ConnGroup`] from accept
-/// to the end of its task. Every call goes straight to the inner protocol.
+/// to the end of its engine. Every call goes straight to the inner protocol.
 struct Tracked<P> {
     inner: P,
     group: Rc<ConnGroup>,
@@ -157,7 +157,7 @@ impl<P: Protocol> Protocol for Tracked<P> {
 
 impl<P> Drop for Tracked<P> {
     fn drop(&mut self) {
-        // Runs when the connection's task ends, or is dropped with the reactor.
+        // Runs when the connection's engine ends, or is dropped with the reactor.
         self.group.ended(self.slot);
     }
 }

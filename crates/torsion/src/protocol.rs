@@ -60,7 +60,7 @@ pub trait Protocol: 'static {
     /// The server is shutting down gracefully and asks this connection to finish what it is
     /// doing and close (see [`ListeningPort::drain`](crate::tcp::ListeningPort::drain)):
     /// close at once with `lose_connection` when idle, or after the work in progress (an
-    /// HTTP response being sent) is done. Called at most once, on the connection's own task.
+    /// HTTP response being sent) is done. Called at most once, by the connection's own engine.
     ///
     /// By default nothing: the connection stays up until the drain deadline, when it is
     /// aborted.

@@ -143,7 +143,7 @@ pub trait TransportImpl {
     }
 
     /// Asks the connection's protocol to finish its work and close, for a graceful shutdown:
-    /// the protocol's [`drain`](crate::Protocol::drain) runs soon on the connection's own task
+    /// the protocol's [`drain`](crate::Protocol::drain) runs soon from the connection's own engine
     /// (at most once). By default nothing happens (a transport that cannot reach its protocol).
     fn request_drain(&self) {}
 
