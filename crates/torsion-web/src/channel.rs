@@ -52,17 +52,13 @@ enum TimerKind {
     Head,
 }
 
-/// The connection's timer. Arming it (once per request) only notes the deadline while the
-/// scheduled call is due no later: when that call fires early it schedules itself for the
-/// rest. A keep-alive connection thus makes no timer operation per request, and leaves no
-/// stale item in the timer's heap. A disarmed call is left scheduled (it does nothing when it
-/// fires) for the next `arm` to reuse.
+/// The connection's timer. A disarmed call is left scheduled (it does nothing when it fires)
+/// so that the next `arm`, once per request, moves it instead of scheduling a new one (a move
+/// later costs the timer no heap push).
 #[derive(Default)]
 struct Timer {
     /// What it is armed for; `None` when disarmed.
     armed: Option<TimerKind>,
-    /// When the armed timeout expires, in the clock's seconds.
-    deadline: f64,
     call: Option<DelayedCall>,
 }
 
@@ -227,25 +223,17 @@ impl ChannelShared {
         let Some(secs) = secs else {
             return self.disarm();
         };
-        let deadline = self.site.clock().seconds() + secs;
         {
             let mut timer = self.timer.borrow_mut();
-            timer.armed = Some(kind);
-            timer.deadline = deadline;
-            if let Some(call) = &timer.call {
-                match call.get_time() {
-                    // Due no later: it will find the deadline moved and wait for the rest.
-                    Ok(due) if due <= deadline => return,
-                    Ok(_) if call.reset(secs).is_ok() => return,
-                    _ => {}
-                }
+            if timer
+                .call
+                .as_ref()
+                .is_some_and(|call| call.reset(secs).is_ok())
+            {
+                timer.armed = Some(kind);
+                return;
             }
         }
-        self.schedule(secs);
-    }
-
-    /// Schedules the timer's call `secs` from now.
-    fn schedule(&self, secs: f64) {
         let me = self.me.clone();
         let call = self.site.clock().call_later_boxed(
             secs,
@@ -255,7 +243,10 @@ impl ChannelShared {
                 }
             }),
         );
-        self.timer.borrow_mut().call = Some(call);
+        *self.timer.borrow_mut() = Timer {
+            armed: Some(kind),
+            call: Some(call),
+        };
     }
 
     /// Disarms the timer; its call stays scheduled for the next `arm` to move.
@@ -276,21 +267,9 @@ impl ChannelShared {
     }
 
     fn timed_out(&self) {
-        let (armed, deadline) = {
-            let timer = self.timer.borrow();
-            (timer.armed, timer.deadline)
-        };
-        if armed.is_none() {
-            // Disarmed since it was scheduled.
-            return;
-        }
-        let left = deadline - self.site.clock().seconds();
-        if left > 0.0 {
-            // Re-armed since it was scheduled: wait for the rest.
-            return self.schedule(left);
-        }
         let kind = std::mem::take(&mut *self.timer.borrow_mut()).armed;
         let Some(kind) = kind else {
+            // Disarmed since it was scheduled.
             return;
         };
         let Some(t) = self.transport.borrow().clone() else {

@@ -482,12 +482,13 @@ fn a_call_rescheduling_itself_with_zero_delay_does_not_starve_tcp_or_other_timer
 
 #[test]
 fn resetting_a_call_very_often_keeps_the_timer_heap_small() {
-    // One stale heap entry per reset would grow without bound; compaction keeps the heap
-    // within a constant factor of the live calls.
+    // A move sooner leaves a stale heap item; one per reset would grow without bound, and
+    // compaction keeps the heap within a constant factor of the live calls. (Moves later
+    // leave none: see the next test.)
     let clock = torsion::testing::Clock::new();
     let call = clock.call_later(1800.0, || ());
-    for _ in 0..200_000 {
-        call.reset(1800.0).unwrap();
+    for i in 0..200_000 {
+        call.reset(if i % 2 == 0 { 900.0 } else { 1800.0 }).unwrap();
     }
     assert!(call.active());
     assert_eq!(clock.pending_call_times().len(), 1);
@@ -496,6 +497,38 @@ fn resetting_a_call_very_often_keeps_the_timer_heap_small() {
         "heap holds {} entries for one call",
         clock.heap_len_for_tests()
     );
+}
+
+#[test]
+fn a_call_moved_later_runs_at_its_new_time_and_leaves_no_stale_item() {
+    let clock = torsion::testing::Clock::new();
+    let ran = Rc::new(Cell::new(0));
+    let r = ran.clone();
+    let call = clock.call_later(10.0, move || r.set(r.get() + 1));
+    let other = clock.call_later(15.0, || ());
+    // Moved later once per "request", as a keep-alive time-out is: no heap push.
+    for step in 1..=100 {
+        clock.advance(1.0);
+        call.reset(10.0).unwrap();
+        assert_eq!(call.get_time().unwrap(), f64::from(step) + 10.0);
+    }
+    // One item, the moved call's (the other call ran at 15 s): no stale items.
+    assert_eq!(clock.heap_len_for_tests(), 1);
+    // Its first deadline (10 s) passed long ago; the call is due at 110.
+    assert_eq!(ran.get(), 0);
+    assert!(!other.active());
+    clock.advance(9.5);
+    assert_eq!(ran.get(), 0);
+    // delay() moves it later too; reset() sooner still works after lazy moves.
+    call.delay(5.0).unwrap();
+    assert_eq!(call.get_time().unwrap(), 115.0);
+    call.reset(1.0).unwrap();
+    assert_eq!(call.get_time().unwrap(), 110.5);
+    clock.advance(0.9);
+    assert_eq!(ran.get(), 0);
+    clock.advance(0.1);
+    assert_eq!(ran.get(), 1);
+    assert_eq!(clock.heap_len_for_tests(), 0);
 }
 
 #[test]

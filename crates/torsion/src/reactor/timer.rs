@@ -83,13 +83,24 @@ impl Queue {
         self.order
     }
 
-    /// Makes the live entry `index` due at `deadline`: a new heap item, the old one stale.
+    /// Makes the live entry `index` due at `deadline`. A move to a later time only notes the
+    /// new deadline: the entry's heap item, due sooner, is put where it belongs when it
+    /// surfaces (Twisted's reactor defers later moves the same way), so a call moved later
+    /// again and again (a keep-alive time-out, once per request) costs no heap push and leaves
+    /// no stale item. A move sooner pushes a new item and leaves the old one stale.
     fn move_to(&mut self, index: usize, deadline: u64) {
-        let order = self.next_order();
-        if let Some(e) = self.entries.get_mut(index) {
+        let Some(e) = self.entries.get_mut(index) else {
+            return;
+        };
+        // The entry's heap item is never due later than the entry itself.
+        if deadline >= e.deadline {
             e.deadline = deadline;
-            e.order = order;
+            return;
         }
+        let order = self.order + 1;
+        self.order = order;
+        e.deadline = deadline;
+        e.order = order;
         self.push_item(deadline, order, index);
         self.one_more_stale();
     }
@@ -116,9 +127,17 @@ impl Queue {
     /// rebuild in O(n) replaces up to n pops in O(log n) each, so that cancelling most of a
     /// million calls costs the next reactor turn milliseconds, not a second.
     fn peek_deadline(&mut self) -> Option<u64> {
-        while let Some(top) = self.heap.peek() {
-            if is_live(&self.entries, top) {
-                return Some(top.0 .0);
+        while let Some(&Reverse((due, order, index))) = self.heap.peek() {
+            if let Some(e) = self.entries.get(index).filter(|e| e.order == order) {
+                if e.deadline == due {
+                    return Some(due);
+                }
+                // Moved later while this item waited: put it where it now belongs.
+                let later = Reverse((e.deadline, order, index));
+                if let Some(mut top) = self.heap.peek_mut() {
+                    *top = later;
+                }
+                continue;
             }
             if self.stale > 1024 && self.stale > self.heap.len() / 2 {
                 self.drop_stale();
