@@ -31,7 +31,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::protocol::Protocol;
 use crate::reactor::Reactor;
-use crate::stream::{Connection, End, SocketIo, StreamSocket};
+use crate::stream::{Conn, Connection, End, SocketIo, StreamSocket};
 use crate::transport::{Address, Transport};
 use crate::util::Slab;
 
@@ -196,12 +196,58 @@ impl Poller {
         }
     }
 
+    /// Reads from the socket in slot `key` if it is ready (one look at the slot, the hot
+    /// path's). A short read empties the socket as surely as `EAGAIN` does: either way the
+    /// connection waits for the next event rather than make a read that would only return
+    /// `EAGAIN` (data that arrives after this read raises a new edge).
+    fn read(
+        &self,
+        key: u32,
+        sock: &std::net::TcpStream,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut st = self.state.borrow_mut();
+        let Some(e) = st.entries.get_mut(key as usize) else {
+            return Poll::Pending;
+        };
+        if e.ready & proceeds(READABLE) == 0 {
+            e.waiting |= READABLE;
+            return Poll::Pending;
+        }
+        let r = (&*sock).read(buf);
+        let drained = match &r {
+            Ok(n) => *n < buf.len(),
+            Err(err) => err.kind() == io::ErrorKind::WouldBlock,
+        };
+        if drained {
+            e.ready &= !READABLE;
+            e.waiting |= READABLE;
+        }
+        match r {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+            r => Poll::Ready(r),
+        }
+    }
+
     /// The socket in slot `key` returned `EAGAIN` for `what`: wait for its next event.
     fn exhausted(&self, key: u32, what: u8) {
         if let Some(e) = self.state.borrow_mut().entries.get_mut(key as usize) {
             e.ready &= !what;
             e.waiting |= what;
         }
+    }
+
+    /// Takes what the epoll set holds now (without waiting) into `events` and marks it; how
+    /// many events.
+    fn take_events(&self, events: &mut Vec<epoll::Event>) -> rustix::io::Result<usize> {
+        events.clear();
+        let zero = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let n = epoll::wait(self.epoll.get_ref(), spare_capacity(events), Some(&zero))?;
+        self.mark(events);
+        Ok(n)
     }
 
     /// Applies a batch of readiness events: each connection that waited for what its socket
@@ -313,26 +359,13 @@ impl Driver {
     /// Takes what the epoll set holds and marks it. True when the set may hold more than was
     /// taken (the driver must come back); otherwise tokio will wake the driver when the set
     /// becomes readable again. With `speculate`, the set is asked first whatever tokio last
-    /// saw of it.
+    /// saw of it: events that came while the last round ran are taken without a trip through
+    /// tokio's event loop (which would make its own epoll_wait first).
     fn harvest(&mut self, cx: &mut Context<'_>, speculate: bool) -> bool {
         let poller = &*self.poller;
         if speculate {
-            // Events that came while the last round ran, taken without a trip through
-            // tokio's event loop (which would make its own epoll_wait first).
-            self.events.clear();
-            let zero = rustix::time::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            if let Ok(n) = epoll::wait(
-                poller.epoll.get_ref(),
-                spare_capacity(&mut self.events),
-                Some(&zero),
-            ) {
-                poller.mark(&self.events);
-                if n > 0 {
-                    return n == EVENTS;
-                }
+            if let Ok(n @ 1..) = poller.take_events(&mut self.events) {
+                return n == EVENTS;
             }
         }
         loop {
@@ -344,22 +377,9 @@ impl Driver {
                     return false;
                 }
             };
-            self.events.clear();
-            let zero = rustix::time::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            match epoll::wait(
-                poller.epoll.get_ref(),
-                spare_capacity(&mut self.events),
-                Some(&zero),
-            ) {
-                Ok(n) => {
-                    poller.mark(&self.events);
-                    if n == EVENTS {
-                        return true;
-                    }
-                }
+            match poller.take_events(&mut self.events) {
+                Ok(EVENTS) => return true,
+                Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => crate::log::error_event(format_args!("epoll_wait failed: {e}")),
             }
@@ -435,8 +455,12 @@ pub(crate) struct PolledTcp {
 }
 
 impl PolledTcp {
-    fn ready(&self, what: u8) -> bool {
-        self.poller.check(self.key.get(), what)
+    fn poll_ready(&self, what: u8) -> Poll<io::Result<()>> {
+        if self.poller.check(self.key.get(), what) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
     }
 
     fn would_block<T>(&self, what: u8, r: io::Result<T>) -> io::Result<T> {
@@ -451,19 +475,11 @@ impl PolledTcp {
 
 impl SocketIo for PolledTcp {
     fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.ready(READABLE) {
-            Poll::Ready(Ok(()))
-        } else {
-            Poll::Pending
-        }
+        self.poll_ready(READABLE)
     }
 
     fn poll_write_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.ready(WRITABLE) {
-            Poll::Ready(Ok(()))
-        } else {
-            Poll::Pending
-        }
+        self.poll_ready(WRITABLE)
     }
 
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -471,25 +487,7 @@ impl SocketIo for PolledTcp {
     }
 
     fn poll_read(&mut self, _cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        if !self.ready(READABLE) {
-            return Poll::Pending;
-        }
-        match (&self.sock).read(buf) {
-            Ok(n) => {
-                if n < buf.len() {
-                    // A short read emptied the socket: wait for the next event rather than
-                    // make a read that would only return EAGAIN (data that arrives after
-                    // this read raises a new edge).
-                    self.poller.exhausted(self.key.get(), READABLE);
-                }
-                Poll::Ready(Ok(n))
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.poller.exhausted(self.key.get(), READABLE);
-                Poll::Pending
-            }
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.poller.read(self.key.get(), &self.sock, buf)
     }
 
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
@@ -525,7 +523,7 @@ impl StreamSocket for PolledTcp {
     }
 
     fn wake_soon(&self, _cx: &mut Context<'_>) {
-        self.poller.enqueue(self.key.get());
+        self.wake();
     }
 
     fn start<P: Protocol, M: FnOnce(&Transport) + 'static>(
@@ -538,7 +536,7 @@ impl StreamSocket for PolledTcp {
                 .then(|| (s.poller.clone(), s.key.get()))
         });
         // Otherwise the connection is dropped here, its socket closed.
-        if let Some(Some((poller, key))) = registered {
+        if let Some((poller, key)) = registered.flatten() {
             poller.attach(key, Box::new(connection));
         }
     }
@@ -616,6 +614,6 @@ impl crate::port::Acceptor for PolledListener {
         host: Address,
         proto: P,
     ) {
-        crate::port::serve_plain(reactor, stream, peer, host, proto);
+        crate::stream::start(reactor, Conn::new(stream, peer, host), proto);
     }
 }

@@ -18,7 +18,7 @@ use crate::defer::{succeed, Deferred, Trigger};
 use crate::error::ReactorNotRestartable;
 use crate::protocol::{Factory, Protocol};
 use crate::reactor::{Disconnect, Reactor};
-use crate::stream::{run_connection, Conn, StreamSocket};
+
 use crate::transport::{Address, Transport};
 use crate::util::Slab;
 use crate::Failure;
@@ -44,23 +44,6 @@ pub(crate) trait Acceptor: 'static {
         host: Address,
         proto: P,
     );
-}
-
-/// Starts an accepted connection on the engine: the usual [`Acceptor::serve`].
-pub(crate) fn serve_plain<S: StreamSocket, P: Protocol>(
-    reactor: &Reactor,
-    stream: S,
-    peer: Address,
-    host: Address,
-    proto: P,
-) {
-    let conn = run_connection(
-        reactor,
-        Conn::new(stream, peer, host),
-        proto,
-        |_: &Transport| {},
-    );
-    S::start(reactor, conn);
 }
 
 struct Port<A> {

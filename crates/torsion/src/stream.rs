@@ -133,10 +133,6 @@ impl<T> Tasked<T> {
             waker: RefCell::new(None),
         }
     }
-
-    pub(crate) fn into_inner(self) -> T {
-        self.io
-    }
 }
 
 impl<T: SocketIo> SocketIo for Tasked<T> {
@@ -423,25 +419,35 @@ impl<S: StreamSocket> Conn<S> {
 
     fn send_staged(&self, bytes: &[u8], send: bool) {
         let mut buf = self.wbuf.borrow_mut();
-        if !send || !buf.is_empty() {
+        if send && buf.is_empty() {
+            self.send_or_keep(&mut buf, bytes);
+        } else {
             buf.extend_from_slice(bytes);
-            return;
         }
+    }
+
+    /// Sends `data` at once; what the socket does not take is copied into `buf` (the
+    /// connection's write buffer, empty on entry), and an error is kept for the engine. True
+    /// when nothing is left to do: all of it went out, or the socket is closed.
+    fn send_or_keep(&self, buf: &mut BytesMut, data: &[u8]) -> bool {
         let sock = self.sock.borrow();
-        let Some(sock) = sock.as_ref() else { return };
-        match sock.try_write(bytes) {
-            Ok(n) if n == bytes.len() => {}
-            Ok(n) => buf.extend_from_slice(&bytes[n..]),
+        let Some(sock) = sock.as_ref() else {
+            return true;
+        };
+        match sock.try_write(data) {
+            Ok(n) if n == data.len() => return true,
+            Ok(n) => buf.extend_from_slice(&data[n..]),
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) =>
             {
-                buf.extend_from_slice(bytes);
+                buf.extend_from_slice(data);
             }
             Err(e) => self.write_error.set(Some(e)),
         }
+        false
     }
 
     /// Drives the connection until it ends.
@@ -654,15 +660,14 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
             return;
         }
         let large = data.len() >= crate::transport::LARGE_WRITE;
-        if self.has(STAGED_WRITES) {
-            if !large && self.stage(data) {
-                let buffered = self.wbuf.borrow().len() + self.staged_len();
-                self.producer.note_buffered(buffered);
-                return;
-            }
-            // What was gathered goes ahead of this write.
-            self.unstage(false);
+        // A small write in a callback, with nothing of the connection's own waiting, is
+        // gathered in the thread's buffer and sent when the callback returns.
+        if !large && self.has(IN_CALLBACK) && self.wbuf.borrow().is_empty() && self.stage(data) {
+            self.producer.note_buffered(self.staged_len());
+            return;
         }
+        // Anything else goes after what was gathered.
+        self.unstage(false);
         if large && !self.wbuf.borrow().is_empty() {
             // Send what is buffered first, so that this write can follow it straight out.
             if let Err(e) = self.flush() {
@@ -672,28 +677,11 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
             }
         }
         let mut buf = self.wbuf.borrow_mut();
-        if buf.is_empty() && self.has(IN_CALLBACK) && !large {
-            // Gathered with what the callback writes next, and sent when it returns.
-            drop(buf);
-            if self.stage(data) {
-                self.producer.note_buffered(self.staged_len());
-                return;
-            }
-            buf = self.wbuf.borrow_mut();
-            buf.extend_from_slice(data);
-        } else if buf.is_empty() {
+        if buf.is_empty() && (!self.has(IN_CALLBACK) || large) {
             // Written from outside this connection's callbacks, or too large to gain from
-            // being gathered with what the callback writes next: send at once, and copy
-            // only what the socket did not take.
-            let sock = self.sock.borrow();
-            let Some(sock) = sock.as_ref() else { return };
-            match sock.try_write(data) {
-                Ok(n) if n == data.len() => return,
-                Ok(n) => buf.extend_from_slice(&data[n..]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf.extend_from_slice(data),
-                Err(e) => {
-                    self.write_error.set(Some(e));
-                }
+            // being gathered with what the callback writes next: send at once.
+            if self.send_or_keep(&mut buf, data) {
+                return;
             }
         } else {
             buf.extend_from_slice(data);
@@ -860,6 +848,15 @@ fn protocol_name<P>() -> &'static str {
     name.strip_prefix("torsion::port::Tracked<")
         .and_then(|inner| inner.strip_suffix('>'))
         .unwrap_or(name)
+}
+
+/// Starts a server-side connection on the engine its socket uses; it then runs to its end on
+/// its own.
+pub(crate) fn start<S: StreamSocket, P: Protocol>(reactor: &Reactor, conn: Rc<Conn<S>>, proto: P) {
+    S::start(
+        reactor,
+        run_connection(reactor, conn, proto, |_: &Transport| {}),
+    );
 }
 
 /// Runs a connection from `connection_made` to `connection_lost`, and says how it ended.

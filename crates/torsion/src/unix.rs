@@ -368,15 +368,15 @@ impl Drop for UnixAcceptor {
 }
 
 impl Acceptor for UnixAcceptor {
-    type Stream = Tasked<UnixStream>;
+    type Stream = UnixStream;
 
     fn poll_accept(
         &self,
         cx: &mut Context<'_>,
-    ) -> Poll<io::Result<(Tasked<UnixStream>, Address, Address)>> {
+    ) -> Poll<io::Result<(UnixStream, Address, Address)>> {
         let (stream, peer) = std::task::ready!(self.listener.poll_accept(cx))?;
         Poll::Ready(Ok((
-            Tasked::new(stream),
+            stream,
             address_of(&peer),
             Address::Unix(Some(self.path.clone())),
         )))
@@ -384,14 +384,15 @@ impl Acceptor for UnixAcceptor {
 
     fn serve<P: Protocol>(
         reactor: &Reactor,
-        stream: Tasked<UnixStream>,
+        stream: UnixStream,
         peer: Address,
         host: Address,
         proto: P,
     ) {
+        // A task of its own, which keeps the connection's credentials on record.
         let r = reactor.clone();
         reactor.spawn_task(async move {
-            run_unix(&r, stream.into_inner(), peer, host, proto, |_| {}).await;
+            run_unix(&r, stream, peer, host, proto, |_| {}).await;
         });
     }
 }

@@ -85,7 +85,7 @@ pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::port::Acceptor;
 use crate::protocol::{ClientFactory, Factory, Protocol};
-use crate::stream::{run_connection, Conn, StreamSocket, Tasked};
+use crate::stream::{Conn, StreamSocket, Tasked};
 use crate::tcp::{Connector, ListenOptions, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
 use crate::transport::Address;
 use crate::{Failure, Reactor};
@@ -168,7 +168,7 @@ where
         let conn = Conn::new(stream.sock, peer, host);
         // A new connection is neither closing nor TLS yet, so this cannot fail.
         if conn.install_tls(layer).is_ok() {
-            A::Stream::start(reactor, run_connection(reactor, conn, proto, |_| {}));
+            crate::stream::start(reactor, conn, proto);
         }
     }
 }
