@@ -430,3 +430,35 @@ fn finally_on_failure_runs_and_passes_the_failure_on() {
     assert_eq!(entries(&seen), ["finally ok=false"]);
     assert!(d.result().unwrap().unwrap_err().check::<TimeoutError>());
 }
+
+#[test]
+fn a_long_chain_that_changes_type_and_comes_back_gives_its_last_result() {
+    // Longer than the steps a chain keeps in place, with types changing on the way: the
+    // first end is in another type than the root's, the second back in the root's.
+    let d: Deferred<u64> = Deferred::new();
+    let t = d.trigger();
+    let mut d = d;
+    for _ in 0..12 {
+        d = d.add_callback(|x| x + 1);
+    }
+    let s: Deferred<String> = d.add_callback(|x| format!("{x}!"));
+    let mut n: Deferred<u64> = s.add_callback(|s| s.len() as u64 * 100);
+    for _ in 0..12 {
+        n = n.add_callback(|x| x + 1);
+    }
+    t.callback(0);
+    assert_eq!(n.result().unwrap().unwrap(), 312);
+}
+
+#[test]
+fn callbacks_added_after_a_run_finished_run_on_its_result_in_any_type() {
+    let d: Deferred<u64> = Deferred::new();
+    let t = d.trigger();
+    let d = d.add_callback(|x| x + 1).add_callback(|x| x * 10);
+    t.callback(1);
+    assert!(d.called());
+    // The run rests in the root's type; this step changes it, the next comes back.
+    let d = d.add_callback(|x| format!("{x}"));
+    let d = d.add_callback(|s| s.parse::<u64>().unwrap() + 1);
+    assert_eq!(d.result().unwrap().unwrap(), 21);
+}

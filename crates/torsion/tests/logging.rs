@@ -138,3 +138,21 @@ fn a_failure_made_by_a_callback_on_a_succeeded_deferred_is_logged_when_dropped()
         "{out}"
     );
 }
+
+#[test]
+fn a_failure_at_the_end_of_callbacks_that_changed_the_type_is_logged_once_when_dropped() {
+    let out = captured(|| {
+        let d: Deferred<i32> = Deferred::new();
+        let t = d.trigger();
+        let d = d
+            .add_callback(|x| x.to_string())
+            .add_callback_result(|_| Err::<String, _>(TimeoutError));
+        t.callback(1);
+        drop(d);
+    });
+    assert_eq!(
+        out.matches("Unhandled error in Deferred").count(),
+        1,
+        "{out}"
+    );
+}

@@ -49,6 +49,10 @@ pub(crate) struct Node<T, X> {
 /// A node seen from its value type: what a [`Deferred<T>`] and a [`Trigger<T>`] hold.
 pub(crate) trait Link<T>: Upstream + Any {
     fn slot(&self) -> &RefCell<Slot<T>>;
+    /// This node as the host of its run of callbacks, if it is a chain's root ([`Fused`]).
+    fn as_host(&self) -> Option<&dyn RunHost>;
+    /// This node as the host of its run, if it is a chain's root.
+    fn into_host(self: Rc<Self>) -> Option<Rc<dyn RunHost>>;
 }
 
 /// A node waiting for the previous node's outcome, whatever its own value type.
@@ -101,6 +105,8 @@ enum Waiter<T> {
     Then(Box<dyn FnOnce(Outcome<T>)>),
     /// The next node of the chain, which runs its step with this outcome.
     Next(Rc<dyn Listener<T>>),
+    /// The run of callbacks this node hosts ([`Link::as_host`]).
+    Run,
     Task(Waker),
 }
 
@@ -109,13 +115,74 @@ pub(crate) trait Upstream {
     fn cancel_node(self: Rc<Self>);
 }
 
-impl<T: 'static, X: 'static> Link<T> for Node<T, X> {
-    fn slot(&self) -> &RefCell<Slot<T>> {
-        &self.slot
+/// What a node carries besides its slot: nothing, a step, or (a chain's root) a run.
+trait Extra: Sized + 'static {
+    /// `node`, as the host of its run, if it hosts one.
+    fn host<T: 'static>(node: Rc<Node<T, Self>>) -> Option<Rc<dyn RunHost>> {
+        drop(node);
+        None
+    }
+
+    /// The same, borrowed.
+    fn host_ref<T: 'static>(_node: &Node<T, Self>) -> Option<&dyn RunHost> {
+        None
     }
 }
 
-impl<T: 'static, X: 'static> Upstream for Node<T, X> {
+impl Extra for () {}
+impl<F: 'static> Extra for StepCell<F> {}
+impl Extra for Fused {
+    fn host_ref<T: 'static>(node: &Node<T, Fused>) -> Option<&dyn RunHost> {
+        Some(node)
+    }
+
+    fn host<T: 'static>(node: Rc<Node<T, Fused>>) -> Option<Rc<dyn RunHost>> {
+        Some(node)
+    }
+}
+
+impl<T: 'static, X: Extra> Link<T> for Node<T, X> {
+    fn slot(&self) -> &RefCell<Slot<T>> {
+        &self.slot
+    }
+
+    fn as_host(&self) -> Option<&dyn RunHost> {
+        X::host_ref(self)
+    }
+
+    fn into_host(self: Rc<Self>) -> Option<Rc<dyn RunHost>> {
+        X::host(self)
+    }
+}
+
+impl<T: 'static> RunHost for Node<T, Fused> {
+    fn run(&self) -> &Fused {
+        &self.extra
+    }
+
+    fn upstream(self: Rc<Self>) -> Weak<dyn Upstream> {
+        let w: Weak<dyn Link<T>> = Rc::downgrade(&(self as NodeRef<T>));
+        w
+    }
+
+    fn keep(&self, value: &mut dyn Any) -> bool {
+        match value.downcast_mut::<Option<Outcome<T>>>() {
+            Some(out) => {
+                self.slot.borrow_mut().result = out.take();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn give(&self, into: &mut dyn Any) {
+        if let Some(out) = into.downcast_mut::<Option<Outcome<T>>>() {
+            *out = self.slot.borrow_mut().result.take();
+        }
+    }
+}
+
+impl<T: 'static, X: Extra> Upstream for Node<T, X> {
     fn cancel_node(self: Rc<Self>) {
         let node: NodeRef<T> = self;
         cancel(&node);
@@ -195,6 +262,16 @@ fn new_node<T: 'static>() -> NodeRef<T> {
     })
 }
 
+/// A chain's root: a node that hosts the run of the callbacks added to it, so that making a
+/// Deferred and adding callbacks to it costs one allocation, not one for the node and one for
+/// the run.
+fn new_root<T: 'static>() -> NodeRef<T> {
+    Rc::new(Node {
+        slot: Slot::new(),
+        extra: Fused::new(),
+    })
+}
+
 /// Fires `node`. Firing a cancelled node is silently ignored.
 fn fire<T: 'static>(
     node: &NodeRef<T>,
@@ -221,6 +298,13 @@ fn fire<T: 'static>(
         Waiter::Next(next) => {
             drop(s);
             deep(move || next.run(out));
+        }
+        Waiter::Run => {
+            drop(s);
+            let host = node
+                .as_host()
+                .unwrap_or_else(|| unreachable!("only a root waits on its own run"));
+            deep(move || Fused::start(host, out));
         }
         Waiter::Task(waker) => {
             s.result = Some(out);
@@ -290,8 +374,8 @@ fn run_step<T, U>(f: impl FnOnce(Outcome<T>) -> Outcome<U>, out: Outcome<T>) -> 
 enum End<T> {
     /// A node: the chain's root, a step that may pause the chain, or a materialized run.
     Node(NodeRef<T>),
-    /// Callbacks fused into one run ending in a `T`.
-    Fused(Rc<Fused>, PhantomData<fn() -> T>),
+    /// Callbacks fused into one run ending in a `T`, and what holds the run.
+    Fused(Rc<dyn RunHost>, PhantomData<fn() -> T>),
     /// Fired with a value from the start ([`succeed`]), no node needed: `None` once the value
     /// is taken. (A failure always lives in a node, whose drop logs it if unhandled.)
     Ready(Option<T>),
@@ -308,68 +392,124 @@ fn fired_node<T: 'static>(out: Option<Outcome<T>>) -> NodeRef<T> {
     node
 }
 
-/// Steps kept in place before a run spills into a vector.
-const INLINE_STEPS: usize = 8;
+/// Steps kept in place before a run spills into a vector. Ten fit in the room eight took
+/// before the run's counters were packed and its upstream link moved to [`Apart`], so a root
+/// is no larger for them.
+const INLINE_STEPS: usize = 10;
 
 /// A run of callbacks added one after the other to a Deferred that had not fired: Twisted's
 /// list of callbacks, where the node-per-step chain costs an allocation per callback.
 ///
-/// The run waits on one node (as that node's listener) and holds its steps in order, each a
-/// boxed closure from `Outcome<In>` to `Outcome<Out>` with the types erased; a closure that
+/// A chain's root hosts the run of the callbacks added to it (the root waits on its own run,
+/// [`Waiter::Run`]), so a Deferred and its first callbacks cost one allocation; a run after
+/// any other node lives apart ([`Apart`]) as that node's listener. A run holds its steps in
+/// order, each a boxed closure from `Outcome<In>` to `Outcome<Out>` with the types erased; a closure that
 /// captures nothing boxes without allocating. When the node fires, each step takes its input
 /// from the previous step's stack slot (seen as `&mut dyn Any` and downcast, so a type
 /// mismatch is impossible to miss) and passes its output on the same way; the last output
-/// rests in the run until it is taken. Anything the run cannot do itself (awaiting,
+/// rests in the run until it is taken (in the root's own result slot when it has the root's
+/// type, which needs no box). Anything the run cannot do itself (awaiting,
 /// cancelling, a step returning a Deferred) first turns the run's end into a node again
 /// ([`Fused::materialize`]), and the chain goes on as before.
 pub(crate) struct Fused {
-    state: RefCell<FusedState>,
+    /// The first steps, in place; `None` once run (or not added yet). Cells rather than one
+    /// `RefCell` around the run: adding and running a step then costs no borrow flag.
+    inline: [Cell<Option<Box<dyn ErasedStep>>>; INLINE_STEPS],
+    /// Steps after the first `INLINE_STEPS` (taken out while used).
+    more: Cell<Vec<Option<Box<dyn ErasedStep>>>>,
+    /// Steps added so far.
+    len: Cell<u32>,
+    /// The next step to run.
+    next: Cell<u32>,
+    /// Every step added has run: a step added now runs at once.
+    complete: Cell<bool>,
+    /// The run's outcome, once complete and until taken.
+    result: Cell<Option<Rest>>,
 }
 
-struct FusedState {
-    /// The first steps, in place; `None` once run (or not added yet).
-    inline: [Option<Box<dyn ErasedStep>>; INLINE_STEPS],
-    /// Steps after the first `INLINE_STEPS`.
-    more: Vec<Option<Box<dyn ErasedStep>>>,
-    /// Steps added so far.
-    len: usize,
-    /// The next step to run.
-    next: usize,
-    /// Every step added has run: a step added now runs at once.
-    complete: bool,
-    /// The run's outcome, once complete and until taken.
-    result: Option<Rest>,
+/// A run of its own, waiting on a node that is not a chain's root (one a callback's Deferred
+/// fires, or the node a run's end became).
+struct Apart {
+    run: Fused,
     /// The node the run waits on, for cancellation.
     upstream: Weak<dyn Upstream>,
+}
+
+/// What holds a run: a chain's root, or a run of its own waiting on a later node.
+pub(crate) trait RunHost: Any {
+    fn run(&self) -> &Fused;
+    /// The node the run waits on, for cancellation.
+    fn upstream(self: Rc<Self>) -> Weak<dyn Upstream>;
+    /// Keeps the run's outcome (`value`, an `Option<Outcome<X>>`) in the host's own result
+    /// slot if `X` is the type the host holds, so it needs no box; says whether it did.
+    fn keep(&self, value: &mut dyn Any) -> bool;
+    /// Moves the outcome [`keep`](RunHost::keep) kept into `into` (an `Option<Outcome<X>>`).
+    fn give(&self, into: &mut dyn Any);
+}
+
+impl RunHost for Apart {
+    fn run(&self) -> &Fused {
+        &self.run
+    }
+
+    fn upstream(self: Rc<Self>) -> Weak<dyn Upstream> {
+        self.upstream.clone()
+    }
+
+    fn keep(&self, _value: &mut dyn Any) -> bool {
+        false
+    }
+
+    fn give(&self, _into: &mut dyn Any) {
+        unreachable!("a run of its own keeps its outcome in itself")
+    }
 }
 
 /// A run's outcome at rest, its value type erased.
 enum Rest {
     Value(Box<dyn Any>),
     Failure(Failure),
+    /// In the host's result slot: a root's run that ends in the root's own type.
+    InHost,
 }
 
 impl Rest {
-    fn from_outcome<T: 'static>(out: Outcome<T>) -> Rest {
-        match out {
-            Ok(v) => Rest::Value(Box::new(v)),
-            Err(f) => Rest::Failure(f),
+    /// Puts the run's outcome to rest: in `host` if it can keep it, else here.
+    fn keep<T: 'static>(host: &dyn RunHost, value: &mut Option<Outcome<T>>) -> Rest {
+        if host.keep(value) {
+            return Rest::InHost;
+        }
+        match value.take() {
+            Some(Ok(v)) => Rest::Value(Box::new(v)),
+            Some(Err(f)) => Rest::Failure(f),
+            None => unreachable!("the last step's outcome"),
         }
     }
 
-    fn into_outcome<T: 'static>(self) -> Outcome<T> {
+    fn into_outcome<T: 'static>(self, host: &dyn RunHost) -> Outcome<T> {
         match self {
             Rest::Value(v) => Ok(*v
                 .downcast::<T>()
                 .unwrap_or_else(|_| unreachable!("a fused run ends in the type its end names"))),
             Rest::Failure(f) => Err(f),
+            Rest::InHost => {
+                let mut out = None;
+                host.give(&mut out);
+                out.unwrap_or_else(|| unreachable!("the host kept the run's outcome"))
+            }
         }
     }
 }
 
+/// A run being run: the run, and what holds it (reached once, not per step).
+struct Cursor<'a> {
+    run: &'a Fused,
+    host: &'a dyn RunHost,
+}
+
 /// One step of a run; `input` is the previous step's `Option<Outcome<In>>`.
 trait ErasedStep {
-    fn run(self: Box<Self>, input: &mut dyn Any, run: &Rc<Fused>, depth: usize);
+    fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, depth: usize);
 }
 
 /// A callback, errback or both, from `Outcome<T>` to `Outcome<U>`.
@@ -399,9 +539,9 @@ impl<T: 'static, U: 'static, F> ErasedStep for FusedStep<T, U, F>
 where
     F: FnOnce(Outcome<T>) -> Outcome<U>,
 {
-    fn run(self: Box<Self>, input: &mut dyn Any, run: &Rc<Fused>, depth: usize) {
+    fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, depth: usize) {
         let out = run_step(self.f, take_input::<T>(input));
-        run.advance(&mut Some(out), depth + 1);
+        Fused::advance(cx, &mut Some(out), depth + 1);
     }
 }
 
@@ -411,95 +551,160 @@ struct Deliver<T> {
 }
 
 impl<T: 'static> ErasedStep for Deliver<T> {
-    fn run(self: Box<Self>, input: &mut dyn Any, run: &Rc<Fused>, _depth: usize) {
+    fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, _depth: usize) {
         let out = take_input::<T>(input);
-        run.state.borrow_mut().complete = true;
+        cx.run.complete.set(true);
         let _ = fire(&self.node, out, "callback");
     }
 }
 
-impl FusedState {
-    fn push(&mut self, step: Box<dyn ErasedStep>) {
-        if self.len < INLINE_STEPS {
-            self.inline[self.len] = Some(step);
-        } else {
-            self.more.push(Some(step));
+impl Fused {
+    fn new() -> Fused {
+        Fused {
+            inline: [const { Cell::new(None) }; INLINE_STEPS],
+            more: Cell::new(Vec::new()),
+            len: Cell::new(0),
+            next: Cell::new(0),
+            complete: Cell::new(false),
+            result: Cell::new(None),
         }
-        self.len += 1;
     }
 
-    fn pop(&mut self) -> Option<Box<dyn ErasedStep>> {
-        if self.next >= self.len {
+    /// Adds a step at the end; hands it back if the run is complete (it must run now).
+    #[inline]
+    fn push(&self, step: Box<dyn ErasedStep>) -> Result<(), Box<dyn ErasedStep>> {
+        if self.complete.get() {
+            return Err(step);
+        }
+        let len = self.len.get();
+        match self.inline.get(len as usize) {
+            Some(slot) => {
+                // Slots past `len` are empty: nothing to drop.
+                let empty = slot.replace(Some(step));
+                debug_assert!(empty.is_none());
+                mem::forget(empty);
+            }
+            None => self.spill(step),
+        }
+        self.len.set(
+            len.checked_add(1)
+                .expect("over 4 billion callbacks on one Deferred"),
+        );
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn spill(&self, step: Box<dyn ErasedStep>) {
+        let mut more = self.more.take();
+        more.push(Some(step));
+        self.more.set(more);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unspill(&self, i: usize) -> Option<Box<dyn ErasedStep>> {
+        let mut more = self.more.take();
+        let step = more[i - INLINE_STEPS].take();
+        self.more.set(more);
+        step
+    }
+
+    /// Takes the next step to run, if any.
+    #[inline]
+    fn pop(&self) -> Option<Box<dyn ErasedStep>> {
+        let i = self.next.get();
+        if i >= self.len.get() {
             return None;
         }
-        let i = self.next;
-        self.next += 1;
-        if i < INLINE_STEPS {
-            self.inline[i].take()
-        } else {
-            self.more[i - INLINE_STEPS].take()
-        }
-    }
-}
-
-impl Fused {
-    fn new(upstream: Weak<dyn Upstream>) -> Fused {
-        Fused {
-            state: RefCell::new(FusedState {
-                inline: [const { None }; INLINE_STEPS],
-                more: Vec::new(),
-                len: 0,
-                next: 0,
-                complete: false,
-                result: None,
-                upstream,
-            }),
+        self.next.set(i + 1);
+        match self.inline.get(i as usize) {
+            Some(slot) => slot.take(),
+            None => self.unspill(i as usize),
         }
     }
 
-    /// Runs the next step on `value`, or lets `value` rest when there is none. Each step
-    /// calls this for the next, so the stack deepens with the run; every 64 steps the
-    /// recursion moves to a fresh segment when the stack runs low, as the node chain's does.
-    fn advance<T: 'static>(self: &Rc<Self>, value: &mut Option<Outcome<T>>, depth: usize) {
-        let next = self.state.borrow_mut().pop();
-        match next {
-            Some(step) if depth % 64 == 63 => deep(|| step.run(value, self, depth)),
-            Some(step) => step.run(value, self, depth),
-            None => {
-                let out = value
-                    .take()
-                    .unwrap_or_else(|| unreachable!("the last step's outcome"));
-                let mut s = self.state.borrow_mut();
-                s.complete = true;
-                s.result = Some(Rest::from_outcome(out));
-            }
+    /// Runs the next step of `host`'s run on `value`, or lets `value` rest when there is
+    /// none. Each step calls this for the next, so the stack deepens with the run; every 64
+    /// steps the recursion moves to a fresh segment when the stack runs low, as the node
+    /// chain's does.
+    fn advance<T: 'static>(cx: &Cursor<'_>, value: &mut Option<Outcome<T>>, depth: usize) {
+        match cx.run.pop() {
+            Some(step) if depth % 64 == 63 => Fused::advance_deep(step, value, cx, depth),
+            Some(step) => step.run(value, cx, depth),
+            None => Fused::finish(cx.host, value),
         }
+    }
+
+    /// Runs `host`'s run from its next step on `out`.
+    fn start<T: 'static>(host: &dyn RunHost, out: Outcome<T>) {
+        let cx = Cursor {
+            run: host.run(),
+            host,
+        };
+        Fused::advance(&cx, &mut Some(out), 0);
+    }
+
+    /// Ends the run: its outcome rests (kept out of [`advance`](Fused::advance), whose
+    /// every call would otherwise pay for this path's registers).
+    #[inline(never)]
+    fn finish<T: 'static>(host: &dyn RunHost, value: &mut Option<Outcome<T>>) {
+        let rest = Rest::keep(host, value);
+        let run = host.run();
+        run.complete.set(true);
+        run.result.set(Some(rest));
+    }
+
+    /// Runs `step`, on a fresh stack segment if this one is nearly used up (kept out of
+    /// [`advance`](Fused::advance), which would otherwise pay for the check's frame on every step).
+    #[cold]
+    #[inline(never)]
+    fn advance_deep(step: Box<dyn ErasedStep>, value: &mut dyn Any, cx: &Cursor<'_>, depth: usize) {
+        deep(|| step.run(value, cx, depth));
+    }
+
+    /// The run's outcome, if it is complete and nobody took it yet.
+    fn take_result<T: 'static>(host: &dyn RunHost) -> Option<Outcome<T>> {
+        let rest = host.run().result.take();
+        rest.map(|r| r.into_outcome(host))
+    }
+
+    /// Runs `step`, added to a complete run, on the run's outcome (of type `T`) at once.
+    fn run_now<T: 'static>(host: &dyn RunHost, step: Box<dyn ErasedStep>) {
+        let out = Fused::take_result::<T>(host)
+            .expect("the result of this Deferred was already taken (by .await or result())");
+        let cx = Cursor {
+            run: host.run(),
+            host,
+        };
+        step.run(&mut Some(out), &cx, 0);
     }
 
     /// A node of type `T` standing for the run's end: fired with the result if the run is
     /// complete, else fired by a last step when the run gets there (and, meanwhile, waiting
     /// on the run's node for cancellation).
-    fn materialize<T: 'static>(&self) -> NodeRef<T> {
-        let mut s = self.state.borrow_mut();
-        if s.complete {
-            return fired_node(s.result.take().map(Rest::into_outcome));
+    fn materialize<T: 'static>(host: &Rc<dyn RunHost>) -> NodeRef<T> {
+        if host.run().complete.get() {
+            return fired_node(Fused::take_result(&**host));
         }
+        let upstream = host.clone().upstream();
         let node = new_node::<T>();
-        node.slot().borrow_mut().upstream = Some(s.upstream.clone());
-        s.push(Box::new(Deliver { node: node.clone() }));
+        node.slot().borrow_mut().upstream = Some(upstream);
+        let pushed = host.run().push(Box::new(Deliver { node: node.clone() }));
+        debug_assert!(pushed.is_ok(), "the run is not complete");
         node
     }
 }
 
-impl<T: 'static> Listener<T> for Fused {
+impl<T: 'static> Listener<T> for Apart {
     fn run(self: Rc<Self>, out: Outcome<T>) {
-        self.advance(&mut Some(out), 0);
+        Fused::start(&*self, out);
     }
 }
 
 impl Drop for Fused {
     fn drop(&mut self) {
-        if let Some(Rest::Failure(failure)) = self.state.get_mut().result.take() {
+        if let Some(Rest::Failure(failure)) = self.result.get_mut().take() {
             log_unhandled(&failure);
         }
     }
@@ -545,7 +750,7 @@ impl<T: 'static> Deferred<T> {
     /// A new, unfired Deferred.
     pub fn new() -> Deferred<T> {
         Deferred {
-            end: RefCell::new(End::Node(new_node())),
+            end: RefCell::new(End::Node(new_root())),
             anchor: None,
         }
     }
@@ -608,7 +813,7 @@ impl<T: 'static> Deferred<T> {
     pub fn called(&self) -> bool {
         match &*self.end.borrow() {
             End::Node(node) => node.slot().borrow().fired,
-            End::Fused(fused, _) => fused.state.borrow().complete,
+            End::Fused(host, _) => host.run().complete.get(),
             End::Ready(_) => true,
         }
     }
@@ -620,12 +825,7 @@ impl<T: 'static> Deferred<T> {
         match &mut *self.end.borrow_mut() {
             End::Ready(value) => value.take().map(Ok),
             End::Node(node) => node.slot().borrow_mut().result.take(),
-            End::Fused(fused, _) => fused
-                .state
-                .borrow_mut()
-                .result
-                .take()
-                .map(Rest::into_outcome),
+            End::Fused(host, _) => Fused::take_result(&**host),
         }
     }
 
@@ -643,8 +843,8 @@ impl<T: 'static> Deferred<T> {
         let mut end = self.end.borrow_mut();
         match &mut *end {
             End::Node(node) => return node.clone(),
-            End::Fused(fused, _) => {
-                let node = fused.materialize::<T>();
+            End::Fused(host, _) => {
+                let node = Fused::materialize::<T>(host);
                 *end = End::Node(node);
             }
             End::Ready(value) => {
@@ -700,6 +900,17 @@ impl<T: 'static> Deferred<T> {
     ) -> Deferred<U> {
         let Deferred { end, anchor } = self;
         match end.into_inner() {
+            End::Fused(host, _) => {
+                let pushed = host.run().push(FusedStep::boxed(f));
+                if let Err(step) = pushed {
+                    // Everything before ran already: this step runs now, on the result.
+                    Fused::run_now::<T>(&*host, step);
+                }
+                Deferred {
+                    end: RefCell::new(End::Fused(host, PhantomData)),
+                    anchor,
+                }
+            }
             End::Ready(value) => {
                 // Fired from the start: the step runs now; a value stays without a node.
                 let value = value.expect(
@@ -711,26 +922,6 @@ impl<T: 'static> Deferred<T> {
                 };
                 Deferred {
                     end: RefCell::new(end),
-                    anchor,
-                }
-            }
-            End::Fused(fused, _) => {
-                let mut s = fused.state.borrow_mut();
-                if s.complete {
-                    // Everything before ran already: this step runs now, on the result.
-                    let out = s.result.take().map(Rest::into_outcome);
-                    drop(s);
-                    let out = out.expect(
-                        "the result of this Deferred was already taken (by .await or result())",
-                    );
-                    let out = run_step(f, out);
-                    fused.state.borrow_mut().result = Some(Rest::from_outcome(out));
-                } else {
-                    s.push(FusedStep::boxed(f));
-                    drop(s);
-                }
-                Deferred {
-                    end: RefCell::new(End::Fused(fused, PhantomData)),
                     anchor,
                 }
             }
@@ -746,14 +937,29 @@ impl<T: 'static> Deferred<T> {
                     };
                     return d.then_step(move |out| Step::Done(f(out)));
                 }
-                let up: Weak<dyn Link<T>> = Rc::downgrade(&node);
-                let fused = Rc::new(Fused::new(up));
-                fused.state.borrow_mut().push(FusedStep::boxed(f));
-                let listener: Rc<dyn Listener<T>> = fused.clone();
-                node.slot().borrow_mut().waiter = Waiter::Next(listener);
+                let anchor = Some(anchor.unwrap_or_else(|| node.clone() as Rc<dyn Any>));
+                let host = match node.clone().into_host() {
+                    // A root: the run lives in it.
+                    Some(host) => {
+                        node.slot().borrow_mut().waiter = Waiter::Run;
+                        host
+                    }
+                    None => {
+                        let up: Weak<dyn Link<T>> = Rc::downgrade(&node);
+                        let apart = Rc::new(Apart {
+                            run: Fused::new(),
+                            upstream: up,
+                        });
+                        let listener: Rc<dyn Listener<T>> = apart.clone();
+                        node.slot().borrow_mut().waiter = Waiter::Next(listener);
+                        apart
+                    }
+                };
+                let pushed = host.run().push(FusedStep::boxed(f));
+                debug_assert!(pushed.is_ok(), "a new run is not complete");
                 Deferred {
-                    end: RefCell::new(End::Fused(fused, PhantomData)),
-                    anchor: Some(anchor.unwrap_or_else(|| node.clone() as Rc<dyn Any>)),
+                    end: RefCell::new(End::Fused(host, PhantomData)),
+                    anchor,
                 }
             }
         }
@@ -923,8 +1129,8 @@ impl<T: 'static> Future for Deferred<T> {
                 Some(v) => return Poll::Ready(Ok(v)),
                 None => panic!("Deferred polled after its result was taken"),
             },
-            End::Fused(fused, _) => {
-                let node = fused.materialize::<T>();
+            End::Fused(host, _) => {
+                let node = Fused::materialize::<T>(host);
                 *end = End::Node(node);
             }
             End::Node(_) => {}
