@@ -30,6 +30,7 @@ use socket2::SockRef;
 use tokio::io::unix::AsyncFd;
 
 use crate::protocol::Protocol;
+use crate::reactor::Disconnect;
 use crate::reactor::Reactor;
 use crate::stream::{Conn, Connection, End, SocketIo, StreamSocket};
 use crate::transport::{Address, Transport};
@@ -59,7 +60,13 @@ fn proceeds(what: u8) -> u8 {
 }
 
 /// One connection's engine, as the driver polls it.
-type Task = Box<dyn Future<Output = End> + Unpin>;
+type Task = Box<dyn Engine>;
+
+/// A connection's engine as the poller runs it: polled to its end, and reachable at shutdown.
+pub(crate) trait Engine: Future<Output = End> + Unpin {
+    /// The connection, to tell it the reactor is shutting down.
+    fn shutdown_handle(&self) -> Rc<dyn Disconnect>;
+}
 
 struct Entry {
     /// The engine; `None` while the driver polls it.
@@ -169,6 +176,26 @@ impl Poller {
     }
 
     /// Puts a registered connection's engine in its slot and queues its first poll.
+    /// How many connections the poller runs (the reactor's `open_handles` counts them).
+    pub(crate) fn connections(&self) -> usize {
+        self.state.borrow().entries.len()
+    }
+
+    /// Tells every connection the reactor is shutting down (the reactor's registry does not
+    /// hold them: one registry per connection is enough).
+    pub(crate) fn disconnect_all(&self) {
+        let handles: Vec<Rc<dyn Disconnect>> = {
+            let st = self.state.borrow();
+            st.entries
+                .iter()
+                .filter_map(|e| e.task.as_ref().map(|t| t.shutdown_handle()))
+                .collect()
+        };
+        for h in handles {
+            h.disconnect_for_shutdown();
+        }
+    }
+
     fn attach(&self, key: u32, task: Task) {
         let mut st = self.state.borrow_mut();
         let Some(e) = st.entries.get_mut(key as usize) else {
@@ -516,6 +543,8 @@ impl SocketIo for PolledTcp {
 }
 
 impl StreamSocket for PolledTcp {
+    const REGISTER_LIVE: bool = false;
+
     fn park(&self, _cx: &mut Context<'_>) {}
 
     fn wake(&self) {

@@ -100,6 +100,9 @@ pub(crate) trait SocketIo: 'static {
 /// woken. A socket tokio drives ([`Tasked`]) runs each connection as a task of its own; a
 /// socket in the reactor's poller ([`crate::poller`]) runs in the poller's one task.
 pub(crate) trait StreamSocket: SocketIo {
+    /// Whether the reactor's registry of live handles must hold the connection (for
+    /// shutdown and `open_handles`); the poller answers for the connections it runs.
+    const REGISTER_LIVE: bool = true;
     /// Remembers what to wake for [`wake`](Self::wake); called each time the connection
     /// returns `Pending`.
     fn park(&self, cx: &mut Context<'_>);
@@ -251,32 +254,74 @@ impl End {
     }
 }
 
-/// A connection's address, kept small: an IPv4 address in place (8 bytes), any other boxed.
-/// Every connection holds two, for its whole life.
-enum ConnAddr {
-    V4(std::net::SocketAddrV4),
-    Other(Box<Address>),
+/// A connection's two addresses (the peer's, then its own), kept small: two IPv4 addresses
+/// in place (12 bytes), any others boxed. Every connection holds them for its whole life.
+enum ConnAddrs {
+    V4(std::net::SocketAddrV4, std::net::SocketAddrV4),
+    Other(Box<(Address, Address)>),
 }
 
-impl ConnAddr {
-    fn new(address: Address) -> ConnAddr {
-        match address {
-            Address::Tcp(std::net::SocketAddr::V4(a)) => ConnAddr::V4(a),
-            other => ConnAddr::Other(Box::new(other)),
+impl ConnAddrs {
+    fn new(peer: Address, host: Address) -> ConnAddrs {
+        use std::net::SocketAddr::V4;
+        match (peer, host) {
+            (Address::Tcp(V4(peer)), Address::Tcp(V4(host))) => ConnAddrs::V4(peer, host),
+            other => ConnAddrs::Other(Box::new(other)),
         }
     }
 
-    fn get(&self) -> Address {
+    fn peer(&self) -> Address {
         match self {
-            ConnAddr::V4(a) => Address::Tcp(std::net::SocketAddr::V4(*a)),
-            ConnAddr::Other(a) => (**a).clone(),
+            ConnAddrs::V4(peer, _) => Address::Tcp(std::net::SocketAddr::V4(*peer)),
+            ConnAddrs::Other(a) => a.0.clone(),
+        }
+    }
+
+    fn host(&self) -> Address {
+        match self {
+            ConnAddrs::V4(_, host) => Address::Tcp(std::net::SocketAddr::V4(*host)),
+            ConnAddrs::Other(a) => a.1.clone(),
         }
     }
 }
 
-impl std::fmt::Display for ConnAddr {
+/// Shows the peer's address (what a log line about the connection names).
+impl std::fmt::Display for ConnAddrs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.get().fmt(f)
+        self.peer().fmt(f)
+    }
+}
+
+/// A connection's write buffer, made on first use: most connections send everything they
+/// write at once (from the thread's gathering buffer), and an idle one then holds a pointer
+/// instead of a `BytesMut`.
+#[derive(Default)]
+struct WriteBuf(RefCell<Option<Box<BytesMut>>>);
+
+impl WriteBuf {
+    fn len(&self) -> usize {
+        self.0.borrow().as_ref().map_or(0, |b| b.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The buffer, made now if there is none.
+    fn borrow_mut(&self) -> std::cell::RefMut<'_, BytesMut> {
+        std::cell::RefMut::map(self.0.borrow_mut(), |b| {
+            &mut **b.get_or_insert_with(Box::default)
+        })
+    }
+
+    /// The buffer, if there is one.
+    fn existing(&self) -> Option<std::cell::RefMut<'_, BytesMut>> {
+        std::cell::RefMut::filter_map(self.0.borrow_mut(), |b| b.as_deref_mut()).ok()
+    }
+
+    /// Frees the buffer.
+    fn release(&self) {
+        *self.0.borrow_mut() = None;
     }
 }
 
@@ -284,11 +329,11 @@ impl std::fmt::Display for ConnAddr {
 /// calls. The connection's task and every `Transport` handle point here.
 pub(crate) struct Conn<S> {
     sock: RefCell<Option<S>>,
-    wbuf: RefCell<BytesMut>,
+    wbuf: WriteBuf,
     flags: Cell<u16>,
     write_error: Cell<Option<io::Error>>,
-    peer: ConnAddr,
-    host: ConnAddr,
+    /// The peer's address and this end's.
+    addrs: ConnAddrs,
     /// Flow control: the registered producer and the watermarks.
     producer: ProducerSlot,
     #[cfg(feature = "tls")]
@@ -299,11 +344,10 @@ impl<S: StreamSocket> Conn<S> {
     pub(crate) fn new(sock: S, peer: Address, host: Address) -> Rc<Conn<S>> {
         Rc::new(Conn {
             sock: RefCell::new(Some(sock)),
-            wbuf: RefCell::new(BytesMut::new()),
+            wbuf: WriteBuf::default(),
             flags: Cell::new(0),
             write_error: Cell::new(None),
-            peer: ConnAddr::new(peer),
-            host: ConnAddr::new(host),
+            addrs: ConnAddrs::new(peer, host),
             producer: ProducerSlot::default(),
             #[cfg(feature = "tls")]
             tls: tls::TlsSlot::default(),
@@ -338,7 +382,9 @@ impl<S: StreamSocket> Conn<S> {
         let Some(sock) = sock.as_ref() else {
             return Ok(true);
         };
-        let mut buf = self.wbuf.borrow_mut();
+        let Some(mut buf) = self.wbuf.existing() else {
+            return Ok(true);
+        };
         while !buf.is_empty() {
             match sock.try_write(&buf) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -349,7 +395,8 @@ impl<S: StreamSocket> Conn<S> {
             }
         }
         if buf.capacity() > KEEP_WRITE_CAPACITY {
-            *buf = BytesMut::new();
+            drop(buf);
+            self.wbuf.release();
         }
         Ok(true)
     }
@@ -418,32 +465,31 @@ impl<S: StreamSocket> Conn<S> {
     }
 
     fn send_staged(&self, bytes: &[u8], send: bool) {
-        let mut buf = self.wbuf.borrow_mut();
-        if send && buf.is_empty() {
-            self.send_or_keep(&mut buf, bytes);
+        if send && self.wbuf.is_empty() {
+            self.send_or_keep(bytes);
         } else {
-            buf.extend_from_slice(bytes);
+            self.wbuf.borrow_mut().extend_from_slice(bytes);
         }
     }
 
     /// Sends `data` at once; what the socket does not take is copied into `buf` (the
     /// connection's write buffer, empty on entry), and an error is kept for the engine. True
     /// when nothing is left to do: all of it went out, or the socket is closed.
-    fn send_or_keep(&self, buf: &mut BytesMut, data: &[u8]) -> bool {
+    fn send_or_keep(&self, data: &[u8]) -> bool {
         let sock = self.sock.borrow();
         let Some(sock) = sock.as_ref() else {
             return true;
         };
         match sock.try_write(data) {
             Ok(n) if n == data.len() => return true,
-            Ok(n) => buf.extend_from_slice(&data[n..]),
+            Ok(n) => self.wbuf.borrow_mut().extend_from_slice(&data[n..]),
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) =>
             {
-                buf.extend_from_slice(data);
+                self.wbuf.borrow_mut().extend_from_slice(data);
             }
             Err(e) => self.write_error.set(Some(e)),
         }
@@ -476,7 +522,7 @@ impl<S: StreamSocket> Conn<S> {
                 }
             }
             // Write side.
-            if !self.wbuf.borrow().is_empty() {
+            if !self.wbuf.is_empty() {
                 match self.flush() {
                     Ok(true) => {}
                     Ok(false) => {
@@ -493,7 +539,7 @@ impl<S: StreamSocket> Conn<S> {
                     Err(e) => return Poll::Ready(End::Lost(e)),
                 }
             }
-            if self.wbuf.borrow().is_empty() {
+            if self.wbuf.is_empty() {
                 if self.has(LOSE) {
                     return Poll::Ready(End::Done);
                 }
@@ -511,7 +557,7 @@ impl<S: StreamSocket> Conn<S> {
             }
             // Flow control: pause, resume or pull the registered producer, now that the
             // buffer's size is known; then flush what it wrote.
-            if self.producer.is_due(self.wbuf.borrow().len()) {
+            if self.producer.is_due(self.wbuf.len()) {
                 if producer_calls < PRODUCER_CALLS_PER_POLL {
                     producer_calls += 1;
                     self.call_producer();
@@ -598,7 +644,7 @@ impl<S: StreamSocket> Conn<S> {
     /// Makes the call the producer is owed. A panic in it is logged and aborts the
     /// connection; the producer is dropped and not called again.
     fn call_producer(&self) {
-        let Some((producer, due)) = self.producer.due(self.wbuf.borrow().len()) else {
+        let Some((producer, due)) = self.producer.due(self.wbuf.len()) else {
             return;
         };
         let r = self.call(|| match due {
@@ -608,7 +654,7 @@ impl<S: StreamSocket> Conn<S> {
         if let Err(p) = r {
             crate::log::error_event(format_args!(
                 "producer for {} panicked in {} ({}); aborting that connection",
-                self.peer,
+                self.addrs,
                 if due == Due::Pause {
                     "pause_producing"
                 } else {
@@ -630,7 +676,7 @@ impl<S: StreamSocket> Conn<S> {
         if let Err(p) = self.call(|| producer.stop_producing()) {
             crate::log::error_event(format_args!(
                 "producer for {} panicked in stop_producing ({})",
-                self.peer,
+                self.addrs,
                 p.message()
             ));
         }
@@ -640,7 +686,7 @@ impl<S: StreamSocket> Conn<S> {
         self.set(CLOSED);
         let sock = self.sock.borrow_mut().take();
         drop(sock);
-        *self.wbuf.borrow_mut() = BytesMut::new();
+        self.wbuf.release();
     }
 }
 
@@ -656,19 +702,19 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
         #[cfg(feature = "tls")]
         if self.tls_write(data) {
             // The ciphertext is in the write buffer: the watermarks apply to it.
-            self.producer.note_buffered(self.wbuf.borrow().len());
+            self.producer.note_buffered(self.wbuf.len());
             return;
         }
         let large = data.len() >= crate::transport::LARGE_WRITE;
         // A small write in a callback, with nothing of the connection's own waiting, is
         // gathered in the thread's buffer and sent when the callback returns.
-        if !large && self.has(IN_CALLBACK) && self.wbuf.borrow().is_empty() && self.stage(data) {
+        if !large && self.has(IN_CALLBACK) && self.wbuf.is_empty() && self.stage(data) {
             self.producer.note_buffered(self.staged_len());
             return;
         }
         // Anything else goes after what was gathered.
         self.unstage(false);
-        if large && !self.wbuf.borrow().is_empty() {
+        if large && !self.wbuf.is_empty() {
             // Send what is buffered first, so that this write can follow it straight out.
             if let Err(e) = self.flush() {
                 self.write_error.set(Some(e));
@@ -676,19 +722,16 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
                 return;
             }
         }
-        let mut buf = self.wbuf.borrow_mut();
-        if buf.is_empty() && (!self.has(IN_CALLBACK) || large) {
+        if self.wbuf.is_empty() && (!self.has(IN_CALLBACK) || large) {
             // Written from outside this connection's callbacks, or too large to gain from
             // being gathered with what the callback writes next: send at once.
-            if self.send_or_keep(&mut buf, data) {
+            if self.send_or_keep(data) {
                 return;
             }
         } else {
-            buf.extend_from_slice(data);
+            self.wbuf.borrow_mut().extend_from_slice(data);
         }
-        let buffered = buf.len();
-        drop(buf);
-        self.producer.note_buffered(buffered);
+        self.producer.note_buffered(self.wbuf.len());
         self.notify();
     }
 
@@ -716,15 +759,15 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn get_peer(&self) -> Address {
-        self.peer.get()
+        self.addrs.peer()
     }
 
     fn get_host(&self) -> Address {
-        self.host.get()
+        self.addrs.host()
     }
 
     fn buffered_size(&self) -> usize {
-        self.wbuf.borrow().len() + self.staged_len()
+        self.wbuf.len() + self.staged_len()
     }
 
     fn is_connected(&self) -> bool {
@@ -816,7 +859,7 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     #[cfg(feature = "tls")]
     fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
         let layer = context
-            .layer_for(&self.peer.get())
+            .layer_for(&self.addrs.peer())
             .map_err(io::Error::other)?;
         self.install_tls(layer)
     }
@@ -887,8 +930,9 @@ pub(crate) struct Connection<S: StreamSocket, P, M> {
     proto: P,
     /// Taken once `connection_made` has run.
     on_made: Option<M>,
-    /// Once started: the reactor's registration.
-    live_id: Option<usize>,
+    /// Once started: the reactor's registration, or [`NOT_LIVE`] (`u32` keeps the engine, in
+    /// every connection, 8 bytes smaller).
+    live_id: Option<u32>,
 }
 
 impl<S: StreamSocket, P, M> Connection<S, P, M> {
@@ -916,11 +960,19 @@ impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> std::future::Future
         let live_id = match this.live_id {
             Some(id) => id,
             None => {
-                let weak: std::rc::Weak<dyn Disconnect> = {
-                    let w: std::rc::Weak<Conn<S>> = Rc::downgrade(conn);
-                    w
+                let id = if S::REGISTER_LIVE {
+                    let weak: std::rc::Weak<dyn Disconnect> = {
+                        let w: std::rc::Weak<Conn<S>> = Rc::downgrade(conn);
+                        w
+                    };
+                    let id = this.reactor.register_live(weak);
+                    u32::try_from(id)
+                        .ok()
+                        .filter(|&id| id != NOT_LIVE)
+                        .expect("over 4 billion live connections")
+                } else {
+                    NOT_LIVE
                 };
-                let id = this.reactor.register_live(weak);
                 this.live_id = Some(id);
                 if let Err(p) = conn.call(|| proto.connection_made(&transport)) {
                     return Poll::Ready(finish(&this.reactor, conn, proto, id, End::Panicked(p)));
@@ -938,6 +990,17 @@ impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> std::future::Future
     }
 }
 
+/// The registration of a connection the reactor's registry does not hold.
+const NOT_LIVE: u32 = u32::MAX;
+
+impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> crate::poller::Engine
+    for Connection<S, P, M>
+{
+    fn shutdown_handle(&self) -> Rc<dyn Disconnect> {
+        self.conn.clone()
+    }
+}
+
 impl<S: StreamSocket, P, M> Drop for Connection<S, P, M> {
     /// Breaks the producer <-> transport reference cycle even if the connection's task is
     /// dropped before the connection ended.
@@ -951,7 +1014,7 @@ fn finish<S: StreamSocket, P: Protocol>(
     reactor: &Reactor,
     conn: &Rc<Conn<S>>,
     proto: &mut P,
-    live_id: usize,
+    live_id: u32,
     end: End,
 ) -> End {
     #[cfg(feature = "tls")]
@@ -960,18 +1023,20 @@ fn finish<S: StreamSocket, P: Protocol>(
         crate::log::error_event(format_args!(
             "protocol {} for {} panicked ({}); closing that connection",
             protocol_name::<P>(),
-            conn.peer,
+            conn.addrs,
             p.message()
         ));
     }
     conn.close_socket();
     conn.stop_producer();
-    reactor.unregister_live(live_id);
+    if live_id != NOT_LIVE {
+        reactor.unregister_live(live_id as usize);
+    }
     if let Err(p) = conn.call(|| proto.connection_lost(end.reason())) {
         crate::log::error_event(format_args!(
             "protocol {} for {} panicked in connection_lost ({})",
             protocol_name::<P>(),
-            conn.peer,
+            conn.addrs,
             p.message()
         ));
     }

@@ -112,3 +112,42 @@ async fn a_protocol_that_panics_when_dropped_takes_no_other_connection_with_it(
     port.stop_listening().await?;
     Ok(())
 }
+
+/// Echoes, and counts its end.
+struct CountedEcho(std::rc::Rc<std::cell::Cell<usize>>);
+
+impl Protocol for CountedEcho {
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        t.write(data);
+    }
+
+    fn connection_lost(&mut self, _reason: Failure) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[torsion::test(timeout = 10)]
+async fn open_handles_counts_the_connections_the_poller_runs() -> Result<(), Failure> {
+    // The poller answers for its connections (the reactor's registry holds only the port).
+    let r = reactor();
+    let before = r.open_handles();
+    let lost = std::rc::Rc::new(std::cell::Cell::new(0));
+    let l = lost.clone();
+    let port = r.listen_tcp_on(0, factory(move || CountedEcho(l.clone())), "127.0.0.1")?;
+    let addr = port.get_host().socket_addr().unwrap();
+    let mut socks = Vec::new();
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        // An echo proves the server side has started.
+        s.write_all(b"x").await?;
+        let mut one = [0u8; 1];
+        s.read_exact(&mut one).await?;
+        socks.push(s);
+    }
+    assert_eq!(r.open_handles(), before + 1 + 3);
+    // Closing our ends: the server sees each close and ends that connection.
+    drop(socks);
+    port.stop_listening().await?;
+    assert_eq!(r.open_handles(), 3 - lost.get() + before);
+    Ok(())
+}

@@ -312,6 +312,10 @@ impl Reactor {
         for thing in live {
             thing.disconnect_for_shutdown();
         }
+        let poller = self.inner.poller.borrow().upgrade();
+        if let Some(poller) = poller {
+            poller.disconnect_all();
+        }
     }
 
     pub(crate) fn register_live(&self, thing: Weak<dyn Disconnect>) -> usize {
@@ -324,7 +328,13 @@ impl Reactor {
 
     /// How many ports and connections are open on this reactor.
     pub fn open_handles(&self) -> usize {
-        self.inner.live.borrow().len()
+        let polled = self
+            .inner
+            .poller
+            .borrow()
+            .upgrade()
+            .map_or(0, |p| p.connections());
+        self.inner.live.borrow().len() + polled
     }
 
     /// Adds a function to run at a phase of a system event (Twisted's

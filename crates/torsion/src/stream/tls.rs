@@ -248,7 +248,7 @@ impl<S: StreamSocket> Conn<S> {
     /// A fatal TLS error: logs it, sends the alert if the socket takes it now, and gives the
     /// reason the connection ends.
     fn tls_failed(&self, e: TlsError) -> End {
-        tracing::info!(target: "torsion", peer = %self.peer, "{e}; closing that connection");
+        tracing::info!(target: "torsion", peer = %self.addrs, "{e}; closing that connection");
         let _ = self.flush();
         End::Tls(e)
     }
