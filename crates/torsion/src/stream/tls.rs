@@ -34,9 +34,21 @@ thread_local! {
     static PLAIN_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A connection's TLS layer, when it has one. Boxed, so a plain connection pays one pointer.
+/// A connection's TLS layer, when it has one (once installed, it stays). Boxed with its
+/// borrow flag, so a plain connection pays one pointer.
 #[derive(Default)]
-pub(crate) struct TlsSlot(RefCell<Option<Box<TlsLayer>>>);
+pub(crate) struct TlsSlot(std::cell::OnceCell<Box<RefCell<TlsLayer>>>);
+
+impl TlsSlot {
+    /// The layer, if the connection uses TLS.
+    fn layer(&self) -> Option<std::cell::RefMut<'_, TlsLayer>> {
+        self.0.get().map(|l| l.borrow_mut())
+    }
+
+    fn is_none(&self) -> bool {
+        self.0.get().is_none()
+    }
+}
 
 impl<S: StreamSocket> Conn<S> {
     /// Makes this connection a TLS connection from now on: what was written before stays
@@ -49,8 +61,7 @@ impl<S: StreamSocket> Conn<S> {
                 "cannot start TLS: the connection is closing",
             ));
         }
-        let mut slot = self.tls.0.borrow_mut();
-        if slot.is_some() {
+        if !self.tls.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "cannot start TLS: the connection already uses TLS",
@@ -58,27 +69,27 @@ impl<S: StreamSocket> Conn<S> {
         }
         // Plaintext written earlier in this callback goes out before the handshake.
         self.unstage(false);
-        let mut layer = Box::new(layer);
+        let mut layer = layer;
         layer.drain(&mut self.wbuf.borrow_mut());
-        *slot = Some(layer);
-        drop(slot);
+        if self.tls.0.set(Box::new(RefCell::new(layer))).is_err() {
+            unreachable!("checked that there was no layer above");
+        }
         self.notify();
         Ok(())
     }
 
     /// Runs `f` on the layer, if there is one.
     pub(crate) fn with_tls<T>(&self, f: impl FnOnce(&TlsLayer) -> T) -> Option<T> {
-        self.tls.0.borrow().as_deref().map(f)
+        self.tls.0.get().map(|l| f(&l.borrow()))
     }
 
     /// The write hook: true when the connection uses TLS and the layer took `data`.
     pub(super) fn tls_write(&self, data: &[u8]) -> bool {
-        let mut slot = self.tls.0.borrow_mut();
-        let Some(layer) = slot.as_mut() else {
+        let Some(mut layer) = self.tls.layer() else {
             return false;
         };
         layer.write(data, &mut self.wbuf.borrow_mut());
-        drop(slot);
+        drop(layer);
         if !self.has(IN_CALLBACK) {
             // Written from outside this connection's callbacks: send at once.
             if let Err(e) = self.flush() {
@@ -93,8 +104,7 @@ impl<S: StreamSocket> Conn<S> {
     /// after what was written. True when the close must wait for the handshake to finish
     /// (the engine is then not told yet).
     pub(super) fn tls_close(&self, how: PendingClose) -> bool {
-        let mut slot = self.tls.0.borrow_mut();
-        let Some(layer) = slot.as_mut() else {
+        let Some(mut layer) = self.tls.layer() else {
             return false;
         };
         if layer.failed {
@@ -124,7 +134,7 @@ impl<S: StreamSocket> Conn<S> {
         proto: &mut P,
         transport: &Transport,
     ) -> Option<Result<(), End>> {
-        if self.tls.0.borrow().is_none() {
+        if self.tls.is_none() {
             return None;
         }
         Some(PLAIN_BUF.with_borrow_mut(|plain| {
@@ -155,8 +165,7 @@ impl<S: StreamSocket> Conn<S> {
             first = false;
             // Feed a slice of ciphertext; the handshake's answers go to the write buffer.
             let (fed, close) = {
-                let mut slot = self.tls.0.borrow_mut();
-                let Some(layer) = slot.as_mut() else {
+                let Some(mut layer) = self.tls.layer() else {
                     return Ok(());
                 };
                 let fed = layer.feed(&mut input, &mut self.wbuf.borrow_mut());
@@ -176,8 +185,8 @@ impl<S: StreamSocket> Conn<S> {
             }
             // Collect the plaintext, delivering whenever the buffer is full.
             let end = loop {
-                let got = match self.tls.0.borrow_mut().as_mut() {
-                    Some(layer) => layer.take_plaintext(&mut plain[filled..]),
+                let got = match self.tls.layer() {
+                    Some(mut layer) => layer.take_plaintext(&mut plain[filled..]),
                     None => Plain::Empty,
                 };
                 match got {
@@ -198,7 +207,7 @@ impl<S: StreamSocket> Conn<S> {
             }
             match end {
                 Some(Plain::Closed) => {
-                    if let Some(layer) = self.tls.0.borrow_mut().as_mut() {
+                    if let Some(mut layer) = self.tls.layer() {
                         layer.peer_closed = true;
                     }
                     deliver(&plain[..filled], proto)?;
