@@ -299,10 +299,12 @@ impl std::fmt::Display for ConnAddrs {
 struct WriteBuf(RefCell<Option<Box<BytesMut>>>);
 
 impl WriteBuf {
+    #[inline]
     fn len(&self) -> usize {
         self.0.borrow().as_ref().map_or(0, |b| b.len())
     }
 
+    #[inline]
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
