@@ -175,7 +175,6 @@ impl Poller {
         true
     }
 
-    /// Puts a registered connection's engine in its slot and queues its first poll.
     /// How many connections the poller runs (the reactor's `open_handles` counts them).
     pub(crate) fn connections(&self) -> usize {
         self.state.borrow().entries.len()
@@ -196,6 +195,7 @@ impl Poller {
         }
     }
 
+    /// Puts a registered connection's engine in its slot and queues its first poll.
     fn attach(&self, key: u32, task: Task) {
         let mut st = self.state.borrow_mut();
         let Some(e) = st.entries.get_mut(key as usize) else {
