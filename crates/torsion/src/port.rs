@@ -18,7 +18,6 @@ use crate::defer::{succeed, Deferred, Trigger};
 use crate::error::ReactorNotRestartable;
 use crate::protocol::{Factory, Protocol};
 use crate::reactor::{Disconnect, Reactor};
-
 use crate::transport::{Address, Transport};
 use crate::util::Slab;
 use crate::Failure;

@@ -930,10 +930,10 @@ pub(crate) struct Connection<S: StreamSocket, P, M> {
     reactor: Reactor,
     conn: Rc<Conn<S>>,
     proto: P,
-    /// Taken once `connection_made` has run.
+    /// Taken when the connection starts (`None`: started).
     on_made: Option<M>,
-    /// Once started: the reactor's registration, or [`NOT_LIVE`] (`u32` keeps the engine, in
-    /// every connection, 8 bytes smaller).
+    /// The reactor's registration, for a socket the registry holds (`u32` keeps the engine,
+    /// in every connection, 8 bytes smaller).
     live_id: Option<u32>,
 }
 
@@ -959,41 +959,27 @@ impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> std::future::Future
         // The handle the protocol is given: the connection itself, made for each turn rather
         // than kept (every idle connection would carry it).
         let transport = Transport::new(conn.clone());
-        let live_id = match this.live_id {
-            Some(id) => id,
-            None => {
-                let id = if S::REGISTER_LIVE {
-                    let weak: std::rc::Weak<dyn Disconnect> = {
-                        let w: std::rc::Weak<Conn<S>> = Rc::downgrade(conn);
-                        w
-                    };
-                    let id = this.reactor.register_live(weak);
-                    u32::try_from(id)
-                        .ok()
-                        .filter(|&id| id != NOT_LIVE)
-                        .expect("over 4 billion live connections")
-                } else {
-                    NOT_LIVE
+        if let Some(on_made) = this.on_made.take() {
+            if S::REGISTER_LIVE {
+                let weak: std::rc::Weak<dyn Disconnect> = {
+                    let w: std::rc::Weak<Conn<S>> = Rc::downgrade(conn);
+                    w
                 };
-                this.live_id = Some(id);
-                if let Err(p) = conn.call(|| proto.connection_made(&transport)) {
-                    return Poll::Ready(finish(&this.reactor, conn, proto, id, End::Panicked(p)));
-                }
-                if let Some(on_made) = this.on_made.take() {
-                    on_made(&transport);
-                }
-                id
+                let id = this.reactor.register_live(weak);
+                this.live_id = Some(u32::try_from(id).expect("over 4 billion live connections"));
             }
-        };
+            if let Err(p) = conn.call(|| proto.connection_made(&transport)) {
+                let end = End::Panicked(p);
+                return Poll::Ready(finish(&this.reactor, conn, proto, this.live_id, end));
+            }
+            on_made(&transport);
+        }
         match conn.poll_drive(cx, proto, &transport) {
-            Poll::Ready(end) => Poll::Ready(finish(&this.reactor, conn, proto, live_id, end)),
+            Poll::Ready(end) => Poll::Ready(finish(&this.reactor, conn, proto, this.live_id, end)),
             Poll::Pending => Poll::Pending,
         }
     }
 }
-
-/// The registration of a connection the reactor's registry does not hold.
-const NOT_LIVE: u32 = u32::MAX;
 
 impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> crate::poller::Engine
     for Connection<S, P, M>
@@ -1016,7 +1002,7 @@ fn finish<S: StreamSocket, P: Protocol>(
     reactor: &Reactor,
     conn: &Rc<Conn<S>>,
     proto: &mut P,
-    live_id: u32,
+    live_id: Option<u32>,
     end: End,
 ) -> End {
     #[cfg(feature = "tls")]
@@ -1031,8 +1017,8 @@ fn finish<S: StreamSocket, P: Protocol>(
     }
     conn.close_socket();
     conn.stop_producer();
-    if live_id != NOT_LIVE {
-        reactor.unregister_live(live_id as usize);
+    if let Some(id) = live_id {
+        reactor.unregister_live(id as usize);
     }
     if let Err(p) = conn.call(|| proto.connection_lost(end.reason())) {
         crate::log::error_event(format_args!(

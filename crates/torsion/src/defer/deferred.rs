@@ -38,9 +38,9 @@ fn deep<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// A node of a chain: the slot holding its result or continuation, and `X`, whatever else
-/// the node carries. The root of a chain carries nothing (`()`); every later node carries the
-/// step that computes its result from the previous node's ([`StepCell`]), so adding a callback
-/// costs one allocation: the node and its step live in the same `Rc`.
+/// the node carries. A chain's root carries the run of the callbacks added to it ([`Fused`]);
+/// a node for a step that may pause the chain carries that step ([`StepCell`]), so it costs
+/// one allocation with its step; a node made fired, or for a run's end, carries nothing (`()`).
 pub(crate) struct Node<T, X> {
     slot: RefCell<Slot<T>>,
     extra: X,
