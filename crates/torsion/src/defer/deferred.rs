@@ -509,7 +509,12 @@ struct Cursor<'a> {
 
 /// One step of a run; `input` is the previous step's `Option<Outcome<In>>`.
 trait ErasedStep {
-    fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, depth: usize);
+    /// Runs the step on `input`. A step whose output has its input's type writes it back
+    /// into `input` and returns `true`: the caller's loop runs the next step on it, so a run
+    /// of one type takes one stack frame, not one per step. A step that changes the type
+    /// runs the rest of the run itself, on its own output (one level deeper), and returns
+    /// `false`, as does a step that ends the run.
+    fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, depth: usize) -> bool;
 }
 
 /// A callback, errback or both, from `Outcome<T>` to `Outcome<U>`.
@@ -539,9 +544,22 @@ impl<T: 'static, U: 'static, F> ErasedStep for FusedStep<T, U, F>
 where
     F: FnOnce(Outcome<T>) -> Outcome<U>,
 {
-    fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, depth: usize) {
-        let out = run_step(self.f, take_input::<T>(input));
-        Fused::advance(cx, &mut Some(out), depth + 1);
+    fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, depth: usize) -> bool {
+        let slot = input
+            .downcast_mut::<Option<Outcome<T>>>()
+            .unwrap_or_else(|| unreachable!("each step gets the outcome of the step before"));
+        let taken = slot
+            .take()
+            .unwrap_or_else(|| unreachable!("each step gets the outcome of the step before"));
+        let mut out = Some(run_step(self.f, taken));
+        // Same type in and out (decided at compile time: `out`'s type is known here): the
+        // output goes back into the input's slot for the caller's loop.
+        if let Some(same) = (&mut out as &mut dyn Any).downcast_mut::<Option<Outcome<T>>>() {
+            *slot = same.take();
+            return true;
+        }
+        Fused::advance(cx, &mut out, depth + 1);
+        false
     }
 }
 
@@ -551,10 +569,11 @@ struct Deliver<T> {
 }
 
 impl<T: 'static> ErasedStep for Deliver<T> {
-    fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, _depth: usize) {
+    fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, _depth: usize) -> bool {
         let out = take_input::<T>(input);
         cx.run.complete.set(true);
         let _ = fire(&self.node, out, "callback");
+        false
     }
 }
 
@@ -624,17 +643,28 @@ impl Fused {
         }
     }
 
-    /// Runs the next step of `host`'s run on `value`, or lets `value` rest when there is
-    /// none. Each step calls this for the next, so the stack deepens with the run; every 64
-    /// steps the recursion moves to a fresh segment when the stack runs low, as the node
-    /// chain's does. Inlined into each step, which then makes one call per step, not two.
-    #[inline(always)]
+    /// Runs `host`'s run from its next step on `value`, then lets the outcome rest. `depth`
+    /// counts the times the run changed type (each change is one level of recursion, see
+    /// [`ErasedStep::run`]); every 64 levels the recursion moves to a fresh stack segment
+    /// when the stack runs low, as the node chain's does.
+    #[inline]
     fn advance<T: 'static>(cx: &Cursor<'_>, value: &mut Option<Outcome<T>>, depth: usize) {
-        match cx.run.pop() {
-            Some(step) if depth % 64 == 63 => Fused::advance_deep(step, value, cx, depth),
-            Some(step) => step.run(value, cx, depth),
-            None => Fused::finish(cx.host, value),
+        if depth % 64 == 63 {
+            Fused::advance_deep(cx, value, depth)
+        } else {
+            Fused::run_steps(cx, value, depth)
         }
+    }
+
+    /// The loop of [`advance`](Fused::advance): each step in turn, for as long as they keep
+    /// the type.
+    fn run_steps<T: 'static>(cx: &Cursor<'_>, value: &mut Option<Outcome<T>>, depth: usize) {
+        while let Some(step) = cx.run.pop() {
+            if !step.run(value, cx, depth) {
+                return;
+            }
+        }
+        Fused::finish(cx.host, value);
     }
 
     /// Runs `host`'s run from its next step on `out`.
@@ -646,8 +676,8 @@ impl Fused {
         Fused::advance(&cx, &mut Some(out), 0);
     }
 
-    /// Ends the run: its outcome rests (kept out of [`advance`](Fused::advance), whose
-    /// every call would otherwise pay for this path's registers).
+    /// Ends the run: its outcome rests (kept out of the step loop, whose every turn would
+    /// otherwise pay for this path's registers).
     #[inline(never)]
     fn finish<T: 'static>(host: &dyn RunHost, value: &mut Option<Outcome<T>>) {
         let rest = Rest::keep(host, value);
@@ -656,12 +686,13 @@ impl Fused {
         run.result.set(Some(rest));
     }
 
-    /// Runs `step`, on a fresh stack segment if this one is nearly used up (kept out of
-    /// [`advance`](Fused::advance), which would otherwise pay for the check's frame on every step).
+    /// [`run_steps`](Fused::run_steps) on a fresh stack segment if this one is nearly used up
+    /// (kept out of [`advance`](Fused::advance), which would otherwise pay for the check's
+    /// frame every time).
     #[cold]
     #[inline(never)]
-    fn advance_deep(step: Box<dyn ErasedStep>, value: &mut dyn Any, cx: &Cursor<'_>, depth: usize) {
-        deep(|| step.run(value, cx, depth));
+    fn advance_deep<T: 'static>(cx: &Cursor<'_>, value: &mut Option<Outcome<T>>, depth: usize) {
+        deep(|| Fused::run_steps(cx, value, depth));
     }
 
     /// The run's outcome, if it is complete and nobody took it yet.
@@ -678,7 +709,11 @@ impl Fused {
             run: host.run(),
             host,
         };
-        step.run(&mut Some(out), &cx, 0);
+        let mut value = Some(out);
+        if step.run(&mut value, &cx, 0) {
+            // The step kept the type: the run ends here, on its output.
+            Fused::finish(host, &mut value);
+        }
     }
 
     /// A node of type `T` standing for the run's end: fired with the result if the run is
