@@ -165,6 +165,27 @@ fn a_100_000_callback_chain_fired_late_does_not_overflow_the_stack() {
 }
 
 #[test]
+fn a_100_000_callback_chain_changing_type_at_every_step_does_not_overflow_the_stack() {
+    // Each change of type runs the rest of the chain one level deeper (a run of one type is a
+    // loop): 100,000 changes must move to fresh stack segments as they go.
+    in_child_process(
+        "a_100_000_callback_chain_changing_type_at_every_step_does_not_overflow_the_stack",
+        || {
+            let root = Deferred::<u64>::new();
+            let fire = root.trigger();
+            let mut d = root;
+            for _ in 0..50_000 {
+                d = d
+                    .add_callback(|v| i64::try_from(v).unwrap() + 1)
+                    .add_callback(|v| u64::try_from(v).unwrap() + 1);
+            }
+            fire.callback(0);
+            assert_eq!(d.result().unwrap().unwrap(), 100_000);
+        },
+    );
+}
+
+#[test]
 fn a_100_000_callback_chain_carries_a_failure_to_its_end() {
     in_child_process(
         "a_100_000_callback_chain_carries_a_failure_to_its_end",
