@@ -930,6 +930,9 @@ impl<T: 'static> Deferred<T> {
     /// Adds a step that cannot pause the chain. While the chain has not fired, consecutive
     /// such steps are fused: kept in one [`Fused`] run instead of a node each, so adding one
     /// allocates nothing (for a closure that captures nothing) and firing runs them in a row.
+    /// Adding to a run is inlined into the caller; the first step of a run (and any step on a
+    /// chain that is not a run) goes the way of [`then_fused_first`](Self::then_fused_first).
+    #[inline]
     fn then_fused<U: 'static>(
         self,
         f: impl FnOnce(Outcome<T>) -> Outcome<U> + 'static,
@@ -961,43 +964,53 @@ impl<T: 'static> Deferred<T> {
                     anchor,
                 }
             }
-            End::Node(node) => {
-                let fresh = {
-                    let s = node.slot().borrow();
-                    !s.fired && matches!(s.waiter, Waiter::Nobody)
-                };
-                if !fresh {
-                    let d = Deferred {
-                        end: RefCell::new(End::Node(node)),
-                        anchor,
-                    };
-                    return d.then_step(move |out| Step::Done(f(out)));
-                }
-                let anchor = Some(anchor.unwrap_or_else(|| node.clone() as Rc<dyn Any>));
-                let host = match node.clone().into_host() {
-                    // A root: the run lives in it.
-                    Some(host) => {
-                        node.slot().borrow_mut().waiter = Waiter::Run;
-                        host
-                    }
-                    None => {
-                        let up: Weak<dyn Link<T>> = Rc::downgrade(&node);
-                        let apart = Rc::new(Apart {
-                            run: Fused::new(),
-                            upstream: up,
-                        });
-                        let listener: Rc<dyn Listener<T>> = apart.clone();
-                        node.slot().borrow_mut().waiter = Waiter::Next(listener);
-                        apart
-                    }
-                };
-                let pushed = host.run().push(FusedStep::boxed(f));
-                debug_assert!(pushed.is_ok(), "a new run is not complete");
-                Deferred {
-                    end: RefCell::new(End::Fused(host, PhantomData)),
-                    anchor,
-                }
+            End::Node(node) => Deferred::then_fused_first(node, anchor, f),
+        }
+    }
+
+    /// [`then_fused`](Self::then_fused) on a chain that ends in a node (the node, not the
+    /// whole end, is passed: an end passed by reference would keep every inlined
+    /// `then_fused` of a chain in memory, copied with loads wider than its stores).
+    #[inline(never)]
+    fn then_fused_first<U: 'static>(
+        node: NodeRef<T>,
+        anchor: Option<Rc<dyn Any>>,
+        f: impl FnOnce(Outcome<T>) -> Outcome<U> + 'static,
+    ) -> Deferred<U> {
+        let fresh = {
+            let s = node.slot().borrow();
+            !s.fired && matches!(s.waiter, Waiter::Nobody)
+        };
+        if !fresh {
+            let d = Deferred {
+                end: RefCell::new(End::Node(node)),
+                anchor,
+            };
+            return d.then_step(move |out| Step::Done(f(out)));
+        }
+        let anchor = Some(anchor.unwrap_or_else(|| node.clone() as Rc<dyn Any>));
+        let host = match node.clone().into_host() {
+            // A root: the run lives in it.
+            Some(host) => {
+                node.slot().borrow_mut().waiter = Waiter::Run;
+                host
             }
+            None => {
+                let up: Weak<dyn Link<T>> = Rc::downgrade(&node);
+                let apart = Rc::new(Apart {
+                    run: Fused::new(),
+                    upstream: up,
+                });
+                let listener: Rc<dyn Listener<T>> = apart.clone();
+                node.slot().borrow_mut().waiter = Waiter::Next(listener);
+                apart
+            }
+        };
+        let pushed = host.run().push(FusedStep::boxed(f));
+        debug_assert!(pushed.is_ok(), "a new run is not complete");
+        Deferred {
+            end: RefCell::new(End::Fused(host, PhantomData)),
+            anchor,
         }
     }
 
