@@ -38,9 +38,10 @@ fn deep<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// A node of a chain: the slot holding its result or continuation, and `X`, whatever else
-/// the node carries. A chain's root carries the run of the callbacks added to it ([`Fused`]);
-/// a node for a step that may pause the chain carries that step ([`StepCell`]), so it costs
-/// one allocation with its step; a node made fired, or for a run's end, carries nothing (`()`).
+/// the node carries. A node for a step that may pause the chain carries that step
+/// ([`StepCell`]), so it costs one allocation with its step; a chain's root carries a weak
+/// link to itself ([`Me`]) and lives in a [`Hosted`] beside the run of the callbacks added to
+/// it; a node made fired, or for a run's end, carries nothing (`()`).
 pub(crate) struct Node<T, X> {
     slot: RefCell<Slot<T>>,
     extra: X,
@@ -49,10 +50,14 @@ pub(crate) struct Node<T, X> {
 /// A node seen from its value type: what a [`Deferred<T>`] and a [`Trigger<T>`] hold.
 pub(crate) trait Link<T>: Upstream + Any {
     fn slot(&self) -> &RefCell<Slot<T>>;
-    /// This node as the host of its run of callbacks, if it is a chain's root ([`Fused`]).
-    fn as_host(&self) -> Option<&dyn RunHost>;
+    /// This node as the host of its run of callbacks, if it is a chain's root.
+    fn as_host(&self) -> Option<&Hosted<dyn HostTail>> {
+        None
+    }
     /// This node as the host of its run, if it is a chain's root.
-    fn into_host(self: Rc<Self>) -> Option<Rc<dyn RunHost>>;
+    fn into_host(self: Rc<Self>) -> Option<HostRef> {
+        None
+    }
 }
 
 /// A node waiting for the previous node's outcome, whatever its own value type.
@@ -115,54 +120,43 @@ pub(crate) trait Upstream {
     fn cancel_node(self: Rc<Self>);
 }
 
-/// What a node carries besides its slot: nothing, a step, or (a chain's root) a run.
-trait Extra: Sized + 'static {
-    /// `node`, as the host of its run, if it hosts one.
-    fn host<T: 'static>(node: Rc<Node<T, Self>>) -> Option<Rc<dyn RunHost>> {
-        drop(node);
-        None
-    }
-
-    /// The same, borrowed.
-    fn host_ref<T: 'static>(_node: &Node<T, Self>) -> Option<&dyn RunHost> {
-        None
-    }
-}
-
-impl Extra for () {}
-impl<F: 'static> Extra for StepCell<F> {}
-impl Extra for Fused {
-    fn host_ref<T: 'static>(node: &Node<T, Fused>) -> Option<&dyn RunHost> {
-        Some(node)
-    }
-
-    fn host<T: 'static>(node: Rc<Node<T, Fused>>) -> Option<Rc<dyn RunHost>> {
-        Some(node)
-    }
-}
-
-impl<T: 'static, X: Extra> Link<T> for Node<T, X> {
+impl<T: 'static, X: 'static> Link<T> for Node<T, X> {
     fn slot(&self) -> &RefCell<Slot<T>> {
         &self.slot
     }
+}
 
-    fn as_host(&self) -> Option<&dyn RunHost> {
-        X::host_ref(self)
+/// What a chain's root carries: a weak link to itself, for the end of its run to name as
+/// the node it waits on ([`HostTail::upstream`]).
+pub(crate) struct Me(Weak<dyn Upstream>);
+
+/// A chain's root: its node beside its run.
+type Root<T> = Hosted<Node<T, Me>>;
+
+impl<T: 'static> Link<T> for Root<T> {
+    fn slot(&self) -> &RefCell<Slot<T>> {
+        &self.tail.slot
     }
 
-    fn into_host(self: Rc<Self>) -> Option<Rc<dyn RunHost>> {
-        X::host(self)
+    fn as_host(&self) -> Option<&Hosted<dyn HostTail>> {
+        Some(self)
+    }
+
+    fn into_host(self: Rc<Self>) -> Option<HostRef> {
+        Some(self)
     }
 }
 
-impl<T: 'static> RunHost for Node<T, Fused> {
-    fn run(&self) -> &Fused {
-        &self.extra
+impl<T: 'static> Upstream for Root<T> {
+    fn cancel_node(self: Rc<Self>) {
+        let node: NodeRef<T> = self;
+        cancel(&node);
     }
+}
 
-    fn upstream(self: Rc<Self>) -> Weak<dyn Upstream> {
-        let w: Weak<dyn Link<T>> = Rc::downgrade(&(self as NodeRef<T>));
-        w
+impl<T: 'static> HostTail for Node<T, Me> {
+    fn upstream(&self) -> Weak<dyn Upstream> {
+        self.extra.0.clone()
     }
 
     fn keep(&self, value: &mut dyn Any) -> bool {
@@ -182,7 +176,7 @@ impl<T: 'static> RunHost for Node<T, Fused> {
     }
 }
 
-impl<T: 'static, X: Extra> Upstream for Node<T, X> {
+impl<T: 'static, X: 'static> Upstream for Node<T, X> {
     fn cancel_node(self: Rc<Self>) {
         let node: NodeRef<T> = self;
         cancel(&node);
@@ -264,11 +258,14 @@ fn new_node<T: 'static>() -> NodeRef<T> {
 
 /// A chain's root: a node that hosts the run of the callbacks added to it, so that making a
 /// Deferred and adding callbacks to it costs one allocation, not one for the node and one for
-/// the run.
+/// the run. (Built in place: `Rc::new` would build it on the stack and copy it.)
 fn new_root<T: 'static>() -> NodeRef<T> {
-    Rc::new(Node {
-        slot: Slot::new(),
-        extra: Fused::new(),
+    Rc::<Root<T>>::new_cyclic(|me| Hosted {
+        run: Fused::new(),
+        tail: Node {
+            slot: Slot::new(),
+            extra: Me(me.clone()),
+        },
     })
 }
 
@@ -375,7 +372,7 @@ enum End<T> {
     /// A node: the chain's root, a step that may pause the chain, or a materialized run.
     Node(NodeRef<T>),
     /// Callbacks fused into one run ending in a `T`, and what holds the run.
-    Fused(Rc<dyn RunHost>, PhantomData<fn() -> T>),
+    Fused(HostRef, PhantomData<fn() -> T>),
     /// Fired with a value from the start ([`succeed`]), no node needed: `None` once the value
     /// is taken. (A failure always lives in a node, whose drop logs it if unhandled.)
     Ready(Option<T>),
@@ -393,24 +390,27 @@ fn fired_node<T: 'static>(out: Option<Outcome<T>>) -> NodeRef<T> {
 }
 
 /// Steps kept in place before a run spills into a vector. Ten fit in the room eight took
-/// before the run's counters were packed and its upstream link moved to [`Apart`], so a root
+/// before the run's counters were packed and its upstream link moved to its holder, so a root
 /// is no larger for them.
 const INLINE_STEPS: usize = 10;
 
 /// A run of callbacks added one after the other to a Deferred that had not fired: Twisted's
 /// list of callbacks, where the node-per-step chain costs an allocation per callback.
 ///
-/// A chain's root hosts the run of the callbacks added to it (the root waits on its own run,
-/// [`Waiter::Run`]), so a Deferred and its first callbacks cost one allocation; a run after
-/// any other node lives apart ([`Apart`]) as that node's listener. A run holds its steps in
-/// order, each a boxed closure from `Outcome<In>` to `Outcome<Out>` with the types erased; a closure that
-/// captures nothing boxes without allocating. When the node fires, each step takes its input
-/// from the previous step's stack slot (seen as `&mut dyn Any` and downcast, so a type
-/// mismatch is impossible to miss) and passes its output on the same way; the last output
-/// rests in the run until it is taken (in the root's own result slot when it has the root's
-/// type, which needs no box). Anything the run cannot do itself (awaiting,
-/// cancelling, a step returning a Deferred) first turns the run's end into a node again
-/// ([`Fused::materialize`]), and the chain goes on as before.
+/// A chain's root holds the run of the callbacks added to it beside its own node (the root
+/// waits on its own run, [`Waiter::Run`]), so a Deferred and its first callbacks cost one
+/// allocation; a run after any other node is held on its own ([`Far`]) as that node's
+/// listener. Either way the holder is a [`Hosted`], whose run a Deferred reaches without a
+/// virtual call. A run holds its steps in order, each a boxed closure from `Outcome<In>` to
+/// `Outcome<Out>` with the types erased; a closure that captures nothing boxes without
+/// allocating. When the node fires, each step takes its input from the previous step's slot
+/// (seen as `&mut dyn Any` and downcast, so a type mismatch is impossible to miss); a step
+/// that keeps the type puts its output back in that slot, one that changes it passes it on
+/// from a slot of its own (see [`ErasedStep::run`]). The last output rests in the run until
+/// it is taken (in the root's own result slot when it has the root's type, which needs no
+/// box). Anything the run cannot do itself (awaiting, cancelling, a step returning a
+/// Deferred) first turns the run's end into a node again ([`Fused::materialize`]), and the
+/// chain goes on as before.
 pub(crate) struct Fused {
     /// The first steps, in place; `None` once run (or not added yet). Cells rather than one
     /// `RefCell` around the run: adding and running a step then costs no borrow flag.
@@ -427,32 +427,36 @@ pub(crate) struct Fused {
     result: Cell<Option<Rest>>,
 }
 
-/// A run of its own, waiting on a node that is not a chain's root (one a callback's Deferred
-/// fires, or the node a run's end became).
-struct Apart {
+/// What holds a run: the run, at a place known without a virtual call (steps are added to it
+/// and run one by one), and `X`, the holder's own part: a chain's root node ([`Root`]), or,
+/// for a run of its own waiting on a node that is not a chain's root (one a callback's
+/// Deferred fires, or the node a run's end became), the link to that node ([`Far`]).
+pub(crate) struct Hosted<X: ?Sized> {
     run: Fused,
-    /// The node the run waits on, for cancellation.
-    upstream: Weak<dyn Upstream>,
+    tail: X,
 }
 
-/// What holds a run: a chain's root, or a run of its own waiting on a later node.
-pub(crate) trait RunHost: Any {
-    fn run(&self) -> &Fused;
+/// A run's holder, whichever it is.
+type HostRef = Rc<Hosted<dyn HostTail>>;
+
+/// The part of a run's holder besides the run.
+pub(crate) trait HostTail {
     /// The node the run waits on, for cancellation.
-    fn upstream(self: Rc<Self>) -> Weak<dyn Upstream>;
-    /// Keeps the run's outcome (`value`, an `Option<Outcome<X>>`) in the host's own result
-    /// slot if `X` is the type the host holds, so it needs no box; says whether it did.
+    fn upstream(&self) -> Weak<dyn Upstream>;
+    /// Keeps the run's outcome (`value`, an `Option<Outcome<X>>`) in the holder's own result
+    /// slot if `X` is the type the holder holds, so it needs no box; says whether it did.
     fn keep(&self, value: &mut dyn Any) -> bool;
-    /// Moves the outcome [`keep`](RunHost::keep) kept into `into` (an `Option<Outcome<X>>`).
+    /// Moves the outcome [`keep`](HostTail::keep) kept into `into` (an `Option<Outcome<X>>`).
     fn give(&self, into: &mut dyn Any);
 }
 
-impl RunHost for Apart {
-    fn run(&self) -> &Fused {
-        &self.run
-    }
+/// The holder's part of a run of its own: the node the run waits on.
+struct Far {
+    upstream: Weak<dyn Upstream>,
+}
 
-    fn upstream(self: Rc<Self>) -> Weak<dyn Upstream> {
+impl HostTail for Far {
+    fn upstream(&self) -> Weak<dyn Upstream> {
         self.upstream.clone()
     }
 
@@ -475,8 +479,8 @@ enum Rest {
 
 impl Rest {
     /// Puts the run's outcome to rest: in `host` if it can keep it, else here.
-    fn keep<T: 'static>(host: &dyn RunHost, value: &mut Option<Outcome<T>>) -> Rest {
-        if host.keep(value) {
+    fn keep<T: 'static>(host: &Hosted<dyn HostTail>, value: &mut Option<Outcome<T>>) -> Rest {
+        if host.tail.keep(value) {
             return Rest::InHost;
         }
         match value.take() {
@@ -486,7 +490,7 @@ impl Rest {
         }
     }
 
-    fn into_outcome<T: 'static>(self, host: &dyn RunHost) -> Outcome<T> {
+    fn into_outcome<T: 'static>(self, host: &Hosted<dyn HostTail>) -> Outcome<T> {
         match self {
             Rest::Value(v) => Ok(*v
                 .downcast::<T>()
@@ -494,17 +498,17 @@ impl Rest {
             Rest::Failure(f) => Err(f),
             Rest::InHost => {
                 let mut out = None;
-                host.give(&mut out);
+                host.tail.give(&mut out);
                 out.unwrap_or_else(|| unreachable!("the host kept the run's outcome"))
             }
         }
     }
 }
 
-/// A run being run: the run, and what holds it (reached once, not per step).
+/// A run being run: the run, and what holds it.
 struct Cursor<'a> {
     run: &'a Fused,
-    host: &'a dyn RunHost,
+    host: &'a Hosted<dyn HostTail>,
 }
 
 /// One step of a run; `input` is the previous step's `Option<Outcome<In>>`.
@@ -668,9 +672,9 @@ impl Fused {
     }
 
     /// Runs `host`'s run from its next step on `out`.
-    fn start<T: 'static>(host: &dyn RunHost, out: Outcome<T>) {
+    fn start<T: 'static>(host: &Hosted<dyn HostTail>, out: Outcome<T>) {
         let cx = Cursor {
-            run: host.run(),
+            run: &host.run,
             host,
         };
         Fused::advance(&cx, &mut Some(out), 0);
@@ -679,11 +683,10 @@ impl Fused {
     /// Ends the run: its outcome rests (kept out of the step loop, whose every turn would
     /// otherwise pay for this path's registers).
     #[inline(never)]
-    fn finish<T: 'static>(host: &dyn RunHost, value: &mut Option<Outcome<T>>) {
+    fn finish<T: 'static>(host: &Hosted<dyn HostTail>, value: &mut Option<Outcome<T>>) {
         let rest = Rest::keep(host, value);
-        let run = host.run();
-        run.complete.set(true);
-        run.result.set(Some(rest));
+        host.run.complete.set(true);
+        host.run.result.set(Some(rest));
     }
 
     /// [`run_steps`](Fused::run_steps) on a fresh stack segment if this one is nearly used up
@@ -696,17 +699,17 @@ impl Fused {
     }
 
     /// The run's outcome, if it is complete and nobody took it yet.
-    fn take_result<T: 'static>(host: &dyn RunHost) -> Option<Outcome<T>> {
-        let rest = host.run().result.take();
+    fn take_result<T: 'static>(host: &Hosted<dyn HostTail>) -> Option<Outcome<T>> {
+        let rest = host.run.result.take();
         rest.map(|r| r.into_outcome(host))
     }
 
     /// Runs `step`, added to a complete run, on the run's outcome (of type `T`) at once.
-    fn run_now<T: 'static>(host: &dyn RunHost, step: Box<dyn ErasedStep>) {
+    fn run_now<T: 'static>(host: &Hosted<dyn HostTail>, step: Box<dyn ErasedStep>) {
         let out = Fused::take_result::<T>(host)
             .expect("the result of this Deferred was already taken (by .await or result())");
         let cx = Cursor {
-            run: host.run(),
+            run: &host.run,
             host,
         };
         let mut value = Some(out);
@@ -719,20 +722,20 @@ impl Fused {
     /// A node of type `T` standing for the run's end: fired with the result if the run is
     /// complete, else fired by a last step when the run gets there (and, meanwhile, waiting
     /// on the run's node for cancellation).
-    fn materialize<T: 'static>(host: &Rc<dyn RunHost>) -> NodeRef<T> {
-        if host.run().complete.get() {
-            return fired_node(Fused::take_result(&**host));
+    fn materialize<T: 'static>(host: &Hosted<dyn HostTail>) -> NodeRef<T> {
+        if host.run.complete.get() {
+            return fired_node(Fused::take_result(host));
         }
-        let upstream = host.clone().upstream();
+        let upstream = host.tail.upstream();
         let node = new_node::<T>();
         node.slot().borrow_mut().upstream = Some(upstream);
-        let pushed = host.run().push(Box::new(Deliver { node: node.clone() }));
+        let pushed = host.run.push(Box::new(Deliver { node: node.clone() }));
         debug_assert!(pushed.is_ok(), "the run is not complete");
         node
     }
 }
 
-impl<T: 'static> Listener<T> for Apart {
+impl<T: 'static> Listener<T> for Hosted<Far> {
     fn run(self: Rc<Self>, out: Outcome<T>) {
         Fused::start(&*self, out);
     }
@@ -849,7 +852,7 @@ impl<T: 'static> Deferred<T> {
     pub fn called(&self) -> bool {
         match &*self.end.borrow() {
             End::Node(node) => node.slot().borrow().fired,
-            End::Fused(host, _) => host.run().complete.get(),
+            End::Fused(host, _) => host.run.complete.get(),
             End::Ready(_) => true,
         }
     }
@@ -861,7 +864,7 @@ impl<T: 'static> Deferred<T> {
         match &mut *self.end.borrow_mut() {
             End::Ready(value) => value.take().map(Ok),
             End::Node(node) => node.slot().borrow_mut().result.take(),
-            End::Fused(host, _) => Fused::take_result(&**host),
+            End::Fused(host, _) => Fused::take_result(host),
         }
     }
 
@@ -940,10 +943,10 @@ impl<T: 'static> Deferred<T> {
         let Deferred { end, anchor } = self;
         match end.into_inner() {
             End::Fused(host, _) => {
-                let pushed = host.run().push(FusedStep::boxed(f));
+                let pushed = host.run.push(FusedStep::boxed(f));
                 if let Err(step) = pushed {
                     // Everything before ran already: this step runs now, on the result.
-                    Fused::run_now::<T>(&*host, step);
+                    Fused::run_now::<T>(&host, step);
                 }
                 Deferred {
                     end: RefCell::new(End::Fused(host, PhantomData)),
@@ -997,16 +1000,16 @@ impl<T: 'static> Deferred<T> {
             }
             None => {
                 let up: Weak<dyn Link<T>> = Rc::downgrade(&node);
-                let apart = Rc::new(Apart {
+                let apart = Rc::new(Hosted {
                     run: Fused::new(),
-                    upstream: up,
+                    tail: Far { upstream: up },
                 });
                 let listener: Rc<dyn Listener<T>> = apart.clone();
                 node.slot().borrow_mut().waiter = Waiter::Next(listener);
                 apart
             }
         };
-        let pushed = host.run().push(FusedStep::boxed(f));
+        let pushed = host.run.push(FusedStep::boxed(f));
         debug_assert!(pushed.is_ok(), "a new run is not complete");
         Deferred {
             end: RefCell::new(End::Fused(host, PhantomData)),
