@@ -26,6 +26,10 @@ impl<T> Default for Slab<T> {
 }
 
 impl<T> Slab<T> {
+    /// Stores `value` in a free slot (the last one freed), or a new one; its index. Inlined:
+    /// the reactor's timers call it once per `call_later`, and out of line the value would be
+    /// built on the stack and copied.
+    #[inline]
     pub(crate) fn insert(&mut self, value: T) -> usize {
         self.len += 1;
         let i = self.free;
