@@ -505,9 +505,8 @@ impl Rest {
     }
 }
 
-/// A run being run: the run, and what holds it.
+/// A run being run: what holds it (the run is its field).
 struct Cursor<'a> {
-    run: &'a Fused,
     host: &'a Hosted<dyn HostTail>,
 }
 
@@ -575,7 +574,7 @@ struct Deliver<T> {
 impl<T: 'static> ErasedStep for Deliver<T> {
     fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, _depth: usize) -> bool {
         let out = take_input::<T>(input);
-        cx.run.complete.set(true);
+        cx.host.run.complete.set(true);
         let _ = fire(&self.node, out, "callback");
         false
     }
@@ -663,7 +662,7 @@ impl Fused {
     /// The loop of [`advance`](Fused::advance): each step in turn, for as long as they keep
     /// the type.
     fn run_steps<T: 'static>(cx: &Cursor<'_>, value: &mut Option<Outcome<T>>, depth: usize) {
-        while let Some(step) = cx.run.pop() {
+        while let Some(step) = cx.host.run.pop() {
             if !step.run(value, cx, depth) {
                 return;
             }
@@ -673,10 +672,7 @@ impl Fused {
 
     /// Runs `host`'s run from its next step on `out`.
     fn start<T: 'static>(host: &Hosted<dyn HostTail>, out: Outcome<T>) {
-        let cx = Cursor {
-            run: &host.run,
-            host,
-        };
+        let cx = Cursor { host };
         Fused::advance(&cx, &mut Some(out), 0);
     }
 
@@ -708,10 +704,7 @@ impl Fused {
     fn run_now<T: 'static>(host: &Hosted<dyn HostTail>, step: Box<dyn ErasedStep>) {
         let out = Fused::take_result::<T>(host)
             .expect("the result of this Deferred was already taken (by .await or result())");
-        let cx = Cursor {
-            run: &host.run,
-            host,
-        };
+        let cx = Cursor { host };
         let mut value = Some(out);
         if step.run(&mut value, &cx, 0) {
             // The step kept the type: the run ends here, on its output.
