@@ -61,7 +61,9 @@ impl<'a> Message<'a> {
         let mut rest = line.strip_suffix('\r').unwrap_or(line);
         let mut tags = None;
         if let Some(after) = rest.strip_prefix('@') {
-            let (t, r) = after.split_once(' ').ok_or(ParseError("tags but no command"))?;
+            let (t, r) = after
+                .split_once(' ')
+                .ok_or(ParseError("tags but no command"))?;
             tags = Some(t);
             rest = r.trim_start_matches(' ');
         }
@@ -312,7 +314,13 @@ mod tests {
 
     #[test]
     fn past_fourteen_middles_the_rest_is_the_last_parameter() {
-        let line = format!("CMD {}", (1..=17).map(|i| i.to_string()).collect::<Vec<_>>().join(" "));
+        let line = format!(
+            "CMD {}",
+            (1..=17)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         let m = Message::parse(&line).unwrap();
         assert_eq!(m.params().len(), MAX_PARAMS);
         assert_eq!(m.last(), Some("15 16 17"));
@@ -320,7 +328,15 @@ mod tests {
 
     #[test]
     fn refuses_lines_without_a_command() {
-        for bad in ["", ":prefix", ":prefix ", "@tags", ": PRIVMSG x", "PRIV-MSG x", "12 x"] {
+        for bad in [
+            "",
+            ":prefix",
+            ":prefix ",
+            "@tags",
+            ": PRIVMSG x",
+            "PRIV-MSG x",
+            "12 x",
+        ] {
             assert!(Message::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -4,7 +4,9 @@
 //! Write an [`IrcHandler`] (override the callbacks you need; all have defaults) and wrap it
 //! in an [`IrcClient`], which is a [`Protocol`]: connect it like any other, with
 //! [`connect_tcp`](torsion::Reactor::connect_tcp) or a reconnecting factory. Each callback
-//! gets an [`Irc`], the connection's command side (`join`, `say`, `msg`, `describe`, ...).
+//! gets an [`Irc`], the connection's command side (`join`, `say`, `msg`, `describe`, ...);
+//! [`Irc::sender`] hands out an [`IrcSender`], a handle to the same commands to keep and use
+//! from anywhere else (a timer, another connection).
 //!
 //! ```
 //! use torsion::testing::StringTransport;
@@ -49,7 +51,7 @@
 mod message;
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
@@ -202,27 +204,39 @@ pub trait IrcHandler: 'static {
 struct Throttle {
     rate: f64,
     clock: Rc<dyn ReactorTime>,
-    transport: Transport,
     queue: VecDeque<String>,
     /// The call that sends the next queued line; `None` when the last line went out more
     /// than `rate` seconds ago (the next line may go at once).
     timer: Option<DelayedCall>,
 }
 
-impl Throttle {
+/// What the connection's command side shares between the protocol and every [`IrcSender`].
+struct Shared {
+    transport: Transport,
+    /// The nickname the server knows us by (or the one being tried, before registration).
+    nickname: RefCell<String>,
+    registered: Cell<bool>,
+    /// The user name, for the room a relayed line leaves.
+    username: String,
+    throttle: RefCell<Option<Throttle>>,
+}
+
+impl Shared {
     /// Sends the next queued line, if any, and schedules the one after.
-    fn send_next(this: &Rc<RefCell<Throttle>>) {
-        let mut t = this.borrow_mut();
+    fn send_next(this: &Rc<Shared>) {
+        let mut guard = this.throttle.borrow_mut();
+        let Some(t) = guard.as_mut() else {
+            return;
+        };
         match t.queue.pop_front() {
             Some(line) => {
-                t.transport.write_sequence(&[line.as_bytes(), b"\r\n"]);
+                this.transport.write_sequence(&[line.as_bytes(), b"\r\n"]);
                 let next = Rc::downgrade(this);
-                let rate = t.rate;
                 t.timer = Some(t.clock.call_later_boxed(
-                    rate,
+                    t.rate,
                     Box::new(move || {
                         if let Some(this) = next.upgrade() {
-                            Throttle::send_next(&this);
+                            Shared::send_next(&this);
                         }
                     }),
                 ));
@@ -230,39 +244,41 @@ impl Throttle {
             None => t.timer = None,
         }
     }
+
+    /// Drops the queued lines and the timer (the connection is gone).
+    fn stop(&self) {
+        if let Some(mut t) = self.throttle.borrow_mut().take() {
+            if let Some(timer) = t.timer.take() {
+                let _ = timer.cancel();
+            }
+        }
+    }
 }
 
-/// The connection's state besides the handler.
-struct State {
-    config: IrcConfig,
-    /// The nickname the server knows us by (or the one being tried, before registration).
-    nickname: String,
-    registered: bool,
-    nick_tries: u32,
-    clock: Option<Rc<dyn ReactorTime>>,
-    throttle: Option<Rc<RefCell<Throttle>>>,
-}
-
-/// The command side of an IRC connection, handed to each [`IrcHandler`] callback.
+/// The command side of an IRC connection: a cheap handle (clone it freely) to send
+/// commands from anywhere, a timer or another connection as well as a callback (Twisted code
+/// keeps the protocol instance for this). Every [`IrcHandler`] callback gets one as an
+/// [`Irc`]; [`Irc::sender`] or [`IrcClient::sender`] hands out a handle to keep.
 ///
 /// Commands with a target refuse a target that would break the line (empty, or holding a
 /// space, CR, LF or NUL): they send nothing and log an error. Text is split at line breaks
-/// and at the room a relayed line leaves, so any text can be passed.
-pub struct Irc<'a> {
-    transport: &'a Transport,
-    state: &'a mut State,
+/// and at the room a relayed line leaves, so any text can be passed. After the connection is
+/// gone, commands do nothing.
+#[derive(Clone)]
+pub struct IrcSender {
+    shared: Rc<Shared>,
 }
 
-impl Irc<'_> {
+impl IrcSender {
     /// The client's current nickname.
-    pub fn nickname(&self) -> &str {
-        &self.state.nickname
+    pub fn nickname(&self) -> String {
+        self.shared.nickname.borrow().clone()
     }
 
     /// Whether `name` is the client's own nickname (IRC case folding): a private message
     /// has it as its channel.
     pub fn is_me(&self, name: &str) -> bool {
-        same_name(name, &self.state.nickname)
+        same_name(name, &self.shared.nickname.borrow())
     }
 
     /// The nickname in a `nick!user@host` prefix.
@@ -272,25 +288,26 @@ impl Irc<'_> {
 
     /// Whether registration is complete (RPL_WELCOME came).
     pub fn is_registered(&self) -> bool {
-        self.state.registered
+        self.shared.registered.get()
     }
 
     /// The connection's transport (for its addresses, or to close it).
     pub fn transport(&self) -> &Transport {
-        self.transport
+        &self.shared.transport
     }
 
     /// Lines held back by flood control ([`IrcConfig::line_rate`]).
     pub fn queued_lines(&self) -> usize {
-        self.state
+        self.shared
             .throttle
+            .borrow()
             .as_ref()
-            .map_or(0, |t| t.borrow().queue.len())
+            .map_or(0, |t| t.queue.len())
     }
 
     /// Sends one raw line (without its line ending), through flood control. A line holding
     /// a CR, LF or NUL is refused (logged, not sent).
-    pub fn send_line(&mut self, line: &str) {
+    pub fn send_line(&self, line: &str) {
         if let Err(e) = message::check_trailing(line) {
             tracing::error!("IRC line not sent: {e}");
             return;
@@ -298,27 +315,31 @@ impl Irc<'_> {
         self.send_checked(line.to_owned());
     }
 
-    /// Sends a line already built by [`build_line`].
-    fn send_checked(&mut self, line: String) {
-        match self.state.throttle.clone() {
-            Some(throttle) => {
-                let idle = {
-                    let mut t = throttle.borrow_mut();
+    /// Sends a line already built by [`build_line`], through flood control.
+    fn send_checked(&self, line: String) {
+        let idle = {
+            let mut guard = self.shared.throttle.borrow_mut();
+            match guard.as_mut() {
+                Some(t) => {
                     t.queue.push_back(line);
                     t.timer.is_none()
-                };
-                if idle {
-                    Throttle::send_next(&throttle);
+                }
+                None => {
+                    drop(guard);
+                    self.shared
+                        .transport
+                        .write_sequence(&[line.as_bytes(), b"\r\n"]);
+                    return;
                 }
             }
-            None => self
-                .transport
-                .write_sequence(&[line.as_bytes(), b"\r\n"]),
+        };
+        if idle {
+            Shared::send_next(&self.shared);
         }
     }
 
     /// Builds and sends a command, or logs why it cannot.
-    fn command(&mut self, command: &str, middle: &[&str], trailing: Option<&str>) {
+    fn command(&self, command: &str, middle: &[&str], trailing: Option<&str>) {
         match build_line(command, middle, trailing) {
             Ok(line) => self.send_checked(line),
             Err(e) => tracing::error!("IRC {command} not sent: {e}"),
@@ -326,22 +347,16 @@ impl Irc<'_> {
     }
 
     /// Sends `text` to `target` with `command` (PRIVMSG or NOTICE), split to fit.
-    fn text(&mut self, command: &str, target: &str, text: &str) {
+    fn text(&self, command: &str, target: &str, text: &str) {
         if let Err(e) = check_middle(target) {
             tracing::error!("IRC {command} not sent: {e}");
             return;
         }
         // What the server relays: ":nick!user@host COMMAND target :text\r\n".
-        let user = self
-            .state
-            .config
-            .username
-            .as_deref()
-            .unwrap_or(&self.state.config.nickname);
         let overhead = 1
-            + self.state.nickname.len()
+            + self.shared.nickname.borrow().len()
             + 1
-            + user.len()
+            + self.shared.username.len()
             + 1
             + HOST_ROOM
             + 1
@@ -357,39 +372,39 @@ impl Irc<'_> {
     }
 
     /// Joins `channel`.
-    pub fn join(&mut self, channel: &str) {
+    pub fn join(&self, channel: &str) {
         self.command("JOIN", &[channel], None);
     }
 
     /// Joins `channel` with its key.
-    pub fn join_with_key(&mut self, channel: &str, key: &str) {
+    pub fn join_with_key(&self, channel: &str, key: &str) {
         self.command("JOIN", &[channel, key], None);
     }
 
     /// Leaves `channel`, with an optional reason (Twisted's `leave`).
-    pub fn leave(&mut self, channel: &str, reason: Option<&str>) {
+    pub fn leave(&self, channel: &str, reason: Option<&str>) {
         self.command("PART", &[channel], reason);
     }
 
     /// Sends `message` to a user or channel (Twisted's `msg`).
-    pub fn msg(&mut self, target: &str, message: &str) {
+    pub fn msg(&self, target: &str, message: &str) {
         self.text("PRIVMSG", target, message);
     }
 
     /// Sends `message` to `channel`, adding `#` when the name has no channel prefix
     /// (Twisted's `say`).
-    pub fn say(&mut self, channel: &str, message: &str) {
+    pub fn say(&self, channel: &str, message: &str) {
         let channel = with_channel_prefix(channel);
         self.text("PRIVMSG", &channel, message);
     }
 
     /// Sends a notice (which, by convention, nobody answers automatically).
-    pub fn notice(&mut self, target: &str, message: &str) {
+    pub fn notice(&self, target: &str, message: &str) {
         self.text("NOTICE", target, message);
     }
 
     /// Sends a CTCP ACTION (`/me`), Twisted's `describe`.
-    pub fn describe(&mut self, target: &str, action: &str) {
+    pub fn describe(&self, target: &str, action: &str) {
         let action: String = action
             .chars()
             .map(|c| if matches!(c, '\r' | '\n') { ' ' } else { c })
@@ -399,36 +414,69 @@ impl Irc<'_> {
     }
 
     /// Asks for a new nickname ([`IrcHandler::nick_changed`] follows when the server agrees).
-    pub fn set_nick(&mut self, nickname: &str) {
-        if !self.state.registered {
-            self.state.nickname = nickname.to_owned();
+    pub fn set_nick(&self, nickname: &str) {
+        if !self.shared.registered.get() {
+            *self.shared.nickname.borrow_mut() = nickname.to_owned();
         }
         self.command("NICK", &[nickname], None);
     }
 
     /// Sets (`Some`) or asks for (`None`) the topic of `channel`.
-    pub fn topic(&mut self, channel: &str, topic: Option<&str>) {
+    pub fn topic(&self, channel: &str, topic: Option<&str>) {
         self.command("TOPIC", &[channel], topic);
     }
 
     /// Kicks `user` out of `channel`.
-    pub fn kick(&mut self, channel: &str, user: &str, reason: Option<&str>) {
+    pub fn kick(&self, channel: &str, user: &str, reason: Option<&str>) {
         self.command("KICK", &[channel, user], reason);
     }
 
     /// Marks the client away with `message`.
-    pub fn away(&mut self, message: &str) {
+    pub fn away(&self, message: &str) {
         self.command("AWAY", &[], Some(message));
     }
 
     /// Marks the client back.
-    pub fn back(&mut self) {
+    pub fn back(&self) {
         self.command("AWAY", &[], None);
     }
 
     /// Leaves IRC with `message`; the server then closes the connection.
-    pub fn quit(&mut self, message: &str) {
+    pub fn quit(&self, message: &str) {
         self.command("QUIT", &[], Some(message));
+    }
+
+    /// Writes a line at once, past flood control (PONG, QUIT on a stop).
+    fn send_now(&self, command: &str, trailing: &str) {
+        match build_line(command, &[], Some(trailing)) {
+            Ok(line) => self
+                .shared
+                .transport
+                .write_sequence(&[line.as_bytes(), b"\r\n"]),
+            Err(e) => tracing::warn!("IRC {command} not sent: {e}"),
+        }
+    }
+}
+
+/// The command side of the connection as an [`IrcHandler`] callback sees it: every
+/// [`IrcSender`] command (`irc.join(..)`, `irc.say(..)`), and [`sender`](Irc::sender) for a
+/// handle to keep.
+pub struct Irc<'a> {
+    sender: &'a IrcSender,
+}
+
+impl Irc<'_> {
+    /// A handle to this connection's command side, to keep and use outside callbacks.
+    pub fn sender(&self) -> IrcSender {
+        self.sender.clone()
+    }
+}
+
+impl std::ops::Deref for Irc<'_> {
+    type Target = IrcSender;
+
+    fn deref(&self) -> &IrcSender {
+        self.sender
     }
 }
 
@@ -443,144 +491,102 @@ fn with_channel_prefix(channel: &str) -> Cow<'_, str> {
 /// The line receiver behind [`IrcClient`].
 struct Core<H> {
     handler: H,
-    state: State,
+    config: IrcConfig,
+    nick_tries: u32,
+    clock: Option<Rc<dyn ReactorTime>>,
+    /// The command side, from the connection on.
+    sender: Option<IrcSender>,
 }
 
 impl<H: IrcHandler> Core<H> {
-    fn irc<'a>(state: &'a mut State, transport: &'a Transport) -> Irc<'a> {
-        Irc { transport, state }
-    }
-
     /// Handles one parsed message.
-    fn dispatch(&mut self, t: &Transport, m: &Message<'_>) {
+    fn dispatch(&mut self, sender: &IrcSender, m: &Message<'_>) {
         let h = &mut self.handler;
+        let irc = &mut Irc { sender };
         let nick = m.nick().unwrap_or("");
         let p = |i: usize| m.param(i).unwrap_or("");
         match m.command {
-            "PING" => {
-                // At once, past flood control: a late PONG costs the connection.
-                match build_line("PONG", &[], Some(m.last().unwrap_or(""))) {
-                    Ok(line) => t.write_sequence(&[line.as_bytes(), b"\r\n"]),
-                    Err(e) => tracing::warn!("IRC PONG not sent: {e}"),
-                }
-            }
+            // At once, past flood control: a late PONG costs the connection.
+            "PING" => sender.send_now("PONG", m.last().unwrap_or("")),
             "001" => {
-                self.state.registered = true;
+                sender.shared.registered.set(true);
                 if let Some(me) = m.param(0).filter(|n| !n.is_empty()) {
-                    self.state.nickname = me.to_owned();
+                    *sender.shared.nickname.borrow_mut() = me.to_owned();
                 }
-                h.signed_on(&mut Core::<H>::irc(&mut self.state, t));
+                h.signed_on(irc);
             }
-            "433" => {
-                // ERR_NICKNAMEINUSE: during registration, try another; later, the change
-                // simply did not happen.
-                if !self.state.registered {
-                    self.state.nick_tries += 1;
-                    if self.state.nick_tries > MAX_NICK_TRIES {
-                        tracing::error!(
-                            "IRC registration gave up: {MAX_NICK_TRIES} nicknames in use"
-                        );
-                        t.lose_connection();
-                        return;
-                    }
-                    let next = h.alter_collided_nick(&self.state.nickname);
-                    Core::<H>::irc(&mut self.state, t).set_nick(&next);
-                } else {
-                    h.irc_unknown(&mut Core::<H>::irc(&mut self.state, t), m);
+            // ERR_NICKNAMEINUSE: during registration, try another; later, the change
+            // simply did not happen.
+            "433" if !sender.is_registered() => {
+                self.nick_tries += 1;
+                if self.nick_tries > MAX_NICK_TRIES {
+                    tracing::error!("IRC registration gave up: {MAX_NICK_TRIES} nicknames in use");
+                    sender.transport().lose_connection();
+                    return;
                 }
+                let next = h.alter_collided_nick(&sender.nickname());
+                sender.set_nick(&next);
             }
-            "432" if !self.state.registered => {
-                // ERR_ERRONEUSNICKNAME: fall back once, then give up.
-                let fallback = self.state.config.erroneous_nick_fallback.clone();
-                if same_name(&self.state.nickname, &fallback) {
+            // ERR_ERRONEUSNICKNAME during registration: fall back once, then give up.
+            "432" if !sender.is_registered() => {
+                let fallback = &self.config.erroneous_nick_fallback;
+                if sender.is_me(fallback) {
                     tracing::error!(
                         "IRC registration failed: the server refuses the nickname {fallback:?}"
                     );
-                    t.lose_connection();
+                    sender.transport().lose_connection();
                 } else {
-                    Core::<H>::irc(&mut self.state, t).set_nick(&fallback);
+                    sender.set_nick(fallback);
                 }
             }
             "NICK" => {
                 let new = p(0);
-                let mut irc = Core::<H>::irc(&mut self.state, t);
-                if irc.is_me(nick) {
-                    irc.state.nickname = new.to_owned();
-                    h.nick_changed(&mut irc, new);
+                if sender.is_me(nick) {
+                    *sender.shared.nickname.borrow_mut() = new.to_owned();
+                    h.nick_changed(irc, new);
                 } else {
-                    h.user_renamed(&mut irc, nick, new);
+                    h.user_renamed(irc, nick, new);
                 }
             }
-            "JOIN" => {
-                let mut irc = Core::<H>::irc(&mut self.state, t);
-                if irc.is_me(nick) {
-                    h.joined(&mut irc, p(0));
-                } else {
-                    h.user_joined(&mut irc, nick, p(0));
-                }
-            }
-            "PART" => {
-                let mut irc = Core::<H>::irc(&mut self.state, t);
-                if irc.is_me(nick) {
-                    h.left(&mut irc, p(0));
-                } else {
-                    h.user_left(&mut irc, nick, p(0));
-                }
-            }
-            "QUIT" => {
-                h.user_quit(&mut Core::<H>::irc(&mut self.state, t), nick, p(0));
-            }
-            "KICK" => {
-                let mut irc = Core::<H>::irc(&mut self.state, t);
-                let (channel, kicked, message) = (p(0), p(1), p(2));
-                if irc.is_me(kicked) {
-                    h.kicked_from(&mut irc, channel, nick, message);
-                } else {
-                    h.user_kicked(&mut irc, kicked, channel, nick, message);
-                }
-            }
-            "TOPIC" => {
-                h.topic_updated(&mut Core::<H>::irc(&mut self.state, t), nick, p(0), p(1));
-            }
-            "332" => {
-                // RPL_TOPIC: "<me> <channel> :<topic>", from the server.
-                h.topic_updated(&mut Core::<H>::irc(&mut self.state, t), nick, p(1), p(2));
-            }
+            "JOIN" if sender.is_me(nick) => h.joined(irc, p(0)),
+            "JOIN" => h.user_joined(irc, nick, p(0)),
+            "PART" if sender.is_me(nick) => h.left(irc, p(0)),
+            "PART" => h.user_left(irc, nick, p(0)),
+            "QUIT" => h.user_quit(irc, nick, p(0)),
+            "KICK" if sender.is_me(p(1)) => h.kicked_from(irc, p(0), nick, p(2)),
+            "KICK" => h.user_kicked(irc, p(1), p(0), nick, p(2)),
+            "TOPIC" => h.topic_updated(irc, nick, p(0), p(1)),
+            // RPL_TOPIC: "<me> <channel> :<topic>", from the server.
+            "332" => h.topic_updated(irc, nick, p(1), p(2)),
             "MODE" => {
                 let args = m.params().get(2..).unwrap_or(&[]);
-                let mut irc = Core::<H>::irc(&mut self.state, t);
-                h.mode_changed(&mut irc, m.prefix.unwrap_or(""), p(0), p(1), args);
+                h.mode_changed(irc, m.prefix.unwrap_or(""), p(0), p(1), args);
             }
-            "PRIVMSG" => self.privmsg(t, m),
-            "NOTICE" => {
-                let user = m.prefix.unwrap_or("");
-                h.noticed(&mut Core::<H>::irc(&mut self.state, t), user, p(0), p(1));
-            }
-            "ERROR" => {
-                tracing::warn!("IRC server error: {}", p(0));
-            }
-            _ => h.irc_unknown(&mut Core::<H>::irc(&mut self.state, t), m),
+            "PRIVMSG" => self.privmsg(sender, m),
+            "NOTICE" => h.noticed(irc, m.prefix.unwrap_or(""), p(0), p(1)),
+            "ERROR" => tracing::warn!("IRC server error: {}", p(0)),
+            _ => h.irc_unknown(irc, m),
         }
     }
 
     /// A PRIVMSG: a message, or a CTCP query (`\x01TAG data\x01`).
-    fn privmsg(&mut self, t: &Transport, m: &Message<'_>) {
+    fn privmsg(&mut self, sender: &IrcSender, m: &Message<'_>) {
         let user = m.prefix.unwrap_or("");
         let channel = m.param(0).unwrap_or("");
         let text = m.param(1).unwrap_or("");
         let h = &mut self.handler;
-        let mut irc = Core::<H>::irc(&mut self.state, t);
+        let irc = &mut Irc { sender };
         let Some(ctcp) = text
             .strip_prefix('\u{1}')
             .map(|s| s.strip_suffix('\u{1}').unwrap_or(s))
         else {
-            h.privmsg(&mut irc, user, channel, text);
+            h.privmsg(irc, user, channel, text);
             return;
         };
         let (tag, data) = ctcp.split_once(' ').unwrap_or((ctcp, ""));
         let to = nick_of(user);
         match tag {
-            "ACTION" => h.action(&mut irc, user, channel, data),
+            "ACTION" => h.action(irc, user, channel, data),
             "PING" => {
                 if check_middle(to).is_ok() {
                     let data = data.replace('\u{1}', "");
@@ -588,13 +594,13 @@ impl<H: IrcHandler> Core<H> {
                 }
             }
             "VERSION" => {
-                if let Some(v) = irc.state.config.version_name.clone() {
+                if let Some(v) = &self.config.version_name {
                     if check_middle(to).is_ok() {
                         irc.notice(to, &format!("\u{1}VERSION {v}\u{1}"));
                     }
                 }
             }
-            _ => h.ctcp_query(&mut irc, user, channel, tag, data),
+            _ => h.ctcp_query(irc, user, channel, tag, data),
         }
     }
 }
@@ -609,66 +615,67 @@ impl<H: IrcHandler> LineReceiver for Core<H> {
     }
 
     fn connection_made(&mut self, transport: &mut LineTransport<'_>) {
-        let t = transport.transport().clone();
-        if let Some(rate) = self.state.config.line_rate.filter(|r| *r > 0.0) {
-            let clock = self
-                .state
+        let config = &self.config;
+        let throttle = config.line_rate.filter(|r| *r > 0.0).map(|rate| Throttle {
+            rate,
+            clock: self
                 .clock
                 .clone()
-                .unwrap_or_else(|| Rc::new(torsion::reactor()));
-            self.state.throttle = Some(Rc::new(RefCell::new(Throttle {
-                rate,
-                clock,
-                transport: t.clone(),
-                queue: VecDeque::new(),
-                timer: None,
-            })));
-        }
-        let config = self.state.config.clone();
+                .unwrap_or_else(|| Rc::new(torsion::reactor())),
+            queue: VecDeque::new(),
+            timer: None,
+        });
         let user = config.username.as_deref().unwrap_or(&config.nickname);
         let real = config.realname.as_deref().unwrap_or(&config.nickname);
-        let mut irc = Core::<H>::irc(&mut self.state, &t);
+        let sender = IrcSender {
+            shared: Rc::new(Shared {
+                transport: transport.transport().clone(),
+                nickname: RefCell::new(config.nickname.clone()),
+                registered: Cell::new(false),
+                username: user.to_owned(),
+                throttle: RefCell::new(throttle),
+            }),
+        };
         if let Some(password) = &config.password {
-            irc.command("PASS", &[], Some(password));
+            sender.command("PASS", &[], Some(password));
         }
-        irc.set_nick(&config.nickname);
-        irc.command("USER", &[user, "0", "*"], Some(real));
+        sender.set_nick(&config.nickname);
+        sender.command("USER", &[user, "0", "*"], Some(real));
+        self.sender = Some(sender);
     }
 
     fn line_received(&mut self, transport: &mut LineTransport<'_>, line: &[u8]) {
+        let Some(sender) = self.sender.clone() else {
+            return;
+        };
         let text = String::from_utf8_lossy(line);
         let text = text.strip_suffix('\r').unwrap_or(&text);
         if text.is_empty() {
             return;
         }
-        let t = transport.transport().clone();
         match Message::parse(text) {
-            Ok(m) => self.dispatch(&t, &m),
+            Ok(m) => self.dispatch(&sender, &m),
             Err(e) => {
-                tracing::error!("{e} from {}: {text:?}; closing the connection", t.get_peer());
-                t.lose_connection();
+                tracing::error!(
+                    "{e} from {}: {text:?}; closing the connection",
+                    transport.get_peer()
+                );
+                transport.lose_connection();
             }
         }
     }
 
     fn connection_lost(&mut self, reason: Failure) {
-        if let Some(throttle) = self.state.throttle.take() {
-            let mut th = throttle.borrow_mut();
-            th.queue.clear();
-            if let Some(timer) = th.timer.take() {
-                let _ = timer.cancel();
-            }
+        if let Some(sender) = &self.sender {
+            sender.shared.stop();
         }
         self.handler.connection_lost(reason);
     }
 
-    fn drain(&mut self, transport: &mut LineTransport<'_>) {
-        let t = transport.transport().clone();
-        let message = self.state.config.quit_message.clone();
+    fn drain(&mut self, _transport: &mut LineTransport<'_>) {
         // Past flood control: the stop does not wait for queued lines.
-        match build_line("QUIT", &[], Some(&message)) {
-            Ok(line) => t.write_sequence(&[line.as_bytes(), b"\r\n"]),
-            Err(_) => t.write(b"QUIT\r\n"),
+        if let Some(sender) = &self.sender {
+            sender.send_now("QUIT", &self.config.quit_message);
         }
     }
 }
@@ -682,18 +689,13 @@ pub struct IrcClient<H> {
 impl<H: IrcHandler> IrcClient<H> {
     /// A client that registers as `config` says and reports to `handler`.
     pub fn new(config: IrcConfig, handler: H) -> IrcClient<H> {
-        let nickname = config.nickname.clone();
         IrcClient {
             lines: Lines::new(Core {
                 handler,
-                state: State {
-                    config,
-                    nickname,
-                    registered: false,
-                    nick_tries: 0,
-                    clock: None,
-                    throttle: None,
-                },
+                config,
+                nick_tries: 0,
+                clock: None,
+                sender: None,
             }),
         }
     }
@@ -701,7 +703,7 @@ impl<H: IrcHandler> IrcClient<H> {
     /// Times flood control with `clock` instead of the reactor (for tests, with
     /// [`Clock`](torsion::testing::Clock)). Call before the connection is made.
     pub fn set_clock(&mut self, clock: impl ReactorTime + 'static) {
-        self.lines.handler_mut().state.clock = Some(Rc::new(clock));
+        self.lines.handler_mut().clock = Some(Rc::new(clock));
     }
 
     /// The handler.
@@ -714,14 +716,27 @@ impl<H: IrcHandler> IrcClient<H> {
         &mut self.lines.handler_mut().handler
     }
 
+    /// The connection's command side, once connected.
+    pub fn sender(&self) -> Option<IrcSender> {
+        self.lines.handler().sender.clone()
+    }
+
     /// The client's current nickname.
-    pub fn nickname(&self) -> &str {
-        &self.lines.handler().state.nickname
+    pub fn nickname(&self) -> String {
+        let core = self.lines.handler();
+        match &core.sender {
+            Some(s) => s.nickname(),
+            None => core.config.nickname.clone(),
+        }
     }
 
     /// Whether registration is complete.
     pub fn is_registered(&self) -> bool {
-        self.lines.handler().state.registered
+        self.lines
+            .handler()
+            .sender
+            .as_ref()
+            .is_some_and(IrcSender::is_registered)
     }
 }
 
