@@ -12,18 +12,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A running ngIRCd.
-pub struct Ngircd {
+pub(crate) struct Ngircd {
     child: Child,
     dir: PathBuf,
     /// The loopback port it listens on.
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 /// The channel the server makes at start (persistent, so joining it needs no operator).
-pub const CHANNEL: &str = "#torsion";
+pub(crate) const CHANNEL: &str = "#torsion";
 
 /// The topic the server gives that channel.
-pub const TOPIC: &str = "interop with ngircd";
+pub(crate) const TOPIC: &str = "interop with ngircd";
 
 fn ngircd_runs() -> bool {
     Command::new("ngircd")
@@ -34,8 +34,14 @@ fn ngircd_runs() -> bool {
         .is_ok()
 }
 
-/// Makes sure `ngircd` is installed, with apt-get if it is not.
+/// Makes sure `ngircd` is installed, with apt-get if it is not (once per test process: the
+/// tests of a binary run in parallel, and two apt-gets at once fight over dpkg's lock).
 fn ensure_installed() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(install);
+}
+
+fn install() {
     if ngircd_runs() {
         return;
     }
@@ -62,7 +68,7 @@ fn free_port() -> u16 {
 
 impl Ngircd {
     /// Starts a server on a free loopback port and waits until it accepts connections.
-    pub fn start() -> Ngircd {
+    pub(crate) fn start() -> Ngircd {
         ensure_installed();
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         // The port is found free, released, then given to the server: another process may
