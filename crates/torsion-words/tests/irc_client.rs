@@ -542,3 +542,78 @@ fn a_kept_sender_sends_from_outside_callbacks_through_flood_control() {
     clock.advance(5.0);
     assert!(rig.sent().is_empty());
 }
+
+#[test]
+fn raw_lines_and_commands_that_are_not_one_short_message_are_refused() {
+    let sent = sent_by(|irc| {
+        irc.send_line("NOT-IRC x");
+        irc.send_line(":prefix-only");
+        irc.send_line(&format!("PRIVMSG #a :{}", "x".repeat(600)));
+        irc.topic("#a", Some(&"y".repeat(600)));
+        irc.send_line("PRIVMSG #a :raw is fine");
+    });
+    assert_eq!(sent, ["PRIVMSG #a :raw is fine"]);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Repeats network text through every command.
+    struct Parrot;
+
+    impl IrcHandler for Parrot {
+        fn privmsg(&mut self, irc: &mut Irc<'_>, user: &str, channel: &str, message: &str) {
+            irc.msg(channel, message);
+            irc.say(message, user);
+            irc.describe(channel, message);
+            irc.join(message);
+            irc.topic(channel, Some(message));
+            irc.kick(channel, message, Some(message));
+            irc.set_nick(message);
+            irc.send_line(message);
+        }
+    }
+
+    proptest! {
+        /// Whatever the network says, a bot repeating it sends only well-formed lines of at
+        /// most 512 bytes: nothing can be smuggled through it.
+        #[test]
+        fn a_parrot_bot_sends_only_well_formed_lines(
+            user in "[^\r\n\0 ]{1,30}",
+            channel in "[^\r\n\0 ]{1,30}",
+            text in "(?s).{0,700}",
+        ) {
+            let st = StringTransport::new();
+            let t = st.transport();
+            let mut client = IrcClient::new(IrcConfig::new("bot"), Parrot);
+            client.connection_made(&t);
+            client.data_received(&t, b":irc.test 001 bot :Welcome\r\n");
+            let line = format!(":{user} PRIVMSG {channel} :{text}\r\n");
+            client.data_received(&t, line.as_bytes());
+            let out = String::from_utf8(st.value()).unwrap();
+            for line in out.split_terminator("\r\n") {
+                prop_assert!(line.len() + 2 <= MAX_LINE, "{} bytes", line.len());
+                prop_assert!(!line.contains(['\r', '\n', '\0']));
+                prop_assert!(Message::parse(line).is_ok(), "{line:?}");
+            }
+        }
+
+        /// A line built from valid parts parses back into those parts.
+        #[test]
+        fn built_lines_parse_back(
+            middle in proptest::collection::vec("[^\r\n\0 :][^\r\n\0 ]{0,20}", 0..5),
+            trailing in proptest::option::of("[^\r\n\0]{0,100}"),
+        ) {
+            let refs: Vec<&str> = middle.iter().map(String::as_str).collect();
+            let line = torsion_words::irc::build_line("PRIVMSG", &refs, trailing.as_deref()).unwrap();
+            let m = Message::parse(&line).unwrap();
+            prop_assert_eq!(m.command, "PRIVMSG");
+            let mut want = refs.clone();
+            if let Some(t) = &trailing {
+                want.push(t);
+            }
+            prop_assert_eq!(m.params(), &want[..]);
+        }
+    }
+}

@@ -224,7 +224,7 @@ pub(crate) fn check_trailing(p: &str) -> Result<(), InvalidParam> {
 }
 
 /// Builds `COMMAND middle... [:trailing]` (without the line ending), or says which
-/// parameter would break the line.
+/// parameter would break the line (or that the line would be longer than IRC allows).
 ///
 /// ```
 /// use torsion_words::irc::build_line;
@@ -254,7 +254,23 @@ pub fn build_line(
         line.push_str(" :");
         line.push_str(t);
     }
+    check_length(&line)?;
     Ok(line)
+}
+
+/// Checks that `line` fits IRC's 512 bytes with its CR LF.
+pub(crate) fn check_length(line: &str) -> Result<(), InvalidParam> {
+    if line.len() + 2 > MAX_LINE {
+        let mut cut = 40.min(line.len());
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        return Err(InvalidParam {
+            param: format!("{}...", &line[..cut]),
+            why: "the line would be over 510 bytes",
+        });
+    }
+    Ok(())
 }
 
 /// Cuts `text` into pieces of at most `max` bytes each, at line breaks (`\n`, with any `\r`

@@ -305,14 +305,18 @@ impl IrcSender {
             .map_or(0, |t| t.queue.len())
     }
 
-    /// Sends one raw line (without its line ending), through flood control. A line holding
-    /// a CR, LF or NUL is refused (logged, not sent).
+    /// Sends one raw line (without its line ending), through flood control. A line that is
+    /// not one IRC message (it holds a CR, LF or NUL, does not parse, or is over 510 bytes)
+    /// is refused (logged, not sent).
     pub fn send_line(&self, line: &str) {
-        if let Err(e) = message::check_trailing(line) {
-            tracing::error!("IRC line not sent: {e}");
-            return;
+        let checked = message::check_trailing(line)
+            .and_then(|()| message::check_length(line))
+            .map_err(|e| e.to_string())
+            .and_then(|()| Message::parse(line).map(drop).map_err(|e| e.to_string()));
+        match checked {
+            Ok(()) => self.send_checked(line.to_owned()),
+            Err(e) => tracing::error!("IRC line not sent: {e}"),
         }
-        self.send_checked(line.to_owned());
     }
 
     /// Sends a line already built by [`build_line`], through flood control.
