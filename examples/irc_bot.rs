@@ -1,0 +1,115 @@
+//! Seed 003: "an IRC bot in ten minutes", Twisted's LogBot (`ircLogBot.py`). The bot joins a
+//! channel and logs what is said there, with a timestamp on each line, to a file (or to
+//! standard output). Say "<botnick>: anything" and it answers; whisper to it and it scolds
+//! you. When the connection drops, it reconnects, waiting a little longer each time.
+//!
+//! ```text
+//! cargo run --release --example irc_bot -- --host 127.0.0.1 --port 6667 --nick torsionbot --channel '#torsion' --log bot.log
+//! ```
+use std::cell::RefCell;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use torsion::protocols::policies::ReconnectingClientFactory;
+use torsion::{factory, reactor, Failure};
+use torsion_examples::{init_logging, Args};
+use torsion_words::irc::{nick_of, Irc, IrcClient, IrcConfig, IrcHandler};
+
+/// Writes lines to a file (or standard output), each with the time (UTC) in front, flushed
+/// at once so that `tail -f` shows them as they come.
+struct MessageLogger(RefCell<Box<dyn Write>>);
+
+impl MessageLogger {
+    /// Writes `message` as one line: `[HH:MM:SS] message`.
+    fn log(&self, message: &str) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH);
+        let secs = now.map_or(0, |d| d.as_secs()) % 86_400;
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let mut out = self.0.borrow_mut();
+        let written = writeln!(out, "[{h:02}:{m:02}:{s:02}] {message}").and_then(|()| out.flush());
+        if let Err(e) = written {
+            eprintln!("error: cannot write the log: {e}");
+        }
+    }
+}
+
+/// A logging IRC bot: one per connection, all writing to the same log.
+struct LogBot {
+    /// The channel to join once signed on.
+    channel: String,
+    /// The log, shared with the bots of later connections.
+    logger: Rc<MessageLogger>,
+}
+
+impl IrcHandler for LogBot {
+    fn signed_on(&mut self, irc: &mut Irc<'_>) {
+        println!("signed on as {}", irc.nickname());
+        irc.join(&self.channel);
+    }
+
+    fn joined(&mut self, _irc: &mut Irc<'_>, channel: &str) {
+        self.logger.log(&format!("[I have joined {channel}]"));
+    }
+
+    fn privmsg(&mut self, irc: &mut Irc<'_>, user: &str, channel: &str, message: &str) {
+        let user = nick_of(user);
+        self.logger.log(&format!("<{user}> {message}"));
+        if irc.is_me(channel) {
+            // A private message: the channel is our own nickname, so answer the sender.
+            irc.msg(user, "It isn't nice to whisper!  Play nice with the group.");
+        } else if message.starts_with(&format!("{}:", irc.nickname())) {
+            // Someone is talking to us in the channel.
+            let reply = format!("{user}: I am a log bot");
+            irc.msg(channel, &reply);
+            self.logger.log(&format!("<{}> {reply}", irc.nickname()));
+        }
+    }
+
+    fn action(&mut self, _irc: &mut Irc<'_>, user: &str, _channel: &str, data: &str) {
+        self.logger.log(&format!("* {} {data}", nick_of(user)));
+    }
+
+    fn user_renamed(&mut self, _irc: &mut Irc<'_>, old: &str, new: &str) {
+        self.logger.log(&format!("{old} is now known as {new}"));
+    }
+
+    fn connection_lost(&mut self, _reason: Failure) {
+        self.logger.log("[disconnected]");
+    }
+}
+
+/// Reads the command line, opens the log, and connects (and reconnects) the bot.
+fn main() -> Result<(), Failure> {
+    init_logging();
+    let args = Args::from_env();
+    let host = args.text("--host").unwrap_or("127.0.0.1").to_owned();
+    let port: u16 = args.get("--port", 6667);
+    let nick = args.text("--nick").unwrap_or("torsionbot").to_owned();
+    let channel = args.text("--channel").unwrap_or("#torsion").to_owned();
+    let out: Box<dyn Write> = match args.text("--log") {
+        None => Box::new(std::io::stdout()),
+        Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(file) => Box::new(file),
+            Err(e) => {
+                eprintln!("error: cannot open the log {path}: {e}");
+                std::process::exit(1)
+            }
+        },
+    };
+    let logger = Rc::new(MessageLogger(RefCell::new(out)));
+
+    // The factory makes a bot each time a connection is made; the reconnecting factory
+    // around it connects again, with growing delays, whenever the connection fails or ends.
+    let bots = factory(move || {
+        logger.log("[connected]");
+        let bot = LogBot {
+            channel: channel.clone(),
+            logger: logger.clone(),
+        };
+        IrcClient::new(IrcConfig::new(&nick), bot)
+    });
+    reactor().connect_tcp(&host, port, ReconnectingClientFactory::new(bots));
+    reactor().run()
+}
