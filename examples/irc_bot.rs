@@ -4,7 +4,7 @@
 //! you. When the connection drops, it reconnects, waiting a little longer each time.
 //!
 //! ```text
-//! cargo run --release --example irc_bot -- --host 127.0.0.1 --port 6667 --nick torsionbot --channel '#torsion' --log bot.log
+//! cargo run --release --example irc_bot -- --host 127.0.0.1 --port 6667 --nick logbot --channel '#torsion' --log bot.log
 //! ```
 use std::cell::RefCell;
 use std::fs::OpenOptions;
@@ -44,6 +44,10 @@ struct LogBot {
 }
 
 impl IrcHandler for LogBot {
+    fn connection_made(&mut self, _irc: &mut Irc<'_>) {
+        self.logger.log("[connected]");
+    }
+
     fn signed_on(&mut self, irc: &mut Irc<'_>) {
         println!("signed on as {}", irc.nickname());
         irc.join(&self.channel);
@@ -86,7 +90,7 @@ fn main() -> Result<(), Failure> {
     let args = Args::from_env();
     let host = args.text("--host").unwrap_or("127.0.0.1").to_owned();
     let port: u16 = args.get("--port", 6667);
-    let nick = args.text("--nick").unwrap_or("torsionbot").to_owned();
+    let nick = args.text("--nick").unwrap_or("logbot").to_owned();
     let channel = args.text("--channel").unwrap_or("#torsion").to_owned();
     let out: Box<dyn Write> = match args.text("--log") {
         None => Box::new(std::io::stdout()),
@@ -103,7 +107,6 @@ fn main() -> Result<(), Failure> {
     // The factory makes a bot each time a connection is made; the reconnecting factory
     // around it connects again, with growing delays, whenever the connection fails or ends.
     let bots = factory(move || {
-        logger.log("[connected]");
         let bot = LogBot {
             channel: channel.clone(),
             logger: logger.clone(),

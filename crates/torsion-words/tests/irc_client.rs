@@ -22,6 +22,9 @@ impl Recorder {
 }
 
 impl IrcHandler for Recorder {
+    fn connection_made(&mut self, irc: &mut Irc<'_>) {
+        self.push(format!("connection_made {}", irc.nickname()));
+    }
     fn signed_on(&mut self, irc: &mut Irc<'_>) {
         self.push(format!("signed_on {}", irc.nickname()));
     }
@@ -160,7 +163,7 @@ fn welcome_signs_on_with_the_nickname_the_server_gives() {
     let mut rig = Rig::new(IrcConfig::new("bot"));
     rig.sent();
     rig.feed(":irc.test 001 Bot :Welcome to IRC\r\n");
-    assert_eq!(rig.events(), ["signed_on Bot"]);
+    assert_eq!(rig.events(), ["connection_made bot", "signed_on Bot"]);
     assert!(rig.client.is_registered());
     assert_eq!(rig.client.nickname(), "Bot");
 }
@@ -174,7 +177,7 @@ fn a_taken_nickname_is_altered_until_one_is_free() {
     rig.feed(":irc.test 433 * bot_ :Nickname already in use\r\n");
     assert_eq!(rig.sent(), ["NICK bot__"]);
     rig.feed(":irc.test 001 bot__ :Welcome\r\n");
-    assert_eq!(rig.events(), ["signed_on bot__"]);
+    assert_eq!(rig.events(), ["connection_made bot", "signed_on bot__"]);
 }
 
 #[test]
@@ -197,14 +200,35 @@ fn a_collision_after_registration_is_just_reported() {
 }
 
 #[test]
-fn an_erroneous_nickname_falls_back_once_then_gives_up() {
-    let mut rig = Rig::new(IrcConfig::new("b@d"));
+fn an_erroneous_nickname_is_cut_to_nine_then_falls_back_then_gives_up() {
+    let mut rig = Rig::new(IrcConfig::new("torsion@bot"));
     rig.sent();
-    rig.feed(":irc.test 432 * b@d :Erroneous nickname\r\n");
+    let refuse = |rig: &mut Rig, nick: &str| {
+        rig.feed(&format!(":irc.test 432 * {nick} :Erroneous nickname\r\n"));
+    };
+    refuse(&mut rig, "torsion@bot");
+    assert_eq!(rig.sent(), ["NICK torsion@b"]);
+    refuse(&mut rig, "torsion@b");
     assert_eq!(rig.sent(), ["NICK defaultnick"]);
+    refuse(&mut rig, "defaultnick");
+    assert_eq!(rig.sent(), ["NICK defaultni"]);
     assert!(!rig.st.disconnecting());
-    rig.feed(":irc.test 432 * defaultnick :Erroneous nickname\r\n");
+    refuse(&mut rig, "defaultni");
+    assert!(rig.sent().is_empty());
     assert!(rig.st.disconnecting());
+}
+
+#[test]
+fn a_nickname_too_long_for_the_server_is_cut_to_nine() {
+    let mut rig = Rig::new(IrcConfig::new("torsionbot"));
+    rig.sent();
+    rig.feed(":irc.test 432 * torsionbot :Erroneous nickname\r\n");
+    assert_eq!(rig.sent(), ["NICK torsionbo"]);
+    rig.feed(":irc.test 001 torsionbo :Welcome\r\n");
+    assert_eq!(
+        rig.events(),
+        ["connection_made torsionbot", "signed_on torsionbo"]
+    );
 }
 
 #[test]
@@ -256,7 +280,7 @@ fn losing_the_connection_drops_the_queue_and_its_timer() {
     rig.client
         .connection_lost(Failure::new(torsion::error::ConnectionDone));
     assert!(clock.pending_call_times().is_empty());
-    assert_eq!(rig.events(), ["connection_lost"]);
+    assert_eq!(rig.events(), ["connection_made bot", "connection_lost"]);
 }
 
 #[test]

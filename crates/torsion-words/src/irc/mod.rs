@@ -92,7 +92,9 @@ pub struct IrcConfig {
     /// The answer to a CTCP VERSION query; `None` leaves such queries unanswered.
     pub version_name: Option<String>,
     /// The nickname to try when the server calls ours erroneous during registration
-    /// (Twisted's `erroneousNickFallback`).
+    /// (Twisted's `erroneousNickFallback`). A refused nickname longer than nine characters
+    /// (RFC 1459's limit, and ngIRCd's default) is first tried cut to nine; then this one,
+    /// then this one cut to nine; then registration gives up.
     pub erroneous_nick_fallback: String,
     /// The message sent with QUIT when the connection is asked to drain (a graceful stop).
     pub quit_message: String,
@@ -123,6 +125,9 @@ impl IrcConfig {
 /// quits, kicks, renames); `channel` is the client's own nickname for a private message.
 #[allow(unused_variables)]
 pub trait IrcHandler: 'static {
+    /// The connection is made and registration sent (Twisted's `connectionMade`).
+    fn connection_made(&mut self, irc: &mut Irc<'_>) {}
+
     /// Registration is complete (RPL_WELCOME): join channels here.
     fn signed_on(&mut self, irc: &mut Irc<'_>) {}
 
@@ -492,11 +497,18 @@ fn with_channel_prefix(channel: &str) -> Cow<'_, str> {
     }
 }
 
+/// `nick` cut to nine characters, RFC 1459's limit for nicknames.
+fn cut_nick(nick: &str) -> String {
+    nick.chars().take(9).collect()
+}
+
 /// The line receiver behind [`IrcClient`].
 struct Core<H> {
     handler: H,
     config: IrcConfig,
     nick_tries: u32,
+    /// Nicknames the server called erroneous during registration.
+    refused: Vec<String>,
     clock: Option<Rc<dyn ReactorTime>>,
     /// The command side, from the connection on.
     sender: Option<IrcSender>,
@@ -531,16 +543,29 @@ impl<H: IrcHandler> Core<H> {
                 let next = h.alter_collided_nick(&sender.nickname());
                 sender.set_nick(&next);
             }
-            // ERR_ERRONEUSNICKNAME during registration: fall back once, then give up.
+            // ERR_ERRONEUSNICKNAME during registration: try a shorter one, then the
+            // fallback, then give up.
             "432" if !sender.is_registered() => {
+                let refused = sender.nickname();
+                self.refused.push(refused.clone());
                 let fallback = &self.config.erroneous_nick_fallback;
-                if sender.is_me(fallback) {
-                    tracing::error!(
-                        "IRC registration failed: the server refuses the nickname {fallback:?}"
-                    );
-                    sender.transport().lose_connection();
-                } else {
-                    sender.set_nick(fallback);
+                let next = [cut_nick(&refused), fallback.clone(), cut_nick(fallback)]
+                    .into_iter()
+                    .find(|n| !n.is_empty() && !self.refused.iter().any(|r| same_name(r, n)));
+                match next {
+                    Some(next) => {
+                        tracing::warn!(
+                            "IRC server refuses the nickname {refused:?}; trying {next:?}"
+                        );
+                        sender.set_nick(&next);
+                    }
+                    None => {
+                        tracing::error!(
+                            "IRC registration failed: the server refuses the nicknames {:?}",
+                            self.refused
+                        );
+                        sender.transport().lose_connection();
+                    }
                 }
             }
             "NICK" => {
@@ -645,6 +670,7 @@ impl<H: IrcHandler> LineReceiver for Core<H> {
         }
         sender.set_nick(&config.nickname);
         sender.command("USER", &[user, "0", "*"], Some(real));
+        self.handler.connection_made(&mut Irc { sender: &sender });
         self.sender = Some(sender);
     }
 
@@ -698,6 +724,7 @@ impl<H: IrcHandler> IrcClient<H> {
                 handler,
                 config,
                 nick_tries: 0,
+                refused: Vec::new(),
                 clock: None,
                 sender: None,
             }),
