@@ -1,24 +1,17 @@
 //! Runs the seed programs in `examples/` with `cargo run --example` and checks what they print.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
+use support::Running;
 
 /// How long an example may take, building included.
 const DEADLINE: Duration = Duration::from_secs(300);
-
-/// A running example, killed and reaped when dropped, whatever happened.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts `cargo run --quiet --example NAME -- ARGS` with stdout piped.
 fn start(name: &str, args: &[&str]) -> Running {

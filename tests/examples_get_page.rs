@@ -1,25 +1,18 @@
 //! Seed 004's get_page example, run as a binary against Python's `http.server` (a server
 //! nobody here wrote) and against a refused port, in both its callback and async styles.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
+use support::Running;
 
 /// How long the example may take, building included.
 const DEADLINE: Duration = Duration::from_secs(300);
-
-/// A child process killed and reaped when dropped, whatever happened.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A folder removed when dropped.
 struct TempDir(PathBuf);

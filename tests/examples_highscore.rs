@@ -9,28 +9,21 @@
 #[path = "../crates/torsion-db/tests/support/pg.rs"]
 mod pg;
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::Running;
 
 /// How long the example may take to start, building included.
 const DEADLINE: Duration = Duration::from_secs(300);
 /// How long a client waits for an answer.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A running example, killed and reaped when dropped, whatever happened.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// An SQLite file (and its WAL files) in the temporary folder, removed when dropped.
 struct TempDb(PathBuf);

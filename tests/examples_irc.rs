@@ -6,15 +6,18 @@
 #[path = "../crates/torsion-words/tests/support/ngircd.rs"]
 mod ngircd;
 
+mod support;
+
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ngircd::{Ngircd, CHANNEL};
+use support::Running;
 
 /// How long the bot may take to sign on, building included.
 const BUILD_DEADLINE: Duration = Duration::from_secs(300);
@@ -22,16 +25,6 @@ const BUILD_DEADLINE: Duration = Duration::from_secs(300);
 const DEADLINE: Duration = Duration::from_secs(30);
 /// How often a blocked read wakes up to look at its deadline.
 const READ_TIMEOUT: Duration = Duration::from_millis(200);
-
-/// A running example, killed and reaped when dropped, whatever happened.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A log file path in the temporary folder, removed when dropped.
 struct TempLog(PathBuf);

@@ -1,29 +1,22 @@
 //! Runs the networked seed programs in `examples/` (reverse, data and chat servers and
 //! clients) with `cargo run --example`, and talks to them over TCP.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::Running;
 
 /// How long an example may take, building included.
 const DEADLINE: Duration = Duration::from_secs(300);
 
 /// How long a test client waits for a server's answer.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A running example, killed and reaped when dropped, whatever happened.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A temporary file, removed when dropped.
 struct TempFile(PathBuf);

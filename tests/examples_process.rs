@@ -2,24 +2,17 @@
 //! with `cat`) and `stdio_echo` (a line protocol over the program's own stdin and stdout,
 //! fed through a pipe).
 
+mod support;
+
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+use support::Running;
 
 /// How long an example may take, building included.
 const DEADLINE: Duration = Duration::from_secs(300);
-
-/// A running example, killed and reaped when dropped, whatever happened.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts `cargo run --quiet --example NAME -- ARGS` with stdin and stdout piped.
 fn start(name: &str, args: &[&str]) -> Running {

@@ -1,20 +1,13 @@
 //! The static_files seed program, run as a binary: seed 004's `File('.')` serving a folder.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-/// Kills the example when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::Running;
 
 /// Sends one request with a fresh connection; returns the whole response.
 fn fetch(port: u16, request: &str) -> String {

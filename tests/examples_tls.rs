@@ -2,30 +2,23 @@
 //! TLS client (Torsion's, which is rustls): with certificate files made by the test, and with
 //! the self-signed certificate the example makes and prints.
 
+mod support;
+
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use support::Running;
 use torsion::tls::{CertificateDer, ClientContext};
 use torsion::{factory, Failure, Protocol, Reactor, Transport};
 
 /// How long the example may take to start, building included.
 const DEADLINE: Duration = Duration::from_secs(300);
-
-/// A running example, killed and reaped when dropped, whatever happened.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A temporary file, removed when dropped.
 struct TempFile(PathBuf);

@@ -1,27 +1,20 @@
 //! Runs the `udp_echo` example with `cargo run --example` and sends it datagrams over UDP.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
+use support::Running;
 
 /// How long the example may take to start, building included.
 const DEADLINE: Duration = Duration::from_secs(300);
 
 /// How long the test waits for an echo.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A running example, killed and reaped when dropped, whatever happened.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts `udp_echo --port 0` and returns it with the port it printed.
 fn start_udp_echo() -> (Running, u16) {

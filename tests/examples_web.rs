@@ -1,21 +1,14 @@
 //! The web seed programs, run as binaries: hello_web, web_counter, and byte_count (a TCP
 //! protocol and a web page sharing one counter).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-/// Kills the example when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::Running;
 
 /// Starts an example and returns it with the ports in its first line of output
 /// ("... listening on tcp:0.0.0.0:PORT ...").
