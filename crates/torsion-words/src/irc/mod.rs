@@ -65,7 +65,7 @@ pub use message::{
 };
 use message::{check_middle, split_text};
 
-/// The channel prefixes [`Irc::say`] recognizes; a name without one gets `#`.
+/// The channel prefixes [`IrcSender::say`] recognizes; a name without one gets `#`.
 pub const CHANNEL_PREFIXES: &str = "&#!+";
 
 /// Room kept for what a server puts in front of a line it relays (`:nick!user@host `), with
@@ -175,7 +175,7 @@ pub trait IrcHandler: 'static {
     /// Someone else changed nickname.
     fn user_renamed(&mut self, irc: &mut Irc<'_>, old: &str, new: &str) {}
 
-    /// The client's own nickname changed (after [`Irc::set_nick`], or a collision).
+    /// The client's own nickname changed (after [`IrcSender::set_nick`], or a collision).
     fn nick_changed(&mut self, irc: &mut Irc<'_>, nick: &str) {}
 
     /// The topic of `channel` is `topic`, set by `nick` (on a change, or the topic a server
