@@ -227,26 +227,30 @@ struct Shared {
 }
 
 impl Shared {
-    /// Sends the next queued line, if any, and schedules the one after.
+    /// Sends the next queued line, if any, and schedules the one after. The queue is not
+    /// borrowed while the line is written.
     fn send_next(this: &Rc<Shared>) {
-        let mut guard = this.throttle.borrow_mut();
-        let Some(t) = guard.as_mut() else {
+        let next = match this.throttle.borrow_mut().as_mut() {
+            Some(t) => t.queue.pop_front(),
+            None => return,
+        };
+        let Some(line) = next else {
+            if let Some(t) = this.throttle.borrow_mut().as_mut() {
+                t.timer = None;
+            }
             return;
         };
-        match t.queue.pop_front() {
-            Some(line) => {
-                this.transport.write_sequence(&[line.as_bytes(), b"\r\n"]);
-                let next = Rc::downgrade(this);
-                t.timer = Some(t.clock.call_later_boxed(
-                    t.rate,
-                    Box::new(move || {
-                        if let Some(this) = next.upgrade() {
-                            Shared::send_next(&this);
-                        }
-                    }),
-                ));
-            }
-            None => t.timer = None,
+        this.transport.write_sequence(&[line.as_bytes(), b"\r\n"]);
+        if let Some(t) = this.throttle.borrow_mut().as_mut() {
+            let again = Rc::downgrade(this);
+            t.timer = Some(t.clock.call_later_boxed(
+                t.rate,
+                Box::new(move || {
+                    if let Some(this) = again.upgrade() {
+                        Shared::send_next(&this);
+                    }
+                }),
+            ));
         }
     }
 
