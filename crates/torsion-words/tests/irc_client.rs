@@ -641,3 +641,14 @@ mod props {
         }
     }
 }
+
+#[test]
+fn the_config_does_not_show_its_password() {
+    let mut config = IrcConfig::new("bot");
+    config.password = Some("sesame".into());
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("sesame") && shown.contains("<hidden>"),
+        "{shown}"
+    );
+}

@@ -75,8 +75,9 @@ const HOST_ROOM: usize = 63;
 /// How many nickname collisions registration tries its way past before it gives up.
 const MAX_NICK_TRIES: u32 = 16;
 
-/// Who the client is and how it behaves (Twisted's `IRCClient` attributes).
-#[derive(Clone, Debug)]
+/// Who the client is and how it behaves (Twisted's `IRCClient` attributes). Its `Debug`
+/// output leaves the password out.
+#[derive(Clone)]
 pub struct IrcConfig {
     /// The nickname to register with.
     pub nickname: String,
@@ -98,6 +99,21 @@ pub struct IrcConfig {
     pub erroneous_nick_fallback: String,
     /// The message sent with QUIT when the connection is asked to drain (a graceful stop).
     pub quit_message: String,
+}
+
+impl std::fmt::Debug for IrcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IrcConfig")
+            .field("nickname", &self.nickname)
+            .field("username", &self.username)
+            .field("realname", &self.realname)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("line_rate", &self.line_rate)
+            .field("version_name", &self.version_name)
+            .field("erroneous_nick_fallback", &self.erroneous_nick_fallback)
+            .field("quit_message", &self.quit_message)
+            .finish()
+    }
 }
 
 impl IrcConfig {
