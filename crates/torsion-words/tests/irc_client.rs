@@ -519,6 +519,15 @@ fn invalid_utf8_and_bare_lf_lines_are_still_read() {
 }
 
 #[test]
+fn commands_are_case_insensitive() {
+    let mut rig = Rig::signed_on("bot");
+    rig.feed(":alice!a@h privmsg #t :hi\r\n");
+    rig.feed("ping :x\r\n");
+    assert_eq!(rig.events(), ["privmsg alice!a@h #t hi"]);
+    assert_eq!(rig.sent(), ["PONG :x"]);
+}
+
+#[test]
 fn lines_split_across_reads_are_joined() {
     let mut rig = Rig::signed_on("bot");
     rig.feed(":alice!a@h PRIV");

@@ -541,7 +541,15 @@ impl<H: IrcHandler> Core<H> {
         let irc = &mut Irc { sender };
         let nick = m.nick().unwrap_or("");
         let p = |i: usize| m.param(i).unwrap_or("");
-        match m.command {
+        // Commands are case-insensitive (RFC 1459 §2.3); servers send them in capitals.
+        let upper;
+        let command = if m.command.bytes().any(|b| b.is_ascii_lowercase()) {
+            upper = m.command.to_ascii_uppercase();
+            upper.as_str()
+        } else {
+            m.command
+        };
+        match command {
             // At once, past flood control: a late PONG costs the connection.
             "PING" => sender.send_now("PONG", m.last().unwrap_or("")),
             "001" => {
