@@ -36,6 +36,8 @@ fuzz_target!(|data: &[u8]| {
     let t = st.transport();
     let mut config = IrcConfig::new("bot");
     config.version_name = Some("fuzz".into());
+    // No timers: they would pile up in the reactor across runs.
+    config.heartbeat_interval = None;
     let mut client = IrcClient::new(config, Parrot);
     client.connection_made(&t);
     client.data_received(&t, b":irc.test 001 bot :Welcome\r\n");

@@ -98,23 +98,28 @@ struct Rig {
     t: Transport,
     client: IrcClient<Recorder>,
     log: Log,
+    clock: Clock,
 }
 
 impl Rig {
     fn new(config: IrcConfig) -> Rig {
-        Rig::with(config, None)
+        Rig::with(config, &Clock::new())
     }
 
-    fn with(config: IrcConfig, clock: Option<&Clock>) -> Rig {
+    fn with(config: IrcConfig, clock: &Clock) -> Rig {
         let log = Log::default();
         let st = StringTransport::new();
         let t = st.transport();
         let mut client = IrcClient::new(config, Recorder { log: log.clone() });
-        if let Some(clock) = clock {
-            client.set_clock(clock.clone());
-        }
+        client.set_clock(clock.clone());
         client.connection_made(&t);
-        Rig { st, t, client, log }
+        Rig {
+            st,
+            t,
+            client,
+            log,
+            clock: clock.clone(),
+        }
     }
 
     /// A connected client that has also received RPL_WELCOME; output and log cleared.
@@ -236,7 +241,7 @@ fn ping_is_answered_at_once_even_under_flood_control() {
     let clock = Clock::new();
     let mut config = IrcConfig::new("bot");
     config.line_rate = Some(2.0);
-    let mut rig = Rig::with(config, Some(&clock));
+    let mut rig = Rig::with(config, &clock);
     // Registration: NICK went out, USER waits for its turn.
     assert_eq!(rig.sent(), ["NICK bot"]);
     rig.feed("PING :irc.test\r\n");
@@ -250,7 +255,7 @@ fn flood_control_sends_one_line_per_line_rate() {
     let clock = Clock::new();
     let mut config = IrcConfig::new("bot");
     config.line_rate = Some(1.0);
-    let mut rig = Rig::with(config, Some(&clock));
+    let mut rig = Rig::with(config, &clock);
     clock.advance(1.0); // USER
     clock.advance(1.0); // the queue is empty again
     rig.feed(":irc.test 001 bot :Welcome\r\n");
@@ -267,7 +272,50 @@ fn flood_control_sends_one_line_per_line_rate() {
     clock.advance(1.0);
     assert_eq!(rig.sent(), ["NOTICE alice :\u{1}PING 3\u{1}"]);
     clock.advance(1.0);
-    assert!(clock.pending_call_times().is_empty());
+    // Only the heartbeat is left.
+    assert_eq!(clock.pending_call_times().len(), 1);
+}
+
+#[test]
+fn a_heartbeat_pings_the_server_and_closes_a_silent_connection() {
+    let mut config = IrcConfig::new("bot");
+    config.heartbeat_interval = Some(10.0);
+    let mut rig = Rig::new(config);
+    assert!(
+        rig.clock.pending_call_times().is_empty(),
+        "not before signing on"
+    );
+    rig.feed(":irc.test 001 bot :Welcome\r\n");
+    rig.sent();
+    rig.clock.advance(10.0);
+    assert_eq!(rig.sent(), ["PING :irc.test"]);
+    // The server answers: the connection is alive.
+    rig.clock.advance(5.0);
+    rig.feed(":irc.test PONG irc.test :irc.test\r\n");
+    rig.clock.advance(5.0);
+    assert_eq!(rig.sent(), ["PING :irc.test"]);
+    rig.clock.advance(10.0);
+    assert_eq!(rig.sent(), ["PING :irc.test"]);
+    assert!(!rig.st.disconnecting());
+    // Two intervals without a word from the server: taken for dead.
+    rig.clock.advance(10.0);
+    assert!(rig.st.disconnecting());
+    assert!(rig.sent().is_empty());
+    rig.client
+        .connection_lost(Failure::new(torsion::error::ConnectionDone));
+    assert!(rig.clock.pending_call_times().is_empty());
+}
+
+#[test]
+fn no_heartbeat_when_it_is_turned_off() {
+    let mut config = IrcConfig::new("bot");
+    config.heartbeat_interval = None;
+    let mut rig = Rig::new(config);
+    rig.feed(":irc.test 001 bot :Welcome\r\n");
+    rig.sent();
+    rig.clock.advance(1000.0);
+    assert!(rig.sent().is_empty());
+    assert!(rig.clock.pending_call_times().is_empty());
 }
 
 #[test]
@@ -275,7 +323,7 @@ fn losing_the_connection_drops_the_queue_and_its_timer() {
     let clock = Clock::new();
     let mut config = IrcConfig::new("bot");
     config.line_rate = Some(1.0);
-    let mut rig = Rig::with(config, Some(&clock));
+    let mut rig = Rig::with(config, &clock);
     assert_eq!(clock.pending_call_times().len(), 1);
     rig.client
         .connection_lost(Failure::new(torsion::error::ConnectionDone));
@@ -558,7 +606,7 @@ fn a_kept_sender_sends_from_outside_callbacks_through_flood_control() {
     let clock = Clock::new();
     let mut config = IrcConfig::new("bot");
     config.line_rate = Some(1.0);
-    let mut rig = Rig::with(config, Some(&clock));
+    let mut rig = Rig::with(config, &clock);
     clock.advance(1.0);
     clock.advance(1.0);
     rig.sent();
@@ -619,7 +667,9 @@ mod props {
         ) {
             let st = StringTransport::new();
             let t = st.transport();
-            let mut client = IrcClient::new(IrcConfig::new("bot"), Parrot);
+            let mut config = IrcConfig::new("bot");
+            config.heartbeat_interval = None;
+            let mut client = IrcClient::new(config, Parrot);
             client.connection_made(&t);
             client.data_received(&t, b":irc.test 001 bot :Welcome\r\n");
             let line = format!(":{user} PRIVMSG {channel} :{text}\r\n");

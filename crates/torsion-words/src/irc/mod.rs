@@ -99,6 +99,11 @@ pub struct IrcConfig {
     pub erroneous_nick_fallback: String,
     /// The message sent with QUIT when the connection is asked to drain (a graceful stop).
     pub quit_message: String,
+    /// Seconds between two PINGs the client sends once signed on (Twisted's
+    /// `heartbeatInterval`, 120 by default); when nothing at all has come from the server
+    /// for two of them, the connection is taken for dead and closed, so a reconnecting
+    /// factory can start again. `None` sends no PINGs.
+    pub heartbeat_interval: Option<f64>,
 }
 
 impl std::fmt::Debug for IrcConfig {
@@ -112,6 +117,7 @@ impl std::fmt::Debug for IrcConfig {
             .field("version_name", &self.version_name)
             .field("erroneous_nick_fallback", &self.erroneous_nick_fallback)
             .field("quit_message", &self.quit_message)
+            .field("heartbeat_interval", &self.heartbeat_interval)
             .finish()
     }
 }
@@ -128,6 +134,7 @@ impl IrcConfig {
             version_name: None,
             erroneous_nick_fallback: "defaultnick".to_owned(),
             quit_message: "shutting down".to_owned(),
+            heartbeat_interval: Some(120.0),
         }
     }
 }
@@ -224,7 +231,6 @@ pub trait IrcHandler: 'static {
 /// Lines waiting for their turn under [`IrcConfig::line_rate`].
 struct Throttle {
     rate: f64,
-    clock: Rc<dyn ReactorTime>,
     queue: VecDeque<String>,
     /// The call that sends the next queued line; `None` when the last line went out more
     /// than `rate` seconds ago (the next line may go at once).
@@ -240,6 +246,12 @@ struct Shared {
     /// The user name, for the room a relayed line leaves.
     username: String,
     throttle: RefCell<Option<Throttle>>,
+    /// The reactor, or a test clock.
+    clock: Rc<dyn ReactorTime>,
+    /// When the last line came from the server.
+    last_heard: Cell<f64>,
+    /// The next heartbeat, once signed on.
+    heartbeat: RefCell<Option<DelayedCall>>,
 }
 
 impl Shared {
@@ -259,7 +271,7 @@ impl Shared {
         this.transport.write_sequence(&[line.as_bytes(), b"\r\n"]);
         if let Some(t) = this.throttle.borrow_mut().as_mut() {
             let again = Rc::downgrade(this);
-            t.timer = Some(t.clock.call_later_boxed(
+            t.timer = Some(this.clock.call_later_boxed(
                 t.rate,
                 Box::new(move || {
                     if let Some(this) = again.upgrade() {
@@ -270,12 +282,46 @@ impl Shared {
         }
     }
 
-    /// Drops the queued lines and the timer (the connection is gone).
+    /// Drops the queued lines and the timers (the connection is gone).
     fn stop(&self) {
         if let Some(mut t) = self.throttle.borrow_mut().take() {
             if let Some(timer) = t.timer.take() {
                 let _ = timer.cancel();
             }
+        }
+        if let Some(timer) = self.heartbeat.borrow_mut().take() {
+            let _ = timer.cancel();
+        }
+    }
+
+    /// Schedules the next heartbeat in `interval` seconds: a PING to `server`, or, when
+    /// nothing has come for two intervals, the end of the connection.
+    fn schedule_heartbeat(this: &Rc<Shared>, interval: f64, server: Rc<str>) {
+        let weak = Rc::downgrade(this);
+        let call = this.clock.call_later_boxed(
+            interval,
+            Box::new(move || {
+                let Some(this) = weak.upgrade() else {
+                    return;
+                };
+                this.heartbeat.borrow_mut().take();
+                let silent = this.clock.seconds() - this.last_heard.get();
+                if silent >= 2.0 * interval {
+                    tracing::warn!(
+                        "nothing from IRC server {server} for {silent:.0} s; closing the connection"
+                    );
+                    this.transport.lose_connection();
+                    return;
+                }
+                match build_line("PING", &[], Some(&server)) {
+                    Ok(line) => this.transport.write_sequence(&[line.as_bytes(), b"\r\n"]),
+                    Err(e) => tracing::warn!("IRC PING not sent: {e}"),
+                }
+                Shared::schedule_heartbeat(&this, interval, server);
+            }),
+        );
+        if let Some(old) = this.heartbeat.borrow_mut().replace(call) {
+            let _ = old.cancel();
         }
     }
 }
@@ -557,6 +603,13 @@ impl<H: IrcHandler> Core<H> {
                 if let Some(me) = m.param(0).filter(|n| !n.is_empty()) {
                     *sender.shared.nickname.borrow_mut() = me.to_owned();
                 }
+                if let Some(interval) = self.config.heartbeat_interval.filter(|i| *i > 0.0) {
+                    let server: Rc<str> = match m.prefix {
+                        Some(p) if check_middle(p).is_ok() => p.into(),
+                        _ => "torsion".into(),
+                    };
+                    Shared::schedule_heartbeat(&sender.shared, interval, server);
+                }
                 h.signed_on(irc);
             }
             // ERR_NICKNAMEINUSE: during registration, try another; later, the change
@@ -675,13 +728,13 @@ impl<H: IrcHandler> LineReceiver for Core<H> {
         let config = &self.config;
         let throttle = config.line_rate.filter(|r| *r > 0.0).map(|rate| Throttle {
             rate,
-            clock: self
-                .clock
-                .clone()
-                .unwrap_or_else(|| Rc::new(torsion::reactor())),
             queue: VecDeque::new(),
             timer: None,
         });
+        let clock = self
+            .clock
+            .clone()
+            .unwrap_or_else(|| Rc::new(torsion::reactor()));
         let user = config.username.as_deref().unwrap_or(&config.nickname);
         let real = config.realname.as_deref().unwrap_or(&config.nickname);
         let sender = IrcSender {
@@ -691,6 +744,9 @@ impl<H: IrcHandler> LineReceiver for Core<H> {
                 registered: Cell::new(false),
                 username: user.to_owned(),
                 throttle: RefCell::new(throttle),
+                last_heard: Cell::new(clock.seconds()),
+                clock,
+                heartbeat: RefCell::new(None),
             }),
         };
         if let Some(password) = &config.password {
@@ -706,6 +762,7 @@ impl<H: IrcHandler> LineReceiver for Core<H> {
         let Some(sender) = self.sender.clone() else {
             return;
         };
+        sender.shared.last_heard.set(sender.shared.clock.seconds());
         let text = String::from_utf8_lossy(line);
         let text = text.strip_suffix('\r').unwrap_or(&text);
         if text.is_empty() {
@@ -759,8 +816,8 @@ impl<H: IrcHandler> IrcClient<H> {
         }
     }
 
-    /// Times flood control with `clock` instead of the reactor (for tests, with
-    /// [`Clock`](torsion::testing::Clock)). Call before the connection is made.
+    /// Times flood control and heartbeats with `clock` instead of the reactor (for tests,
+    /// with [`Clock`](torsion::testing::Clock)). Call before the connection is made.
     pub fn set_clock(&mut self, clock: impl ReactorTime + 'static) {
         self.lines.handler_mut().clock = Some(Rc::new(clock));
     }
