@@ -82,7 +82,9 @@ fn seeded_source(mut rng: XorShift) -> NormalSource {
 /// that mean and a standard deviation of [`jitter`](Self::jitter) times it, so that many
 /// clients do not all come back at once — exactly Twisted's `retry()`, so the first retry
 /// comes after about `initial_delay × e` seconds. A successful connection
-/// (`build_protocol`) resets the delay; [`stop_trying`](Self::stop_trying) cancels a pending
+/// (`build_protocol`) resets the delay (as Twisted's documented example does), or, with
+/// [`set_reset_after`](Self::set_reset_after), a connection that lasted long enough: a server
+/// that accepts and hangs up at once then gets the growing delays, not a retry a second; [`stop_trying`](Self::stop_trying) cancels a pending
 /// retry and an attempt in progress, and stops. With [`max_retries`](Self::set_max_retries)
 /// the factory gives up after that many retries in a row.
 ///
@@ -143,6 +145,10 @@ pub struct ReconnectingClientFactory<F> {
     delay: Cell<f64>,
     retries: Cell<u32>,
     continue_trying: Cell<bool>,
+    /// Reset the delay only when a connection lasted this long (seconds).
+    reset_after: Cell<Option<f64>>,
+    /// When the current connection was made, with `reset_after`.
+    connected_at: Cell<Option<f64>>,
     clock: RefCell<Option<Rc<dyn ReactorTime>>>,
     /// The reactor, when it is the clock (retries are not scheduled once it has finished).
     reactor: RefCell<Option<Reactor>>,
@@ -167,6 +173,8 @@ impl<F: ClientFactory> ReconnectingClientFactory<F> {
             delay: Cell::new(DEFAULT_INITIAL_DELAY),
             retries: Cell::new(0),
             continue_trying: Cell::new(true),
+            reset_after: Cell::new(None),
+            connected_at: Cell::new(None),
             clock: RefCell::new(None),
             reactor: RefCell::new(None),
             pending: RefCell::new(None),
@@ -349,6 +357,19 @@ impl<F> ReconnectingClientFactory<F> {
         }
     }
 
+    /// Resets the delay not when a connection is made but when one that lasted at least
+    /// `seconds` ends (`None`, the default: when a connection is made). For protocols that
+    /// can fail after connecting (a login refused, an IRC nickname taken): their quick
+    /// disconnections then back off instead of retrying at the initial delay forever.
+    pub fn set_reset_after(&self, seconds: Option<f64>) {
+        self.reset_after.set(seconds);
+    }
+
+    /// See [`set_reset_after`](Self::set_reset_after).
+    pub fn reset_after(&self) -> Option<f64> {
+        self.reset_after.get()
+    }
+
     /// Back to the initial delay and no retries, and trying again (Twisted's
     /// `resetDelay`); called when a connection succeeds.
     pub fn reset_delay(&self) {
@@ -365,7 +386,9 @@ impl<F: ClientFactory> Factory for ReconnectingClientFactory<F> {
         let p = self.wrapped.build_protocol(addr);
         if p.is_some() {
             self.connecting.borrow_mut().take();
-            if self.continue_trying.get() {
+            if self.reset_after.get().is_some() {
+                self.connected_at.set(Some(self.clock().seconds()));
+            } else if self.continue_trying.get() {
                 self.reset_delay();
             }
         }
@@ -397,6 +420,11 @@ impl<F: ClientFactory> ClientFactory for ReconnectingClientFactory<F> {
 
     fn client_connection_lost(&self, connector: &Connector, reason: Failure) {
         self.wrapped.client_connection_lost(connector, reason);
+        if let (Some(after), Some(at)) = (self.reset_after.get(), self.connected_at.take()) {
+            if self.continue_trying.get() && self.clock().seconds() - at >= after {
+                self.reset_delay();
+            }
+        }
         if self.continue_trying.get() {
             self.retry(connector);
         }
