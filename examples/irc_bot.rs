@@ -113,6 +113,10 @@ fn main() -> Result<(), Failure> {
         };
         IrcClient::new(IrcConfig::new(&nick), bot)
     });
-    reactor().connect_tcp(&host, port, ReconnectingClientFactory::new(bots));
+    let reconnecting = ReconnectingClientFactory::new(bots);
+    // A server can take the connection and then refuse the bot (a nickname it will not
+    // have): back off unless a connection lasted a minute.
+    reconnecting.set_reset_after(Some(60.0));
+    reactor().connect_tcp(&host, port, reconnecting);
     reactor().run()
 }
