@@ -505,11 +505,6 @@ impl Rest {
     }
 }
 
-/// A run being run: what holds it (the run is its field).
-struct Cursor<'a> {
-    host: &'a Hosted<dyn HostTail>,
-}
-
 /// One step of a run; `input` is the previous step's `Option<Outcome<In>>`.
 trait ErasedStep {
     /// Runs the step on `input`. A step whose output has its input's type writes it back
@@ -517,7 +512,8 @@ trait ErasedStep {
     /// of one type takes one stack frame, not one per step. A step that changes the type
     /// runs the rest of the run itself, on its own output (one level deeper), and returns
     /// `false`, as does a step that ends the run.
-    fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, depth: usize) -> bool;
+    fn run(self: Box<Self>, input: &mut dyn Any, host: &Hosted<dyn HostTail>, depth: usize)
+        -> bool;
 }
 
 /// A callback, errback or both, from `Outcome<T>` to `Outcome<U>`.
@@ -535,25 +531,28 @@ impl<T: 'static, U: 'static, F: FnOnce(Outcome<T>) -> Outcome<U> + 'static> Fuse
     }
 }
 
-/// Takes a step's input out of the previous step's slot.
-fn take_input<T: 'static>(input: &mut dyn Any) -> Outcome<T> {
-    input
+/// A step's input: the previous step's slot, and the outcome taken out of it.
+fn take_input<T: 'static>(input: &mut dyn Any) -> (&mut Option<Outcome<T>>, Outcome<T>) {
+    let slot = input
         .downcast_mut::<Option<Outcome<T>>>()
-        .and_then(Option::take)
-        .unwrap_or_else(|| unreachable!("each step gets the outcome of the step before"))
+        .unwrap_or_else(|| unreachable!("each step gets the outcome of the step before"));
+    let out = slot
+        .take()
+        .unwrap_or_else(|| unreachable!("each step gets the outcome of the step before"));
+    (slot, out)
 }
 
 impl<T: 'static, U: 'static, F> ErasedStep for FusedStep<T, U, F>
 where
     F: FnOnce(Outcome<T>) -> Outcome<U>,
 {
-    fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, depth: usize) -> bool {
-        let slot = input
-            .downcast_mut::<Option<Outcome<T>>>()
-            .unwrap_or_else(|| unreachable!("each step gets the outcome of the step before"));
-        let taken = slot
-            .take()
-            .unwrap_or_else(|| unreachable!("each step gets the outcome of the step before"));
+    fn run(
+        self: Box<Self>,
+        input: &mut dyn Any,
+        host: &Hosted<dyn HostTail>,
+        depth: usize,
+    ) -> bool {
+        let (slot, taken) = take_input::<T>(input);
         let mut out = Some(run_step(self.f, taken));
         // Same type in and out (decided at compile time: `out`'s type is known here): the
         // output goes back into the input's slot for the caller's loop.
@@ -561,7 +560,7 @@ where
             *slot = same.take();
             return true;
         }
-        Fused::advance(cx, &mut out, depth + 1);
+        Fused::advance(host, &mut out, depth + 1);
         false
     }
 }
@@ -572,9 +571,14 @@ struct Deliver<T> {
 }
 
 impl<T: 'static> ErasedStep for Deliver<T> {
-    fn run(self: Box<Self>, input: &mut dyn Any, cx: &Cursor<'_>, _depth: usize) -> bool {
-        let out = take_input::<T>(input);
-        cx.host.run.complete.set(true);
+    fn run(
+        self: Box<Self>,
+        input: &mut dyn Any,
+        host: &Hosted<dyn HostTail>,
+        _depth: usize,
+    ) -> bool {
+        let (_, out) = take_input::<T>(input);
+        host.run.complete.set(true);
         let _ = fire(&self.node, out, "callback");
         false
     }
@@ -651,29 +655,36 @@ impl Fused {
     /// [`ErasedStep::run`]); every 64 levels the recursion moves to a fresh stack segment
     /// when the stack runs low, as the node chain's does.
     #[inline]
-    fn advance<T: 'static>(cx: &Cursor<'_>, value: &mut Option<Outcome<T>>, depth: usize) {
+    fn advance<T: 'static>(
+        host: &Hosted<dyn HostTail>,
+        value: &mut Option<Outcome<T>>,
+        depth: usize,
+    ) {
         if depth % 64 == 63 {
-            Fused::advance_deep(cx, value, depth)
+            Fused::advance_deep(host, value, depth)
         } else {
-            Fused::run_steps(cx, value, depth)
+            Fused::run_steps(host, value, depth)
         }
     }
 
     /// The loop of [`advance`](Fused::advance): each step in turn, for as long as they keep
     /// the type.
-    fn run_steps<T: 'static>(cx: &Cursor<'_>, value: &mut Option<Outcome<T>>, depth: usize) {
-        while let Some(step) = cx.host.run.pop() {
-            if !step.run(value, cx, depth) {
+    fn run_steps<T: 'static>(
+        host: &Hosted<dyn HostTail>,
+        value: &mut Option<Outcome<T>>,
+        depth: usize,
+    ) {
+        while let Some(step) = host.run.pop() {
+            if !step.run(value, host, depth) {
                 return;
             }
         }
-        Fused::finish(cx.host, value);
+        Fused::finish(host, value);
     }
 
     /// Runs `host`'s run from its next step on `out`.
     fn start<T: 'static>(host: &Hosted<dyn HostTail>, out: Outcome<T>) {
-        let cx = Cursor { host };
-        Fused::advance(&cx, &mut Some(out), 0);
+        Fused::advance(host, &mut Some(out), 0);
     }
 
     /// Ends the run: its outcome rests (kept out of the step loop, whose every turn would
@@ -690,8 +701,12 @@ impl Fused {
     /// frame every time).
     #[cold]
     #[inline(never)]
-    fn advance_deep<T: 'static>(cx: &Cursor<'_>, value: &mut Option<Outcome<T>>, depth: usize) {
-        deep(|| Fused::run_steps(cx, value, depth));
+    fn advance_deep<T: 'static>(
+        host: &Hosted<dyn HostTail>,
+        value: &mut Option<Outcome<T>>,
+        depth: usize,
+    ) {
+        deep(|| Fused::run_steps(host, value, depth));
     }
 
     /// The run's outcome, if it is complete and nobody took it yet.
@@ -704,9 +719,8 @@ impl Fused {
     fn run_now<T: 'static>(host: &Hosted<dyn HostTail>, step: Box<dyn ErasedStep>) {
         let out = Fused::take_result::<T>(host)
             .expect("the result of this Deferred was already taken (by .await or result())");
-        let cx = Cursor { host };
         let mut value = Some(out);
-        if step.run(&mut value, &cx, 0) {
+        if step.run(&mut value, host, 0) {
             // The step kept the type: the run ends here, on its output.
             Fused::finish(host, &mut value);
         }
