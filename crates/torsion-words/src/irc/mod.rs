@@ -255,6 +255,20 @@ struct Shared {
 }
 
 impl Shared {
+    /// Writes one line (without its line ending) at once.
+    fn write_line(&self, line: &str) {
+        self.transport.write_sequence(&[line.as_bytes(), b"\r\n"]);
+    }
+
+    /// Builds `COMMAND :trailing` and writes it at once, past flood control (PONG, the
+    /// heartbeat's PING, QUIT on a stop), or logs why it cannot.
+    fn write_now(&self, command: &str, trailing: &str) {
+        match build_line(command, &[], Some(trailing)) {
+            Ok(line) => self.write_line(&line),
+            Err(e) => tracing::warn!("IRC {command} not sent: {e}"),
+        }
+    }
+
     /// Sends the next queued line, if any, and schedules the one after. The queue is not
     /// borrowed while the line is written.
     fn send_next(this: &Rc<Shared>) {
@@ -268,7 +282,7 @@ impl Shared {
             }
             return;
         };
-        this.transport.write_sequence(&[line.as_bytes(), b"\r\n"]);
+        this.write_line(&line);
         if let Some(t) = this.throttle.borrow_mut().as_mut() {
             let again = Rc::downgrade(this);
             t.timer = Some(this.clock.call_later_boxed(
@@ -313,10 +327,7 @@ impl Shared {
                     this.transport.lose_connection();
                     return;
                 }
-                match build_line("PING", &[], Some(&server)) {
-                    Ok(line) => this.transport.write_sequence(&[line.as_bytes(), b"\r\n"]),
-                    Err(e) => tracing::warn!("IRC PING not sent: {e}"),
-                }
+                this.write_now("PING", &server);
                 Shared::schedule_heartbeat(&this, interval, server);
             }),
         );
@@ -401,9 +412,7 @@ impl IrcSender {
                 }
                 None => {
                     drop(guard);
-                    self.shared
-                        .transport
-                        .write_sequence(&[line.as_bytes(), b"\r\n"]);
+                    self.shared.write_line(&line);
                     return;
                 }
             }
@@ -520,17 +529,6 @@ impl IrcSender {
     pub fn quit(&self, message: &str) {
         self.command("QUIT", &[], Some(message));
     }
-
-    /// Writes a line at once, past flood control (PONG, QUIT on a stop).
-    fn send_now(&self, command: &str, trailing: &str) {
-        match build_line(command, &[], Some(trailing)) {
-            Ok(line) => self
-                .shared
-                .transport
-                .write_sequence(&[line.as_bytes(), b"\r\n"]),
-            Err(e) => tracing::warn!("IRC {command} not sent: {e}"),
-        }
-    }
 }
 
 /// The command side of the connection as an [`IrcHandler`] callback sees it: every
@@ -597,7 +595,7 @@ impl<H: IrcHandler> Core<H> {
         };
         match command {
             // At once, past flood control: a late PONG costs the connection.
-            "PING" => sender.send_now("PONG", m.last().unwrap_or("")),
+            "PING" => sender.shared.write_now("PONG", m.last().unwrap_or("")),
             "001" => {
                 sender.shared.registered.set(true);
                 if let Some(me) = m.param(0).filter(|n| !n.is_empty()) {
@@ -790,7 +788,7 @@ impl<H: IrcHandler> LineReceiver for Core<H> {
     fn drain(&mut self, _transport: &mut LineTransport<'_>) {
         // Past flood control: the stop does not wait for queued lines.
         if let Some(sender) = &self.sender {
-            sender.send_now("QUIT", &self.config.quit_message);
+            sender.shared.write_now("QUIT", &self.config.quit_message);
         }
     }
 }
