@@ -81,11 +81,8 @@ fn http_server(dir: &TempDir) -> (Running, u16) {
 
 /// Runs the example to the end; returns (success, stdout, stderr).
 fn get_page(args: &[&str]) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--example", "get_page", "--"])
+    let mut child = support::example("get_page")
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -14,7 +14,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -62,11 +62,8 @@ fn start(db: &TempDb) -> (Running, u16, u16) {
 
 /// Starts the game on the database `url`.
 fn start_on(url: &str) -> (Running, u16, u16) {
-    let mut child = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--example", "highscore", "--"])
+    let mut child = support::example("highscore")
         .args(["--game-port", "0", "--web-port", "0", "--db", url])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -11,7 +11,7 @@ mod support;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -90,12 +90,9 @@ fn stamped(line: &str, text: &str) -> bool {
 /// with the nickname it signed on with.
 fn start_bot(server: &Ngircd, nick: &str, log: &TempLog) -> (Running, String) {
     let port = server.port.to_string();
-    let mut child = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--example", "irc_bot", "--"])
+    let mut child = support::example("irc_bot")
         .args(["--host", "127.0.0.1", "--port", &port, "--nick", nick])
         .args(["--channel", CHANNEL, "--log", log.path()])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -6,7 +6,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{ChildStdout, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,11 +49,8 @@ impl Drop for TempFile {
 
 /// Starts `cargo run --quiet --example NAME -- ARGS` with stdout and stderr as given.
 fn spawn(name: &str, args: &[&str], stderr: Stdio) -> Running {
-    let child = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--example", name, "--"])
+    let child = support::example(name)
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()

@@ -5,7 +5,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,10 +16,8 @@ const DEADLINE: Duration = Duration::from_secs(300);
 
 /// Starts `cargo run --quiet --example NAME -- ARGS` with stdin and stdout piped.
 fn start(name: &str, args: &[&str]) -> Running {
-    let child = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--example", name, "--"])
+    let child = support::example(name)
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -4,7 +4,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 use support::Running;
@@ -26,17 +26,8 @@ fn static_files_serves_a_folder() {
     std::fs::write(dir.join("hello.txt"), "hello world\n").unwrap();
     std::fs::write(dir.join("docs/index.html"), "<h1>docs</h1>").unwrap();
 
-    let mut child = Command::new(env!("CARGO"))
-        .args([
-            "run",
-            "--quiet",
-            "--example",
-            "static_files",
-            "--",
-            "--port",
-            "0",
-            "--path",
-        ])
+    let mut child = support::example("static_files")
+        .args(["--port", "0", "--path"])
         .arg(&dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(Stdio::null())

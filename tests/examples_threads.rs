@@ -1,8 +1,10 @@
 //! Runs the `threads_demo` seed program and checks that the reactor kept ticking while the
 //! worker thread computed.
 
+mod support;
+
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -12,18 +14,8 @@ const DEADLINE: Duration = Duration::from_secs(300);
 
 #[test]
 fn threads_demo_ticks_while_the_thread_computes() {
-    let mut child = Command::new(env!("CARGO"))
-        .args([
-            "run",
-            "--quiet",
-            "--example",
-            "threads_demo",
-            "--",
-            "--n",
-            "400000",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
+    let mut child = support::example("threads_demo")
+        .args(["--n", "400000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -7,7 +7,7 @@ mod support;
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread;
@@ -45,19 +45,9 @@ impl Drop for TempFile {
 /// Starts the example with `--port 0` and `extra` arguments; returns it, the port it
 /// printed, and a receiver of its further stdout lines.
 fn start(extra: &[&str]) -> (Running, u16, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO"))
-        .args([
-            "run",
-            "--quiet",
-            "--example",
-            "tls_echo_server",
-            "--",
-            "--port",
-            "0",
-        ])
+    let mut child = support::example("tls_echo_server")
+        .args(["--port", "0"])
         .args(extra)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -4,7 +4,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -19,18 +19,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Starts `udp_echo --port 0` and returns it with the port it printed.
 fn start_udp_echo() -> (Running, u16) {
     let mut child = Running(
-        Command::new(env!("CARGO"))
-            .args([
-                "run",
-                "--quiet",
-                "--example",
-                "udp_echo",
-                "--",
-                "--port",
-                "0",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
+        support::example("udp_echo")
+            .args(["--port", "0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

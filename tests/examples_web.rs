@@ -5,7 +5,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 use support::Running;
@@ -13,11 +13,8 @@ use support::Running;
 /// Starts an example and returns it with the ports in its first line of output
 /// ("... listening on tcp:0.0.0.0:PORT ...").
 fn start(name: &str, args: &[&str]) -> (Running, Vec<u16>) {
-    let mut child = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--example", name, "--"])
+    let mut child = support::example(name)
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
         .expect("cargo run starts");
