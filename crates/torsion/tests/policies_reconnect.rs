@@ -443,8 +443,15 @@ impl StopsAfter {
     }
 }
 
-#[test]
-fn lost_connections_are_retried_until_stop_trying() {
+/// Connects, with `reset_after`, to a server that hangs up at once, and stops trying at the
+/// third loss; the factory and what its wrapped factory heard, once the reactor stopped.
+fn three_quick_losses(
+    reset_after: Option<f64>,
+) -> (
+    Rc<ReconnectingClientFactory<StopsAfter>>,
+    Rc<Heard>,
+    Option<bool>,
+) {
     let r = new_reactor();
     let timed_out = safety_timeout(&r);
     let port = r.listen_tcp_on(0, factory(|| Rude), "127.0.0.1").unwrap();
@@ -461,69 +468,46 @@ fn lost_connections_are_retried_until_stop_trying() {
     *outer.borrow_mut() = Rc::downgrade(&f);
     f.set_initial_delay(0.001);
     f.set_jitter(0.0);
+    f.set_reset_after(reset_after);
     r.connect_tcp("127.0.0.1", port, f.clone());
     r.run().unwrap();
-
     assert!(!timed_out.get());
+    (f, heard, pending_after_stop.get())
+}
+
+#[test]
+fn lost_connections_are_retried_until_stop_trying() {
+    let (f, heard, pending_after_stop) = three_quick_losses(None);
     assert_eq!(
         heard.lost.get(),
         3,
         "reconnected after each loss until stopped"
     );
     assert_eq!((heard.started.get(), heard.built.get()), (3, 3));
-    assert_eq!(
-        pending_after_stop.get(),
-        Some(false),
-        "a retry after stop_trying"
-    );
+    assert_eq!(pending_after_stop, Some(false), "a retry after stop_trying");
     assert!(!f.continue_trying());
-}
-
-/// Connects to a server that hangs up at once, three times; the factory's delay and
-/// retries after the third loss.
-fn three_quick_losses(reset_after: Option<f64>) -> (f64, u32) {
-    let r = new_reactor();
-    let timed_out = safety_timeout(&r);
-    let port = r.listen_tcp_on(0, factory(|| Rude), "127.0.0.1").unwrap();
-    let port = port.get_host().port().unwrap();
-    let heard = Rc::new(Heard::default());
-    let outer = Rc::new(RefCell::new(Weak::new()));
-    let f = Rc::new(ReconnectingClientFactory::new(StopsAfter {
-        heard: heard.clone(),
-        stop_after: 3,
-        outer: outer.clone(),
-        pending_after_stop: Rc::new(Cell::new(None)),
-    }));
-    *outer.borrow_mut() = Rc::downgrade(&f);
-    f.set_initial_delay(0.001);
-    f.set_jitter(0.0);
-    f.set_reset_after(reset_after);
-    r.connect_tcp("127.0.0.1", port, f.clone());
-    r.run().unwrap();
-    assert!(!timed_out.get());
-    assert_eq!(heard.lost.get(), 3);
-    (f.delay(), f.retries())
+    // By default each connect resets the delay.
+    assert_eq!(f.retries(), 0);
+    assert!(close(f.delay(), 0.001), "{}", f.delay());
 }
 
 #[test]
 fn with_reset_after_quick_losses_back_off() {
     // Each connection lasts far less than a minute: the delay is never reset and grows.
-    let (delay, retries) = three_quick_losses(Some(60.0));
-    assert_eq!(retries, 2);
-    assert!(close(delay, 0.001 * E * E), "{delay}");
+    let (f, heard, _) = three_quick_losses(Some(60.0));
+    assert_eq!(heard.lost.get(), 3);
+    assert_eq!(f.retries(), 2);
+    assert!(close(f.delay(), 0.001 * E * E), "{}", f.delay());
 }
 
 #[test]
 fn with_reset_after_a_connection_that_lasted_resets() {
     // Every connection lasts at least zero seconds: each loss resets the delay before its
     // retry, so the second loss's retry is again the first (the third loss stops trying).
-    let (delay, retries) = three_quick_losses(Some(0.0));
-    assert_eq!(retries, 1);
-    assert!(close(delay, 0.001 * E), "{delay}");
-    // By default each connect resets.
-    let (delay, retries) = three_quick_losses(None);
-    assert_eq!(retries, 0);
-    assert!(close(delay, 0.001), "{delay}");
+    let (f, heard, _) = three_quick_losses(Some(0.0));
+    assert_eq!(heard.lost.get(), 3);
+    assert_eq!(f.retries(), 1);
+    assert!(close(f.delay(), 0.001 * E), "{}", f.delay());
 }
 
 #[test]
