@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
 use std::sync::mpsc;
@@ -119,15 +119,7 @@ fn order_food_runs_every_clause() {
 fn echo_server_echoes() {
     let mut child = start("echo_server", &["--port", "0"]);
     let stdout = child.0.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = support::lines(stdout);
     let line = rx
         .recv_timeout(DEADLINE)
         .expect("echo_server did not say where it listens");

@@ -15,7 +15,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::Running;
@@ -70,15 +69,7 @@ fn start_on(url: &str) -> (Running, u16, u16) {
         .expect("cannot start cargo run");
     let stdout = child.stdout.take().unwrap();
     let running = Running(child);
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = support::lines(stdout);
     let port_after = |line: &str, prefix: &str| -> Option<u16> {
         line.strip_prefix(prefix)?.rsplit_once(':')?.1.parse().ok()
     };

@@ -12,7 +12,6 @@ use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -99,15 +98,7 @@ fn start_bot(server: &Ngircd, nick: &str, log: &TempLog) -> (Running, String) {
         .expect("cannot start cargo run");
     let stdout = child.stdout.take().unwrap();
     let running = Running(child);
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = support::lines(stdout);
     let deadline = Instant::now() + BUILD_DEADLINE;
     let mut seen = Vec::new();
     loop {

@@ -100,15 +100,7 @@ fn start_server(name: &str, what: &str, extra_args: &[&str]) -> (Running, u16) {
     args.extend_from_slice(extra_args);
     let mut child = spawn(name, &args, Stdio::inherit());
     let stdout: ChildStdout = child.0.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = support::lines(stdout);
     let line = rx
         .recv_timeout(DEADLINE)
         .unwrap_or_else(|_| panic!("{name} did not say where it listens"));

@@ -5,12 +5,10 @@
 mod support;
 
 use std::cell::RefCell;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::rc::Rc;
 use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 use support::Running;
@@ -54,15 +52,7 @@ fn start(extra: &[&str]) -> (Running, u16, mpsc::Receiver<String>) {
         .expect("cannot start cargo run");
     let stdout = child.stdout.take().expect("piped stdout");
     let child = Running(child);
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = support::lines(stdout);
     let line = rx
         .recv_timeout(DEADLINE)
         .expect("tls_echo_server did not say where it listens");

@@ -25,3 +25,19 @@ pub(crate) fn example(name: &str) -> std::process::Command {
         .stdin(std::process::Stdio::null());
     command
 }
+
+/// The lines of `out` (a child's standard output), read on a thread of their own so a test
+/// can wait for them with a deadline (`recv_timeout`). The channel closes at end of file.
+pub(crate) fn lines(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
