@@ -15,6 +15,7 @@
 use std::fmt;
 use std::io;
 
+pub use crate::failure::PanicError;
 use crate::Failure;
 
 macro_rules! unit_error {
@@ -109,50 +110,6 @@ impl fmt::Display for AlreadyCalledError {
 
 impl std::error::Error for AlreadyCalledError {}
 
-/// A panic caught in user code, turned into an error so it can travel as a [`Failure`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PanicError {
-    message: String,
-    location: Option<String>,
-}
-
-impl PanicError {
-    /// Makes one from the panic's message.
-    pub fn new(message: impl Into<String>) -> PanicError {
-        PanicError {
-            message: message.into(),
-            location: None,
-        }
-    }
-
-    /// Adds where the panic happened (`file:line:column`).
-    pub fn with_location(mut self, location: Option<String>) -> PanicError {
-        self.location = location;
-        self
-    }
-
-    /// The panic's message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// Where the panic happened, when known.
-    pub fn location(&self) -> Option<&str> {
-        self.location.as_deref()
-    }
-}
-
-impl fmt::Display for PanicError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "panic: {}", self.message)?;
-        if let Some(at) = &self.location {
-            write!(f, " (at {at})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for PanicError {}
 
 /// The connection was lost in a non-clean way (Twisted's `error.ConnectionLost`), with the
 /// operating system's error when there was one.

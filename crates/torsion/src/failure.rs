@@ -31,7 +31,6 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::panic::Location;
 
-use crate::error::PanicError;
 
 /// The error type a [`Failure`] can carry: any thread-safe error.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -207,6 +206,51 @@ pub(crate) fn remember_panic_locations() {
         }));
     });
 }
+
+/// A panic caught in user code, turned into an error so it can travel as a [`Failure`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanicError {
+    message: String,
+    location: Option<String>,
+}
+
+impl PanicError {
+    /// Makes one from the panic's message.
+    pub fn new(message: impl Into<String>) -> PanicError {
+        PanicError {
+            message: message.into(),
+            location: None,
+        }
+    }
+
+    /// Adds where the panic happened (`file:line:column`).
+    pub fn with_location(mut self, location: Option<String>) -> PanicError {
+        self.location = location;
+        self
+    }
+
+    /// The panic's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Where the panic happened, when known.
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+}
+
+impl fmt::Display for PanicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "panic: {}", self.message)?;
+        if let Some(at) = &self.location {
+            write!(f, " (at {at})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PanicError {}
 
 /// A [`PanicError`] from a caught panic's payload, with where it happened when known.
 pub(crate) fn panic_error(payload: &(dyn Any + Send)) -> PanicError {

@@ -38,6 +38,7 @@
 // Lets `#[torsion::test]` (which names `::torsion`) work in this crate's own tests.
 extern crate self as torsion;
 
+mod address;
 pub mod application;
 pub mod datagram;
 pub mod defer;

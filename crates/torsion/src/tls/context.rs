@@ -14,7 +14,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::error::TlsError;
-use crate::transport::Address;
+use crate::address::Address;
 
 use super::layer::TlsLayer;
 
