@@ -57,6 +57,7 @@ pub mod stdio;
 mod stream;
 pub mod task;
 pub mod tcp;
+mod time;
 pub mod testing;
 pub mod threads;
 #[cfg(feature = "tls")]

@@ -22,7 +22,7 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{AlreadyCalledError, CancelledError, TimeoutError};
-use crate::reactor::ReactorTime;
+use crate::time::ReactorTime;
 use crate::Failure;
 
 type Outcome<T> = Result<T, Failure>;

@@ -21,7 +21,6 @@
 //! [`ensure_deferred`]) and protocol code can `await` it. Protocols are `!Send`: share state
 //! with `Rc` and `RefCell`. Other threads talk to the reactor through a [`ReactorHandle`].
 
-mod timer;
 mod triggers;
 
 use std::cell::{Cell, RefCell};
@@ -34,26 +33,14 @@ use std::task::{Context, Poll, Waker};
 use tokio::runtime::{LocalOptions, LocalRuntime};
 use tokio::sync::mpsc;
 
-pub use timer::DelayedCall;
-pub(crate) use timer::TimerCore;
+pub use crate::time::{DelayedCall, ReactorTime};
+use crate::time::TimerCore;
 pub use triggers::{CallOutcome, Event, Phase, TriggerId};
 
 use crate::defer::{Deferred, DeferredList};
 use crate::error::{ReactorAlreadyRunning, ReactorNotRestartable, ReactorNotRunning};
 use crate::util::Slab;
 use crate::Failure;
-
-/// Something that knows the time and can schedule calls (Twisted's `IReactorTime`).
-///
-/// Implemented by [`Reactor`] and by the test [`Clock`](crate::testing::Clock), so code written
-/// against it (timeouts, `add_timeout`, looping calls) is tested without waiting.
-pub trait ReactorTime {
-    /// The current time in seconds.
-    fn seconds(&self) -> f64;
-
-    /// Schedules `f` to run `seconds` from now.
-    fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall;
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RunState {

@@ -35,7 +35,7 @@ pub use iosim::{connected_pair, Pump};
 pub use string_transport::StringTransport;
 pub use trial::{assert_no_result, failure_result_of, run_test, success_result_of, TestResult};
 
-use crate::reactor::{DelayedCall, ReactorTime, TimerCore};
+use crate::time::{DelayedCall, ReactorTime, TimerCore};
 
 /// A manual clock (Twisted's `task.Clock`): time starts at 0 and moves with
 /// [`advance`](Clock::advance); due calls run then, in order.
