@@ -110,7 +110,6 @@ impl fmt::Display for AlreadyCalledError {
 
 impl std::error::Error for AlreadyCalledError {}
 
-
 /// The connection was lost in a non-clean way (Twisted's `error.ConnectionLost`), with the
 /// operating system's error when there was one.
 #[derive(Debug)]

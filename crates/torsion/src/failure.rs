@@ -31,7 +31,6 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::panic::Location;
 
-
 /// The error type a [`Failure`] can carry: any thread-safe error.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 

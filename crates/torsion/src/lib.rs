@@ -53,13 +53,14 @@ pub mod producer;
 pub mod protocol;
 pub mod protocols;
 pub mod reactor;
+mod runtime;
 pub mod stdio;
 mod stream;
 pub mod task;
 pub mod tcp;
-mod time;
 pub mod testing;
 pub mod threads;
+mod time;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod transport;

@@ -241,3 +241,29 @@ async fn a_callback_can_wait_for_async_code() -> Result<(), Failure> {
     assert_eq!(d.await?, 11);
     Ok(())
 }
+
+/// Async code started on a thread before any reactor exists waits on the thread's event loop,
+/// and the first reactor made there adopts that loop and finishes the work.
+#[test]
+fn ensure_deferred_before_any_reactor_runs_on_the_first_one() {
+    std::thread::spawn(|| {
+        let gate = Deferred::<i32>::new();
+        let open = gate.trigger();
+        let out = ensure_deferred(async move { Ok::<_, Failure>(gate.await? + 1) });
+        assert!(!out.called(), "it waits for the gate");
+        let r = torsion::Reactor::new();
+        let got = Rc::new(RefCell::new(None));
+        let g = got.clone();
+        out.add_callback(move |v| {
+            *g.borrow_mut() = Some(v);
+            reactor().stop().unwrap();
+        });
+        r.call_when_running(move || open.callback(41));
+        // Without the adoption the work would never finish: stop regardless, then fail.
+        r.call_later(10.0, || reactor().stop().unwrap());
+        r.run().unwrap();
+        assert_eq!(*got.borrow(), Some(42));
+    })
+    .join()
+    .unwrap();
+}

@@ -39,12 +39,14 @@
 
 mod deferred;
 mod list;
+mod spawn;
 mod sync;
 
 pub(crate) use deferred::unhandled_failures;
 pub use deferred::{fail, succeed, Deferred, Trigger};
 pub use list::{gather_results, AllFailedError, DeferredList};
+pub use spawn::ensure_deferred;
+pub(crate) use spawn::spawn_on;
 pub use sync::{DeferredLock, DeferredQueue, DeferredSemaphore, QueueOverflow, QueueUnderflow};
 
 pub use crate::error::{AlreadyCalledError, CancelledError, FirstError, TimeoutError};
-pub use crate::reactor::ensure_deferred;

@@ -26,19 +26,19 @@ mod triggers;
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::rc::{Rc, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 
-use tokio::runtime::{LocalOptions, LocalRuntime};
 use tokio::sync::mpsc;
 
-pub use crate::time::{DelayedCall, ReactorTime};
 use crate::time::TimerCore;
+pub use crate::time::{DelayedCall, ReactorTime};
 pub use triggers::{CallOutcome, Event, Phase, TriggerId};
 
+pub use crate::defer::ensure_deferred;
 use crate::defer::{Deferred, DeferredList};
 use crate::error::{ReactorAlreadyRunning, ReactorNotRestartable, ReactorNotRunning};
+use crate::runtime::Loop;
 use crate::util::Slab;
 use crate::Failure;
 
@@ -58,7 +58,7 @@ pub(crate) trait Disconnect {
 }
 
 struct Inner {
-    rt: RefCell<Option<LocalRuntime>>,
+    lp: Rc<Loop>,
     state: Cell<RunState>,
     timers: Rc<TimerCore>,
     triggers: RefCell<triggers::Triggers>,
@@ -96,6 +96,12 @@ pub fn reactor() -> Reactor {
     Reactor::new()
 }
 
+/// Makes `r` the thread's current reactor, and its event loop the current loop.
+fn set_current(r: Option<Reactor>) {
+    Loop::set_current(r.as_ref().map(|r| r.inner.lp.clone()));
+    CURRENT.with_borrow_mut(|c| *c = r);
+}
+
 impl Default for Reactor {
     fn default() -> Self {
         Reactor::new()
@@ -110,20 +116,16 @@ impl Reactor {
     /// If the operating system refuses the resources of an event loop (an epoll descriptor).
     pub fn new() -> Reactor {
         let r = Reactor::detached();
-        CURRENT.with_borrow_mut(|c| *c = Some(r.clone()));
+        set_current(Some(r.clone()));
         r
     }
 
     fn detached() -> Reactor {
         crate::failure::remember_panic_locations();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build_local(LocalOptions::default())
-            .expect("cannot create the reactor's event loop");
         let (tx, rx) = mpsc::unbounded_channel();
         Reactor {
             inner: Rc::new(Inner {
-                rt: RefCell::new(Some(rt)),
+                lp: Loop::claim(),
                 state: Cell::new(RunState::NotStarted),
                 timers: TimerCore::new_real(),
                 triggers: RefCell::new(triggers::Triggers::default()),
@@ -166,16 +168,14 @@ impl Reactor {
             RunState::Stopped => return Err(Failure::new(ReactorNotRestartable)),
         }
         self.inner.state.set(RunState::Running);
-        let previous = CURRENT.with_borrow_mut(|c| c.replace(self.clone()));
-        {
-            let rt = self.inner.rt.borrow();
-            let rt = rt
-                .as_ref()
-                .expect("a reactor that never ran has its runtime");
-            rt.block_on(self.main_loop());
-        }
+        let previous = CURRENT.with_borrow(|c| c.clone());
+        set_current(Some(self.clone()));
+        self.inner
+            .lp
+            .block_on(self.main_loop())
+            .expect("a reactor that never ran has its event loop");
         // A finished reactor is nobody's current reactor any more.
-        CURRENT.with_borrow_mut(|c| *c = previous.filter(|p| !Rc::ptr_eq(&p.inner, &self.inner)));
+        set_current(previous.filter(|p| !Rc::ptr_eq(&p.inner, &self.inner)));
         self.inner.state.set(RunState::Stopped);
         self.finish();
         Ok(())
@@ -213,8 +213,7 @@ impl Reactor {
     fn finish(&self) {
         self.inner.timers.clear();
         self.inner.triggers.borrow_mut().clear();
-        let rt = self.inner.rt.borrow_mut().take();
-        drop(rt);
+        self.inner.lp.close();
         let live = self.inner.live.borrow_mut().drain();
         drop(live);
     }
@@ -406,52 +405,12 @@ impl Reactor {
     /// `spawn`, the future first runs on the next turn of the loop; [`ensure_deferred`] runs
     /// it at once, up to its first wait.
     pub fn spawn<T: 'static>(&self, fut: impl Future<Output = T> + 'static) -> Deferred<T> {
-        self.spawn_deferred(Box::pin(CatchUnwind(Box::pin(fut))), false)
-    }
-
-    fn spawn_deferred<T: 'static>(
-        &self,
-        mut fut: Pin<Box<CatchUnwind<impl Future<Output = T> + 'static>>>,
-        eager: bool,
-    ) -> Deferred<T> {
-        if eager {
-            // Run until the first wait, as Twisted's ensureDeferred does. Anything the future
-            // registers with this no-op waker is registered again with the task's real waker
-            // on the task's first poll.
-            let mut cx = Context::from_waker(Waker::noop());
-            let first = self.with_context(|| fut.as_mut().poll(&mut cx));
-            if let Some(Poll::Ready(out)) = first {
-                let d = Deferred::new();
-                let _ = d.trigger().fire(out);
-                return d;
-            }
-        }
-        let abort: Rc<RefCell<Option<tokio::task::AbortHandle>>> = Rc::default();
-        let abort2 = abort.clone();
-        let d = Deferred::with_canceller(move |_| {
-            if let Some(a) = abort2.borrow_mut().take() {
-                a.abort();
-            }
-        });
-        let trigger = d.trigger();
-        let handle = self.spawn_task(async move {
-            let out = fut.await;
-            let _ = trigger.fire(out);
-        });
-        match handle {
-            Some(h) => *abort.borrow_mut() = Some(h),
-            None => {
-                if !d.called() {
-                    d.errback(ReactorNotRestartable);
-                }
-            }
-        }
-        d
+        crate::defer::spawn_on(&self.inner.lp, fut)
     }
 
     /// True once `run` has returned and the event loop is gone.
     pub(crate) fn finished(&self) -> bool {
-        self.inner.rt.borrow().is_none()
+        self.inner.lp.finished()
     }
 
     /// Spawns a task; `None` when the reactor has finished and its event loop is gone.
@@ -459,8 +418,7 @@ impl Reactor {
         &self,
         fut: impl Future<Output = ()> + 'static,
     ) -> Option<tokio::task::AbortHandle> {
-        let rt = self.inner.rt.borrow();
-        rt.as_ref().map(|rt| rt.spawn_local(fut).abort_handle())
+        self.inner.lp.spawn_task(fut)
     }
 
     /// The reactor's poller for accepted TCP connections, started on first use; `None` when
@@ -478,10 +436,7 @@ impl Reactor {
 
     /// Enters the event loop's context, for tokio calls made outside `run`.
     pub(crate) fn with_context<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
-        let rt = self.inner.rt.borrow();
-        let rt = rt.as_ref()?;
-        let _guard = rt.enter();
-        Some(f())
+        self.inner.lp.with_context(f)
     }
 }
 
@@ -524,56 +479,6 @@ impl ReactorHandle {
         self.call_from_thread(|| {
             let _ = reactor().stop();
         })
-    }
-}
-
-/// Runs async code on the current reactor and returns a Deferred of its result (Twisted's
-/// `ensureDeferred`, the Rust form of `inlineCallbacks`). Errors returned with `?` become the
-/// Deferred's failure. As in Twisted, the code runs at once, up to its first wait for
-/// something not yet there; code that never waits has fired its Deferred on return.
-///
-/// ```
-/// use std::{cell::Cell, rc::Rc};
-/// use torsion::{defer::{ensure_deferred, succeed}, reactor, Failure, Reactor};
-///
-/// let r = Reactor::new();
-/// let answer = Rc::new(Cell::new(0));
-/// let a = answer.clone();
-/// r.call_when_running(move || {
-///     ensure_deferred(async {
-///         let x = succeed(20).await?;   // await any Deferred
-///         let y: i32 = "22".parse()?;   // any error converts into a Failure
-///         Ok::<_, Failure>(x + y)
-///     })
-///     .add_callback(move |v| {
-///         a.set(v);
-///         reactor().stop().unwrap();
-///     });
-/// });
-/// r.run().unwrap();
-/// assert_eq!(answer.get(), 42);
-/// ```
-pub fn ensure_deferred<T: 'static, E: Into<Failure> + 'static>(
-    fut: impl Future<Output = Result<T, E>> + 'static,
-) -> Deferred<T> {
-    reactor()
-        .spawn_deferred(Box::pin(CatchUnwind(Box::pin(fut))), true)
-        .add_callback_result(|out| out.map_err(Into::into))
-}
-
-/// A future that turns a panic into a Failure.
-struct CatchUnwind<F>(Pin<Box<F>>);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Failure>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = self.0.as_mut();
-        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(Failure::from_panic(payload))),
-        }
     }
 }
 

@@ -13,8 +13,8 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use crate::error::TlsError;
 use crate::address::Address;
+use crate::error::TlsError;
 
 use super::layer::TlsLayer;
 
