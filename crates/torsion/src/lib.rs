@@ -40,6 +40,7 @@ extern crate self as torsion;
 
 mod address;
 pub mod application;
+mod connector;
 pub mod datagram;
 pub mod defer;
 pub mod endpoints;

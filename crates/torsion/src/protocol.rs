@@ -25,7 +25,7 @@
 
 use std::rc::Rc;
 
-use crate::tcp::Connector;
+use crate::connector::Connector;
 use crate::transport::{Address, Transport};
 use crate::Failure;
 

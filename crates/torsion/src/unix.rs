@@ -125,6 +125,7 @@ use std::time::Duration;
 use socket2::SockRef;
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::connector::{hook, Connector, ConnectorInner, ConnectorState};
 use crate::error::{
     CannotListenError, ConnectError, ConnectionRefusedError, ReactorNotRestartable, TimeoutError,
 };
@@ -132,9 +133,7 @@ use crate::port::{Acceptor, ListeningPort};
 use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::reactor::Reactor;
 use crate::stream::{run_connection, Conn, End, SocketIo, Tasked};
-use crate::tcp::{
-    hook, AttemptGuard, Connector, ConnectorInner, ConnectorState, DEFAULT_CONNECT_TIMEOUT,
-};
+use crate::tcp::{AttemptGuard, DEFAULT_CONNECT_TIMEOUT};
 use crate::transport::{Address, Transport, TransportImpl};
 use crate::Failure;
 
