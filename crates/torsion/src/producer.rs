@@ -64,34 +64,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::transport::Transport;
-
-/// The high watermark transports start with: above this many unsent bytes a streaming
-/// producer is paused (Twisted's `FileDescriptor.bufferSize`).
-pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
-
-/// The low watermark transports start with: a paused streaming producer is resumed once no
-/// more than this many bytes wait to be sent.
-pub const DEFAULT_LOW_WATER: usize = 16 * 1024;
-
-/// Something that writes bytes to a consumer and can be told to slow down (Twisted's
-/// `IPushProducer` and `IPullProducer` in one trait).
-///
-/// Methods take `&self`: keep changing state in `Cell`s and `RefCell`s. A transport calls
-/// them from its own task, never from inside a callback of the same connection (see the
-/// [module documentation](self)), and catches a panic in them: the panic is logged and the
-/// connection is aborted.
-pub trait Producer: 'static {
-    /// Stop writing until [`resume_producing`](Self::resume_producing) (streaming producers
-    /// only; pull producers are never paused).
-    fn pause_producing(&self) {}
-
-    /// A streaming producer: write again. A pull producer: write the next chunk now.
-    fn resume_producing(&self);
-
-    /// The consumer is gone (the connection ended) or no longer wants the data: stop for
-    /// good and release what the producer holds.
-    fn stop_producing(&self);
-}
+pub use crate::transport::{Producer, ProducerError, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 
 /// A transport is itself a producer of the bytes it receives, so one connection can be
 /// registered as the producer for another (a proxy): pausing it stops reading, stopping it
@@ -109,32 +82,6 @@ impl Producer for Transport {
         self.lose_connection();
     }
 }
-
-/// Why [`register_producer`](crate::transport::TransportImpl::register_producer) refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ProducerError {
-    /// Another producer is registered; unregister it first (Twisted raises `RuntimeError`).
-    AlreadyRegistered,
-    /// The connection is closing or closed; it will not consume anything more.
-    Disconnected,
-    /// This kind of transport does not do flow control.
-    Unsupported,
-}
-
-impl fmt::Display for ProducerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ProducerError::AlreadyRegistered => {
-                "cannot register a producer: another producer was never unregistered"
-            }
-            ProducerError::Disconnected => "cannot register a producer: the connection is closed",
-            ProducerError::Unsupported => "this transport does not take producers",
-        })
-    }
-}
-
-impl std::error::Error for ProducerError {}
 
 /// What a consumer owes its producer next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
