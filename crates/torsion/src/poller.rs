@@ -30,9 +30,9 @@ use socket2::SockRef;
 use tokio::io::unix::AsyncFd;
 
 use crate::protocol::Protocol;
-use crate::reactor::Disconnect;
 use crate::reactor::Reactor;
-use crate::stream::{Conn, Connection, End, SocketIo, StreamSocket};
+use crate::reactor::{Disconnect, Driver};
+use crate::stream::{Conn, Connection, Engine, SocketIo, StreamSocket};
 use crate::transport::{Address, Transport};
 use crate::util::Slab;
 
@@ -61,12 +61,6 @@ fn proceeds(what: u8) -> u8 {
 
 /// One connection's engine, as the driver polls it.
 type Task = Box<dyn Engine>;
-
-/// A connection's engine as the poller runs it: polled to its end, and reachable at shutdown.
-pub(crate) trait Engine: Future<Output = End> + Unpin {
-    /// The connection, to tell it the reactor is shutting down.
-    fn shutdown_handle(&self) -> Rc<dyn Disconnect>;
-}
 
 struct Entry {
     /// The engine; `None` while the driver polls it.
@@ -118,6 +112,23 @@ pub(crate) struct Poller {
 }
 
 impl Poller {
+    /// The reactor's poller, started on first use; `None` when the reactor's event loop is
+    /// gone.
+    pub(crate) fn of(reactor: &Reactor) -> io::Result<Option<Rc<Poller>>> {
+        if let Some(p) = reactor
+            .driver()
+            .and_then(|d| d.as_any().downcast::<Poller>().ok())
+        {
+            return Ok(Some(p));
+        }
+        let p = Poller::start(reactor)?;
+        if let Some(p) = &p {
+            let weak: std::rc::Weak<dyn Driver> = Rc::downgrade(p) as _;
+            reactor.set_driver(weak);
+        }
+        Ok(p)
+    }
+
     /// A new poller with its driver task spawned on `reactor`; `None` when the reactor's
     /// event loop is gone.
     pub(crate) fn start(reactor: &Reactor) -> io::Result<Option<Rc<Poller>>> {
@@ -129,7 +140,7 @@ impl Poller {
             epoll: epoll?,
             state: RefCell::default(),
         });
-        let driver = Driver {
+        let driver = DriverTask {
             poller: poller.clone(),
             events: Vec::with_capacity(EVENTS),
             batch: Vec::new(),
@@ -375,14 +386,14 @@ fn watch<T: Owned>(fd: T) -> io::Result<AsyncFd<T>> {
 
 /// The poller's task: takes readiness events from the epoll set and polls the connections
 /// that are due.
-struct Driver {
+struct DriverTask {
     poller: Rc<Poller>,
     events: Vec<epoll::Event>,
     /// The queue being worked through (swapped with the poller's, to keep both allocations).
     batch: Vec<u32>,
 }
 
-impl Driver {
+impl DriverTask {
     /// Takes what the epoll set holds and marks it. True when the set may hold more than was
     /// taken (the driver must come back); otherwise tokio will wake the driver when the set
     /// becomes readable again. With `speculate`, the set is asked first whatever tokio last
@@ -417,7 +428,7 @@ impl Driver {
     }
 }
 
-impl Future for Driver {
+impl Future for DriverTask {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -458,7 +469,7 @@ impl Future for Driver {
     }
 }
 
-impl Drop for Driver {
+impl Drop for DriverTask {
     /// The reactor has finished: every connection still in the set is dropped (its socket
     /// closed, its protocol dropped), as its task would be.
     fn drop(&mut self) {
@@ -596,12 +607,24 @@ impl PolledListener {
         if let Some(p) = self.poller.borrow().as_ref() {
             return Ok(p.clone());
         }
-        let p = self
-            .reactor
-            .poller()?
+        let p = Poller::of(&self.reactor)?
             .ok_or_else(|| io::Error::other("the reactor has finished"))?;
         *self.poller.borrow_mut() = Some(p.clone());
         Ok(p)
+    }
+}
+
+impl Driver for Poller {
+    fn disconnect_all(&self) {
+        Poller::disconnect_all(self);
+    }
+
+    fn connections(&self) -> usize {
+        Poller::connections(self)
+    }
+
+    fn as_any(self: Rc<Self>) -> Rc<dyn std::any::Any> {
+        self
     }
 }
 

@@ -981,9 +981,13 @@ impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> std::future::Future
     }
 }
 
-impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> crate::poller::Engine
-    for Connection<S, P, M>
-{
+/// A connection's engine as a driver runs it: polled to its end, and reachable at shutdown.
+pub(crate) trait Engine: Future<Output = End> + Unpin {
+    /// The connection, to tell it the reactor is shutting down.
+    fn shutdown_handle(&self) -> Rc<dyn Disconnect>;
+}
+
+impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> Engine for Connection<S, P, M> {
     fn shutdown_handle(&self) -> Rc<dyn Disconnect> {
         self.conn.clone()
     }

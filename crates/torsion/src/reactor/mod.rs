@@ -52,6 +52,18 @@ enum RunState {
 
 type RemoteJob = Box<dyn FnOnce() + Send>;
 
+/// What runs connections for the reactor (the epoll poller): the reactor asks it to close them
+/// all when it shuts down, and how many are open. It lives on a floor above the reactor and
+/// registers itself with [`Reactor::set_driver`].
+pub(crate) trait Driver {
+    /// Closes every connection, for shutdown.
+    fn disconnect_all(&self);
+    /// How many connections are open.
+    fn connections(&self) -> usize;
+    /// The driver itself, to reach its concrete type.
+    fn as_any(self: Rc<Self>) -> Rc<dyn std::any::Any>;
+}
+
 /// Something the reactor closes when it shuts down: a listening port or a connection.
 pub(crate) trait Disconnect {
     fn disconnect_for_shutdown(&self);
@@ -68,9 +80,9 @@ struct Inner {
     remote_rx: RefCell<Option<mpsc::UnboundedReceiver<RemoteJob>>>,
     live: RefCell<Slab<Weak<dyn Disconnect>>>,
     install_signal_handlers: Cell<bool>,
-    /// The poller accepted TCP connections run in, once one has been accepted (its driver
-    /// task owns it).
-    poller: RefCell<Weak<crate::poller::Poller>>,
+    /// The driver accepted connections run in (the epoll poller), once one has been
+    /// accepted; its own task owns it.
+    driver: RefCell<Option<Weak<dyn Driver>>>,
 }
 
 /// A reactor: an event loop on the current thread (Twisted's reactor).
@@ -135,7 +147,7 @@ impl Reactor {
                 remote_rx: RefCell::new(Some(rx)),
                 live: RefCell::new(Slab::default()),
                 install_signal_handlers: Cell::new(true),
-                poller: RefCell::new(Weak::new()),
+                driver: RefCell::new(None),
             }),
         }
     }
@@ -298,9 +310,8 @@ impl Reactor {
         for thing in live {
             thing.disconnect_for_shutdown();
         }
-        let poller = self.inner.poller.borrow().upgrade();
-        if let Some(poller) = poller {
-            poller.disconnect_all();
+        if let Some(driver) = self.driver() {
+            driver.disconnect_all();
         }
     }
 
@@ -314,12 +325,7 @@ impl Reactor {
 
     /// How many ports and connections are open on this reactor.
     pub fn open_handles(&self) -> usize {
-        let polled = self
-            .inner
-            .poller
-            .borrow()
-            .upgrade()
-            .map_or(0, |p| p.connections());
+        let polled = self.driver().map_or(0, |d| d.connections());
         self.inner.live.borrow().len() + polled
     }
 
@@ -421,17 +427,14 @@ impl Reactor {
         self.inner.lp.spawn_task(fut)
     }
 
-    /// The reactor's poller for accepted TCP connections, started on first use; `None` when
-    /// the event loop is gone.
-    pub(crate) fn poller(&self) -> std::io::Result<Option<Rc<crate::poller::Poller>>> {
-        if let Some(p) = self.inner.poller.borrow().upgrade() {
-            return Ok(Some(p));
-        }
-        let p = crate::poller::Poller::start(self)?;
-        if let Some(p) = &p {
-            *self.inner.poller.borrow_mut() = Rc::downgrade(p);
-        }
-        Ok(p)
+    /// The driver this reactor's accepted connections run in, if one has started.
+    pub(crate) fn driver(&self) -> Option<Rc<dyn Driver>> {
+        self.inner.driver.borrow().as_ref().and_then(Weak::upgrade)
+    }
+
+    /// Records the driver that accepted connections run in from now on.
+    pub(crate) fn set_driver(&self, driver: Weak<dyn Driver>) {
+        *self.inner.driver.borrow_mut() = Some(driver);
     }
 
     /// Enters the event loop's context, for tokio calls made outside `run`.
