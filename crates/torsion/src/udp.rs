@@ -77,6 +77,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::{Interest, Ready};
 use tokio::net::UdpSocket;
 
+pub use crate::datagram::MulticastInterface;
 use crate::datagram::{
     DatagramProtocol, DatagramSocket, DatagramTransport, DatagramTransportImpl, Port,
     DEFAULT_MAX_PACKET_SIZE, MAX_PACKET_SIZE_LIMIT,
@@ -86,19 +87,6 @@ use crate::error::{CannotListenError, ReactorNotRestartable};
 use crate::reactor::Reactor;
 use crate::transport::Address;
 use crate::Failure;
-
-/// Which interface a multicast membership or outgoing multicast datagram uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum MulticastInterface {
-    /// Let the system choose (`INADDR_ANY`, or interface index 0 for IPv6).
-    #[default]
-    Default,
-    /// The IPv4 interface with this address (Twisted's `interface="127.0.0.1"`).
-    Address(Ipv4Addr),
-    /// The interface with this index (as `ip link` numbers them); the only way to name an
-    /// interface for IPv6.
-    Index(u32),
-}
 
 /// Options for [`Reactor::listen_udp_with`] (Twisted's `listenUDP` arguments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

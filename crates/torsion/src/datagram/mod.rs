@@ -52,15 +52,27 @@ mod port;
 
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Deref;
 use std::rc::Rc;
 
 use crate::defer::Deferred;
 use crate::transport::Address;
-use crate::udp::MulticastInterface;
 
 pub(crate) use port::{open, DatagramSocket, Port};
+
+/// Which interface a multicast membership or outgoing multicast datagram uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MulticastInterface {
+    /// Let the system choose (`INADDR_ANY`, or interface index 0 for IPv6).
+    #[default]
+    Default,
+    /// The IPv4 interface with this address (Twisted's `interface="127.0.0.1"`).
+    Address(Ipv4Addr),
+    /// The interface with this index (as `ip link` numbers them); the only way to name an
+    /// interface for IPv6.
+    Index(u32),
+}
 
 /// The default largest datagram a port delivers (Twisted's `maxPacketSize`, 8192).
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 8192;
