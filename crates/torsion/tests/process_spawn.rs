@@ -177,6 +177,20 @@ async fn signals_are_sent_and_reported() {
 }
 
 #[torsion::test(timeout = 30)]
+async fn a_typed_signal_is_sent_as_its_number() {
+    use torsion::process::Signal;
+    let (p, rec) = Recorder::new(|_| {});
+    let t = spawn(ProcessSpec::new("sleep").arg("30"), p);
+    t.signal_process(Signal::Term).unwrap();
+    let reason = ended(&rec).await;
+    let term = reason
+        .downcast_ref::<ProcessTerminated>()
+        .expect("ProcessTerminated");
+    assert_eq!(term.signal, Some(Signal::Term.number()));
+    assert_eq!(Signal::Term.number(), 15);
+}
+
+#[torsion::test(timeout = 30)]
 async fn closing_stdin_makes_cat_exit() {
     let (p, rec) = Recorder::new(|_| {});
     let t = spawn(ProcessSpec::new("cat"), p);

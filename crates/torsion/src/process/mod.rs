@@ -61,6 +61,7 @@
 
 mod errors;
 mod signal;
+pub use signal::Signal;
 mod transport;
 mod utils;
 

@@ -21,7 +21,7 @@ use tokio::net::unix::pipe;
 use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 
 use super::errors::{ExitInfo, ProcessExitedAlready};
-use super::signal::parse_signal;
+use super::signal::Signal;
 use super::ProcessProtocol;
 use crate::error::{ConnectionLost, PanicError};
 use crate::reactor::Disconnect;
@@ -491,12 +491,17 @@ impl ProcessTransport {
         self.inner.notify();
     }
 
-    /// Sends a signal to the child (Twisted's `signalProcess`): a name such as `"TERM"`,
-    /// `"KILL"`, `"INT"`, `"HUP"` (with or without the `SIG` prefix) or a number such as
-    /// `"9"`. Fails with [`ProcessExitedAlready`] once the child has exited, and with an
-    /// `InvalidInput` I/O error for an unknown signal.
-    pub fn signal_process(&self, signal: &str) -> Result<(), Failure> {
-        let sig = parse_signal(signal)?;
+    /// Sends a signal to the child (Twisted's `signalProcess`): a [`Signal`]
+    /// (`Signal::Term`), or as Twisted takes it, a name such as `"TERM"`, `"KILL"`, `"INT"`,
+    /// `"HUP"` (with or without the `SIG` prefix) or a number such as `"9"`. Fails with
+    /// [`ProcessExitedAlready`] once the child has exited, and with an `InvalidInput` I/O
+    /// error for an unknown signal name.
+    pub fn signal_process<S>(&self, signal: S) -> Result<(), Failure>
+    where
+        S: TryInto<Signal>,
+        S::Error: Into<Failure>,
+    {
+        let sig = signal.try_into().map_err(Into::into)?.raw();
         let pid = match self.inner.pid.get() {
             Some(pid) if self.inner.exit.get().is_none() => pid,
             _ => return Err(Failure::new(ProcessExitedAlready)),
