@@ -271,7 +271,8 @@ impl ListeningPort {
     /// });
     /// r.run().unwrap();
     /// ```
-    pub fn drain(&self, timeout: f64) -> Deferred<()> {
+    pub fn drain(&self, timeout: impl Into<crate::reactor::Delay>) -> Deferred<()> {
+        let timeout = timeout.into().as_secs_f64();
         self.port.close();
         let group = self.port.conns().clone();
         group.draining.set(true);

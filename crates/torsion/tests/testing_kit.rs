@@ -177,3 +177,39 @@ fn a_string_transport_reports_the_addresses_it_was_given() {
     let t = st.transport();
     assert_eq!((t.get_peer(), t.get_host()), (peer, host));
 }
+
+/// Every wait takes seconds as `f64` or a `Duration`, and both mean the same time.
+#[test]
+fn delays_are_seconds_or_durations() {
+    use std::cell::Cell;
+    use std::time::Duration;
+    use torsion::task::{defer_later, LoopingCall};
+    use torsion::testing::Clock;
+
+    let clock = Clock::new();
+    let fired = Rc::new(Cell::new(0));
+    let f = fired.clone();
+    clock.call_later(Duration::from_millis(1500), move || f.set(f.get() + 1));
+    let f = fired.clone();
+    let call = clock.call_later(1.0, move || f.set(f.get() + 10));
+    call.delay(Duration::from_millis(500)).unwrap(); // now due at 1.5 s too
+    clock.advance(Duration::from_millis(1499));
+    assert_eq!(fired.get(), 0);
+    clock.advance(0.001);
+    assert_eq!(fired.get(), 11);
+
+    let later = defer_later(&clock, Duration::from_secs(2), || 7);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(success_result_of(&later), 7);
+
+    let ticks = Rc::new(Cell::new(0));
+    let t = ticks.clone();
+    let lc = LoopingCall::new(move || t.set(t.get() + 1));
+    lc.set_clock(clock.clone());
+    let _done = lc.start(Duration::from_secs(1), false);
+    for _ in 0..3 {
+        clock.advance(1.0);
+    }
+    assert_eq!(ticks.get(), 3);
+    lc.stop();
+}

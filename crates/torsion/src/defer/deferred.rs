@@ -22,7 +22,7 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{AlreadyCalledError, CancelledError, TimeoutError};
-use crate::time::ReactorTime;
+use crate::time::{Delay, ReactorTime};
 use crate::Failure;
 
 type Outcome<T> = Result<T, Failure>;
@@ -1084,7 +1084,8 @@ impl<T: 'static> Deferred<T> {
 
     /// Cancels this Deferred if it has not fired `seconds` from now on `clock`, turning the
     /// cancellation into a [`TimeoutError`] (Twisted's `addTimeout`).
-    pub fn add_timeout(self, seconds: f64, clock: &dyn ReactorTime) -> Deferred<T> {
+    pub fn add_timeout(self, seconds: impl Into<Delay>, clock: &dyn ReactorTime) -> Deferred<T> {
+        let seconds = seconds.into().as_secs_f64();
         let timed_out = Rc::new(Cell::new(false));
         let flag = timed_out.clone();
         // The timer holds the node: a Deferred nobody else can fire still times out.

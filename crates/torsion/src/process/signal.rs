@@ -72,7 +72,10 @@ const NAMED: &[(&str, Signal, RawSignal)] = &[
 impl Signal {
     /// The signal's name without `SIG` (`"TERM"`), as Twisted's `signalProcess` takes it.
     pub fn name(self) -> &'static str {
-        NAMED.iter().find(|(_, s, _)| *s == self).map_or("?", |e| e.0)
+        NAMED
+            .iter()
+            .find(|(_, s, _)| *s == self)
+            .map_or("?", |e| e.0)
     }
 
     /// The signal's number on this system.
@@ -107,15 +110,12 @@ impl FromStr for Signal {
             let n = bare.parse::<i32>().ok()?;
             NAMED.iter().find(|(_, _, raw)| raw.as_raw() == n)
         };
-        by_name
-            .or_else(by_number)
-            .map(|e| e.1)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("unknown signal {name:?}"),
-                )
-            })
+        by_name.or_else(by_number).map(|e| e.1).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unknown signal {name:?}"),
+            )
+        })
     }
 }
 

@@ -32,7 +32,7 @@ use std::task::{Poll, Waker};
 use tokio::sync::mpsc;
 
 use crate::time::TimerCore;
-pub use crate::time::{DelayedCall, ReactorTime};
+pub use crate::time::{Delay, DelayedCall, ReactorTime};
 pub use triggers::{CallOutcome, Event, Phase, TriggerId};
 
 pub use crate::defer::ensure_deferred;
@@ -375,17 +375,19 @@ impl Reactor {
         }
     }
 
-    /// Calls `f` in `seconds` seconds (Twisted's `callLater`). Returns the [`DelayedCall`] to
-    /// cancel or move it. `f` may return `()`, or a `Result` or `Deferred` whose failure is
-    /// logged, so `r.call_later(5.0, || reactor().stop())` reads as in Twisted.
+    /// Calls `f` in `seconds` seconds (Twisted's `callLater`; a [`Delay`]: seconds as `f64`
+    /// or a `Duration`). Returns the [`DelayedCall`] to cancel or move it. `f` may return
+    /// `()`, or a `Result` or `Deferred` whose failure is logged, so
+    /// `r.call_later(5.0, || reactor().stop())` reads as in Twisted.
     pub fn call_later<R: CallOutcome>(
         &self,
-        seconds: f64,
+        seconds: impl Into<Delay>,
         f: impl FnOnce() -> R + 'static,
     ) -> DelayedCall {
-        self.inner
-            .timers
-            .schedule(seconds, Box::new(move || drop(f().into_wait())))
+        self.inner.timers.schedule(
+            seconds.into().as_secs_f64(),
+            Box::new(move || drop(f().into_wait())),
+        )
     }
 
     /// The current time in seconds since the Unix epoch, advancing monotonically while the

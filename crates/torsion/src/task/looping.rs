@@ -101,7 +101,8 @@ impl LoopingCall {
     ///
     /// # Panics
     /// If already running, or if `interval` is negative or not a number.
-    pub fn start(&self, interval: f64, now: bool) -> Deferred<()> {
+    pub fn start(&self, interval: impl Into<crate::reactor::Delay>, now: bool) -> Deferred<()> {
+        let interval = interval.into().as_secs_f64();
         assert!(!self.inner.running.get(), "LoopingCall is already running");
         assert!(
             interval >= 0.0,

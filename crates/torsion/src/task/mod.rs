@@ -22,16 +22,17 @@ pub use cooperate::{cooperate, CooperativeTask, Cooperator};
 pub use looping::LoopingCall;
 
 use crate::defer::Deferred;
-use crate::reactor::{reactor, DelayedCall, ReactorTime};
+use crate::reactor::{reactor, Delay, DelayedCall, ReactorTime};
 use crate::Reactor;
 
 /// A Deferred that fires with `f()` after `seconds` on `clock` (Twisted's `deferLater`).
 /// Cancelling it cancels the call. A panic in `f` becomes the Deferred's failure.
 pub fn defer_later<T: 'static>(
     clock: &dyn ReactorTime,
-    seconds: f64,
+    seconds: impl Into<Delay>,
     f: impl FnOnce() -> T + 'static,
 ) -> Deferred<T> {
+    let seconds = seconds.into().as_secs_f64();
     let call: Rc<RefCell<Option<DelayedCall>>> = Rc::default();
     let to_cancel = call.clone();
     let d = Deferred::with_canceller(move |_| {

@@ -61,11 +61,13 @@ impl Clock {
     /// Schedules `f` in `seconds` of clock time (see [`Reactor::call_later`](crate::Reactor::call_later)).
     pub fn call_later<R: crate::reactor::CallOutcome>(
         &self,
-        seconds: f64,
+        seconds: impl Into<crate::reactor::Delay>,
         f: impl FnOnce() -> R + 'static,
     ) -> DelayedCall {
-        self.core
-            .schedule(seconds, Box::new(move || drop(f().into_wait())))
+        self.core.schedule(
+            seconds.into().as_secs_f64(),
+            Box::new(move || drop(f().into_wait())),
+        )
     }
 
     /// The clock's current time.
@@ -75,7 +77,8 @@ impl Clock {
 
     /// Moves time forward by `seconds` and runs every call that is due, including calls that
     /// those calls schedule within the new time.
-    pub fn advance(&self, seconds: f64) {
+    pub fn advance(&self, seconds: impl Into<crate::reactor::Delay>) {
+        let seconds = seconds.into().as_secs_f64();
         let ns = if seconds > 0.0 {
             (seconds * 1e9).round() as u64
         } else {

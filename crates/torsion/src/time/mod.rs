@@ -24,6 +24,8 @@
 
 mod timer;
 
+use std::time::Duration;
+
 pub use timer::DelayedCall;
 pub(crate) use timer::TimerCore;
 
@@ -37,4 +39,37 @@ pub trait ReactorTime {
 
     /// Schedules `f` to run `seconds` from now.
     fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall;
+}
+
+/// A delay or an interval: seconds as an `f64`, Twisted's way (`call_later(1.5, ..)`), or a
+/// [`Duration`] (`call_later(Duration::from_millis(1500), ..)`). Every method that waits takes
+/// `impl Into<Delay>`.
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::reactor::Delay;
+///
+/// assert_eq!(Delay::from(1.5), Delay::from(Duration::from_millis(1500)));
+/// assert_eq!(Delay::from(Duration::from_secs(2)).as_secs_f64(), 2.0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
+pub struct Delay(f64);
+
+impl Delay {
+    /// The delay in seconds.
+    pub fn as_secs_f64(self) -> f64 {
+        self.0
+    }
+}
+
+impl From<f64> for Delay {
+    fn from(seconds: f64) -> Delay {
+        Delay(seconds)
+    }
+}
+
+impl From<Duration> for Delay {
+    fn from(d: Duration) -> Delay {
+        Delay(d.as_secs_f64())
+    }
 }

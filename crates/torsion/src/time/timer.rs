@@ -415,7 +415,8 @@ impl DelayedCall {
     }
 
     /// Reschedules the call to run `seconds` from now.
-    pub fn reset(&self, seconds: f64) -> Result<(), DelayedCallError> {
+    pub fn reset(&self, seconds: impl Into<super::Delay>) -> Result<(), DelayedCallError> {
+        let seconds = seconds.into().as_secs_f64();
         let (core, deadline) = self
             .with_entry(|q, core| {
                 let deadline = core.now_ns().saturating_add(TimerCore::delay_ns(seconds));
@@ -430,7 +431,8 @@ impl DelayedCall {
     }
 
     /// Moves the call `seconds` later than it was due.
-    pub fn delay(&self, seconds: f64) -> Result<(), DelayedCallError> {
+    pub fn delay(&self, seconds: impl Into<super::Delay>) -> Result<(), DelayedCallError> {
+        let seconds = seconds.into().as_secs_f64();
         self.with_entry(|q, _| {
             let due = q.entries.get(self.index as usize).expect("live").deadline;
             q.move_to(
