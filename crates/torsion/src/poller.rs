@@ -512,6 +512,7 @@ impl PolledTcp {
 }
 
 impl SocketIo for PolledTcp {
+    const TCP: bool = true;
     fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_ready(READABLE)
     }

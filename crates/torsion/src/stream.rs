@@ -26,7 +26,9 @@ use crate::error::{ConnectionAborted, ConnectionDone, ConnectionLost};
 use crate::producer::{Due, Producer, ProducerError, ProducerSlot};
 use crate::protocol::Protocol;
 use crate::reactor::{Disconnect, Reactor};
-use crate::transport::{Address, Transport, TransportImpl};
+#[cfg(feature = "tls")]
+use crate::transport::TlsTransport;
+use crate::transport::{Address, PeerCredentials, TcpOptions, Transport, TransportImpl};
 use crate::Failure;
 
 #[cfg(feature = "tls")]
@@ -82,6 +84,12 @@ pub(crate) trait SocketIo: 'static {
     }
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     fn shutdown_write(&self) -> io::Result<()>;
+    /// A TCP socket: its connection offers [`TcpOptions`].
+    const TCP: bool = false;
+    /// The peer process's credentials, on a Unix socket.
+    fn peer_credentials(&self) -> Option<PeerCredentials> {
+        None
+    }
     fn set_no_delay(&self, _on: bool) -> io::Result<()> {
         Err(io::ErrorKind::Unsupported.into())
     }
@@ -139,6 +147,10 @@ impl<T> Tasked<T> {
 }
 
 impl<T: SocketIo> SocketIo for Tasked<T> {
+    const TCP: bool = T::TCP;
+    fn peer_credentials(&self) -> Option<PeerCredentials> {
+        self.io.peer_credentials()
+    }
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.io.poll_read_ready(cx)
     }
@@ -830,35 +842,56 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
         self.producer.limits()
     }
 
-    fn set_tcp_no_delay(&self, enabled: bool) -> io::Result<()> {
+    fn tcp(&self) -> Option<&dyn TcpOptions> {
+        if S::TCP {
+            Some(self)
+        } else {
+            None
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls(&self) -> Option<&dyn TlsTransport> {
+        Some(self)
+    }
+
+    fn peer_credentials(&self) -> Option<PeerCredentials> {
+        self.sock.borrow().as_ref()?.peer_credentials()
+    }
+}
+
+impl<S: StreamSocket> TcpOptions for Conn<S> {
+    fn set_no_delay(&self, enabled: bool) -> io::Result<()> {
         match self.sock.borrow().as_ref() {
             Some(s) => s.set_no_delay(enabled),
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
-    fn get_tcp_no_delay(&self) -> io::Result<bool> {
+    fn no_delay(&self) -> io::Result<bool> {
         match self.sock.borrow().as_ref() {
             Some(s) => s.no_delay(),
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
-    fn set_tcp_keep_alive(&self, enabled: bool) -> io::Result<()> {
+    fn set_keep_alive(&self, enabled: bool) -> io::Result<()> {
         match self.sock.borrow().as_ref() {
             Some(s) => s.set_keep_alive(enabled),
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
-    fn get_tcp_keep_alive(&self) -> io::Result<bool> {
+    fn keep_alive(&self) -> io::Result<bool> {
         match self.sock.borrow().as_ref() {
             Some(s) => s.keep_alive(),
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
+}
 
-    #[cfg(feature = "tls")]
+#[cfg(feature = "tls")]
+impl<S: StreamSocket> TlsTransport for Conn<S> {
     fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
         let layer = context
             .layer_for(&self.addrs.peer())
@@ -866,12 +899,10 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
         self.install_tls(layer)
     }
 
-    #[cfg(feature = "tls")]
     fn peer_certificate(&self) -> Option<Vec<u8>> {
         self.with_tls(|l| l.peer_certificate()).flatten()
     }
 
-    #[cfg(feature = "tls")]
     fn negotiated_protocol(&self) -> Option<Vec<u8>> {
         self.with_tls(|l| l.negotiated_protocol()).flatten()
     }

@@ -53,6 +53,11 @@ pub const LARGE_WRITE: usize = 16 * 1024;
 /// What a transport does; implement it to make a new kind of transport.
 ///
 /// Only `write`, `lose_connection`, `abort_connection`, `get_peer` and `get_host` are required.
+/// A transport that wraps another (HAProxy's, the policies' wrappers) returns it from
+/// [`wrapped`](TransportImpl::wrapped) and overrides only what it changes: every other
+/// provided method, and the capabilities ([`tcp`](TransportImpl::tcp),
+/// [`tls`](TransportImpl::tls), [`peer_credentials`](TransportImpl::peer_credentials)), then
+/// go to the wrapped transport.
 pub trait TransportImpl {
     /// Queues bytes to send. Never blocks; writes after the connection closed are dropped.
     fn write(&self, data: &[u8]);
@@ -71,44 +76,70 @@ pub trait TransportImpl {
     /// Closes the connection now, dropping unsent data (Twisted's `abortConnection`).
     fn abort_connection(&self);
 
-    /// Closes the sending half once everything written has been sent, and keeps reading
-    /// (Twisted's `loseWriteConnection`, half-close).
-    fn lose_write_connection(&self) {
-        self.lose_connection();
-    }
-
     /// The other end's address.
     fn get_peer(&self) -> Address;
 
     /// This end's address.
     fn get_host(&self) -> Address;
 
+    /// The transport this one wraps, if it is a wrapper: what this one does not override goes
+    /// there.
+    fn wrapped(&self) -> Option<&Transport> {
+        None
+    }
+
+    /// Closes the sending half once everything written has been sent, and keeps reading
+    /// (Twisted's `loseWriteConnection`, half-close). By default the wrapped transport's, or
+    /// else the whole connection closes.
+    fn lose_write_connection(&self) {
+        match self.wrapped() {
+            Some(t) => t.lose_write_connection(),
+            None => self.lose_connection(),
+        }
+    }
+
     /// How many written bytes wait to be sent (for flow control).
     fn buffered_size(&self) -> usize {
-        0
+        self.wrapped().map_or(0, |t| t.buffered_size())
     }
 
     /// True until the connection has closed.
     fn is_connected(&self) -> bool {
-        true
+        self.wrapped().is_none_or(|t| t.is_connected())
     }
 
     /// True once the connection is closing (`lose_connection` or `abort_connection` was
     /// called) or closed. Framing protocols stop delivering messages then, as Twisted's do.
     fn disconnecting(&self) -> bool {
-        !self.is_connected()
+        match self.wrapped() {
+            Some(t) => t.disconnecting(),
+            None => !self.is_connected(),
+        }
     }
 
     /// Asks the connection's protocol to finish its work and close, for a graceful shutdown:
     /// the protocol's [`drain`](crate::Protocol::drain) runs soon from the connection's own engine
-    /// (at most once). By default nothing happens (a transport that cannot reach its protocol).
-    fn request_drain(&self) {}
+    /// (at most once). By default the wrapped transport's, or nothing (a transport that cannot
+    /// reach its protocol).
+    fn request_drain(&self) {
+        if let Some(t) = self.wrapped() {
+            t.request_drain();
+        }
+    }
 
     /// Stops delivering received data until `resume_producing` (a transport is a producer).
-    fn pause_producing(&self) {}
+    fn pause_producing(&self) {
+        if let Some(t) = self.wrapped() {
+            t.pause_producing();
+        }
+    }
 
     /// Resumes delivering received data.
-    fn resume_producing(&self) {}
+    fn resume_producing(&self) {
+        if let Some(t) = self.wrapped() {
+            t.resume_producing();
+        }
+    }
 
     /// Registers `producer` to write to this transport, with flow control (Twisted's
     /// `IConsumer.registerProducer`): a streaming producer is paused above the high
@@ -121,69 +152,95 @@ pub trait TransportImpl {
         producer: Rc<dyn Producer>,
         streaming: bool,
     ) -> Result<(), ProducerError> {
-        let _ = (producer, streaming);
-        Err(ProducerError::Unsupported)
+        match self.wrapped() {
+            Some(t) => t.register_producer(producer, streaming),
+            None => Err(ProducerError::Unsupported),
+        }
     }
 
     /// Forgets the registered producer without telling it (Twisted's
     /// `IConsumer.unregisterProducer`); a producer calls it when it has written everything.
-    fn unregister_producer(&self) {}
+    fn unregister_producer(&self) {
+        if let Some(t) = self.wrapped() {
+            t.unregister_producer();
+        }
+    }
 
     /// Sets the write-buffer watermarks for the registered producer: pause above `high`
     /// unsent bytes, resume at `low` or fewer (`low` is capped at `high`).
     fn set_write_buffer_limits(&self, high: usize, low: usize) {
-        let _ = (high, low);
+        if let Some(t) = self.wrapped() {
+            t.set_write_buffer_limits(high, low);
+        }
     }
 
     /// The write-buffer watermarks, `(high, low)`.
     fn write_buffer_limits(&self) -> (usize, usize) {
-        (DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER)
+        self.wrapped()
+            .map_or((DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER), |t| {
+                t.write_buffer_limits()
+            })
     }
 
-    /// Sets `TCP_NODELAY` (on by default for TCP connections).
-    fn set_tcp_no_delay(&self, _enabled: bool) -> io::Result<()> {
-        unsupported()
+    /// TCP's socket options, on a TCP connection (Twisted's `ITCPTransport`).
+    fn tcp(&self) -> Option<&dyn TcpOptions> {
+        self.wrapped().and_then(|t| t.tcp())
     }
 
-    /// Reads `TCP_NODELAY`.
-    fn get_tcp_no_delay(&self) -> io::Result<bool> {
-        unsupported()
-    }
-
-    /// Sets `SO_KEEPALIVE`.
-    fn set_tcp_keep_alive(&self, _enabled: bool) -> io::Result<()> {
-        unsupported()
-    }
-
-    /// Reads `SO_KEEPALIVE`.
-    fn get_tcp_keep_alive(&self) -> io::Result<bool> {
-        unsupported()
-    }
-
-    /// Switches a running connection to TLS (Twisted's `ITLSTransport.startTLS`), for
-    /// STARTTLS protocols: everything written before stays plaintext, everything after is
-    /// encrypted, and the handshake starts at once. Bytes already delivered to the protocol
-    /// stay with it as plaintext (a client that pipelines its handshake behind the STARTTLS
-    /// command cannot inject plaintext into the TLS session). A
-    /// [`ServerContext`](crate::tls::ServerContext) makes this end the TLS server, a
-    /// [`ClientContext`](crate::tls::ClientContext) the client. Fails on transports that
-    /// cannot (`Unsupported`), on a connection already using TLS or closing.
+    /// TLS, on a connection that can run it (Twisted's `ITLSTransport`).
     #[cfg(feature = "tls")]
-    fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
-        let _ = context;
-        unsupported()
+    fn tls(&self) -> Option<&dyn TlsTransport> {
+        self.wrapped().and_then(|t| t.tls())
     }
 
-    /// The peer's TLS certificate (DER), once the handshake has delivered it; `None` on
-    /// plain connections and for a TLS client that showed none.
-    fn peer_certificate(&self) -> Option<Vec<u8>> {
-        None
+    /// The credentials of the process at the other end of a Unix connection, while it is open
+    /// (`SO_PEERCRED`); `None` for other transports or where the platform does not tell them.
+    fn peer_credentials(&self) -> Option<PeerCredentials> {
+        self.wrapped().and_then(|t| t.peer_credentials())
     }
+}
 
+/// TCP's socket options, as a TCP transport has them ([`TransportImpl::tcp`]).
+pub trait TcpOptions {
+    /// Sets `TCP_NODELAY` (on by default for TCP connections).
+    fn set_no_delay(&self, enabled: bool) -> io::Result<()>;
+    /// Reads `TCP_NODELAY`.
+    fn no_delay(&self) -> io::Result<bool>;
+    /// Sets `SO_KEEPALIVE`.
+    fn set_keep_alive(&self, enabled: bool) -> io::Result<()>;
+    /// Reads `SO_KEEPALIVE`.
+    fn keep_alive(&self) -> io::Result<bool>;
+}
+
+/// What a transport that can run TLS does ([`TransportImpl::tls`]; Twisted's
+/// `ITLSTransport`).
+#[cfg(feature = "tls")]
+pub trait TlsTransport {
+    /// Switches the running connection to TLS, for STARTTLS protocols: everything written
+    /// before stays plaintext, everything after is encrypted, and the handshake starts at
+    /// once. Bytes already delivered to the protocol stay with it as plaintext (a client that
+    /// pipelines its handshake behind the STARTTLS command cannot inject plaintext into the
+    /// TLS session). A [`ServerContext`](crate::tls::ServerContext) makes this end the TLS
+    /// server, a [`ClientContext`](crate::tls::ClientContext) the client. Fails on a
+    /// connection already using TLS or closing.
+    fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()>;
+    /// The peer's TLS certificate (DER), once the handshake has delivered it; `None` before
+    /// TLS starts and for a TLS client that showed none.
+    fn peer_certificate(&self) -> Option<Vec<u8>>;
     /// The application protocol TLS's ALPN agreed on (such as `b"h2"`), if any.
-    fn negotiated_protocol(&self) -> Option<Vec<u8>> {
-        None
-    }
+    fn negotiated_protocol(&self) -> Option<Vec<u8>>;
+}
+
+/// The credentials of the process at the other end of a Unix connection, as the kernel saw
+/// them when the connection was made (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerCredentials {
+    /// The peer's process id, where the platform tells it.
+    pub pid: Option<i32>,
+    /// The peer's user id.
+    pub uid: u32,
+    /// The peer's group id.
+    pub gid: u32,
 }
 
 // Producers and consumers (Twisted's IProducer/IConsumer) are part of what a transport
@@ -245,7 +302,8 @@ impl std::error::Error for ProducerError {}
 
 /// A handle to a connection's transport: cheap to clone, every clone the same connection.
 ///
-/// All of [`TransportImpl`]'s methods are available on it.
+/// Its own methods are the ones every protocol uses; everything else [`TransportImpl`] has
+/// (flow control, half-close, the capabilities) is reached through it too.
 #[derive(Clone)]
 pub struct Transport {
     inner: Rc<dyn TransportImpl>,
@@ -260,6 +318,91 @@ impl Transport {
     /// True when both handles are the same connection.
     pub fn same(&self, other: &Transport) -> bool {
         Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Queues bytes to send. Never blocks; writes after the connection closed are dropped.
+    #[inline]
+    pub fn write(&self, data: &[u8]) {
+        self.inner.write(data);
+    }
+
+    /// Queues several buffers, in order (Twisted's `writeSequence`).
+    #[inline]
+    pub fn write_sequence(&self, data: &[&[u8]]) {
+        self.inner.write_sequence(data);
+    }
+
+    /// Closes the connection once everything written has been sent (Twisted's
+    /// `loseConnection`). The protocol's `connection_lost` follows.
+    pub fn lose_connection(&self) {
+        self.inner.lose_connection();
+    }
+
+    /// Closes the connection now, dropping unsent data (Twisted's `abortConnection`).
+    pub fn abort_connection(&self) {
+        self.inner.abort_connection();
+    }
+
+    /// The other end's address.
+    pub fn get_peer(&self) -> Address {
+        self.inner.get_peer()
+    }
+
+    /// This end's address.
+    pub fn get_host(&self) -> Address {
+        self.inner.get_host()
+    }
+
+    /// Sets `TCP_NODELAY` ([`TcpOptions`]); `Unsupported` on transports that are not TCP.
+    pub fn set_tcp_no_delay(&self, enabled: bool) -> io::Result<()> {
+        self.inner
+            .tcp()
+            .map_or_else(unsupported, |t| t.set_no_delay(enabled))
+    }
+
+    /// Reads `TCP_NODELAY`; `Unsupported` on transports that are not TCP.
+    pub fn get_tcp_no_delay(&self) -> io::Result<bool> {
+        self.inner.tcp().map_or_else(unsupported, |t| t.no_delay())
+    }
+
+    /// Sets `SO_KEEPALIVE`; `Unsupported` on transports that are not TCP.
+    pub fn set_tcp_keep_alive(&self, enabled: bool) -> io::Result<()> {
+        self.inner
+            .tcp()
+            .map_or_else(unsupported, |t| t.set_keep_alive(enabled))
+    }
+
+    /// Reads `SO_KEEPALIVE`; `Unsupported` on transports that are not TCP.
+    pub fn get_tcp_keep_alive(&self) -> io::Result<bool> {
+        self.inner
+            .tcp()
+            .map_or_else(unsupported, |t| t.keep_alive())
+    }
+
+    /// Switches the running connection to TLS ([`TlsTransport::start_tls`]); `Unsupported`
+    /// on transports that cannot.
+    #[cfg(feature = "tls")]
+    pub fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
+        self.inner
+            .tls()
+            .map_or_else(unsupported, |t| t.start_tls(context))
+    }
+
+    /// The peer's TLS certificate (DER), once the handshake has delivered it; `None` on
+    /// plain connections and for a TLS client that showed none.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        #[cfg(feature = "tls")]
+        return self.inner.tls().and_then(|t| t.peer_certificate());
+        #[cfg(not(feature = "tls"))]
+        None
+    }
+
+    /// The application protocol TLS's ALPN agreed on (such as `b"h2"`), if any.
+    pub fn negotiated_protocol(&self) -> Option<Vec<u8>> {
+        #[cfg(feature = "tls")]
+        return self.inner.tls().and_then(|t| t.negotiated_protocol());
+        #[cfg(not(feature = "tls"))]
+        None
     }
 }
 

@@ -111,7 +111,6 @@
 //! ```
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -134,10 +133,14 @@ use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::reactor::Reactor;
 use crate::stream::{run_connection, Conn, End, SocketIo, Tasked};
 use crate::tcp::{AttemptGuard, DEFAULT_CONNECT_TIMEOUT};
-use crate::transport::{Address, Transport, TransportImpl};
+pub use crate::transport::PeerCredentials;
+use crate::transport::{Address, Transport};
 use crate::Failure;
 
 impl SocketIo for UnixStream {
+    fn peer_credentials(&self) -> Option<PeerCredentials> {
+        credentials_of(self)
+    }
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         UnixStream::poll_read_ready(self, cx)
     }
@@ -191,51 +194,12 @@ impl Default for UnixListenOptions {
     }
 }
 
-/// The credentials of the process at the other end of a Unix connection, as the kernel saw
-/// them when the connection was made (`SO_PEERCRED`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PeerCredentials {
-    /// The peer's process id, where the platform tells it.
-    pub pid: Option<i32>,
-    /// The peer's user id.
-    pub uid: u32,
-    /// The peer's group id.
-    pub gid: u32,
-}
-
-thread_local! {
-    /// Credentials of this thread's live Unix connections, keyed by their `Conn`'s address.
-    static CREDENTIALS: RefCell<HashMap<usize, PeerCredentials>> = RefCell::new(HashMap::new());
-}
-
-/// The credentials of the peer process of `transport`'s Unix connection (`SO_PEERCRED`);
-/// `None` for other transports, after the connection ended, or where the platform does not
-/// tell them. Call it from any protocol method
-/// (`connection_made` included).
+/// The credentials of the peer process of `transport`'s Unix connection (`SO_PEERCRED`),
+/// while it is open; `None` for other transports or where the platform does not tell them.
+/// Call it from any protocol method (`connection_made` included) but `connection_lost`. The
+/// same as [`TransportImpl::peer_credentials`](crate::transport::TransportImpl::peer_credentials).
 pub fn peer_credentials(transport: &Transport) -> Option<PeerCredentials> {
-    let key = std::ptr::from_ref::<dyn TransportImpl>(&**transport)
-        .cast::<()>()
-        .addr();
-    CREDENTIALS.with_borrow(|c| c.get(&key).copied())
-}
-
-/// Keeps a connection's credentials in the side table while the connection runs.
-struct CredentialsEntry(usize);
-
-impl CredentialsEntry {
-    fn new(conn: &Rc<Conn<Tasked<UnixStream>>>, creds: Option<PeerCredentials>) -> Option<Self> {
-        let key = Rc::as_ptr(conn).cast::<()>().addr();
-        let creds = creds?;
-        CREDENTIALS.with_borrow_mut(|c| c.insert(key, creds));
-        Some(CredentialsEntry(key))
-    }
-}
-
-impl Drop for CredentialsEntry {
-    fn drop(&mut self) {
-        // `try_with`: the thread-local may already be gone when a task is dropped at exit.
-        let _ = CREDENTIALS.try_with(|c| c.borrow_mut().remove(&self.0));
-    }
+    transport.peer_credentials()
 }
 
 /// Where a Unix socket is: a file, or (Linux) an abstract name.
@@ -541,9 +505,7 @@ async fn run_unix<P: Protocol>(
     proto: P,
     on_made: impl FnOnce(&Transport),
 ) -> End {
-    let creds = credentials_of(&stream);
     let conn = Conn::new(Tasked::new(stream), peer, host);
-    let _entry = CredentialsEntry::new(&conn, creds);
     run_connection(reactor, conn, proto, on_made).await
 }
 

@@ -571,3 +571,40 @@ fn listening_on_an_interface_that_is_not_an_ip_address_fails_with_cannot_listen_
         .expect_err("not an IP address");
     assert!(err.check::<CannotListenError>(), "{err:?}");
 }
+
+/// TCP's options are a capability of TCP transports, on both sides of a connection
+/// (accepted ones run in the poller, client ones as tasks).
+#[torsion::test(timeout = 10)]
+async fn tcp_options_are_read_and_set_on_both_ends() -> Result<(), Failure> {
+    struct Options(DeferredQueue<(bool, bool, bool)>);
+    impl Protocol for Options {
+        fn connection_made(&mut self, t: &Transport) {
+            let default = t.get_tcp_no_delay().unwrap();
+            t.set_tcp_no_delay(false).unwrap();
+            t.set_tcp_keep_alive(true).unwrap();
+            let seen = (
+                default,
+                t.get_tcp_no_delay().unwrap(),
+                t.get_tcp_keep_alive().unwrap(),
+            );
+            assert!(t.tcp().is_some());
+            self.0.put(seen).unwrap();
+            t.lose_connection();
+        }
+        fn data_received(&mut self, _: &Transport, _: &[u8]) {}
+    }
+    let server_seen = DeferredQueue::new();
+    let s = server_seen.clone();
+    let port = reactor().listen_tcp_on(0, factory(move || Options(s.clone())), "127.0.0.1")?;
+    let client_seen = DeferredQueue::new();
+    let c = client_seen.clone();
+    reactor().connect_tcp(
+        "127.0.0.1",
+        port.get_host().port().unwrap(),
+        factory(move || Options(c.clone())),
+    );
+    assert_eq!(server_seen.get()?.await?, (true, false, true));
+    assert_eq!(client_seen.get()?.await?, (true, false, true));
+    port.stop_listening().await?;
+    Ok(())
+}

@@ -213,3 +213,55 @@ fn delays_are_seconds_or_durations() {
     assert_eq!(ticks.get(), 3);
     lc.stop();
 }
+
+/// A wrapper transport overrides only what it changes (here: `write`); flow control and the
+/// capabilities reach the transport it wraps.
+#[test]
+fn a_wrapper_transport_overrides_only_what_it_changes() {
+    use torsion::producer::Backpressure;
+    use torsion::testing::StringTransport;
+    use torsion::transport::{Address, TransportImpl};
+
+    struct Shouting(Transport);
+    impl TransportImpl for Shouting {
+        fn write(&self, data: &[u8]) {
+            self.0.write(&data.to_ascii_uppercase());
+        }
+        fn lose_connection(&self) {
+            self.0.lose_connection();
+        }
+        fn abort_connection(&self) {
+            self.0.abort_connection();
+        }
+        fn get_peer(&self) -> Address {
+            self.0.get_peer()
+        }
+        fn get_host(&self) -> Address {
+            self.0.get_host()
+        }
+        fn wrapped(&self) -> Option<&Transport> {
+            Some(&self.0)
+        }
+    }
+
+    let st = StringTransport::new();
+    let shouting = Transport::new(Rc::new(Shouting(st.transport())));
+    shouting.write_sequence(&[b"hello, ", b"world"]);
+    assert_eq!(st.value(), b"HELLO, WORLD");
+
+    st.set_buffered_size(500);
+    assert_eq!(shouting.buffered_size(), 500);
+    shouting.set_write_buffer_limits(100, 10);
+    assert_eq!(st.transport().write_buffer_limits(), (100, 10));
+    let gate = Backpressure::register(&shouting).expect("the wrapped transport takes producers");
+    assert!(st.producer().is_some());
+    drop(gate);
+
+    // A StringTransport is not TCP, and neither is what wraps it.
+    let e = shouting.set_tcp_no_delay(true).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::Unsupported);
+    assert!(shouting.tcp().is_none());
+    assert_eq!(shouting.peer_credentials(), None);
+    shouting.lose_connection();
+    assert!(shouting.disconnecting());
+}

@@ -46,6 +46,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: f64 = 30.0;
 const BACKLOG: u32 = 1024;
 
 impl SocketIo for TcpStream {
+    const TCP: bool = true;
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         TcpStream::poll_read_ready(self, cx)
     }

@@ -46,7 +46,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::io;
 use std::rc::Rc;
 
 use crate::protocol::{Factory, Protocol};
@@ -353,6 +352,7 @@ struct HAProxyTransport {
     host: Address,
 }
 
+/// Only the addresses change; everything else is the real transport's.
 impl TransportImpl for HAProxyTransport {
     fn write(&self, data: &[u8]) {
         self.real.write(data);
@@ -366,57 +366,14 @@ impl TransportImpl for HAProxyTransport {
     fn abort_connection(&self) {
         self.real.abort_connection();
     }
-    fn lose_write_connection(&self) {
-        self.real.lose_write_connection();
-    }
     fn get_peer(&self) -> Address {
         self.peer.clone()
     }
     fn get_host(&self) -> Address {
         self.host.clone()
     }
-    fn buffered_size(&self) -> usize {
-        self.real.buffered_size()
-    }
-    fn is_connected(&self) -> bool {
-        self.real.is_connected()
-    }
-    fn disconnecting(&self) -> bool {
-        self.real.disconnecting()
-    }
-    fn pause_producing(&self) {
-        self.real.pause_producing();
-    }
-    fn resume_producing(&self) {
-        self.real.resume_producing();
-    }
-    fn register_producer(
-        &self,
-        producer: std::rc::Rc<dyn crate::producer::Producer>,
-        streaming: bool,
-    ) -> Result<(), crate::producer::ProducerError> {
-        self.real.register_producer(producer, streaming)
-    }
-    fn unregister_producer(&self) {
-        self.real.unregister_producer();
-    }
-    fn set_write_buffer_limits(&self, high: usize, low: usize) {
-        self.real.set_write_buffer_limits(high, low);
-    }
-    fn write_buffer_limits(&self) -> (usize, usize) {
-        self.real.write_buffer_limits()
-    }
-    fn set_tcp_no_delay(&self, enabled: bool) -> io::Result<()> {
-        self.real.set_tcp_no_delay(enabled)
-    }
-    fn get_tcp_no_delay(&self) -> io::Result<bool> {
-        self.real.get_tcp_no_delay()
-    }
-    fn set_tcp_keep_alive(&self, enabled: bool) -> io::Result<()> {
-        self.real.set_tcp_keep_alive(enabled)
-    }
-    fn get_tcp_keep_alive(&self) -> io::Result<bool> {
-        self.real.get_tcp_keep_alive()
+    fn wrapped(&self) -> Option<&Transport> {
+        Some(&self.real)
     }
 }
 

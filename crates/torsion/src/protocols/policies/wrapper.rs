@@ -9,7 +9,6 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
-use std::io;
 use std::rc::{Rc, Weak};
 
 use crate::producer::{Producer, ProducerError};
@@ -446,7 +445,8 @@ impl<P, W: Wrapper> fmt::Debug for ProtocolWrapper<P, W> {
 }
 
 /// The transport a wrapped protocol talks to: its calls go through the wrapper's hooks; what
-/// the wrapper does not watch goes straight to the real transport.
+/// the wrapper does not watch (the watermarks, the capabilities) goes straight to the real
+/// transport, as [`TransportImpl::wrapped`] does by default.
 struct WrappingTransport<W: Wrapper> {
     conn: Rc<Wrapped<W>>,
     wrapping: Rc<Wrapping<W>>,
@@ -491,10 +491,6 @@ impl<W: Wrapper> TransportImpl for WrappingTransport<W> {
         self.wrapping.wrapper.buffered_size(&self.conn)
     }
 
-    fn is_connected(&self) -> bool {
-        self.real().is_connected()
-    }
-
     fn disconnecting(&self) -> bool {
         self.wrapping.wrapper.disconnecting(&self.conn)
     }
@@ -521,41 +517,8 @@ impl<W: Wrapper> TransportImpl for WrappingTransport<W> {
         self.wrapping.wrapper.unregister_producer(&self.conn);
     }
 
-    fn set_write_buffer_limits(&self, high: usize, low: usize) {
-        self.real().set_write_buffer_limits(high, low);
-    }
-
-    fn write_buffer_limits(&self) -> (usize, usize) {
-        self.real().write_buffer_limits()
-    }
-
-    fn set_tcp_no_delay(&self, enabled: bool) -> io::Result<()> {
-        self.real().set_tcp_no_delay(enabled)
-    }
-
-    fn get_tcp_no_delay(&self) -> io::Result<bool> {
-        self.real().get_tcp_no_delay()
-    }
-
-    fn set_tcp_keep_alive(&self, enabled: bool) -> io::Result<()> {
-        self.real().set_tcp_keep_alive(enabled)
-    }
-
-    fn get_tcp_keep_alive(&self) -> io::Result<bool> {
-        self.real().get_tcp_keep_alive()
-    }
-
-    #[cfg(feature = "tls")]
-    fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
-        self.real().start_tls(context)
-    }
-
-    fn peer_certificate(&self) -> Option<Vec<u8>> {
-        self.real().peer_certificate()
-    }
-
-    fn negotiated_protocol(&self) -> Option<Vec<u8>> {
-        self.real().negotiated_protocol()
+    fn wrapped(&self) -> Option<&Transport> {
+        Some(self.real())
     }
 }
 
