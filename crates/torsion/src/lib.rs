@@ -47,6 +47,7 @@ pub mod endpoints;
 pub mod error;
 mod failure;
 pub mod log;
+#[cfg(target_os = "linux")]
 mod poller;
 mod port;
 pub mod process;

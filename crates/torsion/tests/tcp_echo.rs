@@ -474,3 +474,38 @@ async fn buffered_size_grows_while_the_peer_does_not_read() -> Result<(), Failur
     );
     Ok(())
 }
+
+/// Both drivers run the same engine: a large echo round trip, the addresses, and a clean
+/// close, under the epoll poller and under a tokio task per connection; only the poller's
+/// connections are counted by the poller, the others by the reactor's registry.
+#[torsion::test(timeout = 10)]
+async fn both_drivers_echo_the_same() -> Result<(), Failure> {
+    use torsion::tcp::{Driver, ListenOptions};
+    for driver in [Driver::Poller, Driver::Tasks] {
+        let server: Rc<Record> = Rc::default();
+        let s = server.clone();
+        let options = ListenOptions::default().driver(driver);
+        let listening = reactor().listen_tcp_with(
+            0,
+            factory(move || Echo { rec: s.clone() }),
+            "127.0.0.1",
+            options,
+        )?;
+        let port = listening.get_host().port().unwrap();
+        let message: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let client = round_trip(&server, "127.0.0.1", port, message.clone()).await;
+        assert_eq!(*client.received.borrow(), message, "{driver:?}");
+        assert_eq!(*server.received.borrow(), message, "{driver:?}");
+        let server_host = server.host.borrow().clone().unwrap();
+        assert_eq!(server_host.port(), Some(port), "{driver:?}");
+        assert_eq!(
+            Some(server.peer.borrow().clone().unwrap()),
+            client.host.borrow().clone(),
+            "{driver:?}"
+        );
+        let lost = server.lost.borrow_mut().take().unwrap();
+        assert!(lost.check::<ConnectionDone>(), "{driver:?}: {lost:?}");
+        listening.stop_listening().await?;
+    }
+    Ok(())
+}

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
 
-use super::{Connector, ListenOptions, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
+use super::{AcceptorWrap, Connector, ListenOptions, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
 use crate::port::Acceptor;
 use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::stream::{Conn, StreamSocket, Tasked};
@@ -23,6 +23,19 @@ use crate::{Failure, Reactor};
 pub(crate) struct TlsStream<S> {
     sock: S,
     config: Arc<ServerConfig>,
+}
+
+/// Puts a server TLS layer on a TCP acceptor of either driver.
+struct WithTls(Arc<ServerConfig>);
+
+impl AcceptorWrap for WithTls {
+    type Out<A: Acceptor<Stream: StreamSocket>> = TlsAcceptor<A>;
+    fn wrap<A: Acceptor<Stream: StreamSocket>>(self, inner: A) -> TlsAcceptor<A> {
+        TlsAcceptor {
+            inner,
+            config: self.0,
+        }
+    }
 }
 
 /// A listener whose connections start with a server TLS layer.
@@ -102,11 +115,8 @@ impl Reactor {
         options: ListenOptions,
     ) -> Result<ListeningPort, Failure> {
         let (listener, host) = self.bind_tcp(port, interface, options)?;
-        let acceptor = TlsAcceptor {
-            inner: listener,
-            config: context.config().clone(),
-        };
-        crate::port::listen(self, acceptor, Address::Tcp(host), factory)
+        let wrap = WithTls(context.config().clone());
+        listener.listen(self, host, factory, wrap)
     }
 
     /// Connects to `host:port` over TLS (Twisted's `connectSSL`), checking the server's
