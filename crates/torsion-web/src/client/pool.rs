@@ -31,7 +31,8 @@ use torsion::reactor::DelayedCall;
 use torsion::tcp::Connector;
 use torsion::{reactor, Reactor};
 
-use super::connection::{ClientConn, HttpClientFactory};
+use super::connection::ClientConn;
+use super::protocol::HttpClientFactory;
 
 /// Which connections may serve a request: same scheme, host and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
