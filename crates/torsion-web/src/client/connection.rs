@@ -18,7 +18,6 @@ use torsion::reactor::DelayedCall;
 use torsion::{Failure, Reactor, Transport};
 
 use super::error::{BodyTooLarge, MalformedResponse, ResponseFailed, ResponseNeverReceived};
-use super::pool::{PoolInner, PoolKey};
 use super::request::PreparedRequest;
 use super::response::{BodyDone, BodyState, Response};
 use crate::proto::{
@@ -100,10 +99,30 @@ struct Events {
     closed_waiters: Vec<Trigger<()>>,
 }
 
+/// Which connections may serve a request: same scheme, host and port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    pub(crate) scheme: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+/// What a connection needs from the pool it belongs to. The pool holds connections, so a
+/// connection reaches it only through this trait (and a weak reference: a connection does
+/// not keep its pool alive).
+pub(crate) trait Pool {
+    /// Takes back a connection whose response is complete: keeps it if the pool is
+    /// persistent, else closes it.
+    fn put_connection(self: Rc<Self>, conn: ClientConn);
+
+    /// Forgets an idle connection (it closed, or its time is up).
+    fn remove(&self, conn: &ClientConn);
+}
+
 pub(crate) struct ConnInner {
     state: RefCell<ConnState>,
     key: PoolKey,
-    pool: Weak<PoolInner>,
+    pool: Weak<dyn Pool>,
     reactor: Reactor,
 }
 
@@ -112,7 +131,7 @@ pub(crate) struct ConnInner {
 pub(crate) struct ClientConn(Rc<ConnInner>);
 
 impl ClientConn {
-    pub(crate) fn new(key: PoolKey, pool: Weak<PoolInner>, reactor: Reactor) -> ClientConn {
+    pub(crate) fn new(key: PoolKey, pool: Weak<dyn Pool>, reactor: Reactor) -> ClientConn {
         ClientConn(Rc::new(ConnInner {
             state: RefCell::new(ConnState {
                 phase: Phase::Connecting,
@@ -329,7 +348,7 @@ impl ClientConn {
         }
         if ev.release {
             match self.0.pool.upgrade() {
-                Some(pool) => PoolInner::put_connection(&pool, self.clone()),
+                Some(pool) => pool.put_connection(self.clone()),
                 None => self.lose(),
             }
         }
