@@ -30,7 +30,7 @@ use torsion::Factory;
 use crate::channel::HttpChannel;
 use crate::proto::Limits;
 use crate::resource::Resource;
-use crate::session::Session;
+use crate::session::{Session, SessionSite};
 
 /// A site's limits and time-outs.
 #[derive(Debug, Clone)]
@@ -81,6 +81,20 @@ impl SiteInner {
             .borrow_mut()
             .get_or_insert_with(|| Rc::new(torsion::reactor()))
             .clone()
+    }
+}
+
+impl SessionSite for SiteInner {
+    fn clock(&self) -> Rc<dyn ReactorTime> {
+        SiteInner::clock(self)
+    }
+
+    fn session_timeout(&self) -> f64 {
+        self.config.session_timeout
+    }
+
+    fn sessions(&self) -> &RefCell<HashMap<String, Session>> {
+        &self.sessions
     }
 }
 

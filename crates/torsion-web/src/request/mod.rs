@@ -232,17 +232,17 @@ impl Request {
     /// # Panics
     /// If the request's connection is already gone (a session needs its site).
     pub fn get_session(&self) -> crate::session::Session {
-        use crate::session::{Session, SESSION_COOKIE};
+        use crate::session::{Session, SessionSite, SESSION_COOKIE};
         if let Some(s) = self.inner.session.borrow().as_ref() {
             return s.clone();
         }
         let channel = self
             .inner_channel()
             .expect("get_session on a request whose connection is gone");
-        let site = channel.site().clone();
+        let site: Rc<dyn SessionSite> = channel.site().clone();
         let found = self
             .get_cookie(SESSION_COOKIE)
-            .and_then(|uid| site.sessions.borrow().get(&uid).cloned());
+            .and_then(|uid| site.sessions().borrow().get(&uid).cloned());
         let session = match found {
             Some(s) => {
                 s.touch();
@@ -250,7 +250,7 @@ impl Request {
             }
             None => {
                 let s = Session::start(&site);
-                site.sessions
+                site.sessions()
                     .borrow_mut()
                     .insert(s.uid().to_owned(), s.clone());
                 self.add_cookie(SESSION_COOKIE, s.uid(), "Path=/; HttpOnly; SameSite=Lax");
