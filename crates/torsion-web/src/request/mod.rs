@@ -13,8 +13,6 @@ mod head;
 mod producer;
 mod response;
 
-use response::Response;
-
 use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::fmt;
@@ -24,11 +22,46 @@ use std::rc::{Rc, Weak};
 use torsion::defer::Trigger;
 use torsion::error::{ConnectionDone, ConnectionLost};
 use torsion::transport::Address;
-use torsion::Failure;
+use torsion::{Failure, Transport};
 
 use crate::body_producer::BodyProducer;
-use crate::channel::ChannelShared;
 use crate::proto::{parse_query, percent_decode, Headers, RequestHead, Version};
+use crate::session::SessionSite;
+use response::Response;
+
+/// What a request needs from the connection it came in on (the shared part of its
+/// [`HttpChannel`](crate::channel::HttpChannel)). The channel holds its requests, so a
+/// request reaches it only through this trait (and a weak reference: a request does not keep
+/// its connection alive).
+pub(crate) trait RequestChannel {
+    /// The connection's transport, while it is up.
+    fn transport(&self) -> Option<Transport>;
+
+    /// Bytes written to the connection and not yet sent.
+    fn buffered_size(&self) -> usize;
+
+    /// The site the connection serves, for its sessions.
+    fn session_site(&self) -> Rc<dyn SessionSite>;
+
+    /// The `Server` header's value.
+    fn server_name(&self) -> &str;
+
+    /// True when the connection closes once the queued responses are out.
+    fn closing(&self) -> bool;
+
+    /// True when the site keeps an access log.
+    fn logs_access(&self) -> bool;
+
+    /// Writes one line to the site's access log.
+    fn log_access(&self, line: &str);
+
+    /// The transport, if `request` is at the front of the queue (what it writes now goes out
+    /// next).
+    fn front_transport(&self, request: &Request) -> Option<Transport>;
+
+    /// Sends what the front requests have ready, in order.
+    fn pump(&self);
+}
 
 pub(crate) struct Inner {
     head: RequestHead,
@@ -46,7 +79,7 @@ pub(crate) struct Inner {
     client: Address,
     host: Address,
     response: RefCell<Response>,
-    channel: Weak<ChannelShared>,
+    channel: Weak<dyn RequestChannel>,
     /// The connection went away before the response finished.
     lost: Cell<bool>,
     finish_waiters: RefCell<Vec<Trigger<()>>>,
@@ -68,7 +101,7 @@ impl Request {
         head: RequestHead,
         client: Address,
         host: Address,
-        channel: Weak<ChannelShared>,
+        channel: Weak<dyn RequestChannel>,
     ) -> Request {
         let target = head.target.as_bytes();
         let (path_end, query) = match memchr::memchr(b'?', target) {
@@ -232,14 +265,14 @@ impl Request {
     /// # Panics
     /// If the request's connection is already gone (a session needs its site).
     pub fn get_session(&self) -> crate::session::Session {
-        use crate::session::{Session, SessionSite, SESSION_COOKIE};
+        use crate::session::{Session, SESSION_COOKIE};
         if let Some(s) = self.inner.session.borrow().as_ref() {
             return s.clone();
         }
         let channel = self
             .inner_channel()
             .expect("get_session on a request whose connection is gone");
-        let site: Rc<dyn SessionSite> = channel.site().clone();
+        let site = channel.session_site();
         let found = self
             .get_cookie(SESSION_COOKIE)
             .and_then(|uid| site.sessions().borrow().get(&uid).cloned());
@@ -276,7 +309,7 @@ impl Request {
         Rc::ptr_eq(&self.inner, &other.inner)
     }
 
-    pub(crate) fn inner_channel(&self) -> Option<Rc<ChannelShared>> {
+    pub(crate) fn inner_channel(&self) -> Option<Rc<dyn RequestChannel>> {
         self.inner.channel.upgrade()
     }
 
