@@ -23,7 +23,7 @@ use crate::proto::{
 use crate::request::{Request, RequestChannel};
 use crate::resource::{resource_for_request, Render};
 use crate::session::SessionSite;
-use crate::site::SiteInner;
+use crate::site_state::SiteInner;
 
 /// What the channel is reading.
 enum ReadState {
