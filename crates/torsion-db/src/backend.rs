@@ -1,5 +1,6 @@
 //! [`Backend`]: which database, from a connection string; and the connection trait the
-//! pool's workers drive.
+//! pool's workers drive, which each driver implements. Opening a connection, which picks the
+//! driver, is the `connect` module's job, above both.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -34,8 +35,9 @@ pub struct Backend {
     kind: Kind,
 }
 
+/// The database a [`Backend`] names.
 #[derive(Clone)]
-enum Kind {
+pub(crate) enum Kind {
     SqliteMemory,
     SqliteFile(PathBuf),
     Postgres(Box<postgres::Config>),
@@ -103,13 +105,9 @@ impl Backend {
         matches!(self.kind, Kind::SqliteMemory)
     }
 
-    /// Opens a connection (on a pool worker: this blocks).
-    pub(crate) fn connect(&self) -> Result<Box<dyn Connection>, DbError> {
-        match &self.kind {
-            Kind::SqliteMemory => crate::sqlite::connect(None).map(|c| Box::new(c) as _),
-            Kind::SqliteFile(path) => crate::sqlite::connect(Some(path)).map(|c| Box::new(c) as _),
-            Kind::Postgres(config) => crate::pg::connect(config).map(|c| Box::new(c) as _),
-        }
+    /// The database this backend names.
+    pub(crate) fn kind(&self) -> &Kind {
+        &self.kind
     }
 }
 

@@ -120,6 +120,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod connect;
 mod error;
 mod pg;
 mod pool;

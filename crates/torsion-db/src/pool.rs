@@ -13,6 +13,7 @@ use torsion::threads::{defer_to_thread, defer_to_thread_pool, ThreadPool, Thread
 use torsion::{reactor, BoxError, Failure};
 
 use crate::backend::{Backend, Connection};
+use crate::connect::connect;
 use crate::row::Row;
 use crate::value::{Params, Value};
 use crate::DbError;
@@ -399,7 +400,7 @@ fn on_worker<T>(
         Some(conn) if !conn.is_broken() => conn,
         stale => {
             drop(stale);
-            let conn = workers.backend.connect().map_err(Failure::new)?;
+            let conn = connect(&workers.backend).map_err(Failure::new)?;
             workers.opened.fetch_add(1, Ordering::Relaxed);
             conn
         }

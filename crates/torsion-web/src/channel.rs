@@ -20,9 +20,10 @@ use crate::proto::{
     html_escape, parse_request_head, reason_phrase, request_body_kind, BodyKind, ChunkedDecoder,
     ParseError, Version,
 };
-use crate::request::Request;
+use crate::request::{Request, RequestChannel};
 use crate::resource::{resource_for_request, Render};
-use crate::site::SiteInner;
+use crate::session::SessionSite;
+use crate::site_state::SiteInner;
 
 /// What the channel is reading.
 enum ReadState {
@@ -125,45 +126,41 @@ pub(crate) struct ChannelShared {
     me: Weak<ChannelShared>,
 }
 
-impl ChannelShared {
-    /// The connection's transport, while it is up.
-    pub(crate) fn transport(&self) -> Option<Transport> {
+impl RequestChannel for ChannelShared {
+    fn transport(&self) -> Option<Transport> {
         self.transport.borrow().clone()
     }
 
-    /// Bytes written to the connection and not yet sent.
-    pub(crate) fn buffered_size(&self) -> usize {
+    fn buffered_size(&self) -> usize {
         self.transport
             .borrow()
             .as_ref()
             .map_or(0, |t| t.buffered_size())
     }
 
-    pub(crate) fn site(&self) -> &Rc<SiteInner> {
-        &self.site
+    fn session_site(&self) -> Rc<dyn SessionSite> {
+        self.site.clone()
     }
 
-    pub(crate) fn server_name(&self) -> &str {
+    fn server_name(&self) -> &str {
         &self.site.config.server_name
     }
 
-    pub(crate) fn closing(&self) -> bool {
+    fn closing(&self) -> bool {
         self.closing.get()
     }
 
-    pub(crate) fn logs_access(&self) -> bool {
+    fn logs_access(&self) -> bool {
         self.site.access_log.borrow().is_some()
     }
 
-    pub(crate) fn log_access(&self, line: &str) {
+    fn log_access(&self, line: &str) {
         if let Some(log) = self.site.access_log.borrow().as_ref() {
             log(line);
         }
     }
 
-    /// The transport, if `request` is at the front of the queue (what it writes now goes out
-    /// next).
-    pub(crate) fn front_transport(&self, request: &Request) -> Option<Transport> {
+    fn front_transport(&self, request: &Request) -> Option<Transport> {
         let front_is_it = self.queue.borrow().front().is_some_and(|f| f.same(request));
         if front_is_it {
             self.transport.borrow().clone()
@@ -174,7 +171,7 @@ impl ChannelShared {
 
     /// Sends what the front requests have ready, in order; starts the idle timer or closes the
     /// connection when the queue empties.
-    pub(crate) fn pump(&self) {
+    fn pump(&self) {
         let Some(t) = self.transport.borrow().clone() else {
             return;
         };
@@ -208,7 +205,9 @@ impl ChannelShared {
         }
         self.arm(TimerKind::Idle);
     }
+}
 
+impl ChannelShared {
     /// Starts (or restarts) the connection's timer.
     fn arm(&self, kind: TimerKind) {
         let secs = match kind {
@@ -375,12 +374,8 @@ impl HttpChannel {
                             let max_body = self.shared.site.config.max_body;
                             let continue_ok = head.version == Version::Http11
                                 && head.headers.has_token("expect", "100-continue");
-                            let request = Request::new(
-                                head,
-                                t.get_peer(),
-                                t.get_host(),
-                                Rc::downgrade(&self.shared),
-                            );
+                            let channel: Weak<ChannelShared> = Rc::downgrade(&self.shared);
+                            let request = Request::new(head, t.get_peer(), t.get_host(), channel);
                             let framing = match framing {
                                 BodyKind::Empty => {
                                     self.dispatch(request);

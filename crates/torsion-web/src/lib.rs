@@ -22,6 +22,7 @@ pub mod resource;
 pub mod resources;
 pub mod session;
 pub mod site;
+mod site_state;
 pub mod static_file;
 pub mod tower;
 

@@ -30,16 +30,29 @@ use std::collections::HashMap;
 use std::fmt;
 use std::rc::{Rc, Weak};
 
-use torsion::reactor::DelayedCall;
-
-use crate::site::SiteInner;
+use torsion::reactor::{DelayedCall, ReactorTime};
 
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "TORSION_SESSION";
 
+/// What a session needs from the site that keeps it: the clock its expiry is timed with,
+/// the session time-out, and the table of live sessions it leaves when it expires. The
+/// site holds its sessions, so a session reaches it only through this trait (and a weak
+/// reference: a session does not keep its site alive).
+pub(crate) trait SessionSite {
+    /// The clock for the expiry timers.
+    fn clock(&self) -> Rc<dyn ReactorTime>;
+
+    /// Seconds a session lives without a request.
+    fn session_timeout(&self) -> f64;
+
+    /// The live sessions, by id.
+    fn sessions(&self) -> &RefCell<HashMap<String, Session>>;
+}
+
 struct Inner {
     uid: String,
-    site: Weak<SiteInner>,
+    site: Weak<dyn SessionSite>,
     last_access: Cell<f64>,
     values: RefCell<HashMap<TypeId, Box<dyn Any>>>,
     on_expire: RefCell<Vec<Box<dyn FnOnce()>>>,
@@ -55,7 +68,7 @@ pub struct Session {
 
 impl Session {
     /// Starts a session on `site` and arms its expiry.
-    pub(crate) fn start(site: &Rc<SiteInner>) -> Session {
+    pub(crate) fn start(site: &Rc<dyn SessionSite>) -> Session {
         let session = Session {
             inner: Rc::new(Inner {
                 uid: new_uid(),
@@ -67,7 +80,7 @@ impl Session {
                 expired: Cell::new(false),
             }),
         };
-        session.arm(site.config.session_timeout);
+        session.arm(site.session_timeout());
         session
     }
 
@@ -134,7 +147,7 @@ impl Session {
             let _ = t.cancel();
         }
         if let Some(site) = self.inner.site.upgrade() {
-            site.sessions.borrow_mut().remove(&self.inner.uid);
+            site.sessions().borrow_mut().remove(&self.inner.uid);
         }
         let values = std::mem::take(&mut *self.inner.values.borrow_mut());
         drop(values);
@@ -166,7 +179,7 @@ impl Session {
                 let Some(site) = session.inner.site.upgrade() else {
                     return;
                 };
-                let timeout = site.config.session_timeout;
+                let timeout = site.session_timeout();
                 let idle = site.clock().seconds() - session.inner.last_access.get();
                 if idle >= timeout - 1e-9 {
                     session.expire();

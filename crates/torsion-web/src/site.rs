@@ -19,8 +19,6 @@
 //! reactor().run().unwrap();
 //! ```
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use torsion::reactor::ReactorTime;
@@ -28,61 +26,11 @@ use torsion::transport::Address;
 use torsion::Factory;
 
 use crate::channel::HttpChannel;
-use crate::proto::Limits;
 use crate::resource::Resource;
 use crate::session::Session;
+use crate::site_state::SiteInner;
 
-/// A site's limits and time-outs.
-#[derive(Debug, Clone)]
-pub struct SiteConfig {
-    /// Request head limits (URI 414, head size and header count 431).
-    pub limits: Limits,
-    /// The largest request body accepted, in bytes (413 past it). Default 10 MiB.
-    pub max_body: u64,
-    /// Seconds a client has to send a request head once it started (408 after). Default 30.
-    pub header_timeout: Option<f64>,
-    /// Seconds an idle keep-alive connection stays open. Default 60.
-    pub idle_timeout: Option<f64>,
-    /// Pipelined requests in flight before reading pauses. Default 16.
-    pub max_pipeline: usize,
-    /// The `Server` header. Default `Torsion`.
-    pub server_name: String,
-    /// Seconds a session lives without a request (Twisted's `sessionTimeout`). Default 900.
-    pub session_timeout: f64,
-}
-
-impl Default for SiteConfig {
-    fn default() -> Self {
-        SiteConfig {
-            limits: Limits::default(),
-            max_body: 10 * 1024 * 1024,
-            header_timeout: Some(30.0),
-            idle_timeout: Some(60.0),
-            max_pipeline: 16,
-            server_name: "Torsion".to_owned(),
-            session_timeout: 900.0,
-        }
-    }
-}
-
-type AccessLog = Box<dyn Fn(&str)>;
-
-pub(crate) struct SiteInner {
-    pub(crate) root: Rc<dyn Resource>,
-    pub(crate) sessions: RefCell<HashMap<String, Session>>,
-    pub(crate) config: SiteConfig,
-    pub(crate) access_log: RefCell<Option<AccessLog>>,
-    clock: RefCell<Option<Rc<dyn ReactorTime>>>,
-}
-
-impl SiteInner {
-    pub(crate) fn clock(&self) -> Rc<dyn ReactorTime> {
-        self.clock
-            .borrow_mut()
-            .get_or_insert_with(|| Rc::new(torsion::reactor()))
-            .clone()
-    }
-}
+pub use crate::site_state::SiteConfig;
 
 /// Serves a resource tree (Twisted's `Site`). Cheap to clone.
 #[derive(Clone)]
@@ -99,13 +47,7 @@ impl Site {
     /// A site serving a shared root resource, with given limits.
     pub fn with_config(root: Rc<dyn Resource>, config: SiteConfig) -> Site {
         Site {
-            inner: Rc::new(SiteInner {
-                root,
-                sessions: RefCell::default(),
-                config,
-                access_log: RefCell::new(None),
-                clock: RefCell::new(None),
-            }),
+            inner: Rc::new(SiteInner::new(root, config)),
         }
     }
 
@@ -116,7 +58,7 @@ impl Site {
 
     /// Uses `clock` for time-outs (the test `Clock`) instead of the reactor.
     pub fn set_clock(&self, clock: impl ReactorTime + 'static) {
-        *self.inner.clock.borrow_mut() = Some(Rc::new(clock));
+        self.inner.set_clock(Rc::new(clock));
     }
 
     /// The root resource.

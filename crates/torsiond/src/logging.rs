@@ -26,6 +26,7 @@
 //! std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -33,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use clap::ArgMatches;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -347,6 +349,52 @@ pub(crate) fn level_of(name: &str) -> Level {
         "error" => Level::ERROR,
         _ => Level::INFO,
     }
+}
+
+thread_local! {
+    /// Set while a [`ListenService`](crate::ListenService) starts listening: the framework's
+    /// multi-line report of a failure to listen is then left out below debug level, as
+    /// [`fail`](crate::fail) prints it in one line.
+    pub(crate) static QUIET_LISTEN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sends log events to standard output or a rotating file, as text or JSON lines.
+pub(crate) fn init(matches: &ArgMatches) -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer as _;
+    let level = level_of(
+        matches
+            .get_one::<String>("log-level")
+            .map_or("info", String::as_str),
+    );
+    let format = match matches.get_one::<String>("log-format").map(String::as_str) {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    let sink = match matches.get_one::<PathBuf>("logfile") {
+        Some(path) if path.as_os_str() != "-" => {
+            let size = *matches.get_one::<u64>("log-rotate-size").unwrap_or(&0);
+            let daily = matches.get_flag("log-rotate-daily");
+            let keep = usize::from(*matches.get_one::<u16>("log-rotate-keep").unwrap_or(&10));
+            let file = RotatingFile::open(path, size, daily, keep)
+                .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
+            LogSink::File(file)
+        }
+        _ => LogSink::Stdout,
+    };
+    let verbose = level >= tracing::Level::DEBUG;
+    let filter = tracing_subscriber::filter::filter_fn(move |m| {
+        *m.level() <= level
+            && (verbose
+                || !(m.target() == "torsion"
+                    && *m.level() == tracing::Level::ERROR
+                    && QUIET_LISTEN.with(Cell::get)))
+    })
+    .with_max_level_hint(level);
+    let subscriber =
+        tracing_subscriber::registry().with(LogLayer::new(format, sink).with_filter(filter));
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -34,12 +34,14 @@ use torsion::error::TimeoutError;
 use torsion::tcp::{Connector, DEFAULT_CONNECT_TIMEOUT};
 use torsion::{Failure, Reactor};
 
-use super::connection::{encode_request, EncodeOptions, HttpClientFactory, PreparedRequest};
+use super::connection::PoolKey;
 use super::error::{
     HttpError, InfiniteRedirection, RedirectWithNoLocation, ResponseNeverReceived,
     SchemeNotSupported,
 };
-use super::pool::{HttpConnectionPool, PoolKey};
+use super::pool::HttpConnectionPool;
+use super::protocol::HttpClientFactory;
+use super::request::{encode_request, EncodeOptions, PreparedRequest};
 use super::response::{read_body, Response};
 use super::url::Url;
 use crate::proto::{Headers, Limits};

@@ -6,6 +6,8 @@
 //! in a [`ClientConn`] shared with the pool and the agent. Events that run user code (a
 //! response or body Deferred firing) are collected while the state is borrowed and fired after
 //! the borrow ends, so user callbacks may freely start the next request on this connection.
+//!
+//! [`Http11ClientProtocol`]: super::Http11ClientProtocol
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -13,124 +15,15 @@ use std::rc::{Rc, Weak};
 use torsion::defer::{Deferred, Trigger};
 use torsion::error::{ConnectionDone, TimeoutError};
 use torsion::reactor::DelayedCall;
-use torsion::tcp::Connector;
-use torsion::transport::Address;
-use torsion::{ClientFactory, Factory, Failure, Protocol, Reactor, Transport};
+use torsion::{Failure, Reactor, Transport};
 
-use super::error::{
-    BodyTooLarge, InvalidRequest, MalformedResponse, ResponseFailed, ResponseNeverReceived,
-};
-use super::pool::{PoolInner, PoolKey};
+use super::error::{BodyTooLarge, MalformedResponse, ResponseFailed, ResponseNeverReceived};
+use super::request::PreparedRequest;
 use super::response::{BodyDone, BodyState, Response};
-use super::url::Url;
 use crate::proto::{
-    parse_response_head, response_body_kind, BodyKind, ChunkedDecoder, Headers, Limits, ParseError,
+    parse_response_head, response_body_kind, BodyKind, ChunkedDecoder, Headers, ParseError,
     ResponseHead, Version,
 };
-
-/// A request ready for the wire, with what reading its response needs.
-pub(crate) struct PreparedRequest {
-    pub(crate) method: String,
-    pub(crate) url: Url,
-    /// The head and body, written in one go (again, on a retry).
-    pub(crate) bytes: Vec<u8>,
-    /// The request asked for the connection to close after the response.
-    pub(crate) close: bool,
-    /// Decode `Content-Encoding: gzip` bodies.
-    pub(crate) gzip: bool,
-    pub(crate) max_body: u64,
-    pub(crate) limits: Limits,
-}
-
-/// How a request is written, besides its method, URL, headers and body.
-pub(crate) struct EncodeOptions<'a> {
-    pub(crate) user_agent: Option<&'a str>,
-    pub(crate) gzip: bool,
-    pub(crate) close: bool,
-}
-
-/// `tchar` of RFC 9110 section 5.6.2.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Appends a header value with CR, LF and NUL replaced by spaces, so no value can start
-/// another header or end the head.
-fn push_value(out: &mut Vec<u8>, value: &[u8]) {
-    let start = out.len();
-    out.extend_from_slice(value);
-    for b in &mut out[start..] {
-        if matches!(*b, b'\r' | b'\n' | 0) {
-            *b = b' ';
-        }
-    }
-}
-
-/// Writes a request head and body into one buffer.
-pub(crate) fn encode_request(
-    method: &str,
-    url: &Url,
-    headers: &Headers,
-    body: Option<&[u8]>,
-    opts: &EncodeOptions<'_>,
-) -> Result<Vec<u8>, InvalidRequest> {
-    if !is_token(method) {
-        return Err(InvalidRequest::new(format!(
-            "the method {method:?} is not an HTTP token"
-        )));
-    }
-    if let Some((name, _)) = headers.iter().find(|(n, _)| !is_token(n)) {
-        return Err(InvalidRequest::new(format!(
-            "the header name {name:?} is not an HTTP token"
-        )));
-    }
-    let fields: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-    let body_len = body.map_or(0, <[u8]>::len);
-    let mut out = Vec::with_capacity(128 + url.path().len() + fields + body_len);
-    out.extend_from_slice(method.as_bytes());
-    out.push(b' ');
-    url.write_target(&mut out);
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !headers.contains("host") {
-        out.extend_from_slice(b"Host: ");
-        out.extend_from_slice(url.host_header().as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if let Some(agent) = opts.user_agent.filter(|_| !headers.contains("user-agent")) {
-        out.extend_from_slice(b"User-Agent: ");
-        push_value(&mut out, agent.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if opts.gzip && !headers.contains("accept-encoding") {
-        out.extend_from_slice(b"Accept-Encoding: gzip\r\n");
-    }
-    if opts.close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    for (name, value) in headers.iter() {
-        let framing = name.eq_ignore_ascii_case("content-length")
-            || name.eq_ignore_ascii_case("transfer-encoding")
-            || (opts.close && name.eq_ignore_ascii_case("connection"));
-        if framing {
-            continue;
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        push_value(&mut out, value);
-        out.extend_from_slice(b"\r\n");
-    }
-    let needs_length = body.is_some() || matches!(method, "POST" | "PUT" | "PATCH");
-    if needs_length {
-        out.extend_from_slice(format!("Content-Length: {body_len}\r\n").as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    if let Some(body) = body {
-        out.extend_from_slice(body);
-    }
-    Ok(out)
-}
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,10 +99,30 @@ struct Events {
     closed_waiters: Vec<Trigger<()>>,
 }
 
+/// Which connections may serve a request: same scheme, host and port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    pub(crate) scheme: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+/// What a connection needs from the pool it belongs to. The pool holds connections, so a
+/// connection reaches it only through this trait (and a weak reference: a connection does
+/// not keep its pool alive).
+pub(crate) trait Pool {
+    /// Takes back a connection whose response is complete: keeps it if the pool is
+    /// persistent, else closes it.
+    fn put_connection(self: Rc<Self>, conn: ClientConn);
+
+    /// Forgets an idle connection (it closed, or its time is up).
+    fn remove(&self, conn: &ClientConn);
+}
+
 pub(crate) struct ConnInner {
     state: RefCell<ConnState>,
     key: PoolKey,
-    pool: Weak<PoolInner>,
+    pool: Weak<dyn Pool>,
     reactor: Reactor,
 }
 
@@ -218,7 +131,7 @@ pub(crate) struct ConnInner {
 pub(crate) struct ClientConn(Rc<ConnInner>);
 
 impl ClientConn {
-    pub(crate) fn new(key: PoolKey, pool: Weak<PoolInner>, reactor: Reactor) -> ClientConn {
+    pub(crate) fn new(key: PoolKey, pool: Weak<dyn Pool>, reactor: Reactor) -> ClientConn {
         ClientConn(Rc::new(ConnInner {
             state: RefCell::new(ConnState {
                 phase: Phase::Connecting,
@@ -352,7 +265,11 @@ impl ClientConn {
         }
     }
 
-    fn connection_made(&self, transport: &Transport, connected: Option<Trigger<ClientConn>>) {
+    pub(super) fn connection_made(
+        &self,
+        transport: &Transport,
+        connected: Option<Trigger<ClientConn>>,
+    ) {
         {
             let mut s = self.0.state.borrow_mut();
             s.transport = Some(transport.clone());
@@ -370,7 +287,7 @@ impl ClientConn {
         }
     }
 
-    fn data_received(&self, data: &[u8]) {
+    pub(super) fn data_received(&self, data: &[u8]) {
         let mut ev = Events::default();
         {
             let mut guard = self.0.state.borrow_mut();
@@ -390,7 +307,7 @@ impl ClientConn {
         self.fire(ev);
     }
 
-    fn connection_lost(&self, reason: Failure) {
+    pub(super) fn connection_lost(&self, reason: Failure) {
         let mut ev = Events::default();
         {
             let mut guard = self.0.state.borrow_mut();
@@ -431,7 +348,7 @@ impl ClientConn {
         }
         if ev.release {
             match self.0.pool.upgrade() {
-                Some(pool) => PoolInner::put_connection(&pool, self.clone()),
+                Some(pool) => pool.put_connection(self.clone()),
                 None => self.lose(),
             }
         }
@@ -695,125 +612,9 @@ impl ConnState {
     }
 }
 
-/// The protocol of one client connection (Twisted's `HTTP11ClientProtocol`), made by an
-/// [`HttpClientFactory`]. A TLS connector runs it over its TLS transport.
-pub struct Http11ClientProtocol {
-    conn: ClientConn,
-    connected: Option<Trigger<ClientConn>>,
-}
-
-impl Protocol for Http11ClientProtocol {
-    fn connection_made(&mut self, transport: &Transport) {
-        self.conn.connection_made(transport, self.connected.take());
-    }
-
-    fn data_received(&mut self, _transport: &Transport, data: &[u8]) {
-        self.conn.data_received(data);
-    }
-
-    fn connection_lost(&mut self, reason: Failure) {
-        self.conn.connection_lost(reason);
-    }
-}
-
-/// Makes the [`Http11ClientProtocol`] of one connection attempt and tells the pool how the
-/// attempt went. The agent hands one to `connect_tcp`, or to a
-/// [`TlsConnector`](super::TlsConnector) for `https`.
-pub struct HttpClientFactory {
-    conn: ClientConn,
-    connected: RefCell<Option<Trigger<ClientConn>>>,
-}
-
-impl HttpClientFactory {
-    pub(crate) fn new(conn: ClientConn, connected: Trigger<ClientConn>) -> HttpClientFactory {
-        HttpClientFactory {
-            conn,
-            connected: RefCell::new(Some(connected)),
-        }
-    }
-}
-
-impl Factory for HttpClientFactory {
-    type Protocol = Http11ClientProtocol;
-
-    fn build_protocol(&self, _addr: &Address) -> Option<Http11ClientProtocol> {
-        Some(Http11ClientProtocol {
-            conn: self.conn.clone(),
-            connected: self.connected.take(),
-        })
-    }
-}
-
-impl ClientFactory for HttpClientFactory {
-    fn client_connection_failed(&self, _connector: &Connector, reason: Failure) {
-        if let Some(t) = self.connected.take() {
-            let _ = t.try_errback(reason);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn encode(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> String {
-        let headers: Headers = headers.iter().copied().collect();
-        let opts = EncodeOptions {
-            user_agent: Some("Torsion"),
-            gzip: false,
-            close: false,
-        };
-        let out = encode_request(method, &Url::parse(url).unwrap(), &headers, body, &opts);
-        String::from_utf8(out.unwrap()).unwrap()
-    }
-
-    #[test]
-    fn a_get_has_host_and_user_agent() {
-        assert_eq!(
-            encode("GET", "http://example.com:8080/a?b", &[("Accept", "*/*")], None),
-            "GET /a?b HTTP/1.1\r\nHost: example.com:8080\r\nUser-Agent: Torsion\r\nAccept: */*\r\n\r\n"
-        );
-    }
-
-    #[test]
-    fn bodies_get_a_length_and_user_framing_is_dropped() {
-        let out = encode(
-            "POST",
-            "http://h/",
-            &[
-                ("Content-Length", "99"),
-                ("Transfer-Encoding", "chunked"),
-                ("Host", "other"),
-            ],
-            Some(b"abc"),
-        );
-        assert_eq!(
-            out,
-            "POST / HTTP/1.1\r\nUser-Agent: Torsion\r\nHost: other\r\nContent-Length: 3\r\n\r\nabc"
-        );
-        assert!(encode("PUT", "http://h/", &[], None).contains("Content-Length: 0\r\n"));
-    }
-
-    #[test]
-    fn values_cannot_split_the_head_and_bad_names_are_refused() {
-        let out = encode("GET", "http://h/", &[("X-A", "1\r\nEvil: 2")], None);
-        assert!(out.contains("X-A: 1  Evil: 2\r\n"), "{out}");
-        let headers: Headers = [("Bad Name", "x")].into_iter().collect();
-        let opts = EncodeOptions {
-            user_agent: None,
-            gzip: true,
-            close: true,
-        };
-        let url = Url::parse("http://h/").unwrap();
-        assert!(encode_request("GET", &url, &headers, None, &opts).is_err());
-        assert!(encode_request("G ET", &url, &Headers::new(), None, &opts).is_err());
-        let out = encode_request("GET", &url, &Headers::new(), None, &opts).unwrap();
-        let out = String::from_utf8(out).unwrap();
-        assert!(
-            out.contains("Accept-Encoding: gzip\r\nConnection: close\r\n"),
-            "{out}"
-        );
-    }
 
     #[test]
     fn gzip_is_stripped_from_content_encoding() {

@@ -57,16 +57,18 @@ mod agent;
 mod connection;
 mod error;
 mod pool;
+mod protocol;
+mod request;
 mod response;
 mod url;
 
 pub use agent::{get_page, Agent, TlsConnector, DEFAULT_MAX_BODY, DEFAULT_REDIRECT_LIMIT};
-pub use connection::{Http11ClientProtocol, HttpClientFactory};
 pub use error::{
     BodyTooLarge, ContentDecodingError, HttpError, InfiniteRedirection, InvalidRequest, InvalidUrl,
     MalformedResponse, RedirectWithNoLocation, ResponseFailed, ResponseNeverReceived,
     SchemeNotSupported,
 };
 pub use pool::HttpConnectionPool;
+pub use protocol::{Http11ClientProtocol, HttpClientFactory};
 pub use response::{read_body, Response};
 pub use url::Url;

@@ -31,15 +31,8 @@ use torsion::reactor::DelayedCall;
 use torsion::tcp::Connector;
 use torsion::{reactor, Reactor};
 
-use super::connection::{ClientConn, HttpClientFactory};
-
-/// Which connections may serve a request: same scheme, host and port.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct PoolKey {
-    pub(crate) scheme: String,
-    pub(crate) host: String,
-    pub(crate) port: u16,
-}
+use super::connection::{ClientConn, Pool, PoolKey};
+use super::protocol::HttpClientFactory;
 
 struct IdleEntry {
     conn: ClientConn,
@@ -197,11 +190,8 @@ impl HttpConnectionPool {
         key: &PoolKey,
         connect: impl FnOnce(HttpClientFactory) -> Connector,
     ) -> Deferred<(ClientConn, bool)> {
-        let conn = ClientConn::new(
-            key.clone(),
-            Rc::downgrade(&self.inner),
-            self.inner.reactor.clone(),
-        );
+        let pool: Weak<PoolInner> = Rc::downgrade(&self.inner);
+        let conn = ClientConn::new(key.clone(), pool, self.inner.reactor.clone());
         let attempt: Rc<RefCell<Option<Connector>>> = Rc::default();
         let to_stop = attempt.clone();
         let connected = Deferred::with_canceller(move |_| {
@@ -223,27 +213,27 @@ impl HttpConnectionPool {
     }
 }
 
-impl PoolInner {
+impl Pool for PoolInner {
     /// Takes back a connection whose response is complete: keeps it if the pool is
     /// persistent, else closes it.
-    pub(crate) fn put_connection(pool: &Rc<PoolInner>, conn: ClientConn) {
-        let max = pool.max_persistent_per_host.get();
-        if !pool.persistent || max == 0 || !conn.is_idle() {
+    fn put_connection(self: Rc<Self>, conn: ClientConn) {
+        let max = self.max_persistent_per_host.get();
+        if !self.persistent || max == 0 || !conn.is_idle() {
             conn.lose();
             return;
         }
-        let weak_pool: Weak<PoolInner> = Rc::downgrade(pool);
+        let weak_pool: Weak<PoolInner> = Rc::downgrade(&self);
         let expiring = conn.clone();
-        let timer = pool
+        let timer = self
             .reactor
-            .call_later(pool.cached_connection_timeout.get(), move || {
+            .call_later(self.cached_connection_timeout.get(), move || {
                 if let Some(p) = weak_pool.upgrade() {
                     p.remove(&expiring);
                 }
                 expiring.lose();
             });
         let evicted = {
-            let mut idle = pool.idle.borrow_mut();
+            let mut idle = self.idle.borrow_mut();
             let list = idle.entry(conn.key().clone()).or_default();
             let evicted = if list.len() >= max {
                 Some(list.remove(0))
@@ -262,7 +252,7 @@ impl PoolInner {
     }
 
     /// Forgets an idle connection (it closed, or its time is up).
-    pub(crate) fn remove(&self, conn: &ClientConn) {
+    fn remove(&self, conn: &ClientConn) {
         let removed = {
             let mut idle = self.idle.borrow_mut();
             let Some(list) = idle.get_mut(conn.key()) else {

@@ -261,7 +261,8 @@ mod tests {
             .unwrap()
             .unwrap();
         let named = |n: &str| Address::Named(n.into());
-        Request::new(head, named("client"), named("host"), std::rc::Weak::new())
+        let no_channel = std::rc::Weak::<crate::channel::ChannelShared>::new();
+        Request::new(head, named("client"), named("host"), no_channel)
     }
 
     fn temp_file(test: &str, len: usize) -> io::Result<PathBuf> {

@@ -12,7 +12,8 @@ use clap::{Arg, ArgMatches, Command};
 use torsion::application::Service;
 use torsion::protocols::portforward::ProxyFactory;
 
-use crate::{endpoints_of, listen_arg, multi_listen, Plugin};
+use super::Plugin;
+use crate::listen::{endpoints_of, listen_arg, multi_listen};
 
 /// `torsiond portforward`: every connection to a `--listen` endpoint is forwarded to
 /// `--dest HOST:PORT` with a [`ProxyFactory`]; bytes flow both ways unchanged, and when
@@ -85,7 +86,7 @@ impl Plugin for PortForwardPlugin {
             ));
         }
         let endpoints = endpoints_of(matches, "listen");
-        tracing::info!("forwarding to {host}:{port}");
+        tracing::info!(target: "torsiond::portforward", "forwarding to {host}:{port}");
         Ok(multi_listen(
             endpoints,
             Rc::new(ProxyFactory::new(host, port).with_timeout(timeout)),

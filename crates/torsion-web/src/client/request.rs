@@ -1,0 +1,174 @@
+//! A request ready for the wire: the head and body encoded in one buffer, with what reading
+//! its response needs.
+
+use super::error::InvalidRequest;
+use super::url::Url;
+use crate::proto::{Headers, Limits};
+
+/// A request ready for the wire, with what reading its response needs.
+pub(crate) struct PreparedRequest {
+    pub(crate) method: String,
+    pub(crate) url: Url,
+    /// The head and body, written in one go (again, on a retry).
+    pub(crate) bytes: Vec<u8>,
+    /// The request asked for the connection to close after the response.
+    pub(crate) close: bool,
+    /// Decode `Content-Encoding: gzip` bodies.
+    pub(crate) gzip: bool,
+    pub(crate) max_body: u64,
+    pub(crate) limits: Limits,
+}
+
+/// How a request is written, besides its method, URL, headers and body.
+pub(crate) struct EncodeOptions<'a> {
+    pub(crate) user_agent: Option<&'a str>,
+    pub(crate) gzip: bool,
+    pub(crate) close: bool,
+}
+
+/// `tchar` of RFC 9110 section 5.6.2.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Appends a header value with CR, LF and NUL replaced by spaces, so no value can start
+/// another header or end the head.
+fn push_value(out: &mut Vec<u8>, value: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(value);
+    for b in &mut out[start..] {
+        if matches!(*b, b'\r' | b'\n' | 0) {
+            *b = b' ';
+        }
+    }
+}
+
+/// Writes a request head and body into one buffer.
+pub(crate) fn encode_request(
+    method: &str,
+    url: &Url,
+    headers: &Headers,
+    body: Option<&[u8]>,
+    opts: &EncodeOptions<'_>,
+) -> Result<Vec<u8>, InvalidRequest> {
+    if !is_token(method) {
+        return Err(InvalidRequest::new(format!(
+            "the method {method:?} is not an HTTP token"
+        )));
+    }
+    if let Some((name, _)) = headers.iter().find(|(n, _)| !is_token(n)) {
+        return Err(InvalidRequest::new(format!(
+            "the header name {name:?} is not an HTTP token"
+        )));
+    }
+    let fields: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    let body_len = body.map_or(0, <[u8]>::len);
+    let mut out = Vec::with_capacity(128 + url.path().len() + fields + body_len);
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    url.write_target(&mut out);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains("host") {
+        out.extend_from_slice(b"Host: ");
+        out.extend_from_slice(url.host_header().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(agent) = opts.user_agent.filter(|_| !headers.contains("user-agent")) {
+        out.extend_from_slice(b"User-Agent: ");
+        push_value(&mut out, agent.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if opts.gzip && !headers.contains("accept-encoding") {
+        out.extend_from_slice(b"Accept-Encoding: gzip\r\n");
+    }
+    if opts.close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    for (name, value) in headers.iter() {
+        let framing = name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || (opts.close && name.eq_ignore_ascii_case("connection"));
+        if framing {
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        push_value(&mut out, value);
+        out.extend_from_slice(b"\r\n");
+    }
+    let needs_length = body.is_some() || matches!(method, "POST" | "PUT" | "PATCH");
+    if needs_length {
+        out.extend_from_slice(format!("Content-Length: {body_len}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    if let Some(body) = body {
+        out.extend_from_slice(body);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> String {
+        let headers: Headers = headers.iter().copied().collect();
+        let opts = EncodeOptions {
+            user_agent: Some("Torsion"),
+            gzip: false,
+            close: false,
+        };
+        let out = encode_request(method, &Url::parse(url).unwrap(), &headers, body, &opts);
+        String::from_utf8(out.unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_get_has_host_and_user_agent() {
+        assert_eq!(
+            encode("GET", "http://example.com:8080/a?b", &[("Accept", "*/*")], None),
+            "GET /a?b HTTP/1.1\r\nHost: example.com:8080\r\nUser-Agent: Torsion\r\nAccept: */*\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bodies_get_a_length_and_user_framing_is_dropped() {
+        let out = encode(
+            "POST",
+            "http://h/",
+            &[
+                ("Content-Length", "99"),
+                ("Transfer-Encoding", "chunked"),
+                ("Host", "other"),
+            ],
+            Some(b"abc"),
+        );
+        assert_eq!(
+            out,
+            "POST / HTTP/1.1\r\nUser-Agent: Torsion\r\nHost: other\r\nContent-Length: 3\r\n\r\nabc"
+        );
+        assert!(encode("PUT", "http://h/", &[], None).contains("Content-Length: 0\r\n"));
+    }
+
+    #[test]
+    fn values_cannot_split_the_head_and_bad_names_are_refused() {
+        let out = encode("GET", "http://h/", &[("X-A", "1\r\nEvil: 2")], None);
+        assert!(out.contains("X-A: 1  Evil: 2\r\n"), "{out}");
+        let headers: Headers = [("Bad Name", "x")].into_iter().collect();
+        let opts = EncodeOptions {
+            user_agent: None,
+            gzip: true,
+            close: true,
+        };
+        let url = Url::parse("http://h/").unwrap();
+        assert!(encode_request("GET", &url, &headers, None, &opts).is_err());
+        assert!(encode_request("G ET", &url, &Headers::new(), None, &opts).is_err());
+        let out = encode_request("GET", &url, &Headers::new(), None, &opts).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("Accept-Encoding: gzip\r\nConnection: close\r\n"),
+            "{out}"
+        );
+    }
+}

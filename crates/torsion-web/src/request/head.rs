@@ -1,0 +1,153 @@
+//! Writing a response head: the resource's headers, the defaults it did not set, and the
+//! framing the server decides.
+
+use std::cell::RefCell;
+
+use super::{Request, Response};
+use crate::proto::{
+    encode_last_chunk, http_date, push_field, push_status_line, reason_phrase, Version,
+};
+
+/// The response headers the server writes itself, or replaces.
+#[derive(Clone, Copy)]
+enum Known {
+    Date,
+    Server,
+    ContentType,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+}
+
+impl Known {
+    /// Which one `name` is, compared ASCII-case-insensitively (by length first: most names
+    /// are none of these).
+    fn of(name: &str) -> Option<Known> {
+        let (known, spelled) = match name.len() {
+            4 => (Known::Date, "date"),
+            6 => (Known::Server, "server"),
+            10 => (Known::Connection, "connection"),
+            12 => (Known::ContentType, "content-type"),
+            14 => (Known::ContentLength, "content-length"),
+            17 => (Known::TransferEncoding, "transfer-encoding"),
+            _ => return None,
+        };
+        name.eq_ignore_ascii_case(spelled).then_some(known)
+    }
+}
+
+impl Request {
+    /// Writes the response head into `r.out` and decides the framing, with room for
+    /// `body_hint` bytes of body that follow at once: the resource's headers, then the
+    /// defaults it did not set (`Date`, `Server`, `Content-Type`), then the framing
+    /// (`Content-Length` or `Transfer-Encoding: chunked`) and `Connection`, which replace any
+    /// the resource set. The defaults are written directly, not added to the header list
+    /// first: no allocation beyond the output buffer.
+    pub(super) fn start(&self, r: &mut Response, finishing: bool, body_hint: usize) {
+        r.started = true;
+        let version = self.inner.head.version;
+        let (mut has_date, mut has_server, mut has_type, mut has_length) =
+            (false, false, false, false);
+        for (name, _) in r.headers.iter() {
+            match Known::of(name) {
+                Some(Known::Date) => has_date = true,
+                Some(Known::Server) => has_server = true,
+                Some(Known::ContentType) => has_type = true,
+                Some(Known::ContentLength) => has_length = true,
+                _ => {}
+            }
+        }
+        let bodiless_status = matches!(r.code, 204 | 304) || (100..200).contains(&r.code);
+        // The Content-Length this head states, if it states one of its own.
+        let mut length = None;
+        if bodiless_status || has_length {
+            // No length for a bodiless status (the resource's is dropped below); the
+            // resource's own otherwise.
+        } else if let Some(n) = r.length {
+            length = Some(n);
+        } else if finishing {
+            length = Some(0);
+        } else if version == Version::Http11 {
+            r.chunked = !r.no_body;
+        } else {
+            // HTTP/1.0 without a length: the end of the body is the end of the connection.
+            self.inner.close.set(true);
+        }
+        let channel = self.inner.channel.upgrade();
+        let connection = if self.inner.close.get() || channel.as_ref().is_some_and(|c| c.closing())
+        {
+            self.inner.close.set(true);
+            Some("close")
+        } else if version == Version::Http10 {
+            Some("keep-alive")
+        } else {
+            None
+        };
+        let server = channel.as_deref().map_or("Torsion", |c| c.server_name());
+        let reason = r.reason.take();
+        let reason = reason.as_deref().unwrap_or_else(|| reason_phrase(r.code));
+        let mut out = std::mem::take(&mut r.out);
+        // One allocation for the head and the first write (chunk framing included); 160
+        // bytes cover the default fields.
+        out.reserve(r.headers.wire_len() + reason.len() + server.len() + 160 + body_hint);
+        push_status_line(&mut out, Version::Http11, r.code, reason);
+        for (name, value) in r.headers.iter() {
+            let replaced = match Known::of(name) {
+                Some(Known::ContentLength) => bodiless_status,
+                Some(Known::TransferEncoding) => r.chunked,
+                Some(Known::Connection) => connection.is_some(),
+                _ => false,
+            };
+            if !replaced {
+                push_field(&mut out, name, value);
+            }
+        }
+        if !has_date {
+            with_cached_date(|date| push_field(&mut out, "Date", date.as_bytes()));
+        }
+        if !has_server {
+            push_field(&mut out, "Server", server.as_bytes());
+        }
+        if !has_type && !bodiless_status {
+            push_field(&mut out, "Content-Type", b"text/html");
+        }
+        if let Some(n) = length {
+            push_field(
+                &mut out,
+                "Content-Length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            );
+        }
+        if r.chunked {
+            push_field(&mut out, "Transfer-Encoding", b"chunked");
+        }
+        if let Some(c) = connection {
+            push_field(&mut out, "Connection", c.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        r.out = out;
+        if finishing && r.chunked {
+            encode_last_chunk(&mut r.out);
+        }
+    }
+}
+
+thread_local! {
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Calls `f` with the `Date` header value, formatted at most once a second per thread.
+fn with_cached_date<R>(f: impl FnOnce(&str) -> R) -> R {
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = http_date(now);
+        }
+        f(text)
+    })
+}

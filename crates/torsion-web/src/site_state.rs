@@ -1,0 +1,99 @@
+//! The state a [`Site`](crate::site::Site) shares with its connections and sessions: the
+//! root resource, the live sessions, the configuration, the access log and the clock.
+//!
+//! It sits below both the channel, which serves requests from it, and the site, the public
+//! handle that makes a channel per connection, so that neither of those imports the other.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use torsion::reactor::ReactorTime;
+
+use crate::proto::Limits;
+use crate::resource::Resource;
+use crate::session::{Session, SessionSite};
+
+/// A site's limits and time-outs.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// Request head limits (URI 414, head size and header count 431).
+    pub limits: Limits,
+    /// The largest request body accepted, in bytes (413 past it). Default 10 MiB.
+    pub max_body: u64,
+    /// Seconds a client has to send a request head once it started (408 after). Default 30.
+    pub header_timeout: Option<f64>,
+    /// Seconds an idle keep-alive connection stays open. Default 60.
+    pub idle_timeout: Option<f64>,
+    /// Pipelined requests in flight before reading pauses. Default 16.
+    pub max_pipeline: usize,
+    /// The `Server` header. Default `Torsion`.
+    pub server_name: String,
+    /// Seconds a session lives without a request (Twisted's `sessionTimeout`). Default 900.
+    pub session_timeout: f64,
+}
+
+impl Default for SiteConfig {
+    fn default() -> Self {
+        SiteConfig {
+            limits: Limits::default(),
+            max_body: 10 * 1024 * 1024,
+            header_timeout: Some(30.0),
+            idle_timeout: Some(60.0),
+            max_pipeline: 16,
+            server_name: "Torsion".to_owned(),
+            session_timeout: 900.0,
+        }
+    }
+}
+
+type AccessLog = Box<dyn Fn(&str)>;
+
+/// What a [`Site`](crate::site::Site) shares with its connections and sessions.
+pub(crate) struct SiteInner {
+    pub(crate) root: Rc<dyn Resource>,
+    pub(crate) sessions: RefCell<HashMap<String, Session>>,
+    pub(crate) config: SiteConfig,
+    pub(crate) access_log: RefCell<Option<AccessLog>>,
+    clock: RefCell<Option<Rc<dyn ReactorTime>>>,
+}
+
+impl SiteInner {
+    /// The state of a new site serving `root`, with no sessions, no access log, and the
+    /// reactor as its clock until [`set_clock`](Self::set_clock) says otherwise.
+    pub(crate) fn new(root: Rc<dyn Resource>, config: SiteConfig) -> SiteInner {
+        SiteInner {
+            root,
+            sessions: RefCell::default(),
+            config,
+            access_log: RefCell::new(None),
+            clock: RefCell::new(None),
+        }
+    }
+
+    /// Times the site's connections and sessions with `clock` instead of the reactor.
+    pub(crate) fn set_clock(&self, clock: Rc<dyn ReactorTime>) {
+        *self.clock.borrow_mut() = Some(clock);
+    }
+
+    pub(crate) fn clock(&self) -> Rc<dyn ReactorTime> {
+        self.clock
+            .borrow_mut()
+            .get_or_insert_with(|| Rc::new(torsion::reactor()))
+            .clone()
+    }
+}
+
+impl SessionSite for SiteInner {
+    fn clock(&self) -> Rc<dyn ReactorTime> {
+        SiteInner::clock(self)
+    }
+
+    fn session_timeout(&self) -> f64 {
+        self.config.session_timeout
+    }
+
+    fn sessions(&self) -> &RefCell<HashMap<String, Session>> {
+        &self.sessions
+    }
+}

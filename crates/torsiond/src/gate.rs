@@ -1,0 +1,72 @@
+//! The worker gate: the worker threads wait for each other after building their services,
+//! so that none runs unless every one could build its tree.
+
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+/// Brings the worker threads together after they built their services: none runs unless
+/// every one built its tree.
+pub(crate) struct Gate {
+    state: Mutex<GateState>,
+    turn: Condvar,
+}
+
+struct GateState {
+    arrived: usize,
+    expected: usize,
+    errors: Vec<(usize, String)>,
+}
+
+impl Gate {
+    pub(crate) fn new(expected: usize) -> Gate {
+        Gate {
+            state: Mutex::new(GateState {
+                arrived: 0,
+                expected,
+                errors: Vec::new(),
+            }),
+            turn: Condvar::new(),
+        }
+    }
+
+    /// The state, even if a worker panicked holding it.
+    fn state(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Worker `index` could not build its services.
+    pub(crate) fn error(&self, index: usize, message: String) {
+        self.state().errors.push((index, message));
+    }
+
+    /// Only `count` workers exist (a thread could not be started).
+    pub(crate) fn shrink(&self, count: usize, message: String) {
+        let mut state = self.state();
+        state.expected = count;
+        state.errors.push((count, message));
+        self.turn.notify_all();
+    }
+
+    /// Waits for every worker; true when all built their services.
+    pub(crate) fn wait(&self) -> bool {
+        let mut state = self.state();
+        state.arrived += 1;
+        self.turn.notify_all();
+        while state.arrived < state.expected {
+            state = self
+                .turn
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.errors.is_empty()
+    }
+
+    /// The first worker's error, if any failed.
+    pub(crate) fn first_error(&self) -> Option<String> {
+        let state = self.state();
+        state
+            .errors
+            .iter()
+            .min_by_key(|(i, _)| *i)
+            .map(|(_, m)| m.clone())
+    }
+}

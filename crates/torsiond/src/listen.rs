@@ -1,0 +1,156 @@
+//! Helpers for plugins: endpoint strings as options, and listening services that share
+//! their ports between the workers and report a failure to listen.
+
+use std::cell::Cell;
+use std::fmt;
+use std::rc::Rc;
+
+use clap::{Arg, ArgAction, ArgMatches};
+use torsion::application::{MultiService, Service, StreamServerEndpointService};
+use torsion::defer::{succeed, Deferred};
+use torsion::endpoints::{EndpointError, ServerDescription, ServerEndpoint};
+use torsion::protocol::Factory;
+use torsion::reactor;
+
+use crate::exit::fail;
+use crate::logging::QUIET_LISTEN;
+use crate::settings::SETTINGS;
+
+/// Parses an endpoint string (`tcp:8080:interface=127.0.0.1`) for this thread's reactor.
+///
+/// # Errors
+/// The [`EndpointError`] naming the part that is wrong.
+pub fn endpoint(s: &str) -> Result<ServerEndpoint, EndpointError> {
+    torsion::endpoints::server_from_string(&reactor(), s)
+}
+
+/// A `clap` value parser for endpoint strings, so a bad one is a usage error that names the
+/// wrong part.
+///
+/// # Errors
+/// The [`EndpointError`] from parsing.
+pub fn parse_endpoint(s: &str) -> Result<ServerDescription, EndpointError> {
+    s.parse()
+}
+
+/// A [`StreamServerEndpointService`] that logs `listening on ADDRESS` once it listens, and
+/// reports a failure to listen with [`fail`] (so the runner exits with status 1).
+pub struct ListenService<F: Factory> {
+    inner: StreamServerEndpointService<F>,
+}
+
+impl<F: Factory> ListenService<F> {
+    /// A stopped service that will listen on `endpoint` with `factory`. Stopping it is
+    /// graceful (see [`StreamServerEndpointService::set_drain_timeout`]) within the runner's
+    /// `--shutdown-timeout`; with several workers, TCP ports are opened with `SO_REUSEPORT`
+    /// so that every worker listens on the same port.
+    pub fn new(endpoint: ServerEndpoint, factory: F) -> ListenService<F> {
+        let settings = SETTINGS.with(Cell::get);
+        let endpoint = if settings.workers > 1 {
+            let any_port = matches!(
+                endpoint.description(),
+                ServerDescription::Tcp { port: 0, .. } | ServerDescription::Tcp6 { port: 0, .. }
+            );
+            if any_port && settings.worker == Some(0) {
+                tracing::warn!(
+                    target: "torsiond",
+                    "{endpoint}: with port 0 and --workers {}, each worker listens on a port of its own; name a port to share it",
+                    settings.workers
+                );
+            }
+            let options = endpoint.listen_options().reuse_port(true);
+            endpoint.with_listen_options(options)
+        } else {
+            endpoint
+        };
+        let inner = StreamServerEndpointService::new(endpoint, factory);
+        inner.set_drain_timeout(Some(settings.shutdown_timeout));
+        ListenService { inner }
+    }
+
+    /// The wrapped service.
+    pub fn inner(&self) -> &StreamServerEndpointService<F> {
+        &self.inner
+    }
+}
+
+impl<F: Factory> fmt::Debug for ListenService<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ListenService").field(&self.inner).finish()
+    }
+}
+
+impl<F: Factory> Service for ListenService<F> {
+    fn name(&self) -> Option<String> {
+        self.inner.name()
+    }
+
+    fn running(&self) -> bool {
+        self.inner.running()
+    }
+
+    fn privileged_start_service(&self) {
+        self.inner.privileged_start_service();
+    }
+
+    fn start_service(&self) {
+        QUIET_LISTEN.with(|q| q.set(true));
+        self.inner.start_service();
+        QUIET_LISTEN.with(|q| q.set(false));
+        drop(self.inner.when_listening().add_both(|outcome| {
+            match outcome {
+                Ok(address) => tracing::info!(target: "torsiond", "listening on {address}"),
+                Err(failure) => fail(failure.error_message()),
+            }
+            Ok::<(), torsion::Failure>(())
+        }));
+    }
+
+    fn stop_service(&self) -> Deferred<()> {
+        if self.inner.running() {
+            self.inner.stop_service()
+        } else {
+            succeed(())
+        }
+    }
+}
+
+/// A [`ListenService`] for `endpoint` and `factory`, as a service to add to a tree.
+pub fn listen_service<F: Factory>(endpoint: ServerEndpoint, factory: F) -> Rc<dyn Service> {
+    Rc::new(ListenService::new(endpoint, factory))
+}
+
+/// Endpoint descriptions gathered from an option given as [`parse_endpoint`] values.
+pub(crate) fn endpoints_of(matches: &ArgMatches, id: &str) -> Vec<ServerDescription> {
+    matches
+        .get_many::<ServerDescription>(id)
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A `--listen ENDPOINT` option (repeatable), parsed with [`parse_endpoint`].
+pub(crate) fn listen_arg(default: &'static str) -> Arg {
+    Arg::new("listen")
+        .long("listen")
+        .value_name("ENDPOINT")
+        .action(ArgAction::Append)
+        .value_parser(parse_endpoint)
+        .help(format!(
+            "Where to listen, as an endpoint string (repeatable; default {default})"
+        ))
+}
+
+/// A tree of one listening service per endpoint.
+pub(crate) fn multi_listen<F: Factory + Clone>(
+    endpoints: Vec<ServerDescription>,
+    factory: F,
+) -> Rc<dyn Service> {
+    let root = Rc::new(MultiService::new());
+    let r = reactor();
+    for description in endpoints {
+        let endpoint = ServerEndpoint::new(&r, description);
+        root.add_service(listen_service(endpoint, factory.clone()))
+            .expect("the services have no names");
+    }
+    root
+}

@@ -1,0 +1,105 @@
+//! `torsiond web`: serves a folder over HTTP.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use torsion::application::Service;
+use torsion_web::static_file::File;
+use torsion_web::Site;
+
+use super::Plugin;
+use crate::listen::{endpoints_of, listen_arg, multi_listen, parse_endpoint};
+
+/// `torsiond web`: serves a folder over HTTP (Twisted's `twistd web --path`), with
+/// [`File`] behind a [`Site`] on each endpoint.
+///
+/// Options: `--path DIR` (default `.`), `--listen ENDPOINT` (repeatable, default
+/// `tcp:8080`), `--port N` (Twisted's alias for `--listen tcp:N`, repeatable),
+/// `--no-listing` (answer 403 for folders without an index page), `--no-access-log`
+/// (by default each request is logged, in the combined log format, with the target
+/// `torsion_web::access`), and `--no-open-file-cache` (by default served files stay open for
+/// up to 10 s, at most 256 per worker, and are reused while their inode is unchanged; see
+/// [`File::open_file_cache`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebPlugin;
+
+impl Plugin for WebPlugin {
+    fn name(&self) -> &'static str {
+        "web"
+    }
+
+    fn description(&self) -> &'static str {
+        "Serve the files of a folder over HTTP"
+    }
+
+    fn command(&self) -> Command {
+        Command::new("web")
+            .arg(
+                Arg::new("path")
+                    .long("path")
+                    .value_name("DIR")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .default_value(".")
+                    .help("The folder (or file) to serve"),
+            )
+            .arg(listen_arg("tcp:8080"))
+            .arg(
+                Arg::new("port")
+                    .long("port")
+                    .value_name("N")
+                    .action(ArgAction::Append)
+                    .value_parser(clap::value_parser!(u16))
+                    .help("Listen on TCP port N (the same as --listen tcp:N)"),
+            )
+            .arg(
+                Arg::new("no-listing")
+                    .long("no-listing")
+                    .action(ArgAction::SetTrue)
+                    .help("Answer 403 for folders without an index page instead of listing them"),
+            )
+            .arg(
+                Arg::new("no-access-log")
+                    .long("no-access-log")
+                    .action(ArgAction::SetTrue)
+                    .help("Do not log a line per request"),
+            )
+            .arg(
+                Arg::new("no-open-file-cache")
+                    .long("no-open-file-cache")
+                    .action(ArgAction::SetTrue)
+                    .help("Open and close each file per request instead of keeping it open up to 10 s"),
+            )
+    }
+
+    fn make_service(&self, matches: &ArgMatches) -> Result<Rc<dyn Service>, String> {
+        let path = matches
+            .get_one::<PathBuf>("path")
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("."));
+        if !path.exists() {
+            return Err(format!("no such file or folder: {}", path.display()));
+        }
+        let mut endpoints = endpoints_of(matches, "listen");
+        if let Some(ports) = matches.get_many::<u16>("port") {
+            for port in ports {
+                endpoints.push(parse_endpoint(&format!("tcp:{port}")).map_err(|e| e.to_string())?);
+            }
+        }
+        if endpoints.is_empty() {
+            endpoints.push(parse_endpoint("tcp:8080").expect("a valid default"));
+        }
+        let listing = !matches.get_flag("no-listing");
+        let cache = !matches.get_flag("no-open-file-cache");
+        let site = Site::new(
+            File::new(&path)
+                .directory_listing(listing)
+                .open_file_cache(cache),
+        );
+        if !matches.get_flag("no-access-log") {
+            site.set_access_log(|line| tracing::info!(target: "torsion_web::access", "{line}"));
+        }
+        tracing::info!(target: "torsiond", "serving {}", path.display());
+        Ok(multi_listen(endpoints, site))
+    }
+}

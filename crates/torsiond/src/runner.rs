@@ -1,0 +1,143 @@
+//! The runner: parses the command line, prepares the process (umask, logging, pidfile),
+//! and runs the chosen plugin's services on each worker thread until they stop.
+
+use std::ffi::OsString;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::ArgMatches;
+use torsion::application::start_application;
+use torsion::Reactor;
+
+use crate::cli::{command, usage_error};
+use crate::exit::{add_worker, exit_status, fail, say, stop_workers};
+use crate::gate::Gate;
+use crate::logging;
+use crate::pidfile;
+use crate::plugins::Plugin;
+use crate::settings::{Settings, DEFAULT_SHUTDOWN_TIMEOUT, SETTINGS};
+
+/// The text of a panic's payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
+/// One worker: its own reactor and its own copy of the plugin's services.
+fn worker(
+    index: usize,
+    settings: Settings,
+    plugin: &dyn Plugin,
+    matches: &ArgMatches,
+    gate: &Gate,
+) {
+    SETTINGS.with(|s| {
+        s.set(Settings {
+            worker: (settings.workers > 1).then_some(index),
+            ..settings
+        })
+    });
+    let r = Reactor::new();
+    let built = catch_unwind(AssertUnwindSafe(|| plugin.make_service(matches)))
+        .unwrap_or_else(|p| Err(format!("the plugin panicked: {}", panic_text(p.as_ref()))));
+    let root = match built {
+        Ok(root) => {
+            add_worker(r.handle());
+            Some(root)
+        }
+        Err(message) => {
+            gate.error(index, format!("{}: {message}", plugin.name()));
+            None
+        }
+    };
+    if !gate.wait() {
+        return;
+    }
+    let Some(root) = root else { return };
+    start_application(&r, root);
+    if settings.workers > 1 {
+        r.call_when_running(|| tracing::debug!(target: "torsiond", "worker running"));
+    }
+    if let Err(failure) = r.run() {
+        fail(failure.error_message());
+    }
+    // The application stopped here (a signal, or a service called `reactor().stop()`):
+    // the other workers stop too (a reactor already stopping ignores this).
+    stop_workers();
+}
+
+/// Runs `torsiond` with `plugins` and the command line `args` (program name first): parses
+/// the options, sets the umask, starts logging, writes the pidfile, builds the chosen
+/// plugin's service tree on each worker thread, runs them until SIGINT or SIGTERM, and
+/// returns the exit status.
+pub fn run<I, T>(plugins: Vec<Box<dyn Plugin>>, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = match command(&plugins).try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => return usage_error(&e),
+    };
+    if let Some(&mask) = matches.get_one::<u32>("umask") {
+        // umask(2) cannot fail; rustix makes the call without `unsafe` in this crate.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
+    }
+    if let Err(message) = logging::init(&matches) {
+        say(format_args!("torsiond: {message}"));
+        return ExitCode::from(1);
+    }
+    let Some((name, sub)) = matches.subcommand() else {
+        say(format_args!(
+            "torsiond: no plugin given (see torsiond --help)"
+        ));
+        return ExitCode::from(2);
+    };
+    let Some(plugin) = plugins.iter().find(|p| p.name() == name) else {
+        say(format_args!("torsiond: no plugin named {name}"));
+        return ExitCode::from(2);
+    };
+    let pidfile = match matches.get_one::<PathBuf>("pidfile") {
+        None => None,
+        Some(path) => match pidfile::PidFile::create(path) {
+            Ok(p) => Some(p),
+            Err(message) => {
+                say(format_args!("torsiond: {message}"));
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let settings = Settings {
+        worker: None,
+        workers: usize::from(*matches.get_one::<u16>("workers").unwrap_or(&1)),
+        shutdown_timeout: *matches
+            .get_one::<f64>("shutdown-timeout")
+            .unwrap_or(&DEFAULT_SHUTDOWN_TIMEOUT),
+    };
+    let gate = Gate::new(settings.workers);
+    let plugin: &dyn Plugin = plugin.as_ref();
+    std::thread::scope(|scope| {
+        for index in 1..settings.workers {
+            let (gate, plugin) = (&gate, plugin);
+            let spawned = std::thread::Builder::new()
+                .name(format!("torsiond-worker-{index}"))
+                .spawn_scoped(scope, move || worker(index, settings, plugin, sub, gate));
+            if let Err(e) = spawned {
+                gate.shrink(index, format!("cannot start worker thread {index}: {e}"));
+                break;
+            }
+        }
+        worker(0, settings, plugin, sub, &gate);
+    });
+    if let Some(message) = gate.first_error() {
+        say(format_args!("torsiond: {message}"));
+        return ExitCode::from(1);
+    }
+    tracing::info!(target: "torsiond", "stopped");
+    drop(pidfile);
+    ExitCode::from(exit_status())
+}
