@@ -6,7 +6,7 @@
 
 // The throwaway PostgreSQL server of torsion-db's tests.
 #[allow(dead_code, unreachable_pub)]
-#[path = "../crates/torsion-db/tests/support/pg.rs"]
+#[path = "../crates/torsion-db/tests/it/support/pg.rs"]
 mod pg;
 
 mod support;

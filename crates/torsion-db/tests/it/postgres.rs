@@ -3,7 +3,7 @@
 //! process, stopped when the process exits). Without a server, each test says so loudly and
 //! passes vacuously.
 
-mod support;
+use crate::support;
 
 use support::conformance::{self, db_error, table};
 use support::pg::postgres_url;

@@ -1,7 +1,7 @@
 //! The ConnectionPool on SQLite files and `:memory:`: the shared backend behaviour, plus
 //! what is SQLite's own (persistence, one in-memory database, bad connection strings).
 
-mod support;
+use crate::support;
 
 use support::{conformance, TempDb};
 use torsion::Failure;

@@ -1,4 +1,4 @@
-//! Shared by the test binaries of torsion-db: a throwaway PostgreSQL server
+//! Shared by the tests of torsion-db: a throwaway PostgreSQL server
 //! ([`postgres_url`]), unique temporary paths, and the behaviour every backend must show
 //! ([`conformance`]).
 #![allow(dead_code, unreachable_pub)]
