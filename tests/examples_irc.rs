@@ -3,7 +3,7 @@
 //! addressing it in the channel, whispering to it, acting; then reads its log.
 
 // The throwaway ngIRCd of torsion-words' interop tests.
-#[path = "../crates/torsion-words/tests/support/ngircd.rs"]
+#[path = "../crates/torsion-words/tests/it/support/ngircd.rs"]
 mod ngircd;
 
 mod support;

@@ -2,13 +2,10 @@
 //! a free loopback port (installed with apt-get when missing). Torsion clients register,
 //! collide, join, talk, act, answer CTCP, split long text, rename, part and quit through it.
 
-#[path = "support/ngircd.rs"]
-mod ngircd;
-
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use ngircd::{Ngircd, CHANNEL, TOPIC};
+use crate::support::ngircd::{Ngircd, CHANNEL, TOPIC};
 use torsion::defer::DeferredQueue;
 use torsion::{factory, reactor, Failure};
 use torsion_words::irc::{nick_of, Irc, IrcClient, IrcConfig, IrcHandler, IrcSender};
