@@ -3,92 +3,13 @@
 //! socket as descriptor 3 the way systemd does; plus the refusals (no such index, not our
 //! LISTEN_PID).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Kills the server when the test ends, however it ends.
-struct Running(Child, mpsc::Receiver<String>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Running {
-    fn spawn(mut c: Command) -> Running {
-        let mut child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Log lines go to standard output, errors to standard error: watch both.
-        let (tx, rx) = mpsc::channel();
-        let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
-        let err: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
-        for pipe in [out, err] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Running(child, rx)
-    }
-
-    /// Waits for a line of standard error containing `needle`.
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.1.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("no line with '{needle}' in the output: {seen:#?}"),
-            }
-        }
-    }
-
-    /// Sends SIGTERM and waits for the exit status.
-    fn terminate(&mut self) -> ExitStatus {
-        let pid = self.0.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "torsiond did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{self, free_port, Running, TIMEOUT};
 
 fn echo_over<S: Read + Write>(mut s: S, msg: &[u8]) -> Vec<u8> {
     s.write_all(msg).unwrap();
@@ -127,10 +48,7 @@ fn have_socket_activate() -> bool {
         return true;
     }
     eprintln!("systemd-socket-activate is missing: installing systemd with apt-get");
-    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-    let _ = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "systemd"])
-        .status();
+    support::apt_get_install(&["systemd"]);
     if runs() {
         return true;
     }

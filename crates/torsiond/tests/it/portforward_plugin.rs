@@ -1,89 +1,11 @@
 //! `torsiond portforward`, run for real: in front of `torsiond echo`, on two endpoints at
 //! once (one of them `haproxy:`), a destination that refuses, and misuse.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A running torsiond, killed when the test ends, with its standard error as lines.
-struct Running(Child, mpsc::Receiver<String>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_torsiond"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Log lines go to standard output, errors to standard error: watch both.
-        let (tx, rx) = mpsc::channel();
-        let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
-        let err: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
-        for pipe in [out, err] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Running(child, rx)
-    }
-
-    /// The next line containing `needle`.
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.1.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("no line with '{needle}' in the output: {seen:#?}"),
-            }
-        }
-    }
-
-    /// The port of the next `listening on tcp:...` line.
-    fn port(&self) -> u16 {
-        let line = self.wait_for("listening on tcp:");
-        line.rsplit(':').next().unwrap().trim().parse().unwrap()
-    }
-
-    fn terminate(&mut self) -> ExitStatus {
-        let pid = self.0.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "torsiond did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
+use crate::support::{Running, TIMEOUT};
 
 fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -13,7 +13,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const TIMEOUT: Duration = Duration::from_secs(20);
+use crate::support::{self, free_port, stderr_of, torsiond, TIMEOUT};
 
 /// Kills the server when the test ends, however it ends.
 struct Server {
@@ -90,12 +90,6 @@ impl Server {
     }
 }
 
-fn torsiond() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_torsiond"));
-    c.stdin(Stdio::null());
-    c
-}
-
 /// Starts torsiond; its standard output (the log) comes line by line through `lines`.
 fn start(args: &[&str]) -> Server {
     let mut child = torsiond()
@@ -117,30 +111,7 @@ fn start(args: &[&str]) -> Server {
 
 /// Runs torsiond to completion (killed after `TIMEOUT`).
 fn run(args: &[&str]) -> Output {
-    let child = torsiond()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(TIMEOUT) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("torsiond {args:?} did not exit in time");
-        }
-    }
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    support::run(args, TIMEOUT)
 }
 
 /// A fresh folder under the system's temporary folder.
@@ -172,12 +143,7 @@ fn have_curl() -> bool {
     if works() {
         return true;
     }
-    let _ = Command::new("sh")
-        .args([
-            "-c",
-            "apt-get update -qq && apt-get install -y -qq curl >/dev/null",
-        ])
-        .status();
+    support::apt_get_install(&["curl"]);
     if works() {
         return true;
     }
@@ -246,15 +212,6 @@ fn curl_fetches_the_files_of_a_folder() {
     server.signal("TERM");
     assert!(server.wait().success());
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// A port that was free a moment ago (SO_REUSEPORT listeners must all name the same port).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -3,9 +3,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use crate::support::{self, stderr_of, torsiond};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -22,51 +24,13 @@ impl Drop for Running {
 impl Running {
     /// Sends SIGTERM and waits (at most 10 s) for the exit status.
     fn terminate(&mut self) -> ExitStatus {
-        let pid = self.0.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "torsiond did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        support::terminate(&mut self.0, TIMEOUT)
     }
-}
-
-fn torsiond() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_torsiond"));
-    c.stdin(Stdio::null());
-    c
 }
 
 /// Runs torsiond to completion (killed after 10 s).
 fn run(args: &[&str]) -> Output {
-    let child = torsiond()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(TIMEOUT) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("torsiond {args:?} did not exit within 10 s");
-        }
-    }
+    support::run(args, TIMEOUT)
 }
 
 /// Starts a server and returns it with the ports of its first `count` "listening on" lines
@@ -129,10 +93,6 @@ fn get(port: u16, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
