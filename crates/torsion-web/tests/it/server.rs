@@ -5,9 +5,9 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use crate::support::{exchange, listen, status_line};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use torsion::tcp::ListeningPort;
 use torsion::testing::Clock;
 use torsion::{reactor, Failure};
 use torsion_web::resources::{Data, Directory};
@@ -85,25 +85,6 @@ fn tree() -> Directory {
     root.put_child(b"get-only", Rc::new(GetOnly));
     root.put_child(b"broken", Rc::new(Broken));
     root
-}
-
-fn listen(site: Site) -> (ListeningPort, std::net::SocketAddr) {
-    let port = reactor().listen_tcp_on(0, site, "127.0.0.1").unwrap();
-    let addr = port.get_host().socket_addr().unwrap();
-    (port, addr)
-}
-
-/// Sends `request` and reads until the server closes the connection.
-async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn status_line(response: &str) -> &str {
-    response.lines().next().unwrap_or("")
 }
 
 #[torsion::test]

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use torsion::tcp::ListeningPort;
-use torsion::{reactor, Failure};
+use torsion::Failure;
 use torsion_web::static_file::File;
 use torsion_web::Site;
 
@@ -61,10 +61,7 @@ fn big_content() -> Vec<u8> {
 }
 
 fn listen(root: PathBuf) -> (ListeningPort, String) {
-    let port = reactor()
-        .listen_tcp_on(0, Site::new(File::new(root)), "127.0.0.1")
-        .unwrap();
-    let addr = port.get_host().socket_addr().unwrap();
+    let (port, addr) = crate::support::listen(Site::new(File::new(root)));
     (port, format!("http://{addr}"))
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use torsion::tcp::ListeningPort;
-use torsion::{reactor, Failure};
+use torsion::Failure;
 use torsion_web::resource::Resource;
 use torsion_web::resources::Data;
 use torsion_web::static_file::File;
@@ -103,11 +103,7 @@ fn checksum(data: &[u8]) -> u64 {
 }
 
 fn listen(resource: impl Resource) -> (ListeningPort, std::net::SocketAddr) {
-    let port = reactor()
-        .listen_tcp_on(0, Site::new(resource), "127.0.0.1")
-        .unwrap();
-    let addr = port.get_host().socket_addr().unwrap();
-    (port, addr)
+    crate::support::listen(Site::new(resource))
 }
 
 #[derive(Debug)]

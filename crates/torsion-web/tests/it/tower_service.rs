@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use crate::support::{exchange, listen, status_line};
 use axum::extract::{Extension, Path};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{AppendHeaders, IntoResponse};
@@ -20,8 +21,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use torsion::tcp::ListeningPort;
-use torsion::{reactor, Failure};
+use torsion::Failure;
 use torsion_web::resources::{Data, Directory};
 use torsion_web::tower::{HttpRequest, MountPrefix, ServiceResource};
 use torsion_web::{Resource, Site};
@@ -188,21 +188,6 @@ fn feed_service(
 
 // ---- the client ----
 
-fn listen(site: Site) -> (ListeningPort, std::net::SocketAddr) {
-    let port = reactor().listen_tcp_on(0, site, "127.0.0.1").unwrap();
-    let addr = port.get_host().socket_addr().unwrap();
-    (port, addr)
-}
-
-/// Sends `request` and reads until the server closes the connection.
-async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// `GET path` with `Connection: close`, and the whole response.
 async fn get_(addr: std::net::SocketAddr, path: &str) -> String {
     exchange(
@@ -224,10 +209,6 @@ async fn read_until(s: &mut TcpStream, out: &mut Vec<u8>, needle: &str) {
         );
         out.extend_from_slice(&buf[..n]);
     }
-}
-
-fn status_line(response: &str) -> &str {
-    response.lines().next().unwrap_or("")
 }
 
 /// The value of the response's header `name`, if it has one.

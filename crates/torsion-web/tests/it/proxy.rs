@@ -4,8 +4,7 @@
 
 use std::rc::Rc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use crate::support::exchange;
 use torsion::{reactor, Failure};
 use torsion_web::proxy::ReverseProxyResource;
 use torsion_web::resources::Directory;
@@ -37,14 +36,6 @@ impl Resource for Upstream {
     fn render_post(&self, r: &Request) -> Render {
         self.render_get(r)
     }
-}
-
-async fn exchange(addr: std::net::SocketAddr, request: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[torsion::test]
