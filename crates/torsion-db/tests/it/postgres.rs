@@ -4,7 +4,6 @@
 //! passes vacuously.
 
 use crate::support;
-
 use support::conformance::{self, db_error, table};
 use support::pg::postgres_url;
 use torsion::Failure;

@@ -2,7 +2,6 @@
 //! what is SQLite's own (persistence, one in-memory database, bad connection strings).
 
 use crate::support;
-
 use support::{conformance, TempDb};
 use torsion::Failure;
 use torsion_db::{ConnectionPool, DbError};

@@ -1,7 +1,6 @@
 //! Runs the seed programs in `examples/` with `cargo run --example` and checks what they print.
 
-mod support;
-
+use crate::support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;

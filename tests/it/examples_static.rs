@@ -1,7 +1,6 @@
 //! The static_files seed program, run as a binary: seed 004's `File('.')` serving a folder.
 
-mod support;
-
+use crate::support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;

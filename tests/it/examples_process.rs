@@ -2,8 +2,7 @@
 //! with `cat`) and `stdio_echo` (a line protocol over the program's own stdin and stdout,
 //! fed through a pipe).
 
-mod support;
-
+use crate::support;
 use std::io::{Read, Write};
 use std::process::Stdio;
 use std::sync::mpsc;

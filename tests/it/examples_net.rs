@@ -1,51 +1,20 @@
 //! Runs the networked seed programs in `examples/` (reverse, data and chat servers and
 //! clients) with `cargo run --example`, and talks to them over TCP.
 
-mod support;
-
+use crate::support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{ChildStdout, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::Running;
+use std::time::Duration;
+use support::{Running, TempFile};
 
 /// How long an example may take, building included.
 const DEADLINE: Duration = Duration::from_secs(300);
 
 /// How long a test client waits for a server's answer.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A temporary file, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    /// Writes `contents` to a new file with a unique name in the temporary directory.
-    fn new(contents: &[u8]) -> TempFile {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "torsion-examples-net-{}-{nanos}.txt",
-            std::process::id()
-        ));
-        std::fs::write(&path, contents).expect("write the temporary file");
-        TempFile(path)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().expect("a UTF-8 temporary path")
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// Starts `cargo run --quiet --example NAME -- ARGS` with stdout and stderr as given.
 fn spawn(name: &str, args: &[&str], stderr: Stdio) -> Running {
@@ -222,7 +191,7 @@ const FIRST_LINE_SHOWN: &str = "The quick brown fox jumps over the lazy dog; The
 #[test]
 fn data_client_counts_what_the_data_server_sends() {
     let data = test_data();
-    let file = TempFile::new(&data);
+    let file = TempFile::new("examples-net", ".txt", &data);
     let (server, port) = start_server("data_server", "data server", &["--file", file.path()]);
     let server_address = format!("127.0.0.1:{port}");
     let out = run("data_client", &[&server_address, &server_address]);
@@ -240,7 +209,7 @@ fn data_client_counts_what_the_data_server_sends() {
 #[test]
 fn data_client_reports_each_server_in_order() {
     let data = test_data();
-    let file = TempFile::new(&data);
+    let file = TempFile::new("examples-net", ".txt", &data);
     let (server, port) = start_server("data_server", "data server", &["--file", file.path()]);
     let good = format!("127.0.0.1:{port}");
     let refused = format!("127.0.0.1:{}", free_port());

@@ -4,13 +4,7 @@
 //! a database that refuses one player's scores (that player is told; the others play on).
 //! The web page and the JSON endpoint are checked against what the players saw.
 
-// The throwaway PostgreSQL server of torsion-db's tests.
-#[allow(dead_code, unreachable_pub)]
-#[path = "../crates/torsion-db/tests/it/support/pg.rs"]
-mod pg;
-
-mod support;
-
+use crate::support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -29,14 +23,7 @@ struct TempDb(PathBuf);
 
 impl TempDb {
     fn new(tag: &str) -> TempDb {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempDb(std::env::temp_dir().join(format!(
-            "torsion-highscore-{tag}-{}-{nanos}.db",
-            std::process::id()
-        )))
+        TempDb(support::temp_path(&format!("highscore-{tag}"), ".db"))
     }
 
     fn url(&self) -> String {
@@ -415,7 +402,7 @@ fn hundreds_of_concurrent_players() {
 
 #[test]
 fn scores_on_postgresql_persist() {
-    let Some(url) = pg::postgres_url() else {
+    let Some(url) = support::pg::postgres_url() else {
         return;
     };
     // Names of this run only: the server may be a shared one (TORSION_PG_URL).

@@ -1,7 +1,6 @@
 //! Runs the `udp_echo` example with `cargo run --example` and sends it datagrams over UDP.
 
-mod support;
-
+use crate::support;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::Stdio;

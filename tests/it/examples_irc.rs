@@ -2,20 +2,15 @@
 //! against a real IRC server (ngIRCd), and talks to it as a human would over a plain socket:
 //! addressing it in the channel, whispering to it, acting; then reads its log.
 
-// The throwaway ngIRCd of torsion-words' interop tests.
-#[path = "../crates/torsion-words/tests/it/support/ngircd.rs"]
-mod ngircd;
-
-mod support;
-
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use ngircd::{Ngircd, CHANNEL};
+use crate::support;
+use support::ngircd::{Ngircd, CHANNEL};
 use support::Running;
 
 /// How long the bot may take to sign on, building included.
@@ -30,14 +25,7 @@ struct TempLog(PathBuf);
 
 impl TempLog {
     fn new() -> TempLog {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempLog(std::env::temp_dir().join(format!(
-            "torsion-irc-bot-{}-{nanos}.log",
-            std::process::id()
-        )))
+        TempLog(support::temp_path("irc-bot", ".log"))
     }
 
     fn path(&self) -> &str {

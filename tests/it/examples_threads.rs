@@ -1,8 +1,7 @@
 //! Runs the `threads_demo` seed program and checks that the reactor kept ticking while the
 //! worker thread computed.
 
-mod support;
-
+use crate::support;
 use std::io::Read;
 use std::process::Stdio;
 use std::sync::mpsc;

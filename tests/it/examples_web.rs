@@ -1,8 +1,7 @@
 //! The web seed programs, run as binaries: hello_web, web_counter, and byte_count (a TCP
 //! protocol and a web page sharing one counter).
 
-mod support;
-
+use crate::support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;

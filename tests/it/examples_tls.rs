@@ -2,43 +2,19 @@
 //! TLS client (Torsion's, which is rustls): with certificate files made by the test, and with
 //! the self-signed certificate the example makes and prints.
 
-mod support;
-
 use std::cell::RefCell;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::Running;
+use crate::support;
+use support::{Running, TempFile};
 use torsion::tls::{CertificateDer, ClientContext};
 use torsion::{factory, Failure, Protocol, Reactor, Transport};
 
 /// How long the example may take to start, building included.
 const DEADLINE: Duration = Duration::from_secs(300);
-
-/// A temporary file, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str, contents: &[u8]) -> TempFile {
-        let path =
-            std::env::temp_dir().join(format!("torsion-examples-tls-{}-{tag}", std::process::id()));
-        std::fs::write(&path, contents).expect("write the temporary file");
-        TempFile(path)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().expect("a UTF-8 temporary path")
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// Starts the example with `--port 0` and `extra` arguments; returns it, the port it
 /// printed, and a receiver of its further stdout lines.
@@ -118,8 +94,12 @@ fn talk(port: u16, context: ClientContext, message: &'static [u8]) -> (Vec<u8>, 
 #[test]
 fn tls_echo_server_with_certificate_files() {
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert = TempFile::new("cert.pem", made.cert.pem().as_bytes());
-    let key = TempFile::new("key.pem", made.signing_key.serialize_pem().as_bytes());
+    let cert = TempFile::new("examples-tls-cert", ".pem", made.cert.pem().as_bytes());
+    let key = TempFile::new(
+        "examples-tls-key",
+        ".pem",
+        made.signing_key.serialize_pem().as_bytes(),
+    );
     let (server, port, _) = start(&["--cert", cert.path(), "--key", key.path()]);
     let context = ClientContext::builder()
         .trust([made.cert.der().clone()])
@@ -144,7 +124,7 @@ fn tls_echo_server_makes_and_prints_a_self_signed_certificate() {
             break;
         }
     }
-    let file = TempFile::new("printed.pem", pem.as_bytes());
+    let file = TempFile::new("examples-tls-printed", ".pem", pem.as_bytes());
     let der: Vec<CertificateDer<'static>> =
         torsion::tls::load_certificates(file.path()).expect("the printed certificate");
     let context = ClientContext::builder().trust(der).build().unwrap();

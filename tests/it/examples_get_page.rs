@@ -1,8 +1,7 @@
 //! Seed 004's get_page example, run as a binary against Python's `http.server` (a server
 //! nobody here wrote) and against a refused port, in both its callback and async styles.
 
-mod support;
-
+use crate::support;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
