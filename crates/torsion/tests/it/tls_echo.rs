@@ -9,7 +9,7 @@
 
 use std::rc::Rc;
 
-use crate::support::tls::{next, Ca, Echo, Record, Sender};
+use crate::support::tls::{listen_echo, next, Ca, Record, Sender};
 use torsion::error::ConnectionDone;
 use torsion::tls::{ClientContext, ServerContext};
 use torsion::{factory, reactor, Failure, Protocol, Transport};
@@ -22,14 +22,7 @@ async fn round_trip(
     host: &str,
     message: Vec<u8>,
 ) -> Result<(Rc<Record>, Rc<Record>), Failure> {
-    let srec: Rc<Record> = Rc::default();
-    let s = srec.clone();
-    let port = reactor().listen_tls_on(
-        0,
-        factory(move || Echo { rec: s.clone() }),
-        server,
-        "127.0.0.1",
-    )?;
+    let (port, srec) = listen_echo(server)?;
     let crec: Rc<Record> = Rc::default();
     let (c, message) = (crec.clone(), Rc::new(message));
     reactor().connect_tls(

@@ -6,7 +6,7 @@
 
 use std::rc::Rc;
 
-use crate::support::tls::{next, Ca, Echo, Record, Sender, TempFile};
+use crate::support::tls::{listen_echo, next, Ca, Echo, Record, Sender, TempFile};
 use torsion::endpoints::{client_from_string, server_from_string, ServerDescription};
 use torsion::error::{CannotListenError, ConnectError, ConnectionDone};
 use torsion::{factory, reactor, Failure};
@@ -120,14 +120,7 @@ async fn a_tls_client_endpoint_shows_its_certificate() -> Result<(), Failure> {
         .require_client_certificate([ca.cert()])
         .build()
         .unwrap();
-    let srec: Rc<Record> = Rc::default();
-    let s = srec.clone();
-    let port = reactor().listen_tls_on(
-        0,
-        factory(move || Echo { rec: s.clone() }),
-        server,
-        "127.0.0.1",
-    )?;
+    let (port, srec) = listen_echo(server)?;
     let crec: Rc<Record> = Rc::default();
     let c = crec.clone();
     let client = format!(

@@ -8,12 +8,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::support::tls::{next, Ca, Echo, Record, Sender};
+use crate::support::tls::{assert_tls, listen_echo, next, Ca, Record, Sender};
 use torsion::error::{ConnectionDone, TlsError};
 use torsion::tcp::Connector;
 use torsion::tls::{ClientContext, ServerContext};
 use torsion::transport::Address;
-use torsion::{factory, reactor, ClientFactory, Factory, Failure};
+use torsion::{reactor, ClientFactory, Factory, Failure};
 
 /// A client factory that records what the connector reported.
 struct Watch {
@@ -58,14 +58,7 @@ async fn attempt(
     client: ClientContext,
     host: &str,
 ) -> Result<Outcome, Failure> {
-    let srec: Rc<Record> = Rc::default();
-    let s = srec.clone();
-    let port = reactor().listen_tls_on(
-        0,
-        factory(move || Echo { rec: s.clone() }),
-        server,
-        "127.0.0.1",
-    )?;
+    let (port, srec) = listen_echo(server)?;
     let crec: Rc<Record> = Rc::default();
     let (failed, lost) = (Rc::default(), Rc::default());
     reactor().connect_tls(
@@ -92,14 +85,6 @@ async fn attempt(
         failed,
         lost,
     })
-}
-
-fn assert_tls(reason: &Failure, words: &str) {
-    assert!(reason.check::<TlsError>(), "not a TlsError: {reason}");
-    assert!(
-        reason.to_string().contains(words),
-        "{reason:?} does not name {words:?}"
-    );
 }
 
 #[torsion::test(timeout = 20)]

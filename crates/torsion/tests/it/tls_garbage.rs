@@ -7,19 +7,10 @@
 
 use std::rc::Rc;
 
-use crate::support::tls::{next, Ca, Echo, Record, Sender};
+use crate::support::tls::{assert_tls, listen_echo, next, Ca, Record, Sender};
 use crate::support::Capture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use torsion::error::TlsError;
 use torsion::{factory, reactor, Failure};
-
-fn assert_tls(reason: &Failure, words: &str) {
-    assert!(reason.check::<TlsError>(), "not a TlsError: {reason}");
-    assert!(
-        reason.to_string().contains(words),
-        "{reason:?} does not name {words:?}"
-    );
-}
 
 #[torsion::test(timeout = 20)]
 async fn garbage_instead_of_a_client_hello_closes_that_connection_with_a_log_line(
@@ -28,14 +19,7 @@ async fn garbage_instead_of_a_client_hello_closes_that_connection_with_a_log_lin
     let _guard = log.start();
 
     let ca = Ca::new("Torsion garbage CA");
-    let srec: Rc<Record> = Rc::default();
-    let s = srec.clone();
-    let port = reactor().listen_tls_on(
-        0,
-        factory(move || Echo { rec: s.clone() }),
-        ca.server(&["localhost"]),
-        "127.0.0.1",
-    )?;
+    let (port, srec) = listen_echo(ca.server(&["localhost"]))?;
     let addr = port.get_host().socket_addr().unwrap();
 
     let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();

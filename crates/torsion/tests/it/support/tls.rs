@@ -7,8 +7,10 @@ use std::rc::Rc;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use torsion::defer::DeferredQueue;
+use torsion::error::TlsError;
+use torsion::tcp::ListeningPort;
 use torsion::tls::{CertificateDer, ClientContext, Identity, ServerContext};
-use torsion::{Failure, Protocol, Transport};
+use torsion::{factory, reactor, Failure, Protocol, Transport};
 
 pub(crate) use super::next;
 
@@ -170,4 +172,27 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// An [`Echo`] server over TLS with `server`, on an ephemeral port of 127.0.0.1, and the
+/// [`Record`] its connections write to.
+pub(crate) fn listen_echo(server: ServerContext) -> Result<(ListeningPort, Rc<Record>), Failure> {
+    let srec: Rc<Record> = Rc::default();
+    let s = srec.clone();
+    let port = reactor().listen_tls_on(
+        0,
+        factory(move || Echo { rec: s.clone() }),
+        server,
+        "127.0.0.1",
+    )?;
+    Ok((port, srec))
+}
+
+/// Asserts that `reason` is a [`TlsError`] whose message contains `words`.
+pub(crate) fn assert_tls(reason: &Failure, words: &str) {
+    assert!(reason.check::<TlsError>(), "not a TlsError: {reason}");
+    assert!(
+        reason.to_string().contains(words),
+        "{reason:?} does not name {words:?}"
+    );
 }
