@@ -1,0 +1,19 @@
+//! The integration tests of torsion-web, in one binary (linking one test binary per file
+//! dominated CI time): each file is a module named after the behaviour it pins down, and
+//! `support` holds what they share.
+
+mod support;
+
+mod client;
+mod client_interop;
+mod drain;
+mod flow_body;
+mod interop_clients;
+mod proto_props;
+mod proxy;
+mod resources;
+mod server;
+mod session;
+mod static_file;
+mod static_file_curl;
+mod tower_service;

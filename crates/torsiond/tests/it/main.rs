@@ -1,0 +1,11 @@
+//! The integration tests of torsiond, in one binary (linking one test binary per file
+//! dominated CI time): each file is a module named after the behaviour it pins down, and
+//! `support` holds what they share. Every test runs the `torsiond` binary as a child
+//! process, so nothing a test does to its server reaches the others.
+
+mod support;
+
+mod cli;
+mod portforward_plugin;
+mod runner;
+mod systemd_activation;

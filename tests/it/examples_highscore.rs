@@ -1,0 +1,440 @@
+//! Runs the `highscore` example (`cargo run --example highscore`) and plays it over real
+//! sockets: games by binary search, a pipelining player, hostile input (oversized lines,
+//! non-UTF-8 and HTML names), hundreds of concurrent players, a restart (scores persist), and
+//! a database that refuses one player's scores (that player is told; the others play on).
+//! The web page and the JSON endpoint are checked against what the players saw.
+
+use crate::support;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::Running;
+
+/// How long the example may take to start, building included.
+const DEADLINE: Duration = Duration::from_secs(300);
+/// How long a client waits for an answer.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An SQLite file (and its WAL files) in the temporary folder, removed when dropped.
+struct TempDb(PathBuf);
+
+impl TempDb {
+    fn new(tag: &str) -> TempDb {
+        TempDb(support::temp_path(&format!("highscore-{tag}"), ".db"))
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite:{}", self.0.display())
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.0.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Starts the game on ephemeral ports; returns it with its game and web ports.
+fn start(db: &TempDb) -> (Running, u16, u16) {
+    start_on(&db.url())
+}
+
+/// Starts the game on the database `url`.
+fn start_on(url: &str) -> (Running, u16, u16) {
+    let mut child = support::example("highscore")
+        .args(["--game-port", "0", "--web-port", "0", "--db", url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cannot start cargo run");
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let rx = support::lines(stdout);
+    let port_after = |line: &str, prefix: &str| -> Option<u16> {
+        line.strip_prefix(prefix)?.rsplit_once(':')?.1.parse().ok()
+    };
+    let (mut game, mut web) = (None, None);
+    let started = Instant::now();
+    while game.is_none() || web.is_none() {
+        let left = DEADLINE.saturating_sub(started.elapsed());
+        let line = rx
+            .recv_timeout(left)
+            .expect("highscore did not say where it listens");
+        game = game.or(port_after(&line, "highscore game listening on tcp:"));
+        web = web.or(port_after(&line, "highscore web listening on tcp:"));
+    }
+    (running, game.unwrap(), web.unwrap())
+}
+
+/// A player's connection.
+struct Player {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Player {
+    /// Connects and reads the welcome line.
+    fn connect(port: u16) -> Player {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the game");
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let mut p = Player {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        };
+        assert!(p.line().starts_with("welcome to highscore"));
+        p
+    }
+
+    fn send(&mut self, line: &[u8]) {
+        self.writer.write_all(line).unwrap();
+        self.writer.write_all(b"\r\n").unwrap();
+    }
+
+    /// The next line, without its `\r\n`; panics at end of stream.
+    fn line(&mut self) -> String {
+        let mut buf = Vec::new();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut buf)
+            .expect("read a line");
+        assert!(n > 0, "the server closed the connection");
+        String::from_utf8(buf)
+            .expect("UTF-8 reply")
+            .trim_end()
+            .to_owned()
+    }
+
+    fn ask(&mut self, line: &[u8]) -> String {
+        self.send(line);
+        self.line()
+    }
+
+    /// True when the server has closed the connection (after reading what was left): end
+    /// of stream, or a reset (a server closing with unread input sends one); false on a
+    /// time-out.
+    fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+
+    fn name(&mut self, name: &str) {
+        let hello = self.ask(format!("NAME {name}").as_bytes());
+        assert_eq!(
+            hello,
+            format!("hello {name}: guess my number between 1 and 100")
+        );
+    }
+
+    /// Plays one game by binary search; returns the guesses it took and the line that
+    /// followed `correct in N` (`saved: ...` or `error: ...`).
+    fn play(&mut self) -> (u32, String) {
+        let (mut low, mut high) = (1, 100);
+        for n in 1..=7 {
+            let guess = (low + high) / 2;
+            match self.ask(guess.to_string().as_bytes()).as_str() {
+                "higher" => low = guess + 1,
+                "lower" => high = guess - 1,
+                reply => {
+                    assert_eq!(reply, format!("correct in {n}"));
+                    let outcome = self.line();
+                    assert_eq!(self.line(), "new game: guess my number between 1 and 100");
+                    return (n, outcome);
+                }
+            }
+        }
+        panic!("binary search over 1..=100 takes at most 7 guesses");
+    }
+}
+
+/// GET `path` from the web port; returns the content type and the body.
+fn get(port: u16, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the web port");
+    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read the response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked"));
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (content_type, body.to_owned())
+}
+
+/// The JSON endpoint's table, as (name, best, games) by rank.
+fn json_scores(port: u16) -> (serde_json::Value, Vec<(String, u64, u64)>) {
+    let (content_type, body) = get(port, "/scores.json");
+    assert_eq!(content_type, "application/json");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
+    let table = json["scores"]
+        .as_array()
+        .expect("a scores array")
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            assert_eq!(e["rank"].as_u64(), Some(i as u64 + 1));
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["best"].as_u64().unwrap(),
+                e["games"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    (json, table)
+}
+
+fn entry<'a>(table: &'a [(String, u64, u64)], name: &str) -> &'a (String, u64, u64) {
+    table
+        .iter()
+        .find(|e| e.0 == name)
+        .unwrap_or_else(|| panic!("{name} is not in {table:?}"))
+}
+
+const HTML_NAME: &str = "<script>alert(\"x\")</script>&";
+
+#[test]
+fn games_web_hostile_input_restart_and_database_errors() {
+    let db = TempDb::new("main");
+    let (server, game_port, web_port) = start(&db);
+
+    // alice plays two games, the HTML-named player one.
+    let mut alice = Player::connect(game_port);
+    assert_eq!(alice.ask(b"42"), "error: send NAME <name> first");
+    alice.name("alice");
+    let (a1, saved1) = alice.play();
+    assert_eq!(saved1, format!("saved: best {a1}, rank 1"));
+    let (a2, saved2) = alice.play();
+    let alice_best = a1.min(a2);
+    assert!(saved2.starts_with(&format!("saved: best {alice_best}, rank ")));
+
+    let mut html = Player::connect(game_port);
+    html.name(HTML_NAME);
+    let (h1, _) = html.play();
+
+    // Hostile input: bad names and guesses get errors and the connection stays...
+    let mut rogue = Player::connect(game_port);
+    assert_eq!(
+        rogue.ask(b"NAME \xff\xfe bad"),
+        "error: names must be UTF-8 text"
+    );
+    assert_eq!(rogue.ask(b"NAME "), "error: names have 1 to 32 characters");
+    assert_eq!(
+        rogue.ask(format!("NAME {}", "x".repeat(40)).as_bytes()),
+        "error: names have 1 to 32 characters"
+    );
+    assert_eq!(
+        rogue.ask(b"NAME a\x07b"),
+        "error: names cannot hold control characters"
+    );
+    rogue.name("rogue");
+    assert_eq!(
+        rogue.ask(b"1000"),
+        "error: guess a number between 1 and 100"
+    );
+    assert_eq!(
+        rogue.ask(b"\x00\x01 garbage \xff"),
+        "error: unknown command; send NAME <name>, a number, or QUIT"
+    );
+    // ... and an oversized line closes only that connection.
+    rogue.send(&[b'9'; 10_000]);
+    assert!(
+        rogue.closed(),
+        "an oversized line must close the connection"
+    );
+    let (a3, _) = alice.play(); // alice is unaffected
+    let alice_best = alice_best.min(a3);
+
+    // A pipelining player: 100 guesses in one write. Every line is answered in order, the
+    // lines sent while a score is saved included.
+    let mut pipe = Player::connect(game_port);
+    let mut burst = b"NAME pipe\r\n".to_vec();
+    for n in 1..=100 {
+        burst.extend_from_slice(format!("{n}\r\n").as_bytes());
+    }
+    pipe.writer.write_all(&burst).unwrap();
+    assert!(pipe.line().starts_with("hello pipe"));
+    let (mut answered, mut pipe_games, mut guesses) = (0, 0, 0);
+    while answered < 100 {
+        let reply = pipe.line();
+        answered += 1;
+        guesses += 1;
+        if let Some(n) = reply.strip_prefix("correct in ") {
+            assert_eq!(n.parse::<u32>().unwrap(), guesses);
+            assert!(pipe.line().starts_with("saved: best "));
+            assert!(pipe.line().starts_with("new game: "));
+            pipe_games += 1;
+            guesses = 0;
+        } else {
+            assert!(reply == "higher" || reply == "lower", "{reply}");
+        }
+    }
+    assert!(pipe_games >= 1);
+    assert_eq!(pipe.ask(b"QUIT"), "bye");
+    assert!(pipe.closed());
+
+    // The web page: the live table, names escaped.
+    let (content_type, page) = get(web_port, "/");
+    assert_eq!(content_type, "text/html; charset=utf-8");
+    assert!(page.contains("<td>alice</td>"), "{page}");
+    assert!(!page.contains("<script>"), "unescaped name in {page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;"),
+        "{page}"
+    );
+    // The JSON: what the players saw.
+    let (json, table) = json_scores(web_port);
+    assert_eq!(
+        entry(&table, "alice"),
+        &("alice".into(), alice_best.into(), 3)
+    );
+    assert_eq!(entry(&table, HTML_NAME), &(HTML_NAME.into(), h1.into(), 1));
+    assert_eq!(entry(&table, "pipe").2, pipe_games);
+    assert_eq!(json["games_played"].as_u64(), Some(4 + pipe_games));
+    let bests: Vec<u64> = table.iter().map(|e| e.1).collect();
+    assert!(
+        bests.windows(2).all(|w| w[0] <= w[1]),
+        "not sorted: {table:?}"
+    );
+    drop((alice, html));
+    drop(server);
+
+    // The database refuses mallory's scores from now on.
+    let conn = rusqlite::Connection::open(&db.0).expect("open the game's database");
+    conn.execute_batch(
+        "CREATE TRIGGER no_mallory BEFORE INSERT ON games WHEN NEW.name = 'mallory' \
+         BEGIN SELECT RAISE(ABORT, 'mallory is banned'); END;",
+    )
+    .unwrap();
+    drop(conn);
+
+    // Restarted on the same database: the scores are still there.
+    let (_server, game_port, web_port) = start(&db);
+    let (json, table) = json_scores(web_port);
+    assert_eq!(
+        entry(&table, "alice"),
+        &("alice".into(), alice_best.into(), 3)
+    );
+    assert_eq!(entry(&table, HTML_NAME).2, 1);
+    assert_eq!(json["games_played"].as_u64(), Some(0));
+
+    // mallory is told the score was not saved, and plays on; alice is not disturbed.
+    let mut mallory = Player::connect(game_port);
+    mallory.name("mallory");
+    let mut alice = Player::connect(game_port);
+    alice.name("alice");
+    let (_, refused) = mallory.play();
+    assert!(refused.starts_with("error: score not saved: "), "{refused}");
+    assert!(refused.contains("mallory is banned"), "{refused}");
+    let (_, saved) = alice.play();
+    assert!(saved.starts_with("saved: "), "{saved}");
+    let (_, refused) = mallory.play();
+    assert!(refused.contains("mallory is banned"), "{refused}");
+    let (_, table) = json_scores(web_port);
+    assert!(table.iter().all(|e| e.0 != "mallory"));
+    assert_eq!(entry(&table, "alice").2, 4);
+}
+
+#[test]
+fn hundreds_of_concurrent_players() {
+    const PLAYERS: usize = 200;
+    let db = TempDb::new("crowd");
+    let (_server, game_port, web_port) = start(&db);
+    // Everyone connects first, so that all are online at once; then all play together.
+    let players: Vec<Player> = (0..PLAYERS).map(|_| Player::connect(game_port)).collect();
+    let (_, page) = get(web_port, "/");
+    assert!(
+        page.contains(&format!("<p>{PLAYERS} playing now")),
+        "{page}"
+    );
+    let handles: Vec<_> = players
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut p)| {
+            thread::spawn(move || {
+                let name = format!("p{i}");
+                p.name(&name);
+                let (n, saved) = p.play();
+                assert!(saved.starts_with(&format!("saved: best {n}, ")), "{saved}");
+                (name, n)
+            })
+        })
+        .collect();
+    let results: Vec<(String, u32)> = handles
+        .into_iter()
+        .map(|h| h.join().expect("a player failed"))
+        .collect();
+    let (json, table) = json_scores(web_port);
+    assert_eq!(json["games_played"].as_u64(), Some(PLAYERS as u64));
+    // The table keeps the best 100; each listed player's best is what they saw.
+    assert_eq!(table.len(), 100);
+    for (name, best, games) in &table {
+        let seen = results.iter().find(|r| &r.0 == name).unwrap().1;
+        assert_eq!((*best, *games), (u64::from(seen), 1));
+    }
+    let worst_listed = table.last().unwrap().1;
+    assert!(results
+        .iter()
+        .filter(|r| u64::from(r.1) < worst_listed)
+        .all(|r| table.iter().any(|e| e.0 == r.0)));
+}
+
+#[test]
+fn scores_on_postgresql_persist() {
+    let Some(url) = support::pg::postgres_url() else {
+        return;
+    };
+    // Names of this run only: the server may be a shared one (TORSION_PG_URL).
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let (pat, html) = (
+        format!("pat{}_{nanos}", std::process::id()),
+        format!("<i>{nanos}</i>"),
+    );
+    let (server, game_port, web_port) = start_on(&url);
+    let mut p = Player::connect(game_port);
+    p.name(&pat);
+    let (g1, saved) = p.play();
+    assert!(saved.starts_with(&format!("saved: best {g1}, ")), "{saved}");
+    let (g2, _) = p.play();
+    let mut h = Player::connect(game_port);
+    h.name(&html);
+    let (g3, _) = h.play();
+    let (json, table) = json_scores(web_port);
+    assert_eq!(json["games_played"].as_u64(), Some(3));
+    assert_eq!(entry(&table, &pat), &(pat.clone(), g1.min(g2).into(), 2));
+    drop((p, h));
+    drop(server);
+    let (_server, _, web_port) = start_on(&url);
+    let (_, table) = json_scores(web_port);
+    assert_eq!(entry(&table, &pat), &(pat.clone(), g1.min(g2).into(), 2));
+    assert_eq!(entry(&table, &html), &(html.clone(), g3.into(), 1));
+    let (_, page) = get(web_port, "/");
+    assert!(
+        page.contains(&format!("&lt;i&gt;{nanos}&lt;/i&gt;")),
+        "{page}"
+    );
+}

@@ -1,0 +1,19 @@
+//! The tests of the seed programs in `examples/`, in one binary (linking one test binary per
+//! file dominated CI time): each file is a module named after the examples it runs, and
+//! `support` holds what they share. Every example runs as a child process (`cargo run
+//! --example`), so nothing one test does to its example reaches the others.
+
+mod support;
+
+mod examples;
+mod examples_db;
+mod examples_get_page;
+mod examples_highscore;
+mod examples_irc;
+mod examples_net;
+mod examples_process;
+mod examples_static;
+mod examples_threads;
+mod examples_tls;
+mod examples_udp;
+mod examples_web;
