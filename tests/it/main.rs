@@ -1,4 +1,5 @@
-//! The tests of the seed programs in `examples/`, in one binary (linking one test binary per
+//! The tests of the seed programs in `examples/`, and the check of every crate's floors
+//! (`layers`), in one binary (linking one test binary per
 //! file dominated CI time): each file is a module named after the examples it runs, and
 //! `support` holds what they share. Every example runs as a child process (`cargo run
 //! --example`), so nothing one test does to its example reaches the others.
@@ -17,3 +18,4 @@ mod examples_threads;
 mod examples_tls;
 mod examples_udp;
 mod examples_web;
+mod layers;
