@@ -219,6 +219,12 @@ async fn a_slow_reader_pauses_the_destination() -> Result<(), Failure> {
     let (total, ok) = client.await?;
     assert_eq!(total, TOTAL);
     assert!(ok, "the bytes arrived changed or out of order");
+    // The client has closed: the forwarder closes both of its connections, and the
+    // destination its own; wait for that before the test ends (a busy machine takes a while).
+    while fwd.connection_count() + dest.connection_count() > 0 {
+        assert!(Instant::now() < deadline, "the connections never closed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     fwd.stop_listening().await?;
     dest.stop_listening().await?;
     Ok(())
