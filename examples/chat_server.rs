@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
-use torsion::{factory, reactor, Failure, Transport};
+use torsion::{factory, reactor, ConnectionEnd, Failure, Transport};
 use torsion_examples::{init_logging, Args};
 
 /// Everyone connected: the factory's shared state. We keep transports, not protocols.
@@ -44,7 +44,7 @@ impl LineReceiver for Chat {
         }
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         if let Some(me) = self.me.take() {
             self.clients.borrow_mut().retain(|t| !t.same(&me));
         }

@@ -12,7 +12,9 @@ use torsion::defer::{DeferredList, Trigger};
 use torsion::error::ConnectionDone;
 use torsion::tcp::Connector;
 use torsion::transport::Address;
-use torsion::{reactor, ClientFactory, Deferred, Factory, Failure, Protocol, Transport};
+use torsion::{
+    reactor, ClientFactory, ConnectionEnd, Deferred, Factory, Failure, Protocol, Transport,
+};
 use torsion_examples::{init_logging, Args};
 
 /// Collects data until the connection is closed, then fires its Deferred with it.
@@ -26,7 +28,7 @@ impl Protocol for SimpleData {
         self.data.extend_from_slice(data);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         let Some(d) = self.deferred.take() else {
             return;
         };

@@ -41,7 +41,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use torsion::defer::ensure_deferred;
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
-use torsion::{factory, reactor, Failure, Transport};
+use torsion::{factory, reactor, ConnectionEnd, Failure, Transport};
 use torsion_db::{ConnectionPool, DbError};
 use torsion_examples::{init_logging, Args};
 use torsion_web::proto::html_escape;
@@ -180,7 +180,7 @@ impl LineReceiver for Player {
         }
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.session.borrow_mut().gone = true;
         self.game
             .scores

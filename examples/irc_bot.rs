@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use torsion::protocols::policies::ReconnectingClientFactory;
-use torsion::{factory, reactor, Failure};
+use torsion::{factory, reactor, ConnectionEnd, Failure};
 use torsion_examples::{init_logging, Args};
 use torsion_words::irc::{nick_of, Irc, IrcClient, IrcConfig, IrcHandler};
 
@@ -79,7 +79,7 @@ impl IrcHandler for LogBot {
         self.logger.log(&format!("{old} is now known as {new}"));
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.logger.log("[disconnected]");
     }
 }

@@ -13,7 +13,7 @@ use torsion::error::{ConnectionDone, ConnectionLost};
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
 use torsion::tcp::Connector;
 use torsion::transport::Address;
-use torsion::{reactor, ClientFactory, Deferred, Factory, Failure};
+use torsion::{reactor, ClientFactory, ConnectionEnd, Deferred, Factory, Failure};
 use torsion_examples::{init_logging, Args};
 
 /// Sends one line when connected, and fires its Deferred with the first line it gets back.
@@ -34,7 +34,7 @@ impl LineReceiver for ReverseClient {
         }
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         // Hung up before answering: the caller hears why.
         if let Some(d) = self.deferred.take() {
             d.errback(reason);

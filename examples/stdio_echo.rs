@@ -8,7 +8,7 @@
 //! ```
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
 use torsion::stdio::StandardIO;
-use torsion::{reactor, Failure};
+use torsion::{reactor, ConnectionEnd, Failure};
 use torsion_examples::init_logging;
 
 /// Echoes each line, and counts them.
@@ -27,7 +27,7 @@ impl LineReceiver for LineEcho {
         transport.send_line(line);
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         // stdout is closed by now: report on stderr.
         eprintln!("stdio_echo: end of input after {} line(s)", self.lines);
         let _ = reactor().stop();

@@ -11,7 +11,8 @@ use std::time::Duration;
 use crate::support;
 use support::{Running, TempFile};
 use torsion::tls::{CertificateDer, ClientContext};
-use torsion::{factory, Failure, Protocol, Reactor, Transport};
+use torsion::ConnectionEnd;
+use torsion::{factory, Protocol, Reactor, Transport};
 
 /// How long the example may take to start, building included.
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -60,7 +61,7 @@ impl Protocol for Client {
         }
     }
 
-    fn connection_lost(&mut self, _: Failure) {
+    fn connection_lost(&mut self, _: ConnectionEnd) {
         let _ = torsion::reactor().stop();
     }
 }

@@ -14,6 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
 use torsion::reactor::DelayedCall;
+use torsion::ConnectionEnd;
 use torsion::{Failure, Protocol, Transport};
 
 use crate::proto::{
@@ -621,9 +622,9 @@ impl Protocol for HttpChannel {
         }
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.shared.cancel_timer();
-        let clean = reason.check::<torsion::error::ConnectionDone>();
+        let clean = reason.is_clean();
         let pending: Vec<Request> = self.shared.queue.borrow_mut().take_all();
         if let ReadState::Body(incoming) = &self.state {
             incoming.request.connection_lost(clean);

@@ -73,7 +73,7 @@ mod util;
 
 pub use defer::Deferred;
 pub use failure::{BoxError, Failure};
-pub use protocol::{factory, ClientFactory, Factory, Protocol};
+pub use protocol::{factory, ClientFactory, ConnectionEnd, Factory, Protocol};
 pub use reactor::{reactor, Reactor};
 pub use transport::Transport;
 

@@ -20,6 +20,7 @@ use crate::protocol::{Factory, Protocol};
 use crate::reactor::{Disconnect, Reactor};
 use crate::transport::{Address, Transport};
 use crate::util::Slab;
+use crate::ConnectionEnd;
 use crate::Failure;
 
 /// An accepted connection: its stream, the peer's address and this end's address.
@@ -128,7 +129,7 @@ impl<P: Protocol> Protocol for Tracked<P> {
         self.inner.read_connection_lost(transport);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.inner.connection_lost(reason);
     }
 

@@ -23,11 +23,158 @@
 //! reactor().run().unwrap();
 //! ```
 
+use std::fmt;
+use std::io;
 use std::rc::Rc;
 
 use crate::connector::Connector;
+#[cfg(feature = "tls")]
+use crate::error::TlsError;
+use crate::error::{ConnectionAborted, ConnectionDone, ConnectionLost, PanicError};
 use crate::transport::{Address, Transport};
 use crate::Failure;
+
+/// How a connection ended: what [`Protocol::connection_lost`] is told (Twisted's `reason`).
+///
+/// Match on it, or turn it into the [`Failure`] Twisted would give
+/// ([`ConnectionDone`] for a clean close, [`ConnectionLost`] with the I/O error intact,
+/// [`ConnectionAborted`], the panic or TLS error) with `.into()` or
+/// [`failure`](ConnectionEnd::failure), to pass it on to an errback or a log.
+///
+/// ```
+/// use torsion::error::ConnectionDone;
+/// use torsion::{ConnectionEnd, Failure};
+///
+/// let end = ConnectionEnd::Done;
+/// assert!(end.is_clean());
+/// assert!(end.check::<ConnectionDone>()); // as Twisted's reason.check(ConnectionDone)
+/// let reason: Failure = end.into();
+/// assert!(reason.check::<ConnectionDone>());
+///
+/// let reset = std::io::Error::from_raw_os_error(104); // ECONNRESET
+/// let end = ConnectionEnd::from_io(reset);
+/// assert!(matches!(end, ConnectionEnd::Reset(_)));
+/// assert_eq!(end.io_error().and_then(|e| e.raw_os_error()), Some(104));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectionEnd {
+    /// Closed cleanly: this end's `lose_connection`, or the peer closed and both sides were
+    /// done (Twisted's `ConnectionDone`).
+    Done,
+    /// This end aborted it with `abort_connection` (Twisted's `ConnectionAborted`).
+    Aborted,
+    /// The peer reset the connection (`ECONNRESET`, `EPIPE`, `ECONNABORTED`).
+    Reset(io::Error),
+    /// The connection timed out in the kernel (`ETIMEDOUT`, keep-alive probes unanswered).
+    TimedOut(io::Error),
+    /// Any other I/O error, as the operating system gave it.
+    Error(io::Error),
+    /// The reactor shut down while the connection was open.
+    Shutdown,
+    /// A method of the protocol panicked; the connection was closed (the panic is logged).
+    Panicked(PanicError),
+    /// TLS failed: the handshake, a bad record, or a fatal alert from the peer.
+    #[cfg(feature = "tls")]
+    Tls(TlsError),
+}
+
+impl ConnectionEnd {
+    /// Sorts an I/O error that ended a connection: a reset, a time-out, or another error.
+    pub fn from_io(e: io::Error) -> ConnectionEnd {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted => ConnectionEnd::Reset(e),
+            io::ErrorKind::TimedOut => ConnectionEnd::TimedOut(e),
+            _ => ConnectionEnd::Error(e),
+        }
+    }
+
+    /// True when the [`Failure`] Twisted would give for this end is an `E`, as Twisted's
+    /// `reason.check(ConnectionDone)`: `ConnectionDone` for a clean close,
+    /// `ConnectionAborted`, `ConnectionLost` for a reset, a time-out, another I/O error or a
+    /// shutdown, `PanicError`, `TlsError`. Makes no `Failure`.
+    pub fn check<E: std::error::Error + 'static>(&self) -> bool {
+        use std::any::TypeId;
+        let wanted = TypeId::of::<E>();
+        let is = match self {
+            ConnectionEnd::Done => TypeId::of::<ConnectionDone>(),
+            ConnectionEnd::Aborted => TypeId::of::<ConnectionAborted>(),
+            ConnectionEnd::Reset(_)
+            | ConnectionEnd::TimedOut(_)
+            | ConnectionEnd::Error(_)
+            | ConnectionEnd::Shutdown => TypeId::of::<ConnectionLost>(),
+            ConnectionEnd::Panicked(_) => TypeId::of::<PanicError>(),
+            #[cfg(feature = "tls")]
+            ConnectionEnd::Tls(_) => TypeId::of::<TlsError>(),
+        };
+        is == wanted
+    }
+
+    /// True for a clean close ([`ConnectionEnd::Done`]).
+    pub fn is_clean(&self) -> bool {
+        matches!(self, ConnectionEnd::Done)
+    }
+
+    /// The I/O error that ended the connection, if one did.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            ConnectionEnd::Reset(e) | ConnectionEnd::TimedOut(e) | ConnectionEnd::Error(e) => {
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+
+    /// The [`Failure`] Twisted would give for this end, leaving this one as it is (the I/O
+    /// error is copied: its kind, message and OS error number).
+    pub fn failure(&self) -> Failure {
+        let copy = |e: &io::Error| match e.raw_os_error() {
+            Some(n) => io::Error::from_raw_os_error(n),
+            None => io::Error::new(e.kind(), e.to_string()),
+        };
+        match self {
+            ConnectionEnd::Reset(e) | ConnectionEnd::TimedOut(e) | ConnectionEnd::Error(e) => {
+                Failure::new(ConnectionLost::new(Some(copy(e))))
+            }
+            ConnectionEnd::Done => Failure::new(ConnectionDone),
+            ConnectionEnd::Aborted => Failure::new(ConnectionAborted),
+            ConnectionEnd::Shutdown => Failure::new(ConnectionLost::new(None)),
+            ConnectionEnd::Panicked(p) => Failure::new(p.clone()),
+            #[cfg(feature = "tls")]
+            ConnectionEnd::Tls(e) => Failure::new(e.clone()),
+        }
+    }
+}
+
+/// The Failure Twisted would give, with the I/O error moved in intact.
+impl From<ConnectionEnd> for Failure {
+    fn from(end: ConnectionEnd) -> Failure {
+        match end {
+            ConnectionEnd::Reset(e) | ConnectionEnd::TimedOut(e) | ConnectionEnd::Error(e) => {
+                Failure::new(ConnectionLost::new(Some(e)))
+            }
+            other => other.failure(),
+        }
+    }
+}
+
+impl fmt::Display for ConnectionEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectionEnd::Done => f.write_str("connection closed cleanly"),
+            ConnectionEnd::Aborted => f.write_str("connection aborted"),
+            ConnectionEnd::Reset(e) => write!(f, "connection reset by the peer: {e}"),
+            ConnectionEnd::TimedOut(e) => write!(f, "connection timed out: {e}"),
+            ConnectionEnd::Error(e) => write!(f, "connection lost: {e}"),
+            ConnectionEnd::Shutdown => f.write_str("connection closed: the reactor shut down"),
+            ConnectionEnd::Panicked(p) => write!(f, "connection closed: {p}"),
+            #[cfg(feature = "tls")]
+            ConnectionEnd::Tls(e) => write!(f, "connection closed: {e}"),
+        }
+    }
+}
 
 /// The meaning of a connection's bytes (Twisted's `Protocol`).
 ///
@@ -50,10 +197,10 @@ pub trait Protocol: 'static {
         transport.lose_connection();
     }
 
-    /// The connection is gone (Twisted's `connectionLost`): `reason` holds
-    /// [`ConnectionDone`](crate::error::ConnectionDone) for a clean close,
-    /// [`ConnectionLost`](crate::error::ConnectionLost) otherwise.
-    fn connection_lost(&mut self, reason: Failure) {
+    /// The connection is gone (Twisted's `connectionLost`): `reason` says how
+    /// ([`ConnectionEnd::Done`] for a clean close); `reason.into()` makes the [`Failure`]
+    /// Twisted would give.
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         let _ = reason;
     }
 
@@ -79,7 +226,7 @@ impl Protocol for Box<dyn Protocol> {
     fn read_connection_lost(&mut self, transport: &Transport) {
         (**self).read_connection_lost(transport)
     }
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         (**self).connection_lost(reason)
     }
     fn drain(&mut self, transport: &Transport) {

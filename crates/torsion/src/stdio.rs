@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! use torsion::stdio::StandardIO;
-//! use torsion::{reactor, Failure, Protocol, Transport};
+//! use torsion::{reactor, ConnectionEnd, Failure, Protocol, Transport};
 //!
 //! /// Echoes stdin to stdout, and stops at end of input.
 //! struct Echo;
@@ -20,7 +20,7 @@
 //!     fn data_received(&mut self, t: &Transport, data: &[u8]) {
 //!         t.write(data);
 //!     }
-//!     fn connection_lost(&mut self, _: Failure) {
+//!     fn connection_lost(&mut self, _: ConnectionEnd) {
 //!         let _ = reactor().stop();
 //!     }
 //! }
@@ -37,14 +37,14 @@
 //! ```
 //! use std::io::{Read, Write};
 //! use torsion::stdio::StandardIO;
-//! use torsion::{reactor, Failure, Protocol, Reactor, Transport};
+//! use torsion::{reactor, ConnectionEnd, Failure, Protocol, Reactor, Transport};
 //!
 //! struct Upper;
 //! impl Protocol for Upper {
 //!     fn data_received(&mut self, t: &Transport, data: &[u8]) {
 //!         t.write(&data.to_ascii_uppercase());
 //!     }
-//!     fn connection_lost(&mut self, _: Failure) {
+//!     fn connection_lost(&mut self, _: ConnectionEnd) {
 //!         let _ = reactor().stop();
 //!     }
 //! }

@@ -22,9 +22,8 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, BytesMut};
 
-use crate::error::{ConnectionAborted, ConnectionDone, ConnectionLost};
 use crate::producer::{Due, Producer, ProducerError, ProducerSlot};
-use crate::protocol::Protocol;
+use crate::protocol::{ConnectionEnd, Protocol};
 use crate::reactor::{Disconnect, Reactor};
 #[cfg(feature = "tls")]
 use crate::transport::TlsTransport;
@@ -236,35 +235,8 @@ const DRAINED: u16 = 1 << 10;
 /// after everything in the connection's own write buffer.
 const STAGED_WRITES: u16 = 1 << 11;
 
-/// Why a connection ended.
-#[derive(Debug)]
-pub(crate) enum End {
-    Done,
-    Aborted,
-    Lost(io::Error),
-    Shutdown,
-    Panicked(crate::error::PanicError),
-    #[cfg(feature = "tls")]
-    Tls(crate::error::TlsError),
-}
-
-impl End {
-    /// The reason as a Failure (may be called more than once).
-    pub(crate) fn reason(&self) -> Failure {
-        match self {
-            End::Done => Failure::new(ConnectionDone),
-            End::Aborted => Failure::new(ConnectionAborted),
-            End::Lost(e) => Failure::new(ConnectionLost::new(Some(io::Error::new(
-                e.kind(),
-                e.to_string(),
-            )))),
-            End::Shutdown => Failure::new(ConnectionLost::new(None)),
-            End::Panicked(p) => Failure::new(p.clone()),
-            #[cfg(feature = "tls")]
-            End::Tls(e) => Failure::new(e.clone()),
-        }
-    }
-}
+/// How a connection ended (the engine's name for [`ConnectionEnd`]).
+pub(crate) type End = ConnectionEnd;
 
 /// A connection's two addresses (the peer's, then its own), kept small: two IPv4 addresses
 /// in place (12 bytes), any others boxed. Every connection holds them for its whole life.
@@ -527,7 +499,7 @@ impl<S: StreamSocket> Conn<S> {
                 return Poll::Ready(End::Shutdown);
             }
             if let Some(e) = self.write_error.take() {
-                return Poll::Ready(End::Lost(e));
+                return Poll::Ready(End::from_io(e));
             }
             if self.has(DRAIN) && !self.has(DRAINED) {
                 self.set(DRAINED);
@@ -546,11 +518,11 @@ impl<S: StreamSocket> Conn<S> {
                         };
                         match ready {
                             Poll::Ready(Ok(())) => continue,
-                            Poll::Ready(Err(e)) => return Poll::Ready(End::Lost(e)),
+                            Poll::Ready(Err(e)) => return Poll::Ready(End::from_io(e)),
                             Poll::Pending => {}
                         }
                     }
-                    Err(e) => return Poll::Ready(End::Lost(e)),
+                    Err(e) => return Poll::Ready(End::from_io(e)),
                 }
             }
             if self.wbuf.is_empty() {
@@ -561,7 +533,7 @@ impl<S: StreamSocket> Conn<S> {
                     self.set(WRITE_SHUT);
                     if let Some(s) = self.sock.borrow().as_ref() {
                         if let Err(e) = s.shutdown_write() {
-                            return Poll::Ready(End::Lost(e));
+                            return Poll::Ready(End::from_io(e));
                         }
                     }
                 }
@@ -635,7 +607,7 @@ impl<S: StreamSocket> Conn<S> {
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {
                         return Ok(true)
                     }
-                    Poll::Ready(Err(e)) => return Err(End::Lost(e)),
+                    Poll::Ready(Err(e)) => return Err(End::from_io(e)),
                 }
             };
             #[cfg(feature = "tls")]
@@ -929,13 +901,13 @@ fn protocol_name<P>() -> &'static str {
 /// Starts a server-side connection on the engine its socket uses; it then runs to its end on
 /// its own.
 pub(crate) fn start<S: StreamSocket, P: Protocol>(reactor: &Reactor, conn: Rc<Conn<S>>, proto: P) {
-    S::start(
-        reactor,
-        run_connection(reactor, conn, proto, |_: &Transport| {}),
-    );
+    let mut connection = run_connection(reactor, conn, proto, |_: &Transport| {});
+    connection.report = false;
+    S::start(reactor, connection);
 }
 
-/// Runs a connection from `connection_made` to `connection_lost`, and says how it ended.
+/// Runs a connection from `connection_made` to `connection_lost`, and gives how it ended as
+/// the [`Failure`] a client factory's `client_connection_lost` hears.
 ///
 /// `on_made` runs after `connection_made` (a client connector keeps the transport there).
 pub(crate) fn run_connection<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)>(
@@ -950,6 +922,7 @@ pub(crate) fn run_connection<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)
         proto,
         on_made: Some(on_made),
         live_id: None,
+        report: true,
     }
 }
 
@@ -966,6 +939,9 @@ pub(crate) struct Connection<S: StreamSocket, P, M> {
     /// The reactor's registration, for a socket the registry holds (`u32` keeps the engine,
     /// in every connection, 8 bytes smaller).
     live_id: Option<u32>,
+    /// Whether the end is wanted as a `Failure` (a client factory hears it); a server
+    /// connection's is not, and is not made.
+    report: bool,
 }
 
 impl<S: StreamSocket, P, M> Connection<S, P, M> {
@@ -981,9 +957,9 @@ impl<S: StreamSocket, P, M> Unpin for Connection<S, P, M> {}
 impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> std::future::Future
     for Connection<S, P, M>
 {
-    type Output = End;
+    type Output = Option<Failure>;
 
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Failure>> {
         let this = self.get_mut();
         let conn = &this.conn;
         let proto = &mut this.proto;
@@ -1001,19 +977,33 @@ impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> std::future::Future
             }
             if let Err(p) = conn.call(|| proto.connection_made(&transport)) {
                 let end = End::Panicked(p);
-                return Poll::Ready(finish(&this.reactor, conn, proto, this.live_id, end));
+                return Poll::Ready(finish(
+                    &this.reactor,
+                    conn,
+                    proto,
+                    this.live_id,
+                    end,
+                    this.report,
+                ));
             }
             on_made(&transport);
         }
         match conn.poll_drive(cx, proto, &transport) {
-            Poll::Ready(end) => Poll::Ready(finish(&this.reactor, conn, proto, this.live_id, end)),
+            Poll::Ready(end) => Poll::Ready(finish(
+                &this.reactor,
+                conn,
+                proto,
+                this.live_id,
+                end,
+                this.report,
+            )),
             Poll::Pending => Poll::Pending,
         }
     }
 }
 
 /// A connection's engine as a driver runs it: polled to its end, and reachable at shutdown.
-pub(crate) trait Engine: Future<Output = End> + Unpin {
+pub(crate) trait Engine: Future<Output = Option<Failure>> + Unpin {
     /// The connection, to tell it the reactor is shutting down.
     fn shutdown_handle(&self) -> Rc<dyn Disconnect>;
 }
@@ -1032,14 +1022,16 @@ impl<S: StreamSocket, P, M> Drop for Connection<S, P, M> {
     }
 }
 
-/// The end of a connection: the socket closed, the protocol told why.
+/// The end of a connection: the socket closed, the protocol told why; the end as a
+/// `Failure` if `report`.
 fn finish<S: StreamSocket, P: Protocol>(
     reactor: &Reactor,
     conn: &Rc<Conn<S>>,
     proto: &mut P,
     live_id: Option<u32>,
     end: End,
-) -> End {
+    report: bool,
+) -> Option<Failure> {
     #[cfg(feature = "tls")]
     let end = conn.tls_end(end);
     if let End::Panicked(p) = &end {
@@ -1055,7 +1047,8 @@ fn finish<S: StreamSocket, P: Protocol>(
     if let Some(id) = live_id {
         reactor.unregister_live(id as usize);
     }
-    if let Err(p) = conn.call(|| proto.connection_lost(end.reason())) {
+    let reported = report.then(|| end.failure());
+    if let Err(p) = conn.call(|| proto.connection_lost(end)) {
         crate::log::error_event(format_args!(
             "protocol {} for {} panicked in connection_lost ({})",
             protocol_name::<P>(),
@@ -1063,5 +1056,5 @@ fn finish<S: StreamSocket, P: Protocol>(
             p.message()
         ));
     }
-    end
+    reported
 }

@@ -77,7 +77,7 @@
 //!
 //! ```
 //! use torsion::unix::peer_credentials;
-//! use torsion::{factory, Failure, Protocol, Reactor, Transport};
+//! use torsion::{factory, ConnectionEnd, Failure, Protocol, Reactor, Transport};
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
@@ -96,7 +96,7 @@
 //!     fn data_received(&mut self, _: &Transport, data: &[u8]) {
 //!         assert_eq!(data, b"hello\n");
 //!     }
-//!     fn connection_lost(&mut self, _: Failure) {
+//!     fn connection_lost(&mut self, _: ConnectionEnd) {
 //!         torsion::reactor().stop().unwrap();
 //!     }
 //! }
@@ -131,7 +131,7 @@ use crate::error::{
 use crate::port::{Acceptor, ListeningPort};
 use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::reactor::Reactor;
-use crate::stream::{run_connection, Conn, End, SocketIo, Tasked};
+use crate::stream::{run_connection, Conn, SocketIo, Tasked};
 use crate::tcp::{AttemptGuard, DEFAULT_CONNECT_TIMEOUT};
 pub use crate::transport::PeerCredentials;
 use crate::transport::{Address, Transport};
@@ -504,7 +504,7 @@ async fn run_unix<P: Protocol>(
     host: Address,
     proto: P,
     on_made: impl FnOnce(&Transport),
-) -> End {
+) -> Option<Failure> {
     let conn = Conn::new(Tasked::new(stream), peer, host);
     run_connection(reactor, conn, proto, on_made).await
 }
@@ -579,7 +579,8 @@ fn start_attempt<F: ClientFactory>(
         c.inner.state.set(ConnectorState::Disconnected);
         let f = guard.factory.clone();
         hook("client_connection_lost", || {
-            f.client_connection_lost(&c, end.reason())
+            let reason = end.unwrap_or_else(|| unreachable!("a client connection reports its end"));
+            f.client_connection_lost(&c, reason)
         });
     };
     if let Some(abort) = reactor.spawn_task(task) {

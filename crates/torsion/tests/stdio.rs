@@ -12,7 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use torsion::stdio::StandardIO;
-use torsion::{reactor, Failure, Protocol, Reactor, Transport};
+use torsion::ConnectionEnd;
+use torsion::{reactor, Protocol, Reactor, Transport};
 
 const CHILD_ENV: &str = "TORSION_STDIO_CHILD";
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -24,7 +25,7 @@ impl Protocol for Echo {
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
         t.write(data);
     }
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         if !reason.check::<torsion::error::ConnectionDone>() {
             eprintln!("echo child: connection lost: {reason}");
             std::process::exit(3);
@@ -43,7 +44,7 @@ impl Protocol for CloseEarly {
         t.lose_connection();
     }
     fn data_received(&mut self, _: &Transport, _: &[u8]) {}
-    fn connection_lost(&mut self, _: Failure) {
+    fn connection_lost(&mut self, _: ConnectionEnd) {
         let _ = reactor().stop();
     }
 }
@@ -55,8 +56,8 @@ impl Protocol for Fragile {
     fn data_received(&mut self, _: &Transport, _: &[u8]) {
         panic!("fragile protocol broke");
     }
-    fn connection_lost(&mut self, reason: Failure) {
-        if reason.is_panic() {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        if matches!(reason, ConnectionEnd::Panicked(_)) {
             eprintln!("stdio child: panic contained: {reason}");
             let _ = reactor().stop();
         } else {

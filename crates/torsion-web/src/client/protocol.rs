@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use torsion::defer::Trigger;
 use torsion::tcp::Connector;
 use torsion::transport::Address;
+use torsion::ConnectionEnd;
 use torsion::{ClientFactory, Factory, Failure, Protocol, Transport};
 
 use super::connection::ClientConn;
@@ -26,8 +27,8 @@ impl Protocol for Http11ClientProtocol {
         self.conn.data_received(data);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.conn.connection_lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.conn.connection_lost(reason.into());
     }
 }
 

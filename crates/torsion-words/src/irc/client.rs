@@ -7,7 +7,8 @@ use std::rc::Rc;
 
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
 use torsion::reactor::ReactorTime;
-use torsion::{Failure, Protocol, Transport};
+use torsion::ConnectionEnd;
+use torsion::{Protocol, Transport};
 
 use super::config::IrcConfig;
 use super::handler::IrcHandler;
@@ -241,7 +242,7 @@ impl<H: IrcHandler> LineReceiver for Core<H> {
         }
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         if let Some(sender) = &self.sender {
             sender.shared.stop();
         }
@@ -330,7 +331,7 @@ impl<H: IrcHandler> Protocol for IrcClient<H> {
         self.lines.read_connection_lost(transport);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.lines.connection_lost(reason);
     }
 

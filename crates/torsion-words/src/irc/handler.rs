@@ -1,6 +1,6 @@
 //! [`IrcHandler`]: the callbacks an IRC client calls when things happen.
 
-use torsion::Failure;
+use torsion::ConnectionEnd;
 
 use super::message::Message;
 use super::sender::Irc;
@@ -93,5 +93,5 @@ pub trait IrcHandler: 'static {
     }
 
     /// The connection is gone.
-    fn connection_lost(&mut self, reason: Failure) {}
+    fn connection_lost(&mut self, reason: ConnectionEnd) {}
 }

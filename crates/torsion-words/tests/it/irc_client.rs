@@ -5,7 +5,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use torsion::testing::{Clock, StringTransport};
-use torsion::{Failure, Protocol, Transport};
+use torsion::ConnectionEnd;
+use torsion::{Protocol, Transport};
 use torsion_words::irc::{Irc, IrcClient, IrcConfig, IrcHandler, Message, MAX_LINE};
 
 type Log = Rc<RefCell<Vec<String>>>;
@@ -87,7 +88,7 @@ impl IrcHandler for Recorder {
             message.params()
         ));
     }
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.push("connection_lost".to_owned());
     }
 }
@@ -301,8 +302,7 @@ fn a_heartbeat_pings_the_server_and_closes_a_silent_connection() {
     rig.clock.advance(10.0);
     assert!(rig.st.disconnecting());
     assert!(rig.sent().is_empty());
-    rig.client
-        .connection_lost(Failure::new(torsion::error::ConnectionDone));
+    rig.client.connection_lost(ConnectionEnd::Done);
     assert!(rig.clock.pending_call_times().is_empty());
 }
 
@@ -325,8 +325,7 @@ fn losing_the_connection_drops_the_queue_and_its_timer() {
     config.line_rate = Some(1.0);
     let mut rig = Rig::with(config, &clock);
     assert_eq!(clock.pending_call_times().len(), 1);
-    rig.client
-        .connection_lost(Failure::new(torsion::error::ConnectionDone));
+    rig.client.connection_lost(ConnectionEnd::Done);
     assert!(clock.pending_call_times().is_empty());
     assert_eq!(rig.events(), ["connection_made bot", "connection_lost"]);
 }
@@ -616,8 +615,7 @@ fn a_kept_sender_sends_from_outside_callbacks_through_flood_control() {
     assert_eq!(rig.sent(), ["PRIVMSG #t :one"]);
     assert_eq!(sender.queued_lines(), 1);
     // The connection goes: the queued line and its timer go with it.
-    rig.client
-        .connection_lost(Failure::new(torsion::error::ConnectionDone));
+    rig.client.connection_lost(ConnectionEnd::Done);
     assert!(clock.pending_call_times().is_empty());
     assert_eq!(sender.queued_lines(), 0);
     clock.advance(5.0);

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use crate::support::ngircd::{Ngircd, CHANNEL, TOPIC};
 use torsion::defer::DeferredQueue;
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, Failure};
 use torsion_words::irc::{nick_of, Irc, IrcClient, IrcConfig, IrcHandler, IrcSender};
 
@@ -90,7 +91,7 @@ impl IrcHandler for Peer {
     fn user_left(&mut self, _irc: &mut Irc<'_>, nick: &str, channel: &str) {
         self.seen.push(format!("user_left {nick} {channel}"));
     }
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.seen.push("lost".to_owned());
     }
 }

@@ -39,6 +39,7 @@ use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::reactor::reactor;
 use crate::tcp::{Connector, DEFAULT_CONNECT_TIMEOUT};
 use crate::transport::{Address, Transport};
+use crate::ConnectionEnd;
 use crate::Failure;
 
 /// Past this many bytes waiting to be sent on one side, the other side stops reading.
@@ -267,7 +268,7 @@ impl Protocol for ProxyServer {
         early.extend_from_slice(data);
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.link.close(Side::Server);
     }
 }
@@ -348,7 +349,7 @@ impl Protocol for ProxyClient {
         self.link.forward(Side::Client, transport, data);
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.link.close(Side::Client);
     }
 }

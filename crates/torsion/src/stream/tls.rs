@@ -219,7 +219,7 @@ impl<S: StreamSocket> Conn<S> {
                 Some(_) => {
                     deliver(&plain[..filled], proto)?;
                     let handshaking = self.with_tls(TlsLayer::is_handshaking) == Some(true);
-                    return Err(End::Lost(io::Error::new(
+                    return Err(End::from_io(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         if handshaking {
                             "the peer closed the connection during the TLS handshake"
@@ -242,7 +242,7 @@ impl<S: StreamSocket> Conn<S> {
     /// still a clean end.
     pub(super) fn tls_end(&self, end: End) -> End {
         match end {
-            End::Lost(e)
+            End::Reset(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset

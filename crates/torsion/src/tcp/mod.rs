@@ -561,7 +561,8 @@ fn start_attempt<F: ClientFactory>(
         c.inner.state.set(ConnectorState::Disconnected);
         let f = guard.factory.clone();
         connector_hook(&c, "client_connection_lost", || {
-            f.client_connection_lost(&c, end.reason())
+            let reason = end.unwrap_or_else(|| unreachable!("a client connection reports its end"));
+            f.client_connection_lost(&c, reason)
         });
     };
     // If the reactor has finished, the task (and its guard) is dropped at once and the

@@ -3,10 +3,9 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::error::{ConnectionAborted, ConnectionDone};
 use crate::producer::{Due, Producer, ProducerError, ProducerSlot};
 use crate::transport::{Address, Transport, TransportImpl};
-use crate::{Failure, Protocol};
+use crate::Protocol;
 
 /// One side's transport: what its protocol writes waits here until the pump moves it.
 struct Side {
@@ -286,9 +285,9 @@ impl<C: Protocol, S: Protocol> Pump<C, S> {
         self.client_side.stop_producer();
         let reason = || {
             if aborted {
-                Failure::new(ConnectionAborted)
+                crate::ConnectionEnd::Aborted
             } else {
-                Failure::new(ConnectionDone)
+                crate::ConnectionEnd::Done
             }
         };
         self.server.connection_lost(reason());

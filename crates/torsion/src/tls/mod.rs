@@ -32,7 +32,7 @@
 //!
 //! ```
 //! use torsion::tls::{ClientContext, Identity, ServerContext};
-//! use torsion::{factory, Failure, Protocol, Reactor, Transport};
+//! use torsion::{factory, ConnectionEnd, Failure, Protocol, Reactor, Transport};
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
@@ -47,7 +47,7 @@
 //!         assert!(t.peer_certificate().is_some());
 //!         t.lose_connection();
 //!     }
-//!     fn connection_lost(&mut self, _: Failure) { torsion::reactor().stop().unwrap() }
+//!     fn connection_lost(&mut self, _: ConnectionEnd) { torsion::reactor().stop().unwrap() }
 //! }
 //!
 //! // A self-signed certificate for "localhost", made for the test.

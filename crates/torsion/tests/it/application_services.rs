@@ -18,6 +18,7 @@ use torsion::application::{
 use torsion::defer::{succeed, Deferred, DeferredQueue};
 use torsion::endpoints::{client_from_string, server_from_string};
 use torsion::error::{CannotListenError, ConnectError};
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, Failure, Protocol, Reactor, Transport};
 
 type Journal = Rc<RefCell<Vec<String>>>;
@@ -160,7 +161,7 @@ impl Protocol for Greeter {
         t.lose_connection();
     }
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.ended.put(()).unwrap();
     }
 }

@@ -12,6 +12,7 @@ use torsion::producer::{ProducerError, ProducerStopped};
 use torsion::protocols::basic::FileSender;
 use torsion::task::LoopingCall;
 use torsion::testing::{failure_result_of, success_result_of, StringTransport};
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, Deferred, Failure, Protocol, Transport};
 
 const SIZE: usize = 24 << 20;
@@ -54,7 +55,7 @@ impl Protocol for Sender {
 
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         if let Some(t) = self.done.borrow_mut().take() {
             t.callback(());
         }

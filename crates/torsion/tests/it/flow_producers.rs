@@ -11,6 +11,7 @@ use tokio::io::AsyncReadExt;
 use torsion::defer::DeferredQueue;
 use torsion::error::{ConnectionAborted, ConnectionDone};
 use torsion::producer::{Producer, ProducerError, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 
 const CHUNK: usize = 64 * 1024;
@@ -162,7 +163,7 @@ impl Protocol for Server {
 
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         let kind = if reason.check::<ConnectionDone>() {
             "done"
         } else if reason.check::<ConnectionAborted>() {
@@ -497,7 +498,7 @@ impl Protocol for SelfProducer {
         SelfHandle(self.state.clone()).burst();
     }
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         let s = self.state.borrow();
         s.events.push("connection_lost");
     }

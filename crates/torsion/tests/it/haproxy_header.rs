@@ -12,7 +12,8 @@ use torsion::protocols::haproxy::{
 };
 use torsion::testing::{Clock, StringTransport};
 use torsion::transport::Address;
-use torsion::{factory, Factory, Failure, Protocol, Transport};
+use torsion::ConnectionEnd;
+use torsion::{factory, Factory, Protocol, Transport};
 
 /// What the wrapped protocol saw.
 #[derive(Default, Debug)]
@@ -38,7 +39,7 @@ impl Protocol for Recorder {
         assert_eq!(s.peer.as_ref(), Some(&t.get_peer()));
         s.data.extend_from_slice(data);
     }
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.0.borrow_mut().lost += 1;
     }
 }
@@ -148,7 +149,7 @@ fn v1_tcp4_gives_the_client_address_and_passes_the_rest_on() {
     c.proto.transport().unwrap().write(b"reply");
     assert_eq!(c.st.value(), b"reply");
     c.proto
-        .connection_lost(Failure::new(std::io::Error::other("done")));
+        .connection_lost(ConnectionEnd::Error(std::io::Error::other("done")));
     assert_eq!(c.seen.borrow().lost, 1);
 }
 
@@ -379,7 +380,7 @@ fn a_connection_lost_before_the_header_is_not_passed_on() {
     c.proto.read_connection_lost(&c.st.transport());
     assert!(c.st.disconnecting());
     c.proto
-        .connection_lost(Failure::new(std::io::Error::other("gone")));
+        .connection_lost(ConnectionEnd::Error(std::io::Error::other("gone")));
     assert_eq!((c.seen.borrow().made, c.seen.borrow().lost), (0, 0));
     assert!(c.clock.pending_call_times().is_empty());
 }

@@ -14,11 +14,11 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::support::{new_reactor, safety_timeout};
-use torsion::error::ConnectionDone;
 use torsion::protocols::policies::{LimitConnectionsByPeer, LimitTotalConnectionsFactory};
 use torsion::testing::StringTransport;
 use torsion::transport::Address;
-use torsion::{factory, Factory, Failure, Protocol, Reactor, Transport};
+use torsion::ConnectionEnd;
+use torsion::{factory, Factory, Protocol, Reactor, Transport};
 
 struct Quiet;
 
@@ -41,7 +41,7 @@ fn total_limit_refuses_past_the_limit_and_counts_down_on_connection_lost() {
     assert_eq!(f.connection_count(), 2);
     assert!(f.build_protocol(&tcp("10.0.0.3:1")).is_none());
     assert_eq!(f.connection_count(), 2, "a refusal must not count");
-    a.connection_lost(Failure::new(ConnectionDone));
+    a.connection_lost(ConnectionEnd::Done);
     assert_eq!(f.connection_count(), 1);
     let mut c = f.build_protocol(&tcp("10.0.0.3:1")).unwrap();
     c.connection_made(&st.transport());
@@ -96,11 +96,11 @@ fn per_peer_limit_counts_by_ip_and_forgets_peers_with_no_connections() {
     assert_eq!((f.connections_from(ip_a), f.connections_from(ip_b)), (2, 1));
     assert_eq!(f.peer_count(), 2);
 
-    a1.connection_lost(Failure::new(ConnectionDone));
+    a1.connection_lost(ConnectionEnd::Done);
     assert_eq!(f.connections_from(ip_a), 1);
     assert!(f.build_protocol(&tcp("10.0.0.1:1003")).is_some());
-    a2.connection_lost(Failure::new(ConnectionDone));
-    b.connection_lost(Failure::new(ConnectionDone));
+    a2.connection_lost(ConnectionEnd::Done);
+    b.connection_lost(ConnectionEnd::Done);
     assert_eq!(
         f.peer_count(),
         0,
@@ -119,7 +119,7 @@ fn per_peer_table_does_not_grow_with_many_peers() {
             .unwrap();
         p.connection_made(&st.transport());
         assert_eq!(f.peer_count(), 1);
-        p.connection_lost(Failure::new(ConnectionDone));
+        p.connection_lost(ConnectionEnd::Done);
     }
     assert_eq!(f.peer_count(), 0);
     // A limit of 0 refuses everyone without leaving entries behind.
@@ -153,7 +153,7 @@ impl Protocol for Greeter {
 
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         let _ = self.lost.send(());
     }
 }

@@ -13,6 +13,7 @@ use torsion::protocols::policies::{ThrottlingFactory, ThrottlingProtocol};
 use torsion::tcp::Connector;
 use torsion::testing::{Clock, StringTransport};
 use torsion::transport::Address;
+use torsion::ConnectionEnd;
 use torsion::{factory, ClientFactory, Factory, Failure, Protocol, Reactor, Transport};
 
 fn peer() -> Address {
@@ -251,7 +252,7 @@ fn max_connection_count_refuses_and_connection_lost_frees_a_place() {
     f.set_max_connection_count(1);
     let (mut p, _st, _) = connect(&f);
     assert!(f.build_protocol(&peer()).is_none());
-    p.connection_lost(Failure::new(ConnectionDone));
+    p.connection_lost(ConnectionEnd::Done);
     assert_eq!(f.connection_count(), 0);
     assert!(f.build_protocol(&peer()).is_some());
 }
@@ -266,7 +267,7 @@ fn no_timer_is_left_when_connections_end_with_writes_held() {
     p.data_received(&st.transport(), b"xyz");
     seen.write(b"held");
     assert!(f.is_ticking());
-    p.connection_lost(Failure::new(ConnectionDone));
+    p.connection_lost(ConnectionEnd::Done);
     assert_eq!(
         p.connection().state().held_back(),
         0,
@@ -310,7 +311,7 @@ impl Protocol for Sender {
         self.clock.advance(1.0);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.ended.set(reason.check::<ConnectionDone>());
         let _ = torsion::reactor().stop();
     }

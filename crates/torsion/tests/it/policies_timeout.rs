@@ -13,6 +13,7 @@ use torsion::error::ConnectionDone;
 use torsion::protocols::policies::{IdleTimeout, TimeoutFactory};
 use torsion::testing::{Clock, StringTransport};
 use torsion::transport::Address;
+use torsion::ConnectionEnd;
 use torsion::{factory, ClientFactory, Factory, Failure, Protocol, Reactor, Transport};
 
 const EPS: f64 = 1e-6;
@@ -45,7 +46,7 @@ impl Protocol for Idler {
         self.idle.reset_timeout();
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.idle.set_timeout(None);
     }
 }
@@ -148,7 +149,7 @@ fn no_pending_calls_after_connection_lost() {
     let mut p = Idler::new(&clock, Some(5.0));
     p.connection_made(&st.transport());
     p.data_received(&st.transport(), b"x");
-    p.connection_lost(Failure::new(ConnectionDone));
+    p.connection_lost(ConnectionEnd::Done);
     assert!(clock.pending_call_times().is_empty());
     clock.advance(10.0);
     assert!(!st.disconnecting());
@@ -223,7 +224,7 @@ impl Protocol for Recorder {
         self.0.received.borrow_mut().extend_from_slice(data);
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.0.lost.set(self.0.lost.get() + 1);
     }
 }
@@ -252,7 +253,7 @@ fn timeout_factory_closes_idle_connections_and_activity_both_ways_resets() {
 
     clock.advance(1.0);
     assert!(st.disconnecting(), "10 s idle: closed");
-    p.connection_lost(Failure::new(ConnectionDone));
+    p.connection_lost(ConnectionEnd::Done);
     assert_eq!(seen.lost.get(), 1);
     assert_eq!(f.protocol_count(), 0);
     assert!(clock.pending_call_times().is_empty());
@@ -269,7 +270,7 @@ fn timeout_factory_leaves_no_timer_when_the_connection_ends_first() {
     let st = StringTransport::new();
     p.connection_made(&st.transport());
     assert_eq!(clock.pending_call_times().len(), 1);
-    p.connection_lost(Failure::new(ConnectionDone));
+    p.connection_lost(ConnectionEnd::Done);
     assert!(clock.pending_call_times().is_empty());
 
     // A protocol dropped without connection_lost (its reactor went away) cancels it too.
@@ -320,8 +321,8 @@ impl Protocol for IdleClient {
         self.echoed.borrow_mut().extend_from_slice(data);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        *self.ended.borrow_mut() = Some((self.reactor.seconds(), reason));
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        *self.ended.borrow_mut() = Some((self.reactor.seconds(), reason.into()));
         let _ = self.reactor.stop();
     }
 }

@@ -11,6 +11,7 @@ use torsion::protocols::policies::{Next, Wrapped, Wrapper, WrappingFactory};
 use torsion::tcp::Connector;
 use torsion::testing::StringTransport;
 use torsion::transport::Address;
+use torsion::ConnectionEnd;
 use torsion::{factory, ClientFactory, Factory, Failure, Protocol, Reactor, Transport};
 
 fn peer(name: &str) -> Address {
@@ -86,8 +87,8 @@ impl Protocol for Echo {
         t.lose_connection();
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.0.lost.borrow_mut().push(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.0.lost.borrow_mut().push(reason.into());
     }
 }
 
@@ -200,12 +201,12 @@ fn the_registry_follows_live_connections() {
     a.read_connection_lost(&sa.transport());
     assert_eq!(log.read_closed.get(), 1);
     assert!(sa.disconnecting(), "read_connection_lost passed on");
-    a.connection_lost(Failure::new(ConnectionDone));
+    a.connection_lost(ConnectionEnd::Done);
     assert_eq!(f.protocol_count(), 1);
     assert!(!a.connection().is_live());
     assert!(f.protocols()[0].transport().same(&sb.transport()));
     assert!(log.lost.borrow()[0].check::<ConnectionDone>());
-    b.connection_lost(Failure::new(ConnectionDone));
+    b.connection_lost(ConnectionEnd::Done);
     assert_eq!(f.protocol_count(), 0);
 }
 
@@ -226,7 +227,7 @@ fn release_runs_exactly_once_however_a_connection_ends() {
     // Ended normally, then dropped: once.
     let mut p = f.build_protocol(&peer("normal")).unwrap();
     p.connection_made(&st.transport());
-    p.connection_lost(Failure::new(ConnectionDone));
+    p.connection_lost(ConnectionEnd::Done);
     drop(p);
     // Dropped without connection_lost (its reactor went away): once.
     let mut p = f.build_protocol(&peer("dropped")).unwrap();

@@ -21,6 +21,7 @@ use torsion::error::{ConnectionAborted, ConnectionDone, ConnectionLost};
 use torsion::reactor::{Event, Phase};
 use torsion::tcp::Connector;
 use torsion::transport::Address;
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, ClientFactory, Factory, Failure, Protocol, Transport};
 
 /// The reasons connections ended, by name of the side, in the order they ended.
@@ -112,8 +113,8 @@ impl Protocol for BigWriter {
 
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.losses.record("server", reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.losses.record("server", reason.into());
     }
 }
 
@@ -137,8 +138,8 @@ impl Protocol for BigReader {
         self.count.set(start + data.len());
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.losses.record("client", reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.losses.record("client", reason.into());
     }
 }
 
@@ -197,8 +198,8 @@ impl Protocol for Aborter {
 
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.losses.record("server", reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.losses.record("server", reason.into());
     }
 }
 
@@ -261,8 +262,8 @@ impl Protocol for Greeter {
 
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.losses.record("server", reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.losses.record("server", reason.into());
     }
 }
 
@@ -291,6 +292,54 @@ async fn a_reset_by_the_peer_is_reported_as_connection_lost() -> Result<(), Fail
         .and_then(ConnectionLost::io_error)
         .map(std::io::Error::kind);
     assert_eq!(io, Some(ErrorKind::ConnectionReset), "{reason:?}");
+    Ok(())
+}
+
+/// What `connection_lost` is given for a reset: `ConnectionEnd::Reset` with the operating
+/// system's error intact (its number included), which converts into Twisted's ConnectionLost.
+#[torsion::test(timeout = 10)]
+async fn a_reset_arrives_as_connection_end_reset_with_the_os_error() -> Result<(), Failure> {
+    struct Keeper(Rc<RefCell<Option<ConnectionEnd>>>, DeferredQueue<()>);
+    impl Protocol for Keeper {
+        fn connection_made(&mut self, t: &Transport) {
+            t.write(b"hello");
+        }
+        fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
+        fn connection_lost(&mut self, reason: ConnectionEnd) {
+            *self.0.borrow_mut() = Some(reason);
+            self.1.put(()).unwrap();
+        }
+    }
+    let kept: Rc<RefCell<Option<ConnectionEnd>>> = Rc::default();
+    let ended = DeferredQueue::new();
+    let (k, e) = (kept.clone(), ended.clone());
+    let port = reactor().listen_tcp_on(
+        0,
+        factory(move || Keeper(k.clone(), e.clone())),
+        "127.0.0.1",
+    )?;
+    let mut sock = tokio::net::TcpStream::connect(port.get_host().socket_addr().unwrap()).await?;
+    let mut hello = [0; 5];
+    sock.read_exact(&mut hello).await?;
+    socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO))?;
+    drop(sock);
+    ended.get()?.await?;
+    port.stop_listening().await?;
+    let end = kept.borrow_mut().take().unwrap();
+    assert!(matches!(end, ConnectionEnd::Reset(_)), "{end:?}");
+    assert!(!end.is_clean());
+    assert!(end.check::<ConnectionLost>());
+    assert_eq!(
+        end.io_error().and_then(|e| e.raw_os_error()),
+        Some(104),
+        "ECONNRESET: {end:?}"
+    );
+    let failure: Failure = end.into();
+    let os = failure
+        .downcast_ref::<ConnectionLost>()
+        .and_then(ConnectionLost::io_error)
+        .and_then(std::io::Error::raw_os_error);
+    assert_eq!(os, Some(104), "the Failure keeps the OS error number");
     Ok(())
 }
 
@@ -330,8 +379,8 @@ impl Protocol for Asker {
         self.answer.borrow_mut().extend_from_slice(data);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.losses.record("client", reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.losses.record("client", reason.into());
     }
 }
 
@@ -381,8 +430,8 @@ struct Sink {
 impl Protocol for Sink {
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.losses.record("server", reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.losses.record("server", reason.into());
     }
 }
 
@@ -455,8 +504,8 @@ impl Protocol for Echo {
         t.write(data);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.losses.record("server", reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.losses.record("server", reason.into());
     }
 }
 
@@ -474,8 +523,8 @@ impl Protocol for HelloThenStop {
         let _ = torsion::reactor().stop();
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.losses.record("client", reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.losses.record("client", reason.into());
     }
 }
 
@@ -573,7 +622,7 @@ impl Protocol for LifeProtocol {
 
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.life.lost.set(self.life.lost.get() + 1);
     }
 }

@@ -19,6 +19,7 @@ use torsion::error::{
 };
 use torsion::tcp::{Connector, ListeningPort};
 use torsion::transport::Address;
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, ClientFactory, Factory, Failure, Protocol, Reactor, Transport};
 
 /// A loopback port nobody listens on: bound by the system, then released.
@@ -102,7 +103,7 @@ impl Protocol for Echo {
         t.write(data);
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.ended.put(()).unwrap();
     }
 }

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use torsion::defer::DeferredQueue;
 use torsion::error::ConnectionDone;
 use torsion::transport::Address;
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, Failure, Protocol, Reactor, Transport};
 
 /// What one side of a connection saw.
@@ -56,8 +57,8 @@ impl Protocol for Echo {
         t.write(data);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.rec.lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.rec.lost(reason.into());
     }
 }
 
@@ -81,8 +82,8 @@ impl Protocol for EchoClient {
         }
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.rec.lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.rec.lost(reason.into());
     }
 }
 
@@ -283,7 +284,7 @@ impl Protocol for ChatServer {
         }
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         if let Some(me) = self.me.take() {
             self.clients.borrow_mut().retain(|c| !c.same(&me));
         }
@@ -317,7 +318,7 @@ impl Protocol for ChatClient {
         }
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.ended.put(()).unwrap();
     }
 }
@@ -418,7 +419,7 @@ impl Protocol for FloodServer {
 
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.ended.put(()).unwrap();
     }
 }

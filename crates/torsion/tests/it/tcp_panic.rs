@@ -13,6 +13,7 @@ use crate::support::{next, Capture};
 use torsion::defer::DeferredQueue;
 use torsion::tcp::Connector;
 use torsion::transport::Address;
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, ClientFactory, Factory, Failure, Protocol, Transport};
 
 /// Panics with `message` (a function, so that closures calling it return `()`).
@@ -35,8 +36,8 @@ impl Protocol for Fragile {
         t.write(data);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.losses.put(reason).unwrap();
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.losses.put(reason.into()).unwrap();
     }
 }
 
@@ -80,7 +81,7 @@ impl Protocol for Survivor {
         }
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.s.survivor_ended.put(()).unwrap();
     }
 }
@@ -99,8 +100,8 @@ impl Protocol for Victim {
         self.s.victim_got.borrow_mut().extend_from_slice(data);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        *self.s.victim_lost.borrow_mut() = Some(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        *self.s.victim_lost.borrow_mut() = Some(reason.into());
         // After the panic, the other connection must still echo.
         if let Some(survivor) = self.s.survivor.borrow().as_ref() {
             survivor.write(b"two");
@@ -208,7 +209,7 @@ impl Protocol for FirstFails {
         t.write(data);
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         if self.first && self.fail_in == FailIn::ConnectionLost {
             explode("boom in connection_lost");
         }
@@ -252,7 +253,7 @@ struct ClientOne {
 impl Protocol for ClientOne {
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.lost.set(true);
         let (pong, ended) = (self.pong.clone(), self.two_ended.clone());
         reactor().connect_tcp(
@@ -285,7 +286,7 @@ impl Protocol for ClientTwo {
         }
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.ended.put(()).unwrap();
     }
 }
@@ -402,7 +403,7 @@ impl Protocol for Echo {
         t.write(data);
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.ended.put(()).unwrap();
     }
 }

@@ -7,6 +7,7 @@
 //! left open.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 
 /// Writes `late` from a timer, outside any callback of its connection, then closes.
@@ -121,7 +122,7 @@ impl Protocol for CountedEcho {
         t.write(data);
     }
 
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.0.set(self.0.get() + 1);
     }
 }

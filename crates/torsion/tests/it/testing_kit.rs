@@ -7,6 +7,7 @@ use std::rc::Rc;
 use torsion::defer::{fail, succeed, Deferred};
 use torsion::error::{ConnectionDone, TimeoutError};
 use torsion::testing::{assert_no_result, connected_pair, failure_result_of, success_result_of};
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 
 struct Echo;
@@ -104,8 +105,8 @@ impl Protocol for Recorder {
         t.write(b"bye");
         t.lose_connection();
     }
-    fn connection_lost(&mut self, reason: Failure) {
-        *self.lost.borrow_mut() = Some(reason.error_message());
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        *self.lost.borrow_mut() = Some(reason.failure().error_message());
     }
 }
 

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use crate::support::tls::{listen_echo, next, Ca, Record, Sender};
 use torsion::error::ConnectionDone;
 use torsion::tls::{ClientContext, ServerContext};
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 
 /// Listens with an echo server using `server`, connects a [`Sender`] of `message` using
@@ -183,8 +184,8 @@ impl Protocol for Collect {
         self.rec.saw(t, data);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.rec.lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.rec.lost(reason.into());
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use crate::support::tls::{next, Ca, Record, Sender, TempFile};
 use torsion::error::ConnectionDone;
 use torsion::threads::defer_to_thread;
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 
 /// The `openssl` program, installed with apt-get if missing (once per test process: the
@@ -69,8 +70,8 @@ impl Protocol for LineEcho {
         }
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.rec.lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.rec.lost(reason.into());
     }
 }
 

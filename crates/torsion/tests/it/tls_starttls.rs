@@ -11,6 +11,7 @@ use std::rc::Rc;
 use crate::support::tls::{next, Ca, Record};
 use torsion::error::ConnectionDone;
 use torsion::tls::{ClientContext, ServerContext, TlsContext};
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 
 /// Plaintext until the client says `STARTTLS`; then TLS, echoing.
@@ -39,8 +40,8 @@ impl Protocol for Server {
         }
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.rec.lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.rec.lost(reason.into());
     }
 }
 
@@ -71,8 +72,8 @@ impl Protocol for Client {
         }
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.rec.lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.rec.lost(reason.into());
     }
 }
 
@@ -179,7 +180,7 @@ impl Protocol for TryStart {
         t.lose_connection();
     }
     fn data_received(&mut self, _: &Transport, _: &[u8]) {}
-    fn connection_lost(&mut self, _: Failure) {
+    fn connection_lost(&mut self, _: ConnectionEnd) {
         let _ = reactor().stop(); // both ends stop it: the second finds it stopping
     }
 }

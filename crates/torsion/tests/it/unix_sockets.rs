@@ -18,6 +18,7 @@ use torsion::error::{CannotListenError, ConnectError, ConnectionDone, Connection
 use torsion::tcp::Connector;
 use torsion::transport::Address;
 use torsion::unix::{peer_credentials, PeerCredentials, UnixListenOptions};
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, ClientFactory, Factory, Failure, Protocol, Transport};
 
 /// What one side of a connection saw.
@@ -56,8 +57,8 @@ impl Protocol for Echo {
         self.rec.received.borrow_mut().extend_from_slice(data);
         t.write(data);
     }
-    fn connection_lost(&mut self, reason: Failure) {
-        self.rec.lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.rec.lost(reason.into());
     }
 }
 
@@ -84,8 +85,8 @@ impl Protocol for EchoClient {
             t.lose_connection();
         }
     }
-    fn connection_lost(&mut self, reason: Failure) {
-        self.rec.lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.rec.lost(reason.into());
     }
 }
 
@@ -353,8 +354,8 @@ impl Protocol for HalfCloser {
     fn data_received(&mut self, _t: &Transport, data: &[u8]) {
         self.rec.received.borrow_mut().extend_from_slice(data);
     }
-    fn connection_lost(&mut self, reason: Failure) {
-        self.rec.lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.rec.lost(reason.into());
     }
 }
 
@@ -395,8 +396,8 @@ impl Protocol for Flood {
         t.lose_connection();
     }
     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
-    fn connection_lost(&mut self, reason: Failure) {
-        self.rec.lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.rec.lost(reason.into());
     }
 }
 

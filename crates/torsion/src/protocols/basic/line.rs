@@ -4,7 +4,7 @@ use std::ops::Deref;
 
 use crate::protocol::Protocol;
 use crate::transport::Transport;
-use crate::Failure;
+use crate::ConnectionEnd;
 
 /// The default line delimiter, as in Twisted.
 pub const DEFAULT_DELIMITER: &[u8] = b"\r\n";
@@ -182,7 +182,7 @@ pub trait LineReceiver: 'static {
     }
 
     /// The connection is gone.
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         let _ = reason;
     }
 
@@ -373,7 +373,7 @@ impl<R: LineReceiver> Protocol for Lines<R> {
         self.with_transport(transport, |h, t| h.read_connection_lost(t));
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.handler.connection_lost(reason);
     }
 
@@ -414,7 +414,7 @@ pub trait LineOnlyReceiver: 'static {
     }
 
     /// The connection is gone.
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         let _ = reason;
     }
 
@@ -509,7 +509,7 @@ impl<R: LineOnlyReceiver> Protocol for LineOnly<R> {
         super::feed(self, transport, data);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.handler.connection_lost(reason);
     }
 

@@ -7,7 +7,7 @@ use std::ops::Deref;
 
 use crate::protocol::Protocol;
 use crate::transport::Transport;
-use crate::Failure;
+use crate::ConnectionEnd;
 
 /// The default maximum message length, as in Twisted.
 pub const DEFAULT_MAX_STRING_LENGTH: usize = 99_999;
@@ -242,7 +242,7 @@ pub trait StringReceiver: 'static {
     }
 
     /// The connection is gone.
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         let _ = reason;
     }
 
@@ -343,7 +343,7 @@ impl<R: StringReceiver> Protocol for Strings<R> {
         super::feed(self, transport, data);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.handler.connection_lost(reason);
     }
 

@@ -51,7 +51,7 @@ use std::rc::Rc;
 use crate::protocol::{Factory, Protocol};
 use crate::reactor::{reactor, DelayedCall, ReactorTime};
 use crate::transport::{Address, Transport, TransportImpl};
-use crate::Failure;
+use crate::ConnectionEnd;
 
 mod header;
 
@@ -317,7 +317,7 @@ impl<P: Protocol> Protocol for HAProxyProtocol<P> {
         }
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.cancel_timer();
         if let State::Passing(_) = self.state {
             self.wrapped.connection_lost(reason);

@@ -98,7 +98,7 @@ impl Inner {
 ///
 /// ```
 /// use torsion::protocols::policies::IdleTimeout;
-/// use torsion::{testing::{Clock, StringTransport}, Failure, Protocol, Transport};
+/// use torsion::{testing::{Clock, StringTransport}, ConnectionEnd, Protocol, Transport};
 ///
 /// struct Chat { idle: IdleTimeout }
 ///
@@ -110,7 +110,7 @@ impl Inner {
 ///     fn data_received(&mut self, _t: &Transport, _data: &[u8]) {
 ///         self.idle.reset_timeout();
 ///     }
-///     fn connection_lost(&mut self, _reason: Failure) {
+///     fn connection_lost(&mut self, _reason: ConnectionEnd) {
 ///         self.idle.set_timeout(None);
 ///     }
 /// }

@@ -44,7 +44,7 @@ impl Wrapper for TotalLimitPolicy {
 /// ```
 /// use torsion::protocols::policies::LimitTotalConnectionsFactory;
 /// use torsion::{factory, testing::StringTransport, transport::Address};
-/// use torsion::{Failure, Factory, Protocol, Transport, error::ConnectionDone};
+/// use torsion::{ConnectionEnd, Factory, Protocol, Transport};
 ///
 /// struct Quiet;
 /// impl Protocol for Quiet {
@@ -56,7 +56,7 @@ impl Wrapper for TotalLimitPolicy {
 /// let mut first = f.build_protocol(&addr).unwrap();
 /// first.connection_made(&StringTransport::new().transport());
 /// assert!(f.build_protocol(&addr).is_none()); // over the limit: refused
-/// first.connection_lost(Failure::new(ConnectionDone));
+/// first.connection_lost(ConnectionEnd::Done);
 /// assert_eq!(f.connection_count(), 0);
 /// assert!(f.build_protocol(&addr).is_some());
 /// ```

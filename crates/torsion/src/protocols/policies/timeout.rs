@@ -10,7 +10,7 @@ use super::wrapper::{Next, ProtocolWrapper, Wrapped, Wrapper, WrappingFactory};
 use crate::protocol::Factory;
 use crate::reactor::{reactor, ReactorTime};
 use crate::transport::Address;
-use crate::Failure;
+use crate::ConnectionEnd;
 
 /// Twisted's default idle period for a `TimeoutFactory`: 30 minutes.
 pub const DEFAULT_TIMEOUT_PERIOD: f64 = 30.0 * 60.0;
@@ -64,7 +64,7 @@ impl Wrapper for TimeoutPolicy {
         next.data_received(data);
     }
 
-    fn connection_lost(&self, conn: &Wrapped<Self>, mut next: Next<'_>, reason: Failure) {
+    fn connection_lost(&self, conn: &Wrapped<Self>, mut next: Next<'_>, reason: ConnectionEnd) {
         conn.state().set_timeout(None);
         next.connection_lost(reason);
     }

@@ -16,6 +16,7 @@ use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::tcp::Connector;
 use crate::transport::{Address, Transport, TransportImpl};
 use crate::util::Slab;
+use crate::ConnectionEnd;
 use crate::Failure;
 
 /// A policy applied to every connection of a [`WrappingFactory`].
@@ -99,7 +100,7 @@ pub trait Wrapper: Sized + 'static {
     }
 
     /// The connection is gone. [`release`](Self::release) follows.
-    fn connection_lost(&self, conn: &Wrapped<Self>, mut next: Next<'_>, reason: Failure) {
+    fn connection_lost(&self, conn: &Wrapped<Self>, mut next: Next<'_>, reason: ConnectionEnd) {
         let _ = conn;
         next.connection_lost(reason);
     }
@@ -306,7 +307,7 @@ impl Next<'_> {
     }
 
     /// Passes `connection_lost` on.
-    pub fn connection_lost(&mut self, reason: Failure) {
+    pub fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.protocol.connection_lost(reason);
     }
 
@@ -410,7 +411,7 @@ impl<P: Protocol, W: Wrapper> Protocol for ProtocolWrapper<P, W> {
         }
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
         match &self.transport {
             Some(t) => {
                 let next = Next {

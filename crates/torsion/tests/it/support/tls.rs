@@ -10,6 +10,7 @@ use torsion::defer::DeferredQueue;
 use torsion::error::TlsError;
 use torsion::tcp::ListeningPort;
 use torsion::tls::{CertificateDer, ClientContext, Identity, ServerContext};
+use torsion::ConnectionEnd;
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 
 pub(crate) use super::next;
@@ -119,8 +120,8 @@ impl Protocol for Echo {
         t.write(data);
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.rec.lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.rec.lost(reason.into());
     }
 }
 
@@ -142,8 +143,8 @@ impl Protocol for Sender {
         }
     }
 
-    fn connection_lost(&mut self, reason: Failure) {
-        self.rec.lost(reason);
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.rec.lost(reason.into());
     }
 }
 
