@@ -100,11 +100,14 @@ pub struct AlreadyCalledError {
 
 impl fmt::Display for AlreadyCalledError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "AlreadyCalledError: {} on a Deferred that has already fired",
-            self.what
-        )
+        match self.what {
+            "callback" | "errback" | "cancel" => write!(
+                f,
+                "AlreadyCalledError: {} on a Deferred that has already fired",
+                self.what
+            ),
+            other => write!(f, "AlreadyCalledError: {other}"),
+        }
     }
 }
 

@@ -17,9 +17,10 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
-use super::deferred::{Deferred, Trigger, Upstream};
+use super::chain::{cancel_weak, Trigger, WeakChain};
+use super::deferred::Deferred;
 use crate::error::FirstError;
 use crate::Failure;
 
@@ -59,15 +60,13 @@ struct Shared<T, R> {
 fn list_deferred<T: 'static, R: 'static>(
     ds: &[Deferred<T>],
 ) -> (Deferred<R>, Rc<RefCell<Shared<T, R>>>) {
-    let members: Vec<Weak<dyn Upstream>> = ds.iter().map(|d| d.weak_upstream()).collect();
+    let members: Vec<WeakChain> = ds.iter().filter_map(|d| d.weak_chain()).collect();
     // The list's handle keeps the members' chains alive, so cancelling the list reaches
     // members nobody else holds.
     let anchors: Vec<Rc<dyn std::any::Any>> = ds.iter().map(|d| d.anchor()).collect();
     let d = Deferred::with_canceller(move |_trigger| {
         for m in &members {
-            if let Some(m) = m.upgrade() {
-                m.cancel_node();
-            }
+            cancel_weak(m);
         }
     });
     let shared = Rc::new(RefCell::new(Shared {

@@ -37,13 +37,15 @@
 //! [`Future`](std::future::Future), and [`ensure_deferred`] turns `async` code into a Deferred, which is how Twisted's
 //! `inlineCallbacks` reads in Rust.
 
+mod chain;
 mod deferred;
 mod list;
 mod spawn;
 mod sync;
 
-pub(crate) use deferred::unhandled_failures;
-pub use deferred::{fail, succeed, Deferred, Trigger};
+pub(crate) use chain::unhandled_failures;
+pub use chain::Trigger;
+pub use deferred::{fail, succeed, Deferred};
 pub use list::{gather_results, AllFailedError, DeferredList};
 pub use spawn::ensure_deferred;
 pub(crate) use spawn::spawn_on;

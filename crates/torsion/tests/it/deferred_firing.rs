@@ -271,3 +271,19 @@ fn adding_a_callback_after_taking_a_succeeded_result_panics() {
     let _ = d.result();
     drop(d.add_callback(|x| x + 1));
 }
+
+/// Firing the end of a chain (a Deferred that callbacks were added to) would skip the
+/// callbacks on the way: it is refused, loudly, and the chain still runs when its first
+/// Deferred fires.
+#[test]
+fn firing_the_end_of_a_chain_is_refused_and_the_chain_still_runs() {
+    let d = Deferred::<i32>::new();
+    let fire = d.trigger();
+    let end = d.add_callback(|x| x + 1);
+    let refused = end.try_callback(5).unwrap_err();
+    assert!(refused.to_string().contains("end of a chain"), "{refused}");
+    assert!(end.trigger().try_errback(TimeoutError).is_err());
+    assert!(!end.called());
+    fire.callback(1);
+    assert_eq!(end.result().unwrap().unwrap(), 2);
+}

@@ -1,0 +1,539 @@
+//! The chain under every [`Deferred`](super::Deferred): Twisted's `Deferred` object, one list
+//! of steps and where it stands, and the [`Trigger`] that fires it at its start.
+//!
+//! Everything here works on a [`ChainRef`] whatever its types; the typed handles
+//! (`Deferred<T>`, in `deferred.rs`) are views of one chain. See the module documentation of
+//! `deferred.rs` for how a chain runs and why it is cheap.
+
+use std::any::{Any, TypeId};
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::{Rc, Weak};
+use std::task::Waker;
+
+use crate::error::{AlreadyCalledError, CancelledError};
+use crate::Failure;
+
+pub(super) type Outcome<T> = Result<T, Failure>;
+
+/// Below this much free stack, recursion continues on a new stack segment.
+const RED_ZONE: usize = 128 * 1024;
+/// The size of each new stack segment.
+const SEGMENT: usize = 2 * 1024 * 1024;
+
+/// Runs `f`, on a fresh stack segment if this one is nearly used up.
+pub(super) fn deep<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(RED_ZONE, SEGMENT, f)
+}
+
+/// Steps kept inside the chain before the rest spill into a vector.
+const INLINE_STEPS: usize = 10;
+
+/// One chain of callbacks (Twisted's `Deferred` object): its steps and where it stands, and
+/// `X`, the part typed by the value the chain starts with ([`Start`]). Handles hold it as a
+/// [`ChainRef`], whose `core` they reach without a virtual call.
+pub(crate) struct Chain<X: ?Sized> {
+    pub(super) core: Core,
+    pub(super) start: X,
+}
+
+/// A chain, whatever type it starts with.
+pub(crate) type ChainRef = Rc<Chain<dyn StartSlot>>;
+
+/// A chain, held weakly (for cancellation that must not keep a chain alive).
+pub(crate) type WeakChain = Weak<Chain<dyn StartSlot>>;
+
+/// The part of a chain that does not depend on its types.
+pub(super) struct Core {
+    /// The chain was fired at its start (or cancelled): later firings are refused, or
+    /// ignored if it was cancelled.
+    pub(super) fired: Cell<bool>,
+    /// Cancelled: later firings are silently ignored, as in Twisted.
+    pub(super) cancelled: Cell<bool>,
+    /// Every step added has run: the outcome rests (until taken), and a step added now runs
+    /// at once.
+    pub(super) complete: Cell<bool>,
+    /// The steps, in order: the first ones in place, `None` once run.
+    pub(super) inline: [Cell<Option<Box<dyn ErasedStep>>>; INLINE_STEPS],
+    /// Steps after the first `INLINE_STEPS` (taken out while used).
+    pub(super) more: Cell<Vec<Option<Box<dyn ErasedStep>>>>,
+    /// Steps added so far.
+    pub(super) len: Cell<u32>,
+    /// The next step to run.
+    pub(super) next: Cell<u32>,
+    /// The outcome after the last step, once complete and until taken.
+    pub(super) rest: Cell<Option<Rest>>,
+    /// The task awaiting the outcome.
+    pub(super) waker: Cell<Option<Waker>>,
+    /// The Deferred a step returned, which the chain waits on (for cancellation).
+    pub(super) paused_on: Cell<Option<WeakChain>>,
+}
+
+/// An outcome at rest, its type erased.
+pub(super) enum Rest {
+    Value(Box<dyn Any>),
+    Failure(Failure),
+    /// In the chain's own typed slot: the outcome has the type the chain starts with.
+    InStart,
+}
+
+/// The typed part of a chain: the slot for an outcome of the type it starts with, and the
+/// canceller.
+pub(crate) trait StartSlot: 'static {
+    /// Keeps `value` (an `Option<Outcome<X>>`) in the typed slot if `X` is the start type;
+    /// says whether it did.
+    fn keep(&self, value: &mut dyn Any) -> bool;
+    /// Moves what [`keep`](StartSlot::keep) kept into `into` (an `Option<Outcome<X>>`).
+    fn give(&self, into: &mut dyn Any);
+    /// The start type.
+    fn start_type(&self) -> TypeId;
+    /// True when the typed slot holds a failure.
+    fn holds_failure(&self) -> bool;
+    /// Cancels the chain at its start: runs the canceller (given a trigger of `me`), then
+    /// fails the start with [`CancelledError`] unless the canceller fired it.
+    fn cancel_start(&self, me: &ChainRef);
+    /// Drops the canceller (the chain has fired).
+    fn drop_canceller(&self);
+}
+
+/// What runs when a Deferred is cancelled before it fired (Twisted's canceller).
+type Canceller<T> = Box<dyn FnOnce(Trigger<T>)>;
+
+/// The typed part of a chain that starts with a `T`.
+struct Start<T> {
+    slot: Cell<Option<Outcome<T>>>,
+    canceller: Cell<Option<Canceller<T>>>,
+}
+
+impl<T: 'static> StartSlot for Start<T> {
+    fn keep(&self, value: &mut dyn Any) -> bool {
+        match value.downcast_mut::<Option<Outcome<T>>>() {
+            Some(out) => {
+                self.slot.set(out.take());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn give(&self, into: &mut dyn Any) {
+        if let Some(out) = into.downcast_mut::<Option<Outcome<T>>>() {
+            *out = self.slot.take();
+        }
+    }
+
+    fn start_type(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+
+    fn holds_failure(&self) -> bool {
+        let out = self.slot.take();
+        let failed = matches!(out, Some(Err(_)));
+        self.slot.set(out);
+        failed
+    }
+
+    fn cancel_start(&self, me: &ChainRef) {
+        if let Some(canceller) = self.canceller.take() {
+            let trigger = Trigger {
+                chain: me.clone(),
+                from_start: true,
+                types: PhantomData,
+            };
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || canceller(trigger))) {
+                crate::log::err(
+                    &Failure::from_panic(payload),
+                    "panic in a Deferred's canceller",
+                );
+            }
+        }
+        if !me.core.fired.get() {
+            let _ = fire::<T>(me, Err(Failure::new(CancelledError)), "cancel");
+        }
+    }
+
+    fn drop_canceller(&self) {
+        drop(self.canceller.take());
+    }
+}
+
+thread_local! {
+    static UNHANDLED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Logs a failure nobody handled, when the chain that held it is dropped, and counts it.
+fn log_unhandled(failure: &Failure) {
+    UNHANDLED.set(UNHANDLED.get() + 1);
+    crate::log::error_event(format_args!(
+        "Unhandled error in Deferred:\n{}",
+        failure.report()
+    ));
+}
+
+/// How many unhandled Deferred failures this thread has logged (the test runner checks it).
+pub(crate) fn unhandled_failures() -> u64 {
+    UNHANDLED.get()
+}
+
+impl<T> Drop for Start<T> {
+    fn drop(&mut self) {
+        if let Some(Err(failure)) = self.slot.get_mut() {
+            log_unhandled(failure);
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if let Some(Rest::Failure(failure)) = self.rest.get_mut() {
+            log_unhandled(failure);
+        }
+        // Dropping the steps drops what they hold, which may be other chains: as deep as the
+        // chains go.
+        if self.len.get() > self.next.get() {
+            let inline = mem::replace(&mut self.inline, [const { Cell::new(None) }; INLINE_STEPS]);
+            let more = self.more.take();
+            deep(move || drop((inline, more)));
+        }
+    }
+}
+
+/// A new chain that starts with a `T`.
+pub(super) fn new_chain<T: 'static>(canceller: Option<Canceller<T>>) -> ChainRef {
+    Rc::new(Chain {
+        core: Core {
+            fired: Cell::new(false),
+            cancelled: Cell::new(false),
+            complete: Cell::new(false),
+            inline: [const { Cell::new(None) }; INLINE_STEPS],
+            more: Cell::new(Vec::new()),
+            len: Cell::new(0),
+            next: Cell::new(0),
+            rest: Cell::new(None),
+            waker: Cell::new(None),
+            paused_on: Cell::new(None),
+        },
+        start: Start::<T> {
+            slot: Cell::new(None),
+            canceller: Cell::new(canceller),
+        },
+    })
+}
+
+/// A chain already fired with `out`, or whose outcome was taken (`None`).
+pub(super) fn fired_chain<T: 'static>(out: Option<Outcome<T>>) -> ChainRef {
+    let chain = new_chain::<T>(None);
+    chain.core.fired.set(true);
+    chain.core.complete.set(true);
+    if let Some(out) = out {
+        chain.start.keep(&mut Some(out));
+        chain.core.rest.set(Some(Rest::InStart));
+    }
+    chain
+}
+
+impl Core {
+    /// Adds a step at the end.
+    #[inline]
+    pub(super) fn push(&self, step: Box<dyn ErasedStep>) {
+        let len = self.len.get();
+        match self.inline.get(len as usize) {
+            Some(slot) => {
+                // Slots past `len` are empty: nothing to drop.
+                let empty = slot.replace(Some(step));
+                debug_assert!(empty.is_none());
+                mem::forget(empty);
+            }
+            None => self.spill(step),
+        }
+        self.len.set(
+            len.checked_add(1)
+                .expect("over 4 billion callbacks on one Deferred"),
+        );
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn spill(&self, step: Box<dyn ErasedStep>) {
+        let mut more = self.more.take();
+        more.push(Some(step));
+        self.more.set(more);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unspill(&self, i: usize) -> Option<Box<dyn ErasedStep>> {
+        let mut more = self.more.take();
+        let step = more[i - INLINE_STEPS].take();
+        self.more.set(more);
+        step
+    }
+
+    /// Takes the next step to run, if any.
+    #[inline]
+    fn pop(&self) -> Option<Box<dyn ErasedStep>> {
+        let i = self.next.get();
+        if i >= self.len.get() {
+            return None;
+        }
+        self.next.set(i + 1);
+        match self.inline.get(i as usize) {
+            Some(slot) => slot.take(),
+            None => self.unspill(i as usize),
+        }
+    }
+}
+
+/// One step; `input` is the previous step's `Option<Outcome<In>>`.
+pub(super) trait ErasedStep {
+    /// Runs the step on `input`. A step whose output has its input's type writes it back
+    /// into `input` and returns `true`: the caller's loop runs the next step on it, so a run
+    /// of one type takes one stack frame, not one per step. A step that changes the type runs
+    /// the rest of the chain itself, on its own output (one level deeper), and returns
+    /// `false`, as does a step that pauses the chain.
+    fn run(self: Box<Self>, input: &mut dyn Any, chain: &ChainRef, depth: usize) -> bool;
+}
+
+/// A step's input: the previous step's slot, and the outcome taken out of it.
+pub(super) fn take_input<T: 'static>(input: &mut dyn Any) -> (&mut Option<Outcome<T>>, Outcome<T>) {
+    let slot = input
+        .downcast_mut::<Option<Outcome<T>>>()
+        .unwrap_or_else(|| unreachable!("each step gets the outcome of the step before"));
+    let out = slot
+        .take()
+        .unwrap_or_else(|| unreachable!("each step gets the outcome of the step before"));
+    (slot, out)
+}
+
+/// Hands a step's output on: back into the input's slot when the type is the same (decided
+/// at compile time), else to the rest of the chain, one level deeper.
+#[inline]
+pub(super) fn pass_on<T: 'static, U: 'static>(
+    slot: &mut Option<Outcome<T>>,
+    out: Outcome<U>,
+    chain: &ChainRef,
+    depth: usize,
+) -> bool {
+    let mut out = Some(out);
+    if let Some(same) = (&mut out as &mut dyn Any).downcast_mut::<Option<Outcome<T>>>() {
+        *slot = same.take();
+        return true;
+    }
+    advance(chain, &mut out, depth + 1);
+    false
+}
+
+/// A callback, errback or both, from `Outcome<T>` to `Outcome<U>`.
+pub(super) struct Plain<T, U, F> {
+    pub(super) f: F,
+    pub(super) types: PhantomData<fn(T) -> U>,
+}
+
+impl<T: 'static, U: 'static, F> ErasedStep for Plain<T, U, F>
+where
+    F: FnOnce(Outcome<T>) -> Outcome<U>,
+{
+    fn run(self: Box<Self>, input: &mut dyn Any, chain: &ChainRef, depth: usize) -> bool {
+        let (slot, taken) = take_input::<T>(input);
+        let out = catch_unwind(AssertUnwindSafe(move || (self.f)(taken)))
+            .unwrap_or_else(|payload| Err(Failure::from_panic(payload)));
+        pass_on(slot, out, chain, depth)
+    }
+}
+
+/// Runs the chain from its next step on `value`, then lets the outcome rest. `depth` counts
+/// the changes of type so far (one level of recursion each); every 64 levels the recursion
+/// moves to a fresh stack segment when the stack runs low.
+#[inline]
+pub(super) fn advance<T: 'static>(chain: &ChainRef, value: &mut Option<Outcome<T>>, depth: usize) {
+    if depth % 64 == 63 {
+        advance_deep(chain, value, depth)
+    } else {
+        run_steps(chain, value, depth)
+    }
+}
+
+/// The loop of [`advance`]: each step in turn, for as long as they keep the type.
+fn run_steps<T: 'static>(chain: &ChainRef, value: &mut Option<Outcome<T>>, depth: usize) {
+    while let Some(step) = chain.core.pop() {
+        if !step.run(value, chain, depth) {
+            return;
+        }
+    }
+    finish(chain, value);
+}
+
+/// [`run_steps`] on a fresh stack segment if this one is nearly used up (kept out of
+/// [`advance`], which would otherwise pay for the check's frame every time).
+#[cold]
+#[inline(never)]
+fn advance_deep<T: 'static>(chain: &ChainRef, value: &mut Option<Outcome<T>>, depth: usize) {
+    deep(|| run_steps(chain, value, depth));
+}
+
+/// Every step ran: the outcome rests, and whoever awaits it is woken (kept out of the step
+/// loop, whose every turn would otherwise pay for this path's registers).
+#[inline(never)]
+fn finish<T: 'static>(chain: &ChainRef, value: &mut Option<Outcome<T>>) {
+    let rest = if chain.start.keep(value) {
+        Rest::InStart
+    } else {
+        match value.take() {
+            Some(Ok(v)) => Rest::Value(Box::new(v)),
+            Some(Err(f)) => Rest::Failure(f),
+            None => unreachable!("the last step's outcome"),
+        }
+    };
+    chain.core.rest.set(Some(rest));
+    chain.core.complete.set(true);
+    if let Some(waker) = chain.core.waker.take() {
+        waker.wake();
+    }
+}
+
+/// The resting outcome, if the chain is complete and nobody took it yet.
+pub(super) fn take_rest<T: 'static>(chain: &ChainRef) -> Option<Outcome<T>> {
+    match chain.core.rest.take()? {
+        Rest::Value(v) => Some(Ok(*v
+            .downcast::<T>()
+            .unwrap_or_else(|_| unreachable!("a chain ends in the type its handle names")))),
+        Rest::Failure(f) => Some(Err(f)),
+        Rest::InStart => {
+            let mut out = None;
+            chain.start.give(&mut out);
+            out
+        }
+    }
+}
+
+/// Fires `chain` at its start with `out`. Firing a cancelled chain is silently ignored.
+pub(super) fn fire<T: 'static>(
+    chain: &ChainRef,
+    out: Outcome<T>,
+    what: &'static str,
+) -> Result<(), AlreadyCalledError> {
+    let core = &chain.core;
+    if core.fired.get() {
+        return if core.cancelled.get() {
+            Ok(())
+        } else {
+            Err(AlreadyCalledError { what })
+        };
+    }
+    core.fired.set(true);
+    chain.start.drop_canceller();
+    deep(|| advance(chain, &mut Some(out), 0));
+    Ok(())
+}
+
+/// Cancels `chain` (Twisted's `cancel`): at its start if it has not fired, else the
+/// Deferred it waits on, if it waits on one.
+pub(super) fn cancel(chain: &ChainRef) {
+    let core = &chain.core;
+    if !core.fired.get() {
+        chain.start.cancel_start(chain);
+        core.cancelled.set(true);
+    } else if !core.complete.get() {
+        let waited = core.paused_on.take();
+        core.paused_on.set(waited.clone());
+        if let Some(inner) = waited.and_then(|w| w.upgrade()) {
+            deep(|| cancel(&inner));
+        }
+    }
+}
+
+/// The firing side of a [`Deferred`]: fires it once, with a value or a failure.
+///
+/// Made by [`Deferred::trigger`]; consumed by [`callback`](Trigger::callback) and
+/// [`errback`](Trigger::errback), so one trigger cannot fire twice. Keep it in an `Option` and
+/// `take()` it when the answer may come more than once (seed 002's `ReverseClientProtocol`).
+pub struct Trigger<T> {
+    pub(super) chain: ChainRef,
+    /// Made before any callback was added: it fires the chain at its start. A trigger made
+    /// from the end of a chain refuses to fire.
+    pub(super) from_start: bool,
+    pub(super) types: PhantomData<fn(T)>,
+}
+
+/// Cancels a chain held weakly, if it is still there (a list's members).
+pub(crate) fn cancel_weak(chain: &WeakChain) {
+    if let Some(chain) = chain.upgrade() {
+        cancel(&chain);
+    }
+}
+
+impl<T: 'static> Trigger<T> {
+    /// Fires the Deferred with a value.
+    ///
+    /// # Panics
+    /// With [`AlreadyCalledError`] if the Deferred was already fired by another trigger. A
+    /// cancelled Deferred ignores the firing, as in Twisted.
+    #[track_caller]
+    pub fn callback(self, value: T) {
+        if let Err(e) = self.try_callback(value) {
+            panic!("{e}");
+        }
+    }
+
+    /// Fires the Deferred with a failure.
+    ///
+    /// # Panics
+    /// With [`AlreadyCalledError`] if the Deferred was already fired by another trigger.
+    #[track_caller]
+    pub fn errback(self, failure: impl Into<Failure>) {
+        if let Err(e) = self.try_errback(failure) {
+            panic!("{e}");
+        }
+    }
+
+    /// Fires the Deferred with a value, or says it had already fired.
+    pub fn try_callback(self, value: T) -> Result<(), AlreadyCalledError> {
+        self.fire_as(Ok(value), "callback")
+    }
+
+    /// Fires the Deferred with a failure, or says it had already fired.
+    pub fn try_errback(self, failure: impl Into<Failure>) -> Result<(), AlreadyCalledError> {
+        self.fire_as(Err(failure.into()), "errback")
+    }
+
+    /// Fires the Deferred with an outcome.
+    pub fn fire(self, outcome: Result<T, Failure>) -> Result<(), AlreadyCalledError> {
+        self.fire_as(outcome, "callback")
+    }
+
+    #[inline]
+    pub(super) fn fire_as(
+        self,
+        outcome: Outcome<T>,
+        what: &'static str,
+    ) -> Result<(), AlreadyCalledError> {
+        let chain = &self.chain;
+        if !self.from_start {
+            // Made from the end of a chain: only the chain fires it.
+            if chain.core.fired.get() && chain.core.cancelled.get() {
+                return Ok(());
+            }
+            return Err(AlreadyCalledError {
+                what: "this Deferred is the end of a chain of callbacks and fires when the \
+                       chain does: fire the chain's first Deferred, or a Trigger made from it",
+            });
+        }
+        fire(chain, outcome, what)
+    }
+
+    /// True once the Deferred has fired or been cancelled.
+    pub fn is_called(&self) -> bool {
+        self.chain.core.fired.get()
+    }
+}
+
+impl<T: 'static> fmt::Debug for Trigger<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trigger")
+            .field("called", &self.chain.core.fired.get())
+            .finish()
+    }
+}
