@@ -64,13 +64,20 @@ fn code_of(text: &str) -> String {
     strip_cfg_test(&out)
 }
 
-/// Removes every item under `#[cfg(test)]` (a `mod tests { ... }` block or a single item).
+/// Removes every item under `#[cfg(test)]` or `#[cfg(all(test, ...))]` (a `mod tests { ... }`
+/// block or a single item).
 fn strip_cfg_test(code: &str) -> String {
     let mut out = String::new();
     let mut rest = code;
-    while let Some(i) = rest.find("#[cfg(test)]") {
+    while let Some(i) = ["#[cfg(test)]", "#[cfg(all(test,"]
+        .iter()
+        .filter_map(|m| rest.find(m))
+        .min()
+    {
         out.push_str(&rest[..i]);
-        let after = &rest[i + "#[cfg(test)]".len()..];
+        // Skip the attribute itself, then the item it applies to.
+        let attr_end = rest[i..].find(")]").map_or(rest.len(), |j| i + j + 2);
+        let after = &rest[attr_end..];
         // The item ends at its matching closing brace, or at a `;` before any brace.
         let mut depth = 0usize;
         let mut end = after.len();
@@ -399,7 +406,8 @@ fn the_checker_sees_grouped_imports_re_exports_and_ignores_tests_and_comments() 
         "use crate::{a::X, b, c::{d, e}};\n\
          // crate::commented\n\
          fn f() { crate::g::h(); $crate::m::n; my_crate::no; }\n\
-         #[cfg(test)]\nmod tests { use crate::only_in_tests; }\n",
+         #[cfg(test)]\nmod tests { use crate::only_in_tests; }\n\
+         #[cfg(all(test, unix))]\nmod more { use crate::linux_tests_only; }\n",
     );
     let refs = crate_refs(&code, false);
     let want: BTreeSet<String> = ["a", "b", "c", "g", "m"]

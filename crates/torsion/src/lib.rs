@@ -44,6 +44,7 @@ mod connector;
 pub mod datagram;
 pub mod defer;
 pub mod endpoints;
+mod engine;
 pub mod error;
 mod failure;
 pub mod log;

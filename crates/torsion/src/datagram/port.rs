@@ -7,7 +7,6 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::AsFd;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
@@ -17,6 +16,7 @@ use tokio::io::{Interest, Ready};
 
 use super::{DatagramProtocol, DatagramTransport, MAX_PACKET_SIZE_LIMIT};
 use crate::defer::{succeed, Deferred, Trigger};
+use crate::engine::{Callbacks, Closing};
 use crate::error::ReactorNotRestartable;
 use crate::reactor::{Disconnect, Reactor};
 use crate::stream::{READ_BUF, READ_BUF_SIZE};
@@ -48,18 +48,18 @@ pub(crate) trait DatagramSocket: AsFd + 'static {
     fn blank_peer() -> Address;
 }
 
-const STOPPING: u8 = 1;
-const REFUSED: u8 = 1 << 1;
-const IN_CALLBACK: u8 = 1 << 2;
-const CLOSED: u8 = 1 << 3;
-
-/// A datagram port's shared state: the socket, flags set by transport calls, and who waits for
-/// it to close. The port's task and every `DatagramTransport` point here.
+/// A datagram port's shared state: the socket, where it is in its life, and who waits for it
+/// to close. The port's task and every `DatagramTransport` point here.
 pub(crate) struct Port<S> {
     sock: RefCell<Option<Rc<S>>>,
     pub(crate) host: Address,
     pub(crate) peer: RefCell<Option<Address>>,
-    flags: Cell<u8>,
+    /// `Losing` once `stop_listening` (or the reactor's shutdown) asked it to close, then
+    /// `Closed`.
+    closing: Cell<Closing>,
+    /// An `ECONNREFUSED` waits to be delivered to `connection_refused`.
+    refused: Cell<bool>,
+    callbacks: Callbacks,
     waker: RefCell<Option<Waker>>,
     closed_waiters: RefCell<Vec<Trigger<()>>>,
     dropped: Cell<u64>,
@@ -69,22 +69,22 @@ pub(crate) struct Port<S> {
 }
 
 impl<S: DatagramSocket> Port<S> {
-    fn has(&self, flag: u8) -> bool {
-        self.flags.get() & flag != 0
+    /// True once asked to stop, or closed.
+    fn stopping(&self) -> bool {
+        self.closing.get() != Closing::Open
     }
 
-    fn set(&self, flag: u8) {
-        self.flags.set(self.flags.get() | flag);
-    }
-
-    fn clear(&self, flag: u8) {
-        self.flags.set(self.flags.get() & !flag);
+    /// Asks the port's task to close the port.
+    fn stop(&self) {
+        if self.closing.get() == Closing::Open {
+            self.closing.set(Closing::Losing);
+        }
     }
 
     /// Wakes the port's task, unless the event happened inside its own callback (the task
-    /// looks at the flags when the callback returns).
+    /// looks at the port's state when the callback returns).
     fn notify(&self) {
-        if !self.has(IN_CALLBACK) {
+        if !self.callbacks.running() {
             if let Some(w) = self.waker.borrow().as_ref() {
                 w.wake_by_ref();
             }
@@ -93,7 +93,7 @@ impl<S: DatagramSocket> Port<S> {
 
     /// The open socket, or `NotConnected` once the port is stopping.
     pub(crate) fn socket(&self) -> io::Result<Rc<S>> {
-        if self.has(STOPPING | CLOSED) {
+        if self.stopping() {
             return Err(not_listening());
         }
         self.sock.borrow().clone().ok_or_else(not_listening)
@@ -126,7 +126,7 @@ impl<S: DatagramSocket> Port<S> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     if self.peer.borrow().is_some() {
-                        self.set(REFUSED);
+                        self.refused.set(true);
                         self.notify();
                         Ok(())
                     } else if stale_refusals {
@@ -161,16 +161,16 @@ impl<S: DatagramSocket> Port<S> {
     }
 
     pub(crate) fn listening(&self) -> bool {
-        !self.has(STOPPING | CLOSED)
+        !self.stopping()
     }
 
     pub(crate) fn stop_listening(&self) -> Deferred<()> {
-        if self.has(CLOSED) {
+        if self.closing.get() == Closing::Closed {
             return succeed(());
         }
         let d = Deferred::new();
         self.closed_waiters.borrow_mut().push(d.trigger());
-        self.set(STOPPING);
+        self.stop();
         if self.reactor.finished() {
             // The port's task went with the event loop: nobody else will close the socket.
             self.close();
@@ -182,7 +182,7 @@ impl<S: DatagramSocket> Port<S> {
 
     /// Closes the socket and fires whoever waits for that.
     fn close(&self) {
-        self.set(STOPPING | CLOSED);
+        self.closing.set(Closing::Closed);
         let sock = self.sock.borrow_mut().take();
         drop(sock);
         if let Some(id) = self.live_id.take() {
@@ -196,11 +196,7 @@ impl<S: DatagramSocket> Port<S> {
 
     /// Calls into the protocol with panics contained and logged.
     fn call<P>(&self, what: &str, f: impl FnOnce()) {
-        self.set(IN_CALLBACK);
-        let r = catch_unwind(AssertUnwindSafe(f));
-        self.clear(IN_CALLBACK);
-        if let Err(payload) = r {
-            let p = crate::failure::panic_error(payload.as_ref());
+        if let Err(p) = self.callbacks.call(f) {
             crate::log::error_event(format_args!(
                 "datagram protocol {} on {} panicked in {what} ({}); the port goes on",
                 std::any::type_name::<P>(),
@@ -217,7 +213,7 @@ fn not_listening() -> io::Error {
 
 impl<S: DatagramSocket> Disconnect for Port<S> {
     fn disconnect_for_shutdown(&self) {
-        self.set(STOPPING);
+        self.stop();
         if let Some(w) = self.waker.borrow().as_ref() {
             w.wake_by_ref();
         }
@@ -242,7 +238,9 @@ pub(crate) fn open<S: DatagramSocket, P: DatagramProtocol>(
         sock: RefCell::new(Some(sock.clone())),
         host,
         peer: RefCell::new(peer),
-        flags: Cell::new(0),
+        closing: Cell::new(Closing::Open),
+        refused: Cell::new(false),
+        callbacks: Callbacks::default(),
         waker: RefCell::new(None),
         closed_waiters: RefCell::new(Vec::new()),
         dropped: Cell::new(0),
@@ -257,12 +255,10 @@ pub(crate) fn open<S: DatagramSocket, P: DatagramProtocol>(
     port.live_id.set(Some(reactor.register_live(weak)));
     let transport = wrap(port.clone());
 
-    port.set(IN_CALLBACK);
-    let started = catch_unwind(AssertUnwindSafe(|| proto.start_protocol(&transport)));
-    port.clear(IN_CALLBACK);
-    if let Err(payload) = started {
+    let started = port.callbacks.call(|| proto.start_protocol(&transport));
+    if let Err(p) = started {
         port.close();
-        return Err(Failure::from_panic(payload));
+        return Err(Failure::new(p));
     }
     let task = run_port(port.clone(), sock, proto, transport.clone());
     if reactor.spawn_task(task).is_none() {
@@ -274,7 +270,7 @@ pub(crate) fn open<S: DatagramSocket, P: DatagramProtocol>(
 
 /// What woke the port's task.
 enum Wake {
-    Flags,
+    State,
     Ready(io::Result<Ready>),
 }
 
@@ -287,20 +283,19 @@ async fn run_port<S: DatagramSocket, P: DatagramProtocol>(
 ) {
     let mut from = S::blank_peer();
     loop {
-        if port.has(REFUSED) {
-            port.clear(REFUSED);
+        if port.refused.replace(false) {
             port.call::<P>("connection_refused", || {
                 proto.connection_refused(&transport)
             });
         }
-        if port.has(STOPPING) {
+        if port.stopping() {
             break;
         }
         let woke = {
             let mut ready = pin!(sock.ready(Interest::READABLE | Interest::ERROR));
             poll_fn(|cx| {
-                if port.has(STOPPING | REFUSED) {
-                    return Poll::Ready(Wake::Flags);
+                if port.stopping() || port.refused.get() {
+                    return Poll::Ready(Wake::State);
                 }
                 {
                     let mut w = port.waker.borrow_mut();
@@ -314,7 +309,7 @@ async fn run_port<S: DatagramSocket, P: DatagramProtocol>(
             .await
         };
         let ready = match woke {
-            Wake::Flags => continue,
+            Wake::State => continue,
             Wake::Ready(Ok(r)) => r,
             Wake::Ready(Err(e)) => {
                 crate::log::error_event(format_args!(
@@ -354,7 +349,7 @@ fn take_socket_error<S: DatagramSocket>(port: &Port<S>, sock: &S) {
 fn socket_error<S: DatagramSocket>(port: &Port<S>, e: io::Error) {
     if e.kind() == io::ErrorKind::ConnectionRefused {
         if port.peer.borrow().is_some() {
-            port.set(REFUSED);
+            port.refused.set(true);
         }
     } else {
         tracing::debug!(target: "torsion", "datagram port {}: socket error {e}", port.host);
@@ -377,7 +372,7 @@ fn read_batch<S: DatagramSocket, P: DatagramProtocol>(
         // One byte more than the largest datagram delivered, to see a longer one.
         let limit = port.max_packet_size + 1;
         for _ in 0..READS_PER_POLL {
-            if port.has(STOPPING | REFUSED) {
+            if port.stopping() || port.refused.get() {
                 return false;
             }
             let (n, peer) = match sock.try_recv_from(&mut buf[..limit]) {

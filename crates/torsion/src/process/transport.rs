@@ -2,14 +2,13 @@
 //! wrote to the child's input pipes, reads the child's output pipes into the thread's shared
 //! buffer, and reports the exit.
 //!
-//! As in the stream engine, transport calls made inside a protocol callback only set flags or
-//! fill buffers; the engine acts on them after the callback returns, so the protocol is never
-//! re-entered.
+//! As in the stream engine, transport calls made inside a protocol callback only move the
+//! transport's lifecycle on or fill buffers; the engine acts on them after the callback
+//! returns, so the protocol is never re-entered.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::process::ExitStatus;
 use std::rc::Rc;
@@ -23,6 +22,7 @@ use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 use super::errors::{ExitInfo, ProcessExitedAlready};
 use super::signal::Signal;
 use super::ProcessProtocol;
+use crate::engine::{Callbacks, Closing, Lifecycle, Reading};
 use crate::error::{ConnectionLost, PanicError};
 use crate::reactor::Disconnect;
 use crate::transport::{Address, Transport, TransportImpl};
@@ -39,12 +39,6 @@ thread_local! {
     /// One read buffer for every child process on this thread: reads never allocate.
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
-
-const IN_CALLBACK: u8 = 1;
-const LOSE: u8 = 1 << 1;
-const PAUSED: u8 = 1 << 2;
-const SHUTDOWN: u8 = 1 << 3;
-const ENDED: u8 = 1 << 4;
 
 /// The parent's end of a pipe the parent writes (the child reads).
 pub(super) enum WritePipe {
@@ -118,7 +112,11 @@ pub(super) struct ProcInner {
     program: String,
     pid: Cell<Option<u32>>,
     exit: Cell<Option<ExitInfo>>,
-    flags: Cell<u8>,
+    /// Where the child's transport is in its life: closing is `Losing` after
+    /// `lose_connection`, `ShuttingDown` when the reactor stops, `Closed` once
+    /// `process_ended` was delivered; reading is `Paused` by `pause_producing`.
+    state: Cell<Lifecycle>,
+    callbacks: Callbacks,
     waker: RefCell<Option<Waker>>,
     writers: RefCell<Vec<Writer>>,
     readers: RefCell<Vec<Reader>>,
@@ -142,27 +140,24 @@ impl ProcInner {
             program,
             pid: Cell::new(pid),
             exit: Cell::new(None),
-            flags: Cell::new(0),
+            state: Cell::new(Lifecycle::default()),
+            callbacks: Callbacks::default(),
             waker: RefCell::new(None),
             writers: RefCell::new(writers),
             readers: RefCell::new(readers),
         })
     }
 
-    fn has(&self, flag: u8) -> bool {
-        self.flags.get() & flag != 0
+    fn state(&self) -> Lifecycle {
+        self.state.get()
     }
 
-    fn set(&self, flag: u8) {
-        self.flags.set(self.flags.get() | flag);
-    }
-
-    fn clear(&self, flag: u8) {
-        self.flags.set(self.flags.get() & !flag);
+    fn update(&self, f: impl FnOnce(Lifecycle) -> Lifecycle) {
+        self.state.set(f(self.state.get()));
     }
 
     fn notify(&self) {
-        if !self.has(IN_CALLBACK) {
+        if !self.callbacks.running() {
             if let Some(w) = self.waker.borrow().as_ref() {
                 w.wake_by_ref();
             }
@@ -171,13 +166,7 @@ impl ProcInner {
 
     /// Calls into the protocol with panics contained.
     pub(super) fn call(&self, f: impl FnOnce()) -> Result<(), PanicError> {
-        let was_in = self.has(IN_CALLBACK);
-        self.set(IN_CALLBACK);
-        let r = catch_unwind(AssertUnwindSafe(f));
-        if !was_in {
-            self.clear(IN_CALLBACK);
-        }
-        r.map_err(|payload| crate::failure::panic_error(payload.as_ref()))
+        self.callbacks.call(f)
     }
 
     /// Calls into the protocol; a panic is logged and closes every pipe (the exit is still
@@ -190,7 +179,7 @@ impl ProcInner {
                 self.program,
                 p.message()
             ));
-            self.set(LOSE);
+            self.update(Lifecycle::lose);
         }
     }
 
@@ -202,7 +191,7 @@ impl ProcInner {
     /// Flushes the input pipes; returns a pipe that just closed.
     fn drive_writers(&self, cx: &mut Context<'_>) -> Option<i32> {
         let exited = self.exit.get().is_some();
-        let lose = self.has(LOSE);
+        let lose = self.state().closing == Closing::Losing;
         let mut writers = self.writers.borrow_mut();
         for w in writers.iter_mut() {
             let Some(pipe) = w.pipe.as_mut() else {
@@ -251,8 +240,9 @@ impl ProcInner {
         buf: &mut [u8],
         reads: &mut usize,
     ) -> Option<Event> {
-        let lose = self.has(LOSE);
-        let paused = self.has(PAUSED);
+        let state = self.state();
+        let lose = state.closing == Closing::Losing;
+        let paused = state.reading == Reading::Paused;
         let mut readers = self.readers.borrow_mut();
         for r in readers.iter_mut() {
             let Some(pipe) = r.pipe.as_mut() else {
@@ -316,9 +306,9 @@ impl ProcInner {
     ) -> Poll<()> {
         let mut reads = 0;
         loop {
-            if self.has(SHUTDOWN) {
+            if self.state().closing == Closing::ShuttingDown {
                 self.close_all();
-                self.set(ENDED);
+                self.update(Lifecycle::closed);
                 self.call_logged::<P>("process_ended", || {
                     proto.process_ended(Failure::new(ConnectionLost::new(Some(io::Error::other(
                         "the reactor shut down before the process ended",
@@ -385,7 +375,7 @@ impl ProcInner {
             }
             if let Some(info) = self.exit.get() {
                 if !self.pipes_open() {
-                    self.set(ENDED);
+                    self.update(Lifecycle::closed);
                     self.call_logged::<P>("process_ended", || proto.process_ended(info.reason()));
                     return Poll::Ready(());
                 }
@@ -403,7 +393,7 @@ impl ProcInner {
 
 impl Disconnect for ProcInner {
     fn disconnect_for_shutdown(&self) {
-        self.set(SHUTDOWN);
+        self.update(Lifecycle::shut_down);
         if let Some(w) = self.waker.borrow().as_ref() {
             w.wake_by_ref();
         }
@@ -442,7 +432,7 @@ impl ProcessTransport {
         let Some(w) = writers.iter_mut().find(|w| w.fd == child_fd) else {
             return;
         };
-        if w.pipe.is_none() || w.close || self.inner.has(LOSE) {
+        if w.pipe.is_none() || w.close || self.inner.state().closing == Closing::Losing {
             return;
         }
         w.buf.extend_from_slice(data);
@@ -487,7 +477,7 @@ impl ProcessTransport {
     /// Closes every pipe to the child (input pipes after their buffered data is sent); the
     /// child is not signalled (Twisted's `loseConnection`).
     pub fn lose_connection(&self) {
-        self.inner.set(LOSE);
+        self.inner.update(Lifecycle::lose);
         self.inner.notify();
     }
 
@@ -527,7 +517,7 @@ impl ProcessTransport {
 
     /// True once `process_ended` has been delivered.
     pub fn ended(&self) -> bool {
-        self.inner.has(ENDED)
+        self.inner.state().closing == Closing::Closed
     }
 
     /// How many written bytes wait to be sent to the child's standard input.
@@ -543,13 +533,13 @@ impl ProcessTransport {
     /// Stops reading the child's output until [`resume_producing`](Self::resume_producing);
     /// a child that writes a lot then blocks on its full pipe.
     pub fn pause_producing(&self) {
-        self.inner.set(PAUSED);
+        self.inner.update(Lifecycle::pause);
     }
 
     /// Resumes reading the child's output.
     pub fn resume_producing(&self) {
-        if self.inner.has(PAUSED) {
-            self.inner.clear(PAUSED);
+        if self.inner.state().reading == Reading::Paused {
+            self.inner.update(Lifecycle::resume);
             self.inner.notify();
         }
     }
@@ -579,7 +569,7 @@ impl TransportImpl for ProcessTransport {
         for w in self.inner.writers.borrow_mut().iter_mut() {
             w.buf.clear();
         }
-        self.inner.set(LOSE);
+        self.inner.update(Lifecycle::lose);
         self.inner.notify();
     }
 
@@ -603,11 +593,11 @@ impl TransportImpl for ProcessTransport {
     }
 
     fn is_connected(&self) -> bool {
-        self.inner.pipes_open() && !self.inner.has(ENDED)
+        self.inner.pipes_open() && self.inner.state().closing != Closing::Closed
     }
 
     fn disconnecting(&self) -> bool {
-        self.inner.has(LOSE | ENDED | SHUTDOWN)
+        self.inner.state().disconnecting()
     }
 
     fn pause_producing(&self) {

@@ -20,8 +20,8 @@
 use std::cell::RefCell;
 use std::io;
 
-use super::{Conn, End, StreamSocket, ABORT, CLOSED, IN_CALLBACK, LOSE, READ_CLOSED};
-use super::{SHUT_WRITE_REQUESTED, WRITE_SHUT};
+use super::{Conn, End, StreamSocket};
+use crate::engine::{Closing, Lifecycle, Reading, Writing};
 use crate::error::TlsError;
 use crate::protocol::Protocol;
 use crate::tls::layer::{PendingClose, Plain, TlsLayer};
@@ -55,7 +55,8 @@ impl<S: StreamSocket> Conn<S> {
     /// plaintext (it is already in the write buffer), everything after goes through `layer`.
     /// A client's ClientHello is queued at once.
     pub(crate) fn install_tls(&self, layer: TlsLayer) -> io::Result<()> {
-        if self.has(CLOSED | ABORT | LOSE | WRITE_SHUT | SHUT_WRITE_REQUESTED) {
+        let state = self.state();
+        if state.disconnecting() || state.writing != Writing::Open {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "cannot start TLS: the connection is closing",
@@ -90,7 +91,7 @@ impl<S: StreamSocket> Conn<S> {
         };
         layer.write(data, &mut self.wbuf.borrow_mut());
         drop(layer);
-        if !self.has(IN_CALLBACK) {
+        if !self.callbacks.running() {
             // Written from outside this connection's callbacks: send at once.
             if let Err(e) = self.flush() {
                 self.write_error.set(Some(e));
@@ -178,9 +179,13 @@ impl<S: StreamSocket> Conn<S> {
             if let Some(how) = close {
                 // A close asked for during the handshake: now everything written can go.
                 self.tls_close(how);
-                self.set(match how {
-                    PendingClose::Full => LOSE,
-                    PendingClose::Write => SHUT_WRITE_REQUESTED,
+                self.update(|s| match how {
+                    PendingClose::Full => s.lose(),
+                    PendingClose::Write if s.writing == Writing::Open => Lifecycle {
+                        writing: Writing::ShutRequested,
+                        ..s
+                    },
+                    PendingClose::Write => s,
                 });
             }
             // Collect the plaintext, delivering whenever the buffer is full.
@@ -211,7 +216,10 @@ impl<S: StreamSocket> Conn<S> {
                         layer.peer_closed = true;
                     }
                     deliver(&plain[..filled], proto)?;
-                    self.set(READ_CLOSED);
+                    self.update(|s| Lifecycle {
+                        reading: Reading::Closed,
+                        ..s
+                    });
                     return self
                         .call(|| proto.read_connection_lost(transport))
                         .map_err(End::Panicked);
@@ -230,7 +238,7 @@ impl<S: StreamSocket> Conn<S> {
                 }
                 None => {}
             }
-            if self.has(ABORT | CLOSED) {
+            if matches!(self.state().closing, Closing::Aborting | Closing::Closed) {
                 return Ok(());
             }
         }

@@ -1,0 +1,239 @@
+//! A connection seen as its transport: what protocols call ([`TransportImpl`]) and the
+//! capabilities it has ([`TcpOptions`], [`TlsTransport`]). Every call only records what to do
+//! and wakes the engine (or, outside the connection's callbacks, writes at once); the engine
+//! in `stream.rs` does the rest.
+
+use std::io;
+use std::rc::Rc;
+
+use super::{Conn, StreamSocket};
+use crate::engine::{Closing, Drain, Lifecycle, Reading, Writing};
+use crate::producer::{Producer, ProducerError};
+use crate::reactor::Disconnect;
+#[cfg(feature = "tls")]
+use crate::transport::TlsTransport;
+use crate::transport::{Address, PeerCredentials, TcpOptions, TransportImpl};
+
+impl<S: StreamSocket> TransportImpl for Conn<S> {
+    fn write(&self, data: &[u8]) {
+        if data.is_empty() || self.state().write_refused() {
+            return;
+        }
+        if self.producer.wrote() {
+            // A pull producer is owed a call once this is sent, even if it goes out at once.
+            self.notify();
+        }
+        #[cfg(feature = "tls")]
+        if self.tls_write(data) {
+            // The ciphertext is in the write buffer: the watermarks apply to it.
+            self.producer.note_buffered(self.wbuf.len());
+            return;
+        }
+        let large = data.len() >= crate::transport::LARGE_WRITE;
+        // A small write in a callback, with nothing of the connection's own waiting, is
+        // gathered in the thread's buffer and sent when the callback returns.
+        if !large && self.callbacks.running() && self.wbuf.is_empty() && self.stage(data) {
+            self.producer.note_buffered(self.staged_len());
+            return;
+        }
+        // Anything else goes after what was gathered.
+        self.unstage(false);
+        if large && !self.wbuf.is_empty() {
+            // Send what is buffered first, so that this write can follow it straight out.
+            if let Err(e) = self.flush() {
+                self.write_error.set(Some(e));
+                self.notify();
+                return;
+            }
+        }
+        if self.wbuf.is_empty() && (!self.callbacks.running() || large) {
+            // Written from outside this connection's callbacks, or too large to gain from
+            // being gathered with what the callback writes next: send at once.
+            if self.send_or_keep(data) {
+                return;
+            }
+        } else {
+            self.wbuf.borrow_mut().extend_from_slice(data);
+        }
+        self.producer.note_buffered(self.wbuf.len());
+        self.notify();
+    }
+
+    fn lose_connection(&self) {
+        #[cfg(feature = "tls")]
+        if self.tls_close(crate::tls::layer::PendingClose::Full) {
+            return;
+        }
+        self.update(Lifecycle::lose);
+        self.notify();
+    }
+
+    fn abort_connection(&self) {
+        self.update(Lifecycle::abort);
+        self.notify();
+    }
+
+    fn lose_write_connection(&self) {
+        #[cfg(feature = "tls")]
+        if self.tls_close(crate::tls::layer::PendingClose::Write) {
+            return;
+        }
+        self.update(|s| match s.writing {
+            Writing::Open => Lifecycle {
+                writing: Writing::ShutRequested,
+                ..s
+            },
+            _ => s,
+        });
+        self.notify();
+    }
+
+    fn get_peer(&self) -> Address {
+        self.addrs.peer()
+    }
+
+    fn get_host(&self) -> Address {
+        self.addrs.host()
+    }
+
+    fn buffered_size(&self) -> usize {
+        self.wbuf.len() + self.staged_len()
+    }
+
+    fn is_connected(&self) -> bool {
+        self.state().closing != Closing::Closed
+    }
+
+    fn disconnecting(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls_closing() {
+            return true;
+        }
+        self.state().disconnecting()
+    }
+
+    fn request_drain(&self) {
+        let state = self.state();
+        if state.drain == Drain::None && state.closing != Closing::Closed {
+            self.update(|s| Lifecycle {
+                drain: Drain::Requested,
+                ..s
+            });
+            self.notify();
+        }
+    }
+
+    fn pause_producing(&self) {
+        self.update(Lifecycle::pause);
+    }
+
+    fn resume_producing(&self) {
+        if self.state().reading == Reading::Paused {
+            self.update(Lifecycle::resume);
+            self.notify();
+        }
+    }
+
+    fn register_producer(
+        &self,
+        producer: Rc<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), ProducerError> {
+        let state = self.state();
+        if state.disconnecting() || state.writing == Writing::Shut {
+            return Err(ProducerError::Disconnected);
+        }
+        self.producer.register(producer, streaming)?;
+        // The task makes the first calls (a pull producer's first resume) after the current
+        // callback returns, never from here.
+        self.notify();
+        Ok(())
+    }
+
+    fn unregister_producer(&self) {
+        drop(self.producer.unregister());
+    }
+
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        self.producer.set_limits(high, low);
+        self.notify();
+    }
+
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        self.producer.limits()
+    }
+
+    fn tcp(&self) -> Option<&dyn TcpOptions> {
+        if S::TCP {
+            Some(self)
+        } else {
+            None
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls(&self) -> Option<&dyn TlsTransport> {
+        Some(self)
+    }
+
+    fn peer_credentials(&self) -> Option<PeerCredentials> {
+        self.sock.borrow().as_ref()?.peer_credentials()
+    }
+}
+
+impl<S: StreamSocket> TcpOptions for Conn<S> {
+    fn set_no_delay(&self, enabled: bool) -> io::Result<()> {
+        match self.sock.borrow().as_ref() {
+            Some(s) => s.set_no_delay(enabled),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn no_delay(&self) -> io::Result<bool> {
+        match self.sock.borrow().as_ref() {
+            Some(s) => s.no_delay(),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn set_keep_alive(&self, enabled: bool) -> io::Result<()> {
+        match self.sock.borrow().as_ref() {
+            Some(s) => s.set_keep_alive(enabled),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn keep_alive(&self) -> io::Result<bool> {
+        match self.sock.borrow().as_ref() {
+            Some(s) => s.keep_alive(),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+impl<S: StreamSocket> TlsTransport for Conn<S> {
+    fn start_tls(&self, context: crate::tls::TlsContext) -> io::Result<()> {
+        let layer = context
+            .layer_for(&self.addrs.peer())
+            .map_err(io::Error::other)?;
+        self.install_tls(layer)
+    }
+
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.with_tls(|l| l.peer_certificate()).flatten()
+    }
+
+    fn negotiated_protocol(&self) -> Option<Vec<u8>> {
+        self.with_tls(|l| l.negotiated_protocol()).flatten()
+    }
+}
+
+impl<S: StreamSocket> Disconnect for Conn<S> {
+    fn disconnect_for_shutdown(&self) {
+        self.update(Lifecycle::shut_down);
+        if let Some(s) = self.sock.borrow().as_ref() {
+            s.wake();
+        }
+    }
+}
