@@ -445,9 +445,9 @@ pub(super) fn cancel(chain: &ChainRef) {
     }
 }
 
-/// The firing side of a [`Deferred`]: fires it once, with a value or a failure.
+/// The firing side of a [`Deferred`](super::Deferred): fires it once, with a value or a failure.
 ///
-/// Made by [`Deferred::trigger`]; consumed by [`callback`](Trigger::callback) and
+/// Made by [`Deferred::trigger`](super::Deferred::trigger); consumed by [`callback`](Trigger::callback) and
 /// [`errback`](Trigger::errback), so one trigger cannot fire twice. Keep it in an `Option` and
 /// `take()` it when the answer may come more than once (seed 002's `ReverseClientProtocol`).
 pub struct Trigger<T> {

@@ -31,7 +31,7 @@ pub(crate) use timer::TimerCore;
 
 /// Something that knows the time and can schedule calls (Twisted's `IReactorTime`).
 ///
-/// Implemented by [`Reactor`] and by the test [`Clock`](crate::testing::Clock), so code written
+/// Implemented by [`Reactor`](crate::Reactor) and by the test [`Clock`](crate::testing::Clock), so code written
 /// against it (timeouts, `add_timeout`, looping calls) is tested without waiting.
 pub trait ReactorTime {
     /// The current time in seconds.

@@ -278,7 +278,7 @@ impl ServerContextBuilder {
     }
 
     /// Asks clients for a certificate issued by one of `roots`, but lets clients without
-    /// one in ([`Transport::peer_certificate`](crate::transport::TransportImpl::peer_certificate)
+    /// one in ([`Transport::peer_certificate`](crate::transport::Transport::peer_certificate)
     /// tells which).
     pub fn request_client_certificate(
         mut self,

@@ -11,11 +11,11 @@
 //!
 //! TLS is a layer inside a connection, not a socket of its own, so it works over any stream
 //! transport and a running plaintext connection can switch to it
-//! ([`start_tls`](crate::transport::TransportImpl::start_tls), for STARTTLS protocols).
+//! ([`start_tls`](crate::transport::Transport::start_tls), for STARTTLS protocols).
 //! Protocols see plaintext and do not know TLS is there: `connection_made` comes as soon as
 //! the TCP connection is up (writes made before the handshake completes are sent once it
-//! does), and [`peer_certificate`](crate::transport::TransportImpl::peer_certificate) and
-//! [`negotiated_protocol`](crate::transport::TransportImpl::negotiated_protocol) tell what
+//! does), and [`peer_certificate`](crate::transport::Transport::peer_certificate) and
+//! [`negotiated_protocol`](crate::transport::Transport::negotiated_protocol) tell what
 //! the handshake agreed once data flows.
 //!
 //! `lose_connection` sends everything written, then TLS's `close_notify`, then closes. A
@@ -78,7 +78,7 @@ pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use crate::address::Address;
 use layer::TlsLayer;
 
-/// Either side's settings, for [`start_tls`](crate::transport::TransportImpl::start_tls):
+/// Either side's settings, for [`start_tls`](crate::transport::TlsTransport::start_tls):
 /// a [`ServerContext`] makes this end the TLS server, a [`ClientContext`] the client.
 #[derive(Clone, Debug)]
 pub enum TlsContext {
