@@ -48,6 +48,7 @@ mod engine;
 pub mod error;
 mod failure;
 pub mod log;
+pub mod net;
 #[cfg(target_os = "linux")]
 mod poller;
 mod port;

@@ -132,7 +132,7 @@ use crate::port::{Acceptor, ListeningPort};
 use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::reactor::Reactor;
 use crate::stream::{run_connection, Conn, SocketIo, Tasked};
-use crate::tcp::{AttemptGuard, DEFAULT_CONNECT_TIMEOUT};
+use crate::tcp::AttemptGuard;
 pub use crate::transport::PeerCredentials;
 use crate::transport::{Address, Transport};
 use crate::Failure;
@@ -365,20 +365,9 @@ impl Acceptor for UnixAcceptor {
 pub type UnixListeningPort = ListeningPort;
 
 impl Reactor {
-    /// Listens on the Unix socket `path` (Twisted's `listenUNIX(path, factory)`) with the
-    /// default [`UnixListenOptions`]. A path starting with `@` or a NUL byte is a Linux
-    /// abstract name.
-    pub fn listen_unix<F: Factory>(
-        &self,
-        path: impl AsRef<Path>,
-        factory: F,
-    ) -> Result<UnixListeningPort, Failure> {
-        self.listen_unix_with(path, factory, UnixListenOptions::default())
-    }
-
-    /// [`listen_unix`](Self::listen_unix) with options: the file's mode, and whether to
-    /// remove a stale socket file. Fails with [`CannotListenError`] naming the path.
-    pub fn listen_unix_with<F: Factory>(
+    /// Listens on the Unix socket `path` (what [`Reactor::listen`] does for Unix sockets).
+    /// Fails with [`CannotListenError`] naming the path.
+    pub(crate) fn unix_listen<F: Factory>(
         &self,
         path: impl AsRef<Path>,
         factory: F,
@@ -454,17 +443,8 @@ impl Reactor {
         crate::port::listen(self, acceptor, host, factory)
     }
 
-    /// Connects to the Unix socket `path` (Twisted's `connectUNIX`), with the default 30 s
-    /// time-out. The factory hears how it goes as with [`connect_tcp`](Self::connect_tcp):
-    /// `client_connection_failed` with [`ConnectionRefusedError`] when nobody listens there,
-    /// [`ConnectError`] when the path does not exist; `client_connection_lost` when an
-    /// established connection ends.
-    pub fn connect_unix<F: ClientFactory>(&self, path: impl AsRef<Path>, factory: F) -> Connector {
-        self.connect_unix_timeout(path, factory, DEFAULT_CONNECT_TIMEOUT)
-    }
-
-    /// [`connect_unix`](Self::connect_unix) with a time-out in seconds.
-    pub fn connect_unix_timeout<F: ClientFactory>(
+    /// Connects to the Unix socket `path` (what [`Reactor::connect`] does for Unix sockets).
+    pub(crate) fn unix_connect<F: ClientFactory>(
         &self,
         path: impl AsRef<Path>,
         factory: F,

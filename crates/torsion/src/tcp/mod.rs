@@ -302,37 +302,6 @@ fn bind_listener(addr: SocketAddr, options: ListenOptions) -> io::Result<std::ne
 }
 
 impl Reactor {
-    /// Listens on `port` on all IPv4 interfaces (Twisted's `listenTCP(port, factory)`); port 0
-    /// picks a free port, readable with [`ListeningPort::get_host`].
-    pub fn listen_tcp<F: Factory>(&self, port: u16, factory: F) -> Result<ListeningPort, Failure> {
-        self.listen_tcp_on(port, factory, "0.0.0.0")
-    }
-
-    /// Listens on `port` on one interface (Twisted's `interface=` argument): an IPv4 or IPv6
-    /// address such as `"127.0.0.1"`, `"::1"`, or `"::"` for every IPv6 (and, on Linux,
-    /// IPv4) interface.
-    pub fn listen_tcp_on<F: Factory>(
-        &self,
-        port: u16,
-        factory: F,
-        interface: &str,
-    ) -> Result<ListeningPort, Failure> {
-        self.listen_tcp_with(port, factory, interface, ListenOptions::default())
-    }
-
-    /// [`listen_tcp_on`](Self::listen_tcp_on) with socket [`ListenOptions`] (such as
-    /// `SO_REUSEPORT`, for several reactor threads sharing one port).
-    pub fn listen_tcp_with<F: Factory>(
-        &self,
-        port: u16,
-        factory: F,
-        interface: &str,
-        options: ListenOptions,
-    ) -> Result<ListeningPort, Failure> {
-        let (listener, host) = self.bind_tcp(port, interface, options)?;
-        listener.listen(self, host, factory, Plain)
-    }
-
     /// Binds a listening TCP socket on `interface:port`, for this reactor: the socket and
     /// the address it got.
     pub(crate) fn bind_tcp(
@@ -393,41 +362,9 @@ impl Reactor {
         listener.listen(self, host, factory, Plain)
     }
 
-    /// Connects to `host:port` (Twisted's `connectTCP`), resolving host names, with the
-    /// default 30 s timeout. The factory hears how it goes: `build_protocol` on success,
-    /// `client_connection_failed` with a [`Failure`] on refusal, time-out or error.
-    pub fn connect_tcp<F: ClientFactory>(&self, host: &str, port: u16, factory: F) -> Connector {
-        self.connect_tcp_timeout(host, port, factory, DEFAULT_CONNECT_TIMEOUT)
-    }
-
-    /// [`connect_tcp`](Self::connect_tcp) with a time-out in seconds.
-    pub fn connect_tcp_timeout<F: ClientFactory>(
-        &self,
-        host: &str,
-        port: u16,
-        factory: F,
-        timeout: f64,
-    ) -> Connector {
-        self.connect_tcp_from(host, port, factory, timeout, None)
-    }
-
-    /// [`connect_tcp_timeout`](Self::connect_tcp_timeout) from a local address (Twisted's
-    /// `bindAddress`): the connection's own end is bound to `bind_address` (port 0 for any
-    /// port) before connecting; `None` lets the system choose. Only addresses of the same
-    /// family as `bind_address` are tried.
-    pub fn connect_tcp_from<F: ClientFactory>(
-        &self,
-        host: &str,
-        port: u16,
-        factory: F,
-        timeout: f64,
-        bind_address: Option<SocketAddr>,
-    ) -> Connector {
-        self.connect_tcp_prepared(host, port, factory, timeout, bind_address, None)
-    }
-
-    /// [`connect_tcp_from`](Self::connect_tcp_from), with work done on each new connection
-    /// before its protocol is built (TLS installs its layer there).
+    /// Connects to `host:port` (what [`Reactor::connect`] does for TCP and TLS), with work
+    /// done on each new connection before its protocol is built (TLS installs its layer
+    /// there).
     pub(crate) fn connect_tcp_prepared<F: ClientFactory>(
         &self,
         host: &str,
@@ -612,4 +549,4 @@ async fn connect_from(local: SocketAddr, addr: SocketAddr) -> io::Result<TcpStre
 }
 
 #[cfg(feature = "tls")]
-mod tls;
+pub(crate) mod tls;

@@ -177,6 +177,38 @@ async fn connect_unix_runs_a_torsion_client_against_a_torsion_server() -> Result
     Ok(())
 }
 
+/// The one listen and connect every Twisted-named method goes through, with a Unix socket:
+/// options reach the socket file, and a client with a time-out gets its echo.
+#[torsion::test]
+async fn listen_and_connect_take_a_unix_socket_with_its_options() -> Result<(), Failure> {
+    use torsion::net::{Connect, Listen};
+    let path = TempPath::new("unix-net-echo");
+    let server: Rc<Record> = Rc::default();
+    let options = UnixListenOptions {
+        mode: Some(0o600),
+        ..UnixListenOptions::default()
+    };
+    let port = reactor().listen(Listen::unix(&path).options(options), echo_factory(&server))?;
+    assert_eq!(
+        std::fs::metadata(&path.0)?.permissions().mode() & 0o777,
+        0o600
+    );
+    let client: Rc<Record> = Rc::default();
+    let c = client.clone();
+    reactor().connect(
+        Connect::unix(&path).timeout(std::time::Duration::from_secs(5)),
+        factory(move || EchoClient {
+            message: b"through listen and connect",
+            rec: c.clone(),
+        }),
+    );
+    next(&client.ended).await;
+    next(&server.ended).await;
+    assert_eq!(&*client.received.borrow(), b"through listen and connect");
+    port.stop_listening().await?;
+    Ok(())
+}
+
 #[torsion::test]
 async fn the_socket_file_gets_the_mode_asked_for() -> Result<(), Failure> {
     let path = TempPath::new("unix-mode");

@@ -1,0 +1,486 @@
+//! One way to listen and one way to connect, under Twisted's many names.
+//!
+//! [`Reactor::listen`] takes a [`Listen`] (a TCP port, with TLS or without, or a Unix socket,
+//! each with its options) and [`Reactor::connect`] a [`Connect`]; every kind of stream
+//! listener and connection goes through them. Twisted's names (`listen_tcp`, `listen_tls_on`,
+//! `connect_unix_timeout`, ...) are one-line wrappers over the two, for code that reads as
+//! Twisted's does.
+//!
+//! ```
+//! use torsion::net::{Connect, Listen};
+//! use torsion::{factory, ConnectionEnd, Protocol, Reactor, Transport};
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, t: &Transport, data: &[u8]) { t.write(data) }
+//! }
+//!
+//! struct Hello;
+//! impl Protocol for Hello {
+//!     fn connection_made(&mut self, t: &Transport) { t.write(b"hello") }
+//!     fn data_received(&mut self, t: &Transport, data: &[u8]) {
+//!         assert_eq!(data, b"hello");
+//!         t.lose_connection();
+//!     }
+//!     fn connection_lost(&mut self, _: ConnectionEnd) { torsion::reactor().stop().unwrap() }
+//! }
+//!
+//! let r = Reactor::new();
+//! let port = r.listen(Listen::tcp(0).interface("127.0.0.1"), factory(|| Echo)).unwrap();
+//! let number = port.get_host().port().unwrap();
+//! r.connect(Connect::tcp("127.0.0.1", number).timeout(5.0), factory(|| Hello));
+//! r.run().unwrap();
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::reactor::Delay;
+use crate::tcp::{Connector, ListenOptions, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
+#[cfg(feature = "tls")]
+use crate::tls::{ClientContext, ServerContext};
+use crate::unix::UnixListenOptions;
+use crate::{ClientFactory, Factory, Failure, Reactor};
+
+/// Where to listen, and how: a TCP port ([`Listen::tcp`], with TLS or without) or a Unix
+/// socket ([`Listen::unix`]), for [`Reactor::listen`].
+#[derive(Debug, Clone)]
+pub struct Listen {
+    kind: ListenKind,
+}
+
+#[derive(Debug, Clone)]
+enum ListenKind {
+    Tcp(TcpListen),
+    Unix(UnixListen),
+}
+
+impl Listen {
+    /// A TCP port on every IPv4 interface (port 0: any free port); narrow it with
+    /// [`TcpListen::interface`], add TLS with [`TcpListen::tls`].
+    pub fn tcp(port: u16) -> TcpListen {
+        TcpListen {
+            port,
+            interface: "0.0.0.0".into(),
+            options: ListenOptions::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// A Unix socket at `path` (a path starting with `@` or a NUL byte is a Linux abstract
+    /// name).
+    pub fn unix(path: impl AsRef<Path>) -> UnixListen {
+        UnixListen {
+            path: path.as_ref().to_path_buf(),
+            options: UnixListenOptions::default(),
+        }
+    }
+}
+
+/// A TCP port to listen on: made by [`Listen::tcp`].
+#[derive(Debug, Clone)]
+pub struct TcpListen {
+    port: u16,
+    interface: String,
+    options: ListenOptions,
+    #[cfg(feature = "tls")]
+    tls: Option<ServerContext>,
+}
+
+impl TcpListen {
+    /// Listens on one interface (Twisted's `interface=`): an IPv4 or IPv6 address such as
+    /// `"127.0.0.1"`, `"::1"`, or `"::"` for every IPv6 (and, on Linux, IPv4) interface.
+    pub fn interface(mut self, interface: &str) -> TcpListen {
+        self.interface = interface.to_owned();
+        self
+    }
+
+    /// The socket's [`ListenOptions`] (backlog, `SO_REUSEPORT`, the driver).
+    pub fn options(mut self, options: ListenOptions) -> TcpListen {
+        self.options = options;
+        self
+    }
+
+    /// Speaks TLS with these server settings (Twisted's `listenSSL`).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, context: ServerContext) -> TcpListen {
+        self.tls = Some(context);
+        self
+    }
+}
+
+impl From<TcpListen> for Listen {
+    fn from(tcp: TcpListen) -> Listen {
+        Listen {
+            kind: ListenKind::Tcp(tcp),
+        }
+    }
+}
+
+/// A Unix socket to listen on: made by [`Listen::unix`].
+#[derive(Debug, Clone)]
+pub struct UnixListen {
+    path: PathBuf,
+    options: UnixListenOptions,
+}
+
+impl UnixListen {
+    /// The socket's [`UnixListenOptions`] (the file's mode, stale socket clean-up, backlog).
+    pub fn options(mut self, options: UnixListenOptions) -> UnixListen {
+        self.options = options;
+        self
+    }
+}
+
+impl From<UnixListen> for Listen {
+    fn from(unix: UnixListen) -> Listen {
+        Listen {
+            kind: ListenKind::Unix(unix),
+        }
+    }
+}
+
+/// Where to connect, and how: a TCP address ([`Connect::tcp`], with TLS or without) or a Unix
+/// socket ([`Connect::unix`]), for [`Reactor::connect`].
+#[derive(Debug, Clone)]
+pub struct Connect {
+    kind: ConnectKind,
+}
+
+#[derive(Debug, Clone)]
+enum ConnectKind {
+    Tcp(TcpConnect),
+    Unix(UnixConnect),
+}
+
+impl Connect {
+    /// `host:port` over TCP (host names are resolved), with the default 30 s time-out.
+    pub fn tcp(host: &str, port: u16) -> TcpConnect {
+        TcpConnect {
+            host: host.to_owned(),
+            port,
+            timeout: DEFAULT_CONNECT_TIMEOUT,
+            bind: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// The Unix socket at `path`, with the default 30 s time-out.
+    pub fn unix(path: impl AsRef<Path>) -> UnixConnect {
+        UnixConnect {
+            path: path.as_ref().to_path_buf(),
+            timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+/// A TCP address to connect to: made by [`Connect::tcp`].
+#[derive(Debug, Clone)]
+pub struct TcpConnect {
+    host: String,
+    port: u16,
+    timeout: f64,
+    bind: Option<SocketAddr>,
+    #[cfg(feature = "tls")]
+    tls: Option<ClientContext>,
+}
+
+impl TcpConnect {
+    /// How long the connection attempt may take (Twisted's `timeout`).
+    pub fn timeout(mut self, timeout: impl Into<Delay>) -> TcpConnect {
+        self.timeout = timeout.into().as_secs_f64();
+        self
+    }
+
+    /// Binds the connection's own end to `address` (port 0 for any port) before connecting
+    /// (Twisted's `bindAddress`); only addresses of its family are tried.
+    pub fn bind(mut self, address: SocketAddr) -> TcpConnect {
+        self.bind = Some(address);
+        self
+    }
+
+    /// Speaks TLS with these client settings (Twisted's `connectSSL`), checking the server's
+    /// certificate against the host (or the context's own server name).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, context: ClientContext) -> TcpConnect {
+        self.tls = Some(context);
+        self
+    }
+}
+
+impl From<TcpConnect> for Connect {
+    fn from(tcp: TcpConnect) -> Connect {
+        Connect {
+            kind: ConnectKind::Tcp(tcp),
+        }
+    }
+}
+
+/// A Unix socket to connect to: made by [`Connect::unix`].
+#[derive(Debug, Clone)]
+pub struct UnixConnect {
+    path: PathBuf,
+    timeout: f64,
+}
+
+impl UnixConnect {
+    /// How long the connection attempt may take.
+    pub fn timeout(mut self, timeout: impl Into<Delay>) -> UnixConnect {
+        self.timeout = timeout.into().as_secs_f64();
+        self
+    }
+}
+
+impl From<UnixConnect> for Connect {
+    fn from(unix: UnixConnect) -> Connect {
+        Connect {
+            kind: ConnectKind::Unix(unix),
+        }
+    }
+}
+
+impl Reactor {
+    /// Listens where `at` says with `factory`: every kind of stream listener goes through
+    /// here. Port 0 picks a free port, readable with [`ListeningPort::get_host`]. Fails with
+    /// [`CannotListenError`](crate::error::CannotListenError) naming the address.
+    pub fn listen<F: Factory>(
+        &self,
+        at: impl Into<Listen>,
+        factory: F,
+    ) -> Result<ListeningPort, Failure> {
+        match at.into().kind {
+            ListenKind::Tcp(tcp) => {
+                let (listener, host) = self.bind_tcp(tcp.port, &tcp.interface, tcp.options)?;
+                #[cfg(feature = "tls")]
+                if let Some(context) = &tcp.tls {
+                    let wrap = crate::tcp::tls::server_layer(context);
+                    return listener.listen(self, host, factory, wrap);
+                }
+                listener.listen(self, host, factory, crate::tcp::Plain)
+            }
+            ListenKind::Unix(unix) => self.unix_listen(&unix.path, factory, unix.options),
+        }
+    }
+
+    /// Connects where `to` says with `factory`: every kind of outgoing stream connection goes
+    /// through here. The factory hears how it goes: `build_protocol` on success,
+    /// `client_connection_failed` with a [`Failure`] on refusal, time-out or error,
+    /// `client_connection_lost` when an established connection ends.
+    pub fn connect<F: ClientFactory>(&self, to: impl Into<Connect>, factory: F) -> Connector {
+        match to.into().kind {
+            ConnectKind::Tcp(tcp) => {
+                #[cfg(feature = "tls")]
+                let prepare = tcp.tls.map(crate::tcp::tls::client_layer);
+                #[cfg(not(feature = "tls"))]
+                let prepare = None;
+                self.connect_tcp_prepared(
+                    &tcp.host,
+                    tcp.port,
+                    factory,
+                    tcp.timeout,
+                    tcp.bind,
+                    prepare,
+                )
+            }
+            ConnectKind::Unix(unix) => self.unix_connect(&unix.path, factory, unix.timeout),
+        }
+    }
+
+    /// Listens on `port` on all IPv4 interfaces (Twisted's `listenTCP(port, factory)`); port 0
+    /// picks a free port, readable with [`ListeningPort::get_host`].
+    pub fn listen_tcp<F: Factory>(&self, port: u16, factory: F) -> Result<ListeningPort, Failure> {
+        self.listen(Listen::tcp(port), factory)
+    }
+
+    /// Listens on `port` on one interface (Twisted's `interface=` argument): an IPv4 or IPv6
+    /// address such as `"127.0.0.1"`, `"::1"`, or `"::"` for every IPv6 (and, on Linux,
+    /// IPv4) interface.
+    pub fn listen_tcp_on<F: Factory>(
+        &self,
+        port: u16,
+        factory: F,
+        interface: &str,
+    ) -> Result<ListeningPort, Failure> {
+        self.listen(Listen::tcp(port).interface(interface), factory)
+    }
+
+    /// [`listen_tcp_on`](Self::listen_tcp_on) with socket [`ListenOptions`] (such as
+    /// `SO_REUSEPORT`, for several reactor threads sharing one port).
+    pub fn listen_tcp_with<F: Factory>(
+        &self,
+        port: u16,
+        factory: F,
+        interface: &str,
+        options: ListenOptions,
+    ) -> Result<ListeningPort, Failure> {
+        let at = Listen::tcp(port).interface(interface).options(options);
+        self.listen(at, factory)
+    }
+
+    /// Listens for TLS connections on `port` on all IPv4 interfaces (Twisted's
+    /// `listenSSL(port, factory, contextFactory)`); port 0 picks a free port.
+    #[cfg(feature = "tls")]
+    pub fn listen_tls<F: Factory>(
+        &self,
+        port: u16,
+        factory: F,
+        context: ServerContext,
+    ) -> Result<ListeningPort, Failure> {
+        self.listen(Listen::tcp(port).tls(context), factory)
+    }
+
+    /// [`listen_tls`](Self::listen_tls) on one interface (an IPv4 or IPv6 address).
+    #[cfg(feature = "tls")]
+    pub fn listen_tls_on<F: Factory>(
+        &self,
+        port: u16,
+        factory: F,
+        context: ServerContext,
+        interface: &str,
+    ) -> Result<ListeningPort, Failure> {
+        self.listen(Listen::tcp(port).interface(interface).tls(context), factory)
+    }
+
+    /// [`listen_tls_on`](Self::listen_tls_on) with socket [`ListenOptions`] (the listen
+    /// backlog, Twisted's `backlog=`; `SO_REUSEPORT`).
+    #[cfg(feature = "tls")]
+    pub fn listen_tls_with<F: Factory>(
+        &self,
+        port: u16,
+        factory: F,
+        context: ServerContext,
+        interface: &str,
+        options: ListenOptions,
+    ) -> Result<ListeningPort, Failure> {
+        let at = Listen::tcp(port)
+            .interface(interface)
+            .options(options)
+            .tls(context);
+        self.listen(at, factory)
+    }
+
+    /// Listens on the Unix socket `path` (Twisted's `listenUNIX(path, factory)`) with the
+    /// default [`UnixListenOptions`]. A path starting with `@` or a NUL byte is a Linux
+    /// abstract name.
+    pub fn listen_unix<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+    ) -> Result<ListeningPort, Failure> {
+        self.listen(Listen::unix(path), factory)
+    }
+
+    /// [`listen_unix`](Self::listen_unix) with options: the file's mode, and whether to
+    /// remove a stale socket file. Fails with
+    /// [`CannotListenError`](crate::error::CannotListenError) naming the path.
+    pub fn listen_unix_with<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+        options: UnixListenOptions,
+    ) -> Result<ListeningPort, Failure> {
+        self.listen(Listen::unix(path).options(options), factory)
+    }
+
+    /// Connects to `host:port` (Twisted's `connectTCP`), resolving host names, with the
+    /// default 30 s timeout. The factory hears how it goes: `build_protocol` on success,
+    /// `client_connection_failed` with a [`Failure`] on refusal, time-out or error.
+    pub fn connect_tcp<F: ClientFactory>(&self, host: &str, port: u16, factory: F) -> Connector {
+        self.connect(Connect::tcp(host, port), factory)
+    }
+
+    /// [`connect_tcp`](Self::connect_tcp) with a time-out in seconds.
+    pub fn connect_tcp_timeout<F: ClientFactory>(
+        &self,
+        host: &str,
+        port: u16,
+        factory: F,
+        timeout: f64,
+    ) -> Connector {
+        self.connect(Connect::tcp(host, port).timeout(timeout), factory)
+    }
+
+    /// [`connect_tcp_timeout`](Self::connect_tcp_timeout) from a local address (Twisted's
+    /// `bindAddress`): the connection's own end is bound to `bind_address` (port 0 for any
+    /// port) before connecting; `None` lets the system choose. Only addresses of the same
+    /// family as `bind_address` are tried.
+    pub fn connect_tcp_from<F: ClientFactory>(
+        &self,
+        host: &str,
+        port: u16,
+        factory: F,
+        timeout: f64,
+        bind_address: Option<SocketAddr>,
+    ) -> Connector {
+        let mut to = Connect::tcp(host, port).timeout(timeout);
+        to.bind = bind_address;
+        self.connect(to, factory)
+    }
+
+    /// Connects to `host:port` over TLS (Twisted's `connectSSL`), checking the server's
+    /// certificate against `host` (or the context's own server name), with the default 30 s
+    /// time-out for the TCP connection.
+    #[cfg(feature = "tls")]
+    pub fn connect_tls<F: ClientFactory>(
+        &self,
+        host: &str,
+        port: u16,
+        factory: F,
+        context: ClientContext,
+    ) -> Connector {
+        self.connect(Connect::tcp(host, port).tls(context), factory)
+    }
+
+    /// [`connect_tls`](Self::connect_tls) with a time-out in seconds.
+    #[cfg(feature = "tls")]
+    pub fn connect_tls_timeout<F: ClientFactory>(
+        &self,
+        host: &str,
+        port: u16,
+        factory: F,
+        context: ClientContext,
+        timeout: f64,
+    ) -> Connector {
+        let to = Connect::tcp(host, port).timeout(timeout).tls(context);
+        self.connect(to, factory)
+    }
+
+    /// [`connect_tls_timeout`](Self::connect_tls_timeout) from a local address (Twisted's
+    /// `bindAddress`; see [`connect_tcp_from`](Self::connect_tcp_from)).
+    #[cfg(feature = "tls")]
+    pub fn connect_tls_from<F: ClientFactory>(
+        &self,
+        host: &str,
+        port: u16,
+        factory: F,
+        context: ClientContext,
+        timeout: f64,
+        bind_address: Option<SocketAddr>,
+    ) -> Connector {
+        let mut to = Connect::tcp(host, port).timeout(timeout).tls(context);
+        to.bind = bind_address;
+        self.connect(to, factory)
+    }
+
+    /// Connects to the Unix socket `path` (Twisted's `connectUNIX`), with the default 30 s
+    /// time-out. The factory hears how it goes as with [`connect_tcp`](Self::connect_tcp):
+    /// `client_connection_failed` with
+    /// [`ConnectionRefusedError`](crate::error::ConnectionRefusedError) when nobody listens
+    /// there, [`ConnectError`](crate::error::ConnectError) when the path does not exist;
+    /// `client_connection_lost` when an established connection ends.
+    pub fn connect_unix<F: ClientFactory>(&self, path: impl AsRef<Path>, factory: F) -> Connector {
+        self.connect(Connect::unix(path), factory)
+    }
+
+    /// [`connect_unix`](Self::connect_unix) with a time-out in seconds.
+    pub fn connect_unix_timeout<F: ClientFactory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+        timeout: f64,
+    ) -> Connector {
+        self.connect(Connect::unix(path).timeout(timeout), factory)
+    }
+}
