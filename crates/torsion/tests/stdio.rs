@@ -239,7 +239,7 @@ fn panic_is_contained() {
     assert!(status.success(), "panic child: {status}\n{err}");
     assert!(got.is_empty());
     assert!(
-        err.contains("panic contained: panic: fragile protocol broke"),
+        err.contains("panic contained: connection closed: panic: fragile protocol broke"),
         "{err}"
     );
 }
