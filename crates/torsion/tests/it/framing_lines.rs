@@ -152,8 +152,16 @@ fn an_overlong_line_goes_to_line_length_exceeded_and_is_not_buffered() {
         max: Some(10),
         ..Script::default()
     };
+    // Unterminated data waits up to the limit plus the delimiter's length (Twisted's rule).
     let (got, st) = feed(script, &[b"short\r\n", &[b'x'; 11]]);
-    assert_eq!(got, vec![line(b"short"), Got::TooLong(11)]);
+    assert_eq!(got, vec![line(b"short")]);
+    assert!(!st.disconnecting());
+    let script = Script {
+        max: Some(10),
+        ..Script::default()
+    };
+    let (got, st) = feed(script, &[b"short\r\n", &[b'x'; 12]]);
+    assert_eq!(got, vec![line(b"short"), Got::TooLong(12)]);
     assert!(st.disconnecting());
 
     let script = Script {
@@ -178,6 +186,20 @@ fn a_line_of_exactly_max_length_is_accepted() {
     assert_eq!(got, vec![line(b"abcd")]);
 }
 
+/// Twisted's LineReceiver waits for `MAX_LENGTH + len(delimiter)` bytes before it gives up on
+/// a partial line: a line of exactly the limit whose CR and LF arrive in different reads is
+/// still delivered.
+#[test]
+fn a_line_of_max_length_with_its_delimiter_split_across_reads_is_delivered() {
+    let script = Script {
+        max: Some(10),
+        ..Script::default()
+    };
+    let (got, st) = feed(script, &[b"0123456789\r", b"\n"]);
+    assert_eq!(got, vec![line(b"0123456789")]);
+    assert!(!st.disconnecting());
+}
+
 #[test]
 fn the_default_length_limit_closes_the_connection() {
     struct Plain;
@@ -189,6 +211,11 @@ fn the_default_length_limit_closes_the_connection() {
     let mut p = Lines::new(Plain);
     let st = StringTransport::new();
     p.data_received(&st.transport(), &vec![b'a'; 16385]);
+    assert!(
+        !st.disconnecting(),
+        "a partial line may reach the limit plus the delimiter"
+    );
+    p.data_received(&st.transport(), b"a");
     assert!(st.disconnecting());
     assert!(p.pending().is_empty());
 }

@@ -165,8 +165,9 @@ pub trait LineReceiver: 'static {
         let _ = (transport, data);
     }
 
-    /// A line (or unterminated data) longer than `max_length` arrived; `line` holds it and
-    /// whatever followed in the buffer, which is dropped. By default: log and close.
+    /// A line longer than `max_length` arrived, or unterminated data reached `max_length` plus
+    /// the delimiter's length (as in Twisted); `line` holds it and whatever followed in the
+    /// buffer, which is dropped. By default: log and close.
     fn line_length_exceeded(&mut self, transport: &mut LineTransport<'_>, line: &[u8]) {
         crate::log::error_event(format_args!(
             "line of {} bytes or more from {} exceeds the maximum; closing the connection",
@@ -315,7 +316,10 @@ impl<R: LineReceiver> Lines<R> {
                     }
                 }
                 None => {
-                    if data.len() > *max_length {
+                    // As Twisted's LineReceiver: a partial line may grow to the limit plus
+                    // the delimiter, so a line of exactly `max_length` whose delimiter
+                    // arrives split across reads is still a line.
+                    if data.len() >= max_length.saturating_add(delimiter.len()) {
                         let mut lt = LineTransport {
                             sender: LineSender {
                                 transport: t,
