@@ -128,6 +128,40 @@ impl Lifecycle {
         self
     }
 
+    /// `lose_write_connection`: shut the write side once flushed (if still open).
+    pub(crate) fn shut_write(mut self) -> Lifecycle {
+        if self.writing == Writing::Open {
+            self.writing = Writing::ShutRequested;
+        }
+        self
+    }
+
+    /// The write side is shut.
+    pub(crate) fn write_shut(mut self) -> Lifecycle {
+        self.writing = Writing::Shut;
+        self
+    }
+
+    /// The peer closed its side: nothing more to read.
+    pub(crate) fn read_closed(mut self) -> Lifecycle {
+        self.reading = Reading::Closed;
+        self
+    }
+
+    /// `request_drain`: asked for once, unless closed.
+    pub(crate) fn request_drain(mut self) -> Lifecycle {
+        if self.drain == Drain::None && self.closing != Closing::Closed {
+            self.drain = Drain::Requested;
+        }
+        self
+    }
+
+    /// The protocol's `drain` is being called.
+    pub(crate) fn drained(mut self) -> Lifecycle {
+        self.drain = Drain::Done;
+        self
+    }
+
     /// True once closing or closed (`disconnecting`).
     pub(crate) fn disconnecting(self) -> bool {
         self.closing != Closing::Open
@@ -212,10 +246,21 @@ mod tests {
         };
         assert_eq!(ended.pause().reading, Reading::Closed);
         assert_eq!(ended.resume().reading, Reading::Closed);
-        let shut = Lifecycle {
-            writing: Writing::Shut,
-            ..Lifecycle::default()
-        };
+        let shut = Lifecycle::default().shut_write();
+        assert_eq!(shut.writing, Writing::ShutRequested);
+        assert_eq!(shut.write_shut().shut_write().writing, Writing::Shut);
+        let shut = shut.write_shut();
+        let drain = Lifecycle::default().request_drain();
+        assert_eq!(drain.drain, Drain::Requested);
+        assert_eq!(
+            drain.drained().request_drain().drain,
+            Drain::Done,
+            "asked for once"
+        );
+        assert_eq!(
+            Lifecycle::default().closed().request_drain().drain,
+            Drain::None
+        );
         assert!(shut.write_refused() && !shut.disconnecting());
     }
 

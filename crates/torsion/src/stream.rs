@@ -338,10 +338,7 @@ impl<S: StreamSocket> Conn<S> {
                 return Poll::Ready(End::from_io(e));
             }
             if state.drain == Drain::Requested {
-                self.update(|s| Lifecycle {
-                    drain: Drain::Done,
-                    ..s
-                });
+                self.update(Lifecycle::drained);
                 if let Err(p) = self.call(|| proto.drain(transport)) {
                     return Poll::Ready(End::Panicked(p));
                 }
@@ -370,10 +367,7 @@ impl<S: StreamSocket> Conn<S> {
                     return Poll::Ready(End::Done);
                 }
                 if state.writing == Writing::ShutRequested {
-                    self.update(|s| Lifecycle {
-                        writing: Writing::Shut,
-                        ..s
-                    });
+                    self.update(Lifecycle::write_shut);
                     if let Some(s) = self.sock.borrow().as_ref() {
                         if let Err(e) = s.shutdown_write() {
                             return Poll::Ready(End::from_io(e));
@@ -459,10 +453,7 @@ impl<S: StreamSocket> Conn<S> {
                 return r.map(|()| true);
             }
             if n == 0 {
-                self.update(|s| Lifecycle {
-                    reading: Reading::Closed,
-                    ..s
-                });
+                self.update(Lifecycle::read_closed);
                 return self
                     .call(|| proto.read_connection_lost(transport))
                     .map(|()| true)

@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::io;
 
 use super::{Conn, End, StreamSocket};
-use crate::engine::{Closing, Lifecycle, Reading, Writing};
+use crate::engine::{Closing, Lifecycle, Writing};
 use crate::error::TlsError;
 use crate::protocol::Protocol;
 use crate::tls::layer::{PendingClose, Plain, TlsLayer};
@@ -179,13 +179,9 @@ impl<S: StreamSocket> Conn<S> {
             if let Some(how) = close {
                 // A close asked for during the handshake: now everything written can go.
                 self.tls_close(how);
-                self.update(|s| match how {
-                    PendingClose::Full => s.lose(),
-                    PendingClose::Write if s.writing == Writing::Open => Lifecycle {
-                        writing: Writing::ShutRequested,
-                        ..s
-                    },
-                    PendingClose::Write => s,
+                self.update(match how {
+                    PendingClose::Full => Lifecycle::lose,
+                    PendingClose::Write => Lifecycle::shut_write,
                 });
             }
             // Collect the plaintext, delivering whenever the buffer is full.
@@ -216,10 +212,7 @@ impl<S: StreamSocket> Conn<S> {
                         layer.peer_closed = true;
                     }
                     deliver(&plain[..filled], proto)?;
-                    self.update(|s| Lifecycle {
-                        reading: Reading::Closed,
-                        ..s
-                    });
+                    self.update(Lifecycle::read_closed);
                     return self
                         .call(|| proto.read_connection_lost(transport))
                         .map_err(End::Panicked);

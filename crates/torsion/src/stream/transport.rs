@@ -7,7 +7,7 @@ use std::io;
 use std::rc::Rc;
 
 use super::{Conn, StreamSocket};
-use crate::engine::{Closing, Drain, Lifecycle, Reading, Writing};
+use crate::engine::{Closing, Lifecycle, Reading, Writing};
 use crate::producer::{Producer, ProducerError};
 use crate::reactor::Disconnect;
 #[cfg(feature = "tls")]
@@ -78,13 +78,7 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
         if self.tls_close(crate::tls::layer::PendingClose::Write) {
             return;
         }
-        self.update(|s| match s.writing {
-            Writing::Open => Lifecycle {
-                writing: Writing::ShutRequested,
-                ..s
-            },
-            _ => s,
-        });
+        self.update(Lifecycle::shut_write);
         self.notify();
     }
 
@@ -113,12 +107,9 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn request_drain(&self) {
-        let state = self.state();
-        if state.drain == Drain::None && state.closing != Closing::Closed {
-            self.update(|s| Lifecycle {
-                drain: Drain::Requested,
-                ..s
-            });
+        let before = self.state();
+        self.update(Lifecycle::request_drain);
+        if self.state() != before {
             self.notify();
         }
     }
