@@ -33,7 +33,7 @@ mod socket;
 mod tls;
 mod transport;
 
-pub(crate) use socket::{SocketIo, StreamSocket, Tasked};
+pub(crate) use socket::{poll_read_tokio, SocketIo, StreamSocket, Tasked};
 
 /// Size of the thread's shared read buffer.
 pub(crate) const READ_BUF_SIZE: usize = 64 * 1024;

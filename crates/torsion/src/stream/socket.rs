@@ -164,3 +164,20 @@ pub(crate) fn discard_output<F: Future + Unpin>(fut: F) -> impl Future<Output = 
     }
     Ignore(fut)
 }
+
+/// Reads through tokio's `AsyncRead`, for sockets tokio drives: tokio clears the readiness
+/// after a short read, so the next wait goes straight to epoll instead of through a read that
+/// returns `EAGAIN`.
+pub(crate) fn poll_read_tokio<T: tokio::io::AsyncRead + Unpin>(
+    io: &mut T,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    let mut buf = tokio::io::ReadBuf::new(buf);
+    std::task::ready!(tokio::io::AsyncRead::poll_read(
+        std::pin::Pin::new(io),
+        cx,
+        &mut buf
+    ))?;
+    Poll::Ready(Ok(buf.filled().len()))
+}

@@ -60,15 +60,7 @@ impl SocketIo for TcpStream {
         TcpStream::try_read(self, buf)
     }
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        // tokio clears the readiness after a short read, so the next wait goes straight to
-        // epoll instead of through a read that returns EAGAIN.
-        let mut buf = tokio::io::ReadBuf::new(buf);
-        std::task::ready!(tokio::io::AsyncRead::poll_read(
-            std::pin::Pin::new(self),
-            cx,
-            &mut buf
-        ))?;
-        Poll::Ready(Ok(buf.filled().len()))
+        crate::stream::poll_read_tokio(self, cx, buf)
     }
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         TcpStream::try_write(self, buf)
