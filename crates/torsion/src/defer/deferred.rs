@@ -248,6 +248,16 @@ impl<T: 'static> Deferred<T> {
             View::Chain(chain, _) => chain,
             View::Ready(value) => fired_chain::<T>(value.map(Ok)),
         };
+        Deferred::<T>::push_onto(chain, anchor, step)
+    }
+
+    /// Pushes `step` onto `chain`, running it now if the chain is complete.
+    #[inline(always)]
+    fn push_onto<U: 'static>(
+        chain: ChainRef,
+        anchor: Option<Rc<dyn Any>>,
+        step: Box<dyn ErasedStep>,
+    ) -> Deferred<U> {
         chain.core.push(step);
         if chain.core.complete.get() {
             Deferred::<T>::run_added(&chain);
@@ -277,14 +287,14 @@ impl<T: 'static> Deferred<T> {
     ) -> Deferred<U> {
         let Deferred { view, anchor } = self;
         match view.into_inner() {
-            View::Chain(chain, _) => Deferred::<T> {
-                view: RefCell::new(View::Chain(chain, PhantomData)),
+            View::Chain(chain, _) => Deferred::<T>::push_onto(
+                chain,
                 anchor,
-            }
-            .then(Box::new(Plain {
-                f,
-                types: PhantomData,
-            })),
+                Box::new(Plain {
+                    f,
+                    types: PhantomData,
+                }),
+            ),
             View::Ready(value) => Deferred::<T>::then_ready(value, anchor, f),
         }
     }
