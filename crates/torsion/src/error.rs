@@ -235,7 +235,17 @@ impl CannotListenError {
 
 impl fmt::Display for CannotListenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Couldn't listen on {}: {}", self.address, self.source)
+        write!(f, "Couldn't listen on {}: {}", self.address, self.source)?;
+        // The fix, where the cause says what it is: these two are most of the first hour.
+        match self.source.kind() {
+            io::ErrorKind::AddrInUse => f.write_str(
+                " (another program is listening there: stop it, or choose another port)",
+            ),
+            io::ErrorKind::PermissionDenied => f.write_str(
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE: choose a port above 1023)",
+            ),
+            _ => Ok(()),
+        }
     }
 }
 

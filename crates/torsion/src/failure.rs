@@ -172,13 +172,40 @@ impl<E: StdError + Send + Sync + 'static> From<E> for Failure {
     }
 }
 
+/// `{:?}` is the error's message followed by its causes, on one line, so that
+/// `fn main() -> Result<(), Failure>` ends with `Error: Couldn't listen on any:80: Permission
+/// denied (os error 13)` rather than a struct dump (the convention `anyhow` set for errors that
+/// reach `main`). `{:#?}` is the full record: type, error and where the failure was made.
+///
+/// ```
+/// use torsion::Failure;
+///
+/// let f = Failure::new(std::io::Error::other("disk on fire"));
+/// assert_eq!(format!("{f:?}"), "disk on fire");
+/// assert!(format!("{f:#?}").contains("location"));
+/// ```
 impl fmt::Debug for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Failure")
-            .field("type", &self.inner.type_name)
-            .field("error", &self.inner.error)
-            .field("location", &format_args!("{}", self.inner.location))
-            .finish()
+        if f.alternate() {
+            return f
+                .debug_struct("Failure")
+                .field("type", &self.inner.type_name)
+                .field("error", &self.inner.error)
+                .field("location", &format_args!("{}", self.inner.location))
+                .finish();
+        }
+        let mut text = self.inner.error.to_string();
+        let mut cause = self.inner.error.source();
+        while let Some(c) = cause {
+            let more = c.to_string();
+            // Most errors already print their cause (`Couldn't listen on x: <io error>`).
+            if !text.contains(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
+            cause = c.source();
+        }
+        f.write_str(&text)
     }
 }
 

@@ -555,6 +555,18 @@ fn listening_on_a_port_already_in_use_fails_with_cannot_listen_error() {
         .unwrap_or_else(|| panic!("{err:?}"));
     assert_eq!(cannot.io_error().kind(), std::io::ErrorKind::AddrInUse);
     assert_eq!(r.open_handles(), 0);
+    // What `fn main() -> Result<(), Failure>` prints after `Error: `: one line, the cause and
+    // the fix, not a struct dump.
+    let line = format!("{err:?}");
+    assert!(
+        !line.contains('\n') && !line.contains("Failure {"),
+        "{line}"
+    );
+    assert!(
+        line.starts_with(&format!("Couldn't listen on 127.0.0.1:{port}")),
+        "{line}"
+    );
+    assert!(line.contains("choose another port"), "{line}");
 }
 
 #[test]
