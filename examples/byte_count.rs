@@ -7,9 +7,9 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use torsion::web::{Render, Request, Resource, Site};
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 use torsion_examples::{init_logging, Args};
-use torsion_web::{Render, Request, Resource, Site};
 
 /// A plain object: counts bytes.
 #[derive(Default)]

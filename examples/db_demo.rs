@@ -6,8 +6,8 @@
 //! cargo run --release --example db_demo                                    # SQLite in memory
 //! cargo run --release --example db_demo -- --db postgres://postgres@localhost/postgres
 //! ```
+use torsion::db::{ConnectionPool, Row};
 use torsion::{reactor, Failure};
-use torsion_db::{ConnectionPool, Row};
 use torsion_examples::{init_logging, Args};
 
 /// Twisted's `getAge(user)`: a query whose rows arrive later.

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use torsion::defer::ensure_deferred;
+use torsion::web::client::get_page;
 use torsion::{reactor, Failure};
 use torsion_examples::{init_logging, Args};
-use torsion_web::client::get_page;
 
 /// Prints the page, as Python's `print(html)` would.
 fn print_page(html: &[u8]) {

@@ -3,9 +3,9 @@
 //! ```text
 //! cargo run --release --example hello_web -- --port 8880
 //! ```
+use torsion::web::{Render, Request, Resource, Site};
 use torsion::{reactor, Failure};
 use torsion_examples::{init_logging, Args};
-use torsion_web::{Render, Request, Resource, Site};
 
 /// Renders the same page for every path.
 struct HelloPage;

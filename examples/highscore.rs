@@ -1,6 +1,6 @@
 //! Seed 000's multiprotocol showcase: a game played over a line protocol, whose high-score
 //! table is on the web while the players keep playing. Scores are stored through a
-//! `torsion_db::ConnectionPool`, so they survive a restart.
+//! `torsion::db::ConnectionPool`, so they survive a restart.
 //!
 //! ```text
 //! cargo run --release --example highscore -- --game-port 1079 --web-port 1080 --db sqlite:highscore.db
@@ -39,14 +39,14 @@ use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use torsion::db::{ConnectionPool, DbError};
 use torsion::defer::ensure_deferred;
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
+use torsion::web::proto::html_escape;
+use torsion::web::resources::Directory;
+use torsion::web::{Render, Request, Resource, Site};
 use torsion::{factory, reactor, ConnectionEnd, Failure, Transport};
-use torsion_db::{ConnectionPool, DbError};
 use torsion_examples::{init_logging, Args};
-use torsion_web::proto::html_escape;
-use torsion_web::resources::Directory;
-use torsion_web::{Render, Request, Resource, Site};
 
 /// The secret number is in `1..=HIGHEST`.
 const HIGHEST: u32 = 100;

@@ -13,9 +13,9 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use torsion::protocols::policies::ReconnectingClientFactory;
+use torsion::words::irc::{nick_of, Irc, IrcClient, IrcConfig, IrcHandler};
 use torsion::{factory, reactor, ConnectionEnd, Failure};
 use torsion_examples::{init_logging, Args};
-use torsion_words::irc::{nick_of, Irc, IrcClient, IrcConfig, IrcHandler};
 
 /// Writes lines to a file (or standard output), each with the time (UTC) in front, flushed
 /// at once so that `tail -f` shows them as they come.

@@ -5,10 +5,10 @@
 //! cargo run --release --example static_files -- --path . --port 8080
 //! curl -r 0-99 http://localhost:8080/Cargo.toml
 //! ```
+use torsion::web::static_file::File;
+use torsion::web::Site;
 use torsion::{reactor, Failure};
 use torsion_examples::{init_logging, Args};
-use torsion_web::static_file::File;
-use torsion_web::Site;
 
 fn main() -> Result<(), Failure> {
     init_logging();

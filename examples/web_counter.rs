@@ -5,9 +5,9 @@
 //! ```
 use std::cell::Cell;
 
+use torsion::web::{Render, Request, Resource, Site};
 use torsion::{reactor, Failure};
 use torsion_examples::{init_logging, Args};
-use torsion_web::{Render, Request, Resource, Site};
 
 /// Counts its visitors. All URLs under it render with it (`is_leaf`).
 #[derive(Default)]

@@ -2,16 +2,24 @@
 //!
 //! Torsion is Twisted's programming model — a [reactor](mod@reactor) that calls your code when
 //! events happen, [Deferreds](defer) for results you don't have yet, and [protocols](protocol),
-//! [factories](protocol::Factory) and [transports](transport) that separate the meaning of
-//! bytes from moving them — written as idiomatic, fast Rust on tokio.
+//! [factories](protocol::Factory) and [transports](transport) that keep the meaning of bytes
+//! apart from moving them — written as idiomatic, fast Rust on tokio.
 //!
-//! ```text
-//!   your Protocol  (data_received, connection_lost)      <- meaning
-//!        ^   | write, lose_connection
-//!   Transport handle (buffered, coalesced writes)        <- byte pipe
-//!        ^
-//!   Reactor: one per thread, tokio LocalRuntime,          <- events: I/O, timers,
-//!            timers, triggers, call_from_thread               signals, other threads
+//! This is the one crate to depend on. The core is always here; each battery is a module
+//! behind a feature of the same name, as Twisted's packages are:
+//!
+//! | feature | module | Twisted |
+//! |---|---|---|
+//! | (always) | the crate root: [`reactor`](mod@reactor), [`defer`], [`protocol`], [`transport`], [`protocols::basic`], [`endpoints`], [`testing`], ... | `twisted.internet`, `twisted.protocols`, `twisted.trial` |
+//! | `tls` (default) | [`tls`] | `twisted.internet.ssl` |
+//! | `web` (default) | `web`: `Site`, `Resource`, `static_file::File`, `client::Agent` | `twisted.web` |
+//! | `db` | `db`: `ConnectionPool` | `twisted.enterprise.adbapi` |
+//! | `words` | `words`: `irc::IrcClient` | `twisted.words` |
+//! | `full` | all of the above | |
+//!
+//! ```toml
+//! [dependencies]
+//! torsion = { path = "../torsion/crates/torsion", features = ["full"] }
 //! ```
 //!
 //! The seed's echo server, complete:
@@ -32,53 +40,63 @@
 //!     reactor().run()
 //! }
 //! ```
+//!
+//! And a web server, the resource tree of `twisted.web` (feature `web`):
+//!
+//! ```no_run
+//! # #[cfg(feature = "web")]
+//! # fn main() -> Result<(), torsion::Failure> {
+//! use torsion::reactor;
+//! use torsion::web::{Request, Resource, Site};
+//!
+//! struct Hello;
+//!
+//! impl Resource for Hello {
+//!     fn is_leaf(&self) -> bool {
+//!         true
+//!     }
+//!     fn render_get(&self, _request: &Request) -> torsion::web::Render {
+//!         "<html>Hello, world!</html>".into()
+//!     }
+//! }
+//!
+//! reactor().listen_tcp(8080, Site::new(Hello))?;
+//! reactor().run()
+//! # }
+//! # #[cfg(not(feature = "web"))]
+//! # fn main() {}
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// Lets `#[torsion::test]` (which names `::torsion`) work in this crate's own tests.
-extern crate self as torsion;
+#[doc(inline)]
+pub use torsion_core::*;
 
-mod address;
-pub mod application;
-mod connector;
-pub mod datagram;
-pub mod defer;
-pub mod endpoints;
-mod engine;
-pub mod error;
-mod failure;
-pub mod log;
-pub mod net;
-#[cfg(target_os = "linux")]
-mod poller;
-mod port;
-pub mod process;
-pub mod producer;
-pub mod protocol;
-pub mod protocols;
-pub mod reactor;
-mod runtime;
-pub mod stdio;
-mod stream;
-pub mod task;
-pub mod tcp;
-pub mod testing;
-pub mod threads;
-mod time;
-#[cfg(feature = "tls")]
-pub mod tls;
-pub mod transport;
-pub mod udp;
-pub mod unix;
-pub mod unix_datagram;
-mod util;
+/// The web server and client: Twisted's `twisted.web` (feature `web`).
+///
+/// A [`Site`](web::Site) serves a tree of [`Resource`](web::Resource)s and is a factory, so it
+/// listens like any protocol; [`static_file::File`](web::static_file::File) serves a folder;
+/// [`client::Agent`](web::client::Agent) is the HTTP client.
+#[cfg(feature = "web")]
+pub mod web {
+    #[doc(inline)]
+    pub use torsion_web::*;
+}
 
-pub use defer::Deferred;
-pub use failure::{BoxError, Failure};
-pub use protocol::{factory, ClientFactory, ConnectionEnd, Factory, Protocol};
-pub use reactor::{reactor, Reactor};
-pub use transport::Transport;
+/// Databases without blocking the reactor: Twisted's `adbapi` (feature `db`).
+///
+/// A [`ConnectionPool`](db::ConnectionPool) runs blocking calls (SQLite, PostgreSQL) in worker
+/// threads and hands results back as Deferreds.
+#[cfg(feature = "db")]
+pub mod db {
+    #[doc(inline)]
+    pub use torsion_db::*;
+}
 
-/// Runs an async test in a fresh reactor, failing it on error, time-out or a dirty reactor;
-/// see [`testing::run_test`].
-pub use torsion_macros::test;
+/// Chat protocols: Twisted Words (feature `words`). Today, the IRC client,
+/// [`irc::IrcClient`](words::irc::IrcClient).
+#[cfg(feature = "words")]
+pub mod words {
+    #[doc(inline)]
+    pub use torsion_words::*;
+}
