@@ -43,7 +43,10 @@ fn have_python() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !found {
-        eprintln!("\n*** SKIPPING: python3 is not installed, so there is no http.server to fetch from ***\n");
+        torsion::testing::skip(
+            torsion::testing::Missing::Peer,
+            "python3 is not installed, so there is no http.server to fetch from",
+        );
     }
     found
 }

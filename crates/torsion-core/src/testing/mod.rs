@@ -8,6 +8,7 @@
 //! - [`connected_pair`]: two protocols talking through memory, moved along by a [`Pump`].
 //! - [`success_result_of`], [`failure_result_of`], [`assert_no_result`]: look at a Deferred
 //!   without running a reactor.
+//! - [`skip`]: skip a test whose peer or host feature is missing, loudly (trial's `SkipTest`).
 //!
 //! [`Clock`] is a [`ReactorTime`], so code that schedules work is tested without waiting:
 //!
@@ -25,6 +26,7 @@
 
 mod datagram;
 mod iosim;
+mod skip;
 mod string_transport;
 mod trial;
 
@@ -32,6 +34,7 @@ use std::rc::Rc;
 
 pub use datagram::FakeDatagramTransport;
 pub use iosim::{connected_pair, Pump};
+pub use skip::{skip, Missing};
 pub use string_transport::StringTransport;
 pub use trial::{assert_no_result, failure_result_of, run_test, success_result_of, TestResult};
 

@@ -60,7 +60,10 @@ fn have(program: &str, version_arg: &str, package: &str) -> bool {
     if runs() {
         return true;
     }
-    eprintln!("\n*** SKIPPING: {program} is not installed and could not be installed ***\n");
+    torsion::testing::skip(
+        torsion::testing::Missing::Peer,
+        format!("{program} is not installed and could not be installed"),
+    );
     false
 }
 

@@ -275,7 +275,10 @@ async fn curl_through_the_forwarder_to_python_http_server() -> Result<(), Failur
     if Command::new("python3").arg("--version").output().is_err()
         || Command::new("curl").arg("--version").output().is_err()
     {
-        eprintln!("\n*** SKIPPING: python3 or curl is not installed ***\n");
+        torsion::testing::skip(
+            torsion::testing::Missing::Peer,
+            "python3 or curl is not installed",
+        );
         return Ok(());
     }
     let dir = std::env::temp_dir().join(format!("torsion-pf-{}", std::process::id()));

@@ -83,7 +83,10 @@ async fn python_socket_client_gets_its_datagrams_echoed_over_ipv6() -> Result<()
         return Ok(());
     };
     if std::net::UdpSocket::bind("[::1]:0").is_err() {
-        eprintln!("SKIPPED: ::1 is not available here; the IPv6 interop did not run");
+        torsion::testing::skip(
+            torsion::testing::Missing::HostFeature,
+            "::1 is not available here; the IPv6 interop did not run",
+        );
         return Ok(());
     }
     peer_client_against_torsion_echo(&py, "udp-client", Ipv6Addr::LOCALHOST.into()).await

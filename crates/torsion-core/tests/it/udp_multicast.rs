@@ -33,9 +33,12 @@ async fn two_listeners_on_one_port_both_hear_the_group_until_they_leave() -> Res
     assert_eq!(port_b.get_host().port(), Some(number));
 
     if let Err(e) = port_a.join_group(g, LOOPBACK_IF) {
-        eprintln!(
-            "SKIPPED (loudly): this machine cannot join a multicast group on the loopback \
-             interface ({e}); only the calls' errors were tested"
+        torsion::testing::skip(
+            torsion::testing::Missing::HostFeature,
+            format!(
+                "this machine cannot join a multicast group on the loopback interface ({e}); \
+                 only the calls' errors were tested"
+            ),
         );
         port_a.stop_listening().await?;
         port_b.stop_listening().await?;
@@ -153,7 +156,10 @@ async fn ipv6_ports_set_hops_and_loopback() -> Result<(), Failure> {
     let port = match reactor().listen_udp_with(0, p, options) {
         Ok(port) => port,
         Err(e) => {
-            eprintln!("SKIPPED: cannot bind ::1 here ({e}); the IPv6 options were not tested");
+            torsion::testing::skip(
+                torsion::testing::Missing::HostFeature,
+                format!("cannot bind ::1 here ({e}); the IPv6 options were not tested"),
+            );
             return Ok(());
         }
     };

@@ -65,7 +65,10 @@ fn python(args: &[&str], dir: &TempDir) -> Option<Python> {
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("\n*** SKIPPING: python3 is not installed ({e}) ***\n");
+            torsion::testing::skip(
+                torsion::testing::Missing::Peer,
+                format!("python3 is not installed ({e})"),
+            );
             return None;
         }
     };

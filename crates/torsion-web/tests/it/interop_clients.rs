@@ -200,8 +200,7 @@ fn curl_sees_the_limits() {
 #[test]
 fn python_http_client_keeps_the_connection_alive_and_uploads_chunked() {
     if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("\n*** SKIPPING the http.client test: python3 is not installed ***\n");
-        return;
+        return torsion::testing::skip(torsion::testing::Missing::Peer, "python3 is not installed");
     }
     let s = serve();
     let script = format!(
@@ -240,8 +239,7 @@ fn python_http_client_parses_pipelined_responses_in_order() {
     // No common client sends pipelined requests any more (curl removed it), so the requests
     // go out raw, all at once, and Python's http.client parses the responses off the socket.
     if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("\n*** SKIPPING the pipelining test: python3 is not installed ***\n");
-        return;
+        return torsion::testing::skip(torsion::testing::Missing::Peer, "python3 is not installed");
     }
     let s = serve();
     let script = format!(

@@ -72,7 +72,10 @@ fn installed(program: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("{program} is not installed; skipping");
+        torsion::testing::skip(
+            torsion::testing::Missing::Peer,
+            format!("{program} is not installed"),
+        );
     }
     ok
 }

@@ -52,9 +52,10 @@ fn have_socket_activate() -> bool {
     if runs() {
         return true;
     }
-    eprintln!(
-        "\n*** SKIPPING: systemd-socket-activate is not available (the python3 launcher test \
-         still covers socket activation) ***\n"
+    torsion::testing::skip(
+        torsion::testing::Missing::Peer,
+        "systemd-socket-activate is not available (the python3 launcher test still covers \
+         socket activation)",
     );
     false
 }
@@ -112,8 +113,7 @@ os.execv(argv[0], argv)
 #[test]
 fn a_unix_socket_passed_as_fd_3_is_served() {
     if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("\n*** SKIPPING: python3 is not installed ***\n");
-        return;
+        return torsion::testing::skip(torsion::testing::Missing::Peer, "python3 is not installed");
     }
     let path = std::env::temp_dir().join(format!("torsiond-sd-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
@@ -167,8 +167,7 @@ fn refused(listen: &str, pid_ok: bool) -> (ExitStatus, String) {
 #[test]
 fn missing_or_foreign_sockets_are_refused_with_a_message() {
     if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("\n*** SKIPPING: python3 is not installed ***\n");
-        return;
+        return torsion::testing::skip(torsion::testing::Missing::Peer, "python3 is not installed");
     }
     let (status, err) = refused("systemd:domain=UNIX:index=1", true);
     assert_eq!(status.code(), Some(1), "{err}");

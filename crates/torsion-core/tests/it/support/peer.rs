@@ -32,7 +32,7 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// `python3`, or None with a loud message when it is missing.
 pub fn python3() -> Option<PathBuf> {
     if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("\n*** SKIPPING this interop test: python3 is not installed ***\n");
+        torsion::testing::skip(torsion::testing::Missing::Peer, "python3 is not installed");
         return None;
     }
     Some(PathBuf::from("python3"))

@@ -29,9 +29,12 @@ pub fn postgres_url() -> Option<String> {
     match URL.get_or_init(start) {
         Ok(url) => Some(url.clone()),
         Err(why) => {
-            eprintln!(
-                "\n*** SKIPPED: no PostgreSQL server for this test: {why} ***\n\
-                 *** (set TORSION_PG_URL=postgres://... to use an existing server) ***\n"
+            torsion::testing::skip(
+                torsion::testing::Missing::Peer,
+                format!(
+                    "no PostgreSQL server for this test: {why} \
+                     (set TORSION_PG_URL=postgres://... to use an existing server)"
+                ),
             );
             None
         }
