@@ -128,6 +128,13 @@ pub(crate) fn endpoints_of(matches: &ArgMatches, id: &str) -> Vec<ServerDescript
         .unwrap_or_default()
 }
 
+/// What an endpoint string is, for the help of options that take one: examples of each
+/// kind the grammar knows (`torsion::endpoints`), and where the rest is documented.
+pub(crate) const ENDPOINT_HELP: &str = "An endpoint string is KIND:ARGS, e.g. tcp:8080 (every interface), \
+tcp:8080:interface=127.0.0.1 (loopback only), tcp6:8080:interface=\\:\\:1, unix:/run/web.sock:mode=660, \
+tls:8443:privateKey=key.pem:certKey=cert.pem (ssl: is the same), systemd:domain=INET:index=0, \
+haproxy:tcp:8080; see torsion::endpoints (https://docs.rs/torsion/latest/torsion/endpoints/)";
+
 /// A `--listen ENDPOINT` option (repeatable), parsed with [`parse_endpoint`].
 pub(crate) fn listen_arg(default: &'static str) -> Arg {
     Arg::new("listen")
@@ -136,7 +143,7 @@ pub(crate) fn listen_arg(default: &'static str) -> Arg {
         .action(ArgAction::Append)
         .value_parser(parse_endpoint)
         .help(format!(
-            "Where to listen, as an endpoint string (repeatable; default {default})"
+            "Where to listen (repeatable; default {default}). {ENDPOINT_HELP}"
         ))
 }
 
@@ -153,4 +160,29 @@ pub(crate) fn multi_listen<F: Factory + Clone>(
             .expect("the services have no names");
     }
     root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_endpoint, ENDPOINT_HELP};
+
+    /// Every example the help gives is one the grammar takes.
+    #[test]
+    fn the_help_examples_parse() {
+        for example in [
+            "tcp:8080",
+            "tcp:8080:interface=127.0.0.1",
+            r"tcp6:8080:interface=\:\:1",
+            "unix:/run/web.sock:mode=660",
+            "tls:8443:privateKey=key.pem:certKey=cert.pem",
+            "ssl:8443:privateKey=key.pem:certKey=cert.pem",
+            "systemd:domain=INET:index=0",
+            "haproxy:tcp:8080",
+        ] {
+            if !example.starts_with("ssl:") {
+                assert!(ENDPOINT_HELP.contains(example), "{example}");
+            }
+            assert!(parse_endpoint(example).is_ok(), "{example}");
+        }
+    }
 }
