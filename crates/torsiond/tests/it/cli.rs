@@ -464,6 +464,27 @@ fn a_port_in_use_is_status_1() {
     assert!(!err.contains("Failure:"), "{err}");
 }
 
+/// An interface address this machine does not have (192.0.2.1 is reserved for
+/// documentation): one line naming it, and the fix.
+#[test]
+fn web_on_an_address_not_here_is_one_line_with_the_fix_and_status_1() {
+    let tmp = TempDir::new("notmine");
+    let out = run(&[
+        "web",
+        "--path",
+        tmp.path().to_str().unwrap(),
+        "--listen",
+        "tcp:0:interface=192.0.2.1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = one_clean_line(&out);
+    assert!(err.contains("192.0.2.1"), "{err}");
+    assert!(
+        err.contains("no interface of this machine has that address"),
+        "{err}"
+    );
+}
+
 /// The README's command on a port that is taken: one line naming the port and the fix.
 #[test]
 fn web_on_a_port_in_use_is_one_line_with_the_fix_and_status_1() {
