@@ -547,3 +547,56 @@ fn a_closed_stdout_and_stderr_do_not_turn_shutdown_into_a_panic() {
         "exit status {exit:?} (101 would be a panic)"
     );
 }
+
+/// Run on a terminal (a pseudo-terminal made by python3's `pty`), the level is coloured.
+#[test]
+fn logs_to_a_terminal_are_coloured() {
+    const ON_A_PTY: &str = r#"
+import os, pty, signal, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+seen = b""
+while b"listening on" not in seen:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+os.kill(pid, signal.SIGTERM)
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+"#;
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("\n*** SKIPPING: python3 is not installed ***\n");
+        return;
+    }
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", ON_A_PTY, env!("CARGO_BIN_EXE_torsiond")])
+        .args(["echo", "--listen", "tcp:0:interface=127.0.0.1"])
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    let text = rx.recv_timeout(TIMEOUT).expect("the pty launcher finished");
+    drop(running);
+    assert!(
+        text.contains("\x1b[32m INFO\x1b[0m torsiond: listening on"),
+        "{text:?}"
+    );
+}
