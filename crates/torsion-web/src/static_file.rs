@@ -22,9 +22,17 @@
 //!
 //! Requests never leave the root: a segment that is `.` or `..` or holds `/`, `\` or NUL
 //! (also once percent-decoded) is not found, and a symbolic link that resolves outside the
-//! root is refused with 403 unless [`File::allow_symlinks_outside`] says otherwise. Hidden
-//! files are served, as in Twisted. A file that cannot be read is answered 403 or 404 and
-//! logged, never a panic.
+//! root is refused with 403 unless [`File::allow_symlinks_outside`] says otherwise. A file that
+//! cannot be read is answered 403 or 404 and logged, never a panic.
+//!
+//! Hidden entries are not served unless [`File::show_hidden`] says so: a path segment that
+//! starts with `.` (`/.git/config`, `/.env`, `/.ssh/`) is answered 404, and such entries are
+//! left out of listings. Twisted's `static.File` serves them; Torsion does not, because a
+//! folder served as it is (`torsiond web --path .`) would otherwise publish its version
+//! control metadata and secrets. Only the name in the URL is checked: a symbolic link with
+//! a plain name that leads to a hidden entry inside the root is followed, and children added
+//! with [`put_child`](crate::resource::Resource::put_child) (a `.well-known` resource, say) are served
+//! whatever their name.
 //!
 //! Seed 004's `File('.')`, fetched once:
 //!
@@ -92,6 +100,7 @@ struct Config {
     canonical_root: OnceCell<PathBuf>,
     index_names: Vec<String>,
     directory_listing: bool,
+    show_hidden: bool,
     allow_symlinks_outside: bool,
     default_type: String,
     /// Lower-case extension (without the dot) to content type; checked before `mime_guess`.
@@ -171,6 +180,7 @@ impl File {
                 canonical_root: OnceCell::new(),
                 index_names: vec!["index.html".to_owned()],
                 directory_listing: true,
+                show_hidden: false,
                 allow_symlinks_outside: false,
                 default_type: "application/octet-stream".to_owned(),
                 content_types: HashMap::new(),
@@ -197,6 +207,15 @@ impl File {
     /// answered 403 Forbidden.
     pub fn directory_listing(mut self, on: bool) -> File {
         self.config_mut().directory_listing = on;
+        self
+    }
+
+    /// Serves hidden entries, those whose name starts with `.` (`.git`, `.env`,
+    /// `.htaccess`), and lists them, as Twisted does. Off by default: a URL path segment that
+    /// starts with `.` is answered 404 and hidden entries are left out of listings, so serving
+    /// a working copy does not publish its `.git` folder.
+    pub fn show_hidden(mut self, show: bool) -> File {
+        self.config_mut().show_hidden = show;
         self
     }
 
@@ -314,6 +333,12 @@ enum Lookup {
     Forbidden,
 }
 
+/// True for a hidden entry's name: one that starts with `.` (as `ls` and most servers
+/// treat them).
+fn is_hidden(name: &[u8]) -> bool {
+    name.first() == Some(&b'.')
+}
+
 /// The file-system name for a decoded path segment, unless it could step out of its folder:
 /// `.` and `..`, and names holding `/`, `\` or NUL, are refused.
 fn safe_segment(name: &[u8]) -> Option<&OsStr> {
@@ -348,6 +373,9 @@ impl Resource for File {
                 return None;
             }
             return Some(self.index());
+        }
+        if is_hidden(name) && !self.config.show_hidden {
+            return None;
         }
         // No need to check that this is a folder first: below anything else, the lookup
         // finds nothing (ENOTDIR).
@@ -578,12 +606,16 @@ struct DirectoryLister {
 }
 
 impl DirectoryLister {
-    /// The folder's entries, without symbolic links that lead outside the root (unless
-    /// allowed) or nowhere.
+    /// The folder's entries, without hidden ones (unless shown) and symbolic links that
+    /// lead outside the root (unless allowed) or nowhere.
     fn entries(&self) -> io::Result<Vec<Entry>> {
         let mut entries = Vec::new();
         for entry in fs::read_dir(&self.path)? {
             let Ok(entry) = entry else { continue };
+            let name = os_bytes(entry.file_name());
+            if is_hidden(&name) && !self.config.show_hidden {
+                continue;
+            }
             let path = entry.path();
             let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
             if is_link
@@ -595,7 +627,6 @@ impl DirectoryLister {
             let Ok(meta) = fs::metadata(&path) else {
                 continue;
             };
-            let name = os_bytes(entry.file_name());
             entries.push(Entry {
                 is_dir: meta.is_dir(),
                 size: meta.len(),

@@ -1,6 +1,7 @@
 //! The command line: the runner's options, one subcommand per plugin, and how a usage
 //! error is reported.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +30,7 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 /// The top-level command: the runner's options and one subcommand per plugin.
 pub fn command(plugins: &[Box<dyn Plugin>]) -> Command {
     Command::new("torsiond")
+        .version(env!("CARGO_PKG_VERSION"))
         .about("Runs a Torsion application until SIGINT or SIGTERM (Twisted's twistd)")
         .subcommand_required(true)
         .subcommand_value_name("PLUGIN")
@@ -125,8 +127,10 @@ pub fn command(plugins: &[Box<dyn Plugin>]) -> Command {
 }
 
 /// Prints a clap error: help and version in full on standard output (status 0), anything
-/// else as one line on standard error (status 2).
-pub(crate) fn usage_error(e: &clap::Error) -> ExitCode {
+/// else as one line on standard error (status 2) that points at the help of the command the
+/// error is in (`torsiond web --help` for a bad `torsiond web` option). `cmd` and `args` are
+/// the command and the command line that were parsed.
+pub(crate) fn usage_error(e: &clap::Error, cmd: &Command, args: &[OsString]) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp
@@ -143,8 +147,107 @@ pub(crate) fn usage_error(e: &clap::Error) -> ExitCode {
             let text = e.to_string();
             let first = text.lines().next().unwrap_or("usage error");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            say(format_args!("torsiond: {first} (see torsiond --help)"));
+            // The error is the plugin's when the runner's options before its name parse.
+            let in_plugin = plugin_named(cmd, args).filter(|(at, _)| {
+                cmd.clone()
+                    .subcommand_required(false)
+                    .try_get_matches_from(&args[..*at])
+                    .is_ok()
+            });
+            let help = match in_plugin {
+                Some((_, plugin)) => format!("{} {plugin} --help", cmd.get_name()),
+                None => format!("{} --help", cmd.get_name()),
+            };
+            say(format_args!("torsiond: {first} (see {help})"));
             ExitCode::from(2)
         }
+    }
+}
+
+/// The plugin (subcommand of `cmd`) that `args` (program name first) name, if any, and
+/// where: the first argument that is not a runner option or an option's value, when it is a
+/// plugin's name.
+fn plugin_named(cmd: &Command, args: &[OsString]) -> Option<(usize, String)> {
+    let takes_value = |arg: Option<&Arg>| arg.is_some_and(|a| a.get_action().takes_values());
+    let mut args = args.iter().map(|a| a.to_string_lossy()).enumerate().skip(1);
+    while let Some((at, arg)) = args.next() {
+        if arg == "--" {
+            return None;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let named = cmd.get_arguments().find(|a| a.get_long() == Some(long));
+            if !long.contains('=') && takes_value(named) {
+                args.next();
+            }
+        } else if let Some(shorts) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
+            // `-l PATH`, `-lPATH`, `-nl PATH`: a short option that takes a value takes the
+            // rest of the word, or the next one.
+            for (i, c) in shorts.char_indices() {
+                let named = cmd.get_arguments().find(|a| a.get_short() == Some(c));
+                if takes_value(named) {
+                    if i + c.len_utf8() == shorts.len() {
+                        args.next();
+                    }
+                    break;
+                }
+            }
+        } else {
+            return cmd
+                .find_subcommand(arg.as_ref())
+                .map(|p| (at, p.get_name().to_owned()));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::{command, plugin_named};
+    use crate::builtin_plugins;
+
+    fn plugin_in(args: &[&str]) -> Option<String> {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        plugin_named(&command(&builtin_plugins()), &args).map(|(at, name)| {
+            assert_eq!(args[at], *name);
+            name
+        })
+    }
+
+    #[test]
+    fn the_plugin_is_the_first_word_that_is_no_option_or_value() {
+        assert_eq!(
+            plugin_in(&["torsiond", "web", "--bad"]).as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            plugin_in(&["torsiond", "-n", "--workers", "2", "echo"]).as_deref(),
+            Some("echo")
+        );
+        // Option values that happen to be plugin names are values.
+        assert_eq!(
+            plugin_in(&["torsiond", "--pidfile", "web", "echo"]).as_deref(),
+            Some("echo")
+        );
+        assert_eq!(
+            plugin_in(&["torsiond", "-l", "web", "portforward"]).as_deref(),
+            Some("portforward")
+        );
+        assert_eq!(
+            plugin_in(&["torsiond", "-nl", "web", "echo"]).as_deref(),
+            Some("echo")
+        );
+        assert_eq!(
+            plugin_in(&["torsiond", "-lweb", "echo"]).as_deref(),
+            Some("echo")
+        );
+        assert_eq!(
+            plugin_in(&["torsiond", "--logfile=web", "echo"]).as_deref(),
+            Some("echo")
+        );
+        assert_eq!(plugin_in(&["torsiond", "nosuchplugin", "web"]), None);
+        assert_eq!(plugin_in(&["torsiond", "--workers"]), None);
+        assert_eq!(plugin_in(&["torsiond"]), None);
     }
 }

@@ -13,6 +13,7 @@
 //!
 //! | option | meaning |
 //! |---|---|
+//! | `-V`, `--version` | print the version and exit |
 //! | `-n`, `--nodaemon` | run in the foreground (accepted for `twistd` compatibility: always so) |
 //! | `--log-level LEVEL` | `trace`, `debug`, `info` (default), `warn` or `error` |
 //! | `--log-format text\|json` | text lines (default) or JSON lines |
@@ -25,6 +26,9 @@
 //! | `--umask OCTAL` | the file-creation mask, set before anything is created (e.g. `022`) |
 //! | `--shutdown-timeout SECONDS` | how long a graceful stop waits for connections (default 10) |
 //!
+//! Text log lines are coloured only when standard output is a terminal; a log sent to a file
+//! or a pipe holds no ANSI escape codes (see [`logging`]).
+//!
 //! Stopping: SIGTERM or SIGINT stops gracefully. Every listening port closes at once (new
 //! connections are refused), each connection is asked to finish ([`Protocol::drain`](torsion::Protocol::drain): an
 //! idle HTTP keep-alive connection closes at once, one in the middle of a response closes
@@ -33,7 +37,14 @@
 //!
 //! Exit status: 0 after a clean stop, 2 for a usage error (an unknown option, a bad endpoint
 //! string), 1 for a failure at run time (a missing folder, a port in use, a live pidfile).
-//! Errors are one line on standard error, prefixed with `torsiond:`.
+//! Errors are one line on standard error, prefixed with `torsiond:`: the cause, and the fix
+//! where it is known (a usage error ends with `(see torsiond PLUGIN --help)` when it is in
+//! the plugin's options).
+//!
+//! `torsiond web` serves every non-hidden file under `--path` on the interfaces its endpoints
+//! name (`tcp:8080` is every interface; `tcp:8080:interface=127.0.0.1` only loopback).
+//! Entries whose name starts with `.` (`.git`, `.env`) are answered 404 unless
+//! `--show-hidden`; see [`WebPlugin`].
 //!
 //! # A runner with plugins of your own
 //!

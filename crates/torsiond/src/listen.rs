@@ -9,8 +9,10 @@ use clap::{Arg, ArgAction, ArgMatches};
 use torsion::application::{MultiService, Service, StreamServerEndpointService};
 use torsion::defer::{succeed, Deferred};
 use torsion::endpoints::{EndpointError, ServerDescription, ServerEndpoint};
+use torsion::error::CannotListenError;
 use torsion::protocol::Factory;
 use torsion::reactor;
+use torsion::Failure;
 
 use crate::exit::fail;
 use crate::logging::QUIET_LISTEN;
@@ -36,7 +38,7 @@ pub fn parse_endpoint(s: &str) -> Result<ServerDescription, EndpointError> {
 /// A [`StreamServerEndpointService`] that logs `listening on ADDRESS` once it listens, and
 /// reports a failure to listen with [`fail`] (so the runner exits with status 1).
 pub struct ListenService<F: Factory> {
-    inner: StreamServerEndpointService<F>,
+    inner: Rc<StreamServerEndpointService<F>>,
 }
 
 impl<F: Factory> ListenService<F> {
@@ -65,7 +67,9 @@ impl<F: Factory> ListenService<F> {
         };
         let inner = StreamServerEndpointService::new(endpoint, factory);
         inner.set_drain_timeout(Some(settings.shutdown_timeout));
-        ListenService { inner }
+        ListenService {
+            inner: Rc::new(inner),
+        }
     }
 
     /// The wrapped service.
@@ -97,10 +101,18 @@ impl<F: Factory> Service for ListenService<F> {
         QUIET_LISTEN.with(|q| q.set(true));
         self.inner.start_service();
         QUIET_LISTEN.with(|q| q.set(false));
-        drop(self.inner.when_listening().add_both(|outcome| {
+        let inner = Rc::clone(&self.inner);
+        drop(self.inner.when_listening().add_both(move |outcome| {
             match outcome {
                 Ok(address) => tracing::info!(target: "torsiond", "listening on {address}"),
-                Err(failure) => fail(failure.error_message()),
+                Err(failure) => {
+                    let hint = inner.take_listen_failure().as_ref().and_then(listen_fix);
+                    fail(format_args!(
+                        "{}{}",
+                        failure.error_message(),
+                        hint.unwrap_or_default()
+                    ));
+                }
             }
             Ok::<(), torsion::Failure>(())
         }));
@@ -112,6 +124,19 @@ impl<F: Factory> Service for ListenService<F> {
         } else {
             succeed(())
         }
+    }
+}
+
+/// The fix for a failure to listen that the core's message does not give already (it names
+/// one for a port in use and for a privileged port).
+fn listen_fix(failure: &Failure) -> Option<&'static str> {
+    let cannot = failure.downcast_ref::<CannotListenError>()?;
+    match cannot.io_error().kind() {
+        std::io::ErrorKind::AddrNotAvailable => Some(
+            " (no interface of this machine has that address: give interface= one of its \
+             addresses, 127.0.0.1 for this machine only, or leave it out for every interface)",
+        ),
+        _ => None,
     }
 }
 
@@ -128,6 +153,13 @@ pub(crate) fn endpoints_of(matches: &ArgMatches, id: &str) -> Vec<ServerDescript
         .unwrap_or_default()
 }
 
+/// What an endpoint string is, for the help of options that take one: examples of each
+/// kind the grammar knows (`torsion::endpoints`), and where the rest is documented.
+pub(crate) const ENDPOINT_HELP: &str = "An endpoint string is KIND:ARGS, e.g. tcp:8080 (every interface), \
+tcp:8080:interface=127.0.0.1 (loopback only), tcp6:8080:interface=\\:\\:1, unix:/run/web.sock:mode=660, \
+tls:8443:privateKey=key.pem:certKey=cert.pem (ssl: is the same), systemd:domain=INET:index=0, \
+haproxy:tcp:8080; see torsion::endpoints (https://docs.rs/torsion/latest/torsion/endpoints/)";
+
 /// A `--listen ENDPOINT` option (repeatable), parsed with [`parse_endpoint`].
 pub(crate) fn listen_arg(default: &'static str) -> Arg {
     Arg::new("listen")
@@ -136,7 +168,7 @@ pub(crate) fn listen_arg(default: &'static str) -> Arg {
         .action(ArgAction::Append)
         .value_parser(parse_endpoint)
         .help(format!(
-            "Where to listen, as an endpoint string (repeatable; default {default})"
+            "Where to listen (repeatable; default {default}). {ENDPOINT_HELP}"
         ))
 }
 
@@ -153,4 +185,29 @@ pub(crate) fn multi_listen<F: Factory + Clone>(
             .expect("the services have no names");
     }
     root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_endpoint, ENDPOINT_HELP};
+
+    /// Every example the help gives is one the grammar takes.
+    #[test]
+    fn the_help_examples_parse() {
+        for example in [
+            "tcp:8080",
+            "tcp:8080:interface=127.0.0.1",
+            r"tcp6:8080:interface=\:\:1",
+            "unix:/run/web.sock:mode=660",
+            "tls:8443:privateKey=key.pem:certKey=cert.pem",
+            "ssl:8443:privateKey=key.pem:certKey=cert.pem",
+            "systemd:domain=INET:index=0",
+            "haproxy:tcp:8080",
+        ] {
+            if !example.starts_with("ssl:") {
+                assert!(ENDPOINT_HELP.contains(example), "{example}");
+            }
+            assert!(parse_endpoint(example).is_ok(), "{example}");
+        }
+    }
 }

@@ -8,6 +8,12 @@
 //! fields) and, with several workers, `worker`. Rotated files are named as Twisted's
 //! `LogFile` names them: `torsiond.log.1` is the newest, `torsiond.log.2` the one before.
 //!
+//! Colour: text lines written to standard output get a coloured level only when standard
+//! output is a terminal (and `NO_COLOR` is not set); a log redirected to a file or a pipe, a
+//! `--logfile`, and JSON lines never hold ANSI escape codes. Control characters that come
+//! from outside (a file name, a peer's input) are written escaped (`\u{1b}`), so they
+//! cannot colour or rewrite a terminal either; newlines and tabs are kept.
+//!
 //! ```
 //! use torsiond::logging::RotatingFile;
 //!
@@ -183,19 +189,28 @@ impl LogSink {
 #[derive(Debug)]
 pub struct LogLayer {
     format: LogFormat,
+    colour: bool,
     sink: Mutex<LogSink>,
     /// Whether a failed write was reported already (once, on standard error).
     reported: std::sync::atomic::AtomicBool,
 }
 
 impl LogLayer {
-    /// A layer writing `format` lines to `sink`.
+    /// A layer writing `format` lines to `sink`, without colour.
     pub fn new(format: LogFormat, sink: LogSink) -> LogLayer {
         LogLayer {
             format,
+            colour: false,
             sink: Mutex::new(sink),
             reported: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Colours the level of text lines with ANSI escape codes (JSON lines never are). The
+    /// runner turns this on only when the lines go to a terminal: see [`colour_wanted`].
+    pub fn colour(mut self, on: bool) -> LogLayer {
+        self.colour = on;
+        self
     }
 
     /// Formats one event as a line (with its newline).
@@ -208,15 +223,28 @@ impl LogLayer {
             tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut timestamp));
         match self.format {
             LogFormat::Text => {
-                let mut line = format!("{timestamp} {:>5} ", meta.level());
+                let mut line = if self.colour {
+                    let colour = match *meta.level() {
+                        Level::ERROR => "31",
+                        Level::WARN => "33",
+                        Level::INFO => "32",
+                        Level::DEBUG => "34",
+                        Level::TRACE => "35",
+                    };
+                    format!("{timestamp} \x1b[{colour}m{:>5}\x1b[0m ", meta.level())
+                } else {
+                    format!("{timestamp} {:>5} ", meta.level())
+                };
                 if let Some(w) = worker {
                     let _ = write!(line, "[worker {w}] ");
                 }
-                let _ = write!(line, "{}: {}", meta.target(), fields.message);
+                let _ = write!(line, "{}: ", meta.target());
+                push_escaped(&mut line, &fields.message);
                 for (name, value) in &fields.rest {
                     match value {
                         Value::String(s) => {
-                            let _ = write!(line, " {name}={s}");
+                            let _ = write!(line, " {name}=");
+                            push_escaped(&mut line, s);
                         }
                         other => {
                             let _ = write!(line, " {name}={other}");
@@ -245,6 +273,34 @@ impl LogLayer {
             }
         }
     }
+}
+
+/// Appends `text`, with control characters other than newline and tab escaped (`\u{1b}`):
+/// an escape sequence from a file name or a peer must not reach a terminal or a log file.
+fn push_escaped(line: &mut String, text: &str) {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        line.push_str(text);
+        return;
+    }
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            let _ = write!(line, "{}", c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+}
+
+/// Whether text log lines written to `sink` should be coloured: only on standard output,
+/// only when it is a terminal, and not when `NO_COLOR` is set (<https://no-color.org>).
+pub fn colour_wanted(sink: &LogSink) -> bool {
+    use std::io::IsTerminal;
+    matches!(sink, LogSink::Stdout)
+        && io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 impl<S: Subscriber> Layer<S> for LogLayer {
@@ -391,8 +447,9 @@ pub(crate) fn init(matches: &ArgMatches) -> Result<(), String> {
                     && QUIET_LISTEN.with(Cell::get)))
     })
     .with_max_level_hint(level);
-    let subscriber =
-        tracing_subscriber::registry().with(LogLayer::new(format, sink).with_filter(filter));
+    let colour = format == LogFormat::Text && colour_wanted(&sink);
+    let layer = LogLayer::new(format, sink).colour(colour);
+    let subscriber = tracing_subscriber::registry().with(layer.with_filter(filter));
     let _ = tracing::subscriber::set_global_default(subscriber);
     Ok(())
 }
@@ -400,6 +457,73 @@ pub(crate) fn init(matches: &ArgMatches) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fresh folder under the system's temporary folder, removed when dropped (also when
+    /// the test fails).
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir =
+                std::env::temp_dir().join(format!("torsiond-unit-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The lines a text layer (coloured or not) writes to a file for two events holding an
+    /// escape sequence, one in the message and one in a field.
+    fn text_lines(colour: bool) -> String {
+        use tracing_subscriber::layer::SubscriberExt;
+        let tmp = TempDir::new(if colour { "colour" } else { "plain" });
+        let path = tmp.0.join("x.log");
+        let file = RotatingFile::open(&path, 0, false, 1).unwrap();
+        let layer = LogLayer::new(LogFormat::Text, LogSink::File(file)).colour(colour);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "t", "serving /srv/\x1b[31mred\tfolder");
+            tracing::warn!(target: "t", path = "a\x1b]0;title\x07b", "refused");
+        });
+        fs::read_to_string(&path).unwrap()
+    }
+
+    #[test]
+    fn plain_text_lines_hold_no_escape_codes() {
+        let text = text_lines(false);
+        assert!(!text.contains('\x1b'), "{text:?}");
+        assert!(!text.contains('\x07'), "{text:?}");
+        assert!(
+            text.contains("INFO t: serving /srv/\\u{1b}[31mred\tfolder\n"),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("WARN t: refused path=a\\u{1b}]0;title\\u{7}b\n"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn coloured_text_lines_colour_only_the_level() {
+        let text = text_lines(true);
+        assert!(text.contains("\x1b[32m INFO\x1b[0m t: serving"), "{text:?}");
+        assert!(text.contains("\x1b[33m WARN\x1b[0m t: refused"), "{text:?}");
+        // What came from outside is still escaped.
+        assert_eq!(text.matches('\x1b').count(), 4, "{text:?}");
+    }
+
+    #[test]
+    fn a_log_file_is_never_coloured() {
+        let tmp = TempDir::new("sink");
+        let file = RotatingFile::open(&tmp.0.join("x.log"), 0, false, 1).unwrap();
+        assert!(!colour_wanted(&LogSink::File(file)));
+    }
 
     #[test]
     fn sizes() {
@@ -416,23 +540,20 @@ mod tests {
 
     #[test]
     fn keep_zero_empties_instead_of_rotating() {
-        let dir = std::env::temp_dir().join(format!("torsiond-unit-{}-k0", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = TempDir::new("k0");
+        let dir = tmp.0.clone();
         let path = dir.join("x.log");
         let mut f = RotatingFile::open(&path, 10, false, 0).unwrap();
         f.write_line(b"0123456789\n").unwrap();
         f.write_line(b"abc\n").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "abc\n");
         assert!(!dir.join("x.log.1").exists());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_new_day_rotates_when_daily() {
-        let dir = std::env::temp_dir().join(format!("torsiond-unit-{}-day", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = TempDir::new("day");
+        let dir = tmp.0.clone();
         let path = dir.join("x.log");
         let day = std::time::Duration::from_secs(86_400);
         let monday = UNIX_EPOCH + day * 20_000 + std::time::Duration::from_secs(3600);
@@ -457,14 +578,12 @@ mod tests {
         g.write_line_at(b"a\n", monday).unwrap();
         g.write_line_at(b"b\n", monday + day).unwrap();
         assert_eq!(fs::read_to_string(&other).unwrap(), "a\nb\n");
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn reopening_appends_and_counts_the_size() {
-        let dir = std::env::temp_dir().join(format!("torsiond-unit-{}-re", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = TempDir::new("re");
+        let dir = tmp.0.clone();
         let path = dir.join("x.log");
         RotatingFile::open(&path, 0, false, 3)
             .unwrap()
@@ -474,6 +593,5 @@ mod tests {
         f.write_line(b"second\n").unwrap(); // 6 + 7 > 8: rotates first
         assert_eq!(fs::read_to_string(&path).unwrap(), "second\n");
         assert_eq!(fs::read_to_string(dir.join("x.log.1")).unwrap(), "first\n");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -79,9 +79,11 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let matches = match command(&plugins).try_get_matches_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cmd = command(&plugins);
+    let matches = match cmd.clone().try_get_matches_from(&args) {
         Ok(m) => m,
-        Err(e) => return usage_error(&e),
+        Err(e) => return usage_error(&e, &cmd, &args),
     };
     if let Some(&mask) = matches.get_one::<u32>("umask") {
         // umask(2) cannot fail; rustix makes the call without `unsafe` in this crate.

@@ -48,7 +48,9 @@ impl Fixture {
         w("image.png", b"\x89PNG\r\n\x1a\n");
         w("blob.qqqzzz", b"?");
         w("notes.md", b"# notes");
-        w(".hidden", b"hidden but served");
+        w(".hidden", b"hidden, served only when asked");
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        w(".git/config", b"[core]\n");
         w("digits.txt", DIGITS);
         w(ODD_NAME, b"odd");
         w("sub/index.html", b"<h1>sub index</h1>");
@@ -271,12 +273,9 @@ async fn a_folder_without_an_index_is_listed_sorted_and_escaped() -> Result<(), 
     assert_eq!((r.status, r.text().as_str()), (200, "odd"));
     let r = get(addr, "/list/b%20b.txt").await;
     assert_eq!((r.status, r.body.len()), (200, 2048));
-    // The root is listed too, hidden files included.
+    // The root is listed too.
     let page = get(addr, "/").await.text();
-    assert!(
-        page.contains(">.hidden<") && page.contains(">hello.txt<"),
-        "{page}"
-    );
+    assert!(page.contains(">hello.txt<"), "{page}");
     port.stop_listening().await
 }
 
@@ -319,7 +318,7 @@ async fn content_types_come_from_the_extension() -> Result<(), Failure> {
 }
 
 #[torsion::test]
-async fn files_carry_validators_and_hidden_files_are_served() -> Result<(), Failure> {
+async fn files_carry_validators() -> Result<(), Failure> {
     let fx = Fixture::new("validators");
     let (port, addr) = listen(File::new(fx.root()));
     let r = get(addr, "/hello.txt").await;
@@ -338,8 +337,49 @@ async fn files_carry_validators_and_hidden_files_are_served() -> Result<(), Fail
         r.header("last-modified"),
         Some(torsion_web::proto::http_date(mtime).as_str())
     );
+    port.stop_listening().await
+}
+
+/// Twisted serves dotfiles; Torsion answers 404 for them unless `show_hidden(true)`, so a
+/// working copy served as it is does not publish `.git` (see "Differences from Twisted" in
+/// docs/design.md).
+#[torsion::test]
+async fn hidden_entries_are_not_found_or_listed_unless_shown() -> Result<(), Failure> {
+    let fx = Fixture::new("hidden");
+    let (port, addr) = listen(File::new(fx.root()));
+    for target in [
+        "/.git/config",
+        "/.git/",
+        "/.git",
+        "/.hidden",
+        "/%2Ehidden",
+        "/%2egit/config",
+    ] {
+        let r = get(addr, target).await;
+        assert_eq!(r.status, 404, "{target}: {}", r.text());
+        assert!(!r.text().contains("[core]"), "{target}");
+    }
+    let page = get(addr, "/").await.text();
+    assert!(page.contains(">hello.txt<"), "{page}");
+    assert!(!page.contains(".hidden"), "{page}");
+    assert!(!page.contains(".git"), "{page}");
+    // Files with a dot inside their name are not hidden.
+    assert_eq!(get(addr, "/hello.txt").await.status, 200);
+    port.stop_listening().await?;
+
+    let (port, addr) = listen(File::new(fx.root()).show_hidden(true));
+    let r = get(addr, "/.git/config").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "[core]\n"));
     let r = get(addr, "/.hidden").await;
-    assert_eq!((r.status, r.text().as_str()), (200, "hidden but served"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "hidden, served only when asked")
+    );
+    let page = get(addr, "/").await.text();
+    assert!(
+        page.contains(">.hidden<") && page.contains(">.git/<"),
+        "{page}"
+    );
     port.stop_listening().await
 }
 

@@ -13,7 +13,7 @@ use torsion::application::Service;
 use torsion::protocols::portforward::ProxyFactory;
 
 use super::Plugin;
-use crate::listen::{endpoints_of, listen_arg, multi_listen};
+use crate::listen::{endpoints_of, listen_arg, multi_listen, ENDPOINT_HELP};
 
 /// `torsiond portforward`: every connection to a `--listen` endpoint is forwarded to
 /// `--dest HOST:PORT` with a [`ProxyFactory`]; bytes flow both ways unchanged, and when
@@ -51,11 +51,9 @@ impl Plugin for PortForwardPlugin {
 
     fn command(&self) -> Command {
         Command::new("portforward")
-            .arg(
-                listen_arg("")
-                    .required(true)
-                    .help("Where to listen, as an endpoint string (repeatable; at least one)"),
-            )
+            .arg(listen_arg("").required(true).help(format!(
+                "Where to listen (repeatable; at least one). {ENDPOINT_HELP}"
+            )))
             .arg(
                 Arg::new("dest")
                     .long("dest")

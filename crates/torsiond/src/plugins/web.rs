@@ -16,7 +16,9 @@ use crate::listen::{endpoints_of, listen_arg, multi_listen, parse_endpoint};
 ///
 /// Options: `--path DIR` (default `.`), `--listen ENDPOINT` (repeatable, default
 /// `tcp:8080`), `--port N` (Twisted's alias for `--listen tcp:N`, repeatable),
-/// `--no-listing` (answer 403 for folders without an index page), `--no-access-log`
+/// `--no-listing` (answer 403 for folders without an index page), `--show-hidden` (serve
+/// and list entries whose name starts with `.`, such as `.git` and `.env`, which are
+/// otherwise answered 404; see [`File::show_hidden`]), `--no-access-log`
 /// (by default each request is logged, in the combined log format, with the target
 /// `torsion_web::access`), and `--no-open-file-cache` (by default served files stay open for
 /// up to 10 s, at most 256 per worker, and are reused while their inode is unchanged; see
@@ -59,6 +61,12 @@ impl Plugin for WebPlugin {
                     .help("Answer 403 for folders without an index page instead of listing them"),
             )
             .arg(
+                Arg::new("show-hidden")
+                    .long("show-hidden")
+                    .action(ArgAction::SetTrue)
+                    .help("Serve and list hidden entries (names starting with '.', such as .git and .env); by default they are answered 404"),
+            )
+            .arg(
                 Arg::new("no-access-log")
                     .long("no-access-log")
                     .action(ArgAction::SetTrue)
@@ -78,7 +86,10 @@ impl Plugin for WebPlugin {
             .cloned()
             .unwrap_or_else(|| PathBuf::from("."));
         if !path.exists() {
-            return Err(format!("no such file or folder: {}", path.display()));
+            return Err(format!(
+                "no such file or folder: {} (give --path a folder that exists)",
+                path.display()
+            ));
         }
         let mut endpoints = endpoints_of(matches, "listen");
         if let Some(ports) = matches.get_many::<u16>("port") {
@@ -91,9 +102,11 @@ impl Plugin for WebPlugin {
         }
         let listing = !matches.get_flag("no-listing");
         let cache = !matches.get_flag("no-open-file-cache");
+        let show_hidden = matches.get_flag("show-hidden");
         let site = Site::new(
             File::new(&path)
                 .directory_listing(listing)
+                .show_hidden(show_hidden)
                 .open_file_cache(cache),
         );
         if !matches.get_flag("no-access-log") {

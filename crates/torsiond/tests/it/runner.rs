@@ -13,7 +13,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{self, free_port, stderr_of, torsiond, TIMEOUT};
+use crate::support::{self, free_port, stderr_of, torsiond, TempDir, TIMEOUT};
 
 /// Kills the server when the test ends, however it ends.
 struct Server {
@@ -114,14 +114,6 @@ fn run(args: &[&str]) -> Output {
     support::run(args, TIMEOUT)
 }
 
-/// A fresh folder under the system's temporary folder.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("torsiond-runner-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn poll_until(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + TIMEOUT;
     while !ok() {
@@ -170,7 +162,8 @@ fn curl_fetches_the_files_of_a_folder() {
     if !have_curl() {
         return;
     }
-    let dir = temp_dir("curl");
+    let tmp = TempDir::new("curl");
+    let dir = tmp.path();
     std::fs::write(dir.join("hello.txt"), "hello from torsiond\n").unwrap();
     std::fs::create_dir(dir.join("sub")).unwrap();
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -211,12 +204,12 @@ fn curl_fetches_the_files_of_a_folder() {
     server.lines_until(|l| l.contains("\"GET /nope HTTP/1.1\" 404"));
     server.signal("TERM");
     assert!(server.wait().success());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn two_workers_share_the_port_and_both_serve() {
-    let dir = temp_dir("workers");
+    let tmp = TempDir::new("workers");
+    let dir = tmp.path();
     std::fs::write(dir.join("a.txt"), "shared").unwrap();
     let port = free_port();
     let endpoint = format!("tcp:{port}:interface=127.0.0.1");
@@ -272,7 +265,6 @@ fn two_workers_share_the_port_and_both_serve() {
     assert_eq!(served[0] + served[1], 64);
     server.signal("TERM");
     assert!(server.wait().success());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -280,7 +272,8 @@ fn sigterm_lets_a_slow_download_finish_and_refuses_new_connections() {
     if !have_curl() {
         return;
     }
-    let dir = temp_dir("drain");
+    let tmp = TempDir::new("drain");
+    let dir = tmp.path();
     // 16 MiB read at 4 MiB/s: about 4 s, far more than the socket buffers hold, so the
     // server is still writing the response when the signal comes.
     let data: Vec<u8> = (0..16u32 << 20).map(|i| (i % 253) as u8).collect();
@@ -365,7 +358,6 @@ fn sigterm_lets_a_slow_download_finish_and_refuses_new_connections() {
         got.len()
     );
     assert!(server.wait().success());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -421,7 +413,8 @@ fn a_second_signal_stops_at_once() {
 
 #[test]
 fn the_pidfile_is_written_guarded_and_removed() {
-    let dir = temp_dir("pidfile");
+    let tmp = TempDir::new("pidfile");
+    let dir = tmp.path();
     let pidfile = dir.join("torsiond.pid");
     // A stale file (no such process) is replaced.
     std::fs::write(&pidfile, format!("{}\n", i32::MAX - 1)).unwrap();
@@ -453,7 +446,6 @@ fn the_pidfile_is_written_guarded_and_removed() {
     server.signal("TERM");
     assert!(server.wait().success());
     assert!(!pidfile.exists(), "the pidfile outlived the server");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn read_log(path: &Path) -> String {
@@ -462,7 +454,8 @@ fn read_log(path: &Path) -> String {
 
 #[test]
 fn the_log_file_rotates_by_size_and_keeps_a_count() {
-    let dir = temp_dir("rotate");
+    let tmp = TempDir::new("rotate");
+    let dir = tmp.path();
     std::fs::write(dir.join("a.txt"), "x").unwrap();
     let log = dir.join("torsiond.log");
     let mut server = start(&[
@@ -514,7 +507,6 @@ fn the_log_file_rotates_by_size_and_keeps_a_count() {
     }
     assert!(!numbered(4).exists(), "more than 3 rotated files kept");
     assert!(read_log(&log).contains("stopped"));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -549,7 +541,8 @@ fn json_log_lines_carry_timestamp_level_target_message_and_fields() {
 #[test]
 fn the_umask_applies_to_the_files_torsiond_creates() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = temp_dir("umask");
+    let tmp = TempDir::new("umask");
+    let dir = tmp.path();
     let log = dir.join("t.log");
     let pid = dir.join("t.pid");
     let mut server = start(&[
@@ -569,7 +562,6 @@ fn the_umask_applies_to_the_files_torsiond_creates() {
     assert_eq!(mode(&pid), 0o600);
     server.signal("TERM");
     assert!(server.wait().success());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

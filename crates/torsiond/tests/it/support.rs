@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
@@ -109,13 +110,23 @@ impl Running {
 
     /// The next line (of either output) containing `needle`.
     pub(crate) fn wait_for(&self, needle: &str) -> String {
+        self.lines_until(needle).pop().unwrap()
+    }
+
+    /// The lines (of either output) up to and including the next one containing `needle`.
+    pub(crate) fn lines_until(&self, needle: &str) -> Vec<String> {
         let deadline = Instant::now() + TIMEOUT;
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.1.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
                 Err(_) => panic!("no line with '{needle}' in the output: {seen:#?}"),
             }
         }
@@ -130,6 +141,34 @@ impl Running {
     /// Sends SIGTERM and waits for the exit status.
     pub(crate) fn terminate(&mut self) -> ExitStatus {
         terminate(&mut self.0, TIMEOUT)
+    }
+}
+
+/// A fresh folder under the system's temporary folder, removed with all it holds when the
+/// guard is dropped: at the end of the test, however it ends (a failed assertion too).
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    /// `torsiond-PID-N-NAME` under the temporary folder, empty.
+    pub(crate) fn new(name: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("torsiond-{}-{n}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// The folder.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, free_port, Running, TIMEOUT};
+use crate::support::{self, free_port, Running, TempDir, TIMEOUT};
 
 fn echo_over<S: Read + Write>(mut s: S, msg: &[u8]) -> Vec<u8> {
     s.write_all(msg).unwrap();
@@ -115,8 +115,8 @@ fn a_unix_socket_passed_as_fd_3_is_served() {
     if Command::new("python3").arg("--version").output().is_err() {
         return torsion::testing::skip(torsion::testing::Missing::Peer, "python3 is not installed");
     }
-    let path = std::env::temp_dir().join(format!("torsiond-sd-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let tmp = TempDir::new("sd");
+    let path = tmp.path().join("echo.sock");
     let mut c = Command::new("python3");
     c.args(["-c", LAUNCHER])
         .arg(&path)
@@ -133,17 +133,12 @@ fn a_unix_socket_passed_as_fd_3_is_served() {
     assert!(server.terminate().success());
     // The socket file belongs to whoever made it: torsiond leaves it.
     assert!(path.exists());
-    let _ = std::fs::remove_file(&path);
 }
 
 /// Runs torsiond to its end under the python launcher (LISTEN_PID as given).
 fn refused(listen: &str, pid_ok: bool) -> (ExitStatus, String) {
-    let path = std::env::temp_dir().join(format!(
-        "torsiond-sd-{}-{}.sock",
-        std::process::id(),
-        listen.len() + usize::from(pid_ok)
-    ));
-    let _ = std::fs::remove_file(&path);
+    let tmp = TempDir::new("sd-refused");
+    let path = tmp.path().join("echo.sock");
     let launcher = if pid_ok {
         LAUNCHER.to_owned()
     } else {
@@ -157,7 +152,6 @@ fn refused(listen: &str, pid_ok: bool) -> (ExitStatus, String) {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let _ = std::fs::remove_file(&path);
     (
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
