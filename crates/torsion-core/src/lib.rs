@@ -6,12 +6,18 @@
 //! bytes from moving them — written as idiomatic, fast Rust on tokio.
 //!
 //! ```text
-//!   your Protocol  (data_received, connection_lost)      <- meaning
-//!        ^   | write, lose_connection
-//!   Transport handle (buffered, coalesced writes)        <- byte pipe
+//!   your Protocol                          <- meaning
+//!     data_received, connection_lost
+//!        ^               |
+//!        | events        | write, lose_connection
+//!        |               v
+//!   Transport handle                       <- byte pipe
+//!     buffered, coalesced writes
 //!        ^
-//!   Reactor: one per thread, tokio LocalRuntime,          <- events: I/O, timers,
-//!            timers, triggers, call_from_thread               signals, other threads
+//!        |
+//!   Reactor: one per thread, on tokio's    <- events: I/O, timers,
+//!     LocalRuntime; timers, triggers,         signals, other threads
+//!     call_from_thread
 //! ```
 //!
 //! The seed's echo server, complete:

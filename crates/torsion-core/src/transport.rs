@@ -303,7 +303,39 @@ impl std::error::Error for ProducerError {}
 /// A handle to a connection's transport: cheap to clone, every clone the same connection.
 ///
 /// Its own methods are the ones every protocol uses; everything else [`TransportImpl`] has
-/// (flow control, half-close, the capabilities) is reached through it too.
+/// (flow control, half-close, the capabilities) is reached through it too, by `Deref` (listed
+/// at the bottom of this page, under "Methods from `Deref`").
+///
+/// # Methods
+///
+/// - Writing: [`write`](Self::write), [`write_sequence`](Self::write_sequence).
+/// - Closing: [`lose_connection`](Self::lose_connection),
+///   [`abort_connection`](Self::abort_connection),
+///   [`lose_write_connection`](TransportImpl::lose_write_connection) (half-close).
+/// - State: [`is_connected`](TransportImpl::is_connected),
+///   [`disconnecting`](TransportImpl::disconnecting),
+///   [`buffered_size`](TransportImpl::buffered_size), [`same`](Self::same).
+/// - Addresses: [`get_peer`](Self::get_peer), [`get_host`](Self::get_host),
+///   [`peer_credentials`](TransportImpl::peer_credentials).
+/// - Flow control (a transport is a producer and a consumer):
+///   [`pause_producing`](TransportImpl::pause_producing),
+///   [`resume_producing`](TransportImpl::resume_producing),
+///   [`register_producer`](TransportImpl::register_producer),
+///   [`unregister_producer`](TransportImpl::unregister_producer),
+///   [`set_write_buffer_limits`](TransportImpl::set_write_buffer_limits),
+///   [`write_buffer_limits`](TransportImpl::write_buffer_limits).
+/// - Graceful stop: [`request_drain`](TransportImpl::request_drain).
+/// - TCP: [`set_tcp_no_delay`](Self::set_tcp_no_delay),
+///   [`get_tcp_no_delay`](Self::get_tcp_no_delay),
+///   [`set_tcp_keep_alive`](Self::set_tcp_keep_alive),
+///   [`get_tcp_keep_alive`](Self::get_tcp_keep_alive), [`tcp`](TransportImpl::tcp).
+/// - TLS: `start_tls` (with the `tls` feature), [`peer_certificate`](Self::peer_certificate),
+///   [`negotiated_protocol`](Self::negotiated_protocol).
+///
+/// Framing protocols wrap it in a sender with `send_line` / `send_string`
+/// ([`LineSender`](crate::protocols::basic::LineSender),
+/// [`StringSender`](crate::protocols::basic::StringSender)); a kept `Transport` writes raw
+/// bytes, so keep the sender's owned form (`sender()`) to send framed messages later.
 #[derive(Clone)]
 pub struct Transport {
     inner: Rc<dyn TransportImpl>,

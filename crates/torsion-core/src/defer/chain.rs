@@ -450,6 +450,7 @@ pub(super) fn cancel(chain: &ChainRef) {
 /// Made by [`Deferred::trigger`](super::Deferred::trigger); consumed by [`callback`](Trigger::callback) and
 /// [`errback`](Trigger::errback), so one trigger cannot fire twice. Keep it in an `Option` and
 /// `take()` it when the answer may come more than once (seed 002's `ReverseClientProtocol`).
+#[doc(alias = "callback", alias = "errback", alias = "resolve")]
 pub struct Trigger<T> {
     pub(super) chain: ChainRef,
     /// Made before any callback was added: it fires the chain at its start. A trigger made

@@ -135,6 +135,7 @@ impl<T: 'static> Deferred<T> {
     ///
     /// The canceller gets the Deferred's trigger, so it can fire the Deferred with an error of
     /// its own; if it does not, the Deferred fails with [`CancelledError`].
+    #[doc(alias = "canceller")]
     pub fn with_canceller(canceller: impl FnOnce(Trigger<T>) + 'static) -> Deferred<T> {
         Deferred::on(new_chain::<T>(Some(Box::new(canceller))))
     }
@@ -157,6 +158,7 @@ impl<T: 'static> Deferred<T> {
     /// A Deferred that callbacks were added to is the end of its chain, fired by the chain:
     /// a trigger made from it refuses to fire ([`AlreadyCalledError`]). Make the trigger from
     /// the first Deferred of the chain, before adding callbacks.
+    #[doc(alias = "callback", alias = "errback", alias = "fire")]
     pub fn trigger(&self) -> Trigger<T> {
         let chain = self.chain();
         let from_start = chain.core.len.get() == 0 && chain.start.start_type() == TypeId::of::<T>();
@@ -169,9 +171,14 @@ impl<T: 'static> Deferred<T> {
 
     /// Fires this Deferred with a value (Twisted's `d.callback(v)`).
     ///
+    /// Only before callbacks are added: [`add_callback`](Self::add_callback) and the other
+    /// `add_*` methods move the Deferred into its chain, so to fire it afterwards take a
+    /// [`trigger`](Self::trigger) first and fire that (see
+    /// [Coming from Twisted](crate::defer#coming-from-twisted)).
+    ///
     /// # Panics
-    /// With [`AlreadyCalledError`] if it has already fired; see
-    /// [`try_callback`](Self::try_callback).
+    /// With [`AlreadyCalledError`] if it has already fired, or if it is the end of a chain of
+    /// callbacks (fire the chain's start instead); see [`try_callback`](Self::try_callback).
     #[track_caller]
     pub fn callback(&self, value: T) {
         if let Err(e) = self.try_callback(value) {
@@ -179,10 +186,12 @@ impl<T: 'static> Deferred<T> {
         }
     }
 
-    /// Fires this Deferred with a failure (Twisted's `d.errback(f)`).
+    /// Fires this Deferred with a failure (Twisted's `d.errback(f)`); as with
+    /// [`callback`](Self::callback), after adding callbacks fire a [`trigger`](Self::trigger)
+    /// taken before.
     ///
     /// # Panics
-    /// With [`AlreadyCalledError`] if it has already fired.
+    /// With [`AlreadyCalledError`] if it has already fired, or if it is the end of a chain.
     #[track_caller]
     pub fn errback(&self, failure: impl Into<Failure>) {
         if let Err(e) = self.try_errback(failure) {
@@ -212,6 +221,7 @@ impl<T: 'static> Deferred<T> {
     /// Takes the result out if the Deferred has fired (for tests and synchronous code, like
     /// trial's `successResultOf`). Returns `None` if it has not fired yet. Afterwards the
     /// Deferred is spent: its failure, if any, is now yours to handle.
+    #[doc(alias = "successResultOf")]
     pub fn result(&self) -> Option<Result<T, Failure>> {
         match &mut *self.view.borrow_mut() {
             View::Ready(value) => value.take().map(Ok),
@@ -325,11 +335,13 @@ impl<T: 'static> Deferred<T> {
     /// Adds a callback: on success, `f` gets the value and its return value is the next
     /// result. Failures pass by untouched. A panic in `f` becomes a [`Failure`].
     #[inline]
+    #[doc(alias = "addCallback")]
     pub fn add_callback<U: 'static>(self, f: impl FnOnce(T) -> U + 'static) -> Deferred<U> {
         self.then_plain(move |out| out.map(f))
     }
 
     /// Adds a callback that may fail: an `Err` it returns starts the errback chain.
+    #[doc(alias = "addCallback")]
     pub fn add_callback_result<U: 'static, E: Into<Failure>>(
         self,
         f: impl FnOnce(T) -> Result<U, E> + 'static,
@@ -339,6 +351,7 @@ impl<T: 'static> Deferred<T> {
 
     /// Adds a callback that returns a Deferred: the chain pauses until that Deferred fires,
     /// and continues with its result (Twisted's callback returning a Deferred).
+    #[doc(alias = "addCallback")]
     pub fn add_callback_deferred<U: 'static>(
         self,
         f: impl FnOnce(T) -> Deferred<U> + 'static,
@@ -356,6 +369,7 @@ impl<T: 'static> Deferred<T> {
     /// Adds an errback: on failure, `f` gets the [`Failure`]. Return `Ok(v)` to recover (the
     /// callbacks after it run with `v`) or `Err(f)` to pass a failure on. Values pass by
     /// untouched.
+    #[doc(alias = "addErrback")]
     pub fn add_errback(
         self,
         f: impl FnOnce(Failure) -> Result<T, Failure> + 'static,
@@ -365,6 +379,7 @@ impl<T: 'static> Deferred<T> {
 
     /// Adds a callback and an errback at the same level: exactly one of them runs, and the
     /// errback does not see failures from the callback (Twisted's `addCallbacks`).
+    #[doc(alias = "addCallbacks")]
     pub fn add_callbacks<U: 'static>(
         self,
         callback: impl FnOnce(T) -> U + 'static,
@@ -378,6 +393,7 @@ impl<T: 'static> Deferred<T> {
 
     /// Adds a function that runs on success or failure (Twisted's `addBoth`), like `finally`:
     /// return the outcome unchanged to pass it on.
+    #[doc(alias = "addBoth")]
     pub fn add_both<U: 'static>(
         self,
         f: impl FnOnce(Result<T, Failure>) -> Result<U, Failure> + 'static,
@@ -387,6 +403,7 @@ impl<T: 'static> Deferred<T> {
 
     /// Cancels this Deferred if it has not fired `seconds` from now on `clock`, turning the
     /// cancellation into a [`TimeoutError`] (Twisted's `addTimeout`).
+    #[doc(alias = "addTimeout")]
     pub fn add_timeout(self, seconds: impl Into<Delay>, clock: &dyn ReactorTime) -> Deferred<T> {
         if self.called() {
             return self;
@@ -506,6 +523,11 @@ impl<T: 'static> fmt::Debug for Deferred<T> {
 
 /// A Deferred that has already fired with `value` (Twisted's `defer.succeed`). It holds the
 /// value itself, with no allocation, until something needs a chain.
+///
+/// Twisted's `maybeDeferred(f)` is `succeed(()).add_callback_result(move |()| f())`: `f` runs
+/// now, and an `Err` or a panic becomes the failure (see
+/// [Coming from Twisted](crate::defer#coming-from-twisted)).
+#[doc(alias = "maybeDeferred")]
 pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
     Deferred {
         view: RefCell::new(View::Ready(Some(value))),

@@ -88,6 +88,7 @@ impl DeferredList {
     /// Fires when every Deferred has fired, with each outcome in order (Twisted's
     /// `DeferredList(ds, consumeErrors=True)`).
     #[allow(clippy::new_ret_no_self)]
+    #[doc(alias = "consumeErrors")]
     pub fn new<T: 'static>(ds: Vec<Deferred<T>>) -> Deferred<Vec<Result<T, Failure>>> {
         let (d, shared) = list_deferred::<T, Vec<Result<T, Failure>>>(&ds);
         if ds.is_empty() {
@@ -118,6 +119,7 @@ impl DeferredList {
 
     /// Fires with the first success and its index; fails with [`AllFailedError`] if every
     /// Deferred fails (Twisted's `fireOnOneCallback=True`).
+    #[doc(alias = "fireOnOneCallback")]
     pub fn fire_on_one_callback<T: 'static>(ds: Vec<Deferred<T>>) -> Deferred<(usize, T)> {
         let (d, shared) = list_deferred::<T, (usize, T)>(&ds);
         if ds.is_empty() {
@@ -154,6 +156,7 @@ impl DeferredList {
 
     /// Fires with every value in order, or fails with [`FirstError`] as soon as one fails
     /// (Twisted's `fireOnOneErrback=True`). The same as [`gather_results`].
+    #[doc(alias = "fireOnOneErrback")]
     pub fn fire_on_one_errback<T: 'static>(ds: Vec<Deferred<T>>) -> Deferred<Vec<T>> {
         gather_results(ds)
     }
@@ -161,6 +164,7 @@ impl DeferredList {
 
 /// Fires with the values of all the Deferreds, in order, or fails with [`FirstError`] naming
 /// the first to fail (Twisted's `gatherResults`).
+#[doc(alias = "gatherResults")]
 pub fn gather_results<T: 'static>(ds: Vec<Deferred<T>>) -> Deferred<Vec<T>> {
     let (d, shared) = list_deferred::<T, Vec<T>>(&ds);
     if ds.is_empty() {

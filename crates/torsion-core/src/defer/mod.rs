@@ -36,6 +36,75 @@
 //! ([`add_callback_deferred`](Deferred::add_callback_deferred)); a `Deferred` is also a
 //! [`Future`](std::future::Future), and [`ensure_deferred`] turns `async` code into a Deferred, which is how Twisted's
 //! `inlineCallbacks` reads in Rust.
+//!
+//! # Coming from Twisted
+//!
+//! | Twisted | Torsion |
+//! |---|---|
+//! | `d = Deferred()` | `let d = Deferred::<T>::new();` |
+//! | `d.addCallback(f)` | `let d = d.add_callback(f);` — [`add_callback`](Deferred::add_callback) takes `d` and returns the chain's new end |
+//! | `d.addCallback(f)`, `f` raises | [`add_callback_result`](Deferred::add_callback_result): `f` returns a `Result` |
+//! | `d.addCallback(f)`, `f` returns a Deferred | [`add_callback_deferred`](Deferred::add_callback_deferred) |
+//! | `d.addErrback(f)` | [`add_errback`](Deferred::add_errback): `Ok(v)` recovers, `Err(f)` passes it on |
+//! | `d.addCallbacks(cb, eb)` | [`add_callbacks`](Deferred::add_callbacks) |
+//! | `d.addBoth(f)` | [`add_both`](Deferred::add_both) |
+//! | `d.callback(v)` / `d.errback(e)` after adding callbacks | `let fire = d.trigger();` **before** adding them, then [`fire.callback(v)`](Trigger::callback) / [`fire.errback(e)`](Trigger::errback) |
+//! | `d.callback(v)` on a Deferred with no callbacks yet | [`d.callback(v)`](Deferred::callback) works as is |
+//! | `d.cancel()`, `d.addTimeout(s, reactor)` | [`cancel`](Deferred::cancel), [`add_timeout`](Deferred::add_timeout) |
+//! | `@inlineCallbacks` with `x = yield d` | `ensure_deferred(async { let x = d.await?; ... })`: [`ensure_deferred`] |
+//! | `ensureDeferred(coro)` | [`ensure_deferred`], or `.await` a Deferred inside any async code |
+//! | `DeferredList([d1, d2])` | [`DeferredList::new(vec![d1, d2])`](DeferredList::new): a `Vec<Result<T, Failure>>` |
+//! | `gatherResults([d1, d2])` | [`gather_results`] |
+//! | `succeed(v)`, `fail(e)` | [`succeed`], [`fail`] |
+//! | `maybeDeferred(f)` | `succeed(()).add_callback_result(move \|()\| f())` (or `add_callback_deferred` if `f` returns a Deferred): `f` runs now, an `Err` or a panic becomes the failure |
+//! | `deferLater(reactor, s, f)` | [`task::defer_later`](crate::task::defer_later) |
+//! | trial's `successResultOf(d)` | [`testing::success_result_of`](crate::testing::success_result_of) |
+//!
+//! **Firing after adding callbacks.** In Twisted, `d` is one object: you add callbacks to
+//! it and fire it, in any order. In Torsion `add_callback` *moves* `d` into the chain and
+//! hands back a `Deferred` of the callback's type (a `Deferred<i32>` with an `i32 -> String`
+//! callback becomes a `Deferred<String>`), so the old `d` is gone:
+//!
+//! ```compile_fail,E0382
+//! use torsion::defer::Deferred;
+//!
+//! let d: Deferred<i32> = Deferred::new();
+//! d.add_callback(|x| println!("got {x}"));
+//! d.callback(5); // error[E0382]: borrow of moved value: `d`
+//! ```
+//!
+//! The firing side is a separate value: take a [`Trigger`] with
+//! [`trigger()`](Deferred::trigger) *before* adding callbacks, keep it where the answer will
+//! come from, and fire it there (it is consumed, so it fires at most once). The end of the
+//! chain is not the place to fire: a trigger made from it refuses with
+//! [`AlreadyCalledError`].
+//!
+//! ```
+//! use torsion::defer::Deferred;
+//!
+//! let d: Deferred<i32> = Deferred::new();
+//! let fire = d.trigger(); // the firing side, kept before `d` moves
+//! let d = d.add_callback(|x| x * 2).add_callback(|x| format!("got {x}"));
+//! assert!(d.result().is_none()); // not fired yet
+//! fire.callback(5); // Twisted's d.callback(5): the callbacks run now
+//! assert_eq!(d.result().unwrap().unwrap(), "got 10");
+//! ```
+//!
+//! And `maybeDeferred`: a function that may fail, or panic, called now, its outcome a
+//! Deferred either way:
+//!
+//! ```
+//! use torsion::defer::succeed;
+//!
+//! fn parse(s: &str) -> Result<i32, std::num::ParseIntError> { s.parse() }
+//!
+//! let ok = succeed(()).add_callback_result(|()| parse("42"));
+//! assert_eq!(ok.result().unwrap().unwrap(), 42);
+//! let bad = succeed(()).add_callback_result(|()| parse("forty-two"));
+//! assert!(bad.result().unwrap().unwrap_err().check::<std::num::ParseIntError>());
+//! let boom = succeed(()).add_callback(|()| -> i32 { panic!("boom") });
+//! assert!(boom.result().unwrap().is_err());
+//! ```
 
 mod chain;
 mod deferred;

@@ -42,6 +42,7 @@ use crate::Failure;
 /// r.run().unwrap();
 /// assert_eq!(answer.get(), 42);
 /// ```
+#[doc(alias = "ensureDeferred", alias = "inlineCallbacks")]
 pub fn ensure_deferred<T: 'static, E: Into<Failure> + 'static>(
     fut: impl Future<Output = Result<T, E>> + 'static,
 ) -> Deferred<T> {

@@ -30,6 +30,22 @@ pub struct TriggerId(u64);
 /// What a scheduled call, trigger, looping call or cooperative step may return: nothing, a
 /// `Result` (an error is a failure: logged, or reported to whoever waits), or a Deferred to
 /// wait for.
+///
+/// Anything else is refused at compile time, where Twisted would drop the value silently:
+///
+/// ```compile_fail,E0277
+/// use torsion::testing::Clock;
+///
+/// let clock = Clock::new();
+/// clock.call_later(1.0, || 42); // error[E0277]: a scheduled call cannot return `{integer}`
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "a scheduled call cannot return `{Self}`",
+    label = "the closure given here returns `{Self}`",
+    note = "scheduled calls, system event triggers, looping calls and cooperative steps return \
+            `()`, a `Result<(), E>` (an error is a failure) or a `Deferred` (waited for)",
+    note = "to drop a value, end the closure with `;`, or map it: `d.add_callback(|_| ())`"
+)]
 pub trait CallOutcome {
     /// The Deferred to wait for, if any.
     fn into_wait(self) -> Option<Deferred<()>>;

@@ -27,6 +27,7 @@ use crate::Reactor;
 
 /// A Deferred that fires with `f()` after `seconds` on `clock` (Twisted's `deferLater`).
 /// Cancelling it cancels the call. A panic in `f` becomes the Deferred's failure.
+#[doc(alias = "deferLater")]
 pub fn defer_later<T: 'static>(
     clock: &dyn ReactorTime,
     seconds: impl Into<Delay>,

@@ -27,6 +27,7 @@ mod flow_gigabyte;
 mod flow_producers;
 mod flow_testing_kit;
 mod flow_throttle;
+mod framing_answer_later;
 mod framing_lines;
 mod framing_props;
 mod haproxy_header;

@@ -1,6 +1,9 @@
 //! `LineReceiver` and `LineOnlyReceiver`: protocols made of delimited lines.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::ops::Deref;
+use std::rc::Rc;
 
 use crate::protocol::Protocol;
 use crate::transport::Transport;
@@ -19,27 +22,81 @@ fn find(data: &[u8], delimiter: &[u8]) -> Option<usize> {
     }
 }
 
-/// A transport that sends lines: what line handlers get with each event. Derefs to the
-/// [`Transport`], so `write`, `lose_connection` and the rest are there too.
+/// Sends lines on one connection: what line handlers get with each event, and — made owned by
+/// [`sender`](Self::sender) — a handle to keep and answer with later.
+///
+/// Derefs to the [`Transport`], so `write`, `lose_connection` and the rest are there too.
+///
+/// # Methods
+///
+/// - [`send_line`](Self::send_line): the line and the delimiter (Twisted's `sendLine`);
+/// - [`sender`](Self::sender): an owned copy, `LineSender<'static>`, to move into a callback;
+/// - [`delimiter`](Self::delimiter), [`transport`](Self::transport);
+/// - through the [`Transport`]: [`write`](Transport::write),
+///   [`write_sequence`](Transport::write_sequence),
+///   [`lose_connection`](Transport::lose_connection),
+///   [`abort_connection`](Transport::abort_connection), [`get_peer`](Transport::get_peer),
+///   [`get_host`](Transport::get_host), and the rest of the [`Transport`] page.
+///
+/// # Answering later
+///
+/// The sender a handler gets borrows the connection for the length of the event, so it cannot
+/// go into a `'static` callback (E0521, "borrowed data escapes"). Call
+/// [`sender`](Self::sender) for a `LineSender<'static>`: it holds a clone of the transport
+/// handle and of the delimiter (two reference counts, no copy), is `Clone`, and sends exactly
+/// as the borrowed one does — Twisted's `d.addCallback(lambda r: self.sendLine(r))`:
+///
+/// ```
+/// use torsion::defer::Deferred;
+/// use torsion::protocols::basic::{LineSender, LineTransport};
+///
+/// fn answer_later(t: &LineTransport<'_>, answer: Deferred<String>) {
+///     let lines: LineSender<'static> = t.sender();
+///     answer.add_callback(move |text| lines.send_line(text.as_bytes()));
+/// }
+/// ```
+///
+/// The [`LineReceiver`] documentation has the whole protocol.
+#[derive(Clone)]
 pub struct LineSender<'a> {
-    transport: &'a Transport,
-    delimiter: &'a [u8],
+    transport: Cow<'a, Transport>,
+    delimiter: Cow<'a, Rc<[u8]>>,
 }
 
-impl LineSender<'_> {
-    /// Writes `line` followed by the delimiter (Twisted's `sendLine`).
+impl<'a> LineSender<'a> {
+    /// The sender for `transport`, with lines ending in `delimiter`.
+    #[inline]
+    fn borrowed(transport: &'a Transport, delimiter: &'a Rc<[u8]>) -> LineSender<'a> {
+        LineSender {
+            transport: Cow::Borrowed(transport),
+            delimiter: Cow::Borrowed(delimiter),
+        }
+    }
+
+    /// Writes `line` followed by the delimiter (Twisted's `sendLine`). As in Twisted, the
+    /// line is not checked: neither its length nor a delimiter inside it.
+    #[inline]
     pub fn send_line(&self, line: &[u8]) {
-        self.transport.write_sequence(&[line, self.delimiter]);
+        self.transport.write_sequence(&[line, &self.delimiter[..]]);
+    }
+
+    /// An owned sender for the same connection and delimiter, to keep or to move into a
+    /// callback that answers later (see [Answering later](Self#answering-later)).
+    pub fn sender(&self) -> LineSender<'static> {
+        LineSender {
+            transport: Cow::Owned(Transport::clone(&self.transport)),
+            delimiter: Cow::Owned(Rc::clone(&self.delimiter)),
+        }
     }
 
     /// The delimiter lines end with.
     pub fn delimiter(&self) -> &[u8] {
-        self.delimiter
+        &self.delimiter[..]
     }
 
     /// The underlying transport handle (clone it to keep it).
     pub fn transport(&self) -> &Transport {
-        self.transport
+        &self.transport
     }
 }
 
@@ -47,7 +104,16 @@ impl Deref for LineSender<'_> {
     type Target = Transport;
 
     fn deref(&self) -> &Transport {
-        self.transport
+        &self.transport
+    }
+}
+
+impl fmt::Debug for LineSender<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LineSender")
+            .field("transport", &*self.transport)
+            .field("delimiter", &self.delimiter())
+            .finish()
     }
 }
 
@@ -62,6 +128,24 @@ struct Control {
 
 /// What a [`LineReceiver`] gets with each event: a [`LineSender`] (it derefs to one) plus the
 /// switches between line and raw mode.
+///
+/// # Methods
+///
+/// Its own: [`set_raw_mode`](Self::set_raw_mode), [`set_line_mode`](Self::set_line_mode),
+/// [`clear_line_buffer`](Self::clear_line_buffer), [`is_raw`](Self::is_raw).
+///
+/// From the [`LineSender`]: [`send_line`](LineSender::send_line),
+/// [`sender`](LineSender::sender) (an owned `LineSender<'static>` to answer from a callback
+/// later), [`delimiter`](LineSender::delimiter), [`transport`](LineSender::transport).
+///
+/// From the [`Transport`] (two derefs down): [`write`](Transport::write),
+/// [`write_sequence`](Transport::write_sequence),
+/// [`lose_connection`](Transport::lose_connection),
+/// [`abort_connection`](Transport::abort_connection), [`get_peer`](Transport::get_peer),
+/// [`get_host`](Transport::get_host), and through it everything a
+/// [`TransportImpl`](crate::transport::TransportImpl) has: `pause_producing`,
+/// `resume_producing`, `lose_write_connection`, `register_producer`, ... (see the
+/// [`Transport`] page).
 pub struct LineTransport<'a> {
     sender: LineSender<'a>,
     control: &'a mut Control,
@@ -140,6 +224,41 @@ impl<'a> Deref for LineTransport<'a> {
 /// assert_eq!(st.value(), b"olleh\r\ndlrow\r\n");
 /// ```
 ///
+/// # Answering from a callback
+///
+/// Twisted's habit — look something up, get a Deferred, answer when it fires:
+/// `d.addCallback(lambda r: self.sendLine(r))`. The `LineTransport` a handler gets borrows the
+/// connection only for the event, so a `'static` callback cannot capture it; take an owned
+/// [`LineSender`] with [`sender()`](LineSender::sender) and move that in. Here the lookup
+/// answers a second later on a test [`Clock`](crate::testing::Clock):
+///
+/// ```
+/// use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
+/// use torsion::task::defer_later;
+/// use torsion::testing::{Clock, StringTransport};
+/// use torsion::Protocol;
+///
+/// /// Finger: one user name per line, answered when the (slow) directory answers.
+/// struct Finger { clock: Clock }
+///
+/// impl LineReceiver for Finger {
+///     fn line_received(&mut self, t: &mut LineTransport<'_>, user: &[u8]) {
+///         let user = String::from_utf8_lossy(user).into_owned();
+///         let lookup = defer_later(&self.clock, 1.0, move || format!("{user} is idle"));
+///         let lines = t.sender(); // owned: clones the transport handle, not the connection
+///         lookup.add_callback(move |status| lines.send_line(status.as_bytes()));
+///     }
+/// }
+///
+/// let clock = Clock::new();
+/// let st = StringTransport::new();
+/// let mut p = Lines::new(Finger { clock: clock.clone() });
+/// p.data_received(&st.transport(), b"alice\r\n");
+/// assert_eq!(st.value(), b""); // the directory has not answered yet
+/// clock.advance(1.0);
+/// assert_eq!(st.value(), b"alice is idle\r\n");
+/// ```
+///
 /// [`line_received`]: Self::line_received
 pub trait LineReceiver: 'static {
     /// The delimiter (read once, when the [`Lines`] wrapper is made).
@@ -202,7 +321,7 @@ pub trait LineReceiver: 'static {
 pub struct Lines<R> {
     handler: R,
     buf: Vec<u8>,
-    delimiter: Box<[u8]>,
+    delimiter: Rc<[u8]>,
     max_length: usize,
     control: Control,
 }
@@ -213,7 +332,7 @@ impl<R: LineReceiver> Lines<R> {
     /// # Panics
     /// If the handler's delimiter is empty.
     pub fn new(handler: R) -> Lines<R> {
-        let delimiter: Box<[u8]> = handler.delimiter().into();
+        let delimiter: Rc<[u8]> = handler.delimiter().into();
         assert!(!delimiter.is_empty(), "a line delimiter cannot be empty");
         let max_length = handler.max_length();
         Lines {
@@ -264,10 +383,7 @@ impl<R: LineReceiver> Lines<R> {
             if control.raw {
                 if !data.is_empty() {
                     let mut lt = LineTransport {
-                        sender: LineSender {
-                            transport: t,
-                            delimiter,
-                        },
+                        sender: LineSender::borrowed(t, delimiter),
                         control,
                         rest: &[],
                     };
@@ -284,10 +400,7 @@ impl<R: LineReceiver> Lines<R> {
                         let mut all = Vec::with_capacity(data.len());
                         all.extend_from_slice(data);
                         let mut lt = LineTransport {
-                            sender: LineSender {
-                                transport: t,
-                                delimiter,
-                            },
+                            sender: LineSender::borrowed(t, delimiter),
                             control,
                             rest: &[],
                         };
@@ -295,10 +408,7 @@ impl<R: LineReceiver> Lines<R> {
                         return None;
                     }
                     let mut lt = LineTransport {
-                        sender: LineSender {
-                            transport: t,
-                            delimiter,
-                        },
+                        sender: LineSender::borrowed(t, delimiter),
                         control,
                         rest,
                     };
@@ -321,10 +431,7 @@ impl<R: LineReceiver> Lines<R> {
                     // arrives split across reads is still a line.
                     if data.len() >= max_length.saturating_add(delimiter.len()) {
                         let mut lt = LineTransport {
-                            sender: LineSender {
-                                transport: t,
-                                delimiter,
-                            },
+                            sender: LineSender::borrowed(t, delimiter),
                             control,
                             rest: &[],
                         };
@@ -344,10 +451,7 @@ impl<R: LineReceiver> Lines<R> {
         f: impl FnOnce(&mut R, &mut LineTransport<'_>) -> T,
     ) -> T {
         let mut lt = LineTransport {
-            sender: LineSender {
-                transport: t,
-                delimiter: &self.delimiter,
-            },
+            sender: LineSender::borrowed(t, &self.delimiter),
             control: &mut self.control,
             rest: &self.buf,
         };
@@ -434,7 +538,7 @@ pub trait LineOnlyReceiver: 'static {
 pub struct LineOnly<R> {
     handler: R,
     buf: Vec<u8>,
-    delimiter: Box<[u8]>,
+    delimiter: Rc<[u8]>,
     max_length: usize,
 }
 
@@ -444,7 +548,7 @@ impl<R: LineOnlyReceiver> LineOnly<R> {
     /// # Panics
     /// If the handler's delimiter is empty.
     pub fn new(handler: R) -> LineOnly<R> {
-        let delimiter: Box<[u8]> = handler.delimiter().into();
+        let delimiter: Rc<[u8]> = handler.delimiter().into();
         assert!(!delimiter.is_empty(), "a line delimiter cannot be empty");
         let max_length = handler.max_length();
         LineOnly {
@@ -466,10 +570,7 @@ impl<R: LineOnlyReceiver> LineOnly<R> {
     }
 
     fn process(&mut self, t: &Transport, mut data: &[u8]) {
-        let sender = LineSender {
-            transport: t,
-            delimiter: &self.delimiter,
-        };
+        let sender = LineSender::borrowed(t, &self.delimiter);
         while !t.disconnecting() {
             match find(data, &self.delimiter) {
                 Some(i) if i > self.max_length => {
@@ -502,10 +603,7 @@ impl<R: LineOnlyReceiver> super::Framer for LineOnly<R> {
 
 impl<R: LineOnlyReceiver> Protocol for LineOnly<R> {
     fn connection_made(&mut self, transport: &Transport) {
-        let sender = LineSender {
-            transport,
-            delimiter: &self.delimiter,
-        };
+        let sender = LineSender::borrowed(transport, &self.delimiter);
         self.handler.connection_made(&sender);
     }
 
@@ -518,10 +616,7 @@ impl<R: LineOnlyReceiver> Protocol for LineOnly<R> {
     }
 
     fn drain(&mut self, transport: &Transport) {
-        let sender = LineSender {
-            transport,
-            delimiter: &self.delimiter,
-        };
+        let sender = LineSender::borrowed(transport, &self.delimiter);
         self.handler.drain(&sender);
     }
 }

@@ -10,6 +10,11 @@
 //! | `NetstringReceiver` | [`StringReceiver`] with `Framing = Netstring` | [`Strings`] |
 //! | `Int32StringReceiver` (16, 8) | [`StringReceiver`] with `Framing = Int32` | [`Strings`] |
 //!
+//! Handlers send through what they get with each event ([`LineTransport`] / [`LineSender`]
+//! with `send_line`, [`StringSender`] with `send_string`). To answer later, from a Deferred's
+//! callback, take an owned copy with `sender()` and move it in: see
+//! [Answering from a callback](LineReceiver#answering-from-a-callback).
+//!
 //! [`FileSender`] streams a file to a transport as a pull producer (flow-controlled).
 //!
 //! Every decoder has a maximum frame length and rejects an oversized or malformed frame from

@@ -1,6 +1,7 @@
 //! Length-prefixed messages: netstrings and 8/16/32-bit big-endian prefixes (Twisted's
 //! `NetstringReceiver` and `Int8StringReceiver`/`Int16StringReceiver`/`Int32StringReceiver`).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -168,20 +169,77 @@ impl<const N: usize> Framing for PrefixFraming<N> {
 
 /// What a [`StringReceiver`] gets with each event: sends framed messages, and derefs to the
 /// [`Transport`].
+///
+/// # Methods
+///
+/// - [`send_string`](Self::send_string): one message, framed (Twisted's `sendString`);
+/// - [`sender`](Self::sender): an owned copy, `StringSender<'static, F>`, to move into a
+///   callback that answers later;
+/// - [`transport`](Self::transport);
+/// - through the [`Transport`]: [`write`](Transport::write),
+///   [`write_sequence`](Transport::write_sequence),
+///   [`lose_connection`](Transport::lose_connection),
+///   [`abort_connection`](Transport::abort_connection), [`get_peer`](Transport::get_peer),
+///   [`get_host`](Transport::get_host), and the rest of the [`Transport`] page.
+///
+/// The sender a handler gets borrows the connection for the length of the event; to answer
+/// from a Deferred's callback, move [`sender`](Self::sender)'s owned copy into it (a clone
+/// of the transport handle, no copy of anything else):
+///
+/// ```
+/// use torsion::defer::Deferred;
+/// use torsion::protocols::basic::{Netstring, StringSender};
+///
+/// fn answer_later(t: &StringSender<'_, Netstring>, answer: Deferred<Vec<u8>>) {
+///     let out: StringSender<'static, Netstring> = t.sender();
+///     answer.add_callback_result(move |reply| out.send_string(&reply));
+/// }
+/// ```
 pub struct StringSender<'a, F> {
-    transport: &'a Transport,
+    transport: Cow<'a, Transport>,
     framing: PhantomData<F>,
 }
 
+impl<'a, F> StringSender<'a, F> {
+    /// The sender for `transport`.
+    #[inline]
+    fn borrowed(transport: &'a Transport) -> StringSender<'a, F> {
+        StringSender {
+            transport: Cow::Borrowed(transport),
+            framing: PhantomData,
+        }
+    }
+}
+
 impl<F: Framing> StringSender<'_, F> {
-    /// Sends one message, framed (Twisted's `sendString`).
+    /// Sends one message, framed (Twisted's `sendString`); fails, sending nothing, if the
+    /// framing's prefix cannot say its length.
+    #[inline]
     pub fn send_string(&self, data: &[u8]) -> Result<(), StringTooLongError> {
-        F::encode(self.transport, data)
+        F::encode(&self.transport, data)
+    }
+
+    /// An owned sender for the same connection, to keep or to move into a callback that
+    /// answers later.
+    pub fn sender(&self) -> StringSender<'static, F> {
+        StringSender {
+            transport: Cow::Owned(Transport::clone(&self.transport)),
+            framing: PhantomData,
+        }
     }
 
     /// The underlying transport handle (clone it to keep it).
     pub fn transport(&self) -> &Transport {
-        self.transport
+        &self.transport
+    }
+}
+
+impl<F> Clone for StringSender<'_, F> {
+    fn clone(&self) -> Self {
+        StringSender {
+            transport: self.transport.clone(),
+            framing: PhantomData,
+        }
     }
 }
 
@@ -189,7 +247,15 @@ impl<F> Deref for StringSender<'_, F> {
     type Target = Transport;
 
     fn deref(&self) -> &Transport {
-        self.transport
+        &self.transport
+    }
+}
+
+impl<F> fmt::Debug for StringSender<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StringSender")
+            .field("transport", &*self.transport)
+            .finish()
     }
 }
 
@@ -294,10 +360,7 @@ impl<R: StringReceiver> Strings<R> {
     }
 
     fn process(&mut self, t: &Transport, mut data: &[u8]) {
-        let sender = StringSender {
-            transport: t,
-            framing: PhantomData,
-        };
+        let sender = StringSender::borrowed(t);
         while !data.is_empty() && !t.disconnecting() {
             match R::Framing::decode(data, self.max_length) {
                 Ok(Some((start, end))) => {
@@ -329,10 +392,7 @@ impl<R: StringReceiver> super::Framer for Strings<R> {
 
 impl<R: StringReceiver> Protocol for Strings<R> {
     fn connection_made(&mut self, transport: &Transport) {
-        let sender = StringSender {
-            transport,
-            framing: PhantomData,
-        };
+        let sender = StringSender::borrowed(transport);
         self.handler.connection_made(&sender);
     }
 
@@ -348,10 +408,7 @@ impl<R: StringReceiver> Protocol for Strings<R> {
     }
 
     fn drain(&mut self, transport: &Transport) {
-        let sender = StringSender {
-            transport,
-            framing: PhantomData,
-        };
+        let sender = StringSender::borrowed(transport);
         self.handler.drain(&sender);
     }
 }
