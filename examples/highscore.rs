@@ -471,7 +471,8 @@ fn main() -> Result<(), Failure> {
     let (db, file) = match cli.db {
         Some(db) => (db, None),
         None => {
-            let file = data_dir()?.join("highscore.db");
+            let folder = data_dir().map_err(|f| startup_error(format!("{f}, or give --db")))?;
+            let file = folder.join("highscore.db");
             (format!("sqlite:{}", file.display()), Some(file))
         }
     };

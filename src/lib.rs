@@ -60,9 +60,7 @@ pub fn data_dir() -> Result<PathBuf, Failure> {
         std::env::var_os("XDG_DATA_HOME").as_deref().map(Path::new),
         std::env::var_os("HOME").as_deref().map(Path::new),
     )
-    .ok_or_else(|| {
-        startup_error("no folder for data: neither XDG_DATA_HOME nor HOME is set (set one)")
-    })
+    .ok_or_else(|| startup_error("no folder for data: set XDG_DATA_HOME or HOME"))
 }
 
 /// [`data_dir`]'s choice, without touching the environment or the disk. A relative
