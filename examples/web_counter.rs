@@ -21,7 +21,7 @@ struct Cli {
     /// The HTTP port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 1080)]
     port: u16,
-    /// The address to listen on (an IPv4 or IPv6 address; `::` is every interface).
+    /// The address to listen on (an IPv4 or IPv6 address; :: is every interface).
     #[arg(long, default_value = "0.0.0.0")]
     interface: IpAddr,
 }
