@@ -1,15 +1,35 @@
-//! Seed 000: a multiprotocol application — a TCP protocol counting the bytes it receives and
-//! a web page showing the count, sharing one plain object.
+//! A multiprotocol application, as in Twisted's introduction: a TCP protocol counting the
+//! bytes it receives and a web page showing the count, sharing one plain object.
 //!
 //! ```text
 //! cargo run --release --example byte_count -- --tcp-port 1033 --web-port 1080
+//! nc localhost 1033              # send bytes
+//! curl localhost:1080/           # Received N bytes
 //! ```
+//!
+//! From the seed 000.
 use std::cell::Cell;
+use std::net::IpAddr;
 use std::rc::Rc;
 
+use clap::Parser;
 use torsion::web::{Render, Request, Resource, Site};
 use torsion::{factory, reactor, Failure, Protocol, Transport};
-use torsion_examples::{init_logging, Args};
+use torsion_examples::init_logging;
+
+/// A TCP byte counter and a web page showing the count (Twisted's multiprotocol example).
+#[derive(Parser)]
+struct Cli {
+    /// The TCP port counting bytes (0 picks a free one).
+    #[arg(long, default_value_t = 1033)]
+    tcp_port: u16,
+    /// The HTTP port showing the count (0 picks a free one).
+    #[arg(long, default_value_t = 1080)]
+    web_port: u16,
+    /// The address to listen on (an IPv4 or IPv6 address; :: is every interface).
+    #[arg(long, default_value = "0.0.0.0")]
+    interface: IpAddr,
+}
 
 /// A plain object: counts bytes.
 #[derive(Default)]
@@ -50,20 +70,21 @@ impl Resource for CountPage {
 }
 
 fn main() -> Result<(), Failure> {
+    let cli = Cli::parse();
     init_logging();
-    let args = Args::from_env();
-    let (tcp_port, web_port): (u16, u16) =
-        (args.get("--tcp-port", 1033), args.get("--web-port", 1080));
+    let interface = cli.interface.to_string();
 
     let counter = Rc::new(Counter::default());
     let shared = counter.clone();
-    let tcp = reactor().listen_tcp(
-        tcp_port,
+    let tcp = reactor().listen_tcp_on(
+        cli.tcp_port,
         factory(move || ByteCount {
             counter: shared.clone(),
         }),
+        &interface,
     )?;
-    let web = reactor().listen_tcp(web_port, Site::new(CountPage { counter }))?;
+    let web =
+        reactor().listen_tcp_on(cli.web_port, Site::new(CountPage { counter }), &interface)?;
     println!(
         "byte_count listening on {} (bytes) and {} (web)",
         tcp.get_host(),

@@ -1,15 +1,30 @@
-//! A line-based chat server: every line a client sends goes to every other client, as
-//! "<address> says: <line>". Try it with several `telnet localhost 8123`.
+//! A line-based chat server, Twisted's `chatserver.py`: every line a client sends goes to
+//! every other client, as "<address> says: <line>". Try it with several
+//! `nc -C localhost 8123` (lines end with CRLF: plain `nc` sends only LF, and the server
+//! waits for the CR) or `telnet localhost 8123`.
 //!
 //! ```text
 //! cargo run --release --example chat_server -- --port 8123
 //! ```
 use std::cell::RefCell;
+use std::net::IpAddr;
 use std::rc::Rc;
 
+use clap::Parser;
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
 use torsion::{factory, reactor, ConnectionEnd, Failure, Transport};
-use torsion_examples::{init_logging, Args};
+use torsion_examples::init_logging;
+
+/// A line-based chat server (Twisted's chatserver.py).
+#[derive(Parser)]
+struct Cli {
+    /// The TCP port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8123)]
+    port: u16,
+    /// The address to listen on (an IPv4 or IPv6 address; :: is every interface).
+    #[arg(long, default_value = "0.0.0.0")]
+    interface: IpAddr,
+}
 
 /// Everyone connected: the factory's shared state. We keep transports, not protocols.
 type Clients = Rc<RefCell<Vec<Transport>>>;
@@ -52,8 +67,8 @@ impl LineReceiver for Chat {
 }
 
 fn main() -> Result<(), Failure> {
+    let cli = Cli::parse();
     init_logging();
-    let port: u16 = Args::from_env().get("--port", 8123);
     let clients = Clients::default();
     let chat = factory(move || {
         Lines::new(Chat {
@@ -62,7 +77,7 @@ fn main() -> Result<(), Failure> {
             name: String::new(),
         })
     });
-    let listening = reactor().listen_tcp(port, chat)?;
+    let listening = reactor().listen_tcp_on(cli.port, chat, &cli.interface.to_string())?;
     println!("chat server listening on {}", listening.get_host());
     reactor().run()
 }

@@ -1,13 +1,16 @@
-//! Seed 001: the simple data client, take 3 with a DeferredList. Connects to every server
-//! given, collects what each sends until it hangs up, and prints a summary per server, in
-//! the order given. Exits with status 1 if any server failed.
+//! The simple data client of Twisted's introduction, take 3 with a DeferredList: connects to
+//! every server given, collects what each sends until it hangs up, and prints a summary per
+//! server, in the order given. Exits with status 1 if any server failed.
 //!
 //! ```text
 //! cargo run --release --example data_client -- localhost:8000 localhost:8001
 //! ```
+//!
+//! From the seed 001.
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use clap::Parser;
 use torsion::defer::{DeferredList, Trigger};
 use torsion::error::ConnectionDone;
 use torsion::tcp::Connector;
@@ -15,7 +18,16 @@ use torsion::transport::Address;
 use torsion::{
     reactor, ClientFactory, ConnectionEnd, Deferred, Factory, Failure, Protocol, Transport,
 };
-use torsion_examples::{init_logging, Args};
+use torsion_examples::init_logging;
+
+/// Fetches what each server sends and prints a summary (Twisted's data client with a
+/// DeferredList).
+#[derive(Parser)]
+struct Cli {
+    /// The servers, as HOST:PORT.
+    #[arg(required = true, value_name = "HOST:PORT", value_parser = parse_server)]
+    servers: Vec<(String, u16)>,
+}
 
 /// Collects data until the connection is closed, then fires its Deferred with it.
 struct SimpleData {
@@ -83,9 +95,15 @@ fn summary(data: &[u8]) -> String {
 }
 
 /// Splits `HOST:PORT`.
-fn parse_server(server: &str) -> Option<(&str, u16)> {
-    let (host, port) = server.rsplit_once(':')?;
-    Some((host, port.parse().ok()?))
+fn parse_server(server: &str) -> Result<(String, u16), String> {
+    let (host, port) = server
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.is_empty())
+        .ok_or("expected HOST:PORT, such as localhost:8000")?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port (0 to 65535)"))?;
+    Ok((host.to_owned(), port))
 }
 
 /// Stops the reactor, unless it is already stopping (after Ctrl-C, say).
@@ -95,23 +113,19 @@ fn stop_reactor<T>(_: Result<T, Failure>) -> Result<(), Failure> {
 }
 
 fn main() -> Result<(), Failure> {
+    let servers = Cli::parse().servers;
     init_logging();
-    let servers = Args::from_env().positional().to_vec();
-    if servers.is_empty() || servers.iter().any(|s| parse_server(s).is_none()) {
-        eprintln!("usage: data_client HOST:PORT...");
-        std::process::exit(2)
-    }
     let exit_code = Rc::new(Cell::new(0));
 
     let downloads = servers
         .iter()
-        .filter_map(|s| parse_server(s))
-        .map(|(host, port)| get_data(host, port).add_callback(|data| summary(&data)))
+        .map(|(host, port)| get_data(host, *port).add_callback(|data| summary(&data)))
         .collect();
     let code = exit_code.clone();
     DeferredList::new(downloads)
         .add_callback(move |results| {
-            for (server, result) in servers.iter().zip(results) {
+            for ((host, port), result) in servers.iter().zip(results) {
+                let server = format!("{host}:{port}");
                 match result {
                     Ok(summary) => println!("{server}: {summary}"),
                     Err(failure) => {

@@ -1,12 +1,32 @@
-//! Seed 001: the simple data server. Sends each client the bytes of a file, then hangs up.
+//! The simple data server of Twisted's introduction: sends each client the bytes of a file,
+//! then hangs up. Try it with `nc localhost 8000`.
 //!
 //! ```text
 //! cargo run --release --example data_server -- --port 8000 --file README.md
 //! ```
+//!
+//! From the seed 001.
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 
+use clap::Parser;
 use torsion::{factory, reactor, Failure, Protocol, Transport};
-use torsion_examples::{init_logging, Args};
+use torsion_examples::{init_logging, startup_error};
+
+/// Sends each client a file, then hangs up (Twisted's simple data server).
+#[derive(Parser)]
+struct Cli {
+    /// The TCP port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// The address to listen on (an IPv4 or IPv6 address; :: is every interface).
+    #[arg(long, default_value = "0.0.0.0")]
+    interface: IpAddr,
+    /// The file to send.
+    #[arg(long)]
+    file: PathBuf,
+}
 
 /// Sends its data as soon as the connection is made, then closes the connection.
 struct SendData {
@@ -23,22 +43,17 @@ impl Protocol for SendData {
 }
 
 fn main() -> Result<(), Failure> {
+    let cli = Cli::parse();
     init_logging();
-    let args = Args::from_env();
-    let port: u16 = args.get("--port", 8000);
-    let Some(path) = args.text("--file") else {
-        eprintln!("usage: data_server [--port P] --file F");
-        std::process::exit(2)
-    };
-    let data: Rc<[u8]> = match std::fs::read(path) {
-        Ok(data) => data.into(),
-        Err(e) => {
-            eprintln!("error: cannot read {path}: {e}");
-            std::process::exit(1)
-        }
-    };
+    let data: Rc<[u8]> = std::fs::read(&cli.file)
+        .map_err(|e| startup_error(format!("cannot read --file {}: {e}", cli.file.display())))?
+        .into();
 
-    let listening = reactor().listen_tcp(port, factory(move || SendData { data: data.clone() }))?;
+    let listening = reactor().listen_tcp_on(
+        cli.port,
+        factory(move || SendData { data: data.clone() }),
+        &cli.interface.to_string(),
+    )?;
     println!("data server listening on {}", listening.get_host());
     reactor().run()
 }

@@ -1,14 +1,28 @@
-//! Seed 001's database access: "Most database calls are blocking — adbapi runs blocking DB
-//! calls in separate threads". A `ConnectionPool` runs the queries in worker threads; the
-//! results come back to the reactor as Deferreds.
+//! Twisted's `adbapi`: "Most database calls are blocking — adbapi runs blocking DB calls in
+//! separate threads". A `ConnectionPool` runs the queries in worker threads; the results
+//! come back to the reactor as Deferreds. A database error ends the program with status 1.
 //!
 //! ```text
 //! cargo run --release --example db_demo                                    # SQLite in memory
 //! cargo run --release --example db_demo -- --db postgres://postgres@localhost/postgres
 //! ```
+//!
+//! From the seed 001's database access.
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use clap::Parser;
 use torsion::db::{ConnectionPool, Row};
 use torsion::{reactor, Failure};
-use torsion_examples::{init_logging, Args};
+use torsion_examples::init_logging;
+
+/// Blocking database calls in worker threads (Twisted's adbapi ConnectionPool).
+#[derive(Parser)]
+struct Cli {
+    /// The database: sqlite::memory:, sqlite:FILE, or postgres://USER@HOST/DB.
+    #[arg(long, default_value = "sqlite::memory:")]
+    db: String,
+}
 
 /// Twisted's `getAge(user)`: a query whose rows arrive later.
 fn get_age(pool: &ConnectionPool, user: &str) -> torsion::Deferred<Vec<Row>> {
@@ -24,12 +38,11 @@ fn print_result(rows: Vec<Row>) -> Result<(), Failure> {
 }
 
 fn main() -> Result<(), Failure> {
+    let db = Cli::parse().db;
     init_logging();
-    let db = Args::from_env()
-        .text("--db")
-        .unwrap_or("sqlite::memory:")
-        .to_owned();
     let pool = ConnectionPool::new(&db, 1, 3)?;
+    let failed: Rc<RefCell<Option<Failure>>> = Rc::default();
+    let failure = failed.clone();
     // A transaction: the table and its rows appear together, or not at all.
     pool.run_interaction(|txn| {
         txn.execute_batch(
@@ -46,11 +59,15 @@ fn main() -> Result<(), Failure> {
         move |()| get_age(&pool, "joe")
     })
     .add_callback_result(print_result)
-    .add_errback(|failure| {
-        println!("database error: {failure}");
+    .add_errback(move |f| {
+        *failure.borrow_mut() = Some(f);
         Ok(())
     })
     .add_callback_deferred(move |()| pool.close())
     .add_both(|_| reactor().stop());
-    reactor().run()
+    reactor().run()?;
+    match failed.take() {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
 }

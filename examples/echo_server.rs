@@ -1,10 +1,27 @@
-//! Seed 000/004: the Echo protocol, listening on port 1033.
+//! The Echo protocol, Twisted's `echoserv.py`: every byte a client sends comes back to it.
+//! Listens on port 1033; try it with `nc localhost 1033`.
 //!
 //! ```text
 //! cargo run --release --example echo_server -- --port 1033
 //! ```
+//!
+//! From the seeds 000 and 004.
+use std::net::IpAddr;
+
+use clap::Parser;
 use torsion::{factory, reactor, Failure, Protocol, Transport};
-use torsion_examples::{init_logging, Args};
+use torsion_examples::init_logging;
+
+/// The Echo protocol over TCP (Twisted's echoserv.py).
+#[derive(Parser)]
+struct Cli {
+    /// The TCP port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 1033)]
+    port: u16,
+    /// The address to listen on (an IPv4 or IPv6 address; :: is every interface).
+    #[arg(long, default_value = "0.0.0.0")]
+    interface: IpAddr,
+}
 
 /// Parrots back its input.
 struct Echo;
@@ -16,9 +33,10 @@ impl Protocol for Echo {
 }
 
 fn main() -> Result<(), Failure> {
+    let cli = Cli::parse();
     init_logging();
-    let port: u16 = Args::from_env().get("--port", 1033);
-    let listening = reactor().listen_tcp(port, factory(|| Echo))?;
+    let listening =
+        reactor().listen_tcp_on(cli.port, factory(|| Echo), &cli.interface.to_string())?;
     println!("echo server listening on {}", listening.get_host());
     reactor().run()
 }

@@ -1,4 +1,4 @@
-//! Seed 004: `getPage`. Fetches a URL and prints the page; on any failure prints
+//! Twisted's `getPage`: fetches a URL and prints the page; on any failure prints
 //! "Unable to fetch." and exits with status 1. By default in the callback style
 //! (`add_callback(print_result)`, `add_errback(print_error)`); with `--async`, as async code
 //! awaiting the Deferred, Twisted's `inlineCallbacks` with `try`/`except`/`finally`.
@@ -6,15 +6,28 @@
 //! ```text
 //! cargo run --example get_page -- http://python.org [--async]
 //! ```
+//!
+//! From the seed 004.
 use std::cell::Cell;
 use std::io::Write;
 use std::process::ExitCode;
 use std::rc::Rc;
 
+use clap::Parser;
 use torsion::defer::ensure_deferred;
 use torsion::web::client::get_page;
 use torsion::{reactor, Failure};
-use torsion_examples::{init_logging, Args};
+use torsion_examples::init_logging;
+
+/// Fetches a URL and prints the page (Twisted's getPage).
+#[derive(Parser)]
+struct Cli {
+    /// The page to fetch (http:// or https://).
+    url: String,
+    /// Awaits the page in async code instead of adding callbacks.
+    #[arg(long = "async")]
+    use_async: bool,
+}
 
 /// Prints the page, as Python's `print(html)` would.
 fn print_page(html: &[u8]) {
@@ -62,15 +75,10 @@ fn with_async(url: String, failed: Rc<Cell<bool>>) {
 }
 
 fn main() -> ExitCode {
+    let Cli { url, use_async } = Cli::parse();
     init_logging();
-    let args = Args::from_env();
-    let Some(url) = args.positional().first().cloned() else {
-        eprintln!("usage: get_page URL [--async]");
-        return ExitCode::from(2);
-    };
     let failed = Rc::new(Cell::new(false));
     let flag = failed.clone();
-    let use_async = args.flag("--async");
     reactor().call_when_running(move || {
         if use_async {
             with_async(url, flag);
@@ -79,7 +87,7 @@ fn main() -> ExitCode {
         }
     });
     if let Err(f) = reactor().run() {
-        eprintln!("{}", f.report());
+        eprintln!("Error: {f:?}");
         return ExitCode::FAILURE;
     }
     if failed.get() {

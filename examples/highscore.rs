@@ -1,12 +1,18 @@
-//! Seed 000's multiprotocol showcase: a game played over a line protocol, whose high-score
-//! table is on the web while the players keep playing. Scores are stored through a
-//! `torsion::db::ConnectionPool`, so they survive a restart.
+//! A multiprotocol application in the spirit of Twisted's introduction: a game played over a
+//! line protocol, whose high-score table is on the web while the players keep playing.
+//! Scores are stored through a `torsion::db::ConnectionPool` (Twisted's adbapi), so they
+//! survive a restart. Play with `nc -C localhost 1079` (lines end with CRLF: plain `nc`
+//! sends only LF, and the game waits for the CR) or `telnet localhost 1079`.
 //!
 //! ```text
-//! cargo run --release --example highscore -- --game-port 1079 --web-port 1080 --db sqlite:highscore.db
-//! telnet localhost 1079          # play
+//! cargo run --release --example highscore -- --game-port 1079 --web-port 1080
+//! nc -C localhost 1079           # play
 //! curl localhost:1080/           # the table (HTML); /scores.json for JSON
 //! ```
+//!
+//! Without `--db`, the scores go to `highscore.db` in `$XDG_DATA_HOME/torsion` (by default
+//! `~/.local/share/torsion`), and the program says where; `--db sqlite:FILE` or
+//! `--db postgres://USER@HOST/DB` chooses another database.
 //!
 //! The game protocol, one line each way (`\r\n`, at most 256 bytes; longer lines close the
 //! connection):
@@ -32,13 +38,17 @@
 //! The game and the web pages share plain objects, as the seed's Counter does: a
 //! `Scoreboard` (the top 100, loaded from the database at start and updated after each
 //! save) that the pages render without touching the database.
+//!
+//! From the seed 000's multiprotocol showcase.
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use clap::Parser;
 use torsion::db::{ConnectionPool, DbError};
 use torsion::defer::ensure_deferred;
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
@@ -46,7 +56,26 @@ use torsion::web::proto::html_escape;
 use torsion::web::resources::Directory;
 use torsion::web::{Render, Request, Resource, Site};
 use torsion::{factory, reactor, ConnectionEnd, Failure, Transport};
-use torsion_examples::{init_logging, Args};
+use torsion_examples::{data_dir, init_logging, startup_error};
+
+/// A guessing game over a line protocol, with its high-score table on the web (a Twisted
+/// multiprotocol application).
+#[derive(Parser)]
+struct Cli {
+    /// The TCP port of the game (0 picks a free one).
+    #[arg(long, default_value_t = 1079)]
+    game_port: u16,
+    /// The HTTP port of the table (0 picks a free one).
+    #[arg(long, default_value_t = 1080)]
+    web_port: u16,
+    /// The address to listen on (an IPv4 or IPv6 address; :: is every interface).
+    #[arg(long, default_value = "0.0.0.0")]
+    interface: IpAddr,
+    /// The database: sqlite:FILE or postgres://USER@HOST/DB [default: sqlite:highscore.db in
+    /// $XDG_DATA_HOME/torsion or ~/.local/share/torsion]
+    #[arg(long)]
+    db: Option<String>,
+}
 
 /// The secret number is in `1..=HIGHEST`.
 const HIGHEST: u32 = 100;
@@ -437,58 +466,79 @@ async fn load(pool: &ConnectionPool, scores: &Scoreboard) -> Result<(), Failure>
 }
 
 fn main() -> Result<(), Failure> {
+    let cli = Cli::parse();
     init_logging();
-    let args = Args::from_env();
-    let game_port: u16 = args.get("--game-port", 1079);
-    let web_port: u16 = args.get("--web-port", 1080);
-    let db = args
-        .text("--db")
-        .unwrap_or("sqlite:highscore.db")
-        .to_owned();
+    let (db, file) = match cli.db {
+        Some(db) => (db, None),
+        None => {
+            let folder = data_dir().map_err(|f| startup_error(format!("{f}, or give --db")))?;
+            let file = folder.join("highscore.db");
+            (format!("sqlite:{}", file.display()), Some(file))
+        }
+    };
+
+    // Nothing touches the database until the first call, so the ports are taken first: a
+    // busy port stops the program before it creates a database file.
+    let pool = ConnectionPool::new(&db, 1, 4)?;
+    let scores = Rc::new(Scoreboard::default());
+    let game = Rc::new(Game {
+        scores: scores.clone(),
+        pool: pool.clone(),
+        random: RandomState::new(),
+        games_started: Cell::new(0),
+    });
+    let players = factory(move || {
+        Lines::new(Player {
+            game: game.clone(),
+            session: Rc::new(RefCell::new(Session {
+                name: None,
+                secret: 0,
+                guesses: 0,
+                saving: false,
+                waiting: VecDeque::new(),
+                waiting_bytes: 0,
+                close_when_done: false,
+                gone: false,
+            })),
+        })
+    });
+    let root = Directory::new();
+    root.put_child(
+        b"",
+        Rc::new(TablePage {
+            scores: scores.clone(),
+        }),
+    );
+    root.put_child(
+        b"scores.json",
+        Rc::new(JsonScores {
+            scores: scores.clone(),
+        }),
+    );
+    let interface = cli.interface.to_string();
+    let game_listening = reactor().listen_tcp_on(cli.game_port, players, &interface)?;
+    let web_listening = reactor().listen_tcp_on(cli.web_port, Site::new(root), &interface)?;
+    if let Some(file) = &file {
+        let folder = file.parent().expect("a file in the data folder");
+        std::fs::create_dir_all(folder)
+            .map_err(|e| startup_error(format!("cannot create {}: {e}", folder.display())))?;
+        println!(
+            "highscore: scores kept in {} (--db chooses another database)",
+            file.display()
+        );
+    }
 
     let failed: Rc<RefCell<Option<Failure>>> = Rc::default();
     let failure = failed.clone();
     reactor().call_when_running(move || {
         ensure_deferred(async move {
-            let pool = ConnectionPool::new(&db, 1, 4)?;
-            let scores = Rc::new(Scoreboard::default());
             load(&pool, &scores).await?;
             println!(
                 "highscore: {} players on the table, from {}",
                 scores.top.borrow().len(),
                 pool.backend()
             );
-            let game = Rc::new(Game {
-                scores: scores.clone(),
-                pool,
-                random: RandomState::new(),
-                games_started: Cell::new(0),
-            });
-            let players = factory(move || {
-                Lines::new(Player {
-                    game: game.clone(),
-                    session: Rc::new(RefCell::new(Session {
-                        name: None,
-                        secret: 0,
-                        guesses: 0,
-                        saving: false,
-                        waiting: VecDeque::new(),
-                        waiting_bytes: 0,
-                        close_when_done: false,
-                        gone: false,
-                    })),
-                })
-            });
-            let root = Directory::new();
-            root.put_child(
-                b"",
-                Rc::new(TablePage {
-                    scores: scores.clone(),
-                }),
-            );
-            root.put_child(b"scores.json", Rc::new(JsonScores { scores }));
-            let game_listening = reactor().listen_tcp(game_port, players)?;
-            let web_listening = reactor().listen_tcp(web_port, Site::new(root))?;
+            // Said once the table is loaded: a client that waits for these lines sees it.
             println!("highscore game listening on {}", game_listening.get_host());
             println!("highscore web listening on {}", web_listening.get_host());
             Ok::<(), Failure>(())
@@ -503,10 +553,7 @@ fn main() -> Result<(), Failure> {
     });
     reactor().run()?;
     match failed.take() {
-        Some(f) => {
-            eprintln!("highscore: cannot start: {f}");
-            Err(f)
-        }
+        Some(f) => Err(f),
         None => Ok(()),
     }
 }

@@ -1,4 +1,4 @@
-//! Seed 003: "an IRC bot in ten minutes", Twisted's LogBot (`ircLogBot.py`). The bot joins a
+//! Twisted's LogBot (`ircLogBot.py`), "an IRC bot in ten minutes": the bot joins a
 //! channel and logs what is said there, with a timestamp on each line, to a file (or to
 //! standard output). Say "<botnick>: anything" and it answers; whisper to it and it scolds
 //! you. When the connection drops, it reconnects, waiting a little longer each time.
@@ -6,16 +6,40 @@
 //! ```text
 //! cargo run --release --example irc_bot -- --host 127.0.0.1 --port 6667 --nick logbot --channel '#torsion' --log bot.log
 //! ```
+//!
+//! From the seed 003.
 use std::cell::RefCell;
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use clap::Parser;
 use torsion::protocols::policies::ReconnectingClientFactory;
 use torsion::words::irc::{nick_of, Irc, IrcClient, IrcConfig, IrcHandler};
 use torsion::{factory, reactor, ConnectionEnd, Failure};
-use torsion_examples::{init_logging, Args};
+use torsion_examples::{init_logging, startup_error};
+
+/// An IRC bot logging a channel (Twisted's ircLogBot.py).
+#[derive(Parser)]
+struct Cli {
+    /// The IRC server's host name or address.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// The IRC server's TCP port.
+    #[arg(long, default_value_t = 6667)]
+    port: u16,
+    /// The bot's nickname.
+    #[arg(long, default_value = "logbot")]
+    nick: String,
+    /// The channel to join and log.
+    #[arg(long, default_value = "#torsion")]
+    channel: String,
+    /// The file to append the log to (default: standard output).
+    #[arg(long)]
+    log: Option<PathBuf>,
+}
 
 /// Writes lines to a file (or standard output), each with the time (UTC) in front, flushed
 /// at once so that `tail -f` shows them as they come.
@@ -86,19 +110,23 @@ impl IrcHandler for LogBot {
 
 /// Reads the command line, opens the log, and connects (and reconnects) the bot.
 fn main() -> Result<(), Failure> {
+    let Cli {
+        host,
+        port,
+        nick,
+        channel,
+        log,
+    } = Cli::parse();
     init_logging();
-    let args = Args::from_env();
-    let host = args.text("--host").unwrap_or("127.0.0.1").to_owned();
-    let port: u16 = args.get("--port", 6667);
-    let nick = args.text("--nick").unwrap_or("logbot").to_owned();
-    let channel = args.text("--channel").unwrap_or("#torsion").to_owned();
-    let out: Box<dyn Write> = match args.text("--log") {
+    let out: Box<dyn Write> = match log {
         None => Box::new(std::io::stdout()),
-        Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
+        Some(path) => match OpenOptions::new().create(true).append(true).open(&path) {
             Ok(file) => Box::new(file),
             Err(e) => {
-                eprintln!("error: cannot open the log {path}: {e}");
-                std::process::exit(1)
+                return Err(startup_error(format!(
+                    "cannot open the log {}: {e}",
+                    path.display()
+                )))
             }
         },
     };

@@ -1,16 +1,25 @@
-//! Seed 002: "a result you don't have yet". `order_food()` returns a placeholder (a Deferred)
-//! that the kitchen fires later; callbacks eat the meal and compliment the chef, and the four
-//! error-handling clauses (try/except, try/except/else, try around everything, finally) are
-//! each run with a kitchen that has eggs and with one that has run out.
+//! Twisted's Deferred introduction, "a result you don't have yet": `order_food()` returns a
+//! placeholder (a Deferred) that the kitchen fires later; callbacks eat the meal and
+//! compliment the chef, and the four error-handling clauses (try/except, try/except/else,
+//! try around everything, finally) are each run with a kitchen that has eggs and with one
+//! that has run out.
 //!
 //! ```text
 //! cargo run --release --example order_food
 //! ```
+//!
+//! From the seed 002.
 use std::fmt;
 
+use clap::Parser;
 use torsion::defer::{gather_results, Deferred};
 use torsion::{reactor, Failure};
 use torsion_examples::init_logging;
+
+/// Deferred callbacks and errbacks, walked through with a breakfast order (Twisted's
+/// Deferred introduction).
+#[derive(Parser)]
+struct Cli {}
 
 /// What the kitchen sends out.
 #[derive(Debug, Default)]
@@ -129,6 +138,7 @@ fn serve<T: 'static>(
 }
 
 fn main() -> Result<(), Failure> {
+    Cli::parse();
     init_logging();
     let mut all = Vec::new();
 

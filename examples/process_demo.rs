@@ -1,17 +1,31 @@
-//! Seed 001's processes: `get_process_output` of a command (Twisted's
+//! Twisted's processes: `get_process_output` of a command (Twisted's
 //! `utils.getProcessOutput`), then a `ProcessProtocol` talking to `cat` through
 //! `spawn_process` (Twisted's `reactor.spawnProcess`): it writes lines to cat's stdin, closes
-//! it, prints what comes back, and reports how the process ended.
+//! it, prints what comes back, and reports how the process ended. A command that cannot run
+//! ends the program with status 1.
 //!
 //! ```text
 //! cargo run --release --example process_demo                  # runs: echo hello from a child
 //! cargo run --release --example process_demo -- uname -s      # any command
 //! ```
+//!
+//! From the seed 001's processes.
+use std::cell::RefCell;
+use std::rc::Rc;
 
+use clap::Parser;
 use torsion::defer::{ensure_deferred, Deferred, Trigger};
 use torsion::process::{get_process_output, Env, ProcessProtocol, ProcessSpec, ProcessTransport};
 use torsion::{reactor, Failure};
-use torsion_examples::{init_logging, Args};
+use torsion_examples::init_logging;
+
+/// Runs a command, then talks to cat (Twisted's getProcessOutput and spawnProcess).
+#[derive(Parser)]
+struct Cli {
+    /// The command to run and its arguments (default: echo hello from a child).
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
 
 /// Talks to `cat`: sends a few lines, closes cat's input, and prints what it echoes.
 struct CatTalker {
@@ -55,18 +69,19 @@ impl ProcessProtocol for CatTalker {
 }
 
 fn main() -> Result<(), Failure> {
+    let mut command = Cli::parse().command;
     init_logging();
-    let args = Args::from_env();
-    let command: Vec<String> = if args.positional().is_empty() {
-        vec!["echo".into(), "hello from a child".into()]
-    } else {
-        args.positional().to_vec()
-    };
+    if command.is_empty() {
+        command = vec!["echo".into(), "hello from a child".into()];
+    }
+    let failed: Rc<RefCell<Option<Failure>>> = Rc::default();
+    let failure = failed.clone();
 
     reactor().call_when_running(move || {
         ensure_deferred(async move {
             // 1. The whole output of a command, as a Deferred.
             let spec = ProcessSpec::new(&command[0]).args(&command[1..]);
+            // A command that cannot start fails here, with a message naming it.
             let output = get_process_output(spec, false).await?;
             print!(
                 "{} printed: {}",
@@ -90,12 +105,16 @@ fn main() -> Result<(), Failure> {
             println!("cat ended: {reason}");
             Ok::<_, Failure>(())
         })
-        .add_both(|result| {
-            if let Err(failure) = result {
-                println!("failed: {failure}");
+        .add_both(move |result| {
+            if let Err(f) = result {
+                *failure.borrow_mut() = Some(f);
             }
             reactor().stop()
         });
     });
-    reactor().run()
+    reactor().run()?;
+    match failed.take() {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
 }

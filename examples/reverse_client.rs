@@ -1,20 +1,38 @@
-//! Seed 002: the RemoteReverser client. `reverse(message)` returns a Deferred that fires
-//! with the first line the reverse server sends back; the program prints it and stops.
-//! Exits with status 1 if the server cannot be reached or hangs up without answering.
+//! The RemoteReverser client of Twisted's Deferred introduction: `reverse(message)` returns
+//! a Deferred that fires with the first line the reverse server sends back; the program
+//! prints it and stops. Exits with status 1 if the server cannot be reached or hangs up
+//! without answering.
 //!
 //! ```text
 //! cargo run --release --example reverse_client -- --host localhost --port 9999 --message Hello
 //! ```
+//!
+//! From the seed 002.
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use clap::Parser;
 use torsion::defer::Trigger;
 use torsion::error::{ConnectionDone, ConnectionLost};
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
 use torsion::tcp::Connector;
 use torsion::transport::Address;
 use torsion::{reactor, ClientFactory, ConnectionEnd, Deferred, Factory, Failure};
-use torsion_examples::{init_logging, Args};
+use torsion_examples::init_logging;
+
+/// Sends a line to a reverse server and prints the answer (Twisted's RemoteReverser client).
+#[derive(Parser)]
+struct Cli {
+    /// The reverse server's host name or address.
+    #[arg(long, default_value = "localhost")]
+    host: String,
+    /// The reverse server's TCP port.
+    #[arg(long, default_value_t = 9999)]
+    port: u16,
+    /// The line to reverse.
+    #[arg(long, default_value = "Hello")]
+    message: String,
+}
 
 /// Sends one line when connected, and fires its Deferred with the first line it gets back.
 struct ReverseClient {
@@ -94,11 +112,12 @@ fn stop_reactor<T>(_: Result<T, Failure>) -> Result<(), Failure> {
 }
 
 fn main() -> Result<(), Failure> {
+    let Cli {
+        host,
+        port,
+        message,
+    } = Cli::parse();
     init_logging();
-    let args = Args::from_env();
-    let host = args.text("--host").unwrap_or("localhost").to_owned();
-    let port: u16 = args.get("--port", 9999);
-    let message = args.text("--message").unwrap_or("Hello").to_owned();
     let exit_code = Rc::new(Cell::new(0));
 
     let reverser = RemoteReverser { host, port };

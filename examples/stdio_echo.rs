@@ -6,10 +6,15 @@
 //! printf 'one\ntwo\n' | cargo run --release --example stdio_echo
 //! cargo run --release --example stdio_echo            # type lines; Ctrl-D ends
 //! ```
+use clap::Parser;
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
 use torsion::stdio::StandardIO;
 use torsion::{reactor, ConnectionEnd, Failure};
 use torsion_examples::init_logging;
+
+/// Echoes the lines of standard input to standard output (Twisted's StandardIO).
+#[derive(Parser)]
+struct Cli {}
 
 /// Echoes each line, and counts them.
 #[derive(Default)]
@@ -35,6 +40,7 @@ impl LineReceiver for LineEcho {
 }
 
 fn main() -> Result<(), Failure> {
+    Cli::parse();
     init_logging();
     StandardIO::new(Lines::new(LineEcho::default()))?;
     reactor().run()

@@ -1,16 +1,27 @@
-//! Seed 001's threads: `defer_to_thread` runs a blocking computation — summing the primes
-//! below N — in a worker thread while a LoopingCall prints a tick every 0.1 s, showing that
-//! the reactor stays responsive. Prints the result and stops.
+//! Twisted's `deferToThread`: `defer_to_thread` runs a blocking computation — summing the
+//! primes below N — in a worker thread while a LoopingCall prints a tick every 0.1 s,
+//! showing that the reactor stays responsive. Prints the result and stops.
 //!
 //! ```text
 //! cargo run --release --example threads_demo -- --n 2000000
 //! ```
+//!
+//! From the seed 001's threads.
 use std::time::Instant;
 
+use clap::Parser;
 use torsion::task::LoopingCall;
 use torsion::threads::defer_to_thread;
 use torsion::{reactor, Failure};
-use torsion_examples::{init_logging, Args};
+use torsion_examples::init_logging;
+
+/// A blocking computation in a thread while the reactor ticks (Twisted's deferToThread).
+#[derive(Parser)]
+struct Cli {
+    /// Sums the primes below this number.
+    #[arg(long, default_value_t = 2_000_000)]
+    n: u64,
+}
 
 /// The sum of the primes below `n`, by trial division: deliberately slow, blocking work.
 fn sum_primes_below(n: u64) -> u64 {
@@ -20,9 +31,8 @@ fn sum_primes_below(n: u64) -> u64 {
 }
 
 fn main() -> Result<(), Failure> {
+    let n = Cli::parse().n;
     init_logging();
-    let args = Args::from_env();
-    let n: u64 = args.get("--n", 2_000_000);
     let start = Instant::now();
 
     let ticker = LoopingCall::with_count(move |_| {

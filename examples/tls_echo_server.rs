@@ -1,4 +1,4 @@
-//! The echo server over TLS (Twisted's `listenSSL`), with rustls: no OpenSSL.
+//! The Echo protocol over TLS, Twisted's `listenSSL` echo server, with rustls: no OpenSSL.
 //!
 //! ```text
 //! cargo run --release --example tls_echo_server -- --port 8443 --cert cert.pem --key key.pem
@@ -12,9 +12,30 @@
 //! ```text
 //! openssl s_client -connect localhost:8443 -CAfile printed-cert.pem
 //! ```
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
 use torsion::tls::{Identity, ServerContext};
 use torsion::{factory, reactor, Failure, Protocol, Transport};
-use torsion_examples::{init_logging, Args};
+use torsion_examples::init_logging;
+
+/// The Echo protocol over TLS (Twisted's listenSSL).
+#[derive(Parser)]
+struct Cli {
+    /// The TCP port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8443)]
+    port: u16,
+    /// The address to listen on (an IPv4 or IPv6 address; :: is every interface).
+    #[arg(long, default_value = "0.0.0.0")]
+    interface: IpAddr,
+    /// A PEM file with the certificate chain (default: a self-signed one for localhost).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// The PEM file with the private key (default: the --cert file).
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+}
 
 /// Parrots back its input.
 struct Echo;
@@ -26,16 +47,14 @@ impl Protocol for Echo {
 }
 
 fn main() -> Result<(), Failure> {
+    let cli = Cli::parse();
     init_logging();
-    let args = Args::from_env();
-    let port: u16 = args.get("--port", 8443);
-    let (identity, generated) = match (args.text("--cert"), args.text("--key")) {
-        (Some(cert), key) => (Identity::from_pem_files(cert, key.unwrap_or(cert))?, None),
-        (None, Some(_)) => {
-            eprintln!("error: --key needs --cert");
-            std::process::exit(2)
-        }
-        (None, None) => {
+    let (identity, generated) = match &cli.cert {
+        Some(cert) => (
+            Identity::from_pem_files(cert, cli.key.as_ref().unwrap_or(cert))?,
+            None,
+        ),
+        None => {
             let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
             let cert = made.cert.pem();
             let key = made.signing_key.serialize_pem();
@@ -45,7 +64,12 @@ fn main() -> Result<(), Failure> {
             )
         }
     };
-    let listening = reactor().listen_tls(port, factory(|| Echo), ServerContext::new(identity)?)?;
+    let listening = reactor().listen_tls_on(
+        cli.port,
+        factory(|| Echo),
+        ServerContext::new(identity)?,
+        &cli.interface.to_string(),
+    )?;
     println!("tls echo server listening on {}", listening.get_host());
     if let Some(cert) = generated {
         println!("self-signed certificate for localhost:\n{cert}");

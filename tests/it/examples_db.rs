@@ -27,12 +27,16 @@ fn db_demo_reports_a_bad_database() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cannot start cargo run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stdout.starts_with(
-            "database error: cannot connect to sqlite: /nonexistent-torsion-dir/demo.db"
-        ),
-        "{stdout}"
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
+    assert!(
+        stderr.starts_with("Error: cannot connect to sqlite: /nonexistent-torsion-dir/demo.db"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

@@ -92,10 +92,12 @@ fn process_demo_reports_a_command_that_writes_to_stderr() {
     let mut child = start("process_demo", &["sh", "-c", "echo oops >&2"]);
     drop(child.0.stdin.take());
     let out = read_all_later(child.0.stdout.take().unwrap());
-    let _err = read_all_later(child.0.stderr.take().unwrap());
+    let err = read_all_later(child.0.stderr.take().unwrap());
     let out = String::from_utf8(out.recv_timeout(DEADLINE).expect("stdout")).unwrap();
-    assert!(wait_success(&mut child, started), "{out}");
-    assert_eq!(out, "failed: got stderr: \"oops\\n\"\n");
+    let err = String::from_utf8_lossy(&err.recv_timeout(DEADLINE).expect("stderr")).into_owned();
+    assert!(!wait_success(&mut child, started), "{out}");
+    assert_eq!(out, "");
+    assert_eq!(err, "Error: got stderr: \"oops\\n\"\n");
 }
 
 #[test]

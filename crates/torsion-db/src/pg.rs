@@ -27,13 +27,53 @@ pub(crate) struct Pg {
 pub(crate) fn connect(config: &postgres::Config) -> Result<Pg, DbError> {
     let client = config.connect(NoTls).map_err(|e| DbError::Connect {
         backend: "postgres",
-        message: e.to_string(),
+        message: connect_message(config, &e),
     })?;
     Ok(Pg {
         client,
         broken: false,
         statements: HashMap::new(),
     })
+}
+
+/// Why connecting failed, in one line: the client's message ("error connecting to server")
+/// says neither where nor why; its causes ("Connection refused") and the server's addresses
+/// do.
+fn connect_message(config: &postgres::Config, e: &postgres::Error) -> String {
+    let mut message = e.to_string();
+    let ports = config.get_ports();
+    let addresses: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                postgres::config::Host::Tcp(name) if name.contains(':') => {
+                    format!("[{name}]:{port}")
+                }
+                postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                #[cfg(unix)]
+                postgres::config::Host::Unix(dir) => {
+                    format!("{}/.s.PGSQL.{port}", dir.display())
+                }
+            }
+        })
+        .collect();
+    if !addresses.is_empty() {
+        message.push_str(" at ");
+        message.push_str(&addresses.join(", "));
+    }
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !message.contains(&more) {
+            message.push_str(": ");
+            message.push_str(&more);
+        }
+        cause = c.source();
+    }
+    message
 }
 
 fn sql_error(e: postgres::Error) -> DbError {
@@ -218,5 +258,35 @@ impl Connection for Pg {
 
     fn is_broken(&self) -> bool {
         self.broken || self.client.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refused connection says where and why, not only "error connecting to server".
+    #[test]
+    fn a_refused_connection_names_the_address_and_the_cause() {
+        // A port that was free a moment ago: nothing listens there now.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut config = postgres::Config::new();
+        config.host("127.0.0.1").port(port).user("nobody");
+        let Err(err) = connect(&config) else {
+            panic!("connected to a port nobody listens on");
+        };
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "cannot connect to postgres: error connecting to server at 127.0.0.1:"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        assert!(text.to_lowercase().contains("connection refused"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
     }
 }

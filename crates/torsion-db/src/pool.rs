@@ -174,7 +174,10 @@ impl ConnectionPool {
     /// Runs `sql` with `params` and returns its rows (Twisted's `runQuery`).
     pub fn run_query(&self, sql: impl Into<String>, params: impl Params) -> Deferred<Vec<Row>> {
         let (sql, params) = (sql.into(), params.into_values());
-        self.submit(move |conn| conn.query(&sql, &params).map_err(Failure::new))
+        // A closure, not `map_err(Failure::new)`: `Failure::new` records its caller, which
+        // for a function passed by name is a line of `Result::map_err` in the standard
+        // library.
+        self.submit(move |conn| conn.query(&sql, &params).map_err(|e| Failure::new(e)))
     }
 
     /// Runs `sql` with `params` for its effect (Twisted's `runOperation`).
@@ -185,7 +188,7 @@ impl ConnectionPool {
     /// Runs `sql` with `params` and returns how many rows it changed.
     pub fn run_execute(&self, sql: impl Into<String>, params: impl Params) -> Deferred<u64> {
         let (sql, params) = (sql.into(), params.into_values());
-        self.submit(move |conn| conn.execute(&sql, &params).map_err(Failure::new))
+        self.submit(move |conn| conn.execute(&sql, &params).map_err(|e| Failure::new(e)))
     }
 
     /// Runs `f` in a worker thread inside a transaction (Twisted's `runInteraction`): the
@@ -237,7 +240,7 @@ impl ConnectionPool {
         F: FnOnce(&mut Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
         self.submit(move |conn| {
-            conn.begin().map_err(Failure::new)?;
+            conn.begin().map_err(|e| Failure::new(e))?;
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 f(&mut Transaction { conn: &mut *conn })
             }));
@@ -400,7 +403,7 @@ fn on_worker<T>(
         Some(conn) if !conn.is_broken() => conn,
         stale => {
             drop(stale);
-            let conn = connect(&workers.backend).map_err(Failure::new)?;
+            let conn = connect(&workers.backend).map_err(|e| Failure::new(e))?;
             workers.opened.fetch_add(1, Ordering::Relaxed);
             conn
         }
@@ -494,5 +497,46 @@ impl Transaction<'_> {
     /// Runs several statements separated by `;`, without parameters (schema scripts).
     pub fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
         self.conn.execute_batch(sql)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torsion::Reactor;
+
+    /// A database error's Failure says where in this crate it was made, not the line of
+    /// `Result::map_err` in the standard library that a function passed by name would show.
+    #[test]
+    fn a_database_failure_points_into_this_crate() {
+        let r = Reactor::new();
+        let seen: Rc<RefCell<Vec<String>>> = Rc::default();
+        let got = seen.clone();
+        r.call_when_running(move || {
+            let pool = ConnectionPool::new("sqlite::memory:", 1, 1).expect("a pool");
+            let query = pool.run_query("SELECT * FROM no_such_table", ());
+            let execute = pool.run_execute("NOT SQL", ());
+            let broken = ConnectionPool::new("sqlite:/nonexistent-dir/torsion/x.db", 1, 1)
+                .expect("a pool")
+                .run_query("SELECT 1", ());
+            torsion::defer::DeferredList::new(vec![
+                query.add_callback(|_| ()),
+                execute.add_callback(|_| ()),
+                broken.add_callback(|_| ()),
+            ])
+            .add_callback(move |results| {
+                for result in results {
+                    let failure = result.expect_err("every call fails");
+                    got.borrow_mut().push(failure.location().file().to_owned());
+                }
+                let _ = reactor().stop();
+            });
+        });
+        r.run().unwrap();
+        let seen = seen.borrow();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        for file in seen.iter() {
+            assert!(file.ends_with("pool.rs"), "{file}");
+        }
     }
 }
