@@ -158,7 +158,7 @@ pub(crate) fn endpoints_of(matches: &ArgMatches, id: &str) -> Vec<ServerDescript
 pub(crate) const ENDPOINT_HELP: &str = "An endpoint string is KIND:ARGS, e.g. tcp:8080 (every interface), \
 tcp:8080:interface=127.0.0.1 (loopback only), tcp6:8080:interface=\\:\\:1, unix:/run/web.sock:mode=660, \
 tls:8443:privateKey=key.pem:certKey=cert.pem (ssl: is the same), systemd:domain=INET:index=0, \
-haproxy:tcp:8080; see torsion::endpoints (https://docs.rs/torsion/latest/torsion/endpoints/)";
+haproxy:tcp:8080; every kind and option: the torsion::endpoints API docs (cargo doc -p torsion --open)";
 
 /// A `--listen ENDPOINT` option (repeatable), parsed with [`parse_endpoint`].
 pub(crate) fn listen_arg(default: &'static str) -> Arg {

@@ -315,7 +315,7 @@ fn web_help_explains_endpoint_strings_and_hidden_files() {
         "unix:/run/web.sock",
         "tls:8443:privateKey=key.pem:certKey=cert.pem",
         "systemd:domain=INET:index=0",
-        "https://docs.rs/torsion/latest/torsion/endpoints/",
+        "the torsion::endpoints API docs (cargo doc -p torsion --open)",
         "--show-hidden",
     ] {
         assert!(help.contains(want), "{want:?} missing from {help}");
