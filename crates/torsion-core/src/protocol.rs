@@ -191,8 +191,16 @@ pub trait Protocol: 'static {
     fn data_received(&mut self, transport: &Transport, data: &[u8]);
 
     /// The peer closed its sending half (Twisted's `IHalfCloseableProtocol.readConnectionLost`).
-    /// By default the connection is closed once pending writes are sent; override to keep
-    /// writing on a half-closed connection.
+    /// By default the connection is closed once pending writes are sent
+    /// ([`lose_connection`](Transport::lose_connection)), then
+    /// [`connection_lost`](Self::connection_lost) hears [`ConnectionEnd::Done`]; override to
+    /// keep writing on a half-closed connection.
+    ///
+    /// Differs from Twisted: a Twisted protocol that is not half-close aware gets
+    /// `connectionLost` at once and loses the bytes it wrote that were not sent yet; here
+    /// they are sent first. For Twisted's behaviour, override this with
+    /// [`abort_connection`](Transport::abort_connection) (the end is then
+    /// [`ConnectionEnd::Aborted`]). See docs/design.md, "Differences from Twisted".
     fn read_connection_lost(&mut self, transport: &Transport) {
         transport.lose_connection();
     }

@@ -30,6 +30,7 @@ mod flow_throttle;
 mod framing_answer_later;
 mod framing_lines;
 mod framing_props;
+mod halfclose_default;
 mod haproxy_header;
 mod haproxy_interop;
 mod interop_twisted;
