@@ -44,6 +44,7 @@ mod portforward;
 mod process_spawn;
 mod process_utils;
 mod reactor_lifecycle;
+mod reconnect_reset;
 mod task_cooperate;
 mod task_looping;
 mod task_react;

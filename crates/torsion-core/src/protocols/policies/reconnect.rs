@@ -84,9 +84,17 @@ fn seeded_source(mut rng: XorShift) -> NormalSource {
 /// comes after about `initial_delay × e` seconds. A successful connection
 /// (`build_protocol`) resets the delay (as Twisted's documented example does), or, with
 /// [`set_reset_after`](Self::set_reset_after), a connection that lasted long enough: a server
-/// that accepts and hangs up at once then gets the growing delays, not a retry a second; [`stop_trying`](Self::stop_trying) cancels a pending
-/// retry and an attempt in progress, and stops. With [`max_retries`](Self::set_max_retries)
-/// the factory gives up after that many retries in a row.
+/// that accepts and hangs up at once then gets the growing delays, not a retry a second.
+/// [`stop_trying`](Self::stop_trying) cancels a pending retry and an attempt in progress,
+/// and stops. With [`max_retries`](Self::set_max_retries) the factory gives up after that
+/// many retries in a row.
+///
+/// Differs from Twisted: Twisted's class never resets by itself, and leaves
+/// `resetDelay()` to the program (its howto calls it in `buildProtocol`, IRC bots often in
+/// `signedOn`). Here a protocol has no `self.factory` to call it on, so the default resets
+/// in `build_protocol`; [`set_reset_on_connect(false)`](Self::set_reset_on_connect) gives
+/// Twisted's behaviour, the protocol then calling [`reset_delay`](Self::reset_delay) through
+/// a `Weak` handle (see there). See docs/design.md, "Differences from Twisted".
 ///
 /// The wrapped factory still hears every hook; it must not call `connector.connect()`
 /// itself. To call `stop_trying` later, hand `connect_tcp` an `Rc` of the factory and keep a
@@ -145,6 +153,8 @@ pub struct ReconnectingClientFactory<F> {
     delay: Cell<f64>,
     retries: Cell<u32>,
     continue_trying: Cell<bool>,
+    /// Reset the delay in `build_protocol` (when `reset_after` is not set).
+    reset_on_connect: Cell<bool>,
     /// Reset the delay only when a connection lasted this long (seconds).
     reset_after: Cell<Option<f64>>,
     /// When the current connection was made, with `reset_after`.
@@ -173,6 +183,7 @@ impl<F: ClientFactory> ReconnectingClientFactory<F> {
             delay: Cell::new(DEFAULT_INITIAL_DELAY),
             retries: Cell::new(0),
             continue_trying: Cell::new(true),
+            reset_on_connect: Cell::new(true),
             reset_after: Cell::new(None),
             connected_at: Cell::new(None),
             clock: RefCell::new(None),
@@ -370,8 +381,57 @@ impl<F> ReconnectingClientFactory<F> {
         self.reset_after.get()
     }
 
+    /// Whether `build_protocol` resets the delay (true, the default); false leaves it to
+    /// [`reset_delay`](Self::reset_delay), as Twisted's `ReconnectingClientFactory` does.
+    /// [`set_reset_after`](Self::set_reset_after), when set, replaces the reset on connect
+    /// either way.
+    ///
+    /// To reset when the protocol decides (signed on, logged in), build the factory with
+    /// [`Rc::new_cyclic`] and give the protocols a `Weak` to it:
+    ///
+    /// ```
+    /// use std::rc::{Rc, Weak};
+    /// use torsion::protocols::policies::ReconnectingClientFactory;
+    /// use torsion::protocol::FnFactory;
+    /// use torsion::{factory, Protocol, Transport};
+    ///
+    /// type Reconnecting = ReconnectingClientFactory<FnFactory<Box<dyn Fn() -> Bot>>>;
+    ///
+    /// struct Bot {
+    ///     reconnecting: Weak<Reconnecting>,
+    /// }
+    ///
+    /// impl Protocol for Bot {
+    ///     fn data_received(&mut self, _: &Transport, data: &[u8]) {
+    ///         if data.starts_with(b"welcome") {
+    ///             // Signed on: the next loss starts again from the initial delay.
+    ///             if let Some(f) = self.reconnecting.upgrade() {
+    ///                 f.reset_delay();
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let f: Rc<Reconnecting> = Rc::new_cyclic(|me: &Weak<Reconnecting>| {
+    ///     let me = me.clone();
+    ///     let make: Box<dyn Fn() -> Bot> = Box::new(move || Bot { reconnecting: me.clone() });
+    ///     ReconnectingClientFactory::new(factory(make))
+    /// });
+    /// f.set_reset_on_connect(false);
+    /// assert!(!f.reset_on_connect());
+    /// ```
+    pub fn set_reset_on_connect(&self, reset: bool) {
+        self.reset_on_connect.set(reset);
+    }
+
+    /// See [`set_reset_on_connect`](Self::set_reset_on_connect).
+    pub fn reset_on_connect(&self) -> bool {
+        self.reset_on_connect.get()
+    }
+
     /// Back to the initial delay and no retries, and trying again (Twisted's
-    /// `resetDelay`); called when a connection succeeds.
+    /// `resetDelay`); called when a connection succeeds (by `build_protocol` unless
+    /// [`set_reset_on_connect(false)`](Self::set_reset_on_connect)), or by the program.
     pub fn reset_delay(&self) {
         self.delay.set(self.initial_delay.get());
         self.retries.set(0);
@@ -388,7 +448,7 @@ impl<F: ClientFactory> Factory for ReconnectingClientFactory<F> {
             self.connecting.borrow_mut().take();
             if self.reset_after.get().is_some() {
                 self.connected_at.set(Some(self.clock().seconds()));
-            } else if self.continue_trying.get() {
+            } else if self.reset_on_connect.get() && self.continue_trying.get() {
                 self.reset_delay();
             }
         }
