@@ -527,8 +527,9 @@ fn finish_with(request: &Request, body: &[u8]) {
         return;
     }
     request.set_body_length(body.len());
-    request.write(body);
-    request.finish();
+    // The client may have left while a deferred render ran: nothing to warn about.
+    let _ = request.try_write(body);
+    let _ = request.try_finish();
 }
 
 /// A 500 page, or (if the head already went out) an aborted response.

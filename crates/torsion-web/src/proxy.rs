@@ -157,7 +157,8 @@ impl Resource for ReverseProxyResource {
                     failed.set_header("Content-Length", page.len().to_string());
                     failed.write(&page);
                 }
-                failed.finish();
+                // The client may have left first: that is not the proxy's mistake.
+                let _ = failed.try_finish();
                 Ok(())
             });
         Render::NotDoneYet

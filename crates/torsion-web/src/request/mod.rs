@@ -13,6 +13,8 @@ mod head;
 mod producer;
 mod response;
 
+pub use response::ResponseClosed;
+
 use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::fmt;

@@ -9,6 +9,29 @@ use torsion::Failure;
 use super::Request;
 use crate::proto::{encode_chunk, encode_last_chunk, Headers};
 
+/// Why [`Request::try_write`] or [`Request::try_finish`] refused: the response can take
+/// nothing more (Twisted raises `RuntimeError` in these cases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResponseClosed {
+    /// [`finish`](Request::finish) was called already.
+    Finished,
+    /// The client went away before the response finished (see
+    /// [`notify_finish`](Request::notify_finish)).
+    Lost,
+}
+
+impl std::fmt::Display for ResponseClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResponseClosed::Finished => "the response was already finished",
+            ResponseClosed::Lost => "the client went away before the response finished",
+        })
+    }
+}
+
+impl std::error::Error for ResponseClosed {}
+
 /// The response being built.
 pub(super) struct Response {
     pub(super) code: u16,
@@ -127,19 +150,34 @@ impl Request {
     }
 
     /// Writes part of the body (Twisted's `request.write`). The head goes first, with the
-    /// first write. Writes after `finish` or after the client left are dropped.
+    /// first write.
+    ///
+    /// After the client left, the bytes are dropped without a word, as in Twisted. After
+    /// [`finish`](Self::finish) they are dropped too, with a warning in the log naming the
+    /// request: Twisted raises `RuntimeError` there, a bug in the caller; use
+    /// [`try_write`](Self::try_write) to get that as an error instead. See docs/design.md,
+    /// "Differences from Twisted".
     pub fn write(&self, data: &[u8]) {
+        if let Err(ResponseClosed::Finished) = self.try_write(data) {
+            self.warn_misuse("write called after finish; the bytes are dropped");
+        }
+    }
+
+    /// [`write`](Self::write), saying when the bytes were dropped: after
+    /// [`finish`](Self::finish) ([`ResponseClosed::Finished`]) or once the client went
+    /// away ([`ResponseClosed::Lost`]). Logs nothing.
+    pub fn try_write(&self, data: &[u8]) -> Result<(), ResponseClosed> {
+        if self.inner.response.borrow().finished {
+            return Err(ResponseClosed::Finished);
+        }
         if self.inner.lost.get() {
-            return;
+            return Err(ResponseClosed::Lost);
         }
         // A large write of the response on the wire goes to the transport as it is, after
         // what is queued (the head, perhaps), without a copy into the response's buffer.
         let mut through = None;
         {
             let mut r = self.inner.response.borrow_mut();
-            if r.finished {
-                return;
-            }
             let transport = if data.len() >= LARGE_WRITE {
                 self.transport_if_front()
             } else {
@@ -169,6 +207,18 @@ impl Request {
             t.write(data);
         }
         self.flush();
+        Ok(())
+    }
+
+    /// Logs a call Twisted would refuse with an exception, naming the request.
+    fn warn_misuse(&self, what: &str) {
+        tracing::warn!(
+            target: "torsion_web",
+            "{} {} from {}: {what}",
+            self.method(),
+            self.uri(),
+            self.get_client_address()
+        );
     }
 
     /// The transport, when this request is at the front of its channel's queue (what it
@@ -178,11 +228,34 @@ impl Request {
     }
 
     /// Ends the response (Twisted's `request.finish`). Afterwards nothing more is written.
+    ///
+    /// A second call does nothing but log a warning (Twisted warns too). A call after the
+    /// client went away logs a warning, where Twisted raises `RuntimeError` (check
+    /// [`lost`](Self::lost) or [`notify_finish`](Self::notify_finish) first, or use
+    /// [`try_finish`](Self::try_finish)); the request still counts as finished. See
+    /// docs/design.md, "Differences from Twisted".
     pub fn finish(&self) {
+        match self.try_finish() {
+            Ok(()) => {}
+            Err(ResponseClosed::Finished) => {
+                self.warn_misuse("finish called twice; the second call does nothing")
+            }
+            Err(ResponseClosed::Lost) => self.warn_misuse(
+                "finish called after the client went away (check lost() or notify_finish())",
+            ),
+        }
+    }
+
+    /// [`finish`](Self::finish), saying what went wrong instead of logging it:
+    /// [`ResponseClosed::Finished`] when it was finished already (nothing is done), or
+    /// [`ResponseClosed::Lost`] when the client went away first (the request is finished
+    /// all the same, and nothing is sent).
+    pub fn try_finish(&self) -> Result<(), ResponseClosed> {
+        let lost = self.inner.lost.get();
         {
             let mut r = self.inner.response.borrow_mut();
             if r.finished {
-                return;
+                return Err(ResponseClosed::Finished);
             }
             if !r.started {
                 self.start(&mut r, true, 0);
@@ -197,6 +270,11 @@ impl Request {
         let waiters = std::mem::take(&mut *self.inner.finish_waiters.borrow_mut());
         for t in waiters {
             let _ = t.fire(Ok(()));
+        }
+        if lost {
+            Err(ResponseClosed::Lost)
+        } else {
+            Ok(())
         }
     }
 

@@ -11,6 +11,7 @@ mod flow_body;
 mod interop_clients;
 mod proto_props;
 mod proxy;
+mod request_misuse;
 mod resources;
 mod server;
 mod session;
