@@ -379,13 +379,18 @@ impl Reactor {
     /// or a `Duration`). Returns the [`DelayedCall`] to cancel or move it. `f` may return
     /// `()`, or a `Result` or `Deferred` whose failure is logged, so
     /// `r.call_later(5.0, || reactor().stop())` reads as in Twisted.
+    ///
+    /// # Panics
+    /// If `seconds` is negative or NaN, as Twisted's `callLater` raises `AssertionError`
+    /// (and `Duration::from_secs_f64` panics): a delay computed as `deadline - now` should
+    /// be clamped with `.max(0.0)`. See docs/design.md, "Differences from Twisted".
     pub fn call_later<R: CallOutcome>(
         &self,
         seconds: impl Into<Delay>,
         f: impl FnOnce() -> R + 'static,
     ) -> DelayedCall {
         self.inner.timers.schedule(
-            seconds.into().as_secs_f64(),
+            seconds.into().for_call_later(),
             Box::new(move || drop(f().into_wait())),
         )
     }

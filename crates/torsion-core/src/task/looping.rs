@@ -123,10 +123,18 @@ impl LoopingCall {
     }
 
     /// Stops calling; the Deferred from `start` fires.
+    ///
+    /// # Panics
+    /// If the loop is not running: never started, stopped already, or ended by a failing
+    /// call. Twisted raises `AssertionError` ("Tried to stop a LoopingCall that was not
+    /// running."), and [`start`](Self::start) panics the other way round; cleanup code that
+    /// may run twice checks [`running`](Self::running) first. See docs/design.md,
+    /// "Differences from Twisted".
     pub fn stop(&self) {
-        if !self.inner.running.replace(false) {
-            return;
-        }
+        assert!(
+            self.inner.running.replace(false),
+            "Tried to stop a LoopingCall that was not running"
+        );
         if let Some(call) = self.inner.call.borrow_mut().take() {
             let _ = call.cancel();
         }

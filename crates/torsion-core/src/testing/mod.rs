@@ -62,13 +62,17 @@ impl Clock {
     }
 
     /// Schedules `f` in `seconds` of clock time (see [`Reactor::call_later`](crate::Reactor::call_later)).
+    ///
+    /// # Panics
+    /// If `seconds` is negative or NaN, as the reactor's `call_later` (Twisted's `Clock`
+    /// does not check, its reactor does: the test clock catches the bug the reactor would).
     pub fn call_later<R: crate::reactor::CallOutcome>(
         &self,
         seconds: impl Into<crate::reactor::Delay>,
         f: impl FnOnce() -> R + 'static,
     ) -> DelayedCall {
         self.core.schedule(
-            seconds.into().as_secs_f64(),
+            seconds.into().for_call_later(),
             Box::new(move || drop(f().into_wait())),
         )
     }

@@ -60,6 +60,20 @@ impl Delay {
     pub fn as_secs_f64(self) -> f64 {
         self.0
     }
+
+    /// The delay in seconds for a `call_later`.
+    ///
+    /// # Panics
+    /// If it is negative or NaN: Twisted's `callLater` refuses it too (`AssertionError`),
+    /// and so does `Duration::from_secs_f64`.
+    pub(crate) fn for_call_later(self) -> f64 {
+        let seconds = self.0;
+        assert!(
+            seconds >= 0.0,
+            "call_later: the delay must be 0 seconds or more, not {seconds}"
+        );
+        seconds
+    }
 }
 
 impl From<f64> for Delay {

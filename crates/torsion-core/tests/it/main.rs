@@ -35,6 +35,7 @@ mod haproxy_header;
 mod haproxy_interop;
 mod interop_twisted;
 mod logging;
+mod misuse_panics;
 mod policies_limits;
 mod policies_reconnect;
 mod policies_throttle;

@@ -224,14 +224,14 @@ impl Pool for PoolInner {
         }
         let weak_pool: Weak<PoolInner> = Rc::downgrade(&self);
         let expiring = conn.clone();
-        let timer = self
-            .reactor
-            .call_later(self.cached_connection_timeout.get(), move || {
-                if let Some(p) = weak_pool.upgrade() {
-                    p.remove(&expiring);
-                }
-                expiring.lose();
-            });
+        let timer =
+            self.reactor
+                .call_later(self.cached_connection_timeout.get().max(0.0), move || {
+                    if let Some(p) = weak_pool.upgrade() {
+                        p.remove(&expiring);
+                    }
+                    expiring.lose();
+                });
         let evicted = {
             let mut idle = self.idle.borrow_mut();
             let list = idle.entry(conn.key().clone()).or_default();
