@@ -39,12 +39,15 @@ fn deferred_list_keeps_the_order_of_the_list_not_of_firing() {
 
 #[test]
 fn deferred_list_reports_successes_and_failures_in_place() {
-    let list = DeferredList::new(vec![
+    // Failures consumed: their logging is tested below.
+    let list = DeferredList::builder(vec![
         succeed(1),
         fail(TimeoutError),
         succeed(3),
         fail(ConnectionDone),
-    ]);
+    ])
+    .consume_errors(true)
+    .build();
     let results = list.result().unwrap().unwrap();
     assert_eq!(results.len(), 4);
     assert_eq!(*results[0].as_ref().unwrap(), 1);
@@ -96,7 +99,10 @@ fn gather_results_of_nothing_fires_at_once_with_no_values() {
 
 #[test]
 fn gather_results_fails_with_first_error_naming_the_index_and_the_failure() {
-    let all = gather_results(vec![succeed(1), fail(ConnectionDone), succeed(3)]);
+    // Failures consumed: their logging is tested below.
+    let all = DeferredList::builder(vec![succeed(1), fail(ConnectionDone), succeed(3)])
+        .consume_errors(true)
+        .gather();
     let failure = all.result().unwrap().unwrap_err();
     let first = failure
         .downcast_ref::<FirstError>()
@@ -107,8 +113,9 @@ fn gather_results_fails_with_first_error_naming_the_index_and_the_failure() {
 
 #[test]
 fn gather_results_fails_at_the_first_failure_without_waiting_for_the_rest() {
+    // Failures consumed: their logging is tested below.
     let (ds, ts) = pending(3);
-    let all = gather_results(ds);
+    let all = DeferredList::builder(ds).consume_errors(true).gather();
     let mut ts = ts.into_iter();
     let (t0, t1, t2) = (ts.next().unwrap(), ts.next().unwrap(), ts.next().unwrap());
     t2.errback(TimeoutError);
@@ -151,8 +158,11 @@ fn fire_on_one_errback_fails_at_the_first_failure_and_otherwise_gives_the_list()
 
 #[test]
 fn fire_on_one_callback_gives_the_index_and_value_of_the_first_success() {
+    // Failures consumed: their logging is tested below.
     let (ds, ts) = pending(3);
-    let first = DeferredList::builder(ds).fire_on_one_callback();
+    let first = DeferredList::builder(ds)
+        .consume_errors(true)
+        .fire_on_one_callback();
     let mut ts = ts.into_iter();
     let (t0, t1, t2) = (ts.next().unwrap(), ts.next().unwrap(), ts.next().unwrap());
     t0.errback(TimeoutError);
@@ -165,8 +175,11 @@ fn fire_on_one_callback_gives_the_index_and_value_of_the_first_success() {
 
 #[test]
 fn fire_on_one_callback_calls_back_with_all_failed_error_when_all_fail() {
+    // Failures consumed: their logging is tested below.
     let (ds, ts) = pending(2);
-    let first = DeferredList::builder(ds).fire_on_one_callback();
+    let first = DeferredList::builder(ds)
+        .consume_errors(true)
+        .fire_on_one_callback();
     let mut ts = ts.into_iter();
     let (t0, t1) = (ts.next().unwrap(), ts.next().unwrap());
     t1.errback(ConnectionDone);
@@ -204,10 +217,11 @@ fn cancellable(n: usize, cancelled: &Rc<Cell<usize>>) -> (Vec<Deferred<i32>>, Ve
 
 #[test]
 fn cancelling_a_deferred_list_cancels_its_pending_members() {
+    // Failures consumed: their logging is tested below.
     let cancelled = Rc::new(Cell::new(0));
     let (mut ds, ts) = cancellable(2, &cancelled);
     ds.push(succeed(7));
-    let list = DeferredList::new(ds);
+    let list = DeferredList::builder(ds).consume_errors(true).build();
     list.cancel();
     assert_eq!(cancelled.get(), 2, "pending members not cancelled");
     assert!(ts.iter().all(Trigger::is_called));
@@ -222,7 +236,7 @@ fn cancelling_a_deferred_list_cancels_its_pending_members() {
 fn cancelling_a_deferred_list_leaves_fired_members_alone() {
     let cancelled = Rc::new(Cell::new(0));
     let (ds, ts) = cancellable(3, &cancelled);
-    let list = DeferredList::new(ds);
+    let list = DeferredList::builder(ds).consume_errors(true).build();
     let mut ts = ts.into_iter();
     ts.next().unwrap().callback(1);
     list.cancel();
@@ -233,9 +247,10 @@ fn cancelling_a_deferred_list_leaves_fired_members_alone() {
 
 #[test]
 fn cancelling_gather_results_cancels_its_members() {
+    // Failures consumed: their logging is tested below.
     let cancelled = Rc::new(Cell::new(0));
     let (ds, _ts) = cancellable(3, &cancelled);
-    let all = gather_results(ds);
+    let all = DeferredList::builder(ds).consume_errors(true).gather();
     all.cancel();
     assert_eq!(cancelled.get(), 3);
     let failure = all.result().unwrap().unwrap_err();
@@ -259,11 +274,14 @@ fn cancelling_fire_on_one_callback_cancels_its_members() {
 
 #[test]
 fn cancelling_a_deferred_list_runs_the_canceller_of_a_member_without_a_kept_trigger() {
+    // Failures consumed: their logging is tested below.
     // Twisted's DeferredList keeps its Deferreds and cancels each one, so each canceller runs.
     let cancelled = Rc::new(Cell::new(0));
     let c = cancelled.clone();
     let member = Deferred::<i32>::with_canceller(move |_| c.set(c.get() + 1));
-    let list = DeferredList::new(vec![member]);
+    let list = DeferredList::builder(vec![member])
+        .consume_errors(true)
+        .build();
     list.cancel();
     assert_eq!(cancelled.get(), 1, "the member's canceller never ran");
     let results = list.result().unwrap().unwrap();
