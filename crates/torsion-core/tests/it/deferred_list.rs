@@ -316,8 +316,6 @@ fn a_deferred_list_logs_member_failures_as_unhandled_when_dropped_by_default() {
         let results = list.result().unwrap().unwrap();
         assert!(results[1].as_ref().unwrap_err().check::<TimeoutError>());
         assert!(results[2].as_ref().unwrap_err().check::<ConnectionDone>());
-        let before_drop = captured_log(|| {});
-        assert!(before_drop.is_empty());
         drop(list);
     });
     assert_eq!(log.matches(UNHANDLED).count(), 2, "{log}");
