@@ -122,7 +122,9 @@ fn main() -> Result<(), Failure> {
         .map(|(host, port)| get_data(host, *port).add_callback(|data| summary(&data)))
         .collect();
     let code = exit_code.clone();
-    DeferredList::new(downloads)
+    DeferredList::builder(downloads)
+        .consume_errors(true)
+        .build()
         .add_callback(move |results| {
             for ((host, port), result) in servers.iter().zip(results) {
                 let server = format!("{host}:{port}");

@@ -231,13 +231,16 @@ impl Service for MultiService {
             .filter(|c| c.running())
             .map(|c| c.stop_service())
             .collect();
-        DeferredList::new(stops).add_callback(|results| {
-            for r in results {
-                if let Err(f) = r {
-                    crate::log::err(&f, "a service failed to stop:");
+        DeferredList::builder(stops)
+            .consume_errors(true)
+            .build()
+            .add_callback(|results| {
+                for r in results {
+                    if let Err(f) = r {
+                        crate::log::err(&f, "a service failed to stop:");
+                    }
                 }
-            }
-        })
+            })
     }
 }
 

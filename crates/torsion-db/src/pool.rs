@@ -519,11 +519,13 @@ mod tests {
             let broken = ConnectionPool::new("sqlite:/nonexistent-dir/torsion/x.db", 1, 1)
                 .expect("a pool")
                 .run_query("SELECT 1", ());
-            torsion::defer::DeferredList::new(vec![
+            torsion::defer::DeferredList::builder(vec![
                 query.add_callback(|_| ()),
                 execute.add_callback(|_| ()),
                 broken.add_callback(|_| ()),
             ])
+            .consume_errors(true)
+            .build()
             .add_callback(move |results| {
                 for result in results {
                     let failure = result.expect_err("every call fails");

@@ -53,8 +53,11 @@
 //! | `d.cancel()`, `d.addTimeout(s, reactor)` | [`cancel`](Deferred::cancel), [`add_timeout`](Deferred::add_timeout) |
 //! | `@inlineCallbacks` with `x = yield d` | `ensure_deferred(async { let x = d.await?; ... })`: [`ensure_deferred`] |
 //! | `ensureDeferred(coro)` | [`ensure_deferred`], or `.await` a Deferred inside any async code |
-//! | `DeferredList([d1, d2])` | [`DeferredList::new(vec![d1, d2])`](DeferredList::new): a `Vec<Result<T, Failure>>` |
-//! | `gatherResults([d1, d2])` | [`gather_results`] |
+//! | `DeferredList([d1, d2])` | [`DeferredList::new(vec![d1, d2])`](DeferredList::new): a `Vec<Result<T, Failure>>`; as in Twisted, member failures are also logged as unhandled when it is dropped |
+//! | `DeferredList(ds, consumeErrors=True, fireOnOneErrback=True)` | [`DeferredList::builder(ds)`](DeferredList::builder)[`.consume_errors(true)`](DeferredList::consume_errors)[`.fire_on_one_errback(true)`](DeferredList::fire_on_one_errback)[`.build()`](DeferredList::build) |
+//! | `DeferredList(ds, fireOnOneCallback=True)` | [`DeferredList::builder(ds).fire_on_one_callback()`](DeferredList::fire_on_one_callback): `Ok((index, value))`, the reverse of Twisted's `(result, index)`, or `Err(`[`AllFailedError`]`)` |
+//! | `gatherResults([d1, d2])`, `gatherResults(ds, consumeErrors=True)` | [`gather_results`], [`DeferredList::builder(ds).consume_errors(true).gather()`](DeferredList::gather) (later failures logged, not dropped) |
+//! | `race([d1, d2])` | [`race`]: `(index, value)`, or a [`FailureGroup`] |
 //! | `succeed(v)`, `fail(e)` | [`succeed`], [`fail`] |
 //! | `maybeDeferred(f)` | `succeed(()).add_callback_result(move \|()\| f())` (or `add_callback_deferred` if `f` returns a Deferred): `f` runs now, an `Err` or a panic becomes the failure |
 //! | `deferLater(reactor, s, f)` | [`task::defer_later`](crate::task::defer_later) |
@@ -115,7 +118,7 @@ mod sync;
 pub(crate) use chain::unhandled_failures;
 pub use chain::Trigger;
 pub use deferred::{fail, succeed, Deferred};
-pub use list::{gather_results, AllFailedError, DeferredList};
+pub use list::{gather_results, race, AllFailedError, DeferredList, FailureGroup};
 pub use spawn::ensure_deferred;
 pub(crate) use spawn::spawn_on;
 pub use sync::{DeferredLock, DeferredQueue, DeferredSemaphore, QueueOverflow, QueueUnderflow};

@@ -267,7 +267,11 @@ impl Reactor {
         let waits = self.run_triggers(Phase::Before, event);
         if !waits.is_empty() {
             // Failures are reported by the triggers' own Deferreds; the event goes on.
-            if let Ok(results) = DeferredList::new(waits).await {
+            if let Ok(results) = DeferredList::builder(waits)
+                .consume_errors(true)
+                .build()
+                .await
+            {
                 for failure in results.into_iter().filter_map(Result::err) {
                     crate::log::err(&failure, &format!("a 'before {event:?}' trigger failed:"));
                 }
