@@ -73,8 +73,11 @@ struct Awaited {
     /// The anchor the handle had before.
     _prev: Option<Rc<dyn Any>>,
     /// The returned Deferred, while the chain waits on it: its chain and its anchor.
-    inner: Cell<Option<(ChainRef, Option<Rc<dyn Any>>)>>,
+    inner: Cell<Option<Held>>,
 }
+
+/// A Deferred kept alive: its chain, and what its handle kept alive.
+type Held = (ChainRef, Option<Rc<dyn Any>>);
 
 impl<T: 'static, U: 'static, F> ErasedStep for Pausing<T, U, F>
 where
@@ -498,6 +501,26 @@ impl<T: 'static> Deferred<T> {
     }
 }
 
+impl<T: 'static> Trigger<T> {
+    /// Fires the Deferred with `inner`'s outcome, when it comes (Twisted's `d.callback(d2)`):
+    /// the chain counts as fired now, and cancelling it cancels `inner`, which whoever fires
+    /// `inner` must keep alive. Does nothing if the Deferred has fired.
+    pub(super) fn wait_on(self, inner: Deferred<T>) {
+        let chain = self.chain;
+        if chain.core.fired.get() {
+            return;
+        }
+        chain.core.fired.set(true);
+        chain.start.drop_canceller();
+        chain.core.paused_on.set(inner.weak_chain());
+        let me = chain.clone();
+        inner.on_result(move |out| {
+            me.core.paused_on.set(None);
+            deep(|| advance(&me, &mut Some(out), 0));
+        });
+    }
+}
+
 // A value held in `View::Ready` is moved out, never pinned, so a Deferred is always `Unpin`.
 impl<T> Unpin for Deferred<T> {}
 
@@ -522,6 +545,9 @@ impl<T: 'static> Future for Deferred<T> {
                     Some(w) if w.will_wake(cx.waker()) => core.waker.set(Some(w)),
                     _ => core.waker.set(Some(cx.waker().clone())),
                 }
+                // The task polling this (`ensure_deferred`) waits on it: cancelling the task
+                // cancels it.
+                super::spawn::awaited(chain);
                 Poll::Pending
             }
         }
