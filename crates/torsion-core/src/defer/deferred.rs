@@ -262,8 +262,10 @@ impl<T: 'static> Deferred<T> {
     /// Cancels the Deferred (Twisted's `d.cancel()`): if it has not fired, its canceller runs
     /// and, unless that fired it, it fails with [`CancelledError`]. For a chain, its start is
     /// cancelled if it has not fired, and the failure runs down the chain's errbacks; if the
-    /// chain waits on a Deferred a callback returned, that one is cancelled instead. Cancelling
-    /// a fired Deferred does nothing.
+    /// chain waits on a Deferred a callback returned, that one is cancelled instead (even if
+    /// nothing else holds it). Cancelling the Deferred of [`ensure_deferred`](super::ensure_deferred)
+    /// cancels the Deferreds the async code awaits, and it fires with what the code then
+    /// returns. Cancelling a fired Deferred does nothing.
     pub fn cancel(&self) {
         let chain = match &*self.view.borrow() {
             View::Chain(chain, _) => chain.clone(),
