@@ -175,8 +175,6 @@ struct Task<T> {
     awaiting: Awaiting,
     /// The waker of the latest poll, to poll again at once after a cancellation.
     waker: Cell<Option<Waker>>,
-    /// Cancelled while waiting on no Deferred, during its own poll: drop the future after it.
-    drop_after_poll: Cell<bool>,
     /// The loop it runs on, for tokio calls made while polled outside the task.
     lp: Weak<Loop>,
 }
@@ -204,10 +202,6 @@ impl<T: 'static> Task<T> {
             let outer = POLLING.replace(Some(me));
             let polled = fut.as_mut().poll(cx);
             POLLING.set(outer);
-            if self.drop_after_poll.get() {
-                *slot = None;
-                return Poll::Ready(());
-            }
             match polled {
                 Poll::Pending => {
                     match self.waker.take() {
@@ -254,26 +248,31 @@ impl<T: 'static> Task<T> {
         let Some(task) = task.upgrade() else {
             return; // the loop dropped the task: plain cancellation
         };
+        // Cancelled from inside the future's own poll: it is running, not waiting.
+        let running = task.fut.try_borrow_mut().is_err();
         let waited = task.awaiting.take();
-        if waited.is_empty() {
-            // Waiting on no Deferred (or not running yet): nothing can tell the future. Drop
-            // it; the Deferred fails with CancelledError.
+        if waited.is_empty() && !running {
+            // Waiting on no Deferred (or not started): nothing can tell the future. Drop it
+            // (out of its cell first, in case its drop cancels again); the Deferred fails with
+            // CancelledError.
             drop(task.trigger.take());
-            match task.fut.try_borrow_mut() {
-                Ok(mut fut) => drop(fut.take()),
-                Err(_) => task.drop_after_poll.set(true),
-            }
+            let fut = task.fut.borrow_mut().take();
+            drop(fut);
             return;
         }
         // As Twisted does: the Deferred now waits on a new one, which the task fires with the
         // future's outcome, and which can be cancelled in turn; then what the future waits on
-        // is cancelled, and the future goes on at once with the outcome of its `.await`.
+        // is cancelled, and the future goes on at once with the outcome of its `.await`. A
+        // future cancelled while it runs just goes on (Twisted cancels the Deferred it last
+        // waited on, which has fired).
         let next = Task::outcome(&task);
         trigger.wait_on(next);
         for chain in &waited {
             cancel_weak(chain);
         }
-        task.poll_now();
+        if !running {
+            task.poll_now();
+        }
     }
 }
 
@@ -289,7 +288,6 @@ fn spawn<T: 'static>(
         trigger: Cell::new(None),
         awaiting: Awaiting::default(),
         waker: Cell::new(None),
-        drop_after_poll: Cell::new(false),
         lp: Rc::downgrade(lp),
     });
     let d = Task::outcome(&task);
@@ -304,7 +302,8 @@ fn spawn<T: 'static>(
     let polled = task.clone();
     let spawned = lp.spawn_task(std::future::poll_fn(move |cx| polled.poll(cx)));
     if spawned.is_none() && !d.called() {
-        drop(task.fut.borrow_mut().take());
+        let fut = task.fut.borrow_mut().take();
+        drop(fut);
         drop(task.trigger.take());
         d.errback(ReactorNotRestartable);
     }

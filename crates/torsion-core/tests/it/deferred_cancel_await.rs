@@ -262,3 +262,34 @@ async fn cancelling_a_reactor_spawn_cancels_the_deferred_it_awaits() -> Result<(
     assert_eq!(d.await?, Err(true));
     Ok(())
 }
+
+#[torsion::test(timeout = 10)]
+async fn async_code_that_cancels_its_own_deferred_while_running_goes_on() -> Result<(), Failure> {
+    // Twisted: a coroutine that cancels its own Deferred while it runs (not waiting) only
+    // cancels the Deferred it last awaited, which has fired; it goes on, and its Deferred
+    // fires with what it returns.
+    let clock = Rc::new(Clock::new());
+    let me: Rc<RefCell<Option<Deferred<&str>>>> = Rc::default();
+    let (c, m) = (clock.clone(), me.clone());
+    let d = ensure_deferred(async move {
+        defer_later(&*c, 1.0, || ()).await?;
+        if let Some(d) = &*m.borrow() {
+            d.cancel();
+        }
+        defer_later(&*c, 1.0, || ()).await?;
+        Ok::<_, Failure>("finished")
+    });
+    *me.borrow_mut() = Some(d);
+    clock.advance(1.0);
+    for _ in 0..100 {
+        if clock.pending_call_times() == [2.0] {
+            break;
+        }
+        defer_later(&reactor(), 0.0, || ()).await?;
+    }
+    assert_eq!(clock.pending_call_times(), [2.0], "the code did not go on");
+    clock.advance(1.0);
+    let d = me.borrow_mut().take().unwrap();
+    assert_eq!(d.await?, "finished");
+    Ok(())
+}
