@@ -17,7 +17,8 @@
 //! thread-local names the task, and a Deferred that answers `Pending` records its chain (held
 //! weakly) in the task's list; the list is cleared before each poll, so it names what the
 //! latest poll waited on. No lock, and no allocation for a future that waits on one Deferred
-//! at a time.
+//! at a time. (So a Deferred polled and then dropped in the same poll, the losing branch of a
+//! `select!`, counts as waited on until the next poll.)
 //!
 //! [`CancelledError`]: crate::error::CancelledError
 
@@ -189,38 +190,47 @@ impl<T: 'static> Task<T> {
     /// Polls the future, recording what it waits on; fires the Deferred when it finishes.
     /// `Ready` once there is no future left to poll.
     fn poll(self: &Rc<Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let out = {
-            // Already being polled: a cancellation from inside the future's own poll.
-            let Ok(mut slot) = self.fut.try_borrow_mut() else {
-                return Poll::Pending;
-            };
-            let Some(fut) = slot.as_mut() else {
-                return Poll::Ready(());
-            };
-            self.awaiting.clear();
-            let me: Rc<dyn Polling> = self.clone();
-            let outer = POLLING.replace(Some(me));
-            let polled = fut.as_mut().poll(cx);
-            POLLING.set(outer);
-            match polled {
-                Poll::Pending => {
-                    match self.waker.take() {
-                        Some(w) if w.will_wake(cx.waker()) => self.waker.set(Some(w)),
-                        _ => self.waker.set(Some(cx.waker().clone())),
-                    }
-                    return Poll::Pending;
+        match self.poll_future(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => Poll::Ready(()),
+            Poll::Ready(Some(out)) => {
+                if let Some(trigger) = self.trigger.take() {
+                    let _ = trigger.fire(out);
                 }
-                Poll::Ready(out) => {
-                    *slot = None;
-                    out
-                }
+                Poll::Ready(())
             }
+        }
+    }
+
+    /// Polls the future, recording what it waits on: its outcome once it finishes, `None` if
+    /// there is no future left.
+    fn poll_future(self: &Rc<Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T, Failure>>> {
+        // Already being polled: a cancellation from inside the future's own poll.
+        let Ok(mut slot) = self.fut.try_borrow_mut() else {
+            return Poll::Pending;
+        };
+        let Some(fut) = slot.as_mut() else {
+            return Poll::Ready(None);
         };
         self.awaiting.clear();
-        if let Some(trigger) = self.trigger.take() {
-            let _ = trigger.fire(out);
+        let me: Rc<dyn Polling> = self.clone();
+        let outer = POLLING.replace(Some(me));
+        let polled = fut.as_mut().poll(cx);
+        POLLING.set(outer);
+        match polled {
+            Poll::Pending => {
+                match self.waker.take() {
+                    Some(w) if w.will_wake(cx.waker()) => self.waker.set(Some(w)),
+                    _ => self.waker.set(Some(cx.waker().clone())),
+                }
+                Poll::Pending
+            }
+            Poll::Ready(out) => {
+                *slot = None;
+                self.awaiting.clear();
+                Poll::Ready(Some(out))
+            }
         }
-        Poll::Ready(())
     }
 
     /// Polls the future now, with the task's waker, in the loop's context.
@@ -290,15 +300,18 @@ fn spawn<T: 'static>(
         waker: Cell::new(None),
         lp: Rc::downgrade(lp),
     });
-    let d = Task::outcome(&task);
     if eager {
         // Run until the first wait. Anything the future registers with this no-op waker is
-        // registered again with the task's real waker on the task's first poll.
+        // registered again with the task's real waker on the task's first poll. Code that
+        // never waits needs no task.
         let mut cx = Context::from_waker(Waker::noop());
-        if let Some(Poll::Ready(())) = lp.with_context(|| task.poll(&mut cx)) {
+        if let Some(Poll::Ready(Some(out))) = lp.with_context(|| task.poll_future(&mut cx)) {
+            let d = Deferred::new();
+            let _ = d.trigger().fire(out);
             return d;
         }
     }
+    let d = Task::outcome(&task);
     let polled = task.clone();
     let spawned = lp.spawn_task(std::future::poll_fn(move |cx| polled.poll(cx)));
     if spawned.is_none() && !d.called() {
