@@ -39,7 +39,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
 use super::chain::{
@@ -59,8 +59,25 @@ enum Step<U> {
 /// A step that may return a Deferred, which the chain then waits on.
 struct Pausing<T, U, F> {
     f: F,
+    /// Where the returned Deferred is kept while the chain waits on it.
+    hold: Weak<Awaited>,
     types: PhantomData<fn(T) -> U>,
 }
+
+/// Keeps the Deferred a callback returned alive while the chain waits on it and a handle of
+/// the chain is held, so that cancelling the chain reaches it even when nothing else holds it
+/// (a Deferred with only a canceller, whose trigger nobody kept), as Twisted's `cancel` does.
+/// The handles own it (as their anchor), never the chains: the returned Deferred's chain holds
+/// the waiting chain, so a chain holding it back would be a cycle.
+struct Awaited {
+    /// The anchor the handle had before.
+    _prev: Option<Rc<dyn Any>>,
+    /// The returned Deferred, while the chain waits on it: its chain and its anchor.
+    inner: Cell<Option<Held>>,
+}
+
+/// A Deferred kept alive: its chain, and what its handle kept alive.
+type Held = (ChainRef, Option<Rc<dyn Any>>);
 
 impl<T: 'static, U: 'static, F> ErasedStep for Pausing<T, U, F>
 where
@@ -68,15 +85,22 @@ where
 {
     fn run(self: Box<Self>, input: &mut dyn Any, chain: &ChainRef, depth: usize) -> bool {
         let (slot, taken) = take_input::<T>(input);
-        let step = catch_unwind(AssertUnwindSafe(move || (self.f)(taken)))
+        let Pausing { f, hold, .. } = *self;
+        let step = catch_unwind(AssertUnwindSafe(move || f(taken)))
             .unwrap_or_else(|payload| Step::Done(Err(Failure::from_panic(payload))));
         match step {
             Step::Done(out) => pass_on(slot, out, chain, depth),
             Step::Wait(inner) => {
                 chain.core.paused_on.set(inner.weak_chain());
+                if let (Some(held), View::Chain(c, _)) = (hold.upgrade(), &*inner.view.borrow()) {
+                    held.inner.set(Some((c.clone(), inner.anchor.clone())));
+                }
                 let me = chain.clone();
                 inner.on_result(move |out| {
                     me.core.paused_on.set(None);
+                    if let Some(held) = hold.upgrade() {
+                        drop(held.inner.take());
+                    }
                     deep(|| advance(&me, &mut Some(out), 0));
                 });
                 false
@@ -238,8 +262,10 @@ impl<T: 'static> Deferred<T> {
     /// Cancels the Deferred (Twisted's `d.cancel()`): if it has not fired, its canceller runs
     /// and, unless that fired it, it fails with [`CancelledError`]. For a chain, its start is
     /// cancelled if it has not fired, and the failure runs down the chain's errbacks; if the
-    /// chain waits on a Deferred a callback returned, that one is cancelled instead. Cancelling
-    /// a fired Deferred does nothing.
+    /// chain waits on a Deferred a callback returned, that one is cancelled instead (even if
+    /// nothing else holds it). Cancelling the Deferred of [`ensure_deferred`](super::ensure_deferred)
+    /// cancels the Deferreds the async code awaits, and it fires with what the code then
+    /// returns. Cancelling a fired Deferred does nothing.
     pub fn cancel(&self) {
         let chain = match &*self.view.borrow() {
             View::Chain(chain, _) => chain.clone(),
@@ -360,8 +386,19 @@ impl<T: 'static> Deferred<T> {
             Ok(v) => Step::Wait(f(v)),
             Err(e) => Step::Done(Err(e)),
         };
-        self.then(Box::new(Pausing {
+        let Deferred { view, anchor } = self;
+        let held = Rc::new(Awaited {
+            _prev: anchor,
+            inner: Cell::new(None),
+        });
+        let hold = Rc::downgrade(&held);
+        let me = Deferred {
+            view,
+            anchor: Some(held),
+        };
+        me.then(Box::new(Pausing {
             f: step,
+            hold,
             types: PhantomData,
         }))
     }
@@ -466,6 +503,26 @@ impl<T: 'static> Deferred<T> {
     }
 }
 
+impl<T: 'static> Trigger<T> {
+    /// Fires the Deferred with `inner`'s outcome, when it comes (Twisted's `d.callback(d2)`):
+    /// the chain counts as fired now, and cancelling it cancels `inner`, which whoever fires
+    /// `inner` must keep alive. Does nothing if the Deferred has fired.
+    pub(super) fn wait_on(self, inner: Deferred<T>) {
+        let chain = self.chain;
+        if chain.core.fired.get() {
+            return;
+        }
+        chain.core.fired.set(true);
+        chain.start.drop_canceller();
+        chain.core.paused_on.set(inner.weak_chain());
+        let me = chain.clone();
+        inner.on_result(move |out| {
+            me.core.paused_on.set(None);
+            deep(|| advance(&me, &mut Some(out), 0));
+        });
+    }
+}
+
 // A value held in `View::Ready` is moved out, never pinned, so a Deferred is always `Unpin`.
 impl<T> Unpin for Deferred<T> {}
 
@@ -490,6 +547,9 @@ impl<T: 'static> Future for Deferred<T> {
                     Some(w) if w.will_wake(cx.waker()) => core.waker.set(Some(w)),
                     _ => core.waker.set(Some(cx.waker().clone())),
                 }
+                // The task polling this (`ensure_deferred`) waits on it: cancelling the task
+                // cancels it.
+                super::spawn::awaited(chain);
                 Poll::Pending
             }
         }

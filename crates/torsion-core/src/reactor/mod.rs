@@ -418,7 +418,8 @@ impl Reactor {
     }
 
     /// Runs a future on the reactor and returns a Deferred of its output. A panic in the
-    /// future becomes a [`Failure`]; cancelling the Deferred drops the future. Like tokio's
+    /// future becomes a [`Failure`]; cancelling the Deferred cancels the Deferreds the future
+    /// awaits, as for [`ensure_deferred`] (a future awaiting no Deferred is dropped). Like tokio's
     /// `spawn`, the future first runs on the next turn of the loop; [`ensure_deferred`] runs
     /// it at once, up to its first wait.
     pub fn spawn<T: 'static>(&self, fut: impl Future<Output = T> + 'static) -> Deferred<T> {

@@ -14,6 +14,7 @@ mod application_services;
 mod defer_sync;
 mod deferred_async;
 mod deferred_cancel;
+mod deferred_cancel_await;
 mod deferred_chain;
 mod deferred_chaining;
 mod deferred_firing;
