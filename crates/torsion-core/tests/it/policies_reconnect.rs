@@ -353,9 +353,14 @@ fn a_client_refused_at_first_connects_on_the_retry() {
     r.call_when_running(move || {
         torsion::reactor().connect_tcp("127.0.0.1", port, ff);
     });
-    r.run().unwrap();
+    let log = crate::support::captured_log(|| r.run().unwrap());
 
     assert!(!timed_out.get(), "never connected");
+    // The log says why it retries, not only when.
+    assert!(
+        log.contains("connecting failed: Connection was refused"),
+        "{log}"
+    );
     let failed = heard.failed.borrow();
     assert_eq!(failed.len(), 1, "one refused attempt");
     assert!(failed[0].check::<ConnectionRefusedError>(), "{}", failed[0]);

@@ -472,6 +472,11 @@ impl<F: ClientFactory> ClientFactory for ReconnectingClientFactory<F> {
 
     fn client_connection_failed(&self, connector: &Connector, reason: Failure) {
         self.connecting.borrow_mut().take();
+        if self.continue_trying.get() {
+            // The retry's log line says when; this one says why, or a client pointed at a
+            // server that is down retries with no hint of the cause.
+            tracing::info!(target: "torsion", "connecting failed: {}", reason.error_message());
+        }
         self.wrapped.client_connection_failed(connector, reason);
         if self.continue_trying.get() {
             self.retry(connector);
