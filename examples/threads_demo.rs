@@ -7,6 +7,8 @@
 //! ```
 //!
 //! From the seed 001's threads.
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Instant;
 
 use clap::Parser;
@@ -41,6 +43,10 @@ fn main() -> Result<(), Failure> {
     ticker.start(0.1, true);
 
     println!("summing the primes below {n} in a thread...");
+    // What the thread ended with; a failure (a panic in the worker) becomes main's error, so
+    // the program exits 1 with it rather than 0.
+    let outcome = Rc::new(RefCell::new(Ok(())));
+    let keep = outcome.clone();
     defer_to_thread(move || sum_primes_below(n)).add_both(move |sum| {
         ticker.stop();
         match sum {
@@ -48,9 +54,10 @@ fn main() -> Result<(), Failure> {
                 "result: the primes below {n} sum to {sum} ({:.2}s)",
                 start.elapsed().as_secs_f64()
             ),
-            Err(failure) => println!("failed: {failure}"),
+            Err(failure) => *keep.borrow_mut() = Err(failure),
         }
         reactor().stop()
     });
-    reactor().run()
+    reactor().run()?;
+    outcome.replace(Ok(()))
 }
