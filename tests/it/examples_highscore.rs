@@ -438,3 +438,33 @@ fn scores_on_postgresql_persist() {
         "{page}"
     );
 }
+
+/// The table page as a player sees it: Chromium renders it, a name made of markup shows as
+/// text (no element, no script ran), and the scores are in the table's rows.
+#[test]
+fn the_table_renders_in_a_browser() {
+    let db = TempDb::new("browser");
+    let (_server, game_port, web_port) = start(&db);
+    let hostile = "<img src=x onerror=alert(1)>";
+    let mut player = Player::connect(game_port);
+    player.name(hostile);
+    let (guesses, _) = player.play();
+    player.name("bob");
+    let (bob, _) = player.play();
+
+    let Some(dom) = support::browser_dom(&format!("http://127.0.0.1:{web_port}/")) else {
+        return;
+    };
+    assert!(dom.contains("<title>High scores</title>"), "{dom}");
+    assert!(!dom.contains("<img"), "{dom}");
+    assert!(
+        dom.contains(&format!(
+            "<td>&lt;img src=x onerror=alert(1)&gt;</td><td>{guesses}</td>"
+        )),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(&format!("<td>bob</td><td>{bob}</td>")),
+        "{dom}"
+    );
+}

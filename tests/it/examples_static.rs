@@ -75,3 +75,70 @@ fn static_files_serves_a_folder() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts static_files on a free port serving `dir`; returns it and the port.
+fn start_static(dir: &std::path::Path) -> (Running, u16) {
+    let mut child = support::example("static_files")
+        .args(["--port", "0", "--interface", "127.0.0.1", "--path"])
+        .arg(dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cargo run starts");
+    let lines = support::lines(child.stdout.take().unwrap());
+    let running = Running(child);
+    let line = lines
+        .recv_timeout(Duration::from_secs(300))
+        .expect("the example started");
+    let port = line
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a port in {line:?}"));
+    (running, port)
+}
+
+/// The listing as a reader sees it: Chromium renders it, names with markup or URL syntax in
+/// them show as text and link to the right files, and hidden entries are not there.
+#[test]
+fn a_listing_renders_in_a_browser() {
+    let dir = support::temp_path("browser-listing", "");
+    std::fs::create_dir_all(dir.join("sub folder")).unwrap();
+    std::fs::write(dir.join("a b&c.txt"), "ampersand file\n").unwrap();
+    std::fs::write(dir.join("<b>bold.txt"), "markup file\n").unwrap();
+    std::fs::write(dir.join(".secret"), "hidden\n").unwrap();
+    let (_running, port) = start_static(&dir);
+
+    let Some(dom) = support::browser_dom(&format!("http://127.0.0.1:{port}/")) else {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    assert!(dom.contains("Directory listing for /"), "{dom}");
+    // The markup in a name is text in the DOM, not an element.
+    assert!(dom.contains("&lt;b&gt;bold.txt"), "{dom}");
+    assert!(!dom.contains("<b>bold"), "{dom}");
+    assert!(dom.contains("a b&amp;c.txt"), "{dom}");
+    assert!(dom.contains("sub folder/"), "{dom}");
+    assert!(!dom.contains(".secret"), "{dom}");
+
+    // Each link, followed as the browser resolves it, reaches its file.
+    let href = |name: &str| -> String {
+        let at = dom
+            .find(&format!(">{name}<"))
+            .unwrap_or_else(|| panic!("{name} in {dom}"));
+        let start = dom[..at].rfind("href=\"").expect("a link") + 6;
+        let end = start + dom[start..].find('"').unwrap();
+        dom[start..end].replace("&amp;", "&")
+    };
+    for (name, body) in [
+        ("a b&amp;c.txt", "ampersand file"),
+        ("&lt;b&gt;bold.txt", "markup file"),
+    ] {
+        let url = format!("http://127.0.0.1:{port}/{}", href(name));
+        let page = support::browser_dom(&url).expect("chromium ran above");
+        assert!(page.contains(body), "{url}: {page}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

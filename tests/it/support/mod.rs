@@ -86,3 +86,55 @@ impl Drop for TempFile {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// The DOM headless Chromium renders for `url` (after the page's scripts ran), or `None`
+/// after a loud skip when there is no Chromium (on CI a missing one fails the test:
+/// `scripts/test` installs it). Installs it with apt-get the first time if it is missing.
+pub(crate) fn browser_dom(url: &str) -> Option<String> {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    let runs = || {
+        std::process::Command::new("chromium")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    INSTALLED.call_once(|| {
+        if !runs() {
+            eprintln!("chromium is missing: installing it with apt-get");
+            let _ = std::process::Command::new("apt-get")
+                .args(["update", "-qq"])
+                .status();
+            let _ = std::process::Command::new("apt-get")
+                .args(["install", "-y", "-qq", "chromium"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+        }
+    });
+    if !runs() {
+        torsion::testing::skip(
+            torsion::testing::Missing::Peer,
+            "chromium is not installed and apt-get could not install it",
+        );
+        return None;
+    }
+    let profile = temp_path("chromium-profile", "d");
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox", // tests run as root on CI, where the sandbox cannot start
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(
+        out.status.success(),
+        "chromium failed on {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
