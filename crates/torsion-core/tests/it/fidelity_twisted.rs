@@ -637,3 +637,57 @@ fn race_follows_twisted_where_meant_and_differs_as_documented() {
         format!("result={} {log}", result.take()),
     );
 }
+
+// The table at the top of docs/design.md's "Differences from Twisted".
+
+/// GitHub's anchor for a heading: lower case, spaces to `-`, punctuation (backticks
+/// included) dropped.
+fn slug(heading: &str) -> String {
+    heading
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_link_of_the_differences_table_leads_somewhere() {
+    let section = DESIGN
+        .split_once("\n## Differences from Twisted\n")
+        .expect("docs/design.md has a \"Differences from Twisted\" section")
+        .1;
+    let table: Vec<&str> = section
+        .split("\n### ")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| Twisted → Torsion"))
+        .collect();
+    assert!(table.len() > 20, "the table is gone: {table:#?}");
+    let anchors: Vec<String> = DESIGN
+        .lines()
+        .filter(|l| l.starts_with("## ") || l.starts_with("### "))
+        .map(|l| slug(l.trim_start_matches('#').trim()))
+        .collect();
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs");
+    for row in table {
+        let (_, link) = row
+            .rsplit_once("](")
+            .unwrap_or_else(|| panic!("a row without a link: {row}"));
+        let target = link.split_once(')').unwrap().0;
+        match target.strip_prefix('#') {
+            Some(anchor) => assert!(
+                anchors.iter().any(|a| a == anchor),
+                "no heading of docs/design.md has the anchor #{anchor}: {row}"
+            ),
+            None => assert!(
+                std::path::Path::new(docs).join(target).is_file(),
+                "docs/{target} does not exist: {row}"
+            ),
+        }
+    }
+}
