@@ -23,6 +23,7 @@ mod deferred_props;
 mod delayed_calls;
 mod endpoints_listen;
 mod endpoints_parse;
+mod fidelity_twisted;
 mod flow_file_sender;
 mod flow_gigabyte;
 mod flow_producers;
