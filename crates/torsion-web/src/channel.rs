@@ -5,7 +5,8 @@
 //! many headers 431, body too large 413, unknown framing 400/501. A client that sends its head
 //! too slowly is answered 408 and closed (slowloris); an idle keep-alive connection is closed.
 //! Pipelined requests are parsed while earlier ones are still rendering, up to a depth, then
-//! reading pauses. Nothing here panics on input or buffers past a limit. Asked to drain (a
+//! reading pauses. An HTTP/1.1 request without exactly one `Host` header is answered 400
+//! (RFC 9112 3.2). Nothing here panics on input or buffers past a limit. Asked to drain (a
 //! graceful shutdown), an idle connection closes at once and a busy one after its response.
 
 use std::cell::{Cell, RefCell};
@@ -368,6 +369,15 @@ impl HttpChannel {
                         Ok(Some((head, used))) => {
                             pos += used;
                             self.shared.disarm();
+                            if head.version == Version::Http11
+                                && head.headers.get_all("host").take(2).count() != 1
+                            {
+                                // RFC 9112 3.2: exactly one Host in an HTTP/1.1 request.
+                                let why = ParseError::Malformed(
+                                    "an HTTP/1.1 request needs exactly one Host header",
+                                );
+                                return self.reject(t, &why, input);
+                            }
                             let framing = match request_body_kind(&head) {
                                 Err(e) => return self.reject(t, &e, input),
                                 Ok(kind) => kind,
