@@ -6,11 +6,12 @@
 //! too slowly is answered 408 and closed (slowloris); an idle keep-alive connection is closed.
 //! Pipelined requests are parsed while earlier ones are still rendering, up to a depth, and
 //! while the connection's write buffer is under its high watermark; past either, parsing stops
-//! and so does reading from the socket, until the responses have gone out (a client that
-//! pipelines and never reads holds at most the write buffer's high watermark, one response and
-//! one read of unparsed requests). An HTTP/1.1 request without exactly one `Host` header is
-//! answered 400 (RFC 9112 3.2). Nothing here panics on input or buffers past a limit. Asked to drain (a
-//! graceful shutdown), an idle connection closes at once and a busy one after its response.
+//! and so does reading from the socket, until the responses have gone out. A client that
+//! pipelines and never reads so holds at most the write buffer's high watermark, one response
+//! and one read of unparsed requests. An HTTP/1.1 request without exactly one `Host` header is
+//! answered 400 (RFC 9112 3.2). Nothing here panics on input or buffers past a limit. Asked to
+//! drain (a graceful shutdown), an idle connection closes at once and a busy one after its
+//! response.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
