@@ -4,15 +4,21 @@
 //! Limits, each with its status: malformed request 400, URI too long 414, head too large or too
 //! many headers 431, body too large 413, unknown framing 400/501. A client that sends its head
 //! too slowly is answered 408 and closed (slowloris); an idle keep-alive connection is closed.
-//! Pipelined requests are parsed while earlier ones are still rendering, up to a depth, then
-//! reading pauses. Nothing here panics on input or buffers past a limit. Asked to drain (a
-//! graceful shutdown), an idle connection closes at once and a busy one after its response.
+//! Pipelined requests are parsed while earlier ones are still rendering, up to a depth, and
+//! while the connection's write buffer is under its high watermark; past either, parsing stops
+//! and so does reading from the socket, until the responses have gone out. A client that
+//! pipelines and never reads so holds at most the write buffer's high watermark, one response
+//! and one read of unparsed requests. An HTTP/1.1 request without exactly one `Host` header is
+//! answered 400 (RFC 9112 3.2). Nothing here panics on input or buffers past a limit. Asked to
+//! drain (a graceful shutdown), an idle connection closes at once and a busy one after its
+//! response.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
+use torsion::producer::{Producer, ProducerError};
 use torsion::reactor::DelayedCall;
 use torsion::ConnectionEnd;
 use torsion::{Failure, Protocol, Transport};
@@ -110,14 +116,36 @@ impl Pipeline {
     }
 }
 
+/// The reading side of a channel.
+struct Reader {
+    /// A request asked to close the connection: nothing after it is read.
+    stop_reading: bool,
+    /// The start of a request that has not fully arrived, or requests held back by flow
+    /// control; boxed, as most connections never need it and every connection carries the
+    /// field.
+    #[allow(
+        clippy::box_collection,
+        reason = "8 bytes in every idle connection instead of a 24-byte Vec"
+    )]
+    buf: Option<Box<Vec<u8>>>,
+    state: ReadState,
+}
+
 /// The part of a channel its requests talk to.
 pub(crate) struct ChannelShared {
     transport: RefCell<Option<Transport>>,
     queue: RefCell<Pipeline>,
     site: Rc<SiteInner>,
+    /// What is being read: owned here rather than by the protocol so that parsing held back by
+    /// flow control can go on once the responses are out, without new bytes arriving.
+    reader: RefCell<Reader>,
     /// Close once the queued responses are out.
     closing: Cell<bool>,
+    /// Parsing stopped (and the transport's reading paused): too many requests in flight, or
+    /// too many response bytes waiting to be sent.
     paused: Cell<bool>,
+    /// Registered as the transport's pull producer, to hear when its write buffer is empty.
+    watching: Cell<bool>,
     /// What the connection's timer is armed for; `None` when disarmed.
     armed: Cell<Option<TimerKind>>,
     /// The timer's call. A disarmed call is left scheduled (it does nothing when it fires) so
@@ -201,10 +229,25 @@ impl RequestChannel for ChannelShared {
             t.lose_connection();
             return;
         }
-        if self.paused.replace(false) {
-            t.resume_producing();
-        }
         self.arm(TimerKind::Idle);
+        self.resume_reading();
+    }
+}
+
+/// The channel watches its transport's write buffer as a pull producer: it is asked to
+/// produce once everything written has been sent, and then parses the requests it held back.
+impl Producer for ChannelShared {
+    fn resume_producing(&self) {
+        if self.watching.replace(false) {
+            if let Some(t) = self.transport() {
+                t.unregister_producer();
+            }
+            self.resume_reading();
+        }
+    }
+
+    fn stop_producing(&self) {
+        self.watching.set(false);
     }
 }
 
@@ -285,16 +328,6 @@ impl ChannelShared {
 /// The HTTP/1.1 server protocol for one connection. Made by [`Site`](crate::site::Site).
 pub struct HttpChannel {
     shared: Rc<ChannelShared>,
-    /// A request asked to close the connection: nothing after it is read.
-    stop_reading: bool,
-    /// The start of a request that has not fully arrived; boxed, as most connections never
-    /// need it and every connection carries the field.
-    #[allow(
-        clippy::box_collection,
-        reason = "8 bytes in every idle connection instead of a 24-byte Vec"
-    )]
-    buf: Option<Box<Vec<u8>>>,
-    state: ReadState,
 }
 
 impl HttpChannel {
@@ -303,28 +336,128 @@ impl HttpChannel {
             transport: RefCell::new(None),
             queue: RefCell::default(),
             site,
+            reader: RefCell::new(Reader {
+                stop_reading: false,
+                buf: None,
+                state: ReadState::Head,
+            }),
             closing: Cell::new(false),
             paused: Cell::new(false),
+            watching: Cell::new(false),
             armed: Cell::new(None),
             timer: RefCell::new(None),
             me: me.clone(),
         });
-        HttpChannel {
-            shared,
-            stop_reading: false,
-            buf: None,
-            state: ReadState::Head,
+        HttpChannel { shared }
+    }
+}
+
+impl ChannelShared {
+    /// True when the next request must wait: too many in flight, or the write buffer over its
+    /// high watermark (responses the client has not read yet).
+    fn must_wait(&self, t: &Transport) -> bool {
+        self.queue.borrow().len() >= self.site.config.max_pipeline
+            || t.buffered_size() > t.write_buffer_limits().0
+    }
+
+    /// Stops parsing and reading until the connection can take more; false when nothing would
+    /// say when (the transport has no flow control for the channel): parsing goes on then.
+    fn pause(&self, t: &Transport) -> bool {
+        if self.queue.borrow().is_empty() && !self.watching.get() {
+            // No response left to finish and call `pump`: ask the transport to say when its
+            // write buffer is empty.
+            let me: Option<Rc<dyn Producer>> = self.me.upgrade().map(|m| m as Rc<dyn Producer>);
+            let Some(me) = me else { return false };
+            match t.register_producer(me, false) {
+                Ok(()) => self.watching.set(true),
+                // The connection is closing: nothing more will be answered anyway.
+                Err(ProducerError::Disconnected) => {}
+                Err(e) => {
+                    tracing::debug!(target: "torsion_web", "cannot watch the write buffer: {e}");
+                    return false;
+                }
+            }
+        }
+        if !self.paused.replace(true) {
+            t.pause_producing();
+        }
+        true
+    }
+
+    /// Parsing may go on: reads again, and stops watching the write buffer.
+    fn unpause(&self, t: &Transport) {
+        self.paused.set(false);
+        t.resume_producing();
+        if self.watching.replace(false) {
+            t.unregister_producer();
+        }
+    }
+
+    /// Responses went out: parses the requests held back, if parsing was paused and may go on.
+    fn resume_reading(&self) {
+        if !self.paused.get() {
+            return;
+        }
+        let Some(t) = self.transport() else { return };
+        // Busy: this is a response finishing while requests are parsed, and the parsing loop
+        // looks again before the next one.
+        let Ok(mut reader) = self.reader.try_borrow_mut() else {
+            return;
+        };
+        if self.must_wait(&t) && self.pause(&t) {
+            return;
+        }
+        self.unpause(&t);
+        if let Some(mut buf) = reader.buf.take() {
+            let used = self.process(&mut reader, &t, &buf);
+            if used < buf.len() && !matches!(reader.state, ReadState::Done) {
+                buf.drain(..used);
+                reader.buf = Some(buf);
+            }
+        }
+    }
+
+    /// Takes bytes from the connection: parses what it can and keeps the rest.
+    fn receive(&self, t: &Transport, data: &[u8]) {
+        let mut reader = self.reader.borrow_mut();
+        let r = &mut *reader;
+        if let ReadState::Done = r.state {
+            return;
+        }
+        if self.timer_kind() == Some(TimerKind::Idle) {
+            self.disarm();
+        }
+        let Some(mut buf) = r.buf.take() else {
+            // The usual case: requests parsed straight from the read, and only a partial one
+            // (or what flow control held back) copied, so that an idle connection keeps no
+            // buffer.
+            let used = self.process(r, t, data);
+            if used < data.len() && !matches!(r.state, ReadState::Done) {
+                r.buf = Some(Box::new(data[used..].to_vec()));
+            }
+            return;
+        };
+        buf.extend_from_slice(data);
+        if self.paused.get() {
+            // Reading is paused; these bytes were already on their way. They wait with the rest.
+            r.buf = Some(buf);
+            return;
+        }
+        let used = self.process(r, t, &buf);
+        if used < buf.len() && !matches!(r.state, ReadState::Done) {
+            buf.drain(..used);
+            r.buf = Some(buf);
         }
     }
 
     /// Answers a request that could not be read, and closes; all of `input` counts as used.
-    fn reject(&mut self, t: &Transport, error: &ParseError, input: &[u8]) -> usize {
+    fn reject(&self, r: &mut Reader, t: &Transport, error: &ParseError, input: &[u8]) -> usize {
         tracing::info!(target: "torsion_web", peer = %t.get_peer(), "bad request: {error}; closing");
-        self.state = ReadState::Done;
-        self.buf = None;
-        self.shared.cancel_timer();
-        self.shared.closing.set(true);
-        if self.shared.queue.borrow().is_empty() {
+        r.state = ReadState::Done;
+        r.buf = None;
+        self.cancel_timer();
+        self.closing.set(true);
+        if self.queue.borrow().is_empty() {
             t.write(&error_response(error.status(), &error.to_string()));
             t.lose_connection();
         }
@@ -334,59 +467,70 @@ impl HttpChannel {
 
     /// Parses as much of `input` as it can; returns how much was used (all of it once the
     /// channel reads no more).
-    fn process(&mut self, t: &Transport, input: &[u8]) -> usize {
+    fn process(&self, r: &mut Reader, t: &Transport, input: &[u8]) -> usize {
         let mut pos = 0;
         loop {
             let rest = &input[pos..];
-            match &mut self.state {
+            match &mut r.state {
                 ReadState::Done => return input.len(),
-                ReadState::Head if self.stop_reading || self.shared.closing.get() => {
+                ReadState::Head if r.stop_reading || self.closing.get() => {
                     // Nothing after a request that closes the connection is read (RFC 9112
                     // 9.6): drop the rest.
-                    self.state = ReadState::Done;
+                    r.state = ReadState::Done;
                     return input.len();
                 }
                 ReadState::Head => {
                     if rest.is_empty() {
                         return pos;
                     }
-                    if self.shared.queue.borrow().len() >= self.shared.site.config.max_pipeline {
-                        // Too many requests in flight: stop reading until responses go out.
-                        self.shared.paused.set(true);
-                        t.pause_producing();
+                    if self.must_wait(t) && self.pause(t) {
+                        // Too many requests in flight, or too many response bytes unsent:
+                        // stop reading until responses go out (`resume_reading`).
                         return pos;
                     }
-                    let limits = &self.shared.site.config.limits;
+                    if self.paused.get() {
+                        self.unpause(t);
+                    }
+                    let limits = &self.site.config.limits;
                     match parse_request_head(rest, limits) {
-                        Err(e) => return self.reject(t, &e, input),
+                        Err(e) => return self.reject(r, t, &e, input),
                         Ok(None) => {
-                            if self.shared.timer_kind() != Some(TimerKind::Head) {
-                                self.shared.arm(TimerKind::Head);
+                            if self.timer_kind() != Some(TimerKind::Head) {
+                                self.arm(TimerKind::Head);
                             }
                             return pos;
                         }
                         Ok(Some((head, used))) => {
                             pos += used;
-                            self.shared.disarm();
+                            self.disarm();
+                            if head.version == Version::Http11
+                                && head.headers.get_all("host").take(2).count() != 1
+                            {
+                                // RFC 9112 3.2: exactly one Host in an HTTP/1.1 request.
+                                let why = ParseError::Malformed(
+                                    "an HTTP/1.1 request needs exactly one Host header",
+                                );
+                                return self.reject(r, t, &why, input);
+                            }
                             let framing = match request_body_kind(&head) {
-                                Err(e) => return self.reject(t, &e, input),
+                                Err(e) => return self.reject(r, t, &e, input),
                                 Ok(kind) => kind,
                             };
-                            let max_body = self.shared.site.config.max_body;
+                            let max_body = self.site.config.max_body;
                             let continue_ok = head.version == Version::Http11
                                 && head.headers.has_token("expect", "100-continue");
-                            let channel: Weak<ChannelShared> = Rc::downgrade(&self.shared);
+                            let channel: Weak<ChannelShared> = self.me.clone();
                             let request = Request::new(head, t.get_peer(), t.get_host(), channel);
                             let framing = match framing {
                                 BodyKind::Empty => {
-                                    self.dispatch(request);
+                                    self.dispatch(r, request);
                                     continue;
                                 }
                                 BodyKind::Length(n) if n > max_body => {
-                                    return self.reject(t, &ParseError::BodyTooLarge, input)
+                                    return self.reject(r, t, &ParseError::BodyTooLarge, input)
                                 }
                                 BodyKind::Length(0) => {
-                                    self.dispatch(request);
+                                    self.dispatch(r, request);
                                     continue;
                                 }
                                 BodyKind::Length(n) => BodyFraming::Length(n),
@@ -395,16 +539,17 @@ impl HttpChannel {
                                 }
                                 BodyKind::UntilClose => {
                                     return self.reject(
+                                        r,
                                         t,
                                         &ParseError::Malformed("request body without a length"),
                                         input,
                                     )
                                 }
                             };
-                            if continue_ok && self.shared.queue.borrow().is_empty() {
+                            if continue_ok && self.queue.borrow().is_empty() {
                                 t.write(b"HTTP/1.1 100 Continue\r\n\r\n");
                             }
-                            self.state = ReadState::Body(Box::new(Incoming {
+                            r.state = ReadState::Body(Box::new(Incoming {
                                 request,
                                 body: Vec::new(),
                                 framing,
@@ -427,33 +572,33 @@ impl HttpChannel {
                                 pos += used;
                                 decoder.is_done()
                             }
-                            Err(e) => return self.reject(t, &e, input),
+                            Err(e) => return self.reject(r, t, &e, input),
                         },
                     };
                     if !complete {
                         return pos;
                     }
                     let ReadState::Body(incoming) =
-                        std::mem::replace(&mut self.state, ReadState::Head)
+                        std::mem::replace(&mut r.state, ReadState::Head)
                     else {
                         unreachable!()
                     };
                     let Incoming { request, body, .. } = *incoming;
                     request.set_body(body);
-                    self.dispatch(request);
+                    self.dispatch(r, request);
                 }
             }
         }
     }
 
     /// Finds the resource and renders the request.
-    fn dispatch(&mut self, request: Request) {
+    fn dispatch(&self, r: &mut Reader, request: Request) {
         if request.wants_close() {
             // Read no further requests; the connection closes after this one's response.
-            self.stop_reading = true;
+            r.stop_reading = true;
         }
-        self.shared.queue.borrow_mut().push_back(request.clone());
-        let root = self.shared.site.root.clone();
+        self.queue.borrow_mut().push_back(request.clone());
+        let root = self.site.root.clone();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             match resource_for_request(&root, &request) {
                 None => Some(Render::Body(no_resource(&request))),
@@ -584,27 +729,7 @@ impl Protocol for HttpChannel {
     }
 
     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
-        if let ReadState::Done = self.state {
-            return;
-        }
-        if self.shared.timer_kind() == Some(TimerKind::Idle) {
-            self.shared.disarm();
-        }
-        let Some(mut buf) = self.buf.take() else {
-            // The usual case: requests parsed straight from the read, and only a partial one
-            // copied, so that an idle connection keeps no buffer.
-            let used = self.process(transport, data);
-            if used < data.len() && !matches!(self.state, ReadState::Done) {
-                self.buf = Some(Box::new(data[used..].to_vec()));
-            }
-            return;
-        };
-        buf.extend_from_slice(data);
-        let used = self.process(transport, &buf);
-        if used < buf.len() && !matches!(self.state, ReadState::Done) {
-            buf.drain(..used);
-            self.buf = Some(buf);
-        }
+        self.shared.receive(transport, data);
     }
 
     /// Graceful shutdown: between requests (an idle keep-alive connection, or one whose next
@@ -613,12 +738,13 @@ impl Protocol for HttpChannel {
     /// is not out yet), reads nothing more, and closes after them.
     fn drain(&mut self, transport: &Transport) {
         self.shared.closing.set(true);
+        let mut reader = self.shared.reader.borrow_mut();
         let between_requests = self.shared.queue.borrow().is_empty()
-            && matches!(self.state, ReadState::Head | ReadState::Done);
+            && matches!(reader.state, ReadState::Head | ReadState::Done);
         if between_requests {
             self.shared.cancel_timer();
-            self.state = ReadState::Done;
-            self.buf = None;
+            reader.state = ReadState::Done;
+            reader.buf = None;
             transport.lose_connection();
         }
     }
@@ -627,13 +753,17 @@ impl Protocol for HttpChannel {
         self.shared.cancel_timer();
         let clean = reason.is_clean();
         let pending: Vec<Request> = self.shared.queue.borrow_mut().take_all();
-        if let ReadState::Body(incoming) = &self.state {
+        self.shared.watching.set(false);
+        let mut reader = self.shared.reader.borrow_mut();
+        let reading = std::mem::replace(&mut reader.state, ReadState::Done);
+        reader.buf = None;
+        drop(reader);
+        if let ReadState::Body(incoming) = &reading {
             incoming.request.connection_lost(clean);
         }
         for r in pending {
             r.connection_lost(clean);
         }
         self.shared.transport.borrow_mut().take();
-        self.state = ReadState::Done;
     }
 }

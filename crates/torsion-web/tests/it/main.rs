@@ -9,6 +9,7 @@ mod client_interop;
 mod drain;
 mod flow_body;
 mod interop_clients;
+mod pipeline_flow;
 mod proto_props;
 mod proxy;
 mod request_misuse;

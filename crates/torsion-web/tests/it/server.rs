@@ -585,3 +585,37 @@ async fn absolute_form_targets_are_walked_by_their_path() -> Result<(), Failure>
     assert!(out.ends_with("\r\n\r\nhome"), "{out}");
     port.stop_listening().await
 }
+
+#[torsion::test]
+async fn http_1_1_needs_exactly_one_host_header() -> Result<(), Failure> {
+    // RFC 9112 3.2: an HTTP/1.1 request with no Host, or more than one, is answered 400 (as
+    // nginx does); HTTP/1.0 predates Host and is served without it.
+    let (port, addr) = listen(Site::new(tree()));
+    let out = exchange(addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status_line(&out), "HTTP/1.1 400 Bad Request", "{out}");
+    assert!(out.contains("Host"), "the page says why: {out}");
+    let out = exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_line(&out), "HTTP/1.1 400 Bad Request", "{out}");
+    // The 400 closes the connection: the request after it is not answered.
+    let out = exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 1, "{out}");
+    assert_eq!(out.matches("HTTP/1.1 400 Bad Request").count(), 1, "{out}");
+    assert!(out.find("200 OK") < out.find("400 Bad"), "{out}");
+    let out = exchange(addr, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status_line(&out), "HTTP/1.1 200 OK", "{out}");
+    let out = exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_line(&out), "HTTP/1.1 200 OK", "{out}");
+    port.stop_listening().await
+}
