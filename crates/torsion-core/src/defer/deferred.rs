@@ -382,10 +382,18 @@ impl<T: 'static> Deferred<T> {
         self,
         f: impl FnOnce(T) -> Deferred<U> + 'static,
     ) -> Deferred<U> {
-        let step = move |out: Outcome<T>| match out {
+        self.then_pausing(move |out: Outcome<T>| match out {
             Ok(v) => Step::Wait(f(v)),
             Err(e) => Step::Done(Err(e)),
-        };
+        })
+    }
+
+    /// Adds a step that may return a Deferred to wait for; cancelling the chain while it
+    /// waits cancels that Deferred, even if nothing else holds it.
+    fn then_pausing<U: 'static>(
+        self,
+        step: impl FnOnce(Outcome<T>) -> Step<U> + 'static,
+    ) -> Deferred<U> {
         let Deferred { view, anchor } = self;
         let held = Rc::new(Awaited {
             _prev: anchor,
@@ -401,6 +409,59 @@ impl<T: 'static> Deferred<T> {
             hold,
             types: PhantomData,
         }))
+    }
+
+    /// Adds an errback that returns a Deferred (Twisted's errback returning a Deferred): on
+    /// failure, the chain pauses until that Deferred fires and continues with its outcome, so
+    /// its value recovers and its failure passes on. Values pass by untouched. Cancelling the
+    /// chain while it waits cancels the returned Deferred, as with
+    /// [`add_callback_deferred`](Self::add_callback_deferred).
+    ///
+    /// ```
+    /// use torsion::defer::Deferred;
+    /// use torsion::error::TimeoutError;
+    ///
+    /// let d = Deferred::<i32>::new();
+    /// let fire = d.trigger();
+    /// let retry = Deferred::<i32>::new();
+    /// let fire_retry = retry.trigger();
+    /// let end = d.add_errback_deferred(move |_failure| retry); // try again, later
+    /// fire.errback(TimeoutError);
+    /// assert!(!end.called()); // waits on the retry
+    /// fire_retry.callback(7);
+    /// assert_eq!(end.result().unwrap().unwrap(), 7);
+    /// ```
+    #[doc(alias = "addErrback")]
+    pub fn add_errback_deferred(
+        self,
+        f: impl FnOnce(Failure) -> Deferred<T> + 'static,
+    ) -> Deferred<T> {
+        self.then_pausing(move |out: Outcome<T>| match out {
+            Ok(v) => Step::Done(Ok(v)),
+            Err(e) => Step::Wait(f(e)),
+        })
+    }
+
+    /// Adds a function that runs on success or failure and returns a Deferred (Twisted's
+    /// `addBoth` with a function returning a Deferred): the chain pauses until that Deferred
+    /// fires and continues with its outcome. Cancelling the chain while it waits cancels the
+    /// returned Deferred, as with [`add_callback_deferred`](Self::add_callback_deferred).
+    ///
+    /// ```
+    /// use torsion::defer::{fail, succeed};
+    /// use torsion::error::TimeoutError;
+    ///
+    /// // Clean up either way, asynchronously, then pass the outcome on.
+    /// let end = fail::<i32>(TimeoutError)
+    ///     .add_both_deferred(|out| succeed(()).add_callback_result(move |()| out));
+    /// assert!(end.result().unwrap().unwrap_err().check::<TimeoutError>());
+    /// ```
+    #[doc(alias = "addBoth")]
+    pub fn add_both_deferred<U: 'static>(
+        self,
+        f: impl FnOnce(Result<T, Failure>) -> Deferred<U> + 'static,
+    ) -> Deferred<U> {
+        self.then_pausing(move |out: Outcome<T>| Step::Wait(f(out)))
     }
 
     /// Adds an errback: on failure, `f` gets the [`Failure`]. Return `Ok(v)` to recover (the

@@ -46,8 +46,10 @@
 //! | `d.addCallback(f)`, `f` raises | [`add_callback_result`](Deferred::add_callback_result): `f` returns a `Result` |
 //! | `d.addCallback(f)`, `f` returns a Deferred | [`add_callback_deferred`](Deferred::add_callback_deferred) |
 //! | `d.addErrback(f)` | [`add_errback`](Deferred::add_errback): `Ok(v)` recovers, `Err(f)` passes it on |
+//! | `d.addErrback(f)`, `f` returns a Deferred | [`add_errback_deferred`](Deferred::add_errback_deferred) |
 //! | `d.addCallbacks(cb, eb)` | [`add_callbacks`](Deferred::add_callbacks) |
 //! | `d.addBoth(f)` | [`add_both`](Deferred::add_both) |
+//! | `d.addBoth(f)`, `f` returns a Deferred | [`add_both_deferred`](Deferred::add_both_deferred) |
 //! | `d.callback(v)` / `d.errback(e)` after adding callbacks | `let fire = d.trigger();` **before** adding them, then [`fire.callback(v)`](Trigger::callback) / [`fire.errback(e)`](Trigger::errback) |
 //! | `d.callback(v)` on a Deferred with no callbacks yet | [`d.callback(v)`](Deferred::callback) works as is |
 //! | `d.cancel()`, `d.addTimeout(s, reactor)` | [`cancel`](Deferred::cancel), [`add_timeout`](Deferred::add_timeout) |
