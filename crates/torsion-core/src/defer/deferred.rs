@@ -644,11 +644,6 @@ impl<T: 'static> fmt::Debug for Deferred<T> {
 
 /// A Deferred that has already fired with `value` (Twisted's `defer.succeed`). It holds the
 /// value itself, with no allocation, until something needs a chain.
-///
-/// Twisted's `maybeDeferred(f)` is `succeed(()).add_callback_result(move |()| f())`: `f` runs
-/// now, and an `Err` or a panic becomes the failure (see
-/// [Coming from Twisted](crate::defer#coming-from-twisted)).
-#[doc(alias = "maybeDeferred")]
 pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
     Deferred {
         view: RefCell::new(View::Ready(Some(value))),
@@ -659,4 +654,69 @@ pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
 /// A Deferred that has already failed with `failure` (Twisted's `defer.fail`).
 pub fn fail<T: 'static>(failure: impl Into<Failure>) -> Deferred<T> {
     Deferred::on(fired_chain::<T>(Some(Err(failure.into()))))
+}
+
+/// What [`maybe_deferred`] turns a function's return value into a Deferred from: a `Result`
+/// (its `Err` becomes the failure), a `Deferred` (returned as is), or `()` (a Deferred that
+/// fired with `()`, for a function run for its effect).
+pub trait IntoDeferred {
+    /// The type of the Deferred's value.
+    type Item: 'static;
+
+    /// The Deferred.
+    fn into_deferred(self) -> Deferred<Self::Item>;
+}
+
+impl<T: 'static, E: Into<Failure>> IntoDeferred for Result<T, E> {
+    type Item = T;
+
+    fn into_deferred(self) -> Deferred<T> {
+        match self {
+            Ok(v) => succeed(v),
+            Err(e) => fail(e),
+        }
+    }
+}
+
+impl<T: 'static> IntoDeferred for Deferred<T> {
+    type Item = T;
+
+    fn into_deferred(self) -> Deferred<T> {
+        self
+    }
+}
+
+impl IntoDeferred for () {
+    type Item = ();
+
+    fn into_deferred(self) -> Deferred<()> {
+        succeed(())
+    }
+}
+
+/// Calls `f` now and gives its outcome as a Deferred, whatever it returns (Twisted's
+/// `maybeDeferred`): an `Ok` value, an `Err` (the failure), a Deferred (returned as is), or
+/// `()`. A panic in `f` becomes the failure, as a raised exception does in Twisted.
+///
+/// A function returning a plain value `v` can return `Ok::<_, Failure>(v)`; one that may
+/// raise in Twisted returns a `Result` here.
+///
+/// ```
+/// use torsion::defer::{maybe_deferred, succeed};
+///
+/// fn parse(s: &str) -> Result<i32, std::num::ParseIntError> { s.parse() }
+///
+/// assert_eq!(maybe_deferred(|| parse("42")).result().unwrap().unwrap(), 42);
+/// let bad = maybe_deferred(|| parse("forty-two")).result().unwrap().unwrap_err();
+/// assert!(bad.check::<std::num::ParseIntError>());
+/// assert_eq!(maybe_deferred(|| succeed(7)).result().unwrap().unwrap(), 7);
+/// let boom = maybe_deferred(|| -> Result<i32, std::io::Error> { panic!("boom") });
+/// assert!(boom.result().unwrap().is_err());
+/// ```
+#[doc(alias = "maybeDeferred")]
+pub fn maybe_deferred<R: IntoDeferred>(f: impl FnOnce() -> R) -> Deferred<R::Item> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.into_deferred(),
+        Err(payload) => fail(Failure::from_panic(payload)),
+    }
 }

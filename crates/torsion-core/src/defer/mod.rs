@@ -61,7 +61,7 @@
 //! | `gatherResults([d1, d2])`, `gatherResults(ds, consumeErrors=True)` | [`gather_results`], [`DeferredList::builder(ds).consume_errors(true).gather()`](DeferredList::gather) (later failures logged, not dropped) |
 //! | `race([d1, d2])` | [`race`]: `(index, value)`, or a [`FailureGroup`] |
 //! | `succeed(v)`, `fail(e)` | [`succeed`], [`fail`] |
-//! | `maybeDeferred(f)` | `succeed(()).add_callback_result(move \|()\| f())` (or `add_callback_deferred` if `f` returns a Deferred): `f` runs now, an `Err` or a panic becomes the failure |
+//! | `maybeDeferred(f)` | [`maybe_deferred(f)`](maybe_deferred): `f` returns a `Result`, a Deferred or `()` ([`IntoDeferred`]); it runs now, an `Err` or a panic becomes the failure |
 //! | `deferLater(reactor, s, f)` | [`task::defer_later`](crate::task::defer_later) |
 //! | trial's `successResultOf(d)` | [`testing::success_result_of`](crate::testing::success_result_of) |
 //!
@@ -99,15 +99,15 @@
 //! Deferred either way:
 //!
 //! ```
-//! use torsion::defer::succeed;
+//! use torsion::defer::maybe_deferred;
 //!
 //! fn parse(s: &str) -> Result<i32, std::num::ParseIntError> { s.parse() }
 //!
-//! let ok = succeed(()).add_callback_result(|()| parse("42"));
+//! let ok = maybe_deferred(|| parse("42"));
 //! assert_eq!(ok.result().unwrap().unwrap(), 42);
-//! let bad = succeed(()).add_callback_result(|()| parse("forty-two"));
+//! let bad = maybe_deferred(|| parse("forty-two"));
 //! assert!(bad.result().unwrap().unwrap_err().check::<std::num::ParseIntError>());
-//! let boom = succeed(()).add_callback(|()| -> i32 { panic!("boom") });
+//! let boom = maybe_deferred(|| -> Result<i32, std::num::ParseIntError> { panic!("boom") });
 //! assert!(boom.result().unwrap().is_err());
 //! ```
 
@@ -119,7 +119,7 @@ mod sync;
 
 pub(crate) use chain::unhandled_failures;
 pub use chain::Trigger;
-pub use deferred::{fail, succeed, Deferred};
+pub use deferred::{fail, maybe_deferred, succeed, Deferred, IntoDeferred};
 pub use list::{gather_results, race, AllFailedError, DeferredList, FailureGroup};
 pub use spawn::ensure_deferred;
 pub(crate) use spawn::spawn_on;

@@ -19,6 +19,7 @@ mod deferred_chain;
 mod deferred_chaining;
 mod deferred_firing;
 mod deferred_list;
+mod deferred_maybe;
 mod deferred_pausing_steps;
 mod deferred_props;
 mod delayed_calls;
