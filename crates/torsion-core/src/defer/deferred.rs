@@ -43,8 +43,8 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
 use super::chain::{
-    advance, cancel, deep, fired_chain, new_chain, pass_on, take_input, take_rest, ChainRef,
-    ErasedStep, Outcome, Plain, Rest, Trigger, WeakChain,
+    advance, cancel, deep, fired_chain, new_chain, pass_on, pause, take_input, take_rest, unpause,
+    ChainRef, ErasedStep, Outcome, Plain, Rest, Trigger, WeakChain,
 };
 use crate::error::{AlreadyCalledError, CancelledError, TimeoutError};
 use crate::time::{Delay, ReactorTime};
@@ -272,6 +272,41 @@ impl<T: 'static> Deferred<T> {
             View::Ready(_) => return,
         };
         cancel(&chain);
+    }
+
+    /// Pauses the chain this Deferred is a view of (Twisted's `d.pause()`): until as many
+    /// [`unpause`](Self::unpause) calls, no callback runs. An outcome that arrives meanwhile
+    /// (the Deferred fires, or a Deferred a callback returned does) waits, and callbacks added
+    /// meanwhile wait too; the Deferred is not [`called`](Self::called), and `.await` waits.
+    /// Pausing twice takes two `unpause` calls, as in Twisted.
+    ///
+    /// ```
+    /// use torsion::defer::Deferred;
+    ///
+    /// let d = Deferred::<i32>::new();
+    /// let fire = d.trigger();
+    /// d.pause();
+    /// let d = d.add_callback(|x| x + 1);
+    /// fire.callback(1);
+    /// assert!(d.result().is_none()); // fired, but the callback waits
+    /// d.unpause();
+    /// assert_eq!(d.result().unwrap().unwrap(), 2);
+    /// ```
+    pub fn pause(&self) {
+        pause(&self.chain());
+    }
+
+    /// Undoes one [`pause`](Self::pause) (Twisted's `d.unpause()`); after the last one the
+    /// callbacks run on the outcome that waited, if any, before `unpause` returns.
+    ///
+    /// # Panics
+    /// If the chain is not paused: an unmatched `unpause` is a bug (in Twisted it leaves the
+    /// Deferred stuck for good).
+    #[track_caller]
+    pub fn unpause(&self) {
+        if !unpause(&self.chain()) {
+            panic!("Deferred::unpause() on a Deferred that is not paused");
+        }
     }
 
     /// Adds `step` at the end of the chain; it runs now if every step before it ran. Inlined
@@ -625,6 +660,7 @@ impl<T: 'static> fmt::Debug for Deferred<T> {
             View::Chain(chain, _) => {
                 let rest = chain.core.rest.take();
                 let state = match (&rest, chain.core.complete.get()) {
+                    (_, false) if chain.core.paused.get() != 0 => "paused",
                     (_, false) => "waiting",
                     (Some(Rest::Failure(_)), true) => "fired with a failure",
                     (Some(Rest::Value(_)), true) => "fired with a value",

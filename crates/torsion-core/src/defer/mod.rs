@@ -52,6 +52,7 @@
 //! | `d.addBoth(f)`, `f` returns a Deferred | [`add_both_deferred`](Deferred::add_both_deferred) |
 //! | `d.callback(v)` / `d.errback(e)` after adding callbacks | `let fire = d.trigger();` **before** adding them, then [`fire.callback(v)`](Trigger::callback) / [`fire.errback(e)`](Trigger::errback) |
 //! | `d.callback(v)` on a Deferred with no callbacks yet | [`d.callback(v)`](Deferred::callback) works as is |
+//! | `d.pause()`, `d.unpause()` | [`pause`](Deferred::pause), [`unpause`](Deferred::unpause) (an unmatched `unpause` panics) |
 //! | `d.cancel()`, `d.addTimeout(s, reactor)` | [`cancel`](Deferred::cancel), [`add_timeout`](Deferred::add_timeout) |
 //! | `@inlineCallbacks` with `x = yield d` | `ensure_deferred(async { let x = d.await?; ... })`: [`ensure_deferred`] |
 //! | `ensureDeferred(coro)` | [`ensure_deferred`], or `.await` a Deferred inside any async code |

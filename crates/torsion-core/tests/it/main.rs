@@ -20,6 +20,7 @@ mod deferred_chaining;
 mod deferred_firing;
 mod deferred_list;
 mod deferred_maybe;
+mod deferred_pause;
 mod deferred_pausing_steps;
 mod deferred_props;
 mod delayed_calls;
