@@ -10,6 +10,12 @@ pub enum Event {
     Startup,
     /// The reactor stops.
     Shutdown,
+    /// An event of your own, by name, fired by
+    /// [`Reactor::fire_system_event`](super::Reactor::fire_system_event) (Twisted's custom
+    /// event types such as `"persist"`). `Custom("startup")` and `Custom("shutdown")` are
+    /// events of their own, not the reactor's: [`run`](super::Reactor::run) and
+    /// [`stop`](super::Reactor::stop) fire those.
+    Custom(&'static str),
 }
 
 /// When, around an event, a trigger runs.

@@ -48,6 +48,7 @@ mod policies_wrapper;
 mod portforward;
 mod process_spawn;
 mod process_utils;
+mod reactor_events;
 mod reactor_lifecycle;
 mod reconnect_reset;
 mod task_cooperate;
