@@ -7,7 +7,8 @@
 //! `RUST_BACKTRACE` asks for one.
 //!
 //! Errbacks use [`Failure::check`] to test the error's type and [`Failure::trap`] to take it
-//! out or pass the failure on with `?`:
+//! out or pass the failure on with `?` ([`Failure::check_any`] and [`Failure::trap_any`] take
+//! several types at once, as Twisted's `check(A, B)` and `trap(A, B)` do):
 //!
 //! ```
 //! use torsion::{Failure, error::ConnectionRefusedError};

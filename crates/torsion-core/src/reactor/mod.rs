@@ -3,6 +3,9 @@
 //! The reactor calls your code when something happens — a connection arrives, bytes come in,
 //! a timer is due — and your code returns quickly and lets it go on. It is started with
 //! [`run`](Reactor::run), which blocks until [`stop`](Reactor::stop); it cannot be restarted.
+//! [`crash`](Reactor::crash) stops it at once, without the shutdown triggers. Code runs at
+//! startup, at shutdown, or at events of your own ([`fire_system_event`](Reactor::fire_system_event))
+//! through [`add_system_event_trigger`](Reactor::add_system_event_trigger).
 //! [`reactor()`] reaches the current thread's reactor from anywhere, so seed programs read as
 //! in Twisted:
 //!
