@@ -421,19 +421,15 @@ pub(super) fn pause(chain: &ChainRef) {
 }
 
 /// Undoes one [`pause`]; the last one resumes the steps on the outcome that waits, if any.
-/// Returns false if the chain was not paused.
-pub(super) fn unpause(chain: &ChainRef) -> bool {
+pub(super) fn unpause(chain: &ChainRef) {
     let core = &chain.core;
-    let Some(left) = core.paused.get().checked_sub(1) else {
-        return false;
-    };
+    let left = core.paused.get() - 1;
     core.paused.set(left);
     if left == 0 {
         if let Some(queued) = core.queued.take() {
             queued.resume(chain);
         }
     }
-    true
 }
 
 /// [`run_steps`] on a fresh stack segment if this one is nearly used up (kept out of

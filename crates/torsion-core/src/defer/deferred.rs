@@ -274,38 +274,30 @@ impl<T: 'static> Deferred<T> {
         cancel(&chain);
     }
 
-    /// Pauses the chain this Deferred is a view of (Twisted's `d.pause()`): until as many
-    /// [`unpause`](Self::unpause) calls, no callback runs. An outcome that arrives meanwhile
-    /// (the Deferred fires, or a Deferred a callback returned does) waits, and callbacks added
-    /// meanwhile wait too; the Deferred is not [`called`](Self::called), and `.await` waits.
-    /// Pausing twice takes two `unpause` calls, as in Twisted.
+    /// Pauses the chain this Deferred is a view of (Twisted's `d.pause()`) until the
+    /// [`Paused`] token it returns is unpaused or dropped: meanwhile no callback runs. An
+    /// outcome that arrives meanwhile (the Deferred fires, or a Deferred a callback returned
+    /// does) waits, and so do callbacks added meanwhile; the Deferred is not
+    /// [`called`](Self::called), and `.await` waits. Pausing twice takes both tokens, as
+    /// Twisted's counter takes two `unpause` calls.
     ///
     /// ```
     /// use torsion::defer::Deferred;
     ///
     /// let d = Deferred::<i32>::new();
     /// let fire = d.trigger();
-    /// d.pause();
+    /// let paused = d.pause();
     /// let d = d.add_callback(|x| x + 1);
     /// fire.callback(1);
     /// assert!(d.result().is_none()); // fired, but the callback waits
-    /// d.unpause();
+    /// paused.unpause();
     /// assert_eq!(d.result().unwrap().unwrap(), 2);
     /// ```
-    pub fn pause(&self) {
-        pause(&self.chain());
-    }
-
-    /// Undoes one [`pause`](Self::pause) (Twisted's `d.unpause()`); after the last one the
-    /// callbacks run on the outcome that waited, if any, before `unpause` returns.
-    ///
-    /// # Panics
-    /// If the chain is not paused: an unmatched `unpause` is a bug (in Twisted it leaves the
-    /// Deferred stuck for good).
-    #[track_caller]
-    pub fn unpause(&self) {
-        if !unpause(&self.chain()) {
-            panic!("Deferred::unpause() on a Deferred that is not paused");
+    pub fn pause(&self) -> Paused {
+        let chain = self.chain();
+        pause(&chain);
+        Paused {
+            chain: Some(Rc::downgrade(&chain)),
         }
     }
 
@@ -616,6 +608,46 @@ impl<T: 'static> Trigger<T> {
             me.core.paused_on.set(None);
             deep(|| advance(&me, &mut Some(out), 0));
         });
+    }
+}
+
+/// A pause of a Deferred's chain, made by [`Deferred::pause`]: while it lives, no callback of
+/// the chain runs. [`unpause`](Paused::unpause) it (Twisted's `d.unpause()`), or drop it,
+/// and the callbacks run on the outcome that waited, if any, before that returns.
+///
+/// A token, not a method on the Deferred as in Twisted, because the Deferred moves on as
+/// callbacks are added (or is awaited) while whoever paused it still has to unpause it; and an
+/// unmatched unpause, which leaves a Twisted Deferred stuck for good, cannot be written.
+#[must_use = "dropping the token unpauses the Deferred at once"]
+pub struct Paused {
+    /// Held weakly: a pause does not keep the chain alive (a failure waiting in a paused
+    /// chain nobody holds is logged as unhandled).
+    chain: Option<WeakChain>,
+}
+
+impl Paused {
+    /// Ends this pause (Twisted's `d.unpause()`); after the last pause of the chain ends, its
+    /// callbacks run on the outcome that waited, if any, before `unpause` returns.
+    pub fn unpause(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        if let Some(chain) = self.chain.take().and_then(|c| c.upgrade()) {
+            unpause(&chain);
+        }
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+impl fmt::Debug for Paused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Paused").finish_non_exhaustive()
     }
 }
 

@@ -52,7 +52,7 @@
 //! | `d.addBoth(f)`, `f` returns a Deferred | [`add_both_deferred`](Deferred::add_both_deferred) |
 //! | `d.callback(v)` / `d.errback(e)` after adding callbacks | `let fire = d.trigger();` **before** adding them, then [`fire.callback(v)`](Trigger::callback) / [`fire.errback(e)`](Trigger::errback) |
 //! | `d.callback(v)` on a Deferred with no callbacks yet | [`d.callback(v)`](Deferred::callback) works as is |
-//! | `d.pause()`, `d.unpause()` | [`pause`](Deferred::pause), [`unpause`](Deferred::unpause) (an unmatched `unpause` panics) |
+//! | `d.pause()`, `d.unpause()` | `let paused = d.pause();` ([`pause`](Deferred::pause)), then [`paused.unpause()`](Paused::unpause) or drop `paused` |
 //! | `d.cancel()`, `d.addTimeout(s, reactor)` | [`cancel`](Deferred::cancel), [`add_timeout`](Deferred::add_timeout) |
 //! | `@inlineCallbacks` with `x = yield d` | `ensure_deferred(async { let x = d.await?; ... })`: [`ensure_deferred`] |
 //! | `ensureDeferred(coro)` | [`ensure_deferred`], or `.await` a Deferred inside any async code |
@@ -120,7 +120,7 @@ mod sync;
 
 pub(crate) use chain::unhandled_failures;
 pub use chain::Trigger;
-pub use deferred::{fail, maybe_deferred, succeed, Deferred, IntoDeferred};
+pub use deferred::{fail, maybe_deferred, succeed, Deferred, IntoDeferred, Paused};
 pub use list::{gather_results, race, AllFailedError, DeferredList, FailureGroup};
 pub use spawn::ensure_deferred;
 pub(crate) use spawn::spawn_on;
