@@ -352,9 +352,11 @@ impl Reactor {
     }
 
     fn run_triggers(&self, phase: Phase, event: Event) -> Vec<Deferred<()>> {
-        let due = self.inner.triggers.borrow_mut().take(phase, event);
         let mut waits = Vec::new();
-        for f in due {
+        loop {
+            // Not a `while let`: the borrow must end before the trigger runs.
+            let next = self.inner.triggers.borrow_mut().next(phase, event);
+            let Some(f) = next else { break };
             match catch_unwind(AssertUnwindSafe(f)) {
                 Ok(Some(d)) => waits.push(d),
                 Ok(None) => {}

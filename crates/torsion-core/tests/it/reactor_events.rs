@@ -186,3 +186,24 @@ fn crash_before_run_does_nothing() {
     assert!(!timed_out.get());
     assert_eq!(*journal.borrow(), ["after shutdown"]);
 }
+
+#[test]
+fn a_trigger_may_add_a_trigger_to_its_own_phase_or_remove_a_later_one() {
+    // Twisted pops the triggers one at a time: both changes take effect in the same firing.
+    let r = new_reactor();
+    let journal: Journal = Rc::default();
+    let event = Event::Custom("persist");
+    let later: Rc<RefCell<Option<torsion::reactor::TriggerId>>> = Rc::default();
+    let (j, adder, l) = (journal.clone(), r.clone(), later.clone());
+    r.add_system_event_trigger(Phase::During, event, move || {
+        note(&j, "first");
+        assert!(adder.remove_system_event_trigger(l.borrow().unwrap()));
+        let j = j.clone();
+        adder.add_system_event_trigger(Phase::During, event, move || note(&j, "added"));
+    });
+    let j = journal.clone();
+    let id = r.add_system_event_trigger(Phase::During, event, move || note(&j, "removed"));
+    *later.borrow_mut() = Some(id);
+    r.fire_system_event("persist");
+    assert_eq!(*journal.borrow(), ["first", "added"]);
+}
