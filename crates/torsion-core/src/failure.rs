@@ -7,7 +7,8 @@
 //! `RUST_BACKTRACE` asks for one.
 //!
 //! Errbacks use [`Failure::check`] to test the error's type and [`Failure::trap`] to take it
-//! out or pass the failure on with `?`:
+//! out or pass the failure on with `?` ([`Failure::check_any`] and [`Failure::trap_any`] take
+//! several types at once, as Twisted's `check(A, B)` and `trap(A, B)` do):
 //!
 //! ```
 //! use torsion::{Failure, error::ConnectionRefusedError};
@@ -108,6 +109,50 @@ impl Failure {
         }
     }
 
+    /// True when the error is of one of the types in the tuple `L` (Twisted's
+    /// `Failure.check(A, B)` with several types), up to four: `check_any::<(A, B)>()`.
+    ///
+    /// ```
+    /// use torsion::error::{ConnectionDone, ConnectionLost, TimeoutError};
+    /// use torsion::Failure;
+    ///
+    /// let f = Failure::new(ConnectionLost::new(None));
+    /// assert!(f.check_any::<(ConnectionDone, ConnectionLost)>());
+    /// assert!(!f.check_any::<(TimeoutError,)>());
+    /// ```
+    #[doc(alias = "check")]
+    pub fn check_any<L: ErrorTypes>(&self) -> bool {
+        L::matches(&*self.inner.error)
+    }
+
+    /// Gives the failure back as `Ok` if its error is of one of the types in the tuple `L`,
+    /// else as `Err`, so that `let f = f.trap_any::<(A, B)>()?;` inside an errback passes
+    /// other errors on (Twisted's `Failure.trap(A, B)`); then [`check`](Self::check) or
+    /// [`downcast_ref`](Self::downcast_ref) tells which one it is, as Twisted's `trap`
+    /// returns the type that matched.
+    ///
+    /// ```
+    /// use torsion::error::{ConnectionDone, ConnectionLost, TimeoutError};
+    /// use torsion::Failure;
+    ///
+    /// fn gone(f: Failure) -> Result<&'static str, Failure> {
+    ///     let f = f.trap_any::<(ConnectionDone, ConnectionLost)>()?;
+    ///     Ok(if f.check::<ConnectionDone>() { "closed cleanly" } else { "lost" })
+    /// }
+    ///
+    /// assert_eq!(gone(Failure::new(ConnectionDone)).unwrap(), "closed cleanly");
+    /// assert_eq!(gone(Failure::new(ConnectionLost::new(None))).unwrap(), "lost");
+    /// assert!(gone(Failure::new(TimeoutError)).unwrap_err().check::<TimeoutError>());
+    /// ```
+    #[doc(alias = "trap")]
+    pub fn trap_any<L: ErrorTypes>(self) -> Result<Failure, Failure> {
+        if self.check_any::<L>() {
+            Ok(self)
+        } else {
+            Err(self)
+        }
+    }
+
     /// A reference to the error if it is of type `E`.
     pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
         self.inner.error.downcast_ref::<E>()
@@ -164,6 +209,28 @@ impl Failure {
         out
     }
 }
+
+/// A tuple of error types, `(A,)` to `(A, B, C, D)`, for [`Failure::check_any`] and
+/// [`Failure::trap_any`] (Twisted's `check` and `trap` take several types).
+pub trait ErrorTypes {
+    /// True when `error` is of one of the types.
+    fn matches(error: &(dyn StdError + Send + Sync + 'static)) -> bool;
+}
+
+macro_rules! error_types {
+    ($($t:ident),+) => {
+        impl<$($t: StdError + 'static),+> ErrorTypes for ($($t,)+) {
+            fn matches(error: &(dyn StdError + Send + Sync + 'static)) -> bool {
+                $(error.is::<$t>())||+
+            }
+        }
+    };
+}
+
+error_types!(A);
+error_types!(A, B);
+error_types!(A, B, C);
+error_types!(A, B, C, D);
 
 impl<E: StdError + Send + Sync + 'static> From<E> for Failure {
     #[track_caller]
@@ -310,6 +377,18 @@ mod tests {
         assert!(!f.check::<TimeoutError>());
         let f = f.trap::<TimeoutError>().unwrap_err();
         assert!(f.trap::<CancelledError>().is_ok());
+    }
+
+    #[test]
+    fn check_any_and_trap_any_match_any_listed_type() {
+        use crate::error::ConnectionDone;
+        let f = Failure::new(std::io::Error::other("x"));
+        assert!(f.check_any::<(CancelledError, TimeoutError, ConnectionDone, std::io::Error)>());
+        assert!(f.check_any::<(std::io::Error, CancelledError, TimeoutError)>());
+        assert!(!f.check_any::<(CancelledError, TimeoutError, ConnectionDone)>());
+        let f = f.trap_any::<(CancelledError, TimeoutError)>().unwrap_err();
+        let f = f.trap_any::<(TimeoutError, std::io::Error)>().unwrap();
+        assert_eq!(f.error_message(), "x");
     }
 
     #[test]

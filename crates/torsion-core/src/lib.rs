@@ -80,7 +80,7 @@ pub mod unix_datagram;
 mod util;
 
 pub use defer::Deferred;
-pub use failure::{BoxError, Failure};
+pub use failure::{BoxError, ErrorTypes, Failure};
 pub use protocol::{factory, ClientFactory, ConnectionEnd, Factory, Protocol};
 pub use reactor::{reactor, Reactor};
 pub use transport::Transport;

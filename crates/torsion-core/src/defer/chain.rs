@@ -70,6 +70,35 @@ pub(super) struct Core {
     pub(super) waker: Cell<Option<Waker>>,
     /// The Deferred a step returned, which the chain waits on (for cancellation).
     pub(super) paused_on: Cell<Option<WeakChain>>,
+    /// Unmatched `pause()` calls (Twisted's `paused`): while above zero, no step runs.
+    pub(super) paused: Cell<u32>,
+    /// The outcome that reached a paused chain, with the rest of the run to resume.
+    pub(super) queued: Cell<Option<Box<dyn Resume>>>,
+}
+
+/// An outcome held while the chain is paused: resumes the run of steps on it.
+pub(super) trait Resume {
+    /// Runs the chain's remaining steps on the held outcome.
+    fn resume(self: Box<Self>, chain: &ChainRef);
+}
+
+/// An outcome of type `T` held by a paused chain.
+struct Queued<T>(Option<Outcome<T>>);
+
+impl<T: 'static> Resume for Queued<T> {
+    fn resume(mut self: Box<Self>, chain: &ChainRef) {
+        let mut out = self.0.take();
+        deep(|| advance(chain, &mut out, 0));
+    }
+}
+
+impl<T> Drop for Queued<T> {
+    fn drop(&mut self) {
+        // A paused chain dropped with a failure: nobody handled it.
+        if let Some(Err(failure)) = &self.0 {
+            log_unhandled(failure);
+        }
+    }
 }
 
 /// An outcome at rest, its type erased.
@@ -215,6 +244,8 @@ pub(super) fn new_chain<T: 'static>(canceller: Option<Canceller<T>>) -> ChainRef
             rest: Cell::new(None),
             waker: Cell::new(None),
             paused_on: Cell::new(None),
+            paused: Cell::new(0),
+            queued: Cell::new(None),
         },
         start: Start::<T> {
             slot: Cell::new(None),
@@ -358,12 +389,47 @@ pub(super) fn advance<T: 'static>(chain: &ChainRef, value: &mut Option<Outcome<T
 
 /// The loop of [`advance`]: each step in turn, for as long as they keep the type.
 fn run_steps<T: 'static>(chain: &ChainRef, value: &mut Option<Outcome<T>>, depth: usize) {
-    while let Some(step) = chain.core.pop() {
+    loop {
+        if chain.core.paused.get() != 0 {
+            return queue(chain, value);
+        }
+        let Some(step) = chain.core.pop() else { break };
         if !step.run(value, chain, depth) {
             return;
         }
     }
     finish(chain, value);
+}
+
+/// The chain is paused: the outcome waits, with the rest of the run, for `unpause`.
+#[cold]
+#[inline(never)]
+fn queue<T: 'static>(chain: &ChainRef, value: &mut Option<Outcome<T>>) {
+    debug_assert!(value.is_some(), "the outcome of the last step that ran");
+    chain.core.queued.set(Some(Box::new(Queued(value.take()))));
+}
+
+/// Pauses `chain` (Twisted's `pause`): no step runs until as many `unpause` calls.
+pub(super) fn pause(chain: &ChainRef) {
+    let core = &chain.core;
+    core.paused.set(
+        core.paused
+            .get()
+            .checked_add(1)
+            .expect("over 4 billion pause() calls on one Deferred"),
+    );
+}
+
+/// Undoes one [`pause`]; the last one resumes the steps on the outcome that waits, if any.
+pub(super) fn unpause(chain: &ChainRef) {
+    let core = &chain.core;
+    let left = core.paused.get() - 1;
+    core.paused.set(left);
+    if left == 0 {
+        if let Some(queued) = core.queued.take() {
+            queued.resume(chain);
+        }
+    }
 }
 
 /// [`run_steps`] on a fresh stack segment if this one is nearly used up (kept out of

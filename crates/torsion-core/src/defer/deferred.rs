@@ -43,8 +43,8 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
 use super::chain::{
-    advance, cancel, deep, fired_chain, new_chain, pass_on, take_input, take_rest, ChainRef,
-    ErasedStep, Outcome, Plain, Rest, Trigger, WeakChain,
+    advance, cancel, deep, fired_chain, new_chain, pass_on, pause, take_input, take_rest, unpause,
+    ChainRef, ErasedStep, Outcome, Plain, Rest, Trigger, WeakChain,
 };
 use crate::error::{AlreadyCalledError, CancelledError, TimeoutError};
 use crate::time::{Delay, ReactorTime};
@@ -274,6 +274,33 @@ impl<T: 'static> Deferred<T> {
         cancel(&chain);
     }
 
+    /// Pauses the chain this Deferred is a view of (Twisted's `d.pause()`) until the
+    /// [`Paused`] token it returns is unpaused or dropped: meanwhile no callback runs. An
+    /// outcome that arrives meanwhile (the Deferred fires, or a Deferred a callback returned
+    /// does) waits, and so do callbacks added meanwhile; the Deferred is not
+    /// [`called`](Self::called), and `.await` waits. Pausing twice takes both tokens, as
+    /// Twisted's counter takes two `unpause` calls.
+    ///
+    /// ```
+    /// use torsion::defer::Deferred;
+    ///
+    /// let d = Deferred::<i32>::new();
+    /// let fire = d.trigger();
+    /// let paused = d.pause();
+    /// let d = d.add_callback(|x| x + 1);
+    /// fire.callback(1);
+    /// assert!(d.result().is_none()); // fired, but the callback waits
+    /// paused.unpause();
+    /// assert_eq!(d.result().unwrap().unwrap(), 2);
+    /// ```
+    pub fn pause(&self) -> Paused {
+        let chain = self.chain();
+        pause(&chain);
+        Paused {
+            chain: Some(Rc::downgrade(&chain)),
+        }
+    }
+
     /// Adds `step` at the end of the chain; it runs now if every step before it ran. Inlined
     /// into each `add_*` call (a chain of ten callbacks is ten of them in a row); what is rare
     /// (a value held in the handle, a chain already complete) goes out of line.
@@ -382,10 +409,18 @@ impl<T: 'static> Deferred<T> {
         self,
         f: impl FnOnce(T) -> Deferred<U> + 'static,
     ) -> Deferred<U> {
-        let step = move |out: Outcome<T>| match out {
+        self.then_pausing(move |out: Outcome<T>| match out {
             Ok(v) => Step::Wait(f(v)),
             Err(e) => Step::Done(Err(e)),
-        };
+        })
+    }
+
+    /// Adds a step that may return a Deferred to wait for; cancelling the chain while it
+    /// waits cancels that Deferred, even if nothing else holds it.
+    fn then_pausing<U: 'static>(
+        self,
+        step: impl FnOnce(Outcome<T>) -> Step<U> + 'static,
+    ) -> Deferred<U> {
         let Deferred { view, anchor } = self;
         let held = Rc::new(Awaited {
             _prev: anchor,
@@ -401,6 +436,59 @@ impl<T: 'static> Deferred<T> {
             hold,
             types: PhantomData,
         }))
+    }
+
+    /// Adds an errback that returns a Deferred (Twisted's errback returning a Deferred): on
+    /// failure, the chain pauses until that Deferred fires and continues with its outcome, so
+    /// its value recovers and its failure passes on. Values pass by untouched. Cancelling the
+    /// chain while it waits cancels the returned Deferred, as with
+    /// [`add_callback_deferred`](Self::add_callback_deferred).
+    ///
+    /// ```
+    /// use torsion::defer::Deferred;
+    /// use torsion::error::TimeoutError;
+    ///
+    /// let d = Deferred::<i32>::new();
+    /// let fire = d.trigger();
+    /// let retry = Deferred::<i32>::new();
+    /// let fire_retry = retry.trigger();
+    /// let end = d.add_errback_deferred(move |_failure| retry); // try again, later
+    /// fire.errback(TimeoutError);
+    /// assert!(!end.called()); // waits on the retry
+    /// fire_retry.callback(7);
+    /// assert_eq!(end.result().unwrap().unwrap(), 7);
+    /// ```
+    #[doc(alias = "addErrback")]
+    pub fn add_errback_deferred(
+        self,
+        f: impl FnOnce(Failure) -> Deferred<T> + 'static,
+    ) -> Deferred<T> {
+        self.then_pausing(move |out: Outcome<T>| match out {
+            Ok(v) => Step::Done(Ok(v)),
+            Err(e) => Step::Wait(f(e)),
+        })
+    }
+
+    /// Adds a function that runs on success or failure and returns a Deferred (Twisted's
+    /// `addBoth` with a function returning a Deferred): the chain pauses until that Deferred
+    /// fires and continues with its outcome. Cancelling the chain while it waits cancels the
+    /// returned Deferred, as with [`add_callback_deferred`](Self::add_callback_deferred).
+    ///
+    /// ```
+    /// use torsion::defer::{fail, succeed};
+    /// use torsion::error::TimeoutError;
+    ///
+    /// // Clean up either way, asynchronously, then pass the outcome on.
+    /// let end = fail::<i32>(TimeoutError)
+    ///     .add_both_deferred(|out| succeed(()).add_callback_result(move |()| out));
+    /// assert!(end.result().unwrap().unwrap_err().check::<TimeoutError>());
+    /// ```
+    #[doc(alias = "addBoth")]
+    pub fn add_both_deferred<U: 'static>(
+        self,
+        f: impl FnOnce(Result<T, Failure>) -> Deferred<U> + 'static,
+    ) -> Deferred<U> {
+        self.then_pausing(move |out: Outcome<T>| Step::Wait(f(out)))
     }
 
     /// Adds an errback: on failure, `f` gets the [`Failure`]. Return `Ok(v)` to recover (the
@@ -523,6 +611,46 @@ impl<T: 'static> Trigger<T> {
     }
 }
 
+/// A pause of a Deferred's chain, made by [`Deferred::pause`]: while it lives, no callback of
+/// the chain runs. [`unpause`](Paused::unpause) it (Twisted's `d.unpause()`), or drop it,
+/// and the callbacks run on the outcome that waited, if any, before that returns.
+///
+/// A token, not a method on the Deferred as in Twisted, because the Deferred moves on as
+/// callbacks are added (or is awaited) while whoever paused it still has to unpause it; and an
+/// unmatched unpause, which leaves a Twisted Deferred stuck for good, cannot be written.
+#[must_use = "dropping the token unpauses the Deferred at once"]
+pub struct Paused {
+    /// Held weakly: a pause does not keep the chain alive (a failure waiting in a paused
+    /// chain nobody holds is logged as unhandled).
+    chain: Option<WeakChain>,
+}
+
+impl Paused {
+    /// Ends this pause (Twisted's `d.unpause()`); after the last pause of the chain ends, its
+    /// callbacks run on the outcome that waited, if any, before `unpause` returns.
+    pub fn unpause(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        if let Some(chain) = self.chain.take().and_then(|c| c.upgrade()) {
+            unpause(&chain);
+        }
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+impl fmt::Debug for Paused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Paused").finish_non_exhaustive()
+    }
+}
+
 // A value held in `View::Ready` is moved out, never pinned, so a Deferred is always `Unpin`.
 impl<T> Unpin for Deferred<T> {}
 
@@ -564,6 +692,7 @@ impl<T: 'static> fmt::Debug for Deferred<T> {
             View::Chain(chain, _) => {
                 let rest = chain.core.rest.take();
                 let state = match (&rest, chain.core.complete.get()) {
+                    (_, false) if chain.core.paused.get() != 0 => "paused",
                     (_, false) => "waiting",
                     (Some(Rest::Failure(_)), true) => "fired with a failure",
                     (Some(Rest::Value(_)), true) => "fired with a value",
@@ -583,11 +712,6 @@ impl<T: 'static> fmt::Debug for Deferred<T> {
 
 /// A Deferred that has already fired with `value` (Twisted's `defer.succeed`). It holds the
 /// value itself, with no allocation, until something needs a chain.
-///
-/// Twisted's `maybeDeferred(f)` is `succeed(()).add_callback_result(move |()| f())`: `f` runs
-/// now, and an `Err` or a panic becomes the failure (see
-/// [Coming from Twisted](crate::defer#coming-from-twisted)).
-#[doc(alias = "maybeDeferred")]
 pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
     Deferred {
         view: RefCell::new(View::Ready(Some(value))),
@@ -598,4 +722,69 @@ pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
 /// A Deferred that has already failed with `failure` (Twisted's `defer.fail`).
 pub fn fail<T: 'static>(failure: impl Into<Failure>) -> Deferred<T> {
     Deferred::on(fired_chain::<T>(Some(Err(failure.into()))))
+}
+
+/// What [`maybe_deferred`] turns a function's return value into a Deferred from: a `Result`
+/// (its `Err` becomes the failure), a `Deferred` (returned as is), or `()` (a Deferred that
+/// fired with `()`, for a function run for its effect).
+pub trait IntoDeferred {
+    /// The type of the Deferred's value.
+    type Item: 'static;
+
+    /// The Deferred.
+    fn into_deferred(self) -> Deferred<Self::Item>;
+}
+
+impl<T: 'static, E: Into<Failure>> IntoDeferred for Result<T, E> {
+    type Item = T;
+
+    fn into_deferred(self) -> Deferred<T> {
+        match self {
+            Ok(v) => succeed(v),
+            Err(e) => fail(e),
+        }
+    }
+}
+
+impl<T: 'static> IntoDeferred for Deferred<T> {
+    type Item = T;
+
+    fn into_deferred(self) -> Deferred<T> {
+        self
+    }
+}
+
+impl IntoDeferred for () {
+    type Item = ();
+
+    fn into_deferred(self) -> Deferred<()> {
+        succeed(())
+    }
+}
+
+/// Calls `f` now and gives its outcome as a Deferred, whatever it returns (Twisted's
+/// `maybeDeferred`): an `Ok` value, an `Err` (the failure), a Deferred (returned as is), or
+/// `()`. A panic in `f` becomes the failure, as a raised exception does in Twisted.
+///
+/// A function returning a plain value `v` can return `Ok::<_, Failure>(v)`; one that may
+/// raise in Twisted returns a `Result` here.
+///
+/// ```
+/// use torsion::defer::{maybe_deferred, succeed};
+///
+/// fn parse(s: &str) -> Result<i32, std::num::ParseIntError> { s.parse() }
+///
+/// assert_eq!(maybe_deferred(|| parse("42")).result().unwrap().unwrap(), 42);
+/// let bad = maybe_deferred(|| parse("forty-two")).result().unwrap().unwrap_err();
+/// assert!(bad.check::<std::num::ParseIntError>());
+/// assert_eq!(maybe_deferred(|| succeed(7)).result().unwrap().unwrap(), 7);
+/// let boom = maybe_deferred(|| -> Result<i32, std::io::Error> { panic!("boom") });
+/// assert!(boom.result().unwrap().is_err());
+/// ```
+#[doc(alias = "maybeDeferred")]
+pub fn maybe_deferred<R: IntoDeferred>(f: impl FnOnce() -> R) -> Deferred<R::Item> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.into_deferred(),
+        Err(payload) => fail(Failure::from_panic(payload)),
+    }
 }

@@ -46,10 +46,13 @@
 //! | `d.addCallback(f)`, `f` raises | [`add_callback_result`](Deferred::add_callback_result): `f` returns a `Result` |
 //! | `d.addCallback(f)`, `f` returns a Deferred | [`add_callback_deferred`](Deferred::add_callback_deferred) |
 //! | `d.addErrback(f)` | [`add_errback`](Deferred::add_errback): `Ok(v)` recovers, `Err(f)` passes it on |
+//! | `d.addErrback(f)`, `f` returns a Deferred | [`add_errback_deferred`](Deferred::add_errback_deferred) |
 //! | `d.addCallbacks(cb, eb)` | [`add_callbacks`](Deferred::add_callbacks) |
 //! | `d.addBoth(f)` | [`add_both`](Deferred::add_both) |
+//! | `d.addBoth(f)`, `f` returns a Deferred | [`add_both_deferred`](Deferred::add_both_deferred) |
 //! | `d.callback(v)` / `d.errback(e)` after adding callbacks | `let fire = d.trigger();` **before** adding them, then [`fire.callback(v)`](Trigger::callback) / [`fire.errback(e)`](Trigger::errback) |
 //! | `d.callback(v)` on a Deferred with no callbacks yet | [`d.callback(v)`](Deferred::callback) works as is |
+//! | `d.pause()`, `d.unpause()` | `let paused = d.pause();` ([`pause`](Deferred::pause)), then [`paused.unpause()`](Paused::unpause) or drop `paused` |
 //! | `d.cancel()`, `d.addTimeout(s, reactor)` | [`cancel`](Deferred::cancel), [`add_timeout`](Deferred::add_timeout) |
 //! | `@inlineCallbacks` with `x = yield d` | `ensure_deferred(async { let x = d.await?; ... })`: [`ensure_deferred`] |
 //! | `ensureDeferred(coro)` | [`ensure_deferred`], or `.await` a Deferred inside any async code |
@@ -59,7 +62,7 @@
 //! | `gatherResults([d1, d2])`, `gatherResults(ds, consumeErrors=True)` | [`gather_results`], [`DeferredList::builder(ds).consume_errors(true).gather()`](DeferredList::gather) (later failures logged, not dropped) |
 //! | `race([d1, d2])` | [`race`]: `(index, value)`, or a [`FailureGroup`] |
 //! | `succeed(v)`, `fail(e)` | [`succeed`], [`fail`] |
-//! | `maybeDeferred(f)` | `succeed(()).add_callback_result(move \|()\| f())` (or `add_callback_deferred` if `f` returns a Deferred): `f` runs now, an `Err` or a panic becomes the failure |
+//! | `maybeDeferred(f)` | [`maybe_deferred(f)`](maybe_deferred): `f` returns a `Result`, a Deferred or `()` ([`IntoDeferred`]); it runs now, an `Err` or a panic becomes the failure |
 //! | `deferLater(reactor, s, f)` | [`task::defer_later`](crate::task::defer_later) |
 //! | trial's `successResultOf(d)` | [`testing::success_result_of`](crate::testing::success_result_of) |
 //!
@@ -97,15 +100,15 @@
 //! Deferred either way:
 //!
 //! ```
-//! use torsion::defer::succeed;
+//! use torsion::defer::maybe_deferred;
 //!
 //! fn parse(s: &str) -> Result<i32, std::num::ParseIntError> { s.parse() }
 //!
-//! let ok = succeed(()).add_callback_result(|()| parse("42"));
+//! let ok = maybe_deferred(|| parse("42"));
 //! assert_eq!(ok.result().unwrap().unwrap(), 42);
-//! let bad = succeed(()).add_callback_result(|()| parse("forty-two"));
+//! let bad = maybe_deferred(|| parse("forty-two"));
 //! assert!(bad.result().unwrap().unwrap_err().check::<std::num::ParseIntError>());
-//! let boom = succeed(()).add_callback(|()| -> i32 { panic!("boom") });
+//! let boom = maybe_deferred(|| -> Result<i32, std::num::ParseIntError> { panic!("boom") });
 //! assert!(boom.result().unwrap().is_err());
 //! ```
 
@@ -117,7 +120,7 @@ mod sync;
 
 pub(crate) use chain::unhandled_failures;
 pub use chain::Trigger;
-pub use deferred::{fail, succeed, Deferred};
+pub use deferred::{fail, maybe_deferred, succeed, Deferred, IntoDeferred, Paused};
 pub use list::{gather_results, race, AllFailedError, DeferredList, FailureGroup};
 pub use spawn::ensure_deferred;
 pub(crate) use spawn::spawn_on;

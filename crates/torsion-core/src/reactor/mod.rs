@@ -3,6 +3,9 @@
 //! The reactor calls your code when something happens — a connection arrives, bytes come in,
 //! a timer is due — and your code returns quickly and lets it go on. It is started with
 //! [`run`](Reactor::run), which blocks until [`stop`](Reactor::stop); it cannot be restarted.
+//! [`crash`](Reactor::crash) stops it at once, without the shutdown triggers. Code runs at
+//! startup, at shutdown, or at events of your own ([`fire_system_event`](Reactor::fire_system_event))
+//! through [`add_system_event_trigger`](Reactor::add_system_event_trigger).
 //! [`reactor()`] reaches the current thread's reactor from anywhere, so seed programs read as
 //! in Twisted:
 //!
@@ -36,7 +39,7 @@ pub use crate::time::{Delay, DelayedCall, ReactorTime};
 pub use triggers::{CallOutcome, Event, Phase, TriggerId};
 
 pub use crate::defer::ensure_deferred;
-use crate::defer::{Deferred, DeferredList};
+use crate::defer::{succeed, Deferred, DeferredList};
 use crate::error::{ReactorAlreadyRunning, ReactorNotRestartable, ReactorNotRunning};
 use crate::runtime::Loop;
 use crate::util::Slab;
@@ -96,6 +99,13 @@ pub struct Reactor {
 
 thread_local! {
     static CURRENT: RefCell<Option<Reactor>> = const { RefCell::new(None) };
+}
+
+/// Logs the failures of the Deferreds that `Before` triggers of `event` returned.
+fn log_before_failures(event: Event, results: Vec<Result<(), Failure>>) {
+    for failure in results.into_iter().filter_map(Result::err) {
+        crate::log::err(&failure, &format!("a 'before {event:?}' trigger failed:"));
+    }
 }
 
 /// The current thread's reactor: the one running on this thread, or else the one most
@@ -272,9 +282,7 @@ impl Reactor {
                 .build()
                 .await
             {
-                for failure in results.into_iter().filter_map(Result::err) {
-                    crate::log::err(&failure, &format!("a 'before {event:?}' trigger failed:"));
-                }
+                log_before_failures(event, results);
             }
         }
         self.run_triggers(Phase::During, event);
@@ -287,10 +295,68 @@ impl Reactor {
         self.run_triggers(Phase::After, event);
     }
 
+    /// Fires a custom system event (Twisted's `reactor.fireSystemEvent(name)`): runs the
+    /// triggers added for [`Event::Custom(name)`](Event::Custom) in the `Before` phase, waits
+    /// for the Deferreds they returned, then runs the `During` and `After` triggers. It all
+    /// happens now when no `Before` trigger returned an unfired Deferred; the Deferred returned
+    /// fires once the `After` triggers ran (Twisted returns nothing). Triggers run once: firing
+    /// the event again runs only triggers added since. The reactor need not be running.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use torsion::{Reactor, reactor::{Event, Phase}};
+    ///
+    /// let r = Reactor::new();
+    /// let seen = Rc::new(RefCell::new(Vec::new()));
+    /// for phase in [Phase::After, Phase::During, Phase::Before] {
+    ///     let s = seen.clone();
+    ///     r.add_system_event_trigger(phase, Event::Custom("persist"), move || {
+    ///         s.borrow_mut().push(phase)
+    ///     });
+    /// }
+    /// let done = r.fire_system_event("persist");
+    /// assert!(done.called());
+    /// assert_eq!(*seen.borrow(), [Phase::Before, Phase::During, Phase::After]);
+    /// ```
+    #[doc(alias = "fireSystemEvent")]
+    pub fn fire_system_event(&self, name: &'static str) -> Deferred<()> {
+        let event = Event::Custom(name);
+        let waits = self.run_triggers(Phase::Before, event);
+        let r = self.clone();
+        let rest = move || {
+            r.run_triggers(Phase::During, event);
+            r.run_triggers(Phase::After, event);
+        };
+        if waits.is_empty() {
+            rest();
+            return succeed(());
+        }
+        DeferredList::builder(waits)
+            .consume_errors(true)
+            .build()
+            .add_callback(move |results| {
+                log_before_failures(event, results);
+                rest();
+            })
+    }
+
+    /// Stops the reactor at once (Twisted's `reactor.crash()`): `run` returns without firing
+    /// the shutdown event, so no shutdown trigger runs and connections are not told they are
+    /// lost (they are dropped with the event loop). Unlike Twisted's, a crashed reactor
+    /// cannot run again. Does nothing if the reactor is not running.
+    pub fn crash(&self) {
+        if self.running() {
+            self.inner.state.set(RunState::Stopping);
+            self.set_exit();
+        }
+    }
+
     fn run_triggers(&self, phase: Phase, event: Event) -> Vec<Deferred<()>> {
-        let due = self.inner.triggers.borrow_mut().take(phase, event);
         let mut waits = Vec::new();
-        for f in due {
+        loop {
+            // Not a `while let`: the borrow must end before the trigger runs.
+            let next = self.inner.triggers.borrow_mut().next(phase, event);
+            let Some(f) = next else { break };
             match catch_unwind(AssertUnwindSafe(f)) {
                 Ok(Some(d)) => waits.push(d),
                 Ok(None) => {}

@@ -10,6 +10,12 @@ pub enum Event {
     Startup,
     /// The reactor stops.
     Shutdown,
+    /// An event of your own, by name, fired by
+    /// [`Reactor::fire_system_event`](super::Reactor::fire_system_event) (Twisted's custom
+    /// event types such as `"persist"`). `Custom("startup")` and `Custom("shutdown")` are
+    /// events of their own, not the reactor's: [`run`](super::Reactor::run) and
+    /// [`stop`](super::Reactor::stop) fire those.
+    Custom(&'static str),
 }
 
 /// When, around an event, a trigger runs.
@@ -95,16 +101,18 @@ impl Triggers {
         self.list.len() != before
     }
 
-    /// Takes the triggers of one phase of one event, in the order they were added.
-    pub(crate) fn take(&mut self, phase: Phase, event: Event) -> Vec<TriggerFn> {
+    /// Takes the next trigger of one phase of one event, in the order they were added. One at
+    /// a time, as Twisted pops them: a trigger may add another to its own phase (which then
+    /// runs too) or remove a later one (which then does not).
+    pub(crate) fn next(&mut self, phase: Phase, event: Event) -> Option<TriggerFn> {
         if event == Event::Startup && phase == Phase::After {
             self.started = true;
         }
-        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.list)
-            .into_iter()
-            .partition(|t| t.1 == phase && t.2 == event);
-        self.list = rest;
-        due.into_iter().map(|t| t.3).collect()
+        let at = self
+            .list
+            .iter()
+            .position(|t| t.1 == phase && t.2 == event)?;
+        Some(self.list.remove(at).3)
     }
 
     /// True once the startup event has reached its last phase.
