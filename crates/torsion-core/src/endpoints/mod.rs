@@ -85,12 +85,14 @@
 //! [`HAProxyWrappingFactory`]: crate::protocols::haproxy::HAProxyWrappingFactory
 
 mod client;
+mod connect;
 mod grammar;
 mod server;
 mod systemd;
 mod tls;
 
 pub use client::{client_from_string, ClientDescription, ClientEndpoint};
+pub use connect::{connect_protocol, ConnectedProtocol, NoProtocol};
 pub use grammar::{parse_args, EndpointError, KeywordArgs};
 pub use server::{
     server_from_string, ServerDescription, ServerEndpoint, DEFAULT_BACKLOG, DEFAULT_PRIVATE_KEY,

@@ -21,6 +21,7 @@ mod deferred_firing;
 mod deferred_list;
 mod deferred_props;
 mod delayed_calls;
+mod endpoints_connect;
 mod endpoints_listen;
 mod endpoints_parse;
 mod flow_file_sender;
