@@ -82,6 +82,9 @@ type Waiter<P> = Rc<RefCell<Option<Trigger<ConnectedProtocol<P>>>>>;
 struct SharedProtocol<P> {
     protocol: Rc<RefCell<P>>,
     waiter: Waiter<P>,
+    /// Told when a connection that was delivered ends (for [`ClientService`](crate::application::ClientService)).
+    on_lost: Option<Rc<dyn Fn()>>,
+    delivered: bool,
 }
 
 impl<P: Protocol> Protocol for SharedProtocol<P> {
@@ -96,6 +99,7 @@ impl<P: Protocol> Protocol for SharedProtocol<P> {
                 .is_ok(),
             None => false,
         };
+        self.delivered = fired;
         if !fired {
             // Cancelled between the socket connecting and now: nobody wants the connection.
             transport.abort_connection();
@@ -108,7 +112,10 @@ impl<P: Protocol> Protocol for SharedProtocol<P> {
         self.protocol.borrow_mut().read_connection_lost(transport)
     }
     fn connection_lost(&mut self, reason: ConnectionEnd) {
-        self.protocol.borrow_mut().connection_lost(reason)
+        self.protocol.borrow_mut().connection_lost(reason);
+        if let (true, Some(lost)) = (self.delivered, &self.on_lost) {
+            lost();
+        }
     }
     fn drain(&mut self, transport: &Transport) {
         self.protocol.borrow_mut().drain(transport)
@@ -121,6 +128,7 @@ impl<P: Protocol> Protocol for SharedProtocol<P> {
 struct DeferredFactory<F: Factory> {
     factory: F,
     waiter: Waiter<F::Protocol>,
+    on_lost: Option<Rc<dyn Fn()>>,
 }
 
 fn fail_waiter<P: 'static>(waiter: &Waiter<P>, reason: Failure) {
@@ -137,6 +145,8 @@ impl<F: Factory> Factory for DeferredFactory<F> {
             Some(p) => Some(SharedProtocol {
                 protocol: Rc::new(RefCell::new(p)),
                 waiter: self.waiter.clone(),
+                on_lost: self.on_lost.clone(),
+                delivered: false,
             }),
             None => {
                 fail_waiter(&self.waiter, Failure::new(NoProtocol));
@@ -192,6 +202,16 @@ impl ClientEndpoint {
         &self,
         factory: F,
     ) -> Deferred<ConnectedProtocol<F::Protocol>> {
+        self.connect_notifying(factory, None)
+    }
+
+    /// [`connect_deferred`](Self::connect_deferred), calling `on_lost` when the connection
+    /// it delivered ends.
+    pub(crate) fn connect_notifying<F: Factory>(
+        &self,
+        factory: F,
+        on_lost: Option<Rc<dyn Fn()>>,
+    ) -> Deferred<ConnectedProtocol<F::Protocol>> {
         let connector: Rc<RefCell<Option<Connector>>> = Rc::default();
         let held = connector.clone();
         let d = Deferred::with_canceller(move |trigger| {
@@ -204,6 +224,7 @@ impl ClientEndpoint {
         let wrapping = DeferredFactory {
             factory,
             waiter: waiter.clone(),
+            on_lost,
         };
         match self.connect(wrapping) {
             Ok(c) => *connector.borrow_mut() = Some(c),

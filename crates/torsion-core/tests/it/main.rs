@@ -10,6 +10,7 @@
 
 mod support;
 
+mod application_client;
 mod application_services;
 mod defer_sync;
 mod deferred_async;
