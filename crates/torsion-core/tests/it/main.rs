@@ -12,6 +12,7 @@ mod support;
 
 mod application_client;
 mod application_services;
+mod application_timer;
 mod defer_sync;
 mod deferred_async;
 mod deferred_cancel;
