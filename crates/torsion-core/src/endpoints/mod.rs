@@ -87,6 +87,7 @@
 mod client;
 mod connect;
 mod grammar;
+mod hostname;
 mod server;
 mod systemd;
 mod tls;
@@ -94,6 +95,7 @@ mod tls;
 pub use client::{client_from_string, ClientDescription, ClientEndpoint};
 pub use connect::{connect_protocol, ConnectedProtocol, NoProtocol};
 pub use grammar::{parse_args, EndpointError, KeywordArgs};
+pub use hostname::{HostnameEndpoint, DEFAULT_ATTEMPT_DELAY};
 pub use server::{
     server_from_string, ServerDescription, ServerEndpoint, DEFAULT_BACKLOG, DEFAULT_PRIVATE_KEY,
     DEFAULT_UNIX_MODE,

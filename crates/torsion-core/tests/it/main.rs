@@ -24,6 +24,7 @@ mod deferred_list;
 mod deferred_props;
 mod delayed_calls;
 mod endpoints_connect;
+mod endpoints_hostname;
 mod endpoints_listen;
 mod endpoints_parse;
 mod flow_file_sender;
