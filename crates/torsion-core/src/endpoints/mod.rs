@@ -82,6 +82,13 @@
 //! port.stop_listening();
 //! ```
 //!
+//! A client endpoint connects two ways: [`ClientEndpoint::connect`] with a
+//! [`ClientFactory`](crate::ClientFactory) that hears each attempt (and can retry through its
+//! [`Connector`](crate::tcp::Connector)), or, as Twisted's `endpoint.connect(factory)`,
+//! [`ClientEndpoint::connect_deferred`] (and [`connect_protocol`]) with a Deferred that fires
+//! with the [`ConnectedProtocol`]. [`HostnameEndpoint`] connects to a host name by racing its
+//! addresses; [`ClientService`](crate::application::ClientService) keeps a connection up.
+//!
 //! [`HAProxyWrappingFactory`]: crate::protocols::haproxy::HAProxyWrappingFactory
 
 mod client;
