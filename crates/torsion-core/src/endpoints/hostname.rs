@@ -21,6 +21,9 @@ use crate::{Failure, Reactor};
 /// `_DEFAULT_ATTEMPT_DELAY`; RFC 8305 recommends 0.25).
 pub const DEFAULT_ATTEMPT_DELAY: f64 = 0.3;
 
+/// A name resolver: the addresses for a host and port, later.
+type Resolver = Rc<dyn Fn(&str, u16) -> Deferred<Vec<SocketAddr>>>;
+
 /// Orders addresses as RFC 8305 section 4 says: families alternate, starting with the
 /// family of the first address, each family keeping the resolver's order.
 fn interleave(addrs: Vec<SocketAddr>) -> VecDeque<SocketAddr> {
@@ -64,6 +67,8 @@ fn interleave(addrs: Vec<SocketAddr>) -> VecDeque<SocketAddr> {
 #[derive(Clone)]
 pub struct HostnameEndpoint {
     reactor: Reactor,
+    clock: Option<Rc<dyn ReactorTime>>,
+    resolver: Option<Resolver>,
     host: String,
     port: u16,
     timeout: f64,
@@ -77,6 +82,8 @@ impl HostnameEndpoint {
     pub fn new(reactor: &Reactor, host: &str, port: u16) -> HostnameEndpoint {
         HostnameEndpoint {
             reactor: reactor.clone(),
+            clock: None,
+            resolver: None,
             host: host.trim_matches(|c| c == '[' || c == ']').to_owned(),
             port,
             timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -102,6 +109,24 @@ impl HostnameEndpoint {
     /// not-a-number values count as 0.
     pub fn set_attempt_delay(&mut self, seconds: f64) -> &mut Self {
         self.attempt_delay = if seconds >= 0.0 { seconds } else { 0.0 };
+        self
+    }
+
+    /// Times the stagger between attempts with `clock` (such as a
+    /// [`testing::Clock`](crate::testing::Clock)) instead of the reactor.
+    pub fn set_clock(&mut self, clock: impl ReactorTime + 'static) -> &mut Self {
+        self.clock = Some(Rc::new(clock));
+        self
+    }
+
+    /// Resolves names with `resolver` instead of the system's (Twisted's pluggable
+    /// `nameResolver`): given the host and port, a Deferred of the addresses. Also used for
+    /// IP addresses when set.
+    pub fn set_resolver(
+        &mut self,
+        resolver: impl Fn(&str, u16) -> Deferred<Vec<SocketAddr>> + 'static,
+    ) -> &mut Self {
+        self.resolver = Some(Rc::new(resolver));
         self
     }
 
@@ -141,34 +166,39 @@ impl HostnameEndpoint {
             }
         });
         *race.winner.borrow_mut() = Some(d.trigger());
-        match self.host.parse::<IpAddr>() {
-            Ok(ip) => race.start(vec![SocketAddr::new(ip, self.port)]),
-            Err(_) => {
-                let (host, port) = (self.host.clone(), self.port);
-                let r = race.clone();
-                let resolving = self
-                    .reactor
-                    .spawn(async move {
-                        tokio::net::lookup_host((host.as_str(), port))
-                            .await
-                            .map(|a| a.collect::<Vec<_>>())
-                    })
-                    .add_both(move |found| {
-                        match found {
-                            Ok(Ok(addrs)) => r.start(addrs),
-                            Ok(Err(e)) => {
-                                r.fail(Failure::new(ConnectError::new(r.endpoint.to_string(), e)))
-                            }
-                            // Cancelled by `finish`: nothing left to do.
-                            Err(f) if f.check::<CancelledError>() => {}
-                            Err(f) => r.fail(f),
-                        }
-                        Ok::<(), Failure>(())
-                    });
-                if !race.done.get() {
-                    *race.resolving.borrow_mut() = Some(resolving);
+        let resolved: Deferred<Vec<SocketAddr>> =
+            match (&self.resolver, self.host.parse::<IpAddr>()) {
+                (Some(resolve), _) => resolve(&self.host, self.port),
+                (None, Ok(ip)) => {
+                    race.start(vec![SocketAddr::new(ip, self.port)]);
+                    return d;
                 }
+                (None, Err(_)) => {
+                    let (host, port) = (self.host.clone(), self.port);
+                    let name = self.to_string();
+                    self.reactor
+                        .spawn(async move {
+                            tokio::net::lookup_host((host.as_str(), port))
+                                .await
+                                .map(|a| a.collect::<Vec<_>>())
+                        })
+                        .add_callback_result(move |found| {
+                            found.map_err(|e| Failure::new(ConnectError::new(name, e)))
+                        })
+                }
+            };
+        let r = race.clone();
+        let resolving = resolved.add_both(move |found| {
+            match found {
+                Ok(addrs) => r.start(addrs),
+                // Cancelled by `finish`: nothing left to do.
+                Err(f) if r.done.get() && f.check::<CancelledError>() => {}
+                Err(f) => r.fail(f),
             }
+            Ok::<(), Failure>(())
+        });
+        if !race.done.get() {
+            *race.resolving.borrow_mut() = Some(resolving);
         }
         d
     }
@@ -261,9 +291,11 @@ impl<F: Factory> Race<F> {
         }
         if !self.done.get() && !self.left.borrow().is_empty() {
             let race = self.clone();
-            let call = e
-                .reactor
-                .call_later_boxed(self.endpoint.attempt_delay, Box::new(move || race.next()));
+            let clock: Rc<dyn ReactorTime> = match &e.clock {
+                Some(c) => c.clone(),
+                None => Rc::new(e.reactor.clone()),
+            };
+            let call = clock.call_later_boxed(e.attempt_delay, Box::new(move || race.next()));
             *self.timer.borrow_mut() = Some(call);
         }
     }

@@ -85,3 +85,60 @@ async fn cancelling_a_hostname_connect_stops_it() -> Result<(), Failure> {
     port.stop_listening().await?;
     Ok(())
 }
+
+/// A loopback port whose accept queue is full, so a new connection's SYN is dropped and the
+/// attempt hangs (Linux drops SYNs to a listener whose accept queue overflows); keep the
+/// returned sockets alive.
+#[cfg(target_os = "linux")]
+fn black_hole() -> (socket2::Socket, std::net::TcpStream, u16) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    s.listen(0).unwrap();
+    let port = s.local_addr().unwrap().as_socket().unwrap().port();
+    let filler = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    (s, filler, port)
+}
+
+#[cfg(target_os = "linux")]
+#[torsion::test]
+async fn a_hanging_address_gets_the_next_one_started_after_the_attempt_delay() -> Result<(), Failure>
+{
+    let (_hole, _filler, p) = black_hole();
+    let live = reactor().listen_tcp_on(p, factory(|| Echo), "127.0.0.2")?;
+    let clock = torsion::testing::Clock::new();
+    let mut endpoint = HostnameEndpoint::new(&reactor(), "twin.test", p);
+    endpoint
+        .set_clock(clock.clone())
+        .set_resolver(move |host, port| {
+            assert_eq!((host, port), ("twin.test", p));
+            torsion::defer::succeed(vec![
+                ([127, 0, 0, 1], port).into(),
+                ([127, 0, 0, 2], port).into(),
+            ])
+        });
+    let d = endpoint.connect(factory(Quiet::default));
+    assert_eq!(
+        clock.pending_call_times(),
+        vec![0.3],
+        "the next attempt is staggered"
+    );
+    assert!(!d.called());
+    clock.advance(0.3);
+    let conn = d.await?;
+    assert_eq!(
+        conn.transport().get_peer().to_string(),
+        format!("tcp:127.0.0.2:{p}"),
+        "the second address won"
+    );
+    assert!(clock.pending_call_times().is_empty());
+    conn.transport().lose_connection();
+    live.stop_listening().await?;
+    Ok(())
+}
