@@ -13,7 +13,7 @@ use crate::defer::{fail, succeed, Deferred, Trigger};
 use crate::endpoints::{ClientEndpoint, ConnectedProtocol, NoProtocol};
 use crate::error::{CancelledError, ConnectError, ConnectionRefusedError, TimeoutError};
 use crate::protocol::Factory;
-use crate::reactor::{DelayedCall, ReactorTime};
+use crate::reactor::{CallOutcome, DelayedCall, ReactorTime};
 use crate::Failure;
 
 /// How long to wait before the next attempt, given how many attempts in a row have failed.
@@ -113,10 +113,14 @@ enum State<P> {
 
 type Waiters<P> = Vec<(Trigger<ConnectedProtocol<P>>, Option<u32>)>;
 
+/// Twisted's `prepareConnection`: readies (or rejects) each new connection.
+type Prepare<P> = Rc<dyn Fn(&ConnectedProtocol<P>) -> Deferred<()>>;
+
 struct Inner<F: Factory> {
     endpoint: ClientEndpoint,
     factory: Rc<F>,
     policy: RefCell<RetryPolicy>,
+    prepare: RefCell<Option<Prepare<F::Protocol>>>,
     clock: RefCell<Rc<dyn ReactorTime>>,
     state: RefCell<State<F::Protocol>>,
     awaiting: RefCell<Waiters<F::Protocol>>,
@@ -139,18 +143,33 @@ impl<F: Factory> Inner<F> {
             }
         });
         let weak = Rc::downgrade(self);
-        let d = self
+        let connecting = self
             .endpoint
-            .connect_notifying(self.factory.clone(), Some(on_lost))
-            .add_both(move |outcome| {
-                if let Some(inner) = weak.upgrade() {
-                    match outcome {
-                        Ok(conn) => inner.connection_made(conn),
-                        Err(f) => inner.connection_failed(f),
+            .connect_notifying(self.factory.clone(), Some(on_lost));
+        let prepare = self.prepare.borrow().clone();
+        let ready = match prepare {
+            None => connecting,
+            Some(prepare) => connecting.add_callback_deferred(move |conn| {
+                let kept = conn.clone();
+                prepare(&conn).add_both(move |prepared| match prepared {
+                    Ok(()) => Ok(kept),
+                    Err(f) => {
+                        // Rejected: it counts as a failed attempt, and is closed.
+                        kept.transport().abort_connection();
+                        Err(f)
                     }
+                })
+            }),
+        };
+        let d = ready.add_both(move |outcome| {
+            if let Some(inner) = weak.upgrade() {
+                match outcome {
+                    Ok(conn) => inner.connection_made(conn),
+                    Err(f) => inner.connection_failed(f),
                 }
-                Ok::<(), Failure>(())
-            });
+            }
+            Ok::<(), Failure>(())
+        });
         let mut state = self.state.borrow_mut();
         if let State::Connecting(slot @ None) = &mut *state {
             *slot = Some(d);
@@ -385,6 +404,7 @@ impl<F: Factory> ClientService<F> {
                 endpoint,
                 factory: Rc::new(factory),
                 policy: RefCell::new(Rc::new(default_backoff_policy())),
+                prepare: RefCell::new(None),
                 clock: RefCell::new(clock),
                 state: RefCell::new(State::Init),
                 awaiting: RefCell::default(),
@@ -398,6 +418,19 @@ impl<F: Factory> ClientService<F> {
     /// attempts that failed in a row, counting a lost connection as one, the seconds to wait.
     pub fn set_retry_policy(&self, policy: impl Fn(u32) -> f64 + 'static) {
         *self.inner.policy.borrow_mut() = Rc::new(policy);
+    }
+
+    /// Sets a function that readies each new connection before it is handed out (Twisted's
+    /// `prepareConnection`), such as logging in: it may return `()` or a Deferred, and
+    /// [`when_connected`](Self::when_connected) fires only once that has fired. If the
+    /// Deferred fails, the connection is closed and counts as a failed attempt.
+    pub fn set_prepare_connection<R: CallOutcome>(
+        &self,
+        prepare: impl Fn(&ConnectedProtocol<F::Protocol>) -> R + 'static,
+    ) {
+        *self.inner.prepare.borrow_mut() = Some(Rc::new(move |conn| {
+            prepare(conn).into_wait().unwrap_or_else(|| succeed(()))
+        }));
     }
 
     /// Sets the clock that times the retries (Twisted's `clock`), such as a

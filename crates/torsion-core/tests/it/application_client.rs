@@ -182,3 +182,45 @@ fn the_default_backoff_is_twisteds() {
     assert_eq!(fixed(3), 3.375);
     assert_eq!(fixed(20), 60.0);
 }
+
+#[torsion::test]
+async fn prepare_connection_readies_each_connection_or_rejects_it() -> Result<(), Failure> {
+    let port = reactor().listen_tcp_on(0, factory(|| Echo), "127.0.0.1")?;
+    let rig = rig(port.get_host().port().unwrap());
+    // The first connection is rejected, the second readied once its Deferred fires.
+    let ready: Rc<std::cell::RefCell<Option<torsion::defer::Trigger<()>>>> = Rc::default();
+    let calls = Rc::new(std::cell::Cell::new(0));
+    let (r, c) = (ready.clone(), calls.clone());
+    rig.service.set_prepare_connection(move |conn| {
+        c.set(c.get() + 1);
+        conn.transport().write(b"login");
+        if c.get() == 1 {
+            return torsion::defer::fail(torsion::error::TimeoutError);
+        }
+        let d = torsion::defer::Deferred::new();
+        *r.borrow_mut() = Some(d.trigger());
+        d
+    });
+    rig.service.start_service();
+    let err = rig.service.when_connected(Some(1)).await.unwrap_err();
+    assert!(err.check::<torsion::error::TimeoutError>(), "{err:?}");
+    rig.lost.get().unwrap().await?;
+    assert_eq!(
+        rig.clock.pending_call_times(),
+        vec![1.5],
+        "a failed attempt"
+    );
+
+    let next = rig.service.when_connected(None);
+    rig.clock.advance(1.5);
+    assert_eq!(rig.heard.get().unwrap().await?, b"login");
+    assert_eq!(calls.get(), 2);
+    assert!(!next.called(), "not before the preparation is done");
+    ready.borrow_mut().take().unwrap().callback(());
+    let conn = next.await?;
+    conn.transport().write(b"ready");
+    assert_eq!(rig.heard.get().unwrap().await?, b"ready");
+    rig.service.stop_service().await?;
+    port.stop_listening().await?;
+    Ok(())
+}
