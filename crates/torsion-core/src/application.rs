@@ -5,7 +5,9 @@
 //! client that keeps a connection up. Services form a tree: a [`MultiService`] starts its
 //! children in the order they were added and stops them in reverse order, and its stop
 //! [`Deferred`] fires once every child's has. [`StreamServerEndpointService`] listens on an
-//! [endpoint](crate::endpoints) while it runs. [`run`] starts a tree when the reactor starts,
+//! [endpoint](crate::endpoints) while it runs; [`ClientService`] keeps a connection up
+//! through one, reconnecting with [backoff](backoff_policy); [`TimerService`] calls a function
+//! every N seconds. [`run`] starts a tree when the reactor starts,
 //! makes shutdown wait for it to stop, and runs the reactor — what `twistd` does with an
 //! `application`.
 //!
@@ -39,6 +41,12 @@
 //! assert!(!root.running());
 //! assert!(echo.listening_address().is_none()); // shutdown stopped it
 //! ```
+
+mod client;
+mod timer;
+
+pub use client::{backoff_policy, default_backoff_policy, ClientService};
+pub use timer::TimerService;
 
 use std::cell::{Cell, RefCell};
 use std::fmt;

@@ -208,6 +208,11 @@ impl ClientEndpoint {
         }
     }
 
+    /// The reactor this endpoint connects with.
+    pub fn reactor(&self) -> &Reactor {
+        &self.reactor
+    }
+
     /// Where this endpoint connects to.
     pub fn description(&self) -> &ClientDescription {
         &self.description

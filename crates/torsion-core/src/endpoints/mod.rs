@@ -82,16 +82,27 @@
 //! port.stop_listening();
 //! ```
 //!
+//! A client endpoint connects two ways: [`ClientEndpoint::connect`] with a
+//! [`ClientFactory`](crate::ClientFactory) that hears each attempt (and can retry through its
+//! [`Connector`](crate::tcp::Connector)), or, as Twisted's `endpoint.connect(factory)`,
+//! [`ClientEndpoint::connect_deferred`] (and [`connect_protocol`]) with a Deferred that fires
+//! with the [`ConnectedProtocol`]. [`HostnameEndpoint`] connects to a host name by racing its
+//! addresses; [`ClientService`](crate::application::ClientService) keeps a connection up.
+//!
 //! [`HAProxyWrappingFactory`]: crate::protocols::haproxy::HAProxyWrappingFactory
 
 mod client;
+mod connect;
 mod grammar;
+mod hostname;
 mod server;
 mod systemd;
 mod tls;
 
 pub use client::{client_from_string, ClientDescription, ClientEndpoint};
+pub use connect::{connect_protocol, ConnectedProtocol, NoProtocol};
 pub use grammar::{parse_args, EndpointError, KeywordArgs};
+pub use hostname::{HostnameEndpoint, DEFAULT_ATTEMPT_DELAY};
 pub use server::{
     server_from_string, ServerDescription, ServerEndpoint, DEFAULT_BACKLOG, DEFAULT_PRIVATE_KEY,
     DEFAULT_UNIX_MODE,

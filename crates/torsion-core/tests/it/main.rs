@@ -10,7 +10,9 @@
 
 mod support;
 
+mod application_client;
 mod application_services;
+mod application_timer;
 mod defer_sync;
 mod deferred_async;
 mod deferred_cancel;
@@ -24,6 +26,8 @@ mod deferred_pause;
 mod deferred_pausing_steps;
 mod deferred_props;
 mod delayed_calls;
+mod endpoints_connect;
+mod endpoints_hostname;
 mod endpoints_listen;
 mod endpoints_parse;
 mod fidelity_twisted;
