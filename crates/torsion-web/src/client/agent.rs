@@ -52,6 +52,21 @@ pub const DEFAULT_REDIRECT_LIMIT: usize = 20;
 /// The largest response body read by default: 100 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 100 * 1024 * 1024;
 
+/// Seconds allowed by default from writing a request to the end of its response head.
+///
+/// Twisted's `Agent` has no such time-out (a stalled server hangs `getPage` for ever), nor do
+/// reqwest, hyper-util's legacy client or curl by default; nginx's `proxy_read_timeout`, the
+/// closest widely deployed default for an HTTP client talking to an upstream, is 60 s. A
+/// minute is long enough for a slow dynamic page and short enough that a dead server does not
+/// hold a request for ever. Change it with [`Agent::with_head_timeout`].
+pub const DEFAULT_HEAD_TIMEOUT: f64 = 60.0;
+
+/// Seconds allowed by default between two reads of a response body (60, like nginx's
+/// `proxy_read_timeout`, which also counts between two reads rather than for the whole body,
+/// so large downloads on a live connection are never cut). Change it with
+/// [`Agent::with_idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: f64 = 60.0;
+
 /// Opens TLS connections for `https` URLs: the hook the TLS support plugs into.
 ///
 /// An implementation connects to `host:port` (with `reactor.connect_tcp_timeout`, say), runs
@@ -76,6 +91,8 @@ pub trait TlsConnector {
 struct AgentConfig {
     connect_timeout: f64,
     timeout: Option<f64>,
+    head_timeout: Option<f64>,
+    idle_timeout: Option<f64>,
     max_body: u64,
     redirect_limit: Option<usize>,
     gzip: bool,
@@ -92,7 +109,10 @@ struct AgentConfig {
 ///   browser-like: 301, 302 and 303 become a GET, 307 and 308 keep the method and body);
 /// - [`with_gzip`](Self::with_gzip): ask for and decode gzip bodies (Twisted's
 ///   `ContentDecoderAgent` with `GzipDecoder`);
-/// - [`with_timeout`](Self::with_timeout) and [`with_connect_timeout`](Self::with_connect_timeout);
+/// - [`with_timeout`](Self::with_timeout) (the whole request, none by default),
+///   [`with_connect_timeout`](Self::with_connect_timeout) (30 s),
+///   [`with_head_timeout`](Self::with_head_timeout) (60 s) and
+///   [`with_idle_timeout`](Self::with_idle_timeout) (60 s between body reads);
 /// - [`with_max_body`](Self::with_max_body): the largest body read (100 MiB by default);
 /// - [`with_pool`](Self::with_pool): share a [`HttpConnectionPool`] or use a non-persistent one;
 /// - [`with_tls`](Self::with_tls): a [`TlsConnector`] for `https` URLs.
@@ -141,14 +161,18 @@ fn from_result<T: 'static>(out: Result<T, Failure>) -> Deferred<T> {
 
 impl Agent {
     /// An agent on the current thread's reactor, with its own persistent pool, no redirect
-    /// following, no gzip, no overall time-out, a 30 s connect time-out and a 100 MiB body
-    /// limit. It sends `User-Agent: Torsion`.
+    /// following, no gzip, no overall time-out, a 30 s connect time-out (Twisted's
+    /// `connectTCP` default), a 60 s response head time-out ([`DEFAULT_HEAD_TIMEOUT`]), a 60 s
+    /// idle time-out between body reads ([`DEFAULT_IDLE_TIMEOUT`]) and a 100 MiB body limit.
+    /// It sends `User-Agent: Torsion`.
     pub fn new() -> Agent {
         Agent {
             pool: HttpConnectionPool::new(true),
             config: Rc::new(AgentConfig {
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 timeout: None,
+                head_timeout: Some(DEFAULT_HEAD_TIMEOUT),
+                idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 max_body: DEFAULT_MAX_BODY,
                 redirect_limit: None,
                 gzip: false,
@@ -201,6 +225,23 @@ impl Agent {
     /// fails with [`TimeoutError`] and the connection is closed.
     pub fn with_timeout(self, seconds: f64) -> Agent {
         self.configure(|c| c.timeout = Some(seconds))
+    }
+
+    /// Seconds allowed from writing the request to the end of the response head (default
+    /// [`DEFAULT_HEAD_TIMEOUT`], 60); `None` waits for ever. Past it the connection is closed
+    /// and the request fails with [`ResponseTimeout`](super::ResponseTimeout) naming
+    /// [`TimeoutPhase::Head`](super::TimeoutPhase::Head).
+    pub fn with_head_timeout(self, seconds: Option<f64>) -> Agent {
+        self.configure(|c| c.head_timeout = seconds)
+    }
+
+    /// Seconds allowed between two reads of the response body (default
+    /// [`DEFAULT_IDLE_TIMEOUT`], 60): a body that keeps coming is never cut, one that stalls
+    /// is. `None` waits for ever. Past it the connection is closed and the body fails with
+    /// [`ResponseTimeout`](super::ResponseTimeout) naming
+    /// [`TimeoutPhase::Idle`](super::TimeoutPhase::Idle).
+    pub fn with_idle_timeout(self, seconds: Option<f64>) -> Agent {
+        self.configure(|c| c.idle_timeout = seconds)
     }
 
     /// The largest response body read, in bytes (decoded bytes for gzip). A larger body fails
@@ -364,6 +405,8 @@ impl Agent {
             gzip: self.config.gzip,
             max_body: self.config.max_body,
             limits: self.config.limits,
+            head_timeout: self.config.head_timeout,
+            idle_timeout: self.config.idle_timeout,
         });
         let key = PoolKey {
             scheme: spec.url.scheme().to_owned(),
@@ -439,6 +482,8 @@ impl fmt::Debug for Agent {
             .field("pool", &self.pool)
             .field("connect_timeout", &c.connect_timeout)
             .field("timeout", &c.timeout)
+            .field("head_timeout", &c.head_timeout)
+            .field("idle_timeout", &c.idle_timeout)
             .field("max_body", &c.max_body)
             .field("redirect_limit", &c.redirect_limit)
             .field("gzip", &c.gzip)

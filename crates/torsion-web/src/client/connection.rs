@@ -17,7 +17,10 @@ use torsion::error::{ConnectionDone, TimeoutError};
 use torsion::reactor::DelayedCall;
 use torsion::{Failure, Reactor, Transport};
 
-use super::error::{BodyTooLarge, MalformedResponse, ResponseFailed, ResponseNeverReceived};
+use super::error::{
+    BodyTooLarge, MalformedResponse, ResponseFailed, ResponseNeverReceived, ResponseTimeout,
+    TimeoutPhase,
+};
 use super::request::PreparedRequest;
 use super::response::{BodyDone, BodyState, Response};
 use crate::proto::{
@@ -60,16 +63,36 @@ struct Exchange {
     reusable: bool,
     reader: Reader,
     body: Option<Rc<RefCell<BodyState>>>,
+    /// The whole-request deadline's timer.
     timer: Option<DelayedCall>,
-    timed_out: bool,
+    /// The head or idle time-out's timer, and which of the two it is.
+    read_timer: Option<(DelayedCall, TimeoutPhase)>,
+    /// Why the connection was closed, when a timer closed it.
+    timed_out: Option<TimedOut>,
+}
+
+/// Which timer closed the connection.
+#[derive(Debug, Clone, Copy)]
+enum TimedOut {
+    /// The whole-request deadline (`Agent::with_timeout`).
+    Deadline,
+    /// The head or idle time-out, after that many seconds.
+    Phase(TimeoutPhase, f64),
+}
+
+fn cancel(t: DelayedCall) {
+    if t.active() {
+        let _ = t.cancel();
+    }
 }
 
 impl Exchange {
     fn stop_timer(&mut self) {
         if let Some(t) = self.timer.take() {
-            if t.active() {
-                let _ = t.cancel();
-            }
+            cancel(t);
+        }
+        if let Some((t, _)) = self.read_timer.take() {
+            cancel(t);
         }
     }
 }
@@ -222,13 +245,12 @@ impl ClientConn {
             }
         };
         let timer = deadline.map(|at| {
-            let weak = Rc::downgrade(&self.0);
             let wait = (at - self.0.reactor.seconds()).max(0.0);
-            self.0.reactor.call_later(wait, move || {
-                if let Some(c) = weak.upgrade() {
-                    ClientConn(c).time_out();
-                }
-            })
+            self.timer(wait, TimedOut::Deadline)
+        });
+        let read_timer = request.head_timeout.map(|secs| {
+            let t = self.timer(secs, TimedOut::Phase(TimeoutPhase::Head, secs));
+            (t, TimeoutPhase::Head)
         });
         s.phase = Phase::Head;
         s.head.clear();
@@ -240,21 +262,64 @@ impl ClientConn {
             reader: Reader::None,
             body: None,
             timer,
-            timed_out: false,
+            read_timer,
+            timed_out: None,
         });
         drop(s);
         transport.write(&request.bytes);
         d
     }
 
-    /// The request's deadline passed.
-    fn time_out(&self) {
+    /// A timer that closes the connection, as `why`, after `seconds`.
+    fn timer(&self, seconds: f64, why: TimedOut) -> DelayedCall {
+        let weak = Rc::downgrade(&self.0);
+        self.0.reactor.call_later(seconds.max(0.0), move || {
+            if let Some(c) = weak.upgrade() {
+                ClientConn(c).time_out(why);
+            }
+        })
+    }
+
+    /// Body bytes arrived (or the head ended and a body follows): (re)starts the idle
+    /// time-out, which replaces the head time-out.
+    fn touch_body(&self, s: &mut ConnState) {
+        if s.phase != Phase::Body {
+            return;
+        }
+        let Some(ex) = s.exchange.as_mut() else {
+            return;
+        };
+        let Some(idle) = ex.request.idle_timeout else {
+            if let Some((t, _)) = ex.read_timer.take() {
+                cancel(t);
+            }
+            return;
+        };
+        match &ex.read_timer {
+            Some((t, TimeoutPhase::Idle)) if t.active() => {
+                let _ = t.reset(idle.max(0.0));
+            }
+            _ => {
+                if let Some((t, _)) = ex.read_timer.take() {
+                    cancel(t);
+                }
+                let t = self.timer(idle, TimedOut::Phase(TimeoutPhase::Idle, idle));
+                ex.read_timer = Some((t, TimeoutPhase::Idle));
+            }
+        }
+    }
+
+    /// A timer ran out: close the connection; the exchange fails as `why` says.
+    fn time_out(&self, why: TimedOut) {
         let t = {
             let mut s = self.0.state.borrow_mut();
             match s.exchange.as_mut() {
                 Some(ex) => {
-                    ex.timed_out = true;
-                    ex.timer = None;
+                    ex.timed_out = Some(why);
+                    match why {
+                        TimedOut::Deadline => ex.timer = None,
+                        TimedOut::Phase(..) => ex.read_timer = None,
+                    }
                     s.transport.clone()
                 }
                 None => None,
@@ -303,6 +368,7 @@ impl ClientConn {
                 }
                 Phase::Connecting | Phase::Closing | Phase::Closed => {}
             }
+            self.touch_body(s);
         }
         self.fire(ev);
     }
@@ -578,8 +644,11 @@ impl ConnState {
         let Some(ex) = self.exchange.as_ref() else {
             return;
         };
-        let failure = if ex.timed_out {
-            Failure::new(TimeoutError)
+        let failure = if let Some(why) = ex.timed_out {
+            match why {
+                TimedOut::Deadline => Failure::new(TimeoutError),
+                TimedOut::Phase(phase, seconds) => Failure::new(ResponseTimeout { phase, seconds }),
+            }
         } else if ex.response.is_some() {
             if ex.got_bytes {
                 Failure::new(ResponseFailed::new(

@@ -6,7 +6,8 @@
 //! [`ConnectionRefusedError`](torsion::error::ConnectionRefusedError),
 //! [`ConnectError`](torsion::error::ConnectError) and
 //! [`TimeoutError`](torsion::error::TimeoutError) (which also reports the whole-request
-//! time-out).
+//! time-out). The head and idle time-outs report [`ResponseTimeout`], which names the phase
+//! and has that `TimeoutError` as its [`source`](StdError::source).
 //!
 //! ```
 //! use torsion::Failure;
@@ -249,6 +250,52 @@ impl fmt::Display for ContentDecodingError {
 impl StdError for ContentDecodingError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         Some(&self.source)
+    }
+}
+
+/// Which part of the response a [`ResponseTimeout`] was waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// The response head (status line and headers), from the moment the request was written
+    /// (`Agent::with_head_timeout`).
+    Head,
+    /// More of the body: the time between two reads (`Agent::with_idle_timeout`).
+    Idle,
+}
+
+/// The server went quiet: no complete response head within the agent's head time-out, or no
+/// body bytes within its idle time-out. The connection is closed. Its
+/// [`source`](StdError::source) is torsion's [`TimeoutError`](torsion::error::TimeoutError)
+/// (Twisted's, which cannot say which phase it was).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResponseTimeout {
+    /// What was awaited.
+    pub phase: TimeoutPhase,
+    /// The time-out, in seconds.
+    pub seconds: f64,
+}
+
+impl fmt::Display for ResponseTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.phase {
+            TimeoutPhase::Head => write!(
+                f,
+                "head time-out: no complete response head within {} s of sending the request",
+                self.seconds
+            ),
+            TimeoutPhase::Idle => write!(
+                f,
+                "idle time-out: no response body bytes for {} s",
+                self.seconds
+            ),
+        }
+    }
+}
+
+impl StdError for ResponseTimeout {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        static TIMEOUT: torsion::error::TimeoutError = torsion::error::TimeoutError;
+        Some(&TIMEOUT)
     }
 }
 

@@ -62,11 +62,14 @@ mod request;
 mod response;
 mod url;
 
-pub use agent::{get_page, Agent, TlsConnector, DEFAULT_MAX_BODY, DEFAULT_REDIRECT_LIMIT};
+pub use agent::{
+    get_page, Agent, TlsConnector, DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY,
+    DEFAULT_REDIRECT_LIMIT,
+};
 pub use error::{
     BodyTooLarge, ContentDecodingError, HttpError, InfiniteRedirection, InvalidRequest, InvalidUrl,
     MalformedResponse, RedirectWithNoLocation, ResponseFailed, ResponseNeverReceived,
-    SchemeNotSupported,
+    ResponseTimeout, SchemeNotSupported, TimeoutPhase,
 };
 pub use pool::HttpConnectionPool;
 pub use protocol::{Http11ClientProtocol, HttpClientFactory};

@@ -17,6 +17,10 @@ pub(crate) struct PreparedRequest {
     pub(crate) gzip: bool,
     pub(crate) max_body: u64,
     pub(crate) limits: Limits,
+    /// Seconds allowed from writing the request to the end of the response head.
+    pub(crate) head_timeout: Option<f64>,
+    /// Seconds allowed between two reads of the response body.
+    pub(crate) idle_timeout: Option<f64>,
 }
 
 /// How a request is written, besides its method, URL, headers and body.

@@ -18,7 +18,8 @@ use torsion::{reactor, Factory, Failure, Protocol, Reactor, Transport};
 use torsion_web::client::{
     get_page, read_body, Agent, BodyTooLarge, ContentDecodingError, HttpClientFactory,
     HttpConnectionPool, HttpError, InfiniteRedirection, InvalidUrl, MalformedResponse,
-    ResponseFailed, ResponseNeverReceived, SchemeNotSupported, TlsConnector,
+    ResponseFailed, ResponseNeverReceived, ResponseTimeout, SchemeNotSupported, TimeoutPhase,
+    TlsConnector,
 };
 use torsion_web::proto::{Headers, Version};
 use torsion_web::resources::{Data, Directory, Redirect};
@@ -673,6 +674,94 @@ async fn a_body_that_stalls_times_out() -> Result<(), Failure> {
     assert!(f.check::<TimeoutError>(), "{f}");
     sleep(0.01).await;
     port.stop_listening().await
+}
+
+/// A plain std server on a thread of its own, outside the reactor: it accepts one
+/// connection, reads the request head, writes `reply` and then says nothing more. Joining
+/// the handle gives whether the client closed the connection within 10 s.
+fn stalling_server(reply: &'static [u8]) -> (u16, std::thread::JoinHandle<bool>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let n = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        let mut replied = false;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            conn.set_read_timeout(Some(left)).unwrap();
+            match conn.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(k) => seen.extend_from_slice(&buf[..k]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+            if !replied && seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                replied = true;
+                conn.write_all(reply).unwrap();
+            }
+        }
+    });
+    (n, handle)
+}
+
+#[test]
+fn agents_have_head_and_idle_timeouts_by_default() {
+    let _ = Reactor::new();
+    let debug = format!("{:?}", Agent::new());
+    assert!(debug.contains("head_timeout: Some(60.0)"), "{debug}");
+    assert!(debug.contains("idle_timeout: Some(60.0)"), "{debug}");
+    let debug = format!("{:?}", Agent::new().with_idle_timeout(None));
+    assert!(debug.contains("idle_timeout: None"), "{debug}");
+}
+
+#[torsion::test]
+async fn a_server_that_sends_nothing_hits_the_head_timeout() -> Result<(), Failure> {
+    let (n, server) = stalling_server(b"");
+    let agent = Agent::new().with_head_timeout(Some(1.0));
+    let started = reactor().seconds();
+    let f = agent
+        .get(&format!("http://127.0.0.1:{n}/"))
+        .await
+        .unwrap_err();
+    let took = reactor().seconds() - started;
+    let e = *f
+        .downcast_ref::<ResponseTimeout>()
+        .unwrap_or_else(|| panic!("{f}"));
+    assert_eq!((e.phase, e.seconds), (TimeoutPhase::Head, 1.0));
+    assert!(f.to_string().contains("head time-out"), "{f}");
+    let source = std::error::Error::source(f.error()).unwrap();
+    assert!(source.is::<TimeoutError>());
+    assert!((0.9..5.0).contains(&took), "{took}");
+    assert_eq!(agent.pool().idle_connections(), 0);
+    assert!(server.join().unwrap(), "the client closed the connection");
+    Ok(())
+}
+
+#[torsion::test]
+async fn a_body_that_stalls_hits_the_idle_timeout() -> Result<(), Failure> {
+    let (n, server) = stalling_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a part");
+    let agent = Agent::new()
+        .with_head_timeout(Some(5.0))
+        .with_idle_timeout(Some(1.0));
+    let response = agent.get(&format!("http://127.0.0.1:{n}/")).await?;
+    assert_eq!(response.code, 200);
+    let started = reactor().seconds();
+    let f = read_body(response).await.unwrap_err();
+    let took = reactor().seconds() - started;
+    let e = *f
+        .downcast_ref::<ResponseTimeout>()
+        .unwrap_or_else(|| panic!("{f}"));
+    assert_eq!((e.phase, e.seconds), (TimeoutPhase::Idle, 1.0));
+    assert!(f.to_string().contains("idle time-out"), "{f}");
+    assert!((0.5..5.0).contains(&took), "{took}");
+    assert!(server.join().unwrap(), "the client closed the connection");
+    Ok(())
 }
 
 #[torsion::test]
