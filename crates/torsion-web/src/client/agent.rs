@@ -210,6 +210,13 @@ impl Agent {
 
     /// Sends `Accept-Encoding: gzip` and decodes `Content-Encoding: gzip` bodies (Twisted's
     /// `ContentDecoderAgent`). The body limit applies to the decoded size.
+    ///
+    /// Stacked codings are undone last first, as Twisted does: `gzip, gzip` is decoded twice
+    /// (up to four layers; more fail with [`ContentDecodingError`](super::ContentDecodingError)),
+    /// and decoding stops at the first coding other than gzip, which stays in the response's
+    /// `Content-Encoding` (so `br, gzip` gives the `br` bytes, labelled `br`): decoded bytes
+    /// are never labelled with a coding they no longer have, nor still-encoded bytes
+    /// unlabelled.
     pub fn with_gzip(self) -> Agent {
         self.configure(|c| c.gzip = true)
     }

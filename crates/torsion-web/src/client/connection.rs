@@ -18,8 +18,8 @@ use torsion::reactor::DelayedCall;
 use torsion::{Failure, Reactor, Transport};
 
 use super::error::{
-    BodyTooLarge, MalformedResponse, ResponseFailed, ResponseNeverReceived, ResponseTimeout,
-    TimeoutPhase,
+    BodyTooLarge, ContentDecodingError, MalformedResponse, ResponseFailed, ResponseNeverReceived,
+    ResponseTimeout, TimeoutPhase,
 };
 use super::request::PreparedRequest;
 use super::response::{BodyDone, BodyState, Response};
@@ -438,26 +438,37 @@ fn server_keeps_alive(version: Version, headers: &Headers) -> bool {
     }
 }
 
-/// Removes a final `gzip` (or `x-gzip`) from `Content-Encoding`; true if there was one.
-fn strip_gzip(headers: &mut Headers) -> bool {
-    let codings: Vec<String> = headers
+/// The most stacked gzip layers decoded; more fail rather than allocate a decoder each.
+pub(crate) const MAX_GZIP_LAYERS: usize = 4;
+
+/// Removes the trailing `gzip` (or `x-gzip`) codings from `Content-Encoding`, as Twisted's
+/// `ContentDecoderAgent` does: the last coding was applied last, so it is decoded first, and
+/// the first coding it cannot decode stops it (that one and those before it stay in the
+/// header). Returns how many layers were removed.
+fn strip_gzip(headers: &mut Headers) -> usize {
+    let mut codings: Vec<String> = headers
         .get_all("content-encoding")
         .flat_map(|v| v.split(|&b| b == b','))
         .map(|c| String::from_utf8_lossy(c).trim().to_owned())
         .filter(|c| !c.is_empty())
         .collect();
-    match codings.last() {
-        Some(last) if last.eq_ignore_ascii_case("gzip") || last.eq_ignore_ascii_case("x-gzip") => {
-            let rest = codings[..codings.len() - 1].join(", ");
-            if rest.is_empty() {
-                headers.remove("content-encoding");
-            } else {
-                headers.set("Content-Encoding", rest);
-            }
-            true
+    let mut layers = 0;
+    while let Some(last) = codings.last() {
+        if last.eq_ignore_ascii_case("gzip") || last.eq_ignore_ascii_case("x-gzip") {
+            layers += 1;
+        } else if !last.eq_ignore_ascii_case("identity") {
+            break;
         }
-        _ => false,
+        codings.pop();
     }
+    if layers > 0 {
+        if codings.is_empty() {
+            headers.remove("content-encoding");
+        } else {
+            headers.set("Content-Encoding", codings.join(", "));
+        }
+    }
+    layers
 }
 
 impl ConnState {
@@ -516,9 +527,20 @@ impl ConnState {
         } = head;
         ex.reusable =
             !req.close && server_keeps_alive(version, &headers) && kind != BodyKind::UntilClose;
-        let gzip = req.gzip && kind != BodyKind::Empty && strip_gzip(&mut headers);
+        let gzip = match req.gzip && kind != BodyKind::Empty {
+            true => strip_gzip(&mut headers),
+            false => 0,
+        };
+        if gzip > MAX_GZIP_LAYERS {
+            let e = ContentDecodingError::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{gzip} stacked gzip codings (at most {MAX_GZIP_LAYERS} are decoded)"),
+            ));
+            self.fail_exchange(Failure::new(e), ev);
+            return false;
+        }
         let length = match kind {
-            BodyKind::Length(n) if !gzip => Some(n),
+            BodyKind::Length(n) if gzip == 0 => Some(n),
             BodyKind::Empty => Some(0),
             _ => None,
         };
@@ -688,12 +710,18 @@ mod tests {
     #[test]
     fn gzip_is_stripped_from_content_encoding() {
         let mut h: Headers = [("Content-Encoding", "gzip")].into_iter().collect();
-        assert!(strip_gzip(&mut h));
+        assert_eq!(strip_gzip(&mut h), 1);
         assert!(!h.contains("content-encoding"));
         let mut h: Headers = [("Content-Encoding", "br, x-gzip")].into_iter().collect();
-        assert!(strip_gzip(&mut h));
+        assert_eq!(strip_gzip(&mut h), 1);
         assert_eq!(h.get_str("content-encoding"), Some("br"));
         let mut h: Headers = [("Content-Encoding", "gzip, br")].into_iter().collect();
-        assert!(!strip_gzip(&mut h));
+        assert_eq!(strip_gzip(&mut h), 0);
+        assert_eq!(h.get_str("content-encoding"), Some("gzip, br"));
+        let mut h = Headers::new();
+        h.add("Content-Encoding", "br, gzip");
+        h.add("Content-Encoding", "identity, GZIP");
+        assert_eq!(strip_gzip(&mut h), 2);
+        assert_eq!(h.get_str("content-encoding"), Some("br"));
     }
 }

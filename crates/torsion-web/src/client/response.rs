@@ -30,7 +30,8 @@ pub struct Response {
     /// The reason phrase, such as `OK`.
     pub phrase: String,
     /// The header fields. When the agent decoded a gzip body, `Content-Encoding` no longer
-    /// names gzip.
+    /// names the gzip layers it decoded; any coding it left (such as `br` in `br, gzip`)
+    /// is still named, and still applies to the body.
     pub headers: Headers,
     url: String,
     length: Option<u64>,
@@ -120,20 +121,26 @@ impl fmt::Debug for Response {
     }
 }
 
-/// A `Vec` that refuses to grow past a limit, under the gzip decoder.
+/// A `Vec` that refuses to grow past a limit, under the gzip decoders.
 struct Capped {
     data: Vec<u8>,
     limit: u64,
     over: bool,
 }
 
-impl Write for Capped {
+/// The innermost writer of a gzip chain: the capped output, shared so that it can be taken
+/// back from under any number of decoders.
+#[derive(Clone)]
+struct SharedCapped(Rc<RefCell<Capped>>);
+
+impl Write for SharedCapped {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if (self.data.len() + buf.len()) as u64 > self.limit {
-            self.over = true;
+        let mut c = self.0.borrow_mut();
+        if (c.data.len() + buf.len()) as u64 > c.limit {
+            c.over = true;
             return Err(io::Error::other("body too large"));
         }
-        self.data.extend_from_slice(buf);
+        c.data.extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -142,10 +149,34 @@ impl Write for Capped {
     }
 }
 
+/// One layer of a chain of decoders (`Content-Encoding: gzip, gzip` is two), outermost
+/// first: finishing a layer flushes it into the next, which is then finished in turn.
+trait Layer: Write {
+    /// Checks the end of this layer's stream and of every layer under it.
+    fn finish_all(&mut self) -> io::Result<()>;
+}
+
+impl Layer for SharedCapped {
+    fn finish_all(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Layer for GzDecoder<Box<dyn Layer>> {
+    fn finish_all(&mut self) -> io::Result<()> {
+        self.try_finish()?;
+        self.get_mut().finish_all()
+    }
+}
+
 /// Where body bytes go.
 enum Sink {
     Plain(Vec<u8>),
-    Gzip(Box<GzDecoder<Capped>>),
+    /// One gzip decoder per stacked `gzip` coding, over `out`.
+    Gzip {
+        chain: Box<dyn Layer>,
+        out: SharedCapped,
+    },
     /// The response was dropped: count, and forget.
     Discard(u64),
 }
@@ -169,20 +200,26 @@ pub(crate) struct BodyState {
 pub(crate) type BodyDone = (Trigger<Vec<u8>>, Result<Vec<u8>, Failure>);
 
 impl BodyState {
-    /// A body of at most `limit` (decoded) bytes, gzip-decoded when `gzip`; `expected` is
-    /// the announced length, if any, to allocate once (up to a few MiB) rather than grow.
+    /// A body of at most `limit` (decoded) bytes, through `gzip` stacked gzip decoders (0 for
+    /// none); `expected` is the announced length, if any, to allocate once (up to a few MiB)
+    /// rather than grow.
     pub(crate) fn new(
         limit: u64,
-        gzip: bool,
+        gzip: usize,
         expected: Option<u64>,
         transport: Option<Transport>,
     ) -> BodyState {
-        let sink = if gzip {
-            Sink::Gzip(Box::new(GzDecoder::new(Capped {
+        let sink = if gzip > 0 {
+            let out = SharedCapped(Rc::new(RefCell::new(Capped {
                 data: Vec::new(),
                 limit,
                 over: false,
-            })))
+            })));
+            let mut chain: Box<dyn Layer> = Box::new(out.clone());
+            for _ in 0..gzip {
+                chain = Box::new(GzDecoder::new(chain));
+            }
+            Sink::Gzip { chain, out }
         } else {
             let reserve = expected.unwrap_or(0).min(limit).min(4 << 20);
             Sink::Plain(Vec::with_capacity(reserve as usize))
@@ -214,9 +251,9 @@ impl BodyState {
                     return Err(Failure::new(too_large));
                 }
             }
-            Sink::Gzip(decoder) => {
+            Sink::Gzip { chain, out } => {
                 while !data.is_empty() {
-                    match decoder.write(data) {
+                    match chain.write(data) {
                         Ok(0) => {
                             return Err(Failure::new(ContentDecodingError::new(io::Error::new(
                                 io::ErrorKind::InvalidData,
@@ -224,7 +261,7 @@ impl BodyState {
                             ))))
                         }
                         Ok(n) => data = &data[n..],
-                        Err(_) if decoder.get_ref().over => return Err(Failure::new(too_large)),
+                        Err(_) if out.0.borrow().over => return Err(Failure::new(too_large)),
                         Err(e) => return Err(Failure::new(ContentDecodingError::new(e))),
                     }
                 }
@@ -245,9 +282,9 @@ impl BodyState {
         let out = outcome.and_then(|()| match sink {
             Sink::Plain(data) => Ok(data),
             Sink::Discard(_) => Ok(Vec::new()),
-            Sink::Gzip(mut decoder) => match decoder.try_finish() {
-                Ok(()) => Ok(std::mem::take(&mut decoder.get_mut().data)),
-                Err(_) if decoder.get_ref().over => {
+            Sink::Gzip { mut chain, out } => match chain.finish_all() {
+                Ok(()) => Ok(std::mem::take(&mut out.0.borrow_mut().data)),
+                Err(_) if out.0.borrow().over => {
                     Err(Failure::new(BodyTooLarge { limit: self.limit }))
                 }
                 Err(e) => Err(Failure::new(ContentDecodingError::new(e))),

@@ -620,6 +620,62 @@ async fn a_corrupt_gzip_body_fails_clearly() -> Result<(), Failure> {
     port.stop_listening().await
 }
 
+/// A raw server answering every request with `coding` and `body`.
+fn listen_encoded(coding: &'static str, body: Vec<u8>) -> (ListeningPort, u16) {
+    let (port, n, _) = listen_raw(move |t, _, _| {
+        t.write(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Encoding: {coding}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        t.write(&body);
+    });
+    (port, n)
+}
+
+#[torsion::test]
+async fn stacked_gzip_codings_are_all_decoded_or_fail() -> Result<(), Failure> {
+    let text = b"twice compressed ".repeat(50);
+    let agent = Agent::new().with_gzip();
+
+    let (port, n) = listen_encoded("gzip, x-gzip", gzip(&gzip(&text)));
+    let response = agent.get(&format!("http://127.0.0.1:{n}/")).await?;
+    assert!(!response.headers.contains("content-encoding"));
+    assert_eq!(read_body(response).await?, text, "both layers decoded");
+    port.stop_listening().await?;
+
+    // A coding the agent cannot undo stops decoding and stays named in the header.
+    let (port, n) = listen_encoded("br, gzip", gzip(b"pretend brotli"));
+    let response = agent.get(&format!("http://127.0.0.1:{n}/")).await?;
+    assert_eq!(response.headers.get_str("content-encoding"), Some("br"));
+    assert_eq!(read_body(response).await?, b"pretend brotli");
+    port.stop_listening().await?;
+
+    // Two layers announced, one sent: the inner layer is not gzip, so it fails.
+    let (port, n) = listen_encoded("gzip, gzip", gzip(&text));
+    let f = fetch(&agent, &format!("http://127.0.0.1:{n}/"))
+        .await
+        .unwrap_err();
+    assert!(f.check::<ContentDecodingError>(), "{f}");
+    port.stop_listening().await?;
+
+    let mut five = text.clone();
+    for _ in 0..5 {
+        five = gzip(&five);
+    }
+    let (port, n) = listen_encoded("gzip, gzip, gzip, gzip, gzip", five);
+    let f = agent
+        .get(&format!("http://127.0.0.1:{n}/"))
+        .await
+        .unwrap_err();
+    assert!(f.check::<ContentDecodingError>(), "{f}");
+    assert!(f.to_string().contains("5 stacked gzip codings"), "{f}");
+    agent.close_cached_connections().await?;
+    port.stop_listening().await
+}
+
 // ---------------------------------------------------------------------------------------
 // Limits, time-outs and failures
 
