@@ -423,6 +423,8 @@ impl Resource for JsonScores {
 
     fn render_get(&self, request: &Request) -> Render {
         request.set_header("Content-Type", "application/json");
+        // JSON must never be sniffed into HTML or script by a browser.
+        request.set_header("X-Content-Type-Options", "nosniff");
         let table: Vec<serde_json::Value> = self
             .scores
             .top

@@ -172,6 +172,13 @@ fn get(port: u16, path: &str) -> (String, String) {
     assert!(!head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked"));
+    if path.ends_with(".json") {
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("\r\nx-content-type-options: nosniff"),
+            "JSON must not be sniffed: {head}"
+        );
+    }
     let content_type = head
         .lines()
         .find_map(|l| {

@@ -19,7 +19,9 @@ use crate::proto::html_escape;
 use crate::request::Request;
 use crate::resource::{Children, Render, Resource};
 
-/// Fixed bytes with a content type (Twisted's `static.Data`).
+/// Fixed bytes with a content type (Twisted's `static.Data`), sent with
+/// `X-Content-Type-Options: nosniff` so browsers keep to that type (JSON is never run as
+/// script, text never rendered as HTML).
 pub struct Data {
     /// Shared with each response, not copied.
     body: bytes::Bytes,
@@ -42,6 +44,7 @@ impl Resource for Data {
     }
     fn render_get(&self, request: &Request) -> Render {
         request.set_header("Content-Type", &self.content_type);
+        request.set_header("X-Content-Type-Options", "nosniff");
         Render::Bytes(self.body.clone())
     }
 }

@@ -53,6 +53,7 @@ async fn redirect_error_page_and_data() -> Result<(), Failure> {
 
     let out = get(addr, "/data", "x").await;
     assert!(out.contains("Content-Type: application/json"), "{out}");
+    assert!(out.contains("X-Content-Type-Options: nosniff"), "{out}");
     assert!(out.ends_with("{\"ok\":true}"), "{out}");
 
     let out = get(addr, "/", "x").await;

@@ -309,6 +309,11 @@ async fn content_types_come_from_the_extension() -> Result<(), Failure> {
         let r = request(addr, "HEAD", path, &[]).await;
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.header("content-type"), Some(want), "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}: browsers must not sniff another type"
+        );
     }
     port.stop_listening().await?;
     let (port, addr) = listen(File::new(fx.root()).default_type("text/plain"));
