@@ -68,8 +68,9 @@ struct Cli {
     /// The HTTP port of the table (0 picks a free one).
     #[arg(long, default_value_t = 1080)]
     web_port: u16,
-    /// The address to listen on (an IPv4 or IPv6 address; :: is every interface).
-    #[arg(long, default_value = "0.0.0.0")]
+    /// The address to listen on (an IPv4 or IPv6 address). The default, 127.0.0.1, is this
+    /// machine only; 0.0.0.0 (or ::) is every interface.
+    #[arg(long, default_value = "127.0.0.1")]
     interface: IpAddr,
     /// The database: sqlite:FILE or postgres://USER@HOST/DB [default: sqlite:highscore.db in
     /// $XDG_DATA_HOME/torsion or ~/.local/share/torsion]

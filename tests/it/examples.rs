@@ -122,6 +122,10 @@ fn echo_server_echoes() {
     let line = rx
         .recv_timeout(DEADLINE)
         .expect("echo_server did not say where it listens");
+    assert!(
+        line.starts_with("echo server listening on tcp:127.0.0.1:"),
+        "the default interface is this machine only: {line:?}"
+    );
     let port: u16 = line
         .strip_prefix("echo server listening on tcp:")
         .and_then(|address| address.rsplit_once(':'))

@@ -88,6 +88,13 @@ fn every_example_has_help() {
         let about = stdout.lines().next().unwrap_or_default();
         assert!(about.contains("Twisted"), "{name}'s about: {about:?}");
         assert!(stdout.contains("-h, --help"), "{name} --help:\n{stdout}");
+        // Servers listen on this machine only unless told `--interface 0.0.0.0`.
+        if stdout.contains("--interface <INTERFACE>") {
+            assert!(
+                stdout.contains("[default: 127.0.0.1]") && stdout.contains("0.0.0.0"),
+                "{name} --help:\n{stdout}"
+            );
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use support::Running;
 
 /// Starts an example and returns it with the ports in its first line of output
-/// ("... listening on tcp:0.0.0.0:PORT ...").
+/// ("... listening on tcp:127.0.0.1:PORT ...").
 fn start(name: &str, args: &[&str]) -> (Running, Vec<u16>) {
     let mut child = support::example(name)
         .args(args)
