@@ -503,7 +503,9 @@ impl fmt::Debug for Agent {
 /// Fetches `url` and gives its body (Twisted's `getPage`): a GET that follows up to
 /// [`DEFAULT_REDIRECT_LIMIT`] redirects and decodes gzip, on a connection of its own that
 /// is closed afterwards. A status of 400 or more fails with [`HttpError`], which carries the
-/// status and the error page.
+/// status and the error page. It has [`Agent::new`]'s time-outs (30 s to connect, 60 s for
+/// the head, 60 s between body reads), so a server that stalls fails it rather than hanging
+/// it; Twisted's `getPage` waits for ever unless given a `timeout`.
 ///
 /// ```no_run
 /// use torsion::{reactor, Failure};

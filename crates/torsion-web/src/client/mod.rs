@@ -3,7 +3,9 @@
 //! - [`Agent`] sends requests over a pool of keep-alive connections ([`HttpConnectionPool`])
 //!   and gives a Deferred [`Response`] as soon as the head arrives; [`read_body`] gives the
 //!   body. Options follow redirects (Twisted's `RedirectAgent`), decode gzip
-//!   (`ContentDecoderAgent`), bound time and body size.
+//!   (`ContentDecoderAgent`), bound time and body size. A silent server cannot hang a
+//!   request: by default connecting gets 30 s, the response head 60 s and each wait for more
+//!   body 60 s ([`ResponseTimeout`] names which ran out).
 //! - [`get_page`] is seed 004's `getPage`: the body of a URL, or a failure.
 //!
 //! ```text
