@@ -215,6 +215,8 @@ impl Failure {
 pub trait ErrorTypes {
     /// True when `error` is of one of the types.
     fn matches(error: &(dyn StdError + Send + Sync + 'static)) -> bool;
+    /// The types' names (`std::any::type_name`), in order.
+    fn type_names() -> Vec<&'static str>;
 }
 
 macro_rules! error_types {
@@ -222,6 +224,9 @@ macro_rules! error_types {
         impl<$($t: StdError + 'static),+> ErrorTypes for ($($t,)+) {
             fn matches(error: &(dyn StdError + Send + Sync + 'static)) -> bool {
                 $(error.is::<$t>())||+
+            }
+            fn type_names() -> Vec<&'static str> {
+                vec![$(std::any::type_name::<$t>()),+]
             }
         }
     };

@@ -8,6 +8,7 @@
 //! - [`connected_pair`]: two protocols talking through memory, moved along by a [`Pump`].
 //! - [`success_result_of`], [`failure_result_of`], [`assert_no_result`]: look at a Deferred
 //!   without running a reactor.
+//! - [`flush_logged_errors`]: take the failures a test expects to log, so they do not fail it.
 //! - [`skip`]: skip a test whose peer or host feature is missing, loudly (trial's `SkipTest`).
 //!
 //! [`Clock`] is a [`ReactorTime`], so code that schedules work is tested without waiting:
@@ -26,6 +27,7 @@
 
 mod datagram;
 mod iosim;
+mod logged;
 mod skip;
 mod string_transport;
 mod trial;
@@ -34,6 +36,8 @@ use std::rc::Rc;
 
 pub use datagram::FakeDatagramTransport;
 pub use iosim::{connected_pair, Pump};
+pub use logged::{flush_logged_errors, LoggedError};
+pub(crate) use logged::{keep as keep_logged, keep_copy as keep_logged_copy, How as LoggedHow};
 pub use skip::{skip, Missing};
 pub use string_transport::StringTransport;
 pub use trial::{assert_no_result, failure_result_of, run_test, success_result_of, TestResult};

@@ -28,7 +28,8 @@ impl<T, E: Into<Failure>> TestResult for Result<T, E> {
 
 /// Runs a test the way `#[torsion::test]` does: in a fresh reactor (signal handlers off),
 /// failing on an error result, on `timeout` seconds passing, or on a dirty reactor — delayed
-/// calls still pending, ports or connections still open, or Deferred failures nobody handled —
+/// calls still pending, ports or connections still open, or Deferred failures nobody handled
+/// and the test did not take with [`flush_logged_errors`](super::flush_logged_errors) —
 /// after giving the reactor a few turns to finish closing what the test closed.
 ///
 /// # Panics
@@ -41,7 +42,7 @@ where
 {
     let r = Reactor::new();
     r.set_install_signal_handlers(false);
-    let unhandled_before = crate::defer::unhandled_failures();
+    super::logged::start();
     let outcome: Rc<RefCell<Option<Result<(), Failure>>>> = Rc::default();
     let dirt: Rc<RefCell<Vec<String>>> = Rc::default();
     let timed_out = Rc::new(Cell::new(false));
@@ -88,10 +89,11 @@ where
             });
     });
     let run = r.run();
-    let unhandled = crate::defer::unhandled_failures() - unhandled_before;
+    let unhandled = super::logged::stop();
     if unhandled > 0 {
         dirt.borrow_mut().push(format!(
-            "{unhandled} Deferred failure(s) nobody handled (logged above)"
+            "{unhandled} Deferred failure(s) nobody handled (logged above; \
+             flush_logged_errors takes the ones a test expects)"
         ));
     }
     let mut report = String::new();
