@@ -308,3 +308,30 @@ fn outside_a_test_nothing_is_kept() {
     drop(fail::<()>(TimeoutError));
     assert!(torsion::testing::flush_logged_errors::<(TimeoutError,)>().is_empty());
 }
+
+#[torsion::test]
+async fn assert_failure_gives_back_the_expected_failure() -> Result<(), Failure> {
+    use torsion::testing::assert_failure;
+    let pending: Deferred<u32> = Deferred::new();
+    let trigger = pending.trigger();
+    reactor().call_later(0.0, move || trigger.errback(Failure::new(ConnectionDone)));
+    let f = assert_failure::<(TimeoutError, ConnectionDone), _>(pending).await?;
+    assert!(f.check::<ConnectionDone>());
+    Ok(())
+}
+
+#[torsion::test]
+#[should_panic(
+    expected = "expected a failure of type torsion_core::error::TimeoutError, got a result"
+)]
+async fn assert_failure_of_a_success_fails_the_test() -> Result<(), Failure> {
+    torsion::testing::assert_failure::<(TimeoutError,), _>(succeed(1)).await?;
+    Ok(())
+}
+
+#[torsion::test]
+#[should_panic(expected = "got a failure of type torsion_core::error::ConnectionDone")]
+async fn assert_failure_of_another_error_fails_the_test_naming_it() -> Result<(), Failure> {
+    torsion::testing::assert_failure::<(TimeoutError,), _>(fail::<()>(ConnectionDone)).await?;
+    Ok(())
+}
