@@ -49,6 +49,7 @@ mod policies_limits;
 mod policies_reconnect;
 mod policies_throttle;
 mod policies_timeout;
+mod policies_traffic;
 mod policies_wrapper;
 mod portforward;
 mod process_spawn;
