@@ -8,6 +8,8 @@
 //! - [`connected_pair`]: two protocols talking through memory, moved along by a [`Pump`].
 //! - [`success_result_of`], [`failure_result_of`], [`assert_no_result`]: look at a Deferred
 //!   without running a reactor; [`assert_failure`] waits for one to fail with a given error.
+//! - [`MemoryReactor`]: records `listen_tcp`/`connect_tcp` calls (through
+//!   [`ReactorTcp`](crate::net::ReactorTcp)) without opening sockets.
 //! - [`flush_logged_errors`]: take the failures a test expects to log, so they do not fail it.
 //! - [`skip`]: skip a test whose peer or host feature is missing, loudly (trial's `SkipTest`).
 //!
@@ -28,6 +30,7 @@
 mod datagram;
 mod iosim;
 mod logged;
+mod memory_reactor;
 mod skip;
 mod string_transport;
 mod trial;
@@ -38,6 +41,7 @@ pub use datagram::FakeDatagramTransport;
 pub use iosim::{connected_pair, Pump};
 pub use logged::{flush_logged_errors, LoggedError};
 pub(crate) use logged::{keep as keep_logged, keep_copy as keep_logged_copy, How as LoggedHow};
+pub use memory_reactor::{MemoryConnector, MemoryPort, MemoryReactor, RecordedFactory};
 pub use skip::{skip, Missing};
 pub use string_transport::StringTransport;
 pub use trial::{

@@ -68,6 +68,7 @@ mod tcp_panic;
 mod tcp_poller;
 mod tcp_timeout;
 mod testing_kit;
+mod testing_memory_reactor;
 mod testing_skip;
 mod threads_pool;
 mod threads_reactor;
