@@ -215,6 +215,12 @@ impl Failure {
 pub trait ErrorTypes {
     /// True when `error` is of one of the types.
     fn matches(error: &(dyn StdError + Send + Sync + 'static)) -> bool;
+    /// The types' names (`std::any::type_name`), in order; used for messages and to match
+    /// the copies `flush_logged_errors` keeps. Empty by default, so an implementation written
+    /// before this method existed still compiles.
+    fn type_names() -> Vec<&'static str> {
+        Vec::new()
+    }
 }
 
 macro_rules! error_types {
@@ -222,6 +228,9 @@ macro_rules! error_types {
         impl<$($t: StdError + 'static),+> ErrorTypes for ($($t,)+) {
             fn matches(error: &(dyn StdError + Send + Sync + 'static)) -> bool {
                 $(error.is::<$t>())||+
+            }
+            fn type_names() -> Vec<&'static str> {
+                vec![$(std::any::type_name::<$t>()),+]
             }
         }
     };

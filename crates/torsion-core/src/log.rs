@@ -23,6 +23,7 @@ pub fn msg(message: &str) {
 /// failure's full report at error level.
 pub fn err(failure: &Failure, why: &str) {
     error_event(format_args!("{why}\n{}", failure.report()));
+    crate::testing::keep_logged_copy(failure);
 }
 
 /// Logs an error-level line; falls back to standard error when no subscriber (global or

@@ -484,3 +484,51 @@ impl Reactor {
         self.connect(Connect::unix(path).timeout(timeout), factory)
     }
 }
+
+/// Something TCP servers and clients can be started on (Twisted's `IReactorTCP`): the
+/// [`Reactor`], or, in a test, a [`MemoryReactor`](crate::testing::MemoryReactor) that only
+/// records the calls. Code that takes `&impl ReactorTcp` instead of using the reactor
+/// directly can be tested without sockets. `Reactor`'s inherent `listen_tcp`/`connect_tcp`
+/// are the same methods; this trait only names them.
+///
+/// ```
+/// use torsion::net::ReactorTcp;
+/// use torsion::{factory, Failure, Protocol, Transport};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, t: &Transport, data: &[u8]) { t.write(data) }
+/// }
+///
+/// /// The code under test: starts the echo service on port 8007.
+/// fn start<R: ReactorTcp>(reactor: &R) -> Result<R::Port, Failure> {
+///     reactor.listen_tcp(8007, factory(|| Echo))
+/// }
+/// # let _ = start::<torsion::Reactor>;
+/// ```
+#[doc(alias = "IReactorTCP")]
+pub trait ReactorTcp {
+    /// What `listen_tcp` returns ([`ListeningPort`] on the reactor).
+    type Port;
+    /// What `connect_tcp` returns ([`Connector`] on the reactor).
+    type Connector;
+
+    /// Listens on `port` on every IPv4 interface (see [`Reactor::listen_tcp`]).
+    fn listen_tcp<F: Factory>(&self, port: u16, factory: F) -> Result<Self::Port, Failure>;
+
+    /// Connects to `host`:`port` (see [`Reactor::connect_tcp`]).
+    fn connect_tcp<F: ClientFactory>(&self, host: &str, port: u16, factory: F) -> Self::Connector;
+}
+
+impl ReactorTcp for Reactor {
+    type Port = ListeningPort;
+    type Connector = Connector;
+
+    fn listen_tcp<F: Factory>(&self, port: u16, factory: F) -> Result<ListeningPort, Failure> {
+        self.listen(Listen::tcp(port), factory)
+    }
+
+    fn connect_tcp<F: ClientFactory>(&self, host: &str, port: u16, factory: F) -> Connector {
+        self.connect(Connect::tcp(host, port), factory)
+    }
+}

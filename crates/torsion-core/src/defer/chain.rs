@@ -95,7 +95,7 @@ impl<T: 'static> Resume for Queued<T> {
 impl<T> Drop for Queued<T> {
     fn drop(&mut self) {
         // A paused chain dropped with a failure: nobody handled it.
-        if let Some(Err(failure)) = &self.0 {
+        if let Some(Err(failure)) = self.0.take() {
             log_unhandled(failure);
         }
     }
@@ -189,27 +189,19 @@ impl<T: 'static> StartSlot for Start<T> {
     }
 }
 
-thread_local! {
-    static UNHANDLED: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Logs a failure nobody handled, when the chain that held it is dropped, and counts it.
-fn log_unhandled(failure: &Failure) {
-    UNHANDLED.set(UNHANDLED.get() + 1);
+/// Logs a failure nobody handled, when the chain that held it is dropped, and keeps it for
+/// the test that is running, if any.
+fn log_unhandled(failure: Failure) {
     crate::log::error_event(format_args!(
         "Unhandled error in Deferred:\n{}",
         failure.report()
     ));
-}
-
-/// How many unhandled Deferred failures this thread has logged (the test runner checks it).
-pub(crate) fn unhandled_failures() -> u64 {
-    UNHANDLED.get()
+    crate::testing::keep_logged(crate::testing::LoggedHow::Unhandled, failure);
 }
 
 impl<T> Drop for Start<T> {
     fn drop(&mut self) {
-        if let Some(Err(failure)) = self.slot.get_mut() {
+        if let Some(Err(failure)) = self.slot.get_mut().take() {
             log_unhandled(failure);
         }
     }
@@ -217,7 +209,7 @@ impl<T> Drop for Start<T> {
 
 impl Drop for Core {
     fn drop(&mut self) {
-        if let Some(Rest::Failure(failure)) = self.rest.get_mut() {
+        if let Some(Rest::Failure(failure)) = self.rest.get_mut().take() {
             log_unhandled(failure);
         }
         // Dropping the steps drops what they hold, which may be other chains: as deep as the

@@ -118,7 +118,6 @@ mod list;
 mod spawn;
 mod sync;
 
-pub(crate) use chain::unhandled_failures;
 pub use chain::Trigger;
 pub use deferred::{fail, maybe_deferred, succeed, Deferred, IntoDeferred, Paused};
 pub use list::{gather_results, race, AllFailedError, DeferredList, FailureGroup};

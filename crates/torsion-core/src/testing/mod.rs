@@ -7,7 +7,10 @@
 //! - [`FakeDatagramTransport`]: the same for datagram protocols.
 //! - [`connected_pair`]: two protocols talking through memory, moved along by a [`Pump`].
 //! - [`success_result_of`], [`failure_result_of`], [`assert_no_result`]: look at a Deferred
-//!   without running a reactor.
+//!   without running a reactor; [`assert_failure`] waits for one to fail with a given error.
+//! - [`MemoryReactor`]: records `listen_tcp`/`connect_tcp` calls (through
+//!   [`ReactorTcp`](crate::net::ReactorTcp)) without opening sockets.
+//! - [`flush_logged_errors`]: take the failures a test expects to log, so they do not fail it.
 //! - [`skip`]: skip a test whose peer or host feature is missing, loudly (trial's `SkipTest`).
 //!
 //! [`Clock`] is a [`ReactorTime`], so code that schedules work is tested without waiting:
@@ -26,6 +29,8 @@
 
 mod datagram;
 mod iosim;
+mod logged;
+mod memory_reactor;
 mod skip;
 mod string_transport;
 mod trial;
@@ -34,9 +39,15 @@ use std::rc::Rc;
 
 pub use datagram::FakeDatagramTransport;
 pub use iosim::{connected_pair, Pump};
+pub use logged::{flush_logged_errors, LoggedError};
+pub(crate) use logged::{keep as keep_logged, keep_copy as keep_logged_copy, How as LoggedHow};
+pub use memory_reactor::{MemoryConnector, MemoryPort, MemoryReactor, RecordedFactory};
 pub use skip::{skip, Missing};
 pub use string_transport::StringTransport;
-pub use trial::{assert_no_result, failure_result_of, run_test, success_result_of, TestResult};
+pub use trial::{
+    assert_failure, assert_no_result, failure_result_of, run_test, success_result_of,
+    AssertionError, TestResult,
+};
 
 use crate::time::{DelayedCall, ReactorTime, TimerCore};
 

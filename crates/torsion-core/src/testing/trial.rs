@@ -6,7 +6,7 @@ use std::future::Future;
 use std::rc::Rc;
 
 use crate::defer::Deferred;
-use crate::{Failure, Reactor};
+use crate::{ErrorTypes, Failure, Reactor};
 
 /// What a test may return: `()` or a `Result` whose error fails the test.
 pub trait TestResult {
@@ -28,7 +28,8 @@ impl<T, E: Into<Failure>> TestResult for Result<T, E> {
 
 /// Runs a test the way `#[torsion::test]` does: in a fresh reactor (signal handlers off),
 /// failing on an error result, on `timeout` seconds passing, or on a dirty reactor — delayed
-/// calls still pending, ports or connections still open, or Deferred failures nobody handled —
+/// calls still pending, ports or connections still open, or Deferred failures nobody handled
+/// and the test did not take with [`flush_logged_errors`](super::flush_logged_errors) —
 /// after giving the reactor a few turns to finish closing what the test closed.
 ///
 /// # Panics
@@ -41,7 +42,7 @@ where
 {
     let r = Reactor::new();
     r.set_install_signal_handlers(false);
-    let unhandled_before = crate::defer::unhandled_failures();
+    super::logged::start();
     let outcome: Rc<RefCell<Option<Result<(), Failure>>>> = Rc::default();
     let dirt: Rc<RefCell<Vec<String>>> = Rc::default();
     let timed_out = Rc::new(Cell::new(false));
@@ -88,10 +89,11 @@ where
             });
     });
     let run = r.run();
-    let unhandled = crate::defer::unhandled_failures() - unhandled_before;
+    let unhandled = super::logged::stop();
     if unhandled > 0 {
         dirt.borrow_mut().push(format!(
-            "{unhandled} Deferred failure(s) nobody handled (logged above)"
+            "{unhandled} Deferred failure(s) nobody handled (logged above; \
+             flush_logged_errors takes the ones a test expects)"
         ));
     }
     let mut report = String::new();
@@ -152,4 +154,62 @@ pub fn assert_no_result<T: 'static>(d: &Deferred<T>) {
         !d.called(),
         "expected no result, but the Deferred has fired"
     );
+}
+
+/// The error of a failed test assertion, with what was expected and what happened (trial's
+/// `failureException`).
+#[derive(Debug)]
+pub struct AssertionError(String);
+
+impl AssertionError {
+    /// An assertion error saying `message`.
+    pub fn new(message: impl Into<String>) -> AssertionError {
+        AssertionError(message.into())
+    }
+}
+
+impl std::fmt::Display for AssertionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AssertionError {}
+
+/// Waits for `d` and gives its failure back if its error is of one of the types in the tuple
+/// `L` (trial's `assertFailure`); otherwise an [`AssertionError`] saying what was expected and
+/// what happened, so that `?` in a `#[torsion::test]` fails the test with that message. The
+/// failure of `d` is consumed either way, so it is never logged as unhandled.
+///
+/// ```
+/// use torsion::defer::{fail, succeed};
+/// use torsion::error::{ConnectionDone, TimeoutError};
+/// use torsion::testing::{assert_failure, run_test, AssertionError};
+/// use torsion::Failure;
+///
+/// run_test("times_out", 5.0, || async {
+///     let f = assert_failure::<(TimeoutError,), _>(fail::<u32>(TimeoutError)).await?;
+///     assert!(f.check::<TimeoutError>());
+///
+///     let wrong = assert_failure::<(TimeoutError,), _>(succeed(7)).await.unwrap_err();
+///     assert!(wrong.check::<AssertionError>());
+///     let other = assert_failure::<(TimeoutError,), _>(fail::<()>(ConnectionDone)).await;
+///     assert!(other.unwrap_err().error_message().contains("ConnectionDone"));
+///     Ok::<(), Failure>(())
+/// });
+/// ```
+#[doc(alias = "assertFailure")]
+pub async fn assert_failure<L: ErrorTypes, T: 'static>(d: Deferred<T>) -> Result<Failure, Failure> {
+    let expected = L::type_names().join(" or ");
+    match d.await {
+        Ok(_) => Err(Failure::new(AssertionError(format!(
+            "expected a failure of type {expected}, got a result"
+        )))),
+        Err(f) if f.check_any::<L>() => Ok(f),
+        Err(f) => Err(Failure::new(AssertionError(format!(
+            "expected a failure of type {expected}, got a failure of type {}:\n{}",
+            f.type_name(),
+            f.report()
+        )))),
+    }
 }

@@ -266,3 +266,72 @@ fn a_wrapper_transport_overrides_only_what_it_changes() {
     shouting.lose_connection();
     assert!(shouting.disconnecting());
 }
+
+#[torsion::test]
+async fn a_flushed_unhandled_failure_does_not_make_the_reactor_dirty() {
+    drop(fail::<()>(TimeoutError));
+    drop(fail::<()>(ConnectionDone));
+    let flushed = torsion::testing::flush_logged_errors::<(TimeoutError, ConnectionDone)>();
+    assert_eq!(flushed.len(), 2);
+    assert!(flushed[0].check::<TimeoutError>());
+    assert!(flushed[1].check::<ConnectionDone>());
+    // Flushed once, gone.
+    assert!(torsion::testing::flush_logged_errors::<(TimeoutError,)>().is_empty());
+}
+
+#[torsion::test]
+#[should_panic(expected = "1 Deferred failure(s) nobody handled")]
+async fn flushing_other_types_leaves_the_failure_to_make_the_reactor_dirty() {
+    drop(fail::<()>(TimeoutError));
+    assert!(torsion::testing::flush_logged_errors::<(ConnectionDone,)>().is_empty());
+}
+
+#[torsion::test]
+async fn failures_given_to_log_err_are_flushed_as_copies() {
+    torsion::log::err(&Failure::new(TimeoutError), "while waiting");
+    torsion::log::err(&Failure::new(ConnectionDone), "while reading");
+    let flushed = torsion::testing::flush_logged_errors::<(TimeoutError,)>();
+    assert_eq!(flushed.len(), 1);
+    let copy = flushed[0]
+        .downcast_ref::<torsion::testing::LoggedError>()
+        .expect("a copy");
+    assert_eq!(copy.type_name(), std::any::type_name::<TimeoutError>());
+    assert_eq!(copy.to_string(), TimeoutError.to_string());
+    assert_eq!(
+        torsion::testing::flush_logged_errors::<(ConnectionDone,)>().len(),
+        1
+    );
+}
+
+#[test]
+fn outside_a_test_nothing_is_kept() {
+    drop(fail::<()>(TimeoutError));
+    assert!(torsion::testing::flush_logged_errors::<(TimeoutError,)>().is_empty());
+}
+
+#[torsion::test]
+async fn assert_failure_gives_back_the_expected_failure() -> Result<(), Failure> {
+    use torsion::testing::assert_failure;
+    let pending: Deferred<u32> = Deferred::new();
+    let trigger = pending.trigger();
+    reactor().call_later(0.0, move || trigger.errback(Failure::new(ConnectionDone)));
+    let f = assert_failure::<(TimeoutError, ConnectionDone), _>(pending).await?;
+    assert!(f.check::<ConnectionDone>());
+    Ok(())
+}
+
+#[torsion::test]
+#[should_panic(
+    expected = "expected a failure of type torsion_core::error::TimeoutError, got a result"
+)]
+async fn assert_failure_of_a_success_fails_the_test() -> Result<(), Failure> {
+    torsion::testing::assert_failure::<(TimeoutError,), _>(succeed(1)).await?;
+    Ok(())
+}
+
+#[torsion::test]
+#[should_panic(expected = "got a failure of type torsion_core::error::ConnectionDone")]
+async fn assert_failure_of_another_error_fails_the_test_naming_it() -> Result<(), Failure> {
+    torsion::testing::assert_failure::<(TimeoutError,), _>(fail::<()>(ConnectionDone)).await?;
+    Ok(())
+}

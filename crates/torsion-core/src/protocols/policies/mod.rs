@@ -9,6 +9,7 @@
 //! | `LimitTotalConnectionsFactory` | [`LimitTotalConnectionsFactory`] | refuses connections past a number open at once |
 //! | `LimitConnectionsByPeer` | [`LimitConnectionsByPeer`] | the same, per peer IP address |
 //! | `ThrottlingFactory` | [`ThrottlingFactory`] | limits bytes read and written per second |
+//! | `TrafficLoggingFactory`, `SpewingFactory` | [`TrafficLoggingFactory`] | logs every connection's events and bytes (to `tracing`, debug level) |
 //! | `ReconnectingClientFactory` | [`ReconnectingClientFactory`] | reconnects with exponential back-off |
 //!
 //! Policies stack: each factory wraps any factory, wrappers included.
@@ -110,6 +111,7 @@ mod limit;
 mod reconnect;
 mod throttle;
 mod timeout;
+mod traffic;
 mod wrapper;
 
 pub use idle::IdleTimeout;
@@ -123,4 +125,5 @@ pub use reconnect::{
 };
 pub use throttle::{ThrottledConnection, ThrottlingFactory, ThrottlingPolicy, ThrottlingProtocol};
 pub use timeout::{TimeoutFactory, TimeoutPolicy, TimeoutProtocol, DEFAULT_TIMEOUT_PERIOD};
+pub use traffic::{TrafficLogger, TrafficLoggingFactory, TRAFFIC_TARGET};
 pub use wrapper::{Next, ProtocolWrapper, Wrapped, Wrapper, Wrapping, WrappingFactory};
