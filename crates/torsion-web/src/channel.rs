@@ -35,7 +35,7 @@ use crate::proto::{
     ParseError, Version,
 };
 use crate::request::{BodySink, Request, RequestChannel};
-use crate::resource::{resource_for_request, Render};
+use crate::resource::{resource_for_request, Render, Resource};
 use crate::session::SessionSite;
 use crate::site_state::SiteInner;
 
@@ -55,6 +55,11 @@ struct Incoming {
     /// In memory while small, then a temporary file.
     body: BodySink,
     framing: BodyFraming,
+    /// The resource, found once the head was in (`None`: no resource, 404).
+    found: Option<Rc<dyn Resource>>,
+    /// The request was answered before its body (the resource did not need it): the body is
+    /// read and dropped.
+    discard: bool,
 }
 
 enum BodyFraming {
@@ -337,9 +342,14 @@ impl ChannelShared {
             }
             TimerKind::Body => {
                 tracing::info!(target: "torsion_web", peer = %t.get_peer(), "request body stalled past the body time-out; closing");
-                // A request whose body is being read is not queued yet: with nothing queued,
-                // nothing was sent for it (a `100 Continue` aside).
-                if self.queue.borrow().is_empty() {
+                // A request whose body is being read is not queued yet, unless it was answered
+                // before its body: with nothing queued, nothing was sent for it (a `100
+                // Continue` aside).
+                let answered = self.reader.try_borrow().map_or(
+                    true,
+                    |r| matches!(&r.state, ReadState::Body(i) if i.discard),
+                );
+                if !answered && self.queue.borrow().is_empty() {
                     t.write(&error_response(
                         408,
                         "The request body took too long to arrive.",
@@ -601,6 +611,56 @@ impl ChannelShared {
                                     )
                                 }
                             };
+                            // The resource is found now, so that one that answers without the
+                            // body (a static file asked to POST) does so before it arrives.
+                            let root = self.site.root.clone();
+                            let walked = catch_unwind(AssertUnwindSafe(|| {
+                                let found = resource_for_request(&root, &request);
+                                let early = found
+                                    .as_ref()
+                                    .is_some_and(|f| f.answers_before_body(&request));
+                                (found, early)
+                            }));
+                            let (found, early) = match walked {
+                                Ok(w) => w,
+                                Err(payload) => {
+                                    let f = Failure::from_panic(payload);
+                                    torsion::log::err(
+                                        &f,
+                                        &format!(
+                                            "finding the resource for {} {} panicked",
+                                            request.method(),
+                                            request.uri()
+                                        ),
+                                    );
+                                    return self.refuse(
+                                        r,
+                                        t,
+                                        500,
+                                        "An error occurred while finding this resource; it has been logged.",
+                                        input,
+                                    );
+                                }
+                            };
+                            if early {
+                                if continue_ok {
+                                    // The client waits for a 100 to send the body: it gets the
+                                    // answer instead, and the connection closes after it.
+                                    request.close_after();
+                                    self.dispatch_found(r, request, Some(found));
+                                    continue;
+                                }
+                                self.dispatch_found(r, request.clone(), Some(found));
+                                r.state = ReadState::Body(Box::new(Incoming {
+                                    request,
+                                    body: BodySink::discard(),
+                                    framing,
+                                    found: None,
+                                    discard: true,
+                                }));
+                                self.arm(TimerKind::Body);
+                                continue;
+                            }
                             if continue_ok && self.queue.borrow().is_empty() {
                                 t.write(b"HTTP/1.1 100 Continue\r\n\r\n");
                             }
@@ -615,6 +675,8 @@ impl ChannelShared {
                                 request,
                                 body,
                                 framing,
+                                found,
+                                discard: false,
                             }));
                             self.arm(TimerKind::Body);
                         }
@@ -652,12 +714,22 @@ impl ChannelShared {
                     else {
                         unreachable!()
                     };
-                    let Incoming { request, body, .. } = *incoming;
+                    let Incoming {
+                        request,
+                        body,
+                        found,
+                        discard,
+                        ..
+                    } = *incoming;
+                    if discard {
+                        // Answered already; the connection goes on with the next request.
+                        continue;
+                    }
                     match body.finish() {
                         Ok(body) => request.set_body(body),
                         Err(e) => return self.spool_failed(r, t, &e, input),
                     }
-                    self.dispatch(r, request);
+                    self.dispatch_found(r, request, Some(found));
                 }
             }
         }
@@ -665,6 +737,17 @@ impl ChannelShared {
 
     /// Finds the resource and renders the request.
     fn dispatch(&self, r: &mut Reader, request: Request) {
+        self.dispatch_found(r, request, None);
+    }
+
+    /// Renders the request with the resource found for it (`Some(None)`: none, 404), or
+    /// finds it first (`None`).
+    fn dispatch_found(
+        &self,
+        r: &mut Reader,
+        request: Request,
+        found: Option<Option<Rc<dyn Resource>>>,
+    ) {
         if request.wants_close() {
             // Read no further requests; the connection closes after this one's response.
             r.stop_reading = true;
@@ -672,7 +755,11 @@ impl ChannelShared {
         self.queue.borrow_mut().push_back(request.clone());
         let root = self.site.root.clone();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            match resource_for_request(&root, &request) {
+            let found = match found {
+                Some(found) => found,
+                None => resource_for_request(&root, &request),
+            };
+            match found {
                 None => Some(Render::Body(no_resource(&request))),
                 Some(resource) => {
                     let render = resource.render(&request);

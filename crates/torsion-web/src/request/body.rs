@@ -75,8 +75,10 @@ pub(crate) struct BodySink {
     spool: Option<SpoolFile>,
     threshold: u64,
     len: u64,
-    /// Decoded chunked payload on its way to the file.
+    /// Decoded chunked payload on its way to the file (or dropped).
     scratch: Vec<u8>,
+    /// Keep nothing.
+    discard: bool,
 }
 
 impl BodySink {
@@ -93,12 +95,28 @@ impl BodySink {
             threshold,
             len: 0,
             scratch: Vec::new(),
+            discard: false,
         })
+    }
+
+    /// A sink that keeps nothing: the body of a request answered without it.
+    pub(crate) fn discard() -> BodySink {
+        BodySink {
+            memory: Vec::new(),
+            spool: None,
+            threshold: 0,
+            len: 0,
+            scratch: Vec::new(),
+            discard: true,
+        }
     }
 
     /// Appends `data`, moving the body to a file once it passes the threshold.
     pub(crate) fn push(&mut self, data: &[u8]) -> io::Result<()> {
         self.len += data.len() as u64;
+        if self.discard {
+            return Ok(());
+        }
         if let Some(spool) = &mut self.spool {
             return spool.write_all(data);
         }
@@ -112,6 +130,12 @@ impl BodySink {
         decoder: &mut ChunkedDecoder,
         input: &[u8],
     ) -> Result<Result<usize, io::Error>, ParseError> {
+        if self.discard {
+            self.scratch.clear();
+            let used = decoder.decode(input, &mut self.scratch)?;
+            self.len += self.scratch.len() as u64;
+            return Ok(Ok(used));
+        }
         if let Some(spool) = &mut self.spool {
             self.scratch.clear();
             let used = decoder.decode(input, &mut self.scratch)?;

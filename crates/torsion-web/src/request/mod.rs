@@ -356,6 +356,11 @@ impl Request {
         }
     }
 
+    /// Closes the connection after this response.
+    pub(crate) fn close_after(&self) {
+        self.inner.close.set(true);
+    }
+
     /// True when the connection must close after this response.
     pub(crate) fn wants_close(&self) -> bool {
         self.inner.close.get()

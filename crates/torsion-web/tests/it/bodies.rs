@@ -180,3 +180,58 @@ async fn a_length_over_the_default_limit_gets_413_before_the_body() -> Result<()
     assert!(!out.contains("100 Continue"), "{out}");
     port.stop_listening().await
 }
+
+/// Reads one response whose body is an HTML error page (it ends with `</html>\n`).
+async fn read_error_page(s: &mut TcpStream) -> std::io::Result<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(b"</html>\n") {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[torsion::test]
+async fn a_static_file_refuses_a_post_before_its_body_arrives() -> Result<(), Failure> {
+    let dir = std::env::temp_dir().join(format!("torsion-bodies-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("f.txt"), "static")?;
+    let (port, addr) = listen(Site::new(torsion_web::static_file::File::new(&dir)));
+
+    // 10 bytes of a 5 MB body: the 405 comes without the rest.
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(b"POST /f.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n0123456789")
+        .await?;
+    let out = read_error_page(&mut s).await?;
+    assert!(out.starts_with("HTTP/1.1 405 "), "{out}");
+    assert!(
+        out.contains("Allow: GET, HEAD") || out.to_ascii_lowercase().contains("allow: get, head"),
+        "{out}"
+    );
+    // The rest of the body is read and dropped; the connection goes on.
+    s.write_all(&vec![b'x'; 5_000_000 - 10]).await?;
+    s.write_all(b"GET /f.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await?;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.starts_with("HTTP/1.1 200 OK") && rest.ends_with("static"),
+        "{rest}"
+    );
+
+    // With Expect: 100-continue, no 100: the 405, and the connection closes.
+    let out = exchange(
+        addr,
+        b"PUT /f.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000000\r\n\r\n",
+    )
+    .await;
+    assert!(status_line(&out).starts_with("HTTP/1.1 405 "), "{out}");
+    assert!(!out.contains("100 Continue"), "{out}");
+    std::fs::remove_dir_all(&dir)?;
+    port.stop_listening().await
+}
