@@ -11,6 +11,9 @@
 //! (default 100,000 bytes), so a slow upload holds a bounded amount of memory. A
 //! `Content-Length` over [`SiteConfig::max_body`](crate::site::SiteConfig::max_body) (default
 //! 10 MiB) is answered 413 from the head, before any of the body (and with no `100 Continue`).
+//! For a request with a body, the resource is found once the head is in; one that
+//! [answers before the body](crate::resource::Resource::answers_before_body) (a static file
+//! asked to POST) is rendered at once, and the body read and dropped.
 //! Pipelined requests are parsed while earlier ones are still rendering, up to a depth, and
 //! while the connection's write buffer is under its high watermark; past either, parsing stops
 //! and so does reading from the socket, until the responses have gone out. A client that
