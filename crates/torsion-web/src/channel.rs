@@ -725,7 +725,11 @@ impl ChannelShared {
                         ..
                     } = *incoming;
                     if discard {
-                        // Answered already; the connection goes on with the next request.
+                        // Answered already; the connection goes on with the next request, idle
+                        // until it comes if the answer is out (else `pump` arms it after).
+                        if self.queue.borrow().is_empty() {
+                            self.arm(TimerKind::Idle);
+                        }
                         continue;
                     }
                     match body.finish() {

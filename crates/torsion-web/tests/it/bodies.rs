@@ -235,3 +235,26 @@ async fn a_static_file_refuses_a_post_before_its_body_arrives() -> Result<(), Fa
     std::fs::remove_dir_all(&dir)?;
     port.stop_listening().await
 }
+
+#[torsion::test]
+async fn after_a_body_answered_early_the_idle_time_out_runs() -> Result<(), Failure> {
+    let dir = std::env::temp_dir().join(format!("torsion-bodies-idle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("f.txt"), "static")?;
+    let clock = Clock::new();
+    let site = Site::new(torsion_web::static_file::File::new(&dir));
+    site.set_clock(clock.clone());
+    let (port, addr) = listen(site);
+    let mut s = TcpStream::connect(addr).await?;
+    // One write: the head and its whole (dropped) body are read together.
+    s.write_all(b"POST /f.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789")
+        .await?;
+    let out = read_error_page(&mut s).await?;
+    assert!(out.starts_with("HTTP/1.1 405 "), "{out}");
+    clock.advance(61.0);
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await?;
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    std::fs::remove_dir_all(&dir)?;
+    port.stop_listening().await
+}
