@@ -4,6 +4,16 @@
 //! Limits, each with its status: malformed request 400, URI too long 414, head too large or too
 //! many headers 431, body too large 413, unknown framing 400/501. A client that sends its head
 //! too slowly is answered 408 and closed (slowloris); an idle keep-alive connection is closed.
+//! A request body is read under its own time-out between two reads
+//! ([`SiteConfig::body_timeout`](crate::site::SiteConfig::body_timeout), default 60 s; 408 and
+//! close), and spooled to a temporary file past
+//! [`SiteConfig::body_spool_threshold`](crate::site::SiteConfig::body_spool_threshold)
+//! (default 100,000 bytes), so a slow upload holds a bounded amount of memory. A
+//! `Content-Length` over [`SiteConfig::max_body`](crate::site::SiteConfig::max_body) (default
+//! 10 MiB) is answered 413 from the head, before any of the body (and with no `100 Continue`).
+//! For a request with a body, the resource is found once the head is in; one that
+//! [answers before the body](crate::resource::Resource::answers_before_body) (a static file
+//! asked to POST) is rendered at once, and the body read and dropped.
 //! Pipelined requests are parsed while earlier ones are still rendering, up to a depth, and
 //! while the connection's write buffer is under its high watermark; past either, parsing stops
 //! and so does reading from the socket, until the responses have gone out. A client that
@@ -27,8 +37,8 @@ use crate::proto::{
     html_escape, parse_request_head, reason_phrase, request_body_kind, BodyKind, ChunkedDecoder,
     ParseError, Version,
 };
-use crate::request::{Request, RequestChannel};
-use crate::resource::{resource_for_request, Render};
+use crate::request::{BodySink, Request, RequestChannel};
+use crate::resource::{resource_for_request, Render, Resource};
 use crate::session::SessionSite;
 use crate::site_state::SiteInner;
 
@@ -45,8 +55,14 @@ enum ReadState {
 /// A request whose body is being read.
 struct Incoming {
     request: Request,
-    body: Vec<u8>,
+    /// In memory while small, then a temporary file.
+    body: BodySink,
     framing: BodyFraming,
+    /// The resource, found once the head was in (`None`: no resource, 404).
+    found: Option<Rc<dyn Resource>>,
+    /// The request was answered before its body (the resource did not need it): the body is
+    /// read and dropped.
+    discard: bool,
 }
 
 enum BodyFraming {
@@ -58,6 +74,8 @@ enum BodyFraming {
 enum TimerKind {
     Idle,
     Head,
+    /// Between two reads of a request body.
+    Body,
 }
 
 /// The requests read and not yet answered, in order. The first is held in place: a
@@ -229,7 +247,10 @@ impl RequestChannel for ChannelShared {
             t.lose_connection();
             return;
         }
-        self.arm(TimerKind::Idle);
+        if self.timer_kind() != Some(TimerKind::Body) {
+            // A body still arriving keeps its own time-out.
+            self.arm(TimerKind::Idle);
+        }
         self.resume_reading();
     }
 }
@@ -257,6 +278,7 @@ impl ChannelShared {
         let secs = match kind {
             TimerKind::Idle => self.site.config.idle_timeout,
             TimerKind::Head => self.site.config.header_timeout,
+            TimerKind::Body => self.site.config.body_timeout,
         };
         let Some(secs) = secs else {
             return self.disarm();
@@ -318,6 +340,23 @@ impl ChannelShared {
                 tracing::info!(target: "torsion_web", peer = %t.get_peer(), "request head not received in time; closing");
                 if self.queue.borrow().is_empty() {
                     t.write(&error_response(408, "The request took too long to arrive."));
+                }
+                t.lose_connection();
+            }
+            TimerKind::Body => {
+                tracing::info!(target: "torsion_web", peer = %t.get_peer(), "request body stalled past the body time-out; closing");
+                // A request whose body is being read is not queued yet, unless it was answered
+                // before its body: with nothing queued, nothing was sent for it (a `100
+                // Continue` aside).
+                let answered = self.reader.try_borrow().map_or(
+                    true,
+                    |r| matches!(&r.state, ReadState::Body(i) if i.discard),
+                );
+                if !answered && self.queue.borrow().is_empty() {
+                    t.write(&error_response(
+                        408,
+                        "The request body took too long to arrive.",
+                    ));
                 }
                 t.lose_connection();
             }
@@ -453,12 +492,37 @@ impl ChannelShared {
     /// Answers a request that could not be read, and closes; all of `input` counts as used.
     fn reject(&self, r: &mut Reader, t: &Transport, error: &ParseError, input: &[u8]) -> usize {
         tracing::info!(target: "torsion_web", peer = %t.get_peer(), "bad request: {error}; closing");
+        self.refuse(r, t, error.status(), &error.to_string(), input)
+    }
+
+    /// A request body could not be stored (its temporary file failed): 500, and close.
+    fn spool_failed(
+        &self,
+        r: &mut Reader,
+        t: &Transport,
+        e: &std::io::Error,
+        input: &[u8],
+    ) -> usize {
+        tracing::error!(target: "torsion_web", peer = %t.get_peer(), "cannot spool a request body to a temporary file: {e}; closing");
+        self.refuse(r, t, 500, "The request body could not be stored.", input)
+    }
+
+    /// Answers `code` (unless earlier responses are still due) and closes; all of `input`
+    /// counts as used.
+    fn refuse(
+        &self,
+        r: &mut Reader,
+        t: &Transport,
+        code: u16,
+        detail: &str,
+        input: &[u8],
+    ) -> usize {
         r.state = ReadState::Done;
         r.buf = None;
         self.cancel_timer();
         self.closing.set(true);
         if self.queue.borrow().is_empty() {
-            t.write(&error_response(error.status(), &error.to_string()));
+            t.write(&error_response(code, detail));
             t.lose_connection();
         }
         // Otherwise earlier responses go out first; pump() closes after them.
@@ -521,6 +585,10 @@ impl ChannelShared {
                                 && head.headers.has_token("expect", "100-continue");
                             let channel: Weak<ChannelShared> = self.me.clone();
                             let request = Request::new(head, t.get_peer(), t.get_host(), channel);
+                            let expected = match framing {
+                                BodyKind::Length(n) => Some(n),
+                                _ => None,
+                            };
                             let framing = match framing {
                                 BodyKind::Empty => {
                                     self.dispatch(r, request);
@@ -546,14 +614,74 @@ impl ChannelShared {
                                     )
                                 }
                             };
+                            // The resource is found now, so that one that answers without the
+                            // body (a static file asked to POST) does so before it arrives.
+                            let root = self.site.root.clone();
+                            let walked = catch_unwind(AssertUnwindSafe(|| {
+                                let found = resource_for_request(&root, &request);
+                                let early = found
+                                    .as_ref()
+                                    .is_some_and(|f| f.answers_before_body(&request));
+                                (found, early)
+                            }));
+                            let (found, early) = match walked {
+                                Ok(w) => w,
+                                Err(payload) => {
+                                    let f = Failure::from_panic(payload);
+                                    torsion::log::err(
+                                        &f,
+                                        &format!(
+                                            "finding the resource for {} {} panicked",
+                                            request.method(),
+                                            request.uri()
+                                        ),
+                                    );
+                                    return self.refuse(
+                                        r,
+                                        t,
+                                        500,
+                                        "An error occurred while finding this resource; it has been logged.",
+                                        input,
+                                    );
+                                }
+                            };
+                            if early {
+                                if continue_ok {
+                                    // The client waits for a 100 to send the body: it gets the
+                                    // answer instead, and the connection closes after it.
+                                    request.close_after();
+                                    self.dispatch_found(r, request, Some(found));
+                                    continue;
+                                }
+                                self.dispatch_found(r, request.clone(), Some(found));
+                                r.state = ReadState::Body(Box::new(Incoming {
+                                    request,
+                                    body: BodySink::discard(),
+                                    framing,
+                                    found: None,
+                                    discard: true,
+                                }));
+                                self.arm(TimerKind::Body);
+                                continue;
+                            }
                             if continue_ok && self.queue.borrow().is_empty() {
                                 t.write(b"HTTP/1.1 100 Continue\r\n\r\n");
                             }
+                            let body = match BodySink::new(
+                                self.site.config.body_spool_threshold,
+                                expected,
+                            ) {
+                                Ok(body) => body,
+                                Err(e) => return self.spool_failed(r, t, &e, input),
+                            };
                             r.state = ReadState::Body(Box::new(Incoming {
                                 request,
-                                body: Vec::new(),
+                                body,
                                 framing,
+                                found,
+                                discard: false,
                             }));
+                            self.arm(TimerKind::Body);
                         }
                     }
                 }
@@ -562,30 +690,53 @@ impl ChannelShared {
                     let complete = match framing {
                         BodyFraming::Length(remaining) => {
                             let take = (*remaining).min(rest.len() as u64) as usize;
-                            body.extend_from_slice(&rest[..take]);
+                            if let Err(e) = body.push(&rest[..take]) {
+                                return self.spool_failed(r, t, &e, input);
+                            }
                             pos += take;
                             *remaining -= take as u64;
                             *remaining == 0
                         }
-                        BodyFraming::Chunked(decoder) => match decoder.decode(rest, body) {
-                            Ok(used) => {
+                        BodyFraming::Chunked(decoder) => match body.push_chunked(decoder, rest) {
+                            Ok(Ok(used)) => {
                                 pos += used;
                                 decoder.is_done()
                             }
+                            Ok(Err(e)) => return self.spool_failed(r, t, &e, input),
                             Err(e) => return self.reject(r, t, &e, input),
                         },
                     };
                     if !complete {
+                        // More of the body is due: the time-out starts again from this read.
+                        self.arm(TimerKind::Body);
                         return pos;
                     }
+                    self.disarm();
                     let ReadState::Body(incoming) =
                         std::mem::replace(&mut r.state, ReadState::Head)
                     else {
                         unreachable!()
                     };
-                    let Incoming { request, body, .. } = *incoming;
-                    request.set_body(body);
-                    self.dispatch(r, request);
+                    let Incoming {
+                        request,
+                        body,
+                        found,
+                        discard,
+                        ..
+                    } = *incoming;
+                    if discard {
+                        // Answered already; the connection goes on with the next request, idle
+                        // until it comes if the answer is out (else `pump` arms it after).
+                        if self.queue.borrow().is_empty() {
+                            self.arm(TimerKind::Idle);
+                        }
+                        continue;
+                    }
+                    match body.finish() {
+                        Ok(body) => request.set_body(body),
+                        Err(e) => return self.spool_failed(r, t, &e, input),
+                    }
+                    self.dispatch_found(r, request, Some(found));
                 }
             }
         }
@@ -593,6 +744,17 @@ impl ChannelShared {
 
     /// Finds the resource and renders the request.
     fn dispatch(&self, r: &mut Reader, request: Request) {
+        self.dispatch_found(r, request, None);
+    }
+
+    /// Renders the request with the resource found for it (`Some(None)`: none, 404), or
+    /// finds it first (`None`).
+    fn dispatch_found(
+        &self,
+        r: &mut Reader,
+        request: Request,
+        found: Option<Option<Rc<dyn Resource>>>,
+    ) {
         if request.wants_close() {
             // Read no further requests; the connection closes after this one's response.
             r.stop_reading = true;
@@ -600,7 +762,11 @@ impl ChannelShared {
         self.queue.borrow_mut().push_back(request.clone());
         let root = self.site.root.clone();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            match resource_for_request(&root, &request) {
+            let found = match found {
+                Some(found) => found,
+                None => resource_for_request(&root, &request),
+            };
+            match found {
                 None => Some(Render::Body(no_resource(&request))),
                 Some(resource) => {
                     let render = resource.render(&request);

@@ -189,6 +189,18 @@ pub trait Resource: 'static {
         vec!["GET", "HEAD"]
     }
 
+    /// True when this resource answers `request` without its body (say, for a method it does
+    /// not support). The channel then renders the request as soon as its head is in, reads
+    /// and drops the body, and the client gets its answer without sending a large body
+    /// first; with `Expect: 100-continue`, no `100 Continue` is sent and the connection closes
+    /// after the answer. Only asked for requests with a body. Default false: the body is read
+    /// first, as in Twisted. The static [`File`](crate::static_file::File) says true for
+    /// every method but GET and HEAD.
+    fn answers_before_body(&self, request: &Request) -> bool {
+        let _ = request;
+        false
+    }
+
     /// Renders GET.
     fn render_get(&self, request: &Request) -> Render {
         let _ = request;

@@ -19,8 +19,21 @@ use crate::session::{Session, SessionSite};
 pub struct SiteConfig {
     /// Request head limits (URI 414, head size and header count 431).
     pub limits: Limits,
-    /// The largest request body accepted, in bytes (413 past it). Default 10 MiB.
+    /// The largest request body accepted, in bytes. Default 10 MiB (10,485,760), where nginx's
+    /// `client_max_body_size` is 1 MiB and Twisted has none. A `Content-Length` over it is
+    /// answered 413 from the head, before any of the body is read (and without a
+    /// `100 Continue`); a chunked body is answered 413 as soon as its chunks pass it.
     pub max_body: u64,
+    /// Bodies longer than this many bytes are spooled to a temporary file as they arrive
+    /// instead of being kept in memory, so each upload holds at most about this much memory.
+    /// Default 100,000, Twisted's threshold (`Request.gotLength`); a `Content-Length` over it
+    /// goes to the file from its first byte. See
+    /// [`Request::body`](crate::request::Request::body).
+    pub body_spool_threshold: u64,
+    /// Seconds a client may leave between two reads of a request body (nginx's
+    /// `client_body_timeout`) before the connection is closed, answered 408 if nothing was
+    /// sent for that request yet. Default 60; `None` waits forever.
+    pub body_timeout: Option<f64>,
     /// Seconds a client has to send a request head once it started (408 after). Default 30.
     pub header_timeout: Option<f64>,
     /// Seconds an idle keep-alive connection stays open. Default 60.
@@ -38,6 +51,8 @@ impl Default for SiteConfig {
         SiteConfig {
             limits: Limits::default(),
             max_body: 10 * 1024 * 1024,
+            body_spool_threshold: 100_000,
+            body_timeout: Some(60.0),
             header_timeout: Some(30.0),
             idle_timeout: Some(60.0),
             max_pipeline: 16,

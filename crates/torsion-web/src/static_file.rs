@@ -369,6 +369,12 @@ impl Resource for File {
         Some(&self.children)
     }
 
+    /// A file is only read: any other method than GET and HEAD gets its 405 without waiting
+    /// for the request's body.
+    fn answers_before_body(&self, request: &Request) -> bool {
+        !matches!(request.method(), "GET" | "HEAD")
+    }
+
     fn get_child(&self, name: &[u8], _request: &Request) -> Option<Rc<dyn Resource>> {
         if name.is_empty() {
             if !fs::metadata(&self.path).is_ok_and(|m| m.is_dir()) {

@@ -9,10 +9,13 @@
 //! [`Render::NotDoneYet`]: crate::resource::Render::NotDoneYet
 
 mod access_log;
+mod body;
 mod head;
 mod producer;
 mod response;
 
+pub use body::RequestBody;
+pub(crate) use body::{BodySink, StoredBody};
 pub use response::ResponseClosed;
 
 use std::cell::{Cell, Ref, RefCell, RefMut};
@@ -76,7 +79,7 @@ pub(crate) struct Inner {
     /// The segments not walked yet; split from the path on first use, so a request answered
     /// by a leaf at the root never splits it.
     postpath: RefCell<Option<VecDeque<Vec<u8>>>>,
-    body: RefCell<Vec<u8>>,
+    body: RefCell<StoredBody>,
     args: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
     client: Address,
     host: Address,
@@ -219,17 +222,48 @@ impl Request {
         }
     }
 
-    /// The request body.
+    /// The request body, whole. A body that was spooled to a temporary file (past
+    /// [`SiteConfig::body_spool_threshold`](crate::site::SiteConfig::body_spool_threshold),
+    /// 100,000 bytes by default) is read back into memory on the first call and kept; use
+    /// [`body`](Self::body) to stream a large body instead.
     pub fn content(&self) -> Ref<'_, [u8]> {
         Ref::map(self.inner.body.borrow(), |b| b.as_slice())
     }
 
-    pub(crate) fn set_body(&self, body: Vec<u8>) {
+    /// A reader over the request body (`Read` and `Seek`), from its start: over memory for a
+    /// small body, over its temporary file for a spooled one, never loading it whole. Fails
+    /// only if the temporary file cannot be opened again.
+    pub fn body(&self) -> std::io::Result<RequestBody> {
+        self.inner.body.borrow().reader()
+    }
+
+    /// The request body's length in bytes.
+    pub fn body_len(&self) -> u64 {
+        self.inner.body.borrow().len()
+    }
+
+    /// The temporary file holding the body, when it was spooled to disk (`None` for a body
+    /// kept in memory). The file is removed when the request is dropped.
+    pub fn body_path(&self) -> Option<std::path::PathBuf> {
+        self.inner.body.borrow().path().map(|p| p.to_owned())
+    }
+
+    pub(crate) fn set_body(&self, body: StoredBody) {
         let form = self
             .get_header("content-type")
             .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
         if form {
-            self.inner.args.borrow_mut().extend(parse_query(&body));
+            match &body {
+                StoredBody::Memory(b) => self.inner.args.borrow_mut().extend(parse_query(b)),
+                // Parsed from the file, without keeping its content in memory.
+                StoredBody::File { .. } => {
+                    let mut bytes = Vec::new();
+                    if let Ok(mut r) = body.reader() {
+                        let _ = std::io::Read::read_to_end(&mut r, &mut bytes);
+                    }
+                    self.inner.args.borrow_mut().extend(parse_query(&bytes));
+                }
+            }
         }
         *self.inner.body.borrow_mut() = body;
     }
@@ -320,6 +354,11 @@ impl Request {
         if let Some(c) = self.inner.channel.upgrade() {
             c.pump();
         }
+    }
+
+    /// Closes the connection after this response.
+    pub(crate) fn close_after(&self) {
+        self.inner.close.set(true);
     }
 
     /// True when the connection must close after this response.

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod bodies;
 mod client;
 mod client_interop;
 mod drain;
