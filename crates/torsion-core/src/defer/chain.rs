@@ -196,7 +196,7 @@ fn log_unhandled(failure: Failure) {
         "Unhandled error in Deferred:\n{}",
         failure.report()
     ));
-    crate::testing::keep_logged(crate::testing::LoggedHow::Unhandled, failure);
+    crate::log::kept::keep(crate::log::kept::How::Unhandled, failure);
 }
 
 impl<T> Drop for Start<T> {

@@ -40,7 +40,6 @@ use std::rc::Rc;
 pub use datagram::FakeDatagramTransport;
 pub use iosim::{connected_pair, Pump};
 pub use logged::{flush_logged_errors, LoggedError};
-pub(crate) use logged::{keep as keep_logged, keep_copy as keep_logged_copy, How as LoggedHow};
 pub use memory_reactor::{MemoryConnector, MemoryPort, MemoryReactor, RecordedFactory};
 pub use skip::{skip, Missing};
 pub use string_transport::StringTransport;

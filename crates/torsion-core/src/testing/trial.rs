@@ -42,7 +42,7 @@ where
 {
     let r = Reactor::new();
     r.set_install_signal_handlers(false);
-    super::logged::start();
+    crate::log::kept::start();
     let outcome: Rc<RefCell<Option<Result<(), Failure>>>> = Rc::default();
     let dirt: Rc<RefCell<Vec<String>>> = Rc::default();
     let timed_out = Rc::new(Cell::new(false));
@@ -89,7 +89,7 @@ where
             });
     });
     let run = r.run();
-    let unhandled = super::logged::stop();
+    let unhandled = crate::log::kept::stop();
     if unhandled > 0 {
         dirt.borrow_mut().push(format!(
             "{unhandled} Deferred failure(s) nobody handled (logged above; \
