@@ -4,6 +4,7 @@
 
 mod support;
 
+mod access_log;
 mod client;
 mod client_interop;
 mod drain;
