@@ -75,6 +75,12 @@ pub enum ServerDescription {
         extra_cert_chain: Option<String>,
         /// A PEM file with Diffie-Hellman parameters.
         dh_parameters: Option<String>,
+        /// `handshakeTimeout=SECONDS` (whole seconds): how long an accepted connection has to complete its
+        /// TLS handshake before it is aborted (default 60, nginx's `ssl_handshake_timeout`;
+        /// `0`: no limit, as Twisted). See [`ServerContext::with_handshake_timeout`].
+        ///
+        /// [`ServerContext::with_handshake_timeout`]: crate::tls::ServerContext::with_handshake_timeout
+        handshake_timeout: u32,
     },
     /// `systemd:domain=INET:index=N` — the N-th socket systemd passed.
     Systemd {
@@ -89,6 +95,10 @@ pub enum ServerDescription {
     HAProxy(Box<ServerDescription>),
 }
 
+/// The handshake timeout of a `tls:` endpoint without `handshakeTimeout=`, in seconds (the
+/// same as [`DEFAULT_HANDSHAKE_TIMEOUT`](crate::tls::DEFAULT_HANDSHAKE_TIMEOUT)).
+const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u32 = 60;
+
 const TCP_SERVER: &[&str] = &["port", "interface", "backlog"];
 const UNIX_SERVER: &[&str] = &["address", "mode", "backlog", "lockfile"];
 const TLS_SERVER: &[&str] = &[
@@ -100,6 +110,7 @@ const TLS_SERVER: &[&str] = &[
     "backlog",
     "extraCertChain",
     "dhParameters",
+    "handshakeTimeout",
 ];
 const SYSTEMD_SERVER: &[&str] = &["domain", "index"];
 
@@ -169,6 +180,8 @@ impl FromStr for ServerDescription {
                     cert_key: b.string("certKey"),
                     extra_cert_chain: b.string("extraCertChain"),
                     dh_parameters: b.string("dhParameters"),
+                    handshake_timeout: b
+                        .number_or("handshakeTimeout", DEFAULT_HANDSHAKE_TIMEOUT_SECONDS)?,
                 })
             }
             "systemd" => {
@@ -258,6 +271,7 @@ impl fmt::Display for ServerDescription {
                 cert_key,
                 extra_cert_chain,
                 dh_parameters,
+                handshake_timeout,
             } => {
                 f.write_str("tls")?;
                 let mut w = Writer { f };
@@ -269,7 +283,11 @@ impl fmt::Display for ServerDescription {
                 w.opt("interface", interface)?;
                 backlog(&mut w, *b)?;
                 w.opt("extraCertChain", extra_cert_chain)?;
-                w.opt("dhParameters", dh_parameters)
+                w.opt("dhParameters", dh_parameters)?;
+                if *handshake_timeout != DEFAULT_HANDSHAKE_TIMEOUT_SECONDS {
+                    w.kw("handshakeTimeout", handshake_timeout)?;
+                }
+                Ok(())
             }
             ServerDescription::Systemd { domain, index } => {
                 f.write_str("systemd")?;

@@ -126,7 +126,18 @@ fn tls_and_systemd_server_forms() {
             cert_key: Some("cert.pem".into()),
             extra_cert_chain: None,
             dh_parameters: None,
+            handshake_timeout: 60,
         }
+    );
+    match server("tls:8443:handshakeTimeout=2") {
+        ServerDescription::Tls {
+            handshake_timeout, ..
+        } => assert_eq!(handshake_timeout, 2),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        server("tls:8443:handshakeTimeout=5").to_string(),
+        "tls:8443:handshakeTimeout=5"
     );
     // ssl: is Twisted's older name for the same thing.
     assert_eq!(

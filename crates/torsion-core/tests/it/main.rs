@@ -74,6 +74,7 @@ mod tls_echo;
 mod tls_endpoints;
 mod tls_failures;
 mod tls_garbage;
+mod tls_handshake_timeout;
 mod tls_openssl;
 mod tls_starttls;
 mod udp_connected;
