@@ -73,6 +73,7 @@ where
         peer: Address,
         host: Address,
         proto: P,
+        send_timeout: Option<std::time::Duration>,
     ) {
         let layer = match TlsLayer::server(stream.config) {
             Ok(layer) => layer,
@@ -87,7 +88,7 @@ where
             if let Some(timeout) = stream.handshake_timeout {
                 abort_unless_handshaken(reactor, &conn, timeout);
             }
-            crate::stream::start(reactor, conn, proto);
+            crate::stream::start(reactor, conn, proto, send_timeout);
         }
     }
 }

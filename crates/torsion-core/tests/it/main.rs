@@ -65,6 +65,7 @@ mod tcp_drain;
 mod tcp_echo;
 mod tcp_panic;
 mod tcp_poller;
+mod tcp_send_timeout;
 mod tcp_timeout;
 mod testing_kit;
 mod testing_skip;
