@@ -61,7 +61,7 @@
 //! assert_eq!(client.to_string(), "tcp:host=example.com:port=80");
 //!
 //! let err = "tcp:8080:intrface=::1".parse::<ServerDescription>().unwrap_err();
-//! assert_eq!(err.to_string(), "unknown keyword 'intrface' for a tcp endpoint (expected port, interface, backlog)");
+//! assert_eq!(err.to_string(), "unknown keyword 'intrface' for a tcp endpoint (expected port, interface, backlog, sendTimeout)");
 //! ```
 //!
 //! With a reactor, [`server_from_string`] and [`client_from_string`] make endpoints that

@@ -35,6 +35,7 @@ pub(super) fn listen_tls<F: Factory>(
         cert_key,
         extra_cert_chain,
         handshake_timeout,
+        send_timeout,
         ..
     } = description
     else {
@@ -61,7 +62,9 @@ pub(super) fn listen_tls<F: Factory>(
         factory,
         context,
         interface.as_deref().unwrap_or("0.0.0.0"),
-        options.backlog(*backlog),
+        options
+            .backlog(*backlog)
+            .send_timeout(super::server::send_timeout_option(*send_timeout)),
     )
 }
 
