@@ -53,7 +53,12 @@
 //! let server: ServerDescription = r"tcp6:8080:interface=\:\:1".parse().unwrap();
 //! assert_eq!(
 //!     server,
-//!     ServerDescription::Tcp6 { port: 8080, interface: "::1".into(), backlog: 1024 }
+//!     ServerDescription::Tcp6 {
+//!         port: 8080,
+//!         interface: "::1".into(),
+//!         backlog: 1024,
+//!         send_timeout: 60,
+//!     }
 //! );
 //! assert_eq!(server.to_string(), r"tcp6:8080:interface=\:\:1");
 //!
