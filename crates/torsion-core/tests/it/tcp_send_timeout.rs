@@ -80,3 +80,40 @@ async fn a_peer_that_never_reads_is_aborted_and_a_reader_is_served() -> Result<(
     drop(stalled);
     port.stop_listening().await
 }
+
+#[torsion::test(timeout = 30)]
+async fn a_slow_reader_that_keeps_taking_bytes_outlives_the_timeout() -> Result<(), Failure> {
+    let ends = Rc::new(RefCell::new(Vec::new()));
+    let e = ends.clone();
+    let timeout = Duration::from_millis(300);
+    let options = ListenOptions::default().send_timeout(Some(timeout));
+    let port =
+        reactor().listen_tcp_with(0, factory(move || Flood(e.clone())), "127.0.0.1", options)?;
+    let addr = port.get_host().socket_addr().unwrap();
+    let started = Instant::now();
+    let mut reader = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut got = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // The reader's pace: 1 MiB at a time, a third of the timeout apart, so the whole
+        // download takes several timeouts but no gap reaches one.
+        let mut chunk = 0;
+        while chunk < (1 << 20) {
+            let n = reader.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            chunk += n;
+        }
+        got += chunk;
+        if chunk < (1 << 20) {
+            break;
+        }
+        tokio::time::sleep(timeout / 3).await;
+    }
+    assert_eq!(got, SIZE);
+    assert!(started.elapsed() > timeout * 3, "the download was not slow");
+    until("the connection to end", || ends.borrow().len() == 1).await;
+    assert!(ends.borrow()[0].contains("Done"), "{:?}", ends.borrow());
+    port.stop_listening().await
+}
