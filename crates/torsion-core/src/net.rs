@@ -256,9 +256,14 @@ impl Reactor {
                 #[cfg(feature = "tls")]
                 if let Some(context) = &tcp.tls {
                     let wrap = crate::tcp::tls::server_layer(context);
-                    return listener.listen(self, host, factory, wrap);
+                    let port = listener.listen(self, host, factory, wrap)?;
+                    port.set_send_timeout(tcp.options.send_timeout);
+                    return Ok(port);
                 }
-                listener.listen(self, host, factory, crate::tcp::Plain)
+                let port = listener.listen(self, host, factory, crate::tcp::Plain)?;
+                // Set before the accept loop first runs, so every connection gets it.
+                port.set_send_timeout(tcp.options.send_timeout);
+                Ok(port)
             }
             ListenKind::Unix(unix) => self.unix_listen(&unix.path, factory, unix.options),
         }

@@ -666,7 +666,8 @@ impl crate::port::Acceptor for PolledListener {
         peer: Address,
         host: Address,
         proto: P,
+        send_timeout: Option<std::time::Duration>,
     ) {
-        crate::stream::start(reactor, Conn::new(stream, peer, host), proto);
+        crate::stream::start(reactor, Conn::new(stream, peer, host), proto, send_timeout);
     }
 }

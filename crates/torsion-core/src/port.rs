@@ -36,13 +36,15 @@ pub(crate) trait Acceptor: 'static {
     /// Accepts a connection: the stream, the peer's address and this end's address.
     fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted<Self::Stream>>>;
 
-    /// Starts one accepted connection, which then runs to its end on its own.
+    /// Starts one accepted connection, which then runs to its end on its own; a
+    /// `send_timeout` aborts it when its writes make no progress for that long.
     fn serve<P: Protocol>(
         reactor: &Reactor,
         stream: Self::Stream,
         peer: Address,
         host: Address,
         proto: P,
+        send_timeout: Option<Duration>,
     );
 }
 
@@ -54,6 +56,8 @@ struct Port<A> {
     stop_factory: RefCell<Option<Box<dyn FnOnce()>>>,
     reactor: Reactor,
     conns: Rc<ConnGroup>,
+    /// The send timeout each accepted connection gets.
+    send_timeout: Cell<Option<Duration>>,
 }
 
 /// The connections a port accepted and that have not ended yet.
@@ -152,9 +156,17 @@ trait PortControl {
     fn listening(&self) -> bool;
     fn conns(&self) -> &Rc<ConnGroup>;
     fn reactor(&self) -> &Reactor;
+    fn set_send_timeout(&self, timeout: Option<Duration>);
+    fn send_timeout(&self) -> Option<Duration>;
 }
 
 impl<A: Acceptor> PortControl for Port<A> {
+    fn set_send_timeout(&self, timeout: Option<Duration>) {
+        self.send_timeout.set(timeout);
+    }
+    fn send_timeout(&self) -> Option<Duration> {
+        self.send_timeout.get()
+    }
     fn close(&self) {
         let listener = self.listener.borrow_mut().take();
         if listener.is_none() {
@@ -220,7 +232,29 @@ pub struct ListeningPort {
     port: Rc<dyn PortControl>,
 }
 
+/// The default send timeout of a listening port's connections: 60 s, as nginx's
+/// `send_timeout`. See [`ListeningPort::set_send_timeout`].
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl ListeningPort {
+    /// Sets the send timeout of the connections this port accepts from now on (`None`: no
+    /// limit, as Twisted). A connection with bytes waiting in its write buffer that the peer
+    /// takes none of for this long is aborted, with a log line naming the peer: a client that
+    /// stops reading would otherwise hold the connection and its buffer for ever. The timer
+    /// is armed when a write blocks and reset by any progress, not per write. The default is
+    /// [`DEFAULT_SEND_TIMEOUT`] (60 s, nginx's `send_timeout`); endpoint strings take
+    /// `sendTimeout=SECONDS` (`tcp:`, `tcp6:`, `tls:`), and
+    /// [`ListenOptions::send_timeout`](crate::tcp::ListenOptions::send_timeout) sets it when
+    /// listening.
+    pub fn set_send_timeout(&self, timeout: Option<Duration>) {
+        self.port.set_send_timeout(timeout);
+    }
+
+    /// The send timeout of this port's new connections (`None`: no limit).
+    pub fn send_timeout(&self) -> Option<Duration> {
+        self.port.send_timeout()
+    }
+
     /// The address the port listens on; with TCP port 0 this tells the port the system chose.
     pub fn get_host(&self) -> Address {
         self.port.host().clone()
@@ -343,6 +377,7 @@ pub(crate) fn listen<A: Acceptor, F: Factory>(
         stop_factory: RefCell::new(Some(Box::new(move || stopping.stop_factory()))),
         reactor: reactor.clone(),
         conns: Rc::default(),
+        send_timeout: Cell::new(Some(DEFAULT_SEND_TIMEOUT)),
     });
     let weak: std::rc::Weak<dyn Disconnect> = {
         let w: std::rc::Weak<Port<A>> = Rc::downgrade(&port);
@@ -394,6 +429,6 @@ async fn accept_loop<A: Acceptor, F: Factory>(reactor: Reactor, port: Rc<Port<A>
             group: port.conns.clone(),
             slot,
         };
-        A::serve(&reactor, stream, peer, host, proto);
+        A::serve(&reactor, stream, peer, host, proto, port.send_timeout.get());
     }
 }

@@ -109,14 +109,34 @@ impl std::fmt::Display for ConnAddrs {
 
 /// A connection's write buffer, made on first use: most connections send everything they
 /// write at once (from the thread's gathering buffer), and an idle one then holds a pointer
-/// instead of a `BytesMut`.
+/// instead of a `BytesMut`. The send timeout's state lives with it, so a connection that
+/// never blocks pays nothing for it.
 #[derive(Default)]
-struct WriteBuf(RefCell<Option<Box<BytesMut>>>);
+struct WriteBuf(RefCell<Option<Box<WriteState>>>);
+
+/// The buffer and the send timeout's state.
+#[derive(Default)]
+struct WriteState {
+    buf: BytesMut,
+    /// When the writes last blocked with no progress since (reactor seconds); `None` after
+    /// progress.
+    stalled_since: Option<f64>,
+    /// The pending send-timeout check, cancelled when the buffer goes.
+    timer: Option<crate::reactor::DelayedCall>,
+}
+
+impl Drop for WriteState {
+    fn drop(&mut self) {
+        if let Some(t) = self.timer.take() {
+            let _ = t.cancel();
+        }
+    }
+}
 
 impl WriteBuf {
     #[inline]
     fn len(&self) -> usize {
-        self.0.borrow().as_ref().map_or(0, |b| b.len())
+        self.0.borrow().as_ref().map_or(0, |b| b.buf.len())
     }
 
     #[inline]
@@ -127,18 +147,27 @@ impl WriteBuf {
     /// The buffer, made now if there is none.
     fn borrow_mut(&self) -> std::cell::RefMut<'_, BytesMut> {
         std::cell::RefMut::map(self.0.borrow_mut(), |b| {
-            &mut **b.get_or_insert_with(Box::default)
+            &mut b.get_or_insert_with(Box::default).buf
         })
     }
 
-    /// The buffer, if there is one.
-    fn existing(&self) -> Option<std::cell::RefMut<'_, BytesMut>> {
+    /// The buffer and its state, if there is one.
+    fn state(&self) -> Option<std::cell::RefMut<'_, WriteState>> {
         std::cell::RefMut::filter_map(self.0.borrow_mut(), |b| b.as_deref_mut()).ok()
     }
 
     /// Frees the buffer.
     fn release(&self) {
         *self.0.borrow_mut() = None;
+    }
+
+    /// Frees a large drained buffer's memory; the state stays while a timer is pending.
+    fn shrink(&self) {
+        let mut b = self.0.borrow_mut();
+        match b.as_deref_mut() {
+            Some(w) if w.timer.is_some() => w.buf = BytesMut::new(),
+            _ => *b = None,
+        }
     }
 }
 
@@ -207,21 +236,29 @@ impl<S: StreamSocket> Conn<S> {
         let Some(sock) = sock.as_ref() else {
             return Ok(true);
         };
-        let Some(mut buf) = self.wbuf.existing() else {
+        let Some(mut state) = self.wbuf.state() else {
             return Ok(true);
         };
-        while !buf.is_empty() {
-            match sock.try_write(&buf) {
+        while !state.buf.is_empty() {
+            match sock.try_write(&state.buf) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => buf.advance(n),
+                Ok(n) => {
+                    state.buf.advance(n);
+                    // Progress: the send timeout starts again from the next block.
+                    state.stalled_since = None;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        if buf.capacity() > KEEP_WRITE_CAPACITY {
-            drop(buf);
-            self.wbuf.release();
+        // Drained: no check is needed until the writes block again.
+        if let Some(t) = state.timer.take() {
+            let _ = t.cancel();
+        }
+        if state.buf.capacity() > KEEP_WRITE_CAPACITY {
+            drop(state);
+            self.wbuf.shrink();
         }
         Ok(true)
     }
@@ -525,9 +562,17 @@ fn protocol_name<P>() -> &'static str {
 
 /// Starts a server-side connection on the engine its socket uses; it then runs to its end on
 /// its own.
-pub(crate) fn start<S: StreamSocket, P: Protocol>(reactor: &Reactor, conn: Rc<Conn<S>>, proto: P) {
+pub(crate) fn start<S: StreamSocket, P: Protocol>(
+    reactor: &Reactor,
+    conn: Rc<Conn<S>>,
+    proto: P,
+    send_timeout: Option<std::time::Duration>,
+) {
     let mut connection = run_connection(reactor, conn, proto, |_: &Transport| {});
     connection.report = false;
+    connection.send_timeout_ms = send_timeout.map_or(0, |t| {
+        u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
+    });
     S::start(reactor, connection);
 }
 
@@ -548,6 +593,7 @@ pub(crate) fn run_connection<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)
         on_made: Some(on_made),
         live_id: None,
         report: true,
+        send_timeout_ms: 0,
     }
 }
 
@@ -567,6 +613,8 @@ pub(crate) struct Connection<S: StreamSocket, P, M> {
     /// Whether the end is wanted as a `Failure` (a client factory hears it); a server
     /// connection's is not, and is not made.
     report: bool,
+    /// The send timeout in milliseconds (0: none); a `u32` fits beside the fields above.
+    send_timeout_ms: u32,
 }
 
 impl<S: StreamSocket, P, M> Connection<S, P, M> {
@@ -622,9 +670,75 @@ impl<S: StreamSocket, P: Protocol, M: FnOnce(&Transport)> std::future::Future
                 end,
                 this.report,
             )),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                if this.send_timeout_ms != 0 {
+                    watch_stalled_writes(&this.reactor, conn, this.send_timeout_ms);
+                }
+                Poll::Pending
+            }
         }
     }
+}
+
+/// A connection that has just gone to sleep: if its writes are blocked, notes since when
+/// (unless it already knows) and makes sure a check is pending. Nothing is done per write;
+/// progress only clears the mark ([`Conn::flush`]).
+fn watch_stalled_writes<S: StreamSocket>(reactor: &Reactor, conn: &Rc<Conn<S>>, timeout_ms: u32) {
+    let Some(mut state) = conn.wbuf.state() else {
+        return;
+    };
+    if state.buf.is_empty() {
+        return;
+    }
+    if state.stalled_since.is_none() {
+        state.stalled_since = Some(reactor.seconds());
+    }
+    if state.timer.is_none() {
+        let timeout = f64::from(timeout_ms) / 1000.0;
+        state.timer = Some(send_timer(reactor, Rc::downgrade(conn), timeout, timeout));
+    }
+}
+
+/// The send-timeout check, due in `delay` seconds: aborts the connection if its writes have
+/// been blocked with no progress for `timeout` seconds, else checks again when they would
+/// have been.
+fn send_timer<S: StreamSocket>(
+    reactor: &Reactor,
+    conn: std::rc::Weak<Conn<S>>,
+    delay: f64,
+    timeout: f64,
+) -> crate::reactor::DelayedCall {
+    reactor.call_later(delay, move || {
+        let Some(conn) = conn.upgrade() else {
+            return;
+        };
+        let r = crate::reactor::reactor();
+        let Some(mut state) = conn.wbuf.state() else {
+            return;
+        };
+        state.timer = None;
+        if state.buf.is_empty() {
+            state.stalled_since = None;
+            return;
+        }
+        let now = r.seconds();
+        let since = *state.stalled_since.get_or_insert(now);
+        let left = since + timeout - now;
+        if left > 0.0 {
+            state.timer = Some(send_timer(&r, Rc::downgrade(&conn), left, timeout));
+            return;
+        }
+        let pending = state.buf.len();
+        drop(state);
+        tracing::info!(
+            target: "torsion",
+            peer = %conn.addrs,
+            "send timed out: {pending} bytes not taken by the peer for {timeout} s; aborting \
+             that connection"
+        );
+        conn.update(Lifecycle::abort);
+        conn.notify();
+    })
 }
 
 /// A connection's engine as a driver runs it: polled to its end, and reachable at shutdown.

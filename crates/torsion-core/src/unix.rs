@@ -343,6 +343,7 @@ impl Acceptor for UnixAcceptor {
         peer: Address,
         host: Address,
         proto: P,
+        _send_timeout: Option<std::time::Duration>,
     ) {
         // A task of its own, which keeps the connection's credentials on record.
         let r = reactor.clone();

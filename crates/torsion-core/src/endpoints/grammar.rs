@@ -184,6 +184,9 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// Parameters Twisted does not have: only given by keyword.
+const KEYWORD_ONLY: &[&str] = &["handshakeTimeout", "sendTimeout"];
+
 /// Arguments bound to a kind's parameters, by Python's call rules.
 pub(super) struct Bound {
     kind: &'static str,
@@ -197,10 +200,16 @@ impl Bound {
         args: Vec<String>,
         kw: Vec<(String, String)>,
     ) -> Result<Bound, EndpointError> {
-        if args.len() > params.len() {
+        // Torsion's own parameters come last and are keyword-only, so Twisted's positional
+        // forms read (and fail) as they do in Twisted.
+        let positional = params
+            .iter()
+            .take_while(|p| !KEYWORD_ONLY.contains(p))
+            .count();
+        if args.len() > positional {
             return Err(EndpointError::TooManyArguments {
                 kind,
-                extra: args[params.len()].clone(),
+                extra: args[positional].clone(),
             });
         }
         let mut values: Vec<(&'static str, String)> = params.iter().copied().zip(args).collect();

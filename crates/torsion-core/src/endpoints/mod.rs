@@ -53,7 +53,12 @@
 //! let server: ServerDescription = r"tcp6:8080:interface=\:\:1".parse().unwrap();
 //! assert_eq!(
 //!     server,
-//!     ServerDescription::Tcp6 { port: 8080, interface: "::1".into(), backlog: 1024 }
+//!     ServerDescription::Tcp6 {
+//!         port: 8080,
+//!         interface: "::1".into(),
+//!         backlog: 1024,
+//!         send_timeout: 60,
+//!     }
 //! );
 //! assert_eq!(server.to_string(), r"tcp6:8080:interface=\:\:1");
 //!
@@ -61,7 +66,7 @@
 //! assert_eq!(client.to_string(), "tcp:host=example.com:port=80");
 //!
 //! let err = "tcp:8080:intrface=::1".parse::<ServerDescription>().unwrap_err();
-//! assert_eq!(err.to_string(), "unknown keyword 'intrface' for a tcp endpoint (expected port, interface, backlog)");
+//! assert_eq!(err.to_string(), "unknown keyword 'intrface' for a tcp endpoint (expected port, interface, backlog, sendTimeout)");
 //! ```
 //!
 //! With a reactor, [`server_from_string`] and [`client_from_string`] make endpoints that

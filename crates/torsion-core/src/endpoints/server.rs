@@ -38,6 +38,11 @@ pub enum ServerDescription {
         interface: Option<String>,
         /// The listen backlog (default 1024).
         backlog: u32,
+        /// `sendTimeout=SECONDS` (whole seconds): how long a connection's writes may stay
+        /// blocked with no progress before it is aborted (default 60, nginx's
+        /// `send_timeout`; `0`: no limit, as Twisted). See
+        /// [`ListeningPort::set_send_timeout`].
+        send_timeout: u32,
     },
     /// `tcp6:PORT:interface=IP:backlog=N` — TCP over IPv6.
     Tcp6 {
@@ -47,6 +52,11 @@ pub enum ServerDescription {
         interface: String,
         /// The listen backlog (default 1024).
         backlog: u32,
+        /// `sendTimeout=SECONDS` (whole seconds): how long a connection's writes may stay
+        /// blocked with no progress before it is aborted (default 60, nginx's
+        /// `send_timeout`; `0`: no limit, as Twisted). See
+        /// [`ListeningPort::set_send_timeout`].
+        send_timeout: u32,
     },
     /// `unix:PATH:mode=OCTAL:backlog=N:lockfile=0|1` — a Unix socket.
     Unix {
@@ -75,6 +85,17 @@ pub enum ServerDescription {
         extra_cert_chain: Option<String>,
         /// A PEM file with Diffie-Hellman parameters.
         dh_parameters: Option<String>,
+        /// `handshakeTimeout=SECONDS` (whole seconds): how long an accepted connection has to complete its
+        /// TLS handshake before it is aborted (default 60, nginx's `ssl_handshake_timeout`;
+        /// `0`: no limit, as Twisted). See [`ServerContext::with_handshake_timeout`].
+        ///
+        /// [`ServerContext::with_handshake_timeout`]: crate::tls::ServerContext::with_handshake_timeout
+        handshake_timeout: u32,
+        /// `sendTimeout=SECONDS` (whole seconds): how long a connection's writes may stay
+        /// blocked with no progress before it is aborted (default 60, nginx's
+        /// `send_timeout`; `0`: no limit, as Twisted). See
+        /// [`ListeningPort::set_send_timeout`].
+        send_timeout: u32,
     },
     /// `systemd:domain=INET:index=N` — the N-th socket systemd passed.
     Systemd {
@@ -89,7 +110,20 @@ pub enum ServerDescription {
     HAProxy(Box<ServerDescription>),
 }
 
-const TCP_SERVER: &[&str] = &["port", "interface", "backlog"];
+/// The handshake timeout of a `tls:` endpoint without `handshakeTimeout=`, in seconds (the
+/// same as [`DEFAULT_HANDSHAKE_TIMEOUT`](crate::tls::DEFAULT_HANDSHAKE_TIMEOUT)).
+const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u32 = 60;
+
+/// The send timeout of a `tcp:`, `tcp6:` or `tls:` endpoint without `sendTimeout=`, in
+/// seconds (the same as [`DEFAULT_SEND_TIMEOUT`](crate::tcp::DEFAULT_SEND_TIMEOUT)).
+const DEFAULT_SEND_TIMEOUT_SECONDS: u32 = 60;
+
+/// `sendTimeout=` seconds as a listener's setting: 0 is no limit.
+pub(super) fn send_timeout_option(seconds: u32) -> Option<std::time::Duration> {
+    (seconds > 0).then(|| std::time::Duration::from_secs(u64::from(seconds)))
+}
+
+const TCP_SERVER: &[&str] = &["port", "interface", "backlog", "sendTimeout"];
 const UNIX_SERVER: &[&str] = &["address", "mode", "backlog", "lockfile"];
 const TLS_SERVER: &[&str] = &[
     "port",
@@ -100,6 +134,8 @@ const TLS_SERVER: &[&str] = &[
     "backlog",
     "extraCertChain",
     "dhParameters",
+    "handshakeTimeout",
+    "sendTimeout",
 ];
 const SYSTEMD_SERVER: &[&str] = &["domain", "index"];
 
@@ -127,17 +163,20 @@ impl FromStr for ServerDescription {
                 let b = Bound::bind(if v6 { "tcp6" } else { "tcp" }, TCP_SERVER, args, kw)?;
                 let port = b.required_number("port")?;
                 let backlog = b.number_or("backlog", DEFAULT_BACKLOG)?;
+                let send_timeout = b.number_or("sendTimeout", DEFAULT_SEND_TIMEOUT_SECONDS)?;
                 Ok(if v6 {
                     ServerDescription::Tcp6 {
                         port,
                         interface: b.string("interface").unwrap_or_else(|| "::".into()),
                         backlog,
+                        send_timeout,
                     }
                 } else {
                     ServerDescription::Tcp {
                         port,
                         interface: b.string("interface").filter(|i| !i.is_empty()),
                         backlog,
+                        send_timeout,
                     }
                 })
             }
@@ -169,6 +208,9 @@ impl FromStr for ServerDescription {
                     cert_key: b.string("certKey"),
                     extra_cert_chain: b.string("extraCertChain"),
                     dh_parameters: b.string("dhParameters"),
+                    handshake_timeout: b
+                        .number_or("handshakeTimeout", DEFAULT_HANDSHAKE_TIMEOUT_SECONDS)?,
+                    send_timeout: b.number_or("sendTimeout", DEFAULT_SEND_TIMEOUT_SECONDS)?,
                 })
             }
             "systemd" => {
@@ -207,22 +249,32 @@ impl fmt::Display for ServerDescription {
                 w.kw("backlog", b)
             }
         };
+        let send_timeout = |w: &mut Writer<'_, '_>, t: u32| {
+            if t == DEFAULT_SEND_TIMEOUT_SECONDS {
+                Ok(())
+            } else {
+                w.kw("sendTimeout", t)
+            }
+        };
         match self {
             ServerDescription::Tcp {
                 port,
                 interface,
                 backlog: b,
+                send_timeout: t,
             } => {
                 f.write_str("tcp")?;
                 let mut w = Writer { f };
                 w.pos(port)?;
                 w.opt("interface", interface)?;
-                backlog(&mut w, *b)
+                backlog(&mut w, *b)?;
+                send_timeout(&mut w, *t)
             }
             ServerDescription::Tcp6 {
                 port,
                 interface,
                 backlog: b,
+                send_timeout: t,
             } => {
                 f.write_str("tcp6")?;
                 let mut w = Writer { f };
@@ -230,7 +282,8 @@ impl fmt::Display for ServerDescription {
                 if interface != "::" {
                     w.kw("interface", interface)?;
                 }
-                backlog(&mut w, *b)
+                backlog(&mut w, *b)?;
+                send_timeout(&mut w, *t)
             }
             ServerDescription::Unix {
                 address,
@@ -258,6 +311,8 @@ impl fmt::Display for ServerDescription {
                 cert_key,
                 extra_cert_chain,
                 dh_parameters,
+                handshake_timeout,
+                send_timeout: t,
             } => {
                 f.write_str("tls")?;
                 let mut w = Writer { f };
@@ -269,7 +324,11 @@ impl fmt::Display for ServerDescription {
                 w.opt("interface", interface)?;
                 backlog(&mut w, *b)?;
                 w.opt("extraCertChain", extra_cert_chain)?;
-                w.opt("dhParameters", dh_parameters)
+                w.opt("dhParameters", dh_parameters)?;
+                if *handshake_timeout != DEFAULT_HANDSHAKE_TIMEOUT_SECONDS {
+                    w.kw("handshakeTimeout", handshake_timeout)?;
+                }
+                send_timeout(&mut w, *t)
             }
             ServerDescription::Systemd { domain, index } => {
                 f.write_str("systemd")?;
@@ -336,21 +395,27 @@ impl ServerEndpoint {
                 port,
                 interface,
                 backlog,
+                send_timeout,
             } => self.reactor.listen_tcp_with(
                 *port,
                 factory,
                 interface.as_deref().unwrap_or("0.0.0.0"),
-                self.options.backlog(*backlog),
+                self.options
+                    .backlog(*backlog)
+                    .send_timeout(send_timeout_option(*send_timeout)),
             ),
             ServerDescription::Tcp6 {
                 port,
                 interface,
                 backlog,
+                send_timeout,
             } => self.reactor.listen_tcp_with(
                 *port,
                 factory,
                 interface,
-                self.options.backlog(*backlog),
+                self.options
+                    .backlog(*backlog)
+                    .send_timeout(send_timeout_option(*send_timeout)),
             ),
             ServerDescription::Unix {
                 address,

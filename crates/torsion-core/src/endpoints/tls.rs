@@ -34,6 +34,8 @@ pub(super) fn listen_tls<F: Factory>(
         private_key,
         cert_key,
         extra_cert_chain,
+        handshake_timeout,
+        send_timeout,
         ..
     } = description
     else {
@@ -45,7 +47,9 @@ pub(super) fn listen_tls<F: Factory>(
         if let Some(extra) = extra_cert_chain {
             identity = identity.with_extra_chain(load_certificates(extra)?);
         }
-        ServerContext::new(identity)
+        let timeout = (*handshake_timeout > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(*handshake_timeout)));
+        Ok::<_, crate::tls::TlsError>(ServerContext::new(identity)?.with_handshake_timeout(timeout))
     })()
     .map_err(|e| {
         CannotListenError::new(
@@ -58,7 +62,9 @@ pub(super) fn listen_tls<F: Factory>(
         factory,
         context,
         interface.as_deref().unwrap_or("0.0.0.0"),
-        options.backlog(*backlog),
+        options
+            .backlog(*backlog)
+            .send_timeout(super::server::send_timeout_option(*send_timeout)),
     )
 }
 

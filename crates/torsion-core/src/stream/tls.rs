@@ -79,6 +79,14 @@ impl<S: StreamSocket> Conn<S> {
         Ok(())
     }
 
+    /// Keeps a listener's handshake timer with the layer, to be cancelled when the handshake
+    /// completes or the connection ends.
+    pub(crate) fn set_handshake_timer(&self, timer: crate::reactor::DelayedCall) {
+        if let Some(mut layer) = self.tls.layer() {
+            layer.handshake_timer = Some(timer);
+        }
+    }
+
     /// Runs `f` on the layer, if there is one.
     pub(crate) fn with_tls<T>(&self, f: impl FnOnce(&TlsLayer) -> T) -> Option<T> {
         self.tls.0.get().map(|l| f(&l.borrow()))
@@ -172,7 +180,10 @@ impl<S: StreamSocket> Conn<S> {
                 let fed = layer.feed(&mut input, &mut self.wbuf.borrow_mut());
                 let close = match layer.is_handshaking() {
                     true => None,
-                    false => layer.pending_close.take(),
+                    false => {
+                        layer.cancel_handshake_timer();
+                        layer.pending_close.take()
+                    }
                 };
                 (fed, close)
             };
@@ -242,6 +253,9 @@ impl<S: StreamSocket> Conn<S> {
     /// failure to send ours because it also closed the socket (a broken pipe, a reset) is
     /// still a clean end.
     pub(super) fn tls_end(&self, end: End) -> End {
+        if let Some(mut layer) = self.tls.layer() {
+            layer.cancel_handshake_timer();
+        }
         match end {
             End::Reset(e)
                 if matches!(

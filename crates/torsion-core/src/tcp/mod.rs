@@ -34,7 +34,7 @@ use crate::connector::{connector_hook, ConnectorInner, ConnectorState};
 use crate::error::{
     CannotListenError, ConnectError, ConnectionRefusedError, ReactorNotRestartable, TimeoutError,
 };
-pub use crate::port::ListeningPort;
+pub use crate::port::{ListeningPort, DEFAULT_SEND_TIMEOUT};
 use crate::protocol::Protocol;
 use crate::protocol::{ClientFactory, Factory};
 use crate::reactor::Reactor;
@@ -114,6 +114,10 @@ pub struct ListenOptions {
     pub backlog: u32,
     /// What runs the accepted connections (see [`Driver`]).
     pub driver: Driver,
+    /// How long a connection's writes may stay blocked with no progress before it is
+    /// aborted (`None`: no limit, as Twisted). Default [`DEFAULT_SEND_TIMEOUT`], 60 s as
+    /// nginx's `send_timeout`; see [`ListeningPort::set_send_timeout`].
+    pub send_timeout: Option<Duration>,
 }
 
 impl Default for ListenOptions {
@@ -122,6 +126,7 @@ impl Default for ListenOptions {
             reuse_port: false,
             backlog: BACKLOG,
             driver: Driver::default(),
+            send_timeout: Some(DEFAULT_SEND_TIMEOUT),
         }
     }
 }
@@ -178,6 +183,12 @@ impl ListenOptions {
         self
     }
 
+    /// These options with another send timeout (`None`: no limit).
+    pub fn send_timeout(mut self, timeout: Option<Duration>) -> ListenOptions {
+        self.send_timeout = timeout;
+        self
+    }
+
     /// These options with another [`Driver`] for the accepted connections.
     pub fn driver(mut self, driver: Driver) -> ListenOptions {
         self.driver = driver;
@@ -209,8 +220,9 @@ impl Acceptor for TaskListener {
         peer: Address,
         host: Address,
         proto: P,
+        send_timeout: Option<std::time::Duration>,
     ) {
-        crate::stream::start(reactor, Conn::new(stream, peer, host), proto);
+        crate::stream::start(reactor, Conn::new(stream, peer, host), proto, send_timeout);
     }
 }
 

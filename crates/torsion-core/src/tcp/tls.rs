@@ -6,6 +6,7 @@ use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
@@ -16,17 +17,18 @@ use crate::protocol::Protocol;
 use crate::stream::{Conn, StreamSocket, Tasked};
 use crate::tls::layer::TlsLayer;
 use crate::tls::{ClientContext, ServerContext};
-use crate::transport::Address;
+use crate::transport::{Address, TransportImpl};
 use crate::{Failure, Reactor};
 
 /// An accepted stream with the server settings its connection will use.
 pub(crate) struct TlsStream<S> {
     sock: S,
     config: Arc<ServerConfig>,
+    handshake_timeout: Option<Duration>,
 }
 
 /// Puts a server TLS layer on a TCP acceptor of either driver.
-struct WithTls(Arc<ServerConfig>);
+struct WithTls(Arc<ServerConfig>, Option<Duration>);
 
 impl AcceptorWrap for WithTls {
     type Out<A: Acceptor<Stream: StreamSocket>> = TlsAcceptor<A>;
@@ -34,6 +36,7 @@ impl AcceptorWrap for WithTls {
         TlsAcceptor {
             inner,
             config: self.0,
+            handshake_timeout: self.1,
         }
     }
 }
@@ -42,6 +45,7 @@ impl AcceptorWrap for WithTls {
 struct TlsAcceptor<A> {
     inner: A,
     config: Arc<ServerConfig>,
+    handshake_timeout: Option<Duration>,
 }
 
 impl<A: Acceptor> Acceptor for TlsAcceptor<A>
@@ -55,8 +59,12 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<crate::port::Accepted<Self::Stream>>> {
         let (sock, peer, host) = std::task::ready!(self.inner.poll_accept(cx))?;
-        let config = self.config.clone();
-        Poll::Ready(Ok((TlsStream { sock, config }, peer, host)))
+        let stream = TlsStream {
+            sock,
+            config: self.config.clone(),
+            handshake_timeout: self.handshake_timeout,
+        };
+        Poll::Ready(Ok((stream, peer, host)))
     }
 
     fn serve<P: Protocol>(
@@ -65,6 +73,7 @@ where
         peer: Address,
         host: Address,
         proto: P,
+        send_timeout: Option<std::time::Duration>,
     ) {
         let layer = match TlsLayer::server(stream.config) {
             Ok(layer) => layer,
@@ -76,9 +85,39 @@ where
         let conn = Conn::new(stream.sock, peer, host);
         // A new connection is neither closing nor TLS yet, so this cannot fail.
         if conn.install_tls(layer).is_ok() {
-            crate::stream::start(reactor, conn, proto);
+            if let Some(timeout) = stream.handshake_timeout {
+                abort_unless_handshaken(reactor, &conn, timeout);
+            }
+            crate::stream::start(reactor, conn, proto, send_timeout);
         }
     }
+}
+
+/// Aborts `conn` if its handshake is still running in `timeout`: a peer that connects and
+/// never finishes (or never starts) its handshake would otherwise hold the connection, and a
+/// file descriptor, for ever. The timer holds the connection weakly; it does nothing to one
+/// that has ended.
+fn abort_unless_handshaken<S: StreamSocket>(
+    reactor: &Reactor,
+    conn: &Rc<Conn<S>>,
+    timeout: Duration,
+) {
+    let weak = Rc::downgrade(conn);
+    let timer = reactor.call_later(timeout, move || {
+        let Some(conn) = weak.upgrade() else {
+            return;
+        };
+        if conn.with_tls(|l| l.is_handshaking() && !l.failed) == Some(true) {
+            tracing::info!(
+                target: "torsion",
+                peer = %conn.get_peer(),
+                "TLS handshake timed out after {} s; aborting that connection",
+                timeout.as_secs_f64()
+            );
+            conn.abort_connection();
+        }
+    });
+    conn.set_handshake_timer(timer);
 }
 
 /// What a TLS client does to each new TCP connection before its protocol is built: puts
@@ -92,5 +131,5 @@ pub(crate) fn client_layer(context: ClientContext) -> Prepare {
 
 /// The wrapping that puts a server TLS layer on a TCP acceptor of either driver.
 pub(crate) fn server_layer(context: &ServerContext) -> impl AcceptorWrap {
-    WithTls(context.config().clone())
+    WithTls(context.config().clone(), context.handshake_timeout())
 }

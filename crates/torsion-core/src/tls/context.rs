@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -193,7 +194,14 @@ impl ResolvesServerCert for SniResolver {
 #[derive(Clone)]
 pub struct ServerContext {
     config: Arc<ServerConfig>,
+    handshake_timeout: Option<Duration>,
 }
+
+/// The default time an accepted TLS connection has to complete its handshake: 60 s, as
+/// nginx's `ssl_handshake_timeout`. Twisted has no limit; a client that connects and never
+/// finishes its handshake would hold a file descriptor for ever. See
+/// [`ServerContext::with_handshake_timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl ServerContext {
     /// A server showing one certificate to everyone, with no client authentication.
@@ -222,7 +230,38 @@ impl ServerContext {
 
     /// Uses a rustls configuration made by hand (anything rustls can do).
     pub fn from_config(config: Arc<ServerConfig>) -> ServerContext {
-        ServerContext { config }
+        ServerContext {
+            config,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+        }
+    }
+
+    /// This context with another handshake timeout (`None`: wait for ever, as Twisted).
+    /// A connection accepted by a listener with this context whose TLS handshake has not
+    /// completed `timeout` after it was accepted is aborted, with a log line naming the
+    /// peer. The default is [`DEFAULT_HANDSHAKE_TIMEOUT`] (60 s, nginx's
+    /// `ssl_handshake_timeout`). Only listeners apply it, not `start_tls`.
+    ///
+    /// ```
+    /// # let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    /// # let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+    /// use std::time::Duration;
+    /// use torsion::tls::{Identity, ServerContext, DEFAULT_HANDSHAKE_TIMEOUT};
+    ///
+    /// let context = ServerContext::new(Identity::from_pem(cert.as_bytes(), key.as_bytes())?)?;
+    /// assert_eq!(context.handshake_timeout(), Some(DEFAULT_HANDSHAKE_TIMEOUT));
+    /// let context = context.with_handshake_timeout(Some(Duration::from_secs(10)));
+    /// assert_eq!(context.handshake_timeout(), Some(Duration::from_secs(10)));
+    /// # Ok::<(), torsion::tls::TlsError>(())
+    /// ```
+    pub fn with_handshake_timeout(mut self, timeout: Option<Duration>) -> ServerContext {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long an accepted connection has to complete its handshake (`None`: no limit).
+    pub fn handshake_timeout(&self) -> Option<Duration> {
+        self.handshake_timeout
     }
 
     /// The rustls configuration.
@@ -341,9 +380,7 @@ impl ServerContextBuilder {
         };
         let mut config = builder.with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = self.alpn;
-        Ok(ServerContext {
-            config: Arc::new(config),
-        })
+        Ok(ServerContext::from_config(Arc::new(config)))
     }
 }
 

@@ -49,6 +49,9 @@ pub(crate) struct TlsLayer {
     closed: bool,
     /// The peer's close_notify has been received.
     pub(crate) peer_closed: bool,
+    /// A listener's handshake timeout, cancelled when the handshake completes or the
+    /// connection ends.
+    pub(crate) handshake_timer: Option<crate::reactor::DelayedCall>,
 }
 
 /// Appends everything written to a `BytesMut` (rustls writes records with `write_vectored`).
@@ -85,6 +88,7 @@ impl TlsLayer {
             failed: false,
             closed: false,
             peer_closed: false,
+            handshake_timer: None,
         }
     }
 
@@ -201,6 +205,13 @@ impl TlsLayer {
             .peer_certificates()
             .and_then(|c| c.first())
             .map(|c| c.as_ref().to_vec())
+    }
+
+    /// Cancels the handshake timer, if one is pending.
+    pub(crate) fn cancel_handshake_timer(&mut self) {
+        if let Some(timer) = self.handshake_timer.take() {
+            let _ = timer.cancel();
+        }
     }
 
     /// The ALPN protocol agreed in the handshake.

@@ -71,7 +71,7 @@ pub(crate) mod layer;
 pub use crate::error::TlsError;
 pub use context::{
     load_certificates, load_private_key, ClientContext, ClientContextBuilder, Identity,
-    ServerContext, ServerContextBuilder,
+    ServerContext, ServerContextBuilder, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 

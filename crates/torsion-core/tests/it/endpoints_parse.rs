@@ -54,7 +54,8 @@ fn tcp_server_forms() {
         ServerDescription::Tcp {
             port: 8080,
             interface: None,
-            backlog: 1024
+            backlog: 1024,
+            send_timeout: 60,
         }
     );
     assert_eq!(
@@ -62,7 +63,8 @@ fn tcp_server_forms() {
         ServerDescription::Tcp {
             port: 8080,
             interface: Some("127.0.0.1".into()),
-            backlog: 1024
+            backlog: 1024,
+            send_timeout: 60,
         }
     );
     assert_eq!(
@@ -70,7 +72,8 @@ fn tcp_server_forms() {
         ServerDescription::Tcp {
             port: 8080,
             interface: Some("127.0.0.1".into()),
-            backlog: 7
+            backlog: 7,
+            send_timeout: 60,
         }
     );
     assert_eq!(server("TCP:0"), server("tcp:port=0"));
@@ -79,7 +82,8 @@ fn tcp_server_forms() {
         ServerDescription::Tcp6 {
             port: 8080,
             interface: "::1".into(),
-            backlog: 1024
+            backlog: 1024,
+            send_timeout: 60,
         }
     );
     assert_eq!(
@@ -87,7 +91,8 @@ fn tcp_server_forms() {
         ServerDescription::Tcp6 {
             port: 443,
             interface: "::".into(),
-            backlog: 1024
+            backlog: 1024,
+            send_timeout: 60,
         }
     );
 }
@@ -126,8 +131,25 @@ fn tls_and_systemd_server_forms() {
             cert_key: Some("cert.pem".into()),
             extra_cert_chain: None,
             dh_parameters: None,
+            handshake_timeout: 60,
+            send_timeout: 60,
         }
     );
+    match server("tls:8443:handshakeTimeout=2") {
+        ServerDescription::Tls {
+            handshake_timeout, ..
+        } => assert_eq!(handshake_timeout, 2),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        server("tls:8443:handshakeTimeout=5:sendTimeout=0").to_string(),
+        "tls:8443:handshakeTimeout=5:sendTimeout=0"
+    );
+    assert_eq!(
+        server("tcp:80:sendTimeout=7").to_string(),
+        "tcp:80:sendTimeout=7"
+    );
+    assert!("tcp:80:sendTimeout=x".parse::<ServerDescription>().is_err());
     // ssl: is Twisted's older name for the same thing.
     assert_eq!(
         server("ssl:8443:privateKey=key.pem:certKey=cert.pem"),
@@ -235,7 +257,7 @@ fn errors_name_the_part() {
         (server_err("unix:/s:mode=99"), "bad number in 'mode=99'"),
         (
             server_err("tcp:80:intrface=127.0.0.1"),
-            "unknown keyword 'intrface' for a tcp endpoint (expected port, interface, backlog)",
+            "unknown keyword 'intrface' for a tcp endpoint (expected port, interface, backlog, sendTimeout)",
         ),
         (
             server_err("tcp:80:127.0.0.1:50:extra"),

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod access_log;
 mod bodies;
 mod client;
 mod client_interop;
