@@ -81,7 +81,7 @@ impl<S: StreamSocket> Conn<S> {
 
     /// Keeps a listener's handshake timer with the layer, to be cancelled when the handshake
     /// completes or the connection ends.
-    pub(crate) fn set_handshake_timer(&self, timer: crate::reactor::DelayedCall) {
+    pub(crate) fn set_handshake_timer(&self, timer: crate::time::DelayedCall) {
         if let Some(mut layer) = self.tls.layer() {
             layer.handshake_timer = Some(timer);
         }

@@ -51,7 +51,7 @@ pub(crate) struct TlsLayer {
     pub(crate) peer_closed: bool,
     /// A listener's handshake timeout, cancelled when the handshake completes or the
     /// connection ends.
-    pub(crate) handshake_timer: Option<crate::reactor::DelayedCall>,
+    pub(crate) handshake_timer: Option<crate::time::DelayedCall>,
 }
 
 /// Appends everything written to a `BytesMut` (rustls writes records with `write_vectored`).
