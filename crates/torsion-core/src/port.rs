@@ -133,6 +133,10 @@ impl<P: Protocol> Protocol for Tracked<P> {
         self.inner.read_connection_lost(transport);
     }
 
+    fn write_connection_lost(&mut self, transport: &Transport) {
+        self.inner.write_connection_lost(transport);
+    }
+
     fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.inner.connection_lost(reason);
     }

@@ -205,6 +205,20 @@ pub trait Protocol: 'static {
         transport.lose_connection();
     }
 
+    /// This end's sending half is shut (Twisted's
+    /// `IHalfCloseableProtocol.writeConnectionLost`): after
+    /// [`lose_write_connection`](Transport::lose_write_connection), once everything written
+    /// before it was handed to the operating system (and, on TLS, close_notify after it) and
+    /// the socket's write half was shut down. The peer reads end of stream after those bytes;
+    /// the connection stays open for reading until the peer closes too, then
+    /// [`connection_lost`](Self::connection_lost) is called. Called at most once, and not
+    /// when the connection is closed or aborted before the write half was shut.
+    ///
+    /// By default nothing, as Twisted's is optional.
+    fn write_connection_lost(&mut self, transport: &Transport) {
+        let _ = transport;
+    }
+
     /// The connection is gone (Twisted's `connectionLost`): `reason` says how
     /// ([`ConnectionEnd::Done`] for a clean close); `reason.into()` makes the [`Failure`]
     /// Twisted would give.
@@ -233,6 +247,9 @@ impl Protocol for Box<dyn Protocol> {
     }
     fn read_connection_lost(&mut self, transport: &Transport) {
         (**self).read_connection_lost(transport)
+    }
+    fn write_connection_lost(&mut self, transport: &Transport) {
+        (**self).write_connection_lost(transport)
     }
     fn connection_lost(&mut self, reason: ConnectionEnd) {
         (**self).connection_lost(reason)

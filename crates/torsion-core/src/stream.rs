@@ -410,6 +410,11 @@ impl<S: StreamSocket> Conn<S> {
                             return Poll::Ready(End::from_io(e));
                         }
                     }
+                    if let Err(p) = self.call(|| proto.write_connection_lost(transport)) {
+                        return Poll::Ready(End::Panicked(p));
+                    }
+                    // What it asked for (lose_connection) is decided on from the top.
+                    continue;
                 }
                 let state = self.state();
                 if state.writing == Writing::Shut && state.reading == Reading::Closed {

@@ -111,6 +111,9 @@ impl<P: Protocol> Protocol for SharedProtocol<P> {
     fn read_connection_lost(&mut self, transport: &Transport) {
         self.protocol.borrow_mut().read_connection_lost(transport)
     }
+    fn write_connection_lost(&mut self, transport: &Transport) {
+        self.protocol.borrow_mut().write_connection_lost(transport)
+    }
     fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.protocol.borrow_mut().connection_lost(reason);
         if let (true, Some(lost)) = (self.delivered, &self.on_lost) {

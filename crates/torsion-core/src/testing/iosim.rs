@@ -251,8 +251,8 @@ impl<C: Protocol, S: Protocol> Pump<C, S> {
         moved
     }
 
-    /// A side that closed its writing half, once its bytes are delivered: the other side
-    /// hears `read_connection_lost`, once.
+    /// A side that closed its writing half, once its bytes are delivered: it hears
+    /// `write_connection_lost` and the other side `read_connection_lost`, once.
     fn half_close(&mut self, from_client: bool) -> bool {
         let side = if from_client {
             &self.client_side
@@ -263,9 +263,12 @@ impl<C: Protocol, S: Protocol> Pump<C, S> {
             return false;
         }
         side.eof_sent.set(true);
+        // As a real transport: the writer hears its half is shut, then the reader its end.
         if from_client {
+            self.client.write_connection_lost(&self.client_t);
             self.server.read_connection_lost(&self.server_t);
         } else {
+            self.server.write_connection_lost(&self.server_t);
             self.client.read_connection_lost(&self.client_t);
         }
         true

@@ -40,6 +40,7 @@ mod framing_answer_later;
 mod framing_lines;
 mod framing_props;
 mod halfclose_default;
+mod halfclose_write;
 mod haproxy_header;
 mod haproxy_interop;
 mod interop_twisted;

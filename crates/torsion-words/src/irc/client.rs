@@ -331,6 +331,10 @@ impl<H: IrcHandler> Protocol for IrcClient<H> {
         self.lines.read_connection_lost(transport);
     }
 
+    fn write_connection_lost(&mut self, transport: &Transport) {
+        self.lines.write_connection_lost(transport);
+    }
+
     fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.lines.connection_lost(reason);
     }

@@ -301,6 +301,13 @@ pub trait LineReceiver: 'static {
         transport.lose_connection();
     }
 
+    /// This end's sending half is shut, after `lose_write_connection` flushed
+    /// ([`Protocol::write_connection_lost`], Twisted's `writeConnectionLost`); by default
+    /// nothing.
+    fn write_connection_lost(&mut self, transport: &mut LineTransport<'_>) {
+        let _ = transport;
+    }
+
     /// The connection is gone.
     fn connection_lost(&mut self, reason: ConnectionEnd) {
         let _ = reason;
@@ -479,6 +486,10 @@ impl<R: LineReceiver> Protocol for Lines<R> {
 
     fn read_connection_lost(&mut self, transport: &Transport) {
         self.with_transport(transport, |h, t| h.read_connection_lost(t));
+    }
+
+    fn write_connection_lost(&mut self, transport: &Transport) {
+        self.with_transport(transport, |h, t| h.write_connection_lost(t));
     }
 
     fn connection_lost(&mut self, reason: ConnectionEnd) {

@@ -317,6 +317,15 @@ impl<P: Protocol> Protocol for HAProxyProtocol<P> {
         }
     }
 
+    fn write_connection_lost(&mut self, transport: &Transport) {
+        // Only the wrapped protocol can have shut the write half (the header is read first).
+        let _ = transport;
+        if let State::Passing(t) = &self.state {
+            let t = t.clone();
+            self.wrapped.write_connection_lost(&t);
+        }
+    }
+
     fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.cancel_timer();
         if let State::Passing(_) = self.state {

@@ -138,6 +138,11 @@ impl Wrapper for TrafficLogger {
         next.read_connection_lost();
     }
 
+    fn write_connection_lost(&self, conn: &Wrapped<Self>, mut next: Next<'_>) {
+        self.log(conn, format_args!("write side closed"));
+        next.write_connection_lost();
+    }
+
     fn connection_lost(&self, conn: &Wrapped<Self>, mut next: Next<'_>, reason: ConnectionEnd) {
         self.log(conn, format_args!("connection lost: {reason}"));
         next.connection_lost(reason);

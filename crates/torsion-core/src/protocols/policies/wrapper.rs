@@ -99,6 +99,12 @@ pub trait Wrapper: Sized + 'static {
         next.read_connection_lost();
     }
 
+    /// This end's sending half is shut (after `lose_write_connection` flushed).
+    fn write_connection_lost(&self, conn: &Wrapped<Self>, mut next: Next<'_>) {
+        let _ = conn;
+        next.write_connection_lost();
+    }
+
     /// The connection is gone. [`release`](Self::release) follows.
     fn connection_lost(&self, conn: &Wrapped<Self>, mut next: Next<'_>, reason: ConnectionEnd) {
         let _ = conn;
@@ -306,6 +312,11 @@ impl Next<'_> {
         self.protocol.read_connection_lost(self.transport);
     }
 
+    /// Passes `write_connection_lost` on.
+    pub fn write_connection_lost(&mut self) {
+        self.protocol.write_connection_lost(self.transport);
+    }
+
     /// Passes `connection_lost` on.
     pub fn connection_lost(&mut self, reason: ConnectionEnd) {
         self.protocol.connection_lost(reason);
@@ -408,6 +419,21 @@ impl<P: Protocol, W: Wrapper> Protocol for ProtocolWrapper<P, W> {
                 self.wrapping.wrapper.read_connection_lost(&self.conn, next);
             }
             None => self.wrapped.read_connection_lost(transport),
+        }
+    }
+
+    fn write_connection_lost(&mut self, transport: &Transport) {
+        match &self.transport {
+            Some(t) => {
+                let next = Next {
+                    protocol: &mut self.wrapped,
+                    transport: t,
+                };
+                self.wrapping
+                    .wrapper
+                    .write_connection_lost(&self.conn, next);
+            }
+            None => self.wrapped.write_connection_lost(transport),
         }
     }
 
