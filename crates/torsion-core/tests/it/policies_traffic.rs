@@ -85,3 +85,38 @@ fn at_the_default_level_nothing_is_logged() {
     assert_eq!(st.value(), b"secret");
     assert!(!capture.text().contains("secret"), "{}", capture.text());
 }
+
+/// Says goodbye and closes its sending half; counts `write_connection_lost`.
+struct HalfCloser(std::rc::Rc<std::cell::Cell<usize>>);
+
+impl Protocol for HalfCloser {
+    fn connection_made(&mut self, t: &Transport) {
+        t.write(b"bye");
+        t.lose_write_connection();
+    }
+    fn data_received(&mut self, _: &Transport, _: &[u8]) {}
+    fn write_connection_lost(&mut self, _: &Transport) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[test]
+fn the_wrapper_logs_and_passes_on_write_connection_lost() {
+    let capture = Capture::default();
+    let _guard = capture.start_debug();
+    let heard = std::rc::Rc::new(std::cell::Cell::new(0));
+    let h = heard.clone();
+    let f = TrafficLoggingFactory::new(torsion::factory(move || HalfCloser(h.clone())), "half");
+    let server = f
+        .build_protocol(&Address::Named("memory:client".into()))
+        .unwrap();
+    let mut pump = connected_pair(Greeter(b""), server);
+    pump.flush();
+    assert_eq!(heard.get(), 1, "the wrapped protocol was not told");
+    let log = capture.text();
+    let wrote = log.find(r#"wrote "bye""#).expect(&log);
+    let closed = log
+        .find("half-1 memory:client: write side closed")
+        .expect(&log);
+    assert!(wrote < closed, "{log}");
+}
