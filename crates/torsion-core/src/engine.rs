@@ -12,6 +12,7 @@
 //!               └──────reactor stops──> ShuttingDown ──────>   │
 //!   reading:  Open <──resume── Paused        Open ──end of stream──> Closed
 //!   writing:  Open ──lose_write_connection──> ShutRequested ──flushed──> Shut
+//!                                        (then protocol.write_connection_lost)
 //!   drain:    None ──request_drain──> Requested ──protocol.drain()──> Done
 //! ```
 

@@ -207,7 +207,7 @@ pub trait Protocol: 'static {
 
     /// This end's sending half is shut (Twisted's
     /// `IHalfCloseableProtocol.writeConnectionLost`): after
-    /// [`lose_write_connection`](Transport::lose_write_connection), once everything written
+    /// [`lose_write_connection`](crate::transport::TransportImpl::lose_write_connection), once everything written
     /// before it was handed to the operating system (and, on TLS, close_notify after it) and
     /// the socket's write half was shut down. The peer reads end of stream after those bytes;
     /// the connection stays open for reading until the peer closes too, then

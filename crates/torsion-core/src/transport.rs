@@ -89,7 +89,9 @@ pub trait TransportImpl {
     }
 
     /// Closes the sending half once everything written has been sent, and keeps reading
-    /// (Twisted's `loseWriteConnection`, half-close). By default the wrapped transport's, or
+    /// (Twisted's `loseWriteConnection`, half-close). Once the write half is shut, the
+    /// protocol hears [`write_connection_lost`](crate::Protocol::write_connection_lost) (on
+    /// the stream transports: TCP, Unix, TLS, stdio). By default the wrapped transport's, or
     /// else the whole connection closes.
     fn lose_write_connection(&self) {
         match self.wrapped() {
