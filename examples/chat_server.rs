@@ -27,6 +27,11 @@ struct Cli {
     interface: IpAddr,
 }
 
+/// The most a chatter may leave unread: past this many bytes waiting to be sent to it, a
+/// client is dropped rather than buffered for without limit (one that never reads would
+/// otherwise make the server grow until it runs out of memory).
+const MAX_UNREAD: usize = 1024 * 1024;
+
 /// Everyone connected: the factory's shared state. We keep transports, not protocols.
 type Clients = Rc<RefCell<Vec<Transport>>>;
 
@@ -54,7 +59,19 @@ impl LineReceiver for Chat {
     fn line_received(&mut self, transport: &mut LineTransport<'_>, line: &[u8]) {
         let says = format!("{} says: ", self.name);
         for other in self.clients.borrow().iter() {
-            if !other.same(transport.transport()) {
+            if other.same(transport.transport()) {
+                continue;
+            }
+            let unread = other.buffered_size();
+            if unread > MAX_UNREAD {
+                if !other.disconnecting() {
+                    torsion::log::msg(&format!(
+                        "dropping slow client {}: {unread} bytes unread",
+                        other.get_peer()
+                    ));
+                    other.abort_connection();
+                }
+            } else {
                 other.write_sequence(&[says.as_bytes(), line, transport.delimiter()]);
             }
         }

@@ -7,6 +7,7 @@
 //!
 //! From the seeds 000 and 004.
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use clap::Parser;
 use torsion::{factory, reactor, Failure, Protocol, Transport};
@@ -28,6 +29,13 @@ struct Cli {
 struct Echo;
 
 impl Protocol for Echo {
+    fn connection_made(&mut self, transport: &Transport) {
+        // Flow control: the transport is the producer of what it echoes, so it stops reading
+        // while its write buffer is over the high watermark (a client that sends without
+        // reading) and reads again once that drains. Without this, memory grows without bound.
+        let _ = transport.register_producer(Rc::new(transport.clone()), true);
+    }
+
     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
         transport.write(data);
     }

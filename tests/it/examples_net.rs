@@ -64,7 +64,7 @@ fn run(name: &str, args: &[&str]) -> Finished {
 
 /// Starts a server example with `--port 0` and returns it with the port it printed after
 /// `"{what} listening on tcp:"`.
-fn start_server(name: &str, what: &str, extra_args: &[&str]) -> (Running, u16) {
+pub(crate) fn start_server(name: &str, what: &str, extra_args: &[&str]) -> (Running, u16) {
     let mut args = vec!["--port", "0"];
     args.extend_from_slice(extra_args);
     let mut child = spawn(name, &args, Stdio::inherit());
