@@ -1,10 +1,9 @@
 //! The static_files seed program, run as a binary: seed 004's `File('.')` serving a folder.
 
 use crate::support;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 use support::Running;
 
@@ -25,34 +24,7 @@ fn static_files_serves_a_folder() {
     std::fs::write(dir.join("hello.txt"), "hello world\n").unwrap();
     std::fs::write(dir.join("docs/index.html"), "<h1>docs</h1>").unwrap();
 
-    let mut child = support::example("static_files")
-        .args(["--port", "0", "--path"])
-        .arg(&dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("cargo run starts");
-    let stdout = child.stdout.take().unwrap();
-    let _running = Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(300))
-        .expect("the example started");
-    assert!(line.starts_with("static_files listening on tcp:"), "{line}");
-    let addr: String = line
-        .split("tcp:")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take_while(|c| !c.is_whitespace())
-        .collect();
-    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let (_running, port) = start_static(&dir);
 
     let out = fetch(
         port,
@@ -91,6 +63,7 @@ fn start_static(dir: &std::path::Path) -> (Running, u16) {
     let line = lines
         .recv_timeout(Duration::from_secs(300))
         .expect("the example started");
+    assert!(line.starts_with("static_files listening on tcp:"), "{line}");
     let port = line
         .rsplit(':')
         .next()
