@@ -178,7 +178,7 @@ impl fmt::Display for ConnectionRefusedError {
 impl std::error::Error for ConnectionRefusedError {}
 
 /// A connection attempt failed for a reason other than refusal or time-out (Twisted's
-/// `error.ConnectError`), or a host name did not resolve (`error.DNSLookupError`).
+/// `error.ConnectError`). A host name that does not resolve is a [`DnsLookupError`].
 #[derive(Debug)]
 pub struct ConnectError {
     destination: String,
@@ -206,6 +206,49 @@ impl fmt::Display for ConnectError {
 }
 
 impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// A host name has no address, or could not be looked up (Twisted's `error.DNSLookupError`).
+/// Connecting to such a name fails with it.
+#[derive(Debug)]
+pub struct DnsLookupError {
+    name: String,
+    source: io::Error,
+}
+
+impl DnsLookupError {
+    /// The lookup of `name` failed with `source`.
+    pub fn new(name: &str, source: io::Error) -> DnsLookupError {
+        DnsLookupError {
+            name: name.to_owned(),
+            source,
+        }
+    }
+
+    /// `name` does not exist (or has no address).
+    pub fn not_found(name: &str) -> DnsLookupError {
+        DnsLookupError::new(
+            name,
+            io::Error::new(io::ErrorKind::NotFound, "no address for this name"),
+        )
+    }
+
+    /// The name that was looked up.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for DnsLookupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DNS lookup failed: {}: {}", self.name, self.source)
+    }
+}
+
+impl std::error::Error for DnsLookupError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
     }

@@ -11,7 +11,7 @@ use std::rc::{Rc, Weak};
 use super::client::{ClientDescription, ClientEndpoint};
 use super::connect::ConnectedProtocol;
 use crate::defer::{Deferred, Trigger};
-use crate::error::{CancelledError, ConnectError};
+use crate::error::{CancelledError, ConnectError, DnsLookupError};
 use crate::protocol::Factory;
 use crate::reactor::{DelayedCall, ReactorTime};
 use crate::tcp::DEFAULT_CONNECT_TIMEOUT;
@@ -119,9 +119,10 @@ impl HostnameEndpoint {
         self
     }
 
-    /// Resolves names with `resolver` instead of the system's (Twisted's pluggable
-    /// `nameResolver`): given the host and port, a Deferred of the addresses. Also used for
-    /// IP addresses when set.
+    /// Resolves names with `resolver` instead of the reactor's
+    /// [name resolver](crate::Reactor::name_resolver) (Twisted's `nameResolver` argument):
+    /// given the host and port, a Deferred of the addresses. Also used for IP addresses when
+    /// set.
     pub fn set_resolver(
         &mut self,
         resolver: impl Fn(&str, u16) -> Deferred<Vec<SocketAddr>> + 'static,
@@ -141,8 +142,8 @@ impl HostnameEndpoint {
     }
 
     /// Connects, building the protocol with `factory` for the connection that wins; fires
-    /// with the [connected protocol](ConnectedProtocol). Fails with a [`ConnectError`] when
-    /// the name does not resolve (Twisted's `DNSLookupError`), else with the last attempt's
+    /// with the [connected protocol](ConnectedProtocol). Fails with a [`DnsLookupError`] when
+    /// the name does not resolve, else with the last attempt's
     /// failure; cancelling it stops the resolution and every attempt, failing it with
     /// [`CancelledError`].
     pub fn connect<F: Factory>(&self, factory: F) -> Deferred<ConnectedProtocol<F::Protocol>> {
@@ -173,19 +174,10 @@ impl HostnameEndpoint {
                     race.start(vec![SocketAddr::new(ip, self.port)]);
                     return d;
                 }
-                (None, Err(_)) => {
-                    let (host, port) = (self.host.clone(), self.port);
-                    let name = self.to_string();
-                    self.reactor
-                        .spawn(async move {
-                            tokio::net::lookup_host((host.as_str(), port))
-                                .await
-                                .map(|a| a.collect::<Vec<_>>())
-                        })
-                        .add_callback_result(move |found| {
-                            found.map_err(|e| Failure::new(ConnectError::new(name, e)))
-                        })
-                }
+                (None, Err(_)) => self
+                    .reactor
+                    .name_resolver()
+                    .resolve_host_name(&self.host, self.port),
             };
         let r = race.clone();
         let resolving = resolved.add_both(move |found| {
@@ -238,14 +230,7 @@ impl<F: Factory> Race<F> {
     fn start(self: &Rc<Self>, addrs: Vec<SocketAddr>) {
         self.resolving.borrow_mut().take();
         if addrs.is_empty() {
-            let e = io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no results for hostname lookup: {}", self.endpoint.host),
-            );
-            return self.fail(Failure::new(ConnectError::new(
-                self.endpoint.to_string(),
-                e,
-            )));
+            return self.fail(Failure::new(DnsLookupError::not_found(&self.endpoint.host)));
         }
         *self.left.borrow_mut() = interleave(addrs);
         self.next();

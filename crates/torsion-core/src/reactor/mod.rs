@@ -24,10 +24,12 @@
 //! [`ensure_deferred`]) and protocol code can `await` it. Protocols are `!Send`: share state
 //! with `Rc` and `RefCell`. Other threads talk to the reactor through a [`ReactorHandle`].
 
+mod resolver;
 mod triggers;
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
+use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
@@ -36,6 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::time::TimerCore;
 pub use crate::time::{Delay, DelayedCall, ReactorTime};
+pub use resolver::{HostnameResolver, SystemResolver};
 pub use triggers::{CallOutcome, Event, Phase, TriggerId};
 
 pub use crate::defer::ensure_deferred;
@@ -86,6 +89,8 @@ struct Inner {
     /// The driver accepted connections run in (the epoll poller), once one has been
     /// accepted; its own task owns it.
     driver: RefCell<Option<Weak<dyn Driver>>>,
+    /// What host names are resolved with (Twisted's `reactor.nameResolver`).
+    resolver: RefCell<Rc<dyn HostnameResolver>>,
 }
 
 /// A reactor: an event loop on the current thread (Twisted's reactor).
@@ -158,6 +163,7 @@ impl Reactor {
                 live: RefCell::new(Slab::default()),
                 install_signal_handlers: Cell::new(true),
                 driver: RefCell::new(None),
+                resolver: RefCell::new(Rc::new(SystemResolver)),
             }),
         }
     }
@@ -474,6 +480,37 @@ impl Reactor {
     /// The calls still pending (Twisted's `getDelayedCalls`), as their due times.
     pub fn pending_call_times(&self) -> Vec<f64> {
         self.inner.timers.pending_times()
+    }
+
+    /// The resolver connections to host names use (Twisted's `reactor.nameResolver`):
+    /// [`SystemResolver`] unless another was [installed](Self::install_name_resolver).
+    pub fn name_resolver(&self) -> Rc<dyn HostnameResolver> {
+        self.inner.resolver.borrow().clone()
+    }
+
+    /// Makes `resolver` the one every later connection to a host name on this reactor uses
+    /// — [`connect_tcp`](Self::connect_tcp), TLS clients,
+    /// [`HostnameEndpoint`](crate::endpoints::HostnameEndpoint), the web client — and
+    /// returns the one it replaces (Twisted's `installNameResolver`). See
+    /// [`HostnameResolver`] for an example.
+    pub fn install_name_resolver(
+        &self,
+        resolver: impl HostnameResolver + 'static,
+    ) -> Rc<dyn HostnameResolver> {
+        self.inner.resolver.replace(Rc::new(resolver))
+    }
+
+    /// The first address of `name`, from the [installed resolver](Self::name_resolver)
+    /// (Twisted's `reactor.resolve`; an IP address is answered as it is). Fails with a
+    /// [`DnsLookupError`](crate::error::DnsLookupError) when the name has no address.
+    pub fn resolve(&self, name: &str) -> Deferred<IpAddr> {
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            return succeed(ip);
+        }
+        let owned = name.to_owned();
+        self.name_resolver()
+            .resolve_host_name(name, 0)
+            .add_callback_result(move |found| resolver::first_address(&owned, found))
     }
 
     /// A `Send + Sync` handle for other threads.

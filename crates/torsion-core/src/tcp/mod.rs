@@ -37,7 +37,7 @@ use crate::error::{
 pub use crate::port::{ListeningPort, DEFAULT_SEND_TIMEOUT};
 use crate::protocol::Protocol;
 use crate::protocol::{ClientFactory, Factory};
-use crate::reactor::Reactor;
+use crate::reactor::{HostnameResolver, Reactor};
 use crate::stream::{run_connection, Conn, SocketIo, StreamSocket, Tasked};
 use crate::transport::Address;
 use crate::Failure;
@@ -454,18 +454,23 @@ fn start_attempt<F: ClientFactory>(
         let dest = c.destination();
         let timeout = Duration::try_from_secs_f64(c.inner.timeout.max(0.0))
             .unwrap_or(Duration::from_secs(u32::MAX as u64));
-        let connected = tokio::time::timeout(
-            timeout,
-            open_stream(&c.inner.host, c.inner.port, bind_address),
-        )
+        let resolver = c.inner.reactor.name_resolver();
+        let connected = tokio::time::timeout(timeout, async {
+            let addrs = resolve(&*resolver, &c.inner.host, c.inner.port).await?;
+            Ok::<_, Failure>(open_stream(&c.inner.host, addrs, bind_address).await)
+        })
         .await;
         let stream = match connected {
             Err(_) => return guard.fail(Failure::new(TimeoutError)),
-            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            Ok(Err(failure)) => return guard.fail(failure),
+            Ok(Ok(connected)) => connected,
+        };
+        let stream = match stream {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 return guard.fail(Failure::new(ConnectionRefusedError::new(dest)))
             }
-            Ok(Err(e)) => return guard.fail(Failure::new(ConnectError::new(dest, e))),
-            Ok(Ok(s)) => s,
+            Err(e) => return guard.fail(Failure::new(ConnectError::new(dest, e))),
+            Ok(s) => s,
         };
         let _ = stream.set_nodelay(true);
         let (peer, host) = match (stream.peer_addr(), stream.local_addr()) {
@@ -515,17 +520,28 @@ fn start_attempt<F: ClientFactory>(
     }
 }
 
-/// Resolves `host` and connects to the first address that answers.
-async fn open_stream(
+/// The addresses of `host` (an IP address as it is, an empty host as 127.0.0.1, a name
+/// through the reactor's resolver).
+async fn resolve(
+    resolver: &dyn HostnameResolver,
     host: &str,
     port: u16,
+) -> Result<Vec<SocketAddr>, Failure> {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Ok(vec![SocketAddr::new(ip, port)]),
+        Err(_) if host.is_empty() => {
+            Ok(vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)])
+        }
+        Err(_) => resolver.resolve_host_name(host, port).await,
+    }
+}
+
+/// Connects to the first of `addrs` that answers.
+async fn open_stream(
+    host: &str,
+    addrs: Vec<SocketAddr>,
     bind_address: Option<SocketAddr>,
 ) -> io::Result<TcpStream> {
-    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) if host.is_empty() => vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)],
-        Err(_) => tokio::net::lookup_host((host, port)).await?.collect(),
-    };
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}"));
     for addr in addrs {
         let attempt = match bind_address {

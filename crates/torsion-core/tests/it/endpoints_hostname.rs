@@ -1,10 +1,10 @@
 //! `HostnameEndpoint` (Twisted's, with RFC 8305 ordering): resolves a name, races its
-//! addresses, and fires with the first connection; fails with a `ConnectError` for a name
-//! that does not resolve and with the last failure when every address refuses; cancelling
+//! addresses, and fires with the first connection; fails with a `DnsLookupError` for a
+//! name that does not resolve and with the last failure when every address refuses; cancelling
 //! stops it.
 
 use torsion::endpoints::HostnameEndpoint;
-use torsion::error::{CancelledError, ConnectError, ConnectionRefusedError};
+use torsion::error::{CancelledError, ConnectionRefusedError, DnsLookupError};
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 
 struct Echo;
@@ -64,7 +64,7 @@ async fn hostname_endpoint_fails_with_the_last_failure_or_a_lookup_error() -> Re
         .connect(factory(|| Echo))
         .await
         .unwrap_err();
-    assert!(err.check::<ConnectError>(), "{err:?}");
+    assert!(err.check::<DnsLookupError>(), "{err:?}");
     assert!(
         err.error_message().contains("no-such-host.invalid"),
         "{err}"

@@ -57,6 +57,7 @@ mod process_spawn;
 mod process_utils;
 mod reactor_events;
 mod reactor_lifecycle;
+mod reactor_resolver;
 mod reconnect_reset;
 mod task_cooperate;
 mod task_looping;

@@ -281,6 +281,31 @@ async fn get_and_post_round_trips() -> Result<(), Failure> {
 }
 
 #[torsion::test]
+async fn host_names_go_through_the_reactors_name_resolver() -> Result<(), Failure> {
+    // Twisted's Agent resolves with `reactor.nameResolver`; so does this one: a name known
+    // only to the installed resolver is fetched, and one it refuses fails with
+    // DnsLookupError.
+    let (port, n, _) = listen_site(Site::new(tree()));
+    reactor().install_name_resolver(|host: &str, port: u16| {
+        if host == "site.test" {
+            torsion::defer::succeed(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
+        } else {
+            torsion::defer::fail(Failure::new(torsion::error::DnsLookupError::not_found(
+                host,
+            )))
+        }
+    });
+    let agent = Agent::new();
+    let (code, body) = fetch(&agent, &format!("http://site.test:{n}/mirror")).await?;
+    assert_eq!(code, 200);
+    assert!(body.contains(&format!("host=site.test:{n}")), "{body}");
+    let err = fetch(&agent, "http://elsewhere.test/").await.unwrap_err();
+    assert!(err.check::<torsion::error::DnsLookupError>(), "{err:?}");
+    agent.close_cached_connections().await?;
+    port.stop_listening().await
+}
+
+#[torsion::test]
 async fn chunked_bodies_are_reassembled_and_the_connection_reused() -> Result<(), Failure> {
     let (port, n, made) = listen_site(Site::new(tree()));
     let agent = Agent::new();
