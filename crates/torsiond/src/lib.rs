@@ -95,6 +95,7 @@ mod exit;
 mod gate;
 mod listen;
 mod plugins;
+mod privileges;
 mod runner;
 mod settings;
 

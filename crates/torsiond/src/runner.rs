@@ -1,5 +1,7 @@
 //! The runner: parses the command line, prepares the process (umask, logging, pidfile),
-//! and runs the chosen plugin's services on each worker thread until they stop.
+//! and runs the chosen plugin's services on each worker thread until they stop: every
+//! worker builds its services, binds its ports, then waits until the process gave up root
+//! (`--chroot`, `--uid`, `--gid`) before its reactor runs.
 
 use std::ffi::OsString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -16,6 +18,7 @@ use crate::gate::Gate;
 use crate::logging;
 use crate::pidfile;
 use crate::plugins::Plugin;
+use crate::privileges::Privileges;
 use crate::settings::{Settings, DEFAULT_SHUTDOWN_TIMEOUT, SETTINGS};
 
 /// The text of a panic's payload.
@@ -34,6 +37,7 @@ fn worker(
     plugin: &dyn Plugin,
     matches: &ArgMatches,
     gate: &Gate,
+    privileges: &Privileges,
 ) {
     SETTINGS.with(|s| {
         s.set(Settings {
@@ -58,7 +62,25 @@ fn worker(
         return;
     }
     let Some(root) = root else { return };
+    // The services' privileged part: listening services bind their ports here (a failure
+    // to bind is reported with `fail`). No connection is accepted before the reactor runs.
     start_application(&r, root);
+    // Every worker bound its ports: the last to get here drops the privileges of the whole
+    // process (unless a port failed) while the others wait.
+    gate.wait_bound(|| {
+        if exit_status() == 0 && !privileges.is_empty() {
+            if let Err(message) = privileges.apply() {
+                fail(message);
+            }
+        }
+    });
+    if exit_status() != 0 {
+        return;
+    }
+    if let Err(message) = privileges.check_thread() {
+        fail(message);
+        return;
+    }
     if settings.workers > 1 {
         r.call_when_running(|| tracing::debug!(target: "torsiond", "worker running"));
     }
@@ -103,6 +125,13 @@ where
         say(format_args!("torsiond: no plugin named {name}"));
         return ExitCode::from(2);
     };
+    let privileges = match Privileges::from_matches(&matches) {
+        Ok(p) => p,
+        Err(message) => {
+            say(format_args!("torsiond: {message}"));
+            return ExitCode::from(1);
+        }
+    };
     let pidfile = match matches.get_one::<PathBuf>("pidfile") {
         None => None,
         Some(path) => match pidfile::PidFile::create(path) {
@@ -124,16 +153,18 @@ where
     let plugin: &dyn Plugin = plugin.as_ref();
     std::thread::scope(|scope| {
         for index in 1..settings.workers {
-            let (gate, plugin) = (&gate, plugin);
+            let (gate, plugin, privileges) = (&gate, plugin, &privileges);
             let spawned = std::thread::Builder::new()
                 .name(format!("torsiond-worker-{index}"))
-                .spawn_scoped(scope, move || worker(index, settings, plugin, sub, gate));
+                .spawn_scoped(scope, move || {
+                    worker(index, settings, plugin, sub, gate, privileges);
+                });
             if let Err(e) = spawned {
                 gate.shrink(index, format!("cannot start worker thread {index}: {e}"));
                 break;
             }
         }
-        worker(0, settings, plugin, sub, &gate);
+        worker(0, settings, plugin, sub, &gate, &privileges);
     });
     if let Some(message) = gate.first_error() {
         say(format_args!("torsiond: {message}"));
