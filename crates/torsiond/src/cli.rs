@@ -136,6 +136,29 @@ pub fn command(plugins: &[Box<dyn Plugin>]) -> Command {
                 .help("chroot to DIR once every port is bound (before --uid): paths the plugin opens later, such as web --path, are then inside DIR"),
         )
         .arg(
+            Arg::new("syslog")
+                .long("syslog")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("logfile")
+                .help("Log to the local syslog daemon (/dev/log) instead of standard output"),
+        )
+        .arg(
+            Arg::new("prefix")
+                .long("prefix")
+                .value_name("NAME")
+                .default_value("torsiond")
+                .value_parser(logging::parse_prefix)
+                .help("With --syslog, the name log lines are tagged with (NAME[PID]: ...)"),
+        )
+        .arg(
+            Arg::new("facility")
+                .long("facility")
+                .value_name("FACILITY")
+                .value_parser(logging::FACILITIES)
+                .default_value("user")
+                .help("With --syslog, the syslog facility: user, daemon, or local0 to local7"),
+        )
+        .arg(
             Arg::new("shutdown-timeout")
                 .long("shutdown-timeout")
                 .value_name("SECONDS")
