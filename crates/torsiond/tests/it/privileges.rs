@@ -182,6 +182,7 @@ fn the_uid_torsiond_already_has_is_a_warning_and_it_serves() {
     let mut echoed = [0; 4];
     s.read_exact(&mut echoed).unwrap();
     assert_eq!(&echoed, b"ping");
+    drop(s); // an open echo connection would hold the graceful stop for its 10 s
     let mut server = server;
     assert!(server.terminate().success());
 }
@@ -255,6 +256,11 @@ fn chroot_serves_the_files_of_the_new_root() {
         );
     }
     let dir = site("chroot");
+    // A Unix socket outside the new root: listeners are bound before the chroot (twistd
+    // chroots first; see docs/design.md).
+    let outside = TempDir::new("chroot-outside");
+    let sock = outside.path().join("web.sock");
+    let unix = format!("unix:{}", sock.display());
     // `--path /` is the new root: it exists on the host too, so the web plugin takes it
     // before the chroot, and resolves it in the chroot once it serves.
     let server = Running::start(&[
@@ -266,9 +272,11 @@ fn chroot_serves_the_files_of_the_new_root() {
         "--path",
         "/",
         "--listen",
+        &unix,
+        "--listen",
         "tcp:0:interface=127.0.0.1",
     ]);
-    let lines = server.lines_until("listening on");
+    let lines = server.lines_until("listening on tcp:");
     assert!(
         lines
             .iter()
@@ -281,6 +289,14 @@ fn chroot_serves_the_files_of_the_new_root() {
     let listing = get(port, "/");
     assert!(listing.contains("hello.txt"), "{listing}");
     assert!(!listing.contains("proc"), "{listing}");
+    let mut over_unix = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    over_unix.set_read_timeout(Some(TIMEOUT)).unwrap();
+    over_unix
+        .write_all(b"GET /hello.txt HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    over_unix.read_to_string(&mut reply).unwrap();
+    assert!(reply.ends_with("\r\n\r\nhello from the site\n"), "{reply}");
     let root_link = std::fs::read_link(format!("/proc/{}/root", server.pid())).unwrap();
     assert_eq!(root_link, dir.path());
     let mut server = server;
