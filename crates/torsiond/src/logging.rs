@@ -1,7 +1,8 @@
 //! The runner's log (Twisted's `twistd --logfile` and `twisted.logger`'s JSON output), on
 //! [`tracing`]: every event at or above the chosen level becomes one line, as text or as a
-//! JSON object, written to standard output or to a file that rotates by size, by day, or
-//! both, keeping a number of rotated files.
+//! JSON object, written to standard output, to a file that rotates by size, by day, or
+//! both, keeping a number of rotated files, or to the local syslog daemon ([`Syslog`],
+//! twistd's `--syslog`).
 //!
 //! Text lines read `TIMESTAMP LEVEL [worker N] TARGET: MESSAGE key=value...`; JSON lines
 //! are objects with `timestamp`, `level`, `target`, `message`, `fields` (the event's other
