@@ -64,7 +64,15 @@ fn worker(
     let Some(root) = root else { return };
     // The services' privileged part: listening services bind their ports here (a failure
     // to bind is reported with `fail`). No connection is accepted before the reactor runs.
-    start_application(&r, root);
+    // A panic here is reported as a failure: this worker must still reach the gate below,
+    // or the others would wait for it for ever.
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| start_application(&r, root))) {
+        fail(format_args!(
+            "{}: a service panicked while starting: {}",
+            plugin.name(),
+            panic_text(p.as_ref())
+        ));
+    }
     // Every worker bound its ports: the last to get here drops the privileges of the whole
     // process (unless a port failed) while the others wait.
     gate.wait_bound(|| {
@@ -173,4 +181,69 @@ where
     tracing::info!(target: "torsiond", "stopped");
     drop(pidfile);
     ExitCode::from(exit_status())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::ExitCode;
+    use std::rc::Rc;
+
+    use torsion::application::Service;
+
+    use super::run;
+    use crate::plugins::Plugin;
+
+    /// A plugin whose service panics in its privileged start on worker 1 only.
+    struct Boom;
+
+    struct BoomService;
+
+    impl Service for BoomService {
+        fn privileged_start_service(&self) {
+            if crate::current_worker() == Some(1) {
+                panic!("boom while binding");
+            }
+        }
+        fn start_service(&self) {}
+        fn running(&self) -> bool {
+            false
+        }
+        fn stop_service(&self) -> torsion::defer::Deferred<()> {
+            torsion::defer::succeed(())
+        }
+    }
+
+    impl Plugin for Boom {
+        fn name(&self) -> &'static str {
+            "boom"
+        }
+        fn description(&self) -> &'static str {
+            "panics while starting"
+        }
+        fn command(&self) -> clap::Command {
+            clap::Command::new("boom")
+        }
+        fn make_service(&self, _: &clap::ArgMatches) -> Result<Rc<dyn Service>, String> {
+            Ok(Rc::new(BoomService))
+        }
+    }
+
+    /// The other workers wait at the gate for every worker to bind its ports; a worker whose
+    /// services panic while starting still arrives there, so the runner ends (status 1)
+    /// instead of waiting for ever, and no reactor runs.
+    #[test]
+    fn a_panic_while_binding_ends_the_runner() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let code = run(
+                vec![Box::new(Boom) as Box<dyn Plugin>],
+                ["torsiond", "--workers", "3", "boom"],
+            );
+            let _ = tx.send(code);
+        });
+        let code = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the runner waited for ever");
+        assert_eq!(code, ExitCode::from(1));
+    }
 }
