@@ -10,6 +10,7 @@ use clap::{Arg, ArgAction, Command};
 use crate::exit::say;
 use crate::logging;
 use crate::plugins::Plugin;
+use crate::privileges;
 
 /// Parses `--umask`: an octal mask up to `777`.
 fn parse_umask(s: &str) -> Result<u32, String> {
@@ -110,6 +111,52 @@ pub fn command(plugins: &[Box<dyn Plugin>]) -> Command {
                 .value_name("OCTAL")
                 .value_parser(parse_umask)
                 .help("The file mode creation mask, set before anything is created (e.g. 022)"),
+        )
+        .arg(
+            Arg::new("uid")
+                .short('u')
+                .long("uid")
+                .value_name("USER")
+                .value_parser(privileges::parse_user)
+                .help("Switch to this user (name or uid) once every port is bound, before serving: start as root to bind ports below 1024 (--gid defaults to the user's group)"),
+        )
+        .arg(
+            Arg::new("gid")
+                .short('g')
+                .long("gid")
+                .value_name("GROUP")
+                .value_parser(privileges::parse_group)
+                .help("Switch to this group (name or gid) once every port is bound, before serving"),
+        )
+        .arg(
+            Arg::new("chroot")
+                .long("chroot")
+                .value_name("DIR")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("chroot to DIR once every port is bound (before --uid): paths the plugin opens later, such as web --path, are then inside DIR"),
+        )
+        .arg(
+            Arg::new("syslog")
+                .long("syslog")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("logfile")
+                .help("Log to the local syslog daemon (/dev/log) instead of standard output"),
+        )
+        .arg(
+            Arg::new("prefix")
+                .long("prefix")
+                .value_name("NAME")
+                .default_value("torsiond")
+                .value_parser(logging::parse_prefix)
+                .help("With --syslog, the name log lines are tagged with (NAME[PID]: ...)"),
+        )
+        .arg(
+            Arg::new("facility")
+                .long("facility")
+                .value_name("FACILITY")
+                .value_parser(logging::FACILITIES)
+                .default_value("user")
+                .help("With --syslog, the syslog facility: user, daemon, or local0 to local7"),
         )
         .arg(
             Arg::new("shutdown-timeout")

@@ -1,5 +1,7 @@
 //! The worker gate: the worker threads wait for each other after building their services,
-//! so that none runs unless every one could build its tree.
+//! so that none runs unless every one could build its tree; and again after binding their
+//! ports, so that privileges are dropped once, for the whole process, before any of them
+//! serves.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -14,6 +16,10 @@ struct GateState {
     arrived: usize,
     expected: usize,
     errors: Vec<(usize, String)>,
+    /// Workers that bound their ports.
+    bound: usize,
+    /// Whether the last of them ran the step that follows binding.
+    after_bound: bool,
 }
 
 impl Gate {
@@ -23,6 +29,8 @@ impl Gate {
                 arrived: 0,
                 expected,
                 errors: Vec::new(),
+                bound: 0,
+                after_bound: false,
             }),
             turn: Condvar::new(),
         }
@@ -58,6 +66,26 @@ impl Gate {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         state.errors.is_empty()
+    }
+
+    /// Waits for every worker to have bound its ports (started its services' privileged
+    /// part); the last to arrive runs `then` (dropping privileges) while the others still
+    /// wait, so no worker goes on before it is done. Only workers that passed
+    /// [`wait`](Self::wait) with no error call this.
+    pub(crate) fn wait_bound(&self, then: impl FnOnce()) {
+        let mut state = self.state();
+        state.bound += 1;
+        if state.bound >= state.expected && !state.after_bound {
+            then();
+            state.after_bound = true;
+            self.turn.notify_all();
+        }
+        while !state.after_bound {
+            state = self
+                .turn
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
     }
 
     /// The first worker's error, if any failed.

@@ -25,9 +25,21 @@
 //! | `--workers N` | N threads, each with its own reactor and its own copy of the services, sharing TCP ports with `SO_REUSEPORT` (default 1) |
 //! | `--umask OCTAL` | the file-creation mask, set before anything is created (e.g. `022`) |
 //! | `--shutdown-timeout SECONDS` | how long a graceful stop waits for connections (default 10) |
+//! | `-u`, `--uid USER` | once every worker bound its ports, switch the whole process to this user (name or uid; as twistd: start as root to bind ports below 1024) |
+//! | `-g`, `--gid GROUP` | the group to switch to (default: the `--uid` user's group) |
+//! | `--chroot DIR` | once the ports are bound, before `--uid`: `chroot(2)` to DIR; paths the plugin opens while serving (`web --path`) are then inside DIR |
+//! | `--syslog` | log to the local syslog daemon (`/dev/log`) instead of standard output (not with `--logfile`) |
+//! | `--prefix NAME` | with `--syslog`, the tag of the lines: `NAME[PID]: ...` (default `torsiond`) |
+//! | `--facility NAME` | with `--syslog`: `user` (default), `daemon`, `local0` ... `local7` |
 //!
 //! Text log lines are coloured only when standard output is a terminal; a log sent to a file
 //! or a pipe holds no ANSI escape codes (see [`logging`]).
+//!
+//! Start-up order: the options are read, the umask set, logging started, the pidfile
+//! written; each worker builds its services and binds its ports; then, once, for the whole
+//! process: `--chroot`, the groups, `--gid`, `--uid` (glibc's `setuid`, which every thread
+//! takes), and a check that `setuid(0)` now fails; only then do the workers accept
+//! connections. A failure at any step is one line on standard error and status 1.
 //!
 //! Stopping: SIGTERM or SIGINT stops gracefully. Every listening port closes at once (new
 //! connections are refused), each connection is asked to finish ([`Protocol::drain`](torsion::Protocol::drain): an
@@ -95,6 +107,7 @@ mod exit;
 mod gate;
 mod listen;
 mod plugins;
+mod privileges;
 mod runner;
 mod settings;
 

@@ -39,6 +39,8 @@ pub fn parse_endpoint(s: &str) -> Result<ServerDescription, EndpointError> {
 /// reports a failure to listen with [`fail`] (so the runner exits with status 1).
 pub struct ListenService<F: Factory> {
     inner: Rc<StreamServerEndpointService<F>>,
+    /// Whether the outcome of the last listen is still to be logged or reported.
+    report_pending: Cell<bool>,
 }
 
 impl<F: Factory> ListenService<F> {
@@ -69,12 +71,44 @@ impl<F: Factory> ListenService<F> {
         inner.set_drain_timeout(Some(settings.shutdown_timeout));
         ListenService {
             inner: Rc::new(inner),
+            report_pending: Cell::new(false),
         }
     }
 
     /// The wrapped service.
     pub fn inner(&self) -> &StreamServerEndpointService<F> {
         &self.inner
+    }
+
+    /// Starts the wrapped service: it listens.
+    fn bind(&self) {
+        QUIET_LISTEN.with(|q| q.set(true));
+        self.inner.start_service();
+        QUIET_LISTEN.with(|q| q.set(false));
+        self.report_pending.set(true);
+    }
+
+    /// Logs where the service listens, or reports the failure to listen with [`fail`]
+    /// (once per listen).
+    fn report(&self) {
+        if !self.report_pending.replace(false) {
+            return;
+        }
+        let inner = Rc::clone(&self.inner);
+        drop(self.inner.when_listening().add_both(move |outcome| {
+            match outcome {
+                Ok(address) => tracing::info!(target: "torsiond", "listening on {address}"),
+                Err(failure) => {
+                    let hint = inner.take_listen_failure().as_ref().and_then(listen_fix);
+                    fail(format_args!(
+                        "{}{}",
+                        failure.error_message(),
+                        hint.unwrap_or_default()
+                    ));
+                }
+            }
+            Ok::<(), torsion::Failure>(())
+        }));
     }
 }
 
@@ -93,29 +127,27 @@ impl<F: Factory> Service for ListenService<F> {
         self.inner.running()
     }
 
+    /// Listens now, as Twisted's `StreamServerEndpointService.privilegedStartService` does:
+    /// the runner calls this before it drops root (`--uid`), so ports below 1024 can be
+    /// bound; connections are accepted once the reactor runs. A failure to listen is
+    /// reported at once, so that the runner stops before it drops root or serves.
     fn privileged_start_service(&self) {
         self.inner.privileged_start_service();
+        self.bind();
+        if self.inner.listen_failed() {
+            self.report();
+        }
     }
 
+    /// Listens, unless [`privileged_start_service`](Service::privileged_start_service)
+    /// did already, and logs `listening on ADDRESS`: the line comes once the reactor runs
+    /// (with the runner, once SIGTERM stops it gracefully), so it tells that the server
+    /// is ready.
     fn start_service(&self) {
-        QUIET_LISTEN.with(|q| q.set(true));
-        self.inner.start_service();
-        QUIET_LISTEN.with(|q| q.set(false));
-        let inner = Rc::clone(&self.inner);
-        drop(self.inner.when_listening().add_both(move |outcome| {
-            match outcome {
-                Ok(address) => tracing::info!(target: "torsiond", "listening on {address}"),
-                Err(failure) => {
-                    let hint = inner.take_listen_failure().as_ref().and_then(listen_fix);
-                    fail(format_args!(
-                        "{}{}",
-                        failure.error_message(),
-                        hint.unwrap_or_default()
-                    ));
-                }
-            }
-            Ok::<(), torsion::Failure>(())
-        }));
+        if !self.inner.running() {
+            self.bind();
+        }
+        self.report();
     }
 
     fn stop_service(&self) -> Deferred<()> {

@@ -1,7 +1,8 @@
 //! The runner's log (Twisted's `twistd --logfile` and `twisted.logger`'s JSON output), on
 //! [`tracing`]: every event at or above the chosen level becomes one line, as text or as a
-//! JSON object, written to standard output or to a file that rotates by size, by day, or
-//! both, keeping a number of rotated files.
+//! JSON object, written to standard output, to a file that rotates by size, by day, or
+//! both, keeping a number of rotated files, or to the local syslog daemon ([`Syslog`],
+//! twistd's `--syslog`).
 //!
 //! Text lines read `TIMESTAMP LEVEL [worker N] TARGET: MESSAGE key=value...`; JSON lines
 //! are objects with `timestamp`, `level`, `target`, `message`, `fields` (the event's other
@@ -162,6 +163,172 @@ impl RotatingFile {
     }
 }
 
+/// The syslog facilities `--facility` takes, and their codes (RFC 5424, section 6.2.1).
+const FACILITY_CODES: [(&str, u8); 10] = [
+    ("user", 1),
+    ("daemon", 3),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+/// The names `--facility` takes.
+pub(crate) const FACILITIES: [&str; 10] = [
+    "user", "daemon", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
+    "local7",
+];
+
+/// The code of a facility named in [`FACILITIES`] (`user` for any other name).
+pub(crate) fn facility_code(name: &str) -> u8 {
+    FACILITY_CODES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(1, |(_, code)| *code)
+}
+
+/// Parses `--prefix`: 1 to 64 printable ASCII characters other than space, `:`, `[` and
+/// `]`, which would end the syslog tag early.
+///
+/// # Errors
+/// A message naming what is wrong.
+pub fn parse_prefix(s: &str) -> Result<String, String> {
+    let ok = |c: char| c.is_ascii_graphic() && !matches!(c, ':' | '[' | ']');
+    if !s.is_empty() && s.len() <= 64 && s.chars().all(ok) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{s}' is not a syslog prefix (1 to 64 printable characters, without spaces, ':', '[' or ']')"
+        ))
+    }
+}
+
+/// The syslog socket `--syslog` writes to: `/dev/log`, or the path in the environment
+/// variable `TORSION_SYSLOG_SOCKET` (for tests, which listen on a socket of their own).
+pub fn syslog_socket_path() -> PathBuf {
+    std::env::var_os("TORSION_SYSLOG_SOCKET")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from("/dev/log"), PathBuf::from)
+}
+
+/// The longest message part of a syslog datagram; longer lines are cut (syslog daemons
+/// cut them too, rsyslog at 8 KiB by default).
+const SYSLOG_MAX_LINE: usize = 8000;
+
+/// Log lines sent to the local syslog daemon over its datagram socket (`/dev/log`), framed
+/// as the C library's `syslog(3)` frames them (RFC 3164 without the timestamp, which the
+/// daemon adds): `<PRI>PREFIX[PID]: MESSAGE`. PRI is the facility times 8 plus the
+/// severity: error 3, warn 4, info 6, debug and trace 7. A message of several lines is sent
+/// as one datagram per line, the lines after the first starting with a tab (as Twisted's
+/// `SyslogObserver` does).
+///
+/// ```
+/// use std::os::unix::net::UnixDatagram;
+/// use torsiond::logging::Syslog;
+///
+/// let path = std::env::temp_dir().join(format!("torsiond-doc-syslog-{}", std::process::id()));
+/// let _ = std::fs::remove_file(&path);
+/// let daemon = UnixDatagram::bind(&path).unwrap();
+/// let mut log = Syslog::connect(&path, "myapp", 3).unwrap(); // facility 3: daemon
+/// log.send(tracing::Level::WARN, "disk almost full").unwrap();
+/// let mut buf = [0; 256];
+/// let n = daemon.recv(&mut buf).unwrap();
+/// let expected = format!("<28>myapp[{}]: disk almost full", std::process::id());
+/// assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), expected);
+/// std::fs::remove_file(&path).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Syslog {
+    socket: std::os::unix::net::UnixDatagram,
+    path: PathBuf,
+    prefix: String,
+    facility: u8,
+}
+
+impl Syslog {
+    /// Connects to the syslog datagram socket at `path`; lines will be tagged `prefix` and
+    /// sent with `facility` (1: user, 3: daemon, 16 to 23: local0 to local7).
+    ///
+    /// # Errors
+    /// The socket does not exist or refuses the connection (no syslog daemon runs).
+    pub fn connect(path: &Path, prefix: &str, facility: u8) -> io::Result<Syslog> {
+        Ok(Syslog {
+            socket: Self::open(path)?,
+            path: path.to_owned(),
+            prefix: prefix.to_owned(),
+            facility,
+        })
+    }
+
+    fn open(path: &Path) -> io::Result<std::os::unix::net::UnixDatagram> {
+        let socket = std::os::unix::net::UnixDatagram::unbound()?;
+        socket.connect(path)?;
+        // A daemon that stops reading must not stop the server for long: a line that
+        // cannot be sent within a second is dropped (and reported once).
+        socket.set_write_timeout(Some(std::time::Duration::from_secs(1)))?;
+        Ok(socket)
+    }
+
+    /// The datagram for one line of a message at `level`.
+    fn frame(&self, level: Level, line: &str) -> Vec<u8> {
+        let severity = match level {
+            Level::ERROR => 3,
+            Level::WARN => 4,
+            Level::INFO => 6,
+            Level::DEBUG | Level::TRACE => 7,
+        };
+        let mut cut = line.len().min(SYSLOG_MAX_LINE);
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!(
+            "<{}>{}[{}]: {}",
+            u32::from(self.facility) * 8 + severity,
+            self.prefix,
+            std::process::id(),
+            &line[..cut]
+        )
+        .into_bytes()
+    }
+
+    /// Sends `message` (at `level`), one datagram per line. When the daemon went away (it
+    /// restarted), connects again once and resends.
+    ///
+    /// # Errors
+    /// The datagram could not be sent, even after connecting again.
+    pub fn send(&mut self, level: Level, message: &str) -> io::Result<()> {
+        let mut lines = message.trim_end_matches('\n').split('\n');
+        let first = lines.next().unwrap_or_default();
+        self.send_one(&self.frame(level, first))?;
+        for line in lines {
+            self.send_one(&self.frame(level, &format!("\t{line}")))?;
+        }
+        Ok(())
+    }
+
+    fn send_one(&mut self, datagram: &[u8]) -> io::Result<()> {
+        match self.socket.send(datagram) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::NotConnected
+                        | io::ErrorKind::NotFound
+                ) =>
+            {
+                self.socket = Self::open(&self.path)?;
+                self.socket.send(datagram).map(drop)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Where log lines go.
 #[derive(Debug)]
 pub enum LogSink {
@@ -169,11 +336,15 @@ pub enum LogSink {
     Stdout,
     /// A rotating file.
     File(RotatingFile),
+    /// The local syslog daemon.
+    Syslog(Syslog),
 }
 
 impl LogSink {
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+    /// Writes one formatted line (an event at `level`).
+    fn write_line(&mut self, level: Level, line: &[u8]) -> io::Result<()> {
         match self {
+            LogSink::Syslog(s) => s.send(level, &String::from_utf8_lossy(line)),
             LogSink::Stdout => {
                 let mut out = io::stdout().lock();
                 out.write_all(line)?;
@@ -190,6 +361,8 @@ impl LogSink {
 pub struct LogLayer {
     format: LogFormat,
     colour: bool,
+    /// Lines go to syslog, which stamps them with the time and carries the level itself.
+    syslog: bool,
     sink: Mutex<LogSink>,
     /// Whether a failed write was reported already (once, on standard error).
     reported: std::sync::atomic::AtomicBool,
@@ -201,6 +374,7 @@ impl LogLayer {
         LogLayer {
             format,
             colour: false,
+            syslog: matches!(sink, LogSink::Syslog(_)),
             sink: Mutex::new(sink),
             reported: std::sync::atomic::AtomicBool::new(false),
         }
@@ -213,7 +387,8 @@ impl LogLayer {
         self
     }
 
-    /// Formats one event as a line (with its newline).
+    /// Formats one event as a line (with its newline; for syslog, text lines have neither
+    /// timestamp, level nor newline).
     fn line(&self, event: &Event<'_>, worker: Option<usize>) -> String {
         let meta = event.metadata();
         let mut fields = Fields::default();
@@ -223,7 +398,9 @@ impl LogLayer {
             tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut timestamp));
         match self.format {
             LogFormat::Text => {
-                let mut line = if self.colour {
+                let mut line = if self.syslog {
+                    String::new()
+                } else if self.colour {
                     let colour = match *meta.level() {
                         Level::ERROR => "31",
                         Level::WARN => "33",
@@ -251,7 +428,9 @@ impl LogLayer {
                         }
                     }
                 }
-                line.push('\n');
+                if !self.syslog {
+                    line.push('\n');
+                }
                 line
             }
             LogFormat::Json => {
@@ -268,7 +447,10 @@ impl LogLayer {
                 if let Some(w) = worker {
                     let _ = write!(line, ",\"worker\":{w}");
                 }
-                line.push_str("}\n");
+                line.push('}');
+                if !self.syslog {
+                    line.push('\n');
+                }
                 line
             }
         }
@@ -310,7 +492,7 @@ impl<S: Subscriber> Layer<S> for LogLayer {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Err(e) = sink.write_line(line.as_bytes()) {
+        if let Err(e) = sink.write_line(*event.metadata().level(), line.as_bytes()) {
             if !self
                 .reported
                 .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -414,7 +596,7 @@ thread_local! {
     pub(crate) static QUIET_LISTEN: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Sends log events to standard output or a rotating file, as text or JSON lines.
+/// Sends log events to standard output, a rotating file or syslog, as text or JSON lines.
 pub(crate) fn init(matches: &ArgMatches) -> Result<(), String> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::Layer as _;
@@ -427,16 +609,38 @@ pub(crate) fn init(matches: &ArgMatches) -> Result<(), String> {
         Some("json") => LogFormat::Json,
         _ => LogFormat::Text,
     };
-    let sink = match matches.get_one::<PathBuf>("logfile") {
-        Some(path) if path.as_os_str() != "-" => {
-            let size = *matches.get_one::<u64>("log-rotate-size").unwrap_or(&0);
-            let daily = matches.get_flag("log-rotate-daily");
-            let keep = usize::from(*matches.get_one::<u16>("log-rotate-keep").unwrap_or(&10));
-            let file = RotatingFile::open(path, size, daily, keep)
-                .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
-            LogSink::File(file)
+    let sink = if matches.get_flag("syslog") {
+        let path = syslog_socket_path();
+        let prefix = matches
+            .get_one::<String>("prefix")
+            .map_or("torsiond", String::as_str);
+        let facility = facility_code(
+            matches
+                .get_one::<String>("facility")
+                .map_or("user", String::as_str),
+        );
+        match Syslog::connect(&path, prefix, facility) {
+            Ok(syslog) => LogSink::Syslog(syslog),
+            Err(e) => {
+                crate::exit::say(format_args!(
+                    "torsiond: cannot log to syslog through {}: {e} (is a syslog daemon running?); logging to standard output instead",
+                    path.display()
+                ));
+                LogSink::Stdout
+            }
         }
-        _ => LogSink::Stdout,
+    } else {
+        match matches.get_one::<PathBuf>("logfile") {
+            Some(path) if path.as_os_str() != "-" => {
+                let size = *matches.get_one::<u64>("log-rotate-size").unwrap_or(&0);
+                let daily = matches.get_flag("log-rotate-daily");
+                let keep = usize::from(*matches.get_one::<u16>("log-rotate-keep").unwrap_or(&10));
+                let file = RotatingFile::open(path, size, daily, keep)
+                    .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
+                LogSink::File(file)
+            }
+            _ => LogSink::Stdout,
+        }
     };
     let verbose = level >= tracing::Level::DEBUG;
     let filter = tracing_subscriber::filter::filter_fn(move |m| {

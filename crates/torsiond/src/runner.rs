@@ -1,5 +1,7 @@
 //! The runner: parses the command line, prepares the process (umask, logging, pidfile),
-//! and runs the chosen plugin's services on each worker thread until they stop.
+//! and runs the chosen plugin's services on each worker thread until they stop: every
+//! worker builds its services, binds its ports, then waits until the process gave up root
+//! (`--chroot`, `--uid`, `--gid`) before its reactor runs.
 
 use std::ffi::OsString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -16,6 +18,7 @@ use crate::gate::Gate;
 use crate::logging;
 use crate::pidfile;
 use crate::plugins::Plugin;
+use crate::privileges::Privileges;
 use crate::settings::{Settings, DEFAULT_SHUTDOWN_TIMEOUT, SETTINGS};
 
 /// The text of a panic's payload.
@@ -34,6 +37,7 @@ fn worker(
     plugin: &dyn Plugin,
     matches: &ArgMatches,
     gate: &Gate,
+    privileges: &Privileges,
 ) {
     SETTINGS.with(|s| {
         s.set(Settings {
@@ -58,7 +62,33 @@ fn worker(
         return;
     }
     let Some(root) = root else { return };
-    start_application(&r, root);
+    // The services' privileged part: listening services bind their ports here (a failure
+    // to bind is reported with `fail`). No connection is accepted before the reactor runs.
+    // A panic here is reported as a failure: this worker must still reach the gate below,
+    // or the others would wait for it for ever.
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| start_application(&r, root))) {
+        fail(format_args!(
+            "{}: a service panicked while starting: {}",
+            plugin.name(),
+            panic_text(p.as_ref())
+        ));
+    }
+    // Every worker bound its ports: the last to get here drops the privileges of the whole
+    // process (unless a port failed) while the others wait.
+    gate.wait_bound(|| {
+        if exit_status() == 0 && !privileges.is_empty() {
+            if let Err(message) = privileges.apply() {
+                fail(message);
+            }
+        }
+    });
+    if exit_status() != 0 {
+        return;
+    }
+    if let Err(message) = privileges.check_thread() {
+        fail(message);
+        return;
+    }
     if settings.workers > 1 {
         r.call_when_running(|| tracing::debug!(target: "torsiond", "worker running"));
     }
@@ -103,6 +133,13 @@ where
         say(format_args!("torsiond: no plugin named {name}"));
         return ExitCode::from(2);
     };
+    let privileges = match Privileges::from_matches(&matches) {
+        Ok(p) => p,
+        Err(message) => {
+            say(format_args!("torsiond: {message}"));
+            return ExitCode::from(1);
+        }
+    };
     let pidfile = match matches.get_one::<PathBuf>("pidfile") {
         None => None,
         Some(path) => match pidfile::PidFile::create(path) {
@@ -124,16 +161,18 @@ where
     let plugin: &dyn Plugin = plugin.as_ref();
     std::thread::scope(|scope| {
         for index in 1..settings.workers {
-            let (gate, plugin) = (&gate, plugin);
+            let (gate, plugin, privileges) = (&gate, plugin, &privileges);
             let spawned = std::thread::Builder::new()
                 .name(format!("torsiond-worker-{index}"))
-                .spawn_scoped(scope, move || worker(index, settings, plugin, sub, gate));
+                .spawn_scoped(scope, move || {
+                    worker(index, settings, plugin, sub, gate, privileges);
+                });
             if let Err(e) = spawned {
                 gate.shrink(index, format!("cannot start worker thread {index}: {e}"));
                 break;
             }
         }
-        worker(0, settings, plugin, sub, &gate);
+        worker(0, settings, plugin, sub, &gate, &privileges);
     });
     if let Some(message) = gate.first_error() {
         say(format_args!("torsiond: {message}"));
@@ -142,4 +181,69 @@ where
     tracing::info!(target: "torsiond", "stopped");
     drop(pidfile);
     ExitCode::from(exit_status())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::ExitCode;
+    use std::rc::Rc;
+
+    use torsion::application::Service;
+
+    use super::run;
+    use crate::plugins::Plugin;
+
+    /// A plugin whose service panics in its privileged start on worker 1 only.
+    struct Boom;
+
+    struct BoomService;
+
+    impl Service for BoomService {
+        fn privileged_start_service(&self) {
+            if crate::current_worker() == Some(1) {
+                panic!("boom while binding");
+            }
+        }
+        fn start_service(&self) {}
+        fn running(&self) -> bool {
+            false
+        }
+        fn stop_service(&self) -> torsion::defer::Deferred<()> {
+            torsion::defer::succeed(())
+        }
+    }
+
+    impl Plugin for Boom {
+        fn name(&self) -> &'static str {
+            "boom"
+        }
+        fn description(&self) -> &'static str {
+            "panics while starting"
+        }
+        fn command(&self) -> clap::Command {
+            clap::Command::new("boom")
+        }
+        fn make_service(&self, _: &clap::ArgMatches) -> Result<Rc<dyn Service>, String> {
+            Ok(Rc::new(BoomService))
+        }
+    }
+
+    /// The other workers wait at the gate for every worker to bind its ports; a worker whose
+    /// services panic while starting still arrives there, so the runner ends (status 1)
+    /// instead of waiting for ever, and no reactor runs.
+    #[test]
+    fn a_panic_while_binding_ends_the_runner() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let code = run(
+                vec![Box::new(Boom) as Box<dyn Plugin>],
+                ["torsiond", "--workers", "3", "boom"],
+            );
+            let _ = tx.send(code);
+        });
+        let code = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the runner waited for ever");
+        assert_eq!(code, ExitCode::from(1));
+    }
 }

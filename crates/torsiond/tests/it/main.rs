@@ -7,5 +7,7 @@ mod support;
 
 mod cli;
 mod portforward_plugin;
+mod privileges;
 mod runner;
+mod syslog;
 mod systemd_activation;

@@ -84,6 +84,11 @@ impl Running {
         Running::spawn(c)
     }
 
+    /// The process ID of the running torsiond (or launcher).
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Starts `c`, standard input closed.
     pub(crate) fn spawn(mut c: Command) -> Running {
         let mut child = c
