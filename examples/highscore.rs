@@ -633,10 +633,34 @@ async fn top_players(pool: &ConnectionPool) -> Result<Vec<Entry>, Failure> {
         .collect()
 }
 
+/// Creates the table and its index if they are missing. Instances started together on a
+/// new PostgreSQL database race: `CREATE ... IF NOT EXISTS` is not atomic there, and the
+/// loser fails with a unique violation in the catalog (`pg_type_typname_nsp_index`). Its
+/// second try finds the table made, so a failure is retried. Each failed try means another
+/// instance made one of the two objects, so three tries are enough; an error that stays
+/// (a missing right, say) is reported after the third.
+async fn create_schema(pool: &ConnectionPool) -> Result<(), Failure> {
+    const TRIES: u32 = 3;
+    for attempt in 1.. {
+        let created = async {
+            pool.run_operation(SCHEMA, ()).await?;
+            pool.run_operation(INDEX, ()).await
+        };
+        match created.await {
+            Ok(_) => break,
+            Err(failure) if attempt < TRIES => torsion::log::msg(&format!(
+                "creating the games table failed ({failure}); trying again (another \
+                 instance may be creating it)"
+            )),
+            Err(failure) => return Err(failure),
+        }
+    }
+    Ok(())
+}
+
 /// Creates the table if needed and loads the scoreboard.
 async fn load(tables: &Tables) -> Result<(), Failure> {
-    tables.pool.run_operation(SCHEMA, ()).await?;
-    tables.pool.run_operation(INDEX, ()).await?;
+    create_schema(&tables.pool).await?;
     tables.scores.merge(top_players(&tables.pool).await?);
     tables.freshness.borrow_mut().last = Some(Instant::now());
     Ok(())
