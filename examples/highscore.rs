@@ -91,7 +91,9 @@ struct Cli {
     /// The TCP port of the game (0 picks a free one).
     #[arg(long, default_value_t = 1079)]
     game_port: u16,
-    /// The HTTP port of the table (0 picks a free one).
+    /// The HTTP port of the table (/ and /scores.json) and of GET /health, a load
+    /// balancer's check: 200 "ok" when the database answers, 503 when not (0 picks a free
+    /// one).
     #[arg(long, default_value_t = 1080)]
     web_port: u16,
     /// The address to listen on (an IPv4 or IPv6 address). The default, 127.0.0.1, is this
