@@ -37,7 +37,32 @@
 //!
 //! The game and the web pages share plain objects, as the seed's Counter does: a
 //! `Scoreboard` (the top 100, loaded from the database at start and updated after each
-//! save) that the pages render without touching the database.
+//! save) that the pages render from.
+//!
+//! Several instances can share one PostgreSQL database behind a load balancer (the recipe,
+//! with the HAProxy configuration, is docs/deployment.md's "Several instances behind
+//! HAProxy"), so the database, not any one instance's memory, holds the table. Each
+//! instance refreshes its scoreboard from the database **at most once a second**
+//! (`REFRESH`): a page (or a save's rank) asked for more than a second after the last
+//! refresh began waits for a new one; requests that arrive while it runs wait for that same
+//! one; the others use the table as it is. So a page shows every game saved by any instance
+//! up to a second before it was asked for, and this instance's own games at once, for at
+//! most one query a second however busy the pages are. A refresh that fails is logged and
+//! the last table shown. A refresh adds and updates players but removes none (a player
+//! whose games were deleted by hand leaves the table at the next start). "Playing now" and
+//! "games since the server started" stay this instance's own.
+//!
+//! Behind a load balancer:
+//!
+//! - `--proxy-protocol`: every game connection must start with a PROXY protocol header
+//!   (version 1 or 2: HAProxy's `send-proxy` / `send-proxy-v2`), and the player's address
+//!   in the log is the one in the header: the real client's, not the balancer's. Only the
+//!   balancer may reach such a port. The web port stays plain HTTP.
+//! - `GET /health` on the web port answers `200 ok` when the database answers a query, and
+//!   `503` (with the reason) when it does not: the balancer's health check.
+//!
+//! Each saved game is logged with the player's address (`tcp:ADDRESS:PORT: NAME saved a
+//! game in N guesses`).
 //!
 //! From the seed 000's multiprotocol showcase.
 use std::cell::{Cell, RefCell};
@@ -46,12 +71,13 @@ use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use torsion::db::{ConnectionPool, DbError};
-use torsion::defer::ensure_deferred;
+use torsion::defer::{ensure_deferred, succeed, Deferred, Trigger};
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
+use torsion::protocols::haproxy::HAProxyWrappingFactory;
 use torsion::web::proto::html_escape;
 use torsion::web::resources::Directory;
 use torsion::web::{Render, Request, Resource, Site};
@@ -65,7 +91,9 @@ struct Cli {
     /// The TCP port of the game (0 picks a free one).
     #[arg(long, default_value_t = 1079)]
     game_port: u16,
-    /// The HTTP port of the table (0 picks a free one).
+    /// The HTTP port of the table (/ and /scores.json) and of GET /health, a load
+    /// balancer's check: 200 "ok" when the database answers, 503 when not (0 picks a free
+    /// one).
     #[arg(long, default_value_t = 1080)]
     web_port: u16,
     /// The address to listen on (an IPv4 or IPv6 address). The default, 127.0.0.1, is this
@@ -76,6 +104,12 @@ struct Cli {
     /// $XDG_DATA_HOME/torsion or ~/.local/share/torsion]
     #[arg(long)]
     db: Option<String>,
+    /// Game connections start with a PROXY protocol header (v1 or v2, as HAProxy's
+    /// send-proxy / send-proxy-v2 send): the logged player address is the one in the
+    /// header. Only for a port that only the load balancer can reach. The web port is not
+    /// affected.
+    #[arg(long)]
+    proxy_protocol: bool,
 }
 
 /// The secret number is in `1..=HIGHEST`.
@@ -89,6 +123,9 @@ const MAX_NAME: usize = 32;
 const MAX_WAITING_BYTES: usize = 64 * 1024;
 /// How many players the scoreboard (and the pages) keep.
 const TABLE_SIZE: usize = 100;
+/// How often, at most, the scoreboard is refreshed from the database (which other
+/// instances write to as well).
+const REFRESH: Duration = Duration::from_secs(1);
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS games (\
     name TEXT NOT NULL, guesses INTEGER NOT NULL, played_at BIGINT NOT NULL)";
@@ -128,11 +165,88 @@ impl Scoreboard {
         top.truncate(TABLE_SIZE);
         top.iter().position(|e| e.name == name).map(|i| i + 1)
     }
+
+    /// Takes in the database's top players. A player's count of games only grows, so of
+    /// two lines for one player the one with more games is the newer: a game this instance
+    /// saved while the query ran is kept. Sorting the union and keeping the first
+    /// `TABLE_SIZE` drops whoever other instances' players pushed out.
+    fn merge(&self, rows: Vec<Entry>) {
+        let mut top = self.top.borrow_mut();
+        for row in rows {
+            match top.iter_mut().find(|e| e.name == row.name) {
+                Some(e) if e.games >= row.games => {}
+                Some(e) => *e = row,
+                None => top.push(row),
+            }
+        }
+        top.sort_by(|a, b| {
+            (a.best, std::cmp::Reverse(a.games), &a.name).cmp(&(
+                b.best,
+                std::cmp::Reverse(b.games),
+                &b.name,
+            ))
+        });
+        top.truncate(TABLE_SIZE);
+    }
+}
+
+/// When the scoreboard was last refreshed from the database, and who waits for the refresh
+/// running now.
+#[derive(Default)]
+struct Freshness {
+    last: Option<Instant>,
+    /// `Some` while a refresh runs: the requests waiting for it (at most one per request
+    /// being answered).
+    waiting: Option<Vec<Trigger<()>>>,
+}
+
+/// The scoreboard, kept at most `REFRESH` behind the database.
+struct Tables {
+    scores: Rc<Scoreboard>,
+    pool: ConnectionPool,
+    freshness: RefCell<Freshness>,
+}
+
+impl Tables {
+    /// Fires when the scoreboard holds the database's table of at most `REFRESH` ago: at
+    /// once if the last refresh began since, else when the running refresh (or a new one)
+    /// ends. Never fails: a failed refresh is logged and the table stays as it was.
+    fn fresh(self: &Rc<Self>) -> Deferred<()> {
+        let mut f = self.freshness.borrow_mut();
+        if f.waiting.is_none() && f.last.is_some_and(|t| t.elapsed() < REFRESH) {
+            return succeed(());
+        }
+        let d = Deferred::new();
+        let running = f.waiting.is_some();
+        f.waiting.get_or_insert_with(Vec::new).push(d.trigger());
+        if !running {
+            f.last = Some(Instant::now());
+            drop(f);
+            let me = self.clone();
+            ensure_deferred(async move {
+                match top_players(&me.pool).await {
+                    Ok(rows) => me.scores.merge(rows),
+                    Err(failure) => torsion::log::err(
+                        &failure,
+                        "refreshing the table from the database failed; showing the last one:",
+                    ),
+                }
+                let waiting = me.freshness.borrow_mut().waiting.take();
+                for t in waiting.unwrap_or_default() {
+                    // A request that went away meanwhile no longer listens.
+                    let _ = t.try_callback(());
+                }
+                Ok::<(), Failure>(())
+            });
+        }
+        d
+    }
 }
 
 /// What every connection shares.
 struct Game {
     scores: Rc<Scoreboard>,
+    tables: Rc<Tables>,
     pool: ConnectionPool,
     random: RandomState,
     games_started: Cell<u64>,
@@ -315,12 +429,19 @@ fn save_score(
         Ok::<_, DbError>((row[0].get::<u32>(0)?, row[0].get::<u64>(1)?))
     });
     let (game, session, t) = (game.clone(), session.clone(), t.clone());
-    saved.add_both(move |result| {
-        let reply = match result {
+    ensure_deferred(async move {
+        let reply = match saved.await {
             Ok((best, games)) => {
+                torsion::log::msg(&format!(
+                    "{}: {name} saved a game in {guesses} guesses",
+                    t.get_peer()
+                ));
                 game.scores
                     .games_played
                     .set(game.scores.games_played.get() + 1);
+                // The rank counts the other instances' players too (as of at most REFRESH
+                // ago).
+                game.tables.fresh().await.ok();
                 let rank = game.scores.update(Entry { name, best, games });
                 match rank {
                     Some(rank) => format!("saved: best {best}, rank {rank}"),
@@ -380,7 +501,7 @@ fn finish_save(game: &Rc<Game>, session: &Rc<RefCell<Session>>, t: &Transport, r
 
 /// `/`: the table as HTML (names escaped), refreshing itself every 5 s.
 struct TablePage {
-    scores: Rc<Scoreboard>,
+    tables: Rc<Tables>,
 }
 
 impl Resource for TablePage {
@@ -390,15 +511,26 @@ impl Resource for TablePage {
 
     fn render_get(&self, request: &Request) -> Render {
         request.set_header("Content-Type", "text/html; charset=utf-8");
+        let tables = self.tables.clone();
+        Render::future(async move {
+            tables.fresh().await?;
+            Ok::<_, Failure>(table_html(&tables.scores).into_bytes())
+        })
+    }
+}
+
+/// The table page's HTML.
+fn table_html(scores: &Scoreboard) -> String {
+    {
         let mut html = format!(
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>High scores</title>\
              <meta http-equiv=\"refresh\" content=\"5\"></head><body>\n<h1>High scores</h1>\n\
              <p>{} playing now, {} games since the server started.</p>\n<table>\n\
              <tr><th>#</th><th>Player</th><th>Best (guesses)</th><th>Games</th></tr>\n",
-            self.scores.online.get(),
-            self.scores.games_played.get()
+            scores.online.get(),
+            scores.games_played.get()
         );
-        for (i, e) in self.scores.top.borrow().iter().enumerate() {
+        for (i, e) in scores.top.borrow().iter().enumerate() {
             html.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                 i + 1,
@@ -408,13 +540,13 @@ impl Resource for TablePage {
             ));
         }
         html.push_str("</table>\n</body></html>\n");
-        html.into()
+        html
     }
 }
 
 /// `/scores.json`: the same table as JSON.
 struct JsonScores {
-    scores: Rc<Scoreboard>,
+    tables: Rc<Tables>,
 }
 
 impl Resource for JsonScores {
@@ -426,31 +558,65 @@ impl Resource for JsonScores {
         request.set_header("Content-Type", "application/json");
         // JSON must never be sniffed into HTML or script by a browser.
         request.set_header("X-Content-Type-Options", "nosniff");
-        let table: Vec<serde_json::Value> = self
-            .scores
-            .top
-            .borrow()
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                serde_json::json!({
-                    "rank": i + 1, "name": e.name, "best": e.best, "games": e.games,
-                })
-            })
-            .collect();
-        let body = serde_json::json!({
-            "online": self.scores.online.get(),
-            "games_played": self.scores.games_played.get(),
-            "scores": table,
-        });
-        body.to_string().into()
+        let tables = self.tables.clone();
+        Render::future(async move {
+            tables.fresh().await?;
+            Ok::<_, Failure>(table_json(&tables.scores).into_bytes())
+        })
     }
 }
 
-/// Creates the table if needed and loads the scoreboard.
-async fn load(pool: &ConnectionPool, scores: &Scoreboard) -> Result<(), Failure> {
-    pool.run_operation(SCHEMA, ()).await?;
-    pool.run_operation(INDEX, ()).await?;
+/// The table as JSON.
+fn table_json(scores: &Scoreboard) -> String {
+    let table: Vec<serde_json::Value> = scores
+        .top
+        .borrow()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            serde_json::json!({
+                "rank": i + 1, "name": e.name, "best": e.best, "games": e.games,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "online": scores.online.get(),
+        "games_played": scores.games_played.get(),
+        "scores": table,
+    })
+    .to_string()
+}
+
+/// `/health`: `200 ok` when the database answers, `503` and the reason when it does not
+/// (what a load balancer's health check asks).
+struct Health {
+    pool: ConnectionPool,
+}
+
+impl Resource for Health {
+    fn is_leaf(&self) -> bool {
+        true
+    }
+
+    fn render_get(&self, request: &Request) -> Render {
+        request.set_header("Content-Type", "text/plain; charset=utf-8");
+        request.set_header("Cache-Control", "no-store");
+        let (pool, request) = (self.pool.clone(), request.clone());
+        Render::future(async move {
+            match pool.run_query("SELECT 1", ()).await {
+                Ok(_) => Ok::<_, Failure>(b"ok\n".to_vec()),
+                Err(failure) => {
+                    request.set_response_code(503);
+                    let why = failure.to_string().replace(['\r', '\n'], " ");
+                    Ok(format!("database unavailable: {why}\n").into_bytes())
+                }
+            }
+        })
+    }
+}
+
+/// The database's top players, best first.
+async fn top_players(pool: &ConnectionPool) -> Result<Vec<Entry>, Failure> {
     let rows = pool
         .run_query(
             "SELECT name, min(guesses) AS best, count(*) AS games FROM games \
@@ -458,13 +624,47 @@ async fn load(pool: &ConnectionPool, scores: &Scoreboard) -> Result<(), Failure>
             (TABLE_SIZE as i64,),
         )
         .await?;
-    for row in rows {
-        scores.update(Entry {
-            name: row.get("name")?,
-            best: row.get("best")?,
-            games: row.get("games")?,
-        });
+    rows.iter()
+        .map(|row| {
+            Ok(Entry {
+                name: row.get("name")?,
+                best: row.get("best")?,
+                games: row.get("games")?,
+            })
+        })
+        .collect()
+}
+
+/// Creates the table and its index if they are missing. Instances started together on a
+/// new PostgreSQL database race: `CREATE ... IF NOT EXISTS` is not atomic there, and the
+/// loser fails with a unique violation in the catalog (`pg_type_typname_nsp_index`). Its
+/// second try finds the table made, so a failure is retried. Each failed try means another
+/// instance made one of the two objects, so three tries are enough; an error that stays
+/// (a missing right, say) is reported after the third.
+async fn create_schema(pool: &ConnectionPool) -> Result<(), Failure> {
+    const TRIES: u32 = 3;
+    for attempt in 1.. {
+        let created = async {
+            pool.run_operation(SCHEMA, ()).await?;
+            pool.run_operation(INDEX, ()).await
+        };
+        match created.await {
+            Ok(_) => break,
+            Err(failure) if attempt < TRIES => torsion::log::msg(&format!(
+                "creating the games table failed ({failure}); trying again (another \
+                 instance may be creating it)"
+            )),
+            Err(failure) => return Err(failure),
+        }
     }
+    Ok(())
+}
+
+/// Creates the table if needed and loads the scoreboard.
+async fn load(tables: &Tables) -> Result<(), Failure> {
+    create_schema(&tables.pool).await?;
+    tables.scores.merge(top_players(&tables.pool).await?);
+    tables.freshness.borrow_mut().last = Some(Instant::now());
     Ok(())
 }
 
@@ -484,8 +684,14 @@ fn main() -> Result<(), Failure> {
     // busy port stops the program before it creates a database file.
     let pool = ConnectionPool::new(&db, 1, 4)?;
     let scores = Rc::new(Scoreboard::default());
+    let tables = Rc::new(Tables {
+        scores: scores.clone(),
+        pool: pool.clone(),
+        freshness: RefCell::default(),
+    });
     let game = Rc::new(Game {
         scores: scores.clone(),
+        tables: tables.clone(),
         pool: pool.clone(),
         random: RandomState::new(),
         games_started: Cell::new(0),
@@ -509,17 +715,26 @@ fn main() -> Result<(), Failure> {
     root.put_child(
         b"",
         Rc::new(TablePage {
-            scores: scores.clone(),
+            tables: tables.clone(),
         }),
     );
     root.put_child(
         b"scores.json",
         Rc::new(JsonScores {
-            scores: scores.clone(),
+            tables: tables.clone(),
         }),
     );
+    root.put_child(b"health", Rc::new(Health { pool: pool.clone() }));
     let interface = cli.interface.to_string();
-    let game_listening = reactor().listen_tcp_on(cli.game_port, players, &interface)?;
+    let game_listening = if cli.proxy_protocol {
+        reactor().listen_tcp_on(
+            cli.game_port,
+            HAProxyWrappingFactory::new(players),
+            &interface,
+        )?
+    } else {
+        reactor().listen_tcp_on(cli.game_port, players, &interface)?
+    };
     let web_listening = reactor().listen_tcp_on(cli.web_port, Site::new(root), &interface)?;
     if let Some(file) = &file {
         let folder = file.parent().expect("a file in the data folder");
@@ -535,7 +750,7 @@ fn main() -> Result<(), Failure> {
     let failure = failed.clone();
     reactor().call_when_running(move || {
         ensure_deferred(async move {
-            load(&pool, &scores).await?;
+            load(&tables).await?;
             println!(
                 "highscore: {} players on the table, from {}",
                 scores.top.borrow().len(),

@@ -51,10 +51,13 @@ fn start_on(url: &str) -> (Running, u16, u16) {
     let mut child = support::example("highscore")
         .args(["--game-port", "0", "--web-port", "0", "--db", url])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("cannot start cargo run");
     let stdout = child.stdout.take().unwrap();
+    // Its log (a line per saved game) shows with the test's output when the test fails.
+    let log = support::lines(child.stderr.take().unwrap());
+    thread::spawn(move || log.iter().for_each(|line| eprintln!("{line}")));
     let running = Running(child);
     let rx = support::lines(stdout);
     let port_after = |line: &str, prefix: &str| -> Option<u16> {
