@@ -32,9 +32,14 @@
 //! r.run().unwrap();
 //! ```
 
+use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use socket2::{Domain, Socket, Type};
+
+use crate::error::CannotListenError;
 use crate::reactor::Delay;
 use crate::tcp::{Connector, ListenOptions, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
 #[cfg(feature = "tls")]
@@ -487,6 +492,73 @@ impl Reactor {
         timeout: f64,
     ) -> Connector {
         self.connect(Connect::unix(path).timeout(timeout), factory)
+    }
+
+    /// Listens on a stream socket that something else bound and set listening — a parent
+    /// process, a launcher, a privileged helper that passed it over a Unix socket — (Twisted's
+    /// `adoptStreamPort`). The family (TCP over IPv4 or IPv6, or a Unix socket) is read from
+    /// the socket itself; it is made non-blocking and close-on-exec, and closed when the port
+    /// stops (a Unix socket's file is left where it is). Fails with a
+    /// [`CannotListenError`](crate::error::CannotListenError) when it is not a listening
+    /// stream socket.
+    ///
+    /// Anything that owns a descriptor converts: a `std::net::TcpListener`, a
+    /// `UnixListener`, a `socket2::Socket`, an `OwnedFd`. For a descriptor number inherited
+    /// from a parent, `OwnedFd::from_raw_fd` (whose `unsafe` says the number is this
+    /// program's to own) or the `listenfd` crate makes the `OwnedFd`; systemd's sockets have
+    /// their own endpoint, `systemd:domain=INET:index=0`.
+    ///
+    /// ```
+    /// use torsion::{factory, Protocol, Reactor, Transport};
+    ///
+    /// struct Echo;
+    /// impl Protocol for Echo {
+    ///     fn data_received(&mut self, t: &Transport, data: &[u8]) { t.write(data) }
+    /// }
+    ///
+    /// let r = Reactor::new();
+    /// let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // made elsewhere
+    /// let port = r.adopt_stream_port(socket, factory(|| Echo)).unwrap();
+    /// assert!(port.get_host().port().unwrap() > 0);
+    /// ```
+    pub fn adopt_stream_port<F: Factory>(
+        &self,
+        socket: impl Into<OwnedFd>,
+        factory: F,
+    ) -> Result<ListeningPort, Failure> {
+        let socket = Socket::from(socket.into());
+        let refuse = |why: String| -> Failure {
+            let name = match socket.local_addr().ok().and_then(|a| a.as_socket()) {
+                Some(addr) => format!("adopted socket {addr}"),
+                None => "adopted socket".to_owned(),
+            };
+            Failure::new(CannotListenError::new(
+                name,
+                io::Error::new(io::ErrorKind::InvalidInput, why),
+            ))
+        };
+        match socket.r#type() {
+            Ok(t) if t == Type::STREAM => {}
+            Ok(_) => return Err(refuse("not a stream socket".to_owned())),
+            Err(e) => return Err(refuse(format!("not a socket: {e}"))),
+        }
+        match socket.is_listener() {
+            Ok(true) => {}
+            Ok(false) => return Err(refuse("the socket is not listening".to_owned())),
+            Err(e) => return Err(refuse(format!("not a socket: {e}"))),
+        }
+        let domain = socket
+            .local_addr()
+            .map_err(|e| refuse(format!("its address is unknown: {e}")))?
+            .domain();
+        if domain == Domain::IPV4 || domain == Domain::IPV6 {
+            self.listen_tcp_adopt(socket.into(), factory)
+        } else if domain == Domain::UNIX {
+            let fd: OwnedFd = socket.into();
+            self.listen_unix_adopt(fd.into(), factory)
+        } else {
+            Err(refuse("neither TCP nor a Unix socket".to_owned()))
+        }
     }
 }
 

@@ -62,6 +62,7 @@ mod reconnect_reset;
 mod task_cooperate;
 mod task_looping;
 mod task_react;
+mod tcp_adopt;
 mod tcp_close;
 mod tcp_connect;
 mod tcp_drain;
