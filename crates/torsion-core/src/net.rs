@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 use socket2::{Domain, Socket, Type};
 
+use crate::datagram::{DatagramProtocol, DatagramTransport};
 use crate::error::CannotListenError;
 use crate::reactor::Delay;
 use crate::tcp::{Connector, ListenOptions, ListeningPort, DEFAULT_CONNECT_TIMEOUT};
@@ -595,6 +596,115 @@ pub trait ReactorTcp {
 
     /// Connects to `host`:`port` (see [`Reactor::connect_tcp`]).
     fn connect_tcp<F: ClientFactory>(&self, host: &str, port: u16, factory: F) -> Self::Connector;
+}
+
+/// Something Unix-socket servers and clients can be started on (Twisted's `IReactorUNIX`):
+/// the [`Reactor`], or a [`MemoryReactor`](crate::testing::MemoryReactor) in a test.
+#[doc(alias = "IReactorUNIX")]
+pub trait ReactorUnix {
+    /// What `listen_unix` returns ([`ListeningPort`] on the reactor).
+    type Port;
+    /// What `connect_unix` returns ([`Connector`] on the reactor).
+    type Connector;
+
+    /// Listens on the Unix socket `path` (see [`Reactor::listen_unix`]).
+    fn listen_unix<F: Factory>(&self, path: &Path, factory: F) -> Result<Self::Port, Failure>;
+
+    /// Connects to the Unix socket `path` (see [`Reactor::connect_unix`]).
+    fn connect_unix<F: ClientFactory>(&self, path: &Path, factory: F) -> Self::Connector;
+}
+
+impl ReactorUnix for Reactor {
+    type Port = ListeningPort;
+    type Connector = Connector;
+
+    fn listen_unix<F: Factory>(&self, path: &Path, factory: F) -> Result<ListeningPort, Failure> {
+        self.listen(Listen::unix(path), factory)
+    }
+
+    fn connect_unix<F: ClientFactory>(&self, path: &Path, factory: F) -> Connector {
+        self.connect(Connect::unix(path), factory)
+    }
+}
+
+/// Something TLS servers and clients can be started on (Twisted's `IReactorSSL`): the
+/// [`Reactor`], or a [`MemoryReactor`](crate::testing::MemoryReactor) in a test.
+#[cfg(feature = "tls")]
+#[doc(alias = "IReactorSSL")]
+pub trait ReactorTls {
+    /// What `listen_tls` returns ([`ListeningPort`] on the reactor).
+    type Port;
+    /// What `connect_tls` returns ([`Connector`] on the reactor).
+    type Connector;
+
+    /// Listens with TLS on `port` on every IPv4 interface (see [`Reactor::listen_tls`]).
+    fn listen_tls<F: Factory>(
+        &self,
+        port: u16,
+        factory: F,
+        context: ServerContext,
+    ) -> Result<Self::Port, Failure>;
+
+    /// Connects with TLS to `host`:`port` (see [`Reactor::connect_tls`]).
+    fn connect_tls<F: ClientFactory>(
+        &self,
+        host: &str,
+        port: u16,
+        factory: F,
+        context: ClientContext,
+    ) -> Self::Connector;
+}
+
+#[cfg(feature = "tls")]
+impl ReactorTls for Reactor {
+    type Port = ListeningPort;
+    type Connector = Connector;
+
+    fn listen_tls<F: Factory>(
+        &self,
+        port: u16,
+        factory: F,
+        context: ServerContext,
+    ) -> Result<ListeningPort, Failure> {
+        self.listen(Listen::tcp(port).tls(context), factory)
+    }
+
+    fn connect_tls<F: ClientFactory>(
+        &self,
+        host: &str,
+        port: u16,
+        factory: F,
+        context: ClientContext,
+    ) -> Connector {
+        self.connect(Connect::tcp(host, port).tls(context), factory)
+    }
+}
+
+/// Something UDP ports can be opened on (Twisted's `IReactorUDP`): the [`Reactor`], or a
+/// [`MemoryReactor`](crate::testing::MemoryReactor) in a test.
+#[doc(alias = "IReactorUDP")]
+pub trait ReactorUdp {
+    /// What `listen_udp` returns ([`DatagramTransport`] on the reactor).
+    type Port;
+
+    /// Opens UDP `port` on every IPv4 interface for `protocol` (see [`Reactor::listen_udp`]).
+    fn listen_udp<P: DatagramProtocol>(
+        &self,
+        port: u16,
+        protocol: P,
+    ) -> Result<Self::Port, Failure>;
+}
+
+impl ReactorUdp for Reactor {
+    type Port = DatagramTransport;
+
+    fn listen_udp<P: DatagramProtocol>(
+        &self,
+        port: u16,
+        protocol: P,
+    ) -> Result<DatagramTransport, Failure> {
+        Reactor::listen_udp(self, port, protocol)
+    }
 }
 
 impl ReactorTcp for Reactor {

@@ -8,8 +8,10 @@
 //! - [`connected_pair`]: two protocols talking through memory, moved along by a [`Pump`].
 //! - [`success_result_of`], [`failure_result_of`], [`assert_no_result`]: look at a Deferred
 //!   without running a reactor; [`assert_failure`] waits for one to fail with a given error.
-//! - [`MemoryReactor`]: records `listen_tcp`/`connect_tcp` calls (through
-//!   [`ReactorTcp`](crate::net::ReactorTcp)) without opening sockets.
+//! - [`MemoryReactor`]: records TCP, TLS, Unix-socket and UDP listens and connects (through
+//!   [`ReactorTcp`](crate::net::ReactorTcp), [`ReactorTls`](crate::net::ReactorTls),
+//!   [`ReactorUnix`](crate::net::ReactorUnix), [`ReactorUdp`](crate::net::ReactorUdp))
+//!   without opening sockets.
 //! - [`flush_logged_errors`]: take the failures a test expects to log, so they do not fail it.
 //! - [`skip`]: skip a test whose peer or host feature is missing, loudly (trial's `SkipTest`).
 //!
@@ -40,7 +42,9 @@ use std::rc::Rc;
 pub use datagram::FakeDatagramTransport;
 pub use iosim::{connected_pair, Pump};
 pub use logged::{flush_logged_errors, LoggedError};
-pub use memory_reactor::{MemoryConnector, MemoryPort, MemoryReactor, RecordedFactory};
+pub use memory_reactor::{
+    MemoryConnector, MemoryPort, MemoryReactor, RecordedDatagram, RecordedFactory,
+};
 pub use skip::{skip, Missing};
 pub use string_transport::StringTransport;
 pub use trial::{

@@ -115,3 +115,99 @@ async fn the_same_code_listens_and_connects_on_the_real_reactor() -> Result<(), 
     }
     Ok(())
 }
+
+/// A datagram protocol that counts what it gets.
+#[derive(Default)]
+struct Counter {
+    got: usize,
+}
+
+impl torsion::datagram::DatagramProtocol for Counter {
+    fn datagram_received(
+        &mut self,
+        _: &torsion::datagram::DatagramTransport,
+        _: &[u8],
+        _: &Address,
+    ) {
+        self.got += 1;
+    }
+}
+
+/// The code under test: a service on a Unix socket, a client of another, a TLS port, a TLS
+/// client and a UDP port — written against the reactor traits.
+fn start_everything<R>(r: &R, ca: &crate::support::tls::Ca) -> Result<(), Failure>
+where
+    R: torsion::net::ReactorUnix + torsion::net::ReactorTls + torsion::net::ReactorUdp,
+{
+    r.listen_unix(std::path::Path::new("/run/app.sock"), EchoFactory)?;
+    r.connect_unix(std::path::Path::new("/run/db.sock"), factory(|| Echo));
+    let server = torsion::tls::ServerContext::new(ca.leaf(&["app.test"]))?;
+    r.listen_tls(8443, EchoFactory, server)?;
+    let client = torsion::tls::ClientContext::builder()
+        .trust([ca.cert()])
+        .build()?;
+    r.connect_tls("api.test", 443, factory(|| Echo), client);
+    r.listen_udp(5353, Counter::default())?;
+    Ok(())
+}
+
+#[test]
+fn a_memory_reactor_records_unix_tls_and_udp_too() {
+    let r = MemoryReactor::new();
+    let ca = crate::support::tls::Ca::new("memory");
+    start_everything(&r, &ca).unwrap();
+
+    let unix = r.unix_servers();
+    assert_eq!(unix.len(), 1);
+    assert_eq!(unix[0].path(), Some(std::path::Path::new("/run/app.sock")));
+    assert!(unix[0].factory::<EchoFactory>().is_some());
+    assert_eq!(
+        r.unix_clients()[0].path(),
+        Some(std::path::Path::new("/run/db.sock"))
+    );
+
+    let tls = r.tls_servers();
+    assert_eq!((tls[0].host(), tls[0].port()), ("0.0.0.0", 8443));
+    assert!(tls[0]
+        .tls_context::<torsion::tls::ServerContext>()
+        .is_some());
+    assert!(tls[0]
+        .tls_context::<torsion::tls::ClientContext>()
+        .is_none());
+    let tls_client = &r.tls_clients()[0];
+    assert_eq!((tls_client.host(), tls_client.port()), ("api.test", 443));
+    assert!(tls_client
+        .tls_context::<torsion::tls::ClientContext>()
+        .is_some());
+    // TLS calls are not TCP calls, as in Twisted's sslServers/tcpServers.
+    assert!(r.tcp_servers().is_empty() && r.tcp_clients().is_empty());
+
+    let udp = r.udp_ports();
+    assert_eq!(udp[0].port(), 5353);
+    // Drive the recorded protocol through a fake datagram transport.
+    let fake =
+        torsion::testing::FakeDatagramTransport::new(Address::Udp("0.0.0.0:5353".parse().unwrap()));
+    let peer = Address::Udp("192.0.2.1:4000".parse().unwrap());
+    udp[0]
+        .with_protocol(|p: &mut Counter| {
+            use torsion::datagram::DatagramProtocol;
+            p.datagram_received(&fake.transport(), b"q", &peer);
+        })
+        .unwrap();
+    assert_eq!(udp[0].with_protocol(|p: &mut Counter| p.got), Some(1));
+    assert_eq!(udp[0].with_protocol(|p: &mut u8| *p), None);
+}
+
+#[torsion::test]
+async fn the_same_unix_tls_and_udp_code_runs_on_the_real_reactor() -> Result<(), Failure> {
+    // The real reactor implements the same traits: the code above opens real sockets.
+    let temp = crate::support::TempPath::new("memory-reactor-real");
+    let r = reactor();
+    let port = torsion::net::ReactorUnix::listen_unix(&r, &temp.0, EchoFactory)?;
+    assert_eq!(port.get_host(), temp.address());
+    port.stop_listening().await?;
+    let udp = torsion::net::ReactorUdp::listen_udp(&r, 0, Counter::default())?;
+    assert_ne!(udp.get_host().port(), Some(0));
+    udp.stop_listening().await?;
+    Ok(())
+}
