@@ -97,7 +97,10 @@ fn calls_are_answered_and_errors_trapped_by_code() {
     assert_eq!(odd.description, "not declared");
     assert_eq!(*notes.borrow(), vec!["hi".to_string()]);
     assert_eq!(caller.outstanding_calls(), 0);
-    assert!(!pump.is_closed(), "declared and raised remote errors keep the connection");
+    assert!(
+        !pump.is_closed(),
+        "declared and raised remote errors keep the connection"
+    );
 }
 
 #[test]
