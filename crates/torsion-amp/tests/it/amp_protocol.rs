@@ -249,3 +249,23 @@ fn outstanding_calls_fail_when_the_connection_ends() {
         Ok(AmpError::ConnectionLost { .. })
     ));
 }
+
+#[test]
+fn an_unhandled_call_failure_keeps_the_connection() {
+    let client = Amp::new(Locator::new());
+    let caller = client.sender();
+    let mut pump = connected_pair(
+        client,
+        Amp::new(responders(Rc::new(RefCell::new(Vec::new())))),
+    );
+    // Twisted drops the connection when a failed call's Deferred is left unhandled.
+    drop(caller.call_remote(Divide {
+        numerator: 1,
+        denominator: 0,
+    }));
+    pump.flush();
+    assert!(!pump.is_closed());
+    let sum = caller.call_remote(Sum { a: 2, b: 3 });
+    pump.flush();
+    assert_eq!(sum.result().unwrap().ok().unwrap().total, 5);
+}
