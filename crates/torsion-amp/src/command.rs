@@ -1,5 +1,5 @@
 //! Typed commands: the [`Command`] trait, and the [`record!`](crate::record) and
-//! [`command!`](crate::command) macros that declare them (Twisted's `Command` subclasses with
+//! [`command!`](macro@crate::command) macros that declare them (Twisted's `Command` subclasses with
 //! `arguments`, `response`, `errors`, `fatalErrors` and `requiresAnswer`).
 //!
 //! ```
