@@ -107,3 +107,23 @@ mod tests {
         }
     }
 }
+
+/// The commands of Twisted's AMP howto (`doc/core/howto/listings/amp/ampserver.py`), shared
+/// by `examples/amp_server.rs` and `examples/amp_client.rs` as the howto's client imports
+/// them from its server. Names of commands and arguments are the howto's, so Twisted's own
+/// client and server work against the examples unchanged.
+pub mod amp_math {
+    torsion::amp::command! {
+        /// `Sum(a: Integer, b: Integer) -> total: Integer`.
+        pub struct Sum { a: i64, b: i64 }
+        response SumResult { total: i64 }
+    }
+
+    torsion::amp::command! {
+        /// `Divide(numerator: Integer, denominator: Integer) -> result: Float`; division by
+        /// zero is answered with the error code `ZERO_DIVISION`.
+        pub struct Divide { numerator: i64, denominator: i64 }
+        response DivideResult { result: f64 }
+        errors ["ZERO_DIVISION"]
+    }
+}

@@ -7,6 +7,7 @@
 mod support;
 
 mod examples;
+mod examples_amp;
 mod examples_cli;
 mod examples_db;
 mod examples_get_page;

@@ -15,6 +15,7 @@
 //! | `web` (default) | `web`: `Site`, `Resource`, `static_file::File`, `client::Agent` | `twisted.web` |
 //! | `db` | `db`: `ConnectionPool` | `twisted.enterprise.adbapi` |
 //! | `words` | `words`: `irc::IrcClient` | `twisted.words` |
+//! | `amp` | `amp`: `Amp`, `Locator`, `command!` | `twisted.protocols.amp` |
 //! | `full` | all of the above | |
 //!
 //! ```toml
@@ -99,4 +100,14 @@ pub mod db {
 pub mod words {
     #[doc(inline)]
     pub use torsion_words::*;
+}
+
+/// AMP, Twisted's Asynchronous Messaging Protocol (feature `amp`): typed commands
+/// ([`command!`](amp::command!)), [`Amp`](amp::Amp) with its [`Locator`](amp::Locator) of
+/// responders, and [`call_remote`](amp::AmpSender::call_remote), wire-compatible with
+/// `twisted.protocols.amp`.
+#[cfg(feature = "amp")]
+pub mod amp {
+    #[doc(inline)]
+    pub use torsion_amp::*;
 }

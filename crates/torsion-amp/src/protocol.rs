@@ -1,0 +1,533 @@
+//! The AMP protocol on a Torsion connection: [`Amp`] (Twisted's `AMP`), the [`Locator`] of
+//! responders, and [`AmpSender`], the handle that calls the peer.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use torsion::defer::{fail, Deferred, Trigger};
+use torsion::producer::Producer;
+use torsion::{ConnectionEnd, Failure, Protocol, Transport};
+
+use crate::command::Command;
+use crate::error::{
+    AmpError, RemoteError, UnhandledCommand, UNHANDLED_ERROR_CODE, UNKNOWN_ERROR_CODE,
+};
+use crate::types::Record;
+use crate::wire::{AmpBox, BoxParser, ANSWER, ASK, COMMAND, ERROR, ERROR_CODE, ERROR_DESCRIPTION};
+
+const LOG: &str = "torsion_amp";
+
+/// Limits of one AMP connection. Twisted has none of these; they keep a hostile or runaway
+/// peer from holding memory without bound.
+#[derive(Debug, Clone)]
+pub struct AmpConfig {
+    /// The largest box, encoded, that the peer may send (default 4 MiB, 64 values of the
+    /// largest size): a box that grows past it closes the connection.
+    pub max_box_size: usize,
+    /// How many of the peer's commands may be in progress (asked, not yet answered) at once
+    /// (default 1,000): at the limit, reading from the connection pauses until one is
+    /// answered, so a peer asking 100,000 questions waits in its own TCP buffers.
+    pub max_pending_answers: usize,
+    /// How many of this side's questions may wait for answers (default 100,000): beyond it,
+    /// `call_remote` fails at once with [`AmpError::TooManyOutstanding`].
+    pub max_outstanding_calls: usize,
+}
+
+impl Default for AmpConfig {
+    fn default() -> Self {
+        AmpConfig {
+            max_box_size: 4 << 20,
+            max_pending_answers: 1000,
+            max_outstanding_calls: 100_000,
+        }
+    }
+}
+
+/// What a responder may return: a result now, or a Deferred of one.
+pub trait Respond<T> {
+    /// The answer as a Deferred.
+    fn into_deferred(self) -> Deferred<T>;
+}
+
+impl<T: 'static, E: Into<Failure>> Respond<T> for Result<T, E> {
+    fn into_deferred(self) -> Deferred<T> {
+        match self {
+            Ok(v) => torsion::defer::succeed(v),
+            Err(e) => fail(e),
+        }
+    }
+}
+
+impl<T: 'static> Respond<T> for Deferred<T> {
+    fn into_deferred(self) -> Deferred<T> {
+        self
+    }
+}
+
+type Handler = Box<dyn Fn(AmpBox, &AmpSender) -> Deferred<AmpBox>>;
+
+/// The responders of a connection, by command name (Twisted's `CommandLocator` with its
+/// `@Command.responder` methods).
+#[derive(Default)]
+pub struct Locator {
+    handlers: HashMap<Vec<u8>, Handler>,
+}
+
+impl Locator {
+    /// No responders: every command is answered `UNHANDLED`.
+    pub fn new() -> Locator {
+        Locator::default()
+    }
+
+    /// Responds to `C` with `f`, which gets the command's arguments and the connection's
+    /// [`AmpSender`] and returns the response, or a Deferred of it. A failure that is a
+    /// [`RemoteError`] is answered with its code (and closes the connection if fatal, or if
+    /// the command declares the code in `fatal_errors`); any other failure is answered
+    /// `UNKNOWN` and closes the connection, as Twisted does.
+    pub fn responder<C, R>(mut self, f: impl Fn(C, &AmpSender) -> R + 'static) -> Locator
+    where
+        C: Command,
+        R: Respond<C::Response>,
+    {
+        self.add_responder(f);
+        self
+    }
+
+    /// [`responder`](Self::responder) on a locator being built in place.
+    pub fn add_responder<C, R>(&mut self, f: impl Fn(C, &AmpSender) -> R + 'static)
+    where
+        C: Command,
+        R: Respond<C::Response>,
+    {
+        let handler = move |b: AmpBox, sender: &AmpSender| -> Deferred<AmpBox> {
+            let args = match C::from_box(&b) {
+                Ok(args) => args,
+                Err(e) => return fail(e),
+            };
+            f(args, sender)
+                .into_deferred()
+                .add_callback_result(|response: C::Response| {
+                    let mut out = AmpBox::new();
+                    response.to_box(&mut out).map(|()| out)
+                })
+                .add_errback(|failure| match failure.trap::<RemoteError>() {
+                    Ok(mut e) => {
+                        e.fatal |= C::FATAL_ERRORS.contains(&e.code.as_str());
+                        Err(Failure::new(e))
+                    }
+                    Err(other) => Err(other),
+                })
+        };
+        self.handlers
+            .insert(C::NAME.as_bytes().to_vec(), Box::new(handler));
+    }
+
+    /// True when a responder for the command named `name` is registered.
+    pub fn handles(&self, name: &str) -> bool {
+        self.handlers.contains_key(name.as_bytes())
+    }
+}
+
+/// The connection's state, shared by the protocol and its senders.
+struct Shared {
+    config: AmpConfig,
+    locator: Locator,
+    transport: RefCell<Option<Transport>>,
+    parser: RefCell<BoxParser>,
+    questions: RefCell<HashMap<Vec<u8>, Trigger<AmpBox>>>,
+    counter: Cell<u64>,
+    /// Why the connection is gone, once it is.
+    lost: RefCell<Option<String>>,
+    /// Why this side is closing it (a protocol error), reported to waiting callers.
+    closing: RefCell<Option<String>>,
+    /// The peer's commands in progress.
+    answering: Cell<usize>,
+    write_blocked: Cell<bool>,
+    reading_paused: Cell<bool>,
+    parsing: Cell<bool>,
+}
+
+/// A handle on an AMP connection that calls the peer: cheap to clone, usable from
+/// responders, callbacks and anywhere else on the reactor's thread.
+#[derive(Clone)]
+pub struct AmpSender {
+    shared: Rc<Shared>,
+}
+
+/// An AMP connection (Twisted's `AMP`): answers the peer's commands with its [`Locator`]'s
+/// responders, and calls the peer through its [`sender`](Self::sender).
+pub struct Amp {
+    shared: Rc<Shared>,
+}
+
+impl Amp {
+    /// A connection answering with `locator`'s responders, with the default limits.
+    pub fn new(locator: Locator) -> Amp {
+        Amp::with_config(locator, AmpConfig::default())
+    }
+
+    /// A connection with the given limits.
+    pub fn with_config(locator: Locator, config: AmpConfig) -> Amp {
+        Amp {
+            shared: Rc::new(Shared {
+                parser: RefCell::new(BoxParser::new(config.max_box_size)),
+                config,
+                locator,
+                transport: RefCell::new(None),
+                questions: RefCell::new(HashMap::new()),
+                counter: Cell::new(0),
+                lost: RefCell::new(None),
+                closing: RefCell::new(None),
+                answering: Cell::new(0),
+                write_blocked: Cell::new(false),
+                reading_paused: Cell::new(false),
+                parsing: Cell::new(false),
+            }),
+        }
+    }
+
+    /// The handle that calls the peer (before the connection is made, calls fail).
+    pub fn sender(&self) -> AmpSender {
+        AmpSender {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Pauses reading while the connection's write buffer is over its high watermark: a peer
+/// that asks and never reads the answers stops being read.
+struct WriteGate(Weak<Shared>);
+
+impl Producer for WriteGate {
+    fn pause_producing(&self) {
+        if let Some(s) = self.0.upgrade() {
+            s.write_blocked.set(true);
+            Shared::update_reading(&s);
+        }
+    }
+    fn resume_producing(&self) {
+        if let Some(s) = self.0.upgrade() {
+            s.write_blocked.set(false);
+            Shared::update_reading(&s);
+        }
+    }
+    fn stop_producing(&self) {}
+}
+
+impl Protocol for Amp {
+    fn connection_made(&mut self, transport: &Transport) {
+        *self.shared.transport.borrow_mut() = Some(transport.clone());
+        let gate = Rc::new(WriteGate(Rc::downgrade(&self.shared)));
+        if let Err(e) = transport.register_producer(gate, true) {
+            tracing::debug!(target: LOG, "AMP without write-buffer flow control: {e}");
+        }
+    }
+
+    fn data_received(&mut self, _transport: &Transport, data: &[u8]) {
+        self.shared.parser.borrow_mut().push(data);
+        Shared::process(&self.shared);
+    }
+
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        let why = match self.shared.closing.borrow_mut().take() {
+            Some(why) => why,
+            None => reason.to_string(),
+        };
+        *self.shared.lost.borrow_mut() = Some(why.clone());
+        *self.shared.transport.borrow_mut() = None;
+        let questions = std::mem::take(&mut *self.shared.questions.borrow_mut());
+        for (_, trigger) in questions {
+            let _ = trigger.try_errback(AmpError::ConnectionLost {
+                reason: why.clone(),
+            });
+        }
+    }
+}
+
+/// Python's `repr` of a bytes value, as Twisted puts command names in descriptions.
+fn py_bytes_repr(b: &[u8]) -> String {
+    let mut s = String::from("b'");
+    for &c in b {
+        match c {
+            b'\'' => s.push_str("\\'"),
+            b'\\' => s.push_str("\\\\"),
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            b'\t' => s.push_str("\\t"),
+            0x20..=0x7e => s.push(c as char),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    s.push('\'');
+    s
+}
+
+impl Shared {
+    fn transport(&self) -> Option<Transport> {
+        self.transport.borrow().clone()
+    }
+
+    fn should_pause(&self) -> bool {
+        self.write_blocked.get() || self.answering.get() >= self.config.max_pending_answers
+    }
+
+    /// Pauses or resumes reading as the limits say, and reads what waits once resumed.
+    fn update_reading(me: &Rc<Shared>) {
+        let Some(t) = me.transport() else { return };
+        if me.should_pause() {
+            if !me.reading_paused.replace(true) {
+                t.pause_producing();
+            }
+        } else if me.reading_paused.replace(false) {
+            t.resume_producing();
+            Shared::process(me);
+        }
+    }
+
+    /// Ends the connection after a protocol error, as Twisted does (it logs and drops it).
+    fn protocol_error(&self, e: &AmpError) {
+        tracing::warn!(target: LOG, "AMP protocol error, closing the connection: {e}");
+        self.closing
+            .borrow_mut()
+            .get_or_insert_with(|| e.to_string());
+        if let Some(t) = self.transport() {
+            t.lose_connection();
+        }
+    }
+
+    /// Handles every whole box received, unless the limits say to wait.
+    fn process(me: &Rc<Shared>) {
+        if me.parsing.replace(true) {
+            return; // a responder answered while an outer call is reading: it goes on
+        }
+        loop {
+            if me.should_pause() {
+                Shared::update_reading(me);
+                break;
+            }
+            if me.lost.borrow().is_some() || me.closing.borrow().is_some() {
+                break;
+            }
+            let next = me.parser.borrow_mut().next_box();
+            match next {
+                Ok(Some(b)) => Shared::box_received(me, b),
+                Ok(None) => break,
+                Err(e) => {
+                    me.protocol_error(&e);
+                    break;
+                }
+            }
+        }
+        me.parsing.set(false);
+    }
+
+    /// Twisted's `ampBoxReceived`.
+    fn box_received(me: &Rc<Shared>, mut b: AmpBox) {
+        if let Some(tag) = b.remove(ANSWER) {
+            let Some(trigger) = me.questions.borrow_mut().remove(&tag) else {
+                return me.protocol_error(&AmpError::UnknownAnswer { tag });
+            };
+            let _ = trigger.try_callback(b);
+        } else if let Some(tag) = b.remove(ERROR) {
+            let (Some(code), Some(description)) = (b.get(ERROR_CODE), b.get(ERROR_DESCRIPTION))
+            else {
+                return me.protocol_error(&AmpError::MalformedError);
+            };
+            let code = String::from_utf8_lossy(code).into_owned();
+            let description = String::from_utf8_lossy(description).into_owned();
+            let Some(trigger) = me.questions.borrow_mut().remove(&tag) else {
+                return me.protocol_error(&AmpError::UnknownAnswer { tag });
+            };
+            let failure = if code == UNHANDLED_ERROR_CODE {
+                Failure::new(UnhandledCommand { description })
+            } else {
+                Failure::new(RemoteError::new(code, description))
+            };
+            let _ = trigger.try_errback(failure);
+        } else if let Some(name) = b.remove(COMMAND) {
+            Shared::command_received(me, name, b);
+        } else {
+            me.protocol_error(&AmpError::EmptyBox);
+        }
+    }
+
+    /// Twisted's `_commandReceived`: runs the responder and answers.
+    fn command_received(me: &Rc<Shared>, name: Vec<u8>, mut b: AmpBox) {
+        let ask = b.remove(ASK);
+        let sender = AmpSender { shared: me.clone() };
+        let outcome = match me.locator.handlers.get(&name) {
+            Some(handler) => handler(b, &sender),
+            None => fail(RemoteError::new(
+                UNHANDLED_ERROR_CODE,
+                format!("Unhandled Command: {}", py_bytes_repr(&name)),
+            )),
+        };
+        me.answering.set(me.answering.get() + 1);
+        let weak = Rc::downgrade(me);
+        // The chain runs when the responder's answer comes; the handle is not needed.
+        drop(outcome.add_both(move |out| {
+            if let Some(me) = weak.upgrade() {
+                me.answering.set(me.answering.get() - 1);
+                me.answer(ask, out);
+                Shared::update_reading(&me);
+            }
+            Ok::<(), Failure>(())
+        }));
+    }
+
+    /// Sends the answer to a question (nothing for a command sent without `_ask`).
+    fn answer(&self, ask: Option<Vec<u8>>, out: Result<AmpBox, Failure>) {
+        let Some(t) = self.transport() else { return };
+        let Some(tag) = ask else {
+            if let Err(failure) = out {
+                // Twisted's unhandledError: nobody can be told, so the connection goes.
+                tracing::error!(target: LOG, "AMP command without answer failed: {failure}");
+                t.lose_connection();
+            }
+            return;
+        };
+        let (mut reply, close) = match out {
+            Ok(mut reply) => {
+                reply.insert(ANSWER, tag);
+                (reply, false)
+            }
+            Err(failure) => {
+                let mut reply = AmpBox::new();
+                let close = match failure.trap::<RemoteError>() {
+                    Ok(e) => {
+                        reply.insert(ERROR_CODE, e.code);
+                        reply.insert(ERROR_DESCRIPTION, e.description);
+                        e.fatal
+                    }
+                    Err(failure) => {
+                        tracing::error!(
+                            target: LOG,
+                            "AMP responder failed, closing the connection: {failure}"
+                        );
+                        reply.insert(ERROR_CODE, UNKNOWN_ERROR_CODE);
+                        reply.insert(ERROR_DESCRIPTION, "Unknown Error");
+                        true
+                    }
+                };
+                reply.insert(ERROR, tag);
+                (reply, close)
+            }
+        };
+        let mut bytes = Vec::with_capacity(reply.encoded_len());
+        match reply.write_to(&mut bytes) {
+            Ok(()) => t.write(&bytes),
+            Err(too_long) => {
+                // As Twisted: an answer that cannot be written is an unhandled error.
+                tracing::error!(target: LOG, "AMP answer cannot be sent: {too_long}");
+                t.lose_connection();
+                return;
+            }
+        }
+        if close {
+            t.lose_connection();
+        }
+        reply.remove(ANSWER);
+    }
+}
+
+impl AmpSender {
+    /// Calls `command` on the peer (Twisted's `callRemote`): the Deferred fires with its
+    /// response, or fails with a [`RemoteError`] (its code one the command declares, or
+    /// [`UNKNOWN_ERROR_CODE`]), [`UnhandledCommand`], or an [`AmpError`]: a value over the
+    /// limits ([`AmpError::TooLong`], nothing is sent and the connection stays), the
+    /// connection gone ([`AmpError::ConnectionLost`]), too many calls waiting.
+    ///
+    /// It always asks for an answer; [`send`](Self::send) sends without asking, for commands
+    /// declared `requires_answer false`.
+    pub fn call_remote<C: Command>(&self, command: C) -> Deferred<C::Response> {
+        let d = Deferred::<AmpBox>::new();
+        let trigger = d.trigger();
+        if let Err(e) = self.send_box(&command, C::NAME, Some(trigger)) {
+            return fail(e);
+        }
+        d.add_errback(|failure| match failure.trap::<RemoteError>() {
+            Ok(e) if C::declares(&e.code) => Err(Failure::new(e)),
+            // Twisted's UnknownRemoteError: the code is not one the command declares.
+            Ok(e) => Err(Failure::new(RemoteError::new(
+                UNKNOWN_ERROR_CODE,
+                e.description,
+            ))),
+            Err(other) => Err(other),
+        })
+        .add_callback_result(|b| C::Response::from_box(&b))
+    }
+
+    /// Sends `command` without asking for an answer (Twisted's `callRemote` of a command
+    /// whose `requiresAnswer` is false).
+    pub fn send<C: Command>(&self, command: C) -> Result<(), Failure> {
+        self.send_box(&command, C::NAME, None)
+    }
+
+    fn send_box<C: Record>(
+        &self,
+        command: &C,
+        name: &str,
+        trigger: Option<Trigger<AmpBox>>,
+    ) -> Result<(), Failure> {
+        let s = &self.shared;
+        if let Some(why) = s.lost.borrow().as_ref() {
+            return Err(AmpError::ConnectionLost {
+                reason: why.clone(),
+            }
+            .into());
+        }
+        let Some(t) = s.transport() else {
+            return Err(AmpError::ConnectionLost {
+                reason: "not connected".into(),
+            }
+            .into());
+        };
+        if trigger.is_some() && s.questions.borrow().len() >= s.config.max_outstanding_calls {
+            return Err(AmpError::TooManyOutstanding {
+                limit: s.config.max_outstanding_calls,
+            }
+            .into());
+        }
+        let mut b = AmpBox::new();
+        command.to_box(&mut b)?;
+        b.insert(COMMAND, name);
+        s.counter.set(s.counter.get() + 1);
+        let tag = format!("{:x}", s.counter.get()).into_bytes();
+        if trigger.is_some() {
+            b.insert(ASK, tag.clone());
+        }
+        let mut bytes = Vec::with_capacity(b.encoded_len());
+        b.write_to(&mut bytes).map_err(AmpError::from)?;
+        if let Some(trigger) = trigger {
+            s.questions.borrow_mut().insert(tag, trigger);
+        }
+        t.write(&bytes);
+        Ok(())
+    }
+
+    /// The connection's transport, while it is up.
+    pub fn transport(&self) -> Option<Transport> {
+        self.shared.transport()
+    }
+
+    /// True while the connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.shared.transport().is_some()
+    }
+
+    /// This side's questions waiting for answers.
+    pub fn outstanding_calls(&self) -> usize {
+        self.shared.questions.borrow().len()
+    }
+
+    /// The peer's commands being answered now.
+    pub fn pending_answers(&self) -> usize {
+        self.shared.answering.get()
+    }
+
+    /// True while reading from the peer is paused by the limits.
+    pub fn reading_paused(&self) -> bool {
+        self.shared.reading_paused.get()
+    }
+}

@@ -1,0 +1,102 @@
+//! What the tests share: a python with Twisted (the venv the core's Twisted interop tests
+//! make, in the same place), and running a Python peer without blocking the reactor.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+/// The interop peer script.
+pub(crate) const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/amp_peer.py");
+
+/// A python with Twisted from PyPI (made on first use, once per process), or None, loudly,
+/// without python3. A failed install fails the test.
+pub(crate) fn twisted_python() -> Option<PathBuf> {
+    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PY.get_or_init(|| {
+        if Command::new("python3").arg("--version").output().is_err() {
+            torsion::testing::skip(torsion::testing::Missing::Peer, "python3 is not installed");
+            return None;
+        }
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("twisted-venv");
+        let py = venv.join("bin/python");
+        let has_twisted = |py: &Path| {
+            Command::new(py)
+                .args(["-c", "import twisted"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        if !has_twisted(&py) {
+            let made = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .output()
+                .unwrap();
+            assert!(
+                made.status.success(),
+                "venv: {}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+            let pip = Command::new(&py)
+                .args(["-m", "pip", "install", "--quiet", "twisted>=22"])
+                .output()
+                .unwrap();
+            assert!(
+                pip.status.success(),
+                "pip install twisted failed: {}",
+                String::from_utf8_lossy(&pip.stderr)
+            );
+        }
+        Some(py)
+    })
+    .clone()
+}
+
+/// A Python process whose stdout lines arrive on a channel; killed when dropped.
+pub(crate) struct Peer {
+    child: Child,
+    /// Its stdout, line by line; closed at its end of file.
+    pub(crate) lines: mpsc::Receiver<String>,
+}
+
+impl Peer {
+    /// Starts `python PEER args...`.
+    pub(crate) fn start(python: &Path, args: &[&str]) -> Peer {
+        let mut child = Command::new(python)
+            .arg(PEER)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Peer { child, lines }
+    }
+
+    /// The next line, within a minute.
+    pub(crate) fn line(&self) -> Option<String> {
+        self.lines.recv_timeout(Duration::from_secs(60)).ok()
+    }
+
+    /// Waits for the process to end, returning whether it succeeded.
+    pub(crate) fn wait(&mut self) -> bool {
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
