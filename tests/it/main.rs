@@ -21,3 +21,4 @@ mod examples_tls;
 mod examples_udp;
 mod examples_web;
 mod layers;
+mod reliability;
