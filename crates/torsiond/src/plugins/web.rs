@@ -124,7 +124,7 @@ impl Plugin for WebPlugin {
             match matches.get_one::<f64>(name) {
                 None => Ok(None),
                 Some(&s) if s.is_finite() && s > 0.0 => Ok(Some(Some(s))),
-                Some(&s) if s == 0.0 => Ok(Some(None)),
+                Some(0.0) => Ok(Some(None)),
                 Some(s) => Err(format!(
                     "--{name} takes a number of seconds, 0 or more, not {s}"
                 )),
