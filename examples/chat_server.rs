@@ -12,6 +12,8 @@ use std::rc::Rc;
 
 use clap::Parser;
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
+use torsion::tcp::ListenOptions;
+use torsion::transport::WriteLimit;
 use torsion::{factory, reactor, ConnectionEnd, Failure, Transport};
 use torsion_examples::init_logging;
 
@@ -29,7 +31,9 @@ struct Cli {
 
 /// The most a chatter may leave unread: past this many bytes waiting to be sent to it, a
 /// client is dropped rather than buffered for without limit (one that never reads would
-/// otherwise make the server grow until it runs out of memory).
+/// otherwise make the server grow until it runs out of memory). The listener gives every
+/// connection this write limit; the framework aborts the connection and logs a warning
+/// naming the peer when a write would pass it.
 const MAX_UNREAD: usize = 1024 * 1024;
 
 /// Everyone connected: the factory's shared state. We keep transports, not protocols.
@@ -62,18 +66,8 @@ impl LineReceiver for Chat {
             if other.same(transport.transport()) {
                 continue;
             }
-            let unread = other.buffered_size();
-            if unread > MAX_UNREAD {
-                if !other.disconnecting() {
-                    torsion::log::msg(&format!(
-                        "dropping slow client {}: {unread} bytes unread",
-                        other.get_peer()
-                    ));
-                    other.abort_connection();
-                }
-            } else {
-                other.write_sequence(&[says.as_bytes(), line, transport.delimiter()]);
-            }
+            // Past MAX_UNREAD the write limit drops this chatter instead of buffering.
+            other.write_sequence(&[says.as_bytes(), line, transport.delimiter()]);
         }
     }
 
@@ -95,7 +89,9 @@ fn main() -> Result<(), Failure> {
             name: String::new(),
         })
     });
-    let listening = reactor().listen_tcp_on(cli.port, chat, &cli.interface.to_string())?;
+    let options = ListenOptions::default().write_limit(Some(WriteLimit::disconnect(MAX_UNREAD)));
+    let listening =
+        reactor().listen_tcp_with(cli.port, chat, &cli.interface.to_string(), options)?;
     println!("chat server listening on {}", listening.get_host());
     reactor().run()
 }

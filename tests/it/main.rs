@@ -23,3 +23,4 @@ mod examples_udp;
 mod examples_web;
 mod layers;
 mod scaleout;
+mod reliability;

@@ -264,11 +264,13 @@ impl Reactor {
                     let wrap = crate::tcp::tls::server_layer(context);
                     let port = listener.listen(self, host, factory, wrap)?;
                     port.set_send_timeout(tcp.options.send_timeout);
+                    port.set_write_limit(tcp.options.write_limit);
                     return Ok(port);
                 }
                 let port = listener.listen(self, host, factory, crate::tcp::Plain)?;
                 // Set before the accept loop first runs, so every connection gets it.
                 port.set_send_timeout(tcp.options.send_timeout);
+                port.set_write_limit(tcp.options.write_limit);
                 Ok(port)
             }
             ListenKind::Unix(unix) => self.unix_listen(&unix.path, factory, unix.options),

@@ -18,7 +18,7 @@ use crate::defer::{succeed, Deferred, Trigger};
 use crate::error::ReactorNotRestartable;
 use crate::protocol::{Factory, Protocol};
 use crate::reactor::{Disconnect, Reactor};
-use crate::transport::{Address, Transport};
+use crate::transport::{Address, Transport, WriteLimit};
 use crate::util::Slab;
 use crate::ConnectionEnd;
 use crate::Failure;
@@ -67,6 +67,8 @@ struct ConnGroup {
     conns: RefCell<Slab<Option<Transport>>>,
     /// Set once a drain started: later connections are asked to drain when made.
     draining: Cell<bool>,
+    /// The write limit each connection gets when made.
+    write_limit: Cell<Option<WriteLimit>>,
     /// Fired when the last connection ends.
     waiters: RefCell<Vec<Trigger<()>>>,
 }
@@ -75,6 +77,9 @@ impl ConnGroup {
     fn made(&self, slot: usize, transport: &Transport) {
         if let Some(t) = self.conns.borrow_mut().get_mut(slot) {
             *t = Some(transport.clone());
+        }
+        if let Some(limit) = self.write_limit.get() {
+            transport.set_write_limit(limit.bytes, limit.policy);
         }
         if self.draining.get() {
             transport.request_drain();
@@ -257,6 +262,21 @@ impl ListeningPort {
     /// The send timeout of this port's new connections (`None`: no limit).
     pub fn send_timeout(&self) -> Option<Duration> {
         self.port.send_timeout()
+    }
+
+    /// Sets the write limit of the connections this port accepts from now on (`None`: none,
+    /// the default, as Twisted): each gets
+    /// [`set_write_limit`](crate::transport::TransportImpl::set_write_limit) before its
+    /// protocol's `connection_made`. [`ListenOptions::write_limit`](crate::tcp::ListenOptions::write_limit)
+    /// sets it when listening, and endpoint strings take `writeLimit=BYTES` (`tcp:`, `tcp6:`,
+    /// `tls:`; [`WritePolicy::Disconnect`](crate::transport::WritePolicy::Disconnect)).
+    pub fn set_write_limit(&self, limit: Option<WriteLimit>) {
+        self.port.conns().write_limit.set(limit);
+    }
+
+    /// The write limit of this port's new connections.
+    pub fn write_limit(&self) -> Option<WriteLimit> {
+        self.port.conns().write_limit.get()
     }
 
     /// The address the port listens on; with TCP port 0 this tells the port the system chose.

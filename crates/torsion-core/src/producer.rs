@@ -21,6 +21,10 @@
 //! The watermarks default to [`DEFAULT_HIGH_WATER`] and [`DEFAULT_LOW_WATER`] and are set per
 //! transport with
 //! [`set_write_buffer_limits`](crate::transport::TransportImpl::set_write_buffer_limits).
+//! Pausing a producer is how a transport slows a writer that can slow down; for writes that
+//! nothing can slow down (a broadcast to a peer that never reads), a
+//! [write limit](crate::transport::TransportImpl::set_write_limit) caps the buffer instead,
+//! by disconnecting the peer or dropping the writes.
 //!
 //! **Calls are never re-entrant.** A transport never calls its producer from inside `write`
 //! or from inside another callback of the same connection: the call is made by the
@@ -65,6 +69,7 @@ use std::rc::Rc;
 
 use crate::transport::Transport;
 pub use crate::transport::{Producer, ProducerError, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
+use crate::transport::{WriteLimit, WritePolicy};
 
 /// A transport is itself a producer of the bytes it receives, so one connection can be
 /// registered as the producer for another (a proxy): pausing it stops reading, stopping it
@@ -111,6 +116,15 @@ struct SlotState {
     pause_owed: Cell<bool>,
     high: Cell<usize>,
     low: Cell<usize>,
+    /// The write limit (`usize::MAX`: none) and its policy.
+    limit: Cell<usize>,
+    policy: Cell<WritePolicy>,
+    /// Bytes `WritePolicy::DropWrites` discarded.
+    dropped: Cell<u64>,
+    /// A write was dropped (the warning is logged at the first).
+    dropping: Cell<bool>,
+    /// The limit aborted the connection.
+    tripped: Cell<bool>,
 }
 
 impl Default for SlotState {
@@ -123,6 +137,11 @@ impl Default for SlotState {
             pause_owed: Cell::new(false),
             high: Cell::new(DEFAULT_HIGH_WATER),
             low: Cell::new(DEFAULT_LOW_WATER),
+            limit: Cell::new(usize::MAX),
+            policy: Cell::new(WritePolicy::Disconnect),
+            dropped: Cell::new(0),
+            dropping: Cell::new(false),
+            tripped: Cell::new(false),
         }
     }
 }
@@ -220,6 +239,65 @@ impl ProducerSlot {
         }
     }
 
+    /// The write limit in bytes, `usize::MAX` when there is none: one load on the write
+    /// path (a null test when the slot was never made).
+    #[inline]
+    pub(crate) fn write_limit(&self) -> usize {
+        self.0.get().map_or(usize::MAX, |s| s.limit.get())
+    }
+
+    pub(crate) fn set_write_limit(&self, limit: Option<WriteLimit>) {
+        match limit {
+            Some(l) => {
+                let st = self.state();
+                st.limit.set(l.bytes);
+                st.policy.set(l.policy);
+            }
+            None => {
+                if let Some(st) = self.0.get() {
+                    st.limit.set(usize::MAX);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn write_limit_setting(&self) -> Option<WriteLimit> {
+        let st = self.0.get()?;
+        (st.limit.get() != usize::MAX).then(|| WriteLimit::new(st.limit.get(), st.policy.get()))
+    }
+
+    /// A write of `len` bytes with `buffered` waiting: `None` when it fits under the limit.
+    /// Otherwise what the policy says is noted (bytes dropped, or the connection tripped) and
+    /// the caller acts on the [`LimitHit`].
+    pub(crate) fn over_limit(&self, buffered: usize, len: usize) -> Option<LimitHit> {
+        let st = self.0.get()?;
+        if buffered.saturating_add(len) <= st.limit.get() {
+            return None;
+        }
+        Some(match st.policy.get() {
+            WritePolicy::Disconnect => {
+                let first = !st.tripped.replace(true);
+                LimitHit::Disconnect { first }
+            }
+            WritePolicy::DropWrites => {
+                st.dropped.set(st.dropped.get().saturating_add(len as u64));
+                LimitHit::Dropped {
+                    first: !st.dropping.replace(true),
+                }
+            }
+        })
+    }
+
+    /// Bytes dropped by `WritePolicy::DropWrites`.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.0.get().map_or(0, |s| s.dropped.get())
+    }
+
+    /// True once the write limit aborted the connection.
+    pub(crate) fn tripped(&self) -> bool {
+        self.0.get().is_some_and(|s| s.tripped.get())
+    }
+
     /// True when [`due`](Self::due) would return a call for this buffer size.
     pub(crate) fn is_due(&self, buffered: usize) -> bool {
         let Some(st) = self.registered() else {
@@ -259,6 +337,16 @@ impl ProducerSlot {
         };
         Some((producer, call))
     }
+}
+
+/// What a write over the write limit met ([`ProducerSlot::over_limit`]); `first` is true
+/// the first time on the connection (the one to log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LimitHit {
+    /// The connection is to be aborted.
+    Disconnect { first: bool },
+    /// The write was dropped and counted.
+    Dropped { first: bool },
 }
 
 impl fmt::Debug for ProducerSlot {

@@ -74,6 +74,15 @@ pub enum ConnectionEnd {
     Shutdown,
     /// A method of the protocol panicked; the connection was closed (the panic is logged).
     Panicked(PanicError),
+    /// This end aborted it because a write would have taken its unsent bytes past the write
+    /// limit (`limit` bytes) with [`WritePolicy::Disconnect`](crate::transport::WritePolicy):
+    /// the peer was not reading (see
+    /// [`set_write_limit`](crate::transport::TransportImpl::set_write_limit)). Not in
+    /// Twisted; it checks and converts as [`ConnectionEnd::Aborted`] (`ConnectionAborted`).
+    WriteLimit {
+        /// The limit that was reached, in bytes.
+        limit: usize,
+    },
     /// TLS failed: the handshake, a bad record, or a fatal alert from the peer.
     #[cfg(feature = "tls")]
     Tls(TlsError),
@@ -100,7 +109,9 @@ impl ConnectionEnd {
         let wanted = TypeId::of::<E>();
         let is = match self {
             ConnectionEnd::Done => TypeId::of::<ConnectionDone>(),
-            ConnectionEnd::Aborted => TypeId::of::<ConnectionAborted>(),
+            ConnectionEnd::Aborted | ConnectionEnd::WriteLimit { .. } => {
+                TypeId::of::<ConnectionAborted>()
+            }
             ConnectionEnd::Reset(_)
             | ConnectionEnd::TimedOut(_)
             | ConnectionEnd::Error(_)
@@ -139,7 +150,9 @@ impl ConnectionEnd {
                 Failure::new(ConnectionLost::new(Some(copy(e))))
             }
             ConnectionEnd::Done => Failure::new(ConnectionDone),
-            ConnectionEnd::Aborted => Failure::new(ConnectionAborted),
+            ConnectionEnd::Aborted | ConnectionEnd::WriteLimit { .. } => {
+                Failure::new(ConnectionAborted)
+            }
             ConnectionEnd::Shutdown => Failure::new(ConnectionLost::new(None)),
             ConnectionEnd::Panicked(p) => Failure::new(p.clone()),
             #[cfg(feature = "tls")]
@@ -165,6 +178,10 @@ impl fmt::Display for ConnectionEnd {
         match self {
             ConnectionEnd::Done => f.write_str("connection closed cleanly"),
             ConnectionEnd::Aborted => f.write_str("connection aborted"),
+            ConnectionEnd::WriteLimit { limit } => write!(
+                f,
+                "connection aborted: the peer left over {limit} bytes unread (the write limit)"
+            ),
             ConnectionEnd::Reset(e) => write!(f, "connection reset by the peer: {e}"),
             ConnectionEnd::TimedOut(e) => write!(f, "connection timed out: {e}"),
             ConnectionEnd::Error(e) => write!(f, "connection lost: {e}"),

@@ -367,6 +367,11 @@ impl<S: StreamSocket> Conn<S> {
         loop {
             let state = self.state();
             match state.closing {
+                Closing::Aborting if self.producer.tripped() => {
+                    return Poll::Ready(End::WriteLimit {
+                        limit: self.producer.write_limit(),
+                    })
+                }
                 Closing::Aborting => return Poll::Ready(End::Aborted),
                 Closing::ShuttingDown => return Poll::Ready(End::Shutdown),
                 _ => {}

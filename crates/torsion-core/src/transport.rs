@@ -184,6 +184,52 @@ pub trait TransportImpl {
             })
     }
 
+    /// Sets a ceiling on this transport's unsent bytes, and what happens at it (not in
+    /// Twisted, whose write buffer grows for as long as the peer does not read). A write that
+    /// would take [`buffered_size`](TransportImpl::buffered_size) past `bytes` is refused:
+    /// with [`WritePolicy::Disconnect`] the connection is aborted (unsent data dropped) and
+    /// [`connection_lost`](crate::Protocol::connection_lost) hears
+    /// [`ConnectionEnd::WriteLimit`](crate::ConnectionEnd::WriteLimit); with
+    /// [`WritePolicy::DropWrites`] the write is discarded whole and its bytes counted
+    /// ([`dropped_write_bytes`](TransportImpl::dropped_write_bytes)), the connection staying
+    /// open. Either way a warning naming the peer is logged (once per run of dropped writes).
+    ///
+    /// This is the backstop for protocols that write on someone else's behalf (a chat room,
+    /// a broadcast) to a peer that may never read. A protocol that can slow down should
+    /// rather register a producer: the watermarks
+    /// ([`set_write_buffer_limits`](TransportImpl::set_write_buffer_limits)) pause it long
+    /// before any ceiling. The check costs one compare per write; none is set by default.
+    /// Set it above the largest single write (a write larger than `bytes` is always
+    /// refused). Listeners set it on every connection they accept with
+    /// [`ListenOptions::write_limit`](crate::tcp::ListenOptions::write_limit) or
+    /// `writeLimit=BYTES` in an endpoint string.
+    ///
+    /// The stream transports (TCP, Unix, TLS, stdio) have it; a wrapper passes it to the
+    /// transport it wraps; other transports ignore it, and their
+    /// [`write_limit`](TransportImpl::write_limit) stays `None`.
+    fn set_write_limit(&self, bytes: usize, policy: WritePolicy) {
+        if let Some(t) = self.wrapped() {
+            t.set_write_limit(bytes, policy);
+        }
+    }
+
+    /// Removes the write limit ([`set_write_limit`](TransportImpl::set_write_limit)).
+    fn clear_write_limit(&self) {
+        if let Some(t) = self.wrapped() {
+            t.clear_write_limit();
+        }
+    }
+
+    /// The write limit in force, if any.
+    fn write_limit(&self) -> Option<WriteLimit> {
+        self.wrapped().and_then(|t| t.write_limit())
+    }
+
+    /// How many bytes [`WritePolicy::DropWrites`] has discarded on this connection.
+    fn dropped_write_bytes(&self) -> u64 {
+        self.wrapped().map_or(0, |t| t.dropped_write_bytes())
+    }
+
     /// TCP's socket options, on a TCP connection (Twisted's `ITCPTransport`).
     fn tcp(&self) -> Option<&dyn TcpOptions> {
         self.wrapped().and_then(|t| t.tcp())
@@ -256,6 +302,52 @@ pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// more than this many bytes wait to be sent.
 pub const DEFAULT_LOW_WATER: usize = 16 * 1024;
 
+/// What a transport does when a write would take its unsent bytes past its write limit
+/// ([`TransportImpl::set_write_limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WritePolicy {
+    /// Abort the connection: unsent bytes are dropped and the protocol's `connection_lost`
+    /// hears [`ConnectionEnd::WriteLimit`](crate::ConnectionEnd::WriteLimit). For peers whose
+    /// stream must be whole or not at all (most protocols).
+    Disconnect,
+    /// Discard the write, whole, and count its bytes
+    /// ([`TransportImpl::dropped_write_bytes`]); the connection stays open. For streams of
+    /// independent messages where a slow reader may miss some (ticks, broadcasts), written
+    /// one message per `write` or `write_sequence`.
+    DropWrites,
+}
+
+/// A ceiling on a transport's unsent bytes and what happens at it
+/// ([`TransportImpl::set_write_limit`]).
+///
+/// ```
+/// use torsion::transport::{WriteLimit, WritePolicy};
+///
+/// let limit = WriteLimit::new(1 << 20, WritePolicy::Disconnect);
+/// assert_eq!(limit.bytes, 1 << 20);
+/// assert_eq!(WriteLimit::disconnect(1 << 20), limit);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WriteLimit {
+    /// The most bytes that may wait to be sent.
+    pub bytes: usize,
+    /// What a write that would pass it does.
+    pub policy: WritePolicy,
+}
+
+impl WriteLimit {
+    /// A limit of `bytes` with `policy`.
+    pub const fn new(bytes: usize, policy: WritePolicy) -> WriteLimit {
+        WriteLimit { bytes, policy }
+    }
+
+    /// A limit of `bytes` that aborts the connection ([`WritePolicy::Disconnect`]).
+    pub const fn disconnect(bytes: usize) -> WriteLimit {
+        WriteLimit::new(bytes, WritePolicy::Disconnect)
+    }
+}
+
 /// Something that writes bytes to a consumer and can be told to slow down (Twisted's
 /// `IPushProducer` and `IPullProducer` in one trait).
 ///
@@ -326,6 +418,10 @@ impl std::error::Error for ProducerError {}
 ///   [`unregister_producer`](TransportImpl::unregister_producer),
 ///   [`set_write_buffer_limits`](TransportImpl::set_write_buffer_limits),
 ///   [`write_buffer_limits`](TransportImpl::write_buffer_limits).
+/// - A ceiling for peers that do not read: [`set_write_limit`](TransportImpl::set_write_limit),
+///   [`clear_write_limit`](TransportImpl::clear_write_limit),
+///   [`write_limit`](TransportImpl::write_limit),
+///   [`dropped_write_bytes`](TransportImpl::dropped_write_bytes).
 /// - Graceful stop: [`request_drain`](TransportImpl::request_drain).
 /// - TCP: [`set_tcp_no_delay`](Self::set_tcp_no_delay),
 ///   [`get_tcp_no_delay`](Self::get_tcp_no_delay),

@@ -58,6 +58,7 @@
 //!         interface: "::1".into(),
 //!         backlog: 1024,
 //!         send_timeout: 60,
+//!         write_limit: 0,
 //!     }
 //! );
 //! assert_eq!(server.to_string(), r"tcp6:8080:interface=\:\:1");
@@ -66,7 +67,7 @@
 //! assert_eq!(client.to_string(), "tcp:host=example.com:port=80");
 //!
 //! let err = "tcp:8080:intrface=::1".parse::<ServerDescription>().unwrap_err();
-//! assert_eq!(err.to_string(), "unknown keyword 'intrface' for a tcp endpoint (expected port, interface, backlog, sendTimeout)");
+//! assert_eq!(err.to_string(), "unknown keyword 'intrface' for a tcp endpoint (expected port, interface, backlog, sendTimeout, writeLimit)");
 //! ```
 //!
 //! With a reactor, [`server_from_string`] and [`client_from_string`] make endpoints that

@@ -43,6 +43,10 @@ pub enum ServerDescription {
         /// `send_timeout`; `0`: no limit, as Twisted). See
         /// [`ListeningPort::set_send_timeout`].
         send_timeout: u32,
+        /// `writeLimit=BYTES`: the most bytes a connection may leave unsent before it is
+        /// aborted (default 0: no limit, as Twisted). See
+        /// [`ListeningPort::set_write_limit`].
+        write_limit: usize,
     },
     /// `tcp6:PORT:interface=IP:backlog=N` — TCP over IPv6.
     Tcp6 {
@@ -57,6 +61,10 @@ pub enum ServerDescription {
         /// `send_timeout`; `0`: no limit, as Twisted). See
         /// [`ListeningPort::set_send_timeout`].
         send_timeout: u32,
+        /// `writeLimit=BYTES`: the most bytes a connection may leave unsent before it is
+        /// aborted (default 0: no limit, as Twisted). See
+        /// [`ListeningPort::set_write_limit`].
+        write_limit: usize,
     },
     /// `unix:PATH:mode=OCTAL:backlog=N:lockfile=0|1` — a Unix socket.
     Unix {
@@ -96,6 +104,10 @@ pub enum ServerDescription {
         /// `send_timeout`; `0`: no limit, as Twisted). See
         /// [`ListeningPort::set_send_timeout`].
         send_timeout: u32,
+        /// `writeLimit=BYTES`: the most bytes a connection may leave unsent before it is
+        /// aborted (default 0: no limit, as Twisted). See
+        /// [`ListeningPort::set_write_limit`].
+        write_limit: usize,
     },
     /// `systemd:domain=INET:index=N` — the N-th socket systemd passed.
     Systemd {
@@ -118,12 +130,18 @@ const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u32 = 60;
 /// seconds (the same as [`DEFAULT_SEND_TIMEOUT`](crate::tcp::DEFAULT_SEND_TIMEOUT)).
 const DEFAULT_SEND_TIMEOUT_SECONDS: u32 = 60;
 
+/// `writeLimit=` bytes as a listener's setting: 0 is no limit, else
+/// [`WritePolicy::Disconnect`](crate::transport::WritePolicy::Disconnect).
+pub(super) fn write_limit_option(bytes: usize) -> Option<crate::transport::WriteLimit> {
+    (bytes > 0).then(|| crate::transport::WriteLimit::disconnect(bytes))
+}
+
 /// `sendTimeout=` seconds as a listener's setting: 0 is no limit.
 pub(super) fn send_timeout_option(seconds: u32) -> Option<std::time::Duration> {
     (seconds > 0).then(|| std::time::Duration::from_secs(u64::from(seconds)))
 }
 
-const TCP_SERVER: &[&str] = &["port", "interface", "backlog", "sendTimeout"];
+const TCP_SERVER: &[&str] = &["port", "interface", "backlog", "sendTimeout", "writeLimit"];
 const UNIX_SERVER: &[&str] = &["address", "mode", "backlog", "lockfile"];
 const TLS_SERVER: &[&str] = &[
     "port",
@@ -136,6 +154,7 @@ const TLS_SERVER: &[&str] = &[
     "dhParameters",
     "handshakeTimeout",
     "sendTimeout",
+    "writeLimit",
 ];
 const SYSTEMD_SERVER: &[&str] = &["domain", "index"];
 
@@ -164,12 +183,14 @@ impl FromStr for ServerDescription {
                 let port = b.required_number("port")?;
                 let backlog = b.number_or("backlog", DEFAULT_BACKLOG)?;
                 let send_timeout = b.number_or("sendTimeout", DEFAULT_SEND_TIMEOUT_SECONDS)?;
+                let write_limit = b.number_or("writeLimit", 0)?;
                 Ok(if v6 {
                     ServerDescription::Tcp6 {
                         port,
                         interface: b.string("interface").unwrap_or_else(|| "::".into()),
                         backlog,
                         send_timeout,
+                        write_limit,
                     }
                 } else {
                     ServerDescription::Tcp {
@@ -177,6 +198,7 @@ impl FromStr for ServerDescription {
                         interface: b.string("interface").filter(|i| !i.is_empty()),
                         backlog,
                         send_timeout,
+                        write_limit,
                     }
                 })
             }
@@ -211,6 +233,7 @@ impl FromStr for ServerDescription {
                     handshake_timeout: b
                         .number_or("handshakeTimeout", DEFAULT_HANDSHAKE_TIMEOUT_SECONDS)?,
                     send_timeout: b.number_or("sendTimeout", DEFAULT_SEND_TIMEOUT_SECONDS)?,
+                    write_limit: b.number_or("writeLimit", 0)?,
                 })
             }
             "systemd" => {
@@ -256,25 +279,35 @@ impl fmt::Display for ServerDescription {
                 w.kw("sendTimeout", t)
             }
         };
+        let write_limit = |w: &mut Writer<'_, '_>, l: usize| {
+            if l == 0 {
+                Ok(())
+            } else {
+                w.kw("writeLimit", l)
+            }
+        };
         match self {
             ServerDescription::Tcp {
                 port,
                 interface,
                 backlog: b,
                 send_timeout: t,
+                write_limit: l,
             } => {
                 f.write_str("tcp")?;
                 let mut w = Writer { f };
                 w.pos(port)?;
                 w.opt("interface", interface)?;
                 backlog(&mut w, *b)?;
-                send_timeout(&mut w, *t)
+                send_timeout(&mut w, *t)?;
+                write_limit(&mut w, *l)
             }
             ServerDescription::Tcp6 {
                 port,
                 interface,
                 backlog: b,
                 send_timeout: t,
+                write_limit: l,
             } => {
                 f.write_str("tcp6")?;
                 let mut w = Writer { f };
@@ -283,7 +316,8 @@ impl fmt::Display for ServerDescription {
                     w.kw("interface", interface)?;
                 }
                 backlog(&mut w, *b)?;
-                send_timeout(&mut w, *t)
+                send_timeout(&mut w, *t)?;
+                write_limit(&mut w, *l)
             }
             ServerDescription::Unix {
                 address,
@@ -313,6 +347,7 @@ impl fmt::Display for ServerDescription {
                 dh_parameters,
                 handshake_timeout,
                 send_timeout: t,
+                write_limit: l,
             } => {
                 f.write_str("tls")?;
                 let mut w = Writer { f };
@@ -328,7 +363,8 @@ impl fmt::Display for ServerDescription {
                 if *handshake_timeout != DEFAULT_HANDSHAKE_TIMEOUT_SECONDS {
                     w.kw("handshakeTimeout", handshake_timeout)?;
                 }
-                send_timeout(&mut w, *t)
+                send_timeout(&mut w, *t)?;
+                write_limit(&mut w, *l)
             }
             ServerDescription::Systemd { domain, index } => {
                 f.write_str("systemd")?;
@@ -396,26 +432,30 @@ impl ServerEndpoint {
                 interface,
                 backlog,
                 send_timeout,
+                write_limit,
             } => self.reactor.listen_tcp_with(
                 *port,
                 factory,
                 interface.as_deref().unwrap_or("0.0.0.0"),
                 self.options
                     .backlog(*backlog)
-                    .send_timeout(send_timeout_option(*send_timeout)),
+                    .send_timeout(send_timeout_option(*send_timeout))
+                    .write_limit(write_limit_option(*write_limit)),
             ),
             ServerDescription::Tcp6 {
                 port,
                 interface,
                 backlog,
                 send_timeout,
+                write_limit,
             } => self.reactor.listen_tcp_with(
                 *port,
                 factory,
                 interface,
                 self.options
                     .backlog(*backlog)
-                    .send_timeout(send_timeout_option(*send_timeout)),
+                    .send_timeout(send_timeout_option(*send_timeout))
+                    .write_limit(write_limit_option(*write_limit)),
             ),
             ServerDescription::Unix {
                 address,

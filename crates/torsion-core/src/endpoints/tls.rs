@@ -36,6 +36,7 @@ pub(super) fn listen_tls<F: Factory>(
         extra_cert_chain,
         handshake_timeout,
         send_timeout,
+        write_limit,
         ..
     } = description
     else {
@@ -64,7 +65,8 @@ pub(super) fn listen_tls<F: Factory>(
         interface.as_deref().unwrap_or("0.0.0.0"),
         options
             .backlog(*backlog)
-            .send_timeout(super::server::send_timeout_option(*send_timeout)),
+            .send_timeout(super::server::send_timeout_option(*send_timeout))
+            .write_limit(super::server::write_limit_option(*write_limit)),
     )
 }
 

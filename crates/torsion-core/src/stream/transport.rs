@@ -8,14 +8,62 @@ use std::rc::Rc;
 
 use super::{Conn, StreamSocket};
 use crate::engine::{Closing, Lifecycle, Reading, Writing};
-use crate::producer::{Producer, ProducerError};
+use crate::producer::{LimitHit, Producer, ProducerError};
 use crate::reactor::Disconnect;
 #[cfg(feature = "tls")]
 use crate::transport::TlsTransport;
-use crate::transport::{Address, PeerCredentials, TcpOptions, TransportImpl};
+use crate::transport::{
+    Address, PeerCredentials, TcpOptions, TransportImpl, WriteLimit, WritePolicy,
+};
 
-impl<S: StreamSocket> TransportImpl for Conn<S> {
-    fn write(&self, data: &[u8]) {
+impl<S: StreamSocket> Conn<S> {
+    /// True when a write of `len` bytes must not be buffered: it would take the unsent bytes
+    /// past the write limit. Without a limit this is one compare.
+    #[inline]
+    fn refused_by_limit(&self, len: usize) -> bool {
+        let limit = self.producer.write_limit();
+        limit != usize::MAX
+            && self.buffered_size().saturating_add(len) > limit
+            && self.write_limit_hit(len, limit)
+    }
+
+    /// A write passed the write limit: does what the policy says, and logs it.
+    #[cold]
+    #[inline(never)]
+    fn write_limit_hit(&self, len: usize, limit: usize) -> bool {
+        let buffered = self.buffered_size();
+        match self.producer.over_limit(buffered, len) {
+            None => false,
+            Some(LimitHit::Disconnect { first }) => {
+                if first {
+                    tracing::warn!(
+                        target: "torsion",
+                        "write limit reached: {buffered} bytes unsent to {} and a write of \
+                         {len} would pass the limit of {limit}; aborting that connection",
+                        self.addrs
+                    );
+                }
+                self.update(Lifecycle::abort);
+                self.notify();
+                true
+            }
+            Some(LimitHit::Dropped { first }) => {
+                if first {
+                    tracing::warn!(
+                        target: "torsion",
+                        "write limit reached: {buffered} bytes unsent to {} and a write of \
+                         {len} would pass the limit of {limit}; dropping writes to that \
+                         connection until it reads (counted, not logged again)",
+                        self.addrs
+                    );
+                }
+                true
+            }
+        }
+    }
+
+    /// A write that passed the write limit's check.
+    fn write_admitted(&self, data: &[u8]) {
         if data.is_empty() || self.state().write_refused() {
             return;
         }
@@ -57,6 +105,43 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
         }
         self.producer.note_buffered(self.wbuf.len());
         self.notify();
+    }
+}
+
+impl<S: StreamSocket> TransportImpl for Conn<S> {
+    #[inline]
+    fn write(&self, data: &[u8]) {
+        if !self.refused_by_limit(data.len()) {
+            self.write_admitted(data);
+        }
+    }
+
+    /// The write limit is checked against the whole sequence, so that
+    /// `WritePolicy::DropWrites` drops a message written in parts whole, never a part of it.
+    fn write_sequence(&self, data: &[&[u8]]) {
+        let len = data.iter().map(|c| c.len()).sum();
+        if !self.refused_by_limit(len) {
+            for chunk in data {
+                self.write_admitted(chunk);
+            }
+        }
+    }
+
+    fn set_write_limit(&self, bytes: usize, policy: WritePolicy) {
+        self.producer
+            .set_write_limit(Some(WriteLimit::new(bytes, policy)));
+    }
+
+    fn clear_write_limit(&self) {
+        self.producer.set_write_limit(None);
+    }
+
+    fn write_limit(&self) -> Option<WriteLimit> {
+        self.producer.write_limit_setting()
+    }
+
+    fn dropped_write_bytes(&self) -> u64 {
+        self.producer.dropped()
     }
 
     fn lose_connection(&self) {

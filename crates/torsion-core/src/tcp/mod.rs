@@ -39,7 +39,7 @@ use crate::protocol::Protocol;
 use crate::protocol::{ClientFactory, Factory};
 use crate::reactor::{HostnameResolver, Reactor};
 use crate::stream::{run_connection, Conn, SocketIo, StreamSocket, Tasked};
-use crate::transport::Address;
+use crate::transport::{Address, WriteLimit};
 use crate::Failure;
 
 /// The default time allowed for a connection attempt, in seconds (Twisted's 30).
@@ -118,6 +118,10 @@ pub struct ListenOptions {
     /// aborted (`None`: no limit, as Twisted). Default [`DEFAULT_SEND_TIMEOUT`], 60 s as
     /// nginx's `send_timeout`; see [`ListeningPort::set_send_timeout`].
     pub send_timeout: Option<Duration>,
+    /// The write limit every accepted connection gets (`None`, the default: none, as
+    /// Twisted); see [`TransportImpl::set_write_limit`](crate::transport::TransportImpl::set_write_limit)
+    /// and [`ListeningPort::set_write_limit`].
+    pub write_limit: Option<WriteLimit>,
 }
 
 impl Default for ListenOptions {
@@ -127,6 +131,7 @@ impl Default for ListenOptions {
             backlog: BACKLOG,
             driver: Driver::default(),
             send_timeout: Some(DEFAULT_SEND_TIMEOUT),
+            write_limit: None,
         }
     }
 }
@@ -186,6 +191,23 @@ impl ListenOptions {
     /// These options with another send timeout (`None`: no limit).
     pub fn send_timeout(mut self, timeout: Option<Duration>) -> ListenOptions {
         self.send_timeout = timeout;
+        self
+    }
+
+    /// These options with a write limit for every accepted connection (`None`: none).
+    ///
+    /// ```
+    /// use torsion::tcp::ListenOptions;
+    /// use torsion::transport::{WriteLimit, WritePolicy};
+    ///
+    /// let options = ListenOptions::default().write_limit(Some(WriteLimit::new(
+    ///     1 << 20,
+    ///     WritePolicy::Disconnect,
+    /// )));
+    /// assert_eq!(options.write_limit.map(|l| l.bytes), Some(1 << 20));
+    /// ```
+    pub fn write_limit(mut self, limit: Option<WriteLimit>) -> ListenOptions {
+        self.write_limit = limit;
         self
     }
 

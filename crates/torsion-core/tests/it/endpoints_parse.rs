@@ -56,6 +56,7 @@ fn tcp_server_forms() {
             interface: None,
             backlog: 1024,
             send_timeout: 60,
+            write_limit: 0,
         }
     );
     assert_eq!(
@@ -65,6 +66,7 @@ fn tcp_server_forms() {
             interface: Some("127.0.0.1".into()),
             backlog: 1024,
             send_timeout: 60,
+            write_limit: 0,
         }
     );
     assert_eq!(
@@ -74,6 +76,7 @@ fn tcp_server_forms() {
             interface: Some("127.0.0.1".into()),
             backlog: 7,
             send_timeout: 60,
+            write_limit: 0,
         }
     );
     assert_eq!(server("TCP:0"), server("tcp:port=0"));
@@ -84,6 +87,7 @@ fn tcp_server_forms() {
             interface: "::1".into(),
             backlog: 1024,
             send_timeout: 60,
+            write_limit: 0,
         }
     );
     assert_eq!(
@@ -93,6 +97,7 @@ fn tcp_server_forms() {
             interface: "::".into(),
             backlog: 1024,
             send_timeout: 60,
+            write_limit: 0,
         }
     );
 }
@@ -133,6 +138,7 @@ fn tls_and_systemd_server_forms() {
             dh_parameters: None,
             handshake_timeout: 60,
             send_timeout: 60,
+            write_limit: 0,
         }
     );
     match server("tls:8443:handshakeTimeout=2") {
@@ -257,7 +263,7 @@ fn errors_name_the_part() {
         (server_err("unix:/s:mode=99"), "bad number in 'mode=99'"),
         (
             server_err("tcp:80:intrface=127.0.0.1"),
-            "unknown keyword 'intrface' for a tcp endpoint (expected port, interface, backlog, sendTimeout)",
+            "unknown keyword 'intrface' for a tcp endpoint (expected port, interface, backlog, sendTimeout, writeLimit)",
         ),
         (
             server_err("tcp:80:127.0.0.1:50:extra"),

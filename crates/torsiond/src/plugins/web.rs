@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use torsion::application::Service;
+use torsion_web::site::SiteConfig;
 use torsion_web::static_file::File;
 use torsion_web::Site;
 
@@ -20,9 +21,10 @@ use crate::listen::{endpoints_of, listen_arg, multi_listen, parse_endpoint};
 /// and list entries whose name starts with `.`, such as `.git` and `.env`, which are
 /// otherwise answered 404; see [`File::show_hidden`]), `--no-access-log`
 /// (by default each request is logged, in the combined log format, with the target
-/// `torsion_web::access`), and `--no-open-file-cache` (by default served files stay open for
+/// `torsion_web::access`), `--no-open-file-cache` (by default served files stay open for
 /// up to 10 s, at most 256 per worker, and are reused while their inode is unchanged; see
-/// [`File::open_file_cache`]).
+/// [`File::open_file_cache`]), and `--body-timeout SECONDS` and `--header-timeout SECONDS`
+/// (the [`SiteConfig`] time-outs, 60 and 30 by default; 0 waits for ever).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WebPlugin;
 
@@ -73,6 +75,20 @@ impl Plugin for WebPlugin {
                     .help("Do not log a line per request"),
             )
             .arg(
+                Arg::new("body-timeout")
+                    .long("body-timeout")
+                    .value_name("SECONDS")
+                    .value_parser(clap::value_parser!(f64))
+                    .help("Close a connection whose request body stalls this long between two reads, answering 408 (default 60; 0: wait for ever)"),
+            )
+            .arg(
+                Arg::new("header-timeout")
+                    .long("header-timeout")
+                    .value_name("SECONDS")
+                    .value_parser(clap::value_parser!(f64))
+                    .help("Close a connection that takes longer than this to send a request head once it started, answering 408 (default 30; 0: wait for ever)"),
+            )
+            .arg(
                 Arg::new("no-open-file-cache")
                     .long("no-open-file-cache")
                     .action(ArgAction::SetTrue)
@@ -103,11 +119,31 @@ impl Plugin for WebPlugin {
         let listing = !matches.get_flag("no-listing");
         let cache = !matches.get_flag("no-open-file-cache");
         let show_hidden = matches.get_flag("show-hidden");
-        let site = Site::new(
-            File::new(&path)
-                .directory_listing(listing)
-                .show_hidden(show_hidden)
-                .open_file_cache(cache),
+        let mut config = SiteConfig::default();
+        let seconds = |name: &str| -> Result<Option<Option<f64>>, String> {
+            match matches.get_one::<f64>(name) {
+                None => Ok(None),
+                Some(&s) if s.is_finite() && s > 0.0 => Ok(Some(Some(s))),
+                Some(0.0) => Ok(Some(None)),
+                Some(s) => Err(format!(
+                    "--{name} takes a number of seconds, 0 or more, not {s}"
+                )),
+            }
+        };
+        if let Some(t) = seconds("body-timeout")? {
+            config.body_timeout = t;
+        }
+        if let Some(t) = seconds("header-timeout")? {
+            config.header_timeout = t;
+        }
+        let site = Site::with_config(
+            Rc::new(
+                File::new(&path)
+                    .directory_listing(listing)
+                    .show_hidden(show_hidden)
+                    .open_file_cache(cache),
+            ),
+            config,
         );
         if !matches.get_flag("no-access-log") {
             site.set_access_log(|line| tracing::info!(target: "torsion_web::access", "{line}"));
