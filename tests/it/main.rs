@@ -22,5 +22,5 @@ mod examples_tls;
 mod examples_udp;
 mod examples_web;
 mod layers;
-mod scaleout;
 mod reliability;
+mod scaleout;
