@@ -3,6 +3,7 @@
     python twisted_peers.py echo PORT      # the Echo protocol on the epoll reactor
     python twisted_peers.py web PORT       # a leaf Resource in a Site (seed 004's HelloPage)
     python twisted_peers.py micro SECONDS  # scenario 4: Deferred chains, callLater, awaits
+    python twisted_peers.py amp PORT       # an AMP server answering Sum (bench/amp)
 
 Static files use twistd itself: `twistd -n web --path DIR --listen tcp:PORT`.
 """
@@ -23,6 +24,28 @@ def serve_echo(port):
     factory = protocol.Factory.forProtocol(Echo)
     reactor.listenTCP(port, factory, backlog=4096, interface="127.0.0.1")
     print("twisted echo listening on", port, flush=True)
+    reactor.run()
+
+
+def serve_amp(port):
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import protocol, reactor
+    from twisted.protocols import amp
+
+    class Sum(amp.Command):
+        arguments = [(b"a", amp.Integer()), (b"b", amp.Integer())]
+        response = [(b"total", amp.Integer())]
+
+    class Math(amp.AMP):
+        @Sum.responder
+        def sum(self, a, b):
+            return {"total": a + b}
+
+    factory = protocol.Factory.forProtocol(Math)
+    reactor.listenTCP(port, factory, backlog=4096, interface="127.0.0.1")
+    print("twisted amp listening on", port, flush=True)
     reactor.run()
 
 
@@ -102,13 +125,15 @@ def micro(budget):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("echo", "web", "micro"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("echo", "web", "micro", "amp"):
         sys.exit(__doc__)
     mode, value = sys.argv[1], sys.argv[2]
     if mode == "echo":
         serve_echo(int(value))
     elif mode == "web":
         serve_web(int(value))
+    elif mode == "amp":
+        serve_amp(int(value))
     else:
         micro(float(value))
 

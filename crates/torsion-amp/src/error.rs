@@ -87,6 +87,15 @@ pub enum AmpError {
         /// The limit.
         limit: usize,
     },
+    /// TLS was already started (or is starting) on this connection (Twisted's
+    /// `OnlyOneTLS`): it starts once.
+    OnlyOneTls,
+    /// TLS could not start: the transport cannot carry it, or the peer refused `StartTLS`
+    /// while boxes meant for TLS were waiting (they are never sent in the clear).
+    Tls {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl AmpError {
@@ -131,6 +140,8 @@ impl fmt::Display for AmpError {
             AmpError::TooManyOutstanding { limit } => {
                 write!(f, "more than {limit} AMP calls waiting for answers")
             }
+            AmpError::OnlyOneTls => f.write_str("TLS already started on this AMP connection"),
+            AmpError::Tls { reason } => write!(f, "AMP StartTLS failed: {reason}"),
         }
     }
 }

@@ -58,6 +58,6 @@ pub use command::Command;
 pub use error::{
     AmpError, RemoteError, TooLong, UnhandledCommand, UNHANDLED_ERROR_CODE, UNKNOWN_ERROR_CODE,
 };
-pub use protocol::{Amp, AmpConfig, AmpSender, Locator, Respond};
+pub use protocol::{Amp, AmpConfig, AmpSender, Locator, Respond, StartTls, StartTlsResult};
 pub use types::{AmpList, DateTime, Decimal};
 pub use wire::AmpBox;

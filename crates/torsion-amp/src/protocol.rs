@@ -7,6 +7,7 @@ use std::rc::{Rc, Weak};
 
 use torsion::defer::{fail, Deferred, Trigger};
 use torsion::producer::Producer;
+use torsion::tls::TlsContext;
 use torsion::{ConnectionEnd, Failure, Protocol, Transport};
 
 use crate::command::Command;
@@ -17,6 +18,19 @@ use crate::types::Record;
 use crate::wire::{AmpBox, BoxParser, ANSWER, ASK, COMMAND, ERROR, ERROR_CODE, ERROR_DESCRIPTION};
 
 const LOG: &str = "torsion_amp";
+
+crate::command! {
+    /// Twisted's `StartTLS` command: on the wire an ordinary command box `StartTLS` with no
+    /// arguments, answered with an empty box; after the answer both ends start TLS on the
+    /// same connection. Call it with [`AmpSender::call_start_tls`]; answer it with
+    /// [`Locator::start_tls`]. (Twisted's `tls_localCertificate` and
+    /// `tls_verifyAuthorities` never travel: here they are the [`TlsContext`] each side
+    /// gives.)
+    #[derive(Debug, Default)]
+    pub struct StartTls as "StartTLS" {}
+    response #[derive(Debug)] StartTlsResult {}
+    errors ["TLS_ERROR"]
+}
 
 /// Limits of one AMP connection. Twisted has none of these; they keep a hostile or runaway
 /// peer from holding memory without bound.
@@ -72,6 +86,7 @@ type Handler = Box<dyn Fn(AmpBox, &AmpSender) -> Deferred<AmpBox>>;
 #[derive(Default)]
 pub struct Locator {
     handlers: HashMap<Vec<u8>, Handler>,
+    tls: Option<TlsContext>,
 }
 
 impl Locator {
@@ -123,6 +138,16 @@ impl Locator {
             .insert(C::NAME.as_bytes().to_vec(), Box::new(handler));
     }
 
+    /// Answers the peer's [`StartTls`] with an empty box, sent in the clear, then starts TLS
+    /// on the connection with `context` (Twisted's `StartTLS.responder` returning
+    /// `tls_localCertificate`): on a server, a [`ServerContext`](torsion::tls::ServerContext).
+    /// A second `StartTLS` on the same connection is answered `TLS_ERROR`, as is one on a
+    /// transport that cannot carry TLS. Without this, `StartTLS` is `UNHANDLED`.
+    pub fn start_tls(mut self, context: impl Into<TlsContext>) -> Locator {
+        self.tls = Some(context.into());
+        self
+    }
+
     /// True when a responder for the command named `name` is registered.
     pub fn handles(&self, name: &str) -> bool {
         self.handlers.contains_key(name.as_bytes())
@@ -146,6 +171,11 @@ struct Shared {
     write_blocked: Cell<bool>,
     reading_paused: Cell<bool>,
     parsing: Cell<bool>,
+    /// TLS started or starting on this connection (it starts once).
+    tls_started: Cell<bool>,
+    /// While this side's `StartTLS` waits for its answer: the boxes written meanwhile, sent
+    /// once TLS has started (Twisted's `_startingTLSBuffer`).
+    tls_buffer: RefCell<Option<Vec<u8>>>,
 }
 
 /// A handle on an AMP connection that calls the peer: cheap to clone, usable from
@@ -183,6 +213,8 @@ impl Amp {
                 write_blocked: Cell::new(false),
                 reading_paused: Cell::new(false),
                 parsing: Cell::new(false),
+                tls_started: Cell::new(false),
+                tls_buffer: RefCell::new(None),
             }),
         }
     }
@@ -269,7 +301,21 @@ impl Shared {
     }
 
     fn should_pause(&self) -> bool {
-        self.write_blocked.get() || self.answering.get() >= self.config.max_pending_answers
+        self.write_blocked.get()
+            || self.answering.get() >= self.config.max_pending_answers
+            || self
+                .tls_buffer
+                .borrow()
+                .as_ref()
+                .is_some_and(|b| b.len() > self.config.max_box_size)
+    }
+
+    /// Writes a box's bytes, or keeps them while this side's `StartTLS` waits.
+    fn write(&self, t: &Transport, bytes: &[u8]) {
+        match self.tls_buffer.borrow_mut().as_mut() {
+            Some(buffer) => buffer.extend_from_slice(bytes),
+            None => t.write(bytes),
+        }
     }
 
     /// Pauses or resumes reading as the limits say, and reads what waits once resumed.
@@ -355,6 +401,11 @@ impl Shared {
     /// Twisted's `_commandReceived`: runs the responder and answers.
     fn command_received(me: &Rc<Shared>, name: Vec<u8>, mut b: AmpBox) {
         let ask = b.remove(ASK);
+        if name == StartTls::NAME.as_bytes() {
+            if let Some(context) = me.locator.tls.clone() {
+                return Shared::answer_start_tls(me, ask, context);
+            }
+        }
         let sender = AmpSender { shared: me.clone() };
         let outcome = match me.locator.handlers.get(&name) {
             Some(handler) => handler(b, &sender),
@@ -374,6 +425,26 @@ impl Shared {
             }
             Ok::<(), Failure>(())
         }));
+    }
+
+    /// Answers `StartTLS` in the clear, then starts TLS (Twisted's `_TLSBox._sendTo`).
+    fn answer_start_tls(me: &Rc<Shared>, ask: Option<Vec<u8>>, context: TlsContext) {
+        let Some(t) = me.transport() else { return };
+        if ask.is_none() {
+            return; // as Twisted: without `_ask` nothing is answered and TLS does not start
+        }
+        if me.tls_started.get() {
+            let refused = RemoteError::new("TLS_ERROR", AmpError::OnlyOneTls.to_string());
+            return me.answer(ask, Err(Failure::new(refused)));
+        }
+        me.tls_started.set(true);
+        me.answer(ask, Ok(AmpBox::new()));
+        if let Err(e) = t.start_tls(context) {
+            // The peer has been told yes and is starting TLS: nothing sensible can follow.
+            me.protocol_error(&AmpError::Tls {
+                reason: e.to_string(),
+            });
+        }
     }
 
     /// Sends the answer to a question (nothing for a command sent without `_ask`).
@@ -416,7 +487,7 @@ impl Shared {
         };
         let mut bytes = Vec::with_capacity(reply.encoded_len());
         match reply.write_to(&mut bytes) {
-            Ok(()) => t.write(&bytes),
+            Ok(()) => self.write(&t, &bytes),
             Err(too_long) => {
                 // As Twisted: an answer that cannot be written is an unhandled error.
                 tracing::error!(target: LOG, "AMP answer cannot be sent: {too_long}");
@@ -502,8 +573,74 @@ impl AmpSender {
         if let Some(trigger) = trigger {
             s.questions.borrow_mut().insert(tag, trigger);
         }
-        t.write(&bytes);
+        s.write(&t, &bytes);
         Ok(())
+    }
+
+    /// Starts TLS on the connection (Twisted's `callRemote(StartTLS, ...)`): sends
+    /// [`StartTls`], and when the peer answers, starts TLS with `context` (on a client, a
+    /// [`ClientContext`](torsion::tls::ClientContext)) before the Deferred fires. Boxes
+    /// written while the answer is awaited (calls, answers to the peer) are held and sent
+    /// over TLS, as Twisted does; a peer that sends more than
+    /// [`AmpConfig::max_box_size`] of questions meanwhile stops being read until then.
+    ///
+    /// Fails with [`AmpError::OnlyOneTls`] if TLS was started before; with the peer's
+    /// refusal ([`UnhandledCommand`], or [`RemoteError`] `TLS_ERROR`); with
+    /// [`AmpError::Tls`] if the transport cannot start TLS (the connection then closes).
+    /// If the peer refuses while boxes are held, the connection closes rather than send them
+    /// in the clear (Twisted holds them forever).
+    pub fn call_start_tls(&self, context: impl Into<TlsContext>) -> Deferred<()> {
+        let s = &self.shared;
+        if s.tls_started.get() {
+            return fail(AmpError::OnlyOneTls);
+        }
+        let answered = self.call_remote(StartTls {});
+        if answered.called() {
+            return answered.add_callback(|_| ()); // failed before anything was sent
+        }
+        s.tls_started.set(true);
+        *s.tls_buffer.borrow_mut() = Some(Vec::new());
+        let context = context.into();
+        let weak = Rc::downgrade(s);
+        answered.add_both(move |out| {
+            let Some(me) = weak.upgrade() else {
+                return out.map(|_| ());
+            };
+            let held = me.tls_buffer.borrow_mut().take().unwrap_or_default();
+            let result = match out {
+                Ok(_) => match me.transport() {
+                    Some(t) => match t.start_tls(context) {
+                        Ok(()) => {
+                            if !held.is_empty() {
+                                t.write(&held);
+                            }
+                            Ok(())
+                        }
+                        Err(e) => {
+                            let e = AmpError::Tls {
+                                reason: e.to_string(),
+                            };
+                            me.protocol_error(&e);
+                            Err(Failure::new(e))
+                        }
+                    },
+                    None => Err(Failure::new(AmpError::ConnectionLost {
+                        reason: "closed before TLS started".into(),
+                    })),
+                },
+                Err(refused) => {
+                    me.tls_started.set(false);
+                    if !held.is_empty() {
+                        me.protocol_error(&AmpError::Tls {
+                            reason: format!("the peer refused StartTLS: {refused}"),
+                        });
+                    }
+                    Err(refused)
+                }
+            };
+            Shared::update_reading(&me);
+            result
+        })
     }
 
     /// The connection's transport, while it is up.

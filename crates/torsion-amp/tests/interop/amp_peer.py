@@ -6,6 +6,11 @@
                                failed check.
   amp_peer.py server        -- a Twisted AMP server with the same commands; prints
                                "listening PORT", serves until killed.
+  amp_peer.py tls-client PORT CA
+                            -- Twisted's client: Sum in the clear, StartTLS verifying the
+                               server with the CA, Sum over TLS.
+  amp_peer.py tls-server CERT KEY
+                            -- the server, also answering StartTLS with CERT/KEY.
 """
 import sys
 import datetime
@@ -145,7 +150,42 @@ def client(port):
     return ok
 
 
-def run_client(port):
+class TlsMath(Math):
+    certificate = None
+
+    @amp.StartTLS.responder
+    def start_tls(self):
+        return {"tls_localCertificate": self.certificate}
+
+
+@defer.inlineCallbacks
+def tls_client(port, ca_file):
+    from twisted.internet import ssl
+
+    ok = True
+
+    def check(name, cond, detail=""):
+        nonlocal ok
+        print(("ok " if cond else "FAIL ") + name + (" " + str(detail) if detail else ""), flush=True)
+        ok = ok and bool(cond)
+
+    with open(ca_file, "rb") as f:
+        ca = ssl.Certificate.loadPEM(f.read())
+    ep = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    p = yield endpoints.connectProtocol(ep, amp.AMP())
+    r = yield p.callRemote(Sum, a=1, b=2)
+    check("sum in the clear", r["total"] == 3)
+    yield p.callRemote(amp.StartTLS, tls_verifyAuthorities=[ca])
+    # Sent before the handshake ends: Twisted holds it, the server reads it over TLS.
+    r = yield p.callRemote(Sum, a=13, b=81)
+    check("sum over tls", r["total"] == 94, r)
+    peer = p.transport.getPeerCertificate()
+    check("tls", peer is not None, peer)
+    p.transport.loseConnection()
+    return ok
+
+
+def run_client(port, body=client, *args):
     result = []
 
     def done(ok):
@@ -157,13 +197,20 @@ def run_client(port):
         result.append(False)
         reactor.stop()
 
-    reactor.callWhenRunning(lambda: client(port).addCallbacks(done, failed))
+    reactor.callWhenRunning(lambda: body(port, *args).addCallbacks(done, failed))
     reactor.run()
     sys.exit(0 if result and result[0] else 1)
 
 
-def run_server():
-    f = protocol.Factory.forProtocol(Math)
+def run_server(cert=None, key=None):
+    if cert is None:
+        f = protocol.Factory.forProtocol(Math)
+    else:
+        from twisted.internet import ssl
+
+        with open(cert, "rb") as c, open(key, "rb") as k:
+            TlsMath.certificate = ssl.PrivateCertificate.loadPEM(c.read() + k.read())
+        f = protocol.Factory.forProtocol(TlsMath)
     port = reactor.listenTCP(0, f, interface="127.0.0.1")
     print("listening %d" % port.getHost().port, flush=True)
     reactor.run()
@@ -172,5 +219,9 @@ def run_server():
 if __name__ == "__main__":
     if sys.argv[1] == "client":
         run_client(int(sys.argv[2]))
+    elif sys.argv[1] == "tls-client":
+        run_client(int(sys.argv[2]), tls_client, sys.argv[3])
+    elif sys.argv[1] == "tls-server":
+        run_server(sys.argv[2], sys.argv[3])
     else:
         run_server()

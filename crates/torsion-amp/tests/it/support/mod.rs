@@ -10,7 +10,7 @@ use std::time::Duration;
 /// The interop peer script.
 pub(crate) const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/amp_peer.py");
 
-/// A python with Twisted from PyPI (made on first use, once per process), or None, loudly,
+/// A python with Twisted from PyPI, with its TLS extras (pyOpenSSL) for StartTLS (made on first use, once per process), or None, loudly,
 /// without python3. A failed install fails the test.
 pub(crate) fn twisted_python() -> Option<PathBuf> {
     static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
@@ -23,7 +23,7 @@ pub(crate) fn twisted_python() -> Option<PathBuf> {
         let py = venv.join("bin/python");
         let has_twisted = |py: &Path| {
             Command::new(py)
-                .args(["-c", "import twisted"])
+                .args(["-c", "import twisted, OpenSSL, service_identity"])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false)
@@ -40,7 +40,7 @@ pub(crate) fn twisted_python() -> Option<PathBuf> {
                 String::from_utf8_lossy(&made.stderr)
             );
             let pip = Command::new(&py)
-                .args(["-m", "pip", "install", "--quiet", "twisted>=22"])
+                .args(["-m", "pip", "install", "--quiet", "twisted[tls]>=22"])
                 .output()
                 .unwrap();
             assert!(
@@ -98,5 +98,72 @@ impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Certificates made at test time: a CA, and a leaf for `localhost` it signs.
+pub(crate) struct Pki {
+    /// The CA's certificate, PEM.
+    pub(crate) ca_pem: String,
+    /// The leaf's certificate and key, PEM.
+    pub(crate) leaf_pem: (String, String),
+    ca_der: torsion::tls::CertificateDer<'static>,
+}
+
+impl Pki {
+    /// A fresh CA and a `localhost` leaf.
+    pub(crate) fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Torsion AMP test CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        Pki {
+            ca_pem: ca.pem(),
+            leaf_pem: (leaf.pem(), key.serialize_pem()),
+            ca_der: ca.der().clone(),
+        }
+    }
+
+    /// A server context showing the leaf.
+    pub(crate) fn server(&self) -> torsion::tls::ServerContext {
+        let (cert, key) = &self.leaf_pem;
+        let id = torsion::tls::Identity::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+        torsion::tls::ServerContext::new(id).unwrap()
+    }
+
+    /// A client context trusting only the CA, checking the name `localhost`.
+    pub(crate) fn client(&self) -> torsion::tls::ClientContext {
+        torsion::tls::ClientContext::builder()
+            .trust([self.ca_der.clone()])
+            .server_name("localhost")
+            .build()
+            .unwrap()
+    }
+
+    /// Writes the CA, the leaf and its key as files in a fresh directory, for a Python peer:
+    /// (ca, cert, key).
+    pub(crate) fn files(&self, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("amp-tls-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let paths = (
+            dir.join("ca.pem"),
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+        );
+        std::fs::write(&paths.0, &self.ca_pem).unwrap();
+        std::fs::write(&paths.1, &self.leaf_pem.0).unwrap();
+        std::fs::write(&paths.2, &self.leaf_pem.1).unwrap();
+        paths
     }
 }

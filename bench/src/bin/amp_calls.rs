@@ -1,0 +1,137 @@
+//! AMP calls per second over one connection (issue 21's benchmark): a Torsion AMP server
+//! answering `Sum`, and a load client (raw tokio, the same for every server) that keeps
+//! `--inflight` calls outstanding on one connection and counts answers.
+//!
+//! ```text
+//! amp_calls server --port 1040
+//! amp_calls client --port 1040 --seconds 10 --inflight 100
+//! ```
+//!
+//! The client prints `calls N seconds S calls_per_s R`. It parses answers as boxes (lengths
+//! only, no allocation per box) and asks a new question per answer, so the server always has
+//! `--inflight` questions to answer.
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use torsion_amp::{command, Amp, Locator, RemoteError};
+
+command! {
+    /// `Sum(a, b) -> total`, Twisted's howto command.
+    pub struct Sum { a: i64, b: i64 }
+    response SumResult { total: i64 }
+}
+
+fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let port: u16 = torsion_bench::arg("--port", 1040);
+    match args.get(1).map(String::as_str) {
+        Some("server") => server(port),
+        Some("client") => client(
+            port,
+            torsion_bench::arg("--seconds", 10.0),
+            torsion_bench::arg("--inflight", 100),
+        ),
+        _ => {
+            eprintln!("usage: amp_calls server|client --port P [--seconds S] [--inflight N]");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn server(port: u16) -> std::io::Result<()> {
+    let r = torsion::Reactor::new();
+    let locator = || {
+        Locator::new().responder(|c: Sum, _| Ok::<_, RemoteError>(SumResult { total: c.a + c.b }))
+    };
+    let listening = r
+        .listen_tcp_on(
+            port,
+            torsion::factory(move || Amp::new(locator())),
+            "127.0.0.1",
+        )
+        .map_err(|f| std::io::Error::other(f.to_string()))?;
+    println!(
+        "torsion amp listening on {}",
+        listening.get_host().port().unwrap_or(port)
+    );
+    r.run().map_err(|f| std::io::Error::other(f.to_string()))
+}
+
+/// One `Sum` question with tag `tag` (keys sorted, as Twisted writes them).
+fn question(out: &mut Vec<u8>, tag: u64) {
+    let tag = format!("{tag:x}");
+    for (k, v) in [
+        ("_ask", tag.as_str()),
+        ("_command", "Sum"),
+        ("a", "13"),
+        ("b", "81"),
+    ] {
+        out.extend_from_slice(&(k.len() as u16).to_be_bytes());
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(&(v.len() as u16).to_be_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    out.extend_from_slice(&[0, 0]);
+}
+
+fn client(port: u16, seconds: f64, inflight: usize) -> std::io::Result<()> {
+    let rt = torsion_bench::current_thread_runtime()?;
+    rt.block_on(async move {
+        let mut sock = TcpStream::connect(("127.0.0.1", port)).await?;
+        sock.set_nodelay(true)?;
+        let mut tag = 0u64;
+        let mut out = Vec::new();
+        for _ in 0..inflight {
+            tag += 1;
+            question(&mut out, tag);
+        }
+        sock.write_all(&out).await?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pending: Vec<u8> = Vec::new();
+        // Parser state: expecting a key (true) or a value (false).
+        let mut expect_key = true;
+        let mut answers = 0u64;
+        let start = Instant::now();
+        let end = start + Duration::from_secs_f64(seconds);
+        loop {
+            let n = sock.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::other("server closed the connection"));
+            }
+            pending.extend_from_slice(&buf[..n]);
+            let mut pos = 0;
+            let mut done_now = 0;
+            while pending.len() - pos >= 2 {
+                let len = usize::from(u16::from_be_bytes([pending[pos], pending[pos + 1]]));
+                if pending.len() - pos < 2 + len {
+                    break;
+                }
+                pos += 2 + len;
+                if expect_key && len == 0 {
+                    done_now += 1;
+                } else {
+                    expect_key = !expect_key;
+                }
+            }
+            pending.drain(..pos);
+            answers += done_now;
+            if Instant::now() >= end {
+                let secs = start.elapsed().as_secs_f64();
+                println!(
+                    "calls {answers} seconds {secs:.3} calls_per_s {:.0}",
+                    answers as f64 / secs
+                );
+                return Ok(());
+            }
+            out.clear();
+            for _ in 0..done_now {
+                tag += 1;
+                question(&mut out, tag);
+            }
+            sock.write_all(&out).await?;
+        }
+    })
+}
