@@ -8,8 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use torsion_web::proto::{
-    parse_response_head, response_body_kind, write_response_head, BodyKind, ChunkedDecoder,
-    Limits, ParseError,
+    parse_response_head, response_body_kind, write_response_head, BodyKind, ChunkedDecoder, Limits,
+    ParseError,
 };
 
 const MAX_BODY: u64 = 256;
@@ -66,7 +66,13 @@ fuzz_target!(|data: &[u8]| {
                 ));
                 // Relayed as the reverse proxy does, the head reads back the same.
                 let mut out = Vec::new();
-                write_response_head(&mut out, head.version, head.status, &head.reason, &head.headers);
+                write_response_head(
+                    &mut out,
+                    head.version,
+                    head.status,
+                    &head.reason,
+                    &head.headers,
+                );
                 let roomy = Limits {
                     max_head: out.len(),
                     ..limits
