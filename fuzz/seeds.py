@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Writes realistic seed inputs for every fuzz target into fuzz/corpus/TARGET.
+"""Writes realistic seed inputs for every fuzz target into DIR/TARGET (default fuzz/corpus).
 
-Each fuzz target reads its first byte as the place to split the rest into two reads, so
-every seed here is that byte followed by what a peer would send. scripts/fuzz-long minimizes
-the kept corpus with `cargo fuzz cmin` after a run; this script is only needed to start a
-corpus again from nothing (`python3 fuzz/seeds.py`, then `scripts/fuzz-long --update-corpus`).
+Each fuzz target but web_fields reads its first byte as the place to split the rest into two
+reads, so every seed here is that byte followed by what a peer would send. The kept corpus in
+fuzz/corpus is minimized to edge coverage, which keeps the shortest inputs and drops these
+whole messages; scripts/fuzz-smoke and scripts/fuzz-long write them to fuzz/target/seeds and
+give them to every run as a second, read-only corpus, so each run starts from both.
+
+    python3 fuzz/seeds.py [DIR]
 """
 import hashlib
 import os
@@ -184,8 +187,9 @@ NO_SPLIT = {"web_fields"}
 
 
 def main():
+    base = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for target, seeds in TARGETS.items():
-        out = os.path.join(HERE, "corpus", target)
+        out = os.path.join(base, target)
         os.makedirs(out, exist_ok=True)
         for seed in seeds():
             variants = [seed] if target in NO_SPLIT else [b"\xff" + seed, bytes([len(seed) // 2 % 256]) + seed]
