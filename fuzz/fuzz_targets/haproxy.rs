@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Once;
 
 use libfuzzer_sys::fuzz_target;
 use torsion::protocols::haproxy::{parse_header, HAProxyWrappingFactory, DEFAULT_MAX_V2_LENGTH};
@@ -14,6 +15,32 @@ use torsion::{factory, Factory, Protocol, Transport};
 
 struct Collect(Rc<RefCell<Vec<u8>>>);
 
+/// A subscriber that wants nothing. Without any subscriber, a refused header's log line goes
+/// to standard error: a line per run, a gigabyte of log per 10 million runs.
+struct Quiet;
+
+impl tracing::Subscriber for Quiet {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::never()
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+static QUIET: Once = Once::new();
+
 impl Protocol for Collect {
     fn data_received(&mut self, _: &Transport, data: &[u8]) {
         self.0.borrow_mut().extend_from_slice(data);
@@ -21,6 +48,9 @@ impl Protocol for Collect {
 }
 
 fuzz_target!(|data: &[u8]| {
+    QUIET.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(Quiet);
+    });
     let Some((&split, rest)) = data.split_first() else {
         return;
     };

@@ -354,6 +354,17 @@ mod tests {
     }
 
     #[test]
+    fn a_leap_second_at_the_end_of_9999_lands_in_a_year_no_http_date_writes() {
+        // Found by the web_fields fuzz target: the one parsed date that does not format back
+        // to a date that parses (Twisted's stringToDatetime gives the same instant).
+        let t = parse_http_date("Fri, 31 Dec 9999 23:59:60 GMT");
+        assert_eq!(t, Some(at(253_402_300_800)));
+        let text = http_date(t.unwrap());
+        assert_eq!(text, "Sat, 01 Jan 10000 00:00:00 GMT");
+        assert_eq!(parse_http_date(&text), None);
+    }
+
+    #[test]
     fn rejects_malformed_dates() {
         for bad in [
             "",

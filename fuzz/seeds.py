@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Writes realistic seed inputs for every fuzz target into DIR/TARGET (default fuzz/corpus).
+
+Each fuzz target but web_fields reads its first byte as the place to split the rest into two
+reads, so every seed here is that byte followed by what a peer would send. The kept corpus in
+fuzz/corpus is minimized to edge coverage, which keeps the shortest inputs and drops these
+whole messages; scripts/fuzz-smoke and scripts/fuzz-long write them to fuzz/target/seeds and
+give them to every run as a second, read-only corpus, so each run starts from both.
+
+    python3 fuzz/seeds.py [DIR]
+"""
+import hashlib
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+CRLF = b"\r\n"
+
+
+def http_requests():
+    yield b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    yield (b"GET /search?q=hello+world&lang=en&lang=fr HTTP/1.1\r\nHost: example.com\r\n"
+           b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n"
+           b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+           b"Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n"
+           b"Connection: keep-alive\r\nCookie: TWISTED_SESSION=abc123; theme=dark\r\n"
+           b"If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n")
+    yield (b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+           b"Content-Length: 27\r\n\r\nname=Ada+Lovelace&year=1843")
+    yield (b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n")
+    yield (b"PUT /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nbody")
+    yield (b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+           b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nokGET /d HTTP/1.1\r\nHost: x\r\n\r\n")
+    yield b"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    yield b"GET http://example.com:8080/abs?x=1 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n"
+    yield b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"
+    yield b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+    yield (b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    yield (b"GET /file.iso HTTP/1.1\r\nHost: x\r\nRange: bytes=0-499,1000-,-200\r\n"
+           b"If-Range: \"abc\"\r\n\r\n")
+    # Smuggling attempts and other refusals.
+    yield b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    yield b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+    yield b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+    yield b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    yield b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"
+    yield b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\n\r\n"
+    yield b"\r\n\r\nGET / HTTP/1.1\nHost: x\n\n"
+    yield b"GET /" + b"a" * 100 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    yield b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(12)) + b"\r\n"
+    yield (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"ffffffffffffffffff\r\nx\r\n")
+    yield (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"3\r\nabc\r\n0\r\n" + b"T: " + b"t" * 300 + b"\r\n\r\n")
+
+
+def http_responses():
+    yield (b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nServer: nginx/1.24.0\r\n"
+           b"Content-Type: text/html; charset=utf-8\r\nContent-Length: 13\r\n"
+           b"Set-Cookie: a=1; Path=/; HttpOnly\r\nSet-Cookie: b=2\r\n\r\n<p>hello</p>\n")
+    yield (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n"
+           b"a\r\n0123456789\r\n1A;name=value\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nExpires: 0\r\n\r\n")
+    yield b"HTTP/1.1 304 Not Modified\r\nETag: \"xyzzy\"\r\n\r\n"
+    yield b"HTTP/1.1 204 No Content\r\n\r\n"
+    yield b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nLocation: /new\r\nContent-Length: 0\r\n\r\n"
+    yield b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    yield b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the server closes"
+    yield b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://example.com/\r\nContent-Length: 0\r\n\r\n"
+    yield b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello"
+    yield b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"
+    yield b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw"
+    yield b"HTTP/1.1 999 Odd\r\n\r\n"
+    yield b"HTTP/1.1 200\r\n\r\n"
+    yield b"HTTP/2 200 OK\r\n\r\n"
+    yield b"HTTP/1.1 200 OK\r\nX: \x80\xff obs text\r\n\r\n"
+    yield b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"
+
+
+def haproxy():
+    yield b"PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\nGET / HTTP/1.1\r\n\r\n"
+    yield b"PROXY TCP6 2001:db8::1 2001:db8::2 56324 443\r\nhello"
+    yield b"PROXY UNKNOWN\r\n"
+    yield b"PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n"
+    yield b"PROXY TCP4 256.0.0.1 1.2.3.4 1 2\r\n"
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    v4 = bytes([192, 0, 2, 1, 198, 51, 100, 1]) + struct.pack(">HH", 56324, 443)
+    yield sig + b"\x21\x11" + struct.pack(">H", len(v4)) + v4 + b"data after"
+    tlv = b"\x01\x00\x02h2" + b"\x04\x00\x00" + b"\x20\x00\x05\x01\x00\x00\x00\x00"
+    yield sig + b"\x21\x11" + struct.pack(">H", len(v4) + len(tlv)) + v4 + tlv
+    v6 = bytes(range(16)) + bytes(range(16, 32)) + struct.pack(">HH", 1, 2)
+    yield sig + b"\x21\x21" + struct.pack(">H", len(v6)) + v6
+    unix = b"/tmp/src".ljust(108, b"\x00") + b"/tmp/dst".ljust(108, b"\x00")
+    yield sig + b"\x21\x31" + struct.pack(">H", len(unix)) + unix
+    yield sig + b"\x20\x00\x00\x00health"
+    yield sig + b"\x21\x12" + struct.pack(">H", len(v4)) + v4
+    yield sig + b"\x21\x11\xff\xff" + v4
+
+
+def irc():
+    lines = [
+        b":irc.example.net NOTICE * :*** Looking up your hostname...",
+        b"PING :irc.example.net",
+        b":alice!alice@host.example PRIVMSG #chan :hello bot",
+        b":alice!alice@host.example PRIVMSG bot :\x01VERSION\x01",
+        b":alice!alice@host.example PRIVMSG bot :\x01PING 12345\x01",
+        b":alice!alice@host.example PRIVMSG #chan :\x01ACTION waves\x01",
+        b"@time=2024-01-01T00:00:00.000Z;account=alice :alice!a@h PRIVMSG #c :tagged",
+        b":bob!b@h JOIN #chan",
+        b":bob!b@h PART #chan :bye",
+        b":op!o@h KICK #chan bot :behave",
+        b":op!o@h MODE #chan +o-v bot bob",
+        b":bob!b@h NICK carol",
+        b":carol!c@h QUIT :Ping timeout: 240 seconds",
+        b":irc.example.net 332 bot #chan :The topic",
+        b":irc.example.net 353 bot = #chan :@op +bob bot",
+        b":irc.example.net 433 * bot :Nickname is already in use",
+        b":irc.example.net 005 bot CHANTYPES=# PREFIX=(ov)@+ NETWORK=Example :are supported",
+        b":x!y@z NOTICE bot :\x01VERSION torsion\x01",
+        b":a!b@c PRIVMSG #c :" + b"long " * 100,
+        b"ERROR :Closing Link: bot (Excess Flood)",
+    ]
+    for line in lines:
+        yield line + CRLF
+    yield CRLF.join(lines[:6]) + CRLF
+    yield b"\n".join(lines[6:12]) + b"\n"
+
+
+def netstrings():
+    yield b"5:hello,"
+    yield b"0:,5:hello,11:hello world,"
+    yield b"12:hello world!,3:abc"
+    yield b"999999999999:x,"
+    yield b"5:hellox"
+    yield b"05:hello,"
+    yield b"3:a\x00b,"
+
+
+def int_strings():
+    for payload in [b"", b"hello", b"x" * 300]:
+        yield struct.pack(">I", len(payload)) + payload
+        yield struct.pack(">H", len(payload)) + payload
+        yield struct.pack(">B", len(payload) % 256) + payload[:255]
+    yield struct.pack(">I", 5) + b"hello" + struct.pack(">I", 0) + struct.pack(">I", 3) + b"ab"
+    yield b"\xff\xff\xff\xffnot that long"
+
+
+def lines():
+    yield b"HELO example.com\r\nMAIL FROM:<a@example.com>\r\nQUIT\r\n"
+    yield b"one\ntwo\r\nthree"
+    yield b"RAW\r\nraw bytes then\r\nline again\r\n"
+    yield b"x" * 70 + b"\r\n"
+    yield b"x" * 63 + b"\r\n" + b"y" * 64 + b"\r"
+    yield b"\r\n\r\n\r\n"
+
+
+def web_fields():
+    yield b"q=hello+world&lang=en&lang=fr&flag&&x=%3D%26"
+    yield b"name=%E2%9C%93&empty=&=novalue&%zz=%4"
+    yield b"/a%20b/%E2%9C%93+%2F..%2Fetc%2Fpasswd"
+    yield b"Sun, 06 Nov 1994 08:49:37 GMT"
+    yield b"Sunday, 06-Nov-94 08:49:37 GMT"
+    yield b"Sun Nov  6 08:49:37 1994"
+    yield b"Thu, 01 Jan 1970 00:00:00 GMT"
+    yield b"Fri, 31 Dec 9999 23:59:59 GMT"
+    yield b"Mon, 31 Apr 2023 10:00:00 GMT"
+    yield b"Wednesday, 29-Feb-24 23:59:60 GMT"
+    yield b"Tue Feb 29 12:00:00 2000"
+
+
+TARGETS = {
+    "http_request": http_requests,
+    "http_response": http_responses,
+    "haproxy": haproxy,
+    "irc_client": irc,
+    "netstrings": netstrings,
+    "int_strings": int_strings,
+    "lines": lines,
+    "web_fields": web_fields,
+}
+
+# Targets that read no split byte.
+NO_SPLIT = {"web_fields"}
+
+
+def main():
+    base = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
+    for target, seeds in TARGETS.items():
+        out = os.path.join(base, target)
+        os.makedirs(out, exist_ok=True)
+        for seed in seeds():
+            variants = [seed] if target in NO_SPLIT else [b"\xff" + seed, bytes([len(seed) // 2 % 256]) + seed]
+            for v in variants:
+                name = hashlib.sha1(v).hexdigest()
+                with open(os.path.join(out, name), "wb") as f:
+                    f.write(v)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
