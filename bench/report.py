@@ -175,7 +175,31 @@ def main():
             if a is not None and b:
                 chart.append((f"memory vs {LABELS[w]}", b / max(a, 0.01)))
 
-    # The targets of issue 7.
+    if any(s == "amp" for (s, _w, _m) in med):
+        out += ["## 7. AMP calls, one connection, 100 in flight", "",
+                "`Sum(a, b)` answered by the server; the load client is the same for both "
+                "(`bench/src/bin/amp_calls.rs`, raw tokio, asks a new question per answer). "
+                "Torsion: `amp_calls server` (torsion-amp); Twisted: `bench/twisted_peers.py "
+                "amp` (`twisted.protocols.amp` on the epoll reactor). The last row sets the "
+                "server CPU per call against Torsion's echo server's per message (scenario 1, "
+                "50 connections); with 100 calls in flight one read carries many boxes, so "
+                "syscalls are shared by calls where echo pays them per message.", "",
+                "| server | calls/s | server CPU, µs per call | runs |", "|---|---:|---:|---:|"]
+        for w in contenders(med, "amp"):
+            runs = len(raw.get(("amp", w, "rate"), []))
+            out.append(f"| {LABELS.get(w, w)} | {fmt(g('amp', w, 'rate'))} | "
+                       f"{fmt(g('amp', w, 'cpu_us'))} | {runs} |")
+        rt = ratio(g("amp", "torsion", "rate"), g("amp", "twisted", "rate"))
+        rc = ratio(g("amp", "torsion", "cpu_us"), g("amp", "twisted", "cpu_us"))
+        re = ratio(g("amp", "torsion", "cpu_us"), g("echo50", "torsion", "cpu_us"))
+        out += ["", "| ratio | |", "|---|---:|",
+                f"| Torsion ÷ Twisted, calls/s | {fmt(rt)}× |",
+                f"| Torsion ÷ Twisted, CPU per call | {fmt(rc)}× |",
+                f"| Torsion's CPU per AMP call ÷ its echo CPU per message | {fmt(re)}× |", ""]
+        if rc:
+            chart.append(("amp: CPU/call vs Twisted", 1 / rc))
+
+    # The targets of issues 7 and 21.
     def target(text, a, b, limit, higher_is_better):
         r = ratio(a, b)
         if r is None:
@@ -211,7 +235,12 @@ def main():
     targets.append(("torsiond web --workers 2 ÷ --workers 1 (report only)",
                     "not measured" if ratio(w2, w1) is None else f"{ratio(w2, w1):.2f}×", "—"))
 
-    out += ["## Targets (issue 7)", "", "| target | figure | |", "|---|---:|---|"]
+    target("AMP: calls/s ≥ 20× Twisted (issue 21)", g("amp", "torsion", "rate"),
+           g("amp", "twisted", "rate"), 20, True)
+    target("AMP: server CPU per call ≤ 2× echo's per message, 50 conns (issue 21)",
+           g("amp", "torsion", "cpu_us"), g("echo50", "torsion", "cpu_us"), 2, False)
+
+    out += ["## Targets (issues 7 and 21)", "", "| target | figure | |", "|---|---:|---|"]
     out += [f"| {t} | {f} | {m} |" for t, f, m in targets]
     out.append("")
     findings = os.path.join(os.path.dirname(os.path.abspath(__file__)), "findings.md")

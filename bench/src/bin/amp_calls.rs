@@ -4,10 +4,12 @@
 //!
 //! ```text
 //! amp_calls server --port 1040
-//! amp_calls client --port 1040 --seconds 10 --inflight 100
+//! amp_calls client --port 1040 --seconds 10 --inflight 100 [--calls N]
 //! ```
 //!
-//! The client prints `calls N seconds S calls_per_s R`. It parses answers as boxes (lengths
+//! The client prints `calls N seconds S calls_per_s R`. With `--calls N` it stops after
+//! exactly N answers (or at `--seconds`, whichever comes first), which is what
+//! `bench/profile` needs to count instructions per call as the difference of two fixed runs. It parses answers as boxes (lengths
 //! only, no allocation per box) and asks a new question per answer, so the server always has
 //! `--inflight` questions to answer.
 #![forbid(unsafe_code)]
@@ -33,9 +35,12 @@ fn main() -> std::io::Result<()> {
             port,
             torsion_bench::arg("--seconds", 10.0),
             torsion_bench::arg("--inflight", 100),
+            torsion_bench::arg("--calls", u64::MAX),
         ),
         _ => {
-            eprintln!("usage: amp_calls server|client --port P [--seconds S] [--inflight N]");
+            eprintln!(
+                "usage: amp_calls server|client --port P [--seconds S] [--inflight N] [--calls N]"
+            );
             std::process::exit(2)
         }
     }
@@ -77,14 +82,15 @@ fn question(out: &mut Vec<u8>, tag: u64) {
     out.extend_from_slice(&[0, 0]);
 }
 
-fn client(port: u16, seconds: f64, inflight: usize) -> std::io::Result<()> {
+fn client(port: u16, seconds: f64, inflight: usize, calls: u64) -> std::io::Result<()> {
     let rt = torsion_bench::current_thread_runtime()?;
     rt.block_on(async move {
         let mut sock = TcpStream::connect(("127.0.0.1", port)).await?;
         sock.set_nodelay(true)?;
+        // `tag` counts the questions asked: never more than `calls`.
         let mut tag = 0u64;
         let mut out = Vec::new();
-        for _ in 0..inflight {
+        for _ in 0..(inflight as u64).min(calls) {
             tag += 1;
             question(&mut out, tag);
         }
@@ -118,7 +124,7 @@ fn client(port: u16, seconds: f64, inflight: usize) -> std::io::Result<()> {
             }
             pending.drain(..pos);
             answers += done_now;
-            if Instant::now() >= end {
+            if answers >= calls || Instant::now() >= end {
                 let secs = start.elapsed().as_secs_f64();
                 println!(
                     "calls {answers} seconds {secs:.3} calls_per_s {:.0}",
@@ -127,7 +133,7 @@ fn client(port: u16, seconds: f64, inflight: usize) -> std::io::Result<()> {
                 return Ok(());
             }
             out.clear();
-            for _ in 0..done_now {
+            for _ in 0..done_now.min(calls - tag) {
                 tag += 1;
                 question(&mut out, tag);
             }
