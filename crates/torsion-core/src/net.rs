@@ -250,7 +250,7 @@ impl From<UnixConnect> for Connect {
 impl Reactor {
     /// Listens where `at` says with `factory`: every kind of stream listener goes through
     /// here. Port 0 picks a free port, readable with [`ListeningPort::get_host`]. Fails with
-    /// [`CannotListenError`](crate::error::CannotListenError) naming the address.
+    /// [`CannotListenError`] naming the address.
     pub fn listen<F: Factory>(
         &self,
         at: impl Into<Listen>,
@@ -387,7 +387,7 @@ impl Reactor {
 
     /// [`listen_unix`](Self::listen_unix) with options: the file's mode, and whether to
     /// remove a stale socket file. Fails with
-    /// [`CannotListenError`](crate::error::CannotListenError) naming the path.
+    /// [`CannotListenError`] naming the path.
     pub fn listen_unix_with<F: Factory>(
         &self,
         path: impl AsRef<Path>,
@@ -502,7 +502,7 @@ impl Reactor {
     /// `adoptStreamPort`). The family (TCP over IPv4 or IPv6, or a Unix socket) is read from
     /// the socket itself; it is made non-blocking and close-on-exec, and closed when the port
     /// stops (a Unix socket's file is left where it is). Fails with a
-    /// [`CannotListenError`](crate::error::CannotListenError) when it is not a listening
+    /// [`CannotListenError`] when it is not a listening
     /// stream socket.
     ///
     /// Anything that owns a descriptor converts: a `std::net::TcpListener`, a
