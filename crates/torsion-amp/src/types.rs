@@ -332,6 +332,15 @@ impl fmt::Display for DecimalParseError {
 
 impl std::error::Error for DecimalParseError {}
 
+/// Python's decimal limits on 64-bit machines (`MAX_EMAX`, `MIN_ETINY`): the adjusted
+/// exponent (of the first digit) at most 999,999,999,999,999,999, the exponent (of the last)
+/// at least -1,999,999,999,999,999,997. Python refuses other numbers (`InvalidOperation`),
+/// and so does Torsion, so that a Decimal one side can read the other can too.
+fn within_python_limits(digits: &str, exp: i64) -> bool {
+    let adjusted = i128::from(exp) + digits.len() as i128 - 1;
+    adjusted <= 999_999_999_999_999_999 && exp >= -1_999_999_999_999_999_997
+}
+
 fn strip_zeros(digits: &str) -> String {
     let t = digits.trim_start_matches('0');
     if t.is_empty() {
@@ -342,17 +351,20 @@ fn strip_zeros(digits: &str) -> String {
 }
 
 impl Decimal {
-    /// `digits × 10^exp`, negative if asked; `digits` must be ASCII digits.
+    /// `digits × 10^exp`, negative if asked; `digits` must be ASCII digits, and the number
+    /// within Python's exponent limits (adjusted exponent ≤ 999,999,999,999,999,999,
+    /// `exp` ≥ -1,999,999,999,999,999,997).
     pub fn new(negative: bool, digits: &str, exp: i64) -> Result<Decimal, DecimalParseError> {
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(DecimalParseError(digits.into()));
         }
+        let digits = strip_zeros(digits);
+        if !within_python_limits(&digits, exp) {
+            return Err(DecimalParseError(format!("{digits}E{exp}")));
+        }
         Ok(Decimal {
             negative,
-            kind: DecimalKind::Finite {
-                digits: strip_zeros(digits),
-                exp,
-            },
+            kind: DecimalKind::Finite { digits, exp },
         })
     }
 
@@ -445,12 +457,13 @@ impl FromStr for Decimal {
             return Err(bad());
         }
         let exp = exp.checked_sub(frac.len() as i64).ok_or_else(bad)?;
+        let digits = strip_zeros(&format!("{int}{frac}"));
+        if !within_python_limits(&digits, exp) {
+            return Err(bad());
+        }
         Ok(Decimal {
             negative,
-            kind: DecimalKind::Finite {
-                digits: strip_zeros(&format!("{int}{frac}")),
-                exp,
-            },
+            kind: DecimalKind::Finite { digits, exp },
         })
     }
 }
@@ -469,7 +482,9 @@ impl fmt::Display for Decimal {
             }
             DecimalKind::Finite { digits, exp } => (digits.as_str(), *exp),
         };
-        let n = digits.len() as i64;
+        // In i128: an exponent near i64's ends (which the parser accepts) plus the digit
+        // count would overflow i64.
+        let (n, exp) = (digits.len() as i128, i128::from(exp));
         let leftdigits = exp + n;
         let dotplace = if exp <= 0 && leftdigits > -6 {
             leftdigits

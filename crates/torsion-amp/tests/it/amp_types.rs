@@ -50,6 +50,26 @@ fn integers_booleans_and_text() {
 }
 
 #[test]
+fn decimals_past_pythons_exponent_limits_are_refused_as_python_refuses_them() {
+    // Found by the amp_boxes fuzz target: `000E0000000009223372036854775807` parsed, and
+    // writing it back overflowed (a panic in a debug build). Python's Decimal refuses these
+    // with InvalidOperation, so Torsion does too.
+    for input in [
+        "000E0000000009223372036854775807",
+        "12E9223372036854775807",
+        "1E-9223372036854775807",
+        "1E1000000000000000000",
+        "12E999999999999999999",
+        "1E-1999999999999999998",
+    ] {
+        assert!(input.parse::<Decimal>().is_err(), "{input}");
+        assert!(Decimal::from_wire(input.as_bytes()).is_err(), "{input}");
+    }
+    assert!(Decimal::new(false, "12", 999_999_999_999_999_999).is_err());
+    assert!(Decimal::new(false, "1", 999_999_999_999_999_999).is_ok());
+}
+
+#[test]
 fn decimals_keep_python_str_form() {
     for (input, out) in [
         ("1.50", "1.50"),
@@ -68,6 +88,9 @@ fn decimals_keep_python_str_form() {
         (".5", "0.5"),
         ("5.", "5"),
         ("0E-10", "0E-10"),
+        // Python's extremes (MAX_EMAX, MIN_ETINY on 64-bit).
+        ("1E999999999999999999", "1E+999999999999999999"),
+        ("1E-1999999999999999997", "1E-1999999999999999997"),
     ] {
         let d: Decimal = input.parse().unwrap();
         assert_eq!(d.to_string(), out, "{input}");
