@@ -166,6 +166,14 @@ impl Server {
         last
     }
 
+    /// What an attack is measured against: the settled descriptor count, the resident memory
+    /// before it, and a sampler of its peak from now on.
+    fn baseline(&self) -> (usize, u64, Peak) {
+        let fds = self.settled_fds();
+        let before = self.rss_kb();
+        (fds, before, Peak::watch(self.pid))
+    }
+
     /// CPU time used so far, in clock ticks (user and system).
     fn cpu_ticks(&self) -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
@@ -338,9 +346,7 @@ fn a_pipelining_client_that_never_reads_holds_bounded_memory() {
     let server = Server::web(&["--path", folder.path(), "--listen", &plain(2)], 1, None);
     let port = server.ports[0];
     served(port, "/f", FILE);
-    let fds = server.settled_fds();
-    let before = server.rss_kb();
-    let peak = Peak::watch(server.pid);
+    let (fds, before, peak) = server.baseline();
 
     let mut attacker = connect(port);
     attacker
@@ -391,9 +397,7 @@ fn body_tricklers_hold_bounded_memory_and_are_closed_at_the_body_timeout() {
     );
     let port = server.ports[0];
     served(port, "/f", 1000);
-    let fds = server.settled_fds();
-    let before = server.rss_kb();
-    let peak = Peak::watch(server.pid);
+    let (fds, before, peak) = server.baseline();
     let chunk = vec![b'b'; 64 * 1024];
     let tricklers: Vec<TcpStream> = (0..clients)
         .map(|_| {
@@ -447,9 +451,7 @@ fn chatters_that_never_read_are_dropped_with_bounded_memory() {
     );
     let port = server.ports[0];
     let mut talker = connect(port);
-    let fds = server.settled_fds();
-    let before = server.rss_kb();
-    let peak = Peak::watch(server.pid);
+    let (fds, before, peak) = server.baseline();
     let silent: Vec<TcpStream> = (0..silent_count).map(|_| connect(port)).collect();
     // Let the server take them all in before the flood.
     while server.fds() < fds + silent_count {
@@ -557,9 +559,7 @@ fn stalled_tls_handshakes_are_closed_at_the_handshake_timeout() {
     );
     let (http, tls_port) = plain_and_tls(&server.ports);
     served(http, "/f", 1000);
-    let fds = server.settled_fds();
-    let before = server.rss_kb();
-    let peak = Peak::watch(server.pid);
+    let (fds, before, peak) = server.baseline();
     let started = Instant::now();
     // Each sends the start of a TLS record (a ClientHello's header), then nothing.
     let stalled: Vec<TcpStream> = (0..clients)
@@ -618,9 +618,7 @@ fn slowloris_clients_are_closed_at_the_header_timeout() {
     );
     let port = server.ports[0];
     served(port, "/f", 1000);
-    let fds = server.settled_fds();
-    let before = server.rss_kb();
-    let peak = Peak::watch(server.pid);
+    let (fds, before, peak) = server.baseline();
     let started = Instant::now();
     let mut loris: Vec<Option<TcpStream>> = (0..clients).map(|_| Some(connect(port))).collect();
     let head = b"GET /f HTTP/1.1\r\nHost: localhost\r\nX-Padding: ";
@@ -676,9 +674,7 @@ fn descriptor_exhaustion_neither_spins_nor_stops_the_server() {
     );
     let port = server.ports[0];
     served(port, "/f", 1000);
-    let fds = server.settled_fds();
-    let before = server.rss_kb();
-    let peak = Peak::watch(server.pid);
+    let (fds, before, peak) = server.baseline();
     let attackers: Vec<TcpStream> = (0..clients).map(|_| connect(port)).collect();
     // The server takes what its limit allows, then pauses accepting.
     let full = Instant::now();
@@ -727,9 +723,7 @@ fn slow_readers_of_a_large_download_are_closed_at_the_send_timeout() {
     let port = server.ports[0];
     // The first download opens what the server keeps (the file in its cache, the poller).
     served(port, "/big", file);
-    let fds = server.settled_fds();
-    let before = server.rss_kb();
-    let peak = Peak::watch(server.pid);
+    let (fds, before, peak) = server.baseline();
     let started = Instant::now();
     // Each asks for the file and reads the first kilobyte, then nothing more.
     let readers: Vec<TcpStream> = (0..clients)
