@@ -16,6 +16,7 @@
 //! | `db` | `db`: `ConnectionPool` | `twisted.enterprise.adbapi` |
 //! | `words` | `words`: `irc::IrcClient` | `twisted.words` |
 //! | `amp` | `amp`: `Amp`, `Locator`, `command!` | `twisted.protocols.amp` |
+//! | `names` | `names`: `Resolver`, `Query`, `Answer` | `twisted.names` |
 //! | `full` | all of the above | |
 //!
 //! ```toml
@@ -110,4 +111,12 @@ pub mod words {
 pub mod amp {
     #[doc(inline)]
     pub use torsion_amp::*;
+}
+
+/// DNS, Twisted's `twisted.names` (feature `names`): the [`Resolver`](names::Resolver) trait
+/// with its typed lookups, and the failures they end with.
+#[cfg(feature = "names")]
+pub mod names {
+    #[doc(inline)]
+    pub use torsion_names::*;
 }
