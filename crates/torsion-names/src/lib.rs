@@ -24,7 +24,7 @@
 //!     succeed(Answer { answers: vec![a], ..Answer::default() })
 //! };
 //! let answer = fixed.lookup_address("example.com").result().unwrap().unwrap();
-//! assert_eq!(answer.answers[0].data, &RData::A(A(Ipv4Addr::new(192, 0, 2, 7))));
+//! assert_eq!(answer.answers[0].data, RData::A(A(Ipv4Addr::new(192, 0, 2, 7))));
 //! ```
 #![forbid(unsafe_code)]
 
