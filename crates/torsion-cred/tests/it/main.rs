@@ -2,5 +2,7 @@
 //! the behaviour it pins down.
 
 mod hashes;
+mod interop;
 mod password_db;
+mod portal;
 mod support;

@@ -1,0 +1,136 @@
+//! Hashes across implementations nobody here wrote: Python's argon2-cffi (libargon2)
+//! verifies what `hash_password` makes, and `FilePasswordDb` accepts what argon2-cffi and
+//! pyca's bcrypt make, at their own defaults.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use torsion::testing::{skip, Missing};
+use torsion::Failure;
+use torsion_cred::error::UnauthorizedLogin;
+use torsion_cred::{hash_password, AvatarId, CredentialsChecker, FilePasswordDb, UsernamePassword};
+
+use crate::support::TempDir;
+
+const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/hash_peer.py");
+
+/// A python with argon2-cffi and bcrypt from PyPI, in a venv made on first use (once per
+/// process), or None, loudly, without python3. A failed install fails the test.
+fn hash_python() -> Option<PathBuf> {
+    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PY.get_or_init(|| {
+        if Command::new("python3").arg("--version").output().is_err() {
+            skip(Missing::Peer, "python3 is not installed");
+            return None;
+        }
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cred-venv");
+        let py = venv.join("bin/python");
+        let ready = |py: &Path| {
+            Command::new(py)
+                .args(["-c", "import argon2, bcrypt"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ready(&py) {
+            let made = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .output()
+                .unwrap();
+            assert!(
+                made.status.success(),
+                "venv: {}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+            let pip = Command::new(&py)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "argon2-cffi>=21",
+                    "bcrypt>=4",
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                pip.status.success(),
+                "pip install argon2-cffi bcrypt failed: {}",
+                String::from_utf8_lossy(&pip.stderr)
+            );
+        }
+        Some(py)
+    })
+    .clone()
+}
+
+/// Runs the peer with `password` on its standard input; its output lines.
+fn peer(py: &Path, args: &[&str], password: &[u8]) -> Vec<String> {
+    let mut child = Command::new(py)
+        .arg(PEER)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(password).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "peer {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn argon2_cffi_verifies_hash_password() {
+    let Some(py) = hash_python() else { return };
+    let password = "pässwörd ✓ with spaces".as_bytes();
+    let hash = hash_password(password);
+    assert_eq!(peer(&py, &["verify", &hash], password), ["match"]);
+    assert_eq!(
+        peer(&py, &["verify", &hash], b"p\xc3\xa4ssw\xc3\xb6rd"),
+        ["mismatch"]
+    );
+}
+
+#[torsion::test]
+async fn a_password_file_accepts_hashes_argon2_cffi_and_bcrypt_make() -> Result<(), Failure> {
+    let Some(py) = hash_python() else {
+        return Ok(());
+    };
+    let made = peer(&py, &["make"], b"from python");
+    let [argon, bcrypt] = &made[..] else {
+        panic!("peer said {made:?}")
+    };
+    assert!(
+        argon.starts_with("$argon2id$v=19$m=65536,t=3,p=4$"),
+        "{argon}"
+    );
+    assert!(bcrypt.starts_with("$2b$04$"), "{bcrypt}");
+    let dir = TempDir::new("interop");
+    let path = dir.join("passwords");
+    std::fs::write(&path, format!("ada:{argon}\nbob:{bcrypt}\n"))?;
+    let db = FilePasswordDb::open(&path)?;
+    assert!(db.malformed().is_empty(), "{:?}", db.malformed());
+    for user in ["ada", "bob"] {
+        let id = db
+            .request_avatar_id(UsernamePassword::new(user, "from python"))
+            .await?;
+        assert_eq!(id, AvatarId::User(user.into()));
+        let wrong = db
+            .request_avatar_id(UsernamePassword::new(user, "from rust"))
+            .await
+            .unwrap_err();
+        assert!(wrong.check::<UnauthorizedLogin>());
+    }
+    Ok(())
+}
