@@ -6,7 +6,7 @@
 //! queries queued behind them) and gigabytes of Argon2 memory. So a limiter runs at most
 //! `max_running` verifications at once in the reactor's thread pool, queues up to
 //! `max_waiting` more in order, and refuses the rest at once with
-//! [`TooManyLogins`](crate::error::TooManyLogins).
+//! [`TooManyLogins`].
 //!
 //! A verification counts against the limit until its thread has finished, even if the
 //! login waiting for it was cancelled (the client left): a flood of logins that hang up

@@ -17,6 +17,7 @@
 //! | `words` | `words`: `irc::IrcClient` | `twisted.words` |
 //! | `amp` | `amp`: `Amp`, `Locator`, `command!` | `twisted.protocols.amp` |
 //! | `names` | `names`: `Resolver`, `Query`, `Answer` | `twisted.names` |
+//! | `cred` | `cred`: `Portal`, `Realm`, `FilePasswordDb`, `UsernamePassword` | `twisted.cred` |
 //! | `full` | all of the above | |
 //!
 //! ```toml
@@ -119,4 +120,14 @@ pub mod amp {
 pub mod names {
     #[doc(inline)]
     pub use torsion_names::*;
+}
+
+/// Authentication, Twisted's `twisted.cred` (feature `cred`): a [`Portal`](cred::Portal) logs
+/// users in through a checker per kind of credentials (passwords against argon2id or bcrypt
+/// hashes in a [`FilePasswordDb`](cred::FilePasswordDb), verified in worker threads) and a
+/// [`Realm`](cred::Realm) that hands out typed avatars.
+#[cfg(feature = "cred")]
+pub mod cred {
+    #[doc(inline)]
+    pub use torsion_cred::*;
 }
