@@ -29,9 +29,11 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod hosts;
 pub mod resolver;
 
 /// Hickory's DNS types, re-exported so programs name the same versions Torsion uses.
 pub use hickory_proto as proto;
 pub use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+pub use hosts::HostsResolver;
 pub use resolver::{Answer, Query, Resolver};
