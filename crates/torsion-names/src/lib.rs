@@ -30,6 +30,7 @@
 
 pub mod error;
 pub mod hosts;
+pub mod resolv_conf;
 pub mod resolver;
 
 /// Hickory's DNS types, re-exported so programs name the same versions Torsion uses.
