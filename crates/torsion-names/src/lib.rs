@@ -28,6 +28,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod cache;
+pub mod chain;
 pub mod error;
 pub mod hosts;
 pub mod resolv_conf;
@@ -36,5 +38,7 @@ pub mod resolver;
 /// Hickory's DNS types, re-exported so programs name the same versions Torsion uses.
 pub use hickory_proto as proto;
 pub use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+pub use cache::CacheResolver;
+pub use chain::ResolverChain;
 pub use hosts::HostsResolver;
 pub use resolver::{Answer, Query, Resolver};

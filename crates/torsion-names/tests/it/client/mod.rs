@@ -1,6 +1,7 @@
 //! The client side: hosts file, resolv.conf, the UDP/TCP client, cache and chain, the
 //! reactor's name resolution, and a real server (dnsmasq).
 
+mod cache_chain;
 mod hosts;
 
 use std::cell::RefCell;
