@@ -3,6 +3,9 @@
 
 mod cache_chain;
 mod hosts;
+mod reactor;
+mod resolv_conf;
+mod udp;
 
 use std::cell::RefCell;
 use std::net::{Ipv4Addr, SocketAddr};
