@@ -2,6 +2,7 @@
 //! reactor's name resolution, and a real server (dnsmasq).
 
 mod cache_chain;
+mod dnsmasq;
 mod hosts;
 mod reactor;
 mod resolv_conf;
