@@ -340,3 +340,37 @@ async fn a_tcp_server_that_refuses_fails_the_lookup() -> Result<(), Failure> {
     server.port.stop_listening();
     Ok(())
 }
+
+#[torsion::test(timeout = 10)]
+async fn malformed_datagrams_are_dropped_and_the_answer_still_taken() -> Result<(), Failure> {
+    let r = torsion::reactor();
+    let server = FakeServer::start(&r, |q, _| {
+        let right = reply(q, vec![a(&q.queries[0].name, [192, 0, 2, 8], 60)])
+            .to_vec()
+            .unwrap();
+        // Every prefix of the right answer (cut-off messages), then bytes from a small LCG.
+        let mut junk: Vec<Vec<u8>> = (0..right.len()).map(|n| right[..n].to_vec()).collect();
+        let mut x: u32 = 0x2545_f491;
+        for len in [1usize, 12, 13, 100, 512, 1500] {
+            junk.push(
+                (0..len)
+                    .map(|_| {
+                        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        (x >> 16) as u8
+                    })
+                    .collect(),
+            );
+        }
+        // The right id on random bytes: parses or not, never the question.
+        let mut with_id = junk.last().unwrap().clone();
+        with_id[..2].copy_from_slice(&q.metadata.id.to_be_bytes());
+        junk.push(with_id);
+        junk.push(right);
+        junk
+    });
+    let client = ClientResolver::new(&r, vec![server.addr()]);
+    let answer = client.lookup_address("junk.example.test").await?;
+    assert_eq!(first_a(&answer), Ipv4Addr::new(192, 0, 2, 8));
+    server.port.stop_listening();
+    Ok(())
+}
