@@ -16,7 +16,9 @@
 //!   id only).
 //! - Tries go round the servers in order, one round per timeout: Twisted's default
 //!   `(1, 3, 11, 45)` seconds, or resolv.conf's `options timeout:N attempts:N`. After the last
-//!   the lookup fails with [`DnsQueryTimeoutError`].
+//!   the lookup fails with [`DnsQueryTimeoutError`]. A try that cannot go out (no port of the
+//!   server's address family, an IPv6 server on a host without IPv6) moves on to the next at
+//!   once; when none could, the lookup fails with the reason.
 //! - An answer with TC set is asked again over TCP, of the server that sent it (10 s timeout).
 //! - The response code becomes the failures of [`error`](crate::error): NXDOMAIN
 //!   [`DnsNameError`], SERVFAIL [`DnsServerError`], and so on, as Twisted's `_errormap`.
@@ -197,6 +199,7 @@ impl ClientResolver {
             trigger: RefCell::new(None),
             attempt: RefCell::new(None),
             tries: Cell::new(0),
+            sent: Cell::new(false),
         });
         let weak = Rc::downgrade(&lookup);
         let d = Deferred::with_canceller(move |_trigger| {
@@ -314,6 +317,8 @@ struct Lookup {
     trigger: RefCell<Option<Trigger<Answer>>>,
     attempt: RefCell<Option<Attempt>>,
     tries: Cell<usize>,
+    /// Whether any try went out (a port could be opened for it).
+    sent: Cell<bool>,
 }
 
 /// The try in flight: its port and its timer.
@@ -376,8 +381,19 @@ impl Lookup {
             .listen_udp_with(0, protocol, options)
         {
             Ok(port) => port,
-            Err(failure) => return this.finish(Err(failure)),
+            Err(failure) => {
+                // No port for this server's family (an IPv6 server on a host without IPv6):
+                // on to the next server at once; the lookup fails with this failure only if
+                // no try could be sent at all.
+                tracing::debug!(%server, error = %failure.error_message(), "DNS query not sent");
+                let total = this.servers.len() * this.timeouts.len();
+                if this.tries.get() >= total && !this.sent.get() {
+                    return this.finish(Err(failure));
+                }
+                return Lookup::send_next(this);
+            }
         };
+        this.sent.set(true);
         if let Err(e) = port.write(&bytes, &Address::Udp(server)) {
             // The next try (or the timeout) follows; a server that cannot be reached is one
             // that does not answer.
