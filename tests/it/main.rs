@@ -10,6 +10,7 @@ mod examples;
 mod examples_amp;
 mod examples_cli;
 mod examples_db;
+mod examples_dns;
 mod examples_get_page;
 mod examples_highscore;
 mod examples_irc;

@@ -14,9 +14,16 @@
 //! assert!(failure.check::<DomainError>());
 //! ```
 use std::fmt;
+use std::net::IpAddr;
 
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
-use torsion::defer::{fail, Deferred};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use torsion::defer::{fail, succeed, Deferred};
+use torsion::error::DnsLookupError;
+use torsion::Failure;
+
+/// How many CNAMEs [`Resolver::get_host_by_name`] follows before giving up (Twisted's
+/// `effort=10`).
+pub const CNAME_EFFORT: u32 = 10;
 
 /// A question: a name, a record type and a class (Twisted's `dns.Query`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -70,7 +77,12 @@ pub trait Resolver {
     /// entry point; the other lookups call it).
     fn lookup_record(&self, name: &str, record_type: RecordType) -> Deferred<Answer> {
         match Name::from_utf8(name) {
-            Ok(parsed) => self.query(&Query::new(parsed, record_type)),
+            Ok(mut parsed) => {
+                // A name given to a lookup is absolute (Twisted has no relative names here);
+                // marking it so makes it equal to the same name read off the wire.
+                parsed.set_fqdn(true);
+                self.query(&Query::new(parsed, record_type))
+            }
             Err(error) => fail(error),
         }
     }
@@ -125,6 +137,87 @@ pub trait Resolver {
     fn lookup_all_records(&self, name: &str) -> Deferred<Answer> {
         self.lookup_record(name, RecordType::ANY)
     }
+
+    /// The first IPv4 address of `name`, following CNAMEs (Twisted's `getHostByName`).
+    ///
+    /// Asks for `name`'s A records; when the answer holds only a CNAME chain, the target's
+    /// addresses are taken from the same answer or asked for, up to [`CNAME_EFFORT`] times.
+    /// A name with no address fails with torsion's [`DnsLookupError`]; the lookup's own
+    /// failures ([`DnsNameError`](crate::error::DnsNameError), a timeout, ...) pass through.
+    ///
+    /// Differs from Twisted, which asks for ANY records: servers answer ANY with little or
+    /// nothing since RFC 8482, so this asks for A (docs/design.md, "getHostByName asks for A").
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use torsion::defer::succeed;
+    /// use torsion_names::proto::rr::rdata::{A, CNAME};
+    /// use torsion_names::{Answer, Name, Query, RData, Record, Resolver};
+    /// use std::rc::Rc;
+    ///
+    /// let resolver = Rc::new(|q: &Query| {
+    ///     let www: Name = "www.example.".parse().unwrap();
+    ///     let host: Name = "host.example.".parse().unwrap();
+    ///     let answers = if q.name == www {
+    ///         vec![Record::from_rdata(www, 60, RData::CNAME(CNAME(host)))]
+    ///     } else {
+    ///         vec![Record::from_rdata(host, 60, RData::A(A(Ipv4Addr::new(192, 0, 2, 1))))]
+    ///     };
+    ///     succeed(Answer { answers, ..Answer::default() })
+    /// });
+    /// let ip = resolver.get_host_by_name("www.example").result().unwrap().unwrap();
+    /// assert_eq!(ip.to_string(), "192.0.2.1");
+    /// ```
+    fn get_host_by_name(&self, name: &str) -> Deferred<IpAddr>
+    where
+        Self: Clone + Sized + 'static,
+    {
+        let resolver = self.clone();
+        let owned = name.to_owned();
+        self.lookup_address(name)
+            .add_callback_deferred(move |answer| {
+                follow_cnames(resolver, owned, answer, CNAME_EFFORT)
+            })
+    }
+}
+
+/// The address for `wanted` in `answer`, following its CNAMEs, or a new lookup of the last
+/// CNAME's target while `effort` lasts.
+fn follow_cnames<R: Resolver + Clone + 'static>(
+    resolver: R,
+    wanted: String,
+    answer: Answer,
+    effort: u32,
+) -> Deferred<IpAddr> {
+    let Ok(mut name) = Name::from_utf8(&wanted) else {
+        return fail(Failure::new(DnsLookupError::not_found(&wanted)));
+    };
+    // Walk the CNAME chain inside this answer (bounded by the answer's length, so a loop of
+    // CNAMEs cannot spin forever).
+    for _ in 0..=answer.answers.len() {
+        if let Some(ip) = answer.answers.iter().find_map(|r| match &r.data {
+            RData::A(a) if r.name.eq_ignore_root(&name) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) if r.name.eq_ignore_root(&name) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        }) {
+            return succeed(ip);
+        }
+        match answer.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(target) if r.name.eq_ignore_root(&name) => Some(target.0.clone()),
+            _ => None,
+        }) {
+            Some(target) => name = target,
+            None => break,
+        }
+    }
+    if name.eq_ignore_root(&Name::from_utf8(&wanted).unwrap_or_default()) || effort == 0 {
+        return fail(Failure::new(DnsLookupError::not_found(&wanted)));
+    }
+    let target = name.to_utf8();
+    let next = resolver.clone();
+    resolver
+        .lookup_address(&target)
+        .add_callback_deferred(move |answer| follow_cnames(next, target, answer, effort - 1))
 }
 
 /// A closure from a query to a Deferred answer is a resolver (handy in tests).
