@@ -471,6 +471,20 @@ fn strip_gzip(headers: &mut Headers) -> usize {
     layers
 }
 
+/// The connection to `url` ended before any byte of the response: a TLS handshake that
+/// failed says why ([`TlsFailed`](super::TlsFailed)); anything else is
+/// [`ResponseNeverReceived`].
+fn never_received(url: &super::url::Url, reason: Failure) -> Failure {
+    #[cfg(feature = "tls")]
+    let reason = match super::error::TlsFailed::from_end(url.host(), url.port(), reason) {
+        Ok(tls) => return Failure::new(tls),
+        Err(reason) => reason,
+    };
+    #[cfg(not(feature = "tls"))]
+    let _ = url;
+    Failure::new(ResponseNeverReceived::new(reason))
+}
+
 impl ConnState {
     fn read_head(&mut self, data: &[u8], ev: &mut Events) {
         let Some(ex) = self.exchange.as_mut() else {
@@ -678,7 +692,7 @@ impl ConnState {
                     reason,
                 ))
             } else {
-                Failure::new(ResponseNeverReceived::new(reason))
+                never_received(&ex.request.url, reason)
             }
         } else {
             match &ex.reader {

@@ -62,6 +62,8 @@ mod pool;
 mod protocol;
 mod request;
 mod response;
+#[cfg(feature = "tls")]
+mod tls;
 mod url;
 
 pub use agent::{
@@ -73,7 +75,11 @@ pub use error::{
     MalformedResponse, RedirectWithNoLocation, ResponseFailed, ResponseNeverReceived,
     ResponseTimeout, SchemeNotSupported, TimeoutPhase,
 };
+#[cfg(feature = "tls")]
+pub use error::{TlsFailed, TlsProblem};
 pub use pool::HttpConnectionPool;
 pub use protocol::{Http11ClientProtocol, HttpClientFactory};
 pub use response::{read_body, Response};
+#[cfg(feature = "tls")]
+pub use tls::{options_for_client_tls, BrowserLikePolicyForHttps, PolicyForHttps};
 pub use url::Url;
