@@ -604,3 +604,34 @@ impl StdError for TlsFailed {
         Some(self.reason.error())
     }
 }
+
+/// A body delivered with [`Response::deliver_body`](super::Response::deliver_body) arrived
+/// whole (Twisted's `ResponseDone`): the reason its protocol's `connection_lost` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseDone;
+
+impl fmt::Display for ResponseDone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the response body was received whole")
+    }
+}
+
+impl StdError for ResponseDone {}
+
+/// A body with no announced length ended when the server closed the connection (Twisted's
+/// `PotentialDataLoss`): all of it arrived, unless the connection was cut, which cannot be
+/// told apart. What a [`deliver_body`](super::Response::deliver_body) protocol's
+/// `connection_lost` gets for such a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PotentialDataLoss;
+
+impl fmt::Display for PotentialDataLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the response body ended with the connection, with no length announced: it may \
+             have been cut short",
+        )
+    }
+}
+
+impl StdError for PotentialDataLoss {}

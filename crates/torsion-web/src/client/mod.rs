@@ -72,14 +72,16 @@ pub use agent::{
 };
 pub use error::{
     BodyTooLarge, ContentDecodingError, HttpError, InfiniteRedirection, InvalidRequest, InvalidUrl,
-    MalformedResponse, RedirectWithNoLocation, ResponseFailed, ResponseNeverReceived,
-    ResponseTimeout, SchemeNotSupported, TimeoutPhase,
+    MalformedResponse, PotentialDataLoss, RedirectWithNoLocation, ResponseDone, ResponseFailed,
+    ResponseNeverReceived, ResponseTimeout, SchemeNotSupported, TimeoutPhase,
 };
 #[cfg(feature = "tls")]
 pub use error::{TlsFailed, TlsProblem};
 pub use pool::HttpConnectionPool;
 pub use protocol::{Http11ClientProtocol, HttpClientFactory};
-pub use response::{read_body, Response};
+pub use response::{
+    read_body, BodyProducer, BodyProtocol, BodyStream, Response, BODY_HIGH_WATER, BODY_LOW_WATER,
+};
 #[cfg(feature = "tls")]
 pub use tls::{options_for_client_tls, BrowserLikePolicyForHttps, PolicyForHttps};
 pub use url::Url;
