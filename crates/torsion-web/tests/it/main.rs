@@ -9,6 +9,7 @@ mod bodies;
 mod client;
 mod client_https;
 mod client_interop;
+mod client_stream;
 mod drain;
 mod flow_body;
 mod interop_clients;
