@@ -7,17 +7,26 @@
 //!   request: by default connecting gets 30 s, the response head 60 s and each wait for more
 //!   body 60 s ([`ResponseTimeout`] names which ran out).
 //! - [`get_page`] is seed 004's `getPage`: the body of a URL, or a failure.
+//! - Bodies can also be streamed, a piece at a time with bounded memory:
+//!   [`Response::stream`] (awaited chunks; the connection pauses while the reader is behind)
+//!   and [`Response::deliver_body`] (Twisted's `deliverBody`, to a [`BodyProtocol`]).
+//! - `https` URLs are fetched out of the box (the `tls` feature, on by default): rustls,
+//!   certificates checked against the platform's roots and the URL's host, SNI, ALPN
+//!   `http/1.1` ([`BrowserLikePolicyForHttps`]; trust other roots or set a host apart with
+//!   [`Agent::with_policy`]). A refused certificate fails with [`TlsFailed`], whose
+//!   [`TlsProblem`] says why. [`Agent::with_tls`] takes a [`TlsConnector`] of your own.
 //!
 //! ```text
 //!   Agent.request ── pool: an idle connection for (scheme, host, port), or connect_tcp
-//!        │             (TlsConnector for https)
+//!        │             (https: rustls with the policy's settings, or your TlsConnector)
 //!        └─ Http11ClientProtocol: writes the request, parses the head (proto) ──► Response
 //!              body: Content-Length | chunked | until close ──► read_body ──► Vec<u8>
+//!                                          (or stream / deliver_body: pieces, paused when behind)
 //!              complete and keep-alive ──► back to the pool (closed after 240 s idle)
 //! ```
 //!
-//! Only `http` URLs are fetched until a [`TlsConnector`] is installed with
-//! [`Agent::with_tls`]; `https` fails with [`SchemeNotSupported`] saying so.
+//! Built without the `tls` feature, `https` fails with [`SchemeNotSupported`] unless a
+//! [`TlsConnector`] is installed.
 //!
 //! A complete round trip, server included:
 //!
