@@ -51,6 +51,22 @@ pub fn load_certificates(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'s
     certificates_from_pem(&pem).map_err(|e| config_error(format_args!("{}: {e}", path.display())))
 }
 
+/// Every certificate in PEM text (a CA bundle, a chain); other PEM sections are skipped.
+///
+/// ```
+/// let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+/// let certs = torsion::tls::load_certificates_pem(made.cert.pem().as_bytes())?;
+/// assert_eq!(certs, [made.cert.der().clone()]);
+/// assert!(torsion::tls::load_certificates_pem(b"not PEM").is_err());
+/// # Ok::<(), torsion::tls::TlsError>(())
+/// ```
+///
+/// # Errors
+/// [`TlsError::Config`] when the text is not PEM or holds no certificate.
+pub fn load_certificates_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    certificates_from_pem(pem).map_err(config_error)
+}
+
 /// Every certificate in PEM text.
 fn certificates_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)

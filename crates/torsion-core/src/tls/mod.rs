@@ -70,8 +70,8 @@ pub(crate) mod layer;
 
 pub use crate::error::TlsError;
 pub use context::{
-    load_certificates, load_private_key, ClientContext, ClientContextBuilder, Identity,
-    ServerContext, ServerContextBuilder, DEFAULT_HANDSHAKE_TIMEOUT,
+    load_certificates, load_certificates_pem, load_private_key, ClientContext,
+    ClientContextBuilder, Identity, ServerContext, ServerContextBuilder, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 

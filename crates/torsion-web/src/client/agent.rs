@@ -43,6 +43,8 @@ use super::pool::HttpConnectionPool;
 use super::protocol::HttpClientFactory;
 use super::request::{encode_request, EncodeOptions, PreparedRequest};
 use super::response::{read_body, Response};
+#[cfg(feature = "tls")]
+use super::tls::PolicyForHttps;
 use super::url::Url;
 use crate::proto::{Headers, Limits};
 
@@ -98,7 +100,20 @@ struct AgentConfig {
     gzip: bool,
     user_agent: Option<String>,
     limits: Limits,
-    tls: Option<Rc<dyn TlsConnector>>,
+    https: Https,
+}
+
+/// How the agent opens `https` connections.
+#[derive(Clone)]
+enum Https {
+    /// It does not (the `tls` feature is off).
+    #[cfg_attr(feature = "tls", allow(dead_code))]
+    None,
+    /// With rustls, the policy choosing the settings for each host.
+    #[cfg(feature = "tls")]
+    Policy(Rc<dyn PolicyForHttps>),
+    /// Through a connector of the user's.
+    Connector(Rc<dyn TlsConnector>),
 }
 
 /// Makes HTTP/1.1 requests over a pool of keep-alive connections (Twisted's `Agent`).
@@ -115,7 +130,9 @@ struct AgentConfig {
 ///   [`with_idle_timeout`](Self::with_idle_timeout) (60 s between body reads);
 /// - [`with_max_body`](Self::with_max_body): the largest body read (100 MiB by default);
 /// - [`with_pool`](Self::with_pool): share a [`HttpConnectionPool`] or use a non-persistent one;
-/// - [`with_tls`](Self::with_tls): a [`TlsConnector`] for `https` URLs.
+/// - [`with_policy`](Self::with_policy): which certificates `https` servers may show (by
+///   default a [`BrowserLikePolicyForHttps`](super::BrowserLikePolicyForHttps) trusting the
+///   platform's roots), or [`with_tls`](Self::with_tls): a [`TlsConnector`] of your own.
 ///
 /// Each agent made with [`new`](Self::new) has its own persistent pool; call
 /// [`close_cached_connections`](Self::close_cached_connections) when done with it (tests
@@ -164,7 +181,9 @@ impl Agent {
     /// following, no gzip, no overall time-out, a 30 s connect time-out (Twisted's
     /// `connectTCP` default), a 60 s response head time-out ([`DEFAULT_HEAD_TIMEOUT`]), a 60 s
     /// idle time-out between body reads ([`DEFAULT_IDLE_TIMEOUT`]) and a 100 MiB body limit.
-    /// It sends `User-Agent: Torsion`.
+    /// It sends `User-Agent: Torsion`, and fetches `https` URLs checking certificates as a
+    /// browser does ([`BrowserLikePolicyForHttps`](super::BrowserLikePolicyForHttps) with
+    /// the platform's roots) when the `tls` feature is on, as it is by default.
     pub fn new() -> Agent {
         Agent {
             pool: HttpConnectionPool::new(true),
@@ -182,7 +201,10 @@ impl Agent {
                     max_headers: 128,
                     ..Limits::default()
                 },
-                tls: None,
+                #[cfg(feature = "tls")]
+                https: Https::Policy(Rc::new(super::tls::BrowserLikePolicyForHttps::new())),
+                #[cfg(not(feature = "tls"))]
+                https: Https::None,
             }),
         }
     }
@@ -262,9 +284,19 @@ impl Agent {
         self.configure(|c| c.user_agent = user_agent.map(str::to_owned))
     }
 
-    /// Fetches `https` URLs through `connector`.
+    /// Fetches `https` URLs through `connector`, which does the TLS itself (instead of the
+    /// agent's rustls and its [`with_policy`](Self::with_policy)).
     pub fn with_tls(self, connector: impl TlsConnector + 'static) -> Agent {
-        self.configure(|c| c.tls = Some(Rc::new(connector)))
+        self.configure(|c| c.https = Https::Connector(Rc::new(connector)))
+    }
+
+    /// Checks `https` servers with `policy` (Twisted's `Agent(reactor, contextFactory=...)`):
+    /// it gives the TLS settings for each host. The default is
+    /// [`BrowserLikePolicyForHttps::new`](super::BrowserLikePolicyForHttps::new), which
+    /// trusts the platform's roots; see it to trust other roots or set one host apart.
+    #[cfg(feature = "tls")]
+    pub fn with_policy(self, policy: impl PolicyForHttps + 'static) -> Agent {
+        self.configure(|c| c.https = Https::Policy(Rc::new(policy)))
     }
 
     /// The agent's connection pool.
@@ -364,14 +396,21 @@ impl Agent {
             "http" => Ok(Rc::new(move |f| {
                 reactor.connect_tcp_timeout(&host, port, f, timeout)
             })),
-            "https" => match &self.config.tls {
-                Some(tls) => {
+            "https" => match &self.config.https {
+                Https::Connector(tls) => {
                     let tls = tls.clone();
                     Ok(Rc::new(move |f| {
                         tls.connect_tls(&reactor, &host, port, f, timeout)
                     }))
                 }
-                None => Err(Failure::new(SchemeNotSupported {
+                #[cfg(feature = "tls")]
+                Https::Policy(policy) => {
+                    let context = policy.creator_for_netloc(&host, port)?;
+                    Ok(Rc::new(move |f| {
+                        reactor.connect_tls_timeout(&host, port, f, context.clone(), timeout)
+                    }))
+                }
+                Https::None => Err(Failure::new(SchemeNotSupported {
                     scheme: "https".to_owned(),
                 })),
             },
@@ -495,7 +534,15 @@ impl fmt::Debug for Agent {
             .field("redirect_limit", &c.redirect_limit)
             .field("gzip", &c.gzip)
             .field("user_agent", &c.user_agent)
-            .field("tls", &c.tls.is_some())
+            .field(
+                "https",
+                &match c.https {
+                    Https::None => "no",
+                    #[cfg(feature = "tls")]
+                    Https::Policy(_) => "policy",
+                    Https::Connector(_) => "connector",
+                },
+            )
             .finish()
     }
 }

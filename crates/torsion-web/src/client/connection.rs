@@ -18,11 +18,11 @@ use torsion::reactor::DelayedCall;
 use torsion::{Failure, Reactor, Transport};
 
 use super::error::{
-    BodyTooLarge, ContentDecodingError, MalformedResponse, ResponseFailed, ResponseNeverReceived,
+    ContentDecodingError, MalformedResponse, ResponseFailed, ResponseNeverReceived,
     ResponseTimeout, TimeoutPhase,
 };
 use super::request::PreparedRequest;
-use super::response::{BodyDone, BodyState, Response};
+use super::response::{flush, BodyFlow, BodyState, Response};
 use crate::proto::{
     parse_response_head, response_body_kind, BodyKind, ChunkedDecoder, Headers, ParseError,
     ResponseHead, Version,
@@ -106,13 +106,16 @@ struct ConnState {
     scratch: Vec<u8>,
     exchange: Option<Exchange>,
     close_waiters: Vec<Trigger<()>>,
+    /// The connection itself, for the bodies it delivers.
+    me: Weak<ConnInner>,
 }
 
 /// What to do once the state is no longer borrowed.
 #[derive(Default)]
 struct Events {
     respond: Option<(Trigger<Response>, Result<Response, Failure>)>,
-    body_done: Option<BodyDone>,
+    /// A body with something for its reader.
+    flush: Option<Rc<RefCell<BodyState>>>,
     /// Back to the pool.
     release: bool,
     /// Out of the pool's idle list.
@@ -155,7 +158,7 @@ pub(crate) struct ClientConn(Rc<ConnInner>);
 
 impl ClientConn {
     pub(crate) fn new(key: PoolKey, pool: Weak<dyn Pool>, reactor: Reactor) -> ClientConn {
-        ClientConn(Rc::new(ConnInner {
+        ClientConn(Rc::new_cyclic(|me| ConnInner {
             state: RefCell::new(ConnState {
                 phase: Phase::Connecting,
                 transport: None,
@@ -163,6 +166,7 @@ impl ClientConn {
                 scratch: Vec::new(),
                 exchange: None,
                 close_waiters: Vec::new(),
+                me: me.clone(),
             }),
             key,
             pool,
@@ -289,7 +293,8 @@ impl ClientConn {
         let Some(ex) = s.exchange.as_mut() else {
             return;
         };
-        let Some(idle) = ex.request.idle_timeout else {
+        let paused = ex.body.as_ref().is_some_and(|b| b.borrow().paused);
+        let Some(idle) = ex.request.idle_timeout.filter(|_| !paused) else {
             if let Some((t, _)) = ex.read_timer.take() {
                 cancel(t);
             }
@@ -421,11 +426,53 @@ impl ClientConn {
         if let Some((t, out)) = ev.respond {
             let _ = t.fire(out);
         }
-        if let Some((t, out)) = ev.body_done {
-            let _ = t.fire(out);
+        if let Some(body) = ev.flush {
+            flush(&body);
         }
         for w in ev.closed_waiters {
             let _ = w.try_callback(());
+        }
+    }
+}
+
+/// The connection as the reader of a body it delivers sees it: pause, resume, abort.
+struct Flow(Weak<ConnInner>);
+
+impl Flow {
+    /// Pauses or resumes reading, and stops or restarts the idle time-out to match (the
+    /// body's own `paused` is already set).
+    fn set_reading(&self, reading: bool) {
+        let Some(c) = self.0.upgrade() else {
+            return;
+        };
+        let conn = ClientConn(c);
+        let mut s = conn.0.state.borrow_mut();
+        if s.phase != Phase::Body {
+            return;
+        }
+        if let Some(t) = &s.transport {
+            if reading {
+                t.resume_producing();
+            } else {
+                t.pause_producing();
+            }
+        }
+        conn.touch_body(&mut s);
+    }
+}
+
+impl BodyFlow for Flow {
+    fn pause(&self) {
+        self.set_reading(false);
+    }
+
+    fn resume(&self) {
+        self.set_reading(true);
+    }
+
+    fn abort(&self) {
+        if let Some(c) = self.0.upgrade() {
+            ClientConn(c).abort();
         }
     }
 }
@@ -469,6 +516,20 @@ fn strip_gzip(headers: &mut Headers) -> usize {
         }
     }
     layers
+}
+
+/// The connection to `url` ended before any byte of the response: a TLS handshake that
+/// failed says why ([`TlsFailed`](super::TlsFailed)); anything else is
+/// [`ResponseNeverReceived`].
+fn never_received(url: &super::url::Url, reason: Failure) -> Failure {
+    #[cfg(feature = "tls")]
+    let reason = match super::error::TlsFailed::from_end(url.host(), url.port(), reason) {
+        Ok(tls) => return Failure::new(tls),
+        Err(reason) => reason,
+    };
+    #[cfg(not(feature = "tls"))]
+    let _ = url;
+    Failure::new(ResponseNeverReceived::new(reason))
 }
 
 impl ConnState {
@@ -544,11 +605,16 @@ impl ConnState {
             BodyKind::Empty => Some(0),
             _ => None,
         };
+        let announced = match kind {
+            BodyKind::Length(n) => Some(n),
+            _ => None,
+        };
+        let flow: Rc<dyn BodyFlow> = Rc::new(Flow(self.me.clone()));
         let body = Rc::new(RefCell::new(BodyState::new(
             req.max_body,
             gzip,
-            length,
-            self.transport.clone(),
+            announced,
+            Some(flow),
         )));
         ex.body = Some(body.clone());
         let response = Response::new(
@@ -562,18 +628,13 @@ impl ConnState {
         }
         let reader = match kind {
             BodyKind::Empty | BodyKind::Length(0) => {
-                self.finish_body(Ok(()), extra, ev);
-                return false;
-            }
-            BodyKind::Length(n) if n > req.max_body => {
-                let too_large = BodyTooLarge {
-                    limit: req.max_body,
-                };
-                self.fail_exchange(Failure::new(too_large), ev);
+                self.finish_body(Ok(false), extra, ev);
                 return false;
             }
             BodyKind::Length(n) => Reader::Length { left: n, total: n },
-            BodyKind::Chunked => Reader::Chunked(ChunkedDecoder::new(req.max_body)),
+            // No limit here: a streamed body has none, and one read whole is limited as it
+            // is gathered (BodyState).
+            BodyKind::Chunked => Reader::Chunked(ChunkedDecoder::new(u64::MAX)),
             BodyKind::UntilClose => Reader::UntilClose,
         };
         if let Some(ex) = self.exchange.as_mut() {
@@ -590,7 +651,6 @@ impl ConnState {
         let Some(body) = ex.body.clone() else {
             return;
         };
-        let max_body = ex.request.max_body;
         let (pushed, done, extra) = match &mut ex.reader {
             Reader::None => return,
             Reader::Length { left, .. } => {
@@ -606,10 +666,6 @@ impl ConnState {
                         let pushed = body.borrow_mut().push(&self.scratch);
                         (pushed, decoder.is_done(), used < data.len())
                     }
-                    Err(ParseError::BodyTooLarge) => {
-                        let e = BodyTooLarge { limit: max_body };
-                        (Err(Failure::new(e)), false, false)
-                    }
                     Err(e) => (Err(Failure::new(MalformedResponse::new(e))), false, false),
                 }
             }
@@ -620,20 +676,35 @@ impl ConnState {
         }
         match pushed {
             Err(f) => self.fail_exchange(f, ev),
-            Ok(()) if done => self.finish_body(Ok(()), extra, ev),
-            Ok(()) => {}
+            Ok(()) if done => self.finish_body(Ok(false), extra, ev),
+            Ok(()) => {
+                // A reader that is behind: stop reading until it catches up.
+                if body.borrow_mut().wants_pause() {
+                    if let Some(t) = &self.transport {
+                        t.pause_producing();
+                    }
+                }
+                ev.flush = Some(body);
+            }
         }
     }
 
     /// The body is complete (or failed on its own, such as bad gzip): hand it over, and put
     /// the connection back in the pool if it can carry another request.
-    fn finish_body(&mut self, outcome: Result<(), Failure>, extra: bool, ev: &mut Events) {
+    /// `outcome` is `Ok(true)` for a body that ended with the connection (no length).
+    fn finish_body(&mut self, outcome: Result<bool, Failure>, extra: bool, ev: &mut Events) {
         let Some(mut ex) = self.exchange.take() else {
             return;
         };
         ex.stop_timer();
         if let Some(body) = ex.body.take() {
-            ev.body_done = body.borrow_mut().finish(outcome);
+            if body.borrow_mut().finish(outcome) {
+                // Paused for a slow reader: the next request needs it reading.
+                if let Some(t) = &self.transport {
+                    t.resume_producing();
+                }
+            }
+            ev.flush = Some(body);
         }
         if ex.reusable && !extra {
             self.phase = Phase::Idle;
@@ -657,7 +728,8 @@ impl ConnState {
         if let Some(t) = ex.response.take() {
             ev.respond = Some((t, Err(failure)));
         } else if let Some(body) = ex.body.take() {
-            ev.body_done = body.borrow_mut().finish(Err(failure));
+            body.borrow_mut().finish(Err(failure));
+            ev.flush = Some(body);
         }
     }
 
@@ -678,12 +750,12 @@ impl ConnState {
                     reason,
                 ))
             } else {
-                Failure::new(ResponseNeverReceived::new(reason))
+                never_received(&ex.request.url, reason)
             }
         } else {
             match &ex.reader {
                 Reader::UntilClose if reason.check::<ConnectionDone>() => {
-                    return self.finish_body(Ok(()), false, ev);
+                    return self.finish_body(Ok(true), false, ev);
                 }
                 Reader::Length { left, total } => Failure::new(ResponseFailed::new(
                     format!("{left} of {total} body bytes"),

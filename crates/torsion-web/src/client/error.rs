@@ -77,7 +77,8 @@ impl fmt::Display for InvalidRequest {
 impl StdError for InvalidRequest {}
 
 /// The URL's scheme is not one the agent can fetch (Twisted's `SchemeNotSupported`): anything
-/// but `http`, and `https` while no TLS connector is installed.
+/// but `http` and `https`, and `https` in a build without the `tls` feature and no
+/// [`TlsConnector`](super::TlsConnector).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemeNotSupported {
     /// The scheme, in lower case.
@@ -88,8 +89,9 @@ impl fmt::Display for SchemeNotSupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.scheme == "https" {
             f.write_str(
-                "Unsupported scheme: https: this agent has no TLS connector, so it cannot \
-                 fetch https URLs (install one with Agent::with_tls)",
+                "Unsupported scheme: https: torsion-web was built without its `tls` feature, \
+                 so this agent cannot fetch https URLs (turn the feature on, or install a \
+                 TlsConnector with Agent::with_tls)",
             )
         } else {
             write!(
@@ -382,3 +384,254 @@ impl fmt::Display for HttpError {
 }
 
 impl StdError for HttpError {}
+
+/// Why TLS with a server failed: what was wrong with its certificate, or with the handshake.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsProblem {
+    /// The certificate's validity ended before now; `not_after` is when (seconds since
+    /// 1970, UTC), if the checker said.
+    Expired {
+        /// The end of the certificate's validity.
+        not_after: Option<u64>,
+    },
+    /// The certificate's validity starts after now; `not_before` is when, if known.
+    NotValidYet {
+        /// The start of the certificate's validity.
+        not_before: Option<u64>,
+    },
+    /// The chain does not lead to a trusted root: a self-signed certificate, or one from a
+    /// CA the agent was not told to trust.
+    UnknownIssuer,
+    /// The certificate is for other names than the one asked for.
+    NameMismatch {
+        /// The name checked (the URL's host, or the policy's name for it).
+        expected: String,
+        /// The names the certificate is for, when the checker said.
+        presented: Vec<String>,
+    },
+    /// The certificate was revoked.
+    Revoked,
+    /// Another problem with the certificate (a bad signature, an unusable key, a certificate
+    /// not meant for servers), as rustls words it.
+    BadCertificate(String),
+    /// The handshake failed for another reason than the certificate (no version or cipher in
+    /// common, an alert from the server, a peer that does not speak TLS), as rustls words it.
+    Handshake(String),
+}
+
+#[cfg(feature = "tls")]
+impl TlsProblem {
+    /// Sorts a rustls error.
+    pub(crate) fn from_rustls(e: &rustls::Error) -> TlsProblem {
+        use rustls::pki_types::ServerName;
+        use rustls::CertificateError as C;
+        let rustls::Error::InvalidCertificate(c) = e else {
+            return TlsProblem::Handshake(e.to_string());
+        };
+        match c {
+            C::Expired => TlsProblem::Expired { not_after: None },
+            C::ExpiredContext { not_after, .. } => TlsProblem::Expired {
+                not_after: Some(not_after.as_secs()),
+            },
+            C::NotValidYet => TlsProblem::NotValidYet { not_before: None },
+            C::NotValidYetContext { not_before, .. } => TlsProblem::NotValidYet {
+                not_before: Some(not_before.as_secs()),
+            },
+            C::UnknownIssuer => TlsProblem::UnknownIssuer,
+            C::NotValidForName => TlsProblem::NameMismatch {
+                expected: String::new(),
+                presented: Vec::new(),
+            },
+            C::NotValidForNameContext {
+                expected,
+                presented,
+            } => TlsProblem::NameMismatch {
+                expected: match expected {
+                    ServerName::DnsName(d) => d.as_ref().to_owned(),
+                    ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+                    other => format!("{other:?}"),
+                },
+                presented: presented.iter().map(|n| presented_name(n)).collect(),
+            },
+            C::Revoked => TlsProblem::Revoked,
+            other => {
+                let e = rustls::Error::InvalidCertificate(other.clone());
+                TlsProblem::BadCertificate(e.to_string())
+            }
+        }
+    }
+}
+
+/// A name from a certificate as rustls lists it (`DnsName("example.com")`,
+/// `IpAddress(127.0.0.1)`), without the wrapping.
+#[cfg(feature = "tls")]
+fn presented_name(listed: &str) -> String {
+    for kind in ["DnsName", "IpAddress", "UniformResourceIdentifier"] {
+        if let Some(inner) = listed
+            .strip_prefix(kind)
+            .and_then(|r| r.strip_prefix('('))
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            return inner.trim_matches('"').to_owned();
+        }
+    }
+    listed.to_owned()
+}
+
+#[cfg(feature = "tls")]
+impl fmt::Display for TlsProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsProblem::Expired { not_after } => {
+                f.write_str("the server's certificate has expired")?;
+                match not_after {
+                    Some(t) => write!(f, " (it was valid until {})", utc(*t)),
+                    None => Ok(()),
+                }
+            }
+            TlsProblem::NotValidYet { not_before } => {
+                f.write_str("the server's certificate is not valid yet")?;
+                match not_before {
+                    Some(t) => write!(f, " (it is valid from {})", utc(*t)),
+                    None => Ok(()),
+                }
+            }
+            TlsProblem::UnknownIssuer => f.write_str(
+                "the server's certificate was not issued by a trusted authority (unknown \
+                 issuer: self-signed, or from a CA this agent does not trust; see \
+                 BrowserLikePolicyForHttps::add_roots_pem)",
+            ),
+            TlsProblem::NameMismatch {
+                expected,
+                presented,
+            } => {
+                f.write_str("the server's certificate is not valid for the name asked for")?;
+                if !expected.is_empty() {
+                    write!(f, " {expected:?}")?;
+                }
+                if !presented.is_empty() {
+                    write!(f, " (it is for {})", presented.join(", "))?;
+                }
+                Ok(())
+            }
+            TlsProblem::Revoked => f.write_str("the server's certificate has been revoked"),
+            TlsProblem::BadCertificate(why) => {
+                write!(f, "the server's certificate was refused: {why}")
+            }
+            TlsProblem::Handshake(why) => write!(f, "the TLS handshake failed: {why}"),
+        }
+    }
+}
+
+/// Seconds since 1970 as a UTC date and time, `2024-01-31 23:59:59 UTC`.
+#[cfg(feature = "tls")]
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// TLS with the server failed (Twisted gives `ResponseNeverReceived` wrapping OpenSSL's
+/// `certificate verify failed`): [`problem`](Self::problem) says what was wrong, the message
+/// names the server. Its [`source`](StdError::source) is torsion's
+/// [`TlsError`](torsion::tls::TlsError), and [`reason`](Self::reason) the connection's end.
+#[cfg(feature = "tls")]
+#[derive(Debug)]
+pub struct TlsFailed {
+    /// The server's host, as in the URL.
+    pub host: String,
+    /// The server's port.
+    pub port: u16,
+    /// What went wrong.
+    pub problem: TlsProblem,
+    reason: Failure,
+}
+
+#[cfg(feature = "tls")]
+impl TlsFailed {
+    /// A failure for `host:port` if `reason` is a TLS handshake error; else `reason` back.
+    pub(crate) fn from_end(host: &str, port: u16, reason: Failure) -> Result<TlsFailed, Failure> {
+        let problem = match reason.downcast_ref::<torsion::tls::TlsError>() {
+            Some(torsion::tls::TlsError::Handshake(e)) => TlsProblem::from_rustls(e),
+            _ => return Err(reason),
+        };
+        Ok(TlsFailed {
+            host: host.to_owned(),
+            port,
+            problem,
+            reason,
+        })
+    }
+
+    /// How the connection ended: the [`TlsError`](torsion::tls::TlsError).
+    pub fn reason(&self) -> &Failure {
+        &self.reason
+    }
+}
+
+#[cfg(feature = "tls")]
+impl fmt::Display for TlsFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "TLS with {host}:{} failed: {}", self.port, self.problem)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl StdError for TlsFailed {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self.reason.error())
+    }
+}
+
+/// A body delivered with [`Response::deliver_body`](super::Response::deliver_body) arrived
+/// whole (Twisted's `ResponseDone`): the reason its protocol's `connection_lost` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseDone;
+
+impl fmt::Display for ResponseDone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the response body was received whole")
+    }
+}
+
+impl StdError for ResponseDone {}
+
+/// A body with no announced length ended when the server closed the connection (Twisted's
+/// `PotentialDataLoss`): all of it arrived, unless the connection was cut, which cannot be
+/// told apart. What a [`deliver_body`](super::Response::deliver_body) protocol's
+/// `connection_lost` gets for such a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PotentialDataLoss;
+
+impl fmt::Display for PotentialDataLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the response body ended with the connection, with no length announced: it may \
+             have been cut short",
+        )
+    }
+}
+
+impl StdError for PotentialDataLoss {}

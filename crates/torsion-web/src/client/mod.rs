@@ -7,17 +7,26 @@
 //!   request: by default connecting gets 30 s, the response head 60 s and each wait for more
 //!   body 60 s ([`ResponseTimeout`] names which ran out).
 //! - [`get_page`] is seed 004's `getPage`: the body of a URL, or a failure.
+//! - Bodies can also be streamed, a piece at a time with bounded memory:
+//!   [`Response::stream`] (awaited chunks; the connection pauses while the reader is behind)
+//!   and [`Response::deliver_body`] (Twisted's `deliverBody`, to a [`BodyProtocol`]).
+//! - `https` URLs are fetched out of the box (the `tls` feature, on by default): rustls,
+//!   certificates checked against the platform's roots and the URL's host, SNI, ALPN
+//!   `http/1.1` ([`BrowserLikePolicyForHttps`]; trust other roots or set a host apart with
+//!   [`Agent::with_policy`]). A refused certificate fails with [`TlsFailed`], whose
+//!   [`TlsProblem`] says why. [`Agent::with_tls`] takes a [`TlsConnector`] of your own.
 //!
 //! ```text
 //!   Agent.request ── pool: an idle connection for (scheme, host, port), or connect_tcp
-//!        │             (TlsConnector for https)
+//!        │             (https: rustls with the policy's settings, or your TlsConnector)
 //!        └─ Http11ClientProtocol: writes the request, parses the head (proto) ──► Response
 //!              body: Content-Length | chunked | until close ──► read_body ──► Vec<u8>
+//!                                          (or stream / deliver_body: pieces, paused when behind)
 //!              complete and keep-alive ──► back to the pool (closed after 240 s idle)
 //! ```
 //!
-//! Only `http` URLs are fetched until a [`TlsConnector`] is installed with
-//! [`Agent::with_tls`]; `https` fails with [`SchemeNotSupported`] saying so.
+//! Built without the `tls` feature, `https` fails with [`SchemeNotSupported`] unless a
+//! [`TlsConnector`] is installed.
 //!
 //! A complete round trip, server included:
 //!
@@ -62,6 +71,8 @@ mod pool;
 mod protocol;
 mod request;
 mod response;
+#[cfg(feature = "tls")]
+mod tls;
 mod url;
 
 pub use agent::{
@@ -70,10 +81,16 @@ pub use agent::{
 };
 pub use error::{
     BodyTooLarge, ContentDecodingError, HttpError, InfiniteRedirection, InvalidRequest, InvalidUrl,
-    MalformedResponse, RedirectWithNoLocation, ResponseFailed, ResponseNeverReceived,
-    ResponseTimeout, SchemeNotSupported, TimeoutPhase,
+    MalformedResponse, PotentialDataLoss, RedirectWithNoLocation, ResponseDone, ResponseFailed,
+    ResponseNeverReceived, ResponseTimeout, SchemeNotSupported, TimeoutPhase,
 };
+#[cfg(feature = "tls")]
+pub use error::{TlsFailed, TlsProblem};
 pub use pool::HttpConnectionPool;
 pub use protocol::{Http11ClientProtocol, HttpClientFactory};
-pub use response::{read_body, Response};
+pub use response::{
+    read_body, BodyProducer, BodyProtocol, BodyStream, Response, BODY_HIGH_WATER, BODY_LOW_WATER,
+};
+#[cfg(feature = "tls")]
+pub use tls::{options_for_client_tls, BrowserLikePolicyForHttps, PolicyForHttps};
 pub use url::Url;
