@@ -28,6 +28,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod error;
 pub mod resolver;
 
