@@ -31,6 +31,7 @@
 pub mod authority;
 pub mod error;
 pub mod resolver;
+pub mod server;
 
 /// Hickory's DNS types, re-exported so programs name the same versions Torsion uses.
 pub use hickory_proto as proto;

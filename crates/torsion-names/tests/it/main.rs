@@ -2,3 +2,4 @@
 //! the part it pins down.
 
 mod authority;
+mod server;
