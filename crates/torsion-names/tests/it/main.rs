@@ -2,4 +2,5 @@
 //! the part it pins down.
 
 mod authority;
+mod interop;
 mod server;
