@@ -72,6 +72,7 @@ use torsion::protocol::Factory;
 use torsion::protocols::policies::IdleTimeout;
 use torsion::reactor::{DelayedCall, ReactorTime};
 use torsion::transport::Address;
+use torsion::transport::WritePolicy;
 use torsion::{ConnectionEnd, Failure, Protocol, Transport as StreamTransport};
 
 use crate::authority::FileAuthority;
@@ -87,6 +88,15 @@ pub const DEFAULT_UDP_CEILING: u16 = 1232;
 
 /// The largest DNS message over TCP (its length is two bytes).
 const TCP_LIMIT: usize = 65_535;
+
+/// Queries of one TCP connection waiting for their answers: past this, the connection is not
+/// read until some are answered (RFC 7766 pipelining, bounded).
+pub const TCP_PIPELINE: usize = 128;
+
+/// The most bytes of answers a TCP connection may leave unread before it is closed: a
+/// client that sends queries and never reads cannot make the server hold its answers for
+/// ever. Above any zone transfer this server is expected to make.
+pub const TCP_WRITE_LIMIT: usize = 64 << 20;
 
 /// Which transport a query came over: it decides the size limit and whether AXFR is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -550,17 +560,22 @@ impl Factory for DnsServerFactory {
             buffer: Vec::new(),
             idle,
             peer: addr.clone(),
+            pending: Rc::new(Cell::new(0)),
         })
     }
 }
 
-/// One TCP connection of a [`DnsServerFactory`] (Twisted's `DNSProtocol`).
+/// One TCP connection of a [`DnsServerFactory`] (Twisted's `DNSProtocol`). It stops reading
+/// while [`TCP_PIPELINE`] of its queries wait for answers, and closes when more than
+/// [`TCP_WRITE_LIMIT`] bytes of answers wait to be read.
 pub struct DnsStreamProtocol {
     server: Rc<DnsServer>,
     /// Bytes of the message being received: at most its two-byte length and 65535 bytes.
     buffer: Vec<u8>,
     idle: IdleTimeout,
     peer: Address,
+    /// Queries handed to the server whose answers have not come yet.
+    pending: Rc<Cell<usize>>,
 }
 
 impl fmt::Debug for DnsStreamProtocol {
@@ -574,6 +589,7 @@ impl fmt::Debug for DnsStreamProtocol {
 
 impl Protocol for DnsStreamProtocol {
     fn connection_made(&mut self, transport: &StreamTransport) {
+        transport.set_write_limit(TCP_WRITE_LIMIT, WritePolicy::Disconnect);
         self.idle.set_transport(transport);
         self.idle.set_timeout(self.server.config.tcp_idle_timeout);
     }
@@ -594,14 +610,24 @@ impl Protocol for DnsStreamProtocol {
             start += 2 + len;
             let Some(answers) = answers else { continue };
             let t = transport.clone();
+            let pending = Rc::clone(&self.pending);
+            pending.set(pending.get() + 1);
             drop(answers.add_callback(move |messages| {
                 for message in messages {
                     let len = u16::try_from(message.len()).unwrap_or(u16::MAX);
                     t.write_sequence(&[&len.to_be_bytes(), &message]);
                 }
+                if pending.replace(pending.get() - 1) == TCP_PIPELINE {
+                    t.resume_producing();
+                }
             }));
         }
         self.buffer.drain(..start);
+        if self.pending.get() >= TCP_PIPELINE {
+            // Stop reading until answers come (the messages of this read are all handled:
+            // one read is bounded, and nothing would wake a message left in the buffer).
+            transport.pause_producing();
+        }
     }
 
     fn connection_lost(&mut self, _reason: ConnectionEnd) {

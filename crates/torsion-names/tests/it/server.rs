@@ -320,3 +320,27 @@ fn tcp_frames_several_queries_and_closes_idle_connections() {
     clock.advance(1.5);
     assert!(st.disconnecting(), "closed after 10 s idle");
 }
+
+#[test]
+fn a_tcp_connection_stops_reading_while_its_pipeline_is_full() {
+    let (resolver, pending) = later();
+    let s = Rc::new(DnsServer::new(resolver, ServerConfig::default()));
+    let factory = DnsServerFactory::new(s);
+    let mut p = factory.build_protocol(&peer()).unwrap();
+    let st = StringTransport::new();
+    let t = st.transport();
+    p.connection_made(&t);
+    let q = query("late.example.", RecordType::A, None);
+    let mut framed = u16::try_from(q.len()).unwrap().to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    for _ in 0..torsion_names::server::TCP_PIPELINE - 1 {
+        p.data_received(&t, &framed);
+    }
+    assert!(!st.paused());
+    p.data_received(&t, &framed);
+    assert!(st.paused(), "paused at TCP_PIPELINE waiting queries");
+    let fire = pending.borrow_mut().remove(0);
+    fire.callback(Answer::default());
+    assert!(!st.paused(), "resumed once one is answered");
+    assert!(!st.value().is_empty());
+}
