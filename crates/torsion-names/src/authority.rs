@@ -34,7 +34,7 @@
 //! let nx = missing.downcast_ref::<AuthoritativeDomainError>().unwrap();
 //! assert!(matches!(nx.1.as_ref().unwrap().data, RData::SOA(_)));
 //! ```
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
@@ -81,6 +81,10 @@ pub struct FileAuthority {
     /// Every record but the SOA, in zone order: by owner name (DNSSEC's canonical order), then
     /// type (for zone transfers and writing out).
     order: Vec<Record>,
+    /// Names with no records but names under them (empty non-terminals, RFC 4592): they
+    /// exist, so a query for them is NODATA, not NXDOMAIN. Kept as a set so that telling
+    /// costs one look-up, not a scan of the zone per query for a name that is not there.
+    empty_non_terminals: HashSet<Name>,
 }
 
 impl FileAuthority {
@@ -214,11 +218,22 @@ impl FileAuthority {
             .entry(origin.clone())
             .or_default()
             .insert(0, soa.clone());
+        let mut empty_non_terminals = HashSet::new();
+        for name in by_name.keys() {
+            let mut above = name.base_name();
+            while above.num_labels() > origin.num_labels() && !by_name.contains_key(&above) {
+                if !empty_non_terminals.insert(above.clone()) {
+                    break;
+                }
+                above = above.base_name();
+            }
+        }
         Ok(FileAuthority {
             origin,
             soa,
             records: by_name,
             order,
+            empty_non_terminals,
         })
     }
 
@@ -323,13 +338,8 @@ impl FileAuthority {
             }
             return Ok(answer);
         }
-        let exists = self.records.contains_key(&name);
-        if !exists {
-            // An empty non-terminal (a name with none but names under it) exists: NODATA.
-            let under = self.records.keys().any(|k| k != &name && name.zone_of(k));
-            if !under {
-                return Err(AuthoritativeDomainError(query.clone(), Some(self.soa.clone())).into());
-            }
+        if !self.records.contains_key(&name) && !self.empty_non_terminals.contains(&name) {
+            return Err(AuthoritativeDomainError(query.clone(), Some(self.soa.clone())).into());
         }
         let mut current = name;
         for _ in 0..=MAX_CNAME_CHAIN {
