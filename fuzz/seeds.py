@@ -171,6 +171,32 @@ def web_fields():
     yield b"Tue Feb 29 12:00:00 2000"
 
 
+def dns_queries():
+    def name(n):
+        return b"".join(bytes([len(l)]) + l.encode() for l in n.split(".") if l) + b"\0"
+
+    def query(n, qtype, qid=0x1234, flags=0x0100, edns=None, opcode=0):
+        flags |= opcode << 11
+        arcount = 1 if edns is not None else 0
+        msg = struct.pack(">HHHHHH", qid, flags, 1, 0, 0, arcount)
+        msg += name(n) + struct.pack(">HH", qtype, 1)
+        if edns is not None:
+            msg += b"\0" + struct.pack(">HHIH", 41, edns, 0, 0)
+        return msg
+
+    for n, t in [("www.example.test", 1), ("example.test", 15), ("mail.example.test", 28),
+                 ("example.test", 6), ("example.test", 2), ("big.example.test", 16),
+                 ("_s._tcp.example.test", 33), ("loop.example.test", 1),
+                 ("a.sub.example.test", 1), ("nope.example.test", 1), ("example.org", 1),
+                 ("example.test", 255), ("example.test", 252), ("example.test", 251)]:
+        yield query(n, t)
+        yield query(n, t, edns=4096)
+    yield query("example.test", 1, edns=100)
+    yield query("example.test", 1, opcode=2)
+    yield query("example.test", 1)[:12]
+    yield query("www.example.test", 1, flags=0x8180)
+
+
 TARGETS = {
     "http_request": http_requests,
     "http_response": http_responses,
@@ -180,6 +206,7 @@ TARGETS = {
     "int_strings": int_strings,
     "lines": lines,
     "web_fields": web_fields,
+    "dns_query": dns_queries,
 }
 
 # Targets that read no split byte.

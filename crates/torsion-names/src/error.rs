@@ -15,6 +15,8 @@
 //! ```
 use std::fmt;
 
+use hickory_proto::rr::Record;
+
 use crate::Query;
 
 macro_rules! query_errors {
@@ -37,9 +39,6 @@ query_errors! {
     /// The name is not in a domain this resolver knows (Twisted's `DomainError`): a
     /// [`ResolverChain`-style](crate::Resolver) chain moves on to its next resolver.
     DomainError => "not a domain this resolver serves";
-    /// The name does not exist, said by a zone's own authority (Twisted's
-    /// `AuthoritativeDomainError`): final, a chain stops here and a server answers NXDOMAIN.
-    AuthoritativeDomainError => "no such name in an authoritative zone";
     /// A server answered NXDOMAIN (Twisted's `DNSNameError`).
     DnsNameError => "no such domain name (NXDOMAIN)";
     /// A server answered FORMERR: it could not read the query (Twisted's `DNSFormatError`).
@@ -55,3 +54,20 @@ query_errors! {
     /// No answer came before the last timeout (Twisted's `DNSQueryTimeoutError`).
     DnsQueryTimeoutError => "no answer before the timeout";
 }
+
+/// The name does not exist, said by a zone's own authority (Twisted's
+/// `AuthoritativeDomainError`): final, a chain stops here and a server answers NXDOMAIN.
+///
+/// The second field is the zone's SOA record, when the authority knows it: a server puts it
+/// in the authority section of its NXDOMAIN answer, so that resolvers can cache the absence
+/// for the SOA's negative TTL (RFC 2308).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthoritativeDomainError(pub Query, pub Option<Record>);
+
+impl fmt::Display for AuthoritativeDomainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no such name in an authoritative zone: {}", self.0)
+    }
+}
+
+impl std::error::Error for AuthoritativeDomainError {}

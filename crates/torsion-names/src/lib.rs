@@ -36,6 +36,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod cache;
 pub mod chain;
 pub mod client;
@@ -43,6 +44,7 @@ pub mod error;
 pub mod hosts;
 pub mod resolv_conf;
 pub mod resolver;
+pub mod server;
 
 pub use cache::CacheResolver;
 pub use chain::ResolverChain;

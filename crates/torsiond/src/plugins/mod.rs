@@ -1,6 +1,7 @@
 //! The plugins: the [`Plugin`] trait a kind of application implements, and the plugins
 //! built into `torsiond`, one per file.
 
+mod dns;
 mod echo;
 pub mod portforward;
 mod web;
@@ -9,6 +10,7 @@ use std::rc::Rc;
 
 use torsion::application::Service;
 
+pub use dns::DnsPlugin;
 pub use echo::{Echo, EchoPlugin};
 pub use web::WebPlugin;
 
@@ -40,11 +42,13 @@ pub trait Plugin: Send + Sync {
     fn make_service(&self, matches: &clap::ArgMatches) -> Result<Rc<dyn Service>, String>;
 }
 
-/// The plugins built into `torsiond`: [`WebPlugin`] and [`EchoPlugin`].
+/// The plugins built into `torsiond`: [`WebPlugin`], [`EchoPlugin`], portforward and
+/// [`DnsPlugin`].
 pub fn builtin_plugins() -> Vec<Box<dyn Plugin>> {
     vec![
         Box::new(WebPlugin),
         Box::new(EchoPlugin),
         Box::new(portforward::PortForwardPlugin),
+        Box::new(DnsPlugin),
     ]
 }

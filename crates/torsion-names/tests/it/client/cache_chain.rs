@@ -169,7 +169,7 @@ fn the_chain_moves_on_as_twisteds_failure_handler_and_stops_at_authority() {
         assert!(failure.check::<DomainError>());
     }
     let stops: [fn(Query) -> torsion::Failure; 2] = [
-        |q| torsion::Failure::new(AuthoritativeDomainError(q)),
+        |q| torsion::Failure::new(AuthoritativeDomainError(q, None)),
         |_| torsion::Failure::new(std::io::Error::other("something else")),
     ];
     for make in stops {

@@ -1,0 +1,346 @@
+//! The server core (`DnsServer::handle`) and its TCP framing, without a network.
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use torsion::defer::{Deferred, Trigger};
+use torsion::protocol::Factory;
+use torsion::testing::{Clock, StringTransport};
+use torsion::transport::Address;
+use torsion::Protocol;
+use torsion_names::authority::FileAuthority;
+use torsion_names::proto::op::{Edns, Message, OpCode, Query as WireQuery, ResponseCode};
+use torsion_names::server::{DnsServer, DnsServerFactory, ServerConfig, Transport};
+use torsion_names::{Answer, Name, Query, RecordType};
+
+use crate::authority::ZONE;
+
+/// The test zone, plus a TXT record of 1000 bytes and one of 3000 (for truncation).
+pub(crate) fn big_zone() -> String {
+    let chunk = "x".repeat(250);
+    let strings = |n: usize| vec![format!("\"{chunk}\""); n].join(" ");
+    format!(
+        "{ZONE}big IN TXT {}\nhuge IN TXT {}\n",
+        strings(4),
+        strings(12)
+    )
+}
+
+fn server(config: ServerConfig) -> Rc<DnsServer> {
+    let zone = Rc::new(FileAuthority::parse(&big_zone(), None, "test").unwrap());
+    Rc::new(DnsServer::new(zone.clone(), config).with_zones(vec![zone]))
+}
+
+fn peer() -> Address {
+    Address::Udp("192.0.2.200:5353".parse().unwrap())
+}
+
+fn query(name: &str, t: RecordType, edns: Option<u16>) -> Vec<u8> {
+    let mut m = Message::query();
+    m.metadata.recursion_desired = true;
+    m.add_query(WireQuery::query(Name::from_ascii(name).unwrap(), t));
+    if let Some(size) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        m.set_edns(e);
+    }
+    m.to_vec().unwrap()
+}
+
+fn answers(s: &Rc<DnsServer>, bytes: &[u8], t: Transport) -> Vec<Message> {
+    s.handle(bytes, t, &peer())
+        .expect("answered")
+        .result()
+        .expect("at once")
+        .unwrap()
+        .iter()
+        .map(|b| Message::from_vec(b).unwrap())
+        .collect()
+}
+
+fn one(s: &Rc<DnsServer>, bytes: &[u8], t: Transport) -> (Message, usize) {
+    let raw = s
+        .handle(bytes, t, &peer())
+        .unwrap()
+        .result()
+        .unwrap()
+        .unwrap();
+    assert_eq!(raw.len(), 1);
+    (Message::from_vec(&raw[0]).unwrap(), raw[0].len())
+}
+
+#[test]
+fn an_answer_is_authoritative_and_echoes_id_question_and_rd() {
+    let s = server(ServerConfig::default());
+    let q = query("mail.example.test.", RecordType::A, None);
+    let (m, _) = one(&s, &q, Transport::Udp);
+    let asked = Message::from_vec(&q).unwrap();
+    assert_eq!(m.metadata.id, asked.metadata.id);
+    assert_eq!(m.queries, asked.queries);
+    assert!(m.metadata.authoritative && m.metadata.recursion_desired);
+    assert!(!m.metadata.recursion_available);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(m.authorities.len(), 2, "the zone's NS");
+}
+
+#[test]
+fn nxdomain_carries_the_soa_and_foreign_names_are_refused() {
+    let s = server(ServerConfig::default());
+    let (m, _) = one(
+        &s,
+        &query("nope.example.test.", RecordType::A, None),
+        Transport::Udp,
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(m.metadata.authoritative);
+    assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    let (m, _) = one(
+        &s,
+        &query("example.org.", RecordType::A, None),
+        Transport::Udp,
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert!(m.answers.is_empty());
+}
+
+#[test]
+fn unreadable_bytes_and_responses_are_dropped_and_a_bad_body_is_formerr() {
+    let s = server(ServerConfig::default());
+    assert!(s.handle(b"", Transport::Udp, &peer()).is_none());
+    assert!(s.handle(&[0; 11], Transport::Udp, &peer()).is_none());
+    let mut response = Message::from_vec(&query("a.", RecordType::A, None)).unwrap();
+    response.metadata.message_type = torsion_names::proto::op::MessageType::Response;
+    assert!(s
+        .handle(&response.to_vec().unwrap(), Transport::Udp, &peer())
+        .is_none());
+    // A header saying one question, and no question.
+    let mut q = query("a.", RecordType::A, None);
+    q.truncate(12);
+    let (m, _) = one(&s, &q, Transport::Udp);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(m.metadata.id, u16::from_be_bytes([q[0], q[1]]));
+    let c = s.counters();
+    assert_eq!((c.queries, c.dropped), (4, 3));
+    assert_eq!(c.answers.get("FormErr"), Some(&1));
+}
+
+#[test]
+fn other_opcodes_are_notimp_and_edns_versions_above_0_badvers() {
+    let s = server(ServerConfig::default());
+    let mut m = Message::from_vec(&query("example.test.", RecordType::A, None)).unwrap();
+    m.metadata.op_code = OpCode::Status;
+    let (r, _) = one(&s, &m.to_vec().unwrap(), Transport::Udp);
+    assert_eq!(r.metadata.response_code, ResponseCode::NotImp);
+    let mut m = Message::from_vec(&query("example.test.", RecordType::A, Some(1232))).unwrap();
+    m.edns.as_mut().unwrap().set_version(1);
+    let (r, _) = one(&s, &m.to_vec().unwrap(), Transport::Udp);
+    // BADVERS is 16, which reads back as its other name, BADSIG (RFC 6891, RFC 8945).
+    assert_eq!(u16::from(r.metadata.response_code), 16);
+}
+
+#[test]
+fn udp_answers_fit_512_without_edns_and_the_edns_size_up_to_the_ceiling() {
+    let s = server(ServerConfig::default());
+    // 1000 bytes of TXT: TC without EDNS, whole with EDNS 4096 (the ceiling is 1232).
+    let (m, len) = one(
+        &s,
+        &query("big.example.test.", RecordType::TXT, None),
+        Transport::Udp,
+    );
+    assert!(m.metadata.truncation && m.answers.is_empty() && len <= 512);
+    let (m, len) = one(
+        &s,
+        &query("big.example.test.", RecordType::TXT, Some(4096)),
+        Transport::Udp,
+    );
+    assert!(
+        !m.metadata.truncation && m.answers.len() == 1 && len <= 1232,
+        "{len}"
+    );
+    assert_eq!(m.edns.as_ref().map(Edns::max_payload), Some(1232));
+    // 3000 bytes: over the ceiling, whatever the query says; whole over TCP.
+    let (m, len) = one(
+        &s,
+        &query("huge.example.test.", RecordType::TXT, Some(4096)),
+        Transport::Udp,
+    );
+    assert!(m.metadata.truncation && len <= 1232);
+    let (m, len) = one(
+        &s,
+        &query("huge.example.test.", RecordType::TXT, None),
+        Transport::Tcp,
+    );
+    assert!(!m.metadata.truncation && len > 3000);
+    // An EDNS size below 512 counts as 512.
+    let (_, len) = one(
+        &s,
+        &query("mail.example.test.", RecordType::A, Some(100)),
+        Transport::Udp,
+    );
+    assert!(len > 100);
+    // A bigger ceiling lets bigger answers through.
+    let s = server(ServerConfig {
+        udp_ceiling: 4096,
+        ..ServerConfig::default()
+    });
+    let (m, len) = one(
+        &s,
+        &query("huge.example.test.", RecordType::TXT, Some(4096)),
+        Transport::Udp,
+    );
+    assert!(!m.metadata.truncation && len > 3000);
+    assert_eq!(s.counters().truncated, 0);
+}
+
+#[test]
+fn axfr_is_served_over_tcp_only_for_served_zones() {
+    let s = server(ServerConfig::default());
+    let (m, _) = one(
+        &s,
+        &query("example.test.", RecordType::AXFR, None),
+        Transport::Udp,
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    let (m, _) = one(
+        &s,
+        &query("example.org.", RecordType::AXFR, None),
+        Transport::Tcp,
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    let messages = answers(
+        &s,
+        &query("Example.Test.", RecordType::AXFR, None),
+        Transport::Tcp,
+    );
+    let records: Vec<_> = messages.iter().flat_map(|m| m.answers.clone()).collect();
+    assert_eq!(records.first().unwrap().record_type(), RecordType::SOA);
+    assert_eq!(records.last().unwrap().record_type(), RecordType::SOA);
+    assert_eq!(records.len(), 18);
+    assert_eq!(s.counters().transfers, 1);
+}
+
+#[test]
+fn a_big_zone_is_transferred_in_several_messages() {
+    let mut text = String::from("$ORIGIN many.test.\n$TTL 60\n@ SOA ns hm 1 2 3 4 5\n");
+    for i in 0..3000 {
+        text.push_str(&format!("h{i} TXT \"{}\"\n", "y".repeat(40)));
+    }
+    let zone = Rc::new(FileAuthority::parse(&text, None, "many").unwrap());
+    let s = Rc::new(DnsServer::new(zone.clone(), ServerConfig::default()).with_zones(vec![zone]));
+    let messages = answers(
+        &s,
+        &query("many.test.", RecordType::AXFR, None),
+        Transport::Tcp,
+    );
+    let codes: Vec<_> = messages.iter().map(|m| m.metadata.response_code).collect();
+    assert!(messages.len() > 1, "{codes:?}");
+    assert_eq!(
+        messages.iter().map(|m| m.answers.len()).sum::<usize>(),
+        3002
+    );
+}
+
+/// The triggers of the Deferreds a [`later`] resolver made.
+type Pending = Rc<RefCell<Vec<Trigger<Answer>>>>;
+
+/// A resolver whose answers come later: the Deferreds it made, to fire by hand.
+fn later() -> (Rc<dyn torsion_names::Resolver>, Pending) {
+    let pending: Rc<RefCell<Vec<Trigger<Answer>>>> = Rc::default();
+    let p = pending.clone();
+    let resolver = move |_: &Query| {
+        let d = Deferred::new();
+        p.borrow_mut().push(d.trigger());
+        d
+    };
+    (Rc::new(resolver), pending)
+}
+
+#[test]
+fn an_answer_that_comes_later_is_sent_when_it_comes_and_in_flight_is_bounded() {
+    let (resolver, pending) = later();
+    let config = ServerConfig {
+        max_in_flight: 2,
+        ..ServerConfig::default()
+    };
+    let s = Rc::new(DnsServer::new(resolver, config));
+    let q = query("late.example.", RecordType::A, None);
+    let first = s.handle(&q, Transport::Udp, &peer()).unwrap();
+    let _second = s.handle(&q, Transport::Udp, &peer()).unwrap();
+    assert!(
+        s.handle(&q, Transport::Udp, &peer()).is_none(),
+        "over max_in_flight"
+    );
+    assert!(!first.called());
+    let fire = pending.borrow_mut().remove(0);
+    fire.callback(Answer::default());
+    let m = Message::from_vec(&first.result().unwrap().unwrap()[0]).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(
+        s.handle(&q, Transport::Udp, &peer()).is_some(),
+        "room again"
+    );
+}
+
+#[test]
+fn tcp_frames_several_queries_and_closes_idle_connections() {
+    let clock = Clock::new();
+    let factory = DnsServerFactory::new(server(ServerConfig::default())).with_clock(clock.clone());
+    let mut p = factory.build_protocol(&peer()).unwrap();
+    let st = StringTransport::new();
+    let t = st.transport();
+    p.connection_made(&t);
+    let mut bytes = Vec::new();
+    for name in ["ns1.example.test.", "ns2.example.test."] {
+        let q = query(name, RecordType::A, None);
+        bytes.extend_from_slice(&u16::try_from(q.len()).unwrap().to_be_bytes());
+        bytes.extend_from_slice(&q);
+    }
+    // In odd pieces: one byte, then the rest of the first and half the second, then the rest.
+    let cut = bytes.len() - 10;
+    p.data_received(&t, &bytes[..1]);
+    p.data_received(&t, &bytes[1..cut]);
+    let out = st.value();
+    assert_eq!(
+        usize::from(u16::from_be_bytes([out[0], out[1]])),
+        out.len() - 2
+    );
+    p.data_received(&t, &bytes[cut..]);
+    let out = st.take();
+    let mut at = 0;
+    let mut names = Vec::new();
+    while at < out.len() {
+        let len = usize::from(u16::from_be_bytes([out[at], out[at + 1]]));
+        let m = Message::from_vec(&out[at + 2..at + 2 + len]).unwrap();
+        names.push(m.answers[0].name.to_string());
+        at += 2 + len;
+    }
+    assert_eq!(names, ["ns1.example.test.", "ns2.example.test."]);
+    clock.advance(9.0);
+    assert!(!st.disconnecting());
+    clock.advance(1.5);
+    assert!(st.disconnecting(), "closed after 10 s idle");
+}
+
+#[test]
+fn a_tcp_connection_stops_reading_while_its_pipeline_is_full() {
+    let (resolver, pending) = later();
+    let s = Rc::new(DnsServer::new(resolver, ServerConfig::default()));
+    let factory = DnsServerFactory::new(s);
+    let mut p = factory.build_protocol(&peer()).unwrap();
+    let st = StringTransport::new();
+    let t = st.transport();
+    p.connection_made(&t);
+    let q = query("late.example.", RecordType::A, None);
+    let mut framed = u16::try_from(q.len()).unwrap().to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    for _ in 0..torsion_names::server::TCP_PIPELINE - 1 {
+        p.data_received(&t, &framed);
+    }
+    assert!(!st.paused());
+    p.data_received(&t, &framed);
+    assert!(st.paused(), "paused at TCP_PIPELINE waiting queries");
+    let fire = pending.borrow_mut().remove(0);
+    fire.callback(Answer::default());
+    assert!(!st.paused(), "resumed once one is answered");
+    assert!(!st.value().is_empty());
+}
