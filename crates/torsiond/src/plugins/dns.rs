@@ -15,11 +15,14 @@ use torsion::reactor;
 use torsion::transport::Address;
 use torsion::udp::UdpOptions;
 use torsion_names::authority::FileAuthority;
-use torsion_names::error::DomainError;
+use torsion_names::cache::CacheResolver;
+use torsion_names::chain::ResolverChain;
+use torsion_names::client::ClientResolver;
+use torsion_names::hosts::HostsResolver;
 use torsion_names::server::{
     DnsDatagramProtocol, DnsServer, DnsServerFactory, ServerConfig, DEFAULT_UDP_CEILING,
 };
-use torsion_names::{Answer, Query, Resolver};
+use torsion_names::Resolver;
 
 use super::Plugin;
 use crate::exit::fail;
@@ -36,36 +39,13 @@ use crate::settings::SETTINGS;
 /// `--stats-interval SECONDS` (how often the counters are logged, default 60; they are also
 /// logged at shutdown).
 ///
-/// The answers come from a chain of resolvers assembled in twistd's order: the zones, then
-/// a cache (`--cache`), then `--hosts`/`--hosts-file`, then upstream servers
-/// (`--recursive` with resolv.conf's, or `--forward ADDR`). The last four need the DNS
-/// client (torsion-names' `cache`, `hosts` and `client` modules): until they are there, the
-/// options are refused with a message saying so.
+/// The answers come from a chain of resolvers ([`ResolverChain`]) assembled in twistd's
+/// order: the zones, then a cache (`--cache`), then `--hosts`/`--hosts-file`, then upstream
+/// servers (`--recursive` with resolv.conf's, or `--forward IP[:PORT]`, repeatable). With
+/// `--cache`, upstream answers are kept for their TTL (twistd's `DNSServerFactory` caches
+/// what its clients answer the same way).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DnsPlugin;
-
-/// A chain of resolvers (Twisted's `ResolverChain`): each in turn, moving on when one does
-/// not know the name ([`DomainError`]); any other outcome is final.
-struct Chain(Vec<Rc<dyn Resolver>>);
-
-impl Resolver for Chain {
-    fn query(&self, query: &Query) -> Deferred<Answer> {
-        ask_from(Rc::new(self.0.clone()), 0, query.clone())
-    }
-}
-
-fn ask_from(resolvers: Rc<Vec<Rc<dyn Resolver>>>, at: usize, query: Query) -> Deferred<Answer> {
-    let Some(resolver) = resolvers.get(at) else {
-        return torsion::defer::fail(DomainError(query));
-    };
-    resolver.query(&query).add_errback_deferred(move |failure| {
-        if failure.check::<DomainError>() {
-            ask_from(resolvers, at + 1, query)
-        } else {
-            torsion::defer::fail(failure)
-        }
-    })
-}
 
 /// What one `--listen` endpoint became once started.
 enum Listening {
@@ -216,9 +196,6 @@ impl Service for DnsService {
     }
 }
 
-/// Options that need the DNS client, which this build does not have yet.
-const CLIENT_OPTIONS: [&str; 5] = ["cache", "recursive", "forward", "hosts", "hosts-file"];
-
 impl Plugin for DnsPlugin {
     fn name(&self) -> &'static str {
         "dns"
@@ -282,47 +259,39 @@ impl Plugin for DnsPlugin {
                     .long("cache")
                     .short('c')
                     .action(ArgAction::SetTrue)
-                    .help("Cache answers from upstream (needs the DNS client)"),
+                    .help("Cache upstream answers for their TTL"),
             )
             .arg(
                 Arg::new("recursive")
                     .long("recursive")
                     .short('r')
                     .action(ArgAction::SetTrue)
-                    .help("Answer other names by asking resolv.conf's servers (needs the DNS client)"),
+                    .help("Answer other names by asking /etc/resolv.conf's servers"),
             )
             .arg(
                 Arg::new("forward")
                     .long("forward")
                     .value_name("ADDR")
                     .action(ArgAction::Append)
-                    .help("Answer other names by asking this server, IP[:PORT] (needs the DNS client)"),
+                    .help("Answer other names by asking this server, IP[:PORT] (port 53 by default; repeatable)"),
             )
             .arg(
                 Arg::new("hosts")
                     .long("hosts")
                     .action(ArgAction::SetTrue)
-                    .help("Answer from /etc/hosts (needs the DNS client)"),
+                    .help("Answer from /etc/hosts"),
             )
             .arg(
                 Arg::new("hosts-file")
                     .long("hosts-file")
                     .value_name("FILE")
-                    .help("Answer from this hosts file (needs the DNS client)"),
+                    .help("Answer from this hosts file"),
             )
     }
 
     fn make_service(&self, matches: &ArgMatches) -> Result<Rc<dyn Service>, String> {
-        let given =
-            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-        if let Some(option) = CLIENT_OPTIONS.iter().find(|o| given(o)) {
-            return Err(format!(
-                "--{option} needs the DNS client (torsion-names' cache, hosts and client modules), which this build does not have yet; serve zones with --bindzone"
-            ));
-        }
-        // The chain, in twistd's order: authorities, then cache, hosts and upstream servers
-        // (to come with the client).
-        let mut resolvers: Vec<Rc<dyn Resolver>> = Vec::new();
+        // The chain, in twistd's order: authorities, then cache, hosts and upstream servers.
+        let mut resolvers: Vec<Box<dyn Resolver>> = Vec::new();
         let mut zones = Vec::new();
         for path in matches
             .get_many::<PathBuf>("bindzone")
@@ -338,10 +307,15 @@ impl Plugin for DnsPlugin {
                 zone.records().count()
             );
             zones.push(Rc::clone(&zone));
-            resolvers.push(zone);
+            resolvers.push(Box::new(zone));
         }
+        resolvers.extend(upstream_resolvers(matches)?);
         if resolvers.is_empty() {
-            return Err("nothing to serve: give --bindzone FILE (a BIND master file)".into());
+            return Err(
+                "nothing to serve: give --bindzone FILE (a BIND master file), --hosts or --hosts-file, \
+                 --recursive or --forward IP[:PORT]"
+                    .into(),
+            );
         }
         let mut endpoints = endpoints_of(matches, "listen");
         let interface = matches.get_one::<String>("interface");
@@ -379,7 +353,7 @@ impl Plugin for DnsPlugin {
                 "--stats-interval takes seconds, more than 0, not {interval}"
             ));
         }
-        let chain: Rc<dyn Resolver> = Rc::new(Chain(resolvers));
+        let chain: Rc<dyn Resolver> = Rc::new(ResolverChain::new(resolvers));
         let server = Rc::new(DnsServer::new(chain, config).with_zones(zones));
         let logged = Rc::clone(&server);
         let last = Cell::new(0u64);
@@ -400,23 +374,103 @@ impl Plugin for DnsPlugin {
     }
 }
 
+/// `--forward`'s address: `IP` (port 53) or `IP:PORT` (`[IPv6]:PORT`).
+fn forward_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| {
+            format!("--forward takes IP or IP:PORT (a DNS server's address), not {text:?}")
+        })
+}
+
+/// The resolvers after the zones, in twistd's order: a cache, the hosts file, then upstream
+/// servers (whose answers fill the cache).
+fn upstream_resolvers(matches: &ArgMatches) -> Result<Vec<Box<dyn Resolver>>, String> {
+    let r = reactor();
+    let forward = matches
+        .get_many::<String>("forward")
+        .into_iter()
+        .flatten()
+        .map(|a| forward_address(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let recursive = matches.get_flag("recursive");
+    if recursive && !forward.is_empty() {
+        return Err("give --recursive or --forward, not both: --recursive asks /etc/resolv.conf's servers, --forward the ones named".into());
+    }
+    let client = match (recursive, forward.is_empty()) {
+        (true, _) => Some(ClientResolver::system(&r)),
+        (false, false) => Some(ClientResolver::new(&r, forward)),
+        (false, true) => None,
+    };
+    let cache = matches
+        .get_flag("cache")
+        .then(|| CacheResolver::new(Rc::new(r.clone())));
+    let hosts = match (
+        matches.get_one::<String>("hosts-file"),
+        matches.get_flag("hosts"),
+    ) {
+        (Some(path), _) => Some(HostsResolver::new(path)),
+        (None, true) => Some(HostsResolver::default()),
+        (None, false) => None,
+    };
+    let mut resolvers: Vec<Box<dyn Resolver>> = Vec::new();
+    if let Some(cache) = &cache {
+        resolvers.push(Box::new(cache.clone()));
+    }
+    if let Some(hosts) = hosts {
+        resolvers.push(Box::new(hosts));
+    }
+    match (client, cache) {
+        (Some(client), Some(cache)) => resolvers.push(Box::new(cache.filling(client))),
+        (Some(client), None) => resolvers.push(Box::new(client)),
+        (None, _) => {}
+    }
+    Ok(resolvers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use torsion::defer::succeed;
+
+    fn matches(args: &[&str]) -> ArgMatches {
+        let mut argv = vec!["dns"];
+        argv.extend_from_slice(args);
+        DnsPlugin.command().try_get_matches_from(argv).unwrap()
+    }
 
     #[test]
-    fn a_chain_moves_on_past_domain_errors_only() {
-        let none = |q: &Query| torsion::defer::fail::<Answer>(DomainError(q.clone()));
-        let some = |_: &Query| succeed(Answer::default());
-        let chain = Chain(vec![Rc::new(none), Rc::new(some)]);
-        assert!(chain.lookup_address("a.example").result().unwrap().is_ok());
-        let only_none = Chain(vec![Rc::new(none)]);
-        let failure = only_none
-            .lookup_address("a.example")
-            .result()
-            .unwrap()
-            .unwrap_err();
-        assert!(failure.check::<DomainError>());
+    fn upstream_options_become_resolvers_in_twistds_order() {
+        let m = matches(&[
+            "--cache",
+            "--hosts-file",
+            "/nonexistent/hosts",
+            "--forward",
+            "192.0.2.1",
+        ]);
+        // The cache, the hosts file, then the client filling the cache.
+        assert_eq!(upstream_resolvers(&m).unwrap().len(), 3);
+        assert_eq!(upstream_resolvers(&matches(&[])).unwrap().len(), 0);
+        let m = matches(&["--recursive", "--forward", "192.0.2.1:5353"]);
+        let err = upstream_resolvers(&m).err().unwrap();
+        assert!(err.contains("--recursive or --forward"), "{err}");
+    }
+
+    #[test]
+    fn forward_addresses_take_a_default_port_and_refuse_names() {
+        assert_eq!(
+            forward_address("192.0.2.1").unwrap(),
+            "192.0.2.1:53".parse().unwrap()
+        );
+        assert_eq!(
+            forward_address("[2001:db8::1]:5353").unwrap(),
+            "[2001:db8::1]:5353".parse().unwrap()
+        );
+        assert_eq!(
+            forward_address("2001:db8::1").unwrap(),
+            "[2001:db8::1]:53".parse().unwrap()
+        );
+        assert!(forward_address("dns.example")
+            .unwrap_err()
+            .contains("dns.example"));
     }
 }

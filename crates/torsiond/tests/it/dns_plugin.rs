@@ -107,10 +107,75 @@ fn misuse_is_refused_with_a_message() {
         "{}",
         stderr_of(&out)
     );
-    let out = run(&["dns", "--bindzone", bad, "--recursive"], TIMEOUT);
+    let out = run(
+        &[
+            "dns",
+            "--recursive",
+            "--forward",
+            "127.0.0.1",
+            "--listen",
+            "tcp:0",
+        ],
+        TIMEOUT,
+    );
     assert!(
-        stderr_of(&out).contains("--recursive needs the DNS client"),
+        stderr_of(&out).contains("--recursive or --forward, not both"),
         "{}",
         stderr_of(&out)
     );
+    let out = run(
+        &["dns", "--forward", "dns.example", "--listen", "tcp:0"],
+        TIMEOUT,
+    );
+    assert!(
+        stderr_of(&out).contains("--forward takes IP or IP:PORT"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// `--forward` with `--cache` and `--hosts-file`, as twistd's `--recursive --cache
+/// --hosts-file`: names the hosts file has are answered from it, others by the server
+/// forwarded to (here another `torsiond dns`), and those answers are kept: once the upstream
+/// is gone, the cached name still answers.
+#[test]
+fn forwards_to_an_upstream_and_caches_its_answers() {
+    let dir = TempDir::new("dns-forward");
+    let zone = dir.path().join("example.test");
+    std::fs::write(&zone, ZONE).unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "# local names\n10.9.8.7 printer.lan printer\n").unwrap();
+    let mut upstream = Running::start(&[
+        "dns",
+        "--bindzone",
+        zone.to_str().unwrap(),
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+    ]);
+    let forward = format!("127.0.0.1:{}", upstream.port());
+    let mut dns = Running::start(&[
+        "dns",
+        "--forward",
+        &forward,
+        "--cache",
+        "--hosts-file",
+        hosts.to_str().unwrap(),
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+    ]);
+    let port = dns.port();
+    let answer = over_udp(port, "www.example.test.");
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(answer.answers[0].data.to_string(), "192.0.2.80");
+    let answer = over_tcp(port, "printer.lan.");
+    assert_eq!(answer.answers[0].data.to_string(), "10.9.8.7");
+    // The upstream's NXDOMAIN reaches the client as NXDOMAIN.
+    let answer = over_udp(port, "nope.example.test.");
+    assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+
+    assert!(upstream.terminate().success());
+    let answer = over_udp(port, "www.example.test.");
+    assert_eq!(answer.answers[0].data.to_string(), "192.0.2.80");
+    assert!(answer.answers[0].ttl <= 300);
+    assert!(dns.terminate().success());
 }
