@@ -296,7 +296,13 @@ impl ServerCore {
             }
             match self.phase {
                 Phase::Closed => return None,
-                Phase::Data => return self.poll_data(),
+                Phase::Data => match self.poll_data() {
+                    Some(event) => return Some(event),
+                    // The message ended without an event (it was too large): on to the
+                    // commands after it.
+                    None if !matches!(self.phase, Phase::Data) => continue,
+                    None => return None,
+                },
                 _ => {}
             }
             let line = match self.next_line() {
