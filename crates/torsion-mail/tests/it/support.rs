@@ -185,7 +185,9 @@ pub(crate) fn codes(replies: &str) -> Vec<u16> {
 /// A self-signed certificate for `localhost`: the server's context and the PEM a client
 /// trusts.
 pub(crate) fn self_signed() -> (torsion::tls::ServerContext, String) {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
     let pem = cert.cert.pem();
     let id = torsion::tls::Identity::from_pem(
         pem.as_bytes(),
