@@ -1,6 +1,6 @@
 //! The ESMTP server as a protocol (Twisted's `twisted.mail.smtp.ESMTP` and
 //! `SMTPFactory`): a thin [`Protocol`] over the I/O-free
-//! [`ServerCore`](crate::server_core::ServerCore), delivering through a
+//! [`ServerCore`], delivering through a
 //! [`MessageDelivery`], logging in through a cred [`Portal`], and starting TLS on the running
 //! connection for STARTTLS.
 //!
