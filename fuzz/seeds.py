@@ -196,6 +196,15 @@ def dns_queries():
     yield query("example.test", 1)[:12]
     yield query("www.example.test", 1, flags=0x8180)
 
+def smtp():
+    yield (b"EHLO client.example\r\nMAIL FROM:<bob@example.net> SIZE=120 BODY=8BITMIME\r\n"
+           b"RCPT TO:<alice@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n"
+           b"Subject: hi\r\n\r\n..stuffed\r\nbody\r\n.\r\nQUIT\r\n")
+    yield b"HELO a\r\nMAIL FROM:<>\r\nRCPT TO:<@r.example:x@y.example>\r\nRSET\r\nNOOP\r\nVRFY x\r\n"
+    yield b"EHLO a\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nAUTH LOGIN\r\nYWxpY2U=\r\nc2VjcmV0\r\n"
+    yield b"EHLO a\r\nAUTH PLAIN\r\n*\r\nSTARTTLS\r\nMAIL FROM:<x@y>\r\n"
+    yield b"EHLO a\r\nMAIL FROM:<a@b> SMTPUTF8\r\nRCPT TO:<\"q d\"@b>\r\nDATA\r\n" + b"x" * 5000 + b"\r\n.\r\n"
+
 
 TARGETS = {
     "http_request": http_requests,
@@ -207,6 +216,7 @@ TARGETS = {
     "lines": lines,
     "web_fields": web_fields,
     "dns_query": dns_queries,
+    "smtp_commands": smtp,
 }
 
 # Targets that read no split byte.

@@ -18,6 +18,7 @@
 //! | `amp` | `amp`: `Amp`, `Locator`, `command!` | `twisted.protocols.amp` |
 //! | `names` | `names`: `Resolver`, `Query`, `Answer` | `twisted.names` |
 //! | `cred` | `cred`: `Portal`, `Realm`, `FilePasswordDb`, `UsernamePassword` | `twisted.cred` |
+//! | `mail` | `mail`: `SmtpFactory`, `MessageDelivery`, `MaildirDomain` | `twisted.mail` |
 //! | `full` | all of the above | |
 //!
 //! ```toml
@@ -130,4 +131,14 @@ pub mod names {
 pub mod cred {
     #[doc(inline)]
     pub use torsion_cred::*;
+}
+
+/// Mail, Twisted's `twisted.mail` (feature `mail`): the ESMTP server
+/// ([`SmtpFactory`](mail::SmtpFactory)) with STARTTLS and AUTH through [`cred`], delivering
+/// through a [`MessageDelivery`](mail::MessageDelivery) such as
+/// [`MaildirDomain`](mail::MaildirDomain) (atomic Maildir delivery).
+#[cfg(feature = "mail")]
+pub mod mail {
+    #[doc(inline)]
+    pub use torsion_mail::*;
 }

@@ -1,0 +1,429 @@
+//! The ESMTP server as a protocol (Twisted's `twisted.mail.smtp.ESMTP` and
+//! `SMTPFactory`): a thin [`Protocol`] over the I/O-free
+//! [`ServerCore`], delivering through a
+//! [`MessageDelivery`], logging in through a cred [`Portal`], and starting TLS on the running
+//! connection for STARTTLS.
+//!
+//! AUTH PLAIN and LOGIN are offered only once TLS is on (RFC 4954 section 4), unless
+//! [`auth_without_tls`](SmtpFactory::auth_without_tls) says otherwise; a failed login is
+//! answered 535 after [`auth_failure_delay`](SmtpFactory::auth_failure_delay) (one second by
+//! default), and the third closes the connection.
+//!
+//! ```no_run
+//! use torsion::reactor;
+//! use torsion_mail::maildir::MaildirDomain;
+//! use torsion_mail::smtp::SmtpFactory;
+//!
+//! let domain = MaildirDomain::new("example.org", "/var/mail/example.org").unwrap();
+//! domain.add_user("alice").unwrap();
+//! reactor().listen_tcp(2525, SmtpFactory::new("mx.example.org", domain)).unwrap();
+//! reactor().run().unwrap();
+//! ```
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use torsion::defer::Deferred;
+use torsion::tls::ServerContext;
+use torsion::transport::Address as PeerAddress;
+use torsion::{reactor, ConnectionEnd, Factory, Failure, Protocol, Transport};
+use torsion_cred::error::TooManyLogins;
+use torsion_cred::{AvatarId, Login, Logout, Portal, Realm, UsernamePassword};
+
+use crate::command::{Address, ReversePath};
+use crate::delivery::{Message, MessageDelivery, MessageFactory, Session};
+use crate::reply::Reply;
+use crate::server_core::{Event, Limits, ServerCore};
+
+/// Reading pauses while a decision is pending (a login) and this much is waiting.
+const MAX_PENDING_INPUT: usize = 64 << 10;
+
+/// What an SMTP login gets: who the user is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpUser {
+    /// The user's name, as the checker knows them.
+    pub name: String,
+}
+
+/// A realm for servers whose logged-in users need nothing but their name: answers every
+/// user with an [`SmtpUser`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SmtpRealm;
+
+impl Realm<SmtpUser> for SmtpRealm {
+    fn request_avatar(&self, avatar_id: &AvatarId, _mind: ()) -> Deferred<(SmtpUser, Logout)> {
+        torsion::defer::succeed((
+            SmtpUser {
+                name: avatar_id.to_string(),
+            },
+            Logout::none(),
+        ))
+    }
+}
+
+type LoginFn = dyn Fn(UsernamePassword) -> Deferred<Login<SmtpUser>>;
+
+struct Shared {
+    hostname: String,
+    limits: Limits,
+    delivery: Rc<dyn MessageDelivery>,
+    tls: Option<ServerContext>,
+    login: Option<Rc<LoginFn>>,
+    auth_without_tls: bool,
+    auth_failure_delay: Duration,
+}
+
+/// Makes an [`Smtp`] protocol for each connection (Twisted's `SMTPFactory`); listen with
+/// it as with any factory.
+#[derive(Clone)]
+pub struct SmtpFactory {
+    shared: Rc<Shared>,
+}
+
+impl SmtpFactory {
+    /// A server named `hostname` (in its greeting and `Received:` headers) delivering
+    /// through `delivery`, with the default [`Limits`], no TLS and no AUTH.
+    pub fn new(hostname: &str, delivery: impl MessageDelivery + 'static) -> SmtpFactory {
+        SmtpFactory {
+            shared: Rc::new(Shared {
+                hostname: hostname.to_owned(),
+                limits: Limits::default(),
+                delivery: Rc::new(delivery),
+                tls: None,
+                login: None,
+                auth_without_tls: false,
+                auth_failure_delay: Duration::from_secs(1),
+            }),
+        }
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut Shared)) -> SmtpFactory {
+        match Rc::get_mut(&mut self.shared) {
+            Some(shared) => f(shared),
+            None => {
+                let s = &self.shared;
+                let mut copy = Shared {
+                    hostname: s.hostname.clone(),
+                    limits: s.limits.clone(),
+                    delivery: s.delivery.clone(),
+                    tls: s.tls.clone(),
+                    login: s.login.clone(),
+                    auth_without_tls: s.auth_without_tls,
+                    auth_failure_delay: s.auth_failure_delay,
+                };
+                f(&mut copy);
+                self.shared = Rc::new(copy);
+            }
+        }
+        self
+    }
+
+    /// Sets the limits.
+    pub fn limits(self, limits: Limits) -> SmtpFactory {
+        self.with(|s| s.limits = limits)
+    }
+
+    /// Offers STARTTLS with this certificate.
+    pub fn tls(self, context: ServerContext) -> SmtpFactory {
+        self.with(|s| s.tls = Some(context))
+    }
+
+    /// Offers AUTH PLAIN and LOGIN, checked by `portal` (its checker for
+    /// [`UsernamePassword`]); the realm makes an [`SmtpUser`] ([`SmtpRealm`] will do).
+    pub fn portal<R: Realm<SmtpUser> + 'static>(self, portal: Portal<R>) -> SmtpFactory {
+        let login: Rc<LoginFn> = Rc::new(move |c| portal.login::<SmtpUser, _, ()>(c, ()));
+        self.with(|s| s.login = Some(login))
+    }
+
+    /// Offers AUTH on connections without TLS too (for a server behind a TLS-terminating
+    /// proxy, or tests). Off by default: passwords are not to cross the network in the
+    /// clear.
+    pub fn auth_without_tls(self, allow: bool) -> SmtpFactory {
+        self.with(|s| s.auth_without_tls = allow)
+    }
+
+    /// How long a failed login waits before its 535 (one second by default), which slows
+    /// down guessing on top of the three-failures limit per connection.
+    pub fn auth_failure_delay(self, delay: Duration) -> SmtpFactory {
+        self.with(|s| s.auth_failure_delay = delay)
+    }
+}
+
+impl Factory for SmtpFactory {
+    type Protocol = Smtp;
+
+    fn build_protocol(&self, _addr: &PeerAddress) -> Option<Smtp> {
+        Some(Smtp::new(self.shared.clone()))
+    }
+}
+
+/// One SMTP server connection (Twisted's `ESMTP`). Made by an [`SmtpFactory`].
+pub struct Smtp {
+    conn: Rc<RefCell<Conn>>,
+}
+
+struct Conn {
+    shared: Rc<Shared>,
+    core: ServerCore,
+    peer: String,
+    from: ReversePath,
+    recipients: Vec<(Address, MessageFactory)>,
+    messages: Vec<Box<dyn Message>>,
+    failed: bool,
+    paused: bool,
+    login: Option<Login<SmtpUser>>,
+}
+
+impl Smtp {
+    fn new(shared: Rc<Shared>) -> Smtp {
+        let mut core = ServerCore::new(&shared.hostname, shared.limits.clone());
+        core.set_starttls_available(shared.tls.is_some());
+        core.set_auth(shared.login.is_some(), !shared.auth_without_tls);
+        Smtp {
+            conn: Rc::new(RefCell::new(Conn {
+                shared,
+                core,
+                peer: String::new(),
+                from: None,
+                recipients: Vec::new(),
+                messages: Vec::new(),
+                failed: false,
+                paused: false,
+                login: None,
+            })),
+        }
+    }
+}
+
+impl Conn {
+    fn session(&self) -> Session {
+        Session {
+            hostname: self.shared.hostname.clone(),
+            helo: self.core.helo().unwrap_or_default().to_owned(),
+            peer: self.peer.clone(),
+            extended: self.core.extended(),
+            tls: self.core.tls_active(),
+            authenticated: self.core.authenticated().map(str::to_owned),
+        }
+    }
+
+    fn flush(&mut self, t: &Transport) {
+        let out = self.core.take_output();
+        if !out.is_empty() {
+            t.write(&out);
+        }
+    }
+
+    fn reset(&mut self) {
+        self.recipients.clear();
+        self.messages.clear();
+        self.failed = false;
+    }
+}
+
+/// Runs the core until it needs more bytes or waits for a login.
+fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
+    loop {
+        let event = conn.borrow_mut().core.poll();
+        let Some(event) = event else { break };
+        let mut c = conn.borrow_mut();
+        match event {
+            Event::Mail { from, .. } => {
+                let session = c.session();
+                match c.shared.delivery.clone().validate_from(&session, &from) {
+                    Ok(()) => {
+                        c.reset();
+                        c.from = from;
+                        c.core.accept();
+                    }
+                    Err(reply) => c.core.reject(&reply),
+                }
+            }
+            Event::Rcpt { to } => {
+                let session = c.session();
+                match c.shared.delivery.clone().validate_to(&session, &to) {
+                    Ok(factory) => {
+                        c.recipients.push((to, factory));
+                        c.core.accept();
+                    }
+                    Err(reply) => c.core.reject(&reply),
+                }
+            }
+            Event::Data => start_messages(&mut c),
+            Event::Body(data) => {
+                let mut failed = false;
+                for m in &mut c.messages {
+                    if let Err(e) = m.write(&data) {
+                        tracing::error!("SMTP: storing a message failed: {e}");
+                        failed = true;
+                    }
+                }
+                if failed {
+                    c.messages.clear();
+                    c.failed = true;
+                }
+            }
+            Event::Oversize => c.messages.clear(),
+            Event::EndOfData => {
+                let mut ok = !c.failed;
+                for m in std::mem::take(&mut c.messages) {
+                    if let Err(e) = m.finish() {
+                        tracing::error!("SMTP: storing a message failed: {e}");
+                        ok = false;
+                    }
+                }
+                c.reset();
+                c.core.finish_data(
+                    (!ok).then(|| Reply::new(451, "4.3.0 Cannot store the message now")),
+                );
+            }
+            Event::Reset => c.reset(),
+            Event::Auth {
+                authzid,
+                user,
+                password,
+            } => {
+                drop(c);
+                start_login(conn, t, authzid, user, password);
+                continue;
+            }
+            Event::StartTls => {
+                c.flush(t);
+                c.reset();
+                let context = c.shared.tls.clone();
+                if let Some(Err(e)) = context.map(|ctx| t.start_tls(ctx.into())) {
+                    tracing::error!("SMTP: STARTTLS failed: {e}");
+                    t.abort_connection();
+                }
+            }
+            Event::Close => {
+                c.flush(t);
+                c.reset();
+                t.lose_connection();
+            }
+        }
+    }
+    let mut c = conn.borrow_mut();
+    c.flush(t);
+    let should_pause = c.core.awaiting() && c.core.buffered() > MAX_PENDING_INPUT;
+    if should_pause != c.paused {
+        c.paused = should_pause;
+        if should_pause {
+            t.pause_producing();
+        } else {
+            t.resume_producing();
+        }
+    }
+}
+
+fn start_messages(c: &mut Conn) {
+    let session = c.session();
+    let from = c.from.clone();
+    let mut messages = Vec::new();
+    for (to, factory) in std::mem::take(&mut c.recipients) {
+        let header = c
+            .shared
+            .delivery
+            .received_header(&session, &from, std::slice::from_ref(&to));
+        let opened = factory().and_then(|mut m| {
+            if let Some(h) = header {
+                m.write(&h)?;
+            }
+            Ok(m)
+        });
+        match opened {
+            Ok(m) => messages.push(m),
+            Err(e) => {
+                tracing::error!("SMTP: cannot open a message for <{to}>: {e}");
+                c.core
+                    .reject(&Reply::new(451, "4.3.0 Cannot store the message now"));
+                c.reset();
+                return;
+            }
+        }
+    }
+    c.messages = messages;
+    c.failed = false;
+    c.core.start_data();
+}
+
+fn start_login(
+    conn: &Rc<RefCell<Conn>>,
+    t: &Transport,
+    authzid: String,
+    user: String,
+    password: Vec<u8>,
+) {
+    let (login, delay) = {
+        let c = conn.borrow();
+        (c.shared.login.clone(), c.shared.auth_failure_delay)
+    };
+    let Some(login) = login else {
+        conn.borrow_mut().core.auth_unavailable();
+        return;
+    };
+    // Logging in as someone else (a PLAIN authorization identity) is not supported.
+    let attempt = if authzid.is_empty() || authzid == user {
+        login(UsernamePassword::new(user, password))
+    } else {
+        torsion::defer::fail(torsion_cred::error::UnauthorizedLogin)
+    };
+    let conn = conn.clone();
+    let t = t.clone();
+    drop(
+        attempt.add_both(move |outcome: Result<Login<SmtpUser>, Failure>| {
+            match outcome {
+                Ok(login) => {
+                    let mut c = conn.borrow_mut();
+                    let name = login.avatar().name.clone();
+                    c.core.auth_succeeded(&name);
+                    c.login = Some(login);
+                    drop(c);
+                    pump(&conn, &t);
+                }
+                Err(f) if f.check::<TooManyLogins>() => {
+                    conn.borrow_mut().core.auth_unavailable();
+                    pump(&conn, &t);
+                }
+                Err(_) => {
+                    let refuse = move || {
+                        let closing = conn.borrow_mut().core.auth_failed();
+                        if closing.is_some() {
+                            let mut c = conn.borrow_mut();
+                            c.flush(&t);
+                            t.lose_connection();
+                        } else {
+                            pump(&conn, &t);
+                        }
+                    };
+                    if delay.is_zero() {
+                        refuse();
+                    } else {
+                        reactor().call_later(delay, refuse);
+                    }
+                }
+            }
+            Ok(())
+        }),
+    );
+}
+
+impl Protocol for Smtp {
+    fn connection_made(&mut self, t: &Transport) {
+        let mut c = self.conn.borrow_mut();
+        c.peer = t.get_peer().to_string();
+        c.flush(t);
+    }
+
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        self.conn.borrow_mut().core.receive(data);
+        pump(&self.conn, t);
+    }
+
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
+        let mut c = self.conn.borrow_mut();
+        // Unfinished messages are discarded (dropped), the login logs out.
+        c.reset();
+        c.login = None;
+    }
+}

@@ -1,0 +1,10 @@
+//! torsion-mail's integration tests: the SMTP state machine, the protocol over in-memory
+//! transports, properties of the parser, hostile clients, and interop with Python's smtplib
+//! and swaks.
+
+mod smtp_core;
+mod smtp_hostile;
+mod smtp_interop;
+mod smtp_props;
+mod smtp_protocol;
+mod support;

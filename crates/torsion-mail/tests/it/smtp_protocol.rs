@@ -1,0 +1,149 @@
+//! The SMTP protocol over in-memory transports: delivery decisions, AUTH through a cred
+//! portal, Maildir delivery and what a lost connection leaves.
+
+use std::time::Duration;
+
+use torsion::ConnectionEnd;
+use torsion::Protocol;
+use torsion_cred::{InMemoryUsernamePasswordDatabaseDontUse, Portal};
+use torsion_mail::{MaildirDomain, SmtpFactory, SmtpRealm};
+
+use crate::support::{codes, files_in, Memory, Scratch, Wire};
+
+fn portal() -> Portal<SmtpRealm> {
+    let users = InMemoryUsernamePasswordDatabaseDontUse::new();
+    users.add_user("alice", "wonderland");
+    let portal = Portal::new(SmtpRealm);
+    portal.register_checker(users);
+    portal
+}
+
+#[test]
+fn delivery_decides_senders_and_recipients_and_gets_each_recipients_copy() {
+    let memory = Memory::default();
+    let mut w = Wire::new(&SmtpFactory::new("mx.example.org", memory.clone()));
+    assert!(w.greeting.starts_with("220 mx.example.org ESMTP"));
+    let r = w.send(
+        b"EHLO c\r\nMAIL FROM:<spammer@x.org>\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<nobody@example.org>\r\n\
+          RCPT TO:<b@elsewhere.net>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<c@Example.Org>\r\nDATA\r\n\
+          Subject: t\r\n\r\nbody\r\n.\r\n",
+    );
+    assert_eq!(
+        codes(&r),
+        [250, 550, 250, 550, 550, 250, 250, 354, 250],
+        "{r}"
+    );
+    let seen = memory.0.borrow();
+    assert_eq!(seen.messages.len(), 2);
+    assert_eq!(seen.messages[0].0.to_string(), "b@example.org");
+    assert_eq!(seen.messages[1].1, b"Subject: t\r\n\r\nbody\r\n");
+}
+
+#[test]
+fn rset_drops_the_transaction_and_a_lost_connection_discards_the_message() {
+    let memory = Memory::default();
+    let mut w = Wire::new(&SmtpFactory::new("h", memory.clone()));
+    w.send(b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<b@example.org>\r\nRSET\r\nDATA\r\n");
+    assert_eq!(codes(&w.replies()), []);
+    let r = w.send(b"MAIL FROM:<>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nhalf a mess");
+    assert_eq!(codes(&r), [250, 250, 354]);
+    w.smtp.connection_lost(ConnectionEnd::Done);
+    let seen = memory.0.borrow();
+    assert!(seen.messages.is_empty());
+    assert_eq!(seen.discarded, 1);
+}
+
+#[test]
+fn auth_plain_and_login_log_in_through_the_portal() {
+    let factory = SmtpFactory::new("h", Memory::default())
+        .portal(portal())
+        .auth_without_tls(true)
+        .auth_failure_delay(Duration::ZERO);
+    let mut w = Wire::new(&factory);
+    let r = w.send(b"EHLO c\r\nAUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=\r\n"); // alice / wonderland
+    assert!(r.contains("250 AUTH PLAIN LOGIN\r\n"), "{r}");
+    assert!(
+        r.ends_with("235 2.7.0 Authentication successful\r\n"),
+        "{r}"
+    );
+
+    let mut w = Wire::new(&factory);
+    // LOGIN: alice / looking-glass, then alice / wonderland.
+    let r = w.send(b"EHLO c\r\nAUTH LOGIN YWxpY2U=\r\nbG9va2luZy1nbGFzcw==\r\n");
+    assert_eq!(codes(&r), [250, 334, 535], "{r}");
+    let r = w.send(b"AUTH LOGIN\r\nYWxpY2U=\r\nd29uZGVybGFuZA==\r\n");
+    assert_eq!(codes(&r), [334, 334, 235], "{r}");
+    // A PLAIN authorization identity naming someone else is refused.
+    let mut w = Wire::new(&factory);
+    let r = w.send(b"EHLO c\r\nAUTH PLAIN Ym9iAGFsaWNlAHdvbmRlcmxhbmQ=\r\n"); // bob\0alice\0...
+    assert_eq!(codes(&r), [250, 535]);
+}
+
+#[test]
+fn three_failed_logins_close_the_connection() {
+    let factory = SmtpFactory::new("h", Memory::default())
+        .portal(portal())
+        .auth_without_tls(true)
+        .auth_failure_delay(Duration::ZERO);
+    let mut w = Wire::new(&factory);
+    let r = w.send(
+        b"EHLO c\r\nAUTH PLAIN AGFsaWNlAHg=\r\nAUTH PLAIN AGFsaWNlAHg=\r\nAUTH PLAIN AGFsaWNlAHg=\r\nNOOP\r\n",
+    );
+    assert_eq!(codes(&r), [250, 535, 535, 535, 421], "{r}");
+    assert!(w.st.disconnecting());
+}
+
+#[test]
+fn auth_is_not_offered_in_the_clear_by_default() {
+    let factory = SmtpFactory::new("h", Memory::default()).portal(portal());
+    let mut w = Wire::new(&factory);
+    let r = w.send(b"EHLO c\r\nAUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=\r\n");
+    assert!(!r.contains("AUTH"), "AUTH not advertised: {r}");
+    assert!(
+        r.ends_with("538 5.7.11 Encryption required for requested authentication mechanism\r\n")
+    );
+}
+
+#[test]
+fn maildir_delivery_is_atomic_and_a_lost_connection_leaves_nothing() {
+    let dir = Scratch::new("atomic");
+    let domain = MaildirDomain::new("example.org", dir.path()).unwrap();
+    domain.add_user("alice").unwrap();
+    let factory = SmtpFactory::new("mx.example.org", domain);
+    let new = dir.path().join("alice/new");
+    let tmp = dir.path().join("alice/tmp");
+
+    let mut w = Wire::new(&factory);
+    let r = w.send(
+        b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: x\r\n\r\n",
+    );
+    assert_eq!(codes(&r), [250, 250, 250, 354]);
+    assert!(files_in(&new).is_empty(), "nothing in new/ mid-message");
+    assert_eq!(
+        files_in(&tmp).len(),
+        1,
+        "the message is being written in tmp/"
+    );
+    w.smtp.connection_lost(ConnectionEnd::Done);
+    assert!(files_in(&new).is_empty());
+    assert!(
+        files_in(&tmp).is_empty(),
+        "an abandoned message is removed from tmp/"
+    );
+
+    let mut w = Wire::new(&factory);
+    let r = w.send(
+        b"EHLO c\r\nMAIL FROM:<b@x.org>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n\
+          Subject: y\r\n\r\n..dotted\r\nline\r\n.\r\n",
+    );
+    assert_eq!(codes(&r), [250, 250, 250, 550, 354, 250], "{r}");
+    let stored = files_in(&new);
+    assert_eq!(stored.len(), 1);
+    let text = String::from_utf8(stored[0].clone()).unwrap();
+    assert!(text.starts_with("Received: from c (string-transport-peer)\n\tby mx.example.org with ESMTP\n\tfor <alice@example.org>; "), "{text}");
+    assert!(
+        text.ends_with(" +0000\nSubject: y\n\n.dotted\nline\n"),
+        "{text}"
+    );
+    assert!(files_in(&tmp).is_empty());
+}
