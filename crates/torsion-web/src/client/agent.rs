@@ -34,6 +34,7 @@ use torsion::error::TimeoutError;
 use torsion::tcp::{Connector, DEFAULT_CONNECT_TIMEOUT};
 use torsion::{Failure, Reactor};
 
+use super::body::RequestBodyProducer;
 use super::connection::PoolKey;
 use super::error::{
     HttpError, InfiniteRedirection, RedirectWithNoLocation, ResponseNeverReceived,
@@ -41,7 +42,7 @@ use super::error::{
 };
 use super::pool::HttpConnectionPool;
 use super::protocol::HttpClientFactory;
-use super::request::{encode_request, EncodeOptions, PreparedRequest};
+use super::request::{encode_request, EncodeOptions, Payload, PreparedRequest};
 use super::response::{read_body, Response};
 #[cfg(feature = "tls")]
 use super::tls::PolicyForHttps;
@@ -156,6 +157,8 @@ struct Spec {
     url: Url,
     headers: Headers,
     body: Option<Vec<u8>>,
+    /// A streamed body (then `body` is `None`); it can be sent once only.
+    producer: Option<Rc<dyn RequestBodyProducer>>,
 }
 
 type Opener = Rc<dyn Fn(HttpClientFactory) -> Connector>;
@@ -336,16 +339,54 @@ impl Agent {
             Ok(u) => u,
             Err(e) => return fail(e),
         };
-        let deadline = self
-            .config
-            .timeout
-            .map(|t| self.pool.reactor().seconds() + t);
-        let spec = Spec {
+        self.send(Spec {
             method: method.to_owned(),
             url,
             headers,
             body,
+            producer: None,
+        })
+    }
+
+    /// Sends a request whose body `producer` streams (Twisted's `Agent.request` with a
+    /// `bodyProducer`): `Content-Length` when it knows its
+    /// [`length`](RequestBodyProducer::length), else `Transfer-Encoding: chunked`. The body is
+    /// written as the connection drains, so memory stays bounded whatever its size (see
+    /// [`FileBodyProducer`](super::FileBodyProducer)). The head time-out starts once the body
+    /// is all written.
+    ///
+    /// Such a request is never retried (its body cannot be produced twice), and a 307 or 308
+    /// redirect is not followed but given back as the response; 301 to 303 are followed with
+    /// a GET as usual. A producer that fails, or writes a different length than it announced,
+    /// fails the request with [`RequestGenerationFailed`](super::RequestGenerationFailed). A
+    /// response that ends before the body is written stops the producer and closes the
+    /// connection.
+    pub fn request_streaming(
+        &self,
+        method: &str,
+        url: &str,
+        headers: Headers,
+        producer: Rc<dyn RequestBodyProducer>,
+    ) -> Deferred<Response> {
+        let url = match Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => return fail(e),
         };
+        self.send(Spec {
+            method: method.to_owned(),
+            url,
+            headers,
+            body: None,
+            producer: Some(producer),
+        })
+    }
+
+    /// Sends `spec`, following redirects if the agent does.
+    fn send(&self, spec: Spec) -> Deferred<Response> {
+        let deadline = self
+            .config
+            .timeout
+            .map(|t| self.pool.reactor().seconds() + t);
         match self.config.redirect_limit {
             None => self.request_once(&spec, deadline),
             Some(limit) => self.clone().follow(spec, deadline, 0, limit),
@@ -433,13 +474,12 @@ impl Agent {
             gzip: self.config.gzip,
             close,
         };
-        let bytes = match encode_request(
-            &spec.method,
-            &spec.url,
-            &spec.headers,
-            spec.body.as_deref(),
-            &opts,
-        ) {
+        let payload = match (&spec.producer, &spec.body) {
+            (Some(p), _) => Payload::Streamed(p.length()),
+            (None, Some(b)) => Payload::Bytes(b),
+            (None, None) => Payload::None,
+        };
+        let bytes = match encode_request(&spec.method, &spec.url, &spec.headers, payload, &opts) {
             Ok(b) => b,
             Err(e) => return fail(e),
         };
@@ -453,13 +493,16 @@ impl Agent {
             limits: self.config.limits,
             head_timeout: self.config.head_timeout,
             idle_timeout: self.config.idle_timeout,
+            producer: spec.producer.clone(),
         });
         let key = PoolKey {
             scheme: spec.url.scheme().to_owned(),
             host: spec.url.host().to_owned(),
             port: spec.url.port(),
         };
-        let retry = self.pool.retry_automatically() && is_idempotent(&spec.method);
+        let retry = self.pool.retry_automatically()
+            && is_idempotent(&spec.method)
+            && spec.producer.is_none();
         let pool = self.pool.clone();
         let first = connect.clone();
         self.pool
@@ -488,6 +531,8 @@ fn next_hop(spec: &Spec, response: &Response) -> Result<Option<Spec>, Failure> {
     let (method, body) = match code {
         301..=303 if spec.method == "HEAD" => ("HEAD".to_owned(), None),
         301..=303 => ("GET".to_owned(), None),
+        // A streamed body was used up: the redirect is the response.
+        307 | 308 if spec.producer.is_some() => return Ok(None),
         307 | 308 => (spec.method.clone(), spec.body.clone()),
         _ => return Ok(None),
     };
@@ -518,6 +563,7 @@ fn next_hop(spec: &Spec, response: &Response) -> Result<Option<Spec>, Failure> {
         url,
         headers,
         body,
+        producer: None,
     }))
 }
 

@@ -17,9 +17,10 @@ use torsion::error::{ConnectionDone, TimeoutError};
 use torsion::reactor::DelayedCall;
 use torsion::{Failure, Reactor, Transport};
 
+use super::body::{BodyConsumer, Registered, RequestBodyProducer};
 use super::error::{
-    ContentDecodingError, MalformedResponse, ResponseFailed, ResponseNeverReceived,
-    ResponseTimeout, TimeoutPhase,
+    ContentDecodingError, MalformedResponse, RequestGenerationFailed, ResponseFailed,
+    ResponseNeverReceived, ResponseTimeout, TimeoutPhase,
 };
 use super::request::PreparedRequest;
 use super::response::{flush, BodyFlow, BodyState, Response};
@@ -69,6 +70,15 @@ struct Exchange {
     read_timer: Option<(DelayedCall, TimeoutPhase)>,
     /// Why the connection was closed, when a timer closed it.
     timed_out: Option<TimedOut>,
+    /// A streamed request body still being written.
+    upload: Option<Upload>,
+}
+
+/// A request body being streamed: its producer (registered with the transport) and where it
+/// writes.
+struct Upload {
+    producer: Rc<dyn RequestBodyProducer>,
+    consumer: BodyConsumer,
 }
 
 /// Which timer closed the connection.
@@ -123,6 +133,8 @@ struct Events {
     /// Close: `Some(true)` aborts, `Some(false)` closes after pending writes.
     close: Option<bool>,
     closed_waiters: Vec<Trigger<()>>,
+    /// A streamed request body no longer wanted: stop its producer.
+    stop_upload: Option<Upload>,
 }
 
 /// Which connections may serve a request: same scheme, host and port.
@@ -252,10 +264,21 @@ impl ClientConn {
             let wait = (at - self.0.reactor.seconds()).max(0.0);
             self.timer(wait, TimedOut::Deadline)
         });
-        let read_timer = request.head_timeout.map(|secs| {
-            let t = self.timer(secs, TimedOut::Phase(TimeoutPhase::Head, secs));
-            (t, TimeoutPhase::Head)
+        // With a streamed body, the head time-out starts once the body is written.
+        let read_timer = match request.producer {
+            Some(_) => None,
+            None => request.head_timeout.map(|secs| {
+                let t = self.timer(secs, TimedOut::Phase(TimeoutPhase::Head, secs));
+                (t, TimeoutPhase::Head)
+            }),
+        };
+        let upload = request.producer.clone().map(|producer| Upload {
+            consumer: BodyConsumer::new(transport.clone(), producer.length()),
+            producer,
         });
+        let start = upload
+            .as_ref()
+            .map(|u| (u.producer.clone(), u.consumer.clone()));
         s.phase = Phase::Head;
         s.head.clear();
         s.exchange = Some(Exchange {
@@ -268,10 +291,66 @@ impl ClientConn {
             timer,
             read_timer,
             timed_out: None,
+            upload,
         });
         drop(s);
         transport.write(&request.bytes);
+        if let Some((producer, consumer)) = start {
+            self.start_upload(&transport, producer, consumer);
+        }
         d
+    }
+
+    /// Registers the body's producer with the transport and starts it.
+    fn start_upload(
+        &self,
+        transport: &Transport,
+        producer: Rc<dyn RequestBodyProducer>,
+        consumer: BodyConsumer,
+    ) {
+        if let Err(e) = transport.register_producer(Rc::new(Registered(producer.clone())), true) {
+            return self.upload_done(Err(Failure::new(e)));
+        }
+        let weak = Rc::downgrade(&self.0);
+        producer.start_producing(consumer).add_both(move |out| {
+            if let Some(c) = weak.upgrade() {
+                ClientConn(c).upload_done(out);
+            }
+            Ok::<_, Failure>(())
+        });
+    }
+
+    /// The body's producer finished (or failed): end the body and start the head time-out,
+    /// or fail the request.
+    fn upload_done(&self, out: Result<(), Failure>) {
+        let mut ev = Events::default();
+        {
+            let mut guard = self.0.state.borrow_mut();
+            let s = &mut *guard;
+            let Some(ex) = s.exchange.as_mut() else {
+                return;
+            };
+            let Some(up) = ex.upload.take() else {
+                return;
+            };
+            if let Some(t) = &s.transport {
+                t.unregister_producer();
+            }
+            match out.and_then(|()| up.consumer.finish()) {
+                Ok(()) => {
+                    let waiting = ex.response.is_some() && ex.read_timer.is_none();
+                    if let Some(secs) = ex.request.head_timeout.filter(|_| waiting) {
+                        let t = self.timer(secs, TimedOut::Phase(TimeoutPhase::Head, secs));
+                        ex.read_timer = Some((t, TimeoutPhase::Head));
+                    }
+                }
+                Err(f) => {
+                    up.consumer.close();
+                    s.fail_exchange(Failure::new(RequestGenerationFailed::new(f)), &mut ev);
+                }
+            }
+        }
+        self.fire(ev);
     }
 
     /// A timer that closes the connection, as `why`, after `seconds`.
@@ -402,6 +481,14 @@ impl ClientConn {
 
     /// Acts on `ev`, with no borrow of the state held: user code may run here.
     fn fire(&self, ev: Events) {
+        if let Some(up) = ev.stop_upload {
+            up.consumer.close();
+            let t = self.0.state.borrow().transport.clone();
+            if let Some(t) = t {
+                t.unregister_producer();
+            }
+            up.producer.stop_producing();
+        }
         if let Some(abort) = ev.close {
             let t = self.0.state.borrow().transport.clone();
             if let Some(t) = t {
@@ -697,6 +784,10 @@ impl ConnState {
             return;
         };
         ex.stop_timer();
+        // The response ended before the request body did: stop it; the connection cannot
+        // carry another request.
+        let cut_short = ex.upload.is_some();
+        ev.stop_upload = ex.upload.take();
         if let Some(body) = ex.body.take() {
             if body.borrow_mut().finish(outcome) {
                 // Paused for a slow reader: the next request needs it reading.
@@ -706,13 +797,14 @@ impl ConnState {
             }
             ev.flush = Some(body);
         }
-        if ex.reusable && !extra {
+        if ex.reusable && !extra && !cut_short {
             self.phase = Phase::Idle;
             ev.release = true;
         } else {
-            // Bytes after the response, or a connection that closes: not for reuse.
+            // Bytes after the response, a connection that closes, or a request body cut
+            // short: not for reuse.
             self.phase = Phase::Closing;
-            ev.close = Some(extra);
+            ev.close = Some(extra || cut_short);
         }
     }
 
@@ -725,6 +817,7 @@ impl ConnState {
             return;
         };
         ex.stop_timer();
+        ev.stop_upload = ex.upload.take();
         if let Some(t) = ex.response.take() {
             ev.respond = Some((t, Err(failure)));
         } else if let Some(body) = ex.body.take() {

@@ -635,3 +635,58 @@ impl fmt::Display for PotentialDataLoss {
 }
 
 impl StdError for PotentialDataLoss {}
+
+/// Writing a streamed request body failed (Twisted's `RequestGenerationFailed`): its producer
+/// failed, or wrote more or fewer bytes than the length it announced
+/// ([`WrongBodyLength`]). The connection is closed. [`reason`](Self::reason) is the
+/// producer's failure.
+#[derive(Debug)]
+pub struct RequestGenerationFailed {
+    reason: Failure,
+}
+
+impl RequestGenerationFailed {
+    pub(crate) fn new(reason: Failure) -> RequestGenerationFailed {
+        RequestGenerationFailed { reason }
+    }
+
+    /// Why the body could not be written.
+    pub fn reason(&self) -> &Failure {
+        &self.reason
+    }
+}
+
+impl fmt::Display for RequestGenerationFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the request body could not be sent: {}", self.reason)
+    }
+}
+
+impl StdError for RequestGenerationFailed {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self.reason.error())
+    }
+}
+
+/// A body producer wrote a different number of bytes than its
+/// [`length`](super::RequestBodyProducer::length) said (Twisted's `WrongBodyLength`). It comes
+/// wrapped in a [`RequestGenerationFailed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrongBodyLength {
+    /// The announced length.
+    pub expected: u64,
+    /// The bytes written (for too many, at least this many).
+    pub written: u64,
+}
+
+impl fmt::Display for WrongBodyLength {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the body producer announced {} bytes and wrote {}",
+            self.expected, self.written
+        )
+    }
+}
+
+impl StdError for WrongBodyLength {}

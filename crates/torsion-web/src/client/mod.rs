@@ -10,6 +10,9 @@
 //! - Bodies can also be streamed, a piece at a time with bounded memory:
 //!   [`Response::stream`] (awaited chunks; the connection pauses while the reader is behind)
 //!   and [`Response::deliver_body`] (Twisted's `deliverBody`, to a [`BodyProtocol`]).
+//! - Request bodies can be streamed too: [`Agent::request_streaming`] with a
+//!   [`RequestBodyProducer`] (Twisted's `IBodyProducer`) such as [`FileBodyProducer`], paused by
+//!   the connection's write buffer (`Content-Length` if the length is known, else chunked).
 //! - `https` URLs are fetched out of the box (the `tls` feature, on by default): rustls,
 //!   certificates checked against the platform's roots and the URL's host, SNI, ALPN
 //!   `http/1.1` ([`BrowserLikePolicyForHttps`]; trust other roots or set a host apart with
@@ -65,6 +68,7 @@
 //! ```
 
 mod agent;
+mod body;
 mod connection;
 mod error;
 mod pool;
@@ -79,10 +83,12 @@ pub use agent::{
     get_page, Agent, TlsConnector, DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY,
     DEFAULT_REDIRECT_LIMIT,
 };
+pub use body::{BodyConsumer, FileBodyProducer, RequestBodyProducer, DEFAULT_READ_SIZE};
 pub use error::{
     BodyTooLarge, ContentDecodingError, HttpError, InfiniteRedirection, InvalidRequest, InvalidUrl,
-    MalformedResponse, PotentialDataLoss, RedirectWithNoLocation, ResponseDone, ResponseFailed,
-    ResponseNeverReceived, ResponseTimeout, SchemeNotSupported, TimeoutPhase,
+    MalformedResponse, PotentialDataLoss, RedirectWithNoLocation, RequestGenerationFailed,
+    ResponseDone, ResponseFailed, ResponseNeverReceived, ResponseTimeout, SchemeNotSupported,
+    TimeoutPhase, WrongBodyLength,
 };
 #[cfg(feature = "tls")]
 pub use error::{TlsFailed, TlsProblem};

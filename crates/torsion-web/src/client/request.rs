@@ -1,6 +1,9 @@
 //! A request ready for the wire: the head and body encoded in one buffer, with what reading
 //! its response needs.
 
+use std::rc::Rc;
+
+use super::body::RequestBodyProducer;
 use super::error::InvalidRequest;
 use super::url::Url;
 use crate::proto::{Headers, Limits};
@@ -21,6 +24,19 @@ pub(crate) struct PreparedRequest {
     pub(crate) head_timeout: Option<f64>,
     /// Seconds allowed between two reads of the response body.
     pub(crate) idle_timeout: Option<f64>,
+    /// A body streamed after the head (`bytes` is then the head alone).
+    pub(crate) producer: Option<Rc<dyn RequestBodyProducer>>,
+}
+
+/// The body of a request being encoded.
+#[derive(Clone, Copy)]
+pub(crate) enum Payload<'a> {
+    /// No body.
+    None,
+    /// A body in memory, written with the head.
+    Bytes(&'a [u8]),
+    /// A body streamed after the head: its length, or `None` for chunked.
+    Streamed(Option<u64>),
 }
 
 /// How a request is written, besides its method, URL, headers and body.
@@ -54,7 +70,7 @@ pub(crate) fn encode_request(
     method: &str,
     url: &Url,
     headers: &Headers,
-    body: Option<&[u8]>,
+    body: Payload<'_>,
     opts: &EncodeOptions<'_>,
 ) -> Result<Vec<u8>, InvalidRequest> {
     if !is_token(method) {
@@ -68,7 +84,10 @@ pub(crate) fn encode_request(
         )));
     }
     let fields: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-    let body_len = body.map_or(0, <[u8]>::len);
+    let body_len = match body {
+        Payload::Bytes(b) => b.len(),
+        Payload::None | Payload::Streamed(_) => 0,
+    };
     let mut out = Vec::with_capacity(128 + url.path().len() + fields + body_len);
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
@@ -102,12 +121,21 @@ pub(crate) fn encode_request(
         push_value(&mut out, value);
         out.extend_from_slice(b"\r\n");
     }
-    let needs_length = body.is_some() || matches!(method, "POST" | "PUT" | "PATCH");
-    if needs_length {
-        out.extend_from_slice(format!("Content-Length: {body_len}\r\n").as_bytes());
+    match body {
+        Payload::Streamed(Some(n)) => {
+            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+        }
+        Payload::Streamed(None) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Payload::Bytes(_) => {
+            out.extend_from_slice(format!("Content-Length: {body_len}\r\n").as_bytes());
+        }
+        Payload::None if matches!(method, "POST" | "PUT" | "PATCH") => {
+            out.extend_from_slice(b"Content-Length: 0\r\n");
+        }
+        Payload::None => {}
     }
     out.extend_from_slice(b"\r\n");
-    if let Some(body) = body {
+    if let Payload::Bytes(body) = body {
         out.extend_from_slice(body);
     }
     Ok(out)
@@ -124,6 +152,7 @@ mod tests {
             gzip: false,
             close: false,
         };
+        let body = body.map_or(Payload::None, Payload::Bytes);
         let out = encode_request(method, &Url::parse(url).unwrap(), &headers, body, &opts);
         String::from_utf8(out.unwrap()).unwrap()
     }
@@ -156,6 +185,26 @@ mod tests {
     }
 
     #[test]
+    fn streamed_bodies_announce_a_length_or_chunks() {
+        let url = Url::parse("http://h/").unwrap();
+        let opts = EncodeOptions {
+            user_agent: None,
+            gzip: false,
+            close: false,
+        };
+        let headers: Headers = [("Content-Length", "1")].into_iter().collect();
+        let head = |p| String::from_utf8(encode_request("POST", &url, &headers, p, &opts).unwrap());
+        assert_eq!(
+            head(Payload::Streamed(Some(7))).unwrap(),
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\n\r\n"
+        );
+        assert_eq!(
+            head(Payload::Streamed(None)).unwrap(),
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn values_cannot_split_the_head_and_bad_names_are_refused() {
         let out = encode("GET", "http://h/", &[("X-A", "1\r\nEvil: 2")], None);
         assert!(out.contains("X-A: 1  Evil: 2\r\n"), "{out}");
@@ -166,9 +215,9 @@ mod tests {
             close: true,
         };
         let url = Url::parse("http://h/").unwrap();
-        assert!(encode_request("GET", &url, &headers, None, &opts).is_err());
-        assert!(encode_request("G ET", &url, &Headers::new(), None, &opts).is_err());
-        let out = encode_request("GET", &url, &Headers::new(), None, &opts).unwrap();
+        assert!(encode_request("GET", &url, &headers, Payload::None, &opts).is_err());
+        assert!(encode_request("G ET", &url, &Headers::new(), Payload::None, &opts).is_err());
+        let out = encode_request("GET", &url, &Headers::new(), Payload::None, &opts).unwrap();
         let out = String::from_utf8(out).unwrap();
         assert!(
             out.contains("Accept-Encoding: gzip\r\nConnection: close\r\n"),
