@@ -31,14 +31,15 @@ use std::rc::Rc;
 
 use torsion::defer::{fail, succeed, Deferred};
 use torsion::error::TimeoutError;
+use torsion::reactor::ReactorTime;
 use torsion::tcp::{Connector, DEFAULT_CONNECT_TIMEOUT};
 use torsion::{Failure, Reactor};
 
 use super::body::RequestBodyProducer;
 use super::connection::PoolKey;
 use super::error::{
-    HttpError, InfiniteRedirection, RedirectWithNoLocation, ResponseNeverReceived,
-    SchemeNotSupported,
+    HttpError, InfiniteRedirection, RedirectWithNoLocation, ResponseNeverReceived, ResponseTimeout,
+    SchemeNotSupported, TimeoutPhase,
 };
 use super::pool::HttpConnectionPool;
 use super::protocol::HttpClientFactory;
@@ -94,6 +95,9 @@ pub trait TlsConnector {
 struct AgentConfig {
     connect_timeout: f64,
     timeout: Option<f64>,
+    body_timeout: Option<f64>,
+    /// The clock the time-outs run on (`None`: the pool's reactor).
+    clock: Option<Rc<dyn ReactorTime>>,
     head_timeout: Option<f64>,
     idle_timeout: Option<f64>,
     max_body: u64,
@@ -193,6 +197,8 @@ impl Agent {
             config: Rc::new(AgentConfig {
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 timeout: None,
+                body_timeout: None,
+                clock: None,
                 head_timeout: Some(DEFAULT_HEAD_TIMEOUT),
                 idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 max_body: DEFAULT_MAX_BODY,
@@ -246,17 +252,42 @@ impl Agent {
         self.configure(|c| c.gzip = true)
     }
 
-    /// Seconds allowed to make each connection (default 30); failing fails the request with
-    /// [`TimeoutError`].
+    /// Seconds allowed to make each connection (default 30);
+    /// failing fails the request with [`ResponseTimeout`](super::ResponseTimeout) naming
+    /// [`TimeoutPhase::Connect`](super::TimeoutPhase::Connect).
     pub fn with_connect_timeout(self, seconds: f64) -> Agent {
         self.configure(|c| c.connect_timeout = seconds)
     }
 
     /// Seconds allowed for the whole request: connecting, the response head and the body,
     /// redirects included. Past it, whatever is pending (the response, or reading its body)
-    /// fails with [`TimeoutError`] and the connection is closed.
+    /// fails with [`ResponseTimeout`](super::ResponseTimeout) naming
+    /// [`TimeoutPhase::Total`](super::TimeoutPhase::Total) and the connection is closed.
     pub fn with_timeout(self, seconds: f64) -> Agent {
         self.configure(|c| c.timeout = Some(seconds))
+    }
+
+    /// Seconds allowed for the whole response body, from the end of its head (none by
+    /// default; [`with_idle_timeout`](Self::with_idle_timeout) bounds the gaps in it). Past
+    /// it the connection is closed and the body fails with
+    /// [`ResponseTimeout`](super::ResponseTimeout) naming
+    /// [`TimeoutPhase::Body`](super::TimeoutPhase::Body).
+    pub fn with_body_timeout(self, seconds: Option<f64>) -> Agent {
+        self.configure(|c| c.body_timeout = seconds)
+    }
+
+    /// Runs the agent's time-outs on `clock` instead of the reactor's (a test's
+    /// [`Clock`](torsion::testing::Clock), say): connect, head, idle, body and whole-request.
+    pub fn with_clock(self, clock: impl ReactorTime + 'static) -> Agent {
+        self.configure(|c| c.clock = Some(Rc::new(clock)))
+    }
+
+    /// The clock the time-outs run on.
+    fn clock(&self) -> Rc<dyn ReactorTime> {
+        match &self.config.clock {
+            Some(c) => c.clone(),
+            None => Rc::new(self.pool.reactor().clone()),
+        }
     }
 
     /// Seconds allowed from writing the request to the end of the response head (default
@@ -383,10 +414,7 @@ impl Agent {
 
     /// Sends `spec`, following redirects if the agent does.
     fn send(&self, spec: Spec) -> Deferred<Response> {
-        let deadline = self
-            .config
-            .timeout
-            .map(|t| self.pool.reactor().seconds() + t);
+        let deadline = self.config.timeout.map(|t| self.clock().seconds() + t);
         match self.config.redirect_limit {
             None => self.request_once(&spec, deadline),
             Some(limit) => self.clone().follow(spec, deadline, 0, limit),
@@ -424,13 +452,12 @@ impl Agent {
     /// How to connect for `url`, within what is left of the deadline.
     fn opener(&self, url: &Url, deadline: Option<f64>) -> Result<Opener, Failure> {
         let reactor = self.pool.reactor().clone();
-        let mut timeout = self.config.connect_timeout;
+        // The agent's own timer (on its clock) bounds connecting; the reactor's is a backstop.
+        let timeout = self.config.connect_timeout;
         if let Some(at) = deadline {
-            let left = at - reactor.seconds();
-            if left <= 0.0 {
-                return Err(Failure::new(TimeoutError));
+            if at - self.clock().seconds() <= 0.0 {
+                return Err(self.total_timeout());
             }
-            timeout = timeout.min(left);
         }
         let (host, port) = (url.host().to_owned(), url.port());
         match url.scheme() {
@@ -459,6 +486,43 @@ impl Agent {
                 scheme: other.to_owned(),
             })),
         }
+    }
+
+    /// The whole-request time-out's failure.
+    fn total_timeout(&self) -> Failure {
+        Failure::new(ResponseTimeout {
+            phase: TimeoutPhase::Total,
+            seconds: self.config.timeout.unwrap_or(0.0),
+        })
+    }
+
+    /// Bounds making a connection by the connect time-out (or what is left of the whole
+    /// request's, if less), on the agent's clock: past it the attempt is stopped and fails
+    /// with a [`ResponseTimeout`] naming which.
+    fn bound_connect<T: 'static>(
+        &self,
+        connected: Deferred<T>,
+        deadline: Option<f64>,
+    ) -> Deferred<T> {
+        let clock = self.clock();
+        let connect = self.config.connect_timeout;
+        let (wait, why) = match deadline.map(|at| at - clock.seconds()) {
+            Some(left) if left < connect => (left.max(0.0), self.total_timeout()),
+            _ => (
+                connect,
+                Failure::new(ResponseTimeout {
+                    phase: TimeoutPhase::Connect,
+                    seconds: connect,
+                }),
+            ),
+        };
+        connected
+            .add_timeout(wait, &*clock)
+            .add_both(move |out| match out {
+                // Ours, or the reactor's own connect time-out (the same bound, in real time).
+                Err(f) if f.check::<TimeoutError>() => Err(why),
+                other => other,
+            })
     }
 
     /// Sends one request without following redirects, on an idle connection if there is one;
@@ -493,6 +557,9 @@ impl Agent {
             limits: self.config.limits,
             head_timeout: self.config.head_timeout,
             idle_timeout: self.config.idle_timeout,
+            body_timeout: self.config.body_timeout,
+            total_timeout: self.config.timeout,
+            clock: self.clock(),
             producer: spec.producer.clone(),
         });
         let key = PoolKey {
@@ -505,8 +572,8 @@ impl Agent {
             && spec.producer.is_none();
         let pool = self.pool.clone();
         let first = connect.clone();
-        self.pool
-            .get_connection(&key, move |f| first(f))
+        let connected = self.pool.get_connection(&key, move |f| first(f));
+        self.bound_connect(connected, deadline)
             .add_callback_deferred(move |(conn, reused)| {
                 let sent = conn.send_request(request.clone(), deadline);
                 if !(reused && retry) {

@@ -13,9 +13,9 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use torsion::defer::{Deferred, Trigger};
-use torsion::error::{ConnectionDone, TimeoutError};
+use torsion::error::ConnectionDone;
 use torsion::reactor::DelayedCall;
-use torsion::{Failure, Reactor, Transport};
+use torsion::{Failure, Transport};
 
 use super::body::{BodyConsumer, Registered, RequestBodyProducer};
 use super::error::{
@@ -68,6 +68,8 @@ struct Exchange {
     timer: Option<DelayedCall>,
     /// The head or idle time-out's timer, and which of the two it is.
     read_timer: Option<(DelayedCall, TimeoutPhase)>,
+    /// The whole-body time-out's timer.
+    body_timer: Option<DelayedCall>,
     /// Why the connection was closed, when a timer closed it.
     timed_out: Option<TimedOut>,
     /// A streamed request body still being written.
@@ -102,6 +104,9 @@ impl Exchange {
             cancel(t);
         }
         if let Some((t, _)) = self.read_timer.take() {
+            cancel(t);
+        }
+        if let Some(t) = self.body_timer.take() {
             cancel(t);
         }
     }
@@ -161,7 +166,6 @@ pub(crate) struct ConnInner {
     state: RefCell<ConnState>,
     key: PoolKey,
     pool: Weak<dyn Pool>,
-    reactor: Reactor,
 }
 
 /// A handle to one client connection, shared by its protocol, the pool and the agent.
@@ -169,7 +173,7 @@ pub(crate) struct ConnInner {
 pub(crate) struct ClientConn(Rc<ConnInner>);
 
 impl ClientConn {
-    pub(crate) fn new(key: PoolKey, pool: Weak<dyn Pool>, reactor: Reactor) -> ClientConn {
+    pub(crate) fn new(key: PoolKey, pool: Weak<dyn Pool>) -> ClientConn {
         ClientConn(Rc::new_cyclic(|me| ConnInner {
             state: RefCell::new(ConnState {
                 phase: Phase::Connecting,
@@ -182,7 +186,6 @@ impl ClientConn {
             }),
             key,
             pool,
-            reactor,
         }))
     }
 
@@ -237,7 +240,7 @@ impl ClientConn {
 
     /// Sends `request` and returns a Deferred that fires with the response once its head has
     /// arrived. `deadline` (in reactor seconds) bounds the head and the body; passing it
-    /// fails whichever is pending with [`TimeoutError`] and closes the connection. Cancelling
+    /// fails whichever is pending with [`ResponseTimeout`] and closes the connection. Cancelling
     /// the Deferred closes the connection too.
     pub(crate) fn send_request(
         &self,
@@ -261,14 +264,14 @@ impl ClientConn {
             }
         };
         let timer = deadline.map(|at| {
-            let wait = (at - self.0.reactor.seconds()).max(0.0);
-            self.timer(wait, TimedOut::Deadline)
+            let wait = (at - request.clock.seconds()).max(0.0);
+            self.timer(&request, wait, TimedOut::Deadline)
         });
         // With a streamed body, the head time-out starts once the body is written.
         let read_timer = match request.producer {
             Some(_) => None,
             None => request.head_timeout.map(|secs| {
-                let t = self.timer(secs, TimedOut::Phase(TimeoutPhase::Head, secs));
+                let t = self.timer(&request, secs, TimedOut::Phase(TimeoutPhase::Head, secs));
                 (t, TimeoutPhase::Head)
             }),
         };
@@ -290,6 +293,7 @@ impl ClientConn {
             body: None,
             timer,
             read_timer,
+            body_timer: None,
             timed_out: None,
             upload,
         });
@@ -340,7 +344,8 @@ impl ClientConn {
                 Ok(()) => {
                     let waiting = ex.response.is_some() && ex.read_timer.is_none();
                     if let Some(secs) = ex.request.head_timeout.filter(|_| waiting) {
-                        let t = self.timer(secs, TimedOut::Phase(TimeoutPhase::Head, secs));
+                        let why = TimedOut::Phase(TimeoutPhase::Head, secs);
+                        let t = self.timer(&ex.request, secs, why);
                         ex.read_timer = Some((t, TimeoutPhase::Head));
                     }
                 }
@@ -353,14 +358,17 @@ impl ClientConn {
         self.fire(ev);
     }
 
-    /// A timer that closes the connection, as `why`, after `seconds`.
-    fn timer(&self, seconds: f64, why: TimedOut) -> DelayedCall {
+    /// A timer on `request`'s clock that closes the connection, as `why`, after `seconds`.
+    fn timer(&self, request: &PreparedRequest, seconds: f64, why: TimedOut) -> DelayedCall {
         let weak = Rc::downgrade(&self.0);
-        self.0.reactor.call_later(seconds.max(0.0), move || {
-            if let Some(c) = weak.upgrade() {
-                ClientConn(c).time_out(why);
-            }
-        })
+        request.clock.call_later_boxed(
+            seconds.max(0.0),
+            Box::new(move || {
+                if let Some(c) = weak.upgrade() {
+                    ClientConn(c).time_out(why);
+                }
+            }),
+        )
     }
 
     /// Body bytes arrived (or the head ended and a body follows): (re)starts the idle
@@ -387,7 +395,8 @@ impl ClientConn {
                 if let Some((t, _)) = ex.read_timer.take() {
                     cancel(t);
                 }
-                let t = self.timer(idle, TimedOut::Phase(TimeoutPhase::Idle, idle));
+                let why = TimedOut::Phase(TimeoutPhase::Idle, idle);
+                let t = self.timer(&ex.request, idle, why);
                 ex.read_timer = Some((t, TimeoutPhase::Idle));
             }
         }
@@ -402,6 +411,7 @@ impl ClientConn {
                     ex.timed_out = Some(why);
                     match why {
                         TimedOut::Deadline => ex.timer = None,
+                        TimedOut::Phase(TimeoutPhase::Body, _) => ex.body_timer = None,
                         TimedOut::Phase(..) => ex.read_timer = None,
                     }
                     s.transport.clone()
@@ -453,6 +463,9 @@ impl ClientConn {
                 Phase::Connecting | Phase::Closing | Phase::Closed => {}
             }
             self.touch_body(s);
+            if s.phase == Phase::Body {
+                s.start_body_timer(self);
+            }
         }
         self.fire(ev);
     }
@@ -731,6 +744,17 @@ impl ConnState {
         true
     }
 
+    /// A body follows the head: starts the whole-body time-out.
+    fn start_body_timer(&mut self, conn: &ClientConn) {
+        let Some(ex) = self.exchange.as_mut() else {
+            return;
+        };
+        if let Some(secs) = ex.request.body_timeout.filter(|_| ex.body_timer.is_none()) {
+            let why = TimedOut::Phase(TimeoutPhase::Body, secs);
+            ex.body_timer = Some(conn.timer(&ex.request, secs, why));
+        }
+    }
+
     fn read_body(&mut self, data: &[u8], ev: &mut Events) {
         let Some(ex) = self.exchange.as_mut() else {
             return;
@@ -833,7 +857,10 @@ impl ConnState {
         };
         let failure = if let Some(why) = ex.timed_out {
             match why {
-                TimedOut::Deadline => Failure::new(TimeoutError),
+                TimedOut::Deadline => Failure::new(ResponseTimeout {
+                    phase: TimeoutPhase::Total,
+                    seconds: ex.request.total_timeout.unwrap_or(0.0),
+                }),
                 TimedOut::Phase(phase, seconds) => Failure::new(ResponseTimeout { phase, seconds }),
             }
         } else if ex.response.is_some() {

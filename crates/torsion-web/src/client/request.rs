@@ -3,6 +3,8 @@
 
 use std::rc::Rc;
 
+use torsion::reactor::ReactorTime;
+
 use super::body::RequestBodyProducer;
 use super::error::InvalidRequest;
 use super::url::Url;
@@ -24,6 +26,12 @@ pub(crate) struct PreparedRequest {
     pub(crate) head_timeout: Option<f64>,
     /// Seconds allowed between two reads of the response body.
     pub(crate) idle_timeout: Option<f64>,
+    /// Seconds allowed for the whole body, from the end of the head.
+    pub(crate) body_timeout: Option<f64>,
+    /// The agent's whole-request time-out, for its error.
+    pub(crate) total_timeout: Option<f64>,
+    /// The clock the time-outs run on.
+    pub(crate) clock: Rc<dyn ReactorTime>,
     /// A body streamed after the head (`bytes` is then the head alone).
     pub(crate) producer: Option<Rc<dyn RequestBodyProducer>>,
 }

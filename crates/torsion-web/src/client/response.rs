@@ -140,7 +140,7 @@ impl Response {
     /// [`BodyTooLarge`] past the agent's limit, or with
     /// [`ResponseFailed`](super::ResponseFailed),
     /// [`MalformedResponse`](super::MalformedResponse),
-    /// [`ContentDecodingError`] or [`TimeoutError`](torsion::error::TimeoutError).
+    /// [`ContentDecodingError`] or [`ResponseTimeout`](super::ResponseTimeout).
     /// Cancelling it closes the connection.
     pub fn body(mut self) -> Deferred<Vec<u8>> {
         let Some(state) = self.body.take() else {

@@ -10,6 +10,7 @@ mod client;
 mod client_https;
 mod client_interop;
 mod client_stream;
+mod client_timeouts;
 mod client_upload;
 mod drain;
 mod flow_body;
