@@ -98,6 +98,9 @@ struct AgentConfig {
     body_timeout: Option<f64>,
     /// The clock the time-outs run on (`None`: the pool's reactor).
     clock: Option<Rc<dyn ReactorTime>>,
+    /// Cookies sent and kept, hop by hop.
+    #[cfg(feature = "cookies")]
+    cookies: Option<super::cookies::CookieJar>,
     head_timeout: Option<f64>,
     idle_timeout: Option<f64>,
     max_body: u64,
@@ -199,6 +202,8 @@ impl Agent {
                 timeout: None,
                 body_timeout: None,
                 clock: None,
+                #[cfg(feature = "cookies")]
+                cookies: None,
                 head_timeout: Some(DEFAULT_HEAD_TIMEOUT),
                 idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 max_body: DEFAULT_MAX_BODY,
@@ -280,6 +285,14 @@ impl Agent {
     /// [`Clock`](torsion::testing::Clock), say): connect, head, idle, body and whole-request.
     pub fn with_clock(self, clock: impl ReactorTime + 'static) -> Agent {
         self.configure(|c| c.clock = Some(Rc::new(clock)))
+    }
+
+    /// Sends each request (each hop of a redirect too) with `jar`'s cookies for its URL,
+    /// added to any `Cookie` header of its own, and stores each response's `Set-Cookie`s in
+    /// `jar` (what [`CookieAgent`](super::CookieAgent) does); `None` stops.
+    #[cfg(feature = "cookies")]
+    pub fn with_cookie_jar(self, jar: Option<super::cookies::CookieJar>) -> Agent {
+        self.configure(|c| c.cookies = jar)
     }
 
     /// The clock the time-outs run on.
@@ -543,7 +556,17 @@ impl Agent {
             (None, Some(b)) => Payload::Bytes(b),
             (None, None) => Payload::None,
         };
-        let bytes = match encode_request(&spec.method, &spec.url, &spec.headers, payload, &opts) {
+        #[cfg(feature = "cookies")]
+        let with_cookies = self
+            .config
+            .cookies
+            .as_ref()
+            .and_then(|jar| jar.add_to(&spec.url.to_string(), &spec.headers));
+        #[cfg(feature = "cookies")]
+        let headers = with_cookies.as_ref().unwrap_or(&spec.headers);
+        #[cfg(not(feature = "cookies"))]
+        let headers = &spec.headers;
+        let bytes = match encode_request(&spec.method, &spec.url, headers, payload, &opts) {
             Ok(b) => b,
             Err(e) => return fail(e),
         };
@@ -573,7 +596,8 @@ impl Agent {
         let pool = self.pool.clone();
         let first = connect.clone();
         let connected = self.pool.get_connection(&key, move |f| first(f));
-        self.bound_connect(connected, deadline)
+        let sent = self
+            .bound_connect(connected, deadline)
             .add_callback_deferred(move |(conn, reused)| {
                 let sent = conn.send_request(request.clone(), deadline);
                 if !(reused && retry) {
@@ -588,7 +612,16 @@ impl Agent {
                             }),
                         other => from_result(other),
                     })
-            })
+            });
+        #[cfg(feature = "cookies")]
+        if let Some(jar) = self.config.cookies.clone() {
+            let url = spec.url.to_string();
+            return sent.add_callback(move |response| {
+                jar.extract(&url, &response.headers);
+                response
+            });
+        }
+        sent
     }
 }
 

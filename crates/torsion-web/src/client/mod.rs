@@ -13,6 +13,8 @@
 //! - Request bodies can be streamed too: [`Agent::request_streaming`] with a
 //!   [`RequestBodyProducer`] (Twisted's `IBodyProducer`) such as [`FileBodyProducer`], paused by
 //!   the connection's write buffer (`Content-Length` if the length is known, else chunked).
+//! - Cookies: [`CookieAgent`] (Twisted's) keeps a [`CookieJar`] on RFC 6265 rules, sent and
+//!   filled on every hop (the `cookies` feature, on by default).
 //! - `https` URLs are fetched out of the box (the `tls` feature, on by default): rustls,
 //!   certificates checked against the platform's roots and the URL's host, SNI, ALPN
 //!   `http/1.1` ([`BrowserLikePolicyForHttps`]; trust other roots or set a host apart with
@@ -70,6 +72,8 @@
 mod agent;
 mod body;
 mod connection;
+#[cfg(feature = "cookies")]
+mod cookies;
 mod error;
 mod pool;
 mod protocol;
@@ -84,6 +88,8 @@ pub use agent::{
     DEFAULT_REDIRECT_LIMIT,
 };
 pub use body::{BodyConsumer, FileBodyProducer, RequestBodyProducer, DEFAULT_READ_SIZE};
+#[cfg(feature = "cookies")]
+pub use cookies::{CookieAgent, CookieJar};
 pub use error::{
     BodyTooLarge, ContentDecodingError, HttpError, InfiniteRedirection, InvalidRequest, InvalidUrl,
     MalformedResponse, PotentialDataLoss, RedirectWithNoLocation, RequestGenerationFailed,

@@ -7,6 +7,7 @@ mod support;
 mod access_log;
 mod bodies;
 mod client;
+mod client_cookies;
 mod client_https;
 mod client_interop;
 mod client_stream;
