@@ -15,6 +15,9 @@
 //!   the connection's write buffer (`Content-Length` if the length is known, else chunked).
 //! - Cookies: [`CookieAgent`] (Twisted's) keeps a [`CookieJar`] on RFC 6265 rules, sent and
 //!   filled on every hop (the `cookies` feature, on by default).
+//! - [`treq`]: `get(url)`, `post(url, Body::json(..) | Body::form(..))` on a shared agent,
+//!   and a response's [`text`](Response::text) or [`json`](Response::json) (the `treq`
+//!   feature, on by default).
 //! - `https` URLs are fetched out of the box (the `tls` feature, on by default): rustls,
 //!   certificates checked against the platform's roots and the URL's host, SNI, ALPN
 //!   `http/1.1` ([`BrowserLikePolicyForHttps`]; trust other roots or set a host apart with
@@ -81,6 +84,8 @@ mod request;
 mod response;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "treq")]
+pub mod treq;
 mod url;
 
 pub use agent::{

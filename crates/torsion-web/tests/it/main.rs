@@ -12,6 +12,7 @@ mod client_https;
 mod client_interop;
 mod client_stream;
 mod client_timeouts;
+mod client_treq;
 mod client_upload;
 mod drain;
 mod flow_body;
