@@ -50,6 +50,10 @@ use super::tls::PolicyForHttps;
 use super::url::Url;
 use crate::proto::{Headers, Limits};
 
+/// The most decoded bytes a compressed body may give by default (1 GiB), read whole or
+/// streamed ([`Agent::with_max_decoded`]).
+pub const DEFAULT_MAX_DECODED: u64 = 1 << 30;
+
 /// How many redirects are followed by default (Twisted's `redirectLimit`).
 pub const DEFAULT_REDIRECT_LIMIT: usize = 20;
 
@@ -106,6 +110,8 @@ struct AgentConfig {
     max_body: u64,
     redirect_limit: Option<usize>,
     gzip: bool,
+    all_codings: bool,
+    max_decoded: u64,
     user_agent: Option<String>,
     limits: Limits,
     https: Https,
@@ -209,6 +215,8 @@ impl Agent {
                 max_body: DEFAULT_MAX_BODY,
                 redirect_limit: None,
                 gzip: false,
+                all_codings: false,
+                max_decoded: DEFAULT_MAX_DECODED,
                 user_agent: Some("Torsion".to_owned()),
                 limits: Limits {
                     max_head: 64 * 1024,
@@ -255,6 +263,28 @@ impl Agent {
     /// unlabelled.
     pub fn with_gzip(self) -> Agent {
         self.configure(|c| c.gzip = true)
+    }
+
+    /// Sends `Accept-Encoding: gzip, deflate, br` and decodes all three (Twisted's
+    /// `ContentDecoderAgent` with a decoder for each), stacked as [`with_gzip`](Self::with_gzip)
+    /// describes. `deflate` is the zlib format RFC 9110 names. Decoding is bounded twice
+    /// against decompression bombs: at most [`with_max_decoded`](Self::with_max_decoded)
+    /// bytes (1 GiB by default) however the body is read, streamed ones included, and at most
+    /// about [`MAX_EXPANSION`](super::MAX_EXPANSION) times the encoded bytes so far (plus
+    /// 1 MiB); past either the body fails with
+    /// [`ContentDecodingError`](super::ContentDecodingError).
+    pub fn with_content_decoding(self) -> Agent {
+        self.configure(|c| {
+            c.gzip = true;
+            c.all_codings = true;
+        })
+    }
+
+    /// The most decoded bytes a compressed body may give, read whole or streamed (default
+    /// [`DEFAULT_MAX_DECODED`], 1 GiB); see
+    /// [`with_content_decoding`](Self::with_content_decoding).
+    pub fn with_max_decoded(self, bytes: u64) -> Agent {
+        self.configure(|c| c.max_decoded = bytes)
     }
 
     /// Seconds allowed to make each connection (default 30);
@@ -549,6 +579,7 @@ impl Agent {
         let opts = EncodeOptions {
             user_agent: self.config.user_agent.as_deref(),
             gzip: self.config.gzip,
+            all_codings: self.config.all_codings,
             close,
         };
         let payload = match (&spec.producer, &spec.body) {
@@ -576,6 +607,8 @@ impl Agent {
             bytes,
             close,
             gzip: self.config.gzip,
+            all_codings: self.config.all_codings,
+            max_decoded: self.config.max_decoded,
             max_body: self.config.max_body,
             limits: self.config.limits,
             head_timeout: self.config.head_timeout,

@@ -23,7 +23,7 @@ use super::error::{
     ResponseNeverReceived, ResponseTimeout, TimeoutPhase,
 };
 use super::request::PreparedRequest;
-use super::response::{flush, BodyFlow, BodyState, Response};
+use super::response::{flush, BodyFlow, BodyState, Coding, Response};
 use crate::proto::{
     parse_response_head, response_body_kind, BodyKind, ChunkedDecoder, Headers, ParseError,
     ResponseHead, Version,
@@ -585,30 +585,44 @@ fn server_keeps_alive(version: Version, headers: &Headers) -> bool {
     }
 }
 
-/// The most stacked gzip layers decoded; more fail rather than allocate a decoder each.
+/// The most stacked codings decoded; more fail rather than allocate a decoder each.
 pub(crate) const MAX_GZIP_LAYERS: usize = 4;
 
-/// Removes the trailing `gzip` (or `x-gzip`) codings from `Content-Encoding`, as Twisted's
-/// `ContentDecoderAgent` does: the last coding was applied last, so it is decoded first, and
-/// the first coding it cannot decode stops it (that one and those before it stay in the
-/// header). Returns how many layers were removed.
+/// Removes the trailing `gzip` (or `x-gzip`) codings from `Content-Encoding`; see
+/// [`strip_codings`]. Returns how many layers were removed.
+#[cfg(test)]
 fn strip_gzip(headers: &mut Headers) -> usize {
+    strip_codings(headers, false).len()
+}
+
+/// Removes the trailing codings the agent decodes (gzip, and with `all` deflate and br) from
+/// `Content-Encoding`, as Twisted's `ContentDecoderAgent` does: the last coding was applied
+/// last, so it is decoded first, and the first coding it cannot decode stops it (that one
+/// and those before it stay in the header). Returns the removed codings in the order they
+/// were applied.
+fn strip_codings(headers: &mut Headers, all: bool) -> Vec<Coding> {
     let mut codings: Vec<String> = headers
         .get_all("content-encoding")
         .flat_map(|v| v.split(|&b| b == b','))
         .map(|c| String::from_utf8_lossy(c).trim().to_owned())
         .filter(|c| !c.is_empty())
         .collect();
-    let mut layers = 0;
+    let mut layers = Vec::new();
     while let Some(last) = codings.last() {
-        if last.eq_ignore_ascii_case("gzip") || last.eq_ignore_ascii_case("x-gzip") {
-            layers += 1;
-        } else if !last.eq_ignore_ascii_case("identity") {
+        let is = |name: &str| last.eq_ignore_ascii_case(name);
+        if is("gzip") || is("x-gzip") {
+            layers.push(Coding::Gzip);
+        } else if all && is("deflate") {
+            layers.push(Coding::Deflate);
+        } else if all && is("br") {
+            layers.push(Coding::Br);
+        } else if !is("identity") {
             break;
         }
         codings.pop();
     }
-    if layers > 0 {
+    layers.reverse();
+    if !layers.is_empty() {
         if codings.is_empty() {
             headers.remove("content-encoding");
         } else {
@@ -688,20 +702,22 @@ impl ConnState {
         } = head;
         ex.reusable =
             !req.close && server_keeps_alive(version, &headers) && kind != BodyKind::UntilClose;
-        let gzip = match req.gzip && kind != BodyKind::Empty {
-            true => strip_gzip(&mut headers),
-            false => 0,
+        let codings = match req.gzip && kind != BodyKind::Empty {
+            true => strip_codings(&mut headers, req.all_codings),
+            false => Vec::new(),
         };
-        if gzip > MAX_GZIP_LAYERS {
+        if codings.len() > MAX_GZIP_LAYERS {
+            let n = codings.len();
+            let kind = if req.all_codings { "content" } else { "gzip" };
             let e = ContentDecodingError::new(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("{gzip} stacked gzip codings (at most {MAX_GZIP_LAYERS} are decoded)"),
+                format!("{n} stacked {kind} codings (at most {MAX_GZIP_LAYERS} are decoded)"),
             ));
             self.fail_exchange(Failure::new(e), ev);
             return false;
         }
         let length = match kind {
-            BodyKind::Length(n) if gzip == 0 => Some(n),
+            BodyKind::Length(n) if codings.is_empty() => Some(n),
             BodyKind::Empty => Some(0),
             _ => None,
         };
@@ -712,7 +728,8 @@ impl ConnState {
         let flow: Rc<dyn BodyFlow> = Rc::new(Flow(self.me.clone()));
         let body = Rc::new(RefCell::new(BodyState::new(
             req.max_body,
-            gzip,
+            &codings,
+            req.max_decoded,
             announced,
             Some(flow),
         )));

@@ -10,6 +10,9 @@
 //! - Bodies can also be streamed, a piece at a time with bounded memory:
 //!   [`Response::stream`] (awaited chunks; the connection pauses while the reader is behind)
 //!   and [`Response::deliver_body`] (Twisted's `deliverBody`, to a [`BodyProtocol`]).
+//! - [`Agent::with_content_decoding`] decodes `gzip`, `deflate` and `br` (Twisted's
+//!   `ContentDecoderAgent`), bounded against decompression bombs ([`MAX_EXPANSION`],
+//!   [`DEFAULT_MAX_DECODED`]).
 //! - Request bodies can be streamed too: [`Agent::request_streaming`] with a
 //!   [`RequestBodyProducer`] (Twisted's `IBodyProducer`) such as [`FileBodyProducer`], paused by
 //!   the connection's write buffer (`Content-Length` if the length is known, else chunked).
@@ -90,7 +93,7 @@ mod url;
 
 pub use agent::{
     get_page, Agent, TlsConnector, DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY,
-    DEFAULT_REDIRECT_LIMIT,
+    DEFAULT_MAX_DECODED, DEFAULT_REDIRECT_LIMIT,
 };
 pub use body::{BodyConsumer, FileBodyProducer, RequestBodyProducer, DEFAULT_READ_SIZE};
 #[cfg(feature = "cookies")]
@@ -107,6 +110,7 @@ pub use pool::HttpConnectionPool;
 pub use protocol::{Http11ClientProtocol, HttpClientFactory};
 pub use response::{
     read_body, BodyProducer, BodyProtocol, BodyStream, Response, BODY_HIGH_WATER, BODY_LOW_WATER,
+    MAX_EXPANSION,
 };
 #[cfg(feature = "tls")]
 pub use tls::{options_for_client_tls, BrowserLikePolicyForHttps, PolicyForHttps};

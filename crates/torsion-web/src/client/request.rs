@@ -20,6 +20,10 @@ pub(crate) struct PreparedRequest {
     pub(crate) close: bool,
     /// Decode `Content-Encoding: gzip` bodies.
     pub(crate) gzip: bool,
+    /// Decode `deflate` and `br` too.
+    pub(crate) all_codings: bool,
+    /// The most decoded bytes of a body, however it is read.
+    pub(crate) max_decoded: u64,
     pub(crate) max_body: u64,
     pub(crate) limits: Limits,
     /// Seconds allowed from writing the request to the end of the response head.
@@ -51,6 +55,8 @@ pub(crate) enum Payload<'a> {
 pub(crate) struct EncodeOptions<'a> {
     pub(crate) user_agent: Option<&'a str>,
     pub(crate) gzip: bool,
+    /// Ask for `deflate` and `br` too.
+    pub(crate) all_codings: bool,
     pub(crate) close: bool,
 }
 
@@ -112,7 +118,10 @@ pub(crate) fn encode_request(
         out.extend_from_slice(b"\r\n");
     }
     if opts.gzip && !headers.contains("accept-encoding") {
-        out.extend_from_slice(b"Accept-Encoding: gzip\r\n");
+        out.extend_from_slice(match opts.all_codings {
+            true => b"Accept-Encoding: gzip, deflate, br\r\n".as_slice(),
+            false => b"Accept-Encoding: gzip\r\n",
+        });
     }
     if opts.close {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -158,6 +167,7 @@ mod tests {
         let opts = EncodeOptions {
             user_agent: Some("Torsion"),
             gzip: false,
+            all_codings: false,
             close: false,
         };
         let body = body.map_or(Payload::None, Payload::Bytes);
@@ -198,6 +208,7 @@ mod tests {
         let opts = EncodeOptions {
             user_agent: None,
             gzip: false,
+            all_codings: false,
             close: false,
         };
         let headers: Headers = [("Content-Length", "1")].into_iter().collect();
@@ -220,6 +231,7 @@ mod tests {
         let opts = EncodeOptions {
             user_agent: None,
             gzip: true,
+            all_codings: false,
             close: true,
         };
         let url = Url::parse("http://h/").unwrap();

@@ -8,6 +8,7 @@ mod access_log;
 mod bodies;
 mod client;
 mod client_cookies;
+mod client_encoding;
 mod client_https;
 mod client_interop;
 mod client_stream;
