@@ -25,7 +25,7 @@ use torsion::transport::Address;
 use torsion::Failure;
 
 use crate::channel::error_page;
-use crate::client::{read_body, Agent};
+use crate::client::{read_body, Agent, ResponseTimeout};
 use crate::proto::Headers;
 use crate::request::Request;
 use crate::resource::{Render, Resource};
@@ -151,7 +151,8 @@ impl Resource for ReverseProxyResource {
             .add_errback(move |f: Failure| {
                 tracing::info!(target: "torsion_web", "proxying {} failed: {f}", failed.uri());
                 if !failed.started() && !failed.lost() {
-                    let code = if f.check::<TimeoutError>() { 504 } else { 502 };
+                    let timed_out = f.check_any::<(TimeoutError, ResponseTimeout)>();
+                    let code = if timed_out { 504 } else { 502 };
                     failed.set_response_code(code);
                     let page = error_page(code, "The upstream server could not be reached.");
                     failed.set_header("Content-Length", page.len().to_string());

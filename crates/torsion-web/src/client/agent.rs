@@ -31,22 +31,28 @@ use std::rc::Rc;
 
 use torsion::defer::{fail, succeed, Deferred};
 use torsion::error::TimeoutError;
+use torsion::reactor::ReactorTime;
 use torsion::tcp::{Connector, DEFAULT_CONNECT_TIMEOUT};
 use torsion::{Failure, Reactor};
 
+use super::body::RequestBodyProducer;
 use super::connection::PoolKey;
 use super::error::{
-    HttpError, InfiniteRedirection, RedirectWithNoLocation, ResponseNeverReceived,
-    SchemeNotSupported,
+    HttpError, InfiniteRedirection, RedirectWithNoLocation, ResponseNeverReceived, ResponseTimeout,
+    SchemeNotSupported, TimeoutPhase,
 };
 use super::pool::HttpConnectionPool;
 use super::protocol::HttpClientFactory;
-use super::request::{encode_request, EncodeOptions, PreparedRequest};
+use super::request::{encode_request, EncodeOptions, Payload, PreparedRequest};
 use super::response::{read_body, Response};
 #[cfg(feature = "tls")]
 use super::tls::PolicyForHttps;
 use super::url::Url;
 use crate::proto::{Headers, Limits};
+
+/// The most decoded bytes a compressed body may give by default (1 GiB), read whole or
+/// streamed ([`Agent::with_max_decoded`]).
+pub const DEFAULT_MAX_DECODED: u64 = 1 << 30;
 
 /// How many redirects are followed by default (Twisted's `redirectLimit`).
 pub const DEFAULT_REDIRECT_LIMIT: usize = 20;
@@ -93,11 +99,19 @@ pub trait TlsConnector {
 struct AgentConfig {
     connect_timeout: f64,
     timeout: Option<f64>,
+    body_timeout: Option<f64>,
+    /// The clock the time-outs run on (`None`: the pool's reactor).
+    clock: Option<Rc<dyn ReactorTime>>,
+    /// Cookies sent and kept, hop by hop.
+    #[cfg(feature = "cookies")]
+    cookies: Option<super::cookies::CookieJar>,
     head_timeout: Option<f64>,
     idle_timeout: Option<f64>,
     max_body: u64,
     redirect_limit: Option<usize>,
     gzip: bool,
+    all_codings: bool,
+    max_decoded: u64,
     user_agent: Option<String>,
     limits: Limits,
     https: Https,
@@ -156,6 +170,8 @@ struct Spec {
     url: Url,
     headers: Headers,
     body: Option<Vec<u8>>,
+    /// A streamed body (then `body` is `None`); it can be sent once only.
+    producer: Option<Rc<dyn RequestBodyProducer>>,
 }
 
 type Opener = Rc<dyn Fn(HttpClientFactory) -> Connector>;
@@ -190,11 +206,17 @@ impl Agent {
             config: Rc::new(AgentConfig {
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 timeout: None,
+                body_timeout: None,
+                clock: None,
+                #[cfg(feature = "cookies")]
+                cookies: None,
                 head_timeout: Some(DEFAULT_HEAD_TIMEOUT),
                 idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 max_body: DEFAULT_MAX_BODY,
                 redirect_limit: None,
                 gzip: false,
+                all_codings: false,
+                max_decoded: DEFAULT_MAX_DECODED,
                 user_agent: Some("Torsion".to_owned()),
                 limits: Limits {
                     max_head: 64 * 1024,
@@ -243,17 +265,72 @@ impl Agent {
         self.configure(|c| c.gzip = true)
     }
 
-    /// Seconds allowed to make each connection (default 30); failing fails the request with
-    /// [`TimeoutError`].
+    /// Sends `Accept-Encoding: gzip, deflate, br` and decodes all three (Twisted's
+    /// `ContentDecoderAgent` with a decoder for each), stacked as [`with_gzip`](Self::with_gzip)
+    /// describes. `deflate` is the zlib format RFC 9110 names. Decoding is bounded twice
+    /// against decompression bombs: at most [`with_max_decoded`](Self::with_max_decoded)
+    /// bytes (1 GiB by default) however the body is read, streamed ones included, and at most
+    /// about [`MAX_EXPANSION`](super::MAX_EXPANSION) times the encoded bytes so far (plus
+    /// 1 MiB); past either the body fails with
+    /// [`ContentDecodingError`](super::ContentDecodingError).
+    pub fn with_content_decoding(self) -> Agent {
+        self.configure(|c| {
+            c.gzip = true;
+            c.all_codings = true;
+        })
+    }
+
+    /// The most decoded bytes a compressed body may give, read whole or streamed (default
+    /// [`DEFAULT_MAX_DECODED`], 1 GiB); see
+    /// [`with_content_decoding`](Self::with_content_decoding).
+    pub fn with_max_decoded(self, bytes: u64) -> Agent {
+        self.configure(|c| c.max_decoded = bytes)
+    }
+
+    /// Seconds allowed to make each connection (default 30);
+    /// failing fails the request with [`ResponseTimeout`](super::ResponseTimeout) naming
+    /// [`TimeoutPhase::Connect`](super::TimeoutPhase::Connect).
     pub fn with_connect_timeout(self, seconds: f64) -> Agent {
         self.configure(|c| c.connect_timeout = seconds)
     }
 
     /// Seconds allowed for the whole request: connecting, the response head and the body,
     /// redirects included. Past it, whatever is pending (the response, or reading its body)
-    /// fails with [`TimeoutError`] and the connection is closed.
+    /// fails with [`ResponseTimeout`](super::ResponseTimeout) naming
+    /// [`TimeoutPhase::Total`](super::TimeoutPhase::Total) and the connection is closed.
     pub fn with_timeout(self, seconds: f64) -> Agent {
         self.configure(|c| c.timeout = Some(seconds))
+    }
+
+    /// Seconds allowed for the whole response body, from the end of its head (none by
+    /// default; [`with_idle_timeout`](Self::with_idle_timeout) bounds the gaps in it). Past
+    /// it the connection is closed and the body fails with
+    /// [`ResponseTimeout`](super::ResponseTimeout) naming
+    /// [`TimeoutPhase::Body`](super::TimeoutPhase::Body).
+    pub fn with_body_timeout(self, seconds: Option<f64>) -> Agent {
+        self.configure(|c| c.body_timeout = seconds)
+    }
+
+    /// Runs the agent's time-outs on `clock` instead of the reactor's (a test's
+    /// [`Clock`](torsion::testing::Clock), say): connect, head, idle, body and whole-request.
+    pub fn with_clock(self, clock: impl ReactorTime + 'static) -> Agent {
+        self.configure(|c| c.clock = Some(Rc::new(clock)))
+    }
+
+    /// Sends each request (each hop of a redirect too) with `jar`'s cookies for its URL,
+    /// added to any `Cookie` header of its own, and stores each response's `Set-Cookie`s in
+    /// `jar` (what [`CookieAgent`](super::CookieAgent) does); `None` stops.
+    #[cfg(feature = "cookies")]
+    pub fn with_cookie_jar(self, jar: Option<super::cookies::CookieJar>) -> Agent {
+        self.configure(|c| c.cookies = jar)
+    }
+
+    /// The clock the time-outs run on.
+    fn clock(&self) -> Rc<dyn ReactorTime> {
+        match &self.config.clock {
+            Some(c) => c.clone(),
+            None => Rc::new(self.pool.reactor().clone()),
+        }
     }
 
     /// Seconds allowed from writing the request to the end of the response head (default
@@ -336,16 +413,51 @@ impl Agent {
             Ok(u) => u,
             Err(e) => return fail(e),
         };
-        let deadline = self
-            .config
-            .timeout
-            .map(|t| self.pool.reactor().seconds() + t);
-        let spec = Spec {
+        self.send(Spec {
             method: method.to_owned(),
             url,
             headers,
             body,
+            producer: None,
+        })
+    }
+
+    /// Sends a request whose body `producer` streams (Twisted's `Agent.request` with a
+    /// `bodyProducer`): `Content-Length` when it knows its
+    /// [`length`](RequestBodyProducer::length), else `Transfer-Encoding: chunked`. The body is
+    /// written as the connection drains, so memory stays bounded whatever its size (see
+    /// [`FileBodyProducer`](super::FileBodyProducer)). The head time-out starts once the body
+    /// is all written.
+    ///
+    /// Such a request is never retried (its body cannot be produced twice), and a 307 or 308
+    /// redirect is not followed but given back as the response; 301 to 303 are followed with
+    /// a GET as usual. A producer that fails, or writes a different length than it announced,
+    /// fails the request with [`RequestGenerationFailed`](super::RequestGenerationFailed). A
+    /// response that ends before the body is written stops the producer and closes the
+    /// connection.
+    pub fn request_streaming(
+        &self,
+        method: &str,
+        url: &str,
+        headers: Headers,
+        producer: Rc<dyn RequestBodyProducer>,
+    ) -> Deferred<Response> {
+        let url = match Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => return fail(e),
         };
+        self.send(Spec {
+            method: method.to_owned(),
+            url,
+            headers,
+            body: None,
+            producer: Some(producer),
+        })
+    }
+
+    /// Sends `spec`, following redirects if the agent does.
+    fn send(&self, spec: Spec) -> Deferred<Response> {
+        let deadline = self.config.timeout.map(|t| self.clock().seconds() + t);
         match self.config.redirect_limit {
             None => self.request_once(&spec, deadline),
             Some(limit) => self.clone().follow(spec, deadline, 0, limit),
@@ -383,13 +495,12 @@ impl Agent {
     /// How to connect for `url`, within what is left of the deadline.
     fn opener(&self, url: &Url, deadline: Option<f64>) -> Result<Opener, Failure> {
         let reactor = self.pool.reactor().clone();
-        let mut timeout = self.config.connect_timeout;
+        // The agent's own timer (on its clock) bounds connecting; the reactor's is a backstop.
+        let timeout = self.config.connect_timeout;
         if let Some(at) = deadline {
-            let left = at - reactor.seconds();
-            if left <= 0.0 {
-                return Err(Failure::new(TimeoutError));
+            if at - self.clock().seconds() <= 0.0 {
+                return Err(self.total_timeout());
             }
-            timeout = timeout.min(left);
         }
         let (host, port) = (url.host().to_owned(), url.port());
         match url.scheme() {
@@ -420,6 +531,43 @@ impl Agent {
         }
     }
 
+    /// The whole-request time-out's failure.
+    fn total_timeout(&self) -> Failure {
+        Failure::new(ResponseTimeout {
+            phase: TimeoutPhase::Total,
+            seconds: self.config.timeout.unwrap_or(0.0),
+        })
+    }
+
+    /// Bounds making a connection by the connect time-out (or what is left of the whole
+    /// request's, if less), on the agent's clock: past it the attempt is stopped and fails
+    /// with a [`ResponseTimeout`] naming which.
+    fn bound_connect<T: 'static>(
+        &self,
+        connected: Deferred<T>,
+        deadline: Option<f64>,
+    ) -> Deferred<T> {
+        let clock = self.clock();
+        let connect = self.config.connect_timeout;
+        let (wait, why) = match deadline.map(|at| at - clock.seconds()) {
+            Some(left) if left < connect => (left.max(0.0), self.total_timeout()),
+            _ => (
+                connect,
+                Failure::new(ResponseTimeout {
+                    phase: TimeoutPhase::Connect,
+                    seconds: connect,
+                }),
+            ),
+        };
+        connected
+            .add_timeout(wait, &*clock)
+            .add_both(move |out| match out {
+                // Ours, or the reactor's own connect time-out (the same bound, in real time).
+                Err(f) if f.check::<TimeoutError>() => Err(why),
+                other => other,
+            })
+    }
+
     /// Sends one request without following redirects, on an idle connection if there is one;
     /// retries once on a new connection when a reused one was dead.
     fn request_once(&self, spec: &Spec, deadline: Option<f64>) -> Deferred<Response> {
@@ -431,15 +579,25 @@ impl Agent {
         let opts = EncodeOptions {
             user_agent: self.config.user_agent.as_deref(),
             gzip: self.config.gzip,
+            all_codings: self.config.all_codings,
             close,
         };
-        let bytes = match encode_request(
-            &spec.method,
-            &spec.url,
-            &spec.headers,
-            spec.body.as_deref(),
-            &opts,
-        ) {
+        let payload = match (&spec.producer, &spec.body) {
+            (Some(p), _) => Payload::Streamed(p.length()),
+            (None, Some(b)) => Payload::Bytes(b),
+            (None, None) => Payload::None,
+        };
+        #[cfg(feature = "cookies")]
+        let with_cookies = self
+            .config
+            .cookies
+            .as_ref()
+            .and_then(|jar| jar.add_to(&spec.url.to_string(), &spec.headers));
+        #[cfg(feature = "cookies")]
+        let headers = with_cookies.as_ref().unwrap_or(&spec.headers);
+        #[cfg(not(feature = "cookies"))]
+        let headers = &spec.headers;
+        let bytes = match encode_request(&spec.method, &spec.url, headers, payload, &opts) {
             Ok(b) => b,
             Err(e) => return fail(e),
         };
@@ -449,21 +607,30 @@ impl Agent {
             bytes,
             close,
             gzip: self.config.gzip,
+            all_codings: self.config.all_codings,
+            max_decoded: self.config.max_decoded,
             max_body: self.config.max_body,
             limits: self.config.limits,
             head_timeout: self.config.head_timeout,
             idle_timeout: self.config.idle_timeout,
+            body_timeout: self.config.body_timeout,
+            total_timeout: self.config.timeout,
+            clock: self.clock(),
+            producer: spec.producer.clone(),
         });
         let key = PoolKey {
             scheme: spec.url.scheme().to_owned(),
             host: spec.url.host().to_owned(),
             port: spec.url.port(),
         };
-        let retry = self.pool.retry_automatically() && is_idempotent(&spec.method);
+        let retry = self.pool.retry_automatically()
+            && is_idempotent(&spec.method)
+            && spec.producer.is_none();
         let pool = self.pool.clone();
         let first = connect.clone();
-        self.pool
-            .get_connection(&key, move |f| first(f))
+        let connected = self.pool.get_connection(&key, move |f| first(f));
+        let sent = self
+            .bound_connect(connected, deadline)
             .add_callback_deferred(move |(conn, reused)| {
                 let sent = conn.send_request(request.clone(), deadline);
                 if !(reused && retry) {
@@ -478,7 +645,16 @@ impl Agent {
                             }),
                         other => from_result(other),
                     })
-            })
+            });
+        #[cfg(feature = "cookies")]
+        if let Some(jar) = self.config.cookies.clone() {
+            let url = spec.url.to_string();
+            return sent.add_callback(move |response| {
+                jar.extract(&url, &response.headers);
+                response
+            });
+        }
+        sent
     }
 }
 
@@ -488,6 +664,8 @@ fn next_hop(spec: &Spec, response: &Response) -> Result<Option<Spec>, Failure> {
     let (method, body) = match code {
         301..=303 if spec.method == "HEAD" => ("HEAD".to_owned(), None),
         301..=303 => ("GET".to_owned(), None),
+        // A streamed body was used up: the redirect is the response.
+        307 | 308 if spec.producer.is_some() => return Ok(None),
         307 | 308 => (spec.method.clone(), spec.body.clone()),
         _ => return Ok(None),
     };
@@ -518,6 +696,7 @@ fn next_hop(spec: &Spec, response: &Response) -> Result<Option<Spec>, Failure> {
         url,
         headers,
         body,
+        producer: None,
     }))
 }
 

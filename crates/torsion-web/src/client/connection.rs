@@ -13,16 +13,17 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use torsion::defer::{Deferred, Trigger};
-use torsion::error::{ConnectionDone, TimeoutError};
+use torsion::error::ConnectionDone;
 use torsion::reactor::DelayedCall;
-use torsion::{Failure, Reactor, Transport};
+use torsion::{Failure, Transport};
 
+use super::body::{BodyConsumer, Registered, RequestBodyProducer};
 use super::error::{
-    ContentDecodingError, MalformedResponse, ResponseFailed, ResponseNeverReceived,
-    ResponseTimeout, TimeoutPhase,
+    ContentDecodingError, MalformedResponse, RequestGenerationFailed, ResponseFailed,
+    ResponseNeverReceived, ResponseTimeout, TimeoutPhase,
 };
 use super::request::PreparedRequest;
-use super::response::{flush, BodyFlow, BodyState, Response};
+use super::response::{flush, BodyFlow, BodyState, Coding, Response};
 use crate::proto::{
     parse_response_head, response_body_kind, BodyKind, ChunkedDecoder, Headers, ParseError,
     ResponseHead, Version,
@@ -67,8 +68,19 @@ struct Exchange {
     timer: Option<DelayedCall>,
     /// The head or idle time-out's timer, and which of the two it is.
     read_timer: Option<(DelayedCall, TimeoutPhase)>,
+    /// The whole-body time-out's timer.
+    body_timer: Option<DelayedCall>,
     /// Why the connection was closed, when a timer closed it.
     timed_out: Option<TimedOut>,
+    /// A streamed request body still being written.
+    upload: Option<Upload>,
+}
+
+/// A request body being streamed: its producer (registered with the transport) and where it
+/// writes.
+struct Upload {
+    producer: Rc<dyn RequestBodyProducer>,
+    consumer: BodyConsumer,
 }
 
 /// Which timer closed the connection.
@@ -92,6 +104,9 @@ impl Exchange {
             cancel(t);
         }
         if let Some((t, _)) = self.read_timer.take() {
+            cancel(t);
+        }
+        if let Some(t) = self.body_timer.take() {
             cancel(t);
         }
     }
@@ -123,6 +138,8 @@ struct Events {
     /// Close: `Some(true)` aborts, `Some(false)` closes after pending writes.
     close: Option<bool>,
     closed_waiters: Vec<Trigger<()>>,
+    /// A streamed request body no longer wanted: stop its producer.
+    stop_upload: Option<Upload>,
 }
 
 /// Which connections may serve a request: same scheme, host and port.
@@ -149,7 +166,6 @@ pub(crate) struct ConnInner {
     state: RefCell<ConnState>,
     key: PoolKey,
     pool: Weak<dyn Pool>,
-    reactor: Reactor,
 }
 
 /// A handle to one client connection, shared by its protocol, the pool and the agent.
@@ -157,7 +173,7 @@ pub(crate) struct ConnInner {
 pub(crate) struct ClientConn(Rc<ConnInner>);
 
 impl ClientConn {
-    pub(crate) fn new(key: PoolKey, pool: Weak<dyn Pool>, reactor: Reactor) -> ClientConn {
+    pub(crate) fn new(key: PoolKey, pool: Weak<dyn Pool>) -> ClientConn {
         ClientConn(Rc::new_cyclic(|me| ConnInner {
             state: RefCell::new(ConnState {
                 phase: Phase::Connecting,
@@ -170,7 +186,6 @@ impl ClientConn {
             }),
             key,
             pool,
-            reactor,
         }))
     }
 
@@ -225,7 +240,7 @@ impl ClientConn {
 
     /// Sends `request` and returns a Deferred that fires with the response once its head has
     /// arrived. `deadline` (in reactor seconds) bounds the head and the body; passing it
-    /// fails whichever is pending with [`TimeoutError`] and closes the connection. Cancelling
+    /// fails whichever is pending with [`ResponseTimeout`] and closes the connection. Cancelling
     /// the Deferred closes the connection too.
     pub(crate) fn send_request(
         &self,
@@ -249,13 +264,24 @@ impl ClientConn {
             }
         };
         let timer = deadline.map(|at| {
-            let wait = (at - self.0.reactor.seconds()).max(0.0);
-            self.timer(wait, TimedOut::Deadline)
+            let wait = (at - request.clock.seconds()).max(0.0);
+            self.timer(&request, wait, TimedOut::Deadline)
         });
-        let read_timer = request.head_timeout.map(|secs| {
-            let t = self.timer(secs, TimedOut::Phase(TimeoutPhase::Head, secs));
-            (t, TimeoutPhase::Head)
+        // With a streamed body, the head time-out starts once the body is written.
+        let read_timer = match request.producer {
+            Some(_) => None,
+            None => request.head_timeout.map(|secs| {
+                let t = self.timer(&request, secs, TimedOut::Phase(TimeoutPhase::Head, secs));
+                (t, TimeoutPhase::Head)
+            }),
+        };
+        let upload = request.producer.clone().map(|producer| Upload {
+            consumer: BodyConsumer::new(transport.clone(), producer.length()),
+            producer,
         });
+        let start = upload
+            .as_ref()
+            .map(|u| (u.producer.clone(), u.consumer.clone()));
         s.phase = Phase::Head;
         s.head.clear();
         s.exchange = Some(Exchange {
@@ -267,21 +293,82 @@ impl ClientConn {
             body: None,
             timer,
             read_timer,
+            body_timer: None,
             timed_out: None,
+            upload,
         });
         drop(s);
         transport.write(&request.bytes);
+        if let Some((producer, consumer)) = start {
+            self.start_upload(&transport, producer, consumer);
+        }
         d
     }
 
-    /// A timer that closes the connection, as `why`, after `seconds`.
-    fn timer(&self, seconds: f64, why: TimedOut) -> DelayedCall {
+    /// Registers the body's producer with the transport and starts it.
+    fn start_upload(
+        &self,
+        transport: &Transport,
+        producer: Rc<dyn RequestBodyProducer>,
+        consumer: BodyConsumer,
+    ) {
+        if let Err(e) = transport.register_producer(Rc::new(Registered(producer.clone())), true) {
+            return self.upload_done(Err(Failure::new(e)));
+        }
         let weak = Rc::downgrade(&self.0);
-        self.0.reactor.call_later(seconds.max(0.0), move || {
+        producer.start_producing(consumer).add_both(move |out| {
             if let Some(c) = weak.upgrade() {
-                ClientConn(c).time_out(why);
+                ClientConn(c).upload_done(out);
             }
-        })
+            Ok::<_, Failure>(())
+        });
+    }
+
+    /// The body's producer finished (or failed): end the body and start the head time-out,
+    /// or fail the request.
+    fn upload_done(&self, out: Result<(), Failure>) {
+        let mut ev = Events::default();
+        {
+            let mut guard = self.0.state.borrow_mut();
+            let s = &mut *guard;
+            let Some(ex) = s.exchange.as_mut() else {
+                return;
+            };
+            let Some(up) = ex.upload.take() else {
+                return;
+            };
+            if let Some(t) = &s.transport {
+                t.unregister_producer();
+            }
+            match out.and_then(|()| up.consumer.finish()) {
+                Ok(()) => {
+                    let waiting = ex.response.is_some() && ex.read_timer.is_none();
+                    if let Some(secs) = ex.request.head_timeout.filter(|_| waiting) {
+                        let why = TimedOut::Phase(TimeoutPhase::Head, secs);
+                        let t = self.timer(&ex.request, secs, why);
+                        ex.read_timer = Some((t, TimeoutPhase::Head));
+                    }
+                }
+                Err(f) => {
+                    up.consumer.close();
+                    s.fail_exchange(Failure::new(RequestGenerationFailed::new(f)), &mut ev);
+                }
+            }
+        }
+        self.fire(ev);
+    }
+
+    /// A timer on `request`'s clock that closes the connection, as `why`, after `seconds`.
+    fn timer(&self, request: &PreparedRequest, seconds: f64, why: TimedOut) -> DelayedCall {
+        let weak = Rc::downgrade(&self.0);
+        request.clock.call_later_boxed(
+            seconds.max(0.0),
+            Box::new(move || {
+                if let Some(c) = weak.upgrade() {
+                    ClientConn(c).time_out(why);
+                }
+            }),
+        )
     }
 
     /// Body bytes arrived (or the head ended and a body follows): (re)starts the idle
@@ -308,7 +395,8 @@ impl ClientConn {
                 if let Some((t, _)) = ex.read_timer.take() {
                     cancel(t);
                 }
-                let t = self.timer(idle, TimedOut::Phase(TimeoutPhase::Idle, idle));
+                let why = TimedOut::Phase(TimeoutPhase::Idle, idle);
+                let t = self.timer(&ex.request, idle, why);
                 ex.read_timer = Some((t, TimeoutPhase::Idle));
             }
         }
@@ -323,6 +411,7 @@ impl ClientConn {
                     ex.timed_out = Some(why);
                     match why {
                         TimedOut::Deadline => ex.timer = None,
+                        TimedOut::Phase(TimeoutPhase::Body, _) => ex.body_timer = None,
                         TimedOut::Phase(..) => ex.read_timer = None,
                     }
                     s.transport.clone()
@@ -374,6 +463,9 @@ impl ClientConn {
                 Phase::Connecting | Phase::Closing | Phase::Closed => {}
             }
             self.touch_body(s);
+            if s.phase == Phase::Body {
+                s.start_body_timer(self);
+            }
         }
         self.fire(ev);
     }
@@ -402,6 +494,14 @@ impl ClientConn {
 
     /// Acts on `ev`, with no borrow of the state held: user code may run here.
     fn fire(&self, ev: Events) {
+        if let Some(up) = ev.stop_upload {
+            up.consumer.close();
+            let t = self.0.state.borrow().transport.clone();
+            if let Some(t) = t {
+                t.unregister_producer();
+            }
+            up.producer.stop_producing();
+        }
         if let Some(abort) = ev.close {
             let t = self.0.state.borrow().transport.clone();
             if let Some(t) = t {
@@ -485,30 +585,44 @@ fn server_keeps_alive(version: Version, headers: &Headers) -> bool {
     }
 }
 
-/// The most stacked gzip layers decoded; more fail rather than allocate a decoder each.
+/// The most stacked codings decoded; more fail rather than allocate a decoder each.
 pub(crate) const MAX_GZIP_LAYERS: usize = 4;
 
-/// Removes the trailing `gzip` (or `x-gzip`) codings from `Content-Encoding`, as Twisted's
-/// `ContentDecoderAgent` does: the last coding was applied last, so it is decoded first, and
-/// the first coding it cannot decode stops it (that one and those before it stay in the
-/// header). Returns how many layers were removed.
+/// Removes the trailing `gzip` (or `x-gzip`) codings from `Content-Encoding`; see
+/// [`strip_codings`]. Returns how many layers were removed.
+#[cfg(test)]
 fn strip_gzip(headers: &mut Headers) -> usize {
+    strip_codings(headers, false).len()
+}
+
+/// Removes the trailing codings the agent decodes (gzip, and with `all` deflate and br) from
+/// `Content-Encoding`, as Twisted's `ContentDecoderAgent` does: the last coding was applied
+/// last, so it is decoded first, and the first coding it cannot decode stops it (that one
+/// and those before it stay in the header). Returns the removed codings in the order they
+/// were applied.
+fn strip_codings(headers: &mut Headers, all: bool) -> Vec<Coding> {
     let mut codings: Vec<String> = headers
         .get_all("content-encoding")
         .flat_map(|v| v.split(|&b| b == b','))
         .map(|c| String::from_utf8_lossy(c).trim().to_owned())
         .filter(|c| !c.is_empty())
         .collect();
-    let mut layers = 0;
+    let mut layers = Vec::new();
     while let Some(last) = codings.last() {
-        if last.eq_ignore_ascii_case("gzip") || last.eq_ignore_ascii_case("x-gzip") {
-            layers += 1;
-        } else if !last.eq_ignore_ascii_case("identity") {
+        let is = |name: &str| last.eq_ignore_ascii_case(name);
+        if is("gzip") || is("x-gzip") {
+            layers.push(Coding::Gzip);
+        } else if all && is("deflate") {
+            layers.push(Coding::Deflate);
+        } else if all && is("br") {
+            layers.push(Coding::Br);
+        } else if !is("identity") {
             break;
         }
         codings.pop();
     }
-    if layers > 0 {
+    layers.reverse();
+    if !layers.is_empty() {
         if codings.is_empty() {
             headers.remove("content-encoding");
         } else {
@@ -588,20 +702,22 @@ impl ConnState {
         } = head;
         ex.reusable =
             !req.close && server_keeps_alive(version, &headers) && kind != BodyKind::UntilClose;
-        let gzip = match req.gzip && kind != BodyKind::Empty {
-            true => strip_gzip(&mut headers),
-            false => 0,
+        let codings = match req.gzip && kind != BodyKind::Empty {
+            true => strip_codings(&mut headers, req.all_codings),
+            false => Vec::new(),
         };
-        if gzip > MAX_GZIP_LAYERS {
+        if codings.len() > MAX_GZIP_LAYERS {
+            let n = codings.len();
+            let kind = if req.all_codings { "content" } else { "gzip" };
             let e = ContentDecodingError::new(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("{gzip} stacked gzip codings (at most {MAX_GZIP_LAYERS} are decoded)"),
+                format!("{n} stacked {kind} codings (at most {MAX_GZIP_LAYERS} are decoded)"),
             ));
             self.fail_exchange(Failure::new(e), ev);
             return false;
         }
         let length = match kind {
-            BodyKind::Length(n) if gzip == 0 => Some(n),
+            BodyKind::Length(n) if codings.is_empty() => Some(n),
             BodyKind::Empty => Some(0),
             _ => None,
         };
@@ -612,7 +728,8 @@ impl ConnState {
         let flow: Rc<dyn BodyFlow> = Rc::new(Flow(self.me.clone()));
         let body = Rc::new(RefCell::new(BodyState::new(
             req.max_body,
-            gzip,
+            &codings,
+            req.max_decoded,
             announced,
             Some(flow),
         )));
@@ -642,6 +759,17 @@ impl ConnState {
         }
         self.phase = Phase::Body;
         true
+    }
+
+    /// A body follows the head: starts the whole-body time-out.
+    fn start_body_timer(&mut self, conn: &ClientConn) {
+        let Some(ex) = self.exchange.as_mut() else {
+            return;
+        };
+        if let Some(secs) = ex.request.body_timeout.filter(|_| ex.body_timer.is_none()) {
+            let why = TimedOut::Phase(TimeoutPhase::Body, secs);
+            ex.body_timer = Some(conn.timer(&ex.request, secs, why));
+        }
     }
 
     fn read_body(&mut self, data: &[u8], ev: &mut Events) {
@@ -697,6 +825,10 @@ impl ConnState {
             return;
         };
         ex.stop_timer();
+        // The response ended before the request body did: stop it; the connection cannot
+        // carry another request.
+        let cut_short = ex.upload.is_some();
+        ev.stop_upload = ex.upload.take();
         if let Some(body) = ex.body.take() {
             if body.borrow_mut().finish(outcome) {
                 // Paused for a slow reader: the next request needs it reading.
@@ -706,13 +838,14 @@ impl ConnState {
             }
             ev.flush = Some(body);
         }
-        if ex.reusable && !extra {
+        if ex.reusable && !extra && !cut_short {
             self.phase = Phase::Idle;
             ev.release = true;
         } else {
-            // Bytes after the response, or a connection that closes: not for reuse.
+            // Bytes after the response, a connection that closes, or a request body cut
+            // short: not for reuse.
             self.phase = Phase::Closing;
-            ev.close = Some(extra);
+            ev.close = Some(extra || cut_short);
         }
     }
 
@@ -725,6 +858,7 @@ impl ConnState {
             return;
         };
         ex.stop_timer();
+        ev.stop_upload = ex.upload.take();
         if let Some(t) = ex.response.take() {
             ev.respond = Some((t, Err(failure)));
         } else if let Some(body) = ex.body.take() {
@@ -740,7 +874,10 @@ impl ConnState {
         };
         let failure = if let Some(why) = ex.timed_out {
             match why {
-                TimedOut::Deadline => Failure::new(TimeoutError),
+                TimedOut::Deadline => Failure::new(ResponseTimeout {
+                    phase: TimeoutPhase::Total,
+                    seconds: ex.request.total_timeout.unwrap_or(0.0),
+                }),
                 TimedOut::Phase(phase, seconds) => Failure::new(ResponseTimeout { phase, seconds }),
             }
         } else if ex.response.is_some() {

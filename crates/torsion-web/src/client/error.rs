@@ -258,15 +258,23 @@ impl StdError for ContentDecodingError {
 /// Which part of the response a [`ResponseTimeout`] was waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeoutPhase {
+    /// Making the connection (`Agent::with_connect_timeout`).
+    Connect,
     /// The response head (status line and headers), from the moment the request was written
     /// (`Agent::with_head_timeout`).
     Head,
     /// More of the body: the time between two reads (`Agent::with_idle_timeout`).
     Idle,
+    /// The whole body, from the end of the head (`Agent::with_body_timeout`).
+    Body,
+    /// The whole request: connecting, the head and the body, redirects included
+    /// (`Agent::with_timeout`).
+    Total,
 }
 
-/// The server went quiet: no complete response head within the agent's head time-out, or no
-/// body bytes within its idle time-out. The connection is closed. Its
+/// A time-out of the agent ran out; [`phase`](Self::phase) names which: connecting, the
+/// response head, a gap in the body, the whole body, or the whole request. The connection is
+/// closed (or the attempt to make it stopped). Its
 /// [`source`](StdError::source) is torsion's [`TimeoutError`](torsion::error::TimeoutError)
 /// (Twisted's, which cannot say which phase it was).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -280,6 +288,21 @@ pub struct ResponseTimeout {
 impl fmt::Display for ResponseTimeout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.phase {
+            TimeoutPhase::Connect => write!(
+                f,
+                "connect time-out: no connection within {} s",
+                self.seconds
+            ),
+            TimeoutPhase::Body => write!(
+                f,
+                "body time-out: the response body did not end within {} s of its head",
+                self.seconds
+            ),
+            TimeoutPhase::Total => write!(
+                f,
+                "request time-out: the request did not complete within {} s",
+                self.seconds
+            ),
             TimeoutPhase::Head => write!(
                 f,
                 "head time-out: no complete response head within {} s of sending the request",
@@ -635,3 +658,58 @@ impl fmt::Display for PotentialDataLoss {
 }
 
 impl StdError for PotentialDataLoss {}
+
+/// Writing a streamed request body failed (Twisted's `RequestGenerationFailed`): its producer
+/// failed, or wrote more or fewer bytes than the length it announced
+/// ([`WrongBodyLength`]). The connection is closed. [`reason`](Self::reason) is the
+/// producer's failure.
+#[derive(Debug)]
+pub struct RequestGenerationFailed {
+    reason: Failure,
+}
+
+impl RequestGenerationFailed {
+    pub(crate) fn new(reason: Failure) -> RequestGenerationFailed {
+        RequestGenerationFailed { reason }
+    }
+
+    /// Why the body could not be written.
+    pub fn reason(&self) -> &Failure {
+        &self.reason
+    }
+}
+
+impl fmt::Display for RequestGenerationFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the request body could not be sent: {}", self.reason)
+    }
+}
+
+impl StdError for RequestGenerationFailed {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self.reason.error())
+    }
+}
+
+/// A body producer wrote a different number of bytes than its
+/// [`length`](super::RequestBodyProducer::length) said (Twisted's `WrongBodyLength`). It comes
+/// wrapped in a [`RequestGenerationFailed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrongBodyLength {
+    /// The announced length.
+    pub expected: u64,
+    /// The bytes written (for too many, at least this many).
+    pub written: u64,
+}
+
+impl fmt::Display for WrongBodyLength {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the body producer announced {} bytes and wrote {}",
+            self.expected, self.written
+        )
+    }
+}
+
+impl StdError for WrongBodyLength {}

@@ -10,6 +10,17 @@
 //! - Bodies can also be streamed, a piece at a time with bounded memory:
 //!   [`Response::stream`] (awaited chunks; the connection pauses while the reader is behind)
 //!   and [`Response::deliver_body`] (Twisted's `deliverBody`, to a [`BodyProtocol`]).
+//! - [`Agent::with_content_decoding`] decodes `gzip`, `deflate` and `br` (Twisted's
+//!   `ContentDecoderAgent`), bounded against decompression bombs ([`MAX_EXPANSION`],
+//!   [`DEFAULT_MAX_DECODED`]).
+//! - Request bodies can be streamed too: [`Agent::request_streaming`] with a
+//!   [`RequestBodyProducer`] (Twisted's `IBodyProducer`) such as [`FileBodyProducer`], paused by
+//!   the connection's write buffer (`Content-Length` if the length is known, else chunked).
+//! - Cookies: [`CookieAgent`] (Twisted's) keeps a [`CookieJar`] on RFC 6265 rules, sent and
+//!   filled on every hop (the `cookies` feature, on by default).
+//! - [`treq`]: `get(url)`, `post(url, Body::json(..) | Body::form(..))` on a shared agent,
+//!   and a response's [`text`](Response::text) or [`json`](Response::json) (the `treq`
+//!   feature, on by default).
 //! - `https` URLs are fetched out of the box (the `tls` feature, on by default): rustls,
 //!   certificates checked against the platform's roots and the URL's host, SNI, ALPN
 //!   `http/1.1` ([`BrowserLikePolicyForHttps`]; trust other roots or set a host apart with
@@ -65,7 +76,10 @@
 //! ```
 
 mod agent;
+mod body;
 mod connection;
+#[cfg(feature = "cookies")]
+mod cookies;
 mod error;
 mod pool;
 mod protocol;
@@ -73,16 +87,22 @@ mod request;
 mod response;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "treq")]
+pub mod treq;
 mod url;
 
 pub use agent::{
     get_page, Agent, TlsConnector, DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY,
-    DEFAULT_REDIRECT_LIMIT,
+    DEFAULT_MAX_DECODED, DEFAULT_REDIRECT_LIMIT,
 };
+pub use body::{BodyConsumer, FileBodyProducer, RequestBodyProducer, DEFAULT_READ_SIZE};
+#[cfg(feature = "cookies")]
+pub use cookies::{CookieAgent, CookieJar};
 pub use error::{
     BodyTooLarge, ContentDecodingError, HttpError, InfiniteRedirection, InvalidRequest, InvalidUrl,
-    MalformedResponse, PotentialDataLoss, RedirectWithNoLocation, ResponseDone, ResponseFailed,
-    ResponseNeverReceived, ResponseTimeout, SchemeNotSupported, TimeoutPhase,
+    MalformedResponse, PotentialDataLoss, RedirectWithNoLocation, RequestGenerationFailed,
+    ResponseDone, ResponseFailed, ResponseNeverReceived, ResponseTimeout, SchemeNotSupported,
+    TimeoutPhase, WrongBodyLength,
 };
 #[cfg(feature = "tls")]
 pub use error::{TlsFailed, TlsProblem};
@@ -90,6 +110,7 @@ pub use pool::HttpConnectionPool;
 pub use protocol::{Http11ClientProtocol, HttpClientFactory};
 pub use response::{
     read_body, BodyProducer, BodyProtocol, BodyStream, Response, BODY_HIGH_WATER, BODY_LOW_WATER,
+    MAX_EXPANSION,
 };
 #[cfg(feature = "tls")]
 pub use tls::{options_for_client_tls, BrowserLikePolicyForHttps, PolicyForHttps};

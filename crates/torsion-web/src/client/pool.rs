@@ -191,7 +191,7 @@ impl HttpConnectionPool {
         connect: impl FnOnce(HttpClientFactory) -> Connector,
     ) -> Deferred<(ClientConn, bool)> {
         let pool: Weak<PoolInner> = Rc::downgrade(&self.inner);
-        let conn = ClientConn::new(key.clone(), pool, self.inner.reactor.clone());
+        let conn = ClientConn::new(key.clone(), pool);
         let attempt: Rc<RefCell<Option<Connector>>> = Rc::default();
         let to_stop = attempt.clone();
         let connected = Deferred::with_canceller(move |_| {

@@ -1,6 +1,11 @@
 //! A request ready for the wire: the head and body encoded in one buffer, with what reading
 //! its response needs.
 
+use std::rc::Rc;
+
+use torsion::reactor::ReactorTime;
+
+use super::body::RequestBodyProducer;
 use super::error::InvalidRequest;
 use super::url::Url;
 use crate::proto::{Headers, Limits};
@@ -15,18 +20,43 @@ pub(crate) struct PreparedRequest {
     pub(crate) close: bool,
     /// Decode `Content-Encoding: gzip` bodies.
     pub(crate) gzip: bool,
+    /// Decode `deflate` and `br` too.
+    pub(crate) all_codings: bool,
+    /// The most decoded bytes of a body, however it is read.
+    pub(crate) max_decoded: u64,
     pub(crate) max_body: u64,
     pub(crate) limits: Limits,
     /// Seconds allowed from writing the request to the end of the response head.
     pub(crate) head_timeout: Option<f64>,
     /// Seconds allowed between two reads of the response body.
     pub(crate) idle_timeout: Option<f64>,
+    /// Seconds allowed for the whole body, from the end of the head.
+    pub(crate) body_timeout: Option<f64>,
+    /// The agent's whole-request time-out, for its error.
+    pub(crate) total_timeout: Option<f64>,
+    /// The clock the time-outs run on.
+    pub(crate) clock: Rc<dyn ReactorTime>,
+    /// A body streamed after the head (`bytes` is then the head alone).
+    pub(crate) producer: Option<Rc<dyn RequestBodyProducer>>,
+}
+
+/// The body of a request being encoded.
+#[derive(Clone, Copy)]
+pub(crate) enum Payload<'a> {
+    /// No body.
+    None,
+    /// A body in memory, written with the head.
+    Bytes(&'a [u8]),
+    /// A body streamed after the head: its length, or `None` for chunked.
+    Streamed(Option<u64>),
 }
 
 /// How a request is written, besides its method, URL, headers and body.
 pub(crate) struct EncodeOptions<'a> {
     pub(crate) user_agent: Option<&'a str>,
     pub(crate) gzip: bool,
+    /// Ask for `deflate` and `br` too.
+    pub(crate) all_codings: bool,
     pub(crate) close: bool,
 }
 
@@ -54,7 +84,7 @@ pub(crate) fn encode_request(
     method: &str,
     url: &Url,
     headers: &Headers,
-    body: Option<&[u8]>,
+    body: Payload<'_>,
     opts: &EncodeOptions<'_>,
 ) -> Result<Vec<u8>, InvalidRequest> {
     if !is_token(method) {
@@ -68,7 +98,10 @@ pub(crate) fn encode_request(
         )));
     }
     let fields: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-    let body_len = body.map_or(0, <[u8]>::len);
+    let body_len = match body {
+        Payload::Bytes(b) => b.len(),
+        Payload::None | Payload::Streamed(_) => 0,
+    };
     let mut out = Vec::with_capacity(128 + url.path().len() + fields + body_len);
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
@@ -85,7 +118,10 @@ pub(crate) fn encode_request(
         out.extend_from_slice(b"\r\n");
     }
     if opts.gzip && !headers.contains("accept-encoding") {
-        out.extend_from_slice(b"Accept-Encoding: gzip\r\n");
+        out.extend_from_slice(match opts.all_codings {
+            true => b"Accept-Encoding: gzip, deflate, br\r\n".as_slice(),
+            false => b"Accept-Encoding: gzip\r\n",
+        });
     }
     if opts.close {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -102,12 +138,21 @@ pub(crate) fn encode_request(
         push_value(&mut out, value);
         out.extend_from_slice(b"\r\n");
     }
-    let needs_length = body.is_some() || matches!(method, "POST" | "PUT" | "PATCH");
-    if needs_length {
-        out.extend_from_slice(format!("Content-Length: {body_len}\r\n").as_bytes());
+    match body {
+        Payload::Streamed(Some(n)) => {
+            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+        }
+        Payload::Streamed(None) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Payload::Bytes(_) => {
+            out.extend_from_slice(format!("Content-Length: {body_len}\r\n").as_bytes());
+        }
+        Payload::None if matches!(method, "POST" | "PUT" | "PATCH") => {
+            out.extend_from_slice(b"Content-Length: 0\r\n");
+        }
+        Payload::None => {}
     }
     out.extend_from_slice(b"\r\n");
-    if let Some(body) = body {
+    if let Payload::Bytes(body) = body {
         out.extend_from_slice(body);
     }
     Ok(out)
@@ -122,8 +167,10 @@ mod tests {
         let opts = EncodeOptions {
             user_agent: Some("Torsion"),
             gzip: false,
+            all_codings: false,
             close: false,
         };
+        let body = body.map_or(Payload::None, Payload::Bytes);
         let out = encode_request(method, &Url::parse(url).unwrap(), &headers, body, &opts);
         String::from_utf8(out.unwrap()).unwrap()
     }
@@ -156,6 +203,27 @@ mod tests {
     }
 
     #[test]
+    fn streamed_bodies_announce_a_length_or_chunks() {
+        let url = Url::parse("http://h/").unwrap();
+        let opts = EncodeOptions {
+            user_agent: None,
+            gzip: false,
+            all_codings: false,
+            close: false,
+        };
+        let headers: Headers = [("Content-Length", "1")].into_iter().collect();
+        let head = |p| String::from_utf8(encode_request("POST", &url, &headers, p, &opts).unwrap());
+        assert_eq!(
+            head(Payload::Streamed(Some(7))).unwrap(),
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\n\r\n"
+        );
+        assert_eq!(
+            head(Payload::Streamed(None)).unwrap(),
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn values_cannot_split_the_head_and_bad_names_are_refused() {
         let out = encode("GET", "http://h/", &[("X-A", "1\r\nEvil: 2")], None);
         assert!(out.contains("X-A: 1  Evil: 2\r\n"), "{out}");
@@ -163,12 +231,13 @@ mod tests {
         let opts = EncodeOptions {
             user_agent: None,
             gzip: true,
+            all_codings: false,
             close: true,
         };
         let url = Url::parse("http://h/").unwrap();
-        assert!(encode_request("GET", &url, &headers, None, &opts).is_err());
-        assert!(encode_request("G ET", &url, &Headers::new(), None, &opts).is_err());
-        let out = encode_request("GET", &url, &Headers::new(), None, &opts).unwrap();
+        assert!(encode_request("GET", &url, &headers, Payload::None, &opts).is_err());
+        assert!(encode_request("G ET", &url, &Headers::new(), Payload::None, &opts).is_err());
+        let out = encode_request("GET", &url, &Headers::new(), Payload::None, &opts).unwrap();
         let out = String::from_utf8(out).unwrap();
         assert!(
             out.contains("Accept-Encoding: gzip\r\nConnection: close\r\n"),

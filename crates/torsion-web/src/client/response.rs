@@ -70,7 +70,8 @@ use std::fmt;
 use std::io::{self, Write};
 use std::rc::{Rc, Weak};
 
-use flate2::write::GzDecoder;
+use brotli_decompressor::DecompressorWriter;
+use flate2::write::{GzDecoder, ZlibDecoder};
 use torsion::defer::{succeed, Deferred, Trigger};
 use torsion::transport::Producer;
 use torsion::Failure;
@@ -140,7 +141,7 @@ impl Response {
     /// [`BodyTooLarge`] past the agent's limit, or with
     /// [`ResponseFailed`](super::ResponseFailed),
     /// [`MalformedResponse`](super::MalformedResponse),
-    /// [`ContentDecodingError`] or [`TimeoutError`](torsion::error::TimeoutError).
+    /// [`ContentDecodingError`] or [`ResponseTimeout`](super::ResponseTimeout).
     /// Cancelling it closes the connection.
     pub fn body(mut self) -> Deferred<Vec<u8>> {
         let Some(state) = self.body.take() else {
@@ -527,13 +528,43 @@ pub(crate) fn flush(state: &Rc<RefCell<BodyState>>) {
     }
 }
 
-/// A counter that refuses to pass a limit, under the gzip decoders; what they decoded waits
+/// A content coding the client decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Coding {
+    /// `gzip` (or `x-gzip`).
+    Gzip,
+    /// `deflate`: the zlib format (RFC 9110 section 8.4.1.2).
+    Deflate,
+    /// `br`: Brotli (RFC 7932).
+    Br,
+}
+
+/// How many times its encoded size a compressed body may grow while decoding (plus 1 MiB):
+/// a bound above deflate's own limit (about 1032:1), past which a body is taken for a
+/// decompression bomb.
+pub const MAX_EXPANSION: u64 = 1100;
+
+/// Decoded bytes always allowed before [`MAX_EXPANSION`] applies.
+const EXPANSION_ALLOWANCE: u64 = 1 << 20;
+
+/// Encoded bytes fed to the decoders at a time, so the expansion bound is checked as it
+/// grows.
+const DECODE_SLICE: usize = 1024;
+
+/// A counter that refuses to pass a limit, under the decoders; what they decoded waits
 /// in `data` to be taken.
 struct Capped {
     data: Vec<u8>,
     total: u64,
+    /// The limit of a body read whole (lifted for streams): past it, `BodyTooLarge`.
     limit: u64,
     over: bool,
+    /// The decoded-size limit, streams included.
+    hard: u64,
+    /// Encoded bytes fed so far.
+    encoded: u64,
+    /// Why decoding was refused as a bomb, if it was.
+    bomb: Option<String>,
 }
 
 /// The innermost writer of a gzip chain: the capped output, shared so that it can be taken
@@ -544,9 +575,23 @@ struct SharedCapped(Rc<RefCell<Capped>>);
 impl Write for SharedCapped {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut c = self.0.borrow_mut();
-        if c.total + buf.len() as u64 > c.limit {
+        let total = c.total + buf.len() as u64;
+        if total > c.limit {
             c.over = true;
             return Err(io::Error::other("body too large"));
+        }
+        let expansion = EXPANSION_ALLOWANCE.saturating_add(c.encoded.saturating_mul(MAX_EXPANSION));
+        if total > c.hard || total > expansion {
+            let why = if total > c.hard {
+                format!("the decoded body passed {} bytes", c.hard)
+            } else {
+                format!(
+                    "{} encoded bytes decoded to more than {} (a decompression bomb?)",
+                    c.encoded, expansion
+                )
+            };
+            c.bomb = Some(why.clone());
+            return Err(io::Error::new(io::ErrorKind::InvalidData, why));
         }
         c.total += buf.len() as u64;
         c.data.extend_from_slice(buf);
@@ -574,6 +619,20 @@ impl Layer for SharedCapped {
 impl Layer for GzDecoder<Box<dyn Layer>> {
     fn finish_all(&mut self) -> io::Result<()> {
         self.try_finish()?;
+        self.get_mut().finish_all()
+    }
+}
+
+impl Layer for ZlibDecoder<Box<dyn Layer>> {
+    fn finish_all(&mut self) -> io::Result<()> {
+        self.try_finish()?;
+        self.get_mut().finish_all()
+    }
+}
+
+impl Layer for DecompressorWriter<Box<dyn Layer>> {
+    fn finish_all(&mut self) -> io::Result<()> {
+        self.close()?;
         self.get_mut().finish_all()
     }
 }
@@ -619,25 +678,35 @@ pub(crate) struct BodyState {
 }
 
 impl BodyState {
-    /// A body of at most `limit` (decoded) bytes when read whole, through `gzip` stacked gzip
-    /// decoders (0 for none); `announced` is the length the server gave, if any. `flow`
-    /// reaches the connection.
+    /// A body of at most `limit` (decoded) bytes when read whole, through decoders for
+    /// `codings` (in the order they were applied; none for a plain body), which give at most
+    /// `max_decoded` bytes however the body is read; `announced` is the length the server
+    /// gave, if any. `flow` reaches the connection.
     pub(crate) fn new(
         limit: u64,
-        gzip: usize,
+        codings: &[Coding],
+        max_decoded: u64,
         announced: Option<u64>,
         flow: Option<Rc<dyn BodyFlow>>,
     ) -> BodyState {
-        let gzip = (gzip > 0).then(|| {
+        let gzip = (!codings.is_empty()).then(|| {
             let out = SharedCapped(Rc::new(RefCell::new(Capped {
                 data: Vec::new(),
                 total: 0,
                 limit,
                 over: false,
+                hard: max_decoded,
+                encoded: 0,
+                bomb: None,
             })));
+            // The last coding applied is undone first: it is the outermost decoder.
             let mut chain: Box<dyn Layer> = Box::new(out.clone());
-            for _ in 0..gzip {
-                chain = Box::new(GzDecoder::new(chain));
+            for coding in codings {
+                chain = match coding {
+                    Coding::Gzip => Box::new(GzDecoder::new(chain)),
+                    Coding::Deflate => Box::new(ZlibDecoder::new(chain)),
+                    Coding::Br => Box::new(DecompressorWriter::new(chain, 4096)),
+                };
             }
             (chain, out)
         });
@@ -660,7 +729,7 @@ impl BodyState {
 
     /// An empty body, already complete.
     fn empty() -> BodyState {
-        let mut s = BodyState::new(0, 0, Some(0), None);
+        let mut s = BodyState::new(0, &[], 0, Some(0), None);
         s.end = Some(Ok(false));
         s
     }
@@ -669,22 +738,44 @@ impl BodyState {
         Failure::new(BodyTooLarge { limit: self.limit })
     }
 
-    /// Takes body bytes; an error means the body failed (too large, bad gzip).
-    pub(crate) fn push(&mut self, mut data: &[u8]) -> Result<(), Failure> {
+    /// Why decoding failed: the size limit, a bomb, or bad data.
+    fn decode_failure(&self, e: io::Error) -> Failure {
+        match &self.gzip {
+            Some((_, out)) => self.decode_failure_of(out, e),
+            None => Failure::new(ContentDecodingError::new(e)),
+        }
+    }
+
+    fn decode_failure_of(&self, out: &SharedCapped, e: io::Error) -> Failure {
+        let c = out.0.borrow();
+        if c.over {
+            return self.too_large();
+        }
+        let e = match &c.bomb {
+            Some(why) => io::Error::new(io::ErrorKind::InvalidData, why.clone()),
+            None => e,
+        };
+        Failure::new(ContentDecodingError::new(e))
+    }
+
+    /// Takes body bytes; an error means the body failed (too large, bad encoding, a bomb).
+    pub(crate) fn push(&mut self, data: &[u8]) -> Result<(), Failure> {
         let Some((chain, out)) = &mut self.gzip else {
             return self.take(data, None);
         };
-        while !data.is_empty() {
-            match chain.write(data) {
-                Ok(0) => {
-                    return Err(Failure::new(ContentDecodingError::new(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "data after the end of the gzip stream",
-                    ))))
+        for mut slice in data.chunks(DECODE_SLICE) {
+            out.0.borrow_mut().encoded += slice.len() as u64;
+            while !slice.is_empty() {
+                match chain.write(slice) {
+                    Ok(0) => {
+                        return Err(Failure::new(ContentDecodingError::new(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "data after the end of the compressed stream",
+                        ))))
+                    }
+                    Ok(n) => slice = &slice[n..],
+                    Err(e) => return Err(self.decode_failure(e)),
                 }
-                Ok(n) => data = &data[n..],
-                Err(_) if out.0.borrow().over => return Err(self.too_large()),
-                Err(e) => return Err(Failure::new(ContentDecodingError::new(e))),
             }
         }
         let decoded = std::mem::take(&mut out.0.borrow_mut().data);
@@ -805,8 +896,7 @@ impl BodyState {
                     let rest = std::mem::take(&mut out.0.borrow_mut().data);
                     self.take(&[], Some(rest)).map(|()| loss)
                 }
-                Err(_) if out.0.borrow().over => Err(self.too_large()),
-                Err(e) => Err(Failure::new(ContentDecodingError::new(e))),
+                Err(e) => Err(self.decode_failure_of(&out, e)),
             }
         });
         self.end = Some(outcome);

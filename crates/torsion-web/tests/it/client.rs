@@ -735,7 +735,8 @@ async fn a_server_that_never_answers_times_out() -> Result<(), Failure> {
         .get(&format!("http://127.0.0.1:{n}/"))
         .await
         .unwrap_err();
-    assert!(f.check::<TimeoutError>(), "{f}");
+    let e = f.downcast_ref::<ResponseTimeout>().unwrap();
+    assert_eq!((e.phase, e.seconds), (TimeoutPhase::Total, 0.2), "{f}");
     let took = reactor().seconds() - started;
     assert!((0.19..2.0).contains(&took), "{took}");
     assert_eq!(agent.pool().idle_connections(), 0);
@@ -752,7 +753,8 @@ async fn a_body_that_stalls_times_out() -> Result<(), Failure> {
     let response = agent.get(&format!("http://127.0.0.1:{n}/")).await?;
     assert_eq!(response.code, 200);
     let f = read_body(response).await.unwrap_err();
-    assert!(f.check::<TimeoutError>(), "{f}");
+    let e = f.downcast_ref::<ResponseTimeout>().unwrap();
+    assert_eq!(e.phase, TimeoutPhase::Total, "{f}");
     sleep(0.01).await;
     port.stop_listening().await
 }
