@@ -60,6 +60,14 @@ pub(crate) trait RequestChannel {
     /// Writes one line to the site's access log.
     fn log_access(&self, line: &str);
 
+    /// Hands the connection to `handler` after `request`'s response (a `101`), if `request`
+    /// is the only one in flight; its transport, or `None` when it cannot be taken over.
+    fn take_over(
+        &self,
+        request: &Request,
+        handler: Box<dyn crate::channel::Upgraded>,
+    ) -> Option<Transport>;
+
     /// The transport, if `request` is at the front of the queue (what it writes now goes out
     /// next).
     fn front_transport(&self, request: &Request) -> Option<Transport>;
@@ -354,6 +362,17 @@ impl Request {
         if let Some(c) = self.inner.channel.upgrade() {
             c.pump();
         }
+    }
+
+    /// Makes this request's response the last HTTP on the connection: once it is out, every
+    /// byte read goes to `handler`. The caller sets the `101` and its headers, then finishes
+    /// the response. `None` (nothing changed) when other requests are in flight, the
+    /// connection is closing, or it is gone.
+    pub(crate) fn take_over(
+        &self,
+        handler: Box<dyn crate::channel::Upgraded>,
+    ) -> Option<Transport> {
+        self.inner.channel.upgrade()?.take_over(self, handler)
     }
 
     /// Closes the connection after this response.

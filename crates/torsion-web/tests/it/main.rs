@@ -23,3 +23,4 @@ mod session;
 mod static_file;
 mod static_file_curl;
 mod tower_service;
+mod websocket;
