@@ -55,6 +55,7 @@ use std::rc::Rc;
 use torsion::defer::{Deferred, Trigger};
 use torsion::producer::{Producer, ProducerError};
 use torsion::reactor::DelayedCall;
+use torsion::reactor::ReactorTime;
 use torsion::tcp::Connector;
 use torsion::transport::Address;
 use torsion::{ClientFactory, ConnectionEnd, Factory, Failure, Protocol, Transport};
@@ -121,6 +122,8 @@ struct WsShared {
     subprotocol: Option<String>,
     close_sent: Cell<Option<u16>>,
     close_timer: RefCell<Option<DelayedCall>>,
+    /// Times the closing handshake: the site's clock for a server, the reactor for a client.
+    clock: Rc<dyn ReactorTime>,
 }
 
 /// Sends on a WebSocket connection (Twisted's `WebSocketTransport`). Cheap to clone; every
@@ -186,7 +189,10 @@ impl WebSocketTransport {
         self.shared.transport.write(&out);
         self.shared.close_sent.set(Some(code));
         let t = self.shared.transport.clone();
-        let call = torsion::reactor().call_later(CLOSE_TIMEOUT, move || t.lose_connection());
+        let call = self
+            .shared
+            .clock
+            .call_later_boxed(CLOSE_TIMEOUT, Box::new(move || t.lose_connection()));
         *self.shared.close_timer.borrow_mut() = Some(call);
     }
 
@@ -257,6 +263,7 @@ impl WsConnection {
         limits: WsLimits,
         subprotocol: Option<String>,
         protocol: Box<dyn WebSocketProtocol>,
+        clock: Rc<dyn ReactorTime>,
     ) -> WsConnection {
         WsConnection {
             decoder: Decoder::new(role, limits),
@@ -267,6 +274,7 @@ impl WsConnection {
                     subprotocol,
                     close_sent: Cell::new(None),
                     close_timer: RefCell::new(None),
+                    clock,
                 }),
             },
             protocol,
@@ -455,6 +463,10 @@ impl Resource for WebSocketResource {
         let Some(protocol) = (self.make)(request) else {
             return Self::refuse(request, 403, "This WebSocket connection was refused.");
         };
+        let clock = match request.inner_channel() {
+            Some(c) => c.session_site().clock(),
+            None => Rc::new(torsion::reactor()),
+        };
         let conn: Rc<RefCell<Option<Rc<RefCell<WsConnection>>>>> = Rc::default();
         // The connection is made once the transport is known; the channel holds it from here.
         let Some(transport) = request.take_over(Box::new(LateUpgrade(conn.clone()))) else {
@@ -466,6 +478,7 @@ impl Resource for WebSocketResource {
             self.limits,
             chosen.clone(),
             protocol,
+            clock,
         )));
         *conn.borrow_mut() = Some(ws.clone());
         request.set_response_code(101);
@@ -765,6 +778,7 @@ impl Protocol for ClientWsProtocol {
             self.pending.limits,
             subprotocol,
             protocol,
+            Rc::new(torsion::reactor()),
         ));
         ws.connection_made();
         if let Some(t) = self.pending.trigger.borrow_mut().take() {

@@ -302,3 +302,122 @@ async fn a_client_refused_by_a_plain_resource_fails_with_handshake_failed() -> R
     assert!(err.to_string().contains("404"), "{err}");
     port.stop_listening().await
 }
+
+/// A site with the echo WebSocket at its root, on a test clock, and one connection to it over
+/// a string transport, upgraded.
+fn upgraded_on_a_clock() -> (
+    torsion::testing::Clock,
+    torsion_web::channel::HttpChannel,
+    torsion::testing::StringTransport,
+    DeferredQueue<Event>,
+) {
+    use torsion::{Factory, Protocol};
+    let events = DeferredQueue::new();
+    let ev = events.clone();
+    let site = Site::new(WebSocketResource::new(move |_| {
+        Some(Recorder {
+            events: ev.clone(),
+            echo: true,
+        })
+    }));
+    let clock = torsion::testing::Clock::new();
+    site.set_clock(clock.clone());
+    let mut channel = site
+        .build_protocol(&torsion::transport::Address::Tcp(
+            ([127, 0, 0, 1], 1).into(),
+        ))
+        .unwrap();
+    let st = torsion::testing::StringTransport::new();
+    let t = st.transport();
+    channel.connection_made(&t);
+    channel.data_received(&t, UPGRADE.replace("GET /ws", "GET /").as_bytes());
+    let (head, _) = frames_after_head(&st.take());
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    (clock, channel, st, events)
+}
+
+#[test]
+fn a_close_the_peer_never_answers_ends_the_connection_after_ten_seconds() {
+    use torsion::Protocol;
+    let (clock, mut channel, st, _events) = upgraded_on_a_clock();
+    let mut frame = Vec::new();
+    encode_frame(
+        &mut frame,
+        true,
+        Opcode::Text,
+        b"close-me",
+        Some([3, 3, 3, 3]),
+    );
+    channel.data_received(&st.transport(), &frame);
+    let (_, msgs) = frames_after_head(&[b"\r\n\r\n".as_slice(), &st.take()].concat());
+    assert_eq!(msgs, vec![Message::Close(Some(4001), "asked to".into())]);
+    // No HTTP idle time-out applies to an upgraded connection, and the peer has ten seconds.
+    clock.advance(9.9);
+    assert!(!st.disconnecting());
+    clock.advance(0.2);
+    assert!(st.disconnecting());
+}
+
+#[test]
+fn a_draining_server_closes_websockets_with_going_away() {
+    use torsion::Protocol;
+    let (_clock, mut channel, st, _events) = upgraded_on_a_clock();
+    channel.drain(&st.transport());
+    let (_, msgs) = frames_after_head(&[b"\r\n\r\n".as_slice(), &st.take()].concat());
+    assert!(
+        matches!(&msgs[..], [Message::Close(Some(1001), _)]),
+        "{msgs:?}"
+    );
+}
+
+#[test]
+fn a_streaming_producer_is_paused_while_the_write_buffer_is_full() {
+    use std::cell::Cell;
+    use torsion::producer::Producer;
+    use torsion::{Factory, Protocol};
+
+    /// Counts its pauses and resumes.
+    #[derive(Default)]
+    struct Counted {
+        paused: Cell<u32>,
+        resumed: Cell<u32>,
+    }
+    impl Producer for Counted {
+        fn pause_producing(&self) {
+            self.paused.set(self.paused.get() + 1);
+        }
+        fn resume_producing(&self) {
+            self.resumed.set(self.resumed.get() + 1);
+        }
+        fn stop_producing(&self) {}
+    }
+    /// Streams through its producer from the start.
+    struct Streamer(Rc<Counted>);
+    impl WebSocketProtocol for Streamer {
+        fn connection_made(&mut self, t: &WebSocketTransport) {
+            t.register_producer(self.0.clone(), true).unwrap();
+            t.send_binary(&[0; 100]);
+        }
+        fn text_message_received(&mut self, _t: &WebSocketTransport, _text: String) {}
+    }
+    let counted = Rc::new(Counted::default());
+    let c = counted.clone();
+    let site = Site::new(WebSocketResource::new(move |_| Some(Streamer(c.clone()))));
+    let mut channel = site
+        .build_protocol(&torsion::transport::Address::Tcp(
+            ([127, 0, 0, 1], 1).into(),
+        ))
+        .unwrap();
+    let st = torsion::testing::StringTransport::new();
+    let t = st.transport();
+    channel.connection_made(&t);
+    channel.data_received(&t, UPGRADE.replace("GET /ws", "GET /").as_bytes());
+    assert!(st.streaming());
+    let (hw, _) = t.write_buffer_limits();
+    st.set_buffered_size(hw + 1);
+    assert_eq!(counted.paused.get(), 1);
+    st.set_buffered_size(0);
+    assert_eq!(counted.resumed.get(), 1);
+    let (_, msgs) = frames_after_head(&st.take());
+    assert_eq!(msgs, vec![Message::Binary(vec![0; 100])]);
+}
