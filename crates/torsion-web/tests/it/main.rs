@@ -24,3 +24,4 @@ mod static_file;
 mod static_file_curl;
 mod tower_service;
 mod websocket;
+mod websocket_interop;

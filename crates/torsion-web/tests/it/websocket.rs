@@ -421,3 +421,20 @@ fn a_streaming_producer_is_paused_while_the_write_buffer_is_full() {
     let (_, msgs) = frames_after_head(&st.take());
     assert_eq!(msgs, vec![Message::Binary(vec![0; 100])]);
 }
+
+#[test]
+fn a_connection_the_resource_refuses_is_answered_403() {
+    use torsion::{Factory, Protocol};
+    let site = Site::new(WebSocketResource::new(|_| None::<Recorder>));
+    let mut channel = site
+        .build_protocol(&torsion::transport::Address::Tcp(
+            ([127, 0, 0, 1], 1).into(),
+        ))
+        .unwrap();
+    let st = torsion::testing::StringTransport::new();
+    let t = st.transport();
+    channel.connection_made(&t);
+    channel.data_received(&t, UPGRADE.replace("GET /ws", "GET /").as_bytes());
+    let out = String::from_utf8_lossy(&st.take()).into_owned();
+    assert!(out.starts_with("HTTP/1.1 403 "), "{out}");
+}
