@@ -37,7 +37,7 @@ use crate::proto::{
     html_escape, parse_request_head, reason_phrase, request_body_kind, BodyKind, ChunkedDecoder,
     ParseError, Version,
 };
-use crate::request::{BodySink, Request, RequestChannel};
+use crate::request::{BodySink, Request, RequestChannel, Upgraded};
 use crate::resource::{resource_for_request, Render, Resource};
 use crate::session::SessionSite;
 use crate::site_state::SiteInner;
@@ -174,18 +174,6 @@ pub(crate) struct ChannelShared {
     /// was answered `101 Switching Protocols`: every byte read goes to it from then on.
     upgraded: RefCell<Option<Box<dyn Upgraded>>>,
     me: Weak<ChannelShared>,
-}
-
-/// A protocol that takes a connection over from HTTP after a `101 Switching Protocols`
-/// (see [`Request::take_over`](crate::request::Request)). It is told what the channel is.
-pub(crate) trait Upgraded {
-    /// Bytes read after the request that upgraded (the first call may carry bytes that came
-    /// in the same read as that request).
-    fn data_received(&mut self, transport: &Transport, data: &[u8]);
-    /// The server is shutting down gracefully.
-    fn drain(&mut self, transport: &Transport);
-    /// The connection ended.
-    fn connection_lost(&mut self, reason: ConnectionEnd);
 }
 
 impl RequestChannel for ChannelShared {

@@ -60,13 +60,12 @@ use torsion::tcp::Connector;
 use torsion::transport::Address;
 use torsion::{ClientFactory, ConnectionEnd, Factory, Failure, Protocol, Transport};
 
-use crate::channel::Upgraded;
 use crate::proto::websocket::{
     accept_key, encode_close, encode_frame, Decoder, Message, Opcode, Role,
 };
 pub use crate::proto::websocket::{close_code, WsLimits};
 use crate::proto::{parse_response_head, Limits};
-use crate::request::Request;
+use crate::request::{Request, Upgraded};
 use crate::resource::{Render, Resource};
 
 /// Seconds to wait for the peer's close frame (or for it to close the connection) after
