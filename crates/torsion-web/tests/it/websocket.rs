@@ -438,3 +438,67 @@ fn a_connection_the_resource_refuses_is_answered_403() {
     let out = String::from_utf8_lossy(&st.take()).into_owned();
     assert!(out.starts_with("HTTP/1.1 403 "), "{out}");
 }
+
+#[torsion::test]
+async fn wss_goes_through_tls_checked_against_the_given_roots() -> Result<(), Failure> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use torsion::tls::{Identity, ServerContext};
+    use torsion_web::client::BrowserLikePolicyForHttps;
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let server = ServerContext::builder()
+        .certificate(Identity::from_pem(
+            leaf.pem().as_bytes(),
+            leaf_key.serialize_pem().as_bytes(),
+        )?)
+        .build()?;
+
+    let events = DeferredQueue::new();
+    let ev = events.clone();
+    let root = Root::default();
+    root.put_child(
+        b"ws",
+        Rc::new(WebSocketResource::new(move |_| {
+            Some(Recorder {
+                events: ev.clone(),
+                echo: true,
+            })
+        })),
+    );
+    let port = torsion::reactor().listen_tls_on(0, Site::new(root), server, "127.0.0.1")?;
+    let n = port.get_host().port().unwrap();
+    let url = format!("wss://localhost:{n}/ws");
+
+    let client = DeferredQueue::new();
+    let options = ConnectOptions {
+        tls: Rc::new(BrowserLikePolicyForHttps::trusting_pem(ca_pem.as_bytes())?),
+        ..ConnectOptions::default()
+    };
+    let rec = Recorder {
+        events: client.clone(),
+        echo: false,
+    };
+    let t = connect_websocket_with(&url, rec, options).await?;
+    assert_eq!(next(&client).await?, Event::Open(None));
+    t.send_text("over tls");
+    assert_eq!(next(&client).await?, Event::Text("over tls".into()));
+
+    // The platform's roots do not know the test's CA: the connection fails before any
+    // handshake.
+    let rec = Recorder {
+        events: DeferredQueue::new(),
+        echo: false,
+    };
+    assert!(connect_websocket(&url, rec).await.is_err());
+    t.close(1000, "");
+    port.stop_listening().await
+}
