@@ -205,6 +205,33 @@ def smtp():
     yield b"EHLO a\r\nAUTH PLAIN\r\n*\r\nSTARTTLS\r\nMAIL FROM:<x@y>\r\n"
     yield b"EHLO a\r\nMAIL FROM:<a@b> SMTPUTF8\r\nRCPT TO:<\"q d\"@b>\r\nDATA\r\n" + b"x" * 5000 + b"\r\n.\r\n"
 
+def ws_frame(opcode, payload, fin=True, mask=None):
+    head = bytes([(0x80 if fin else 0) | opcode])
+    mbit = 0x80 if mask else 0
+    n = len(payload)
+    if n < 126:
+        head += bytes([mbit | n])
+    elif n < 65536:
+        head += bytes([mbit | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([mbit | 127]) + struct.pack(">Q", n)
+    if mask:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        head += mask
+    return head + payload
+
+
+def websocket_frames():
+    m = b"\x12\x34\x56\x78"
+    for mask in [m, None]:
+        yield ws_frame(1, "héllo".encode(), mask=mask)
+        yield ws_frame(2, bytes(range(256)) * 2, mask=mask)
+        yield ws_frame(1, b"frag", fin=False, mask=mask) + ws_frame(9, b"ping", mask=mask) + ws_frame(0, b"ment", mask=mask)
+        yield ws_frame(8, struct.pack(">H", 1000) + b"bye", mask=mask)
+        yield ws_frame(10, b"", mask=mask) + ws_frame(8, b"", mask=mask)
+        yield ws_frame(1, b"\xc3\x28", mask=mask)
+        yield ws_frame(2, b"x" * 5000, mask=mask)
+
 
 TARGETS = {
     "http_request": http_requests,
@@ -217,6 +244,7 @@ TARGETS = {
     "web_fields": web_fields,
     "dns_query": dns_queries,
     "smtp_commands": smtp,
+    "websocket_frames": websocket_frames,
 }
 
 # Targets that read no split byte.

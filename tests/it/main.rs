@@ -22,6 +22,7 @@ mod examples_threads;
 mod examples_tls;
 mod examples_udp;
 mod examples_web;
+mod examples_ws;
 mod layers;
 mod reliability;
 mod scaleout;

@@ -37,7 +37,7 @@ use crate::proto::{
     html_escape, parse_request_head, reason_phrase, request_body_kind, BodyKind, ChunkedDecoder,
     ParseError, Version,
 };
-use crate::request::{BodySink, Request, RequestChannel};
+use crate::request::{BodySink, Request, RequestChannel, Upgraded};
 use crate::resource::{resource_for_request, Render, Resource};
 use crate::session::SessionSite;
 use crate::site_state::SiteInner;
@@ -170,6 +170,9 @@ pub(crate) struct ChannelShared {
     /// that the next `arm`, once per request, moves it instead of scheduling a new one (a
     /// move later costs the timer no heap push).
     timer: RefCell<Option<DelayedCall>>,
+    /// The protocol that took the connection over from HTTP (a WebSocket), once a request
+    /// was answered `101 Switching Protocols`: every byte read goes to it from then on.
+    upgraded: RefCell<Option<Box<dyn Upgraded>>>,
     me: Weak<ChannelShared>,
 }
 
@@ -207,6 +210,25 @@ impl RequestChannel for ChannelShared {
         }
     }
 
+    fn take_over(&self, request: &Request, handler: Box<dyn Upgraded>) -> Option<Transport> {
+        let t = self.transport.borrow().clone()?;
+        let alone = self.queue.borrow().len() == 1
+            && self.queue.borrow().front().is_some_and(|f| f.same(request));
+        if !alone || request.wants_close() || self.closing.get() || self.upgraded.borrow().is_some()
+        {
+            return None;
+        }
+        self.cancel_timer();
+        if self.paused.replace(false) {
+            t.resume_producing();
+        }
+        if self.watching.replace(false) {
+            t.unregister_producer();
+        }
+        *self.upgraded.borrow_mut() = Some(handler);
+        Some(t)
+    }
+
     fn front_transport(&self, request: &Request) -> Option<Transport> {
         let front_is_it = self.queue.borrow().front().is_some_and(|f| f.same(request));
         if front_is_it {
@@ -235,6 +257,10 @@ impl RequestChannel for ChannelShared {
                 return;
             }
             self.queue.borrow_mut().pop_front();
+            if self.upgraded.borrow().is_some() {
+                // The response was the 101 of an upgrade: the connection is no longer HTTP.
+                return;
+            }
             if front.wants_close() {
                 // Nothing after a request that closes was read, so nothing else is queued.
                 self.queue.borrow_mut().clear();
@@ -385,6 +411,7 @@ impl HttpChannel {
             watching: Cell::new(false),
             armed: Cell::new(None),
             timer: RefCell::new(None),
+            upgraded: RefCell::new(None),
             me: me.clone(),
         });
         HttpChannel { shared }
@@ -458,6 +485,9 @@ impl ChannelShared {
 
     /// Takes bytes from the connection: parses what it can and keeps the rest.
     fn receive(&self, t: &Transport, data: &[u8]) {
+        if self.pass_upgraded(t, data) {
+            return;
+        }
         let mut reader = self.reader.borrow_mut();
         let r = &mut *reader;
         if let ReadState::Done = r.state {
@@ -486,6 +516,23 @@ impl ChannelShared {
         if used < buf.len() && !matches!(r.state, ReadState::Done) {
             buf.drain(..used);
             r.buf = Some(buf);
+        }
+    }
+
+    /// Hands `data` to the protocol that took the connection over; false when there is none.
+    fn pass_upgraded(&self, t: &Transport, data: &[u8]) -> bool {
+        let Ok(mut up) = self.upgraded.try_borrow_mut() else {
+            // Called from inside the upgraded protocol: nothing the channel reads then.
+            return true;
+        };
+        match up.as_mut() {
+            Some(handler) => {
+                if !data.is_empty() {
+                    handler.data_received(t, data);
+                }
+                true
+            }
+            None => false,
         }
     }
 
@@ -535,6 +582,10 @@ impl ChannelShared {
         let mut pos = 0;
         loop {
             let rest = &input[pos..];
+            if self.pass_upgraded(t, rest) {
+                // A request upgraded the connection: what follows it is the new protocol's.
+                return input.len();
+            }
             match &mut r.state {
                 ReadState::Done => return input.len(),
                 ReadState::Head if r.stop_reading || self.closing.get() => {
@@ -903,6 +954,10 @@ impl Protocol for HttpChannel {
     /// finishes the responses already asked for (marked `Connection: close` if their head
     /// is not out yet), reads nothing more, and closes after them.
     fn drain(&mut self, transport: &Transport) {
+        if let Some(up) = self.shared.upgraded.borrow_mut().as_mut() {
+            up.drain(transport);
+            return;
+        }
         self.shared.closing.set(true);
         let mut reader = self.shared.reader.borrow_mut();
         let between_requests = self.shared.queue.borrow().is_empty()
@@ -931,5 +986,9 @@ impl Protocol for HttpChannel {
             r.connection_lost(clean);
         }
         self.shared.transport.borrow_mut().take();
+        let upgraded = self.shared.upgraded.borrow_mut().take();
+        if let Some(mut up) = upgraded {
+            up.connection_lost(reason);
+        }
     }
 }

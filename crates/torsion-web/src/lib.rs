@@ -25,6 +25,7 @@ pub mod site;
 mod site_state;
 pub mod static_file;
 pub mod tower;
+pub mod websocket;
 
 pub use request::Request;
 pub use resource::{Render, Resource};

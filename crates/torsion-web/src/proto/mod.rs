@@ -80,6 +80,7 @@ mod request;
 mod response;
 mod status;
 mod url;
+pub mod websocket;
 
 pub use body::{request_body_kind, response_body_kind, BodyKind};
 pub use chunked::{encode_chunk, encode_last_chunk, ChunkedDecoder};

@@ -27,7 +27,7 @@ use std::rc::{Rc, Weak};
 use torsion::defer::Trigger;
 use torsion::error::{ConnectionDone, ConnectionLost};
 use torsion::transport::Address;
-use torsion::{Failure, Transport};
+use torsion::{ConnectionEnd, Failure, Transport};
 
 use crate::body_producer::BodyProducer;
 use crate::proto::{parse_query, percent_decode, Headers, RequestHead, Version};
@@ -60,12 +60,28 @@ pub(crate) trait RequestChannel {
     /// Writes one line to the site's access log.
     fn log_access(&self, line: &str);
 
+    /// Hands the connection to `handler` after `request`'s response (a `101`), if `request`
+    /// is the only one in flight; its transport, or `None` when it cannot be taken over.
+    fn take_over(&self, request: &Request, handler: Box<dyn Upgraded>) -> Option<Transport>;
+
     /// The transport, if `request` is at the front of the queue (what it writes now goes out
     /// next).
     fn front_transport(&self, request: &Request) -> Option<Transport>;
 
     /// Sends what the front requests have ready, in order.
     fn pump(&self);
+}
+
+/// A protocol that takes a connection over from HTTP after a `101 Switching Protocols`
+/// (see `Request::take_over`). It is told what the channel is.
+pub(crate) trait Upgraded {
+    /// Bytes read after the request that upgraded (the first call may carry bytes that came
+    /// in the same read as that request).
+    fn data_received(&mut self, transport: &Transport, data: &[u8]);
+    /// The server is shutting down gracefully.
+    fn drain(&mut self, transport: &Transport);
+    /// The connection ended.
+    fn connection_lost(&mut self, reason: ConnectionEnd);
 }
 
 pub(crate) struct Inner {
@@ -354,6 +370,14 @@ impl Request {
         if let Some(c) = self.inner.channel.upgrade() {
             c.pump();
         }
+    }
+
+    /// Makes this request's response the last HTTP on the connection: once it is out, every
+    /// byte read goes to `handler`. The caller sets the `101` and its headers, then finishes
+    /// the response. `None` (nothing changed) when other requests are in flight, the
+    /// connection is closing, or it is gone.
+    pub(crate) fn take_over(&self, handler: Box<dyn Upgraded>) -> Option<Transport> {
+        self.inner.channel.upgrade()?.take_over(self, handler)
     }
 
     /// Closes the connection after this response.

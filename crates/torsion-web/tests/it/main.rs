@@ -28,3 +28,5 @@ mod session;
 mod static_file;
 mod static_file_curl;
 mod tower_service;
+mod websocket;
+mod websocket_interop;

@@ -228,3 +228,84 @@ proptest! {
         prop_assert_eq!(pairs, vec![(b"k".to_vec(), data.clone()), (data, b"v".to_vec())]);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// WebSocket framing
+
+mod ws {
+    use proptest::prelude::*;
+    use torsion_web::proto::websocket::*;
+
+    fn opcode() -> impl Strategy<Value = bool> {
+        any::<bool>()
+    }
+
+    proptest! {
+        /// Messages written as frames (fragmented, masked as a client's, pings between the
+        /// fragments) parse back to the same messages however the bytes are split.
+        #[test]
+        fn frames_written_parse_back(
+            messages in proptest::collection::vec((opcode(), proptest::collection::vec(any::<u8>(), 0..300), 1usize..4), 1..6),
+            masks in proptest::collection::vec(any::<[u8; 4]>(), 1..8),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut wire = Vec::new();
+            let mut want = Vec::new();
+            let mut m = 0;
+            for (text, data, parts) in &messages {
+                let data = if *text { String::from_utf8_lossy(data).into_owned().into_bytes() } else { data.clone() };
+                let step = data.len().div_ceil(*parts).max(1);
+                let chunks: Vec<&[u8]> = if data.is_empty() { vec![&data[..]] } else { data.chunks(step).collect() };
+                for (i, c) in chunks.iter().enumerate() {
+                    let op = if i > 0 { Opcode::Continuation } else if *text { Opcode::Text } else { Opcode::Binary };
+                    encode_frame(&mut wire, i + 1 == chunks.len(), op, c, Some(masks[m % masks.len()]));
+                    m += 1;
+                    if i == 0 && chunks.len() > 1 {
+                        encode_frame(&mut wire, true, Opcode::Ping, b"x", Some(masks[m % masks.len()]));
+                        want.push(Message::Ping(b"x".to_vec()));
+                    }
+                }
+                want.push(if *text { Message::Text(String::from_utf8(data).unwrap()) } else { Message::Binary(data) });
+            }
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+            cuts.push(0);
+            cuts.push(wire.len());
+            cuts.sort_unstable();
+            let mut d = Decoder::new(Role::Server, WsLimits::default());
+            let mut got = Vec::new();
+            for w in cuts.windows(2) {
+                d.feed(&wire[w[0]..w[1]]);
+                while let Some(msg) = d.next_message().unwrap() {
+                    got.push(msg);
+                }
+            }
+            prop_assert_eq!(got, want);
+        }
+
+        /// Any bytes at all: the decoder never panics, holds no more than it was given
+        /// (plus nothing past the limits), and stops at its first error.
+        #[test]
+        fn the_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2000), server in any::<bool>()) {
+            let role = if server { Role::Server } else { Role::Client };
+            let limits = WsLimits { max_frame: 512, max_message: 1024 };
+            let mut d = Decoder::new(role, limits);
+            for piece in bytes.chunks(37) {
+                d.feed(piece);
+                loop {
+                    match d.next_message() {
+                        Ok(Some(Message::Text(t))) => prop_assert!(t.len() <= 1024),
+                        Ok(Some(Message::Binary(b))) => prop_assert!(b.len() <= 1024),
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(e) => {
+                            prop_assert!([1002, 1007, 1009].contains(&e.code()));
+                            prop_assert_eq!(d.next_message(), Ok(None));
+                            break;
+                        }
+                    }
+                }
+                prop_assert!(d.buffered() <= bytes.len() + 1024);
+            }
+        }
+    }
+}

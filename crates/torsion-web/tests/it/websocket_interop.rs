@@ -1,0 +1,249 @@
+//! WebSocket interop with Python's `websockets` (PyPI, in a venv made on first use): as a
+//! client of the Torsion server (text, binary, a 1 MiB message, ping, close codes both ways,
+//! an over-limit message closed with 1009) and as the server the Torsion client talks to.
+//! Skipped loudly when python3 is missing.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use torsion::defer::DeferredQueue;
+use torsion::{reactor, Failure};
+use torsion_web::websocket::{connect_websocket_with, ConnectOptions, WsLimits};
+
+use crate::websocket::{echo_server, Event, Recorder};
+
+/// A python with `websockets` (made once per process), or `None`, loudly, without python3.
+fn websockets_python() -> Option<PathBuf> {
+    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PY.get_or_init(|| {
+        if Command::new("python3").arg("--version").output().is_err() {
+            torsion::testing::skip(torsion::testing::Missing::Peer, "python3 is not installed");
+            return None;
+        }
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("websockets-venv");
+        let py = venv.join("bin/python");
+        let has = |py: &Path| {
+            Command::new(py)
+                .args(["-c", "import websockets.sync.client"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !has(&py) {
+            let made = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .output()
+                .unwrap();
+            assert!(
+                made.status.success(),
+                "venv: {}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+            let pip = Command::new(&py)
+                .args(["-m", "pip", "install", "--quiet", "websockets>=13"])
+                .output()
+                .unwrap();
+            assert!(
+                pip.status.success(),
+                "pip install websockets failed: {}",
+                String::from_utf8_lossy(&pip.stderr)
+            );
+        }
+        Some(py)
+    })
+    .clone()
+}
+
+/// Waits for `child` without blocking the reactor; its stdout and whether it succeeded.
+async fn finish(mut child: Child, out: mpsc::Receiver<String>) -> (Vec<String>, bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let ok = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.success();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break false;
+        }
+        let _ = torsion::task::defer_later(&reactor(), 0.02, || ()).await;
+    };
+    let _ = child.wait();
+    (out.try_iter().collect(), ok)
+}
+
+/// Starts `py -c script`; its stdout lines come on the channel.
+fn spawn(py: &Path, script: &str, args: &[String]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(py)
+        .arg("-u")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+const CLIENT: &str = r#"
+import sys
+from websockets.sync.client import connect
+from websockets.exceptions import ConnectionClosed
+
+url = sys.argv[1]
+with connect(url, subprotocols=["chat"], max_size=None) as ws:
+    assert ws.subprotocol == "chat", ws.subprotocol
+    ws.send("héllo")
+    assert ws.recv(timeout=10) == "héllo"
+    ws.send(bytes(range(256)))
+    assert ws.recv(timeout=10) == bytes(range(256))
+    big = "x" * (1 << 20)
+    ws.send(big)
+    assert ws.recv(timeout=30) == big
+    assert ws.ping(b"hi").wait(10)
+    print("echoes ok")
+    # Over the server's limit: it closes with 1009.
+    ws.send(b"y" * (3 << 20))
+    try:
+        ws.recv(timeout=30)
+        raise SystemExit("no close after an over-limit message")
+    except ConnectionClosed as e:
+        print("limit", e.rcvd.code)
+
+with connect(url) as ws:
+    ws.send("close-me")
+    try:
+        ws.recv(timeout=10)
+        raise SystemExit("the server did not close")
+    except ConnectionClosed as e:
+        print("server closed", e.rcvd.code, e.rcvd.reason)
+
+with connect(url) as ws:
+    ws.close(3001, "client leaves")
+    print("client closed", ws.close_code)
+"#;
+
+#[torsion::test]
+async fn python_websockets_client_against_the_torsion_server() -> Result<(), Failure> {
+    let Some(py) = websockets_python() else {
+        return Ok(());
+    };
+    let limits = WsLimits {
+        max_frame: 2 << 20,
+        max_message: 2 << 20,
+    };
+    let (port, n, server) = echo_server(limits);
+    let (child, out) = spawn(&py, CLIENT, &[format!("ws://127.0.0.1:{n}/ws")]);
+    let (lines, ok) = finish(child, out).await;
+    assert!(ok, "the Python client failed: {lines:?}");
+    assert_eq!(
+        lines,
+        vec![
+            "echoes ok",
+            "limit 1009",
+            "server closed 4001 asked to",
+            "client closed 3001"
+        ]
+    );
+    let mut closes = Vec::new();
+    while closes.len() < 3 {
+        if let Event::Closed(c) = next(&server).await? {
+            closes.push((c.code, c.sent));
+        }
+    }
+    // (the peer's code, this end's): the over-limit connection is failed at once (RFC 6455
+    // 7.1.7), without waiting for the client's answer; the others close cleanly.
+    assert_eq!(
+        closes,
+        vec![(1006, Some(1009)), (4001, Some(4001)), (3001, Some(3001))],
+        "how each connection ended"
+    );
+    port.stop_listening().await
+}
+
+const SERVER: &str = r#"
+from websockets.sync.server import serve
+
+def handler(ws):
+    for m in ws:
+        if m == "close-me":
+            ws.close(4002, "py says bye")
+            return
+        ws.send(m)
+
+with serve(handler, "127.0.0.1", 0, subprotocols=["chat"], max_size=None) as server:
+    print("port", server.socket.getsockname()[1], flush=True)
+    server.serve_forever()
+"#;
+
+async fn next(q: &DeferredQueue<Event>) -> Result<Event, Failure> {
+    q.get().map_err(Failure::new)?.await
+}
+
+#[torsion::test]
+async fn the_torsion_client_against_a_python_websockets_server() -> Result<(), Failure> {
+    let Some(py) = websockets_python() else {
+        return Ok(());
+    };
+    let (mut child, out) = spawn(&py, SERVER, &[]);
+    let line = out
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_default();
+    let port: u16 = line.strip_prefix("port ").unwrap_or("0").parse().unwrap();
+    assert_ne!(port, 0, "the Python server's first line: {line:?}");
+    let url = format!("ws://127.0.0.1:{port}/");
+    let options = || ConnectOptions {
+        subprotocols: vec!["chat".into()],
+        limits: WsLimits {
+            max_frame: 2 << 20,
+            max_message: 2 << 20,
+        },
+        ..ConnectOptions::default()
+    };
+    let events = DeferredQueue::new();
+    let rec = || Recorder {
+        events: events.clone(),
+        echo: false,
+    };
+    let t = connect_websocket_with(&url, rec(), options()).await?;
+    assert_eq!(next(&events).await?, Event::Open(Some("chat".into())));
+    t.send_text("héllo");
+    assert_eq!(next(&events).await?, Event::Text("héllo".into()));
+    let big = vec![0xA5u8; 1 << 20];
+    t.send_binary(&big);
+    assert_eq!(next(&events).await?, Event::Binary(big));
+    t.ping(b"p");
+    assert_eq!(next(&events).await?, Event::Pong(b"p".to_vec()));
+    t.send_text("close-me");
+    let Event::Closed(c) = next(&events).await? else {
+        panic!()
+    };
+    assert_eq!(
+        (c.code, c.reason.as_str(), c.clean),
+        (4002, "py says bye", true)
+    );
+
+    let t = connect_websocket_with(&url, rec(), options()).await?;
+    assert_eq!(next(&events).await?, Event::Open(Some("chat".into())));
+    t.close(1000, "done");
+    let Event::Closed(c) = next(&events).await? else {
+        panic!()
+    };
+    assert_eq!((c.code, c.sent, c.clean), (1000, Some(1000), true));
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(())
+}
