@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::{Rc, Weak};
 
 use torsion::defer::{fail, Deferred, Trigger};
@@ -12,7 +13,7 @@ use torsion::{ConnectionEnd, Failure, Protocol, Transport};
 
 use crate::command::Command;
 use crate::error::{
-    AmpError, RemoteError, UnhandledCommand, UNHANDLED_ERROR_CODE, UNKNOWN_ERROR_CODE,
+    AmpError, RemoteError, TooLong, UnhandledCommand, UNHANDLED_ERROR_CODE, UNKNOWN_ERROR_CODE,
 };
 use crate::types::Record;
 use crate::wire::{AmpBox, BoxParser, ANSWER, ASK, COMMAND, ERROR, ERROR_CODE, ERROR_DESCRIPTION};
@@ -79,13 +80,15 @@ impl<T: 'static> Respond<T> for Deferred<T> {
     }
 }
 
-type Handler = Box<dyn Fn(AmpBox, &AmpSender) -> Deferred<AmpBox>>;
+type Handler = Box<dyn Fn(&AmpBox, &AmpSender) -> Deferred<AmpBox>>;
 
 /// The responders of a connection, by command name (Twisted's `CommandLocator` with its
 /// `@Command.responder` methods).
 #[derive(Default)]
 pub struct Locator {
-    handlers: HashMap<Vec<u8>, Handler>,
+    /// By command name, in a list: a locator has a few commands, and comparing a name with
+    /// each (lengths first) costs less than hashing it.
+    handlers: Vec<(&'static str, Handler)>,
     tls: Option<TlsContext>,
 }
 
@@ -115,15 +118,15 @@ impl Locator {
         C: Command,
         R: Respond<C::Response>,
     {
-        let handler = move |b: AmpBox, sender: &AmpSender| -> Deferred<AmpBox> {
-            let args = match C::from_box(&b) {
+        let handler = move |b: &AmpBox, sender: &AmpSender| -> Deferred<AmpBox> {
+            let args = match C::from_box(b) {
                 Ok(args) => args,
                 Err(e) => return fail(e),
             };
             f(args, sender)
                 .into_deferred()
                 .add_callback_result(|response: C::Response| {
-                    let mut out = AmpBox::new();
+                    let mut out = AmpBox::with_capacity(4, 64);
                     response.to_box(&mut out).map(|()| out)
                 })
                 .add_errback(|failure| match failure.trap::<RemoteError>() {
@@ -134,8 +137,11 @@ impl Locator {
                     Err(other) => Err(other),
                 })
         };
-        self.handlers
-            .insert(C::NAME.as_bytes().to_vec(), Box::new(handler));
+        let handler: Handler = Box::new(handler);
+        match self.handlers.iter_mut().find(|(name, _)| *name == C::NAME) {
+            Some(entry) => entry.1 = handler,
+            None => self.handlers.push((C::NAME, handler)),
+        }
     }
 
     /// Answers the peer's [`StartTls`] with an empty box, sent in the clear, then starts TLS
@@ -150,9 +156,122 @@ impl Locator {
 
     /// True when a responder for the command named `name` is registered.
     pub fn handles(&self, name: &str) -> bool {
-        self.handlers.contains_key(name.as_bytes())
+        self.handler(name.as_bytes()).is_some()
+    }
+
+    fn handler(&self, name: &[u8]) -> Option<&Handler> {
+        self.handlers
+            .iter()
+            .find(|(n, _)| n.as_bytes() == name)
+            .map(|(_, h)| h)
     }
 }
+
+/// A question's tag (`_ask`, echoed back as `_answer` or `_error`). Twisted and Torsion
+/// number their questions in hex (`1`, `2`, ... `a`), and such a tag is kept as its number, so
+/// that a call allocates nothing for it; any other tag is kept as it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tag {
+    Number(u64),
+    Other(Vec<u8>),
+}
+
+impl Tag {
+    fn read(bytes: &[u8]) -> Tag {
+        match parse_hex(bytes) {
+            Some(n) => Tag::Number(n),
+            None => Tag::Other(bytes.to_vec()),
+        }
+    }
+
+    /// Puts the tag in `b` under `key`.
+    fn put(&self, b: &mut AmpBox, key: &[u8]) {
+        match self {
+            Tag::Number(n) => b.insert(key, hex(*n, &mut [0; 16])),
+            Tag::Other(bytes) => b.insert(key, bytes),
+        };
+    }
+}
+
+/// `n` in lowercase hex, as Python's `b"%x" % n` writes it, at the end of `buf`.
+fn hex(mut n: u64, buf: &mut [u8; 16]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// The number a tag written by [`hex`] stands for; `None` for anything [`hex`] does not
+/// write (upper case, leading zeros, too long, empty).
+fn parse_hex(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 16 || bytes.len() > 1 && bytes[0] == b'0' {
+        return None;
+    }
+    bytes.iter().try_fold(0u64, |n, &c| {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        Some(n << 4 | u64::from(digit))
+    })
+}
+
+/// Hashes this side's question numbers for the table of waiting calls. The numbers are this
+/// side's own counter (the peer chooses none of the keys inserted), so a multiplication that
+/// spreads them over the hash's bits is enough, and much cheaper than SipHash.
+#[derive(Default)]
+struct NumberHasher(u64);
+
+impl Hasher for NumberHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0 ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The keys that say what a box is (Twisted's `ampBoxReceived` looks for each in turn), found
+/// in one pass over the box.
+#[derive(Default)]
+struct Header<'a> {
+    answer: Option<&'a [u8]>,
+    error: Option<&'a [u8]>,
+    command: Option<&'a [u8]>,
+    ask: Option<&'a [u8]>,
+}
+
+impl<'a> Header<'a> {
+    fn of(b: &'a AmpBox) -> Header<'a> {
+        let mut header = Header::default();
+        for (key, value) in b.iter() {
+            match key {
+                ANSWER => header.answer = Some(value),
+                ERROR => header.error = Some(value),
+                COMMAND => header.command = Some(value),
+                ASK => header.ask = Some(value),
+                _ => {}
+            }
+        }
+        header
+    }
+}
+
+/// This side's questions waiting for answers, by number.
+type Questions = HashMap<u64, Trigger<AmpBox>, BuildHasherDefault<NumberHasher>>;
 
 /// The connection's state, shared by the protocol and its senders.
 struct Shared {
@@ -160,7 +279,7 @@ struct Shared {
     locator: Locator,
     transport: RefCell<Option<Transport>>,
     parser: RefCell<BoxParser>,
-    questions: RefCell<HashMap<Vec<u8>, Trigger<AmpBox>>>,
+    questions: RefCell<Questions>,
     counter: Cell<u64>,
     /// Why the connection is gone, once it is.
     lost: RefCell<Option<String>>,
@@ -171,6 +290,9 @@ struct Shared {
     write_blocked: Cell<bool>,
     reading_paused: Cell<bool>,
     parsing: Cell<bool>,
+    /// A box and a buffer kept for the next question or answer, so that sending one
+    /// allocates neither (taken while in use).
+    scratch: RefCell<(AmpBox, Vec<u8>)>,
     /// TLS started or starting on this connection (it starts once).
     tls_started: Cell<bool>,
     /// While this side's `StartTLS` waits for its answer: the boxes written meanwhile, sent
@@ -205,7 +327,7 @@ impl Amp {
                 config,
                 locator,
                 transport: RefCell::new(None),
-                questions: RefCell::new(HashMap::new()),
+                questions: RefCell::new(Questions::default()),
                 counter: Cell::new(0),
                 lost: RefCell::new(None),
                 closing: RefCell::new(None),
@@ -213,6 +335,7 @@ impl Amp {
                 write_blocked: Cell::new(false),
                 reading_paused: Cell::new(false),
                 parsing: Cell::new(false),
+                scratch: RefCell::default(),
                 tls_started: Cell::new(false),
                 tls_buffer: RefCell::new(None),
             }),
@@ -368,21 +491,30 @@ impl Shared {
         me.parsing.set(false);
     }
 
-    /// Twisted's `ampBoxReceived`.
-    fn box_received(me: &Rc<Shared>, mut b: AmpBox) {
-        if let Some(tag) = b.remove(ANSWER) {
-            let Some(trigger) = me.questions.borrow_mut().remove(&tag) else {
+    /// The waiting question `tag` answers, taken out of the table.
+    fn take_question(&self, tag: &[u8]) -> Option<Trigger<AmpBox>> {
+        self.questions.borrow_mut().remove(&parse_hex(tag)?)
+    }
+
+    /// Twisted's `ampBoxReceived`. (An answer keeps its `_answer` key: a response's reader
+    /// ignores keys it does not know.)
+    fn box_received(me: &Rc<Shared>, b: AmpBox) {
+        let header = Header::of(&b);
+        if let Some(tag) = header.answer {
+            let Some(trigger) = me.take_question(tag) else {
+                let tag = tag.to_vec();
                 return me.protocol_error(&AmpError::UnknownAnswer { tag });
             };
             let _ = trigger.try_callback(b);
-        } else if let Some(tag) = b.remove(ERROR) {
+        } else if let Some(tag) = header.error {
             let (Some(code), Some(description)) = (b.get(ERROR_CODE), b.get(ERROR_DESCRIPTION))
             else {
                 return me.protocol_error(&AmpError::MalformedError);
             };
             let code = String::from_utf8_lossy(code).into_owned();
             let description = String::from_utf8_lossy(description).into_owned();
-            let Some(trigger) = me.questions.borrow_mut().remove(&tag) else {
+            let Some(trigger) = me.take_question(tag) else {
+                let tag = tag.to_vec();
                 return me.protocol_error(&AmpError::UnknownAnswer { tag });
             };
             let failure = if code == UNHANDLED_ERROR_CODE {
@@ -391,27 +523,27 @@ impl Shared {
                 Failure::new(RemoteError::new(code, description))
             };
             let _ = trigger.try_errback(failure);
-        } else if let Some(name) = b.remove(COMMAND) {
-            Shared::command_received(me, name, b);
+        } else if let Some(name) = header.command {
+            Shared::command_received(me, name, header.ask, &b);
         } else {
             me.protocol_error(&AmpError::EmptyBox);
         }
     }
 
     /// Twisted's `_commandReceived`: runs the responder and answers.
-    fn command_received(me: &Rc<Shared>, name: Vec<u8>, mut b: AmpBox) {
-        let ask = b.remove(ASK);
+    fn command_received(me: &Rc<Shared>, name: &[u8], ask: Option<&[u8]>, b: &AmpBox) {
+        let ask = ask.map(Tag::read);
         if name == StartTls::NAME.as_bytes() {
             if let Some(context) = me.locator.tls.clone() {
                 return Shared::answer_start_tls(me, ask, context);
             }
         }
         let sender = AmpSender { shared: me.clone() };
-        let outcome = match me.locator.handlers.get(&name) {
+        let outcome = match me.locator.handler(name) {
             Some(handler) => handler(b, &sender),
             None => fail(RemoteError::new(
                 UNHANDLED_ERROR_CODE,
-                format!("Unhandled Command: {}", py_bytes_repr(&name)),
+                format!("Unhandled Command: {}", py_bytes_repr(name)),
             )),
         };
         me.answering.set(me.answering.get() + 1);
@@ -428,7 +560,7 @@ impl Shared {
     }
 
     /// Answers `StartTLS` in the clear, then starts TLS (Twisted's `_TLSBox._sendTo`).
-    fn answer_start_tls(me: &Rc<Shared>, ask: Option<Vec<u8>>, context: TlsContext) {
+    fn answer_start_tls(me: &Rc<Shared>, ask: Option<Tag>, context: TlsContext) {
         let Some(t) = me.transport() else { return };
         if ask.is_none() {
             return; // as Twisted: without `_ask` nothing is answered and TLS does not start
@@ -448,7 +580,7 @@ impl Shared {
     }
 
     /// Sends the answer to a question (nothing for a command sent without `_ask`).
-    fn answer(&self, ask: Option<Vec<u8>>, out: Result<AmpBox, Failure>) {
+    fn answer(&self, ask: Option<Tag>, out: Result<AmpBox, Failure>) {
         let Some(t) = self.transport() else { return };
         let Some(tag) = ask else {
             if let Err(failure) = out {
@@ -458,9 +590,9 @@ impl Shared {
             }
             return;
         };
-        let (mut reply, close) = match out {
+        let (reply, close) = match out {
             Ok(mut reply) => {
-                reply.insert(ANSWER, tag);
+                tag.put(&mut reply, ANSWER);
                 (reply, false)
             }
             Err(failure) => {
@@ -481,24 +613,31 @@ impl Shared {
                         true
                     }
                 };
-                reply.insert(ERROR, tag);
+                tag.put(&mut reply, ERROR);
                 (reply, close)
             }
         };
-        let mut bytes = Vec::with_capacity(reply.encoded_len());
-        match reply.write_to(&mut bytes) {
-            Ok(()) => self.write(&t, &bytes),
-            Err(too_long) => {
-                // As Twisted: an answer that cannot be written is an unhandled error.
-                tracing::error!(target: LOG, "AMP answer cannot be sent: {too_long}");
-                t.lose_connection();
-                return;
-            }
+        if let Err(too_long) = self.write_box(&t, &reply) {
+            // As Twisted: an answer that cannot be written is an unhandled error.
+            tracing::error!(target: LOG, "AMP answer cannot be sent: {too_long}");
+            t.lose_connection();
+            return;
         }
         if close {
             t.lose_connection();
         }
-        reply.remove(ANSWER);
+    }
+
+    /// Writes a box (as [`write`](Self::write) does), encoded in the scratch buffer.
+    fn write_box(&self, t: &Transport, b: &AmpBox) -> Result<(), TooLong> {
+        let mut buf = std::mem::take(&mut self.scratch.borrow_mut().1);
+        buf.clear();
+        let written = b.write_to(&mut buf);
+        if written.is_ok() {
+            self.write(t, &buf);
+        }
+        self.scratch.borrow_mut().1 = buf;
+        written
     }
 }
 
@@ -560,20 +699,34 @@ impl AmpSender {
             }
             .into());
         }
-        let mut b = AmpBox::new();
-        command.to_box(&mut b)?;
+        let mut b = std::mem::take(&mut s.scratch.borrow_mut().0);
+        b.clear();
+        let sent = self.send_in(&t, &mut b, command, name, trigger);
+        s.scratch.borrow_mut().0 = b;
+        sent
+    }
+
+    /// [`send_box`](Self::send_box) with `b`, empty, to put the command in.
+    fn send_in<C: Record>(
+        &self,
+        t: &Transport,
+        b: &mut AmpBox,
+        command: &C,
+        name: &str,
+        trigger: Option<Trigger<AmpBox>>,
+    ) -> Result<(), Failure> {
+        let s = &self.shared;
+        command.to_box(b)?;
         b.insert(COMMAND, name);
-        s.counter.set(s.counter.get() + 1);
-        let tag = format!("{:x}", s.counter.get()).into_bytes();
+        let number = s.counter.get() + 1;
+        s.counter.set(number);
         if trigger.is_some() {
-            b.insert(ASK, tag.clone());
+            Tag::Number(number).put(b, ASK);
         }
-        let mut bytes = Vec::with_capacity(b.encoded_len());
-        b.write_to(&mut bytes).map_err(AmpError::from)?;
+        s.write_box(t, b).map_err(AmpError::from)?;
         if let Some(trigger) = trigger {
-            s.questions.borrow_mut().insert(tag, trigger);
+            s.questions.borrow_mut().insert(number, trigger);
         }
-        s.write(&t, &bytes);
         Ok(())
     }
 

@@ -180,6 +180,47 @@ fn hostile_an_answer_to_a_question_never_asked_closes_the_connection() {
 }
 
 #[test]
+fn any_tag_is_answered_as_it_came() {
+    // Twisted's tags are hex numbers; a peer may send any bytes, and gets them back.
+    let (mut amp, st) = raw_server(responders(Rc::default()), AmpConfig::default());
+    let tags = [
+        "1",
+        "ffffffffffffffff",
+        "10000000000000000",
+        "007",
+        "A",
+        "0x1",
+        "",
+        "\u{e9}",
+    ];
+    for tag in tags {
+        amp.data_received(&st.transport(), &ask(tag, "Sum", &[("a", "1"), ("b", "2")]));
+    }
+    let answers = parse_boxes(&st.take()).unwrap();
+    let echoed: Vec<&[u8]> = answers.iter().map(|b| b.get("_answer").unwrap()).collect();
+    assert_eq!(echoed, tags.map(str::as_bytes));
+    assert!(answers.iter().all(|b| b.get("total") == Some(&b"3"[..])));
+    assert!(!st.disconnecting());
+}
+
+#[test]
+fn hostile_an_answer_whose_tag_differs_by_a_leading_zero_is_never_asked() {
+    // As in Twisted, where tags are dictionary keys: "01" is not "1".
+    for (tag, closes) in [("01", true), ("1", false)] {
+        let st = StringTransport::new();
+        let mut amp = Amp::new(Locator::new());
+        amp.connection_made(&st.transport());
+        let sum = amp.sender().call_remote(Sum { a: 1, b: 2 });
+        let asked = parse_boxes(&st.take()).unwrap();
+        assert_eq!(asked[0].get("_ask"), Some(&b"1"[..]));
+        let b: AmpBox = [("_answer", tag), ("total", "3")].into_iter().collect();
+        amp.data_received(&st.transport(), &b.to_bytes().unwrap());
+        assert_eq!(st.disconnecting(), closes, "{tag}");
+        assert_eq!(sum.called(), !closes, "{tag}");
+    }
+}
+
+#[test]
 fn hostile_an_empty_box_or_a_long_key_closes_the_connection() {
     for bytes in [&b"\x00\x00"[..], b"\x01\x00"] {
         let (mut amp, st) = raw_server(Locator::new(), AmpConfig::default());
