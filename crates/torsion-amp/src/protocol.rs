@@ -123,19 +123,21 @@ impl Locator {
                 Ok(args) => args,
                 Err(e) => return fail(e),
             };
-            f(args, sender)
-                .into_deferred()
-                .add_callback_result(|response: C::Response| {
-                    let mut out = AmpBox::with_capacity(4, 64);
-                    response.to_box(&mut out).map(|()| out)
-                })
-                .add_errback(|failure| match failure.trap::<RemoteError>() {
+            // One step for both outcomes, not two: each step runs for every call.
+            f(args, sender).into_deferred().add_both(|out| match out {
+                Ok(response) => {
+                    let mut b = AmpBox::with_capacity(4, 64);
+                    response.to_box(&mut b)?;
+                    Ok(b)
+                }
+                Err(failure) => match failure.trap::<RemoteError>() {
                     Ok(mut e) => {
                         e.fatal |= C::FATAL_ERRORS.contains(&e.code.as_str());
                         Err(Failure::new(e))
                     }
                     Err(other) => Err(other),
-                })
+                },
+            })
         };
         let handler: Handler = Box::new(handler);
         match self.handlers.iter_mut().find(|(name, _)| *name == C::NAME) {
@@ -656,16 +658,19 @@ impl AmpSender {
         if let Err(e) = self.send_box(&command, C::NAME, Some(trigger)) {
             return fail(e);
         }
-        d.add_errback(|failure| match failure.trap::<RemoteError>() {
-            Ok(e) if C::declares(&e.code) => Err(Failure::new(e)),
-            // Twisted's UnknownRemoteError: the code is not one the command declares.
-            Ok(e) => Err(Failure::new(RemoteError::new(
-                UNKNOWN_ERROR_CODE,
-                e.description,
-            ))),
-            Err(other) => Err(other),
+        // One step for both outcomes, not two: each step runs for every call.
+        d.add_both(|out| match out {
+            Ok(b) => Ok(C::Response::from_box(&b)?),
+            Err(failure) => match failure.trap::<RemoteError>() {
+                Ok(e) if C::declares(&e.code) => Err(Failure::new(e)),
+                // Twisted's UnknownRemoteError: the code is not one the command declares.
+                Ok(e) => Err(Failure::new(RemoteError::new(
+                    UNKNOWN_ERROR_CODE,
+                    e.description,
+                ))),
+                Err(other) => Err(other),
+            },
         })
-        .add_callback_result(|b| C::Response::from_box(&b))
     }
 
     /// Sends `command` without asking for an answer (Twisted's `callRemote` of a command
