@@ -291,10 +291,14 @@ struct Shared {
     answering: Cell<usize>,
     write_blocked: Cell<bool>,
     reading_paused: Cell<bool>,
+    /// True while [`process`](Self::process) handles what was read.
     parsing: Cell<bool>,
-    /// A box and a buffer kept for the next question or answer, so that sending one
-    /// allocates neither (taken while in use).
-    scratch: RefCell<(AmpBox, Vec<u8>)>,
+    /// Boxes written while what was read is handled (answers, calls made by responders),
+    /// given to the transport in one write at the end: one write per read, not per box.
+    out: RefCell<Vec<u8>>,
+    /// A box kept for the next question, so that asking one allocates none (taken while in
+    /// use).
+    scratch: RefCell<AmpBox>,
     /// TLS started or starting on this connection (it starts once).
     tls_started: Cell<bool>,
     /// While this side's `StartTLS` waits for its answer: the boxes written meanwhile, sent
@@ -337,6 +341,7 @@ impl Amp {
                 write_blocked: Cell::new(false),
                 reading_paused: Cell::new(false),
                 parsing: Cell::new(false),
+                out: RefCell::default(),
                 scratch: RefCell::default(),
                 tls_started: Cell::new(false),
                 tls_buffer: RefCell::new(None),
@@ -393,6 +398,7 @@ impl Protocol for Amp {
         };
         *self.shared.lost.borrow_mut() = Some(why.clone());
         *self.shared.transport.borrow_mut() = None;
+        *self.shared.out.borrow_mut() = Vec::new();
         let questions = std::mem::take(&mut *self.shared.questions.borrow_mut());
         for (_, trigger) in questions {
             let _ = trigger.try_errback(AmpError::ConnectionLost {
@@ -435,12 +441,37 @@ impl Shared {
                 .is_some_and(|b| b.len() > self.config.max_box_size)
     }
 
-    /// Writes a box's bytes, or keeps them while this side's `StartTLS` waits.
-    fn write(&self, t: &Transport, bytes: &[u8]) {
-        match self.tls_buffer.borrow_mut().as_mut() {
-            Some(buffer) => buffer.extend_from_slice(bytes),
-            None => t.write(bytes),
+    /// Writes a box: held while this side's `StartTLS` waits, else encoded in the output
+    /// buffer, which goes to the transport at once or, while what was read is handled, at
+    /// the end of it.
+    fn write_box(&self, t: &Transport, b: &AmpBox) -> Result<(), TooLong> {
+        if let Some(held) = self.tls_buffer.borrow_mut().as_mut() {
+            return b.write_to(held);
         }
+        b.write_to(&mut self.out.borrow_mut())?;
+        if !self.parsing.get() {
+            self.flush(t);
+        }
+        Ok(())
+    }
+
+    /// Gives the output buffer to the transport: before anything that must follow what
+    /// was written (closing, starting TLS), and at the end of handling a read.
+    fn flush(&self, t: &Transport) {
+        let mut out = self.out.borrow_mut();
+        if !out.is_empty() {
+            t.write(&out);
+            out.clear();
+            if out.capacity() > 1 << 20 {
+                *out = Vec::new(); // a burst of large answers: do not keep its memory
+            }
+        }
+    }
+
+    /// Closes the connection once what was written is sent.
+    fn close(&self, t: &Transport) {
+        self.flush(t);
+        t.lose_connection();
     }
 
     /// Pauses or resumes reading as the limits say, and reads what waits once resumed.
@@ -463,7 +494,7 @@ impl Shared {
             .borrow_mut()
             .get_or_insert_with(|| e.to_string());
         if let Some(t) = self.transport() {
-            t.lose_connection();
+            self.close(&t);
         }
     }
 
@@ -491,6 +522,9 @@ impl Shared {
             }
         }
         me.parsing.set(false);
+        if let Some(t) = me.transport() {
+            me.flush(&t);
+        }
     }
 
     /// The waiting question `tag` answers, taken out of the table.
@@ -573,6 +607,7 @@ impl Shared {
         }
         me.tls_started.set(true);
         me.answer(ask, Ok(AmpBox::new()));
+        me.flush(&t); // the answer goes in the clear
         if let Err(e) = t.start_tls(context) {
             // The peer has been told yes and is starting TLS: nothing sensible can follow.
             me.protocol_error(&AmpError::Tls {
@@ -588,7 +623,7 @@ impl Shared {
             if let Err(failure) = out {
                 // Twisted's unhandledError: nobody can be told, so the connection goes.
                 tracing::error!(target: LOG, "AMP command without answer failed: {failure}");
-                t.lose_connection();
+                self.close(&t);
             }
             return;
         };
@@ -622,24 +657,12 @@ impl Shared {
         if let Err(too_long) = self.write_box(&t, &reply) {
             // As Twisted: an answer that cannot be written is an unhandled error.
             tracing::error!(target: LOG, "AMP answer cannot be sent: {too_long}");
-            t.lose_connection();
+            self.close(&t);
             return;
         }
         if close {
-            t.lose_connection();
+            self.close(&t);
         }
-    }
-
-    /// Writes a box (as [`write`](Self::write) does), encoded in the scratch buffer.
-    fn write_box(&self, t: &Transport, b: &AmpBox) -> Result<(), TooLong> {
-        let mut buf = std::mem::take(&mut self.scratch.borrow_mut().1);
-        buf.clear();
-        let written = b.write_to(&mut buf);
-        if written.is_ok() {
-            self.write(t, &buf);
-        }
-        self.scratch.borrow_mut().1 = buf;
-        written
     }
 }
 
@@ -704,10 +727,10 @@ impl AmpSender {
             }
             .into());
         }
-        let mut b = std::mem::take(&mut s.scratch.borrow_mut().0);
+        let mut b = std::mem::take(&mut *s.scratch.borrow_mut());
         b.clear();
         let sent = self.send_in(&t, &mut b, command, name, trigger);
-        s.scratch.borrow_mut().0 = b;
+        *s.scratch.borrow_mut() = b;
         sent
     }
 
@@ -767,21 +790,24 @@ impl AmpSender {
             let held = me.tls_buffer.borrow_mut().take().unwrap_or_default();
             let result = match out {
                 Ok(_) => match me.transport() {
-                    Some(t) => match t.start_tls(context) {
-                        Ok(()) => {
-                            if !held.is_empty() {
-                                t.write(&held);
+                    Some(t) => {
+                        me.flush(&t); // what was written before goes in the clear
+                        match t.start_tls(context) {
+                            Ok(()) => {
+                                if !held.is_empty() {
+                                    t.write(&held);
+                                }
+                                Ok(())
                             }
-                            Ok(())
+                            Err(e) => {
+                                let e = AmpError::Tls {
+                                    reason: e.to_string(),
+                                };
+                                me.protocol_error(&e);
+                                Err(Failure::new(e))
+                            }
                         }
-                        Err(e) => {
-                            let e = AmpError::Tls {
-                                reason: e.to_string(),
-                            };
-                            me.protocol_error(&e);
-                            Err(Failure::new(e))
-                        }
-                    },
+                    }
                     None => Err(Failure::new(AmpError::ConnectionLost {
                         reason: "closed before TLS started".into(),
                     })),

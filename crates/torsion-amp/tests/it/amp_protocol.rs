@@ -7,7 +7,8 @@ use std::rc::Rc;
 
 use torsion::defer::{Deferred, Trigger};
 use torsion::testing::{connected_pair, StringTransport};
-use torsion::Protocol;
+use torsion::transport::{Address, TransportImpl};
+use torsion::{Protocol, Transport};
 use torsion_amp::wire::{parse_boxes, AmpBox};
 use torsion_amp::{
     command, Amp, AmpConfig, AmpError, Locator, RemoteError, UnhandledCommand, UNKNOWN_ERROR_CODE,
@@ -201,6 +202,45 @@ fn any_tag_is_answered_as_it_came() {
     assert_eq!(echoed, tags.map(str::as_bytes));
     assert!(answers.iter().all(|b| b.get("total") == Some(&b"3"[..])));
     assert!(!st.disconnecting());
+}
+
+/// A transport that keeps each write apart.
+#[derive(Default)]
+struct Writes(RefCell<Vec<Vec<u8>>>);
+
+impl TransportImpl for Writes {
+    fn write(&self, data: &[u8]) {
+        self.0.borrow_mut().push(data.to_vec());
+    }
+    fn lose_connection(&self) {}
+    fn abort_connection(&self) {}
+    fn get_peer(&self) -> Address {
+        Address::Named("peer".into())
+    }
+    fn get_host(&self) -> Address {
+        Address::Named("host".into())
+    }
+}
+
+#[test]
+fn the_answers_to_one_read_go_to_the_transport_in_one_write() {
+    let writes = Rc::new(Writes::default());
+    let t = Transport::new(writes.clone());
+    let mut amp = Amp::new(responders(Rc::default()));
+    amp.connection_made(&t);
+    let mut read = Vec::new();
+    for tag in ["1", "2", "3"] {
+        read.extend_from_slice(&ask(tag, "Sum", &[("a", "1"), ("b", tag)]));
+    }
+    amp.data_received(&t, &read);
+    let written = writes.0.borrow().clone();
+    assert_eq!(written.len(), 1);
+    let answers = parse_boxes(&written[0]).unwrap();
+    let totals: Vec<&[u8]> = answers.iter().map(|b| b.get("total").unwrap()).collect();
+    assert_eq!(totals, [&b"2"[..], b"3", b"4"]);
+    // Outside a read (a call made from a timer, say), a box goes at once.
+    drop(amp.sender().call_remote(Sum { a: 1, b: 1 }));
+    assert_eq!(writes.0.borrow().len(), 2);
 }
 
 #[test]
