@@ -123,21 +123,27 @@ impl Locator {
                 Ok(args) => args,
                 Err(e) => return fail(e),
             };
+            let shared = Rc::downgrade(&sender.shared);
             // One step for both outcomes, not two: each step runs for every call.
-            f(args, sender).into_deferred().add_both(|out| match out {
-                Ok(response) => {
-                    let mut b = AmpBox::with_capacity(4, 64);
-                    response.to_box(&mut b)?;
-                    Ok(b)
-                }
-                Err(failure) => match failure.trap::<RemoteError>() {
-                    Ok(mut e) => {
-                        e.fatal |= C::FATAL_ERRORS.contains(&e.code.as_str());
-                        Err(Failure::new(e))
+            f(args, sender)
+                .into_deferred()
+                .add_both(move |out| match out {
+                    Ok(response) => {
+                        let mut b = match shared.upgrade() {
+                            Some(shared) => shared.answer_box(),
+                            None => AmpBox::new(),
+                        };
+                        response.to_box(&mut b)?;
+                        Ok(b)
                     }
-                    Err(other) => Err(other),
-                },
-            })
+                    Err(failure) => match failure.trap::<RemoteError>() {
+                        Ok(mut e) => {
+                            e.fatal |= C::FATAL_ERRORS.contains(&e.code.as_str());
+                            Err(Failure::new(e))
+                        }
+                        Err(other) => Err(other),
+                    },
+                })
         };
         let handler: Handler = Box::new(handler);
         match self.handlers.iter_mut().find(|(name, _)| *name == C::NAME) {
@@ -299,6 +305,8 @@ struct Shared {
     /// A box kept for the next question, so that asking one allocates none (taken while in
     /// use).
     scratch: RefCell<AmpBox>,
+    /// An answer's box, kept once written for the next answer.
+    spare_answer: RefCell<Option<AmpBox>>,
     /// TLS started or starting on this connection (it starts once).
     tls_started: Cell<bool>,
     /// While this side's `StartTLS` waits for its answer: the boxes written meanwhile, sent
@@ -343,6 +351,7 @@ impl Amp {
                 parsing: Cell::new(false),
                 out: RefCell::default(),
                 scratch: RefCell::default(),
+                spare_answer: RefCell::default(),
                 tls_started: Cell::new(false),
                 tls_buffer: RefCell::new(None),
             }),
@@ -527,6 +536,24 @@ impl Shared {
         }
     }
 
+    /// A box to put an answer in: the last one written, or a new one.
+    fn answer_box(&self) -> AmpBox {
+        match self.spare_answer.borrow_mut().take() {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => AmpBox::with_capacity(4, 64),
+        }
+    }
+
+    /// Gives a box read and handled back to the parser, to read the next box into.
+    fn recycle(&self, b: AmpBox) {
+        if let Ok(mut parser) = self.parser.try_borrow_mut() {
+            parser.recycle(b);
+        }
+    }
+
     /// The waiting question `tag` answers, taken out of the table.
     fn take_question(&self, tag: &[u8]) -> Option<Trigger<AmpBox>> {
         self.questions.borrow_mut().remove(&parse_hex(tag)?)
@@ -561,6 +588,7 @@ impl Shared {
             let _ = trigger.try_errback(failure);
         } else if let Some(name) = header.command {
             Shared::command_received(me, name, header.ask, &b);
+            me.recycle(b);
         } else {
             me.protocol_error(&AmpError::EmptyBox);
         }
@@ -660,6 +688,9 @@ impl Shared {
             self.close(&t);
             return;
         }
+        if reply.worth_keeping() {
+            *self.spare_answer.borrow_mut() = Some(reply);
+        }
         if close {
             self.close(&t);
         }
@@ -681,9 +712,16 @@ impl AmpSender {
         if let Err(e) = self.send_box(&command, C::NAME, Some(trigger)) {
             return fail(e);
         }
+        let shared = Rc::downgrade(&self.shared);
         // One step for both outcomes, not two: each step runs for every call.
-        d.add_both(|out| match out {
-            Ok(b) => Ok(C::Response::from_box(&b)?),
+        d.add_both(move |out| match out {
+            Ok(b) => {
+                let response = C::Response::from_box(&b);
+                if let Some(shared) = shared.upgrade() {
+                    shared.recycle(b);
+                }
+                Ok(response?)
+            }
             Err(failure) => match failure.trap::<RemoteError>() {
                 Ok(e) if C::declares(&e.code) => Err(Failure::new(e)),
                 // Twisted's UnknownRemoteError: the code is not one the command declares.

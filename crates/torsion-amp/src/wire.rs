@@ -63,8 +63,9 @@ struct Pair {
 /// Boxes are small (a handful of short keys and values, made and read once per call), so a
 /// box keeps all its keys and values back to back in one buffer, with a list of where each
 /// pair lies, sorted by key: a box costs two allocations however many keys it has, and a key
-/// is found by a binary search. A value replaced or removed stays in the buffer until the box
-/// is dropped.
+/// is found by comparing it with a few others (lengths first; by a binary search in a box of
+/// more than 8 keys). A value replaced or removed stays in the buffer until the box is cleared
+/// or dropped.
 #[derive(Clone, Default)]
 pub struct AmpBox {
     /// Keys and values, back to back (for a box read from the wire, its encoding, length
@@ -88,22 +89,25 @@ impl AmpBox {
         }
     }
 
-    /// A box of `bytes` with `pairs` in it, sorted by key if `sorted` says so (a box read
-    /// from the wire: Twisted and Torsion write keys sorted). Any other order is sorted here,
-    /// and a key given twice keeps its last value (the sort is stable).
-    fn from_parts(bytes: Vec<u8>, mut pairs: Vec<Pair>, sorted: bool) -> AmpBox {
-        if !sorted {
-            let key = |p: &Pair| &bytes[p.key.start..p.key.end];
-            pairs.sort_by(|a, b| compare(key(a), key(b)));
-            pairs.dedup_by(|later, kept| {
-                let same = key(later) == key(kept);
-                if same {
-                    kept.value = later.value;
-                }
-                same
-            });
-        }
-        AmpBox { bytes, pairs }
+    /// True for a box small enough to keep for reuse once handled (a connection keeps one or
+    /// two; a burst of large boxes does not stay in memory).
+    pub(crate) fn worth_keeping(&self) -> bool {
+        self.bytes.capacity() <= 64 * 1024 && self.pairs.capacity() <= 64
+    }
+
+    /// Sorts the pairs of a box read from the wire whose keys did not come in order
+    /// (Twisted and Torsion write them sorted); a key given twice keeps its last value (the
+    /// sort is stable).
+    fn sort_received(&mut self) {
+        let key = |p: &Pair| &self.bytes[p.key.start..p.key.end];
+        self.pairs.sort_by(|a, b| compare(key(a), key(b)));
+        self.pairs.dedup_by(|later, kept| {
+            let same = key(later) == key(kept);
+            if same {
+                kept.value = later.value;
+            }
+            same
+        });
     }
 
     fn key_of(&self, p: &Pair) -> &[u8] {
@@ -356,6 +360,8 @@ pub struct BoxParser {
     key: Option<Span>,
     /// True while the box's keys came in order (each after the one before).
     sorted: bool,
+    /// A box handled and given back ([`recycle`](Self::recycle)), to read the next into.
+    spare: Option<AmpBox>,
     max_box: usize,
     failed: Option<AmpError>,
 }
@@ -370,6 +376,7 @@ impl BoxParser {
             pairs: Vec::new(),
             key: None,
             sorted: true,
+            spare: None,
             max_box,
             failed: None,
         }
@@ -436,8 +443,12 @@ impl BoxParser {
             at = string.end;
             match self.key.take() {
                 None if len == 0 => {
-                    let bytes = data[..at - 2].to_vec();
-                    let b = AmpBox::from_parts(bytes, std::mem::take(&mut self.pairs), self.sorted);
+                    let mut b = self.spare.take().unwrap_or_default();
+                    b.bytes.extend_from_slice(&data[..at - 2]);
+                    std::mem::swap(&mut b.pairs, &mut self.pairs); // the spare's are empty
+                    if !self.sorted {
+                        b.sort_received();
+                    }
                     self.start += at;
                     self.scanned = 0;
                     self.sorted = true;
@@ -457,6 +468,15 @@ impl BoxParser {
         match error {
             Some(e) => Err(self.fail(e)),
             None => Ok(None),
+        }
+    }
+
+    /// Takes back a box once it is handled, to read the next one into its memory instead of
+    /// new memory: a box is read and dropped for every call. One small box is kept.
+    pub(crate) fn recycle(&mut self, mut b: AmpBox) {
+        if self.spare.is_none() && b.worth_keeping() {
+            b.clear();
+            self.spare = Some(b);
         }
     }
 
