@@ -80,7 +80,37 @@ impl<T: 'static> Respond<T> for Deferred<T> {
     }
 }
 
-type Handler = Box<dyn Fn(&AmpBox, &AmpSender) -> Deferred<AmpBox>>;
+/// What a responder answers with.
+enum Reply {
+    /// The response, as a box.
+    Box(AmpBox),
+    /// An empty box, after which the connection goes to this protocol (a protocol switch).
+    Switch(Rc<RefCell<dyn Protocol>>),
+}
+
+type Handler = Box<dyn Fn(&AmpBox, &AmpSender) -> Deferred<Reply>>;
+
+/// A responder's failure as it is answered: a [`RemoteError`] whose code `C` declares fatal
+/// is marked fatal.
+fn mark_fatal<C: Command>(failure: Failure) -> Failure {
+    match failure.trap::<RemoteError>() {
+        Ok(mut e) => {
+            e.fatal |= C::FATAL_ERRORS.contains(&e.code.as_str());
+            Failure::new(e)
+        }
+        Err(other) => other,
+    }
+}
+
+/// A caller's failure as `C`'s caller gets it: a [`RemoteError`] whose code `C` does not
+/// declare becomes [`UNKNOWN_ERROR_CODE`] (Twisted's `UnknownRemoteError`).
+fn declared<C: Command>(failure: Failure) -> Failure {
+    match failure.trap::<RemoteError>() {
+        Ok(e) if C::declares(&e.code) => Failure::new(e),
+        Ok(e) => Failure::new(RemoteError::new(UNKNOWN_ERROR_CODE, e.description)),
+        Err(other) => other,
+    }
+}
 
 /// The responders of a connection, by command name (Twisted's `CommandLocator` with its
 /// `@Command.responder` methods).
@@ -118,7 +148,7 @@ impl Locator {
         C: Command,
         R: Respond<C::Response>,
     {
-        let handler = move |b: &AmpBox, sender: &AmpSender| -> Deferred<AmpBox> {
+        let handler = move |b: &AmpBox, sender: &AmpSender| -> Deferred<Reply> {
             let args = match C::from_box(b) {
                 Ok(args) => args,
                 Err(e) => return fail(e),
@@ -134,21 +164,60 @@ impl Locator {
                             None => AmpBox::new(),
                         };
                         response.to_box(&mut b)?;
-                        Ok(b)
+                        Ok(Reply::Box(b))
                     }
-                    Err(failure) => match failure.trap::<RemoteError>() {
-                        Ok(mut e) => {
-                            e.fatal |= C::FATAL_ERRORS.contains(&e.code.as_str());
-                            Err(Failure::new(e))
-                        }
-                        Err(other) => Err(other),
-                    },
+                    Err(failure) => Err(mark_fatal::<C>(failure)),
                 })
         };
-        let handler: Handler = Box::new(handler);
-        match self.handlers.iter_mut().find(|(name, _)| *name == C::NAME) {
+        self.register(C::NAME, Box::new(handler));
+    }
+
+    /// Responds to `C` as a protocol switch (Twisted's `ProtocolSwitchCommand` responder):
+    /// `f` gets the command's arguments and returns the protocol the connection goes to, or
+    /// a Deferred of it. The answer is an empty box (`C`'s response is not used: Twisted
+    /// answers a switch with an empty box); once it is written, the protocol gets
+    /// `connection_made` with the connection's transport, then every byte that follows the
+    /// command, and every event of the connection from then on. AMP is over on this
+    /// connection: sending a box fails with [`AmpError::ProtocolSwitched`], and answers to
+    /// commands still in progress are dropped.
+    ///
+    /// A failure is answered as [`responder`](Self::responder) answers one, and the
+    /// connection stays AMP. A switch command sent without asking for an answer is not
+    /// answered and switches nothing, as in Twisted.
+    pub fn switch_responder<C, R, P>(mut self, f: impl Fn(C, &AmpSender) -> R + 'static) -> Locator
+    where
+        C: Command,
+        R: Respond<P>,
+        P: Protocol,
+    {
+        self.add_switch_responder(f);
+        self
+    }
+
+    /// [`switch_responder`](Self::switch_responder) on a locator being built in place.
+    pub fn add_switch_responder<C, R, P>(&mut self, f: impl Fn(C, &AmpSender) -> R + 'static)
+    where
+        C: Command,
+        R: Respond<P>,
+        P: Protocol,
+    {
+        let handler = move |b: &AmpBox, sender: &AmpSender| -> Deferred<Reply> {
+            let args = match C::from_box(b) {
+                Ok(args) => args,
+                Err(e) => return fail(e),
+            };
+            f(args, sender).into_deferred().add_both(|out| match out {
+                Ok(protocol) => Ok(Reply::Switch(Rc::new(RefCell::new(protocol)))),
+                Err(failure) => Err(mark_fatal::<C>(failure)),
+            })
+        };
+        self.register(C::NAME, Box::new(handler));
+    }
+
+    fn register(&mut self, name: &'static str, handler: Handler) {
+        match self.handlers.iter_mut().find(|(n, _)| *n == name) {
             Some(entry) => entry.1 = handler,
-            None => self.handlers.push((C::NAME, handler)),
+            None => self.handlers.push((name, handler)),
         }
     }
 
@@ -307,6 +376,12 @@ struct Shared {
     scratch: RefCell<AmpBox>,
     /// An answer's box, kept once written for the next answer.
     spare_answer: RefCell<Option<AmpBox>>,
+    /// No box may be sent: this side asked to switch protocols, or switched (Twisted's
+    /// `_locked`).
+    locked: Cell<bool>,
+    /// The protocol the connection was handed to (Twisted's `innerProtocol`): every event
+    /// goes to it.
+    switched: RefCell<Option<Rc<RefCell<dyn Protocol>>>>,
     /// TLS started or starting on this connection (it starts once).
     tls_started: Cell<bool>,
     /// While this side's `StartTLS` waits for its answer: the boxes written meanwhile, sent
@@ -352,6 +427,8 @@ impl Amp {
                 out: RefCell::default(),
                 scratch: RefCell::default(),
                 spare_answer: RefCell::default(),
+                locked: Cell::new(false),
+                switched: RefCell::new(None),
                 tls_started: Cell::new(false),
                 tls_buffer: RefCell::new(None),
             }),
@@ -395,9 +472,31 @@ impl Protocol for Amp {
         }
     }
 
-    fn data_received(&mut self, _transport: &Transport, data: &[u8]) {
+    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
+        if let Some(inner) = self.shared.switched_to() {
+            return inner.borrow_mut().data_received(transport, data);
+        }
         self.shared.parser.borrow_mut().push(data);
         Shared::process(&self.shared);
+    }
+
+    fn read_connection_lost(&mut self, transport: &Transport) {
+        match self.shared.switched_to() {
+            Some(inner) => inner.borrow_mut().read_connection_lost(transport),
+            None => transport.lose_connection(),
+        }
+    }
+
+    fn write_connection_lost(&mut self, transport: &Transport) {
+        if let Some(inner) = self.shared.switched_to() {
+            inner.borrow_mut().write_connection_lost(transport);
+        }
+    }
+
+    fn drain(&mut self, transport: &Transport) {
+        if let Some(inner) = self.shared.switched_to() {
+            inner.borrow_mut().drain(transport);
+        }
     }
 
     fn connection_lost(&mut self, reason: ConnectionEnd) {
@@ -405,6 +504,9 @@ impl Protocol for Amp {
             Some(why) => why,
             None => reason.to_string(),
         };
+        if let Some(inner) = self.shared.switched_to() {
+            inner.borrow_mut().connection_lost(reason);
+        }
         *self.shared.lost.borrow_mut() = Some(why.clone());
         *self.shared.transport.borrow_mut() = None;
         *self.shared.out.borrow_mut() = Vec::new();
@@ -483,8 +585,34 @@ impl Shared {
         t.lose_connection();
     }
 
+    /// The protocol the connection was handed to, if it was.
+    fn switched_to(&self) -> Option<Rc<RefCell<dyn Protocol>>> {
+        self.switched.borrow().clone()
+    }
+
+    /// Hands the connection to `protocol` (Twisted's `_switchTo`): what was written goes
+    /// first, AMP stops, flow control is the new protocol's, and it gets `connection_made`
+    /// and the bytes received after the last box.
+    fn switch_to(me: &Rc<Shared>, t: &Transport, protocol: Rc<RefCell<dyn Protocol>>) {
+        me.flush(t);
+        me.locked.set(true);
+        *me.switched.borrow_mut() = Some(protocol.clone());
+        t.unregister_producer();
+        if me.reading_paused.replace(false) {
+            t.resume_producing();
+        }
+        let rest = me.parser.borrow_mut().take_rest();
+        protocol.borrow_mut().connection_made(t);
+        if !rest.is_empty() {
+            protocol.borrow_mut().data_received(t, &rest);
+        }
+    }
+
     /// Pauses or resumes reading as the limits say, and reads what waits once resumed.
     fn update_reading(me: &Rc<Shared>) {
+        if me.switched.borrow().is_some() {
+            return;
+        }
         let Some(t) = me.transport() else { return };
         if me.should_pause() {
             if !me.reading_paused.replace(true) {
@@ -517,7 +645,10 @@ impl Shared {
                 Shared::update_reading(me);
                 break;
             }
-            if me.lost.borrow().is_some() || me.closing.borrow().is_some() {
+            if me.lost.borrow().is_some()
+                || me.closing.borrow().is_some()
+                || me.switched.borrow().is_some()
+            {
                 break;
             }
             let next = me.parser.borrow_mut().next_box();
@@ -603,7 +734,7 @@ impl Shared {
             }
         }
         let sender = AmpSender { shared: me.clone() };
-        let outcome = match me.locator.handler(name) {
+        let outcome: Deferred<Reply> = match me.locator.handler(name) {
             Some(handler) => handler(b, &sender),
             None => fail(RemoteError::new(
                 UNHANDLED_ERROR_CODE,
@@ -616,11 +747,27 @@ impl Shared {
         drop(outcome.add_both(move |out| {
             if let Some(me) = weak.upgrade() {
                 me.answering.set(me.answering.get() - 1);
-                me.answer(ask, out);
+                match out {
+                    Ok(Reply::Box(b)) => me.answer(ask, Ok(b)),
+                    Ok(Reply::Switch(protocol)) => Shared::answer_switch(&me, ask, protocol),
+                    Err(failure) => me.answer(ask, Err(failure)),
+                }
                 Shared::update_reading(&me);
             }
             Ok::<(), Failure>(())
         }));
+    }
+
+    /// Answers a protocol switch with an empty box, then hands the connection over
+    /// (Twisted's `_SwitchBox._sendTo`). Without `_ask` nothing is answered and nothing
+    /// switches, as in Twisted; nor once this side has asked to switch itself.
+    fn answer_switch(me: &Rc<Shared>, ask: Option<Tag>, protocol: Rc<RefCell<dyn Protocol>>) {
+        let Some(t) = me.transport() else { return };
+        if ask.is_none() || me.locked.get() {
+            return;
+        }
+        me.answer(ask, Ok(AmpBox::new()));
+        Shared::switch_to(me, &t, protocol);
     }
 
     /// Answers `StartTLS` in the clear, then starts TLS (Twisted's `_TLSBox._sendTo`).
@@ -646,6 +793,9 @@ impl Shared {
 
     /// Sends the answer to a question (nothing for a command sent without `_ask`).
     fn answer(&self, ask: Option<Tag>, out: Result<AmpBox, Failure>) {
+        if self.locked.get() {
+            return; // switching protocols: as Twisted's `_safeEmit`, the answer is dropped
+        }
         let Some(t) = self.transport() else { return };
         let Some(tag) = ask else {
             if let Err(failure) = out {
@@ -722,15 +872,93 @@ impl AmpSender {
                 }
                 Ok(response?)
             }
-            Err(failure) => match failure.trap::<RemoteError>() {
-                Ok(e) if C::declares(&e.code) => Err(Failure::new(e)),
-                // Twisted's UnknownRemoteError: the code is not one the command declares.
-                Ok(e) => Err(Failure::new(RemoteError::new(
-                    UNKNOWN_ERROR_CODE,
-                    e.description,
-                ))),
-                Err(other) => Err(other),
-            },
+            Err(failure) => Err(declared::<C>(failure)),
+        })
+    }
+
+    /// Calls `command` as a protocol switch (Twisted's `callRemote` of a
+    /// `ProtocolSwitchCommand` with `_protoToSwitchToFactory`): once the peer's answer comes,
+    /// `protocol` makes the protocol the connection goes to, which gets `connection_made` with
+    /// the connection's transport, then the bytes that followed the answer and every event of
+    /// the connection from then on; the Deferred fires with it. (`C`'s response is not read:
+    /// Twisted answers a switch with an empty box.)
+    ///
+    /// From the call on, no AMP box may be sent ([`AmpError::ProtocolSwitched`]) and answers
+    /// to the peer's commands are dropped, as in Twisted. If the peer refuses (a
+    /// [`RemoteError`], [`UnhandledCommand`]) or the connection ends first, the Deferred
+    /// fails, `protocol` is not called, and the connection stays AMP.
+    ///
+    /// ```
+    /// use torsion::{Protocol, Transport};
+    /// use torsion_amp::{command, Amp, Locator, RemoteError};
+    ///
+    /// command! {
+    ///     /// Hands the connection to `Shout`.
+    ///     pub struct ToShout {}
+    ///     response ToShoutResult {}
+    /// }
+    ///
+    /// /// Answers bytes in upper case.
+    /// struct Shout;
+    /// impl Protocol for Shout {
+    ///     fn data_received(&mut self, t: &Transport, data: &[u8]) {
+    ///         t.write(&data.to_ascii_uppercase());
+    ///     }
+    /// }
+    ///
+    /// /// Says hello, keeps what comes back.
+    /// #[derive(Default)]
+    /// struct Hello(Vec<u8>);
+    /// impl Protocol for Hello {
+    ///     fn connection_made(&mut self, t: &Transport) {
+    ///         t.write(b"hello");
+    ///     }
+    ///     fn data_received(&mut self, _: &Transport, data: &[u8]) {
+    ///         self.0.extend_from_slice(data);
+    ///     }
+    /// }
+    ///
+    /// let server = Amp::new(Locator::new().switch_responder(|_: ToShout, _| {
+    ///     Ok::<_, RemoteError>(Shout)
+    /// }));
+    /// let client = Amp::new(Locator::new());
+    /// let caller = client.sender();
+    /// let mut pump = torsion::testing::connected_pair(client, server);
+    /// let hello = caller.call_switch(ToShout {}, Hello::default);
+    /// pump.flush();
+    /// let hello = hello.result().unwrap().unwrap();
+    /// assert_eq!(hello.borrow().0, b"HELLO");
+    /// ```
+    pub fn call_switch<C: Command, P: Protocol>(
+        &self,
+        command: C,
+        protocol: impl FnOnce() -> P + 'static,
+    ) -> Deferred<Rc<RefCell<P>>> {
+        let d = Deferred::<AmpBox>::new();
+        let trigger = d.trigger();
+        if let Err(e) = self.send_box(&command, C::NAME, Some(trigger)) {
+            return fail(e);
+        }
+        self.shared.locked.set(true);
+        let shared = Rc::downgrade(&self.shared);
+        d.add_both(move |out| {
+            let me = shared.upgrade();
+            match (out, me.as_ref().and_then(|me| Some((me, me.transport()?)))) {
+                (Ok(_), Some((me, t))) => {
+                    let p = Rc::new(RefCell::new(protocol()));
+                    Shared::switch_to(me, &t, p.clone());
+                    Ok(p)
+                }
+                (Ok(_), None) => Err(Failure::new(AmpError::ConnectionLost {
+                    reason: "closed before the protocol switch".into(),
+                })),
+                (Err(failure), _) => {
+                    if let Some(me) = me {
+                        me.locked.set(false);
+                    }
+                    Err(declared::<C>(failure))
+                }
+            }
         })
     }
 
@@ -759,6 +987,9 @@ impl AmpSender {
             }
             .into());
         };
+        if s.locked.get() {
+            return Err(AmpError::ProtocolSwitched.into());
+        }
         if trigger.is_some() && s.questions.borrow().len() >= s.config.max_outstanding_calls {
             return Err(AmpError::TooManyOutstanding {
                 limit: s.config.max_outstanding_calls,

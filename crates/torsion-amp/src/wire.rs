@@ -471,6 +471,20 @@ impl BoxParser {
         }
     }
 
+    /// Takes the bytes received and not part of a returned box (a box partly read
+    /// included), leaving the parser between boxes: what follows a protocol switch belongs
+    /// to the new protocol.
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        let rest = self.buf.split_off(self.start);
+        self.buf.clear();
+        self.start = 0;
+        self.scanned = 0;
+        self.pairs.clear();
+        self.key = None;
+        self.sorted = true;
+        rest
+    }
+
     /// Takes back a box once it is handled, to read the next one into its memory instead of
     /// new memory: a box is read and dropped for every call. One small box is kept.
     pub(crate) fn recycle(&mut self, mut b: AmpBox) {
