@@ -90,6 +90,10 @@ pub enum AmpError {
     /// TLS was already started (or is starting) on this connection (Twisted's
     /// `OnlyOneTLS`): it starts once.
     OnlyOneTls,
+    /// The connection is being handed, or was handed, to another protocol
+    /// ([`AmpSender::call_switch`](crate::AmpSender::call_switch), a switch responder): no
+    /// AMP box may be sent on it (Twisted's `ProtocolSwitched`).
+    ProtocolSwitched,
     /// TLS could not start: the transport cannot carry it, or the peer refused `StartTLS`
     /// while boxes meant for TLS were waiting (they are never sent in the clear).
     Tls {
@@ -141,6 +145,9 @@ impl fmt::Display for AmpError {
                 write!(f, "more than {limit} AMP calls waiting for answers")
             }
             AmpError::OnlyOneTls => f.write_str("TLS already started on this AMP connection"),
+            AmpError::ProtocolSwitched => {
+                f.write_str("this connection has switched: no AMP traffic allowed")
+            }
             AmpError::Tls { reason } => write!(f, "AMP StartTLS failed: {reason}"),
         }
     }

@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::{Rc, Weak};
 
 use torsion::defer::{fail, Deferred, Trigger};
@@ -12,7 +13,7 @@ use torsion::{ConnectionEnd, Failure, Protocol, Transport};
 
 use crate::command::Command;
 use crate::error::{
-    AmpError, RemoteError, UnhandledCommand, UNHANDLED_ERROR_CODE, UNKNOWN_ERROR_CODE,
+    AmpError, RemoteError, TooLong, UnhandledCommand, UNHANDLED_ERROR_CODE, UNKNOWN_ERROR_CODE,
 };
 use crate::types::Record;
 use crate::wire::{AmpBox, BoxParser, ANSWER, ASK, COMMAND, ERROR, ERROR_CODE, ERROR_DESCRIPTION};
@@ -79,13 +80,45 @@ impl<T: 'static> Respond<T> for Deferred<T> {
     }
 }
 
-type Handler = Box<dyn Fn(AmpBox, &AmpSender) -> Deferred<AmpBox>>;
+/// What a responder answers with.
+enum Reply {
+    /// The response, as a box.
+    Box(AmpBox),
+    /// An empty box, after which the connection goes to this protocol (a protocol switch).
+    Switch(Rc<RefCell<dyn Protocol>>),
+}
+
+type Handler = Box<dyn Fn(&AmpBox, &AmpSender) -> Deferred<Reply>>;
+
+/// A responder's failure as it is answered: a [`RemoteError`] whose code `C` declares fatal
+/// is marked fatal.
+fn mark_fatal<C: Command>(failure: Failure) -> Failure {
+    match failure.trap::<RemoteError>() {
+        Ok(mut e) => {
+            e.fatal |= C::FATAL_ERRORS.contains(&e.code.as_str());
+            Failure::new(e)
+        }
+        Err(other) => other,
+    }
+}
+
+/// A caller's failure as `C`'s caller gets it: a [`RemoteError`] whose code `C` does not
+/// declare becomes [`UNKNOWN_ERROR_CODE`] (Twisted's `UnknownRemoteError`).
+fn declared<C: Command>(failure: Failure) -> Failure {
+    match failure.trap::<RemoteError>() {
+        Ok(e) if C::declares(&e.code) => Failure::new(e),
+        Ok(e) => Failure::new(RemoteError::new(UNKNOWN_ERROR_CODE, e.description)),
+        Err(other) => other,
+    }
+}
 
 /// The responders of a connection, by command name (Twisted's `CommandLocator` with its
 /// `@Command.responder` methods).
 #[derive(Default)]
 pub struct Locator {
-    handlers: HashMap<Vec<u8>, Handler>,
+    /// By command name, in a list: a locator has a few commands, and comparing a name with
+    /// each (lengths first) costs less than hashing it.
+    handlers: Vec<(&'static str, Handler)>,
     tls: Option<TlsContext>,
 }
 
@@ -115,27 +148,77 @@ impl Locator {
         C: Command,
         R: Respond<C::Response>,
     {
-        let handler = move |b: AmpBox, sender: &AmpSender| -> Deferred<AmpBox> {
-            let args = match C::from_box(&b) {
+        let handler = move |b: &AmpBox, sender: &AmpSender| -> Deferred<Reply> {
+            let args = match C::from_box(b) {
                 Ok(args) => args,
                 Err(e) => return fail(e),
             };
+            let shared = Rc::downgrade(&sender.shared);
+            // One step for both outcomes, not two: each step runs for every call.
             f(args, sender)
                 .into_deferred()
-                .add_callback_result(|response: C::Response| {
-                    let mut out = AmpBox::new();
-                    response.to_box(&mut out).map(|()| out)
-                })
-                .add_errback(|failure| match failure.trap::<RemoteError>() {
-                    Ok(mut e) => {
-                        e.fatal |= C::FATAL_ERRORS.contains(&e.code.as_str());
-                        Err(Failure::new(e))
+                .add_both(move |out| match out {
+                    Ok(response) => {
+                        let mut b = match shared.upgrade() {
+                            Some(shared) => shared.answer_box(),
+                            None => AmpBox::new(),
+                        };
+                        response.to_box(&mut b)?;
+                        Ok(Reply::Box(b))
                     }
-                    Err(other) => Err(other),
+                    Err(failure) => Err(mark_fatal::<C>(failure)),
                 })
         };
-        self.handlers
-            .insert(C::NAME.as_bytes().to_vec(), Box::new(handler));
+        self.register(C::NAME, Box::new(handler));
+    }
+
+    /// Responds to `C` as a protocol switch (Twisted's `ProtocolSwitchCommand` responder):
+    /// `f` gets the command's arguments and returns the protocol the connection goes to, or
+    /// a Deferred of it. The answer is an empty box (`C`'s response is not used: Twisted
+    /// answers a switch with an empty box); once it is written, the protocol gets
+    /// `connection_made` with the connection's transport, then every byte that follows the
+    /// command, and every event of the connection from then on. AMP is over on this
+    /// connection: sending a box fails with [`AmpError::ProtocolSwitched`], and answers to
+    /// commands still in progress are dropped.
+    ///
+    /// A failure is answered as [`responder`](Self::responder) answers one, and the
+    /// connection stays AMP. A switch command sent without asking for an answer is not
+    /// answered and switches nothing, as in Twisted.
+    pub fn switch_responder<C, R, P>(mut self, f: impl Fn(C, &AmpSender) -> R + 'static) -> Locator
+    where
+        C: Command,
+        R: Respond<P>,
+        P: Protocol,
+    {
+        self.add_switch_responder(f);
+        self
+    }
+
+    /// [`switch_responder`](Self::switch_responder) on a locator being built in place.
+    pub fn add_switch_responder<C, R, P>(&mut self, f: impl Fn(C, &AmpSender) -> R + 'static)
+    where
+        C: Command,
+        R: Respond<P>,
+        P: Protocol,
+    {
+        let handler = move |b: &AmpBox, sender: &AmpSender| -> Deferred<Reply> {
+            let args = match C::from_box(b) {
+                Ok(args) => args,
+                Err(e) => return fail(e),
+            };
+            f(args, sender).into_deferred().add_both(|out| match out {
+                Ok(protocol) => Ok(Reply::Switch(Rc::new(RefCell::new(protocol)))),
+                Err(failure) => Err(mark_fatal::<C>(failure)),
+            })
+        };
+        self.register(C::NAME, Box::new(handler));
+    }
+
+    fn register(&mut self, name: &'static str, handler: Handler) {
+        match self.handlers.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = handler,
+            None => self.handlers.push((name, handler)),
+        }
     }
 
     /// Answers the peer's [`StartTls`] with an empty box, sent in the clear, then starts TLS
@@ -150,9 +233,122 @@ impl Locator {
 
     /// True when a responder for the command named `name` is registered.
     pub fn handles(&self, name: &str) -> bool {
-        self.handlers.contains_key(name.as_bytes())
+        self.handler(name.as_bytes()).is_some()
+    }
+
+    fn handler(&self, name: &[u8]) -> Option<&Handler> {
+        self.handlers
+            .iter()
+            .find(|(n, _)| n.as_bytes() == name)
+            .map(|(_, h)| h)
     }
 }
+
+/// A question's tag (`_ask`, echoed back as `_answer` or `_error`). Twisted and Torsion
+/// number their questions in hex (`1`, `2`, ... `a`), and such a tag is kept as its number, so
+/// that a call allocates nothing for it; any other tag is kept as it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tag {
+    Number(u64),
+    Other(Vec<u8>),
+}
+
+impl Tag {
+    fn read(bytes: &[u8]) -> Tag {
+        match parse_hex(bytes) {
+            Some(n) => Tag::Number(n),
+            None => Tag::Other(bytes.to_vec()),
+        }
+    }
+
+    /// Puts the tag in `b` under `key`.
+    fn put(&self, b: &mut AmpBox, key: &[u8]) {
+        match self {
+            Tag::Number(n) => b.insert(key, hex(*n, &mut [0; 16])),
+            Tag::Other(bytes) => b.insert(key, bytes),
+        };
+    }
+}
+
+/// `n` in lowercase hex, as Python's `b"%x" % n` writes it, at the end of `buf`.
+fn hex(mut n: u64, buf: &mut [u8; 16]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// The number a tag written by [`hex`] stands for; `None` for anything [`hex`] does not
+/// write (upper case, leading zeros, too long, empty).
+fn parse_hex(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 16 || bytes.len() > 1 && bytes[0] == b'0' {
+        return None;
+    }
+    bytes.iter().try_fold(0u64, |n, &c| {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        Some(n << 4 | u64::from(digit))
+    })
+}
+
+/// Hashes this side's question numbers for the table of waiting calls. The numbers are this
+/// side's own counter (the peer chooses none of the keys inserted), so a multiplication that
+/// spreads them over the hash's bits is enough, and much cheaper than SipHash.
+#[derive(Default)]
+struct NumberHasher(u64);
+
+impl Hasher for NumberHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0 ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The keys that say what a box is (Twisted's `ampBoxReceived` looks for each in turn), found
+/// in one pass over the box.
+#[derive(Default)]
+struct Header<'a> {
+    answer: Option<&'a [u8]>,
+    error: Option<&'a [u8]>,
+    command: Option<&'a [u8]>,
+    ask: Option<&'a [u8]>,
+}
+
+impl<'a> Header<'a> {
+    fn of(b: &'a AmpBox) -> Header<'a> {
+        let mut header = Header::default();
+        for (key, value) in b.iter() {
+            match key {
+                ANSWER => header.answer = Some(value),
+                ERROR => header.error = Some(value),
+                COMMAND => header.command = Some(value),
+                ASK => header.ask = Some(value),
+                _ => {}
+            }
+        }
+        header
+    }
+}
+
+/// This side's questions waiting for answers, by number.
+type Questions = HashMap<u64, Trigger<AmpBox>, BuildHasherDefault<NumberHasher>>;
 
 /// The connection's state, shared by the protocol and its senders.
 struct Shared {
@@ -160,7 +356,7 @@ struct Shared {
     locator: Locator,
     transport: RefCell<Option<Transport>>,
     parser: RefCell<BoxParser>,
-    questions: RefCell<HashMap<Vec<u8>, Trigger<AmpBox>>>,
+    questions: RefCell<Questions>,
     counter: Cell<u64>,
     /// Why the connection is gone, once it is.
     lost: RefCell<Option<String>>,
@@ -170,7 +366,22 @@ struct Shared {
     answering: Cell<usize>,
     write_blocked: Cell<bool>,
     reading_paused: Cell<bool>,
+    /// True while [`process`](Self::process) handles what was read.
     parsing: Cell<bool>,
+    /// Boxes written while what was read is handled (answers, calls made by responders),
+    /// given to the transport in one write at the end: one write per read, not per box.
+    out: RefCell<Vec<u8>>,
+    /// A box kept for the next question, so that asking one allocates none (taken while in
+    /// use).
+    scratch: RefCell<AmpBox>,
+    /// An answer's box, kept once written for the next answer.
+    spare_answer: RefCell<Option<AmpBox>>,
+    /// No box may be sent: this side asked to switch protocols, or switched (Twisted's
+    /// `_locked`).
+    locked: Cell<bool>,
+    /// The protocol the connection was handed to (Twisted's `innerProtocol`): every event
+    /// goes to it.
+    switched: RefCell<Option<Rc<RefCell<dyn Protocol>>>>,
     /// TLS started or starting on this connection (it starts once).
     tls_started: Cell<bool>,
     /// While this side's `StartTLS` waits for its answer: the boxes written meanwhile, sent
@@ -205,7 +416,7 @@ impl Amp {
                 config,
                 locator,
                 transport: RefCell::new(None),
-                questions: RefCell::new(HashMap::new()),
+                questions: RefCell::new(Questions::default()),
                 counter: Cell::new(0),
                 lost: RefCell::new(None),
                 closing: RefCell::new(None),
@@ -213,6 +424,11 @@ impl Amp {
                 write_blocked: Cell::new(false),
                 reading_paused: Cell::new(false),
                 parsing: Cell::new(false),
+                out: RefCell::default(),
+                scratch: RefCell::default(),
+                spare_answer: RefCell::default(),
+                locked: Cell::new(false),
+                switched: RefCell::new(None),
                 tls_started: Cell::new(false),
                 tls_buffer: RefCell::new(None),
             }),
@@ -256,9 +472,31 @@ impl Protocol for Amp {
         }
     }
 
-    fn data_received(&mut self, _transport: &Transport, data: &[u8]) {
+    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
+        if let Some(inner) = self.shared.switched_to() {
+            return inner.borrow_mut().data_received(transport, data);
+        }
         self.shared.parser.borrow_mut().push(data);
         Shared::process(&self.shared);
+    }
+
+    fn read_connection_lost(&mut self, transport: &Transport) {
+        match self.shared.switched_to() {
+            Some(inner) => inner.borrow_mut().read_connection_lost(transport),
+            None => transport.lose_connection(),
+        }
+    }
+
+    fn write_connection_lost(&mut self, transport: &Transport) {
+        if let Some(inner) = self.shared.switched_to() {
+            inner.borrow_mut().write_connection_lost(transport);
+        }
+    }
+
+    fn drain(&mut self, transport: &Transport) {
+        if let Some(inner) = self.shared.switched_to() {
+            inner.borrow_mut().drain(transport);
+        }
     }
 
     fn connection_lost(&mut self, reason: ConnectionEnd) {
@@ -266,8 +504,12 @@ impl Protocol for Amp {
             Some(why) => why,
             None => reason.to_string(),
         };
+        if let Some(inner) = self.shared.switched_to() {
+            inner.borrow_mut().connection_lost(reason);
+        }
         *self.shared.lost.borrow_mut() = Some(why.clone());
         *self.shared.transport.borrow_mut() = None;
+        *self.shared.out.borrow_mut() = Vec::new();
         let questions = std::mem::take(&mut *self.shared.questions.borrow_mut());
         for (_, trigger) in questions {
             let _ = trigger.try_errback(AmpError::ConnectionLost {
@@ -310,16 +552,67 @@ impl Shared {
                 .is_some_and(|b| b.len() > self.config.max_box_size)
     }
 
-    /// Writes a box's bytes, or keeps them while this side's `StartTLS` waits.
-    fn write(&self, t: &Transport, bytes: &[u8]) {
-        match self.tls_buffer.borrow_mut().as_mut() {
-            Some(buffer) => buffer.extend_from_slice(bytes),
-            None => t.write(bytes),
+    /// Writes a box: held while this side's `StartTLS` waits, else encoded in the output
+    /// buffer, which goes to the transport at once or, while what was read is handled, at
+    /// the end of it.
+    fn write_box(&self, t: &Transport, b: &AmpBox) -> Result<(), TooLong> {
+        if let Some(held) = self.tls_buffer.borrow_mut().as_mut() {
+            return b.write_to(held);
+        }
+        b.write_to(&mut self.out.borrow_mut())?;
+        if !self.parsing.get() {
+            self.flush(t);
+        }
+        Ok(())
+    }
+
+    /// Gives the output buffer to the transport: before anything that must follow what
+    /// was written (closing, starting TLS), and at the end of handling a read.
+    fn flush(&self, t: &Transport) {
+        let mut out = self.out.borrow_mut();
+        if !out.is_empty() {
+            t.write(&out);
+            out.clear();
+            if out.capacity() > 1 << 20 {
+                *out = Vec::new(); // a burst of large answers: do not keep its memory
+            }
+        }
+    }
+
+    /// Closes the connection once what was written is sent.
+    fn close(&self, t: &Transport) {
+        self.flush(t);
+        t.lose_connection();
+    }
+
+    /// The protocol the connection was handed to, if it was.
+    fn switched_to(&self) -> Option<Rc<RefCell<dyn Protocol>>> {
+        self.switched.borrow().clone()
+    }
+
+    /// Hands the connection to `protocol` (Twisted's `_switchTo`): what was written goes
+    /// first, AMP stops, flow control is the new protocol's, and it gets `connection_made`
+    /// and the bytes received after the last box.
+    fn switch_to(me: &Rc<Shared>, t: &Transport, protocol: Rc<RefCell<dyn Protocol>>) {
+        me.flush(t);
+        me.locked.set(true);
+        *me.switched.borrow_mut() = Some(protocol.clone());
+        t.unregister_producer();
+        if me.reading_paused.replace(false) {
+            t.resume_producing();
+        }
+        let rest = me.parser.borrow_mut().take_rest();
+        protocol.borrow_mut().connection_made(t);
+        if !rest.is_empty() {
+            protocol.borrow_mut().data_received(t, &rest);
         }
     }
 
     /// Pauses or resumes reading as the limits say, and reads what waits once resumed.
     fn update_reading(me: &Rc<Shared>) {
+        if me.switched.borrow().is_some() {
+            return;
+        }
         let Some(t) = me.transport() else { return };
         if me.should_pause() {
             if !me.reading_paused.replace(true) {
@@ -338,7 +631,7 @@ impl Shared {
             .borrow_mut()
             .get_or_insert_with(|| e.to_string());
         if let Some(t) = self.transport() {
-            t.lose_connection();
+            self.close(&t);
         }
     }
 
@@ -352,7 +645,10 @@ impl Shared {
                 Shared::update_reading(me);
                 break;
             }
-            if me.lost.borrow().is_some() || me.closing.borrow().is_some() {
+            if me.lost.borrow().is_some()
+                || me.closing.borrow().is_some()
+                || me.switched.borrow().is_some()
+            {
                 break;
             }
             let next = me.parser.borrow_mut().next_box();
@@ -366,23 +662,53 @@ impl Shared {
             }
         }
         me.parsing.set(false);
+        if let Some(t) = me.transport() {
+            me.flush(&t);
+        }
     }
 
-    /// Twisted's `ampBoxReceived`.
-    fn box_received(me: &Rc<Shared>, mut b: AmpBox) {
-        if let Some(tag) = b.remove(ANSWER) {
-            let Some(trigger) = me.questions.borrow_mut().remove(&tag) else {
+    /// A box to put an answer in: the last one written, or a new one.
+    fn answer_box(&self) -> AmpBox {
+        match self.spare_answer.borrow_mut().take() {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => AmpBox::with_capacity(4, 64),
+        }
+    }
+
+    /// Gives a box read and handled back to the parser, to read the next box into.
+    fn recycle(&self, b: AmpBox) {
+        if let Ok(mut parser) = self.parser.try_borrow_mut() {
+            parser.recycle(b);
+        }
+    }
+
+    /// The waiting question `tag` answers, taken out of the table.
+    fn take_question(&self, tag: &[u8]) -> Option<Trigger<AmpBox>> {
+        self.questions.borrow_mut().remove(&parse_hex(tag)?)
+    }
+
+    /// Twisted's `ampBoxReceived`. (An answer keeps its `_answer` key: a response's reader
+    /// ignores keys it does not know.)
+    fn box_received(me: &Rc<Shared>, b: AmpBox) {
+        let header = Header::of(&b);
+        if let Some(tag) = header.answer {
+            let Some(trigger) = me.take_question(tag) else {
+                let tag = tag.to_vec();
                 return me.protocol_error(&AmpError::UnknownAnswer { tag });
             };
             let _ = trigger.try_callback(b);
-        } else if let Some(tag) = b.remove(ERROR) {
+        } else if let Some(tag) = header.error {
             let (Some(code), Some(description)) = (b.get(ERROR_CODE), b.get(ERROR_DESCRIPTION))
             else {
                 return me.protocol_error(&AmpError::MalformedError);
             };
             let code = String::from_utf8_lossy(code).into_owned();
             let description = String::from_utf8_lossy(description).into_owned();
-            let Some(trigger) = me.questions.borrow_mut().remove(&tag) else {
+            let Some(trigger) = me.take_question(tag) else {
+                let tag = tag.to_vec();
                 return me.protocol_error(&AmpError::UnknownAnswer { tag });
             };
             let failure = if code == UNHANDLED_ERROR_CODE {
@@ -391,27 +717,28 @@ impl Shared {
                 Failure::new(RemoteError::new(code, description))
             };
             let _ = trigger.try_errback(failure);
-        } else if let Some(name) = b.remove(COMMAND) {
-            Shared::command_received(me, name, b);
+        } else if let Some(name) = header.command {
+            Shared::command_received(me, name, header.ask, &b);
+            me.recycle(b);
         } else {
             me.protocol_error(&AmpError::EmptyBox);
         }
     }
 
     /// Twisted's `_commandReceived`: runs the responder and answers.
-    fn command_received(me: &Rc<Shared>, name: Vec<u8>, mut b: AmpBox) {
-        let ask = b.remove(ASK);
+    fn command_received(me: &Rc<Shared>, name: &[u8], ask: Option<&[u8]>, b: &AmpBox) {
+        let ask = ask.map(Tag::read);
         if name == StartTls::NAME.as_bytes() {
             if let Some(context) = me.locator.tls.clone() {
                 return Shared::answer_start_tls(me, ask, context);
             }
         }
         let sender = AmpSender { shared: me.clone() };
-        let outcome = match me.locator.handlers.get(&name) {
+        let outcome: Deferred<Reply> = match me.locator.handler(name) {
             Some(handler) => handler(b, &sender),
             None => fail(RemoteError::new(
                 UNHANDLED_ERROR_CODE,
-                format!("Unhandled Command: {}", py_bytes_repr(&name)),
+                format!("Unhandled Command: {}", py_bytes_repr(name)),
             )),
         };
         me.answering.set(me.answering.get() + 1);
@@ -420,15 +747,31 @@ impl Shared {
         drop(outcome.add_both(move |out| {
             if let Some(me) = weak.upgrade() {
                 me.answering.set(me.answering.get() - 1);
-                me.answer(ask, out);
+                match out {
+                    Ok(Reply::Box(b)) => me.answer(ask, Ok(b)),
+                    Ok(Reply::Switch(protocol)) => Shared::answer_switch(&me, ask, protocol),
+                    Err(failure) => me.answer(ask, Err(failure)),
+                }
                 Shared::update_reading(&me);
             }
             Ok::<(), Failure>(())
         }));
     }
 
+    /// Answers a protocol switch with an empty box, then hands the connection over
+    /// (Twisted's `_SwitchBox._sendTo`). Without `_ask` nothing is answered and nothing
+    /// switches, as in Twisted; nor once this side has asked to switch itself.
+    fn answer_switch(me: &Rc<Shared>, ask: Option<Tag>, protocol: Rc<RefCell<dyn Protocol>>) {
+        let Some(t) = me.transport() else { return };
+        if ask.is_none() || me.locked.get() {
+            return;
+        }
+        me.answer(ask, Ok(AmpBox::new()));
+        Shared::switch_to(me, &t, protocol);
+    }
+
     /// Answers `StartTLS` in the clear, then starts TLS (Twisted's `_TLSBox._sendTo`).
-    fn answer_start_tls(me: &Rc<Shared>, ask: Option<Vec<u8>>, context: TlsContext) {
+    fn answer_start_tls(me: &Rc<Shared>, ask: Option<Tag>, context: TlsContext) {
         let Some(t) = me.transport() else { return };
         if ask.is_none() {
             return; // as Twisted: without `_ask` nothing is answered and TLS does not start
@@ -439,6 +782,7 @@ impl Shared {
         }
         me.tls_started.set(true);
         me.answer(ask, Ok(AmpBox::new()));
+        me.flush(&t); // the answer goes in the clear
         if let Err(e) = t.start_tls(context) {
             // The peer has been told yes and is starting TLS: nothing sensible can follow.
             me.protocol_error(&AmpError::Tls {
@@ -448,19 +792,22 @@ impl Shared {
     }
 
     /// Sends the answer to a question (nothing for a command sent without `_ask`).
-    fn answer(&self, ask: Option<Vec<u8>>, out: Result<AmpBox, Failure>) {
+    fn answer(&self, ask: Option<Tag>, out: Result<AmpBox, Failure>) {
+        if self.locked.get() {
+            return; // switching protocols: as Twisted's `_safeEmit`, the answer is dropped
+        }
         let Some(t) = self.transport() else { return };
         let Some(tag) = ask else {
             if let Err(failure) = out {
                 // Twisted's unhandledError: nobody can be told, so the connection goes.
                 tracing::error!(target: LOG, "AMP command without answer failed: {failure}");
-                t.lose_connection();
+                self.close(&t);
             }
             return;
         };
-        let (mut reply, close) = match out {
+        let (reply, close) = match out {
             Ok(mut reply) => {
-                reply.insert(ANSWER, tag);
+                tag.put(&mut reply, ANSWER);
                 (reply, false)
             }
             Err(failure) => {
@@ -481,24 +828,22 @@ impl Shared {
                         true
                     }
                 };
-                reply.insert(ERROR, tag);
+                tag.put(&mut reply, ERROR);
                 (reply, close)
             }
         };
-        let mut bytes = Vec::with_capacity(reply.encoded_len());
-        match reply.write_to(&mut bytes) {
-            Ok(()) => self.write(&t, &bytes),
-            Err(too_long) => {
-                // As Twisted: an answer that cannot be written is an unhandled error.
-                tracing::error!(target: LOG, "AMP answer cannot be sent: {too_long}");
-                t.lose_connection();
-                return;
-            }
+        if let Err(too_long) = self.write_box(&t, &reply) {
+            // As Twisted: an answer that cannot be written is an unhandled error.
+            tracing::error!(target: LOG, "AMP answer cannot be sent: {too_long}");
+            self.close(&t);
+            return;
+        }
+        if reply.worth_keeping() {
+            *self.spare_answer.borrow_mut() = Some(reply);
         }
         if close {
-            t.lose_connection();
+            self.close(&t);
         }
-        reply.remove(ANSWER);
     }
 }
 
@@ -517,16 +862,104 @@ impl AmpSender {
         if let Err(e) = self.send_box(&command, C::NAME, Some(trigger)) {
             return fail(e);
         }
-        d.add_errback(|failure| match failure.trap::<RemoteError>() {
-            Ok(e) if C::declares(&e.code) => Err(Failure::new(e)),
-            // Twisted's UnknownRemoteError: the code is not one the command declares.
-            Ok(e) => Err(Failure::new(RemoteError::new(
-                UNKNOWN_ERROR_CODE,
-                e.description,
-            ))),
-            Err(other) => Err(other),
+        let shared = Rc::downgrade(&self.shared);
+        // One step for both outcomes, not two: each step runs for every call.
+        d.add_both(move |out| match out {
+            Ok(b) => {
+                let response = C::Response::from_box(&b);
+                if let Some(shared) = shared.upgrade() {
+                    shared.recycle(b);
+                }
+                Ok(response?)
+            }
+            Err(failure) => Err(declared::<C>(failure)),
         })
-        .add_callback_result(|b| C::Response::from_box(&b))
+    }
+
+    /// Calls `command` as a protocol switch (Twisted's `callRemote` of a
+    /// `ProtocolSwitchCommand` with `_protoToSwitchToFactory`): once the peer's answer comes,
+    /// `protocol` makes the protocol the connection goes to, which gets `connection_made` with
+    /// the connection's transport, then the bytes that followed the answer and every event of
+    /// the connection from then on; the Deferred fires with it. (`C`'s response is not read:
+    /// Twisted answers a switch with an empty box.)
+    ///
+    /// From the call on, no AMP box may be sent ([`AmpError::ProtocolSwitched`]) and answers
+    /// to the peer's commands are dropped, as in Twisted. If the peer refuses (a
+    /// [`RemoteError`], [`UnhandledCommand`]) or the connection ends first, the Deferred
+    /// fails, `protocol` is not called, and the connection stays AMP.
+    ///
+    /// ```
+    /// use torsion::{Protocol, Transport};
+    /// use torsion_amp::{command, Amp, Locator, RemoteError};
+    ///
+    /// command! {
+    ///     /// Hands the connection to `Shout`.
+    ///     pub struct ToShout {}
+    ///     response ToShoutResult {}
+    /// }
+    ///
+    /// /// Answers bytes in upper case.
+    /// struct Shout;
+    /// impl Protocol for Shout {
+    ///     fn data_received(&mut self, t: &Transport, data: &[u8]) {
+    ///         t.write(&data.to_ascii_uppercase());
+    ///     }
+    /// }
+    ///
+    /// /// Says hello, keeps what comes back.
+    /// #[derive(Default)]
+    /// struct Hello(Vec<u8>);
+    /// impl Protocol for Hello {
+    ///     fn connection_made(&mut self, t: &Transport) {
+    ///         t.write(b"hello");
+    ///     }
+    ///     fn data_received(&mut self, _: &Transport, data: &[u8]) {
+    ///         self.0.extend_from_slice(data);
+    ///     }
+    /// }
+    ///
+    /// let server = Amp::new(Locator::new().switch_responder(|_: ToShout, _| {
+    ///     Ok::<_, RemoteError>(Shout)
+    /// }));
+    /// let client = Amp::new(Locator::new());
+    /// let caller = client.sender();
+    /// let mut pump = torsion::testing::connected_pair(client, server);
+    /// let hello = caller.call_switch(ToShout {}, Hello::default);
+    /// pump.flush();
+    /// let hello = hello.result().unwrap().unwrap();
+    /// assert_eq!(hello.borrow().0, b"HELLO");
+    /// ```
+    pub fn call_switch<C: Command, P: Protocol>(
+        &self,
+        command: C,
+        protocol: impl FnOnce() -> P + 'static,
+    ) -> Deferred<Rc<RefCell<P>>> {
+        let d = Deferred::<AmpBox>::new();
+        let trigger = d.trigger();
+        if let Err(e) = self.send_box(&command, C::NAME, Some(trigger)) {
+            return fail(e);
+        }
+        self.shared.locked.set(true);
+        let shared = Rc::downgrade(&self.shared);
+        d.add_both(move |out| {
+            let me = shared.upgrade();
+            match (out, me.as_ref().and_then(|me| Some((me, me.transport()?)))) {
+                (Ok(_), Some((me, t))) => {
+                    let p = Rc::new(RefCell::new(protocol()));
+                    Shared::switch_to(me, &t, p.clone());
+                    Ok(p)
+                }
+                (Ok(_), None) => Err(Failure::new(AmpError::ConnectionLost {
+                    reason: "closed before the protocol switch".into(),
+                })),
+                (Err(failure), _) => {
+                    if let Some(me) = me {
+                        me.locked.set(false);
+                    }
+                    Err(declared::<C>(failure))
+                }
+            }
+        })
     }
 
     /// Sends `command` without asking for an answer (Twisted's `callRemote` of a command
@@ -554,26 +987,43 @@ impl AmpSender {
             }
             .into());
         };
+        if s.locked.get() {
+            return Err(AmpError::ProtocolSwitched.into());
+        }
         if trigger.is_some() && s.questions.borrow().len() >= s.config.max_outstanding_calls {
             return Err(AmpError::TooManyOutstanding {
                 limit: s.config.max_outstanding_calls,
             }
             .into());
         }
-        let mut b = AmpBox::new();
-        command.to_box(&mut b)?;
+        let mut b = std::mem::take(&mut *s.scratch.borrow_mut());
+        b.clear();
+        let sent = self.send_in(&t, &mut b, command, name, trigger);
+        *s.scratch.borrow_mut() = b;
+        sent
+    }
+
+    /// [`send_box`](Self::send_box) with `b`, empty, to put the command in.
+    fn send_in<C: Record>(
+        &self,
+        t: &Transport,
+        b: &mut AmpBox,
+        command: &C,
+        name: &str,
+        trigger: Option<Trigger<AmpBox>>,
+    ) -> Result<(), Failure> {
+        let s = &self.shared;
+        command.to_box(b)?;
         b.insert(COMMAND, name);
-        s.counter.set(s.counter.get() + 1);
-        let tag = format!("{:x}", s.counter.get()).into_bytes();
+        let number = s.counter.get() + 1;
+        s.counter.set(number);
         if trigger.is_some() {
-            b.insert(ASK, tag.clone());
+            Tag::Number(number).put(b, ASK);
         }
-        let mut bytes = Vec::with_capacity(b.encoded_len());
-        b.write_to(&mut bytes).map_err(AmpError::from)?;
+        s.write_box(t, b).map_err(AmpError::from)?;
         if let Some(trigger) = trigger {
-            s.questions.borrow_mut().insert(tag, trigger);
+            s.questions.borrow_mut().insert(number, trigger);
         }
-        s.write(&t, &bytes);
         Ok(())
     }
 
@@ -609,21 +1059,24 @@ impl AmpSender {
             let held = me.tls_buffer.borrow_mut().take().unwrap_or_default();
             let result = match out {
                 Ok(_) => match me.transport() {
-                    Some(t) => match t.start_tls(context) {
-                        Ok(()) => {
-                            if !held.is_empty() {
-                                t.write(&held);
+                    Some(t) => {
+                        me.flush(&t); // what was written before goes in the clear
+                        match t.start_tls(context) {
+                            Ok(()) => {
+                                if !held.is_empty() {
+                                    t.write(&held);
+                                }
+                                Ok(())
                             }
-                            Ok(())
+                            Err(e) => {
+                                let e = AmpError::Tls {
+                                    reason: e.to_string(),
+                                };
+                                me.protocol_error(&e);
+                                Err(Failure::new(e))
+                            }
                         }
-                        Err(e) => {
-                            let e = AmpError::Tls {
-                                reason: e.to_string(),
-                            };
-                            me.protocol_error(&e);
-                            Err(Failure::new(e))
-                        }
-                    },
+                    }
                     None => Err(Failure::new(AmpError::ConnectionLost {
                         reason: "closed before TLS started".into(),
                     })),

@@ -37,8 +37,9 @@ use crate::wire::{parse_boxes, AmpBox};
 ///
 /// [`to_wire`](Self::to_wire) and [`from_wire`](Self::from_wire) are Twisted's `toString`
 /// and `fromString`; [`to_box`](Self::to_box) and [`from_box`](Self::from_box) (`toBox` and
-/// `fromBox`) put the value in a box under its name, and are overridden only by types that
-/// may be absent ([`Option`]).
+/// `fromBox`) put the value in a box under its name, and are overridden by types that may be
+/// absent ([`Option`]), and by types that can put their bytes in the box without making a
+/// `Vec` first (integers, strings).
 pub trait Argument: Sized {
     /// The value's bytes.
     fn to_wire(&self) -> Result<Vec<u8>, AmpError>;
@@ -67,10 +68,14 @@ fn ascii(bytes: &[u8]) -> Result<&str, AmpError> {
 }
 
 /// Python's `int()` of bytes: surrounding whitespace, a sign, `_` between digits.
-fn py_int<T: FromStr>(bytes: &[u8]) -> Result<T, AmpError>
+fn py_int<T: FromStr + TryFrom<i64>>(bytes: &[u8]) -> Result<T, AmpError>
 where
-    T::Err: fmt::Display,
+    <T as FromStr>::Err: fmt::Display,
 {
+    // What Python's `str(int)` writes, 18 digits at most (no overflow), read at once.
+    if let Some(Ok(n)) = plain_decimal(bytes).map(T::try_from) {
+        return Ok(n);
+    }
     let s = ascii(bytes)?.trim_matches(|c: char| c.is_ascii_whitespace());
     let cleaned;
     let s = if s.contains('_') {
@@ -86,6 +91,43 @@ where
         .map_err(|e| AmpError::bad_value("", format!("{e}: {s:?}")))
 }
 
+/// `n` in decimal, negative if asked, at the end of `buf` (20 digits and a sign at most).
+fn decimal(mut n: u64, negative: bool, buf: &mut [u8; 21]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    &buf[at..]
+}
+
+/// An optional `-` and 1 to 18 ASCII digits, as a number; `None` for anything else.
+fn plain_decimal(bytes: &[u8]) -> Option<i64> {
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(c - b'0');
+    }
+    Some(if negative { -n } else { n })
+}
+
 macro_rules! integer {
     ($($t:ty),*) => {$(
         impl Argument for $t {
@@ -98,7 +140,40 @@ macro_rules! integer {
         }
     )*};
 }
-integer!(i32, i64, i128, u32, u64, u128, usize);
+integer!(i128, u128);
+
+// The integers that fit in 64 bits are written without a String in between: the commonest
+// argument, in every call.
+macro_rules! integer64 {
+    ($($t:ty),*) => {$(
+        impl Argument for $t {
+            fn to_wire(&self) -> Result<Vec<u8>, AmpError> {
+                Ok(self.digits(&mut [0; 21]).to_vec())
+            }
+            fn from_wire(bytes: &[u8]) -> Result<Self, AmpError> {
+                py_int(bytes)
+            }
+            fn to_box(&self, name: &str, b: &mut AmpBox) -> Result<(), AmpError> {
+                b.insert(name, self.digits(&mut [0; 21]));
+                Ok(())
+            }
+        }
+
+        impl Digits for $t {
+            fn digits<'a>(&self, buf: &'a mut [u8; 21]) -> &'a [u8] {
+                // Lossless: every one of these types fits in an i128.
+                let n = *self as i128;
+                decimal(n.unsigned_abs() as u64, n < 0, buf)
+            }
+        }
+    )*};
+}
+integer64!(i32, i64, u32, u64, usize);
+
+/// An integer of at most 64 bits in decimal.
+trait Digits {
+    fn digits<'a>(&self, buf: &'a mut [u8; 21]) -> &'a [u8];
+}
 
 /// Twisted's `String`: bytes as they are.
 impl Argument for Vec<u8> {
@@ -107,6 +182,10 @@ impl Argument for Vec<u8> {
     }
     fn from_wire(bytes: &[u8]) -> Result<Self, AmpError> {
         Ok(bytes.to_vec())
+    }
+    fn to_box(&self, name: &str, b: &mut AmpBox) -> Result<(), AmpError> {
+        b.insert(name, self);
+        Ok(())
     }
 }
 
@@ -117,6 +196,10 @@ impl Argument for String {
     }
     fn from_wire(bytes: &[u8]) -> Result<Self, AmpError> {
         String::from_utf8(bytes.to_vec()).map_err(|e| AmpError::bad_value("", e))
+    }
+    fn to_box(&self, name: &str, b: &mut AmpBox) -> Result<(), AmpError> {
+        b.insert(name, self);
+        Ok(())
     }
 }
 

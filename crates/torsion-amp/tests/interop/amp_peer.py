@@ -11,6 +11,10 @@
                                server with the CA, Sum over TLS.
   amp_peer.py tls-server CERT KEY
                             -- the server, also answering StartTLS with CERT/KEY.
+  amp_peer.py switch-client PORT
+                            -- Twisted's client: Sum, then SwitchToUpper (a
+                               ProtocolSwitchCommand) to a protocol that says hello and
+                               expects "upper ready" and HELLO back.
 """
 import sys
 import datetime
@@ -57,7 +61,26 @@ class Echo(amp.Command):
     response = [(b"v", amp.String())]
 
 
+class SwitchToUpper(amp.ProtocolSwitchCommand):
+    arguments = [(b"greeting", amp.Unicode())]
+    response = []
+
+
+class Upper(protocol.Protocol):
+    """What a connection switches to: says it is ready, then answers in upper case."""
+
+    def connectionMade(self):
+        self.transport.write(b"upper ready\n")
+
+    def dataReceived(self, data):
+        self.transport.write(data.upper())
+
+
 class Math(amp.AMP):
+    @SwitchToUpper.responder
+    def switch_to_upper(self, greeting):
+        return Upper()
+
     @Sum.responder
     def sum(self, a, b):
         return {"total": a + b}
@@ -185,6 +208,40 @@ def tls_client(port, ca_file):
     return ok
 
 
+@defer.inlineCallbacks
+def switch_client(port):
+    ok = True
+
+    def check(name, cond, detail=""):
+        nonlocal ok
+        print(("ok " if cond else "FAIL ") + name + (" " + str(detail) if detail else ""), flush=True)
+        ok = ok and bool(cond)
+
+    got = defer.Deferred()
+
+    class Collect(protocol.Protocol):
+        buf = b""
+
+        def connectionMade(self):
+            self.transport.write(b"hello\n")
+
+        def dataReceived(self, data):
+            self.buf += data
+            if self.buf.endswith(b"HELLO\n") and not got.called:
+                got.callback(self.buf)
+
+    ep = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    p = yield endpoints.connectProtocol(ep, amp.AMP())
+    r = yield p.callRemote(Sum, a=13, b=81)
+    check("sum before", r["total"] == 94, r)
+    f = protocol.ClientFactory.forProtocol(Collect)
+    yield p.callRemote(SwitchToUpper, _protoToSwitchToFactory=f, greeting="hi")
+    data = yield got
+    check("switched", data == b"upper ready\nHELLO\n", data)
+    p.transport.loseConnection()
+    return ok
+
+
 def run_client(port, body=client, *args):
     result = []
 
@@ -219,6 +276,8 @@ def run_server(cert=None, key=None):
 if __name__ == "__main__":
     if sys.argv[1] == "client":
         run_client(int(sys.argv[2]))
+    elif sys.argv[1] == "switch-client":
+        run_client(int(sys.argv[2]), switch_client)
     elif sys.argv[1] == "tls-client":
         run_client(int(sys.argv[2]), tls_client, sys.argv[3])
     elif sys.argv[1] == "tls-server":

@@ -7,7 +7,8 @@ use std::rc::Rc;
 
 use torsion::defer::{Deferred, Trigger};
 use torsion::testing::{connected_pair, StringTransport};
-use torsion::Protocol;
+use torsion::transport::{Address, TransportImpl};
+use torsion::{Protocol, Transport};
 use torsion_amp::wire::{parse_boxes, AmpBox};
 use torsion_amp::{
     command, Amp, AmpConfig, AmpError, Locator, RemoteError, UnhandledCommand, UNKNOWN_ERROR_CODE,
@@ -177,6 +178,86 @@ fn hostile_an_answer_to_a_question_never_asked_closes_the_connection() {
     let b: AmpBox = [("_answer", "99"), ("total", "1")].into_iter().collect();
     amp.data_received(&st.transport(), &b.to_bytes().unwrap());
     assert!(st.disconnecting());
+}
+
+#[test]
+fn any_tag_is_answered_as_it_came() {
+    // Twisted's tags are hex numbers; a peer may send any bytes, and gets them back.
+    let (mut amp, st) = raw_server(responders(Rc::default()), AmpConfig::default());
+    let tags = [
+        "1",
+        "ffffffffffffffff",
+        "10000000000000000",
+        "007",
+        "A",
+        "0x1",
+        "",
+        "\u{e9}",
+    ];
+    for tag in tags {
+        amp.data_received(&st.transport(), &ask(tag, "Sum", &[("a", "1"), ("b", "2")]));
+    }
+    let answers = parse_boxes(&st.take()).unwrap();
+    let echoed: Vec<&[u8]> = answers.iter().map(|b| b.get("_answer").unwrap()).collect();
+    assert_eq!(echoed, tags.map(str::as_bytes));
+    assert!(answers.iter().all(|b| b.get("total") == Some(&b"3"[..])));
+    assert!(!st.disconnecting());
+}
+
+/// A transport that keeps each write apart.
+#[derive(Default)]
+struct Writes(RefCell<Vec<Vec<u8>>>);
+
+impl TransportImpl for Writes {
+    fn write(&self, data: &[u8]) {
+        self.0.borrow_mut().push(data.to_vec());
+    }
+    fn lose_connection(&self) {}
+    fn abort_connection(&self) {}
+    fn get_peer(&self) -> Address {
+        Address::Named("peer".into())
+    }
+    fn get_host(&self) -> Address {
+        Address::Named("host".into())
+    }
+}
+
+#[test]
+fn the_answers_to_one_read_go_to_the_transport_in_one_write() {
+    let writes = Rc::new(Writes::default());
+    let t = Transport::new(writes.clone());
+    let mut amp = Amp::new(responders(Rc::default()));
+    amp.connection_made(&t);
+    let mut read = Vec::new();
+    for tag in ["1", "2", "3"] {
+        read.extend_from_slice(&ask(tag, "Sum", &[("a", "1"), ("b", tag)]));
+    }
+    amp.data_received(&t, &read);
+    let written = writes.0.borrow().clone();
+    assert_eq!(written.len(), 1);
+    let answers = parse_boxes(&written[0]).unwrap();
+    let totals: Vec<&[u8]> = answers.iter().map(|b| b.get("total").unwrap()).collect();
+    assert_eq!(totals, [&b"2"[..], b"3", b"4"]);
+    // Outside a read (a call made from a timer, say), a box goes at once.
+    drop(amp.sender().call_remote(Sum { a: 1, b: 1 }));
+    assert_eq!(writes.0.borrow().len(), 2);
+}
+
+#[test]
+fn hostile_an_answer_whose_tag_differs_by_a_leading_zero_is_never_asked() {
+    // As in Twisted, where tags are dictionary keys: "01" is not "1".
+    for (tag, closes) in [("01", true), ("1", false)] {
+        let st = StringTransport::new();
+        let mut amp = Amp::new(Locator::new());
+        amp.connection_made(&st.transport());
+        let sum = amp.sender().call_remote(Sum { a: 1, b: 2 });
+        let asked = parse_boxes(&st.take()).unwrap();
+        assert_eq!(asked[0].get("_ask"), Some(&b"1"[..]));
+        let b: AmpBox = [("_answer", tag), ("total", "3")].into_iter().collect();
+        amp.data_received(&st.transport(), &b.to_bytes().unwrap());
+        assert_eq!(st.disconnecting(), closes, "{tag}");
+        assert_eq!(sum.called(), !closes, "{tag}");
+    }
 }
 
 #[test]

@@ -42,6 +42,20 @@ fn integers_booleans_and_text() {
         i128::from_wire(b"99999999999999999999").unwrap(),
         99999999999999999999
     );
+    // The extremes, written without a String and read by the fast path or Python's rules.
+    assert_eq!(i64::MIN.to_wire().unwrap(), b"-9223372036854775808");
+    assert_eq!(i64::from_wire(b"-9223372036854775808").unwrap(), i64::MIN);
+    assert_eq!(u64::MAX.to_wire().unwrap(), b"18446744073709551615");
+    assert_eq!(u64::from_wire(b"18446744073709551615").unwrap(), u64::MAX);
+    assert_eq!(i32::MIN.to_wire().unwrap(), b"-2147483648");
+    assert!(u32::from_wire(b"-1").is_err());
+    assert!(i32::from_wire(b"2147483648").is_err());
+    assert_eq!(i64::from_wire(b"-0").unwrap(), 0);
+    assert_eq!(i64::from_wire(b"007").unwrap(), 7);
+    assert!(i64::from_wire(b"-").is_err() && i64::from_wire(b"").is_err());
+    let mut b = AmpBox::new();
+    (-5i32).to_box("n", &mut b).unwrap();
+    assert_eq!(b.get("n"), Some(&b"-5"[..]));
     assert_eq!(true.to_wire().unwrap(), b"True");
     assert!(bool::from_wire(b"true").is_err());
     assert_eq!(String::from_wire("é".as_bytes()).unwrap(), "é");
@@ -178,6 +192,13 @@ proptest! {
     fn floats_round_trip(x in any::<f64>()) {
         let back = f64::from_wire(&x.to_wire().unwrap()).unwrap();
         prop_assert!(back == x || (x.is_nan() && back.is_nan()));
+    }
+
+    #[test]
+    fn integers_round_trip(n in any::<i64>(), u in any::<u64>()) {
+        prop_assert_eq!(n.to_wire().unwrap(), n.to_string().into_bytes());
+        prop_assert_eq!(i64::from_wire(&n.to_wire().unwrap()).unwrap(), n);
+        prop_assert_eq!(u64::from_wire(&u.to_wire().unwrap()).unwrap(), u);
     }
 
     #[test]

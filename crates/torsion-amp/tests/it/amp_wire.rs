@@ -36,6 +36,37 @@ fn keys_and_values_at_the_limits_are_written_and_over_them_refused() {
 }
 
 #[test]
+fn a_box_received_in_any_order_reads_sorted_and_a_key_given_twice_keeps_its_last_value() {
+    let mut p = BoxParser::new(1 << 20);
+    p.push(b"\x00\x01b\x00\x012\x00\x01a\x00\x011\x00\x01b\x00\x013\x00\x00");
+    let b = p.next_box().unwrap().unwrap();
+    assert_eq!(b.len(), 2);
+    assert_eq!(b.get("b"), Some(&b"3"[..]));
+    assert_eq!(
+        b.to_bytes().unwrap(),
+        b"\x00\x01a\x00\x011\x00\x01b\x00\x013\x00\x00"
+    );
+    assert_eq!(b, [("a", "1"), ("b", "3")].into_iter().collect());
+}
+
+#[test]
+fn a_box_keeps_keys_sorted_whatever_is_inserted_replaced_or_removed() {
+    let mut b = AmpBox::new();
+    assert_eq!(b.insert("b", "1"), None);
+    assert_eq!(b.insert("_ask", "a"), None);
+    assert_eq!(b.insert("b", "22"), Some(b"1".to_vec()));
+    assert_eq!(b.insert("A", ""), None);
+    assert_eq!(b.remove("_ask"), Some(b"a".to_vec()));
+    assert_eq!(b.remove("_ask"), None);
+    let keys: Vec<&[u8]> = b.iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, [&b"A"[..], b"b"]);
+    assert_eq!(b.get("b"), Some(&b"22"[..]));
+    assert_eq!(format!("{b:?}"), r#"{b"A": b"", b"b": b"22"}"#);
+    b.clear();
+    assert!(b.is_empty() && b.get("b").is_none());
+}
+
+#[test]
 fn a_key_length_over_255_ends_the_stream() {
     let mut p = BoxParser::new(1 << 20);
     p.push(b"\x01\x00");

@@ -2,6 +2,7 @@
 //! the behaviour it pins down.
 
 mod amp_protocol;
+mod amp_switch;
 mod amp_tls;
 mod amp_twisted;
 mod amp_types;
