@@ -152,6 +152,9 @@ enum Line {
 const BODY_PIECE: usize = 8 << 10;
 /// Body bytes gathered into one [`Event::Body`].
 const BODY_BATCH: usize = 64 << 10;
+/// Replies held before [`ServerCore::poll`] stops answering commands until they are taken:
+/// pipelined commands cost at most this much output until the caller sends it.
+pub const MAX_OUTPUT: usize = 16 << 10;
 
 /// The SMTP server state machine of one connection. See the [module](self) documentation.
 #[derive(Debug)]
@@ -270,6 +273,18 @@ impl ServerCore {
         matches!(self.phase, Phase::Closed)
     }
 
+    /// Whether a message body is being received (after 354, before its end).
+    pub fn in_data(&self) -> bool {
+        matches!(self.phase, Phase::Data) || self.awaiting == Awaiting::EndOfData
+    }
+
+    /// Whether [`poll`](Self::poll) stopped answering because [`MAX_OUTPUT`] bytes of
+    /// replies wait to be taken: take them (and send them, when the connection can take
+    /// more), then poll again.
+    pub fn output_full(&self) -> bool {
+        self.out.len() >= MAX_OUTPUT
+    }
+
     /// Takes the replies written so far, to send.
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.out)
@@ -289,9 +304,13 @@ impl ServerCore {
 
     /// The next event, or `None` when more bytes are needed or an event waits for its
     /// answer.
+    ///
+    /// It also returns `None` once [`MAX_OUTPUT`] bytes of replies wait
+    /// ([`output_full`](Self::output_full)): a client pipelining thousands of commands
+    /// gets its answers only as fast as it takes them.
     pub fn poll(&mut self) -> Option<Event> {
         loop {
-            if self.awaiting() {
+            if self.awaiting() || self.output_full() {
                 return None;
             }
             match self.phase {
@@ -749,6 +768,14 @@ impl ServerCore {
         if self.answered(&[Awaiting::Auth]).is_some() {
             self.reply(454, "4.7.0 Temporary authentication failure");
         }
+    }
+
+    /// Closes with 421 because the client said nothing for too long (Twisted's
+    /// `timeoutConnection`), dropping what is pending, a message being received included.
+    pub fn timed_out(&mut self) -> Event {
+        self.awaiting = Awaiting::Nothing;
+        let text = format!("4.4.2 {} Timeout, closing the connection", self.hostname);
+        self.close(421, &text)
     }
 
     /// Closes with 421 (the server is going away), dropping what is pending.

@@ -9,6 +9,12 @@
 //! answered 535 after [`auth_failure_delay`](SmtpFactory::auth_failure_delay) (one second by
 //! default), and the third closes the connection.
 //!
+//! A client that sends nothing for [`timeout`](SmtpFactory::timeout) (600 seconds, as
+//! Twisted's `SMTP.timeout`) is answered 421 and dropped, a message it was sending
+//! discarded. A client that pipelines commands and does not read the replies stops being
+//! read while the connection's write buffer is over its high watermark: the replies it is
+//! owed never pile up past that.
+//!
 //! ```no_run
 //! use torsion::reactor;
 //! use torsion_mail::maildir::MaildirDomain;
@@ -19,11 +25,14 @@
 //! reactor().listen_tcp(2525, SmtpFactory::new("mx.example.org", domain)).unwrap();
 //! reactor().run().unwrap();
 //! ```
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion::defer::Deferred;
+use torsion::producer::Producer;
+use torsion::protocols::policies::IdleTimeout;
+use torsion::reactor::{DelayedCall, ReactorTime};
 use torsion::tls::ServerContext;
 use torsion::transport::Address as PeerAddress;
 use torsion::{reactor, ConnectionEnd, Factory, Failure, Protocol, Transport};
@@ -35,8 +44,32 @@ use crate::delivery::{Message, MessageDelivery, MessageFactory, Session};
 use crate::reply::Reply;
 use crate::server_core::{Event, Limits, ServerCore};
 
-/// Reading pauses while a decision is pending (a login) and this much is waiting.
+/// Reading pauses while this much input waits unread (a login is being checked, or the
+/// client's replies are not being taken).
 const MAX_PENDING_INPUT: usize = 64 << 10;
+
+/// Twisted's `SMTP.timeout`: ten minutes without a byte from the client.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The clock a factory's connections time out on: the running reactor's, or a test's.
+#[derive(Clone)]
+struct SharedClock(Option<Rc<dyn ReactorTime>>);
+
+impl ReactorTime for SharedClock {
+    fn seconds(&self) -> f64 {
+        match &self.0 {
+            Some(c) => c.seconds(),
+            None => reactor().seconds(),
+        }
+    }
+
+    fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall {
+        match &self.0 {
+            Some(c) => c.call_later_boxed(seconds, f),
+            None => reactor().call_later_boxed(seconds, f),
+        }
+    }
+}
 
 /// What an SMTP login gets: who the user is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +104,8 @@ struct Shared {
     login: Option<Rc<LoginFn>>,
     auth_without_tls: bool,
     auth_failure_delay: Duration,
+    timeout: Option<Duration>,
+    clock: SharedClock,
 }
 
 /// Makes an [`Smtp`] protocol for each connection (Twisted's `SMTPFactory`); listen with
@@ -93,6 +128,8 @@ impl SmtpFactory {
                 login: None,
                 auth_without_tls: false,
                 auth_failure_delay: Duration::from_secs(1),
+                timeout: Some(DEFAULT_TIMEOUT),
+                clock: SharedClock(None),
             }),
         }
     }
@@ -110,6 +147,8 @@ impl SmtpFactory {
                     login: s.login.clone(),
                     auth_without_tls: s.auth_without_tls,
                     auth_failure_delay: s.auth_failure_delay,
+                    timeout: s.timeout,
+                    clock: s.clock.clone(),
                 };
                 f(&mut copy);
                 self.shared = Rc::new(copy);
@@ -147,6 +186,21 @@ impl SmtpFactory {
     pub fn auth_failure_delay(self, delay: Duration) -> SmtpFactory {
         self.with(|s| s.auth_failure_delay = delay)
     }
+
+    /// How long a client may send nothing before it is answered 421 and dropped
+    /// ([`DEFAULT_TIMEOUT`], ten minutes, by default; Twisted's `SMTP.timeout`). `None`
+    /// waits for ever. The period restarts with every byte received, so a slow but steady
+    /// DATA is not cut off; one stalled mid-DATA is, and its message is discarded.
+    pub fn timeout(self, timeout: Option<Duration>) -> SmtpFactory {
+        self.with(|s| s.timeout = timeout)
+    }
+
+    /// Times the idle timeout and the failed-login delay on `clock` (a test
+    /// [`Clock`](torsion::testing::Clock)) instead of the running reactor.
+    pub fn clock(self, clock: impl ReactorTime + 'static) -> SmtpFactory {
+        let clock = SharedClock(Some(Rc::new(clock)));
+        self.with(|s| s.clock = clock)
+    }
 }
 
 impl Factory for SmtpFactory {
@@ -160,6 +214,7 @@ impl Factory for SmtpFactory {
 /// One SMTP server connection (Twisted's `ESMTP`). Made by an [`SmtpFactory`].
 pub struct Smtp {
     conn: Rc<RefCell<Conn>>,
+    idle: IdleTimeout,
 }
 
 struct Conn {
@@ -171,6 +226,12 @@ struct Conn {
     messages: Vec<Box<dyn Message>>,
     failed: bool,
     paused: bool,
+    /// Set by the transport (through [`WriteGate`]) while its write buffer is over the
+    /// high watermark; outside the `RefCell`, as the transport may say so during a write.
+    write_blocked: Rc<Cell<bool>>,
+    /// The connection, for the timer and the write gate (which hold only a `Weak` of
+    /// this); dropped when it is lost, so nothing keeps the transport alive in a cycle.
+    transport: Option<Transport>,
     login: Option<Login<SmtpUser>>,
 }
 
@@ -189,8 +250,11 @@ impl Smtp {
                 messages: Vec::new(),
                 failed: false,
                 paused: false,
+                write_blocked: Rc::new(Cell::new(false)),
+                transport: None,
                 login: None,
             })),
+            idle: IdleTimeout::new(),
         }
     }
 }
@@ -205,6 +269,12 @@ impl Conn {
             tls: self.core.tls_active(),
             authenticated: self.core.authenticated().map(str::to_owned),
         }
+    }
+
+    /// Whether the client is not taking its replies: the transport said so, or holds more
+    /// unsent than its high watermark now (a real transport says so only later).
+    fn write_blocked(&self, t: &Transport) -> bool {
+        self.write_blocked.get() || t.buffered_size() > t.write_buffer_limits().0
     }
 
     fn flush(&mut self, t: &Transport) {
@@ -224,8 +294,23 @@ impl Conn {
 /// Runs the core until it needs more bytes or waits for a login.
 fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
     loop {
+        // A client not taking its replies gets no more until it does (the gate pumps again
+        // then).
+        if conn.borrow().write_blocked(t) {
+            break;
+        }
         let event = conn.borrow_mut().core.poll();
-        let Some(event) = event else { break };
+        let Some(event) = event else {
+            // Stopped for want of input or of a decision, or with a batch of replies
+            // to send: go on only if the client takes them.
+            let mut c = conn.borrow_mut();
+            let full = c.core.output_full();
+            c.flush(t);
+            if full && !c.write_blocked(t) {
+                continue;
+            }
+            break;
+        };
         let mut c = conn.borrow_mut();
         match event {
             Event::Mail { from, .. } => {
@@ -305,7 +390,8 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
     }
     let mut c = conn.borrow_mut();
     c.flush(t);
-    let should_pause = c.core.awaiting() && c.core.buffered() > MAX_PENDING_INPUT;
+    let should_pause =
+        !c.core.closed() && (c.write_blocked(t) || c.core.buffered() > MAX_PENDING_INPUT);
     if should_pause != c.paused {
         c.paused = should_pause;
         if should_pause {
@@ -354,9 +440,13 @@ fn start_login(
     user: String,
     password: Vec<u8>,
 ) {
-    let (login, delay) = {
+    let (login, delay, clock) = {
         let c = conn.borrow();
-        (c.shared.login.clone(), c.shared.auth_failure_delay)
+        (
+            c.shared.login.clone(),
+            c.shared.auth_failure_delay,
+            c.shared.clock.clone(),
+        )
     };
     let Some(login) = login else {
         conn.borrow_mut().core.auth_unavailable();
@@ -399,7 +489,7 @@ fn start_login(
                     if delay.is_zero() {
                         refuse();
                     } else {
-                        reactor().call_later(delay, refuse);
+                        drop(clock.call_later_boxed(delay.as_secs_f64(), Box::new(refuse)));
                     }
                 }
             }
@@ -408,20 +498,98 @@ fn start_login(
     );
 }
 
+/// Told by the transport when its write buffer passes the high watermark and when it
+/// drains to the low one (the connection registers it as a streaming producer, as AMP's
+/// `WriteGate`): reading stops in between, and what waits is answered once it drains.
+struct WriteGate {
+    conn: Weak<RefCell<Conn>>,
+    blocked: Rc<Cell<bool>>,
+}
+
+impl Producer for WriteGate {
+    fn pause_producing(&self) {
+        self.blocked.set(true);
+    }
+
+    fn resume_producing(&self) {
+        self.blocked.set(false);
+        if let Some(conn) = self.conn.upgrade() {
+            // From the reactor, never from inside `pump`; but be sure.
+            let transport = conn.try_borrow().ok().and_then(|c| c.transport.clone());
+            if let Some(t) = transport {
+                pump(&conn, &t);
+            }
+        }
+    }
+
+    fn stop_producing(&self) {}
+}
+
+/// The idle timeout fired: 421, the message being received (if any) discarded, and the
+/// connection closed — aborted if the client is not even taking its replies, as waiting to
+/// send them would hold the connection for ever.
+fn timed_out(conn: &Weak<RefCell<Conn>>) {
+    let Some(conn) = conn.upgrade() else { return };
+    let Ok(mut c) = conn.try_borrow_mut() else {
+        return;
+    };
+    let Some(t) = c.transport.clone() else { return };
+    let t = &t;
+    if c.core.closed() {
+        return;
+    }
+    let period = c.shared.timeout.unwrap_or_default().as_secs();
+    if c.core.in_data() {
+        tracing::warn!(
+            "SMTP: {} stalled mid-DATA for {period} s; closing with 421 and discarding its partial message",
+            c.peer
+        );
+    } else {
+        tracing::info!("SMTP: {} idle for {period} s; closing with 421", c.peer);
+    }
+    c.core.timed_out();
+    c.reset();
+    c.login = None;
+    let blocked = c.write_blocked(t);
+    c.flush(t);
+    if blocked {
+        t.abort_connection();
+    } else {
+        t.lose_connection();
+    }
+}
+
 impl Protocol for Smtp {
     fn connection_made(&mut self, t: &Transport) {
         let mut c = self.conn.borrow_mut();
         c.peer = t.get_peer().to_string();
+        c.transport = Some(t.clone());
         c.flush(t);
+        let gate = Rc::new(WriteGate {
+            conn: Rc::downgrade(&self.conn),
+            blocked: c.write_blocked.clone(),
+        });
+        if let Err(e) = t.register_producer(gate, true) {
+            tracing::debug!("SMTP without write-buffer flow control: {e}");
+        }
+        if let Some(period) = c.shared.timeout {
+            self.idle.set_clock(c.shared.clock.clone());
+            let weak = Rc::downgrade(&self.conn);
+            self.idle.set_timeout_connection(move || timed_out(&weak));
+            self.idle.set_timeout(Some(period.as_secs_f64()));
+        }
     }
 
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        self.idle.reset_timeout();
         self.conn.borrow_mut().core.receive(data);
         pump(&self.conn, t);
     }
 
     fn connection_lost(&mut self, _reason: ConnectionEnd) {
+        self.idle.set_timeout(None);
         let mut c = self.conn.borrow_mut();
+        c.transport = None;
         // Unfinished messages are discarded (dropped), the login logs out.
         c.reset();
         c.login = None;

@@ -114,6 +114,8 @@ mod settings;
 pub use cli::command;
 pub use exit::fail;
 pub use listen::{endpoint, listen_service, parse_endpoint, ListenService};
-pub use plugins::{builtin_plugins, portforward, DnsPlugin, Echo, EchoPlugin, Plugin, WebPlugin};
+pub use plugins::{
+    builtin_plugins, portforward, DnsPlugin, Echo, EchoPlugin, MailPlugin, Plugin, WebPlugin,
+};
 pub use runner::run;
 pub use settings::current_worker;

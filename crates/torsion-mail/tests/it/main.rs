@@ -1,5 +1,5 @@
 //! torsion-mail's integration tests: the SMTP state machine, the protocol over in-memory
-//! transports, properties of the parser, hostile clients, and interop with Python's smtplib
+//! transports, properties of the parser, hostile clients, idle timeouts and write backpressure, and interop with Python's smtplib
 //! and swaks.
 
 mod smtp_core;
@@ -7,4 +7,5 @@ mod smtp_hostile;
 mod smtp_interop;
 mod smtp_props;
 mod smtp_protocol;
+mod smtp_timeout;
 mod support;

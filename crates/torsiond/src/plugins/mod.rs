@@ -3,6 +3,7 @@
 
 mod dns;
 mod echo;
+mod mail;
 pub mod portforward;
 mod web;
 
@@ -12,6 +13,7 @@ use torsion::application::Service;
 
 pub use dns::DnsPlugin;
 pub use echo::{Echo, EchoPlugin};
+pub use mail::MailPlugin;
 pub use web::WebPlugin;
 
 /// A kind of application `torsiond` can run (Twisted's `IServiceMaker`): a name for the
@@ -42,13 +44,14 @@ pub trait Plugin: Send + Sync {
     fn make_service(&self, matches: &clap::ArgMatches) -> Result<Rc<dyn Service>, String>;
 }
 
-/// The plugins built into `torsiond`: [`WebPlugin`], [`EchoPlugin`], portforward and
-/// [`DnsPlugin`].
+/// The plugins built into `torsiond`: [`WebPlugin`], [`EchoPlugin`], portforward,
+/// [`DnsPlugin`] and [`MailPlugin`].
 pub fn builtin_plugins() -> Vec<Box<dyn Plugin>> {
     vec![
         Box::new(WebPlugin),
         Box::new(EchoPlugin),
         Box::new(portforward::PortForwardPlugin),
         Box::new(DnsPlugin),
+        Box::new(MailPlugin),
     ]
 }

@@ -1,0 +1,157 @@
+//! `torsiond mail`, run for real: `--hash-password`, and Python's smtplib sending through
+//! STARTTLS and AUTH a message that lands in the user's Maildir; misuse.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use torsion::testing::{skip, Missing};
+
+use crate::support::{run, stderr_of, Running, TempDir, TIMEOUT};
+
+fn hash_of(password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_torsiond"))
+        .args(["mail", "--hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn hash_password_prints_an_argon2_hash_of_the_line_read() {
+    let a = hash_of("correct horse");
+    let b = hash_of("correct horse");
+    assert!(a.starts_with("$argon2id$"), "{a}");
+    assert_ne!(a, b, "a fresh salt each time");
+    let stored = torsion_cred::StoredHash::parse(&a).unwrap();
+    assert!(stored.verify(b"correct horse"));
+    assert!(!stored.verify(b"correct horse\n"));
+}
+
+#[test]
+fn misuse_is_refused_with_a_message() {
+    let out = run(&["mail", "--smtp", "tcp:0"], TIMEOUT);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("no --domain"),
+        "{}",
+        stderr_of(&out)
+    );
+    let dir = TempDir::new("mail-misuse");
+    let domain = format!("example.org={}", dir.path().display());
+    let out = run(
+        &[
+            "mail",
+            "--domain",
+            &domain,
+            "--user",
+            "alice=plaintext",
+            "--smtp",
+            "tcp:0",
+        ],
+        TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("--user alice"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+fn files_in(dir: &Path) -> Vec<Vec<u8>> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| std::fs::read(e.unwrap().path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const SEND: &str = r#"
+import smtplib, ssl, sys
+port, cafile = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=cafile)
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=20)
+s.ehlo()
+assert not s.has_extn("auth"), "AUTH offered before TLS"
+s.starttls(context=ctx)
+s.ehlo()
+s.login("alice", "correct horse")
+msg = b"From: bob@example.net\r\nTo: alice@example.org\r\nSubject: hello\r\n\r\nHi Alice.\r\n.leading dot\r\n"
+refused = s.sendmail("bob@example.net", ["alice@example.org"], msg)
+assert refused == {}, refused
+try:
+    s.sendmail("bob@example.net", ["carol@example.com"], msg)
+    raise SystemExit("relaying was accepted")
+except smtplib.SMTPRecipientsRefused as e:
+    assert e.recipients["carol@example.com"][0] == 550, e.recipients
+s.quit()
+print("sent")
+"#;
+
+#[test]
+fn smtplib_sends_through_starttls_and_auth_into_the_users_maildir() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip(Missing::Peer, "python3 is not installed");
+    }
+    let dir = TempDir::new("mail");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_pem = dir.path().join("cert.pem");
+    let key_pem = dir.path().join("key.pem");
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let mail = dir.path().join("example.org");
+    let hash = hash_of("correct horse");
+    let mut server = Running::start(&[
+        "mail",
+        "--domain",
+        &format!("example.org={}", mail.display()),
+        "--user",
+        &format!("alice={hash}"),
+        "--smtp",
+        "tcp:0:interface=127.0.0.1",
+        "--hostname",
+        "mx.example.org",
+        "--certificate",
+        cert_pem.to_str().unwrap(),
+        "--key",
+        key_pem.to_str().unwrap(),
+    ]);
+    let port = server.port();
+    let out = Command::new("python3")
+        .args(["-c", SEND, &port.to_string(), cert_pem.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "smtplib: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Delivered before the 250: in new/, nothing left in tmp/.
+    let deadline = Instant::now() + TIMEOUT;
+    let new = mail.join("alice/new");
+    while files_in(&new).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let messages = files_in(&new);
+    assert_eq!(messages.len(), 1);
+    let text = String::from_utf8(messages[0].clone()).unwrap();
+    assert!(text.starts_with("Received: from client.example"), "{text}");
+    assert!(text.contains("by mx.example.org with ESMTPSA"), "{text}");
+    assert!(
+        text.ends_with("\nSubject: hello\n\nHi Alice.\n.leading dot\n"),
+        "{text}"
+    );
+    assert!(files_in(&mail.join("alice/tmp")).is_empty());
+    assert!(server.terminate().success());
+}
