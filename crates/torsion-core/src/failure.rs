@@ -63,6 +63,30 @@ impl Failure {
         )
     }
 
+    /// Wraps `error` as [`Failure::new`] does, but never captures a backtrace, whatever
+    /// `RUST_BACKTRACE` says: for errors that are ordinary outcomes on a hot path (a DNS
+    /// name that does not exist, a resolver saying "not my zone"), where capturing one stack
+    /// per query would cost more than answering it. The location is still kept.
+    ///
+    /// ```
+    /// use torsion::Failure;
+    ///
+    /// let f = Failure::without_backtrace(std::io::Error::other("no such name"));
+    /// assert!(!f.has_backtrace());
+    /// assert!(f.check::<std::io::Error>());
+    /// ```
+    #[track_caller]
+    pub fn without_backtrace<E: StdError + Send + Sync + 'static>(error: E) -> Failure {
+        Failure {
+            inner: Box::new(Inner {
+                error: Box::new(error),
+                type_name: std::any::type_name::<E>(),
+                location: Location::caller(),
+                backtrace: Backtrace::disabled(),
+            }),
+        }
+    }
+
     /// Wraps an already boxed error.
     #[track_caller]
     pub fn from_boxed(error: BoxError) -> Failure {
@@ -183,6 +207,12 @@ impl Failure {
         self.inner.error.to_string()
     }
 
+    /// True when a backtrace was captured with the failure (`RUST_BACKTRACE` or
+    /// `RUST_LIB_BACKTRACE` set, and not [`Failure::without_backtrace`]).
+    pub fn has_backtrace(&self) -> bool {
+        self.inner.backtrace.status() == BacktraceStatus::Captured
+    }
+
     /// True when the failure comes from a caught panic.
     pub fn is_panic(&self) -> bool {
         self.check::<PanicError>()
@@ -203,7 +233,7 @@ impl Failure {
             let _ = write!(out, "\n  caused by: {cause}");
             source = cause.source();
         }
-        if self.inner.backtrace.status() == BacktraceStatus::Captured {
+        if self.has_backtrace() {
             let _ = write!(out, "\n{}", self.inner.backtrace);
         }
         out
@@ -418,6 +448,37 @@ mod tests {
         let message = f.error_message();
         assert!(message.starts_with("panic: oh no 7 (at "), "{message}");
         assert!(message.contains("failure.rs"), "{message}");
+    }
+
+    /// `without_backtrace` captures none even when the environment asks for backtraces: run
+    /// in a child process of this test binary with `RUST_BACKTRACE=1` (std reads the variable
+    /// once per process, so it cannot be set here).
+    #[test]
+    fn without_backtrace_captures_none_when_backtraces_are_on() {
+        const VAR: &str = "TORSION_FAILURE_BACKTRACE_CHILD";
+        if std::env::var_os(VAR).is_some() {
+            assert!(Failure::new(CancelledError).has_backtrace());
+            let f = Failure::without_backtrace(CancelledError);
+            assert!(!f.has_backtrace());
+            assert!(f.check::<CancelledError>());
+            assert!(f.location().file().ends_with("failure.rs"));
+            return;
+        }
+        let name = "failure::tests::without_backtrace_captures_none_when_backtraces_are_on";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--test-threads=1"])
+            .env(VAR, "1")
+            .env("RUST_BACKTRACE", "1")
+            .env_remove("RUST_LIB_BACKTRACE")
+            .output()
+            .expect("cannot re-run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "the child failed ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     #[test]

@@ -325,7 +325,9 @@ impl FileAuthority {
         // "www.example.com" as typed is the absolute name here.
         name.set_fqdn(true);
         if !self.serves(&name) || !matches!(query.class, DNSClass::IN | DNSClass::ANY) {
-            return Err(DomainError(query.clone()).into());
+            return Err(torsion::Failure::without_backtrace(DomainError(
+                query.clone(),
+            )));
         }
         let mut answer = Answer::default();
         if let Some(cut) = self.delegation(&name) {
@@ -339,7 +341,9 @@ impl FileAuthority {
             return Ok(answer);
         }
         if !self.records.contains_key(&name) && !self.empty_non_terminals.contains(&name) {
-            return Err(AuthoritativeDomainError(query.clone(), Some(self.soa.clone())).into());
+            return Err(torsion::Failure::without_backtrace(
+                AuthoritativeDomainError(query.clone(), Some(self.soa.clone())),
+            ));
         }
         let mut current = name;
         for _ in 0..=MAX_CNAME_CHAIN {

@@ -201,7 +201,9 @@ impl Resolver for CacheResolver {
     fn query(&self, query: &Query) -> Deferred<Answer> {
         match self.lookup(query) {
             Some(answer) => succeed(answer),
-            None => fail(DomainError(query.clone())),
+            None => fail(torsion::Failure::without_backtrace(DomainError(
+                query.clone(),
+            ))),
         }
     }
 }

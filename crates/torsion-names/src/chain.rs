@@ -78,7 +78,7 @@ impl ResolverChain {
 
 fn ask_from(resolvers: Rc<[Box<dyn Resolver>]>, index: usize, query: Query) -> Deferred<Answer> {
     let Some(resolver) = resolvers.get(index) else {
-        return fail(DomainError(query));
+        return fail(Failure::without_backtrace(DomainError(query)));
     };
     let d = resolver.query(&query);
     if index + 1 == resolvers.len() {

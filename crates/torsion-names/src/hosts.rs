@@ -227,7 +227,9 @@ impl Resolver for HostsResolver {
     fn query(&self, query: &Query) -> Deferred<Answer> {
         match self.answer(query) {
             Some(answer) => succeed(answer),
-            None => fail(DomainError(query.clone())),
+            None => fail(torsion::Failure::without_backtrace(DomainError(
+                query.clone(),
+            ))),
         }
     }
 }

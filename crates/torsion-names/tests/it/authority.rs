@@ -128,6 +128,43 @@ fn a_missing_name_is_authoritative_with_the_soa_and_a_foreign_one_is_not() {
     assert!(parent.check::<DomainError>());
 }
 
+/// NXDOMAIN and "not my zone" are ordinary answers, one per query: their failures never
+/// capture a backtrace, even with `RUST_BACKTRACE=1` (which made torsiond dns spend most of
+/// an NXDOMAIN query unwinding the stack). Checked in a child process of this test binary
+/// with the variable set, since std reads it once per process.
+#[test]
+fn missing_and_foreign_names_capture_no_backtrace() {
+    const VAR: &str = "TORSION_AUTHORITY_BACKTRACE_CHILD";
+    if std::env::var_os(VAR).is_some() {
+        let a = zone();
+        assert!(torsion::Failure::new(std::io::Error::other("x")).has_backtrace());
+        assert!(!ask(&a, "nope.example.test.", RecordType::A)
+            .unwrap_err()
+            .has_backtrace());
+        assert!(!ask(&a, "example.org.", RecordType::A)
+            .unwrap_err()
+            .has_backtrace());
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "authority::missing_and_foreign_names_capture_no_backtrace",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(VAR, "1")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("cannot re-run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the child failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn load_errors_name_the_file_and_line() {
     let text = "$ORIGIN example.test.\n$TTL 60\n@ IN SOA ns1 hm 1 2 3 4 5\nok IN A 192.0.2.1\nbad IN A 300.1.2.3\n";
