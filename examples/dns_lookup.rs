@@ -20,7 +20,7 @@ use torsion::names::{Answer, RData, RecordType, Resolver};
 use torsion::reactor;
 use torsion_examples::init_logging;
 
-/// Look a name up in the DNS; print the answers as `dig +short`.
+/// Look a name up in the DNS with Twisted's names client (torsion::names); print the answers as `dig +short`.
 #[derive(Parser)]
 struct Cli {
     /// The name to look up.

@@ -19,7 +19,7 @@ use torsion::web::{Render, Request, Resource, Site};
 use torsion::{reactor, Failure};
 use torsion_examples::init_logging;
 
-/// A chat server over WebSocket: the page at /, the WebSocket at /ws.
+/// A chat server over WebSocket (Twisted's twisted.web.websocket): the page at /, the WebSocket at /ws.
 #[derive(Parser)]
 struct Cli {
     /// The HTTP port to listen on (0 picks a free one).
