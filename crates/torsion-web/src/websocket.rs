@@ -253,6 +253,9 @@ struct WsConnection {
     transport: WebSocketTransport,
     protocol: Box<dyn WebSocketProtocol>,
     peer_close: Option<(u16, String)>,
+    /// A protocol error closed the framing: what the peer still sends is read and dropped
+    /// (a lingering close) until it closes too, or the close timer ends the connection.
+    failed: bool,
 }
 
 impl WsConnection {
@@ -278,6 +281,7 @@ impl WsConnection {
             },
             protocol,
             peer_close: None,
+            failed: false,
         }
     }
 
@@ -287,7 +291,7 @@ impl WsConnection {
     }
 
     fn data_received(&mut self, data: &[u8]) {
-        if self.peer_close.is_some() {
+        if self.peer_close.is_some() || self.failed {
             return;
         }
         self.decoder.feed(data);
@@ -325,7 +329,12 @@ impl WsConnection {
                     if !closing {
                         t.close(e.code(), e.reason());
                     }
-                    t.shared.transport.lose_connection();
+                    // Half-close and keep reading: closing at once, with the rest of the
+                    // peer's message unread, would make the kernel answer with a reset that
+                    // destroys the close frame before the peer reads it (RFC 6455 7.1.1:
+                    // the peer then closes, or the close timer does).
+                    self.failed = true;
+                    t.shared.transport.lose_write_connection();
                     return;
                 }
             }
