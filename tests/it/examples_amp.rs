@@ -17,32 +17,8 @@ const HOWTO: &str = concat!(
 /// The python with Twisted the AMP crate's interop tests use (same target directory), or
 /// None, loudly, when it cannot be had.
 fn twisted_python() -> Option<PathBuf> {
-    let py = Path::new(env!("CARGO_TARGET_TMPDIR")).join("twisted-venv/bin/python");
-    let has = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import twisted"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has(&py) {
-        if Command::new("python3").arg("--version").output().is_err() {
-            torsion::testing::skip(torsion::testing::Missing::Peer, "python3 is not installed");
-            return None;
-        }
-        let venv = py.parent().unwrap().parent().unwrap();
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(venv)
-            .status()
-            .unwrap();
-        assert!(made.success(), "python3 -m venv failed");
-        let pip = Command::new(&py)
-            .args(["-m", "pip", "install", "--quiet", "twisted>=22"])
-            .status()
-            .unwrap();
-        assert!(pip.success(), "pip install twisted failed");
-    }
-    Some(py)
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("twisted-venv");
+    torsion::testing::python_venv(&venv, "twisted", &["twisted>=22"])
 }
 
 fn run_client(port: u16) -> (bool, String, String) {

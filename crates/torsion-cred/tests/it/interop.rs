@@ -5,9 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
-use torsion::testing::{skip, Missing};
 use torsion::Failure;
 use torsion_cred::error::UnauthorizedLogin;
 use torsion_cred::{hash_password, AvatarId, CredentialsChecker, FilePasswordDb, UsernamePassword};
@@ -19,51 +17,8 @@ const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/hash_peer
 /// A python with argon2-cffi and bcrypt from PyPI, in a venv made on first use (once per
 /// process), or None, loudly, without python3. A failed install fails the test.
 fn hash_python() -> Option<PathBuf> {
-    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PY.get_or_init(|| {
-        if Command::new("python3").arg("--version").output().is_err() {
-            skip(Missing::Peer, "python3 is not installed");
-            return None;
-        }
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cred-venv");
-        let py = venv.join("bin/python");
-        let ready = |py: &Path| {
-            Command::new(py)
-                .args(["-c", "import argon2, bcrypt"])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !ready(&py) {
-            let made = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .output()
-                .unwrap();
-            assert!(
-                made.status.success(),
-                "venv: {}",
-                String::from_utf8_lossy(&made.stderr)
-            );
-            let pip = Command::new(&py)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "argon2-cffi>=21",
-                    "bcrypt>=4",
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                pip.status.success(),
-                "pip install argon2-cffi bcrypt failed: {}",
-                String::from_utf8_lossy(&pip.stderr)
-            );
-        }
-        Some(py)
-    })
-    .clone()
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cred-venv");
+    torsion::testing::python_venv(&venv, "argon2, bcrypt", &["argon2-cffi>=21", "bcrypt>=4"])
 }
 
 /// Runs the peer with `password` on its standard input; its output lines.

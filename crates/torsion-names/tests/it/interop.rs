@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;
-use std::sync::{mpsc, OnceLock};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use torsion::reactor::ReactorHandle;
@@ -202,44 +202,8 @@ fn dig_with_edns_gets_up_to_the_ceiling() {
 /// A python with dnspython from PyPI (a venv made on first use, once per process), or None,
 /// loudly, without python3.
 fn dnspython() -> Option<PathBuf> {
-    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PY.get_or_init(|| {
-        if Command::new("python3").arg("--version").output().is_err() {
-            skip(Missing::Peer, "python3 is not installed");
-            return None;
-        }
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dnspython-venv");
-        let py = venv.join("bin/python");
-        let has = |py: &Path| {
-            Command::new(py)
-                .args(["-c", "import dns.query, dns.zone"])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !has(&py) {
-            let made = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .output()
-                .unwrap();
-            assert!(
-                made.status.success(),
-                "venv: {}",
-                String::from_utf8_lossy(&made.stderr)
-            );
-            let pip = Command::new(&py)
-                .args(["-m", "pip", "install", "--quiet", "dnspython>=2"])
-                .output()
-                .unwrap();
-            assert!(
-                pip.status.success(),
-                "pip install dnspython failed: {}",
-                String::from_utf8_lossy(&pip.stderr)
-            );
-        }
-        Some(py)
-    })
-    .clone()
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dnspython-venv");
+    torsion::testing::python_venv(&venv, "dns.query, dns.zone", &["dnspython>=2"])
 }
 
 const DNSPYTHON_PEER: &str = r#"

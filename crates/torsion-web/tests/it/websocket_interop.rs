@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use torsion::defer::DeferredQueue;
@@ -17,44 +17,8 @@ use crate::websocket::{echo_server, Event, Recorder};
 
 /// A python with `websockets` (made once per process), or `None`, loudly, without python3.
 fn websockets_python() -> Option<PathBuf> {
-    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PY.get_or_init(|| {
-        if Command::new("python3").arg("--version").output().is_err() {
-            torsion::testing::skip(torsion::testing::Missing::Peer, "python3 is not installed");
-            return None;
-        }
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("websockets-venv");
-        let py = venv.join("bin/python");
-        let has = |py: &Path| {
-            Command::new(py)
-                .args(["-c", "import websockets.sync.client"])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !has(&py) {
-            let made = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .output()
-                .unwrap();
-            assert!(
-                made.status.success(),
-                "venv: {}",
-                String::from_utf8_lossy(&made.stderr)
-            );
-            let pip = Command::new(&py)
-                .args(["-m", "pip", "install", "--quiet", "websockets>=13"])
-                .output()
-                .unwrap();
-            assert!(
-                pip.status.success(),
-                "pip install websockets failed: {}",
-                String::from_utf8_lossy(&pip.stderr)
-            );
-        }
-        Some(py)
-    })
-    .clone()
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("websockets-venv");
+    torsion::testing::python_venv(&venv, "websockets.sync.client", &["websockets>=13"])
 }
 
 /// Waits for `child` without blocking the reactor; its stdout and whether it succeeded.

@@ -4,54 +4,21 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// The interop peer script.
 pub(crate) const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/amp_peer.py");
 
-/// A python with Twisted from PyPI, with its TLS extras (pyOpenSSL) for StartTLS (made on first use, once per process), or None, loudly,
-/// without python3. A failed install fails the test.
+/// A python with Twisted from PyPI and its TLS extras (pyOpenSSL) for StartTLS, in the venv
+/// the interop tests share, or None, loudly, without python3 (`testing::python_venv`).
 pub(crate) fn twisted_python() -> Option<PathBuf> {
-    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PY.get_or_init(|| {
-        if Command::new("python3").arg("--version").output().is_err() {
-            torsion::testing::skip(torsion::testing::Missing::Peer, "python3 is not installed");
-            return None;
-        }
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("twisted-venv");
-        let py = venv.join("bin/python");
-        let has_twisted = |py: &Path| {
-            Command::new(py)
-                .args(["-c", "import twisted, OpenSSL, service_identity"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        };
-        if !has_twisted(&py) {
-            let made = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .output()
-                .unwrap();
-            assert!(
-                made.status.success(),
-                "venv: {}",
-                String::from_utf8_lossy(&made.stderr)
-            );
-            let pip = Command::new(&py)
-                .args(["-m", "pip", "install", "--quiet", "twisted[tls]>=22"])
-                .output()
-                .unwrap();
-            assert!(
-                pip.status.success(),
-                "pip install twisted failed: {}",
-                String::from_utf8_lossy(&pip.stderr)
-            );
-        }
-        Some(py)
-    })
-    .clone()
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("twisted-venv");
+    torsion::testing::python_venv(
+        &venv,
+        "twisted, OpenSSL, service_identity",
+        &["twisted[tls]>=22"],
+    )
 }
 
 /// A Python process whose stdout lines arrive on a channel; killed when dropped.

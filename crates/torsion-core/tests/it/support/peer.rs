@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const PEER: &str = concat!(
@@ -42,42 +42,8 @@ pub fn python3() -> Option<PathBuf> {
 /// first use, once per process: the tests that need it run in parallel in this binary), or
 /// None (loudly) without python3. A failed install fails the test.
 pub fn twisted_python() -> Option<PathBuf> {
-    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PY.get_or_init(|| {
-        python3()?;
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("twisted-venv");
-        let py = venv.join("bin/python");
-        let has_twisted = |py: &Path| {
-            Command::new(py)
-                .args(["-c", "import twisted"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        };
-        if !has_twisted(&py) {
-            let made = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .output()
-                .unwrap();
-            assert!(
-                made.status.success(),
-                "venv: {}",
-                String::from_utf8_lossy(&made.stderr)
-            );
-            let pip = Command::new(&py)
-                .args(["-m", "pip", "install", "--quiet", "twisted>=22"])
-                .output()
-                .unwrap();
-            assert!(
-                pip.status.success(),
-                "pip install twisted failed: {}",
-                String::from_utf8_lossy(&pip.stderr)
-            );
-        }
-        Some(py)
-    })
-    .clone()
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("twisted-venv");
+    torsion::testing::python_venv(&venv, "twisted", &["twisted>=22"])
 }
 
 /// A running peer: killed and reaped when dropped; its stdout lines arrive on `lines`.
