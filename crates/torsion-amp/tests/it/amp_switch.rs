@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::mpsc::TryRecvError;
 
 use torsion::defer::{ensure_deferred, Deferred, Trigger};
 use torsion::endpoints::client_from_string;
@@ -12,7 +11,7 @@ use torsion::testing::connected_pair;
 use torsion::{factory, ConnectionEnd, Failure, Protocol, Reactor, Transport};
 use torsion_amp::{command, Amp, AmpError, Locator, RemoteError, UnhandledCommand};
 
-use crate::support::{twisted_python, Peer};
+use crate::support::{run_until_peer_ends, twisted_python, Peer};
 
 command! {
     /// Twisted's test peer's switch: the connection goes to `Upper`.
@@ -234,30 +233,7 @@ fn twisted_switches_to_a_torsion_protocol() {
         )
         .unwrap();
     let port = port.get_host().port().unwrap().to_string();
-    let peer = Rc::new(RefCell::new(Peer::start(&py, &["switch-client", &port])));
-    let out: Rc<RefCell<Vec<String>>> = Rc::default();
-    // Poll the peer's output from the reactor until it closes (the peer has finished).
-    fn poll(r: Reactor, peer: Rc<RefCell<Peer>>, out: Rc<RefCell<Vec<String>>>) {
-        loop {
-            let next = peer.borrow().lines.try_recv();
-            match next {
-                Ok(line) => out.borrow_mut().push(line),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    drop(r.stop());
-                    return;
-                }
-            }
-        }
-        let again = r.clone();
-        r.call_later(0.02, move || poll(again, peer, out));
-    }
-    let guard = r.clone();
-    r.call_later(120.0, move || drop(guard.stop()));
-    poll(r.clone(), peer.clone(), out.clone());
-    r.run().unwrap();
-    let ok = peer.borrow_mut().wait();
-    let out = out.borrow().join("\n");
+    let (ok, out) = run_until_peer_ends(&r, Peer::start(&py, &["switch-client", &port]));
     assert!(ok, "Twisted's client failed:\n{out}");
     assert!(out.contains("ok sum before"), "{out}");
     assert!(out.contains("ok switched"), "{out}");

@@ -4,14 +4,13 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::mpsc::TryRecvError;
 
 use torsion::defer::ensure_deferred;
 use torsion::endpoints::client_from_string;
 use torsion::{factory, Failure, Reactor};
 use torsion_amp::{command, Amp, AmpError, Locator, RemoteError, StartTls, UnhandledCommand};
 
-use crate::support::{twisted_python, Peer, Pki};
+use crate::support::{run_until_peer_ends, twisted_python, Peer, Pki};
 
 command! {
     /// `Sum(a, b) -> total`.
@@ -156,30 +155,7 @@ fn twisted_client_starts_tls_with_a_torsion_server() {
         .unwrap();
     let port = port.get_host().port().unwrap().to_string();
     let ca = ca.to_str().unwrap().to_string();
-    let peer = Rc::new(RefCell::new(Peer::start(&py, &["tls-client", &port, &ca])));
-    let out: Rc<RefCell<Vec<String>>> = Rc::default();
-    // Poll the peer's output from the reactor until it closes (the peer has finished).
-    fn poll(r: Reactor, peer: Rc<RefCell<Peer>>, out: Rc<RefCell<Vec<String>>>) {
-        loop {
-            let next = peer.borrow().lines.try_recv();
-            match next {
-                Ok(line) => out.borrow_mut().push(line),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    drop(r.stop());
-                    return;
-                }
-            }
-        }
-        let again = r.clone();
-        r.call_later(0.02, move || poll(again, peer, out));
-    }
-    let guard = r.clone();
-    r.call_later(120.0, move || drop(guard.stop()));
-    poll(r.clone(), peer.clone(), out.clone());
-    r.run().unwrap();
-    let ok = peer.borrow_mut().wait();
-    let out = out.borrow().join("\n");
+    let (ok, out) = run_until_peer_ends(&r, Peer::start(&py, &["tls-client", &port, &ca]));
     assert!(ok, "Twisted's client failed:\n{out}");
     for check in ["ok sum in the clear", "ok sum over tls", "ok tls"] {
         assert!(out.contains(check), "{check} missing:\n{out}");

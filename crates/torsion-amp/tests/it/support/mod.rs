@@ -134,3 +134,36 @@ impl Pki {
         paths
     }
 }
+
+/// Runs `r` until `peer` ends (its stdout closes) or 120 s pass, reading its lines from the
+/// reactor between events: whether it succeeded, and what it printed.
+pub(crate) fn run_until_peer_ends(r: &torsion::Reactor, peer: Peer) -> (bool, String) {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::sync::mpsc::TryRecvError;
+
+    fn poll(r: torsion::Reactor, peer: Rc<RefCell<Peer>>, out: Rc<RefCell<Vec<String>>>) {
+        loop {
+            let next = peer.borrow().lines.try_recv();
+            match next {
+                Ok(line) => out.borrow_mut().push(line),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    drop(r.stop());
+                    return;
+                }
+            }
+        }
+        let again = r.clone();
+        r.call_later(0.02, move || poll(again, peer, out));
+    }
+    let peer = Rc::new(RefCell::new(peer));
+    let out: Rc<RefCell<Vec<String>>> = Rc::default();
+    let guard = r.clone();
+    r.call_later(120.0, move || drop(guard.stop()));
+    poll(r.clone(), peer.clone(), out.clone());
+    r.run().unwrap();
+    let ok = peer.borrow_mut().wait();
+    let out = out.borrow().join("\n");
+    (ok, out)
+}
