@@ -129,15 +129,19 @@ fn without_a_syslog_socket_lines_go_to_standard_output_with_a_warning() {
     c.env("TORSION_SYSLOG_SOCKET", dir.path().join("missing"))
         .args(["--syslog", "echo", "--listen", "tcp:0:interface=127.0.0.1"]);
     let mut server = Running::spawn(c);
-    let lines = server.lines_until("listening on");
+    // The warning (standard error) and the log lines (standard output) come on two pipes,
+    // so in either order: wait for each by itself.
+    let mut lines = server.lines_until("cannot log to syslog through");
+    let warning = lines.pop().unwrap();
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("torsiond: cannot log to syslog through")
-                && l.contains("missing")
-                && l.ends_with("logging to standard output instead")),
-        "{lines:#?}"
+        warning.starts_with("torsiond: cannot log to syslog through")
+            && warning.contains("missing")
+            && warning.ends_with("logging to standard output instead"),
+        "{warning}"
     );
+    if !lines.iter().any(|l| l.contains("listening on")) {
+        server.wait_for("listening on");
+    }
     assert!(server.terminate().success());
 }
 
