@@ -37,15 +37,31 @@ impl Served {
                 interface: Ipv4Addr::LOCALHOST.into(),
                 ..UdpOptions::default()
             };
-            let udp = r
-                .listen_udp_with(0, DnsDatagramProtocol::new(server.clone()), loopback)
-                .unwrap();
-            let Address::Udp(at) = udp.get_host() else {
-                panic!("a UDP port has a UDP address")
+            // UDP on a free port, then TCP on the same number, which another test may hold
+            // already: then again on another port.
+            let mut tries = 0;
+            let port = loop {
+                let udp = r
+                    .listen_udp_with(0, DnsDatagramProtocol::new(server.clone()), loopback)
+                    .unwrap();
+                let Address::Udp(at) = udp.get_host() else {
+                    panic!("a UDP port has a UDP address")
+                };
+                match r.listen_tcp_on(
+                    at.port(),
+                    DnsServerFactory::new(server.clone()),
+                    "127.0.0.1",
+                ) {
+                    Ok(_) => break at.port(),
+                    Err(e) if tries < 20 => {
+                        tries += 1;
+                        drop(udp.stop_listening());
+                        eprintln!("TCP port {} taken ({e}); another", at.port());
+                    }
+                    Err(e) => panic!("no port free for both UDP and TCP: {e}"),
+                }
             };
-            r.listen_tcp_on(at.port(), DnsServerFactory::new(server), "127.0.0.1")
-                .unwrap();
-            tx.send((at.port(), r.handle())).unwrap();
+            tx.send((port, r.handle())).unwrap();
             r.run().unwrap();
         });
         let (port, reactor) = rx.recv().expect("the server thread starts");
