@@ -83,8 +83,14 @@ fn http_server(dir: &TempDir) -> (Running, u16) {
 
 /// Runs the example to the end; returns (success, stdout, stderr).
 fn get_page(args: &[&str]) -> (bool, String, String) {
+    get_page_with(args, &[])
+}
+
+/// As [`get_page`], with `env` set for the example.
+fn get_page_with(args: &[&str], env: &[(&str, &std::path::Path)]) -> (bool, String, String) {
     let mut child = support::example("get_page")
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -148,4 +154,84 @@ fn get_page_says_unable_to_fetch_when_refused() {
         assert_eq!(out, "Unable to fetch.\n", "stderr: {err}");
         assert!(err.contains("refused"), "{err}");
     }
+}
+
+/// `openssl s_server -www` (a TLS server nobody here wrote) on a free port with a certificate
+/// for `localhost` signed by a throwaway CA; the server, its port, and the CA's PEM file.
+fn openssl_https_server(dir: &TempDir) -> Option<(Running, u16, PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca_file = write("ca.pem", &ca_pem);
+    let cert = write("cert.pem", &leaf.pem());
+    let key = write("key.pem", &leaf_key.serialize_pem());
+    let spawned = Command::new("openssl")
+        .args(["s_server", "-accept", "127.0.0.1:0", "-www", "-cert"])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            torsion::testing::skip(
+                torsion::testing::Missing::Peer,
+                format!("openssl is not installed ({e})"),
+            );
+            return None;
+        }
+    };
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        // "ACCEPT 127.0.0.1:PORT"
+        if let Some(port) = lines.by_ref().find_map(|l| {
+            l.strip_prefix("ACCEPT 127.0.0.1:")
+                .and_then(|p| p.trim().parse::<u16>().ok())
+        }) {
+            let _ = tx.send(port);
+        }
+        lines.for_each(drop); // never let it block on a full pipe
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("s_server said which port it listens on");
+    Some((running, port, ca_file))
+}
+
+/// `get_page https://...` trusts the platform's roots: here the throwaway CA, named by
+/// `SSL_CERT_FILE` (which rustls-native-certs reads instead of the system store), so the
+/// page comes; without it, the certificate is refused and the example says so.
+#[test]
+fn get_page_fetches_https_with_the_platforms_roots() {
+    let dir = TempDir::new("get-page-https");
+    let Some((_server, port, ca_file)) = openssl_https_server(&dir) else {
+        return;
+    };
+    let url = format!("https://localhost:{port}/");
+    let (ok, out, err) = get_page_with(&[&url], &[("SSL_CERT_FILE", &ca_file)]);
+    assert!(ok, "get_page {url} failed; stdout: {out}\nstderr: {err}");
+    assert!(out.contains("s_server -accept"), "{out}");
+    let system = std::path::Path::new("/nonexistent/no-such-bundle.pem");
+    let (ok, out, err) = get_page_with(&[&url], &[("SSL_CERT_FILE", system)]);
+    assert!(!ok, "an untrusted certificate is a failure");
+    assert_eq!(out, "Unable to fetch.\n", "stderr: {err}");
 }

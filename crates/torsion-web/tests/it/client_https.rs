@@ -17,8 +17,7 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use torsion::tls::{Identity, ServerContext, TlsError};
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 use torsion_web::client::{
-    get_page, options_for_client_tls, read_body, Agent, BrowserLikePolicyForHttps, TlsFailed,
-    TlsProblem,
+    options_for_client_tls, read_body, Agent, BrowserLikePolicyForHttps, TlsFailed, TlsProblem,
 };
 
 /// A test certificate authority.
@@ -335,44 +334,4 @@ async fn the_agent_offers_http_1_1_by_alpn() -> Result<(), Failure> {
     assert_eq!(body, b"ok");
     assert_eq!(seen.borrow().as_deref(), Some(&b"http/1.1"[..]));
     port.stop_listening().await
-}
-
-/// The name of the test run in a child process by `get_page_fetches_https_with_the_platforms_roots`.
-const CHILD: &str = "client_https::get_page_child";
-
-#[test]
-fn get_page_fetches_https_with_the_platforms_roots() {
-    // get_page trusts the platform's roots, read once per process: a child process of this
-    // test binary runs `get_page_child` with SSL_CERT_FILE (which rustls-native-certs reads
-    // instead of the system store) naming the test's CA.
-    let ca = Ca::new();
-    let Some(server) = s_server(&ca.leaf(&["localhost"]), None) else {
-        return;
-    };
-    let dir = TempDir::new();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([CHILD, "--exact", "--ignored", "--test-threads", "1"])
-        .env("SSL_CERT_FILE", dir.file("ca.pem", &ca.pem))
-        .env_remove("SSL_CERT_DIR")
-        .env(
-            "TORSION_HTTPS_URL",
-            format!("https://localhost:{}/", server.port),
-        )
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the child test failed: {printed}");
-    assert!(
-        printed.contains("1 passed"),
-        "the child test did not run: {printed}"
-    );
-}
-
-#[torsion::test]
-#[ignore = "run by get_page_fetches_https_with_the_platforms_roots, in a child process"]
-async fn get_page_child() -> Result<(), Failure> {
-    let url = std::env::var("TORSION_HTTPS_URL").expect("run by its parent test");
-    let body = String::from_utf8(get_page(&url).await?).unwrap();
-    assert!(body.contains("s_server -accept"), "{body}");
-    Ok(())
 }
