@@ -8,10 +8,10 @@ use std::rc::Rc;
 use torsion::defer::{ensure_deferred, Deferred, Trigger};
 use torsion::endpoints::client_from_string;
 use torsion::testing::connected_pair;
-use torsion::{factory, ConnectionEnd, Failure, Protocol, Reactor, Transport};
+use torsion::{factory, ConnectionEnd, Failure, Protocol, Transport};
 use torsion_amp::{command, Amp, AmpError, Locator, RemoteError, UnhandledCommand};
 
-use crate::support::{run_until_peer_ends, twisted_python, Peer};
+use crate::support::{reactor, run_until_peer_ends, twisted_python, Peer};
 
 command! {
     /// Twisted's test peer's switch: the connection goes to `Upper`.
@@ -213,12 +213,6 @@ fn a_switch_sent_without_asking_is_not_answered_and_switches_nothing() {
     let sum = caller.call_remote(Sum { a: 2, b: 3 });
     pump.flush();
     assert_eq!(result(&sum).unwrap().total, 5);
-}
-
-fn reactor() -> Reactor {
-    let r = Reactor::new();
-    r.set_install_signal_handlers(false);
-    r
 }
 
 #[test]

@@ -10,7 +10,7 @@ use torsion::endpoints::client_from_string;
 use torsion::{factory, Failure, Reactor};
 use torsion_amp::{command, Amp, AmpError, Locator, RemoteError, StartTls, UnhandledCommand};
 
-use crate::support::{run_until_peer_ends, twisted_python, Peer, Pki};
+use crate::support::{reactor, run_until_peer_ends, twisted_python, Peer, Pki};
 
 command! {
     /// `Sum(a, b) -> total`.
@@ -20,12 +20,6 @@ command! {
 
 fn sums() -> Locator {
     Locator::new().responder(|c: Sum, _| Ok::<_, RemoteError>(SumResult { total: c.a + c.b }))
-}
-
-fn reactor() -> Reactor {
-    let r = Reactor::new();
-    r.set_install_signal_handlers(false);
-    r
 }
 
 /// Runs `body` on a fresh reactor until it finishes (or two minutes pass) and returns its

@@ -7,16 +7,15 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::mpsc::TryRecvError;
 
 use torsion::defer::ensure_deferred;
 use torsion::endpoints::client_from_string;
-use torsion::{factory, Failure, Reactor};
+use torsion::{factory, Failure};
 use torsion_amp::{
     command, record, Amp, AmpList, DateTime, Decimal, Locator, RemoteError, UnhandledCommand,
 };
 
-use crate::support::{twisted_python, Peer};
+use crate::support::{reactor, run_until_peer_ends, twisted_python, Peer};
 
 command! {
     /// `Sum(a, b) -> total`.
@@ -104,12 +103,6 @@ fn server_locator() -> Locator {
         })
 }
 
-fn reactor() -> Reactor {
-    let r = Reactor::new();
-    r.set_install_signal_handlers(false);
-    r
-}
-
 #[test]
 fn twisted_client_against_a_torsion_server() {
     let Some(py) = twisted_python() else { return };
@@ -118,30 +111,7 @@ fn twisted_client_against_a_torsion_server() {
         .listen_tcp_on(0, factory(|| Amp::new(server_locator())), "127.0.0.1")
         .unwrap();
     let port = port.get_host().port().unwrap().to_string();
-    let shared = Rc::new(RefCell::new(Some(Peer::start(&py, &["client", &port]))));
-    let out: Rc<RefCell<Vec<String>>> = Rc::default();
-    // Poll the peer's output from the reactor until it closes (the peer has finished).
-    fn poll(r: Reactor, peer: Rc<RefCell<Option<Peer>>>, out: Rc<RefCell<Vec<String>>>) {
-        loop {
-            let next = peer.borrow().as_ref().unwrap().lines.try_recv();
-            match next {
-                Ok(line) => out.borrow_mut().push(line),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    drop(r.stop());
-                    return;
-                }
-            }
-        }
-        let again = r.clone();
-        r.call_later(0.02, move || poll(again, peer, out));
-    }
-    let guard = r.clone();
-    r.call_later(120.0, move || drop(guard.stop()));
-    poll(r.clone(), shared.clone(), out.clone());
-    r.run().unwrap();
-    let ok = shared.borrow_mut().as_mut().unwrap().wait();
-    let out = out.borrow().join("\n");
+    let (ok, out) = run_until_peer_ends(&r, Peer::start(&py, &["client", &port]));
     assert!(ok, "Twisted's client failed:\n{out}");
     for check in [
         "ok sum",

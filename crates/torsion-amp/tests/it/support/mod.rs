@@ -135,6 +135,14 @@ impl Pki {
     }
 }
 
+/// A reactor for a test that runs it: its own, without signal handlers (tests run in
+/// parallel threads).
+pub(crate) fn reactor() -> torsion::Reactor {
+    let r = torsion::Reactor::new();
+    r.set_install_signal_handlers(false);
+    r
+}
+
 /// Runs `r` until `peer` ends (its stdout closes) or 120 s pass, reading its lines from the
 /// reactor between events: whether it succeeded, and what it printed.
 pub(crate) fn run_until_peer_ends(r: &torsion::Reactor, peer: Peer) -> (bool, String) {
