@@ -19,6 +19,7 @@
 //! | `names` | `names`: `Resolver`, `Query`, `Answer` | `twisted.names` |
 //! | `cred` | `cred`: `Portal`, `Realm`, `FilePasswordDb`, `UsernamePassword` | `twisted.cred` |
 //! | `mail` | `mail`: `SmtpFactory`, `MessageDelivery`, `MaildirDomain` | `twisted.mail` |
+//! | `conch` | `conch`: SSH, telnet, the manhole | `twisted.conch` |
 //! | `full` | all of the above | |
 //!
 //! ```toml
@@ -141,4 +142,12 @@ pub mod cred {
 pub mod mail {
     #[doc(inline)]
     pub use torsion_mail::*;
+}
+
+/// Conch, Twisted's `twisted.conch` (feature `conch`): SSH on russh, telnet, and the manhole,
+/// a console into the running program.
+#[cfg(feature = "conch")]
+pub mod conch {
+    #[doc(inline)]
+    pub use torsion_conch::*;
 }
