@@ -143,11 +143,3 @@ pub mod mail {
     #[doc(inline)]
     pub use torsion_mail::*;
 }
-
-/// Conch, Twisted's `twisted.conch` (feature `conch`): SSH on russh, telnet, and the manhole,
-/// a console into the running program.
-#[cfg(feature = "conch")]
-pub mod conch {
-    #[doc(inline)]
-    pub use torsion_conch::*;
-}
