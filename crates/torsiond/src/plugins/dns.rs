@@ -123,15 +123,26 @@ impl DnsService {
             listen_multiple: settings.workers > 1,
             ..UdpOptions::default()
         };
-        let udp = r
-            .listen_udp_with(
-                udp_at.port(),
-                DnsDatagramProtocol::new(Rc::clone(&self.server)),
-                options,
-            )
-            .map_err(|f| f.error_message())?;
-        let Address::Udp(bound) = udp.get_host() else {
-            return Err(format!("udp:{udp_at}: not a UDP address"));
+        // With port 0 the kernel picks the UDP port, and the TCP port of the same number may
+        // be taken already (by a listener, or as the local port of an outgoing connection):
+        // then pick again, so that `--listen tcp:0` never fails for a collision.
+        let mut attempts = if udp_at.port() == 0 { 20 } else { 1 };
+        let (udp, bound) = loop {
+            attempts -= 1;
+            let udp = r
+                .listen_udp_with(
+                    udp_at.port(),
+                    DnsDatagramProtocol::new(Rc::clone(&self.server)),
+                    options,
+                )
+                .map_err(|f| f.error_message())?;
+            let Address::Udp(bound) = udp.get_host() else {
+                return Err(format!("udp:{udp_at}: not a UDP address"));
+            };
+            if attempts == 0 || std::net::TcpListener::bind(bound).is_ok() {
+                break (udp, bound);
+            }
+            drop(udp.stop_listening());
         };
         tracing::info!(target: "torsiond", "listening on udp:{bound}");
         let endpoint = ServerEndpoint::new(&r, with_port(description, bound.port()));
