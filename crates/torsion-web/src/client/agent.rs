@@ -43,6 +43,7 @@ use super::error::{
 };
 use super::pool::HttpConnectionPool;
 use super::protocol::HttpClientFactory;
+use super::proxy::Proxy;
 use super::request::{encode_request, EncodeOptions, Payload, PreparedRequest};
 use super::response::{read_body, Response};
 #[cfg(feature = "tls")]
@@ -115,6 +116,8 @@ struct AgentConfig {
     user_agent: Option<String>,
     limits: Limits,
     https: Https,
+    /// The HTTP proxy every request goes through, if any.
+    proxy: Option<Proxy>,
 }
 
 /// How the agent opens `https` connections.
@@ -227,6 +230,7 @@ impl Agent {
                 https: Https::Policy(Rc::new(super::tls::BrowserLikePolicyForHttps::new())),
                 #[cfg(not(feature = "tls"))]
                 https: Https::None,
+                proxy: None,
             }),
         }
     }
@@ -234,6 +238,22 @@ impl Agent {
     fn configure(mut self, f: impl FnOnce(&mut AgentConfig)) -> Agent {
         f(Rc::make_mut(&mut self.config));
         self
+    }
+
+    /// Sends every request through the HTTP `proxy` (Twisted's `ProxyAgent`): `http` URLs
+    /// in absolute form over keep-alive connections to the proxy, `https` URLs through a
+    /// `CONNECT` tunnel with TLS to the origin inside it, its certificate checked against the
+    /// origin's name by the agent's policy as without a proxy. A proxy that refuses the
+    /// tunnel fails the request with a [`TunnelError`](super::TunnelError) giving its status
+    /// (407 when it wants credentials: [`Proxy::with_basic_auth`]). The connect time-out
+    /// covers connecting to the proxy and its answer to `CONNECT`.
+    ///
+    /// An agent with a [`TlsConnector`] of your own ([`with_tls`](Self::with_tls)) cannot
+    /// tunnel (the connector makes its own connection): its `https` requests fail with
+    /// [`SchemeNotSupported`].
+    #[doc(alias = "ProxyAgent")]
+    pub fn with_proxy(self, proxy: Proxy) -> Agent {
+        self.configure(|c| c.proxy = Some(proxy))
     }
 
     /// Uses `pool` for connections (shared with other agents, or non-persistent).
@@ -503,6 +523,9 @@ impl Agent {
             }
         }
         let (host, port) = (url.host().to_owned(), url.port());
+        if let Some(proxy) = &self.config.proxy {
+            return self.proxy_opener(proxy, url);
+        }
         match url.scheme() {
             "http" => Ok(Rc::new(move |f| {
                 reactor.connect_tcp_timeout(&host, port, f, timeout)
@@ -527,6 +550,36 @@ impl Agent {
             },
             other => Err(Failure::new(SchemeNotSupported {
                 scheme: other.to_owned(),
+            })),
+        }
+    }
+
+    /// How to connect for `url` through `proxy`: to the proxy itself for `http`, and with a
+    /// tunnel for `https`.
+    fn proxy_opener(&self, proxy: &Proxy, url: &Url) -> Result<Opener, Failure> {
+        let reactor = self.pool.reactor().clone();
+        let timeout = self.config.connect_timeout;
+        let (proxy_host, proxy_port) = (proxy.host().to_owned(), proxy.port());
+        match (url.scheme(), &self.config.https) {
+            ("http", _) => Ok(Rc::new(move |f| {
+                reactor.connect_tcp_timeout(&proxy_host, proxy_port, f, timeout)
+            })),
+            #[cfg(feature = "tls")]
+            ("https", Https::Policy(policy)) => {
+                let (host, port) = (url.host().to_owned(), url.port());
+                let context = policy
+                    .creator_for_netloc(&host, port)?
+                    .with_server_name(&host)
+                    .map_err(Failure::new)?;
+                let proxy = proxy.clone();
+                Ok(Rc::new(move |f| {
+                    let tunnel =
+                        super::proxy::TunnelFactory::new(f, &proxy, (&host, port), context.clone());
+                    reactor.connect_tcp_timeout(&proxy_host, proxy_port, tunnel, timeout)
+                }))
+            }
+            (scheme, _) => Err(Failure::new(SchemeNotSupported {
+                scheme: scheme.to_owned(),
             })),
         }
     }
@@ -581,6 +634,11 @@ impl Agent {
             gzip: self.config.gzip,
             all_codings: self.config.all_codings,
             close,
+            // Tunnelled https requests go to the origin as without a proxy.
+            proxy: match &self.config.proxy {
+                Some(p) if spec.url.scheme() == "http" => Some(p.authorization()),
+                _ => None,
+            },
         };
         let payload = match (&spec.producer, &spec.body) {
             (Some(p), _) => Payload::Streamed(p.length()),
@@ -618,10 +676,24 @@ impl Agent {
             clock: self.clock(),
             producer: spec.producer.clone(),
         });
-        let key = PoolKey {
-            scheme: spec.url.scheme().to_owned(),
-            host: spec.url.host().to_owned(),
-            port: spec.url.port(),
+        let key = match &self.config.proxy {
+            None => PoolKey {
+                scheme: spec.url.scheme().to_owned(),
+                host: spec.url.host().to_owned(),
+                port: spec.url.port(),
+            },
+            // One set of connections to the proxy serves every http origin.
+            Some(proxy) if spec.url.scheme() == "http" => PoolKey {
+                scheme: "http-proxy".to_owned(),
+                host: proxy.host().to_owned(),
+                port: proxy.port(),
+            },
+            // A tunnel is for one origin.
+            Some(proxy) => PoolKey {
+                scheme: format!("{}-via-{}", spec.url.scheme(), proxy.netloc()),
+                host: spec.url.host().to_owned(),
+                port: spec.url.port(),
+            },
         };
         let retry = self.pool.retry_automatically()
             && is_idempotent(&spec.method)

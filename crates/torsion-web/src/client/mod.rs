@@ -18,6 +18,8 @@
 //!   the connection's write buffer (`Content-Length` if the length is known, else chunked).
 //! - Cookies: [`CookieAgent`] (Twisted's) keeps a [`CookieJar`] on RFC 6265 rules, sent and
 //!   filled on every hop (the `cookies` feature, on by default).
+//! - Through an HTTP proxy: [`Agent::with_proxy`] with a [`Proxy`] (Twisted's `ProxyAgent`),
+//!   `https` through a `CONNECT` tunnel ([`TunnelError`] when the proxy refuses it).
 //! - [`treq`]: `get(url)`, `post(url, Body::json(..) | Body::form(..))` on a shared agent,
 //!   and a response's [`text`](Response::text) or [`json`](Response::json) (the `treq`
 //!   feature, on by default).
@@ -83,6 +85,7 @@ mod cookies;
 mod error;
 mod pool;
 mod protocol;
+mod proxy;
 mod request;
 mod response;
 #[cfg(feature = "tls")]
@@ -108,6 +111,7 @@ pub use error::{
 pub use error::{TlsFailed, TlsProblem};
 pub use pool::HttpConnectionPool;
 pub use protocol::{Http11ClientProtocol, HttpClientFactory};
+pub use proxy::{Proxy, TunnelError};
 pub use response::{
     read_body, BodyProducer, BodyProtocol, BodyStream, Response, BODY_HIGH_WATER, BODY_LOW_WATER,
     MAX_EXPANSION,

@@ -49,6 +49,17 @@ impl HttpClientFactory {
     }
 }
 
+impl HttpClientFactory {
+    /// Fails the attempt after the transport connected but before this factory's protocol
+    /// ran (a proxy that refused the tunnel).
+    #[cfg(feature = "tls")]
+    pub(crate) fn fail(&self, reason: Failure) {
+        if let Some(t) = self.connected.take() {
+            let _ = t.try_errback(reason);
+        }
+    }
+}
+
 impl Factory for HttpClientFactory {
     type Protocol = Http11ClientProtocol;
 

@@ -58,6 +58,9 @@ pub(crate) struct EncodeOptions<'a> {
     /// Ask for `deflate` and `br` too.
     pub(crate) all_codings: bool,
     pub(crate) close: bool,
+    /// Sent to an HTTP proxy: the request line in absolute form, and the proxy's
+    /// `Proxy-Authorization` value if it has one.
+    pub(crate) proxy: Option<Option<&'a str>>,
 }
 
 /// `tchar` of RFC 9110 section 5.6.2.
@@ -105,8 +108,21 @@ pub(crate) fn encode_request(
     let mut out = Vec::with_capacity(128 + url.path().len() + fields + body_len);
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
+    if opts.proxy.is_some() {
+        out.extend_from_slice(url.scheme().as_bytes());
+        out.extend_from_slice(b"://");
+        out.extend_from_slice(url.host_header().as_bytes());
+    }
     url.write_target(&mut out);
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(Some(auth)) = opts
+        .proxy
+        .filter(|_| !headers.contains("proxy-authorization"))
+    {
+        out.extend_from_slice(b"Proxy-Authorization: ");
+        push_value(&mut out, auth.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if !headers.contains("host") {
         out.extend_from_slice(b"Host: ");
         out.extend_from_slice(url.host_header().as_bytes());
@@ -169,6 +185,7 @@ mod tests {
             gzip: false,
             all_codings: false,
             close: false,
+            proxy: None,
         };
         let body = body.map_or(Payload::None, Payload::Bytes);
         let out = encode_request(method, &Url::parse(url).unwrap(), &headers, body, &opts);
@@ -210,6 +227,7 @@ mod tests {
             gzip: false,
             all_codings: false,
             close: false,
+            proxy: None,
         };
         let headers: Headers = [("Content-Length", "1")].into_iter().collect();
         let head = |p| String::from_utf8(encode_request("POST", &url, &headers, p, &opts).unwrap());
@@ -233,6 +251,7 @@ mod tests {
             gzip: true,
             all_codings: false,
             close: true,
+            proxy: None,
         };
         let url = Url::parse("http://h/").unwrap();
         assert!(encode_request("GET", &url, &headers, Payload::None, &opts).is_err());

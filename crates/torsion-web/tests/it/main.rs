@@ -11,6 +11,7 @@ mod client_cookies;
 mod client_encoding;
 mod client_https;
 mod client_interop;
+mod client_proxy;
 mod client_stream;
 mod client_timeouts;
 mod client_treq;
