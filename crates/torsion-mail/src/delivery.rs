@@ -4,7 +4,9 @@
 //! ([`validate_from`](MessageDelivery::validate_from)) and each recipient
 //! ([`validate_to`](MessageDelivery::validate_to)); a recipient it takes comes with a
 //! [`MessageFactory`] that opens a [`Message`] when the body starts. The body goes to every
-//! recipient's message, and each is [`finish`](Message::finish)ed at its end; a message
+//! recipient's message, and at its end the server calls each one's
+//! [`eom_received`](Message::eom_received) (by default [`finish`](Message::finish)) and
+//! answers once they are stored; a message
 //! dropped unfinished (the client left, the body was too large) is discarded, which is
 //! Twisted's `connectionLost`.
 //!
@@ -56,6 +58,8 @@
 use std::io;
 use std::time::SystemTime;
 
+use torsion::defer::{fail, succeed, Deferred};
+
 use crate::command::{Address, ReversePath};
 use crate::reply::Reply;
 
@@ -84,9 +88,22 @@ pub trait Message {
     /// `lineReceived`, without splitting into lines).
     fn write(&mut self, data: &[u8]) -> io::Result<()>;
 
-    /// The message is complete: store it for good (Twisted's `eomReceived`). An error is
-    /// answered 451 and the client tries again later.
+    /// The message is complete: store it for good, now. An error is answered 451 and the
+    /// client tries again later.
     fn finish(self: Box<Self>) -> io::Result<()>;
+
+    /// The message is complete (Twisted's `eomReceived`, which returns a Deferred too): what
+    /// the SMTP server calls, answering 250 once the Deferred fires and 451 if it fails;
+    /// the connection waits meanwhile, other connections do not. By default it is
+    /// [`finish`](Self::finish), in place; a message whose storing blocks (a disk flush)
+    /// does it elsewhere, as [`MaildirMessage`](crate::maildir::MaildirMessage) does in the
+    /// reactor's thread pool.
+    fn eom_received(self: Box<Self>) -> Deferred<()> {
+        match self.finish() {
+            Ok(()) => succeed(()),
+            Err(e) => fail(e),
+        }
+    }
 }
 
 /// Opens a recipient's [`Message`] when the body starts (the callable Twisted's

@@ -29,7 +29,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use torsion::defer::Deferred;
+use torsion::defer::{Deferred, DeferredList};
 use torsion::producer::Producer;
 use torsion::protocols::policies::IdleTimeout;
 use torsion::reactor::{DelayedCall, ReactorTime};
@@ -350,17 +350,12 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
             }
             Event::Oversize => c.messages.clear(),
             Event::EndOfData => {
-                let mut ok = !c.failed;
-                for m in std::mem::take(&mut c.messages) {
-                    if let Err(e) = m.finish() {
-                        tracing::error!("SMTP: storing a message failed: {e}");
-                        ok = false;
-                    }
-                }
+                let failed = c.failed;
+                let messages = std::mem::take(&mut c.messages);
                 c.reset();
-                c.core.finish_data(
-                    (!ok).then(|| Reply::new(451, "4.3.0 Cannot store the message now")),
-                );
+                drop(c);
+                store_messages(conn, t, messages, failed);
+                continue;
             }
             Event::Reset => c.reset(),
             Event::Auth {
@@ -431,6 +426,38 @@ fn start_messages(c: &mut Conn) {
     c.messages = messages;
     c.failed = false;
     c.core.start_data();
+}
+
+/// Stores the messages of a body that ended and answers once they are all stored (250), or
+/// any failed (451); the connection reads nothing more meanwhile, as the core waits for the
+/// answer.
+fn store_messages(
+    conn: &Rc<RefCell<Conn>>,
+    t: &Transport,
+    messages: Vec<Box<dyn Message>>,
+    failed: bool,
+) {
+    let answer = |conn: &Rc<RefCell<Conn>>, t: &Transport, ok: bool| {
+        conn.borrow_mut()
+            .core
+            .finish_data((!ok).then(|| Reply::new(451, "4.3.0 Cannot store the message now")));
+        pump(conn, t);
+    };
+    if failed || messages.is_empty() {
+        drop(messages);
+        return answer(conn, t, !failed);
+    }
+    let stored: Vec<Deferred<()>> = messages.into_iter().map(|m| m.eom_received()).collect();
+    let (conn, t) = (conn.clone(), t.clone());
+    let all = DeferredList::builder(stored).consume_errors(true).build();
+    drop(all.add_callback(move |outcomes| {
+        let mut ok = true;
+        for f in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+            tracing::error!("SMTP: storing a message failed: {}", f.error_message());
+            ok = false;
+        }
+        answer(&conn, &t, ok);
+    }));
 }
 
 fn start_login(

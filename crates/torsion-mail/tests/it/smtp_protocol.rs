@@ -147,3 +147,73 @@ fn maildir_delivery_is_atomic_and_a_lost_connection_leaves_nothing() {
     );
     assert!(files_in(&tmp).is_empty());
 }
+
+/// A delivery whose messages are stored when the test says: `eom_received` gives a Deferred
+/// the test fires, as a delivery storing in another thread or on another machine does.
+#[derive(Clone, Default)]
+struct Later(std::rc::Rc<std::cell::RefCell<Vec<torsion::defer::Trigger<()>>>>);
+
+struct LaterMessage(Later);
+
+impl torsion_mail::Message for LaterMessage {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        unreachable!("the server calls eom_received")
+    }
+    fn eom_received(self: Box<Self>) -> torsion::defer::Deferred<()> {
+        let d = torsion::defer::Deferred::new();
+        self.0 .0.borrow_mut().push(d.trigger());
+        d
+    }
+}
+
+impl torsion_mail::MessageDelivery for Later {
+    fn validate_from(
+        &self,
+        _: &torsion_mail::Session,
+        _: &torsion_mail::ReversePath,
+    ) -> Result<(), torsion_mail::Reply> {
+        Ok(())
+    }
+    fn validate_to(
+        &self,
+        _: &torsion_mail::Session,
+        _: &torsion_mail::Address,
+    ) -> Result<torsion_mail::MessageFactory, torsion_mail::Reply> {
+        let later = self.clone();
+        Ok(Box::new(move || {
+            Ok(Box::new(LaterMessage(later)) as Box<dyn torsion_mail::Message>)
+        }))
+    }
+}
+
+#[test]
+fn the_end_of_data_is_answered_once_every_copy_is_stored_and_commands_wait_for_it() {
+    let later = Later::default();
+    let mut w = Wire::new(&SmtpFactory::new("h", later.clone()));
+    // Two recipients, and the next transaction pipelined behind the body's end.
+    let r = w.send(
+        b"EHLO c\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nRCPT TO:<c@x.org>\r\nDATA\r\n\
+          hi\r\n.\r\nMAIL FROM:<d@x.org>\r\nNOOP\r\n",
+    );
+    assert_eq!(codes(&r), [250, 250, 250, 250, 354], "{r}");
+    let stores: Vec<_> = later.0.borrow_mut().drain(..).collect();
+    assert_eq!(stores.len(), 2);
+    let mut stores = stores.into_iter();
+    stores.next().unwrap().callback(());
+    assert_eq!(codes(&w.replies()), [], "one copy is not stored yet");
+    stores.next().unwrap().callback(());
+    let r = w.replies();
+    assert_eq!(codes(&r), [250, 250, 250], "{r}");
+    assert!(r.starts_with("250 2.0.0 Message accepted"), "{r}");
+
+    // A copy that cannot be stored: 451, and the session goes on.
+    let r = w.send(b"RCPT TO:<b@x.org>\r\nDATA\r\nhi\r\n.\r\nNOOP\r\n");
+    assert_eq!(codes(&r), [250, 354], "{r}");
+    let store = later.0.borrow_mut().pop().unwrap();
+    store.errback(torsion::Failure::new(std::io::Error::other("disk full")));
+    let r = w.replies();
+    assert_eq!(codes(&r), [451, 250], "{r}");
+}
