@@ -199,7 +199,8 @@ pub struct MaildirDomain {
 
 impl MaildirDomain {
     /// The domain `domain` stored under `root` (made if missing); every folder already in
-    /// `root` with a valid user name is a user.
+    /// `root` with a valid user name is a user, its `tmp/`, `new/` and `cur/` made if
+    /// missing.
     pub fn new(domain: &str, root: impl Into<PathBuf>) -> io::Result<MaildirDomain> {
         let root = root.into();
         fs::create_dir_all(&root)?;
@@ -209,6 +210,8 @@ impl MaildirDomain {
             if entry.file_type()?.is_dir() {
                 if let Some(name) = entry.file_name().to_str() {
                     if valid_user(name) {
+                        // A plain folder (made by hand for a new user) becomes a Maildir.
+                        Maildir::create(entry.path())?;
                         users.insert(name.to_owned());
                     }
                 }

@@ -217,3 +217,18 @@ fn the_end_of_data_is_answered_once_every_copy_is_stored_and_commands_wait_for_i
     let r = w.replies();
     assert_eq!(codes(&r), [451, 250], "{r}");
 }
+
+#[test]
+fn a_plain_folder_under_the_domain_becomes_a_users_maildir() {
+    let dir = Scratch::new("plain-folder");
+    std::fs::create_dir_all(dir.path().join("carol")).unwrap();
+    let domain = MaildirDomain::new("example.org", dir.path()).unwrap();
+    assert_eq!(domain.users(), ["carol"]);
+    for sub in ["tmp", "new", "cur"] {
+        assert!(dir.path().join("carol").join(sub).is_dir(), "{sub}");
+    }
+    let mut w = Wire::new(&SmtpFactory::new("h", domain));
+    let r = w.send(b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\nhi\r\n.\r\n");
+    assert_eq!(codes(&r), [250, 250, 250, 354, 250], "{r}");
+    assert_eq!(files_in(&dir.path().join("carol/new")).len(), 1);
+}
