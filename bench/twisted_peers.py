@@ -4,6 +4,13 @@
     python twisted_peers.py web PORT       # a leaf Resource in a Site (seed 004's HelloPage)
     python twisted_peers.py micro SECONDS  # scenario 4: Deferred chains, callLater, awaits
     python twisted_peers.py amp PORT       # an AMP server answering Sum (bench/amp)
+    python twisted_peers.py mail PORT:DIR  # Twisted's ESMTP server into the Maildir DIR
+
+`twistd mail --maildirdbmdomain` cannot deliver on Python 3 (Twisted 26.10: its domains are
+keyed by str and looked up with the bytes of the address, so every RCPT gets 550, and its
+MaildirMessage writes bytes lines to a file opened in text mode), so the mail peer is
+Twisted's own ESMTP protocol with a delivery doing what Twisted's FileMessage does: the
+message written to tmp/, renamed into new/ at its end, no fsync.
 
 Static files use twistd itself: `twistd -n web --path DIR --listen tcp:PORT`.
 """
@@ -124,8 +131,72 @@ def micro(budget):
     print("awaits_per_s %.0f" % rate(budget, 100_000, awaits), flush=True)
 
 
+def serve_mail(port, root):
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    import os
+
+    from twisted.internet import defer, reactor
+    from twisted.mail import maildir, smtp
+    from zope.interface import implementer
+
+    for sub in ("tmp", "new", "cur"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+
+    @implementer(smtp.IMessage)
+    class MaildirFile:
+        """Twisted's FileMessage, with the file opened for bytes."""
+
+        def __init__(self):
+            name = maildir._generateMaildirName()
+            if isinstance(name, bytes):
+                name = name.decode()
+            self.tmp = os.path.join(root, "tmp", name)
+            self.new = os.path.join(root, "new", name)
+            self.fp = open(self.tmp, "wb")
+
+        def lineReceived(self, line):
+            self.fp.write(line + b"\n")
+
+        def eomReceived(self):
+            self.fp.close()
+            os.rename(self.tmp, self.new)
+            return defer.succeed(self.new)
+
+        def connectionLost(self):
+            self.fp.close()
+            os.remove(self.tmp)
+
+    @implementer(smtp.IMessageDelivery)
+    class Delivery:
+        def receivedHeader(self, helo, origin, recipients):
+            return None
+
+        def validateFrom(self, helo, origin):
+            return origin
+
+        def validateTo(self, user):
+            if user.dest.domain != b"bench.test":
+                raise smtp.SMTPBadRcpt(user)
+            return MaildirFile
+
+    class Factory(smtp.SMTPFactory):
+        protocol = smtp.ESMTP
+
+        def buildProtocol(self, addr):
+            p = smtp.SMTPFactory.buildProtocol(self, addr)
+            p.delivery = Delivery()
+            p.host = b"mx.bench.test"
+            return p
+
+    reactor.listenTCP(port, Factory(), backlog=1024, interface="127.0.0.1")
+    print("twisted mail listening on", port, flush=True)
+    reactor.run()
+
+
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("echo", "web", "micro", "amp"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("echo", "web", "micro", "amp", "mail"):
         sys.exit(__doc__)
     mode, value = sys.argv[1], sys.argv[2]
     if mode == "echo":
@@ -134,6 +205,9 @@ def main():
         serve_web(int(value))
     elif mode == "amp":
         serve_amp(int(value))
+    elif mode == "mail":
+        port, root = value.split(":", 1)
+        serve_mail(int(port), root)
     else:
         micro(float(value))
 
