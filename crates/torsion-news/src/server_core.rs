@@ -31,8 +31,6 @@
 //! assert!(out.contains("240 Article received OK\r\n220 1 <"));
 //! assert!(out.ends_with("\r\n\r\n..dot\r\n.\r\n"));
 //! ```
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::store::{GroupInfo, Overview, Store};
 use crate::wire::{
     dot_stuff, format_date_compact, format_date_rfc5322, header, headers, parse_command_at,
@@ -491,15 +489,21 @@ impl ServerCore {
                 }
             }
             None => {
-                static N: AtomicU64 = AtomicU64::new(0);
-                let id = format!(
-                    "Message-ID: <{}.{}.{}@{}>\r\n",
-                    self.now,
-                    std::process::id(),
-                    N.fetch_add(1, Ordering::Relaxed),
-                    self.config.hostname
-                );
-                out.extend_from_slice(id.as_bytes());
+                // Unique: this process's id and the store's serial (a restarted process
+                // may reuse a pid, so one already here is skipped).
+                let id = loop {
+                    let id = format!(
+                        "<{}.{}.{}@{}>",
+                        self.now,
+                        std::process::id(),
+                        self.store.next_serial(),
+                        self.config.hostname
+                    );
+                    if self.store.locate(&id).is_none() {
+                        break id;
+                    }
+                };
+                out.extend_from_slice(format!("Message-ID: {id}\r\n").as_bytes());
             }
         }
         if header(&hs, "Date").is_none() {

@@ -121,6 +121,7 @@ struct Inner {
     groups: BTreeMap<String, Group>,
     ids: HashMap<String, (String, u64)>,
     temporaries: u64,
+    serials: u64,
 }
 
 /// A set of newsgroups and their articles; cheap to clone (clones share it).
@@ -165,7 +166,15 @@ impl Store {
             groups: BTreeMap::new(),
             ids: HashMap::new(),
             temporaries: 0,
+            serials: 0,
         })))
+    }
+
+    /// A number not given before by this store (for the message-ids a server makes).
+    pub fn next_serial(&self) -> u64 {
+        let mut inner = self.0.borrow_mut();
+        inner.serials += 1;
+        inner.serials
     }
 
     /// The store in folder `root` (made if missing): every sub-folder with a group's name
@@ -223,6 +232,7 @@ impl Store {
             groups,
             ids,
             temporaries: 0,
+            serials: 0,
         }))))
     }
 

@@ -381,3 +381,24 @@ fn unknown_and_malformed_commands() {
     // Bare LF ends a line as well.
     assert_eq!(talk(&mut core, b"DATE\n"), "111 19700112134640\r\n");
 }
+
+/// Twisted's NNTPServer takes IHAVE, CHECK, TAKETHIS and SLAVE; a reader server does not.
+#[test]
+fn transit_commands_are_not_served() {
+    let mut core = with_three();
+    assert_eq!(
+        codes(&talk(
+            &mut core,
+            b"IHAVE <a@b>\r\nCHECK <a@b>\r\nTAKETHIS <a@b>\r\nSLAVE\r\nMODE STREAM\r\n"
+        )),
+        [500, 500, 500, 500, 501]
+    );
+    // The RFC 3977 commands Twisted lacks are answered.
+    assert_eq!(
+        codes(&talk(
+            &mut core,
+            b"GROUP local.test\r\nOVER 1\r\nHDR subject 1\r\nDATE\r\n"
+        )),
+        [211, 224, 225, 111]
+    );
+}
