@@ -15,11 +15,12 @@
 //! reactor().listen_tcp(1119, NntpFactory::new("news.example.org", store)).unwrap();
 //! reactor().run().unwrap();
 //! ```
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion::defer::Deferred;
+use torsion::producer::Producer;
 use torsion::protocols::policies::IdleTimeout;
 use torsion::reactor::{DelayedCall, ReactorTime};
 use torsion::transport::Address as PeerAddress;
@@ -28,6 +29,10 @@ use torsion_cred::{AvatarId, Login, Logout, Portal, Realm, UsernamePassword};
 
 use crate::server_core::{Config, Event, Limits, Posting, ServerCore};
 use crate::store::Store;
+
+/// Reading pauses while this much input waits unread (a login is being checked, or the
+/// client's answers are not being taken).
+const MAX_PENDING_INPUT: usize = 64 << 10;
 
 /// Ten minutes without a byte from the client (RFC 3977 3.1 asks for at least three).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -179,6 +184,8 @@ impl Factory for NntpFactory {
                 peer: String::new(),
                 transport: None,
                 login: None,
+                paused: false,
+                write_blocked: Rc::new(Cell::new(false)),
             })),
             idle: IdleTimeout::new(),
         })
@@ -197,9 +204,19 @@ struct Conn {
     peer: String,
     transport: Option<Transport>,
     login: Option<Login<NewsUser>>,
+    paused: bool,
+    /// Set by the transport (through [`WriteGate`]) while its write buffer is over the high
+    /// watermark; outside the `RefCell`, as the transport may say so during a write.
+    write_blocked: Rc<Cell<bool>>,
 }
 
 impl Conn {
+    /// Whether the client is not taking its answers: the transport said so, or holds more
+    /// unsent than its high watermark now.
+    fn write_blocked(&self, t: &Transport) -> bool {
+        self.write_blocked.get() || t.buffered_size() > t.write_buffer_limits().0
+    }
+
     fn flush(&mut self, t: &Transport) {
         let out = self.core.take_output();
         if !out.is_empty() {
@@ -208,16 +225,30 @@ impl Conn {
     }
 }
 
-/// Runs the core until it needs more bytes or waits for a login.
+/// Runs the core until it needs more bytes, waits for a login, or the client stops taking
+/// its answers; then pauses or resumes reading to match.
 fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
     loop {
+        if conn.borrow().write_blocked(t) {
+            break;
+        }
         let event = {
             let mut c = conn.borrow_mut();
             let now = (c.shared.now)();
             c.core.set_now(now);
             c.core.poll()
         };
-        let Some(event) = event else { break };
+        let Some(event) = event else {
+            // Out of input, or a batch of answers to send: go on only if the client takes
+            // them.
+            let mut c = conn.borrow_mut();
+            let full = c.core.output_full();
+            c.flush(t);
+            if full && !c.write_blocked(t) {
+                continue;
+            }
+            break;
+        };
         match event {
             Event::Auth { user, password } => start_login(conn, t, user, password),
             Event::Close => {
@@ -228,7 +259,44 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
             }
         }
     }
-    conn.borrow_mut().flush(t);
+    let mut c = conn.borrow_mut();
+    c.flush(t);
+    let should_pause =
+        !c.core.closed() && (c.write_blocked(t) || c.core.buffered() > MAX_PENDING_INPUT);
+    if should_pause != c.paused {
+        c.paused = should_pause;
+        if should_pause {
+            t.pause_producing();
+        } else {
+            t.resume_producing();
+        }
+    }
+}
+
+/// Told by the transport when its write buffer passes the high watermark and when it drains
+/// to the low one: commands are not answered in between, and what waits is answered once it
+/// drains.
+struct WriteGate {
+    conn: Weak<RefCell<Conn>>,
+    blocked: Rc<Cell<bool>>,
+}
+
+impl Producer for WriteGate {
+    fn pause_producing(&self) {
+        self.blocked.set(true);
+    }
+
+    fn resume_producing(&self) {
+        self.blocked.set(false);
+        if let Some(conn) = self.conn.upgrade() {
+            let transport = conn.try_borrow().ok().and_then(|c| c.transport.clone());
+            if let Some(t) = transport {
+                pump(&conn, &t);
+            }
+        }
+    }
+
+    fn stop_producing(&self) {}
 }
 
 fn start_login(conn: &Rc<RefCell<Conn>>, t: &Transport, user: String, password: String) {
@@ -288,8 +356,14 @@ fn timed_out(conn: &Weak<RefCell<Conn>>) {
     }
     c.core.timed_out();
     c.login = None;
+    let blocked = c.write_blocked(&t);
     c.flush(&t);
-    t.lose_connection();
+    // A client not taking its answers would hold the connection for ever: abort.
+    if blocked {
+        t.abort_connection();
+    } else {
+        t.lose_connection();
+    }
 }
 
 impl Protocol for Nntp {
@@ -298,6 +372,13 @@ impl Protocol for Nntp {
         c.peer = t.get_peer().to_string();
         c.transport = Some(t.clone());
         c.flush(t);
+        let gate = Rc::new(WriteGate {
+            conn: Rc::downgrade(&self.conn),
+            blocked: c.write_blocked.clone(),
+        });
+        if let Err(e) = t.register_producer(gate, true) {
+            tracing::debug!("NNTP without write-buffer flow control: {e}");
+        }
         if let Some(period) = c.shared.timeout {
             self.idle.set_clock(c.shared.clock.clone());
             let weak = Rc::downgrade(&self.conn);

@@ -6,7 +6,8 @@
 //! `AUTHINFO PASS` comes out of [`poll`](ServerCore::poll) as [`Event::Auth`] and nothing
 //! further is read until [`auth_succeeded`](ServerCore::auth_succeeded) or
 //! [`auth_failed`](ServerCore::auth_failed) answers it. [`Event::Close`] says the
-//! connection is to close once the output is sent.
+//! connection is to close once the output is sent. Past [`MAX_OUTPUT`] bytes of answers not
+//! taken, it stops too, until they are.
 //!
 //! Memory is bounded: a command line is at most [`Limits::max_line`] bytes (512 with its
 //! CRLF, RFC 3977 3.1; a longer one is dropped as it arrives and answered 501), a posted
@@ -36,6 +37,12 @@ use crate::wire::{
     dot_stuff, format_date_compact, format_date_rfc5322, header, headers, parse_command_at,
     split_article, wildmat, Command, ListKind, Spec,
 };
+
+/// The most output the core makes before it stops reading commands until
+/// [`take_output`](ServerCore::take_output) takes it (64 KiB; one answer may pass it by up to
+/// an article or a listing): a client that pipelines commands and reads no answers is
+/// stopped by its connection's write buffer, not by the server's memory.
+pub const MAX_OUTPUT: usize = 64 << 10;
 
 /// The limits a server holds its clients to.
 #[derive(Clone, Debug)]
@@ -225,6 +232,12 @@ impl ServerCore {
         self.closed
     }
 
+    /// Whether [`MAX_OUTPUT`] bytes of answers wait to be taken: [`poll`](Self::poll)
+    /// answers nothing more until they are.
+    pub fn output_full(&self) -> bool {
+        self.output.len() >= MAX_OUTPUT
+    }
+
     /// Whether a login waits for its answer.
     pub fn awaiting(&self) -> bool {
         self.awaiting_auth
@@ -308,7 +321,7 @@ impl ServerCore {
     /// Answers what was received, until the input runs out or something must be decided.
     pub fn poll(&mut self) -> Option<Event> {
         loop {
-            if self.closed || self.awaiting_auth {
+            if self.closed || self.awaiting_auth || self.output_full() {
                 return None;
             }
             if self.in_post() {

@@ -67,16 +67,27 @@ pub(crate) fn core_with(config: Config, store: Store) -> ServerCore {
 /// returns the output.
 pub(crate) fn talk(core: &mut ServerCore, data: &[u8]) -> String {
     core.receive(data);
-    while let Some(e) = core.poll() {
-        if let torsion_news::Event::Auth { user, password } = e {
-            if user == "alice" && password == "secret" {
-                core.auth_succeeded(&user);
-            } else {
-                core.auth_failed();
+    let mut out = Vec::new();
+    loop {
+        match core.poll() {
+            Some(torsion_news::Event::Auth { user, password }) => {
+                if user == "alice" && password == "secret" {
+                    core.auth_succeeded(&user);
+                } else {
+                    core.auth_failed();
+                }
+            }
+            Some(_) => {}
+            None => {
+                let full = core.output_full();
+                out.extend_from_slice(&core.take_output());
+                if !full {
+                    break;
+                }
             }
         }
     }
-    String::from_utf8(core.take_output()).unwrap()
+    String::from_utf8(out).unwrap()
 }
 
 /// The status codes of responses (lines starting with three digits and a space), skipping
