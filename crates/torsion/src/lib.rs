@@ -20,6 +20,7 @@
 //! | `cred` | `cred`: `Portal`, `Realm`, `FilePasswordDb`, `UsernamePassword` | `twisted.cred` |
 //! | `mail` | `mail`: `SmtpFactory`, `MessageDelivery`, `MaildirDomain` | `twisted.mail` |
 //! | `conch` | `conch`: SSH, telnet, the manhole | `twisted.conch` |
+//! | `news` | `news`: `NntpFactory`, `Store`, `NntpClient` | `twisted.news` |
 //! | `full` | all of the above | |
 //!
 //! ```toml
@@ -142,4 +143,14 @@ pub mod cred {
 pub mod mail {
     #[doc(inline)]
     pub use torsion_mail::*;
+}
+
+/// News, Twisted's `twisted.news` (feature `news`): the NNTP server
+/// ([`NntpFactory`](news::NntpFactory)) over a [`Store`](news::Store) of groups (a folder,
+/// one file per article), with AUTHINFO through [`cred`], and the NNTP client
+/// ([`NntpClient`](news::NntpClient)) with Deferreds.
+#[cfg(feature = "news")]
+pub mod news {
+    #[doc(inline)]
+    pub use torsion_news::*;
 }

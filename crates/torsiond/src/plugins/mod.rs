@@ -4,6 +4,7 @@
 mod dns;
 mod echo;
 mod mail;
+mod news;
 pub mod portforward;
 mod web;
 
@@ -14,6 +15,7 @@ use torsion::application::Service;
 pub use dns::DnsPlugin;
 pub use echo::{Echo, EchoPlugin};
 pub use mail::MailPlugin;
+pub use news::NewsPlugin;
 pub use web::WebPlugin;
 
 /// A kind of application `torsiond` can run (Twisted's `IServiceMaker`): a name for the
@@ -45,7 +47,7 @@ pub trait Plugin: Send + Sync {
 }
 
 /// The plugins built into `torsiond`: [`WebPlugin`], [`EchoPlugin`], portforward,
-/// [`DnsPlugin`] and [`MailPlugin`].
+/// [`DnsPlugin`], [`MailPlugin`] and [`NewsPlugin`].
 pub fn builtin_plugins() -> Vec<Box<dyn Plugin>> {
     vec![
         Box::new(WebPlugin),
@@ -53,5 +55,6 @@ pub fn builtin_plugins() -> Vec<Box<dyn Plugin>> {
         Box::new(portforward::PortForwardPlugin),
         Box::new(DnsPlugin),
         Box::new(MailPlugin),
+        Box::new(NewsPlugin),
     ]
 }
