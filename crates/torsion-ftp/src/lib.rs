@@ -16,8 +16,11 @@
 pub mod command;
 pub mod fs;
 pub mod reply;
+pub mod server;
 pub mod server_core;
 
 pub use command::{parse_command, Command};
+pub use fs::Root;
 pub use reply::Reply;
+pub use server::{Ftp, FtpFactory, FtpRealm, FtpUser};
 pub use server_core::{Event, Options, ServerCore};

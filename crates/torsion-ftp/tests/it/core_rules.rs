@@ -1,0 +1,1 @@
+//! The control connection's rules, on the I/O-free core.
