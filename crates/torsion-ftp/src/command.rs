@@ -299,6 +299,10 @@ pub fn format_pasv(addr: SocketAddr) -> String {
 
 /// Parses the host-port out of a 227 reply's text (the client's side of PASV).
 pub fn parse_pasv_reply(text: &str) -> Option<SocketAddr> {
+    // The numbers are in parentheses by custom, not by rule: after `(` if there is one,
+    // else the first run of digits and commas holding five commas.
+    let from = text.find('(').map_or(0, |i| i + 1);
+    let text = &text[from..];
     let start = text.find(|c: char| c.is_ascii_digit())?;
     let digits: String = text[start..]
         .chars()

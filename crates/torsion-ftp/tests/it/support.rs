@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
 
 use torsion::{Factory, Failure, Reactor};
 
@@ -51,9 +52,22 @@ pub(crate) fn self_signed() -> (torsion::tls::ServerContext, String) {
     (torsion::tls::ServerContext::new(id).unwrap(), pem)
 }
 
+/// Held shared by every test running a server in this process, and exclusively by the one
+/// measuring the process's memory, so no other test's allocations show in its figures.
+pub(crate) static MEMORY: RwLock<()> = RwLock::new(());
+
 /// Listens on 127.0.0.1 with `factory`, runs `peer(port)` in a thread while the reactor
 /// runs, and returns what it returned.
 pub(crate) fn with_server<F: Factory, T: Send + 'static>(
+    factory: F,
+    peer: impl FnOnce(u16) -> T + Send + 'static,
+) -> T {
+    let _shared = MEMORY.read().unwrap_or_else(|e| e.into_inner());
+    serve(factory, peer)
+}
+
+/// [`with_server`] without taking [`MEMORY`].
+pub(crate) fn serve<F: Factory, T: Send + 'static>(
     factory: F,
     peer: impl FnOnce(u16) -> T + Send + 'static,
 ) -> T {
