@@ -20,6 +20,7 @@
 //! | `cred` | `cred`: `Portal`, `Realm`, `FilePasswordDb`, `UsernamePassword` | `twisted.cred` |
 //! | `mail` | `mail`: `SmtpFactory`, `MessageDelivery`, `MaildirDomain` | `twisted.mail` |
 //! | `conch` | `conch`: SSH, telnet, the manhole | `twisted.conch` |
+//! | `ftp` | `ftp`: `FtpFactory`, `FtpRealm`, `FtpClient` | `twisted.protocols.ftp` |
 //! | `full` | all of the above | |
 //!
 //! ```toml
@@ -142,4 +143,14 @@ pub mod cred {
 pub mod mail {
     #[doc(inline)]
     pub use torsion_mail::*;
+}
+
+/// FTP, Twisted's `twisted.protocols.ftp` (feature `ftp`): the server
+/// ([`FtpFactory`](ftp::FtpFactory)) over a folder, for anonymous users and users logged in
+/// through [`cred`] ([`FtpRealm`](ftp::FtpRealm)), with passive data connections and
+/// explicit FTPS; and the client.
+#[cfg(feature = "ftp")]
+pub mod ftp {
+    #[doc(inline)]
+    pub use torsion_ftp::*;
 }
