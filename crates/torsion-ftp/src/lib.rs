@@ -13,12 +13,14 @@
 //! - [`client`]: [`FtpClient`], Twisted's `FTPClient`, with Deferreds.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod command;
 pub mod fs;
 pub mod reply;
 pub mod server;
 pub mod server_core;
 
+pub use client::{FtpClient, FtpError, ListEntry};
 pub use command::{parse_command, Command};
 pub use fs::Root;
 pub use reply::Reply;

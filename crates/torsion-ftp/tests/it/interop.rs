@@ -236,3 +236,82 @@ fn curl_ftp() {
 fn curl_ftps_ssl_reqd() {
     curl_session(true);
 }
+
+/// lftp, scripted with `lftp -c`: a listing, a download, a mirror of a folder and an
+/// upload, in the clear and through AUTH TLS with PROT P (lftp's `ftp:ssl-force`).
+fn lftp_session(tls: bool) {
+    if !have("lftp", "--version") {
+        return skip(
+            Missing::Peer,
+            "lftp is not installed (scripts/test installs it)",
+        );
+    }
+    let dir = Scratch::new(if tls { "lftp-tls" } else { "lftp" });
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    populate(&root);
+    let local = dir.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    std::fs::write(local.join("put.txt"), b"put by lftp\n").unwrap();
+    let (ctx, pem) = self_signed();
+    let cafile = dir.path().join("ca.pem");
+    std::fs::write(&cafile, pem).unwrap();
+    let mut f = factory(&root, &dir.path().join("passwords"));
+    if tls {
+        f = f.tls(ctx).require_tls_for_login(true);
+    }
+    let settings = if tls {
+        format!(
+            "set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:ca-file {}; set ssl:check-hostname false;",
+            cafile.display()
+        )
+    } else {
+        "set ftp:ssl-allow false;".to_owned()
+    };
+    let local_s = local.to_string_lossy().into_owned();
+    let out = with_server(f, move |port| {
+        let script = format!(
+            "{settings} set net:max-retries 1; set net:timeout 20; \
+             open -u alice,wonderland ftp://127.0.0.1:{port}; \
+             cls -l; lcd {local_s}; get hello.txt; mirror 'sub dir' mirrored; put put.txt; \
+             cls -1 /; bye"
+        );
+        Command::new("lftp")
+            .args(["-c", &script])
+            .output()
+            .expect("lftp runs")
+    });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("hello.txt") && text.contains("sub dir/"),
+        "{text}"
+    );
+    assert!(text.contains("put.txt"), "{text}");
+    assert_eq!(
+        std::fs::read(local.join("hello.txt")).unwrap(),
+        b"Hello, FTP!\n"
+    );
+    assert_eq!(
+        std::fs::read(local.join("mirrored/inner.bin")).unwrap(),
+        vec![7u8; 300_000]
+    );
+    assert_eq!(
+        std::fs::read(root.join("put.txt")).unwrap(),
+        b"put by lftp\n"
+    );
+}
+
+#[test]
+fn lftp_plain() {
+    lftp_session(false);
+}
+
+#[test]
+fn lftp_ftps() {
+    lftp_session(true);
+}
