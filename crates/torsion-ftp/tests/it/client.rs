@@ -184,3 +184,62 @@ fn against_torsions_own_server_in_tls() {
     assert_eq!(back, b"over TLS");
     assert_eq!(n, 3);
 }
+
+/// A server that answers PASV naming another host (192.0.2.1, TEST-NET) and the port of a
+/// listener on 127.0.0.1: the client must connect to 127.0.0.1, its control host.
+#[test]
+fn a_pasv_reply_naming_another_host_is_not_followed() {
+    use std::io::Write;
+    use std::net::TcpListener;
+    let control = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = control.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (s, _) = control.accept().unwrap();
+        let data = TcpListener::bind("127.0.0.1:0").unwrap();
+        let dport = data.local_addr().unwrap().port();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        w.write_all(b"220 fake\r\n").unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let verb = line.split_whitespace().next().unwrap_or("").to_owned();
+            let reply = match verb.as_str() {
+                "USER" => "230 in\r\n".to_owned(),
+                "TYPE" => "200 ok\r\n".to_owned(),
+                "EPSV" => "502 no EPSV here\r\n".to_owned(),
+                "PASV" => format!(
+                    "227 Entering Passive Mode (192,0,2,1,{},{})\r\n",
+                    dport >> 8,
+                    dport & 0xff
+                ),
+                "RETR" => {
+                    w.write_all(b"150 here\r\n").unwrap();
+                    let (mut d, _) = data.accept().unwrap();
+                    d.write_all(b"followed the control host").unwrap();
+                    drop(d);
+                    "226 done\r\n".to_owned()
+                }
+                "QUIT" => {
+                    w.write_all(b"221 bye\r\n").unwrap();
+                    return;
+                }
+                _ => "502 ?\r\n".to_owned(),
+            };
+            w.write_all(reply.as_bytes()).unwrap();
+        }
+    });
+    let got = run(move || async move {
+        let ftp = FtpClient::connect("127.0.0.1", port).await?;
+        ftp.login("x", "y").await?;
+        let got = ftp.retrieve("f", 1000).await?;
+        ftp.quit().await?;
+        Ok::<_, Failure>(got)
+    })
+    .unwrap();
+    assert_eq!(got, b"followed the control host");
+    server.join().unwrap();
+}

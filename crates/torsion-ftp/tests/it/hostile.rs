@@ -295,3 +295,27 @@ fn a_gibibyte_each_way_in_bounded_memory() {
     eprintln!("RSS before {before} KiB, peak during the transfers {peak} KiB (+{grew} KiB)");
     assert!(grew < 64 << 10, "RSS grew by {grew} KiB moving 2 GiB");
 }
+
+#[test]
+fn type_a_sends_bytes_unchanged() {
+    let dir = Scratch::new("type-a");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("unix.txt"), b"one\ntwo\r\nthree\n").unwrap();
+    let f = factory(&root, &dir.path().join("passwords"));
+    let (typed, got, size) = with_server(f, |port| {
+        let mut c = Raw::connect(port);
+        c.login("alice", "wonderland");
+        let typed = c.cmd("TYPE A");
+        let mut data = c.passive();
+        assert!(c.cmd("RETR unix.txt").starts_with("150"));
+        let mut got = Vec::new();
+        data.read_to_end(&mut got).unwrap();
+        assert!(c.reply().starts_with("226"));
+        (typed, got, c.cmd("SIZE unix.txt"))
+    });
+    assert!(typed.starts_with("200"), "{typed}");
+    // Twisted would send "one\r\ntwo\r\r\nthree\r\n" (LF made CRLF).
+    assert_eq!(got, b"one\ntwo\r\nthree\n");
+    assert!(size.starts_with("213 15"), "{size}");
+}
