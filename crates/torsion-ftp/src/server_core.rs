@@ -8,7 +8,7 @@
 //! to the control connection's peer, and only when active mode is on), write permission
 //! for read-only (anonymous) logins, the limit on failed logins and on refused commands.
 //! Path arguments come out already resolved against the working directory into virtual
-//! paths (see [`virtual_path`](crate::fs::virtual_path)); one above the root is answered
+//! paths (see [`virtual_path`]); one above the root is answered
 //! 550 here.
 //!
 //! What needs a decision comes out of [`poll`](ServerCore::poll) and the core reads no
