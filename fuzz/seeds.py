@@ -205,6 +205,17 @@ def smtp():
     yield b"EHLO a\r\nAUTH PLAIN\r\n*\r\nSTARTTLS\r\nMAIL FROM:<x@y>\r\n"
     yield b"EHLO a\r\nMAIL FROM:<a@b> SMTPUTF8\r\nRCPT TO:<\"q d\"@b>\r\nDATA\r\n" + b"x" * 5000 + b"\r\n.\r\n"
 
+def ftp():
+    yield b"\x10USER anonymous\r\nPASS guest@example.org\r\nSYST\r\nFEAT\r\nPWD\r\nTYPE I\r\nEPSV\r\nRETR /pub/file.txt\r\nQUIT\r\n"
+    yield (b"\x08USER alice\r\nPASS wonderland\r\nCWD sub dir\r\nCDUP\r\nPASV\r\nLIST -la\r\nMLSD\r\n"
+           b"MLST hello.txt\r\nSIZE hello.txt\r\nMDTM hello.txt\r\nREST 100\r\nRETR big.iso\r\n"
+           b"MKD new\r\nSTOR new/a.bin\r\nAPPE new/a.bin\r\nRNFR new/a.bin\r\nRNTO new/b.bin\r\n"
+           b"DELE new/b.bin\r\nRMD new\r\nOPTS UTF8 ON\r\nNOOP\r\n")
+    yield b"\x05AUTH TLS\r\nPBSZ 0\r\nPROT P\r\nUSER alice\r\n"
+    yield b"\x03USER a\r\nPASS b\r\nPORT 127,0,0,1,200,10\r\nEPRT |1|10.0.0.1|5000|\r\nEPRT |2|::1|5000|\r\nNLST\r\n"
+    yield b"\x02USER a\r\nPASS b\r\nCWD ../../etc\r\nRETR /../../etc/passwd\r\nSIZE a\x00b\r\n" + b"X" * 9000 + b"\r\n"
+
+
 def ws_frame(opcode, payload, fin=True, mask=None):
     head = bytes([(0x80 if fin else 0) | opcode])
     mbit = 0x80 if mask else 0
@@ -244,6 +255,7 @@ TARGETS = {
     "web_fields": web_fields,
     "dns_query": dns_queries,
     "smtp_commands": smtp,
+    "ftp_commands": ftp,
     "websocket_frames": websocket_frames,
 }
 

@@ -21,6 +21,7 @@
 //! | `mail` | `mail`: `SmtpFactory`, `MessageDelivery`, `MaildirDomain` | `twisted.mail` |
 //! | `conch` | `conch`: SSH, telnet, the manhole | `twisted.conch` |
 //! | `news` | `news`: `NntpFactory`, `Store`, `NntpClient` | `twisted.news` |
+//! | `ftp` | `ftp`: `FtpFactory`, `FtpRealm`, `FtpClient` | `twisted.protocols.ftp` |
 //! | `full` | all of the above | |
 //!
 //! ```toml
@@ -153,4 +154,14 @@ pub mod mail {
 pub mod news {
     #[doc(inline)]
     pub use torsion_news::*;
+}
+
+/// FTP, Twisted's `twisted.protocols.ftp` (feature `ftp`): the server
+/// ([`FtpFactory`](ftp::FtpFactory)) over a folder, for anonymous users and users logged in
+/// through [`cred`] ([`FtpRealm`](ftp::FtpRealm)), with passive data connections and
+/// explicit FTPS; and the client.
+#[cfg(feature = "ftp")]
+pub mod ftp {
+    #[doc(inline)]
+    pub use torsion_ftp::*;
 }

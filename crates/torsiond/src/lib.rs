@@ -115,8 +115,8 @@ pub use cli::command;
 pub use exit::fail;
 pub use listen::{endpoint, listen_service, parse_endpoint, ListenService};
 pub use plugins::{
-    builtin_plugins, portforward, DnsPlugin, Echo, EchoPlugin, MailPlugin, NewsPlugin, Plugin,
-    WebPlugin,
+    builtin_plugins, portforward, DnsPlugin, Echo, EchoPlugin, FtpPlugin, MailPlugin, NewsPlugin,
+    Plugin, WebPlugin,
 };
 pub use runner::run;
 pub use settings::current_worker;

@@ -3,6 +3,7 @@
 
 mod dns;
 mod echo;
+mod ftp;
 mod mail;
 mod news;
 pub mod portforward;
@@ -14,6 +15,7 @@ use torsion::application::Service;
 
 pub use dns::DnsPlugin;
 pub use echo::{Echo, EchoPlugin};
+pub use ftp::FtpPlugin;
 pub use mail::MailPlugin;
 pub use news::NewsPlugin;
 pub use web::WebPlugin;
@@ -47,7 +49,7 @@ pub trait Plugin: Send + Sync {
 }
 
 /// The plugins built into `torsiond`: [`WebPlugin`], [`EchoPlugin`], portforward,
-/// [`DnsPlugin`], [`MailPlugin`] and [`NewsPlugin`].
+/// [`DnsPlugin`], [`MailPlugin`], [`NewsPlugin`] and [`FtpPlugin`].
 pub fn builtin_plugins() -> Vec<Box<dyn Plugin>> {
     vec![
         Box::new(WebPlugin),
@@ -56,5 +58,6 @@ pub fn builtin_plugins() -> Vec<Box<dyn Plugin>> {
         Box::new(DnsPlugin),
         Box::new(MailPlugin),
         Box::new(NewsPlugin),
+        Box::new(FtpPlugin),
     ]
 }

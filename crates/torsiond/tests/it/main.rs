@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod dns_plugin;
+mod ftp_plugin;
 mod mail_plugin;
 mod news_plugin;
 mod plugin_runner;

@@ -1,0 +1,321 @@
+//! Hostile clients, over real sockets: paths leaving the root (`..`, absolute paths, a
+//! symbolic link pointing out), FTP bounce (PORT/EPRT to another address), stalled data
+//! connections and idle control connections, and 1 GiB transfers with bounded memory.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use torsion_ftp::command::{parse_epsv_reply, parse_pasv_reply};
+
+use crate::interop::{factory, populate};
+use crate::support::{serve, with_server, Scratch, MEMORY};
+
+/// A blocking FTP control connection, for tests.
+pub(crate) struct Raw {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Raw {
+    pub(crate) fn connect(port: u16) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut raw = Raw {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        };
+        let greeting = raw.reply();
+        assert!(greeting.starts_with("220"), "{greeting}");
+        raw
+    }
+
+    /// The next reply (all its lines), or "EOF".
+    pub(crate) fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) | Err(_) => {
+                    all.push_str("EOF");
+                    return all;
+                }
+                Ok(_) => {}
+            }
+            all.push_str(&line);
+            let b = line.as_bytes();
+            if b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b' ' {
+                return all;
+            }
+        }
+    }
+
+    pub(crate) fn cmd(&mut self, line: &str) -> String {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+        self.reply()
+    }
+
+    pub(crate) fn login(&mut self, user: &str, password: &str) {
+        assert!(self.cmd(&format!("USER {user}")).starts_with("331"));
+        let r = self.cmd(&format!("PASS {password}"));
+        assert!(r.starts_with("230"), "{r}");
+    }
+
+    /// EPSV, and a connection to the port it gave.
+    pub(crate) fn passive(&mut self) -> TcpStream {
+        let r = self.cmd("EPSV");
+        let port = parse_epsv_reply(&r).unwrap_or_else(|| panic!("{r}"));
+        TcpStream::connect(("127.0.0.1", port)).unwrap()
+    }
+}
+
+fn code(r: &str) -> &str {
+    &r[..3.min(r.len())]
+}
+
+#[test]
+fn traversal_and_symlinks_stay_inside_the_root() {
+    let dir = Scratch::new("traversal");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    populate(&root);
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("secret"), b"top secret").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("out")).unwrap();
+    std::os::unix::fs::symlink(outside.join("secret"), root.join("secret-link")).unwrap();
+    std::os::unix::fs::symlink(outside.join("new-file"), root.join("dangling")).unwrap();
+    std::os::unix::fs::symlink(root.join("hello.txt"), root.join("inside-link")).unwrap();
+    let f = factory(&root, &dir.path().join("passwords"));
+    let replies = with_server(f, |port| {
+        let mut c = Raw::connect(port);
+        c.login("alice", "wonderland");
+        let mut out = Vec::new();
+        for line in [
+            "CWD ..",
+            "CWD ../outside",
+            "CWD /../..",
+            "SIZE ../passwords",
+            "SIZE /../passwords",
+            "SIZE ../../../../../../etc/passwd",
+            "CWD out",
+            "SIZE out/secret",
+            "SIZE secret-link",
+            "MDTM sub dir/../../passwords",
+            "MKD out/made",
+            "RNFR secret-link",
+            "MLST out",
+        ] {
+            out.push((line, c.cmd(line)));
+        }
+        // Reading through a link to outside, and writing through a dangling one.
+        let mut retr = c.passive();
+        out.push(("RETR secret-link", c.cmd("RETR secret-link")));
+        let mut buf = Vec::new();
+        retr.read_to_end(&mut buf).ok();
+        out.push(("(read)", String::from_utf8_lossy(&buf).into_owned()));
+        drop(c.passive());
+        out.push(("STOR dangling", c.cmd("STOR dangling")));
+        // A link that stays inside is served.
+        out.push(("SIZE inside-link", c.cmd("SIZE inside-link")));
+        out.push(("PWD", c.cmd("PWD")));
+        out
+    });
+    for (line, reply) in &replies[..replies.len() - 2] {
+        if *line == "(read)" {
+            assert!(!reply.contains("secret"), "{line}: {reply}");
+        } else {
+            assert_eq!(code(reply), "550", "{line}: {reply}");
+        }
+    }
+    assert!(
+        replies[replies.len() - 2].1.starts_with("213 12"),
+        "{replies:?}"
+    );
+    assert!(
+        replies[replies.len() - 1].1.starts_with("257 \"/\""),
+        "{replies:?}"
+    );
+    assert!(!outside.join("made").exists());
+    assert!(!outside.join("new-file").exists());
+}
+
+#[test]
+fn port_and_eprt_never_bounce() {
+    let dir = Scratch::new("bounce");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    populate(&root);
+    // Off by default.
+    let off = factory(&root, &dir.path().join("passwords"));
+    let r = with_server(off, |port| {
+        let mut c = Raw::connect(port);
+        c.login("alice", "wonderland");
+        c.cmd("PORT 127,0,0,1,200,10")
+    });
+    assert!(r.starts_with("502"), "{r}");
+    // On: only to the client's own address, and never to a privileged port.
+    let on = factory(&root, &dir.path().join("passwords")).active(true);
+    let replies = with_server(on, |port| {
+        let mut c = Raw::connect(port);
+        c.login("alice", "wonderland");
+        let mine = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = mine.local_addr().unwrap().port();
+        let mut out = vec![
+            c.cmd(&format!("PORT 10,0,0,1,{},{}", p >> 8, p & 0xff)),
+            c.cmd(&format!("EPRT |1|127.0.0.2|{p}|")),
+            c.cmd(&format!("EPRT |2|::1|{p}|")),
+            c.cmd("PORT 127,0,0,1,0,25"),
+            c.cmd(&format!("PORT 127,0,0,1,{},{}", p >> 8, p & 0xff)),
+            c.cmd("RETR hello.txt"),
+        ];
+        let (mut data, from) = mine.accept().unwrap();
+        let mut buf = Vec::new();
+        data.read_to_end(&mut buf).unwrap();
+        out.push(String::from_utf8(buf).unwrap());
+        out.push(c.reply());
+        out.push(from.ip().to_string());
+        out
+    });
+    for r in &replies[..4] {
+        assert!(r.starts_with("504"), "{replies:?}");
+    }
+    assert!(replies[4].starts_with("200"), "{replies:?}");
+    assert!(replies[5].starts_with("150"), "{replies:?}");
+    assert_eq!(replies[6], "Hello, FTP!\n");
+    assert!(replies[7].starts_with("226"), "{replies:?}");
+}
+
+#[test]
+fn stalled_data_connections_time_out() {
+    let dir = Scratch::new("stall");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    populate(&root);
+    std::fs::File::create(root.join("big"))
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let f = factory(&root, &dir.path().join("passwords"))
+        .data_timeout(Duration::from_millis(500))
+        .timeout(Some(Duration::from_secs(2)));
+    let (never, stalled, idle, took) = with_server(f, |port| {
+        let mut c = Raw::connect(port);
+        c.login("alice", "wonderland");
+        // PASV, RETR, and never connect.
+        let r = c.cmd("PASV");
+        assert!(parse_pasv_reply(&r).is_some(), "{r}");
+        let start = c.cmd("RETR big");
+        assert!(start.starts_with("150"), "{start}");
+        let never = c.reply();
+        // Connect, and never read 256 MiB.
+        let data = c.passive();
+        let start = c.cmd("RETR big");
+        assert!(start.starts_with("150"), "{start}");
+        let stalled = c.reply();
+        drop(data);
+        // Then say nothing on the control connection.
+        let t = Instant::now();
+        let idle = c.reply();
+        (never, stalled, idle, t.elapsed())
+    });
+    assert!(never.starts_with("425"), "{never}");
+    assert!(stalled.starts_with("426"), "{stalled}");
+    assert!(idle.starts_with("421"), "{idle}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+/// This process's resident memory, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_gibibyte_each_way_in_bounded_memory() {
+    const GIB: u64 = 1 << 30;
+    let _alone = MEMORY.write().unwrap_or_else(|e| e.into_inner());
+    let dir = Scratch::new("gib");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    // A sparse 1 GiB file to download.
+    std::fs::File::create(root.join("huge"))
+        .unwrap()
+        .set_len(GIB)
+        .unwrap();
+    let f = factory(&root, &dir.path().join("passwords"));
+    let before = rss_kib();
+    let (down, up, peak) = serve(f, move |port| {
+        let mut c = Raw::connect(port);
+        c.login("alice", "wonderland");
+        assert!(c.cmd("TYPE I").starts_with("200"));
+        let mut peak = 0;
+        let mut data = c.passive();
+        assert!(c.cmd("RETR huge").starts_with("150"));
+        let mut buf = vec![0u8; 256 << 10];
+        let mut got = 0u64;
+        loop {
+            let n = data.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+            if got % (64 << 20) < n as u64 {
+                peak = peak.max(rss_kib());
+            }
+        }
+        let done = c.reply();
+        assert!(done.starts_with("226"), "{done}");
+        let mut data = c.passive();
+        assert!(c.cmd("STOR up").starts_with("150"));
+        let chunk = vec![0x5au8; 256 << 10];
+        let mut sent = 0u64;
+        while sent < GIB {
+            data.write_all(&chunk).unwrap();
+            sent += chunk.len() as u64;
+            if sent % (64 << 20) == 0 {
+                peak = peak.max(rss_kib());
+            }
+        }
+        drop(data);
+        let done = c.reply();
+        assert!(done.starts_with("226"), "{done}");
+        (got, sent, peak)
+    });
+    assert_eq!(down, GIB);
+    assert_eq!(up, GIB);
+    assert_eq!(std::fs::metadata(root.join("up")).unwrap().len(), GIB);
+    let grew = peak.saturating_sub(before);
+    eprintln!("RSS before {before} KiB, peak during the transfers {peak} KiB (+{grew} KiB)");
+    assert!(grew < 64 << 10, "RSS grew by {grew} KiB moving 2 GiB");
+}
+
+#[test]
+fn type_a_sends_bytes_unchanged() {
+    let dir = Scratch::new("type-a");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("unix.txt"), b"one\ntwo\r\nthree\n").unwrap();
+    let f = factory(&root, &dir.path().join("passwords"));
+    let (typed, got, size) = with_server(f, |port| {
+        let mut c = Raw::connect(port);
+        c.login("alice", "wonderland");
+        let typed = c.cmd("TYPE A");
+        let mut data = c.passive();
+        assert!(c.cmd("RETR unix.txt").starts_with("150"));
+        let mut got = Vec::new();
+        data.read_to_end(&mut got).unwrap();
+        assert!(c.reply().starts_with("226"));
+        (typed, got, c.cmd("SIZE unix.txt"))
+    });
+    assert!(typed.starts_with("200"), "{typed}");
+    // Twisted would send "one\r\ntwo\r\r\nthree\r\n" (LF made CRLF).
+    assert_eq!(got, b"one\ntwo\r\nthree\n");
+    assert!(size.starts_with("213 15"), "{size}");
+}

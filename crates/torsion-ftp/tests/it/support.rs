@@ -1,0 +1,120 @@
+//! Shared helpers: scratch folders, a test PKI, and running a peer program against a
+//! server while the reactor runs.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
+
+use torsion::{Factory, Failure, Reactor};
+
+/// A fresh folder under the system's temporary one, removed when dropped.
+pub(crate) struct Scratch(pub(crate) PathBuf);
+
+impl Scratch {
+    pub(crate) fn new(name: &str) -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "torsion-ftp-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1: the server's context and the
+/// PEM a client trusts.
+pub(crate) fn self_signed() -> (torsion::tls::ServerContext, String) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let pem = cert.cert.pem();
+    let id = torsion::tls::Identity::from_pem(
+        pem.as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    (torsion::tls::ServerContext::new(id).unwrap(), pem)
+}
+
+/// Held shared by every test running a server in this process, and exclusively by the one
+/// measuring the process's memory, so no other test's allocations show in its figures.
+pub(crate) static MEMORY: RwLock<()> = RwLock::new(());
+
+/// Listens on 127.0.0.1 with `factory`, runs `peer(port)` in a thread while the reactor
+/// runs, and returns what it returned.
+pub(crate) fn with_server<F: Factory, T: Send + 'static>(
+    factory: F,
+    peer: impl FnOnce(u16) -> T + Send + 'static,
+) -> T {
+    let _shared = MEMORY.read().unwrap_or_else(|e| e.into_inner());
+    serve(factory, peer)
+}
+
+/// [`with_server`] without taking [`MEMORY`].
+pub(crate) fn serve<F: Factory, T: Send + 'static>(
+    factory: F,
+    peer: impl FnOnce(u16) -> T + Send + 'static,
+) -> T {
+    let r = Reactor::new();
+    let port = r.listen_tcp_on(0, factory, "127.0.0.1").unwrap();
+    let number = port.get_host().port().unwrap();
+    let out = Rc::new(RefCell::new(None));
+    let o = out.clone();
+    r.call_when_running(move || {
+        drop(
+            torsion::threads::defer_to_thread(move || peer(number)).add_both(move |res| {
+                *o.borrow_mut() = Some(res);
+                drop(torsion::reactor().stop());
+                Ok::<(), Failure>(())
+            }),
+        );
+    });
+    let guard = r.clone();
+    r.call_later(300.0, move || drop(guard.stop()));
+    r.run().unwrap();
+    drop(port);
+    let res = out.borrow_mut().take().expect("the peer finished in time");
+    res.expect("the peer's thread ran")
+}
+
+/// Whether `program arg` runs.
+pub(crate) fn have(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs `python3 -c script args...`; returns (success, stdout + stderr).
+pub(crate) fn python(script: &str, args: &[String]) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
