@@ -1,0 +1,5 @@
+//! Integration tests of torsion-conch: telnet against a real client, the line editor and the
+//! manhole console.
+
+mod support;
+mod telnet;
