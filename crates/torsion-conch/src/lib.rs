@@ -5,5 +5,6 @@
 //! Authentication goes through [`torsion_cred`], the same portal, realms and checkers the
 //! mail servers use.
 
+pub mod manhole;
 pub mod recvline;
 pub mod telnet;

@@ -438,6 +438,12 @@ pub trait TerminalEvents {
     fn interrupt(&mut self, transport: &Transport) {
         let _ = transport;
     }
+
+    /// This end now echoes (the client agreed to `WILL ECHO`: it sends characters as typed
+    /// and shows only what this end writes back), or no longer does.
+    fn server_echo(&mut self, transport: &Transport, enabled: bool) {
+        let _ = (transport, enabled);
+    }
 }
 
 /// The transport a protocol under [`TelnetTransport`] writes to: it escapes IAC bytes and
@@ -539,6 +545,11 @@ impl<P: Protocol + TerminalEvents> Protocol for TelnetTransport<P> {
                 Event::WindowSize { cols, rows } => self.app.terminal_size(&inner, cols, rows),
                 Event::Command(IP) => self.app.interrupt(&inner),
                 Event::Command(AYT) => transport.write(b"\r\n[yes]\r\n"),
+                Event::OptionChanged {
+                    option: ECHO,
+                    local: true,
+                    enabled,
+                } => self.app.server_echo(&inner, enabled),
                 _ => {}
             }
         }
