@@ -46,6 +46,9 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// The script engine, re-exported so that programs name its types (`rhai::Map`, `rhai::Array`)
+/// at the version the manhole uses.
+pub use rhai;
 use rhai::{Dynamic, Engine, EvalAltResult, RhaiNativeFunc, Scope};
 use torsion::transport::Address;
 use torsion::{ConnectionEnd, Factory, Protocol, Transport};

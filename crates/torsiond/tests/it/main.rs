@@ -8,6 +8,7 @@ mod support;
 mod cli;
 mod dns_plugin;
 mod mail_plugin;
+mod manhole;
 mod plugin_runner;
 mod portforward_plugin;
 mod privileges;
