@@ -149,7 +149,7 @@ impl Plugin for WebPlugin {
         // unless --no-access-log.
         let access_log = !matches.get_flag("no-access-log");
         site.set_access_log(move |line| {
-            crate::count_request();
+            crate::manhole::count_request();
             if access_log {
                 tracing::info!(target: "torsion_web::access", "{line}");
             }
