@@ -37,3 +37,17 @@ pub(crate) fn run_until_exit(r: &torsion::Reactor, child: Child) -> Output {
     let _ = c.kill();
     c.wait_with_output().unwrap()
 }
+
+/// True (after reporting the skip) when the Python peer could not import `telnetlib`: it
+/// left the standard library in Python 3.13, and these tests use it as a telnet client
+/// nobody here wrote.
+pub(crate) fn telnetlib_missing(out: &Output) -> bool {
+    let missing = String::from_utf8_lossy(&out.stderr).contains("No module named 'telnetlib'");
+    if missing {
+        torsion::testing::skip(
+            torsion::testing::Missing::Peer,
+            "python3 has no telnetlib (removed in Python 3.13)",
+        );
+    }
+    missing
+}
