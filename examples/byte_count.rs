@@ -7,6 +7,9 @@
 //! curl localhost:1080/           # Received N bytes
 //! ```
 //!
+//! With `--manhole 8023`, a console on 127.0.0.1:8023 (telnet) reads and changes the count:
+//! `count`, `count = 0`, `reset()`.
+//!
 //! From the seed 000.
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -15,6 +18,7 @@ use std::rc::Rc;
 use clap::Parser;
 use torsion::web::{Render, Request, Resource, Site};
 use torsion::{factory, reactor, Failure, Protocol, Transport};
+use torsion_conch::manhole::{ManholeFactory, Registry};
 use torsion_examples::init_logging;
 
 /// A TCP byte counter and a web page showing the count (Twisted's multiprotocol example).
@@ -30,6 +34,10 @@ struct Cli {
     /// machine only; 0.0.0.0 (or ::) is every interface.
     #[arg(long, default_value = "127.0.0.1")]
     interface: IpAddr,
+    /// Serve a console (Rhai, over telnet) on this port of 127.0.0.1 that reads and changes
+    /// the count (0 picks a free one).
+    #[arg(long, value_name = "PORT")]
+    manhole: Option<u16>,
 }
 
 /// A plain object: counts bytes.
@@ -84,10 +92,32 @@ fn main() -> Result<(), Failure> {
         }),
         &interface,
     )?;
+    let manhole = match cli.manhole {
+        None => String::new(),
+        Some(port) => {
+            let registry = Registry::new();
+            let (get, set, reset) = (counter.clone(), counter.clone(), counter.clone());
+            registry.value_rw(
+                "count",
+                move || get.count.get() as i64,
+                move |n: i64| match u64::try_from(n) {
+                    Ok(n) => {
+                        set.count.set(n);
+                        Ok(())
+                    }
+                    Err(_) => Err(format!("count cannot be negative ({n})")),
+                },
+            );
+            registry.function("reset", move || reset.count.set(0));
+            let port = ManholeFactory::listen_telnet(&reactor(), port, "127.0.0.1", registry)
+                .map_err(Failure::new)?;
+            format!(" and {} (manhole)", port.get_host())
+        }
+    };
     let web =
         reactor().listen_tcp_on(cli.web_port, Site::new(CountPage { counter }), &interface)?;
     println!(
-        "byte_count listening on {} (bytes) and {} (web)",
+        "byte_count listening on {} (bytes) and {} (web){manhole}",
         tcp.get_host(),
         web.get_host()
     );

@@ -82,6 +82,7 @@ use torsion::web::proto::html_escape;
 use torsion::web::resources::Directory;
 use torsion::web::{Render, Request, Resource, Site};
 use torsion::{factory, reactor, ConnectionEnd, Failure, Transport};
+use torsion_conch::manhole::{rhai, ManholeFactory, Registry};
 use torsion_examples::{data_dir, init_logging, startup_error};
 
 /// A guessing game over a line protocol, with its high-score table on the web (a Twisted
@@ -110,6 +111,57 @@ struct Cli {
     /// affected.
     #[arg(long)]
     proxy_protocol: bool,
+    /// Serve a console (Rhai, over telnet) on this port of 127.0.0.1: `online`,
+    /// `games_played`, `games_started`, and the `scores` table (`scores.top(n)`,
+    /// `scores.len()`, `scores.remove(name)`) (0 picks a free one).
+    #[arg(long, value_name = "PORT")]
+    manhole: Option<u16>,
+}
+
+/// The scoreboard as the manhole shows it: a handle on the program's own table.
+#[derive(Clone)]
+struct ScoresHandle(Rc<Scoreboard>);
+
+impl std::fmt::Debug for ScoresHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Scores({} players)", self.0.top.borrow().len())
+    }
+}
+
+/// The manhole's registry: the game's counters and its table of scores.
+fn manhole_registry(scores: &Rc<Scoreboard>, game: &Rc<Game>) -> Registry {
+    let registry = Registry::new();
+    let s = scores.clone();
+    registry.value("online", move || s.online.get() as i64);
+    let s = scores.clone();
+    registry.value("games_played", move || s.games_played.get() as i64);
+    let g = game.clone();
+    registry.value("games_started", move || g.games_started.get() as i64);
+    registry.object("scores", ScoresHandle(scores.clone()));
+    registry.method("len", |t: &mut ScoresHandle| t.0.top.borrow().len() as i64);
+    registry.method("top", |t: &mut ScoresHandle, n: i64| -> rhai::Array {
+        let n = usize::try_from(n).unwrap_or(0);
+        t.0.top
+            .borrow()
+            .iter()
+            .take(n)
+            .map(|e| {
+                let mut m = rhai::Map::new();
+                m.insert("name".into(), e.name.clone().into());
+                m.insert("best".into(), i64::from(e.best).into());
+                m.insert("games".into(), (e.games as i64).into());
+                rhai::Dynamic::from_map(m)
+            })
+            .collect()
+    });
+    // Takes a player off the table shown (until the next refresh from the database).
+    registry.method("remove", |t: &mut ScoresHandle, name: &str| -> bool {
+        let mut top = t.0.top.borrow_mut();
+        let before = top.len();
+        top.retain(|e| e.name != name);
+        top.len() != before
+    });
+    registry
 }
 
 /// The secret number is in `1..=HIGHEST`.
@@ -696,6 +748,18 @@ fn main() -> Result<(), Failure> {
         random: RandomState::new(),
         games_started: Cell::new(0),
     });
+    let manhole = match cli.manhole {
+        Some(port) => Some(
+            ManholeFactory::listen_telnet(
+                &reactor(),
+                port,
+                "127.0.0.1",
+                manhole_registry(&scores, &game),
+            )
+            .map_err(Failure::new)?,
+        ),
+        None => None,
+    };
     let players = factory(move || {
         Lines::new(Player {
             game: game.clone(),
@@ -759,6 +823,9 @@ fn main() -> Result<(), Failure> {
             // Said once the table is loaded: a client that waits for these lines sees it.
             println!("highscore game listening on {}", game_listening.get_host());
             println!("highscore web listening on {}", web_listening.get_host());
+            if let Some(port) = &manhole {
+                println!("highscore manhole listening on {}", port.get_host());
+            }
             Ok::<(), Failure>(())
         })
         .add_both(move |started| {

@@ -244,6 +244,16 @@ def websocket_frames():
         yield ws_frame(2, b"x" * 5000, mask=mask)
 
 
+def telnet_bytes():
+    IAC, DO, DONT, WILL, WONT, SB, SE = 255, 253, 254, 251, 252, 250, 240
+    # What a Linux telnet client sends on connecting, then a line, then a window change.
+    yield bytes([IAC, DO, 1, IAC, DO, 3, IAC, WILL, 31, IAC, WILL, 24, IAC, WILL, 34])
+    yield bytes([IAC, SB, 31, 0, 80, 0, 24, IAC, SE]) + b"connections()\r\0"
+    yield bytes([IAC, SB, 31, 0, IAC, IAC, 1, 0, IAC, SE, IAC, 244])
+    yield b"x = 1\x1b[D\x1b[3~\x7f\x01\x05\t\x1b[A\x1b[B\x03\x04\r\n"
+    yield bytes([IAC, WONT, 1, IAC, DONT, 3, IAC, 241, IAC, IAC, 0xC3, 0xA9])
+
+
 TARGETS = {
     "http_request": http_requests,
     "http_response": http_responses,
@@ -257,6 +267,7 @@ TARGETS = {
     "smtp_commands": smtp,
     "ftp_commands": ftp,
     "websocket_frames": websocket_frames,
+    "telnet_bytes": telnet_bytes,
 }
 
 # Targets that read no split byte.

@@ -478,3 +478,66 @@ fn the_table_renders_in_a_browser() {
         "{dom}"
     );
 }
+
+/// `--manhole PORT`: a telnet console on loopback shows the game's counters and its table,
+/// after a game is played.
+#[test]
+fn the_manhole_shows_the_counters_and_the_table() {
+    let db = TempDb::new("manhole");
+    let mut child = support::example("highscore")
+        .args(["--game-port", "0", "--web-port", "0", "--manhole", "0"])
+        .args(["--db", &db.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start cargo run");
+    let rx = support::lines(child.stdout.take().unwrap());
+    let _running = Running(child);
+    let port_after = |line: &str, prefix: &str| -> Option<u16> {
+        line.strip_prefix(prefix)?.rsplit_once(':')?.1.parse().ok()
+    };
+    let (mut game, mut manhole) = (None, None);
+    let started = Instant::now();
+    while game.is_none() || manhole.is_none() {
+        let left = DEADLINE.saturating_sub(started.elapsed());
+        let line = rx
+            .recv_timeout(left)
+            .expect("highscore did not say where it listens");
+        game = game.or(port_after(&line, "highscore game listening on tcp:"));
+        manhole = manhole.or(port_after(&line, "highscore manhole listening on tcp:"));
+    }
+    let mut p = Player::connect(game.unwrap());
+    p.name("mia");
+    let (guesses, outcome) = p.play();
+    assert!(outcome.starts_with("saved"), "{outcome}");
+
+    // A plain TCP client: the telnet negotiation stays unanswered, the console in plain lines.
+    let mut c = TcpStream::connect(("127.0.0.1", manhole.unwrap())).unwrap();
+    c.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut until_prompt = move |send: &str| -> String {
+        c.write_all(send.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b">>> ") {
+            assert_eq!(c.read(&mut byte).unwrap(), 1, "the console closed");
+            got.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&got[..got.len() - 4]).into_owned();
+        text.trim_end_matches("\r\n").to_string()
+    };
+    until_prompt("");
+    let mut ask = |line: &str| until_prompt(&format!("{line}\r\n"));
+    assert_eq!(ask("online"), "1");
+    assert_eq!(ask("games_started"), "2");
+    let deadline = Instant::now() + READ_TIMEOUT;
+    while ask("scores.len()") != "1" {
+        assert!(Instant::now() < deadline, "the table never showed mia");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        ask("scores.top(5)"),
+        format!("[#{{\"best\": {guesses}, \"games\": 1, \"name\": \"mia\"}}]")
+    );
+    assert_eq!(ask("scores"), "Scores(1 players)");
+    assert!(ask("online = 0").contains("constant"));
+}

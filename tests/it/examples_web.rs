@@ -94,3 +94,43 @@ fn byte_count_shows_the_bytes_the_protocol_counted() {
     }
     panic!("the page never showed 1234 bytes: {}", get(web, "/"));
 }
+
+#[test]
+fn byte_count_manhole_reads_and_changes_the_count() {
+    let (_server, ports) = start(
+        "byte_count",
+        &["--tcp-port", "0", "--web-port", "0", "--manhole", "0"],
+    );
+    let (tcp, web, manhole) = (ports[0], ports[1], ports[2]);
+    let mut s = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    s.write_all(&[7u8; 10]).unwrap();
+    drop(s);
+    for _ in 0..500 {
+        if get(web, "/") == "Received 10 bytes" {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    // A plain TCP client: the telnet negotiation stays unanswered, the console in plain lines.
+    let mut c = TcpStream::connect(("127.0.0.1", manhole)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut until_prompt = move |send: &str| -> String {
+        c.write_all(send.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b">>> ") {
+            assert_eq!(c.read(&mut byte).unwrap(), 1, "the console closed");
+            got.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&got[..got.len() - 4]).into_owned();
+        text.trim_end_matches("\r\n").to_string()
+    };
+    until_prompt(""); // the banner, after the (unanswered) telnet negotiation
+    let mut ask = |line: &str| until_prompt(&format!("{line}\r\n"));
+    assert_eq!(ask("count"), "10");
+    assert_eq!(ask("count = 99; count"), "99");
+    assert_eq!(get(web, "/"), "Received 99 bytes");
+    assert!(ask("count = -1").contains("cannot be negative"));
+    ask("reset()");
+    assert_eq!(get(web, "/"), "Received 0 bytes");
+}

@@ -4,3 +4,7 @@
 //!
 //! Authentication goes through [`torsion_cred`], the same portal, realms and checkers the
 //! mail servers use.
+
+pub mod manhole;
+pub mod recvline;
+pub mod telnet;

@@ -106,6 +106,13 @@ pub fn command(plugins: &[Box<dyn Plugin>]) -> Command {
                 .help("Threads, each with its own reactor and copy of the services, sharing the TCP ports (SO_REUSEPORT)"),
         )
         .arg(
+            Arg::new("manhole")
+                .long("manhole")
+                .value_name("ENDPOINT")
+                .value_parser(crate::listen::parse_endpoint)
+                .help("Serve a console into the running program (Rhai; help() lists what it exposes: ports(), connections(), requests, log_level, stop()) over telnet on ENDPOINT, which must be on a loopback interface, e.g. tcp:8023:interface=127.0.0.1 (SSH with --manhole-keys once it lands)"),
+        )
+        .arg(
             Arg::new("umask")
                 .long("umask")
                 .value_name("OCTAL")

@@ -106,6 +106,7 @@ mod cli;
 mod exit;
 mod gate;
 mod listen;
+mod manhole;
 mod plugins;
 mod privileges;
 mod runner;
@@ -114,6 +115,7 @@ mod settings;
 pub use cli::command;
 pub use exit::fail;
 pub use listen::{endpoint, listen_service, parse_endpoint, ListenService};
+pub use manhole::{count_request, Counted, CountingFactory};
 pub use plugins::{
     builtin_plugins, portforward, DnsPlugin, Echo, EchoPlugin, FtpPlugin, MailPlugin, NewsPlugin,
     Plugin, WebPlugin,

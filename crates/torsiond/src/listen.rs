@@ -16,6 +16,7 @@ use torsion::Failure;
 
 use crate::exit::fail;
 use crate::logging::QUIET_LISTEN;
+use crate::manhole::{CountingFactory, PortStats};
 use crate::settings::SETTINGS;
 
 /// Parses an endpoint string (`tcp:8080:interface=127.0.0.1`) for this thread's reactor.
@@ -38,7 +39,9 @@ pub fn parse_endpoint(s: &str) -> Result<ServerDescription, EndpointError> {
 /// A [`StreamServerEndpointService`] that logs `listening on ADDRESS` once it listens, and
 /// reports a failure to listen with [`fail`] (so the runner exits with status 1).
 pub struct ListenService<F: Factory> {
-    inner: Rc<StreamServerEndpointService<F>>,
+    inner: Rc<StreamServerEndpointService<CountingFactory<F>>>,
+    /// The port's connection counts, for the manhole.
+    stats: Rc<PortStats>,
     /// Whether the outcome of the last listen is still to be logged or reported.
     report_pending: Cell<bool>,
 }
@@ -67,16 +70,19 @@ impl<F: Factory> ListenService<F> {
         } else {
             endpoint
         };
+        let factory = CountingFactory::new(factory, endpoint.to_string());
+        let stats = factory.stats();
         let inner = StreamServerEndpointService::new(endpoint, factory);
         inner.set_drain_timeout(Some(settings.shutdown_timeout));
         ListenService {
             inner: Rc::new(inner),
+            stats,
             report_pending: Cell::new(false),
         }
     }
 
-    /// The wrapped service.
-    pub fn inner(&self) -> &StreamServerEndpointService<F> {
+    /// The wrapped service (its factory counts connections for the manhole).
+    pub fn inner(&self) -> &StreamServerEndpointService<CountingFactory<F>> {
         &self.inner
     }
 
@@ -95,9 +101,13 @@ impl<F: Factory> ListenService<F> {
             return;
         }
         let inner = Rc::clone(&self.inner);
+        let stats = Rc::clone(&self.stats);
         drop(self.inner.when_listening().add_both(move |outcome| {
             match outcome {
-                Ok(address) => tracing::info!(target: "torsiond", "listening on {address}"),
+                Ok(address) => {
+                    stats.set_address(address.to_string());
+                    tracing::info!(target: "torsiond", "listening on {address}");
+                }
                 Err(failure) => {
                     let hint = inner.take_listen_failure().as_ref().and_then(listen_fix);
                     fail(format_args!(

@@ -38,6 +38,7 @@ use std::fmt::{self, Write as _};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -589,6 +590,90 @@ pub(crate) fn level_of(name: &str) -> Level {
     }
 }
 
+/// The least severe level logged now, as an index into [`LEVELS`]: process-wide, as the
+/// subscriber is, and changeable while the runner runs (the manhole's `log_level`).
+static LEVEL: AtomicUsize = AtomicUsize::new(2);
+
+/// The levels by name, most severe first.
+const LEVELS: [(&str, Level); 5] = [
+    ("error", Level::ERROR),
+    ("warn", Level::WARN),
+    ("info", Level::INFO),
+    ("debug", Level::DEBUG),
+    ("trace", Level::TRACE),
+];
+
+fn current_level() -> Level {
+    LEVELS[LEVEL.load(Ordering::Relaxed).min(LEVELS.len() - 1)].1
+}
+
+fn set_level(level: Level) {
+    let i = LEVELS.iter().position(|(_, l)| *l == level).unwrap_or(2);
+    LEVEL.store(i, Ordering::Relaxed);
+    // Callsites cached as never enabled, and the global maximum level, are worked out again.
+    tracing::callsite::rebuild_interest_cache();
+}
+
+/// The least severe level logged now: `error`, `warn`, `info`, `debug` or `trace`.
+pub fn log_level() -> &'static str {
+    LEVELS[LEVEL.load(Ordering::Relaxed).min(LEVELS.len() - 1)].0
+}
+
+/// Changes the least severe level logged, while the runner runs (the manhole's
+/// `log_level = "debug"`).
+///
+/// # Errors
+/// When `name` names no level.
+pub fn set_log_level(name: &str) -> Result<(), String> {
+    match LEVELS.iter().find(|(n, _)| *n == name) {
+        Some((_, level)) => {
+            set_level(*level);
+            tracing::info!(target: "torsiond", "log level set to {name}");
+            Ok(())
+        }
+        None => Err(format!(
+            "no log level {name:?}: one of error, warn, info, debug, trace"
+        )),
+    }
+}
+
+/// The runner's filter: events at the current level or more severe (read at each event, so
+/// a change applies at once), without the framework's multi-line report of a failure to
+/// listen below debug level.
+struct RunnerFilter;
+
+impl<S> tracing_subscriber::layer::Filter<S> for RunnerFilter {
+    fn enabled(
+        &self,
+        m: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        let level = current_level();
+        *m.level() <= level
+            && (level >= Level::DEBUG
+                || !(m.target() == "torsion"
+                    && *m.level() == Level::ERROR
+                    && QUIET_LISTEN.with(Cell::get)))
+    }
+
+    fn callsite_enabled(
+        &self,
+        m: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if *m.level() <= current_level() {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<tracing_subscriber::filter::LevelFilter> {
+        Some(tracing_subscriber::filter::LevelFilter::from_level(
+            current_level(),
+        ))
+    }
+}
+
 thread_local! {
     /// Set while a [`ListenService`](crate::ListenService) starts listening: the framework's
     /// multi-line report of a failure to listen is then left out below debug level, as
@@ -642,15 +727,8 @@ pub(crate) fn init(matches: &ArgMatches) -> Result<(), String> {
             _ => LogSink::Stdout,
         }
     };
-    let verbose = level >= tracing::Level::DEBUG;
-    let filter = tracing_subscriber::filter::filter_fn(move |m| {
-        *m.level() <= level
-            && (verbose
-                || !(m.target() == "torsion"
-                    && *m.level() == tracing::Level::ERROR
-                    && QUIET_LISTEN.with(Cell::get)))
-    })
-    .with_max_level_hint(level);
+    set_level(level);
+    let filter = RunnerFilter;
     let colour = format == LogFormat::Text && colour_wanted(&sink);
     let layer = LogLayer::new(format, sink).colour(colour);
     let subscriber = tracing_subscriber::registry().with(layer.with_filter(filter));

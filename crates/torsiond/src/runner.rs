@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::ArgMatches;
 use torsion::application::start_application;
+use torsion::endpoints::ServerDescription;
 use torsion::Reactor;
 
 use crate::cli::{command, usage_error};
@@ -38,6 +39,7 @@ fn worker(
     matches: &ArgMatches,
     gate: &Gate,
     privileges: &Privileges,
+    manhole: Option<&ServerDescription>,
 ) {
     SETTINGS.with(|s| {
         s.set(Settings {
@@ -72,6 +74,14 @@ fn worker(
             plugin.name(),
             panic_text(p.as_ref())
         ));
+    }
+    // The manhole, on the first worker only (it shows that worker's ports and counts).
+    if let (0, Some(description)) = (index, manhole) {
+        if let Err(message) =
+            crate::manhole::start(&r, description, plugin.name(), settings.workers)
+        {
+            fail(message);
+        }
     }
     // Every worker bound its ports: the last to get here drops the privileges of the whole
     // process (unless a port failed) while the others wait.
@@ -157,6 +167,14 @@ where
             .get_one::<f64>("shutdown-timeout")
             .unwrap_or(&DEFAULT_SHUTDOWN_TIMEOUT),
     };
+    let manhole = matches.get_one::<ServerDescription>("manhole");
+    if let Some(description) = manhole {
+        // Checked before anything starts, so a refused manhole is a clear error at once.
+        if let Err(message) = crate::manhole::telnet_place(description) {
+            say(format_args!("torsiond: {message}"));
+            return ExitCode::from(1);
+        }
+    }
     let gate = Gate::new(settings.workers);
     let plugin: &dyn Plugin = plugin.as_ref();
     std::thread::scope(|scope| {
@@ -165,14 +183,14 @@ where
             let spawned = std::thread::Builder::new()
                 .name(format!("torsiond-worker-{index}"))
                 .spawn_scoped(scope, move || {
-                    worker(index, settings, plugin, sub, gate, privileges);
+                    worker(index, settings, plugin, sub, gate, privileges, manhole);
                 });
             if let Err(e) = spawned {
                 gate.shrink(index, format!("cannot start worker thread {index}: {e}"));
                 break;
             }
         }
-        worker(0, settings, plugin, sub, &gate, &privileges);
+        worker(0, settings, plugin, sub, &gate, &privileges, manhole);
     });
     if let Some(message) = gate.first_error() {
         say(format_args!("torsiond: {message}"));

@@ -145,9 +145,15 @@ impl Plugin for WebPlugin {
             ),
             config,
         );
-        if !matches.get_flag("no-access-log") {
-            site.set_access_log(|line| tracing::info!(target: "torsion_web::access", "{line}"));
-        }
+        // One call per finished request: counted for the manhole's `requests`, and logged
+        // unless --no-access-log.
+        let access_log = !matches.get_flag("no-access-log");
+        site.set_access_log(move |line| {
+            crate::manhole::count_request();
+            if access_log {
+                tracing::info!(target: "torsion_web::access", "{line}");
+            }
+        });
         tracing::info!(target: "torsiond", "serving {}", path.display());
         Ok(multi_listen(endpoints, site))
     }

@@ -9,6 +9,7 @@ mod cli;
 mod dns_plugin;
 mod ftp_plugin;
 mod mail_plugin;
+mod manhole;
 mod news_plugin;
 mod plugin_runner;
 mod portforward_plugin;

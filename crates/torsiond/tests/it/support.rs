@@ -143,6 +143,11 @@ impl Running {
         line.rsplit(':').next().unwrap().trim().parse().unwrap()
     }
 
+    /// The exit status, if the process has ended.
+    pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.0.try_wait().unwrap()
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub(crate) fn terminate(&mut self) -> ExitStatus {
         terminate(&mut self.0, TIMEOUT)
