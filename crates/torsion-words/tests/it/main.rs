@@ -9,3 +9,4 @@ mod support {
 
 mod irc_client;
 mod irc_ngircd;
+mod irc_server_core;
