@@ -292,5 +292,12 @@ impl Protocol for IrcServer {
             s.core.disconnected(id, "Connection closed");
         }
         pump(&self.state);
+        // No clients, no tick: an idle server leaves the reactor without timers.
+        let mut s = self.state.borrow_mut();
+        if s.core.client_count() == 0 {
+            if let Some(t) = s.ticker.take() {
+                let _ = t.cancel();
+            }
+        }
     }
 }
