@@ -115,7 +115,8 @@ pub use cli::command;
 pub use exit::fail;
 pub use listen::{endpoint, listen_service, parse_endpoint, ListenService};
 pub use plugins::{
-    builtin_plugins, portforward, DnsPlugin, Echo, EchoPlugin, MailPlugin, Plugin, WebPlugin,
+    builtin_plugins, portforward, DnsPlugin, Echo, EchoPlugin, IrcPlugin, MailPlugin, Plugin,
+    WebPlugin,
 };
 pub use runner::run;
 pub use settings::current_worker;

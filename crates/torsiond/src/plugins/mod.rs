@@ -3,6 +3,7 @@
 
 mod dns;
 mod echo;
+mod irc;
 mod mail;
 pub mod portforward;
 mod web;
@@ -13,6 +14,7 @@ use torsion::application::Service;
 
 pub use dns::DnsPlugin;
 pub use echo::{Echo, EchoPlugin};
+pub use irc::IrcPlugin;
 pub use mail::MailPlugin;
 pub use web::WebPlugin;
 
@@ -45,7 +47,7 @@ pub trait Plugin: Send + Sync {
 }
 
 /// The plugins built into `torsiond`: [`WebPlugin`], [`EchoPlugin`], portforward,
-/// [`DnsPlugin`] and [`MailPlugin`].
+/// [`DnsPlugin`], [`MailPlugin`] and [`IrcPlugin`].
 pub fn builtin_plugins() -> Vec<Box<dyn Plugin>> {
     vec![
         Box::new(WebPlugin),
@@ -53,5 +55,6 @@ pub fn builtin_plugins() -> Vec<Box<dyn Plugin>> {
         Box::new(portforward::PortForwardPlugin),
         Box::new(DnsPlugin),
         Box::new(MailPlugin),
+        Box::new(IrcPlugin),
     ]
 }

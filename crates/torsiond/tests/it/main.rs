@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod dns_plugin;
+mod irc_plugin;
 mod mail_plugin;
 mod plugin_runner;
 mod portforward_plugin;
