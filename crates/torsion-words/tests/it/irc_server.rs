@@ -347,3 +347,42 @@ async fn torsion_irc_clients_talk_through_the_server() -> Result<(), Failure> {
     listening.stop_listening().await?;
     Ok(())
 }
+
+#[test]
+fn the_factory_pings_and_drops_silent_clients_on_its_clock() {
+    use torsion::testing::{Clock, StringTransport};
+    use torsion::transport::Address;
+    use torsion::{Factory, Protocol};
+
+    let clock = Clock::new();
+    let server = IrcServerFactory::new(config());
+    server.set_clock(clock.clone());
+    let st = StringTransport::new();
+    let t = st.transport();
+    let mut p = server
+        .build_protocol(&Address::Named("test".into()))
+        .unwrap();
+    p.connection_made(&t);
+    p.data_received(&t, b"NICK quiet\r\nUSER q 0 * :Q\r\n");
+    assert!(String::from_utf8(st.take())
+        .unwrap()
+        .starts_with(":irc.test 001 quiet "));
+    clock.advance(119.5);
+    assert!(st.take().is_empty());
+    clock.advance(1.0);
+    assert_eq!(st.take(), b"PING :irc.test\r\n");
+    // An answer resets the silence; then nothing more, and the timeout ends it.
+    p.data_received(&t, b"PONG :irc.test\r\n");
+    clock.advance(119.0);
+    assert!(st.take().is_empty() && !st.disconnecting());
+    clock.advance(1.0);
+    assert_eq!(st.take(), b"PING :irc.test\r\n");
+    clock.advance(60.0);
+    assert_eq!(
+        st.take(),
+        b"ERROR :Closing Link: localhost (Ping timeout: 180 seconds)\r\n"
+    );
+    assert!(st.disconnecting());
+    p.connection_lost(ConnectionEnd::Done);
+    assert_eq!(server.client_count(), 0);
+}
