@@ -386,3 +386,128 @@ fn the_factory_pings_and_drops_silent_clients_on_its_clock() {
     p.connection_lost(ConnectionEnd::Done);
     assert_eq!(server.client_count(), 0);
 }
+
+/// irssi (Debian's terminal client) in a tmux of its own, for one conversation.
+struct Irssi {
+    socket: String,
+    _home: PathGuard,
+}
+
+/// A folder removed when dropped.
+struct PathGuard(std::path::PathBuf);
+
+impl Drop for PathGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Irssi {
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn start(port: u16, nick: &str) -> Irssi {
+        let home =
+            std::env::temp_dir().join(format!("torsion-irssi-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        let irssi = Irssi {
+            socket: format!("torsion-irssi-{}-{port}", std::process::id()),
+            _home: PathGuard(home.clone()),
+        };
+        let command = format!(
+            "irssi --home={} -n {nick} -c 127.0.0.1 -p {port}",
+            home.display()
+        );
+        irssi.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "irc",
+            "-x",
+            "160",
+            "-y",
+            "40",
+            &command,
+        ]);
+        irssi
+    }
+
+    /// Types a line and presses Enter.
+    fn type_line(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "irc", "-l", text]);
+        self.tmux(&["send-keys", "-t", "irc", "Enter"]);
+    }
+
+    /// Waits until the screen shows `want`; returns the screen.
+    fn until(&self, want: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.tmux(&["capture-pane", "-p", "-t", "irc"]);
+            if screen.contains(want) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {want:?} on irssi's screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Irssi {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+#[test]
+fn irssi_in_tmux_holds_a_conversation() {
+    let found = |tool: &str| {
+        std::process::Command::new(tool)
+            .arg("-v")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !found("irssi") || !found("tmux") {
+        torsion::testing::skip(
+            torsion::testing::Missing::Peer,
+            "irssi or tmux is not installed",
+        );
+        return;
+    }
+    let (heard, screen) = serve_while(IrcServerFactory::new(config()), |port| {
+        let irssi = Irssi::start(port, "human");
+        irssi.until("Welcome to the Torsion IRC Network");
+        irssi.type_line("/join #room");
+        irssi.until("human [~");
+        let mut bot = Raw::register(port, "bot");
+        bot.send("JOIN #room");
+        bot.until(" 366 ");
+        bot.send("PRIVMSG #room :hello human");
+        irssi.until("< bot> hello human");
+        irssi.type_line("hi bot, nice server");
+        let heard = bot.until("PRIVMSG #room");
+        irssi.type_line("/topic talk here");
+        bot.until("TOPIC #room");
+        irssi.type_line("/kick bot out you go");
+        bot.until("KICK #room bot");
+        let screen = irssi.until("bot was kicked from #room");
+        irssi.type_line("/quit bye");
+        bot.until("QUIT");
+        (heard, screen)
+    });
+    assert!(
+        heard.starts_with(":human!~") && heard.ends_with(" PRIVMSG #room :hi bot, nice server\r\n"),
+        "{heard}"
+    );
+    assert!(screen.contains("< bot> hello human"), "{screen}");
+}
