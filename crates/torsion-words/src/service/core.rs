@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub ping_timeout: f64,
     /// Seconds a connection has to register before it is dropped.
     pub registration_timeout: f64,
+    /// The most connections at once; past it a new one is told `ERROR` and closed.
+    pub max_clients: usize,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +54,7 @@ impl Default for ServerConfig {
             ping_interval: 120.0,
             ping_timeout: 60.0,
             registration_timeout: 60.0,
+            max_clients: 10_000,
         }
     }
 }
@@ -296,8 +299,21 @@ impl ChatCore {
         self.nicks.get(&fold(nick)).copied()
     }
 
-    /// A new connection from `host` (its address, shown in its mask).
+    /// A new connection from `host` (its address, shown in its mask). Past
+    /// [`ServerConfig::max_clients`] it is told so and closed.
     pub fn connect(&mut self, id: ClientId, host: &str, now: f64) {
+        if self.clients.len() >= self.config.max_clients {
+            tracing::warn!(
+                target: "torsion_words::service",
+                "IRC server full ({} clients); refusing {host}",
+                self.config.max_clients
+            );
+            let line = "ERROR :Closing Link: Server is full".to_owned();
+            self.out.push(Output::Line(id, line));
+            self.out
+                .push(Output::Close(id, "Server is full".to_owned()));
+            return;
+        }
         self.clients.insert(
             id,
             Client {

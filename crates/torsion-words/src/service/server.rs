@@ -263,10 +263,11 @@ impl Protocol for IrcServer {
             let id = s.next_id;
             s.next_id += 1;
             let now = s.clock.seconds();
-            s.core.connect(id, &host, now);
             s.transports.insert(id, transport.clone());
+            s.core.connect(id, &host, now);
             self.id = Some(id);
         }
+        pump(&self.state);
         schedule_tick(&self.state);
     }
 

@@ -457,6 +457,27 @@ fn with_a_password_file_registration_waits_for_the_login() {
     assert_eq!(codes(&lines_for(&out, 3))[0], "464");
 }
 
+#[test]
+fn past_max_clients_a_connection_is_told_and_closed() {
+    let mut chat = ChatCore::new(ServerConfig {
+        max_clients: 2,
+        ..config()
+    });
+    register(&mut chat, 1, "a");
+    register(&mut chat, 2, "b");
+    chat.connect(3, "127.0.0.1", 0.0);
+    assert_eq!(
+        chat.take_output(),
+        [
+            Output::Line(3, "ERROR :Closing Link: Server is full".into()),
+            Output::Close(3, "Server is full".into())
+        ]
+    );
+    assert_eq!(chat.client_count(), 2);
+    // Bytes from the refused connection are ignored.
+    assert!(say(&mut chat, 3, "NICK c").is_empty());
+}
+
 /// Every line out is at most 510 bytes, free of CR, LF and NUL, and parses.
 fn check_output(out: &[Output]) {
     for o in out {
