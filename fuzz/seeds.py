@@ -254,11 +254,41 @@ def telnet_bytes():
     yield bytes([IAC, WONT, 1, IAC, DONT, 3, IAC, 241, IAC, IAC, 0xC3, 0xA9])
 
 
+def irc_server():
+    hello = b"CAP LS 302\r\nNICK alice\r\nUSER alice 0 * :Alice\r\nCAP END\r\n"
+    lines = [
+        b"JOIN #torsion,#rust key1",
+        b"PRIVMSG #torsion :hello there",
+        b"PRIVMSG alice,bob :\x01ACTION waves\x01",
+        b"NOTICE #torsion :\x01VERSION\x01",
+        b"TOPIC #torsion :a new topic",
+        b"MODE #torsion +ntmlk-v+o 5 secret bob alice",
+        b"MODE #torsion",
+        b"MODE #torsion b",
+        b"MODE alice +i",
+        b"KICK #torsion bob :behave",
+        b"NAMES #torsion",
+        b"WHO #torsion",
+        b"WHOIS alice",
+        b"LIST",
+        b"AWAY :lunch",
+        b"ISON alice bob",
+        b"NICK [bob]",
+        b"PART #torsion :bye",
+        b"PING :12345",
+        b"QUIT :done",
+    ]
+    for line in lines:
+        yield hello + line + CRLF
+    yield hello + CRLF.join(lines) + CRLF
+
+
 TARGETS = {
     "http_request": http_requests,
     "http_response": http_responses,
     "haproxy": haproxy,
     "irc_client": irc,
+    "irc_server": irc_server,
     "netstrings": netstrings,
     "int_strings": int_strings,
     "lines": lines,

@@ -1,6 +1,7 @@
 //! Runs the `irc_bot` example (seed 003, Twisted's LogBot) with `cargo run --example`
-//! against a real IRC server (ngIRCd), and talks to it as a human would over a plain socket:
-//! addressing it in the channel, whispering to it, acting; then reads its log.
+//! against a real IRC server (ngIRCd) and against Torsion's own (`torsion::words::service`),
+//! and talks to it as a human would over a plain socket: addressing it in the channel,
+//! whispering to it, acting; then reads its log.
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::TcpStream;
@@ -75,8 +76,8 @@ fn stamped(line: &str, text: &str) -> bool {
 
 /// Starts the bot on the server's port, logging to `log`; returns it once it has signed on,
 /// with the nickname it signed on with.
-fn start_bot(server: &Ngircd, nick: &str, log: &TempLog) -> (Running, String) {
-    let port = server.port.to_string();
+fn start_bot(port: u16, nick: &str, log: &TempLog) -> (Running, String) {
+    let port = port.to_string();
     let mut child = support::example("irc_bot")
         .args(["--host", "127.0.0.1", "--port", &port, "--nick", nick])
         .args(["--channel", CHANNEL, "--log", log.path()])
@@ -113,8 +114,8 @@ struct User {
 
 impl User {
     /// Connects to the server and registers as `nick`.
-    fn register(server: &Ngircd, nick: &str) -> User {
-        let stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect to ngircd");
+    fn register(port: u16, nick: &str) -> User {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         let mut user = User {
             writer: stream.try_clone().unwrap(),
@@ -175,16 +176,64 @@ impl User {
     }
 }
 
+/// Torsion's IRC server on a loopback port, on a thread of its own; stopped when dropped.
+struct TorsionIrcd {
+    port: u16,
+    stop: torsion::reactor::ReactorHandle,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl TorsionIrcd {
+    fn start() -> TorsionIrcd {
+        use torsion::words::service::{IrcServerFactory, ServerConfig};
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = thread::spawn(move || {
+            let r = torsion::reactor();
+            let server = IrcServerFactory::new(ServerConfig::default());
+            let port = r.listen_tcp_on(0, server, "127.0.0.1").unwrap();
+            tx.send((port.get_host().port().unwrap(), r.handle()))
+                .unwrap();
+            r.run().unwrap();
+        });
+        let (port, stop) = rx.recv().expect("the server started");
+        TorsionIrcd {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TorsionIrcd {
+    fn drop(&mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[test]
 fn log_bot_answers_scolds_and_logs() {
     let server = Ngircd::start();
+    log_bot_session(server.port, move || drop(server));
+}
+
+#[test]
+fn log_bot_answers_scolds_and_logs_on_torsions_own_server() {
+    let server = TorsionIrcd::start();
+    log_bot_session(server.port, move || drop(server));
+}
+
+/// The bot's session on the server at `port`; `stop_server` ends the server.
+fn log_bot_session(port: u16, stop_server: impl FnOnce()) {
     let log = TempLog::new();
-    let (bot, me) = start_bot(&server, "torsionbot", &log);
+    let (bot, me) = start_bot(port, "torsionbot", &log);
     assert_eq!(me, "torsionbot");
     // Once it is in the channel, what is said there reaches it.
     log.wait_for(&format!("[I have joined {CHANNEL}]"));
 
-    let mut alice = User::register(&server, "alice");
+    let mut alice = User::register(port, "alice");
     alice.send(&format!("JOIN {CHANNEL}"));
     alice.wait_for("the end of the channel's names (366)", |l| {
         l.split(' ').nth(1) == Some("366")
@@ -234,7 +283,7 @@ fn log_bot_answers_scolds_and_logs() {
     log.wait_for("alice is now known as alicia");
 
     // When the server goes, the bot logs it (then tries to reconnect, in vain).
-    drop(server);
+    stop_server();
     log.wait_for("[disconnected]");
     drop(bot);
 }
@@ -243,10 +292,10 @@ fn log_bot_answers_scolds_and_logs() {
 fn log_bot_takes_another_nick_when_its_own_is_taken() {
     let server = Ngircd::start();
     let first_log = TempLog::new();
-    let (_first, first) = start_bot(&server, "logbot", &first_log);
+    let (_first, first) = start_bot(server.port, "logbot", &first_log);
     assert_eq!(first, "logbot");
     let second_log = TempLog::new();
-    let (_second, second) = start_bot(&server, "logbot", &second_log);
+    let (_second, second) = start_bot(server.port, "logbot", &second_log);
     assert_eq!(second, "logbot_");
     second_log.wait_for(&format!("[I have joined {CHANNEL}]"));
 }

@@ -1,4 +1,5 @@
-//! Twisted Words for Torsion: chat protocols. Today, the IRC client ([`irc`]), Twisted's
+//! Twisted Words for Torsion: chat protocols. The IRC server ([`service`], Twisted's
+//! `twisted.words.service`) and the IRC client ([`irc`]), Twisted's
 //! `twisted.words.protocols.irc.IRCClient`, for bots and clients.
 //!
 //! ```
@@ -23,3 +24,4 @@
 #![forbid(unsafe_code)]
 
 pub mod irc;
+pub mod service;

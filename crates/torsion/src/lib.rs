@@ -14,7 +14,7 @@
 //! | `tls` (default) | [`tls`] | `twisted.internet.ssl` |
 //! | `web` (default) | `web`: `Site`, `Resource`, `static_file::File`, `client::Agent` | `twisted.web` |
 //! | `db` | `db`: `ConnectionPool` | `twisted.enterprise.adbapi` |
-//! | `words` | `words`: `irc::IrcClient` | `twisted.words` |
+//! | `words` | `words`: `irc::IrcClient`, `service` (the IRC server) | `twisted.words` |
 //! | `amp` | `amp`: `Amp`, `Locator`, `command!` | `twisted.protocols.amp` |
 //! | `names` | `names`: `Resolver`, `Query`, `Answer` | `twisted.names` |
 //! | `cred` | `cred`: `Portal`, `Realm`, `FilePasswordDb`, `UsernamePassword` | `twisted.cred` |
@@ -100,8 +100,8 @@ pub mod db {
     pub use torsion_db::*;
 }
 
-/// Chat protocols: Twisted Words (feature `words`). Today, the IRC client,
-/// [`irc::IrcClient`](words::irc::IrcClient).
+/// Chat protocols: Twisted Words (feature `words`): the IRC client,
+/// [`irc::IrcClient`](words::irc::IrcClient), and the IRC server, [`service`](words::service).
 #[cfg(feature = "words")]
 pub mod words {
     #[doc(inline)]

@@ -117,8 +117,8 @@ pub use exit::fail;
 pub use listen::{endpoint, listen_service, parse_endpoint, ListenService};
 pub use manhole::{count_request, Counted, CountingFactory};
 pub use plugins::{
-    builtin_plugins, portforward, DnsPlugin, Echo, EchoPlugin, FtpPlugin, MailPlugin, NewsPlugin,
-    Plugin, WebPlugin,
+    builtin_plugins, portforward, DnsPlugin, Echo, EchoPlugin, FtpPlugin, IrcPlugin, MailPlugin,
+    NewsPlugin, Plugin, WebPlugin,
 };
 pub use runner::run;
 pub use settings::current_worker;

@@ -9,3 +9,5 @@ mod support {
 
 mod irc_client;
 mod irc_ngircd;
+mod irc_server;
+mod irc_server_core;

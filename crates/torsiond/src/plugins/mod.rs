@@ -4,6 +4,7 @@
 mod dns;
 mod echo;
 mod ftp;
+mod irc;
 mod mail;
 mod news;
 pub mod portforward;
@@ -16,6 +17,7 @@ use torsion::application::Service;
 pub use dns::DnsPlugin;
 pub use echo::{Echo, EchoPlugin};
 pub use ftp::FtpPlugin;
+pub use irc::IrcPlugin;
 pub use mail::MailPlugin;
 pub use news::NewsPlugin;
 pub use web::WebPlugin;
@@ -49,7 +51,7 @@ pub trait Plugin: Send + Sync {
 }
 
 /// The plugins built into `torsiond`: [`WebPlugin`], [`EchoPlugin`], portforward,
-/// [`DnsPlugin`], [`MailPlugin`], [`NewsPlugin`] and [`FtpPlugin`].
+/// [`DnsPlugin`], [`MailPlugin`], [`NewsPlugin`], [`FtpPlugin`] and [`IrcPlugin`].
 pub fn builtin_plugins() -> Vec<Box<dyn Plugin>> {
     vec![
         Box::new(WebPlugin),
@@ -59,5 +61,6 @@ pub fn builtin_plugins() -> Vec<Box<dyn Plugin>> {
         Box::new(MailPlugin),
         Box::new(NewsPlugin),
         Box::new(FtpPlugin),
+        Box::new(IrcPlugin),
     ]
 }

@@ -8,6 +8,7 @@ mod support;
 mod cli;
 mod dns_plugin;
 mod ftp_plugin;
+mod irc_plugin;
 mod mail_plugin;
 mod manhole;
 mod news_plugin;

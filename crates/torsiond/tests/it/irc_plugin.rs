@@ -1,0 +1,139 @@
+//! `torsiond irc`, run for real: a user registers and gets the server's name and MOTD, two
+//! users talk in a channel; with `--passwordfile` only its users get in; misuse.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::support::{run, stderr_of, Running, TempDir, TIMEOUT};
+
+struct User {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl User {
+    fn connect(port: u16) -> User {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        User {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+    }
+
+    /// The lines up to and including the next one containing `want`.
+    fn until(&mut self, want: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "the connection ended before {want:?}: {seen:#?}");
+            let done = line.contains(want);
+            seen.push(line.trim_end().to_owned());
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+#[test]
+fn users_register_see_the_motd_and_talk_in_a_channel() {
+    let dir = TempDir::new("irc-motd");
+    let motd = dir.path().join("motd.txt");
+    std::fs::write(&motd, "Welcome to the test network.\nBe nice.\n").unwrap();
+    let server = Running::start(&[
+        "irc",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--motd",
+        motd.to_str().unwrap(),
+        "--name",
+        "irc.example",
+    ]);
+    let port = server.port();
+    let mut alice = User::connect(port);
+    alice.send("NICK alice");
+    alice.send("USER alice 0 * :Alice");
+    let lines = alice.until(" 376 ");
+    assert!(
+        lines[0].starts_with(":irc.example 001 alice :Welcome"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&":irc.example 372 alice :- Be nice.".to_owned()),
+        "{lines:#?}"
+    );
+    alice.send("JOIN #test");
+    alice.until(" 366 ");
+    let mut bob = User::connect(port);
+    bob.send("NICK bob");
+    bob.send("USER bob 0 * :Bob");
+    bob.until(" 376 ");
+    bob.send("JOIN #test");
+    bob.until(" 366 ");
+    bob.send("PRIVMSG #test :hi alice");
+    let heard = alice.until("PRIVMSG");
+    assert_eq!(
+        heard.last().unwrap(),
+        ":bob!~bob@127.0.0.1 PRIVMSG #test :hi alice"
+    );
+}
+
+#[test]
+fn with_a_password_file_only_its_users_get_in() {
+    let dir = TempDir::new("irc-passwords");
+    let file = dir.path().join("passwords");
+    std::fs::write(
+        &file,
+        format!("alice:{}\n", torsion_cred::hash_password("wonderland")),
+    )
+    .unwrap();
+    let server = Running::start(&[
+        "irc",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--passwordfile",
+        file.to_str().unwrap(),
+    ]);
+    let port = server.port();
+    let mut alice = User::connect(port);
+    alice.send("PASS wonderland");
+    alice.send("NICK alice");
+    alice.send("USER alice 0 * :Alice");
+    alice.until(" 001 ");
+    let mut eve = User::connect(port);
+    eve.send("PASS guess");
+    eve.send("NICK eve");
+    eve.send("USER eve 0 * :Eve");
+    let lines = eve.until(" 464 ");
+    assert_eq!(
+        lines.last().unwrap(),
+        ":torsion.irc 464 eve :Password incorrect"
+    );
+    eve.until("ERROR");
+}
+
+#[test]
+fn misuse_is_refused_with_a_message() {
+    let out = run(
+        &["irc", "--listen", "tcp:0", "--motd", "/nonexistent/motd"],
+        TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("cannot read --motd"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = run(&["irc", "--listen", "tcp:0", "--name", "a b"], TIMEOUT);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("--name"), "{}", stderr_of(&out));
+}
