@@ -12,6 +12,8 @@
 //!   `IMessage` ([`Message`]).
 //! - [`maildir`]: [`MaildirDomain`], one domain's users with a Maildir each, written
 //!   atomically (`tmp/`, `fsync`, rename into `new/`).
+//! - [`mailbox`]: reading a Maildir ([`Mailbox`]): unique ids, sizes, contents, deletion,
+//!   shared by the POP3 and IMAP servers.
 //! - [`smtp`]: [`SmtpFactory`] and its [`Smtp`] protocol, the thin layer that moves bytes,
 //!   asks the delivery, logs in through a [`Portal`](torsion_cred::Portal) and starts TLS.
 //!
@@ -53,6 +55,7 @@
 
 pub mod command;
 pub mod delivery;
+pub mod mailbox;
 pub mod maildir;
 pub mod reply;
 pub mod server_core;
@@ -60,6 +63,7 @@ pub mod smtp;
 
 pub use command::{parse_command, Address, Command, ReversePath};
 pub use delivery::{Message, MessageDelivery, MessageFactory, Session};
+pub use mailbox::{Mailbox, MailboxMessage};
 pub use maildir::{Maildir, MaildirDomain, MaildirMessage};
 pub use reply::Reply;
 pub use server_core::{Event, Limits, ServerCore};
