@@ -205,6 +205,14 @@ def smtp():
     yield b"EHLO a\r\nAUTH PLAIN\r\n*\r\nSTARTTLS\r\nMAIL FROM:<x@y>\r\n"
     yield b"EHLO a\r\nMAIL FROM:<a@b> SMTPUTF8\r\nRCPT TO:<\"q d\"@b>\r\nDATA\r\n" + b"x" * 5000 + b"\r\n.\r\n"
 
+def pop3():
+    yield (b"CAPA\r\nUSER u\r\nPASS p\r\nSTAT\r\nLIST\r\nUIDL\r\nLIST 2\r\nRETR 1\r\n"
+           b"TOP 2 0\r\nDELE 1\r\nRSET\r\nDELE 2\r\nNOOP\r\nQUIT\r\n")
+    yield b"USER u\r\nPASS wrong one\r\nUSER u\r\nPASS p\r\nUIDL 9\r\nRETR 0\r\nTOP 1 x\r\n"
+    yield b"STLS\r\nUSER pipelined\r\nCAPA\r\nAPOP u 0123456789abcdef0123456789abcdef\r\n"
+    yield b"Subject: x\n\n.dot\n..two\r\n.\r\nlast" + b"y" * 300 + b"\r\nQUIT\r\n"
+
+
 def ws_frame(opcode, payload, fin=True, mask=None):
     head = bytes([(0x80 if fin else 0) | opcode])
     mbit = 0x80 if mask else 0
@@ -244,6 +252,7 @@ TARGETS = {
     "web_fields": web_fields,
     "dns_query": dns_queries,
     "smtp_commands": smtp,
+    "pop3_commands": pop3,
     "websocket_frames": websocket_frames,
 }
 

@@ -18,6 +18,7 @@
 //!   [`DotStuffer`], which sends a stored message with CRLF and byte-stuffing.
 //! - [`pop3`]: [`Pop3Factory`] and its [`Pop3`] protocol over Maildirs, logging in through
 //!   cred ([`MaildirRealm`]), streaming messages with bounded memory.
+//! - [`pop3_client`]: [`Pop3Client`], a POP3 client whose commands return Deferreds.
 //! - [`smtp`]: [`SmtpFactory`] and its [`Smtp`] protocol, the thin layer that moves bytes,
 //!   asks the delivery, logs in through a [`Portal`](torsion_cred::Portal) and starts TLS.
 //!
@@ -62,6 +63,7 @@ pub mod delivery;
 pub mod mailbox;
 pub mod maildir;
 pub mod pop3;
+pub mod pop3_client;
 pub mod pop3_core;
 pub mod reply;
 pub mod server_core;
@@ -72,6 +74,7 @@ pub use delivery::{Message, MessageDelivery, MessageFactory, Session};
 pub use mailbox::{Mailbox, MailboxMessage};
 pub use maildir::{Maildir, MaildirDomain, MaildirMessage};
 pub use pop3::{MaildirRealm, Pop3, Pop3Factory};
+pub use pop3_client::{Pop3Client, Pop3ClientError};
 pub use pop3_core::{DotStuffer, Pop3Core, Pop3Event, Pop3Limits};
 pub use reply::Reply;
 pub use server_core::{Event, Limits, ServerCore};
