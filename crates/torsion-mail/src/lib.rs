@@ -19,6 +19,8 @@
 //! - [`pop3`]: [`Pop3Factory`] and its [`Pop3`] protocol over Maildirs, logging in through
 //!   cred ([`MaildirRealm`]), streaming messages with bounded memory.
 //! - [`pop3_client`]: [`Pop3Client`], a POP3 client whose commands return Deferreds.
+//! - [`smtp_client`]: [`send_mail`] and [`send_mail_to_domain`] (MX lookup), Twisted's
+//!   `sendmail`: STARTTLS, AUTH, PIPELINING, per-recipient results.
 //! - [`smtp`]: [`SmtpFactory`] and its [`Smtp`] protocol, the thin layer that moves bytes,
 //!   asks the delivery, logs in through a [`Portal`](torsion_cred::Portal) and starts TLS.
 //!
@@ -68,6 +70,7 @@ pub mod pop3_core;
 pub mod reply;
 pub mod server_core;
 pub mod smtp;
+pub mod smtp_client;
 
 pub use command::{parse_command, Address, Command, ReversePath};
 pub use delivery::{Message, MessageDelivery, MessageFactory, Session};
@@ -79,3 +82,6 @@ pub use pop3_core::{DotStuffer, Pop3Core, Pop3Event, Pop3Limits};
 pub use reply::Reply;
 pub use server_core::{Event, Limits, ServerCore};
 pub use smtp::{Smtp, SmtpFactory, SmtpRealm, SmtpUser};
+pub use smtp_client::{
+    send_mail, send_mail_to_domain, SendOptions, Sent, SmtpClientError, TlsPolicy,
+};

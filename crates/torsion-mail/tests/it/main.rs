@@ -5,6 +5,7 @@
 mod pop3_client;
 mod pop3_interop;
 mod pop3_server;
+mod smtp_client;
 mod smtp_core;
 mod smtp_hostile;
 mod smtp_interop;

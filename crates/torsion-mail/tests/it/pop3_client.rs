@@ -16,7 +16,7 @@ use torsion_mail::{MaildirDomain, MaildirRealm, Pop3Client, Pop3ClientError, Pop
 use crate::support::{self_signed, Scratch};
 
 /// Listens with `factory` on 127.0.0.1 and runs `body(port)` on the reactor until it ends.
-fn run<F: Factory, T: 'static, Fut: Future<Output = Result<T, Failure>> + 'static>(
+pub(crate) fn run<F: Factory, T: 'static, Fut: Future<Output = Result<T, Failure>> + 'static>(
     factory: F,
     body: impl FnOnce(u16) -> Fut + 'static,
 ) -> Result<T, Failure> {
