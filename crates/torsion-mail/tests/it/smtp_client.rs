@@ -330,3 +330,111 @@ fn mx_hosts_are_tried_in_preference_order_with_the_address_as_fallback() {
     assert_eq!(memory.0.borrow().messages.len(), 2);
     let _ = Duration::ZERO;
 }
+
+/// aiosmtpd (PyPI) with STARTTLS required and AUTH LOGIN only: prints its port, then the
+/// messages it received (hex) once its standard input closes.
+const AIOSMTPD: &str = r#"
+import socket, ssl, sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+cert, key = sys.argv[1], sys.argv[2]
+got = []
+class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("nobody@"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+    async def handle_DATA(self, server, session, envelope):
+        got.append((session.authenticated, envelope.mail_from, envelope.rcpt_tos, envelope.original_content))
+        return "250 Message accepted for delivery"
+def check(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"alice" and auth_data.password == b"wonderland"
+    return AuthResult(success=ok)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+c = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True,
+               authenticator=check, auth_required=True, auth_require_tls=True,
+               auth_exclude_mechanism=["PLAIN"])
+c.start()
+print("PORT", port, flush=True)
+sys.stdin.read()
+c.stop()
+for auth, frm, tos, content in got:
+    print(auth, frm, ",".join(tos), content.hex(), flush=True)
+"#;
+
+#[test]
+fn send_mail_through_aiosmtpd_with_starttls_and_auth_login() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("aiosmtpd-venv");
+    let Some(python) = torsion::testing::python_venv(&venv, "aiosmtpd", &["aiosmtpd>=1.4"]) else {
+        return;
+    };
+    let dir = Scratch::new("aiosmtpd");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let mut child = Command::new(python)
+        .args([
+            "-c",
+            AIOSMTPD,
+            cert_pem.to_str().unwrap(),
+            key_pem.to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("PORT ")
+        .expect("aiosmtpd's port")
+        .parse()
+        .unwrap();
+    let ca = cert_pem.clone();
+    let sent = run(OldServer, move |_| async move {
+        let context =
+            torsion::tls::ClientContext::trusting_pem_file(&ca)?.with_server_name("localhost")?;
+        let options = SendOptions {
+            tls: TlsPolicy::Required(context),
+            auth: Some(("alice".into(), "wonderland".into())),
+            timeout: 20.0,
+            ..SendOptions::new("client.example")
+        };
+        send_mail(
+            "127.0.0.1",
+            port,
+            "bob@example.net",
+            &["alice@example.org", "nobody@example.org"],
+            MESSAGE.to_vec(),
+            options,
+        )
+        .await
+    });
+    drop(child.stdin.take());
+    let mut received = String::new();
+    std::io::Read::read_to_string(&mut out, &mut received).unwrap();
+    let _ = child.wait();
+    let sent = sent.unwrap();
+    assert_eq!(sent.accepted, vec!["alice@example.org"]);
+    assert_eq!(sent.refused[0].1, 550);
+    let fields: Vec<&str> = received.trim().split(' ').collect();
+    assert_eq!(
+        &fields[..3],
+        ["True", "bob@example.net", "alice@example.org"],
+        "{received}"
+    );
+    let content: Vec<u8> = (0..fields[3].len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&fields[3][i..i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(content, STORED);
+}
