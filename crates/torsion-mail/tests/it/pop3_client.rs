@@ -183,3 +183,69 @@ fn an_answer_over_the_limit_fails_and_a_silent_server_times_out() {
     assert_eq!(out.1, Some(Pop3ClientError::ConnectionLost));
     assert_eq!(out.2, Some(Pop3ClientError::TimedOut));
 }
+
+/// Hostile clients over real TCP — a 1 MB line, pipelined garbage, one that stalls holding
+/// the maildrop — while a well-behaved client is served.
+#[test]
+fn hostile_clients_do_not_stop_others_being_served() {
+    let dir = Scratch::new("pop3-hostile");
+    let (factory, _) = server(dir.path());
+    let out = run(factory.login_without_tls(true), |port| async move {
+        let hostile = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut replies = Vec::new();
+            // A 1 MB line, then a real command: refused, then answered.
+            let mut a = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            a.write_all(&vec![b'x'; 1 << 20]).unwrap();
+            a.write_all(b"\r\nQUIT\r\n").unwrap();
+            let mut text = String::new();
+            a.read_to_string(&mut text).unwrap();
+            replies.push(text);
+            // Garbage, pipelined: cut off.
+            let mut b = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            b.write_all(&b"\x00\xffGARBAGE\r\n".repeat(5000)).unwrap();
+            let mut text = Vec::new();
+            b.read_to_end(&mut text).unwrap();
+            replies.push(String::from_utf8_lossy(&text).into_owned());
+            replies
+        });
+        // A stalled client holding the maildrop (logged in, then silent): the well-behaved
+        // one is refused IN-USE, not made to wait.
+        let staller = torsion::threads::defer_to_thread(move || {
+            use std::io::{BufRead, Write};
+            let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            (&s).write_all(b"USER alice\r\nPASS wonderland\r\n")
+                .unwrap();
+            let mut lines = std::io::BufReader::new(s.try_clone().unwrap()).lines();
+            while !lines.next().unwrap().unwrap().starts_with("+OK maildrop") {}
+            s
+        })
+        .await?;
+        let c = Pop3Client::connect(&endpoint(port)).await?;
+        let in_use = c
+            .login("alice", "wonderland")
+            .await
+            .err()
+            .and_then(|f| f.downcast_ref::<Pop3ClientError>().cloned());
+        drop(staller);
+        let replies = torsion::threads::defer_to_thread(move || hostile.join().unwrap()).await?;
+        Ok((in_use, replies))
+    })
+    .unwrap();
+    let (in_use, replies) = out;
+    assert!(
+        matches!(&in_use, Some(Pop3ClientError::Server(t)) if t.starts_with("[IN-USE]")),
+        "{in_use:?}"
+    );
+    assert!(
+        replies[0].contains("-ERR line too long\r\n+OK bye\r\n"),
+        "{}",
+        replies[0]
+    );
+    assert!(
+        replies[1].ends_with("-ERR too many errors, closing\r\n"),
+        "{}",
+        replies[1]
+    );
+    assert!(replies[1].len() < 2000);
+}
