@@ -2,7 +2,8 @@
 //! contents, and deleting them. POP3 and IMAP both serve mail through this.
 //!
 //! A [`Mailbox`] is a snapshot taken by [`Mailbox::open`]: the messages there at that
-//! moment, oldest first (by their Maildir names, which start with the delivery time). A
+//! moment, oldest first (by the delivery time their Maildir names start with, compared as
+//! numbers). A
 //! message's unique id is its Maildir base name (the name without the `:2,FLAGS` info
 //! part), which stays the same when a reader moves it from `new/` to `cur/` or changes its
 //! flags, and is never reused (RFC 1939's UIDL, IMAP's UID map).
@@ -133,7 +134,7 @@ impl Mailbox {
                 });
             }
         }
-        messages.sort_by(|a, b| a.uid.cmp(&b.uid));
+        messages.sort_by(|a, b| delivery_order(&a.uid).cmp(&delivery_order(&b.uid)));
         messages.dedup_by(|a, b| a.uid == b.uid);
         Ok(Mailbox { messages })
     }
@@ -152,6 +153,19 @@ impl Mailbox {
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
+}
+
+/// The order of delivery a Maildir name gives: its seconds, then its microseconds (the
+/// `M` part of `secs.MusecPpidQn.host`), then the name. Compared as numbers, since `M9`
+/// comes before `M10`; names of another form sort by their leading number and name.
+fn delivery_order(uid: &str) -> (u64, u64, &str) {
+    let number = |s: &str| -> u64 {
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        s[..digits].parse().unwrap_or(u64::MAX)
+    };
+    let (secs, rest) = uid.split_once('.').unwrap_or((uid, ""));
+    let micros = rest.strip_prefix('M').map_or(0, number);
+    (number(secs), micros, uid)
 }
 
 /// A file's size and its size with every bare LF made CRLF, read in pieces.
