@@ -18,7 +18,7 @@
 //!   buffer is under its high watermark, so RETR of a large message holds little memory
 //!   and a client that does not read stops the reading of the file.
 //! - A client that sends nothing for [`timeout`](Pop3Factory::timeout) (ten minutes, RFC
-//!   1939's minimum) is dropped.
+//!   1939's minimum) is dropped; one slowly reading a large message is not idle.
 //!
 //! ```no_run
 //! use torsion::reactor;
@@ -202,7 +202,7 @@ impl Factory for Pop3Factory {
 /// One POP3 server connection. Made by a [`Pop3Factory`].
 pub struct Pop3 {
     conn: Rc<RefCell<Conn>>,
-    idle: IdleTimeout,
+    idle: Rc<IdleTimeout>,
 }
 
 /// A message being sent.
@@ -223,6 +223,9 @@ struct Conn {
     write_blocked: Rc<Cell<bool>>,
     transport: Option<Transport>,
     login: Option<Login<Maildir>>,
+    /// The idle timer, restarted by every command and every piece of a message sent (a
+    /// slow reader of a large message is not idle).
+    idle: Rc<IdleTimeout>,
 }
 
 impl Pop3 {
@@ -230,6 +233,7 @@ impl Pop3 {
         let mut core = Pop3Core::new(&shared.hostname, shared.limits.clone());
         core.set_tls_available(shared.tls.is_some());
         core.set_login_allowed_without_tls(shared.login_without_tls);
+        let idle = Rc::new(IdleTimeout::new());
         Pop3 {
             conn: Rc::new(RefCell::new(Conn {
                 shared,
@@ -242,8 +246,9 @@ impl Pop3 {
                 write_blocked: Rc::new(Cell::new(false)),
                 transport: None,
                 login: None,
+                idle: idle.clone(),
             })),
-            idle: IdleTimeout::new(),
+            idle,
         }
     }
 }
@@ -300,6 +305,7 @@ impl Conn {
             }
             s.stuffer.feed(&buf[..n], &mut out);
             t.write(&out);
+            self.idle.reset_timeout();
         }
         true
     }

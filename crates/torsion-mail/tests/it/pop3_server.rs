@@ -522,6 +522,9 @@ fn retr_of_a_large_message_reads_the_file_only_as_the_client_takes_it() {
         unsent: Cell::new(0),
     });
     let t = Transport::new(unread.clone());
+    // A slow reader: 100 s between pieces, far past the 600 s idle time-out in all.
+    let clock = Clock::new();
+    let factory = factory.clock(clock.clone());
     let mut pop = factory.build_protocol(&t.get_peer()).unwrap();
     pop.connection_made(&t);
     let (high, _) = t.write_buffer_limits();
@@ -539,6 +542,7 @@ fn retr_of_a_large_message_reads_the_file_only_as_the_client_takes_it() {
     // The client reads: the rest follows, a bounded piece at a time.
     let mut rounds = 0;
     while st.paused() {
+        clock.advance(100.0);
         unread.unsent.set(0);
         unread.st.set_buffered_size(0);
         assert!(unread.unsent.get() <= high + (64 << 10) * 2);
@@ -547,6 +551,10 @@ fn retr_of_a_large_message_reads_the_file_only_as_the_client_takes_it() {
         assert!(rounds < 10_000);
     }
     assert!(rounds > 10, "sent in {rounds} rounds");
+    assert!(
+        !st.disconnecting(),
+        "a slow reader of a large message is not idle"
+    );
     let out = st.take();
     let body = &out[out
         .windows(16)
@@ -557,4 +565,29 @@ fn retr_of_a_large_message_reads_the_file_only_as_the_client_takes_it() {
     assert!(body.ends_with(b"xx\r\n.\r\n"));
     pop.data_received(&t, b"NOOP\r\n");
     assert_eq!(st.take(), b"+OK\r\n");
+}
+
+#[test]
+fn a_mailbox_lists_messages_in_delivery_order_by_number_not_by_text() {
+    let dir = Scratch::new("mailbox-order");
+    let maildir = torsion_mail::Maildir::create(dir.path()).unwrap();
+    // Made by hand: "M9" sorts after "M10" as text, before it as a number.
+    for (name, sub) in [
+        ("1700000000.M10P1Q2.h", "new"),
+        ("1700000000.M9P1Q1.h:2,S", "cur"),
+        ("999999999.M5P1Q0.h", "new"),
+        (".hidden", "new"),
+    ] {
+        std::fs::write(dir.path().join(sub).join(name), name).unwrap();
+    }
+    let mailbox = Mailbox::open(&maildir).unwrap();
+    let uids: Vec<&str> = mailbox.messages().iter().map(|m| m.uid()).collect();
+    assert_eq!(
+        uids,
+        [
+            "999999999.M5P1Q0.h",
+            "1700000000.M9P1Q1.h",
+            "1700000000.M10P1Q2.h"
+        ]
+    );
 }
