@@ -216,6 +216,14 @@ def ftp():
     yield b"\x02USER a\r\nPASS b\r\nCWD ../../etc\r\nRETR /../../etc/passwd\r\nSIZE a\x00b\r\n" + b"X" * 9000 + b"\r\n"
 
 
+def pop3():
+    yield (b"CAPA\r\nUSER u\r\nPASS p\r\nSTAT\r\nLIST\r\nUIDL\r\nLIST 2\r\nRETR 1\r\n"
+           b"TOP 2 0\r\nDELE 1\r\nRSET\r\nDELE 2\r\nNOOP\r\nQUIT\r\n")
+    yield b"USER u\r\nPASS wrong one\r\nUSER u\r\nPASS p\r\nUIDL 9\r\nRETR 0\r\nTOP 1 x\r\n"
+    yield b"STLS\r\nUSER pipelined\r\nCAPA\r\nAPOP u 0123456789abcdef0123456789abcdef\r\n"
+    yield b"Subject: x\n\n.dot\n..two\r\n.\r\nlast" + b"y" * 300 + b"\r\nQUIT\r\n"
+
+
 def ws_frame(opcode, payload, fin=True, mask=None):
     head = bytes([(0x80 if fin else 0) | opcode])
     mbit = 0x80 if mask else 0
@@ -296,6 +304,7 @@ TARGETS = {
     "dns_query": dns_queries,
     "smtp_commands": smtp,
     "ftp_commands": ftp,
+    "pop3_commands": pop3,
     "websocket_frames": websocket_frames,
     "telnet_bytes": telnet_bytes,
 }

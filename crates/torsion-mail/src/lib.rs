@@ -12,6 +12,15 @@
 //!   `IMessage` ([`Message`]).
 //! - [`maildir`]: [`MaildirDomain`], one domain's users with a Maildir each, written
 //!   atomically (`tmp/`, `fsync`, rename into `new/`).
+//! - [`mailbox`]: reading a Maildir ([`Mailbox`]): unique ids, sizes, contents, deletion,
+//!   shared by the POP3 and IMAP servers.
+//! - [`pop3_core`]: the POP3 server's state machine (RFC 1939, CAPA, STLS), I/O-free, and
+//!   [`DotStuffer`], which sends a stored message with CRLF and byte-stuffing.
+//! - [`pop3`]: [`Pop3Factory`] and its [`Pop3`] protocol over Maildirs, logging in through
+//!   cred ([`MaildirRealm`]), streaming messages with bounded memory.
+//! - [`pop3_client`]: [`Pop3Client`], a POP3 client whose commands return Deferreds.
+//! - [`smtp_client`]: [`send_mail`] and [`send_mail_to_domain`] (MX lookup), Twisted's
+//!   `sendmail`: STARTTLS, AUTH, PIPELINING, per-recipient results.
 //! - [`smtp`]: [`SmtpFactory`] and its [`Smtp`] protocol, the thin layer that moves bytes,
 //!   asks the delivery, logs in through a [`Portal`](torsion_cred::Portal) and starts TLS.
 //!
@@ -53,14 +62,26 @@
 
 pub mod command;
 pub mod delivery;
+pub mod mailbox;
 pub mod maildir;
+pub mod pop3;
+pub mod pop3_client;
+pub mod pop3_core;
 pub mod reply;
 pub mod server_core;
 pub mod smtp;
+pub mod smtp_client;
 
 pub use command::{parse_command, Address, Command, ReversePath};
 pub use delivery::{Message, MessageDelivery, MessageFactory, Session};
+pub use mailbox::{Mailbox, MailboxMessage};
 pub use maildir::{Maildir, MaildirDomain, MaildirMessage};
+pub use pop3::{MaildirRealm, Pop3, Pop3Factory};
+pub use pop3_client::{Pop3Client, Pop3ClientError};
+pub use pop3_core::{DotStuffer, Pop3Core, Pop3Event, Pop3Limits};
 pub use reply::Reply;
 pub use server_core::{Event, Limits, ServerCore};
 pub use smtp::{Smtp, SmtpFactory, SmtpRealm, SmtpUser};
+pub use smtp_client::{
+    send_mail, send_mail_to_domain, SendOptions, Sent, SmtpClientError, TlsPolicy,
+};

@@ -2,6 +2,10 @@
 //! transports, properties of the parser, hostile clients, idle timeouts and write backpressure, and interop with Python's smtplib
 //! and swaks.
 
+mod pop3_client;
+mod pop3_interop;
+mod pop3_server;
+mod smtp_client;
 mod smtp_core;
 mod smtp_hostile;
 mod smtp_interop;

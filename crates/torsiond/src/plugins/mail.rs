@@ -1,4 +1,5 @@
-//! `torsiond mail`: an SMTP server delivering into Maildirs (twistd's `mail` plugin).
+//! `torsiond mail`: an SMTP server delivering into Maildirs, and a POP3 server reading them
+//! (twistd's `mail` plugin).
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use torsion_cred::{
 use torsion_mail::command::{Address, ReversePath};
 use torsion_mail::delivery::{MessageDelivery, MessageFactory, Session};
 use torsion_mail::reply::Reply;
-use torsion_mail::{MaildirDomain, SmtpFactory, SmtpRealm};
+use torsion_mail::{MaildirDomain, MaildirRealm, Pop3Factory, SmtpFactory, SmtpRealm};
 
 use super::Plugin;
 use crate::listen::{endpoints_of, parse_endpoint, ENDPOINT_HELP};
@@ -36,6 +37,11 @@ const DEFAULT_SMTP: &str = "tcp:8025";
 /// without TLS too; off), `--timeout SECONDS` (an idle client is answered 421 and
 /// dropped; default 600, 0 waits for ever), `--max-message-size BYTES` (SIZE; default 10
 /// MiB).
+///
+/// `--pop3 ENDPOINT` (repeatable; none by default, as twistd's) serves the same Maildirs
+/// over POP3 to the same users (a user's Maildir in the first `--domain` that has them),
+/// with STLS when `--certificate` is given; USER and PASS are taken in the clear only with
+/// `--auth-without-tls`. `--timeout` applies to it too.
 ///
 /// `torsiond mail --hash-password` reads a password (one line) from standard input, prints
 /// its Argon2 hash for `--user` or a password file, and exits.
@@ -110,6 +116,43 @@ fn users_of(path: &PathBuf) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// The STARTTLS/STLS certificate of `--certificate` and `--key`, if given.
+fn factory_tls(matches: &ArgMatches) -> Result<Option<ServerContext>, String> {
+    let (Some(cert), Some(key)) = (
+        matches.get_one::<PathBuf>("certificate"),
+        matches.get_one::<PathBuf>("key"),
+    ) else {
+        return Ok(None);
+    };
+    ServerContext::from_pem_files(cert, key)
+        .map(Some)
+        .map_err(|e| {
+            format!(
+                "--certificate {} --key {}: {e}",
+                cert.display(),
+                key.display()
+            )
+        })
+}
+
+/// Gives `portal` the password checker of `--passwordfile` and `--user` (clones: every
+/// portal shares the loaded file and the verification limiter).
+fn register_checker<R: 'static>(
+    portal: &Portal<R>,
+    file: &Option<FilePasswordDb>,
+    memory: &PasswordHashDb,
+    any_memory: bool,
+) {
+    match (file.clone(), any_memory) {
+        (Some(file), true) => {
+            portal.register_checker::<UsernamePassword, _>(Either(file, memory.clone()));
+        }
+        (Some(file), false) => portal.register_checker::<UsernamePassword, _>(file),
+        (None, true) => portal.register_checker::<UsernamePassword, _>(memory.clone()),
+        (None, false) => {}
+    }
+}
+
 fn machine_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -159,6 +202,14 @@ impl Plugin for MailPlugin {
                     .help(format!("Where to listen for SMTP (repeatable; default {DEFAULT_SMTP}, as twistd's). {ENDPOINT_HELP}")),
             )
             .arg(
+                Arg::new("pop3")
+                    .long("pop3")
+                    .value_name("ENDPOINT")
+                    .action(ArgAction::Append)
+                    .value_parser(parse_endpoint)
+                    .help(format!("Also serve the Maildirs over POP3 here (repeatable; none by default). {ENDPOINT_HELP}")),
+            )
+            .arg(
                 Arg::new("hostname")
                     .long("hostname")
                     .value_name("NAME")
@@ -184,7 +235,7 @@ impl Plugin for MailPlugin {
                 Arg::new("auth-without-tls")
                     .long("auth-without-tls")
                     .action(ArgAction::SetTrue)
-                    .help("Offer AUTH on connections without TLS too (passwords in the clear; off by default)"),
+                    .help("Offer SMTP AUTH and POP3 USER/PASS on connections without TLS too (passwords in the clear; off by default)"),
             )
             .arg(
                 Arg::new("timeout")
@@ -245,6 +296,7 @@ impl Plugin for MailPlugin {
                 }
             };
         let mut domains = Vec::new();
+        let mut roots = Vec::new();
         for spec in specs {
             let Some((domain, dir)) = spec.split_once('=') else {
                 return Err(format!("--domain takes DOMAIN=DIR, not {spec:?}"));
@@ -260,6 +312,7 @@ impl Plugin for MailPlugin {
             }
             tracing::info!(target: "torsiond", "mail for {domain}: {} user(s) under {dir}", d.users().len());
             domains.push(d);
+            roots.push((domain.to_owned(), PathBuf::from(dir)));
         }
         let hostname = matches
             .get_one::<String>("hostname")
@@ -278,28 +331,12 @@ impl Plugin for MailPlugin {
             .limits(limits)
             .timeout(timeout)
             .auth_without_tls(matches.get_flag("auth-without-tls"));
-        if let (Some(cert), Some(key)) = (
-            matches.get_one::<PathBuf>("certificate"),
-            matches.get_one::<PathBuf>("key"),
-        ) {
-            let context = ServerContext::from_pem_files(cert, key).map_err(|e| {
-                format!(
-                    "--certificate {} --key {}: {e}",
-                    cert.display(),
-                    key.display()
-                )
-            })?;
+        let tls = factory_tls(matches)?;
+        if let Some(context) = tls.clone() {
             factory = factory.tls(context);
         }
         let portal = Portal::new(SmtpRealm);
-        match (file, any_memory) {
-            (Some(file), true) => {
-                portal.register_checker::<UsernamePassword, _>(Either(file, memory));
-            }
-            (Some(file), false) => portal.register_checker::<UsernamePassword, _>(file),
-            (None, true) => portal.register_checker::<UsernamePassword, _>(memory),
-            (None, false) => {}
-        }
+        register_checker(&portal, &file, &memory, any_memory);
         if portal.handles::<UsernamePassword>() {
             factory = factory.portal(portal);
         }
@@ -307,6 +344,30 @@ impl Plugin for MailPlugin {
         if endpoints.is_empty() {
             endpoints.push(parse_endpoint(DEFAULT_SMTP).expect("a valid default"));
         }
-        Ok(crate::listen::multi_listen(endpoints, factory))
+        let smtp = crate::listen::multi_listen(endpoints, factory);
+        let pop3_endpoints = endpoints_of(matches, "pop3");
+        if pop3_endpoints.is_empty() {
+            return Ok(smtp);
+        }
+        let mut pop3_domains = Vec::new();
+        for (domain, dir) in roots {
+            pop3_domains
+                .push(MaildirDomain::new(&domain, &dir).map_err(|e| {
+                    format!("--domain {domain}: cannot use {}: {e}", dir.display())
+                })?);
+        }
+        let portal = Portal::new(MaildirRealm::new(pop3_domains));
+        register_checker(&portal, &file, &memory, any_memory);
+        let mut pop3 = Pop3Factory::new(&hostname, portal)
+            .timeout(timeout)
+            .login_without_tls(matches.get_flag("auth-without-tls"));
+        if let Some(context) = tls {
+            pop3 = pop3.tls(context);
+        }
+        let root = Rc::new(torsion::application::MultiService::new());
+        root.add_service(smtp).expect("the services have no names");
+        root.add_service(crate::listen::multi_listen(pop3_endpoints, pop3))
+            .expect("the services have no names");
+        Ok(root)
     }
 }

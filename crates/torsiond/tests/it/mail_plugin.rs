@@ -155,3 +155,98 @@ fn smtplib_sends_through_starttls_and_auth_into_the_users_maildir() {
     assert!(files_in(&mail.join("alice/tmp")).is_empty());
     assert!(server.terminate().success());
 }
+
+const SEND_THEN_POP: &str = r#"
+import poplib, smtplib, ssl, sys
+smtp_port, pop_port, cafile = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=cafile)
+msg = b"From: bob@example.net\r\nTo: alice@example.org\r\nSubject: pop\r\n\r\nHi Alice.\r\n.leading dot\r\n"
+with smtplib.SMTP("127.0.0.1", smtp_port, local_hostname="client.example", timeout=20) as s:
+    s.sendmail("bob@example.net", ["alice@example.org"], msg)
+p = poplib.POP3("127.0.0.1", pop_port, timeout=20)
+assert "USER" not in p.capa(), "USER offered in the clear"
+p.stls(context=ctx)
+p.user("alice")
+p.pass_("correct horse")
+assert p.stat()[0] == 1
+_, lines, _ = p.retr(1)
+got = b"".join(l + b"\r\n" for l in lines)
+assert got.endswith(b"\r\n" + msg), got
+p.dele(1)
+p.quit()
+p = poplib.POP3("127.0.0.1", pop_port, timeout=20)
+p.stls(context=ctx)
+p.user("alice")
+p.pass_("correct horse")
+assert p.stat()[0] == 0, "deleted at QUIT"
+p.quit()
+print("fetched")
+"#;
+
+/// `--pop3` serves the Maildirs the SMTP side writes: a message sent with smtplib is fetched
+/// with poplib after STLS, and deleted at QUIT.
+#[test]
+fn pop3_serves_what_smtp_delivered_over_stls() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip(Missing::Peer, "python3 is not installed");
+    }
+    let dir = TempDir::new("mail-pop3");
+    let cert = rcgen::generate_simple_self_signed(vec![
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "127.0.0.2".into(),
+    ])
+    .unwrap();
+    let cert_pem = dir.path().join("cert.pem");
+    let key_pem = dir.path().join("key.pem");
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let mail = dir.path().join("example.org");
+    let hash = hash_of("correct horse");
+    let mut server = Running::start(&[
+        "mail",
+        "--domain",
+        &format!("example.org={}", mail.display()),
+        "--user",
+        &format!("alice={hash}"),
+        // Told apart in the "listening on" lines by their addresses.
+        "--smtp",
+        "tcp:0:interface=127.0.0.1",
+        "--pop3",
+        "tcp:0:interface=127.0.0.2",
+        "--certificate",
+        cert_pem.to_str().unwrap(),
+        "--key",
+        key_pem.to_str().unwrap(),
+    ]);
+    let (mut smtp, mut pop3) = (0, 0);
+    for _ in 0..2 {
+        let line = server.wait_for("listening on tcp:");
+        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        if line.contains("127.0.0.2") {
+            pop3 = port;
+        } else {
+            smtp = port;
+        }
+    }
+    assert!(smtp != 0 && pop3 != 0);
+    let script = SEND_THEN_POP.replace("\"127.0.0.1\", pop_port", "\"127.0.0.2\", pop_port");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            &script,
+            &smtp.to_string(),
+            &pop3.to_string(),
+            cert_pem.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "fetched",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(files_in(&mail.join("alice/new")).is_empty());
+    assert!(server.terminate().success());
+}

@@ -1,0 +1,199 @@
+//! Reading a Maildir: the messages in `new/` and `cur/`, their unique ids, sizes and
+//! contents, and deleting them. POP3 and IMAP both serve mail through this.
+//!
+//! A [`Mailbox`] is a snapshot taken by [`Mailbox::open`]: the messages there at that
+//! moment, oldest first (by the delivery time their Maildir names start with, compared as
+//! numbers). A
+//! message's unique id is its Maildir base name (the name without the `:2,FLAGS` info
+//! part), which stays the same when a reader moves it from `new/` to `cur/` or changes its
+//! flags, and is never reused (RFC 1939's UIDL, IMAP's UID map).
+//!
+//! Messages are stored with LF line endings (see [`maildir`](crate::maildir)); network
+//! protocols send CRLF. [`MailboxMessage::size`] is the size on the wire (each bare LF
+//! counted as CRLF), which is what POP3's `LIST` and IMAP's `RFC822.SIZE` report, and
+//! [`MailboxMessage::file_size`] the size on disk. Contents are read through a file
+//! ([`MailboxMessage::open`]), never whole into memory.
+//!
+//! ```
+//! use std::io::Read;
+//! use torsion_mail::delivery::Message;
+//! use torsion_mail::mailbox::Mailbox;
+//! use torsion_mail::maildir::Maildir;
+//!
+//! let root = std::env::temp_dir().join(format!("mailbox-doc-{}", std::process::id()));
+//! let maildir = Maildir::create(&root).unwrap();
+//! let mut m = maildir.deliver().unwrap();
+//! m.write(b"Subject: hi\r\n\r\nHello\r\n").unwrap();
+//! Box::new(m).finish().unwrap();
+//!
+//! let mailbox = Mailbox::open(&maildir).unwrap();
+//! assert_eq!(mailbox.len(), 1);
+//! let first = &mailbox.messages()[0];
+//! assert_eq!(first.file_size(), 19); // "Subject: hi\n\nHello\n"
+//! assert_eq!(first.size(), 22); // with CRLF line endings
+//! let mut text = String::new();
+//! first.open().unwrap().read_to_string(&mut text).unwrap();
+//! assert_eq!(text, "Subject: hi\n\nHello\n");
+//! first.delete().unwrap();
+//! assert!(Mailbox::open(&maildir).unwrap().is_empty());
+//! # std::fs::remove_dir_all(&root).unwrap();
+//! ```
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::maildir::Maildir;
+
+/// One message of a [`Mailbox`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailboxMessage {
+    uid: String,
+    path: PathBuf,
+    file_size: u64,
+    size: u64,
+}
+
+impl MailboxMessage {
+    /// Its unique id: the Maildir base name, without the `:2,FLAGS` info. Only printable
+    /// ASCII, as POP3's UIDL requires (names with other bytes are not listed).
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// Where it is stored.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its size on disk, in bytes (LF line endings).
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// Its size with CRLF line endings, as network protocols send it.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Opens it for reading (as stored: LF line endings).
+    pub fn open(&self) -> io::Result<File> {
+        File::open(&self.path)
+    }
+
+    /// Deletes it; one already gone (another reader deleted it) is not an error.
+    pub fn delete(&self) -> io::Result<()> {
+        match fs::remove_file(&self.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The messages of a Maildir when it was opened, oldest first.
+#[derive(Clone, Debug, Default)]
+pub struct Mailbox {
+    messages: Vec<MailboxMessage>,
+}
+
+impl Mailbox {
+    /// Lists the messages in `new/` and `cur/` (files whose names are printable ASCII),
+    /// reading each once to count its line endings.
+    pub fn open(maildir: &Maildir) -> io::Result<Mailbox> {
+        let mut messages = Vec::new();
+        for sub in ["cur", "new"] {
+            let dir = maildir.path().join(sub);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if name.starts_with('.') || !name.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+                    continue;
+                }
+                if !entry.file_type()?.is_file() {
+                    continue;
+                }
+                let path = entry.path();
+                let (file_size, size) = match wire_size(&path) {
+                    Ok(s) => s,
+                    // Deleted by another reader since it was listed.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                let uid = name.split(':').next().unwrap_or(&name).to_owned();
+                messages.push(MailboxMessage {
+                    uid,
+                    path,
+                    file_size,
+                    size,
+                });
+            }
+        }
+        messages.sort_by(|a, b| delivery_order(&a.uid).cmp(&delivery_order(&b.uid)));
+        messages.dedup_by(|a, b| a.uid == b.uid);
+        Ok(Mailbox { messages })
+    }
+
+    /// The messages, oldest first.
+    pub fn messages(&self) -> &[MailboxMessage] {
+        &self.messages
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
+
+/// The order of delivery a Maildir name gives: its seconds, then its microseconds (the
+/// `M` part of `secs.MusecPpidQn.host`), then the name. Compared as numbers, since `M9`
+/// comes before `M10`; names of another form sort by their leading number and name.
+fn delivery_order(uid: &str) -> (u64, u64, &str) {
+    let number = |s: &str| -> u64 {
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        s[..digits].parse().unwrap_or(u64::MAX)
+    };
+    let (secs, rest) = uid.split_once('.').unwrap_or((uid, ""));
+    let micros = rest.strip_prefix('M').map_or(0, number);
+    (number(secs), micros, uid)
+}
+
+/// A file's size and its size with every bare LF made CRLF, read in pieces.
+fn wire_size(path: &Path) -> io::Result<(u64, u64)> {
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 64 << 10];
+    let (mut total, mut bare) = (0u64, 0u64);
+    let mut last_cr = false;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = &buf[..n];
+        for i in memchr::memchr_iter(b'\n', chunk) {
+            let before = if i == 0 {
+                last_cr
+            } else {
+                chunk[i - 1] == b'\r'
+            };
+            if !before {
+                bare += 1;
+            }
+        }
+        last_cr = chunk[n - 1] == b'\r';
+        total += n as u64;
+    }
+    Ok((total, total + bare))
+}
