@@ -4,3 +4,6 @@
 //!
 //! Authentication goes through [`torsion_cred`], the same portal, realms and checkers the
 //! mail servers use.
+
+pub mod keys;
+pub mod ssh;
