@@ -14,7 +14,10 @@
 //!     ssh-ed25519 not-base64\n";
 //! let parsed = parse_authorized_keys(text);
 //! assert_eq!(parsed.keys.len(), 2);
-//! assert_eq!(parsed.keys[0].comment().as_bytes(), b"alice@laptop");
+//! assert_eq!(parsed.keys[0].key.comment().as_bytes(), b"alice@laptop");
+//! // A key with options is listed, but never lets anyone in: the options are not enforced.
+//! assert_eq!(parsed.keys[1].options.as_deref(), Some("no-pty,command=\"uptime\""));
+//! assert!(!parsed.contains(&parsed.keys[1].key));
 //! assert_eq!(parsed.malformed, vec![4]);
 //! ```
 use std::fs;
@@ -58,24 +61,35 @@ impl Credentials for SshPublicKey {
     const KIND: &'static str = "ssh-public-key";
 }
 
+/// One key line of an `authorized_keys` file.
+#[derive(Debug, Clone)]
+pub struct AuthorizedKey {
+    /// The key, with its comment.
+    pub key: PublicKey,
+    /// The options field before the key (`no-pty,command="..."`), if any.
+    pub options: Option<String>,
+}
+
 /// What [`parse_authorized_keys`] found: the keys, and the numbers (from 1) of lines that
 /// were neither keys, comments nor blank.
 #[derive(Debug, Default)]
 pub struct AuthorizedKeys {
-    /// The keys, in file order. Options before a key (`no-pty,command="..."`) are skipped:
-    /// they are not enforced, see docs/design.md.
-    pub keys: Vec<PublicKey>,
+    /// The keys, in file order.
+    pub keys: Vec<AuthorizedKey>,
     /// Line numbers of malformed lines.
     pub malformed: Vec<usize>,
 }
 
 impl AuthorizedKeys {
-    /// Whether `key` is one of the keys (compared by key data, not comment).
+    /// Whether `key` may log in: listed (compared by key data, not comment) on a line
+    /// without options. Options restrict a key (a forced command, no terminal) and are not
+    /// enforced here, so a restricted key is refused rather than given more than its owner
+    /// allowed (docs/design.md, "Differences from Twisted").
     pub fn contains(&self, key: &PublicKey) -> bool {
         // Every key is compared, found or not, so the time does not tell where it was.
-        self.keys
-            .iter()
-            .fold(false, |found, k| found | (k.key_data() == key.key_data()))
+        self.keys.iter().fold(false, |found, k| {
+            found | (k.options.is_none() & (k.key.key_data() == key.key_data()))
+        })
     }
 }
 
@@ -97,19 +111,23 @@ fn after_options(line: &str) -> Option<&str> {
 
 /// Parses one `authorized_keys` line: `None` for blank lines and comments, `Some(Err(()))`
 /// for a malformed one.
-pub fn parse_authorized_key_line(line: &str) -> Option<Result<PublicKey, ()>> {
+pub fn parse_authorized_key_line(line: &str) -> Option<Result<AuthorizedKey, ()>> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
     if let Ok(key) = PublicKey::from_openssh(line) {
-        return Some(Ok(key));
+        return Some(Ok(AuthorizedKey { key, options: None }));
     }
-    Some(
-        after_options(line)
-            .and_then(|rest| PublicKey::from_openssh(rest).ok())
-            .ok_or(()),
-    )
+    let parsed = after_options(line).and_then(|rest| {
+        let key = PublicKey::from_openssh(rest).ok()?;
+        let options = line[..line.len() - rest.len()].trim_end().to_owned();
+        Some(AuthorizedKey {
+            key,
+            options: Some(options),
+        })
+    });
+    Some(parsed.ok_or(()))
 }
 
 /// Parses an OpenSSH `authorized_keys` file's text. Never fails: bad lines are listed.

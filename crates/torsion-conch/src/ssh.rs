@@ -51,6 +51,7 @@ use russh::server::{Auth, Handle, Msg, Session};
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use tokio::sync::{mpsc, oneshot};
 use torsion::defer::{succeed, Deferred};
+use torsion::error::CannotListenError;
 use torsion::reactor::DelayedCall;
 use torsion::transport::{Address, Transport, TransportImpl};
 use torsion::{reactor, ConnectionEnd, Protocol};
@@ -342,8 +343,16 @@ impl SshServer {
 
     /// Listens on `addr` (port 0 for any free port) and serves every connection on the
     /// current reactor until [`SshPort::stop_listening`] or the reactor stops.
-    pub fn listen(&self, addr: SocketAddr) -> io::Result<SshPort> {
-        let listener = StdListener::bind(addr)?;
+    pub fn listen(&self, addr: SocketAddr) -> Result<SshPort, CannotListenError> {
+        let listener =
+            StdListener::bind(addr).map_err(|e| CannotListenError::new(addr.to_string(), e))?;
+        self.listen_on(listener)
+            .map_err(|e| CannotListenError::new(addr.to_string(), e))
+    }
+
+    /// Serves connections accepted from `listener`, a socket already bound (a program that
+    /// binds before it reads its keys, or a socket handed over by systemd).
+    pub fn listen_on(&self, listener: StdListener) -> io::Result<SshPort> {
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

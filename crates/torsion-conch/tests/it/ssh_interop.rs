@@ -263,3 +263,30 @@ fn openssh_reads_a_made_host_key_and_its_fingerprint_matches() {
         describe(&out)
     );
 }
+
+#[test]
+fn a_key_restricted_by_options_is_refused_not_given_a_full_session() {
+    if !have_ssh() {
+        return;
+    }
+    let dir = Scratch::new("restricted");
+    let public = keygen(&dir.file("id"));
+    std::fs::write(
+        dir.file("authorized_keys"),
+        format!("command=\"echo forced\",no-pty {public}"),
+    )
+    .unwrap();
+    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let out = with_server(
+        move || server(&auth, HostKey::generate(), quick()),
+        move |port| {
+            ssh_key(&d, port, &d.join("id"))
+                .arg("alice@127.0.0.1")
+                .arg("echo in")
+                .output()
+                .unwrap()
+        },
+    );
+    assert_eq!(out.status.code(), Some(255), "{}", describe(&out));
+    assert_eq!(text(&out.stdout), "");
+}

@@ -23,10 +23,14 @@ proptest! {
             Some(o) => format!("{o} {KEY} {comment}"),
             None => format!("{KEY} {comment}"),
         };
-        let key = parse_authorized_key_line(&line);
-        let key = key.expect("not blank").expect("parsed");
+        let got = parse_authorized_key_line(&line);
+        let got = got.expect("not blank").expect("parsed");
         let want = parse_authorized_key_line(KEY).unwrap().unwrap();
-        prop_assert_eq!(key.key_data(), want.key_data());
+        prop_assert_eq!(got.key.key_data(), want.key.key_data());
+        prop_assert_eq!(got.options.as_deref(), options.as_deref());
+        // Only a key without options lets anyone in.
+        let file = parse_authorized_keys(&line);
+        prop_assert_eq!(file.contains(&want.key), options.is_none());
     }
 
     #[test]
