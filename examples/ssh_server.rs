@@ -17,10 +17,11 @@ use clap::Parser;
 use torsion::conch::keys::{AuthorizedKeysChecker, SshPublicKey};
 use torsion::conch::ssh::{ExitStatus, HostKey, SessionKind, SessionRequest, SshRealm, SshServer};
 use torsion::cred::Portal;
+use torsion::error::CannotListenError;
 use torsion::{reactor, ConnectionEnd, Failure, Protocol, Transport};
 use torsion_examples::init_logging;
 
-/// An SSH server with a small shell (Twisted's conch example server).
+/// An SSH server with a small shell, as Twisted's conch example server (sshsimpleserver.py).
 #[derive(Parser)]
 struct Cli {
     /// The TCP port to listen on (0 picks a free one).
@@ -149,6 +150,10 @@ fn main() -> Result<(), Failure> {
             ),
         )));
     }
+    // Bound before the host key is read or made: a busy port leaves no key file behind.
+    let address = SocketAddr::new(cli.interface, cli.port);
+    let listener = std::net::TcpListener::bind(address)
+        .map_err(|e| CannotListenError::new(address.to_string(), e))?;
     let portal = Portal::new(SshRealm);
     portal.register_checker::<SshPublicKey, _>(AuthorizedKeysChecker::file(
         &cli.authorized_keys,
@@ -167,7 +172,7 @@ fn main() -> Result<(), Failure> {
             line: Vec::new(),
         }) as Box<dyn Protocol>)
     });
-    let port = server.listen(SocketAddr::new(cli.interface, cli.port))?;
+    let port = server.listen_on(listener)?;
     println!("ssh server listening on {}", port.local_addr());
     reactor().run()
 }
