@@ -115,7 +115,8 @@ impl Protocol for Shell {
                 }
                 // Backspace and DEL, as a terminal sends them.
                 0x08 | 0x7f => {
-                    if self.line.pop().is_some() && self.tty {
+                    let erased = self.line.pop().is_some();
+                    if erased && self.tty {
                         t.write(b"\x08 \x08");
                     }
                 }
