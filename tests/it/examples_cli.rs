@@ -161,6 +161,10 @@ fn a_busy_port_is_one_line_naming_the_address() {
         ("web_counter", vec!["--port", &port]),
         ("static_files", vec!["--port", &port]),
         ("tls_echo_server", vec!["--port", &port]),
+        (
+            "ssh_server",
+            vec!["--port", &port, "--authorized-keys", "Cargo.toml"],
+        ),
         ("byte_count", vec!["--tcp-port", &port, "--web-port", "0"]),
         ("byte_count", vec!["--tcp-port", "0", "--web-port", &port]),
     ] {

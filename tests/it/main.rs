@@ -17,6 +17,7 @@ mod examples_irc;
 mod examples_net;
 mod examples_process;
 mod examples_slow_clients;
+mod examples_ssh;
 mod examples_static;
 mod examples_threads;
 mod examples_tls;

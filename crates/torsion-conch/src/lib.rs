@@ -5,6 +5,8 @@
 //! Authentication goes through [`torsion_cred`], the same portal, realms and checkers the
 //! mail servers use.
 
+pub mod keys;
 pub mod manhole;
 pub mod recvline;
+pub mod ssh;
 pub mod telnet;

@@ -165,3 +165,12 @@ pub mod ftp {
     #[doc(inline)]
     pub use torsion_ftp::*;
 }
+
+/// Conch, Twisted's `twisted.conch` (feature `conch`): an SSH server on russh whose session
+/// channels are served by Torsion protocols, logins through cred, and the `authorized_keys`
+/// checker.
+#[cfg(feature = "conch")]
+pub mod conch {
+    #[doc(inline)]
+    pub use torsion_conch::*;
+}
