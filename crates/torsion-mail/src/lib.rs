@@ -53,6 +53,9 @@
 
 pub mod command;
 pub mod delivery;
+pub mod imap_message;
+pub mod imap_parse;
+pub mod imap_store;
 pub mod maildir;
 pub mod reply;
 pub mod server_core;
