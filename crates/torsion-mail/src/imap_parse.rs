@@ -112,12 +112,9 @@ impl Framer {
     /// Bytes received.
     pub fn push(&mut self, data: &[u8]) {
         if self.discarding {
-            match memchr::memchr(b'\n', data) {
-                Some(i) => {
-                    self.discarding = false;
-                    self.buf.extend_from_slice(&data[i + 1..]);
-                }
-                None => return,
+            if let Some(i) = memchr::memchr(b'\n', data) {
+                self.discarding = false;
+                self.buf.extend_from_slice(&data[i + 1..]);
             }
         } else {
             self.buf.extend_from_slice(data);

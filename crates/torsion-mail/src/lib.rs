@@ -53,6 +53,7 @@
 
 pub mod command;
 pub mod delivery;
+pub mod imap;
 pub mod imap_message;
 pub mod imap_parse;
 pub mod imap_store;

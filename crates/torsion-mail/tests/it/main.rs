@@ -2,6 +2,7 @@
 //! transports, properties of the parser, hostile clients, idle timeouts and write backpressure, and interop with Python's smtplib
 //! and swaks.
 
+mod imap_interop;
 mod smtp_core;
 mod smtp_hostile;
 mod smtp_interop;
