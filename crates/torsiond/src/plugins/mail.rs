@@ -14,6 +14,7 @@ use torsion_cred::{
 };
 use torsion_mail::command::{Address, ReversePath};
 use torsion_mail::delivery::{MessageDelivery, MessageFactory, Session};
+use torsion_mail::imap::ImapFactory;
 use torsion_mail::reply::Reply;
 use torsion_mail::{MaildirDomain, SmtpFactory, SmtpRealm};
 
@@ -36,6 +37,11 @@ const DEFAULT_SMTP: &str = "tcp:8025";
 /// without TLS too; off), `--timeout SECONDS` (an idle client is answered 421 and
 /// dropped; default 600, 0 waits for ever), `--max-message-size BYTES` (SIZE; default 10
 /// MiB).
+///
+/// `--imap ENDPOINT` (repeatable; none by default) serves the same Maildirs over IMAP4rev1:
+/// a user logs in with the name and password they use for AUTH and reads their Maildir in
+/// the first `--domain`, after STARTTLS unless `--auth-without-tls`; an IMAP client idle
+/// for 30 minutes is logged out.
 ///
 /// `torsiond mail --hash-password` reads a password (one line) from standard input, prints
 /// its Argon2 hash for `--user` or a password file, and exits.
@@ -159,6 +165,14 @@ impl Plugin for MailPlugin {
                     .help(format!("Where to listen for SMTP (repeatable; default {DEFAULT_SMTP}, as twistd's). {ENDPOINT_HELP}")),
             )
             .arg(
+                Arg::new("imap")
+                    .long("imap")
+                    .value_name("ENDPOINT")
+                    .action(ArgAction::Append)
+                    .value_parser(parse_endpoint)
+                    .help(format!("Where to serve the Maildirs over IMAP4rev1 (repeatable; none by default). {ENDPOINT_HELP}")),
+            )
+            .arg(
                 Arg::new("hostname")
                     .long("hostname")
                     .value_name("NAME")
@@ -245,6 +259,7 @@ impl Plugin for MailPlugin {
                 }
             };
         let mut domains = Vec::new();
+        let mut roots = Vec::new();
         for spec in specs {
             let Some((domain, dir)) = spec.split_once('=') else {
                 return Err(format!("--domain takes DOMAIN=DIR, not {spec:?}"));
@@ -259,6 +274,7 @@ impl Plugin for MailPlugin {
                     .map_err(|e| format!("user {name} in {domain}: {e}"))?;
             }
             tracing::info!(target: "torsiond", "mail for {domain}: {} user(s) under {dir}", d.users().len());
+            roots.push((domain.to_owned(), dir.to_owned()));
             domains.push(d);
         }
         let hostname = matches
@@ -274,21 +290,26 @@ impl Plugin for MailPlugin {
             Some(0) => None,
             Some(&s) => Some(std::time::Duration::from_secs(s)),
         };
+        let tls = match (
+            matches.get_one::<PathBuf>("certificate"),
+            matches.get_one::<PathBuf>("key"),
+        ) {
+            (Some(cert), Some(key)) => {
+                Some(ServerContext::from_pem_files(cert, key).map_err(|e| {
+                    format!(
+                        "--certificate {} --key {}: {e}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?)
+            }
+            _ => None,
+        };
         let mut factory = SmtpFactory::new(&hostname, Domains(domains))
             .limits(limits)
             .timeout(timeout)
             .auth_without_tls(matches.get_flag("auth-without-tls"));
-        if let (Some(cert), Some(key)) = (
-            matches.get_one::<PathBuf>("certificate"),
-            matches.get_one::<PathBuf>("key"),
-        ) {
-            let context = ServerContext::from_pem_files(cert, key).map_err(|e| {
-                format!(
-                    "--certificate {} --key {}: {e}",
-                    cert.display(),
-                    key.display()
-                )
-            })?;
+        if let Some(context) = tls.clone() {
             factory = factory.tls(context);
         }
         let portal = Portal::new(SmtpRealm);
@@ -301,12 +322,42 @@ impl Plugin for MailPlugin {
             (None, false) => {}
         }
         if portal.handles::<UsernamePassword>() {
-            factory = factory.portal(portal);
+            factory = factory.portal(portal.clone());
         }
         let mut endpoints = endpoints_of(matches, "smtp");
         if endpoints.is_empty() {
             endpoints.push(parse_endpoint(DEFAULT_SMTP).expect("a valid default"));
         }
-        Ok(crate::listen::multi_listen(endpoints, factory))
+        let smtp = crate::listen::multi_listen(endpoints, factory);
+        let imap_endpoints = endpoints_of(matches, "imap");
+        if imap_endpoints.is_empty() {
+            return Ok(smtp);
+        }
+        // The IMAP server's own view of the same folders.
+        let mut views = Vec::new();
+        for (domain, dir) in roots {
+            let d = MaildirDomain::new(&domain, &dir)
+                .map_err(|e| format!("--domain {domain}: cannot use {dir}: {e}"))?;
+            views.push(d);
+        }
+        let mut imap = ImapFactory::with_mailboxes(&hostname, move |user: &str| {
+            let (local, domain) = match user.rsplit_once('@') {
+                Some((l, d)) => (l, views.iter().find(|v| v.domain().eq_ignore_ascii_case(d))),
+                None => (user, views.first()),
+            };
+            domain?.maildir(local).map(|m| m.path().to_owned())
+        })
+        .login_without_tls(matches.get_flag("auth-without-tls"));
+        if let Some(context) = tls {
+            imap = imap.tls(context);
+        }
+        if portal.handles::<UsernamePassword>() {
+            imap = imap.portal(portal);
+        }
+        let root = std::rc::Rc::new(torsion::application::MultiService::new());
+        root.add_service(smtp).expect("the services have no names");
+        root.add_service(crate::listen::multi_listen(imap_endpoints, imap))
+            .expect("the services have no names");
+        Ok(root)
     }
 }
