@@ -242,6 +242,14 @@ pub struct Imap {
     idle: IdleTimeout,
 }
 
+impl Imap {
+    /// Bytes received and held, not yet part of a command run: at most a line's worth
+    /// ([`Limits::max_line`]) plus the literals of the command being received.
+    pub fn buffered(&self) -> usize {
+        self.conn.borrow().framer.buffered()
+    }
+}
+
 struct Selected {
     name: String,
     read_only: bool,

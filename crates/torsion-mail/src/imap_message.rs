@@ -341,7 +341,10 @@ fn part_structure(msg: &Message<'_>, id: usize, ext: bool, depth: usize) -> Vec<
     out.push(b' ');
     out.extend(upper(part.content_transfer_encoding().unwrap_or("7BIT")));
     out.extend(format!(" {}", body.len()).into_bytes());
-    let lines = body.iter().filter(|&&b| b == b'\n').count();
+    // Text lines, the last one counted even without its line ending (a part's final CRLF
+    // belongs to the boundary after it).
+    let lines = body.iter().filter(|&&b| b == b'\n').count()
+        + usize::from(!body.is_empty() && !body.ends_with(b"\n"));
     if let PartType::Message(inner) = &part.body {
         if depth < 16 {
             let ih = header_block(inner.raw_message.as_ref());

@@ -3,6 +3,7 @@
 //! and swaks.
 
 mod imap_interop;
+mod imap_protocol;
 mod smtp_core;
 mod smtp_hostile;
 mod smtp_interop;
