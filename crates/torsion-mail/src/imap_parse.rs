@@ -165,7 +165,9 @@ impl Framer {
                 continue;
             }
             let Some(rel) = memchr::memchr(b'\n', &self.buf[self.scan..]) else {
-                if self.buf.len() - self.scan > self.limits.max_line {
+                // + 1: the line's CR may be among the bytes (a line of max_line bytes
+                // and its CR, waiting for the LF, is not too long yet).
+                if self.buf.len() - self.scan > self.limits.max_line + 1 {
                     let tag = self.tag();
                     self.clear();
                     self.discarding = true;

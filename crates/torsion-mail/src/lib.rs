@@ -54,6 +54,7 @@
 pub mod command;
 pub mod delivery;
 pub mod imap;
+pub mod imap_client;
 pub mod imap_message;
 pub mod imap_parse;
 pub mod imap_store;

@@ -2,7 +2,9 @@
 //! transports, properties of the parser, hostile clients, idle timeouts and write backpressure, and interop with Python's smtplib
 //! and swaks.
 
+mod imap_client;
 mod imap_interop;
+mod imap_props;
 mod imap_protocol;
 mod smtp_core;
 mod smtp_hostile;
