@@ -373,8 +373,12 @@ pub fn sent_date(m: &[u8]) -> Option<i64> {
     parse(header_block(m))?.date().map(|d| d.to_timestamp())
 }
 
-/// Whether `haystack` contains `needle`, ASCII case-insensitively.
+/// Whether `haystack` contains `needle`, ASCII case-insensitively (in linear time).
 pub fn contains_ci(haystack: &[u8], needle: &str) -> bool {
-    let n = needle.as_bytes();
-    n.is_empty() || haystack.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+    if needle.is_empty() {
+        return true;
+    }
+    let hay = haystack.to_ascii_lowercase();
+    let needle = needle.as_bytes().to_ascii_lowercase();
+    memchr::memmem::find(&hay, &needle).is_some()
 }

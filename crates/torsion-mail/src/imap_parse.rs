@@ -364,7 +364,7 @@ pub fn parse_internal_date(s: &str) -> Option<i64> {
         .split(':')
         .map(|p| p.parse().ok())
         .collect::<Option<_>>()?;
-    if t.len() != 3 || zone.len() != 5 {
+    if t.len() != 3 || zone.len() != 5 || !zone.is_ascii() {
         return None;
     }
     let sign = match zone.as_bytes()[0] {
