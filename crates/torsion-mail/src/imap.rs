@@ -46,7 +46,7 @@
 //! assert!(out.ends_with("* BYE Logging out\r\nc OK LOGOUT completed\r\n"), "{out}");
 //! # std::fs::remove_dir_all(&root).unwrap();
 //! ```
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
@@ -55,6 +55,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use torsion::defer::Deferred;
+use torsion::producer::Producer;
 use torsion::protocols::policies::IdleTimeout;
 use torsion::reactor::{DelayedCall, ReactorTime};
 use torsion::tls::ServerContext;
@@ -230,6 +231,8 @@ impl Factory for ImapFactory {
                 authenticating: None,
                 idling: None,
                 idle_timer: None,
+                write_blocked: Rc::new(Cell::new(false)),
+                paused: false,
             })),
             idle: IdleTimeout::new(),
         })
@@ -277,9 +280,18 @@ struct Conn {
     /// IDLE's tag, waiting for DONE.
     idling: Option<String>,
     idle_timer: Option<DelayedCall>,
+    /// Set by the transport (through [`WriteGate`]) while its write buffer is over the
+    /// high watermark: no further command is run, and reading pauses, until it drains.
+    write_blocked: Rc<Cell<bool>>,
+    paused: bool,
 }
 
 impl Conn {
+    /// Whether the client is not taking what it is sent.
+    fn write_blocked(&self, t: &Transport) -> bool {
+        self.write_blocked.get() || t.buffered_size() > t.write_buffer_limits().0
+    }
+
     fn line(&mut self, s: &str) {
         self.out.extend_from_slice(s.as_bytes());
         self.out.extend_from_slice(b"\r\n");
@@ -399,7 +411,9 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
     loop {
         let frame = {
             let mut c = conn.borrow_mut();
-            if c.waiting || c.closed {
+            // A client that does not read its responses gets no more until it does (the
+            // gate pumps again then): what is held for it stays bounded.
+            if c.waiting || c.closed || c.write_blocked(t) {
                 break;
             }
             c.framer.next()
@@ -437,7 +451,42 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
     if c.closed {
         c.stop_idle_timer();
         t.lose_connection();
+        return;
     }
+    let should_pause = c.write_blocked(t);
+    if should_pause != c.paused {
+        c.paused = should_pause;
+        if should_pause {
+            t.pause_producing();
+        } else {
+            t.resume_producing();
+        }
+    }
+}
+
+/// Told by the transport when its write buffer passes the high watermark and when it
+/// drains (the connection registers it as a streaming producer, as SMTP's does).
+struct WriteGate {
+    conn: Weak<RefCell<Conn>>,
+    blocked: Rc<Cell<bool>>,
+}
+
+impl Producer for WriteGate {
+    fn pause_producing(&self) {
+        self.blocked.set(true);
+    }
+
+    fn resume_producing(&self) {
+        self.blocked.set(false);
+        if let Some(conn) = self.conn.upgrade() {
+            let transport = conn.try_borrow().ok().and_then(|c| c.transport.clone());
+            if let Some(t) = transport {
+                pump(&conn, &t);
+            }
+        }
+    }
+
+    fn stop_producing(&self) {}
 }
 
 fn command(conn: &Rc<RefCell<Conn>>, t: &Transport, bytes: &[u8]) {
@@ -1289,6 +1338,13 @@ impl Protocol for Imap {
         let host = c.shared.hostname.clone();
         c.line(&format!("* OK [CAPABILITY {caps}] {host} IMAP4rev1 ready"));
         c.flush(t);
+        let gate = Rc::new(WriteGate {
+            conn: Rc::downgrade(&self.conn),
+            blocked: c.write_blocked.clone(),
+        });
+        if let Err(e) = t.register_producer(gate, true) {
+            tracing::debug!("IMAP without write-buffer flow control: {e}");
+        }
         if let Some(period) = c.shared.timeout {
             self.idle.set_clock(c.shared.clock.clone());
             let weak = Rc::downgrade(&self.conn);

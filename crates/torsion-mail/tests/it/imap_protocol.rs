@@ -327,3 +327,35 @@ fn garbage_is_answered_bad_and_twenty_bad_commands_close_the_connection() {
     assert!(out.ends_with("* BYE Too many bad commands\r\n"), "{out}");
     assert!(w.st.disconnecting());
 }
+
+#[test]
+fn a_client_that_reads_no_responses_stops_being_answered_and_read() {
+    let clock = Clock::new();
+    let (dir, factory) = setup("imap-unread", &clock);
+    deliver(&dir, &[b'x'; 1000]);
+    let mut w = Wire::new(&factory);
+    assert!(
+        w.st.streaming(),
+        "the connection registers as a streaming producer"
+    );
+    w.send(b"a LOGIN alice secret\r\nb SELECT INBOX\r\n");
+    let (high, _) = w.t.write_buffer_limits();
+    // The client's unread responses fill the buffer past the high watermark.
+    w.st.set_buffered_size(high + 1);
+    assert!(w.st.producer_paused());
+    let out = w.send(b"c FETCH 1 BODY.PEEK[]\r\nd NOOP\r\n");
+    assert_eq!(
+        out, "",
+        "nothing more is answered while the client reads nothing"
+    );
+    assert!(w.st.paused(), "reading stopped");
+    // It reads: the commands waiting are answered, in order, and reading resumes.
+    w.st.set_buffered_size(0);
+    let out = w.out();
+    assert!(out.starts_with("* 1 FETCH (BODY[] {1000}"), "{out}");
+    assert!(
+        out.ends_with("c OK FETCH completed\r\nd OK Done\r\n"),
+        "{out}"
+    );
+    assert!(!w.st.paused());
+}
