@@ -345,6 +345,11 @@ impl Conn {
         let Some(sel) = self.selected.as_mut() else {
             return;
         };
+        // Nothing changed on disk: nothing to tell (a NOOP or an IDLE poll costs two
+        // stat calls, not a scan).
+        if sel.folder.unchanged() {
+            return;
+        }
         let Ok(new) = Folder::open(sel.folder.path().to_owned()) else {
             return;
         };

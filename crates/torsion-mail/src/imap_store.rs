@@ -245,12 +245,36 @@ pub struct Folder {
     /// The UID the next new message gets.
     pub next_uid: u32,
     msgs: Vec<Msg>,
+    /// `cur/`'s and `new/`'s modification times before the scan, and when it was made.
+    stamp: Option<(SystemTime, SystemTime, SystemTime)>,
+}
+
+fn dir_times(path: &Path) -> Option<(SystemTime, SystemTime)> {
+    let m = |d: &str| fs::metadata(path.join(d)).and_then(|m| m.modified()).ok();
+    Some((m("cur")?, m("new")?))
 }
 
 impl Folder {
+    /// Whether a scan now would surely find what the last one did: neither `cur/` nor
+    /// `new/` was changed since (a message delivered, renamed for its flags, or removed
+    /// changes its folder's time), and both were last changed over a second before the
+    /// last scan, so a change within the file system's timestamp granularity is not missed.
+    pub fn unchanged(&self) -> bool {
+        let Some((cur, new, scanned)) = self.stamp else {
+            return false;
+        };
+        let settled = |t: SystemTime| {
+            scanned
+                .duration_since(t)
+                .is_ok_and(|d| d > std::time::Duration::from_secs(1))
+        };
+        dir_times(&self.path) == Some((cur, new)) && settled(cur) && settled(new)
+    }
+
     /// Scans the folder at `path`: messages in `new/` move to `cur/` (and are recent), new
     /// messages get UIDs.
     pub fn open(path: PathBuf) -> io::Result<Folder> {
+        let stamp = dir_times(&path).map(|(c, n)| (c, n, SystemTime::now()));
         let mut recent = Vec::new();
         for e in fs::read_dir(path.join("new"))?.flatten() {
             let Ok(name) = e.file_name().into_string() else {
@@ -342,6 +366,7 @@ impl Folder {
             uid_validity,
             next_uid,
             msgs,
+            stamp,
         };
         if changed {
             folder.save()?;

@@ -359,3 +359,34 @@ fn a_client_that_reads_no_responses_stops_being_answered_and_read() {
     );
     assert!(!w.st.paused());
 }
+
+#[test]
+fn a_folder_unchanged_on_disk_is_not_rescanned_and_any_change_is_seen() {
+    let clock = Clock::new();
+    let (dir, _factory) = setup("imap-unchanged", &clock);
+    let inbox = dir.path().join("alice");
+    deliver(&dir, b"Subject: one\r\n\r\n1\r\n");
+    let settle = || {
+        let old = std::time::SystemTime::now() - Duration::from_secs(10);
+        for d in ["cur", "new"] {
+            std::fs::File::open(inbox.join(d))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+    };
+    let folder = Folder::open(inbox.clone()).unwrap();
+    // Just scanned, but changed within the last second: not trusted yet.
+    assert!(!folder.unchanged());
+    settle();
+    let mut folder = Folder::open(inbox.clone()).unwrap();
+    assert!(folder.unchanged());
+    // Our own flag change renames within cur/, as another session's would.
+    folder.set_flags(0, "S").unwrap();
+    assert!(!folder.unchanged());
+    settle();
+    let folder = Folder::open(inbox.clone()).unwrap();
+    assert!(folder.unchanged());
+    deliver(&dir, b"Subject: two\r\n\r\n2\r\n");
+    assert!(!folder.unchanged());
+}
