@@ -14,6 +14,11 @@
 //!   atomically (`tmp/`, `fsync`, rename into `new/`).
 //! - [`smtp`]: [`SmtpFactory`] and its [`Smtp`] protocol, the thin layer that moves bytes,
 //!   asks the delivery, logs in through a [`Portal`](torsion_cred::Portal) and starts TLS.
+//! - IMAP4rev1 over the same Maildirs: [`imap_parse`] (commands framed and parsed without
+//!   I/O, literal limits), [`imap_message`] (sections, ENVELOPE, BODYSTRUCTURE),
+//!   [`imap_store`] (Maildir++ folders, flags in file names, UIDs), [`imap`] (the server,
+//!   [`ImapFactory`]) and [`imap_client`] ([`ImapClient`], Deferreds as Twisted's
+//!   `IMAP4Client`).
 //!
 //! # Example
 //!
@@ -69,3 +74,5 @@ pub use maildir::{Maildir, MaildirDomain, MaildirMessage};
 pub use reply::Reply;
 pub use server_core::{Event, Limits, ServerCore};
 pub use smtp::{Smtp, SmtpFactory, SmtpRealm, SmtpUser};
+pub use imap::{Imap, ImapFactory};
+pub use imap_client::ImapClient;
