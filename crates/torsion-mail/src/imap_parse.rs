@@ -362,7 +362,12 @@ pub fn parse_internal_date(s: &str) -> Option<i64> {
     let d = Date::parse(date)?;
     let t: Vec<i64> = time
         .split(':')
-        .map(|p| p.parse().ok())
+        .map(|p| {
+            (p.len() == 2)
+                .then(|| p.parse().ok())
+                .flatten()
+                .filter(|&v| (0..61).contains(&v))
+        })
         .collect::<Option<_>>()?;
     if t.len() != 3 || zone.len() != 5 || !zone.is_ascii() {
         return None;
@@ -1342,6 +1347,10 @@ mod tests {
         assert_eq!(
             parse_internal_date("17-Jul-1996 02:44:25 -0700"),
             Some(837596665)
+        );
+        assert_eq!(
+            parse_internal_date("17-Jul-1996 99999999999999999:44:25 -0700"),
+            None
         );
     }
 }

@@ -70,9 +70,9 @@ pub mod smtp;
 
 pub use command::{parse_command, Address, Command, ReversePath};
 pub use delivery::{Message, MessageDelivery, MessageFactory, Session};
+pub use imap::{Imap, ImapFactory};
+pub use imap_client::ImapClient;
 pub use maildir::{Maildir, MaildirDomain, MaildirMessage};
 pub use reply::Reply;
 pub use server_core::{Event, Limits, ServerCore};
 pub use smtp::{Smtp, SmtpFactory, SmtpRealm, SmtpUser};
-pub use imap::{Imap, ImapFactory};
-pub use imap_client::ImapClient;
