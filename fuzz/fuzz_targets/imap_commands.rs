@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use torsion::testing::StringTransport;
-use torsion::{Factory, Protocol};
+use torsion::{ConnectionEnd, Factory, Protocol};
 use torsion_cred::{InMemoryUsernamePasswordDatabaseDontUse, Portal};
 use torsion_mail::imap::ImapFactory;
 use torsion_mail::imap_parse::{parse_command, Frame, Framer, Limits};
@@ -76,6 +76,8 @@ fuzz_target!(|data: &[u8]| {
     .portal(portal)
     .login_without_tls(true)
     .auth_failure_delay(std::time::Duration::ZERO)
+    // No timers left behind by a run (nothing fires them here).
+    .timeout(None)
     .limits(limits());
     let st = StringTransport::new();
     let t = st.transport();
@@ -85,4 +87,6 @@ fuzz_target!(|data: &[u8]| {
     imap.data_received(&t, &rest[..at]);
     imap.data_received(&t, &rest[at..]);
     assert!(imap.buffered() <= 4096 + rest.len().min(4096 + 256));
+    // Ends the session: an IDLE's poll timer is cancelled.
+    imap.connection_lost(ConnectionEnd::Done);
 });
