@@ -224,6 +224,20 @@ def pop3():
     yield b"Subject: x\n\n.dot\n..two\r\n.\r\nlast" + b"y" * 300 + b"\r\nQUIT\r\n"
 
 
+def imap():
+    yield (b"c1 CAPABILITY\r\nc2 NOOP\r\nc3 LIST \"\" \"*\"\r\nc4 STATUS INBOX (MESSAGES UIDNEXT UNSEEN)\r\n"
+           b"c5 FETCH 1:* (FLAGS UID RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE)\r\n"
+           b"c6 UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)] BODY[1.MIME] BODY[]<0.10>)\r\n")
+    yield (b"s1 SEARCH CHARSET UTF-8 OR (FROM \"a\" SINCE 1-Jan-2020) NOT (LARGER 10 UID 1:*)\r\n"
+           b"s2 UID SEARCH UNSEEN SUBJECT {3}\r\none\r\n"
+           b"s3 STORE 1 +FLAGS.SILENT (\\Seen \\Flagged)\r\ns4 UID STORE 2 -FLAGS (\\Seen)\r\n")
+    yield (b"m1 CREATE Fuzz.Sub\r\nm2 COPY 1 Fuzz.Sub\r\nm3 RENAME Fuzz.Sub Fuzz.Other\r\n"
+           b"m4 APPEND Fuzz.Other (\\Seen) \"07-Dec-2026 03:10:18 +0000\" {12+}\r\nSubject: x\r\n\r\n"
+           b"m5 SUBSCRIBE Fuzz.Other\r\nm6 LSUB \"\" %\r\nm7 DELETE Fuzz.Other\r\nm8 DELETE Fuzz\r\n")
+    yield b"i1 IDLE\r\nDONE\r\ne1 EXPUNGE\r\nc1 CLOSE\r\nx1 EXAMINE INBOX\r\nl LOGOUT\r\n"
+    yield b"a1 AUTHENTICATE PLAIN\r\nAGFsaWNlAHB3\r\na2 APPEND INBOX {99999999999}\r\na3 APPEND INBOX {9999+}\r\n"
+
+
 def ws_frame(opcode, payload, fin=True, mask=None):
     head = bytes([(0x80 if fin else 0) | opcode])
     mbit = 0x80 if mask else 0
@@ -307,6 +321,7 @@ TARGETS = {
     "pop3_commands": pop3,
     "websocket_frames": websocket_frames,
     "telnet_bytes": telnet_bytes,
+    "imap_commands": imap,
 }
 
 # Targets that read no split byte.

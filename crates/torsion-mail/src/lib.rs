@@ -23,6 +23,11 @@
 //!   `sendmail`: STARTTLS, AUTH, PIPELINING, per-recipient results.
 //! - [`smtp`]: [`SmtpFactory`] and its [`Smtp`] protocol, the thin layer that moves bytes,
 //!   asks the delivery, logs in through a [`Portal`](torsion_cred::Portal) and starts TLS.
+//! - IMAP4rev1 over the same Maildirs: [`imap_parse`] (commands framed and parsed without
+//!   I/O, literal limits), [`imap_message`] (sections, ENVELOPE, BODYSTRUCTURE),
+//!   [`imap_store`] (Maildir++ folders, flags in file names, UIDs), [`imap`] (the server,
+//!   [`ImapFactory`]) and [`imap_client`] ([`ImapClient`], Deferreds as Twisted's
+//!   `IMAP4Client`).
 //!
 //! # Example
 //!
@@ -62,6 +67,11 @@
 
 pub mod command;
 pub mod delivery;
+pub mod imap;
+pub mod imap_client;
+pub mod imap_message;
+pub mod imap_parse;
+pub mod imap_store;
 pub mod mailbox;
 pub mod maildir;
 pub mod pop3;
@@ -74,6 +84,8 @@ pub mod smtp_client;
 
 pub use command::{parse_command, Address, Command, ReversePath};
 pub use delivery::{Message, MessageDelivery, MessageFactory, Session};
+pub use imap::{Imap, ImapFactory};
+pub use imap_client::ImapClient;
 pub use mailbox::{Mailbox, MailboxMessage};
 pub use maildir::{Maildir, MaildirDomain, MaildirMessage};
 pub use pop3::{MaildirRealm, Pop3, Pop3Factory};

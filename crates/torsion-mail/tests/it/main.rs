@@ -2,6 +2,10 @@
 //! transports, properties of the parser, hostile clients, idle timeouts and write backpressure, and interop with Python's smtplib
 //! and swaks.
 
+mod imap_client;
+mod imap_interop;
+mod imap_props;
+mod imap_protocol;
 mod pop3_client;
 mod pop3_interop;
 mod pop3_server;

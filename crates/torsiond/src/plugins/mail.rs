@@ -15,6 +15,7 @@ use torsion_cred::{
 };
 use torsion_mail::command::{Address, ReversePath};
 use torsion_mail::delivery::{MessageDelivery, MessageFactory, Session};
+use torsion_mail::imap::ImapFactory;
 use torsion_mail::reply::Reply;
 use torsion_mail::{MaildirDomain, MaildirRealm, Pop3Factory, SmtpFactory, SmtpRealm};
 
@@ -42,6 +43,10 @@ const DEFAULT_SMTP: &str = "tcp:8025";
 /// over POP3 to the same users (a user's Maildir in the first `--domain` that has them),
 /// with STLS when `--certificate` is given; USER and PASS are taken in the clear only with
 /// `--auth-without-tls`. `--timeout` applies to it too.
+/// `--imap ENDPOINT` (repeatable; none by default) serves the same Maildirs over IMAP4rev1:
+/// a user logs in with the name and password they use for AUTH and reads their Maildir in
+/// the first `--domain`, after STARTTLS unless `--auth-without-tls`; an IMAP client idle
+/// for 30 minutes is logged out.
 ///
 /// `torsiond mail --hash-password` reads a password (one line) from standard input, prints
 /// its Argon2 hash for `--user` or a password file, and exits.
@@ -210,6 +215,14 @@ impl Plugin for MailPlugin {
                     .help(format!("Also serve the Maildirs over POP3 here (repeatable; none by default). {ENDPOINT_HELP}")),
             )
             .arg(
+                Arg::new("imap")
+                    .long("imap")
+                    .value_name("ENDPOINT")
+                    .action(ArgAction::Append)
+                    .value_parser(parse_endpoint)
+                    .help(format!("Where to serve the Maildirs over IMAP4rev1 (repeatable; none by default). {ENDPOINT_HELP}")),
+            )
+            .arg(
                 Arg::new("hostname")
                     .long("hostname")
                     .value_name("NAME")
@@ -327,18 +340,18 @@ impl Plugin for MailPlugin {
             Some(0) => None,
             Some(&s) => Some(std::time::Duration::from_secs(s)),
         };
+        let tls = factory_tls(matches)?;
         let mut factory = SmtpFactory::new(&hostname, Domains(domains))
             .limits(limits)
             .timeout(timeout)
             .auth_without_tls(matches.get_flag("auth-without-tls"));
-        let tls = factory_tls(matches)?;
         if let Some(context) = tls.clone() {
             factory = factory.tls(context);
         }
         let portal = Portal::new(SmtpRealm);
         register_checker(&portal, &file, &memory, any_memory);
         if portal.handles::<UsernamePassword>() {
-            factory = factory.portal(portal);
+            factory = factory.portal(portal.clone());
         }
         let mut endpoints = endpoints_of(matches, "smtp");
         if endpoints.is_empty() {
@@ -346,28 +359,54 @@ impl Plugin for MailPlugin {
         }
         let smtp = crate::listen::multi_listen(endpoints, factory);
         let pop3_endpoints = endpoints_of(matches, "pop3");
-        if pop3_endpoints.is_empty() {
+        let imap_endpoints = endpoints_of(matches, "imap");
+        if pop3_endpoints.is_empty() && imap_endpoints.is_empty() {
             return Ok(smtp);
-        }
-        let mut pop3_domains = Vec::new();
-        for (domain, dir) in roots {
-            pop3_domains
-                .push(MaildirDomain::new(&domain, &dir).map_err(|e| {
-                    format!("--domain {domain}: cannot use {}: {e}", dir.display())
-                })?);
-        }
-        let portal = Portal::new(MaildirRealm::new(pop3_domains));
-        register_checker(&portal, &file, &memory, any_memory);
-        let mut pop3 = Pop3Factory::new(&hostname, portal)
-            .timeout(timeout)
-            .login_without_tls(matches.get_flag("auth-without-tls"));
-        if let Some(context) = tls {
-            pop3 = pop3.tls(context);
         }
         let root = Rc::new(torsion::application::MultiService::new());
         root.add_service(smtp).expect("the services have no names");
-        root.add_service(crate::listen::multi_listen(pop3_endpoints, pop3))
-            .expect("the services have no names");
+        // The POP3 and IMAP servers' own views of the same folders.
+        let views = || -> Result<Vec<MaildirDomain>, String> {
+            roots
+                .iter()
+                .map(|(domain, dir)| {
+                    MaildirDomain::new(domain, dir).map_err(|e| {
+                        format!("--domain {domain}: cannot use {}: {e}", dir.display())
+                    })
+                })
+                .collect()
+        };
+        if !pop3_endpoints.is_empty() {
+            let portal = Portal::new(MaildirRealm::new(views()?));
+            register_checker(&portal, &file, &memory, any_memory);
+            let mut pop3 = Pop3Factory::new(&hostname, portal)
+                .timeout(timeout)
+                .login_without_tls(matches.get_flag("auth-without-tls"));
+            if let Some(context) = tls.clone() {
+                pop3 = pop3.tls(context);
+            }
+            root.add_service(crate::listen::multi_listen(pop3_endpoints, pop3))
+                .expect("the services have no names");
+        }
+        if !imap_endpoints.is_empty() {
+            let views = views()?;
+            let mut imap = ImapFactory::with_mailboxes(&hostname, move |user: &str| {
+                let (local, domain) = match user.rsplit_once('@') {
+                    Some((l, d)) => (l, views.iter().find(|v| v.domain().eq_ignore_ascii_case(d))),
+                    None => (user, views.first()),
+                };
+                domain?.maildir(local).map(|m| m.path().to_owned())
+            })
+            .login_without_tls(matches.get_flag("auth-without-tls"));
+            if let Some(context) = tls {
+                imap = imap.tls(context);
+            }
+            if portal.handles::<UsernamePassword>() {
+                imap = imap.portal(portal);
+            }
+            root.add_service(crate::listen::multi_listen(imap_endpoints, imap))
+                .expect("the services have no names");
+        }
         Ok(root)
     }
 }

@@ -250,3 +250,86 @@ fn pop3_serves_what_smtp_delivered_over_stls() {
     assert!(files_in(&mail.join("alice/new")).is_empty());
     assert!(server.terminate().success());
 }
+
+const READ: &str = r#"
+import imaplib, ssl, sys
+port, cafile = int(sys.argv[1]), sys.argv[2]
+M = imaplib.IMAP4("127.0.0.1", port, timeout=20)
+assert "LOGINDISABLED" in M.capabilities, M.capabilities
+M.starttls(ssl.create_default_context(cafile=cafile))
+M.login("alice", "correct horse")
+typ, data = M.select("INBOX"); assert data == [b"1"], data
+typ, data = M.fetch("1", "(BODY.PEEK[TEXT])")
+assert data[0][1] == b"Hi Alice.\r\n.leading dot\r\n", data
+M.logout()
+print("read")
+"#;
+
+/// `--imap`: what smtplib sent through the SMTP server is read back with imaplib over
+/// STARTTLS from the same `torsiond mail`.
+#[test]
+fn imaplib_reads_over_starttls_what_smtplib_sent() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip(Missing::Peer, "python3 is not installed");
+    }
+    let dir = TempDir::new("mail-imap");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_pem = dir.path().join("cert.pem");
+    let key_pem = dir.path().join("key.pem");
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let mail = dir.path().join("example.org");
+    let hash = hash_of("correct horse");
+    let (smtp_port, imap_port) = (crate::support::free_port(), crate::support::free_port());
+    let mut server = Running::start(&[
+        "mail",
+        "--domain",
+        &format!("example.org={}", mail.display()),
+        "--user",
+        &format!("alice={hash}"),
+        "--smtp",
+        &format!("tcp:{smtp_port}:interface=127.0.0.1"),
+        "--imap",
+        &format!("tcp:{imap_port}:interface=127.0.0.1"),
+        "--certificate",
+        cert_pem.to_str().unwrap(),
+        "--key",
+        key_pem.to_str().unwrap(),
+    ]);
+    let mut ports = vec![server.port(), server.port()];
+    ports.sort();
+    let mut want = vec![smtp_port, imap_port];
+    want.sort();
+    assert_eq!(ports, want);
+    let sent = Command::new("python3")
+        .args([
+            "-c",
+            SEND,
+            &smtp_port.to_string(),
+            cert_pem.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "smtplib: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let read = Command::new("python3")
+        .args([
+            "-c",
+            READ,
+            &imap_port.to_string(),
+            cert_pem.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "imaplib: {}{}",
+        String::from_utf8_lossy(&read.stdout),
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert!(server.terminate().success());
+}
