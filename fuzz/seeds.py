@@ -238,6 +238,14 @@ def imap():
     yield b"a1 AUTHENTICATE PLAIN\r\nAGFsaWNlAHB3\r\na2 APPEND INBOX {99999999999}\r\na3 APPEND INBOX {9999+}\r\n"
 
 
+def nntp():
+    yield (b"CAPABILITIES\r\nMODE READER\r\nLIST\r\nLIST NEWSGROUPS a.*\r\nGROUP a.b\r\n"
+           b"ARTICLE\r\nHEAD 1\r\nBODY <1@y>\r\nSTAT\r\nNEXT\r\nLAST\r\nOVER 1-\r\nXHDR subject 1-2\r\nQUIT\r\n")
+    yield (b"POST\r\nFrom: a@b\r\nNewsgroups: a.b,c\r\nSubject: hi\r\n\r\n..stuffed\r\nline\r\n.\r\n"
+           b"LISTGROUP c 1-\r\nNEWNEWS * 19700101 000000 GMT\r\nNEWGROUPS 700101 000000\r\nDATE\r\nHELP\r\n")
+    yield b"AUTHINFO USER u\r\nAUTHINFO PASS p\r\nAUTHINFO USER u\r\nAUTHINFO PASS p\r\nPOST\r\n" + b"x" * 5000 + b"\r\n.\r\n"
+    yield b"GROUP " + b"a" * 600 + b"\r\nHDR :bytes <1@y>\r\nLIST OVERVIEW.FMT\r\nLIST HEADERS\r\n"
+
 def ws_frame(opcode, payload, fin=True, mask=None):
     head = bytes([(0x80 if fin else 0) | opcode])
     mbit = 0x80 if mask else 0
@@ -319,6 +327,7 @@ TARGETS = {
     "smtp_commands": smtp,
     "ftp_commands": ftp,
     "pop3_commands": pop3,
+    "nntp_commands": nntp,
     "websocket_frames": websocket_frames,
     "telnet_bytes": telnet_bytes,
     "imap_commands": imap,
