@@ -40,7 +40,7 @@
 //! # fn main() -> Result<(), torsion::Failure> {
 //! let reactor = torsion::reactor();
 //! // HTTP/1.1 and prior-knowledge HTTP/2 (h2c) on one port: `curl --http2-prior-knowledge`.
-//! reactor.listen_tcp(8080, Site::new(Hello), "127.0.0.1")?;
+//! reactor.listen_tcp_on(8080, Site::new(Hello), "127.0.0.1")?;
 //! # Ok(())
 //! # }
 //! ```
@@ -709,7 +709,13 @@ async fn read_body(
     while let Some(chunk) = recv.data().await {
         let chunk = match chunk {
             Ok(c) => c,
-            Err(_) => return BodyRead::Lost,
+            Err(e) => {
+                if e.is_reset() && e.is_remote() {
+                    // Cancelled while sending its body: counts as a reset as well.
+                    bridge.count_reset();
+                }
+                return BodyRead::Lost;
+            }
         };
         total += chunk.len() as u64;
         if total > config.max_body {
