@@ -235,6 +235,23 @@ def main():
                 chart.append((f"dns: CPU/query vs {DNS_LABELS.get(w, w)}", 1 / rc))
         out.append("")
 
+    if any(s == "h2" for (s, _w, _m) in med):
+        out += ["## 9. HTTP/2 hello, prior-knowledge h2c, h2load -c50 -m10", "",
+                "The hello page of scenario 2 over HTTP/2 without TLS: `hello_web` (the same "
+                "binary: a site takes the HTTP/2 preface on its HTTP/1.1 port) and nginx with "
+                "`listen ... http2`. h2load, one thread, 50 connections with 10 streams in flight "
+                "on each; a run fails unless every request got a 2xx.", "",
+                "| server | requests/s | mean latency µs | server CPU, µs per request | runs |",
+                "|---|---:|---:|---:|---:|"]
+        for w in contenders(med, "h2"):
+            runs = len(raw.get(("h2", w, "rate"), []))
+            out.append(f"| {LABELS.get(w, w)} | {fmt(g('h2', w, 'rate'))} | "
+                       f"{fmt(g('h2', w, 'mean_us'))} | {fmt(g('h2', w, 'cpu_us'))} | {runs} |")
+        rc = ratio(g("h2", "torsion", "cpu_us"), g("h2", "nginx", "cpu_us"))
+        if rc:
+            chart.append(("h2: CPU/request vs nginx", 1 / rc))
+        out.append("")
+
     # The targets of issues 7, 21 and 22.
     def target(text, a, b, limit, higher_is_better):
         r = ratio(a, b)
@@ -279,6 +296,9 @@ def main():
            g("dns", "twisted", "rate"), 20, True)
     target("DNS: server CPU per query ≤ 1.5× dnsmasq's (issue 22)",
            g("dns", "torsion", "cpu_us"), g("dns", "dnsmasq", "cpu_us"), 1.5, False)
+
+    target("HTTP/2 hello: server CPU per request ≤ nginx's (issue 26)",
+           g("h2", "torsion", "cpu_us"), g("h2", "nginx", "cpu_us"), 1, False)
 
     out += ["## Targets (issues 7, 21 and 22)", "", "| target | figure | |", "|---|---:|---|"]
     out += [f"| {t} | {f} | {m} |" for t, f, m in targets]
