@@ -26,7 +26,10 @@
 //! (CVE-2023-44487) is met twice: `h2`'s own caps on streams reset before they are accepted
 //! and on streams it resets for protocol errors, and a cap of our own on streams the client
 //! resets: past [`Http2Config::max_resets`] in [`Http2Config::reset_interval`] seconds, the
-//! connection is closed with `GOAWAY` (`ENHANCE_YOUR_CALM`) and a warning in the log.
+//! connection is closed with `GOAWAY` (`ENHANCE_YOUR_CALM`) and a warning in the log. A
+//! connection with no stream open for the site's
+//! [`idle_timeout`](crate::site::SiteConfig::idle_timeout) is shut down with `GOAWAY`, as an
+//! idle HTTP/1.1 keep-alive connection is closed.
 //!
 //! ```no_run
 //! use torsion_web::{Render, Request, Resource, Site};
@@ -58,6 +61,7 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use torsion::producer::{Producer, ProducerError};
+use torsion::reactor::DelayedCall;
 use torsion::transport::{Address, TransportImpl};
 use torsion::{ConnectionEnd, Transport};
 
@@ -152,10 +156,41 @@ struct Bridge {
     calm: Cell<bool>,
     /// Client resets counted since the start of the interval, and when it started.
     resets: Cell<(u32, f64)>,
+    /// Armed while the connection has no open stream: the site's idle time-out, after which
+    /// the connection is shut down gracefully (`GOAWAY`).
+    idle_timer: RefCell<Option<DelayedCall>>,
     me: Weak<Bridge>,
 }
 
 impl Bridge {
+    /// Arms the idle time-out when the connection has no stream open, disarms it when it has.
+    fn watch_idle(&self, busy: bool) {
+        let mut timer = self.idle_timer.borrow_mut();
+        if busy {
+            if let Some(call) = timer.take() {
+                let _ = call.cancel();
+            }
+            return;
+        }
+        let Some(secs) = self.site.config.idle_timeout else {
+            return;
+        };
+        if timer.is_some() || self.draining.get() {
+            return;
+        }
+        let me = self.me.clone();
+        *timer = Some(self.site.clock().call_later_boxed(
+            secs,
+            Box::new(move || {
+                if let Some(b) = me.upgrade() {
+                    b.idle_timer.borrow_mut().take();
+                    b.draining.set(true);
+                    b.wake_task();
+                }
+            }),
+        ));
+    }
+
     fn wake_task(&self) {
         if let Some(w) = self.task.borrow_mut().take() {
             w.wake();
@@ -302,6 +337,7 @@ impl Http2Connection {
             draining: Cell::new(false),
             calm: Cell::new(false),
             resets: Cell::new((0, 0.0)),
+            idle_timer: RefCell::new(None),
             me: me.clone(),
         });
         // The Deferred is not needed: the task ends with the connection.
@@ -329,6 +365,7 @@ impl Upgraded for Http2Connection {
 
     fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.bridge.ended.set(true);
+        self.bridge.watch_idle(true);
         self.bridge.watching.set(false);
         self.bridge.wake_task();
         self.bridge.wake_writer();
@@ -370,11 +407,16 @@ async fn serve(bridge: Rc<Bridge>) {
                 shutting = true;
                 conn.graceful_shutdown();
             }
-            conn.poll_accept(cx)
+            let next = conn.poll_accept(cx);
+            if next.is_pending() {
+                bridge.watch_idle(conn.has_streams());
+            }
+            next
         })
         .await;
         match next {
             Some(Ok((request, respond))) => {
+                bridge.watch_idle(true);
                 // A plain tokio task (this one runs on the reactor's runtime): no Deferred
                 // per stream. A resource's panic is caught by `render` already.
                 drop(tokio::task::spawn_local(serve_stream(
@@ -398,6 +440,7 @@ async fn serve(bridge: Rc<Bridge>) {
             None => break,
         }
     }
+    bridge.watch_idle(true);
     bridge.transport.lose_connection();
 }
 

@@ -610,3 +610,43 @@ async fn a_reader_that_never_opens_its_window_holds_bounded_memory() -> Result<(
     );
     port.stop_listening().await
 }
+
+#[torsion::test]
+async fn an_idle_connection_is_shut_down_after_the_idle_time_out() -> Result<(), Failure> {
+    let clock = torsion::testing::Clock::new();
+    let (app, _) = app();
+    let site = Site::new(app);
+    site.set_clock(clock.clone());
+    let (port, addr) = listen(site);
+    let mut raw = Raw::connect(addr).await;
+    raw.send(&frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &request_block("/", &[]),
+    ))
+    .await;
+    while let Some((kind, flags, _, _)) = raw.next().await {
+        if kind == DATA && flags & END_STREAM != 0 {
+            break;
+        }
+    }
+    // Answered, and no stream open: the idle time-out (60 s) is armed.
+    while clock.pending_call_times().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    clock.advance(59.0);
+    tokio::task::yield_now().await;
+    clock.advance(1.5);
+    assert_eq!(raw.goaway().await, Some(0), "GOAWAY with NO_ERROR");
+    // h2's graceful shutdown pings before its last GOAWAY: answered, then the end.
+    let mut frames = 0;
+    while let Some((kind, flags, _, payload)) = raw.next().await {
+        frames += 1;
+        assert!(frames < 10, "the connection does not close");
+        if kind == 6 && flags & 1 == 0 {
+            raw.send(&frame(6, 1, 0, &payload)).await;
+        }
+    }
+    port.stop_listening().await
+}
