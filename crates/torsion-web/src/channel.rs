@@ -33,6 +33,7 @@ use torsion::reactor::DelayedCall;
 use torsion::ConnectionEnd;
 use torsion::{Failure, Protocol, Transport};
 
+use crate::http2::{Http2Connection, PREFACE};
 use crate::proto::{
     html_escape, parse_request_head, reason_phrase, request_body_kind, BodyKind, ChunkedDecoder,
     ParseError, Version,
@@ -173,6 +174,8 @@ pub(crate) struct ChannelShared {
     /// The protocol that took the connection over from HTTP (a WebSocket), once a request
     /// was answered `101 Switching Protocols`: every byte read goes to it from then on.
     upgraded: RefCell<Option<Box<dyn Upgraded>>>,
+    /// HTTP/1.1 or HTTP/2 was chosen from the ALPN and the first bytes.
+    protocol_chosen: Cell<bool>,
     me: Weak<ChannelShared>,
 }
 
@@ -412,6 +415,7 @@ impl HttpChannel {
             armed: Cell::new(None),
             timer: RefCell::new(None),
             upgraded: RefCell::new(None),
+            protocol_chosen: Cell::new(false),
             me: me.clone(),
         });
         HttpChannel { shared }
@@ -485,6 +489,9 @@ impl ChannelShared {
 
     /// Takes bytes from the connection: parses what it can and keeps the rest.
     fn receive(&self, t: &Transport, data: &[u8]) {
+        if !self.protocol_chosen.get() && self.choose_protocol(t, data) {
+            return;
+        }
         if self.pass_upgraded(t, data) {
             return;
         }
@@ -517,6 +524,58 @@ impl ChannelShared {
             buf.drain(..used);
             r.buf = Some(buf);
         }
+    }
+
+    /// Chooses HTTP/2 for a connection whose TLS handshake agreed on `h2` (ALPN), or whose
+    /// first bytes are the HTTP/2 connection preface (prior-knowledge h2c, RFC 9113 3.3);
+    /// HTTP/1.1 otherwise. True when `data` was taken: handed to HTTP/2, or kept because it
+    /// is a beginning of the preface too short to tell.
+    fn choose_protocol(&self, t: &Transport, data: &[u8]) -> bool {
+        if !self.site.config.http2.enabled {
+            self.protocol_chosen.set(true);
+            return false;
+        }
+        let mut reader = self.reader.borrow_mut();
+        let seen: std::borrow::Cow<'_, [u8]> = match reader.buf.take() {
+            None => data.into(),
+            Some(mut buf) => {
+                buf.extend_from_slice(data);
+                (*buf).into()
+            }
+        };
+        let n = seen.len().min(PREFACE.len());
+        let alpn_h2 = t.tls().is_some() && t.negotiated_protocol().as_deref() == Some(b"h2");
+        if !alpn_h2 && seen[..n] != PREFACE[..n] {
+            self.protocol_chosen.set(true);
+            return match seen {
+                std::borrow::Cow::Borrowed(_) => false,
+                std::borrow::Cow::Owned(all) => {
+                    // Bytes kept while it was undecided: parsed with these as HTTP/1.1.
+                    drop(reader);
+                    self.receive(t, &all);
+                    true
+                }
+            };
+        }
+        if !alpn_h2 && n < PREFACE.len() {
+            reader.buf = Some(Box::new(seen.into_owned()));
+            return true;
+        }
+        self.protocol_chosen.set(true);
+        drop(reader);
+        self.cancel_timer();
+        if self.watching.replace(false) {
+            t.unregister_producer();
+        }
+        if self.paused.replace(false) {
+            t.resume_producing();
+        }
+        *self.upgraded.borrow_mut() = Some(Box::new(Http2Connection::start(
+            self.site.clone(),
+            t.clone(),
+        )));
+        self.pass_upgraded(t, &seen);
+        true
     }
 
     /// Hands `data` to the protocol that took the connection over; false when there is none.
@@ -811,7 +870,20 @@ impl ChannelShared {
             r.stop_reading = true;
         }
         self.queue.borrow_mut().push_back(request.clone());
-        let root = self.site.root.clone();
+        render(&self.site.root, request, found);
+    }
+}
+
+/// Renders `request` with the resource found for it (`Some(None)`: none, 404), or finds it
+/// first (`None`), and finishes it with what the resource returned (at once, or when its
+/// Deferred fires). A panic or a failure is a 500, logged. HTTP/1.1 and HTTP/2 share it.
+pub(crate) fn render(
+    root: &Rc<dyn Resource>,
+    request: Request,
+    found: Option<Option<Rc<dyn Resource>>>,
+) {
+    {
+        let root = root.clone();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let found = match found {
                 Some(found) => found,

@@ -44,6 +44,9 @@ pub struct SiteConfig {
     pub server_name: String,
     /// Seconds a session lives without a request (Twisted's `sessionTimeout`). Default 900.
     pub session_timeout: f64,
+    /// HTTP/2: whether it is served (prior-knowledge h2c, and `h2` over TLS when the
+    /// listener offers it by ALPN), and its limits.
+    pub http2: crate::http2::Http2Config,
 }
 
 impl Default for SiteConfig {
@@ -58,6 +61,7 @@ impl Default for SiteConfig {
             max_pipeline: 16,
             server_name: "Torsion".to_owned(),
             session_timeout: 900.0,
+            http2: crate::http2::Http2Config::default(),
         }
     }
 }

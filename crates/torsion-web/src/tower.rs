@@ -187,6 +187,7 @@ fn to_http_request(request: &Request) -> Result<HttpRequest, String> {
     *out.version_mut() = match request.version() {
         Version::Http10 => http::Version::HTTP_10,
         Version::Http11 => http::Version::HTTP_11,
+        Version::Http2 => http::Version::HTTP_2,
     };
     let headers = out.headers_mut();
     headers.reserve(request.headers().len());

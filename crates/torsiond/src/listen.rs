@@ -219,10 +219,19 @@ pub(crate) fn multi_listen<F: Factory + Clone>(
     endpoints: Vec<ServerDescription>,
     factory: F,
 ) -> Rc<dyn Service> {
+    multi_listen_alpn(endpoints, factory, &[])
+}
+
+/// [`multi_listen`], with `tls:` endpoints offering `alpn` (in order of preference).
+pub(crate) fn multi_listen_alpn<F: Factory + Clone>(
+    endpoints: Vec<ServerDescription>,
+    factory: F,
+    alpn: &[&str],
+) -> Rc<dyn Service> {
     let root = Rc::new(MultiService::new());
     let r = reactor();
     for description in endpoints {
-        let endpoint = ServerEndpoint::new(&r, description);
+        let endpoint = ServerEndpoint::new(&r, description).with_alpn_protocols(alpn);
         root.add_service(listen_service(endpoint, factory.clone()))
             .expect("the services have no names");
     }

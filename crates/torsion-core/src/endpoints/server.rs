@@ -383,6 +383,8 @@ pub struct ServerEndpoint {
     reactor: Reactor,
     description: ServerDescription,
     options: ListenOptions,
+    /// The protocols a `tls:` endpoint offers by ALPN, in order of preference.
+    alpn: Vec<Vec<u8>>,
 }
 
 /// Parses `s` and binds it to `reactor` (Twisted's `serverFromString`).
@@ -400,7 +402,19 @@ impl ServerEndpoint {
             reactor: reactor.clone(),
             description,
             options: ListenOptions::default(),
+            alpn: Vec::new(),
         }
+    }
+
+    /// This endpoint offering `protocols` by ALPN when it is a `tls:` endpoint (a web server
+    /// offers `h2` and `http/1.1`, and speaks the one the client picks); other kinds ignore
+    /// them. None by default: the TLS handshake then agrees on no protocol.
+    pub fn with_alpn_protocols<I: IntoIterator<Item = P>, P: AsRef<[u8]>>(
+        mut self,
+        protocols: I,
+    ) -> ServerEndpoint {
+        self.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
+        self
     }
 
     /// This endpoint with socket options for TCP listening ports (`SO_REUSEPORT`); other
@@ -470,9 +484,13 @@ impl ServerEndpoint {
                 *lockfile,
                 factory,
             ),
-            ServerDescription::Tls { .. } => {
-                listen_tls(&self.reactor, &self.description, factory, self.options)
-            }
+            ServerDescription::Tls { .. } => listen_tls(
+                &self.reactor,
+                &self.description,
+                factory,
+                self.options,
+                &self.alpn,
+            ),
             ServerDescription::Systemd { domain, index } => {
                 listen_systemd(&self.reactor, *domain, *index, factory)
             }

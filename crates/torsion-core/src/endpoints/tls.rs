@@ -25,6 +25,7 @@ pub(super) fn listen_tls<F: Factory>(
     description: &ServerDescription,
     factory: F,
     options: ListenOptions,
+    alpn: &[Vec<u8>],
 ) -> Result<ListeningPort, Failure> {
     use crate::tls::{load_certificates, load_private_key, Identity, ServerContext};
     let ServerDescription::Tls {
@@ -50,7 +51,11 @@ pub(super) fn listen_tls<F: Factory>(
         }
         let timeout = (*handshake_timeout > 0)
             .then(|| std::time::Duration::from_secs(u64::from(*handshake_timeout)));
-        Ok::<_, crate::tls::TlsError>(ServerContext::new(identity)?.with_handshake_timeout(timeout))
+        let context = ServerContext::builder()
+            .certificate(identity)
+            .alpn_protocols(alpn)
+            .build()?;
+        Ok::<_, crate::tls::TlsError>(context.with_handshake_timeout(timeout))
     })()
     .map_err(|e| {
         CannotListenError::new(
@@ -76,6 +81,7 @@ pub(super) fn listen_tls<F: Factory>(
     description: &ServerDescription,
     _factory: F,
     _options: ListenOptions,
+    _alpn: &[Vec<u8>],
 ) -> Result<ListeningPort, Failure> {
     Err(unsupported_listen(description, TLS_OFF))
 }

@@ -580,7 +580,7 @@ impl BodyFlow for Flow {
 /// Whether the server lets the connection carry another request (RFC 9112 section 9.3).
 fn server_keeps_alive(version: Version, headers: &Headers) -> bool {
     match version {
-        Version::Http11 => !headers.has_token("connection", "close"),
+        Version::Http11 | Version::Http2 => !headers.has_token("connection", "close"),
         Version::Http10 => headers.has_token("connection", "keep-alive"),
     }
 }

@@ -120,13 +120,16 @@ impl Default for Limits {
     }
 }
 
-/// The HTTP version of a message. Only HTTP/1.0 and HTTP/1.1 are spoken here.
+/// The HTTP version of a message. HTTP/1.0 and HTTP/1.1 are parsed here; HTTP/2 requests
+/// come from the `h2` codec (see [`http2`](crate::http2)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     /// `HTTP/1.0`: connections close after each message unless `keep-alive` is asked for.
     Http10,
     /// `HTTP/1.1`: persistent connections, chunked transfer coding.
     Http11,
+    /// `HTTP/2`: a request on one stream of a multiplexed connection (RFC 9113).
+    Http2,
 }
 
 impl Version {
@@ -135,6 +138,7 @@ impl Version {
         match self {
             Version::Http10 => "HTTP/1.0",
             Version::Http11 => "HTTP/1.1",
+            Version::Http2 => "HTTP/2.0",
         }
     }
 

@@ -3,7 +3,7 @@
 use torsion::transport::Address;
 
 use super::Request;
-use crate::proto::{http_date, Version};
+use crate::proto::http_date;
 
 impl Request {
     pub(super) fn log_access(&self) {
@@ -27,10 +27,7 @@ fn combined_log_line(req: &Request, code: u16, bytes: u64) -> String {
         other => other.to_string(),
     };
     let quote = |s: Option<&str>| s.unwrap_or("-").replace('"', "\\\"");
-    let version = match req.version() {
-        Version::Http10 => "HTTP/1.0",
-        Version::Http11 => "HTTP/1.1",
-    };
+    let version = req.version().as_str();
     format!(
         "{client} - - [{}] \"{} {} {version}\" {code} {} \"{}\" \"{}\"",
         // The time the line is written, as Twisted's access log has it.

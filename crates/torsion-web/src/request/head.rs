@@ -46,6 +46,18 @@ impl Request {
     pub(super) fn start(&self, r: &mut Response, finishing: bool, body_hint: usize) {
         r.started = true;
         let version = self.inner.head.version;
+        if version == Version::Http2 {
+            // The head becomes a HEADERS frame (`take_h2_head`); the body goes in DATA frames
+            // as it is, ended by the stream's end, never chunked.
+            let bodiless_status = matches!(r.code, 204 | 304) || (100..200).contains(&r.code);
+            if bodiless_status || r.headers.contains("content-length") {
+                r.length = None;
+            } else if r.length.is_none() && finishing {
+                r.length = Some(0);
+            }
+            r.h2_head = true;
+            return;
+        }
         let (mut has_date, mut has_server, mut has_type, mut has_length) =
             (false, false, false, false);
         for (name, _) in r.headers.iter() {
@@ -129,6 +141,78 @@ impl Request {
         if finishing && r.chunked {
             encode_last_chunk(&mut r.out);
         }
+    }
+}
+
+impl Request {
+    /// HTTP/2: the response head decided by `start`, once, as the `h2` codec sends it: the
+    /// resource's headers without the connection-specific ones HTTP/2 forbids (RFC 9113
+    /// 8.2.2), then the defaults it did not set. A header that is not a valid field is
+    /// dropped with a debug line (HTTP/1.1 would send it as given).
+    pub(crate) fn take_h2_head(&self) -> Option<http::Response<()>> {
+        use http::header::{HeaderName, HeaderValue};
+        let mut r = self.inner.response.borrow_mut();
+        if !std::mem::take(&mut r.h2_head) {
+            return None;
+        }
+        let mut response = http::Response::new(());
+        *response.status_mut() =
+            http::StatusCode::from_u16(r.code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let bodiless_status = matches!(r.code, 204 | 304) || (100..200).contains(&r.code);
+        let h = response.headers_mut();
+        let (mut has_date, mut has_server, mut has_type) = (false, false, false);
+        for (name, value) in r.headers.iter() {
+            match Known::of(name) {
+                Some(Known::Connection | Known::TransferEncoding) => continue,
+                Some(Known::ContentLength) if bodiless_status => continue,
+                Some(Known::Date) => has_date = true,
+                Some(Known::Server) => has_server = true,
+                Some(Known::ContentType) => has_type = true,
+                _ => {}
+            }
+            if name.eq_ignore_ascii_case("keep-alive")
+                || name.eq_ignore_ascii_case("proxy-connection")
+                || name.eq_ignore_ascii_case("upgrade")
+            {
+                continue;
+            }
+            match (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(value),
+            ) {
+                (Ok(n), Ok(v)) => {
+                    h.append(n, v);
+                }
+                _ => tracing::debug!(
+                    target: "torsion_web",
+                    "HTTP/2 response header {name:?} dropped: not a valid field"
+                ),
+            }
+        }
+        if !has_date {
+            with_cached_date(|date| {
+                if let Ok(v) = HeaderValue::from_str(date) {
+                    h.insert(http::header::DATE, v);
+                }
+            });
+        }
+        if !has_server {
+            let server = self.inner.channel.upgrade();
+            let server = server.as_deref().map_or("Torsion", |c| c.server_name());
+            if let Ok(v) = HeaderValue::from_str(server) {
+                h.insert(http::header::SERVER, v);
+            }
+        }
+        if !has_type && !bodiless_status {
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html"),
+            );
+        }
+        if let Some(n) = r.length {
+            h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        Some(response)
     }
 }
 

@@ -138,6 +138,8 @@ impl Request {
         let close = match head.version {
             Version::Http10 => !head.headers.has_token("connection", "keep-alive"),
             Version::Http11 => head.headers.has_token("connection", "close"),
+            // A stream ends with its response; the connection is the codec's business.
+            Version::Http2 => false,
         };
         let no_body = head.method == "HEAD";
         Request {

@@ -48,6 +48,9 @@ pub(super) struct Response {
     /// Output not yet handed to the connection (waiting for earlier pipelined responses).
     pub(super) out: Vec<u8>,
     pub(super) body_bytes: u64,
+    /// HTTP/2: the head was decided (`start`) and waits for the stream to send it as a
+    /// HEADERS frame (`take_h2_head`).
+    pub(super) h2_head: bool,
 }
 
 impl Response {
@@ -67,6 +70,7 @@ impl Response {
             length: None,
             out: Vec::new(),
             body_bytes: 0,
+            h2_head: false,
         }
     }
 }

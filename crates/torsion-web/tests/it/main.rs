@@ -18,6 +18,7 @@ mod client_treq;
 mod client_upload;
 mod drain;
 mod flow_body;
+mod http2;
 mod interop_clients;
 mod pipeline_flow;
 mod proto_props;

@@ -10,7 +10,7 @@ use torsion_web::static_file::File;
 use torsion_web::Site;
 
 use super::Plugin;
-use crate::listen::{endpoints_of, listen_arg, multi_listen, parse_endpoint};
+use crate::listen::{endpoints_of, listen_arg, multi_listen_alpn, parse_endpoint};
 
 /// `torsiond web`: serves a folder over HTTP (Twisted's `twistd web --path`), with
 /// [`File`] behind a [`Site`] on each endpoint.
@@ -155,6 +155,8 @@ impl Plugin for WebPlugin {
             }
         });
         tracing::info!(target: "torsiond", "serving {}", path.display());
-        Ok(multi_listen(endpoints, site))
+        // `tls:` endpoints offer HTTP/2 and HTTP/1.1 by ALPN (the site speaks whichever the
+        // client picks); plain ones take prior-knowledge h2c and HTTP/1.1 alike.
+        Ok(multi_listen_alpn(endpoints, site, &["h2", "http/1.1"]))
     }
 }

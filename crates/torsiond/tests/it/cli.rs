@@ -215,6 +215,72 @@ fn web_port_alias_listens() {
     assert!(status.success(), "{status:?}");
 }
 
+#[test]
+fn web_answers_curl_over_http2_with_prior_knowledge_and_over_tls() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return torsion::testing::skip(torsion::testing::Missing::Peer, "curl is not installed");
+    }
+    let tmp = TempDir::new("web-h2");
+    let dir = tmp.path();
+    std::fs::write(dir.join("a.txt"), "over h2").unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), made.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+    let tls = format!(
+        "tls:0:interface=127.0.0.1:privateKey={}:certKey={}",
+        dir.join("key.pem").display(),
+        dir.join("cert.pem").display()
+    );
+    let (mut server, ports) = start(
+        &[
+            "web",
+            "--path",
+            dir.to_str().unwrap(),
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--listen",
+            &tls,
+        ],
+        2,
+    );
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-w", " %{http_version}"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let urls: Vec<(String, bool)> = ports
+        .iter()
+        .map(|p| {
+            // Which port is which: the TLS one does not answer plain HTTP.
+            let plain = format!("http://127.0.0.1:{p}/a.txt");
+            let is_plain = curl(&["--http1.1", "-m", "5", &plain]).starts_with("over h2");
+            if is_plain {
+                (plain, false)
+            } else {
+                (format!("https://127.0.0.1:{p}/a.txt"), true)
+            }
+        })
+        .collect();
+    for (url, tls) in &urls {
+        let out = if *tls {
+            curl(&["-k", "--http2", url])
+        } else {
+            curl(&["--http2-prior-knowledge", url])
+        };
+        assert_eq!(out, "over h2 2", "{url}");
+    }
+    assert!(urls.iter().any(|(_, tls)| *tls) && urls.iter().any(|(_, tls)| !*tls));
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
 /// Checks that a startup error is one line on standard error, prefixed `torsiond: `, with
 /// no Rust debug output, panic or backtrace in it; returns the line.
 fn one_clean_line(out: &Output) -> String {
