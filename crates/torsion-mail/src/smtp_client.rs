@@ -4,7 +4,7 @@
 //!
 //! - [`send_mail`] talks to one server (Twisted's `sendmail(smtphost, ...)`);
 //!   [`send_mail_to_domain`] finds the domain's MX hosts with a
-//!   [`Resolver`](torsion_names::Resolver) and tries them in preference order, the domain's
+//!   [`Resolver`] and tries them in preference order, the domain's
 //!   own address when it has no MX (RFC 5321 section 5.1), the next host after a failure
 //!   to connect, a time-out or a 4xx reply; a 5xx reply is final.
 //! - EHLO (HELO when EHLO is refused); STARTTLS as [`TlsPolicy`] says (`Required`: no
