@@ -23,6 +23,7 @@
 //! drain (a graceful shutdown), an idle connection closes at once and a busy one after its
 //! response.
 
+pub mod http2;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -33,7 +34,6 @@ use torsion::reactor::DelayedCall;
 use torsion::ConnectionEnd;
 use torsion::{Failure, Protocol, Transport};
 
-use crate::http2::{Http2Connection, PREFACE};
 use crate::proto::{
     html_escape, parse_request_head, reason_phrase, request_body_kind, BodyKind, ChunkedDecoder,
     ParseError, Version,
@@ -42,6 +42,7 @@ use crate::request::{BodySink, Request, RequestChannel, Upgraded};
 use crate::resource::{resource_for_request, Render, Resource};
 use crate::session::SessionSite;
 use crate::site_state::SiteInner;
+use http2::{Http2Connection, PREFACE};
 
 /// What the channel is reading.
 enum ReadState {

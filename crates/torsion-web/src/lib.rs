@@ -15,7 +15,6 @@
 mod body_producer;
 pub mod channel;
 pub mod client;
-pub mod http2;
 pub mod proto;
 pub mod proxy;
 pub mod request;
@@ -28,6 +27,7 @@ pub mod static_file;
 pub mod tower;
 pub mod websocket;
 
+pub use channel::http2;
 pub use request::Request;
 pub use resource::{Render, Resource};
 pub use site::Site;

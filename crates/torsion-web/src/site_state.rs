@@ -46,7 +46,7 @@ pub struct SiteConfig {
     pub session_timeout: f64,
     /// HTTP/2: whether it is served (prior-knowledge h2c, and `h2` over TLS when the
     /// listener offers it by ALPN), and its limits.
-    pub http2: crate::http2::Http2Config,
+    pub http2: Http2Config,
 }
 
 impl Default for SiteConfig {
@@ -61,7 +61,7 @@ impl Default for SiteConfig {
             max_pipeline: 16,
             server_name: "Torsion".to_owned(),
             session_timeout: 900.0,
-            http2: crate::http2::Http2Config::default(),
+            http2: Http2Config::default(),
         }
     }
 }
@@ -114,5 +114,56 @@ impl SessionSite for SiteInner {
 
     fn sessions(&self) -> &RefCell<HashMap<String, Session>> {
         &self.sessions
+    }
+}
+
+/// HTTP/2 settings and limits of a [`Site`](crate::site::Site)
+/// ([`SiteConfig::http2`](crate::site::SiteConfig::http2)).
+#[derive(Debug, Clone)]
+pub struct Http2Config {
+    /// Serve HTTP/2 at all (prior-knowledge h2c, and `h2` when ALPN agrees on it). Default
+    /// true.
+    pub enabled: bool,
+    /// Streams a client may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`); more are
+    /// refused with `REFUSED_STREAM`. Default 100.
+    pub max_concurrent_streams: u32,
+    /// The largest header list accepted (`SETTINGS_MAX_HEADER_LIST_SIZE`); a larger one is
+    /// answered 431. Default 16,384, the HTTP/1.1 head limit.
+    pub max_header_list_size: u32,
+    /// The largest frame accepted (`SETTINGS_MAX_FRAME_SIZE`). Default 16,384, the minimum.
+    pub max_frame_size: u32,
+    /// Each stream's receive window: request body bytes a client may send before the
+    /// resource's stream has taken them. Default 256 KiB.
+    pub stream_window: u32,
+    /// The connection's receive window, over all its streams. Default 1 MiB.
+    pub connection_window: u32,
+    /// `h2`'s cap on streams the client opens and resets before the server accepted them
+    /// (its CVE-2023-44487 defence): past it, `GOAWAY` with `ENHANCE_YOUR_CALM`. Default 20.
+    pub max_pending_accept_reset_streams: usize,
+    /// `h2`'s cap on streams it resets because the client broke the protocol, per
+    /// connection: past it, `GOAWAY` with `ENHANCE_YOUR_CALM`. Default 1024.
+    pub max_local_error_reset_streams: usize,
+    /// Streams the client may reset (`RST_STREAM`) per connection in
+    /// [`reset_interval`](Self::reset_interval) seconds; past it, `GOAWAY` with
+    /// `ENHANCE_YOUR_CALM` and a warning in the log. Default 200.
+    pub max_resets: u32,
+    /// The interval [`max_resets`](Self::max_resets) counts over, in seconds. Default 10.
+    pub reset_interval: f64,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            enabled: true,
+            max_concurrent_streams: 100,
+            max_header_list_size: 16 * 1024,
+            max_frame_size: 16 * 1024,
+            stream_window: 256 * 1024,
+            connection_window: 1024 * 1024,
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 1024,
+            max_resets: 200,
+            reset_interval: 10.0,
+        }
     }
 }
