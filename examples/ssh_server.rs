@@ -27,7 +27,8 @@ struct Cli {
     /// The TCP port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 2222)]
     port: u16,
-    /// The address to listen on. The default, 127.0.0.1, is this machine only.
+    /// The address to listen on (an IPv4 or IPv6 address). The default, 127.0.0.1, is this
+    /// machine only; 0.0.0.0 (or ::) is every interface.
     #[arg(long, default_value = "127.0.0.1")]
     interface: IpAddr,
     /// The OpenSSH authorized_keys file whose keys may log in (as any user name).
