@@ -17,7 +17,13 @@
 //! assert_eq!(parsed.keys[0].key.comment().as_bytes(), b"alice@laptop");
 //! // A key with options is listed, but never lets anyone in: the options are not enforced.
 //! assert_eq!(parsed.keys[1].options.as_deref(), Some("no-pty,command=\"uptime\""));
-//! assert!(!parsed.contains(&parsed.keys[1].key));
+//! // The same key on a line of its own without options does let in: here only the first
+//! // line does, and a file with only the restricted line lets nobody in.
+//! assert!(parsed.contains(&parsed.keys[0].key));
+//! let restricted = parse_authorized_keys(
+//!     "no-pty ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHz+8WCTTbnMkYyMS3imwOodA4vkaDyUmGRmqDFvUsSt\n",
+//! );
+//! assert!(!restricted.contains(&restricted.keys[0].key));
 //! assert_eq!(parsed.malformed, vec![4]);
 //! ```
 use std::fs;
