@@ -46,7 +46,7 @@
 //! assert!(out.ends_with("* BYE Logging out\r\nc OK LOGOUT completed\r\n"), "{out}");
 //! # std::fs::remove_dir_all(&root).unwrap();
 //! ```
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
@@ -55,8 +55,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use torsion::defer::Deferred;
-use torsion::producer::Producer;
-use torsion::protocols::policies::IdleTimeout;
+use torsion::protocols::policies::{IdleTimeout, WriteGate};
 use torsion::reactor::{DelayedCall, ReactorTime};
 use torsion::tls::ServerContext;
 use torsion::transport::Address as PeerAddress;
@@ -231,7 +230,7 @@ impl Factory for ImapFactory {
                 authenticating: None,
                 idling: None,
                 idle_timer: None,
-                write_blocked: Rc::new(Cell::new(false)),
+                gate: WriteGate::new(),
                 paused: false,
             })),
             idle: IdleTimeout::new(),
@@ -282,14 +281,14 @@ struct Conn {
     idle_timer: Option<DelayedCall>,
     /// Set by the transport (through [`WriteGate`]) while its write buffer is over the
     /// high watermark: no further command is run, and reading pauses, until it drains.
-    write_blocked: Rc<Cell<bool>>,
+    gate: WriteGate,
     paused: bool,
 }
 
 impl Conn {
     /// Whether the client is not taking what it is sent.
     fn write_blocked(&self, t: &Transport) -> bool {
-        self.write_blocked.get() || t.buffered_size() > t.write_buffer_limits().0
+        self.gate.blocked(t)
     }
 
     fn line(&mut self, s: &str) {
@@ -467,31 +466,6 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
             t.resume_producing();
         }
     }
-}
-
-/// Told by the transport when its write buffer passes the high watermark and when it
-/// drains (the connection registers it as a streaming producer, as SMTP's does).
-struct WriteGate {
-    conn: Weak<RefCell<Conn>>,
-    blocked: Rc<Cell<bool>>,
-}
-
-impl Producer for WriteGate {
-    fn pause_producing(&self) {
-        self.blocked.set(true);
-    }
-
-    fn resume_producing(&self) {
-        self.blocked.set(false);
-        if let Some(conn) = self.conn.upgrade() {
-            let transport = conn.try_borrow().ok().and_then(|c| c.transport.clone());
-            if let Some(t) = transport {
-                pump(&conn, &t);
-            }
-        }
-    }
-
-    fn stop_producing(&self) {}
 }
 
 fn command(conn: &Rc<RefCell<Conn>>, t: &Transport, bytes: &[u8]) {
@@ -1335,6 +1309,16 @@ fn timed_out(conn: &Weak<RefCell<Conn>>) {
     t.lose_connection();
 }
 
+/// The client has read what was waiting: go on answering (from the reactor, never from
+/// inside `pump`; but be sure).
+fn resume(conn: &Weak<RefCell<Conn>>) {
+    let Some(conn) = conn.upgrade() else { return };
+    let transport = conn.try_borrow().ok().and_then(|c| c.transport.clone());
+    if let Some(t) = transport {
+        pump(&conn, &t);
+    }
+}
+
 impl Protocol for Imap {
     fn connection_made(&mut self, t: &Transport) {
         let mut c = self.conn.borrow_mut();
@@ -1343,11 +1327,8 @@ impl Protocol for Imap {
         let host = c.shared.hostname.clone();
         c.line(&format!("* OK [CAPABILITY {caps}] {host} IMAP4rev1 ready"));
         c.flush(t);
-        let gate = Rc::new(WriteGate {
-            conn: Rc::downgrade(&self.conn),
-            blocked: c.write_blocked.clone(),
-        });
-        if let Err(e) = t.register_producer(gate, true) {
+        let weak = Rc::downgrade(&self.conn);
+        if let Err(e) = c.gate.register(t, move || resume(&weak)) {
             tracing::debug!("IMAP without write-buffer flow control: {e}");
         }
         if let Some(period) = c.shared.timeout {

@@ -33,7 +33,7 @@
 //! reactor().listen_tcp(8110, factory).unwrap();
 //! reactor().run().unwrap();
 //! ```
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
@@ -42,8 +42,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion::defer::Deferred;
-use torsion::producer::Producer;
-use torsion::protocols::policies::IdleTimeout;
+use torsion::protocols::policies::{IdleTimeout, WriteGate};
 use torsion::reactor::{DelayedCall, ReactorTime};
 use torsion::tls::ServerContext;
 use torsion::transport::Address as PeerAddress;
@@ -220,7 +219,7 @@ struct Conn {
     locked: Option<PathBuf>,
     sending: Option<Sending>,
     paused: bool,
-    write_blocked: Rc<Cell<bool>>,
+    gate: WriteGate,
     transport: Option<Transport>,
     login: Option<Login<Maildir>>,
     /// The idle timer, restarted by every command and every piece of a message sent (a
@@ -243,7 +242,7 @@ impl Pop3 {
                 locked: None,
                 sending: None,
                 paused: false,
-                write_blocked: Rc::new(Cell::new(false)),
+                gate: WriteGate::new(),
                 transport: None,
                 login: None,
                 idle: idle.clone(),
@@ -255,7 +254,7 @@ impl Pop3 {
 
 impl Conn {
     fn write_blocked(&self, t: &Transport) -> bool {
-        self.write_blocked.get() || t.buffered_size() > t.write_buffer_limits().0
+        self.gate.blocked(t)
     }
 
     fn flush(&mut self, t: &Transport) {
@@ -277,7 +276,7 @@ impl Conn {
     fn send_some(&mut self, t: &Transport) -> bool {
         let mut buf = vec![0u8; CHUNK];
         while let Some(s) = self.sending.as_mut() {
-            if self.write_blocked.get() || t.buffered_size() > t.write_buffer_limits().0 {
+            if self.gate.blocked(t) {
                 return false;
             }
             let mut out = Vec::with_capacity(CHUNK + CHUNK / 8);
@@ -467,31 +466,6 @@ fn logged_in(conn: &Rc<RefCell<Conn>>, login: Login<Maildir>) {
     }
 }
 
-/// Told by the transport when its write buffer passes the high watermark and when it
-/// drains: reading (of the client and of a message's file) stops in between.
-struct WriteGate {
-    conn: Weak<RefCell<Conn>>,
-    blocked: Rc<Cell<bool>>,
-}
-
-impl Producer for WriteGate {
-    fn pause_producing(&self) {
-        self.blocked.set(true);
-    }
-
-    fn resume_producing(&self) {
-        self.blocked.set(false);
-        if let Some(conn) = self.conn.upgrade() {
-            let transport = conn.try_borrow().ok().and_then(|c| c.transport.clone());
-            if let Some(t) = transport {
-                pump(&conn, &t);
-            }
-        }
-    }
-
-    fn stop_producing(&self) {}
-}
-
 /// The idle timeout fired: `-ERR`, no deletions, the connection closed (aborted if the
 /// client is not taking what it is sent).
 fn timed_out(conn: &Weak<RefCell<Conn>>) {
@@ -516,17 +490,24 @@ fn timed_out(conn: &Weak<RefCell<Conn>>) {
     }
 }
 
+/// The client has read what was waiting: go on answering (from the reactor, never from
+/// inside `pump`; but be sure).
+fn resume(conn: &Weak<RefCell<Conn>>) {
+    let Some(conn) = conn.upgrade() else { return };
+    let transport = conn.try_borrow().ok().and_then(|c| c.transport.clone());
+    if let Some(t) = transport {
+        pump(&conn, &t);
+    }
+}
+
 impl Protocol for Pop3 {
     fn connection_made(&mut self, t: &Transport) {
         let mut c = self.conn.borrow_mut();
         c.peer = t.get_peer().to_string();
         c.transport = Some(t.clone());
         c.flush(t);
-        let gate = Rc::new(WriteGate {
-            conn: Rc::downgrade(&self.conn),
-            blocked: c.write_blocked.clone(),
-        });
-        if let Err(e) = t.register_producer(gate, true) {
+        let weak = Rc::downgrade(&self.conn);
+        if let Err(e) = c.gate.register(t, move || resume(&weak)) {
             tracing::debug!("POP3 without write-buffer flow control: {e}");
         }
         if let Some(period) = c.shared.timeout {

@@ -25,13 +25,12 @@
 //! reactor().listen_tcp(2525, SmtpFactory::new("mx.example.org", domain)).unwrap();
 //! reactor().run().unwrap();
 //! ```
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion::defer::{Deferred, DeferredList};
-use torsion::producer::Producer;
-use torsion::protocols::policies::IdleTimeout;
+use torsion::protocols::policies::{IdleTimeout, WriteGate};
 use torsion::reactor::{DelayedCall, ReactorTime};
 use torsion::tls::ServerContext;
 use torsion::transport::Address as PeerAddress;
@@ -228,7 +227,7 @@ struct Conn {
     paused: bool,
     /// Set by the transport (through [`WriteGate`]) while its write buffer is over the
     /// high watermark; outside the `RefCell`, as the transport may say so during a write.
-    write_blocked: Rc<Cell<bool>>,
+    gate: WriteGate,
     /// The connection, for the timer and the write gate (which hold only a `Weak` of
     /// this); dropped when it is lost, so nothing keeps the transport alive in a cycle.
     transport: Option<Transport>,
@@ -250,7 +249,7 @@ impl Smtp {
                 messages: Vec::new(),
                 failed: false,
                 paused: false,
-                write_blocked: Rc::new(Cell::new(false)),
+                gate: WriteGate::new(),
                 transport: None,
                 login: None,
             })),
@@ -274,7 +273,7 @@ impl Conn {
     /// Whether the client is not taking its replies: the transport said so, or holds more
     /// unsent than its high watermark now (a real transport says so only later).
     fn write_blocked(&self, t: &Transport) -> bool {
-        self.write_blocked.get() || t.buffered_size() > t.write_buffer_limits().0
+        self.gate.blocked(t)
     }
 
     fn flush(&mut self, t: &Transport) {
@@ -525,33 +524,6 @@ fn start_login(
     );
 }
 
-/// Told by the transport when its write buffer passes the high watermark and when it
-/// drains to the low one (the connection registers it as a streaming producer, as AMP's
-/// `WriteGate`): reading stops in between, and what waits is answered once it drains.
-struct WriteGate {
-    conn: Weak<RefCell<Conn>>,
-    blocked: Rc<Cell<bool>>,
-}
-
-impl Producer for WriteGate {
-    fn pause_producing(&self) {
-        self.blocked.set(true);
-    }
-
-    fn resume_producing(&self) {
-        self.blocked.set(false);
-        if let Some(conn) = self.conn.upgrade() {
-            // From the reactor, never from inside `pump`; but be sure.
-            let transport = conn.try_borrow().ok().and_then(|c| c.transport.clone());
-            if let Some(t) = transport {
-                pump(&conn, &t);
-            }
-        }
-    }
-
-    fn stop_producing(&self) {}
-}
-
 /// The idle timeout fired: 421, the message being received (if any) discarded, and the
 /// connection closed — aborted if the client is not even taking its replies, as waiting to
 /// send them would hold the connection for ever.
@@ -586,17 +558,24 @@ fn timed_out(conn: &Weak<RefCell<Conn>>) {
     }
 }
 
+/// The client has read what was waiting: go on answering (from the reactor, never from
+/// inside `pump`; but be sure).
+fn resume(conn: &Weak<RefCell<Conn>>) {
+    let Some(conn) = conn.upgrade() else { return };
+    let transport = conn.try_borrow().ok().and_then(|c| c.transport.clone());
+    if let Some(t) = transport {
+        pump(&conn, &t);
+    }
+}
+
 impl Protocol for Smtp {
     fn connection_made(&mut self, t: &Transport) {
         let mut c = self.conn.borrow_mut();
         c.peer = t.get_peer().to_string();
         c.transport = Some(t.clone());
         c.flush(t);
-        let gate = Rc::new(WriteGate {
-            conn: Rc::downgrade(&self.conn),
-            blocked: c.write_blocked.clone(),
-        });
-        if let Err(e) = t.register_producer(gate, true) {
+        let weak = Rc::downgrade(&self.conn);
+        if let Err(e) = c.gate.register(t, move || resume(&weak)) {
             tracing::debug!("SMTP without write-buffer flow control: {e}");
         }
         if let Some(period) = c.shared.timeout {

@@ -15,13 +15,12 @@
 //! reactor().listen_tcp(1119, NntpFactory::new("news.example.org", store)).unwrap();
 //! reactor().run().unwrap();
 //! ```
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion::defer::Deferred;
-use torsion::producer::Producer;
-use torsion::protocols::policies::IdleTimeout;
+use torsion::protocols::policies::{IdleTimeout, WriteGate};
 use torsion::reactor::{DelayedCall, ReactorTime};
 use torsion::transport::Address as PeerAddress;
 use torsion::{reactor, ConnectionEnd, Factory, Failure, Protocol, Transport};
@@ -185,7 +184,7 @@ impl Factory for NntpFactory {
                 transport: None,
                 login: None,
                 paused: false,
-                write_blocked: Rc::new(Cell::new(false)),
+                gate: WriteGate::new(),
             })),
             idle: IdleTimeout::new(),
         })
@@ -207,14 +206,14 @@ struct Conn {
     paused: bool,
     /// Set by the transport (through [`WriteGate`]) while its write buffer is over the high
     /// watermark; outside the `RefCell`, as the transport may say so during a write.
-    write_blocked: Rc<Cell<bool>>,
+    gate: WriteGate,
 }
 
 impl Conn {
     /// Whether the client is not taking its answers: the transport said so, or holds more
     /// unsent than its high watermark now.
     fn write_blocked(&self, t: &Transport) -> bool {
-        self.write_blocked.get() || t.buffered_size() > t.write_buffer_limits().0
+        self.gate.blocked(t)
     }
 
     fn flush(&mut self, t: &Transport) {
@@ -271,32 +270,6 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
             t.resume_producing();
         }
     }
-}
-
-/// Told by the transport when its write buffer passes the high watermark and when it drains
-/// to the low one: commands are not answered in between, and what waits is answered once it
-/// drains.
-struct WriteGate {
-    conn: Weak<RefCell<Conn>>,
-    blocked: Rc<Cell<bool>>,
-}
-
-impl Producer for WriteGate {
-    fn pause_producing(&self) {
-        self.blocked.set(true);
-    }
-
-    fn resume_producing(&self) {
-        self.blocked.set(false);
-        if let Some(conn) = self.conn.upgrade() {
-            let transport = conn.try_borrow().ok().and_then(|c| c.transport.clone());
-            if let Some(t) = transport {
-                pump(&conn, &t);
-            }
-        }
-    }
-
-    fn stop_producing(&self) {}
 }
 
 fn start_login(conn: &Rc<RefCell<Conn>>, t: &Transport, user: String, password: String) {
@@ -366,17 +339,24 @@ fn timed_out(conn: &Weak<RefCell<Conn>>) {
     }
 }
 
+/// The client has read what was waiting: go on answering (from the reactor, never from
+/// inside `pump`; but be sure).
+fn resume(conn: &Weak<RefCell<Conn>>) {
+    let Some(conn) = conn.upgrade() else { return };
+    let transport = conn.try_borrow().ok().and_then(|c| c.transport.clone());
+    if let Some(t) = transport {
+        pump(&conn, &t);
+    }
+}
+
 impl Protocol for Nntp {
     fn connection_made(&mut self, t: &Transport) {
         let mut c = self.conn.borrow_mut();
         c.peer = t.get_peer().to_string();
         c.transport = Some(t.clone());
         c.flush(t);
-        let gate = Rc::new(WriteGate {
-            conn: Rc::downgrade(&self.conn),
-            blocked: c.write_blocked.clone(),
-        });
-        if let Err(e) = t.register_producer(gate, true) {
+        let weak = Rc::downgrade(&self.conn);
+        if let Err(e) = c.gate.register(t, move || resume(&weak)) {
             tracing::debug!("NNTP without write-buffer flow control: {e}");
         }
         if let Some(period) = c.shared.timeout {

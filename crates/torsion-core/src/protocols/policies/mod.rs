@@ -11,6 +11,7 @@
 //! | `ThrottlingFactory` | [`ThrottlingFactory`] | limits bytes read and written per second |
 //! | `TrafficLoggingFactory`, `SpewingFactory` | [`TrafficLoggingFactory`] | logs every connection's events and bytes (to `tracing`, debug level) |
 //! | `ReconnectingClientFactory` | [`ReconnectingClientFactory`] | reconnects with exponential back-off |
+//! | (a push producer by hand) | [`WriteGate`] | stops a protocol answering while its client does not read |
 //!
 //! Policies stack: each factory wraps any factory, wrappers included.
 //!
@@ -106,6 +107,7 @@ macro_rules! wrapping_newtype {
     };
 }
 
+mod gate;
 mod idle;
 mod limit;
 mod reconnect;
@@ -114,6 +116,7 @@ mod timeout;
 mod traffic;
 mod wrapper;
 
+pub use gate::WriteGate;
 pub use idle::IdleTimeout;
 pub use limit::{
     LimitConnectionsByPeer, LimitTotalConnectionsFactory, PeerLimitPolicy, TotalLimitPolicy,
