@@ -506,6 +506,11 @@ impl ChatCore {
     }
 
     /// `:server CODE params... :trailing`.
+    /// 403 ERR_NOSUCHCHANNEL for `chan` (cut to the longest channel name).
+    fn no_such_channel(&mut self, id: ClientId, nick: &str, chan: &str) {
+        self.reply(id, "403", &[nick, cut(chan, CHANNELLEN)], "No such channel");
+    }
+
     fn reply(&mut self, id: ClientId, code: &str, params: &[&str], trailing: &str) {
         let mut line = format!(":{} {code}", self.config.name);
         for p in params {
@@ -912,8 +917,7 @@ impl ChatCore {
         for chan in chans.split(',').filter(|c| !c.is_empty()) {
             let given = keys.next().unwrap_or("");
             if !valid_channel(chan) {
-                let shown = cut(chan, CHANNELLEN);
-                self.reply(id, "403", &[&nick, shown], "No such channel");
+                self.no_such_channel(id, &nick, chan);
                 continue;
             }
             let key = fold(chan);
@@ -996,12 +1000,7 @@ impl ChatCore {
         let nick = self.nick_of(id);
         let key = fold(chan);
         let Some(ch) = self.channels.get(&key) else {
-            self.reply(
-                id,
-                "403",
-                &[&nick, cut(chan, CHANNELLEN)],
-                "No such channel",
-            );
+            self.no_such_channel(id, &nick, chan);
             return;
         };
         if !ch.members.contains_key(&id) {
@@ -1073,12 +1072,7 @@ impl ChatCore {
         let nick = self.nick_of(id);
         let key = fold(chan);
         let Some(ch) = self.channels.get(&key) else {
-            self.reply(
-                id,
-                "403",
-                &[&nick, cut(chan, CHANNELLEN)],
-                "No such channel",
-            );
+            self.no_such_channel(id, &nick, chan);
             return;
         };
         let name = ch.name.clone();
@@ -1356,12 +1350,7 @@ impl ChatCore {
         }
         let key = fold(target);
         let Some(ch) = self.channels.get(&key) else {
-            self.reply(
-                id,
-                "403",
-                &[&nick, cut(target, CHANNELLEN)],
-                "No such channel",
-            );
+            self.no_such_channel(id, &nick, target);
             return;
         };
         let name = ch.name.clone();
@@ -1519,12 +1508,7 @@ impl ChatCore {
         let nick = self.nick_of(id);
         let key = fold(chan);
         let Some(ch) = self.channels.get(&key) else {
-            self.reply(
-                id,
-                "403",
-                &[&nick, cut(chan, CHANNELLEN)],
-                "No such channel",
-            );
+            self.no_such_channel(id, &nick, chan);
             return;
         };
         let name = ch.name.clone();
