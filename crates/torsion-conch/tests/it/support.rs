@@ -2,15 +2,13 @@
 //! running a peer against an SSH server while the reactor runs; and for the telnet and
 //! manhole tests, a reactor without signal handlers and running an outside peer process.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
-use torsion::{Failure, Protocol, Reactor, Transport};
+use torsion::{Protocol, Reactor, Transport};
 use torsion_conch::keys::{AuthorizedKeysChecker, SshPublicKey};
 use torsion_conch::ssh::{
     ExitStatus, HostKey, SessionKind, SessionRequest, SshOptions, SshRealm, SshServer,
@@ -194,23 +192,9 @@ pub(crate) fn with_server<T: Send + 'static>(
     let server = make();
     let port = server.listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let number = port.local_addr().port();
-    let out = Rc::new(RefCell::new(None));
-    let o = out.clone();
-    r.call_when_running(move || {
-        drop(
-            torsion::threads::defer_to_thread(move || peer(number)).add_both(move |res| {
-                *o.borrow_mut() = Some(res);
-                drop(torsion::reactor().stop());
-                Ok::<(), Failure>(())
-            }),
-        );
-    });
-    let guard = r.clone();
-    r.call_later(120.0, move || drop(guard.stop()));
-    r.run().unwrap();
+    let out = torsion::testing::run_with_peer(&r, 120.0, move || peer(number));
     drop(port);
-    let res = out.borrow_mut().take().expect("the peer finished in time");
-    res.expect("the peer's thread ran")
+    out
 }
 
 /// `ssh` with options that keep it away from ~/.ssh and never prompting.

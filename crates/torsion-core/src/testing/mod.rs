@@ -33,6 +33,7 @@ mod datagram;
 mod iosim;
 mod logged;
 mod memory_reactor;
+mod peer;
 mod python;
 mod skip;
 mod string_transport;
@@ -46,6 +47,7 @@ pub use logged::{flush_logged_errors, LoggedError};
 pub use memory_reactor::{
     MemoryConnector, MemoryPort, MemoryReactor, RecordedDatagram, RecordedFactory,
 };
+pub use peer::run_with_peer;
 pub use python::python_venv;
 pub use skip::{skip, Missing};
 pub use string_transport::StringTransport;

@@ -1,14 +1,12 @@
 //! Shared helpers: scratch folders, a test PKI, and running a peer program against a
 //! server while the reactor runs.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::RwLock;
 
-use torsion::{Factory, Failure, Reactor};
+use torsion::{Factory, Reactor};
 
 /// A fresh folder under the system's temporary one, removed when dropped.
 pub(crate) struct Scratch(pub(crate) PathBuf);
@@ -74,23 +72,9 @@ pub(crate) fn serve<F: Factory, T: Send + 'static>(
     let r = Reactor::new();
     let port = r.listen_tcp_on(0, factory, "127.0.0.1").unwrap();
     let number = port.get_host().port().unwrap();
-    let out = Rc::new(RefCell::new(None));
-    let o = out.clone();
-    r.call_when_running(move || {
-        drop(
-            torsion::threads::defer_to_thread(move || peer(number)).add_both(move |res| {
-                *o.borrow_mut() = Some(res);
-                drop(torsion::reactor().stop());
-                Ok::<(), Failure>(())
-            }),
-        );
-    });
-    let guard = r.clone();
-    r.call_later(300.0, move || drop(guard.stop()));
-    r.run().unwrap();
+    let out = torsion::testing::run_with_peer(&r, 300.0, move || peer(number));
     drop(port);
-    let res = out.borrow_mut().take().expect("the peer finished in time");
-    res.expect("the peer's thread ran")
+    out
 }
 
 /// Whether `program arg` runs.

@@ -2,13 +2,11 @@
 //! logins allowed, and STARTTLS), fed by smtplib through the SMTP server on the same
 //! reactor (end to end, byte for byte), including IDLE seeing a delivery; and curl's IMAP.
 
-use std::cell::RefCell;
 use std::process::Command;
-use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::testing::{skip, Missing};
-use torsion::{Failure, Reactor};
+use torsion::Reactor;
 use torsion_cred::{InMemoryUsernamePasswordDatabaseDontUse, Portal};
 use torsion_mail::imap::ImapFactory;
 use torsion_mail::imap_store::crlf;
@@ -35,23 +33,9 @@ pub(crate) fn with_servers<T: Send + 'static>(
     let sp = r.listen_tcp_on(0, smtp, "127.0.0.1").unwrap();
     let ip = r.listen_tcp_on(0, imap, "127.0.0.1").unwrap();
     let (s, i) = (sp.get_host().port().unwrap(), ip.get_host().port().unwrap());
-    let out = Rc::new(RefCell::new(None));
-    let o = out.clone();
-    r.call_when_running(move || {
-        drop(
-            torsion::threads::defer_to_thread(move || peer(s, i)).add_both(move |res| {
-                *o.borrow_mut() = Some(res);
-                drop(torsion::reactor().stop());
-                Ok::<(), Failure>(())
-            }),
-        );
-    });
-    let guard = r.clone();
-    r.call_later(120.0, move || drop(guard.stop()));
-    r.run().unwrap();
+    let out = torsion::testing::run_with_peer(&r, 120.0, move || peer(s, i));
     drop((sp, ip));
-    let res = out.borrow_mut().take().expect("the peer finished in time");
-    res.expect("the peer's thread ran")
+    out
 }
 
 const SCRIPT: &str = r#"

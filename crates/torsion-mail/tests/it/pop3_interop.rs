@@ -2,14 +2,12 @@
 //! `stls()`, against a cred password file; and end to end, a message sent with smtplib to
 //! the SMTP server fetched whole with poplib, byte for byte, deletions applied at QUIT only.
 
-use std::cell::RefCell;
 use std::path::Path;
 use std::process::Command;
-use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::testing::{skip, Missing};
-use torsion::{Factory, Failure, Reactor};
+use torsion::{Factory, Reactor};
 use torsion_cred::{hash_password, FilePasswordDb, Portal};
 use torsion_mail::delivery::Message;
 use torsion_mail::{MaildirDomain, MaildirRealm, Pop3Factory, SmtpFactory};
@@ -34,23 +32,9 @@ fn with_servers<A: Factory, B: Factory, T: Send + 'static>(
     let pa = r.listen_tcp_on(0, a, "127.0.0.1").unwrap();
     let pb = r.listen_tcp_on(0, b, "127.0.0.1").unwrap();
     let (na, nb) = (pa.get_host().port().unwrap(), pb.get_host().port().unwrap());
-    let out = Rc::new(RefCell::new(None));
-    let o = out.clone();
-    r.call_when_running(move || {
-        drop(
-            torsion::threads::defer_to_thread(move || peer(na, nb)).add_both(move |res| {
-                *o.borrow_mut() = Some(res);
-                drop(torsion::reactor().stop());
-                Ok::<(), Failure>(())
-            }),
-        );
-    });
-    let guard = r.clone();
-    r.call_later(120.0, move || drop(guard.stop()));
-    r.run().unwrap();
+    let out = torsion::testing::run_with_peer(&r, 120.0, move || peer(na, nb));
     drop((pa, pb));
-    let res = out.borrow_mut().take().expect("the peer finished in time");
-    res.expect("the peer's thread ran")
+    out
 }
 
 fn python(script: &str, args: &[String]) -> String {

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use torsion::testing::StringTransport;
-use torsion::{Factory, Failure, Protocol, Reactor, Transport};
+use torsion::{Factory, Protocol, Reactor, Transport};
 use torsion_mail::command::{Address, ReversePath};
 use torsion_mail::delivery::{Message, MessageDelivery, MessageFactory, Session};
 use torsion_mail::reply::Reply;
@@ -206,21 +206,7 @@ pub(crate) fn with_server<T: Send + 'static>(
     let r = Reactor::new();
     let port = r.listen_tcp_on(0, factory, "127.0.0.1").unwrap();
     let number = port.get_host().port().unwrap();
-    let out = Rc::new(RefCell::new(None));
-    let o = out.clone();
-    r.call_when_running(move || {
-        drop(
-            torsion::threads::defer_to_thread(move || peer(number)).add_both(move |res| {
-                *o.borrow_mut() = Some(res);
-                drop(torsion::reactor().stop());
-                Ok::<(), Failure>(())
-            }),
-        );
-    });
-    let guard = r.clone();
-    r.call_later(120.0, move || drop(guard.stop()));
-    r.run().unwrap();
+    let out = torsion::testing::run_with_peer(&r, 120.0, move || peer(number));
     drop(port);
-    let res = out.borrow_mut().take().expect("the peer finished in time");
-    res.expect("the peer's thread ran")
+    out
 }
