@@ -27,31 +27,10 @@ fn serve_while<T: Send + 'static>(
     server: IrcServerFactory,
     work: impl FnOnce(u16) -> T + Send + 'static,
 ) -> T {
-    struct StopOnDrop(torsion::reactor::ReactorHandle);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.stop();
-        }
-    }
     let r = reactor();
     let port = r.listen_tcp_on(0, server, "127.0.0.1").unwrap();
     let p = port.get_host().port().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stop = StopOnDrop(r.handle());
-    let worker = std::thread::spawn(move || {
-        let _stop = stop;
-        let _ = tx.send(work(p));
-    });
-    let guard = r.clone();
-    r.call_later(120.0, move || drop(guard.stop()));
-    r.run().unwrap();
-    match rx.try_recv() {
-        Ok(out) => out,
-        Err(_) => match worker.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => panic!("the client side did not finish in 120 s"),
-        },
-    }
+    torsion::testing::run_with_peer(&r, 120.0, move || work(p))
 }
 
 /// A blocking line-based IRC user for the hostile tests.
