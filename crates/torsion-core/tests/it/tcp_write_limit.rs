@@ -12,6 +12,7 @@ use crate::support::Capture;
 use tokio::io::AsyncReadExt;
 use torsion::endpoints::{server_from_string, ServerDescription};
 use torsion::error::ConnectionAborted;
+use torsion::reactor::DelayedCall;
 use torsion::tcp::ListenOptions;
 use torsion::transport::{WriteLimit, WritePolicy};
 use torsion::{factory, reactor, ConnectionEnd, Failure, Protocol, Transport};
@@ -34,10 +35,17 @@ struct Seen {
     limits: RefCell<Vec<Option<WriteLimit>>>,
 }
 
-/// Sends `MESSAGES` messages, one per reactor turn (every 0.5 ms), then closes.
-struct Ticker(Rc<Seen>);
+/// Sends `MESSAGES` messages, one per reactor turn (every 0.5 ms), then closes. The next
+/// tick is cancelled when the connection ends, so no timer outlives the test.
+struct Ticker(Rc<Seen>, Rc<RefCell<Option<DelayedCall>>>);
 
-fn tick(t: Transport, seq: u64, seen: Rc<Seen>) {
+impl Ticker {
+    fn new(seen: Rc<Seen>) -> Ticker {
+        Ticker(seen, Rc::default())
+    }
+}
+
+fn tick(t: Transport, seq: u64, seen: Rc<Seen>, next: Rc<RefCell<Option<DelayedCall>>>) {
     if t.disconnecting() {
         return;
     }
@@ -47,17 +55,24 @@ fn tick(t: Transport, seq: u64, seen: Rc<Seen>) {
         return;
     }
     t.write_sequence(&[&seq.to_be_bytes(), &[b'x'; BODY]]);
-    reactor().call_later(0.0005, move || tick(t, seq + 1, seen));
+    let n = next.clone();
+    *next.borrow_mut() = Some(reactor().call_later(0.0005, move || tick(t, seq + 1, seen, n)));
 }
 
 impl Protocol for Ticker {
     fn connection_made(&mut self, t: &Transport) {
         self.0.limits.borrow_mut().push(t.write_limit());
-        let (t, seen) = (t.clone(), self.0.clone());
-        reactor().call_later(0.0, move || tick(t, 0, seen));
+        let (t, seen, next) = (t.clone(), self.0.clone(), self.1.clone());
+        let n = next.clone();
+        *next.borrow_mut() = Some(reactor().call_later(0.0, move || tick(t, 0, seen, n)));
     }
     fn data_received(&mut self, _: &Transport, _: &[u8]) {}
     fn connection_lost(&mut self, reason: ConnectionEnd) {
+        if let Some(next) = self.1.borrow_mut().take() {
+            if next.active() {
+                next.cancel().expect("an active call cancels");
+            }
+        }
         if let ConnectionEnd::WriteLimit { .. } = reason {
             assert!(reason.check::<ConnectionAborted>());
             assert!(reason.to_string().contains("unread"), "{reason}");
@@ -112,8 +127,12 @@ async fn a_peer_that_never_reads_is_disconnected_at_the_limit_and_a_reader_is_se
     let s = seen.clone();
     let limit = WriteLimit::new(1 << 20, WritePolicy::Disconnect);
     let options = ListenOptions::default().write_limit(Some(limit));
-    let port =
-        reactor().listen_tcp_with(0, factory(move || Ticker(s.clone())), "127.0.0.1", options)?;
+    let port = reactor().listen_tcp_with(
+        0,
+        factory(move || Ticker::new(s.clone())),
+        "127.0.0.1",
+        options,
+    )?;
     assert_eq!(port.write_limit(), Some(limit));
     let addr = port.get_host().socket_addr().unwrap();
 
@@ -148,7 +167,7 @@ async fn drop_writes_discards_whole_messages_counts_them_and_keeps_the_connectio
     let _guard = log.start();
     let seen = Rc::new(Seen::default());
     let s = seen.clone();
-    let port = reactor().listen_tcp_on(0, factory(move || Ticker(s.clone())), "127.0.0.1")?;
+    let port = reactor().listen_tcp_on(0, factory(move || Ticker::new(s.clone())), "127.0.0.1")?;
     // Set on the port after it listens: the connections accepted from now on get it.
     port.set_write_limit(Some(WriteLimit::new(256 * 1024, WritePolicy::DropWrites)));
     let addr = port.get_host().socket_addr().unwrap();
@@ -196,7 +215,9 @@ async fn an_endpoint_string_sets_the_write_limit() -> Result<(), Failure> {
     let s = seen.clone();
     let endpoint =
         server_from_string(&reactor(), "tcp:0:interface=127.0.0.1:writeLimit=65536").unwrap();
-    let port = endpoint.listen(factory(move || Ticker(s.clone()))).await?;
+    let port = endpoint
+        .listen(factory(move || Ticker::new(s.clone())))
+        .await?;
     assert_eq!(port.write_limit(), Some(WriteLimit::disconnect(65536)));
     let addr = port.get_host().socket_addr().unwrap();
     let stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
