@@ -90,6 +90,10 @@ const MAX_TARGETS: usize = 4;
 const MAX_MODES: usize = 4;
 /// The most lines WHO answers with.
 const MAX_WHO: usize = 200;
+/// Ban masks one channel keeps (`+b`); more are refused with 478, as ircds' MAXBANS.
+pub const MAX_BANS: usize = 50;
+/// Channels one user may hold an invitation to at once; the oldest is forgotten past it.
+const MAX_INVITES: usize = 20;
 
 /// IRC's case folding (rfc1459 casemapping), as a key.
 fn fold(s: &str) -> String {
@@ -137,6 +141,58 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Whether `text` matches the IRC glob `mask` (`*` any run, `?` one character), compared
+/// in the rfc1459 case mapping the server folds names with.
+fn mask_matches(mask: &str, text: &str) -> bool {
+    let (m, t): (Vec<char>, Vec<char>) =
+        (fold(mask).chars().collect(), fold(text).chars().collect());
+    // Iterative glob with one backtrack point: linear in practice, never exponential.
+    let (mut mi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if mi < m.len() && (m[mi] == '?' || m[mi] == t[ti]) {
+            mi += 1;
+            ti += 1;
+        } else if mi < m.len() && m[mi] == '*' {
+            star = Some((mi, ti));
+            mi += 1;
+        } else if let Some((smi, sti)) = star {
+            mi = smi + 1;
+            ti = sti + 1;
+            star = Some((smi, sti + 1));
+        } else {
+            return false;
+        }
+    }
+    m[mi..].iter().all(|&c| c == '*')
+}
+
+/// A ban mask completed as ircds do: `nick` becomes `nick!*@*`, `user@host` becomes
+/// `*!user@host`, and missing parts are `*`.
+fn normal_mask(mask: &str) -> String {
+    let (nick, rest) = match mask.split_once('!') {
+        Some((n, r)) => (n, Some(r)),
+        None if mask.contains('@') => ("*", Some(mask)),
+        None => (mask, None),
+    };
+    let (user, host) = match rest {
+        Some(r) => r.split_once('@').unwrap_or((r, "*")),
+        None => ("*", "*"),
+    };
+    let part = |p: &str| {
+        if p.is_empty() {
+            "*".to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
+    cut(
+        &format!("{}!{}@{}", part(nick), part(user), part(host)),
+        100,
+    )
+    .to_owned()
+}
+
 struct Client {
     nick: Option<String>,
     user: Option<(String, String)>,
@@ -148,6 +204,9 @@ struct Client {
     away: Option<String>,
     /// Folded names of the channels the client is in.
     channels: BTreeSet<String>,
+    /// Folded names of the invite-only channels the client was invited to and has not
+    /// joined yet (INVITE), oldest first.
+    invited: VecDeque<String>,
     connected_at: f64,
     signon: f64,
     last_spoke: f64,
@@ -200,13 +259,23 @@ struct Channel {
     moderated: bool,
     key: Option<String>,
     limit: Option<usize>,
+    invite_only: bool,
+    /// Ban masks (`nick!user@host` globs with `*` and `?`), with who set them and when.
+    bans: Vec<(String, String, u64)>,
     created: u64,
 }
 
 impl Channel {
+    fn banned(&self, mask: &str) -> bool {
+        self.bans.iter().any(|(b, _, _)| mask_matches(b, mask))
+    }
+
     fn modes(&self, show_key: bool) -> (String, Vec<String>) {
         let mut m = "+".to_owned();
         let mut args = Vec::new();
+        if self.invite_only {
+            m.push('i');
+        }
         if self.moderated {
             m.push('m');
         }
@@ -326,6 +395,7 @@ impl ChatCore {
                 invisible: false,
                 away: None,
                 channels: BTreeSet::new(),
+                invited: VecDeque::new(),
                 connected_at: now,
                 signon: now,
                 last_spoke: now,
@@ -720,7 +790,11 @@ impl ChatCore {
             }
             "LIST" => self.list(id, p.first().copied()),
             "MODE" if need(1) => self.reply(id, "461", &[&nick, "MODE"], "Not enough parameters"),
-            "MODE" => self.mode(id, p),
+            "MODE" => self.mode(id, p, now),
+            "INVITE" if need(2) => {
+                self.reply(id, "461", &[&nick, "INVITE"], "Not enough parameters")
+            }
+            "INVITE" => self.invite(id, p[0], p[1]),
             "KICK" if need(2) => self.reply(id, "461", &[&nick, "KICK"], "Not enough parameters"),
             "KICK" => self.kick(id, p[0], p[1], p.get(2).copied()),
             "AWAY" => {
@@ -851,13 +925,13 @@ impl ChatCore {
         let created = format!("This server was created {}", self.created);
         self.reply(id, "003", &[&nick], &created);
         let line = format!(
-            ":{} 004 {nick} {} {version} i klmnotv klov",
+            ":{} 004 {nick} {} {version} i biklmnotv bklov",
             cfg.name, cfg.name
         );
         self.send(id, line);
         let isupport = format!(
-            "CASEMAPPING=rfc1459 CHANLIMIT=#:{} CHANMODES=,k,l,mnt CHANNELLEN={CHANNELLEN} \
-             CHANTYPES=# KICKLEN={TOPICLEN} MAXTARGETS={MAX_TARGETS} MODES={MAX_MODES} \
+            "CASEMAPPING=rfc1459 CHANLIMIT=#:{} CHANMODES=b,k,l,imnt CHANNELLEN={CHANNELLEN} \
+             CHANTYPES=# KICKLEN={TOPICLEN} MAXLIST=b:{MAX_BANS} MAXTARGETS={MAX_TARGETS} MODES={MAX_MODES} \
              NETWORK={} NICKLEN={NICKLEN} PREFIX=(ov)@+ TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS} \
              TOPICLEN={TOPICLEN}",
             cfg.max_channels_per_user,
@@ -939,6 +1013,15 @@ impl ChatCore {
             let mut op = false;
             match self.channels.get(&key) {
                 Some(ch) => {
+                    let invited = c.invited.contains(&key);
+                    if ch.invite_only && !invited {
+                        self.reply(id, "473", &[&nick, chan], "Cannot join channel (+i)");
+                        continue;
+                    }
+                    if !invited && ch.banned(&c.mask()) {
+                        self.reply(id, "474", &[&nick, chan], "Cannot join channel (+b)");
+                        continue;
+                    }
                     if ch.key.as_deref().is_some_and(|k| k != given) {
                         self.reply(id, "475", &[&nick, chan], "Cannot join channel (+k)");
                         continue;
@@ -975,6 +1058,8 @@ impl ChatCore {
                             moderated: false,
                             key: None,
                             limit: None,
+                            invite_only: false,
+                            bans: Vec::new(),
                             created: now as u64,
                         },
                     );
@@ -985,6 +1070,7 @@ impl ChatCore {
             }
             if let Some(c) = self.clients.get_mut(&id) {
                 c.channels.insert(key.clone());
+                c.invited.retain(|k| *k != key);
             }
             let name = self.channels[&key].name.clone();
             let line = format!(":{} JOIN {name}", self.mask_of(id));
@@ -1035,8 +1121,10 @@ impl ChatCore {
                 return;
             };
             let member = ch.members.get(&id).copied();
+            let privileged = member.is_some_and(|m| m.op || m.voice);
             let refused = (ch.no_external && member.is_none())
-                || (ch.moderated && !member.is_some_and(|m| m.op || m.voice));
+                || (ch.moderated && !privileged)
+                || (!privileged && ch.banned(&mask));
             let name = ch.name.clone();
             if refused {
                 if !notice {
@@ -1294,7 +1382,7 @@ impl ChatCore {
         self.reply(id, "323", &[&nick], "End of /LIST");
     }
 
-    fn mode(&mut self, id: ClientId, p: &[&str]) {
+    fn mode(&mut self, id: ClientId, p: &[&str], now: f64) {
         let nick = self.nick_of(id);
         let target = p[0];
         if !target.starts_with('#') {
@@ -1370,8 +1458,15 @@ impl ChatCore {
             );
             return;
         };
-        // List queries (bans, exceptions, invitations): none are kept.
+        // List queries: the ban list; exceptions and invitation masks are not kept.
         if matches!(changes.trim_start_matches('+'), "b" | "e" | "I") && p.len() == 2 {
+            if changes.trim_start_matches('+') == "b" {
+                let bans = ch.bans.clone();
+                for (mask, by, at) in bans {
+                    let line = format!(":{} 367 {nick} {name} {mask} {by} {at}", self.config.name);
+                    self.send(id, line);
+                }
+            }
             let (code, text) = match changes.trim_start_matches('+') {
                 "b" => ("368", "End of channel ban list"),
                 "e" => ("349", "End of channel exception list"),
@@ -1390,8 +1485,10 @@ impl ChatCore {
         let mut applied_args: Vec<String> = Vec::new();
         let mut sign = ' ';
         let mut with_arg = 0;
+        let setter = self.mask_of(id);
         for m in changes.chars() {
             let mut arg = None;
+            let mut ban_mask: Option<String> = None;
             match m {
                 '+' => {
                     plus = true;
@@ -1401,7 +1498,7 @@ impl ChatCore {
                     plus = false;
                     continue;
                 }
-                'o' | 'v' | 'k' | 'l' if m != 'l' || plus => {
+                'o' | 'v' | 'k' | 'l' | 'b' if m != 'l' || plus => {
                     with_arg += 1;
                     if with_arg > MAX_MODES {
                         continue;
@@ -1420,6 +1517,29 @@ impl ChatCore {
                 };
                 match m {
                     't' => std::mem::replace(&mut ch.topic_ops_only, plus) != plus,
+                    'i' => std::mem::replace(&mut ch.invite_only, plus) != plus,
+                    'b' => {
+                        let mask = normal_mask(arg.unwrap_or("*"));
+                        let at = ch.bans.iter().position(|(b, _, _)| fold(b) == fold(&mask));
+                        let done = match (plus, at) {
+                            (true, None) if ch.bans.len() >= MAX_BANS => {
+                                let params: [&str; 3] = [&nick, &name, &mask];
+                                self.reply(id, "478", &params, "Channel ban list is full");
+                                false
+                            }
+                            (true, None) => {
+                                ch.bans.push((mask.clone(), setter.clone(), now as u64));
+                                true
+                            }
+                            (false, Some(i)) => {
+                                ch.bans.remove(i);
+                                true
+                            }
+                            _ => false,
+                        };
+                        ban_mask = Some(mask);
+                        done
+                    }
                     'n' => std::mem::replace(&mut ch.no_external, plus) != plus,
                     'm' => std::mem::replace(&mut ch.moderated, plus) != plus,
                     'k' if plus => {
@@ -1483,7 +1603,9 @@ impl ChatCore {
                     sign = s;
                 }
                 applied.push(m);
-                if let Some(a) = arg {
+                if let Some(mask) = ban_mask {
+                    applied_args.push(mask);
+                } else if let Some(a) = arg {
                     let a = if matches!(m, 'o' | 'v') {
                         self.client_by_nick(a)
                             .map_or_else(|| a.to_owned(), |w| self.nick_of(w))
@@ -1502,6 +1624,55 @@ impl ChatCore {
             }
             self.send_to_channel(&key, &line, None);
         }
+    }
+
+    /// INVITE: a member asks another user into a channel; on an invite-only (+i) channel
+    /// only operators may, and the invitation lets the user join past +i and bans.
+    fn invite(&mut self, id: ClientId, target: &str, chan: &str) {
+        let nick = self.nick_of(id);
+        let Some(to) = self.client_by_nick(target) else {
+            let shown = cut(target, NICKLEN).to_owned();
+            self.reply(id, "401", &[&nick, &shown], "No such nick/channel");
+            return;
+        };
+        let key = fold(chan);
+        let Some(ch) = self.channels.get(&key) else {
+            self.no_such_channel(id, &nick, chan);
+            return;
+        };
+        let name = ch.name.clone();
+        let to_nick = self.nick_of(to);
+        match ch.members.get(&id) {
+            None => {
+                self.reply(id, "442", &[&nick, &name], "You're not on that channel");
+                return;
+            }
+            Some(m) if ch.invite_only && !m.op => {
+                self.reply(id, "482", &[&nick, &name], "You're not channel operator");
+                return;
+            }
+            Some(_) => {}
+        }
+        if ch.members.contains_key(&to) {
+            let params: [&str; 3] = [&nick, &to_nick, &name];
+            self.reply(id, "443", &params, "is already on channel");
+            return;
+        }
+        if let Some(c) = self.clients.get_mut(&to) {
+            if !c.invited.contains(&key) {
+                if c.invited.len() >= MAX_INVITES {
+                    c.invited.pop_front();
+                }
+                c.invited.push_back(key);
+            }
+        }
+        let line = format!(":{} 341 {nick} {to_nick} {name}", self.config.name);
+        self.send(id, line);
+        if let Some(away) = self.clients.get(&to).and_then(|c| c.away.clone()) {
+            self.reply(id, "301", &[&nick, &to_nick], &away);
+        }
+        let line = format!(":{} INVITE {to_nick} :{name}", self.mask_of(id));
+        self.send(to, line);
     }
 
     fn kick(&mut self, id: ClientId, chan: &str, target: &str, why: Option<&str>) {

@@ -34,7 +34,7 @@ mod core;
 mod server;
 
 pub use self::core::{
-    valid_channel, valid_nick, ChatCore, ClientId, Output, ServerConfig, CHANNELLEN, NICKLEN,
-    TOPICLEN,
+    valid_channel, valid_nick, ChatCore, ClientId, Output, ServerConfig, CHANNELLEN, MAX_BANS,
+    NICKLEN, TOPICLEN,
 };
 pub use server::{ChatRealm, ChatUser, IrcServer, IrcServerFactory, DEFAULT_MAX_SENDQ};

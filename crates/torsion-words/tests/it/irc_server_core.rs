@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use torsion_words::irc::{Message, MAX_LINE};
-use torsion_words::service::{ChatCore, ClientId, Output, ServerConfig};
+use torsion_words::service::{ChatCore, ClientId, Output, ServerConfig, MAX_BANS};
 
 fn config() -> ServerConfig {
     ServerConfig {
@@ -66,7 +66,8 @@ fn registration_sends_001_to_005_and_the_motd() {
     for token in [
         "CHANTYPES=#",
         "PREFIX=(ov)@+",
-        "CHANMODES=,k,l,mnt",
+        "CHANMODES=b,k,l,imnt",
+        "MAXLIST=b:50",
         "CASEMAPPING=rfc1459",
         "NICKLEN=30",
         "CHANLIMIT=#:50",
@@ -186,6 +187,125 @@ fn a_channel_conversation_with_topic_names_modes_and_kick() {
     // +n (the default): outsiders cannot send.
     let out = say(&mut chat, 3, "PRIVMSG #Chat :hello?");
     assert_eq!(codes(&lines_for(&out, 3)), ["404"]);
+}
+
+#[test]
+fn bans_keep_matching_users_out_and_quiet_until_lifted() {
+    let mut chat = ChatCore::new(config());
+    register(&mut chat, 1, "alice");
+    register(&mut chat, 2, "bob");
+    register(&mut chat, 3, "carol");
+    say(&mut chat, 1, "JOIN #den");
+    say(&mut chat, 3, "JOIN #den");
+    // A bare nick is completed to nick!*@*; the ban is shown to the channel.
+    let out = say(&mut chat, 1, "MODE #den +b BOB");
+    assert_eq!(
+        lines_for(&out, 3),
+        [":alice!~alice@127.0.0.1 MODE #den +b BOB!*@*"]
+    );
+    // Matching is case-insensitive in the rfc1459 mapping, as nick matching is.
+    let out = say(&mut chat, 2, "JOIN #den");
+    assert_eq!(
+        lines_for(&out, 2),
+        [":irc.test 474 bob #den :Cannot join channel (+b)"]
+    );
+    // A member who matches a later ban stays but is quiet, unless voiced.
+    let out = say(&mut chat, 1, "MODE #den +b *!~carol@*");
+    assert_eq!(codes(&lines_for(&out, 1)), ["MODE"]);
+    let out = say(&mut chat, 3, "PRIVMSG #den :hello");
+    assert_eq!(codes(&lines_for(&out, 3)), ["404"]);
+    assert!(lines_for(&out, 1).is_empty());
+    say(&mut chat, 1, "MODE #den +v carol");
+    let out = say(&mut chat, 3, "PRIVMSG #den :hello");
+    assert_eq!(
+        lines_for(&out, 1),
+        [":carol!~carol@127.0.0.1 PRIVMSG #den :hello"]
+    );
+    // The list, to anyone who asks; only operators change it.
+    let out = say(&mut chat, 2, "MODE #den b");
+    let listed = lines_for(&out, 2);
+    assert_eq!(codes(&listed), ["367", "367", "368"]);
+    assert!(listed[0].starts_with(":irc.test 367 bob #den BOB!*@* alice!~alice@127.0.0.1 "));
+    let out = say(&mut chat, 3, "MODE #den -b BOB!*@*");
+    assert_eq!(codes(&lines_for(&out, 3)), ["482"]);
+    // Lifting needs the same mask (any case); removing a mask that is not there says nothing.
+    let out = say(&mut chat, 1, "MODE #den -b bob!*@*");
+    assert_eq!(
+        lines_for(&out, 1),
+        [":alice!~alice@127.0.0.1 MODE #den -b bob!*@*"]
+    );
+    let out = say(&mut chat, 1, "MODE #den -b nobody");
+    assert!(out.is_empty());
+    let out = say(&mut chat, 2, "JOIN #den");
+    assert_eq!(codes(&lines_for(&out, 2))[0], "JOIN");
+    // The list is bounded: past MAX_BANS, 478.
+    // (Spread over time, past flood control.)
+    for i in 1..MAX_BANS {
+        chat.data_received(
+            1,
+            format!("MODE #den +b spam{i}\r\n").as_bytes(),
+            i as f64 * 10.0,
+        );
+    }
+    chat.data_received(1, b"NOOP\r\n", MAX_BANS as f64 * 10.0);
+    chat.take_output();
+    chat.data_received(1, b"MODE #den +b onemore\r\n", MAX_BANS as f64 * 20.0);
+    let out = chat.take_output();
+    assert_eq!(
+        lines_for(&out, 1),
+        [":irc.test 478 alice #den onemore!*@* :Channel ban list is full"]
+    );
+}
+
+#[test]
+fn invite_only_channels_admit_the_invited_once() {
+    let mut chat = ChatCore::new(config());
+    register(&mut chat, 1, "alice");
+    register(&mut chat, 2, "bob");
+    register(&mut chat, 3, "carol");
+    say(&mut chat, 1, "JOIN #club");
+    say(&mut chat, 3, "JOIN #club");
+    let out = say(&mut chat, 1, "MODE #club +i");
+    assert_eq!(codes(&lines_for(&out, 1)), ["MODE"]);
+    let out = say(&mut chat, 1, "MODE #club");
+    assert_eq!(lines_for(&out, 1)[0], ":irc.test 324 alice #club +int");
+    let out = say(&mut chat, 2, "JOIN #club");
+    assert_eq!(
+        lines_for(&out, 2),
+        [":irc.test 473 bob #club :Cannot join channel (+i)"]
+    );
+    // On +i only operators invite; outsiders never; members already in get 443.
+    let out = say(&mut chat, 3, "INVITE bob #club");
+    assert_eq!(codes(&lines_for(&out, 3)), ["482"]);
+    let out = say(&mut chat, 2, "INVITE carol #club");
+    assert_eq!(codes(&lines_for(&out, 2)), ["442"]);
+    let out = say(&mut chat, 1, "INVITE carol #club");
+    assert_eq!(codes(&lines_for(&out, 1)), ["443"]);
+    let out = say(&mut chat, 1, "INVITE nobody #club");
+    assert_eq!(codes(&lines_for(&out, 1)), ["401"]);
+    let out = say(&mut chat, 1, "INVITE bob #nowhere");
+    assert_eq!(codes(&lines_for(&out, 1)), ["403"]);
+    let out = say(&mut chat, 1, "INVITE");
+    assert_eq!(codes(&lines_for(&out, 1)), ["461"]);
+    // An invitation: RPL_INVITING to the inviter, INVITE to the invitee, and a way in,
+    // past a ban too.
+    say(&mut chat, 1, "MODE #club +b bob");
+    let out = say(&mut chat, 1, "INVITE BOB #CLUB");
+    assert_eq!(lines_for(&out, 1), [":irc.test 341 alice bob #club"]);
+    assert_eq!(
+        lines_for(&out, 2),
+        [":alice!~alice@127.0.0.1 INVITE bob :#club"]
+    );
+    let out = say(&mut chat, 2, "JOIN #club");
+    assert_eq!(codes(&lines_for(&out, 2))[0], "JOIN");
+    // Used once: after leaving, bob is out again.
+    say(&mut chat, 2, "PART #club");
+    let out = say(&mut chat, 2, "JOIN #club");
+    assert_eq!(codes(&lines_for(&out, 2)), ["473"]);
+    // -i opens the channel; the ban still holds.
+    say(&mut chat, 1, "MODE #club -i");
+    let out = say(&mut chat, 2, "JOIN #club");
+    assert_eq!(codes(&lines_for(&out, 2)), ["474"]);
 }
 
 #[test]
