@@ -1,5 +1,6 @@
 //! `torsiond irc`, run for real: a user registers and gets the server's name and MOTD, two
-//! users talk in a channel; with `--passwordfile` only its users get in; misuse.
+//! users talk in a channel; with `--passwordfile` only its users get in; misuse; and a
+//! `tls:` listener that Python's `irc` users reach over TLS with the certificate checked.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -136,4 +137,51 @@ fn misuse_is_refused_with_a_message() {
     let out = run(&["irc", "--listen", "tcp:0", "--name", "a b"], TIMEOUT);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_of(&out).contains("--name"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn python_irc_users_talk_over_a_tls_listener() {
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("irc-tls-venv");
+    let Some(python) = torsion::testing::python_venv(&venv, "irc.client", &["irc>=20"]) else {
+        return;
+    };
+    let dir = TempDir::new("irc-tls");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let tls = format!(
+        "tls:0:interface=127.0.0.1:privateKey={}:certKey={}",
+        key.display(),
+        cert.display()
+    );
+    let server = Running::start(&["irc", "--listen", &tls]);
+    let port = server.port();
+    // The same three users (register, talk, voice, kick, ban, invite) as over plain TCP,
+    // each over TLS with the certificate checked.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../torsion-words/tests/it/support/irc_users.py"
+    );
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(port.to_string())
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.ends_with("done\n"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Plain bytes on the TLS port get no IRC answer.
+    let mut plain = User::connect(port);
+    plain.send("NICK mallory");
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut plain.reader, &mut buf).unwrap_or(0);
+    assert!(
+        !String::from_utf8_lossy(&buf[..n]).contains("mallory"),
+        "plain IRC answered on the TLS port"
+    );
 }

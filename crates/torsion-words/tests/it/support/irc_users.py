@@ -1,16 +1,28 @@
 """Three users of Python's `irc` package (PyPI) on one server: they register, join a channel,
 see its topic, talk, see each other's messages, and the channel operator voices one and
-kicks another; CTCP ACTION goes through. Prints "ok STEP" as it goes, "done" at the end;
-exits 1 on a step that does not happen within its time.
+kicks another, then bans her and makes the channel invite-only, and an invitation lets her
+back in; CTCP ACTION goes through. Prints "ok STEP" as it goes, "done" at the end; exits 1 on
+a step that does not happen within its time.
 
-Usage: irc_users.py PORT
+Usage: irc_users.py PORT [CAFILE]
+With CAFILE the users connect over TLS, checking the server's certificate (for "localhost")
+against CAFILE.
 """
+import functools
+import ssl
 import sys
 import time
 
 import irc.client
+import irc.connection
 
 port = int(sys.argv[1])
+connect_factory = irc.connection.Factory()
+if len(sys.argv) > 2:
+    context = ssl.create_default_context(cafile=sys.argv[2])
+    connect_factory = irc.connection.Factory(
+        wrapper=functools.partial(context.wrap_socket, server_hostname="localhost")
+    )
 names = ["alice", "bob", "carol"]
 seen = {n: [] for n in names}
 reactor = irc.client.Reactor()
@@ -22,7 +34,10 @@ def record(conn, event):
 
 
 reactor.add_global_handler("all_events", record, -10)
-conns = {n: reactor.server().connect("127.0.0.1", port, n) for n in names}
+conns = {
+    n: reactor.server().connect("127.0.0.1", port, n, connect_factory=connect_factory)
+    for n in names
+}
 
 
 def wait(step, pred, seconds=20):
@@ -72,6 +87,18 @@ conns["carol"].action("alice", "waves")
 wait("ctcp action", lambda: has("alice", "action", "carol", "alice", "waves"))
 conns["alice"].kick("#py", "carol", "out")
 wait("carol kicked", lambda: has("carol", "kick", "alice", "#py", "carol"))
+conns["alice"].mode("#py", "+b carol")
+wait("carol banned", lambda: has("bob", "mode", "alice", "#py", "carol!*@*"))
+conns["carol"].join("#py")
+wait("the ban keeps carol out", lambda: has("carol", "bannedfromchan"))
+conns["alice"].mode("#py", "+i")
+conns["alice"].invite("carol", "#py")
+wait("carol invited", lambda: has("carol", "invite", "alice", arg="#py") and has("alice", "inviting"))
+conns["carol"].join("#py")
+wait(
+    "the invitation lets carol in",
+    lambda: sum(1 for t, s, _, _ in seen["alice"] if t == "join" and s == "carol") == 2,
+)
 conns["bob"].whois(["alice"])
 wait("whois", lambda: has("bob", "whoisuser", arg="alice") and has("bob", "endofwhois"))
 conns["bob"].quit("bye")
