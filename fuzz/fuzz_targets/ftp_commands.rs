@@ -42,6 +42,8 @@ fn run(chunks: &[&[u8]]) -> Vec<u8> {
                     c.reply(250, "ok");
                     c.done();
                 }
+                // Only after transfer_started, which this target never calls.
+                Event::Abort => c.done(),
                 Event::Close => {
                     waiting = true;
                     break;
@@ -70,7 +72,11 @@ fuzz_target!(|data: &[u8]| {
     replies.feed(rest);
     while let Ok(Some(_)) = replies.next_reply() {}
     let whole = run(&[rest]);
-    if !rest.windows(4).any(|w| w.eq_ignore_ascii_case(b"AUTH")) {
+    // A chunk ending in "ABOR\r" is ABOR sent as urgent data (its LF gone): taken as a whole
+    // line only when it ends the input so far, so that split differs by design.
+    let lone_abor = rest[..at].len() >= 5
+        && rest[..at][rest[..at].len() - 5..].eq_ignore_ascii_case(b"ABOR\r");
+    if !lone_abor && !rest.windows(4).any(|w| w.eq_ignore_ascii_case(b"AUTH")) {
         assert_eq!(whole, run(&[&rest[..at], &rest[at..]]));
     }
     let root = std::env::temp_dir().join("torsion-fuzz-ftp-root");

@@ -16,6 +16,12 @@
 //! moves no byte, for [`data_timeout`](FtpFactory::data_timeout) (60 s) is dropped and
 //! the transfer answered 425 or 426.
 //!
+//! ABOR during a transfer ends its data connection at once: the transfer is answered 426
+//! and the ABOR 226 (RFC 959), and what an upload had received stays in its file. Other
+//! commands sent during a transfer wait for its end. ABOR is recognised when sent as TCP
+//! urgent data (as Python's ftplib and lftp send it, the line's last byte taken out of the
+//! stream) and after Telnet IP and Synch bytes.
+//!
 //! ```no_run
 //! use torsion::reactor;
 //! use torsion_ftp::fs::Root;
@@ -503,6 +509,16 @@ fn pump(conn: &Rc<RefCell<Conn>>) {
                 }
             }
             Event::Command(command) => handle(conn, command),
+            Event::Abort => {
+                let mut c = conn.borrow_mut();
+                tracing::debug!("FTP: ABOR during a transfer");
+                // What an upload received so far stays in the file, as with a data
+                // connection the client closes.
+                c.close_data();
+                c.core.reply(426, "Connection closed; transfer aborted.");
+                c.core.reply(226, "Abort successful.");
+                c.core.done();
+            }
             Event::Close => {
                 let mut c = conn.borrow_mut();
                 c.flush();
@@ -884,6 +900,7 @@ fn open_passive(conn: &Rc<RefCell<Conn>>, extended: bool) {
 fn start_transfer(conn: &Rc<RefCell<Conn>>, job: Job, text: &str) {
     let mut c = conn.borrow_mut();
     c.core.reply(150, text);
+    c.core.transfer_started();
     c.flush();
     c.data.job = Some(job);
     c.data.running = true;

@@ -100,6 +100,11 @@ pub enum Event {
     /// where to start; for `Rnto` the name from RNFR is in
     /// [`take_rename_from`](ServerCore::take_rename_from).
     Command(Command),
+    /// ABOR arrived while a transfer runs (after
+    /// [`transfer_started`](ServerCore::transfer_started)): end the data connection, answer
+    /// 426 for the transfer and 226 for the ABOR, then [`done`](ServerCore::done). Commands
+    /// other than ABOR wait for the transfer, as RFC 959 has them.
+    Abort,
     /// Close the connection once the output is sent.
     Close,
 }
@@ -124,6 +129,8 @@ pub struct ServerCore {
     out: Vec<u8>,
     auth: Auth,
     busy: bool,
+    /// A transfer's 150 was sent and its end not yet answered: ABOR is looked for.
+    transferring: bool,
     closed: bool,
     discarding: bool,
     cwd: String,
@@ -150,6 +157,7 @@ impl ServerCore {
             out: Vec::new(),
             auth: Auth::Nobody,
             busy: false,
+            transferring: false,
             closed: false,
             discarding: false,
             cwd: "/".into(),
@@ -205,6 +213,44 @@ impl ServerCore {
     /// The command being handled is answered: read the next.
     pub fn done(&mut self) {
         self.busy = false;
+        self.transferring = false;
+    }
+
+    /// The command being handled started a transfer (its 150 is sent): until
+    /// [`done`](Self::done), an ABOR from the client is acted on at once
+    /// ([`Event::Abort`]) instead of waiting behind the transfer.
+    pub fn transfer_started(&mut self) {
+        self.transferring = true;
+    }
+
+    /// Takes an ABOR line out of the input, wherever it is among the buffered lines. Its
+    /// end may be `\r\n`, `\n`, or a lone `\r` at the end of the input: clients send ABOR
+    /// as TCP urgent data (Python's ftplib sends the whole line with `MSG_OOB`), which
+    /// takes its last byte out of the stream. Telnet IP and Synch bytes before it are
+    /// skipped (RFC 959, section 4.1.3).
+    fn take_abort(&mut self) -> bool {
+        let mut start = 0;
+        while start < self.input.len() {
+            let rest = &self.input[start..];
+            let verb = rest
+                .iter()
+                .position(|b| !matches!(b, 0xff | 0xf4 | 0xf2))
+                .unwrap_or(rest.len());
+            let line_end = memchr::memchr(b'\n', rest);
+            let word = &rest[verb..line_end.unwrap_or(rest.len())];
+            let word = word.strip_suffix(b"\r").unwrap_or(word);
+            let whole = line_end.is_some() || rest.last() == Some(&b'\r');
+            if whole && word.eq_ignore_ascii_case(b"ABOR") {
+                let end = line_end.map_or(self.input.len(), |e| start + e + 1);
+                self.input.drain(start..end);
+                return true;
+            }
+            match line_end {
+                Some(e) => start += e + 1,
+                None => return false,
+            }
+        }
+        false
     }
 
     /// Whether the connection is to close (QUIT, limits, a timeout).
@@ -361,9 +407,27 @@ impl ServerCore {
                 };
             }
             if self.busy {
+                if self.transferring && self.take_abort() {
+                    return Some(Event::Abort);
+                }
                 return None;
             }
-            let line = self.next_line()?;
+            let line = match self.next_line() {
+                Some(line) => line,
+                // ABOR sent as urgent data, its LF gone (see `take_abort`), with no
+                // transfer running.
+                None if self.take_abort() => {
+                    self.reply(226, "No transfer to abort.");
+                    continue;
+                }
+                None => return None,
+            };
+            // Telnet IP/Synch before a command (clients send them before ABOR).
+            let skip = line
+                .iter()
+                .position(|b| !matches!(b, 0xff | 0xf4 | 0xf2))
+                .unwrap_or(line.len());
+            let line = &line[skip..];
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }

@@ -130,6 +130,61 @@ fn transfers_need_a_data_connection_and_paths_are_resolved() {
 }
 
 #[test]
+fn abor_during_a_transfer_is_acted_on_at_once_and_other_commands_wait() {
+    let retr = |core: &mut ServerCore| {
+        core.receive(b"EPSV\r\n");
+        assert_eq!(core.poll(), Some(Event::Command(Command::Epsv)));
+        core.set_data_ready(true);
+        core.done();
+        core.receive(b"RETR f\r\n");
+        assert!(matches!(
+            core.poll(),
+            Some(Event::Command(Command::Retr(_)))
+        ));
+        core.transfer_started();
+    };
+    let mut core = logged_in(Options::default(), true);
+    retr(&mut core);
+    // A command queued before ABOR waits; ABOR does not.
+    core.receive(b"PWD\r\nABOR\r\n");
+    assert_eq!(core.poll(), Some(Event::Abort));
+    core.done();
+    assert_eq!(core.poll(), None, "PWD was answered by the core");
+    assert_eq!(codes(&core.take_output()), [257]);
+    // As Python's ftplib sends it: the whole line as urgent data, its last byte taken out
+    // of the stream.
+    retr(&mut core);
+    core.receive(b"ABOR\r");
+    assert_eq!(core.poll(), Some(Event::Abort));
+    core.done();
+    // The LF arriving later (SO_OOBINLINE on the client's side) is an empty line.
+    core.receive(b"\nNOOP\r\n");
+    assert_eq!(core.poll(), None);
+    assert_eq!(codes(&core.take_output()), [200]);
+    // With Telnet IP and Synch before it, as RFC 959 describes.
+    retr(&mut core);
+    core.receive(b"\xff\xf4\xff\xf2abor\r\n");
+    assert_eq!(core.poll(), Some(Event::Abort));
+    core.done();
+    // Not during a transfer: an ordinary command, answered 226 by the core.
+    core.receive(b"\xff\xf4\xf2ABOR\r\n");
+    assert_eq!(core.poll(), None);
+    assert_eq!(codes(&core.take_output()), [226]);
+    // The same with its LF taken out of the stream and no transfer running.
+    core.receive(b"ABOR\r");
+    assert_eq!(core.poll(), None);
+    assert_eq!(codes(&core.take_output()), [226]);
+    // A half line that is not ABOR is left alone until the transfer ends.
+    retr(&mut core);
+    core.receive(b"ABORT\r\nAB");
+    assert_eq!(core.poll(), None);
+    core.done();
+    core.receive(b"OR\r\n");
+    assert_eq!(core.poll(), None);
+    assert_eq!(codes(&core.take_output()), [502, 226]);
+}
+
+#[test]
 fn port_goes_only_to_the_peer() {
     let mut core = logged_in(
         Options {
@@ -188,25 +243,43 @@ proptest! {
     fn any_bytes_never_panic_and_stay_bounded(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..20)) {
         let mut core = ServerCore::new(Options { anonymous: true, tls: true, active: true, ..Options::default() });
         core.set_peer("127.0.0.1".parse().unwrap());
+        // A transfer runs until the chunk's commands are looked through (so an ABOR after
+        // it in the same chunk is acted on), then ends.
+        let mut in_transfer = false;
         for c in chunks {
             core.receive(&c);
-            while let Some(event) = core.poll() {
-                match event {
-                    Event::Login { .. } => core.logged_in("x", true),
-                    Event::StartTls => core.tls_started(),
-                    Event::Command(Command::Epsv | Command::Pasv | Command::Port(_) | Command::Eprt(_)) => {
-                        core.set_data_ready(true);
-                        core.done();
+            loop {
+                while let Some(event) = core.poll() {
+                    match event {
+                        Event::Login { .. } => core.logged_in("x", true),
+                        Event::StartTls => core.tls_started(),
+                        Event::Command(Command::Epsv | Command::Pasv | Command::Port(_) | Command::Eprt(_)) => {
+                            core.set_data_ready(true);
+                            core.done();
+                        }
+                        Event::Command(Command::Retr(_) | Command::Stor(_) | Command::List(_)) => {
+                            core.transfer_started();
+                            in_transfer = true;
+                        }
+                        Event::Command(cmd) => {
+                            // Every path handed on is absolute and free of dot segments.
+                            let text = format!("{cmd:?}");
+                            prop_assert!(!text.contains("\"..") && !text.contains("/.."), "{text}");
+                            core.reply(200, "ok");
+                            core.done();
+                        }
+                        Event::Abort => {
+                            in_transfer = false;
+                            core.done();
+                        }
+                        Event::Close => break,
                     }
-                    Event::Command(cmd) => {
-                        // Every path handed on is absolute and free of dot segments.
-                        let text = format!("{cmd:?}");
-                        prop_assert!(!text.contains("\"..") && !text.contains("/.."), "{text}");
-                        core.reply(200, "ok");
-                        core.done();
-                    }
-                    Event::Close => break,
                 }
+                if !std::mem::take(&mut in_transfer) || core.closed() {
+                    break;
+                }
+                core.reply(226, "done");
+                core.done();
             }
             prop_assert!(core.buffered() <= 8 << 10 | 3000);
             core.take_output();

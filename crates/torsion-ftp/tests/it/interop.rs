@@ -150,6 +150,55 @@ fn ftplib_tls_prot_p() {
     ftplib("tls");
 }
 
+const FTPLIB_ABORT: &str = r#"
+import ftplib, io, sys
+port = int(sys.argv[1])
+ftp = ftplib.FTP(timeout=30)
+ftp.connect("127.0.0.1", port)
+ftp.login("alice", "wonderland")
+# A download aborted after its first bytes: ftplib sends ABOR as urgent data.
+conn = ftp.transfercmd("RETR big.bin")
+assert len(conn.recv(65536)) > 0
+resp = ftp.abort()
+assert resp.startswith("426"), resp
+assert ftp.getresp().startswith("226")
+conn.close()
+# An upload aborted after its first bytes.
+conn = ftp.transfercmd("STOR part.bin")
+conn.sendall(b"u" * 100_000)
+resp = ftp.abort()
+assert resp.startswith("426"), resp
+assert ftp.getresp().startswith("226")
+conn.close()
+# The session goes on: a whole transfer after both.
+out = io.BytesIO()
+ftp.retrbinary("RETR hello.txt", out.write)
+assert out.getvalue() == b"Hello, FTP!\n", out.getvalue()
+# ABOR with no transfer running.
+assert ftp.abort().startswith("226")
+ftp.quit()
+print("abort ok")
+"#;
+
+/// ABOR mid-transfer, as Python's ftplib sends it (the line as TCP urgent data): the
+/// transfer ends with 426, the ABOR is answered 226, and the session goes on.
+#[test]
+fn ftplib_aborts_a_download_and_an_upload_mid_transfer() {
+    let dir = Scratch::new("ftplib-abort");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    populate(&root);
+    // Far more than the socket buffers hold: the download cannot finish before the ABOR.
+    let big = std::fs::File::create(root.join("big.bin")).unwrap();
+    big.set_len(512 << 20).unwrap();
+    let f = factory(&root, &dir.path().join("passwords"));
+    let (ok, out) = with_server(f, move |port| python(FTPLIB_ABORT, &[port.to_string()]));
+    assert!(ok, "{out}");
+    assert!(out.contains("abort ok"), "{out}");
+    let part = std::fs::metadata(root.join("part.bin")).unwrap().len();
+    assert!(part <= 100_000, "{part} bytes stored");
+}
+
 fn curl(args: Vec<String>) -> (bool, String) {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "60"])
