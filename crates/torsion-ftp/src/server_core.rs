@@ -431,7 +431,7 @@ impl ServerCore {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let command = match parse_command(&line) {
+            let command = match parse_command(line) {
                 Ok(c) => c,
                 Err(CommandError::Unknown(v)) => {
                     self.error(502, &format!("Command '{v}' not implemented."));
