@@ -110,7 +110,23 @@ pub fn command(plugins: &[Box<dyn Plugin>]) -> Command {
                 .long("manhole")
                 .value_name("ENDPOINT")
                 .value_parser(crate::listen::parse_endpoint)
-                .help("Serve a console into the running program (Rhai; help() lists what it exposes: ports(), connections(), requests, log_level, stop()) over telnet on ENDPOINT, which must be on a loopback interface, e.g. tcp:8023:interface=127.0.0.1 (SSH with --manhole-keys once it lands)"),
+                .help("Serve a console into the running program (Rhai; help() lists what it exposes: ports(), connections(), requests, log_level, stop()) on ENDPOINT: over SSH with --manhole-keys (any interface), otherwise over telnet, which must be on a loopback interface, e.g. tcp:8023:interface=127.0.0.1"),
+        )
+        .arg(
+            Arg::new("manhole-keys")
+                .long("manhole-keys")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .requires("manhole")
+                .help("Serve the --manhole console over SSH to the keys in this OpenSSH authorized_keys file (read at every login; any user name)"),
+        )
+        .arg(
+            Arg::new("manhole-host-key")
+                .long("manhole-host-key")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .requires("manhole-keys")
+                .help("The SSH manhole's host key (an OpenSSH private key file; made there if missing); default: manhole_host_ed25519_key in $XDG_STATE_HOME/torsiond (~/.local/state/torsiond)"),
         )
         .arg(
             Arg::new("umask")
