@@ -215,8 +215,20 @@ pub(crate) fn usage_error(e: &clap::Error, cmd: &Command, args: &[OsString]) -> 
         }
         _ => {
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("usage error");
+            let mut lines = text.lines();
+            let first = lines.next().unwrap_or("usage error");
             let first = first.strip_prefix("error: ").unwrap_or(first);
+            // A first line ending in a colon is followed by what it is about (the missing
+            // arguments): kept on the one line, up to the blank line before the usage.
+            let first = if first.ends_with(':') {
+                let what: Vec<&str> = lines
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                format!("{first} {}", what.join(", "))
+            } else {
+                first.to_string()
+            };
             // The error is the plugin's when the runner's options before its name parse.
             let in_plugin = plugin_named(cmd, args).filter(|(at, _)| {
                 cmd.clone()
