@@ -317,11 +317,11 @@ fn ssh_manhole_host_key_option_shell_completion_and_wrong_key() {
         .unwrap();
     assert_eq!(out(&checked), "\"web\"\n", "{}", describe(&checked));
 
-    // A key not in the file is refused.
+    // A key not in the file is refused; keys are the only method offered.
     let refused = exec(port, &dir.path().join("other"), "connections()");
     assert_eq!(refused.status.code(), Some(255), "{}", describe(&refused));
     assert!(
-        stderr_of(&refused).contains("Permission denied"),
+        stderr_of(&refused).contains("Permission denied (publickey)"),
         "{}",
         describe(&refused)
     );
