@@ -481,6 +481,7 @@ impl ManholeProtocol {
     /// Records the terminal's size (telnet NAWS; an SSH pty request or window change).
     pub fn set_terminal_size(&mut self, cols: u16, rows: u16) {
         self.size = Some((cols, rows));
+        self.editor.set_width(Some(cols));
     }
 
     /// Switches between VT100 line editing and plain lines, keeping the history.
@@ -495,6 +496,7 @@ impl ManholeProtocol {
                 editor.feed(h.as_bytes(), &mut sink);
                 editor.feed(b"\r", &mut sink);
             }
+            editor.set_width(self.size.map(|(cols, _)| cols));
             self.editor = editor;
         }
     }
@@ -886,6 +888,36 @@ mod tests {
         );
         assert!(reg.completions("x = sc").contains(&"scores".to_string()));
         assert!(reg.completions("scores.t").contains(&"top".to_string()));
+    }
+
+    #[test]
+    fn the_terminal_width_lays_out_completions() {
+        let reg = Registry::new();
+        for name in ["stats_a", "stats_b", "stats_c"] {
+            reg.value(name, || 0_i64);
+        }
+        let st = torsion::testing::StringTransport::new();
+        let t = st.transport();
+        let mut console = ManholeProtocol::new(reg, Mode::Vt100);
+        console.connection_made(&t);
+        // 7 characters and 2 spaces a column: two fit in 20 columns.
+        console.set_terminal_size(20, 24);
+        assert_eq!(console.terminal_size(), Some((20, 24)));
+        st.take();
+        console.data_received(&t, b"st\t\t");
+        let shown = String::from_utf8(st.take()).unwrap();
+        assert!(
+            shown.contains("\r\nstats_a  stats_c\r\nstats_b\r\n"),
+            "{shown:?}"
+        );
+        // Wider, after a window change: one row.
+        console.set_terminal_size(80, 24);
+        console.data_received(&t, b"\t");
+        let shown = String::from_utf8(st.take()).unwrap();
+        assert!(
+            shown.contains("\r\nstats_a  stats_b  stats_c\r\n"),
+            "{shown:?}"
+        );
     }
 
     #[test]
