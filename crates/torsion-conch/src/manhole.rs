@@ -14,6 +14,14 @@
 //! changed. The value of each command is printed as Twisted's manhole prints it, as the
 //! value's representation (`"text"` with quotes, `[1, 2]`), and nothing for `()`.
 //!
+//! Two ways in:
+//! - SSH ([`ssh_server`], [`ManholeSessions`]): logins with the keys of an `authorized_keys`
+//!   file, through cred; a shell with a pty gets line editing, history and Tab completion of
+//!   the exposed names, and `ssh host 'command'` runs one command and exits 0, or 1 with the
+//!   error. Any interface may be served: the keys guard it.
+//! - Telnet ([`ManholeFactory::listen_telnet`]): plain lines, no authentication, so only on
+//!   a loopback address.
+//!
 //! ```
 //! use std::{cell::Cell, rc::Rc};
 //! use rhai::Scope;
@@ -43,6 +51,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::net::IpAddr;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -52,8 +61,14 @@ pub use rhai;
 use rhai::{Dynamic, Engine, EvalAltResult, RhaiNativeFunc, Scope};
 use torsion::transport::Address;
 use torsion::{ConnectionEnd, Factory, Protocol, Transport};
+use torsion_cred::Portal;
 
+use crate::keys::{AuthorizedKeysChecker, SshPublicKey};
 use crate::recvline::{Edit, LineEditor, Mode};
+use crate::ssh::{
+    ExitStatus, HostKey, SessionFactory, SessionKind, SessionRequest, SshOptions, SshRealm,
+    SshServer,
+};
 use crate::telnet::{TelnetTransport, TerminalEvents};
 
 /// The default wall-clock limit of one command.
@@ -431,9 +446,9 @@ fn short_type_name<T>() -> String {
 ///
 /// It is an ordinary [`Protocol`] over a byte stream. Over telnet, [`ManholeFactory`]
 /// wraps it in a [`TelnetTransport`]; it starts in plain-line mode and switches to VT100
-/// line editing when the client lets this end echo. Over SSH, make one with
-/// [`ManholeProtocol::new`] in [`Mode::Vt100`] for a session with a pty (plain without),
-/// and call [`ManholeProtocol::set_terminal_size`] on window changes.
+/// line editing when the client lets this end echo. Over SSH, [`ManholeSessions`] makes
+/// one in [`Mode::Vt100`] for a session with a pty (plain without) and keeps its
+/// [terminal size](ManholeProtocol::terminal_size) in step with window changes.
 pub struct ManholeProtocol {
     registry: Registry,
     editor: LineEditor,
@@ -466,6 +481,7 @@ impl ManholeProtocol {
     /// Records the terminal's size (telnet NAWS; an SSH pty request or window change).
     pub fn set_terminal_size(&mut self, cols: u16, rows: u16) {
         self.size = Some((cols, rows));
+        self.editor.set_width(Some(cols));
     }
 
     /// Switches between VT100 line editing and plain lines, keeping the history.
@@ -480,6 +496,7 @@ impl ManholeProtocol {
                 editor.feed(h.as_bytes(), &mut sink);
                 editor.feed(b"\r", &mut sink);
             }
+            editor.set_width(self.size.map(|(cols, _)| cols));
             self.editor = editor;
         }
     }
@@ -632,6 +649,145 @@ impl Factory for ManholeFactory {
     }
 }
 
+/// Serves the console over SSH (Twisted's `manhole_ssh`): the session factory of an
+/// [`SshServer`] whose channels get the manhole.
+///
+/// - A `shell` request with a pty gets [`ManholeProtocol`] in [`Mode::Vt100`]: line
+///   editing, history and Tab completion of the registry's names, sized from the pty
+///   request and kept in step with `window-change`. Without a pty (`ssh -T`, or input from
+///   a pipe) it gets plain lines, one command per line.
+/// - An `exec` request (`ssh host 'connections()'`) runs its command once, in a session of
+///   its own, writes what it printed followed by a newline, and exits with status 0, or 1
+///   when the command failed (the error is the output).
+///
+/// Every command runs on the reactor thread between events, as over telnet.
+pub struct ManholeSessions {
+    registry: Registry,
+}
+
+impl ManholeSessions {
+    /// Sessions on `registry`.
+    pub fn new(registry: Registry) -> ManholeSessions {
+        ManholeSessions { registry }
+    }
+}
+
+impl SessionFactory for ManholeSessions {
+    fn build(&self, request: &SessionRequest) -> Option<Box<dyn Protocol>> {
+        match &request.kind {
+            SessionKind::Exec(command) => Some(Box::new(ManholeExec {
+                registry: self.registry.clone(),
+                command: String::from_utf8_lossy(command).into_owned(),
+                exit: request.exit.clone(),
+            })),
+            SessionKind::Shell => {
+                let mode = if request.pty().is_some() {
+                    Mode::Vt100
+                } else {
+                    Mode::Plain
+                };
+                Some(Box::new(ManholeShell {
+                    console: ManholeProtocol::new(self.registry.clone(), mode),
+                    request: request.clone(),
+                }))
+            }
+        }
+    }
+}
+
+/// An SSH server serving the console on `registry` to the keys listed in the OpenSSH
+/// `authorized_keys` file at `authorized_keys` (read at every login, so edits apply to the
+/// next one; any user name is accepted with a listed key), with `host_keys`, through a cred
+/// [`Portal`] with an [`AuthorizedKeysChecker`]. Listen with [`SshServer::listen`]: any
+/// interface may be served, since the keys guard it.
+///
+/// ```no_run
+/// use torsion::reactor;
+/// use torsion_conch::manhole::{ssh_server, Registry};
+/// use torsion_conch::ssh::{HostKey, SshOptions};
+///
+/// let registry = Registry::new();
+/// registry.value("answer", || 42_i64);
+/// let host_key = HostKey::load_or_generate("manhole_host_key").unwrap();
+/// let server = ssh_server(registry, "authorized_keys", vec![host_key], SshOptions::default());
+/// let port = server.listen("0.0.0.0:2222".parse().unwrap()).unwrap();
+/// // ssh -p 2222 -i key localhost 'answer'  prints 42
+/// reactor().run().unwrap();
+/// ```
+pub fn ssh_server(
+    registry: Registry,
+    authorized_keys: impl AsRef<Path>,
+    host_keys: Vec<HostKey>,
+    options: SshOptions,
+) -> SshServer {
+    let portal = Portal::new(SshRealm);
+    portal.register_checker::<SshPublicKey, _>(AuthorizedKeysChecker::file(authorized_keys, &[]));
+    SshServer::with_options(portal, host_keys, ManholeSessions::new(registry), options)
+}
+
+/// An interactive console on an SSH `shell` channel: a [`ManholeProtocol`] that follows
+/// the channel's pty size.
+struct ManholeShell {
+    console: ManholeProtocol,
+    request: SessionRequest,
+}
+
+impl ManholeShell {
+    /// The pty's size as the last `pty-req` or `window-change` left it (the SSH server
+    /// keeps it in the request).
+    fn follow_size(&mut self) {
+        if let Some(pty) = self.request.pty() {
+            let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+            let size = (clamp(pty.cols), clamp(pty.rows));
+            if self.console.terminal_size() != Some(size) {
+                self.console.set_terminal_size(size.0, size.1);
+            }
+        }
+    }
+}
+
+impl Protocol for ManholeShell {
+    fn connection_made(&mut self, t: &Transport) {
+        self.follow_size();
+        self.console.connection_made(t);
+    }
+
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        self.follow_size();
+        self.console.data_received(t, data);
+    }
+
+    fn read_connection_lost(&mut self, t: &Transport) {
+        // The client's input ended (`ssh -T host < commands`): the session is over.
+        t.lose_connection();
+    }
+
+    fn connection_lost(&mut self, reason: ConnectionEnd) {
+        self.console.connection_lost(reason);
+    }
+}
+
+/// One command on an SSH `exec` channel.
+struct ManholeExec {
+    registry: Registry,
+    command: String,
+    exit: ExitStatus,
+}
+
+impl Protocol for ManholeExec {
+    fn connection_made(&mut self, t: &Transport) {
+        let outcome = self.registry.eval(&mut Scope::new(), &self.command);
+        if !outcome.text.is_empty() {
+            t.write(outcome.text.as_bytes());
+            t.write(b"\n");
+        }
+        self.exit.set(u32::from(outcome.error));
+        t.lose_connection();
+    }
+
+    fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -732,6 +888,36 @@ mod tests {
         );
         assert!(reg.completions("x = sc").contains(&"scores".to_string()));
         assert!(reg.completions("scores.t").contains(&"top".to_string()));
+    }
+
+    #[test]
+    fn the_terminal_width_lays_out_completions() {
+        let reg = Registry::new();
+        for name in ["stats_a", "stats_b", "stats_c"] {
+            reg.value(name, || 0_i64);
+        }
+        let st = torsion::testing::StringTransport::new();
+        let t = st.transport();
+        let mut console = ManholeProtocol::new(reg, Mode::Vt100);
+        console.connection_made(&t);
+        // 7 characters and 2 spaces a column: two fit in 20 columns.
+        console.set_terminal_size(20, 24);
+        assert_eq!(console.terminal_size(), Some((20, 24)));
+        st.take();
+        console.data_received(&t, b"st\t\t");
+        let shown = String::from_utf8(st.take()).unwrap();
+        assert!(
+            shown.contains("\r\nstats_a  stats_c\r\nstats_b\r\n"),
+            "{shown:?}"
+        );
+        // Wider, after a window change: one row.
+        console.set_terminal_size(80, 24);
+        console.data_received(&t, b"\t");
+        let shown = String::from_utf8(st.take()).unwrap();
+        assert!(
+            shown.contains("\r\nstats_a  stats_b  stats_c\r\n"),
+            "{shown:?}"
+        );
     }
 
     #[test]

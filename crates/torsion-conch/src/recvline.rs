@@ -6,7 +6,8 @@
 //! In [`Mode::Vt100`] the editor echoes and handles printable input, Backspace, Delete,
 //! Left/Right, Home/End (and Ctrl-A/Ctrl-E), Up/Down through the history, Ctrl-C (cancel the
 //! line), Ctrl-D (end of input on an empty line), Ctrl-U (erase the line) and Tab, which asks
-//! a completion callback. In [`Mode::Plain`], for dumb terminals and telnet clients in line
+//! a completion callback (several candidates are listed in columns fitting the
+//! [terminal's width](LineEditor::set_width) when it is known). In [`Mode::Plain`], for dumb terminals and telnet clients in line
 //! mode, it echoes nothing and only splits lines.
 //!
 //! ```
@@ -73,6 +74,7 @@ pub struct LineEditor {
     utf8: Vec<u8>,
     last_cr: bool,
     completer: Option<Completer>,
+    width: Option<u16>,
 }
 
 impl LineEditor {
@@ -90,7 +92,15 @@ impl LineEditor {
             utf8: Vec::new(),
             last_cr: false,
             completer: None,
+            width: None,
         }
+    }
+
+    /// Sets the terminal's width in columns (telnet's NAWS, an SSH pty request or window
+    /// change): Tab then lists several completions in columns that fit it, as readline does.
+    /// `None` or 0 (unknown, the default) lists them on one line.
+    pub fn set_width(&mut self, cols: Option<u16>) {
+        self.width = cols.filter(|&c| c > 0);
     }
 
     /// Sets the callback that Tab asks for completions.
@@ -365,9 +375,31 @@ impl LineEditor {
             }
         } else if candidates.len() > 1 {
             out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(candidates.join("  ").as_bytes());
-            out.extend_from_slice(b"\r\n");
+            self.list(&candidates, out);
             self.redraw(out);
+        }
+    }
+
+    /// Writes `names`, each line ended by CRLF: in columns filling the terminal's width,
+    /// sorted down the columns, or on one line when the width is unknown.
+    fn list(&self, names: &[String], out: &mut Vec<u8>) {
+        let Some(width) = self.width else {
+            out.extend_from_slice(names.join("  ").as_bytes());
+            out.extend_from_slice(b"\r\n");
+            return;
+        };
+        let column = names.iter().map(|n| n.chars().count()).max().unwrap_or(0) + 2;
+        let columns = (usize::from(width) / column).max(1);
+        let rows = names.len().div_ceil(columns);
+        for row in 0..rows {
+            let mut line = String::new();
+            for name in names.iter().skip(row).step_by(rows) {
+                let pad = column - name.chars().count();
+                line.push_str(name);
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+            out.extend_from_slice(line.trim_end().as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
     }
 }
@@ -434,6 +466,37 @@ mod tests {
         assert_eq!(ed.line(), "x = connections");
         ed.feed(b"\x01s\t", &mut out);
         assert_eq!(ed.line(), "stopx = connections");
+    }
+
+    #[test]
+    fn completions_fill_the_terminal_width_in_columns() {
+        let mut ed = LineEditor::new(Mode::Vt100, "> ");
+        ed.set_completer(Box::new(|_| {
+            ["gamma", "alpha", "epsilon", "beta", "delta"]
+                .map(String::from)
+                .to_vec()
+        }));
+        // 7 characters and 2 spaces a column: two fit in 20, sorted down the columns.
+        ed.set_width(Some(20));
+        let mut out = Vec::new();
+        ed.feed(b"\t", &mut out);
+        let shown = String::from_utf8_lossy(&out);
+        assert!(
+            shown.starts_with("\r\nalpha    epsilon\r\nbeta     gamma\r\ndelta\r\n"),
+            "{shown:?}"
+        );
+        // Narrower than one column: one a line.
+        ed.set_width(Some(4));
+        out.clear();
+        ed.feed(b"\t", &mut out);
+        assert!(String::from_utf8_lossy(&out).starts_with("\r\nalpha\r\nbeta\r\n"));
+        // Unknown (a pty of 0 columns): one line.
+        ed.set_width(Some(0));
+        out.clear();
+        ed.feed(b"\t", &mut out);
+        assert!(
+            String::from_utf8_lossy(&out).starts_with("\r\nalpha  beta  delta  epsilon  gamma\r\n")
+        );
     }
 
     #[test]

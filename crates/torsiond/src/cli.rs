@@ -110,7 +110,23 @@ pub fn command(plugins: &[Box<dyn Plugin>]) -> Command {
                 .long("manhole")
                 .value_name("ENDPOINT")
                 .value_parser(crate::listen::parse_endpoint)
-                .help("Serve a console into the running program (Rhai; help() lists what it exposes: ports(), connections(), requests, log_level, stop()) over telnet on ENDPOINT, which must be on a loopback interface, e.g. tcp:8023:interface=127.0.0.1 (SSH with --manhole-keys once it lands)"),
+                .help("Serve a console into the running program (Rhai; help() lists what it exposes: ports(), connections(), requests, log_level, stop()) on ENDPOINT: over SSH with --manhole-keys (any interface), otherwise over telnet, which must be on a loopback interface, e.g. tcp:8023:interface=127.0.0.1"),
+        )
+        .arg(
+            Arg::new("manhole-keys")
+                .long("manhole-keys")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .requires("manhole")
+                .help("Serve the --manhole console over SSH to the keys in this OpenSSH authorized_keys file (read at every login; any user name)"),
+        )
+        .arg(
+            Arg::new("manhole-host-key")
+                .long("manhole-host-key")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .requires("manhole-keys")
+                .help("The SSH manhole's host key (an OpenSSH private key file; made there if missing); default: manhole_host_ed25519_key in $XDG_STATE_HOME/torsiond (~/.local/state/torsiond)"),
         )
         .arg(
             Arg::new("umask")
@@ -199,8 +215,20 @@ pub(crate) fn usage_error(e: &clap::Error, cmd: &Command, args: &[OsString]) -> 
         }
         _ => {
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("usage error");
+            let mut lines = text.lines();
+            let first = lines.next().unwrap_or("usage error");
             let first = first.strip_prefix("error: ").unwrap_or(first);
+            // A first line ending in a colon is followed by what it is about (the missing
+            // arguments): kept on the one line, up to the blank line before the usage.
+            let first = if first.ends_with(':') {
+                let what: Vec<&str> = lines
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                format!("{first} {}", what.join(", "))
+            } else {
+                first.to_string()
+            };
             // The error is the plugin's when the runner's options before its name parse.
             let in_plugin = plugin_named(cmd, args).filter(|(at, _)| {
                 cmd.clone()

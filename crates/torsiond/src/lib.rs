@@ -31,6 +31,9 @@
 //! | `--syslog` | log to the local syslog daemon (`/dev/log`) instead of standard output (not with `--logfile`) |
 //! | `--prefix NAME` | with `--syslog`, the tag of the lines: `NAME[PID]: ...` (default `torsiond`) |
 //! | `--facility NAME` | with `--syslog`: `user` (default), `daemon`, `local0` ... `local7` |
+//! | `--manhole ENDPOINT` | a console into the running program (Rhai): over SSH with `--manhole-keys`, else telnet on a loopback interface only |
+//! | `--manhole-keys FILE` | serve the manhole over SSH, on any interface, to the keys of this OpenSSH `authorized_keys` file |
+//! | `--manhole-host-key FILE` | the SSH manhole's host key (made there if missing; default `$XDG_STATE_HOME/torsiond/manhole_host_ed25519_key`) |
 //!
 //! Text log lines are coloured only when standard output is a terminal; a log sent to a file
 //! or a pipe holds no ANSI escape codes (see [`logging`]).

@@ -17,6 +17,7 @@ use crate::cli::{command, usage_error};
 use crate::exit::{add_worker, exit_status, fail, say, stop_workers};
 use crate::gate::Gate;
 use crate::logging;
+use crate::manhole::ManholePlace;
 use crate::pidfile;
 use crate::plugins::Plugin;
 use crate::privileges::Privileges;
@@ -39,7 +40,7 @@ fn worker(
     matches: &ArgMatches,
     gate: &Gate,
     privileges: &Privileges,
-    manhole: Option<&ServerDescription>,
+    manhole: Option<&ManholePlace>,
 ) {
     SETTINGS.with(|s| {
         s.set(Settings {
@@ -76,10 +77,8 @@ fn worker(
         ));
     }
     // The manhole, on the first worker only (it shows that worker's ports and counts).
-    if let (0, Some(description)) = (index, manhole) {
-        if let Err(message) =
-            crate::manhole::start(&r, description, plugin.name(), settings.workers)
-        {
+    if let (0, Some(place)) = (index, manhole) {
+        if let Err(message) = crate::manhole::start(&r, place, plugin.name(), settings.workers) {
             fail(message);
         }
     }
@@ -167,14 +166,26 @@ where
             .get_one::<f64>("shutdown-timeout")
             .unwrap_or(&DEFAULT_SHUTDOWN_TIMEOUT),
     };
-    let manhole = matches.get_one::<ServerDescription>("manhole");
-    if let Some(description) = manhole {
-        // Checked before anything starts, so a refused manhole is a clear error at once.
-        if let Err(message) = crate::manhole::telnet_place(description) {
-            say(format_args!("torsiond: {message}"));
-            return ExitCode::from(1);
-        }
-    }
+    // Checked before anything starts, so a refused manhole is a clear error at once.
+    let manhole = match matches.get_one::<ServerDescription>("manhole") {
+        None => None,
+        Some(description) => match crate::manhole::place(
+            description,
+            matches
+                .get_one::<PathBuf>("manhole-keys")
+                .map(PathBuf::as_path),
+            matches
+                .get_one::<PathBuf>("manhole-host-key")
+                .map(PathBuf::as_path),
+        ) {
+            Ok(place) => Some(place),
+            Err(message) => {
+                say(format_args!("torsiond: {message}"));
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let manhole = manhole.as_ref();
     let gate = Gate::new(settings.workers);
     let plugin: &dyn Plugin = plugin.as_ref();
     std::thread::scope(|scope| {

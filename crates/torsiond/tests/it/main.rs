@@ -11,6 +11,7 @@ mod ftp_plugin;
 mod irc_plugin;
 mod mail_plugin;
 mod manhole;
+mod manhole_ssh;
 mod news_plugin;
 mod plugin_runner;
 mod portforward_plugin;
