@@ -6,6 +6,7 @@
 //! mail servers use.
 
 pub mod keys;
+pub mod known_hosts;
 pub mod manhole;
 pub mod recvline;
 pub mod ssh;

@@ -3,6 +3,7 @@
 //! exec, shell with a pty, refused forwarding), hostile clients (floods, stalls, oversized
 //! packets, wrong keys), and properties of the authorized_keys parser.
 
+mod known_hosts;
 mod manhole;
 mod ssh_hostile;
 mod ssh_interop;
