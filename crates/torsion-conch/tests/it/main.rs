@@ -5,6 +5,7 @@
 
 mod known_hosts;
 mod manhole;
+mod ssh_client;
 mod ssh_hostile;
 mod ssh_interop;
 mod ssh_props;
