@@ -32,7 +32,7 @@
 //!     let conn = connect_ssh(&reactor(), "example.org", 22, config).await?;
 //!     let out = conn.execute("uptime").await?;
 //!     print!("{}", String::from_utf8_lossy(&out.stdout));
-//!     conn.close();
+//!     conn.close().await?;
 //!     Ok::<_, torsion::Failure>(())
 //! })
 //! .add_both(|result| {
@@ -737,15 +737,16 @@ impl SshConnection {
     }
 
     /// Sends the server a disconnect and ends the session; open channels' protocols get
-    /// `connection_lost`.
-    pub fn close(&self) {
+    /// `connection_lost`. The Deferred fires once the disconnect is handed to the session
+    /// (at once if it had already ended); it may be dropped.
+    pub fn close(&self) -> Deferred<()> {
         let inner = self.inner.clone();
         torsion::reactor().spawn(async move {
             let _ = inner
                 .handle
                 .disconnect(Disconnect::ByApplication, "", "")
                 .await;
-        });
+        })
     }
 
     /// Runs `command` and gives its output once the channel closes. The command gets an

@@ -252,6 +252,7 @@ fn openssh_key_login_runs_commands_with_their_output_and_status() {
             .execute("echo hello; echo oops >&2; whoami; exit 3")
             .await?;
         let quiet = conn.execute("true").await?;
+        conn.close().await?;
         Ok::<_, Failure>((conn, out, quiet))
     })
     .unwrap();
@@ -267,7 +268,6 @@ fn openssh_key_login_runs_commands_with_their_output_and_status() {
     );
     assert_eq!(conn.host_key(), &HostKeyAccepted::Known { line: 1 });
     assert!(conn.host_key_fingerprint().starts_with("SHA256:"));
-    conn.close();
 }
 
 #[test]
@@ -283,7 +283,7 @@ fn openssh_command_and_shell_bound_to_protocols() {
         b"tty; echo cols=$(tput cols 2>/dev/null || stty size); exit\n",
         false,
     );
-    let (conn, cat_exit, sh_exit, tty_exit) = block_on(&r, async move {
+    let (cat_exit, sh_exit, tty_exit) = block_on(&r, async move {
         let conn = d.await?;
         // A command bound to a protocol: cat sends back what it wrote, until its EOF.
         let cat = conn.exec("cat", cat).await?;
@@ -299,7 +299,8 @@ fn openssh_command_and_shell_bound_to_protocols() {
         };
         let tty_shell = conn.open_shell(tty, Some(pty)).await?;
         let tty_exit = tty_shell.closed().await?;
-        Ok::<_, Failure>((conn, cat_exit, sh_exit, tty_exit))
+        conn.close().await?;
+        Ok::<_, Failure>((cat_exit, sh_exit, tty_exit))
     })
     .unwrap();
     let cat_log = cat_log.borrow();
@@ -320,7 +321,6 @@ fn openssh_command_and_shell_bound_to_protocols() {
     assert!(got.contains("/dev/pts/"), "{got:?}");
     assert!(got.contains("100"), "{got:?}");
     assert_eq!(tty_exit.status, Some(0));
-    conn.close();
 }
 
 #[test]
@@ -339,9 +339,9 @@ fn openssh_unknown_host_is_refused_by_default_and_accept_new_appends_it() {
         let refused = connect_ssh(&reactor, "127.0.0.1", port, refuse).await;
         let accepted = connect_ssh(&reactor, "127.0.0.1", port, accept).await?;
         let out = accepted.execute("echo in").await?;
-        accepted.close();
+        accepted.close().await?;
         let reused = connect_ssh(&reactor, "127.0.0.1", port, again).await?;
-        reused.close();
+        reused.close().await?;
         Ok::<_, Failure>((refused, (accepted, out), reused))
     })
     .unwrap();
@@ -428,7 +428,7 @@ fn openssh_refuses_a_key_it_does_not_list_and_caps_output() {
         let too_much = conn.execute("head -c 1000000 /dev/zero").await;
         // The connection goes on after a capped command.
         let after = conn.execute("echo still here").await?;
-        conn.close();
+        conn.close().await?;
         Ok::<_, Failure>((refused, too_much, after))
     })
     .unwrap();
@@ -482,10 +482,10 @@ fn openssh_ecdsa_keys_with_and_without_a_passphrase() {
         let reactor = torsion::reactor();
         let a = connect_ssh(&reactor, "127.0.0.1", port, protected).await?;
         let a_out = a.execute("echo p256").await?;
-        a.close();
+        a.close().await?;
         let b = connect_ssh(&reactor, "127.0.0.1", port, plain).await?;
         let b_out = b.execute("echo p384").await?;
-        b.close();
+        b.close().await?;
         let wrong = connect_ssh(&reactor, "127.0.0.1", port, wrong_pass).await;
         Ok::<_, Failure>((a_out, b_out, wrong))
     })
@@ -543,11 +543,11 @@ fn torsion_server_password_and_in_memory_key_logins() {
         let refused = connect_ssh(&reactor, "127.0.0.1", number, wrong).await;
         let k = connect_ssh(&reactor, "127.0.0.1", number, both).await?;
         let by_key = (k.execute("whoami").await?, k.execute("exit 4").await?);
-        k.close();
+        k.close().await?;
         let p = connect_ssh(&reactor, "127.0.0.1", number, password).await?;
         let by_password = p.execute("whoami").await?;
         let nope = p.execute("nosuch").await?;
-        p.close();
+        p.close().await?;
         Ok::<_, Failure>((refused, by_key, (by_password, nope)))
     })
     .unwrap();
@@ -580,7 +580,7 @@ fn torsion_server_line_protocol_bound_to_a_command() {
         let conn = connect_ssh(&torsion::reactor(), "127.0.0.1", number, config).await?;
         let channel = conn.exec("lines", lines).await?;
         let exit = channel.closed().await?;
-        conn.close();
+        conn.close().await?;
         Ok::<_, Failure>(exit)
     })
     .unwrap();
