@@ -469,8 +469,7 @@ fn client_state(id: u64) -> Option<Rc<ConnState>> {
 
 /// russh's client handler: `Send`, holding only the connection's number. Its callbacks run
 /// on the reactor thread (the session is a task of the reactor's runtime).
-#[doc(hidden)]
-pub struct ClientHandler {
+struct ClientHandler {
     id: u64,
 }
 
@@ -693,7 +692,8 @@ struct ConnInner {
 }
 
 /// A logged-in SSH connection. Clones share it; it closes when [`close`](Self::close) is
-/// called, or when the server closes it (dropping every clone leaves open channels running).
+/// called, when the server closes it, or once every clone and every channel opened on it
+/// is gone (dropping the clones leaves open channels running).
 #[derive(Clone)]
 pub struct SshConnection {
     inner: Rc<ConnInner>,
