@@ -5,7 +5,9 @@
 //! Authentication goes through [`torsion_cred`], the same portal, realms and checkers the
 //! mail servers use.
 
+pub mod client;
 pub mod keys;
+pub mod known_hosts;
 pub mod manhole;
 pub mod recvline;
 pub mod ssh;

@@ -168,7 +168,7 @@ pub mod ftp {
 
 /// Conch, Twisted's `twisted.conch` (feature `conch`): an SSH server on russh whose session
 /// channels are served by Torsion protocols, logins through cred, and the `authorized_keys`
-/// checker.
+/// checker; an SSH client (`client`) checking host keys against `known_hosts`.
 #[cfg(feature = "conch")]
 pub mod conch {
     #[doc(inline)]
