@@ -8,6 +8,8 @@
 //! ssh -p 2222 -o UserKnownHostsFile=/dev/null localhost
 //! ```
 //!
+//! `--sftp-root DIR` serves a folder over SFTP too (nothing outside it).
+//!
 //! Without `--host-key`, the host key is made at first start in `ssh_host_ed25519_key`
 //! (in the current folder) and reused afterwards.
 use std::net::{IpAddr, SocketAddr};
@@ -37,6 +39,10 @@ struct Cli {
     /// The host key (OpenSSH private key file); made there at first start if missing.
     #[arg(long, default_value = "ssh_host_ed25519_key")]
     host_key: PathBuf,
+    /// Serves this folder over SFTP (`sftp -P PORT localhost`), read and write; off unless
+    /// given.
+    #[arg(long)]
+    sftp_root: Option<PathBuf>,
 }
 
 /// The shell: one line at a time, with a prompt; on a terminal, it echoes what is typed.
@@ -174,6 +180,10 @@ fn main() -> Result<(), Failure> {
             line: Vec::new(),
         }) as Box<dyn Protocol>)
     });
+    let server = match &cli.sftp_root {
+        Some(dir) => server.sftp_root(dir)?,
+        None => server,
+    };
     let port = server.listen_on(listener)?;
     println!("ssh server listening on {}", port.local_addr());
     reactor().run()

@@ -8,5 +8,6 @@
 pub mod keys;
 pub mod manhole;
 pub mod recvline;
+pub mod sftp;
 pub mod ssh;
 pub mod telnet;

@@ -58,6 +58,7 @@ use torsion::{reactor, ConnectionEnd, Protocol};
 use torsion_cred::{AvatarId, Login, Logout, Portal, Realm, UsernamePassword};
 
 use crate::keys::SshPublicKey;
+use crate::sftp::SftpServer;
 
 /// The avatar an SSH login gets: who logged in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +278,7 @@ struct Shared {
     options: SshOptions,
     config: Arc<russh::server::Config>,
     connections: Cell<usize>,
+    sftp: RefCell<Option<SftpServer>>,
 }
 
 /// An SSH server (Twisted's `SSHFactory` with a portal): host keys, a portal, and a
@@ -337,6 +339,7 @@ impl SshServer {
                 options,
                 config: Arc::new(config),
                 connections: Cell::new(0),
+                sftp: RefCell::new(None),
             }),
         }
     }
@@ -368,6 +371,19 @@ impl SshServer {
             addr: local,
             stop: RefCell::new(Some(stop_tx)),
         })
+    }
+
+    /// Serves the folder `dir` over SFTP (the `sftp` subsystem, read and write, nothing
+    /// outside it; see [`crate::sftp`]) to every logged-in user. Off unless set: without it
+    /// the subsystem is refused.
+    pub fn sftp_root(self, dir: impl AsRef<Path>) -> io::Result<SshServer> {
+        Ok(self.sftp(SftpServer::new(dir)?))
+    }
+
+    /// Serves SFTP with `server` (its own folder and limits); see [`sftp_root`](Self::sftp_root).
+    pub fn sftp(self, server: SftpServer) -> SshServer {
+        *self.shared.sftp.borrow_mut() = Some(server);
+        self
     }
 
     /// Connections open now.
@@ -659,7 +675,7 @@ struct Handler {
 
 impl Handler {
     fn start(&self, ch: ChannelId, kind: SessionKind, session: &mut Session) {
-        let ok = self.start_inner(ch, kind);
+        let ok = self.start_inner(ch, kind, None);
         let _ = if ok {
             session.channel_success(ch)
         } else {
@@ -667,7 +683,13 @@ impl Handler {
         };
     }
 
-    fn start_inner(&self, ch: ChannelId, kind: SessionKind) -> bool {
+    /// Starts the channel's protocol: `given`, or else the factory's for `kind`.
+    fn start_inner(
+        &self,
+        ch: ChannelId,
+        kind: SessionKind,
+        given: Option<Box<dyn Protocol>>,
+    ) -> bool {
         let Some(state) = conn(self.id) else {
             return false;
         };
@@ -683,7 +705,7 @@ impl Handler {
             c.request.kind = kind;
             (c.request.clone(), shared, out, peer, host)
         };
-        let Some(protocol) = shared.factory.build(&factory_req) else {
+        let Some(protocol) = given.or_else(|| shared.factory.build(&factory_req)) else {
             return false;
         };
         let transport = Transport::new(Rc::new(ChannelTransport {
@@ -851,10 +873,26 @@ impl russh::server::Handler for Handler {
     fn subsystem_request(
         &mut self,
         channel: ChannelId,
-        _name: &str,
+        name: &str,
         session: &mut Session,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
-        let _ = session.channel_failure(channel);
+        let sftp = match name {
+            "sftp" => conn(self.id).and_then(|s| s.borrow().shared.sftp.borrow().clone()),
+            _ => None,
+        };
+        let ok = match sftp {
+            Some(server) => self.start_inner(
+                channel,
+                SessionKind::Shell,
+                Some(Box::new(server.session())),
+            ),
+            None => false,
+        };
+        let _ = if ok {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        };
         done()
     }
 

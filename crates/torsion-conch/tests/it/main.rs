@@ -4,6 +4,7 @@
 //! packets, wrong keys), and properties of the authorized_keys parser.
 
 mod manhole;
+mod sftp;
 mod ssh_hostile;
 mod ssh_interop;
 mod ssh_props;
