@@ -52,6 +52,7 @@ use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use tokio::sync::{mpsc, oneshot};
 use torsion::defer::{succeed, Deferred};
 use torsion::error::CannotListenError;
+use torsion::producer::{Producer, ProducerError, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 use torsion::reactor::DelayedCall;
 use torsion::transport::{Address, Transport, TransportImpl};
 use torsion::{reactor, ConnectionEnd, Protocol};
@@ -248,6 +249,12 @@ pub struct SshOptions {
     pub max_connections: usize,
     /// A connection silent this long is closed (10 minutes).
     pub inactivity_timeout: Duration,
+    /// Bytes a channel whose protocol paused reading
+    /// ([`pause_producing`](torsion::transport::TransportImpl::pause_producing)) holds for
+    /// it; past this the whole connection stops reading until the channel resumes, so the
+    /// client is held back by TCP (256 KiB). russh tops up every channel's window as data
+    /// arrives, so a single channel cannot be held back on its own.
+    pub max_held_per_channel: usize,
 }
 
 impl Default for SshOptions {
@@ -260,6 +267,7 @@ impl Default for SshOptions {
             max_packet_size: 32768,
             max_connections: 100,
             inactivity_timeout: Duration::from_secs(600),
+            max_held_per_channel: 256 * 1024,
         }
     }
 }
@@ -452,7 +460,7 @@ async fn accept_loop(
 
 /// A message for the task that writes a connection's channel output through russh.
 enum Out {
-    Data(ChannelId, bytes::Bytes),
+    Data(ChannelId, bytes::Bytes, Rc<Flow>),
     Finish(ChannelId, u32),
 }
 
@@ -461,6 +469,143 @@ struct Chan {
     request: SessionRequest,
     transport: Option<Transport>,
     protocol: Option<Box<dyn Protocol>>,
+    flow: Rc<Flow>,
+}
+
+/// A channel's flow control, both ways.
+///
+/// In: while the protocol has paused its transport, data is held here and handed over on
+/// resume, in order, EOF after it; past `max_held` the connection's `data` callback waits
+/// (russh reads nothing more from the socket) until the held data drains to half.
+///
+/// Out: bytes written and not yet taken by russh (whose own queue is bounded: it stops
+/// taking once the peer's window is used up) are counted; a registered streaming producer
+/// is paused above the high watermark and resumed at the low one, as over TCP, and a pull
+/// producer is asked for more when the count is back to zero.
+struct Flow {
+    paused: Cell<bool>,
+    held: RefCell<std::collections::VecDeque<Vec<u8>>>,
+    held_bytes: Cell<usize>,
+    max_held: usize,
+    eof_held: Cell<bool>,
+    /// The connection's `data` callback is waiting for the held data to drain.
+    blocked: Cell<bool>,
+    wake: Arc<tokio::sync::Notify>,
+    delivery_scheduled: Cell<bool>,
+    queued: Cell<usize>,
+    producer: RefCell<Option<Rc<dyn Producer>>>,
+    streaming: Cell<bool>,
+    producer_paused: Cell<bool>,
+    high: Cell<usize>,
+    low: Cell<usize>,
+}
+
+impl Flow {
+    fn new(max_held: usize) -> Flow {
+        Flow {
+            paused: Cell::new(false),
+            held: RefCell::new(std::collections::VecDeque::new()),
+            held_bytes: Cell::new(0),
+            max_held,
+            eof_held: Cell::new(false),
+            blocked: Cell::new(false),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            delivery_scheduled: Cell::new(false),
+            queued: Cell::new(0),
+            producer: RefCell::new(None),
+            streaming: Cell::new(false),
+            producer_paused: Cell::new(false),
+            high: Cell::new(DEFAULT_HIGH_WATER),
+            low: Cell::new(DEFAULT_LOW_WATER),
+        }
+    }
+
+    /// Whether data must be held rather than delivered now.
+    fn holding(&self) -> bool {
+        self.paused.get() || !self.held.borrow().is_empty()
+    }
+
+    /// Holds `data`; returns the waker to wait on when past the limit.
+    fn hold(&self, data: &[u8]) -> Option<Arc<tokio::sync::Notify>> {
+        self.held.borrow_mut().push_back(data.to_vec());
+        self.held_bytes.set(self.held_bytes.get() + data.len());
+        if self.held_bytes.get() > self.max_held && !self.blocked.replace(true) {
+            return Some(self.wake.clone());
+        }
+        None
+    }
+
+    fn take_held(&self) -> Option<Vec<u8>> {
+        let chunk = self.held.borrow_mut().pop_front()?;
+        self.held_bytes
+            .set(self.held_bytes.get().saturating_sub(chunk.len()));
+        if self.blocked.get() && self.held_bytes.get() <= self.max_held / 2 {
+            self.blocked.set(false);
+            self.wake.notify_one();
+        }
+        Some(chunk)
+    }
+
+    /// Drops what is held (the channel is closing) and lets the connection read again.
+    fn release(&self) {
+        self.held.borrow_mut().clear();
+        self.held_bytes.set(0);
+        self.eof_held.set(false);
+        if self.blocked.replace(false) {
+            self.wake.notify_one();
+        }
+    }
+
+    fn wrote(&self, n: usize) {
+        self.queued.set(self.queued.get() + n);
+        if self.streaming.get()
+            && !self.producer_paused.get()
+            && self.queued.get() > self.high.get()
+        {
+            let p = self.producer.borrow().clone();
+            if let Some(p) = p {
+                self.producer_paused.set(true);
+                p.pause_producing();
+            }
+        }
+    }
+
+    fn sent(&self, n: usize) {
+        self.queued.set(self.queued.get().saturating_sub(n));
+        let p = self.producer.borrow().clone();
+        let Some(p) = p else { return };
+        if self.streaming.get() {
+            if self.producer_paused.get() && self.queued.get() <= self.low.get() {
+                self.producer_paused.set(false);
+                p.resume_producing();
+            }
+        } else if self.queued.get() == 0 {
+            p.resume_producing();
+        }
+    }
+
+    fn stop_producer(&self) {
+        let p = self.producer.borrow_mut().take();
+        if let Some(p) = p {
+            p.stop_producing();
+        }
+    }
+}
+
+/// Hands a resumed channel's held data to its protocol, then a held EOF.
+fn deliver_held(id: u64, ch: ChannelId, flow: Rc<Flow>) {
+    flow.delivery_scheduled.set(false);
+    while !flow.paused.get() {
+        let Some(chunk) = flow.take_held() else { break };
+        with_protocol(id, ch, |p, t| {
+            if !t.disconnecting() {
+                p.data_received(t, &chunk)
+            }
+        });
+    }
+    if !flow.paused.get() && flow.held.borrow().is_empty() && flow.eof_held.replace(false) {
+        with_protocol(id, ch, |p, t| p.read_connection_lost(t));
+    }
 }
 
 /// A connection's reactor-side state, found by its number from the `Send` handler.
@@ -539,6 +684,8 @@ async fn serve_connection(shared: Rc<Shared>, std: StdStream, peer: SocketAddr) 
         let _ = g.cancel();
     }
     for (_, mut chan) in channels {
+        chan.flow.release();
+        chan.flow.stop_producer();
         if let Some(mut p) = chan.protocol.take() {
             p.connection_lost(ConnectionEnd::Aborted);
         }
@@ -550,7 +697,12 @@ async fn serve_connection(shared: Rc<Shared>, std: StdStream, peer: SocketAddr) 
 async fn pump(handle: Handle, mut rx: mpsc::UnboundedReceiver<Out>) {
     while let Some(out) = rx.recv().await {
         let ok = match out {
-            Out::Data(ch, data) => handle.data(ch, data).await.is_ok(),
+            Out::Data(ch, data, flow) => {
+                let n = data.len();
+                let ok = handle.data(ch, data).await.is_ok();
+                flow.sent(n);
+                ok
+            }
             Out::Finish(ch, code) => {
                 let _ = handle.exit_status_request(ch, code).await;
                 let _ = handle.eof(ch).await;
@@ -565,6 +717,8 @@ async fn pump(handle: Handle, mut rx: mpsc::UnboundedReceiver<Out>) {
 
 /// The transport a session channel's protocol gets.
 struct ChannelTransport {
+    conn: u64,
+    flow: Rc<Flow>,
     channel: ChannelId,
     out: mpsc::UnboundedSender<Out>,
     exit: ExitStatus,
@@ -576,14 +730,23 @@ struct ChannelTransport {
 impl TransportImpl for ChannelTransport {
     fn write(&self, data: &[u8]) {
         if !self.closing.get() && !data.is_empty() {
-            let _ = self
-                .out
-                .send(Out::Data(self.channel, bytes::Bytes::copy_from_slice(data)));
+            let sent = self.out.send(Out::Data(
+                self.channel,
+                bytes::Bytes::copy_from_slice(data),
+                self.flow.clone(),
+            ));
+            if sent.is_ok() {
+                self.flow.wrote(data.len());
+            }
         }
     }
 
     fn lose_connection(&self) {
         if !self.closing.replace(true) {
+            // The close must reach russh: a connection waiting on this channel's held
+            // data would never take it.
+            self.flow.release();
+            self.flow.stop_producer();
             let code = self.exit.get().unwrap_or(0);
             let _ = self.out.send(Out::Finish(self.channel, code));
         }
@@ -603,6 +766,61 @@ impl TransportImpl for ChannelTransport {
 
     fn disconnecting(&self) -> bool {
         self.closing.get()
+    }
+
+    fn buffered_size(&self) -> usize {
+        self.flow.queued.get()
+    }
+
+    fn pause_producing(&self) {
+        self.flow.paused.set(true);
+    }
+
+    fn resume_producing(&self) {
+        let flow = &self.flow;
+        if !flow.paused.replace(false) || flow.delivery_scheduled.replace(true) {
+            return;
+        }
+        // Delivered from the reactor, not from inside the protocol's own call.
+        let (id, ch, flow) = (self.conn, self.channel, flow.clone());
+        reactor().call_later(0.0, move || deliver_held(id, ch, flow));
+    }
+
+    fn register_producer(
+        &self,
+        producer: Rc<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), ProducerError> {
+        if self.closing.get() {
+            return Err(ProducerError::Disconnected);
+        }
+        let mut slot = self.flow.producer.borrow_mut();
+        if slot.is_some() {
+            return Err(ProducerError::AlreadyRegistered);
+        }
+        *slot = Some(producer.clone());
+        self.flow.streaming.set(streaming);
+        self.flow.producer_paused.set(false);
+        drop(slot);
+        if !streaming {
+            // A pull producer is asked for its first chunk at once, as over TCP.
+            reactor().call_later(0.0, move || producer.resume_producing());
+        }
+        Ok(())
+    }
+
+    fn unregister_producer(&self) {
+        self.flow.producer.borrow_mut().take();
+        self.flow.producer_paused.set(false);
+    }
+
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        self.flow.high.set(high);
+        self.flow.low.set(low.min(high));
+    }
+
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        (self.flow.high.get(), self.flow.low.get())
     }
 }
 
@@ -693,7 +911,7 @@ impl Handler {
         let Some(state) = conn(self.id) else {
             return false;
         };
-        let (factory_req, shared, out, peer, host) = {
+        let (factory_req, shared, out, peer, host, flow) = {
             let mut st = state.borrow_mut();
             let (peer, host, out, shared) = (st.peer, st.host, st.out.clone(), st.shared.clone());
             let Some(c) = st.channels.get_mut(&ch) else {
@@ -703,12 +921,14 @@ impl Handler {
                 return false;
             }
             c.request.kind = kind;
-            (c.request.clone(), shared, out, peer, host)
+            (c.request.clone(), shared, out, peer, host, c.flow.clone())
         };
         let Some(protocol) = given.or_else(|| shared.factory.build(&factory_req)) else {
             return false;
         };
         let transport = Transport::new(Rc::new(ChannelTransport {
+            conn: self.id,
+            flow,
             channel: ch,
             out,
             exit: factory_req.exit.clone(),
@@ -902,12 +1122,25 @@ impl russh::server::Handler for Handler {
         data: &[u8],
         _session: &mut Session,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
-        with_protocol(self.id, channel, |p, t| {
-            if !t.disconnecting() {
-                p.data_received(t, data)
+        let flow = self.flow(channel);
+        let wait = match flow {
+            Some(flow) if flow.holding() => flow.hold(data),
+            _ => {
+                with_protocol(self.id, channel, |p, t| {
+                    if !t.disconnecting() {
+                        p.data_received(t, data)
+                    }
+                });
+                None
             }
-        });
-        done()
+        };
+        async move {
+            // Past the channel's hold limit: russh reads nothing more until it drains.
+            if let Some(wake) = wait {
+                wake.notified().await;
+            }
+            Ok(())
+        }
     }
 
     fn channel_eof(
@@ -915,7 +1148,10 @@ impl russh::server::Handler for Handler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
-        with_protocol(self.id, channel, |p, t| p.read_connection_lost(t));
+        match self.flow(channel) {
+            Some(flow) if flow.holding() => flow.eof_held.set(true),
+            _ => with_protocol(self.id, channel, |p, t| p.read_connection_lost(t)),
+        }
         done()
     }
 
@@ -926,6 +1162,8 @@ impl russh::server::Handler for Handler {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
         let chan = conn(self.id).and_then(|s| s.borrow_mut().channels.remove(&channel));
         if let Some(mut chan) = chan {
+            chan.flow.release();
+            chan.flow.stop_producer();
             if let Some(mut p) = chan.protocol.take() {
                 p.connection_lost(ConnectionEnd::Done);
             }
@@ -935,6 +1173,13 @@ impl russh::server::Handler for Handler {
 }
 
 impl Handler {
+    /// The channel's flow control, if it is open.
+    fn flow(&self, ch: ChannelId) -> Option<Rc<Flow>> {
+        let state = conn(self.id)?;
+        let st = state.borrow();
+        st.channels.get(&ch).map(|c| c.flow.clone())
+    }
+
     /// Runs `f` on the channel's entry, making it on the first request (russh names the
     /// channel only once the open is confirmed). False when the connection is gone, not
     /// logged in, or at its channel limit.
@@ -947,6 +1192,7 @@ impl Handler {
             return false;
         };
         if !st.channels.contains_key(&ch) {
+            let max_held = st.shared.options.max_held_per_channel;
             if st.channels.len() >= st.shared.options.max_channels {
                 return false;
             }
@@ -962,6 +1208,7 @@ impl Handler {
                     },
                     transport: None,
                     protocol: None,
+                    flow: Rc::new(Flow::new(max_held)),
                 },
             );
         }
