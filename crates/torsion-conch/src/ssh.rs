@@ -287,6 +287,7 @@ struct Shared {
     config: Arc<russh::server::Config>,
     connections: Cell<usize>,
     sftp: RefCell<Option<SftpServer>>,
+    forward: RefCell<Option<ForwardPolicy>>,
 }
 
 /// An SSH server (Twisted's `SSHFactory` with a portal): host keys, a portal, and a
@@ -348,6 +349,7 @@ impl SshServer {
                 config: Arc::new(config),
                 connections: Cell::new(0),
                 sftp: RefCell::new(None),
+                forward: RefCell::new(None),
             }),
         }
     }
@@ -394,9 +396,71 @@ impl SshServer {
         self
     }
 
+    /// Lets logged-in users open `direct-tcpip` channels (`ssh -L`, `ssh -W`) to the
+    /// destinations `policy` permits; the server connects with the reactor's TCP client and
+    /// relays both ways with flow control. Off unless set: every such channel is refused
+    /// (administratively prohibited).
+    pub fn allow_direct_tcpip(self, policy: ForwardPolicy) -> SshServer {
+        *self.shared.forward.borrow_mut() = Some(policy);
+        self
+    }
+
     /// Connections open now.
     pub fn connections(&self) -> usize {
         self.shared.connections.get()
+    }
+}
+
+/// Where `direct-tcpip` channels may lead (OpenSSH's `PermitOpen`): a list of
+/// `host:port` patterns, either side `*` for any. The host is compared with what the client
+/// asked for, as text (case aside): `localhost:80` does not permit `127.0.0.1:80`.
+///
+/// ```
+/// use torsion_conch::ssh::ForwardPolicy;
+///
+/// let p = ForwardPolicy::parse(&["127.0.0.1:8080", "db.internal:*", "[::1]:22"]).unwrap();
+/// assert!(p.permits("127.0.0.1", 8080));
+/// assert!(!p.permits("127.0.0.1", 8081));
+/// assert!(p.permits("DB.internal", 5432));
+/// assert!(p.permits("::1", 22));
+/// assert!(ForwardPolicy::parse(&["no-port"]).is_err());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ForwardPolicy {
+    allowed: Vec<(Option<String>, Option<u16>)>,
+}
+
+impl ForwardPolicy {
+    /// The policy permitting `patterns` (`host:port`, `[v6]:port`, `*` for any host or
+    /// port); an error names the first pattern that does not parse.
+    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<ForwardPolicy, String> {
+        let mut allowed = Vec::new();
+        for pat in patterns {
+            let pat = pat.as_ref();
+            let bad = || format!("forwarding pattern {pat:?} is not host:port");
+            let (host, port) = pat.rsplit_once(':').ok_or_else(bad)?;
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            if host.is_empty() {
+                return Err(bad());
+            }
+            let port = match port {
+                "*" => None,
+                p => Some(p.parse::<u16>().map_err(|_| bad())?),
+            };
+            let host = (host != "*").then(|| host.to_ascii_lowercase());
+            allowed.push((host, port));
+        }
+        Ok(ForwardPolicy { allowed })
+    }
+
+    /// Whether `host:port` may be reached.
+    pub fn permits(&self, host: &str, port: u16) -> bool {
+        self.allowed.iter().any(|(h, p)| {
+            h.as_ref().is_none_or(|h| h.eq_ignore_ascii_case(host)) && p.is_none_or(|p| p == port)
+        })
     }
 }
 
@@ -461,7 +525,8 @@ async fn accept_loop(
 /// A message for the task that writes a connection's channel output through russh.
 enum Out {
     Data(ChannelId, bytes::Bytes, Rc<Flow>),
-    Finish(ChannelId, u32),
+    /// Closes the channel; a session channel sends its exit status first.
+    Finish(ChannelId, Option<u32>),
 }
 
 /// A session channel on the reactor side.
@@ -704,7 +769,9 @@ async fn pump(handle: Handle, mut rx: mpsc::UnboundedReceiver<Out>) {
                 ok
             }
             Out::Finish(ch, code) => {
-                let _ = handle.exit_status_request(ch, code).await;
+                if let Some(code) = code {
+                    let _ = handle.exit_status_request(ch, code).await;
+                }
                 let _ = handle.eof(ch).await;
                 handle.close(ch).await.is_ok()
             }
@@ -722,6 +789,8 @@ struct ChannelTransport {
     channel: ChannelId,
     out: mpsc::UnboundedSender<Out>,
     exit: ExitStatus,
+    /// A session channel (exec, shell, subsystem), which reports an exit status.
+    session: bool,
     closing: Cell<bool>,
     peer: SocketAddr,
     host: SocketAddr,
@@ -747,7 +816,7 @@ impl TransportImpl for ChannelTransport {
             // data would never take it.
             self.flow.release();
             self.flow.stop_producer();
-            let code = self.exit.get().unwrap_or(0);
+            let code = self.session.then(|| self.exit.get().unwrap_or(0));
             let _ = self.out.send(Out::Finish(self.channel, code));
         }
     }
@@ -844,6 +913,131 @@ fn with_protocol(id: u64, ch: ChannelId, f: impl FnOnce(&mut dyn Protocol, &Tran
     }
 }
 
+/// Seconds a `direct-tcpip` channel waits for its TCP connection before it is refused.
+const FORWARD_CONNECT_TIMEOUT: f64 = 10.0;
+
+/// A `direct-tcpip` channel and its TCP connection: the channel is confirmed once the TCP
+/// connection is made, refused if it fails. Each side is registered as the producer of
+/// the other's writes, so a slow side pauses reading on the fast one.
+struct Relay {
+    conn: u64,
+    ch: ChannelId,
+    reply: RefCell<Option<russh::server::ChannelOpenHandle>>,
+    tcp: RefCell<Option<Transport>>,
+}
+
+impl Relay {
+    fn answer(&self, why: Option<ChannelOpenFailure>) {
+        if let Some(reply) = self.reply.borrow_mut().take() {
+            reactor().spawn(async move {
+                match why {
+                    None => reply.accept().await,
+                    Some(why) => reply.reject(why).await,
+                }
+            });
+        }
+    }
+}
+
+struct RelayFactory(Rc<Relay>);
+
+impl torsion::Factory for RelayFactory {
+    type Protocol = TcpSide;
+
+    fn build_protocol(&self, _addr: &Address) -> Option<TcpSide> {
+        Some(TcpSide(self.0.clone()))
+    }
+}
+
+impl torsion::ClientFactory for RelayFactory {
+    fn client_connection_failed(&self, _c: &torsion::tcp::Connector, reason: torsion::Failure) {
+        tracing::info!("SSH direct-tcpip: connecting failed: {reason}");
+        if let Some(state) = conn(self.0.conn) {
+            state.borrow_mut().channels.remove(&self.0.ch);
+        }
+        self.0.answer(Some(ChannelOpenFailure::ConnectFailed));
+    }
+}
+
+/// The TCP connection's protocol: what arrives goes to the channel.
+struct TcpSide(Rc<Relay>);
+
+impl Protocol for TcpSide {
+    fn connection_made(&mut self, transport: &Transport) {
+        let relay = &self.0;
+        *relay.tcp.borrow_mut() = Some(transport.clone());
+        if start_channel(
+            relay.conn,
+            relay.ch,
+            None,
+            Some(Box::new(ChanSide(relay.clone()))),
+        ) {
+            relay.answer(None);
+        } else {
+            relay.answer(Some(ChannelOpenFailure::ResourceShortage));
+            transport.lose_connection();
+        }
+    }
+
+    fn data_received(&mut self, _transport: &Transport, data: &[u8]) {
+        if let Some(t) = channel_transport(self.0.conn, self.0.ch) {
+            t.write(data);
+        }
+    }
+
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
+        self.0.tcp.borrow_mut().take();
+        if let Some(t) = channel_transport(self.0.conn, self.0.ch) {
+            t.lose_connection();
+        }
+    }
+}
+
+/// The channel's protocol: what arrives goes to the TCP connection.
+struct ChanSide(Rc<Relay>);
+
+impl ChanSide {
+    fn tcp(&self) -> Option<Transport> {
+        self.0.tcp.borrow().clone()
+    }
+}
+
+impl Protocol for ChanSide {
+    fn connection_made(&mut self, transport: &Transport) {
+        if let Some(tcp) = self.tcp() {
+            let _ = transport.register_producer(Rc::new(tcp.clone()), true);
+            let _ = tcp.register_producer(Rc::new(transport.clone()), true);
+        }
+    }
+
+    fn data_received(&mut self, _transport: &Transport, data: &[u8]) {
+        if let Some(tcp) = self.tcp() {
+            tcp.write(data);
+        }
+    }
+
+    fn read_connection_lost(&mut self, _transport: &Transport) {
+        // The client is done sending: half-close towards the destination, keep relaying
+        // its answer.
+        if let Some(tcp) = self.tcp() {
+            tcp.lose_write_connection();
+        }
+    }
+
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
+        if let Some(tcp) = self.0.tcp.borrow_mut().take() {
+            tcp.lose_connection();
+        }
+    }
+}
+
+/// A channel's transport, once its protocol started.
+fn channel_transport(id: u64, ch: ChannelId) -> Option<Transport> {
+    let state = conn(id)?;
+    let st = state.borrow();
+    st.channels.get(&ch)?.transport.clone()
+}
+
 /// Asks the portal; the answer comes back through a `Send` oneshot.
 fn start_login(id: u64, cred: Cred) -> oneshot::Receiver<bool> {
     let (tx, rx) = oneshot::channel();
@@ -908,7 +1102,21 @@ impl Handler {
         kind: SessionKind,
         given: Option<Box<dyn Protocol>>,
     ) -> bool {
-        let Some(state) = conn(self.id) else {
+        start_channel(self.id, ch, Some(kind), given)
+    }
+}
+
+/// Starts a channel's protocol: `given`, or else the factory's for `kind` (a session
+/// channel; `None` is a forwarding channel, which must be given its protocol).
+fn start_channel(
+    id: u64,
+    ch: ChannelId,
+    kind: Option<SessionKind>,
+    given: Option<Box<dyn Protocol>>,
+) -> bool {
+    {
+        let session = kind.is_some();
+        let Some(state) = conn(id) else {
             return false;
         };
         let (factory_req, shared, out, peer, host, flow) = {
@@ -920,18 +1128,26 @@ impl Handler {
             if c.protocol.is_some() {
                 return false;
             }
-            c.request.kind = kind;
+            if let Some(kind) = kind {
+                c.request.kind = kind;
+            }
             (c.request.clone(), shared, out, peer, host, c.flow.clone())
         };
-        let Some(protocol) = given.or_else(|| shared.factory.build(&factory_req)) else {
+        let built = if session {
+            given.or_else(|| shared.factory.build(&factory_req))
+        } else {
+            given
+        };
+        let Some(protocol) = built else {
             return false;
         };
         let transport = Transport::new(Rc::new(ChannelTransport {
-            conn: self.id,
+            conn: id,
             flow,
             channel: ch,
             out,
             exit: factory_req.exit.clone(),
+            session,
             closing: Cell::new(false),
             peer,
             host,
@@ -940,7 +1156,7 @@ impl Handler {
             c.protocol = Some(protocol);
             c.transport = Some(transport);
         }
-        with_protocol(self.id, ch, |p, t| p.connection_made(t));
+        with_protocol(id, ch, |p, t| p.connection_made(t));
         true
     }
 }
@@ -999,6 +1215,56 @@ impl russh::server::Handler for Handler {
                 reply.accept().await;
             } else {
                 reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            }
+            Ok(())
+        }
+    }
+
+    fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let ch = channel.id();
+        let port = u16::try_from(port_to_connect).ok();
+        let permitted = conn(self.id).is_some_and(|s| {
+            let st = s.borrow();
+            let forward = st.shared.forward.borrow();
+            st.user.is_some()
+                && port.is_some_and(|p| {
+                    forward
+                        .as_ref()
+                        .is_some_and(|f| f.permits(host_to_connect, p))
+                })
+        });
+        let refusal = if !permitted {
+            tracing::info!("SSH direct-tcpip to {host_to_connect}:{port_to_connect} refused");
+            Some((reply, ChannelOpenFailure::AdministrativelyProhibited))
+        } else if !self.with_chan(ch, |_| {}) {
+            Some((reply, ChannelOpenFailure::ResourceShortage))
+        } else {
+            let relay = Rc::new(Relay {
+                conn: self.id,
+                ch,
+                reply: RefCell::new(Some(reply)),
+                tcp: RefCell::new(None),
+            });
+            reactor().connect_tcp_timeout(
+                host_to_connect,
+                port.unwrap_or(0),
+                RelayFactory(relay),
+                FORWARD_CONNECT_TIMEOUT,
+            );
+            None
+        };
+        async move {
+            if let Some((reply, why)) = refusal {
+                reply.reject(why).await;
             }
             Ok(())
         }

@@ -526,3 +526,96 @@ fn a_slow_ssh_reader_pauses_a_producer_writing_to_its_channel() {
     // Paused as soon as a write took the count over the high watermark.
     assert!(max_buffered <= high + 32 * 1024, "{max_buffered} buffered");
 }
+
+/// Sends back what it gets (a Torsion TCP echo server to forward to).
+struct Echo;
+
+impl Protocol for Echo {
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        t.write(data);
+    }
+}
+
+/// The test server with direct-tcpip allowed to `allowed`, and a Torsion echo server on
+/// `echo` (a bound socket) on the same reactor.
+fn forwarding_server(
+    authorized: &std::path::Path,
+    echo: std::net::TcpListener,
+    allowed: &str,
+) -> SshServer {
+    torsion::reactor()
+        .adopt_stream_port(echo, torsion::protocol::factory(|| Echo))
+        .unwrap();
+    server(authorized, HostKey::generate(), quick())
+        .allow_direct_tcpip(torsion_conch::ssh::ForwardPolicy::parse(&[allowed]).unwrap())
+}
+
+#[test]
+fn ssh_dash_l_forwards_to_an_allowed_destination_and_no_other() {
+    if !have_ssh() {
+        return;
+    }
+    let dir = setup("forward-on");
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let allowed = format!("127.0.0.1:{echo_port}");
+    let (answer, refused) = with_server(
+        move || forwarding_server(&auth, echo, &allowed),
+        move |port| {
+            use std::io::{Read, Write};
+            // A free local port for -L (bound and released: ssh binds it next).
+            let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let lport = local.local_addr().unwrap().port();
+            drop(local);
+            let mut child = ssh_key(&d, port, &d.join("id"))
+                .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+                .arg(format!("{lport}:127.0.0.1:{echo_port}"))
+                .arg("bob@127.0.0.1")
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            // ssh listens once logged in: poll for it with a deadline.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut conn = loop {
+                match std::net::TcpStream::connect(("127.0.0.1", lport)) {
+                    Ok(c) => break c,
+                    Err(e) if std::time::Instant::now() > deadline => panic!("ssh -L: {e}"),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                }
+            };
+            let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 256) as u8).collect();
+            let mut writer = conn.try_clone().unwrap();
+            let sent = payload.clone();
+            let w = std::thread::spawn(move || {
+                writer.write_all(&sent).unwrap();
+                writer.shutdown(std::net::Shutdown::Write).unwrap();
+            });
+            let mut answer = Vec::new();
+            conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .unwrap();
+            let _ = conn.read_to_end(&mut answer);
+            w.join().unwrap();
+            let _ = child.kill();
+            let _ = child.wait();
+            // A destination not on the list: refused.
+            let refused = ssh_key(&d, port, &d.join("id"))
+                .args(["-W", &format!("127.0.0.1:{port}"), "bob@127.0.0.1"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            (answer == payload, refused)
+        },
+    );
+    assert!(
+        answer,
+        "the echo came back whole through the forwarded channel"
+    );
+    assert_eq!(refused.status.code(), Some(255), "{}", describe(&refused));
+    assert!(
+        text(&refused.stderr).contains("forwarding failed")
+            || text(&refused.stderr).contains("prohibited"),
+        "{}",
+        describe(&refused)
+    );
+}
