@@ -981,6 +981,86 @@ mod tests {
         }
     }
 
+    fn packet(kind: u8, id: u32, path: &str) -> Vec<u8> {
+        let mut p = Packet::new(kind, Some(id));
+        p.bytes(path.as_bytes());
+        p.finish()
+    }
+
+    fn session() -> (SftpSession, torsion::testing::StringTransport, Transport) {
+        let dir = std::env::temp_dir();
+        let s = SftpServer::new(&dir).unwrap().session();
+        let st = torsion::testing::StringTransport::new();
+        let t = st.transport();
+        (s, st, t)
+    }
+
+    #[test]
+    fn init_is_answered_with_version_3_and_a_bad_request_with_its_id() {
+        let (mut s, st, t) = session();
+        s.connection_made(&t);
+        s.data_received(&t, &[0, 0, 0, 5, FXP_INIT, 0, 0, 0, 3]);
+        assert_eq!(st.take(), [0, 0, 0, 5, FXP_VERSION, 0, 0, 0, 3]);
+        // Type 99 is unknown; split across two reads.
+        let mut bad = vec![0, 0, 0, 5, 99, 0, 0, 0, 42];
+        let tail = bad.split_off(3);
+        s.data_received(&t, &bad);
+        assert!(st.value().is_empty());
+        s.data_received(&t, &tail);
+        let reply = st.take();
+        assert_eq!(reply[4], FXP_STATUS);
+        assert_eq!(reply[5..9], [0, 0, 0, 42]);
+        assert_eq!(reply[9..13], (StatusCode::BadMessage as u32).to_be_bytes());
+        assert!(!st.disconnecting());
+    }
+
+    #[test]
+    fn an_oversized_packet_closes_the_session_unread() {
+        let (mut s, st, t) = session();
+        s.connection_made(&t);
+        s.data_received(&t, &[0x7f, 0xff, 0xff, 0xff, FXP_INIT]);
+        assert!(st.disconnecting());
+        assert!(st.value().is_empty());
+        assert!(s.state.inbuf.borrow().is_empty());
+    }
+
+    #[test]
+    fn realpath_stays_inside_and_above_the_root_is_refused() {
+        let (mut s, st, t) = session();
+        s.connection_made(&t);
+        s.data_received(&t, &packet(FXP_REALPATH, 1, "a/./b/../c"));
+        let reply = st.take();
+        assert_eq!(reply[4], FXP_NAME);
+        assert!(reply.windows(4).any(|w| w == b"/a/c"));
+        s.data_received(&t, &packet(FXP_REALPATH, 2, "/../etc"));
+        let reply = st.take();
+        assert_eq!(reply[4], FXP_STATUS);
+        assert_eq!(
+            reply[9..13],
+            (StatusCode::PermissionDenied as u32).to_be_bytes()
+        );
+    }
+
+    #[test]
+    fn a_backlog_of_requests_pauses_the_channel() {
+        let (mut s, st, t) = session();
+        s.connection_made(&t);
+        let mut many = Vec::new();
+        for id in 0..100 {
+            many.extend(packet(FXP_STAT, id, "/"));
+        }
+        s.data_received(&t, &many);
+        // One runs on the pool; the rest wait, more than the queue's cap.
+        assert!(st.paused());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_or_are_refused(body in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = parse_request(&body);
+        }
+    }
+
     #[test]
     fn attributes_round_trip() {
         let a = Attrs {
