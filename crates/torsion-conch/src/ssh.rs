@@ -8,6 +8,13 @@
 //! runtime, its handler is a `Send` shell holding a connection number, and each callback
 //! finds the connection's reactor-side state in a table of the thread's.
 //!
+//! Also, each off unless asked for: an SFTP subsystem serving one folder
+//! ([`SshServer::sftp_root`], see [`crate::sftp`]), and `direct-tcpip` forwarding to the
+//! destinations a [`ForwardPolicy`] permits ([`SshServer::allow_direct_tcpip`]). A channel's
+//! transport does flow control both ways: `pause_producing` holds the client's data (up to
+//! [`SshOptions::max_held_per_channel`], then the connection stops reading), and a producer
+//! registered on it is paused while russh cannot send.
+//!
 //! ```no_run
 //! use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
 //! use torsion::{reactor, Protocol};
