@@ -934,14 +934,17 @@ struct Relay {
 }
 
 impl Relay {
+    /// Confirms or refuses the channel now: russh's `accept` and `reject` only queue a
+    /// message (on the session's priority queue), so one poll finishes them, and the
+    /// confirmation is queued before any of the channel's data can be.
     fn answer(&self, why: Option<ChannelOpenFailure>) {
         if let Some(reply) = self.reply.borrow_mut().take() {
-            reactor().spawn(async move {
-                match why {
-                    None => reply.accept().await,
-                    Some(why) => reply.reject(why).await,
-                }
-            });
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let done = match why {
+                None => std::pin::pin!(reply.accept()).poll(&mut cx).is_ready(),
+                Some(why) => std::pin::pin!(reply.reject(why)).poll(&mut cx).is_ready(),
+            };
+            debug_assert!(done, "russh's channel open reply awaits nothing");
         }
     }
 }

@@ -619,3 +619,43 @@ fn ssh_dash_l_forwards_to_an_allowed_destination_and_no_other() {
         describe(&refused)
     );
 }
+
+#[test]
+fn a_permitted_destination_that_refuses_fails_the_channel_with_connect_failed() {
+    if !have_ssh() {
+        return;
+    }
+    let dir = setup("forward-refused");
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // A port nothing listens on (bound, then released).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (first, second) = with_server(
+        move || forwarding_server(&auth, echo, "127.0.0.1:*"),
+        move |port| {
+            let run = || {
+                ssh_key(&d, port, &d.join("id"))
+                    .args([
+                        "-v",
+                        "-W",
+                        &format!("127.0.0.1:{closed_port}"),
+                        "bob@127.0.0.1",
+                    ])
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap()
+            };
+            (run(), run())
+        },
+    );
+    for out in [first, second] {
+        assert_eq!(out.status.code(), Some(255), "{}", describe(&out));
+        assert!(
+            text(&out.stderr).contains("connect failed"),
+            "{}",
+            describe(&out)
+        );
+    }
+}
