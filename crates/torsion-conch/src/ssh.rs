@@ -731,6 +731,9 @@ async fn serve_connection(shared: Rc<Shared>, std: StdStream, peer: SocketAddr) 
 
     let result = async {
         std.set_nonblocking(true)?;
+        // russh sets TCP_NODELAY only on sockets its own accept loop took; without it a
+        // small answer (an SFTP status, an echoed line) waits for the client's delayed ACK.
+        std.set_nodelay(shared.config.nodelay)?;
         let stream = tokio::net::TcpStream::from_std(std)?;
         let running =
             russh::server::run_stream(shared.config.clone(), stream, Handler { id }).await?;
