@@ -8,6 +8,9 @@
 //! ssh -p 2222 -o UserKnownHostsFile=/dev/null localhost
 //! ```
 //!
+//! `--sftp-root DIR` serves a folder over SFTP too (nothing outside it), and
+//! `--permit-open HOST:PORT` lets clients forward there (`ssh -L`).
+//!
 //! Without `--host-key`, the host key is made at first start in `ssh_host_ed25519_key`
 //! (in the current folder) and reused afterwards.
 use std::net::{IpAddr, SocketAddr};
@@ -15,7 +18,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use torsion::conch::keys::{AuthorizedKeysChecker, SshPublicKey};
-use torsion::conch::ssh::{ExitStatus, HostKey, SessionKind, SessionRequest, SshRealm, SshServer};
+use torsion::conch::ssh::{
+    ExitStatus, ForwardPolicy, HostKey, SessionKind, SessionRequest, SshRealm, SshServer,
+};
 use torsion::cred::Portal;
 use torsion::error::CannotListenError;
 use torsion::{reactor, ConnectionEnd, Failure, Protocol, Transport};
@@ -37,6 +42,14 @@ struct Cli {
     /// The host key (OpenSSH private key file); made there at first start if missing.
     #[arg(long, default_value = "ssh_host_ed25519_key")]
     host_key: PathBuf,
+    /// Serves this folder over SFTP (`sftp -P PORT localhost`), read and write; off unless
+    /// given.
+    #[arg(long)]
+    sftp_root: Option<PathBuf>,
+    /// Lets clients forward (`ssh -L`, `ssh -W`) to HOST:PORT (`*` for any host or port);
+    /// repeatable. Forwarding is refused unless given.
+    #[arg(long, value_name = "HOST:PORT")]
+    permit_open: Vec<String>,
 }
 
 /// The shell: one line at a time, with a prompt; on a terminal, it echoes what is typed.
@@ -174,6 +187,17 @@ fn main() -> Result<(), Failure> {
             line: Vec::new(),
         }) as Box<dyn Protocol>)
     });
+    let server = match &cli.sftp_root {
+        Some(dir) => server.sftp_root(dir)?,
+        None => server,
+    };
+    let server = if cli.permit_open.is_empty() {
+        server
+    } else {
+        let policy = ForwardPolicy::parse(&cli.permit_open)
+            .map_err(|e| Failure::new(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+        server.allow_direct_tcpip(policy)
+    };
     let port = server.listen_on(listener)?;
     println!("ssh server listening on {}", port.local_addr());
     reactor().run()

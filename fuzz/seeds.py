@@ -284,6 +284,27 @@ def telnet_bytes():
     yield bytes([IAC, WONT, 1, IAC, DONT, 3, IAC, 241, IAC, IAC, 0xC3, 0xA9])
 
 
+def sftp_packets():
+    def pkt(kind, body):
+        return struct.pack(">I", len(body) + 1) + bytes([kind]) + body
+
+    def s(b):
+        return struct.pack(">I", len(b)) + b
+
+    h = s(struct.pack(">I", 1))
+    # What OpenSSH's sftp sends for `put`: init, realpath, open (write, create, truncate,
+    # with a mode), two writes, fstat, close; then a listing and a rename.
+    yield (pkt(1, struct.pack(">I", 3)) + pkt(16, struct.pack(">I", 1) + s(b"."))
+           + pkt(3, struct.pack(">I", 2) + s(b"/up.bin") + struct.pack(">III", 0x1A, 4, 0o644))
+           + pkt(6, struct.pack(">I", 3) + h + struct.pack(">Q", 0) + s(b"x" * 100))
+           + pkt(6, struct.pack(">I", 4) + h + struct.pack(">Q", 100) + s(b"y" * 7))
+           + pkt(8, struct.pack(">I", 5) + h) + pkt(4, struct.pack(">I", 6) + h))
+    yield (pkt(11, struct.pack(">I", 7) + s(b"/")) + pkt(12, struct.pack(">I", 8) + h)
+           + pkt(18, struct.pack(">I", 9) + s(b"a") + s(b"b/../c"))
+           + pkt(9, struct.pack(">I", 10) + s(b"f") + struct.pack(">IQIIII", 0x8000000F, 5, 1, 2, 3, 4) + struct.pack(">I", 0)))
+    yield pkt(5, struct.pack(">I", 11) + h + struct.pack(">QI", 0, 32768)) + pkt(200, struct.pack(">I", 12) + s(b"posix-rename@openssh.com"))
+
+
 def irc_server():
     hello = b"CAP LS 302\r\nNICK alice\r\nUSER alice 0 * :Alice\r\nCAP END\r\n"
     lines = [
@@ -331,10 +352,11 @@ TARGETS = {
     "websocket_frames": websocket_frames,
     "telnet_bytes": telnet_bytes,
     "imap_commands": imap,
+    "sftp_packets": sftp_packets,
 }
 
 # Targets that read no split byte.
-NO_SPLIT = {"web_fields"}
+NO_SPLIT = {"web_fields", "sftp_packets"}
 
 
 def main():

@@ -10,5 +10,6 @@ pub mod keys;
 pub mod known_hosts;
 pub mod manhole;
 pub mod recvline;
+pub mod sftp;
 pub mod ssh;
 pub mod telnet;

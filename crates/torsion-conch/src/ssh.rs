@@ -8,6 +8,13 @@
 //! runtime, its handler is a `Send` shell holding a connection number, and each callback
 //! finds the connection's reactor-side state in a table of the thread's.
 //!
+//! Also, each off unless asked for: an SFTP subsystem serving one folder
+//! ([`SshServer::sftp_root`], see [`crate::sftp`]), and `direct-tcpip` forwarding to the
+//! destinations a [`ForwardPolicy`] permits ([`SshServer::allow_direct_tcpip`]). A channel's
+//! transport does flow control both ways: `pause_producing` holds the client's data (up to
+//! [`SshOptions::max_held_per_channel`], then the connection stops reading), and a producer
+//! registered on it is paused while russh cannot send.
+//!
 //! ```no_run
 //! use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
 //! use torsion::{reactor, Protocol};
@@ -52,12 +59,14 @@ use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use tokio::sync::{mpsc, oneshot};
 use torsion::defer::{succeed, Deferred};
 use torsion::error::CannotListenError;
+use torsion::producer::{Producer, ProducerError, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 use torsion::reactor::DelayedCall;
 use torsion::transport::{Address, Transport, TransportImpl};
 use torsion::{reactor, ConnectionEnd, Protocol};
 use torsion_cred::{AvatarId, Login, Logout, Portal, Realm, UsernamePassword};
 
 use crate::keys::SshPublicKey;
+use crate::sftp::SftpServer;
 
 /// The avatar an SSH login gets: who logged in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,6 +256,12 @@ pub struct SshOptions {
     pub max_connections: usize,
     /// A connection silent this long is closed (10 minutes).
     pub inactivity_timeout: Duration,
+    /// Bytes a channel whose protocol paused reading
+    /// ([`pause_producing`](torsion::transport::TransportImpl::pause_producing)) holds for
+    /// it; past this the whole connection stops reading until the channel resumes, so the
+    /// client is held back by TCP (256 KiB). russh tops up every channel's window as data
+    /// arrives, so a single channel cannot be held back on its own.
+    pub max_held_per_channel: usize,
 }
 
 impl Default for SshOptions {
@@ -259,6 +274,7 @@ impl Default for SshOptions {
             max_packet_size: 32768,
             max_connections: 100,
             inactivity_timeout: Duration::from_secs(600),
+            max_held_per_channel: 256 * 1024,
         }
     }
 }
@@ -277,6 +293,8 @@ struct Shared {
     options: SshOptions,
     config: Arc<russh::server::Config>,
     connections: Cell<usize>,
+    sftp: RefCell<Option<SftpServer>>,
+    forward: RefCell<Option<ForwardPolicy>>,
 }
 
 /// An SSH server (Twisted's `SSHFactory` with a portal): host keys, a portal, and a
@@ -337,6 +355,8 @@ impl SshServer {
                 options,
                 config: Arc::new(config),
                 connections: Cell::new(0),
+                sftp: RefCell::new(None),
+                forward: RefCell::new(None),
             }),
         }
     }
@@ -370,9 +390,84 @@ impl SshServer {
         })
     }
 
+    /// Serves the folder `dir` over SFTP (the `sftp` subsystem, read and write, nothing
+    /// outside it; see [`crate::sftp`]) to every logged-in user. Off unless set: without it
+    /// the subsystem is refused.
+    pub fn sftp_root(self, dir: impl AsRef<Path>) -> io::Result<SshServer> {
+        Ok(self.sftp(SftpServer::new(dir)?))
+    }
+
+    /// Serves SFTP with `server` (its own folder and limits); see [`sftp_root`](Self::sftp_root).
+    pub fn sftp(self, server: SftpServer) -> SshServer {
+        *self.shared.sftp.borrow_mut() = Some(server);
+        self
+    }
+
+    /// Lets logged-in users open `direct-tcpip` channels (`ssh -L`, `ssh -W`) to the
+    /// destinations `policy` permits; the server connects with the reactor's TCP client and
+    /// relays both ways with flow control. Off unless set: every such channel is refused
+    /// (administratively prohibited).
+    pub fn allow_direct_tcpip(self, policy: ForwardPolicy) -> SshServer {
+        *self.shared.forward.borrow_mut() = Some(policy);
+        self
+    }
+
     /// Connections open now.
     pub fn connections(&self) -> usize {
         self.shared.connections.get()
+    }
+}
+
+/// Where `direct-tcpip` channels may lead (OpenSSH's `PermitOpen`): a list of
+/// `host:port` patterns, either side `*` for any. The host is compared with what the client
+/// asked for, as text (case aside): `localhost:80` does not permit `127.0.0.1:80`.
+///
+/// ```
+/// use torsion_conch::ssh::ForwardPolicy;
+///
+/// let p = ForwardPolicy::parse(&["127.0.0.1:8080", "db.internal:*", "[::1]:22"]).unwrap();
+/// assert!(p.permits("127.0.0.1", 8080));
+/// assert!(!p.permits("127.0.0.1", 8081));
+/// assert!(p.permits("DB.internal", 5432));
+/// assert!(p.permits("::1", 22));
+/// assert!(ForwardPolicy::parse(&["no-port"]).is_err());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ForwardPolicy {
+    allowed: Vec<(Option<String>, Option<u16>)>,
+}
+
+impl ForwardPolicy {
+    /// The policy permitting `patterns` (`host:port`, `[v6]:port`, `*` for any host or
+    /// port); an error names the first pattern that does not parse.
+    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<ForwardPolicy, String> {
+        let mut allowed = Vec::new();
+        for pat in patterns {
+            let pat = pat.as_ref();
+            let bad = || format!("forwarding pattern {pat:?} is not host:port");
+            let (host, port) = pat.rsplit_once(':').ok_or_else(bad)?;
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            if host.is_empty() {
+                return Err(bad());
+            }
+            let port = match port {
+                "*" => None,
+                p => Some(p.parse::<u16>().map_err(|_| bad())?),
+            };
+            let host = (host != "*").then(|| host.to_ascii_lowercase());
+            allowed.push((host, port));
+        }
+        Ok(ForwardPolicy { allowed })
+    }
+
+    /// Whether `host:port` may be reached.
+    pub fn permits(&self, host: &str, port: u16) -> bool {
+        self.allowed.iter().any(|(h, p)| {
+            h.as_ref().is_none_or(|h| h.eq_ignore_ascii_case(host)) && p.is_none_or(|p| p == port)
+        })
     }
 }
 
@@ -436,8 +531,9 @@ async fn accept_loop(
 
 /// A message for the task that writes a connection's channel output through russh.
 enum Out {
-    Data(ChannelId, bytes::Bytes),
-    Finish(ChannelId, u32),
+    Data(ChannelId, bytes::Bytes, Rc<Flow>),
+    /// Closes the channel; a session channel sends its exit status first.
+    Finish(ChannelId, Option<u32>),
 }
 
 /// A session channel on the reactor side.
@@ -445,6 +541,143 @@ struct Chan {
     request: SessionRequest,
     transport: Option<Transport>,
     protocol: Option<Box<dyn Protocol>>,
+    flow: Rc<Flow>,
+}
+
+/// A channel's flow control, both ways.
+///
+/// In: while the protocol has paused its transport, data is held here and handed over on
+/// resume, in order, EOF after it; past `max_held` the connection's `data` callback waits
+/// (russh reads nothing more from the socket) until the held data drains to half.
+///
+/// Out: bytes written and not yet taken by russh (whose own queue is bounded: it stops
+/// taking once the peer's window is used up) are counted; a registered streaming producer
+/// is paused above the high watermark and resumed at the low one, as over TCP, and a pull
+/// producer is asked for more when the count is back to zero.
+struct Flow {
+    paused: Cell<bool>,
+    held: RefCell<std::collections::VecDeque<Vec<u8>>>,
+    held_bytes: Cell<usize>,
+    max_held: usize,
+    eof_held: Cell<bool>,
+    /// The connection's `data` callback is waiting for the held data to drain.
+    blocked: Cell<bool>,
+    wake: Arc<tokio::sync::Notify>,
+    delivery_scheduled: Cell<bool>,
+    queued: Cell<usize>,
+    producer: RefCell<Option<Rc<dyn Producer>>>,
+    streaming: Cell<bool>,
+    producer_paused: Cell<bool>,
+    high: Cell<usize>,
+    low: Cell<usize>,
+}
+
+impl Flow {
+    fn new(max_held: usize) -> Flow {
+        Flow {
+            paused: Cell::new(false),
+            held: RefCell::new(std::collections::VecDeque::new()),
+            held_bytes: Cell::new(0),
+            max_held,
+            eof_held: Cell::new(false),
+            blocked: Cell::new(false),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            delivery_scheduled: Cell::new(false),
+            queued: Cell::new(0),
+            producer: RefCell::new(None),
+            streaming: Cell::new(false),
+            producer_paused: Cell::new(false),
+            high: Cell::new(DEFAULT_HIGH_WATER),
+            low: Cell::new(DEFAULT_LOW_WATER),
+        }
+    }
+
+    /// Whether data must be held rather than delivered now.
+    fn holding(&self) -> bool {
+        self.paused.get() || !self.held.borrow().is_empty()
+    }
+
+    /// Holds `data`; returns the waker to wait on when past the limit.
+    fn hold(&self, data: &[u8]) -> Option<Arc<tokio::sync::Notify>> {
+        self.held.borrow_mut().push_back(data.to_vec());
+        self.held_bytes.set(self.held_bytes.get() + data.len());
+        if self.held_bytes.get() > self.max_held && !self.blocked.replace(true) {
+            return Some(self.wake.clone());
+        }
+        None
+    }
+
+    fn take_held(&self) -> Option<Vec<u8>> {
+        let chunk = self.held.borrow_mut().pop_front()?;
+        self.held_bytes
+            .set(self.held_bytes.get().saturating_sub(chunk.len()));
+        if self.blocked.get() && self.held_bytes.get() <= self.max_held / 2 {
+            self.blocked.set(false);
+            self.wake.notify_one();
+        }
+        Some(chunk)
+    }
+
+    /// Drops what is held (the channel is closing) and lets the connection read again.
+    fn release(&self) {
+        self.held.borrow_mut().clear();
+        self.held_bytes.set(0);
+        self.eof_held.set(false);
+        if self.blocked.replace(false) {
+            self.wake.notify_one();
+        }
+    }
+
+    fn wrote(&self, n: usize) {
+        self.queued.set(self.queued.get() + n);
+        if self.streaming.get()
+            && !self.producer_paused.get()
+            && self.queued.get() > self.high.get()
+        {
+            let p = self.producer.borrow().clone();
+            if let Some(p) = p {
+                self.producer_paused.set(true);
+                p.pause_producing();
+            }
+        }
+    }
+
+    fn sent(&self, n: usize) {
+        self.queued.set(self.queued.get().saturating_sub(n));
+        let p = self.producer.borrow().clone();
+        let Some(p) = p else { return };
+        if self.streaming.get() {
+            if self.producer_paused.get() && self.queued.get() <= self.low.get() {
+                self.producer_paused.set(false);
+                p.resume_producing();
+            }
+        } else if self.queued.get() == 0 {
+            p.resume_producing();
+        }
+    }
+
+    fn stop_producer(&self) {
+        let p = self.producer.borrow_mut().take();
+        if let Some(p) = p {
+            p.stop_producing();
+        }
+    }
+}
+
+/// Hands a resumed channel's held data to its protocol, then a held EOF.
+fn deliver_held(id: u64, ch: ChannelId, flow: Rc<Flow>) {
+    flow.delivery_scheduled.set(false);
+    while !flow.paused.get() {
+        let Some(chunk) = flow.take_held() else { break };
+        with_protocol(id, ch, |p, t| {
+            if !t.disconnecting() {
+                p.data_received(t, &chunk)
+            }
+        });
+    }
+    if !flow.paused.get() && flow.held.borrow().is_empty() && flow.eof_held.replace(false) {
+        with_protocol(id, ch, |p, t| p.read_connection_lost(t));
+    }
 }
 
 /// A connection's reactor-side state, found by its number from the `Send` handler.
@@ -498,6 +731,9 @@ async fn serve_connection(shared: Rc<Shared>, std: StdStream, peer: SocketAddr) 
 
     let result = async {
         std.set_nonblocking(true)?;
+        // russh sets TCP_NODELAY only on sockets its own accept loop took; without it a
+        // small answer (an SFTP status, an echoed line) waits for the client's delayed ACK.
+        std.set_nodelay(shared.config.nodelay)?;
         let stream = tokio::net::TcpStream::from_std(std)?;
         let running =
             russh::server::run_stream(shared.config.clone(), stream, Handler { id }).await?;
@@ -523,6 +759,8 @@ async fn serve_connection(shared: Rc<Shared>, std: StdStream, peer: SocketAddr) 
         let _ = g.cancel();
     }
     for (_, mut chan) in channels {
+        chan.flow.release();
+        chan.flow.stop_producer();
         if let Some(mut p) = chan.protocol.take() {
             p.connection_lost(ConnectionEnd::Aborted);
         }
@@ -534,9 +772,16 @@ async fn serve_connection(shared: Rc<Shared>, std: StdStream, peer: SocketAddr) 
 async fn pump(handle: Handle, mut rx: mpsc::UnboundedReceiver<Out>) {
     while let Some(out) = rx.recv().await {
         let ok = match out {
-            Out::Data(ch, data) => handle.data(ch, data).await.is_ok(),
+            Out::Data(ch, data, flow) => {
+                let n = data.len();
+                let ok = handle.data(ch, data).await.is_ok();
+                flow.sent(n);
+                ok
+            }
             Out::Finish(ch, code) => {
-                let _ = handle.exit_status_request(ch, code).await;
+                if let Some(code) = code {
+                    let _ = handle.exit_status_request(ch, code).await;
+                }
                 let _ = handle.eof(ch).await;
                 handle.close(ch).await.is_ok()
             }
@@ -549,9 +794,13 @@ async fn pump(handle: Handle, mut rx: mpsc::UnboundedReceiver<Out>) {
 
 /// The transport a session channel's protocol gets.
 struct ChannelTransport {
+    conn: u64,
+    flow: Rc<Flow>,
     channel: ChannelId,
     out: mpsc::UnboundedSender<Out>,
     exit: ExitStatus,
+    /// A session channel (exec, shell, subsystem), which reports an exit status.
+    session: bool,
     closing: Cell<bool>,
     peer: SocketAddr,
     host: SocketAddr,
@@ -560,15 +809,24 @@ struct ChannelTransport {
 impl TransportImpl for ChannelTransport {
     fn write(&self, data: &[u8]) {
         if !self.closing.get() && !data.is_empty() {
-            let _ = self
-                .out
-                .send(Out::Data(self.channel, bytes::Bytes::copy_from_slice(data)));
+            let sent = self.out.send(Out::Data(
+                self.channel,
+                bytes::Bytes::copy_from_slice(data),
+                self.flow.clone(),
+            ));
+            if sent.is_ok() {
+                self.flow.wrote(data.len());
+            }
         }
     }
 
     fn lose_connection(&self) {
         if !self.closing.replace(true) {
-            let code = self.exit.get().unwrap_or(0);
+            // The close must reach russh: a connection waiting on this channel's held
+            // data would never take it.
+            self.flow.release();
+            self.flow.stop_producer();
+            let code = self.session.then(|| self.exit.get().unwrap_or(0));
             let _ = self.out.send(Out::Finish(self.channel, code));
         }
     }
@@ -587,6 +845,61 @@ impl TransportImpl for ChannelTransport {
 
     fn disconnecting(&self) -> bool {
         self.closing.get()
+    }
+
+    fn buffered_size(&self) -> usize {
+        self.flow.queued.get()
+    }
+
+    fn pause_producing(&self) {
+        self.flow.paused.set(true);
+    }
+
+    fn resume_producing(&self) {
+        let flow = &self.flow;
+        if !flow.paused.replace(false) || flow.delivery_scheduled.replace(true) {
+            return;
+        }
+        // Delivered from the reactor, not from inside the protocol's own call.
+        let (id, ch, flow) = (self.conn, self.channel, flow.clone());
+        reactor().call_later(0.0, move || deliver_held(id, ch, flow));
+    }
+
+    fn register_producer(
+        &self,
+        producer: Rc<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), ProducerError> {
+        if self.closing.get() {
+            return Err(ProducerError::Disconnected);
+        }
+        let mut slot = self.flow.producer.borrow_mut();
+        if slot.is_some() {
+            return Err(ProducerError::AlreadyRegistered);
+        }
+        *slot = Some(producer.clone());
+        self.flow.streaming.set(streaming);
+        self.flow.producer_paused.set(false);
+        drop(slot);
+        if !streaming {
+            // A pull producer is asked for its first chunk at once, as over TCP.
+            reactor().call_later(0.0, move || producer.resume_producing());
+        }
+        Ok(())
+    }
+
+    fn unregister_producer(&self) {
+        self.flow.producer.borrow_mut().take();
+        self.flow.producer_paused.set(false);
+    }
+
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        self.flow.high.set(high);
+        self.flow.low.set(low.min(high));
+    }
+
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        (self.flow.high.get(), self.flow.low.get())
     }
 }
 
@@ -608,6 +921,134 @@ fn with_protocol(id: u64, ch: ChannelId, f: impl FnOnce(&mut dyn Protocol, &Tran
     if let Some(c) = st.channels.get_mut(&ch) {
         c.protocol = Some(protocol);
     }
+}
+
+/// Seconds a `direct-tcpip` channel waits for its TCP connection before it is refused.
+const FORWARD_CONNECT_TIMEOUT: f64 = 10.0;
+
+/// A `direct-tcpip` channel and its TCP connection: the channel is confirmed once the TCP
+/// connection is made, refused if it fails. Each side is registered as the producer of
+/// the other's writes, so a slow side pauses reading on the fast one.
+struct Relay {
+    conn: u64,
+    ch: ChannelId,
+    reply: RefCell<Option<russh::server::ChannelOpenHandle>>,
+    tcp: RefCell<Option<Transport>>,
+}
+
+impl Relay {
+    /// Confirms or refuses the channel now: russh's `accept` and `reject` only queue a
+    /// message (on the session's priority queue), so one poll finishes them, and the
+    /// confirmation is queued before any of the channel's data can be.
+    fn answer(&self, why: Option<ChannelOpenFailure>) {
+        if let Some(reply) = self.reply.borrow_mut().take() {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let done = match why {
+                None => std::pin::pin!(reply.accept()).poll(&mut cx).is_ready(),
+                Some(why) => std::pin::pin!(reply.reject(why)).poll(&mut cx).is_ready(),
+            };
+            debug_assert!(done, "russh's channel open reply awaits nothing");
+        }
+    }
+}
+
+struct RelayFactory(Rc<Relay>);
+
+impl torsion::Factory for RelayFactory {
+    type Protocol = TcpSide;
+
+    fn build_protocol(&self, _addr: &Address) -> Option<TcpSide> {
+        Some(TcpSide(self.0.clone()))
+    }
+}
+
+impl torsion::ClientFactory for RelayFactory {
+    fn client_connection_failed(&self, _c: &torsion::tcp::Connector, reason: torsion::Failure) {
+        tracing::info!("SSH direct-tcpip: connecting failed: {reason}");
+        if let Some(state) = conn(self.0.conn) {
+            state.borrow_mut().channels.remove(&self.0.ch);
+        }
+        self.0.answer(Some(ChannelOpenFailure::ConnectFailed));
+    }
+}
+
+/// The TCP connection's protocol: what arrives goes to the channel.
+struct TcpSide(Rc<Relay>);
+
+impl Protocol for TcpSide {
+    fn connection_made(&mut self, transport: &Transport) {
+        let relay = &self.0;
+        *relay.tcp.borrow_mut() = Some(transport.clone());
+        if start_channel(
+            relay.conn,
+            relay.ch,
+            None,
+            Some(Box::new(ChanSide(relay.clone()))),
+        ) {
+            relay.answer(None);
+        } else {
+            relay.answer(Some(ChannelOpenFailure::ResourceShortage));
+            transport.lose_connection();
+        }
+    }
+
+    fn data_received(&mut self, _transport: &Transport, data: &[u8]) {
+        if let Some(t) = channel_transport(self.0.conn, self.0.ch) {
+            t.write(data);
+        }
+    }
+
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
+        self.0.tcp.borrow_mut().take();
+        if let Some(t) = channel_transport(self.0.conn, self.0.ch) {
+            t.lose_connection();
+        }
+    }
+}
+
+/// The channel's protocol: what arrives goes to the TCP connection.
+struct ChanSide(Rc<Relay>);
+
+impl ChanSide {
+    fn tcp(&self) -> Option<Transport> {
+        self.0.tcp.borrow().clone()
+    }
+}
+
+impl Protocol for ChanSide {
+    fn connection_made(&mut self, transport: &Transport) {
+        if let Some(tcp) = self.tcp() {
+            let _ = transport.register_producer(Rc::new(tcp.clone()), true);
+            let _ = tcp.register_producer(Rc::new(transport.clone()), true);
+        }
+    }
+
+    fn data_received(&mut self, _transport: &Transport, data: &[u8]) {
+        if let Some(tcp) = self.tcp() {
+            tcp.write(data);
+        }
+    }
+
+    fn read_connection_lost(&mut self, _transport: &Transport) {
+        // The client is done sending: half-close towards the destination, keep relaying
+        // its answer.
+        if let Some(tcp) = self.tcp() {
+            tcp.lose_write_connection();
+        }
+    }
+
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
+        if let Some(tcp) = self.0.tcp.borrow_mut().take() {
+            tcp.lose_connection();
+        }
+    }
+}
+
+/// A channel's transport, once its protocol started.
+fn channel_transport(id: u64, ch: ChannelId) -> Option<Transport> {
+    let state = conn(id)?;
+    let st = state.borrow();
+    st.channels.get(&ch)?.transport.clone()
 }
 
 /// Asks the portal; the answer comes back through a `Send` oneshot.
@@ -659,7 +1100,7 @@ struct Handler {
 
 impl Handler {
     fn start(&self, ch: ChannelId, kind: SessionKind, session: &mut Session) {
-        let ok = self.start_inner(ch, kind);
+        let ok = self.start_inner(ch, kind, None);
         let _ = if ok {
             session.channel_success(ch)
         } else {
@@ -667,11 +1108,31 @@ impl Handler {
         };
     }
 
-    fn start_inner(&self, ch: ChannelId, kind: SessionKind) -> bool {
-        let Some(state) = conn(self.id) else {
+    /// Starts the channel's protocol: `given`, or else the factory's for `kind`.
+    fn start_inner(
+        &self,
+        ch: ChannelId,
+        kind: SessionKind,
+        given: Option<Box<dyn Protocol>>,
+    ) -> bool {
+        start_channel(self.id, ch, Some(kind), given)
+    }
+}
+
+/// Starts a channel's protocol: `given`, or else the factory's for `kind` (a session
+/// channel; `None` is a forwarding channel, which must be given its protocol).
+fn start_channel(
+    id: u64,
+    ch: ChannelId,
+    kind: Option<SessionKind>,
+    given: Option<Box<dyn Protocol>>,
+) -> bool {
+    {
+        let session = kind.is_some();
+        let Some(state) = conn(id) else {
             return false;
         };
-        let (factory_req, shared, out, peer, host) = {
+        let (factory_req, shared, out, peer, host, flow) = {
             let mut st = state.borrow_mut();
             let (peer, host, out, shared) = (st.peer, st.host, st.out.clone(), st.shared.clone());
             let Some(c) = st.channels.get_mut(&ch) else {
@@ -680,16 +1141,26 @@ impl Handler {
             if c.protocol.is_some() {
                 return false;
             }
-            c.request.kind = kind;
-            (c.request.clone(), shared, out, peer, host)
+            if let Some(kind) = kind {
+                c.request.kind = kind;
+            }
+            (c.request.clone(), shared, out, peer, host, c.flow.clone())
         };
-        let Some(protocol) = shared.factory.build(&factory_req) else {
+        let built = if session {
+            given.or_else(|| shared.factory.build(&factory_req))
+        } else {
+            given
+        };
+        let Some(protocol) = built else {
             return false;
         };
         let transport = Transport::new(Rc::new(ChannelTransport {
+            conn: id,
+            flow,
             channel: ch,
             out,
             exit: factory_req.exit.clone(),
+            session,
             closing: Cell::new(false),
             peer,
             host,
@@ -698,7 +1169,7 @@ impl Handler {
             c.protocol = Some(protocol);
             c.transport = Some(transport);
         }
-        with_protocol(self.id, ch, |p, t| p.connection_made(t));
+        with_protocol(id, ch, |p, t| p.connection_made(t));
         true
     }
 }
@@ -757,6 +1228,56 @@ impl russh::server::Handler for Handler {
                 reply.accept().await;
             } else {
                 reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            }
+            Ok(())
+        }
+    }
+
+    fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let ch = channel.id();
+        let port = u16::try_from(port_to_connect).ok();
+        let permitted = conn(self.id).is_some_and(|s| {
+            let st = s.borrow();
+            let forward = st.shared.forward.borrow();
+            st.user.is_some()
+                && port.is_some_and(|p| {
+                    forward
+                        .as_ref()
+                        .is_some_and(|f| f.permits(host_to_connect, p))
+                })
+        });
+        let refusal = if !permitted {
+            tracing::info!("SSH direct-tcpip to {host_to_connect}:{port_to_connect} refused");
+            Some((reply, ChannelOpenFailure::AdministrativelyProhibited))
+        } else if !self.with_chan(ch, |_| {}) {
+            Some((reply, ChannelOpenFailure::ResourceShortage))
+        } else {
+            let relay = Rc::new(Relay {
+                conn: self.id,
+                ch,
+                reply: RefCell::new(Some(reply)),
+                tcp: RefCell::new(None),
+            });
+            reactor().connect_tcp_timeout(
+                host_to_connect,
+                port.unwrap_or(0),
+                RelayFactory(relay),
+                FORWARD_CONNECT_TIMEOUT,
+            );
+            None
+        };
+        async move {
+            if let Some((reply, why)) = refusal {
+                reply.reject(why).await;
             }
             Ok(())
         }
@@ -851,10 +1372,26 @@ impl russh::server::Handler for Handler {
     fn subsystem_request(
         &mut self,
         channel: ChannelId,
-        _name: &str,
+        name: &str,
         session: &mut Session,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
-        let _ = session.channel_failure(channel);
+        let sftp = match name {
+            "sftp" => conn(self.id).and_then(|s| s.borrow().shared.sftp.borrow().clone()),
+            _ => None,
+        };
+        let ok = match sftp {
+            Some(server) => self.start_inner(
+                channel,
+                SessionKind::Shell,
+                Some(Box::new(server.session())),
+            ),
+            None => false,
+        };
+        let _ = if ok {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        };
         done()
     }
 
@@ -864,12 +1401,25 @@ impl russh::server::Handler for Handler {
         data: &[u8],
         _session: &mut Session,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
-        with_protocol(self.id, channel, |p, t| {
-            if !t.disconnecting() {
-                p.data_received(t, data)
+        let flow = self.flow(channel);
+        let wait = match flow {
+            Some(flow) if flow.holding() => flow.hold(data),
+            _ => {
+                with_protocol(self.id, channel, |p, t| {
+                    if !t.disconnecting() {
+                        p.data_received(t, data)
+                    }
+                });
+                None
             }
-        });
-        done()
+        };
+        async move {
+            // Past the channel's hold limit: russh reads nothing more until it drains.
+            if let Some(wake) = wait {
+                wake.notified().await;
+            }
+            Ok(())
+        }
     }
 
     fn channel_eof(
@@ -877,7 +1427,10 @@ impl russh::server::Handler for Handler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
-        with_protocol(self.id, channel, |p, t| p.read_connection_lost(t));
+        match self.flow(channel) {
+            Some(flow) if flow.holding() => flow.eof_held.set(true),
+            _ => with_protocol(self.id, channel, |p, t| p.read_connection_lost(t)),
+        }
         done()
     }
 
@@ -888,6 +1441,8 @@ impl russh::server::Handler for Handler {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
         let chan = conn(self.id).and_then(|s| s.borrow_mut().channels.remove(&channel));
         if let Some(mut chan) = chan {
+            chan.flow.release();
+            chan.flow.stop_producer();
             if let Some(mut p) = chan.protocol.take() {
                 p.connection_lost(ConnectionEnd::Done);
             }
@@ -897,6 +1452,13 @@ impl russh::server::Handler for Handler {
 }
 
 impl Handler {
+    /// The channel's flow control, if it is open.
+    fn flow(&self, ch: ChannelId) -> Option<Rc<Flow>> {
+        let state = conn(self.id)?;
+        let st = state.borrow();
+        st.channels.get(&ch).map(|c| c.flow.clone())
+    }
+
     /// Runs `f` on the channel's entry, making it on the first request (russh names the
     /// channel only once the open is confirmed). False when the connection is gone, not
     /// logged in, or at its channel limit.
@@ -909,6 +1471,7 @@ impl Handler {
             return false;
         };
         if !st.channels.contains_key(&ch) {
+            let max_held = st.shared.options.max_held_per_channel;
             if st.channels.len() >= st.shared.options.max_channels {
                 return false;
             }
@@ -924,6 +1487,7 @@ impl Handler {
                     },
                     transport: None,
                     protocol: None,
+                    flow: Rc::new(Flow::new(max_held)),
                 },
             );
         }

@@ -8,6 +8,7 @@
 mod known_hosts;
 mod manhole;
 mod manhole_ssh;
+mod sftp;
 mod ssh_client;
 mod ssh_hostile;
 mod ssh_interop;
