@@ -13,7 +13,8 @@
 //! - [`maildir`]: [`MaildirDomain`], one domain's users with a Maildir each, written
 //!   atomically (`tmp/`, `fsync`, rename into `new/`).
 //! - [`mailbox`]: reading a Maildir ([`Mailbox`]): unique ids, sizes, contents, deletion,
-//!   shared by the POP3 and IMAP servers.
+//!   and the one listing of `new/` and `cur/` ([`mailbox::list`]) the POP3 and IMAP servers
+//!   share.
 //! - [`pop3_core`]: the POP3 server's state machine (RFC 1939, CAPA, STLS), I/O-free, and
 //!   [`DotStuffer`], which sends a stored message with CRLF and byte-stuffing.
 //! - [`pop3`]: [`Pop3Factory`] and its [`Pop3`] protocol over Maildirs, logging in through
