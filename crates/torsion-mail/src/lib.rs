@@ -21,7 +21,8 @@
 //!   cred ([`MaildirRealm`]), streaming messages with bounded memory.
 //! - [`pop3_client`]: [`Pop3Client`], a POP3 client whose commands return Deferreds.
 //! - [`smtp_client`]: [`send_mail`] and [`send_mail_to_domain`] (MX lookup), Twisted's
-//!   `sendmail`: STARTTLS, AUTH, PIPELINING, per-recipient results.
+//!   `sendmail`: STARTTLS, AUTH, PIPELINING, per-recipient results, the message from memory
+//!   or streamed from a file or reader ([`MessageBody`]).
 //! - [`smtp`]: [`SmtpFactory`] and its [`Smtp`] protocol, the thin layer that moves bytes,
 //!   asks the delivery, logs in through a [`Portal`](torsion_cred::Portal) and starts TLS.
 //! - IMAP4rev1 over the same Maildirs: [`imap_parse`] (commands framed and parsed without
@@ -96,5 +97,5 @@ pub use reply::Reply;
 pub use server_core::{Event, Limits, ServerCore};
 pub use smtp::{Smtp, SmtpFactory, SmtpRealm, SmtpUser};
 pub use smtp_client::{
-    send_mail, send_mail_to_domain, SendOptions, Sent, SmtpClientError, TlsPolicy,
+    send_mail, send_mail_to_domain, MessageBody, SendOptions, Sent, SmtpClientError, TlsPolicy,
 };
