@@ -11,7 +11,8 @@
 //! - [`delivery`]: where mail goes, Twisted's `IMessageDelivery` ([`MessageDelivery`]) and
 //!   `IMessage` ([`Message`]).
 //! - [`maildir`]: [`MaildirDomain`], one domain's users with a Maildir each, written
-//!   atomically (`tmp/`, `fsync`, rename into `new/`).
+//!   atomically (`tmp/`, `fsync`, rename into `new/`), with the folder flushes of messages
+//!   stored at the same time shared (group commit).
 //! - [`mailbox`]: reading a Maildir ([`Mailbox`]): unique ids, sizes, contents, deletion,
 //!   and the one listing of `new/` and `cur/` ([`mailbox::list`]) the POP3 and IMAP servers
 //!   share.
