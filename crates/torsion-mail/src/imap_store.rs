@@ -1,6 +1,9 @@
 //! The IMAP server's view of a user's Maildir: Maildir++ folders, flags in the file names'
 //! `:2,` info, and UIDs kept in a small file per folder.
 //!
+//! Folders are listed with [`mailbox::list`], the listing the POP3 server's
+//! [`Mailbox`](crate::mailbox::Mailbox) uses too.
+//!
 //! A user's Maildir is `INBOX`; another mailbox `Work.2026` is the Maildir++ folder
 //! `.Work.2026` beside `cur/` (`.` separates levels). A message's flags are the letters
 //! after `:2,` in its name in `cur/` (`S` seen, `R` answered, `F` flagged, `T` deleted, `D`
@@ -31,6 +34,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::mailbox;
 use crate::maildir::Maildir;
 
 const UID_FILE: &str = "torsion-imap-uids";
@@ -276,38 +280,22 @@ impl Folder {
     pub fn open(path: PathBuf) -> io::Result<Folder> {
         let stamp = dir_times(&path).map(|(c, n)| (c, n, SystemTime::now()));
         let mut recent = Vec::new();
-        for e in fs::read_dir(path.join("new"))?.flatten() {
-            let Ok(name) = e.file_name().into_string() else {
-                continue;
-            };
-            if name.starts_with('.') {
-                continue;
-            }
-            let base = name.split(':').next().unwrap_or(&name).to_owned();
-            match fs::rename(e.path(), path.join("cur").join(format!("{base}:2,"))) {
-                Ok(()) => recent.push(base),
+        for e in mailbox::list(&path.join("new"))? {
+            match fs::rename(&e.path, path.join("cur").join(format!("{}:2,", e.base))) {
+                Ok(()) => recent.push(e.base),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
         let mut found: Vec<(String, String)> = Vec::new();
-        for e in fs::read_dir(path.join("cur"))?.flatten() {
-            let Ok(name) = e.file_name().into_string() else {
-                continue;
-            };
-            if name.starts_with('.') {
-                continue;
-            }
-            let (base, info) = match name.split_once(':') {
-                Some((b, i)) => (b, i.strip_prefix("2,").unwrap_or("")),
-                None => (name.as_str(), ""),
-            };
+        for e in mailbox::list(&path.join("cur"))? {
+            let info = e.info.strip_prefix("2,").unwrap_or("");
             let flags: String = FLAGS
                 .iter()
                 .map(|(c, _)| *c)
                 .filter(|c| info.contains(*c))
                 .collect();
-            found.push((base.to_owned(), flags));
+            found.push((e.base, flags));
         }
         // The UID file: "1 UIDVALIDITY NEXTUID", then "UID BASE" lines.
         let text = fs::read_to_string(path.join(UID_FILE)).unwrap_or_default();
@@ -396,9 +384,19 @@ impl Folder {
         self.path.join("cur").join(self.msgs[i].file_name())
     }
 
-    /// Message `i` (0-based), with CRLF line endings as IMAP sends it.
+    /// Message `i` (0-based), with CRLF line endings as IMAP sends it; found again by its
+    /// name if another reader renamed it since the scan (its flags changed elsewhere).
     pub fn read(&self, i: usize) -> io::Result<Vec<u8>> {
-        Ok(crlf(&fs::read(self.file(i))?))
+        let data = match fs::read(self.file(i)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match mailbox::find(&self.path, &self.msgs[i].base) {
+                    Some(path) => fs::read(path)?,
+                    None => return Err(e),
+                }
+            }
+            read => read?,
+        };
+        Ok(crlf(&data))
     }
 
     /// Message `i`'s modification time (its INTERNALDATE), as a Unix time.

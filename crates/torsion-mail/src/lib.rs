@@ -11,16 +11,19 @@
 //! - [`delivery`]: where mail goes, Twisted's `IMessageDelivery` ([`MessageDelivery`]) and
 //!   `IMessage` ([`Message`]).
 //! - [`maildir`]: [`MaildirDomain`], one domain's users with a Maildir each, written
-//!   atomically (`tmp/`, `fsync`, rename into `new/`).
+//!   atomically (`tmp/`, `fsync`, rename into `new/`), with the folder flushes of messages
+//!   stored at the same time shared (group commit).
 //! - [`mailbox`]: reading a Maildir ([`Mailbox`]): unique ids, sizes, contents, deletion,
-//!   shared by the POP3 and IMAP servers.
+//!   and the one listing of `new/` and `cur/` ([`mailbox::list`]) the POP3 and IMAP servers
+//!   share.
 //! - [`pop3_core`]: the POP3 server's state machine (RFC 1939, CAPA, STLS), I/O-free, and
 //!   [`DotStuffer`], which sends a stored message with CRLF and byte-stuffing.
 //! - [`pop3`]: [`Pop3Factory`] and its [`Pop3`] protocol over Maildirs, logging in through
 //!   cred ([`MaildirRealm`]), streaming messages with bounded memory.
 //! - [`pop3_client`]: [`Pop3Client`], a POP3 client whose commands return Deferreds.
 //! - [`smtp_client`]: [`send_mail`] and [`send_mail_to_domain`] (MX lookup), Twisted's
-//!   `sendmail`: STARTTLS, AUTH, PIPELINING, per-recipient results.
+//!   `sendmail`: STARTTLS, AUTH, PIPELINING, per-recipient results, the message from memory
+//!   or streamed from a file or reader ([`MessageBody`]).
 //! - [`smtp`]: [`SmtpFactory`] and its [`Smtp`] protocol, the thin layer that moves bytes,
 //!   asks the delivery, logs in through a [`Portal`](torsion_cred::Portal) and starts TLS.
 //! - IMAP4rev1 over the same Maildirs: [`imap_parse`] (commands framed and parsed without
@@ -95,5 +98,5 @@ pub use reply::Reply;
 pub use server_core::{Event, Limits, ServerCore};
 pub use smtp::{Smtp, SmtpFactory, SmtpRealm, SmtpUser};
 pub use smtp_client::{
-    send_mail, send_mail_to_domain, SendOptions, Sent, SmtpClientError, TlsPolicy,
+    send_mail, send_mail_to_domain, MessageBody, SendOptions, Sent, SmtpClientError, TlsPolicy,
 };

@@ -8,6 +8,12 @@
 //! part), which stays the same when a reader moves it from `new/` to `cur/` or changes its
 //! flags, and is never reused (RFC 1939's UIDL, IMAP's UID map).
 //!
+//! [`list`] is the one listing of a Maildir's `new/` or `cur/` that both servers use (the
+//! IMAP store, [`imap_store`](crate::imap_store), reads its flags and UIDs from it). A
+//! message another reader renamed since the snapshot was taken (IMAP moving it from `new/`
+//! to `cur/`, or changing its flags) is found again by its unique id when it is opened or
+//! deleted.
+//!
 //! Messages are stored with LF line endings (see [`maildir`](crate::maildir)); network
 //! protocols send CRLF. [`MailboxMessage::size`] is the size on the wire (each bare LF
 //! counted as CRLF), which is what POP3's `LIST` and IMAP's `RFC822.SIZE` report, and
@@ -44,6 +50,62 @@ use std::path::{Path, PathBuf};
 
 use crate::maildir::Maildir;
 
+/// One entry of a Maildir's `new/` or `cur/`, as [`list`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The file's name.
+    pub name: String,
+    /// The name without the info (`time.unique.host`): the message's unique id.
+    pub base: String,
+    /// The info after the first `:` (`2,FLAGS`), empty without one.
+    pub info: String,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Whether it is a plain file (not a folder or a link to one).
+    pub is_file: bool,
+}
+
+/// The entries of `dir` (a Maildir's `new/` or `cur/`) whose names are UTF-8 and do not
+/// start with a dot, in no particular order. A missing `dir` is an error (of kind
+/// `NotFound`).
+pub fn list(dir: &Path) -> io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let (base, info) = match name.split_once(':') {
+            Some((b, i)) => (b.to_owned(), i.to_owned()),
+            None => (name.clone(), String::new()),
+        };
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        out.push(Entry {
+            name,
+            base,
+            info,
+            path: entry.path(),
+            is_file,
+        });
+    }
+    Ok(out)
+}
+
+/// Where the message with unique id `base` is now in the Maildir at `root`: in `cur/`
+/// under any info, or in `new/`. `None` if it is gone.
+pub fn find(root: &Path, base: &str) -> Option<PathBuf> {
+    ["cur", "new"].iter().find_map(|sub| {
+        list(&root.join(sub))
+            .ok()?
+            .into_iter()
+            .find(|e| e.base == base && e.is_file)
+            .map(|e| e.path)
+    })
+}
+
 /// One message of a [`Mailbox`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MailboxMessage {
@@ -75,17 +137,38 @@ impl MailboxMessage {
         self.size
     }
 
-    /// Opens it for reading (as stored: LF line endings).
+    /// Opens it for reading (as stored: LF line endings), where it is now if another
+    /// reader moved or renamed it since it was listed.
     pub fn open(&self) -> io::Result<File> {
-        File::open(&self.path)
+        match File::open(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.moved() {
+                Some(path) => File::open(path),
+                None => Err(e),
+            },
+            opened => opened,
+        }
     }
 
-    /// Deletes it; one already gone (another reader deleted it) is not an error.
+    /// Deletes it, where it is now if another reader moved or renamed it since it was
+    /// listed; one already gone (another reader deleted it) is not an error.
     pub fn delete(&self) -> io::Result<()> {
-        match fs::remove_file(&self.path) {
+        let gone = |r: io::Result<()>| match r {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
+        };
+        match fs::remove_file(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.moved() {
+                Some(path) => gone(fs::remove_file(path)),
+                None => Ok(()),
+            },
+            removed => gone(removed),
         }
+    }
+
+    /// Where it is now, found by its unique id in its Maildir (the folder above its `new/`
+    /// or `cur/`).
+    fn moved(&self) -> Option<PathBuf> {
+        find(self.path.parent()?.parent()?, &self.uid)
     }
 }
 
@@ -101,34 +184,24 @@ impl Mailbox {
     pub fn open(maildir: &Maildir) -> io::Result<Mailbox> {
         let mut messages = Vec::new();
         for sub in ["cur", "new"] {
-            let dir = maildir.path().join(sub);
-            let entries = match fs::read_dir(&dir) {
+            let entries = match list(&maildir.path().join(sub)) {
                 Ok(e) => e,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
             for entry in entries {
-                let entry = entry?;
-                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                    continue;
-                };
-                if name.starts_with('.') || !name.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+                if !entry.is_file || !entry.name.bytes().all(|b| (0x21..0x7f).contains(&b)) {
                     continue;
                 }
-                if !entry.file_type()?.is_file() {
-                    continue;
-                }
-                let path = entry.path();
-                let (file_size, size) = match wire_size(&path) {
+                let (file_size, size) = match wire_size(&entry.path) {
                     Ok(s) => s,
                     // Deleted by another reader since it was listed.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
                 };
-                let uid = name.split(':').next().unwrap_or(&name).to_owned();
                 messages.push(MailboxMessage {
-                    uid,
-                    path,
+                    uid: entry.base,
+                    path: entry.path,
                     file_size,
                     size,
                 });

@@ -14,6 +14,11 @@
 //!   time otherwise; the message's lines are sent with CRLF endings and dot-stuffed.
 //! - Each recipient is accepted or refused on its own ([`Sent::refused`]); the send fails only
 //!   when none is accepted or the message itself is refused.
+//! - The message is a [`MessageBody`]: bytes in memory, or a file or any reader (a producer
+//!   of the message, as Twisted's `sendmail` takes a file) read while it is sent, a chunk
+//!   each time the connection's write buffer has drained ([`FileSender`]), dot-stuffed as it
+//!   goes, so that a message of any size costs a bounded amount of memory and a slow server
+//!   slows the reading.
 //! - Every reply is awaited at most [`SendOptions::timeout`] (five minutes by default, RFC
 //!   5321 section 4.5.3.2's floor for most commands); replies are bounded in size.
 //!
@@ -34,12 +39,15 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::io::{self, Read};
+use std::path::PathBuf;
 use std::rc::Rc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use torsion::defer::Deferred;
 use torsion::endpoints::{connect_protocol, ClientDescription, ClientEndpoint};
+use torsion::protocols::basic::FileSender;
 use torsion::protocols::policies::IdleTimeout;
 use torsion::tls::ClientContext;
 use torsion::{reactor, ConnectionEnd, Failure, Protocol, Transport};
@@ -86,6 +94,77 @@ impl SendOptions {
     }
 }
 
+/// The message [`send_mail`] sends, its lines ending LF or CRLF: whole in memory, or read
+/// while it is sent.
+///
+/// ```
+/// use torsion_mail::smtp_client::MessageBody;
+///
+/// let in_memory: MessageBody = b"Subject: hi\r\n\r\nHello\r\n".to_vec().into();
+/// let from_a_file = MessageBody::File("/var/spool/outgoing/1.eml".into());
+/// let from_a_reader = MessageBody::reader(std::io::Cursor::new(b"Subject: hi\n\nHello\n"));
+/// # let _ = (in_memory, from_a_file, from_a_reader);
+/// ```
+#[derive(Clone)]
+pub enum MessageBody {
+    /// The whole message, in memory.
+    Bytes(Vec<u8>),
+    /// A file, opened when the server is ready for the message (again for each server
+    /// [`send_mail_to_domain`] tries) and read a chunk at a time.
+    File(PathBuf),
+    /// A reader (any producer of the message's bytes), read a chunk at a time as the
+    /// connection takes them. It is read once: a second server tried after the first took
+    /// part of it is not sent the message (the send fails with
+    /// [`SmtpClientError::Message`]). Made by [`MessageBody::reader`].
+    Reader(Rc<RefCell<Option<Box<dyn Read>>>>),
+}
+
+impl MessageBody {
+    /// A message read from `reader` while it is sent.
+    pub fn reader(reader: impl Read + 'static) -> MessageBody {
+        MessageBody::Reader(Rc::new(RefCell::new(Some(Box::new(reader)))))
+    }
+
+    /// What to read the message from, for a body not in memory.
+    fn open(self) -> io::Result<Box<dyn Read>> {
+        match self {
+            MessageBody::Bytes(b) => Ok(Box::new(io::Cursor::new(b))),
+            MessageBody::File(path) => Ok(Box::new(std::fs::File::open(path)?)),
+            MessageBody::Reader(r) => r.borrow_mut().take().ok_or_else(|| {
+                io::Error::other("the message's reader was already read by an earlier attempt")
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for MessageBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MessageBody::Bytes(b) => write!(f, "MessageBody::Bytes({} bytes)", b.len()),
+            MessageBody::File(p) => f.debug_tuple("MessageBody::File").field(p).finish(),
+            MessageBody::Reader(_) => f.write_str("MessageBody::Reader(..)"),
+        }
+    }
+}
+
+impl From<Vec<u8>> for MessageBody {
+    fn from(bytes: Vec<u8>) -> MessageBody {
+        MessageBody::Bytes(bytes)
+    }
+}
+
+impl From<&[u8]> for MessageBody {
+    fn from(bytes: &[u8]) -> MessageBody {
+        MessageBody::Bytes(bytes.to_vec())
+    }
+}
+
+impl From<PathBuf> for MessageBody {
+    fn from(path: PathBuf) -> MessageBody {
+        MessageBody::File(path)
+    }
+}
+
 /// A message handed over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sent {
@@ -121,6 +200,9 @@ pub enum SmtpClientError {
     NoMailExchanger(Vec<(String, String)>),
     /// Arguments that cannot be sent (a line break in an address).
     BadArgument(String),
+    /// The message could not be read (its file, its reader) while it was being sent; the
+    /// connection was closed mid-message, so the server discards what it got.
+    Message(String),
 }
 
 impl SmtpClientError {
@@ -156,6 +238,7 @@ impl fmt::Display for SmtpClientError {
                 write!(f, "no mail exchanger took it: {tried:?}")
             }
             SmtpClientError::BadArgument(what) => write!(f, "cannot send: {what}"),
+            SmtpClientError::Message(why) => write!(f, "cannot read the message: {why}"),
         }
     }
 }
@@ -165,14 +248,14 @@ impl std::error::Error for SmtpClientError {}
 /// The longest reply taken, all its lines together.
 const MAX_REPLY: usize = 64 << 10;
 
-/// Sends `message` (its lines ending LF or CRLF) from `from` to `to` through the server at
-/// `host:port`.
+/// Sends `message` (its lines ending LF or CRLF; bytes, or a [`MessageBody`] read while it
+/// is sent) from `from` to `to` through the server at `host:port`.
 pub fn send_mail(
     host: &str,
     port: u16,
     from: &str,
     to: &[&str],
-    message: Vec<u8>,
+    message: impl Into<MessageBody>,
     options: SendOptions,
 ) -> Deferred<Sent> {
     let endpoint = ClientEndpoint::new(
@@ -201,9 +284,10 @@ pub fn send_through(
     server: &str,
     from: &str,
     to: &[&str],
-    message: Vec<u8>,
+    message: impl Into<MessageBody>,
     options: SendOptions,
 ) -> Deferred<Sent> {
+    let message = message.into();
     let bad = std::iter::once(from)
         .chain(to.iter().copied())
         .find(|a| a.contains(['\r', '\n', '<', '>']));
@@ -266,9 +350,10 @@ pub fn send_mail_to_domain(
     port: u16,
     from: &str,
     to: &[&str],
-    message: Vec<u8>,
+    message: impl Into<MessageBody>,
     options: SendOptions,
 ) -> Deferred<Sent> {
+    let message = message.into();
     let domain = domain.trim_end_matches('.').to_owned();
     let d = domain.clone();
     let from = from.to_owned();
@@ -322,7 +407,7 @@ pub fn send_mail_to_domain(
         })
 }
 
-type Job = (String, Vec<String>, Vec<u8>, SendOptions);
+type Job = (String, Vec<String>, MessageBody, SendOptions);
 
 fn try_hosts(
     resolver: Rc<dyn Resolver>,
@@ -403,7 +488,7 @@ struct Session {
     options: SendOptions,
     from: String,
     to: Vec<String>,
-    message: Option<Vec<u8>>,
+    message: Option<MessageBody>,
     server: String,
     stage: Stage,
     /// The reply being read: its lines' text, and each line's code.
@@ -740,12 +825,20 @@ fn on_expected(state: &Rc<RefCell<Session>>, expect: Expect, code: u16, text: St
                 s.expect.push_back(Expect::Body);
                 return;
             }
-            let message = s.message.take().unwrap_or_default();
+            s.expect.push_back(Expect::Body);
+            let message = match s.message.take() {
+                Some(MessageBody::Bytes(message)) => message,
+                Some(body) => {
+                    let (transport, idle) = (s.transport.clone(), s.idle.clone());
+                    drop(s);
+                    return stream_body(state, body, transport, idle);
+                }
+                None => Vec::new(),
+            };
             let mut out = Vec::with_capacity(message.len() + message.len() / 16 + 8);
             let mut stuffer = DotStuffer::new(None);
             stuffer.feed(&message, &mut out);
             stuffer.finish(&mut out);
-            s.expect.push_back(Expect::Body);
             if let Some(t) = &s.transport {
                 t.write(&out);
             }
@@ -777,6 +870,87 @@ fn on_expected(state: &Rc<RefCell<Session>>, expect: Expect, code: u16, text: St
             };
             finish(state, Ok(sent));
         }
+    }
+}
+
+/// Sends a message that is not in memory: read, dot-stuffed and written a chunk at a time as
+/// the transport's buffer drains. A read error closes the connection mid-message (the
+/// server then discards it) and fails the send.
+fn stream_body(
+    state: &Rc<RefCell<Session>>,
+    body: MessageBody,
+    transport: Option<Transport>,
+    idle: Rc<IdleTimeout>,
+) {
+    let Some(t) = transport else {
+        return;
+    };
+    let reader = match body.open() {
+        Ok(r) => r,
+        Err(e) => return fail(state, SmtpClientError::Message(e.to_string()), false),
+    };
+    let stuffing = Stuffing {
+        reader,
+        raw: vec![0; FileSender::CHUNK_SIZE],
+        out: Vec::new(),
+        at: 0,
+        stuffer: DotStuffer::new(None),
+        ended: false,
+        idle,
+    };
+    let state = state.clone();
+    drop(
+        FileSender::begin_file_transfer(stuffing, &t).add_both(move |sent| {
+            if let Err(f) = sent {
+                // A lost connection is told by connection_lost; a read error is ours.
+                if let Some(e) = f.downcast_ref::<io::Error>() {
+                    fail(&state, SmtpClientError::Message(e.to_string()), false);
+                }
+            }
+            Ok::<(), Failure>(())
+        }),
+    );
+}
+
+/// A message being read: its bytes dot-stuffed with CRLF line endings, then the final
+/// `.` line, as [`Read`] for the [`FileSender`] that writes it.
+struct Stuffing {
+    reader: Box<dyn Read>,
+    /// What was last read, before stuffing.
+    raw: Vec<u8>,
+    /// What is to be given next, from `at`.
+    out: Vec<u8>,
+    at: usize,
+    stuffer: DotStuffer,
+    ended: bool,
+    /// Sending counts as activity: the reply time-out starts again with each chunk.
+    idle: Rc<IdleTimeout>,
+}
+
+impl Read for Stuffing {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.idle.reset_timeout();
+        while self.at == self.out.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            self.out.clear();
+            self.at = 0;
+            let n = match self.reader.read(&mut self.raw) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                read => read?,
+            };
+            if n == 0 {
+                self.stuffer.finish(&mut self.out);
+                self.ended = true;
+            } else {
+                self.stuffer.feed(&self.raw[..n], &mut self.out);
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.at);
+        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 

@@ -6,6 +6,7 @@ mod imap_client;
 mod imap_interop;
 mod imap_props;
 mod imap_protocol;
+mod maildir_commit;
 mod pop3_client;
 mod pop3_interop;
 mod pop3_server;

@@ -591,3 +591,38 @@ fn a_mailbox_lists_messages_in_delivery_order_by_number_not_by_text() {
         ]
     );
 }
+
+/// POP3's listing and IMAP's folder read the same Maildir: a message IMAP moved to `cur/` and
+/// renamed for its flags after POP3 listed it is still read and deleted by POP3, and IMAP's
+/// next scan no longer finds it.
+#[test]
+fn a_message_imap_renamed_after_the_listing_is_still_read_and_deleted() {
+    use std::io::Read;
+    use torsion_mail::imap_store::Folder;
+    let dir = Scratch::new("pop3-imap-rename");
+    let maildir = torsion_mail::Maildir::create(dir.path()).unwrap();
+    for body in ["one", "two"] {
+        let mut m = Box::new(maildir.deliver().unwrap());
+        m.write(format!("Subject: s\r\n\r\n{body}\r\n").as_bytes())
+            .unwrap();
+        m.finish().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let listing = Mailbox::open(&maildir).unwrap();
+    assert_eq!(listing.len(), 2);
+    let mut folder = Folder::open(dir.path().to_owned()).unwrap();
+    folder.set_flags(0, "S").unwrap();
+    folder.set_flags(1, "F").unwrap();
+    let mut text = String::new();
+    listing.messages()[0]
+        .open()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "Subject: s\n\none\n");
+    listing.messages()[1].delete().unwrap();
+    let after = Folder::open(dir.path().to_owned()).unwrap();
+    assert_eq!(after.messages().len(), 1);
+    assert_eq!(after.messages()[0].flags, "S");
+    assert_eq!(Mailbox::open(&maildir).unwrap().len(), 1);
+}

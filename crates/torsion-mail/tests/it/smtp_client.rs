@@ -438,3 +438,224 @@ fn send_mail_through_aiosmtpd_with_starttls_and_auth_login() {
         .collect();
     assert_eq!(content, STORED);
 }
+
+/// A 20 MB message of 78-byte CRLF lines, one in a hundred starting with a dot.
+fn big_message() -> Vec<u8> {
+    let mut m = b"From: bob@example.net\r\nSubject: big\r\n\r\n".to_vec();
+    let mut i = 0u64;
+    while m.len() < 20_000_000 {
+        let lead = if i % 100 == 0 { "." } else { "l" };
+        m.extend_from_slice(format!("{lead}ine {i:010} {}\r\n", "x".repeat(60)).as_bytes());
+        i += 1;
+    }
+    m
+}
+
+/// A reader that records how far ahead of the server it was read: the most bytes read but
+/// not yet received by the server's delivery.
+struct Watched {
+    data: std::io::Cursor<Vec<u8>>,
+    read: u64,
+    server: Rc<std::cell::RefCell<crate::support::Seen>>,
+    ahead: Rc<std::cell::Cell<u64>>,
+}
+
+impl std::io::Read for Watched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::io::Read::read(&mut self.data, buf)?;
+        self.read += n as u64;
+        let received = self.server.borrow().open_bytes as u64;
+        self.ahead
+            .set(self.ahead.get().max(self.read.saturating_sub(received)));
+        Ok(n)
+    }
+}
+
+/// `send_mail` streams a 20 MB message over STARTTLS to Torsion's own server, from a file
+/// and from a reader: both arrive whole (dot-stuffed on the way, unstuffed by the server),
+/// and the reader is never read far ahead of what the server has taken (a client holding
+/// the message whole would be 20 MB ahead before the first byte arrives).
+#[test]
+fn send_mail_streams_a_20_mb_message_from_a_file_and_from_a_reader() {
+    use torsion_mail::smtp_client::MessageBody;
+    use torsion_mail::Limits;
+    let memory = Memory::default();
+    let (tls, pem) = self_signed();
+    let dir = Scratch::new("smtp-client-stream");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let message = big_message();
+    let file = dir.path().join("big.eml");
+    std::fs::write(&file, &message).unwrap();
+    let factory = SmtpFactory::new("mx.example.org", memory.clone())
+        .tls(tls)
+        .limits(Limits {
+            max_message_size: 32 << 20,
+            ..Limits::default()
+        });
+    let ahead = Rc::new(std::cell::Cell::new(0));
+    let watched = Watched {
+        data: std::io::Cursor::new(message.clone()),
+        read: 0,
+        server: memory.0.clone(),
+        ahead: ahead.clone(),
+    };
+    let sent = run(factory, move |port| async move {
+        let context =
+            torsion::tls::ClientContext::trusting_pem_file(&ca)?.with_server_name("localhost")?;
+        let options = SendOptions {
+            tls: TlsPolicy::Required(context),
+            timeout: 30.0,
+            ..SendOptions::new("client.example")
+        };
+        let from_file = send_mail(
+            "127.0.0.1",
+            port,
+            "bob@example.net",
+            &["alice@example.org"],
+            MessageBody::File(file),
+            options.clone(),
+        )
+        .await?;
+        let from_reader = send_mail(
+            "127.0.0.1",
+            port,
+            "bob@example.net",
+            &["carol@example.org"],
+            MessageBody::reader(watched),
+            options,
+        )
+        .await?;
+        Ok((from_file, from_reader))
+    })
+    .unwrap();
+    assert_eq!(sent.0.reply.0, 250);
+    assert_eq!(sent.1.reply.0, 250);
+    let seen = memory.0.borrow();
+    assert_eq!(seen.messages.len(), 2);
+    assert_eq!(seen.messages[0].0.to_string(), "alice@example.org");
+    assert!(seen.messages[0].1 == message, "the file's copy differs");
+    assert!(seen.messages[1].1 == message, "the reader's copy differs");
+    assert!(
+        ahead.get() < 16 << 20,
+        "read {} bytes ahead of the server",
+        ahead.get()
+    );
+}
+
+/// A reader that fails mid-message: the send fails with `Message`, the connection is closed
+/// mid-DATA and the server keeps nothing.
+#[test]
+fn a_reader_failing_mid_message_fails_the_send_and_nothing_is_delivered() {
+    use torsion_mail::smtp_client::MessageBody;
+    struct Broken(usize);
+    impl std::io::Read for Broken {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            self.0 -= 1;
+            let line = b"Subject: x\r\n";
+            let n = line.len().min(buf.len());
+            buf[..n].copy_from_slice(&line[..n]);
+            Ok(n)
+        }
+    }
+    let memory = Memory::default();
+    let factory = SmtpFactory::new("mx.example.org", memory.clone());
+    let error = run(factory, move |port| async move {
+        let options = SendOptions {
+            timeout: 30.0,
+            ..SendOptions::new("client.example")
+        };
+        Ok(send_mail(
+            "127.0.0.1",
+            port,
+            "bob@example.net",
+            &["alice@example.org"],
+            MessageBody::reader(Broken(3)),
+            options,
+        )
+        .await
+        .unwrap_err())
+    })
+    .unwrap();
+    match client_error(&error) {
+        SmtpClientError::Message(why) => assert!(why.contains("disk on fire"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // The message's end never came: nothing delivered.
+    assert!(memory.0.borrow().messages.is_empty());
+}
+
+/// aiosmtpd (PyPI), plain: writes what it received to a file, prints its port first.
+const AIOSMTPD_PLAIN: &str = r#"
+import socket, sys
+from aiosmtpd.controller import Controller
+out = sys.argv[1]
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        with open(out, "wb") as f:
+            f.write(envelope.original_content)
+        return "250 Message accepted for delivery"
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+c = Controller(Handler(), hostname="127.0.0.1", port=port, data_size_limit=64 << 20)
+c.start()
+print("PORT", port, flush=True)
+sys.stdin.read()
+c.stop()
+"#;
+
+/// A 20 MB message streamed from a file to aiosmtpd arrives byte for byte.
+#[test]
+fn send_mail_streams_a_20_mb_file_to_aiosmtpd() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use torsion_mail::smtp_client::MessageBody;
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("aiosmtpd-venv");
+    let Some(python) = torsion::testing::python_venv(&venv, "aiosmtpd", &["aiosmtpd>=1.4"]) else {
+        return;
+    };
+    let dir = Scratch::new("aiosmtpd-big");
+    let message = big_message();
+    let file = dir.path().join("big.eml");
+    std::fs::write(&file, &message).unwrap();
+    let received = dir.path().join("received");
+    let mut child = Command::new(python)
+        .args(["-c", AIOSMTPD_PLAIN, received.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("PORT ")
+        .expect("aiosmtpd's port")
+        .parse()
+        .unwrap();
+    let sent = run(OldServer, move |_| async move {
+        let options = SendOptions {
+            timeout: 60.0,
+            ..SendOptions::new("client.example")
+        };
+        send_mail(
+            "127.0.0.1",
+            port,
+            "bob@example.net",
+            &["alice@example.org"],
+            MessageBody::File(file),
+            options,
+        )
+        .await
+    });
+    drop(child.stdin.take());
+    let _ = child.wait();
+    assert_eq!(sent.unwrap().reply.0, 250);
+    let got = std::fs::read(&received).unwrap();
+    assert_eq!(got.len(), message.len());
+    assert!(got == message, "aiosmtpd's copy differs");
+}

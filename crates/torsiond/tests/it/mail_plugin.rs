@@ -333,3 +333,150 @@ fn imaplib_reads_over_starttls_what_smtplib_sent() {
     );
     assert!(server.terminate().success());
 }
+
+/// Deletions over POP3 seen over IMAP and the reverse, through one `torsiond mail`: three
+/// messages sent with smtplib; poplib deletes the second and QUITs, imaplib finds the first
+/// and third; imaplib expunges the first, poplib finds the third alone. Then the two at once:
+/// a POP3 session whose listing was taken before IMAP moved the messages to `cur/` and set
+/// `\Seen` (renaming their files) still reads them and deletes the one it was told to, and
+/// the IMAP session sees that deletion as an EXPUNGE.
+const POP_AND_IMAP: &str = r#"
+import imaplib, poplib, smtplib, ssl, sys
+smtp_port, pop_port, imap_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+ctx = ssl.create_default_context(cafile=sys.argv[4])
+def send(n):
+    with smtplib.SMTP("127.0.0.1", smtp_port, local_hostname="client.example", timeout=20) as s:
+        s.sendmail("bob@example.net", ["alice@example.org"], b"Subject: m%d\r\n\r\nbody %d\r\n" % (n, n))
+def pop():
+    p = poplib.POP3("127.0.0.2", pop_port, timeout=20)
+    p.stls(context=ctx)
+    p.user("alice")
+    p.pass_("correct horse")
+    return p
+def pop_bodies(p):
+    out = []
+    for i in range(1, p.stat()[0] + 1):
+        whole = b"".join(l + b"\r\n" for l in p.retr(i)[1])
+        out.append(whole.split(b"\r\n\r\n", 1)[1])
+    return out
+def imap_bodies(M):
+    typ, data = M.fetch("1:*", "(BODY.PEEK[TEXT])")
+    assert typ == "OK", data
+    return [d[1] for d in data if isinstance(d, tuple)]
+def bodies(*ns):
+    return [b"body %d\r\n" % n for n in ns]
+
+for n in (1, 2, 3):
+    send(n)
+p = pop()
+assert pop_bodies(p) == bodies(1, 2, 3)
+p.dele(2)
+p.quit()
+
+M = imaplib.IMAP4("127.0.0.3", imap_port, timeout=20)
+M.starttls(ctx)
+M.login("alice", "correct horse")
+typ, data = M.select("INBOX")
+assert data == [b"2"], data
+got = imap_bodies(M)
+assert got == bodies(1, 3), got
+
+M.store("1", "+FLAGS", "\\Deleted")
+typ, data = M.expunge()
+assert data == [b"1"], data
+p = pop()
+assert p.stat()[0] == 1
+got = pop_bodies(p)
+assert got == bodies(3), got
+p.quit()
+
+send(4)
+send(5)
+p = pop()
+assert pop_bodies(p) == bodies(3, 4, 5)
+# IMAP moves 4 and 5 from new/ to cur/, then FETCH sets \Seen: their files are renamed twice
+# under the POP3 session's listing.
+M.noop()
+typ, data = M.fetch("2:3", "(BODY[TEXT])")
+assert [d[1] for d in data if isinstance(d, tuple)] == bodies(4, 5), data
+got = pop_bodies(p)
+assert got == bodies(3, 4, 5), got
+p.dele(2)
+p.quit()
+M.noop()
+assert M.untagged_responses.pop("EXPUNGE", None) == [b"2"], M.untagged_responses
+got = imap_bodies(M)
+assert got == bodies(3, 5), got
+p = pop()
+got = pop_bodies(p)
+assert got == bodies(3, 5), got
+p.quit()
+M.logout()
+print("agreed")
+"#;
+
+#[test]
+fn deletions_over_pop3_show_over_imap_and_the_reverse() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip(Missing::Peer, "python3 is not installed");
+    }
+    let dir = TempDir::new("mail-pop-imap");
+    let cert = rcgen::generate_simple_self_signed(vec![
+        "127.0.0.1".into(),
+        "127.0.0.2".into(),
+        "127.0.0.3".into(),
+    ])
+    .unwrap();
+    let cert_pem = dir.path().join("cert.pem");
+    let key_pem = dir.path().join("key.pem");
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let mail = dir.path().join("example.org");
+    let hash = hash_of("correct horse");
+    let mut server = Running::start(&[
+        "mail",
+        "--domain",
+        &format!("example.org={}", mail.display()),
+        "--user",
+        &format!("alice={hash}"),
+        // Told apart in the "listening on" lines by their addresses.
+        "--smtp",
+        "tcp:0:interface=127.0.0.1",
+        "--pop3",
+        "tcp:0:interface=127.0.0.2",
+        "--imap",
+        "tcp:0:interface=127.0.0.3",
+        "--certificate",
+        cert_pem.to_str().unwrap(),
+        "--key",
+        key_pem.to_str().unwrap(),
+    ]);
+    let mut ports = [0u16; 3];
+    for _ in 0..3 {
+        let line = server.wait_for("listening on tcp:");
+        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        let which = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+            .iter()
+            .position(|a| line.contains(a))
+            .unwrap_or_else(|| panic!("{line}"));
+        ports[which] = port;
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            POP_AND_IMAP,
+            &ports[0].to_string(),
+            &ports[1].to_string(),
+            &ports[2].to_string(),
+            cert_pem.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "agreed",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.terminate().success());
+}
