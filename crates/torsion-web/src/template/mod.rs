@@ -306,7 +306,8 @@ enum Step {
     Done,
     /// The output reached [`FLUSH_AT`].
     Full,
-    Pending(Deferred<Node>, Mode),
+    /// A Deferred that has not fired (boxed: a Deferred is large).
+    Pending(Box<Deferred<Node>>, Mode),
     Failed(FlattenerError),
 }
 
@@ -457,7 +458,7 @@ impl Flattener {
                     return Err(self.fail(Failure::new(DeferredReused)));
                 };
                 if !d.called() {
-                    return Err(Step::Pending(d, mode));
+                    return Err(Step::Pending(Box::new(d), mode));
                 }
                 match d.result() {
                     Some(Ok(n)) => self.work.push(Work::Node(n, mode)),
@@ -576,12 +577,18 @@ fn escape(out: &mut Vec<u8>, s: &str, attribute: bool) {
     out.extend_from_slice(&s.as_bytes()[start..]);
 }
 
+/// Where output goes; it says false once the reader has gone.
+type Sink = Box<dyn FnMut(&[u8]) -> bool>;
+
+/// What runs when rendering ends.
+type Done = Box<dyn FnOnce(Result<(), FlattenerError>)>;
+
 /// Runs a flattener to its end: writes through `sink` (which says false once the reader has
 /// gone), waits on each pending Deferred, and calls `done` at the end.
 struct Driver {
     flattener: Flattener,
-    sink: Box<dyn FnMut(&[u8]) -> bool>,
-    done: Option<Box<dyn FnOnce(Result<(), FlattenerError>)>>,
+    sink: Sink,
+    done: Option<Done>,
     /// The Deferred rendering waits on, to cancel if the reader goes away.
     waiting: Rc<RefCell<Option<Deferred<()>>>>,
 }
@@ -718,7 +725,7 @@ pub fn render_element(request: &Request, element: impl Element) -> Render {
         Step::Full => {}
         Step::Pending(d, mode) => {
             // Back on the stack: the driver meets it again, after sending what is ready.
-            flattener.work.push(Work::Node(Node::from(d), mode));
+            flattener.work.push(Work::Node(Node::from(*d), mode));
         }
     }
     let waiting: Rc<RefCell<Option<Deferred<()>>>> = Rc::default();
