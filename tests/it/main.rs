@@ -19,6 +19,7 @@ mod examples_process;
 mod examples_slow_clients;
 mod examples_ssh;
 mod examples_static;
+mod examples_template;
 mod examples_threads;
 mod examples_tls;
 mod examples_udp;

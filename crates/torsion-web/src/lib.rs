@@ -24,6 +24,7 @@ pub mod session;
 pub mod site;
 mod site_state;
 pub mod static_file;
+pub mod template;
 pub mod tower;
 pub mod websocket;
 

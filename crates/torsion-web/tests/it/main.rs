@@ -29,6 +29,7 @@ mod server;
 mod session;
 mod static_file;
 mod static_file_curl;
+mod template;
 mod tower_service;
 mod websocket;
 mod websocket_interop;
