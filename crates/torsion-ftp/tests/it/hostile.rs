@@ -1,11 +1,16 @@
 //! Hostile clients, over real sockets: paths leaving the root (`..`, absolute paths, a
-//! symbolic link pointing out), FTP bounce (PORT/EPRT to another address), stalled data
-//! connections and idle control connections, and 1 GiB transfers with bounded memory.
+//! symbolic link pointing out, a folder swapped for one while it is used), FTP bounce
+//! (PORT/EPRT to another address), stalled data connections and idle control
+//! connections, and 1 GiB transfers with bounded memory.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustix::fs::{RenameFlags, CWD};
 use torsion_ftp::command::{parse_epsv_reply, parse_pasv_reply};
 
 use crate::interop::{factory, populate};
@@ -149,6 +154,100 @@ fn traversal_and_symlinks_stay_inside_the_root() {
     );
     assert!(!outside.join("made").exists());
     assert!(!outside.join("new-file").exists());
+}
+
+/// Swaps `root/swap` (a folder) and `root/link` (a relative link to `../outside`) with
+/// `renameat2(RENAME_EXCHANGE)` until told to stop; returns how many swaps it made.
+fn swapper(root: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let (a, b) = (root.join("swap"), root.join("link"));
+        let mut swaps = 0;
+        while !stop.load(Ordering::Relaxed) {
+            rustix::fs::renameat_with(CWD, &a, CWD, &b, RenameFlags::EXCHANGE).unwrap();
+            swaps += 1;
+        }
+        swaps
+    })
+}
+
+#[test]
+fn a_folder_swapped_for_a_link_out_never_leads_outside() {
+    const ROUNDS: usize = 150;
+    let dir = Scratch::new("swap");
+    let root = dir.path().join("root");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(root.join("swap")).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(root.join("swap/data"), b"inside").unwrap();
+    std::fs::write(outside.join("data"), b"OUTSIDE").unwrap();
+    std::os::unix::fs::symlink("../outside", root.join("link")).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapping = swapper(root.clone(), stop.clone());
+    let f = factory(&root, &dir.path().join("passwords"));
+    let (reads, stored, refused) = with_server(f, |port| {
+        let mut c = Raw::connect(port);
+        c.login("alice", "wonderland");
+        assert!(c.cmd("TYPE I").starts_with("200"));
+        let (mut reads, mut stored, mut refused) = (Vec::new(), 0, 0);
+        for i in 0..ROUNDS {
+            let mut data = c.passive();
+            let r = c.cmd("RETR swap/data");
+            if r.starts_with("150") {
+                let mut got = Vec::new();
+                data.read_to_end(&mut got).unwrap();
+                let done = c.reply();
+                assert!(done.starts_with("226"), "{done}");
+                reads.push(got);
+            } else {
+                assert_eq!(code(&r), "550", "{r}");
+                refused += 1;
+            }
+            let mut data = c.passive();
+            let r = c.cmd(&format!("STOR swap/up-{i}"));
+            if r.starts_with("150") {
+                data.write_all(b"upload").unwrap();
+                drop(data);
+                let done = c.reply();
+                assert!(done.starts_with("226"), "{done}");
+                stored += 1;
+            } else {
+                assert_eq!(code(&r), "550", "{r}");
+                refused += 1;
+            }
+        }
+        (reads, stored, refused)
+    });
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapping.join().unwrap();
+    eprintln!(
+        "{swaps} swaps; {} reads, {stored} uploads, {refused} refused",
+        reads.len()
+    );
+    // Nothing outside was read, written or created.
+    for got in &reads {
+        assert_eq!(got, b"inside");
+    }
+    let names: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["data"]);
+    assert_eq!(std::fs::read(outside.join("data")).unwrap(), b"OUTSIDE");
+    // Every upload landed in the real folder, whichever name it had then.
+    let real = if root.join("swap").symlink_metadata().unwrap().is_dir() {
+        root.join("swap")
+    } else {
+        root.join("link")
+    };
+    let uploads = std::fs::read_dir(&real).unwrap().count() - 1;
+    assert_eq!(uploads, stored);
+    // Both sides of the race were seen: the folder served, the link refused. (Served is
+    // the rarer: a lookup through `..` while renames go on can fail with EAGAIN too.)
+    assert!(
+        !reads.is_empty() || stored > 0,
+        "never served: {refused} refused"
+    );
+    assert!(refused > 0, "the link was never met ({swaps} swaps)");
 }
 
 #[test]
