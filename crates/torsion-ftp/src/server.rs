@@ -402,17 +402,20 @@ struct Conn {
     login: Option<Login<FtpUser>>,
     data: Data,
     paused: bool,
+    /// The control connection's idle timer (owned by [`Ftp`]): a transfer's end restarts it.
+    idle: Weak<IdleTimeout>,
 }
 
 /// One FTP control connection (Twisted's `FTP`). Made by an [`FtpFactory`].
 pub struct Ftp {
     conn: Rc<RefCell<Conn>>,
-    idle: IdleTimeout,
+    idle: Rc<IdleTimeout>,
 }
 
 impl Ftp {
     fn new(shared: Rc<Shared>) -> Ftp {
         let core = ServerCore::new(shared.options.clone());
+        let idle = Rc::new(IdleTimeout::new());
         Ftp {
             conn: Rc::new(RefCell::new(Conn {
                 shared,
@@ -424,8 +427,9 @@ impl Ftp {
                 login: None,
                 data: Data::default(),
                 paused: false,
+                idle: Rc::downgrade(&idle),
             })),
-            idle: IdleTimeout::new(),
+            idle,
         }
     }
 }
@@ -446,6 +450,11 @@ impl Conn {
 
     /// Ends any data connection and listener (after a transfer, or when a new PASV comes).
     fn close_data(&mut self) {
+        // A transfer's end (or a new PASV) starts the control connection's idle period
+        // again, as Twisted's FTP re-enables its timeout after a transfer.
+        if let Some(idle) = self.idle.upgrade() {
+            idle.reset_timeout();
+        }
         let data = std::mem::take(&mut self.data);
         if let Some(l) = data.listener {
             drop(l.stop_listening());
@@ -1210,8 +1219,11 @@ impl Protocol for Ftp {
         if let Some(period) = c.shared.timeout {
             self.idle.set_clock(c.shared.clock.clone());
             let weak = Rc::downgrade(&self.conn);
-            self.idle.set_timeout_connection(move || timed_out(&weak));
-            self.idle.set_timeout(Some(period.as_secs_f64()));
+            let idle = Rc::downgrade(&self.idle);
+            let period = period.as_secs_f64();
+            self.idle
+                .set_timeout_connection(move || timed_out(&weak, &idle, period));
+            self.idle.set_timeout(Some(period));
         }
     }
 
@@ -1230,14 +1242,18 @@ impl Protocol for Ftp {
     }
 }
 
-/// The control connection's idle timeout fired: 421 and close, unless a transfer runs.
-fn timed_out(conn: &Weak<RefCell<Conn>>) {
+/// The control connection's idle timeout fired: 421 and close, unless a transfer runs
+/// (then the timer is armed again: it must still count once the transfer ends).
+fn timed_out(conn: &Weak<RefCell<Conn>>, idle: &Weak<IdleTimeout>, period: f64) {
     let Some(conn) = conn.upgrade() else { return };
     let Ok(mut c) = conn.try_borrow_mut() else {
         return;
     };
     if c.data.running {
         // The data connection has its own timeout.
+        if let Some(idle) = idle.upgrade() {
+            idle.set_timeout(Some(period));
+        }
         return;
     }
     tracing::info!(

@@ -11,7 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::fs::{RenameFlags, CWD};
+use torsion::testing::{Clock, StringTransport};
+use torsion::transport::Address;
+use torsion::{Factory, Protocol, Reactor, Transport};
 use torsion_ftp::command::{parse_epsv_reply, parse_pasv_reply};
+use torsion_ftp::{Ftp, FtpFactory, Root};
 
 use crate::interop::{factory, populate};
 use crate::support::{serve, with_server, Scratch, MEMORY};
@@ -296,8 +300,20 @@ fn port_and_eprt_never_bounce() {
     assert!(replies[7].starts_with("226"), "{replies:?}");
 }
 
+/// Advances `clock` by `step` seconds every 10 ms of real time once `go` is set: the
+/// timeouts of a server on real sockets, driven from the reactor's side.
+fn tick(r: Reactor, clock: Clock, step: f64, go: Arc<AtomicBool>) {
+    let again = r.clone();
+    drop(r.call_later(0.01, move || {
+        if go.load(Ordering::Relaxed) {
+            clock.advance(step);
+        }
+        tick(again, clock, step, go);
+    }));
+}
+
 #[test]
-fn stalled_data_connections_time_out() {
+fn a_stalled_data_connection_gets_426_on_the_clock() {
     let dir = Scratch::new("stall");
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
@@ -306,33 +322,125 @@ fn stalled_data_connections_time_out() {
         .unwrap()
         .set_len(256 << 20)
         .unwrap();
+    let clock = Clock::new();
     let f = factory(&root, &dir.path().join("passwords"))
-        .data_timeout(Duration::from_millis(500))
-        .timeout(Some(Duration::from_secs(2)));
-    let (never, stalled, idle, took) = with_server(f, |port| {
-        let mut c = Raw::connect(port);
+        .clock(clock.clone())
+        .data_timeout(Duration::from_secs(60));
+    let go = Arc::new(AtomicBool::new(false));
+    let r = Reactor::new();
+    let port = r.listen_tcp_on(0, f, "127.0.0.1").unwrap();
+    let number = port.get_host().port().unwrap();
+    tick(r.clone(), clock.clone(), 5.0, go.clone());
+    let started = go.clone();
+    let (stalled, took, after) = torsion::testing::run_with_peer(&r, 300.0, move || {
+        let mut c = Raw::connect(number);
         c.login("alice", "wonderland");
-        // PASV, RETR, and never connect.
-        let r = c.cmd("PASV");
-        assert!(parse_pasv_reply(&r).is_some(), "{r}");
-        let start = c.cmd("RETR big");
-        assert!(start.starts_with("150"), "{start}");
-        let never = c.reply();
-        // Connect, and never read 256 MiB.
+        // Connect, and never read 256 MiB: the server's sends stop when the buffers fill.
         let data = c.passive();
         let start = c.cmd("RETR big");
         assert!(start.starts_with("150"), "{start}");
-        let stalled = c.reply();
-        drop(data);
-        // Then say nothing on the control connection.
+        started.store(true, Ordering::Relaxed);
         let t = Instant::now();
-        let idle = c.reply();
-        (never, stalled, idle, t.elapsed())
+        let stalled = c.reply();
+        let took = t.elapsed();
+        drop(data);
+        (stalled, took, c.cmd("NOOP"))
     });
-    assert!(never.starts_with("425"), "{never}");
+    drop(port);
     assert!(stalled.starts_with("426"), "{stalled}");
-    assert!(idle.starts_with("421"), "{idle}");
+    assert!(after.starts_with("200"), "{after}");
+    // A minute of the clock's time without progress, not of the real time.
+    assert!(clock.seconds() >= 60.0, "{}", clock.seconds());
     assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+/// An FTP control connection on a [`StringTransport`], its timeouts on a test [`Clock`].
+struct OnClock {
+    ftp: Ftp,
+    st: StringTransport,
+    t: Transport,
+}
+
+impl OnClock {
+    fn new(f: FtpFactory) -> OnClock {
+        let peer = Address::Tcp("127.0.0.1:40000".parse().unwrap());
+        let host = Address::Tcp("127.0.0.1:21".parse().unwrap());
+        let mut ftp = f.build_protocol(&peer).unwrap();
+        let st = StringTransport::with_addresses(peer, host);
+        let t = st.transport();
+        ftp.connection_made(&t);
+        let mut c = OnClock { ftp, st, t };
+        assert!(c.written().starts_with("220"));
+        c
+    }
+
+    /// Sends one command line; returns what the server wrote since the last call.
+    fn cmd(&mut self, line: &str) -> String {
+        self.ftp
+            .data_received(&self.t, format!("{line}\r\n").as_bytes());
+        self.written()
+    }
+
+    fn written(&mut self) -> String {
+        String::from_utf8(self.st.take()).unwrap()
+    }
+}
+
+/// A factory serving `root` anonymously, its timeouts on `clock`.
+fn on_clock(root: &std::path::Path, clock: &Clock) -> FtpFactory {
+    FtpFactory::new()
+        .anonymous(Root::new(root).unwrap())
+        .clock(clock.clone())
+}
+
+#[test]
+fn an_idle_control_connection_gets_421_on_the_clock() {
+    let dir = Scratch::new("idle-clock");
+    populate(dir.path());
+    let clock = Clock::new();
+    let f = on_clock(dir.path(), &clock).timeout(Some(Duration::from_secs(600)));
+    let mut c = OnClock::new(f);
+    clock.advance(599.0);
+    assert!(c.cmd("NOOP").starts_with("200"));
+    // Activity restarted the period: 599 s after it, still open.
+    clock.advance(599.0);
+    assert_eq!(c.written(), "");
+    assert!(!c.st.disconnecting());
+    clock.advance(1.0);
+    assert!(c.written().starts_with("421"));
+    assert!(c.st.disconnecting());
+}
+
+#[test]
+fn a_data_connection_never_opened_gets_425_on_the_clock() {
+    let dir = Scratch::new("never-clock");
+    populate(dir.path());
+    let clock = Clock::new();
+    // The control connection's timeout is shorter than the data connection's: it must
+    // neither cut the transfer's wait nor stop counting after it.
+    let f = on_clock(dir.path(), &clock)
+        .data_timeout(Duration::from_secs(60))
+        .timeout(Some(Duration::from_secs(20)));
+    let mut c = OnClock::new(f);
+    assert!(c.cmd("USER anonymous").starts_with("331"));
+    assert!(c.cmd("PASS x@y").starts_with("230"));
+    let r = c.cmd("PASV");
+    let port = parse_pasv_reply(&r).unwrap_or_else(|| panic!("{r}")).port();
+    assert!(c.cmd("RETR hello.txt").starts_with("150"));
+    clock.advance(59.9);
+    assert_eq!(c.written(), "");
+    assert!(!c.st.disconnecting());
+    clock.advance(0.1);
+    assert!(c.written().starts_with("425"));
+    assert!(!c.st.disconnecting());
+    // The passive port was closed with it.
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    // The transfer's end starts the control connection's idle period again.
+    clock.advance(19.9);
+    assert_eq!(c.written(), "");
+    clock.advance(0.1);
+    assert!(c.written().starts_with("421"));
+    assert!(c.st.disconnecting());
 }
 
 /// This process's resident memory, in KiB.
