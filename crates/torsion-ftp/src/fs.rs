@@ -2,12 +2,35 @@
 //! symbolic links included), and the listing formats (`ls -l` lines for LIST, RFC 3659
 //! facts for MLSD/MLST, MDTM's time stamps).
 //!
+//! A client's path is first made absolute against its working directory
+//! ([`virtual_path`]; `..` above `/` is refused), then [`Root`] does the file-system
+//! operation relative to an open handle of the served folder with `openat2(2)` and
+//! `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`: the kernel refuses a way out while it looks
+//! the path up (a relative link or `..` leaving the folder, any absolute link, `/proc`'s
+//! magic links), so there is no check that a folder swapped for a link could race.
+//! Where `openat2` is missing (Linux before 5.6, or refused by a seccomp filter) `Root`
+//! logs one warning and falls back to [`Root::resolve`]: canonicalize, check, then use by
+//! name.
+//!
 //! ```
-//! use torsion_ftp::fs::virtual_path;
+//! use torsion_ftp::fs::{virtual_path, Root, WriteMode};
 //!
 //! assert_eq!(virtual_path("/pub", "../etc/x").as_deref(), Ok("/etc/x"));
 //! assert_eq!(virtual_path("/pub", "docs/./a").as_deref(), Ok("/pub/docs/a"));
 //! assert!(virtual_path("/", "../../etc/passwd").is_err()); // above the root: refused
+//!
+//! let dir = std::env::temp_dir().join(format!("torsion-ftp-fs-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(dir.join("served")).unwrap();
+//! std::os::unix::fs::symlink("..", dir.join("served/up")).unwrap();
+//! let root = Root::new(dir.join("served")).unwrap();
+//! std::io::Write::write_all(&mut root.open_write("/a", WriteMode::Truncate).unwrap(), b"hi")
+//!     .unwrap();
+//! assert_eq!(root.metadata("/a").unwrap().len(), 2);
+//! // A link out of the served folder is refused, for reading as for writing.
+//! let refused = root.open_write("/up/escaped", WriteMode::Truncate).unwrap_err();
+//! assert_eq!(refused.kind(), std::io::ErrorKind::PermissionDenied);
+//! assert!(!dir.join("escaped").exists());
+//! std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
