@@ -35,7 +35,7 @@
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
@@ -157,6 +157,34 @@ impl Root {
             real: dir.as_ref().canonicalize()?,
             dir: None,
         })
+    }
+
+    /// The folder `name` (one name, no `/`) inside this one, served as a root of its own
+    /// (each user's folder under a base): looked up beneath this root's handle like any
+    /// client path, so a link out of this root is refused (`PermissionDenied`).
+    pub fn child(&self, name: &str) -> io::Result<Root> {
+        if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
+            return Err(refused());
+        }
+        match &self.dir {
+            Some(dir) => {
+                let fd = beneath(dir, name, OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
+                // The resolved path, for path() and logs; the handle is what is used.
+                let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                    .unwrap_or_else(|_| self.real.join(name));
+                Ok(Root {
+                    real,
+                    dir: Some(Arc::new(fd)),
+                })
+            }
+            None => {
+                let real = self.real.join(name).canonicalize()?;
+                if !real.starts_with(&self.real) || !real.is_dir() {
+                    return Err(refused());
+                }
+                Ok(Root { real, dir: None })
+            }
+        }
     }
 
     /// The folder, resolved.
@@ -759,6 +787,26 @@ mod tests {
             .symlink_metadata()
             .unwrap()
             .is_symlink());
+    }
+
+    #[test]
+    fn a_child_root_stays_inside() {
+        let t = Tree::new("child");
+        for root in t.roots() {
+            let sub = root.child("sub").unwrap();
+            assert_eq!(sub.is_beneath(), root.is_beneath());
+            assert_eq!(sub.path(), t.0.join("root/sub").canonicalize().unwrap());
+            assert_eq!(
+                read(&sub, "/rel-in").unwrap_err().kind(),
+                io::ErrorKind::PermissionDenied
+            );
+            assert!(sub.metadata("/rel-out").is_err());
+            for bad in ["abs-out", "..", ".", "", "sub/up", "sub\0"] {
+                assert!(denied(root.child(bad)), "{bad:?} {root:?}");
+            }
+            assert!(root.child("file").is_err());
+            assert!(root.child("missing").is_err());
+        }
     }
 
     #[test]

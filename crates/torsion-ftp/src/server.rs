@@ -109,11 +109,9 @@ impl FtpRealm {
 impl Realm<FtpUser> for FtpRealm {
     fn request_avatar(&self, avatar_id: &AvatarId, _mind: ()) -> Deferred<(FtpUser, Logout)> {
         let root = if self.per_user {
-            let name = avatar_id.to_string();
-            let ok = !name.is_empty() && !name.contains(['/', '\0']) && name != "." && name != "..";
-            match ok.then(|| Root::new(self.base.path().join(&name))) {
-                Some(Ok(r)) if r.path().starts_with(self.base.path()) => r,
-                _ => {
+            match self.base.child(&avatar_id.to_string()) {
+                Ok(r) => r,
+                Err(_) => {
                     return torsion::defer::fail(io::Error::new(
                         io::ErrorKind::NotFound,
                         "no folder for this user",

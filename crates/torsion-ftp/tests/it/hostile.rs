@@ -14,8 +14,9 @@ use rustix::fs::{RenameFlags, CWD};
 use torsion::testing::{Clock, StringTransport};
 use torsion::transport::Address;
 use torsion::{Factory, Protocol, Reactor, Transport};
+use torsion_cred::{hash_password, FilePasswordDb, Portal};
 use torsion_ftp::command::{parse_epsv_reply, parse_pasv_reply};
-use torsion_ftp::{Ftp, FtpFactory, Root};
+use torsion_ftp::{Ftp, FtpFactory, FtpRealm, Root};
 
 use crate::interop::{factory, populate};
 use crate::support::{serve, with_server, Scratch, MEMORY};
@@ -252,6 +253,42 @@ fn a_folder_swapped_for_a_link_out_never_leads_outside() {
         "never served: {refused} refused"
     );
     assert!(refused > 0, "the link was never met ({swaps} swaps)");
+}
+
+#[test]
+fn a_user_folder_that_links_out_is_no_login() {
+    let dir = Scratch::new("per-user");
+    let base = dir.path().join("base");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(base.join("alice")).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(base.join("alice/mine"), b"alice's").unwrap();
+    std::fs::write(outside.join("secret"), b"top secret").unwrap();
+    std::os::unix::fs::symlink("../outside", base.join("bob")).unwrap();
+    let passwords = dir.path().join("passwords");
+    std::fs::write(
+        &passwords,
+        format!(
+            "alice:{}\nbob:{}\n",
+            hash_password("wonderland"),
+            hash_password("builder")
+        ),
+    )
+    .unwrap();
+    let portal = Portal::new(FtpRealm::per_user(Root::new(&base).unwrap()));
+    portal.register_checker(FilePasswordDb::open(&passwords).unwrap());
+    let f = FtpFactory::new()
+        .portal(portal)
+        .login_failure_delay(Duration::from_millis(1));
+    let (alice, bob) = with_server(f, |port| {
+        let mut a = Raw::connect(port);
+        a.login("alice", "wonderland");
+        let mut b = Raw::connect(port);
+        assert!(b.cmd("USER bob").starts_with("331"));
+        (a.cmd("SIZE mine"), b.cmd("PASS builder"))
+    });
+    assert!(alice.starts_with("213 7"), "{alice}");
+    assert!(bob.starts_with("530"), "{bob}");
 }
 
 #[test]
