@@ -37,7 +37,7 @@ use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::Arc;
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
@@ -221,45 +221,52 @@ impl Root {
         }
     }
 
-    /// The file at `vpath`, open for reading.
+    /// The regular file at `vpath`, open for reading (a folder is `IsADirectory`; a FIFO
+    /// or device is refused, without waiting for a writer).
     pub fn open_read(&self, vpath: &str) -> io::Result<File> {
-        match &self.dir {
-            Some(dir) => Ok(File::from(beneath(
+        let f = match &self.dir {
+            Some(dir) => File::from(beneath(
                 dir,
                 &relative(vpath)?,
-                OFlags::RDONLY,
+                OFlags::RDONLY | OFlags::NONBLOCK,
                 0,
-            )?)),
-            None => File::open(self.resolve(vpath)?),
-        }
+            )?),
+            None => std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nonblock())
+                .open(self.resolve(vpath)?)?,
+        };
+        regular(f)
     }
 
-    /// The file at `vpath`, open for writing (created if missing, mode 0666 less the
-    /// umask).
+    /// The regular file at `vpath`, open for writing (created if missing, mode 0666 less
+    /// the umask; a FIFO or device is refused, without waiting for a reader).
     pub fn open_write(&self, vpath: &str, mode: WriteMode) -> io::Result<File> {
-        match &self.dir {
+        let f = match &self.dir {
             Some(dir) => {
                 let flags = OFlags::WRONLY
+                    | OFlags::NONBLOCK
                     | OFlags::CREATE
                     | match mode {
                         WriteMode::Truncate => OFlags::TRUNC,
                         WriteMode::Keep => OFlags::empty(),
                         WriteMode::Append => OFlags::APPEND,
                     };
-                Ok(File::from(beneath(dir, &relative(vpath)?, flags, 0o666)?))
+                File::from(beneath(dir, &relative(vpath)?, flags, 0o666)?)
             }
             None => {
                 let p = self.resolve(vpath)?;
                 let mut o = std::fs::OpenOptions::new();
-                o.create(true);
+                o.create(true).custom_flags(nonblock());
                 match mode {
                     WriteMode::Truncate => o.write(true).truncate(true),
                     WriteMode::Keep => o.write(true).truncate(false),
                     WriteMode::Append => o.append(true),
                 };
-                o.open(p)
+                o.open(p)?
             }
-        }
+        };
+        regular(f)
     }
 
     /// The entries of the folder at `vpath` (without `.` and `..`), each with its own
@@ -513,6 +520,27 @@ fn beneath(dir: &OwnedFd, rel: &str, flags: OFlags, mode: u32) -> io::Result<Own
         }
     }
     Err(Errno::AGAIN.into())
+}
+
+/// `O_NONBLOCK`, for `OpenOptions`: opening a FIFO must not wait for its other end (the
+/// reactor's thread would wait with it). Regular files ignore it.
+fn nonblock() -> i32 {
+    OFlags::NONBLOCK.bits() as i32
+}
+
+/// `f` if it is a regular file (FTP transfers nothing else).
+fn regular(f: File) -> io::Result<File> {
+    let kind = f.metadata()?.file_type();
+    if kind.is_file() {
+        Ok(f)
+    } else if kind.is_dir() {
+        Err(io::Error::new(io::ErrorKind::IsADirectory, "a folder"))
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    }
 }
 
 fn the_root() -> io::Error {
@@ -806,6 +834,23 @@ mod tests {
             }
             assert!(root.child("file").is_err());
             assert!(root.child("missing").is_err());
+        }
+    }
+
+    #[test]
+    fn fifos_are_refused_without_waiting() {
+        use rustix::fs::{FileType, CWD};
+        let t = Tree::new("fifo");
+        let fifo = t.0.join("root/fifo");
+        rustix::fs::mknodat(CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o666), 0).unwrap();
+        for root in t.roots() {
+            // Without O_NONBLOCK each of these would wait for the other end forever.
+            assert!(read(&root, "/fifo").is_err(), "{root:?}");
+            for mode in [WriteMode::Truncate, WriteMode::Keep, WriteMode::Append] {
+                assert!(root.open_write("/fifo", mode).is_err(), "{mode:?}");
+            }
+            let dir = root.open_read("/sub").unwrap_err();
+            assert_eq!(dir.kind(), io::ErrorKind::IsADirectory);
         }
     }
 
