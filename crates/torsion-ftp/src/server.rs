@@ -1244,14 +1244,19 @@ impl Protocol for Ftp {
 /// (then the timer is armed again: it must still count once the transfer ends).
 fn timed_out(conn: &Weak<RefCell<Conn>>, idle: &Weak<IdleTimeout>, period: f64) {
     let Some(conn) = conn.upgrade() else { return };
+    let again = || {
+        if let Some(idle) = idle.upgrade() {
+            idle.set_timeout(Some(period));
+        }
+    };
     let Ok(mut c) = conn.try_borrow_mut() else {
+        // Busy right now (not expected from a timer): look again a period later.
+        again();
         return;
     };
     if c.data.running {
         // The data connection has its own timeout.
-        if let Some(idle) = idle.upgrade() {
-            idle.set_timeout(Some(period));
-        }
+        again();
         return;
     }
     tracing::info!(
