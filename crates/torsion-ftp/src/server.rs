@@ -32,10 +32,9 @@
 //! reactor().run().unwrap();
 //! ```
 use std::cell::RefCell;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -51,7 +50,7 @@ use torsion_cred::error::TooManyLogins;
 use torsion_cred::{AvatarId, Login, Logout, Portal, Realm, UsernamePassword};
 
 use crate::command::Command;
-use crate::fs::{is_root, listable, ls_line, mlsx_facts, timeval, Root};
+use crate::fs::{listable, ls_line, mlsx_facts, timeval, Listing, Root, WriteMode};
 use crate::reply::Reply;
 use crate::server_core::{Event, Options, ServerCore};
 
@@ -110,11 +109,9 @@ impl FtpRealm {
 impl Realm<FtpUser> for FtpRealm {
     fn request_avatar(&self, avatar_id: &AvatarId, _mind: ()) -> Deferred<(FtpUser, Logout)> {
         let root = if self.per_user {
-            let name = avatar_id.to_string();
-            let ok = !name.is_empty() && !name.contains(['/', '\0']) && name != "." && name != "..";
-            match ok.then(|| Root::new(self.base.path().join(&name))) {
-                Some(Ok(r)) if r.path().starts_with(self.base.path()) => r,
-                _ => {
+            match self.base.child(&avatar_id.to_string()) {
+                Ok(r) => r,
+                Err(_) => {
                     return torsion::defer::fail(io::Error::new(
                         io::ErrorKind::NotFound,
                         "no folder for this user",
@@ -329,7 +326,7 @@ enum ListKind {
 /// A folder's listing, formatted a batch of entries at a time: a folder of any size
 /// costs one batch of memory.
 struct ListSource {
-    entries: Option<std::fs::ReadDir>,
+    entries: Option<Listing>,
     single: Option<Vec<u8>>,
     kind: ListKind,
     writable: bool,
@@ -346,15 +343,13 @@ impl Source for ListSource {
             return Ok(out);
         };
         while out.len() < CHUNK {
-            let Some(entry) = entries.next() else {
+            let Some((name, meta)) = entries.next() else {
                 self.entries = None;
                 break;
             };
-            let Ok(entry) = entry else { continue };
-            let Some(name) = listable(&entry.file_name()) else {
+            let Some(name) = listable(&name) else {
                 continue;
             };
-            let Ok(meta) = entry.metadata() else { continue };
             out.extend_from_slice(
                 list_entry(self.kind, &name, &meta, self.writable, self.now).as_bytes(),
             );
@@ -405,17 +400,20 @@ struct Conn {
     login: Option<Login<FtpUser>>,
     data: Data,
     paused: bool,
+    /// The control connection's idle timer (owned by [`Ftp`]): a transfer's end restarts it.
+    idle: Weak<IdleTimeout>,
 }
 
 /// One FTP control connection (Twisted's `FTP`). Made by an [`FtpFactory`].
 pub struct Ftp {
     conn: Rc<RefCell<Conn>>,
-    idle: IdleTimeout,
+    idle: Rc<IdleTimeout>,
 }
 
 impl Ftp {
     fn new(shared: Rc<Shared>) -> Ftp {
         let core = ServerCore::new(shared.options.clone());
+        let idle = Rc::new(IdleTimeout::new());
         Ftp {
             conn: Rc::new(RefCell::new(Conn {
                 shared,
@@ -427,8 +425,9 @@ impl Ftp {
                 login: None,
                 data: Data::default(),
                 paused: false,
+                idle: Rc::downgrade(&idle),
             })),
-            idle: IdleTimeout::new(),
+            idle,
         }
     }
 }
@@ -447,12 +446,13 @@ impl Conn {
             .ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, "not logged in"))
     }
 
-    fn real(&self, vpath: &str) -> io::Result<PathBuf> {
-        self.root()?.resolve(vpath)
-    }
-
     /// Ends any data connection and listener (after a transfer, or when a new PASV comes).
     fn close_data(&mut self) {
+        // A transfer's end (or a new PASV) starts the control connection's idle period
+        // again, as Twisted's FTP re-enables its timeout after a transfer.
+        if let Some(idle) = self.idle.upgrade() {
+            idle.reset_timeout();
+        }
         let data = std::mem::take(&mut self.data);
         if let Some(l) = data.listener {
             drop(l.stop_listening());
@@ -625,8 +625,8 @@ fn handle(conn: &Rc<RefCell<Conn>>, command: Command) {
     let is_append = matches!(command, Command::Appe(_));
     match command {
         Command::Cwd(v) => {
-            let r = c.real(&v).and_then(|p| {
-                if std::fs::metadata(&p)?.is_dir() {
+            let r = c.root().and_then(|root| {
+                if root.metadata(&v)?.is_dir() {
                     Ok((250, format!("Directory changed to {v}.")))
                 } else {
                     Err(io::Error::new(io::ErrorKind::NotADirectory, "not a folder"))
@@ -638,8 +638,8 @@ fn handle(conn: &Rc<RefCell<Conn>>, command: Command) {
             answer(&mut c, r);
         }
         Command::Size(v) => {
-            let r = c.real(&v).and_then(|p| {
-                let m = std::fs::metadata(p)?;
+            let r = c.root().and_then(|root| {
+                let m = root.metadata(&v)?;
                 if m.is_file() {
                     Ok((213, m.len().to_string()))
                 } else {
@@ -649,8 +649,8 @@ fn handle(conn: &Rc<RefCell<Conn>>, command: Command) {
             answer(&mut c, r);
         }
         Command::Mdtm(v) => {
-            let r = c.real(&v).and_then(|p| {
-                let m = std::fs::metadata(p)?;
+            let r = c.root().and_then(|root| {
+                let m = root.metadata(&v)?;
                 Ok((213, timeval(m.modified()?)))
             });
             answer(&mut c, r);
@@ -658,7 +658,7 @@ fn handle(conn: &Rc<RefCell<Conn>>, command: Command) {
         Command::Mlst(v) => {
             let v = v.unwrap_or_else(|| c.core.cwd().to_owned());
             let writable = c.writable;
-            match c.real(&v).and_then(std::fs::metadata) {
+            match c.root().and_then(|root| root.metadata(&v)) {
                 Ok(m) => {
                     let kind = (v == "/").then_some("cdir");
                     let facts = mlsx_facts(&m, kind, writable);
@@ -673,33 +673,31 @@ fn handle(conn: &Rc<RefCell<Conn>>, command: Command) {
         }
         Command::Dele(v) => {
             let r = c
-                .real(&v)
-                .and_then(|p| std::fs::remove_file(p).map(|()| (250, "File deleted.".into())));
+                .root()
+                .and_then(|root| root.remove_file(&v))
+                .map(|()| (250, "File deleted.".into()));
             answer(&mut c, r);
         }
         Command::Mkd(v) => {
-            let r = c.real(&v).and_then(|p| {
-                std::fs::create_dir(p)?;
+            let r = c.root().and_then(|root| {
+                root.create_dir(&v)?;
                 Ok((257, format!("\"{}\" created.", v.replace('"', "\"\""))))
             });
             answer(&mut c, r);
         }
         Command::Rmd(v) => {
-            let r = c.real(&v).and_then(|p| {
-                if is_root(c.root()?, &p) {
-                    return Err(io::Error::new(io::ErrorKind::PermissionDenied, "the root"));
-                }
-                std::fs::remove_dir(p)?;
+            let r = c.root().and_then(|root| {
+                root.remove_dir(&v)?;
                 Ok((250, "Directory removed.".into()))
             });
             answer(&mut c, r);
         }
         Command::Rnfr(v) => {
-            let r = c.real(&v).and_then(|p| {
-                if is_root(c.root()?, &p) {
+            let r = c.root().and_then(|root| {
+                if v == "/" {
                     return Err(io::Error::new(io::ErrorKind::PermissionDenied, "the root"));
                 }
-                std::fs::symlink_metadata(p)?;
+                root.symlink_metadata(&v)?;
                 Ok((350, "Ready for RNTO.".into()))
             });
             if r.is_ok() {
@@ -709,9 +707,8 @@ fn handle(conn: &Rc<RefCell<Conn>>, command: Command) {
         }
         Command::Rnto(v) => {
             let from = c.core.take_rename_from().unwrap_or_default();
-            let r = c.real(&from).and_then(|f| {
-                let to = c.real(&v)?;
-                std::fs::rename(f, to)?;
+            let r = c.root().and_then(|root| {
+                root.rename(&from, &v)?;
                 Ok((250, "Renamed.".into()))
             });
             answer(&mut c, r);
@@ -733,12 +730,12 @@ fn handle(conn: &Rc<RefCell<Conn>>, command: Command) {
             let kind = list_kind;
             let v = v.unwrap_or_else(|| c.core.cwd().to_owned());
             let writable = c.writable;
-            let source = c.real(&v).and_then(|p| {
-                let meta = std::fs::metadata(&p)?;
+            let source = c.root().and_then(|root| {
+                let meta = root.metadata(&v)?;
                 let now = SystemTime::now();
                 if meta.is_dir() {
                     Ok(ListSource {
-                        entries: Some(std::fs::read_dir(&p)?),
+                        entries: Some(root.read_dir(&v)?),
                         single: None,
                         kind,
                         writable,
@@ -747,7 +744,8 @@ fn handle(conn: &Rc<RefCell<Conn>>, command: Command) {
                 } else if kind == ListKind::Facts {
                     Err(io::Error::new(io::ErrorKind::NotADirectory, "not a folder"))
                 } else {
-                    let name = listable(p.file_name().unwrap_or_default()).unwrap_or_default();
+                    let last = v.rsplit('/').next().unwrap_or_default();
+                    let name = listable(std::ffi::OsStr::new(last)).unwrap_or_default();
                     Ok(ListSource {
                         entries: None,
                         single: Some(list_entry(kind, &name, &meta, writable, now).into_bytes()),
@@ -770,8 +768,8 @@ fn handle(conn: &Rc<RefCell<Conn>>, command: Command) {
         }
         Command::Retr(v) => {
             let rest = c.core.take_rest();
-            let opened = c.real(&v).and_then(|p| {
-                let mut f = File::open(p)?;
+            let opened = c.root().and_then(|root| {
+                let mut f = root.open_read(&v)?;
                 if !f.metadata()?.is_file() {
                     return Err(io::Error::new(io::ErrorKind::IsADirectory, "not a file"));
                 }
@@ -802,21 +800,15 @@ fn handle(conn: &Rc<RefCell<Conn>>, command: Command) {
         Command::Stor(v) | Command::Appe(v) => {
             let append = is_append;
             let rest = c.core.take_rest();
-            let opened = c.real(&v).and_then(|p| {
-                if std::fs::metadata(&p).is_ok_and(|m| m.is_dir()) {
-                    return Err(io::Error::new(io::ErrorKind::IsADirectory, "a folder"));
-                }
-                let mut f = if append {
-                    OpenOptions::new().append(true).create(true).open(p)?
+            let opened = c.root().and_then(|root| {
+                let mode = if append {
+                    WriteMode::Append
                 } else if rest > 0 {
-                    OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(false)
-                        .open(p)?
+                    WriteMode::Keep
                 } else {
-                    File::create(p)?
+                    WriteMode::Truncate
                 };
+                let mut f = root.open_write(&v, mode)?;
                 if rest > 0 && !append {
                     f.set_len(rest)?;
                     f.seek(SeekFrom::Start(rest))?;
@@ -1225,8 +1217,11 @@ impl Protocol for Ftp {
         if let Some(period) = c.shared.timeout {
             self.idle.set_clock(c.shared.clock.clone());
             let weak = Rc::downgrade(&self.conn);
-            self.idle.set_timeout_connection(move || timed_out(&weak));
-            self.idle.set_timeout(Some(period.as_secs_f64()));
+            let idle = Rc::downgrade(&self.idle);
+            let period = period.as_secs_f64();
+            self.idle
+                .set_timeout_connection(move || timed_out(&weak, &idle, period));
+            self.idle.set_timeout(Some(period));
         }
     }
 
@@ -1245,14 +1240,23 @@ impl Protocol for Ftp {
     }
 }
 
-/// The control connection's idle timeout fired: 421 and close, unless a transfer runs.
-fn timed_out(conn: &Weak<RefCell<Conn>>) {
+/// The control connection's idle timeout fired: 421 and close, unless a transfer runs
+/// (then the timer is armed again: it must still count once the transfer ends).
+fn timed_out(conn: &Weak<RefCell<Conn>>, idle: &Weak<IdleTimeout>, period: f64) {
     let Some(conn) = conn.upgrade() else { return };
+    let again = || {
+        if let Some(idle) = idle.upgrade() {
+            idle.set_timeout(Some(period));
+        }
+    };
     let Ok(mut c) = conn.try_borrow_mut() else {
+        // Busy right now (not expected from a timer): look again a period later.
+        again();
         return;
     };
     if c.data.running {
         // The data connection has its own timeout.
+        again();
         return;
     }
     tracing::info!(

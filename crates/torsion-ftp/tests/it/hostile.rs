@@ -1,12 +1,23 @@
 //! Hostile clients, over real sockets: paths leaving the root (`..`, absolute paths, a
-//! symbolic link pointing out), FTP bounce (PORT/EPRT to another address), stalled data
-//! connections and idle control connections, and 1 GiB transfers with bounded memory.
+//! symbolic link pointing out, a folder swapped for one while it is used), FTP bounce
+//! (PORT/EPRT to another address), stalled data connections and idle control
+//! connections, and 1 GiB transfers with bounded memory.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustix::fs::{RenameFlags, CWD};
+use torsion::testing::{Clock, StringTransport};
+use torsion::transport::Address;
+use torsion::{Factory, Protocol, Reactor, Transport};
+use torsion_cred::{hash_password, FilePasswordDb, Portal};
 use torsion_ftp::command::{parse_epsv_reply, parse_pasv_reply};
+use torsion_ftp::{Ftp, FtpFactory, FtpRealm, Root};
 
 use crate::interop::{factory, populate};
 use crate::support::{serve, with_server, Scratch, MEMORY};
@@ -87,7 +98,8 @@ fn traversal_and_symlinks_stay_inside_the_root() {
     std::os::unix::fs::symlink(&outside, root.join("out")).unwrap();
     std::os::unix::fs::symlink(outside.join("secret"), root.join("secret-link")).unwrap();
     std::os::unix::fs::symlink(outside.join("new-file"), root.join("dangling")).unwrap();
-    std::os::unix::fs::symlink(root.join("hello.txt"), root.join("inside-link")).unwrap();
+    // Relative: openat2's RESOLVE_BENEATH refuses every absolute link (see fs.rs).
+    std::os::unix::fs::symlink("hello.txt", root.join("inside-link")).unwrap();
     let f = factory(&root, &dir.path().join("passwords"));
     let replies = with_server(f, |port| {
         let mut c = Raw::connect(port);
@@ -105,7 +117,6 @@ fn traversal_and_symlinks_stay_inside_the_root() {
             "SIZE secret-link",
             "MDTM sub dir/../../passwords",
             "MKD out/made",
-            "RNFR secret-link",
             "MLST out",
         ] {
             out.push((line, c.cmd(line)));
@@ -118,28 +129,173 @@ fn traversal_and_symlinks_stay_inside_the_root() {
         out.push(("(read)", String::from_utf8_lossy(&buf).into_owned()));
         drop(c.passive());
         out.push(("STOR dangling", c.cmd("STOR dangling")));
+        // A link is a name inside the root: renaming it moves the link, not its target.
+        out.push(("RNFR secret-link", c.cmd("RNFR secret-link")));
+        out.push(("RNTO moved-link", c.cmd("RNTO moved-link")));
         // A link that stays inside is served.
         out.push(("SIZE inside-link", c.cmd("SIZE inside-link")));
         out.push(("PWD", c.cmd("PWD")));
         out
     });
-    for (line, reply) in &replies[..replies.len() - 2] {
+    let n = replies.len();
+    for (line, reply) in &replies[..n - 4] {
         if *line == "(read)" {
             assert!(!reply.contains("secret"), "{line}: {reply}");
         } else {
             assert_eq!(code(reply), "550", "{line}: {reply}");
         }
     }
-    assert!(
-        replies[replies.len() - 2].1.starts_with("213 12"),
-        "{replies:?}"
-    );
-    assert!(
-        replies[replies.len() - 1].1.starts_with("257 \"/\""),
-        "{replies:?}"
+    assert!(replies[n - 4].1.starts_with("350"), "{replies:?}");
+    assert!(replies[n - 3].1.starts_with("250"), "{replies:?}");
+    assert!(replies[n - 2].1.starts_with("213 12"), "{replies:?}");
+    assert!(replies[n - 1].1.starts_with("257 \"/\""), "{replies:?}");
+    assert!(root
+        .join("moved-link")
+        .symlink_metadata()
+        .unwrap()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read(outside.join("secret")).unwrap(),
+        b"top secret"
     );
     assert!(!outside.join("made").exists());
     assert!(!outside.join("new-file").exists());
+}
+
+/// Swaps `root/swap` (a folder) and `root/link` (a relative link to `../outside`) with
+/// `renameat2(RENAME_EXCHANGE)` until told to stop; returns how many swaps it made.
+fn swapper(root: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let (a, b) = (root.join("swap"), root.join("link"));
+        let mut swaps = 0;
+        while !stop.load(Ordering::Relaxed) {
+            rustix::fs::renameat_with(CWD, &a, CWD, &b, RenameFlags::EXCHANGE).unwrap();
+            swaps += 1;
+        }
+        swaps
+    })
+}
+
+#[test]
+fn a_folder_swapped_for_a_link_out_never_leads_outside() {
+    const ROUNDS: usize = 150;
+    let dir = Scratch::new("swap");
+    let root = dir.path().join("root");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(root.join("swap")).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(root.join("swap/data"), b"inside").unwrap();
+    std::fs::write(outside.join("data"), b"OUTSIDE").unwrap();
+    std::os::unix::fs::symlink("../outside", root.join("link")).unwrap();
+    let f = factory(&root, &dir.path().join("passwords"));
+    let swapped = root.clone();
+    let (reads, stored, refused, swaps) = with_server(f, move |port| {
+        let mut c = Raw::connect(port);
+        c.login("alice", "wonderland");
+        assert!(c.cmd("TYPE I").starts_with("200"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapping = swapper(swapped, stop.clone());
+        let (mut reads, mut stored, mut refused) = (Vec::new(), 0, BTreeMap::new());
+        // ROUNDS, and more (to a bound) until both sides of the race were met: a busy
+        // machine can leave the swapper unscheduled in one state for a while.
+        for i in 0..ROUNDS * 20 {
+            let met = (!reads.is_empty() || stored > 0) && !refused.is_empty();
+            if i >= ROUNDS && met {
+                break;
+            }
+            let mut data = c.passive();
+            let r = c.cmd("RETR swap/data");
+            if r.starts_with("150") {
+                let mut got = Vec::new();
+                data.read_to_end(&mut got).unwrap();
+                let done = c.reply();
+                assert!(done.starts_with("226"), "{done}");
+                reads.push(got);
+            } else {
+                assert_eq!(code(&r), "550", "{r}");
+                *refused.entry(r.trim_end().to_owned()).or_insert(0) += 1;
+            }
+            let mut data = c.passive();
+            let r = c.cmd(&format!("STOR swap/up-{i}"));
+            if r.starts_with("150") {
+                data.write_all(b"upload").unwrap();
+                drop(data);
+                let done = c.reply();
+                assert!(done.starts_with("226"), "{done}");
+                stored += 1;
+            } else {
+                assert_eq!(code(&r), "550", "{r}");
+                *refused.entry(r.trim_end().to_owned()).or_insert(0) += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        (reads, stored, refused, swapping.join().unwrap())
+    });
+    eprintln!(
+        "{swaps} swaps; {} reads, {stored} uploads, refused: {refused:?}",
+        reads.len()
+    );
+    // Nothing outside was read, written or created.
+    for got in &reads {
+        assert_eq!(got, b"inside");
+    }
+    let names: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["data"]);
+    assert_eq!(std::fs::read(outside.join("data")).unwrap(), b"OUTSIDE");
+    // Every upload landed in the real folder, whichever name it had then.
+    let real = if root.join("swap").symlink_metadata().unwrap().is_dir() {
+        root.join("swap")
+    } else {
+        root.join("link")
+    };
+    let uploads = std::fs::read_dir(&real).unwrap().count() - 1;
+    assert_eq!(uploads, stored);
+    // Both sides of the race were seen: the folder served, the link refused. (Served is
+    // the rarer: a lookup through `..` while renames go on can fail with EAGAIN too.)
+    assert!(!reads.is_empty() || stored > 0, "never served: {refused:?}");
+    assert!(
+        !refused.is_empty(),
+        "the link was never met ({swaps} swaps)"
+    );
+}
+
+#[test]
+fn a_user_folder_that_links_out_is_no_login() {
+    let dir = Scratch::new("per-user");
+    let base = dir.path().join("base");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(base.join("alice")).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(base.join("alice/mine"), b"alice's").unwrap();
+    std::fs::write(outside.join("secret"), b"top secret").unwrap();
+    std::os::unix::fs::symlink("../outside", base.join("bob")).unwrap();
+    let passwords = dir.path().join("passwords");
+    std::fs::write(
+        &passwords,
+        format!(
+            "alice:{}\nbob:{}\n",
+            hash_password("wonderland"),
+            hash_password("builder")
+        ),
+    )
+    .unwrap();
+    let portal = Portal::new(FtpRealm::per_user(Root::new(&base).unwrap()));
+    portal.register_checker(FilePasswordDb::open(&passwords).unwrap());
+    let f = FtpFactory::new()
+        .portal(portal)
+        .login_failure_delay(Duration::from_millis(1));
+    let (alice, bob) = with_server(f, |port| {
+        let mut a = Raw::connect(port);
+        a.login("alice", "wonderland");
+        let mut b = Raw::connect(port);
+        assert!(b.cmd("USER bob").starts_with("331"));
+        (a.cmd("SIZE mine"), b.cmd("PASS builder"))
+    });
+    assert!(alice.starts_with("213 7"), "{alice}");
+    assert!(bob.starts_with("530"), "{bob}");
 }
 
 #[test]
@@ -188,8 +344,20 @@ fn port_and_eprt_never_bounce() {
     assert!(replies[7].starts_with("226"), "{replies:?}");
 }
 
+/// Advances `clock` by `step` seconds every 10 ms of real time once `go` is set: the
+/// timeouts of a server on real sockets, driven from the reactor's side.
+fn tick(r: Reactor, clock: Clock, step: f64, go: Arc<AtomicBool>) {
+    let again = r.clone();
+    drop(r.call_later(0.01, move || {
+        if go.load(Ordering::Relaxed) {
+            clock.advance(step);
+        }
+        tick(again, clock, step, go);
+    }));
+}
+
 #[test]
-fn stalled_data_connections_time_out() {
+fn a_stalled_data_connection_gets_426_on_the_clock() {
     let dir = Scratch::new("stall");
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
@@ -198,33 +366,127 @@ fn stalled_data_connections_time_out() {
         .unwrap()
         .set_len(256 << 20)
         .unwrap();
+    let clock = Clock::new();
     let f = factory(&root, &dir.path().join("passwords"))
-        .data_timeout(Duration::from_millis(500))
-        .timeout(Some(Duration::from_secs(2)));
-    let (never, stalled, idle, took) = with_server(f, |port| {
-        let mut c = Raw::connect(port);
+        .clock(clock.clone())
+        .data_timeout(Duration::from_secs(60));
+    let go = Arc::new(AtomicBool::new(false));
+    // with_server's share of the memory test's lock: this serves a large file too.
+    let _shared = MEMORY.read().unwrap_or_else(|e| e.into_inner());
+    let r = Reactor::new();
+    let port = r.listen_tcp_on(0, f, "127.0.0.1").unwrap();
+    let number = port.get_host().port().unwrap();
+    tick(r.clone(), clock.clone(), 5.0, go.clone());
+    let started = go.clone();
+    let (stalled, took, after) = torsion::testing::run_with_peer(&r, 300.0, move || {
+        let mut c = Raw::connect(number);
         c.login("alice", "wonderland");
-        // PASV, RETR, and never connect.
-        let r = c.cmd("PASV");
-        assert!(parse_pasv_reply(&r).is_some(), "{r}");
-        let start = c.cmd("RETR big");
-        assert!(start.starts_with("150"), "{start}");
-        let never = c.reply();
-        // Connect, and never read 256 MiB.
+        // Connect, and never read 256 MiB: the server's sends stop when the buffers fill.
         let data = c.passive();
         let start = c.cmd("RETR big");
         assert!(start.starts_with("150"), "{start}");
-        let stalled = c.reply();
-        drop(data);
-        // Then say nothing on the control connection.
+        started.store(true, Ordering::Relaxed);
         let t = Instant::now();
-        let idle = c.reply();
-        (never, stalled, idle, t.elapsed())
+        let stalled = c.reply();
+        let took = t.elapsed();
+        drop(data);
+        (stalled, took, c.cmd("NOOP"))
     });
-    assert!(never.starts_with("425"), "{never}");
+    drop(port);
     assert!(stalled.starts_with("426"), "{stalled}");
-    assert!(idle.starts_with("421"), "{idle}");
+    assert!(after.starts_with("200"), "{after}");
+    // A minute of the clock's time without progress, not of the real time.
+    assert!(clock.seconds() >= 60.0, "{}", clock.seconds());
     assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+/// An FTP control connection on a [`StringTransport`], its timeouts on a test [`Clock`].
+struct OnClock {
+    ftp: Ftp,
+    st: StringTransport,
+    t: Transport,
+}
+
+impl OnClock {
+    fn new(f: FtpFactory) -> OnClock {
+        let peer = Address::Tcp("127.0.0.1:40000".parse().unwrap());
+        let host = Address::Tcp("127.0.0.1:21".parse().unwrap());
+        let mut ftp = f.build_protocol(&peer).unwrap();
+        let st = StringTransport::with_addresses(peer, host);
+        let t = st.transport();
+        ftp.connection_made(&t);
+        let mut c = OnClock { ftp, st, t };
+        assert!(c.written().starts_with("220"));
+        c
+    }
+
+    /// Sends one command line; returns what the server wrote since the last call.
+    fn cmd(&mut self, line: &str) -> String {
+        self.ftp
+            .data_received(&self.t, format!("{line}\r\n").as_bytes());
+        self.written()
+    }
+
+    fn written(&mut self) -> String {
+        String::from_utf8(self.st.take()).unwrap()
+    }
+}
+
+/// A factory serving `root` anonymously, its timeouts on `clock`.
+fn on_clock(root: &std::path::Path, clock: &Clock) -> FtpFactory {
+    FtpFactory::new()
+        .anonymous(Root::new(root).unwrap())
+        .clock(clock.clone())
+}
+
+#[test]
+fn an_idle_control_connection_gets_421_on_the_clock() {
+    let dir = Scratch::new("idle-clock");
+    populate(dir.path());
+    let clock = Clock::new();
+    let f = on_clock(dir.path(), &clock).timeout(Some(Duration::from_secs(600)));
+    let mut c = OnClock::new(f);
+    clock.advance(599.0);
+    assert!(c.cmd("NOOP").starts_with("200"));
+    // Activity restarted the period: 599 s after it, still open.
+    clock.advance(599.0);
+    assert_eq!(c.written(), "");
+    assert!(!c.st.disconnecting());
+    clock.advance(1.0);
+    assert!(c.written().starts_with("421"));
+    assert!(c.st.disconnecting());
+}
+
+#[test]
+fn a_data_connection_never_opened_gets_425_on_the_clock() {
+    let dir = Scratch::new("never-clock");
+    populate(dir.path());
+    let clock = Clock::new();
+    // The control connection's timeout is shorter than the data connection's: it must
+    // neither cut the transfer's wait nor stop counting after it.
+    let f = on_clock(dir.path(), &clock)
+        .data_timeout(Duration::from_secs(60))
+        .timeout(Some(Duration::from_secs(20)));
+    let mut c = OnClock::new(f);
+    assert!(c.cmd("USER anonymous").starts_with("331"));
+    assert!(c.cmd("PASS x@y").starts_with("230"));
+    let r = c.cmd("PASV");
+    let port = parse_pasv_reply(&r).unwrap_or_else(|| panic!("{r}")).port();
+    assert!(c.cmd("RETR hello.txt").starts_with("150"));
+    clock.advance(59.9);
+    assert_eq!(c.written(), "");
+    assert!(!c.st.disconnecting());
+    clock.advance(0.1);
+    assert!(c.written().starts_with("425"));
+    assert!(!c.st.disconnecting());
+    // The passive port was closed with it.
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    // The transfer's end starts the control connection's idle period again.
+    clock.advance(19.9);
+    assert_eq!(c.written(), "");
+    clock.advance(0.1);
+    assert!(c.written().starts_with("421"));
+    assert!(c.st.disconnecting());
 }
 
 /// This process's resident memory, in KiB.
