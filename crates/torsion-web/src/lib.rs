@@ -15,6 +15,7 @@
 mod body_producer;
 pub mod channel;
 pub mod client;
+pub mod encoding;
 pub mod proto;
 pub mod proxy;
 pub mod request;

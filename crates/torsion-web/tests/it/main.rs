@@ -17,6 +17,7 @@ mod client_timeouts;
 mod client_treq;
 mod client_upload;
 mod drain;
+mod encoding;
 mod flow_body;
 mod http2;
 mod interop_clients;
