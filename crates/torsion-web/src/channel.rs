@@ -39,7 +39,7 @@ use crate::proto::{
     ParseError, Version,
 };
 use crate::request::{BodySink, Request, RequestChannel, Upgraded};
-use crate::resource::{resource_for_request, Render, Resource};
+use crate::resource::{allow_header, resource_for_request, Render, Resource};
 use crate::session::SessionSite;
 use crate::site_state::SiteInner;
 use http2::{Http2Connection, PREFACE};
@@ -895,8 +895,12 @@ pub(crate) fn render(
                 Some(resource) => {
                     let render = resource.render(&request);
                     if let Render::NotAllowed = render {
-                        let allow = resource.allowed_methods().join(", ");
+                        let allow = allow_header(&*resource);
                         request.set_header("Allow", allow.clone());
+                        if request.method() == "OPTIONS" {
+                            // The resource leaves OPTIONS to the server: what it allows.
+                            return Some(Render::Body(Vec::new()));
+                        }
                         request.set_response_code(405);
                         return Some(Render::Body(error_page(
                         405,

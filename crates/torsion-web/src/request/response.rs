@@ -7,8 +7,9 @@ use torsion::transport::LARGE_WRITE;
 use torsion::Failure;
 
 use super::Request;
-use crate::encoding::{is_compressible, Encoder, EncodingOffer};
-use crate::proto::{encode_chunk, encode_last_chunk, Headers};
+use crate::proto::{
+    encode_chunk, encode_last_chunk, is_compressible, Encoder, EncodingOffer, Headers,
+};
 
 /// Why [`Request::try_write`] or [`Request::try_finish`] refused: the response can take
 /// nothing more (Twisted raises `RuntimeError` in these cases).
@@ -371,7 +372,7 @@ impl Request {
         std::mem::take(&mut self.inner.response.borrow_mut().out)
     }
 
-    /// An encoding wrapper offers to encode this response (see [`crate::encoding`]); decided
+    /// An encoding wrapper offers to encode this response (see `crate::encoding`); decided
     /// when the head goes out. No effect once it is out.
     pub(crate) fn offer_encoding(&self, offer: EncodingOffer) {
         let mut r = self.inner.response.borrow_mut();
@@ -384,7 +385,7 @@ impl Request {
 impl Response {
     /// Decides whether the body is encoded, as the head is about to go out: adds `Vary`,
     /// `Content-Encoding`, drops the length and weakens a strong `ETag` when it is. See
-    /// [`crate::encoding`] for the rules.
+    /// `crate::encoding` for the rules.
     pub(super) fn decide_encoding(&mut self, finishing: bool) {
         let Some(offer) = self.offer.take() else {
             return;

@@ -21,6 +21,7 @@ mod encoding;
 mod flow_body;
 mod http2;
 mod interop_clients;
+mod methods;
 mod pipeline_flow;
 mod proto_props;
 mod proxy;
