@@ -77,6 +77,7 @@ mod date;
 mod error;
 mod headers;
 mod html;
+pub mod multipart;
 mod request;
 mod response;
 mod status;
