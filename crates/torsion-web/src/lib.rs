@@ -29,6 +29,7 @@ pub mod tower;
 pub mod websocket;
 
 pub use channel::http2;
+pub use request::form;
 pub use request::Request;
 pub use resource::{Render, Resource};
 pub use site::Site;

@@ -19,6 +19,7 @@ mod client_upload;
 mod drain;
 mod encoding;
 mod flow_body;
+mod forms;
 mod http2;
 mod interop_clients;
 mod methods;
