@@ -300,7 +300,7 @@ impl Request {
     }
 
     /// The files of a `multipart/form-data` body, in the order they came (see
-    /// [`form`](form)). Empty for any other body.
+    /// [`form`]). Empty for any other body.
     pub fn files(&self) -> Ref<'_, Vec<form::UploadedFile>> {
         self.inner.files.borrow()
     }
