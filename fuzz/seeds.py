@@ -171,6 +171,16 @@ def web_fields():
     yield b"Tue Feb 29 12:00:00 2000"
 
 
+def multipart_forms():
+    yield (b"--xx\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\none\r\n"
+           b"--xx\r\nContent-Disposition: form-data; name=\"f\"; filename=\"C:\\x\\a\".txt\"\r\n"
+           b"Content-Type: text/plain\r\n\r\n\r\n--x\r\n--xy\r\n--xx--\r\nepilogue")
+    yield b"preamble\r\n--xx  \r\ncontent-disposition: form-data; name=e\r\n\r\n\r\n--xx--"
+    yield (b"--xx\r\nContent-Disposition: form-data; name=u; filename*=UTF-8''na%C3%AFve\r\n\r\n"
+           b"x\r\n--xx--")
+    yield b"--xx\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--xx--"
+
+
 def dns_queries():
     def name(n):
         return b"".join(bytes([len(l)]) + l.encode() for l in n.split(".") if l) + b"\0"
@@ -353,6 +363,7 @@ TARGETS = {
     "telnet_bytes": telnet_bytes,
     "imap_commands": imap,
     "sftp_packets": sftp_packets,
+    "multipart_forms": multipart_forms,
 }
 
 # Targets that read no split byte.

@@ -30,6 +30,8 @@ pub(crate) struct BodyProducer {
     /// Registered with the transport.
     attached: Cell<bool>,
     sync_scheduled: Cell<bool>,
+    /// A pull producer's next chunk is asked for on the next turn (see `wrote_nothing`).
+    kick_scheduled: Cell<bool>,
     me: Weak<BodyProducer>,
 }
 
@@ -44,6 +46,7 @@ impl BodyProducer {
             stopped: Cell::new(false),
             attached: Cell::new(false),
             sync_scheduled: Cell::new(false),
+            kick_scheduled: Cell::new(false),
             me: me.clone(),
         })
     }
@@ -111,6 +114,27 @@ impl BodyProducer {
                 p.inner.resume_producing();
             }
             p.pull_unmanaged(t);
+        });
+    }
+
+    /// The producer wrote, but nothing reached the transport (an encoder kept the bytes in
+    /// its window): the transport will not ask a pull producer for more, since it has nothing
+    /// to send, so the next chunk is asked for on the next reactor turn.
+    pub(crate) fn wrote_nothing(&self) {
+        if self.streaming
+            || !self.attached.get()
+            || self.stopped.get()
+            || self.kick_scheduled.replace(true)
+        {
+            return;
+        }
+        let me = self.me.clone();
+        torsion::reactor().call_later(0.0, move || {
+            let Some(p) = me.upgrade() else { return };
+            p.kick_scheduled.set(false);
+            if p.attached.get() && !p.stopped.get() {
+                p.inner.resume_producing();
+            }
         });
     }
 

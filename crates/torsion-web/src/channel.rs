@@ -38,8 +38,8 @@ use crate::proto::{
     html_escape, parse_request_head, reason_phrase, request_body_kind, BodyKind, ChunkedDecoder,
     ParseError, Version,
 };
-use crate::request::{BodySink, Request, RequestChannel, Upgraded};
-use crate::resource::{resource_for_request, Render, Resource};
+use crate::request::{BodyError, BodySink, Request, RequestChannel, Upgraded};
+use crate::resource::{allow_header, resource_for_request, Render, Resource};
 use crate::session::SessionSite;
 use crate::site_state::SiteInner;
 use http2::{Http2Connection, PREFACE};
@@ -614,6 +614,18 @@ impl ChannelShared {
         self.refuse(r, t, 500, "The request body could not be stored.", input)
     }
 
+    /// A request body was refused (its form broke a limit or is malformed: 413 or 400) or
+    /// could not be stored (500): answer, and close.
+    fn body_failed(&self, r: &mut Reader, t: &Transport, e: BodyError, input: &[u8]) -> usize {
+        match e {
+            BodyError::Io(e) => self.spool_failed(r, t, &e, input),
+            BodyError::Form(e) => {
+                tracing::info!(target: "torsion_web", peer = %t.get_peer(), "form refused: {e}; closing");
+                self.refuse(r, t, e.status(), e.message(), input)
+            }
+        }
+    }
+
     /// Answers `code` (unless earlier responses are still due) and closes; all of `input`
     /// counts as used.
     fn refuse(
@@ -778,13 +790,17 @@ impl ChannelShared {
                             if continue_ok && self.queue.borrow().is_empty() {
                                 t.write(b"HTTP/1.1 100 Continue\r\n\r\n");
                             }
-                            let body = match BodySink::new(
+                            let mut body = match BodySink::new(
                                 self.site.config.body_spool_threshold,
                                 expected,
                             ) {
                                 Ok(body) => body,
                                 Err(e) => return self.spool_failed(r, t, &e, input),
                             };
+                            body.parse_form(
+                                request.get_header("content-type"),
+                                self.site.config.forms,
+                            );
                             r.state = ReadState::Body(Box::new(Incoming {
                                 request,
                                 body,
@@ -802,7 +818,7 @@ impl ChannelShared {
                         BodyFraming::Length(remaining) => {
                             let take = (*remaining).min(rest.len() as u64) as usize;
                             if let Err(e) = body.push(&rest[..take]) {
-                                return self.spool_failed(r, t, &e, input);
+                                return self.body_failed(r, t, e, input);
                             }
                             pos += take;
                             *remaining -= take as u64;
@@ -813,7 +829,7 @@ impl ChannelShared {
                                 pos += used;
                                 decoder.is_done()
                             }
-                            Ok(Err(e)) => return self.spool_failed(r, t, &e, input),
+                            Ok(Err(e)) => return self.body_failed(r, t, e, input),
                             Err(e) => return self.reject(r, t, &e, input),
                         },
                     };
@@ -844,8 +860,8 @@ impl ChannelShared {
                         continue;
                     }
                     match body.finish() {
-                        Ok(body) => request.set_body(body),
-                        Err(e) => return self.spool_failed(r, t, &e, input),
+                        Ok((body, form)) => request.set_body_and_form(body, form),
+                        Err(e) => return self.body_failed(r, t, e, input),
                     }
                     self.dispatch_found(r, request, Some(found));
                 }
@@ -895,8 +911,12 @@ pub(crate) fn render(
                 Some(resource) => {
                     let render = resource.render(&request);
                     if let Render::NotAllowed = render {
-                        let allow = resource.allowed_methods().join(", ");
+                        let allow = allow_header(&*resource);
                         request.set_header("Allow", allow.clone());
+                        if request.method() == "OPTIONS" {
+                            // The resource leaves OPTIONS to the server: what it allows.
+                            return Some(Render::Body(Vec::new()));
+                        }
                         request.set_response_code(405);
                         return Some(Render::Body(error_page(
                         405,

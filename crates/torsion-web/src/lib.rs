@@ -15,6 +15,7 @@
 mod body_producer;
 pub mod channel;
 pub mod client;
+pub mod encoding;
 pub mod proto;
 pub mod proxy;
 pub mod request;
@@ -29,6 +30,7 @@ pub mod tower;
 pub mod websocket;
 
 pub use channel::http2;
+pub use request::form;
 pub use request::Request;
 pub use resource::{Render, Resource};
 pub use site::Site;

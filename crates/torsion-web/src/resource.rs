@@ -179,12 +179,16 @@ pub trait Resource: 'static {
             "DELETE" => self.render_delete(request),
             "PATCH" => self.render_patch(request),
             "OPTIONS" => self.render_options(request),
-            _ => Render::NotAllowed,
+            other => self.render_method(other, request),
         }
     }
 
-    /// The methods this resource renders, for `Allow` headers. Override when you implement
-    /// other methods than GET (and HEAD, which comes from GET).
+    /// The methods this resource renders, for `Allow` headers (Twisted's `allowedMethods`):
+    /// the 405 answer to a method it does not render, and the automatic answer to `OPTIONS`,
+    /// list these, with `HEAD` added when `GET` is there and `OPTIONS` always (see
+    /// [`allow_header`]). Override when you implement other methods than GET: Twisted finds
+    /// them by looking for `render_*` attributes, which Rust cannot do, so the list is the
+    /// resource's word.
     fn allowed_methods(&self) -> Vec<&'static str> {
         vec!["GET", "HEAD"]
     }
@@ -236,11 +240,71 @@ pub trait Resource: 'static {
         Render::NotAllowed
     }
 
-    /// Renders OPTIONS.
+    /// Renders OPTIONS. The default, [`Render::NotAllowed`], has the server answer `200 OK`
+    /// with an `Allow` header built from [`allowed_methods`](Self::allowed_methods) and no
+    /// body (Twisted answers 405; see docs/design.md, "Differences from Twisted").
     fn render_options(&self, request: &Request) -> Render {
         let _ = request;
         Render::NotAllowed
     }
+
+    /// Renders a method that has no `render_*` method of its own: an extension method such
+    /// as WebDAV's `PROPFIND` or `MKCOL`, or `TRACE`, `CONNECT` (Twisted's
+    /// `getattr(self, 'render_' + method)`). `method` is the token as the client sent it
+    /// (methods are case-sensitive). The default does not allow it (405 with `Allow`); list
+    /// the methods you render here in [`allowed_methods`](Self::allowed_methods).
+    ///
+    /// ```
+    /// use torsion_web::{Render, Request, Resource};
+    ///
+    /// struct Dav;
+    /// impl Resource for Dav {
+    ///     fn render_method(&self, method: &str, request: &Request) -> Render {
+    ///         match method {
+    ///             "PROPFIND" => {
+    ///                 request.set_response_code(207);
+    ///                 request.set_header("Content-Type", "application/xml; charset=utf-8");
+    ///                 Render::Body(b"<multistatus xmlns=\"DAV:\"/>".to_vec())
+    ///             }
+    ///             _ => Render::NotAllowed,
+    ///         }
+    ///     }
+    ///     fn allowed_methods(&self) -> Vec<&'static str> {
+    ///         vec!["PROPFIND"]
+    ///     }
+    /// }
+    /// ```
+    fn render_method(&self, method: &str, request: &Request) -> Render {
+        let _ = (method, request);
+        Render::NotAllowed
+    }
+}
+
+/// The `Allow` header's value for `resource`: its
+/// [`allowed_methods`](Resource::allowed_methods) in order, with `HEAD` after `GET` when
+/// missing (HEAD is rendered as GET by default) and `OPTIONS` at the end (the server answers
+/// it), each once.
+///
+/// ```
+/// use torsion_web::resource::{allow_header, Resource};
+/// struct Page;
+/// impl Resource for Page {}
+/// assert_eq!(allow_header(&Page), "GET, HEAD, OPTIONS");
+/// ```
+pub fn allow_header(resource: &dyn Resource) -> String {
+    let mut methods: Vec<&str> = Vec::new();
+    for m in resource.allowed_methods() {
+        if !methods.contains(&m) {
+            methods.push(m);
+        }
+        if m == "GET" && !methods.contains(&"HEAD") {
+            methods.push("HEAD");
+        }
+    }
+    if !methods.contains(&"OPTIONS") {
+        methods.push("OPTIONS");
+    }
+    methods.join(", ")
 }
 
 /// The child of `resource` for `name`: among its children first, then `get_child` (Twisted's

@@ -30,6 +30,9 @@ pub struct SiteConfig {
     /// goes to the file from its first byte. See
     /// [`Request::body`](crate::request::Request::body).
     pub body_spool_threshold: u64,
+    /// Limits on `multipart/form-data` bodies (parts, part heads, field sizes) and the size
+    /// past which an uploaded file goes to a temporary file. See [`crate::request::form`].
+    pub forms: crate::request::form::FormLimits,
     /// Seconds a client may leave between two reads of a request body (nginx's
     /// `client_body_timeout`) before the connection is closed, answered 408 if nothing was
     /// sent for that request yet. Default 60; `None` waits forever.
@@ -55,6 +58,7 @@ impl Default for SiteConfig {
             limits: Limits::default(),
             max_body: 10 * 1024 * 1024,
             body_spool_threshold: 100_000,
+            forms: crate::request::form::FormLimits::default(),
             body_timeout: Some(60.0),
             header_timeout: Some(30.0),
             idle_timeout: Some(60.0),

@@ -83,6 +83,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::channel::error_page;
+use crate::encoding::{negotiate, Coding};
 use crate::proto::{html_escape, http_date, percent_decode};
 use crate::request::Request;
 use crate::resource::{Children, Render, Resource};
@@ -110,6 +111,8 @@ struct Config {
     /// Descriptors kept open between requests, shared by every `File` below the root;
     /// `None` when turned off.
     open_files: Option<Rc<OpenFiles>>,
+    /// Serve `name.br` / `name.gz` for `name` when present and accepted.
+    precompressed: bool,
 }
 
 impl Config {
@@ -187,6 +190,7 @@ impl File {
                 default_type: "application/octet-stream".to_owned(),
                 content_types: HashMap::new(),
                 open_files: Some(Rc::default()),
+                precompressed: true,
             }),
             path,
             children: Children::new(),
@@ -229,6 +233,17 @@ impl File {
     /// per site. Turn it off to have no descriptor outlive its request.
     pub fn open_file_cache(mut self, on: bool) -> File {
         self.config_mut().open_files = on.then(Rc::default);
+        self
+    }
+
+    /// Serves a precompressed sibling, `name.br` or `name.gz`, for a GET or HEAD of `name`
+    /// when the client accepts that coding (on by default): with `Content-Encoding`, the
+    /// original's `Content-Type`, and `Vary: Accept-Encoding` (on every answer for a file that
+    /// has a sibling). A sibling is used only when it is a regular file (not a symbolic link)
+    /// at least as new as the original, so a stale one is never served; a request with a
+    /// `Range` header gets the original.
+    pub fn precompressed(mut self, on: bool) -> File {
+        self.config_mut().precompressed = on;
         self
     }
 
@@ -413,14 +428,76 @@ impl Resource for File {
             tracing::warn!(target: "torsion_web", path = %self.path.display(), "refused: not a regular file");
             return forbidden(request);
         }
+        let content_type = self.config.content_type_of(&self.path);
+        if self.config.precompressed {
+            if let Some((coding, path, sibling)) = precompressed_sibling(request, &self.path, &meta)
+            {
+                request.set_header("Content-Encoding", coding.token());
+                return serve_file(
+                    request,
+                    self.config.open_files.as_deref(),
+                    &path,
+                    &sibling,
+                    &content_type,
+                );
+            }
+        }
         serve_file(
             request,
             self.config.open_files.as_deref(),
             &self.path,
             &meta,
-            &self.config.content_type_of(&self.path),
+            &content_type,
         )
     }
+}
+
+/// The precompressed sibling of `path` to serve (`name.br`, `name.gz`) for this request, if
+/// any: a regular file at least as new as the original, in a coding the client accepts, the
+/// request being a GET or HEAD without a `Range`. Adds `Vary: Accept-Encoding` when a sibling
+/// exists, whether or not it is chosen.
+fn precompressed_sibling(
+    request: &Request,
+    path: &Path,
+    meta: &fs::Metadata,
+) -> Option<(Coding, PathBuf, fs::Metadata)> {
+    if !matches!(request.method(), "GET" | "HEAD") {
+        return None;
+    }
+    let modified = meta.modified().ok();
+    let mut found = Vec::new();
+    for coding in [Coding::Br, Coding::Gzip] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(coding.suffix());
+        let sibling = PathBuf::from(name);
+        let Ok(m) = fs::symlink_metadata(&sibling) else {
+            continue;
+        };
+        let fresh = match (modified, m.modified().ok()) {
+            (Some(orig), Some(sib)) => sib >= orig,
+            _ => false,
+        };
+        if m.is_file() && fresh {
+            found.push((coding, sibling, m));
+        } else {
+            tracing::debug!(target: "torsion_web", path = %sibling.display(), "precompressed sibling ignored: not a regular file, or older than the original");
+        }
+    }
+    if found.is_empty() {
+        return None;
+    }
+    request.add_header("Vary", "Accept-Encoding");
+    if request.headers().contains("range") {
+        return None;
+    }
+    let accept: Vec<&str> = request
+        .headers()
+        .get_all("accept-encoding")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .collect();
+    let codings: Vec<Coding> = found.iter().map(|(c, _, _)| *c).collect();
+    let chosen = negotiate(&accept.join(","), &codings)?;
+    found.into_iter().find(|(c, _, _)| *c == chosen)
 }
 
 /// Sends a regular file, or the part of it the request asks for.

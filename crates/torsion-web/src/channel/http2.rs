@@ -67,7 +67,7 @@ use torsion::{ConnectionEnd, Transport};
 
 use super::{error_page, render};
 use crate::proto::{Headers, RequestHead, Version};
-use crate::request::{BodySink, Request, RequestChannel, Upgraded};
+use crate::request::{BodyError, BodySink, Request, RequestChannel, Upgraded};
 use crate::session::SessionSite;
 use crate::site_state::SiteInner;
 
@@ -699,6 +699,7 @@ async fn read_body(
             return BodyRead::Answered;
         }
     };
+    sink.parse_form(request.get_header("content-type"), config.forms);
     let mut total: u64 = 0;
     while let Some(chunk) = recv.data().await {
         let chunk = match chunk {
@@ -717,21 +718,33 @@ async fn read_body(
             return BodyRead::Answered;
         }
         if let Err(e) = sink.push(&chunk) {
-            tracing::error!(target: "torsion_web", "cannot store an HTTP/2 request body: {e}");
-            refuse(respond, 500, "The request body could not be stored.");
+            body_refused(respond, e);
             return BodyRead::Answered;
         }
         let _ = recv.flow_control().release_capacity(chunk.len());
     }
     match sink.finish() {
-        Ok(body) => {
-            request.set_body(body);
+        Ok((body, form)) => {
+            request.set_body_and_form(body, form);
             BodyRead::Done
         }
         Err(e) => {
+            body_refused(respond, e);
+            BodyRead::Answered
+        }
+    }
+}
+
+/// Answers a body that could not be stored (500) or whose form was refused (413, 400).
+fn body_refused(respond: &mut SendResponse<Bytes>, e: BodyError) {
+    match e {
+        BodyError::Io(e) => {
             tracing::error!(target: "torsion_web", "cannot store an HTTP/2 request body: {e}");
             refuse(respond, 500, "The request body could not be stored.");
-            BodyRead::Answered
+        }
+        BodyError::Form(e) => {
+            tracing::info!(target: "torsion_web", "form refused: {e}");
+            refuse(respond, e.status(), &crate::proto::html_escape(e.message()));
         }
     }
 }

@@ -72,10 +72,12 @@
 
 mod body;
 mod chunked;
+mod coding;
 mod date;
 mod error;
 mod headers;
 mod html;
+pub mod multipart;
 mod request;
 mod response;
 mod status;
@@ -84,6 +86,7 @@ pub mod websocket;
 
 pub use body::{request_body_kind, response_body_kind, BodyKind};
 pub use chunked::{encode_chunk, encode_last_chunk, ChunkedDecoder};
+pub use coding::{is_compressible, negotiate, Coding, Encoder, EncodingOffer};
 pub use date::{http_date, parse_http_date};
 pub use error::ParseError;
 pub use headers::Headers;

@@ -15,7 +15,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
+use super::form::{FormError, FormLimits, MultipartSink, ParsedForm};
 use crate::proto::{ChunkedDecoder, ParseError};
+
+/// Why a request body could not be taken in.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// Its temporary file failed (500).
+    Io(io::Error),
+    /// Its form was refused (413, 400; 500 if a file could not be stored).
+    Form(FormError),
+}
+
+impl From<io::Error> for BodyError {
+    fn from(e: io::Error) -> Self {
+        BodyError::Io(e)
+    }
+}
 
 /// A temporary file that is removed when dropped.
 pub(crate) struct SpoolFile {
@@ -57,8 +73,17 @@ impl SpoolFile {
         ))
     }
 
-    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+    pub(crate) fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.file.write_all(data)
+    }
+
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+
+    /// Where the file is.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -79,6 +104,8 @@ pub(crate) struct BodySink {
     scratch: Vec<u8>,
     /// Keep nothing.
     discard: bool,
+    /// The multipart form the body carries, parsed as it arrives.
+    form: Option<MultipartSink>,
 }
 
 impl BodySink {
@@ -96,6 +123,7 @@ impl BodySink {
             len: 0,
             scratch: Vec::new(),
             discard: false,
+            form: None,
         })
     }
 
@@ -108,20 +136,33 @@ impl BodySink {
             len: 0,
             scratch: Vec::new(),
             discard: true,
+            form: None,
         }
     }
 
+    /// Parses the body as a `multipart/form-data` form as it arrives, if `content_type` says
+    /// it is one.
+    pub(crate) fn parse_form(&mut self, content_type: Option<&str>, limits: FormLimits) {
+        if self.discard {
+            return;
+        }
+        self.form = content_type.and_then(|t| MultipartSink::for_content_type(t, limits));
+    }
+
     /// Appends `data`, moving the body to a file once it passes the threshold.
-    pub(crate) fn push(&mut self, data: &[u8]) -> io::Result<()> {
+    pub(crate) fn push(&mut self, data: &[u8]) -> Result<(), BodyError> {
         self.len += data.len() as u64;
         if self.discard {
             return Ok(());
         }
+        if let Some(form) = &mut self.form {
+            form.feed(data).map_err(BodyError::Form)?;
+        }
         if let Some(spool) = &mut self.spool {
-            return spool.write_all(data);
+            return Ok(spool.write_all(data)?);
         }
         self.memory.extend_from_slice(data);
-        self.spill_if_over()
+        Ok(self.spill_if_over()?)
     }
 
     /// Decodes chunked framing from `input` into the body; returns how much was used.
@@ -129,7 +170,7 @@ impl BodySink {
         &mut self,
         decoder: &mut ChunkedDecoder,
         input: &[u8],
-    ) -> Result<Result<usize, io::Error>, ParseError> {
+    ) -> Result<Result<usize, BodyError>, ParseError> {
         if self.discard {
             self.scratch.clear();
             let used = decoder.decode(input, &mut self.scratch)?;
@@ -140,12 +181,25 @@ impl BodySink {
             self.scratch.clear();
             let used = decoder.decode(input, &mut self.scratch)?;
             self.len += self.scratch.len() as u64;
-            return Ok(spool.write_all(&self.scratch).map(|()| used));
+            if let Some(form) = &mut self.form {
+                if let Err(e) = form.feed(&self.scratch) {
+                    return Ok(Err(BodyError::Form(e)));
+                }
+            }
+            return Ok(spool
+                .write_all(&self.scratch)
+                .map(|()| used)
+                .map_err(BodyError::Io));
         }
         let before = self.memory.len();
         let used = decoder.decode(input, &mut self.memory)?;
         self.len += (self.memory.len() - before) as u64;
-        Ok(self.spill_if_over().map(|()| used))
+        if let Some(form) = &mut self.form {
+            if let Err(e) = form.feed(&self.memory[before..]) {
+                return Ok(Err(BodyError::Form(e)));
+            }
+        }
+        Ok(self.spill_if_over().map(|()| used).map_err(BodyError::Io))
     }
 
     fn spill_if_over(&mut self) -> io::Result<()> {
@@ -158,19 +212,24 @@ impl BodySink {
         Ok(())
     }
 
-    /// The whole body, once it has arrived.
-    pub(crate) fn finish(self) -> io::Result<StoredBody> {
-        match self.spool {
-            None => Ok(StoredBody::Memory(Bytes::from(self.memory))),
+    /// The whole body, once it has arrived, and its multipart form if it carries one.
+    pub(crate) fn finish(self) -> Result<(StoredBody, Option<ParsedForm>), BodyError> {
+        let form = match self.form {
+            Some(f) => Some(f.finish().map_err(BodyError::Form)?),
+            None => None,
+        };
+        let body = match self.spool {
+            None => StoredBody::Memory(Bytes::from(self.memory)),
             Some(mut spool) => {
                 spool.file.flush()?;
-                Ok(StoredBody::File {
+                StoredBody::File {
                     spool,
                     len: self.len,
                     loaded: OnceCell::new(),
-                })
+                }
             }
-        }
+        };
+        Ok((body, form))
     }
 }
 
@@ -251,6 +310,18 @@ enum BodyReader {
 }
 
 impl RequestBody {
+    pub(crate) fn from_bytes(b: Bytes) -> RequestBody {
+        RequestBody {
+            inner: BodyReader::Memory(Cursor::new(b)),
+        }
+    }
+
+    pub(crate) fn from_file(f: File) -> RequestBody {
+        RequestBody {
+            inner: BodyReader::File(f),
+        }
+    }
+
     /// True when this reads from a temporary file (the body was spooled).
     pub fn is_file(&self) -> bool {
         matches!(self.inner, BodyReader::File(_))
@@ -291,14 +362,14 @@ mod tests {
     fn a_small_body_stays_in_memory_and_a_large_one_goes_to_a_removed_file() {
         let mut sink = BodySink::new(10, None).unwrap();
         sink.push(b"hello").unwrap();
-        let small = sink.finish().unwrap();
+        let (small, _) = sink.finish().unwrap();
         assert!(small.path().is_none());
         assert_eq!(small.as_slice(), b"hello");
 
         let mut sink = BodySink::new(10, None).unwrap();
         sink.push(b"hello ").unwrap();
         sink.push(b"world, at length").unwrap();
-        let big = sink.finish().unwrap();
+        let (big, _) = sink.finish().unwrap();
         let path = big.path().unwrap().to_owned();
         assert!(path.exists());
         assert_eq!(big.len(), 22);
@@ -326,7 +397,7 @@ mod tests {
         let used = sink.push_chunked(&mut d, input).unwrap().unwrap();
         assert_eq!(used, input.len());
         assert!(d.is_done());
-        let body = sink.finish().unwrap();
+        let (body, _) = sink.finish().unwrap();
         assert!(body.path().is_some());
         assert_eq!(body.as_slice(), b"abcdef");
     }

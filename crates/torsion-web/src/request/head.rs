@@ -45,6 +45,7 @@ impl Request {
     /// first: no allocation beyond the output buffer.
     pub(super) fn start(&self, r: &mut Response, finishing: bool, body_hint: usize) {
         r.started = true;
+        r.decide_encoding(finishing);
         let version = self.inner.head.version;
         if version == Version::Http2 {
             // The head becomes a HEADERS frame (`take_h2_head`); the body goes in DATA frames

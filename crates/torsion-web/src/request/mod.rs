@@ -10,12 +10,13 @@
 
 mod access_log;
 mod body;
+pub mod form;
 mod head;
 mod producer;
 mod response;
 
 pub use body::RequestBody;
-pub(crate) use body::{BodySink, StoredBody};
+pub(crate) use body::{BodyError, BodySink, SpoolFile, StoredBody};
 pub use response::ResponseClosed;
 
 use std::cell::{Cell, Ref, RefCell, RefMut};
@@ -97,6 +98,7 @@ pub(crate) struct Inner {
     postpath: RefCell<Option<VecDeque<Vec<u8>>>>,
     body: RefCell<StoredBody>,
     args: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
+    files: RefCell<Vec<form::UploadedFile>>,
     client: Address,
     host: Address,
     response: RefCell<Response>,
@@ -151,6 +153,7 @@ impl Request {
                 postpath: RefCell::new(None),
                 body: RefCell::default(),
                 args: RefCell::new(args),
+                files: RefCell::default(),
                 client,
                 host,
                 response: RefCell::new(Response::new(no_body)),
@@ -286,8 +289,33 @@ impl Request {
         *self.inner.body.borrow_mut() = body;
     }
 
-    /// All arguments (query string and url-encoded form body), decoded, in order (Twisted's
-    /// `request.args`).
+    /// Stores the body and its multipart form's fields (after the query's in `args`) and
+    /// files.
+    pub(crate) fn set_body_and_form(&self, body: StoredBody, form: Option<form::ParsedForm>) {
+        self.set_body(body);
+        if let Some(form) = form {
+            self.inner.args.borrow_mut().extend(form.fields);
+            *self.inner.files.borrow_mut() = form.files;
+        }
+    }
+
+    /// The files of a `multipart/form-data` body, in the order they came (see
+    /// [`form`]). Empty for any other body.
+    pub fn files(&self) -> Ref<'_, Vec<form::UploadedFile>> {
+        self.inner.files.borrow()
+    }
+
+    /// The first file uploaded under form field `name`.
+    pub fn file(&self, name: &str) -> Option<Ref<'_, form::UploadedFile>> {
+        Ref::filter_map(self.inner.files.borrow(), |files| {
+            files.iter().find(|f| f.name() == name)
+        })
+        .ok()
+    }
+
+    /// All arguments, decoded, in order (Twisted's `request.args`): the query string's, then
+    /// the fields of an `application/x-www-form-urlencoded` or `multipart/form-data` body
+    /// (a multipart form's files are in [`files`](Self::files), not here).
     pub fn args(&self) -> Ref<'_, Vec<(Vec<u8>, Vec<u8>)>> {
         self.inner.args.borrow()
     }

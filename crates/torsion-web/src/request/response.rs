@@ -7,7 +7,9 @@ use torsion::transport::LARGE_WRITE;
 use torsion::Failure;
 
 use super::Request;
-use crate::proto::{encode_chunk, encode_last_chunk, Headers};
+use crate::proto::{
+    encode_chunk, encode_last_chunk, is_compressible, Encoder, EncodingOffer, Headers,
+};
 
 /// Why [`Request::try_write`] or [`Request::try_finish`] refused: the response can take
 /// nothing more (Twisted raises `RuntimeError` in these cases).
@@ -51,6 +53,10 @@ pub(super) struct Response {
     /// HTTP/2: the head was decided (`start`) and waits for the stream to send it as a
     /// HEADERS frame (`take_h2_head`).
     pub(super) h2_head: bool,
+    /// An encoding wrapper's offer, decided when the head goes out.
+    pub(super) offer: Option<EncodingOffer>,
+    /// The body's encoder, when the response is encoded.
+    pub(super) encoder: Option<Encoder>,
 }
 
 impl Response {
@@ -71,6 +77,8 @@ impl Response {
             out: Vec::new(),
             body_bytes: 0,
             h2_head: false,
+            offer: None,
+            encoder: None,
         }
     }
 }
@@ -180,9 +188,11 @@ impl Request {
         // A large write of the response on the wire goes to the transport as it is, after
         // what is queued (the head, perhaps), without a copy into the response's buffer.
         let mut through = None;
+        // The encoder kept every byte of this write.
+        let mut swallowed = false;
         {
             let mut r = self.inner.response.borrow_mut();
-            let transport = if data.len() >= LARGE_WRITE {
+            let mut transport = if data.len() >= LARGE_WRITE {
                 self.transport_if_front()
             } else {
                 None
@@ -191,6 +201,17 @@ impl Request {
                 let hint = if transport.is_some() { 0 } else { data.len() };
                 self.start(&mut r, false, hint);
             }
+            let encoded;
+            let no_body = r.no_body;
+            let data = match r.encoder.as_mut() {
+                Some(e) if !no_body => {
+                    encoded = e.encode(data);
+                    transport = None;
+                    swallowed = encoded.is_empty() && !data.is_empty();
+                    &encoded[..]
+                }
+                _ => data,
+            };
             if !r.no_body && !data.is_empty() {
                 r.body_bytes += data.len() as u64;
                 if r.chunked {
@@ -209,6 +230,12 @@ impl Request {
                 t.write(&queued);
             }
             t.write(data);
+        }
+        if swallowed {
+            let producer = self.inner.producer.borrow().clone();
+            if let Some(p) = producer {
+                p.wrote_nothing();
+            }
         }
         self.flush();
         Ok(())
@@ -263,8 +290,23 @@ impl Request {
             }
             if !r.started {
                 self.start(&mut r, true, 0);
-            } else if r.chunked {
-                encode_last_chunk(&mut r.out);
+            } else {
+                if let Some(e) = r.encoder.take() {
+                    let tail = e.finish();
+                    if !r.no_body && !tail.is_empty() {
+                        r.body_bytes += tail.len() as u64;
+                        let mut out = std::mem::take(&mut r.out);
+                        if r.chunked {
+                            encode_chunk(&mut out, &tail);
+                        } else {
+                            out.extend_from_slice(&tail);
+                        }
+                        r.out = out;
+                    }
+                }
+                if r.chunked {
+                    encode_last_chunk(&mut r.out);
+                }
             }
             r.finished = true;
         }
@@ -291,6 +333,7 @@ impl Request {
                 return;
             }
             r.finished = true;
+            r.encoder = None;
         }
         self.detach_producer();
         self.inner.close.set(true);
@@ -327,5 +370,75 @@ impl Request {
     /// Output waiting to be sent, taken.
     pub(crate) fn take_output(&self) -> Vec<u8> {
         std::mem::take(&mut self.inner.response.borrow_mut().out)
+    }
+
+    /// An encoding wrapper offers to encode this response (see `crate::encoding`); decided
+    /// when the head goes out. No effect once it is out.
+    pub(crate) fn offer_encoding(&self, offer: EncodingOffer) {
+        let mut r = self.inner.response.borrow_mut();
+        if !r.started {
+            r.offer = Some(offer);
+        }
+    }
+}
+
+impl Response {
+    /// Decides whether the body is encoded, as the head is about to go out: adds `Vary`,
+    /// `Content-Encoding`, drops the length and weakens a strong `ETag` when it is. See
+    /// `crate::encoding` for the rules.
+    pub(super) fn decide_encoding(&mut self, finishing: bool) {
+        let Some(offer) = self.offer.take() else {
+            return;
+        };
+        let bodiless_status = matches!(self.code, 204 | 304) || (100..200).contains(&self.code);
+        if bodiless_status || self.headers.contains("content-encoding") {
+            return;
+        }
+        let compressible = self
+            .headers
+            .get_str("content-type")
+            .is_none_or(is_compressible);
+        if !compressible {
+            return;
+        }
+        let varies = self.headers.get_all("vary").any(|v| {
+            v.split(|&b| b == b',').any(|t| {
+                let t = t.trim_ascii();
+                t == b"*" || t.eq_ignore_ascii_case(b"accept-encoding")
+            })
+        });
+        if !varies {
+            self.headers.add("Vary", "Accept-Encoding");
+        }
+        let Some(coding) = offer.coding else {
+            return;
+        };
+        if self.code == 206 {
+            return;
+        }
+        let declared = self
+            .headers
+            .get_str("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let length = declared.or(self.length.map(|n| n as u64));
+        match length {
+            Some(n) if n < offer.min_length as u64 => return,
+            // Finished before any write and no length: an empty body.
+            None if finishing => return,
+            _ => {}
+        }
+        self.headers.set("Content-Encoding", coding.token());
+        self.headers.remove("content-length");
+        self.length = None;
+        if let Some(etag) = self.headers.get("etag") {
+            if etag.starts_with(b"\"") {
+                let mut weak = b"W/".to_vec();
+                weak.extend_from_slice(etag);
+                self.headers.set("ETag", weak);
+            }
+        }
+        if !self.no_body {
+            self.encoder = Some(Encoder::new(coding));
+        }
     }
 }

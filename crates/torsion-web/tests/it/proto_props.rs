@@ -309,3 +309,77 @@ mod ws {
         }
     }
 }
+
+/// A multipart body of `parts` (name, is a file, content) delimited by `boundary`.
+fn multipart_body(boundary: &[u8], parts: &[(String, bool, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, file, content) in parts {
+        out.extend_from_slice(b"--");
+        out.extend_from_slice(boundary);
+        out.extend_from_slice(b"\r\nContent-Disposition: form-data; name=\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\"");
+        if *file {
+            out.extend_from_slice(b"; filename=\"f.bin\"");
+        }
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(content);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"--");
+    out.extend_from_slice(boundary);
+    out.extend_from_slice(b"--\r\n");
+    out
+}
+
+/// Feeds `pieces` to a multipart parser; the parts it reported, or its error.
+fn parse_multipart(
+    boundary: &[u8],
+    pieces: &[&[u8]],
+) -> Result<Vec<(String, bool, Vec<u8>)>, multipart::FormError> {
+    use multipart::{MultipartEvent, MultipartLimits, MultipartParser};
+    let mut parser = MultipartParser::new(boundary, MultipartLimits::default());
+    let mut parts: Vec<(String, bool, Vec<u8>)> = Vec::new();
+    for piece in pieces {
+        parser.feed(piece, &mut |e| {
+            match e {
+                MultipartEvent::Part(h) => parts.push((h.name, h.filename.is_some(), Vec::new())),
+                MultipartEvent::Data(d) => parts.last_mut().unwrap().2.extend_from_slice(d),
+                MultipartEvent::PartEnd | MultipartEvent::End => {}
+            }
+            Ok(())
+        })?;
+    }
+    parser.finish()?;
+    Ok(parts)
+}
+
+proptest! {
+    /// Any bytes, split anywhere: the multipart parser answers or refuses, never panics.
+    #[test]
+    fn multipart_never_panics(body in proptest::collection::vec(any::<u8>(), 0..600),
+                              cuts in proptest::collection::vec(any::<usize>(), 0..8)) {
+        let _ = parse_multipart(b"xx", &pieces(&body, &cuts));
+        let _ = parse_multipart(b"xx", &[&[b"--xx\r\n".as_slice(), &body].concat()]);
+    }
+
+    /// A well-formed form comes back part for part, whatever the split, even when the
+    /// contents hold CR, LF, dashes and most of the boundary.
+    #[test]
+    fn multipart_parts_survive_any_split(
+        parts in proptest::collection::vec(
+            ("[a-z]{1,8}", any::<bool>(),
+             proptest::collection::vec(prop_oneof![
+                 Just(b'\r'), Just(b'\n'), Just(b'-'), Just(b'b'), Just(b'n'), any::<u8>()
+             ], 0..200)),
+            0..5),
+        cuts in proptest::collection::vec(any::<usize>(), 0..10),
+    ) {
+        let boundary = b"bnd";
+        // A content holding the whole delimiter would end its part early: not a valid form.
+        prop_assume!(parts.iter().all(|(_, _, c)| !c.windows(7).any(|w| w == b"\r\n--bnd")));
+        let body = multipart_body(boundary, &parts);
+        let got = parse_multipart(boundary, &pieces(&body, &cuts)).unwrap();
+        prop_assert_eq!(got, parts);
+    }
+}

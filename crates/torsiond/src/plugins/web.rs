@@ -5,6 +5,8 @@ use std::rc::Rc;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use torsion::application::Service;
+use torsion_web::encoding::EncodingResourceWrapper;
+use torsion_web::resource::Resource;
 use torsion_web::site::SiteConfig;
 use torsion_web::static_file::File;
 use torsion_web::Site;
@@ -24,7 +26,10 @@ use crate::listen::{endpoints_of, listen_arg, multi_listen_alpn, parse_endpoint}
 /// `torsion_web::access`), `--no-open-file-cache` (by default served files stay open for
 /// up to 10 s, at most 256 per worker, and are reused while their inode is unchanged; see
 /// [`File::open_file_cache`]), and `--body-timeout SECONDS` and `--header-timeout SECONDS`
-/// (the [`SiteConfig`] time-outs, 60 and 30 by default; 0 waits for ever).
+/// (the [`SiteConfig`] time-outs, 60 and 30 by default; 0 waits for ever), and
+/// `--encoding` (compress responses with br or gzip as the client accepts, through
+/// [`EncodingResourceWrapper`]; precompressed `name.br`/`name.gz` siblings are served
+/// whether or not it is given, see [`File::precompressed`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WebPlugin;
 
@@ -89,6 +94,12 @@ impl Plugin for WebPlugin {
                     .help("Close a connection that takes longer than this to send a request head once it started, answering 408 (default 30; 0: wait for ever)"),
             )
             .arg(
+                Arg::new("encoding")
+                    .long("encoding")
+                    .action(ArgAction::SetTrue)
+                    .help("Compress responses (br or gzip, as the client accepts) except already-compressed types and bodies under 1 KiB"),
+            )
+            .arg(
                 Arg::new("no-open-file-cache")
                     .long("no-open-file-cache")
                     .action(ArgAction::SetTrue)
@@ -136,15 +147,16 @@ impl Plugin for WebPlugin {
         if let Some(t) = seconds("header-timeout")? {
             config.header_timeout = t;
         }
-        let site = Site::with_config(
-            Rc::new(
-                File::new(&path)
-                    .directory_listing(listing)
-                    .show_hidden(show_hidden)
-                    .open_file_cache(cache),
-            ),
-            config,
+        let mut root: Rc<dyn Resource> = Rc::new(
+            File::new(&path)
+                .directory_listing(listing)
+                .show_hidden(show_hidden)
+                .open_file_cache(cache),
         );
+        if matches.get_flag("encoding") {
+            root = Rc::new(EncodingResourceWrapper::new(root));
+        }
+        let site = Site::with_config(root, config);
         // One call per finished request: counted for the manhole's `requests`, and logged
         // unless --no-access-log.
         let access_log = !matches.get_flag("no-access-log");

@@ -666,3 +666,54 @@ sys.stdout.write(seen.decode("utf-8", "replace"))
         "{text:?}"
     );
 }
+
+/// `GET path` with `Accept-Encoding: accept`; the whole response, bytes.
+fn get_accepting(port: u16, path: &str, accept: &str) -> Vec<u8> {
+    let mut s = connect(port);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: {accept}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
+}
+
+/// `torsiond web --encoding` compresses a text file for a client that accepts gzip; without
+/// the option it does not.
+#[test]
+fn web_encoding_compresses_responses_when_asked() {
+    let tmp = TempDir::new("encoding");
+    let dir = tmp.path();
+    std::fs::write(dir.join("page.html"), "<p>torsion</p>\n".repeat(500)).unwrap();
+    for (flag, encoded) in [(None, false), (Some("--encoding"), true)] {
+        let mut args = vec![
+            "web",
+            "--path",
+            dir.to_str().unwrap(),
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        ];
+        args.extend(flag);
+        let (mut server, ports) = start(&args, 1);
+        let response = get_accepting(ports[0], "/page.html", "gzip");
+        let end = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a head");
+        let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(
+            head.contains("content-encoding: gzip"),
+            encoded,
+            "{flag:?}: {head}"
+        );
+        if encoded {
+            assert!(head.contains("vary: accept-encoding"), "{head}");
+            // The whole page is 8000 bytes; gzip makes it a few dozen.
+            assert!(response.len() - end < 1000, "{}", response.len() - end);
+        }
+        assert!(server.terminate().success());
+    }
+}
