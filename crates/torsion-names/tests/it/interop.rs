@@ -26,10 +26,15 @@ struct Served {
 
 impl Served {
     fn start() -> Served {
+        Served::start_with(big_zone())
+    }
+
+    /// A server of the zone `text`.
+    fn start_with(text: String) -> Served {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let r = torsion::reactor();
-            let zone = Rc::new(FileAuthority::parse(&big_zone(), None, "test").unwrap());
+            let zone = Rc::new(FileAuthority::parse(&text, None, "test").unwrap());
             let server = Rc::new(
                 DnsServer::new(zone.clone(), ServerConfig::default()).with_zones(vec![zone]),
             );
@@ -155,6 +160,37 @@ fn dig_gets_nxdomain_with_the_soa_and_refused_elsewhere() {
     assert!(authority.contains("SOA\tns1.example.test."), "{out}");
     let out = dig(&served, &["example.org", "A"]).unwrap();
     assert!(out.contains("status: REFUSED"), "{out}");
+}
+
+#[test]
+fn dig_gets_wildcard_answers_and_nodata_where_names_exist() {
+    let served = Served::start_with(crate::authority::WILD_ZONE.to_owned());
+    let Some(out) = dig(&served, &["+norec", "anything.example.test", "MX"]) else {
+        return;
+    };
+    assert!(
+        out.contains("status: NOERROR") && out.contains("flags: qr aa"),
+        "{out}"
+    );
+    assert!(
+        out.contains("anything.example.test.\t3600\tIN\tMX\t10 host1.example.test."),
+        "a synthesised MX owned by the name asked: {out}"
+    );
+    let out = dig(&served, &["a.b.c.example.test", "TXT"]).unwrap();
+    assert!(
+        out.contains("a.b.c.example.test.\t3600\tIN\tTXT\t\"this is a wildcard\""),
+        "{out}"
+    );
+    // host1 exists, _tcp.host1 exists (empty non-terminal): no wildcard for them.
+    for name in ["host1.example.test", "_tcp.host1.example.test"] {
+        let out = dig(&served, &[name, "TXT"]).unwrap();
+        assert!(
+            out.contains("status: NOERROR") && out.contains("ANSWER: 0"),
+            "{out}"
+        );
+    }
+    let out = dig(&served, &["nope.host1.example.test", "TXT"]).unwrap();
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
 }
 
 #[test]
