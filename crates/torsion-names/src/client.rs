@@ -75,13 +75,13 @@ use torsion::udp::UdpOptions;
 use torsion::{ClientFactory, Factory, Failure, Protocol, Reactor, Transport};
 
 use crate::cache::CacheResolver;
-use crate::chain::ResolverChain;
+use crate::chain::{search_in_turn, ResolverChain};
 use crate::error::{
     DnsFormatError, DnsNameError, DnsNotImplementedError, DnsQueryRefusedError,
     DnsQueryTimeoutError, DnsServerError, DnsUnknownError,
 };
 use crate::hosts::{HostsResolver, DEFAULT_HOSTS};
-use crate::resolv_conf::{ResolvConfFile, DEFAULT_RESOLV_CONF};
+use crate::resolv_conf::{ResolvConf, ResolvConfFile, DEFAULT_RESOLV_CONF};
 use crate::resolver::{Answer, Query, Resolver};
 
 /// Twisted's default timeouts: one round over the servers for each, in seconds.
@@ -278,7 +278,8 @@ impl ClientResolver {
 
     /// Asks `query` for each of `names` in turn (see [`search_names`](Self::search_names)).
     fn search_in_turn(&self, query: Query, names: Vec<Name>) -> Deferred<Answer> {
-        search_step(self.clone(), query, Rc::new(names), 0, Searched::default())
+        let client = self.clone();
+        search_in_turn(Rc::new(move |q: &Query| client.query_udp(q)), query, names)
     }
 
     fn clock(&self) -> Rc<dyn ReactorTime> {
@@ -378,60 +379,6 @@ fn absolute(domain: &str) -> Option<Name> {
     let mut name = Name::from_utf8(domain).ok()?;
     name.set_fqdn(true);
     Some(name)
-}
-
-/// What a search has seen so far.
-#[derive(Default)]
-struct Searched {
-    /// The first empty answer (NODATA), returned when no name has records.
-    nodata: Option<Answer>,
-    /// A name was answered SERVFAIL.
-    servfail: Option<Failure>,
-    /// The last failure.
-    last: Option<Failure>,
-}
-
-/// Asks `names[i]`, then the next while the answer says to go on (glibc's `res_search`).
-fn search_step(
-    client: ClientResolver,
-    query: Query,
-    names: Rc<Vec<Name>>,
-    i: usize,
-    mut seen: Searched,
-) -> Deferred<Answer> {
-    let Some(name) = names.get(i) else {
-        return match seen {
-            Searched {
-                nodata: Some(answer),
-                ..
-            } => succeed(answer),
-            Searched {
-                servfail: Some(failure),
-                ..
-            }
-            | Searched {
-                last: Some(failure),
-                ..
-            } => fail(failure),
-            _ => fail(Failure::new(DnsNameError(query))),
-        };
-    };
-    let mut asked = query.clone();
-    asked.name = name.clone();
-    client.query_udp(&asked).add_both_deferred(move |outcome| {
-        match outcome {
-            Ok(answer) if !answer.answers.is_empty() => return succeed(answer),
-            Ok(answer) => {
-                seen.nodata.get_or_insert(answer);
-            }
-            Err(failure) if failure.check::<DnsServerError>() => {
-                seen.servfail.get_or_insert(failure);
-            }
-            Err(failure) if failure.check::<DnsNameError>() => seen.last = Some(failure),
-            Err(failure) => return fail(failure),
-        }
-        search_step(client, query, names, i + 1, seen)
-    })
 }
 
 /// The query's message: a fresh id, recursion desired, and an EDNS(0) record offering
@@ -737,7 +684,14 @@ impl Protocol for TcpAnswer {
 /// kept in the cache (Twisted's chain puts a cache in the same place, which nothing fills:
 /// docs/design.md, "The DNS cache is bounded and fills itself").
 ///
-/// `resolv_conf` and `hosts` default to `/etc/resolv.conf` and `/etc/hosts`.
+/// A name without a trailing dot is relative: unless the hosts file has it as given, it is
+/// asked as each name of the client's search list in turn
+/// ([`ClientResolver::search_names`], resolv.conf's `search` and `ndots`), each through the
+/// whole chain ([`ResolverChain::with_search`]).
+///
+/// `resolv_conf` and `hosts` default to `/etc/resolv.conf` and `/etc/hosts`. When both
+/// `servers` and `resolv_conf` are given, `servers` are asked and the file gives the search
+/// list and `ndots` (read once, here).
 pub fn create_resolver(
     reactor: &Reactor,
     servers: Option<Vec<SocketAddr>>,
@@ -747,14 +701,38 @@ pub fn create_resolver(
     let hosts = HostsResolver::new(hosts.unwrap_or(Path::new(DEFAULT_HOSTS)));
     let cache = CacheResolver::new(Rc::new(reactor.clone()));
     let client = match servers {
-        Some(servers) => ClientResolver::new(reactor, servers),
+        Some(servers) => {
+            let client = ClientResolver::new(reactor, servers);
+            // Servers given and a resolv.conf too: that file's search list (read now).
+            if let Some(text) = resolv_conf.and_then(|path| std::fs::read_to_string(path).ok()) {
+                let conf = ResolvConf::parse(&text);
+                let domains: Vec<&str> = conf.search.iter().map(String::as_str).collect();
+                client.set_search(&domains, conf.ndots);
+            }
+            client
+        }
         None => ClientResolver::from_resolv_conf(
             reactor,
             resolv_conf.unwrap_or(Path::new(DEFAULT_RESOLV_CONF)),
         ),
     };
+    // A relative name goes through the client's search list, each name tried through the
+    // whole chain; one the hosts file has as given is asked as it is only, as glibc's
+    // "files" source answers it before "dns" searches.
+    let searcher = client.clone();
+    let known = hosts.clone();
+    let search = move |name: &Name| {
+        if known.table().addresses(&name.to_string()).is_empty() {
+            searcher.search_names(name)
+        } else {
+            let mut as_is = name.clone();
+            as_is.set_fqdn(true);
+            vec![as_is]
+        }
+    };
     let filling = cache.filling(client);
     ResolverChain::new(vec![Box::new(hosts), Box::new(cache), Box::new(filling)])
+        .with_search(search)
 }
 
 /// Any DNS [`Resolver`] as the reactor's name resolver (Twisted's

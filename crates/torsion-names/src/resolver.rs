@@ -239,4 +239,10 @@ impl<R: Resolver + ?Sized> Resolver for std::rc::Rc<R> {
     fn query(&self, query: &Query) -> Deferred<Answer> {
         (**self).query(query)
     }
+
+    /// The shared resolver's own `lookup_record` (a client or chain that searches relative
+    /// names keeps doing so when shared).
+    fn lookup_record(&self, name: &str, record_type: RecordType) -> Deferred<Answer> {
+        (**self).lookup_record(name, record_type)
+    }
 }

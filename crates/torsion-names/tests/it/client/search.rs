@@ -116,3 +116,38 @@ async fn lookups_go_through_the_search_list_against_a_torsion_authority() -> Res
     port.stop_listening();
     Ok(())
 }
+
+#[torsion::test(timeout = 20)]
+async fn create_resolvers_chain_and_the_reactor_search_too() -> Result<(), Failure> {
+    use std::net::IpAddr;
+    use torsion_names::client::{create_resolver, NameResolver};
+
+    let r = torsion::reactor();
+    let (port, addr) = serve_zone(&r, ZONE);
+    let conf = TempFile::new(
+        "resolv.conf",
+        "nameserver 192.0.2.1\nsearch nowhere.example.test example.test\n",
+    );
+    // "mail" is also in the hosts file under another name only: the file does not have it.
+    let hosts = TempFile::new("hosts", "192.0.2.80 local\n192.0.2.81 mail.elsewhere\n");
+    let resolver = create_resolver(&r, Some(vec![addr]), Some(&conf.path), Some(&hosts.path));
+    // Through the chain (hosts, cache, client): the search list finds mail.example.test.
+    assert_eq!(
+        resolver.get_host_by_name("mail").await?,
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 25))
+    );
+    // A name the hosts file has as given is answered from it, not searched.
+    assert_eq!(
+        resolver.get_host_by_name("local").await?,
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 80))
+    );
+    // A trailing dot is absolute: this server refuses `mail.`, the chain gives up.
+    assert!(resolver.get_host_by_name("mail.").await.is_err());
+
+    // The chain as the reactor's resolver: a connect to "mail" finds mail.example.test
+    // (its AAAA first, as getaddrinfo orders them).
+    r.install_name_resolver(NameResolver::new(resolver));
+    assert_eq!(r.resolve("mail").await?, "2001:db8::25".parse::<IpAddr>()?);
+    port.stop_listening();
+    Ok(())
+}
