@@ -210,6 +210,47 @@ fn dig_transfers_the_zone() {
     );
 }
 
+/// The answer records of dig's output.
+fn records(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .collect()
+}
+
+#[test]
+fn dig_ixfr_gets_the_whole_zone_or_the_soa_when_up_to_date() {
+    let served = Served::start();
+    // An older serial, over TCP (dig's default for IXFR): the whole zone, as AXFR.
+    let Some(out) = dig(&served, &["ixfr=2023000000", "example.test"]) else {
+        return;
+    };
+    let got = records(&out);
+    assert_eq!(got.len(), 18, "{out}");
+    assert!(
+        got[0].contains("\tSOA\t") && got[17].contains("\tSOA\t"),
+        "{out}"
+    );
+    // The zone's own serial (2024010101), or a newer one: the SOA alone, up to date.
+    for serial in ["2024010101", "2024010102"] {
+        let out = dig(&served, &[&format!("ixfr={serial}"), "example.test"]).unwrap();
+        let got = records(&out);
+        assert_eq!(got.len(), 1, "{out}");
+        assert!(
+            got[0].contains("\tSOA\t") && got[0].contains("2024010101"),
+            "{out}"
+        );
+    }
+    // Over UDP an older client gets the SOA alone too: its cue to ask over TCP.
+    let out = dig(&served, &["+notcp", "ixfr=1", "example.test"]).unwrap();
+    let got = records(&out);
+    assert_eq!(got.len(), 1, "{out}");
+    assert!(got[0].contains("\tSOA\t"), "{out}");
+    // A zone not served here: refused.
+    let out = dig(&served, &["ixfr=1", "elsewhere.test"]).unwrap();
+    assert!(records(&out).is_empty(), "{out}");
+    assert!(out.contains("Transfer failed"), "{out}");
+}
+
 #[test]
 fn dig_retries_a_truncated_answer_over_tcp() {
     let served = Served::start();
