@@ -74,10 +74,37 @@ impl ResolverChain {
 
     /// The same chain, asking a relative name (no trailing dot) as each of the names
     /// `search` gives for it in turn, every one through the whole chain, until one has
-    /// records (glibc's `res_search`; see [`search_in_turn`]). `create_resolver` gives its
+    /// records (glibc's `res_search`: NXDOMAIN, SERVFAIL or no records move on to the next name,
+    /// any other failure ends the search). `create_resolver` gives its
     /// client's [`search_names`](crate::ClientResolver::search_names), so that resolv.conf's
     /// search list applies to lookups through the chain. Without it, every name is absolute
     /// (as in Twisted).
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use torsion::defer::{fail, succeed};
+    /// use torsion_names::chain::ResolverChain;
+    /// use torsion_names::error::DnsNameError;
+    /// use torsion_names::proto::rr::rdata::A;
+    /// use torsion_names::{Answer, Name, Query, RData, Record, Resolver};
+    ///
+    /// // Knows db.lab.test. only.
+    /// let zone = |q: &Query| {
+    ///     if q.name.to_string() != "db.lab.test." {
+    ///         return fail(DnsNameError(q.clone()));
+    ///     }
+    ///     let a = Record::from_rdata(q.name.clone(), 60, RData::A(A(Ipv4Addr::new(192, 0, 2, 5))));
+    ///     succeed(Answer { answers: vec![a], ..Answer::default() })
+    /// };
+    /// let chain = ResolverChain::new(vec![Box::new(zone)]).with_search(|name: &Name| {
+    ///     let lab = Name::from_utf8("lab.test.").unwrap();
+    ///     vec![name.clone().append_domain(&lab).unwrap(), Name::from_utf8(&format!("{name}.")).unwrap()]
+    /// });
+    /// let answer = chain.lookup_address("db").result().unwrap().unwrap();
+    /// assert_eq!(answer.answers[0].name.to_string(), "db.lab.test.");
+    /// // A trailing dot: absolute, not searched.
+    /// assert!(chain.lookup_address("db.").result().unwrap().is_err());
+    /// ```
     pub fn with_search(mut self, search: impl Fn(&Name) -> Vec<Name> + 'static) -> ResolverChain {
         self.search = Some(Rc::new(search));
         self
