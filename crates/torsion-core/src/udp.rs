@@ -134,6 +134,13 @@ impl DatagramSocket for UdpSocket {
     fn blank_peer() -> Address {
         Address::Udp(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
     }
+
+    #[cfg(target_os = "linux")]
+    const BATCHED: bool = true;
+
+    fn peer_from_std(addr: SocketAddr) -> Option<SocketAddr> {
+        Some(addr)
+    }
 }
 
 fn bind_socket(addr: SocketAddr, listen_multiple: bool) -> io::Result<std::net::UdpSocket> {
@@ -309,7 +316,7 @@ impl DatagramTransportImpl for Port<UdpSocket> {
         // 192.0.2.1 and ::ffff:192.0.2.1 are the same peer to an IPv6 socket.
         self.check_destination(addr, |peer, _| self.destination(peer).ok() == Some(dest))?;
         let to = SockAddr::from(dest);
-        self.send_with(data.len(), &dest, true, |s| s.send_to(data, &to))
+        self.send_or_queue(data, Some(dest), &dest, |s| s.send_to(data, &to))
     }
 
     fn send(&self, data: &[u8]) -> io::Result<()> {
@@ -319,7 +326,7 @@ impl DatagramTransportImpl for Port<UdpSocket> {
                 "send needs a connected socket; use write(data, addr)",
             ));
         };
-        self.send_with(data.len(), &peer, true, |s| s.send(data))
+        self.send_or_queue(data, None, &peer, |s| s.send(data))
     }
 
     fn connect(&self, addr: &Address) -> io::Result<()> {
@@ -344,6 +351,10 @@ impl DatagramTransportImpl for Port<UdpSocket> {
 
     fn listening(&self) -> bool {
         Port::listening(self)
+    }
+
+    fn failed_writes(&self) -> u64 {
+        Port::failed_writes(self)
     }
 
     fn dropped_writes(&self) -> u64 {

@@ -11,6 +11,12 @@
 //!   in the authority section and their glue addresses in the additional section.
 //! - A name that exists without records of that type (or an empty non-terminal): an empty
 //!   answer with the SOA in the authority section (NODATA).
+//! - A name in the zone that does not exist, under a wildcard (RFC 4592): the wildcard's
+//!   records with the name asked as their owner. `*.example.com` answers for
+//!   `anything.example.com` and `a.b.example.com` — not for names that exist, empty
+//!   non-terminals (names with nothing but names below them) included, nor below them: the
+//!   wildcard that applies is the one at the closest existing ancestor (the "closest
+//!   encloser"), and when that has none, the name does not exist.
 //! - A name in the zone that does not exist: [`AuthoritativeDomainError`] carrying the SOA,
 //!   which a server answers NXDOMAIN with the SOA in the authority section.
 //! - A name outside the zone: [`DomainError`], so that a chain asks its next resolver.
@@ -301,6 +307,22 @@ impl FileAuthority {
         None
     }
 
+    /// Whether `name` exists: it has records, or names below it do.
+    fn exists(&self, name: &Name) -> bool {
+        self.records.contains_key(name) || self.empty_non_terminals.contains(name)
+    }
+
+    /// The wildcard that answers for `name`, which does not exist (RFC 4592 section 3.3.1):
+    /// `*.` and the closest existing ancestor of `name`, when the zone has it.
+    fn wildcard_for(&self, name: &Name) -> Option<Name> {
+        let mut encloser = name.base_name();
+        while encloser.num_labels() > self.origin.num_labels() && !self.exists(&encloser) {
+            encloser = encloser.base_name();
+        }
+        let wildcard = encloser.prepend_label("*").ok()?;
+        self.records.contains_key(&wildcard).then_some(wildcard)
+    }
+
     /// The zone's addresses (A and AAAA) of `target`.
     fn addresses(&self, target: &Name, into: &mut Vec<Record>) {
         let mut target = target.to_lowercase();
@@ -340,22 +362,42 @@ impl FileAuthority {
             }
             return Ok(answer);
         }
-        if !self.records.contains_key(&name) && !self.empty_non_terminals.contains(&name) {
-            return Err(torsion::Failure::without_backtrace(
-                AuthoritativeDomainError(query.clone(), Some(self.soa.clone())),
-            ));
-        }
+        // Records are read at the name, or at the wildcard that answers for it, with the
+        // name asked as their owner (synthesised).
         let mut current = name;
+        let mut synthesised = None;
+        if !self.exists(&current) {
+            let Some(wildcard) = self.wildcard_for(&current) else {
+                return Err(torsion::Failure::without_backtrace(
+                    AuthoritativeDomainError(query.clone(), Some(self.soa.clone())),
+                ));
+            };
+            let mut owner = query.name.clone();
+            owner.set_fqdn(true);
+            synthesised = Some((wildcard.clone(), owner));
+            current = wildcard;
+        }
+        let owned = |r: &Record, at: &Name| -> Record {
+            let mut r = r.clone();
+            if let Some((wildcard, owner)) = &synthesised {
+                if at == wildcard {
+                    r.name = owner.clone();
+                }
+            }
+            r
+        };
         for _ in 0..=MAX_CNAME_CHAIN {
             let found: Vec<&Record> = self.of_type(&current, query.record_type).collect();
             if !found.is_empty() {
-                answer.answers.extend(found.into_iter().cloned());
+                answer
+                    .answers
+                    .extend(found.into_iter().map(|r| owned(r, &current)));
                 break;
             }
             let cname = self.of_type(&current, RecordType::CNAME).next();
             match cname {
                 Some(c) if query.record_type != RecordType::CNAME => {
-                    answer.answers.push(c.clone());
+                    answer.answers.push(owned(c, &current));
                     let RData::CNAME(target) = &c.data else { break };
                     current = target.0.to_lowercase();
                     current.set_fqdn(true);

@@ -19,9 +19,21 @@
 //!   the lookup fails with [`DnsQueryTimeoutError`]. A try that cannot go out (no port of the
 //!   server's address family, an IPv6 server on a host without IPv6) moves on to the next at
 //!   once; when none could, the lookup fails with the reason.
+//! - Queries over UDP carry an **EDNS(0)** OPT record offering a [`DEFAULT_EDNS_PAYLOAD`]
+//!   (1232-byte) buffer, so answers up to that size come over UDP (Twisted's client sends no
+//!   EDNS: 512 bytes). A server that answers FORMERR or NOTIMP to it is asked again at once
+//!   without EDNS (RFC 6891 section 7); [`ClientResolver::set_edns`] changes the size or turns
+//!   EDNS off.
 //! - An answer with TC set is asked again over TCP, of the server that sent it (10 s timeout).
 //! - The response code becomes the failures of [`error`](crate::error): NXDOMAIN
 //!   [`DnsNameError`], SERVFAIL [`DnsServerError`], and so on, as Twisted's `_errormap`.
+//! - A relative name (no trailing dot: `lookup_address("db")`, or a [`Query`] whose name is
+//!   not fully qualified) goes through resolv.conf's **search list** as glibc's `res_search`
+//!   does: a name with fewer dots than `options ndots:N` (default 1) is tried with each search
+//!   domain appended first and as it is last; one with as many or more is tried as it is
+//!   first. NXDOMAIN, SERVFAIL and an empty answer move on to the next; the first answer with
+//!   records wins; any other failure (a timeout) ends the search. A trailing dot means
+//!   absolute: `lookup_address("db.")` asks `db.` only. See [`ClientResolver::search_names`].
 //!
 //! Time comes from a [`ReactorTime`] (the reactor by default), so tests drive the timeouts
 //! with a [`Clock`](torsion::testing::Clock) while the datagrams are real:
@@ -51,8 +63,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::rc::{Rc, Weak};
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query as WireQuery, ResponseCode};
-use hickory_proto::rr::RData;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query as WireQuery, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
 use torsion::datagram::{DatagramProtocol, DatagramTransport};
 use torsion::defer::{fail, succeed, Deferred, Trigger};
 use torsion::error::DnsLookupError;
@@ -63,13 +75,13 @@ use torsion::udp::UdpOptions;
 use torsion::{ClientFactory, Factory, Failure, Protocol, Reactor, Transport};
 
 use crate::cache::CacheResolver;
-use crate::chain::ResolverChain;
+use crate::chain::{search_in_turn, ResolverChain};
 use crate::error::{
     DnsFormatError, DnsNameError, DnsNotImplementedError, DnsQueryRefusedError,
     DnsQueryTimeoutError, DnsServerError, DnsUnknownError,
 };
 use crate::hosts::{HostsResolver, DEFAULT_HOSTS};
-use crate::resolv_conf::{ResolvConfFile, DEFAULT_RESOLV_CONF};
+use crate::resolv_conf::{ResolvConf, ResolvConfFile, DEFAULT_RESOLV_CONF};
 use crate::resolver::{Answer, Query, Resolver};
 
 /// Twisted's default timeouts: one round over the servers for each, in seconds.
@@ -77,6 +89,10 @@ pub const DEFAULT_TIMEOUTS: [f64; 4] = [1.0, 3.0, 11.0, 45.0];
 
 /// The timeout of a TCP query (Twisted's `queryTCP` default, 10 seconds).
 pub const TCP_TIMEOUT: f64 = 10.0;
+
+/// The UDP buffer size the client offers in its EDNS(0) record by default: 1232 bytes, the
+/// DNS flag day 2020 figure, which fits the IPv6 minimum MTU without fragments.
+pub const DEFAULT_EDNS_PAYLOAD: u16 = 1232;
 
 /// The largest UDP answer read: the largest UDP payload, so no answer is lost to the buffer.
 const MAX_UDP_ANSWER: usize = 65535;
@@ -96,6 +112,10 @@ struct Inner {
     servers: Servers,
     timeouts: RefCell<Option<Vec<f64>>>,
     tcp_timeout: Cell<f64>,
+    /// The search list and ndots set by [`ClientResolver::set_search`], over resolv.conf's.
+    search: RefCell<Option<(Vec<Name>, u8)>>,
+    /// The EDNS(0) buffer size offered, or `None` for no EDNS.
+    edns: Cell<Option<u16>>,
 }
 
 /// A DNS client asking name servers over UDP and TCP (Twisted's `client.Resolver`); cheap
@@ -136,6 +156,8 @@ impl ClientResolver {
                 servers,
                 timeouts: RefCell::new(None),
                 tcp_timeout: Cell::new(TCP_TIMEOUT),
+                search: RefCell::new(None),
+                edns: Cell::new(Some(DEFAULT_EDNS_PAYLOAD)),
             }),
         }
     }
@@ -151,6 +173,13 @@ impl ClientResolver {
     pub fn set_timeouts(&self, timeouts: Vec<f64>) {
         let timeouts = timeouts.into_iter().map(|t| t.max(0.0)).collect::<Vec<_>>();
         *self.inner.timeouts.borrow_mut() = (!timeouts.is_empty()).then_some(timeouts);
+    }
+
+    /// Sets the UDP buffer size offered in the EDNS(0) record of each UDP query (at least
+    /// 512), or with `None` sends no EDNS, as Twisted's client. Default
+    /// [`DEFAULT_EDNS_PAYLOAD`].
+    pub fn set_edns(&self, payload: Option<u16>) {
+        self.inner.edns.set(payload.map(|p| p.max(512)));
     }
 
     /// Sets the timeout of TCP queries, in seconds (default [`TCP_TIMEOUT`]).
@@ -184,6 +213,75 @@ impl ClientResolver {
         DEFAULT_TIMEOUTS.to_vec()
     }
 
+    /// Sets the search list and `ndots` (resolv.conf's `search` and `options ndots:N`), over
+    /// what resolv.conf says. Domains that are not valid names are skipped.
+    pub fn set_search(&self, domains: &[&str], ndots: u8) {
+        let domains = domains.iter().filter_map(|d| absolute(d)).collect();
+        *self.inner.search.borrow_mut() = Some((domains, ndots));
+    }
+
+    /// The search list and `ndots` used now: those set, else resolv.conf's, else none and 1.
+    fn search(&self) -> (Vec<Name>, u8) {
+        if let Some(set) = &*self.inner.search.borrow() {
+            return set.clone();
+        }
+        if let Servers::File(file) = &self.inner.servers {
+            let mut file = file.borrow_mut();
+            let conf = file.current(self.clock().seconds());
+            let domains = conf.search.iter().filter_map(|d| absolute(d)).collect();
+            return (domains, conf.ndots);
+        }
+        (Vec::new(), 1)
+    }
+
+    /// The names asked for `name`, in order, as glibc's `res_search` tries them: a fully
+    /// qualified name (trailing dot) as it is only; a relative name with at least `ndots`
+    /// dots as it is, then with each search domain appended; one with fewer dots with each
+    /// search domain appended, then as it is.
+    ///
+    /// ```
+    /// use torsion::Reactor;
+    /// use torsion_names::client::ClientResolver;
+    /// use torsion_names::Name;
+    ///
+    /// let client = ClientResolver::new(&Reactor::new(), vec![]);
+    /// client.set_search(&["lab.example.com", "example.com"], 1);
+    /// let names = |n: &str| -> Vec<String> {
+    ///     client.search_names(&Name::from_utf8(n).unwrap()).iter().map(|n| n.to_string()).collect()
+    /// };
+    /// assert_eq!(names("db"), ["db.lab.example.com.", "db.example.com.", "db."]);
+    /// assert_eq!(names("db.eu"), ["db.eu.", "db.eu.lab.example.com.", "db.eu.example.com."]);
+    /// assert_eq!(names("db."), ["db."]);
+    /// ```
+    pub fn search_names(&self, name: &Name) -> Vec<Name> {
+        let mut as_is = name.clone();
+        as_is.set_fqdn(true);
+        if name.is_fqdn() {
+            return vec![as_is];
+        }
+        let (domains, ndots) = self.search();
+        let dots = usize::from(name.num_labels()).saturating_sub(1);
+        let mut names = Vec::with_capacity(domains.len() + 1);
+        if dots >= usize::from(ndots) {
+            names.push(as_is.clone());
+        }
+        names.extend(
+            domains
+                .iter()
+                .filter_map(|d| name.clone().append_domain(d).ok()),
+        );
+        if dots < usize::from(ndots) {
+            names.push(as_is);
+        }
+        names
+    }
+
+    /// Asks `query` for each of `names` in turn (see [`search_names`](Self::search_names)).
+    fn search_in_turn(&self, query: Query, names: Vec<Name>) -> Deferred<Answer> {
+        let client = self.clone();
+        search_in_turn(Rc::new(move |q: &Query| client.query_udp(q)), query, names)
+    }
+
     fn clock(&self) -> Rc<dyn ReactorTime> {
         self.inner.clock.borrow().clone()
     }
@@ -200,6 +298,7 @@ impl ClientResolver {
             attempt: RefCell::new(None),
             tries: Cell::new(0),
             sent: Cell::new(false),
+            edns: Cell::new(self.inner.edns.get()),
         });
         let weak = Rc::downgrade(&lookup);
         let d = Deferred::with_canceller(move |_trigger| {
@@ -216,7 +315,7 @@ impl ClientResolver {
     /// [`DnsQueryTimeoutError`] after the TCP timeout.
     pub fn query_tcp(&self, query: &Query, server: SocketAddr) -> Deferred<Answer> {
         let id = rand::random::<u16>();
-        let bytes = match encode(id, query) {
+        let bytes = match encode(id, query, None) {
             Ok(bytes) => bytes,
             Err(failure) => return fail(failure),
         };
@@ -255,15 +354,44 @@ impl ClientResolver {
 }
 
 impl Resolver for ClientResolver {
+    /// Asks `query` over UDP (TCP when truncated); a name that is not fully qualified goes
+    /// through the search list (see [`search_names`](ClientResolver::search_names)).
     fn query(&self, query: &Query) -> Deferred<Answer> {
-        self.query_udp(query)
+        if query.name.is_fqdn() {
+            return self.query_udp(query);
+        }
+        let names = self.search_names(&query.name);
+        self.search_in_turn(query.clone(), names)
+    }
+
+    /// Looks up `name` as given: without a trailing dot it is relative, and goes through the
+    /// search list (the trait's default makes every name absolute).
+    fn lookup_record(&self, name: &str, record_type: RecordType) -> Deferred<Answer> {
+        match Name::from_utf8(name) {
+            Ok(parsed) => self.query(&Query::new(parsed, record_type)),
+            Err(error) => fail(error),
+        }
     }
 }
 
-/// The query's message: a fresh id, recursion desired, no EDNS (as Twisted's client).
-fn encode(id: u16, query: &Query) -> Result<Vec<u8>, Failure> {
+/// A domain of the search list as an absolute name.
+fn absolute(domain: &str) -> Option<Name> {
+    let mut name = Name::from_utf8(domain).ok()?;
+    name.set_fqdn(true);
+    Some(name)
+}
+
+/// The query's message: a fresh id, recursion desired, and an EDNS(0) record offering
+/// `edns` bytes when given.
+fn encode(id: u16, query: &Query, edns: Option<u16>) -> Result<Vec<u8>, Failure> {
     let mut message = Message::new(id, MessageType::Query, OpCode::Query);
     message.metadata.recursion_desired = true;
+    if let Some(payload) = edns {
+        let mut opt = Edns::new();
+        opt.set_max_payload(payload);
+        opt.set_version(0);
+        message.set_edns(opt);
+    }
     let mut question = WireQuery::query(query.name.clone(), query.record_type);
     question.set_query_class(query.class);
     message.add_query(question);
@@ -319,6 +447,8 @@ struct Lookup {
     tries: Cell<usize>,
     /// Whether any try went out (a port could be opened for it).
     sent: Cell<bool>,
+    /// The EDNS buffer size offered, until a server shows it does not speak EDNS.
+    edns: Cell<Option<u16>>,
 }
 
 /// The try in flight: its port and its timer.
@@ -356,7 +486,7 @@ impl Lookup {
         };
         this.tries.set(tries + 1);
         let id = rand::random::<u16>();
-        let bytes = match encode(id, &this.query) {
+        let bytes = match encode(id, &this.query, this.edns.get()) {
             Ok(bytes) => bytes,
             Err(failure) => return this.finish(Err(failure)),
         };
@@ -409,6 +539,16 @@ impl Lookup {
 
     fn answered(this: &Rc<Lookup>, message: Message, server: SocketAddr) {
         this.stop_attempt();
+        let code = message.metadata.response_code;
+        if this.edns.get().is_some() && matches!(code, ResponseCode::FormErr | ResponseCode::NotImp)
+        {
+            // A server from before EDNS (RFC 6891 section 7): the same server again, at once,
+            // without it, for the rest of this lookup.
+            tracing::debug!(%server, ?code, "DNS server refused EDNS; asking again without it");
+            this.edns.set(None);
+            this.tries.set(this.tries.get().saturating_sub(1));
+            return Lookup::send_next(this);
+        }
         if message.metadata.truncation {
             let lookup = this.clone();
             this.client
@@ -544,7 +684,14 @@ impl Protocol for TcpAnswer {
 /// kept in the cache (Twisted's chain puts a cache in the same place, which nothing fills:
 /// docs/design.md, "The DNS cache is bounded and fills itself").
 ///
-/// `resolv_conf` and `hosts` default to `/etc/resolv.conf` and `/etc/hosts`.
+/// A name without a trailing dot is relative: unless the hosts file has it as given, it is
+/// asked as each name of the client's search list in turn
+/// ([`ClientResolver::search_names`], resolv.conf's `search` and `ndots`), each through the
+/// whole chain ([`ResolverChain::with_search`]).
+///
+/// `resolv_conf` and `hosts` default to `/etc/resolv.conf` and `/etc/hosts`. When both
+/// `servers` and `resolv_conf` are given, `servers` are asked and the file gives the search
+/// list and `ndots` (read once, here).
 pub fn create_resolver(
     reactor: &Reactor,
     servers: Option<Vec<SocketAddr>>,
@@ -554,14 +701,38 @@ pub fn create_resolver(
     let hosts = HostsResolver::new(hosts.unwrap_or(Path::new(DEFAULT_HOSTS)));
     let cache = CacheResolver::new(Rc::new(reactor.clone()));
     let client = match servers {
-        Some(servers) => ClientResolver::new(reactor, servers),
+        Some(servers) => {
+            let client = ClientResolver::new(reactor, servers);
+            // Servers given and a resolv.conf too: that file's search list (read now).
+            if let Some(text) = resolv_conf.and_then(|path| std::fs::read_to_string(path).ok()) {
+                let conf = ResolvConf::parse(&text);
+                let domains: Vec<&str> = conf.search.iter().map(String::as_str).collect();
+                client.set_search(&domains, conf.ndots);
+            }
+            client
+        }
         None => ClientResolver::from_resolv_conf(
             reactor,
             resolv_conf.unwrap_or(Path::new(DEFAULT_RESOLV_CONF)),
         ),
     };
+    // A relative name goes through the client's search list, each name tried through the
+    // whole chain; one the hosts file has as given is asked as it is only, as glibc's
+    // "files" source answers it before "dns" searches.
+    let searcher = client.clone();
+    let known = hosts.clone();
+    let search = move |name: &Name| {
+        if known.table().addresses(&name.to_string()).is_empty() {
+            searcher.search_names(name)
+        } else {
+            let mut as_is = name.clone();
+            as_is.set_fqdn(true);
+            vec![as_is]
+        }
+    };
     let filling = cache.filling(client);
     ResolverChain::new(vec![Box::new(hosts), Box::new(cache), Box::new(filling)])
+        .with_search(search)
 }
 
 /// Any DNS [`Resolver`] as the reactor's name resolver (Twisted's

@@ -192,6 +192,13 @@ fn follow_cnames<R: Resolver + Clone + 'static>(
     let Ok(mut name) = Name::from_utf8(&wanted) else {
         return fail(Failure::new(DnsLookupError::not_found(&wanted)));
     };
+    // A relative name found through a search list (the client's) is answered under the name
+    // the search found: follow that one.
+    if !wanted.ends_with('.') && !answer.answers.iter().any(|r| r.name.eq_ignore_root(&name)) {
+        if let Some(first) = answer.answers.first() {
+            name = first.name.clone();
+        }
+    }
     // Walk the CNAME chain inside this answer (bounded by the answer's length, so a loop of
     // CNAMEs cannot spin forever).
     for _ in 0..=answer.answers.len() {
@@ -231,5 +238,11 @@ impl<F: Fn(&Query) -> Deferred<Answer>> Resolver for F {
 impl<R: Resolver + ?Sized> Resolver for std::rc::Rc<R> {
     fn query(&self, query: &Query) -> Deferred<Answer> {
         (**self).query(query)
+    }
+
+    /// The shared resolver's own `lookup_record` (a client or chain that searches relative
+    /// names keeps doing so when shared).
+    fn lookup_record(&self, name: &str, record_type: RecordType) -> Deferred<Answer> {
+        (**self).lookup_record(name, record_type)
     }
 }

@@ -19,6 +19,9 @@
 //!   larger than the query allows: no amplification beyond it.
 //! - AXFR: over TCP, for a zone this server was given with [`DnsServer::with_zones`], the
 //!   whole zone in as many messages as it takes; over UDP, and for other names, REFUSED.
+//! - IXFR (RFC 1995), from a server that keeps no history: the whole zone as AXFR sends it
+//!   over TCP to a client whose serial is older, the current SOA alone to one up to date and
+//!   over UDP (which tells an older client to ask over TCP).
 //! - EDNS versions above 0 are answered BADVERS (RFC 6891).
 //! - Counters (queries, answers per response code, dropped, truncated, transfers) are kept in
 //!   [`Counters`] and logged by [`DnsServer::log_counters`].
@@ -64,7 +67,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use torsion::datagram::{DatagramProtocol, DatagramTransport};
 use torsion::defer::{succeed, Deferred};
@@ -285,7 +288,7 @@ impl DnsServer {
         name.set_fqdn(true);
         match question.query_type() {
             RecordType::AXFR => return Some(succeed(self.transfer(&request, &name, transport))),
-            RecordType::IXFR => return refuse(ResponseCode::NotImp),
+            RecordType::IXFR => return Some(succeed(self.incremental(&request, &name, transport))),
             _ => {}
         }
         if self.in_flight.get() >= self.config.max_in_flight {
@@ -400,6 +403,37 @@ impl DnsServer {
         let mut out = Vec::new();
         self.transfer_chunk(request, &zone.transfer(), &mut out);
         out
+    }
+
+    /// IXFR (RFC 1995) from a server that keeps no history of its zones: a client whose
+    /// serial (the SOA in the query's authority section) is not older than the zone's gets
+    /// the current SOA alone (up to date); an older one gets the whole zone as AXFR sends it
+    /// (RFC 1995 section 4 allows it), over TCP. Over UDP the answer is the current SOA
+    /// alone, which tells an older client to ask again over TCP (section 2). A query
+    /// without the client's SOA is FORMERR; a zone not served here, REFUSED.
+    fn incremental(&self, request: &Message, name: &Name, transport: Transport) -> Vec<Vec<u8>> {
+        let limit = self.limit(request, transport);
+        let Some(zone) = self.zones.iter().find(|z| z.origin() == name) else {
+            return vec![self.encode(self.response(request, ResponseCode::Refused), limit)];
+        };
+        let theirs = request.authorities.iter().find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        });
+        let Some(theirs) = theirs else {
+            return vec![self.encode(self.response(request, ResponseCode::FormErr), limit)];
+        };
+        let current = match &zone.soa().data {
+            RData::SOA(soa) => soa.serial,
+            _ => 0,
+        };
+        if transport == Transport::Tcp && serial_older(theirs, current) {
+            return self.transfer(request, name, transport);
+        }
+        let mut response = self.response(request, ResponseCode::NoError);
+        response.metadata.authoritative = true;
+        response.answers = vec![zone.soa().clone()];
+        vec![self.encode(response, limit)]
     }
 
     /// Puts `records` in as few messages as fit in 64 KiB, halving until they do.
@@ -638,4 +672,10 @@ impl Protocol for DnsStreamProtocol {
     fn connection_lost(&mut self, _reason: ConnectionEnd) {
         self.idle.set_timeout(None);
     }
+}
+
+/// Whether serial `a` is older than `b` in serial number arithmetic (RFC 1982: 32-bit
+/// serials wrap, and `a` is older when `b` is less than 2^31 ahead of it).
+fn serial_older(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < 1 << 31
 }

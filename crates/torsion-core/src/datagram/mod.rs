@@ -34,7 +34,14 @@
 //! - A datagram longer than the port's `max_packet_size` is dropped with a debug log line,
 //!   never delivered cut short (Twisted hands over the truncated bytes; a truncated datagram is
 //!   a malformed message, and a protocol cannot tell it was cut).
-//! - Writes go straight to the socket: one system call per datagram, no buffer. When the
+//! - UDP on Linux reads in batches: up to 32 datagrams with one `recvmmsg`. The datagrams
+//!   written while a batch is delivered (from `datagram_received`) are queued and sent with
+//!   one `sendmmsg` when it is done, in the order written; such a write returns `Ok` once
+//!   queued, and a later error of the send is logged and counted
+//!   ([`failed_writes`](DatagramTransportImpl::failed_writes)) — except a datagram over 9 KiB,
+//!   which goes at once. Twisted sends every write at once (docs/design.md, "UDP writes during
+//!   a read batch are sent together").
+//! - Other writes go straight to the socket: one system call per datagram, no buffer. When the
 //!   socket's send buffer is full the datagram is dropped with a debug log line and counted
 //!   ([`dropped_writes`](DatagramTransportImpl::dropped_writes)) — the loss UDP allows anyway, and what keeps a
 //!   flood of writes from growing memory. (Twisted raises the `EAGAIN` instead; few callers
@@ -48,6 +55,8 @@
 //! - The protocol is never re-entered: `stop_listening` or a refused write inside a callback
 //!   take effect after it returns.
 
+#[cfg(target_os = "linux")]
+mod batch;
 mod port;
 
 use std::fmt;
@@ -134,7 +143,10 @@ pub trait DatagramTransportImpl {
     /// Sends one datagram to `addr` (Twisted's `write(datagram, addr)`).
     ///
     /// Never blocks. `Ok` means the datagram was handed to the system or, when the socket's
-    /// send buffer was full, dropped and counted in [`dropped_writes`](Self::dropped_writes).
+    /// send buffer was full, dropped and counted in [`dropped_writes`](Self::dropped_writes)
+    /// — or, for UDP on Linux inside `datagram_received`, queued to go with the batch's other
+    /// writes (its error, if any, then logged and counted in
+    /// [`failed_writes`](Self::failed_writes); see [the module](self)).
     /// Errors: the port is closed (`NotConnected`), `addr` is not this transport's kind of
     /// address (`InvalidInput`), the datagram is too long (`EMSGSIZE`), and other socket
     /// errors. On a connected socket `addr` must be the peer (`InvalidInput` otherwise, as
@@ -167,6 +179,13 @@ pub trait DatagramTransportImpl {
 
     /// How many datagrams were dropped because the socket's send buffer was full.
     fn dropped_writes(&self) -> u64 {
+        0
+    }
+
+    /// How many datagrams written while a batch of datagrams was delivered (UDP on Linux:
+    /// see [the module](self)) failed to go when the batch's writes were sent, with an error
+    /// `write` would have returned had it sent at once. Each is also logged.
+    fn failed_writes(&self) -> u64 {
         0
     }
 

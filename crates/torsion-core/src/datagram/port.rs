@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::pin::pin;
 use std::rc::{Rc, Weak};
@@ -14,6 +15,8 @@ use std::task::{Poll, Waker};
 use socket2::SockRef;
 use tokio::io::{Interest, Ready};
 
+#[cfg(target_os = "linux")]
+use super::batch::{self, SendQueue, Unsent};
 use super::{DatagramProtocol, DatagramTransport, MAX_PACKET_SIZE_LIMIT};
 use crate::defer::{succeed, Deferred, Trigger};
 use crate::engine::{Callbacks, Closing};
@@ -46,6 +49,17 @@ pub(crate) trait DatagramSocket: AsFd + 'static {
 
     /// The cache's starting value.
     fn blank_peer() -> Address;
+
+    /// Whether reads and writes go in batches (`recvmmsg`, `sendmmsg`; see
+    /// [`batch`](super::batch)): UDP on Linux.
+    const BATCHED: bool = false;
+
+    /// A sender read by a batched read, as this socket's kind of peer (`None` when the kind
+    /// has no batched reads).
+    fn peer_from_std(addr: SocketAddr) -> Option<Self::Peer> {
+        let _ = addr;
+        None
+    }
 }
 
 /// A datagram port's shared state: the socket, where it is in its life, and who waits for it
@@ -63,6 +77,13 @@ pub(crate) struct Port<S> {
     waker: RefCell<Option<Waker>>,
     closed_waiters: RefCell<Vec<Trigger<()>>>,
     dropped: Cell<u64>,
+    /// Queued datagrams whose sending failed (see [`Port::send_or_queue`]).
+    failed: Cell<u64>,
+    /// True while the port's task delivers a batch of datagrams: writes are queued.
+    batching: Cell<bool>,
+    /// The datagrams written during a batch, sent together when it ends.
+    #[cfg(target_os = "linux")]
+    queue: RefCell<SendQueue>,
     max_packet_size: usize,
     live_id: Cell<Option<usize>>,
     reactor: Reactor,
@@ -138,6 +159,86 @@ impl<S: DatagramSocket> Port<S> {
                 Err(e) => Err(e),
             };
         }
+    }
+
+    /// Sends one datagram to `to` (`None`: the connected peer) as [`send_with`](Self::send_with)
+    /// does — except while the port's task delivers a batch of datagrams read together
+    /// (UDP on Linux), when a datagram of up to [`batch::MAX_QUEUED`] bytes is queued and sent
+    /// with the others written during the batch, in one `sendmmsg`, when the batch ends (or
+    /// the queue fills). A queued datagram's error cannot be returned: a full send buffer
+    /// drops and counts it as ever, a refusal on a connected port reaches
+    /// `connection_refused`, and any other error is logged and counted in
+    /// [`failed_writes`](Self::failed_writes). Longer datagrams go at once, after the queue,
+    /// so `EMSGSIZE` is still the `write`'s error.
+    pub(crate) fn send_or_queue(
+        &self,
+        data: &[u8],
+        to: Option<SocketAddr>,
+        dest: &dyn fmt::Display,
+        send: impl Fn(SockRef<'_>) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if self.batching.get() {
+            self.socket()?;
+            if data.len() <= batch::MAX_QUEUED {
+                if !self.queue.borrow().fits(data.len()) {
+                    self.flush_queue();
+                }
+                self.queue.borrow_mut().push(data, to);
+                return Ok(());
+            }
+            self.flush_queue();
+        }
+        let _ = to;
+        self.send_with(data.len(), dest, true, send)
+    }
+
+    /// Sends the queued datagrams (see [`send_or_queue`](Self::send_or_queue)).
+    #[cfg(target_os = "linux")]
+    fn flush_queue(&self) {
+        let sock = self.sock.borrow().clone();
+        let mut queue = self.queue.borrow_mut();
+        if queue.is_empty() {
+            return;
+        }
+        let Some(sock) = sock else {
+            // Closed under the batch (not seen: the task closes the socket after it).
+            *queue = SendQueue::default();
+            return;
+        };
+        queue.flush(sock.as_fd(), |why, len, to| match why {
+            Unsent::Full => {
+                self.dropped.set(self.dropped.get() + 1);
+                tracing::debug!(
+                    target: "torsion",
+                    "{}: send buffer full, dropped a {len}-byte datagram to {}",
+                    self.host,
+                    batch::describe(to)
+                );
+            }
+            Unsent::Refused => {
+                // Connected: the peer refused. Unconnected, an earlier datagram's ICMP
+                // error, ignored as an unbatched write ignores it.
+                if self.peer.borrow().is_some() {
+                    self.refused.set(true);
+                    self.notify();
+                }
+            }
+            Unsent::Failed(e) => {
+                self.failed.set(self.failed.get() + 1);
+                tracing::warn!(
+                    target: "torsion",
+                    "{}: a {len}-byte datagram to {} written during a batch was not sent: {e}",
+                    self.host,
+                    batch::describe(to)
+                );
+            }
+        });
+    }
+
+    /// How many queued datagrams failed to go (see [`send_or_queue`](Self::send_or_queue)).
+    pub(crate) fn failed_writes(&self) -> u64 {
+        self.failed.get()
     }
 
     /// On a connected port, refuses destinations other than the peer (the system would send
@@ -244,6 +345,10 @@ pub(crate) fn open<S: DatagramSocket, P: DatagramProtocol>(
         waker: RefCell::new(None),
         closed_waiters: RefCell::new(Vec::new()),
         dropped: Cell::new(0),
+        failed: Cell::new(0),
+        batching: Cell::new(false),
+        #[cfg(target_os = "linux")]
+        queue: RefCell::new(SendQueue::default()),
         max_packet_size: max_packet_size.clamp(1, MAX_PACKET_SIZE_LIMIT),
         live_id: Cell::new(None),
         reactor: reactor.clone(),
@@ -322,7 +427,7 @@ async fn run_port<S: DatagramSocket, P: DatagramProtocol>(
         if ready.is_error() {
             take_socket_error(&port, &sock);
         }
-        if ready.is_readable() && read_batch(&port, &sock, &mut proto, &transport, &mut from) {
+        if ready.is_readable() && read(&port, &sock, &mut proto, &transport, &mut from) {
             // Fair share used, datagrams remain: let other tasks run, then come back.
             tokio::task::yield_now().await;
         }
@@ -356,9 +461,87 @@ fn socket_error<S: DatagramSocket>(port: &Port<S>, e: io::Error) {
     }
 }
 
-/// Reads and delivers up to [`READS_PER_POLL`] datagrams. True when it stopped because the
-/// budget ran out (more may be waiting).
-fn read_batch<S: DatagramSocket, P: DatagramProtocol>(
+/// Reads and delivers up to [`READS_PER_POLL`] datagrams, in batches where the socket has
+/// them. True when it stopped because the budget ran out (more may be waiting).
+fn read<S: DatagramSocket, P: DatagramProtocol>(
+    port: &Port<S>,
+    sock: &S,
+    proto: &mut P,
+    transport: &DatagramTransport,
+    from: &mut Address,
+) -> bool {
+    #[cfg(target_os = "linux")]
+    if S::BATCHED {
+        return read_many(port, sock, proto, transport, from);
+    }
+    read_one_by_one(port, sock, proto, transport, from)
+}
+
+/// [`read`] with `recvmmsg`: each batch read is delivered with writes queued, then the
+/// writes go in one `sendmmsg`.
+#[cfg(target_os = "linux")]
+fn read_many<S: DatagramSocket, P: DatagramProtocol>(
+    port: &Port<S>,
+    sock: &S,
+    proto: &mut P,
+    transport: &DatagramTransport,
+    from: &mut Address,
+) -> bool {
+    let v6 = matches!(port.host.socket_addr(), Some(SocketAddr::V6(_)));
+    // One byte more than the largest datagram delivered, to see a longer one.
+    let slot = port.max_packet_size + 1;
+    batch::with_recv(|received| {
+        let mut budget = READS_PER_POLL;
+        while budget > 0 {
+            if port.stopping() || port.refused.get() {
+                return false;
+            }
+            let n = match sock.try_io(Interest::READABLE, || {
+                received.recv(sock.as_fd(), v6, slot, budget)
+            }) {
+                Ok(0) => return false,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    socket_error(port, e);
+                    budget -= 1;
+                    continue;
+                }
+            };
+            budget -= n;
+            port.batching.set(true);
+            for i in 0..n {
+                if port.stopping() {
+                    break;
+                }
+                let (data, peer) = received.datagram(i, slot);
+                if let Some(peer) = peer.and_then(S::peer_from_std) {
+                    S::cache_peer(&peer, from);
+                }
+                if data.len() == slot {
+                    tracing::debug!(
+                        target: "torsion",
+                        "datagram port {}: dropped a datagram from {from} longer than \
+                         max_packet_size ({} bytes)",
+                        port.host,
+                        port.max_packet_size
+                    );
+                    continue;
+                }
+                port.call::<P>("datagram_received", || {
+                    proto.datagram_received(transport, data, from)
+                });
+            }
+            port.batching.set(false);
+            port.flush_queue();
+        }
+        true
+    })
+}
+
+/// [`read`] one datagram per system call.
+fn read_one_by_one<S: DatagramSocket, P: DatagramProtocol>(
     port: &Port<S>,
     sock: &S,
     proto: &mut P,

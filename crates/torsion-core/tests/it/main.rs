@@ -84,6 +84,7 @@ mod tls_garbage;
 mod tls_handshake_timeout;
 mod tls_openssl;
 mod tls_starttls;
+mod udp_batch;
 mod udp_connected;
 mod udp_echo;
 mod udp_interop;

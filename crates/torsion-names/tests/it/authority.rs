@@ -293,3 +293,80 @@ proptest! {
         prop_assert_eq!(got, want, "{}", text);
     }
 }
+
+/// A zone with wildcards (RFC 4592's section 2.2.1 example, abridged).
+pub(crate) const WILD_ZONE: &str = "\
+$ORIGIN example.test.
+$TTL 3600
+@       IN SOA ns1 hostmaster ( 1 7200 3600 1209600 300 )
+@       IN NS  ns1
+ns1     IN A   192.0.2.1
+*       IN TXT \"this is a wildcard\"
+*       IN MX  10 host1
+host1   IN A   192.0.2.10
+_ssh._tcp.host1 IN SRV 0 0 22 host1
+sub.*   IN TXT \"below a wildcard\"
+subdel  IN NS  ns.subdel
+ns.subdel IN A 192.0.2.53
+";
+
+fn wild() -> FileAuthority {
+    FileAuthority::parse(WILD_ZONE, None, "wild.zone").expect("the wildcard zone loads")
+}
+
+#[test]
+fn a_wildcard_answers_for_names_that_do_not_exist_with_their_name_as_owner() {
+    let z = wild();
+    for name in [
+        "host3.example.test.",
+        "foo.bar.example.test.",
+        "Mixed.Example.TEST.",
+    ] {
+        let answer = ask(&z, name, RecordType::MX).unwrap();
+        assert_eq!(answer.answers.len(), 1, "{name}");
+        assert_eq!(
+            answer.answers[0].name.to_string(),
+            name,
+            "the owner is the name asked"
+        );
+        assert!(matches!(answer.answers[0].data, RData::MX(_)));
+        // The MX target's address comes along, as for any MX.
+        assert!(
+            answer
+                .additional
+                .iter()
+                .any(|r| r.name.to_string() == "host1.example.test."),
+            "{name}: {answer:?}"
+        );
+        // A type the wildcard does not have: NODATA, not NXDOMAIN.
+        let answer = ask(&z, name, RecordType::A).unwrap();
+        assert!(answer.answers.is_empty(), "{name}");
+        assert!(matches!(answer.authority[0].data, RData::SOA(_)), "{name}");
+    }
+}
+
+#[test]
+fn a_wildcard_does_not_answer_for_names_that_exist_or_below_them() {
+    let z = wild();
+    // host1 exists: its own records, never the wildcard's.
+    let answer = ask(&z, "host1.example.test.", RecordType::MX).unwrap();
+    assert!(answer.answers.is_empty(), "NODATA for an existing name");
+    // _tcp.host1 is an empty non-terminal: it exists too.
+    let answer = ask(&z, "_tcp.host1.example.test.", RecordType::TXT).unwrap();
+    assert!(
+        answer.answers.is_empty(),
+        "NODATA for an empty non-terminal"
+    );
+    // Below an existing name with no wildcard of its own: NXDOMAIN (the closest encloser,
+    // host1, has no `*`).
+    let failure = ask(&z, "_telnet._tcp.host1.example.test.", RecordType::A).unwrap_err();
+    assert!(failure.check::<AuthoritativeDomainError>());
+    let failure = ask(&z, "nope.host1.example.test.", RecordType::TXT).unwrap_err();
+    assert!(failure.check::<AuthoritativeDomainError>());
+    // The wildcard itself asked by name: its records, owner `*`.
+    let answer = ask(&z, "*.example.test.", RecordType::TXT).unwrap();
+    assert_eq!(answer.answers[0].name.to_string(), "*.example.test.");
+    // Below a delegation: a referral, not the wildcard.
+    let answer = ask(&z, "foo.subdel.example.test.", RecordType::TXT).unwrap();
+    assert!(answer.answers.is_empty() && matches!(answer.authority[0].data, RData::NS(_)));
+}

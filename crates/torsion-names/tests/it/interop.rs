@@ -26,10 +26,15 @@ struct Served {
 
 impl Served {
     fn start() -> Served {
+        Served::start_with(big_zone())
+    }
+
+    /// A server of the zone `text`.
+    fn start_with(text: String) -> Served {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let r = torsion::reactor();
-            let zone = Rc::new(FileAuthority::parse(&big_zone(), None, "test").unwrap());
+            let zone = Rc::new(FileAuthority::parse(&text, None, "test").unwrap());
             let server = Rc::new(
                 DnsServer::new(zone.clone(), ServerConfig::default()).with_zones(vec![zone]),
             );
@@ -158,6 +163,37 @@ fn dig_gets_nxdomain_with_the_soa_and_refused_elsewhere() {
 }
 
 #[test]
+fn dig_gets_wildcard_answers_and_nodata_where_names_exist() {
+    let served = Served::start_with(crate::authority::WILD_ZONE.to_owned());
+    let Some(out) = dig(&served, &["+norec", "anything.example.test", "MX"]) else {
+        return;
+    };
+    assert!(
+        out.contains("status: NOERROR") && out.contains("flags: qr aa"),
+        "{out}"
+    );
+    assert!(
+        out.contains("anything.example.test.\t3600\tIN\tMX\t10 host1.example.test."),
+        "a synthesised MX owned by the name asked: {out}"
+    );
+    let out = dig(&served, &["a.b.c.example.test", "TXT"]).unwrap();
+    assert!(
+        out.contains("a.b.c.example.test.\t3600\tIN\tTXT\t\"this is a wildcard\""),
+        "{out}"
+    );
+    // host1 exists, _tcp.host1 exists (empty non-terminal): no wildcard for them.
+    for name in ["host1.example.test", "_tcp.host1.example.test"] {
+        let out = dig(&served, &[name, "TXT"]).unwrap();
+        assert!(
+            out.contains("status: NOERROR") && out.contains("ANSWER: 0"),
+            "{out}"
+        );
+    }
+    let out = dig(&served, &["nope.host1.example.test", "TXT"]).unwrap();
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+}
+
+#[test]
 fn dig_transfers_the_zone() {
     let served = Served::start();
     let Some(out) = dig(&served, &["axfr", "example.test"]) else {
@@ -172,6 +208,47 @@ fn dig_transfers_the_zone() {
         records[0].contains("\tSOA\t") && records[17].contains("\tSOA\t"),
         "{out}"
     );
+}
+
+/// The answer records of dig's output.
+fn records(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .collect()
+}
+
+#[test]
+fn dig_ixfr_gets_the_whole_zone_or_the_soa_when_up_to_date() {
+    let served = Served::start();
+    // An older serial, over TCP (dig's default for IXFR): the whole zone, as AXFR.
+    let Some(out) = dig(&served, &["ixfr=2023000000", "example.test"]) else {
+        return;
+    };
+    let got = records(&out);
+    assert_eq!(got.len(), 18, "{out}");
+    assert!(
+        got[0].contains("\tSOA\t") && got[17].contains("\tSOA\t"),
+        "{out}"
+    );
+    // The zone's own serial (2024010101), or a newer one: the SOA alone, up to date.
+    for serial in ["2024010101", "2024010102"] {
+        let out = dig(&served, &[&format!("ixfr={serial}"), "example.test"]).unwrap();
+        let got = records(&out);
+        assert_eq!(got.len(), 1, "{out}");
+        assert!(
+            got[0].contains("\tSOA\t") && got[0].contains("2024010101"),
+            "{out}"
+        );
+    }
+    // Over UDP an older client gets the SOA alone too: its cue to ask over TCP.
+    let out = dig(&served, &["+notcp", "ixfr=1", "example.test"]).unwrap();
+    let got = records(&out);
+    assert_eq!(got.len(), 1, "{out}");
+    assert!(got[0].contains("\tSOA\t"), "{out}");
+    // A zone not served here: refused.
+    let out = dig(&served, &["ixfr=1", "elsewhere.test"]).unwrap();
+    assert!(records(&out).is_empty(), "{out}");
+    assert!(out.contains("Transfer failed"), "{out}");
 }
 
 #[test]

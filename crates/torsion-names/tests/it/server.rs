@@ -219,6 +219,47 @@ fn axfr_is_served_over_tcp_only_for_served_zones() {
     assert_eq!(s.counters().transfers, 1);
 }
 
+/// An IXFR query for example.test. carrying the client's serial (`None`: no SOA at all).
+fn ixfr(serial: Option<u32>) -> Vec<u8> {
+    use torsion_names::proto::rr::rdata::SOA;
+    use torsion_names::{RData, Record};
+    let mut m = Message::query();
+    let zone = Name::from_ascii("example.test.").unwrap();
+    m.add_query(WireQuery::query(zone.clone(), RecordType::IXFR));
+    if let Some(serial) = serial {
+        let soa = SOA::new(zone.clone(), zone.clone(), serial, 0, 0, 0, 0);
+        m.add_authority(Record::from_rdata(zone, 0, RData::SOA(soa)));
+    }
+    m.to_vec().unwrap()
+}
+
+#[test]
+fn ixfr_is_the_whole_zone_to_an_older_serial_else_the_soa() {
+    let s = server(ServerConfig::default());
+    // The zone's serial is 2024010101. Older (4294967295 too: serials wrap, RFC 1982):
+    // over TCP, the AXFR records.
+    for older in [1, 2024010100, u32::MAX] {
+        let messages = answers(&s, &ixfr(Some(older)), Transport::Tcp);
+        let records: Vec<_> = messages.iter().flat_map(|m| m.answers.clone()).collect();
+        assert_eq!(records.len(), 18, "{older}");
+    }
+    // As new or newer, or any over UDP: the SOA alone.
+    for (serial, t) in [
+        (2024010101, Transport::Tcp),
+        (2024010102, Transport::Tcp),
+        (1, Transport::Udp),
+    ] {
+        let (m, _) = one(&s, &ixfr(Some(serial)), t);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.metadata.authoritative);
+        assert_eq!(m.answers.len(), 1, "{serial} {t:?}");
+        assert_eq!(m.answers[0].record_type(), RecordType::SOA);
+    }
+    // No SOA from the client: FORMERR.
+    let (m, _) = one(&s, &ixfr(None), Transport::Tcp);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+}
+
 #[test]
 fn a_big_zone_is_transferred_in_several_messages() {
     let mut text = String::from("$ORIGIN many.test.\n$TTL 60\n@ SOA ns hm 1 2 3 4 5\n");

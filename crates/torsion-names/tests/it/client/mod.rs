@@ -3,9 +3,11 @@
 
 mod cache_chain;
 mod dnsmasq;
+mod edns;
 mod hosts;
 mod reactor;
 mod resolv_conf;
+mod search;
 mod udp;
 
 use std::cell::RefCell;
@@ -83,6 +85,25 @@ pub(crate) fn reply(query: &Message, answers: Vec<Record>) -> Message {
     m.add_queries(query.queries.clone());
     m.add_answers(answers);
     m
+}
+
+/// A Torsion DNS server answering from `zone` (master-file text) over UDP only, on the
+/// test's reactor, on a free port of 127.0.0.1.
+pub(crate) fn serve_zone(reactor: &Reactor, zone: &str) -> (DatagramTransport, SocketAddr) {
+    use torsion_names::authority::FileAuthority;
+    use torsion_names::server::{DnsDatagramProtocol, DnsServer, ServerConfig};
+    let zone = Rc::new(FileAuthority::parse(zone, None, "test").unwrap());
+    let server =
+        Rc::new(DnsServer::new(zone.clone(), ServerConfig::default()).with_zones(vec![zone]));
+    let options = UdpOptions {
+        interface: Ipv4Addr::LOCALHOST.into(),
+        ..UdpOptions::default()
+    };
+    let port = reactor
+        .listen_udp_with(0, DnsDatagramProtocol::new(server), options)
+        .unwrap();
+    let addr = port.get_host().socket_addr().unwrap();
+    (port, addr)
 }
 
 /// An A record.
