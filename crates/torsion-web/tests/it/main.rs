@@ -31,4 +31,5 @@ mod static_file;
 mod static_file_curl;
 mod tower_service;
 mod websocket;
+mod websocket_deflate;
 mod websocket_interop;
