@@ -676,8 +676,12 @@ fn the_table_updates_live_in_a_browser() {
     let Some(mut browser) = Browser::open(&format!("http://127.0.0.1:{web_port}/")) else {
         return;
     };
-    // The page's first update: the table as it was when it subscribed.
-    browser.wait_for("document.body.dataset.updates || '0'", |v| v == "1");
+    // The page's first update: the table as it was when it subscribed. (The page target
+    // is listed before its document has a body.)
+    browser.wait_for(
+        "(document.body && document.body.dataset.updates) || '0'",
+        |v| v == "1",
+    );
     assert_eq!(browser.evaluate("document.body.dataset.live"), "open");
     // A mark in this document: it is still there if the page was never reloaded.
     browser.evaluate("window.seenBefore = 'yes'");
