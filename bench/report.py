@@ -284,6 +284,31 @@ def main():
             chart.append(("h2: CPU/request vs nginx", 1 / rc))
         out.append("")
 
+    if any(s == "ws50" for (s, _w, _m) in med):
+        out += ["## 11. WebSocket echo, 50 connections, 64 B text ping-pong", "",
+                "The same client for every server (`bench/src/bin/ws_echo.rs load`: raw tokio, "
+                "Torsion's frame codec, no extension offered), one message in flight per "
+                "connection. Torsion: `ws_echo server` (`torsion_web::websocket`); Twisted: "
+                "`bench/twisted_peers.py ws` (`twisted.web.websocket` over wsproto, epoll "
+                "reactor); Python `websockets` (asyncio): `bench/twisted_peers.py ws-websockets`. "
+                "The last column divides by the Torsion TCP echo's CPU per message (scenario 1, "
+                "50 connections) in the same run.", "",
+                "| server | msgs/s | p50 µs | p99 µs | server CPU, µs per message | "
+                "÷ TCP echo's | runs |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        echo_cpu = g("echo50", "torsion", "cpu_us")
+        ws_labels = {"websockets": "Python websockets"}
+        for w in contenders(med, "ws50"):
+            runs = len(raw.get(("ws50", w, "rate"), []))
+            re = ratio(g("ws50", w, "cpu_us"), echo_cpu)
+            out.append(f"| {ws_labels.get(w, LABELS.get(w, w))} | {fmt(g('ws50', w, 'rate'))} | "
+                       f"{fmt(g('ws50', w, 'p50_us'))} | {fmt(g('ws50', w, 'p99_us'))} | "
+                       f"{fmt(g('ws50', w, 'cpu_us'))} | {fmt(re) if re else '—'} | {runs} |")
+        rt = ratio(g("ws50", "torsion", "rate"), g("ws50", "twisted", "rate"))
+        if rt:
+            chart.append(("ws: msgs/s vs Twisted", rt))
+        out.append("")
+
     # The targets of issues 7, 21, 22, 23 and 26.
     def target(text, a, b, limit, higher_is_better):
         r = ratio(a, b)
@@ -333,6 +358,10 @@ def main():
            g("mail", "twisted", "rate"), 10, True)
     target("HTTP/2 hello: server CPU per request ≤ nginx's (issue 26)",
            g("h2", "torsion", "cpu_us"), g("h2", "nginx", "cpu_us"), 1, False)
+    target("WebSocket echo: msgs/s ≥ 10× Twisted (issue 26)", g("ws50", "torsion", "rate"),
+           g("ws50", "twisted", "rate"), 10, True)
+    target("WebSocket echo: server CPU per message ≤ 1.5× the TCP echo's (issue 26)",
+           g("ws50", "torsion", "cpu_us"), g("echo50", "torsion", "cpu_us"), 1.5, False)
 
     out += ["## Targets (issues 7, 21, 22, 23 and 26)", "", "| target | figure | |",
             "|---|---:|---|"]

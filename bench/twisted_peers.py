@@ -5,6 +5,8 @@
     python twisted_peers.py micro SECONDS  # scenario 4: Deferred chains, callLater, awaits
     python twisted_peers.py amp PORT       # an AMP server answering Sum (bench/amp)
     python twisted_peers.py mail PORT:DIR  # Twisted's ESMTP server into the Maildir DIR
+    python twisted_peers.py ws PORT        # twisted.web.websocket echo at /ws (over wsproto)
+    python twisted_peers.py ws-websockets PORT  # Python `websockets` (asyncio) echo, not Twisted
 
 `twistd mail --maildirdbmdomain` cannot deliver on Python 3 (Twisted 26.10: its domains are
 keyed by str and looked up with the bytes of the address, so every RCPT gets 550, and its
@@ -195,8 +197,68 @@ def serve_mail(port, root):
     reactor.run()
 
 
+def serve_ws(port):
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import reactor
+    from twisted.web import resource, server
+    from twisted.web.websocket import WebSocketResource
+
+    class Echo:
+        def negotiationStarted(self, transport):
+            self.transport = transport
+
+        def negotiationFinished(self):
+            pass
+
+        def pongReceived(self, payload):
+            pass
+
+        def textMessageReceived(self, message):
+            self.transport.sendTextMessage(message)
+
+        def bytesMessageReceived(self, data):
+            self.transport.sendBytesMessage(data)
+
+        def connectionLost(self, reason):
+            pass
+
+    class EchoFactory:
+        def buildProtocol(self, request):
+            return Echo()
+
+    root = resource.Resource()
+    root.putChild(b"ws", WebSocketResource(EchoFactory()))
+    site = server.Site(root)
+    site.log = lambda request: None
+    reactor.listenTCP(port, site, backlog=4096, interface="127.0.0.1")
+    print("twisted ws listening on", port, flush=True)
+    reactor.run()
+
+
+def serve_ws_websockets(port):
+    import asyncio
+
+    from websockets.asyncio.server import serve
+
+    async def echo(ws):
+        async for message in ws:
+            await ws.send(message)
+
+    async def main():
+        # No compression: the load client offers none anyway.
+        async with serve(echo, "127.0.0.1", port, compression=None, max_size=None):
+            print("websockets listening on", port, flush=True)
+            await asyncio.get_running_loop().create_future()
+
+    asyncio.run(main())
+
+
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("echo", "web", "micro", "amp", "mail"):
+    if len(sys.argv) != 3 or sys.argv[1] not in (
+        "echo", "web", "micro", "amp", "mail", "ws", "ws-websockets"
+    ):
         sys.exit(__doc__)
     mode, value = sys.argv[1], sys.argv[2]
     if mode == "echo":
@@ -205,6 +267,10 @@ def main():
         serve_web(int(value))
     elif mode == "amp":
         serve_amp(int(value))
+    elif mode == "ws":
+        serve_ws(int(value))
+    elif mode == "ws-websockets":
+        serve_ws_websockets(int(value))
     elif mode == "mail":
         port, root = value.split(":", 1)
         serve_mail(int(port), root)

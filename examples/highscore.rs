@@ -10,6 +10,11 @@
 //! curl localhost:1080/           # the table (HTML); /scores.json for JSON
 //! ```
 //!
+//! The table page is live: its script subscribes to `/live`, a WebSocket (with
+//! permessage-deflate when the browser offers it) that sends the table as `/scores.json`
+//! has it when the page connects and again each time a game is saved, and the page redraws
+//! its table from it. Without script the page reloads itself every 5 s.
+//!
 //! Without `--db`, the scores go to `highscore.db` in `$XDG_DATA_HOME/torsion` (by default
 //! `~/.local/share/torsion`), and the program says where; `--db sqlite:FILE` or
 //! `--db postgres://USER@HOST/DB` chooses another database.
@@ -80,6 +85,9 @@ use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
 use torsion::protocols::haproxy::HAProxyWrappingFactory;
 use torsion::web::proto::html_escape;
 use torsion::web::resources::Directory;
+use torsion::web::websocket::{
+    CloseReason, DeflateOptions, WebSocketProtocol, WebSocketResource, WebSocketTransport,
+};
 use torsion::web::{Render, Request, Resource, Site};
 use torsion::{factory, reactor, ConnectionEnd, Failure, Transport};
 use torsion_conch::manhole::{rhai, ManholeFactory, Registry};
@@ -173,6 +181,8 @@ const MAX_NAME: usize = 32;
 /// Bytes of lines a player may send while their score is being saved (reading pauses
 /// meanwhile, so this is at most what one read brought).
 const MAX_WAITING_BYTES: usize = 64 * 1024;
+/// Bytes of table updates a watching page may leave unread before it misses updates.
+const MAX_WATCHER_BACKLOG: usize = 256 * 1024;
 /// How many players the scoreboard (and the pages) keep.
 const TABLE_SIZE: usize = 100;
 /// How often, at most, the scoreboard is refreshed from the database (which other
@@ -198,6 +208,9 @@ struct Scoreboard {
     top: RefCell<Vec<Entry>>,
     online: Cell<usize>,
     games_played: Cell<u64>,
+    /// The pages watching the table over `/live`, by a number of their own.
+    watchers: RefCell<Vec<(u64, WebSocketTransport)>>,
+    next_watcher: Cell<u64>,
 }
 
 impl Scoreboard {
@@ -216,6 +229,21 @@ impl Scoreboard {
         });
         top.truncate(TABLE_SIZE);
         top.iter().position(|e| e.name == name).map(|i| i + 1)
+    }
+
+    /// Sends the table to every page watching it. A page whose connection has more than
+    /// `MAX_WATCHER_BACKLOG` bytes unsent skips this update (it gets the next one).
+    fn tell_watchers(&self) {
+        let watchers = self.watchers.borrow();
+        if watchers.is_empty() {
+            return;
+        }
+        let json = table_json(self);
+        for (_, t) in watchers.iter() {
+            if t.buffered_size() <= MAX_WATCHER_BACKLOG {
+                t.send_text(&json);
+            }
+        }
     }
 
     /// Takes in the database's top players. A player's count of games only grows, so of
@@ -495,6 +523,7 @@ fn save_score(
                 // ago).
                 game.tables.fresh().await.ok();
                 let rank = game.scores.update(Entry { name, best, games });
+                game.scores.tell_watchers();
                 match rank {
                     Some(rank) => format!("saved: best {best}, rank {rank}"),
                     None => format!("saved: best {best}, unranked"),
@@ -551,7 +580,55 @@ fn finish_save(game: &Rc<Game>, session: &Rc<RefCell<Session>>, t: &Transport, r
     }
 }
 
-/// `/`: the table as HTML (names escaped), refreshing itself every 5 s.
+/// `/live`: a page's subscription to the table.
+struct LiveTable {
+    scores: Rc<Scoreboard>,
+    id: u64,
+}
+
+impl WebSocketProtocol for LiveTable {
+    fn connection_made(&mut self, t: &WebSocketTransport) {
+        t.send_text(&table_json(&self.scores));
+        self.scores.watchers.borrow_mut().push((self.id, t.clone()));
+    }
+
+    /// A page sends nothing; what it sends is ignored.
+    fn text_message_received(&mut self, _t: &WebSocketTransport, _text: String) {}
+
+    fn connection_lost(&mut self, _reason: CloseReason) {
+        self.scores
+            .watchers
+            .borrow_mut()
+            .retain(|(id, _)| *id != self.id);
+    }
+}
+
+/// The script of the table page: redraws the table from each message on `/live`. Names go
+/// in as text (`textContent`), never as markup.
+const LIVE_SCRIPT: &str = r#"<script>
+(function () {
+  var ws = new WebSocket((location.protocol === "https:" ? "wss:" : "ws:") + "//" + location.host + "/live");
+  var body = document.body;
+  ws.onopen = function () { body.dataset.live = "open"; };
+  ws.onclose = function () { body.dataset.live = "closed"; };
+  ws.onmessage = function (e) {
+    var t = JSON.parse(e.data);
+    document.getElementById("online").textContent = t.online;
+    document.getElementById("played").textContent = t.games_played;
+    var table = document.getElementById("scores");
+    while (table.rows.length > 1) { table.deleteRow(1); }
+    t.scores.forEach(function (s) {
+      var row = table.insertRow();
+      [s.rank, s.name, s.best, s.games].forEach(function (v) { row.insertCell().textContent = v; });
+    });
+    body.dataset.updates = String(Number(body.dataset.updates || 0) + 1);
+  };
+})();
+</script>
+"#;
+
+/// `/`: the table as HTML (names escaped), kept up to date over `/live` by its script (or
+/// reloading itself every 5 s without script).
 struct TablePage {
     tables: Rc<Tables>,
 }
@@ -576,9 +653,10 @@ fn table_html(scores: &Scoreboard) -> String {
     {
         let mut html = format!(
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>High scores</title>\
-             <meta http-equiv=\"refresh\" content=\"5\"></head><body>\n<h1>High scores</h1>\n\
-             <p>{} playing now, {} games since the server started.</p>\n<table>\n\
-             <tr><th>#</th><th>Player</th><th>Best (guesses)</th><th>Games</th></tr>\n",
+             <noscript><meta http-equiv=\"refresh\" content=\"5\"></noscript></head><body>\n\
+             <h1>High scores</h1>\n<p><span id=\"online\">{}</span> playing now, \
+             <span id=\"played\">{}</span> games since the server started.</p>\n\
+             <table id=\"scores\">\n<tr><th>#</th><th>Player</th><th>Best (guesses)</th><th>Games</th></tr>\n",
             scores.online.get(),
             scores.games_played.get()
         );
@@ -591,7 +669,9 @@ fn table_html(scores: &Scoreboard) -> String {
                 e.games
             ));
         }
-        html.push_str("</table>\n</body></html>\n");
+        html.push_str("</table>\n");
+        html.push_str(LIVE_SCRIPT);
+        html.push_str("</body></html>\n");
         html
     }
 }
@@ -789,6 +869,21 @@ fn main() -> Result<(), Failure> {
         }),
     );
     root.put_child(b"health", Rc::new(Health { pool: pool.clone() }));
+    let watched = scores.clone();
+    root.put_child(
+        b"live",
+        Rc::new(
+            WebSocketResource::new(move |_request| {
+                let id = watched.next_watcher.get() + 1;
+                watched.next_watcher.set(id);
+                Some(LiveTable {
+                    scores: watched.clone(),
+                    id,
+                })
+            })
+            .with_deflate(DeflateOptions::default()),
+        ),
+    );
     let interface = cli.interface.to_string();
     let game_listening = if cli.proxy_protocol {
         reactor().listen_tcp_on(

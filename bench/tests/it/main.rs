@@ -3,3 +3,4 @@
 //! pins down; a new file joins as a module here rather than as a binary of its own.
 
 mod loadgen;
+mod ws_echo;

@@ -17,7 +17,19 @@
 //! [`pause_reading`](WebSocketTransport::pause_reading) to stop reading from the peer.
 //!
 //! [`connect_websocket`] is the client: `ws://` over TCP, `wss://` over TLS with the
-//! agent's [`BrowserLikePolicyForHttps`](crate::client::BrowserLikePolicyForHttps).
+//! agent's [`BrowserLikePolicyForHttps`](crate::client::BrowserLikePolicyForHttps). Its
+//! opening handshake is held to [`ConnectOptions::timeout`] (30 s; past it the Deferred fails
+//! with [`HandshakeTimeout`]) and its closing handshake to 10 s, both on
+//! [`ConnectOptions::clock`].
+//!
+//! Compression (permessage-deflate, RFC 7692) is off unless asked for:
+//! [`WebSocketResource::with_deflate`] agrees to a client's offer and
+//! [`ConnectOptions::deflate`] makes one, each with [`DeflateOptions`] (window size, context
+//! takeover either way, the smallest message worth compressing). Messages sent are compressed
+//! with RSV1 set, control frames never; what a peer sends compressed is held to
+//! [`WsLimits::max_message`] as it inflates, so a small frame cannot become a huge message.
+//! [`WebSocketTransport::deflate`] tells what was agreed. The negotiation and the codec are
+//! [`proto::websocket::deflate`](crate::proto::websocket::deflate).
 //!
 //! An echo server:
 //!
@@ -60,8 +72,10 @@ use torsion::tcp::Connector;
 use torsion::transport::Address;
 use torsion::{ClientFactory, ConnectionEnd, Factory, Failure, Protocol, Transport};
 
+use crate::proto::websocket::deflate::{self, Compressor};
+pub use crate::proto::websocket::deflate::{Agreed as DeflateAgreed, DeflateOptions};
 use crate::proto::websocket::{
-    accept_key, encode_close, encode_frame, Decoder, Message, Opcode, Role,
+    accept_key, encode_close, encode_compressed_frame, encode_frame, Decoder, Message, Opcode, Role,
 };
 pub use crate::proto::websocket::{close_code, WsLimits};
 use crate::proto::{parse_response_head, Limits};
@@ -112,6 +126,9 @@ pub struct CloseReason {
     pub sent: Option<u16>,
     /// Both close frames were exchanged.
     pub clean: bool,
+    /// This end sent its close frame and the peer answered neither with its own nor by
+    /// closing within 10 seconds: the connection was closed without the peer's answer.
+    pub timed_out: bool,
 }
 
 /// What both halves of a connection share: the transport and the closing handshake.
@@ -121,8 +138,15 @@ struct WsShared {
     subprotocol: Option<String>,
     close_sent: Cell<Option<u16>>,
     close_timer: RefCell<Option<DelayedCall>>,
-    /// Times the closing handshake: the site's clock for a server, the reactor for a client.
+    /// The close timer fired: the peer never answered this end's close.
+    close_timed_out: Cell<bool>,
+    /// Times the closing handshake: the site's clock for a server, the client's
+    /// [`ConnectOptions::clock`] (the reactor by default) for a client.
     clock: Rc<dyn ReactorTime>,
+    /// What permessage-deflate agreed, if it was.
+    deflate: Option<deflate::Agreed>,
+    /// Compresses the messages sent, when permessage-deflate was agreed.
+    compressor: RefCell<Option<Compressor>>,
 }
 
 /// Sends on a WebSocket connection (Twisted's `WebSocketTransport`). Cheap to clone; every
@@ -147,7 +171,19 @@ impl WebSocketTransport {
             return;
         }
         let mut out = Vec::new();
-        encode_frame(&mut out, true, opcode, payload, self.mask());
+        let compressed = match opcode {
+            Opcode::Text | Opcode::Binary => self
+                .shared
+                .compressor
+                .borrow_mut()
+                .as_mut()
+                .and_then(|c| c.compress(payload)),
+            _ => None,
+        };
+        match compressed {
+            Some(z) => encode_compressed_frame(&mut out, opcode, &z, self.mask()),
+            None => encode_frame(&mut out, true, opcode, payload, self.mask()),
+        }
         self.shared.transport.write(&out);
     }
 
@@ -188,10 +224,17 @@ impl WebSocketTransport {
         self.shared.transport.write(&out);
         self.shared.close_sent.set(Some(code));
         let t = self.shared.transport.clone();
-        let call = self
-            .shared
-            .clock
-            .call_later_boxed(CLOSE_TIMEOUT, Box::new(move || t.lose_connection()));
+        let timed_out = Rc::downgrade(&self.shared);
+        let call = self.shared.clock.call_later_boxed(
+            CLOSE_TIMEOUT,
+            Box::new(move || {
+                if let Some(shared) = timed_out.upgrade() {
+                    shared.close_timed_out.set(true);
+                }
+                tracing::info!(target: "torsion_web", peer = %t.get_peer(), "WebSocket close not answered in {CLOSE_TIMEOUT} s; closing the connection");
+                t.lose_connection();
+            }),
+        );
         *self.shared.close_timer.borrow_mut() = Some(call);
     }
 
@@ -203,6 +246,12 @@ impl WebSocketTransport {
     /// The subprotocol agreed in the handshake, if any.
     pub fn subprotocol(&self) -> Option<&str> {
         self.shared.subprotocol.as_deref()
+    }
+
+    /// What permessage-deflate agreed in the handshake, if it was agreed: messages sent are
+    /// then compressed (those shorter than its `min_size` excepted).
+    pub fn deflate(&self) -> Option<DeflateAgreed> {
+        self.shared.deflate
     }
 
     /// The peer's address.
@@ -264,11 +313,14 @@ impl WsConnection {
         role: Role,
         limits: WsLimits,
         subprotocol: Option<String>,
+        deflate: Option<deflate::Agreed>,
         protocol: Box<dyn WebSocketProtocol>,
         clock: Rc<dyn ReactorTime>,
     ) -> WsConnection {
+        let mut decoder = Decoder::new(role, limits);
+        decoder.set_inflater(deflate.map(|a| a.inflater()));
         WsConnection {
-            decoder: Decoder::new(role, limits),
+            decoder,
             transport: WebSocketTransport {
                 shared: Rc::new(WsShared {
                     transport,
@@ -276,7 +328,10 @@ impl WsConnection {
                     subprotocol,
                     close_sent: Cell::new(None),
                     close_timer: RefCell::new(None),
+                    close_timed_out: Cell::new(false),
                     clock,
+                    deflate,
+                    compressor: RefCell::new(deflate.map(|a| a.compressor())),
                 }),
             },
             protocol,
@@ -356,11 +411,13 @@ impl WsConnection {
             .take()
             .unwrap_or((close_code::ABNORMAL, String::new()));
         let clean = sent.is_some() && code != close_code::ABNORMAL;
+        let timed_out = self.transport.shared.close_timed_out.get();
         self.protocol.connection_lost(CloseReason {
             code,
             reason,
             sent,
             clean,
+            timed_out,
         });
     }
 }
@@ -397,6 +454,7 @@ pub struct WebSocketResource {
     make: Box<MakeProtocol>,
     subprotocols: Vec<String>,
     limits: WsLimits,
+    deflate: Option<DeflateOptions>,
 }
 
 impl WebSocketResource {
@@ -407,7 +465,16 @@ impl WebSocketResource {
             make: Box::new(move |r| make(r).map(|p| Box::new(p) as Box<dyn WebSocketProtocol>)),
             subprotocols: Vec::new(),
             limits: WsLimits::default(),
+            deflate: None,
         }
+    }
+
+    /// Agrees to permessage-deflate (RFC 7692) when a client offers it, on `options`' terms
+    /// (off by default: each compressing connection keeps zlib's state, some 300 KiB with a
+    /// 15-bit window, and spends CPU on every message).
+    pub fn with_deflate(mut self, options: DeflateOptions) -> Self {
+        self.deflate = Some(options);
+        self
     }
 
     /// The subprotocols this resource speaks, most preferred first: the first of them the
@@ -468,6 +535,13 @@ impl Resource for WebSocketResource {
             .iter()
             .find(|s| offered.contains(&s.as_str()))
             .cloned();
+        let agreed = self.deflate.as_ref().and_then(|options| {
+            let offers: Vec<&str> = h
+                .get_all("sec-websocket-extensions")
+                .filter_map(|v| std::str::from_utf8(v).ok())
+                .collect();
+            deflate::server_accept(options, &offers)
+        });
         let Some(protocol) = (self.make)(request) else {
             return Self::refuse(request, 403, "This WebSocket connection was refused.");
         };
@@ -485,6 +559,7 @@ impl Resource for WebSocketResource {
             Role::Server,
             self.limits,
             chosen.clone(),
+            agreed.as_ref().map(|(_, a)| *a),
             protocol,
             clock,
         )));
@@ -495,6 +570,9 @@ impl Resource for WebSocketResource {
         request.set_header("Sec-WebSocket-Accept", accept_key(&key));
         if let Some(p) = &chosen {
             request.set_header("Sec-WebSocket-Protocol", p);
+        }
+        if let Some((answer, _)) = &agreed {
+            request.set_header("Sec-WebSocket-Extensions", answer);
         }
         request.finish();
         ws.borrow_mut().connection_made();
@@ -555,6 +633,34 @@ impl fmt::Display for HandshakeFailed {
 
 impl std::error::Error for HandshakeFailed {}
 
+/// Why [`connect_websocket`] failed when the opening handshake did not finish in time: the
+/// connection was not made, or the server did not answer the upgrade, within
+/// [`ConnectOptions::timeout`] seconds on [`ConnectOptions::clock`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandshakeTimeout {
+    /// The time allowed, in seconds.
+    pub seconds: f64,
+    /// The connection was made (the server did not answer the upgrade in time), or not.
+    pub connected: bool,
+}
+
+impl fmt::Display for HandshakeTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = if self.connected {
+            "the server did not answer the upgrade"
+        } else {
+            "the connection was not made"
+        };
+        write!(
+            f,
+            "WebSocket handshake timed out after {} s: {stage}",
+            self.seconds
+        )
+    }
+}
+
+impl std::error::Error for HandshakeTimeout {}
+
 /// Options for [`connect_websocket_with`].
 #[derive(Clone)]
 pub struct ConnectOptions {
@@ -562,8 +668,14 @@ pub struct ConnectOptions {
     pub subprotocols: Vec<String>,
     /// Limits on frames and messages read.
     pub limits: WsLimits,
-    /// Seconds to connect and finish the handshake.
+    /// Seconds to connect and finish the opening handshake (default 30); past them the
+    /// Deferred fails with [`HandshakeTimeout`] and the connection is closed.
     pub timeout: f64,
+    /// permessage-deflate to offer (default `None`: no extension is offered).
+    pub deflate: Option<DeflateOptions>,
+    /// The clock that times the opening and the closing handshakes (default: the reactor;
+    /// tests give a [`torsion::testing::Clock`]).
+    pub clock: Option<Rc<dyn ReactorTime>>,
     /// How `wss://` servers are checked (default: the platform's roots).
     #[cfg(feature = "tls")]
     pub tls: Rc<dyn crate::client::PolicyForHttps>,
@@ -575,6 +687,8 @@ impl Default for ConnectOptions {
             subprotocols: Vec::new(),
             limits: WsLimits::default(),
             timeout: 30.0,
+            deflate: None,
+            clock: None,
             #[cfg(feature = "tls")]
             tls: Rc::new(crate::client::BrowserLikePolicyForHttps::new()),
         }
@@ -645,7 +759,17 @@ pub fn connect_websocket_with<P: WebSocketProtocol>(
             options.subprotocols.join(", ")
         ));
     }
+    if let Some(o) = &options.deflate {
+        hello.push_str(&format!(
+            "Sec-WebSocket-Extensions: {}\r\n",
+            deflate::client_offer(o)
+        ));
+    }
     hello.push_str("\r\n");
+    let clock = options
+        .clock
+        .clone()
+        .unwrap_or_else(|| Rc::new(torsion::reactor()));
     let pending = Rc::new(Pending {
         trigger: RefCell::new(Some(d.trigger())),
         protocol: RefCell::new(Some(Box::new(protocol))),
@@ -653,27 +777,54 @@ pub fn connect_websocket_with<P: WebSocketProtocol>(
         accept: accept_key(&key),
         offered: options.subprotocols.clone(),
         limits: options.limits,
+        deflate: options.deflate,
+        clock: clock.clone(),
+        connector: RefCell::new(None),
+        timer: RefCell::new(None),
     });
-    let factory = ClientWsFactory(pending);
+    let factory = ClientWsFactory(pending.clone());
     let reactor = torsion::reactor();
     let host = url.host().to_owned();
-    if tls {
+    let connector = if tls {
         #[cfg(feature = "tls")]
         match options.tls.creator_for_netloc(&host, port) {
             Ok(context) => {
-                reactor.connect_tls_timeout(&host, port, factory, context, options.timeout);
+                Some(reactor.connect_tls_timeout(&host, port, factory, context, options.timeout))
             }
-            Err(f) => factory.fail(f),
+            Err(f) => {
+                factory.fail(f);
+                None
+            }
         }
         #[cfg(not(feature = "tls"))]
-        factory.fail(Failure::new(HandshakeFailed {
-            why: "wss: needs the tls feature".to_owned(),
-        }));
+        {
+            factory.fail(Failure::new(HandshakeFailed {
+                why: "wss: needs the tls feature".to_owned(),
+            }));
+            None
+        }
     } else {
-        reactor.connect_tcp_timeout(&host, port, factory, options.timeout);
+        Some(reactor.connect_tcp_timeout(&host, port, factory, options.timeout))
+    };
+    if pending.trigger.borrow().is_some() {
+        *pending.connector.borrow_mut() = connector;
+        let weak = Rc::downgrade(&pending);
+        let seconds = options.timeout;
+        let call = clock.call_later_boxed(
+            seconds,
+            Box::new(move || {
+                if let Some(p) = weak.upgrade() {
+                    p.timed_out(seconds);
+                }
+            }),
+        );
+        *pending.timer.borrow_mut() = Some(call);
     }
     d
 }
+
+/// What a good handshake answer agreed: the subprotocol and permessage-deflate.
+type Accepted = (Option<String>, Option<deflate::Agreed>);
 
 /// A client connection's handshake, shared by the factory and its protocol.
 struct Pending {
@@ -683,15 +834,53 @@ struct Pending {
     accept: String,
     offered: Vec<String>,
     limits: WsLimits,
+    deflate: Option<DeflateOptions>,
+    clock: Rc<dyn ReactorTime>,
+    /// The connection attempt, for the handshake timer to stop.
+    connector: RefCell<Option<Connector>>,
+    /// The opening handshake's timer.
+    timer: RefCell<Option<DelayedCall>>,
+}
+
+impl Pending {
+    /// Fires the Deferred once, and stops the handshake timer.
+    fn fire(&self, result: Result<WebSocketTransport, Failure>) {
+        if let Some(call) = self.timer.borrow_mut().take() {
+            let _ = call.cancel();
+        }
+        let trigger = self.trigger.borrow_mut().take();
+        *self.connector.borrow_mut() = None;
+        if let Some(t) = trigger {
+            let _ = t.fire(result);
+        }
+    }
+
+    /// The opening handshake took too long: fail, and end the attempt or the connection.
+    fn timed_out(&self, seconds: f64) {
+        self.timer.borrow_mut().take();
+        let Some(trigger) = self.trigger.borrow_mut().take() else {
+            return;
+        };
+        let connector = self.connector.borrow_mut().take();
+        let transport = connector.as_ref().and_then(Connector::transport);
+        tracing::info!(target: "torsion_web", "WebSocket handshake timed out after {seconds} s");
+        let _ = trigger.fire(Err(Failure::new(HandshakeTimeout {
+            seconds,
+            connected: transport.is_some(),
+        })));
+        match (transport, connector) {
+            (Some(t), _) => t.abort_connection(),
+            (None, Some(c)) => c.stop_connecting(),
+            (None, None) => {}
+        }
+    }
 }
 
 struct ClientWsFactory(Rc<Pending>);
 
 impl ClientWsFactory {
     fn fail(&self, f: Failure) {
-        if let Some(t) = self.0.trigger.borrow_mut().take() {
-            let _ = t.fire(Err(f));
-        }
+        self.0.fire(Err(f));
     }
 }
 
@@ -722,14 +911,35 @@ struct ClientWsProtocol {
 
 impl ClientWsProtocol {
     fn fail(&self, t: &Transport, why: String) {
-        if let Some(tr) = self.pending.trigger.borrow_mut().take() {
-            let _ = tr.fire(Err(Failure::new(HandshakeFailed { why })));
-        }
+        self.pending
+            .fire(Err(Failure::new(HandshakeFailed { why })));
         t.abort_connection();
     }
 
-    /// Checks the server's answer; the subprotocol it chose when it is good.
-    fn check(&self, head: &crate::proto::ResponseHead) -> Result<Option<String>, String> {
+    /// Checks the server's answer; the subprotocol it chose and what permessage-deflate
+    /// agreed, when it is good.
+    fn check(&self, head: &crate::proto::ResponseHead) -> Result<Accepted, String> {
+        let subprotocol = self.check_head(head)?;
+        let answers: Vec<&str> = head
+            .headers
+            .get_all("sec-websocket-extensions")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .collect();
+        let deflate = match &self.pending.deflate {
+            Some(o) => deflate::client_accept(o, &answers)?,
+            None if answers.iter().any(|a| !a.trim().is_empty()) => {
+                return Err(format!(
+                    "the server chose extensions {:?}, and none was offered",
+                    answers.join(", ")
+                ))
+            }
+            None => None,
+        };
+        Ok((subprotocol, deflate))
+    }
+
+    /// Checks the server's status and headers; the subprotocol it chose.
+    fn check_head(&self, head: &crate::proto::ResponseHead) -> Result<Option<String>, String> {
         if head.status != 101 {
             return Err(format!(
                 "the server answered {} {}",
@@ -771,7 +981,7 @@ impl Protocol for ClientWsProtocol {
             Ok(Some(p)) => p,
         };
         let (head, used) = parsed;
-        let subprotocol = match self.check(&head) {
+        let (subprotocol, deflate) = match self.check(&head) {
             Ok(s) => s,
             Err(why) => return self.fail(transport, why),
         };
@@ -785,13 +995,12 @@ impl Protocol for ClientWsProtocol {
             Role::Client,
             self.pending.limits,
             subprotocol,
+            deflate,
             protocol,
-            Rc::new(torsion::reactor()),
+            self.pending.clock.clone(),
         ));
         ws.connection_made();
-        if let Some(t) = self.pending.trigger.borrow_mut().take() {
-            let _ = t.fire(Ok(ws.transport.clone()));
-        }
+        self.pending.fire(Ok(ws.transport.clone()));
         if !rest.is_empty() {
             ws.data_received(&rest);
         }
@@ -801,9 +1010,10 @@ impl Protocol for ClientWsProtocol {
         match self.open.as_mut() {
             Some(ws) => ws.connection_lost(),
             None => {
-                if let Some(t) = self.pending.trigger.borrow_mut().take() {
+                if self.pending.trigger.borrow().is_some() {
                     let why = format!("the connection ended before the handshake: {reason}");
-                    let _ = t.fire(Err(Failure::new(HandshakeFailed { why })));
+                    self.pending
+                        .fire(Err(Failure::new(HandshakeFailed { why })));
                 }
             }
         }

@@ -91,30 +91,7 @@ impl Drop for TempFile {
 /// after a loud skip when there is no Chromium (on CI a missing one fails the test:
 /// `scripts/test` installs it). Installs it with apt-get the first time if it is missing.
 pub(crate) fn browser_dom(url: &str) -> Option<String> {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    let runs = || {
-        std::process::Command::new("chromium")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    INSTALLED.call_once(|| {
-        if !runs() {
-            eprintln!("chromium is missing: installing it with apt-get");
-            let _ = std::process::Command::new("apt-get")
-                .args(["update", "-qq"])
-                .status();
-            let _ = std::process::Command::new("apt-get")
-                .args(["install", "-y", "-qq", "chromium"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
-        }
-    });
-    if !runs() {
-        torsion::testing::skip(
-            torsion::testing::Missing::Peer,
-            "chromium is not installed and apt-get could not install it",
-        );
+    if !have_chromium() {
         return None;
     }
     let profile = temp_path("chromium-profile", "d");
@@ -139,4 +116,36 @@ pub(crate) fn browser_dom(url: &str) -> Option<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// True when Chromium runs; false after a loud skip when it does not (on CI a missing one
+/// fails the test). Installs it with apt-get the first time if it is missing.
+pub(crate) fn have_chromium() -> bool {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    let runs = || {
+        std::process::Command::new("chromium")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    INSTALLED.call_once(|| {
+        if !runs() {
+            eprintln!("chromium is missing: installing it with apt-get");
+            let _ = std::process::Command::new("apt-get")
+                .args(["update", "-qq"])
+                .status();
+            let _ = std::process::Command::new("apt-get")
+                .args(["install", "-y", "-qq", "chromium"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+        }
+    });
+    if !runs() {
+        torsion::testing::skip(
+            torsion::testing::Missing::Peer,
+            "chromium is not installed and apt-get could not install it",
+        );
+        return false;
+    }
+    true
 }

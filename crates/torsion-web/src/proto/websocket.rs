@@ -8,7 +8,10 @@
 //! the [`WsLimits`]). [`encode_frame`] writes a frame, masked when a client sends it.
 //!
 //! Memory is bounded: a frame is held until it is whole, and a frame or a message longer than
-//! its limit is refused from its header, before its payload arrives.
+//! its limit is refused from its header, before its payload arrives. With permessage-deflate
+//! ([`deflate`], set with [`Decoder::set_inflater`]) a message whose first frame has RSV1 set
+//! is inflated frame by frame, and refused with 1009 as soon as what it inflates to passes
+//! the message limit.
 //!
 //! ```
 //! use torsion_web::proto::websocket::*;
@@ -34,6 +37,8 @@
 //! ```
 
 use std::fmt;
+
+pub mod deflate;
 
 /// The GUID of RFC 6455 section 1.3, appended to the client's key for the accept value.
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -200,9 +205,24 @@ pub fn encode_frame(
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) {
+    encode_frame_bits(out, u8::from(fin) << 7 | opcode.bits(), payload, mask);
+}
+
+/// Writes one whole message compressed by permessage-deflate: a final frame with RSV1 set,
+/// `payload` being what [`deflate::Compressor::compress`] made.
+pub fn encode_compressed_frame(
+    out: &mut Vec<u8>,
+    opcode: Opcode,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
+    encode_frame_bits(out, 0x80 | 0x40 | opcode.bits(), payload, mask);
+}
+
+fn encode_frame_bits(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: Option<[u8; 4]>) {
     let len = payload.len();
     out.reserve(len + 14);
-    out.push(u8::from(fin) << 7 | opcode.bits());
+    out.push(first);
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     if len < 126 {
         out.push(mask_bit | len as u8);
@@ -267,6 +287,8 @@ struct Partial {
     data: Vec<u8>,
     /// How much of `data` is known to be UTF-8 (text only).
     checked: usize,
+    /// The message is compressed (RSV1 on its first frame): `data` is what it inflated to.
+    compressed: bool,
 }
 
 /// Turns the bytes read from a WebSocket connection into [`Message`]s.
@@ -279,6 +301,8 @@ pub struct Decoder {
     partial: Option<Partial>,
     /// An error was returned: nothing more is read.
     failed: bool,
+    /// permessage-deflate was agreed: RSV1 marks a compressed message.
+    inflater: Option<deflate::Inflater>,
 }
 
 impl Decoder {
@@ -291,7 +315,14 @@ impl Decoder {
             pos: 0,
             partial: None,
             failed: false,
+            inflater: None,
         }
+    }
+
+    /// Inflates messages whose first frame has RSV1 set (permessage-deflate was agreed);
+    /// without an inflater RSV1 is a protocol error.
+    pub fn set_inflater(&mut self, inflater: Option<deflate::Inflater>) {
+        self.inflater = inflater;
     }
 
     /// Adds bytes read from the connection.
@@ -339,12 +370,19 @@ impl Decoder {
             }
             let (b0, b1) = (rest[0], rest[1]);
             let fin = b0 & 0x80 != 0;
-            if b0 & 0x70 != 0 {
+            let rsv1 = b0 & 0x40 != 0;
+            if b0 & 0x30 != 0 || (rsv1 && self.inflater.is_none()) {
                 return Err(ProtocolError::new(PROTOCOL_ERROR, "reserved bits set"));
             }
             let Some(opcode) = Opcode::from_bits(b0 & 0x0F) else {
                 return Err(ProtocolError::new(PROTOCOL_ERROR, "reserved opcode"));
             };
+            if rsv1 && !matches!(opcode, Opcode::Text | Opcode::Binary) {
+                return Err(ProtocolError::new(
+                    PROTOCOL_ERROR,
+                    "RSV1 on a control or continuation frame",
+                ));
+            }
             let masked = b1 & 0x80 != 0;
             match (self.role, masked) {
                 (Role::Server, false) => {
@@ -411,8 +449,10 @@ impl Decoder {
                     }
                     _ => {}
                 }
+                // A compressed message is held to the limit as it inflates, below.
+                let compressed = rsv1 || self.partial.as_ref().is_some_and(|p| p.compressed);
                 let so_far = self.partial.as_ref().map_or(0, |p| p.data.len()) as u64;
-                if so_far + len > self.limits.max_message as u64 {
+                if !compressed && so_far + len > self.limits.max_message as u64 {
                     return Err(ProtocolError::new(MESSAGE_TOO_BIG, "message too big"));
                 }
             }
@@ -447,8 +487,18 @@ impl Decoder {
                         text: opcode == Opcode::Text,
                         data: Vec::new(),
                         checked: 0,
+                        compressed: rsv1,
                     });
-                    partial.data.extend_from_slice(payload);
+                    match (&mut self.inflater, partial.compressed) {
+                        (Some(inflater), true) => {
+                            let max = self.limits.max_message;
+                            inflater.inflate(payload, &mut partial.data, max)?;
+                            if fin {
+                                inflater.end_message(&mut partial.data, max)?;
+                            }
+                        }
+                        _ => partial.data.extend_from_slice(payload),
+                    }
                     if partial.text {
                         match std::str::from_utf8(&partial.data[partial.checked..]) {
                             Ok(_) => partial.checked = partial.data.len(),

@@ -35,4 +35,5 @@ mod static_file_curl;
 mod template;
 mod tower_service;
 mod websocket;
+mod websocket_deflate;
 mod websocket_interop;

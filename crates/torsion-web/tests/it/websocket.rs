@@ -77,6 +77,14 @@ impl Resource for Root {
 /// An echo WebSocket at /ws (subprotocols "chat" then "superchat", messages up to 1000
 /// bytes); the server's events come through the queue it returns.
 pub(crate) fn echo_server(limits: WsLimits) -> (ListeningPort, u16, DeferredQueue<Event>) {
+    echo_server_with(limits, None)
+}
+
+/// [`echo_server`], agreeing to permessage-deflate on `deflate`'s terms when given.
+pub(crate) fn echo_server_with(
+    limits: WsLimits,
+    deflate: Option<torsion_web::websocket::DeflateOptions>,
+) -> (ListeningPort, u16, DeferredQueue<Event>) {
     let events = DeferredQueue::new();
     let server_events = events.clone();
     let root = Root::default();
@@ -88,6 +96,10 @@ pub(crate) fn echo_server(limits: WsLimits) -> (ListeningPort, u16, DeferredQueu
     })
     .with_subprotocols(&["chat", "superchat"])
     .with_limits(limits);
+    let ws = match deflate {
+        Some(o) => ws.with_deflate(o),
+        None => ws,
+    };
     root.put_child(b"ws", Rc::new(ws));
     let (port, addr) = listen(Site::new(root));
     (port, addr.port(), events)
@@ -100,7 +112,7 @@ fn small() -> WsLimits {
     }
 }
 
-async fn next(q: &DeferredQueue<Event>) -> Result<Event, Failure> {
+pub(crate) async fn next(q: &DeferredQueue<Event>) -> Result<Event, Failure> {
     q.get().map_err(Failure::new)?.await
 }
 
@@ -195,7 +207,7 @@ async fn the_server_closes_with_its_code_and_over_limit_messages_get_1009() -> R
 
 /// A raw exchange: the upgrade request (with `extra` bytes in the same write), then what the
 /// server sends until it closes.
-async fn raw(n: u16, head: &str, extra: &[u8]) -> Vec<u8> {
+pub(crate) async fn raw(n: u16, head: &str, extra: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(("127.0.0.1", n)).await.unwrap();
     let mut out = head.as_bytes().to_vec();
     out.extend_from_slice(extra);
@@ -205,10 +217,10 @@ async fn raw(n: u16, head: &str, extra: &[u8]) -> Vec<u8> {
     got
 }
 
-const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+pub(crate) const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 /// The frames after the 101's head.
-fn frames_after_head(got: &[u8]) -> (String, Vec<Message>) {
+pub(crate) fn frames_after_head(got: &[u8]) -> (String, Vec<Message>) {
     let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let head = String::from_utf8_lossy(&got[..end]).into_owned();
     let mut d = Decoder::new(Role::Client, WsLimits::default());

@@ -211,3 +211,189 @@ async fn the_torsion_client_against_a_python_websockets_server() -> Result<(), F
     let _ = child.wait();
     Ok(())
 }
+
+const DEFLATE_CLIENT: &str = r#"
+import sys
+from websockets.sync.client import connect
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+url, strict_url = sys.argv[1], sys.argv[2]
+line = "the same line again, héllo, with numbers 1234567890; " * 40
+
+def talk(ws, n):
+    for i in range(n):
+        ws.send(line)
+        assert ws.recv(timeout=10) == line, "text %d" % i
+    blob = bytes(range(256)) * 400
+    ws.send(blob)
+    assert ws.recv(timeout=10) == blob
+    ws.send("hi")
+    assert ws.recv(timeout=10) == "hi"
+
+# The default offer (permessage-deflate; client_max_window_bits): agreed, context kept.
+with connect(url, max_size=None) as ws:
+    print("default:", ws.response.headers.get("Sec-WebSocket-Extensions"))
+    print("extensions:", [e.name for e in ws.protocol.extensions])
+    talk(ws, 5)
+
+# Asking for no context takeover on both sides, and a 10-bit server window.
+ask = ClientPerMessageDeflateFactory(
+    server_no_context_takeover=True, client_no_context_takeover=True, server_max_window_bits=10
+)
+with connect(url, extensions=[ask], max_size=None) as ws:
+    print("asked:", ws.response.headers.get("Sec-WebSocket-Extensions"))
+    talk(ws, 3)
+
+# A server that asks the client to keep no context.
+with connect(strict_url, max_size=None) as ws:
+    print("strict:", ws.response.headers.get("Sec-WebSocket-Extensions"))
+    talk(ws, 3)
+
+# No extension offered: none agreed, messages plain.
+with connect(url, compression=None, max_size=None) as ws:
+    print("none:", ws.response.headers.get("Sec-WebSocket-Extensions"))
+    talk(ws, 2)
+print("done")
+"#;
+
+#[torsion::test]
+async fn python_websockets_client_with_and_without_deflate_against_the_torsion_server(
+) -> Result<(), Failure> {
+    use torsion_web::websocket::DeflateOptions;
+    let Some(py) = websockets_python() else {
+        return Ok(());
+    };
+    let limits = WsLimits {
+        max_frame: 1 << 20,
+        max_message: 1 << 20,
+    };
+    let (port, n, _server) =
+        crate::websocket::echo_server_with(limits, Some(DeflateOptions::default()));
+    let strict = DeflateOptions {
+        no_context_takeover: true,
+        peer_no_context_takeover: true,
+        max_window_bits: 12,
+        ..DeflateOptions::default()
+    };
+    let (port2, n2, _server2) = crate::websocket::echo_server_with(limits, Some(strict));
+    let (child, out) = spawn(
+        &py,
+        DEFLATE_CLIENT,
+        &[
+            format!("ws://127.0.0.1:{n}/ws"),
+            format!("ws://127.0.0.1:{n2}/ws"),
+        ],
+    );
+    let (lines, ok) = finish(child, out).await;
+    assert!(ok, "the Python client failed: {lines:?}");
+    assert_eq!(
+        lines,
+        vec![
+            "default: permessage-deflate",
+            "extensions: ['permessage-deflate']",
+            "asked: permessage-deflate; server_no_context_takeover; server_max_window_bits=10",
+            "strict: permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12",
+            "none: None",
+            "done",
+        ]
+    );
+    port2.stop_listening().await?;
+    port.stop_listening().await
+}
+
+const DEFLATE_SERVER: &str = r#"
+import threading
+from websockets.sync.server import serve
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+
+def handler(ws):
+    for m in ws:
+        if m == "ext?":
+            ws.send(str(ws.response.headers.get("Sec-WebSocket-Extensions")))
+        else:
+            ws.send(m)
+
+servers = [
+    serve(handler, "127.0.0.1", 0, max_size=None),  # the default: 12-bit windows both ways
+    serve(handler, "127.0.0.1", 0, max_size=None, compression=None),
+    serve(handler, "127.0.0.1", 0, max_size=None, compression=None, extensions=[
+        ServerPerMessageDeflateFactory(server_no_context_takeover=True, client_no_context_takeover=True)
+    ]),
+]
+print("ports", *[s.socket.getsockname()[1] for s in servers], flush=True)
+for s in servers[1:]:
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+servers[0].serve_forever()
+"#;
+
+#[torsion::test]
+async fn the_torsion_client_with_and_without_deflate_against_python_websockets_servers(
+) -> Result<(), Failure> {
+    use torsion_web::websocket::DeflateOptions;
+    let Some(py) = websockets_python() else {
+        return Ok(());
+    };
+    let (mut child, out) = spawn(&py, DEFLATE_SERVER, &[]);
+    let line = out
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_default();
+    let ports: Vec<u16> = line
+        .strip_prefix("ports ")
+        .unwrap_or("")
+        .split(' ')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(ports.len(), 3, "the Python server's first line: {line:?}");
+    let events = DeferredQueue::new();
+    let text = "the same line again, héllo, with numbers 1234567890; ".repeat(40);
+    let blob: Vec<u8> = (0..100_000u32).map(|i| (i % 256) as u8).collect();
+    // (port, what the server answers to the offer, the window the client compresses with)
+    let cases = [
+        (
+            ports[0],
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
+            Some(12),
+        ),
+        (ports[1], "None", None),
+        (
+            ports[2],
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+            Some(15),
+        ),
+    ];
+    for (port, answer, window) in cases {
+        let options = ConnectOptions {
+            deflate: Some(DeflateOptions::default()),
+            limits: WsLimits {
+                max_frame: 1 << 20,
+                max_message: 1 << 20,
+            },
+            ..ConnectOptions::default()
+        };
+        let rec = Recorder {
+            events: events.clone(),
+            echo: false,
+        };
+        let url = format!("ws://127.0.0.1:{port}/");
+        let t = connect_websocket_with(&url, rec, options).await?;
+        assert_eq!(next(&events).await?, Event::Open(None));
+        assert_eq!(t.deflate().map(|a| a.own_window_bits), window, "{answer}");
+        t.send_text("ext?");
+        assert_eq!(next(&events).await?, Event::Text(answer.into()));
+        // Several times the same message: with context takeover each refers to the last.
+        for _ in 0..4 {
+            t.send_text(&text);
+            assert_eq!(next(&events).await?, Event::Text(text.clone()));
+        }
+        t.send_binary(&blob);
+        assert_eq!(next(&events).await?, Event::Binary(blob.clone()));
+        t.close(1000, "");
+        let Event::Closed(c) = next(&events).await? else {
+            panic!()
+        };
+        assert!(c.clean, "{c:?}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(())
+}
