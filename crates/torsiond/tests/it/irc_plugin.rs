@@ -1,6 +1,7 @@
 //! `torsiond irc`, run for real: a user registers and gets the server's name and MOTD, two
 //! users talk in a channel; with `--passwordfile` only its users get in; misuse; and a
-//! `tls:` listener that Python's `irc` users reach over TLS with the certificate checked.
+//! `tls:` listener that Python's `irc` users reach over TLS with the certificate checked; and
+//! irssi, a terminal client, driven under tmux in a conversation with a plain connection.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -183,5 +184,133 @@ fn python_irc_users_talk_over_a_tls_listener() {
     assert!(
         !String::from_utf8_lossy(&buf[..n]).contains("mallory"),
         "plain IRC answered on the TLS port"
+    );
+}
+
+/// irssi running in a tmux session of its own (its own server socket), killed with the test.
+struct Irssi {
+    socket: String,
+}
+
+impl Irssi {
+    /// Starts irssi with its settings under `home`, not connected, as `nick`.
+    fn start(home: &std::path::Path, nick: &str) -> Irssi {
+        let socket = format!(
+            "torsiond-irssi-{}-{}",
+            std::process::id(),
+            home.file_name().unwrap().to_string_lossy()
+        );
+        let irssi = format!("irssi --home={} --noconnect -n {nick}", home.display());
+        let started = std::process::Command::new("tmux")
+            .args(["-L", &socket, "new-session", "-d", "-x", "200", "-y", "50"])
+            .arg(irssi)
+            .env("TERM", "screen")
+            .status()
+            .unwrap();
+        assert!(started.success(), "tmux did not start irssi");
+        Irssi { socket }
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Types `text` and Enter.
+    fn type_line(&self, text: &str) {
+        assert!(self.tmux(&["send-keys", "-l", text]).status.success());
+        assert!(self.tmux(&["send-keys", "Enter"]).status.success());
+    }
+
+    /// The screen, once it shows `want` (polled: irssi draws when it is ready).
+    fn screen_with(&self, want: &str) -> String {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let screen =
+                String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p"]).stdout).into_owned();
+            if screen.contains(want) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "irssi's screen never showed {want:?}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Irssi {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// A terminal client nobody here wrote: irssi (Debian's), driven under tmux, connects to
+/// `torsiond irc`, joins a channel and talks with a user on a plain connection, both ways.
+#[test]
+fn irssi_under_tmux_talks_with_another_user() {
+    use torsion::testing::{skip, Missing};
+    for program in ["irssi", "tmux"] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return skip(Missing::Peer, format!("{program} is not installed"));
+        }
+    }
+    let dir = TempDir::new("irssi");
+    let server = Running::start(&[
+        "irc",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--name",
+        "irc.example",
+    ]);
+    let port = server.port();
+    let mut bob = User::connect(port);
+    bob.send("NICK bob");
+    bob.send("USER bob 0 * :Bob");
+    bob.until(" 422 "); // no MOTD file
+    bob.send("JOIN #test");
+    bob.until(" 366 ");
+
+    let carol = Irssi::start(dir.path(), "carol");
+    carol.screen_with("Irssi v");
+    carol.type_line(&format!("/connect 127.0.0.1 {port}"));
+    carol.screen_with("Welcome to the Torsion IRC Network carol");
+    carol.type_line("/join #test");
+    carol.screen_with("[#test]");
+    let joined = bob.until("JOIN");
+    assert!(
+        joined.last().unwrap().starts_with(":carol!")
+            && joined.last().unwrap().ends_with(" JOIN #test"),
+        "{joined:#?}"
+    );
+    carol.type_line("hello from irssi");
+    let heard = bob.until("PRIVMSG");
+    let line = heard.last().unwrap();
+    assert!(
+        line.starts_with(":carol!") && line.ends_with(" PRIVMSG #test :hello from irssi"),
+        "{heard:#?}"
+    );
+    bob.send("PRIVMSG #test :hi carol, bob here");
+    let screen = carol.screen_with("hi carol, bob here");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("bob> hi carol, bob here")),
+        "{screen}"
+    );
+    carol.type_line("/quit leaving");
+    let quit = bob.until("QUIT");
+    assert!(
+        quit.last().unwrap().starts_with(":carol!")
+            && quit.last().unwrap().ends_with(" QUIT :Quit: leaving"),
+        "{quit:#?}"
     );
 }
