@@ -165,8 +165,8 @@ pub struct EncodingOffer {
 
 /// A streaming encoder for one response body.
 pub enum Encoder {
-    /// gzip, by flate2.
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    /// gzip, by flate2 (boxed: with the zlib-rs backend the encoder is some 256 bytes).
+    Gzip(Box<flate2::write::GzEncoder<Vec<u8>>>),
     /// Brotli.
     Br(Box<brotli::CompressorWriter<Vec<u8>>>),
 }
@@ -182,10 +182,10 @@ impl Encoder {
     /// An encoder for `coding`.
     pub fn new(coding: Coding) -> Encoder {
         match coding {
-            Coding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+            Coding::Gzip => Encoder::Gzip(Box::new(flate2::write::GzEncoder::new(
                 Vec::new(),
                 flate2::Compression::default(),
-            )),
+            ))),
             Coding::Br => Encoder::Br(Box::new(brotli::CompressorWriter::new(
                 Vec::new(),
                 16 * 1024,
