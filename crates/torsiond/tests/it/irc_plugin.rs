@@ -187,33 +187,32 @@ fn python_irc_users_talk_over_a_tls_listener() {
     );
 }
 
-/// irssi running in a tmux session of its own (its own server socket), killed with the test.
+/// irssi running in a tmux server of its own (its socket in the test's folder), killed with
+/// the test.
 struct Irssi {
-    socket: String,
+    socket: std::path::PathBuf,
 }
 
 impl Irssi {
     /// Starts irssi with its settings under `home`, not connected, as `nick`.
     fn start(home: &std::path::Path, nick: &str) -> Irssi {
-        let socket = format!(
-            "torsiond-irssi-{}-{}",
-            std::process::id(),
-            home.file_name().unwrap().to_string_lossy()
+        let irssi = Irssi {
+            socket: home.join("tmux.sock"),
+        };
+        let command = format!("irssi --home={} --noconnect -n {nick}", home.display());
+        let started = irssi.tmux(&["new-session", "-d", "-x", "200", "-y", "50", &command]);
+        assert!(
+            started.status.success(),
+            "tmux did not start irssi: {started:?}"
         );
-        let irssi = format!("irssi --home={} --noconnect -n {nick}", home.display());
-        let started = std::process::Command::new("tmux")
-            .args(["-L", &socket, "new-session", "-d", "-x", "200", "-y", "50"])
-            .arg(irssi)
-            .env("TERM", "screen")
-            .status()
-            .unwrap();
-        assert!(started.success(), "tmux did not start irssi");
-        Irssi { socket }
+        irssi
     }
 
     fn tmux(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new("tmux")
-            .args(["-L", &self.socket])
+            .arg("-S")
+            .arg(&self.socket)
+            .env("TERM", "screen")
             .args(args)
             .output()
             .unwrap()
