@@ -4,9 +4,8 @@
 //! DATE, NEWNEWS refused, POST (with AUTHINFO through a portal), each article compared byte
 //! for byte with the file the store wrote.
 //!
-//! No Debian newsreader is driven: tin and slrn are full-screen programs with no batch mode
-//! for reading and posting that a test could script reliably, so nntplib stands for real
-//! clients.
+//! A Debian newsreader, slrn, is driven under tmux against `torsiond news` in
+//! `crates/torsiond/tests/it/news_plugin.rs`.
 
 use std::process::{Command, Stdio};
 

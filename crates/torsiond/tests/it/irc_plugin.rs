@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::support::{run, stderr_of, Running, TempDir, TIMEOUT};
+use crate::support::{run, stderr_of, Running, TempDir, Terminal, TIMEOUT};
 
 struct User {
     reader: BufReader<TcpStream>,
@@ -187,78 +187,13 @@ fn python_irc_users_talk_over_a_tls_listener() {
     );
 }
 
-/// irssi running in a tmux server of its own (its socket in the test's folder), killed with
-/// the test.
-struct Irssi {
-    socket: std::path::PathBuf,
-}
-
-impl Irssi {
-    /// Starts irssi with its settings under `home`, not connected, as `nick`.
-    fn start(home: &std::path::Path, nick: &str) -> Irssi {
-        let irssi = Irssi {
-            socket: home.join("tmux.sock"),
-        };
-        let command = format!("irssi --home={} --noconnect -n {nick}", home.display());
-        let started = irssi.tmux(&["new-session", "-d", "-x", "200", "-y", "50", &command]);
-        assert!(
-            started.status.success(),
-            "tmux did not start irssi: {started:?}"
-        );
-        irssi
-    }
-
-    fn tmux(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .env("TERM", "screen")
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// Types `text` and Enter.
-    fn type_line(&self, text: &str) {
-        assert!(self.tmux(&["send-keys", "-l", text]).status.success());
-        assert!(self.tmux(&["send-keys", "Enter"]).status.success());
-    }
-
-    /// The screen, once it shows `want` (polled: irssi draws when it is ready).
-    fn screen_with(&self, want: &str) -> String {
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        loop {
-            let screen =
-                String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p"]).stdout).into_owned();
-            if screen.contains(want) {
-                return screen;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "irssi's screen never showed {want:?}:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Irssi {
-    fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
-    }
-}
-
 /// A terminal client nobody here wrote: irssi (Debian's), driven under tmux, connects to
 /// `torsiond irc`, joins a channel and talks with a user on a plain connection, both ways.
 #[test]
 fn irssi_under_tmux_talks_with_another_user() {
     use torsion::testing::{skip, Missing};
     for program in ["irssi", "tmux"] {
-        let found = std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {program}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
+        if !crate::support::have(program) {
             return skip(Missing::Peer, format!("{program} is not installed"));
         }
     }
@@ -278,7 +213,10 @@ fn irssi_under_tmux_talks_with_another_user() {
     bob.send("JOIN #test");
     bob.until(" 366 ");
 
-    let carol = Irssi::start(dir.path(), "carol");
+    let carol = Terminal::start(
+        dir.path(),
+        &format!("irssi --home={} --noconnect -n carol", dir.path().display()),
+    );
     carol.screen_with("Irssi v");
     carol.type_line(&format!("/connect 127.0.0.1 {port}"));
     carol.screen_with("Welcome to the Torsion IRC Network carol");

@@ -203,3 +203,77 @@ pub(crate) fn apt_get_install(packages: &[&str]) {
         .stdout(Stdio::null())
         .status();
 }
+
+/// A full-screen terminal program (irssi, slrn) in a tmux server of its own, its socket in the
+/// test's folder: keys go in with `send-keys`, the screen comes out with `capture-pane`. The
+/// tmux server is killed when this is dropped.
+pub(crate) struct Terminal {
+    socket: PathBuf,
+}
+
+impl Terminal {
+    /// Runs the shell command `command` in a 200x50 terminal, tmux's socket in `dir`.
+    pub(crate) fn start(dir: &Path, command: &str) -> Terminal {
+        let terminal = Terminal {
+            socket: dir.join("tmux.sock"),
+        };
+        let started = terminal.tmux(&["new-session", "-d", "-x", "200", "-y", "50", command]);
+        assert!(
+            started.status.success(),
+            "tmux did not start {command:?}: {started:?}"
+        );
+        terminal
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .env("TERM", "screen")
+            .output()
+            .unwrap()
+    }
+
+    /// Types `text` literally, then Enter.
+    pub(crate) fn type_line(&self, text: &str) {
+        assert!(self.tmux(&["send-keys", "-l", text]).status.success());
+        self.key("Enter");
+    }
+
+    /// Presses one key, named as tmux names keys (`Enter`, `Space`, `y`).
+    pub(crate) fn key(&self, key: &str) {
+        assert!(self.tmux(&["send-keys", key]).status.success());
+    }
+
+    /// The screen, once it shows `want` (polled: the program draws when it is ready).
+    pub(crate) fn screen_with(&self, want: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let screen =
+                String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p"]).stdout).into_owned();
+            if screen.contains(want) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the screen never showed {want:?}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// Whether `program` is on the PATH.
+pub(crate) fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
