@@ -233,7 +233,8 @@ impl Drop for Core {
 
 /// A new chain that starts with a `T`.
 pub(super) fn new_chain<T: 'static>(canceller: Option<Canceller<T>>) -> ChainRef {
-    Rc::new(Chain {
+    // Built in place: `Rc::new` assembles the chain on the stack and copies it to the heap.
+    Rc::<Chain<Start<T>>>::new_cyclic(|_| Chain {
         core: Core {
             fired: Cell::new(false),
             cancelled: Cell::new(false),
