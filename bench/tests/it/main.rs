@@ -3,4 +3,5 @@
 //! pins down; a new file joins as a module here rather than as a binary of its own.
 
 mod loadgen;
+mod run_options;
 mod ws_echo;

@@ -9,7 +9,7 @@ use std::any::{Any, TypeId};
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::mem;
+use std::mem::{self, ManuallyDrop};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::task::Waker;
@@ -56,10 +56,12 @@ pub(super) struct Core {
     /// Every step added has run: the outcome rests (until taken), and a step added now runs
     /// at once.
     pub(super) complete: Cell<bool>,
-    /// The steps, in order: the first ones in place, `None` once run.
-    pub(super) inline: [Cell<Option<Box<dyn ErasedStep>>>; INLINE_STEPS],
-    /// Steps after the first `INLINE_STEPS` (taken out while used).
-    pub(super) more: Cell<Vec<Option<Box<dyn ErasedStep>>>>,
+    /// The steps, in order: the first ones in place, `None` once run. Dropped by
+    /// `Core::drop`, not by the drop glue: only the steps not run yet hold anything, so a
+    /// chain that ran them all does not look at its slots.
+    pub(super) inline: ManuallyDrop<[Cell<Option<BoxedStep>>; INLINE_STEPS]>,
+    /// Steps after the first `INLINE_STEPS` (taken out while used); dropped as `inline` is.
+    pub(super) more: ManuallyDrop<Cell<Vec<Option<BoxedStep>>>>,
     /// Steps added so far.
     pub(super) len: Cell<u32>,
     /// The next step to run.
@@ -75,6 +77,9 @@ pub(super) struct Core {
     /// The outcome that reached a paused chain, with the rest of the run to resume.
     pub(super) queued: Cell<Option<Box<dyn Resume>>>,
 }
+
+/// A step, its types erased.
+type BoxedStep = Box<dyn ErasedStep>;
 
 /// An outcome held while the chain is paused: resumes the run of steps on it.
 pub(super) trait Resume {
@@ -212,10 +217,14 @@ impl Drop for Core {
         if let Some(Rest::Failure(failure)) = self.rest.get_mut().take() {
             log_unhandled(failure);
         }
-        // Dropping the steps drops what they hold, which may be other chains: as deep as the
-        // chains go.
-        if self.len.get() > self.next.get() {
-            let inline = mem::replace(&mut self.inline, [const { Cell::new(None) }; INLINE_STEPS]);
+        // Steps are taken out of their slots as they run, so only those in `next..len` hold
+        // anything. Dropping them drops what they hold, which may be other chains: as deep as
+        // the chains go. The spill vector's memory goes in any case.
+        if self.len.get() > self.next.get() || self.more.get_mut().capacity() != 0 {
+            let inline = ManuallyDrop::into_inner(mem::replace(
+                &mut self.inline,
+                ManuallyDrop::new([const { Cell::new(None) }; INLINE_STEPS]),
+            ));
             let more = self.more.take();
             deep(move || drop((inline, more)));
         }
@@ -224,13 +233,14 @@ impl Drop for Core {
 
 /// A new chain that starts with a `T`.
 pub(super) fn new_chain<T: 'static>(canceller: Option<Canceller<T>>) -> ChainRef {
-    Rc::new(Chain {
+    // Built in place: `Rc::new` assembles the chain on the stack and copies it to the heap.
+    Rc::<Chain<Start<T>>>::new_cyclic(|_| Chain {
         core: Core {
             fired: Cell::new(false),
             cancelled: Cell::new(false),
             complete: Cell::new(false),
-            inline: [const { Cell::new(None) }; INLINE_STEPS],
-            more: Cell::new(Vec::new()),
+            inline: ManuallyDrop::new([const { Cell::new(None) }; INLINE_STEPS]),
+            more: ManuallyDrop::new(Cell::new(Vec::new())),
             len: Cell::new(0),
             next: Cell::new(0),
             rest: Cell::new(None),

@@ -185,7 +185,10 @@ impl<T: 'static> Deferred<T> {
     #[doc(alias = "callback", alias = "errback", alias = "fire")]
     pub fn trigger(&self) -> Trigger<T> {
         let chain = self.chain();
-        let from_start = chain.core.len.get() == 0 && chain.start.start_type() == TypeId::of::<T>();
+        // A handle on a chain with no steps views the chain's start: every chain is made
+        // with its handle's type, and a step added gives a handle of the next type.
+        let from_start = chain.core.len.get() == 0;
+        debug_assert!(!from_start || chain.start.start_type() == TypeId::of::<T>());
         Trigger {
             chain,
             from_start,
