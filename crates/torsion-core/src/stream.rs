@@ -34,9 +34,9 @@ mod socket;
 mod tls;
 mod transport;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use socket::sendfile;
 pub(crate) use socket::{poll_read_tokio, SocketIo, StreamSocket, Tasked};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use socket::{send_more, sendfile};
 
 /// Size of the thread's shared read buffer.
 pub(crate) const READ_BUF_SIZE: usize = 64 * 1024;
@@ -316,8 +316,15 @@ impl<S: StreamSocket> Conn<S> {
         };
         let state = &mut *guard;
         loop {
+            // Bytes before a file segment (a response head) go out in its first packet.
+            let more = !state.files.is_empty();
             while !state.buf.is_empty() {
-                match sock.try_write(&state.buf) {
+                let written = if more {
+                    sock.try_write_more(&state.buf)
+                } else {
+                    sock.try_write(&state.buf)
+                };
+                match written {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => {
                         state.buf.advance(n);

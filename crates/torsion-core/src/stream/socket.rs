@@ -29,6 +29,11 @@ pub(crate) trait SocketIo: 'static {
         }
     }
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Writes `buf` telling the kernel that more follows at once (`MSG_MORE`), so that it
+    /// goes out in one packet with what follows: a response head before a file segment.
+    fn try_write_more(&self, buf: &[u8]) -> io::Result<usize> {
+        self.try_write(buf)
+    }
     /// Whether [`send_file`](Self::send_file) works on this socket.
     const SENDS_FILES: bool = false;
     /// Sends up to `len` bytes of `file` from `offset` (`sendfile(2)`); how many went, 0 when
@@ -119,6 +124,9 @@ impl<T: SocketIo> SocketIo for Tasked<T> {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         self.io.try_write(buf)
     }
+    fn try_write_more(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io.try_write_more(buf)
+    }
     const SENDS_FILES: bool = T::SENDS_FILES;
     fn send_file(&self, file: &std::fs::File, offset: u64, len: usize) -> io::Result<usize> {
         self.io.send_file(file, offset, len)
@@ -187,6 +195,12 @@ pub(crate) fn sendfile(
     // A copy: the kernel moves it on, the engine keeps its own count.
     let mut at = offset;
     Ok(rustix::fs::sendfile(out, file, Some(&mut at), len)?)
+}
+
+/// `send(2)` with `MSG_MORE` on a TCP socket: `buf` waits to go out with what follows.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn send_more(out: impl std::os::fd::AsFd, buf: &[u8]) -> io::Result<usize> {
+    Ok(rustix::net::send(out, buf, rustix::net::SendFlags::MORE)?)
 }
 
 /// Reads through tokio's `AsyncRead`, for sockets tokio drives: tokio clears the readiness

@@ -66,6 +66,12 @@ impl SocketIo for TcpStream {
         TcpStream::try_write(self, buf)
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn try_write_more(&self, buf: &[u8]) -> io::Result<usize> {
+        self.try_io(tokio::io::Interest::WRITABLE, || {
+            crate::stream::send_more(self, buf)
+        })
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     const SENDS_FILES: bool = true;
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn send_file(&self, file: &std::fs::File, offset: u64, len: usize) -> io::Result<usize> {
