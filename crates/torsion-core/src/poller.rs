@@ -533,6 +533,20 @@ impl SocketIo for PolledTcp {
         self.would_block(WRITABLE, (&self.sock).write(buf))
     }
 
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn try_write_more(&self, buf: &[u8]) -> io::Result<usize> {
+        let r = crate::stream::send_more(&self.sock, buf);
+        self.would_block(WRITABLE, r)
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const SENDS_FILES: bool = true;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn send_file(&self, file: &std::fs::File, offset: u64, len: usize) -> io::Result<usize> {
+        let r = crate::stream::sendfile(&self.sock, file, offset, len);
+        self.would_block(WRITABLE, r)
+    }
+
     fn shutdown_write(&self) -> io::Result<()> {
         self.sock.shutdown(std::net::Shutdown::Write)
     }

@@ -14,6 +14,7 @@
 //! connection's [`Lifecycle`] on, and the engine acts on it after the callback returns.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::rc::Rc;
@@ -34,6 +35,8 @@ mod tls;
 mod transport;
 
 pub(crate) use socket::{poll_read_tokio, SocketIo, StreamSocket, Tasked};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use socket::{send_more, sendfile};
 
 /// Size of the thread's shared read buffer.
 pub(crate) const READ_BUF_SIZE: usize = 64 * 1024;
@@ -114,15 +117,59 @@ impl std::fmt::Display for ConnAddrs {
 #[derive(Default)]
 struct WriteBuf(RefCell<Option<Box<WriteState>>>);
 
-/// The buffer and the send timeout's state.
+/// The buffer, the file segments queued after it, and the send timeout's state.
 #[derive(Default)]
 struct WriteState {
+    /// What goes out first.
     buf: BytesMut,
+    /// File segments ([`Transport::write_file`](crate::transport::TransportImpl::write_file))
+    /// to send after `buf`, in order, each with the bytes written after it. Empty (and
+    /// unallocated) unless a protocol sends files.
+    files: VecDeque<QueuedFile>,
     /// When the writes last blocked with no progress since (reactor seconds); `None` after
     /// progress.
     stalled_since: Option<f64>,
     /// The pending send-timeout check, cancelled when the buffer goes.
     timer: Option<crate::reactor::DelayedCall>,
+}
+
+/// A file segment waiting to be sent by `sendfile(2)`, and what was written after it.
+struct QueuedFile {
+    file: Rc<std::fs::File>,
+    /// Where the unsent part starts in the file.
+    offset: u64,
+    /// How many of its bytes are unsent.
+    left: u64,
+    /// The bytes written after the segment (and before the next one).
+    after: BytesMut,
+}
+
+/// The most one `sendfile(2)` call is asked for (Linux's own ceiling per call).
+const SENDFILE_MAX: usize = 0x7fff_f000;
+
+impl WriteState {
+    /// Unsent bytes: the buffer's, the segments' and the bytes after them.
+    fn pending(&self) -> usize {
+        let mut n = self.buf.len();
+        for f in &self.files {
+            let left = usize::try_from(f.left).unwrap_or(usize::MAX);
+            n = n.saturating_add(left).saturating_add(f.after.len());
+        }
+        n
+    }
+
+    /// Unsent bytes held in memory (the segments' are in their files).
+    fn held(&self) -> usize {
+        self.buf.len() + self.files.iter().map(|f| f.after.len()).sum::<usize>()
+    }
+
+    /// Where the next write goes: after the last segment, or the buffer when there is none.
+    fn tail(&mut self) -> &mut BytesMut {
+        match self.files.back_mut() {
+            Some(f) => &mut f.after,
+            None => &mut self.buf,
+        }
+    }
 }
 
 impl Drop for WriteState {
@@ -134,9 +181,22 @@ impl Drop for WriteState {
 }
 
 impl WriteBuf {
+    /// Unsent bytes, file segments' included.
     #[inline]
     fn len(&self) -> usize {
-        self.0.borrow().as_ref().map_or(0, |b| b.buf.len())
+        self.0.borrow().as_ref().map_or(0, |b| {
+            if b.files.is_empty() {
+                b.buf.len()
+            } else {
+                b.pending()
+            }
+        })
+    }
+
+    /// Unsent bytes held in memory (what the write limit counts).
+    #[inline]
+    fn held(&self) -> usize {
+        self.0.borrow().as_ref().map_or(0, |b| b.held())
     }
 
     #[inline]
@@ -144,11 +204,25 @@ impl WriteBuf {
         self.len() == 0
     }
 
-    /// The buffer, made now if there is none.
+    /// Where the next write goes (after everything queued), the buffer made now if there is
+    /// none.
     fn borrow_mut(&self) -> std::cell::RefMut<'_, BytesMut> {
         std::cell::RefMut::map(self.0.borrow_mut(), |b| {
-            &mut b.get_or_insert_with(Box::default).buf
+            b.get_or_insert_with(Box::default).tail()
         })
+    }
+
+    /// Queues a file segment after everything queued.
+    fn push_file(&self, segment: crate::transport::FileSegment) {
+        let mut b = self.0.borrow_mut();
+        b.get_or_insert_with(Box::default)
+            .files
+            .push_back(QueuedFile {
+                file: segment.file,
+                offset: segment.offset,
+                left: segment.len,
+                after: BytesMut::new(),
+            });
     }
 
     /// The buffer and its state, if there is one.
@@ -230,26 +304,61 @@ impl<S: StreamSocket> Conn<S> {
         }
     }
 
-    /// Sends as much of the write buffer as the socket takes. Ok(true) when it is empty.
+    /// Sends as much of the write buffer, and of the file segments queued after it, as the
+    /// socket takes. Ok(true) when all is sent.
     fn flush(&self) -> io::Result<bool> {
         let sock = self.sock.borrow();
         let Some(sock) = sock.as_ref() else {
             return Ok(true);
         };
-        let Some(mut state) = self.wbuf.state() else {
+        let Some(mut guard) = self.wbuf.state() else {
             return Ok(true);
         };
-        while !state.buf.is_empty() {
-            match sock.try_write(&state.buf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    state.buf.advance(n);
-                    // Progress: the send timeout starts again from the next block.
-                    state.stalled_since = None;
+        let state = &mut *guard;
+        loop {
+            // Bytes before a file segment (a response head) go out in its first packet.
+            let more = !state.files.is_empty();
+            while !state.buf.is_empty() {
+                let written = if more {
+                    sock.try_write_more(&state.buf)
+                } else {
+                    sock.try_write(&state.buf)
+                };
+                match written {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        state.buf.advance(n);
+                        // Progress: the send timeout starts again from the next block.
+                        state.stalled_since = None;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            }
+            let Some(f) = state.files.front_mut() else {
+                break;
+            };
+            while f.left > 0 {
+                let want = usize::try_from(f.left).map_or(SENDFILE_MAX, |n| n.min(SENDFILE_MAX));
+                match sock.send_file(&f.file, f.offset, want) {
+                    Ok(0) => return Err(self.file_shrank(f.left)),
+                    Ok(n) => {
+                        f.offset += n as u64;
+                        f.left -= n as u64;
+                        state.stalled_since = None;
+                        crate::transport::segment::count_file_bytes(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // Sent: what was written after it goes next (the buffer is empty here).
+            if let Some(done) = state.files.pop_front() {
+                if !done.after.is_empty() {
+                    state.buf = done.after;
+                }
             }
         }
         // Drained: no check is needed until the writes block again.
@@ -257,10 +366,27 @@ impl<S: StreamSocket> Conn<S> {
             let _ = t.cancel();
         }
         if state.buf.capacity() > KEEP_WRITE_CAPACITY {
-            drop(state);
+            drop(guard);
             self.wbuf.shrink();
         }
         Ok(true)
+    }
+
+    /// A file segment's file ended `left` bytes early: it shrank while it was sent. The peer
+    /// was promised those bytes (a `Content-Length`, say), so the connection ends here; the
+    /// error says why.
+    #[cold]
+    fn file_shrank(&self, left: u64) -> io::Error {
+        tracing::warn!(
+            target: "torsion",
+            "a file being sent to {} ended {left} bytes before the segment did (it shrank \
+             while it was sent); closing that connection",
+            self.addrs
+        );
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file shrank while it was being sent",
+        )
     }
 
     /// Calls into the protocol with panics contained; what it wrote is sent when it returns.
@@ -697,7 +823,7 @@ fn watch_stalled_writes<S: StreamSocket>(reactor: &Reactor, conn: &Rc<Conn<S>>, 
     let Some(mut state) = conn.wbuf.state() else {
         return;
     };
-    if state.buf.is_empty() {
+    if state.pending() == 0 {
         return;
     }
     if state.stalled_since.is_none() {
@@ -727,7 +853,7 @@ fn send_timer<S: StreamSocket>(
             return;
         };
         state.timer = None;
-        if state.buf.is_empty() {
+        if state.pending() == 0 {
             state.stalled_since = None;
             return;
         }
@@ -738,7 +864,7 @@ fn send_timer<S: StreamSocket>(
             state.timer = Some(send_timer(&r, Rc::downgrade(&conn), left, timeout));
             return;
         }
-        let pending = state.buf.len();
+        let pending = state.pending();
         drop(state);
         tracing::info!(
             target: "torsion",

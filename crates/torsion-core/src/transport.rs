@@ -35,6 +35,9 @@ use std::ops::Deref;
 use std::rc::Rc;
 
 pub use crate::address::Address;
+pub use segment::{file_bytes_sent, FileSegment};
+
+pub(crate) mod segment;
 
 fn unsupported<T>() -> io::Result<T> {
     Err(io::Error::new(
@@ -69,6 +72,32 @@ pub trait TransportImpl {
         }
     }
 
+    /// Queues a part of an open file to send after everything written before it, without
+    /// reading it into memory (no Twisted analogue): the stream transports over plain TCP and
+    /// Unix sockets send it with `sendfile(2)`, straight from the page cache, as the socket
+    /// takes it. What is written afterwards follows it.
+    ///
+    /// Fails with [`io::ErrorKind::Unsupported`], queuing nothing, where the bytes themselves
+    /// are needed or the platform cannot: a TLS connection (they must be encrypted), a
+    /// wrapping transport (it may count or change them; wrappers do not pass this on unless
+    /// they override it), HTTP/2 streams, in-memory and test transports, stdio, platforms
+    /// other than Linux. The caller then reads the file and [`write`](Self::write)s it, as
+    /// the static-file resource of `torsion-web` does. That is the default.
+    ///
+    /// Flow control sees the segment's unsent bytes: they count in
+    /// [`buffered_size`](Self::buffered_size), so a streaming producer is paused while they
+    /// are over the high watermark and a pull producer is asked again once they are sent. The
+    /// write limit ([`set_write_limit`](Self::set_write_limit)) is a ceiling on memory and
+    /// counts only bytes held in memory, so a segment never trips it. After the connection
+    /// closed the segment is dropped, as writes are (`Ok`). If the file turns out shorter
+    /// than the segment while it is sent (it was truncated), the connection is closed with a
+    /// warning in the log: the peer was promised those bytes, and garbage or a hang would be
+    /// worse.
+    fn write_file(&self, segment: FileSegment) -> io::Result<()> {
+        let _ = segment;
+        unsupported()
+    }
+
     /// Closes the connection once everything written has been sent (Twisted's
     /// `loseConnection`). The protocol's `connection_lost` follows.
     fn lose_connection(&self);
@@ -100,7 +129,8 @@ pub trait TransportImpl {
         }
     }
 
-    /// How many written bytes wait to be sent (for flow control).
+    /// How many written bytes wait to be sent (for flow control), the unsent bytes of file
+    /// segments ([`write_file`](Self::write_file)) included.
     fn buffered_size(&self) -> usize {
         self.wrapped().map_or(0, |t| t.buffered_size())
     }
@@ -402,7 +432,8 @@ impl std::error::Error for ProducerError {}
 ///
 /// # Methods
 ///
-/// - Writing: [`write`](Self::write), [`write_sequence`](Self::write_sequence).
+/// - Writing: [`write`](Self::write), [`write_sequence`](Self::write_sequence),
+///   [`write_file`](TransportImpl::write_file) (a file's bytes by `sendfile(2)`).
 /// - Closing: [`lose_connection`](Self::lose_connection),
 ///   [`abort_connection`](Self::abort_connection),
 ///   [`lose_write_connection`](TransportImpl::lose_write_connection) (half-close).

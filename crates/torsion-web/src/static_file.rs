@@ -17,10 +17,13 @@
 //!   the version the client has;
 //! - HEAD: the same head as GET, no body.
 //!
-//! Files up to 64 KiB go out in one write; larger ones are read and written 64 KiB at a time,
-//! one chunk per reactor turn, so only one chunk of a file is held here at once. (The
-//! connection's write buffer is not visible from a [`Request`] yet, so a client that reads
-//! slower than that can still make it grow; see `producer.rs`.)
+//! Files up to 64 KiB are read and go out in one write. Larger bodies (the whole file or one
+//! range) go by `sendfile(2)` on a plain TCP or Unix connection ([`Request::write_file`]):
+//! nothing of the file is read here, and the connection sends it as the client takes it.
+//! Where the bytes themselves are needed (TLS, HTTP/2, an encoded response, several ranges)
+//! they are read and written a chunk at a time, the next chunk only once the connection's
+//! write buffer has emptied, so a slow client holds at most one chunk here (see
+//! `producer.rs`).
 //!
 //! Requests never leave the root: a segment that is `.` or `..` or holds `/`, `\` or NUL
 //! (also once percent-decoded) is not found, and a symbolic link that resolves outside the
@@ -603,6 +606,21 @@ fn serve_file(
                 Render::Body(page)
             }
         };
+    }
+    // The whole file or one range, on a plain connection with nothing ahead of it: the
+    // connection sends it by sendfile(2), nothing read here. Otherwise (encoded, TLS, HTTP/2,
+    // behind a pipelined response) the producer sends it, by sendfile too once the request is
+    // at the front where it can, else read and written.
+    if let [Piece::File { offset, len }] = pieces[..] {
+        match request.write_file(&file, offset, len) {
+            Ok(true) => {
+                let _ = request.try_finish();
+                return Render::NotDoneYet;
+            }
+            Ok(false) => {}
+            // The client left: nothing more to send.
+            Err(_) => return Render::NotDoneYet,
+        }
     }
     Render::Later(stream(request, file, path.to_owned(), pieces))
 }

@@ -29,6 +29,18 @@ pub(crate) trait SocketIo: 'static {
         }
     }
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Writes `buf` telling the kernel that more follows at once (`MSG_MORE`), so that it
+    /// goes out in one packet with what follows: a response head before a file segment.
+    fn try_write_more(&self, buf: &[u8]) -> io::Result<usize> {
+        self.try_write(buf)
+    }
+    /// Whether [`send_file`](Self::send_file) works on this socket.
+    const SENDS_FILES: bool = false;
+    /// Sends up to `len` bytes of `file` from `offset` (`sendfile(2)`); how many went, 0 when
+    /// the file ends at `offset`. `WouldBlock` when the socket is full.
+    fn send_file(&self, _file: &std::fs::File, _offset: u64, _len: usize) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
     fn shutdown_write(&self) -> io::Result<()>;
     /// A TCP socket: its connection offers [`TcpOptions`].
     const TCP: bool = false;
@@ -112,6 +124,13 @@ impl<T: SocketIo> SocketIo for Tasked<T> {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         self.io.try_write(buf)
     }
+    fn try_write_more(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io.try_write_more(buf)
+    }
+    const SENDS_FILES: bool = T::SENDS_FILES;
+    fn send_file(&self, file: &std::fs::File, offset: u64, len: usize) -> io::Result<usize> {
+        self.io.send_file(file, offset, len)
+    }
     fn shutdown_write(&self) -> io::Result<()> {
         self.io.shutdown_write()
     }
@@ -163,6 +182,25 @@ pub(crate) fn discard_output<F: Future + Unpin>(fut: F) -> impl Future<Output = 
         }
     }
     Ignore(fut)
+}
+
+/// `sendfile(2)` from `file` at `offset` to `out`: up to `len` bytes, how many went.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn sendfile(
+    out: impl std::os::fd::AsFd,
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    // A copy: the kernel moves it on, the engine keeps its own count.
+    let mut at = offset;
+    Ok(rustix::fs::sendfile(out, file, Some(&mut at), len)?)
+}
+
+/// `send(2)` with `MSG_MORE` on a TCP socket: `buf` waits to go out with what follows.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn send_more(out: impl std::os::fd::AsFd, buf: &[u8]) -> io::Result<usize> {
+    Ok(rustix::net::send(out, buf, rustix::net::SendFlags::MORE)?)
 }
 
 /// Reads through tokio's `AsyncRead`, for sockets tokio drives: tokio clears the readiness

@@ -13,7 +13,7 @@ use crate::reactor::Disconnect;
 #[cfg(feature = "tls")]
 use crate::transport::TlsTransport;
 use crate::transport::{
-    Address, PeerCredentials, TcpOptions, TransportImpl, WriteLimit, WritePolicy,
+    Address, FileSegment, PeerCredentials, TcpOptions, TransportImpl, WriteLimit, WritePolicy,
 };
 
 impl<S: StreamSocket> Conn<S> {
@@ -23,15 +23,21 @@ impl<S: StreamSocket> Conn<S> {
     fn refused_by_limit(&self, len: usize) -> bool {
         let limit = self.producer.write_limit();
         limit != usize::MAX
-            && self.buffered_size().saturating_add(len) > limit
+            && self.held_size().saturating_add(len) > limit
             && self.write_limit_hit(len, limit)
+    }
+
+    /// Unsent bytes held in memory: what the write limit counts. A file segment's unsent
+    /// bytes are in its file, and are not counted (they are in `buffered_size`).
+    fn held_size(&self) -> usize {
+        self.wbuf.held() + self.staged_len()
     }
 
     /// A write passed the write limit: does what the policy says, and logs it.
     #[cold]
     #[inline(never)]
     fn write_limit_hit(&self, len: usize, limit: usize) -> bool {
-        let buffered = self.buffered_size();
+        let buffered = self.held_size();
         match self.producer.over_limit(buffered, len) {
             None => false,
             Some(LimitHit::Disconnect { first }) => {
@@ -125,6 +131,35 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
                 self.write_admitted(chunk);
             }
         }
+    }
+
+    /// Queued after what is written (the bytes gathered in this callback join the
+    /// connection's buffer first) and sent by the engine's flush with `sendfile(2)`.
+    /// Refused on a TLS connection and on sockets that cannot send files.
+    fn write_file(&self, segment: FileSegment) -> io::Result<()> {
+        if !S::SENDS_FILES {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this transport cannot send files (no sendfile on this socket or platform)",
+            ));
+        }
+        #[cfg(feature = "tls")]
+        if self.with_tls(|_| ()).is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a TLS transport cannot send files: their bytes must be encrypted",
+            ));
+        }
+        if segment.len == 0 || self.state().write_refused() {
+            return Ok(());
+        }
+        // A pull producer is owed a call once this is sent.
+        self.producer.wrote();
+        self.unstage(false);
+        self.wbuf.push_file(segment);
+        self.producer.note_buffered(self.wbuf.len());
+        self.notify();
+        Ok(())
     }
 
     fn set_write_limit(&self, bytes: usize, policy: WritePolicy) {

@@ -65,6 +65,21 @@ impl SocketIo for TcpStream {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         TcpStream::try_write(self, buf)
     }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn try_write_more(&self, buf: &[u8]) -> io::Result<usize> {
+        self.try_io(tokio::io::Interest::WRITABLE, || {
+            crate::stream::send_more(self, buf)
+        })
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const SENDS_FILES: bool = true;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn send_file(&self, file: &std::fs::File, offset: u64, len: usize) -> io::Result<usize> {
+        // Through tokio, so that `WouldBlock` clears its readiness.
+        self.try_io(tokio::io::Interest::WRITABLE, || {
+            crate::stream::sendfile(self, file, offset, len)
+        })
+    }
     fn shutdown_write(&self) -> io::Result<()> {
         SockRef::from(self).shutdown(std::net::Shutdown::Write)
     }

@@ -71,6 +71,7 @@ mod tcp_panic;
 mod tcp_poller;
 mod tcp_send_timeout;
 mod tcp_timeout;
+mod tcp_write_file;
 mod tcp_write_limit;
 mod testing_kit;
 mod testing_memory_reactor;

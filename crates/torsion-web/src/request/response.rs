@@ -241,6 +241,74 @@ impl Request {
         Ok(())
     }
 
+    /// Writes `len` bytes of `file` from `offset` as the next part of the body, without
+    /// reading them here: the connection sends them with `sendfile(2)`
+    /// ([`TransportImpl::write_file`](torsion::transport::TransportImpl::write_file)). The
+    /// head goes first, as with [`write`](Self::write); what is written after follows the
+    /// file's bytes.
+    ///
+    /// `Ok(false)` when this response cannot take a file and nothing of it was written: the
+    /// body is encoded (gzip, br) or chunked, the request waits behind earlier pipelined
+    /// responses, the connection is HTTP/2 or TLS or its transport cannot send files. Read the
+    /// file and [`write`](Self::write) it then (the head may have been sent meanwhile, which
+    /// changes nothing for the caller). Errors as [`try_write`](Self::try_write)'s.
+    ///
+    /// The file must hold the bytes until they are sent: one that shrinks meanwhile closes the
+    /// connection (the client was promised them). Share the open file (`Rc`), do not copy it.
+    pub fn write_file(
+        &self,
+        file: &std::rc::Rc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    ) -> Result<bool, ResponseClosed> {
+        if self.inner.response.borrow().finished {
+            return Err(ResponseClosed::Finished);
+        }
+        if self.inner.lost.get() {
+            return Err(ResponseClosed::Lost);
+        }
+        if self.inner.head.version == crate::proto::Version::Http2 {
+            // A stream's DATA frames carry bytes.
+            return Ok(false);
+        }
+        let Some(t) = self.transport_if_front() else {
+            return Ok(false);
+        };
+        let queued = {
+            let mut r = self.inner.response.borrow_mut();
+            if !r.started {
+                self.start(&mut r, false, 0);
+            }
+            if r.no_body {
+                // The body is not sent (HEAD): dropped, as written bytes are.
+                None
+            } else if r.encoder.is_some() || r.chunked {
+                return Ok(false);
+            } else {
+                Some(std::mem::take(&mut r.out))
+            }
+        };
+        let Some(queued) = queued else {
+            self.flush();
+            return Ok(true);
+        };
+        if !queued.is_empty() {
+            t.write(&queued);
+        }
+        let sent = t
+            .write_file(torsion::transport::FileSegment::new(
+                file.clone(),
+                offset,
+                len,
+            ))
+            .is_ok();
+        if sent {
+            self.inner.response.borrow_mut().body_bytes += len;
+        }
+        self.flush();
+        Ok(sent)
+    }
+
     /// Logs a call Twisted would refuse with an exception, naming the request.
     fn warn_misuse(&self, what: &str) {
         tracing::warn!(

@@ -1,10 +1,12 @@
 //! Sending a file's bytes (Twisted's `static.NoRangeStaticProducer`,
 //! `SingleRangeStaticProducer` and `MultipleRangeStaticProducer` in one): a body is a list of
 //! [`Piece`]s, fixed bytes and ranges of the open file. A small body is read at once; a large
-//! one is sent by a pull producer registered on the request: the connection asks for the next
-//! chunk each time its write buffer has emptied, so a slow client slows the reading and only
-//! one chunk of the file is in this module's memory at any moment (64 KiB, growing to
-//! 256 KiB while the socket takes every chunk whole, and back once it does not).
+//! one is sent by a pull producer registered on the request. A range of the file at the front
+//! of what is left is handed to the connection whole where it can send files
+//! ([`Request::write_file`], `sendfile(2)`); otherwise the connection asks for the next chunk
+//! each time its write buffer has emptied, so a slow client slows the reading and only one
+//! chunk of the file is in this module's memory at any moment (64 KiB, growing to 256 KiB
+//! while the socket takes every chunk whole, and back once it does not).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -105,6 +107,7 @@ pub(super) fn stream(
             buf: Vec::new(),
             filled: 0,
             chunk: CHUNK,
+            sends_files: true,
         }),
         done: RefCell::new(Some(d.trigger())),
     });
@@ -133,6 +136,9 @@ struct Reading {
     filled: usize,
     /// How much the next `fill` reads: from [`CHUNK`] to [`MAX_CHUNK`].
     chunk: usize,
+    /// False once the response refused a file range ([`Request::write_file`]): read and
+    /// write from then on.
+    sends_files: bool,
 }
 
 impl FileBody {
@@ -153,6 +159,9 @@ impl Producer for FileBody {
         if self.request.lost() || self.request.finished() {
             self.request.unregister_producer();
             return self.end(Ok(Vec::new()));
+        }
+        if self.send_file_range() {
+            return;
         }
         let (filled, last) = {
             let mut reading = self.state.borrow_mut();
@@ -181,6 +190,49 @@ impl Producer for FileBody {
 
     fn stop_producing(&self) {
         self.end(Ok(Vec::new()));
+    }
+}
+
+impl FileBody {
+    /// Hands a range of the file at the front of what is left to the connection whole, where
+    /// the response can take it; true when that was this call's work (or the client left).
+    fn send_file_range(&self) -> bool {
+        let range = {
+            let reading = self.state.borrow();
+            match reading.pieces.front() {
+                Some(&Piece::File { offset, len }) if reading.sends_files => {
+                    Some((reading.file.clone(), offset, len))
+                }
+                _ => None,
+            }
+        };
+        let Some((file, offset, len)) = range else {
+            return false;
+        };
+        match self.request.write_file(&file, offset, len) {
+            Ok(true) => {
+                let last = {
+                    let mut reading = self.state.borrow_mut();
+                    reading.pieces.pop_front();
+                    reading.pieces.is_empty()
+                };
+                if last {
+                    self.request.unregister_producer();
+                    self.end(Ok(Vec::new()));
+                }
+                // Otherwise asked again once the range is sent.
+                true
+            }
+            Ok(false) => {
+                self.state.borrow_mut().sends_files = false;
+                false
+            }
+            Err(_) => {
+                self.request.unregister_producer();
+                self.end(Ok(Vec::new()));
+                true
+            }
+        }
     }
 }
 

@@ -32,6 +32,7 @@ mod server;
 mod session;
 mod static_file;
 mod static_file_curl;
+mod static_file_sendfile;
 mod template;
 mod tower_service;
 mod websocket;
