@@ -116,6 +116,8 @@ struct Config {
     open_files: Option<Rc<OpenFiles>>,
     /// Serve `name.br` / `name.gz` for `name` when present and accepted.
     precompressed: bool,
+    /// Send large bodies by `sendfile(2)` where the connection can.
+    sendfile: bool,
 }
 
 impl Config {
@@ -193,6 +195,7 @@ impl File {
                 default_type: "application/octet-stream".to_owned(),
                 content_types: HashMap::new(),
                 open_files: Some(Rc::default()),
+                sendfile: true,
                 precompressed: true,
             }),
             path,
@@ -236,6 +239,16 @@ impl File {
     /// per site. Turn it off to have no descriptor outlive its request.
     pub fn open_file_cache(mut self, on: bool) -> File {
         self.config_mut().open_files = on.then(Rc::default);
+        self
+    }
+
+    /// Sends bodies over 64 KiB with `sendfile(2)` where the connection allows it (on by
+    /// default; nginx's `sendfile` directive): the kernel copies the file to the socket and
+    /// nothing of it is read into memory. Where it cannot (TLS, HTTP/2, an encoded or chunked
+    /// body) the file is read and written in chunks either way. Turn it off for file systems
+    /// whose `sendfile` misbehaves (some network mounts), or to have every body read.
+    pub fn sendfile(mut self, on: bool) -> File {
+        self.config_mut().sendfile = on;
         self
     }
 
@@ -436,22 +449,10 @@ impl Resource for File {
             if let Some((coding, path, sibling)) = precompressed_sibling(request, &self.path, &meta)
             {
                 request.set_header("Content-Encoding", coding.token());
-                return serve_file(
-                    request,
-                    self.config.open_files.as_deref(),
-                    &path,
-                    &sibling,
-                    &content_type,
-                );
+                return serve_file(request, &self.config, &path, &sibling, &content_type);
             }
         }
-        serve_file(
-            request,
-            self.config.open_files.as_deref(),
-            &self.path,
-            &meta,
-            &content_type,
-        )
+        serve_file(request, &self.config, &self.path, &meta, &content_type)
     }
 }
 
@@ -506,7 +507,7 @@ fn precompressed_sibling(
 /// Sends a regular file, or the part of it the request asks for.
 fn serve_file(
     request: &Request,
-    open_files: Option<&OpenFiles>,
+    config: &Config,
     path: &Path,
     meta: &fs::Metadata,
     content_type: &str,
@@ -533,7 +534,7 @@ fn serve_file(
             ));
         }
     }
-    let opened = match open_files {
+    let opened = match config.open_files.as_deref() {
         Some(files) => files.open(path, meta),
         None => fs::File::open(path).map(Rc::new),
     };
@@ -611,8 +612,8 @@ fn serve_file(
     // connection sends it by sendfile(2), nothing read here. Otherwise (encoded, TLS, HTTP/2,
     // behind a pipelined response) the producer sends it, by sendfile too once the request is
     // at the front where it can, else read and written.
-    if let [Piece::File { offset, len }] = pieces[..] {
-        match request.write_file(&file, offset, len) {
+    if let ([Piece::File { offset, len }], true) = (&pieces[..], config.sendfile) {
+        match request.write_file(&file, *offset, *len) {
             Ok(true) => {
                 let _ = request.try_finish();
                 return Render::NotDoneYet;
@@ -622,7 +623,13 @@ fn serve_file(
             Err(_) => return Render::NotDoneYet,
         }
     }
-    Render::Later(stream(request, file, path.to_owned(), pieces))
+    Render::Later(stream(
+        request,
+        file,
+        path.to_owned(),
+        pieces,
+        config.sendfile,
+    ))
 }
 
 /// The body of a multi-range answer (`multipart/byteranges`, RFC 9110 section 14.6).

@@ -90,12 +90,14 @@ pub(super) fn read_body(file: &fs::File, pieces: Vec<Piece>) -> io::Result<Vec<u
 /// Streams a body whose head (with its `Content-Length`) the caller has prepared; the
 /// Deferred fires with nothing more to write once all is written, or fails if the file could
 /// not be read to the end (the connection is then closed, since the length was promised).
-/// Stops quietly if the client goes away.
+/// Stops quietly if the client goes away. With `sends_files`, parts of the file go by
+/// `sendfile(2)` when the connection takes them ([`File::sendfile`](super::File::sendfile)).
 pub(super) fn stream(
     request: &Request,
     file: Rc<fs::File>,
     path: PathBuf,
     pieces: Vec<Piece>,
+    sends_files: bool,
 ) -> Deferred<Vec<u8>> {
     let d = Deferred::new();
     let body = Rc::new(FileBody {
@@ -107,7 +109,7 @@ pub(super) fn stream(
             buf: Vec::new(),
             filled: 0,
             chunk: CHUNK,
-            sends_files: true,
+            sends_files,
         }),
         done: RefCell::new(Some(d.trigger())),
     });
@@ -335,7 +337,7 @@ mod tests {
                 len: 5 * CHUNK as u64,
             }];
             // A detached request: the test asks for each chunk, as a connection would.
-            let d = stream(&request, Rc::new(file), path.clone(), whole);
+            let d = stream(&request, Rc::new(file), path.clone(), whole, true);
             let producer = request.producer().expect("a registered producer");
             producer.resume_producing();
             fs::OpenOptions::new()
@@ -362,7 +364,7 @@ mod tests {
                 offset: 0,
                 len: 5 * CHUNK as u64,
             }];
-            let d = stream(&request, Rc::new(file), path.clone(), whole);
+            let d = stream(&request, Rc::new(file), path.clone(), whole, true);
             request.producer().unwrap().resume_producing();
             request.connection_lost(false);
             let out = d.await;

@@ -119,6 +119,65 @@ async fn a_large_file_to_a_slow_client_goes_by_sendfile_unread() -> Result<(), F
     Ok(())
 }
 
+/// The static file producer's largest chunk (it grows chunks while the socket takes them
+/// whole, and drops back once the socket is full).
+const MAX_CHUNK: usize = 256 * 1024;
+
+/// Where a file is read (TLS, HTTP/2, encoded bodies, or `File::sendfile(false)` as here),
+/// a slow client keeps the write buffer under the high watermark plus one chunk: the
+/// producer is paused rather than the file read ahead into memory.
+#[torsion::test(timeout = 60)]
+async fn a_large_file_read_for_a_slow_client_keeps_the_write_buffer_bounded() -> Result<(), Failure>
+{
+    let path = std::env::temp_dir().join(format!("torsion-flow-body-read-{}", std::process::id()));
+    std::fs::write(&path, (0..BIG).map(content).collect::<Vec<u8>>())?;
+    let requests: Rc<RefCell<Vec<Request>>> = Rc::default();
+    let port = reactor().listen_tcp_on(
+        0,
+        Site::new(Watched {
+            file: File::new(&path).sendfile(false),
+            requests: requests.clone(),
+        }),
+        "127.0.0.1",
+    )?;
+    let addr = port.get_host().socket_addr().unwrap();
+    let max = Rc::new(Cell::new(0usize));
+    let (m, rs) = (max.clone(), requests.clone());
+    let sampler = LoopingCall::new(move || {
+        for r in rs.borrow().iter() {
+            m.set(m.get().max(r.buffered_size()));
+        }
+    });
+    let sampling = sampler.start(0.001, true);
+    let before = torsion::transport::file_bytes_sent();
+    let out = slow_client(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await?;
+    sampler.stop();
+    sampling.await?;
+    port.stop_listening().await?;
+    std::fs::remove_file(&path)?;
+    let body = body_of(&out);
+    assert_eq!(body.len(), BIG);
+    assert!(
+        body.iter().enumerate().all(|(i, &b)| b == content(i)),
+        "the file arrived altered"
+    );
+    assert_eq!(
+        torsion::transport::file_bytes_sent(),
+        before,
+        "sendfile was used though turned off"
+    );
+    assert!(
+        max.get() <= torsion::producer::DEFAULT_HIGH_WATER + MAX_CHUNK,
+        "{}",
+        max.get()
+    );
+    Ok(())
+}
+
 /// Finishes its response after 100 ms.
 struct Slow;
 
