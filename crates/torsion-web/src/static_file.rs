@@ -17,9 +17,10 @@
 //!   the version the client has;
 //! - HEAD: the same head as GET, no body.
 //!
-//! Files up to 64 KiB are read and go out in one write. Larger bodies (the whole file or one
-//! range) go by `sendfile(2)` on a plain TCP or Unix connection ([`Request::write_file`]):
-//! nothing of the file is read here, and the connection sends it as the client takes it.
+//! Files up to 16 KiB are read and go out in one write with the head. Larger bodies (the
+//! whole file or one range) go by `sendfile(2)` on a plain TCP or Unix connection
+//! ([`Request::write_file`]): nothing of the file is read here, and the connection sends it
+//! as the client takes it.
 //! Where the bytes themselves are needed (TLS, HTTP/2, an encoded response, several ranges)
 //! they are read and written a chunk at a time, the next chunk only once the connection's
 //! write buffer has emptied, so a slow client holds at most one chunk here (see
@@ -242,7 +243,7 @@ impl File {
         self
     }
 
-    /// Sends bodies over 64 KiB with `sendfile(2)` where the connection allows it (on by
+    /// Sends bodies over 16 KiB with `sendfile(2)` where the connection allows it (on by
     /// default; nginx's `sendfile` directive): the kernel copies the file to the socket and
     /// nothing of it is read into memory. Where it cannot (TLS, HTTP/2, an encoded or chunked
     /// body) the file is read and written in chunks either way. Turn it off for file systems
@@ -255,7 +256,8 @@ impl File {
     /// Serves a precompressed sibling, `name.br` or `name.gz`, for a GET or HEAD of `name`
     /// when the client accepts that coding (on by default): with `Content-Encoding`, the
     /// original's `Content-Type`, and `Vary: Accept-Encoding` (on every answer for a file that
-    /// has a sibling). A sibling is used only when it is a regular file (not a symbolic link)
+    /// has a sibling, except to a request without `Accept-Encoding`, which gets the original
+    /// as nginx's `gzip_static` answers it, and costs no look for siblings). A sibling is used only when it is a regular file (not a symbolic link)
     /// at least as new as the original, so a stale one is never served; a request with a
     /// `Range` header gets the original.
     pub fn precompressed(mut self, on: bool) -> File {
@@ -459,13 +461,21 @@ impl Resource for File {
 /// The precompressed sibling of `path` to serve (`name.br`, `name.gz`) for this request, if
 /// any: a regular file at least as new as the original, in a coding the client accepts, the
 /// request being a GET or HEAD without a `Range`. Adds `Vary: Accept-Encoding` when a sibling
-/// exists, whether or not it is chosen.
+/// exists, whether or not it is chosen, unless the request has no `Accept-Encoding` at all
+/// (then no sibling is looked for).
 fn precompressed_sibling(
     request: &Request,
     path: &Path,
     meta: &fs::Metadata,
 ) -> Option<(Coding, PathBuf, fs::Metadata)> {
     if !matches!(request.method(), "GET" | "HEAD") {
+        return None;
+    }
+    // A request without Accept-Encoding (wrk, curl without --compressed, most API clients)
+    // is answered with the original and no Vary, as nginx's gzip_static does: looking for
+    // siblings cost it two failed `stat`s per request, and the answer is right for any
+    // client a cache may give it to.
+    if !request.headers().contains("accept-encoding") {
         return None;
     }
     let modified = meta.modified().ok();
@@ -503,6 +513,11 @@ fn precompressed_sibling(
     let chosen = negotiate(&accept.join(","), &codings)?;
     found.into_iter().find(|(c, _, _)| *c == chosen)
 }
+
+/// Bodies longer than this go by `sendfile(2)` where the connection can: below it, reading
+/// the file into the response (one write with the head) costs less than a second system
+/// call.
+const SENDFILE_MIN: u64 = 16 * 1024;
 
 /// Sends a regular file, or the part of it the request asks for.
 fn serve_file(
@@ -595,6 +610,25 @@ fn serve_file(
     if request.method() == "HEAD" {
         return Render::Body(Vec::new());
     }
+    // The whole file or one range past SENDFILE_MIN, on a plain connection with nothing
+    // ahead of it: the connection sends it by sendfile(2), nothing read here. Otherwise
+    // (encoded, TLS, HTTP/2, behind a pipelined response) the producer sends it: by sendfile
+    // too once the request is at the front where it can, else read and written.
+    if let ([Piece::File { offset, len }], true) = (&pieces[..], config.sendfile) {
+        if *len > SENDFILE_MIN {
+            match request.write_file(&file, *offset, *len) {
+                Ok(true) => {
+                    let _ = request.try_finish();
+                    return Render::NotDoneYet;
+                }
+                Ok(false) => {
+                    return Render::Later(stream(request, file, path.to_owned(), pieces, true))
+                }
+                // The client left: nothing more to send.
+                Err(_) => return Render::NotDoneYet,
+            }
+        }
+    }
     if len <= CHUNK as u64 {
         return match read_body(&file, pieces) {
             Ok(body) => Render::Body(body),
@@ -607,21 +641,6 @@ fn serve_file(
                 Render::Body(page)
             }
         };
-    }
-    // The whole file or one range, on a plain connection with nothing ahead of it: the
-    // connection sends it by sendfile(2), nothing read here. Otherwise (encoded, TLS, HTTP/2,
-    // behind a pipelined response) the producer sends it, by sendfile too once the request is
-    // at the front where it can, else read and written.
-    if let ([Piece::File { offset, len }], true) = (&pieces[..], config.sendfile) {
-        match request.write_file(&file, *offset, *len) {
-            Ok(true) => {
-                let _ = request.try_finish();
-                return Render::NotDoneYet;
-            }
-            Ok(false) => {}
-            // The client left: nothing more to send.
-            Err(_) => return Render::NotDoneYet,
-        }
     }
     Render::Later(stream(
         request,

@@ -534,6 +534,18 @@ async fn file_serves_precompressed_siblings() -> Result<(), Failure> {
     assert!(!head.contains("Content-Encoding"), "{head}");
     assert!(head.contains("Vary: Accept-Encoding\r\n"), "{head}");
     assert_eq!(text(&body), js);
+    // No Accept-Encoding at all: the original and no Vary, as nginx's gzip_static answers
+    // (and no sibling is looked for).
+    let (head, body) = raw(
+        addr,
+        "GET /app.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        !head.contains("Content-Encoding") && !head.contains("Vary"),
+        "{head}"
+    );
+    assert_eq!(text(&body), js);
     // No siblings: no Vary.
     let (head, _) = raw(addr, &get("/plain.txt", "gzip")).await;
     assert!(!head.contains("Vary"), "{head}");
