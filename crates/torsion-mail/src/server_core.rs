@@ -41,6 +41,8 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
+use torsion::protocols::basic::find_delimiter;
+
 use crate::command::{parse_command, Address, Command, CommandError, MailParams, ReversePath};
 use crate::reply::Reply;
 
@@ -636,7 +638,7 @@ impl ServerCore {
             if rest.is_empty() {
                 break;
             }
-            let (piece, ends_line) = match find_crlf(rest) {
+            let (piece, ends_line) = match find_delimiter(rest, b"\r\n") {
                 Some(i) => (&rest[..i + 2], true),
                 None if rest.len() > BODY_PIECE => {
                     // A long line: pass it on in pieces, keeping a last CR (it may start
@@ -782,30 +784,5 @@ impl ServerCore {
     pub fn shutdown(&mut self) -> Event {
         self.awaiting = Awaiting::Nothing;
         self.close(421, "4.3.2 Service shutting down")
-    }
-}
-
-/// Where the first CRLF of `data` starts. `memchr::memmem::find` would build a substring
-/// searcher on every call, once per line of a message body; a two-byte needle needs only a
-/// scan for its last byte.
-fn find_crlf(data: &[u8]) -> Option<usize> {
-    memchr::memchr_iter(b'\n', data)
-        .find(|&i| i > 0 && data[i - 1] == b'\r')
-        .map(|i| i - 1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::find_crlf;
-
-    #[test]
-    fn find_crlf_skips_bare_line_feeds() {
-        assert_eq!(find_crlf(b"\r\n"), Some(0));
-        assert_eq!(find_crlf(b"ab\r\ncd\r\n"), Some(2));
-        assert_eq!(find_crlf(b"a\nb\r\n"), Some(3));
-        assert_eq!(find_crlf(b"\n\r\r\n"), Some(2));
-        assert_eq!(find_crlf(b"a\rb\n"), None);
-        assert_eq!(find_crlf(b"\r"), None);
-        assert_eq!(find_crlf(b""), None);
     }
 }

@@ -14,10 +14,26 @@ pub const DEFAULT_DELIMITER: &[u8] = b"\r\n";
 /// The default maximum line length, as in Twisted.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 16384;
 
-/// Finds the first `delimiter` in `data`.
-fn find(data: &[u8], delimiter: &[u8]) -> Option<usize> {
+/// Where the first `delimiter` in `data` starts: what `LineReceiver` splits lines with, for
+/// protocols that frame lines of their own (SMTP's DATA, say).
+///
+/// One- and two-byte delimiters (`\n`, `\r\n`) are found by scanning for their last byte:
+/// `memchr::memmem::find` builds a substring searcher on every call, which cost more than
+/// the search for short lines.
+///
+/// ```
+/// use torsion::protocols::basic::find_delimiter;
+///
+/// assert_eq!(find_delimiter(b"a\nb\r\n", b"\r\n"), Some(3));
+/// assert_eq!(find_delimiter(b"a\rb\n", b"\r\n"), None);
+/// assert_eq!(find_delimiter(b"ab\n", b"\n"), Some(2));
+/// ```
+pub fn find_delimiter(data: &[u8], delimiter: &[u8]) -> Option<usize> {
     match delimiter {
         [b] => memchr::memchr(*b, data),
+        [a, b] => memchr::memchr_iter(*b, data)
+            .find(|&i| i > 0 && data[i - 1] == *a)
+            .map(|i| i - 1),
         d => memchr::memmem::find(data, d),
     }
 }
@@ -399,7 +415,7 @@ impl<R: LineReceiver> Lines<R> {
                 // Back to line mode: parse what the handler handed back.
                 return control.line_mode_extra.take().filter(|_| !control.raw);
             }
-            match find(data, delimiter) {
+            match find_delimiter(data, delimiter) {
                 Some(i) => {
                     let line = &data[..i];
                     let rest = &data[i + delimiter.len()..];
@@ -583,7 +599,7 @@ impl<R: LineOnlyReceiver> LineOnly<R> {
     fn process(&mut self, t: &Transport, mut data: &[u8]) {
         let sender = LineSender::borrowed(t, &self.delimiter);
         while !t.disconnecting() {
-            match find(data, &self.delimiter) {
+            match find_delimiter(data, &self.delimiter) {
                 Some(i) if i > self.max_length => {
                     return self.handler.line_length_exceeded(&sender, data);
                 }
@@ -629,5 +645,24 @@ impl<R: LineOnlyReceiver> Protocol for LineOnly<R> {
     fn drain(&mut self, transport: &Transport) {
         let sender = LineSender::borrowed(transport, &self.delimiter);
         self.handler.drain(&sender);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_delimiter;
+
+    #[test]
+    fn two_byte_delimiters_skip_a_lone_last_byte() {
+        assert_eq!(find_delimiter(b"\r\n", b"\r\n"), Some(0));
+        assert_eq!(find_delimiter(b"ab\r\ncd\r\n", b"\r\n"), Some(2));
+        assert_eq!(find_delimiter(b"a\nb\r\n", b"\r\n"), Some(3));
+        assert_eq!(find_delimiter(b"\n\r\r\n", b"\r\n"), Some(2));
+        assert_eq!(find_delimiter(b"a\rb\n", b"\r\n"), None);
+        assert_eq!(find_delimiter(b"\r", b"\r\n"), None);
+        assert_eq!(find_delimiter(b"", b"\r\n"), None);
+        assert_eq!(find_delimiter(b"x\n\n", b"\n\n"), Some(1));
+        assert_eq!(find_delimiter(b"a--b", b"--"), Some(1));
+        assert_eq!(find_delimiter(b"a\r\n\r\nb", b"\r\n\r\n"), Some(1));
     }
 }

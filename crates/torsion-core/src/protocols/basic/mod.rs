@@ -70,8 +70,8 @@ pub(crate) fn feed<F: Framer>(framer: &mut F, t: &Transport, data: &[u8]) {
 
 pub use file_sender::FileSender;
 pub use line::{
-    LineOnly, LineOnlyReceiver, LineReceiver, LineSender, LineTransport, Lines, DEFAULT_DELIMITER,
-    DEFAULT_MAX_LINE_LENGTH,
+    find_delimiter, LineOnly, LineOnlyReceiver, LineReceiver, LineSender, LineTransport, Lines,
+    DEFAULT_DELIMITER, DEFAULT_MAX_LINE_LENGTH,
 };
 pub use string::{
     FrameError, Framing, Int16, Int32, Int8, Netstring, NetstringFraming, PrefixFraming,
