@@ -68,15 +68,21 @@ fn body_of(response: &[u8]) -> &[u8] {
     &response[end + 4..]
 }
 
-#[torsion::test(timeout = 60)]
-async fn a_large_file_to_a_slow_client_goes_by_sendfile_unread() -> Result<(), Failure> {
-    let path = std::env::temp_dir().join(format!("torsion-flow-body-{}", std::process::id()));
+/// Serves a 16 MiB file through `file` (made from the file's path) to [`slow_client`],
+/// sampling the response's backlog every millisecond; checks the bytes that arrived and
+/// returns the largest backlog seen and the bytes sent by sendfile meanwhile.
+async fn serve_slowly(
+    name: &str,
+    file: impl FnOnce(&std::path::Path) -> File,
+) -> Result<(usize, u64), Failure> {
+    let path =
+        std::env::temp_dir().join(format!("torsion-flow-body-{name}-{}", std::process::id()));
     std::fs::write(&path, (0..BIG).map(content).collect::<Vec<u8>>())?;
     let requests: Rc<RefCell<Vec<Request>>> = Rc::default();
     let port = reactor().listen_tcp_on(
         0,
         Site::new(Watched {
-            file: File::new(&path),
+            file: file(&path),
             requests: requests.clone(),
         }),
         "127.0.0.1",
@@ -107,15 +113,20 @@ async fn a_large_file_to_a_slow_client_goes_by_sendfile_unread() -> Result<(), F
         "the file arrived altered"
     );
     eprintln!(
-        "flow_body: {} MiB file; response backlog max sampled {} bytes (the unsent part of \
-         the file counts)",
+        "flow_body ({name}): {} MiB file; response backlog max sampled {} bytes",
         BIG >> 20,
         max.get(),
     );
+    Ok((max.get(), torsion::transport::file_bytes_sent() - before))
+}
+
+#[torsion::test(timeout = 60)]
+async fn a_large_file_to_a_slow_client_goes_by_sendfile_unread() -> Result<(), Failure> {
+    let (max, by_sendfile) = serve_slowly("sendfile", |p: &std::path::Path| File::new(p)).await?;
     // The backlog is the file's unsent bytes, in the file: all of it went by sendfile, so
     // none of it was read into memory.
-    assert_eq!(torsion::transport::file_bytes_sent() - before, BIG as u64);
-    assert!(max.get() <= BIG + 1024, "{}", max.get());
+    assert_eq!(by_sendfile, BIG as u64);
+    assert!(max <= BIG + 1024, "{max}");
     Ok(())
 }
 
@@ -129,51 +140,12 @@ const MAX_CHUNK: usize = 256 * 1024;
 #[torsion::test(timeout = 60)]
 async fn a_large_file_read_for_a_slow_client_keeps_the_write_buffer_bounded() -> Result<(), Failure>
 {
-    let path = std::env::temp_dir().join(format!("torsion-flow-body-read-{}", std::process::id()));
-    std::fs::write(&path, (0..BIG).map(content).collect::<Vec<u8>>())?;
-    let requests: Rc<RefCell<Vec<Request>>> = Rc::default();
-    let port = reactor().listen_tcp_on(
-        0,
-        Site::new(Watched {
-            file: File::new(&path).sendfile(false),
-            requests: requests.clone(),
-        }),
-        "127.0.0.1",
-    )?;
-    let addr = port.get_host().socket_addr().unwrap();
-    let max = Rc::new(Cell::new(0usize));
-    let (m, rs) = (max.clone(), requests.clone());
-    let sampler = LoopingCall::new(move || {
-        for r in rs.borrow().iter() {
-            m.set(m.get().max(r.buffered_size()));
-        }
-    });
-    let sampling = sampler.start(0.001, true);
-    let before = torsion::transport::file_bytes_sent();
-    let out = slow_client(
-        addr,
-        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await?;
-    sampler.stop();
-    sampling.await?;
-    port.stop_listening().await?;
-    std::fs::remove_file(&path)?;
-    let body = body_of(&out);
-    assert_eq!(body.len(), BIG);
+    let (max, by_sendfile) =
+        serve_slowly("read", |p: &std::path::Path| File::new(p).sendfile(false)).await?;
+    assert_eq!(by_sendfile, 0, "sendfile was used though turned off");
     assert!(
-        body.iter().enumerate().all(|(i, &b)| b == content(i)),
-        "the file arrived altered"
-    );
-    assert_eq!(
-        torsion::transport::file_bytes_sent(),
-        before,
-        "sendfile was used though turned off"
-    );
-    assert!(
-        max.get() <= torsion::producer::DEFAULT_HIGH_WATER + MAX_CHUNK,
-        "{}",
-        max.get()
+        max <= torsion::producer::DEFAULT_HIGH_WATER + MAX_CHUNK,
+        "{max}"
     );
     Ok(())
 }
