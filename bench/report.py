@@ -8,6 +8,7 @@ The chart needs matplotlib; without it a full run fails and a quick run notes it
 """
 import argparse
 import os
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -421,7 +422,13 @@ def main():
             "|---|---:|---|"]
     out += [f"| {t} | {f} | {m} |" for t, f, m in targets]
     out.append("")
-    findings = os.path.join(os.path.dirname(os.path.abspath(__file__)), "findings.md")
+    here = os.path.dirname(os.path.abspath(__file__))
+    earlier = os.path.join(here, "earlier.md")
+    if os.path.exists(earlier) and not args.quick:
+        text = re.sub(r"\A\s*<!--.*?-->\s*", "", open(earlier).read(), flags=re.S)
+        out += ["## Other runs: partial runs and other machines (`bench/earlier.md`)", "",
+                text.strip(), ""]
+    findings = os.path.join(here, "findings.md")
     if os.path.exists(findings):
         out += ["## What limits Torsion (profiling notes, `bench/findings.md`)", "",
                 open(findings).read().strip(), ""]
