@@ -740,32 +740,14 @@ pub(crate) fn init(matches: &ArgMatches) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    /// A fresh folder under the system's temporary folder, removed when dropped (also when
-    /// the test fails).
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir =
-                std::env::temp_dir().join(format!("torsiond-unit-{}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use torsion::testing::TempDir;
 
     /// The lines a text layer (coloured or not) writes to a file for two events holding an
     /// escape sequence, one in the message and one in a field.
     fn text_lines(colour: bool) -> String {
         use tracing_subscriber::layer::SubscriberExt;
         let tmp = TempDir::new(if colour { "colour" } else { "plain" });
-        let path = tmp.0.join("x.log");
+        let path = tmp.join("x.log");
         let file = RotatingFile::open(&path, 0, false, 1).unwrap();
         let layer = LogLayer::new(LogFormat::Text, LogSink::File(file)).colour(colour);
         let subscriber = tracing_subscriber::registry().with(layer);
@@ -803,7 +785,7 @@ mod tests {
     #[test]
     fn a_log_file_is_never_coloured() {
         let tmp = TempDir::new("sink");
-        let file = RotatingFile::open(&tmp.0.join("x.log"), 0, false, 1).unwrap();
+        let file = RotatingFile::open(&tmp.join("x.log"), 0, false, 1).unwrap();
         assert!(!colour_wanted(&LogSink::File(file)));
     }
 
@@ -823,7 +805,7 @@ mod tests {
     #[test]
     fn keep_zero_empties_instead_of_rotating() {
         let tmp = TempDir::new("k0");
-        let dir = tmp.0.clone();
+        let dir = tmp.path().to_path_buf();
         let path = dir.join("x.log");
         let mut f = RotatingFile::open(&path, 10, false, 0).unwrap();
         f.write_line(b"0123456789\n").unwrap();
@@ -835,7 +817,7 @@ mod tests {
     #[test]
     fn a_new_day_rotates_when_daily() {
         let tmp = TempDir::new("day");
-        let dir = tmp.0.clone();
+        let dir = tmp.path().to_path_buf();
         let path = dir.join("x.log");
         let day = std::time::Duration::from_secs(86_400);
         let monday = UNIX_EPOCH + day * 20_000 + std::time::Duration::from_secs(3600);
@@ -865,7 +847,7 @@ mod tests {
     #[test]
     fn reopening_appends_and_counts_the_size() {
         let tmp = TempDir::new("re");
-        let dir = tmp.0.clone();
+        let dir = tmp.path().to_path_buf();
         let path = dir.join("x.log");
         RotatingFile::open(&path, 0, false, 3)
             .unwrap()

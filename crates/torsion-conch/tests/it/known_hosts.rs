@@ -11,7 +11,7 @@ use torsion_conch::known_hosts::{
     HostKeyStatus, KnownHosts, UnknownHostPolicy,
 };
 
-use crate::support::{have_ssh, Scratch};
+use crate::support::{have_ssh, TempDir};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHz+8WCTTbnMkYyMS3imwOodA4vkaDyUmGRmqDFvUsSt";
@@ -88,8 +88,8 @@ fn revoked_keys_and_cert_authorities() {
 
 #[test]
 fn policies_refuse_append_and_name_the_changed_line() {
-    let dir = Scratch::new("known-hosts-policy");
-    let path = dir.file("known_hosts");
+    let dir = TempDir::new("known-hosts-policy");
+    let path = dir.join("known_hosts");
     let k = key(KEY);
 
     let refused = verify_host_key(Some(&path), "h.test", 2222, &k, UnknownHostPolicy::Refuse);
@@ -155,8 +155,8 @@ fn policies_refuse_append_and_name_the_changed_line() {
 
 #[test]
 fn a_file_without_a_final_newline_gets_one_before_the_new_line() {
-    let dir = Scratch::new("known-hosts-newline");
-    let path = dir.file("known_hosts");
+    let dir = TempDir::new("known-hosts-newline");
+    let path = dir.join("known_hosts");
     std::fs::write(&path, format!("a.test {OTHER}")).unwrap();
     append_known_host(&path, "b.test", 22, &key(KEY)).unwrap();
     let file = KnownHosts::load(&path).unwrap();
@@ -177,8 +177,8 @@ fn ssh_keygen_reads_what_we_write_and_we_read_what_it_hashes() {
     if !have_ssh() {
         return;
     }
-    let dir = Scratch::new("known-hosts-keygen");
-    let path = dir.file("known_hosts");
+    let dir = TempDir::new("known-hosts-keygen");
+    let path = dir.join("known_hosts");
     append_known_host(&path, "127.0.0.1", 2222, &key(KEY)).unwrap();
     append_known_host(&path, "Server.Example.org", 22, &key(OTHER)).unwrap();
     let found = Command::new("ssh-keygen")

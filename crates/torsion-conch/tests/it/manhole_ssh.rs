@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 use torsion_conch::manhole::{ssh_server, Registry};
 use torsion_conch::ssh::HostKey;
 
-use crate::support::{describe, have_ssh, keygen, quick, ssh_key, text, with_server, Scratch};
+use crate::support::{describe, have_ssh, keygen, quick, ssh_key, text, with_server, TempDir};
 
 /// A registry with `hits` (read-write, 5) and `history_size` (a function), and a scratch
 /// folder with a client key `id` listed in `authorized_keys` and a key `other` that is not.
-fn setup(name: &str) -> (Scratch, Rc<Cell<i64>>, Registry) {
-    let dir = Scratch::new(name);
-    let public = keygen(&dir.file("id"));
-    keygen(&dir.file("other"));
-    std::fs::write(dir.file("authorized_keys"), public).unwrap();
+fn setup(name: &str) -> (TempDir, Rc<Cell<i64>>, Registry) {
+    let dir = TempDir::new(name);
+    let public = keygen(&dir.join("id"));
+    keygen(&dir.join("other"));
+    std::fs::write(dir.join("authorized_keys"), public).unwrap();
     let hits = Rc::new(Cell::new(5_i64));
     let reg = Registry::new();
     let (h, h2) = (hits.clone(), hits.clone());
@@ -42,7 +42,7 @@ fn exec_runs_one_command_with_its_status() {
         return;
     }
     let (dir, hits, reg) = setup("mh-exec");
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let outs = with_server(
         move || ssh_server(reg, &auth, vec![HostKey::generate()], quick()),
         move |port| {
@@ -133,7 +133,7 @@ fn a_shell_with_a_pty_edits_completes_and_remembers() {
         return;
     }
     let (dir, hits, reg) = setup("mh-shell");
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let (status, screen) = with_server(
         move || ssh_server(reg, &auth, vec![HostKey::generate()], quick()),
         move |port| {
@@ -190,7 +190,7 @@ fn a_shell_without_a_pty_reads_plain_lines() {
         return;
     }
     let (dir, hits, reg) = setup("mh-plain");
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let out = with_server(
         move || ssh_server(reg, &auth, vec![HostKey::generate()], quick()),
         move |port| {

@@ -4,17 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::{describe, have_ssh, keygen, quick, server, text, with_server, Scratch};
+use crate::support::{describe, have_ssh, keygen, quick, server, text, with_server, TempDir};
 use torsion_conch::ssh::HostKey;
 
 /// A scratch folder with a client key, authorized_keys, the served folder `root` and a
 /// folder `local` for the client's side.
-fn setup(name: &str) -> Scratch {
-    let dir = Scratch::new(name);
-    let public = keygen(&dir.file("id"));
-    std::fs::write(dir.file("authorized_keys"), public).unwrap();
-    std::fs::create_dir(dir.file("root")).unwrap();
-    std::fs::create_dir(dir.file("local")).unwrap();
+fn setup(name: &str) -> TempDir {
+    let dir = TempDir::new(name);
+    let public = keygen(&dir.join("id"));
+    std::fs::write(dir.join("authorized_keys"), public).unwrap();
+    std::fs::create_dir(dir.join("root")).unwrap();
+    std::fs::create_dir(dir.join("local")).unwrap();
     dir
 }
 
@@ -46,11 +46,11 @@ fn sftp(dir: &Path, port: u16, batch: &str) -> Output {
 }
 
 /// Serves `dir/root` over SFTP and runs each batch in turn.
-fn serve(dir: &Scratch, batches: Vec<String>) -> Vec<Output> {
+fn serve(dir: &TempDir, batches: Vec<String>) -> Vec<Output> {
     let (d, auth, root) = (
         dir.path().to_owned(),
-        dir.file("authorized_keys"),
-        dir.file("root"),
+        dir.join("authorized_keys"),
+        dir.join("root"),
     );
     with_server(
         move || {
@@ -68,11 +68,11 @@ fn get_put_ls_mkdir_rename_rm_work_inside_the_folder() {
         return;
     }
     let dir = setup("sftp-ops");
-    let root = dir.file("root");
+    let root = dir.join("root");
     std::fs::write(root.join("hello.txt"), "hello from the server\n").unwrap();
     // Bigger than one read, so the client's pipelined reads and writes are exercised.
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(dir.file("local/big.bin"), &big).unwrap();
+    std::fs::write(dir.join("local/big.bin"), &big).unwrap();
     let outs = serve(
         &dir,
         vec![
@@ -91,11 +91,11 @@ fn get_put_ls_mkdir_rename_rm_work_inside_the_folder() {
     );
     assert!(stdout.contains("moved.bin"), "ls sub: {}", describe(out));
     assert_eq!(
-        std::fs::read_to_string(dir.file("local/got.txt")).unwrap(),
+        std::fs::read_to_string(dir.join("local/got.txt")).unwrap(),
         "hello from the server\n"
     );
     assert_eq!(std::fs::read(root.join("sub/moved.bin")).unwrap(), big);
-    assert_eq!(std::fs::read(dir.file("local/back.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(dir.join("local/back.bin")).unwrap(), big);
     assert!(!root.join("up.bin").exists());
     assert!(!root.join("hello.txt").exists(), "rm removed it");
 }
@@ -110,14 +110,14 @@ fn paths_outside_the_folder_are_refused() {
         return;
     }
     let dir = setup("sftp-escape");
-    let root = dir.file("root");
-    std::fs::write(dir.file("secret.txt"), "not served\n").unwrap();
+    let root = dir.join("root");
+    std::fs::write(dir.join("secret.txt"), "not served\n").unwrap();
     std::fs::create_dir(root.join("inner")).unwrap();
     std::os::unix::fs::symlink("../secret.txt", root.join("link-out")).unwrap();
     std::os::unix::fs::symlink("..", root.join("dir-out")).unwrap();
     std::fs::write(root.join("inner/data.txt"), "inside\n").unwrap();
     std::os::unix::fs::symlink("inner/data.txt", root.join("link-in")).unwrap();
-    std::fs::write(dir.file("local/up.txt"), "upload\n").unwrap();
+    std::fs::write(dir.join("local/up.txt"), "upload\n").unwrap();
     // Each command is run on its own (a leading '-' lets the batch go on past a failure).
     let outs = serve(
         &dir,
@@ -137,15 +137,15 @@ fn paths_outside_the_folder_are_refused() {
     assert_eq!(refused.status.code(), Some(0), "{}", describe(refused));
     for f in ["passwd", "s1", "s2", "s3", "s4"] {
         assert!(
-            !exists(dir.file(&format!("local/{f}"))),
+            !exists(dir.join(format!("local/{f}"))),
             "{f} was fetched: {}",
             describe(refused)
         );
     }
-    assert!(!exists(dir.file("up.txt")), "put went outside");
-    assert!(!exists(dir.file("made")));
-    assert!(!exists(dir.file("moved")));
-    assert!(exists(dir.file("secret.txt")), "rm through a link out");
+    assert!(!exists(dir.join("up.txt")), "put went outside");
+    assert!(!exists(dir.join("made")));
+    assert!(!exists(dir.join("moved")));
+    assert!(exists(dir.join("secret.txt")), "rm through a link out");
     assert!(exists(root.join("link-out")), "the link was renamed out");
     assert!(!exists(root.join("inner/y")), "a symlink was made");
     let err = text(&refused.stderr);
@@ -163,12 +163,12 @@ fn paths_outside_the_folder_are_refused() {
     );
     let abs = &outs[1];
     assert_ne!(abs.status.code(), Some(0), "{}", describe(abs));
-    assert!(!exists(dir.file("local/abs")));
+    assert!(!exists(dir.join("local/abs")));
     assert!(text(&abs.stderr).contains("not found"), "{}", describe(abs));
     let inside = &outs[2];
     assert_eq!(inside.status.code(), Some(0), "{}", describe(inside));
     assert_eq!(
-        std::fs::read_to_string(dir.file("local/ok.txt")).unwrap(),
+        std::fs::read_to_string(dir.join("local/ok.txt")).unwrap(),
         "inside\n"
     );
 }

@@ -26,7 +26,7 @@ use torsion_conch::known_hosts::{
 use torsion_conch::ssh::{HostKey, SshRealm, SshServer};
 use torsion_cred::{AvatarId, CredentialsChecker, Portal, UsernamePassword};
 
-use crate::support::{self, keygen, Scratch};
+use crate::support::{self, keygen, TempDir};
 
 // ---------------------------------------------------------------------------------------
 // Running async test code on a fresh reactor.
@@ -70,7 +70,7 @@ fn client_error(f: &Failure) -> &SshClientError {
 struct Sshd {
     child: Child,
     port: u16,
-    dir: Scratch,
+    dir: TempDir,
     host_key_pub: String,
     user: String,
 }
@@ -103,16 +103,16 @@ impl Sshd {
             );
             return None;
         }
-        let dir = Scratch::new(name);
-        let host_key = dir.file("ssh_host_ed25519_key");
+        let dir = TempDir::new(name);
+        let host_key = dir.join("ssh_host_ed25519_key");
         let host_key_pub = keygen(&host_key);
-        let client_pub = keygen(&dir.file("id"));
-        std::fs::write(dir.file("authorized_keys"), client_pub).unwrap();
+        let client_pub = keygen(&dir.join("id"));
+        std::fs::write(dir.join("authorized_keys"), client_pub).unwrap();
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let cfg = dir.file("sshd_config");
+        let cfg = dir.join("sshd_config");
         std::fs::write(
             &cfg,
             format!(
@@ -120,7 +120,7 @@ impl Sshd {
                  StrictModes no\nPermitRootLogin yes\nAuthorizedKeysFile {}\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxStartups 50\n",
                 host_key.display(),
-                dir.file("authorized_keys").display()
+                dir.join("authorized_keys").display()
             ),
         )
         .unwrap();
@@ -159,12 +159,12 @@ impl Sshd {
 
     /// The client's private key file, listed in sshd's authorized_keys.
     fn key(&self) -> PathBuf {
-        self.dir.file("id")
+        self.dir.join("id")
     }
 
     /// A known_hosts file listing sshd's host key.
     fn known_hosts(&self) -> PathBuf {
-        let path = self.dir.file("known_hosts");
+        let path = self.dir.join("known_hosts");
         let key = russh::keys::PublicKey::from_openssh(&self.host_key_pub).unwrap();
         std::fs::write(
             &path,
@@ -329,7 +329,7 @@ fn openssh_unknown_host_is_refused_by_default_and_accept_new_appends_it() {
         return;
     };
     let r = support::reactor();
-    let file = sshd.dir.file("empty_known_hosts");
+    let file = sshd.dir.join("empty_known_hosts");
     let refuse = sshd.config().known_hosts(&file);
     let accept = refuse.clone().unknown_host(UnknownHostPolicy::AcceptNew);
     let again = refuse.clone();
@@ -369,7 +369,7 @@ fn openssh_changed_host_key_is_refused_naming_the_line() {
         return;
     };
     let r = support::reactor();
-    let file = sshd.dir.file("changed_known_hosts");
+    let file = sshd.dir.join("changed_known_hosts");
     let other = ClientKey::generate_ed25519().public_key();
     std::fs::write(
         &file,
@@ -457,25 +457,25 @@ fn openssh_ecdsa_keys_with_and_without_a_passphrase() {
     let Some(sshd) = Sshd::start("client-ecdsa") else {
         return;
     };
-    let mut authorized = std::fs::read_to_string(sshd.dir.file("authorized_keys")).unwrap();
+    let mut authorized = std::fs::read_to_string(sshd.dir.join("authorized_keys")).unwrap();
     for (name, bits, pass) in [("p256", "256", "correct horse"), ("p384", "384", "")] {
         let out = Command::new("ssh-keygen")
             .args(["-q", "-t", "ecdsa", "-b", bits, "-N", pass, "-f"])
-            .arg(sshd.dir.file(name))
+            .arg(sshd.dir.join(name))
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        authorized += &std::fs::read_to_string(sshd.dir.file(&format!("{name}.pub"))).unwrap();
+        authorized += &std::fs::read_to_string(sshd.dir.join(format!("{name}.pub"))).unwrap();
     }
-    std::fs::write(sshd.dir.file("authorized_keys"), authorized).unwrap();
+    std::fs::write(sshd.dir.join("authorized_keys"), authorized).unwrap();
     let base = || {
         let mut c = sshd.config();
         c.auth.clear();
         c
     };
-    let protected = base().key_file_with_passphrase(sshd.dir.file("p256"), "correct horse");
-    let wrong_pass = base().key_file_with_passphrase(sshd.dir.file("p256"), "wrong");
-    let plain = base().key_file(sshd.dir.file("p384"));
+    let protected = base().key_file_with_passphrase(sshd.dir.join("p256"), "correct horse");
+    let wrong_pass = base().key_file_with_passphrase(sshd.dir.join("p256"), "wrong");
+    let plain = base().key_file(sshd.dir.join("p384"));
     let port = sshd.port;
     let r = support::reactor();
     let (a, b, wrong) = block_on(&r, async move {
@@ -504,13 +504,13 @@ fn openssh_ecdsa_keys_with_and_without_a_passphrase() {
 
 /// Torsion's test server (support::server: alice/secret, keys from `authorized`) on a free
 /// port of this reactor; its port and the known_hosts file trusting it.
-fn torsion_server(dir: &Scratch, authorized: &str) -> (torsion_conch::ssh::SshPort, PathBuf) {
-    std::fs::write(dir.file("authorized_keys"), authorized).unwrap();
+fn torsion_server(dir: &TempDir, authorized: &str) -> (torsion_conch::ssh::SshPort, PathBuf) {
+    std::fs::write(dir.join("authorized_keys"), authorized).unwrap();
     let host_key = HostKey::generate();
     let line = host_key.public_openssh();
-    let server = support::server(&dir.file("authorized_keys"), host_key, support::quick());
+    let server = support::server(&dir.join("authorized_keys"), host_key, support::quick());
     let port = server.listen("127.0.0.1:0".parse().unwrap()).unwrap();
-    let known = dir.file("known_hosts");
+    let known = dir.join("known_hosts");
     let key = russh::keys::PublicKey::from_openssh(&line).unwrap();
     std::fs::write(
         &known,
@@ -522,7 +522,7 @@ fn torsion_server(dir: &Scratch, authorized: &str) -> (torsion_conch::ssh::SshPo
 
 #[test]
 fn torsion_server_password_and_in_memory_key_logins() {
-    let dir = Scratch::new("client-torsion");
+    let dir = TempDir::new("client-torsion");
     let key = ClientKey::generate_ed25519();
     let r = support::reactor();
     let (port, known) = torsion_server(&dir, &key.public_openssh());
@@ -568,7 +568,7 @@ fn torsion_server_password_and_in_memory_key_logins() {
 
 #[test]
 fn torsion_server_line_protocol_bound_to_a_command() {
-    let dir = Scratch::new("client-torsion-lines");
+    let dir = TempDir::new("client-torsion-lines");
     let r = support::reactor();
     let (port, known) = torsion_server(&dir, "");
     let number = port.local_addr().port();
@@ -691,13 +691,13 @@ fn a_refused_connection_is_a_connect_error() {
 
 #[test]
 fn a_missing_key_file_is_named() {
-    let dir = Scratch::new("client-missing-key");
+    let dir = TempDir::new("client-missing-key");
     let r = support::reactor();
     // The key file is read when it is its turn, and named when missing.
     let (server_port, known) = torsion_server(&dir, "");
     let number = server_port.local_addr().port();
     let config = ClientConfig::new("alice")
-        .key_file(dir.file("no_such_key"))
+        .key_file(dir.join("no_such_key"))
         .known_hosts(&known);
     let got = block_on(&r, async move {
         connect_ssh(&torsion::reactor(), "127.0.0.1", number, config).await

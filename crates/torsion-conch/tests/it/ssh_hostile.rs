@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::support::{describe, have_ssh, keygen, session, ssh_key, with_server, Scratch};
+use crate::support::{describe, have_ssh, keygen, session, ssh_key, with_server, TempDir};
 use torsion_conch::keys::{AuthorizedKeysChecker, SshPublicKey};
 use torsion_conch::ssh::{HostKey, SshOptions, SshRealm, SshServer};
 use torsion_cred::Portal;
@@ -49,8 +49,8 @@ fn closed_within(s: &mut TcpStream, deadline: Duration) -> Option<Duration> {
 
 #[test]
 fn a_client_stalled_in_key_exchange_is_closed_after_the_grace_time() {
-    let dir = Scratch::new("stall");
-    std::fs::write(dir.file("authorized_keys"), "").unwrap();
+    let dir = TempDir::new("stall");
+    std::fs::write(dir.join("authorized_keys"), "").unwrap();
     let d2 = dir.path().to_owned();
     let took = with_server(
         move || key_server(&d2, &[], options(800, 100)),
@@ -67,8 +67,8 @@ fn a_client_stalled_in_key_exchange_is_closed_after_the_grace_time() {
 
 #[test]
 fn a_silent_flood_is_bounded_and_timed_out() {
-    let dir = Scratch::new("flood");
-    std::fs::write(dir.file("authorized_keys"), "").unwrap();
+    let dir = TempDir::new("flood");
+    std::fs::write(dir.join("authorized_keys"), "").unwrap();
     let d2 = dir.path().to_owned();
     let (early, all) = with_server(
         move || key_server(&d2, &[], options(1500, 20)),
@@ -100,8 +100,8 @@ fn a_silent_flood_is_bounded_and_timed_out() {
 
 #[test]
 fn an_oversized_packet_closes_the_connection() {
-    let dir = Scratch::new("oversized");
-    std::fs::write(dir.file("authorized_keys"), "").unwrap();
+    let dir = TempDir::new("oversized");
+    std::fs::write(dir.join("authorized_keys"), "").unwrap();
     let d2 = dir.path().to_owned();
     let closed = with_server(
         move || key_server(&d2, &[], options(30_000, 100)),
@@ -123,10 +123,10 @@ fn unknown_user_and_wrong_key_are_refused_in_the_same_time() {
     if !have_ssh() {
         return;
     }
-    let dir = Scratch::new("timing");
-    let public = keygen(&dir.file("id"));
-    keygen(&dir.file("other"));
-    std::fs::write(dir.file("authorized_keys"), public).unwrap();
+    let dir = TempDir::new("timing");
+    let public = keygen(&dir.join("id"));
+    keygen(&dir.join("other"));
+    std::fs::write(dir.join("authorized_keys"), public).unwrap();
     let d = dir.path().to_owned();
     let d2 = d.clone();
     let times = with_server(

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 
 use crate::support::{
-    describe, have_ssh, keygen, quick, server, ssh, ssh_key, text, with_server, Scratch,
+    describe, have_ssh, keygen, quick, server, ssh, ssh_key, text, with_server, TempDir,
 };
 use torsion::{Protocol, Transport};
 use torsion_conch::keys::{AuthorizedKeysChecker, SshPublicKey};
@@ -14,10 +14,10 @@ use torsion_cred::Portal;
 
 /// A scratch folder with a host key file, a client key pair, and an authorized_keys file
 /// holding the client's public key.
-fn setup(name: &str) -> Scratch {
-    let dir = Scratch::new(name);
-    let public = keygen(&dir.file("id"));
-    std::fs::write(dir.file("authorized_keys"), public).unwrap();
+fn setup(name: &str) -> TempDir {
+    let dir = TempDir::new(name);
+    let public = keygen(&dir.join("id"));
+    std::fs::write(dir.join("authorized_keys"), public).unwrap();
     dir
 }
 
@@ -27,7 +27,7 @@ fn key_login_runs_a_command_and_returns_its_status() {
         return;
     }
     let dir = setup("exec");
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let outs = with_server(
         move || server(&auth, HostKey::generate(), quick()),
         move |port| {
@@ -66,7 +66,7 @@ fn a_line_receiver_serves_an_exec_channel_until_eof() {
         return;
     }
     let dir = setup("lines");
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let out = with_server(
         move || server(&auth, HostKey::generate(), quick()),
         move |port| {
@@ -105,8 +105,8 @@ fn a_wrong_key_is_refused() {
         return;
     }
     let dir = setup("wrongkey");
-    keygen(&dir.file("other"));
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    keygen(&dir.join("other"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let out = with_server(
         move || server(&auth, HostKey::generate(), quick()),
         move |port| {
@@ -143,7 +143,7 @@ fn password_login_goes_through_the_portal() {
         return;
     }
     let dir = setup("password");
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let (good, bad) = with_server(
         move || server(&auth, HostKey::generate(), quick()),
         move |port| {
@@ -180,7 +180,7 @@ fn a_shell_with_a_pty_gets_the_terminal_and_the_environment() {
         return;
     }
     let dir = setup("pty");
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let out = with_server(
         move || server(&auth, HostKey::generate(), quick()),
         move |port| {
@@ -213,7 +213,7 @@ fn port_forwarding_is_refused_by_default() {
         return;
     }
     let dir = setup("forward");
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let out = with_server(
         move || server(&auth, HostKey::generate(), quick()),
         move |port| {
@@ -234,8 +234,8 @@ fn port_forwarding_is_refused_by_default() {
 
 #[test]
 fn the_host_key_is_made_once_and_then_reused() {
-    let dir = Scratch::new("hostkey");
-    let path = dir.file("ssh_host_ed25519_key");
+    let dir = TempDir::new("hostkey");
+    let path = dir.join("ssh_host_ed25519_key");
     let made = HostKey::load_or_generate(&path).unwrap();
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
@@ -243,9 +243,9 @@ fn the_host_key_is_made_once_and_then_reused() {
     let loaded = HostKey::load_or_generate(&path).unwrap();
     assert_eq!(made.fingerprint(), loaded.fingerprint());
     assert!(made.fingerprint().starts_with("SHA256:"));
-    assert!(HostKey::load(dir.file("absent")).is_err());
-    std::fs::write(dir.file("garbage"), "not a key").unwrap();
-    let err = HostKey::load(dir.file("garbage")).unwrap_err();
+    assert!(HostKey::load(dir.join("absent")).is_err());
+    std::fs::write(dir.join("garbage"), "not a key").unwrap();
+    let err = HostKey::load(dir.join("garbage")).unwrap_err();
     assert!(err.to_string().contains("garbage"), "{err}");
 }
 
@@ -254,8 +254,8 @@ fn openssh_reads_a_made_host_key_and_its_fingerprint_matches() {
     if !have_ssh() {
         return;
     }
-    let dir = Scratch::new("fingerprint");
-    let path = dir.file("host");
+    let dir = TempDir::new("fingerprint");
+    let path = dir.join("host");
     let key = HostKey::load_or_generate(&path).unwrap();
     let out = Command::new("ssh-keygen")
         .arg("-lf")
@@ -274,14 +274,14 @@ fn a_key_restricted_by_options_is_refused_not_given_a_full_session() {
     if !have_ssh() {
         return;
     }
-    let dir = Scratch::new("restricted");
-    let public = keygen(&dir.file("id"));
+    let dir = TempDir::new("restricted");
+    let public = keygen(&dir.join("id"));
     std::fs::write(
-        dir.file("authorized_keys"),
+        dir.join("authorized_keys"),
         format!("command=\"echo forced\",no-pty {public}"),
     )
     .unwrap();
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let out = with_server(
         move || server(&auth, HostKey::generate(), quick()),
         move |port| {
@@ -386,8 +386,8 @@ fn a_paused_channel_holds_a_bounded_amount_and_gets_everything_after_resume() {
     let data: Vec<u8> = (0..4 * 1024 * 1024u32)
         .map(|i| (i * 7 % 253) as u8)
         .collect();
-    std::fs::write(dir.file("input"), &data).unwrap();
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    std::fs::write(dir.join("input"), &data).unwrap();
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let out = with_server(
         move || flow_server(&auth),
         move |port| {
@@ -496,7 +496,7 @@ fn a_slow_ssh_reader_pauses_a_producer_writing_to_its_channel() {
         return;
     }
     let dir = setup("flood");
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let out = with_server(
         move || flow_server(&auth),
         move |port| {
@@ -558,7 +558,7 @@ fn ssh_dash_l_forwards_to_an_allowed_destination_and_no_other() {
     let dir = setup("forward-on");
     let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let echo_port = echo.local_addr().unwrap().port();
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let allowed = format!("127.0.0.1:{echo_port}");
     let (answer, refused) = with_server(
         move || forwarding_server(&auth, echo, &allowed),
@@ -631,7 +631,7 @@ fn a_permitted_destination_that_refuses_fails_the_channel_with_connect_failed() 
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();
     drop(closed);
-    let (d, auth) = (dir.path().to_owned(), dir.file("authorized_keys"));
+    let (d, auth) = (dir.path().to_owned(), dir.join("authorized_keys"));
     let (first, second) = with_server(
         move || forwarding_server(&auth, echo, "127.0.0.1:*"),
         move |port| {

@@ -9,7 +9,7 @@ use std::process::Command;
 use torsion_conch::known_hosts::known_hosts_line;
 use torsion_conch::ssh::HostKey;
 
-use crate::support::{self, describe, have_ssh, keygen, text, Scratch};
+use crate::support::{self, describe, have_ssh, keygen, text, TempDir};
 
 const SCRIPT: &str = r#"
 import sys, paramiko
@@ -59,13 +59,13 @@ fn paramiko_logs_in_with_a_password_and_a_key_and_runs_commands() {
     let Some(python) = torsion::testing::python_venv(&venv, "paramiko", &["paramiko>=3"]) else {
         return;
     };
-    let dir = Scratch::new("paramiko");
-    let key_line = keygen(&dir.file("id"));
-    std::fs::write(dir.file("authorized_keys"), key_line).unwrap();
+    let dir = TempDir::new("paramiko");
+    let key_line = keygen(&dir.join("id"));
+    std::fs::write(dir.join("authorized_keys"), key_line).unwrap();
     let host_key = HostKey::generate();
     let host_line = host_key.public_openssh();
-    let known = dir.file("known_hosts");
-    let (authorized, key, known2) = (dir.file("authorized_keys"), dir.file("id"), known.clone());
+    let known = dir.join("known_hosts");
+    let (authorized, key, known2) = (dir.join("authorized_keys"), dir.join("id"), known.clone());
     let out = support::with_server(
         move || support::server(&authorized, host_key, support::quick()),
         move |port| {

@@ -2,9 +2,8 @@
 //! running a peer against an SSH server while the reactor runs; and for the telnet and
 //! manhole tests, a reactor without signal handlers and running an outside peer process.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use torsion::protocols::basic::{LineReceiver, LineTransport, Lines};
@@ -15,36 +14,7 @@ use torsion_conch::ssh::{
 };
 use torsion_cred::{InMemoryUsernamePasswordDatabaseDontUse, Portal, UsernamePassword};
 
-/// A fresh folder under the system's temporary one, removed when dropped.
-pub(crate) struct Scratch(pub(crate) PathBuf);
-
-impl Scratch {
-    pub(crate) fn new(name: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "torsion-conch-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-
-    pub(crate) fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub(crate) use torsion::testing::TempDir;
 
 /// Whether OpenSSH's client is here; skips (fails on CI) when not.
 pub(crate) fn have_ssh() -> bool {

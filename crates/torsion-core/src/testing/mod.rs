@@ -14,6 +14,7 @@
 //!   without opening sockets.
 //! - [`flush_logged_errors`]: take the failures a test expects to log, so they do not fail it.
 //! - [`skip`]: skip a test whose peer or host feature is missing, loudly (trial's `SkipTest`).
+//! - [`TempDir`]: a scratch folder removed when dropped (trial's `mktemp`).
 //!
 //! [`Clock`] is a [`ReactorTime`], so code that schedules work is tested without waiting:
 //!
@@ -37,6 +38,7 @@ mod peer;
 mod python;
 mod skip;
 mod string_transport;
+mod temp_dir;
 mod trial;
 
 use std::rc::Rc;
@@ -51,6 +53,7 @@ pub use peer::run_with_peer;
 pub use python::python_venv;
 pub use skip::{skip, Missing};
 pub use string_transport::StringTransport;
+pub use temp_dir::TempDir;
 pub use trial::{
     assert_failure, assert_no_result, failure_result_of, run_test, success_result_of,
     AssertionError, TestResult,

@@ -77,31 +77,7 @@ pub(crate) async fn wait_until(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-/// A fresh directory for one test's files, removed when dropped.
-pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(tag: &str) -> TempDir {
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "cred-{tag}-{}-{:?}",
-            std::process::id(),
-            thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub(crate) fn join(&self, name: &str) -> std::path::PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub(crate) use torsion::testing::TempDir;
 
 /// A shared verifier as the checkers take it.
 pub(crate) fn shared<V: Verifier>(v: &Arc<V>) -> Arc<dyn Verifier> {

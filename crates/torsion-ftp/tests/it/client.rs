@@ -12,7 +12,7 @@ use torsion::{Failure, Reactor};
 use torsion_ftp::client::{FtpClient, FtpError, ListEntry, TooLarge};
 
 use crate::interop::{factory, populate};
-use crate::support::{self_signed, Scratch, MEMORY};
+use crate::support::{self_signed, TempDir, MEMORY};
 
 /// Runs `f` on a fresh reactor until it finishes; gives its outcome.
 fn run<T: 'static, F: Future<Output = Result<T, Failure>> + 'static>(
@@ -64,7 +64,7 @@ fn against_pyftpdlib() {
     else {
         return;
     };
-    let dir = Scratch::new("pyftpdlib");
+    let dir = TempDir::new("pyftpdlib");
     populate(dir.path());
     let mut child = Command::new(python)
         .args(["-c", PYFTPDLIB])
@@ -140,7 +140,7 @@ fn against_pyftpdlib() {
 
 #[test]
 fn against_torsions_own_server_in_tls() {
-    let dir = Scratch::new("client-tls");
+    let dir = TempDir::new("client-tls");
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     populate(&root);

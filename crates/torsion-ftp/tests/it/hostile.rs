@@ -20,7 +20,7 @@ use torsion_ftp::command::{parse_epsv_reply, parse_pasv_reply};
 use torsion_ftp::{Ftp, FtpFactory, FtpRealm, Root};
 
 use crate::interop::{factory, populate};
-use crate::support::{serve, with_server, Scratch, MEMORY};
+use crate::support::{serve, with_server, TempDir, MEMORY};
 
 /// A blocking FTP control connection, for tests.
 pub(crate) struct Raw {
@@ -88,7 +88,7 @@ fn code(r: &str) -> &str {
 
 #[test]
 fn traversal_and_symlinks_stay_inside_the_root() {
-    let dir = Scratch::new("traversal");
+    let dir = TempDir::new("traversal");
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     populate(&root);
@@ -179,7 +179,7 @@ fn swapper(root: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64>
 #[test]
 fn a_folder_swapped_for_a_link_out_never_leads_outside() {
     const ROUNDS: usize = 150;
-    let dir = Scratch::new("swap");
+    let dir = TempDir::new("swap");
     let root = dir.path().join("root");
     let outside = dir.path().join("outside");
     std::fs::create_dir_all(root.join("swap")).unwrap();
@@ -264,7 +264,7 @@ fn a_folder_swapped_for_a_link_out_never_leads_outside() {
 
 #[test]
 fn a_user_folder_that_links_out_is_no_login() {
-    let dir = Scratch::new("per-user");
+    let dir = TempDir::new("per-user");
     let base = dir.path().join("base");
     let outside = dir.path().join("outside");
     std::fs::create_dir_all(base.join("alice")).unwrap();
@@ -300,7 +300,7 @@ fn a_user_folder_that_links_out_is_no_login() {
 
 #[test]
 fn port_and_eprt_never_bounce() {
-    let dir = Scratch::new("bounce");
+    let dir = TempDir::new("bounce");
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     populate(&root);
@@ -358,7 +358,7 @@ fn tick(r: Reactor, clock: Clock, step: f64, go: Arc<AtomicBool>) {
 
 #[test]
 fn a_stalled_data_connection_gets_426_on_the_clock() {
-    let dir = Scratch::new("stall");
+    let dir = TempDir::new("stall");
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     populate(&root);
@@ -441,7 +441,7 @@ fn on_clock(root: &std::path::Path, clock: &Clock) -> FtpFactory {
 
 #[test]
 fn an_idle_control_connection_gets_421_on_the_clock() {
-    let dir = Scratch::new("idle-clock");
+    let dir = TempDir::new("idle-clock");
     populate(dir.path());
     let clock = Clock::new();
     let f = on_clock(dir.path(), &clock).timeout(Some(Duration::from_secs(600)));
@@ -459,7 +459,7 @@ fn an_idle_control_connection_gets_421_on_the_clock() {
 
 #[test]
 fn a_data_connection_never_opened_gets_425_on_the_clock() {
-    let dir = Scratch::new("never-clock");
+    let dir = TempDir::new("never-clock");
     populate(dir.path());
     let clock = Clock::new();
     // The control connection's timeout is shorter than the data connection's: it must
@@ -503,7 +503,7 @@ fn rss_kib() -> u64 {
 fn a_gibibyte_each_way_in_bounded_memory() {
     const GIB: u64 = 1 << 30;
     let _alone = MEMORY.write().unwrap_or_else(|e| e.into_inner());
-    let dir = Scratch::new("gib");
+    let dir = TempDir::new("gib");
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     // A sparse 1 GiB file to download.
@@ -560,7 +560,7 @@ fn a_gibibyte_each_way_in_bounded_memory() {
 
 #[test]
 fn type_a_sends_bytes_unchanged() {
-    let dir = Scratch::new("type-a");
+    let dir = TempDir::new("type-a");
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join("unix.txt"), b"one\ntwo\r\nthree\n").unwrap();

@@ -10,7 +10,7 @@ use torsion::testing::{skip, Missing};
 use torsion_cred::{hash_password, FilePasswordDb, Portal};
 use torsion_ftp::{FtpFactory, FtpRealm, Root};
 
-use crate::support::{have, python, self_signed, with_server, Scratch};
+use crate::support::{have, python, self_signed, with_server, TempDir};
 
 /// A served folder with a file, a folder and a file in it.
 pub(crate) fn populate(dir: &Path) {
@@ -115,7 +115,7 @@ print("ftplib ok")
 "#;
 
 fn ftplib(mode: &'static str) {
-    let dir = Scratch::new(&format!("ftplib-{mode}"));
+    let dir = TempDir::new(&format!("ftplib-{mode}"));
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     populate(&root);
@@ -184,7 +184,7 @@ print("abort ok")
 /// transfer ends with 426, the ABOR is answered 226, and the session goes on.
 #[test]
 fn ftplib_aborts_a_download_and_an_upload_mid_transfer() {
-    let dir = Scratch::new("ftplib-abort");
+    let dir = TempDir::new("ftplib-abort");
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     populate(&root);
@@ -219,7 +219,7 @@ fn curl_session(tls: bool) {
     if !have("curl", "--version") {
         return skip(Missing::Peer, "curl is not installed");
     }
-    let dir = Scratch::new(if tls { "curl-tls" } else { "curl" });
+    let dir = TempDir::new(if tls { "curl-tls" } else { "curl" });
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     populate(&root);
@@ -295,7 +295,7 @@ fn lftp_session(tls: bool) {
             "lftp is not installed (scripts/test installs it)",
         );
     }
-    let dir = Scratch::new(if tls { "lftp-tls" } else { "lftp" });
+    let dir = TempDir::new(if tls { "lftp-tls" } else { "lftp" });
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     populate(&root);

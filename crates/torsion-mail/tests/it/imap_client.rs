@@ -14,11 +14,11 @@ use torsion_mail::imap_client::{ImapClient, ImapError, Value};
 use torsion_mail::imap_store::Folder;
 use torsion_mail::{MaildirDomain, SmtpRealm};
 
-use crate::support::Scratch;
+use crate::support::TempDir;
 
 #[test]
 fn the_client_drives_the_server_through_the_common_commands() {
-    let dir = Scratch::new("imap-client");
+    let dir = TempDir::new("imap-client");
     let domain = MaildirDomain::new("example.org", dir.path()).unwrap();
     let alice = domain.add_user("alice").unwrap();
     Folder::append(

@@ -12,7 +12,7 @@ use torsion_mail::imap::ImapFactory;
 use torsion_mail::imap_store::crlf;
 use torsion_mail::{MaildirDomain, SmtpFactory, SmtpRealm};
 
-use crate::support::{self_signed, Scratch};
+use crate::support::{self_signed, TempDir};
 
 fn portal() -> Portal<SmtpRealm> {
     let portal = Portal::new(SmtpRealm);
@@ -121,7 +121,7 @@ fn python_run(mode: &'static str, tls: bool) {
         skip(Missing::Peer, "python3 with imaplib is not installed");
         return;
     }
-    let dir = Scratch::new("imap-interop");
+    let dir = TempDir::new("imap-interop");
     let domain = MaildirDomain::new("example.org", dir.path().join("mail")).unwrap();
     domain.add_user("alice").unwrap();
     let smtp = SmtpFactory::new("mx.example.org", domain);
@@ -194,7 +194,7 @@ fn curl_lists_searches_and_fetches() {
         skip(Missing::Peer, "curl is not installed");
         return;
     }
-    let dir = Scratch::new("imap-curl");
+    let dir = TempDir::new("imap-curl");
     let domain = MaildirDomain::new("example.org", dir.path()).unwrap();
     let maildir = domain.add_user("alice").unwrap();
     torsion_mail::imap_store::Folder::append(

@@ -14,7 +14,7 @@ use torsion_mail::imap::{Imap, ImapFactory};
 use torsion_mail::imap_store::Folder;
 use torsion_mail::{MaildirDomain, SmtpRealm};
 
-use crate::support::Scratch;
+use crate::support::TempDir;
 
 struct Wire {
     st: StringTransport,
@@ -42,8 +42,8 @@ impl Wire {
     }
 }
 
-fn setup(name: &str, clock: &Clock) -> (Scratch, ImapFactory) {
-    let dir = Scratch::new(name);
+fn setup(name: &str, clock: &Clock) -> (TempDir, ImapFactory) {
+    let dir = TempDir::new(name);
     let domain = MaildirDomain::new("example.org", dir.path()).unwrap();
     domain.add_user("alice").unwrap();
     let portal = Portal::new(SmtpRealm);
@@ -57,7 +57,7 @@ fn setup(name: &str, clock: &Clock) -> (Scratch, ImapFactory) {
     (dir, factory)
 }
 
-fn deliver(dir: &Scratch, text: &[u8]) {
+fn deliver(dir: &TempDir, text: &[u8]) {
     let domain = MaildirDomain::new("example.org", dir.path()).unwrap();
     let open = domain
         .validate_to(

@@ -10,7 +10,7 @@ use torsion_mail::smtp_client::{send_mail, SendOptions, Sent, SmtpClientError};
 use torsion_mail::{MaildirDomain, SmtpFactory};
 
 use crate::pop3_client::run;
-use crate::support::{files_in, Scratch};
+use crate::support::{files_in, TempDir};
 
 /// Sends `count` messages at once, each on its own connection, the even ones to alice and
 /// the odd ones to bob; their outcomes in order.
@@ -56,7 +56,7 @@ fn bodies_in(dir: &std::path::Path) -> Vec<usize> {
 
 #[test]
 fn many_senders_at_once_are_all_answered_250_with_every_message_in_new() {
-    let dir = Scratch::new("group-commit");
+    let dir = TempDir::new("group-commit");
     let domain = MaildirDomain::new("example.org", dir.path()).unwrap();
     domain.add_user("alice").unwrap();
     domain.add_user("bob").unwrap();
@@ -77,7 +77,7 @@ fn many_senders_at_once_are_all_answered_250_with_every_message_in_new() {
 
 #[test]
 fn a_message_that_cannot_be_stored_is_answered_451_and_the_others_250() {
-    let dir = Scratch::new("group-commit-fail");
+    let dir = TempDir::new("group-commit-fail");
     let domain = MaildirDomain::new("example.org", dir.path()).unwrap();
     domain.add_user("alice").unwrap();
     domain.add_user("bob").unwrap();

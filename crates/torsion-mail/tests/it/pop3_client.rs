@@ -13,7 +13,7 @@ use torsion_cred::{InMemoryUsernamePasswordDatabaseDontUse, Portal};
 use torsion_mail::delivery::Message;
 use torsion_mail::{MaildirDomain, MaildirRealm, Pop3Client, Pop3ClientError, Pop3Factory};
 
-use crate::support::{self_signed, Scratch};
+use crate::support::{self_signed, TempDir};
 
 /// Listens with `factory` on 127.0.0.1 and runs `body(port)` on the reactor until it ends.
 pub(crate) fn run<F: Factory, T: 'static, Fut: Future<Output = Result<T, Failure>> + 'static>(
@@ -69,7 +69,7 @@ fn endpoint(port: u16) -> torsion::endpoints::ClientEndpoint {
 
 #[test]
 fn the_client_lists_retrieves_and_deletes_against_torsions_server() {
-    let dir = Scratch::new("pop3-client");
+    let dir = TempDir::new("pop3-client");
     let (factory, domain) = server(dir.path());
     let out = run(factory.login_without_tls(true), |port| async move {
         let c = Pop3Client::connect(&endpoint(port)).await?;
@@ -107,7 +107,7 @@ fn the_client_lists_retrieves_and_deletes_against_torsions_server() {
 
 #[test]
 fn the_client_starts_tls_then_logs_in() {
-    let dir = Scratch::new("pop3-client-tls");
+    let dir = TempDir::new("pop3-client-tls");
     let (factory, _) = server(dir.path());
     let (tls, pem) = self_signed();
     let ca = dir.path().join("ca.pem");
@@ -188,7 +188,7 @@ fn an_answer_over_the_limit_fails_and_a_silent_server_times_out() {
 /// the maildrop — while a well-behaved client is served.
 #[test]
 fn hostile_clients_do_not_stop_others_being_served() {
-    let dir = Scratch::new("pop3-hostile");
+    let dir = TempDir::new("pop3-hostile");
     let (factory, _) = server(dir.path());
     let out = run(factory.login_without_tls(true), |port| async move {
         let hostile = std::thread::spawn(move || {

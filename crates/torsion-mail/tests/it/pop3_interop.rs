@@ -12,7 +12,7 @@ use torsion_cred::{hash_password, FilePasswordDb, Portal};
 use torsion_mail::delivery::Message;
 use torsion_mail::{MaildirDomain, MaildirRealm, Pop3Factory, SmtpFactory};
 
-use crate::support::{self_signed, Scratch};
+use crate::support::{self_signed, TempDir};
 
 fn have_python() -> bool {
     Command::new("python3")
@@ -112,7 +112,7 @@ fn poplib_session(mode: &'static str) {
     if !have_python() {
         return skip(Missing::Peer, "python3 is not installed");
     }
-    let dir = Scratch::new(&format!("poplib-{mode}"));
+    let dir = TempDir::new(&format!("poplib-{mode}"));
     let (mut factory, domain) = pop3_server(dir.path());
     let cafile = dir.path().join("ca.pem");
     if mode == "stls" {
@@ -192,7 +192,7 @@ fn a_message_sent_with_smtplib_is_fetched_with_poplib_byte_for_byte() {
     if !have_python() {
         return skip(Missing::Peer, "python3 is not installed");
     }
-    let dir = Scratch::new("smtp-to-pop3");
+    let dir = TempDir::new("smtp-to-pop3");
     let (pop3, _domain) = pop3_server(dir.path());
     let pop3 = pop3.login_without_tls(true);
     let smtp = SmtpFactory::new(

@@ -16,7 +16,7 @@ use torsion_mail::delivery::Message;
 use torsion_mail::pop3_core::{DotStuffer, Pop3Core, Pop3Event, Pop3Limits};
 use torsion_mail::{Mailbox, MaildirDomain, MaildirRealm, Pop3, Pop3Factory};
 
-use crate::support::Scratch;
+use crate::support::TempDir;
 
 fn core() -> Pop3Core {
     let mut c = Pop3Core::new("pop.example.org", Pop3Limits::default());
@@ -347,7 +347,7 @@ fn count(dir: &std::path::Path) -> usize {
 
 #[test]
 fn deletions_apply_at_quit_only_and_a_lost_connection_deletes_nothing() {
-    let dir = Scratch::new("pop3-dele");
+    let dir = TempDir::new("pop3-dele");
     let (factory, alice) = server(dir.path());
     let mut w = Pop3Wire::new(&factory);
     assert_eq!(
@@ -376,7 +376,7 @@ fn deletions_apply_at_quit_only_and_a_lost_connection_deletes_nothing() {
 
 #[test]
 fn a_second_session_for_the_same_maildrop_is_refused_in_use() {
-    let dir = Scratch::new("pop3-lock");
+    let dir = TempDir::new("pop3-lock");
     let (factory, _) = server(dir.path());
     let mut one = Pop3Wire::new(&factory);
     assert!(one
@@ -401,7 +401,7 @@ fn a_second_session_for_the_same_maildrop_is_refused_in_use() {
 
 #[test]
 fn failed_logins_are_delayed_and_the_third_closes() {
-    let dir = Scratch::new("pop3-brute");
+    let dir = TempDir::new("pop3-brute");
     let (factory, _) = server(dir.path());
     let clock = Clock::new();
     let factory = factory
@@ -432,7 +432,7 @@ fn failed_logins_are_delayed_and_the_third_closes() {
 
 #[test]
 fn an_idle_client_is_dropped_after_ten_minutes_without_deletions() {
-    let dir = Scratch::new("pop3-idle");
+    let dir = TempDir::new("pop3-idle");
     let (factory, alice) = server(dir.path());
     assert_eq!(
         torsion_mail::pop3::DEFAULT_TIMEOUT,
@@ -460,7 +460,7 @@ fn an_idle_client_is_dropped_after_ten_minutes_without_deletions() {
 
 #[test]
 fn stls_is_refused_without_a_certificate_and_user_without_tls_by_default() {
-    let dir = Scratch::new("pop3-notls");
+    let dir = TempDir::new("pop3-notls");
     let (factory, _) = server(dir.path());
     let mut w = Pop3Wire::new(&factory.login_without_tls(false));
     assert_eq!(w.send("STLS\r\n"), "-ERR STLS not available\r\n");
@@ -505,7 +505,7 @@ impl TransportImpl for Unread {
 
 #[test]
 fn retr_of_a_large_message_reads_the_file_only_as_the_client_takes_it() {
-    let dir = Scratch::new("pop3-big");
+    let dir = TempDir::new("pop3-big");
     let (factory, alice) = server(dir.path());
     let maildir = torsion_mail::Maildir::create(&alice).unwrap();
     let mut m = maildir.deliver().unwrap();
@@ -569,7 +569,7 @@ fn retr_of_a_large_message_reads_the_file_only_as_the_client_takes_it() {
 
 #[test]
 fn a_mailbox_lists_messages_in_delivery_order_by_number_not_by_text() {
-    let dir = Scratch::new("mailbox-order");
+    let dir = TempDir::new("mailbox-order");
     let maildir = torsion_mail::Maildir::create(dir.path()).unwrap();
     // Made by hand: "M9" sorts after "M10" as text, before it as a number.
     for (name, sub) in [
@@ -599,7 +599,7 @@ fn a_mailbox_lists_messages_in_delivery_order_by_number_not_by_text() {
 fn a_message_imap_renamed_after_the_listing_is_still_read_and_deleted() {
     use std::io::Read;
     use torsion_mail::imap_store::Folder;
-    let dir = Scratch::new("pop3-imap-rename");
+    let dir = TempDir::new("pop3-imap-rename");
     let maildir = torsion_mail::Maildir::create(dir.path()).unwrap();
     for body in ["one", "two"] {
         let mut m = Box::new(maildir.deliver().unwrap());

@@ -21,7 +21,7 @@ use torsion_names::error::DomainError;
 use torsion_names::{Answer, Query};
 
 use crate::pop3_client::run;
-use crate::support::{self_signed, Memory, Scratch};
+use crate::support::{self_signed, Memory, TempDir};
 
 const MESSAGE: &[u8] = b"From: bob@example.net\nSubject: client\n\nHello\n.dot line\n..two\n";
 
@@ -39,7 +39,7 @@ fn client_error(f: &Failure) -> SmtpClientError {
 fn send_mail_with_required_starttls_and_auth_plain_gets_per_recipient_results() {
     let memory = Memory::default();
     let (tls, pem) = self_signed();
-    let dir = Scratch::new("smtp-client-tls");
+    let dir = TempDir::new("smtp-client-tls");
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, pem).unwrap();
     let checker = InMemoryUsernamePasswordDatabaseDontUse::new();
@@ -373,7 +373,7 @@ fn send_mail_through_aiosmtpd_with_starttls_and_auth_login() {
     let Some(python) = torsion::testing::python_venv(&venv, "aiosmtpd", &["aiosmtpd>=1.4"]) else {
         return;
     };
-    let dir = Scratch::new("aiosmtpd");
+    let dir = TempDir::new("aiosmtpd");
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
@@ -481,7 +481,7 @@ fn send_mail_streams_a_20_mb_message_from_a_file_and_from_a_reader() {
     use torsion_mail::Limits;
     let memory = Memory::default();
     let (tls, pem) = self_signed();
-    let dir = Scratch::new("smtp-client-stream");
+    let dir = TempDir::new("smtp-client-stream");
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, pem).unwrap();
     let message = big_message();
@@ -616,7 +616,7 @@ fn send_mail_streams_a_20_mb_file_to_aiosmtpd() {
     let Some(python) = torsion::testing::python_venv(&venv, "aiosmtpd", &["aiosmtpd>=1.4"]) else {
         return;
     };
-    let dir = Scratch::new("aiosmtpd-big");
+    let dir = TempDir::new("aiosmtpd-big");
     let message = big_message();
     let file = dir.path().join("big.eml");
     std::fs::write(&file, &message).unwrap();

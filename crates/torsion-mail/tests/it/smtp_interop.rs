@@ -11,7 +11,7 @@ use torsion_cred::{hash_password, FilePasswordDb, Portal};
 use torsion_mail::server_core::Limits;
 use torsion_mail::{MaildirDomain, SmtpFactory, SmtpRealm};
 
-use crate::support::{files_in, self_signed, with_server, Scratch};
+use crate::support::{files_in, self_signed, with_server, TempDir};
 
 fn have(program: &str, arg: &str) -> bool {
     Command::new(program)
@@ -107,7 +107,7 @@ fn smtplib_sends_in_the_clear_and_the_message_is_in_new_byte_for_byte() {
     if !have("python3", "--version") {
         return skip(Missing::Peer, "python3 is not installed");
     }
-    let dir = Scratch::new("smtplib-plain");
+    let dir = TempDir::new("smtplib-plain");
     let out = smtplib(server(dir.path()), "plain", String::new());
     assert_eq!(out.trim(), "sent", "{out}");
     assert_eq!(stored_without_received(dir.path()), MESSAGE);
@@ -118,7 +118,7 @@ fn auth_over_starttls(mode: &'static str) {
     if !have("python3", "--version") {
         return skip(Missing::Peer, "python3 is not installed");
     }
-    let dir = Scratch::new("smtplib-tls");
+    let dir = TempDir::new("smtplib-tls");
     let passwords = dir.path().join("passwords");
     std::fs::write(
         &passwords,
@@ -167,7 +167,7 @@ fn swaks_pipelines_and_is_refused_past_size() {
             "swaks is not installed (scripts/test installs it)",
         );
     }
-    let dir = Scratch::new("swaks");
+    let dir = TempDir::new("swaks");
     let factory = server(dir.path()).limits(Limits {
         max_message_size: 50_000,
         ..Limits::default()

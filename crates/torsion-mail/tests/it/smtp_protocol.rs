@@ -8,7 +8,7 @@ use torsion::Protocol;
 use torsion_cred::{InMemoryUsernamePasswordDatabaseDontUse, Portal};
 use torsion_mail::{MaildirDomain, SmtpFactory, SmtpRealm};
 
-use crate::support::{codes, files_in, Memory, Scratch, Wire};
+use crate::support::{codes, files_in, Memory, TempDir, Wire};
 
 fn portal() -> Portal<SmtpRealm> {
     let users = InMemoryUsernamePasswordDatabaseDontUse::new();
@@ -106,7 +106,7 @@ fn auth_is_not_offered_in_the_clear_by_default() {
 
 #[test]
 fn maildir_delivery_is_atomic_and_a_lost_connection_leaves_nothing() {
-    let dir = Scratch::new("atomic");
+    let dir = TempDir::new("atomic");
     let domain = MaildirDomain::new("example.org", dir.path()).unwrap();
     domain.add_user("alice").unwrap();
     let factory = SmtpFactory::new("mx.example.org", domain);
@@ -220,7 +220,7 @@ fn the_end_of_data_is_answered_once_every_copy_is_stored_and_commands_wait_for_i
 
 #[test]
 fn a_plain_folder_under_the_domain_becomes_a_users_maildir() {
-    let dir = Scratch::new("plain-folder");
+    let dir = TempDir::new("plain-folder");
     std::fs::create_dir_all(dir.path().join("carol")).unwrap();
     let domain = MaildirDomain::new("example.org", dir.path()).unwrap();
     assert_eq!(domain.users(), ["carol"]);

@@ -14,7 +14,7 @@ use torsion::{Factory, Protocol, Transport};
 use torsion_mail::server_core::MAX_OUTPUT;
 use torsion_mail::{MaildirDomain, SmtpFactory};
 
-use crate::support::{codes, files_in, Memory, Scratch, Wire};
+use crate::support::{codes, files_in, Memory, TempDir, Wire};
 
 /// This thread's log output, captured.
 #[derive(Clone, Default)]
@@ -106,7 +106,7 @@ fn no_timeout_waits_for_ever() {
 fn a_client_stalled_mid_data_is_dropped_with_421_a_log_line_and_no_partial_message() {
     let log = Log::default();
     let _guard = log.start();
-    let dir = Scratch::new("stalled");
+    let dir = TempDir::new("stalled");
     let domain = MaildirDomain::new("example.org", dir.path()).unwrap();
     domain.add_user("alice").unwrap();
     let clock = Clock::new();

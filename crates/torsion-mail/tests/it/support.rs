@@ -3,9 +3,8 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use torsion::testing::StringTransport;
 use torsion::{Factory, Protocol, Reactor, Transport};
@@ -14,32 +13,7 @@ use torsion_mail::delivery::{Message, MessageDelivery, MessageFactory, Session};
 use torsion_mail::reply::Reply;
 use torsion_mail::{Smtp, SmtpFactory};
 
-/// A fresh folder under the system's temporary one, removed when dropped.
-pub(crate) struct Scratch(pub(crate) PathBuf);
-
-impl Scratch {
-    pub(crate) fn new(name: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "torsion-mail-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub(crate) use torsion::testing::TempDir;
 
 /// The files in a Maildir's `new/` (or `tmp/`), read.
 pub(crate) fn files_in(dir: &Path) -> Vec<Vec<u8>> {

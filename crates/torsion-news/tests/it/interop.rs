@@ -13,7 +13,7 @@ use torsion::testing::{skip, Missing};
 use torsion_cred::{InMemoryUsernamePasswordDatabaseDontUse, Portal};
 use torsion_news::{NewsRealm, NntpFactory, Store};
 
-use crate::support::{with_server, Scratch};
+use crate::support::{with_server, TempDir};
 
 const NNTPLIB: &str = r#"
 import nntplib, sys, datetime
@@ -163,7 +163,7 @@ fn nntplib_reads_and_posts() {
             "python3 with nntplib (3.12 or older) is not installed",
         );
     }
-    let dir = Scratch::new("nntplib");
+    let dir = TempDir::new("nntplib");
     let factory = NntpFactory::new("news.example", store(dir.path()));
     let out = run(factory, "open", dir.path().display().to_string());
     assert!(out.starts_with("welcome 200\n"), "{out}");
@@ -178,7 +178,7 @@ fn nntplib_logs_in_with_authinfo_to_post() {
             "python3 with nntplib (3.12 or older) is not installed",
         );
     }
-    let dir = Scratch::new("nntplib-auth");
+    let dir = TempDir::new("nntplib-auth");
     let users = InMemoryUsernamePasswordDatabaseDontUse::new();
     users.add_user("alice", "wonderland");
     let portal = Portal::new(NewsRealm);

@@ -3,11 +3,11 @@
 
 use torsion_news::Store;
 
-use crate::support::{article, Scratch};
+use crate::support::{article, TempDir};
 
 #[test]
 fn articles_are_files_named_by_number_and_survive_a_reopen() {
-    let dir = Scratch::new("store");
+    let dir = TempDir::new("store");
     let store = Store::open(dir.path()).unwrap();
     store.create_group("local.test", "Testing", 100).unwrap();
     store.create_group("local.other", "", 100).unwrap();
@@ -46,7 +46,7 @@ fn articles_are_files_named_by_number_and_survive_a_reopen() {
 
 #[test]
 fn a_number_taken_on_disk_by_another_writer_is_skipped() {
-    let dir = Scratch::new("store-race");
+    let dir = TempDir::new("store-race");
     let store = Store::open(dir.path()).unwrap();
     store.create_group("local.test", "", 0).unwrap();
     // Another process wrote article 1 after this store was opened.
@@ -67,7 +67,7 @@ fn a_number_taken_on_disk_by_another_writer_is_skipped() {
 
 #[test]
 fn group_names_that_are_not_safe_folder_names_are_refused() {
-    let dir = Scratch::new("store-names");
+    let dir = TempDir::new("store-names");
     let store = Store::open(dir.path()).unwrap();
     for bad in ["", "../up", "a/b", ".hidden", "a..b", "sp ace"] {
         assert!(store.create_group(bad, "", 0).is_err(), "{bad:?}");

@@ -2,39 +2,11 @@
 //! protocol on a `StringTransport`, and a server with a peer program run while the reactor
 //! runs.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use torsion::testing::StringTransport;
 use torsion::{Factory, Protocol, Reactor, Transport};
 use torsion_news::{Config, Nntp, NntpFactory, ServerCore, Store};
 
-/// A fresh folder under the system's temporary one, removed when dropped.
-pub(crate) struct Scratch(pub(crate) PathBuf);
-
-impl Scratch {
-    pub(crate) fn new(name: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "torsion-news-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub(crate) use torsion::testing::TempDir;
 
 /// An article for `local.test` (and `groups`), LF lines turned to CRLF.
 pub(crate) fn article(groups: &str, subject: &str, body: &str) -> Vec<u8> {

@@ -6,14 +6,13 @@
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use torsion::testing::TempDir;
 use torsion::tls::{Identity, ServerContext, TlsError};
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 use torsion_web::client::{
@@ -69,35 +68,6 @@ fn self_signed(names: &[&str]) -> (String, String) {
     (made.cert.pem(), made.signing_key.serialize_pem())
 }
 
-/// A folder of files, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "torsion-https-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `openssl s_server -www` on a port of its choosing, killed and reaped when dropped.
 struct SServer {
     child: Child,
@@ -116,15 +86,15 @@ impl Drop for SServer {
 /// client that sends the name `sni.0` as SNI (`-servername`, `-cert2`). `None` (the test
 /// skipped, loudly) when openssl is missing.
 fn s_server(cert: &(String, String), sni: Option<(&str, &(String, String))>) -> Option<SServer> {
-    let dir = TempDir::new();
+    let dir = TempDir::new("https");
     let mut cmd = Command::new("openssl");
     cmd.args(["s_server", "-accept", "127.0.0.1:0", "-www"])
-        .args(["-cert", &dir.file("cert.pem", &cert.0)])
-        .args(["-key", &dir.file("key.pem", &cert.1)]);
+        .args(["-cert", &write_file(&dir, "cert.pem", &cert.0)])
+        .args(["-key", &write_file(&dir, "key.pem", &cert.1)]);
     if let Some((name, (c, k))) = sni {
         cmd.args(["-servername", name])
-            .args(["-cert2", &dir.file("cert2.pem", c)])
-            .args(["-key2", &dir.file("key2.pem", k)]);
+            .args(["-cert2", &write_file(&dir, "cert2.pem", c)])
+            .args(["-key2", &write_file(&dir, "key2.pem", k)]);
     }
     let spawned = cmd
         .stdin(Stdio::null())
@@ -334,4 +304,11 @@ async fn the_agent_offers_http_1_1_by_alpn() -> Result<(), Failure> {
     assert_eq!(body, b"ok");
     assert_eq!(seen.borrow().as_deref(), Some(&b"http/1.1"[..]));
     port.stop_listening().await
+}
+
+/// Writes `text` to `name` in `dir`; its path as a string.
+fn write_file(dir: &TempDir, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
 }

@@ -5,11 +5,11 @@
 //! python3 is missing.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use torsion::testing::TempDir;
 use torsion::Failure;
 use torsion_web::client::{get_page, read_body, Agent, HttpError};
 use torsion_web::proto::{Headers, Version};
@@ -27,32 +27,13 @@ impl Drop for Python {
     }
 }
 
-/// A folder removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("torsion-client-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Starts `python3 -u ARGS` in `dir`; waits for its "... port N ..." line. `None` when python3
 /// is missing.
 fn python(args: &[&str], dir: &TempDir) -> Option<Python> {
     let spawned = Command::new("python3")
         .arg("-u")
         .args(args)
-        .current_dir(&dir.0)
+        .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         // http.server logs every request; a handler script's errors are worth seeing.
@@ -167,8 +148,8 @@ fn expected_text() -> Vec<u8> {
 async fn fetches_files_from_python_http_server() -> Result<(), Failure> {
     let dir = TempDir::new("files");
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(dir.0.join("hello.txt"), "Hello from http.server\n").unwrap();
-    std::fs::write(dir.0.join("big.bin"), &big).unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "Hello from http.server\n").unwrap();
+    std::fs::write(dir.path().join("big.bin"), &big).unwrap();
     let Some(server) = python(&["-m", "http.server", "--bind", "127.0.0.1", "0"], &dir) else {
         return Ok(());
     };

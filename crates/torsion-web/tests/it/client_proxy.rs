@@ -6,12 +6,11 @@
 
 use std::cell::RefCell;
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use torsion::testing::TempDir;
 use torsion::tls::{Identity, ServerContext};
 use torsion::{factory, reactor, Failure, Protocol, Transport};
 use torsion_web::client::{read_body, Agent, BrowserLikePolicyForHttps, Proxy, TunnelError};
@@ -33,29 +32,6 @@ impl Resource for ShowVia {
             r.get_header("proxy-authorization").unwrap_or("-"),
         )
         .into()
-    }
-}
-
-/// A folder removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "torsion-proxy-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -85,7 +61,7 @@ fn tinyproxy(auth: Option<(&str, &str)>) -> Option<TinyProxy> {
         return None;
     }
     for _ in 0..10 {
-        let dir = TempDir::new();
+        let dir = TempDir::new("proxy");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -94,13 +70,13 @@ fn tinyproxy(auth: Option<(&str, &str)>) -> Option<TinyProxy> {
         let mut conf = format!(
             "Port {port}\nListen 127.0.0.1\nTimeout 60\nMaxClients 50\nAllow 127.0.0.1\n\
              LogLevel Info\nLogFile \"{}\"\nPidFile \"{}\"\n",
-            dir.0.join("log").display(),
-            dir.0.join("pid").display(),
+            dir.join("log").display(),
+            dir.join("pid").display(),
         );
         if let Some((user, password)) = auth {
             conf.push_str(&format!("BasicAuth {user} {password}\n"));
         }
-        let conf_path = dir.0.join("tinyproxy.conf");
+        let conf_path = dir.join("tinyproxy.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let mut child = Command::new("tinyproxy")
             .arg("-d")

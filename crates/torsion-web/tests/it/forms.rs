@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use torsion::testing::TempDir;
 use torsion::Failure;
 use torsion_web::form::FormLimits;
 use torsion_web::site::SiteConfig;
@@ -135,15 +136,6 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A directory of its own for one test's files.
-fn scratch(name: &str) -> PathBuf {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("forms-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// `n` bytes that are not all alike (and contain CR, LF and dashes, which the parser must
 /// not take for a delimiter).
 fn pattern(n: usize) -> Vec<u8> {
@@ -178,7 +170,7 @@ async fn curl_uploads_several_files_and_a_big_one_is_spooled_over_http1_and_http
     if !installed("curl") {
         return Ok(());
     }
-    let dir = scratch("curl");
+    let dir = TempDir::new("forms-curl");
     let small = dir.join("small.txt");
     std::fs::write(&small, b"hello, form\r\n--not a delimiter")?;
     let big = dir.join("big.bin");
@@ -219,7 +211,6 @@ async fn curl_uploads_several_files_and_a_big_one_is_spooled_over_http1_and_http
         let spooled = check_curl_upload(&seen.borrow(), &small, &big_content, version)?;
         gone(&spooled).await;
     }
-    let _ = std::fs::remove_dir_all(&dir);
     port.stop_listening().await
 }
 

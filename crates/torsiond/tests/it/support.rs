@@ -154,33 +154,7 @@ impl Running {
     }
 }
 
-/// A fresh folder under the system's temporary folder, removed with all it holds when the
-/// guard is dropped: at the end of the test, however it ends (a failed assertion too).
-pub(crate) struct TempDir(PathBuf);
-
-impl TempDir {
-    /// `torsiond-PID-N-NAME` under the temporary folder, empty.
-    pub(crate) fn new(name: &str) -> TempDir {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("torsiond-{}-{n}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    /// The folder.
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub(crate) use torsion::testing::TempDir;
 
 /// A loopback port that was free a moment ago.
 pub(crate) fn free_port() -> u16 {
