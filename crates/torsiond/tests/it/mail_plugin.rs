@@ -2,13 +2,13 @@
 //! STARTTLS and AUTH a message that lands in the user's Maildir; misuse.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use torsion::testing::{skip, Missing};
 
-use crate::support::{run, stderr_of, Running, TempDir, TIMEOUT};
+use crate::support::{have, run, stderr_of, Running, TempDir, TIMEOUT};
 
 fn hash_of(password: &str) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_torsiond"))
@@ -75,6 +75,96 @@ fn files_in(dir: &Path) -> Vec<Vec<u8>> {
         .unwrap_or_default()
 }
 
+/// A running `torsiond mail` for alice@example.org (password "correct horse") with a
+/// throwaway certificate for STARTTLS, its folders removed when dropped.
+struct Mail {
+    server: Running,
+    /// The certificate, which the Python clients take as their CA file.
+    cert_pem: PathBuf,
+    /// The domain's folder: a Maildir per user below it.
+    mail: PathBuf,
+    /// Each service's port, in the order they were asked for.
+    ports: Vec<u16>,
+    _dir: TempDir,
+}
+
+impl Mail {
+    /// Serves each of `services` (`--smtp`, `--pop3`, `--imap`) on port 0 of a loopback
+    /// address of its own, 127.0.0.1, .2 and .3 in the order given, which tells them apart in
+    /// the "listening on" lines; `extra` arguments follow.
+    fn start(name: &str, services: &[&str], extra: &[&str]) -> Mail {
+        let dir = TempDir::new(name);
+        let hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+        let cert = rcgen::generate_simple_self_signed(
+            ["localhost"]
+                .iter()
+                .chain(&hosts)
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let cert_pem = dir.join("cert.pem");
+        let key_pem = dir.join("key.pem");
+        std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+        std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+        let mail = dir.join("example.org");
+        let mut args = vec![
+            "mail".to_owned(),
+            "--domain".to_owned(),
+            format!("example.org={}", mail.display()),
+            "--user".to_owned(),
+            format!("alice={}", hash_of("correct horse")),
+            "--certificate".to_owned(),
+            cert_pem.display().to_string(),
+            "--key".to_owned(),
+            key_pem.display().to_string(),
+        ];
+        for (service, host) in services.iter().zip(hosts) {
+            args.push(service.to_string());
+            args.push(format!("tcp:0:interface={host}"));
+        }
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let server = Running::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut ports = vec![0u16; services.len()];
+        for _ in services {
+            let line = server.wait_for("listening on tcp:");
+            let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+            let which = hosts
+                .iter()
+                .position(|h| line.contains(h))
+                .unwrap_or_else(|| panic!("{line}"));
+            ports[which] = port;
+        }
+        assert!(ports.iter().all(|&p| p != 0), "{ports:?}");
+        Mail {
+            server,
+            cert_pem,
+            mail,
+            ports,
+            _dir: dir,
+        }
+    }
+
+    /// `python3 -c SCRIPT` with the services' ports and then the CA file as its arguments;
+    /// asserts that the script succeeded and that its last line is `expected`.
+    fn python(&self, script: &str, expected: &str) {
+        let mut args: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+        args.push(self.cert_pem.display().to_string());
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.trim_end().lines().last() == Some(expected),
+            "python: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 const SEND: &str = r#"
 import smtplib, ssl, sys
 port, cafile = int(sys.argv[1]), sys.argv[2]
@@ -99,47 +189,14 @@ print("sent")
 
 #[test]
 fn smtplib_sends_through_starttls_and_auth_into_the_users_maildir() {
-    if Command::new("python3").arg("--version").output().is_err() {
+    if !have("python3") {
         return skip(Missing::Peer, "python3 is not installed");
     }
-    let dir = TempDir::new("mail");
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let cert_pem = dir.path().join("cert.pem");
-    let key_pem = dir.path().join("key.pem");
-    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
-    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
-    let mail = dir.path().join("example.org");
-    let hash = hash_of("correct horse");
-    let mut server = Running::start(&[
-        "mail",
-        "--domain",
-        &format!("example.org={}", mail.display()),
-        "--user",
-        &format!("alice={hash}"),
-        "--smtp",
-        "tcp:0:interface=127.0.0.1",
-        "--hostname",
-        "mx.example.org",
-        "--certificate",
-        cert_pem.to_str().unwrap(),
-        "--key",
-        key_pem.to_str().unwrap(),
-    ]);
-    let port = server.port();
-    let out = Command::new("python3")
-        .args(["-c", SEND, &port.to_string(), cert_pem.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "smtplib: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut m = Mail::start("mail", &["--smtp"], &["--hostname", "mx.example.org"]);
+    m.python(SEND, "sent");
     // Delivered before the 250: in new/, nothing left in tmp/.
     let deadline = Instant::now() + TIMEOUT;
-    let new = mail.join("alice/new");
+    let new = m.mail.join("alice/new");
     while files_in(&new).is_empty() && Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -152,8 +209,8 @@ fn smtplib_sends_through_starttls_and_auth_into_the_users_maildir() {
         text.ends_with("\nSubject: hello\n\nHi Alice.\n.leading dot\n"),
         "{text}"
     );
-    assert!(files_in(&mail.join("alice/tmp")).is_empty());
-    assert!(server.terminate().success());
+    assert!(files_in(&m.mail.join("alice/tmp")).is_empty());
+    assert!(m.server.terminate().success());
 }
 
 const SEND_THEN_POP: &str = r#"
@@ -163,7 +220,7 @@ ctx = ssl.create_default_context(cafile=cafile)
 msg = b"From: bob@example.net\r\nTo: alice@example.org\r\nSubject: pop\r\n\r\nHi Alice.\r\n.leading dot\r\n"
 with smtplib.SMTP("127.0.0.1", smtp_port, local_hostname="client.example", timeout=20) as s:
     s.sendmail("bob@example.net", ["alice@example.org"], msg)
-p = poplib.POP3("127.0.0.1", pop_port, timeout=20)
+p = poplib.POP3("127.0.0.2", pop_port, timeout=20)
 assert "USER" not in p.capa(), "USER offered in the clear"
 p.stls(context=ctx)
 p.user("alice")
@@ -174,7 +231,7 @@ got = b"".join(l + b"\r\n" for l in lines)
 assert got.endswith(b"\r\n" + msg), got
 p.dele(1)
 p.quit()
-p = poplib.POP3("127.0.0.1", pop_port, timeout=20)
+p = poplib.POP3("127.0.0.2", pop_port, timeout=20)
 p.stls(context=ctx)
 p.user("alice")
 p.pass_("correct horse")
@@ -187,74 +244,22 @@ print("fetched")
 /// with poplib after STLS, and deleted at QUIT.
 #[test]
 fn pop3_serves_what_smtp_delivered_over_stls() {
-    if Command::new("python3").arg("--version").output().is_err() {
+    if !have("python3") {
         return skip(Missing::Peer, "python3 is not installed");
     }
-    let dir = TempDir::new("mail-pop3");
-    let cert = rcgen::generate_simple_self_signed(vec![
-        "localhost".into(),
-        "127.0.0.1".into(),
-        "127.0.0.2".into(),
-    ])
-    .unwrap();
-    let cert_pem = dir.path().join("cert.pem");
-    let key_pem = dir.path().join("key.pem");
-    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
-    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
-    let mail = dir.path().join("example.org");
-    let hash = hash_of("correct horse");
-    let mut server = Running::start(&[
-        "mail",
-        "--domain",
-        &format!("example.org={}", mail.display()),
-        "--user",
-        &format!("alice={hash}"),
-        // Told apart in the "listening on" lines by their addresses.
-        "--smtp",
-        "tcp:0:interface=127.0.0.1",
-        "--pop3",
-        "tcp:0:interface=127.0.0.2",
-        "--certificate",
-        cert_pem.to_str().unwrap(),
-        "--key",
-        key_pem.to_str().unwrap(),
-    ]);
-    let (mut smtp, mut pop3) = (0, 0);
-    for _ in 0..2 {
-        let line = server.wait_for("listening on tcp:");
-        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
-        if line.contains("127.0.0.2") {
-            pop3 = port;
-        } else {
-            smtp = port;
-        }
-    }
-    assert!(smtp != 0 && pop3 != 0);
-    let script = SEND_THEN_POP.replace("\"127.0.0.1\", pop_port", "\"127.0.0.2\", pop_port");
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            &script,
-            &smtp.to_string(),
-            &pop3.to_string(),
-            cert_pem.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "fetched",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(files_in(&mail.join("alice/new")).is_empty());
-    assert!(server.terminate().success());
+    let mut m = Mail::start("mail-pop3", &["--smtp", "--pop3"], &[]);
+    m.python(SEND_THEN_POP, "fetched");
+    assert!(files_in(&m.mail.join("alice/new")).is_empty());
+    assert!(m.server.terminate().success());
 }
 
-const READ: &str = r#"
-import imaplib, ssl, sys
-port, cafile = int(sys.argv[1]), sys.argv[2]
-M = imaplib.IMAP4("127.0.0.1", port, timeout=20)
+const SEND_THEN_READ: &str = r#"
+import imaplib, smtplib, ssl, sys
+smtp_port, imap_port, cafile = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+msg = b"From: bob@example.net\r\nTo: alice@example.org\r\nSubject: imap\r\n\r\nHi Alice.\r\n.leading dot\r\n"
+with smtplib.SMTP("127.0.0.1", smtp_port, local_hostname="client.example", timeout=20) as s:
+    s.sendmail("bob@example.net", ["alice@example.org"], msg)
+M = imaplib.IMAP4("127.0.0.2", imap_port, timeout=20)
 assert "LOGINDISABLED" in M.capabilities, M.capabilities
 M.starttls(ssl.create_default_context(cafile=cafile))
 M.login("alice", "correct horse")
@@ -269,69 +274,12 @@ print("read")
 /// STARTTLS from the same `torsiond mail`.
 #[test]
 fn imaplib_reads_over_starttls_what_smtplib_sent() {
-    if Command::new("python3").arg("--version").output().is_err() {
+    if !have("python3") {
         return skip(Missing::Peer, "python3 is not installed");
     }
-    let dir = TempDir::new("mail-imap");
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let cert_pem = dir.path().join("cert.pem");
-    let key_pem = dir.path().join("key.pem");
-    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
-    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
-    let mail = dir.path().join("example.org");
-    let hash = hash_of("correct horse");
-    let (smtp_port, imap_port) = (crate::support::free_port(), crate::support::free_port());
-    let mut server = Running::start(&[
-        "mail",
-        "--domain",
-        &format!("example.org={}", mail.display()),
-        "--user",
-        &format!("alice={hash}"),
-        "--smtp",
-        &format!("tcp:{smtp_port}:interface=127.0.0.1"),
-        "--imap",
-        &format!("tcp:{imap_port}:interface=127.0.0.1"),
-        "--certificate",
-        cert_pem.to_str().unwrap(),
-        "--key",
-        key_pem.to_str().unwrap(),
-    ]);
-    let mut ports = vec![server.port(), server.port()];
-    ports.sort();
-    let mut want = vec![smtp_port, imap_port];
-    want.sort();
-    assert_eq!(ports, want);
-    let sent = Command::new("python3")
-        .args([
-            "-c",
-            SEND,
-            &smtp_port.to_string(),
-            cert_pem.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        sent.status.success(),
-        "smtplib: {}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
-    let read = Command::new("python3")
-        .args([
-            "-c",
-            READ,
-            &imap_port.to_string(),
-            cert_pem.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        read.status.success(),
-        "imaplib: {}{}",
-        String::from_utf8_lossy(&read.stdout),
-        String::from_utf8_lossy(&read.stderr)
-    );
-    assert!(server.terminate().success());
+    let mut m = Mail::start("mail-imap", &["--smtp", "--imap"], &[]);
+    m.python(SEND_THEN_READ, "read");
+    assert!(m.server.terminate().success());
 }
 
 /// Deletions over POP3 seen over IMAP and the reverse, through one `torsiond mail`: three
@@ -417,66 +365,10 @@ print("agreed")
 
 #[test]
 fn deletions_over_pop3_show_over_imap_and_the_reverse() {
-    if Command::new("python3").arg("--version").output().is_err() {
+    if !have("python3") {
         return skip(Missing::Peer, "python3 is not installed");
     }
-    let dir = TempDir::new("mail-pop-imap");
-    let cert = rcgen::generate_simple_self_signed(vec![
-        "127.0.0.1".into(),
-        "127.0.0.2".into(),
-        "127.0.0.3".into(),
-    ])
-    .unwrap();
-    let cert_pem = dir.path().join("cert.pem");
-    let key_pem = dir.path().join("key.pem");
-    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
-    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
-    let mail = dir.path().join("example.org");
-    let hash = hash_of("correct horse");
-    let mut server = Running::start(&[
-        "mail",
-        "--domain",
-        &format!("example.org={}", mail.display()),
-        "--user",
-        &format!("alice={hash}"),
-        // Told apart in the "listening on" lines by their addresses.
-        "--smtp",
-        "tcp:0:interface=127.0.0.1",
-        "--pop3",
-        "tcp:0:interface=127.0.0.2",
-        "--imap",
-        "tcp:0:interface=127.0.0.3",
-        "--certificate",
-        cert_pem.to_str().unwrap(),
-        "--key",
-        key_pem.to_str().unwrap(),
-    ]);
-    let mut ports = [0u16; 3];
-    for _ in 0..3 {
-        let line = server.wait_for("listening on tcp:");
-        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
-        let which = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
-            .iter()
-            .position(|a| line.contains(a))
-            .unwrap_or_else(|| panic!("{line}"));
-        ports[which] = port;
-    }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            POP_AND_IMAP,
-            &ports[0].to_string(),
-            &ports[1].to_string(),
-            &ports[2].to_string(),
-            cert_pem.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "agreed",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(server.terminate().success());
+    let mut m = Mail::start("mail-pop-imap", &["--smtp", "--pop3", "--imap"], &[]);
+    m.python(POP_AND_IMAP, "agreed");
+    assert!(m.server.terminate().success());
 }
