@@ -269,9 +269,10 @@ pub(super) fn fired_chain<T: 'static>(out: Option<Outcome<T>>) -> ChainRef {
 }
 
 impl Core {
-    /// Adds a step at the end.
+    /// Adds a step at the end; says whether every step before it ran (the chain is
+    /// complete), so that it must run now.
     #[inline]
-    pub(super) fn push(&self, step: Box<dyn ErasedStep>) {
+    pub(super) fn push(&self, step: Box<dyn ErasedStep>) -> bool {
         let len = self.len.get();
         match self.inline.get(len as usize) {
             Some(slot) => {
@@ -279,23 +280,34 @@ impl Core {
                 let empty = slot.replace(Some(step));
                 debug_assert!(empty.is_none());
                 mem::forget(empty);
+                // `len` is below `INLINE_STEPS`: no overflow.
+                self.len.set(len + 1);
             }
-            None => self.spill(step),
+            None => spill(self, step),
         }
-        self.len.set(
-            len.checked_add(1)
-                .expect("over 4 billion callbacks on one Deferred"),
-        );
+        self.complete.get()
     }
+}
 
-    #[cold]
-    #[inline(never)]
-    fn spill(&self, step: Box<dyn ErasedStep>) {
-        let mut more = self.more.take();
-        more.push(Some(step));
-        self.more.set(more);
-    }
+/// [`Core::push`] past the steps kept in place. It cannot unwind (`extern "C"`: a panic here,
+/// over 4 billion steps or a vector past `isize::MAX` bytes, aborts): a call that may unwind
+/// makes every `add_*` call keep its handle in memory for the unwinding path, and reload it
+/// after each step it adds.
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)] // called from Rust only; `extern "C"` for `nounwind`
+extern "C" fn spill(core: &Core, step: Box<dyn ErasedStep>) {
+    let len = core.len.get();
+    let mut more = core.more.take();
+    more.push(Some(step));
+    core.more.set(more);
+    core.len.set(
+        len.checked_add(1)
+            .expect("over 4 billion callbacks on one Deferred"),
+    );
+}
 
+impl Core {
     #[cold]
     #[inline(never)]
     fn unspill(&self, i: usize) -> Option<Box<dyn ErasedStep>> {
