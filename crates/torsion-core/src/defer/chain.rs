@@ -76,7 +76,14 @@ pub(super) struct Core {
     pub(super) paused: Cell<u32>,
     /// The outcome that reached a paused chain, with the rest of the run to resume.
     pub(super) queued: Cell<Option<Box<dyn Resume>>>,
+    /// What runs if the chain is cancelled before it fired (Twisted's canceller), given the
+    /// chain; dropped when it fires. Its types erased, so firing drops it without a virtual
+    /// call.
+    pub(super) canceller: Cell<Option<Canceller>>,
 }
+
+/// A canceller, given the chain it cancels (it makes the typed [`Trigger`] itself).
+pub(super) type Canceller = Box<dyn FnOnce(&ChainRef)>;
 
 /// A step, its types erased.
 type BoxedStep = Box<dyn ErasedStep>;
@@ -114,8 +121,7 @@ pub(super) enum Rest {
     InStart,
 }
 
-/// The typed part of a chain: the slot for an outcome of the type it starts with, and the
-/// canceller.
+/// The typed part of a chain: the slot for an outcome of the type it starts with.
 pub(crate) trait StartSlot: 'static {
     /// Keeps `value` (an `Option<Outcome<X>>`) in the typed slot if `X` is the start type;
     /// says whether it did.
@@ -126,20 +132,13 @@ pub(crate) trait StartSlot: 'static {
     fn start_type(&self) -> TypeId;
     /// True when the typed slot holds a failure.
     fn holds_failure(&self) -> bool;
-    /// Cancels the chain at its start: runs the canceller (given a trigger of `me`), then
-    /// fails the start with [`CancelledError`] unless the canceller fired it.
+    /// Fails the start with [`CancelledError`], unless it fired (its canceller ran first).
     fn cancel_start(&self, me: &ChainRef);
-    /// Drops the canceller (the chain has fired).
-    fn drop_canceller(&self);
 }
-
-/// What runs when a Deferred is cancelled before it fired (Twisted's canceller).
-type Canceller<T> = Box<dyn FnOnce(Trigger<T>)>;
 
 /// The typed part of a chain that starts with a `T`.
 struct Start<T> {
     slot: Cell<Option<Outcome<T>>>,
-    canceller: Cell<Option<Canceller<T>>>,
 }
 
 impl<T: 'static> StartSlot for Start<T> {
@@ -171,27 +170,21 @@ impl<T: 'static> StartSlot for Start<T> {
     }
 
     fn cancel_start(&self, me: &ChainRef) {
-        if let Some(canceller) = self.canceller.take() {
-            let trigger = Trigger {
-                chain: me.clone(),
-                from_start: true,
-                types: PhantomData,
-            };
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || canceller(trigger))) {
-                crate::log::err(
-                    &Failure::from_panic(payload),
-                    "panic in a Deferred's canceller",
-                );
-            }
-        }
         if !me.core.fired.get() {
             let _ = fire::<T>(me, Err(Failure::new(CancelledError)), "cancel");
         }
     }
+}
 
-    fn drop_canceller(&self) {
-        drop(self.canceller.take());
-    }
+/// A canceller of a chain that starts with a `T`, from one that takes the chain's trigger.
+pub(super) fn canceller<T: 'static>(f: impl FnOnce(Trigger<T>) + 'static) -> Canceller {
+    Box::new(move |me: &ChainRef| {
+        f(Trigger {
+            chain: me.clone(),
+            from_start: true,
+            types: PhantomData,
+        })
+    })
 }
 
 /// Logs a failure nobody handled, when the chain that held it is dropped, and keeps it for
@@ -232,7 +225,7 @@ impl Drop for Core {
 }
 
 /// A new chain that starts with a `T`.
-pub(super) fn new_chain<T: 'static>(canceller: Option<Canceller<T>>) -> ChainRef {
+pub(super) fn new_chain<T: 'static>(canceller: Option<Canceller>) -> ChainRef {
     // Built in place: `Rc::new` assembles the chain on the stack and copies it to the heap.
     Rc::<Chain<Start<T>>>::new_cyclic(|_| Chain {
         core: Core {
@@ -248,10 +241,10 @@ pub(super) fn new_chain<T: 'static>(canceller: Option<Canceller<T>>) -> ChainRef
             paused_on: Cell::new(None),
             paused: Cell::new(0),
             queued: Cell::new(None),
+            canceller: Cell::new(canceller),
         },
         start: Start::<T> {
             slot: Cell::new(None),
-            canceller: Cell::new(canceller),
         },
     })
 }
@@ -504,7 +497,7 @@ pub(super) fn fire<T: 'static>(
         };
     }
     core.fired.set(true);
-    chain.start.drop_canceller();
+    drop(core.canceller.take());
     deep(|| advance(chain, &mut Some(out), 0));
     Ok(())
 }
@@ -514,6 +507,14 @@ pub(super) fn fire<T: 'static>(
 pub(super) fn cancel(chain: &ChainRef) {
     let core = &chain.core;
     if !core.fired.get() {
+        if let Some(canceller) = core.canceller.take() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || canceller(chain))) {
+                crate::log::err(
+                    &Failure::from_panic(payload),
+                    "panic in a Deferred's canceller",
+                );
+            }
+        }
         chain.start.cancel_start(chain);
         core.cancelled.set(true);
     } else if !core.complete.get() {

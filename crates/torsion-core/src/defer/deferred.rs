@@ -161,7 +161,7 @@ impl<T: 'static> Deferred<T> {
     /// its own; if it does not, the Deferred fails with [`CancelledError`].
     #[doc(alias = "canceller")]
     pub fn with_canceller(canceller: impl FnOnce(Trigger<T>) + 'static) -> Deferred<T> {
-        Deferred::on(new_chain::<T>(Some(Box::new(canceller))))
+        Deferred::on(new_chain::<T>(Some(super::chain::canceller(canceller))))
     }
 
     /// The chain this handle views, made now (fired) for a value held in the handle.
@@ -613,7 +613,7 @@ impl<T: 'static> Trigger<T> {
             return;
         }
         chain.core.fired.set(true);
-        chain.start.drop_canceller();
+        drop(chain.core.canceller.take());
         chain.core.paused_on.set(inner.weak_chain());
         let me = chain.clone();
         inner.on_result(move |out| {
