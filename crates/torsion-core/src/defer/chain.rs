@@ -66,8 +66,9 @@ pub(super) struct Core {
     pub(super) len: Cell<u32>,
     /// The next step to run.
     pub(super) next: Cell<u32>,
-    /// The outcome after the last step, once complete and until taken.
-    pub(super) rest: Cell<Option<Rest>>,
+    /// The outcome after the last step, once complete and until taken; dropped by
+    /// `Core::drop`, which takes it anyway to log a failure left in it.
+    pub(super) rest: ManuallyDrop<Cell<Option<Rest>>>,
     /// The task awaiting the outcome.
     pub(super) waker: Cell<Option<Waker>>,
     /// The Deferred a step returned, which the chain waits on (for cancellation).
@@ -138,7 +139,8 @@ pub(crate) trait StartSlot: 'static {
 
 /// The typed part of a chain that starts with a `T`.
 struct Start<T> {
-    slot: Cell<Option<Outcome<T>>>,
+    /// Dropped by `Start::drop`, which takes it anyway to log a failure left in it.
+    slot: ManuallyDrop<Cell<Option<Outcome<T>>>>,
 }
 
 impl<T: 'static> StartSlot for Start<T> {
@@ -199,16 +201,18 @@ fn log_unhandled(failure: Failure) {
 
 impl<T> Drop for Start<T> {
     fn drop(&mut self) {
-        if let Some(Err(failure)) = self.slot.get_mut().take() {
-            log_unhandled(failure);
+        match self.slot.get_mut().take() {
+            Some(Err(failure)) => log_unhandled(failure),
+            out => drop(out),
         }
     }
 }
 
 impl Drop for Core {
     fn drop(&mut self) {
-        if let Some(Rest::Failure(failure)) = self.rest.get_mut().take() {
-            log_unhandled(failure);
+        match self.rest.get_mut().take() {
+            Some(Rest::Failure(failure)) => log_unhandled(failure),
+            rest => drop(rest),
         }
         // Steps are taken out of their slots as they run, so only those in `next..len` hold
         // anything. Dropping them drops what they hold, which may be other chains: as deep as
@@ -236,7 +240,7 @@ pub(super) fn new_chain<T: 'static>(canceller: Option<Canceller>) -> ChainRef {
             more: ManuallyDrop::new(Cell::new(Vec::new())),
             len: Cell::new(0),
             next: Cell::new(0),
-            rest: Cell::new(None),
+            rest: ManuallyDrop::new(Cell::new(None)),
             waker: Cell::new(None),
             paused_on: Cell::new(None),
             paused: Cell::new(0),
@@ -244,7 +248,7 @@ pub(super) fn new_chain<T: 'static>(canceller: Option<Canceller>) -> ChainRef {
             canceller: Cell::new(canceller),
         },
         start: Start::<T> {
-            slot: Cell::new(None),
+            slot: ManuallyDrop::new(Cell::new(None)),
         },
     })
 }
