@@ -122,13 +122,9 @@ pub(super) enum Rest {
     InStart,
 }
 
-/// The typed part of a chain: the slot for an outcome of the type it starts with.
-pub(crate) trait StartSlot: 'static {
-    /// Keeps `value` (an `Option<Outcome<X>>`) in the typed slot if `X` is the start type;
-    /// says whether it did.
-    fn keep(&self, value: &mut dyn Any) -> bool;
-    /// Moves what [`keep`](StartSlot::keep) kept into `into` (an `Option<Outcome<X>>`).
-    fn give(&self, into: &mut dyn Any);
+/// The typed part of a chain, a [`Start`]: the slot for an outcome of the type it starts
+/// with (found by downcasting it as `Any`).
+pub(crate) trait StartSlot: Any {
     /// The start type.
     fn start_type(&self) -> TypeId;
     /// True when the typed slot holds a failure.
@@ -137,29 +133,14 @@ pub(crate) trait StartSlot: 'static {
     fn cancel_start(&self, me: &ChainRef);
 }
 
-/// The typed part of a chain that starts with a `T`.
+/// The typed part of a chain that starts with a `T`: an outcome of that type rests in its
+/// slot, with no box.
 struct Start<T> {
     /// Dropped by `Start::drop`, which takes it anyway to log a failure left in it.
     slot: ManuallyDrop<Cell<Option<Outcome<T>>>>,
 }
 
 impl<T: 'static> StartSlot for Start<T> {
-    fn keep(&self, value: &mut dyn Any) -> bool {
-        match value.downcast_mut::<Option<Outcome<T>>>() {
-            Some(out) => {
-                self.slot.set(out.take());
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn give(&self, into: &mut dyn Any) {
-        if let Some(out) = into.downcast_mut::<Option<Outcome<T>>>() {
-            *out = self.slot.take();
-        }
-    }
-
     fn start_type(&self) -> TypeId {
         TypeId::of::<T>()
     }
@@ -176,6 +157,13 @@ impl<T: 'static> StartSlot for Start<T> {
             let _ = fire::<T>(me, Err(Failure::new(CancelledError)), "cancel");
         }
     }
+}
+
+/// The slot of a chain that starts with a `T`, if it does.
+#[inline]
+fn start_slot<T: 'static>(chain: &ChainRef) -> Option<&Cell<Option<Outcome<T>>>> {
+    let start: &dyn Any = &chain.start;
+    start.downcast_ref::<Start<T>>().map(|start| &*start.slot)
 }
 
 /// A canceller of a chain that starts with a `T`, from one that takes the chain's trigger.
@@ -259,7 +247,9 @@ pub(super) fn fired_chain<T: 'static>(out: Option<Outcome<T>>) -> ChainRef {
     chain.core.fired.set(true);
     chain.core.complete.set(true);
     if let Some(out) = out {
-        chain.start.keep(&mut Some(out));
+        start_slot::<T>(&chain)
+            .unwrap_or_else(|| unreachable!("made with the start type"))
+            .set(Some(out));
         chain.core.rest.set(Some(Rest::InStart));
     }
     chain
@@ -455,14 +445,16 @@ fn advance_deep<T: 'static>(chain: &ChainRef, value: &mut Option<Outcome<T>>, de
 /// loop, whose every turn would otherwise pay for this path's registers).
 #[inline(never)]
 fn finish<T: 'static>(chain: &ChainRef, value: &mut Option<Outcome<T>>) {
-    let rest = if chain.start.keep(value) {
-        Rest::InStart
-    } else {
-        match value.take() {
+    let rest = match start_slot::<T>(chain) {
+        Some(slot) => {
+            slot.set(value.take());
+            Rest::InStart
+        }
+        None => match value.take() {
             Some(Ok(v)) => Rest::Value(Box::new(v)),
             Some(Err(f)) => Rest::Failure(f),
             None => unreachable!("the last step's outcome"),
-        }
+        },
     };
     chain.core.rest.set(Some(rest));
     chain.core.complete.set(true);
@@ -478,11 +470,7 @@ pub(super) fn take_rest<T: 'static>(chain: &ChainRef) -> Option<Outcome<T>> {
             .downcast::<T>()
             .unwrap_or_else(|_| unreachable!("a chain ends in the type its handle names")))),
         Rest::Failure(f) => Some(Err(f)),
-        Rest::InStart => {
-            let mut out = None;
-            chain.start.give(&mut out);
-            out
-        }
+        Rest::InStart => start_slot::<T>(chain).and_then(Cell::take),
     }
 }
 
