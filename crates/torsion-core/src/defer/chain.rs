@@ -66,8 +66,9 @@ pub(super) struct Core {
     pub(super) len: Cell<u32>,
     /// The next step to run.
     pub(super) next: Cell<u32>,
-    /// The outcome after the last step, once complete and until taken.
-    pub(super) rest: Cell<Option<Rest>>,
+    /// The outcome after the last step, once complete and until taken; dropped by
+    /// `Core::drop`, which takes it anyway to log a failure left in it.
+    pub(super) rest: ManuallyDrop<Cell<Option<Rest>>>,
     /// The task awaiting the outcome.
     pub(super) waker: Cell<Option<Waker>>,
     /// The Deferred a step returned, which the chain waits on (for cancellation).
@@ -76,7 +77,14 @@ pub(super) struct Core {
     pub(super) paused: Cell<u32>,
     /// The outcome that reached a paused chain, with the rest of the run to resume.
     pub(super) queued: Cell<Option<Box<dyn Resume>>>,
+    /// What runs if the chain is cancelled before it fired (Twisted's canceller), given the
+    /// chain; dropped when it fires. Its types erased, so firing drops it without a virtual
+    /// call.
+    pub(super) canceller: Cell<Option<Canceller>>,
 }
+
+/// A canceller, given the chain it cancels (it makes the typed [`Trigger`] itself).
+pub(super) type Canceller = Box<dyn FnOnce(&ChainRef)>;
 
 /// A step, its types erased.
 type BoxedStep = Box<dyn ErasedStep>;
@@ -114,51 +122,25 @@ pub(super) enum Rest {
     InStart,
 }
 
-/// The typed part of a chain: the slot for an outcome of the type it starts with, and the
-/// canceller.
-pub(crate) trait StartSlot: 'static {
-    /// Keeps `value` (an `Option<Outcome<X>>`) in the typed slot if `X` is the start type;
-    /// says whether it did.
-    fn keep(&self, value: &mut dyn Any) -> bool;
-    /// Moves what [`keep`](StartSlot::keep) kept into `into` (an `Option<Outcome<X>>`).
-    fn give(&self, into: &mut dyn Any);
+/// The typed part of a chain, a [`Start`]: the slot for an outcome of the type it starts
+/// with (found by downcasting it as `Any`).
+pub(crate) trait StartSlot: Any {
     /// The start type.
     fn start_type(&self) -> TypeId;
     /// True when the typed slot holds a failure.
     fn holds_failure(&self) -> bool;
-    /// Cancels the chain at its start: runs the canceller (given a trigger of `me`), then
-    /// fails the start with [`CancelledError`] unless the canceller fired it.
+    /// Fails the start with [`CancelledError`], unless it fired (its canceller ran first).
     fn cancel_start(&self, me: &ChainRef);
-    /// Drops the canceller (the chain has fired).
-    fn drop_canceller(&self);
 }
 
-/// What runs when a Deferred is cancelled before it fired (Twisted's canceller).
-type Canceller<T> = Box<dyn FnOnce(Trigger<T>)>;
-
-/// The typed part of a chain that starts with a `T`.
+/// The typed part of a chain that starts with a `T`: an outcome of that type rests in its
+/// slot, with no box.
 struct Start<T> {
-    slot: Cell<Option<Outcome<T>>>,
-    canceller: Cell<Option<Canceller<T>>>,
+    /// Dropped by `Start::drop`, which takes it anyway to log a failure left in it.
+    slot: ManuallyDrop<Cell<Option<Outcome<T>>>>,
 }
 
 impl<T: 'static> StartSlot for Start<T> {
-    fn keep(&self, value: &mut dyn Any) -> bool {
-        match value.downcast_mut::<Option<Outcome<T>>>() {
-            Some(out) => {
-                self.slot.set(out.take());
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn give(&self, into: &mut dyn Any) {
-        if let Some(out) = into.downcast_mut::<Option<Outcome<T>>>() {
-            *out = self.slot.take();
-        }
-    }
-
     fn start_type(&self) -> TypeId {
         TypeId::of::<T>()
     }
@@ -171,27 +153,28 @@ impl<T: 'static> StartSlot for Start<T> {
     }
 
     fn cancel_start(&self, me: &ChainRef) {
-        if let Some(canceller) = self.canceller.take() {
-            let trigger = Trigger {
-                chain: me.clone(),
-                from_start: true,
-                types: PhantomData,
-            };
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || canceller(trigger))) {
-                crate::log::err(
-                    &Failure::from_panic(payload),
-                    "panic in a Deferred's canceller",
-                );
-            }
-        }
         if !me.core.fired.get() {
             let _ = fire::<T>(me, Err(Failure::new(CancelledError)), "cancel");
         }
     }
+}
 
-    fn drop_canceller(&self) {
-        drop(self.canceller.take());
-    }
+/// The slot of a chain that starts with a `T`, if it does.
+#[inline]
+fn start_slot<T: 'static>(chain: &ChainRef) -> Option<&Cell<Option<Outcome<T>>>> {
+    let start: &dyn Any = &chain.start;
+    start.downcast_ref::<Start<T>>().map(|start| &*start.slot)
+}
+
+/// A canceller of a chain that starts with a `T`, from one that takes the chain's trigger.
+pub(super) fn canceller<T: 'static>(f: impl FnOnce(Trigger<T>) + 'static) -> Canceller {
+    Box::new(move |me: &ChainRef| {
+        f(Trigger {
+            chain: me.clone(),
+            from_start: true,
+            types: PhantomData,
+        })
+    })
 }
 
 /// Logs a failure nobody handled, when the chain that held it is dropped, and keeps it for
@@ -206,16 +189,18 @@ fn log_unhandled(failure: Failure) {
 
 impl<T> Drop for Start<T> {
     fn drop(&mut self) {
-        if let Some(Err(failure)) = self.slot.get_mut().take() {
-            log_unhandled(failure);
+        match self.slot.get_mut().take() {
+            Some(Err(failure)) => log_unhandled(failure),
+            out => drop(out),
         }
     }
 }
 
 impl Drop for Core {
     fn drop(&mut self) {
-        if let Some(Rest::Failure(failure)) = self.rest.get_mut().take() {
-            log_unhandled(failure);
+        match self.rest.get_mut().take() {
+            Some(Rest::Failure(failure)) => log_unhandled(failure),
+            rest => drop(rest),
         }
         // Steps are taken out of their slots as they run, so only those in `next..len` hold
         // anything. Dropping them drops what they hold, which may be other chains: as deep as
@@ -232,7 +217,7 @@ impl Drop for Core {
 }
 
 /// A new chain that starts with a `T`.
-pub(super) fn new_chain<T: 'static>(canceller: Option<Canceller<T>>) -> ChainRef {
+pub(super) fn new_chain<T: 'static>(canceller: Option<Canceller>) -> ChainRef {
     // Built in place: `Rc::new` assembles the chain on the stack and copies it to the heap.
     Rc::<Chain<Start<T>>>::new_cyclic(|_| Chain {
         core: Core {
@@ -243,15 +228,15 @@ pub(super) fn new_chain<T: 'static>(canceller: Option<Canceller<T>>) -> ChainRef
             more: ManuallyDrop::new(Cell::new(Vec::new())),
             len: Cell::new(0),
             next: Cell::new(0),
-            rest: Cell::new(None),
+            rest: ManuallyDrop::new(Cell::new(None)),
             waker: Cell::new(None),
             paused_on: Cell::new(None),
             paused: Cell::new(0),
             queued: Cell::new(None),
+            canceller: Cell::new(canceller),
         },
         start: Start::<T> {
-            slot: Cell::new(None),
-            canceller: Cell::new(canceller),
+            slot: ManuallyDrop::new(Cell::new(None)),
         },
     })
 }
@@ -262,16 +247,19 @@ pub(super) fn fired_chain<T: 'static>(out: Option<Outcome<T>>) -> ChainRef {
     chain.core.fired.set(true);
     chain.core.complete.set(true);
     if let Some(out) = out {
-        chain.start.keep(&mut Some(out));
+        start_slot::<T>(&chain)
+            .unwrap_or_else(|| unreachable!("made with the start type"))
+            .set(Some(out));
         chain.core.rest.set(Some(Rest::InStart));
     }
     chain
 }
 
 impl Core {
-    /// Adds a step at the end.
+    /// Adds a step at the end; says whether every step before it ran (the chain is
+    /// complete), so that it must run now.
     #[inline]
-    pub(super) fn push(&self, step: Box<dyn ErasedStep>) {
+    pub(super) fn push(&self, step: Box<dyn ErasedStep>) -> bool {
         let len = self.len.get();
         match self.inline.get(len as usize) {
             Some(slot) => {
@@ -279,23 +267,34 @@ impl Core {
                 let empty = slot.replace(Some(step));
                 debug_assert!(empty.is_none());
                 mem::forget(empty);
+                // `len` is below `INLINE_STEPS`: no overflow.
+                self.len.set(len + 1);
             }
-            None => self.spill(step),
+            None => spill(self, step),
         }
-        self.len.set(
-            len.checked_add(1)
-                .expect("over 4 billion callbacks on one Deferred"),
-        );
+        self.complete.get()
     }
+}
 
-    #[cold]
-    #[inline(never)]
-    fn spill(&self, step: Box<dyn ErasedStep>) {
-        let mut more = self.more.take();
-        more.push(Some(step));
-        self.more.set(more);
-    }
+/// [`Core::push`] past the steps kept in place. It cannot unwind (`extern "C"`: a panic here,
+/// over 4 billion steps or a vector past `isize::MAX` bytes, aborts): a call that may unwind
+/// makes every `add_*` call keep its handle in memory for the unwinding path, and reload it
+/// after each step it adds.
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)] // called from Rust only; `extern "C"` for `nounwind`
+extern "C" fn spill(core: &Core, step: Box<dyn ErasedStep>) {
+    let len = core.len.get();
+    let mut more = core.more.take();
+    more.push(Some(step));
+    core.more.set(more);
+    core.len.set(
+        len.checked_add(1)
+            .expect("over 4 billion callbacks on one Deferred"),
+    );
+}
 
+impl Core {
     #[cold]
     #[inline(never)]
     fn unspill(&self, i: usize) -> Option<Box<dyn ErasedStep>> {
@@ -446,14 +445,16 @@ fn advance_deep<T: 'static>(chain: &ChainRef, value: &mut Option<Outcome<T>>, de
 /// loop, whose every turn would otherwise pay for this path's registers).
 #[inline(never)]
 fn finish<T: 'static>(chain: &ChainRef, value: &mut Option<Outcome<T>>) {
-    let rest = if chain.start.keep(value) {
-        Rest::InStart
-    } else {
-        match value.take() {
+    let rest = match start_slot::<T>(chain) {
+        Some(slot) => {
+            slot.set(value.take());
+            Rest::InStart
+        }
+        None => match value.take() {
             Some(Ok(v)) => Rest::Value(Box::new(v)),
             Some(Err(f)) => Rest::Failure(f),
             None => unreachable!("the last step's outcome"),
-        }
+        },
     };
     chain.core.rest.set(Some(rest));
     chain.core.complete.set(true);
@@ -469,11 +470,7 @@ pub(super) fn take_rest<T: 'static>(chain: &ChainRef) -> Option<Outcome<T>> {
             .downcast::<T>()
             .unwrap_or_else(|_| unreachable!("a chain ends in the type its handle names")))),
         Rest::Failure(f) => Some(Err(f)),
-        Rest::InStart => {
-            let mut out = None;
-            chain.start.give(&mut out);
-            out
-        }
+        Rest::InStart => start_slot::<T>(chain).and_then(Cell::take),
     }
 }
 
@@ -492,7 +489,7 @@ pub(super) fn fire<T: 'static>(
         };
     }
     core.fired.set(true);
-    chain.start.drop_canceller();
+    drop(core.canceller.take());
     deep(|| advance(chain, &mut Some(out), 0));
     Ok(())
 }
@@ -502,6 +499,14 @@ pub(super) fn fire<T: 'static>(
 pub(super) fn cancel(chain: &ChainRef) {
     let core = &chain.core;
     if !core.fired.get() {
+        if let Some(canceller) = core.canceller.take() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || canceller(chain))) {
+                crate::log::err(
+                    &Failure::from_panic(payload),
+                    "panic in a Deferred's canceller",
+                );
+            }
+        }
         chain.start.cancel_start(chain);
         core.cancelled.set(true);
     } else if !core.complete.get() {

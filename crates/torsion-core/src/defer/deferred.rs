@@ -37,7 +37,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
@@ -161,7 +161,7 @@ impl<T: 'static> Deferred<T> {
     /// its own; if it does not, the Deferred fails with [`CancelledError`].
     #[doc(alias = "canceller")]
     pub fn with_canceller(canceller: impl FnOnce(Trigger<T>) + 'static) -> Deferred<T> {
-        Deferred::on(new_chain::<T>(Some(Box::new(canceller))))
+        Deferred::on(new_chain::<T>(Some(super::chain::canceller(canceller))))
     }
 
     /// The chain this handle views, made now (fired) for a value held in the handle.
@@ -324,9 +324,12 @@ impl<T: 'static> Deferred<T> {
         anchor: Option<Rc<dyn Any>>,
         step: Box<dyn ErasedStep>,
     ) -> Deferred<U> {
-        chain.core.push(step);
-        if chain.core.complete.get() {
-            Deferred::<T>::run_added(&chain);
+        if chain.core.push(step) {
+            if let Some(payload) = Deferred::<T>::run_added(&chain) {
+                // Dropped together: nothing here unwinds while the handle's parts are held.
+                drop((chain, anchor));
+                resume_unwind(payload);
+            }
         }
         Deferred {
             view: RefCell::new(View::Chain(chain, PhantomData)),
@@ -334,14 +337,20 @@ impl<T: 'static> Deferred<T> {
         }
     }
 
-    /// Runs a step added to a complete chain, on the outcome it rested with.
+    /// Runs a step added to a complete chain, on the outcome it rested with; a panic comes
+    /// back as its payload. It cannot unwind (`extern "C"`), which lets each `add_*` call
+    /// keep its handle in registers, with no unwinding path that would need it in memory.
     #[cold]
     #[inline(never)]
-    fn run_added(chain: &ChainRef) {
-        let out = take_rest::<T>(chain)
-            .expect("the result of this Deferred was already taken (by .await or result())");
-        chain.core.complete.set(false);
-        advance(chain, &mut Some(out), 0);
+    #[allow(improper_ctypes_definitions)] // called from Rust only; `extern "C"` for `nounwind`
+    extern "C" fn run_added(chain: &ChainRef) -> Option<Box<dyn Any + Send>> {
+        catch_unwind(AssertUnwindSafe(|| {
+            let out = take_rest::<T>(chain)
+                .expect("the result of this Deferred was already taken (by .await or result())");
+            chain.core.complete.set(false);
+            advance(chain, &mut Some(out), 0);
+        }))
+        .err()
     }
 
     /// Adds a step that cannot pause the chain. A value held in the handle ([`succeed`])
@@ -604,7 +613,7 @@ impl<T: 'static> Trigger<T> {
             return;
         }
         chain.core.fired.set(true);
-        chain.start.drop_canceller();
+        drop(chain.core.canceller.take());
         chain.core.paused_on.set(inner.weak_chain());
         let me = chain.clone();
         inner.on_result(move |out| {
