@@ -27,7 +27,7 @@ SCENARIOS = [
 
 LABELS = {
     "torsion": "Torsion", "tokio": "raw tokio", "twisted": "Twisted", "node": "Node",
-    "hyper": "hyper", "axum": "axum", "nginx": "nginx",
+    "hyper": "hyper", "hyper-pf": "hyper, pipeline_flush", "axum": "axum", "nginx": "nginx",
     "torsion-echo": "Torsion echo_server", "torsion-web": "Torsion hello_web",
     "twisted-echo": "Twisted echo", "twisted-web": "twisted.web",
     "workers-1": "torsiond --workers 1", "workers-2": "torsiond --workers 2",
@@ -349,6 +349,46 @@ def main():
                        f"{fmt(1e9 / cps) + ' ns per chain' if cps else '—'} |")
         out.append("")
 
+    # Scenario 14 (issue 27): many connections and pipelining.
+    conns14 = meta.get("scenario 14 connections", "1000").split()[0]
+    for scen, title, text in [
+        ("http1000", f"14a. HTTP hello, {conns14} connections, wrk -t1 -c{conns14}",
+         f"The servers of scenario 2 with {conns14} keep-alive connections, one request in "
+         "flight on each; a run fails on any connect error or non-2xx response."),
+        ("httppipe", "14b. HTTP hello, pipelined 16 deep, 50 connections",
+         "The servers of scenario 2, wrk with `bench/wrk/pipeline16.lua`: each connection "
+         "writes 16 GETs at once and the next 16 once all 16 responses are in. wrk counts "
+         "every response; its latency is that of a batch of 16. *hyper, pipeline_flush* is "
+         "the same server with hyper's `pipeline_flush(true)` (off by default), which writes "
+         "the responses to one read together instead of one `writev` each."),
+    ]:
+        whos = contenders(med, scen)
+        if not whos:
+            continue
+        out += [f"## {title}", "", text, "",
+                "| contender | req/s | p50 µs | p99 µs | server CPU, µs per request | runs |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for w in whos:
+            runs = len(raw.get((scen, w, "rate"), []))
+            out.append(f"| {LABELS.get(w, w)} | {fmt(g(scen, w, 'rate'))} | "
+                       f"{fmt(g(scen, w, 'p50_us'))} | {fmt(g(scen, w, 'p99_us'))} | "
+                       f"{fmt(g(scen, w, 'cpu_us'))} | {runs} |")
+        peers = [w for w in whos if w != "torsion"]
+        if "torsion" in whos and peers:
+            out += ["", "Ratios, Torsion ÷ peer (scenario 2's, with 50 connections, beside "
+                    "them):", "", "| peer | throughput | p99 | CPU per request | "
+                    "CPU per request, scenario 2 |", "|---|---:|---:|---:|---:|"]
+            for w in peers:
+                rt = ratio(g(scen, "torsion", "rate"), g(scen, w, "rate"))
+                rp = ratio(g(scen, "torsion", "p99_us"), g(scen, w, "p99_us"))
+                rc = ratio(g(scen, "torsion", "cpu_us"), g(scen, w, "cpu_us"))
+                r2 = ratio(g("http", "torsion", "cpu_us"), g("http", w, "cpu_us"))
+                out.append(f"| {LABELS.get(w, w)} | {fmt(rt)}× | {fmt(rp)}× | {fmt(rc)}× | "
+                           f"{fmt(r2) + '×' if r2 else '—'} |")
+                if rc and w in ("hyper", "nginx"):
+                    chart.append((f"{scen}: CPU/op vs {LABELS.get(w, w)}", 1 / rc))
+        out.append("")
+
     # The targets of issues 7, 21, 22, 23, 26 and 27.
     def target(text, a, b, limit, higher_is_better):
         r = ratio(a, b)
@@ -417,6 +457,16 @@ def main():
     targets.append(("Deferred with 10 callbacks: ≤ 1,200 instructions per chain (callgrind, "
                     "issue 27)", "not measured" if v is None else f"{v:,.0f}",
                     "—" if v is None else ("met" if v <= 1200 else "**missed**")))
+
+    target(f"HTTP hello, {conns14} connections: server CPU per request ≤ hyper's (issue 27)",
+           g("http1000", "torsion", "cpu_us"), g("http1000", "hyper", "cpu_us"), 1, False)
+    target("HTTP hello, pipelined 16 deep: server CPU per request ≤ hyper's (issue 27)",
+           g("httppipe", "torsion", "cpu_us"), g("httppipe", "hyper", "cpu_us"), 1, False)
+    for scen, text in (("http1000", f"{conns14} connections"), ("httppipe", "pipelined 16 deep")):
+        r = ratio(g(scen, "torsion", "cpu_us"), g(scen, "nginx", "cpu_us"))
+        targets.append((f"HTTP hello, {text}: server CPU per request, Torsion ÷ nginx "
+                        "(report only, issue 27)", "not measured" if r is None else f"{r:.2f}×",
+                        "—"))
 
     out += ["## Targets (issues 7, 21, 22, 23, 26 and 27)", "", "| target | figure | |",
             "|---|---:|---|"]

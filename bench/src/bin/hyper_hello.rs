@@ -2,8 +2,12 @@
 //! runtime, answering every request with the page `examples/hello_web.rs` renders.
 //!
 //! ```text
-//! hyper_hello --port 8880
+//! hyper_hello --port 8880 [--pipeline-flush]
 //! ```
+//!
+//! `--pipeline-flush` turns on hyper's `http1::Builder::pipeline_flush` (off by default, marked
+//! experimental by hyper): responses to requests pipelined in one read leave in one write
+//! instead of one write each. Scenario 14 of `bench/run` runs both settings.
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
@@ -29,6 +33,7 @@ async fn hello(_req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
 
 fn main() -> std::io::Result<()> {
     let port: u16 = torsion_bench::arg("--port", 8880);
+    let pipeline_flush = torsion_bench::flag("--pipeline-flush");
     let rt = torsion_bench::current_thread_runtime()?;
     rt.block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
@@ -44,8 +49,9 @@ fn main() -> std::io::Result<()> {
             };
             let _ = sock.set_nodelay(true);
             tokio::spawn(async move {
-                let conn =
-                    http1::Builder::new().serve_connection(TokioIo::new(sock), service_fn(hello));
+                let conn = http1::Builder::new()
+                    .pipeline_flush(pipeline_flush)
+                    .serve_connection(TokioIo::new(sock), service_fn(hello));
                 if let Err(e) = conn.await {
                     if !e.is_incomplete_message() {
                         eprintln!("connection error: {e}");

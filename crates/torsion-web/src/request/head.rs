@@ -115,27 +115,31 @@ impl Request {
                 push_field(&mut out, name, value);
             }
         }
+        // The fields below are the server's own: their names and the values it makes (the
+        // date, a length, fixed words) hold no CR or LF, so they go in without the scan
+        // `push_field` gives what a resource set (~600 user-space instructions a response,
+        // callgrind). The server name is configuration, and is scanned.
         if !has_date {
-            with_cached_date(|date| push_field(&mut out, "Date", date.as_bytes()));
+            with_cached_date(|date| push_own_field(&mut out, b"Date: ", date.as_bytes()));
         }
         if !has_server {
             push_field(&mut out, "Server", server.as_bytes());
         }
         if !has_type && !bodiless_status {
-            push_field(&mut out, "Content-Type", b"text/html");
+            out.extend_from_slice(b"Content-Type: text/html\r\n");
         }
         if let Some(n) = length {
-            push_field(
+            push_own_field(
                 &mut out,
-                "Content-Length",
+                b"Content-Length: ",
                 itoa::Buffer::new().format(n).as_bytes(),
             );
         }
         if r.chunked {
-            push_field(&mut out, "Transfer-Encoding", b"chunked");
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
         if let Some(c) = connection {
-            push_field(&mut out, "Connection", c.as_bytes());
+            push_own_field(&mut out, b"Connection: ", c.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
         r.out = out;
@@ -215,6 +219,16 @@ impl Request {
         }
         Some(response)
     }
+}
+
+/// Writes `start` (a field's name, colon and space) and `value`, which the server made and so
+/// holds no CR or LF, and the line's end.
+#[inline]
+fn push_own_field(out: &mut Vec<u8>, start: &[u8], value: &[u8]) {
+    debug_assert!(!start.iter().chain(value).any(|&b| b == b'\r' || b == b'\n'));
+    out.extend_from_slice(start);
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 thread_local! {
