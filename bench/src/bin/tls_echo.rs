@@ -36,7 +36,12 @@ fn main() {
         std::process::exit(2);
     }
     let ok = match mode {
-        "server" => server(port, &cert, &torsion_bench::arg_in(&args, "--key", cert.clone()), plain),
+        "server" => server(
+            port,
+            &cert,
+            &torsion_bench::arg_in(&args, "--key", cert.clone()),
+            plain,
+        ),
         "load" => load(
             port,
             &cert,
@@ -158,14 +163,17 @@ impl Protocol for Pusher {
             let piece = &data[checked..data.len().min(checked + CHUNK)];
             let at = self.back + checked as u64;
             if piece != stream_at(&self.pattern, at, piece.len()) {
-                self.shared.fail(format!("wrong bytes echoed after offset {at}"));
+                self.shared
+                    .fail(format!("wrong bytes echoed after offset {at}"));
                 transport.abort_connection();
                 return;
             }
             checked += piece.len();
         }
         self.back += data.len() as u64;
-        self.shared.received.set(self.shared.received.get() + data.len() as u64);
+        self.shared
+            .received
+            .set(self.shared.received.get() + data.len() as u64);
         if self.back > self.shared.per_conn {
             self.shared.fail("more bytes echoed than sent".into());
             transport.abort_connection();
@@ -239,7 +247,9 @@ fn load(
     }
     // A server that never answers (or a refused connection) must not hang the suite.
     let s = shared.clone();
-    r.call_later(timeout, move || s.fail(format!("not done within {timeout} s")));
+    r.call_later(timeout, move || {
+        s.fail(format!("not done within {timeout} s"))
+    });
     let ran = r.run();
     let secs = start.elapsed().as_secs_f64();
     let bytes = shared.received.get();
@@ -256,7 +266,10 @@ fn load(
         return false;
     }
     if shared.finished.get() != conns {
-        eprintln!("tls_echo load: {} of {conns} connections finished", shared.finished.get());
+        eprintln!(
+            "tls_echo load: {} of {conns} connections finished",
+            shared.finished.get()
+        );
         return false;
     }
     true
