@@ -23,6 +23,9 @@ SCENARIOS = [
     ("static16m", "3. Static file, 16 MiB, wrk -t1 -c50", "req/s", "µs per request"),
     ("workers", "6. torsiond web --workers 2 against --workers 1 (1 KiB-ish index.html)", "req/s",
      "µs per request"),
+    ("https", "13. HTTPS hello page (/index.html), TLS 1.3, wrk -t1 -c50", "req/s",
+     "µs per request"),
+    ("https1m", "13. HTTPS static file, 1 MiB, TLS 1.3, wrk -t1 -c50", "req/s", "µs per request"),
 ]
 
 LABELS = {
@@ -46,6 +49,14 @@ CONTENDER_NOTES = {
             "`return 200`; Node `http`.",
     "static1k": "Torsion: `torsiond web --path`; nginx with one worker process and sendfile on; "
                 "`twistd -n web --path` (which writes its access log).",
+    "https": "Torsion: `torsiond web --path --listen ssl:PORT:privateKey=…:certKey=…` (rustls, "
+             "ring provider); nginx with one worker process, `ssl_protocols TLSv1.3`, "
+             "`ssl_session_cache`, `ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256`. The "
+             "same self-signed ECDSA P-256 certificate; wrk (OpenSSL) offers only "
+             "TLS_AES_128_GCM_SHA256, since Torsion's TLS settings cannot restrict suites (the "
+             "suite each negotiated is in the table above). Both serve the files of scenario 3; "
+             "the hello page is the 40-byte `index.html`. Keep-alive: 50 handshakes per "
+             "measurement.",
 }
 
 
@@ -148,7 +159,8 @@ def main():
                 rp = ratio(g(scen, base, "p99_us"), g(scen, w, "p99_us"))
                 rc = ratio(g(scen, base, "cpu_us"), g(scen, w, "cpu_us"))
                 out.append(f"| {LABELS.get(w, w)} | {fmt(rt)}× | {fmt(rp)}× | {fmt(rc)}× |")
-                if scen in ("echo50", "http", "static1k", "static1m", "static16m") and rc:
+                if scen in ("echo50", "http", "static1k", "static1m", "static16m", "https",
+                            "https1m") and rc:
                     chart.append((f"{scen}: CPU/op vs {LABELS.get(w, w)}", 1 / rc))
             out.append("")
 
@@ -349,6 +361,22 @@ def main():
                        f"{fmt(1e9 / cps) + ' ns per chain' if cps else '—'} |")
         out.append("")
 
+    if any(s == "tlsecho" for (s, _w, _m) in med):
+        out += ["## 13. TLS echo throughput, one connection", "",
+                "`bench/src/bin/tls_echo.rs`: a Torsion echo server (`tls_echo server`, the Echo "
+                "protocol over `listen_tls_on`, or plain `listen_tcp_on` with `--plain`) and a "
+                "Torsion client (`tls_echo load`) that keeps 256 KiB in flight on one connection, "
+                "checks every byte that comes back and stops after a fixed amount (see the "
+                "machine table). MB is 10⁶ bytes; CPU is the server's per MB echoed (each MB is "
+                "read, decrypted, encrypted and written once).", "",
+                "| server | MB/s | server CPU, µs per MB | runs |", "|---|---:|---:|---:|"]
+        tls_labels = {"torsion-tls": "Torsion over TLS 1.3", "torsion-plain": "Torsion, plain TCP"}
+        for w in contenders(med, "tlsecho"):
+            runs = len(raw.get(("tlsecho", w, "rate"), []))
+            out.append(f"| {tls_labels.get(w, w)} | {fmt(g('tlsecho', w, 'rate'))} | "
+                       f"{fmt(g('tlsecho', w, 'cpu_us'))} | {runs} |")
+        rc = ratio(g("tlsecho", "torsion-tls", "cpu_us"), g("tlsecho", "torsion-plain", "cpu_us"))
+        out += ["", f"TLS ÷ plain, server CPU per MB: {fmt(rc) + '×' if rc else '—'}", ""]
     # Scenario 14 (issue 27): many connections and pipelining.
     conns14 = meta.get("scenario 14 connections", "1000").split()[0]
     for scen, title, text in [
@@ -453,6 +481,10 @@ def main():
     target("HTTP hello: instructions per request ≤ hyper's (callgrind, issue 27)",
            g("ir_http", "torsion", "instructions"), g("ir_http", "hyper", "instructions"), 1,
            False)
+    target("HTTPS hello: server CPU per request ≤ nginx's (issue 27)",
+           g("https", "torsion", "cpu_us"), g("https", "nginx", "cpu_us"), 1, False)
+    target("HTTPS 1 MiB: req/s ≥ 0.8× nginx (issue 27)",
+           g("https1m", "torsion", "rate"), g("https1m", "nginx", "rate"), 0.8, True)
     v = g("ir_chain", "torsion", "instructions")
     targets.append(("Deferred with 10 callbacks: ≤ 1,200 instructions per chain (callgrind, "
                     "issue 27)", "not measured" if v is None else f"{v:,.0f}",

@@ -4,7 +4,8 @@
 //!
 //! The suite itself is driven by `bench/run`; the binaries in `src/bin/` are the load
 //! generator (`loadgen`), the peers written for the benchmark (`tokio_echo`, `hyper_hello`,
-//! `axum_hello`) and the in-process micro benchmarks (`micro`).
+//! `axum_hello`), the TLS echo pair of scenario 13 (`tls_echo`) and the in-process micro
+//! benchmarks (`micro`).
 //!
 //! ```
 //! let args = ["--port", "9000", "--quick"].map(String::from);

@@ -533,6 +533,10 @@ impl SocketIo for PolledTcp {
         self.would_block(WRITABLE, (&self.sock).write(buf))
     }
 
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.would_block(WRITABLE, (&self.sock).write_vectored(bufs))
+    }
+
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn try_write_more(&self, buf: &[u8]) -> io::Result<usize> {
         let r = crate::stream::send_more(&self.sock, buf);

@@ -392,6 +392,9 @@ impl<S: StreamSocket> Conn<S> {
     /// Calls into the protocol with panics contained; what it wrote is sent when it returns.
     fn call(&self, f: impl FnOnce()) -> Result<(), crate::error::PanicError> {
         let r = self.callbacks.call(f);
+        // A TLS connection's writes in the callback become records now, together.
+        #[cfg(feature = "tls")]
+        self.tls_seal(r.is_ok());
         // After a panic the connection closes; what the callback wrote is dropped with it.
         self.unstage(r.is_ok());
         r

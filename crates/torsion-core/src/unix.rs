@@ -156,6 +156,9 @@ impl SocketIo for UnixStream {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         UnixStream::try_write(self, buf)
     }
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        UnixStream::try_write_vectored(self, bufs)
+    }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     const SENDS_FILES: bool = true;
     #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -29,6 +29,15 @@ pub(crate) trait SocketIo: 'static {
         }
     }
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Writes from several buffers in one system call (`writev`), as far as the socket takes
+    /// them; sockets without it write the first non-empty buffer. TLS sends its records
+    /// with it, straight from rustls.
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match bufs.iter().find(|b| !b.is_empty()) {
+            Some(b) => self.try_write(b),
+            None => Ok(0),
+        }
+    }
     /// Writes `buf` telling the kernel that more follows at once (`MSG_MORE`), so that it
     /// goes out in one packet with what follows: a response head before a file segment.
     fn try_write_more(&self, buf: &[u8]) -> io::Result<usize> {
@@ -123,6 +132,9 @@ impl<T: SocketIo> SocketIo for Tasked<T> {
     }
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         self.io.try_write(buf)
+    }
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.io.try_write_vectored(bufs)
     }
     fn try_write_more(&self, buf: &[u8]) -> io::Result<usize> {
         self.io.try_write_more(buf)

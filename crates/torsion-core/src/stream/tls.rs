@@ -9,7 +9,10 @@
 //! Handshake answers go into the write buffer at once.
 //!
 //! Writes: plaintext goes into the layer (which keeps it until the handshake completes) and
-//! the records come out into the write buffer.
+//! the records come out straight to the socket when the write buffer is empty (one copy
+//! fewer), into the write buffer otherwise. Small writes made in a callback are gathered
+//! and encrypted together when it returns ([`Conn::tls_seal`], from the engine's `call`), so
+//! that a response written in parts still goes out as one record.
 //!
 //! Closing: `lose_connection` sends close_notify after everything written; asked during the
 //! handshake, it waits for the handshake to finish so the data written before it is sent.
@@ -32,6 +35,23 @@ const PLAIN_BUF_SIZE: usize = 64 * 1024;
 
 thread_local! {
     static PLAIN_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A socket as an [`io::Write`], for rustls to write its records to (vectored).
+struct SocketWrite<'a, S>(&'a S);
+
+impl<S: StreamSocket> io::Write for SocketWrite<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.try_write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A connection's TLS layer, when it has one (once installed, it stays). Boxed with its
@@ -97,16 +117,71 @@ impl<S: StreamSocket> Conn<S> {
         let Some(mut layer) = self.tls.layer() else {
             return false;
         };
-        layer.write(data, &mut self.wbuf.borrow_mut());
-        drop(layer);
-        if !self.callbacks.running() {
-            // Written from outside this connection's callbacks: send at once.
-            if let Err(e) = self.flush() {
-                self.write_error.set(Some(e));
+        if self.callbacks.running() {
+            // Encrypted with the callback's other writes when it returns (`tls_seal`), unless
+            // it fills records of its own: those go at once, as a plain connection's large
+            // writes do.
+            if layer.gather(data) {
+                self.tls_send(&mut layer);
+                drop(layer);
+                self.notify();
             }
+            return true;
+        }
+        layer.write(data);
+        self.tls_send(&mut layer);
+        drop(layer);
+        // Written from outside this connection's callbacks: send at once.
+        if let Err(e) = self.flush() {
+            self.write_error.set(Some(e));
         }
         self.notify();
         true
+    }
+
+    /// Encrypts what the callback that just returned wrote and sends it (`ok`), or drops it
+    /// (it panicked: the connection closes).
+    pub(super) fn tls_seal(&self, ok: bool) {
+        let Some(mut layer) = self.tls.layer() else {
+            return;
+        };
+        if layer.gathered_len() == 0 {
+            return;
+        }
+        if !ok {
+            layer.discard_gathered();
+            return;
+        }
+        layer.seal();
+        self.tls_send(&mut layer);
+        drop(layer);
+        self.notify();
+    }
+
+    /// Sends the records the layer has made: straight from rustls' buffers to the socket
+    /// when nothing of the connection's waits before them (a copy fewer than through the
+    /// write buffer), and what the socket does not take into the write buffer. An error is
+    /// kept for the engine, as for plain writes sent at once.
+    fn tls_send(&self, layer: &mut TlsLayer) {
+        if self.wbuf.is_empty() {
+            if let Some(sock) = self.sock.borrow().as_ref() {
+                match layer.send_to(&mut SocketWrite(sock)) {
+                    Ok(()) => return,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => self.write_error.set(Some(e)),
+                }
+            }
+        }
+        layer.drain(&mut self.wbuf.borrow_mut());
+    }
+
+    /// Plaintext written in the running callback and not yet encrypted.
+    pub(super) fn tls_gathered_len(&self) -> usize {
+        self.with_tls(TlsLayer::gathered_len).unwrap_or(0)
     }
 
     /// The close hook (`lose_connection`, `lose_write_connection`): queues close_notify

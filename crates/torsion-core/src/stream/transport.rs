@@ -30,7 +30,15 @@ impl<S: StreamSocket> Conn<S> {
     /// Unsent bytes held in memory: what the write limit counts. A file segment's unsent
     /// bytes are in its file, and are not counted (they are in `buffered_size`).
     fn held_size(&self) -> usize {
-        self.wbuf.held() + self.staged_len()
+        self.wbuf.held() + self.staged_len() + self.tls_gathered()
+    }
+
+    /// TLS plaintext gathered in the running callback, not yet in the write buffer.
+    fn tls_gathered(&self) -> usize {
+        #[cfg(feature = "tls")]
+        return self.tls_gathered_len();
+        #[cfg(not(feature = "tls"))]
+        0
     }
 
     /// A write passed the write limit: does what the policy says, and logs it.
@@ -211,7 +219,7 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     }
 
     fn buffered_size(&self) -> usize {
-        self.wbuf.len() + self.staged_len()
+        self.wbuf.len() + self.staged_len() + self.tls_gathered()
     }
 
     fn is_connected(&self) -> bool {

@@ -65,6 +65,9 @@ impl SocketIo for TcpStream {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         TcpStream::try_write(self, buf)
     }
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        TcpStream::try_write_vectored(self, bufs)
+    }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn try_write_more(&self, buf: &[u8]) -> io::Result<usize> {
         self.try_io(tokio::io::Interest::WRITABLE, || {

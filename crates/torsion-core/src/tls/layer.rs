@@ -3,9 +3,16 @@
 //!
 //! Ciphertext read from the socket goes in with [`TlsLayer::feed`]; the plaintext it yields
 //! comes out with [`TlsLayer::take_plaintext`]. Plaintext the protocol writes goes in with
-//! [`TlsLayer::write`], and every record rustls wants sent (handshake messages, alerts,
-//! encrypted data) is appended to the caller's write buffer at once, so all pending
-//! ciphertext always lives in the connection's own write buffer.
+//! [`TlsLayer::write`]; the records rustls makes (handshake messages, alerts, encrypted
+//! data) are either written straight to the socket from rustls' buffers
+//! ([`TlsLayer::send_to`], when the connection's write buffer is empty) or appended to the
+//! connection's write buffer ([`TlsLayer::drain`]): once a call into the layer returns,
+//! all pending ciphertext lives in the connection's own write buffer.
+//!
+//! Small writes made in one callback (an HTTP response's head, then its body) are gathered
+//! with [`TlsLayer::gather`] and sealed into as few records as they fill when the callback
+//! returns ([`TlsLayer::seal`]): written one by one, each would be a record of its own, with
+//! its own encryption call, allocation and 22 bytes of header and tag.
 
 use std::io;
 use std::sync::Arc;
@@ -38,9 +45,14 @@ pub(crate) enum Plain {
     Truncated,
 }
 
+/// The most plaintext one TLS record carries: gathered writes are sealed once they fill one.
+const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
+
 /// One connection's TLS state.
 pub(crate) struct TlsLayer {
     conn: Connection,
+    /// Plaintext written in the running callback, not yet encrypted (see [`TlsLayer::gather`]).
+    gathered: Vec<u8>,
     /// A close asked for during the handshake, carried out when it completes.
     pub(crate) pending_close: Option<PendingClose>,
     /// A fatal error happened; nothing more is read or written through the layer.
@@ -84,6 +96,7 @@ impl TlsLayer {
         conn.set_buffer_limit(None);
         TlsLayer {
             conn,
+            gathered: Vec::new(),
             pending_close: None,
             failed: false,
             closed: false,
@@ -166,16 +179,63 @@ impl TlsLayer {
         }
     }
 
-    /// Encrypts `data` (or keeps it until the handshake completes) and appends the records
-    /// to `out`. Writes after close_notify or a failure are dropped.
-    pub(crate) fn write(&mut self, data: &[u8], out: &mut BytesMut) {
+    /// Encrypts `data` (or keeps it until the handshake completes), after anything gathered;
+    /// the records wait in rustls for [`drain`](Self::drain) or [`send_to`](Self::send_to).
+    /// Writes after close_notify or a failure are dropped.
+    pub(crate) fn write(&mut self, data: &[u8]) {
         if self.failed || self.closed {
             return;
         }
+        self.seal();
         use io::Write;
         // With no buffer limit, rustls takes everything.
         let _ = self.conn.writer().write_all(data);
-        self.drain(out);
+    }
+
+    /// Keeps `data`, written in a callback, to be encrypted with the callback's other writes
+    /// by [`seal`](Self::seal) when it returns. What fills a record is encrypted at once, and
+    /// so is a write that fills one by itself: true when records are then waiting to be
+    /// sent. Writes after close_notify or a failure are dropped.
+    pub(crate) fn gather(&mut self, data: &[u8]) -> bool {
+        if self.failed || self.closed {
+            return false;
+        }
+        if self.gathered.len() + data.len() > MAX_RECORD_PLAINTEXT {
+            self.seal();
+        }
+        if data.len() >= MAX_RECORD_PLAINTEXT {
+            self.write(data);
+        } else {
+            self.gathered.extend_from_slice(data);
+        }
+        self.conn.wants_write()
+    }
+
+    /// Plaintext gathered and not yet encrypted, in bytes.
+    pub(crate) fn gathered_len(&self) -> usize {
+        self.gathered.len()
+    }
+
+    /// Encrypts what [`gather`](Self::gather) kept; its records wait in rustls for
+    /// [`drain`](Self::drain) or [`send_to`](Self::send_to).
+    pub(crate) fn seal(&mut self) {
+        if self.gathered.is_empty() {
+            return;
+        }
+        if !self.failed && !self.closed {
+            use io::Write;
+            let _ = self.conn.writer().write_all(&self.gathered);
+        }
+        self.discard_gathered();
+    }
+
+    /// Drops what was gathered (the callback that wrote it panicked); an idle connection
+    /// keeps no gathering buffer.
+    pub(crate) fn discard_gathered(&mut self) {
+        self.gathered.clear();
+        if self.gathered.capacity() > 1024 {
+            self.gathered = Vec::new();
+        }
     }
 
     /// Appends every record rustls wants sent to `out`.
@@ -189,11 +249,24 @@ impl TlsLayer {
         }
     }
 
+    /// Writes the records rustls wants sent straight to `socket` (vectored, from rustls' own
+    /// buffers), until it takes no more: what is left is for [`drain`](Self::drain). The
+    /// socket's error, `WouldBlock` when it is full.
+    pub(crate) fn send_to(&mut self, socket: &mut dyn io::Write) -> io::Result<()> {
+        while self.conn.wants_write() {
+            if self.conn.write_tls(socket)? == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+        }
+        Ok(())
+    }
+
     /// Sends close_notify (once), after everything written so far.
     pub(crate) fn close_notify(&mut self, out: &mut BytesMut) {
         if self.failed || self.closed {
             return;
         }
+        self.seal();
         self.closed = true;
         self.conn.send_close_notify();
         self.drain(out);
@@ -217,5 +290,124 @@ impl TlsLayer {
     /// The ALPN protocol agreed in the handshake.
     pub(crate) fn negotiated_protocol(&self) -> Option<Vec<u8>> {
         self.conn.alpn_protocol().map(<[u8]>::to_vec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{ClientContext, Identity, ServerContext};
+    use std::io::Read;
+
+    /// A server layer and a rustls client that trusts it, their handshake done in memory.
+    fn handshaken() -> (TlsLayer, ClientConnection) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+        let identity = Identity::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+        let mut server = ServerContext::new(identity).unwrap().layer().unwrap();
+        let client = ClientContext::builder()
+            .trust([made.cert.der().clone()])
+            .build()
+            .unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = ClientConnection::new(client.config().clone(), name).unwrap();
+        for _ in 0..10 {
+            let mut to_server = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_server).unwrap();
+            }
+            let mut to_client = BytesMut::new();
+            server.feed(&mut &to_server[..], &mut to_client).unwrap();
+            client.read_tls(&mut &to_client[..]).unwrap();
+            client.process_new_packets().unwrap();
+            if !client.is_handshaking() && !server.is_handshaking() && !client.wants_write() {
+                return (server, client);
+            }
+        }
+        panic!("the handshake did not finish");
+    }
+
+    /// The records in `wire`, by their headers.
+    fn records(wire: &[u8]) -> usize {
+        let (mut at, mut n) = (0, 0);
+        while at + 5 <= wire.len() {
+            at += 5 + usize::from(u16::from_be_bytes([wire[at + 3], wire[at + 4]]));
+            n += 1;
+        }
+        assert_eq!(at, wire.len(), "whole records");
+        n
+    }
+
+    /// What the client decrypts from `wire`.
+    fn decrypt(client: &mut ClientConnection, wire: &[u8]) -> Vec<u8> {
+        let mut wire = wire;
+        let mut plain = Vec::new();
+        while !wire.is_empty() {
+            client.read_tls(&mut wire).unwrap();
+            client.process_new_packets().unwrap();
+            let mut buf = [0; 4096];
+            while let Ok(n) = client.reader().read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                plain.extend_from_slice(&buf[..n]);
+            }
+        }
+        plain
+    }
+
+    #[test]
+    fn writes_gathered_in_a_callback_make_one_record() {
+        let (mut server, mut client) = handshaken();
+        let mut out = BytesMut::new();
+        assert!(!server.gather(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"));
+        assert!(
+            !server.gather(b"hello"),
+            "nothing is encrypted before the seal"
+        );
+        assert_eq!(server.gathered_len(), 43);
+        server.seal();
+        server.drain(&mut out);
+        assert_eq!(server.gathered_len(), 0);
+        assert_eq!(records(&out), 1);
+        assert_eq!(
+            decrypt(&mut client, &out),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+        );
+
+        // Written one by one, each write is a record of its own.
+        let mut out = BytesMut::new();
+        server.write(b"head");
+        server.write(b"body");
+        server.drain(&mut out);
+        assert_eq!(records(&out), 2);
+        assert_eq!(decrypt(&mut client, &out), b"headbody");
+    }
+
+    #[test]
+    fn gathering_keeps_the_order_and_seals_full_records() {
+        let (mut server, mut client) = handshaken();
+        let mut out = BytesMut::new();
+        let big = vec![7u8; 40_000];
+        assert!(!server.gather(b"first "));
+        // Larger than a record: what was gathered goes first, then this, at once.
+        assert!(server.gather(&big));
+        assert_eq!(server.gathered_len(), 0);
+        assert!(
+            server.gather(b" last"),
+            "the records made so far still wait"
+        );
+        // close_notify seals what is gathered before it.
+        server.close_notify(&mut out);
+        let mut want = b"first ".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b" last");
+        assert_eq!(decrypt(&mut client, &out), want);
+        // After close_notify, writes are dropped.
+        let mut after = BytesMut::new();
+        assert!(!server.gather(b"dropped"));
+        server.seal();
+        server.drain(&mut after);
+        assert!(after.is_empty());
     }
 }
