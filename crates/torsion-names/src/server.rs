@@ -499,7 +499,8 @@ impl DnsServer {
         let [question] = request.queries.as_slice() else {
             return refuse(ResponseCode::FormErr);
         };
-        let mut name = question.name().to_lowercase();
+        // Names compare and hash without regard to case: no need to lower it.
+        let mut name = question.name().clone();
         name.set_fqdn(true);
         match question.query_type() {
             RecordType::AXFR => return Some(succeed(self.transfer(&request, &name, transport))),
