@@ -91,6 +91,12 @@ pub struct FileAuthority {
     /// exist, so a query for them is NODATA, not NXDOMAIN. Kept as a set so that telling
     /// costs one look-up, not a scan of the zone per query for a name that is not there.
     empty_non_terminals: HashSet<Name>,
+    /// The zone's own NS records (at the apex), which go in the authority section of every
+    /// positive answer: kept apart so that no answer looks them up.
+    apex_ns: Vec<Record>,
+    /// Whether the zone delegates any name below its apex (has NS records there): when it
+    /// does not, no answer walks up the name looking for a delegation.
+    delegates: bool,
 }
 
 impl FileAuthority {
@@ -234,12 +240,22 @@ impl FileAuthority {
                 above = above.base_name();
             }
         }
+        let apex_ns: Vec<Record> = by_name[&origin]
+            .iter()
+            .filter(|r| r.record_type() == RecordType::NS)
+            .cloned()
+            .collect();
+        let delegates = by_name.iter().any(|(name, records)| {
+            name != &origin && records.iter().any(|r| r.record_type() == RecordType::NS)
+        });
         Ok(FileAuthority {
             origin,
             soa,
             records: by_name,
             order,
             empty_non_terminals,
+            apex_ns,
+            delegates,
         })
     }
 
@@ -297,6 +313,9 @@ impl FileAuthority {
 
     /// The delegation point at or above `name` (below the apex), if any.
     fn delegation(&self, name: &Name) -> Option<Name> {
+        if !self.delegates {
+            return None;
+        }
         let mut cut = name.clone();
         while cut.num_labels() > self.origin.num_labels() {
             if self.of_type(&cut, RecordType::NS).next().is_some() {
@@ -323,14 +342,22 @@ impl FileAuthority {
         self.records.contains_key(&wildcard).then_some(wildcard)
     }
 
-    /// The zone's addresses (A and AAAA) of `target`.
+    /// The zone's addresses (A and AAAA) of `target`. Names compare and hash without regard
+    /// to case, so it is looked up as it is (made absolute if it is not).
     fn addresses(&self, target: &Name, into: &mut Vec<Record>) {
-        let mut target = target.to_lowercase();
-        target.set_fqdn(true);
-        if !self.serves(&target) {
+        let absolute;
+        let target = if target.is_fqdn() {
+            target
+        } else {
+            let mut t = target.clone();
+            t.set_fqdn(true);
+            absolute = t;
+            &absolute
+        };
+        if !self.serves(target) {
             return;
         }
-        for r in self.at(&target) {
+        for r in self.at(target) {
             if matches!(r.record_type(), RecordType::A | RecordType::AAAA) && !into.contains(r) {
                 into.push(r.clone());
             }
@@ -343,7 +370,8 @@ impl FileAuthority {
     /// [`DomainError`] outside the zone, [`AuthoritativeDomainError`] (with the SOA) for a
     /// name the zone does not have.
     pub fn lookup(&self, query: &Query) -> Result<Answer, torsion::Failure> {
-        let mut name = query.name.to_lowercase();
+        // Names compare and hash without regard to case: no need to lower it.
+        let mut name = query.name.clone();
         // "www.example.com" as typed is the absolute name here.
         name.set_fqdn(true);
         if !self.serves(&name) || !matches!(query.class, DNSClass::IN | DNSClass::ANY) {
@@ -387,19 +415,24 @@ impl FileAuthority {
             r
         };
         for _ in 0..=MAX_CNAME_CHAIN {
-            let found: Vec<&Record> = self.of_type(&current, query.record_type).collect();
-            if !found.is_empty() {
-                answer
-                    .answers
-                    .extend(found.into_iter().map(|r| owned(r, &current)));
+            // The records at the name, looked up once for both the type and a CNAME.
+            let here = self.at(&current);
+            let asked = |r: &&Record| {
+                query.record_type == RecordType::ANY || r.record_type() == query.record_type
+            };
+            let before = answer.answers.len();
+            answer
+                .answers
+                .extend(here.iter().filter(asked).map(|r| owned(r, &current)));
+            if answer.answers.len() > before {
                 break;
             }
-            let cname = self.of_type(&current, RecordType::CNAME).next();
+            let cname = here.iter().find(|r| r.record_type() == RecordType::CNAME);
             match cname {
                 Some(c) if query.record_type != RecordType::CNAME => {
                     answer.answers.push(owned(c, &current));
                     let RData::CNAME(target) = &c.data else { break };
-                    current = target.0.to_lowercase();
+                    current = target.0.clone();
                     current.set_fqdn(true);
                     if !self.serves(&current) {
                         break;
@@ -417,9 +450,7 @@ impl FileAuthority {
             return Ok(answer);
         }
         if query.record_type != RecordType::NS {
-            answer
-                .authority
-                .extend(self.of_type(&self.origin, RecordType::NS).cloned());
+            answer.authority.extend(self.apex_ns.iter().cloned());
         }
         let mut additional = Vec::new();
         for r in answer.answers.iter().chain(answer.authority.iter()) {

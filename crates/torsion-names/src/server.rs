@@ -25,6 +25,13 @@
 //! - EDNS versions above 0 are answered BADVERS (RFC 6891).
 //! - Counters (queries, answers per response code, dropped, truncated, transfers) are kept in
 //!   [`Counters`] and logged by [`DnsServer::log_counters`].
+//! - The zones given with [`DnsServer::with_zones`] answer the names in them themselves (as a
+//!   chain with the zones first would), and their answers to plain UDP queries are kept,
+//!   encoded, by the query's bytes after the id: a repeat is answered by copying them and
+//!   patching the id, without decoding anything ([`DnsServer::answer_kept`]; NSD precompiles
+//!   its answers for the same reason). Answers from the resolver (a cache, upstream servers)
+//!   are never kept; replacing the zones ([`DnsServer::set_zones`]) forgets them all, and so
+//!   does going over [`ServerConfig::answer_cache_bytes`].
 //!
 //! ```
 //! use std::rc::Rc;
@@ -62,12 +69,12 @@
 //! assert_eq!(answer.answers.len(), 1);
 //! ```
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::rc::Rc;
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use torsion::datagram::{DatagramProtocol, DatagramTransport};
 use torsion::defer::{succeed, Deferred};
@@ -101,6 +108,15 @@ pub const TCP_PIPELINE: usize = 128;
 /// ever. Above any zone transfer this server is expected to make.
 pub const TCP_WRITE_LIMIT: usize = 64 << 20;
 
+/// The default [`ServerConfig::answer_cache_bytes`]: 1 MiB, some 8,000 answers of a
+/// typical size (a key of ~30 bytes and an answer of ~60), or at least 600 of the largest
+/// (1232-byte answers under the default ceiling).
+pub const DEFAULT_ANSWER_CACHE_BYTES: usize = 1 << 20;
+
+/// What one kept answer counts for beyond its key's and its answer's bytes: the map's slot,
+/// the two boxes' headers and the allocator's rounding, roughly.
+pub const KEPT_ENTRY_OVERHEAD: usize = 64;
+
 /// Which transport a query came over: it decides the size limit and whether AXFR is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -125,6 +141,12 @@ pub struct ServerConfig {
     /// The most queries waiting for their resolver at once; more are dropped (and counted),
     /// so a resolver that never answers cannot make the server's memory grow. Default 4096.
     pub max_in_flight: usize,
+    /// The most bytes of kept answers (see [`DnsServer::answer_kept`]): the encoded answers
+    /// of the server's zones to plain UDP queries, with their keys, counted at their length
+    /// plus [`KEPT_ENTRY_OVERHEAD`] each. When one more would not fit, every kept answer is
+    /// forgotten and keeping starts again. Default [`DEFAULT_ANSWER_CACHE_BYTES`]; 0 keeps
+    /// none.
+    pub answer_cache_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -134,6 +156,7 @@ impl Default for ServerConfig {
             recursive: false,
             tcp_idle_timeout: Some(10.0),
             max_in_flight: 4096,
+            answer_cache_bytes: DEFAULT_ANSWER_CACHE_BYTES,
         }
     }
 }
@@ -174,12 +197,100 @@ impl fmt::Display for Counters {
 /// I/O): bytes in, the bytes of the answers out. See the [module](self) for the rules.
 pub struct DnsServer {
     resolver: Rc<dyn Resolver>,
-    zones: Vec<Rc<FileAuthority>>,
+    zones: RefCell<Vec<Rc<FileAuthority>>>,
     config: ServerConfig,
     counters: RefCell<Counters>,
     /// Answers by response code (a number, so counting allocates nothing).
     rcodes: RefCell<BTreeMap<u16, u64>>,
     in_flight: Cell<usize>,
+    kept: RefCell<Kept>,
+}
+
+/// The longest plain query (see [`plain_key`]): a header, a name of 255 bytes, type and
+/// class, and an OPT record without options. Longer messages are not looked up.
+const PLAIN_QUERY_MAX: usize = 12 + 255 + 4 + 11;
+
+/// The answers of the zones to plain UDP queries, by the query's bytes after its id.
+#[derive(Default)]
+struct Kept {
+    answers: HashMap<Box<[u8]>, KeptAnswer>,
+    /// What `answers` counts for against [`ServerConfig::answer_cache_bytes`].
+    bytes: usize,
+    hits: u64,
+    flushes: u64,
+}
+
+/// One kept answer: its bytes (the id is patched per query), and what it counts as.
+struct KeptAnswer {
+    bytes: Box<[u8]>,
+    code: u16,
+    truncated: bool,
+}
+
+/// What a server keeps of its zones' answers ([`DnsServer::kept_answers`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeptAnswers {
+    /// Answers kept now.
+    pub entries: usize,
+    /// What they count for against [`ServerConfig::answer_cache_bytes`]: their keys' and
+    /// answers' bytes, plus [`KEPT_ENTRY_OVERHEAD`] each.
+    pub bytes: usize,
+    /// Queries answered from them since the server started.
+    pub hits: u64,
+    /// How many times they were all forgotten because one more would not fit.
+    pub flushes: u64,
+}
+
+/// The key of a "plain" query, its bytes after the two-byte id, read without decoding the
+/// message: a query (QR clear) of opcode QUERY, one question of class IN whose name has no
+/// compression pointer and whose type is not a zone transfer, no answer or authority
+/// records, and at most one additional record, an OPT at the root without options (EDNS
+/// options such as cookies differ per client, and would only fill the cache). Nothing may
+/// follow. Anything else is `None`, and goes the whole way.
+///
+/// The key is every byte the server reads but the id: the question as sent (its case, so
+/// 0x20 randomisation gets its own case back), RD and CD, and the OPT record's buffer size,
+/// version and flags, which decide the answer's size, TC and EDNS.
+fn plain_key(query: &[u8]) -> Option<&[u8]> {
+    let word = |at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]))
+    };
+    if query.len() > PLAIN_QUERY_MAX || query.len() < 17 || query[2] & 0xF8 != 0 {
+        return None;
+    }
+    let (questions, answers, authority, additional) = (word(4)?, word(6)?, word(8)?, word(10)?);
+    if questions != 1 || answers != 0 || authority != 0 || additional > 1 {
+        return None;
+    }
+    let mut at = 12;
+    let mut name_len = 0;
+    loop {
+        let len = usize::from(*query.get(at)?);
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        name_len += len + 1;
+        if len > 63 || name_len > 255 {
+            return None;
+        }
+        at += len;
+    }
+    let (qtype, qclass) = (word(at)?, word(at + 2)?);
+    at += 4;
+    // IXFR and AXFR.
+    if qclass != 1 || qtype == 251 || qtype == 252 {
+        return None;
+    }
+    if additional == 1 {
+        // The root name, type OPT (41), buffer size, extended code, version, flags and an
+        // empty RDATA.
+        if *query.get(at)? != 0 || word(at + 1)? != 41 || word(at + 9)? != 0 {
+            return None;
+        }
+        at += 11;
+    }
+    (at == query.len()).then(|| &query[2..])
 }
 
 impl fmt::Debug for DnsServer {
@@ -189,6 +300,7 @@ impl fmt::Debug for DnsServer {
                 "zones",
                 &self
                     .zones
+                    .borrow()
                     .iter()
                     .map(|z| z.origin().to_string())
                     .collect::<Vec<_>>(),
@@ -204,20 +316,117 @@ impl DnsServer {
     pub fn new(resolver: Rc<dyn Resolver>, config: ServerConfig) -> DnsServer {
         DnsServer {
             resolver,
-            zones: Vec::new(),
+            zones: RefCell::new(Vec::new()),
             config,
             counters: RefCell::new(Counters::default()),
             rcodes: RefCell::new(BTreeMap::new()),
             in_flight: Cell::new(0),
+            kept: RefCell::new(Kept::default()),
         }
     }
 
     /// The zones this server is the authority for: answers for names in them are flagged
     /// authoritative (AA), and they can be transferred with AXFR over TCP.
+    ///
+    /// A query of class IN or ANY for a name in one of them is answered by that zone (the
+    /// first given that holds the name) without asking the resolver — as a chain with the
+    /// zones first, Twisted's order, would answer it — and over UDP its answer is kept (see
+    /// [`answer_kept`](Self::answer_kept)): a zone's answers change only when the zone does.
     #[must_use]
-    pub fn with_zones(mut self, zones: Vec<Rc<FileAuthority>>) -> DnsServer {
-        self.zones = zones;
+    pub fn with_zones(self, zones: Vec<Rc<FileAuthority>>) -> DnsServer {
+        self.set_zones(zones);
         self
+    }
+
+    /// Replaces the zones (a reload), forgetting every kept answer.
+    pub fn set_zones(&self, zones: Vec<Rc<FileAuthority>>) {
+        *self.zones.borrow_mut() = zones;
+        let mut kept = self.kept.borrow_mut();
+        kept.answers = HashMap::new();
+        kept.bytes = 0;
+    }
+
+    /// The zones this server is the authority for.
+    pub fn zones(&self) -> Vec<Rc<FileAuthority>> {
+        self.zones.borrow().clone()
+    }
+
+    /// What the server keeps of its zones' answers, and how often they served.
+    pub fn kept_answers(&self) -> KeptAnswers {
+        let kept = self.kept.borrow();
+        KeptAnswers {
+            entries: kept.answers.len(),
+            bytes: kept.bytes,
+            hits: kept.hits,
+            flushes: kept.flushes,
+        }
+    }
+
+    /// Answers a UDP `query` from the kept answers, without decoding it: when the server
+    /// has answered the same bytes after the id from one of its zones before, `out` is set
+    /// to that answer with this query's id, the query is counted as answered, and the result
+    /// is true. Otherwise nothing changes and [`handle`](Self::handle) answers it.
+    ///
+    /// Kept are the zones' answers to plain queries only (one question of class IN, at
+    /// most an OPT record without options; see the module), never an answer from the
+    /// resolver (a cache's or an upstream server's, whose TTLs count down), and never over
+    /// TCP. They are forgotten when the zones are replaced ([`set_zones`](Self::set_zones)),
+    /// and all at once when one more would go over [`ServerConfig::answer_cache_bytes`].
+    pub fn answer_kept(&self, query: &[u8], out: &mut Vec<u8>) -> bool {
+        if query.len() < 12 || query.len() > PLAIN_QUERY_MAX {
+            return false;
+        }
+        let (code, truncated) = {
+            let mut kept = self.kept.borrow_mut();
+            let Some(answer) = kept.answers.get(&query[2..]) else {
+                return false;
+            };
+            out.clear();
+            out.extend_from_slice(&answer.bytes);
+            out[..2].copy_from_slice(&query[..2]);
+            let found = (answer.code, answer.truncated);
+            kept.hits += 1;
+            found
+        };
+        {
+            let mut counters = self.counters.borrow_mut();
+            counters.queries += 1;
+            if truncated {
+                counters.truncated += 1;
+            }
+        }
+        *self.rcodes.borrow_mut().entry(code).or_default() += 1;
+        true
+    }
+
+    /// Keeps `answer`, a zone's answer to `query` over UDP, when the query is plain.
+    fn keep(&self, query: &[u8], answer: &[u8]) {
+        let Some(key) = plain_key(query) else { return };
+        if answer.len() < 12 {
+            return;
+        }
+        let size = key.len() + answer.len() + KEPT_ENTRY_OVERHEAD;
+        let limit = self.config.answer_cache_bytes;
+        if size > limit {
+            return;
+        }
+        let mut kept = self.kept.borrow_mut();
+        if kept.bytes + size > limit {
+            // Forget them all: bounded, no bookkeeping per hit (as an LRU's), and a set of
+            // names that stops being asked leaves (where refusing new ones once full would
+            // keep the first names for ever, a flood of random ones included).
+            kept.answers.clear();
+            kept.bytes = 0;
+            kept.flushes += 1;
+        }
+        let entry = KeptAnswer {
+            bytes: answer.into(),
+            code: u16::from(answer[3] & 0x0F),
+            truncated: answer[2] & 0x02 != 0,
+        };
+        if kept.answers.insert(key.into(), entry).is_none() {
+            kept.bytes += size;
+        }
     }
 
     /// The settings.
@@ -251,6 +460,12 @@ impl DnsServer {
         transport: Transport,
         peer: &Address,
     ) -> Option<Deferred<Vec<Vec<u8>>>> {
+        if transport == Transport::Udp {
+            let mut out = Vec::new();
+            if self.answer_kept(query, &mut out) {
+                return Some(succeed(vec![out]));
+            }
+        }
         self.counters.borrow_mut().queries += 1;
         let header = match Header::read(&mut BinDecoder::new(query)) {
             Ok(header) => header,
@@ -284,21 +499,38 @@ impl DnsServer {
         let [question] = request.queries.as_slice() else {
             return refuse(ResponseCode::FormErr);
         };
-        let mut name = question.name().to_lowercase();
+        // Names compare and hash without regard to case: no need to lower it.
+        let mut name = question.name().clone();
         name.set_fqdn(true);
         match question.query_type() {
             RecordType::AXFR => return Some(succeed(self.transfer(&request, &name, transport))),
             RecordType::IXFR => return Some(succeed(self.incremental(&request, &name, transport))),
             _ => {}
         }
-        if self.in_flight.get() >= self.config.max_in_flight {
-            return self.drop_message(peer, "too many queries waiting for the resolver");
-        }
         let ask = Query {
             name: question.name().clone(),
             record_type: question.query_type(),
             class: question.query_class(),
         };
+        if matches!(ask.class, DNSClass::IN | DNSClass::ANY) {
+            let zone = self
+                .zones
+                .borrow()
+                .iter()
+                .find(|z| z.serves(&name))
+                .cloned();
+            if let Some(zone) = zone {
+                // The zone answers at once, and the same way until it is replaced.
+                let bytes = self.answer(&request, &name, zone.lookup(&ask), limit);
+                if transport == Transport::Udp {
+                    self.keep(query, &bytes);
+                }
+                return Some(succeed(vec![bytes]));
+            }
+        }
+        if self.in_flight.get() >= self.config.max_in_flight {
+            return self.drop_message(peer, "too many queries waiting for the resolver");
+        }
         self.in_flight.set(self.in_flight.get() + 1);
         let server = Rc::clone(self);
         let d = self.resolver.query(&ask).add_both(move |outcome| {
@@ -352,7 +584,7 @@ impl DnsServer {
         outcome: Result<Answer, Failure>,
         limit: usize,
     ) -> Vec<u8> {
-        let ours = self.zones.iter().any(|z| z.serves(name));
+        let ours = self.zones.borrow().iter().any(|z| z.serves(name));
         let response = match outcome {
             Ok(answer) => {
                 let mut response = self.response(request, ResponseCode::NoError);
@@ -394,7 +626,12 @@ impl DnsServer {
 
     /// A zone transfer: the zone in messages of at most 64 KiB over TCP; REFUSED otherwise.
     fn transfer(&self, request: &Message, name: &Name, transport: Transport) -> Vec<Vec<u8>> {
-        let zone = self.zones.iter().find(|z| z.origin() == name);
+        let zone = self
+            .zones
+            .borrow()
+            .iter()
+            .find(|z| z.origin() == name)
+            .cloned();
         let (Transport::Tcp, Some(zone)) = (transport, zone) else {
             let limit = self.limit(request, transport);
             return vec![self.encode(self.response(request, ResponseCode::Refused), limit)];
@@ -413,7 +650,13 @@ impl DnsServer {
     /// without the client's SOA is FORMERR; a zone not served here, REFUSED.
     fn incremental(&self, request: &Message, name: &Name, transport: Transport) -> Vec<Vec<u8>> {
         let limit = self.limit(request, transport);
-        let Some(zone) = self.zones.iter().find(|z| z.origin() == name) else {
+        let zone = self
+            .zones
+            .borrow()
+            .iter()
+            .find(|z| z.origin() == name)
+            .cloned();
+        let Some(zone) = zone else {
             return vec![self.encode(self.response(request, ResponseCode::Refused), limit)];
         };
         let theirs = request.authorities.iter().find_map(|r| match &r.data {
@@ -472,10 +715,9 @@ impl DnsServer {
     /// that is needed, else without any record and with TC set.
     fn encode(&self, mut response: Message, limit: usize) -> Vec<u8> {
         self.count(response.metadata.response_code);
-        let bytes = response.to_vec();
-        if let Ok(bytes) = &bytes {
+        if let Ok(bytes) = response.to_vec() {
             if bytes.len() <= limit {
-                return bytes.clone();
+                return bytes;
             }
         }
         response.additionals.clear();
@@ -506,17 +748,28 @@ impl DnsServer {
 #[derive(Debug, Clone)]
 pub struct DnsDatagramProtocol {
     server: Rc<DnsServer>,
+    /// A kept answer with the query's id, reused from one datagram to the next.
+    reply: Vec<u8>,
 }
 
 impl DnsDatagramProtocol {
     /// A protocol serving `server`'s answers.
     pub fn new(server: Rc<DnsServer>) -> DnsDatagramProtocol {
-        DnsDatagramProtocol { server }
+        DnsDatagramProtocol {
+            server,
+            reply: Vec::new(),
+        }
     }
 }
 
 impl DatagramProtocol for DnsDatagramProtocol {
     fn datagram_received(&mut self, transport: &DatagramTransport, data: &[u8], addr: &Address) {
+        if self.server.answer_kept(data, &mut self.reply) {
+            if let Err(error) = transport.write(&self.reply, addr) {
+                tracing::debug!(target: "torsion_names::server", "{addr}: {error}");
+            }
+            return;
+        }
         let Some(answers) = self.server.handle(data, Transport::Udp, addr) else {
             return;
         };

@@ -149,6 +149,48 @@ fn dig_gets_every_record_type() {
     );
 }
 
+/// dig's output without what changes from one run to the next (the id, the time taken, the
+/// date).
+fn stable(out: &str) -> String {
+    out.lines()
+        .filter(|l| !l.contains("Query time") && !l.contains("WHEN"))
+        .map(|l| match l.find(", id: ") {
+            Some(at) => l[..at].to_string(),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn dig_gets_the_same_answer_again_from_the_kept_ones() {
+    let served = Served::start();
+    // Without a cookie (an EDNS option, which is never kept), with EDNS and without, RD or
+    // not, in mixed case: each asked twice, the second answer kept, and both the same.
+    for args in [
+        &["+nocookie", "www.example.test", "A"][..],
+        &["+noedns", "+norec", "MAIL.Example.TEST", "MX"],
+        &["+nocookie", "+bufsize=4096", "big.example.test", "TXT"],
+        &["+noedns", "+ignore", "big.example.test", "TXT"],
+        &["+nocookie", "nope.example.test", "A"],
+    ] {
+        let Some(first) = dig(&served, args) else {
+            return;
+        };
+        let again = dig(&served, args).unwrap();
+        assert!(
+            (first.contains("status: NOERROR") || first.contains("status: NXDOMAIN"))
+                && first.contains("flags: qr aa"),
+            "{args:?}:\n{first}"
+        );
+        assert_eq!(stable(&first), stable(&again), "{args:?}");
+    }
+    let out = dig(&served, &["+noedns", "+norec", "MAIL.Example.TEST", "MX"]).unwrap();
+    assert!(out.contains(";MAIL.Example.TEST.\t\tIN\tMX"), "{out}");
+    let out = dig(&served, &["+noedns", "+ignore", "big.example.test", "TXT"]).unwrap();
+    assert!(out.contains(" tc"), "TC without EDNS:\n{out}");
+}
+
 #[test]
 fn dig_gets_nxdomain_with_the_soa_and_refused_elsewhere() {
     let served = Served::start();

@@ -2,14 +2,17 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use torsion::datagram::DatagramProtocol;
 use torsion::defer::{Deferred, Trigger};
 use torsion::protocol::Factory;
-use torsion::testing::{Clock, StringTransport};
+use torsion::testing::{Clock, FakeDatagramTransport, StringTransport};
 use torsion::transport::Address;
 use torsion::Protocol;
 use torsion_names::authority::FileAuthority;
 use torsion_names::proto::op::{Edns, Message, OpCode, Query as WireQuery, ResponseCode};
-use torsion_names::server::{DnsServer, DnsServerFactory, ServerConfig, Transport};
+use torsion_names::server::{
+    DnsDatagramProtocol, DnsServer, DnsServerFactory, ServerConfig, Transport,
+};
 use torsion_names::{Answer, Name, Query, RecordType};
 
 use crate::authority::ZONE;
@@ -384,4 +387,268 @@ fn a_tcp_connection_stops_reading_while_its_pipeline_is_full() {
     fire.callback(Answer::default());
     assert!(!st.paused(), "resumed once one is answered");
     assert!(!st.value().is_empty());
+}
+
+// --- kept answers (the zones' encoded answers to plain UDP queries) ---------------------------
+
+/// A server that keeps no answers: what the kept ones must equal.
+fn uncached() -> Rc<DnsServer> {
+    server(ServerConfig {
+        answer_cache_bytes: 0,
+        ..ServerConfig::default()
+    })
+}
+
+/// The one answer's bytes.
+fn raw(s: &Rc<DnsServer>, bytes: &[u8]) -> Vec<u8> {
+    let mut out = s
+        .handle(bytes, Transport::Udp, &peer())
+        .expect("answered")
+        .result()
+        .expect("at once")
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    out.remove(0)
+}
+
+fn with_id(mut q: Vec<u8>, id: u16) -> Vec<u8> {
+    q[..2].copy_from_slice(&id.to_be_bytes());
+    q
+}
+
+/// `name` with the letters at odd positions upper-cased (0x20 randomisation, RFC draft
+/// vixie-dnsext-dns0x20).
+fn mixed_case(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i % 2 == 1 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_repeated_query_gets_the_same_bytes_but_its_id() {
+    let s = server(ServerConfig::default());
+    let q = query("mail.example.test.", RecordType::MX, None);
+    let first = raw(&s, &with_id(q.clone(), 0x1111));
+    assert_eq!(s.kept_answers().entries, 1);
+    let again = raw(&s, &with_id(q.clone(), 0xbeef));
+    assert_eq!(s.kept_answers().hits, 1);
+    assert_eq!(&again[..2], &[0xbe, 0xef]);
+    assert_eq!(&again[2..], &first[2..]);
+    // And it is what a server keeping nothing answers, byte for byte.
+    assert_eq!(again, raw(&uncached(), &with_id(q, 0xbeef)));
+    // Over UDP through the protocol, the same.
+    let fake = FakeDatagramTransport::new(Address::Udp("127.0.0.1:53".parse().unwrap()));
+    let mut p = DnsDatagramProtocol::new(Rc::clone(&s));
+    for id in [7u16, 8] {
+        let q = with_id(query("mail.example.test.", RecordType::MX, None), id);
+        p.datagram_received(&fake.transport(), &q, &peer());
+        let written = fake.take_written();
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0].0[..2], id.to_be_bytes());
+        assert_eq!(written[0].0[2..], first[2..]);
+    }
+    assert_eq!(s.kept_answers().hits, 3);
+    let c = s.counters();
+    assert_eq!((c.queries, c.answers.get("NoError")), (4, Some(&4)));
+}
+
+#[test]
+fn each_query_gets_its_own_case_back() {
+    let s = server(ServerConfig::default());
+    let plain = uncached();
+    for name in [
+        "www.example.test.",
+        "WWW.EXAMPLE.TEST.",
+        &mixed_case("www.example.test."),
+    ] {
+        let q = query(name, RecordType::A, None);
+        for _ in 0..2 {
+            let bytes = raw(&s, &q);
+            assert_eq!(bytes, raw(&plain, &q), "{name}");
+            let m = Message::from_vec(&bytes).unwrap();
+            assert_eq!(m.queries[0].name().to_ascii(), name);
+            assert_eq!(m.answers.len(), 2, "the CNAME and the address");
+        }
+    }
+    assert_eq!(s.kept_answers().entries, 3);
+    assert_eq!(s.kept_answers().hits, 3);
+}
+
+#[test]
+fn edns_sizes_and_rd_get_their_own_answers_and_tc_is_unchanged() {
+    let s = server(ServerConfig::default());
+    let plain = uncached();
+    let no_rd = {
+        let mut m = Message::from_vec(&query("big.example.test.", RecordType::TXT, None)).unwrap();
+        m.metadata.recursion_desired = false;
+        m.to_vec().unwrap()
+    };
+    let queries = [
+        query("big.example.test.", RecordType::TXT, None),
+        query("big.example.test.", RecordType::TXT, Some(4096)),
+        query("big.example.test.", RecordType::TXT, Some(600)),
+        query("huge.example.test.", RecordType::TXT, Some(4096)),
+        no_rd,
+    ];
+    for round in 0..3 {
+        for q in &queries {
+            assert_eq!(raw(&s, q), raw(&plain, q), "round {round}");
+        }
+    }
+    let (m, _) = one(&s, &queries[0], Transport::Udp);
+    assert!(m.metadata.truncation && m.metadata.recursion_desired);
+    let (m, _) = one(&s, &queries[1], Transport::Udp);
+    assert!(!m.metadata.truncation && m.answers.len() == 1);
+    let (m, _) = one(&s, &queries[2], Transport::Udp);
+    assert!(m.metadata.truncation, "1000 bytes of TXT do not fit in 600");
+    let (m, _) = one(&s, &queries[4], Transport::Udp);
+    assert!(m.metadata.truncation && !m.metadata.recursion_desired);
+    assert_eq!(s.kept_answers().entries, queries.len());
+    // The counters count kept answers as the others: the same as the server keeping none.
+    for q in &queries[..3] {
+        raw(&plain, q);
+    }
+    raw(&plain, &queries[4]);
+    assert_eq!(s.counters(), plain.counters());
+    assert_eq!(s.counters().truncated, 3 * 4 + 3);
+}
+
+#[test]
+fn replacing_the_zones_forgets_the_kept_answers() {
+    let s = server(ServerConfig::default());
+    let q = query("mail.example.test.", RecordType::A, None);
+    let address = |bytes: &[u8]| {
+        Message::from_vec(bytes).unwrap().answers[0]
+            .data
+            .to_string()
+    };
+    assert_eq!(address(&raw(&s, &q)), "192.0.2.25");
+    assert_eq!(address(&raw(&s, &q)), "192.0.2.25");
+    let text = big_zone().replace("192.0.2.25", "192.0.2.26");
+    s.set_zones(vec![Rc::new(
+        FileAuthority::parse(&text, None, "test").unwrap(),
+    )]);
+    assert_eq!(s.kept_answers().entries, 0);
+    assert_eq!(address(&raw(&s, &q)), "192.0.2.26");
+    assert_eq!(address(&raw(&s, &q)), "192.0.2.26");
+}
+
+#[test]
+fn answers_from_the_resolver_tcp_and_other_queries_are_never_kept() {
+    // A resolver after the zone that counts what it is asked (a cache or upstream server).
+    let asked = Rc::new(RefCell::new(0));
+    let counted = Rc::clone(&asked);
+    let upstream = move |q: &Query| {
+        *counted.borrow_mut() += 1;
+        let a = torsion_names::Record::from_rdata(
+            q.name.clone(),
+            60,
+            torsion_names::RData::A(torsion_names::proto::rr::rdata::A::new(192, 0, 2, 9)),
+        );
+        torsion::defer::succeed(Answer {
+            answers: vec![a],
+            ..Answer::default()
+        })
+    };
+    let zone = Rc::new(FileAuthority::parse(&big_zone(), None, "test").unwrap());
+    let chain = torsion_names::chain::ResolverChain::new(vec![
+        Box::new(Rc::clone(&zone)),
+        Box::new(upstream),
+    ]);
+    let s = Rc::new(DnsServer::new(Rc::new(chain), ServerConfig::default()).with_zones(vec![zone]));
+    let q = query("elsewhere.example.org.", RecordType::A, None);
+    for n in 1..=3 {
+        let (m, _) = one(&s, &q, Transport::Udp);
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(*asked.borrow(), n, "asked every time");
+    }
+    // A zone's name over TCP, with an EDNS option, or with a second question: answered,
+    // not kept.
+    one(
+        &s,
+        &query("mail.example.test.", RecordType::A, None),
+        Transport::Tcp,
+    );
+    let mut m = Message::from_vec(&query("mail.example.test.", RecordType::A, Some(1232))).unwrap();
+    m.edns.as_mut().unwrap().options_mut().insert(
+        torsion_names::proto::rr::rdata::opt::EdnsOption::Unknown(10, vec![1; 8]),
+    );
+    one(&s, &m.to_vec().unwrap(), Transport::Udp);
+    let mut m = Message::from_vec(&query("mail.example.test.", RecordType::A, None)).unwrap();
+    m.add_query(WireQuery::query(
+        Name::from_ascii("ns1.example.test.").unwrap(),
+        RecordType::A,
+    ));
+    one(&s, &m.to_vec().unwrap(), Transport::Udp);
+    // A query with a byte after it.
+    let mut q = query("mail.example.test.", RecordType::A, None);
+    q.push(0);
+    s.handle(&q, Transport::Udp, &peer());
+    assert_eq!(s.kept_answers().entries, 0);
+}
+
+#[test]
+fn kept_answers_stay_under_their_bound() {
+    let bound = 1000;
+    let s = server(ServerConfig {
+        answer_cache_bytes: bound,
+        ..ServerConfig::default()
+    });
+    let plain = uncached();
+    for i in 0..100 {
+        let q = query(&format!("n{i}.example.test."), RecordType::A, None);
+        assert_eq!(raw(&s, &q), raw(&plain, &q));
+        assert!(s.kept_answers().bytes <= bound);
+    }
+    let kept = s.kept_answers();
+    assert!(kept.entries > 1 && kept.flushes > 0, "{kept:?}");
+    // An answer bigger than the bound is not kept at all.
+    raw(&s, &query("big.example.test.", RecordType::TXT, Some(1232)));
+    assert!(s.kept_answers().bytes <= bound);
+    // 0 keeps nothing.
+    raw(&plain, &query("n1.example.test.", RecordType::A, None));
+    assert_eq!(plain.kept_answers().entries, 0);
+}
+
+proptest::proptest! {
+    /// Whatever the bytes (mutations of plain queries: ids, flags, case, EDNS, lengths), a
+    /// server keeping answers answers exactly as one keeping none.
+    #[test]
+    fn kept_answers_are_the_answers(
+        ops in proptest::collection::vec((0usize..6, 0usize..40, proptest::num::u8::ANY), 1..40)
+    ) {
+        let s = server(ServerConfig::default());
+        let plain = uncached();
+        let bases = [
+            query("mail.example.test.", RecordType::A, None),
+            query("www.example.test.", RecordType::A, Some(1232)),
+            query("nope.example.test.", RecordType::MX, Some(512)),
+            query("big.example.test.", RecordType::TXT, None),
+            query("x.sub.example.test.", RecordType::A, None),
+            query("example.test.", RecordType::NS, None),
+        ];
+        for (base, at, byte) in ops {
+            let mut q = bases[base].clone();
+            if at < q.len() {
+                q[at] = byte;
+            } else if at % 2 == 0 {
+                q.push(byte);
+            } else {
+                q.truncate(at - q.len().min(at));
+            }
+            for _ in 0..2 {
+                let a = s.handle(&q, Transport::Udp, &peer()).map(|d| d.result().unwrap().unwrap());
+                let b = plain.handle(&q, Transport::Udp, &peer()).map(|d| d.result().unwrap().unwrap());
+                proptest::prop_assert_eq!(a, b);
+            }
+        }
+        proptest::prop_assert_eq!(s.counters(), plain.counters());
+    }
 }

@@ -20,7 +20,8 @@ use torsion_names::chain::ResolverChain;
 use torsion_names::client::ClientResolver;
 use torsion_names::hosts::HostsResolver;
 use torsion_names::server::{
-    DnsDatagramProtocol, DnsServer, DnsServerFactory, ServerConfig, DEFAULT_UDP_CEILING,
+    DnsDatagramProtocol, DnsServer, DnsServerFactory, ServerConfig, DEFAULT_ANSWER_CACHE_BYTES,
+    DEFAULT_UDP_CEILING,
 };
 use torsion_names::Resolver;
 
@@ -35,7 +36,9 @@ use crate::settings::SETTINGS;
 /// (repeatable, default `tcp:53`: a `tcp:`/`tcp6:` endpoint serves TCP and UDP on the same
 /// port and interface, other kinds TCP only), `-p/--port N` (the same as `--listen tcp:N`,
 /// twistd's option), `--interface IP` (for `--port`), `--udp-ceiling BYTES` (the largest UDP
-/// answer, whatever EDNS asks; default 1232), `--tcp-idle-timeout SECONDS` (default 10),
+/// answer, whatever EDNS asks; default 1232), `--answer-cache BYTES` (how much of the zones'
+/// encoded answers to keep, default 1 MiB, 0 for none; see
+/// [`DnsServer::answer_kept`]), `--tcp-idle-timeout SECONDS` (default 10),
 /// `--stats-interval SECONDS` (how often the counters are logged, default 60; they are also
 /// logged at shutdown).
 ///
@@ -257,6 +260,13 @@ impl Plugin for DnsPlugin {
                     .value_parser(clap::value_parser!(u16).range(512..))
                     .help("The largest UDP answer, whatever size EDNS asks for (default 1232)"),
             )
+            .arg(
+                Arg::new("answer-cache")
+                    .long("answer-cache")
+                    .value_name("BYTES")
+                    .value_parser(clap::value_parser!(usize))
+                    .help("Keep up to this many bytes of the zones' encoded answers, for repeated queries (default 1 MiB; 0: none)"),
+            )
             .arg(seconds(
                 "tcp-idle-timeout",
                 "Close a TCP connection idle this long (default 10; 0: never)",
@@ -345,6 +355,10 @@ impl Plugin for DnsPlugin {
                 .get_one::<u16>("udp-ceiling")
                 .copied()
                 .unwrap_or(DEFAULT_UDP_CEILING),
+            answer_cache_bytes: matches
+                .get_one::<usize>("answer-cache")
+                .copied()
+                .unwrap_or(DEFAULT_ANSWER_CACHE_BYTES),
             ..ServerConfig::default()
         };
         if let Some(&t) = matches.get_one::<f64>("tcp-idle-timeout") {
