@@ -332,7 +332,10 @@ def main():
                 "start-up and shut-down cancel out (`bench/callgrind.sh`). The load is the same "
                 "for both sides of a row: echo, 64 B messages over 50 connections from "
                 "`loadgen` (10,000 and 50,000 messages); HTTP hello, `h2load --h1 -c10` "
-                "(10,000 and 50,000 requests, every one a 2xx); the chain, `micro --only chains` "
+                "(10,000 and 50,000 requests, every one a 2xx), and the same for the 1 KiB "
+                "static file of scenario 3 (`torsiond web`, access log off; Torsion only, as "
+                "nginx's C and forked workers make no like-for-like count); the chain, "
+                "`micro --only chains` "
                 "(5 and 25 rounds of 1,000 chains). Counts hold on any x86-64 machine for the "
                 "same build, where wall clock on a two-core VM does not; the last column is the "
                 "wall-clock figure of the same run, when its scenario was measured. Caveat: "
@@ -359,6 +362,10 @@ def main():
         if c is not None:
             out.append(f"| Deferred with 10 callbacks, per chain | {fmt(c)} | — | — | — | "
                        f"{fmt(1e9 / cps) + ' ns per chain' if cps else '—'} |")
+        s, sc = g("ir_static1k", "torsion", "instructions"), g("static1k", "torsion", "cpu_us")
+        if s is not None:
+            out.append(f"| static file, 1 KiB, per request | {fmt(s)} | — | — | — | "
+                       f"{'CPU per request ' + fmt(sc) + ' µs' if sc else '—'} |")
         out.append("")
 
     if any(s == "tlsecho" for (s, _w, _m) in med):

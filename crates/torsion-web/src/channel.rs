@@ -204,14 +204,8 @@ impl RequestChannel for ChannelShared {
         self.closing.get()
     }
 
-    fn logs_access(&self) -> bool {
-        self.site.access_log.borrow().is_some()
-    }
-
-    fn log_access(&self, line: &str) {
-        if let Some(log) = self.site.access_log.borrow().as_ref() {
-            log(line);
-        }
+    fn request_finished(&self, line: &dyn Fn() -> String) {
+        self.site.request_finished(line);
     }
 
     fn take_over(&self, request: &Request, handler: Box<dyn Upgraded>) -> Option<Transport> {

@@ -72,12 +72,15 @@ impl Default for SiteConfig {
 
 type AccessLog = Box<dyn Fn(&str)>;
 
+type FinishedHook = Box<dyn Fn()>;
+
 /// What a [`Site`](crate::site::Site) shares with its connections and sessions.
 pub(crate) struct SiteInner {
     pub(crate) root: Rc<dyn Resource>,
     pub(crate) sessions: RefCell<HashMap<String, Session>>,
     pub(crate) config: SiteConfig,
     pub(crate) access_log: RefCell<Option<AccessLog>>,
+    pub(crate) request_finished: RefCell<Option<FinishedHook>>,
     clock: RefCell<Option<Rc<dyn ReactorTime>>>,
 }
 
@@ -90,7 +93,20 @@ impl SiteInner {
             sessions: RefCell::default(),
             config,
             access_log: RefCell::new(None),
+            request_finished: RefCell::new(None),
             clock: RefCell::new(None),
+        }
+    }
+
+    /// A request has finished: calls the finished hook, and writes the access-log line that
+    /// `line` formats, which is called only when the site keeps an access log (formatting a
+    /// line costs more than serving a small static file's headers).
+    pub(crate) fn request_finished(&self, line: &dyn Fn() -> String) {
+        if let Some(hook) = self.request_finished.borrow().as_ref() {
+            hook();
+        }
+        if let Some(log) = self.access_log.borrow().as_ref() {
+            log(&line());
         }
     }
 

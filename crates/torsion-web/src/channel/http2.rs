@@ -477,14 +477,8 @@ impl RequestChannel for StreamChannel {
         false
     }
 
-    fn logs_access(&self) -> bool {
-        self.bridge.site.access_log.borrow().is_some()
-    }
-
-    fn log_access(&self, line: &str) {
-        if let Some(log) = self.bridge.site.access_log.borrow().as_ref() {
-            log(line);
-        }
+    fn request_finished(&self, line: &dyn Fn() -> String) {
+        self.bridge.site.request_finished(line);
     }
 
     /// No protocol switch on an HTTP/2 stream (WebSocket over HTTP/2, RFC 8441, is not

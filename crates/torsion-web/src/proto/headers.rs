@@ -197,6 +197,14 @@ impl Headers {
             .map(move |e| (self.name_of(e), self.value_of(e)))
     }
 
+    /// Every field in order, its name as bytes: for code that only compares or copies names,
+    /// which [`iter`](Self::iter) would check as UTF-8 one by one.
+    pub(crate) fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.entries
+            .iter()
+            .map(move |e| (self.name_bytes(e), self.value_of(e)))
+    }
+
     /// The number of fields (repeated names counted each time).
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -62,8 +62,8 @@ pub(crate) fn push_status_line(out: &mut Vec<u8>, version: Version, status: u16,
 
 /// Writes one `name: value\r\n` line (CR and LF in either replaced).
 #[inline]
-pub(crate) fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    push_sanitized(out, name.as_bytes());
+pub(crate) fn push_field(out: &mut Vec<u8>, name: impl AsRef<[u8]>, value: &[u8]) {
+    push_sanitized(out, name.as_ref());
     out.extend_from_slice(b": ");
     push_sanitized(out, value);
     out.extend_from_slice(b"\r\n");

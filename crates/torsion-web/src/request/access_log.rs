@@ -10,13 +10,10 @@ impl Request {
         let Some(c) = self.inner.channel.upgrade() else {
             return;
         };
-        if !c.logs_access() {
-            return;
-        }
-        let r = self.inner.response.borrow();
-        let line = combined_log_line(self, r.code, r.body_bytes);
-        drop(r);
-        c.log_access(&line);
+        c.request_finished(&|| {
+            let r = self.inner.response.borrow();
+            combined_log_line(self, r.code, r.body_bytes)
+        });
     }
 }
 

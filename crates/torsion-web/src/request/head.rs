@@ -22,7 +22,7 @@ enum Known {
 impl Known {
     /// Which one `name` is, compared ASCII-case-insensitively (by length first: most names
     /// are none of these).
-    fn of(name: &str) -> Option<Known> {
+    fn of(name: &[u8]) -> Option<Known> {
         let (known, spelled) = match name.len() {
             4 => (Known::Date, "date"),
             6 => (Known::Server, "server"),
@@ -32,7 +32,8 @@ impl Known {
             17 => (Known::TransferEncoding, "transfer-encoding"),
             _ => return None,
         };
-        name.eq_ignore_ascii_case(spelled).then_some(known)
+        name.eq_ignore_ascii_case(spelled.as_bytes())
+            .then_some(known)
     }
 }
 
@@ -61,7 +62,7 @@ impl Request {
         }
         let (mut has_date, mut has_server, mut has_type, mut has_length) =
             (false, false, false, false);
-        for (name, _) in r.headers.iter() {
+        for (name, _) in r.headers.iter_bytes() {
             match Known::of(name) {
                 Some(Known::Date) => has_date = true,
                 Some(Known::Server) => has_server = true,
@@ -104,7 +105,7 @@ impl Request {
         // bytes cover the default fields.
         out.reserve(r.headers.wire_len() + reason.len() + server.len() + 160 + body_hint);
         push_status_line(&mut out, Version::Http11, r.code, reason);
-        for (name, value) in r.headers.iter() {
+        for (name, value) in r.headers.iter_bytes() {
             let replaced = match Known::of(name) {
                 Some(Known::ContentLength) => bodiless_status,
                 Some(Known::TransferEncoding) => r.chunked,
@@ -167,7 +168,7 @@ impl Request {
         let h = response.headers_mut();
         let (mut has_date, mut has_server, mut has_type) = (false, false, false);
         for (name, value) in r.headers.iter() {
-            match Known::of(name) {
+            match Known::of(name.as_bytes()) {
                 Some(Known::Connection | Known::TransferEncoding) => continue,
                 Some(Known::ContentLength) if bodiless_status => continue,
                 Some(Known::Date) => has_date = true,

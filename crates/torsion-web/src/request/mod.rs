@@ -55,11 +55,9 @@ pub(crate) trait RequestChannel {
     /// True when the connection closes once the queued responses are out.
     fn closing(&self) -> bool;
 
-    /// True when the site keeps an access log.
-    fn logs_access(&self) -> bool;
-
-    /// Writes one line to the site's access log.
-    fn log_access(&self, line: &str);
+    /// The request has finished: tells the site, which calls `line` for its access-log line
+    /// only if it keeps an access log.
+    fn request_finished(&self, line: &dyn Fn() -> String);
 
     /// Hands the connection to `handler` after `request`'s response (a `101`), if `request`
     /// is the only one in flight; its transport, or `None` when it cannot be taken over.

@@ -1,5 +1,6 @@
 //! The access log with addresses the network chose: a PROXY protocol header can name any
-//! Unix path, and its bytes must not reach the log raw.
+//! Unix path, and its bytes must not reach the log raw. The finished-request hook, which needs
+//! no log.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -46,4 +47,29 @@ async fn an_access_log_line_has_no_raw_control_bytes_from_a_proxy_header() -> Re
         "{line:?}"
     );
     port.stop_listening().await
+}
+
+#[torsion::test]
+async fn the_finished_hook_counts_requests_with_or_without_an_access_log() -> Result<(), Failure> {
+    let pipelined =
+        "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    for keep_log in [false, true] {
+        let finished = Rc::new(RefCell::new(0));
+        let lines = Rc::new(RefCell::new(Vec::<String>::new()));
+        let site = Site::new(Data::new(b"hi".to_vec(), "text/plain"));
+        let f = finished.clone();
+        site.on_request_finished(move || *f.borrow_mut() += 1);
+        if keep_log {
+            let l = lines.clone();
+            site.set_access_log(move |line| l.borrow_mut().push(line.to_owned()));
+        }
+        let port = reactor().listen_tcp_on(0, site, "127.0.0.1").unwrap();
+        let addr = port.get_host().socket_addr().unwrap();
+        let out = exchange(addr, pipelined).await;
+        assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
+        assert_eq!(*finished.borrow(), 2, "keep_log {keep_log}");
+        assert_eq!(lines.borrow().len(), if keep_log { 2 } else { 0 });
+        port.stop_listening().await?;
+    }
+    Ok(())
 }

@@ -157,15 +157,12 @@ impl Plugin for WebPlugin {
             root = Rc::new(EncodingResourceWrapper::new(root));
         }
         let site = Site::with_config(root, config);
-        // One call per finished request: counted for the manhole's `requests`, and logged
-        // unless --no-access-log.
-        let access_log = !matches.get_flag("no-access-log");
-        site.set_access_log(move |line| {
-            crate::manhole::count_request();
-            if access_log {
-                tracing::info!(target: "torsion_web::access", "{line}");
-            }
-        });
+        // Every finished request is counted for the manhole's `requests`; it is logged unless
+        // --no-access-log, and only then is its log line formatted.
+        site.on_request_finished(crate::manhole::count_request);
+        if !matches.get_flag("no-access-log") {
+            site.set_access_log(|line| tracing::info!(target: "torsion_web::access", "{line}"));
+        }
         tracing::info!(target: "torsiond", "serving {}", path.display());
         // `tls:` endpoints offer HTTP/2 and HTTP/1.1 by ALPN (the site speaks whichever the
         // client picks); plain ones take prior-knowledge h2c and HTTP/1.1 alike.

@@ -2,7 +2,8 @@
 //! here by a plain TCP client that leaves the telnet negotiation unanswered (the console
 //! then stays in plain-line mode): the open connections per port, the requests served, the
 //! log level changed at run time with its effect on the log, a runaway script interrupted
-//! while the web server still answers, and a graceful `stop()`.
+//! while the web server still answers, and a graceful `stop()`; requests are counted with the
+//! access log off too.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -181,4 +182,35 @@ fn a_telnet_manhole_off_loopback_is_refused() {
             "{endpoint}: {err}"
         );
     }
+}
+
+#[test]
+fn requests_are_counted_with_the_access_log_off() {
+    let dir = TempDir::new("manhole-nolog");
+    std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+    let server = Running::start(&[
+        "--manhole",
+        "tcp:0:interface=127.0.0.1",
+        "web",
+        "--no-access-log",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--path",
+        dir.path().to_str().unwrap(),
+    ]);
+    let line = server.wait_for("manhole: telnet console on tcp:127.0.0.1:");
+    let console_port: u16 = line
+        .split("tcp:127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let web = server.port();
+    let mut c = Console::connect(console_port);
+    assert!(get(web, "/a.txt").contains("200"));
+    assert!(get(web, "/missing").contains("404"));
+    assert_eq!(c.ask("requests"), "2");
+    c.0.write_all(b"stop()\r\n").unwrap();
+    server.wait_for("torsiond: stopped");
 }
