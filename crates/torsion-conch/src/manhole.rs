@@ -127,10 +127,13 @@ impl Registry {
     /// An empty registry with the default limits and `help()`.
     pub fn new() -> Registry {
         let mut engine = Engine::new();
-        // Limits: a command cannot exhaust memory or the stack. The operation cap is a
-        // backstop; the time limit below is the one a runaway loop meets first.
+        // Limits: a command cannot exhaust memory or the stack. No cap on operations (0):
+        // the time limit below, looked at every 128 operations, ends a runaway loop. A cap
+        // would end it first or not depending on the build and the machine (an optimised
+        // build runs 500 million of Rhai's operations in under two seconds), with another
+        // message.
         engine
-            .set_max_operations(500_000_000)
+            .set_max_operations(0)
             .set_max_string_size(1 << 20)
             .set_max_array_size(100_000)
             .set_max_map_size(100_000)
@@ -201,7 +204,8 @@ impl Registry {
         self.shared.time_limit.set(limit);
     }
 
-    /// Sets the limit on operations one command may run (default 500 million).
+    /// Sets a limit on the operations one command may run, besides its time limit (default:
+    /// none, `0`). A command past it fails with Rhai's "Too many operations".
     pub fn set_max_operations(&self, ops: u64) {
         self.shared.engine.borrow_mut().set_max_operations(ops);
     }
