@@ -134,7 +134,9 @@ impl Maildir {
         Ok(MaildirMessage {
             maildir: self.clone(),
             name: unique_name(),
-            buffer: Vec::new(),
+            // Room for a typical message from the start, instead of a dozen reallocations
+            // (and copies) while a 10 KB one arrives.
+            buffer: Vec::with_capacity(16 << 10),
             file: None,
             in_tmp: false,
             cr_pending: false,
