@@ -455,7 +455,7 @@ impl Folder {
         let maildir = Maildir::create(path)?;
         let mut m = Box::new(maildir.deliver()?);
         m.write(data)?;
-        let new = m.final_path().to_owned();
+        let new = m.final_path();
         m.finish()?;
         let base = new
             .file_name()

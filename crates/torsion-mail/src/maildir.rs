@@ -1,31 +1,41 @@
 //! Maildir delivery: one domain, its users, a Maildir folder each (Twisted's
 //! `twisted.mail.maildir`).
 //!
-//! A message is written to `tmp/` under a unique name, flushed to disk (`fsync`), then
-//! renamed into `new/` and the folder flushed, as the Maildir specification says
+//! A message is written to `tmp/` under a unique name, flushed to disk (`fdatasync`), then
+//! renamed into `new/` and the folder flushed (`fsync`), as the Maildir specification says
 //! (<https://cr.yp.to/proto/maildir.html>): a reader never sees half a message in `new/`, and
 //! a crash mid-message leaves at most a file in `tmp/`. Lines are stored with LF endings, as
 //! Maildir readers (Dovecot, mutt, Twisted's own) expect.
 //!
+//! A message is kept in memory until it is stored, and only one larger than 64 KiB is
+//! written to its file in `tmp/` as it arrives; the file is then written with one `write`.
+//! `fdatasync` is enough for the file: it flushes the file's data and the metadata needed to
+//! read it back (its size and blocks, which writing a new file always changes), leaving only
+//! its times (fdatasync(2)). Each [`Maildir`] keeps its `tmp/` and `new/` folders open, so
+//! storing a message names files relative to them (`openat`, `renameat`) and flushes `new/`
+//! without opening it; a Maildir replaced on disk while a server holds it is therefore not
+//! seen until the [`MaildirDomain`] is made again. The rename never replaces a file already
+//! in `new/` (`RENAME_NOREPLACE` where the file system has it).
+//!
 //! # Group commit
 //!
-//! In a running reactor, [`Message::eom_received`] stores a message in two steps, both in
-//! the reactor's thread pool:
-//!
-//! 1. its own: the rest of the file written, the file flushed (`fsync`) and renamed into
-//!    `new/`. Messages do this in parallel, one pool thread each.
-//! 2. shared: one `fsync` of each `new/` folder that renames touched. Messages that finished
-//!    step 1 while a folder flush is in flight wait and join the next one, so under load one
-//!    folder flush (milliseconds on many disks) commits many messages instead of one.
+//! In a running reactor, [`Message::eom_received`] does not store the message at once: the
+//! messages that end in the same reactor iteration form a group. Each message of the group
+//! is stored by a job of its own in the reactor's thread pool (its file created unless it
+//! was already spilled to disk, written, flushed and renamed into `new/`), so the disk
+//! flushes run in parallel; the job that finishes last flushes each `new/` folder the
+//! group's renames touched, once, and answers the whole group with one hand-off back to the
+//! reactor. So the folder flush (milliseconds on many disks) and the way back are shared by
+//! the group, and a group's jobs overlap with the next group's.
 //!
 //! The guarantee: a message's Deferred fires (the SMTP server answers 250) only after its
 //! file was flushed, renamed into `new/`, and `new/` itself flushed after that rename. A
 //! crash at any moment therefore never loses a message the client was told was taken; it may
 //! leave a message in `new/` that was not yet acknowledged (the client sends it again: a
 //! duplicate, never a loss), or a file in `tmp/`. A message whose file cannot be written,
-//! flushed or renamed fails alone (451 for it, the rest of its batch is unaffected); one
+//! flushed or renamed fails alone (451 for it, the rest of its group is unaffected); one
 //! whose folder flush fails is removed from `new/` again (best effort) and fails with every
-//! message of that folder in the batch.
+//! message of that folder in the group.
 //!
 //! ```
 //! use torsion_mail::command::Address;
@@ -49,17 +59,20 @@
 //! # std::fs::remove_dir_all(&root).unwrap();
 //! ```
 use std::cell::RefCell;
-use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use torsion::defer::{fail, succeed, Deferred, DeferredList, Trigger};
-use torsion::reactor::{Event, Phase};
-use torsion::threads::defer_to_thread;
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use torsion::defer::{fail, succeed, Deferred, Trigger};
+use torsion::reactor::{Event, Phase, ReactorHandle};
+use torsion::threads::get_thread_pool;
 use torsion::Failure;
 
 use crate::command::{Address, ReversePath};
@@ -69,10 +82,31 @@ use crate::reply::Reply;
 /// Deliveries made by this process: the `Q` part of a Maildir name.
 static DELIVERIES: AtomicU64 = AtomicU64::new(0);
 
-/// One Maildir folder (`tmp/`, `new/`, `cur/`).
+/// A message larger than this is written to its file in `tmp/` as it arrives instead of
+/// being kept in memory until it is stored.
+const IN_MEMORY: usize = 64 << 10;
+
+/// One Maildir folder (`tmp/`, `new/`, `cur/`), its `tmp/` and `new/` kept open.
 #[derive(Clone, Debug)]
 pub struct Maildir {
     path: PathBuf,
+    folders: Arc<Folders>,
+}
+
+/// A Maildir's open `tmp/` and `new/`.
+#[derive(Debug)]
+struct Folders {
+    tmp: OwnedFd,
+    new: OwnedFd,
+}
+
+/// Opens a folder to name files relative to it and to flush it.
+fn open_folder(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 impl Maildir {
@@ -82,7 +116,11 @@ impl Maildir {
         for sub in ["tmp", "new", "cur"] {
             fs::create_dir_all(path.join(sub))?;
         }
-        Ok(Maildir { path })
+        let folders = Arc::new(Folders {
+            tmp: open_folder(&path.join("tmp"))?,
+            new: open_folder(&path.join("new"))?,
+        });
+        Ok(Maildir { path, folders })
     }
 
     /// Its folder.
@@ -90,16 +128,17 @@ impl Maildir {
         &self.path
     }
 
-    /// Starts a message in `tmp/`.
+    /// Starts a message, to be stored in `tmp/` and then `new/` (nothing is on disk before
+    /// it grows past 64 KiB or is stored).
     pub fn deliver(&self) -> io::Result<MaildirMessage> {
-        let name = unique_name();
-        let tmp = self.path.join("tmp").join(&name);
-        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         Ok(MaildirMessage {
-            file: Some(BufWriter::with_capacity(64 << 10, file)),
-            tmp,
-            new: self.path.join("new").join(&name),
-            new_dir: self.path.join("new"),
+            maildir: self.clone(),
+            name: unique_name(),
+            // Room for a typical message from the start, instead of a dozen reallocations
+            // (and copies) while a 10 KB one arrives.
+            buffer: Vec::with_capacity(16 << 10),
+            file: None,
+            in_tmp: false,
             cr_pending: false,
         })
     }
@@ -110,57 +149,107 @@ fn unique_name() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    // The host name is read once: reading /proc for it cost an open, two reads and a close
-    // per message.
-    static HOST: OnceLock<String> = OnceLock::new();
-    let host = HOST.get_or_init(|| {
-        fs::read_to_string("/proc/sys/kernel/hostname")
+    // The host name and process id are read once: reading /proc for the host cost an open,
+    // two reads and a close per message, and the id a getpid. A forked child that delivers
+    // would share its parent's id and counter; its names could then only collide in the
+    // same microsecond, and a collision fails the message (O_EXCL in tmp/, RENAME_NOREPLACE
+    // into new/), never replaces one.
+    static HOST: OnceLock<(String, u32)> = OnceLock::new();
+    let (host, pid) = HOST.get_or_init(|| {
+        let host = fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".to_owned())
             .replace('/', "\\057")
-            .replace(':', "\\072")
+            .replace(':', "\\072");
+        (host, std::process::id())
     });
     format!(
         "{}.M{}P{}Q{}.{}",
         now.as_secs(),
         now.subsec_micros(),
-        std::process::id(),
+        pid,
         DELIVERIES.fetch_add(1, Ordering::Relaxed),
         host
     )
 }
 
-/// A message being written to a Maildir's `tmp/`; [`finish`](Message::finish) moves it
-/// into `new/`, dropping it unfinished removes it.
+/// A message being received for a Maildir; [`finish`](Message::finish) stores it in
+/// `new/`, dropping it unfinished discards it (and its file in `tmp/`, if it had one).
 #[derive(Debug)]
 pub struct MaildirMessage {
-    file: Option<BufWriter<File>>,
-    tmp: PathBuf,
-    new: PathBuf,
-    new_dir: PathBuf,
+    maildir: Maildir,
+    name: String,
+    /// What is not yet in the file (all of it, while the message is small).
+    buffer: Vec<u8>,
+    /// The file in `tmp/`, once the message outgrew memory.
+    file: Option<File>,
+    /// Whether `tmp/` holds a file of this name made by this message.
+    in_tmp: bool,
     cr_pending: bool,
 }
 
 impl MaildirMessage {
     /// Where it will be once finished.
-    pub fn final_path(&self) -> &Path {
-        &self.new
+    pub fn final_path(&self) -> PathBuf {
+        self.maildir.path.join("new").join(&self.name)
+    }
+
+    /// Makes its file in `tmp/`.
+    fn create(&mut self) -> io::Result<File> {
+        let fd = rustix::fs::openat(
+            &self.maildir.folders.tmp,
+            self.name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        self.in_tmp = true;
+        Ok(File::from(fd))
+    }
+
+    /// The part of storing a message it does alone: the rest of the file written, flushed
+    /// to disk and renamed into `new/`. The folder is not flushed yet.
+    fn store_file(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.cr_pending) {
+            self.buffer.push(b'\r');
+        }
+        let mut file = match self.file.take() {
+            Some(file) => file,
+            None => self.create()?,
+        };
+        file.write_all(&self.buffer)?;
+        self.buffer = Vec::new();
+        // The file is new: fdatasync flushes its size and blocks with its data.
+        rustix::fs::fdatasync(&file)?;
+        drop(file);
+        let folders = &self.maildir.folders;
+        let name = self.name.as_str();
+        match rustix::fs::renameat_with(
+            &folders.tmp,
+            name,
+            &folders.new,
+            name,
+            RenameFlags::NOREPLACE,
+        ) {
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                rustix::fs::renameat(&folders.tmp, name, &folders.new, name)?
+            }
+            renamed => renamed?,
+        }
+        self.in_tmp = false;
+        Ok(())
     }
 }
 
 impl Message for MaildirMessage {
     fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
-        let Some(file) = self.file.as_mut() else {
-            return Ok(());
-        };
         if std::mem::take(&mut self.cr_pending) {
             if data.first() == Some(&b'\n') {
-                file.write_all(b"\n")?;
+                self.buffer.push(b'\n');
                 data = &data[1..];
             } else {
-                file.write_all(b"\r")?;
+                self.buffer.push(b'\r');
             }
         }
         if let Some(rest) = data.strip_suffix(b"\r") {
@@ -169,177 +258,220 @@ impl Message for MaildirMessage {
         }
         let mut start = 0;
         for i in memchr::memmem::find_iter(data, b"\r\n") {
-            file.write_all(&data[start..i])?;
+            self.buffer.extend_from_slice(&data[start..i]);
             start = i + 1;
         }
-        file.write_all(&data[start..])
+        self.buffer.extend_from_slice(&data[start..]);
+        if self.buffer.len() >= IN_MEMORY {
+            if self.file.is_none() {
+                self.file = Some(self.create()?);
+            }
+            if let Some(file) = self.file.as_mut() {
+                file.write_all(&self.buffer)?;
+            }
+            self.buffer.clear();
+        }
+        Ok(())
     }
 
-    /// In a running reactor the disk flushes and the rename run in the reactor's thread
-    /// pool, so that no other connection waits for them, and the folder's flush is shared
-    /// with the messages finishing at the same time (see [the module's
+    /// In a running reactor the message is stored in the reactor's thread pool, with the
+    /// others that end in the same reactor iteration, so that no connection waits for the
+    /// disk and the folder's flush is shared (see [the module's
     /// documentation](self#group-commit)); outside one (a test driving the protocol by hand),
     /// [`finish`](Message::finish) in place.
-    fn eom_received(mut self: Box<Self>) -> Deferred<()> {
+    fn eom_received(self: Box<Self>) -> Deferred<()> {
         if !torsion::reactor().running() {
             return match self.finish() {
                 Ok(()) => succeed(()),
                 Err(e) => fail(e),
             };
         }
-        defer_to_thread(move || {
-            self.store_file()?;
-            Ok::<_, io::Error>((self.new_dir.clone(), self.new.clone()))
-        })
-        .add_callback_result(|stored| stored)
-        .add_callback_deferred(|(dir, new)| group_commit(dir, new))
+        group_commit(*self)
     }
 
     fn finish(mut self: Box<Self>) -> io::Result<()> {
         self.store_file()?;
         // The rename is in the folder's entries: flush them too, or a crash could lose it.
-        sync_dir(&self.new_dir)
+        Ok(rustix::fs::fsync(&self.maildir.folders.new)?)
     }
 }
 
-impl MaildirMessage {
-    /// The part of storing a message it does alone: the rest of the file written, flushed
-    /// to disk and renamed into `new/`. The folder is not flushed yet.
-    fn store_file(&mut self) -> io::Result<()> {
-        let Some(mut file) = self.file.take() else {
-            return Err(io::Error::other("message already finished"));
-        };
-        if self.cr_pending {
-            file.write_all(b"\r")?;
-        }
-        let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&self.tmp, &self.new)?;
-        self.tmp = PathBuf::new();
-        Ok(())
-    }
-}
-
-/// Flushes a folder's entries (the renames into it) to disk.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// A message renamed into `new/`, waiting for a flush of that folder.
-struct Renamed {
-    dir: PathBuf,
-    path: PathBuf,
-    stored: Trigger<()>,
-}
-
-/// The group commit of one reactor thread: messages waiting for the next folder flushes, and
-/// whether a batch of flushes is in flight.
+/// The group commit of one reactor thread: the messages that ended in this iteration, and
+/// the groups in the pool, by id.
 #[derive(Default)]
 struct Committer {
-    waiting: Vec<Renamed>,
-    in_flight: bool,
+    waiting: Vec<MaildirMessage>,
+    triggers: Vec<Trigger<()>>,
+    /// Whether a call at the end of this iteration will hand them to the pool.
+    scheduled: bool,
+    in_pool: HashMap<u64, Vec<Trigger<()>>>,
+    next_id: u64,
 }
 
 thread_local! {
     /// The running reactor's committer, made on first use and dropped when that reactor
-    /// shuts down (a batch in flight then never answers: its connections are gone).
+    /// shuts down (a group in flight then never answers: its connections are gone).
     static COMMITTER: RefCell<Option<Committer>> = const { RefCell::new(None) };
 }
 
-/// Fires once `dir` (where `path` was renamed) has been flushed, in this batch of folder
-/// flushes or, if one is in flight, the next.
-fn group_commit(dir: PathBuf, path: PathBuf) -> Deferred<()> {
+/// Fires once `m` is stored with the group of messages ending in this reactor iteration.
+fn group_commit(m: MaildirMessage) -> Deferred<()> {
     let stored = Deferred::new();
-    let waiting = Renamed {
-        dir,
-        path,
-        stored: stored.trigger(),
-    };
-    let start = COMMITTER.with_borrow_mut(|c| {
+    let schedule = COMMITTER.with_borrow_mut(|c| {
         let c = c.get_or_insert_with(|| {
             torsion::reactor().add_system_event_trigger(Phase::After, Event::Shutdown, || {
                 COMMITTER.with_borrow_mut(|c| *c = None);
             });
             Committer::default()
         });
-        c.waiting.push(waiting);
-        !std::mem::replace(&mut c.in_flight, true)
+        c.waiting.push(m);
+        c.triggers.push(stored.trigger());
+        !std::mem::replace(&mut c.scheduled, true)
     });
-    if start {
-        commit_next();
+    if schedule {
+        drop(torsion::reactor().call_later(0.0, commit_group));
     }
     stored
 }
 
-/// Flushes every folder the waiting messages were renamed into, each once and in parallel,
-/// then answers them and starts the next batch if more came meanwhile.
-fn commit_next() {
-    let batch = COMMITTER.with_borrow_mut(|c| {
-        let Some(c) = c.as_mut() else {
-            return Vec::new();
-        };
-        c.in_flight = !c.waiting.is_empty();
-        std::mem::take(&mut c.waiting)
+/// A group of messages in the pool: each stored by a job of its own, in parallel; the job
+/// that finishes last flushes the folders and answers the whole group at once.
+struct Group {
+    id: u64,
+    reactor: ReactorHandle,
+    /// Each message's outcome once its job is done (with the message, to remove it from
+    /// `new/` if its folder's flush fails), by its place in the group.
+    done: Mutex<Vec<Option<Done>>>,
+    remaining: AtomicUsize,
+}
+
+/// A message whose job is done (gone if the pool refused it), and its outcome.
+type Done = (Option<MaildirMessage>, io::Result<()>);
+
+/// Hands the messages that ended in this iteration to the pool, one job each, and answers
+/// each with its outcome when the last is done.
+fn commit_group() {
+    let Some((messages, id)) = COMMITTER.with_borrow_mut(|c| {
+        let c = c.as_mut()?;
+        c.scheduled = false;
+        if c.waiting.is_empty() {
+            return None;
+        }
+        c.next_id += 1;
+        let triggers = std::mem::take(&mut c.triggers);
+        c.in_pool.insert(c.next_id, triggers);
+        Some((std::mem::take(&mut c.waiting), c.next_id))
+    }) else {
+        return;
+    };
+    tracing::trace!("Maildir: committing a group of {} messages", messages.len());
+    let group = Arc::new(Group {
+        id,
+        reactor: torsion::reactor().handle(),
+        done: Mutex::new(messages.iter().map(|_| None).collect()),
+        remaining: AtomicUsize::new(messages.len()),
     });
-    if batch.is_empty() {
+    let pool = get_thread_pool();
+    for (i, m) in messages.into_iter().enumerate() {
+        let job_group = group.clone();
+        let submitted = pool.call_in_thread(move || stored_one(&job_group, i, m));
+        if let Err(e) = submitted {
+            // The pool refused the job (its queue is full, or it stopped; the message, in
+            // the job, is dropped and its file removed): it fails.
+            finished_one(&group, i, None, Err(io::Error::other(e.to_string())));
+        }
+    }
+}
+
+/// In a pool thread: stores one message of a group.
+fn stored_one(group: &Arc<Group>, i: usize, mut m: MaildirMessage) {
+    let outcome = catch_unwind(AssertUnwindSafe(|| m.store_file()))
+        .unwrap_or_else(|_| Err(io::Error::other("storing the message panicked")));
+    finished_one(group, i, Some(m), outcome);
+}
+
+/// Records one message's outcome; the last of its group flushes each `new/` the renames
+/// touched once and answers the group.
+fn finished_one(group: &Arc<Group>, i: usize, m: Option<MaildirMessage>, outcome: io::Result<()>) {
+    group.done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some((m, outcome));
+    if group.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
-    let dirs: Vec<PathBuf> = batch
-        .iter()
-        .map(|m| m.dir.clone())
-        .collect::<BTreeSet<_>>()
+    let done = std::mem::take(&mut *group.done.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut done: Vec<Done> = done.into_iter().flatten().collect();
+    flush_folders(&mut done);
+    let outcomes: Vec<Result<(), String>> = done
         .into_iter()
-        .collect();
-    tracing::trace!(
-        "Maildir: committing {} messages in {} folders",
-        batch.len(),
-        dirs.len()
-    );
-    let flushes = dirs
-        .iter()
-        .map(|dir| {
-            let dir = dir.clone();
-            defer_to_thread(move || sync_dir(&dir)).add_callback_result(|synced| synced)
+        .map(|(m, outcome)| {
+            drop(m);
+            outcome.map_err(|e| e.to_string())
         })
         .collect();
-    drop(
-        DeferredList::builder(flushes)
-            .consume_errors(true)
-            .build()
-            .add_callback(move |outcomes| {
-                for m in batch {
-                    let outcome = dirs
-                        .iter()
-                        .position(|d| *d == m.dir)
-                        .and_then(|i| outcomes.get(i));
-                    match outcome {
-                        Some(Ok(())) => m.stored.callback(()),
-                        failed => {
-                            let why = match failed {
-                                Some(Err(f)) => f.error_message(),
-                                _ => "no flush".to_owned(),
-                            };
-                            // Not acknowledged: not left in new/ either, if it can be helped,
-                            // so that the client's retry does not make a duplicate.
-                            let _ = fs::remove_file(&m.path);
-                            m.stored.errback(Failure::new(io::Error::other(format!(
-                                "flushing {}: {why}",
-                                m.dir.display()
-                            ))));
-                        }
-                    }
+    let id = group.id;
+    group
+        .reactor
+        .call_from_thread(move || answer_group(id, outcomes));
+}
+
+/// Flushes each `new/` the stored messages were renamed into, once; a message whose folder
+/// cannot be flushed is removed from `new/` again (best effort) and fails.
+fn flush_folders(done: &mut [Done]) {
+    let mut folders: BTreeMap<*const Folders, Vec<usize>> = BTreeMap::new();
+    for (i, (m, outcome)) in done.iter().enumerate() {
+        if let (Some(m), Ok(())) = (m, outcome) {
+            folders
+                .entry(Arc::as_ptr(&m.maildir.folders))
+                .or_default()
+                .push(i);
+        }
+    }
+    for stored in folders.into_values() {
+        let Some(maildir) = done[stored[0]].0.as_ref().map(|m| m.maildir.clone()) else {
+            continue;
+        };
+        if let Err(e) = rustix::fs::fsync(&maildir.folders.new) {
+            let why = format!("flushing {}: {e}", maildir.path.join("new").display());
+            for i in stored {
+                // Not acknowledged: not left in new/ either, if it can be helped, so that
+                // the client's retry does not make a duplicate.
+                let (m, outcome) = &mut done[i];
+                if let Some(m) = m {
+                    let _ = rustix::fs::unlinkat(
+                        &maildir.folders.new,
+                        m.name.as_str(),
+                        AtFlags::empty(),
+                    );
                 }
-                commit_next();
-            }),
-    );
+                *outcome = Err(io::Error::other(why.clone()));
+            }
+        }
+    }
+}
+
+/// On the reactor thread: answers a group's messages.
+fn answer_group(id: u64, outcomes: Vec<Result<(), String>>) {
+    let Some(triggers) =
+        COMMITTER.with_borrow_mut(|c| c.as_mut().and_then(|c| c.in_pool.remove(&id)))
+    else {
+        return;
+    };
+    for (stored, outcome) in triggers.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(()) => stored.callback(()),
+            Err(why) => stored.errback(Failure::new(io::Error::other(why))),
+        }
+    }
 }
 
 impl Drop for MaildirMessage {
     fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
+        if self.in_tmp {
             self.file = None;
-            let _ = fs::remove_file(&self.tmp);
+            let _ = rustix::fs::unlinkat(
+                &self.maildir.folders.tmp,
+                self.name.as_str(),
+                AtFlags::empty(),
+            );
         }
     }
 }
@@ -347,12 +479,20 @@ impl Drop for MaildirMessage {
 /// One domain's users, each with a Maildir under one folder (`ROOT/USER/{tmp,new,cur}`):
 /// a [`MessageDelivery`] taking mail for `user@domain`. Twisted's `MaildirDirdbmDomain`,
 /// with the users listed here rather than in a dbm file.
+///
+/// The Maildirs of the users who received mail lately are kept open (two folders each, at
+/// most [`OPEN_MAILDIRS`] Maildirs), so that a message costs no opening of folders.
 #[derive(Debug)]
 pub struct MaildirDomain {
     domain: String,
     root: PathBuf,
     users: RefCell<BTreeSet<String>>,
+    open: RefCell<HashMap<String, Maildir>>,
 }
+
+/// The most Maildirs a [`MaildirDomain`] keeps open; past it, it closes them all and opens
+/// again those that receive mail.
+pub const OPEN_MAILDIRS: usize = 1024;
 
 impl MaildirDomain {
     /// The domain `domain` stored under `root` (made if missing); every folder already in
@@ -378,6 +518,7 @@ impl MaildirDomain {
             domain: domain.to_ascii_lowercase(),
             root,
             users: RefCell::new(users),
+            open: RefCell::new(HashMap::new()),
         })
     }
 
@@ -396,7 +537,8 @@ impl MaildirDomain {
             ));
         }
         let maildir = Maildir::create(self.root.join(&user))?;
-        self.users.borrow_mut().insert(user);
+        self.users.borrow_mut().insert(user.clone());
+        self.keep_open(user, &maildir);
         Ok(maildir)
     }
 
@@ -405,12 +547,34 @@ impl MaildirDomain {
         self.users.borrow().iter().cloned().collect()
     }
 
-    /// A user's Maildir, if they are a user.
+    /// A user's Maildir, if they are a user and it can be opened.
     pub fn maildir(&self, user: &str) -> Option<Maildir> {
+        self.open_maildir(user)?.ok()
+    }
+
+    /// A user's Maildir, if they are a user: kept open, or opened (and made again if its
+    /// folders are missing).
+    fn open_maildir(&self, user: &str) -> Option<io::Result<Maildir>> {
         let user = user.to_ascii_lowercase();
-        self.users.borrow().contains(&user).then(|| Maildir {
-            path: self.root.join(user),
-        })
+        if let Some(open) = self.open.borrow().get(&user) {
+            return Some(Ok(open.clone()));
+        }
+        if !self.users.borrow().contains(&user) {
+            return None;
+        }
+        let opened = Maildir::create(self.root.join(&user));
+        if let Ok(maildir) = &opened {
+            self.keep_open(user, maildir);
+        }
+        Some(opened)
+    }
+
+    fn keep_open(&self, user: String, maildir: &Maildir) {
+        let mut open = self.open.borrow_mut();
+        if open.len() >= OPEN_MAILDIRS {
+            open.clear();
+        }
+        open.insert(user, maildir.clone());
     }
 }
 
@@ -434,8 +598,13 @@ impl MessageDelivery for MaildirDomain {
         if !to.domain().eq_ignore_ascii_case(&self.domain) {
             return Err(Reply::new(550, "5.7.1 Relaying denied"));
         }
-        let Some(maildir) = self.maildir(to.local()) else {
-            return Err(Reply::new(550, "5.1.1 No such user here"));
+        let maildir = match self.open_maildir(to.local()) {
+            Some(Ok(maildir)) => maildir,
+            Some(Err(e)) => {
+                tracing::error!("Maildir: cannot open the Maildir of <{to}>: {e}");
+                return Err(Reply::new(451, "4.3.0 Cannot store the message now"));
+            }
+            None => return Err(Reply::new(550, "5.1.1 No such user here")),
         };
         Ok(Box::new(move || {
             Ok(Box::new(maildir.deliver()?) as Box<dyn Message>)

@@ -119,10 +119,20 @@ fn maildir_delivery_is_atomic_and_a_lost_connection_leaves_nothing() {
     );
     assert_eq!(codes(&r), [250, 250, 250, 354]);
     assert!(files_in(&new).is_empty(), "nothing in new/ mid-message");
+    assert!(
+        files_in(&tmp).is_empty(),
+        "a small message is kept in memory until it is stored"
+    );
+    // Past 64 KiB it is written to tmp/ as it arrives.
+    let line = [b'x'; 98];
+    for _ in 0..700 {
+        assert_eq!(w.send(&[&line[..], b"\r\n"].concat()), "");
+    }
+    assert!(files_in(&new).is_empty(), "nothing in new/ mid-message");
     assert_eq!(
         files_in(&tmp).len(),
         1,
-        "the message is being written in tmp/"
+        "a large message is being written in tmp/"
     );
     w.smtp.connection_lost(ConnectionEnd::Done);
     assert!(files_in(&new).is_empty());
