@@ -327,8 +327,9 @@ impl Folder {
                 .max(1);
             changed = true;
         }
-        // Unknown messages get UIDs in name order (names start with the delivery time).
-        found.sort();
+        // Unknown messages get UIDs in delivery order, which the names give (their seconds
+        // and microseconds compared as numbers, as POP3's listing does: `M9` before `M10`).
+        found.sort_by(|a, b| mailbox::delivery_order(&a.0).cmp(&mailbox::delivery_order(&b.0)));
         let mut msgs = Vec::with_capacity(found.len());
         for (base, flags) in found {
             let uid = match known.get(&base) {

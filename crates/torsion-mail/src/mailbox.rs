@@ -231,7 +231,7 @@ impl Mailbox {
 /// The order of delivery a Maildir name gives: its seconds, then its microseconds (the
 /// `M` part of `secs.MusecPpidQn.host`), then the name. Compared as numbers, since `M9`
 /// comes before `M10`; names of another form sort by their leading number and name.
-fn delivery_order(uid: &str) -> (u64, u64, &str) {
+pub(crate) fn delivery_order(uid: &str) -> (u64, u64, &str) {
     let number = |s: &str| -> u64 {
         let digits = s.bytes().take_while(u8::is_ascii_digit).count();
         s[..digits].parse().unwrap_or(u64::MAX)

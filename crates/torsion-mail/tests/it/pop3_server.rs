@@ -626,3 +626,39 @@ fn a_message_imap_renamed_after_the_listing_is_still_read_and_deleted() {
     assert_eq!(after.messages()[0].flags, "S");
     assert_eq!(Mailbox::open(&maildir).unwrap().len(), 1);
 }
+
+/// IMAP gives UIDs in the order of delivery, as POP3 lists: a name's microseconds are a number
+/// (`M99800` was delivered before `M101900`, though it sorts after it as text). Before, IMAP
+/// sorted names as text, so two messages delivered 2 ms apart across such a boundary had their
+/// UIDs swapped against POP3's listing.
+#[test]
+fn imap_uids_and_the_pop3_listing_follow_delivery_order() {
+    use torsion_mail::imap_store::Folder;
+    let dir = TempDir::new("pop3-imap-order");
+    let maildir = torsion_mail::Maildir::create(dir.path()).unwrap();
+    let names = [
+        "1765000000.M99800P7Q0.host",
+        "1765000000.M101900P7Q1.host",
+        "1765000001.M5P7Q2.host",
+    ];
+    // Written in an order that is neither the delivery order nor the names' text order.
+    for i in [2, 0, 1] {
+        std::fs::write(
+            dir.path().join("new").join(names[i]),
+            format!("Subject: {i}\r\n\r\n"),
+        )
+        .unwrap();
+    }
+    let folder = Folder::open(dir.path().to_owned()).unwrap();
+    let by_uid: Vec<&str> = folder.messages().iter().map(|m| m.base.as_str()).collect();
+    assert_eq!(by_uid, names);
+    let uids: Vec<u32> = folder.messages().iter().map(|m| m.uid).collect();
+    assert!(uids.windows(2).all(|w| w[0] < w[1]), "{uids:?}");
+    let listing = Mailbox::open(&maildir).unwrap();
+    let listed: Vec<&str> = listing
+        .messages()
+        .iter()
+        .map(|m| m.uid().split(':').next().unwrap())
+        .collect();
+    assert_eq!(listed, names);
+}
