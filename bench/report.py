@@ -8,7 +8,7 @@ The chart needs matplotlib; without it a full run fails and a quick run notes it
 """
 import argparse
 import os
-import re
+import re as regex
 import statistics
 import sys
 from collections import defaultdict
@@ -514,7 +514,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     earlier = os.path.join(here, "earlier.md")
     if os.path.exists(earlier) and not args.quick:
-        text = re.sub(r"\A\s*<!--.*?-->\s*", "", open(earlier).read(), flags=re.S)
+        text = regex.sub(r"\A\s*<!--.*?-->\s*", "", open(earlier).read(), flags=regex.S)
         out += ["## Other runs: partial runs and other machines (`bench/earlier.md`)", "",
                 text.strip(), ""]
     findings = os.path.join(here, "findings.md")
