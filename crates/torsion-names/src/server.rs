@@ -624,14 +624,18 @@ impl DnsServer {
         self.encode(response, limit)
     }
 
-    /// A zone transfer: the zone in messages of at most 64 KiB over TCP; REFUSED otherwise.
-    fn transfer(&self, request: &Message, name: &Name, transport: Transport) -> Vec<Vec<u8>> {
-        let zone = self
-            .zones
+    /// The zone whose origin is `name`, if this server serves it.
+    fn zone_named(&self, name: &Name) -> Option<Rc<FileAuthority>> {
+        self.zones
             .borrow()
             .iter()
             .find(|z| z.origin() == name)
-            .cloned();
+            .cloned()
+    }
+
+    /// A zone transfer: the zone in messages of at most 64 KiB over TCP; REFUSED otherwise.
+    fn transfer(&self, request: &Message, name: &Name, transport: Transport) -> Vec<Vec<u8>> {
+        let zone = self.zone_named(name);
         let (Transport::Tcp, Some(zone)) = (transport, zone) else {
             let limit = self.limit(request, transport);
             return vec![self.encode(self.response(request, ResponseCode::Refused), limit)];
@@ -650,12 +654,7 @@ impl DnsServer {
     /// without the client's SOA is FORMERR; a zone not served here, REFUSED.
     fn incremental(&self, request: &Message, name: &Name, transport: Transport) -> Vec<Vec<u8>> {
         let limit = self.limit(request, transport);
-        let zone = self
-            .zones
-            .borrow()
-            .iter()
-            .find(|z| z.origin() == name)
-            .cloned();
+        let zone = self.zone_named(name);
         let Some(zone) = zone else {
             return vec![self.encode(self.response(request, ResponseCode::Refused), limit)];
         };

@@ -75,26 +75,7 @@ fn get(port: u16, path: &str) -> String {
 #[test]
 fn manhole_shows_connections_changes_log_level_interrupts_and_stops() {
     let dir = TempDir::new("manhole");
-    std::fs::write(dir.path().join("a.txt"), "a").unwrap();
-    let mut server = Running::start(&[
-        "--manhole",
-        "tcp:0:interface=127.0.0.1",
-        "web",
-        "--listen",
-        "tcp:0:interface=127.0.0.1",
-        "--path",
-        dir.path().to_str().unwrap(),
-    ]);
-    let line = server.wait_for("manhole: telnet console on tcp:127.0.0.1:");
-    let console_port: u16 = line
-        .split("tcp:127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    let web = server.port();
-    let mut c = Console::connect(console_port);
+    let (mut server, web, mut c) = web_with_console(&dir, &[]);
 
     // An HTTP connection held open shows in connections(); the finished request counts.
     let mut held = TcpStream::connect(("127.0.0.1", web)).unwrap();
@@ -187,17 +168,23 @@ fn a_telnet_manhole_off_loopback_is_refused() {
 #[test]
 fn requests_are_counted_with_the_access_log_off() {
     let dir = TempDir::new("manhole-nolog");
+    let (server, web, mut c) = web_with_console(&dir, &["--no-access-log"]);
+    assert!(get(web, "/a.txt").contains("200"));
+    assert!(get(web, "/missing").contains("404"));
+    assert_eq!(c.ask("requests"), "2");
+    c.0.write_all(b"stop()\r\n").unwrap();
+    server.wait_for("torsiond: stopped");
+}
+
+/// `torsiond --manhole ... web EXTRA --path DIR` (DIR holding `a.txt`), both on port 0 of
+/// 127.0.0.1: the running server, its web port and a console connected to its manhole.
+fn web_with_console(dir: &TempDir, extra: &[&str]) -> (Running, u16, Console) {
     std::fs::write(dir.path().join("a.txt"), "a").unwrap();
-    let server = Running::start(&[
-        "--manhole",
-        "tcp:0:interface=127.0.0.1",
-        "web",
-        "--no-access-log",
-        "--listen",
-        "tcp:0:interface=127.0.0.1",
-        "--path",
-        dir.path().to_str().unwrap(),
-    ]);
+    let path = dir.path().to_str().unwrap();
+    let mut args = vec!["--manhole", "tcp:0:interface=127.0.0.1", "web"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--listen", "tcp:0:interface=127.0.0.1", "--path", path]);
+    let server = Running::start(&args);
     let line = server.wait_for("manhole: telnet console on tcp:127.0.0.1:");
     let console_port: u16 = line
         .split("tcp:127.0.0.1:")
@@ -207,10 +194,5 @@ fn requests_are_counted_with_the_access_log_off() {
         .parse()
         .unwrap();
     let web = server.port();
-    let mut c = Console::connect(console_port);
-    assert!(get(web, "/a.txt").contains("200"));
-    assert!(get(web, "/missing").contains("404"));
-    assert_eq!(c.ask("requests"), "2");
-    c.0.write_all(b"stop()\r\n").unwrap();
-    server.wait_for("torsiond: stopped");
+    (server, web, Console::connect(console_port))
 }
