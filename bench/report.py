@@ -114,6 +114,12 @@ def main():
     med, meta, meta_list, notes, raw = load(args)
     g = lambda s, w, m: med.get((s, w, m))  # noqa: E731
 
+    def contender_row(scen, w, metrics, label=None, extra=()):
+        """A table row: the contender, its medians of `metrics`, `extra` cells, its runs."""
+        cells = [label or LABELS.get(w, w)] + [fmt(g(scen, w, m)) for m in metrics]
+        cells += list(extra) + [str(len(raw.get((scen, w, "rate"), [])))]
+        return "| " + " | ".join(cells) + " |"
+
     out = ["# Benchmarks", ""]
     if args.quick:
         out += ["**Quick run (`bench/run --quick`): debug build, one short run each. These "
@@ -144,10 +150,7 @@ def main():
         out += [f"| contender | {unit} | p50 µs | p99 µs | server CPU, {cpu_unit} | runs |",
                 "|---|---:|---:|---:|---:|---:|"]
         for w in whos:
-            runs = len(raw.get((scen, w, "rate"), []))
-            out.append(f"| {LABELS.get(w, w)} | {fmt(g(scen, w, 'rate'))} | "
-                       f"{fmt(g(scen, w, 'p50_us'))} | {fmt(g(scen, w, 'p99_us'))} | "
-                       f"{fmt(g(scen, w, 'cpu_us'))} | {runs} |")
+            out.append(contender_row(scen, w, ("rate", "p50_us", "p99_us", "cpu_us")))
         out.append("")
         base = "workers-2" if scen == "workers" else "torsion"
         peers = [w for w in whos if w != base]
@@ -206,9 +209,7 @@ def main():
                 "syscalls are shared by calls where echo pays them per message.", "",
                 "| server | calls/s | server CPU, µs per call | runs |", "|---|---:|---:|---:|"]
         for w in contenders(med, "amp"):
-            runs = len(raw.get(("amp", w, "rate"), []))
-            out.append(f"| {LABELS.get(w, w)} | {fmt(g('amp', w, 'rate'))} | "
-                       f"{fmt(g('amp', w, 'cpu_us'))} | {runs} |")
+            out.append(contender_row("amp", w, ("rate", "cpu_us")))
         rt = ratio(g("amp", "torsion", "rate"), g("amp", "twisted", "rate"))
         rc = ratio(g("amp", "torsion", "cpu_us"), g("amp", "twisted", "cpu_us"))
         re = ratio(g("amp", "torsion", "cpu_us"), g("echo50", "torsion", "cpu_us"))
@@ -234,11 +235,8 @@ def main():
                 "| server | queries/s | average latency µs | server CPU, µs per query | "
                 "answer bytes | lost | runs |", "|---|---:|---:|---:|---:|---:|---:|"]
         for w in contenders(med, "dns"):
-            runs = len(raw.get(("dns", w, "rate"), []))
-            out.append(f"| {DNS_LABELS.get(w, w)} | {fmt(g('dns', w, 'rate'))} | "
-                       f"{fmt(g('dns', w, 'avg_us'))} | {fmt(g('dns', w, 'cpu_us'))} | "
-                       f"{fmt(g('dns', w, 'answer_bytes'))} | {fmt(g('dns', w, 'lost'))} | "
-                       f"{runs} |")
+            out.append(contender_row("dns", w, ("rate", "avg_us", "cpu_us", "answer_bytes", "lost"),
+                                     DNS_LABELS.get(w, w)))
         out += ["", "Ratios, torsiond dns ÷ peer:", "",
                 "| peer | queries/s | CPU per query |", "|---|---:|---:|"]
         for w in contenders(med, "dns"):
@@ -267,9 +265,7 @@ def main():
                 "| server | messages/s | server CPU, µs per message | runs |",
                 "|---|---:|---:|---:|"]
         for w in contenders(med, "mail"):
-            runs = len(raw.get(("mail", w, "rate"), []))
-            out.append(f"| {MAIL_LABELS.get(w, w)} | {fmt(g('mail', w, 'rate'))} | "
-                       f"{fmt(g('mail', w, 'cpu_us'))} | {runs} |")
+            out.append(contender_row("mail", w, ("rate", "cpu_us"), MAIL_LABELS.get(w, w)))
         out += ["", "Ratios, torsiond mail ÷ peer:", "",
                 "| peer | messages/s | CPU per message |", "|---|---:|---:|"]
         for w in contenders(med, "mail"):
@@ -291,9 +287,7 @@ def main():
                 "| server | requests/s | mean latency µs | server CPU, µs per request | runs |",
                 "|---|---:|---:|---:|---:|"]
         for w in contenders(med, "h2"):
-            runs = len(raw.get(("h2", w, "rate"), []))
-            out.append(f"| {LABELS.get(w, w)} | {fmt(g('h2', w, 'rate'))} | "
-                       f"{fmt(g('h2', w, 'mean_us'))} | {fmt(g('h2', w, 'cpu_us'))} | {runs} |")
+            out.append(contender_row("h2", w, ("rate", "mean_us", "cpu_us")))
         rc = ratio(g("h2", "torsion", "cpu_us"), g("h2", "nginx", "cpu_us"))
         if rc:
             chart.append(("h2: CPU/request vs nginx", 1 / rc))
@@ -314,11 +308,10 @@ def main():
         echo_cpu = g("echo50", "torsion", "cpu_us")
         ws_labels = {"websockets": "Python websockets"}
         for w in contenders(med, "ws50"):
-            runs = len(raw.get(("ws50", w, "rate"), []))
             re = ratio(g("ws50", w, "cpu_us"), echo_cpu)
-            out.append(f"| {ws_labels.get(w, LABELS.get(w, w))} | {fmt(g('ws50', w, 'rate'))} | "
-                       f"{fmt(g('ws50', w, 'p50_us'))} | {fmt(g('ws50', w, 'p99_us'))} | "
-                       f"{fmt(g('ws50', w, 'cpu_us'))} | {fmt(re) if re else '—'} | {runs} |")
+            out.append(contender_row("ws50", w, ("rate", "p50_us", "p99_us", "cpu_us"),
+                                     ws_labels.get(w, LABELS.get(w, w)),
+                                     [fmt(re) if re else "—"]))
         rt = ratio(g("ws50", "torsion", "rate"), g("ws50", "twisted", "rate"))
         if rt:
             chart.append(("ws: msgs/s vs Twisted", rt))
@@ -379,9 +372,7 @@ def main():
                 "| server | MB/s | server CPU, µs per MB | runs |", "|---|---:|---:|---:|"]
         tls_labels = {"torsion-tls": "Torsion over TLS 1.3", "torsion-plain": "Torsion, plain TCP"}
         for w in contenders(med, "tlsecho"):
-            runs = len(raw.get(("tlsecho", w, "rate"), []))
-            out.append(f"| {tls_labels.get(w, w)} | {fmt(g('tlsecho', w, 'rate'))} | "
-                       f"{fmt(g('tlsecho', w, 'cpu_us'))} | {runs} |")
+            out.append(contender_row("tlsecho", w, ("rate", "cpu_us"), tls_labels.get(w, w)))
         rc = ratio(g("tlsecho", "torsion-tls", "cpu_us"), g("tlsecho", "torsion-plain", "cpu_us"))
         out += ["", f"TLS ÷ plain, server CPU per MB: {fmt(rc) + '×' if rc else '—'}", ""]
     # Scenario 14 (issue 27): many connections and pipelining.
@@ -404,10 +395,7 @@ def main():
                 "| contender | req/s | p50 µs | p99 µs | server CPU, µs per request | runs |",
                 "|---|---:|---:|---:|---:|---:|"]
         for w in whos:
-            runs = len(raw.get((scen, w, "rate"), []))
-            out.append(f"| {LABELS.get(w, w)} | {fmt(g(scen, w, 'rate'))} | "
-                       f"{fmt(g(scen, w, 'p50_us'))} | {fmt(g(scen, w, 'p99_us'))} | "
-                       f"{fmt(g(scen, w, 'cpu_us'))} | {runs} |")
+            out.append(contender_row(scen, w, ("rate", "p50_us", "p99_us", "cpu_us")))
         peers = [w for w in whos if w != "torsion"]
         if "torsion" in whos and peers:
             out += ["", "Ratios, Torsion ÷ peer (scenario 2's, with 50 connections, beside "

@@ -191,11 +191,8 @@ fn python_irc_users_talk_over_a_tls_listener() {
 /// `torsiond irc`, joins a channel and talks with a user on a plain connection, both ways.
 #[test]
 fn irssi_under_tmux_talks_with_another_user() {
-    use torsion::testing::{skip, Missing};
-    for program in ["irssi", "tmux"] {
-        if !crate::support::have(program) {
-            return skip(Missing::Peer, format!("{program} is not installed"));
-        }
+    if !crate::support::have_all(&["irssi", "tmux"]) {
+        return;
     }
     let dir = TempDir::new("irssi");
     let server = Running::start(&[

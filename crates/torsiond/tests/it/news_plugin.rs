@@ -177,10 +177,8 @@ impl Nntp {
 /// reads an article posted over a plain connection, and posts one that is read back.
 #[test]
 fn slrn_under_tmux_reads_and_posts() {
-    for program in ["slrn", "tmux"] {
-        if !crate::support::have(program) {
-            return skip(Missing::Peer, format!("{program} is not installed"));
-        }
+    if !crate::support::have_all(&["slrn", "tmux"]) {
+        return;
     }
     let dir = TempDir::new("slrn");
     let root = dir.path().join("root");

@@ -251,3 +251,18 @@ pub(crate) fn have(program: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// Whether every one of `programs` is on the PATH; for the first missing one, the test is
+/// skipped loudly (failed on CI) and this says false.
+pub(crate) fn have_all(programs: &[&str]) -> bool {
+    match programs.iter().find(|p| !have(p)) {
+        Some(missing) => {
+            torsion::testing::skip(
+                torsion::testing::Missing::Peer,
+                format!("{missing} is not installed"),
+            );
+            false
+        }
+        None => true,
+    }
+}
