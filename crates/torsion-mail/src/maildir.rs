@@ -256,10 +256,15 @@ impl Message for MaildirMessage {
             self.cr_pending = true;
             data = rest;
         }
+        // CRLF to LF: each run up to a CR before an LF, copied at once (a search for the LF,
+        // a single byte, is cheaper than one for the pair).
+        self.buffer.reserve(data.len());
         let mut start = 0;
-        for i in memchr::memmem::find_iter(data, b"\r\n") {
-            self.buffer.extend_from_slice(&data[start..i]);
-            start = i + 1;
+        for i in memchr::memchr_iter(b'\n', data) {
+            if i > start && data[i - 1] == b'\r' {
+                self.buffer.extend_from_slice(&data[start..i - 1]);
+                start = i;
+            }
         }
         self.buffer.extend_from_slice(&data[start..]);
         if self.buffer.len() >= IN_MEMORY {
