@@ -446,8 +446,21 @@ fn store_messages(
         drop(messages);
         return answer(conn, t, !failed);
     }
-    let stored: Vec<Deferred<()>> = messages.into_iter().map(|m| m.eom_received()).collect();
     let (conn, t) = (conn.clone(), t.clone());
+    let mut messages = messages;
+    if messages.len() == 1 {
+        // One recipient, the usual case: its own Deferred, without a list around it.
+        let stored = messages.remove(0).eom_received();
+        drop(stored.add_both(move |outcome: Result<(), Failure>| {
+            if let Err(f) = &outcome {
+                tracing::error!("SMTP: storing a message failed: {}", f.error_message());
+            }
+            answer(&conn, &t, outcome.is_ok());
+            Ok(())
+        }));
+        return;
+    }
+    let stored: Vec<Deferred<()>> = messages.into_iter().map(|m| m.eom_received()).collect();
     let all = DeferredList::builder(stored).consume_errors(true).build();
     drop(all.add_callback(move |outcomes| {
         let mut ok = true;
