@@ -156,6 +156,9 @@ const BODY_BATCH: usize = 64 << 10;
 /// pipelined commands cost at most this much output until the caller sends it.
 pub const MAX_OUTPUT: usize = 16 << 10;
 
+/// Where body bytes go as they are scanned.
+type BodySink<'a> = dyn FnMut(&[u8]) + 'a;
+
 /// A message body's progress: dot-unstuffing, the size limit, the end marker.
 ///
 /// The body is scanned in bulk rather than line by line: only a line starting with a dot
@@ -196,11 +199,15 @@ impl BodyScan {
         }
     }
 
-    /// Takes body bytes from `rest`, unstuffed, into `batch` (unless over the limit):
-    /// how many it took, and why it stopped.
-    fn scan(&mut self, rest: &[u8], batch: &mut Vec<u8>) -> (usize, Stop) {
+    /// Takes body bytes from `rest`, passing them on unstuffed to `sink` (unless over the
+    /// limit), `room` bytes or a little more: how many it took, and why it stopped.
+    fn scan(&mut self, rest: &[u8], room: usize, sink: &mut dyn FnMut(&[u8])) -> (usize, Stop) {
         let mut pos = 0;
+        let mut passed = 0;
         loop {
+            if passed >= room {
+                return (pos, Stop::Full);
+            }
             let rest = &rest[pos..];
             if rest.is_empty() {
                 return (pos, Stop::More);
@@ -238,15 +245,13 @@ impl BodyScan {
             if self.size > self.max {
                 self.over = true;
             } else {
-                batch.extend_from_slice(&window[..take]);
+                sink(&window[..take]);
+                passed += take;
             }
             pos += take;
             self.line_start = ends_line;
             if self.over && !was_over {
                 return (pos, Stop::Oversize);
-            }
-            if batch.len() >= BODY_BATCH {
-                return (pos, Stop::Full);
             }
         }
     }
@@ -388,6 +393,20 @@ impl ServerCore {
 
     /// Adds what the client sent.
     pub fn receive(&mut self, data: &[u8]) {
+        self.receive_into(data, None);
+    }
+
+    /// Adds what the client sent as [`receive`](Self::receive) does, except that the
+    /// message body it can pass on at once goes to `body` (dot-unstuffed, in order, as
+    /// slices of `data`) rather than into an [`Event::Body`]: the bytes of a message are
+    /// then never copied into the core. What is left (a part of a line, the end marker,
+    /// commands) comes out of [`poll`](Self::poll) as usual, and so does any body the core
+    /// held already, so `body` is only called when it has nothing of the message before.
+    pub fn receive_with_body(&mut self, data: &[u8], mut body: impl FnMut(&[u8])) {
+        self.receive_into(data, Some(&mut body));
+    }
+
+    fn receive_into(&mut self, data: &[u8], sink: Option<&mut BodySink<'_>>) {
         if self.closed() {
             return;
         }
@@ -402,10 +421,17 @@ impl ServerCore {
         // its limit, nor past a batch: `poll` deals with those.
         if matches!(self.phase, Phase::Data)
             && self.input.is_empty()
-            && self.body.len() < BODY_BATCH
             && self.scan.size.saturating_add(data.len() as u64) <= self.scan.max
         {
-            let (scanned, _) = self.scan.scan(data, &mut self.body);
+            let (scanned, _) = match sink {
+                Some(sink) if self.body.is_empty() => self.scan.scan(data, usize::MAX, sink),
+                _ => {
+                    let body = &mut self.body;
+                    let room = BODY_BATCH.saturating_sub(body.len());
+                    self.scan
+                        .scan(data, room, &mut |run| body.extend_from_slice(run))
+                }
+            };
             self.input.extend_from_slice(&data[scanned..]);
             return;
         }
@@ -744,7 +770,10 @@ impl ServerCore {
     /// already, then what is in the input.
     fn poll_data(&mut self) -> Option<Event> {
         let mut batch = std::mem::take(&mut self.body);
-        let (scanned, stop) = self.scan.scan(&self.input[self.pos..], &mut batch);
+        let room = BODY_BATCH.saturating_sub(batch.len());
+        let (scanned, stop) = self.scan.scan(&self.input[self.pos..], room, &mut |run| {
+            batch.extend_from_slice(run)
+        });
         self.pos += scanned;
         match stop {
             Stop::End if !batch.is_empty() && !self.scan.over => Some(Event::Body(batch)),

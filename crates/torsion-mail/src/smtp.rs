@@ -335,17 +335,8 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
             }
             Event::Data => start_messages(&mut c),
             Event::Body(data) => {
-                let mut failed = false;
-                for m in &mut c.messages {
-                    if let Err(e) = m.write(&data) {
-                        tracing::error!("SMTP: storing a message failed: {e}");
-                        failed = true;
-                    }
-                }
-                if failed {
-                    c.messages.clear();
-                    c.failed = true;
-                }
+                let c = &mut *c;
+                write_body(&mut c.messages, &mut c.failed, &data);
             }
             Event::Oversize => c.messages.clear(),
             Event::EndOfData => {
@@ -393,6 +384,22 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
         } else {
             t.resume_producing();
         }
+    }
+}
+
+/// Writes part of the body to each recipient's message; one failing drops them all, and
+/// the end of the body is then answered 451.
+fn write_body(messages: &mut Vec<Box<dyn Message>>, failed: &mut bool, data: &[u8]) {
+    let mut failed_now = false;
+    for m in messages.iter_mut() {
+        if let Err(e) = m.write(data) {
+            tracing::error!("SMTP: storing a message failed: {e}");
+            failed_now = true;
+        }
+    }
+    if failed_now {
+        messages.clear();
+        *failed = true;
     }
 }
 
@@ -601,7 +608,17 @@ impl Protocol for Smtp {
 
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
         self.idle.reset_timeout();
-        self.conn.borrow_mut().core.receive(data);
+        {
+            // The body goes from the read straight into the messages where it can.
+            let mut c = self.conn.borrow_mut();
+            let Conn {
+                core,
+                messages,
+                failed,
+                ..
+            } = &mut *c;
+            core.receive_with_body(data, |run| write_body(messages, failed, run));
+        }
         pump(&self.conn, t);
     }
 

@@ -218,6 +218,40 @@ fn a_body_split_in_three_anywhere_gives_the_same_message_and_the_next_command() 
 }
 
 #[test]
+fn receive_with_body_passes_the_body_on_in_order_without_holding_it() {
+    // The same splits through receive_with_body: what goes to the sink and what comes
+    // out as Event::Body make the body, in order, and the rest is as with receive.
+    let wire = b"ab\r\n..\r\n.x\r\n...\r\n.\r\nNOOP\r\n";
+    for i in 0..=wire.len() {
+        for j in i..=wire.len() {
+            let mut c = in_data(1 << 20);
+            let mut body = Vec::new();
+            let mut ends = 0;
+            for part in [&wire[..i], &wire[i..j], &wire[j..]] {
+                c.receive_with_body(part, |run| body.extend_from_slice(run));
+                for e in drive(&mut c) {
+                    match e {
+                        Event::Body(b) => body.extend_from_slice(&b),
+                        Event::EndOfData => ends += 1,
+                        _ => {}
+                    }
+                }
+            }
+            assert_eq!(body, b"ab\r\n.\r\nx\r\n..\r\n", "split at {i}, {j}");
+            assert_eq!(ends, 1, "split at {i}, {j}");
+            assert_eq!(codes(&out(&mut c)), [250, 250], "split at {i}, {j}");
+        }
+    }
+    // In one read, the lines before the end marker go to the sink, none is held.
+    let mut c = in_data(1 << 20);
+    let mut sunk = Vec::new();
+    c.receive_with_body(b"one\r\ntwo\r\n.\r\n", |run| sunk.extend_from_slice(run));
+    assert_eq!(sunk, b"one\r\ntwo\r\n");
+    assert_eq!(c.buffered(), 3, "only the end marker is kept");
+    assert_eq!(drive(&mut c), [Event::EndOfData]);
+}
+
+#[test]
 fn a_body_exactly_at_the_size_limit_is_taken_and_one_byte_more_is_not() {
     // 100 bytes after unstuffing: the stuffed dot does not count.
     let line = [b"..".as_slice(), &[b'y'; 97], b"\r\n"].concat();
