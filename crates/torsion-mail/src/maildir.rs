@@ -362,13 +362,18 @@ struct Group {
     /// `new/` if its folder's flush fails), by its place in the group.
     done: Mutex<Vec<Option<Done>>>,
     remaining: AtomicUsize,
+    /// The messages no job has taken yet, with their places.
+    pending: Mutex<Vec<(usize, MaildirMessage)>>,
 }
 
 /// A message whose job is done (gone if the pool refused it), and its outcome.
 type Done = (Option<MaildirMessage>, io::Result<()>);
 
-/// Hands the messages that ended in this iteration to the pool, one job each, and answers
-/// each with its outcome when the last is done.
+/// Hands the messages that ended in this iteration to the pool and answers each with its
+/// outcome when the last is done. Each message is stored by a job of its own, but a job
+/// goes on with the group's next message rather than ending: as many jobs as the pool has
+/// threads (or messages, if fewer) do the same work, in parallel as far as the pool allows,
+/// with fewer hand-offs (each one a wake-up of a worker, and its wait after).
 fn commit_group() {
     let Some((messages, id)) = COMMITTER.with_borrow_mut(|c| {
         let c = c.as_mut()?;
@@ -384,21 +389,47 @@ fn commit_group() {
         return;
     };
     tracing::trace!("Maildir: committing a group of {} messages", messages.len());
+    let pool = get_thread_pool();
+    let jobs = messages.len().min(pool.max_threads().max(1));
     let group = Arc::new(Group {
         id,
         reactor: torsion::reactor().handle(),
         done: Mutex::new(messages.iter().map(|_| None).collect()),
         remaining: AtomicUsize::new(messages.len()),
+        // Taken from the end: the last message first, so reversed.
+        pending: Mutex::new(messages.into_iter().enumerate().rev().collect()),
     });
-    let pool = get_thread_pool();
-    for (i, m) in messages.into_iter().enumerate() {
+    let mut refused = None;
+    for _ in 0..jobs {
         let job_group = group.clone();
-        let submitted = pool.call_in_thread(move || stored_one(&job_group, i, m));
-        if let Err(e) = submitted {
-            // The pool refused the job (its queue is full, or it stopped; the message, in
-            // the job, is dropped and its file removed): it fails.
-            finished_one(&group, i, None, Err(io::Error::other(e.to_string())));
+        if let Err(e) = pool.call_in_thread(move || store_pending(&job_group)) {
+            refused = Some(e);
         }
+    }
+    if let Some(e) = refused {
+        // The pool refused a job (its queue is full, or it stopped). The jobs it took store
+        // every message, but if no job holds the group (none was taken, or those taken are
+        // done), what is left will not be stored: it fails (each dropped, its file removed).
+        if Arc::strong_count(&group) == 1 {
+            let pending = std::mem::take(&mut *lock(&group.pending));
+            for (i, m) in pending {
+                drop(m);
+                finished_one(&group, i, None, Err(io::Error::other(e.to_string())));
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// In a pool thread: stores the group's messages no job has taken, one at a time.
+fn store_pending(group: &Arc<Group>) {
+    loop {
+        let next = lock(&group.pending).pop();
+        let Some((i, m)) = next else { return };
+        stored_one(group, i, m);
     }
 }
 
