@@ -220,6 +220,8 @@ struct Conn {
     shared: Rc<Shared>,
     core: ServerCore,
     peer: String,
+    /// What [`Conn::session`] gives the delivery.
+    session: Session,
     from: ReversePath,
     recipients: Vec<(Address, MessageFactory)>,
     messages: Vec<Box<dyn Message>>,
@@ -239,11 +241,16 @@ impl Smtp {
         let mut core = ServerCore::new(&shared.hostname, shared.limits.clone());
         core.set_starttls_available(shared.tls.is_some());
         core.set_auth(shared.login.is_some(), !shared.auth_without_tls);
+        let session = Session {
+            hostname: shared.hostname.clone(),
+            ..Session::default()
+        };
         Smtp {
             conn: Rc::new(RefCell::new(Conn {
                 shared,
                 core,
                 peer: String::new(),
+                session,
                 from: None,
                 recipients: Vec::new(),
                 messages: Vec::new(),
@@ -259,15 +266,23 @@ impl Smtp {
 }
 
 impl Conn {
-    fn session(&self) -> Session {
-        Session {
-            hostname: self.shared.hostname.clone(),
-            helo: self.core.helo().unwrap_or_default().to_owned(),
-            peer: self.peer.clone(),
-            extended: self.core.extended(),
-            tls: self.core.tls_active(),
-            authenticated: self.core.authenticated().map(str::to_owned),
+    /// The session as the delivery sees it, brought up to date with the core: kept from
+    /// one command to the next rather than made (five strings) for each.
+    fn session(&mut self) -> &Session {
+        let s = &mut self.session;
+        let helo = self.core.helo().unwrap_or_default();
+        if s.helo != helo {
+            helo.clone_into(&mut s.helo);
         }
+        if s.peer != self.peer {
+            self.peer.clone_into(&mut s.peer);
+        }
+        if s.authenticated.as_deref() != self.core.authenticated() {
+            s.authenticated = self.core.authenticated().map(str::to_owned);
+        }
+        s.extended = self.core.extended();
+        s.tls = self.core.tls_active();
+        s
     }
 
     /// Whether the client is not taking its replies: the transport said so, or holds more
@@ -313,8 +328,8 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
         let mut c = conn.borrow_mut();
         match event {
             Event::Mail { from, .. } => {
-                let session = c.session();
-                match c.shared.delivery.clone().validate_from(&session, &from) {
+                let delivery = c.shared.delivery.clone();
+                match delivery.validate_from(c.session(), &from) {
                     Ok(()) => {
                         c.reset();
                         c.from = from;
@@ -324,8 +339,8 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
                 }
             }
             Event::Rcpt { to } => {
-                let session = c.session();
-                match c.shared.delivery.clone().validate_to(&session, &to) {
+                let delivery = c.shared.delivery.clone();
+                match delivery.validate_to(c.session(), &to) {
                     Ok(factory) => {
                         c.recipients.push((to, factory));
                         c.core.accept();
@@ -404,14 +419,11 @@ fn write_body(messages: &mut Vec<Box<dyn Message>>, failed: &mut bool, data: &[u
 }
 
 fn start_messages(c: &mut Conn) {
-    let session = c.session();
-    let from = c.from.clone();
+    let delivery = c.shared.delivery.clone();
+    c.session();
     let mut messages = Vec::new();
     for (to, factory) in std::mem::take(&mut c.recipients) {
-        let header = c
-            .shared
-            .delivery
-            .received_header(&session, &from, std::slice::from_ref(&to));
+        let header = delivery.received_header(&c.session, &c.from, std::slice::from_ref(&to));
         let opened = factory().and_then(|mut m| {
             if let Some(h) = header {
                 m.write(&h)?;
