@@ -5,7 +5,11 @@
 //!
 //! ```text
 //! smtp_send --port 8025 --seconds 10 --conns 20 --size 10240 [--to bench@bench.test]
+//!           [--messages N]
 //! ```
+//!
+//! `--messages N` stops after N messages in all (or at `--seconds`, whichever comes first):
+//! a fixed amount of work, for counting a server's instructions per message (bench/profile).
 //!
 //! Prints `messages N seconds S messages_per_s R`. Any reply but the expected one fails the
 //! run (exit status 1) with the reply, so a server refusing the mail cannot look fast.
@@ -25,12 +29,18 @@ fn main() -> ExitCode {
     let conns: usize = torsion_bench::arg("--conns", 20);
     let size: usize = torsion_bench::arg("--size", 10240);
     let to: String = torsion_bench::arg("--to", "bench@bench.test".to_owned());
+    let limit: u64 = torsion_bench::arg("--messages", 0);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     let local = tokio::task::LocalSet::new();
     let sent = Rc::new(Cell::new(0u64));
+    // Messages begun, against `--messages` (0: no limit).
+    let begun = Rc::new(Budget {
+        begun: Cell::new(0),
+        limit,
+    });
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let body = Rc::new(message(size));
@@ -38,8 +48,9 @@ fn main() -> ExitCode {
         let mut tasks = Vec::new();
         for _ in 0..conns {
             let (sent, body, to) = (sent.clone(), body.clone(), to.clone());
+            let begun = begun.clone();
             tasks.push(tokio::task::spawn_local(async move {
-                sender(port, &to, &body, deadline, &sent).await
+                sender(port, &to, &body, deadline, &begun, &sent).await
             }));
         }
         for t in tasks {
@@ -73,12 +84,32 @@ fn message(size: usize) -> Vec<u8> {
     m
 }
 
-/// One connection: EHLO, then messages until the deadline, then QUIT.
+/// How many messages the senders may begin in all.
+struct Budget {
+    begun: Cell<u64>,
+    /// 0: no limit.
+    limit: u64,
+}
+
+impl Budget {
+    /// Takes one message from the budget; false once it is spent.
+    fn take(&self) -> bool {
+        if self.limit != 0 && self.begun.get() >= self.limit {
+            return false;
+        }
+        self.begun.set(self.begun.get() + 1);
+        true
+    }
+}
+
+/// One connection: EHLO, then messages until the deadline (or the budget is spent), then
+/// QUIT.
 async fn sender(
     port: u16,
     to: &str,
     body: &[u8],
     deadline: Instant,
+    budget: &Budget,
     sent: &Cell<u64>,
 ) -> Result<(), String> {
     let stream = TcpStream::connect(("127.0.0.1", port))
@@ -94,7 +125,7 @@ async fn sender(
         .map_err(|e| e.to_string())?;
     expect(&mut r, &mut line, 250).await?;
     let rcpt = format!("RCPT TO:<{to}>\r\n");
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && budget.take() {
         let io = |e: std::io::Error| e.to_string();
         w.write_all(b"MAIL FROM:<load@bench.test>\r\n")
             .await

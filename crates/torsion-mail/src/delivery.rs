@@ -150,24 +150,65 @@ pub fn received_header(session: &Session, to: &[Address], now: SystemTime) -> Ve
         (true, false, true) => "ESMTPA",
         (true, true, true) => "ESMTPSA",
     };
-    // httpdate writes "Sun, 06 Nov 1994 08:49:37 GMT"; RFC 5322 prefers a numeric zone.
-    let date = httpdate::fmt_http_date(now);
-    let date = date.strip_suffix(" GMT").unwrap_or(&date);
-    let clean = |s: &str| -> String {
-        s.chars()
-            .filter(|c| !c.is_control() && !"()".contains(*c))
-            .collect()
-    };
-    let mut header = format!(
-        "Received: from {} ({})\r\n\tby {} with {}",
-        clean(&session.helo),
-        clean(&session.peer),
-        clean(&session.hostname),
-        with
-    );
+    let mut header = Vec::with_capacity(160);
+    header.extend_from_slice(b"Received: from ");
+    push_clean(&mut header, &session.helo);
+    header.extend_from_slice(b" (");
+    push_clean(&mut header, &session.peer);
+    header.extend_from_slice(b")\r\n\tby ");
+    push_clean(&mut header, &session.hostname);
+    header.extend_from_slice(b" with ");
+    header.extend_from_slice(with.as_bytes());
     if let [one] = to {
-        header.push_str(&format!("\r\n\tfor <{}>", clean(&one.to_string())));
+        header.extend_from_slice(b"\r\n\tfor <");
+        push_clean(&mut header, &one.to_string());
+        header.push(b'>');
     }
-    header.push_str(&format!("; {date} +0000\r\n"));
-    header.into_bytes()
+    header.extend_from_slice(b"; ");
+    push_date(&mut header, now);
+    header.extend_from_slice(b" +0000\r\n");
+    header
+}
+
+/// Appends `s` without its control characters and parentheses (which would end the
+/// header's comment or the header itself).
+fn push_clean(out: &mut Vec<u8>, s: &str) {
+    // Control characters are single bytes below 0x20, DEL, or (U+0080 to U+009F) two
+    // bytes starting with 0xC2: text without those is copied as it is.
+    if s.bytes()
+        .any(|b| b < 0x20 || b == 0x7f || b == 0xc2 || b == b'(' || b == b')')
+    {
+        let clean: String = s
+            .chars()
+            .filter(|c| !c.is_control() && !"()".contains(*c))
+            .collect();
+        out.extend_from_slice(clean.as_bytes());
+    } else {
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// Appends `now` as "Sun, 06 Nov 1994 08:49:37" (httpdate's form, without its zone). The
+/// text of the last second is kept per thread: a busy server writes many headers a second.
+fn push_date(out: &mut Vec<u8>, now: SystemTime) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    // httpdate writes "Sun, 06 Nov 1994 08:49:37 GMT"; RFC 5322 prefers a numeric zone,
+    // which the caller adds.
+    let format = || {
+        let date = httpdate::fmt_http_date(now);
+        date.strip_suffix(" GMT").unwrap_or(&date).to_owned()
+    };
+    let Ok(since) = now.duration_since(std::time::UNIX_EPOCH) else {
+        return out.extend_from_slice(format().as_bytes());
+    };
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != since.as_secs() {
+            *text = format();
+            *at = since.as_secs();
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
 }

@@ -58,9 +58,32 @@ impl Reply {
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let last = self.lines.len() - 1;
         for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            out.extend_from_slice(format!("{}{}{}\r\n", self.code, sep, line).as_bytes());
+            Reply::write_line(out, self.code, i == last, line);
         }
+    }
+
+    /// Appends one line of a reply as [`write_to`](Self::write_to) does (`last`: the
+    /// final line), without making a `Reply` first: what the server core answers with,
+    /// once per command.
+    pub(crate) fn write_line(out: &mut Vec<u8>, code: u16, last: bool, text: &str) {
+        let code = code.clamp(200, 599);
+        out.reserve(text.len() + 6);
+        let digits = [
+            b'0' + (code / 100) as u8,
+            b'0' + (code / 10 % 10) as u8,
+            b'0' + (code % 10) as u8,
+            if last { b' ' } else { b'-' },
+        ];
+        out.extend_from_slice(&digits);
+        // Control characters become spaces, as in `Reply::new`. The C0 ones and DEL are
+        // single bytes; the C1 ones (U+0080 to U+009F) start with 0xC2 in UTF-8, so text
+        // without such bytes (any reply of the server's own) is copied as it is.
+        if text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+            out.extend_from_slice(text.replace(|c: char| c.is_control(), " ").as_bytes());
+        } else {
+            out.extend_from_slice(text.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
     }
 
     /// The reply as it goes on the wire.

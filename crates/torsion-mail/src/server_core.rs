@@ -41,8 +41,6 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
-use torsion::protocols::basic::find_delimiter;
-
 use crate::command::{parse_command, Address, Command, CommandError, MailParams, ReversePath};
 use crate::reply::Reply;
 
@@ -158,6 +156,107 @@ const BODY_BATCH: usize = 64 << 10;
 /// pipelined commands cost at most this much output until the caller sends it.
 pub const MAX_OUTPUT: usize = 16 << 10;
 
+/// Where body bytes go as they are scanned.
+type BodySink<'a> = dyn FnMut(&[u8]) + 'a;
+
+/// A message body's progress: dot-unstuffing, the size limit, the end marker.
+///
+/// The body is scanned in bulk rather than line by line: only a line starting with a dot
+/// needs anything done to it (its dot dropped, or it is the end), so the run of lines up to
+/// the next such line (one search for CRLF and a dot) is counted and copied at once.
+#[derive(Debug)]
+struct BodyScan {
+    /// At the start of a line (after CRLF, or the body's start).
+    line_start: bool,
+    /// Body bytes so far, dot-unstuffed.
+    size: u64,
+    /// Past `max`: the rest is dropped as it comes.
+    over: bool,
+    max: u64,
+}
+
+/// Why [`BodyScan::scan`] stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// It needs more bytes (all were taken, or what is left may be the end marker or is
+    /// part of a line).
+    More,
+    /// The end marker is next (not taken).
+    End,
+    /// The body just went over the limit (the batch is to be dropped).
+    Oversize,
+    /// The batch is full.
+    Full,
+}
+
+impl BodyScan {
+    fn new(max: u64) -> BodyScan {
+        BodyScan {
+            line_start: true,
+            size: 0,
+            over: false,
+            max,
+        }
+    }
+
+    /// Takes body bytes from `rest`, passing them on unstuffed to `sink` (unless over the
+    /// limit), `room` bytes or a little more: how many it took, and why it stopped.
+    fn scan(&mut self, rest: &[u8], room: usize, sink: &mut dyn FnMut(&[u8])) -> (usize, Stop) {
+        let mut pos = 0;
+        let mut passed = 0;
+        loop {
+            if passed >= room {
+                return (pos, Stop::Full);
+            }
+            let rest = &rest[pos..];
+            if rest.is_empty() {
+                return (pos, Stop::More);
+            }
+            if self.line_start && rest[0] == b'.' {
+                match rest {
+                    [b'.', b'\r', b'\n', ..] => return (pos, Stop::End),
+                    // Perhaps the end marker: wait for the rest of it.
+                    [b'.'] | [b'.', b'\r'] => return (pos, Stop::More),
+                    // A stuffed dot: dropped, not counted.
+                    _ => {
+                        pos += 1;
+                        self.line_start = false;
+                        continue;
+                    }
+                }
+            }
+            // Whole lines up to the next that starts with a dot, or up to the last whole
+            // line here; a batch's worth at most.
+            let window = &rest[..rest.len().min(BODY_BATCH)];
+            let (take, ends_line) = match memchr::memmem::find(window, b"\r\n.") {
+                Some(i) => (i + 2, true),
+                None => match memchr::memmem::rfind(window, b"\r\n") {
+                    Some(i) => (i + 2, true),
+                    // A long line: pass it on in pieces, keeping a last CR (it may start
+                    // the CRLF) for later.
+                    None if window.len() > BODY_PIECE => {
+                        (window.len() - usize::from(window.ends_with(b"\r")), false)
+                    }
+                    None => return (pos, Stop::More),
+                },
+            };
+            self.size += take as u64;
+            let was_over = self.over;
+            if self.size > self.max {
+                self.over = true;
+            } else {
+                sink(&window[..take]);
+                passed += take;
+            }
+            pos += take;
+            self.line_start = ends_line;
+            if self.over && !was_over {
+                return (pos, Stop::Oversize);
+            }
+        }
+    }
+}
+
 /// The SMTP server state machine of one connection. See the [module](self) documentation.
 #[derive(Debug)]
 pub struct ServerCore {
@@ -173,9 +272,10 @@ pub struct ServerCore {
     extended: bool,
     in_transaction: bool,
     recipients: usize,
-    size: u64,
-    over: bool,
-    line_start: bool,
+    /// Body bytes already scanned out of what arrived (see [`receive`](Self::receive)),
+    /// the start of the next [`Event::Body`].
+    body: Vec<u8>,
+    scan: BodyScan,
     starttls_available: bool,
     tls_active: bool,
     auth_available: bool,
@@ -194,6 +294,7 @@ impl ServerCore {
             .collect();
         let mut core = ServerCore {
             hostname,
+            scan: BodyScan::new(limits.max_message_size),
             limits,
             input: Vec::new(),
             pos: 0,
@@ -205,9 +306,7 @@ impl ServerCore {
             extended: false,
             in_transaction: false,
             recipients: 0,
-            size: 0,
-            over: false,
-            line_start: true,
+            body: Vec::new(),
             starttls_available: false,
             tls_active: false,
             auth_available: false,
@@ -262,7 +361,7 @@ impl ServerCore {
     /// Bytes received and not yet read: the caller pauses reading past a limit while it
     /// decides something slowly.
     pub fn buffered(&self) -> usize {
-        self.input.len() - self.pos
+        self.input.len() - self.pos + self.body.len()
     }
 
     /// Whether an event waits for its answer.
@@ -294,12 +393,47 @@ impl ServerCore {
 
     /// Adds what the client sent.
     pub fn receive(&mut self, data: &[u8]) {
+        self.receive_into(data, None);
+    }
+
+    /// Adds what the client sent as [`receive`](Self::receive) does, except that the
+    /// message body it can pass on at once goes to `body` (dot-unstuffed, in order, as
+    /// slices of `data`) rather than into an [`Event::Body`]: the bytes of a message are
+    /// then never copied into the core. What is left (a part of a line, the end marker,
+    /// commands) comes out of [`poll`](Self::poll) as usual, and so does any body the core
+    /// held already, so `body` is only called when it has nothing of the message before.
+    pub fn receive_with_body(&mut self, data: &[u8], mut body: impl FnMut(&[u8])) {
+        self.receive_into(data, Some(&mut body));
+    }
+
+    fn receive_into(&mut self, data: &[u8], sink: Option<&mut BodySink<'_>>) {
         if self.closed() {
             return;
         }
         if self.pos > 0 {
             self.input.drain(..self.pos);
             self.pos = 0;
+        }
+        // Mid-body with nothing held, the usual case for a message's bytes: its lines go
+        // straight into the next Event::Body, instead of being copied in here first and
+        // out again at `poll`. Only what cannot be decided yet (the end marker and what
+        // follows it, a part of a line) is kept. Not when this could take the message past
+        // its limit, nor past a batch: `poll` deals with those.
+        if matches!(self.phase, Phase::Data)
+            && self.input.is_empty()
+            && self.scan.size.saturating_add(data.len() as u64) <= self.scan.max
+        {
+            let (scanned, _) = match sink {
+                Some(sink) if self.body.is_empty() => self.scan.scan(data, usize::MAX, sink),
+                _ => {
+                    let body = &mut self.body;
+                    let room = BODY_BATCH.saturating_sub(body.len());
+                    self.scan
+                        .scan(data, room, &mut |run| body.extend_from_slice(run))
+                }
+            };
+            self.input.extend_from_slice(&data[scanned..]);
+            return;
         }
         self.input.extend_from_slice(data);
     }
@@ -378,7 +512,7 @@ impl ServerCore {
     }
 
     fn reply(&mut self, code: u16, text: &str) {
-        Reply::new(code, text).write_to(&mut self.out);
+        Reply::write_line(&mut self.out, code, true, text);
     }
 
     /// Answers a refused command; past [`Limits::max_errors`] closes the connection.
@@ -395,6 +529,7 @@ impl ServerCore {
         self.reply(code, text);
         self.phase = Phase::Closed;
         self.input = Vec::new();
+        self.body = Vec::new();
         self.pos = 0;
         Event::Close
     }
@@ -631,64 +766,38 @@ impl ServerCore {
         })
     }
 
+    /// The body after 354 (see [`BodyScan`]): what [`receive`](Self::receive) scanned
+    /// already, then what is in the input.
     fn poll_data(&mut self) -> Option<Event> {
-        let mut batch = Vec::new();
-        loop {
-            let rest = &self.input[self.pos..];
-            if rest.is_empty() {
-                break;
-            }
-            let (piece, ends_line) = match find_delimiter(rest, b"\r\n") {
-                Some(i) => (&rest[..i + 2], true),
-                None if rest.len() > BODY_PIECE => {
-                    // A long line: pass it on in pieces, keeping a last CR (it may start
-                    // the CRLF) and a lone leading dot (it may be the end) for later.
-                    let keep = usize::from(rest.ends_with(b"\r"));
-                    (&rest[..rest.len() - keep], false)
-                }
-                None => break,
-            };
-            if self.line_start && piece == b".\r\n" {
-                if !batch.is_empty() && !self.over {
-                    return Some(Event::Body(batch));
-                }
-                self.pos += 3;
-                self.phase = Phase::Command;
-                self.line_start = true;
-                if std::mem::take(&mut self.over) {
-                    self.reset_transaction();
-                    self.reply(
-                        552,
-                        "5.3.4 Message size exceeds the fixed maximum message size",
-                    );
-                    return None;
-                }
-                self.awaiting = Awaiting::EndOfData;
-                return Some(Event::EndOfData);
-            }
-            let len = piece.len();
-            let content = if self.line_start && piece.starts_with(b".") {
-                &piece[1..]
-            } else {
-                piece
-            };
-            self.size += content.len() as u64;
-            let was_over = self.over;
-            if self.size > self.limits.max_message_size {
-                self.over = true;
-            } else {
-                batch.extend_from_slice(content);
-            }
-            self.pos += len;
-            self.line_start = ends_line;
-            if self.over && !was_over {
-                return Some(Event::Oversize);
-            }
-            if batch.len() >= BODY_BATCH {
-                break;
-            }
+        let mut batch = std::mem::take(&mut self.body);
+        let room = BODY_BATCH.saturating_sub(batch.len());
+        let (scanned, stop) = self.scan.scan(&self.input[self.pos..], room, &mut |run| {
+            batch.extend_from_slice(run)
+        });
+        self.pos += scanned;
+        match stop {
+            Stop::End if !batch.is_empty() && !self.scan.over => Some(Event::Body(batch)),
+            Stop::End => self.end_of_data(),
+            Stop::Oversize => Some(Event::Oversize),
+            Stop::More | Stop::Full => (!batch.is_empty()).then_some(Event::Body(batch)),
         }
-        (!batch.is_empty()).then_some(Event::Body(batch))
+    }
+
+    /// The end marker (`.` CRLF) is next: on to commands, after the 552 of a message that
+    /// was too large, or waiting for [`finish_data`](Self::finish_data).
+    fn end_of_data(&mut self) -> Option<Event> {
+        self.pos += 3;
+        self.phase = Phase::Command;
+        if std::mem::take(&mut self.scan.over) {
+            self.reset_transaction();
+            self.reply(
+                552,
+                "5.3.4 Message size exceeds the fixed maximum message size",
+            );
+            return None;
+        }
+        self.awaiting = Awaiting::EndOfData;
+        Some(Event::EndOfData)
     }
 
     fn answered(&mut self, expected: &[Awaiting]) -> Option<Awaiting> {
@@ -731,9 +840,7 @@ impl ServerCore {
         if self.answered(&[Awaiting::Data]).is_some() {
             self.reply(354, "End data with <CR><LF>.<CR><LF>");
             self.phase = Phase::Data;
-            self.size = 0;
-            self.over = false;
-            self.line_start = true;
+            self.scan = BodyScan::new(self.limits.max_message_size);
         }
     }
 
@@ -741,8 +848,10 @@ impl ServerCore {
     /// either way the transaction is over.
     pub fn finish_data(&mut self, reply: Option<Reply>) {
         if self.answered(&[Awaiting::EndOfData]).is_some() {
-            let reply = reply.unwrap_or_else(|| Reply::new(250, "2.0.0 Message accepted"));
-            reply.write_to(&mut self.out);
+            match reply {
+                Some(reply) => reply.write_to(&mut self.out),
+                None => self.reply(250, "2.0.0 Message accepted"),
+            }
             self.reset_transaction();
         }
     }

@@ -220,6 +220,8 @@ struct Conn {
     shared: Rc<Shared>,
     core: ServerCore,
     peer: String,
+    /// What [`Conn::session`] gives the delivery.
+    session: Session,
     from: ReversePath,
     recipients: Vec<(Address, MessageFactory)>,
     messages: Vec<Box<dyn Message>>,
@@ -239,11 +241,16 @@ impl Smtp {
         let mut core = ServerCore::new(&shared.hostname, shared.limits.clone());
         core.set_starttls_available(shared.tls.is_some());
         core.set_auth(shared.login.is_some(), !shared.auth_without_tls);
+        let session = Session {
+            hostname: shared.hostname.clone(),
+            ..Session::default()
+        };
         Smtp {
             conn: Rc::new(RefCell::new(Conn {
                 shared,
                 core,
                 peer: String::new(),
+                session,
                 from: None,
                 recipients: Vec::new(),
                 messages: Vec::new(),
@@ -259,15 +266,23 @@ impl Smtp {
 }
 
 impl Conn {
-    fn session(&self) -> Session {
-        Session {
-            hostname: self.shared.hostname.clone(),
-            helo: self.core.helo().unwrap_or_default().to_owned(),
-            peer: self.peer.clone(),
-            extended: self.core.extended(),
-            tls: self.core.tls_active(),
-            authenticated: self.core.authenticated().map(str::to_owned),
+    /// The session as the delivery sees it, brought up to date with the core: kept from
+    /// one command to the next rather than made (five strings) for each.
+    fn session(&mut self) -> &Session {
+        let s = &mut self.session;
+        let helo = self.core.helo().unwrap_or_default();
+        if s.helo != helo {
+            helo.clone_into(&mut s.helo);
         }
+        if s.peer != self.peer {
+            self.peer.clone_into(&mut s.peer);
+        }
+        if s.authenticated.as_deref() != self.core.authenticated() {
+            s.authenticated = self.core.authenticated().map(str::to_owned);
+        }
+        s.extended = self.core.extended();
+        s.tls = self.core.tls_active();
+        s
     }
 
     /// Whether the client is not taking its replies: the transport said so, or holds more
@@ -313,8 +328,8 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
         let mut c = conn.borrow_mut();
         match event {
             Event::Mail { from, .. } => {
-                let session = c.session();
-                match c.shared.delivery.clone().validate_from(&session, &from) {
+                let delivery = c.shared.delivery.clone();
+                match delivery.validate_from(c.session(), &from) {
                     Ok(()) => {
                         c.reset();
                         c.from = from;
@@ -324,8 +339,8 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
                 }
             }
             Event::Rcpt { to } => {
-                let session = c.session();
-                match c.shared.delivery.clone().validate_to(&session, &to) {
+                let delivery = c.shared.delivery.clone();
+                match delivery.validate_to(c.session(), &to) {
                     Ok(factory) => {
                         c.recipients.push((to, factory));
                         c.core.accept();
@@ -335,17 +350,8 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
             }
             Event::Data => start_messages(&mut c),
             Event::Body(data) => {
-                let mut failed = false;
-                for m in &mut c.messages {
-                    if let Err(e) = m.write(&data) {
-                        tracing::error!("SMTP: storing a message failed: {e}");
-                        failed = true;
-                    }
-                }
-                if failed {
-                    c.messages.clear();
-                    c.failed = true;
-                }
+                let c = &mut *c;
+                write_body(&mut c.messages, &mut c.failed, &data);
             }
             Event::Oversize => c.messages.clear(),
             Event::EndOfData => {
@@ -396,15 +402,28 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
     }
 }
 
+/// Writes part of the body to each recipient's message; one failing drops them all, and
+/// the end of the body is then answered 451.
+fn write_body(messages: &mut Vec<Box<dyn Message>>, failed: &mut bool, data: &[u8]) {
+    let mut failed_now = false;
+    for m in messages.iter_mut() {
+        if let Err(e) = m.write(data) {
+            tracing::error!("SMTP: storing a message failed: {e}");
+            failed_now = true;
+        }
+    }
+    if failed_now {
+        messages.clear();
+        *failed = true;
+    }
+}
+
 fn start_messages(c: &mut Conn) {
-    let session = c.session();
-    let from = c.from.clone();
+    let delivery = c.shared.delivery.clone();
+    c.session();
     let mut messages = Vec::new();
     for (to, factory) in std::mem::take(&mut c.recipients) {
-        let header = c
-            .shared
-            .delivery
-            .received_header(&session, &from, std::slice::from_ref(&to));
+        let header = delivery.received_header(&c.session, &c.from, std::slice::from_ref(&to));
         let opened = factory().and_then(|mut m| {
             if let Some(h) = header {
                 m.write(&h)?;
@@ -446,8 +465,21 @@ fn store_messages(
         drop(messages);
         return answer(conn, t, !failed);
     }
-    let stored: Vec<Deferred<()>> = messages.into_iter().map(|m| m.eom_received()).collect();
     let (conn, t) = (conn.clone(), t.clone());
+    let mut messages = messages;
+    if messages.len() == 1 {
+        // One recipient, the usual case: its own Deferred, without a list around it.
+        let stored = messages.remove(0).eom_received();
+        drop(stored.add_both(move |outcome: Result<(), Failure>| {
+            if let Err(f) = &outcome {
+                tracing::error!("SMTP: storing a message failed: {}", f.error_message());
+            }
+            answer(&conn, &t, outcome.is_ok());
+            Ok(())
+        }));
+        return;
+    }
+    let stored: Vec<Deferred<()>> = messages.into_iter().map(|m| m.eom_received()).collect();
     let all = DeferredList::builder(stored).consume_errors(true).build();
     drop(all.add_callback(move |outcomes| {
         let mut ok = true;
@@ -588,7 +620,17 @@ impl Protocol for Smtp {
 
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
         self.idle.reset_timeout();
-        self.conn.borrow_mut().core.receive(data);
+        {
+            // The body goes from the read straight into the messages where it can.
+            let mut c = self.conn.borrow_mut();
+            let Conn {
+                core,
+                messages,
+                failed,
+                ..
+            } = &mut *c;
+            core.receive_with_body(data, |run| write_body(messages, failed, run));
+        }
         pump(&self.conn, t);
     }
 

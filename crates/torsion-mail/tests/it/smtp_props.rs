@@ -83,4 +83,48 @@ proptest! {
         prop_assert!(ended);
         prop_assert_eq!(got, body);
     }
+
+    #[test]
+    fn any_body_in_any_three_reads_is_unstuffed_and_held_to_its_limit(
+        lines in proptest::collection::vec("[.a\\r\\n]{0,20}", 0..16),
+        limit in 0u64..200,
+        cuts in (0usize..400, 0usize..400),
+    ) {
+        // Lines of dots, letters and stray CRs and LFs: only CRLF ends a line.
+        let body: Vec<u8> = lines.iter().flat_map(|l| [l.as_bytes(), b"\r\n"].concat()).collect();
+        let mut wire = stuff(&body);
+        wire.extend_from_slice(b".\r\nNOOP\r\n");
+        let mut c = ServerCore::new("h", Limits { max_message_size: limit, ..Limits::default() });
+        c.receive(b"HELO a\r\nMAIL FROM:<>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n");
+        let (i, j) = (cuts.0.min(wire.len()), cuts.1.min(wire.len()));
+        let (i, j) = (i.min(j), i.max(j));
+        let mut got = Vec::new();
+        let (mut ended, mut oversize) = (0, false);
+        for part in [&wire[..i], &wire[i..j], &wire[j..]] {
+            c.receive(part);
+            while let Some(e) = c.poll() {
+                match e {
+                    Event::Mail { .. } | Event::Rcpt { .. } => c.accept(),
+                    Event::Data => c.start_data(),
+                    Event::Body(b) => got.extend_from_slice(&b),
+                    Event::Oversize => oversize = true,
+                    Event::EndOfData => { ended += 1; c.finish_data(None) }
+                    _ => {}
+                }
+            }
+        }
+        let out = String::from_utf8(c.take_output()).unwrap();
+        let last_two: Vec<&str> = out.lines().rev().take(2).map(|l| &l[..3]).collect();
+        if body.len() as u64 <= limit {
+            prop_assert_eq!(ended, 1);
+            prop_assert!(!oversize);
+            prop_assert_eq!(got, body);
+            prop_assert_eq!(last_two, ["250", "250"]);
+        } else {
+            prop_assert_eq!(ended, 0);
+            prop_assert!(oversize);
+            prop_assert!(got.len() as u64 <= limit);
+            prop_assert_eq!(last_two, ["250", "552"]);
+        }
+    }
 }
