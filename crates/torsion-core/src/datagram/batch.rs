@@ -22,6 +22,9 @@ use super::DEFAULT_MAX_PACKET_SIZE;
 /// The most datagrams one system call reads or sends.
 pub(crate) const BATCH: usize = 32;
 
+/// A `sendmmsg` of up to this many datagrams builds only this many headers.
+const SMALL_BATCH: usize = 8;
+
 /// The thread's receive buffer: [`BATCH`] datagrams of the default largest size (and the one
 /// byte more that shows a longer one). Ports allowing longer datagrams read fewer at a time.
 const RECV_BYTES: usize = BATCH * (DEFAULT_MAX_PACKET_SIZE + 1);
@@ -188,7 +191,14 @@ impl SendQueue {
         let mut i = 0;
         while i < n {
             let count = (n - i).min(BATCH);
-            match self.send_from(fd, i, count) {
+            // The headers are built on the stack for as many as go, rounded up: building all
+            // of BATCH's for a few datagrams cost more than the datagrams' own user-space work.
+            let sent = if count <= SMALL_BATCH {
+                self.send_from::<SMALL_BATCH>(fd, i, count)
+            } else {
+                self.send_from::<BATCH>(fd, i, count)
+            };
+            match sent {
                 Ok(0) => {
                     // Not seen from Linux; counted as a failure so the loop always advances.
                     unsent(
@@ -226,9 +236,15 @@ impl SendQueue {
         end - start
     }
 
-    /// One `sendmmsg` of the `count` datagrams from the `first`.
-    fn send_from(&self, fd: BorrowedFd<'_>, first: usize, count: usize) -> io::Result<usize> {
-        let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|k| {
+    /// One `sendmmsg` of the `count` (at most `N`) datagrams from the `first`.
+    fn send_from<const N: usize>(
+        &self,
+        fd: BorrowedFd<'_>,
+        first: usize,
+        count: usize,
+    ) -> io::Result<usize> {
+        let count = count.min(N);
+        let iovs: [[IoSlice<'_>; 1]; N] = std::array::from_fn(|k| {
             if k < count {
                 let (start, end) = self.span(first + k);
                 [IoSlice::new(&self.bytes[start..end])]
@@ -236,10 +252,10 @@ impl SendQueue {
                 [IoSlice::new(&[])]
             }
         });
-        let mut controls: [SendAncillaryBuffer<'_, '_, '_>; BATCH] =
+        let mut controls: [SendAncillaryBuffer<'_, '_, '_>; N] =
             std::array::from_fn(|_| SendAncillaryBuffer::default());
         let mut k = 0;
-        let mut messages: [MMsgHdr<'_>; BATCH] = controls.each_mut().map(|control| {
+        let mut messages: [MMsgHdr<'_>; N] = controls.each_mut().map(|control| {
             let iov = &iovs[k][..];
             let message = match self.to.get(first + k).and_then(Option::as_ref) {
                 Some(to) if k < count => MMsgHdr::new_with_addr(to, iov, control),
