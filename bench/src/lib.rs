@@ -4,8 +4,9 @@
 //!
 //! The suite itself is driven by `bench/run`; the binaries in `src/bin/` are the load
 //! generator (`loadgen`), the peers written for the benchmark (`tokio_echo`, `hyper_hello`,
-//! `axum_hello`), the TLS echo pair of scenario 13 (`tls_echo`) and the in-process micro
-//! benchmarks (`micro`).
+//! `axum_hello`), the TLS echo pair of scenario 13 (`tls_echo`), the in-process micro
+//! benchmarks (`micro`), and for DNS the kernel's floor (`dns_floor`, a responder doing
+//! nothing but copy) and a batched load generator (`dns_load`).
 //!
 //! ```
 //! let args = ["--port", "9000", "--quick"].map(String::from);

@@ -71,6 +71,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
@@ -210,18 +211,79 @@ pub struct DnsServer {
 /// class, and an OPT record without options. Longer messages are not looked up.
 const PLAIN_QUERY_MAX: usize = 12 + 255 + 4 + 11;
 
+/// How many answers the front of the kept answers holds (a power of two; see [`Kept`]).
+const FRONT_SLOTS: usize = 256;
+
 /// The answers of the zones to plain UDP queries, by the query's bytes after its id.
-#[derive(Default)]
+///
+/// Two levels. `answers` holds them all, in a map keyed with SipHash and a random key, so
+/// that the names a client picks cannot be made to collide. In front of it, `front` holds
+/// up to [`FRONT_SLOTS`] of them, direct-mapped: a key's slot is picked by foldhash (a
+/// fraction of SipHash's cost on a query-sized key), each slot holds one answer, and a hit is
+/// one key compare. A slot never holds more than one answer, so keys that share a slot (by
+/// chance, or chosen by a client who learnt the seed, which foldhash does not claim to keep
+/// from an interactive attacker) cost one compare and a look-up in `answers`, never a chain:
+/// the front is safe from hash flooding by construction, whatever its hash. Its seed is
+/// drawn afresh with every flush.
 struct Kept {
-    answers: HashMap<Box<[u8]>, KeptAnswer>,
+    answers: HashMap<Rc<[u8]>, Rc<KeptAnswer>>,
+    front: Box<[Option<Rc<KeptAnswer>>]>,
+    front_seed: foldhash::fast::RandomState,
     /// What `answers` counts for against [`ServerConfig::answer_cache_bytes`].
     bytes: usize,
     hits: u64,
+    /// Of the hits, the truncated answers, and the answers by response code (the four bits
+    /// of the header's; `counters` adds them to the others).
+    truncated: u64,
+    codes: [u64; 16],
     flushes: u64,
 }
 
-/// One kept answer: its bytes (the id is patched per query), and what it counts as.
+impl Default for Kept {
+    fn default() -> Self {
+        Kept {
+            answers: HashMap::new(),
+            front: vec![None; FRONT_SLOTS].into_boxed_slice(),
+            front_seed: foldhash::fast::RandomState::default(),
+            bytes: 0,
+            hits: 0,
+            truncated: 0,
+            codes: [0; 16],
+            flushes: 0,
+        }
+    }
+}
+
+impl Kept {
+    /// Forgets every answer (the counts of hits and flushes stay), and draws a new seed for
+    /// the front.
+    fn forget(&mut self) {
+        self.answers = HashMap::new();
+        self.front.fill(None);
+        self.front_seed = foldhash::fast::RandomState::default();
+        self.bytes = 0;
+    }
+
+    /// The slot of `key` in the front.
+    fn slot(&self, key: &[u8]) -> usize {
+        self.front_seed.hash_one(key) as usize & (FRONT_SLOTS - 1)
+    }
+
+    /// The answer kept for `key`, from the front or else from the map (and then put in
+    /// front, in place of whichever answer had the slot).
+    fn get(&mut self, key: &[u8]) -> Option<&KeptAnswer> {
+        let slot = self.slot(key);
+        if !matches!(&self.front[slot], Some(a) if *a.key == *key) {
+            self.front[slot] = Some(Rc::clone(self.answers.get(key)?));
+        }
+        self.front[slot].as_deref()
+    }
+}
+
+/// One kept answer: its key (shared with the map), its bytes (the id is patched per
+/// query), and what it counts as.
 struct KeptAnswer {
+    key: Rc<[u8]>,
     bytes: Box<[u8]>,
     code: u16,
     truncated: bool,
@@ -306,7 +368,7 @@ impl fmt::Debug for DnsServer {
                     .collect::<Vec<_>>(),
             )
             .field("config", &self.config)
-            .field("counters", &self.counters.borrow())
+            .field("counters", &self.counters())
             .finish_non_exhaustive()
     }
 }
@@ -341,9 +403,7 @@ impl DnsServer {
     /// Replaces the zones (a reload), forgetting every kept answer.
     pub fn set_zones(&self, zones: Vec<Rc<FileAuthority>>) {
         *self.zones.borrow_mut() = zones;
-        let mut kept = self.kept.borrow_mut();
-        kept.answers = HashMap::new();
-        kept.bytes = 0;
+        self.kept.borrow_mut().forget();
     }
 
     /// The zones this server is the authority for.
@@ -376,26 +436,18 @@ impl DnsServer {
         if query.len() < 12 || query.len() > PLAIN_QUERY_MAX {
             return false;
         }
-        let (code, truncated) = {
-            let mut kept = self.kept.borrow_mut();
-            let Some(answer) = kept.answers.get(&query[2..]) else {
-                return false;
-            };
-            out.clear();
-            out.extend_from_slice(&answer.bytes);
-            out[..2].copy_from_slice(&query[..2]);
-            let found = (answer.code, answer.truncated);
-            kept.hits += 1;
-            found
+        let mut kept = self.kept.borrow_mut();
+        let Some(answer) = kept.get(&query[2..]) else {
+            return false;
         };
-        {
-            let mut counters = self.counters.borrow_mut();
-            counters.queries += 1;
-            if truncated {
-                counters.truncated += 1;
-            }
-        }
-        *self.rcodes.borrow_mut().entry(code).or_default() += 1;
+        out.clear();
+        out.extend_from_slice(&answer.bytes);
+        out[..2].copy_from_slice(&query[..2]);
+        let (code, truncated) = (answer.code, answer.truncated);
+        // Counted here, and added to the others by `counters`: one borrow per hit.
+        kept.hits += 1;
+        kept.truncated += u64::from(truncated);
+        kept.codes[usize::from(code)] += 1;
         true
     }
 
@@ -415,16 +467,20 @@ impl DnsServer {
             // Forget them all: bounded, no bookkeeping per hit (as an LRU's), and a set of
             // names that stops being asked leaves (where refusing new ones once full would
             // keep the first names for ever, a flood of random ones included).
-            kept.answers.clear();
-            kept.bytes = 0;
+            kept.forget();
             kept.flushes += 1;
         }
+        let key: Rc<[u8]> = key.into();
         let entry = KeptAnswer {
+            key: Rc::clone(&key),
             bytes: answer.into(),
             code: u16::from(answer[3] & 0x0F),
             truncated: answer[2] & 0x02 != 0,
         };
-        if kept.answers.insert(key.into(), entry).is_none() {
+        // An answer replaced in the map must not stay in front.
+        let slot = kept.slot(&key);
+        kept.front[slot] = None;
+        if kept.answers.insert(key, Rc::new(entry)).is_none() {
             kept.bytes += size;
         }
     }
@@ -437,9 +493,16 @@ impl DnsServer {
     /// The counters so far.
     pub fn counters(&self) -> Counters {
         let mut counters = self.counters.borrow().clone();
-        counters.answers = self
-            .rcodes
-            .borrow()
+        let kept = self.kept.borrow();
+        counters.queries += kept.hits;
+        counters.truncated += kept.truncated;
+        let mut rcodes = self.rcodes.borrow().clone();
+        for (code, &n) in (0u16..).zip(kept.codes.iter()) {
+            if n > 0 {
+                *rcodes.entry(code).or_default() += n;
+            }
+        }
+        counters.answers = rcodes
             .iter()
             .map(|(&code, &n)| (format!("{:?}", <ResponseCode as From<u16>>::from(code)), n))
             .collect();

@@ -1,7 +1,8 @@
 //! UDP writes made while a batch of datagrams is delivered (Linux reads them with `recvmmsg`
 //! and sends the replies with one `sendmmsg`): every reply goes, in order, and a queued
-//! write's error is logged and counted, where a write outside a batch returns it
-//! (docs/design.md, "UDP writes during a read batch are sent together").
+//! write's error is logged and counted, where a write outside a batch returns it, and a burst
+//! after small reads (which offer fewer slots) is read whole (docs/design.md, "UDP writes
+//! during a read batch are sent together").
 
 use std::cell::RefCell;
 use std::io;
@@ -64,6 +65,34 @@ async fn replies_written_during_a_batch_all_go_in_order() -> Result<(), Failure>
     // Sent before the port's task runs: it finds them waiting and reads them together (more
     // than one batch's worth, and 300 replies: more than one queue's worth).
     let asked: Vec<Vec<u8>> = (0..100).map(|i| format!("q{i:03}").into_bytes()).collect();
+    for q in &asked {
+        peer.send(q).await?;
+    }
+    let expected: Vec<Vec<u8>> = asked
+        .iter()
+        .flat_map(|q| (0..3).map(move |k| [&q[..], &[b'0' + k]].concat()))
+        .collect();
+    assert_eq!(replies(&peer, expected.len()).await?, expected);
+    assert_eq!((port.dropped_writes(), port.failed_writes()), (0, 0));
+    port.stop_listening().await?;
+    Ok(())
+}
+
+#[torsion::test(timeout = 20)]
+async fn a_burst_after_a_trickle_is_all_read_in_order() -> Result<(), Failure> {
+    // After reads of one datagram, the next read offers fewer slots (8 rather than 32); a
+    // burst then must still be read whole, the reads growing back to 32.
+    let results = Rc::default();
+    let port = reactor().listen_udp_with(0, Replier { results }, v4())?;
+    let target = port.get_host().socket_addr().unwrap();
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    peer.connect(target).await?;
+    for q in [&b"one"[..], b"two"] {
+        peer.send(q).await?;
+        let expected: Vec<Vec<u8>> = (0..3).map(|k| [q, &[b'0' + k]].concat()).collect();
+        assert_eq!(replies(&peer, 3).await?, expected);
+    }
+    let asked: Vec<Vec<u8>> = (0..100).map(|i| format!("b{i:03}").into_bytes()).collect();
     for q in &asked {
         peer.send(q).await?;
     }

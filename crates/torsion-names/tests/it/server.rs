@@ -617,6 +617,27 @@ fn kept_answers_stay_under_their_bound() {
     assert_eq!(plain.kept_answers().entries, 0);
 }
 
+#[test]
+fn more_names_than_front_slots_each_get_their_own_answer() {
+    // 600 names over the 256 slots in front of the kept answers: many share a slot, and each
+    // round of queries evicts the others' answers from it. Every answer is still its own
+    // name's (the question is echoed, so another name's answer would show), from the kept
+    // answers from the second round on.
+    let s = server(ServerConfig::default());
+    let plain = uncached();
+    let names: Vec<Vec<u8>> = (0..600)
+        .map(|i| query(&format!("n{i}.example.test."), RecordType::A, None))
+        .collect();
+    for round in 0..3u16 {
+        for (i, q) in names.iter().enumerate() {
+            let q = with_id(q.clone(), round * 1000 + i as u16);
+            assert_eq!(raw(&s, &q), raw(&plain, &q), "round {round}, name {i}");
+        }
+    }
+    let kept = s.kept_answers();
+    assert_eq!((kept.entries, kept.hits, kept.flushes), (600, 1200, 0));
+}
+
 proptest::proptest! {
     /// Whatever the bytes (mutations of plain queries: ids, flags, case, EDNS, lengths), a
     /// server keeping answers answers exactly as one keeping none.
