@@ -106,10 +106,6 @@ struct State {
     idle: usize,
     /// Workers running a job.
     busy: usize,
-    /// Workers blocked on the condition variable: a new job wakes one only if there is one
-    /// (a worker between jobs looks at the queue before it waits, under the same lock), so
-    /// a busy pool is handed work without a `futex` call per job.
-    sleeping: usize,
     stopped: bool,
     spawned: u64,
     handles: Vec<JoinHandle<()>>,
@@ -183,7 +179,6 @@ impl ThreadPool {
                     workers: 0,
                     idle: 0,
                     busy: 0,
-                    sleeping: 0,
                     stopped: false,
                     spawned: 0,
                     handles: Vec::new(),
@@ -215,11 +210,8 @@ impl ThreadPool {
                 break;
             }
         }
-        let wake = st.sleeping > 0;
         drop(st);
-        if wake {
-            self.shared.work.notify_one();
-        }
+        self.shared.work.notify_one();
         Ok(())
     }
 
@@ -377,20 +369,16 @@ fn worker(shared: Weak<Shared>) {
         }
         if st.workers > st.min {
             let timeout = st.idle_timeout;
-            st.sleeping += 1;
             let (guard, waited) = pool
                 .work
                 .wait_timeout(st, timeout)
                 .unwrap_or_else(|e| e.into_inner());
             st = guard;
-            st.sleeping -= 1;
             if waited.timed_out() && st.queue.is_empty() && st.workers > st.min {
                 break;
             }
         } else {
-            st.sleeping += 1;
             st = pool.work.wait(st).unwrap_or_else(|e| e.into_inner());
-            st.sleeping -= 1;
         }
     }
     st.idle -= 1;
