@@ -376,10 +376,10 @@ impl ChannelShared {
                 // A request whose body is being read is not queued yet, unless it was answered
                 // before its body: with nothing queued, nothing was sent for it (a `100
                 // Continue` aside).
-                let answered = self.reader.try_borrow().map_or(
-                    true,
-                    |r| r.body.as_ref().is_some_and(|i| i.discard),
-                );
+                let answered = self
+                    .reader
+                    .try_borrow()
+                    .map_or(true, |r| r.body.as_ref().is_some_and(|i| i.discard));
                 if !answered && self.queue.borrow().is_empty() {
                     t.write(&error_response(
                         408,
@@ -904,11 +904,7 @@ impl ChannelShared {
 
     /// Renders the request with the resource found for it (`Some(None)`: none, 404), or
     /// finds it first (`None`).
-    fn dispatch_found(
-        &self,
-        request: Request,
-        found: Option<Option<Rc<dyn Resource>>>,
-    ) {
+    fn dispatch_found(&self, request: Request, found: Option<Option<Rc<dyn Resource>>>) {
         if request.wants_close() {
             // Read no further requests; the connection closes after this one's response.
             self.stop_reading.set(true);
@@ -1074,13 +1070,16 @@ impl Protocol for HttpChannel {
     /// finishes the responses already asked for (marked `Connection: close` if their head
     /// is not out yet), reads nothing more, and closes after them.
     fn drain(&mut self, transport: &Transport) {
-        if self.shared.with_upgraded(|up| up.drain(transport)).is_some() {
+        if self
+            .shared
+            .with_upgraded(|up| up.drain(transport))
+            .is_some()
+        {
             return;
         }
         self.shared.closing.set(true);
         let mut reader = self.shared.reader.borrow_mut();
-        let between_requests = self.shared.queue.borrow().is_empty()
-            && reader.body.is_none();
+        let between_requests = self.shared.queue.borrow().is_empty() && reader.body.is_none();
         if between_requests {
             self.shared.cancel_timer();
             self.shared.read_done.set(true);
