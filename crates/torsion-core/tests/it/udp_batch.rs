@@ -55,6 +55,23 @@ async fn replies(peer: &tokio::net::UdpSocket, count: usize) -> io::Result<Vec<V
     Ok(got)
 }
 
+/// Sends 100 datagrams named `prefix` and a number at once (more than one batch's worth), and
+/// checks the three replies to each come back in order (300: more than one queue's worth).
+async fn burst_is_answered_in_order(peer: &tokio::net::UdpSocket, prefix: &str) -> io::Result<()> {
+    let asked: Vec<Vec<u8>> = (0..100)
+        .map(|i| format!("{prefix}{i:03}").into_bytes())
+        .collect();
+    for q in &asked {
+        peer.send(q).await?;
+    }
+    let expected: Vec<Vec<u8>> = asked
+        .iter()
+        .flat_map(|q| (0..3).map(move |k| [&q[..], &[b'0' + k]].concat()))
+        .collect();
+    assert_eq!(replies(peer, expected.len()).await?, expected);
+    Ok(())
+}
+
 #[torsion::test(timeout = 20)]
 async fn replies_written_during_a_batch_all_go_in_order() -> Result<(), Failure> {
     let results = Rc::default();
@@ -64,15 +81,7 @@ async fn replies_written_during_a_batch_all_go_in_order() -> Result<(), Failure>
     peer.connect(target).await?;
     // Sent before the port's task runs: it finds them waiting and reads them together (more
     // than one batch's worth, and 300 replies: more than one queue's worth).
-    let asked: Vec<Vec<u8>> = (0..100).map(|i| format!("q{i:03}").into_bytes()).collect();
-    for q in &asked {
-        peer.send(q).await?;
-    }
-    let expected: Vec<Vec<u8>> = asked
-        .iter()
-        .flat_map(|q| (0..3).map(move |k| [&q[..], &[b'0' + k]].concat()))
-        .collect();
-    assert_eq!(replies(&peer, expected.len()).await?, expected);
+    burst_is_answered_in_order(&peer, "q").await?;
     assert_eq!((port.dropped_writes(), port.failed_writes()), (0, 0));
     port.stop_listening().await?;
     Ok(())
@@ -92,15 +101,7 @@ async fn a_burst_after_a_trickle_is_all_read_in_order() -> Result<(), Failure> {
         let expected: Vec<Vec<u8>> = (0..3).map(|k| [q, &[b'0' + k]].concat()).collect();
         assert_eq!(replies(&peer, 3).await?, expected);
     }
-    let asked: Vec<Vec<u8>> = (0..100).map(|i| format!("b{i:03}").into_bytes()).collect();
-    for q in &asked {
-        peer.send(q).await?;
-    }
-    let expected: Vec<Vec<u8>> = asked
-        .iter()
-        .flat_map(|q| (0..3).map(move |k| [&q[..], &[b'0' + k]].concat()))
-        .collect();
-    assert_eq!(replies(&peer, expected.len()).await?, expected);
+    burst_is_answered_in_order(&peer, "b").await?;
     assert_eq!((port.dropped_writes(), port.failed_writes()), (0, 0));
     port.stop_listening().await?;
     Ok(())
