@@ -173,11 +173,7 @@ pub fn received_header(session: &Session, to: &[Address], now: SystemTime) -> Ve
 /// Appends `s` without its control characters and parentheses (which would end the
 /// header's comment or the header itself).
 fn push_clean(out: &mut Vec<u8>, s: &str) {
-    // Control characters are single bytes below 0x20, DEL, or (U+0080 to U+009F) two
-    // bytes starting with 0xC2: text without those is copied as it is.
-    if s.bytes()
-        .any(|b| b < 0x20 || b == 0x7f || b == 0xc2 || b == b'(' || b == b')')
-    {
+    if crate::reply::may_hold_controls(s, b"()") {
         let clean: String = s
             .chars()
             .filter(|c| !c.is_control() && !"()".contains(*c))

@@ -75,10 +75,9 @@ impl Reply {
             if last { b' ' } else { b'-' },
         ];
         out.extend_from_slice(&digits);
-        // Control characters become spaces, as in `Reply::new`. The C0 ones and DEL are
-        // single bytes; the C1 ones (U+0080 to U+009F) start with 0xC2 in UTF-8, so text
-        // without such bytes (any reply of the server's own) is copied as it is.
-        if text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+        // Control characters become spaces, as in `Reply::new`; text without any (every
+        // reply of the server's own) is copied as it is.
+        if may_hold_controls(text, b"") {
             out.extend_from_slice(text.replace(|c: char| c.is_control(), " ").as_bytes());
         } else {
             out.extend_from_slice(text.as_bytes());
@@ -98,4 +97,12 @@ impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.code, self.lines.join(" / "))
     }
+}
+
+/// Whether `s` may hold a control character or one of `also` (ASCII bytes), by its bytes: the
+/// C0 controls and DEL are single bytes, the C1 ones (U+0080 to U+009F) start with 0xC2 in
+/// UTF-8. False means `s` can be copied as it is; true, that it must be filtered char by char.
+pub(crate) fn may_hold_controls(s: &str, also: &[u8]) -> bool {
+    s.bytes()
+        .any(|b| b < 0x20 || b == 0x7f || b == 0xc2 || also.contains(&b))
 }
