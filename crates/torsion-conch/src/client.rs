@@ -91,7 +91,7 @@ impl ClientKey {
         passphrase: Option<&str>,
     ) -> Result<ClientKey, SshClientError> {
         let path = path.as_ref();
-        russh::keys::load_secret_key(path, passphrase)
+        crate::openssh_key::load(path, passphrase)
             .map(|k| ClientKey(Arc::new(k)))
             .map_err(|e| SshClientError::Key {
                 path: Some(path.to_owned()),
@@ -101,7 +101,7 @@ impl ClientKey {
 
     /// Parses an OpenSSH private key's text.
     pub fn from_openssh(text: &str, passphrase: Option<&str>) -> Result<ClientKey, SshClientError> {
-        russh::keys::decode_secret_key(text, passphrase)
+        crate::openssh_key::decode(text, passphrase)
             .map(|k| ClientKey(Arc::new(k)))
             .map_err(|e| SshClientError::Key {
                 path: None,

@@ -9,6 +9,7 @@ pub mod client;
 pub mod keys;
 pub mod known_hosts;
 pub mod manhole;
+mod openssh_key;
 pub mod recvline;
 pub mod sftp;
 pub mod ssh;

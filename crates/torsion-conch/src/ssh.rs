@@ -98,7 +98,7 @@ impl fmt::Debug for HostKey {
 impl HostKey {
     /// Loads an unencrypted OpenSSH private key file (`ssh-keygen`'s format).
     pub fn load(path: impl AsRef<Path>) -> io::Result<HostKey> {
-        russh::keys::load_secret_key(path.as_ref(), None)
+        crate::openssh_key::load(path.as_ref(), None)
             .map(HostKey)
             .map_err(|e| {
                 io::Error::new(
