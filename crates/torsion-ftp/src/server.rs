@@ -41,7 +41,7 @@ use std::time::{Duration, SystemTime};
 use torsion::defer::Deferred;
 use torsion::producer::Producer;
 use torsion::protocols::policies::IdleTimeout;
-use torsion::reactor::{DelayedCall, ReactorTime};
+use torsion::reactor::{DelayedCall, ReactorTime, SharedClock};
 use torsion::tcp::ListeningPort;
 use torsion::tls::ServerContext;
 use torsion::transport::Address as PeerAddress;
@@ -133,26 +133,6 @@ impl Realm<FtpUser> for FtpRealm {
 
 type LoginFn = dyn Fn(UsernamePassword) -> Deferred<Login<FtpUser>>;
 
-/// The clock a factory's connections time out on: the running reactor's, or a test's.
-#[derive(Clone)]
-struct SharedClock(Option<Rc<dyn ReactorTime>>);
-
-impl ReactorTime for SharedClock {
-    fn seconds(&self) -> f64 {
-        match &self.0 {
-            Some(c) => c.seconds(),
-            None => reactor().seconds(),
-        }
-    }
-
-    fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall {
-        match &self.0 {
-            Some(c) => c.call_later_boxed(seconds, f),
-            None => reactor().call_later_boxed(seconds, f),
-        }
-    }
-}
-
 #[derive(Clone)]
 struct Shared {
     options: Options,
@@ -194,7 +174,7 @@ impl FtpFactory {
                 timeout: Some(DEFAULT_TIMEOUT),
                 data_timeout: DEFAULT_DATA_TIMEOUT,
                 login_failure_delay: Duration::from_secs(1),
-                clock: SharedClock(None),
+                clock: SharedClock::running(),
             }),
         }
     }
@@ -276,7 +256,7 @@ impl FtpFactory {
     /// Times the timeouts and the failed-login delay on `clock` (a test
     /// [`Clock`](torsion::testing::Clock)) instead of the running reactor.
     pub fn clock(self, clock: impl ReactorTime + 'static) -> FtpFactory {
-        let clock = SharedClock(Some(Rc::new(clock)));
+        let clock = SharedClock::new(clock);
         self.with(|s| s.clock = clock)
     }
 }

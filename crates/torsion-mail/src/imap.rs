@@ -56,10 +56,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use torsion::defer::Deferred;
 use torsion::protocols::policies::{IdleTimeout, WriteGate};
-use torsion::reactor::{DelayedCall, ReactorTime};
+use torsion::reactor::{DelayedCall, ReactorTime, SharedClock};
 use torsion::tls::ServerContext;
 use torsion::transport::Address as PeerAddress;
-use torsion::{reactor, ConnectionEnd, Factory, Failure, Protocol, Transport};
+use torsion::{ConnectionEnd, Factory, Failure, Protocol, Transport};
 use torsion_cred::error::TooManyLogins;
 use torsion_cred::{Login, Portal, Realm, UsernamePassword};
 
@@ -80,25 +80,6 @@ const MAX_ERRORS: u32 = 20;
 
 type LoginFn = dyn Fn(UsernamePassword) -> Deferred<Login<SmtpUser>>;
 type MailboxFn = dyn Fn(&str) -> Option<PathBuf>;
-
-#[derive(Clone)]
-struct SharedClock(Option<Rc<dyn ReactorTime>>);
-
-impl ReactorTime for SharedClock {
-    fn seconds(&self) -> f64 {
-        match &self.0 {
-            Some(c) => c.seconds(),
-            None => reactor().seconds(),
-        }
-    }
-
-    fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall {
-        match &self.0 {
-            Some(c) => c.call_later_boxed(seconds, f),
-            None => reactor().call_later_boxed(seconds, f),
-        }
-    }
-}
 
 #[derive(Clone)]
 struct Shared {
@@ -153,7 +134,7 @@ impl ImapFactory {
                 max_auth_failures: 3,
                 timeout: Some(DEFAULT_TIMEOUT),
                 idle_poll: Duration::from_secs(1),
-                clock: SharedClock(None),
+                clock: SharedClock::running(),
             }),
         }
     }
@@ -203,7 +184,7 @@ impl ImapFactory {
     /// Times the idle timeout, IDLE's polls and the failed-login delay on `clock` (a test
     /// [`Clock`](torsion::testing::Clock)) instead of the running reactor.
     pub fn clock(self, clock: impl ReactorTime + 'static) -> ImapFactory {
-        let clock = SharedClock(Some(Rc::new(clock)));
+        let clock = SharedClock::new(clock);
         self.with(|s| s.clock = clock)
     }
 }

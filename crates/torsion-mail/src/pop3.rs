@@ -43,10 +43,10 @@ use std::time::Duration;
 
 use torsion::defer::Deferred;
 use torsion::protocols::policies::{IdleTimeout, WriteGate};
-use torsion::reactor::{DelayedCall, ReactorTime};
+use torsion::reactor::{ReactorTime, SharedClock};
 use torsion::tls::ServerContext;
 use torsion::transport::Address as PeerAddress;
-use torsion::{reactor, ConnectionEnd, Factory, Failure, Protocol, Transport};
+use torsion::{ConnectionEnd, Factory, Failure, Protocol, Transport};
 use torsion_cred::error::{TooManyLogins, UnauthorizedLogin};
 use torsion_cred::{AvatarId, Login, Logout, Portal, Realm, UsernamePassword};
 
@@ -88,26 +88,6 @@ impl Realm<Maildir> for MaildirRealm {
     }
 }
 
-/// The clock a factory's connections time out on: the running reactor's, or a test's.
-#[derive(Clone)]
-struct SharedClock(Option<Rc<dyn ReactorTime>>);
-
-impl ReactorTime for SharedClock {
-    fn seconds(&self) -> f64 {
-        match &self.0 {
-            Some(c) => c.seconds(),
-            None => reactor().seconds(),
-        }
-    }
-
-    fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall {
-        match &self.0 {
-            Some(c) => c.call_later_boxed(seconds, f),
-            None => reactor().call_later_boxed(seconds, f),
-        }
-    }
-}
-
 type LoginFn = dyn Fn(UsernamePassword) -> Deferred<Login<Maildir>>;
 
 #[derive(Clone)]
@@ -144,7 +124,7 @@ impl Pop3Factory {
                 login_without_tls: false,
                 auth_failure_delay: Duration::from_secs(1),
                 timeout: Some(DEFAULT_TIMEOUT),
-                clock: SharedClock(None),
+                clock: SharedClock::running(),
                 locks: Rc::new(RefCell::new(HashSet::new())),
             }),
         }
@@ -185,7 +165,7 @@ impl Pop3Factory {
     /// Times the idle timeout and the failed-login delay on `clock` (a test
     /// [`Clock`](torsion::testing::Clock)) instead of the running reactor.
     pub fn clock(self, clock: impl ReactorTime + 'static) -> Pop3Factory {
-        let clock = SharedClock(Some(Rc::new(clock)));
+        let clock = SharedClock::new(clock);
         self.with(|s| s.clock = clock)
     }
 }

@@ -31,10 +31,10 @@ use std::time::Duration;
 
 use torsion::defer::{Deferred, DeferredList};
 use torsion::protocols::policies::{IdleTimeout, WriteGate};
-use torsion::reactor::{DelayedCall, ReactorTime};
+use torsion::reactor::{ReactorTime, SharedClock};
 use torsion::tls::ServerContext;
 use torsion::transport::Address as PeerAddress;
-use torsion::{reactor, ConnectionEnd, Factory, Failure, Protocol, Transport};
+use torsion::{ConnectionEnd, Factory, Failure, Protocol, Transport};
 use torsion_cred::error::TooManyLogins;
 use torsion_cred::{AvatarId, Login, Logout, Portal, Realm, UsernamePassword};
 
@@ -49,26 +49,6 @@ const MAX_PENDING_INPUT: usize = 64 << 10;
 
 /// Twisted's `SMTP.timeout`: ten minutes without a byte from the client.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// The clock a factory's connections time out on: the running reactor's, or a test's.
-#[derive(Clone)]
-struct SharedClock(Option<Rc<dyn ReactorTime>>);
-
-impl ReactorTime for SharedClock {
-    fn seconds(&self) -> f64 {
-        match &self.0 {
-            Some(c) => c.seconds(),
-            None => reactor().seconds(),
-        }
-    }
-
-    fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall {
-        match &self.0 {
-            Some(c) => c.call_later_boxed(seconds, f),
-            None => reactor().call_later_boxed(seconds, f),
-        }
-    }
-}
 
 /// What an SMTP login gets: who the user is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,7 +108,7 @@ impl SmtpFactory {
                 auth_without_tls: false,
                 auth_failure_delay: Duration::from_secs(1),
                 timeout: Some(DEFAULT_TIMEOUT),
-                clock: SharedClock(None),
+                clock: SharedClock::running(),
             }),
         }
     }
@@ -197,7 +177,7 @@ impl SmtpFactory {
     /// Times the idle timeout and the failed-login delay on `clock` (a test
     /// [`Clock`](torsion::testing::Clock)) instead of the running reactor.
     pub fn clock(self, clock: impl ReactorTime + 'static) -> SmtpFactory {
-        let clock = SharedClock(Some(Rc::new(clock)));
+        let clock = SharedClock::new(clock);
         self.with(|s| s.clock = clock)
     }
 }

@@ -81,7 +81,7 @@ use torsion::datagram::{DatagramProtocol, DatagramTransport};
 use torsion::defer::{succeed, Deferred};
 use torsion::protocol::Factory;
 use torsion::protocols::policies::IdleTimeout;
-use torsion::reactor::{DelayedCall, ReactorTime};
+use torsion::reactor::{ReactorTime, SharedClock};
 use torsion::transport::Address;
 use torsion::transport::WritePolicy;
 use torsion::{ConnectionEnd, Failure, Protocol, Transport as StreamTransport};
@@ -847,19 +847,6 @@ impl DatagramProtocol for DnsDatagramProtocol {
     }
 }
 
-/// A clock shared by the connections of a factory.
-struct SharedClock(Rc<dyn ReactorTime>);
-
-impl ReactorTime for SharedClock {
-    fn seconds(&self) -> f64 {
-        self.0.seconds()
-    }
-
-    fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall {
-        self.0.call_later_boxed(seconds, f)
-    }
-}
-
 /// The DNS server over TCP (Twisted's `DNSServerFactory`, as a factory of connections):
 /// messages framed by a two-byte length, as many per connection as the client sends,
 /// answered as their resolver answers; a connection idle for
@@ -907,7 +894,7 @@ impl Factory for DnsServerFactory {
     fn build_protocol(&self, addr: &Address) -> Option<DnsStreamProtocol> {
         let idle = IdleTimeout::new();
         if let Some(clock) = &self.clock {
-            idle.set_clock(SharedClock(Rc::clone(clock)));
+            idle.set_clock(SharedClock::from_rc(Rc::clone(clock)));
         }
         Some(DnsStreamProtocol {
             server: Rc::clone(&self.server),

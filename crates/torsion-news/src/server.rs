@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use torsion::defer::Deferred;
 use torsion::protocols::policies::{IdleTimeout, WriteGate};
-use torsion::reactor::{DelayedCall, ReactorTime};
+use torsion::reactor::{ReactorTime, SharedClock};
 use torsion::transport::Address as PeerAddress;
-use torsion::{reactor, ConnectionEnd, Factory, Failure, Protocol, Transport};
+use torsion::{ConnectionEnd, Factory, Failure, Protocol, Transport};
 use torsion_cred::{AvatarId, Login, Logout, Portal, Realm, UsernamePassword};
 
 use crate::server_core::{Config, Event, Limits, Posting, ServerCore};
@@ -35,26 +35,6 @@ const MAX_PENDING_INPUT: usize = 64 << 10;
 
 /// Ten minutes without a byte from the client (RFC 3977 3.1 asks for at least three).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// The clock a factory's connections time out on: the running reactor's, or a test's.
-#[derive(Clone)]
-struct SharedClock(Option<Rc<dyn ReactorTime>>);
-
-impl ReactorTime for SharedClock {
-    fn seconds(&self) -> f64 {
-        match &self.0 {
-            Some(c) => c.seconds(),
-            None => reactor().seconds(),
-        }
-    }
-
-    fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall {
-        match &self.0 {
-            Some(c) => c.call_later_boxed(seconds, f),
-            None => reactor().call_later_boxed(seconds, f),
-        }
-    }
-}
 
 /// What an NNTP login gets: who the user is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,7 +92,7 @@ impl NntpFactory {
                 store,
                 login: None,
                 timeout: Some(DEFAULT_TIMEOUT),
-                clock: SharedClock(None),
+                clock: SharedClock::running(),
                 now: Rc::new(unix_now),
             }),
         }
@@ -163,7 +143,7 @@ impl NntpFactory {
         let clock: Rc<dyn ReactorTime> = Rc::new(clock);
         let c = clock.clone();
         self.with(|s| {
-            s.clock = SharedClock(Some(clock));
+            s.clock = SharedClock::from_rc(clock);
             s.now = Rc::new(move || c.seconds() as i64);
         })
     }

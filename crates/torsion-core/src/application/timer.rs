@@ -7,22 +7,10 @@ use std::rc::Rc;
 
 use super::{Service, ServiceState};
 use crate::defer::{succeed, Deferred, Trigger};
-use crate::reactor::{CallOutcome, Delay, DelayedCall, ReactorTime};
+use crate::reactor::{CallOutcome, Delay, ReactorTime, SharedClock};
 use crate::task::LoopingCall;
 
 type Body = Box<dyn FnMut() -> Option<Deferred<()>>>;
-
-/// A shared clock handed to each new [`LoopingCall`].
-struct SharedClock(Rc<dyn ReactorTime>);
-
-impl ReactorTime for SharedClock {
-    fn seconds(&self) -> f64 {
-        self.0.seconds()
-    }
-    fn call_later_boxed(&self, seconds: f64, f: Box<dyn FnOnce()>) -> DelayedCall {
-        self.0.call_later_boxed(seconds, f)
-    }
-}
 
 /// Whether a call's Deferred is pending, and who waits for it to end.
 #[derive(Default)]
@@ -149,7 +137,7 @@ impl Service for TimerService {
             }
         });
         if let Some(clock) = self.clock.borrow().clone() {
-            lc.set_clock(SharedClock(clock));
+            lc.set_clock(SharedClock::from_rc(clock));
         }
         *self.looping.borrow_mut() = Some(lc.clone());
         // Twisted's `_failed`: a failing call ends the loop and is logged.

@@ -37,7 +37,7 @@ use std::task::{Poll, Waker};
 use tokio::sync::mpsc;
 
 use crate::time::TimerCore;
-pub use crate::time::{Delay, DelayedCall, ReactorTime};
+pub use crate::time::{Delay, DelayedCall, ReactorTime, SharedClock};
 pub use resolver::{HostnameResolver, SystemResolver};
 pub use triggers::{CallOutcome, Event, Phase, TriggerId};
 
