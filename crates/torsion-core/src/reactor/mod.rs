@@ -24,6 +24,7 @@
 //! [`ensure_deferred`]) and protocol code can `await` it. Protocols are `!Send`: share state
 //! with `Rc` and `RefCell`. Other threads talk to the reactor through a [`ReactorHandle`].
 
+mod clock;
 mod resolver;
 mod triggers;
 
@@ -37,7 +38,8 @@ use std::task::{Poll, Waker};
 use tokio::sync::mpsc;
 
 use crate::time::TimerCore;
-pub use crate::time::{Delay, DelayedCall, ReactorTime, SharedClock};
+pub use crate::time::{Delay, DelayedCall, ReactorTime};
+pub use clock::SharedClock;
 pub use resolver::{HostnameResolver, SystemResolver};
 pub use triggers::{CallOutcome, Event, Phase, TriggerId};
 
