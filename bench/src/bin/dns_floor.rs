@@ -56,6 +56,9 @@ fn main() -> std::io::Result<()> {
     let port: u16 = torsion_bench::arg("--port", 5353);
     let polled: u8 = torsion_bench::arg("--poll", 0);
     let sock = UdpSocket::bind(("127.0.0.1", port))?;
+    // Never accepted from: only there so that bench/run's readiness probe (a TCP connect,
+    // as for every server) sees this one up.
+    let _probe = std::net::TcpListener::bind(("127.0.0.1", sock.local_addr()?.port()))?;
     println!("dns_floor listening on {}", sock.local_addr()?);
     sock.set_nonblocking(polled != 0)?;
     let fd = sock.as_raw_fd();
