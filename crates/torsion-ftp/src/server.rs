@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime};
 
 use torsion::defer::Deferred;
 use torsion::producer::Producer;
-use torsion::protocols::policies::IdleTimeout;
+use torsion::protocols::policies::{IdleTimeout, ReadingPause};
 use torsion::reactor::{DelayedCall, ReactorTime, SharedClock};
 use torsion::tcp::ListeningPort;
 use torsion::tls::ServerContext;
@@ -379,7 +379,7 @@ struct Conn {
     writable: bool,
     login: Option<Login<FtpUser>>,
     data: Data,
-    paused: bool,
+    reading: ReadingPause,
     /// The control connection's idle timer (owned by [`Ftp`]): a transfer's end restarts it.
     idle: Weak<IdleTimeout>,
 }
@@ -404,7 +404,7 @@ impl Ftp {
                 writable: false,
                 login: None,
                 data: Data::default(),
-                paused: false,
+                reading: ReadingPause::new(),
                 idle: Rc::downgrade(&idle),
             })),
             idle,
@@ -515,15 +515,8 @@ fn pump(conn: &Rc<RefCell<Conn>>) {
     };
     c.flush();
     let should_pause = !c.core.closed() && c.core.buffered() > MAX_PENDING_INPUT;
-    if should_pause != c.paused {
-        c.paused = should_pause;
-        if let Some(t) = c.control.clone() {
-            if should_pause {
-                t.pause_producing();
-            } else {
-                t.resume_producing();
-            }
-        }
+    if let Some(t) = c.control.clone() {
+        c.reading.set(&t, should_pause);
     }
 }
 

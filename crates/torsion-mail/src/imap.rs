@@ -55,7 +55,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use torsion::defer::Deferred;
-use torsion::protocols::policies::{IdleTimeout, WriteGate};
+use torsion::protocols::policies::{IdleTimeout, ReadingPause, WriteGate};
 use torsion::reactor::{DelayedCall, ReactorTime, SharedClock};
 use torsion::tls::ServerContext;
 use torsion::transport::Address as PeerAddress;
@@ -212,7 +212,7 @@ impl Factory for ImapFactory {
                 idling: None,
                 idle_timer: None,
                 gate: WriteGate::new(),
-                paused: false,
+                reading: ReadingPause::new(),
             })),
             idle: IdleTimeout::new(),
         })
@@ -263,7 +263,7 @@ struct Conn {
     /// Set by the transport (through [`WriteGate`]) while its write buffer is over the
     /// high watermark: no further command is run, and reading pauses, until it drains.
     gate: WriteGate,
-    paused: bool,
+    reading: ReadingPause,
 }
 
 impl Conn {
@@ -439,14 +439,7 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
         return;
     }
     let should_pause = c.write_blocked(t);
-    if should_pause != c.paused {
-        c.paused = should_pause;
-        if should_pause {
-            t.pause_producing();
-        } else {
-            t.resume_producing();
-        }
-    }
+    c.reading.set(t, should_pause);
 }
 
 fn command(conn: &Rc<RefCell<Conn>>, t: &Transport, bytes: &[u8]) {

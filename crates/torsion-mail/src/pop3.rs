@@ -42,7 +42,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion::defer::Deferred;
-use torsion::protocols::policies::{IdleTimeout, WriteGate};
+use torsion::protocols::policies::{IdleTimeout, ReadingPause, WriteGate};
 use torsion::reactor::{ReactorTime, SharedClock};
 use torsion::tls::ServerContext;
 use torsion::transport::Address as PeerAddress;
@@ -198,7 +198,7 @@ struct Conn {
     /// The maildrop this session holds locked.
     locked: Option<PathBuf>,
     sending: Option<Sending>,
-    paused: bool,
+    reading: ReadingPause,
     gate: WriteGate,
     transport: Option<Transport>,
     login: Option<Login<Maildir>>,
@@ -221,7 +221,7 @@ impl Pop3 {
                 mailbox: Mailbox::default(),
                 locked: None,
                 sending: None,
-                paused: false,
+                reading: ReadingPause::new(),
                 gate: WriteGate::new(),
                 transport: None,
                 login: None,
@@ -363,14 +363,7 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
     c.flush(t);
     let should_pause = !c.core.closed()
         && (c.write_blocked(t) || c.sending.is_some() || c.core.buffered() > MAX_PENDING_INPUT);
-    if should_pause != c.paused {
-        c.paused = should_pause;
-        if should_pause {
-            t.pause_producing();
-        } else {
-            t.resume_producing();
-        }
-    }
+    c.reading.set(t, should_pause);
 }
 
 fn start_login(conn: &Rc<RefCell<Conn>>, t: &Transport, user: String, password: Vec<u8>) {

@@ -30,7 +30,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion::defer::{Deferred, DeferredList};
-use torsion::protocols::policies::{IdleTimeout, WriteGate};
+use torsion::protocols::policies::{IdleTimeout, ReadingPause, WriteGate};
 use torsion::reactor::{ReactorTime, SharedClock};
 use torsion::tls::ServerContext;
 use torsion::transport::Address as PeerAddress;
@@ -206,7 +206,7 @@ struct Conn {
     recipients: Vec<(Address, MessageFactory)>,
     messages: Vec<Box<dyn Message>>,
     failed: bool,
-    paused: bool,
+    reading: ReadingPause,
     /// Set by the transport (through [`WriteGate`]) while its write buffer is over the
     /// high watermark; outside the `RefCell`, as the transport may say so during a write.
     gate: WriteGate,
@@ -235,7 +235,7 @@ impl Smtp {
                 recipients: Vec::new(),
                 messages: Vec::new(),
                 failed: false,
-                paused: false,
+                reading: ReadingPause::new(),
                 gate: WriteGate::new(),
                 transport: None,
                 login: None,
@@ -372,14 +372,7 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
     c.flush(t);
     let should_pause =
         !c.core.closed() && (c.write_blocked(t) || c.core.buffered() > MAX_PENDING_INPUT);
-    if should_pause != c.paused {
-        c.paused = should_pause;
-        if should_pause {
-            t.pause_producing();
-        } else {
-            t.resume_producing();
-        }
-    }
+    c.reading.set(t, should_pause);
 }
 
 /// Writes part of the body to each recipient's message; one failing drops them all, and

@@ -20,7 +20,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion::defer::Deferred;
-use torsion::protocols::policies::{IdleTimeout, WriteGate};
+use torsion::protocols::policies::{IdleTimeout, ReadingPause, WriteGate};
 use torsion::reactor::{ReactorTime, SharedClock};
 use torsion::transport::Address as PeerAddress;
 use torsion::{ConnectionEnd, Factory, Failure, Protocol, Transport};
@@ -163,7 +163,7 @@ impl Factory for NntpFactory {
                 peer: String::new(),
                 transport: None,
                 login: None,
-                paused: false,
+                reading: ReadingPause::new(),
                 gate: WriteGate::new(),
             })),
             idle: IdleTimeout::new(),
@@ -183,7 +183,7 @@ struct Conn {
     peer: String,
     transport: Option<Transport>,
     login: Option<Login<NewsUser>>,
-    paused: bool,
+    reading: ReadingPause,
     /// Set by the transport (through [`WriteGate`]) while its write buffer is over the high
     /// watermark; outside the `RefCell`, as the transport may say so during a write.
     gate: WriteGate,
@@ -242,14 +242,7 @@ fn pump(conn: &Rc<RefCell<Conn>>, t: &Transport) {
     c.flush(t);
     let should_pause =
         !c.core.closed() && (c.write_blocked(t) || c.core.buffered() > MAX_PENDING_INPUT);
-    if should_pause != c.paused {
-        c.paused = should_pause;
-        if should_pause {
-            t.pause_producing();
-        } else {
-            t.resume_producing();
-        }
-    }
+    c.reading.set(t, should_pause);
 }
 
 fn start_login(conn: &Rc<RefCell<Conn>>, t: &Transport, user: String, password: String) {

@@ -1,4 +1,5 @@
-//! [`WriteGate`]: write-buffer flow control for a protocol that answers what it reads.
+//! [`WriteGate`]: write-buffer flow control for a protocol that answers what it reads, and
+//! [`ReadingPause`]: its reading paused and resumed only when that changes.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -86,4 +87,52 @@ impl Producer for Gate {
     }
 
     fn stop_producing(&self) {}
+}
+
+/// Whether a protocol has paused its transport's reading, so that the transport hears only of
+/// changes. A protocol that answers what it reads decides after each batch whether reading
+/// should wait (its client is not taking the answers, or too much input waits unread) and
+/// hands the verdict to [`set`](Self::set), which calls the transport's `pause_producing` or
+/// `resume_producing` when the verdict differs from the last one.
+///
+/// ```
+/// use torsion::protocols::policies::ReadingPause;
+/// use torsion::testing::StringTransport;
+///
+/// let st = StringTransport::new();
+/// let t = st.transport();
+/// let mut reading = ReadingPause::new();
+/// reading.set(&t, true);
+/// assert!(reading.is_paused());
+/// reading.set(&t, true); // no change: the transport is not told again
+/// reading.set(&t, false);
+/// assert!(!reading.is_paused());
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadingPause {
+    paused: bool,
+}
+
+impl ReadingPause {
+    /// Reading not paused.
+    pub fn new() -> ReadingPause {
+        ReadingPause::default()
+    }
+
+    /// Pauses (`true`) or resumes (`false`) `transport`'s reading, if that is a change.
+    pub fn set(&mut self, transport: &Transport, pause: bool) {
+        if pause != self.paused {
+            self.paused = pause;
+            if pause {
+                transport.pause_producing();
+            } else {
+                transport.resume_producing();
+            }
+        }
+    }
+
+    /// Whether reading is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
 }

@@ -116,7 +116,7 @@ mod timeout;
 mod traffic;
 mod wrapper;
 
-pub use gate::WriteGate;
+pub use gate::{ReadingPause, WriteGate};
 pub use idle::IdleTimeout;
 pub use limit::{
     LimitConnectionsByPeer, LimitTotalConnectionsFactory, PeerLimitPolicy, TotalLimitPolicy,
