@@ -515,8 +515,9 @@ fn pump(conn: &Rc<RefCell<Conn>>) {
     };
     c.flush();
     let should_pause = !c.core.closed() && c.core.buffered() > MAX_PENDING_INPUT;
-    if let Some(t) = c.control.clone() {
-        c.reading.set(&t, should_pause);
+    let c = &mut *c;
+    if let Some(t) = &c.control {
+        c.reading.set(t, should_pause);
     }
 }
 
