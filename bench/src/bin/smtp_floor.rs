@@ -77,7 +77,7 @@ fn main() -> io::Result<()> {
                 let Ok((slot, serial, body)) = job else {
                     return;
                 };
-                deliver(&tmp, &new, &body, serial, 1).expect("delivery");
+                deliver(&tmp, &new, &body, serial, true).expect("delivery");
                 if (stored.fetch_add(1, Ordering::Relaxed) + 1) % group == 0 {
                     fsync(&*new).expect("flushing new/");
                 }
@@ -165,7 +165,7 @@ fn main() -> io::Result<()> {
                                 .send((slot, serial, body))
                                 .map_err(|_| io::Error::other("the workers are gone"))?;
                         } else {
-                            deliver(&tmp, &new, &conn.message[..body_len], serial, 0)?;
+                            deliver(&tmp, &new, &conn.message[..body_len], serial, false)?;
                             replies.extend_from_slice(b"250 2.0.0 queued\r\n");
                         }
                         conn.message.clear();
@@ -205,8 +205,8 @@ fn main() -> io::Result<()> {
     }
 }
 
-/// Writes one message into `tmp/`, flushes it (with `sync`), and moves it into `new/`.
-fn deliver(tmp: &OwnedFd, new: &OwnedFd, body: &[u8], serial: u64, sync: u8) -> io::Result<()> {
+/// Writes one message into `tmp/`, flushes it if `flush`, and moves it into `new/`.
+fn deliver(tmp: &OwnedFd, new: &OwnedFd, body: &[u8], serial: u64, flush: bool) -> io::Result<()> {
     let name = format!("{serial}.floor");
     let fd = openat(
         tmp,
@@ -216,7 +216,7 @@ fn deliver(tmp: &OwnedFd, new: &OwnedFd, body: &[u8], serial: u64, sync: u8) -> 
     )?;
     let mut file = File::from(fd);
     file.write_all(body)?;
-    if sync != 0 {
+    if flush {
         fdatasync(&file)?;
     }
     drop(file);
