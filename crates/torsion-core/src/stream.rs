@@ -405,16 +405,16 @@ impl<S: StreamSocket> Conn<S> {
         std::ptr::from_ref(self).addr()
     }
 
-    /// Gathers a write made in a callback in the thread's buffer; false when the buffer holds
-    /// another connection's bytes (the caller buffers them itself then).
-    fn stage(&self, data: &[u8]) -> bool {
+    /// Gathers a write made in a callback (its parts, in order) in the thread's buffer; false
+    /// when the buffer holds another connection's bytes (the caller buffers them itself then).
+    fn stage(&self, parts: impl transport::WriteParts) -> bool {
         let key = self.stage_key();
         STAGED.with_borrow_mut(|s| {
             if !s.bytes.is_empty() && s.owner != key {
                 return false;
             }
             s.owner = key;
-            s.bytes.extend_from_slice(data);
+            parts.each(|data| s.bytes.extend_from_slice(data));
             self.staged.set(true);
             true
         })

@@ -76,9 +76,11 @@ impl<S: StreamSocket> Conn<S> {
         }
     }
 
-    /// A write that passed the write limit's check.
-    fn write_admitted(&self, data: &[u8]) {
-        if data.is_empty() || self.state().write_refused() {
+    /// A write that passed the write limit's check: one slice for `write`, the parts of a
+    /// `write_sequence` (generic, so that a plain write pays nothing for sequences).
+    fn write_admitted(&self, parts: impl WriteParts) {
+        let len = parts.total_len();
+        if len == 0 || self.state().write_refused() {
             return;
         }
         if self.producer.wrote() {
@@ -86,15 +88,18 @@ impl<S: StreamSocket> Conn<S> {
             self.notify();
         }
         #[cfg(feature = "tls")]
-        if self.tls_write(data) {
+        if self.with_tls(|_| ()).is_some() {
+            parts.each(|data| {
+                self.tls_write(data);
+            });
             // The ciphertext is in the write buffer: the watermarks apply to it.
             self.producer.note_buffered(self.wbuf.len());
             return;
         }
-        let large = data.len() >= crate::transport::LARGE_WRITE;
+        let large = len >= crate::transport::LARGE_WRITE;
         // A small write in a callback, with nothing of the connection's own waiting, is
         // gathered in the thread's buffer and sent when the callback returns.
-        if !large && self.callbacks.running() && self.wbuf.is_empty() && self.stage(data) {
+        if !large && self.callbacks.running() && self.wbuf.is_empty() && self.stage(parts) {
             self.producer.note_buffered(self.staged_len());
             return;
         }
@@ -110,15 +115,60 @@ impl<S: StreamSocket> Conn<S> {
         }
         if self.wbuf.is_empty() && (!self.callbacks.running() || large) {
             // Written from outside this connection's callbacks, or too large to gain from
-            // being gathered with what the callback writes next: send at once.
-            if self.send_or_keep(data) {
+            // being gathered with what the callback writes next: send at once, each part
+            // while the socket takes them whole, the rest kept in order.
+            let mut sent = true;
+            parts.each(|data| {
+                if sent {
+                    sent = self.send_or_keep(data);
+                } else {
+                    self.wbuf.borrow_mut().extend_from_slice(data);
+                }
+            });
+            if sent {
                 return;
             }
         } else {
-            self.wbuf.borrow_mut().extend_from_slice(data);
+            let mut wbuf = self.wbuf.borrow_mut();
+            parts.each(|data| wbuf.extend_from_slice(data));
         }
         self.producer.note_buffered(self.wbuf.len());
         self.notify();
+    }
+}
+
+/// What one write hands over: a slice (`write`), or the parts of a `write_sequence`, sent
+/// in order as one write.
+pub(super) trait WriteParts: Copy {
+    /// How many bytes in all.
+    fn total_len(self) -> usize;
+    /// Calls `f` with each part, in order.
+    fn each(self, f: impl FnMut(&[u8]));
+}
+
+impl WriteParts for &[u8] {
+    #[inline]
+    fn total_len(self) -> usize {
+        self.len()
+    }
+
+    #[inline]
+    fn each(self, mut f: impl FnMut(&[u8])) {
+        f(self);
+    }
+}
+
+impl WriteParts for &[&[u8]] {
+    #[inline]
+    fn total_len(self) -> usize {
+        self.iter().map(|part| part.len()).sum()
+    }
+
+    #[inline]
+    fn each(self, mut f: impl FnMut(&[u8])) {
+        for part in self {
+            f(part);
+        }
     }
 }
 
@@ -135,9 +185,7 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     fn write_sequence(&self, data: &[&[u8]]) {
         let len = data.iter().map(|c| c.len()).sum();
         if !self.refused_by_limit(len) {
-            for chunk in data {
-                self.write_admitted(chunk);
-            }
+            self.write_admitted(data);
         }
     }
 

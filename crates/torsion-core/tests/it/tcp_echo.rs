@@ -503,3 +503,80 @@ async fn both_drivers_echo_the_same() -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// Writes every message back framed as a sequence: `<`, the bytes, `>` (small parts, which a
+/// callback gathers together); on connection, 600 KB in parts both large and small from
+/// inside the callback, and the same again from a delayed call, outside any callback.
+struct Sequences {
+    ended: DeferredQueue<()>,
+}
+
+/// The parts the server writes on connection: large and small mixed, each byte its place.
+fn sequence_parts() -> Vec<Vec<u8>> {
+    let sizes = [1, 200_000, 3, 17, 100_000, 64 * 1024, 5];
+    let mut at = 0u32;
+    sizes
+        .iter()
+        .map(|&n| {
+            (0..n)
+                .map(|_| {
+                    at += 1;
+                    (at % 251) as u8
+                })
+                .collect()
+        })
+        .collect()
+}
+
+impl Protocol for Sequences {
+    fn connection_made(&mut self, t: &Transport) {
+        let parts = sequence_parts();
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        t.write_sequence(&refs);
+        let t = t.clone();
+        reactor().call_later(0.0, move || {
+            let parts = sequence_parts();
+            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            t.write_sequence(&refs);
+        });
+    }
+
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        t.write_sequence(&[b"<", data, b">"]);
+    }
+
+    fn connection_lost(&mut self, _reason: ConnectionEnd) {
+        self.ended.put(()).unwrap();
+    }
+}
+
+#[torsion::test(timeout = 10)]
+async fn write_sequence_keeps_the_parts_in_order_on_every_path() -> Result<(), Failure> {
+    let ended = DeferredQueue::new();
+    let e = ended.clone();
+    let port = reactor().listen_tcp_on(
+        0,
+        factory(move || Sequences { ended: e.clone() }),
+        "127.0.0.1",
+    )?;
+    let mut peer = tokio::net::TcpStream::connect(port.get_host().socket_addr().unwrap()).await?;
+    let expected: Vec<u8> = sequence_parts().concat();
+    let mut got = vec![0; expected.len() * 2];
+    peer.read_exact(&mut got).await?;
+    assert!(
+        got[..expected.len()] == expected,
+        "the parts written in the callback differ"
+    );
+    assert!(
+        got[expected.len()..] == expected,
+        "the parts written outside a callback differ"
+    );
+    peer.write_all(b"abc").await?;
+    let mut framed = [0; 5];
+    peer.read_exact(&mut framed).await?;
+    assert_eq!(&framed, b"<abc>");
+    drop(peer);
+    next(&ended).await;
+    port.stop_listening().await?;
+    Ok(())
+}
