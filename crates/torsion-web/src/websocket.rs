@@ -75,7 +75,8 @@ use torsion::{ClientFactory, ConnectionEnd, Factory, Failure, Protocol, Transpor
 use crate::proto::websocket::deflate::{self, Compressor};
 pub use crate::proto::websocket::deflate::{Agreed as DeflateAgreed, DeflateOptions};
 use crate::proto::websocket::{
-    accept_key, encode_close, encode_compressed_frame, encode_frame, Decoder, Message, Opcode, Role,
+    accept_key, encode_close, encode_compressed_frame, encode_frame, unmasked_head, Decoder,
+    Message, Opcode, Role,
 };
 pub use crate::proto::websocket::{close_code, WsLimits};
 use crate::proto::{parse_response_head, Limits};
@@ -147,7 +148,14 @@ struct WsShared {
     deflate: Option<deflate::Agreed>,
     /// Compresses the messages sent, when permessage-deflate was agreed.
     compressor: RefCell<Option<Compressor>>,
+    /// The buffer the last built frame went out of, kept for the next (up to
+    /// [`SCRATCH_KEPT`] bytes of capacity).
+    scratch: Cell<Vec<u8>>,
 }
+
+/// The largest frame buffer a connection keeps between sends: a larger one (a big message)
+/// is freed once sent.
+const SCRATCH_KEPT: usize = 64 * 1024;
 
 /// Sends on a WebSocket connection (Twisted's `WebSocketTransport`). Cheap to clone; every
 /// clone is the same connection. After [`close`](Self::close), sends are dropped.
@@ -170,7 +178,6 @@ impl WebSocketTransport {
         if self.shared.close_sent.get().is_some() {
             return;
         }
-        let mut out = Vec::new();
         let compressed = match opcode {
             Opcode::Text | Opcode::Binary => self
                 .shared
@@ -180,11 +187,26 @@ impl WebSocketTransport {
                 .and_then(|c| c.compress(payload)),
             _ => None,
         };
-        match compressed {
-            Some(z) => encode_compressed_frame(&mut out, opcode, &z, self.mask()),
-            None => encode_frame(&mut out, true, opcode, payload, self.mask()),
+        // Frames that must be built (masked, compressed) are built in a buffer kept for
+        // the next one (taken out of its cell, so a send from inside the write finds
+        // another).
+        let mut out = self.shared.scratch.take();
+        out.clear();
+        match (compressed, self.mask()) {
+            // A server's frame: the head and the payload written as they are, nothing
+            // allocated or copied here (the transport copies both into its buffer).
+            (None, None) => {
+                let (head, n) = unmasked_head(opcode, payload.len());
+                self.shared.transport.write_sequence(&[&head[..n], payload]);
+                return;
+            }
+            (Some(z), mask) => encode_compressed_frame(&mut out, opcode, &z, mask),
+            (None, mask) => encode_frame(&mut out, true, opcode, payload, mask),
         }
         self.shared.transport.write(&out);
+        if out.capacity() <= SCRATCH_KEPT {
+            self.shared.scratch.set(out);
+        }
     }
 
     fn mask(&self) -> Option<[u8; 4]> {
@@ -332,6 +354,7 @@ impl WsConnection {
                     clock,
                     deflate,
                     compressor: RefCell::new(deflate.map(|a| a.compressor())),
+                    scratch: Cell::new(Vec::new()),
                 }),
             },
             protocol,

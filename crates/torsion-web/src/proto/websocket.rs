@@ -220,28 +220,45 @@ pub fn encode_compressed_frame(
 }
 
 fn encode_frame_bits(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: Option<[u8; 4]>) {
-    let len = payload.len();
-    out.reserve(len + 14);
-    out.push(first);
+    let (head, n) = frame_head(first, payload.len(), mask);
+    out.reserve(n + payload.len());
+    out.extend_from_slice(&head[..n]);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        apply_mask(&mut out[start..], key, 0);
+    }
+}
+
+/// A frame's head (at most 14 bytes: the two first bytes, the extended length, the masking
+/// key) for a payload of `len` bytes, and how many of the bytes are used.
+fn frame_head(first: u8, len: usize, mask: Option<[u8; 4]>) -> ([u8; 14], usize) {
+    let mut head = [0u8; 14];
+    head[0] = first;
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    if len < 126 {
-        out.push(mask_bit | len as u8);
+    let mut n = if len < 126 {
+        head[1] = mask_bit | len as u8;
+        2
     } else if let Ok(short) = u16::try_from(len) {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&short.to_be_bytes());
+        head[1] = mask_bit | 126;
+        head[2..4].copy_from_slice(&short.to_be_bytes());
+        4
     } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
+        head[1] = mask_bit | 127;
+        head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    if let Some(key) = mask {
+        head[n..n + 4].copy_from_slice(&key);
+        n += 4;
     }
-    match mask {
-        None => out.extend_from_slice(payload),
-        Some(key) => {
-            out.extend_from_slice(&key);
-            let start = out.len();
-            out.extend_from_slice(payload);
-            apply_mask(&mut out[start..], key, 0);
-        }
-    }
+    (head, n)
+}
+
+/// The head of an unmasked final frame carrying a whole message of `len` bytes (what a
+/// server sends): written before the payload, it saves copying the payload into a frame.
+pub fn unmasked_head(opcode: Opcode, len: usize) -> ([u8; 14], usize) {
+    frame_head(0x80 | opcode.bits(), len, None)
 }
 
 /// Writes a close frame with `code` and `reason` (cut to fit 125 bytes at a character
@@ -259,8 +276,19 @@ pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str, mask: Option<[u8
 
 /// XORs `data` with the masking key, `offset` bytes into the payload.
 pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
-    for (i, b) in data.iter_mut().enumerate() {
-        *b ^= key[(offset + i) & 3];
+    // The key turned so that it starts at `offset`, then eight bytes at a time.
+    let key = [0, 1, 2, 3].map(|i| key[(offset + i) & 3]);
+    let word = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(b) ^ word).to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= key[i & 3];
     }
 }
 
@@ -482,6 +510,17 @@ impl Decoder {
                 Opcode::Ping => return Ok(Some(Message::Ping(payload.to_vec()))),
                 Opcode::Pong => return Ok(Some(Message::Pong(payload.to_vec()))),
                 Opcode::Close => return parse_close(payload).map(Some),
+                // A whole message in one uncompressed frame, the common case: straight from
+                // the frame, checked once, one allocation.
+                Opcode::Text | Opcode::Binary if fin && !rsv1 => {
+                    return match opcode {
+                        Opcode::Binary => Ok(Some(Message::Binary(payload.to_vec()))),
+                        _ => match std::str::from_utf8(payload) {
+                            Ok(text) => Ok(Some(Message::Text(text.to_owned()))),
+                            Err(_) => Err(ProtocolError::new(INVALID_PAYLOAD, "text is not UTF-8")),
+                        },
+                    };
+                }
                 Opcode::Text | Opcode::Binary | Opcode::Continuation => {
                     let partial = self.partial.get_or_insert_with(|| Partial {
                         text: opcode == Opcode::Text,
@@ -569,6 +608,53 @@ mod tests {
             out.push(m);
         }
         Ok(out)
+    }
+
+    #[test]
+    fn masking_by_words_is_masking_by_bytes() {
+        let key = [0x12, 0x34, 0x56, 0x78];
+        for len in 0..40 {
+            for offset in 0..8 {
+                let data: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37)).collect();
+                let mut by_words = data.clone();
+                apply_mask(&mut by_words, key, offset);
+                let by_bytes: Vec<u8> = data
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ key[(offset + i) & 3])
+                    .collect();
+                assert_eq!(by_words, by_bytes, "len {len}, offset {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn unmasked_heads_are_the_encoded_frames_heads() {
+        for n in [0, 125, 126, 65535, 65536] {
+            let payload = vec![b'a'; n];
+            let mut wire = Vec::new();
+            encode_frame(&mut wire, true, Opcode::Text, &payload, None);
+            let (head, used) = unmasked_head(Opcode::Text, n);
+            assert_eq!(&wire[..used], &head[..used]);
+            assert_eq!(wire.len(), used + n);
+        }
+    }
+
+    #[test]
+    fn masked_frames_of_each_size_class_round_trip() {
+        for n in [0, 1, 7, 8, 9, 125, 126, 1000, 65536] {
+            let text: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            let mut wire = Vec::new();
+            encode_frame(
+                &mut wire,
+                true,
+                Opcode::Text,
+                text.as_bytes(),
+                Some([9, 8, 7, 6]),
+            );
+            let got = decode_all(Role::Server, WsLimits::default(), &wire).unwrap();
+            assert_eq!(got, vec![Message::Text(text)]);
+        }
     }
 
     #[test]
