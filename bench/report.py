@@ -268,7 +268,12 @@ def main():
                 "mail --maildirdbmdomain` itself refuses every recipient on Python 3. aiosmtpd: "
                 "`python -m aiosmtpd -c aiosmtpd.handlers.Mailbox DIR` (Python's `mailbox`, "
                 "which `fsync`s the message file). A run fails on any reply but the expected "
-                "one, or when fewer messages are in `new/` than were accepted.", "",
+                "one, or when fewer messages are in `new/` than were accepted. Where the "
+                "Maildirs were is in the machine table (*scenario 9 Maildirs*): a tmpfs when "
+                "the machine has one with room, so that the servers are compared and not the "
+                "disk (on a tmpfs a flush costs nothing, which spares Torsion the flushes "
+                "Twisted never makes; on a disk the file system's state, fresh or aged by "
+                "deletions, moved every server's figure several-fold).", "",
                 "| server | messages/s | server CPU, µs per message | runs |",
                 "|---|---:|---:|---:|"]
         for w in contenders(med, "mail"):
