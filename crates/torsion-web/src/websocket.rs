@@ -187,21 +187,21 @@ impl WebSocketTransport {
                 .and_then(|c| c.compress(payload)),
             _ => None,
         };
-        // Frames that must be built (masked, compressed) are built in a buffer kept for
-        // the next one (taken out of its cell, so a send from inside the write finds
-        // another).
+        let Some(key) = self.mask() else {
+            // A server's frame: its head and the payload (compressed or not) written as they
+            // are, nothing allocated or copied here (the transport copies both).
+            let body = compressed.as_deref().unwrap_or(payload);
+            let (head, n) = unmasked_head(opcode, compressed.is_some(), body.len());
+            self.shared.transport.write_sequence(&[&head[..n], body]);
+            return;
+        };
+        // A client's frame is masked, so built: in a buffer kept for the next one (taken out
+        // of its cell, so that a send from inside the write finds another).
         let mut out = self.shared.scratch.take();
         out.clear();
-        match (compressed, self.mask()) {
-            // A server's frame: the head and the payload written as they are, nothing
-            // allocated or copied here (the transport copies both into its buffer).
-            (None, None) => {
-                let (head, n) = unmasked_head(opcode, payload.len());
-                self.shared.transport.write_sequence(&[&head[..n], payload]);
-                return;
-            }
-            (Some(z), mask) => encode_compressed_frame(&mut out, opcode, &z, mask),
-            (None, mask) => encode_frame(&mut out, true, opcode, payload, mask),
+        match compressed {
+            Some(z) => encode_compressed_frame(&mut out, opcode, &z, Some(key)),
+            None => encode_frame(&mut out, true, opcode, payload, Some(key)),
         }
         self.shared.transport.write(&out);
         if out.capacity() <= SCRATCH_KEPT {

@@ -77,9 +77,9 @@ impl<S: StreamSocket> Conn<S> {
     }
 
     /// A write that passed the write limit's check: one slice for `write`, the parts of a
-    /// `write_sequence` (generic, so that a plain write pays nothing for sequences).
-    fn write_admitted(&self, parts: impl WriteParts) {
-        let len = parts.total_len();
+    /// `write_sequence` (generic, so that a plain write pays nothing for sequences), `len`
+    /// bytes in all (counted once, by the caller, for the write limit).
+    fn write_admitted(&self, parts: impl WriteParts, len: usize) {
         if len == 0 || self.state().write_refused() {
             return;
         }
@@ -176,16 +176,16 @@ impl<S: StreamSocket> TransportImpl for Conn<S> {
     #[inline]
     fn write(&self, data: &[u8]) {
         if !self.refused_by_limit(data.len()) {
-            self.write_admitted(data);
+            self.write_admitted(data, data.len());
         }
     }
 
     /// The write limit is checked against the whole sequence, so that
     /// `WritePolicy::DropWrites` drops a message written in parts whole, never a part of it.
     fn write_sequence(&self, data: &[&[u8]]) {
-        let len = data.iter().map(|c| c.len()).sum();
+        let len = data.total_len();
         if !self.refused_by_limit(len) {
-            self.write_admitted(data);
+            self.write_admitted(data, len);
         }
     }
 

@@ -256,9 +256,10 @@ fn frame_head(first: u8, len: usize, mask: Option<[u8; 4]>) -> ([u8; 14], usize)
 }
 
 /// The head of an unmasked final frame carrying a whole message of `len` bytes (what a
-/// server sends): written before the payload, it saves copying the payload into a frame.
-pub fn unmasked_head(opcode: Opcode, len: usize) -> ([u8; 14], usize) {
-    frame_head(0x80 | opcode.bits(), len, None)
+/// server sends), with RSV1 set when the payload is compressed by permessage-deflate:
+/// written before the payload, it saves copying the payload into a frame.
+pub fn unmasked_head(opcode: Opcode, compressed: bool, len: usize) -> ([u8; 14], usize) {
+    frame_head(0x80 | u8::from(compressed) << 6 | opcode.bits(), len, None)
 }
 
 /// Writes a close frame with `code` and `reason` (cut to fit 125 bytes at a character
@@ -634,7 +635,7 @@ mod tests {
             let payload = vec![b'a'; n];
             let mut wire = Vec::new();
             encode_frame(&mut wire, true, Opcode::Text, &payload, None);
-            let (head, used) = unmasked_head(Opcode::Text, n);
+            let (head, used) = unmasked_head(Opcode::Text, false, n);
             assert_eq!(&wire[..used], &head[..used]);
             assert_eq!(wire.len(), used + n);
         }
